@@ -1,0 +1,251 @@
+"""The operator declaration: what the checker proves things about and what the engine runs.
+
+An operator is declared once, by a symbolic transfer function over named scalar elements and
+parameters, grouped into input tensors. Element-wise operators have one element per tensor;
+structural operators (Gemm, pooling, Softmax, ...) are declared by a small fixed-arity witness of
+one output element (a 2x2 max pool is ``max(x0, x1, x2, x3)`` over one tensor ``x``).
+
+Elements of one tensor share that tensor's scale; different tensors may scale independently.
+Parameters are what a PTQ pipeline may rescale (biases, clip bounds, statistics, slopes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy
+
+from .grammar import ExpressionError, parse_expression
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+Kernel = Callable[..., Any]
+"""``kernel(**values)``: each element and parameter name -> a numpy array (broadcastable)."""
+
+OnnxKernel = Callable[[list, Mapping[str, Any]], Any]
+"""``onnx_kernel(inputs, attrs)``: ONNX input arrays (None for absent optional inputs) and
+attributes -> the output array (or a list of them), with the ONNX operator's semantics."""
+
+
+class DeclarationError(ValueError):
+    """A declaration is malformed: bad names, unknown symbols, inconsistent ONNX binding."""
+
+
+@dataclass(frozen=True)
+class TensorInput:
+    """One activation input: a name and the scalar elements of it the witness uses."""
+
+    name: str
+    elements: tuple[str, ...]
+
+
+def parse_inputs(spec: str | Sequence[str | Sequence[str]]) -> tuple[TensorInput, ...]:
+    """Read an input grouping.
+
+    ``"x"`` is one tensor; ``"a, b"`` two tensors; ``"x0 x1 x2 x3"`` one tensor of four
+    elements (commas separate tensors, spaces separate the elements of one tensor). A sequence
+    is read the same way item by item, and an item may itself be a sequence of element names.
+    """
+    if isinstance(spec, str):
+        groups = [g.split() for g in spec.split(",")]
+    else:
+        groups = [item.split() if isinstance(item, str) else list(item) for item in spec]
+    tensors = []
+    seen: set[str] = set()
+    for position, elements in enumerate(groups):
+        if not elements:
+            raise DeclarationError(f"inputs: tensor {position + 1} has no element names")
+        for element in elements:
+            if not _NAME.match(element):
+                raise DeclarationError(f"inputs: {element!r} is not a valid name")
+            if element in seen:
+                raise DeclarationError(f"inputs: {element!r} appears twice")
+            seen.add(element)
+        tensors.append(TensorInput(_tensor_name(elements, position), tuple(elements)))
+    return tuple(tensors)
+
+
+def _tensor_name(elements: Sequence[str], position: int) -> str:
+    """``x0 x1 x2`` is tensor ``x``; a single element names its own tensor."""
+    if len(elements) == 1:
+        return elements[0]
+    stems = {re.sub(r"_?\d+\Z", "", e) for e in elements}
+    if len(stems) == 1 and (stem := stems.pop()):
+        return stem
+    return f"input{position}"
+
+
+def _to_number(value: Any, where: str) -> Fraction:
+    try:
+        return Fraction(str(value)) if isinstance(value, (str, float)) else Fraction(value)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise DeclarationError(f"{where}: {value!r} is not a number") from None
+
+
+class Operator:
+    """A declared operator.
+
+    Args:
+        name: the operator's name (a catalog key, e.g. ``"LeakyRelu"``).
+        inputs: the activation inputs, see :func:`parse_inputs`.
+        expr: the symbolic form, a sympy expression or text in the safe grammar.
+        params: parameter name -> sample value (used for kernels and counterexamples; a
+            proved rule holds for every value). A sequence of names gives sample value 1.
+        kernel: numpy implementation of ``expr``; derived from ``expr`` when omitted.
+        onnx_type: the ONNX op type, when one exists.
+        onnx_inputs: per ONNX input slot, the witness names it carries: a tensor name, a
+            space-separated list of parameter names (e.g. ``"w0 w1"`` for Gemm's B), or None
+            for a static input (shapes, axes, indices) that is never scaled.
+        onnx_attrs: ONNX attribute name -> parameter name (e.g. LeakyRelu ``alpha``).
+        onnx_kernel: the tensor implementation with ONNX semantics; element-wise operators
+            get one from ``kernel`` by broadcasting.
+        domain: extra conditions on the elements (sympy relations) under which ``expr`` is
+            defined; conditions implied by the expression (log, sqrt, division) are recorded
+            by the parser automatically.
+        mixes_channels: whether one output element depends on several channels (Conv, Gemm,
+            Softmax), which rules out per-channel scales through it.
+        doc: one line on what the operator is.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        inputs: str | Sequence[str | Sequence[str]] = "x",
+        expr: sympy.Expr | str = "x",
+        params: Mapping[str, Any] | Sequence[str] | None = None,
+        kernel: Kernel | None = None,
+        onnx_type: str | None = None,
+        *,
+        onnx_inputs: Sequence[str | None] | None = None,
+        onnx_attrs: Mapping[str, str] | None = None,
+        onnx_kernel: OnnxKernel | None = None,
+        domain: Sequence[sympy.Basic] = (),
+        mixes_channels: bool = False,
+        doc: str = "",
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise DeclarationError("an operator needs a non-empty name")
+        self.name = name
+        self.inputs = parse_inputs(inputs)
+        if params is None:
+            params = {}
+        elif not isinstance(params, Mapping):
+            params = {p: 1 for p in params}
+        self.params: dict[str, Fraction] = {
+            p: _to_number(v, f"{name}: parameter {p}") for p, v in params.items()
+        }
+        for p in self.params:
+            if not _NAME.match(p):
+                raise DeclarationError(f"{name}: parameter {p!r} is not a valid name")
+            if p in self.element_names:
+                raise DeclarationError(f"{name}: {p!r} is both an input and a parameter")
+        if isinstance(expr, str):
+            try:
+                parsed = parse_expression(expr, source=name)
+            except ExpressionError as err:
+                raise DeclarationError(str(err)) from None
+            self.expr, parsed_domain = parsed.expr, tuple(parsed.domain)
+        elif isinstance(expr, sympy.Basic):
+            self.expr, parsed_domain = expr, ()
+        else:
+            raise DeclarationError(f"{name}: expr must be text or a sympy expression")
+        self.expr = self._canonical_symbols(self.expr)
+        self.domain = tuple(self._canonical_symbols(c) for c in (*parsed_domain, *domain))
+        unknown = {str(s) for s in self.expr.free_symbols} - set(self.element_names) - set(
+            self.params
+        )
+        if unknown:
+            raise DeclarationError(
+                f"{name}: {', '.join(sorted(unknown))} in the expression is neither an input "
+                "nor a parameter"
+            )
+        self._kernel = kernel
+        self.onnx_type = onnx_type
+        self.onnx_inputs = tuple(onnx_inputs) if onnx_inputs is not None else tuple(
+            t.name for t in self.inputs
+        )
+        self.onnx_attrs = dict(onnx_attrs or {})
+        self._onnx_kernel = onnx_kernel
+        self.mixes_channels = mixes_channels
+        self.doc = doc
+        self._check_binding()
+
+    # -- names and symbols -------------------------------------------------------------
+
+    @cached_property
+    def element_names(self) -> tuple[str, ...]:
+        return tuple(e for t in self.inputs for e in t.elements)
+
+    @cached_property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """Every element and parameter name -> its real sympy symbol."""
+        names = (*self.element_names, *self.params)
+        return {n: sympy.Symbol(n, real=True) for n in names}
+
+    def _canonical_symbols(self, expr: sympy.Basic) -> sympy.Basic:
+        """Replace symbols of the same name but other assumptions by the real ones."""
+        swap = {s: self.symbols[str(s)] for s in expr.free_symbols if str(s) in self.symbols}
+        return expr.xreplace(swap)
+
+    def _check_binding(self) -> None:
+        names = {t.name for t in self.inputs}
+        for slot, carried in enumerate(self.onnx_inputs):
+            if carried is None:
+                continue
+            for item in carried.split():
+                if item not in names and item not in self.params:
+                    raise DeclarationError(
+                        f"{self.name}: ONNX input {slot} carries {item!r}, which is neither an "
+                        "input tensor nor a parameter"
+                    )
+        for attr, param in self.onnx_attrs.items():
+            if param not in self.params:
+                raise DeclarationError(
+                    f"{self.name}: ONNX attribute {attr!r} maps to unknown parameter {param!r}"
+                )
+
+    # -- kernels -------------------------------------------------------------------------
+
+    @cached_property
+    def kernel(self) -> Kernel:
+        """The numpy kernel over element and parameter names (declared or derived)."""
+        if self._kernel is not None:
+            return self._kernel
+        from .lambdify import numpy_kernel
+
+        return numpy_kernel(self.expr, (*self.element_names, *self.params))
+
+    def evaluate(self, **values: Any) -> np.ndarray:
+        """Run the kernel; parameters missing from ``values`` take their sample values."""
+        full = {p: float(v) for p, v in self.params.items()}
+        full.update(values)
+        return np.asarray(self.kernel(**full), dtype=np.float64)
+
+    def run_onnx(self, inputs: list, attrs: Mapping[str, Any]) -> Any:
+        """Run the operator on ONNX input arrays with ONNX semantics."""
+        if self._onnx_kernel is not None:
+            return self._onnx_kernel(inputs, attrs)
+        if any(len(t.elements) != 1 for t in self.inputs):
+            raise NotImplementedError(f"{self.name} has no ONNX tensor implementation")
+        values: dict[str, Any] = {p: float(v) for p, v in self.params.items()}
+        for attr, param in self.onnx_attrs.items():
+            if attr in attrs:
+                values[param] = attrs[attr]
+        for carried, array in zip(self.onnx_inputs, inputs):
+            if carried is not None and array is not None:
+                for item in carried.split():
+                    values[item] = array
+        return self.kernel(**values)
+
+    @property
+    def has_onnx_kernel(self) -> bool:
+        return self._onnx_kernel is not None or all(len(t.elements) == 1 for t in self.inputs)
+
+    def __repr__(self) -> str:
+        return f"Operator({self.name!r}, expr={self.expr})"
