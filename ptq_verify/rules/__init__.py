@@ -1,0 +1,16 @@
+"""The scaling-rule lattice and the checker that decides an operator's rule."""
+
+from .certificate import Counterexample, Proof, ProofCase, Verdict
+from .checker import CHECKER_VERSION, classify
+from .lattice import Rule, RuleKind
+
+__all__ = [
+    "CHECKER_VERSION",
+    "Counterexample",
+    "Proof",
+    "ProofCase",
+    "Rule",
+    "RuleKind",
+    "Verdict",
+    "classify",
+]

@@ -67,11 +67,11 @@ class Rule:
         """Name the rule that a proved identity with these exponents is."""
         exponents = {p: Fraction(k) for p, k in param_exponents.items() if k != 0}
         degrees = tuple(Fraction(d) for d in input_degrees) if input_degrees else None
-        if n_inputs > 1 and degrees is None:
-            kind = RuleKind.ALIGNED
+        if n_inputs > 1:
+            kind = RuleKind.HOMOGENEOUS if degrees is not None else RuleKind.ALIGNED
         elif degree == 0:
             kind = RuleKind.SCALE_INVARIANT
-        elif n_inputs > 1 or degree != 1:
+        elif degree != 1:
             kind = RuleKind.HOMOGENEOUS
         elif exponents:
             kind = RuleKind.PARAM_RESCALE

@@ -1,0 +1,582 @@
+"""Decide an operator's scaling rule and back it with a certificate.
+
+The search and the proof are kept apart. The search is numeric and may be wrong: Euler's
+identity for homogeneous functions (proofs/euler.md),
+
+    sum_i x_i df/dx_i + sum_p k_p p df/dp = d f,
+
+is linear in the degree d and the parameter exponents k, so a few points give candidates by
+least squares. Only a symbolic proof turns a candidate into a verdict: the residual
+f(s x; s^k p) - s^d f(x; p), rewritten with s > 0 and simplified, must be zero, directly or in
+every cell of a sign split of the elements (proofs/sign-split.md). A refutation is an exact
+counterexample plus exact evidence that no degree works (two points with different ratios
+f(s x)/f(x), proofs/refutation.md) and, when there are parameters, that no rescaling of them
+rescues a rule (Euler's identity, a necessary condition, has no solution at some points).
+Anything else is ``undecided``: a verdict is never a guess.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import weakref
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+import mpmath
+import sympy
+
+from ..catalog.grammar import format_expression
+from ..catalog.operator import Operator
+from .certificate import Counterexample, Proof, ProofCase, Verdict
+from .lattice import Rule, RuleKind
+from .rewrite import zero_residual
+
+CHECKER_VERSION = "1"
+
+_PIECEWISE_ATOMS = (
+    sympy.Max,
+    sympy.Min,
+    sympy.Abs,
+    sympy.sign,
+    sympy.Heaviside,
+    sympy.Piecewise,
+    sympy.floor,
+    sympy.ceiling,
+)
+_SCALES = (Fraction(2), Fraction(3), Fraction(1, 2), Fraction(7, 5))
+_MAX_SPLIT_ELEMENTS = 5
+_MAX_ALTERNATIVES = 3
+_POINTS = 10
+_DPS = 30
+
+_cache: weakref.WeakKeyDictionary[Operator, Verdict] = weakref.WeakKeyDictionary()
+
+
+def classify(op: Operator) -> Verdict:
+    """The scaling rule of ``op`` with its certificate (cached per operator object)."""
+    verdict = _cache.get(op)
+    if verdict is None:
+        with mpmath.workdps(_DPS):
+            verdict = _Checker(op).verdict()
+        _cache[op] = verdict
+    return verdict
+
+
+def scale_symbol(tensor: str | None = None) -> sympy.Symbol:
+    """``s`` (one common scale) or ``s_<tensor>`` (that tensor's own scale); positive."""
+    return sympy.Symbol("s" if tensor is None else f"s_{tensor}", positive=True)
+
+
+def sign_symbol(element: str) -> sympy.Symbol:
+    """The positive variable ``t_<x>`` of a sign split: x = t_x or x = -t_x."""
+    return sympy.Symbol(f"t_{element}", positive=True)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    degree: Fraction
+    input_degrees: tuple[Fraction, ...] | None
+    param_exponents: dict[str, Fraction]
+
+
+def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sympy.Expr]:
+    """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols."""
+    swap: dict[sympy.Symbol, sympy.Expr] = {}
+    factor = sympy.S.One
+    for position, tensor in enumerate(op.inputs):
+        s = scale_symbol(tensor.name if candidate.input_degrees else None)
+        for element in tensor.elements:
+            swap[op.symbols[element]] = s * op.symbols[element]
+        if candidate.input_degrees:
+            factor *= s ** _rational(candidate.input_degrees[position])
+    s = scale_symbol()
+    for param, k in candidate.param_exponents.items():
+        swap[op.symbols[param]] = s ** _rational(k) * op.symbols[param]
+    if not candidate.input_degrees:
+        factor = s ** _rational(candidate.degree)
+    return op.expr.xreplace(swap), factor * op.expr
+
+
+def sign_cases(op: Operator) -> list[str]:
+    """The elements a sign split must consider: those under a piecewise or partial function."""
+    chosen: set[sympy.Symbol] = set()
+    for atom in op.expr.atoms(*_PIECEWISE_ATOMS, sympy.log, sympy.Pow):
+        if isinstance(atom, sympy.Pow) and atom.exp.is_integer:
+            continue
+        chosen |= atom.free_symbols
+    for condition in op.domain:
+        chosen |= condition.free_symbols
+    return [e for e in op.element_names if op.symbols[e] in chosen]
+
+
+def case_substitution(op: Operator, signs: dict[str, str]) -> dict[sympy.Symbol, sympy.Expr]:
+    value = {"positive": 1, "negative": -1}
+    return {
+        op.symbols[e]: (value[sign] * sign_symbol(e) if sign in value else sympy.S.Zero)
+        for e, sign in signs.items()
+    }
+
+
+def excluded_by_domain(op: Operator, substitution: dict) -> sympy.Basic | None:
+    """The first domain condition that is false in a sign case, if any."""
+    for condition in op.domain:
+        if condition.xreplace(substitution) == sympy.false:
+            return condition
+    return None
+
+
+def _rational(q: Fraction) -> sympy.Rational:
+    return sympy.Rational(q.numerator, q.denominator)
+
+
+class _Checker:
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+        self.rng = random.Random(f"ptq-verify:{op.name}:{op.expr}")
+        self.tensor_elements = [[op.symbols[e] for e in t.elements] for t in op.inputs]
+        self.param_symbols = [op.symbols[p] for p in op.params]
+
+    # -- numerics ----------------------------------------------------------------------
+
+    @cached_property
+    def numeric(self):
+        args = [op_symbol for group in self.tensor_elements for op_symbol in group]
+        return sympy.lambdify([*args, *self.param_symbols], self.op.expr, modules="mpmath")
+
+    def value(self, point: dict[str, mpmath.mpf]) -> mpmath.mpf | None:
+        try:
+            result = self.numeric(*[point[e] for e in (*self.op.element_names, *self.op.params)])
+            result = mpmath.mpmathify(result)
+        except (ZeroDivisionError, ValueError, TypeError, OverflowError):
+            return None
+        if not isinstance(result, mpmath.mpf) or not mpmath.isfinite(result):
+            return None
+        return result
+
+    def in_domain(self, point: dict[str, Fraction]) -> bool:
+        subs = {self.op.symbols[n]: _rational(v) for n, v in point.items()}
+        for condition in self.op.domain:
+            if condition.xreplace(subs) != sympy.true:
+                return False
+        return True
+
+    def random_point(
+        self, params: dict[str, Fraction] | None, signs: tuple[int, ...] | None = None
+    ) -> dict[str, Fraction] | None:
+        """A generic exact point inside the domain (parameters fixed or drawn too).
+
+        ``signs`` (+1/-1 per element) is tried first; random signs after 20 misses, so that
+        domains such as x > 0 are still met.
+        """
+        for attempt in range(200):
+            point = {e: self._generic_value(None) for e in self.op.element_names}
+            if signs is not None and attempt < 20:
+                point = {e: abs(v) * sign for (e, v), sign in zip(point.items(), signs)}
+            if params is None:
+                point.update({p: self._generic_value(v) for p, v in self.op.params.items()})
+            else:
+                point.update(params)
+            if self.in_domain(point):
+                return point
+        return None
+
+    def _generic_value(self, sample: Fraction | None) -> Fraction:
+        if sample is not None:
+            if sample == 0:
+                return Fraction(self.rng.randint(3, 40), self.rng.randint(41, 97))
+            return sample * Fraction(self.rng.randint(83, 127), 101)
+        # log-uniform over [1/100, 1000]: points on both sides of every kink a parameter sets
+        magnitude = Fraction(self.rng.randint(100, 999), 100) * Fraction(10) ** self.rng.randint(
+            -2, 2
+        )
+        return magnitude if self.rng.random() < 0.5 else -magnitude
+
+    def points(self, params: dict[str, Fraction] | None, count: int = _POINTS) -> list[dict]:
+        """Generic points: all elements positive, all negative, then mixed signs."""
+        n = len(self.op.element_names)
+        patterns = [(1,) * n, (-1,) * n]
+        found = []
+        for index in range(count):
+            signs = (
+                patterns[index]
+                if index < 2
+                else tuple(self.rng.choice((1, -1)) for _ in range(n))
+            )
+            point = self.random_point(params, signs)
+            if point is not None and self.value(_mp(point)) is not None:
+                found.append(point)
+        return found
+
+    def scaled(self, point: dict, scales: dict[str, mpmath.mpf], exps: dict) -> dict:
+        """The point with each tensor scaled and each parameter rescaled by s^k."""
+        out = dict(point)
+        for tensor in self.op.inputs:
+            for e in tensor.elements:
+                out[e] = point[e] * scales[tensor.name]
+        common = scales.get(None, mpmath.mpf(1))
+        for p, k in exps.items():
+            out[p] = point[p] * mpmath.power(common, _mpq(k))
+        return out
+
+    def euler_rows(self, points: list[dict]) -> list[tuple[mpmath.mpf, list, list]]:
+        """Per point: f, d f/dt along each tensor's scaling, and along each parameter's."""
+        rows = []
+        for point in points:
+            mp_point = _mp(point)
+            f = self.value(mp_point)
+            if f is None:
+                continue
+            tensor_terms = [self._log_derivative(mp_point, t.elements) for t in self.op.inputs]
+            param_terms = [self._log_derivative(mp_point, (p,)) for p in self.op.params]
+            if any(v is None for v in (*tensor_terms, *param_terms)):
+                continue
+            rows.append((f, tensor_terms, param_terms))
+        return rows
+
+    def _log_derivative(self, point: dict, names) -> mpmath.mpf | None:
+        def along(t):
+            moved = dict(point)
+            for n in names:
+                moved[n] = point[n] * mpmath.exp(t)
+            value = self.value(moved)
+            if value is None:
+                raise ValueError("out of domain")
+            return value
+
+        try:
+            return mpmath.diff(along, 0)
+        except (ValueError, ZeroDivisionError):
+            return None
+
+    # -- candidates ----------------------------------------------------------------------
+
+    def candidates(self) -> list[Candidate]:
+        points = self.points(params=None)
+        rows = self.euler_rows(points)
+        if len(rows) < 2:
+            return []
+        found: list[Candidate] = []
+        if len(self.op.inputs) > 1:
+            separable = self._separable_candidate(rows)
+            if separable is not None:
+                found.append(separable)
+        params = list(self.op.params)
+        for size in range(len(params) + 1):
+            for support in itertools.combinations(params, size):
+                for candidate in self._joint_candidates(rows, support):
+                    if candidate not in found:
+                        found.append(candidate)
+        return [c for c in found if self._holds_numerically(c, points)]
+
+    def _separable_candidate(self, rows) -> Candidate | None:
+        degrees = []
+        for position in range(len(self.op.inputs)):
+            ratios = [g[position] / f for f, g, _ in rows if abs(f) > mpmath.mpf(10) ** -20]
+            if not ratios:
+                return None
+            degree = _small_rational(ratios[0])
+            if degree is None or any(_small_rational(r) != degree for r in ratios):
+                return None
+            degrees.append(degree)
+        return Candidate(sum(degrees, Fraction(0)), tuple(degrees), {})
+
+    def _joint_candidates(self, rows, support: tuple[str, ...]) -> list[Candidate]:
+        """Solve f*d - sum_p G_p k_p = sum_T G_T for (d, k_support) by least squares."""
+        names = list(self.op.params)
+        columns = [names.index(p) for p in support]
+        matrix = [[f, *[-g_p[c] for c in columns]] for f, _, g_p in rows]
+        target = [sum(g_t) for _, g_t, _ in rows]
+        solutions = []
+        for fixed_degree in (None, Fraction(1), Fraction(0)):
+            system, rhs = [list(r) for r in matrix], list(target)
+            if fixed_degree is not None:
+                system.append([mpmath.mpf(1)] + [mpmath.mpf(0)] * len(columns))
+                rhs.append(_mpq(fixed_degree))
+            solution = _least_squares(system, rhs)
+            if solution is None:
+                continue
+            rounded = [_small_rational(v) for v in solution]
+            if any(v is None for v in rounded):
+                continue
+            if any(rounded[i + 1] == 0 for i in range(len(columns))):
+                continue
+            candidate = Candidate(rounded[0], None, dict(zip(support, rounded[1:])))
+            if candidate not in solutions:
+                solutions.append(candidate)
+            if fixed_degree is None and _unique(matrix):
+                break
+        return solutions
+
+    def _holds_numerically(self, candidate: Candidate, points: list[dict]) -> bool:
+        for point in points:
+            mp_point = _mp(point)
+            base = self.value(mp_point)
+            for s_value in _SCALES[:3]:
+                s = mpmath.mpf(s_value.numerator) / s_value.denominator
+                scales = {None: s}
+                if candidate.input_degrees:
+                    factor = mpmath.mpf(1)
+                    for position, tensor in enumerate(self.op.inputs):
+                        scales[tensor.name] = s + position
+                        degree = _mpq(candidate.input_degrees[position])
+                        factor *= mpmath.power(s + position, degree)
+                else:
+                    factor = mpmath.power(s, _mpq(candidate.degree))
+                    scales.update({tensor.name: s for tensor in self.op.inputs})
+                moved = self.value(self.scaled(mp_point, scales, candidate.param_exponents))
+                if moved is None or base is None:
+                    return False
+                if abs(moved - factor * base) > mpmath.mpf(10) ** (4 - _DPS) * (
+                    1 + abs(moved) + abs(factor * base)
+                ):
+                    return False
+        return True
+
+    # -- proofs --------------------------------------------------------------------------
+
+    def prove(self, candidate: Candidate) -> Proof | None:
+        lhs, rhs = scaled_identity(self.op, candidate)
+        lhs_text, rhs_text = format_expression(lhs), format_expression(rhs)
+        split = sign_cases(self.op)
+        has_pieces = bool(self.op.expr.atoms(*_PIECEWISE_ATOMS)) or bool(self.op.domain)
+        if not has_pieces or not split:
+            residual = zero_residual(lhs - rhs)
+            if residual == 0:
+                return Proof(lhs_text, rhs_text, "direct", (ProofCase({}, "0"),))
+            if not split:
+                return None
+        if len(split) > _MAX_SPLIT_ELEMENTS:
+            return None
+        cases = []
+        for signs in itertools.product(("positive", "negative", "zero"), repeat=len(split)):
+            assignment = dict(zip(split, signs))
+            substitution = case_substitution(self.op, assignment)
+            excluded = excluded_by_domain(self.op, substitution)
+            if excluded is not None:
+                cases.append(ProofCase(assignment, f"excluded: {format_expression(excluded)}"))
+                continue
+            residual = zero_residual((lhs - rhs).xreplace(substitution))
+            if residual != 0:
+                return None
+            cases.append(ProofCase(assignment, "0"))
+        return Proof(lhs_text, rhs_text, "sign_split", tuple(cases))
+
+    # -- refutation ----------------------------------------------------------------------
+
+    def refute(self) -> Counterexample | None:
+        for params in (dict(self.op.params), None):
+            found = self._counterexample(params)
+            if found is not None:
+                return found
+        return None
+
+    def _counterexample(self, params: dict | None) -> Counterexample | None:
+        points = self.points(params, count=12)
+        for s_value in _SCALES:
+            for first in points:
+                lhs, rhs = self.exact_sides(first, s_value, 1)
+                difference = _certified_nonzero(lhs - rhs)
+                if difference is None:
+                    continue
+                no_degree = self._no_degree(first, points, s_value)
+                if no_degree is None:
+                    continue
+                no_rescale = None
+                if self.op.params:
+                    no_rescale = self._no_rescale(points)
+                    if no_rescale is None:
+                        return None
+                return Counterexample(
+                    point={n: _fraction_text(v) for n, v in first.items()},
+                    scale=_fraction_text(s_value),
+                    lhs=format_expression(lhs),
+                    rhs=format_expression(rhs),
+                    difference=difference,
+                    no_degree=no_degree,
+                    no_rescale=no_rescale,
+                )
+        return None
+
+    def exact_sides(self, point: dict, s: Fraction, degree: int) -> tuple[sympy.Expr, sympy.Expr]:
+        """Exact f(s x; p) and s^degree f(x; p) at a rational point."""
+        values = {self.op.symbols[n]: _rational(v) for n, v in point.items()}
+        moved = dict(values)
+        for e in self.op.element_names:
+            moved[self.op.symbols[e]] = values[self.op.symbols[e]] * _rational(s)
+        return self.op.expr.xreplace(moved), _rational(s) ** degree * self.op.expr.xreplace(values)
+
+    def _no_degree(self, first: dict, points: list[dict], s: Fraction) -> dict | None:
+        """Exact evidence that f(s x) = c f(x) fails for every constant c at this s."""
+        moved_1, base_1 = self.exact_sides(first, s, 0)
+        if _certified_nonzero(base_1) is None:
+            if _certified_nonzero(moved_1) is not None:
+                return {
+                    "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
+                    "point": {n: _fraction_text(v) for n, v in first.items()},
+                    "f_x": format_expression(base_1),
+                    "f_sx": format_expression(moved_1),
+                }
+            return None
+        for second in points:
+            if second is first:
+                continue
+            moved_2, base_2 = self.exact_sides(second, s, 0)
+            if _certified_nonzero(base_2) is None:
+                continue
+            cross = moved_1 * base_2 - moved_2 * base_1
+            difference = _certified_nonzero(cross)
+            if difference is not None:
+                return {
+                    "reason": "f(s*x)/f(x) differs between two points, so no degree d works",
+                    "point": {n: _fraction_text(v) for n, v in second.items()},
+                    "f_x": format_expression(base_2),
+                    "f_sx": format_expression(moved_2),
+                    "cross_difference": difference,
+                }
+        return None
+
+    def _no_rescale(self, points: list[dict]) -> dict | None:
+        """Euler's identity with every parameter free has no solution (d, k) at these points."""
+        rows = self.euler_rows(points)
+        if len(rows) <= len(self.op.params) + 1:
+            return None
+        matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
+        target = [sum(g_t) for _, g_t, _ in rows]
+        solution = _least_squares(matrix, target, require_consistent=False)
+        if solution is None:
+            return None
+        residual = _residual_norm(matrix, target, solution)
+        size = mpmath.norm(mpmath.matrix(target)) + 1
+        if residual < mpmath.mpf(10) ** -8 * size:
+            return None
+        return {
+            "reason": "Euler's identity sum x df/dx + sum k_p p df/dp = d f (necessary for any "
+            "rule) has no solution (d, k) at these points",
+            "points": [{n: _fraction_text(v) for n, v in p.items()} for p in points[: len(rows)]],
+            "least_squares_residual": mpmath.nstr(residual, 10),
+            "relative_to": mpmath.nstr(size, 10),
+        }
+
+    # -- verdict -------------------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        op = self.op
+        common = {
+            "operator": op.name,
+            "domain": tuple(format_expression(c) for c in op.domain),
+            "output_nonnegative": bool(op.expr.is_nonnegative),
+            "onnx_type": op.onnx_type,
+            "expression": format_expression(op.expr),
+        }
+        candidates = self.candidates()
+        proved: list[tuple[Rule, Proof]] = []
+        for candidate in candidates:
+            proof = self.prove(candidate)
+            if proof is not None:
+                rule = Rule.classify(
+                    candidate.degree,
+                    candidate.input_degrees,
+                    candidate.param_exponents,
+                    len(op.inputs),
+                )
+                proved.append((rule, proof))
+                if len(proved) > _MAX_ALTERNATIVES:
+                    break
+        if proved:
+            rule, proof = proved[0]
+            return Verdict(rule=rule, certificate=proof, alternatives=tuple(proved[1:]), **common)
+        if candidates:
+            reason = (
+                "a rule holds numerically but was not proved: "
+                + ", ".join(_candidate_text(c) for c in candidates[:3])
+            )
+            return Verdict(
+                rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common
+            )
+        counterexample = self.refute()
+        if counterexample is not None:
+            return Verdict(
+                rule=Rule(RuleKind.NEEDS_COMPENSATION), certificate=counterexample, **common
+            )
+        return Verdict(
+            rule=Rule(RuleKind.UNDECIDED),
+            certificate=None,
+            reason="no rule was found and no certified counterexample either",
+            **common,
+        )
+
+
+def _candidate_text(c: Candidate) -> str:
+    rule = Rule.classify(c.degree, c.input_degrees, c.param_exponents, len(c.input_degrees or (1,)))
+    return rule.describe()
+
+
+def _mp(point: dict) -> dict:
+    return {n: mpmath.mpf(v.numerator) / v.denominator for n, v in point.items()}
+
+
+def _mpq(q: Fraction) -> mpmath.mpf:
+    return mpmath.mpf(q.numerator) / q.denominator
+
+
+def _fraction_text(q: Fraction) -> str:
+    return str(q)
+
+
+def _small_rational(value) -> Fraction | None:
+    """The rational with a small denominator that ``value`` is numerically, if any."""
+    as_float = float(value)
+    if not abs(as_float) < 1e6:
+        return None
+    q = Fraction(as_float).limit_denominator(24)
+    if abs(float(q) - as_float) > 1e-9 * max(1.0, abs(as_float)):
+        return None
+    return q
+
+
+def _least_squares(matrix, target, require_consistent: bool = True):
+    a = mpmath.matrix(matrix)
+    b = mpmath.matrix(target)
+    if a.rows < a.cols:
+        return None
+    try:
+        solution, residual = mpmath.qr_solve(a, b)
+    except (ZeroDivisionError, ValueError):
+        return None
+    if require_consistent:
+        scale = mpmath.norm(b) + mpmath.norm(a) * mpmath.norm(solution) + 1
+        if residual > mpmath.mpf(10) ** -12 * scale:
+            return None
+    return [solution[i] for i in range(a.cols)]
+
+
+def _residual_norm(matrix, target, solution) -> mpmath.mpf:
+    a = mpmath.matrix(matrix)
+    return mpmath.norm(a * mpmath.matrix(solution) - mpmath.matrix(target))
+
+
+def _unique(matrix) -> bool:
+    """Whether the columns are independent (the least-squares solution is unique)."""
+    a = mpmath.matrix(matrix)
+    if a.rows < a.cols:
+        return False
+    singular = mpmath.svd_r(a, compute_uv=False)
+    largest = max(abs(v) for v in singular) if len(singular) else 0
+    return largest > 0 and min(abs(v) for v in singular) > mpmath.mpf(10) ** -10 * largest
+
+
+def _certified_nonzero(value: sympy.Expr) -> str | None:
+    """``value`` to 20 digits when it is certainly non-zero, else None."""
+    if value.is_Rational:
+        return None if value == 0 else format(sympy.Float(value, 20))
+    try:
+        approx = value.evalf(30, strict=True)
+    except (sympy.core.evalf.PrecisionExhausted, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not approx.is_Number or approx.is_zero or approx in (sympy.nan, sympy.zoo):
+        return None
+    if not approx.is_finite:
+        return None
+    return format(sympy.Float(approx, 20))

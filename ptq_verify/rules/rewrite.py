@@ -1,0 +1,127 @@
+"""Rewrites that hold because a factor is positive, which sympy does not apply by itself.
+
+Each rewrite is an identity for c > 0 (proofs/rewrites.md proves them):
+
+    Max(c*a, c*b, ...) = c*Max(a, b, ...)        Min likewise
+    (c*u  >  0) <=> (u > 0)                      for every comparison against zero
+    Heaviside(c*u) = Heaviside(u)                sign(c*u) = sign(u)
+
+Comparisons are first moved to the form ``lhs - rhs  REL  0``. ``c`` is any product of powers of
+symbols that sympy knows to be positive (the scales ``s`` and the sign-split variables ``t_x``).
+Nothing here changes the value of an expression, so a residual that simplifies to zero after the
+rewrite is zero before it.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.core.relational import Relational
+
+
+def positive_factor(expr: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """Split ``expr`` into ``(c, rest)`` with ``expr == c*rest`` and c a positive monomial."""
+    if expr.is_zero:
+        return sympy.S.One, expr
+    factored = sympy.factor_terms(expr)
+    factors = factored.args if factored.is_Mul else (factored,)
+    positive = [f for f in factors if _is_positive_monomial(f)]
+    if not positive:
+        return sympy.S.One, expr
+    c = sympy.Mul(*positive)
+    rest = sympy.Mul(*[f for f in factors if not _is_positive_monomial(f)])
+    return c, rest
+
+
+def _is_positive_monomial(factor: sympy.Expr) -> bool:
+    base, _ = factor.as_base_exp()
+    return bool(base.is_Symbol and base.is_positive)
+
+
+def _common_positive_factor(args: tuple[sympy.Expr, ...]) -> sympy.Expr:
+    """The largest positive monomial dividing every non-zero argument."""
+    powers: dict[sympy.Symbol, sympy.Expr] | None = None
+    for arg in args:
+        if arg.is_zero:
+            continue
+        c, _ = positive_factor(arg)
+        mine = c.as_powers_dict()
+        if powers is None:
+            powers = dict(mine)
+            continue
+        common = {}
+        for sym, exp in powers.items():
+            if sym in mine:
+                other = mine[sym]
+                if exp.is_number and other.is_number:
+                    common[sym] = sympy.Min(exp, other)
+        powers = common
+    if not powers:
+        return sympy.S.One
+    return sympy.Mul(*[sym**exp for sym, exp in powers.items()])
+
+
+def _rewrite_node(node: sympy.Basic) -> sympy.Basic:
+    if isinstance(node, (sympy.Max, sympy.Min)):
+        c = _common_positive_factor(node.args)
+        if c != 1:
+            return c * type(node)(*[sympy.expand(a / c) for a in node.args])
+        return node
+    if isinstance(node, (sympy.Heaviside, sympy.sign)):
+        c, rest = positive_factor(node.args[0])
+        if c != 1:
+            return node.func(rest, *node.args[1:])
+        return node
+    if isinstance(node, Relational):
+        difference = node.lhs - node.rhs
+        c, rest = positive_factor(difference)
+        if c != 1:
+            return node.func(rest, 0)
+        return node
+    return node
+
+
+def rewrite_positive(expr: sympy.Basic) -> sympy.Basic:
+    """Apply the positive-factor rewrites bottom-up until nothing changes."""
+    for _ in range(4):
+        new = _bottom_up(expr)
+        if new == expr:
+            return new
+        expr = new
+    return expr
+
+
+def _bottom_up(expr: sympy.Basic) -> sympy.Basic:
+    if not expr.args or expr.is_Atom:
+        return expr
+    args = tuple(_bottom_up(a) for a in expr.args)
+    if args != expr.args:
+        expr = expr.func(*args)
+    return _rewrite_node(expr)
+
+
+def zero_residual(residual: sympy.Expr) -> sympy.Expr:
+    """Simplify a residual as far as needed to see zero: cheap steps first, then simplify.
+
+    Returns the simplified residual; it is 0 exactly when the identity was shown.
+    """
+    residual = rewrite_positive(residual)
+    if residual == 0:
+        return residual
+    for step in (_factor_terms, sympy.expand, _expand_special, sympy.cancel, sympy.simplify):
+        try:
+            residual = rewrite_positive(step(residual))
+        except (TypeError, ValueError, NotImplementedError, RecursionError):
+            continue
+        if residual == 0:
+            return residual
+    return residual
+
+
+def _factor_terms(expr: sympy.Expr) -> sympy.Expr:
+    """Pull common factors out of sums everywhere, so sqrt(s**2*a + s**2*b) becomes s*sqrt(a+b)."""
+    return sympy.factor_terms(expr.replace(lambda e: e.is_Add, sympy.factor_terms))
+
+
+def _expand_special(expr: sympy.Expr) -> sympy.Expr:
+    """Split logs and powers of products where signs allow (expand with positivity known)."""
+    return sympy.expand(sympy.expand_log(sympy.powsimp(sympy.expand_power_base(expr))))
