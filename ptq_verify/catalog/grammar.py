@@ -1,0 +1,723 @@
+"""The safe expression grammar: text from users and files -> sympy, without evaluating the text.
+
+Operator declarations, the command line (``ptq-verify classify "x/(1+exp(-x))"``) and the
+certificate files all carry formulas as text. Handing such text to ``eval`` or
+``sympy.sympify`` runs arbitrary code, so this module parses it with Python's ``ast`` module and
+builds the sympy expression itself from an explicit whitelist of node types and function names.
+Anything else is rejected with a one-line message naming the offending token and its column.
+
+Decimal literals become exact rationals read from the literal's text (``0.1`` is 1/10, not the
+binary float nearest to it), so a proof about the declared operator is a proof about the
+numbers the user wrote.
+
+sympy constructors silently cancel partial operations (``x**2/x`` becomes ``x``,
+``exp(log(x))`` becomes ``x``), which would let the checker prove a rule at points where the
+written operator is undefined. The parser therefore records, while it builds, the condition
+each partial operation needs (``x != 0``, ``x > 0``) in :attr:`ParsedExpression.domain`.
+
+:func:`format_expression` prints a sympy expression back in the same grammar, so that
+certificates written as text re-parse to the very same expression.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+import sympy
+
+MAX_LENGTH = 10_000
+"""Longest expression text accepted, in characters."""
+
+MAX_DEPTH = 100
+"""Deepest nesting accepted (a chain ``a + b + c`` or ``a * b / c`` counts as one level)."""
+
+_MAX_LITERAL_EXPONENT = 1000
+_MAX_POWER_BITS = 100_000
+
+
+class ExpressionError(ValueError):
+    """Expression text outside the grammar; the message is one line naming the token and column."""
+
+
+@dataclass(frozen=True)
+class ParsedExpression:
+    """A parsed expression.
+
+    Attributes:
+        expr: the sympy expression (symbols are real unless the caller supplied others).
+        domain: conditions (sympy relations) the written expression needs to be defined,
+            recorded before sympy could cancel them away.
+        names: the variable names written in the text, in order of first appearance.
+    """
+
+    expr: sympy.Expr
+    domain: tuple[sympy.Basic, ...]
+    names: tuple[str, ...]
+
+
+class RoundHalfEven(sympy.Function):
+    """``round(u)``: the nearest integer, ties to the even one (numpy.round, ONNX Round).
+
+    sympy has no such function; this one evaluates exactly on rational numbers, so the checker
+    can evaluate counterexamples in exact arithmetic.
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg: sympy.Basic) -> sympy.Basic | None:
+        if arg.is_Float:
+            arg = sympy.Rational(arg)
+        if arg.is_integer:
+            return arg
+        if arg.is_Rational:
+            value = Fraction(int(arg.p), int(arg.q))
+            return sympy.Integer(round(value))  # Fraction rounds half to even
+        if arg.is_number and arg.is_real and (2 * arg).is_integer is False:
+            return sympy.floor(arg + sympy.S.Half)
+        return None
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_integer(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return True if self.args[0].is_nonnegative else None
+
+    def _eval_is_nonpositive(self) -> bool | None:
+        return True if self.args[0].is_nonpositive else None
+
+
+def _heaviside(u: sympy.Expr, at_zero: sympy.Expr = sympy.S.Zero) -> sympy.Expr:
+    return sympy.Heaviside(u, at_zero)
+
+
+def _sigmoid(u: sympy.Expr) -> sympy.Expr:
+    return 1 / (1 + sympy.exp(-u))
+
+
+def _softplus(u: sympy.Expr) -> sympy.Expr:
+    return sympy.log(1 + sympy.exp(u))
+
+
+def _clip(u: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr:
+    return sympy.Min(sympy.Max(u, lo), hi)
+
+
+def _where(condition: sympy.Basic, then: sympy.Expr, otherwise: sympy.Expr) -> sympy.Expr:
+    """A nested where() in the else branch becomes one flat Piecewise, as sympy writes them."""
+    if isinstance(otherwise, sympy.Piecewise) and otherwise.args[-1].cond is sympy.true:
+        return sympy.Piecewise((then, condition), *otherwise.args)
+    return sympy.Piecewise((then, condition), (otherwise, True))
+
+
+@dataclass(frozen=True)
+class _Function:
+    """A callable name of the grammar: its arity and how it builds sympy."""
+
+    build: Callable[..., sympy.Expr]
+    min_args: int
+    max_args: int | None  # None: any number from min_args on
+    domain: Callable[[sympy.Expr], tuple[sympy.Basic, ...]] = lambda u: ()
+
+
+FUNCTIONS: dict[str, _Function] = {
+    "exp": _Function(sympy.exp, 1, 1),
+    "log": _Function(sympy.log, 1, 1, lambda u: (sympy.Gt(u, 0),)),
+    "sqrt": _Function(sympy.sqrt, 1, 1, lambda u: (sympy.Ge(u, 0),)),
+    "abs": _Function(sympy.Abs, 1, 1),
+    "sign": _Function(sympy.sign, 1, 1),
+    "sin": _Function(sympy.sin, 1, 1),
+    "cos": _Function(sympy.cos, 1, 1),
+    "tan": _Function(sympy.tan, 1, 1, lambda u: (sympy.Ne(sympy.cos(u), 0),)),
+    "asin": _Function(sympy.asin, 1, 1, lambda u: (sympy.Ge(u, -1), sympy.Le(u, 1))),
+    "acos": _Function(sympy.acos, 1, 1, lambda u: (sympy.Ge(u, -1), sympy.Le(u, 1))),
+    "atan": _Function(sympy.atan, 1, 1),
+    "sinh": _Function(sympy.sinh, 1, 1),
+    "cosh": _Function(sympy.cosh, 1, 1),
+    "tanh": _Function(sympy.tanh, 1, 1),
+    "asinh": _Function(sympy.asinh, 1, 1),
+    "acosh": _Function(sympy.acosh, 1, 1, lambda u: (sympy.Ge(u, 1),)),
+    "atanh": _Function(sympy.atanh, 1, 1, lambda u: (sympy.Gt(u, -1), sympy.Lt(u, 1))),
+    "erf": _Function(sympy.erf, 1, 1),
+    "sigmoid": _Function(_sigmoid, 1, 1),
+    "softplus": _Function(_softplus, 1, 1),
+    "max": _Function(sympy.Max, 2, None),
+    "min": _Function(sympy.Min, 2, None),
+    "floor": _Function(sympy.floor, 1, 1),
+    "ceil": _Function(sympy.ceiling, 1, 1),
+    "round": _Function(RoundHalfEven, 1, 1),
+    "heaviside": _Function(_heaviside, 1, 2),
+    "clip": _Function(_clip, 3, 3),
+    "where": _Function(_where, 3, 3),
+}
+"""Every function name of the grammar (``where`` is special-cased: its first argument is a
+condition)."""
+
+CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
+
+_OPERATOR_TOKENS = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+    ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.FloorDiv: "//", ast.Mod: "%",
+    ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
+}
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_LOGICAL = (ast.BitAnd, ast.BitOr)
+_COMPARISONS: dict[type, type[sympy.core.relational.Relational]] = {
+    ast.Lt: sympy.StrictLessThan, ast.LtE: sympy.LessThan, ast.Gt: sympy.StrictGreaterThan,
+    ast.GtE: sympy.GreaterThan, ast.Eq: sympy.Equality, ast.NotEq: sympy.Unequality,
+}
+_REJECTED_NODES: dict[type, str] = {
+    ast.Lambda: "lambda is not allowed",
+    ast.IfExp: "conditional expressions ('if') are not allowed; use where(cond, a, b)",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.Tuple: "tuples are not allowed",
+    ast.List: "lists are not allowed",
+    ast.Dict: "dicts are not allowed",
+    ast.Set: "sets are not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.NamedExpr: "assignment expressions (':=') are not allowed",
+    ast.Starred: "starred arguments ('*') are not allowed",
+    ast.Await: "'await' is not allowed",
+    ast.Yield: "'yield' is not allowed",
+    ast.YieldFrom: "'yield' is not allowed",
+    ast.Slice: "slices are not allowed",
+}
+
+
+def parse_expression(
+    text: str,
+    *,
+    source: str = "<expr>",
+    symbols: Mapping[str, sympy.Symbol] | None = None,
+) -> ParsedExpression:
+    """Parse ``text`` in the safe grammar (see docs/grammar.md) into a sympy expression.
+
+    Args:
+        text: the expression, e.g. ``"where(x > 0, x, alpha * x)"``.
+        source: where the text comes from, the prefix of error messages
+            (``"ops.toml:Foo"``).
+        symbols: names to map to given symbols (e.g. positive ones); any other name becomes
+            ``sympy.Symbol(name, real=True)``.
+
+    Raises:
+        ExpressionError: the text is outside the grammar or undefined everywhere.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"expression text must be a str, not {type(text).__name__}")
+    return _Parser(text, source, dict(symbols or {})).parse()
+
+
+class _Parser:
+    """One parse: positions into the original text, the recorded domain, the names seen."""
+
+    def __init__(self, text: str, source: str, symbols: dict[str, sympy.Symbol]) -> None:
+        self.text = text
+        self.source = source
+        self.symbols = symbols
+        self.base = len(text) - len(text.lstrip())
+        body = text.strip()
+        self.body_lines = body.split("\n")
+        self.line_starts = [0]
+        for line in self.body_lines[:-1]:
+            self.line_starts.append(self.line_starts[-1] + len(line) + 1)
+        self.body = body
+        self.domain: list[sympy.Basic] = []
+        self.guards: list[sympy.Basic] = []
+
+    # -- positions and errors ------------------------------------------------------------
+
+    def offset(self, lineno: int, col_bytes: int) -> int:
+        """Character offset in the original text of an ast (line, UTF-8 byte column)."""
+        line = self.body_lines[lineno - 1]
+        col = len(line.encode("utf-8")[:col_bytes].decode("utf-8", errors="ignore"))
+        return self.base + self.line_starts[lineno - 1] + col
+
+    def start(self, node: ast.AST) -> int:
+        return self.offset(node.lineno, node.col_offset)
+
+    def end(self, node: ast.AST) -> int:
+        return self.offset(node.end_lineno, node.end_col_offset)
+
+    def segment(self, node: ast.AST) -> str:
+        return self.text[self.start(node) : self.end(node)]
+
+    def token_after(self, offset: int, default: int) -> int:
+        """The first character from ``offset`` on that is not blank or a closing parenthesis."""
+        for i in range(offset, len(self.text)):
+            if not (self.text[i].isspace() or self.text[i] in ")\\"):
+                return i
+        return default
+
+    def where(self, offset: int) -> str:
+        if "\n" not in self.text:
+            return f"column {offset + 1}"
+        line = self.text.count("\n", 0, offset) + 1
+        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return f"line {line}, column {column}"
+
+    def error(self, message: str, offset: int) -> ExpressionError:
+        return ExpressionError(f"{self.source}: {message} at {self.where(offset)}")
+
+    # -- the parse -------------------------------------------------------------------------
+
+    def parse(self) -> ParsedExpression:
+        if not self.body:
+            raise self.error("empty expression", 0)
+        if len(self.text) > MAX_LENGTH:
+            raise self.error(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
+        try:
+            tree = ast.parse(self.body, mode="eval")
+        except SyntaxError as err:
+            line, column = err.lineno or 1, max((err.offset or 1) - 1, 0)
+            line = min(max(line, 1), len(self.body_lines))
+            offset = self.base + self.line_starts[line - 1] + column
+            raise self.error(err.msg, min(offset, len(self.text))) from None
+        except (RecursionError, MemoryError):
+            raise self.error(f"expression nested more than {MAX_DEPTH} deep", 0) from None
+        names = self.screen(tree.body)
+        expr = self.value(tree.body)
+        bad = [a for a in (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I) if expr.has(a)]
+        if bad:
+            raise self.error(f"'{self.body}' is not a finite real expression", self.base)
+        return ParsedExpression(expr, tuple(self.domain), names)
+
+    def screen(self, root: ast.expr) -> tuple[str, ...]:
+        """Reject every node outside the whitelist (the leftmost one is reported) and the depth
+        limit, before any sympy object is built; return the variable names in text order."""
+        violations: list[tuple[int, str]] = []
+        names: list[tuple[int, str]] = []
+        stack: list[tuple[ast.AST, int]] = [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise self.error(f"expression nested more than {MAX_DEPTH} deep", self.start(node))
+            children: list[ast.AST] = []
+            problem = self.screen_node(node, children, names)
+            if problem is not None:
+                violations.append(problem)
+            for child in children:
+                same_chain = (
+                    isinstance(node, ast.BinOp)
+                    and child is node.left
+                    and isinstance(child, ast.BinOp)
+                    and _chain_kind(child.op) == _chain_kind(node.op) is not None
+                )
+                stack.append((child, depth if same_chain else depth + 1))
+        if violations:
+            offset, message = min(violations)
+            raise self.error(message, offset)
+        seen: dict[str, None] = {}
+        for _, name in sorted(names):
+            seen.setdefault(name, None)
+        return tuple(seen)
+
+    def screen_node(
+        self, node: ast.AST, children: list[ast.AST], names: list[tuple[int, str]]
+    ) -> tuple[int, str] | None:
+        """One node's context-free check; fills ``children`` with the nodes to screen next."""
+        at = self.start(node)
+        if isinstance(node, ast.Constant):
+            return self.screen_constant(node)
+        if isinstance(node, ast.Name):
+            if node.id.startswith("_"):
+                return at, f"name '{node.id}' is not allowed"
+            if node.id in FUNCTIONS:
+                return at, f"'{node.id}' is a function; call it as {node.id}(...)"
+            if node.id not in CONSTANTS:
+                names.append((at, node.id))
+            return None
+        if isinstance(node, ast.BinOp):
+            children += [node.left, node.right]
+            if isinstance(node.op, _ARITHMETIC + _LOGICAL):
+                return None
+            token = _OPERATOR_TOKENS.get(type(node.op), type(node.op).__name__)
+            where = self.token_after(self.end(node.left), at)
+            if isinstance(node.op, ast.BitXor):
+                return where, "operator '^' is not allowed; use ** for powers"
+            return where, f"operator '{token}' is not allowed"
+        if isinstance(node, ast.UnaryOp):
+            children.append(node.operand)
+            return None
+        if isinstance(node, ast.BoolOp):
+            children += node.values
+            return None
+        if isinstance(node, ast.Compare):
+            children += [node.left, *node.comparators]
+            if len(node.ops) > 1:
+                return self.token_after(self.end(node.comparators[0]), at), (
+                    "chained comparisons are not allowed; use 'and'"
+                )
+            return None
+        if isinstance(node, ast.Call):
+            return self.screen_call(node, children)
+        if isinstance(node, ast.Attribute):
+            children.append(node.value)
+            dot = self.text.rfind(".", self.end(node.value), self.end(node))
+            return (dot if dot >= 0 else at), f"attribute access ('.{node.attr}') is not allowed"
+        if isinstance(node, ast.Subscript):
+            children.append(node.value)
+            bracket = self.text.find("[", self.end(node.value))
+            return (bracket if bracket >= 0 else at), "subscripts ('[...]') are not allowed"
+        message = _REJECTED_NODES.get(type(node), f"'{type(node).__name__}' is not allowed")
+        return at, message
+
+    def screen_constant(self, node: ast.Constant) -> tuple[int, str] | None:
+        at, value = self.start(node), node.value
+        if isinstance(value, bool) or value is None or value is Ellipsis:
+            return at, f"'{self.segment(node)}' is not allowed"
+        if isinstance(value, str):
+            return at, "string literals are not allowed"
+        if isinstance(value, bytes):
+            return at, "bytes literals are not allowed"
+        if isinstance(value, complex):
+            return at, f"complex literals ('{self.segment(node)}') are not allowed"
+        if isinstance(value, float):
+            exponent = re.search(r"[eE]([+-]?[\d_]+)", self.segment(node))
+            if exponent and abs(int(exponent.group(1))) > _MAX_LITERAL_EXPONENT:
+                return at, f"the exponent of '{self.segment(node)}' is too large"
+        return None
+
+    def screen_call(self, node: ast.Call, children: list[ast.AST]) -> tuple[int, str] | None:
+        at = self.start(node)
+        children += node.args
+        children += [k.value for k in node.keywords]
+        if not isinstance(node.func, ast.Name):
+            children.append(node.func)
+            if isinstance(node.func, ast.Attribute):
+                return None  # reported as attribute access
+            paren = self.text.find("(", self.end(node.func))
+            return (paren if paren >= 0 else at), "only named functions can be called"
+        name = node.func.id
+        if name.startswith("_"):
+            return at, f"name '{name}' is not allowed"
+        if name not in FUNCTIONS:
+            return at, f"unknown function '{name}'"
+        if node.keywords:
+            first = node.keywords[0]
+            if first.arg is None:
+                return self.start(first), "'**' arguments are not allowed"
+            return self.start(first), f"keyword arguments ('{first.arg}=') are not allowed"
+        function = FUNCTIONS[name]
+        count = len(node.args)
+        most = count if function.max_args is None else function.max_args
+        if not function.min_args <= count <= most:
+            if function.max_args is None:
+                wanted = f"at least {function.min_args}"
+            elif function.min_args == function.max_args:
+                wanted = str(function.min_args)
+            else:
+                wanted = f"{function.min_args} or {function.max_args}"
+            plural = "" if wanted == "1" else "s"
+            return at, f"{name}() takes {wanted} argument{plural}, not {count}"
+        return None
+
+    # -- building sympy --------------------------------------------------------------------
+
+    def require(self, condition: sympy.Basic, node: ast.AST) -> None:
+        """Record a condition the expression needs, guarded by the enclosing where() branches."""
+        if condition is sympy.true:
+            return
+        if condition is sympy.false:
+            raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
+        if self.guards:
+            condition = sympy.Or(*[sympy.Not(g) for g in self.guards], condition)
+            if condition is sympy.true:
+                return
+        if condition not in self.domain:
+            self.domain.append(condition)
+
+    def value(self, node: ast.expr) -> sympy.Expr:
+        """Build an arithmetic (non-boolean) expression."""
+        if isinstance(node, ast.Constant):
+            return self.number(node)
+        if isinstance(node, ast.Name):
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            return self.symbols.get(node.id) or sympy.Symbol(node.id, real=True)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            operand = self.value(node.operand)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            return sympy.Add(*self.chain(node, (ast.Add, ast.Sub)))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+            return sympy.Mul(*self.chain(node, (ast.Mult, ast.Div)))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            return self.power(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.error(
+            f"'{self.segment(node)}' is only allowed in the condition of where()", self.start(node)
+        )
+
+    def chain(self, node: ast.BinOp, ops: tuple[type, ...]) -> list[sympy.Expr]:
+        """The operands of a left-nested chain ``a + b - c`` (or ``a * b / c``), as terms
+        (or factors), built without recursing along the chain."""
+        spine: list[ast.BinOp] = []
+        left: ast.expr = node
+        while isinstance(left, ast.BinOp) and isinstance(left.op, ops):
+            spine.append(left)
+            left = left.left
+        operands = [self.value(left)]
+        for link in reversed(spine):
+            right = self.value(link.right)
+            if isinstance(link.op, ast.Sub):
+                right = -right
+            elif isinstance(link.op, ast.Div):
+                self.require(sympy.Ne(right, 0), link)
+                right = sympy.Pow(right, -1)
+            operands.append(right)
+        return operands
+
+    def power(self, node: ast.BinOp) -> sympy.Expr:
+        base, exponent = self.value(node.left), self.value(node.right)
+        if exponent.is_number:
+            if exponent.is_integer is False:
+                self.require((sympy.Gt if exponent.is_negative else sympy.Ge)(base, 0), node)
+            elif exponent.is_negative:
+                self.require(sympy.Ne(base, 0), node)
+        else:
+            self.require(sympy.Gt(base, 0), node)
+        if base.is_Rational and exponent.is_Rational and base not in (0, 1, -1):
+            bits = abs(int(sympy.floor(exponent))) * (base.p.bit_length() + base.q.bit_length())
+            if bits > _MAX_POWER_BITS:
+                raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
+        return sympy.Pow(base, exponent)
+
+    def call(self, node: ast.Call) -> sympy.Expr:
+        name = node.func.id  # screened: a Name in FUNCTIONS with a valid argument count
+        function = FUNCTIONS[name]
+        if name == "where":
+            return self.where_call(node)
+        args = [self.value(a) for a in node.args]
+        for condition in function.domain(args[0]):
+            self.require(condition, node)
+        return function.build(*args)
+
+    def where_call(self, node: ast.Call) -> sympy.Expr:
+        """``where(c, a, b)``: conditions of ``a`` hold only where ``c`` does, those of ``b``
+        only where it does not (numpy evaluates both branches and keeps one)."""
+        condition = self.condition(node.args[0])
+        branches = []
+        for guard, arg in ((condition, node.args[1]), (sympy.Not(condition), node.args[2])):
+            self.guards.append(guard)
+            try:
+                branches.append(self.value(arg))
+            finally:
+                self.guards.pop()
+        return FUNCTIONS["where"].build(condition, *branches)
+
+    def condition(self, node: ast.expr) -> sympy.Basic:
+        """Build the condition of where(): comparisons joined by and/or/not (or & | ~)."""
+        if isinstance(node, ast.Compare):
+            relation = _COMPARISONS[type(node.ops[0])]
+            return relation(self.value(node.left), self.value(node.comparators[0]))
+        if isinstance(node, ast.BoolOp):
+            join = sympy.And if isinstance(node.op, ast.And) else sympy.Or
+            return join(*[self.condition(v) for v in node.values])
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
+            return sympy.Not(self.condition(node.operand))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, _LOGICAL):
+            join = sympy.And if isinstance(node.op, ast.BitAnd) else sympy.Or
+            return join(self.condition(node.left), self.condition(node.right))
+        raise self.error(
+            f"the condition of where() must be a comparison, not '{self.segment(node)}'",
+            self.start(node),
+        )
+
+    def number(self, node: ast.Constant) -> sympy.Expr:
+        """An exact number from the literal's text (a Python float would lose digits)."""
+        if isinstance(node.value, int):
+            return sympy.Integer(node.value)
+        fraction = Fraction(self.segment(node).replace("_", ""))
+        return sympy.Rational(fraction.numerator, fraction.denominator)
+
+
+def _chain_kind(op: ast.operator) -> str | None:
+    if isinstance(op, (ast.Add, ast.Sub)):
+        return "sum"
+    if isinstance(op, (ast.Mult, ast.Div)):
+        return "product"
+    return None
+
+
+# -- printing back -------------------------------------------------------------------------
+
+_OR, _AND, _NOT, _REL, _ADD, _MUL, _NEG, _POW, _ATOM = range(1, 10)
+"""Binding strength of printed text, loosest first, as Python parses it."""
+
+_PRINTED_FUNCTIONS: dict[type, str] = {
+    f.build: name for name, f in FUNCTIONS.items() if isinstance(f.build, type)
+}
+_PRINTED_RELATIONS: dict[type, str] = {
+    sympy.StrictLessThan: "<", sympy.LessThan: "<=", sympy.StrictGreaterThan: ">",
+    sympy.GreaterThan: ">=", sympy.Equality: "==", sympy.Unequality: "!=",
+}
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def format_expression(expr: sympy.Basic) -> str:
+    """Print a sympy expression as text in the grammar; parsing the text gives ``expr`` back.
+
+    Numbers print exactly (a Float prints as its exact rational value), ``E`` as ``exp(1)``,
+    Piecewise as nested ``where``, ``Heaviside(u, 0)`` as ``heaviside(u)``.
+
+    Raises:
+        ValueError: ``expr`` holds something the grammar cannot write (an unknown function,
+            a symbol whose name is not a variable name, a Piecewise without a default).
+    """
+    return _format(expr)[0]
+
+
+def _format(e: sympy.Basic) -> tuple[str, int]:
+    """The text of ``e`` and how strongly it binds."""
+    if isinstance(e, sympy.Float):
+        e = sympy.Rational(e)
+    if isinstance(e, sympy.Rational):
+        return _format_number(e)
+    if e is sympy.pi:
+        return "pi", _ATOM
+    if e is sympy.E:
+        return "exp(1)", _ATOM
+    if isinstance(e, sympy.Symbol):
+        return _format_symbol(e), _ATOM
+    if isinstance(e, sympy.Add):
+        return _format_sum(e), _ADD
+    if isinstance(e, sympy.Mul) or (
+        isinstance(e, sympy.Pow) and e.exp.is_Rational and e.exp.is_negative
+    ):
+        return _format_product(e)
+    if isinstance(e, sympy.Pow):
+        if e.exp == sympy.S.Half:
+            return f"sqrt({_format(e.base)[0]})", _ATOM
+        base = _wrap(e.base, _POW + 1)
+        exponent = _wrap(e.exp, _ATOM)
+        return f"{base}**{exponent}", _POW
+    if isinstance(e, sympy.Piecewise):
+        return _format_piecewise(e), _ATOM
+    if isinstance(e, sympy.Heaviside):
+        u, at_zero = e.args
+        extra = "" if at_zero == 0 else f", {_format(at_zero)[0]}"
+        return f"heaviside({_format(u)[0]}{extra})", _ATOM
+    if type(e) in _PRINTED_FUNCTIONS:
+        args = ", ".join(_format(a)[0] for a in e.args)
+        return f"{_PRINTED_FUNCTIONS[type(e)]}({args})", _ATOM
+    if type(e) in _PRINTED_RELATIONS:
+        lhs, rhs = _wrap(e.lhs, _ADD), _wrap(e.rhs, _ADD)
+        return f"{lhs} {_PRINTED_RELATIONS[type(e)]} {rhs}", _REL
+    if isinstance(e, (sympy.And, sympy.Or)):
+        strength, word = (_AND, " and ") if isinstance(e, sympy.And) else (_OR, " or ")
+        return word.join(_wrap(a, strength + 1) for a in e.args), strength
+    if isinstance(e, sympy.Not):
+        return f"not {_wrap(e.args[0], _NOT)}", _NOT
+    raise ValueError(f"the grammar cannot write {e} ({type(e).__name__})")
+
+
+def _wrap(e: sympy.Basic, strength: int) -> str:
+    """``e``'s text, parenthesised unless it binds at least as strongly as ``strength``."""
+    text, own = _format(e)
+    return text if own >= strength else f"({text})"
+
+
+def _format_symbol(symbol: sympy.Symbol) -> str:
+    name = symbol.name
+    if (
+        not _IDENTIFIER.match(name)
+        or name in FUNCTIONS
+        or name in CONSTANTS
+        or keyword.iskeyword(name)
+    ):
+        raise ValueError(f"the grammar cannot write the symbol name {name!r}")
+    return name
+
+
+def _is_negative_term(term: sympy.Expr) -> bool:
+    coefficient = term.as_coeff_Mul()[0]
+    return bool(coefficient.is_negative)
+
+
+def _format_sum(e: sympy.Add) -> str:
+    first, *rest = e.as_ordered_terms()
+    text = _wrap(first, _ADD)
+    for term in rest:
+        if _is_negative_term(term):
+            text += f" - {_wrap(-term, _ADD + 1)}"
+        else:
+            text += f" + {_wrap(term, _ADD + 1)}"
+    return text
+
+
+def _format_product(e: sympy.Expr) -> tuple[str, int]:
+    """A product as ``numerator/denominator``; a negative one with a leading minus."""
+    coefficient, rest = e.as_coeff_Mul()
+    if isinstance(coefficient, sympy.Float):
+        coefficient = sympy.Rational(coefficient)
+    if coefficient.is_negative:
+        text, own = _format(-e)
+        if own < _MUL:
+            text = f"({text})"
+        return f"-{text}", (_MUL if own == _MUL else _NEG)
+    numerator, denominator = [], []
+    if coefficient != 1:
+        text, own = _format_number(coefficient)
+        if own == _ATOM:  # an integer or a decimal literal
+            numerator.append(text)
+        else:
+            numerator += [] if coefficient.p == 1 else [str(coefficient.p)]
+            denominator.append(str(coefficient.q))
+    for factor in sympy.Mul.make_args(rest):
+        if factor.is_Pow and factor.exp.is_Rational and factor.exp.is_negative:
+            denominator.append(_wrap(sympy.Pow(factor.base, -factor.exp), _NEG))
+        elif factor != 1:
+            numerator.append(_wrap(factor, _NEG))
+    text = "*".join(numerator) or "1"
+    if len(denominator) == 1:
+        text += f"/{denominator[0]}"
+    elif denominator:
+        text += f"/({'*'.join(denominator)})"
+    if len(numerator) == 1 and not denominator:
+        return text, _format(rest if coefficient == 1 else coefficient)[1]
+    return text, _MUL
+
+
+def _format_number(r: sympy.Rational) -> tuple[str, int]:
+    """The shortest exact literal of a rational: ``7``, ``1/3``, ``0.1``, ``3.4e38``."""
+    magnitude = abs(r)
+    candidates = [(str(magnitude.p), _ATOM) if magnitude.q == 1 else (str(magnitude), _MUL)]
+    q, twos, fives = magnitude.q, 0, 0
+    while q % 2 == 0:
+        q, twos = q // 2, twos + 1
+    while q % 5 == 0:
+        q, fives = q // 5, fives + 1
+    if q == 1 and magnitude.p != 0:
+        places = max(twos, fives)  # magnitude * 10**places is an integer
+        digits = str(magnitude.p * 10**places // magnitude.q)
+        if places:
+            padded = digits.rjust(places + 1, "0")
+            candidates.append((f"{padded[:-places]}.{padded[-places:]}", _ATOM))
+        significant = digits.rstrip("0")
+        exponent = len(digits) - 1 - places
+        mantissa = significant[0] + (f".{significant[1:]}" if len(significant) > 1 else "")
+        candidates.append((f"{mantissa}e{exponent}", _ATOM))
+    text, own = min(candidates, key=lambda c: len(c[0]))
+    return (f"-{text}", min(own, _NEG)) if r < 0 else (text, own)
+
+
+def _format_piecewise(e: sympy.Piecewise) -> str:
+    *cases, (default, last) = e.args
+    if last is not sympy.true:
+        raise ValueError(f"the grammar cannot write {e}: it has no default case")
+    text = _format(default)[0]
+    for value, condition in reversed(cases):
+        text = f"where({_format(condition)[0]}, {_format(value)[0]}, {text})"
+    return text
