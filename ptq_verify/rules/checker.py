@@ -377,7 +377,7 @@ class _Checker:
         for s_value in _SCALES:
             for first in points:
                 lhs, rhs = self.exact_sides(first, s_value, 1)
-                difference = _certified_nonzero(lhs - rhs)
+                difference = certified_nonzero(lhs - rhs)
                 if difference is None:
                     continue
                 no_degree = self._no_degree(first, points, s_value)
@@ -410,8 +410,8 @@ class _Checker:
     def _no_degree(self, first: dict, points: list[dict], s: Fraction) -> dict | None:
         """Exact evidence that f(s x) = c f(x) fails for every constant c at this s."""
         moved_1, base_1 = self.exact_sides(first, s, 0)
-        if _certified_nonzero(base_1) is None:
-            if _certified_nonzero(moved_1) is not None:
+        if certified_nonzero(base_1) is None:
+            if certified_nonzero(moved_1) is not None:
                 return {
                     "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
                     "point": {n: _fraction_text(v) for n, v in first.items()},
@@ -423,10 +423,10 @@ class _Checker:
             if second is first:
                 continue
             moved_2, base_2 = self.exact_sides(second, s, 0)
-            if _certified_nonzero(base_2) is None:
+            if certified_nonzero(base_2) is None:
                 continue
             cross = moved_1 * base_2 - moved_2 * base_1
-            difference = _certified_nonzero(cross)
+            difference = certified_nonzero(cross)
             if difference is not None:
                 return {
                     "reason": "f(s*x)/f(x) differs between two points, so no degree d works",
@@ -439,22 +439,14 @@ class _Checker:
 
     def _no_rescale(self, points: list[dict]) -> dict | None:
         """Euler's identity with every parameter free has no solution (d, k) at these points."""
-        rows = self.euler_rows(points)
-        if len(rows) <= len(self.op.params) + 1:
-            return None
-        matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
-        target = [sum(g_t) for _, g_t, _ in rows]
-        solution = _least_squares(matrix, target, require_consistent=False)
-        if solution is None:
-            return None
-        residual = _residual_norm(matrix, target, solution)
-        size = mpmath.norm(mpmath.matrix(target)) + 1
-        if residual < mpmath.mpf(10) ** -8 * size:
+        used = [p for p in points if self.euler_rows([p])]
+        residual, size = euler_residual(self.op, used, self)
+        if residual is None or residual < mpmath.mpf(10) ** -8 * size:
             return None
         return {
             "reason": "Euler's identity sum x df/dx + sum k_p p df/dp = d f (necessary for any "
             "rule) has no solution (d, k) at these points",
-            "points": [{n: _fraction_text(v) for n, v in p.items()} for p in points[: len(rows)]],
+            "points": [{n: _fraction_text(v) for n, v in p.items()} for p in used],
             "least_squares_residual": mpmath.nstr(residual, 10),
             "relative_to": mpmath.nstr(size, 10),
         }
@@ -513,6 +505,22 @@ def _candidate_text(c: Candidate) -> str:
     return rule.describe()
 
 
+def euler_residual(op: Operator, points: list[dict], checker: _Checker | None = None):
+    """Least-squares residual of Euler's identity with d and every k free, and its scale.
+
+    ``(None, None)`` when there are too few usable points to say anything.
+    """
+    rows = (checker or _Checker(op)).euler_rows(points)
+    if len(rows) <= len(op.params) + 1:
+        return None, None
+    matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
+    target = [sum(g_t) for _, g_t, _ in rows]
+    solution = _least_squares(matrix, target, require_consistent=False)
+    if solution is None:
+        return None, None
+    return _residual_norm(matrix, target, solution), mpmath.norm(mpmath.matrix(target)) + 1
+
+
 def _mp(point: dict) -> dict:
     return {n: mpmath.mpf(v.numerator) / v.denominator for n, v in point.items()}
 
@@ -567,7 +575,7 @@ def _unique(matrix) -> bool:
     return largest > 0 and min(abs(v) for v in singular) > mpmath.mpf(10) ** -10 * largest
 
 
-def _certified_nonzero(value: sympy.Expr) -> str | None:
+def certified_nonzero(value: sympy.Expr) -> str | None:
     """``value`` to 20 digits when it is certainly non-zero, else None."""
     if value.is_Rational:
         return None if value == 0 else format(sympy.Float(value, 20))

@@ -1,0 +1,179 @@
+"""Re-check a certificate on its own, without the search that found it.
+
+A proof is re-checked by rebuilding the identity its rule claims from the operator's
+expression, comparing it with the certificate's, checking that the sign cases cover every
+sign of every split element, and simplifying each case's residual to zero again (or checking
+that the case is outside the domain). A counterexample is re-checked by evaluating both sides
+again at its exact point and certifying that they differ. Expressions are read back with the
+whitelist parser: a certificate file is data, never code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+
+import mpmath
+import sympy
+
+from ..catalog.grammar import ExpressionError, parse_expression
+from ..catalog.operator import Operator
+from .checker import (
+    Candidate,
+    case_substitution,
+    certified_nonzero,
+    euler_residual,
+    excluded_by_domain,
+    scale_symbol,
+    scaled_identity,
+    sign_symbol,
+)
+from .rewrite import zero_residual
+
+_SIGNS = ("positive", "negative", "zero")
+
+
+def recheck_certificate(op: Operator, verdict: dict) -> list[str]:
+    """Problems found in ``verdict`` (the JSON of a Verdict) for ``op``; empty when it holds."""
+    certificate = verdict.get("certificate") or {}
+    kind = certificate.get("kind")
+    try:
+        if kind == "proof":
+            problems = _recheck_proof(op, verdict, certificate)
+            for alternative in verdict.get("alternatives", []):
+                problems += [
+                    f"alternative {alternative.get('rule')}: {p}"
+                    for p in _recheck_proof(op, alternative, alternative.get("certificate", {}))
+                ]
+            return problems
+        if kind == "counterexample":
+            return _recheck_counterexample(op, verdict, certificate)
+    except (ExpressionError, KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+        return [f"malformed certificate: {err}"]
+    if kind == "none" and verdict.get("rule") == "undecided":
+        return []
+    return [f"certificate kind {kind!r} does not fit rule {verdict.get('rule')!r}"]
+
+
+def _symbols(op: Operator) -> dict[str, sympy.Symbol]:
+    names = dict(op.symbols)
+    names["s"] = scale_symbol()
+    for tensor in op.inputs:
+        names[f"s_{tensor.name}"] = scale_symbol(tensor.name)
+    for element in op.element_names:
+        names[f"t_{element}"] = sign_symbol(element)
+    return names
+
+
+def _parse(text: str, op: Operator) -> sympy.Expr:
+    return parse_expression(text, source="certificate", symbols=_symbols(op)).expr
+
+
+def _candidate(op: Operator, verdict: dict) -> Candidate:
+    degree = verdict.get("degree")
+    exponents = {p: Fraction(str(k)) for p, k in verdict.get("param_exponents", {}).items()}
+    if isinstance(degree, list):
+        degrees = tuple(Fraction(str(d)) for d in degree)
+        return Candidate(sum(degrees, Fraction(0)), degrees, exponents)
+    if len(op.inputs) > 1 and verdict.get("rule") == "homogeneous":
+        raise ValueError("a homogeneous multi-input rule needs one degree per input")
+    return Candidate(Fraction(str(degree)), None, exponents)
+
+
+def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
+    if verdict.get("rule") in ("needs_compensation", "undecided"):
+        return [f"a proof cannot back rule {verdict.get('rule')!r}"]
+    lhs, rhs = scaled_identity(op, _candidate(op, verdict))
+    problems = []
+    if _parse(proof["lhs"], op) != lhs or _parse(proof["rhs"], op) != rhs:
+        problems.append("the identity is not the one the rule claims for this expression")
+    cases = proof["cases"]
+    split = sorted({e for case in cases for e in case["signs"]})
+    unknown = set(split) - set(op.element_names)
+    if unknown:
+        return [*problems, f"cases name unknown elements {sorted(unknown)}"]
+    covered = {tuple(case["signs"].get(e) for e in split) for case in cases}
+    missing = [c for c in itertools.product(_SIGNS, repeat=len(split)) if c not in covered]
+    if missing or any(len(case["signs"]) != len(split) for case in cases):
+        problems.append(f"the cases do not cover every sign of {', '.join(split)}")
+    for case in cases:
+        substitution = case_substitution(op, case["signs"])
+        label = ", ".join(f"{e} {sign}" for e, sign in case["signs"].items()) or "all x"
+        if case["residual"].startswith("excluded"):
+            if excluded_by_domain(op, substitution) is None:
+                problems.append(f"case {label}: claimed outside the domain, but it is not")
+            continue
+        if case["residual"] != "0":
+            problems.append(f"case {label}: residual {case['residual']} is not zero")
+            continue
+        if zero_residual((lhs - rhs).xreplace(substitution)) != 0:
+            problems.append(f"case {label}: the residual does not simplify to zero")
+    return problems
+
+
+def _exact_point(op: Operator, point: dict[str, str]) -> dict[sympy.Symbol, sympy.Rational]:
+    if set(point) != {*op.element_names, *op.params}:
+        raise ValueError("the point must give every input element and parameter")
+    return {op.symbols[n]: sympy.Rational(str(Fraction(v))) for n, v in point.items()}
+
+
+def _sides(op: Operator, point: dict[str, str], s: sympy.Rational, degree: int):
+    values = _exact_point(op, point)
+    moved = {
+        sym: (v * s if str(sym) in op.element_names else v) for sym, v in values.items()
+    }
+    return op.expr.xreplace(moved), s**degree * op.expr.xreplace(values)
+
+
+def _recheck_counterexample(op: Operator, verdict: dict, cx: dict) -> list[str]:
+    if verdict.get("rule") != "needs_compensation":
+        return [f"a counterexample cannot back rule {verdict.get('rule')!r}"]
+    problems = []
+    s = sympy.Rational(str(Fraction(cx["scale"])))
+    if s <= 0:
+        return ["the scale of a counterexample must be positive"]
+    lhs, rhs = _sides(op, cx["point"], s, 1)
+    if _parse(cx["lhs"], op) != lhs or _parse(cx["rhs"], op) != rhs:
+        problems.append("the stored sides are not f(s*x) and s*f(x) at the stored point")
+    difference = certified_nonzero(lhs - rhs)
+    if difference is None:
+        problems.append("f(s*x) and s*f(x) are not certainly different at the stored point")
+    elif not _close(difference, cx["difference"]):
+        problems.append(f"the stored difference {cx['difference']} is not {difference}")
+    problems += _recheck_no_degree(op, cx, s)
+    if op.params:
+        problems += _recheck_no_rescale(op, cx.get("no_rescale"))
+    return problems
+
+
+def _recheck_no_degree(op: Operator, cx: dict, s: sympy.Rational) -> list[str]:
+    evidence = cx.get("no_degree")
+    if not evidence:
+        return ["no evidence that every degree fails"]
+    moved_1, base_1 = _sides(op, cx["point"], s, 0)
+    moved_2, base_2 = _sides(op, evidence["point"], s, 0)
+    if "cross_difference" not in evidence:
+        if certified_nonzero(base_2) is None and certified_nonzero(moved_2) is not None:
+            return []
+        return ["no-degree evidence: f(x) = 0 and f(s*x) != 0 does not hold at its point"]
+    if certified_nonzero(base_1) is None or certified_nonzero(base_2) is None:
+        return ["no-degree evidence: f(x) must be non-zero at both points"]
+    if certified_nonzero(moved_1 * base_2 - moved_2 * base_1) is None:
+        return ["no-degree evidence: the ratios f(s*x)/f(x) are not certainly different"]
+    return []
+
+
+def _recheck_no_rescale(op: Operator, evidence: dict | None) -> list[str]:
+    if not evidence:
+        return ["no evidence that rescaling the parameters cannot help"]
+    points = [{n: Fraction(v) for n, v in p.items()} for p in evidence["points"]]
+    with mpmath.workdps(30):
+        residual, size = euler_residual(op, points)
+        if residual is None or residual < mpmath.mpf(10) ** -8 * size:
+            return ["no-rescale evidence: Euler's identity is solvable at the stored points"]
+    return []
+
+
+def _close(a: str, b: str) -> bool:
+    x, y = float(a), float(b)
+    return abs(x - y) <= 1e-12 * max(abs(x), abs(y))
