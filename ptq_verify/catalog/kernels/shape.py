@@ -1,0 +1,160 @@
+"""Operators that move, copy or select elements without computing new values, and Shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .attributes import axes_from, integers, normalised_axes, text
+
+
+def identity(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """Identity, and Dropout in inference mode (the mask output is not produced)."""
+    return np.asarray(inputs[0])
+
+
+def concat(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Concat along the required ``axis``."""
+    return np.concatenate([np.asarray(i) for i in inputs if i is not None], axis=int(attrs["axis"]))
+
+
+def reshape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Reshape: 0 copies the input dimension (unless ``allowzero=1``), -1 is inferred."""
+    x = np.asarray(inputs[0])
+    shape = [int(d) for d in np.asarray(inputs[1]).reshape(-1)]
+    if not int(attrs.get("allowzero", 0)):
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def flatten(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Flatten to 2-D at ``axis`` (default 1)."""
+    x = np.asarray(inputs[0])
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    return x.reshape(int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
+
+
+def transpose(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Transpose by ``perm`` (default: reverse the axes)."""
+    return np.transpose(np.asarray(inputs[0]), integers(attrs, "perm"))
+
+
+def squeeze(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Squeeze: the given axes, or every axis of size 1."""
+    x = np.asarray(inputs[0])
+    axes = axes_from(inputs, 1, attrs)
+    return np.squeeze(x, axis=None if axes is None else normalised_axes(axes, x.ndim))
+
+
+def unsqueeze(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Unsqueeze: axes are positions in the output (negative ones counted from its end)."""
+    x = np.asarray(inputs[0])
+    axes = axes_from(inputs, 1, attrs) or []
+    return np.expand_dims(x, normalised_axes(axes, x.ndim + len(axes)))
+
+
+def pad(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Pad in ``constant`` mode: pads input (begins then ends), optional constant_value
+    and axes inputs (or the ``pads``/``value`` attributes of opset < 11). Negative pads crop."""
+    mode = text(attrs, "mode", "constant")
+    if mode != "constant":
+        raise NotImplementedError(f"Pad: mode {mode!r} is not supported, only 'constant'")
+    x = np.asarray(inputs[0])
+    given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs["pads"]
+    pads = [int(p) for p in np.asarray(given).reshape(-1)]
+    value_input = inputs[2] if len(inputs) > 2 else None
+    value = float(attrs.get("value", 0.0)) if value_input is None else np.asarray(value_input)
+    axes = axes_from(inputs, 3, {}) or list(range(x.ndim))
+    axes = normalised_axes(axes, x.ndim)
+    widths = [[0, 0] for _ in range(x.ndim)]
+    for i, axis in enumerate(axes):
+        widths[axis] = [pads[i], pads[i + len(axes)]]
+    padded = np.pad(
+        x, [(max(0, b), max(0, e)) for b, e in widths], constant_values=np.asarray(value).item()
+    )
+    crop = tuple(
+        slice(max(0, -b), size - max(0, -e)) for (b, e), size in zip(widths, padded.shape)
+    )
+    return padded[crop]
+
+
+def slice_(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Slice (opset 10+): starts, ends, optional axes and steps, clamped as ONNX says."""
+    x = np.asarray(inputs[0])
+    starts, ends = (np.asarray(v).reshape(-1).tolist() for v in inputs[1:3])
+    axes = axes_from(inputs, 3, {}) or list(range(len(starts)))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for axis, start, end, step in zip(
+        normalised_axes(axes, x.ndim), starts, ends, np.asarray(steps).reshape(-1).tolist()
+    ):
+        size = x.shape[axis]
+        start = start + size if start < 0 else start
+        end = end + size if end < 0 else end
+        if step > 0:
+            start, end = min(max(start, 0), size), min(max(end, 0), size)
+            index[axis] = slice(start, end, step)
+        else:
+            start, end = min(max(start, 0), size - 1), min(max(end, -1), size - 1)
+            index[axis] = slice(start, None if end < 0 else end, step)
+    return x[tuple(index)]
+
+
+def gather(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Gather along ``axis`` (default 0); negative indices count from the end."""
+    return np.take(np.asarray(inputs[0]), np.asarray(inputs[1]), axis=int(attrs.get("axis", 0)))
+
+
+def expand(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Expand: bidirectional broadcast to the shape input."""
+    x = np.asarray(inputs[0])
+    shape = tuple(int(d) for d in np.asarray(inputs[1]).reshape(-1))
+    return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()
+
+
+def tile(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Tile by the repeats input."""
+    return np.tile(np.asarray(inputs[0]), [int(r) for r in np.asarray(inputs[1]).reshape(-1)])
+
+
+def where(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Where: X where the condition holds, else Y, broadcast."""
+    return np.where(np.asarray(inputs[0], dtype=bool), inputs[1], inputs[2])
+
+
+def cast(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Cast to the ``to`` element type (float to integer truncates toward zero)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    return np.asarray(inputs[0]).astype(tensor_dtype_to_np_dtype(int(attrs["to"])))
+
+
+def shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Shape: the input's dimensions as int64, optionally sliced by ``start``/``end``."""
+    dims = np.asarray(inputs[0]).shape
+    start, end = attrs.get("start", 0), attrs.get("end")
+    return np.array(dims[int(start) : None if end is None else int(end)], dtype=np.int64)
+
+
+def depth_to_space(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX DepthToSpace in DCR (default) or CRD mode."""
+    x = np.asarray(inputs[0])
+    b = int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    if text(attrs, "mode", "DCR") == "DCR":
+        y = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return y.reshape(n, c // (b * b), h * b, w * b)
+
+
+def space_to_depth(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX SpaceToDepth: blocks of the spatial axes become channels."""
+    x = np.asarray(inputs[0])
+    b = int(attrs["blocksize"])
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
