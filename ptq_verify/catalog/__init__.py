@@ -1,0 +1,135 @@
+"""The operator catalog: every built-in declaration by name, and the ONNX binding.
+
+``CATALOG`` maps names to :class:`~ptq_verify.catalog.operator.Operator` (sorted by name);
+:func:`get_operator` looks one up for a user; :func:`operator_for_onnx_type` finds the declaration
+an ONNX node stands for. Several declarations may share an ONNX type when the node's attributes
+or constant inputs change the function (Gelu's ``approximate``, Pow's exponent, LpNormalization's
+``p``); each such declaration says when it applies with ``onnx_match``, and the lookup never
+guesses: a node that matches none of them has no declaration.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from .operator import DeclarationError, Operator, TensorInput, parse_inputs
+from .ops import FAMILIES
+
+__all__ = [
+    "CATALOG",
+    "DeclarationError",
+    "Operator",
+    "TensorInput",
+    "get_operator",
+    "operator_for_onnx_type",
+    "parse_inputs",
+]
+
+
+def _collect() -> dict[str, Operator]:
+    found: dict[str, Operator] = {}
+    for family in FAMILIES:
+        for op in family.OPERATORS:
+            if op.name in found:
+                raise DeclarationError(f"operator {op.name!r} is declared twice")
+            found[op.name] = op
+    return dict(sorted(found.items()))
+
+
+CATALOG: dict[str, Operator] = _collect()
+
+
+def _by_onnx_type() -> dict[str, tuple[Operator, ...]]:
+    """ONNX type -> its declarations; two with the same conditions would be ambiguous."""
+    groups: dict[str, list[Operator]] = {}
+    for op in CATALOG.values():
+        if op.onnx_type is not None:
+            groups.setdefault(op.onnx_type, []).append(op)
+    for op_type, ops in groups.items():
+        conditions = [tuple(sorted(op.onnx_match.items(), key=str)) for op in ops]
+        if len(set(conditions)) != len(conditions):
+            names = ", ".join(op.name for op in ops)
+            raise DeclarationError(f"ONNX {op_type}: {names} cannot be told apart (onnx_match)")
+    return {t: tuple(ops) for t, ops in groups.items()}
+
+
+_BY_ONNX_TYPE = _by_onnx_type()
+
+
+def get_operator(name: str) -> Operator:
+    """The catalog's operator called ``name``; a UserError suggesting the nearest name if none."""
+    if name in CATALOG:
+        return CATALOG[name]
+    lowered = {n.lower(): n for n in CATALOG}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    hint = f"; did you mean {lowered[close[0]]!r}?" if close else ""
+    raise UserError(f"unknown operator {name!r}{hint} (`ptq-verify classify` lists them)")
+
+
+def operator_for_onnx_type(
+    op_type: str,
+    attrs: Mapping[str, Any] | None = None,
+    constants: Mapping[int, Any] | None = None,
+) -> Operator | None:
+    """The declaration an ONNX node of type ``op_type`` stands for, or None.
+
+    ``attrs`` are the node's attributes as plain values (absent ones take their ONNX defaults);
+    ``constants`` maps input slots to the values of constant inputs (initializers, Constant
+    nodes). Among the declarations of that type whose ``onnx_match`` conditions all hold, the
+    one with the most conditions wins (Relu6 over Clip for Clip(x, 0, 6)). With no attributes
+    given, the answer is the declaration for the default attributes (Gelu, not GeluTanh); a
+    condition on a constant input that is not given fails (a Pow with an unknown exponent has
+    no declaration).
+    """
+    matching = [
+        op for op in _BY_ONNX_TYPE.get(op_type, ())
+        if _matches(op, attrs or {}, constants or {})
+    ]
+    if not matching:
+        return None
+    most = max(len(op.onnx_match) for op in matching)
+    best = [op for op in matching if len(op.onnx_match) == most]
+    if len(best) > 1:
+        names = ", ".join(op.name for op in best)
+        raise DeclarationError(f"ONNX {op_type} node matches several declarations: {names}")
+    return best[0]
+
+
+def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any]) -> bool:
+    for key, wanted in op.onnx_match.items():
+        allowed = wanted if isinstance(wanted, tuple) else (wanted,)
+        if isinstance(key, int):
+            value = constants.get(key)
+            if value is None:
+                return False
+            array = np.asarray(value)
+            if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+                return False
+            value = array.item()
+        else:
+            value = attrs[key] if key in attrs else _attribute_default(op.onnx_type, key)
+            if isinstance(value, bytes):
+                value = value.decode()
+        if value is None or value not in allowed:
+            return False
+    return True
+
+
+@cache
+def _attribute_default(op_type: str, attribute: str) -> Any:
+    """The ONNX schema's default for an attribute (None if it has none)."""
+    import onnx.defs
+    from onnx.helper import get_attribute_value
+
+    schema = onnx.defs.get_schema(op_type)
+    spec = schema.attributes.get(attribute)
+    if spec is None or not spec.default_value.name:
+        return None
+    value = get_attribute_value(spec.default_value)
+    return value.decode() if isinstance(value, bytes) else value

@@ -105,6 +105,11 @@ class Operator:
         onnx_attrs: ONNX attribute name -> parameter name (e.g. LeakyRelu ``alpha``).
         onnx_kernel: the tensor implementation with ONNX semantics; element-wise operators
             get one from ``kernel`` by broadcasting.
+        onnx_match: when several declarations share one ``onnx_type``, the conditions under
+            which an ONNX node is this one: attribute name (absent attributes take their ONNX
+            default) or input slot number (a constant input) -> the required value, or a tuple
+            of allowed values. E.g. GeluTanh ``{"approximate": "tanh"}``, Pow2 ``{1: 2}``.
+            See :func:`ptq_verify.catalog.operator_for_onnx_type`.
         domain: extra conditions on the elements (sympy relations) under which ``expr`` is
             defined; conditions implied by the expression (log, sqrt, division) are recorded
             by the parser automatically.
@@ -125,6 +130,7 @@ class Operator:
         onnx_inputs: Sequence[str | None] | None = None,
         onnx_attrs: Mapping[str, str] | None = None,
         onnx_kernel: OnnxKernel | None = None,
+        onnx_match: Mapping[str | int, Any] | None = None,
         domain: Sequence[sympy.Basic] = (),
         mixes_channels: bool = False,
         doc: str = "",
@@ -172,6 +178,7 @@ class Operator:
         )
         self.onnx_attrs = dict(onnx_attrs or {})
         self._onnx_kernel = onnx_kernel
+        self.onnx_match = dict(onnx_match or {})
         self.mixes_channels = mixes_channels
         self.doc = doc
         self._check_binding()
@@ -204,6 +211,9 @@ class Operator:
                         f"{self.name}: ONNX input {slot} carries {item!r}, which is neither an "
                         "input tensor nor a parameter"
                     )
+        for key in self.onnx_match:
+            if isinstance(key, int) and not 0 <= key < len(self.onnx_inputs):
+                raise DeclarationError(f"{self.name}: onnx_match names ONNX input {key}, absent")
         for attr, param in self.onnx_attrs.items():
             if param not in self.params:
                 raise DeclarationError(

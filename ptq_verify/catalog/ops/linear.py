@@ -1,0 +1,46 @@
+"""Matrix products and convolutions, witnessed by one output element: a dot product.
+
+Weights are parameters the scaling rule never rescales (the engine normalises them separately);
+biases are parameters the rule may rescale (b -> s*b).
+"""
+
+from __future__ import annotations
+
+from ..kernels import conv, linear
+from ..operator import Operator
+
+
+def _dot_plus_bias(x0, x1, w0, w1, b):
+    return x0 * w0 + x1 * w1 + b
+
+
+_WEIGHTS = {"w0": "0.5", "w1": "-1.5", "b": "0.25"}
+
+OPERATORS = (
+    Operator(
+        "MatMul", "a0 a1, b0 b1", "a0*b0 + a1*b1", kernel=lambda a0, a1, b0, b1: a0 * b0 + a1 * b1,
+        onnx_type="MatMul", onnx_kernel=linear.matmul, mixes_channels=True,
+        doc="Product of two tensors (activations or a weight initializer); one output element "
+        "is a dot product of a row of a and a column of b, two terms in the witness.",
+    ),
+    Operator(
+        "Gemm", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
+        onnx_type="Gemm", onnx_inputs=("x", "w0 w1", "b"), onnx_kernel=linear.gemm,
+        mixes_channels=True,
+        doc="alpha*A@B + beta*C with the weight B and bias C as parameters (ONNX slots A -> x, "
+        "B -> w0 w1, C -> b).",
+    ),
+    Operator(
+        "Conv", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
+        onnx_type="Conv", onnx_inputs=("x", "w0 w1", "b"), onnx_kernel=conv.conv,
+        mixes_channels=True,
+        doc="Convolution: each output element is a dot product of a window with the kernel W "
+        "plus the bias B (ONNX slots X -> x, W -> w0 w1, B -> b).",
+    ),
+    Operator(
+        "ConvTranspose", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
+        onnx_type="ConvTranspose", onnx_inputs=("x", "w0 w1", "b"),
+        onnx_kernel=conv.conv_transpose, mixes_channels=True,
+        doc="Transposed convolution: still a dot product of inputs and weights plus a bias.",
+    ),
+)

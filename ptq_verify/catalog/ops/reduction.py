@@ -1,0 +1,64 @@
+"""Reductions, witnessed by one output element reducing three input elements.
+
+The axes are a static input (slot 1 in current opsets, an attribute before), never scaled.
+ArgMax/ArgMin output int64 indices; their witness is the index picked among three elements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import reduction
+from ..operator import Operator
+
+_THREE = "x0 x1 x2"
+
+
+def _reduce(name: str, expr: str, kernel, onnx_kernel, doc: str) -> Operator:
+    return Operator(name, _THREE, expr, kernel=kernel, onnx_type=name,
+                    onnx_inputs=("x", None), onnx_kernel=onnx_kernel, doc=doc)
+
+
+def _stacked(combine):
+    return lambda x0, x1, x2: combine(np.stack(np.broadcast_arrays(x0, x1, x2)), axis=0)
+
+
+def _arg(name: str, expr: str, pick, onnx_kernel, doc: str) -> Operator:
+    return Operator(
+        name, _THREE, expr, kernel=_stacked(pick), onnx_type=name, onnx_inputs=("x",),
+        onnx_kernel=onnx_kernel, onnx_match={"select_last_index": 0}, doc=doc,
+    )
+
+
+OPERATORS = (
+    _reduce("ReduceMean", "(x0 + x1 + x2)/3", _stacked(np.mean), reduction.reduce_mean,
+            "Mean over the reduced axes."),
+    _reduce("ReduceSum", "x0 + x1 + x2", _stacked(np.sum), reduction.reduce_sum,
+            "Sum over the reduced axes."),
+    _reduce("ReduceMax", "max(x0, x1, x2)", _stacked(np.max), reduction.reduce_max,
+            "Maximum over the reduced axes."),
+    _reduce("ReduceMin", "min(x0, x1, x2)", _stacked(np.min), reduction.reduce_min,
+            "Minimum over the reduced axes."),
+    _reduce("ReduceProd", "x0*x1*x2", _stacked(np.prod), reduction.reduce_prod,
+            "Product over the reduced axes."),
+    _reduce("ReduceL1", "abs(x0) + abs(x1) + abs(x2)",
+            _stacked(lambda v, axis: np.abs(v).sum(axis)),
+            reduction.reduce_l1, "Sum of absolute values."),
+    _reduce("ReduceL2", "sqrt(x0**2 + x1**2 + x2**2)",
+            _stacked(lambda v, axis: np.sqrt((v * v).sum(axis))), reduction.reduce_l2,
+            "Euclidean norm: square root of the sum of squares."),
+    _reduce("ReduceSumSquare", "x0**2 + x1**2 + x2**2",
+            _stacked(lambda v, axis: (v * v).sum(axis)), reduction.reduce_sum_square,
+            "Sum of squares."),
+    _reduce("ReduceLogSum", "log(x0 + x1 + x2)", _stacked(lambda v, axis: np.log(v.sum(axis))),
+            reduction.reduce_log_sum, "Logarithm of the sum (defined for a positive sum)."),
+    _reduce("ReduceLogSumExp", "log(exp(x0) + exp(x1) + exp(x2))",
+            _stacked(lambda v, axis: np.logaddexp.reduce(v, axis=axis)),
+            reduction.reduce_log_sum_exp, "log(sum(exp(x))), a smooth maximum."),
+    _arg("ArgMax", "where(x1 > x0, where(x2 > x1, 2, 1), where(x2 > x0, 2, 0))", np.argmax,
+         reduction.arg_max,
+         "Index of the first maximum (select_last_index = 0), an int64 output."),
+    _arg("ArgMin", "where(x1 < x0, where(x2 < x1, 2, 1), where(x2 < x0, 2, 0))", np.argmin,
+         reduction.arg_min,
+         "Index of the first minimum (select_last_index = 0), an int64 output."),
+)

@@ -1,0 +1,97 @@
+"""Operators that move, copy or select elements, and Shape.
+
+Most are witnessed by ``x``: every output element is some input element. Three select between
+sources, and are witnessed by ``where(k > 0, first, second)`` with a *selector parameter* ``k``
+standing for the output element's position (which side of the seam, inside or outside the
+padding, what the static condition says). The selector is never rescaled: the sign of a position
+does not change with the scale. Because one rule must hold at every position, the checker sees
+both sources in one formula:
+
+- Concat: an output element is an element of a or of b, so both must share the output's scale
+  (aligned). A linear blend ``c*a + (1-c)*b`` would give the same rule but admit
+  counterexamples at c = 1/2 that no Concat produces; the selector keeps them realisable.
+- Pad: an output element is an element of x or the pad constant v, so v must scale like x
+  (param_rescale v -> s*v).
+- Where: the condition is a static input, X and Y play the roles of a and b.
+
+Layout changes (Reshape, Transpose, Squeeze, ...) move the channel axis or mix elements of
+several channels into one axis, so they are declared ``mixes_channels``: a per-channel scale
+does not pass through them unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import shape
+from ..operator import Operator
+
+_INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # onnx.TensorProto UINT8 ... UINT64
+_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def _select(first, second, k):
+    return np.where(k > 0, first, second)
+
+
+def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = True) -> Operator:
+    return Operator(
+        name, "x", "x", kernel=lambda x: x, onnx_type=name,
+        onnx_inputs=("x", *[None] * static_slots), onnx_kernel=onnx_kernel,
+        mixes_channels=mixes, doc=doc,
+    )
+
+
+OPERATORS = (
+    Operator(
+        "Concat", "a, b", "where(k > 0, a, b)", params={"k": 1},
+        kernel=lambda a, b, k: _select(a, b, k), onnx_type="Concat", onnx_inputs=("a", "b"),
+        onnx_kernel=shape.concat, mixes_channels=True,
+        doc="Joins tensors along an axis (variadic). Witness: an output element is a's or b's, "
+        "chosen by the selector k, the element's position (see the module docstring).",
+    ),
+    Operator(
+        "Pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": 0},
+        kernel=lambda x, k, v: _select(x, v, k), onnx_type="Pad",
+        onnx_inputs=("x", None, "v", None), onnx_attrs={"value": "v"}, onnx_kernel=shape.pad,
+        mixes_channels=True,
+        doc="Constant padding: an output element is an input element (k > 0) or the pad "
+        "constant v (ONNX input constant_value), which must then scale like x.",
+    ),
+    Operator(
+        "Where", "a, b", "where(cond > 0, a, b)", params={"cond": 1},
+        kernel=lambda a, b, cond: _select(a, b, cond), onnx_type="Where",
+        onnx_inputs=(None, "a", "b"), onnx_kernel=shape.where,
+        doc="X where the static condition holds, else Y; the selector cond stands for it.",
+    ),
+    _copy("Reshape", shape.reshape, 1, "New shape, same elements (shape input static)."),
+    _copy("Flatten", shape.flatten, 0, "To 2-D at an axis, same elements."),
+    _copy("Transpose", shape.transpose, 0, "Permuted axes, same elements."),
+    _copy("Squeeze", shape.squeeze, 1, "Size-1 axes removed (axes static)."),
+    _copy("Unsqueeze", shape.unsqueeze, 1, "Size-1 axes inserted (axes static)."),
+    _copy("Expand", shape.expand, 1, "Broadcast to a static shape: copies of elements."),
+    _copy("Tile", shape.tile, 1, "Repeated copies (repeats static)."),
+    _copy("Slice", shape.slice_, 4, "A strided sub-tensor (starts, ends, axes, steps static)."),
+    _copy("Gather", shape.gather, 1,
+          "Elements picked by static indices (e.g. an embedding lookup by token ids)."),
+    _copy("DepthToSpace", shape.depth_to_space, 0, "Channels rearranged into spatial blocks."),
+    _copy("SpaceToDepth", shape.space_to_depth, 0, "Spatial blocks rearranged into channels."),
+    _copy("Dropout", shape.identity, 2, "Inference-mode Dropout: the identity.", mixes=False),
+    Operator(
+        "Cast", "x", "x", kernel=lambda x: x, onnx_type="Cast", onnx_kernel=shape.cast,
+        onnx_match={"to": _FLOAT_TYPES},
+        doc="Cast to a float type: the identity up to the target's rounding.",
+    ),
+    Operator(
+        "CastToInteger", "x", "where(x >= 0, floor(x), ceil(x))", kernel=lambda x: np.trunc(x),
+        onnx_type="Cast", onnx_kernel=shape.cast, onnx_match={"to": _INTEGER_TYPES},
+        doc="Cast to an integer type: truncation toward zero (the identity on integer "
+        "inputs, as in shape arithmetic).",
+    ),
+    Operator(
+        "Shape", "x", "n", params={"n": 3}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
+        onnx_type="Shape", onnx_kernel=shape.shape,
+        doc="The input's dimensions (int64). The output does not depend on the values of x: "
+        "the witness is a dimension n, which no scaling changes.",
+    ),
+)

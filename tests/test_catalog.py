@@ -1,0 +1,146 @@
+"""The built-in catalog: every declaration's numpy kernel agrees with its symbolic form, and the
+names and ONNX bindings are consistent with the ONNX specification."""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+
+import numpy as np
+import onnx
+import onnx.defs
+import pytest
+import sympy
+
+from ptq_verify.catalog import CATALOG, get_operator, operator_for_onnx_type
+from ptq_verify.errors import UserError
+
+# Zero, ties of Round, the thresholds of ThresholdedRelu / Shrink / Relu6 at their defaults.
+_SPECIAL = [Fraction(v) for v in ("0", "1/2", "-1/2", "1", "-1", "3/2", "-5/2", "6", "-6")]
+
+
+def _draw(rng: random.Random) -> Fraction:
+    if rng.random() < 0.35:
+        return rng.choice(_SPECIAL)
+    return Fraction(rng.randint(-400, 400), rng.choice((7, 16, 100)))
+
+
+def _points(op, count: int, seed: int):
+    """Exact points (element and parameter values) inside the operator's domain."""
+    rng = random.Random(seed)
+    found = []
+    for _ in range(60 * count):
+        values = {e: _draw(rng) for e in op.element_names}
+        for p, sample in op.params.items():
+            values[p] = sample if rng.random() < 0.5 else _draw(rng)
+        subs = {op.symbols[n]: sympy.Rational(v.numerator, v.denominator)
+                for n, v in values.items()}
+        if all(c.xreplace(subs) == sympy.true for c in op.domain):
+            found.append((values, subs))
+            if len(found) == count:
+                break
+    return found
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_kernel_agrees_with_expression(name):
+    op = CATALOG[name]
+    points = _points(op, 12, seed=sum(map(ord, name)))
+    assert len(points) >= 6, f"{name}: too few points in the domain"
+    for values, subs in points:
+        exact = op.expr.xreplace(subs).evalf(30)
+        assert exact.is_real and exact.is_finite, f"{name} at {values}: {exact}"
+        got = float(op.evaluate(**{n: float(v) for n, v in values.items()}))
+        assert math.isclose(got, float(exact), rel_tol=1e-9, abs_tol=1e-12), (
+            f"{name} at {values}: kernel {got}, expression {float(exact)}"
+        )
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_kernel_broadcasts_over_arrays(name):
+    op = CATALOG[name]
+    values, _ = _points(op, 1, seed=1)[0]
+    scalars = {n: float(v) for n, v in values.items()}
+    arrays = {n: np.full((2, 3), v) for n, v in scalars.items()}
+    np.testing.assert_allclose(op.evaluate(**arrays), np.full((2, 3), op.evaluate(**scalars)))
+
+
+def test_catalog_is_large_and_sorted():
+    assert len(CATALOG) >= 65
+    assert list(CATALOG) == sorted(CATALOG)
+    assert all(op.name == name for name, op in CATALOG.items())
+
+
+def _schemas(op_type: str) -> list:
+    return [s for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type]
+
+
+@pytest.mark.parametrize("name", [n for n, op in CATALOG.items() if op.onnx_type])
+def test_onnx_binding_names_real_inputs_and_attributes(name):
+    op = CATALOG[name]
+    assert onnx.defs.has(op.onnx_type), f"{name}: {op.onnx_type} is not an ONNX op"
+    schemas = _schemas(op.onnx_type)
+    latest = max(schemas, key=lambda s: s.since_version)
+    variadic = any(
+        i.option == onnx.defs.OpSchema.FormalParameterOption.Variadic for i in latest.inputs
+    )
+    assert variadic or len(op.onnx_inputs) <= latest.max_input
+    attributes = {a for s in schemas for a in s.attributes}
+    for attr in op.onnx_attrs:
+        assert attr in attributes, f"{name}: {op.onnx_type} has no attribute {attr!r}"
+    for key in op.onnx_match:
+        assert isinstance(key, int) or key in attributes
+    assert op.has_onnx_kernel
+
+
+def test_every_parameter_and_tensor_is_bound_or_explained():
+    """A parameter missing from the ONNX binding is a witness-only selector or dimension."""
+    for op in CATALOG.values():
+        if op.onnx_type is None:
+            continue
+        bound = {item for slot in op.onnx_inputs if slot for item in slot.split()}
+        bound |= set(op.onnx_attrs.values())
+        assert {t.name for t in op.inputs} <= bound, op.name
+        for param in set(op.params) - bound:
+            assert param in ("k", "cond", "n") and param in op.doc + " k cond n", op.name
+
+
+def test_get_operator_suggests_a_near_name():
+    assert get_operator("Relu") is CATALOG["Relu"]
+    with pytest.raises(UserError, match=r"unknown operator 'Foo'; did you mean 'Floor'\?"):
+        get_operator("Foo")
+    with pytest.raises(UserError, match="did you mean 'LeakyRelu'"):
+        get_operator("leakyrelu")
+
+
+def test_onnx_binding_default_and_conditions():
+    assert operator_for_onnx_type("Relu") is CATALOG["Relu"]
+    assert operator_for_onnx_type("NoSuchOp") is None
+    assert operator_for_onnx_type("Gelu").name == "Gelu"
+    assert operator_for_onnx_type("Gelu", {"approximate": b"tanh"}).name == "GeluTanh"
+    assert operator_for_onnx_type("Pow") is None
+    assert operator_for_onnx_type("Pow", constants={1: np.array(2.0, np.float32)}).name == "Pow2"
+    assert operator_for_onnx_type("Pow", constants={1: np.array([0.5])}).name == "PowHalf"
+    assert operator_for_onnx_type("Pow", constants={1: np.array(7.0)}) is None
+    six = {1: np.array(0.0, np.float32), 2: np.array(6.0, np.float32)}
+    assert operator_for_onnx_type("Clip", constants=six).name == "Relu6"
+    assert operator_for_onnx_type("Clip", constants={2: np.array(6.0)}).name == "Clip"
+    assert operator_for_onnx_type("Clip").name == "Clip"
+    assert operator_for_onnx_type("LpNormalization").name == "LpNormalization"
+    assert operator_for_onnx_type("LpNormalization", {"p": 1}).name == "L1Normalization"
+    assert operator_for_onnx_type("LpNormalization", {"p": 3}) is None
+    assert operator_for_onnx_type("Cast") is None
+    assert operator_for_onnx_type("Cast", {"to": onnx.TensorProto.FLOAT}).name == "Cast"
+    assert operator_for_onnx_type("Cast", {"to": onnx.TensorProto.INT64}).name == "CastToInteger"
+    assert operator_for_onnx_type("ArgMax", {"select_last_index": 1}) is None
+
+
+def test_every_onnx_type_resolves_to_one_of_its_declarations():
+    for op in CATALOG.values():
+        if op.onnx_type is None:
+            continue
+        attrs = {k: v[0] if isinstance(v, tuple) else v for k, v in op.onnx_match.items()
+                 if isinstance(k, str)}
+        constants = {k: np.array(v) for k, v in op.onnx_match.items() if isinstance(k, int)}
+        assert operator_for_onnx_type(op.onnx_type, attrs, constants) is op
