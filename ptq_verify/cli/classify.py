@@ -1,0 +1,149 @@
+"""``ptq-verify classify``: the scaling rule of catalog operators, expressions or TOML files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from fractions import Fraction
+
+from ..errors import UserError
+from ..rules.lattice import RuleKind
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "classify",
+        help="decide operators' scaling rules, with certificates",
+        description=(
+            "Without arguments: the whole built-in catalog, one line per operator. With an "
+            "expression, --op or --file: those operators with their certificates."
+        ),
+    )
+    parser.add_argument("expression", nargs="?", help='e.g. "x/(1+exp(-x))" (safe grammar)')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--op", metavar="NAME", help="one catalog operator, e.g. Relu")
+    source.add_argument("--file", metavar="OPS.toml", help="operators declared in a TOML file")
+    parser.add_argument(
+        "--inputs",
+        default="x",
+        help='input tensors: commas separate tensors, spaces the elements of one tensor '
+        '("a, b": two tensors; "x0 x1 x2 x3": one tensor of four elements). Default: x',
+    )
+    parser.add_argument(
+        "--params",
+        default="",
+        help="parameters with optional sample values: b,lo=-1,hi=6 (other free names in the "
+        "expression are parameters with sample value 1)",
+    )
+    parser.add_argument("--name", default="expr", help="name shown for an expression")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.add_argument(
+        "--expect",
+        choices=[k.value for k in RuleKind],
+        help="exit 1 when a verdict differs from this rule (for CI gates)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    operators, detailed = _operators(args)
+    from ..rules import classify
+    from ..rules.explain import explain
+
+    verdicts = [classify(op) for op in operators]
+    if args.json:
+        json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
+        print()
+    elif detailed:
+        print("\n\n".join("\n".join(explain(v)) for v in verdicts))
+    else:
+        _print_table(verdicts)
+    if args.expect and any(v.rule.kind.value != args.expect for v in verdicts):
+        return 1
+    return 0
+
+
+def _operators(args: argparse.Namespace):
+    """The operators to classify and whether to spell out their certificates."""
+    if args.expression is not None:
+        if args.op or args.file:
+            raise UserError("give an expression, --op or --file, not several")
+        return [_expression_operator(args)], True
+    if args.op:
+        from ..catalog import get_operator
+
+        return [get_operator(args.op)], True
+    if args.file:
+        from ..catalog.toml_file import load_operators
+
+        return load_operators(args.file), True
+    from ..catalog import CATALOG
+
+    return sorted(CATALOG.values(), key=lambda op: op.name.lower()), False
+
+
+def _expression_operator(args: argparse.Namespace):
+    from ..catalog.grammar import ExpressionError, parse_expression
+    from ..catalog.operator import DeclarationError, Operator, parse_inputs
+
+    try:
+        parsed = parse_expression(args.expression, source="expression")
+    except ExpressionError as err:
+        raise UserError(str(err)) from None
+    try:
+        tensors = parse_inputs(args.inputs)
+    except DeclarationError as err:
+        raise UserError(f"--inputs: {err}") from None
+    params = _parse_params(args.params)
+    elements = {e for t in tensors for e in t.elements}
+    for name in parsed.names:
+        if name not in elements and name not in params:
+            params[name] = Fraction(1)
+    missing = [e for e in sorted(elements) if e not in parsed.names]
+    if missing:
+        raise UserError(
+            f"--inputs: {', '.join(missing)} does not appear in the expression (the default "
+            "input is x; name the inputs with --inputs)"
+        )
+    unused = set(params) - set(parsed.names)
+    if unused:
+        raise UserError(f"--params: {', '.join(sorted(unused))} not in the expression")
+    try:
+        return Operator(args.name, args.inputs, args.expression, params=params)
+    except DeclarationError as err:
+        raise UserError(str(err)) from None
+
+
+def _parse_params(text: str) -> dict[str, Fraction]:
+    params: dict[str, Fraction] = {}
+    for position, item in enumerate(filter(None, (p.strip() for p in text.split(","))), 1):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if not name.isidentifier():
+            raise UserError(f"--params: item {position} ({item!r}) is not name or name=value")
+        try:
+            params[name] = Fraction(value.strip()) if value.strip() else Fraction(1)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"--params: {name}={value.strip()!r} is not a number") from None
+    return params
+
+
+def _print_table(verdicts) -> None:
+    rows = [("operator", "ONNX type", "rule", "degree", "rescale")]
+    for v in verdicts:
+        rule = v.rule
+        rescale = ", ".join(
+            f"{p}->s^{k}" if k != 1 else f"{p}->s" for p, k in sorted(rule.param_exponents.items())
+        )
+        degree = rule.degree_text() if rule.kind.has_rule else "-"
+        rows.append((v.operator, v.onnx_type or "-", rule.kind.value, degree, rescale or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+    counts: dict[str, int] = {}
+    for v in verdicts:
+        counts[v.rule.kind.value] = counts.get(v.rule.kind.value, 0) + 1
+    print(f"\n{len(verdicts)} operators: " + ", ".join(f"{n} {k}" for k, n in counts.items()))

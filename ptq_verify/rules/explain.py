@@ -1,0 +1,116 @@
+"""Verdicts in words: what the rule says, why it holds, and what a PTQ pipeline does with it."""
+
+from __future__ import annotations
+
+from .certificate import Verdict
+from .lattice import Rule, RuleKind
+
+
+def rule_statement(rule: Rule, name: str = "f") -> str:
+    """The identity a rule asserts, e.g. ``Gemm(s*x; s*b) = s*Gemm(x; b) for every s > 0``."""
+    kind = rule.kind
+    if kind is RuleKind.NEEDS_COMPENSATION:
+        return (
+            f"no scaling rule exists: {name}(s*x) = s^d*{name}(x) fails for every d and rescaling"
+        )
+    if kind is RuleKind.UNDECIDED:
+        return "neither proved nor refuted: treated as needing compensation"
+    params = "".join(
+        f"; {p} -> s^{k}*{p}" if k != 1 else f"; {p} -> s*{p}"
+        for p, k in sorted(rule.param_exponents.items())
+    )
+    if rule.input_degrees is not None and len(rule.input_degrees) > 1:
+        scales = ", ".join(f"s_{i + 1}*x_{i + 1}" for i in range(len(rule.input_degrees)))
+        factor = "*".join(f"s_{i + 1}^{d}" for i, d in enumerate(rule.input_degrees))
+        return f"{name}({scales}{params}) = {factor}*{name}(x) for all s_i > 0"
+    factor = {0: "", 1: "s*"}.get(rule.degree, f"s^{rule.degree}*")
+    shared = " (all inputs share one scale s)" if kind is RuleKind.ALIGNED else ""
+    return f"{name}(s*x{params}) = {factor}{name}(x) for every s > 0{shared}"
+
+
+def engine_action(rule: Rule) -> str:
+    """What the numeric PTQ engine does at a node with this rule."""
+    rescale = ", ".join(sorted(rule.param_exponents))
+    return {
+        RuleKind.PASS_THROUGH: "pass the scale through unchanged",
+        RuleKind.PARAM_RESCALE: f"pass the scale through, rescaling {rescale}",
+        RuleKind.HOMOGENEOUS: "output scale = product of input scales to their degrees"
+        + (f", rescaling {rescale}" if rescale else ""),
+        RuleKind.ALIGNED: "bring the inputs to one common scale, then pass it through"
+        + (f", rescaling {rescale}" if rescale else ""),
+        RuleKind.SCALE_INVARIANT: "output does not depend on the input scale: reset it to 1"
+        + (f", absorbing the scale into {rescale}" if rescale else ""),
+        RuleKind.NEEDS_COMPENSATION: "compensate: rescale the input back to its float range, "
+        "run in float, re-normalise the output",
+        RuleKind.UNDECIDED: "compensate (undecided operators are treated as non-homogeneous)",
+    }[rule.kind]
+
+
+def explain(verdict: Verdict) -> list[str]:
+    """A few lines spelling out a verdict and its certificate for a terminal."""
+    head = verdict.operator + (f" (ONNX {verdict.onnx_type})" if verdict.onnx_type else "")
+    lines = [
+        head,
+        f"  f = {verdict.expression}",
+        f"  rule: {verdict.rule.describe()}",
+        f"    {rule_statement(verdict.rule)}",
+        f"  domain: {' and '.join(verdict.domain) if verdict.domain else 'all real inputs'}",
+        f"  PTQ engine: {engine_action(verdict.rule)}",
+    ]
+    if verdict.output_nonnegative:
+        lines.append("  output proved non-negative: an unsigned range is enough")
+    certificate = verdict.certificate.to_json() if verdict.certificate else {"kind": "none"}
+    if certificate["kind"] == "proof":
+        lines += _proof_lines(certificate)
+    elif certificate["kind"] == "counterexample":
+        lines += _counterexample_lines(certificate)
+    else:
+        lines.append(f"  no certificate: {verdict.reason}")
+    for rule, _ in verdict.alternatives:
+        lines.append(f"  also holds (proved): {rule.describe()}")
+    return lines
+
+
+def _proof_lines(proof: dict) -> list[str]:
+    method = {
+        "direct": "the identity simplifies to 0 for all inputs",
+        "sign_split": "split on the sign of each input element; each case simplifies to 0",
+    }[proof["method"]]
+    lines = [f"  proof: {method}", f"    {proof['lhs']}  ==  {proof['rhs']}"]
+    cases = [case for case in proof["cases"] if case["signs"]]
+    if len(cases) > 9:
+        excluded = sum(case["residual"].startswith("excluded") for case in cases)
+        return [
+            *lines,
+            f"    {len(cases)} sign cases: {len(cases) - excluded} with residual 0, "
+            f"{excluded} outside the domain (--json lists them)",
+        ]
+    for case in cases:
+        label = ", ".join(
+            f"{e} {'> 0' if sign == 'positive' else '< 0' if sign == 'negative' else '= 0'}"
+            for e, sign in case["signs"].items()
+        )
+        lines.append(f"    case {label}: residual {case['residual']}")
+    return lines
+
+
+def _counterexample_lines(cx: dict) -> list[str]:
+    point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
+    lines = [
+        f"  counterexample: {point}, s = {cx['scale']}",
+        f"    f(s*x) = {cx['lhs']}",
+        f"    s*f(x) = {cx['rhs']}",
+        f"    difference = {cx['difference']} (certified non-zero)",
+    ]
+    evidence = cx.get("no_degree")
+    if evidence:
+        where = ", ".join(f"{n} = {v}" for n, v in evidence["point"].items())
+        lines.append(f"  no degree works: {evidence['reason']} (second point {where})")
+    rescale = cx.get("no_rescale")
+    if rescale:
+        lines.append(
+            f"  no parameter rescaling works: Euler's identity has no solution at "
+            f"{len(rescale['points'])} points (residual {rescale['least_squares_residual']} "
+            f"against {rescale['relative_to']})"
+        )
+    return lines

@@ -1,0 +1,160 @@
+"""The checker on expressions: each verdict kind, the tricky forms, certificates re-check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptq_verify import Operator
+from ptq_verify.rules import RuleKind, classify
+from ptq_verify.rules.recheck import recheck_certificate
+
+F = RuleKind
+
+
+def verdict_of(expr, inputs="x", params=None):
+    op = Operator("t", inputs, expr, params=params or {})
+    return op, classify(op)
+
+
+CASES = [
+    # expression, inputs, params, kind, degree (number or per-input list), exponents
+    ("max(x, 0)", "x", {}, F.PASS_THROUGH, 1, {}),
+    ("where(x < 0, alpha*x, x)", "x", {"alpha": "0.01"}, F.PASS_THROUGH, 1, {}),
+    ("(x + abs(x))/2", "x", {}, F.PASS_THROUGH, 1, {}),
+    ("max(x, 0.01*x)", "x", {}, F.PASS_THROUGH, 1, {}),
+    ("sqrt(x**2)", "x", {}, F.PASS_THROUGH, 1, {}),
+    ("max(x0, x1, x2, x3)", "x0 x1 x2 x3", {}, F.PASS_THROUGH, 1, {}),
+    ("x*heaviside(x)", "x", {}, F.PASS_THROUGH, 1, {}),
+    ("clip(x, lo, hi)", "x", {"lo": -1, "hi": 6}, F.PARAM_RESCALE, 1, {"lo": 1, "hi": 1}),
+    ("x0*w0 + x1*w1 + b", "x0 x1", {"w0": 1, "w1": 2, "b": "0.5"}, F.PARAM_RESCALE, 1, {"b": 1}),
+    ("a + b", "a, b", {}, F.ALIGNED, 1, {}),
+    ("max(a, b)", "a, b", {}, F.ALIGNED, 1, {}),
+    ("a*b", "a, b", {}, F.HOMOGENEOUS, [1, 1], {}),
+    ("a/b", "a, b", {}, F.HOMOGENEOUS, [1, -1], {}),
+    ("sqrt(x)", "x", {}, F.HOMOGENEOUS, 0.5, {}),
+    ("sign(x)*x**2", "x", {}, F.HOMOGENEOUS, 2, {}),
+    ("1/x", "x", {}, F.HOMOGENEOUS, -1, {}),
+    ("sign(x)", "x", {}, F.SCALE_INVARIANT, 0, {}),
+    (
+        "max(0, min(1, alpha*x + beta))",
+        "x",
+        {"alpha": "0.2", "beta": "0.5"},
+        F.SCALE_INVARIANT,
+        0,
+        {"alpha": -1},
+    ),
+    ("sigmoid(x)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("max(x, 1)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("clip(x, 0, 6)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("x**3/(x**2 + 1)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("floor(x)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("log(x)", "x", {}, F.NEEDS_COMPENSATION, None, {}),
+    ("where(x > 0, x, alpha*(exp(x) - 1))", "x", {"alpha": 1}, F.NEEDS_COMPENSATION, None, {}),
+]
+
+
+@pytest.mark.parametrize(
+    "expr, inputs, params, kind, degree, exponents", CASES, ids=[c[0] for c in CASES]
+)
+def test_verdicts(expr, inputs, params, kind, degree, exponents):
+    op, verdict = verdict_of(expr, inputs, params)
+    data = verdict.to_json()
+    assert verdict.rule.kind is kind, data
+    if kind.has_rule:
+        assert data["degree"] == degree
+        assert data["param_exponents"] == exponents
+        assert data["certificate"]["kind"] == "proof"
+    else:
+        assert data["certificate"]["kind"] == "counterexample"
+    assert recheck_certificate(op, json.loads(json.dumps(data))) == []
+
+
+def test_layer_norm_prefers_fewest_rescaled_parameters_and_keeps_the_others():
+    mean = "(x0 + x1 + x2)/3"
+    var = f"((x0 - {mean})**2 + (x1 - {mean})**2 + (x2 - {mean})**2)/3"
+    op, verdict = verdict_of(
+        f"(x0 - {mean})/sqrt({var} + eps)*g + b", "x0 x1 x2", {"eps": "1e-5", "g": 1, "b": 0}
+    )
+    assert verdict.rule.kind is F.SCALE_INVARIANT
+    assert dict(verdict.rule.param_exponents) == {"eps": 2}
+    others = [rule for rule, _ in verdict.alternatives]
+    assert any(
+        r.degree == 1 and dict(r.param_exponents) == {"eps": 2, "g": 1, "b": 1} for r in others
+    )
+    assert recheck_certificate(op, verdict.to_json()) == []
+
+
+def test_domain_is_reported_and_respected():
+    _, verdict = verdict_of("x**2/x")
+    assert verdict.rule.kind is F.PASS_THROUGH
+    assert verdict.domain == ("x != 0",)
+    _, verdict = verdict_of("log(x)")
+    assert verdict.rule.kind is F.NEEDS_COMPENSATION
+    assert verdict.domain == ("x > 0",)
+
+
+def test_powers_of_two_trap_is_not_proved():
+    """Holds for every s = 2^k only: a checker trusting s = 2 would call it pass_through."""
+    _, verdict = verdict_of("x*(2 + cos(2*pi*log(abs(x))/log(2)))")
+    assert verdict.rule.kind in (F.NEEDS_COMPENSATION, F.UNDECIDED)
+
+
+def test_non_negative_outputs_are_proved():
+    assert verdict_of("max(x, 0)")[1].output_nonnegative
+    assert verdict_of("sigmoid(x)")[1].output_nonnegative
+    assert not verdict_of("where(x < 0, alpha*x, x)", params={"alpha": "0.1"})[1].output_nonnegative
+
+
+def test_counterexample_sides_differ_in_the_kernel():
+    op, verdict = verdict_of("tanh(x)")
+    cx = verdict.certificate
+    x, s = float(eval_fraction(cx.point["x"])), float(eval_fraction(cx.scale))
+    assert abs(op.evaluate(x=s * x) - s * op.evaluate(x=x)) > 1e-9
+
+
+def eval_fraction(text):
+    from fractions import Fraction
+
+    return Fraction(text)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("residual", "x - 1"), ("lhs", "max(2*s*x, 0)")],
+)
+def test_corrupted_proof_is_rejected(field, value):
+    op, verdict = verdict_of("max(x, 0)")
+    data = json.loads(json.dumps(verdict.to_json()))
+    if field == "residual":
+        data["certificate"]["cases"][0]["residual"] = value
+    else:
+        data["certificate"][field] = value
+    assert recheck_certificate(op, data)
+
+
+def test_dropped_sign_case_is_rejected():
+    op, verdict = verdict_of("abs(x)")
+    data = verdict.to_json()
+    data["certificate"]["cases"] = data["certificate"]["cases"][:-1]
+    assert any("cover" in p for p in recheck_certificate(op, data))
+
+
+def test_corrupted_counterexample_is_rejected():
+    op, verdict = verdict_of("sigmoid(x)")
+    data = json.loads(json.dumps(verdict.to_json()))
+    data["certificate"]["point"]["x"] = "0"
+    assert recheck_certificate(op, data)
+    op, verdict = verdict_of("x")
+    data = verdict.to_json()
+    data["rule"] = "needs_compensation"
+    data["certificate"] = {
+        "kind": "counterexample",
+        "point": {"x": "1"},
+        "scale": "2",
+        "lhs": "2",
+        "rhs": "2",
+        "difference": "0",
+    }
+    assert recheck_certificate(op, data)
