@@ -87,7 +87,8 @@ def instance_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray
 
 
 def lp_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX LpNormalization: x divided by its p-norm (p = 1 or 2) along ``axis``."""
+    """ONNX LpNormalization: x divided by its p-norm (p = 1 or 2) along ``axis``; 0 where the
+    norm is 0."""
     x = np.asarray(inputs[0])
     axis = int(attrs.get("axis", -1))
     p = int(attrs.get("p", 2))
@@ -96,4 +97,6 @@ def lp_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     norm = np.abs(x).sum(axis=axis, keepdims=True) if p == 1 else np.sqrt(
         (x**2).sum(axis=axis, keepdims=True)
     )
-    return (x / norm).astype(x.dtype, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(norm == 0, 0, x / norm)  # a zero vector stays zero (ONNX)
+    return y.astype(x.dtype, copy=False)

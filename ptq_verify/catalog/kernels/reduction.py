@@ -17,10 +17,8 @@ def _reduce(combine: Callable[..., np.ndarray]) -> OnnxKernel:
     def kernel(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
         x = np.asarray(inputs[0])
         axes = axes_from(inputs, 1, attrs)
-        if not axes:
-            if int(attrs.get("noop_with_empty_axes", 0)):
-                return x
-            axes = list(range(x.ndim))
+        if not axes:  # all axes, or none: then only the element-wise part (|x| for L1) acts
+            axes = [] if int(attrs.get("noop_with_empty_axes", 0)) else list(range(x.ndim))
         keepdims = bool(int(attrs.get("keepdims", 1)))
         y = combine(x, axis=normalised_axes(axes, x.ndim), keepdims=keepdims)
         return np.asarray(y).astype(x.dtype, copy=False)

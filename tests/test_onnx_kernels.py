@@ -1,0 +1,366 @@
+"""Every catalog ONNX kernel agrees with onnx's reference evaluator on small random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx.defs
+import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from ptq_verify.catalog import CATALOG
+
+OPSET = onnx.defs.onnx_opset_version()
+RNG = np.random.default_rng(0)
+
+
+def _reference(op_type: str, inputs: list, attrs: dict, opset: int, ort: bool) -> np.ndarray:
+    """Run one node with onnx.reference (or onnxruntime, where the reference evaluator is
+    wrong); absent optional inputs are empty names."""
+    names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
+    while names and not names[-1]:
+        names.pop()
+    feeds = {n: a for n, a in zip(names, inputs) if n}
+    graph = helper.make_graph(
+        [helper.make_node(op_type, names, ["y"], **attrs)],
+        "case",
+        [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            for n, a in feeds.items()
+        ],
+        [helper.make_tensor_value_info("y", _output_type(inputs[0], ort), None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if ort:
+        import onnxruntime
+
+        model.ir_version = 9
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, feeds)[0]
+    return ReferenceEvaluator(model).run(None, feeds)[0]
+
+
+def _output_type(first: np.ndarray, ort: bool) -> int:
+    """onnxruntime needs the output type declared; the reference evaluator infers it."""
+    return helper.np_dtype_to_tensor_dtype(first.dtype) if ort else TensorProto.UNDEFINED
+
+
+def _as_node_attrs(attrs: dict) -> dict:
+    """Attributes as the engine reads them from a node: strings arrive as bytes."""
+    return {k: v.encode() if isinstance(v, str) else v for k, v in attrs.items()}
+
+
+def _check(
+    name: str, inputs: list, attrs: dict | None = None, opset: int = OPSET, ort: bool = False
+) -> None:
+    attrs = attrs or {}
+    op = CATALOG[name]
+    expected = _reference(op.onnx_type, inputs, attrs, opset, ort)
+    got = np.asarray(op.run_onnx(list(inputs), _as_node_attrs(attrs)))
+    assert got.shape == expected.shape, f"{name} {attrs}: shape {got.shape} != {expected.shape}"
+    assert got.dtype == expected.dtype, f"{name} {attrs}: dtype {got.dtype} != {expected.dtype}"
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6, err_msg=f"{name} {attrs}")
+
+
+def _f(*shape, low=-3.0, high=3.0) -> np.ndarray:
+    return RNG.uniform(low, high, shape).astype(np.float32)
+
+
+def _i(*values) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+# -- element-wise operators of one tensor, found from the declarations -----------------------
+
+
+def _elementwise_cases():
+    for name, op in CATALOG.items():
+        simple = all(len(t.elements) == 1 for t in op.inputs) and len(op.inputs) == 1
+        if not simple or op.onnx_type is None or op.onnx_inputs != ("x",) or op.mixes_channels:
+            continue
+        if any(isinstance(k, int) for k in op.onnx_match):
+            continue
+        base = {k: v[0] if isinstance(v, tuple) else v for k, v in op.onnx_match.items()}
+        yield pytest.param(name, base, id=name)
+        if op.onnx_attrs:
+            changed = {a: float(op.params[p]) * 0.7 + 0.1 for a, p in op.onnx_attrs.items()}
+            yield pytest.param(name, {**base, **changed}, id=f"{name}-attrs")
+
+
+@pytest.mark.parametrize(("name", "attrs"), list(_elementwise_cases()))
+def test_elementwise(name, attrs):
+    op = CATALOG[name]
+    x = _f(2, 3, 5)
+    x[0, 0, :3] = (0.0, 0.5, 1.0)  # kinks and ties
+    if op.domain:
+        x = np.abs(x) + 0.1
+    _check(name, [x], attrs)
+
+
+@pytest.mark.parametrize(("name", "exponent"),
+                         [("Pow2", 2.0), ("Pow3", 3.0), ("PowHalf", 0.5), ("PowMinusHalf", -0.5)])
+def test_pow(name, exponent):
+    _check(name, [_f(3, 4, low=0.1), np.array(exponent, np.float32)])
+
+
+def test_clip_and_relu6():
+    x = _f(2, 8, low=-8, high=8)
+    lo, hi = np.array(-1.5, np.float32), np.array(2.0, np.float32)
+    _check("Clip", [x, lo, hi])
+    _check("Clip", [x, None, hi])
+    _check("Clip", [x, lo])
+    _check("Clip", [x])
+    _check("Relu6", [x, np.array(0, np.float32), np.array(6, np.float32)])
+
+
+def test_prelu():
+    _check("PRelu", [_f(2, 3, 4, 4), _f(3, 1, 1)])
+
+
+# -- several inputs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean"])
+def test_binary_broadcast(name):
+    _check(name, [_f(2, 3, 4), _f(3, 1, low=0.5)])
+
+
+@pytest.mark.parametrize("name", ["Max", "Min", "Sum", "Mean"])
+def test_variadic(name):
+    _check(name, [_f(2, 3), _f(3), _f(1, 3)])
+
+
+def test_integer_division_truncates():
+    _check("Div", [_i(7, -7, 7, -7, 6), _i(2, 2, -2, -2, 3)])
+
+
+def test_where():
+    _check("Where", [RNG.random((2, 3)) > 0.5, _f(2, 3), _f(3)])
+
+
+# -- linear ---------------------------------------------------------------------------------------
+
+
+def test_matmul():
+    _check("MatMul", [_f(2, 3, 4), _f(4, 5)])
+    _check("MatMul", [_f(4), _f(2, 4, 3)])
+
+
+@pytest.mark.parametrize("attrs", [{}, {"alpha": 0.5, "beta": 2.0, "transA": 1, "transB": 1}])
+def test_gemm(attrs):
+    a = _f(4, 3) if attrs.get("transA") else _f(3, 4)
+    b = _f(5, 4) if attrs.get("transB") else _f(4, 5)
+    _check("Gemm", [a, b, _f(5)], attrs)
+    _check("Gemm", [a, b], attrs)
+
+
+CONV_CASES = [
+    ((2, 4, 7, 6), (6, 2, 3, 3), {"group": 2, "strides": [2, 1], "pads": [1, 0, 1, 2],
+                                  "dilations": [1, 2]}),
+    ((1, 3, 8, 8), (4, 3, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ((1, 3, 7, 8), (4, 3, 2, 2), {"auto_pad": "SAME_LOWER", "strides": [2, 3]}),
+    ((1, 3, 6, 6), (5, 3, 3, 3), {"auto_pad": "VALID"}),
+    ((2, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+    ((2, 3, 9), (4, 3, 3), {"strides": [2], "pads": [1, 2]}),
+]
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), CONV_CASES)
+def test_conv(x_shape, w_shape, attrs):
+    x, w = _f(*x_shape), _f(*w_shape)
+    _check("Conv", [x, w, _f(w_shape[0])], attrs)
+    _check("Conv", [x, w], attrs)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), [
+    ((1, 4, 5, 5), (4, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 0, 0],
+                                  "output_padding": [1, 0]}),
+    ((2, 4, 4, 3), (4, 2, 3, 2), {"group": 2, "dilations": [2, 1]}),
+    ((1, 2, 6, 6), (2, 3, 3, 3), {"pads": [2, 2, 2, 2]}),
+])
+def test_conv_transpose(x_shape, w_shape, attrs):
+    x, w = _f(*x_shape), _f(*w_shape)
+    groups = attrs.get("group", 1)
+    # onnx.reference mis-assembles grouped ConvTranspose outputs: check those against onnxruntime.
+    _check("ConvTranspose", [x, w, _f(w_shape[1] * groups)], attrs, opset=17, ort=groups > 1)
+
+
+# -- pooling --------------------------------------------------------------------------------------
+
+POOL_CASES = [
+    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+    {"kernel_shape": [2, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"kernel_shape": [2, 2]},
+    {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    {"kernel_shape": [2, 2], "dilations": [2, 2]},
+]
+
+
+@pytest.mark.parametrize("attrs", POOL_CASES)
+@pytest.mark.parametrize("name", ["MaxPool", "AveragePool", "LpPool"])
+def test_pool(name, attrs):
+    if name == "MaxPool":
+        attrs = {k: v for k, v in attrs.items() if k != "count_include_pad"}
+    if name == "LpPool":
+        attrs = {k: v for k, v in attrs.items() if k not in ("count_include_pad", "dilations")}
+    _check(name, [_f(2, 3, 7, 6)], attrs)
+
+
+def test_ceil_mode_is_refused_when_it_matters():
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        CATALOG["MaxPool"].run_onnx([_f(1, 1, 5, 5)], {"kernel_shape": [2, 2], "strides": [2, 2],
+                                                         "ceil_mode": 1})
+
+
+@pytest.mark.parametrize("name", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_global_pool(name):
+    _check(name, [_f(2, 3, 4, 5)])
+
+
+# -- softmax and normalisations ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("name", ["Softmax", "LogSoftmax", "Hardmax"])
+def test_softmax_family(name, axis):
+    x = RNG.integers(-2, 3, (2, 4, 3)).astype(np.float32) if name == "Hardmax" else _f(2, 4, 3)
+    _check(name, [x], {"axis": axis})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"axis": 1, "epsilon": 0.1}])
+def test_layer_normalization(attrs):
+    x = _f(2, 3, 4)
+    shape = x.shape[attrs.get("axis", -1):]
+    _check("LayerNormalization", [x, _f(*shape), _f(*shape)], attrs)
+    _check("LayerNormalization", [x, _f(*shape)], attrs)
+
+
+def test_rms_normalization():
+    x = _f(2, 3, 4)
+    _check("RMSNorm", [x, _f(4)], {"epsilon": 0.01}, opset=23)
+
+
+def test_batch_and_instance_normalization():
+    x = _f(2, 3, 4, 5)
+    _check("BatchNormalization", [x, _f(3), _f(3), _f(3), _f(3, low=0.5)], {"epsilon": 0.01})
+    _check("InstanceNormalization", [x, _f(3), _f(3)], {"epsilon": 0.01})
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's 0/0
+@pytest.mark.parametrize(("name", "p"), [("LpNormalization", 2), ("L1Normalization", 1)])
+def test_lp_normalization(name, p):
+    x = _f(2, 3, 4)
+    x[0, :, 0] = 0  # a zero vector maps to zero
+    # onnx.reference forgets the absolute value in the L1 norm: check p = 1 against onnxruntime.
+    _check(name, [x], {"axis": 1, "p": p}, ort=p == 1)
+
+
+# -- reductions --------------------------------------------------------------------------------
+
+REDUCTIONS = ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+              "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"]
+
+
+@pytest.mark.parametrize("name", REDUCTIONS)
+def test_reductions(name):
+    x = _f(2, 3, 4, low=0.1) if name == "ReduceLogSum" else _f(2, 3, 4)
+    _check(name, [x, _i(1)], {"keepdims": 0})
+    _check(name, [x, _i(-1, 0)])
+    _check(name, [x])
+    _check(name, [x, None], {"noop_with_empty_axes": 1})
+    _check(name, [x], {"axes": [2]}, opset=11)
+
+
+@pytest.mark.parametrize("name", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("attrs", [{}, {"axis": 1, "keepdims": 0}, {"select_last_index": 1}])
+def test_arg_reductions(name, attrs):
+    _check(name, [RNG.integers(-2, 3, (3, 4, 2)).astype(np.float32)], attrs)
+
+
+# -- shape operators -----------------------------------------------------------------------------
+
+
+def test_concat():
+    _check("Concat", [_f(2, 3), _f(2, 1), _f(2, 2)], {"axis": 1})
+    _check("Concat", [_f(2, 3), _f(1, 3)], {"axis": -2})
+
+
+def test_reshape_flatten_transpose():
+    x = _f(2, 3, 4)
+    _check("Reshape", [x, _i(0, -1)])
+    _check("Reshape", [x, _i(4, 0, 2)])
+    _check("Reshape", [np.zeros((0, 3), np.float32), _i(3, 0)], {"allowzero": 1})
+    _check("Flatten", [x], {"axis": 2})
+    _check("Flatten", [x], {"axis": 0})
+    _check("Transpose", [x])
+    _check("Transpose", [x], {"perm": [1, 2, 0]})
+
+
+def test_squeeze_unsqueeze():
+    x = _f(2, 1, 3, 1)
+    _check("Squeeze", [x, _i(1)])
+    _check("Squeeze", [x])
+    _check("Squeeze", [x], {"axes": [-1]}, opset=11)
+    _check("Unsqueeze", [_f(2, 3), _i(0, -1)])
+    _check("Unsqueeze", [_f(2, 3)], {"axes": [1]}, opset=11)
+
+
+def test_pad():
+    x = _f(2, 3, 4)
+    _check("Pad", [x, _i(0, 1, 2, 0, 2, 1)])
+    # onnx.reference cannot crop (negative pads): that case runs in onnxruntime.
+    _check("Pad", [x, _i(0, -1, 2, 1, 0, -2), np.array(1.5, np.float32)], opset=18, ort=True)
+    _check("Pad", [x, _i(1, 3), np.array(-2, np.float32), _i(-1)])
+    _check("Pad", [x], {"pads": [0, 1, 0, 0, 2, 1], "value": 0.5}, opset=2)
+
+
+@pytest.mark.parametrize(("starts", "ends", "axes", "steps"), [
+    ((0, 1), (2, 3), None, None),
+    ((-1,), (-100,), (1,), (-1,)),
+    ((3, 0), (0, 9), (2, 0), (-2, 1)),
+    ((1,), (2**62,), (-1,), (2,)),
+])
+def test_slice(starts, ends, axes, steps):
+    inputs = [_f(3, 4, 5), _i(*starts), _i(*ends), None if axes is None else _i(*axes),
+              None if steps is None else _i(*steps)]
+    _check("Slice", inputs)
+
+
+def test_gather_expand_tile():
+    x = _f(3, 4)
+    _check("Gather", [x, _i(0, -1, 2)], {"axis": 1})
+    _check("Gather", [x, np.array([[0, 2], [1, 1]], np.int64)])
+    _check("Expand", [_f(3, 1), _i(2, 1, 4)])
+    _check("Tile", [x, _i(2, 1)])
+
+
+def test_cast_and_shape():
+    x = _f(2, 3)
+    _check("Cast", [x], {"to": TensorProto.FLOAT16})
+    _check("Cast", [_i(3, 4)], {"to": TensorProto.FLOAT})
+    _check("CastToInteger", [x], {"to": TensorProto.INT64})
+    _check("Shape", [_f(2, 3, 4)])
+    _check("Shape", [_f(2, 3, 4)], {"start": 1, "end": -1})
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space(mode):
+    _check("DepthToSpace", [_f(2, 8, 2, 3)], {"blocksize": 2, "mode": mode})
+
+
+def test_space_to_depth_dropout_identity():
+    _check("SpaceToDepth", [_f(2, 2, 4, 6)], {"blocksize": 2})
+    _check("Dropout", [_f(2, 3)])
+    _check("Identity", [_f(2, 3)])
+
+
+def test_every_onnx_operator_is_exercised():
+    """A new declaration with an ONNX type must get a case here (read this file's names)."""
+    with open(__file__) as handle:
+        source = handle.read()
+    elementwise = {p.values[0] for p in _elementwise_cases()}
+    for name, op in CATALOG.items():
+        if op.onnx_type is not None:
+            assert name in elementwise or f'"{name}"' in source, f"{name} has no ONNX case"
