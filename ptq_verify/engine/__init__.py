@@ -1,0 +1,65 @@
+"""The numeric PTQ engine: load, calibrate, normalise, quantize, simulate, export.
+
+Each step is a function of its own::
+
+    graph = load_model("model.onnx")              # folded, ready to calibrate
+    actions = plan_model(graph)                    # per node: rule and action
+    calibration = calibrate(graph, data)           # per-tensor statistics
+    model = quantize(graph, calibration, bits=8)   # QuantizedModel
+    model.run(data); onnx.save(model.to_onnx(), "model_q.onnx")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..catalog.operator import Operator
+from ..graph import Graph, OperatorTable, fold_constants, load_graph
+from ..rules import Rule
+from .calibrate import METHODS, Calibration, calibrate
+from .data import check_feeds, read_data_file
+from .fold import fold_affine_channels
+from .metrics import relative_error, sqnr_db
+from .plan import Action, NodeAction, plan_model
+from .quantize import check_bits, quantize
+from .quantized import Code, NodeRecord, QuantizedModel
+from .stats import TensorStats
+
+
+def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
+            override_rules: Mapping[str, Rule] | None = None) -> Graph:
+    """Fold constant subgraphs and per-channel affine nodes (BatchNorm) into their producer.
+    Never raises on unknown op types (they stay as they are)."""
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    fold_constants(graph, table)
+    fold_affine_channels(graph, table, override_rules)
+    return graph
+
+
+def load_model(path: str | os.PathLike,
+               operators: Mapping[str, Operator] | OperatorTable | None = None) -> Graph:
+    """Read an ONNX file and prepare it (see :func:`prepare`)."""
+    return prepare(load_graph(path), operators)
+
+
+__all__ = [
+    "METHODS",
+    "Action",
+    "Calibration",
+    "Code",
+    "NodeAction",
+    "NodeRecord",
+    "QuantizedModel",
+    "TensorStats",
+    "calibrate",
+    "check_bits",
+    "check_feeds",
+    "load_model",
+    "plan_model",
+    "prepare",
+    "quantize",
+    "read_data_file",
+    "relative_error",
+    "sqnr_db",
+]

@@ -1,0 +1,80 @@
+"""Calibration: run the float graph over the calibration set and record each activation's
+statistics; a clipping method turns them into a range."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..graph import Graph, OperatorTable, activation_tensors, run_graph
+from .data import batches, check_feeds
+from .stats import TensorStats
+
+METHODS = ("maxabs", "percentile", "mse")
+
+
+@dataclass
+class Calibration:
+    """Statistics per activation tensor and the clipping method that reads them."""
+
+    stats: dict[str, TensorStats]
+    method: str = "maxabs"
+    percent: float = 99.99
+    samples: int = 0
+
+    def clip(self, tensor: str, levels: int) -> float:
+        """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
+        stats = self.stats[tensor]
+        if self.method == "percentile":
+            return stats.percentile(self.percent)
+        if self.method == "mse":
+            return stats.mse_clip(levels)
+        return stats.max_abs
+
+
+def calibrate(
+    graph: Graph,
+    data: Mapping[str, np.ndarray] | np.ndarray,
+    method: str = "maxabs",
+    *,
+    percent: float = 99.99,
+    batch_size: int = 64,
+    operators: OperatorTable | None = None,
+    progress: bool = True,
+) -> Calibration:
+    """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
+    record a :class:`TensorStats` for every activation tensor."""
+    if method not in METHODS:
+        raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
+    if not 0 < percent <= 100:
+        raise UserError(f"percentile {percent}: must be in (0, 100]")
+    table = operators or OperatorTable()
+    for node in graph.nodes:
+        table.require(node, graph)
+    feeds = check_feeds(data, graph, "calibration data")
+    active = activation_tensors(graph, table)
+    stats = {name: TensorStats() for name in active}
+
+    def observe(name: str, value: np.ndarray) -> None:
+        if name in stats:
+            stats[name].update(value)
+
+    total = next(iter(feeds.values())).shape[0]
+    bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
+               disable=not progress, leave=False)
+    with bar:
+        for batch in batches(feeds, graph, batch_size):
+            for name, value in batch.items():
+                observe(name, value)
+            run_graph(graph, batch, table, observe=observe)
+            bar.update(next(iter(batch.values())).shape[0])
+    for name, tensor_stats in stats.items():
+        if tensor_stats.count and not np.isfinite(tensor_stats.max_abs):
+            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN values on "
+                            "the calibration data")
+    return Calibration(stats, method, percent, total)

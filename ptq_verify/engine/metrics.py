@@ -1,0 +1,29 @@
+"""Output fidelity: SQNR of a quantized output against the float one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB, after the least-squares positive scale
+    alignment of ``quantized`` to ``reference`` (a global gain is not counted as error)."""
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    out = np.asarray(quantized, dtype=np.float64).ravel()
+    if ref.shape != out.shape:
+        raise ValueError(f"shapes differ: {np.shape(reference)} vs {np.shape(quantized)}")
+    denom = float(out @ out)
+    gain = max(float(ref @ out) / denom, 0.0) if denom > 0 else 0.0
+    noise = float(np.sum((ref - gain * out) ** 2))
+    signal = float(ref @ ref)
+    if noise == 0:
+        return float("inf")
+    return 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf")
+
+
+def relative_error(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """||q - f|| / ||f||, without any alignment."""
+    ref = np.asarray(reference, dtype=np.float64)
+    diff = np.asarray(quantized, dtype=np.float64) - ref
+    norm = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff))

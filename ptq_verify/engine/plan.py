@@ -1,0 +1,116 @@
+"""The per-node plan: what the engine does with each node, read off the checker's rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..catalog.operator import Operator
+from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..rules import Rule, RuleKind, Verdict
+from .rules import effective_rule, weight_layout
+
+
+class Action(str, Enum):
+    STATIC = "static"
+    SCALE = "scale"
+    ALIGN = "align"
+    COMPENSATE = "compensate"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class NodeAction:
+    """One node's plan: its rule (None for an op type nobody declared) and the action."""
+
+    name: str
+    op_type: str
+    operator: str | None
+    verdict: Verdict | None
+    rule: Rule | None
+    action: Action
+    text: str
+    reason: str = ""
+    activation_slots: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def compensated(self) -> bool:
+        return self.action is Action.COMPENSATE
+
+    def to_json(self) -> dict:
+        return {
+            "node": self.name,
+            "op_type": self.op_type,
+            "operator": self.operator,
+            "rule": None if self.rule is None else self.rule.describe(),
+            "action": self.action.value,
+            "text": self.text,
+            "reason": self.reason,
+        }
+
+
+def plan_model(
+    graph: Graph,
+    operators: Mapping[str, Operator] | OperatorTable | None = None,
+    override_rules: Mapping[str, Rule] | None = None,
+) -> list[NodeAction]:
+    """The action for every node of ``graph``. Never raises on unknown op types: they are
+    reported with action ``unknown`` (quantize refuses them)."""
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    active = activation_tensors(graph, table)
+    return [
+        plan_node(graph, node, table.find(node, graph), active, override_rules)
+        for node in graph.nodes
+    ]
+
+
+def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
+              overrides: Mapping[str, Rule] | None) -> NodeAction:
+    slots = tuple(i for i, name in enumerate(node.inputs) if name in active)
+    if op is None:
+        return NodeAction(node.name, node.op_type, None, None, None, Action.UNKNOWN,
+                          "no declared operator: cannot be quantized",
+                          f"op type {node.op_type!r} is not in the catalog", slots)
+    verdict, rule = effective_rule(op, overrides)
+
+    def make(action: Action, text: str, reason: str = "") -> NodeAction:
+        return NodeAction(node.name, node.op_type, op.name, verdict, rule, action, text, reason,
+                          slots)
+
+    if not slots:
+        return make(Action.STATIC, "static: computed exactly in float",
+                    "no input depends on a float model input")
+    if not rule.kind.has_rule:
+        why = "no scaling rule exists" if rule.kind is RuleKind.NEEDS_COMPENSATION else (
+            "the checker could not decide a rule")
+        return make(Action.COMPENSATE, "compensate: run in float on the original range", why)
+    tensors = {t.name for t in op.inputs}
+    for slot in slots:
+        binding = slot_binding(op, slot)
+        if binding not in tensors:
+            return make(Action.COMPENSATE, "compensate: run in float on the original range",
+                        f"an activation feeds parameter input {slot} ({binding})")
+    independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
+    if independent and rule.param_exponents:
+        return make(Action.COMPENSATE, "compensate: run in float on the original range",
+                    "parameters rescale with inputs of independent scales")
+    params = _param_text(op, rule)
+    if rule.kind is RuleKind.ALIGNED:
+        return make(Action.ALIGN, "align inputs to one scale" + params)
+    if rule.kind is RuleKind.SCALE_INVARIANT:
+        return make(Action.SCALE, "reset the scale to 1" + params)
+    if rule.kind is RuleKind.HOMOGENEOUS:
+        return make(Action.SCALE, f"output scale s^{rule.degree_text()}" + params)
+    layout = weight_layout(op, rule)
+    weights = f"; integer weights {', '.join(sorted(layout.weights))}" if layout else ""
+    return make(Action.SCALE, "pass the scale through" + params + weights)
+
+
+def _param_text(op: Operator, rule: Rule) -> str:
+    if not rule.param_exponents:
+        return ""
+    return "; rescale parameters " + rule.describe().split(" ", 1)[-1]

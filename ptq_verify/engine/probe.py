@@ -1,0 +1,93 @@
+"""Numeric probes of a node's layout, for choices that do not change what is computed.
+
+Which weight axis feeds which output axis decides per-channel scales and BatchNorm-style
+folding. A probe runs the node's own kernel on a random input twice, once with the weights
+scaled along one axis, and accepts an axis pairing only when the output scales along an axis
+exactly as predicted. A failed probe only means falling back to per-tensor scales.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..catalog.operator import Operator
+from ..graph import Graph, Node
+
+
+def example_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
+    """A concrete shape for tensor ``name``: batch 1, symbolic dims 2; None when unknown."""
+    shape = graph.shape_of(name)
+    if shape is None:
+        return None
+    return tuple(
+        (1 if axis == 0 else 2) if not isinstance(d, int) or d <= 0 else d
+        for axis, d in enumerate(shape)
+    )
+
+
+def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) -> list | None:
+    """Random float32 values for the node's activation inputs, the graph's constants for the
+    others; None when a shape is unknown."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for name in node.inputs:
+        if not name:
+            inputs.append(None)
+        elif name in graph.initializers:
+            inputs.append(graph.initializers[name])
+        elif name in active:
+            shape = example_shape(graph, name)
+            if shape is None:
+                return None
+            inputs.append(rng.standard_normal(shape).astype(np.float32))
+        else:
+            return None
+    return inputs
+
+
+def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
+                 cleared: tuple[int, ...] = ()) -> tuple[int, int] | None:
+    """(weight axis, output axis) such that scaling the weight in ``slot`` along the first
+    scales the output along the second; ``cleared`` slots (biases) are set absent."""
+    base = [None if i in cleared else v for i, v in enumerate(inputs)]
+    weight = np.asarray(base[slot], dtype=np.float64)
+    try:
+        y0 = np.asarray(_first(op.run_onnx(_cast(base), node.attrs)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
+        return None
+    rng = np.random.default_rng(1)
+    for axis in range(weight.ndim):
+        size = weight.shape[axis]
+        if size < 2:
+            continue
+        factors = rng.uniform(0.5, 2.0, size)
+        scaled = list(base)
+        scaled[slot] = weight * _along(factors, axis, weight.ndim)
+        try:
+            y1 = np.asarray(_first(op.run_onnx(_cast(scaled), node.attrs)), dtype=np.float64)
+        except Exception:  # noqa: BLE001
+            return None
+        if y1.shape != y0.shape:
+            continue
+        for out_axis in range(y0.ndim):
+            if y0.shape[out_axis] != size:
+                continue
+            expected = y0 * _along(factors, out_axis, y0.ndim)
+            if np.allclose(y1, expected, rtol=1e-4, atol=1e-5 * (np.abs(y0).max() + 1e-30)):
+                return axis, out_axis
+    return None
+
+
+def _first(result):
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _cast(values: list) -> list:
+    return [None if v is None else np.asarray(v, dtype=np.float64)
+            if np.issubdtype(np.asarray(v).dtype, np.floating) else v for v in values]
+
+
+def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = values.size
+    return values.reshape(shape)

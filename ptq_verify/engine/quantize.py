@@ -1,0 +1,405 @@
+"""Quantization: normalise parameters and activations by each node's rule, and build the
+n-bit model (integer weights, integer activations, float multipliers between them).
+
+Formulation: every activation tensor t is held as integer codes q_t = round(x_t * S_t),
+clipped to the signed range [-(2^(n-1)-1), 2^(n-1)-1] or, where the output is proved
+non-negative, the unsigned range [0, 2^n-1]. A node with a scaling rule runs on the codes
+with its parameters rescaled as the rule says; its raw output has the scale the rule gives
+(times the weights' scale), and one scaling step requantizes it to S_out. A node without a
+rule is compensated: its input codes are brought back to the float range (x = q / S), the
+node runs in float, and its output is quantized again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..catalog.operator import Operator
+from ..errors import UserError
+from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..rules import Rule, RuleKind
+from .calibrate import Calibration
+from .plan import Action, NodeAction, plan_model
+from .probe import channel_axes, example_inputs
+from .quantized import Code, NodeRecord, QuantizedModel
+from .rules import is_integer_polynomial, is_lattice_selection, weight_layout
+from .steps import NodeStep, ScaleStep
+
+MIN_BITS, MAX_BITS = 2, 16
+FIXED_POINT_BITS = 16
+# A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
+# error beyond the 8-bit level; the engine refuses rather than return a wrong network.
+MIN_DIVISOR_CODES = 16
+
+
+def check_bits(bits: int, what: str = "bits") -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        raise UserError(f"{what} {bits!r}: must be an integer from {MIN_BITS} to {MAX_BITS}")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise UserError(f"{what} {bits}: must be from {MIN_BITS} to {MAX_BITS}")
+    return int(bits)
+
+
+def fixed_point(factor: np.ndarray, bits: int = FIXED_POINT_BITS) -> np.ndarray:
+    """Round each multiplier to m * 2^-shift with m an integer of ``bits`` bits."""
+    mantissa, exponent = np.frexp(np.asarray(factor, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 2.0**bits), exponent - bits).astype(np.float32)
+
+
+def quantize(
+    graph: Graph,
+    calibration: Calibration,
+    bits: int = 8,
+    *,
+    per_channel: bool = False,
+    fixed_point_multipliers: bool = False,
+    integer_outputs: bool = False,
+    operators: Mapping[str, Operator] | OperatorTable | None = None,
+    override_rules: Mapping[str, Rule] | None = None,
+) -> QuantizedModel:
+    """Build the ``bits``-bit model of ``graph`` from its calibration."""
+    bits = check_bits(bits)
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    plans = plan_model(graph, table, override_rules)
+    for plan, node in zip(plans, graph.nodes):
+        if plan.action is Action.UNKNOWN:
+            table.require(node, graph)
+    builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers)
+    builder.build(plans, integer_outputs)
+    return QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
+                          builder.records, bits, integer_outputs, builder.notes)
+
+
+class _Builder:
+    def __init__(self, graph: Graph, calibration: Calibration, bits: int, table: OperatorTable,
+                 per_channel: bool, fixed: bool) -> None:
+        self.graph, self.cal, self.bits, self.table = graph, calibration, bits, table
+        self.per_channel, self.fixed = per_channel, fixed
+        self.active = activation_tensors(graph, table)
+        self.consumers = graph.consumers()
+        self.steps: list = []
+        self.codes: dict[str, Code] = {}
+        self.records: list[NodeRecord] = []
+        self.notes: list[str] = []
+        self._dequantized: dict[str, str] = {}
+        self._ops = {node.name: table.find(node, graph) for node in graph.nodes}
+        self._verdicts: dict[str, NodeAction] = {}
+        self._count = 0
+
+    # -- ranges and scales ---------------------------------------------------------------
+
+    @property
+    def signed_max(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    @property
+    def unsigned_max(self) -> int:
+        return 2**self.bits - 1
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}~q{self._count}"
+
+    def factor(self, value, exact: bool = False) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float64)
+        if self.fixed and not exact:
+            return fixed_point(array)
+        return array.astype(np.float32)
+
+    def target(self, tensor: str, proved_nonnegative: bool) -> tuple[float, float, float]:
+        """(scale, low, high) for materialising ``tensor`` as codes."""
+        unsigned = proved_nonnegative
+        ranged = [tensor]
+        users = self.consumers.get(tensor, [])
+        if (not unsigned and users and tensor not in self.graph.output_names
+                and all(self._feeds_nonnegative_selection(user) for user in users)):
+            # Every consumer is max/min-selection with a proved non-negative output: clipping
+            # below 0 first changes none of their outputs, so the unsigned range is exact.
+            unsigned = True
+            ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
+        levels = self.unsigned_max if unsigned else self.signed_max
+        reach = max(self.cal.clip(name, levels) for name in ranged)
+        if not np.isfinite(reach) or reach <= 0:
+            self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
+            reach = float(levels)
+        scale = levels / reach
+        return scale, (0.0 if unsigned else -float(levels)), float(levels)
+
+    def _feeds_nonnegative_selection(self, node: Node) -> bool:
+        plan = self._plans.get(node.name)
+        op = self._ops.get(node.name)
+        return (plan is not None and op is not None and plan.action is Action.SCALE
+                and plan.verdict is not None and plan.verdict.output_nonnegative
+                and is_lattice_selection(op) and len(plan.activation_slots) == 1
+                and all(not name or name in self.active for name in node.inputs))
+
+    def materialise(self, src: str, tensor: str, scale_of_src: np.ndarray | float,
+                    nonnegative: bool, pre_round: bool = False) -> Code:
+        scale, low, high = self.target(tensor, nonnegative)
+        factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
+        dst = self.fresh(tensor)
+        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round))
+        code = Code(dst, scale, low, high)
+        self.codes[tensor] = code
+        return code
+
+    def dequantized(self, tensor: str) -> str:
+        if tensor not in self._dequantized:
+            code = self.codes[tensor]
+            dst = self.fresh(f"{tensor}:float")
+            self.steps.append(ScaleStep(code.name, dst, self.factor(1.0 / code.scale, True),
+                                        round=False))
+            self._dequantized[tensor] = dst
+        return self._dequantized[tensor]
+
+    # -- the walk ------------------------------------------------------------------------
+
+    def build(self, plans: list[NodeAction], integer_outputs: bool) -> None:
+        self._plans = {p.name: p for p in plans}
+        for info in self.graph.float_inputs():
+            if info.name in self.cal.stats:
+                self.materialise(info.name, info.name, 1.0, False)
+        for node, plan in zip(self.graph.nodes, plans):
+            op = self._ops[node.name]
+            if plan.action is Action.STATIC:
+                self.steps.append(NodeStep(node, op))
+                self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
+                                               plan.text, "-"))
+            elif plan.action is Action.COMPENSATE:
+                self.compensate(node, op, plan)
+            else:
+                self.scale_node(node, op, plan)
+        for info in self.graph.outputs:
+            code = self.codes.get(info.name)
+            if code is None:
+                continue
+            factor = 1.0 if integer_outputs else 1.0 / code.scale
+            self.steps.append(ScaleStep(code.name, info.name, self.factor(factor, True),
+                                        round=False))
+
+    def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
+        inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
+        outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
+        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op))
+        scales = []
+        nonneg = bool(plan.verdict and plan.verdict.output_nonnegative)
+        for original, produced in zip(node.outputs, outputs):
+            if original in self.active:
+                code = self.materialise(produced, original, 1.0, nonneg)
+                scales.append(code.scale)
+        back = ", ".join(f"{n} x1/{self.codes[n].scale:.4g}" for n in dict.fromkeys(node.inputs)
+                         if n in self.codes)
+        note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
+        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
+                                       "compensate: run in float", _scales_text(scales), note))
+
+    def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
+        rule = plan.rule
+        assert rule is not None
+        tensors = [t.name for t in op.inputs]
+        inputs = list(node.inputs)
+        constants: dict[str, np.ndarray] = {}
+        tensor_scale: dict[str, float] = {}
+        consts = self.graph.initializers
+        aligned = rule.kind is RuleKind.ALIGNED
+        codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
+        common = min(c.scale for c in codes_in)
+        selection = is_lattice_selection(op)
+        for slot, name in enumerate(node.inputs):
+            binding = slot_binding(op, slot)
+            if not name or binding not in tensors:
+                continue
+            if name in self.codes:
+                code = self.codes[name]
+                if aligned and code.scale != common:
+                    dst = self.fresh(f"{name}:aligned")
+                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
+                                                True, code.low, code.high))
+                    inputs[slot] = dst
+                else:
+                    inputs[slot] = code.name
+                tensor_scale[binding] = common if aligned else code.scale
+                continue
+            selection = False
+            if aligned:
+                inputs[slot] = self._constant_at(name, common, constants)
+                tensor_scale[binding] = common
+            elif name in consts:
+                scale = _weight_scale(consts[name], self.signed_max)
+                inputs[slot] = self.fresh(f"{name}:int")
+                constants[inputs[slot]] = np.round(consts[name] * scale).astype(np.float32)
+                tensor_scale[binding] = scale
+            else:
+                tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
+        scales = [tensor_scale.get(t, 1.0) for t in tensors]
+        for t, degree in zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)):
+            self._check_divisor(node, op, t, degree, inputs, tensor_scale)
+        param_scale = common if aligned or len(tensors) > 1 else scales[0]
+        acc_scale: np.ndarray | float = rule.output_scale(scales)
+        layout = weight_layout(op, rule)
+        attrs = dict(node.attrs)
+        real = set()
+        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants)
+        for slot, name in enumerate(node.inputs):
+            binding = slot_binding(op, slot)
+            if not name or binding is None or binding in tensors:
+                continue
+            params = binding.split()
+            exponents = {rule.param_exponents.get(p, 0) for p in params}
+            if layout and set(params) <= layout.weights and name in consts:
+                continue  # quantized in _weights
+            if layout and set(params) <= layout.biases and name in consts and len(exponents) == 1:
+                k = float(exponents.pop())
+                bias = consts[name] * param_scale**k * _bias_scale(weight_scale, consts[name])
+                inputs[slot] = self.fresh(f"{name}:int")
+                constants[inputs[slot]] = np.round(bias).astype(np.float32)
+                continue
+            real.update(params)
+            if len(exponents) > 1:
+                return self.compensate(node, op, plan, "parameters in one input rescale apart")
+            k = float(exponents.pop())
+            if k == 0:
+                continue
+            if name in consts:
+                inputs[slot] = self.fresh(f"{name}:rescaled")
+                constants[inputs[slot]] = (consts[name] * param_scale**k).astype(np.float32)
+            else:
+                dst = self.fresh(f"{name}:rescaled")
+                self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
+                inputs[slot] = dst
+        for attr, param in op.onnx_attrs.items():
+            k = float(rule.param_exponents.get(param, 0))
+            real.add(param)
+            if k:
+                value = node.attrs.get(attr, float(op.params[param]))
+                attrs[attr] = float(np.asarray(value, dtype=np.float64) * param_scale**k)
+        if weight_scale is not None:
+            acc_scale = acc_scale * weight_scale
+        outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
+        step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants)
+        self.steps.append(step)
+        nonneg = bool(plan.verdict and plan.verdict.output_nonnegative) or (
+            selection and all(c.unsigned for c in codes_in))
+        integer = is_integer_polynomial(op, real)
+        out_scales = []
+        for original, produced in zip(node.outputs, outputs):
+            if original not in self.active:
+                continue
+            if selection and np.ndim(acc_scale) == 0:
+                low = min(c.low for c in codes_in)
+                high = max(c.high for c in codes_in)
+                self.codes[original] = Code(produced, float(acc_scale), low, high)
+                out_scales.append(float(acc_scale))
+                continue
+            scale_array = _along_axis(acc_scale, out_axis, self.graph, original)
+            code = self.materialise(produced, original, scale_array, nonneg, pre_round=integer)
+            out_scales.append(code.scale)
+        note = "per-channel weights" if np.ndim(weight_scale) else ""
+        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
+                                       _scales_text(out_scales), note))
+
+    def _constant_at(self, name: str, scale: float, constants: dict) -> str:
+        """A constant or static input of an aligned node, brought to the common scale."""
+        dst = self.fresh(f"{name}:aligned")
+        if name in self.graph.initializers:
+            constants[dst] = np.round(self.graph.initializers[name] * scale).astype(np.float32)
+        else:
+            self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
+        return dst
+
+    def _check_divisor(self, node: Node, op: Operator, tensor: str, degree, inputs: list,
+                       tensor_scale: dict) -> None:
+        if degree is None or degree >= 0:
+            return
+        for slot, name in enumerate(node.inputs):
+            if slot_binding(op, slot) == tensor and name in self.cal.stats:
+                nearest = self.cal.stats[name].min_abs * tensor_scale[tensor]
+                if nearest < MIN_DIVISOR_CODES:
+                    raise UserError(
+                        f"{self.graph.source}: {node.label}: input {name!r} has degree "
+                        f"{degree} and comes within {nearest:.3g} codes of 0 at {self.bits} bits "
+                        "on the calibration data; rounding there would be amplified without "
+                        "bound, so the node cannot be quantized"
+                    )
+
+    def _weights(self, node: Node, op: Operator, layout, inputs: list,
+                 constants: dict) -> tuple[np.ndarray | float | None, int | None]:
+        """Quantize the weight inputs to integers; return their scale and the output axis
+        a per-channel scale runs along."""
+        if layout is None:
+            return None, None
+        consts = self.graph.initializers
+        slots = [s for s, name in enumerate(node.inputs)
+                 if name in consts and (b := slot_binding(op, s)) is not None
+                 and set(b.split()) <= layout.weights]
+        if not slots:
+            return None, None
+        peak = max(float(np.abs(consts[node.inputs[s]]).max()) for s in slots)
+        scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
+        out_axis = None
+        if self.per_channel and len(slots) == 1:
+            scale, out_axis = self._per_channel(node, op, layout, slots[0], scale)
+        for slot in slots:
+            weight = consts[node.inputs[slot]]
+            inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
+            constants[inputs[slot]] = np.round(weight * scale).astype(np.float32)
+        return scale, out_axis
+
+    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
+        examples = example_inputs(self.graph, node, self.active)
+        if examples is None:
+            return fallback, None
+        bias_slots = tuple(s for s in range(len(node.inputs))
+                           if (b := slot_binding(op, s)) and set(b.split()) <= layout.biases)
+        axes = channel_axes(op, node, examples, slot, bias_slots)
+        if axes is None:
+            return fallback, None
+        weight_axis, out_axis = axes
+        weight = self.graph.initializers[node.inputs[slot]]
+        reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
+        peak = np.abs(weight).max(axis=reduce, keepdims=True)
+        scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
+        for s in bias_slots:
+            bias = self.graph.initializers.get(node.inputs[s])
+            if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
+                return fallback, None
+        return scale, out_axis
+
+
+def _weight_scale(value: np.ndarray, levels: int) -> float:
+    peak = float(np.abs(value).max()) if value.size else 0.0
+    return levels / peak if peak > 0 else 1.0
+
+
+def _bias_scale(weight_scale, bias: np.ndarray):
+    if weight_scale is None:
+        return 1.0
+    if np.ndim(weight_scale) == 0:
+        return weight_scale
+    return np.asarray(weight_scale).reshape(-1)
+
+
+def _along_axis(scale, axis: int | None, graph: Graph, tensor: str):
+    """A per-channel scale shaped to broadcast along ``axis`` of ``tensor``."""
+    if np.ndim(scale) == 0 or axis is None:
+        return scale
+    shape = graph.shape_of(tensor)
+    rank = len(shape) if shape is not None else axis + 1
+    layout = [1] * rank
+    layout[axis] = -1
+    return np.asarray(scale, dtype=np.float64).reshape(layout)
+
+
+def _renamed(node: Node, inputs: list[str], outputs: list[str], attrs=None) -> Node:
+    return Node(node.name, node.op_type, list(inputs), list(outputs),
+                dict(node.attrs if attrs is None else attrs), node.domain)
+
+
+def _rule_text(plan: NodeAction) -> str:
+    return "-" if plan.rule is None else plan.rule.describe()
+
+
+def _scales_text(scales: list[float]) -> str:
+    return ", ".join(f"{s:.4g}" for s in scales) if scales else "-"

@@ -1,0 +1,95 @@
+"""What the engine reads off an operator's declaration and its proved rule.
+
+Every decision the engine makes about a node comes from here, from the checker's verdict and
+the symbolic form; there is no list of operator types anywhere in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import sympy
+
+from ..catalog.operator import Operator
+from ..rules import Rule, RuleKind, Verdict, classify
+
+
+def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[Verdict, Rule]:
+    """The checker's verdict, and the rule the engine applies (an override forces one)."""
+    verdict = classify(op)
+    if overrides and op.name in overrides:
+        return verdict, overrides[op.name]
+    return verdict, verdict.rule
+
+
+def is_lattice_selection(op: Operator) -> bool:
+    """Whether each output element is one of the input elements or 0, chosen by max/min.
+
+    Such an operator (Relu, MaxPool, Reshape, Concat, Max) maps integer codes to codes in the
+    same range, so it runs on codes with no requantization; and since max/min compositions
+    commute with clipping below at 0, its input may be quantized unsigned when its output is
+    proved non-negative.
+    """
+    return _lattice(op.expr, frozenset(op.symbols[e] for e in op.element_names))
+
+
+def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
+    if expr in elements or expr == 0:
+        return True
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return all(_lattice(arg, elements) for arg in expr.args)
+    return False
+
+
+def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
+    """Whether integer inputs and integer parameters give an integer output: the witness is a
+    polynomial with integer coefficients (no parameter in ``real_params`` kept as a float)."""
+    if is_lattice_selection(op):
+        return True
+    symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
+    if any(op.symbols[p] in op.expr.free_symbols for p in real_params):
+        return False
+    try:
+        poly = sympy.Poly(op.expr, *symbols)
+    except sympy.PolynomialError:
+        return False
+    return all(c.is_integer for c in poly.coeffs())
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Parameters the output is jointly linear in: quantized as integers with their own
+    scale ``S_w`` (``weights``, rule exponent 0) and biases folded in at the accumulator scale
+    (``biases``, rule exponent k: b -> S_x^k * S_w * b)."""
+
+    weights: frozenset[str]
+    biases: frozenset[str]
+
+
+def weight_layout(op: Operator, rule: Rule) -> WeightLayout | None:
+    """Which parameters are weights, proved by the checker on a derived operator whose input
+    tensor is the weights and biases together: f(x; c*W, c*b) = c*f(x; W, b)."""
+    return _weight_layout(op, rule.kind, tuple(sorted(rule.param_exponents.items())))
+
+
+@cache
+def _weight_layout(op: Operator, kind: RuleKind, exponents: tuple) -> WeightLayout | None:
+    exponent = dict(exponents)
+    slot_params = [p for b in op.onnx_inputs if b for p in b.split() if p in op.params]
+    weights = [p for p in slot_params if exponent.get(p, 0) == 0]
+    biases = [p for p in slot_params if exponent.get(p, 0) != 0]
+    if not weights or not kind.has_rule:
+        return None
+    params = {e: 1 for e in op.element_names}
+    params.update({p: v for p, v in op.params.items() if p not in weights and p not in biases})
+    try:
+        derived = Operator(f"{op.name}[weights]", [" ".join(weights + biases)], op.expr,
+                           params=params)
+        verdict = classify(derived)
+    except Exception:  # noqa: BLE001 - no proof, no integer weights: the node keeps floats
+        return None
+    if verdict.rule.kind is not RuleKind.PASS_THROUGH:
+        return None
+    return WeightLayout(frozenset(weights), frozenset(biases))

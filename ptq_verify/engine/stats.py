@@ -1,0 +1,87 @@
+"""Per-tensor calibration statistics, kept in a form every clipping rule can reuse.
+
+A :class:`TensorStats` holds the extremes and a histogram of |x| whose range doubles (merging
+bin pairs) whenever a larger value arrives, so one pass over the calibration set serves
+max-abs, percentile and MSE-optimal clipping at any bit width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BINS = 2048
+
+
+@dataclass
+class TensorStats:
+    """Running statistics of one tensor over the calibration set."""
+
+    count: int = 0
+    minimum: float = np.inf
+    maximum: float = -np.inf
+    min_abs: float = np.inf
+    top: float = 0.0  # the histogram covers |x| in [0, top]
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+
+    @property
+    def max_abs(self) -> float:
+        return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        flat = np.abs(np.asarray(values, dtype=np.float64).ravel())
+        if flat.size == 0:
+            return
+        raw = np.asarray(values, dtype=np.float64)
+        self.count += flat.size
+        self.minimum = min(self.minimum, float(raw.min()))
+        self.maximum = max(self.maximum, float(raw.max()))
+        self.min_abs = min(self.min_abs, float(flat.min()))
+        peak = float(flat.max())
+        if peak > self.top:
+            self._grow(peak)
+        if self.top > 0:
+            index = np.minimum((flat / self.top * BINS).astype(np.int64), BINS - 1)
+            self.histogram += np.bincount(index, minlength=BINS)
+        else:
+            self.histogram[0] += flat.size
+
+    def _grow(self, peak: float) -> None:
+        if self.top == 0:
+            self.top = peak
+            return
+        while self.top < peak:
+            merged = self.histogram.reshape(-1, 2).sum(axis=1)
+            self.histogram = np.concatenate([merged, np.zeros(BINS // 2, dtype=np.int64)])
+            self.top *= 2
+
+    def edges(self) -> np.ndarray:
+        """Upper edge of each histogram bin."""
+        return np.arange(1, BINS + 1) * (self.top / BINS)
+
+    def percentile(self, percent: float) -> float:
+        """The |x| below which ``percent`` % of the values fall (bin upper edge)."""
+        if not self.count or self.top == 0:
+            return 0.0
+        cumulative = np.cumsum(self.histogram) / self.count
+        index = int(np.searchsorted(cumulative, percent / 100.0))
+        return float(min(self.edges()[min(index, BINS - 1)], self.max_abs))
+
+    def mse_clip(self, levels: int) -> float:
+        """The clipping value minimising the expected squared error of rounding to
+        ``levels`` positive steps plus clipping, estimated from the histogram."""
+        if not self.count or self.top == 0:
+            return 0.0
+        centers = (np.arange(BINS) + 0.5) * (self.top / BINS)
+        weights = self.histogram.astype(np.float64)
+        candidates = np.linspace(0.05, 1.0, 96) * self.max_abs
+        best, best_error = self.max_abs, np.inf
+        for clip in candidates:
+            step = clip / levels
+            inside = centers <= clip
+            error = np.sum(weights[inside]) * step * step / 12.0
+            error += np.sum(weights[~inside] * (centers[~inside] - clip) ** 2)
+            if error < best_error:
+                best, best_error = float(clip), error
+        return best

@@ -1,0 +1,112 @@
+"""The project's own graph: nodes over named tensors, initializers kept as numpy arrays.
+
+Why not work on ``onnx.ModelProto`` directly: the engine rewrites graphs (folding, inserting
+scaling steps) and asks per tensor whether it is an activation, which is simpler on plain
+Python objects. :mod:`ptq_verify.graph.onnx_io` converts both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: name, shape (ints, or str/None for symbolic dims), dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: np.dtype
+
+    @property
+    def is_float(self) -> bool:
+        return np.issubdtype(self.dtype, np.floating)
+
+
+@dataclass
+class Node:
+    """One operator application. ``inputs`` uses "" for an absent optional input."""
+
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+    @property
+    def label(self) -> str:
+        """How messages name the node: ``node 'conv1' (Conv)``."""
+        return f"node {self.name!r} ({self.op_type})"
+
+
+@dataclass
+class Graph:
+    """A topologically ordered graph with its initializers and inferred tensor types."""
+
+    nodes: list[Node]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    initializers: dict[str, np.ndarray]
+    value_info: dict[str, TensorInfo] = field(default_factory=dict)
+    opsets: dict[str, int] = field(default_factory=dict)
+    name: str = "graph"
+    source: str = "model"
+
+    def producers(self) -> dict[str, Node]:
+        """Tensor name -> the node computing it."""
+        return {out: node for node in self.nodes for out in node.outputs if out}
+
+    def consumers(self) -> dict[str, list[Node]]:
+        """Tensor name -> the nodes reading it (in order, once per node)."""
+        table: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for name in dict.fromkeys(node.inputs):
+                if name:
+                    table.setdefault(name, []).append(node)
+        return table
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def dtype_of(self, name: str) -> np.dtype | None:
+        """The tensor's element type when known (initializer, graph input, inferred)."""
+        if name in self.initializers:
+            return self.initializers[name].dtype
+        for info in (*self.inputs, *self.outputs):
+            if info.name == name:
+                return info.dtype
+        info = self.value_info.get(name)
+        return None if info is None else info.dtype
+
+    def shape_of(self, name: str) -> tuple | None:
+        if name in self.initializers:
+            return self.initializers[name].shape
+        for info in (*self.inputs, *self.outputs):
+            if info.name == name:
+                return info.shape
+        info = self.value_info.get(name)
+        return None if info is None else info.shape
+
+    def float_inputs(self) -> list[TensorInfo]:
+        return [t for t in self.inputs if t.is_float]
+
+    def remove_unused(self, keep: Iterable[str] = ()) -> None:
+        """Drop nodes none of whose outputs is used, and unused initializers."""
+        wanted = set(self.output_names) | set(keep)
+        kept: list[Node] = []
+        for node in reversed(self.nodes):
+            if any(out in wanted for out in node.outputs):
+                kept.append(node)
+                wanted.update(i for i in node.inputs if i)
+        self.nodes = kept[::-1]
+        self.initializers = {k: v for k, v in self.initializers.items() if k in wanted}

@@ -1,0 +1,133 @@
+"""ONNX in and out: ``onnx.ModelProto`` <-> :class:`~ptq_verify.graph.model.Graph`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+from ..errors import UserError
+from .model import Graph, Node, TensorInfo
+
+
+def read_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read and check an ONNX file; any defect is a one-line :class:`UserError`."""
+    source = Path(path)
+    if not source.is_file():
+        raise UserError(f"{source}: no such model file")
+    try:
+        model = onnx.load(str(source))
+    except (DecodeError, ValueError, OSError, RuntimeError) as err:
+        raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
+    if not model.graph.node:
+        raise UserError(f"{source}: the ONNX model has no nodes (corrupt or truncated file?)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
+    return model
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return None
+    tensor = value.type.tensor_type
+    dtype = (
+        np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        if tensor.elem_type
+        else np.dtype(np.float32)
+    )
+    shape = None
+    if tensor.HasField("shape"):
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tensor.shape.dim
+        )
+    return TensorInfo(value.name, shape, dtype)
+
+
+def _attribute(attr: onnx.AttributeProto) -> Any:
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return value
+
+
+def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
+    """Convert a model to a :class:`Graph`, with ONNX shape inference for tensor types."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        inferred = model
+    g = inferred.graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inputs = [
+        info for v in g.input if v.name not in initializers and (info := _tensor_info(v))
+    ]
+    outputs = [info for v in g.output if (info := _tensor_info(v))]
+    value_info = {info.name: info for v in g.value_info if (info := _tensor_info(v))}
+    nodes = []
+    seen: set[str] = set()
+    for position, proto in enumerate(g.node):
+        name = proto.name or f"{proto.op_type}_{position}"
+        while name in seen:
+            name = f"{name}_{position}"
+        seen.add(name)
+        nodes.append(
+            Node(
+                name=name,
+                op_type=proto.op_type,
+                inputs=list(proto.input),
+                outputs=list(proto.output),
+                attrs={a.name: _attribute(a) for a in proto.attribute},
+                domain=proto.domain,
+            )
+        )
+    opsets = {o.domain: o.version for o in model.opset_import}
+    return Graph(nodes, inputs, outputs, initializers, value_info, opsets, g.name, source)
+
+
+def load_graph(path: str | os.PathLike) -> Graph:
+    """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet)."""
+    return graph_from_onnx(read_model(path), source=str(path))
+
+
+def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(info.dtype))
+    shape = None if info.shape is None else list(info.shape)
+    return helper.make_tensor_value_info(info.name, elem, shape)
+
+
+def graph_to_onnx(graph: Graph, *, producer: str = "ptq-verify") -> onnx.ModelProto:
+    """Write a :class:`Graph` as an ONNX model (the opsets of the source model)."""
+    nodes = [
+        helper.make_node(
+            n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain or None, **n.attrs
+        )
+        for n in graph.nodes
+    ]
+    initializers = [
+        numpy_helper.from_array(np.asarray(v), k) for k, v in graph.initializers.items()
+    ]
+    proto = helper.make_graph(
+        nodes,
+        graph.name,
+        [_value_info(t) for t in graph.inputs],
+        [_value_info(t) for t in graph.outputs],
+        initializers,
+    )
+    opsets = [helper.make_opsetid(domain, version) for domain, version in graph.opsets.items()]
+    model = helper.make_model(proto, opset_imports=opsets, producer_name=producer)
+    model.ir_version = min(model.ir_version, 8)
+    return model

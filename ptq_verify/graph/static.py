@@ -1,0 +1,83 @@
+"""Which tensors are activations, and folding of what is computed from constants alone.
+
+A tensor is an *activation* when it is a float tensor that depends on a float graph input
+through an input slot that the operator's declaration does not mark static. Everything else
+(shapes, indices, token ids, masks, and what is computed from them alone) is *static*: the
+quantized model computes it exactly in float, as the source model does. Tensors that depend on
+no graph input at all are *constants* and are folded into initializers at load time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .executor import run_node
+from .model import Graph
+from .operators import OperatorTable, slot_binding
+
+
+def fold_constants(graph: Graph, table: OperatorTable) -> int:
+    """Evaluate every node whose inputs are all constants; return how many were folded.
+
+    Nodes with no declared operator are evaluated with onnx's reference evaluator, since a
+    constant subgraph needs exact values, not a scaling rule.
+    """
+    folded = 0
+    kept = []
+    for node in graph.nodes:
+        constant = all(not name or name in graph.initializers for name in node.inputs)
+        if not constant or any(out in graph.output_names for out in node.outputs):
+            kept.append(node)
+            continue
+        inputs = [graph.initializers[name] if name else None for name in node.inputs]
+        if table.find(node, graph) is not None:
+            outputs = run_node(node, table, inputs, graph)
+        else:
+            outputs = _reference_run(graph, node, inputs)
+            if outputs is None:
+                kept.append(node)
+                continue
+        for name, value in zip(node.outputs, outputs):
+            if name:
+                graph.initializers[name] = np.asarray(value)
+        folded += 1
+    graph.nodes = kept
+    graph.remove_unused()
+    return folded
+
+
+def _reference_run(graph: Graph, node, inputs) -> list | None:
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
+    proto = helper.make_node(node.op_type, names, node.outputs, domain=node.domain or None,
+                             **node.attrs)
+    inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, inputs) if n]
+    outs = [helper.make_tensor_value_info(o, 0, None) for o in node.outputs if o]
+    model = helper.make_model(
+        helper.make_graph([proto], "fold", [], outs, inits),
+        opset_imports=[helper.make_opsetid(d, v) for d, v in graph.opsets.items()],
+    )
+    try:
+        return list(ReferenceEvaluator(model).run(None, {}))
+    except Exception:  # noqa: BLE001 - an op the reference cannot fold stays a node
+        return None
+
+
+def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:
+    """The names of the activation tensors (see the module docstring)."""
+    active = {t.name for t in graph.float_inputs()}
+    for node in graph.nodes:
+        op = table.find(node, graph)
+        fed = False
+        for slot, name in enumerate(node.inputs):
+            if name in active and (op is None or slot_binding(op, slot) is not None):
+                fed = True
+        if not fed:
+            continue
+        for name in node.outputs:
+            dtype = graph.dtype_of(name)
+            if name and (dtype is None or np.issubdtype(dtype, np.floating)):
+                active.add(name)
+    return active

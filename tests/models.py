@@ -1,0 +1,237 @@
+"""Small ONNX models for the engine tests, built with onnx.helper from seeded random weights.
+
+The eight benchmark topologies (smaller), plus the graphs today's engines get silently wrong.
+Inputs are scikit-learn's bundled digits (8x8, scaled to [0, 1]).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def digits(count: int = 200, image: bool = False, offset: int = 0) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    x = load_digits().data[offset : offset + count].astype(np.float32) / 16.0
+    return x.reshape(-1, 1, 8, 8) if image else x
+
+
+class Builder:
+    """Appends nodes with unique names; weights drawn from one seeded generator."""
+
+    def __init__(self, seed: int = 0, image: bool = False, batch: int | str = "batch") -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.counts: Counter[str] = Counter()
+        self.image = image
+        self.input_shape = [batch, 1, 8, 8] if image else [batch, 64]
+
+    def fresh(self, prefix: str) -> str:
+        self.counts[prefix] += 1
+        return f"{prefix}{self.counts[prefix]}"
+
+    def const(self, value, prefix: str = "c") -> str:
+        name = self.fresh(prefix)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def add(self, op_type: str, inputs: list[str], domain: str | None = None, **attrs) -> str:
+        out = self.fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, domain=domain,
+                                           **attrs))
+        return out
+
+    def weight(self, *shape: int, fan_in: int) -> np.ndarray:
+        return (self.rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+    def dense(self, x: str, n_in: int, n_out: int) -> str:
+        w = self.const(self.weight(n_out, n_in, fan_in=n_in), "W")
+        b = self.const((self.rng.standard_normal(n_out) * 0.1).astype(np.float32), "b")
+        return self.add("Gemm", [x, w, b], transB=1)
+
+    def conv(self, x: str, c_in: int, c_out: int, k: int = 3, bias: bool = True) -> str:
+        w = self.const(self.weight(c_out, c_in, k, k, fan_in=c_in * k * k), "W")
+        inputs = [x, w]
+        if bias:
+            inputs.append(self.const((self.rng.standard_normal(c_out) * 0.1).astype(np.float32),
+                                     "b"))
+        return self.add("Conv", inputs, pads=[k // 2] * 4)
+
+    def batchnorm(self, x: str, channels: int) -> str:
+        r = self.rng
+        scale = self.const(r.uniform(0.5, 1.5, channels).astype(np.float32), "gamma")
+        shift = self.const((r.standard_normal(channels) * 0.2).astype(np.float32), "beta")
+        mean = self.const((r.standard_normal(channels) * 0.2).astype(np.float32), "mean")
+        var = self.const(r.uniform(0.5, 2.0, channels).astype(np.float32), "var")
+        return self.add("BatchNormalization", [x, scale, shift, mean, var], epsilon=1e-5)
+
+    def flatten(self, x: str) -> str:
+        return self.add("Flatten", [x], axis=1)
+
+    def model(self, output: str, name: str = "test", opsets: dict | None = None
+              ) -> onnx.ModelProto:
+        self.nodes[-1].output[0] = "logits" if self.nodes[-1].output[0] == output else output
+        out_name = self.nodes[-1].output[0]
+        graph = helper.make_graph(
+            self.nodes, name,
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, self.input_shape)],
+            [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
+            self.inits,
+        )
+        imports = [helper.make_opsetid("", OPSET)]
+        imports += [helper.make_opsetid(d, v) for d, v in (opsets or {}).items()]
+        model = helper.make_model(graph, opset_imports=imports)
+        model.ir_version = 8
+        return model
+
+
+# -- the eight benchmark topologies ------------------------------------------------------
+
+
+def mlp(activation: str = "Relu", seed: int = 0) -> onnx.ModelProto:
+    b = Builder(seed)
+    h = b.add(activation, [b.dense("input", 64, 32)])
+    return b.model(b.dense(h, 32, 10), f"mlp_{activation.lower()}")
+
+
+def cnn(activation: str = "Relu", seed: int = 1) -> onnx.ModelProto:
+    b = Builder(seed, image=True)
+    h = b.add(activation, [b.conv("input", 1, 4)])
+    h = b.add("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    return b.model(b.dense(b.flatten(h), 64, 10), f"cnn_{activation.lower()}")
+
+
+def residual(seed: int = 2) -> onnx.ModelProto:
+    b = Builder(seed, image=True)
+    x = b.add("Relu", [b.conv("input", 1, 4)])
+    h = b.add("Relu", [b.conv(x, 4, 4)])
+    h = b.add("Relu", [b.add("Add", [x, b.conv(h, 4, 4)])])
+    return b.model(b.dense(b.flatten(h), 256, 10), "residual")
+
+
+def branches_concat(seed: int = 3) -> onnx.ModelProto:
+    b = Builder(seed, image=True)
+    left = b.add("Relu", [b.conv("input", 1, 3)])
+    right = b.add("Tanh", [b.conv("input", 1, 2, k=1)])
+    h = b.add("Concat", [left, right], axis=1)
+    h = b.add("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    return b.model(b.dense(b.flatten(h), 80, 10), "concat")
+
+
+def squeeze_excite(seed: int = 4) -> onnx.ModelProto:
+    b = Builder(seed, image=True)
+    x = b.add("Relu", [b.conv("input", 1, 6)])
+    s = b.add("GlobalAveragePool", [x])
+    s = b.add("Relu", [b.conv(s, 6, 3, k=1)])
+    gate = b.add("Sigmoid", [b.conv(s, 3, 6, k=1)])
+    h = b.add("Mul", [x, gate])
+    h = b.add("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    return b.model(b.dense(b.flatten(h), 96, 10), "squeeze_excite")
+
+
+TOPOLOGIES = {
+    "mlp_relu": (lambda: mlp("Relu"), False),
+    "mlp_sigmoid": (lambda: mlp("Sigmoid"), False),
+    "mlp_tanh": (lambda: mlp("Tanh"), False),
+    "cnn": (lambda: cnn("Relu"), True),
+    "cnn_sigmoid": (lambda: cnn("Sigmoid"), True),
+    "residual": (residual, True),
+    "concat": (branches_concat, True),
+    "squeeze_excite": (squeeze_excite, True),
+}
+
+# -- graphs that other engines get silently wrong ----------------------------------------
+
+
+def softmax_middle() -> onnx.ModelProto:
+    b = Builder(5)
+    h = b.add("Softmax", [b.dense("input", 64, 16)], axis=1)
+    return b.model(b.dense(h, 16, 10), "softmax_middle")
+
+
+def pad_constant() -> onnx.ModelProto:
+    b = Builder(6, image=True)
+    pads = b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+    value = b.const(np.array(0.7, dtype=np.float32), "value")
+    h = b.add("Pad", ["input", pads, value], mode="constant")
+    h = b.add("Relu", [b.conv(h, 1, 4)])
+    return b.model(b.dense(b.flatten(h), 400, 10), "pad_constant")
+
+
+def batchnorm_after_add() -> onnx.ModelProto:
+    b = Builder(7, image=True)
+    h = b.add("Add", [b.conv("input", 1, 4), b.conv("input", 1, 4, k=1)])
+    h = b.add("Relu", [b.batchnorm(h, 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "bn_after_add")
+
+
+def conv_batchnorm() -> onnx.ModelProto:
+    b = Builder(8, image=True)
+    h = b.add("Relu", [b.batchnorm(b.conv("input", 1, 4, bias=False), 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "conv_bn")
+
+
+def div_constant_by_x() -> onnx.ModelProto:
+    b = Builder(9)
+    h = b.add("Abs", [b.dense("input", 64, 16)])
+    h = b.add("Add", [h, b.const(np.array(1.0, dtype=np.float32))])
+    h = b.add("Div", [b.const(np.array(2.0, dtype=np.float32)), h])
+    return b.model(b.dense(h, 16, 10), "div_const_x")
+
+
+def transpose_between() -> onnx.ModelProto:
+    b = Builder(10, image=True)
+    h = b.add("Relu", [b.conv("input", 1, 4)])
+    h = b.add("Transpose", [h], perm=[0, 1, 3, 2])
+    h = b.add("Relu", [b.conv(h, 4, 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "transpose_between")
+
+
+def compensated_two_consumers() -> onnx.ModelProto:
+    b = Builder(11)
+    gate = b.add("Sigmoid", [b.dense("input", 64, 16)])
+    h = b.add("Add", [b.dense(gate, 16, 10), b.dense(gate, 16, 10)])
+    return b.model(b.add("Relu", [h]), "two_consumers")
+
+
+def sigmoid_last() -> onnx.ModelProto:
+    b = Builder(12)
+    h = b.add("Relu", [b.dense("input", 64, 16)])
+    return b.model(b.add("Sigmoid", [b.dense(h, 16, 10)]), "sigmoid_last")
+
+
+def gelu_decomposed() -> onnx.ModelProto:
+    b = Builder(13)
+    x = b.dense("input", 64, 32)
+    h = b.add("Div", [x, b.const(np.array(np.sqrt(2.0), dtype=np.float32))])
+    h = b.add("Erf", [h])
+    h = b.add("Add", [h, b.const(np.array(1.0, dtype=np.float32))])
+    h = b.add("Mul", [x, h])
+    h = b.add("Mul", [h, b.const(np.array(0.5, dtype=np.float32))])
+    return b.model(b.dense(h, 32, 10), "gelu_decomposed")
+
+
+TRICKY = {
+    "softmax_middle": (softmax_middle, False),
+    "pad_constant": (pad_constant, True),
+    "bn_after_add": (batchnorm_after_add, True),
+    "conv_bn": (conv_batchnorm, True),
+    "div_const_x": (div_constant_by_x, False),
+    "transpose_between": (transpose_between, True),
+    "two_consumers": (compensated_two_consumers, False),
+    "sigmoid_last": (sigmoid_last, False),
+    "gelu_decomposed": (gelu_decomposed, False),
+}
+
+
+def fixed_batch_mlp() -> onnx.ModelProto:
+    b = Builder(14, batch=1)
+    h = b.add("Relu", [b.dense("input", 64, 16)])
+    return b.model(b.dense(h, 16, 10), "fixed_batch")
