@@ -1,5 +1,42 @@
-"""`ptq-verify check-proofs` (not written yet)."""
+"""`ptq-verify check-proofs`: re-verify committed certificates without running the search."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..report.certificates import check_directory
+from ..report.sources import operators_from
+
+DEFAULT_DIRECTORY = "proofs/certificates"
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("check-proofs", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "check-proofs",
+        help="re-check every certificate file (proof residuals, counterexample values)",
+        description=(
+            "Re-check each operator's certificate independently of the search that found it, "
+            "and report certificates whose declaration no longer matches the operator. "
+            "Exit status 1 if any certificate fails."
+        ),
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        default=DEFAULT_DIRECTORY,
+        help=f"folder of <Operator>.json certificates (default {DEFAULT_DIRECTORY})",
+    )
+    parser.add_argument(
+        "--file", help="check certificates of the operators declared in this TOML file"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = check_directory(args.directory, operators_from(args.file))
+    for result in results:
+        status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
+        print(f"{result.name}: {status}", flush=True)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} of {len(results)} certificates re-check")
+    return 1 if failed else 0

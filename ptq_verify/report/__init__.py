@@ -1,0 +1,1 @@
+"""Reports: certificate files, operator pages with plots, and model audits."""

@@ -1,0 +1,167 @@
+"""Certificate files: one JSON file per operator, written deterministically and re-checked.
+
+A certificate file records the declaration it was produced for (name, ONNX type, expression,
+inputs, parameters) next to the verdict and the checker version, so that a stale file is
+recognised by comparing declarations, without re-running the search. Re-checking a file calls
+:func:`ptq_verify.rules.recheck.recheck_certificate`, which never searches either: a proof's
+residuals are simplified again, a counterexample's sides evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_atomic
+from ..catalog.grammar import format_expression
+from ..catalog.operator import Operator
+from ..errors import UserError
+from ..rules import CHECKER_VERSION, Verdict, classify
+from ..rules.recheck import recheck_certificate
+
+FORMAT_VERSION = 1
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_DECLARATION_FIELDS = ("operator", "onnx_type", "expression", "inputs", "params")
+
+
+def declaration_json(op: Operator) -> dict:
+    """The fields of ``op``'s declaration that a certificate is bound to."""
+    return {
+        "operator": op.name,
+        "onnx_type": op.onnx_type,
+        "expression": format_expression(op.expr),
+        "inputs": [{"name": t.name, "elements": list(t.elements)} for t in op.inputs],
+        "params": {p: str(v) for p, v in sorted(op.params.items())},
+    }
+
+
+def certificate_json(op: Operator, verdict: Verdict) -> dict:
+    """The content of ``op``'s certificate file."""
+    return {
+        "format": FORMAT_VERSION,
+        "checker_version": CHECKER_VERSION,
+        **declaration_json(op),
+        "verdict": verdict.to_json(),
+    }
+
+
+def certificate_text(op: Operator, verdict: Verdict | None = None) -> str:
+    """Deterministic text (sorted keys, fixed indent) so regenerating yields identical files."""
+    verdict = classify(op) if verdict is None else verdict
+    return json.dumps(certificate_json(op, verdict), indent=2, sort_keys=True) + "\n"
+
+
+def certificate_path(directory: str | Path, name: str) -> Path:
+    """``<directory>/<name>.json``; refuses names that are not plain file names."""
+    if not _SAFE_FILE_NAME.match(name) or name.startswith("."):
+        raise UserError(f"operator {name!r}: name is not usable as a file name")
+    return Path(directory) / f"{name}.json"
+
+
+def write_certificates(operators: Iterable[Operator], directory: str | Path) -> list[Path]:
+    """Write one certificate per operator; remove certificate files of operators now gone."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [
+        write_atomic(certificate_path(directory, op.name), certificate_text(op)) for op in operators
+    ]
+    keep = {p.name for p in written}
+    for stale in sorted(directory.glob("*.json")):
+        if stale.name not in keep and _is_certificate(stale):
+            stale.unlink()
+    return written
+
+
+def _is_certificate(path: Path) -> bool:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and "verdict" in content and "checker_version" in content
+
+
+def read_certificate(path: str | Path) -> dict:
+    """A certificate file's content; UserError when it is not a certificate."""
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror}") from None
+    except ValueError as err:
+        raise UserError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(content, dict) or not isinstance(content.get("verdict"), dict):
+        raise UserError(f"{path}: not a certificate (no 'verdict' object)")
+    return content
+
+
+def staleness(op: Operator, certificate: Mapping) -> list[str]:
+    """Why ``certificate`` was not produced for ``op`` as declared now (empty if it was).
+
+    Compares declaration fields and the checker version only: deciding whether the verdict
+    itself is what the checker would say today needs the search, which this never runs.
+    """
+    problems = []
+    current = declaration_json(op)
+    for key in _DECLARATION_FIELDS:
+        if certificate.get(key) != current[key]:
+            problems.append(f"out of date: {key} is {certificate.get(key)!r}, now {current[key]!r}")
+    if certificate.get("checker_version") != CHECKER_VERSION:
+        problems.append(
+            f"out of date: written by checker version {certificate.get('checker_version')!r}, "
+            f"now {CHECKER_VERSION!r}"
+        )
+    verdict = certificate.get("verdict", {})
+    if verdict.get("expression") not in (None, current["expression"]):
+        problems.append("the verdict is for another expression than the declaration")
+    if verdict.get("name") not in (None, op.name):
+        problems.append(f"the verdict is for operator {verdict.get('name')!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    """The outcome of re-checking one operator's certificate."""
+
+    name: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_certificate(op: Operator, certificate: Mapping) -> CertificateCheck:
+    """Declaration match plus an independent re-check of the verdict's certificate."""
+    problems = staleness(op, certificate)
+    problems += recheck_certificate(op, dict(certificate["verdict"]))
+    return CertificateCheck(op.name, tuple(problems))
+
+
+def check_directory(
+    directory: str | Path, operators: Mapping[str, Operator]
+) -> list[CertificateCheck]:
+    """Re-check every operator's certificate in ``directory``, sorted by name.
+
+    An operator without a file, and a file without an operator, are failures too.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such certificate folder")
+    files = {p.stem: p for p in sorted(directory.glob("*.json"))}
+    results = []
+    for name in sorted(set(files) | set(operators)):
+        if name not in files:
+            results.append(CertificateCheck(name, ("no certificate file",)))
+        elif name not in operators:
+            results.append(CertificateCheck(name, ("certificate for an unknown operator",)))
+        else:
+            try:
+                certificate = read_certificate(files[name])
+            except UserError as err:
+                results.append(CertificateCheck(name, (str(err),)))
+                continue
+            results.append(check_certificate(operators[name], certificate))
+    return results

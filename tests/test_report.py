@@ -1,0 +1,115 @@
+"""Operator pages, plots and the report command."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from ptq_verify import Operator
+from ptq_verify.cli import main
+from ptq_verify.cli import report as report_cli
+from ptq_verify.report.pages import write_pages
+from ptq_verify.report.plots import curves_coincide, write_plot
+from ptq_verify.rules import classify
+
+
+@pytest.fixture(scope="module")
+def operators() -> dict[str, Operator]:
+    ops = [
+        Operator("Relu", "x", "max(x, 0)"),
+        Operator("Sigmoid", "x", "1/(1 + exp(-x))"),
+        Operator("Clip", "x", "clip(x, lo, hi)", params={"lo": -1, "hi": 1}),
+        Operator("Add", "a, b", "a + b"),
+        Operator("Mul", "a, b", "a*b"),
+        Operator("Square", "x", "x**2"),
+        Operator("Pool", "x0 x1 x2 x3", "max(x0, x1, x2, x3)"),
+    ]
+    return {op.name: op for op in ops}
+
+
+@pytest.fixture(scope="module")
+def pages(operators, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ops")
+    write_pages(operators.values(), out, proofs="../proofs")
+    return out
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_every_operator_has_a_page_a_plot_and_an_index_row(pages, operators):
+    index = (pages / "index.md").read_text()
+    for name in operators:
+        assert (pages / f"{name}.md").is_file()
+        assert _png_size(pages / f"{name}.png") == (480, 320)
+        assert f"[{name}]({name}.md)" in index
+
+
+def test_relu_page_gives_the_proof_and_the_action(pages):
+    page = (pages / "Relu.md").read_text()
+    assert "**pass_through**" in page
+    assert "s \\max\\left(0, x\\right)" in page  # the identity, typeset
+    assert page.count("| $0$ |") == 3  # three sign cells, each residual 0
+    assert "two-slope" in page and "Passes the scale through" in page
+    assert "(Relu.png)" in page and "The curves coincide" in page
+
+
+def test_sigmoid_page_gives_the_counterexample(pages, operators):
+    page = (pages / "Sigmoid.md").read_text()
+    certificate = classify(operators["Sigmoid"]).certificate
+    assert "**needs_compensation**" in page
+    assert f"s = {certificate.scale}" in page
+    assert "No degree works" in page and "Compensates" in page
+    assert "The curves differ" in page
+
+
+def test_parameter_and_join_pages_say_what_changes(pages):
+    clip = (pages / "Clip.md").read_text()
+    assert "`hi` → s·`hi`" in clip and "`lo` → s·`lo`" in clip
+    assert "Aligns its inputs" in (pages / "Add.md").read_text()
+    assert "σ_a·σ_b" in (pages / "Mul.md").read_text()
+    assert "σ^2" in (pages / "Square.md").read_text()
+
+
+def test_plots_coincide_exactly_when_a_rule_holds(operators):
+    for name, op in operators.items():
+        verdict = classify(op)
+        assert curves_coincide(op, verdict) == verdict.rule.kind.has_rule, name
+
+
+def test_plot_bytes_are_reproducible(operators, tmp_path):
+    op = operators["Pool"]
+    first = write_plot(op, classify(op), tmp_path / "a.png").read_bytes()
+    assert write_plot(op, classify(op), tmp_path / "b.png").read_bytes() == first
+
+
+def test_report_command_writes_pages_and_certificates(operators, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(report_cli, "operators_from", lambda file: operators)
+    code = main(
+        ["report", "-o", str(tmp_path / "ops"), "--certificates", str(tmp_path / "c"), "--no-plots"]
+    )
+    assert code == 0
+    assert (tmp_path / "ops" / "index.md").is_file()
+    assert not list((tmp_path / "ops").glob("*.png"))
+    assert sorted(p.stem for p in (tmp_path / "c").glob("*.json")) == sorted(operators)
+
+
+def test_report_from_a_toml_file(tmp_path):
+    declarations = tmp_path / "ops.toml"
+    declarations.write_text(
+        '[[operator]]\nname = "ScaledSwish"\ninputs = "x"\nparams = { beta = "1.702" }\n'
+        'expr = "x*sigmoid(beta*x)"\n'
+    )
+    assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out")]) == 0
+    assert "ScaledSwish" in (tmp_path / "out" / "ScaledSwish.md").read_text()
+    assert (tmp_path / "out" / "ScaledSwish.png").is_file()
+
+
+def test_report_file_without_output_is_a_user_error(tmp_path, capsys):
+    assert main(["report", "--file", str(tmp_path / "ops.toml")]) == 2
+    assert "-o DIR" in capsys.readouterr().err
