@@ -66,10 +66,10 @@ class Builder:
 
     def batchnorm(self, x: str, channels: int) -> str:
         r = self.rng
-        scale = self.const(r.uniform(0.5, 1.5, channels).astype(np.float32), "gamma")
-        shift = self.const((r.standard_normal(channels) * 0.2).astype(np.float32), "beta")
+        scale = self.const(r.uniform(0.5, 1.0, channels).astype(np.float32), "gamma")
+        shift = self.const(r.uniform(0.2, 0.6, channels).astype(np.float32), "beta")
         mean = self.const((r.standard_normal(channels) * 0.2).astype(np.float32), "mean")
-        var = self.const(r.uniform(0.5, 2.0, channels).astype(np.float32), "var")
+        var = self.const(r.uniform(1.0, 2.0, channels).astype(np.float32), "var")
         return self.add("BatchNormalization", [x, scale, shift, mean, var], epsilon=1e-5)
 
     def flatten(self, x: str) -> str:
@@ -82,7 +82,7 @@ class Builder:
         graph = helper.make_graph(
             self.nodes, name,
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, self.input_shape)],
-            [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [self.input_shape[0], 10])],
             self.inits,
         )
         imports = [helper.make_opsetid("", OPSET)]

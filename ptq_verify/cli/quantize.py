@@ -1,5 +1,88 @@
-"""`ptq-verify quantize` (not written yet)."""
+"""`ptq-verify quantize`: ONNX model + calibration data -> n-bit ONNX model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import write_atomic
+from ..errors import UserError
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("quantize", help="(not available yet)")
+    p = subparsers.add_parser(
+        "quantize", help="quantize an ONNX model to n bits, each node by its proved rule")
+    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("--calib", required=True,
+                   help=".npz (one array per model input, keyed by name, batch first) or .npy")
+    p.add_argument("--bits", type=int, default=8, help="2 to 16 (default 8)")
+    p.add_argument("-o", "--output", required=True, help="the quantized ONNX model to write")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per channel")
+    p.add_argument("--calibration", choices=("maxabs", "percentile", "mse"), default="maxabs",
+                   help="how a tensor's range is read from its statistics (default maxabs)")
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="percent of |x| kept by --calibration percentile (default 99.99)")
+    p.add_argument("--fixed-point", action="store_true",
+                   help="multipliers as a 16-bit integer times a power of two")
+    p.add_argument("--integer-outputs", action="store_true",
+                   help="leave the outputs as integer codes (scales in the model metadata)")
+    p.add_argument("--report", help="also write the per-node summary as Markdown here")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+
+    check_bits(args.bits, "--bits")
+    source, target = Path(args.model), Path(args.output)
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise UserError(f"{target}: the output path is the input model; choose another path")
+    graph = load_model(source)
+    data = read_data_file(args.calib, graph)
+    calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
+                            progress=not args.no_progress)
+    model = quantize(graph, calibration, args.bits, per_channel=args.per_channel,
+                     fixed_point_multipliers=args.fixed_point,
+                     integer_outputs=args.integer_outputs)
+    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))
+    summary = summary_rows(model)
+    if args.report:
+        write_atomic(args.report, markdown(model, source, target), inputs=(source, args.calib))
+    if args.json:
+        print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
+                          "nodes": summary, "notes": model.notes}, indent=2))
+    else:
+        print(table(model, source, target))
+    return 0
+
+
+def summary_rows(model) -> list[dict]:
+    return [record.to_json() for record in model.records]
+
+
+def table(model, source, target) -> str:
+    rows = [("node", "op type", "rule", "action", "out scale", "note")]
+    rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
+    widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in rows]
+    compensated = sum(r.action.startswith("compensate") for r in model.records)
+    lines.append(f"{source} -> {target}: {model.bits}-bit, {len(model.records)} nodes, "
+                 f"{compensated} compensated")
+    lines.extend(f"note: {n}" for n in model.notes)
+    return "\n".join(lines)
+
+
+def markdown(model, source, target) -> str:
+    out = [f"# Quantization of {source.name}", "",
+           f"{model.bits}-bit model written to `{target}`.", "",
+           "| node | op type | rule | action | output scale | note |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    out += [f"| {r.name} | {r.op_type} | {r.rule} | {r.action} | {r.scale} | {r.note} |"
+            for r in model.records]
+    out += [""] + [f"- {n}" for n in model.notes]
+    return "\n".join(out) + "\n"
+
+
