@@ -51,7 +51,7 @@ OPERATORS = (
         "chosen by the selector k, the element's position (see the module docstring).",
     ),
     Operator(
-        "Pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": 0},
+        "Pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": "0.5"},
         kernel=lambda x, k, v: _select(x, v, k), onnx_type="Pad",
         onnx_inputs=("x", None, "v", None), onnx_attrs={"value": "v"}, onnx_kernel=shape.pad,
         mixes_channels=True,
