@@ -1,0 +1,161 @@
+"""Model audit: every node of an ONNX model with its verdict and what the PTQ engine does there.
+
+The actions come from the engine's own plan (:func:`ptq_verify.engine.plan_model`), run on the
+model as the engine prepares it (constants folded, BatchNorm merged into its producer), so the
+audit says what quantizing will really do. Nodes that preparation removes are listed as folded.
+An op type nobody declared is listed with its node name and counted, never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from ..engine import plan_model, prepare
+from ..engine.plan import Action
+from ..graph import Graph, OperatorTable, load_graph
+from ..rules import classify
+
+UNKNOWN = "unknown op type"
+FOLDED = "folded"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One node: ``verdict`` is the rule kind (or ``unknown op type``), ``action`` the step."""
+
+    node: str
+    op_type: str
+    operator: str | None
+    verdict: str
+    rule: str | None
+    action: str
+    text: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Audit:
+    model: str
+    entries: tuple[AuditEntry, ...]
+
+    def summary(self) -> dict:
+        """Counts per verdict and per action, unknown op types with their nodes, compensations."""
+        unknown: dict[str, list[str]] = {}
+        for e in self.entries:
+            if e.verdict == UNKNOWN:
+                unknown.setdefault(e.op_type, []).append(e.node)
+        return {
+            "nodes": len(self.entries),
+            "verdicts": dict(sorted(Counter(e.verdict for e in self.entries).items())),
+            "actions": dict(sorted(Counter(e.action for e in self.entries).items())),
+            "unknown_op_types": dict(sorted(unknown.items())),
+            "compensated": [e.node for e in self.entries if e.action == Action.COMPENSATE.value],
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "nodes": [asdict(e) for e in self.entries],
+            "summary": self.summary(),
+        }
+
+
+def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
+    op = table.find(node, original)
+    if op is None:
+        return AuditEntry(
+            node.name,
+            node.op_type,
+            None,
+            UNKNOWN,
+            None,
+            FOLDED,
+            "removed when the engine prepared the graph",
+        )
+    rule = classify(op).rule
+    return AuditEntry(
+        node.name,
+        node.op_type,
+        op.name,
+        rule.kind.value,
+        rule.describe(),
+        FOLDED,
+        "folded: merged into its producer or computed once as a constant",
+    )
+
+
+def audit_model(path: str | os.PathLike) -> Audit:
+    """Audit the ONNX model at ``path`` (UserError for an unreadable or invalid file)."""
+    original = load_graph(path)
+    table = OperatorTable()
+    plan = {a.name: a for a in plan_model(prepare(load_graph(path), table), table)}
+    entries = []
+    for node in original.nodes:
+        action = plan.pop(node.name, None)
+        if action is None:
+            entries.append(_folded_entry(node, original, table))
+            continue
+        entries.append(_entry(action))
+    entries.extend(_entry(action) for action in plan.values())  # nodes preparation created
+    return Audit(str(path), tuple(entries))
+
+
+def _entry(action) -> AuditEntry:
+    verdict = UNKNOWN if action.rule is None else action.rule.kind.value
+    return AuditEntry(
+        action.name,
+        action.op_type,
+        action.operator,
+        verdict,
+        None if action.rule is None else action.rule.describe(),
+        action.action.value,
+        action.text,
+        action.reason,
+    )
+
+
+def _summary_lines(audit: Audit) -> list[str]:
+    summary = audit.summary()
+    lines = [
+        f"{summary['nodes']} nodes; verdicts: "
+        + ", ".join(f"{k} {n}" for k, n in summary["verdicts"].items()),
+        "actions: " + ", ".join(f"{k} {n}" for k, n in summary["actions"].items()),
+    ]
+    if summary["compensated"]:
+        lines.append("compensation at: " + ", ".join(summary["compensated"]))
+    for op_type, nodes in summary["unknown_op_types"].items():
+        lines.append(f"unknown op type {op_type}: {', '.join(nodes)} (not in the catalog)")
+    return lines
+
+
+def audit_text(audit: Audit) -> str:
+    """Aligned columns, one node a line, then the summary."""
+    rows = [("node", "op type", "verdict", "action")]
+    rows += [(e.node, e.op_type, e.rule or e.verdict, e.text) for e in audit.entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{audit.model}:"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
+    return "\n".join([*lines, "", *_summary_lines(audit)]) + "\n"
+
+
+def audit_markdown(audit: Audit) -> str:
+    """A Markdown table, then the summary as a list."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        f"# Audit of `{audit.model}`",
+        "",
+        "| node | op type | verdict | what the engine does | why |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for e in audit.entries:
+        lines.append(
+            f"| {cell(e.node)} | {cell(e.op_type)} | {cell(e.rule or e.verdict)} | "
+            f"{cell(e.text)} | {cell(e.reason)} |"
+        )
+    lines += ["", *(f"- {line}" for line in _summary_lines(audit)), ""]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""`ptq-verify audit` on small ONNX models, including op types outside the catalog."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.cli import main
+from ptq_verify.report.audit import UNKNOWN, audit_markdown, audit_model
+
+
+def _model(path) -> str:
+    """Conv -> BatchNormalization -> Relu -> a custom-domain op -> Sigmoid -> Add (residual
+    join) -> Det (a standard op type outside the catalog)."""
+    rng = np.random.default_rng(0)
+    init = [
+        numpy_helper.from_array(rng.normal(size=(2, 1, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "b"),
+        numpy_helper.from_array(np.ones(2, np.float32), "gamma"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "beta"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "mean"),
+        numpy_helper.from_array(np.ones(2, np.float32), "var"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["n"], name="bn"
+        ),
+        helper.make_node("Relu", ["n"], ["r"], name="relu"),
+        helper.make_node("Frobnicate", ["r"], ["f"], name="frob", domain="com.example"),
+        helper.make_node("Sigmoid", ["f"], ["g"], name="sigmoid"),
+        helper.make_node("Add", ["g", "r"], ["a"], name="add"),
+        helper.make_node("Det", ["a"], ["y"], name="det"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "audit",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        init,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def model_path(tmp_path) -> str:
+    return _model(tmp_path / "m.onnx")
+
+
+def test_every_node_is_listed_and_unknown_types_are_named(model_path):
+    audit = audit_model(model_path)
+    by_node = {e.node: e for e in audit.entries}
+    assert sorted(by_node) == sorted(["conv", "bn", "relu", "frob", "sigmoid", "add", "det"])
+    assert by_node["frob"].verdict == UNKNOWN and by_node["det"].verdict == UNKNOWN
+    assert by_node["relu"].verdict == "pass_through"
+    assert by_node["sigmoid"].action == "compensate"
+    assert by_node["add"].action == "align"
+    summary = audit.summary()
+    assert summary["unknown_op_types"] == {"Det": ["det"], "Frobnicate": ["frob"]}
+    assert summary["nodes"] == 7
+    assert sum(summary["verdicts"].values()) == 7
+
+
+def test_json_form(model_path, capsys):
+    assert main(["audit", model_path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == model_path
+    nodes = {n["node"]: n for n in report["nodes"]}
+    assert set(nodes) == {"conv", "bn", "relu", "frob", "sigmoid", "add", "det"}
+    assert nodes["frob"]["verdict"] == UNKNOWN and nodes["frob"]["op_type"] == "Frobnicate"
+    assert nodes["sigmoid"]["verdict"] == "needs_compensation"
+    assert report["summary"]["compensated"] == ["sigmoid"]
+    assert report["summary"]["unknown_op_types"]["Det"] == ["det"]
+
+
+def test_text_and_markdown_forms(model_path, capsys):
+    assert main(["audit", model_path]) == 0
+    text = capsys.readouterr().out
+    assert "unknown op type Frobnicate: frob" in text
+    assert "compensation at: sigmoid" in text
+    markdown = audit_markdown(audit_model(model_path))
+    assert "| sigmoid | Sigmoid | needs_compensation |" in markdown
+
+
+def test_bad_model_file_is_a_user_error(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["audit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.onnx" in err and "Traceback" not in err
+
+
+def test_nodes_the_engine_folds_are_listed_as_folded(tmp_path):
+    nodes = [
+        helper.make_node("Neg", ["c"], ["nc"], name="neg_const"),
+        helper.make_node("Add", ["x", "nc"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fold",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.ones((1, 3), np.float32), "c")],
+    )
+    path = tmp_path / "fold.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    by_node = {e.node: e for e in audit_model(path).entries}
+    assert list(by_node) == ["neg_const", "add"]
+    assert by_node["neg_const"].action == "folded"
+    assert by_node["neg_const"].verdict == "pass_through"
