@@ -14,21 +14,24 @@ OPSET = onnx.defs.onnx_opset_version()
 RNG = np.random.default_rng(0)
 
 
-def _reference(op_type: str, inputs: list, attrs: dict, opset: int, ort: bool) -> np.ndarray:
+def _reference(
+    op_type: str, inputs: list, attrs: dict, opset: int, ort: bool, output: int
+) -> np.ndarray:
     """Run one node with onnx.reference (or onnxruntime, where the reference evaluator is
     wrong); absent optional inputs are empty names."""
     names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
     while names and not names[-1]:
         names.pop()
     feeds = {n: a for n, a in zip(names, inputs) if n}
+    outputs = [f"y{i}" for i in range(output + 1)]
     graph = helper.make_graph(
-        [helper.make_node(op_type, names, ["y"], **attrs)],
+        [helper.make_node(op_type, names, outputs, **attrs)],
         "case",
         [
             helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
             for n, a in feeds.items()
         ],
-        [helper.make_tensor_value_info("y", _output_type(inputs[0], ort), None)],
+        [helper.make_tensor_value_info(y, _output_type(inputs[0], ort), None) for y in outputs],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     if ort:
@@ -38,8 +41,8 @@ def _reference(op_type: str, inputs: list, attrs: dict, opset: int, ort: bool) -
         session = onnxruntime.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-        return session.run(None, feeds)[0]
-    return ReferenceEvaluator(model).run(None, feeds)[0]
+        return session.run(None, feeds)[output]
+    return ReferenceEvaluator(model).run(None, feeds)[output]
 
 
 def _output_type(first: np.ndarray, ort: bool) -> int:
@@ -53,12 +56,20 @@ def _as_node_attrs(attrs: dict) -> dict:
 
 
 def _check(
-    name: str, inputs: list, attrs: dict | None = None, opset: int = OPSET, ort: bool = False
+    name: str,
+    inputs: list,
+    attrs: dict | None = None,
+    opset: int = OPSET,
+    ort: bool = False,
+    output: int | None = None,
 ) -> None:
+    """Compare ``name``'s ONNX kernel with the reference (output number ``output`` of a kernel
+    that returns several)."""
     attrs = attrs or {}
     op = CATALOG[name]
-    expected = _reference(op.onnx_type, inputs, attrs, opset, ort)
-    got = np.asarray(op.run_onnx(list(inputs), _as_node_attrs(attrs)))
+    expected = _reference(op.onnx_type, inputs, attrs, opset, ort, output or 0)
+    got = op.run_onnx(list(inputs), _as_node_attrs(attrs))
+    got = np.asarray(got if output is None else got[output])
     assert got.shape == expected.shape, f"{name} {attrs}: shape {got.shape} != {expected.shape}"
     assert got.dtype == expected.dtype, f"{name} {attrs}: dtype {got.dtype} != {expected.dtype}"
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6, err_msg=f"{name} {attrs}")
@@ -336,11 +347,29 @@ def test_gather_expand_tile():
     _check("Tile", [x, _i(2, 1)])
 
 
+@pytest.mark.parametrize("name", ["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"])
+def test_comparisons(name):
+    a = RNG.integers(-2, 3, (2, 3)).astype(np.float32)
+    _check(name, [a, RNG.integers(-2, 3, (3,)).astype(np.float32)])
+
+
+def test_cum_sum_split_trilu():
+    x = _f(2, 3, 4)
+    for attrs in ({}, {"exclusive": 1}, {"reverse": 1}, {"exclusive": 1, "reverse": 1}):
+        _check("CumSum", [x, np.array(1, np.int64)], attrs)
+    for output in range(3):
+        _check("Split", [x, _i(1, 3)], {"axis": 2}, output=min(output, 1))
+        _check("Split", [_f(7, 2)], {"num_outputs": 3}, output=output)
+    _check("Trilu", [x])
+    _check("Trilu", [x, _i(-1)], {"upper": 0})
+
+
 def test_cast_and_shape():
     x = _f(2, 3)
     _check("Cast", [x], {"to": TensorProto.FLOAT16})
     _check("Cast", [_i(3, 4)], {"to": TensorProto.FLOAT})
     _check("CastToInteger", [x], {"to": TensorProto.INT64})
+    _check("CastToBool", [np.array([0.0, -0.5, 2.0], np.float32)], {"to": TensorProto.BOOL})
     _check("Shape", [_f(2, 3, 4)])
     _check("Shape", [_f(2, 3, 4)], {"start": 1, "end": -1})
 

@@ -69,3 +69,12 @@ def gelu_any(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     x = np.asarray(inputs[0])
     form = gelu_tanh if text(attrs, "approximate", "none") == "tanh" else gelu
     return form(x).astype(x.dtype, copy=False)
+
+
+def comparison(compare: Any) -> Any:
+    """An ONNX comparison (Equal, Less, ...): a boolean tensor, broadcast."""
+
+    def kernel(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+        return compare(np.asarray(inputs[0]), np.asarray(inputs[1]))
+
+    return kernel

@@ -158,3 +158,39 @@ def space_to_depth(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     n, c, h, w = x.shape
     y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
     return y.reshape(n, c * b * b, h // b, w // b)
+
+
+def cum_sum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX CumSum along the static axis input, with ``exclusive`` and ``reverse``."""
+    x = np.asarray(inputs[0])
+    axis = int(np.asarray(inputs[1]).reshape(-1)[0])
+    reverse = bool(int(attrs.get("reverse", 0)))
+    source = np.flip(x, axis) if reverse else x
+    total = np.cumsum(source, axis=axis)
+    if int(attrs.get("exclusive", 0)):
+        total = total - source
+    return (np.flip(total, axis) if reverse else total).astype(x.dtype, copy=False)
+
+
+def split(inputs: list, attrs: Mapping[str, Any]) -> list[np.ndarray]:
+    """ONNX Split along ``axis``: by the static split input, or into ``num_outputs`` parts
+    (the last one smaller when the size does not divide)."""
+    x = np.asarray(inputs[0])
+    axis = int(attrs.get("axis", 0))
+    given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
+    if given is not None:
+        sizes = [int(s) for s in np.asarray(given).reshape(-1)]
+    else:
+        parts = int(attrs["num_outputs"])
+        size = x.shape[axis]
+        step = -(-size // parts)
+        sizes = [min(step, size - i * step) for i in range(parts)]
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+def trilu(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Trilu: the upper (default) or lower triangle of the last two axes, from diagonal k."""
+    x = np.asarray(inputs[0])
+    given = inputs[1] if len(inputs) > 1 else None
+    k = 0 if given is None else int(np.asarray(given).reshape(-1)[0])
+    return np.triu(x, k) if int(attrs.get("upper", 1)) else np.tril(x, k)

@@ -6,6 +6,18 @@ parameter, what a constant, how a structural operator is witnessed) are explaine
 declaration's ``doc`` and in docs/catalog.md.
 """
 
-from . import activations, arithmetic, linear, normalization, pooling, reduction, shape, unary
+from . import (
+    activations,
+    arithmetic,
+    comparison,
+    linear,
+    normalization,
+    pooling,
+    reduction,
+    shape,
+    unary,
+)
 
-FAMILIES = (activations, unary, arithmetic, linear, pooling, reduction, normalization, shape)
+FAMILIES = (
+    activations, unary, arithmetic, comparison, linear, pooling, reduction, normalization, shape
+)

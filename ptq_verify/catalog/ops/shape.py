@@ -27,6 +27,7 @@ from ..kernels import shape
 from ..operator import Operator
 
 _INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # onnx.TensorProto UINT8 ... UINT64
+_BOOL_TYPE = 9
 _FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
@@ -87,6 +88,24 @@ OPERATORS = (
         onnx_type="Cast", onnx_kernel=shape.cast, onnx_match={"to": _INTEGER_TYPES},
         doc="Cast to an integer type: truncation toward zero (the identity on integer "
         "inputs, as in shape arithmetic).",
+    ),
+    Operator(
+        "CastToBool", "x", "where(x != 0, 1, 0)", kernel=lambda x: np.where(x != 0, 1.0, 0.0),
+        onnx_type="Cast", onnx_kernel=shape.cast, onnx_match={"to": _BOOL_TYPE},
+        doc="Cast to bool: whether x is non-zero (attention masks).",
+    ),
+    Operator(
+        "CumSum", "x0 x1", "x0 + x1", kernel=lambda x0, x1: x0 + x1, onnx_type="CumSum",
+        onnx_inputs=("x", None), onnx_kernel=shape.cum_sum,
+        doc="Running sum along a static axis; witness: an element and its predecessor.",
+    ),
+    _copy("Split", shape.split, 1,
+          "Parts along an axis (several outputs, one list from the ONNX kernel)."),
+    Operator(
+        "Trilu", "x", "where(k > 0, x, 0)", params={"k": 1},
+        kernel=lambda x, k: _select(x, 0.0, k), onnx_type="Trilu", onnx_inputs=("x", None),
+        onnx_kernel=shape.trilu, mixes_channels=True,
+        doc="Upper or lower triangle: an output element is x inside (selector k > 0) or 0.",
     ),
     Operator(
         "Shape", "x", "n", params={"n": 3}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
