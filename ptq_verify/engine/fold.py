@@ -3,8 +3,9 @@ into the linear node before it, read off the declarations and probes, not off op
 
 A node is folded when: its only activation input comes from a node with integer weights
 (proved by :func:`~ptq_verify.engine.rules.weight_layout`) that feeds nothing else; the node's
-rule carries the scale (degree 1); and a probe of its kernel shows y = a_c * x + b_c with
-(a_c, b_c) constant along every axis but the channel axis 1, which the producer's weights map to.
+rule (or a proved alternative) carries the scale (degree 1); and a probe of its kernel shows
+y = a_c * x + b_c with (a_c, b_c) constant along every axis but the channel axis 1, which the
+producer's weights map to.
 Otherwise the node stays and is quantized by its rule (never silently dropped).
 """
 
@@ -42,8 +43,9 @@ def _fold_one(graph: Graph, table: OperatorTable, node: Node, overrides) -> bool
     others = [name for s, name in enumerate(node.inputs) if name and s not in slots]
     if len(slots) != 1 or any(name not in graph.initializers for name in others):
         return False
-    _, rule = effective_rule(op, overrides)
-    if not rule.kind.has_rule or rule.degree != 1 or rule.input_degrees:
+    verdict, rule = effective_rule(op, overrides)
+    degrees = {r.degree for r, _ in verdict.alternatives} | {rule.degree}
+    if not rule.kind.has_rule or 1 not in degrees or rule.input_degrees:
         return False
     source = node.inputs[slots[0]]
     producers, consumers = graph.producers(), graph.consumers()

@@ -32,6 +32,7 @@ FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
 MIN_DIVISOR_CODES = 16
+EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -269,10 +270,11 @@ class _Builder:
                 dst = self.fresh(f"{name}:rescaled")
                 self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
                 inputs[slot] = dst
+        carried = {p for b in op.onnx_inputs if b for p in b.split()}
         for attr, param in op.onnx_attrs.items():
             k = float(rule.param_exponents.get(param, 0))
             real.add(param)
-            if k:
+            if k and (attr in node.attrs or param not in carried):
                 value = node.attrs.get(attr, float(op.params[param]))
                 attrs[attr] = float(np.asarray(value, dtype=np.float64) * param_scale**k)
         if weight_scale is not None:
@@ -345,6 +347,14 @@ class _Builder:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
             constants[inputs[slot]] = np.round(weight * scale).astype(np.float32)
+            magnitude = np.abs(constants[inputs[slot]])
+            bound = self.unsigned_max * max(  # the output channel is the first or last axis
+                float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
+                float(magnitude.reshape(-1, magnitude.shape[-1]).sum(axis=0).max()))
+            if bound >= EXACT_FLOAT32:
+                self.notes.append(
+                    f"{node.label}: integer sums may reach {bound:.3g} > 2^24 at {self.bits} "
+                    "bits; float32 accumulation may then round (onnxruntime can differ by a code)")
         return scale, out_axis
 
     def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
