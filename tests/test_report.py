@@ -25,6 +25,7 @@ def operators() -> dict[str, Operator]:
         Operator("Mul", "a, b", "a*b"),
         Operator("Square", "x", "x**2"),
         Operator("Pool", "x0 x1 x2 x3", "max(x0, x1, x2, x3)"),
+        Operator("LeakyRelu", "x", "where(x >= 0, x, alpha*x)", params={"alpha": "0.01"}),
     ]
     return {op.name: op for op in ops}
 
@@ -50,13 +51,30 @@ def test_every_operator_has_a_page_a_plot_and_an_index_row(pages, operators):
         assert f"[{name}]({name}.md)" in index
 
 
-def test_relu_page_gives_the_proof_and_the_action(pages):
+def test_relu_page_gives_the_proof_and_the_action(pages, operators):
     page = (pages / "Relu.md").read_text()
+    proof = classify(operators["Relu"]).certificate
     assert "**pass_through**" in page
     assert "s \\max\\left(0, x\\right)" in page  # the identity, typeset
-    assert page.count("| $0$ |") == 3  # three sign cells, each residual 0
-    assert "two-slope" in page and "Passes the scale through" in page
+    if proof.method == "direct":
+        assert "simplifies to 0 for all values" in page
+    else:
+        assert page.count("| $0$ |") == len(proof.cases)
+        assert "two-slope" in page
+    assert "Passes the scale through" in page
     assert "(Relu.png)" in page and "The curves coincide" in page
+
+
+def test_sign_split_pages_list_every_case(pages, operators):
+    methods = {
+        name: getattr(classify(op).certificate, "method", None) for name, op in operators.items()
+    }
+    assert "sign_split" in methods.values()  # else this test checks nothing
+    for name, op in operators.items():
+        proof = classify(op).certificate
+        if getattr(proof, "method", None) == "sign_split":
+            page = (pages / f"{name}.md").read_text()
+            assert page.count("\n| $") == len(proof.cases), name
 
 
 def test_sigmoid_page_gives_the_counterexample(pages, operators):

@@ -33,7 +33,12 @@ def _latex(text: str) -> str:
         expr = parse_expression(text, source="certificate").expr
     except ExpressionError:
         return "\\texttt{" + text.replace("_", "\\_") + "}"
-    return sympy.latex(expr)
+    names = {
+        symbol: f"\\mathrm{{{symbol.name}}}"
+        for symbol in expr.free_symbols
+        if len(symbol.name) > 1 and symbol.name.isalpha()
+    }
+    return sympy.latex(expr, symbol_names=names)
 
 
 def _inline(text: str) -> str:
