@@ -1,0 +1,150 @@
+"""Bad input gets a one-line error and exit 2; custom operators and rule overrides flow through;
+plan_model reports unknown op types instead of raising."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import models
+import numpy as np
+import onnx
+import pytest
+
+from ptq_verify.catalog.operator import Operator
+from ptq_verify.cli import main
+from ptq_verify.engine import calibrate, plan_model, prepare, quantize, relative_error
+from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.rules import Rule, RuleKind
+
+
+@pytest.fixture()
+def files(tmp_path):
+    model = tmp_path / "mlp.onnx"
+    onnx.save(models.mlp("Relu"), model)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, models.digits(40))
+    return tmp_path, model, calib
+
+
+def _quantize(capsys, model, calib, out, *extra) -> tuple[int, str]:
+    code = main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", *extra])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_cli_writes_a_model_and_a_report(files, capsys):
+    tmp, model, calib = files
+    code = main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
+                 "--no-progress", "--per-channel", "--report", str(tmp / "q.md")])
+    assert code == 0
+    onnx.checker.check_model(onnx.load(tmp / "q.onnx"))
+    assert "| gemm1 | Gemm |" in (tmp / "q.md").read_text()
+    assert "0 compensated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"not an onnx model at all", "truncated"])
+def test_corrupt_or_truncated_model(files, capsys, content):
+    tmp, model, calib = files
+    bad = tmp / "bad.onnx"
+    data = model.read_bytes()
+    bad.write_bytes(data[: len(data) // 3] if content == "truncated" else content)
+    code, err = _quantize(capsys, bad, calib, tmp / "q.onnx")
+    assert code == 2 and "bad.onnx" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((10, 63), np.float32), "shape"),
+        (np.zeros((10,), np.float32), "axes"),
+        (np.zeros((10, 64), np.int64), "dtype"),
+        (np.full((10, 64), np.nan, np.float32), "NaN"),
+        (np.zeros((0, 64), np.float32), "empty"),
+    ],
+)
+def test_bad_calibration_arrays(files, capsys, array, message):
+    tmp, model, _ = files
+    calib = tmp / "bad.npy"
+    np.save(calib, array)
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
+    assert code == 2 and message in err and "\n" not in err
+
+
+def test_npz_with_wrong_key(files, capsys):
+    tmp, model, _ = files
+    calib = tmp / "c.npz"
+    np.savez(calib, images=models.digits(10))
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
+    assert code == 2 and "input" in err
+
+
+@pytest.mark.parametrize("bits", ["1", "17"])
+def test_bits_out_of_range(files, capsys, bits):
+    tmp, model, calib = files
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx", "--bits", bits)
+    assert code == 2 and "2 to 16" in err
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(files, capsys):
+    _, model, calib = files
+    before = model.read_bytes()
+    code, err = _quantize(capsys, model, calib, model)
+    assert code == 2 and "input" in err
+    assert model.read_bytes() == before
+
+
+def test_all_zero_activation_gets_a_default_scale(files):
+    graph = prepare(graph_from_onnx(models.mlp("Relu")))
+    model = quantize(graph, calibrate(graph, np.zeros((8, 64), np.float32), progress=False))
+    assert any("is 0 on all calibration data" in note for note in model.notes)
+    assert np.all(np.isfinite(model.run(models.digits(5))["logits"]))
+
+
+def test_divisor_near_zero_is_refused_with_the_node():
+    b = models.Builder(20)
+    h = b.add("Div", [b.const(np.array(1.0, np.float32)), b.dense("input", 64, 16)])
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10))))
+    with pytest.raises(UserError, match="node 'div1' \\(Div\\)"):
+        quantize(graph, calibrate(graph, models.digits(50), progress=False))
+
+
+def test_unknown_op_type_is_planned_but_refused():
+    b = models.Builder(21)
+    h = b.add("Mystery", [b.dense("input", 64, 16)], domain="test.custom")
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10), opsets={"test.custom": 1})))
+    actions = {a.name: a for a in plan_model(graph)}
+    assert actions["mystery1"].action.value == "unknown" and actions["mystery1"].rule is None
+    with pytest.raises(UserError, match="node 'mystery1' \\(Mystery\\)"):
+        calibrate(graph, models.digits(10), progress=False)
+
+
+def test_operator_declared_only_here_flows_through():
+    """A pass-through op and a compensated op the catalog has never heard of."""
+    extra = {
+        "TwoSlopes": Operator("TwoSlopes", "x", "where(x >= 0, 2*x, x/4)", onnx_type="TwoSlopes"),
+        "Swishish": Operator("Swishish", "x", "x*sigmoid(x)", onnx_type="Swishish"),
+    }
+    b = models.Builder(22)
+    h = b.add("TwoSlopes", [b.dense("input", 64, 16)], domain="test.custom")
+    h = b.add("Swishish", [b.dense(h, 16, 16)], domain="test.custom")
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10), opsets={"test.custom": 1})),
+                    extra)
+    actions = {a.op_type: a.action.value for a in plan_model(graph, extra)}
+    assert actions["TwoSlopes"] == "scale" and actions["Swishish"] == "compensate"
+    model = quantize(graph, calibrate(graph, models.digits(100), operators=OperatorTable(extra),
+                                      progress=False), operators=extra)
+    test = models.digits(50, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable(extra))["logits"]
+    assert relative_error(reference, model.run(test)["logits"]) < 0.1
+
+
+def test_switching_compensation_off_costs_accuracy():
+    graph = prepare(graph_from_onnx(models.mlp("Sigmoid")))
+    calibration = calibrate(graph, models.digits(100), progress=False)
+    test = models.digits(50, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    forced = {"Sigmoid": Rule(RuleKind.PASS_THROUGH, Fraction(1))}
+    errors = [relative_error(reference, quantize(graph, calibration, override_rules=o)
+                             .run(test)["logits"]) for o in (None, forced)]
+    assert errors[0] < 3e-2 < 0.2 < errors[1]

@@ -1,0 +1,54 @@
+"""Graph import/export, static-tensor recognition, constant folding, the float executor."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnxruntime as ort
+
+from ptq_verify.graph import (
+    OperatorTable,
+    activation_tensors,
+    fold_constants,
+    graph_from_onnx,
+    graph_to_onnx,
+    run_graph,
+)
+
+
+def test_executor_matches_onnxruntime_on_every_topology():
+    for name, (build, image) in {**models.TOPOLOGIES, **models.TRICKY}.items():
+        model = build()
+        x = models.digits(16, image)
+        expected = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+        got = run_graph(graph_from_onnx(model), {"input": x}, OperatorTable())["logits"]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_round_trip_through_onnx():
+    graph = graph_from_onnx(models.cnn())
+    again = graph_from_onnx(graph_to_onnx(graph))
+    x = models.digits(4, image=True)
+    table = OperatorTable()
+    np.testing.assert_array_equal(run_graph(graph, {"input": x}, table)["logits"],
+                                  run_graph(again, {"input": x}, table)["logits"])
+
+
+def test_shape_chains_are_static_and_constants_fold():
+    b = models.Builder(30)
+    h = b.dense("input", 64, 16)
+    shape = b.add("Shape", [h])
+    size = b.add("Gather", [shape, b.const(np.array(0, np.int64))], axis=0)
+    target = b.add("Concat", [b.add("Unsqueeze", [size, b.const(np.array([0], np.int64))]),
+                              b.const(np.array([4, 4], np.int64))], axis=0)
+    h = b.add("Reshape", [h, target])
+    h = b.add("Reshape", [h, b.add("Add", [b.const(np.array([-1, 8], np.int64)),
+                                           b.const(np.array([0, 8], np.int64))])])
+    graph = graph_from_onnx(b.model(b.dense(h, 16, 10)))
+    table = OperatorTable()
+    active = activation_tensors(graph, table)
+    assert "gemm1" in active and "reshape1" in active
+    assert not {"shape1", "gather1", "concat1"} & active
+    assert fold_constants(graph, table) == 1  # the Add of two constants
+    x = models.digits(3)
+    assert run_graph(graph, {"input": x}, table)["logits"].shape == (3, 10)
