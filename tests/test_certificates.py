@@ -28,6 +28,7 @@ def operators() -> dict[str, Operator]:
         Operator("Sigmoid", "x", "1/(1 + exp(-x))"),
         Operator("Clip", "x", "clip(x, lo, hi)", params={"lo": 0, "hi": 6}),
         Operator("Mul", "a, b", "a*b"),
+        Operator("LeakyRelu", "x", "where(x >= 0, x, alpha*x)", params={"alpha": "0.01"}),
     ]
     return {op.name: op for op in ops}
 
@@ -63,17 +64,19 @@ def test_fresh_certificates_recheck(written, operators):
     assert all(r.ok for r in results), [r.problems for r in results]
 
 
-def test_changed_residual_is_rejected(written, operators):
+@pytest.mark.parametrize("name", ["Relu", "LeakyRelu"])
+def test_changed_residual_is_rejected(written, operators, name):
     def corrupt(c):
-        c["verdict"]["certificate"]["cases"][1]["residual"] = "x*s"
+        c["verdict"]["certificate"]["cases"][-1]["residual"] = "x*s"
 
-    _edit(written, "Relu", corrupt)
-    assert any("residual" in p for p in _problems(written, operators, "Relu"))
+    _edit(written, name, corrupt)
+    assert any("residual" in p for p in _problems(written, operators, name))
 
 
-def test_dropped_case_is_rejected(written, operators):
-    _edit(written, "Clip", lambda c: c["verdict"]["certificate"]["cases"].pop())
-    assert any("cover" in p for p in _problems(written, operators, "Clip"))
+@pytest.mark.parametrize("name", ["Clip", "LeakyRelu"])
+def test_dropped_case_is_rejected(written, operators, name):
+    _edit(written, name, lambda c: c["verdict"]["certificate"]["cases"].pop())
+    assert any("cover" in p for p in _problems(written, operators, name))
 
 
 def test_changed_rule_is_rejected(written, operators):
