@@ -48,10 +48,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
-    from ..rules import classify
+    from ..rules import classify_all
     from ..rules.explain import explain
 
-    verdicts = [classify(op) for op in operators]
+    verdicts = classify_all(operators)
     if args.json:
         json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
         print()

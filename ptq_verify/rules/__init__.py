@@ -1,7 +1,7 @@
 """The scaling-rule lattice and the checker that decides an operator's rule."""
 
 from .certificate import Counterexample, Proof, ProofCase, Verdict
-from .checker import CHECKER_VERSION, classify
+from .checker import CHECKER_VERSION, classify, classify_all
 from .lattice import Rule, RuleKind
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "RuleKind",
     "Verdict",
     "classify",
+    "classify_all",
 ]

@@ -18,13 +18,17 @@ Anything else is ``undecided``: a verdict is never a guess.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
 import random
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 
 import mpmath
+import numpy as np
 import sympy
 
 from ..catalog.grammar import format_expression
@@ -48,7 +52,7 @@ _PIECEWISE_ATOMS = (
 _SCALES = (Fraction(2), Fraction(3), Fraction(1, 2), Fraction(7, 5))
 _MAX_SPLIT_ELEMENTS = 5
 _MAX_ALTERNATIVES = 3
-_POINTS = 10
+_POINTS = 14
 _DPS = 30
 
 _cache: weakref.WeakKeyDictionary[Operator, Verdict] = weakref.WeakKeyDictionary()
@@ -62,6 +66,34 @@ def classify(op: Operator) -> Verdict:
             verdict = _Checker(op).verdict()
         _cache[op] = verdict
     return verdict
+
+
+def classify_all(operators: Sequence[Operator], jobs: int | None = None) -> list[Verdict]:
+    """Classify many operators, in parallel worker processes when that pays off.
+
+    Workers are forked, so they see the very operator objects (catalog or user-declared);
+    verdicts come back as plain data and fill this process's cache.
+    """
+    pending = [op for op in operators if op not in _cache]
+    jobs = min(jobs or os.cpu_count() or 1, len(pending))
+    if jobs > 1 and len(pending) >= 8 and "fork" in multiprocessing.get_all_start_methods():
+        global _forked_operators
+        _forked_operators = pending
+        try:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                verdicts = pool.map(_classify_forked, range(len(pending)), chunksize=1)
+        finally:
+            _forked_operators = []
+        for op, verdict in zip(pending, verdicts):
+            _cache[op] = verdict
+    return [classify(op) for op in operators]
+
+
+_forked_operators: Sequence[Operator] = []
+
+
+def _classify_forked(index: int) -> Verdict:
+    return classify(_forked_operators[index])
 
 
 def scale_symbol(tensor: str | None = None) -> sympy.Symbol:
@@ -103,9 +135,15 @@ def sign_cases(op: Operator) -> list[str]:
     """The elements a sign split must consider: those under a piecewise or partial function."""
     chosen: set[sympy.Symbol] = set()
     for atom in op.expr.atoms(*_PIECEWISE_ATOMS, sympy.log, sympy.Pow):
-        if isinstance(atom, sympy.Pow) and atom.exp.is_integer:
-            continue
-        chosen |= atom.free_symbols
+        if isinstance(atom, sympy.Pow):
+            if not atom.exp.is_integer:
+                chosen |= atom.base.free_symbols
+        elif isinstance(atom, sympy.Piecewise):
+            # branch values need no split; their own piecewise parts are atoms of their own
+            for _, condition in atom.args:
+                chosen |= condition.free_symbols
+        else:
+            chosen |= atom.free_symbols
     for condition in op.domain:
         chosen |= condition.free_symbols
     return [e for e in op.element_names if op.symbols[e] in chosen]
@@ -143,24 +181,38 @@ class _Checker:
     @cached_property
     def numeric(self):
         args = [op_symbol for group in self.tensor_elements for op_symbol in group]
-        return sympy.lambdify([*args, *self.param_symbols], self.op.expr, modules="mpmath")
+        # nint rounds half to even, like RoundHalfEven (the grammar's round)
+        functions = {"RoundHalfEven": mpmath.nint}
+        return sympy.lambdify(
+            [*args, *self.param_symbols], self.op.expr, modules=[functions, "mpmath"]
+        )
 
     def value(self, point: dict[str, mpmath.mpf]) -> mpmath.mpf | None:
         try:
             result = self.numeric(*[point[e] for e in (*self.op.element_names, *self.op.params)])
             result = mpmath.mpmathify(result)
-        except (ZeroDivisionError, ValueError, TypeError, OverflowError):
-            return None
+        except (ZeroDivisionError, ValueError, TypeError, OverflowError, NameError):
+            return None  # a function mpmath lacks: nothing numeric is claimed
         if not isinstance(result, mpmath.mpf) or not mpmath.isfinite(result):
             return None
         return result
 
+    @cached_property
+    def domain_tests(self):
+        """Each domain condition as a fast numeric test (exact checks come later)."""
+        names = [self.op.symbols[n] for n in (*self.op.element_names, *self.op.params)]
+        return [sympy.lambdify(names, c, modules="mpmath") for c in self.op.domain]
+
     def in_domain(self, point: dict[str, Fraction]) -> bool:
+        values = [_mpq(point[n]) for n in (*self.op.element_names, *self.op.params)]
+        try:
+            return all(bool(test(*values)) for test in self.domain_tests)
+        except (TypeError, ValueError, ZeroDivisionError, NameError):
+            return False
+
+    def in_domain_exactly(self, point: dict[str, Fraction]) -> bool:
         subs = {self.op.symbols[n]: _rational(v) for n, v in point.items()}
-        for condition in self.op.domain:
-            if condition.xreplace(subs) != sympy.true:
-                return False
-        return True
+        return all(c.xreplace(subs) == sympy.true for c in self.op.domain)
 
     def random_point(
         self, params: dict[str, Fraction] | None, signs: tuple[int, ...] | None = None
@@ -175,7 +227,14 @@ class _Checker:
             if signs is not None and attempt < 20:
                 point = {e: abs(v) * sign for (e, v), sign in zip(point.items(), signs)}
             if params is None:
-                point.update({p: self._generic_value(v) for p, v in self.op.params.items()})
+                # near the sample values, and anywhere (other signs: selectors, bounds)
+                free = self.rng.random() < 0.5
+                point.update(
+                    {
+                        p: self._generic_value(None if free else v)
+                        for p, v in self.op.params.items()
+                    }
+                )
             else:
                 point.update(params)
             if self.in_domain(point):
@@ -187,9 +246,9 @@ class _Checker:
             if sample == 0:
                 return Fraction(self.rng.randint(3, 40), self.rng.randint(41, 97))
             return sample * Fraction(self.rng.randint(83, 127), 101)
-        # log-uniform over [1/100, 1000]: points on both sides of every kink a parameter sets
+        # log-uniform over [1/100, 100]: points on both sides of every kink a parameter sets
         magnitude = Fraction(self.rng.randint(100, 999), 100) * Fraction(10) ** self.rng.randint(
-            -2, 2
+            -2, 1
         )
         return magnitude if self.rng.random() < 0.5 else -magnitude
 
@@ -262,12 +321,23 @@ class _Checker:
             separable = self._separable_candidate(rows)
             if separable is not None:
                 found.append(separable)
-        params = list(self.op.params)
-        for size in range(len(params) + 1):
-            for support in itertools.combinations(params, size):
+        # Parameters f does not vary with almost anywhere (thresholds: Shrink's lambd) are
+        # invisible to Euler's identity; the natural guess is that they scale like the output.
+        invisible = [
+            p
+            for position, p in enumerate(self.op.params)
+            if all(abs(g_p[position]) <= abs(f) * mpmath.mpf(10) ** -20 for f, _, g_p in rows)
+        ]
+        visible = [p for p in self.op.params if p not in invisible]
+        for size in range(len(visible) + 1):
+            for support in itertools.combinations(visible, size):
                 for candidate in self._joint_candidates(rows, support):
-                    if candidate not in found:
-                        found.append(candidate)
+                    variants = [candidate]
+                    if invisible and candidate.degree != 0:
+                        exponents = dict(candidate.param_exponents)
+                        exponents.update({p: candidate.degree for p in invisible})
+                        variants.append(Candidate(candidate.degree, None, exponents))
+                    found += [v for v in variants if v not in found]
         return [c for c in found if self._holds_numerically(c, points)]
 
     def _separable_candidate(self, rows) -> Candidate | None:
@@ -294,7 +364,7 @@ class _Checker:
             if fixed_degree is not None:
                 system.append([mpmath.mpf(1)] + [mpmath.mpf(0)] * len(columns))
                 rhs.append(_mpq(fixed_degree))
-            solution = _least_squares(system, rhs)
+            solution = _float_least_squares(system, rhs)
             if solution is None:
                 continue
             rounded = [_small_rational(v) for v in solution]
@@ -305,7 +375,7 @@ class _Checker:
             candidate = Candidate(rounded[0], None, dict(zip(support, rounded[1:])))
             if candidate not in solutions:
                 solutions.append(candidate)
-            if fixed_degree is None and _unique(matrix):
+            if fixed_degree is None and _full_rank(matrix):
                 break
         return solutions
 
@@ -317,11 +387,12 @@ class _Checker:
                 s = mpmath.mpf(s_value.numerator) / s_value.denominator
                 scales = {None: s}
                 if candidate.input_degrees:
+                    # far-apart scales per tensor, so that a shared-scale rule shows its failure
                     factor = mpmath.mpf(1)
                     for position, tensor in enumerate(self.op.inputs):
-                        scales[tensor.name] = s + position
-                        degree = _mpq(candidate.input_degrees[position])
-                        factor *= mpmath.power(s + position, degree)
+                        own = s * mpmath.mpf(5) ** position
+                        scales[tensor.name] = own
+                        factor *= mpmath.power(own, _mpq(candidate.input_degrees[position]))
                 else:
                     factor = mpmath.power(s, _mpq(candidate.degree))
                     scales.update({tensor.name: s for tensor in self.op.inputs})
@@ -337,17 +408,17 @@ class _Checker:
     # -- proofs --------------------------------------------------------------------------
 
     def prove(self, candidate: Candidate) -> Proof | None:
+        """A proof of the candidate identity: direct, else by sign cases; cheap steps first."""
         lhs, rhs = scaled_identity(self.op, candidate)
-        lhs_text, rhs_text = format_expression(lhs), format_expression(rhs)
+        residual = lhs - rhs
         split = sign_cases(self.op)
-        has_pieces = bool(self.op.expr.atoms(*_PIECEWISE_ATOMS)) or bool(self.op.domain)
-        if not has_pieces or not split:
-            residual = zero_residual(lhs - rhs)
-            if residual == 0:
-                return Proof(lhs_text, rhs_text, "direct", (ProofCase({}, "0"),))
-            if not split:
-                return None
-        if len(split) > _MAX_SPLIT_ELEMENTS:
+        direct = zero_residual(residual, thorough=False) == 0
+        if not direct and (not split or len(split) > _MAX_SPLIT_ELEMENTS):
+            direct = self._thorough_zero(residual)
+        text = (format_expression(lhs), format_expression(rhs))
+        if direct:
+            return Proof(*text, "direct", (ProofCase({}, "0"),))
+        if not split or len(split) > _MAX_SPLIT_ELEMENTS:
             return None
         cases = []
         for signs in itertools.product(("positive", "negative", "zero"), repeat=len(split)):
@@ -357,11 +428,30 @@ class _Checker:
             if excluded is not None:
                 cases.append(ProofCase(assignment, f"excluded: {format_expression(excluded)}"))
                 continue
-            residual = zero_residual((lhs - rhs).xreplace(substitution))
-            if residual != 0:
-                return None
+            case_residual = residual.xreplace(substitution)
+            if zero_residual(case_residual, thorough=False) != 0:
+                if not self._thorough_zero(case_residual):
+                    return None
             cases.append(ProofCase(assignment, "0"))
-        return Proof(lhs_text, rhs_text, "sign_split", tuple(cases))
+        return Proof(*text, "sign_split", tuple(cases))
+
+    def _thorough_zero(self, residual: sympy.Expr) -> bool:
+        """Full simplification, skipped when a sample point already shows a non-zero value.
+
+        The sample only saves time: it can make the checker give up on a proof, never accept
+        one.
+        """
+        values = {}
+        for symbol in residual.free_symbols:
+            value = self._generic_value(None)
+            values[symbol] = _rational(abs(value) if symbol.is_positive else value)
+        try:
+            sample = complex(residual.xreplace(values).evalf(15))
+        except (TypeError, ValueError, ZeroDivisionError):
+            sample = 0j
+        if sample.imag == 0 and abs(sample.real) > 1e-6 and np.isfinite(sample.real):
+            return False
+        return zero_residual(residual, thorough=True) == 0
 
     # -- refutation ----------------------------------------------------------------------
 
@@ -373,7 +463,7 @@ class _Checker:
         return None
 
     def _counterexample(self, params: dict | None) -> Counterexample | None:
-        points = self.points(params, count=12)
+        points = [p for p in self.points(params, count=12) if self.in_domain_exactly(p)]
         for s_value in _SCALES:
             for first in points:
                 lhs, rhs = self.exact_sides(first, s_value, 1)
@@ -545,15 +635,27 @@ def _small_rational(value) -> Fraction | None:
 
 
 def _least_squares(matrix, target, require_consistent: bool = True):
-    a = mpmath.matrix(matrix)
-    b = mpmath.matrix(target)
-    if a.rows < a.cols:
+    """Minimum-norm least-squares solution via the SVD (robust to zero and repeated rows)."""
+    rows = [(r, t) for r, t in zip(matrix, target) if any(v != 0 for v in r) or t != 0]
+    if not rows or len(rows) < len(matrix[0]):
         return None
+    a = mpmath.matrix([r for r, _ in rows])
+    b = mpmath.matrix([t for _, t in rows])
     try:
-        solution, residual = mpmath.qr_solve(a, b)
+        u, singular, v = mpmath.svd_r(a)
     except (ZeroDivisionError, ValueError):
         return None
+    largest = max(abs(x) for x in singular)
+    if largest == 0:
+        return None
+    projected = u.T * b
+    coefficients = mpmath.matrix(
+        [projected[i] / x if abs(x) > mpmath.mpf(10) ** -15 * largest else 0
+         for i, x in enumerate(singular)]
+    )
+    solution = v.T * coefficients
     if require_consistent:
+        residual = mpmath.norm(a * solution - b)
         scale = mpmath.norm(b) + mpmath.norm(a) * mpmath.norm(solution) + 1
         if residual > mpmath.mpf(10) ** -12 * scale:
             return None
@@ -565,14 +667,24 @@ def _residual_norm(matrix, target, solution) -> mpmath.mpf:
     return mpmath.norm(a * mpmath.matrix(solution) - mpmath.matrix(target))
 
 
-def _unique(matrix) -> bool:
+def _full_rank(matrix) -> bool:
     """Whether the columns are independent (the least-squares solution is unique)."""
-    a = mpmath.matrix(matrix)
-    if a.rows < a.cols:
-        return False
-    singular = mpmath.svd_r(a, compute_uv=False)
-    largest = max(abs(v) for v in singular) if len(singular) else 0
-    return largest > 0 and min(abs(v) for v in singular) > mpmath.mpf(10) ** -10 * largest
+    a = np.array(matrix, dtype=float)
+    return a.shape[0] >= a.shape[1] and np.linalg.matrix_rank(a, tol=None) == a.shape[1]
+
+
+def _float_least_squares(matrix, target) -> list[float] | None:
+    """Least squares in float64 for the candidate search: fast, and only ever a candidate."""
+    a = np.array(matrix, dtype=float)
+    b = np.array(target, dtype=float)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))) or a.shape[0] < a.shape[1]:
+        return None
+    solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+    residual = np.linalg.norm(a @ solution - b)
+    scale = np.linalg.norm(b) + np.linalg.norm(a) * (np.linalg.norm(solution) + 1)
+    if not residual <= 1e-9 * scale:
+        return None
+    return [float(v) for v in solution]
 
 
 def certified_nonzero(value: sympy.Expr) -> str | None:

@@ -72,11 +72,11 @@ def _rewrite_node(node: sympy.Basic) -> sympy.Basic:
             return node.func(rest, *node.args[1:])
         return node
     if isinstance(node, Relational):
-        difference = node.lhs - node.rhs
-        c, rest = positive_factor(difference)
-        if c != 1:
-            return node.func(rest, 0)
-        return node
+        # canonical form "rest REL 0", so that both sides of an identity compare alike
+        if node.rhs == 0 and positive_factor(node.lhs)[0] == 1:
+            return node
+        _, rest = positive_factor(node.lhs - node.rhs)
+        return node.func(rest, 0)
     return node
 
 
@@ -99,15 +99,19 @@ def _bottom_up(expr: sympy.Basic) -> sympy.Basic:
     return _rewrite_node(expr)
 
 
-def zero_residual(residual: sympy.Expr) -> sympy.Expr:
-    """Simplify a residual as far as needed to see zero: cheap steps first, then simplify.
+def zero_residual(residual: sympy.Expr, thorough: bool = True) -> sympy.Expr:
+    """Simplify a residual as far as needed to see zero: cheap steps first.
 
-    Returns the simplified residual; it is 0 exactly when the identity was shown.
+    Returns the simplified residual; it is 0 exactly when the identity was shown. Without
+    ``thorough`` the costly general ``simplify`` is skipped (callers try cheaper routes first).
     """
     residual = rewrite_positive(residual)
     if residual == 0:
         return residual
-    for step in (_factor_terms, sympy.expand, _expand_special, sympy.cancel, sympy.simplify):
+    steps = [sympy.expand, _fold_piecewise, _factor_terms, _expand_special, sympy.cancel]
+    if thorough:
+        steps.append(sympy.simplify)
+    for step in steps:
         try:
             residual = rewrite_positive(step(residual))
         except (TypeError, ValueError, NotImplementedError, RecursionError):
@@ -115,6 +119,21 @@ def zero_residual(residual: sympy.Expr) -> sympy.Expr:
         if residual == 0:
             return residual
     return residual
+
+
+def _fold_piecewise(expr: sympy.Expr) -> sympy.Expr:
+    """Move sums and products into Piecewise branches and expand each branch.
+
+    ``s*Piecewise((a, c), (b, True)) - Piecewise((s*a, c), (s*b, True))`` becomes a Piecewise
+    whose branches are all 0, which is 0.
+    """
+    folded = sympy.piecewise_fold(expr)
+    if not isinstance(folded, sympy.Piecewise):
+        return folded
+    branches = [(sympy.expand(value), condition) for value, condition in folded.args]
+    if all(value == 0 for value, _ in branches):
+        return sympy.S.Zero
+    return sympy.Piecewise(*branches)
 
 
 def _factor_terms(expr: sympy.Expr) -> sympy.Expr:
