@@ -1,0 +1,407 @@
+"""``check_operator``: property-test one operator declaration against its verdict.
+
+Four properties, each failing with an ``AssertionError`` that names the property and shows the
+(shrunk) point, the scale, both sides and the tolerance:
+
+(a) the numpy kernel agrees with the symbolic form;
+(b) every proved rule holds for the kernel: ``kernel(s*x, s**k * p) ~= s**d * kernel(x, p)``,
+    under one common scale and, for rules with a degree per input, under independent scales;
+(c) a refuted rule's counterexample is exact for the symbolic form and reproduces in the kernel;
+(d) the checker gives the same verdict for equivalent forms of the expression.
+
+Tolerances come from :mod:`.tolerance`: a bound on the float64 error of the expression at the
+very point, never a fixed epsilon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ptq_verify.catalog.operator import Operator
+from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict, classify
+
+from .rewrites import equivalent_forms, redeclare
+from .strategies import in_domain, operator_points, scales
+from .tolerance import (
+    DIGITS,
+    KERNEL_MARGIN,
+    Bounded,
+    BoundedForm,
+    Undefined,
+    Unrepresentable,
+    to_mpf,
+)
+
+
+def check_operator(
+    op: Operator,
+    *,
+    verdict: Verdict | None = None,
+    max_examples: int | None = None,
+    rewrites: bool = True,
+) -> Verdict:
+    """Property-test a declaration; raise ``AssertionError`` with a minimal failing example.
+
+    Args:
+        op: the declaration.
+        verdict: a claimed verdict to test instead of the checker's (``classify(op)``).
+        max_examples: examples per property; default: the active hypothesis profile's.
+        rewrites: whether to run (d), which classifies a few rewritten forms (about 0.1-1 s).
+
+    Returns the verdict that was tested.
+    """
+    claimed = classify(op) if verdict is None else verdict
+    check_kernel(op, max_examples=max_examples)
+    for rule in rules_of(claimed):
+        check_rule(op, rule, max_examples=max_examples)
+    if isinstance(claimed.certificate, Counterexample):
+        check_counterexample(op, claimed.certificate)
+    if rewrites:
+        check_rewrites(op, claimed)
+    return claimed
+
+
+def operator_test(op: Operator, **options: Any) -> Callable[[], None]:
+    """A pytest test function for ``op``: ``test_mine = operator_test(Operator(...))``."""
+
+    def test() -> None:
+        check_operator(op, **options)
+
+    test.__name__ = f"test_{op.name}"
+    return test
+
+
+def rules_of(verdict: Verdict) -> list[Rule]:
+    """The rules a verdict claims hold: its own (when it has one) and its proved alternatives."""
+    rules = [verdict.rule] if verdict.rule.kind.has_rule else []
+    return rules + [rule for rule, _ in verdict.alternatives]
+
+
+# -- (a) kernel against the symbolic form -------------------------------------------------------
+
+
+def check_kernel(op: Operator, *, max_examples: int | None = None) -> None:
+    """(a): ``op.kernel`` equals ``op.expr`` within the float64 error bound, on points of the
+    operator's domain (parameters around their sample values)."""
+    form = _form(op.expr)
+
+    @_settings(max_examples)
+    @given(point=operator_points(op))
+    def kernel_agrees_with_expression(point: tuple[dict, dict]) -> None:
+        values, params = point
+        output = _run(op, values, params)
+        for index, scalar in _scalar_points(values):
+            where = {**scalar, **params}
+            try:
+                exact = form(where)
+            except Unrepresentable:
+                assume(False)
+                continue
+            except Undefined as err:
+                _fail(op, "(a) the symbolic form has no value at a point of the declared domain",
+                      [("point", _show(where)), ("why", str(err)),
+                       ("fix", "add the missing condition to the declaration's domain")])
+            got = float(output.flat[index])
+            tolerance = KERNEL_MARGIN * exact.error
+            if not abs(got - exact.value) <= tolerance:
+                _fail(op, "(a) the kernel disagrees with the symbolic form", [
+                    ("point", _show(where)),
+                    ("kernel", repr(got)),
+                    ("symbolic", f"{_num(exact.value)}   ({op.expr})"),
+                    ("|difference|", _num(abs(got - exact.value))),
+                    ("tolerance", _tolerance_text(tolerance)),
+                ])
+
+    kernel_agrees_with_expression()
+
+
+# -- (b) a proved rule holds numerically --------------------------------------------------------
+
+
+def check_rule(
+    op: Operator, rule: Rule, *, independent: bool | None = None, max_examples: int | None = None
+) -> None:
+    """(b): the kernel satisfies ``rule`` at random points and scales.
+
+    ``independent`` picks one scale per input tensor (True) or one common scale (False); by
+    default both are tested when the rule has a degree per input and rescales no parameter,
+    else the common scale.
+    """
+    if not rule.kind.has_rule:
+        raise ValueError(f"a {rule.kind} verdict claims no rule to test")
+    per_input = rule.input_degrees is not None and not rule.param_exponents
+    modes = [per_input and len(op.inputs) > 1, False] if independent is None else [independent]
+    if independent and not per_input:
+        raise ValueError(f"{rule.describe()} has no degree per input to test independently")
+    for mode in dict.fromkeys(modes):
+        _check_rule_once(op, rule, mode, max_examples)
+
+
+def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: int | None):
+    tensors = [t.name for t in op.inputs]
+    degrees = rule.input_degrees if independent else None
+    factor_expr = _scale_factor_expression(tensors, degrees, rule.degree)
+    lhs_form, rhs_form = _form(op.expr), _form(factor_expr * op.expr)
+    scale_strategy = (
+        st.tuples(*[scales() for _ in tensors]) if independent else scales().map(lambda s: (s,))
+    )
+    how = "independent scales per input" if independent else "one common scale"
+
+    @_settings(max_examples)
+    @given(point=operator_points(op), chosen=scale_strategy)
+    def rule_holds(point: tuple[dict, dict], chosen: tuple[float, ...]) -> None:
+        values, params = point
+        tensor_scale = dict(zip(tensors, chosen * len(tensors) if not independent else chosen))
+        common = chosen[0]
+        scaled = {
+            e: values[e] * tensor_scale[t.name] for t in op.inputs for e in t.elements
+        }
+        rescaled = {
+            p: v * _power(common, rule.param_exponents.get(p, 0)) for p, v in params.items()
+        }
+        factor_values = {_scale_name(t): s for t, s in tensor_scale.items()}
+        if independent:
+            factor = float(np.prod([_power(tensor_scale[t], d) for t, d in zip(tensors, degrees)]))
+        else:
+            factor = _power(common, rule.degree)
+        moved = (*scaled.values(), *rescaled.values(), factor)
+        assume(all(np.all(np.isfinite(v)) for v in moved))
+        with np.errstate(all="ignore"):
+            lhs_out = _run(op, scaled, rescaled)
+            rhs_out = factor * _run(op, values, params)
+        for index, scalar in _scalar_points(values):
+            scaled_scalar = {e: _item(v, index) for e, v in scaled.items()}
+            assume(in_domain(op, scaled_scalar, rescaled))
+            try:
+                lhs = lhs_form({**scaled_scalar, **rescaled})
+                rhs = rhs_form({**scalar, **params, **factor_values})
+            except (Unrepresentable, Undefined):
+                assume(False)
+                continue
+            got_lhs, got_rhs = float(lhs_out.flat[index]), float(rhs_out.flat[index])
+            tolerance = KERNEL_MARGIN * (lhs.error + rhs.error)
+            if not abs(got_lhs - got_rhs) <= tolerance:
+                _fail(op, f"(b) the rule {rule.describe()} does not hold for the kernel ({how})",
+                      [
+                          ("point", _show({**scalar, **params})),
+                          ("scale", _show({f"s_{t}": v for t, v in tensor_scale.items()})
+                           if independent else f"s = {common!r}"),
+                          ("rescaled params", _show(rescaled) if rule.param_exponents else "-"),
+                          ("kernel(scaled)", repr(got_lhs)),
+                          ("scale factor * kernel", repr(got_rhs)),
+                          ("|difference|", _num(abs(got_lhs - got_rhs))),
+                          ("tolerance", _tolerance_text(tolerance)),
+                          ("symbolic sides", f"{_num(lhs.value)} and {_num(rhs.value)}"),
+                          ("diagnosis", _diagnosis(lhs, rhs, got_lhs, got_rhs)),
+                      ])
+
+    rule_holds()
+
+
+def _scale_name(tensor: str) -> str:
+    return f"scale_of_{tensor}"
+
+
+def _scale_factor_expression(
+    tensors: Sequence[str], degrees: Sequence[Fraction] | None, degree: Fraction | None
+) -> sympy.Expr:
+    """s**d (common scale, named after the first tensor) or prod s_t**d_t, as sympy."""
+    def power(tensor: str, d: Fraction) -> sympy.Expr:
+        return sympy.Symbol(_scale_name(tensor), positive=True) ** sympy.Rational(
+            d.numerator, d.denominator
+        )
+
+    if degrees is None:
+        return power(tensors[0], Fraction(degree or 0))
+    return sympy.Mul(*[power(t, Fraction(d)) for t, d in zip(tensors, degrees)])
+
+
+def _diagnosis(lhs: Bounded, rhs: Bounded, got_lhs: float, got_rhs: float) -> str:
+    symbolic_gap = abs(lhs.value - rhs.value)
+    if symbolic_gap > KERNEL_MARGIN * (lhs.error + rhs.error):
+        return "the symbolic form violates the rule here too: the rule is wrong"
+    bad = "kernel(scaled)" if abs(got_lhs - lhs.value) > KERNEL_MARGIN * lhs.error else "kernel"
+    return f"the symbolic form satisfies the rule here: the {bad} value is wrong"
+
+
+# -- (c) a counterexample reproduces ------------------------------------------------------------
+
+
+def check_counterexample(op: Operator, certificate: Counterexample) -> None:
+    """(c): the certificate's difference f(s*x) - s*f(x) is exact for the symbolic form, and the
+    kernel reproduces it when float64 can show it (otherwise the kernel is checked against the
+    exact values of both sides at the float64 point)."""
+    point = {name: Fraction(text) for name, text in certificate.point.items()}
+    s = Fraction(certificate.scale)
+    elements = set(op.element_names)
+    facts = [("point", _show(point)), ("scale", str(s)),
+             ("certificate's f(s*x) - s*f(x)", certificate.difference)]
+    exact = _exact_difference(op, point, s)
+    with mpmath.workdps(DIGITS):
+        claimed = mpmath.mpf(certificate.difference)
+        exact_matches = exact is not None and abs(exact - claimed) <= 1e-18 * abs(claimed)
+    if not exact_matches:
+        _fail(op, "(c) the counterexample is wrong for the symbolic form",
+              [*facts, ("exact f(s*x) - s*f(x)", "undefined" if exact is None else _num(exact))])
+
+    floats = {n: float(v) for n, v in point.items()}
+    s_float = float(s)
+    values = {n: v for n, v in floats.items() if n in elements}
+    params = {n: v for n, v in floats.items() if n not in elements}
+    scaled = {n: v * s_float for n, v in values.items()}
+    got_lhs = float(_run(op, scaled, params))
+    got_rhs = s_float * float(_run(op, values, params))
+    lhs_form, rhs_form = _form(op.expr), _form(_scale_factor_expression(["s"], None, 1) * op.expr)
+    try:
+        lhs = lhs_form({**scaled, **params})
+        rhs = rhs_form({**values, **params, _scale_name("s"): s_float})
+    except (Unrepresentable, Undefined):
+        return  # float64 cannot evaluate the expression there: nothing to compare the kernel with
+    for side, got, bounded in (("f(s*x)", got_lhs, lhs), ("s*f(x)", got_rhs, rhs)):
+        tolerance = KERNEL_MARGIN * bounded.error
+        if not abs(got - bounded.value) <= tolerance:
+            _fail(op, f"(c) the kernel's {side} at the counterexample disagrees with the symbolic "
+                  "form", [*facts, ("kernel", repr(got)), ("symbolic", _num(bounded.value)),
+                           ("tolerance", _tolerance_text(tolerance))])
+    tolerance = KERNEL_MARGIN * (lhs.error + rhs.error)
+    if abs(claimed) > 2 * tolerance and not abs((got_lhs - got_rhs) - claimed) <= tolerance:
+        _fail(op, "(c) the counterexample does not reproduce in the kernel", [
+            *facts, ("kernel f(s*x) - s*f(x)", repr(got_lhs - got_rhs)),
+            ("tolerance", _tolerance_text(tolerance))])
+
+
+# -- (d) the verdict does not depend on how the function is written -----------------------------
+
+
+def _exact_difference(op: Operator, point: dict[str, Fraction], s: Fraction) -> Any:
+    """f(s*x) - s*f(x) at an exact rational point, to DIGITS digits (None if undefined)."""
+    def rational(q: Fraction) -> sympy.Rational:
+        return sympy.Rational(q.numerator, q.denominator)
+
+    at_x = {op.symbols[n]: rational(v) for n, v in point.items()}
+    at_sx = {
+        op.symbols[n]: rational(v * s if n in op.element_names else v) for n, v in point.items()
+    }
+    value = (op.expr.xreplace(at_sx) - rational(s) * op.expr.xreplace(at_x)).evalf(DIGITS)
+    if not value.is_real or not value.is_finite:
+        return None
+    with mpmath.workdps(DIGITS):
+        return mpmath.mpf(value)
+
+
+def check_rewrites(op: Operator, verdict: Verdict | None = None, limit: int = 3) -> None:
+    """(d): equivalent forms of ``op.expr`` get the same verdict.
+
+    A decided verdict (any rule, or needs_compensation) must come back identical (kind,
+    degrees, parameter exponents) for every rewrite: a different decided verdict means the
+    checker contradicts itself, and an undecided one means it lost a decision it could make.
+    An undecided original may be decided on a rewrite.
+    """
+    claimed = classify(op) if verdict is None else verdict
+    for label, form in equivalent_forms(op, limit):
+        try:
+            other = _classify_form(op, label, form)
+        except Exception as err:  # noqa: BLE001 - any crash of the checker is a finding
+            raise AssertionError(
+                f"check_operator({op.name}): (d) the checker failed on an equivalent form\n"
+                f"  rewrite: {label}: {form}\n  error: {type(err).__name__}: {err}"
+            ) from err
+        if claimed.rule.kind is RuleKind.UNDECIDED or other.rule == claimed.rule:
+            continue
+        problem = (
+            "contradicts" if other.rule.kind is not RuleKind.UNDECIDED else "is undecided for"
+        )
+        _fail(op, f"(d) the checker {problem} an equivalent form", [
+            ("declared form", f"{op.expr}  ->  {claimed.rule.describe()}"),
+            (f"rewrite ({label})", f"{form}  ->  {other.rule.describe()}"),
+        ])
+
+
+def _classify_form(op: Operator, label: str, form: sympy.Expr) -> Verdict:
+    key = (form, tuple(op.inputs), tuple(op.params.items()), op.domain, op.mixes_channels)
+    return _classify_cached(key, lambda: classify(redeclare(op, label, form)))
+
+
+_verdicts_of_forms: dict[tuple, Verdict] = {}
+
+
+def _classify_cached(key: tuple, compute: Callable[[], Verdict]) -> Verdict:
+    """Rewrites are re-declared as new operators, which classify's own cache does not know."""
+    if key not in _verdicts_of_forms:
+        _verdicts_of_forms[key] = compute()
+    return _verdicts_of_forms[key]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _form(expr: sympy.Expr) -> BoundedForm:
+    return BoundedForm(expr)
+
+
+def _settings(max_examples: int | None) -> settings:
+    current = settings()
+    return settings(
+        current,
+        max_examples=max_examples or current.max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+def _run(op: Operator, values: Mapping[str, Any], params: Mapping[str, float]) -> np.ndarray:
+    """The kernel's output; Python floats are passed as float64 (``1e200**2`` is inf, not an
+    OverflowError)."""
+    arrays = {n: np.asarray(v, dtype=np.float64) for n, v in {**values, **params}.items()}
+    with np.errstate(all="ignore"):
+        return np.asarray(op.evaluate(**arrays), dtype=np.float64)
+
+
+def _power(base: float, exponent: Fraction) -> float:
+    """base**exponent in float64, inf on overflow (Python's float power raises instead)."""
+    with np.errstate(all="ignore"):
+        return float(np.power(np.float64(base), float(exponent)))
+
+
+def _scalar_points(values: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """The element-wise points of a (scalars or equal-length arrays) input dict."""
+    length = max((np.size(v) for v in values.values()), default=1)
+    return [(i, {e: _item(v, i) for e, v in values.items()}) for i in range(length)]
+
+
+def _item(value: Any, index: int) -> float:
+    return float(np.asarray(value).flat[index if np.size(value) > 1 else 0])
+
+
+def _num(value: Any) -> str:
+    return mpmath.nstr(to_mpf(value) if not isinstance(value, mpmath.mpf) else value, 17)
+
+
+def _show(values: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{k} = {float(v)!r}" if isinstance(v, float) else f"{k} = {v}" for k, v in values.items()
+    ) or "-"
+
+
+def _tolerance_text(tolerance: Any) -> str:
+    return (
+        f"{_num(tolerance)}  ({KERNEL_MARGIN} x the float64 error bound of the expression at this "
+        "point, see docs/testing.md)"
+    )
+
+
+def _fail(op: Operator, what: str, facts: Sequence[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in facts)
+    lines = [f"check_operator({op.name}): {what}"]
+    lines += [f"  {label.ljust(width)} : {text}" for label, text in facts]
+    raise AssertionError("\n".join(lines))
