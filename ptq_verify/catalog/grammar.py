@@ -163,6 +163,8 @@ condition)."""
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
+_NOT_FINITE_REAL = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
+
 _OPERATOR_TOKENS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
     ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.FloorDiv: "//", ast.Mod: "%",
@@ -225,29 +227,27 @@ class _Parser:
         self.text = text
         self.source = source
         self.symbols = symbols
-        self.base = len(text) - len(text.lstrip())
-        body = text.strip()
-        self.body_lines = body.split("\n")
-        self.line_starts = [0]
-        for line in self.body_lines[:-1]:
-            self.line_starts.append(self.line_starts[-1] + len(line) + 1)
-        self.body = body
+        # Line breaks and tabs are blanks of the formula (text from TOML may span lines); the
+        # same number of characters keeps every offset valid in the original text.
+        flat = text.translate({ord("\n"): " ", ord("\r"): " ", ord("\t"): " "})
+        self.base = len(flat) - len(flat.lstrip())
+        self.body = flat.strip()
+        self.body_bytes = self.body.encode("utf-8")
         self.domain: list[sympy.Basic] = []
         self.guards: list[sympy.Basic] = []
 
     # -- positions and errors ------------------------------------------------------------
 
-    def offset(self, lineno: int, col_bytes: int) -> int:
-        """Character offset in the original text of an ast (line, UTF-8 byte column)."""
-        line = self.body_lines[lineno - 1]
-        col = len(line.encode("utf-8")[:col_bytes].decode("utf-8", errors="ignore"))
-        return self.base + self.line_starts[lineno - 1] + col
+    def offset(self, col_bytes: int) -> int:
+        """Character offset in the original text of an ast UTF-8 byte column."""
+        prefix = self.body_bytes[:col_bytes].decode("utf-8", errors="ignore")
+        return self.base + len(prefix)
 
     def start(self, node: ast.AST) -> int:
-        return self.offset(node.lineno, node.col_offset)
+        return self.offset(node.col_offset)
 
     def end(self, node: ast.AST) -> int:
-        return self.offset(node.end_lineno, node.end_col_offset)
+        return self.offset(node.end_col_offset)
 
     def segment(self, node: ast.AST) -> str:
         return self.text[self.start(node) : self.end(node)]
@@ -276,19 +276,26 @@ class _Parser:
             raise self.error("empty expression", 0)
         if len(self.text) > MAX_LENGTH:
             raise self.error(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
+        if "#" in self.body:
+            raise self.error("comments ('#') are not allowed", self.text.index("#"))
         try:
             tree = ast.parse(self.body, mode="eval")
         except SyntaxError as err:
-            line, column = err.lineno or 1, max((err.offset or 1) - 1, 0)
-            line = min(max(line, 1), len(self.body_lines))
-            offset = self.base + self.line_starts[line - 1] + column
+            # offset 0 (or none): the text ended too early
+            offset = self.base + err.offset - 1 if err.offset else len(self.text.rstrip())
             raise self.error(err.msg, min(offset, len(self.text))) from None
         except (RecursionError, MemoryError):
             raise self.error(f"expression nested more than {MAX_DEPTH} deep", 0) from None
         names = self.screen(tree.body)
-        expr = self.value(tree.body)
-        bad = [a for a in (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I) if expr.has(a)]
-        if bad:
+        try:
+            expr = self.value(tree.body)
+        except ExpressionError:
+            raise
+        except (TypeError, ValueError, ArithmeticError) as err:  # sympy refusing a value
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise self.error(f"'{self.body}' cannot be built: {message}", self.base) from None
+        expr = _settled(expr)
+        if any(expr.has(a) for a in _NOT_FINITE_REAL):
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
         return ParsedExpression(expr, tuple(self.domain), names)
 
@@ -392,6 +399,8 @@ class _Parser:
         at = self.start(node)
         children += node.args
         children += [k.value for k in node.keywords]
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            return None  # reported as a starred argument
         if not isinstance(node.func, ast.Name):
             children.append(node.func)
             if isinstance(node.func, ast.Attribute):
@@ -426,16 +435,20 @@ class _Parser:
 
     def require(self, condition: sympy.Basic, node: ast.AST) -> None:
         """Record a condition the expression needs, guarded by the enclosing where() branches."""
+        if self.guards:  # a branch of where() that is outside the domain is never taken
+            condition = sympy.Or(*[sympy.Not(g) for g in self.guards], condition)
         if condition is sympy.true:
             return
         if condition is sympy.false:
             raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
-        if self.guards:
-            condition = sympy.Or(*[sympy.Not(g) for g in self.guards], condition)
-            if condition is sympy.true:
-                return
         if condition not in self.domain:
             self.domain.append(condition)
+
+    def finite(self, built: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """``built``, unless sympy made it infinite, nan or complex (``log(0)``, ``sqrt(-2)``)."""
+        if any(built.has(a) for a in _NOT_FINITE_REAL):
+            raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
+        return built
 
     def value(self, node: ast.expr) -> sympy.Expr:
         """Build an arithmetic (non-boolean) expression."""
@@ -447,7 +460,7 @@ class _Parser:
             return self.symbols.get(node.id) or sympy.Symbol(node.id, real=True)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
             operand = self.value(node.operand)
-            return -operand if isinstance(node.op, ast.USub) else operand
+            return _negated(operand) if isinstance(node.op, ast.USub) else operand
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
             return sympy.Add(*self.chain(node, (ast.Add, ast.Sub)))
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
@@ -472,10 +485,10 @@ class _Parser:
         for link in reversed(spine):
             right = self.value(link.right)
             if isinstance(link.op, ast.Sub):
-                right = -right
+                right = _negated(right)
             elif isinstance(link.op, ast.Div):
                 self.require(sympy.Ne(right, 0), link)
-                right = sympy.Pow(right, -1)
+                right = self.finite(sympy.Pow(right, -1), link)
             operands.append(right)
         return operands
 
@@ -486,13 +499,24 @@ class _Parser:
                 self.require((sympy.Gt if exponent.is_negative else sympy.Ge)(base, 0), node)
             elif exponent.is_negative:
                 self.require(sympy.Ne(base, 0), node)
+        elif base == 0:
+            self.require(sympy.Gt(exponent, 0), node)
         else:
             self.require(sympy.Gt(base, 0), node)
         if base.is_Rational and exponent.is_Rational and base not in (0, 1, -1):
             bits = abs(int(sympy.floor(exponent))) * (base.p.bit_length() + base.q.bit_length())
             if bits > _MAX_POWER_BITS:
                 raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
-        return sympy.Pow(base, exponent)
+        power = sympy.Pow(base, exponent)
+        if any(
+            p.base.is_negative and p.base.is_number and p.exp.is_integer is False
+            for p in power.atoms(sympy.Pow)
+        ):  # sympy split off a complex factor such as (-1)**(1/3)
+            raise self.error(
+                f"'{self.segment(node)}' is a fractional power of a negative number",
+                self.start(node),
+            )
+        return self.finite(power, node)
 
     def call(self, node: ast.Call) -> sympy.Expr:
         name = node.func.id  # screened: a Name in FUNCTIONS with a valid argument count
@@ -502,12 +526,19 @@ class _Parser:
         args = [self.value(a) for a in node.args]
         for condition in function.domain(args[0]):
             self.require(condition, node)
-        return function.build(*args)
+        return self.finite(function.build(*args), node)
 
     def where_call(self, node: ast.Call) -> sympy.Expr:
         """``where(c, a, b)``: conditions of ``a`` hold only where ``c`` does, those of ``b``
         only where it does not (numpy evaluates both branches and keeps one)."""
         condition = self.condition(node.args[0])
+        if condition.has(sympy.Piecewise):
+            # sympy rewrites such a condition into an if-then-else of booleans (ITE), which
+            # has no text form here; a nested where() belongs in the branches
+            raise self.error(
+                "where() inside the condition of where() is not supported",
+                self.start(node.args[0]),
+            )
         branches = []
         for guard, arg in ((condition, node.args[1]), (sympy.Not(condition), node.args[2])):
             self.guards.append(guard)
@@ -541,6 +572,33 @@ class _Parser:
             return sympy.Integer(node.value)
         fraction = Fraction(self.segment(node).replace("_", ""))
         return sympy.Rational(fraction.numerator, fraction.denominator)
+
+
+def _settled(e: sympy.Basic) -> sympy.Basic:
+    """``e`` rebuilt bottom-up until rebuilding changes nothing.
+
+    Some sympy simplifications (Min/Max absorption) depend on the order things were built in,
+    so the expression a text denotes is made a fixed point: printing it and parsing the text
+    (which rebuilds it bottom-up) then gives it back.
+    """
+    for _ in range(4):
+        rebuilt = _rebuilt(e)
+        if rebuilt == e:
+            break
+        e = rebuilt
+    return e
+
+
+def _rebuilt(e: sympy.Basic) -> sympy.Basic:
+    if not e.args or isinstance(e, sympy.Atom):
+        return e
+    return e.func(*[_rebuilt(a) for a in e.args])
+
+
+def _negated(e: sympy.Expr) -> sympy.Expr:
+    """``-e`` in sympy's canonical form (``Expr.__neg__`` skips the flattening that
+    ``Mul`` does, so ``-(1/2)**y`` and ``-1*(1/2)**y`` would differ)."""
+    return sympy.Mul(sympy.S.NegativeOne, e)
 
 
 def _chain_kind(op: ast.operator) -> str | None:
@@ -651,7 +709,7 @@ def _format_sum(e: sympy.Add) -> str:
     text = _wrap(first, _ADD)
     for term in rest:
         if _is_negative_term(term):
-            text += f" - {_wrap(-term, _ADD + 1)}"
+            text += f" - {_wrap(_negated(term), _ADD + 1)}"
         else:
             text += f" + {_wrap(term, _ADD + 1)}"
     return text
@@ -663,9 +721,12 @@ def _format_product(e: sympy.Expr) -> tuple[str, int]:
     if isinstance(coefficient, sympy.Float):
         coefficient = sympy.Rational(coefficient)
     if coefficient.is_negative:
-        text, own = _format(-e)
+        text, own = _format(_negated(e))
         if own < _MUL:
             text = f"({text})"
+        if text.startswith("("):
+            # "-(x + y)/x" would distribute the minus over the sum; "-1*(x + y)/x" does not
+            return f"-1*{text}", _MUL
         return f"-{text}", (_MUL if own == _MUL else _NEG)
     numerator, denominator = [], []
     if coefficient != 1:
@@ -680,11 +741,9 @@ def _format_product(e: sympy.Expr) -> tuple[str, int]:
             denominator.append(_wrap(sympy.Pow(factor.base, -factor.exp), _NEG))
         elif factor != 1:
             numerator.append(_wrap(factor, _NEG))
+    # "x/2/(y + 1)", not "x/(2*(y + 1))": a product of a number and a sum would distribute
     text = "*".join(numerator) or "1"
-    if len(denominator) == 1:
-        text += f"/{denominator[0]}"
-    elif denominator:
-        text += f"/({'*'.join(denominator)})"
+    text += "".join(f"/{d}" for d in denominator)
     if len(numerator) == 1 and not denominator:
         return text, _format(rest if coefficient == 1 else coefficient)[1]
     return text, _MUL

@@ -338,6 +338,8 @@ class _Checker:
                         exponents.update({p: candidate.degree for p in invisible})
                         variants.append(Candidate(candidate.degree, None, exponents))
                     found += [v for v in variants if v not in found]
+        # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first)
+        found.sort(key=lambda c: (len(c.param_exponents), c.degree != 1))
         return [c for c in found if self._holds_numerically(c, points)]
 
     def _separable_candidate(self, rows) -> Candidate | None:
@@ -441,16 +443,17 @@ class _Checker:
         The sample only saves time: it can make the checker give up on a proof, never accept
         one.
         """
-        values = {}
-        for symbol in residual.free_symbols:
-            value = self._generic_value(None)
-            values[symbol] = _rational(abs(value) if symbol.is_positive else value)
-        try:
-            sample = complex(residual.xreplace(values).evalf(15))
-        except (TypeError, ValueError, ZeroDivisionError):
-            sample = 0j
-        if sample.imag == 0 and abs(sample.real) > 1e-6 and np.isfinite(sample.real):
-            return False
+        for _ in range(3):
+            values = {}
+            for symbol in residual.free_symbols:
+                value = self._generic_value(None)
+                values[symbol] = _rational(abs(value) if symbol.is_positive else value)
+            try:
+                sample = complex(residual.xreplace(values).evalf(15))
+            except (TypeError, ValueError, ZeroDivisionError):
+                continue
+            if sample.imag == 0 and abs(sample.real) > 1e-6 and np.isfinite(sample.real):
+                return False
         return zero_residual(residual, thorough=True) == 0
 
     # -- refutation ----------------------------------------------------------------------

@@ -116,10 +116,22 @@ class Rule:
             degree: object = [_json_number(d) for d in self.input_degrees]
         else:
             degree = None if self.degree is None else _json_number(self.degree)
-        return {
+        out = {
             "rule": self.kind.value,
             "degree": degree,
             "param_exponents": {
                 p: _json_number(k) for p, k in sorted(self.param_exponents.items())
             },
         }
+        if self.kind.has_rule:
+            # JSON numbers cannot hold 1/3: the exact values, for re-checking
+            out["exact"] = {
+                "degree": _fraction_text(self.degree),
+                "input_degrees": None
+                if self.input_degrees is None
+                else [_fraction_text(d) for d in self.input_degrees],
+                "param_exponents": {
+                    p: _fraction_text(k) for p, k in sorted(self.param_exponents.items())
+                },
+            }
+        return out

@@ -70,14 +70,14 @@ def _parse(text: str, op: Operator) -> sympy.Expr:
 
 
 def _candidate(op: Operator, verdict: dict) -> Candidate:
-    degree = verdict.get("degree")
-    exponents = {p: Fraction(str(k)) for p, k in verdict.get("param_exponents", {}).items()}
-    if isinstance(degree, list):
-        degrees = tuple(Fraction(str(d)) for d in degree)
+    exact = verdict["exact"]
+    exponents = {p: Fraction(k) for p, k in exact["param_exponents"].items()}
+    if exact["input_degrees"] is not None:
+        degrees = tuple(Fraction(d) for d in exact["input_degrees"])
+        if len(degrees) != len(op.inputs):
+            raise ValueError("one degree per input tensor is needed")
         return Candidate(sum(degrees, Fraction(0)), degrees, exponents)
-    if len(op.inputs) > 1 and verdict.get("rule") == "homogeneous":
-        raise ValueError("a homogeneous multi-input rule needs one degree per input")
-    return Candidate(Fraction(str(degree)), None, exponents)
+    return Candidate(Fraction(exact["degree"]), None, exponents)
 
 
 def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
