@@ -11,7 +11,8 @@ def rule_statement(rule: Rule, name: str = "f") -> str:
     kind = rule.kind
     if kind is RuleKind.NEEDS_COMPENSATION:
         return (
-            f"no scaling rule exists: {name}(s*x) = s^d*{name}(x) fails for every d and rescaling"
+            f"no scaling rule exists: {name}(s*x) = s^d*{name}(x) fails for every degree d, "
+            "with any parameter rescaling"
         )
     if kind is RuleKind.UNDECIDED:
         return "neither proved nor refuted: treated as needing compensation"
