@@ -13,6 +13,7 @@ from ptq_verify.catalog.grammar import (
     ExpressionError,
     RoundHalfEven,
     format_expression,
+    parse_condition,
     parse_expression,
 )
 
@@ -371,3 +372,23 @@ def test_format_round_trips_random_expressions(text):
         assume(False)  # e.g. log(-1), undefined everywhere: rejected by design
     printed = format_expression(expr)
     assert parsed(printed) == expr, printed
+
+
+@pytest.mark.parametrize(
+    "text", ["x != 0", "alpha > 0 and x >= -1", "x < 1 or not y <= 2", "log(x) > 0", "x == y"]
+)
+def test_conditions_round_trip(text):
+    condition = parse_condition(text).expr
+    assert parse_condition(format_expression(condition)).expr == condition
+
+
+def test_parsed_domains_print_and_read_back():
+    result = parse_expression("where(x > 0, 1/y, log(x + 2))")
+    assert [parse_condition(format_expression(c)).expr for c in result.domain] == list(
+        result.domain
+    )
+
+
+def test_condition_text_must_be_a_condition():
+    with pytest.raises(ExpressionError, match="must be a comparison, not 'x' at column 1"):
+        parse_condition("x")

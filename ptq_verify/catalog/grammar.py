@@ -220,6 +220,23 @@ def parse_expression(
     return _Parser(text, source, dict(symbols or {})).parse()
 
 
+def parse_condition(
+    text: str,
+    *,
+    source: str = "<condition>",
+    symbols: Mapping[str, sympy.Symbol] | None = None,
+) -> ParsedExpression:
+    """Parse a condition (what ``where`` takes first, e.g. ``"x != 0 and alpha > 0"``): how
+    domain conditions printed by :func:`format_expression` are read back.
+
+    Raises:
+        ExpressionError: the text is not a condition in the grammar.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"condition text must be a str, not {type(text).__name__}")
+    return _Parser(text, source, dict(symbols or {})).parse(condition=True)
+
+
 class _Parser:
     """One parse: positions into the original text, the recorded domain, the names seen."""
 
@@ -271,7 +288,7 @@ class _Parser:
 
     # -- the parse -------------------------------------------------------------------------
 
-    def parse(self) -> ParsedExpression:
+    def parse(self, condition: bool = False) -> ParsedExpression:
         if not self.body:
             raise self.error("empty expression", 0)
         if len(self.text) > MAX_LENGTH:
@@ -288,7 +305,7 @@ class _Parser:
             raise self.error(f"expression nested more than {MAX_DEPTH} deep", 0) from None
         names = self.screen(tree.body)
         try:
-            expr = self.value(tree.body)
+            expr = self.condition(tree.body) if condition else self.value(tree.body)
         except ExpressionError:
             raise
         except (TypeError, ValueError, ArithmeticError) as err:  # sympy refusing a value
