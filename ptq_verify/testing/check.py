@@ -23,7 +23,7 @@ from typing import Any
 import mpmath
 import numpy as np
 import sympy
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ptq_verify.catalog.operator import Operator
@@ -162,12 +162,13 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
         values, params = point
         tensor_scale = dict(zip(tensors, chosen * len(tensors) if not independent else chosen))
         common = chosen[0]
-        scaled = {
-            e: values[e] * tensor_scale[t.name] for t in op.inputs for e in t.elements
-        }
-        rescaled = {
-            p: v * _power(common, rule.param_exponents.get(p, 0)) for p, v in params.items()
-        }
+        with np.errstate(all="ignore"):
+            scaled = {
+                e: values[e] * tensor_scale[t.name] for t in op.inputs for e in t.elements
+            }
+            rescaled = {
+                p: v * _power(common, rule.param_exponents.get(p, 0)) for p, v in params.items()
+            }
         factor_values = {_scale_name(t): s for t, s in tensor_scale.items()}
         if independent:
             factor = float(np.prod([_power(tensor_scale[t], d) for t, d in zip(tensors, degrees)]))
@@ -356,6 +357,7 @@ def _settings(max_examples: int | None) -> settings:
         max_examples=max_examples or current.max_examples,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
+        phases=[p for p in current.phases if p is not Phase.explain],  # our message explains
     )
 
 

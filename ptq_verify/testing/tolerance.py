@@ -11,7 +11,8 @@ using the standard model of floating point arithmetic (docs/testing.md, "The tol
 - an input (element or parameter) carries ``LEAF_ROUNDINGS * (u * |v| + UNDERFLOW)``: the
   point may be the float64 product ``s * x`` or ``s**k * p``, each rounded;
 - a sum of n terms adds ``(n - 1) * u * sum |terms|`` to the terms' errors (true for any order
-  of summation);
+  of summation); a product of n factors is unrepresentable when ``prod max(1, |v_i|)``, a bound
+  on its partial products in any order, overflows, and so is a sum when ``sum |terms|`` does;
 - a product propagates its factors' errors exactly, ``prod(|v_i| + e_i) - prod |v_i|``, plus
   one rounding per multiplication (an underflow in a partial product is amplified by at most
   ``prod max(1, |v_i|)`` of the factors multiplied after it);
@@ -195,6 +196,8 @@ def _compile_add(terms: list[Evaluator]) -> Evaluator:
         parts = [t(env) for t in terms]
         value = mpmath.fsum(p.value for p in parts)
         magnitude = mpmath.fsum(abs(p.value) for p in parts)
+        if magnitude > FLOAT_LIMIT:
+            raise Unrepresentable("a partial sum can overflow float64")
         return _checked(value, mpmath.fsum(p.error for p in parts) + rounding * magnitude)
 
     return add
@@ -208,8 +211,13 @@ def _compile_mul(factors: list[Evaluator]) -> Evaluator:
         value = mpmath.fprod(p.value for p in parts)
         widened = mpmath.fprod(abs(p.value) + p.error for p in parts)
         propagated = widened - abs(value)
-        # An underflow in a partial product is multiplied by the factors still to come.
-        amplified = _eta * mpmath.fprod(max(abs(p.value), 1) for p in parts)
+        # A partial product (in the kernel's order, whatever it is) is at most this large: it may
+        # overflow even when the whole product does not (1e8 * 4e300 * 0), and an underflow in
+        # it is multiplied by the factors still to come.
+        largest_partial = mpmath.fprod(max(abs(p.value), 1) for p in parts)
+        if largest_partial > FLOAT_LIMIT:
+            raise Unrepresentable("a partial product can overflow float64")
+        amplified = _eta * largest_partial
         return _checked(value, propagated + roundings * (_u * abs(value) + amplified))
 
     return mul

@@ -1,0 +1,27 @@
+"""Hypothesis profiles for the whole suite, and the ``--slow`` option that selects the deep one.
+
+``default`` keeps the suite fast (a few dozen examples per property); ``slow`` runs many more
+before a release: ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow pytest``. Deadlines are off in
+both: some examples evaluate an expression at 60 digits, and a slow example is not a failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("default", max_examples=30, deadline=None)
+settings.register_profile("slow", max_examples=1000, deadline=None)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slow", action="store_true", default=False,
+        help="run hypothesis properties with the 'slow' profile (many more examples)",
+    )
+
+
+def pytest_configure(config):
+    profile = "slow" if config.getoption("--slow") else os.environ.get("HYPOTHESIS_PROFILE")
+    settings.load_profile(profile or "default")
