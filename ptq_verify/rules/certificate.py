@@ -79,7 +79,13 @@ Certificate = Proof | Counterexample
 
 @dataclass(frozen=True)
 class Verdict:
-    """The checker's answer for one operator."""
+    """The checker's answer for one operator.
+
+    ``output_nonnegative``: the output is >= 0 for every input (proved by sympy's assumptions),
+    so an unsigned range suffices. ``preserves_nonnegative``: the output is >= 0 whenever every
+    input element is (Concat, MaxPool, Mul of two such tensors), so non-negativity proved
+    upstream carries through.
+    """
 
     operator: str
     rule: Rule
@@ -87,6 +93,7 @@ class Verdict:
     domain: tuple[str, ...] = ()
     alternatives: tuple[tuple[Rule, Proof], ...] = ()
     output_nonnegative: bool = False
+    preserves_nonnegative: bool = False
     reason: str = ""
     onnx_type: str | None = None
     expression: str = ""
@@ -107,6 +114,7 @@ class Verdict:
             {**rule.to_json(), "certificate": proof.to_json()} for rule, proof in self.alternatives
         ]
         out["output_nonnegative"] = self.output_nonnegative
+        out["preserves_nonnegative"] = self.preserves_nonnegative
         if self.reason:
             out["reason"] = self.reason
         return out

@@ -230,10 +230,7 @@ class _Checker:
                 # near the sample values, and anywhere (other signs: selectors, bounds)
                 free = self.rng.random() < 0.5
                 point.update(
-                    {
-                        p: self._generic_value(None if free else v)
-                        for p, v in self.op.params.items()
-                    }
+                    {p: self._generic_value(None if free else v) for p, v in self.op.params.items()}
                 )
             else:
                 point.update(params)
@@ -259,9 +256,7 @@ class _Checker:
         found = []
         for index in range(count):
             signs = (
-                patterns[index]
-                if index < 2
-                else tuple(self.rng.choice((1, -1)) for _ in range(n))
+                patterns[index] if index < 2 else tuple(self.rng.choice((1, -1)) for _ in range(n))
             )
             point = self.random_point(params, signs)
             if point is not None and self.value(_mp(point)) is not None:
@@ -552,6 +547,7 @@ class _Checker:
             "operator": op.name,
             "domain": tuple(format_expression(c) for c in op.domain),
             "output_nonnegative": bool(op.expr.is_nonnegative),
+            "preserves_nonnegative": _preserves_nonnegative(op),
             "onnx_type": op.onnx_type,
             "expression": format_expression(op.expr),
         }
@@ -573,13 +569,10 @@ class _Checker:
             rule, proof = proved[0]
             return Verdict(rule=rule, certificate=proof, alternatives=tuple(proved[1:]), **common)
         if candidates:
-            reason = (
-                "a rule holds numerically but was not proved: "
-                + ", ".join(_candidate_text(c) for c in candidates[:3])
+            reason = "a rule holds numerically but was not proved: " + ", ".join(
+                _candidate_text(c) for c in candidates[:3]
             )
-            return Verdict(
-                rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common
-            )
+            return Verdict(rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common)
         counterexample = self.refute()
         if counterexample is not None:
             return Verdict(
@@ -591,6 +584,12 @@ class _Checker:
             reason="no rule was found and no certified counterexample either",
             **common,
         )
+
+
+def _preserves_nonnegative(op: Operator) -> bool:
+    """Whether sympy proves f >= 0 once every input element is known to be >= 0."""
+    swap = {op.symbols[e]: sympy.Symbol(e, nonnegative=True) for e in op.element_names}
+    return bool(op.expr.xreplace(swap).is_nonnegative)
 
 
 def _candidate_text(c: Candidate) -> str:
@@ -653,8 +652,10 @@ def _least_squares(matrix, target, require_consistent: bool = True):
         return None
     projected = u.T * b
     coefficients = mpmath.matrix(
-        [projected[i] / x if abs(x) > mpmath.mpf(10) ** -15 * largest else 0
-         for i, x in enumerate(singular)]
+        [
+            projected[i] / x if abs(x) > mpmath.mpf(10) ** -15 * largest else 0
+            for i, x in enumerate(singular)
+        ]
     )
     solution = v.T * coefficients
     if require_consistent:

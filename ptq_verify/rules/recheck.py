@@ -28,6 +28,7 @@ from .checker import (
     scaled_identity,
     sign_symbol,
 )
+from .lattice import Rule
 from .rewrite import zero_residual
 
 _SIGNS = ("positive", "negative", "zero")
@@ -83,8 +84,18 @@ def _candidate(op: Operator, verdict: dict) -> Candidate:
 def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
     if verdict.get("rule") in ("needs_compensation", "undecided"):
         return [f"a proof cannot back rule {verdict.get('rule')!r}"]
-    lhs, rhs = scaled_identity(op, _candidate(op, verdict))
+    candidate = _candidate(op, verdict)
+    lhs, rhs = scaled_identity(op, candidate)
     problems = []
+    claimed = Rule.classify(
+        candidate.degree, candidate.input_degrees, candidate.param_exponents, len(op.inputs)
+    ).to_json()
+    if any(verdict.get(key) != claimed[key] for key in ("rule", "degree", "param_exponents")):
+        problems.append(
+            f"the stated rule {verdict.get('rule')} {verdict.get('degree')} "
+            f"{verdict.get('param_exponents')} is not what the exact exponents give: "
+            f"{claimed['rule']} {claimed['degree']} {claimed['param_exponents']}"
+        )
     if _parse(proof["lhs"], op) != lhs or _parse(proof["rhs"], op) != rhs:
         problems.append("the identity is not the one the rule claims for this expression")
     cases = proof["cases"]
