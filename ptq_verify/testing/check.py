@@ -403,6 +403,7 @@ def _tolerance_text(tolerance: Any) -> str:
 
 
 def _fail(op: Operator, what: str, facts: Sequence[tuple[str, str]]) -> None:
+    __tracebackhide__ = True  # pytest shows the message, not this helper's frame
     width = max(len(label) for label, _ in facts)
     lines = [f"check_operator({op.name}): {what}"]
     lines += [f"  {label.ljust(width)} : {text}" for label, text in facts]
