@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..report.audit import audit_markdown, audit_model, audit_text
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +24,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..report.audit import audit_markdown, audit_model, audit_text
+
     audit = audit_model(args.model)
     if args.json:
         print(json.dumps(audit.to_json(), indent=2, sort_keys=True))

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..report.certificates import check_directory
-from ..report.sources import operators_from
-
 DEFAULT_DIRECTORY = "proofs/certificates"
 
 
@@ -33,6 +30,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..report.certificates import check_directory
+    from ..report.sources import operators_from
+
     results = check_directory(args.directory, operators_from(args.file))
     for result in results:
         status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)

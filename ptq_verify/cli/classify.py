@@ -39,6 +39,12 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="expr", help="name shown for an expression")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="prove everything again instead of reusing verdicts cached by earlier runs "
+        "(cache: $PTQ_VERIFY_CACHE_DIR or ~/.cache/ptq-verify)",
+    )
+    parser.add_argument(
         "--expect",
         choices=[k.value for k in RuleKind],
         help="exit 1 when a verdict differs from this rule (for CI gates)",
@@ -50,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
     from ..rules import classify_all
     from ..rules.explain import explain
+    from ..rules.store import VerdictStore
 
-    verdicts = classify_all(operators)
+    verdicts = classify_all(operators, store=None if args.no_cache else VerdictStore())
     if args.json:
         json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
         print()

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from ..report.certificates import write_certificates
-from ..report.pages import write_pages
-from ..report.sources import operators_from
 
 DEFAULT_PAGES = "docs/ops"
 DEFAULT_CERTIFICATES = "proofs/certificates"
@@ -34,6 +31,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..report.certificates import write_certificates
+    from ..report.pages import write_pages
+    from ..report.sources import operators_from
+
     if args.file and not args.output:
         raise UserError(f"{args.file}: choose a folder for its pages with -o DIR")
     operators = list(operators_from(args.file).values())

@@ -77,6 +77,18 @@ class Counterexample:
 Certificate = Proof | Counterexample
 
 
+def certificate_from_json(data: dict) -> Certificate | None:
+    """Rebuild a certificate from its JSON form (inverse of ``to_json``)."""
+    kind = data.get("kind")
+    if kind == "proof":
+        cases = tuple(ProofCase(dict(c["signs"]), c["residual"]) for c in data["cases"])
+        return Proof(data["lhs"], data["rhs"], data["method"], cases)
+    if kind == "counterexample":
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        return Counterexample(**fields)
+    return None
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The checker's answer for one operator.
@@ -102,6 +114,25 @@ class Verdict:
     @property
     def kind(self):
         return self.rule.kind
+
+    @classmethod
+    def from_json(cls, data: dict) -> Verdict:
+        """Rebuild a verdict from ``to_json`` output (the verdict store reads these)."""
+        return cls(
+            operator=data["name"],
+            rule=Rule.from_json(data),
+            certificate=certificate_from_json(data["certificate"]),
+            domain=tuple(data["domain"]),
+            alternatives=tuple(
+                (Rule.from_json(a), certificate_from_json(a["certificate"]))
+                for a in data["alternatives"]
+            ),
+            output_nonnegative=data["output_nonnegative"],
+            preserves_nonnegative=data["preserves_nonnegative"],
+            reason=data.get("reason", ""),
+            onnx_type=data["onnx_type"],
+            expression=data["expression"],
+        )
 
     def to_json(self) -> dict:
         out = {"name": self.operator, "onnx_type": self.onnx_type, "expression": self.expression}

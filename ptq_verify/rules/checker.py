@@ -68,12 +68,19 @@ def classify(op: Operator) -> Verdict:
     return verdict
 
 
-def classify_all(operators: Sequence[Operator], jobs: int | None = None) -> list[Verdict]:
+def classify_all(
+    operators: Sequence[Operator], jobs: int | None = None, store=None
+) -> list[Verdict]:
     """Classify many operators, in parallel worker processes when that pays off.
 
     Workers are forked, so they see the very operator objects (catalog or user-declared);
-    verdicts come back as plain data and fill this process's cache.
+    verdicts come back as plain data and fill this process's cache. ``store`` (a
+    ``store.VerdictStore``) supplies verdicts proved by an earlier process and keeps new ones.
     """
+    if store is not None:
+        for op in operators:
+            if op not in _cache and (known := store.get(op)) is not None:
+                _cache[op] = known
     pending = [op for op in operators if op not in _cache]
     jobs = min(jobs or os.cpu_count() or 1, len(pending))
     if jobs > 1 and len(pending) >= 8 and "fork" in multiprocessing.get_all_start_methods():
@@ -86,7 +93,12 @@ def classify_all(operators: Sequence[Operator], jobs: int | None = None) -> list
             _forked_operators = []
         for op, verdict in zip(pending, verdicts):
             _cache[op] = verdict
-    return [classify(op) for op in operators]
+    verdicts = [classify(op) for op in operators]
+    if store is not None and pending:
+        for op in pending:
+            store.put(op, _cache[op])
+        store.save()
+    return verdicts
 
 
 _forked_operators: Sequence[Operator] = []

@@ -79,6 +79,21 @@ class Rule:
             kind = RuleKind.PASS_THROUGH
         return cls(kind, Fraction(degree), degrees, exponents)
 
+    @classmethod
+    def from_json(cls, data: dict) -> Rule:
+        """Rebuild a rule from ``to_json`` output, using its exact fractions."""
+        kind = RuleKind(data["rule"])
+        exact = data.get("exact")
+        if exact is None:
+            return cls(kind)
+        degrees = exact["input_degrees"]
+        return cls(
+            kind,
+            Fraction(exact["degree"]),
+            None if degrees is None else tuple(Fraction(d) for d in degrees),
+            {p: Fraction(k) for p, k in exact["param_exponents"].items()},
+        )
+
     def output_scale(self, input_scales: Sequence[float]) -> float:
         """The output's scale given each input tensor's scale (aligned: all equal)."""
         if not self.kind.has_rule:

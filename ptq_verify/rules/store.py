@@ -1,0 +1,89 @@
+"""A disk cache of verdicts, so a fresh process does not prove the catalog again.
+
+A verdict depends only on the declaration (name, ONNX type, expression, inputs, parameters
+and their sample values, domain), the checker's version and sympy's version; the key is a
+SHA-256 of all of them, so any change to a declaration or to the checker misses the cache and
+the checker runs. Nothing here is a verdict written by hand: entries are the checker's own
+output, and ``ptq-verify check-proofs`` re-checks the committed certificates independently.
+
+The cache lives in ``$PTQ_VERIFY_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptq-verify``, else
+``~/.cache/ptq-verify``. An unreadable or corrupt cache is ignored; an unwritable one is not
+written. ``ptq-verify classify --no-cache`` bypasses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import sympy
+
+from ..catalog.operator import Operator
+from .certificate import Verdict
+from .checker import CHECKER_VERSION
+
+
+def cache_path() -> Path:
+    folder = os.environ.get("PTQ_VERIFY_CACHE_DIR")
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base) / "ptq-verify"
+    return Path(folder) / f"verdicts-{CHECKER_VERSION}.json"
+
+
+def fingerprint(op: Operator) -> str:
+    """Everything a verdict depends on, hashed."""
+    declaration = [
+        CHECKER_VERSION,
+        sympy.__version__,
+        op.name,
+        op.onnx_type,
+        sympy.srepr(op.expr),
+        [[t.name, list(t.elements)] for t in op.inputs],
+        [[p, str(v)] for p, v in op.params.items()],
+        [sympy.srepr(c) for c in op.domain],
+    ]
+    return hashlib.sha256(json.dumps(declaration).encode()).hexdigest()
+
+
+class VerdictStore:
+    """Verdicts by fingerprint, read once and written back when something was added."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_path()
+        self.entries: dict[str, dict] = {}
+        self.changed = False
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                self.entries = data
+        except (OSError, ValueError):
+            pass
+
+    def get(self, op: Operator) -> Verdict | None:
+        entry = self.entries.get(fingerprint(op))
+        if entry is None:
+            return None
+        try:
+            return Verdict.from_json(entry)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, op: Operator, verdict: Verdict) -> None:
+        self.entries[fingerprint(op)] = verdict.to_json()
+        self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.entries, handle)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
