@@ -1,9 +1,10 @@
 """A disk cache of verdicts, so a fresh process does not prove the catalog again.
 
 A verdict depends only on the declaration (name, ONNX type, expression, inputs, parameters
-and their sample values, domain), the checker's version and sympy's version; the key is a
-SHA-256 of all of them, so any change to a declaration or to the checker misses the cache and
-the checker runs. Nothing here is a verdict written by hand: entries are the checker's own
+and their sample values, domain), the checker's code and sympy's version; the key is a SHA-256
+of all of them (the code by the bytes of ptq_verify/rules and ptq_verify/catalog/*.py), so any
+change to a declaration or to the checker misses the cache and the checker runs. Nothing
+here is a verdict written by hand: entries are the checker's own
 output, and ``ptq-verify check-proofs`` re-checks the committed certificates independently.
 
 The cache lives in ``$PTQ_VERIFY_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptq-verify``, else
@@ -13,6 +14,7 @@ written. ``ptq-verify classify --no-cache`` bypasses it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,10 +36,21 @@ def cache_path() -> Path:
     return Path(folder) / f"verdicts-{CHECKER_VERSION}.json"
 
 
+@functools.cache
+def _checker_source_digest() -> str:
+    """A hash of the code verdicts come from, so editing the checker empties the cache."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*package.glob("rules/*.py"), *package.glob("catalog/*.py")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(op: Operator) -> str:
     """Everything a verdict depends on, hashed."""
     declaration = [
         CHECKER_VERSION,
+        _checker_source_digest(),
         sympy.__version__,
         op.name,
         op.onnx_type,
