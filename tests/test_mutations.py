@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from ptq_verify.catalog import CATALOG, Operator
-from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict
+from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict, classify
 from ptq_verify.testing import check_counterexample, check_operator, check_rewrites, check_rule
 
 RARE = 300
@@ -68,6 +69,19 @@ def test_a_counterexample_that_is_wrong_for_the_expression_is_caught():
     message = _failure(lambda: check_counterexample(relu, bogus))
     assert "(c) the counterexample is wrong for the symbolic form" in message
     assert "x = 3/2" in message and "exact f(s*x) - s*f(x)" in message
+
+
+def test_tampered_no_degree_evidence_is_caught():
+    sigmoid = CATALOG["Sigmoid"]
+    certificate = classify(sigmoid).certificate
+    evidence = dict(certificate.no_degree)
+    evidence["cross_difference"] = "-" + evidence["cross_difference"].lstrip("-")
+    if evidence == certificate.no_degree:
+        evidence["cross_difference"] = evidence["cross_difference"][1:]
+    tampered = dataclasses.replace(certificate, no_degree=evidence)
+    message = _failure(lambda: check_counterexample(sigmoid, tampered))
+    assert "(c) the certificate's no-degree evidence is wrong for the symbolic form" in message
+    assert "exact f(s*x1) f(x2) - f(s*x2) f(x1)" in message
 
 
 def test_a_claimed_verdict_that_rewrites_contradict_is_caught():

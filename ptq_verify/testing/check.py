@@ -238,26 +238,54 @@ def _diagnosis(lhs: Bounded, rhs: Bounded, got_lhs: float, got_rhs: float) -> st
 
 
 def check_counterexample(op: Operator, certificate: Counterexample) -> None:
-    """(c): the certificate's difference f(s*x) - s*f(x) is exact for the symbolic form, and the
-    kernel reproduces it when float64 can show it (otherwise the kernel is checked against the
-    exact values of both sides at the float64 point)."""
+    """(c): the certificate is exact for the symbolic form (its difference f(s*x) - s*f(x) and
+    its evidence that no degree works), and the kernel reproduces the difference when float64
+    can show it (otherwise the kernel is checked against the exact values of both sides at the
+    float64 point)."""
     point = {name: Fraction(text) for name, text in certificate.point.items()}
     s = Fraction(certificate.scale)
-    elements = set(op.element_names)
     facts = [("point", _show(point)), ("scale", str(s)),
              ("certificate's f(s*x) - s*f(x)", certificate.difference)]
-    exact = _exact_difference(op, point, s)
-    with mpmath.workdps(DIGITS):
-        claimed = mpmath.mpf(certificate.difference)
-        exact_matches = exact is not None and abs(exact - claimed) <= 1e-18 * abs(claimed)
-    if not exact_matches:
+    moved, base = _exact_sides(op, point, s)
+    exact = _exact_value(moved - _rational(s) * base)
+    claimed = _agrees(exact, certificate.difference)
+    if claimed is None:
         _fail(op, "(c) the counterexample is wrong for the symbolic form",
               [*facts, ("exact f(s*x) - s*f(x)", "undefined" if exact is None else _num(exact))])
+    if certificate.no_degree is not None:
+        _check_no_degree(op, certificate.no_degree, point, s, moved, base)
+    _check_counterexample_in_kernel(op, point, s, claimed, facts)
 
-    floats = {n: float(v) for n, v in point.items()}
+
+def _check_no_degree(
+    op: Operator, evidence: Mapping[str, Any], first: dict, s: Fraction, moved: Any, base: Any
+) -> None:
+    """The certificate's second point: f(s*x)/f(x) differs from the first point's ratio (the
+    cross difference f(s*x1) f(x2) - f(s*x2) f(x1) is non-zero), or f(x1) = 0 != f(s*x1)."""
+    if "cross_difference" not in evidence:
+        if _exact_value(base) == 0 and _exact_value(moved) not in (None, 0):
+            return
+        _fail(op, "(c) the certificate's no-degree evidence is wrong for the symbolic form", [
+            ("point", _show(first)), ("claim", "f(x) = 0 and f(s*x) != 0"),
+            ("exact f(x), f(s*x)", f"{_exact_value(base)}, {_exact_value(moved)}")])
+    second = {name: Fraction(text) for name, text in evidence["point"].items()}
+    moved_2, base_2 = _exact_sides(op, second, s)
+    cross = _exact_value(moved * base_2 - moved_2 * base)
+    if _agrees(cross, evidence["cross_difference"]) is None:
+        _fail(op, "(c) the certificate's no-degree evidence is wrong for the symbolic form", [
+            ("points", f"{_show(first)}; {_show(second)}"), ("scale", str(s)),
+            ("certificate's cross difference", evidence["cross_difference"]),
+            ("exact f(s*x1) f(x2) - f(s*x2) f(x1)", "undefined" if cross is None else _num(cross)),
+        ])
+
+
+def _check_counterexample_in_kernel(
+    op: Operator, point: dict, s: Fraction, claimed: Any, facts: list
+) -> None:
+    elements = set(op.element_names)
     s_float = float(s)
-    values = {n: v for n, v in floats.items() if n in elements}
-    params = {n: v for n, v in floats.items() if n not in elements}
+    values = {n: float(v) for n, v in point.items() if n in elements}
+    params = {n: float(v) for n, v in point.items() if n not in elements}
     scaled = {n: v * s_float for n, v in values.items()}
     got_lhs = float(_run(op, scaled, params))
     got_rhs = s_float * float(_run(op, values, params))
@@ -280,23 +308,39 @@ def check_counterexample(op: Operator, certificate: Counterexample) -> None:
             ("tolerance", _tolerance_text(tolerance))])
 
 
-# -- (d) the verdict does not depend on how the function is written -----------------------------
+def _rational(q: Fraction) -> sympy.Rational:
+    return sympy.Rational(q.numerator, q.denominator)
 
 
-def _exact_difference(op: Operator, point: dict[str, Fraction], s: Fraction) -> Any:
-    """f(s*x) - s*f(x) at an exact rational point, to DIGITS digits (None if undefined)."""
-    def rational(q: Fraction) -> sympy.Rational:
-        return sympy.Rational(q.numerator, q.denominator)
-
-    at_x = {op.symbols[n]: rational(v) for n, v in point.items()}
+def _exact_sides(op: Operator, point: dict[str, Fraction], s: Fraction) -> tuple[Any, Any]:
+    """f(s*x; p) and f(x; p) at an exact rational point, as exact sympy numbers."""
+    at_x = {op.symbols[n]: _rational(v) for n, v in point.items()}
     at_sx = {
-        op.symbols[n]: rational(v * s if n in op.element_names else v) for n, v in point.items()
+        op.symbols[n]: _rational(v * s if n in op.element_names else v) for n, v in point.items()
     }
-    value = (op.expr.xreplace(at_sx) - rational(s) * op.expr.xreplace(at_x)).evalf(DIGITS)
-    if not value.is_real or not value.is_finite:
+    return op.expr.xreplace(at_sx), op.expr.xreplace(at_x)
+
+
+def _exact_value(value: sympy.Expr) -> Any:
+    """An exact sympy number to DIGITS digits as mpmath (None if undefined or not real)."""
+    approx = value.evalf(DIGITS)
+    if not approx.is_Number or not approx.is_real or not approx.is_finite:
         return None
     with mpmath.workdps(DIGITS):
-        return mpmath.mpf(value)
+        return mpmath.mpf(approx)
+
+
+def _agrees(exact: Any, text: str) -> Any:
+    """The certificate's 20-digit decimal ``text`` if it matches ``exact`` and is non-zero (a
+    zero difference refutes nothing), else None."""
+    with mpmath.workdps(DIGITS):
+        claimed = mpmath.mpf(text)
+        if exact is not None and claimed != 0 and abs(exact - claimed) <= 1e-18 * abs(claimed):
+            return claimed
+    return None
+
+
+# -- (d) the verdict does not depend on how the function is written -----------------------------
 
 
 def check_rewrites(op: Operator, verdict: Verdict | None = None, limit: int = 3) -> None:
