@@ -33,6 +33,11 @@ FIXED_POINT_BITS = 16
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
 MIN_DIVISOR_CODES = 16
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
+# An aligned sum (Add) is taken at 2^4 times the finest input scale: the other inputs' rounding
+# there costs 1/256 of the finest input's own rounding error, and the finest enters exactly.
+ALIGN_HEADROOM = 16.0
+# ... unless the integer sum could then leave float32's exact range (margin for constants).
+ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -67,17 +72,19 @@ def quantize(
     for plan, node in zip(plans, graph.nodes):
         if plan.action is Action.UNKNOWN:
             table.require(node, graph)
-    builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers)
-    builder.build(plans, integer_outputs)
+    builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
+                       integer_outputs)
+    builder.build(plans)
     return QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
-                          builder.records, bits, integer_outputs, builder.notes)
+                          builder.records, bits, integer_outputs, builder.notes,
+                          builder.output_scales)
 
 
 class _Builder:
     def __init__(self, graph: Graph, calibration: Calibration, bits: int, table: OperatorTable,
-                 per_channel: bool, fixed: bool) -> None:
+                 per_channel: bool, fixed: bool, integer_outputs: bool) -> None:
         self.graph, self.cal, self.bits, self.table = graph, calibration, bits, table
-        self.per_channel, self.fixed = per_channel, fixed
+        self.per_channel, self.fixed, self.integer_outputs = per_channel, fixed, integer_outputs
         self.active = activation_tensors(graph, table)
         self.consumers = graph.consumers()
         self.steps: list = []
@@ -85,6 +92,10 @@ class _Builder:
         self.records: list[NodeRecord] = []
         self.notes: list[str] = []
         self._dequantized: dict[str, str] = {}
+        # graph outputs read straight off an exact integer accumulator: (tensor, scale)
+        self._accumulators: dict[str, tuple[str, np.ndarray | float]] = {}
+        self.output_scales: dict[str, np.ndarray | float] = {}
+        self._inexact_sums: set[str] = set()  # nodes whose float32 integer sums may round
         self._ops = {node.name: table.find(node, graph) for node in graph.nodes}
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
@@ -157,11 +168,15 @@ class _Builder:
 
     # -- the walk ------------------------------------------------------------------------
 
-    def build(self, plans: list[NodeAction], integer_outputs: bool) -> None:
+    def build(self, plans: list[NodeAction]) -> None:
         self._plans = {p.name: p for p in plans}
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats:
-                self.materialise(info.name, info.name, 1.0, False)
+                # Calibration-based: an input never negative on the calibration data is held
+                # unsigned (negative values at run time clip to 0, as any out-of-range value
+                # clips to the calibrated range).
+                nonneg = self.cal.stats[info.name].minimum >= 0
+                self.materialise(info.name, info.name, 1.0, nonneg)
         for node, plan in zip(self.graph.nodes, plans):
             op = self._ops[node.name]
             if plan.action is Action.STATIC:
@@ -173,10 +188,17 @@ class _Builder:
             else:
                 self.scale_node(node, op, plan)
         for info in self.graph.outputs:
+            if info.name in self._accumulators:
+                acc, scale = self._accumulators[info.name]
+                self.output_scales[info.name] = scale
+                self.steps.append(ScaleStep(acc, info.name, self.factor(1.0 / scale, True),
+                                            round=False, pre_round=True))
+                continue
             code = self.codes.get(info.name)
             if code is None:
                 continue
-            factor = 1.0 if integer_outputs else 1.0 / code.scale
+            self.output_scales[info.name] = code.scale
+            factor = 1.0 if self.integer_outputs else 1.0 / code.scale
             self.steps.append(ScaleStep(code.name, info.name, self.factor(factor, True),
                                         round=False))
 
@@ -185,7 +207,7 @@ class _Builder:
         outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
         self.steps.append(NodeStep(_renamed(node, inputs, outputs), op))
         scales = []
-        nonneg = bool(plan.verdict and plan.verdict.output_nonnegative)
+        nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):
             if original in self.active:
                 code = self.materialise(produced, original, 1.0, nonneg)
@@ -206,8 +228,8 @@ class _Builder:
         consts = self.graph.initializers
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
-        common = min(c.scale for c in codes_in)
         selection = is_lattice_selection(op)
+        common = _common_scale(codes_in, selection)
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -216,8 +238,7 @@ class _Builder:
                 code = self.codes[name]
                 if aligned and code.scale != common:
                     dst = self.fresh(f"{name}:aligned")
-                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
-                                                True, code.low, code.high))
+                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale)))
                     inputs[slot] = dst
                 else:
                     inputs[slot] = code.name
@@ -282,25 +303,54 @@ class _Builder:
         outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
         step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants)
         self.steps.append(step)
-        nonneg = bool(plan.verdict and plan.verdict.output_nonnegative) or (
-            selection and all(c.unsigned for c in codes_in))
+        nonneg = self._nonnegative(node, op, plan)
         integer = is_integer_polynomial(op, real)
         out_scales = []
+        note = "per-channel weights" if np.ndim(weight_scale) else ""
         for original, produced in zip(node.outputs, outputs):
             if original not in self.active:
                 continue
+            scale_array = _along_axis(acc_scale, out_axis, self.graph, original)
+            if (integer and not self.integer_outputs and original in self.graph.output_names
+                    and node.name not in self._inexact_sums):
+                # The exact integer accumulator is dequantized as it is: requantizing it to
+                # n bits first would only add a rounding. (A sum that may pass 2^24 is
+                # requantized, so that a float32 rounding seldom changes the output.)
+                self._accumulators[original] = (produced, scale_array)
+                note = ", ".join(filter(None, [note, f"{original} dequantized from the "
+                                                      "integer accumulator"]))
+                if not self.consumers.get(original):
+                    continue
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)
                 high = max(c.high for c in codes_in)
                 self.codes[original] = Code(produced, float(acc_scale), low, high)
                 out_scales.append(float(acc_scale))
                 continue
-            scale_array = _along_axis(acc_scale, out_axis, self.graph, original)
             code = self.materialise(produced, original, scale_array, nonneg, pre_round=integer)
             out_scales.append(code.scale)
-        note = "per-channel weights" if np.ndim(weight_scale) else ""
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text(out_scales), note))
+
+    def _nonnegative(self, node: Node, op: Operator, plan: NodeAction) -> bool:
+        """Whether the node's output is >= 0 in the quantized model: proved for every input
+        (Relu, Sigmoid), or proved whenever every input element is >= 0 (Concat, Mul, MaxPool)
+        and every activation input is held unsigned and every constant input is >= 0."""
+        verdict = plan.verdict
+        if verdict is None or verdict.output_nonnegative:
+            return verdict is not None
+        if not verdict.preserves_nonnegative:
+            return False
+        tensors = {t.name for t in op.inputs}
+        for slot, name in enumerate(node.inputs):
+            if not name or slot_binding(op, slot) not in tensors:
+                continue  # parameters: the proof holds for every value
+            if name in self.codes:
+                if not self.codes[name].unsigned:
+                    return False
+            elif name not in self.graph.initializers or np.any(self.graph.initializers[name] < 0):
+                return False
+        return True
 
     def _constant_at(self, name: str, scale: float, constants: dict) -> str:
         """A constant or static input of an aligned node, brought to the common scale."""
@@ -352,6 +402,7 @@ class _Builder:
                 float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
                 float(magnitude.reshape(-1, magnitude.shape[-1]).sum(axis=0).max()))
             if bound >= EXACT_FLOAT32:
+                self._inexact_sums.add(node.name)
                 self.notes.append(
                     f"{node.label}: integer sums may reach {bound:.3g} > 2^24 at {self.bits} "
                     "bits; float32 accumulation may then round (onnxruntime can differ by a code)")
@@ -376,6 +427,21 @@ class _Builder:
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
                 return fallback, None
         return scale, out_axis
+
+
+def _common_scale(codes: list[Code], selection: bool) -> float:
+    """The one scale an aligned node's inputs are brought to.
+
+    A selection (Concat, Max) passes codes through unchanged, so they must fit the n-bit range:
+    the coarsest input scale. A sum is an integer accumulator that is requantized anyway, so
+    it is taken finer than every input (ALIGN_HEADROOM), while it stays exact in float32.
+    """
+    coarsest = min(c.scale for c in codes)
+    if selection:
+        return coarsest
+    reach = sum(max(abs(c.low), abs(c.high)) / c.scale for c in codes)
+    return max(coarsest, min(ALIGN_HEADROOM * max(c.scale for c in codes),
+                             ALIGNED_SUM_LIMIT / reach))
 
 
 def _weight_scale(value: np.ndarray, levels: int) -> float:

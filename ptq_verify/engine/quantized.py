@@ -45,7 +45,12 @@ class NodeRecord:
 
 @dataclass
 class QuantizedModel:
-    """An n-bit model: ``run`` simulates it, ``to_onnx`` writes the same arithmetic as ONNX."""
+    """An n-bit model: ``run`` simulates it, ``to_onnx`` writes the same arithmetic as ONNX.
+
+    ``output_scales``: per graph output, the scale of the integers it is read from (its n-bit
+    codes, or the exact integer accumulator of the node producing it): output = integers /
+    scale, with a scalar or a per-channel array. One unit there is one step of the output.
+    """
 
     graph: Graph
     steps: list[Step]
@@ -55,6 +60,7 @@ class QuantizedModel:
     bits: int
     integer_outputs: bool = False
     notes: list[str] = field(default_factory=list)
+    output_scales: dict[str, np.ndarray | float] = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:
@@ -88,7 +94,7 @@ class QuantizedModel:
         model = out.model(self.graph, outputs, doc)
         for name in self.output_names:
             code = self.codes.get(name)
-            if code is not None:
+            if self.integer_outputs and code is not None:
                 entry = model.metadata_props.add()
                 entry.key, entry.value = f"scale:{name}", repr(code.scale)
         return model

@@ -25,12 +25,13 @@ def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[
 
 
 def is_lattice_selection(op: Operator) -> bool:
-    """Whether each output element is one of the input elements or 0, chosen by max/min.
+    """Whether each output element is one of the input elements or 0, chosen by max/min or
+    by a condition on parameters alone (a static position, as in Concat or Where).
 
     Such an operator (Relu, MaxPool, Reshape, Concat, Max) maps integer codes to codes in the
-    same range, so it runs on codes with no requantization; and since max/min compositions
-    commute with clipping below at 0, its input may be quantized unsigned when its output is
-    proved non-negative.
+    same range, so it runs on codes with no requantization; and since max/min compositions and
+    static choices commute with clipping below at 0 (t -> max(t, 0) preserves max, min and 0),
+    its input may be quantized unsigned when its output is proved non-negative.
     """
     return _lattice(op.expr, frozenset(op.symbols[e] for e in op.element_names))
 
@@ -40,6 +41,9 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
         return True
     if isinstance(expr, (sympy.Max, sympy.Min)):
         return all(_lattice(arg, elements) for arg in expr.args)
+    if isinstance(expr, sympy.Piecewise):
+        return all(_lattice(value, elements) and not (condition.free_symbols & elements)
+                   for value, condition in expr.args)
     return False
 
 
