@@ -235,3 +235,22 @@ def fixed_batch_mlp() -> onnx.ModelProto:
     b = Builder(14, batch=1)
     h = b.add("Relu", [b.dense("input", 64, 16)])
     return b.model(b.dense(h, 16, 10), "fixed_batch")
+
+
+def relu_branches_concat(seed: int = 15) -> onnx.ModelProto:
+    """Concat of two Relu branches: non-negative, so held unsigned (unlike ``concat``)."""
+    b = Builder(seed, image=True)
+    left = b.add("Relu", [b.conv("input", 1, 3)])
+    right = b.add("Relu", [b.conv("input", 1, 2, k=1)])
+    h = b.add("Concat", [left, right], axis=1)
+    return b.model(b.dense(b.flatten(h), 320, 10), "relu_concat")
+
+
+def scaled_by_constant(constant: float, seed: int = 16) -> onnx.ModelProto:
+    """Relu features multiplied by a constant tensor whose sign decides the output's."""
+    b = Builder(seed)
+    h = b.add("Relu", [b.dense("input", 64, 16)])
+    factors = np.full(16, constant, dtype=np.float32)
+    factors[::2] = abs(constant)
+    h = b.add("Mul", [h, b.const(factors)])
+    return b.model(b.dense(h, 16, 10), "scaled")

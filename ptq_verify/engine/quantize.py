@@ -38,6 +38,7 @@ EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 ALIGN_HEADROOM = 16.0
 # ... unless the integer sum could then leave float32's exact range (margin for constants).
 ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
+WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the max first
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -388,7 +389,8 @@ class _Builder:
                  and set(b.split()) <= layout.weights]
         if not slots:
             return None, None
-        peak = max(float(np.abs(consts[node.inputs[s]]).max()) for s in slots)
+        peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
+                   for w in (consts[node.inputs[s]] for s in slots))
         scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
         out_axis = None
         if self.per_channel and len(slots) == 1:
@@ -396,7 +398,9 @@ class _Builder:
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
-            constants[inputs[slot]] = np.round(weight * scale).astype(np.float32)
+            levels = self.signed_max
+            constants[inputs[slot]] = np.clip(np.round(weight * scale), -levels, levels).astype(
+                np.float32)
             magnitude = np.abs(constants[inputs[slot]])
             bound = self.unsigned_max * max(  # the output channel is the first or last axis
                 float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
@@ -420,7 +424,7 @@ class _Builder:
         weight_axis, out_axis = axes
         weight = self.graph.initializers[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
-        peak = np.abs(weight).max(axis=reduce, keepdims=True)
+        peak = weight_reach(weight, reduce, self.signed_max)
         scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
         for s in bias_slots:
             bias = self.graph.initializers.get(node.inputs[s])
@@ -442,6 +446,23 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     reach = sum(max(abs(c.low), abs(c.high)) / c.scale for c in codes)
     return max(coarsest, min(ALIGN_HEADROOM * max(c.scale for c in codes),
                              ALIGNED_SUM_LIMIT / reach))
+
+
+def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.ndarray:
+    """Per slice (reducing ``axes``), the clipping value c minimising the squared error of
+    rounding ``weight`` to ``levels`` steps of c / levels, clipped at +-c. The weights are known
+    exactly, so the search is on their actual values; at 8 bits it mostly keeps the maximum."""
+    magnitude = np.abs(np.asarray(weight, dtype=np.float64))
+    peak = magnitude.max(axis=axes, keepdims=True)
+    best, best_error = peak, np.full(peak.shape, np.inf)
+    for fraction in WEIGHT_CLIP_FRACTIONS:
+        reach = peak * fraction
+        step = np.where(reach > 0, reach / levels, 1.0)
+        rounded = np.clip(np.round(weight / step), -levels, levels) * step
+        error = ((rounded - weight) ** 2).sum(axis=axes, keepdims=True)
+        better = error < best_error
+        best, best_error = np.where(better, reach, best), np.where(better, error, best_error)
+    return best
 
 
 def _weight_scale(value: np.ndarray, levels: int) -> float:

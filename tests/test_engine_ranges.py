@@ -1,0 +1,110 @@
+"""Where the engine spends its codes: unsigned ranges, outputs read off the exact accumulator,
+aligned sums taken finer than their inputs, MSE-clipped weights."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.engine.quantize import _common_scale, weight_reach
+from ptq_verify.engine.quantized import Code
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+
+def _quantized(proto, image: bool, bits: int = 8, data=None, **options):
+    graph = prepare(graph_from_onnx(proto))
+    data = models.digits(150, image) if data is None else data
+    return graph, quantize(graph, calibrate(graph, data, progress=False), bits, **options)
+
+
+def _onnxruntime(model, test) -> np.ndarray:
+    session = ort.InferenceSession(model.to_onnx().SerializeToString())  # default optimizations
+    return session.run(None, {"input": test})[0]
+
+
+def test_input_never_negative_in_calibration_is_unsigned_and_clips_negatives_to_zero():
+    _, model = _quantized(models.mlp("Relu"), False)
+    assert model.codes["input"].unsigned and model.codes["input"].high == 255
+    test = models.digits(20, offset=400)
+    assert np.array_equal(model.run(-test)["logits"], model.run(np.zeros_like(test))["logits"])
+
+
+def test_input_negative_in_calibration_stays_signed():
+    _, model = _quantized(models.mlp("Relu"), False, data=models.digits(150) - 0.5)
+    assert not model.codes["input"].unsigned
+
+
+@pytest.mark.parametrize("proto, tensor, unsigned", [
+    (models.relu_branches_concat(), "concat1", True),
+    (models.branches_concat(), "concat1", False),  # a Tanh branch: negative codes
+    (models.squeeze_excite(), "mul1", True),       # Relu features times a Sigmoid gate
+    (models.squeeze_excite(), "globalaveragepool1", True),
+])
+def test_nonnegative_preserving_nodes_of_nonnegative_inputs_are_unsigned(proto, tensor, unsigned):
+    _, model = _quantized(proto, True)
+    assert model.codes[tensor].unsigned is unsigned
+
+
+@pytest.mark.parametrize("constant, unsigned", [(0.5, True), (-0.5, False)])
+def test_constant_inputs_decide_nonnegativity_by_their_values(constant, unsigned):
+    _, model = _quantized(models.scaled_by_constant(constant), False)
+    assert model.codes["mul1"].unsigned is unsigned
+
+
+@pytest.mark.parametrize("name", sorted(models.TOPOLOGIES))
+@pytest.mark.parametrize("bits", [4, 8])
+def test_output_dequantized_from_the_accumulator_matches_onnxruntime(name, bits):
+    build, image = models.TOPOLOGIES[name]
+    _, model = _quantized(build(), image, bits)
+    test = models.digits(40, image, offset=500)
+    simulated = model.run(test)["logits"]
+    assert np.array_equal(_onnxruntime(model, test), simulated)
+    integers = simulated * model.output_scales["logits"]
+    assert np.allclose(integers, np.round(integers), atol=1e-3)
+    assert np.abs(integers).max() > 2 ** (bits - 1), "read before any n-bit requantization"
+
+
+@pytest.mark.parametrize("name", ["mlp_relu", "residual"])
+def test_accumulator_output_beats_requantized_codes(name):
+    build, image = models.TOPOLOGIES[name]
+    graph, model = _quantized(build(), image, 4)
+    _, codes = _quantized(build(), image, 4, integer_outputs=True)
+    test = models.digits(60, image, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    requantized = codes.run(test)["logits"] / codes.output_scales["logits"]
+    assert np.array_equal(codes.run(test)["logits"], np.round(codes.run(test)["logits"]))
+    assert sqnr_db(reference, model.run(test)["logits"]) > sqnr_db(reference, requantized)
+
+
+def test_sums_align_finer_than_every_input_and_selections_at_the_coarsest():
+    codes = [Code("a", 2.0, 0, 255), Code("b", 3.0, -127, 127)]
+    assert _common_scale(codes, selection=False) == 48.0
+    assert _common_scale(codes, selection=True) == 2.0
+    wide = [Code("a", 1e6, -127, 127), Code("b", 1.0, -127, 127)]
+    common = _common_scale(wide, selection=False)
+    assert 1.0 <= common < 1e6 and 127 * (common + common / 1e6) < 2**24
+
+
+def test_weight_reach_clips_an_outlier_at_4_bits_and_reduces_the_error():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((2, 64))
+    weight[0, 0] = 8.0
+    reach = weight_reach(weight, (1,), 7)
+    peak = np.abs(weight).max(axis=1, keepdims=True)
+    assert reach[0, 0] < peak[0, 0]
+
+    def error(r):
+        step = r / 7
+        return np.sum((np.clip(np.round(weight / step), -7, 7) * step - weight) ** 2, axis=1)
+
+    assert np.all(error(reach) <= error(peak))
+
+
+def test_integer_weights_stay_in_the_n_bit_range():
+    _, model = _quantized(models.cnn("Relu"), True, 4, per_channel=True)
+    weights = [v for step in model.steps for k, v in getattr(step, "constants", {}).items()
+               if k.startswith("W")]
+    assert len(weights) == 2 and max(np.abs(w).max() for w in weights) == 7
