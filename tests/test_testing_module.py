@@ -99,7 +99,7 @@ def test_the_error_bound_covers_a_plain_float64_evaluation(expr):
     @given(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3))
     def within_bound(a, b):
         try:
-            bounded = form({"x": a, "y": b})
+            bounded = form({"x": a, "y": b}, input_roundings=0)
         except Unrepresentable:
             return
         with np.errstate(all="ignore"):
@@ -110,7 +110,7 @@ def test_the_error_bound_covers_a_plain_float64_evaluation(expr):
 
 
 def test_the_error_bound_is_tight_where_the_function_is_well_conditioned():
-    bounded = BoundedForm(1 / (1 + sympy.exp(-x)))({"x": 0.5})
+    bounded = BoundedForm(1 / (1 + sympy.exp(-x)))({"x": 0.5}, input_roundings=0)
     assert bounded.error <= 64 * 2.0**-53 * abs(bounded.value)
 
 

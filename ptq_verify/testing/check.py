@@ -30,7 +30,7 @@ from ptq_verify.catalog.operator import Operator
 from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict, classify
 
 from .rewrites import equivalent_forms, redeclare
-from .strategies import in_domain, operator_points, scales
+from .strategies import MAX_ARRAY_LENGTH, channel_scales, in_domain, operator_points, scales
 from .tolerance import (
     DIGITS,
     KERNEL_MARGIN,
@@ -102,7 +102,7 @@ def check_kernel(op: Operator, *, max_examples: int | None = None) -> None:
         for index, scalar in _scalar_points(values):
             where = {**scalar, **params}
             try:
-                exact = form(where)
+                exact = form(where, input_roundings=0)
             except Unrepresentable:
                 assume(False)
                 continue
@@ -147,33 +147,43 @@ def check_rule(
 
 
 def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: int | None):
+    """One hypothesis run of (b). With a common scale and no parameter to rescale, an operator
+    that does not mix channels also gets per-channel scales: one scale per array position, as
+    the engine's per-output-channel normalisation sends through it."""
     tensors = [t.name for t in op.inputs]
     degrees = rule.input_degrees if independent else None
     factor_expr = _scale_factor_expression(tensors, degrees, rule.degree)
     lhs_form, rhs_form = _form(op.expr), _form(factor_expr * op.expr)
-    scale_strategy = (
-        st.tuples(*[scales() for _ in tensors]) if independent else scales().map(lambda s: (s,))
-    )
-    how = "independent scales per input" if independent else "one common scale"
+    if independent:
+        scale_strategy = st.tuples(st.tuples(*[scales() for _ in tensors]), st.none())
+    else:
+        channel_wise = not rule.param_exponents and not op.mixes_channels
+        per_channel = channel_scales(MAX_ARRAY_LENGTH) if channel_wise else st.nothing()
+        scale_strategy = st.tuples(scales().map(lambda s: (s,)), st.none() | per_channel)
 
     @_settings(max_examples)
     @given(point=operator_points(op), chosen=scale_strategy)
-    def rule_holds(point: tuple[dict, dict], chosen: tuple[float, ...]) -> None:
+    def rule_holds(point: tuple[dict, dict], chosen: tuple[tuple[float, ...], Any]) -> None:
         values, params = point
-        tensor_scale = dict(zip(tensors, chosen * len(tensors) if not independent else chosen))
-        common = chosen[0]
+        scalars, vector = chosen
+        length = max((np.size(v) for v in values.values()), default=1)
+        channel_wise = vector is not None and length > 1
+        common = vector[:length] if channel_wise else scalars[0]
+        tensor_scale = dict(zip(tensors, scalars)) if independent else dict.fromkeys(
+            tensors, common
+        )
         with np.errstate(all="ignore"):
             scaled = {
                 e: values[e] * tensor_scale[t.name] for t in op.inputs for e in t.elements
             }
             rescaled = {
-                p: v * _power(common, rule.param_exponents.get(p, 0)) for p, v in params.items()
+                p: v * _power(common, rule.param_exponents[p]) if p in rule.param_exponents else v
+                for p, v in params.items()
             }
-        factor_values = {_scale_name(t): s for t, s in tensor_scale.items()}
-        if independent:
-            factor = float(np.prod([_power(tensor_scale[t], d) for t, d in zip(tensors, degrees)]))
-        else:
-            factor = _power(common, rule.degree)
+            if independent:
+                factor = np.prod([_power(tensor_scale[t], d) for t, d in zip(tensors, degrees)])
+            else:
+                factor = _power(common, rule.degree)
         moved = (*scaled.values(), *rescaled.values(), factor)
         assume(all(np.all(np.isfinite(v)) for v in moved))
         with np.errstate(all="ignore"):
@@ -182,6 +192,7 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
         for index, scalar in _scalar_points(values):
             scaled_scalar = {e: _item(v, index) for e, v in scaled.items()}
             assume(in_domain(op, scaled_scalar, rescaled))
+            factor_values = {_scale_name(t): _item(v, index) for t, v in tensor_scale.items()}
             try:
                 lhs = lhs_form({**scaled_scalar, **rescaled})
                 rhs = rhs_form({**scalar, **params, **factor_values})
@@ -190,20 +201,27 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
                 continue
             got_lhs, got_rhs = float(lhs_out.flat[index]), float(rhs_out.flat[index])
             tolerance = KERNEL_MARGIN * (lhs.error + rhs.error)
-            if not abs(got_lhs - got_rhs) <= tolerance:
-                _fail(op, f"(b) the rule {rule.describe()} does not hold for the kernel ({how})",
-                      [
-                          ("point", _show({**scalar, **params})),
-                          ("scale", _show({f"s_{t}": v for t, v in tensor_scale.items()})
-                           if independent else f"s = {common!r}"),
-                          ("rescaled params", _show(rescaled) if rule.param_exponents else "-"),
-                          ("kernel(scaled)", repr(got_lhs)),
-                          ("scale factor * kernel", repr(got_rhs)),
-                          ("|difference|", _num(abs(got_lhs - got_rhs))),
-                          ("tolerance", _tolerance_text(tolerance)),
-                          ("symbolic sides", f"{_num(lhs.value)} and {_num(rhs.value)}"),
-                          ("diagnosis", _diagnosis(lhs, rhs, got_lhs, got_rhs)),
-                      ])
+            if abs(got_lhs - got_rhs) <= tolerance:
+                continue
+            if independent:
+                how, scale = "independent scales per input", _show(
+                    {f"s_{t}": v for t, v in tensor_scale.items()})
+            elif channel_wise:
+                how = "per-channel scales"
+                scale = f"s = {_item(common, index)!r} at position {index} of {list(common)}"
+            else:
+                how, scale = "one common scale", f"s = {common!r}"
+            _fail(op, f"(b) the rule {rule.describe()} does not hold for the kernel ({how})", [
+                ("point", _show({**scalar, **params})),
+                ("scale", scale),
+                ("rescaled params", _show(rescaled) if rule.param_exponents else "-"),
+                ("kernel(scaled)", repr(got_lhs)),
+                ("scale factor * kernel", repr(got_rhs)),
+                ("|difference|", _num(abs(got_lhs - got_rhs))),
+                ("tolerance", _tolerance_text(tolerance)),
+                ("symbolic sides", f"{_num(lhs.value)} and {_num(rhs.value)}"),
+                ("diagnosis", _diagnosis(lhs, rhs, got_lhs, got_rhs)),
+            ])
 
     rule_holds()
 
@@ -413,10 +431,11 @@ def _run(op: Operator, values: Mapping[str, Any], params: Mapping[str, float]) -
         return np.asarray(op.evaluate(**arrays), dtype=np.float64)
 
 
-def _power(base: float, exponent: Fraction) -> float:
-    """base**exponent in float64, inf on overflow (Python's float power raises instead)."""
+def _power(base: Any, exponent: Fraction) -> Any:
+    """base**exponent in float64 (a scale or a vector of them), inf on overflow (Python's float
+    power raises instead)."""
     with np.errstate(all="ignore"):
-        return float(np.power(np.float64(base), float(exponent)))
+        return np.power(np.asarray(base, dtype=np.float64), float(exponent))
 
 
 def _scalar_points(values: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:

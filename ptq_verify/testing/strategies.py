@@ -13,6 +13,7 @@ values, then squashed into (-1, 1)) and rejected only if no repair lands inside.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 MAX_ARRAY_LENGTH = 4
 """Arrays are short: the kernels are element-wise over them; length exercises broadcasting."""
 
+_LENGTHS = st.integers(0, MAX_ARRAY_LENGTH)
 _SIMPLE_VALUES = (0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0)
 
 
@@ -59,6 +61,7 @@ def channel_scales(channels: int, max_decades: int = 30) -> st.SearchStrategy[np
     )
 
 
+@cache
 def element_values() -> st.SearchStrategy[float]:
     """Finite float64 values: simple ones, moderate ones, signed log-uniform magnitudes from
     1e-300 to 1e300, and anything float64 holds (subnormals included)."""
@@ -77,13 +80,24 @@ def parameter_values(op: Operator) -> st.SearchStrategy[dict[str, float]]:
     """Values for the operator's parameters around their sample values: the sample itself,
     or the sample times a positive factor between 1/8 and 8 (keeping its sign, which some
     parameters' meaning depends on); a zero sample varies over [-10, 10]."""
+    return _parameter_values(tuple((p, float(v)) for p, v in op.params.items()))
+
+
+@cache
+def _parameter_values(samples: tuple[tuple[str, float], ...]) -> st.SearchStrategy:
+    """Built once per set of samples: building strategies inside every draw is slow."""
     def around(sample: float) -> st.SearchStrategy[float]:
         if sample == 0:
             return st.one_of(st.just(0.0), st.floats(-10, 10))
         factors = st.one_of(st.floats(0.125, 8.0), st.integers(-3, 3).map(lambda k: 2.0**k))
         return st.one_of(st.just(sample), factors.map(lambda f: sample * f))
 
-    return st.fixed_dictionaries({p: around(float(v)) for p, v in op.params.items()})
+    return st.fixed_dictionaries({p: around(v) for p, v in samples})
+
+
+@cache
+def _rows(names: tuple[str, ...]) -> st.SearchStrategy[dict[str, float]]:
+    return st.fixed_dictionaries({e: element_values() for e in names})
 
 
 def operator_inputs(
@@ -108,12 +122,9 @@ def _inputs(
     draw: st.DrawFn, op: Operator, params: dict[str, float], length: int | None
 ) -> dict[str, Any]:
     if length is None:
-        length = draw(st.integers(0, MAX_ARRAY_LENGTH))
+        length = draw(_LENGTHS)
     names = op.element_names
-    rows = [
-        draw(st.fixed_dictionaries({e: element_values() for e in names}))
-        for _ in range(max(length, 1))
-    ]
+    rows = [draw(_rows(names)) for _ in range(max(length, 1))]
     repaired = []
     for row in rows:
         inside = _repair(op, row, params)

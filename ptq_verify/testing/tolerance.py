@@ -8,8 +8,9 @@ tree once, at 60 significant digits, and carries for every subexpression a pair
 
 using the standard model of floating point arithmetic (docs/testing.md, "The tolerance rule"):
 
-- an input (element or parameter) carries ``LEAF_ROUNDINGS * (u * |v| + UNDERFLOW)``: the
-  point may be the float64 product ``s * x`` or ``s**k * p``, each rounded;
+- an input (element or parameter) carries ``LEAF_ROUNDINGS * (u * |v| + UNDERFLOW)`` when the
+  point may be the float64 product ``s * x`` or ``s**k * p``, each rounded (none when kernel and
+  reference get the same float64 values);
 - a sum of n terms adds ``(n - 1) * u * sum |terms|`` to the terms' errors (true for any order
   of summation); a product of n factors is unrepresentable when ``prod max(1, |v_i|)``, a bound
   on its partial products in any order, overflows, and so is a sum when ``sum |terms|`` does;
@@ -66,6 +67,7 @@ in another order than the tree (ONNX ReduceMean sums, then divides; sympy writes
 and any order of up to 1024 terms stays finite below that."""
 FLOAT_LIMIT = mpmath.mpf(float.fromhex("0x1.fffffffffffffp+1023")) / OVERFLOW_HEADROOM
 
+_ROUNDINGS = "<input roundings>"  # the evaluation's own entry in the point (not a symbol name)
 _u = mpmath.mpf(UNIT_ROUNDOFF)
 _eta = mpmath.mpf(UNDERFLOW)
 _ulp = 2 * _u  # one ulp is at most 2u relative to the value
@@ -109,10 +111,15 @@ class BoundedForm:
         with mpmath.workdps(DIGITS):
             self._evaluate = _compile(expr)
 
-    def __call__(self, env: Env) -> Bounded:
-        """Evaluate at a point: each free symbol's name -> float, int, Fraction or mpf."""
+    def __call__(self, env: Env, input_roundings: int = LEAF_ROUNDINGS) -> Bounded:
+        """Evaluate at a point: each free symbol's name -> float, int, Fraction or mpf.
+
+        ``input_roundings``: how many roundings the inputs carry; 0 when the kernel gets the
+        very float64 values the reference does.
+        """
         with mpmath.workdps(DIGITS):
             point = {name: to_mpf(v) for name, v in env.items()}
+            point[_ROUNDINGS] = input_roundings
             return self._evaluate(point)
 
 
@@ -120,6 +127,7 @@ def holds(condition: sympy.Basic, env: Env) -> bool:
     """Whether a relation (e.g. a domain condition ``x > 0``) holds exactly at a point."""
     with mpmath.workdps(DIGITS):
         point = {name: to_mpf(v) for name, v in env.items()}
+        point[_ROUNDINGS] = 0
         try:
             return _compiled_condition(condition)(point)[0]
         except (Undefined, Unrepresentable):
@@ -152,7 +160,7 @@ def _compile(node: sympy.Basic) -> Evaluator:
 
         def leaf(env: dict) -> Bounded:
             value = env[name]
-            return _checked(value, LEAF_ROUNDINGS * (_u * abs(value) + _eta))
+            return _checked(value, env[_ROUNDINGS] * (_u * abs(value) + _eta))
 
         return leaf
     if node.is_Number or node.is_NumberSymbol:
