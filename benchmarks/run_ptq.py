@@ -303,8 +303,11 @@ engine's simulation.
 
 ## Ceilings: SQNR dB of one rounding alone, at {bit_widths} bits
 
-Rounding only the weights (per output channel, symmetric) or only the float logits (signed,
-calibrated range), everything else in float: an n-bit model that rounds both cannot beat either.
+Rounding only the weights (per output channel, symmetric max-abs) or only the float logits
+(signed, calibrated range), everything else in float. The weights column is a rough ceiling
+(ptq-verify clips its weights MSE-optimally, so at low bit widths it may pass it). The logits
+column is what an engine pays that requantizes its outputs to n bits; ptq-verify dequantizes
+each output straight from its exact integer accumulator, so that column does not bind it.
 
 {ceilings_table(rows)}
 
