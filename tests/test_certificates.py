@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ptq_verify import Operator
-from ptq_verify.cli import check_proofs as check_proofs_cli
 from ptq_verify.cli import main
+from ptq_verify.report import sources as operator_sources
 from ptq_verify.report.certificates import (
     certificate_text,
     check_directory,
@@ -122,7 +122,7 @@ def test_missing_and_unknown_files_fail(written, operators):
 
 
 def test_cli_exit_status_and_lines(written, operators, monkeypatch, capsys):
-    monkeypatch.setattr(check_proofs_cli, "operators_from", lambda file: operators)
+    monkeypatch.setattr(operator_sources, "operators_from", lambda file: operators)
     assert main(["check-proofs", str(written)]) == 0
     assert "Relu: ok" in capsys.readouterr().out
     _edit(written, "Sigmoid", lambda c: c["verdict"]["certificate"].update(lhs="1"))
@@ -131,7 +131,7 @@ def test_cli_exit_status_and_lines(written, operators, monkeypatch, capsys):
 
 
 def test_cli_rejects_bad_json(written, operators, monkeypatch, capsys):
-    monkeypatch.setattr(check_proofs_cli, "operators_from", lambda file: operators)
+    monkeypatch.setattr(operator_sources, "operators_from", lambda file: operators)
     (written / "Relu.json").write_text("{not json")
     assert main(["check-proofs", str(written)]) == 1
     assert "Relu: FAILED: " in capsys.readouterr().out

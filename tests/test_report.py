@@ -10,7 +10,7 @@ import pytest
 
 from ptq_verify import Operator
 from ptq_verify.cli import main
-from ptq_verify.cli import report as report_cli
+from ptq_verify.report import sources as operator_sources
 from ptq_verify.report.pages import operator_page, write_pages
 from ptq_verify.report.plots import curves_coincide, write_plot
 from ptq_verify.rules import Proof, ProofCase, Rule, RuleKind, Verdict, classify
@@ -107,7 +107,7 @@ def test_plot_bytes_are_reproducible(operators, tmp_path):
 
 
 def test_report_command_writes_pages_and_certificates(operators, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(report_cli, "operators_from", lambda file: operators)
+    monkeypatch.setattr(operator_sources, "operators_from", lambda file: operators)
     code = main(
         ["report", "-o", str(tmp_path / "ops"), "--certificates", str(tmp_path / "c"), "--no-plots"]
     )
