@@ -1,0 +1,148 @@
+"""`ptq-verify classify`: every form, its output and its exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ptq_verify.catalog import CATALOG
+from ptq_verify.cli import main
+
+
+def run(capsys, *argv):
+    status = main(["classify", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_catalog_table_lists_every_operator_sorted(capsys):
+    status, out, err = run(capsys, "--no-cache")
+    assert status == 0 and err == ""
+    rows = [line.split()[0] for line in out.splitlines()[2:] if line and line[0].isalpha()]
+    names = rows[: len(CATALOG)]
+    assert names == sorted(CATALOG, key=str.lower)
+    assert f"{len(CATALOG)} operators:" in out
+
+
+def test_catalog_json_has_the_documented_fields(capsys):
+    status, out, _ = run(capsys, "--json")
+    data = json.loads(out)
+    assert status == 0 and len(data) == len(CATALOG)
+    for entry in data:
+        assert {"name", "rule", "degree", "param_exponents", "certificate"} <= set(entry)
+        assert entry["certificate"]["kind"] in ("proof", "counterexample", "none")
+    by_name = {e["name"]: e for e in data}
+    assert by_name["Gemm"]["param_exponents"] == {"b": 1}
+    assert by_name["Div"]["degree"] == [1, -1]
+    assert by_name["Sqrt"]["degree"] == 0.5
+
+
+def test_one_catalog_operator_spells_out_its_certificate(capsys):
+    status, out, _ = run(capsys, "--op", "Sigmoid")
+    assert status == 0
+    assert "needs_compensation" in out and "counterexample:" in out and "certified" in out
+
+
+def test_expression_with_inputs_and_params(capsys):
+    status, out, _ = run(capsys, "clip(x, lo, hi)", "--params", "lo=-1,hi=6", "--json")
+    entry = json.loads(out)[0]
+    assert status == 0
+    assert entry["rule"] == "param_rescale"
+    assert entry["param_exponents"] == {"hi": 1, "lo": 1}
+    status, out, _ = run(capsys, "max(x0, x1, x2, x3)", "--inputs", "x0 x1 x2 x3", "--json")
+    assert json.loads(out)[0]["rule"] == "pass_through"
+    status, out, _ = run(capsys, "a + b", "--inputs", "a, b", "--json")
+    assert json.loads(out)[0]["rule"] == "aligned"
+
+
+def test_free_names_become_parameters(capsys):
+    status, out, _ = run(capsys, "where(x < 0, alpha*x, x)", "--json")
+    entry = json.loads(out)[0]
+    assert status == 0 and entry["rule"] == "pass_through" and entry["param_exponents"] == {}
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["max(x, 0)", "--expect", "pass_through"], 0),
+        (["sigmoid(x)", "--expect", "pass_through"], 1),
+        (["--op", "Relu", "--expect", "pass_through"], 0),
+        (["--op", "Add", "--expect", "pass_through"], 1),
+    ],
+)
+def test_expect_gates_ci(capsys, argv, expected):
+    assert run(capsys, *argv)[0] == expected
+
+
+def test_toml_file(capsys, tmp_path):
+    path = tmp_path / "ops.toml"
+    path.write_text(
+        '[[operator]]\nname = "MyRelu"\nexpr = "max(x, 0)"\n\n'
+        '[[operator]]\nname = "Pool"\ninputs = "x0 x1"\nexpr = "(x0 + x1)/2"\n\n'
+        '[[operator]]\nname = "Gate"\ninputs = "a, b"\nparams = { t = "0.5" }\n'
+        'expr = "a*sigmoid(b/t)"\n'
+    )
+    status, out, _ = run(capsys, "--file", str(path), "--json")
+    verdicts = {e["name"]: e for e in json.loads(out)}
+    assert status == 0
+    assert {n: e["rule"] for n, e in verdicts.items()} == {
+        "MyRelu": "pass_through",
+        "Pool": "pass_through",
+        "Gate": "aligned",  # a and b must share s, and the temperature t -> s*t
+    }
+    assert verdicts["Gate"]["param_exponents"] == {"t": 1}
+    assert run(capsys, "--file", str(path), "--expect", "pass_through")[0] == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--op", "Sigmod"], "did you mean 'Sigmoid'"),
+        (["x +* 2"], "column"),
+        (["__import__('os').system('id')"], "'__import__' is not allowed at column 1"),
+        (["x.real"], "attribute access"),
+        (["lambda: 1"], "lambda"),
+        (["x[0]"], "subscripts"),
+        (["'text'"], "string literals"),
+        (["max(x, 0)", "--params", "lo=abc"], "--params: lo='abc' is not a number"),
+        (["max(y, 0)"], "--inputs: x does not appear"),
+        (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
+        (["--file", "/no/such/ops.toml"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[operator]]\nname = 'A'\n", "'expr' must be a string"),
+        ("[[operator]]\nname = 'A'\nexpr = 'x'\ncolour = 1\n", "unknown key(s) colour"),
+        ("[[operator]]\nname = 'A'\nexpr = 'exp(x'\n", "operator 'A'"),
+        ("not toml at all = = =", "not valid TOML"),
+        ("title = 'no operators'", "expected one or more [[operator]] tables"),
+    ],
+)
+def test_bad_toml_names_file_and_operator(capsys, tmp_path, text, message):
+    path = tmp_path / "ops.toml"
+    path.write_text(text)
+    status, out, err = run(capsys, "--file", str(path))
+    assert status == 2 and str(path) in err and message in err, err
+
+
+def test_console_script_runs_and_nothing_is_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    result = subprocess.run(
+        [sys.executable, "-m", "ptq_verify", "classify", f"__import__('os').mkdir('{marker}')"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.startswith("ptq-verify classify: error:")
