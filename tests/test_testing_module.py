@@ -24,6 +24,7 @@ from ptq_verify.testing import (
     parameter_values,
     scales,
 )
+from ptq_verify.testing.tolerance import KERNEL_MARGIN
 
 x, y = sympy.symbols("x y", real=True)
 
@@ -112,6 +113,20 @@ def test_the_error_bound_covers_a_plain_float64_evaluation(expr):
 def test_the_error_bound_is_tight_where_the_function_is_well_conditioned():
     bounded = BoundedForm(1 / (1 + sympy.exp(-x)))({"x": 0.5}, input_roundings=0)
     assert bounded.error <= 64 * 2.0**-53 * abs(bounded.value)
+
+
+def test_a_backward_stable_kernel_is_accepted():
+    """Softmax shifted by the maximum rounds the arguments of exp (32 u here), more than the 4
+    ulp of evaluating the tree; the bound lets inputs carry two roundings for that reason."""
+    x0, x1, x2 = sympy.symbols("x0 x1 x2", real=True)
+    form = BoundedForm(sympy.exp(x0) / (sympy.exp(x0) + sympy.exp(x1) + sympy.exp(x2)))
+    point = np.array([1.4948474833192833, 0.0, 66.0])
+    shifted = np.exp(point - point.max())
+    stable = float(shifted[0] / shifted.sum())
+    bounded = form(dict(zip(("x0", "x1", "x2"), point)))
+    assert abs(stable - bounded.value) <= KERNEL_MARGIN * bounded.error
+    tight = form(dict(zip(("x0", "x1", "x2"), point)), input_roundings=0)
+    assert abs(stable - tight.value) > KERNEL_MARGIN * tight.error  # the point is a real test
 
 
 def test_overflowing_intermediates_are_unrepresentable():

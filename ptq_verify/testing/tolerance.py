@@ -8,9 +8,10 @@ tree once, at 60 significant digits, and carries for every subexpression a pair
 
 using the standard model of floating point arithmetic (docs/testing.md, "The tolerance rule"):
 
-- an input (element or parameter) carries ``LEAF_ROUNDINGS * (u * |v| + UNDERFLOW)`` when the
-  point may be the float64 product ``s * x`` or ``s**k * p``, each rounded (none when kernel and
-  reference get the same float64 values);
+- an input (element or parameter) carries ``LEAF_ROUNDINGS * (u * |v| + UNDERFLOW)``: the
+  point may be the float64 product ``s * x`` or ``s**k * p``, each rounded, and a kernel may
+  round its inputs' combinations differently from the tree (a stable Softmax computes
+  exp(x0 - max)): it is accepted when it is exact at inputs perturbed by that much;
 - a sum of n terms adds ``(n - 1) * u * sum |terms|`` to the terms' errors (true for any order
   of summation); a product of n factors is unrepresentable when ``prod max(1, |v_i|)``, a bound
   on its partial products in any order, overflows, and so is a sum when ``sum |terms|`` does;
