@@ -5,7 +5,8 @@ Four properties, each failing with an ``AssertionError`` that names the property
 
 (a) the numpy kernel agrees with the symbolic form;
 (b) every proved rule holds for the kernel: ``kernel(s*x, s**k * p) ~= s**d * kernel(x, p)``,
-    under one common scale and, for rules with a degree per input, under independent scales;
+    under one common scale, under independent scales for rules with a degree per input, and
+    under per-channel scales for operators that do not mix channels;
 (c) a refuted rule's counterexample is exact for the symbolic form and reproduces in the kernel;
 (d) the checker gives the same verdict for equivalent forms of the expression.
 
@@ -379,7 +380,7 @@ def check_rewrites(op: Operator, verdict: Verdict | None = None, limit: int = 3)
     for label, form in equivalent_forms(op, limit):
         try:
             other = _classify_form(op, label, form)
-        except Exception as err:  # noqa: BLE001 - any crash of the checker is a finding
+        except Exception as err:  # any crash of the checker on a valid form is a finding
             raise AssertionError(
                 f"check_operator({op.name}): (d) the checker failed on an equivalent form\n"
                 f"  rewrite: {label}: {form}\n  error: {type(err).__name__}: {err}"
@@ -395,18 +396,15 @@ def check_rewrites(op: Operator, verdict: Verdict | None = None, limit: int = 3)
         ])
 
 
-def _classify_form(op: Operator, label: str, form: sympy.Expr) -> Verdict:
-    key = (form, tuple(op.inputs), tuple(op.params.items()), op.domain, op.mixes_channels)
-    return _classify_cached(key, lambda: classify(redeclare(op, label, form)))
-
-
 _verdicts_of_forms: dict[tuple, Verdict] = {}
 
 
-def _classify_cached(key: tuple, compute: Callable[[], Verdict]) -> Verdict:
-    """Rewrites are re-declared as new operators, which classify's own cache does not know."""
+def _classify_form(op: Operator, label: str, form: sympy.Expr) -> Verdict:
+    """Rewrites are re-declared as new operators, which classify's own cache does not know:
+    their verdicts are kept here, per form, inputs, parameters and domain."""
+    key = (form, tuple(op.inputs), tuple(op.params.items()), op.domain, op.mixes_channels)
     if key not in _verdicts_of_forms:
-        _verdicts_of_forms[key] = compute()
+        _verdicts_of_forms[key] = classify(redeclare(op, label, form))
     return _verdicts_of_forms[key]
 
 
