@@ -8,6 +8,7 @@ both: some examples evaluate an expression at 60 digits, and a slow example is n
 from __future__ import annotations
 
 import os
+import tempfile
 
 from hypothesis import settings
 
@@ -23,5 +24,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # the verdict cache of a test run is its own: never read or fill the user's
+    os.environ["PTQ_VERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="ptq-verify-cache-")
     profile = "slow" if config.getoption("--slow") else os.environ.get("HYPOTHESIS_PROFILE")
     settings.load_profile(profile or "default")

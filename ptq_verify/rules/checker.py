@@ -227,22 +227,29 @@ class _Checker:
         return all(c.xreplace(subs) == sympy.true for c in self.op.domain)
 
     def random_point(
-        self, params: dict[str, Fraction] | None, signs: tuple[int, ...] | None = None
+        self,
+        params: dict[str, Fraction] | None,
+        signs: tuple[int, ...] | None = None,
+        param_sign: int = 0,
     ) -> dict[str, Fraction] | None:
         """A generic exact point inside the domain (parameters fixed or drawn too).
 
         ``signs`` (+1/-1 per element) is tried first; random signs after 20 misses, so that
-        domains such as x > 0 are still met.
+        domains such as x > 0 are still met. Drawn parameters are near their sample values
+        (``param_sign`` 0) or anywhere with that sign (+1/-1: selectors and bounds are seen on
+        both sides), falling back to the sample values' neighbourhood after 20 misses.
         """
         for attempt in range(200):
             point = {e: self._generic_value(None) for e in self.op.element_names}
             if signs is not None and attempt < 20:
                 point = {e: abs(v) * sign for (e, v), sign in zip(point.items(), signs)}
             if params is None:
-                # near the sample values, and anywhere (other signs: selectors, bounds)
-                free = self.rng.random() < 0.5
+                free = param_sign if attempt < 20 else 0
                 point.update(
-                    {p: self._generic_value(None if free else v) for p, v in self.op.params.items()}
+                    {
+                        p: abs(self._generic_value(None)) * free if free else self._generic_value(v)
+                        for p, v in self.op.params.items()
+                    }
                 )
             else:
                 point.update(params)
@@ -270,7 +277,7 @@ class _Checker:
             signs = (
                 patterns[index] if index < 2 else tuple(self.rng.choice((1, -1)) for _ in range(n))
             )
-            point = self.random_point(params, signs)
+            point = self.random_point(params, signs, param_sign=(0, -1, 0, 1)[index % 4])
             if point is not None and self.value(_mp(point)) is not None:
                 found.append(point)
         return found
@@ -475,7 +482,8 @@ class _Checker:
     def _counterexample(self, params: dict | None) -> Counterexample | None:
         points = [p for p in self.points(params, count=12) if self.in_domain_exactly(p)]
         for s_value in _SCALES:
-            for first in points:
+            # the clearest counterexample first: largest relative gap, numerically
+            for first in sorted(points, key=lambda p: -self._relative_gap(p, s_value)):
                 lhs, rhs = self.exact_sides(first, s_value, 1)
                 difference = certified_nonzero(lhs - rhs)
                 if difference is None:
@@ -498,6 +506,15 @@ class _Checker:
                     no_rescale=no_rescale,
                 )
         return None
+
+    def _relative_gap(self, point: dict, s: Fraction) -> mpmath.mpf:
+        """|f(s x) - s f(x)| / (|f(s x)| + |s f(x)| + 1), numerically (0 if not evaluable)."""
+        mp_point, scale = _mp(point), _mpq(s)
+        moved = {n: v * scale if n in self.op.element_names else v for n, v in mp_point.items()}
+        lhs, base = self.value(moved), self.value(mp_point)
+        if lhs is None or base is None:
+            return mpmath.mpf(0)
+        return abs(lhs - scale * base) / (abs(lhs) + abs(scale * base) + 1)
 
     def exact_sides(self, point: dict, s: Fraction, degree: int) -> tuple[sympy.Expr, sympy.Expr]:
         """Exact f(s x; p) and s^degree f(x; p) at a rational point."""
@@ -693,7 +710,11 @@ def _float_least_squares(matrix, target) -> list[float] | None:
     """Least squares in float64 for the candidate search: fast, and only ever a candidate."""
     a = np.array(matrix, dtype=float)
     b = np.array(target, dtype=float)
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))) or a.shape[0] < a.shape[1]:
+    # each row scaled to unit size: same solutions, no overflow from points where f is huge
+    size = np.maximum(np.abs(a).max(axis=1), np.abs(b))
+    keep = np.isfinite(size) & (size > 0) & np.all(np.isfinite(a), axis=1)
+    a, b = a[keep] / size[keep, None], b[keep] / size[keep]
+    if a.shape[0] < a.shape[1]:
         return None
     solution, *_ = np.linalg.lstsq(a, b, rcond=None)
     residual = np.linalg.norm(a @ solution - b)

@@ -130,9 +130,7 @@ def _exact_point(op: Operator, point: dict[str, str]) -> dict[sympy.Symbol, symp
 
 def _sides(op: Operator, point: dict[str, str], s: sympy.Rational, degree: int):
     values = _exact_point(op, point)
-    moved = {
-        sym: (v * s if str(sym) in op.element_names else v) for sym, v in values.items()
-    }
+    moved = {sym: (v * s if str(sym) in op.element_names else v) for sym, v in values.items()}
     return op.expr.xreplace(moved), s**degree * op.expr.xreplace(values)
 
 

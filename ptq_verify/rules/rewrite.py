@@ -130,10 +130,25 @@ def _fold_piecewise(expr: sympy.Expr) -> sympy.Expr:
     folded = sympy.piecewise_fold(expr)
     if not isinstance(folded, sympy.Piecewise):
         return folded
-    branches = [(sympy.expand(value), condition) for value, condition in folded.args]
+    branches = []
+    for value, condition in folded.args:
+        if not any(_implies(condition, earlier) for _, earlier in branches):
+            branches.append((sympy.expand(value), condition))
     if all(value == 0 for value, _ in branches):
         return sympy.S.Zero
     return sympy.Piecewise(*branches)
+
+
+def _implies(condition: sympy.Basic, earlier: sympy.Basic) -> bool:
+    """Syntactically: every conjunct of ``earlier`` is a conjunct of ``condition``.
+
+    A branch whose condition implies an earlier branch's is never reached (the earlier one is
+    taken first), so dropping it keeps the Piecewise's value.
+    """
+    if earlier == sympy.true:
+        return True
+    mine = set(sympy.And.make_args(condition))
+    return set(sympy.And.make_args(earlier)) <= mine
 
 
 def _factor_terms(expr: sympy.Expr) -> sympy.Expr:
