@@ -16,6 +16,15 @@ def _dot_plus_bias(x0, x1, w0, w1, b):
 
 _WEIGHTS = {"w0": "0.5", "w1": "-1.5", "b": "0.25"}
 
+def _weighted_sum(name: str, onnx_kernel, doc: str) -> Operator:
+    """Gemm, Conv, ConvTranspose: one output element is a dot product with weights plus a bias."""
+    return Operator(
+        name, "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
+        onnx_type=name, onnx_inputs=("x", "w0 w1", "b"), onnx_kernel=onnx_kernel,
+        mixes_channels=True, doc=doc,
+    )
+
+
 OPERATORS = (
     Operator(
         "MatMul", "a0 a1, b0 b1", "a0*b0 + a1*b1", kernel=lambda a0, a1, b0, b1: a0 * b0 + a1 * b1,
@@ -23,24 +32,18 @@ OPERATORS = (
         doc="Product of two tensors (activations or a weight initializer); one output element "
         "is a dot product of a row of a and a column of b, two terms in the witness.",
     ),
-    Operator(
-        "Gemm", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
-        onnx_type="Gemm", onnx_inputs=("x", "w0 w1", "b"), onnx_kernel=linear.gemm,
-        mixes_channels=True,
-        doc="alpha*A@B + beta*C with the weight B and bias C as parameters (ONNX slots A -> x, "
+    _weighted_sum(
+        "Gemm", linear.gemm,
+        "alpha*A@B + beta*C with the weight B and bias C as parameters (ONNX slots A -> x, "
         "B -> w0 w1, C -> b).",
     ),
-    Operator(
-        "Conv", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
-        onnx_type="Conv", onnx_inputs=("x", "w0 w1", "b"), onnx_kernel=conv.conv,
-        mixes_channels=True,
-        doc="Convolution: each output element is a dot product of a window with the kernel W "
+    _weighted_sum(
+        "Conv", conv.conv,
+        "Convolution: each output element is a dot product of a window with the kernel W "
         "plus the bias B (ONNX slots X -> x, W -> w0 w1, B -> b).",
     ),
-    Operator(
-        "ConvTranspose", "x0 x1", "x0*w0 + x1*w1 + b", params=_WEIGHTS, kernel=_dot_plus_bias,
-        onnx_type="ConvTranspose", onnx_inputs=("x", "w0 w1", "b"),
-        onnx_kernel=conv.conv_transpose, mixes_channels=True,
-        doc="Transposed convolution: still a dot product of inputs and weights plus a bias.",
+    _weighted_sum(
+        "ConvTranspose", conv.conv_transpose,
+        "Transposed convolution: still a dot product of inputs and weights plus a bias.",
     ),
 )
