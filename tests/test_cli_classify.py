@@ -111,6 +111,7 @@ def test_toml_file(capsys, tmp_path):
         (["max(y, 0)"], "--inputs: x does not appear"),
         (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
         (["--file", "/no/such/ops.toml"], "no such file"),
+        (["x*s"], "the name 's' is reserved"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):

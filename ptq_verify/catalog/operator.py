@@ -24,6 +24,18 @@ import sympy
 from .grammar import ExpressionError, parse_expression
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# certificates name the scales s and s_<tensor> and the sign-split variables t_<x>
+_RESERVED = re.compile(r"(s|s_.*|t_.*)\Z")
+
+
+def _check_name(name: str, where: str) -> None:
+    if not _NAME.match(name):
+        raise DeclarationError(f"{where}: {name!r} is not a valid name")
+    if _RESERVED.match(name):
+        raise DeclarationError(
+            f"{where}: the name {name!r} is reserved (s, s_*, t_* name scales and sign "
+            "variables in certificates); rename it"
+        )
 
 Kernel = Callable[..., Any]
 """``kernel(**values)``: each element and parameter name -> a numpy array (broadcastable)."""
@@ -62,8 +74,7 @@ def parse_inputs(spec: str | Sequence[str | Sequence[str]]) -> tuple[TensorInput
         if not elements:
             raise DeclarationError(f"inputs: tensor {position + 1} has no element names")
         for element in elements:
-            if not _NAME.match(element):
-                raise DeclarationError(f"inputs: {element!r} is not a valid name")
+            _check_name(element, "inputs")
             if element in seen:
                 raise DeclarationError(f"inputs: {element!r} appears twice")
             seen.add(element)
@@ -147,8 +158,7 @@ class Operator:
             p: _to_number(v, f"{name}: parameter {p}") for p, v in params.items()
         }
         for p in self.params:
-            if not _NAME.match(p):
-                raise DeclarationError(f"{name}: parameter {p!r} is not a valid name")
+            _check_name(p, f"{name}: parameter")
             if p in self.element_names:
                 raise DeclarationError(f"{name}: {p!r} is both an input and a parameter")
         if isinstance(expr, str):

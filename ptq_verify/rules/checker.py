@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import random
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -325,8 +325,14 @@ class _Checker:
 
     # -- candidates ----------------------------------------------------------------------
 
-    def candidates(self) -> list[Candidate]:
+    def candidates(self) -> Iterator[Candidate]:
+        """Candidate rules, best first, each screened numerically only when it is reached."""
         points = self.points(params=None)
+        for candidate in self._ranked_candidates(points):
+            if self._holds_numerically(candidate, points):
+                yield candidate
+
+    def _ranked_candidates(self, points: list[dict]) -> list[Candidate]:
         rows = self.euler_rows(points)
         if len(rows) < 2:
             return []
@@ -354,7 +360,7 @@ class _Checker:
                     found += [v for v in variants if v not in found]
         # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first)
         found.sort(key=lambda c: (len(c.param_exponents), c.degree != 1))
-        return [c for c in found if self._holds_numerically(c, points)]
+        return found
 
     def _separable_candidate(self, rows) -> Candidate | None:
         degrees = []
@@ -457,11 +463,23 @@ class _Checker:
         The sample only saves time: it can make the checker give up on a proof, never accept
         one.
         """
+        symbols = sorted(residual.free_symbols, key=str)
+        scales = [x for x in symbols if str(x) == "s" or str(x).startswith("s_")]
+        others = [x for x in symbols if x not in scales]
+        samples = [  # ties between inputs under distinct scales, then generic points
+            {
+                **dict.fromkeys(others, sympy.Integer(tie)),
+                **{x: sympy.Integer(tie + 1 + i) for i, x in enumerate(scales)},
+            }
+            for tie in (1, 2)
+        ]
         for _ in range(3):
             values = {}
-            for symbol in residual.free_symbols:
+            for symbol in symbols:
                 value = self._generic_value(None)
                 values[symbol] = _rational(abs(value) if symbol.is_positive else value)
+            samples.append(values)
+        for values in samples:
             try:
                 sample = complex(residual.xreplace(values).evalf(15))
             except (TypeError, ValueError, ZeroDivisionError):
@@ -580,9 +598,10 @@ class _Checker:
             "onnx_type": op.onnx_type,
             "expression": format_expression(op.expr),
         }
-        candidates = self.candidates()
+        candidates: list[Candidate] = []  # those that passed the numeric screen
         proved: list[tuple[Rule, Proof]] = []
-        for candidate in candidates:
+        for candidate in self.candidates():
+            candidates.append(candidate)
             proof = self.prove(candidate)
             if proof is not None:
                 rule = Rule.classify(
