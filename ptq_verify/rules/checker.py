@@ -405,7 +405,7 @@ class _Checker:
         for point in points:
             mp_point = _mp(point)
             base = self.value(mp_point)
-            for s_value in _SCALES[:3]:
+            for s_value in _SCALES[:2]:  # 2 and 3: logarithms with an irrational ratio
                 s = mpmath.mpf(s_value.numerator) / s_value.denominator
                 scales = {None: s}
                 if candidate.input_degrees:
@@ -593,8 +593,8 @@ class _Checker:
         common = {
             "operator": op.name,
             "domain": tuple(format_expression(c) for c in op.domain),
-            "output_nonnegative": bool(op.expr.is_nonnegative),
-            "preserves_nonnegative": _preserves_nonnegative(op),
+            "output_nonnegative": (nonnegative := bool(op.expr.is_nonnegative)),
+            "preserves_nonnegative": nonnegative or _preserves_nonnegative(op),
             "onnx_type": op.onnx_type,
             "expression": format_expression(op.expr),
         }
