@@ -616,16 +616,18 @@ class _Checker:
         if proved:
             rule, proof = proved[0]
             return Verdict(rule=rule, certificate=proof, alternatives=tuple(proved[1:]), **common)
-        if candidates:
-            reason = "a rule holds numerically but was not proved: " + ", ".join(
-                _candidate_text(c) for c in candidates[:3]
-            )
-            return Verdict(rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common)
+        # A candidate that passed the numeric screen may still be false (its points missed
+        # where it fails): the refutation's evidence is exact, so it decides either way.
         counterexample = self.refute()
         if counterexample is not None:
             return Verdict(
                 rule=Rule(RuleKind.NEEDS_COMPENSATION), certificate=counterexample, **common
             )
+        if candidates:
+            reason = "a rule holds numerically but was not proved: " + ", ".join(
+                _candidate_text(c) for c in candidates[:3]
+            )
+            return Verdict(rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common)
         return Verdict(
             rule=Rule(RuleKind.UNDECIDED),
             certificate=None,
