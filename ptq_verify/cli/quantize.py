@@ -65,9 +65,8 @@ def summary_rows(model) -> list[dict]:
 def table(model, source, target) -> str:
     rows = [("node", "op type", "rule", "action", "out scale", "note")]
     rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
-    widths = [min(max(len(row[i]) for row in rows), 48) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell[:48].ljust(w) for cell, w in zip(row, widths)).rstrip()
-             for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     compensated = sum(r.action.startswith("compensate") for r in model.records)
     lines.append(f"{source} -> {target}: {model.bits}-bit, {len(model.records)} nodes, "
                  f"{compensated} compensated")
