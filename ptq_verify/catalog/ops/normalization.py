@@ -36,6 +36,16 @@ def _log_softmax_first(x0, x1, x2):
     return x0 - top - np.log(np.exp(x0 - top) + np.exp(x1 - top) + np.exp(x2 - top))
 
 
+def _standardising(name: str, onnx_kernel, mixes_channels: bool, doc: str) -> Operator:
+    """LayerNormalization and InstanceNormalization: standardise, then scale g and shift b."""
+    return Operator(
+        name, _THREE, f"(x0 - {_MEAN})/sqrt({_VARIANCE} + eps)*g + b", params=_AFFINE,
+        kernel=lambda x0, x1, x2, eps, g, b: _standardised(x0, x1, x2, eps) * g + b,
+        onnx_type=name, onnx_inputs=("x", "g", "b"), onnx_attrs={"epsilon": "eps"},
+        onnx_kernel=onnx_kernel, mixes_channels=mixes_channels, doc=doc,
+    )
+
+
 OPERATORS = (
     Operator(
         "Softmax", _THREE, "exp(x0)/(exp(x0) + exp(x1) + exp(x2))", kernel=_softmax_first,
@@ -54,22 +64,13 @@ OPERATORS = (
         onnx_type="Hardmax", onnx_kernel=normalization.hardmax, mixes_channels=True,
         doc="One-hot of the first maximum along one axis; witness: the first element's output.",
     ),
-    Operator(
-        "LayerNormalization", _THREE, f"(x0 - {_MEAN})/sqrt({_VARIANCE} + eps)*g + b",
-        params=_AFFINE,
-        kernel=lambda x0, x1, x2, eps, g, b: _standardised(x0, x1, x2, eps) * g + b,
-        onnx_type="LayerNormalization", onnx_inputs=("x", "g", "b"),
-        onnx_attrs={"epsilon": "eps"}, onnx_kernel=normalization.layer_normalization,
-        mixes_channels=True,
-        doc="(x - mean)/sqrt(var + eps)*g + b over the normalised axes (biased variance).",
+    _standardising(
+        "LayerNormalization", normalization.layer_normalization, True,
+        "(x - mean)/sqrt(var + eps)*g + b over the normalised axes (biased variance).",
     ),
-    Operator(
-        "InstanceNormalization", _THREE, f"(x0 - {_MEAN})/sqrt({_VARIANCE} + eps)*g + b",
-        params=_AFFINE,
-        kernel=lambda x0, x1, x2, eps, g, b: _standardised(x0, x1, x2, eps) * g + b,
-        onnx_type="InstanceNormalization", onnx_inputs=("x", "g", "b"),
-        onnx_attrs={"epsilon": "eps"}, onnx_kernel=normalization.instance_normalization,
-        doc="LayerNorm's formula per sample and channel over the spatial positions.",
+    _standardising(
+        "InstanceNormalization", normalization.instance_normalization, False,
+        "LayerNorm's formula per sample and channel over the spatial positions.",
     ),
     Operator(
         "BatchNormalization", "x", "(x - mean)/sqrt(var + eps)*gamma + beta",
