@@ -36,7 +36,7 @@ def _quantize(capsys, model, calib, out, *extra) -> tuple[int, str]:
 def test_cli_writes_a_model_and_a_report(files, capsys):
     tmp, model, calib = files
     code = main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
-                 "--no-progress", "--per-channel", "--report", str(tmp / "q.md")])
+                 "--no-progress", "--report", str(tmp / "q.md")])
     assert code == 0
     onnx.checker.check_model(onnx.load(tmp / "q.onnx"))
     assert "| gemm1 | Gemm |" in (tmp / "q.md").read_text()

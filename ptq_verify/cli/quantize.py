@@ -17,7 +17,12 @@ def register(subparsers) -> None:
                    help=".npz (one array per model input, keyed by name, batch first) or .npy")
     p.add_argument("--bits", type=int, default=8, help="2 to 16 (default 8)")
     p.add_argument("-o", "--output", required=True, help="the quantized ONNX model to write")
-    p.add_argument("--per-channel", action="store_true", help="one weight scale per channel")
+    p.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per tensor (default: one per output channel, 0-3 dB better SQNR "
+        "on the benchmark models)",
+    )
     p.add_argument("--calibration", choices=("maxabs", "percentile", "mse"), default="maxabs",
                    help="how a tensor's range is read from its statistics (default maxabs)")
     p.add_argument("--percentile", type=float, default=99.99,
@@ -43,7 +48,7 @@ def run(args) -> int:
     data = read_data_file(args.calib, graph)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
                             progress=not args.no_progress)
-    model = quantize(graph, calibration, args.bits, per_channel=args.per_channel,
+    model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs)
     write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))

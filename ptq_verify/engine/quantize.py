@@ -60,7 +60,7 @@ def quantize(
     calibration: Calibration,
     bits: int = 8,
     *,
-    per_channel: bool = False,
+    per_channel: bool = True,
     fixed_point_multipliers: bool = False,
     integer_outputs: bool = False,
     operators: Mapping[str, Operator] | OperatorTable | None = None,
