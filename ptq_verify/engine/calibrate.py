@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +16,9 @@ from .data import batches, check_feeds
 from .stats import TensorStats
 
 METHODS = ("maxabs", "percentile", "mse")
+# Calibration samples kept as they are, for what needs the data and not only ranges
+# (output-aware weight rounding and bias correction in quantize).
+SAMPLE_LIMIT = 256
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Calibration:
     method: str = "maxabs"
     percent: float = 99.99
     samples: int = 0
+    sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -77,4 +81,5 @@ def calibrate(
         if tensor_stats.count and not np.isfinite(tensor_stats.max_abs):
             raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN values on "
                             "the calibration data")
-    return Calibration(stats, method, percent, total)
+    sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
+    return Calibration(stats, method, percent, total, sample)

@@ -24,6 +24,14 @@ from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
 from .probe import channel_axes, example_inputs
 from .quantized import Code, NodeRecord, QuantizedModel
+from .rounding import (
+    WeightTarget,
+    bias_shift,
+    from_matrix,
+    layer_stats,
+    optq_round,
+    weight_matrix,
+)
 from .rules import is_integer_polynomial, is_lattice_selection, weight_layout
 from .steps import NodeStep, ScaleStep
 
@@ -39,6 +47,7 @@ ALIGN_HEADROOM = 16.0
 # ... unless the integer sum could then leave float32's exact range (margin for constants).
 ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
 WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the max first
+WEIGHT_ROUNDING = ("nearest", "optq")
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -65,9 +74,20 @@ def quantize(
     integer_outputs: bool = False,
     operators: Mapping[str, Operator] | OperatorTable | None = None,
     override_rules: Mapping[str, Rule] | None = None,
+    weight_rounding: str = "optq",
+    bias_correction: bool = True,
 ) -> QuantizedModel:
-    """Build the ``bits``-bit model of ``graph`` from its calibration."""
+    """Build the ``bits``-bit model of ``graph`` from its calibration.
+
+    ``weight_rounding="optq"`` rounds each weight node's integers to minimise its output error
+    on the calibration sample (see :mod:`.rounding`); ``"nearest"`` rounds each weight alone.
+    ``bias_correction`` subtracts the expected output error of the rounded weights from the
+    node's bias. Both need ``calibration.sample`` and fall back to nearest rounding without it.
+    """
     bits = check_bits(bits)
+    if weight_rounding not in WEIGHT_ROUNDING:
+        raise UserError(f"weight rounding {weight_rounding!r}: choose one of "
+                        f"{', '.join(WEIGHT_ROUNDING)}")
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     plans = plan_model(graph, table, override_rules)
     for plan, node in zip(plans, graph.nodes):
@@ -75,6 +95,7 @@ def quantize(
             table.require(node, graph)
     builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
                        integer_outputs)
+    builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
     builder.build(plans)
     return QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                           builder.records, bits, integer_outputs, builder.notes,
@@ -100,6 +121,10 @@ class _Builder:
         self._ops = {node.name: table.find(node, graph) for node in graph.nodes}
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
+        self.optq, self.bias_correction = False, False
+        self._layers: dict = {}  # node name -> LayerStats of its input patches
+        self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
+        self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
 
     # -- ranges and scales ---------------------------------------------------------------
 
@@ -171,6 +196,9 @@ class _Builder:
 
     def build(self, plans: list[NodeAction]) -> None:
         self._plans = {p.name: p for p in plans}
+        if (self.optq or self.bias_correction) and self.cal.sample:
+            self._layers = layer_stats(self.graph, self.table, self.cal.sample,
+                                       self._weight_targets(plans))
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats:
                 # Calibration-based: an input never negative on the calibration data is held
@@ -275,7 +303,10 @@ class _Builder:
                 continue  # quantized in _weights
             if layout and set(params) <= layout.biases and name in consts and len(exponents) == 1:
                 k = float(exponents.pop())
-                bias = consts[name] * param_scale**k * _bias_scale(weight_scale, consts[name])
+                shift = self._bias_shift.get(node.name)
+                value = consts[name] if shift is None or shift.shape != np.shape(
+                    consts[name]) else consts[name] - shift
+                bias = value * param_scale**k * _bias_scale(weight_scale, consts[name])
                 inputs[slot] = self.fresh(f"{name}:int")
                 constants[inputs[slot]] = np.round(bias).astype(np.float32)
                 continue
@@ -398,9 +429,7 @@ class _Builder:
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
-            levels = self.signed_max
-            constants[inputs[slot]] = np.clip(np.round(weight * scale), -levels, levels).astype(
-                np.float32)
+            constants[inputs[slot]] = self._round_weights(node, weight, scale).astype(np.float32)
             magnitude = np.abs(constants[inputs[slot]])
             bound = self.unsigned_max * max(  # the output channel is the first or last axis
                 float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
@@ -412,16 +441,55 @@ class _Builder:
                     "bits; float32 accumulation may then round (onnxruntime can differ by a code)")
         return scale, out_axis
 
-    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
+    def _round_weights(self, node: Node, weight: np.ndarray, scale) -> np.ndarray:
+        """Integer weights: output-aware (OPTQ) where the node's input patches are known,
+        else nearest; records the bias correction the rounding calls for."""
+        levels = self.signed_max
+        layer = self._layers.get(node.name)
+        target = self._targets.get(node.name) if layer is not None else None
+        if target is None:
+            return np.clip(np.round(weight * scale), -levels, levels)
+        matrix = weight_matrix(weight, target.weight_axis)
+        rows = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1),
+                               (matrix.shape[0],))
+        if self.optq:
+            codes = optq_round(matrix, rows, levels, layer.hessian)
+        else:
+            codes = np.clip(np.round(matrix * rows[:, None]), -levels, levels)
+        if self.bias_correction:
+            self._bias_shift[node.name] = bias_shift(matrix, codes, rows, layer.mean)
+        return from_matrix(codes, weight.shape, target.weight_axis)
+
+    def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
+        """The nodes with one weight input whose channel layout a probe finds."""
+        for node, plan in zip(self.graph.nodes, plans):
+            op = self._ops[node.name]
+            if plan.action is not Action.SCALE or plan.rule is None or op is None:
+                continue
+            layout = weight_layout(op, plan.rule)
+            if layout is None:
+                continue
+            slots = [s for s, name in enumerate(node.inputs)
+                     if name in self.graph.initializers and (b := slot_binding(op, s))
+                     and set(b.split()) <= layout.weights]
+            if len(slots) == 1 and (target := self._target(node, op, layout, slots[0])):
+                self._targets[node.name] = target
+        return self._targets
+
+    def _target(self, node: Node, op: Operator, layout, slot: int) -> WeightTarget | None:
         examples = example_inputs(self.graph, node, self.active)
         if examples is None:
-            return fallback, None
+            return None
         bias_slots = tuple(s for s in range(len(node.inputs))
                            if (b := slot_binding(op, s)) and set(b.split()) <= layout.biases)
         axes = channel_axes(op, node, examples, slot, bias_slots)
-        if axes is None:
+        return None if axes is None else WeightTarget(slot, *axes, bias_slots)
+
+    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
+        target = self._target(node, op, layout, slot)
+        if target is None:
             return fallback, None
-        weight_axis, out_axis = axes
+        bias_slots, weight_axis, out_axis = target.bias_slots, target.weight_axis, target.out_axis
         weight = self.graph.initializers[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
         peak = weight_reach(weight, reduce, self.signed_max)

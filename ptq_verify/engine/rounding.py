@@ -1,0 +1,169 @@
+"""Output-aware weight rounding: round a layer's weights to minimise the error of its output on
+the calibration data, not of the weights themselves, and correct the bias by what is left.
+
+A node proved linear in its weights computes y_c = X w_c (+ b_c) per output channel c, with X
+the matrix of input patches (rows: sample and output position; columns: the weights of one
+channel). X is found numerically, without knowing the operator: the node's own kernel runs
+with a weight whose output channels are the unit vectors e_1..e_K, so channel k of that
+output is column k of X; a check that X w_c reproduces the kernel's output with the real
+weights guards it (a failed check means nearest rounding, never a wrong model).
+
+From X the engine keeps H = X^T X and the column means m. Rounding then follows GPTQ/OPTQ
+(Frantar et al., 2023): weights are rounded one column at a time, and each rounding error is
+spread over the columns not yet rounded through the inverse of H, so that ||X (w_q - w)||^2
+stays small. Bias correction (Nagel et al., 2019) then subtracts the remaining expected output
+error m . (w_q - w) from each channel's bias. Both are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalog.operator import Operator
+from ..graph import Graph, Node, OperatorTable, run_graph
+from .data import batches
+
+BATCH = 64
+DAMPING = 0.01  # of the mean diagonal of H, added to it (GPTQ's default)
+MAX_COLUMNS = 4096  # weights per channel beyond which H is not formed
+
+
+@dataclass(frozen=True)
+class WeightTarget:
+    """Where a node's weights sit: input ``slot``, the weight axis running along the output
+    channels, the output axis it feeds, and the bias slots (cleared while probing)."""
+
+    slot: int
+    weight_axis: int
+    out_axis: int
+    bias_slots: tuple[int, ...]
+
+
+@dataclass
+class LayerStats:
+    """H = X^T X / rows and the column means of the input patches X of one node."""
+
+    hessian: np.ndarray
+    mean: np.ndarray
+
+
+def weight_matrix(weight: np.ndarray, axis: int) -> np.ndarray:
+    """The weights as rows per output channel: (channels, K)."""
+    return np.moveaxis(np.asarray(weight, dtype=np.float64), axis, 0).reshape(
+        weight.shape[axis], -1)
+
+
+def from_matrix(matrix: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Inverse of :func:`weight_matrix`."""
+    moved = (shape[axis], *(d for a, d in enumerate(shape) if a != axis))
+    return np.moveaxis(matrix.reshape(moved), 0, axis)
+
+
+def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.ndarray | None:
+    """The input patches X (rows, K) of ``node`` on ``inputs``, or None when the node's
+    output is not X times its weights (checked against the kernel)."""
+    weight = np.asarray(inputs[target.slot], dtype=np.float64)
+    columns = weight.size // weight.shape[target.weight_axis]
+    if columns > MAX_COLUMNS:
+        return None
+    other = tuple(d for a, d in enumerate(weight.shape) if a != target.weight_axis)
+    basis = np.moveaxis(np.eye(columns).reshape(columns, *other), 0, target.weight_axis)
+    cleared = [None if s in target.bias_slots else _float64(v) for s, v in enumerate(inputs)]
+    probed = list(cleared)
+    probed[target.slot] = basis
+    try:
+        unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
+        real = np.asarray(_first(op.run_onnx(cleared, node.attrs)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
+        return None
+    if unit.ndim != real.ndim or unit.shape[target.out_axis] != columns:
+        return None
+    x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, columns)
+    y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
+    predicted = x @ weight_matrix(weight, target.weight_axis).T
+    if predicted.shape != y.shape or not np.allclose(
+            predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)):
+        return None
+    return x
+
+
+def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
+                targets: Mapping[str, WeightTarget]) -> dict[str, LayerStats]:
+    """Run the float graph over ``sample`` batch by batch and accumulate each target node's
+    H and column means (memory stays at one batch)."""
+    nodes = {node.name: node for node in graph.nodes if node.name in targets}
+    wanted = {name for node in nodes.values() for name in node.inputs
+              if name and name not in graph.initializers}
+    sums: dict[str, list] = {}
+    failed: set[str] = set()
+    for batch in batches(dict(sample), graph, BATCH):
+        values = run_graph(graph, batch, table, want=wanted)
+        values.update(batch)
+        for name, node in nodes.items():
+            if name in failed:
+                continue
+            inputs = [None if not n else graph.initializers.get(n, values.get(n))
+                      for n in node.inputs]
+            x = patches(table.find(node, graph), node, inputs, targets[name])
+            if x is None:
+                failed.add(name)
+                continue
+            hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
+            sums[name] = [hessian + x.T @ x, total + x.sum(axis=0), rows + x.shape[0]]
+    return {name: LayerStats(h / rows, total / rows)
+            for name, (h, total, rows) in sums.items() if name not in failed and rows}
+
+
+def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
+               hessian: np.ndarray) -> np.ndarray:
+    """Integer codes for ``weights`` (channels, K) at per-channel ``scale``, rounded column
+    by column with each error spread over the remaining columns (GPTQ/OPTQ), in the order of
+    decreasing H diagonal; clipped to [-levels, levels]."""
+    scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1) * np.ones((weights.shape[0], 1))
+    h = np.array(hessian, dtype=np.float64)
+    work = np.array(weights, dtype=np.float64)
+    # An input never seen non-zero in calibration may be non-zero later: its weights are
+    # rounded to nearest (H there is the identity, so no error flows to or from them).
+    dead = np.diag(h) <= 0
+    h[dead, :] = 0.0
+    h[:, dead] = 0.0
+    h[dead, dead] = 1.0
+    order = np.argsort(-np.diag(h), kind="stable")
+    h = h[np.ix_(order, order)]
+    work = work[:, order]
+    h += DAMPING * np.mean(np.diag(h)) * np.eye(h.shape[0])
+    try:
+        inverse = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
+    except np.linalg.LinAlgError:
+        return np.clip(np.round(weights * scale), -levels, levels)
+    codes = np.empty_like(work)
+    for i in range(work.shape[1]):
+        q = np.clip(np.round(work[:, i] * scale[:, 0]), -levels, levels)
+        codes[:, i] = q
+        error = (work[:, i] - q / scale[:, 0]) / inverse[i, i]
+        work[:, i + 1:] -= np.outer(error, inverse[i, i + 1:])
+    result = np.empty_like(codes)
+    result[:, order] = codes
+    return result
+
+
+def bias_shift(weights: np.ndarray, codes: np.ndarray, scale: np.ndarray,
+               mean: np.ndarray) -> np.ndarray:
+    """Per channel, the expected output error m . (w_q - w) of the rounded weights: the amount
+    to subtract from the bias."""
+    rounded = codes / np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+    return (rounded - weights) @ mean
+
+
+def _first(result):
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _float64(value):
+    if value is None:
+        return None
+    array = np.asarray(value)
+    return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
