@@ -27,6 +27,12 @@ def register(subparsers) -> None:
                    help="how a tensor's range is read from its statistics (default maxabs)")
     p.add_argument("--percentile", type=float, default=99.99,
                    help="percent of |x| kept by --calibration percentile (default 99.99)")
+    p.add_argument("--weight-rounding", choices=("optq", "nearest"), default="optq",
+                   help="optq (default): round each layer's weights to minimise its output "
+                   "error on the calibration data; nearest: round each weight alone")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="keep the biases as they are (default: subtract the rounded weights' "
+                   "expected output error on the calibration data)")
     p.add_argument("--fixed-point", action="store_true",
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
@@ -50,7 +56,9 @@ def run(args) -> int:
                             progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
-                     integer_outputs=args.integer_outputs)
+                     integer_outputs=args.integer_outputs,
+                     weight_rounding=args.weight_rounding,
+                     bias_correction=not args.no_bias_correction)
     write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))
     summary = summary_rows(model)
     if args.report:

@@ -125,6 +125,7 @@ class _Builder:
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
+        self._corrected: set[str] = set()  # nodes whose bias took the correction
 
     # -- ranges and scales ---------------------------------------------------------------
 
@@ -304,8 +305,10 @@ class _Builder:
             if layout and set(params) <= layout.biases and name in consts and len(exponents) == 1:
                 k = float(exponents.pop())
                 shift = self._bias_shift.get(node.name)
-                value = consts[name] if shift is None or shift.shape != np.shape(
-                    consts[name]) else consts[name] - shift
+                value = consts[name]
+                if shift is not None and shift.shape == np.shape(value):
+                    value = value - shift
+                    self._corrected.add(node.name)
                 bias = value * param_scale**k * _bias_scale(weight_scale, consts[name])
                 inputs[slot] = self.fresh(f"{name}:int")
                 constants[inputs[slot]] = np.round(bias).astype(np.float32)
@@ -338,7 +341,8 @@ class _Builder:
         nonneg = self._nonnegative(node, op, plan)
         integer = is_integer_polynomial(op, real)
         out_scales = []
-        note = "per-channel weights" if np.ndim(weight_scale) else ""
+        note = ", ".join(filter(None, ["per-channel weights" if np.ndim(weight_scale) else "",
+                                       self._rounding_note(node)]))
         for original, produced in zip(node.outputs, outputs):
             if original not in self.active:
                 continue
@@ -459,6 +463,13 @@ class _Builder:
         if self.bias_correction:
             self._bias_shift[node.name] = bias_shift(matrix, codes, rows, layer.mean)
         return from_matrix(codes, weight.shape, target.weight_axis)
+
+    def _rounding_note(self, node: Node) -> str:
+        if node.name not in self._layers:
+            return ""
+        parts = ["output-aware rounding" if self.optq else "",
+                 "bias corrected" if node.name in self._corrected else ""]
+        return ", ".join(filter(None, parts))
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
         """The nodes with one weight input whose channel layout a probe finds."""

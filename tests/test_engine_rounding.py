@@ -1,0 +1,111 @@
+"""Output-aware weight rounding (OPTQ) and bias correction: each lowers the error it targets,
+falls back to nearest rounding where it cannot apply, and keeps the export exact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import models
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.catalog import operator_for_onnx_type
+from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine.rounding import WeightTarget, optq_round, patches
+from ptq_verify.errors import UserError
+from ptq_verify.graph import Node, OperatorTable, graph_from_onnx, run_graph
+
+
+def _setup(name: str):
+    build, image = models.TOPOLOGIES[name]
+    graph = prepare(graph_from_onnx(build()))
+    calibration = calibrate(graph, models.digits(150, image), progress=False)
+    test = models.digits(200, image, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    return graph, calibration, test, reference
+
+
+def _error(graph, calibration, test, reference, bits, **options) -> np.ndarray:
+    return quantize(graph, calibration, bits, **options).run(test)["logits"] - reference
+
+
+def test_patches_reproduce_a_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6))
+    weight = rng.standard_normal((4, 3, 3, 3))
+    node = Node("conv", "Conv", ["x", "w"], ["y"], {"pads": [1, 1, 1, 1]})
+    op = operator_for_onnx_type("Conv")
+    columns = patches(op, node, [x, weight], WeightTarget(1, 0, 1, ()))
+    assert columns is not None and columns.shape == (2 * 36, 27)
+    direct = np.moveaxis(op.run_onnx([x, weight], node.attrs), 1, -1).reshape(-1, 4)
+    np.testing.assert_allclose(columns @ weight.reshape(4, -1).T, direct, atol=1e-9)
+    # A wrong layout (weights feeding output axis 2) is refused, not used.
+    assert patches(op, node, [x, weight], WeightTarget(1, 0, 2, ())) is None
+
+
+def test_optq_lowers_the_output_error_of_rounding():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((500, 12)) @ rng.standard_normal((12, 12))  # correlated inputs
+    weights = rng.standard_normal((6, 12))
+    scale = 7 / np.abs(weights).max(axis=1)
+    nearest = np.round(weights * scale[:, None])
+    optq = optq_round(weights, scale, 7, x.T @ x / len(x))
+    assert np.abs(optq).max() <= 7
+
+    def output_error(codes):
+        return float(np.sum((x @ (codes / scale[:, None] - weights).T) ** 2))
+
+    assert output_error(optq) < 0.8 * output_error(nearest)
+
+
+def test_weights_of_inputs_never_seen_nonzero_keep_nearest_rounding():
+    weights = np.array([[0.3, -0.7, 0.55]])
+    hessian = np.diag([1.0, 0.0, 2.0])  # input 1 is 0 on all calibration data
+    codes = optq_round(weights, np.array([10.0]), 127, hessian)
+    assert codes[0, 1] == -7.0
+
+
+@pytest.mark.parametrize("name", ["mlp_relu", "cnn_sigmoid"])
+def test_bias_correction_removes_the_mean_output_error(name):
+    graph, calibration, test, reference = _setup(name)
+    plain = _error(graph, calibration, test, reference, 4, weight_rounding="nearest",
+                   bias_correction=False)
+    corrected = _error(graph, calibration, test, reference, 4, weight_rounding="nearest")
+    assert np.abs(corrected.mean(axis=0)).mean() < 0.7 * np.abs(plain.mean(axis=0)).mean()
+
+
+@pytest.mark.parametrize("name", ["cnn", "squeeze_excite"])
+def test_default_rounding_beats_nearest_on_held_out_data(name):
+    graph, calibration, test, reference = _setup(name)
+    for bits in (4, 8):
+        nearest = _error(graph, calibration, test, reference, bits, weight_rounding="nearest",
+                         bias_correction=False)
+        default = _error(graph, calibration, test, reference, bits)
+        assert np.mean(default**2) < np.mean(nearest**2)
+
+
+def test_without_the_sample_rounding_is_nearest():
+    graph, calibration, test, _ = _setup("cnn")
+    bare = dataclasses.replace(calibration, sample={})
+    fallback = quantize(graph, bare, 6).run(test)["logits"]
+    nearest = quantize(graph, calibration, 6, weight_rounding="nearest",
+                       bias_correction=False).run(test)["logits"]
+    np.testing.assert_array_equal(fallback, nearest)
+
+
+def test_summary_names_the_rounding_and_export_stays_exact():
+    graph, calibration, test, _ = _setup("concat")
+    model = quantize(graph, calibration, 4)
+    notes = " ".join(record.note for record in model.records)
+    assert "output-aware rounding" in notes and "bias corrected" in notes
+    session = ort.InferenceSession(model.to_onnx().SerializeToString())
+    exported = session.run(None, {"input": test})[0]
+    codes = np.abs(exported - model.run(test)["logits"]) * model.output_scales["logits"]
+    assert codes.max() < 0.5
+
+
+def test_unknown_rounding_is_refused():
+    graph, calibration, _, _ = _setup("mlp_relu")
+    with pytest.raises(UserError, match="weight rounding 'best'"):
+        quantize(graph, calibration, 8, weight_rounding="best")
