@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.engine import Calibration, TensorStats, calibrate, prepare, quantize, sqnr_db
 from ptq_verify.engine.quantize import _common_scale, weight_reach
 from ptq_verify.engine.quantized import Code
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
@@ -108,3 +108,11 @@ def test_integer_weights_stay_in_the_n_bit_range():
     weights = [v for step in model.steps for k, v in getattr(step, "constants", {}).items()
                if k.startswith("W")]
     assert len(weights) == 2 and max(np.abs(w).max() for w in weights) == 7
+
+
+def test_auto_calibration_clips_mse_optimally_only_at_few_levels():
+    stats = TensorStats()
+    stats.update(np.concatenate([np.random.default_rng(0).standard_normal(5000), [40.0]]))
+    auto = Calibration({"t": stats}, "auto")
+    assert auto.clip("t", 7) == stats.mse_clip(7) < stats.max_abs
+    assert auto.clip("t", 127) == auto.clip("t", 31) == stats.max_abs

@@ -23,8 +23,10 @@ def register(subparsers) -> None:
         help="one weight scale per tensor (default: one per output channel, 0-3 dB better SQNR "
         "on the benchmark models)",
     )
-    p.add_argument("--calibration", choices=("maxabs", "percentile", "mse"), default="maxabs",
-                   help="how a tensor's range is read from its statistics (default maxabs)")
+    p.add_argument("--calibration", choices=("auto", "maxabs", "percentile", "mse"),
+                   default="auto",
+                   help="how a tensor's range is read from its statistics (default auto: "
+                   "MSE-optimal clipping for 4-bit tensors, max-abs otherwise)")
     p.add_argument("--percentile", type=float, default=99.99,
                    help="percent of |x| kept by --calibration percentile (default 99.99)")
     p.add_argument("--weight-rounding", choices=("optq", "nearest"), default="optq",
