@@ -87,6 +87,15 @@ def test_symbols_are_real_unless_given():
     assert x.is_real and s in result.expr.free_symbols
 
 
+
+def test_remembered_builds_tell_symbols_apart():
+    """Min/Max nodes are built once per argument tuple; a symbol with other assumptions is
+    another argument, so the same text builds another expression."""
+    positive = sympy.Symbol("x", positive=True)
+    assert parsed("max(x, 0) + min(x, 0)") == sympy.Max(x, 0) + sympy.Min(x, 0)
+    assert parse_expression("max(x, 0) + min(x, 0)", symbols={"x": positive}).expr == positive
+    assert parsed("max(x, 0) + min(x, 0)") == sympy.Max(x, 0) + sympy.Min(x, 0)
+
 def test_names_in_order_of_first_appearance():
     assert parse_expression("b * exp(a) + b + pi * c").names == ("b", "a", "c")
     assert parse_expression("0 * y + x").names == ("y", "x")

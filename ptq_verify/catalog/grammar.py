@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import sympy
 
@@ -108,7 +109,7 @@ def _softplus(u: sympy.Expr) -> sympy.Expr:
 
 
 def _clip(u: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr:
-    return sympy.Min(sympy.Max(u, lo), hi)
+    return _applied(sympy.Min, (_applied(sympy.Max, (u, lo)), hi))
 
 
 def _where(condition: sympy.Basic, then: sympy.Expr, otherwise: sympy.Expr) -> sympy.Expr:
@@ -163,7 +164,9 @@ condition)."""
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
-_NOT_FINITE_REAL = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
+_NOT_FINITE_REAL = tuple(type(a) for a in (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I))
+"""The classes of the singletons a finite real expression never holds: ``has`` looks for
+classes in one walk of the tree, where it walks it twice for each value."""
 
 _OPERATOR_TOKENS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
@@ -312,7 +315,7 @@ class _Parser:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise self.error(f"'{self.body}' cannot be built: {message}", self.base) from None
         expr = _settled(expr)
-        if any(expr.has(a) for a in _NOT_FINITE_REAL):
+        if expr.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
         return ParsedExpression(expr, tuple(self.domain), names)
 
@@ -463,7 +466,7 @@ class _Parser:
 
     def finite(self, built: sympy.Expr, node: ast.AST) -> sympy.Expr:
         """``built``, unless sympy made it infinite, nan or complex (``log(0)``, ``sqrt(-2)``)."""
-        if any(built.has(a) for a in _NOT_FINITE_REAL):
+        if built.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
         return built
 
@@ -543,7 +546,7 @@ class _Parser:
         args = [self.value(a) for a in node.args]
         for condition in function.domain(args[0]):
             self.require(condition, node)
-        return self.finite(function.build(*args), node)
+        return self.finite(_applied(function.build, tuple(args)), node)
 
     def where_call(self, node: ast.Call) -> sympy.Expr:
         """``where(c, a, b)``: conditions of ``a`` hold only where ``c`` does, those of ``b``
@@ -609,7 +612,19 @@ def _settled(e: sympy.Basic) -> sympy.Basic:
 def _rebuilt(e: sympy.Basic) -> sympy.Basic:
     if not e.args or isinstance(e, sympy.Atom):
         return e
-    return e.func(*[_rebuilt(a) for a in e.args])
+    return _applied(e.func, tuple(_rebuilt(a) for a in e.args))
+
+
+@lru_cache(maxsize=4096)
+def _applied(build: Callable[..., sympy.Basic], args: tuple[sympy.Basic, ...]) -> sympy.Basic:
+    """``build(*args)``, remembered.
+
+    sympy caches what it builds for Add, Mul, Pow and functions, but not for Min and Max,
+    whose construction compares every pair of arguments through assumption queries. The
+    parser builds such a node, :func:`_settled` rebuilds it from the same arguments, and
+    declarations share them (every max pool is ``max(x0, x1, x2, x3)``): each is built once.
+    """
+    return build(*args)
 
 
 def _negated(e: sympy.Expr) -> sympy.Expr:

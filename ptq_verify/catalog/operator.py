@@ -206,8 +206,16 @@ class Operator:
         return {n: sympy.Symbol(n, real=True) for n in names}
 
     def _canonical_symbols(self, expr: sympy.Basic) -> sympy.Basic:
-        """Replace symbols of the same name but other assumptions by the real ones."""
-        swap = {s: self.symbols[str(s)] for s in expr.free_symbols if str(s) in self.symbols}
+        """Replace symbols of the same name but other assumptions by the real ones.
+
+        Only symbols that differ are swapped: xreplace rebuilds every node above a replaced
+        symbol, even one replaced by itself, and the parser's symbols already are the real ones.
+        """
+        swap = {
+            s: self.symbols[str(s)]
+            for s in expr.free_symbols
+            if str(s) in self.symbols and s != self.symbols[str(s)]
+        }
         return expr.xreplace(swap)
 
     def _check_binding(self) -> None:
