@@ -26,9 +26,12 @@ from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, run_graph
 from .data import batches
 
-BATCH = 64
+BATCH = 16  # samples per float run: the patches of one batch are held at once
 DAMPING = 0.01  # of the mean diagonal of H, added to it (GPTQ's default)
-MAX_COLUMNS = 4096  # weights per channel beyond which H is not formed
+# Bounds on the work per node (a larger layer keeps nearest rounding, a longer sample stops
+# adding rows): H is MAX_COLUMNS^2 floats and rounding costs channels * MAX_COLUMNS^2.
+MAX_COLUMNS = 1024
+MAX_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
         values = run_graph(graph, batch, table, want=wanted)
         values.update(batch)
         for name, node in nodes.items():
-            if name in failed:
+            if name in failed or sums.get(name, (0, 0, 0))[2] >= MAX_ROWS:
                 continue
             inputs = [None if not n else graph.initializers.get(n, values.get(n))
                       for n in node.inputs]
