@@ -124,6 +124,21 @@ class Candidate:
     input_degrees: tuple[Fraction, ...] | None
     param_exponents: dict[str, Fraction]
 
+    def rule(self, n_inputs: int) -> Rule:
+        """The rule this candidate is, for an operator with ``n_inputs`` input tensors."""
+        return Rule.classify(self.degree, self.input_degrees, self.param_exponents, n_inputs)
+
+
+def exact_sides(
+    op: Operator, point: dict[str, Fraction], s: Fraction, degree: int
+) -> tuple[sympy.Expr, sympy.Expr]:
+    """Exact f(s x; p) and s^degree f(x; p) at a rational point (inputs scaled, not params)."""
+    values = {op.symbols[n]: _rational(v) for n, v in point.items()}
+    moved = {
+        sym: v * _rational(s) if str(sym) in op.element_names else v for sym, v in values.items()
+    }
+    return op.expr.xreplace(moved), _rational(s) ** degree * op.expr.xreplace(values)
+
 
 def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sympy.Expr]:
     """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols."""
@@ -294,19 +309,19 @@ class _Checker:
         return out
 
     def euler_rows(self, points: list[dict]) -> list[tuple[mpmath.mpf, list, list]]:
-        """Per point: f, d f/dt along each tensor's scaling, and along each parameter's."""
-        rows = []
-        for point in points:
-            mp_point = _mp(point)
-            f = self.value(mp_point)
-            if f is None:
-                continue
-            tensor_terms = [self._log_derivative(mp_point, t.elements) for t in self.op.inputs]
-            param_terms = [self._log_derivative(mp_point, (p,)) for p in self.op.params]
-            if any(v is None for v in (*tensor_terms, *param_terms)):
-                continue
-            rows.append((f, tensor_terms, param_terms))
-        return rows
+        """Per usable point: f, d f/dt along each tensor's scaling, and along each parameter's."""
+        return [row for point in points if (row := self._euler_row(point)) is not None]
+
+    def _euler_row(self, point: dict) -> tuple[mpmath.mpf, list, list] | None:
+        mp_point = _mp(point)
+        f = self.value(mp_point)
+        if f is None:
+            return None
+        tensor_terms = [self._log_derivative(mp_point, t.elements) for t in self.op.inputs]
+        param_terms = [self._log_derivative(mp_point, (p,)) for p in self.op.params]
+        if any(v is None for v in (*tensor_terms, *param_terms)):
+            return None
+        return f, tensor_terms, param_terms
 
     def _log_derivative(self, point: dict, names) -> mpmath.mpf | None:
         def along(t):
@@ -502,7 +517,7 @@ class _Checker:
         for s_value in _SCALES:
             # the clearest counterexample first: largest relative gap, numerically
             for first in sorted(points, key=lambda p: -self._relative_gap(p, s_value)):
-                lhs, rhs = self.exact_sides(first, s_value, 1)
+                lhs, rhs = exact_sides(self.op, first, s_value, 1)
                 difference = certified_nonzero(lhs - rhs)
                 if difference is None:
                     continue
@@ -515,8 +530,8 @@ class _Checker:
                     if no_rescale is None:
                         return None
                 return Counterexample(
-                    point={n: _fraction_text(v) for n, v in first.items()},
-                    scale=_fraction_text(s_value),
+                    point={n: str(v) for n, v in first.items()},
+                    scale=str(s_value),
                     lhs=format_expression(lhs),
                     rhs=format_expression(rhs),
                     difference=difference,
@@ -534,22 +549,14 @@ class _Checker:
             return mpmath.mpf(0)
         return abs(lhs - scale * base) / (abs(lhs) + abs(scale * base) + 1)
 
-    def exact_sides(self, point: dict, s: Fraction, degree: int) -> tuple[sympy.Expr, sympy.Expr]:
-        """Exact f(s x; p) and s^degree f(x; p) at a rational point."""
-        values = {self.op.symbols[n]: _rational(v) for n, v in point.items()}
-        moved = dict(values)
-        for e in self.op.element_names:
-            moved[self.op.symbols[e]] = values[self.op.symbols[e]] * _rational(s)
-        return self.op.expr.xreplace(moved), _rational(s) ** degree * self.op.expr.xreplace(values)
-
     def _no_degree(self, first: dict, points: list[dict], s: Fraction) -> dict | None:
         """Exact evidence that f(s x) = c f(x) fails for every constant c at this s."""
-        moved_1, base_1 = self.exact_sides(first, s, 0)
+        moved_1, base_1 = exact_sides(self.op, first, s, 0)
         if certified_nonzero(base_1) is None:
             if certified_nonzero(moved_1) is not None:
                 return {
                     "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
-                    "point": {n: _fraction_text(v) for n, v in first.items()},
+                    "point": {n: str(v) for n, v in first.items()},
                     "f_x": format_expression(base_1),
                     "f_sx": format_expression(moved_1),
                 }
@@ -557,7 +564,7 @@ class _Checker:
         for second in points:
             if second is first:
                 continue
-            moved_2, base_2 = self.exact_sides(second, s, 0)
+            moved_2, base_2 = exact_sides(self.op, second, s, 0)
             if certified_nonzero(base_2) is None:
                 continue
             cross = moved_1 * base_2 - moved_2 * base_1
@@ -565,7 +572,7 @@ class _Checker:
             if difference is not None:
                 return {
                     "reason": "f(s*x)/f(x) differs between two points, so no degree d works",
-                    "point": {n: _fraction_text(v) for n, v in second.items()},
+                    "point": {n: str(v) for n, v in second.items()},
                     "f_x": format_expression(base_2),
                     "f_sx": format_expression(moved_2),
                     "cross_difference": difference,
@@ -574,14 +581,15 @@ class _Checker:
 
     def _no_rescale(self, points: list[dict]) -> dict | None:
         """Euler's identity with every parameter free has no solution (d, k) at these points."""
-        used = [p for p in points if self.euler_rows([p])]
-        residual, size = euler_residual(self.op, used, self)
+        usable = [(p, row) for p in points if (row := self._euler_row(p)) is not None]
+        used = [p for p, _ in usable]
+        residual, size = _euler_inconsistency(self.op, [row for _, row in usable])
         if residual is None or residual < mpmath.mpf(10) ** -8 * size:
             return None
         return {
             "reason": "Euler's identity sum x df/dx + sum k_p p df/dp = d f (necessary for any "
             "rule) has no solution (d, k) at these points",
-            "points": [{n: _fraction_text(v) for n, v in p.items()} for p in used],
+            "points": [{n: str(v) for n, v in p.items()} for p in used],
             "least_squares_residual": mpmath.nstr(residual, 10),
             "relative_to": mpmath.nstr(size, 10),
         }
@@ -604,13 +612,7 @@ class _Checker:
             candidates.append(candidate)
             proof = self.prove(candidate)
             if proof is not None:
-                rule = Rule.classify(
-                    candidate.degree,
-                    candidate.input_degrees,
-                    candidate.param_exponents,
-                    len(op.inputs),
-                )
-                proved.append((rule, proof))
+                proved.append((candidate.rule(len(op.inputs)), proof))
                 if len(proved) > _MAX_ALTERNATIVES:
                     break
         if proved:
@@ -625,7 +627,7 @@ class _Checker:
             )
         if candidates:
             reason = "a rule holds numerically but was not proved: " + ", ".join(
-                _candidate_text(c) for c in candidates[:3]
+                c.rule(len(op.inputs)).describe() for c in candidates[:3]
             )
             return Verdict(rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common)
         return Verdict(
@@ -642,17 +644,15 @@ def _preserves_nonnegative(op: Operator) -> bool:
     return bool(op.expr.xreplace(swap).is_nonnegative)
 
 
-def _candidate_text(c: Candidate) -> str:
-    rule = Rule.classify(c.degree, c.input_degrees, c.param_exponents, len(c.input_degrees or (1,)))
-    return rule.describe()
-
-
-def euler_residual(op: Operator, points: list[dict], checker: _Checker | None = None):
+def euler_residual(op: Operator, points: list[dict]):
     """Least-squares residual of Euler's identity with d and every k free, and its scale.
 
     ``(None, None)`` when there are too few usable points to say anything.
     """
-    rows = (checker or _Checker(op)).euler_rows(points)
+    return _euler_inconsistency(op, _Checker(op).euler_rows(points))
+
+
+def _euler_inconsistency(op: Operator, rows: list) -> tuple:
     if len(rows) <= len(op.params) + 1:
         return None, None
     matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
@@ -669,10 +669,6 @@ def _mp(point: dict) -> dict:
 
 def _mpq(q: Fraction) -> mpmath.mpf:
     return mpmath.mpf(q.numerator) / q.denominator
-
-
-def _fraction_text(q: Fraction) -> str:
-    return str(q)
 
 
 def _small_rational(value) -> Fraction | None:

@@ -23,12 +23,12 @@ from .checker import (
     case_substitution,
     certified_nonzero,
     euler_residual,
+    exact_sides,
     excluded_by_domain,
     scale_symbol,
     scaled_identity,
     sign_symbol,
 )
-from .lattice import Rule
 from .rewrite import zero_residual
 
 _SIGNS = ("positive", "negative", "zero")
@@ -87,9 +87,7 @@ def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
     candidate = _candidate(op, verdict)
     lhs, rhs = scaled_identity(op, candidate)
     problems = []
-    claimed = Rule.classify(
-        candidate.degree, candidate.input_degrees, candidate.param_exponents, len(op.inputs)
-    ).to_json()
+    claimed = candidate.rule(len(op.inputs)).to_json()
     if any(verdict.get(key) != claimed[key] for key in ("rule", "degree", "param_exponents")):
         problems.append(
             f"the stated rule {verdict.get('rule')} {verdict.get('degree')} "
@@ -122,23 +120,17 @@ def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
     return problems
 
 
-def _exact_point(op: Operator, point: dict[str, str]) -> dict[sympy.Symbol, sympy.Rational]:
+def _sides(op: Operator, point: dict[str, str], s: Fraction, degree: int):
     if set(point) != {*op.element_names, *op.params}:
         raise ValueError("the point must give every input element and parameter")
-    return {op.symbols[n]: sympy.Rational(str(Fraction(v))) for n, v in point.items()}
-
-
-def _sides(op: Operator, point: dict[str, str], s: sympy.Rational, degree: int):
-    values = _exact_point(op, point)
-    moved = {sym: (v * s if str(sym) in op.element_names else v) for sym, v in values.items()}
-    return op.expr.xreplace(moved), s**degree * op.expr.xreplace(values)
+    return exact_sides(op, {n: Fraction(v) for n, v in point.items()}, s, degree)
 
 
 def _recheck_counterexample(op: Operator, verdict: dict, cx: dict) -> list[str]:
     if verdict.get("rule") != "needs_compensation":
         return [f"a counterexample cannot back rule {verdict.get('rule')!r}"]
     problems = []
-    s = sympy.Rational(str(Fraction(cx["scale"])))
+    s = Fraction(cx["scale"])
     if s <= 0:
         return ["the scale of a counterexample must be positive"]
     lhs, rhs = _sides(op, cx["point"], s, 1)
@@ -155,7 +147,7 @@ def _recheck_counterexample(op: Operator, verdict: dict, cx: dict) -> list[str]:
     return problems
 
 
-def _recheck_no_degree(op: Operator, cx: dict, s: sympy.Rational) -> list[str]:
+def _recheck_no_degree(op: Operator, cx: dict, s: Fraction) -> list[str]:
     evidence = cx.get("no_degree")
     if not evidence:
         return ["no evidence that every degree fails"]
