@@ -683,6 +683,32 @@ def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
     return value == 0 or 1 / sympy.Float(MAX_NUMBER) <= value <= bound
 
 
+_DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z")
+
+
+def exact_number(text: str) -> Fraction:
+    """The exact value of a number written as text (``"0.1"``, ``"-3.4e38"``, ``"1/3"``),
+    within the grammar's limits: what parameter sample values on the command line and in
+    TOML files go through, so ``1e999999`` is refused instead of built digit by digit.
+
+    Raises:
+        ValueError: not a decimal number or fraction, or beyond MAX_NUMBER.
+    """
+    text = text.strip()
+    match = _DECIMAL.match(text)
+    if not match or len(text) > _MAX_LITERAL_EXPONENT:
+        raise ValueError(f"{text[:40]!r} is not a number")
+    if match.group(2) and abs(int(match.group(2))) > _MAX_LITERAL_EXPONENT:
+        raise ValueError(f"the exponent of {text!r} is too large (at most {_MAX_LITERAL_EXPONENT})")
+    try:
+        value = Fraction(text.replace("_", ""))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not a number") from None
+    if max(abs(value.numerator), value.denominator) > MAX_NUMBER:
+        raise ValueError(f"{text[:40]!r} is above {_NUMBER_TEXT}")
+    return value
+
+
 def _settled(e: sympy.Basic) -> sympy.Basic:
     """``e`` rebuilt bottom-up until rebuilding changes nothing.
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_atomic
-from ..errors import UserError
+from ..atomic import check_distinct, check_output, write_atomic
 
 
 def register(subparsers) -> None:
@@ -50,8 +49,12 @@ def run(args) -> int:
 
     check_bits(args.bits, "--bits")
     source, target = Path(args.model), Path(args.output)
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise UserError(f"{target}: the output path is the input model; choose another path")
+    inputs = (source, args.calib)
+    # every output path is checked before the work, so a bad one costs nothing
+    check_distinct({"-o": target, "--report": args.report})
+    for output in (target, args.report):
+        if output is not None:
+            check_output(output, inputs=inputs)
     graph = load_model(source)
     data = read_data_file(args.calib, graph)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
@@ -61,10 +64,10 @@ def run(args) -> int:
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
-    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))
+    write_atomic(target, model.to_onnx().SerializeToString(), inputs=inputs)
     summary = summary_rows(model)
     if args.report:
-        write_atomic(args.report, markdown(model, source, target), inputs=(source, args.calib))
+        write_atomic(args.report, markdown(model, source, target), inputs=inputs)
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "nodes": summary, "notes": model.notes}, indent=2))

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_atomic
+from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from ..errors import UserError
@@ -63,8 +63,7 @@ def certificate_path(directory: str | Path, name: str) -> Path:
 
 def write_certificates(operators: Iterable[Operator], directory: str | Path) -> list[Path]:
     """Write one certificate per operator; remove certificate files of operators now gone."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_directory(directory)
     written = [
         write_atomic(certificate_path(directory, op.name), certificate_text(op)) for op in operators
     ]

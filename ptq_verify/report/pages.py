@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sympy
 
-from ..atomic import write_atomic
+from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
@@ -372,8 +372,7 @@ def write_pages(
     ``proofs`` is the link from the pages to the proofs folder; by default the relative path
     from ``directory`` to ``./proofs`` of the current folder.
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_directory(directory)
     if proofs is None:
         proofs = Path(os.path.relpath(Path.cwd() / "proofs", directory.resolve())).as_posix()
     entries = [(op, classify(op)) for op in operators]
