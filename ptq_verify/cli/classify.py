@@ -144,7 +144,7 @@ def _parse_params(text: str) -> dict[str, Fraction]:
         try:
             params[name] = exact_number(value) if value.strip() else Fraction(1)
         except ValueError as err:
-            raise UserError(f"--params: item {position} ({name}): {err}") from None
+            raise UserError(f"--params: {name}: {err}") from None
     return params
 
 
