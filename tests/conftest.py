@@ -3,6 +3,8 @@
 ``default`` keeps the suite fast (a few dozen examples per property); ``slow`` runs many more
 before a release: ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow pytest``. Deadlines are off in
 both: some examples evaluate an expression at 60 digits, and a slow example is not a failure.
+Tests marked ``@pytest.mark.slow`` (the deep fuzz run, slow reproducers) run only with
+``--slow``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("default", max_examples=30, deadline=None)
@@ -28,3 +31,15 @@ def pytest_configure(config):
     os.environ["PTQ_VERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="ptq-verify-cache-")
     profile = "slow" if config.getoption("--slow") else os.environ.get("HYPOTHESIS_PROFILE")
     settings.load_profile(profile or "default")
+    config.addinivalue_line(
+        "markers", "slow: a long test (a deep fuzz run, a slow reproducer), run with --slow"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -22,7 +22,9 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise UserError(f"{source}: no such model file")
     try:
         model = onnx.load(str(source))
-    except (DecodeError, ValueError, OSError, RuntimeError) as err:
+    except onnx.checker.ValidationError as err:  # external data outside the model's folder
+        raise UserError(f"{source}: unsafe or missing external data ({_first_line(err)})") from None
+    except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
     if not model.graph.node:
         raise UserError(f"{source}: the ONNX model has no nodes (corrupt or truncated file?)")
