@@ -47,6 +47,12 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"{target}: folder {directory} does not exist")
+    try:  # the one sure test that the folder takes new files (/proc/self does not)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"{target}: cannot write in {directory} ({err.strerror or err})") from None
     return target
 
 
