@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["classify"]:
+        from .classify import shield_expression
+
+        argv = shield_expression(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error, already printed on one line
