@@ -43,3 +43,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture()
+def mlp_files(tmp_path):
+    """A folder with a small float model (mlp.onnx) and its calibration data (calib.npy)."""
+    import models
+    import numpy as np
+    import onnx
+
+    model = tmp_path / "mlp.onnx"
+    onnx.save(models.mlp("Relu"), model)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, models.digits(40))
+    return tmp_path, model, calib

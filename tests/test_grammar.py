@@ -364,24 +364,27 @@ def test_format_refuses_what_the_grammar_cannot_write(expr):
 _LEAVES = ["x", "y", "alpha", "0", "1", "2", "3", "0.5", "1e-3", "2.25", "7", "pi", "1/3"]
 _UNARY_FUNCTIONS = [
     "exp", "log", "sqrt", "abs", "sign", "tanh", "sin", "cos", "erf", "sigmoid", "softplus",
-    "floor", "ceil", "round", "heaviside", "atan",
+    "floor", "ceil", "round", "heaviside", "atan", "atanh", "asin", "cosh",
 ]
 _EXPONENTS = ["2", "3", "-1", "0.5", "(1/3)", "y"]
 _COMPARATORS = ["<", "<=", ">", ">=", "==", "!="]
 
 
 @st.composite
-def expressions(draw: st.DrawFn, depth: int = 4) -> str:
-    """Random text in the grammar: every operator and function, nested up to ``depth``."""
+def expressions(
+    draw: st.DrawFn, depth: int = 4, leaves=tuple(_LEAVES), exponents=tuple(_EXPONENTS)
+) -> str:
+    """Random text in the grammar: every operator and function, nested up to ``depth``
+    (tests/test_fuzz_cli.py draws it with larger leaves and exponents)."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
-        return draw(st.sampled_from(_LEAVES))
-    sub = expressions(depth - 1)
+        return draw(st.sampled_from(leaves))
+    sub = expressions(depth - 1, leaves, exponents)
     kind = draw(st.sampled_from(["binary", "power", "unary", "neg", "extremum", "clip", "where"]))
     if kind == "binary":
         op = draw(st.sampled_from(["+", "-", "*", "/"]))
         return f"({draw(sub)} {op} {draw(sub)})"
     if kind == "power":
-        return f"({draw(sub)})**{draw(st.sampled_from(_EXPONENTS))}"
+        return f"({draw(sub)})**{draw(st.sampled_from(exponents))}"
     if kind == "unary":
         return f"{draw(st.sampled_from(_UNARY_FUNCTIONS))}({draw(sub)})"
     if kind == "neg":

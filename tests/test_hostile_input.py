@@ -10,7 +10,6 @@ import os
 import stat
 
 import hostile
-import models
 import numpy as np
 import onnx
 import pytest
@@ -148,22 +147,13 @@ def test_toml_from_a_fifo_is_refused_without_blocking(tmp_path):
 # -- output paths ------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def quantize_files(tmp_path):
-    model = tmp_path / "mlp.onnx"
-    onnx.save(models.mlp("Relu"), model)
-    calib = tmp_path / "calib.npy"
-    np.save(calib, models.digits(16))
-    return tmp_path, model, calib
-
-
 def _quantize(model, calib, out, *extra) -> hostile.Outcome:
     return hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o", str(out),
                             "--no-progress", *extra], limit=120)
 
 
-def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(quantize_files):
-    tmp, model, calib = quantize_files
+def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(mlp_files):
+    tmp, model, calib = mlp_files
     fifo = tmp / "out.onnx"
     os.mkfifo(fifo)
     outcome = _quantize(model, calib, fifo)
@@ -171,8 +161,8 @@ def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(quantize_files):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
-def test_report_onto_a_fifo_is_refused_before_any_work(quantize_files):
-    tmp, model, calib = quantize_files
+def test_report_onto_a_fifo_is_refused_before_any_work(mlp_files):
+    tmp, model, calib = mlp_files
     fifo = tmp / "report.md"
     os.mkfifo(fifo)
     outcome = _quantize(model, calib, tmp / "q.onnx", "--report", str(fifo))
@@ -180,16 +170,16 @@ def test_report_onto_a_fifo_is_refused_before_any_work(quantize_files):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not (tmp / "q.onnx").exists()
 
 
-def test_report_equal_to_output_is_refused(quantize_files):
-    tmp, model, calib = quantize_files
+def test_report_equal_to_output_is_refused(mlp_files):
+    tmp, model, calib = mlp_files
     outcome = _quantize(model, calib, tmp / "q.onnx", "--report", str(tmp / "q.onnx"))
     _assert_one_line_error(outcome, "name the same file")
     assert not (tmp / "q.onnx").exists()
 
 
 @pytest.mark.parametrize("target", ["/proc/self/mem", "/proc/no-such-folder/q.onnx"])
-def test_unwritable_output_is_one_line(quantize_files, target):
-    _, model, calib = quantize_files
+def test_unwritable_output_is_one_line(mlp_files, target):
+    _, model, calib = mlp_files
     _assert_one_line_error(_quantize(model, calib, target), target)
 
 
@@ -239,16 +229,16 @@ def test_external_data_outside_the_model_folder(tmp_path):
         (hostile.npz_bad_crc, "CRC"),
     ],
 )
-def test_calibration_archive_members_are_checked(quantize_files, make, fragment):
-    tmp, model, _ = quantize_files
+def test_calibration_archive_members_are_checked(mlp_files, make, fragment):
+    tmp, model, _ = mlp_files
     calib = make(tmp / "calib.npz")
     outcome = _quantize(model, calib, tmp / "q.onnx")
     _assert_one_line_error(outcome, fragment)
     assert not (tmp / "q.onnx").exists()
 
 
-def test_zip_bomb_is_refused_before_it_expands(quantize_files, monkeypatch):
-    tmp, model, _ = quantize_files
+def test_zip_bomb_is_refused_before_it_expands(mlp_files, monkeypatch):
+    tmp, model, _ = mlp_files
     monkeypatch.setattr(engine_data, "MAX_DATA_BYTES", 1 << 20)  # forked child inherits it
     bomb = hostile.npz_of_zeros(tmp / "bomb.npz", 4 << 20)
     assert bomb.stat().st_size < 64 << 10
@@ -257,8 +247,8 @@ def test_zip_bomb_is_refused_before_it_expands(quantize_files, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_zip_bomb_is_refused_in_little_memory(quantize_files):
-    tmp, model, _ = quantize_files
+def test_real_zip_bomb_is_refused_in_little_memory(mlp_files):
+    tmp, model, _ = mlp_files
     bomb = hostile.npz_of_zeros(tmp / "bomb.npz", 3 << 30)  # about 3 MB on disk
     outcome = _quantize(model, bomb, tmp / "q.onnx")
     _assert_one_line_error(outcome, "decompressed")
