@@ -167,6 +167,14 @@ def matmul_model() -> onnx.ModelProto:
                   [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
 
 
+def non_utf8_name() -> bytes:
+    """A serialized model whose node name holds a byte that is not UTF-8 (onnx's checker then
+    fails to decode its own error message)."""
+    data = matmul_model().SerializeToString()
+    at = data.index(b"matmul")
+    return data[:at] + b"\xa9" + data[at + 1:]
+
+
 def external_data_outside(folder: Path) -> Path:
     """A model whose weight claims to live in ``../../etc/passwd``."""
     path = folder / "outside.onnx"

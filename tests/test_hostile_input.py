@@ -212,6 +212,20 @@ def test_constant_folding_is_capped(tmp_path, through_constants):
     assert outcome.peak_mb < 1024
 
 
+def test_a_model_with_names_that_are_not_utf8(tmp_path):
+    model = tmp_path / "names.onnx"
+    model.write_bytes(hostile.non_utf8_name())
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "NodeProto.name is not UTF-8")
+
+
+def test_certificate_folder_with_a_fifo_does_not_block(tmp_path):
+    os.mkfifo(tmp_path / "Relu.json")
+    outcome = hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None and outcome.status == 1, outcome.err
+    assert "not a regular file" in outcome.out
+
+
 def test_external_data_outside_the_model_folder(tmp_path):
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..textfile import read_text_file
 from .operator import DeclarationError, Operator
 
 if sys.version_info >= (3, 11):
@@ -27,25 +28,6 @@ _KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc"}
 
 MAX_FILE_BYTES = 1_000_000
 """Largest declaration file read (a catalog of a hundred operators is about 30 kB)."""
-
-
-def _read_text(path: Path) -> str:
-    """The file's text, refusing what is not a regular file (a FIFO would block, /dev/zero
-    never ends) and files above MAX_FILE_BYTES."""
-    if not path.is_file():
-        what = "no such file" if not path.exists() else "not a regular file"
-        raise UserError(f"{path}: {what}")
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UserError(f"{path}: larger than {MAX_FILE_BYTES} bytes; split the declarations")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
 
 
 def _check_inputs(value: object, where: str) -> None:
@@ -88,7 +70,7 @@ def _toml_type(value: object) -> str:
 def load_operators(path: str | Path) -> list[Operator]:
     """Read every ``[[operator]]`` table of a TOML file; UserError names file and operator."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_text_file(path, MAX_FILE_BYTES, "declaration file")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

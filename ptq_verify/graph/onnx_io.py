@@ -28,11 +28,32 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
     if not model.graph.node:
         raise UserError(f"{source}: the ONNX model has no nodes (corrupt or truncated file?)")
+    bad = _non_utf8_string(model)
+    if bad is not None:
+        raise UserError(f"{source}: invalid ONNX model (a {bad} is not UTF-8 text)")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
         raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
+        raise UserError(f"{source}: invalid ONNX model (a name or string is not UTF-8)") from None
     return model
+
+
+def _non_utf8_string(message) -> str | None:
+    """The name of the first string field that is not UTF-8 (protobuf hands such a field over
+    as bytes, and every name of the model ends up in messages and tables), or None."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        for field, value in current.ListFields():
+            if field.type == field.TYPE_STRING:
+                values = [value] if isinstance(value, (str, bytes)) else value
+                if any(not isinstance(v, str) for v in values):
+                    return f"{current.DESCRIPTOR.name}.{field.name}"
+            elif field.type == field.TYPE_MESSAGE:
+                stack.extend([value] if hasattr(value, "ListFields") else value)
+    return None
 
 
 def _first_line(err: BaseException) -> str:

@@ -21,6 +21,7 @@ from ..catalog.operator import Operator
 from ..errors import UserError
 from ..rules import CHECKER_VERSION, Verdict, classify
 from ..rules.recheck import recheck_certificate
+from ..textfile import read_text_file
 
 FORMAT_VERSION = 1
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -82,15 +83,19 @@ def _is_certificate(path: Path) -> bool:
     return isinstance(content, dict) and "verdict" in content and "checker_version" in content
 
 
+MAX_CERTIFICATE_BYTES = 1_000_000
+"""Largest certificate file read (the built-in catalog's largest is a few kB)."""
+
+
 def read_certificate(path: str | Path) -> dict:
     """A certificate file's content; UserError when it is not a certificate."""
     path = Path(path)
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"{path}: cannot read: {err.strerror}") from None
+        content = json.loads(read_text_file(path, MAX_CERTIFICATE_BYTES, "certificate"))
     except ValueError as err:
         raise UserError(f"{path}: not valid JSON: {err}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON: nested too deep") from None
     if not isinstance(content, dict) or not isinstance(content.get("verdict"), dict):
         raise UserError(f"{path}: not a certificate (no 'verdict' object)")
     return content
