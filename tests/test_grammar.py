@@ -202,6 +202,8 @@ REJECTED = [
     ("x**(1/10**1000)", "the exponent of 'x**(1/10**1000)' is too large (numerator and "
      "denominator at most 100)", 1),
     ("x**exp(1000)", "the exponent of 'x**exp(1000)' is too large (at most 100)", 1),
+    ("sqrt(2)**(10**10)*x", "the exponent of 'sqrt(2)**(10**10)' is too large (numerator and "
+     "denominator at most 100)", 1),
     ("exp(exp(exp(1000)))*x", "'exp(exp(1000))' is outside 1e-1000..1e1000 in magnitude", 5),
     ("2**3000*2**3000*x", "'2**3000*2**3000*x' holds a number above 1e1000", 1),
     ("0x" + "f" * 900, "the number '0xffffffffffffffffff...' is too large", 1),

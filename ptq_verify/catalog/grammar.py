@@ -52,8 +52,9 @@ MAX_ARGS = 64
 """Most arguments of one ``max``/``min`` call."""
 
 MAX_EXPONENT = 100
-"""Largest numerator and denominator of a numeric exponent of a non-constant base
-(``x**100``, ``x**(1/100)``): the checker evaluates such powers exactly."""
+"""Largest numerator and denominator of a numeric exponent of a base that is not a rational
+number (``x**100``, ``x**(1/100)``, ``sqrt(2)**100``): the checker evaluates such powers
+exactly. Rational bases are bounded by the size of the result instead (``2**3000``)."""
 
 MAX_NUMBER = 10**1000
 """Largest numerator and denominator of any number the expression holds (literals, and
@@ -577,9 +578,9 @@ class _Parser:
             self.require(sympy.Gt(exponent, 0), node)
         else:
             self.require(sympy.Gt(base, 0), node)
-        if exponent.is_Rational and not base.is_number and (
+        if exponent.is_Rational and not base.is_Rational and (
             abs(exponent.p) > MAX_EXPONENT or exponent.q > MAX_EXPONENT
-        ):
+        ):  # a symbol, or a constant sympy would expand (sqrt(2)**(10**10) is 2**(5*10**9))
             raise self.error(
                 f"the exponent of '{self.segment(node)}' is too large (numerator and "
                 f"denominator at most {MAX_EXPONENT})",
