@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from ptq_verify import Operator
 from ptq_verify.cli import main
+from ptq_verify.report import locations
 from ptq_verify.report import sources as operator_sources
 from ptq_verify.report.pages import operator_page, write_pages
 from ptq_verify.report.plots import curves_coincide, write_plot
@@ -126,6 +128,34 @@ def test_report_from_a_toml_file(tmp_path):
     assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out")]) == 0
     assert "ScaledSwish" in (tmp_path / "out" / "ScaledSwish.md").read_text()
     assert (tmp_path / "out" / "ScaledSwish.png").is_file()
+    # -o DIR writes the certificates next to the pages, and they re-check from there
+    assert (tmp_path / "out" / "certificates" / "ScaledSwish.json").is_file()
+    checked = ["check-proofs", str(tmp_path / "out" / "certificates"), "--file", str(declarations)]
+    assert main(checked) == 0
+
+
+def test_pages_link_only_to_proofs_that_exist(tmp_path, monkeypatch, operators):
+    """Pages written far from the checkout link its proofs by a path that resolves; with no
+    checkout (an installed wheel) they name the theorems without links."""
+    out = tmp_path / "far" / "away"
+    write_pages([operators["Sigmoid"]], out, plots=False)
+    page = (out / "Sigmoid.md").read_text()
+    targets = re.findall(r"\]\(([^)]*\.md)\)", page)
+    assert targets and all((out / t).resolve().is_file() for t in targets)
+    monkeypatch.setattr(locations, "checkout", lambda: None)
+    write_pages([operators["Sigmoid"]], out, plots=False)
+    unlinked = (out / "Sigmoid.md").read_text()
+    assert "refutation.md" not in unlinked and "Theorem 9" in unlinked
+
+
+def test_check_proofs_runs_from_any_folder(tmp_path, monkeypatch, capsys):
+    """Without a folder, check-proofs re-checks the checkout's certificates, not the cwd's."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-proofs"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("certificates re-check")
+    monkeypatch.setattr(locations, "checkout", lambda: None)
+    assert main(["check-proofs"]) == 2
+    assert "check-proofs DIR" in capsys.readouterr().err
 
 
 def test_report_file_without_output_is_a_user_error(tmp_path, capsys):
