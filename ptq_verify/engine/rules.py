@@ -49,11 +49,15 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
 
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
-    polynomial with integer coefficients (no parameter in ``real_params`` kept as a float)."""
+    polynomial with integer coefficients (no parameter in ``real_params`` kept as a float, and
+    no parameter that only the witness knows, such as a resize's blend weight: no ONNX input or
+    attribute carries it, so the engine cannot make it an integer)."""
     if is_lattice_selection(op):
         return True
     symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
-    if any(op.symbols[p] in op.expr.free_symbols for p in real_params):
+    carried = {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+    floats = set(real_params) | (set(op.params) - carried)
+    if any(op.symbols[p] in op.expr.free_symbols for p in floats):
         return False
     try:
         poly = sympy.Poly(op.expr, *symbols)
