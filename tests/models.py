@@ -281,3 +281,30 @@ def scaled_by_constant(constant: float, seed: int = 16) -> onnx.ModelProto:
     factors[::2] = abs(constant)
     h = b.add("Mul", [h, b.const(factors)])
     return b.model(b.dense(h, 16, 10), "scaled")
+
+
+def step_between(op_type: str, seed: int = 20) -> onnx.ModelProto:
+    """A discontinuous operator (Sign, Round) between two layers: rounding its input across a
+    jump changes its output by the whole jump."""
+    b = Builder(seed)
+    h = b.add(op_type, [b.dense("input", 64, 16)])
+    return b.model(b.dense(h, 16, 10), f"{op_type.lower()}_between")
+
+
+def comparison_output(seed: int = 21) -> onnx.ModelProto:
+    """Logits compared with a constant: the graph output is bool."""
+    b = Builder(seed)
+    out = b.add("Greater", [b.dense("input", 64, 10), b.const(np.array(0.1, np.float32))])
+    model = b.model(out, "greater_output")
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.BOOL
+    return model
+
+
+def argmax_output(seed: int = 22) -> onnx.ModelProto:
+    """The predicted class as the graph output: int64, one per sample."""
+    b = Builder(seed)
+    out = b.add("ArgMax", [b.dense("input", 64, 10)], axis=1, keepdims=0)
+    model = b.model(out, "argmax_output")
+    model.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("logits", TensorProto.INT64, ["batch"]))
+    return model

@@ -12,6 +12,7 @@ from functools import cache
 
 import sympy
 
+from ..catalog.grammar import STEP_FUNCTIONS
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
 
@@ -44,6 +45,47 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
     if isinstance(expr, sympy.Piecewise):
         return all(_lattice(value, elements) and not (condition.free_symbols & elements)
                    for value, condition in expr.args)
+    return False
+
+
+def jumps(op: Operator) -> bool:
+    """Whether the declared function may be discontinuous in its input elements: a step
+    function of the grammar (sign, floor, ceil, round) applied to them, or a Piecewise whose
+    branches differ where an element-dependent condition turns (Sign, Round, ThresholdedRelu,
+    the comparisons, ArgMax; not Relu, LeakyRelu or Elu, whose branches meet). Rounding its
+    input can move it across a jump: its output then changes by the jump, not by the rounding.
+    Undecidable boundaries count as jumps."""
+    return _jumps(op.expr, frozenset(op.symbols[e] for e in op.element_names))
+
+
+@cache
+def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
+    if not expr.free_symbols & elements:
+        return False
+    if isinstance(expr, STEP_FUNCTIONS):
+        return True
+    if isinstance(expr, sympy.Piecewise):
+        for index, (value, condition) in enumerate(expr.args):
+            rest = sympy.Piecewise(*expr.args[index + 1:]) if index + 1 < len(expr.args) else None
+            for relation in condition.atoms(sympy.core.relational.Relational):
+                if relation.free_symbols & elements and (
+                        rest is None or not _meets(value, rest, relation, elements)):
+                    return True
+    return any(_jumps(arg, elements) for arg in expr.args)
+
+
+def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -> bool:
+    """Whether two branches agree everywhere on the boundary lhs = rhs of ``relation``."""
+    boundary = relation.lhs - relation.rhs
+    for element in sorted(boundary.free_symbols & elements, key=str):
+        try:
+            solutions = sympy.solve(boundary, element, dict=False)
+        except (NotImplementedError, TypeError, ValueError):
+            continue
+        if len(solutions) == 1:
+            gap = (value - rest).xreplace({element: solutions[0]})
+            gap = sympy.piecewise_fold(gap)
+            return bool(sympy.simplify(gap) == 0)
     return False
 
 
