@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import examples
+from ..errors import UserError
 
 HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
         + "; a file of that name wins)")
@@ -17,5 +18,6 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
         return path, None
     example = examples.model_path(text)
     if example is None:
-        return path, None
+        known = ", ".join(examples.names())
+        raise UserError(f"{text}: no such model file, nor an example ({known})")
     return example, examples.calibration_path(text)
