@@ -126,9 +126,9 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
-        # tensor -> (source, its scale, non-negative) of the step that made its codes, so that a
-        # node whose function jumps can take the same tensor at MAX_BITS instead
-        self._sources: dict[str, tuple[str, np.ndarray | float, bool]] = {}
+        # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
+        # so that a node whose function jumps can take the same tensor at MAX_BITS instead
+        self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
 
     # -- ranges and scales ---------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class _Builder:
         self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round))
         code = Code(dst, scale, low, high)
         self.codes[tensor] = code
-        self._sources[tensor] = (src, scale_of_src, nonnegative)
+        self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round)
         return code
 
     def dequantized(self, tensor: str) -> str:
@@ -211,7 +211,7 @@ class _Builder:
             if self.bits >= MAX_BITS or name not in self._sources:
                 kept.append(name)
                 continue
-            src, scale_of_src, nonnegative = self._sources[name]
+            src, scale_of_src, nonnegative, pre_round = self._sources[name]
             levels = 2**MAX_BITS - 1 if nonnegative else 2 ** (MAX_BITS - 1) - 1
             reach = self.cal.clip(name, levels) if name in self.cal.stats else 0.0
             if not np.isfinite(reach) or reach <= 0:
@@ -221,7 +221,7 @@ class _Builder:
             factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
             dst = self.fresh(f"{name}:{MAX_BITS}bit")
             low = 0.0 if nonnegative else -float(levels)
-            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels)))
+            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round))
             held[name] = self.codes[name]
             self.codes[name] = Code(dst, scale, low, float(levels))
         what = (f"{node.label} is discontinuous: an input rounded across a jump changes its "
