@@ -59,7 +59,8 @@ def test_the_rule_property_alone_catches_a_kernel_that_breaks_for_large_scales()
     saturating = Operator("Relu", "x", "max(x, 0)", kernel=lambda x: np.clip(x, 0, 1e6))
     pass_through = Rule(RuleKind.PASS_THROUGH, Fraction(1))
     message = _failure(lambda: check_rule(saturating, pass_through, max_examples=RARE))
-    assert "(b) the rule pass_through does not hold for the kernel (one common scale)" in message
+    # one common scale or per-channel scales: either of (b)'s scale draws may find it first
+    assert "(b) the rule pass_through does not hold for the kernel (" in message
     assert "1000000.0" in message
     assert "value is wrong" in message
 
