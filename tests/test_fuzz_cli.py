@@ -192,8 +192,8 @@ def cases(draw: st.DrawFn) -> tuple[list[str], dict[str, bytes]]:
     if kind == "classify":
         return draw(classify_case()), {}
     if kind == "toml":
-        command = draw(st.sampled_from(["classify", "check-proofs"]))
-        return [command, "--file", "ops.toml"], {"ops.toml": draw(toml_text()).encode()}
+        command = draw(st.sampled_from([["classify"], ["check-proofs", "."]]))
+        return [*command, "--file", "ops.toml"], {"ops.toml": draw(toml_text()).encode()}
     return draw(model_case())
 
 

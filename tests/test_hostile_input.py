@@ -126,7 +126,8 @@ TOML = [
 def test_toml_types_are_checked(tmp_path, command, text, fragment):
     path = tmp_path / "ops.toml"
     path.write_text(text)
-    outcome = hostile.run_cli([command, "--file", str(path)], limit=QUICK_LIMIT)
+    folder = [str(tmp_path)] if command == "check-proofs" else []  # its certificates' folder
+    outcome = hostile.run_cli([command, *folder, "--file", str(path)], limit=QUICK_LIMIT)
     _assert_one_line_error(outcome, str(path), fragment)
 
 
@@ -224,6 +225,19 @@ def test_certificate_folder_with_a_fifo_does_not_block(tmp_path):
     outcome = hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT)
     assert hostile.broken_promise(outcome) is None and outcome.status == 1, outcome.err
     assert "not a regular file" in outcome.out
+
+
+def test_report_certificates_next_to_a_fifo_do_not_block(tmp_path):
+    toml = tmp_path / "ops.toml"
+    toml.write_text("[[operator]]\nname = 'Twice'\nexpr = '2*x'\n")
+    certificates = tmp_path / "certificates"
+    certificates.mkdir()
+    os.mkfifo(certificates / "Other.json")
+    outcome = hostile.run_cli(["report", "--file", str(toml), "-o", str(tmp_path / "pages"),
+                               "--certificates", str(certificates), "--no-plots"],
+                              limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None and outcome.status == 0, outcome.err
+    assert (certificates / "Other.json").is_fifo() and (certificates / "Twice.json").is_file()
 
 
 def test_external_data_outside_the_model_folder(tmp_path):

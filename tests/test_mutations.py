@@ -8,12 +8,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from depth import examples
 
 from ptq_verify.catalog import CATALOG, Operator
 from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict, classify
 from ptq_verify.testing import check_counterexample, check_operator, check_rewrites, check_rule
 
-RARE = 300
+RARE = examples(300)
 """Examples for mutations that only a region of the inputs exposes (x or s*x above 1e6): about one
 example in ten lands there, so 30 examples miss it a few times in a hundred runs; 300 do not
 (and cost nothing more once the failure is found, which stops the search)."""

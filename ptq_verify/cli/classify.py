@@ -88,9 +88,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n\n".join("\n".join(explain(v)) for v in verdicts))
     else:
         _print_table(verdicts)
-    if args.expect and any(v.rule.kind.value != args.expect for v in verdicts):
-        return 1
-    return 0
+    if not args.expect:
+        return 0
+    differing = [v for v in verdicts if v.rule.kind.value != args.expect]
+    for v in differing:
+        print(f"ptq-verify classify: --expect: {v.operator} ({v.expression}): expected "
+              f"{args.expect}, found {v.rule.describe()}", file=sys.stderr)
+    return 1 if differing else 0
 
 
 def _operators(args: argparse.Namespace):

@@ -6,14 +6,17 @@ import json
 from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_atomic
+from ..errors import UserError
+from .models import HELP, resolve_model
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "quantize", help="quantize an ONNX model to n bits, each node by its proved rule")
-    p.add_argument("model", help="the float ONNX model")
-    p.add_argument("--calib", required=True,
-                   help=".npz (one array per model input, keyed by name, batch first) or .npy")
+    p.add_argument("model", help=HELP)
+    p.add_argument("--calib",
+                   help=".npz (one array per model input, keyed by name, batch first) or .npy "
+                   "(required, except for an example model: its own calibration data)")
     p.add_argument("--bits", type=int, default=8, help="2 to 16 (default 8)")
     p.add_argument("-o", "--output", required=True, help="the quantized ONNX model to write")
     p.add_argument(
@@ -48,15 +51,19 @@ def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
 
     check_bits(args.bits, "--bits")
-    source, target = Path(args.model), Path(args.output)
-    inputs = (source, args.calib)
+    source, example_calibration = resolve_model(args.model)
+    calib = args.calib or example_calibration
+    if calib is None:
+        raise UserError(f"{source}: give its calibration data with --calib")
+    target = Path(args.output)
+    inputs = (source, calib)
     # every output path is checked before the work, so a bad one costs nothing
     check_distinct({"-o": target, "--report": args.report})
     for output in (target, args.report):
         if output is not None:
             check_output(output, inputs=inputs)
     graph = load_model(source)
-    data = read_data_file(args.calib, graph)
+    data = read_data_file(calib, graph)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
                             progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
@@ -72,7 +79,7 @@ def run(args) -> int:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
-        print(table(model, source, target))
+        print(table(model, args.model if example_calibration else source, target))
     return 0
 
 

@@ -32,7 +32,7 @@ from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from .certificate import Counterexample, Proof, ProofCase, Verdict
 from .certified import NumericFunction, certified_nonzero, certified_zero
-from .lattice import Rule, RuleKind
+from .lattice import Partition, Rule, RuleKind
 from .rewrite import zero_residual
 
 CHECKER_VERSION = "1"
@@ -68,10 +68,21 @@ class Candidate:
     degree: Fraction
     input_degrees: tuple[Fraction, ...] | None
     param_exponents: dict[str, Fraction]
+    partition: Partition | None = None
 
     def rule(self, n_inputs: int) -> Rule:
         """The rule this candidate is, for an operator with ``n_inputs`` input tensors."""
-        return Rule.classify(self.degree, self.input_degrees, self.param_exponents, n_inputs)
+        return Rule.classify(
+            self.degree, self.input_degrees, self.param_exponents, n_inputs, self.partition
+        )
+
+
+def group_scale_symbols(op: Operator, groups: tuple[int, ...]) -> list[sympy.Symbol]:
+    """One positive symbol per scale group: ``s`` for a single group, else ``s_<first tensor>``."""
+    count = max(groups, default=0) + 1
+    if count == 1:
+        return [scale_symbol()]
+    return [scale_symbol(op.inputs[groups.index(g)].name) for g in range(count)]
 
 
 def exact_sides(
@@ -94,21 +105,24 @@ class InexactPoint(ValueError):
 
 
 def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sympy.Expr]:
-    """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols."""
+    """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols.
+
+    One scale per scale group of the rule (see ``Rule.scale_groups``): ``s`` when all inputs
+    share it, ``s_<tensor>`` per group otherwise; parameters take products of group scales.
+    """
+    groups = candidate.rule(len(op.inputs)).scale_groups(len(op.inputs))
+    scales = group_scale_symbols(op, groups.groups)
     swap: dict[sympy.Symbol, sympy.Expr] = {}
-    factor = sympy.S.One
-    for position, tensor in enumerate(op.inputs):
-        s = scale_symbol(tensor.name if candidate.input_degrees else None)
+    for tensor, group in zip(op.inputs, groups.groups):
         for element in tensor.elements:
-            swap[op.symbols[element]] = s * op.symbols[element]
-        if candidate.input_degrees:
-            factor *= s ** _rational(candidate.input_degrees[position])
-    s = scale_symbol()
-    for param, k in candidate.param_exponents.items():
-        swap[op.symbols[param]] = s ** _rational(k) * op.symbols[param]
-    if not candidate.input_degrees:
-        factor = s ** _rational(candidate.degree)
-    return op.expr.xreplace(swap), factor * op.expr
+            swap[op.symbols[element]] = scales[group] * op.symbols[element]
+    for param, ks in groups.param_exponents.items():
+        swap[op.symbols[param]] = _monomial(scales, ks) * op.symbols[param]
+    return op.expr.xreplace(swap), _monomial(scales, groups.degrees) * op.expr
+
+
+def _monomial(scales: list[sympy.Symbol], exponents) -> sympy.Expr:
+    return sympy.Mul(*[s ** _rational(Fraction(k)) for s, k in zip(scales, exponents)])
 
 
 def sign_cases(op: Operator) -> list[str]:
@@ -251,16 +265,18 @@ class Checker:
                 found.append(point)
         return found
 
-    def scaled(self, point: dict, scales: dict[str, mpmath.mpf], exps: dict) -> dict:
-        """The point with each tensor scaled and each parameter rescaled by s^k."""
+    def scaled(
+        self, point: dict, groups: Partition, scales: list[mpmath.mpf]
+    ) -> tuple[dict, mpmath.mpf]:
+        """The point moved by one scale per group (parameters by products of them), and the
+        factor prod_g s_g^d_g the rule promises the output is multiplied by."""
         out = dict(point)
-        for tensor in self.op.inputs:
+        for tensor, group in zip(self.op.inputs, groups.groups):
             for e in tensor.elements:
-                out[e] = point[e] * scales[tensor.name]
-        common = scales.get(None, mpmath.mpf(1))
-        for p, k in exps.items():
-            out[p] = point[p] * mpmath.power(common, _mpq(k))
-        return out
+                out[e] = point[e] * scales[group]
+        for p, ks in groups.param_exponents.items():
+            out[p] = point[p] * _power_product(scales, ks)
+        return out, _power_product(scales, groups.degrees)
 
     def euler_rows(self, points: list[dict]) -> list[tuple[mpmath.mpf, list, list]]:
         """Per usable point: f, d f/dt along each tensor's scaling, and along each parameter's."""
@@ -310,6 +326,7 @@ class Checker:
             separable = self._separable_candidate(rows)
             if separable is not None:
                 found.append(separable)
+            found += self._partition_candidates(rows)
         # Parameters f does not vary with almost anywhere (thresholds: Shrink's lambd) are
         # invisible to Euler's identity; the natural guess is that they scale like the output.
         invisible = [
@@ -328,7 +345,8 @@ class Checker:
                             exponents.update({p: candidate.degree for p in extra})
                             variants.append(Candidate(candidate.degree, None, exponents))
                     found += [v for v in variants if v not in found]
-        # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first)
+        # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first,
+        # then partitions, finest first)
         found.sort(key=lambda c: (len(c.param_exponents), c.degree != 1))
         return found
 
@@ -343,6 +361,50 @@ class Checker:
                 return None
             degrees.append(degree)
         return Candidate(sum(degrees, Fraction(0)), tuple(degrees), {})
+
+    def _partition_candidates(self, rows) -> list[Candidate]:
+        """Rules with scale groups between one shared scale and one scale per tensor.
+
+        Euler's identity splits by group: for each group G of tensors,
+        sum_{T in G} x_T . grad_T f + sum_p k_pG p df/dp = d_G f, linear in (d_G, k_G), so each
+        group's degree and parameter exponents come from its own least-squares solve. Finer
+        partitions come first; one group per tensor is tried only with parameters (without
+        them it is the separable candidate).
+        """
+        n = len(self.op.inputs)
+        if n > _MAX_PARTITION_TENSORS:
+            return []
+        found = []
+        for groups in _set_partitions(n):
+            count = max(groups) + 1
+            if count == 1 or (count == n and not self.op.params):
+                continue
+            solved = [self._group_solution(rows, groups, g) for g in range(count)]
+            if any(s is None for s in solved):
+                continue
+            exponents = {
+                p: tuple(k.get(p, Fraction(0)) for _, k in solved)
+                for p in self.op.params
+                if any(p in k for _, k in solved)
+            }
+            partition = Partition(groups, tuple(d for d, _ in solved), exponents)
+            degree, shared = partition.shared()
+            found.append(Candidate(degree, None, shared, partition))
+        return found
+
+    def _group_solution(self, rows, groups: tuple[int, ...], group: int):
+        """(d_G, {p: k_pG}) for one group from Euler's identity, or None."""
+        members = [t for t, g in enumerate(groups) if g == group]
+        matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
+        target = [sum(g_t[t] for t in members) for _, g_t, _ in rows]
+        solution = _float_least_squares(matrix, target)
+        if solution is None:
+            return None
+        rounded = [self.rational(v) for v in solution]
+        if any(v is None for v in rounded):
+            return None
+        exponents = {p: k for p, k in zip(self.op.params, rounded[1:]) if k != 0}
+        return rounded[0], exponents
 
     def _joint_candidates(self, rows, support: tuple[str, ...]) -> list[Candidate]:
         """Solve f*d - sum_p G_p k_p = sum_T G_T for (d, k_support) by least squares."""
@@ -372,23 +434,15 @@ class Checker:
         return solutions
 
     def _holds_numerically(self, candidate: Candidate, points: list[dict]) -> bool:
+        groups = candidate.rule(len(self.op.inputs)).scale_groups(len(self.op.inputs))
         for point in points:
             mp_point = _mp(point)
             base = self.value(mp_point)
             for s_value in _SCALES[:2]:  # 2 and 3: logarithms with an irrational ratio
-                s = mpmath.mpf(s_value.numerator) / s_value.denominator
-                scales = {None: s}
-                if candidate.input_degrees:
-                    # far-apart scales per tensor, so that a shared-scale rule shows its failure
-                    factor = mpmath.mpf(1)
-                    for position, tensor in enumerate(self.op.inputs):
-                        own = s * mpmath.mpf(5) ** position
-                        scales[tensor.name] = own
-                        factor *= mpmath.power(own, _mpq(candidate.input_degrees[position]))
-                else:
-                    factor = mpmath.power(s, _mpq(candidate.degree))
-                    scales.update({tensor.name: s for tensor in self.op.inputs})
-                moved = self.value(self.scaled(mp_point, scales, candidate.param_exponents))
+                # far-apart scales per group, so that a shared-scale rule shows its failure
+                scales = [_mpq(s_value) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
+                moved_point, factor = self.scaled(mp_point, groups, scales)
+                moved = self.value(moved_point)
                 if moved is None or base is None:
                     return False
                 if abs(moved - factor * base) > mpmath.mpf(10) ** (4 - _DPS) * (
@@ -650,7 +704,23 @@ def _subsets(names: list[str], most: int = 4) -> list[tuple[str, ...]]:
     return [c for size in range(1, len(names) + 1) for c in itertools.combinations(names, size)]
 
 
+_MAX_PARTITION_TENSORS = 4  # 15 set partitions of 4 tensors; more would be slow and rare
 _MAX_BREAKPOINTS = 12
+
+
+def _set_partitions(n: int) -> list[tuple[int, ...]]:
+    """Every partition of n tensors into groups (restricted growth strings), finest first."""
+    found: list[tuple[int, ...]] = []
+
+    def grow(prefix: tuple[int, ...]) -> None:
+        if len(prefix) == n:
+            found.append(prefix)
+            return
+        for g in range(max(prefix, default=-1) + 2):
+            grow((*prefix, g))
+
+    grow(())
+    return sorted(found, key=lambda groups: -max(groups, default=0))
 # at a breakpoint b, just past it, and where the scales 2, 3 and 7/5 carry a point across it
 _AROUND = (Fraction(1), Fraction(3, 4), Fraction(5, 4), Fraction(1, 2), Fraction(2, 3),
            Fraction(5, 7), Fraction(3, 2))
@@ -724,6 +794,13 @@ def _euler_inconsistency(op: Operator, rows: list) -> tuple:
     if solution is None:
         return None, None
     return _residual_norm(matrix, target, solution), mpmath.norm(mpmath.matrix(target)) + 1
+
+
+def _power_product(scales: list[mpmath.mpf], exponents) -> mpmath.mpf:
+    product = mpmath.mpf(1)
+    for scale, k in zip(scales, exponents):
+        product *= mpmath.power(scale, _mpq(Fraction(k)))
+    return product
 
 
 def _mp(point: dict) -> dict:

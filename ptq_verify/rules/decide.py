@@ -136,52 +136,38 @@ def validated(op: Operator, verdict: Verdict) -> Verdict:
 
 
 def spot_check(op: Operator, rule: Rule) -> list[str]:
-    """Problems seen evaluating ``rule`` at fresh points, one scale per tensor position."""
+    """Problems seen evaluating ``rule`` at fresh points, one scale per tensor position.
+
+    Scales are assigned by the rule's scale groups over tensor positions, far apart between
+    groups (a rule that needs a shared scale fails visibly), never by tensor names.
+    """
+    with mpmath.workdps(_DPS):
+        return _spot_check(op, rule)
+
+
+def _spot_check(op: Operator, rule: Rule) -> list[str]:
     checker = Checker(op)
     checker.rng = random.Random(f"spot-check:{op.expr}:{op.inputs}")  # not the search's points
-    names = (*op.element_names, *op.params)
-    position = {e: i for i, tensor in enumerate(op.inputs) for e in tensor.elements}
+    groups = rule.scale_groups(len(op.inputs))
     for point in checker.points(params=None, count=_SPOT_POINTS):
-        base = checker.numeric([_mp(point[n]) for n in names])
+        mp_point = {n: _mp(v) for n, v in point.items()}
+        base = checker.value(mp_point)
         if base is None:
             continue
         for s in _SPOT_SCALES:
-            scales = _scales(op, rule, s)
-            moved = []
-            for n in names:
-                value = _mp(point[n])
-                if n in position:
-                    value *= _mp(scales[position[n]])
-                elif n in rule.param_exponents:
-                    value *= mpmath.power(_mp(s), _mp(rule.param_exponents[n]))
-                moved.append(value)
-            lhs = checker.numeric(moved)
+            scales = [_mp(s) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
+            moved, factor = checker.scaled(mp_point, groups, scales)
+            lhs = checker.value(moved)
             if lhs is None:
                 continue
-            rhs = _factor(rule, scales, s) * base
+            rhs = factor * base
             if abs(lhs - rhs) > mpmath.mpf(10) ** (8 - _DPS) * (abs(lhs) + abs(rhs)) + (
                 mpmath.mpf(10) ** -_DPS
             ):
-                where = ", ".join(f"{n} = {point[n]}" for n in names)
-                scaled = ", ".join(str(x) for x in scales)
-                return [f"{rule.describe()} fails numerically at {where}, scales {scaled}"]
+                where = ", ".join(f"{n} = {v}" for n, v in point.items())
+                shown = ", ".join(mpmath.nstr(x, 6) for x in scales)
+                return [f"{rule.describe()} fails numerically at {where}, group scales {shown}"]
     return []
-
-
-def _scales(op: Operator, rule: Rule, s: Fraction) -> list[Fraction]:
-    """One scale per tensor position: distinct ones where the rule lets tensors scale apart."""
-    if rule.input_degrees is None:
-        return [s] * len(op.inputs)
-    return [s * Fraction(5) ** position for position in range(len(op.inputs))]
-
-
-def _factor(rule: Rule, scales: list[Fraction], s: Fraction) -> mpmath.mpf:
-    if rule.input_degrees is None:
-        return mpmath.power(_mp(s), _mp(rule.degree))
-    factor = mpmath.mpf(1)
-    for scale, degree in zip(scales, rule.input_degrees):
-        factor *= mpmath.power(_mp(scale), _mp(Fraction(degree)))
-    return factor
 
 
 def _mp(q: Fraction) -> mpmath.mpf:

@@ -29,6 +29,7 @@ from .checker import (
     sign_symbol,
     stable_euler_residual,
 )
+from .lattice import Partition
 from .rewrite import zero_residual
 
 _SIGNS = ("positive", "negative", "zero")
@@ -83,6 +84,12 @@ def _same_text(text: str, expr: sympy.Expr, op: Operator) -> bool:
 def _candidate(op: Operator, verdict: dict) -> Candidate:
     exact = verdict["exact"]
     exponents = {p: Fraction(k) for p, k in exact["param_exponents"].items()}
+    if exact.get("partition"):
+        partition = Partition.from_json(exact["partition"])
+        if len(partition.groups) != len(op.inputs):
+            raise ValueError("a partition needs one group per input tensor")
+        degree, shared = partition.shared()
+        return Candidate(degree, None, shared, partition)
     if exact["input_degrees"] is not None:
         degrees = tuple(Fraction(d) for d in exact["input_degrees"])
         if len(degrees) != len(op.inputs):
