@@ -167,6 +167,20 @@ def matmul_model() -> onnx.ModelProto:
                   [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
 
 
+def initializer_larger_than_its_shape() -> onnx.ModelProto:
+    """The weight's dims say 4 values, its data holds 16."""
+    model = matmul_model()
+    del model.graph.initializer[0].dims[1:]
+    return model
+
+
+def unknown_element_type() -> onnx.ModelProto:
+    """The output declares element type 109, which no ONNX version defines."""
+    model = matmul_model()
+    model.graph.output[0].type.tensor_type.elem_type = 109
+    return model
+
+
 def non_utf8_name() -> bytes:
     """A serialized model whose node name holds a byte that is not UTF-8 (onnx's checker then
     fails to decode its own error message)."""

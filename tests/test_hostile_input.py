@@ -220,6 +220,19 @@ def test_a_model_with_names_that_are_not_utf8(tmp_path):
     _assert_one_line_error(outcome, "NodeProto.name is not UTF-8")
 
 
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [(hostile.initializer_larger_than_its_shape, "initializer 'w': cannot reshape"),
+     (hostile.unknown_element_type, "tensor 'y': unknown element type 109")],
+)
+def test_models_the_onnx_checker_lets_through(tmp_path, make, fragment):
+    """Found by the deep fuzz run: defects onnx.checker does not see."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(make().SerializeToString())
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "invalid ONNX model", fragment)
+
+
 def test_certificate_folder_with_a_fifo_does_not_block(tmp_path):
     os.mkfifo(tmp_path / "Relu.json")
     outcome = hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT)

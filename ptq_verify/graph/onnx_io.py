@@ -66,11 +66,14 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
     if kind != "tensor_type":
         return None
     tensor = value.type.tensor_type
-    dtype = (
-        np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        if tensor.elem_type
-        else np.dtype(np.float32)
-    )
+    try:
+        dtype = (
+            np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            if tensor.elem_type
+            else np.dtype(np.float32)
+        )
+    except (KeyError, TypeError):
+        raise UserError(f"tensor {value.name!r}: unknown element type {tensor.elem_type}") from None
     shape = None
     if tensor.HasField("shape"):
         shape = tuple(
@@ -83,7 +86,7 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
 def _attribute(attr: onnx.AttributeProto) -> Any:
     value = helper.get_attribute_value(attr)
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return _array(value)
     return value
 
 
@@ -94,7 +97,23 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         inferred = model
     g = inferred.graph
-    initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    try:
+        initializers = {t.name: _array(t) for t in g.initializer}
+        return _graph(model, g, initializers, source)
+    except UserError as err:
+        raise UserError(f"{source}: invalid ONNX model ({err})") from None
+
+
+def _array(tensor: onnx.TensorProto) -> np.ndarray:
+    """An initializer's values; UserError when its data does not fit its shape or type."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"initializer {tensor.name!r}: {_first_line(err)}") from None
+
+
+def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, source: str) -> Graph:
+    """The Graph of an (inferred) graph proto whose initializers are already read."""
     inputs = [
         info for v in g.input if v.name not in initializers and (info := _tensor_info(v))
     ]
