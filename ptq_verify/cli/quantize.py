@@ -39,6 +39,14 @@ def register(subparsers) -> None:
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
                    help="leave the outputs as integer codes (scales in the model metadata)")
+    p.add_argument("--format", default="qdq",
+                   help="qdq (default): QuantizeLinear/DequantizeLinear, int8 weights, int32 "
+                   "biases, for onnxruntime's integer kernels and deployment toolchains (at "
+                   "most 8 bits); simulation: the engine's exact arithmetic as float32 ops "
+                   "on integer-valued tensors (any width, the reference)")
+    p.add_argument("--encoding", default="s8s8",
+                   help="how qdq codes sit in 8-bit containers (default s8s8; u8u8 cannot "
+                   "saturate on x86 CPUs without VNNI, see docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,8 +55,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+    from ..engine.lower import check_format
 
     check_bits(args.bits, "--bits")
+    check_format(args.format, args.bits, args.encoding)
     source, target = Path(args.model), Path(args.output)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise UserError(f"{target}: the output path is the input model; choose another path")
@@ -61,12 +71,14 @@ def run(args) -> int:
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
-    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))
+    exported = model.to_onnx(args.format, encoding=args.encoding)
+    write_atomic(target, exported.SerializeToString(), inputs=(source, args.calib))
     summary = summary_rows(model)
     if args.report:
         write_atomic(args.report, markdown(model, source, target), inputs=(source, args.calib))
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
+                          "format": args.format,
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, source, target))

@@ -33,7 +33,7 @@ from .rounding import (
     weight_matrix,
 )
 from .rules import is_integer_polynomial, is_lattice_selection, weight_layout
-from .steps import NodeStep, ScaleStep
+from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
 FIXED_POINT_BITS = 16
@@ -164,7 +164,10 @@ class _Builder:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
         scale = levels / reach
-        return scale, (0.0 if unsigned else -float(levels)), float(levels)
+        # Signed codes use the two's-complement range [-2^(n-1), 2^(n-1)-1]: the scale is set
+        # by the symmetric levels, and the extra negative code holds outliers below the
+        # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
+        return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -179,7 +182,7 @@ class _Builder:
         scale, low, high = self.target(tensor, nonnegative)
         factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
         dst = self.fresh(tensor)
-        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round))
+        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale))
         code = Code(dst, scale, low, high)
         self.codes[tensor] = code
         return code
@@ -210,7 +213,7 @@ class _Builder:
         for node, plan in zip(self.graph.nodes, plans):
             op = self._ops[node.name]
             if plan.action is Action.STATIC:
-                self.steps.append(NodeStep(node, op))
+                self.steps.append(NodeStep(node, op, source=node))
                 self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                                plan.text, "-"))
             elif plan.action is Action.COMPENSATE:
@@ -235,7 +238,7 @@ class _Builder:
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
         outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
-        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op))
+        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op, source=node))
         scales = []
         nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):
@@ -254,6 +257,7 @@ class _Builder:
         tensors = [t.name for t in op.inputs]
         inputs = list(node.inputs)
         constants: dict[str, np.ndarray] = {}
+        integers: dict[str, IntegerParam] = {}  # which constants are integers, at what scale
         tensor_scale: dict[str, float] = {}
         consts = self.graph.initializers
         aligned = rule.kind is RuleKind.ALIGNED
@@ -268,7 +272,8 @@ class _Builder:
                 code = self.codes[name]
                 if aligned and code.scale != common:
                     dst = self.fresh(f"{name}:aligned")
-                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale)))
+                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
+                                                scale=common))
                     inputs[slot] = dst
                 else:
                     inputs[slot] = code.name
@@ -282,6 +287,7 @@ class _Builder:
                 scale = _weight_scale(consts[name], self.signed_max)
                 inputs[slot] = self.fresh(f"{name}:int")
                 constants[inputs[slot]] = np.round(consts[name] * scale).astype(np.float32)
+                integers[inputs[slot]] = IntegerParam("weight", scale)
                 tensor_scale[binding] = scale
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
@@ -293,7 +299,7 @@ class _Builder:
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
-        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants)
+        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers)
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding is None or binding in tensors:
@@ -309,9 +315,11 @@ class _Builder:
                 if shift is not None and shift.shape == np.shape(value):
                     value = value - shift
                     self._corrected.add(node.name)
-                bias = value * param_scale**k * _bias_scale(weight_scale, consts[name])
+                bias_scale = param_scale**k * _bias_scale(weight_scale, consts[name])
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(bias).astype(np.float32)
+                constants[inputs[slot]] = np.round(value * bias_scale).astype(np.float32)
+                integers[inputs[slot]] = IntegerParam(
+                    "bias", bias_scale, None if np.ndim(bias_scale) == 0 else np.ndim(value) - 1)
                 continue
             real.update(params)
             if len(exponents) > 1:
@@ -336,7 +344,7 @@ class _Builder:
         if weight_scale is not None:
             acc_scale = acc_scale * weight_scale
         outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
-        step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants)
+        step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants, node, integers)
         self.steps.append(step)
         nonneg = self._nonnegative(node, op, plan)
         integer = is_integer_polynomial(op, real)
@@ -412,8 +420,8 @@ class _Builder:
                         "bound, so the node cannot be quantized"
                     )
 
-    def _weights(self, node: Node, op: Operator, layout, inputs: list,
-                 constants: dict) -> tuple[np.ndarray | float | None, int | None]:
+    def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
+                 integers: dict) -> tuple[np.ndarray | float | None, int | None]:
         """Quantize the weight inputs to integers; return their scale and the output axis
         a per-channel scale runs along."""
         if layout is None:
@@ -427,13 +435,14 @@ class _Builder:
         peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
                    for w in (consts[node.inputs[s]] for s in slots))
         scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
-        out_axis = None
+        out_axis = weight_axis = None
         if self.per_channel and len(slots) == 1:
-            scale, out_axis = self._per_channel(node, op, layout, slots[0], scale)
+            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0], scale)
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
             constants[inputs[slot]] = self._round_weights(node, weight, scale).astype(np.float32)
+            integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
             magnitude = np.abs(constants[inputs[slot]])
             bound = self.unsigned_max * max(  # the output channel is the first or last axis
                 float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
@@ -499,7 +508,7 @@ class _Builder:
     def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
         target = self._target(node, op, layout, slot)
         if target is None:
-            return fallback, None
+            return fallback, None, None
         bias_slots, weight_axis, out_axis = target.bias_slots, target.weight_axis, target.out_axis
         weight = self.graph.initializers[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
@@ -508,8 +517,8 @@ class _Builder:
         for s in bias_slots:
             bias = self.graph.initializers.get(node.inputs[s])
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
-                return fallback, None
-        return scale, out_axis
+                return fallback, None, None
+        return scale, out_axis, weight_axis
 
 
 def _common_scale(codes: list[Code], selection: bool) -> float:

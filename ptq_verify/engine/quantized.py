@@ -1,4 +1,5 @@
-"""The quantized model: its steps, the exact simulation, and the ONNX export."""
+"""The quantized model: the plan (per tensor its codes, per node its step and integer
+parameters), its exact simulation, and its lowering to ONNX in each output format."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import onnx
 
 from ..graph import Graph
 from .data import check_feeds, run_batched
-from .export import Emitter
 from .steps import Step
 
 
@@ -45,7 +45,12 @@ class NodeRecord:
 
 @dataclass
 class QuantizedModel:
-    """An n-bit model: ``run`` simulates it, ``to_onnx`` writes the same arithmetic as ONNX.
+    """An n-bit model as a plan: ``run`` simulates it, ``to_onnx`` lowers it to ONNX.
+
+    The plan is ``steps`` (the arithmetic in order: scaling steps and nodes with their
+    integer parameters), ``codes`` (per activation tensor its scale and code range, hence its
+    signedness) and ``records`` (per node its rule and action). Every output format is an
+    emitter over these; none of them decides anything.
 
     ``output_scales``: per graph output, the scale of the integers it is read from (its n-bit
     codes, or the exact integer accumulator of the node producing it): output = integers /
@@ -79,22 +84,9 @@ class QuantizedModel:
         feeds = check_feeds(inputs, self.graph, "inputs")
         return run_batched(self.run_batch, feeds, self.graph, batch_size)
 
-    def to_onnx(self) -> onnx.ModelProto:
-        """The quantized model as ONNX, with the source model's inputs and outputs."""
-        out = Emitter()
-        for step in self.steps:
-            step.emit(out)
-        used = {name for node in out.nodes for name in node.input}
-        for name, value in self.constants.items():
-            if name in used and name not in out.initializers:
-                out.initializer(name, value)
-        outputs = [(t.name, t.shape) for t in self.graph.outputs]
-        kind = "integer codes" if self.integer_outputs else "float (dequantized)"
-        doc = f"ptq-verify {self.bits}-bit model; outputs are {kind}"
-        model = out.model(self.graph, outputs, doc)
-        for name in self.output_names:
-            code = self.codes.get(name)
-            if self.integer_outputs and code is not None:
-                entry = model.metadata_props.add()
-                entry.key, entry.value = f"scale:{name}", repr(code.scale)
-        return model
+    def to_onnx(self, format: str = "simulation", **options) -> onnx.ModelProto:
+        """The quantized model as ONNX in ``format`` (see :data:`.lower.FORMATS`), with the
+        source model's inputs and outputs."""
+        from .lower import lower
+
+        return lower(self, format, **options)

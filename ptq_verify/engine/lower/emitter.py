@@ -1,10 +1,6 @@
-"""Writing the quantized model as ONNX.
+"""Writing ONNX: the node and initializer collector every output format uses.
 
-The export form is plain float32 arithmetic on integer-valued tensors: the source graph's own
-nodes run on codes with integer-valued weights, and each scaling step is written as the few
-ONNX ops named below. No QuantizeLinear/QLinear* nodes: on CPUs without VNNI onnxruntime's
-fused u8s8 kernels can saturate 16-bit intermediate sums, which the float form cannot.
-These are the op types the *export writes*; the engine's decisions never look at op types.
+These are the op types the *emitters write*; the engine's decisions never look at op types.
 """
 
 from __future__ import annotations
@@ -15,9 +11,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..graph import Graph, Node
+from ...graph import Graph, Node
 
-_MULTIPLY, _ROUND, _CLIP, _IDENTITY = "Mul", "Round", "Clip", "Identity"
 MIN_OPSET = 11  # Round and Clip with min/max inputs
 
 
@@ -37,23 +32,30 @@ class Emitter:
         self.initializers[name] = np.asarray(value)
         return name
 
-    def _add(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
+    def constant(self, hint: str, value: np.ndarray) -> str:
+        """A fresh initializer holding ``value``."""
+        return self.initializer(self.fresh(hint), value)
+
+    def add(self, op_type: str, inputs: list[str], hint: str, domain: str | None = None,
+            **attrs) -> str:
+        """One node with one output, named after ``hint``; returns the output."""
         out = self.fresh(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out],
-                                           name=out, **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, domain=domain,
+                                           **attrs))
         return out
 
     def multiply(self, name: str, factor: np.ndarray) -> str:
-        const = self.initializer(self.fresh(f"{name}:factor"), factor.astype(np.float32))
-        return self._add(_MULTIPLY, [name, const], f"{name}:mul")
+        const = self.constant(f"{name}:factor", factor.astype(np.float32))
+        return self.add("Mul", [name, const], f"{name}:mul")
 
     def round(self, name: str) -> str:
-        return self._add(_ROUND, [name], f"{name}:round")
+        return self.add("Round", [name], f"{name}:round")
 
-    def clip(self, name: str, low: float, high: float) -> str:
-        lo = self.initializer(self.fresh(f"{name}:lo"), np.array(low, dtype=np.float32))
-        hi = self.initializer(self.fresh(f"{name}:hi"), np.array(high, dtype=np.float32))
-        return self._add(_CLIP, [name, lo, hi], f"{name}:clip")
+    def clip(self, name: str, low, high) -> str:
+        """Clip to [low, high], bounds of the tensor's own type (numpy scalars)."""
+        lo = self.constant(f"{name}:lo", np.asarray(low))
+        hi = self.constant(f"{name}:hi", np.asarray(high))
+        return self.add("Clip", [name, lo, hi], f"{name}:clip")
 
     def rename(self, name: str, dst: str) -> None:
         """Make ``dst`` the name of what ``name`` holds (the last emitted node's output)."""
@@ -61,7 +63,7 @@ class Emitter:
             last = self.nodes[-1]
             last.output[list(last.output).index(name)] = dst
         else:
-            self.nodes.append(helper.make_node(_IDENTITY, [name], [dst],
+            self.nodes.append(helper.make_node("Identity", [name], [dst],
                                                name=self.fresh(f"{dst}:copy")))
 
     def node(self, node: Node) -> None:
@@ -69,19 +71,20 @@ class Emitter:
             node.op_type, node.inputs, node.outputs, name=node.name,
             domain=node.domain or None, **node.attrs))
 
-    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]],
-              doc: str = "") -> onnx.ModelProto:
-        """The ONNX model with the source graph's inputs and the given float32 outputs."""
-        from .. import graph as graph_module
+    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]], doc: str = "",
+              min_opset: int = MIN_OPSET, output_type: int = onnx.TensorProto.FLOAT,
+              ) -> onnx.ModelProto:
+        """The ONNX model with the source graph's inputs and the given outputs."""
+        from ...graph import onnx_io
 
-        inputs = [graph_module.onnx_io._value_info(t) for t in graph.inputs]
-        outs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+        inputs = [onnx_io._value_info(t) for t in graph.inputs]
+        outs = [helper.make_tensor_value_info(name, output_type,
                                               None if shape is None else list(shape))
                 for name, shape in outputs]
         inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()]
         proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
         opsets = dict(graph.opsets)
-        opsets[""] = max(opsets.get("", MIN_OPSET), MIN_OPSET)
+        opsets[""] = max(opsets.get("", min_opset), min_opset)
         model = helper.make_model(
             proto, producer_name="ptq-verify",
             opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],

@@ -1,0 +1,88 @@
+"""Output formats: every format of the one plan runs in onnxruntime and matches the plan's
+simulation (the qdq form to within onnxruntime's own requantization rounding)."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+ALL = {**models.TOPOLOGIES, **models.TRICKY}
+BITS = (4, 6, 8)
+
+
+def _quantized(name: str, bits: int):
+    build, image = ALL[name]
+    graph = prepare(graph_from_onnx(build()))
+    calibration = calibrate(graph, models.digits(150, image), progress=False)
+    test = models.digits(60, image, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    try:
+        model = quantize(graph, calibration, bits)
+    except UserError:  # refused with a reason (a divisor near 0 at 4 bits): nothing to export
+        pytest.skip(f"{name} is refused at {bits} bits")
+    return model, test, reference
+
+
+def _session(proto: onnx.ModelProto, optimized: str | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()  # default optimizations, as a user gets them
+    options.log_severity_level = 3
+    if optimized:
+        options.optimized_model_filepath = optimized
+    return ort.InferenceSession(proto.SerializeToString(), options)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_format_runs_and_matches_its_simulation(name, bits):
+    model, test, reference = _quantized(name, bits)
+    simulated = model.run(test)["logits"]
+    exact = _session(model.to_onnx("simulation")).run(None, {"input": test})[0]
+    codes = np.abs(exact - simulated) * model.output_scales["logits"]
+    assert codes.max() < 0.5, "the simulation format computes the simulated codes"
+    for encoding in ("s8s8", "u8u8"):
+        qdq = _session(model.to_onnx("qdq", encoding=encoding)).run(None, {"input": test})[0]
+        # onnxruntime requantizes with its own float32 multipliers: a code may differ by one
+        # at a rounding tie, and the difference propagates; the accuracy must not.
+        assert abs(sqnr_db(reference, qdq) - sqnr_db(reference, simulated)) <= 0.5
+        assert sqnr_db(simulated, qdq) > 25
+        assert np.mean(qdq.argmax(1) == simulated.argmax(1)) >= 0.95
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid"])
+def test_qdq_runs_on_integer_kernels_at_8_bits(name, tmp_path):
+    model, test, _ = _quantized(name, 8)
+    proto = model.to_onnx("qdq")
+    scales = {node.input[1] for node in proto.graph.node
+              if node.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    floats = {init.name for init in proto.graph.initializer
+              if init.data_type == onnx.TensorProto.FLOAT}
+    assert floats <= scales, "every parameter but the scales is stored as integers"
+    optimized = tmp_path / "optimized.onnx"
+    _session(proto, str(optimized))
+    ops = {node.op_type for node in onnx.load(optimized).graph.node}
+    assert not ops & {"Conv", "Gemm", "MatMul"}, f"float products left: {sorted(ops)}"
+    assert ops & {"QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul"}
+
+
+def test_qdq_weights_are_per_channel_where_the_engine_chose_it():
+    model, _, _ = _quantized("cnn", 8)
+    proto = model.to_onnx("qdq")
+    axes = [a.i for node in proto.graph.node if node.op_type == "DequantizeLinear"
+            for a in node.attribute if a.name == "axis"]
+    assert axes, "per-channel weights need an axis on their DequantizeLinear"
+
+
+def test_qdq_refuses_more_than_8_bits():
+    model, _, _ = _quantized("mlp_relu", 4)
+    model.bits = 12
+    with pytest.raises(UserError, match="8-bit containers"):
+        model.to_onnx("qdq")
+    with pytest.raises(UserError, match="format 'float'"):
+        model.to_onnx("float")
