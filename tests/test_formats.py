@@ -46,8 +46,9 @@ def test_every_format_runs_and_matches_its_simulation(name, bits):
     exact = _session(model.to_onnx("simulation")).run(None, {"input": test})[0]
     codes = np.abs(exact - simulated) * model.output_scales["logits"]
     assert codes.max() < 0.5, "the simulation format computes the simulated codes"
-    for encoding in ("s8s8", "u8u8"):
-        qdq = _session(model.to_onnx("qdq", encoding=encoding)).run(None, {"input": test})[0]
+    for form, encoding in (("qdq", "s8s8"), ("qdq", "u8u8"), ("integer", "s8s8")):
+        proto = model.to_onnx(form, encoding=encoding)
+        qdq = _session(proto).run(None, {"input": test})[0]
         # onnxruntime requantizes with its own float32 multipliers: a code may differ by one
         # at a rounding tie, and the difference propagates; the accuracy must not.
         assert abs(sqnr_db(reference, qdq) - sqnr_db(reference, simulated)) <= 0.5
@@ -86,3 +87,26 @@ def test_qdq_refuses_more_than_8_bits():
         model.to_onnx("qdq")
     with pytest.raises(UserError, match="format 'float'"):
         model.to_onnx("float")
+
+
+def _float_nodes(proto: onnx.ModelProto) -> dict[str, str]:
+    listed = {entry.key: entry.value for entry in proto.metadata_props}["float_nodes"]
+    return dict(item.split(": ", 1) for item in listed.split("; ") if item)
+
+
+@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_tanh", "cnn_sigmoid", "gelu_decomposed",
+                                  "softmax_middle", "squeeze_excite"])
+def test_integer_format_leaves_float_only_where_it_says(name, tmp_path):
+    model, test, _ = _quantized(name, 8)
+    proto = model.to_onnx("integer")
+    listed = _float_nodes(proto)
+    compensated = {r.name: r.op_type for r in model.records if r.action.startswith("compensate")}
+    written = {node.name for node in proto.graph.node}
+    for node in compensated:
+        # a compensated node is either gone (a table of codes) or listed with its reason
+        assert (node in written) == (node in listed), node
+    optimized = tmp_path / "optimized.onnx"
+    _session(proto, str(optimized))
+    left = [n.name for n in onnx.load(optimized).graph.node
+            if n.op_type in set(compensated.values()) and n.name not in listed]
+    assert not left, f"compensated float ops outside the listed nodes: {left}"

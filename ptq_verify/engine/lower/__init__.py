@@ -3,6 +3,8 @@
 - ``simulation``: float32 ops on integer-valued tensors, exactly the engine's arithmetic.
 - ``qdq``: QuantizeLinear/DequantizeLinear around the source ops, int8 weights, int32 biases;
   deployment toolchains and onnxruntime's integer kernels read it.
+- ``integer``: qdq with every compensated element-wise unary node (Sigmoid, Tanh, GELU, SiLU,
+  HardSwish, a user's declared unary op) as a look-up table of codes (Gather).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from ...errors import UserError
 from .qdq import ENCODINGS, check_qdq, emit_qdq
 from .simulation import emit_simulation
 
-FORMATS = ("qdq", "simulation")
+FORMATS = ("qdq", "integer", "simulation")
 
 
 def check_format(format: str, bits: int, encoding: str = "s8s8") -> None:
     """Refuse, before any work, a format that cannot hold ``bits``-bit codes."""
     if format not in FORMATS:
         raise UserError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
-    if format == "qdq":
+    if format in ("qdq", "integer"):
         check_qdq(bits, encoding)
 
 
@@ -28,8 +30,8 @@ def lower(model, format: str = "simulation", encoding: str = "s8s8") -> onnx.Mod
     """The plan of ``model`` (a QuantizedModel) as ONNX in ``format``; ``encoding`` is
     how qdq holds codes in 8-bit containers."""
     check_format(format, model.bits, encoding)
-    if format == "qdq":
-        return emit_qdq(model, encoding)
+    if format in ("qdq", "integer"):
+        return emit_qdq(model, encoding, tables=format == "integer")
     return emit_simulation(model)
 
 

@@ -1,0 +1,158 @@
+"""The output formats on the digits models: file size, latency, fidelity; one table.
+
+For every digits model at 8 bits (ptq-verify defaults): the size of each format's file against
+the float model; the logits' SQNR against the float model for the engine's simulation, the qdq
+and integer formats and onnxruntime's quantize_static int8; the median latency in a default
+onnxruntime session (CPU) at batch 1 and 64, for float, qdq, integer, simulation and
+quantize_static. Then the encoding probe: whether each 8-bit QDQ encoding's integer kernels
+compute exact sums on this CPU (a MatMul whose u8 x s8 pair sums overflow 16 bits).
+
+Run:  python benchmarks/formats.py [--docs docs/benchmarks.md]   (trains first when needed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import ort_peer
+from machine import describe
+from models import INPUT_NAME, TOPOLOGIES
+from onnx import TensorProto, helper, numpy_helper
+from train_digits import missing, model_files, train_all
+
+from ptq_verify.atomic import write_atomic
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+
+FORMATS = ("simulation", "qdq", "integer")
+BATCHES = (1, 64)
+REPEATS = {1: 400, 64: 100}
+SECTION = "## Output formats"
+
+
+def session(model: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()  # default optimizations, as a user gets them
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def latency_ms(model: bytes, data: np.ndarray, batch: int) -> float:
+    """Median wall time of one run at ``batch`` (after a warm-up)."""
+    run = session(model)
+    feeds = {INPUT_NAME: data[:batch]}
+    for _ in range(10):
+        run.run(None, feeds)
+    times = []
+    for _ in range(REPEATS[batch]):
+        start = time.perf_counter()
+        run.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def measure(name: str) -> dict:
+    model_path, calib_path, test_path = model_files(name)
+    calib, test = np.load(calib_path)[INPUT_NAME], np.load(test_path)[INPUT_NAME]
+    graph = load_model(model_path)
+    quantized = quantize(graph, calibrate(graph, {INPUT_NAME: calib}, progress=False), 8)
+    models = {"float": model_path.read_bytes(),
+              "ort quantize_static": ort_peer.quantize_int8(model_path, INPUT_NAME, calib)}
+    models.update({f: quantized.to_onnx(f).SerializeToString() for f in FORMATS})
+    reference = session(models["float"]).run(None, {INPUT_NAME: test})[0]
+    row = {"size": {k: len(v) / len(models["float"]) for k, v in models.items()},
+           "sqnr": {k: sqnr_db(reference, session(v).run(None, {INPUT_NAME: test})[0])
+                    for k, v in models.items() if k != "float"},
+           "latency": {(k, b): latency_ms(v, test, b) for k, v in models.items()
+                       for b in BATCHES}}
+    row["sqnr"]["engine simulation"] = sqnr_db(reference, quantized.run(test)["logits"])
+    return row
+
+
+def encoding_probe() -> dict[str, int]:
+    """Max |error| of each QDQ encoding's fused integer MatMul on sums that overflow 16 bits
+    in u8 x s8 pairs (255 * 127 * 2 > 32767), in a default session on this CPU."""
+    rng = np.random.default_rng(0)
+    weights = np.where(rng.random((256, 16)) < 0.5, 127, -127)
+    weights[:, :8] = 127
+    encodings = {"u8s8": (np.uint8, 0, np.int8, 0), "s8s8": (np.int8, -128, np.int8, 0),
+                 "u8u8": (np.uint8, 0, np.uint8, 128)}
+    worst = {}
+    for name, (xtype, xzero, wtype, wzero) in encodings.items():
+        inits = [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+                 numpy_helper.from_array(np.array(xzero, xtype), "xz"),
+                 numpy_helper.from_array(np.array(wzero, wtype), "wz"),
+                 numpy_helper.from_array((weights + wzero).astype(wtype), "w")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "one", "xz"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["w", "one", "wz"], ["wd"]),
+                 helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+        graph = helper.make_graph(
+            nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        run = session(model.SerializeToString())
+        x = rng.integers(0, 256, (64, 256)).astype(np.float32)
+        x[:32] = 255
+        worst[name] = int(np.abs(run.run(None, {"x": x})[0] - x.astype(np.int64) @ weights).max())
+    return worst
+
+
+def table(rows: dict[str, dict]) -> str:
+    kinds = ["float", "simulation", "qdq", "integer", "ort quantize_static"]
+    out = ["| model | size: " + " / ".join(kinds[1:]) + " (x float) | SQNR dB: engine "
+           "simulation / simulation / qdq / integer / ort | latency ms batch 1: "
+           + " / ".join(kinds) + " | latency ms batch 64: " + " / ".join(kinds) + " |",
+           "| --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        size = " / ".join(f"{row['size'][k]:.2f}" for k in kinds[1:])
+        sqnr = " / ".join(f"{row['sqnr'][k]:.1f}" for k in
+                          ["engine simulation", "simulation", "qdq", "integer",
+                           "ort quantize_static"])
+        lat = [" / ".join(f"{row['latency'][(k, b)]:.3f}" for k in kinds) for b in BATCHES]
+        out.append(f"| {name} | {size} | {sqnr} | {lat[0]} | {lat[1]} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", help="also write the table into this Markdown file's "
+                        f"'{SECTION}' section")
+    args = parser.parse_args(argv)
+    if missing():
+        train_all(log=lambda line: print(line, file=sys.stderr))
+    rows = {}
+    for topology in TOPOLOGIES:
+        print(f"measuring {topology.name}", file=sys.stderr)
+        rows[topology.name] = measure(topology.name)
+    probe = encoding_probe()
+    text = "\n".join([table(rows), "", "Encoding probe (max |error| of a fused 8-bit MatMul "
+                      "whose u8 x s8 pair sums overflow 16 bits): "
+                      + ", ".join(f"{k} {v}" for k, v in probe.items())])
+    print(text)
+    if args.docs:
+        _write_section(args.docs, text)
+    return 0
+
+
+def _write_section(path: str, text: str) -> None:
+    with open(path, encoding="utf-8") as handle:
+        doc = handle.read()
+    body = "\n".join([SECTION, "", "Command: `python benchmarks/formats.py --docs "
+                      "docs/benchmarks.md` (8 bits, ptq-verify defaults; latency: median of "
+                      f"{REPEATS[1]} runs at batch 1, {REPEATS[64]} at batch 64, default "
+                      "onnxruntime session, CPU).", "", *describe(), "", text, ""])
+    start = doc.find(SECTION)
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + body
+    else:
+        end = doc.find("\n## ", start + len(SECTION))
+        doc = doc[:start] + body + (doc[end + 1:] if end >= 0 else "")
+    write_atomic(path, doc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
