@@ -43,8 +43,9 @@ def register(subparsers) -> None:
                    help="qdq (default): QuantizeLinear/DequantizeLinear, int8 weights, int32 "
                    "biases, for onnxruntime's integer kernels and deployment toolchains (at "
                    "most 8 bits); simulation: the engine's exact arithmetic as float32 ops "
-                   "on integer-valued tensors (any width, the reference); integer: qdq with "
-                   "every compensated element-wise unary op as a table of codes (Gather)")
+                   "on integer-valued tensors (any width, the reference); integer: integer "
+                   "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
+                   "compensated unary ops as tables of codes; at most 8 bits)")
     p.add_argument("--encoding", default="s8s8",
                    help="how qdq codes sit in 8-bit containers (default s8s8; u8u8 cannot "
                    "saturate on x86 CPUs without VNNI, see docs/engine.md)")
@@ -73,10 +74,9 @@ def run(args) -> int:
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
     exported = model.to_onnx(args.format, encoding=args.encoding)
-    listed = {e.key: e.value for e in exported.metadata_props}.get("float_nodes")
     if args.format == "integer":
-        model.notes.append("integer format: compensated nodes left in float: "
-                           + (listed or "none"))
+        listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
+        model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")
     write_atomic(target, exported.SerializeToString(), inputs=(source, args.calib))
     summary = summary_rows(model)
     if args.report:

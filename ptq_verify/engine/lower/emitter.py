@@ -71,6 +71,15 @@ class Emitter:
             node.op_type, node.inputs, node.outputs, name=node.name,
             domain=node.domain or None, **node.attrs))
 
+    def _prune(self, outputs: set[str]) -> None:
+        """Drop nodes nothing reads (e.g. a dequantization a look-up table made useless)."""
+        while True:
+            read = outputs | {name for node in self.nodes for name in node.input}
+            kept = [n for n in self.nodes if any(o in read for o in n.output if o)]
+            if len(kept) == len(self.nodes):
+                return
+            self.nodes = kept
+
     def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]], doc: str = "",
               min_opset: int = MIN_OPSET, output_type: int = onnx.TensorProto.FLOAT,
               ) -> onnx.ModelProto:
@@ -81,7 +90,10 @@ class Emitter:
         outs = [helper.make_tensor_value_info(name, output_type,
                                               None if shape is None else list(shape))
                 for name, shape in outputs]
-        inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()]
+        self._prune({name for name, _ in outputs})
+        used = {name for node in self.nodes for name in node.input}
+        inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()
+                 if k in used]
         proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
         opsets = dict(graph.opsets)
         opsets[""] = max(opsets.get("", min_opset), min_opset)

@@ -30,39 +30,29 @@ import onnx
 from ...errors import UserError
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter
-from .tables import Table, unary_table
 
 ENCODINGS = ("s8s8", "u8u8")
 MAX_BITS = 8  # the containers are 8-bit
 PER_CHANNEL_OPSET = 13  # DequantizeLinear with an axis
 
 
-def emit_qdq(model, encoding: str = "s8s8", tables: bool = False) -> onnx.ModelProto:
-    """The plan of ``model`` (a QuantizedModel) as a QDQ ONNX model; with ``tables``, every
-    compensated element-wise unary node becomes a look-up table of output codes (Gather).
-    The model's ``float_nodes`` metadata lists the compensated nodes left in float, and why."""
+def emit_qdq(model, encoding: str = "s8s8") -> onnx.ModelProto:
+    """The plan of ``model`` (a QuantizedModel) as a QDQ ONNX model."""
     check_qdq(model.bits, encoding)
-    return _QdqLowering(model, encoding, tables).run()
+    return _QdqLowering(model, encoding).run()
 
 
-def check_qdq(bits: int, encoding: str) -> None:
+def check_qdq(bits: int, encoding: str, format: str = "qdq") -> None:
     if encoding not in ENCODINGS:
         raise UserError(f"QDQ encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
     if bits > MAX_BITS:
-        raise UserError(f"format qdq holds codes in 8-bit containers: {bits} bits is more "
-                        f"than {MAX_BITS}; use format simulation")
+        raise UserError(f"format {format} holds codes in 8-bit containers: {bits} bits is "
+                        f"more than {MAX_BITS}; use format simulation")
 
 
 class _QdqLowering:
-    def __init__(self, model, encoding: str, tables: bool) -> None:
-        self.model, self.unsigned_type, self.tables = model, encoding == "u8u8", tables
-        self.dequantizing = {s.dst: s for s in model.steps if isinstance(s, ScaleStep)
-                             and s.low is None and s.scale is None and not s.round}
-        self.quantizing = {s.src: s for s in model.steps
-                           if isinstance(s, ScaleStep) and s.low is not None}
-        self.stored: dict[str, tuple[str, int]] = {}  # codes -> (stored tensor, zero point)
-        self.skip: set[str] = set()  # materialisations a table already made
-        self.float_nodes: list[tuple[str, str]] = []  # compensated nodes left in float, why
+    def __init__(self, model, encoding: str) -> None:
+        self.model, self.unsigned_type = model, encoding == "u8u8"
         self.out = Emitter()
         self.codes = {code.name: code for code in model.codes.values()}
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
@@ -74,8 +64,6 @@ class _QdqLowering:
         for step in model.steps:
             if isinstance(step, NodeStep):
                 self._node(step)
-            elif step.dst in self.skip:
-                continue
             elif step.dst in outputs:
                 self._output(step)
             elif step.low is not None:
@@ -91,12 +79,8 @@ class _QdqLowering:
                             f"{opset}; the model has {model.graph.opsets['']}: use --per-tensor")
         doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
                + ("integer codes" if model.integer_outputs else "float (dequantized)"))
-        result = self.out.model(model.graph, [(t.name, t.shape) for t in model.graph.outputs],
-                                doc, min_opset=max(opset, 11))
-        entry = result.metadata_props.add()
-        entry.key = "float_nodes"
-        entry.value = "; ".join(f"{name}: {why}" for name, why in self.float_nodes)
-        return result
+        return self.out.model(model.graph, [(t.name, t.shape) for t in model.graph.outputs],
+                              doc, min_opset=max(opset, 11))
 
     # -- tensors ---------------------------------------------------------------------------
 
@@ -126,7 +110,6 @@ class _QdqLowering:
         low, high = int(code.low) + zero, int(code.high) + zero
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
-        self.stored[code.name] = (stored, zero)
         return self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
@@ -149,18 +132,6 @@ class _QdqLowering:
 
     def _node(self, step: NodeStep) -> None:
         source = step.source or step.node
-        dequantized = [self.dequantizing[n] for n in step.node.inputs if n in self.dequantizing]
-        if dequantized:  # compensated: runs in float unless a table replaces it
-            why = "compensated; tables off (format qdq)"
-            if self.tables:
-                quantize = self.quantizing.get(step.node.outputs[0])
-                code = self.codes.get(dequantized[0].src)
-                table, why = unary_table(step, dequantized[0], quantize, code,
-                                         self.model.constants)
-                if table is not None and table.source in self.stored:
-                    return self._lookup(table)
-                why = why or "its input codes are not stored in 8 bits"
-            self.float_nodes.append((source.name, why))
         inputs = []
         for slot, name in enumerate(step.node.inputs):
             if not name:
@@ -177,24 +148,6 @@ class _QdqLowering:
         for name in step.node.outputs:
             if name in self.codes:  # codes passed on by a selection (Relu, MaxPool, Reshape)
                 self.real[name] = self._quantized(name, self.codes[name])
-
-    def _lookup(self, table: Table) -> None:
-        """Output codes = Gather(table, input codes - low), from stored codes to stored
-        codes: no float arithmetic touches the activation."""
-        stored, zero = self.stored[table.source]
-        code = self.codes[table.output.dst]
-        dtype, out_zero = self._container(code.low, code.high)
-        index = self.out.add("Cast", [stored], f"{stored}:index", to=onnx.TensorProto.INT32)
-        shift = self.out.constant(f"{stored}:offset", np.array(-(zero + table.low), np.int32))
-        index = self.out.add("Add", [index, shift], f"{stored}:row")
-        values = self.out.constant(f"{code.name}:table", (table.values + out_zero).astype(dtype))
-        codes = self.out.add("Gather", [values, index], f"{code.name}:lookup")
-        scale = self.out.constant(f"{code.name}:scale", np.array(1.0 / code.scale, np.float32))
-        point = self.out.constant(f"{code.name}:zero", np.array(out_zero, dtype))
-        self.stored[code.name] = (codes, out_zero)
-        self.real[code.name] = self.out.add("DequantizeLinear", [codes, scale, point],
-                                            f"{code.name}:dq")
-        self.skip.add(table.output.dst)
 
     def _output(self, step: ScaleStep) -> None:
         real = self._real(step.src)
