@@ -23,18 +23,27 @@ class Emitter:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self._counts: Counter[str] = Counter()
+        self._by_value: dict[tuple, str] = {}  # one initializer per distinct constant
 
     def fresh(self, hint: str) -> str:
-        self._counts[hint] += 1
-        return f"{hint}~{self._counts[hint]}"
+        """A new name from ``hint``: its tensor and its last step (``x:scale`` from
+        ``x:q:clip:scale``), so that names stay short along chains of steps."""
+        parts = hint.split(":")
+        short = parts[0] if len(parts) == 1 else f"{parts[0]}:{parts[-1]}"
+        self._counts[short] += 1
+        return f"{short}~{self._counts[short]}"
 
     def initializer(self, name: str, value: np.ndarray) -> str:
         self.initializers[name] = np.asarray(value)
         return name
 
     def constant(self, hint: str, value: np.ndarray) -> str:
-        """A fresh initializer holding ``value``."""
-        return self.initializer(self.fresh(hint), value)
+        """An initializer holding ``value``: shared with an equal constant made before."""
+        value = np.asarray(value)
+        key = (value.dtype.str, value.shape, value.tobytes())
+        if key not in self._by_value:
+            self._by_value[key] = self.initializer(self.fresh(hint), value)
+        return self._by_value[key]
 
     def add(self, op_type: str, inputs: list[str], hint: str, domain: str | None = None,
             **attrs) -> str:

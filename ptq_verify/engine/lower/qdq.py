@@ -124,9 +124,12 @@ class _QdqLowering:
         else:
             dtype, zero = (np.uint8, 128) if self.unsigned_type else (np.int8, 0)
         stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
-        scales = self.out.constant(f"{name}:scale", scale)
-        points = self.out.constant(f"{name}:zero", np.full(scale.shape, zero, dtype))
-        return self.out.add("DequantizeLinear", [stored, scales, points], f"{name}:dq", **attrs)
+        inputs = [stored, self.out.constant(f"{name}:scale", scale)]
+        # A bias's zero point 0 is the default; onnxruntime's Gemm fusion (1.32) wants the
+        # weights' zero point written out.
+        if zero or param.kind != "bias":
+            inputs.append(self.out.constant(f"{name}:zero", np.full(scale.shape, zero, dtype)))
+        return self.out.add("DequantizeLinear", inputs, f"{name}:dq", **attrs)
 
     # -- steps -----------------------------------------------------------------------------
 
