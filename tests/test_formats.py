@@ -105,6 +105,7 @@ def _float_nodes(proto: onnx.ModelProto) -> dict[str, str]:
 # The ops the integer emitter writes around a listed float node and at the model's boundary
 # (dequantize: Cast, Mul; quantize: Mul, Round, Clip, Cast).
 BOUNDARY_OPS = {"Cast", "Mul", "Round", "Clip", "Identity"}
+FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
 
 
 def float_islands(proto: onnx.ModelProto, listed: set[str]) -> list[str]:
@@ -116,7 +117,7 @@ def float_islands(proto: onnx.ModelProto, listed: set[str]) -> list[str]:
     constants = {init.name for init in proto.graph.initializer}
     nodes = list(proto.graph.node)
     floating = [n for n in nodes if n.name not in listed and any(
-        i and i not in constants and types.get(i) == onnx.TensorProto.FLOAT for i in n.input)]
+        i and i not in constants and types.get(i) in FLOATS for i in n.input)]
     anchors = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output}
     for node in nodes:
         if node.name in listed:
@@ -128,7 +129,7 @@ def float_islands(proto: onnx.ModelProto, listed: set[str]) -> list[str]:
     while True:
         grown = reach | {t for n in floating if (set(n.input) | set(n.output)) & reach
                          for t in (*n.input, *n.output)
-                         if types.get(t) == onnx.TensorProto.FLOAT and t not in constants}
+                         if types.get(t) in FLOATS and t not in constants}
         if grown == reach:
             break
         reach = grown

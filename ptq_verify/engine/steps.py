@@ -2,8 +2,8 @@
 in numpy; the emitters in :mod:`.lower` write the same plan in each output format.
 
 All simulated tensors are float32. Codes are integer-valued float32: products and sums of codes
-stay exact while every partial sum is below 2^24, and element-wise float32 steps (one multiply,
-a round, a clip) are correctly rounded in both numpy and onnxruntime.
+stay exact while every partial sum is below 2^24; a requantization rounds the exact product of
+codes and multiplier, and element-wise steps are correctly rounded in numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from ..graph import Node
 @dataclass
 class ScaleStep:
     """dst = clip(round(round?(src) * factor)): quantize, requantize or dequantize.
+
+    A rounding step rounds the exact product (computed in float64, where it fits for
+    |src| < 2^29), so that an integer fixed-point multiplier reproduces it to the last code;
+    a dequantization (no rounding) is a float32 product.
 
     ``pre_round`` rounds an exact-integer accumulator first: an identity on its values that
     keeps onnxruntime from fusing the multiplier into the producing Conv/MatMul weights.
@@ -39,10 +43,10 @@ class ScaleStep:
         x = np.asarray(env[self.src], dtype=np.float32)
         if self.pre_round:
             x = np.round(x)
-        if not is_one(self.factor):
+        if self.round:  # the exact product, rounded once (float64 holds it: 24 + 29 bits)
+            x = np.round(x.astype(np.float64) * np.asarray(self.factor, np.float64))
+        elif not is_one(self.factor):
             x = x * self.factor
-        if self.round:
-            x = np.round(x)
         if self.low is not None:
             x = np.clip(x, np.float32(self.low), np.float32(self.high))
         env[self.dst] = x.astype(np.float32, copy=False)

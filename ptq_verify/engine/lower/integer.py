@@ -4,8 +4,9 @@ Activation codes are int8 (uint8 for unsigned codes above 127), accumulators int
 step of the plan is lowered to integer ops:
 
 - requantization ``clip(round(acc * M))``: M (a float32) is exactly m * 2^-s with m a 24-bit
-  integer, so it is ``floor((acc * m + 2^(s-1)) / 2^s)`` in int64 (Mul, Add, Mod, Sub, Div),
-  then Clip and Cast: a fixed-point multiplier and shift, per channel where the scale is;
+  integer, so it is ``(acc * m + 2^(s-1)) >> s`` (int64 Mul and Add, uint64 BitShift after an
+  offset that makes it non-negative, halves to even as the simulation rounds), then Clip and
+  Cast: a fixed-point multiplier and shift, per channel where the scale is;
 - products with integer weights: ConvInteger and MatMulInteger on the 8-bit codes, the int32
   bias added after (:data:`PRODUCTS`, the only place that knows ONNX signatures);
 - nodes that map integers to integers by their declaration (selections such as Relu, MaxPool,
@@ -33,8 +34,10 @@ from ..steps import NodeStep, ScaleStep, is_one
 from .emitter import Emitter
 from .tables import unary_table
 
-INT8, UINT8, INT32, INT64, FLOAT = (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32,
-                                    TensorProto.INT64, TensorProto.FLOAT)
+INT8, UINT8, INT32, INT64, UINT64, FLOAT = (
+    TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT64,
+    TensorProto.FLOAT)
+OFFSET = np.int64(1) << 62  # |acc * m| < 2^55 (acc < 2^31, m < 2^24): offset sums stay < 2^63
 _NUMPY = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, INT64: np.int64}
 _RANGE = {INT8: (-128, 127), UINT8: (0, 255)}
 
@@ -132,9 +135,11 @@ class _IntegerLowering:
             name = self._get(step.src)
             if step.pre_round:
                 name = self.out.round(name)
-            name = self.out.round(self.out.multiply(name, step.factor))
+            name = self.out.add("Cast", [name], f"{name}:double", to=TensorProto.DOUBLE)
+            factor = self.out.constant("factor", np.asarray(step.factor, np.float64))
+            name = self.out.round(self.out.add("Mul", [name, factor], f"{name}:mul"))
             if step.low is not None:
-                name = self.out.clip(name, np.float32(step.low), np.float32(step.high))
+                name = self.out.clip(name, np.float64(step.low), np.float64(step.high))
             self._set(step.dst, self.out.add("Cast", [name], f"{name}:int", to=kind), kind)
         else:
             self._set(step.dst, self._requantize(step, kind), kind)
@@ -149,30 +154,32 @@ class _IntegerLowering:
             name = self.out.add("Mul", [wide, self.out.constant(
                 "m", multiplier << -shift)], f"{wide}:mul")
         else:
-            divisor = np.int64(1) << np.maximum(shift, 0)
-            multiplier = multiplier << np.maximum(-shift, 0)
-            name = self.out.add("Mul", [wide, self.out.constant("m", multiplier)],
-                                f"{wide}:mul")
-            name = self.out.add("Add", [name, self.out.constant("half", divisor // 2)],
-                                f"{name}:half")
-            divisor_name = self.out.constant("d", divisor)
-            rest = self.out.add("Mod", [name, divisor_name], f"{name}:mod")
-            name = self.out.add("Sub", [name, rest], f"{name}:floor")
-            name = self.out.add("Div", [name, divisor_name], f"{name}:shift")
-            # round half to even, as the simulation does: a tie (rest 0 after adding the
-            # half) that rounded up to an odd value goes down by one
-            tie = self.out.add("Cast", [self.out.add("Equal", [rest, self.out.constant(
-                "zero", np.int64(0))], f"{rest}:tie")], f"{rest}:tie64", to=INT64)
-            odd = self.out.add("Mod", [name, self.out.constant("two", np.int64(2))],
-                               f"{name}:odd")
-            name = self.out.add("Sub", [name, self.out.add("Mul", [tie, odd], f"{name}:down")],
-                                f"{name}:even")
+            name = self._shift(wide, multiplier << np.maximum(-shift, 0), np.maximum(shift, 0))
         low, high = _RANGE.get(kind, (None, None))
         if step.low is not None:
             low, high = step.low, step.high
         if low is not None:
             name = self.out.clip(name, np.int64(low), np.int64(high))
         return self.out.add("Cast", [name], f"{name}:cast", to=kind)
+
+    def _shift(self, wide: str, multiplier: np.ndarray, shift: np.ndarray) -> str:
+        """round(wide * multiplier / 2^shift), halves to even, in int64 and uint64: the
+        product plus an offset of 2^62 is non-negative, so a right shift floors it."""
+        out = self.out
+        product = out.add("Mul", [wide, out.constant("m", multiplier)], f"{wide}:mul")
+        lifted = (np.int64(1) << (shift - 1)) + OFFSET  # + half a step, + the offset
+        unsigned = out.add("Cast", [out.add("Add", [product, out.constant("lift", lifted)],
+                                            f"{wide}:lift")], f"{wide}:u", to=UINT64)
+        bits = out.constant("s", shift.astype(np.uint64))
+        floor = out.add("BitShift", [unsigned, bits], f"{wide}:floor", direction="RIGHT")
+        back = out.add("BitShift", [floor, bits], f"{wide}:back", direction="LEFT")
+        tie = out.add("Cast", [out.add("Equal", [back, unsigned], f"{wide}:tie")],
+                      f"{wide}:tie", to=UINT64)  # exactly half way: the floor is the rounding
+        odd = out.add("Mod", [floor, out.constant("two", np.uint64(2))], f"{wide}:odd")
+        even = out.add("Sub", [floor, out.add("Mul", [tie, odd], f"{wide}:down")],
+                       f"{wide}:even")  # 2^62 >> shift is even: parity is the result's
+        signed = out.add("Cast", [even], f"{wide}:signed", to=INT64)
+        return out.add("Sub", [signed, out.constant("unlift", OFFSET >> shift)], f"{wide}:q")
 
     # -- nodes -------------------------------------------------------------------------------
 

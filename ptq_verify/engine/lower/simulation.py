@@ -2,8 +2,9 @@
 formats are tested against.
 
 The source graph's own nodes run in float32 on integer-valued tensors with integer-valued
-weights, and each scaling step is ``Round -> Mul(M) -> Round -> Clip``; the first Round, an
-identity on exact integer sums, keeps onnxruntime from fusing M into the Conv/MatMul weights.
+weights, and each requantization is ``Round -> Cast(double) -> Mul(M) -> Round -> Cast(float)
+-> Clip``: the exact product rounded once (the first Round, an identity on exact integer sums,
+keeps onnxruntime from fusing M into the Conv/MatMul weights).
 The simulation runs the same steps with the same float32 constants, so a default
 onnxruntime session reproduces it to the last code. It is as large as the float model and
 runs no integer kernel: it is a reference, not a deployment format.
@@ -46,10 +47,13 @@ def _scale_step(out: Emitter, step: ScaleStep) -> None:
     name = step.src
     if step.pre_round:
         name = out.round(name)
-    if not is_one(step.factor):
+    if step.round:  # the exact product in double, rounded once, as the simulation does
+        wide = out.add("Cast", [name], f"{name}:double", to=onnx.TensorProto.DOUBLE)
+        factor = out.constant(f"{name}:factor", np.asarray(step.factor, np.float64))
+        name = out.round(out.add("Mul", [wide, factor], f"{name}:mul"))
+        name = out.add("Cast", [name], f"{name}:float", to=onnx.TensorProto.FLOAT)
+    elif not is_one(step.factor):
         name = out.multiply(name, step.factor)
-    if step.round:
-        name = out.round(name)
     if step.low is not None:
         name = out.clip(name, np.float32(step.low), np.float32(step.high))
     out.rename(name, step.dst)
