@@ -117,6 +117,29 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
+def target_checks(rows: dict[str, dict]) -> list[str]:
+    """The issue's targets, each with the models that miss it."""
+    def misses(test) -> str:
+        failed = [name for name, row in rows.items() if not test(row)]
+        return "met on every model" if not failed else "missed on " + ", ".join(failed)
+
+    peer = "ort quantize_static"
+    lines = [
+        "- qdq file size <= 0.3x float: " + misses(lambda r: r["size"]["qdq"] <= 0.3),
+        "- qdq file size <= onnxruntime's own: " + misses(lambda r: r["size"]["qdq"]
+                                                          <= r["size"][peer]),
+        "- qdq logit SQNR within 0.5 dB of the engine's simulation: " + misses(
+            lambda r: abs(r["sqnr"]["qdq"] - r["sqnr"]["engine simulation"]) <= 0.5),
+        "- integer (tables) within 1 dB of float compensation: " + misses(
+            lambda r: abs(r["sqnr"]["integer"] - r["sqnr"]["engine simulation"]) <= 1.0),
+    ]
+    for form in ("qdq", "integer"):
+        for batch in BATCHES:
+            lines.append(f"- {form} latency <= 1.0x quantize_static at batch {batch}: " + misses(
+                lambda r, f=form, b=batch: r["latency"][(f, b)] <= r["latency"][(peer, b)]))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", help="also write the table into this Markdown file's "
@@ -129,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measuring {topology.name}", file=sys.stderr)
         rows[topology.name] = measure(topology.name)
     probe = encoding_probe()
-    text = "\n".join([table(rows), "", "Encoding probe (max |error| of a fused 8-bit MatMul "
-                      "whose u8 x s8 pair sums overflow 16 bits): "
+    text = "\n".join([table(rows), "", *target_checks(rows), "",
+                      "Encoding probe (max |error| of a fused 8-bit MatMul whose u8 x s8 pair "
+                      "sums overflow 16 bits): "
                       + ", ".join(f"{k} {v}" for k, v in probe.items())])
     print(text)
     if args.docs:

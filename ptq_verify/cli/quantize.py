@@ -86,7 +86,7 @@ def run(args) -> int:
                           "format": args.format,
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
-        print(table(model, source, target))
+        print(table(model, source, target, args.format))
     return 0
 
 
@@ -94,13 +94,13 @@ def summary_rows(model) -> list[dict]:
     return [record.to_json() for record in model.records]
 
 
-def table(model, source, target) -> str:
+def table(model, source, target, format: str = "simulation") -> str:
     rows = [("node", "op type", "rule", "action", "out scale", "note")]
     rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     compensated = sum(r.action.startswith("compensate") for r in model.records)
-    lines.append(f"{source} -> {target}: {model.bits}-bit, {len(model.records)} nodes, "
+    lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes, "
                  f"{compensated} compensated")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)

@@ -56,6 +56,8 @@ class _QdqLowering:
         self.out = Emitter()
         self.codes = {code.name: code for code in model.codes.values()}
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
+        self.dequantize: dict[str, list[str]] = {}  # DequantizeLinear output -> its inputs
+        self.consumed: set[str] = set()
         self.per_channel = False
 
     def run(self) -> onnx.ModelProto:
@@ -110,7 +112,20 @@ class _QdqLowering:
         low, high = int(code.low) + zero, int(code.high) + zero
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
-        return self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
+        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
+        self.dequantize[dequantized] = [stored, scale, point]
+        return dequantized
+
+    def _consumed(self, real: str) -> str:
+        """``real`` for one more consumer: each consumer of dequantized codes gets its own
+        DequantizeLinear, as onnxruntime fuses a DQ -> op -> Q group only when the DQ feeds
+        that op alone (a residual branch's Conv stayed float otherwise)."""
+        if real not in self.dequantize:
+            return real
+        if real not in self.consumed:
+            self.consumed.add(real)
+            return real
+        return self.out.add("DequantizeLinear", self.dequantize[real], f"{real}:dq")
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
         """An integer parameter stored as integers behind a DequantizeLinear."""
@@ -144,7 +159,7 @@ class _QdqLowering:
             elif name in step.constants:  # rescaled for the code domain: the original here
                 inputs.append(self._real(source.inputs[slot]))
             else:
-                inputs.append(self._real(name))
+                inputs.append(self._consumed(self._real(name)))
         self.out.nodes.append(onnx.helper.make_node(
             source.op_type, inputs, list(step.node.outputs), name=source.name,
             domain=source.domain or None, **source.attrs))
