@@ -2,7 +2,7 @@
 
 For every digits model at 8 bits (ptq-verify defaults): the size of each format's file against
 the float model; the logits' SQNR against the float model for the engine's simulation, the qdq
-and integer formats and onnxruntime's quantize_static int8; the median latency in a default
+and integer formats and onnxruntime's quantize_static int8; the latency in a default
 onnxruntime session (CPU) at batch 1 and 64, for float, qdq, integer, simulation and
 quantize_static. Then the encoding probe: whether each 8-bit QDQ encoding's integer kernels
 compute exact sums on this CPU (a MatMul whose u8 x s8 pair sums overflow 16 bits).

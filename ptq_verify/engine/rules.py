@@ -47,6 +47,13 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
     return False
 
 
+def is_elementwise_unary(op: Operator) -> bool:
+    """Whether each output element is a function of one input element alone, by the
+    declaration: one tensor input whose witness has one element, no channel mixing. Such an
+    operator on n-bit codes is a table of 2^n output codes."""
+    return len(op.inputs) == 1 and len(op.inputs[0].elements) == 1 and not op.mixes_channels
+
+
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
     polynomial with integer coefficients (no parameter in ``real_params`` kept as a float)."""

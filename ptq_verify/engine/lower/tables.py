@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..rules import is_elementwise_unary
 from ..steps import NodeStep, ScaleStep
 
 MAX_TABLE_BITS = 10  # at most 1024 entries
@@ -33,8 +34,7 @@ def unary_table(step: NodeStep, dequantize: ScaleStep | None, quantize: ScaleSte
                 code, constants: dict) -> tuple[Table | None, str]:
     """The table for a compensated ``step`` fed by ``dequantize`` (codes ``code`` back to
     float) and read by ``quantize``; or None and why not."""
-    op = step.op
-    if len(op.inputs) != 1 or len(op.inputs[0].elements) != 1 or op.mixes_channels:
+    if not is_elementwise_unary(step.op):
         return None, "not element-wise unary by its declaration"
     if dequantize is None or code is None or quantize is None or quantize.low is None:
         return None, "its input or output is not held as codes"
