@@ -11,7 +11,7 @@ import onnx
 
 from ..graph import Graph
 from .data import check_feeds, run_batched
-from .steps import Step
+from .steps import ScaleStep, Step
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,23 @@ class QuantizedModel:
     @property
     def output_names(self) -> list[str]:
         return self.graph.output_names
+
+    def step_codes(self) -> dict[str, Code]:
+        """Every plan tensor held as codes, by its name in the steps: the tensors' codes and
+        those made for one node only (inputs of a discontinuous node held at 16 bits)."""
+        codes = {code.name: code for code in self.codes.values()}
+        for step in self.steps:
+            if (isinstance(step, ScaleStep) and step.low is not None
+                    and step.scale is not None and step.dst not in codes):
+                codes[step.dst] = Code(step.dst, float(step.scale), step.low, step.high)
+        return codes
+
+    def output_types(self) -> list[tuple[str, tuple | None, np.dtype]]:
+        """(name, shape, element type) per graph output: float32 for an output the engine
+        scaled (or integer codes held in float32); one it never touched (a comparison's bool,
+        an ArgMax's int64) keeps the source's own type."""
+        return [(t.name, t.shape, np.float32 if t.name in self.output_scales else t.dtype)
+                for t in self.graph.outputs]
 
     def run_batch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(self.constants)

@@ -89,16 +89,16 @@ class Emitter:
                 return
             self.nodes = kept
 
-    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]], doc: str = "",
-              min_opset: int = MIN_OPSET, output_type: int = onnx.TensorProto.FLOAT,
-              ) -> onnx.ModelProto:
-        """The ONNX model with the source graph's inputs and the given outputs."""
+    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
+              doc: str = "", min_opset: int = MIN_OPSET) -> onnx.ModelProto:
+        """The ONNX model with the source graph's inputs and the given outputs (name, shape,
+        element type)."""
         from ...graph import onnx_io
 
         inputs = [onnx_io._value_info(t) for t in graph.inputs]
-        outs = [helper.make_tensor_value_info(name, output_type,
-                                              None if shape is None else list(shape))
-                for name, shape in outputs]
+        outs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
+                    np.dtype(dtype)), None if shape is None else list(shape))
+                for name, shape, dtype in outputs]
         self._prune({name for name, _ in outputs})
         used = {name for node in self.nodes for name in node.input}
         inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()

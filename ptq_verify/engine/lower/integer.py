@@ -51,7 +51,7 @@ class _IntegerLowering:
     def __init__(self, model) -> None:
         self.model = model
         self.out = Emitter()
-        self.codes = {code.name: code for code in model.codes.values()}
+        self.codes = model.step_codes()
         self.type: dict[str, int] = {}  # plan tensor -> element type of its emitted tensor
         self.name: dict[str, str] = {}  # plan tensor -> emitted tensor
         self.dequantizing = {s.dst: s for s in model.steps if isinstance(s, ScaleStep)
@@ -79,7 +79,7 @@ class _IntegerLowering:
                 self._scale(step)
         doc = f"ptq-verify {model.bits}-bit model (integer); outputs are " + (
             "integer codes" if model.integer_outputs else "float (dequantized)")
-        result = self.out.model(model.graph, [(t.name, t.shape) for t in model.graph.outputs],
+        result = self.out.model(model.graph, model.output_types(),
                                 doc, min_opset=13)
         entry = result.metadata_props.add()
         entry.key = "float_nodes"

@@ -54,7 +54,7 @@ class _QdqLowering:
     def __init__(self, model, encoding: str) -> None:
         self.model, self.unsigned_type = model, encoding == "u8u8"
         self.out = Emitter()
-        self.codes = {code.name: code for code in model.codes.values()}
+        self.codes = model.step_codes()
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
         self.dequantize: dict[str, list[str]] = {}  # DequantizeLinear output -> its inputs
         self.consumed: set[str] = set()
@@ -81,7 +81,7 @@ class _QdqLowering:
                             f"{opset}; the model has {model.graph.opsets['']}: use --per-tensor")
         doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
                + ("integer codes" if model.integer_outputs else "float (dequantized)"))
-        return self.out.model(model.graph, [(t.name, t.shape) for t in model.graph.outputs],
+        return self.out.model(model.graph, model.output_types(),
                               doc, min_opset=max(opset, 11))
 
     # -- tensors ---------------------------------------------------------------------------

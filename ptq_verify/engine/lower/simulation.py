@@ -31,7 +31,7 @@ def emit_simulation(model) -> onnx.ModelProto:
     for name, value in model.constants.items():
         if name in used and name not in out.initializers:
             out.initializer(name, value)
-    outputs = [(t.name, t.shape) for t in model.graph.outputs]
+    outputs = model.output_types()
     kind = "integer codes" if model.integer_outputs else "float (dequantized)"
     result = out.model(model.graph, outputs,
                        f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}")
