@@ -99,7 +99,7 @@ class Emitter:
         outs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
                     np.dtype(dtype)), None if shape is None else list(shape))
                 for name, shape, dtype in outputs]
-        self._prune({name for name, _ in outputs})
+        self._prune({output[0] for output in outputs})
         used = {name for node in self.nodes for name in node.input}
         inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()
                  if k in used]
