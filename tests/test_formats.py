@@ -165,3 +165,37 @@ def test_compensated_unary_nodes_become_tables(name):
     unary = [r for r in model.records if r.action.startswith("compensate")
              and r.name not in listed]
     assert unary and len(tables) == len(unary)
+
+
+@pytest.mark.parametrize(("argv", "kind"), [
+    ([], "qdq"), (["--format", "integer"], "integer"), (["--format", "simulation"], "simulation"),
+    (["--format", "qdq", "--encoding", "u8u8"], "qdq")])
+def test_cli_writes_the_chosen_format(tmp_path, capsys, argv, kind):
+    from ptq_verify.cli import main
+
+    model, calib, out = tmp_path / "m.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(models.softmax_middle(), model)
+    np.save(calib, models.digits(40))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", *argv]) == 0
+    printed = capsys.readouterr().out
+    written = onnx.load(out)
+    assert f"({kind})" in written.doc_string and f"8-bit {kind}," in printed
+    if kind == "integer":
+        assert "nodes left in float: softmax1: compensated" in printed
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--format", "float"], "format 'float': choose one of"),
+    (["--bits", "12"], "8-bit containers"),
+    (["--encoding", "u4u4"], "encoding 'u4u4'")])
+def test_cli_refuses_a_format_it_cannot_write(tmp_path, capsys, argv, message):
+    from ptq_verify.cli import main
+
+    model, calib, out = tmp_path / "m.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(models.mlp("Relu"), model)
+    np.save(calib, models.digits(40))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1 and not out.exists()
