@@ -56,7 +56,7 @@ class _QdqLowering:
         self.out = Emitter()
         self.codes = model.step_codes()
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
-        self.dequantize: dict[str, list[str]] = {}  # DequantizeLinear output -> its inputs
+        self.quantized_from: dict[str, tuple] = {}  # DequantizeLinear output -> (real, code)
         self.consumed: set[str] = set()
         self.per_channel = False
 
@@ -113,19 +113,20 @@ class _QdqLowering:
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
         dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
-        self.dequantize[dequantized] = [stored, scale, point]
+        self.quantized_from[dequantized] = (real, code)
         return dequantized
 
     def _consumed(self, real: str) -> str:
-        """``real`` for one more consumer: each consumer of dequantized codes gets its own
-        DequantizeLinear, as onnxruntime fuses a DQ -> op -> Q group only when the DQ feeds
-        that op alone (a residual branch's Conv stayed float otherwise)."""
-        if real not in self.dequantize:
+        """``real`` for one more consumer: each consumer of codes gets its own
+        QuantizeLinear -> DequantizeLinear pair, as quantize_static writes them. onnxruntime
+        fuses a DQ -> op -> Q group, and converts int8 activations for its x86 kernels, only
+        where a pair feeds one op (a residual branch's Conv stayed float otherwise)."""
+        if real not in self.quantized_from:
             return real
         if real not in self.consumed:
             self.consumed.add(real)
             return real
-        return self.out.add("DequantizeLinear", self.dequantize[real], f"{real}:dq")
+        return self._quantized(*self.quantized_from[real])
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
         """An integer parameter stored as integers behind a DequantizeLinear."""
