@@ -2,7 +2,7 @@
 n-bit model (integer weights, integer activations, float multipliers between them).
 
 Formulation: every activation tensor t is held as integer codes q_t = round(x_t * S_t),
-clipped to the signed range [-(2^(n-1)-1), 2^(n-1)-1] or, where the output is proved
+clipped to the signed range [-2^(n-1), 2^(n-1)-1] or, where the output is proved
 non-negative, the unsigned range [0, 2^n-1]. A node with a scaling rule runs on the codes
 with its parameters rescaled as the rule says; its raw output has the scale the rule gives
 (times the weights' scale), and one scaling step requantizes it to S_out. A node without a
