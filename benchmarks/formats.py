@@ -183,7 +183,7 @@ def _write_section(path: str, text: str) -> None:
         doc = doc.rstrip("\n") + "\n\n" + body
     else:
         end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + body + (doc[end + 1:] if end >= 0 else "")
+        doc = doc[:start] + body + ("\n" + doc[end + 1:] if end >= 0 else "")
     write_atomic(path, doc)
 
 
