@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import ort_peer
 from machine import describe
@@ -77,6 +80,40 @@ def measure(name: str) -> dict:
                        for k, ms in latencies_ms(models, test, b).items()}}
     row["sqnr"]["engine simulation"] = sqnr_db(reference, quantized.run(test)["logits"])
     return row
+
+
+def sizes_at_scale(width: int = 1024) -> dict[str, float]:
+    """File sizes (x float) on an MLP 64 -> width -> width -> width -> 10 with random weights:
+    where the weights dominate the file, as in real models (the digits models are 8-26 KB)."""
+    rng = np.random.default_rng(0)
+    dims, nodes, inits, x = [64, width, width, width, 10], [], [], INPUT_NAME
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        inits += [numpy_helper.from_array((rng.normal(size=(b, a)) / np.sqrt(a)).astype(
+            np.float32), f"W{i}"), numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}")]
+        y = "logits" if i == len(dims) - 2 else f"g{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [y], name=f"gemm{i}",
+                                      transB=1))
+        x = y
+        if y != "logits":
+            nodes.append(helper.make_node("Relu", [y], [f"r{i}"], name=f"relu{i}"))
+            x = f"r{i}"
+    graph = helper.make_graph(
+        nodes, "wide_mlp", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                                          ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    calib = np.load(model_files(TOPOLOGIES[0].name)[1])[INPUT_NAME]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "wide_mlp.onnx"
+        onnx.save(model, path)
+        loaded = load_model(path)
+        quantized = quantize(loaded, calibrate(loaded, {INPUT_NAME: calib}, progress=False), 8,
+                             weight_rounding="nearest")
+        sizes = {f: len(quantized.to_onnx(f).SerializeToString()) for f in FORMATS}
+        sizes["ort quantize_static"] = len(ort_peer.quantize_int8(path, INPUT_NAME, calib))
+    total = len(model.SerializeToString())
+    return {"float MB": total / 1e6, **{k: v / total for k, v in sizes.items()}}
 
 
 def encoding_probe() -> dict[str, int]:
@@ -160,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measuring {topology.name}", file=sys.stderr)
         rows[topology.name] = measure(topology.name)
     probe = encoding_probe()
+    wide = sizes_at_scale()
     text = "\n".join([table(rows), "", *target_checks(rows), "",
+                      f"Sizes at scale (an MLP 64-1024-1024-1024-10 with random weights, "
+                      f"{wide['float MB']:.1f} MB as float; x float): " + ", ".join(
+                          f"{k} {v:.3f}" for k, v in wide.items() if k != "float MB"), "",
                       "Encoding probe (max |error| of a fused 8-bit MatMul whose u8 x s8 pair "
                       "sums overflow 16 bits): "
                       + ", ".join(f"{k} {v}" for k, v in probe.items())])
