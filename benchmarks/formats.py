@@ -32,6 +32,7 @@ from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
 
 FORMATS = ("simulation", "qdq", "integer")
 BATCHES = (1, 64)
+AGREEMENT_BITS = (4, 6, 8)
 REPEATS = {1: 100, 64: 25}
 BLOCKS = 5
 SECTION = "## Output formats"
@@ -80,6 +81,29 @@ def measure(name: str) -> dict:
                        for k, ms in latencies_ms(models, test, b).items()}}
     row["sqnr"]["engine simulation"] = sqnr_db(reference, quantized.run(test)["logits"])
     return row
+
+
+def agreement(name: str) -> list[str]:
+    """Per width (4, 6, 8 bits): how far each format's logits in onnxruntime are from the
+    engine's simulation: the most differing codes (units of the output's integer scale) for
+    simulation and integer, the SQNR change against float for qdq."""
+    model_path, calib_path, test_path = model_files(name)
+    calib, test = np.load(calib_path)[INPUT_NAME], np.load(test_path)[INPUT_NAME]
+    graph = load_model(model_path)
+    reference = session(model_path.read_bytes()).run(None, {INPUT_NAME: test})[0]
+    calibration = calibrate(graph, {INPUT_NAME: calib}, progress=False)
+    cells = []
+    for bits in AGREEMENT_BITS:
+        quantized = quantize(graph, calibration, bits)
+        simulated = quantized.run(test)["logits"]
+        scale = np.asarray(quantized.output_scales["logits"])
+        out = {f: session(quantized.to_onnx(f).SerializeToString()).run(
+            None, {INPUT_NAME: test})[0] for f in FORMATS}
+        codes = [float((np.abs(out[f] - simulated) * scale).max()) for f in
+                 ("simulation", "integer")]
+        shift = sqnr_db(reference, out["qdq"]) - sqnr_db(reference, simulated)
+        cells.append(f"{codes[0]:.0f} / {codes[1]:.0f} / {shift:+.2f}")
+    return cells
 
 
 def sizes_at_scale(width: int = 1024) -> dict[str, float]:
@@ -196,9 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     for topology in TOPOLOGIES:
         print(f"measuring {topology.name}", file=sys.stderr)
         rows[topology.name] = measure(topology.name)
+    agree = ["| model | " + " | ".join(
+        f"{b} bits: simulation / integer codes off, qdq dB" for b in AGREEMENT_BITS) + " |",
+        "| --- |" + " --- |" * len(AGREEMENT_BITS)]
+    for topology in TOPOLOGIES:
+        print(f"agreement {topology.name}", file=sys.stderr)
+        agree.append(f"| {topology.name} | " + " | ".join(agreement(topology.name)) + " |")
     probe = encoding_probe()
     wide = sizes_at_scale()
     text = "\n".join([table(rows), "", *target_checks(rows), "",
+                      "Agreement with the engine's simulation in onnxruntime (codes off: the "
+                      "largest difference in units of the output's integer scale; qdq: its "
+                      "logit SQNR minus the simulation's):", "", *agree, "",
                       f"Sizes at scale (an MLP 64-1024-1024-1024-10 with random weights, "
                       f"{wide['float MB']:.1f} MB as float; x float): " + ", ".join(
                           f"{k} {v:.3f}" for k, v in wide.items() if k != "float MB"), "",
