@@ -181,6 +181,8 @@ def model_case(draw: st.DrawFn) -> tuple[list[str], dict[str, bytes]]:
     argv += draw(st.sampled_from([[], [], [], ["--bits", "4"], ["--bits", "abc"],
                                   ["--bits", "99"], ["--report", output], ["--report", "fifo"],
                                   ["--report", "q.md"], ["--per-tensor", "--bits", "3"],
+                                  ["--format", "integer"], ["--format", "simulation"],
+                                  ["--format", "integer", "--bits", "16"], ["--format", "x"],
                                   ["--percentile", "nan", "--calibration", "percentile"]]))
     return argv, files
 
