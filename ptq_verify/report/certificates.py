@@ -20,6 +20,7 @@ from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..rules import CHECKER_VERSION, Verdict, classify
+from ..rules.per_channel import per_channel_rule, recheck_per_channel
 from ..rules.recheck import recheck_certificate
 from ..textfile import read_text_file
 
@@ -46,6 +47,7 @@ def certificate_json(op: Operator, verdict: Verdict) -> dict:
         "checker_version": CHECKER_VERSION,
         **declaration_json(op),
         "verdict": verdict.to_json(),
+        "per_channel": per_channel_rule(op, verdict).to_json(),
     }
 
 
@@ -141,6 +143,12 @@ def check_certificate(op: Operator, certificate: Mapping) -> CertificateCheck:
     """Declaration match plus an independent re-check of the verdict's certificate."""
     problems = staleness(op, certificate)
     problems += recheck_certificate(op, dict(certificate["verdict"]))
+    if not problems:
+        try:
+            verdict = Verdict.from_json(dict(certificate["verdict"]))
+            problems += recheck_per_channel(op, verdict, dict(certificate.get("per_channel", {})))
+        except (KeyError, TypeError, ValueError) as err:
+            problems.append(f"per_channel: malformed ({err})")
     return CertificateCheck(op.name, tuple(problems))
 
 

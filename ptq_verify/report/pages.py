@@ -20,6 +20,7 @@ from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
+from ..rules.per_channel import per_channel_rule
 from .certificates import certificate_path
 from .locations import proofs_link
 from .plots import SCALES, curves_coincide, plotted_rule, write_plot
@@ -138,6 +139,12 @@ def engine_action(op: Operator, verdict: Verdict, proofs: str) -> str:
     notes = []
     if verdict.output_nonnegative:
         notes.append("The output is proved non-negative: the quantizer may use an unsigned range.")
+    per_channel = per_channel_rule(op, verdict)
+    if per_channel.holds:
+        notes.append(
+            f"It acts on each channel separately: a per-channel scale s_c passes through too "
+            f"({per_channel.describe()}; [per-channel]({proofs}/per-channel.md))."
+        )
     if op.mixes_channels and kind.has_rule:
         notes.append(
             "It mixes channels: a per-channel input scale does not pass through it; the input "

@@ -2,6 +2,9 @@
 
 The axes are a static input (slot 1 in current opsets, an attribute before), never scaled.
 ArgMax/ArgMin output int64 indices; their witness is the index picked among three elements.
+
+The reduced axes are the node's: they may include the channel axis, so every reduction is
+declared ``mixes_channels`` (a per-channel scale is not claimed to pass through any of them).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ _THREE = "x0 x1 x2"
 
 def _reduce(name: str, expr: str, kernel, onnx_kernel, doc: str) -> Operator:
     return Operator(name, _THREE, expr, kernel=kernel, onnx_type=name,
-                    onnx_inputs=("x", None), onnx_kernel=onnx_kernel, doc=doc)
+                    onnx_inputs=("x", None), onnx_kernel=onnx_kernel, mixes_channels=True,
+                    doc=doc)
 
 
 def _stacked(combine):
@@ -26,7 +30,8 @@ def _stacked(combine):
 def _arg(name: str, expr: str, pick, onnx_kernel, doc: str) -> Operator:
     return Operator(
         name, _THREE, expr, kernel=_stacked(pick), onnx_type=name, onnx_inputs=("x",),
-        onnx_kernel=onnx_kernel, onnx_match={"select_last_index": 0}, doc=doc,
+        onnx_kernel=onnx_kernel, onnx_match={"select_last_index": 0}, mixes_channels=True,
+        doc=doc,
     )
 
 

@@ -127,7 +127,7 @@ OPERATORS = (
     ),
     Operator(
         "CumSum", "x0 x1", "x0 + x1", kernel=lambda x0, x1: x0 + x1, onnx_type="CumSum",
-        onnx_inputs=("x", None), onnx_kernel=shape.cum_sum,
+        onnx_inputs=("x", None), onnx_kernel=shape.cum_sum, mixes_channels=True,
         doc="Running sum along a static axis; witness: an element and its predecessor.",
     ),
     _copy("Split", shape.split, 1,
