@@ -1,0 +1,333 @@
+"""Cross-layer equalization (Nagel et al. 2019, "Data-Free Quantization"), driven by proofs.
+
+Two nodes with integer weights (proved linear in them, :func:`~.rules.weight_layout`) joined by
+a chain of nodes that each pass a per-channel scale (the checker's per-channel rule,
+proofs/per-channel.md) compute the same function when layer 1's output channel c is divided by
+s_c and layer 2's input channel c multiplied by s_c, the chain's parameters rescaled per
+channel as their rule says (p_c -> s_c^-k p_c). With s_c = sqrt(r1_c * r2_c) / r2_c (r: the
+largest |weight| of channel c in each layer) both layers get the same per-channel range, so one
+weight scale per tensor wastes fewer levels on the small channels.
+
+No operator type is named: a link of the chain is accepted when its declaration has a proved
+per-channel rule of degree 1, a probe of the node itself confirms that scaling its input's
+channels scales its output's channels alike (axis 1, the node's attributes as they are), and
+every parameter it must rescale is held per channel in the model already (a value stored once
+for the whole tensor, such as Clip's bounds, stays one value: onnxruntime's Clip refuses
+per-channel bounds). Anything else ends the chain and the pair is left as it is. At the end the
+graph is run before and after on random inputs; if the outputs differ beyond float rounding,
+every change is undone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
+from ..rules import Rule
+from ..rules.per_channel import per_channel_rule
+from .fold import CHANNEL_AXIS, _carries
+from .probe import channel_axes, example_inputs, example_shape
+from .rules import effective_rule, weight_layout
+
+ITERATIONS = 8
+"""Passes over all pairs; Nagel et al. iterate until the scales settle (a few passes)."""
+
+_SCALE_LIMIT = 1e4  # one pass never moves a channel by more than this factor either way
+_TOLERANCE = 1e-4  # relative output change that counts as float rounding
+
+
+@dataclass(frozen=True)
+class EqualizedPair:
+    """Layer ``first``'s output channels were divided by ``scale`` and layer ``second``'s input
+    channels multiplied by it, through the nodes ``through``."""
+
+    first: str
+    second: str
+    through: tuple[str, ...]
+    scale: np.ndarray
+
+    def describe(self) -> str:
+        via = f" via {', '.join(self.through)}" if self.through else ""
+        return f"{self.first} -> {self.second}{via}"
+
+
+@dataclass(frozen=True)
+class _Weights:
+    node: Node
+    weight: str  # initializer name
+    axis: int  # the weight axis of the channel in question
+    bias: str | None = None  # initializer of a bias along the output channels
+
+
+@dataclass(frozen=True)
+class _Link:
+    node: Node
+    rescaled: tuple[tuple[str, float], ...]  # (initializer, exponent k) held per channel
+
+
+def equalize(graph: Graph, table: OperatorTable | None = None,
+             overrides: Mapping[str, Rule] | None = None,
+             iterations: int = ITERATIONS) -> list[EqualizedPair]:
+    """Equalize every pair the rules allow, in place; return the pairs (empty: unchanged).
+
+    Each pair's ``scale`` is the product over all passes."""
+    table = table or OperatorTable()
+    pairs = _pairs(graph, table, overrides)
+    if not pairs:
+        return []
+    before = dict(graph.initializers)
+    feeds = _random_feeds(graph)
+    reference = run_graph(graph, feeds, table) if feeds is not None else None
+    totals = [np.ones(graph.initializers[first.weight].shape[first.axis])
+              for first, _, _ in pairs]
+    for _ in range(iterations):
+        for index, (first, links, second) in enumerate(pairs):
+            scale = _scales(graph, first, second)
+            _apply(graph, first, links, second, scale)
+            totals[index] = totals[index] * scale
+    if reference is None or not _same(reference, run_graph(graph, feeds, table)):
+        graph.initializers.clear()
+        graph.initializers.update(before)
+        return []
+    return [EqualizedPair(first.node.name, second.node.name,
+                          tuple(link.node.name for link in links), total)
+            for (first, links, second), total in zip(pairs, totals)]
+
+
+def _pairs(graph: Graph, table: OperatorTable, overrides) -> list[tuple[_Weights, list, _Weights]]:
+    active = activation_tensors(graph, table)
+    producers, consumers = graph.producers(), graph.consumers()
+    pairs = []
+    for node in graph.nodes:
+        first = _weights(graph, table, node, active, overrides, output_side=True)
+        if first is None:
+            continue
+        tensor, links = node.outputs[0], []
+        while True:
+            users = consumers.get(tensor, [])
+            if len(users) != 1 or tensor in graph.output_names or producers.get(tensor) is None:
+                break
+            user = users[0]
+            second = _weights(graph, table, user, active, overrides, output_side=False,
+                              source=tensor)
+            if second is not None:
+                if _own(graph, first, links, second):
+                    pairs.append((first, links, second))
+                break
+            link = _link(graph, table, user, tensor, active, overrides)
+            if link is None:
+                break
+            links.append(link)
+            tensor = user.outputs[0]
+    return pairs
+
+
+def _own(graph: Graph, first: _Weights, links: list[_Link], second: _Weights) -> bool:
+    """Whether every initializer the pair rescales feeds one node only (a weight shared by two
+    nodes would change the other one too). A layer may belong to two pairs (a depthwise
+    convolution between two convolutions): each pass rescales from the current weights."""
+    consumers = graph.consumers()
+    names = {first.weight, first.bias, second.weight,
+             *(name for link in links for name, _ in link.rescaled)} - {None}
+    return all(len(consumers.get(name, [])) == 1 for name in names)
+
+
+def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], overrides,
+             output_side: bool, source: str | None = None) -> _Weights | None:
+    """The node's weight initializer and the weight axis of its output channels (layer 1) or
+    of the channels of its activation input ``source`` (layer 2), by probes."""
+    op = table.find(node, graph)
+    if op is None or len(node.outputs) != 1:
+        return None
+    _, rule = effective_rule(op, overrides)
+    layout = weight_layout(op, rule)
+    if layout is None:
+        return None
+    slots = [s for s, name in enumerate(node.inputs) if name in active]
+    weight_slots = [s for s in range(len(node.inputs)) if _carries(op, s, layout.weights)]
+    bias_slots = [s for s in range(len(node.inputs)) if _carries(op, s, layout.biases)]
+    if len(slots) != 1 or len(weight_slots) != 1 or len(bias_slots) > 1:
+        return None
+    weight_slot = weight_slots[0]
+    if node.inputs[weight_slot] not in graph.initializers:
+        return None
+    examples = example_inputs(graph, node, active)
+    if examples is None:
+        return None
+    if output_side:
+        axes = channel_axes(op, node, examples, weight_slot, tuple(bias_slots))
+        if axes is None or axes[1] != CHANNEL_AXIS:
+            return None
+        bias = node.inputs[bias_slots[0]] if bias_slots and bias_slots[0] < len(
+            node.inputs) else None
+        if bias and (bias not in graph.initializers or graph.initializers[bias].shape != (
+                graph.initializers[node.inputs[weight_slot]].shape[axes[0]],)):
+            return None
+        return _Weights(node, node.inputs[weight_slot], axes[0], bias or None)
+    if node.inputs[slots[0]] != source:
+        return None
+    axis = _input_channel_axis(op, node, examples, slots[0], weight_slot)
+    return None if axis is None else _Weights(node, node.inputs[weight_slot], axis)
+
+
+def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: int
+                        ) -> int | None:
+    """The weight axis w such that scaling the weights along w by f_c equals scaling the
+    input's channel axis by f_c (the output unchanged otherwise)."""
+    x = np.asarray(examples[slot], dtype=np.float64)
+    weight = np.asarray(examples[weight_slot], dtype=np.float64)
+    if x.ndim <= CHANNEL_AXIS:
+        return None
+    factors = np.random.default_rng(2).uniform(0.5, 2.0, x.shape[CHANNEL_AXIS])
+    scaled_input = _run(op, node, examples, {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)})
+    if scaled_input is None:
+        return None
+    for axis in range(weight.ndim):
+        if weight.shape[axis] != factors.size or factors.size < 2:
+            continue
+        moved = _run(op, node, examples, {weight_slot: weight * _along(factors, axis,
+                                                                          weight.ndim)})
+        if moved is not None and moved.shape == scaled_input.shape and np.allclose(
+                moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
+            return axis
+    return None
+
+
+def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: set[str],
+          overrides) -> _Link | None:
+    """``node`` as a link of a chain: one activation input, a proved per-channel rule of
+    degree 1, parameters held per channel, and a probe of the node agreeing."""
+    op = table.find(node, graph)
+    if op is None or len(node.outputs) != 1:
+        return None
+    verdict, rule = effective_rule(op, overrides)
+    per_channel = per_channel_rule(op, verdict, rule)
+    if not per_channel.holds or per_channel.degree != 1:
+        return None
+    slots = [s for s, name in enumerate(node.inputs) if name in active]
+    if slots != [node.inputs.index(source)] or len(op.inputs) != 1:
+        return None
+    shape = example_shape(graph, source)
+    if shape is None or len(shape) <= CHANNEL_AXIS:
+        return None
+    channels = shape[CHANNEL_AXIS]
+    rescaled = []
+    for slot, name in enumerate(node.inputs):
+        binding = slot_binding(op, slot)
+        if slot == slots[0] or not name or binding is None:
+            continue
+        exponents = {per_channel.param_exponents.get(p, 0) for p in binding.split()}
+        if exponents == {0}:
+            continue
+        if len(exponents) != 1 or name not in graph.initializers or not _per_channel(
+                graph.initializers[name], channels, len(shape)):
+            return None
+        rescaled.append((name, float(exponents.pop())))
+    if any(per_channel.param_exponents.get(p, 0) for p in op.onnx_attrs.values()):
+        return None  # an attribute is one value for the tensor
+    link = _Link(node, tuple(rescaled))
+    examples = example_inputs(graph, node, active)
+    return link if examples is not None and _probe(op, node, examples, slots[0], link) else None
+
+
+def _per_channel(value: np.ndarray, channels: int, ndim: int) -> bool:
+    """Whether ``value`` broadcast against an ``ndim``-axis activation holds one entry per
+    channel (axis 1) and is constant along every other axis."""
+    if value.ndim > ndim or value.ndim < ndim - CHANNEL_AXIS:
+        return False
+    full = (1,) * (ndim - value.ndim) + value.shape
+    return full[CHANNEL_AXIS] == channels and all(
+        d == 1 for a, d in enumerate(full) if a != CHANNEL_AXIS)
+
+
+def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
+    """Scaling the input's channels by f_c (and the parameters by f_c^k) scales the output's
+    channels by f_c, on the node's own kernel."""
+    x = np.asarray(examples[slot], dtype=np.float64)
+    factors = np.random.default_rng(3).uniform(0.25, 4.0, x.shape[CHANNEL_AXIS])
+    base = _run(op, node, examples, {})
+    changes = {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)}
+    for name, k in link.rescaled:
+        position = node.inputs.index(name)
+        changes[position] = _rescale(examples[position], factors ** k, x.ndim)
+    moved = _run(op, node, examples, changes)
+    if base is None or moved is None or base.shape != moved.shape or base.ndim != x.ndim:
+        return False
+    expected = base * _along(factors, CHANNEL_AXIS, base.ndim)
+    return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
+
+
+def _scales(graph: Graph, first: _Weights, second: _Weights) -> np.ndarray:
+    r1 = _channel_range(graph.initializers[first.weight], first.axis)
+    r2 = _channel_range(graph.initializers[second.weight], second.axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.sqrt(r1 * r2) / r2
+    scale = np.where((r1 > 0) & (r2 > 0) & np.isfinite(scale), scale, 1.0)
+    return np.clip(scale, 1 / _SCALE_LIMIT, _SCALE_LIMIT)
+
+
+def _channel_range(weight: np.ndarray, axis: int) -> np.ndarray:
+    others = tuple(a for a in range(weight.ndim) if a != axis)
+    return np.abs(weight).max(axis=others).astype(np.float64)
+
+
+def _apply(graph: Graph, first: _Weights, links: list[_Link], second: _Weights,
+           scale: np.ndarray) -> None:
+    inits = graph.initializers
+    w1 = inits[first.weight]
+    inits[first.weight] = (w1 / _along(scale, first.axis, w1.ndim)).astype(w1.dtype)
+    if first.bias:
+        inits[first.bias] = (inits[first.bias] / scale).astype(inits[first.bias].dtype)
+    for link in links:
+        for name, k in link.rescaled:
+            value = inits[name]
+            ndim = len(example_shape(graph, link.node.inputs[0]) or ()) or value.ndim + 1
+            inits[name] = _rescale(value, scale ** -k, ndim).astype(value.dtype)
+    w2 = inits[second.weight]
+    inits[second.weight] = (w2 * _along(scale, second.axis, w2.ndim)).astype(w2.dtype)
+
+
+def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-channel parameter (see :func:`_per_channel`) times per-channel ``factors``, in
+    the parameter's own shape."""
+    value = np.asarray(value)
+    full = (1,) * (ndim - value.ndim) + value.shape
+    return (value.reshape(full) * _along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
+
+
+def _run(op, node: Node, examples: list, changes: dict) -> np.ndarray | None:
+    values = [changes.get(i, v) for i, v in enumerate(examples)]
+    values = [None if v is None else np.asarray(v, dtype=np.float64)
+              if np.issubdtype(np.asarray(v).dtype, np.floating) else v for v in values]
+    try:
+        result = op.run_onnx(values, node.attrs)
+    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
+        return None
+    result = result[0] if isinstance(result, (list, tuple)) else result
+    return np.asarray(result, dtype=np.float64)
+
+
+def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = values.size
+    return values.reshape(shape)
+
+
+def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:
+    rng = np.random.default_rng(4)
+    feeds = {}
+    for info in graph.float_inputs():
+        shape = example_shape(graph, info.name)
+        if shape is None:
+            return None
+        feeds[info.name] = rng.uniform(-1, 1, (4,) + shape[1:]).astype(info.dtype)
+    return feeds if len(feeds) == len(graph.inputs) else None
+
+
+def _same(before: dict, after: dict) -> bool:
+    return all(np.allclose(after[k], v, rtol=_TOLERANCE,
+                           atol=_TOLERANCE * (np.abs(v).max() + 1e-30))
+               for k, v in before.items())

@@ -1,0 +1,156 @@
+"""Per-channel rules (proofs/per-channel.md) and cross-layer equalization built on them."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnx
+import pytest
+
+from ptq_verify.catalog import CATALOG
+from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine.equalize import _channel_range, equalize
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.rules import classify
+from ptq_verify.rules.certificate import Proof
+from ptq_verify.rules.per_channel import (
+    PerChannel,
+    per_channel_rule,
+    recheck_per_channel,
+    spot_check_per_channel,
+)
+
+# -- the per-channel rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_per_channel_rule_is_the_proved_rule_of_a_channel_wise_operator(name):
+    op = CATALOG[name]
+    verdict = classify(op)
+    derived = per_channel_rule(op, verdict)
+    proved = isinstance(verdict.certificate, Proof) and verdict.rule.kind.has_rule
+    assert derived.holds == (proved and not op.mixes_channels
+                             and verdict.rule.degree is not None)
+    if derived.holds:
+        assert derived.degree == verdict.rule.degree
+        assert dict(derived.param_exponents) == {
+            p: k for p, k in verdict.rule.param_exponents.items() if k != 0}
+        assert spot_check_per_channel(op, derived) == []
+    assert recheck_per_channel(op, verdict, derived.to_json()) == []
+
+
+def test_recheck_refuses_a_per_channel_claim_for_a_mixing_operator():
+    mixing = next(op for op in CATALOG.values()
+                  if op.mixes_channels and classify(op).rule.kind.has_rule)
+    verdict = classify(mixing)
+    forged = PerChannel(True, verdict.rule.degree, dict(verdict.rule.param_exponents))
+    assert recheck_per_channel(mixing, verdict, forged.to_json())
+
+
+def test_spot_check_catches_a_wrong_per_channel_exponent():
+    """A parameter left alone where the rule rescales it fails at per-channel scales."""
+    op, verdict = next((op, classify(op)) for op in CATALOG.values()
+                       if per_channel_rule(op, classify(op)).holds
+                       and per_channel_rule(op, classify(op)).param_exponents)
+    right = per_channel_rule(op, verdict)
+    wrong = PerChannel(True, right.degree, {p: k - 1 for p, k in right.param_exponents.items()})
+    assert spot_check_per_channel(op, right) == []
+    assert spot_check_per_channel(op, wrong)
+
+
+# -- cross-layer equalization ----------------------------------------------------------------
+
+
+def _between(middle: list[tuple[str, dict]], seed: int = 30, depthwise: bool = False
+             ) -> onnx.ModelProto:
+    """conv(1->4) -> middle ops -> [depthwise conv] -> conv(4->4) -> Relu -> dense."""
+    b = models.Builder(seed, image=True)
+    h = b.conv("input", 1, 4)
+    # uneven channel ranges, which equalization evens out
+    b.inits[-2] = onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(b.inits[-2]) * np.float32([[[[0.05]]], [[[1]]], [[[8]]],
+                                                              [[[0.5]]]]), b.inits[-2].name)
+    for op_type, attrs in middle:
+        inputs = [h] + [b.const(np.float32(v), "p") for v in attrs.pop("_consts", [])]
+        h = b.add(op_type, inputs, **attrs)
+    if depthwise:
+        w = b.const(b.weight(4, 1, 3, 3, fan_in=9), "W")
+        h = b.add("Relu", [b.add("Conv", [h, w], group=4, pads=[1] * 4)])
+    h = b.add("Relu", [b.conv(h, 4, 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "between")
+
+
+def _equalized(model: onnx.ModelProto):
+    graph = prepare(graph_from_onnx(model))
+    data = {"input": models.digits(50, image=graph.inputs[0].shape[1:] != (64,))}
+    before = run_graph(graph, data, OperatorTable())
+    weights = dict(graph.initializers)
+    pairs = equalize(graph)
+    after = run_graph(graph, data, OperatorTable())
+    for name, value in before.items():
+        np.testing.assert_allclose(after[name], value, rtol=1e-4,
+                                   atol=1e-5 * np.abs(value).max())
+    return graph, pairs, weights
+
+
+@pytest.mark.parametrize("name", sorted(models.TOPOLOGIES))
+def test_equalization_keeps_the_float_function_of_the_topologies(name):
+    _equalized(models.TOPOLOGIES[name][0]())
+
+
+def test_equalization_through_relu_and_maxpool_evens_the_channel_ranges():
+    graph, pairs, before = _equalized(_between([("Relu", {}), ("MaxPool", {
+        "kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]})]))
+    (pair,) = pairs
+    assert len(pair.through) == 2
+    first, second = (next(n for n in graph.nodes if n.name == name)
+                     for name in (pair.first, pair.second))
+    r1 = _channel_range(graph.initializers[first.inputs[1]], 0)
+    r2 = _channel_range(graph.initializers[second.inputs[1]], 1)
+    np.testing.assert_allclose(r1, r2, rtol=1e-5)
+    old = _channel_range(before[first.inputs[1]], 0)
+    assert old.max() / old.min() > 5 * r1.max() / r1.min()  # 112 -> 12 here
+
+
+def test_equalization_through_a_depthwise_convolution():
+    graph, pairs, _ = _equalized(_between([("Relu", {})], depthwise=True))
+    assert len(pairs) == 2  # conv -> depthwise, depthwise -> conv
+
+
+def test_per_channel_parameters_are_rescaled_and_per_tensor_ones_refused():
+    """PRelu's per-channel slope has exponent 0 (passes); a Clip(0, 6)'s bound is one value
+    for the tensor in ONNX (onnxruntime's Clip refuses per-channel bounds): no pair."""
+    slope = {"_consts": [np.full((4, 1, 1), 0.1)]}
+    _, pairs, _ = _equalized(_between([("PRelu", slope)]))
+    assert len(pairs) == 1
+    _, pairs, _ = _equalized(_between([("Clip", {"_consts": [0.0, 6.0]})]))
+    assert pairs == []
+
+
+def test_no_equalization_through_an_operator_without_a_per_channel_rule():
+    _, pairs, _ = _equalized(_between([("Sigmoid", {})]))
+    assert pairs == []
+    _, pairs, _ = _equalized(_between([("Relu", {})]))
+    assert len(pairs) == 1  # the same model with Relu in its place does equalize
+
+
+def test_a_branch_is_not_equalized_and_keeps_its_function():
+    b = models.Builder(31, image=True)
+    x = b.add("Relu", [b.conv("input", 1, 4)])
+    h = b.add("Add", [b.conv(x, 4, 4), b.conv(x, 4, 4)])
+    model = b.model(b.dense(b.flatten(b.add("Relu", [h])), 256, 10), "branch")
+    _, pairs, _ = _equalized(model)
+    assert all(p.first != "conv1" for p in pairs)
+
+
+def test_equalized_model_quantizes_and_runs_in_onnxruntime():
+    import onnxruntime as ort
+
+    graph, pairs, _ = _equalized(_between([("Relu", {})]))
+    assert pairs
+    calibration = calibrate(graph, models.digits(100, True), progress=False)
+    model = quantize(graph, calibration, 8, per_channel=False)
+    test = models.digits(20, True, offset=500)
+    session = ort.InferenceSession(model.to_onnx().SerializeToString())
+    np.testing.assert_allclose(session.run(None, {"input": test})[0],
+                               model.run({"input": test})["logits"], rtol=1e-4, atol=1e-3)
