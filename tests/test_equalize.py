@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from ptq_verify.catalog import CATALOG
-from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
 from ptq_verify.engine.equalize import _channel_range, equalize
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 from ptq_verify.rules import classify
@@ -117,14 +117,26 @@ def test_equalization_through_a_depthwise_convolution():
     assert len(pairs) == 2  # conv -> depthwise, depthwise -> conv
 
 
-def test_per_channel_parameters_are_rescaled_and_per_tensor_ones_refused():
-    """PRelu's per-channel slope has exponent 0 (passes); a Clip(0, 6)'s bound is one value
-    for the tensor in ONNX (onnxruntime's Clip refuses per-channel bounds): no pair."""
+def test_per_channel_parameters_pass_and_clip_bounds_become_per_channel():
+    """PRelu's per-channel slope has exponent 0 (passes as it is). A Clip(0, 6)'s bounds are
+    scalars in ONNX (onnxruntime's Clip refuses per-channel ones): the Clip is split into
+    Max/Min steps whose bounds, tensors, take the per-channel values 6 / s_c."""
     slope = {"_consts": [np.full((4, 1, 1), 0.1)]}
     _, pairs, _ = _equalized(_between([("PRelu", slope)]))
     assert len(pairs) == 1
-    _, pairs, _ = _equalized(_between([("Clip", {"_consts": [0.0, 6.0]})]))
-    assert pairs == []
+    graph, pairs, _ = _equalized(_between([("Clip", {"_consts": [0.0, 6.0]})]))
+    (pair,) = pairs
+    assert len(pair.through) == 2 and not any(n.op_type == "Clip" for n in graph.nodes)
+    upper = graph.initializers[f"{pair.through[-1].split(':')[0]}:1:bound"].ravel()
+    np.testing.assert_allclose(upper, 6 / pair.scale, rtol=1e-6)
+
+
+def test_a_clip_is_left_whole_when_no_pair_needs_it():
+    b = models.Builder(32, image=True)
+    h = b.add("Clip", [b.conv("input", 1, 4), b.const(np.float32(0)), b.const(np.float32(6))])
+    model = b.model(b.dense(b.flatten(h), 256, 10), "clip_last")
+    graph, pairs, _ = _equalized(model)
+    assert pairs == [] and any(n.op_type == "Clip" for n in graph.nodes)
 
 
 def test_no_equalization_through_an_operator_without_a_per_channel_rule():
@@ -143,14 +155,44 @@ def test_a_branch_is_not_equalized_and_keeps_its_function():
     assert all(p.first != "conv1" for p in pairs)
 
 
-def test_equalized_model_quantizes_and_runs_in_onnxruntime():
+INTEGER_MIN_AFTER_RELU = pytest.mark.xfail(
+    strict=True, reason="known, not from equalization: --format integer differs from the "
+    "simulation on Relu -> Min(x, constant) (and Max -> Min) chains, equalized or not")
+
+
+@pytest.mark.parametrize("middle", ["Relu", "Clip"])
+@pytest.mark.parametrize("form", ["qdq", "simulation", "integer"])
+def test_equalized_model_quantizes_and_runs_in_onnxruntime(middle, form, request):
     import onnxruntime as ort
 
-    graph, pairs, _ = _equalized(_between([("Relu", {})]))
+    if (middle, form) == ("Clip", "integer"):
+        request.applymarker(INTEGER_MIN_AFTER_RELU)
+    consts = {"_consts": [0.0, 6.0]} if middle == "Clip" else {}
+    graph, pairs, _ = _equalized(_between([(middle, consts)]))
     assert pairs
     calibration = calibrate(graph, models.digits(100, True), progress=False)
     model = quantize(graph, calibration, 8, per_channel=False)
     test = models.digits(20, True, offset=500)
-    session = ort.InferenceSession(model.to_onnx().SerializeToString())
-    np.testing.assert_allclose(session.run(None, {"input": test})[0],
-                               model.run({"input": test})["logits"], rtol=1e-4, atol=1e-3)
+    session = ort.InferenceSession(model.to_onnx(form).SerializeToString())
+    simulated = model.run({"input": test})["logits"]
+    exported = session.run(None, {"input": test})[0]
+    if form == "qdq":  # onnxruntime requantizes in its own rounding
+        assert sqnr_db(simulated, exported) > 30
+    else:
+        np.testing.assert_array_equal(exported, simulated)
+
+
+def test_cli_equalizes_per_tensor_by_default_and_says_so(tmp_path, capsys):
+    from ptq_verify.cli import main
+
+    out = tmp_path / "q.onnx"
+    runs = [(("--equalize",), "gemm1 -> gemm2 via relu1"), (("--no-equalize",), "off"),
+            (("--per-tensor",), "gemm1 -> gemm2 via relu1"),
+            (("--per-tensor", "--no-equalize"), "off")]
+    for options, expected in runs:
+        assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress", *options]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines()
+                 if line.startswith("note: cross-layer equalization")]
+        assert len(notes) == 1 and expected in notes[0], (options, notes)
+    assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress"]) == 0
+    assert "equalization: off (the default with per-channel" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from ..rules.per_channel import per_channel_rule
 from .fold import CHANNEL_AXIS, _carries
 from .probe import channel_axes, example_inputs, example_shape
 from .rules import effective_rule, weight_layout
+from .split import can_split, split
 
 ITERATIONS = 8
 """Passes over all pairs; Nagel et al. iterate until the scales settle (a few passes)."""
@@ -66,6 +67,8 @@ class _Weights:
 class _Link:
     node: Node
     rescaled: tuple[tuple[str, float], ...]  # (initializer, exponent k) held per channel
+    ndim: int  # the rank of its activation
+    split: bool = False  # its bounds are scalars: split into binary steps first (.split)
 
 
 def equalize(graph: Graph, table: OperatorTable | None = None,
@@ -75,12 +78,17 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
 
     Each pair's ``scale`` is the product over all passes."""
     table = table or OperatorTable()
-    pairs = _pairs(graph, table, overrides)
+    feeds = _random_feeds(graph)
+    pairs = _pairs(graph, table, overrides, allow_split=True) if feeds is not None else []
     if not pairs:
         return []
-    before = dict(graph.initializers)
-    feeds = _random_feeds(graph)
-    reference = run_graph(graph, feeds, table) if feeds is not None else None
+    before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
+    reference = run_graph(graph, feeds, table)
+    to_split = [link.node for _, links, _ in pairs for link in links if link.split]
+    for node in to_split:
+        split(graph, table, node, table.require(node, graph))
+    if to_split:
+        pairs = _pairs(graph, table, overrides, allow_split=False)
     totals = [np.ones(graph.initializers[first.weight].shape[first.axis])
               for first, _, _ in pairs]
     for _ in range(iterations):
@@ -88,16 +96,16 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
             scale = _scales(graph, first, second)
             _apply(graph, first, links, second, scale)
             totals[index] = totals[index] * scale
-    if reference is None or not _same(reference, run_graph(graph, feeds, table)):
-        graph.initializers.clear()
-        graph.initializers.update(before)
+    if not pairs or not _same(reference, run_graph(graph, feeds, table)):
+        graph.initializers, graph.nodes, graph.value_info = before
         return []
     return [EqualizedPair(first.node.name, second.node.name,
                           tuple(link.node.name for link in links), total)
             for (first, links, second), total in zip(pairs, totals)]
 
 
-def _pairs(graph: Graph, table: OperatorTable, overrides) -> list[tuple[_Weights, list, _Weights]]:
+def _pairs(graph: Graph, table: OperatorTable, overrides, allow_split: bool
+           ) -> list[tuple[_Weights, list, _Weights]]:
     active = activation_tensors(graph, table)
     producers, consumers = graph.producers(), graph.consumers()
     pairs = []
@@ -117,7 +125,7 @@ def _pairs(graph: Graph, table: OperatorTable, overrides) -> list[tuple[_Weights
                 if _own(graph, first, links, second):
                     pairs.append((first, links, second))
                 break
-            link = _link(graph, table, user, tensor, active, overrides)
+            link = _link(graph, table, user, tensor, active, overrides, allow_split)
             if link is None:
                 break
             links.append(link)
@@ -197,9 +205,11 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
 
 
 def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: set[str],
-          overrides) -> _Link | None:
+          overrides, allow_split: bool) -> _Link | None:
     """``node`` as a link of a chain: one activation input, a proved per-channel rule of
-    degree 1, parameters held per channel, and a probe of the node agreeing."""
+    degree 1, parameters held per channel (or a node :mod:`.split` can turn into steps whose
+    bounds are tensors), constant tensor inputs (which scale like the activation under the
+    common-scale rule), and a probe of the node agreeing."""
     op = table.find(node, graph)
     if op is None or len(node.outputs) != 1:
         return None
@@ -208,29 +218,45 @@ def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: s
     if not per_channel.holds or per_channel.degree != 1:
         return None
     slots = [s for s, name in enumerate(node.inputs) if name in active]
-    if slots != [node.inputs.index(source)] or len(op.inputs) != 1:
+    if slots != [node.inputs.index(source)]:
         return None
     shape = example_shape(graph, source)
     if shape is None or len(shape) <= CHANNEL_AXIS:
         return None
-    channels = shape[CHANNEL_AXIS]
-    rescaled = []
+    channels, tensors = shape[CHANNEL_AXIS], {t.name for t in op.inputs}
+    rescaled, needs_split = [], False
     for slot, name in enumerate(node.inputs):
         binding = slot_binding(op, slot)
         if slot == slots[0] or not name or binding is None:
             continue
-        exponents = {per_channel.param_exponents.get(p, 0) for p in binding.split()}
-        if exponents == {0}:
-            continue
-        if len(exponents) != 1 or name not in graph.initializers or not _per_channel(
-                graph.initializers[name], channels, len(shape)):
+        if binding in tensors:
+            exponent, held = 1, _broadcasts(graph.initializers.get(name), channels, len(shape))
+        else:
+            exponents = {per_channel.param_exponents.get(p, 0) for p in binding.split()}
+            if exponents == {0}:
+                continue
+            if len(exponents) != 1 or name not in graph.initializers:
+                return None
+            exponent = exponents.pop()
+            held = _per_channel(graph.initializers[name], channels, len(shape))
+            needs_split |= not held
+            held = held or (allow_split and can_split(graph, table, node, op))
+        if not held:
             return None
-        rescaled.append((name, float(exponents.pop())))
+        rescaled.append((name, float(exponent)))
     if any(per_channel.param_exponents.get(p, 0) for p in op.onnx_attrs.values()):
         return None  # an attribute is one value for the tensor
-    link = _Link(node, tuple(rescaled))
+    link = _Link(node, tuple(rescaled), len(shape), needs_split)
+    if needs_split:
+        return link  # probed once split
     examples = example_inputs(graph, node, active)
     return link if examples is not None and _probe(op, node, examples, slots[0], link) else None
+
+
+def _broadcasts(value: np.ndarray | None, channels: int, ndim: int) -> bool:
+    """Whether a constant tensor input can be held per channel: it already is, or it is one
+    value broadcast to every element."""
+    return value is not None and (_per_channel(value, channels, ndim) or value.size == 1)
 
 
 def _per_channel(value: np.ndarray, channels: int, ndim: int) -> bool:
@@ -284,16 +310,18 @@ def _apply(graph: Graph, first: _Weights, links: list[_Link], second: _Weights,
     for link in links:
         for name, k in link.rescaled:
             value = inits[name]
-            ndim = len(example_shape(graph, link.node.inputs[0]) or ()) or value.ndim + 1
-            inits[name] = _rescale(value, scale ** -k, ndim).astype(value.dtype)
+            inits[name] = _rescale(value, scale ** -k, link.ndim).astype(value.dtype)
     w2 = inits[second.weight]
     inits[second.weight] = (w2 * _along(scale, second.axis, w2.ndim)).astype(w2.dtype)
 
 
 def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
     """A per-channel parameter (see :func:`_per_channel`) times per-channel ``factors``, in
-    the parameter's own shape."""
+    the parameter's own shape; one value for the tensor becomes one per channel first."""
     value = np.asarray(value)
+    if not _per_channel(value, factors.size, ndim):
+        value = np.full((factors.size,) + (1,) * (ndim - CHANNEL_AXIS - 1), value.reshape(()),
+                        value.dtype)
     full = (1,) * (ndim - value.ndim) + value.shape
     return (value.reshape(full) * _along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
 

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from ..engine import plan_model, prepare
+from ..engine.equalize import equalize
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..graph import Graph, OperatorTable, load_graph
@@ -41,6 +42,7 @@ class AuditEntry:
 class Audit:
     model: str
     entries: tuple[AuditEntry, ...]
+    equalized: tuple[str, ...] = ()  # pairs cross-layer equalization takes (per-tensor default)
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, compensations."""
@@ -56,6 +58,7 @@ class Audit:
             "compensated": [e.node for e in self.entries if e.action == Action.COMPENSATE.value],
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
+            "equalized": list(self.equalized),
         }
 
     def to_json(self) -> dict:
@@ -105,7 +108,8 @@ def audit_model(path: str | os.PathLike) -> Audit:
         entries.append(_entry(action, prepared, table))
     entries.extend(_entry(action, prepared, table)  # nodes preparation created
                    for action in plan.values())
-    return Audit(str(path), tuple(entries))
+    pairs = equalize(prepared, table)
+    return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -153,6 +157,9 @@ def _summary_lines(audit: Audit) -> list[str]:
                      if not floats else "float at " + ", ".join(
                          f"{node} ({why.removeprefix('float: ')})"
                          for node, why in floats.items())))
+    lines.append("cross-layer equalization (on by default with --per-tensor): " + (
+        "; ".join(summary["equalized"]) or "no pair (no two weight layers joined only by "
+        "operators with a per-channel rule)"))
     for op_type, nodes in summary["unknown_op_types"].items():
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} (not in the catalog)")
     return lines

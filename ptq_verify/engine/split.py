@@ -1,0 +1,99 @@
+"""Split a node whose witness is a chain of max/min with parameters (Clip, ReLU6) into binary
+max/min nodes whose bounds are constant *tensor* inputs.
+
+Why: cross-layer equalization rescales such a node's bounds per channel (hi_c -> hi / s_c,
+proofs/per-channel.md), but ONNX keeps Clip's bounds scalar (onnxruntime refuses per-channel
+ones), while a binary Max/Min broadcasts its inputs. The split is read off the witness
+(``min(hi, max(lo, x))`` is max with lo, then min with hi) and the catalog's declarations (the
+operators whose witness is ``max(a, b)`` / ``min(a, b)`` of their two tensors); no operator type
+is named. The split computes the same function exactly; a bound the node leaves absent is no
+step at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from ..catalog.operator import Operator
+from ..graph import Graph, Node, OperatorTable, TensorInfo
+
+
+def selection_steps(op: Operator) -> list[tuple[type, str]] | None:
+    """(Max or Min, parameter) from the innermost step out, when ``op``'s witness is such a
+    chain over its single element; None otherwise."""
+    if len(op.element_names) != 1:
+        return None
+    element = op.symbols[op.element_names[0]]
+    steps, current = [], op.expr
+    while current != element:
+        if not isinstance(current, (sympy.Max, sympy.Min)) or len(current.args) != 2:
+            return None
+        bounds = [a for a in current.args if isinstance(a, sympy.Symbol) and str(a) in op.params]
+        rest = [a for a in current.args if a not in bounds]
+        if len(bounds) != 1 or len(rest) != 1:
+            return None
+        steps.append((type(current), str(bounds[0])))
+        current = rest[0]
+    return steps[::-1] or None
+
+
+def binary_operator(kind: type, table: OperatorTable) -> Operator | None:
+    """A declared ONNX operator whose witness is ``kind(a, b)`` of its two input tensors."""
+    from ..catalog import CATALOG
+
+    for op in (*table.extra.values(), *CATALOG.values()):
+        if (op.onnx_type and not op.params and not op.onnx_match and not op.mixes_channels
+                and len(op.inputs) == 2 and op.element_names == tuple(t.name for t in op.inputs)
+                and op.onnx_inputs == op.element_names and op.expr == kind(
+                    *(op.symbols[e] for e in op.element_names))):
+            return op
+    return None
+
+
+def can_split(graph: Graph, table: OperatorTable, node: Node, op: Operator) -> bool:
+    return _plan(graph, table, node, op) is not None
+
+
+def split(graph: Graph, table: OperatorTable, node: Node, op: Operator) -> list[Node] | None:
+    """Replace ``node`` by its binary steps in ``graph`` (in place); return them."""
+    plan = _plan(graph, table, node, op)
+    if plan is None:
+        return None
+    source = next(name for name in node.inputs if name not in graph.initializers)
+    info = graph.value_info.get(node.outputs[0]) or graph.value_info.get(source)
+    nodes, current = [], source
+    for index, (binary, bound) in enumerate(plan):
+        constant = f"{node.name}:{index}:bound"
+        graph.initializers[constant] = np.array(graph.initializers[bound], copy=True)
+        last = index == len(plan) - 1
+        output = node.outputs[0] if last else f"{node.name}:{index}"
+        if not last and info is not None:
+            graph.value_info[output] = TensorInfo(output, info.shape, info.dtype)
+        nodes.append(Node(f"{node.name}:{binary.name.lower()}", binary.onnx_type,
+                          [current, constant], [output]))
+        current = output
+    position = graph.nodes.index(node)
+    graph.nodes[position:position + 1] = nodes
+    graph.remove_unused()
+    return nodes
+
+
+def _plan(graph: Graph, table: OperatorTable, node: Node, op: Operator):
+    """[(binary operator, bound initializer)] for ``node``, or None when it cannot split."""
+    steps = selection_steps(op)
+    if steps is None or len(node.outputs) != 1:
+        return None
+    plan = []
+    for kind, param in steps:
+        binary = binary_operator(kind, table)
+        if binary is None or param not in op.onnx_inputs:
+            return None
+        slot = op.onnx_inputs.index(param)
+        name = node.inputs[slot] if slot < len(node.inputs) else ""
+        if not name:
+            continue  # an absent bound: no step
+        if name not in graph.initializers:
+            return None
+        plan.append((binary, name))
+    return plan or None
