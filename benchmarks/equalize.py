@@ -5,16 +5,23 @@ per-channel weights, at 8 and 4 bits, with the CLI's defaults otherwise: the SQN
 simulated logits against the float logits on all 1797 scikit-learn digits, without and with
 equalization, and the pairs equalized. One table on stdout.
 
+The examples are trained and their channel ranges are even; the last row, ``uneven_relu6``, is
+an untrained seeded network shaped like a mobile block after BatchNorm folding (output channels
+of the first convolution spread over a factor 100, ReLU6, a depthwise convolution, ReLU6, a
+convolution), calibrated on the first 200 digits.
+
 Run:  python benchmarks/equalize.py
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from machine import describe
+from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
@@ -28,6 +35,43 @@ BITS = (8, 4)
 def _digits(shape: tuple) -> np.ndarray:
     x = load_digits().data.astype(np.float32) / 16.0
     return x.reshape((-1, *[d for d in shape[1:]]))
+
+
+def uneven_relu6(path: Path) -> Path:
+    """Write the ``uneven_relu6`` model and its calibration data next to ``path``; return it."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attrs) -> str:
+        out = f"{op.lower()}{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    spread = np.logspace(-1, 1, 8).reshape(8, 1, 1, 1)
+    h = node("Conv", ["input", const("w1", rng.standard_normal((8, 1, 3, 3)) * spread),
+                      const("b1", rng.standard_normal(8) * 0.1)], pads=[1] * 4)
+    h = node("Clip", [h, const("lo1", 0), const("hi1", 6)])
+    h = node("Conv", [h, const("w2", rng.standard_normal((8, 1, 3, 3)) / 3)], group=8,
+             pads=[1] * 4)
+    h = node("Clip", [h, const("lo2", 0), const("hi2", 6)])
+    h = node("Relu", [node("Conv", [h, const("w3", rng.standard_normal((8, 8, 1, 1)) / 3)])])
+    h = node("Flatten", [h])
+    node("Gemm", [h, const("w4", rng.standard_normal((10, 512)) / 20)], transB=1)
+    nodes[-1].output[0] = "logits"
+    graph = helper.make_graph(
+        nodes, "uneven_relu6",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    target = path / "uneven_relu6.onnx"
+    target.write_bytes(model.SerializeToString())
+    np.savez(target.with_suffix(".calib.npz"), input=_digits((0, 1, 8, 8))[:200])
+    return target
 
 
 def _sqnr(path: Path, per_channel: bool, cle: bool, bits: int) -> tuple[float, list[str]]:
@@ -45,7 +89,8 @@ def _sqnr(path: Path, per_channel: bool, cle: bool, bits: int) -> tuple[float, l
 
 def main() -> int:
     rows = [("model", "weights", *(f"{b}-bit off / on" for b in BITS), "pairs equalized")]
-    for path in sorted(EXAMPLES.glob("*.onnx")):
+    scratch = tempfile.TemporaryDirectory()
+    for path in [*sorted(EXAMPLES.glob("*.onnx")), uneven_relu6(Path(scratch.name))]:
         for per_channel in (False, True):
             cells, pairs = [], []
             for bits in BITS:
