@@ -16,6 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..graph import Graph, Node
+from ..graph.onnx_io import node_proto
 
 _MULTIPLY, _ROUND, _CLIP, _IDENTITY = "Mul", "Round", "Clip", "Identity"
 MIN_OPSET = 11  # Round and Clip with min/max inputs
@@ -65,9 +66,7 @@ class Emitter:
                                                name=self.fresh(f"{dst}:copy")))
 
     def node(self, node: Node) -> None:
-        self.nodes.append(helper.make_node(
-            node.op_type, node.inputs, node.outputs, name=node.name,
-            domain=node.domain or None, **node.attrs))
+        self.nodes.append(node_proto(node))
 
     def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]],
               doc: str = "") -> onnx.ModelProto:

@@ -64,6 +64,21 @@ def _attribute(attr: onnx.AttributeProto) -> Any:
     return value
 
 
+def node_proto(node: Node, inputs: list[str] | None = None) -> onnx.NodeProto:
+    """The node as ONNX (``inputs`` renames its inputs). Tensor attributes, held as numpy
+    arrays (a Constant's ``value``, a ConstantOfShape's ``value``, 0-d included), go back as
+    TensorProto: ``helper.make_node`` would read a numpy array as a list of values."""
+    proto = helper.make_node(node.op_type, node.inputs if inputs is None else inputs,
+                             node.outputs, name=node.name, domain=node.domain or None)
+    for key, value in node.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = numpy_helper.from_array(value)
+        proto.attribute.append(
+            helper.make_attribute(key, value, attr_type=node.attr_types.get(key))
+        )
+    return proto
+
+
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     """Convert a model to a :class:`Graph`, with ONNX shape inference for tensor types."""
     try:
@@ -92,6 +107,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
                 outputs=list(proto.output),
                 attrs={a.name: _attribute(a) for a in proto.attribute},
                 domain=proto.domain,
+                attr_types={a.name: a.type for a in proto.attribute},
             )
         )
     opsets = {o.domain: o.version for o in model.opset_import}
@@ -111,12 +127,7 @@ def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
 
 def graph_to_onnx(graph: Graph, *, producer: str = "ptq-verify") -> onnx.ModelProto:
     """Write a :class:`Graph` as an ONNX model (the opsets of the source model)."""
-    nodes = [
-        helper.make_node(
-            n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain or None, **n.attrs
-        )
-        for n in graph.nodes
-    ]
+    nodes = [node_proto(n) for n in graph.nodes]
     initializers = [
         numpy_helper.from_array(np.asarray(v), k) for k, v in graph.initializers.items()
     ]

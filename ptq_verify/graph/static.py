@@ -50,9 +50,10 @@ def _reference_run(graph: Graph, node, inputs) -> list | None:
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
+    from .onnx_io import node_proto
+
     names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
-    proto = helper.make_node(node.op_type, names, node.outputs, domain=node.domain or None,
-                             **node.attrs)
+    proto = node_proto(node, names)
     inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, inputs) if n]
     outs = [helper.make_tensor_value_info(o, 0, None) for o in node.outputs if o]
     model = helper.make_model(

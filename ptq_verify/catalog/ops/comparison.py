@@ -1,14 +1,16 @@
-"""Comparisons of two tensors, as in attention masks: boolean outputs, witnessed as 1 or 0.
+"""Comparisons of two tensors, as in attention masks: boolean outputs, witnessed as 1 or 0,
+and the boolean connectives that combine masks (Not, And, Or, Xor).
 
 Compared tensors must share one scale for the comparison to survive scaling, and the output
-(a truth value) does not scale at all.
+(a truth value) does not scale at all. A connective reads its inputs as truth values
+(non-zero is true), witnessed by ``where(a > 0, ...)``: masks are 0 or 1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.elementwise import comparison
+from ..kernels.elementwise import comparison, logical
 from ..operator import Operator
 
 
@@ -26,4 +28,20 @@ OPERATORS = (
     _compare("LessOrEqual", "<=", np.less_equal, "a <= b, a boolean tensor."),
     _compare("Greater", ">", np.greater, "a > b, a boolean tensor."),
     _compare("GreaterOrEqual", ">=", np.greater_equal, "a >= b, a boolean tensor."),
+    Operator(
+        "Not", "x", "where(x > 0, 0, 1)", onnx_type="Not",
+        onnx_kernel=logical(np.logical_not), doc="Boolean negation of a mask.",
+    ),
+    Operator(
+        "And", "a, b", "where(a > 0, where(b > 0, 1, 0), 0)", onnx_type="And",
+        onnx_kernel=logical(np.logical_and), doc="Both masks true.",
+    ),
+    Operator(
+        "Or", "a, b", "where(a > 0, 1, where(b > 0, 1, 0))", onnx_type="Or",
+        onnx_kernel=logical(np.logical_or), doc="Either mask true.",
+    ),
+    Operator(
+        "Xor", "a, b", "where(a > 0, where(b > 0, 0, 1), where(b > 0, 1, 0))", onnx_type="Xor",
+        onnx_kernel=logical(np.logical_xor), doc="Exactly one mask true.",
+    ),
 )
