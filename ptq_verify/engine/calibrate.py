@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
 from .data import batches, check_feeds
+from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
 
 METHODS = ("auto", "maxabs", "percentile", "mse")
@@ -35,6 +36,8 @@ class Calibration:
     percent: float = 99.99
     samples: int = 0
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
+    # sums where a static operand saturated some positions (engine/saturation.py)
+    saturated: set[str] = field(default_factory=set)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -70,8 +73,20 @@ def calibrate(
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
     stats = {name: TensorStats() for name in active}
+    sums = masked_sums(graph, table, active)
+    wanted = {name for masked in sums.values() for name in masked.static}
+    held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
+    saturated: set[str] = set()
 
     def observe(name: str, value: np.ndarray) -> None:
+        if name in wanted:
+            held[name] = value
+        if name in sums:
+            # positions where a static operand saturates the sum set no range
+            kept = kept_positions(value, static_part(sums[name], held, graph))
+            if not kept.all():
+                saturated.add(name)
+                value = value[kept]
         if name in stats:
             stats[name].update(value)
 
@@ -83,10 +98,11 @@ def calibrate(
             for name, value in batch.items():
                 observe(name, value)
             run_graph(graph, batch, table, observe=observe)
+            held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     for name, tensor_stats in stats.items():
         if tensor_stats.count and not np.isfinite(tensor_stats.max_abs):
             raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN values on "
                             "the calibration data")
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample)
+    return Calibration(stats, method, percent, total, sample, saturated)

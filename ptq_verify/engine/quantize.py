@@ -215,6 +215,12 @@ class _Builder:
                                                plan.text, "-"))
             elif plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
+            elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
+                # A static operand saturates this sum (an additive attention mask): on codes
+                # those positions would read back as the range's end, not as the mask, in
+                # the float consumers; computed in float they keep the exact mask.
+                self.compensate(node, op, plan, "a static operand saturates it and every "
+                                "consumer runs in float")
             else:
                 self.scale_node(node, op, plan)
         for info in self.graph.outputs:
@@ -234,12 +240,13 @@ class _Builder:
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
-        outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
+        coded = {o for o in node.outputs if o in self.active and not self._float_only(o)}
+        outputs = [self.fresh(f"{o}:float") if o in coded else o for o in node.outputs]
         self.steps.append(NodeStep(_renamed(node, inputs, outputs), op))
         scales = []
         nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):
-            if original in self.active:
+            if original in coded:
                 code = self.materialise(produced, original, 1.0, nonneg)
                 scales.append(code.scale)
         back = ", ".join(f"{n} x1/{self.codes[n].scale:.4g}" for n in dict.fromkeys(node.inputs)
@@ -247,6 +254,13 @@ class _Builder:
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note))
+
+    def _float_only(self, tensor: str) -> bool:
+        """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
+        it would only add a rounding between two float nodes."""
+        users = self.consumers.get(tensor, [])
+        return (bool(users) and tensor not in self.graph.output_names
+                and all(self._plans[u.name].action is Action.COMPENSATE for u in users))
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
@@ -259,7 +273,8 @@ class _Builder:
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
         selection = is_lattice_selection(op)
-        common = _common_scale(codes_in, selection)
+        # a node reading a table by static indices (Gather of token ids) has no codes in
+        common = _common_scale(codes_in, selection) if codes_in else 1.0
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:

@@ -38,7 +38,8 @@ class ScaleStep:
         if self.pre_round:
             x = np.round(x)
         if not _is_one(self.factor):
-            x = x * self.factor
+            with np.errstate(over="ignore"):  # a saturating mask goes to +-inf; clip ends it
+                x = x * self.factor
         if self.round:
             x = np.round(x)
         if self.low is not None:
