@@ -97,9 +97,16 @@ def quantize(
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
     builder.build(plans)
-    return QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
-                          builder.records, bits, integer_outputs, builder.notes,
-                          builder.output_scales)
+    model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
+                           builder.records, bits, integer_outputs, builder.notes,
+                           builder.output_scales)
+    counts = model.counts()
+    if not counts["integer"]:
+        raise UserError(
+            f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
+            f"compensated, {counts['static']} static: no node reads a float model input or a "
+            "float table through the model's inputs); nothing to quantize")
+    return model
 
 
 class _Builder:

@@ -64,6 +64,29 @@ def _attribute(attr: onnx.AttributeProto) -> Any:
     return value
 
 
+def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    """A sparse tensor's dense value (indices linear [n] or coordinates [n, rank])."""
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(sparse.dims)
+    flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+    dense = np.zeros(int(np.prod(shape)), dtype=values.dtype)
+    dense[flat] = values
+    return dense.reshape(shape)
+
+
+def _attributes(proto: onnx.NodeProto) -> tuple[dict[str, Any], dict[str, int]]:
+    """A node's attributes as plain values, with their ONNX types. A Constant's
+    ``sparse_value`` is read as the equivalent dense ``value`` (the ONNX spec makes the forms
+    interchangeable; onnx's reference evaluator, which folds constants, has no sparse form)."""
+    if proto.op_type == "Constant" and len(proto.attribute) == 1 and (
+            proto.attribute[0].type == onnx.AttributeProto.SPARSE_TENSOR):
+        return {"value": _dense(proto.attribute[0].sparse_tensor)}, {
+            "value": onnx.AttributeProto.TENSOR}
+    return ({a.name: _attribute(a) for a in proto.attribute},
+            {a.name: a.type for a in proto.attribute})
+
+
 def node_proto(node: Node, inputs: list[str] | None = None) -> onnx.NodeProto:
     """The node as ONNX (``inputs`` renames its inputs). Tensor attributes, held as numpy
     arrays (a Constant's ``value``, a ConstantOfShape's ``value``, 0-d included), go back as
@@ -99,15 +122,16 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
         while name in seen:
             name = f"{name}_{position}"
         seen.add(name)
+        attrs, types = _attributes(proto)
         nodes.append(
             Node(
                 name=name,
                 op_type=proto.op_type,
                 inputs=list(proto.input),
                 outputs=list(proto.output),
-                attrs={a.name: _attribute(a) for a in proto.attribute},
+                attrs=attrs,
                 domain=proto.domain,
-                attr_types={a.name: a.type for a in proto.attribute},
+                attr_types=types,
             )
         )
     opsets = {o.domain: o.version for o in model.opset_import}
