@@ -156,3 +156,29 @@ def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
     assert code == 2 and "'topk' (TopK)" in err and "\n" not in err
     assert main(["audit", str(path)]) == 0
     assert "unknown op type TopK: topk" in capsys.readouterr().out
+
+
+def test_a_constant_matmul_operand_gets_per_channel_scales(tmp_path):
+    """x @ W with W's columns spanning three decades: per-column scales, as a Gemm's weights
+    get, keep the small columns that one per-tensor scale rounds away."""
+    rng = np.random.default_rng(3)
+    weight = (rng.normal(size=(64, 12)) * np.logspace(-3, 0, 12)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 12])],
+        [numpy_helper.from_array(weight, "w")])
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    loaded = load_model(path)
+    calibration = calibrate(loaded, models.digits(80), progress=False)
+    test = models.digits(40, offset=300)
+    reference = test @ weight
+    small = slice(0, 4)  # the columns with the smallest weights
+    errors = {}
+    for per_channel in (True, False):
+        model = quantize(loaded, calibration, 8, per_channel=per_channel)
+        out = model.run(test)["y"]
+        errors[per_channel] = sqnr_db(reference[:, small], out[:, small])
+    assert "per-channel weights" in quantize(loaded, calibration, 8).records[0].note
+    assert errors[True] > errors[False] + 20

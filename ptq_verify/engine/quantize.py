@@ -262,6 +262,27 @@ class _Builder:
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note))
 
+    def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int, binding: str,
+                       tensors: list[str]):
+        """Per-channel scales for a constant on a tensor input (a MatMul's weight matrix):
+        when the rule proves the output of degree 1 in that input, scaling one of its slices
+        scales one output channel (which pair of axes is found by a probe), exactly as a
+        declared weight's. Returns (scale, weight axis, (scale, output axis)) or None."""
+        degrees = rule.input_degrees
+        if (not self.per_channel or degrees is None or len(degrees) != len(tensors)
+                or degrees[tensors.index(binding)] != 1):
+            return None
+        inputs = example_inputs(self.graph, node, self.active)
+        axes = None if inputs is None else channel_axes(op, node, inputs, slot)
+        if axes is None:
+            return None
+        weight_axis, out_axis = axes
+        weight = self.graph.initializers[node.inputs[slot]]
+        reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
+        peak = weight_reach(weight, reduce, self.signed_max).reshape(-1)
+        scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
+        return scale, weight_axis, (scale, out_axis)
+
     def _float_only(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
         it would only add a rounding between two float nodes."""
@@ -280,6 +301,7 @@ class _Builder:
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
         selection = is_lattice_selection(op)
+        tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
         for slot, name in enumerate(node.inputs):
@@ -301,10 +323,16 @@ class _Builder:
                 inputs[slot] = self._constant_at(name, common, constants)
                 tensor_scale[binding] = common
             elif name in consts:
-                scale = _weight_scale(consts[name], self.signed_max)
+                per_channel = self._tensor_weight(node, op, rule, slot, binding, tensors)
+                if per_channel is not None:  # scales along an axis, carried like weights'
+                    scale, weight_axis, tensor_weight = per_channel
+                    tensor_scale[binding] = 1.0
+                    expanded = _along(scale, weight_axis, consts[name].ndim)
+                else:
+                    scale = expanded = _weight_scale(consts[name], self.signed_max)
+                    tensor_scale[binding] = scale
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(consts[name] * scale).astype(np.float32)
-                tensor_scale[binding] = scale
+                constants[inputs[slot]] = np.round(consts[name] * expanded).astype(np.float32)
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
@@ -316,6 +344,8 @@ class _Builder:
         attrs = dict(node.attrs)
         real = set()
         weight_scale, out_axis = self._weights(node, op, layout, inputs, constants)
+        if weight_scale is None and tensor_weight is not None:
+            weight_scale, out_axis = tensor_weight
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding is None or binding in tensors:
@@ -592,7 +622,13 @@ def _along_axis(scale, axis: int | None, graph: Graph, tensor: str):
 
 def _renamed(node: Node, inputs: list[str], outputs: list[str], attrs=None) -> Node:
     return Node(node.name, node.op_type, list(inputs), list(outputs),
-                dict(node.attrs if attrs is None else attrs), node.domain)
+                dict(node.attrs if attrs is None else attrs), node.domain, node.attr_types)
+
+
+def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.asarray(values).reshape(shape)
 
 
 def _rule_text(plan: NodeAction) -> str:
