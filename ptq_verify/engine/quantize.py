@@ -19,6 +19,7 @@ import numpy as np
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..graph.static import table_slots
 from ..rules import Rule, RuleKind
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
@@ -262,6 +263,26 @@ class _Builder:
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note))
 
+    def _select_from_table(self, node: Node, op: Operator, plan: NodeAction) -> None:
+        """A selection from a float table by static indices (Gather of token ids): the output
+        elements are table elements, so the table is held as codes at the output's calibrated
+        scale and the node passes them on, one rounding in all (table rows the calibration
+        never selected clip to the range, as any activation does)."""
+        out = node.outputs[0]
+        scale, low, high = self.target(out, self._nonnegative(node, op, plan))
+        inputs, constants = list(node.inputs), {}
+        for slot in table_slots(self.graph, op, node):
+            name = node.inputs[slot]
+            inputs[slot] = self.fresh(f"{name}:codes")
+            table = np.round(self.graph.initializers[name] * scale)
+            constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+        produced = self.fresh(f"{out}:codes")
+        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants))
+        self.codes[out] = Code(produced, scale, low, high)
+        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
+                                       _scales_text([scale]),
+                                       "table held as codes at the output's scale"))
+
     def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int, binding: str,
                        tensors: list[str]):
         """Per-channel scales for a constant on a tensor input (a MatMul's weight matrix):
@@ -301,6 +322,8 @@ class _Builder:
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
         selection = is_lattice_selection(op)
+        if not codes_in and selection and len(node.outputs) == 1:
+            return self._select_from_table(node, op, plan)
         tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
