@@ -14,6 +14,7 @@ import pytest
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.graph import load_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
@@ -95,3 +96,6 @@ def test_cli_quantize_and_audit_run(name, tmp_path, capsys):
     out = capsys.readouterr().out
     assert " on integers, " in out
     assert main(["audit", str(path)]) == 0
+    listing = capsys.readouterr().out
+    assert "unknown op type" not in listing  # Constant nodes are folded constants, not unknown
+    assert all(node.name in listing for node in load_graph(path).nodes)
