@@ -99,3 +99,16 @@ def test_cli_quantize_and_audit_run(name, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "unknown op type" not in listing  # Constant nodes are folded constants, not unknown
     assert all(node.name in listing for node in load_graph(path).nodes)
+
+
+@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx",
+                                  "digits_cnn.dynamo.opset18.onnx"])
+def test_calibration_in_onnxruntime_agrees_with_the_catalog_kernels(name):
+    graph = load_model(str(FIXTURES / name))
+    data = _data(name, "calib")
+    fast = calibrate(graph, data, progress=False)
+    declared = calibrate(graph, data, progress=False, runtime="numpy")
+    assert fast.stats.keys() == declared.stats.keys() and fast.saturated == declared.saturated
+    for tensor, stats in declared.stats.items():
+        assert fast.stats[tensor].max_abs == pytest.approx(stats.max_abs, rel=1e-4, abs=1e-6)
+        assert fast.stats[tensor].count == stats.count

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
+from ..graph.ort_runner import ort_runner
 from .data import batches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
@@ -60,9 +61,12 @@ def calibrate(
     batch_size: int = 64,
     operators: OperatorTable | None = None,
     progress: bool = True,
+    runtime: str = "onnxruntime",
 ) -> Calibration:
     """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
-    record a :class:`TensorStats` for every activation tensor."""
+    record a :class:`TensorStats` for every activation tensor. ``runtime="numpy"`` runs the
+    catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
+    cannot load). Memory: one batch's wanted tensors at a time; statistics are streamed."""
     if method not in METHODS:
         raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < percent <= 100:
@@ -91,13 +95,23 @@ def calibrate(
             stats[name].update(value)
 
     total = next(iter(feeds.values())).shape[0]
+    # the float runs go through onnxruntime (tensors observed as extra outputs), or through
+    # the catalog's kernels when onnxruntime cannot load the graph
+    runner = ort_runner(graph, (stats.keys() | wanted) - set(graph.input_names)) if (
+        runtime == "onnxruntime") else None
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
     with bar:
         for batch in batches(feeds, graph, batch_size):
             for name, value in batch.items():
                 observe(name, value)
-            run_graph(graph, batch, table, observe=observe)
+            computed = _run_in_onnxruntime(runner, batch)
+            if computed is None:
+                runner = None
+                run_graph(graph, batch, table, observe=observe)
+            else:
+                for name, value in computed.items():
+                    observe(name, value)
             held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     for name, tensor_stats in stats.items():
@@ -106,3 +120,14 @@ def calibrate(
                             "the calibration data")
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated)
+
+
+def _run_in_onnxruntime(runner, batch: Mapping[str, np.ndarray]) -> dict | None:
+    """The batch's wanted tensors from onnxruntime, or None (no runner, or it failed: the
+    numpy executor then names the failing node itself)."""
+    if runner is None:
+        return None
+    try:
+        return runner.run(batch)
+    except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
+        return None
