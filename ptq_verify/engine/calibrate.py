@@ -105,7 +105,7 @@ def calibrate(
         for batch in batches(feeds, graph, batch_size):
             for name, value in batch.items():
                 observe(name, value)
-            computed = _run_in_onnxruntime(runner, batch)
+            computed = None if runner is None else runner.run(batch)
             if computed is None:
                 runner = None
                 run_graph(graph, batch, table, observe=observe)
@@ -121,13 +121,3 @@ def calibrate(
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated)
 
-
-def _run_in_onnxruntime(runner, batch: Mapping[str, np.ndarray]) -> dict | None:
-    """The batch's wanted tensors from onnxruntime, or None (no runner, or it failed: the
-    numpy executor then names the failing node itself)."""
-    if runner is None:
-        return None
-    try:
-        return runner.run(batch)
-    except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
-        return None

@@ -59,21 +59,25 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[st
 
 def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
     """Boolean mask of the positions of ``total`` (= activation part + ``static``) that set
-    the calibrated range; the others saturate (see the module docstring)."""
-    total = np.asarray(total, dtype=np.float64)
-    static = np.broadcast_to(np.asarray(static, dtype=np.float64), total.shape)
+    the calibrated range; the others saturate (see the module docstring). ``static`` may be
+    smaller than ``total`` (a mask broadcast over heads and queries): the work stays on its
+    own shape where it can."""
+    total = np.asarray(total)
+    static = np.asarray(static, dtype=total.dtype)
+    magnitude = np.abs(static)
     with np.errstate(invalid="ignore", over="ignore"):
-        activation = np.where(np.isfinite(static), total - static, 0.0)
-        reach = float(np.max(np.abs(activation), initial=0.0))
-        magnitude = np.abs(static)
+        activation = np.abs(np.where(np.isfinite(static), total - static, 0))
+        reach = float(np.max(activation, initial=0.0))
+        size = np.abs(total)
         kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
         for _ in range(FIXED_POINT_ROUNDS):
-            bound = reach + float(np.max(np.abs(total[kept]), initial=0.0))
+            inside = np.broadcast_to(kept, total.shape)
+            bound = reach + float(np.max(size, where=inside, initial=0.0))
             grown = magnitude <= bound
             if np.array_equal(grown, kept):
                 break
             kept = grown
-    return kept
+    return np.broadcast_to(kept, total.shape)
 
 
 def static_part(sum_node: MaskedSum, values: dict[str, np.ndarray], graph: Graph) -> np.ndarray:

@@ -25,8 +25,13 @@ class OrtRunner:
     def __init__(self, session, names: list[str]) -> None:
         self.session, self.names = session, names
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.session.run(self.names, dict(feeds))))
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The wanted tensors, or None when onnxruntime fails on these feeds (the caller's
+        numpy run then names the failing node itself)."""
+        try:
+            return dict(zip(self.names, self.session.run(self.names, dict(feeds))))
+        except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
+            return None
 
 
 def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
