@@ -22,26 +22,21 @@ def _compare(name: str, relation: str, compare, doc: str) -> Operator:
     )
 
 
+def _connective(name: str, inputs: str, expr: str, combine, doc: str) -> Operator:
+    return Operator(name, inputs, expr, onnx_type=name, onnx_kernel=logical(combine), doc=doc)
+
+
 OPERATORS = (
     _compare("Equal", "==", np.equal, "a == b, a boolean tensor."),
     _compare("Less", "<", np.less, "a < b, a boolean tensor."),
     _compare("LessOrEqual", "<=", np.less_equal, "a <= b, a boolean tensor."),
     _compare("Greater", ">", np.greater, "a > b, a boolean tensor."),
     _compare("GreaterOrEqual", ">=", np.greater_equal, "a >= b, a boolean tensor."),
-    Operator(
-        "Not", "x", "where(x > 0, 0, 1)", onnx_type="Not",
-        onnx_kernel=logical(np.logical_not), doc="Boolean negation of a mask.",
-    ),
-    Operator(
-        "And", "a, b", "where(a > 0, where(b > 0, 1, 0), 0)", onnx_type="And",
-        onnx_kernel=logical(np.logical_and), doc="Both masks true.",
-    ),
-    Operator(
-        "Or", "a, b", "where(a > 0, 1, where(b > 0, 1, 0))", onnx_type="Or",
-        onnx_kernel=logical(np.logical_or), doc="Either mask true.",
-    ),
-    Operator(
-        "Xor", "a, b", "where(a > 0, where(b > 0, 0, 1), where(b > 0, 1, 0))", onnx_type="Xor",
-        onnx_kernel=logical(np.logical_xor), doc="Exactly one mask true.",
-    ),
+    _connective("Not", "x", "where(x > 0, 0, 1)", np.logical_not, "Boolean negation of a mask."),
+    _connective("And", "a, b", "where(a > 0, where(b > 0, 1, 0), 0)", np.logical_and,
+                "Both masks true."),
+    _connective("Or", "a, b", "where(a > 0, 1, where(b > 0, 1, 0))", np.logical_or,
+                "Either mask true."),
+    _connective("Xor", "a, b", "where(a > 0, where(b > 0, 0, 1), where(b > 0, 1, 0))",
+                np.logical_xor, "Exactly one mask true."),
 )
