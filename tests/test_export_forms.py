@@ -180,5 +180,9 @@ def test_a_constant_matmul_operand_gets_per_channel_scales(tmp_path):
         model = quantize(loaded, calibration, 8, per_channel=per_channel)
         out = model.run(test)["y"]
         errors[per_channel] = sqnr_db(reference[:, small], out[:, small])
-    assert "per-channel weights" in quantize(loaded, calibration, 8).records[0].note
+    note = quantize(loaded, calibration, 8).records[0].note
+    assert "per-channel weights" in note and "output-aware rounding" in note
     assert errors[True] > errors[False] + 20
+    nearest = quantize(loaded, calibration, 4, weight_rounding="nearest").run(test)["y"]
+    optq = quantize(loaded, calibration, 4).run(test)["y"]
+    assert sqnr_db(reference, optq) > sqnr_db(reference, nearest)

@@ -331,26 +331,42 @@ class _Builder:
                                        _scales_text([scale]),
                                        "table held as codes at the output's scale"))
 
-    def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int, binding: str,
-                       tensors: list[str]):
-        """Per-channel scales for a constant on a tensor input (a MatMul's weight matrix):
-        when the rule proves the output of degree 1 in that input, scaling one of its slices
-        scales one output channel (which pair of axes is found by a probe), exactly as a
-        declared weight's. Returns (scale, weight axis, (scale, output axis)) or None."""
+    def _tensor_weight_slot(self, node: Node, op: Operator, rule: Rule) -> int | None:
+        """The slot of a constant on a tensor input that the rule proves the output of
+        degree 1 in (a MatMul's weight matrix): a weight, though declared as a tensor."""
+        tensors = [t.name for t in op.inputs]
         degrees = rule.input_degrees
-        if (not self.per_channel or degrees is None or len(degrees) != len(tensors)
-                or degrees[tensors.index(binding)] != 1):
+        if degrees is None or len(degrees) != len(tensors):
             return None
+        slots = [s for s, name in enumerate(node.inputs)
+                 if name in self.graph.initializers and (b := slot_binding(op, s)) in tensors
+                 and degrees[tensors.index(b)] == 1]
+        return slots[0] if len(slots) == 1 and len(node.inputs) > 1 else None
+
+    def _tensor_target(self, node: Node, op: Operator, slot: int) -> WeightTarget | None:
+        """Which axis of the constant in ``slot`` feeds which output axis (a probe)."""
+        if node.name in self._targets:
+            return self._targets[node.name]
         inputs = example_inputs(self.graph, node, self.active)
         axes = None if inputs is None else channel_axes(op, node, inputs, slot)
-        if axes is None:
+        return None if axes is None else WeightTarget(slot, *axes, ())
+
+    def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int):
+        """Integer codes, per-channel scale and output axis for a constant on a tensor input
+        (see :meth:`_tensor_weight_slot`): scaling one of its slices scales one output
+        channel, exactly as for a declared weight, and its rounding is output-aware the same
+        way. None when it is not such a weight or per-tensor scales were asked for."""
+        if not self.per_channel or self._tensor_weight_slot(node, op, rule) != slot:
             return None
-        weight_axis, out_axis = axes
+        target = self._tensor_target(node, op, slot)
+        if target is None:
+            return None
         weight = self.graph.initializers[node.inputs[slot]]
-        reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
+        reduce = tuple(a for a in range(weight.ndim) if a != target.weight_axis)
         peak = weight_reach(weight, reduce, self.signed_max).reshape(-1)
         scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
-        return scale, weight_axis, (scale, out_axis)
+        codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
+        return codes, scale, target.out_axis
 
     def _float_only(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
@@ -394,16 +410,17 @@ class _Builder:
                 inputs[slot] = self._constant_at(name, common, constants)
                 tensor_scale[binding] = common
             elif name in consts:
-                per_channel = self._tensor_weight(node, op, rule, slot, binding, tensors)
-                if per_channel is not None:  # scales along an axis, carried like weights'
-                    scale, weight_axis, tensor_weight = per_channel
-                    tensor_scale[binding] = 1.0
-                    expanded = _along(scale, weight_axis, consts[name].ndim)
-                else:
-                    scale = expanded = _weight_scale(consts[name], self.signed_max)
-                    tensor_scale[binding] = scale
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(consts[name] * expanded).astype(np.float32)
+                weight = self._tensor_weight(node, op, rule, slot)
+                if weight is not None:  # scales along an axis, carried like weights'
+                    codes, scale, out_axis = weight
+                    tensor_weight = (scale, out_axis)
+                    tensor_scale[binding] = 1.0
+                else:
+                    scale = _weight_scale(consts[name], self.signed_max)
+                    codes = np.round(consts[name] * scale)
+                    tensor_scale[binding] = scale
+                constants[inputs[slot]] = codes.astype(np.float32)
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
@@ -602,6 +619,10 @@ class _Builder:
                 continue
             layout = weight_layout(op, plan.rule)
             if layout is None:
+                slot = self._tensor_weight_slot(node, op, plan.rule)
+                if self.per_channel and slot is not None and (
+                        target := self._tensor_target(node, op, slot)):
+                    self._targets[node.name] = target
                 continue
             slots = [s for s, name in enumerate(node.inputs)
                      if name in self.graph.initializers and (b := slot_binding(op, s))
