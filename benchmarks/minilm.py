@@ -11,6 +11,7 @@ exporter at opset 17, output the last hidden state; the sentence embedding is th
 unmasked tokens (as the model's pooling config says), computed outside the graph.
 
 Run:  python benchmarks/minilm.py   [--calibration 128 --evaluation 256 --length 64]
+      [--save DIR]   (keeps the float export and its calibration data, for `ptq-verify audit`)
 """
 
 from __future__ import annotations
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--evaluation", type=int, default=256)
     parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--save", type=Path, help="folder to keep minilm.onnx and its "
+                        "calibration data in (minilm.calib.npz)")
     args = parser.parse_args(argv)
     from machine import describe
 
@@ -178,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = export(args.length, path)
         calibration = tokenize(tokenizer, sentences[:args.calibration], args.length)
         evaluation = tokenize(tokenizer, sentences[args.calibration:], args.length)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            (args.save / "minilm.onnx").write_bytes(path.read_bytes())
+            np.savez(args.save / "minilm.calib.npz", **calibration)
         reference = embeddings(str(path), evaluation)
         rows = []
         start = time.perf_counter()
