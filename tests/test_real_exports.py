@@ -57,6 +57,9 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     assert np.max(np.abs(exported - simulated) * scale) < 0.5, "onnxruntime differs by a code"
     counts = model.counts()
     assert counts["integer"] > counts["compensated"]
+    for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
+        other = _session(model.to_onnx(form)).run(None, test)[0]
+        assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
     if name.startswith("tiny_bert"):
         cosine = _mean_pooled_cosine(reference, simulated, test["attention_mask"])
         assert cosine.min() > 0.999

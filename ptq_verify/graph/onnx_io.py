@@ -87,12 +87,14 @@ def _attributes(proto: onnx.NodeProto) -> tuple[dict[str, Any], dict[str, int]]:
             {a.name: a.type for a in proto.attribute})
 
 
-def node_proto(node: Node, inputs: list[str] | None = None) -> onnx.NodeProto:
-    """The node as ONNX (``inputs`` renames its inputs). Tensor attributes, held as numpy
-    arrays (a Constant's ``value``, a ConstantOfShape's ``value``, 0-d included), go back as
-    TensorProto: ``helper.make_node`` would read a numpy array as a list of values."""
+def node_proto(node: Node, inputs: list[str] | None = None,
+               outputs: list[str] | None = None) -> onnx.NodeProto:
+    """The node as ONNX (``inputs``, ``outputs`` rename its tensors). Tensor attributes, held
+    as numpy arrays (a Constant's ``value``, a ConstantOfShape's ``value``, 0-d included), go
+    back as TensorProto: ``helper.make_node`` would read a numpy array as a list of values."""
     proto = helper.make_node(node.op_type, node.inputs if inputs is None else inputs,
-                             node.outputs, name=node.name, domain=node.domain or None)
+                             node.outputs if outputs is None else outputs, name=node.name,
+                             domain=node.domain or None)
     for key, value in node.attrs.items():
         if isinstance(value, np.ndarray):
             value = numpy_helper.from_array(value)

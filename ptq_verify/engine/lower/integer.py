@@ -356,8 +356,7 @@ def _runs_on(node, types: list[int], opset: int) -> bool:
     if key not in _PROBED:
         names = [f"x{i}" for i in range(len(types))]
         graph = helper.make_graph(
-            [helper.make_node(node.op_type, names, ["y"], domain=node.domain or None,
-                              **node.attrs)], "probe",
+            [node_proto(node, names, ["y"])], "probe",
             [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
             [helper.make_tensor_value_info("y", types[0], None)])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
