@@ -92,6 +92,9 @@ def calibrate(
                 saturated.add(name)
                 value = value[kept]
         if name in stats:
+            if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
+                raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
+                                "values on the calibration data")
             stats[name].update(value)
 
     total = next(iter(feeds.values())).shape[0]
@@ -114,10 +117,6 @@ def calibrate(
                     observe(name, value)
             held.clear()
             bar.update(next(iter(batch.values())).shape[0])
-    for name, tensor_stats in stats.items():
-        if tensor_stats.count and not np.isfinite(tensor_stats.max_abs):
-            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN values on "
-                            "the calibration data")
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated)
 
