@@ -29,7 +29,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, s
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
 from .fold import CHANNEL_AXIS, _carries
-from .probe import channel_axes, example_inputs, example_shape
+from .probe import _along, _cast, _first, channel_axes, example_inputs, example_shape
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
 
@@ -327,21 +327,11 @@ def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def _run(op, node: Node, examples: list, changes: dict) -> np.ndarray | None:
-    values = [changes.get(i, v) for i, v in enumerate(examples)]
-    values = [None if v is None else np.asarray(v, dtype=np.float64)
-              if np.issubdtype(np.asarray(v).dtype, np.floating) else v for v in values]
+    values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
     try:
-        result = op.run_onnx(values, node.attrs)
+        return np.asarray(_first(op.run_onnx(values, node.attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
         return None
-    result = result[0] if isinstance(result, (list, tuple)) else result
-    return np.asarray(result, dtype=np.float64)
-
-
-def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    shape = [1] * ndim
-    shape[axis] = values.size
-    return values.reshape(shape)
 
 
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:
