@@ -155,18 +155,11 @@ def test_a_branch_is_not_equalized_and_keeps_its_function():
     assert all(p.first != "conv1" for p in pairs)
 
 
-INTEGER_MIN_AFTER_RELU = pytest.mark.xfail(
-    strict=True, reason="known, not from equalization: --format integer differs from the "
-    "simulation on Relu -> Min(x, constant) (and Max -> Min) chains, equalized or not")
-
-
 @pytest.mark.parametrize("middle", ["Relu", "Clip"])
 @pytest.mark.parametrize("form", ["qdq", "simulation", "integer"])
-def test_equalized_model_quantizes_and_runs_in_onnxruntime(middle, form, request):
+def test_equalized_model_quantizes_and_runs_in_onnxruntime(middle, form):
     import onnxruntime as ort
 
-    if (middle, form) == ("Clip", "integer"):
-        request.applymarker(INTEGER_MIN_AFTER_RELU)
     consts = {"_consts": [0.0, 6.0]} if middle == "Clip" else {}
     graph, pairs, _ = _equalized(_between([(middle, consts)]))
     assert pairs

@@ -199,3 +199,22 @@ def test_cli_refuses_a_format_it_cannot_write(tmp_path, capsys, argv, message):
                  "--no-progress", *argv]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("first", ["Relu", "Max"])
+def test_integer_min_bound_above_the_calibrated_range_is_not_wrapped(first):
+    """Relu -> Min(x, 6) on unsigned codes: the bound's code (above 255 when the activations
+    stay below 6) must not be cast to uint8 with wrap-around; the integer model equals the
+    simulation."""
+    b = models.Builder(30, image=True)
+    h = b.conv("input", 1, 4)
+    h = b.add(first, [h] + ([b.const(np.float32(0))] if first == "Max" else []))
+    h = b.add("Min", [h, b.const(np.float32(6))])
+    h = b.add("Relu", [b.conv(h, 4, 4)])
+    graph = prepare(graph_from_onnx(b.model(b.dense(b.flatten(h), 256, 10))))
+    model = quantize(graph, calibrate(graph, models.digits(100, True), progress=False), 8,
+                     per_channel=False)
+    test = models.digits(20, True, offset=500)
+    session = ort.InferenceSession(model.to_onnx("integer").SerializeToString())
+    np.testing.assert_array_equal(session.run(None, {"input": test})[0],
+                                  model.run({"input": test})["logits"])

@@ -203,8 +203,10 @@ class _IntegerLowering:
         active = [n for n in step.node.inputs if n and self._active(n)]
         kinds = {self._type(n) for n in active}
         kind = kinds.pop() if len(kinds) == 1 else INT32
-        if not is_lattice_selection(step.op) or kind not in _RANGE:
-            kind = INT32  # sums and products of codes leave the 8-bit range
+        if not is_lattice_selection(step.op) or kind not in _RANGE or not self._constants_fit(
+                step, kind):
+            kind = INT32  # sums and products of codes leave the 8-bit range, and so may a
+            # constant (a Min bound above the calibrated range): int32, never a wrapped cast
         inputs = self._integer_inputs(step, kind)
         if kind != INT32 and not self._runs(step, inputs, kind):
             kind = INT32  # e.g. no uint8 kernel: run on int32 and cast the codes back
@@ -227,6 +229,16 @@ class _IntegerLowering:
                     value = value.astype(_NUMPY[kind])
                 inputs.append(self.out.constant(f"{name}:int", value))
         return inputs
+
+    def _constants_fit(self, step: NodeStep, kind: int) -> bool:
+        """Whether every constant input of ``step`` is held exactly by ``kind``'s codes."""
+        low, high = _RANGE[kind]
+        for name in step.node.inputs:
+            if name and not self._active(name):
+                value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
+                if value.size and (value.min() < low or value.max() > high):
+                    return False
+        return True
 
     def _runs(self, step: NodeStep, inputs: list[str], kind: int) -> bool:
         types = [kind if self._active(n) else onnx.helper.np_dtype_to_tensor_dtype(
