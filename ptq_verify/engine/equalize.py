@@ -42,17 +42,18 @@ _TOLERANCE = 1e-4  # relative output change that counts as float rounding
 
 @dataclass(frozen=True)
 class EqualizedPair:
-    """Layer ``first``'s output channels were divided by ``scale`` and layer ``second``'s input
-    channels multiplied by it, through the nodes ``through``."""
+    """Layer ``first``'s output channels were divided by ``scale`` and the input channels of
+    the layers ``seconds`` (several where the chain fans out) multiplied by it, through the
+    nodes ``through``."""
 
     first: str
-    second: str
+    seconds: tuple[str, ...]
     through: tuple[str, ...]
     scale: np.ndarray
 
     def describe(self) -> str:
         via = f" via {', '.join(self.through)}" if self.through else ""
-        return f"{self.first} -> {self.second}{via}"
+        return f"{self.first} -> {' + '.join(self.seconds)}{via}"
 
 
 @dataclass(frozen=True)
@@ -92,20 +93,22 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     totals = [np.ones(graph.initializers[first.weight].shape[first.axis])
               for first, _, _ in pairs]
     for _ in range(iterations):
-        for index, (first, links, second) in enumerate(pairs):
-            scale = _scales(graph, first, second)
-            _apply(graph, first, links, second, scale)
+        for index, (first, links, seconds) in enumerate(pairs):
+            scale = _scales(graph, first, seconds)
+            _apply(graph, first, links, seconds, scale)
             totals[index] = totals[index] * scale
     if not pairs or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
-    return [EqualizedPair(first.node.name, second.node.name,
+    return [EqualizedPair(first.node.name, tuple(s.node.name for s in seconds),
                           tuple(link.node.name for link in links), total)
-            for (first, links, second), total in zip(pairs, totals)]
+            for (first, links, seconds), total in zip(pairs, totals)]
 
 
 def _pairs(graph: Graph, table: OperatorTable, overrides, allow_split: bool
-           ) -> list[tuple[_Weights, list, _Weights]]:
+           ) -> list[tuple[_Weights, list, list[_Weights]]]:
+    """(layer 1, the links after it, the layers 2 its chain ends in): a chain ends where its
+    tensor feeds layers with weights only (one, or several: a fan-out), or is refused."""
     active = activation_tensors(graph, table)
     producers, consumers = graph.producers(), graph.consumers()
     pairs = []
@@ -116,15 +119,17 @@ def _pairs(graph: Graph, table: OperatorTable, overrides, allow_split: bool
         tensor, links = node.outputs[0], []
         while True:
             users = consumers.get(tensor, [])
-            if len(users) != 1 or tensor in graph.output_names or producers.get(tensor) is None:
+            if not users or tensor in graph.output_names or producers.get(tensor) is None:
+                break
+            seconds = [_weights(graph, table, user, active, overrides, output_side=False,
+                                source=tensor) for user in users]
+            if all(seconds):
+                if _own(graph, first, links, seconds):
+                    pairs.append((first, links, seconds))
+                break
+            if len(users) != 1:
                 break
             user = users[0]
-            second = _weights(graph, table, user, active, overrides, output_side=False,
-                              source=tensor)
-            if second is not None:
-                if _own(graph, first, links, second):
-                    pairs.append((first, links, second))
-                break
             link = _link(graph, table, user, tensor, active, overrides, allow_split)
             if link is None:
                 break
@@ -133,12 +138,12 @@ def _pairs(graph: Graph, table: OperatorTable, overrides, allow_split: bool
     return pairs
 
 
-def _own(graph: Graph, first: _Weights, links: list[_Link], second: _Weights) -> bool:
+def _own(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Weights]) -> bool:
     """Whether every initializer the pair rescales feeds one node only (a weight shared by two
     nodes would change the other one too). A layer may belong to two pairs (a depthwise
     convolution between two convolutions): each pass rescales from the current weights."""
     consumers = graph.consumers()
-    names = {first.weight, first.bias, second.weight,
+    names = {first.weight, first.bias, *(second.weight for second in seconds),
              *(name for link in links for name, _ in link.rescaled)} - {None}
     return all(len(consumers.get(name, [])) == 1 for name in names)
 
@@ -286,9 +291,10 @@ def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
     return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
 
 
-def _scales(graph: Graph, first: _Weights, second: _Weights) -> np.ndarray:
+def _scales(graph: Graph, first: _Weights, seconds: list[_Weights]) -> np.ndarray:
+    """s_c = sqrt(r1_c r2_c) / r2_c, r2 over all the layers 2 (the largest)."""
     r1 = _channel_range(graph.initializers[first.weight], first.axis)
-    r2 = _channel_range(graph.initializers[second.weight], second.axis)
+    r2 = np.max([_channel_range(graph.initializers[s.weight], s.axis) for s in seconds], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.sqrt(r1 * r2) / r2
     scale = np.where((r1 > 0) & (r2 > 0) & np.isfinite(scale), scale, 1.0)
@@ -300,7 +306,7 @@ def _channel_range(weight: np.ndarray, axis: int) -> np.ndarray:
     return np.abs(weight).max(axis=others).astype(np.float64)
 
 
-def _apply(graph: Graph, first: _Weights, links: list[_Link], second: _Weights,
+def _apply(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Weights],
            scale: np.ndarray) -> None:
     inits = graph.initializers
     w1 = inits[first.weight]
@@ -311,8 +317,9 @@ def _apply(graph: Graph, first: _Weights, links: list[_Link], second: _Weights,
         for name, k in link.rescaled:
             value = inits[name]
             inits[name] = _rescale(value, scale ** -k, link.ndim).astype(value.dtype)
-    w2 = inits[second.weight]
-    inits[second.weight] = (w2 * _along(scale, second.axis, w2.ndim)).astype(w2.dtype)
+    for second in seconds:
+        w2 = inits[second.weight]
+        inits[second.weight] = (w2 * _along(scale, second.axis, w2.ndim)).astype(w2.dtype)
 
 
 def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
