@@ -244,3 +244,24 @@ def test_a_cache_path_that_is_a_fifo_is_ignored_and_kept(tmp_path, monkeypatch):
     store.put(op, classify(op))
     store.save()
     assert fifo.is_fifo() and store.get(op) is not None
+
+
+# -- the grammar's size bounds do not break the checker's own certificates --------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "degree"), [("abs(x)**0.333333", Fraction(333333, 10**6)),
+                         ("exp(log(abs(x))/1000)", Fraction(1, 1000))]
+)
+def test_a_small_fractional_degree_is_proved(expr, degree):
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.HOMOGENEOUS and verdict.rule.degree == degree
+    _rechecks(op, verdict)
+
+
+def test_a_counterexample_with_values_beyond_the_grammar_bounds_rechecks():
+    op = Operator("op", "x", "sigmoid(1e300*x)")
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.NEEDS_COMPENSATION
+    _rechecks(op, verdict)

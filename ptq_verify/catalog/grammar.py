@@ -52,9 +52,13 @@ MAX_ARGS = 64
 """Most arguments of one ``max``/``min`` call."""
 
 MAX_EXPONENT = 100
-"""Largest numerator and denominator of a numeric exponent of a base that is not a rational
-number (``x**100``, ``x**(1/100)``, ``sqrt(2)**100``): the checker evaluates such powers
-exactly. Rational bases are bounded by the size of the result instead (``2**3000``)."""
+"""Largest size of a numeric exponent of a base that is not a rational number (``x**100``,
+``sqrt(2)**100``): sympy expands such powers (``(x+y+1)**1000`` has half a million terms).
+Rational bases are bounded by the size of the result instead (``2**3000``)."""
+
+MAX_EXPONENT_DENOMINATOR = 10**6
+"""Largest denominator of a rational exponent (``abs(x)**0.333333`` is 333333/10^6): roots
+stay symbolic in sympy, so only absurd ones (``x**(1/10**1000)``) are refused."""
 
 MAX_NUMBER = 10**1000
 """Largest numerator and denominator of any number the expression holds (literals, and
@@ -583,16 +587,16 @@ class _Parser:
         else:
             self.require(sympy.Gt(base, 0), node)
         if exponent.is_Rational and not base.is_Rational and (
-            abs(exponent.p) > MAX_EXPONENT or exponent.q > MAX_EXPONENT
+            abs(exponent) > MAX_EXPONENT or exponent.q > MAX_EXPONENT_DENOMINATOR
         ):  # a symbol, or a constant sympy would expand (sqrt(2)**(10**10) is 2**(5*10**9))
             raise self.error(
-                f"the exponent of '{self.segment(node)}' is too large (numerator and "
-                f"denominator at most {MAX_EXPONENT})",
+                f"the exponent of '{self.segment(node)}' is too large (at most {MAX_EXPONENT} "
+                f"in size, denominator at most {MAX_EXPONENT_DENOMINATOR})",
                 self.start(node),
             )
         if base.is_Rational and exponent.is_Rational and base not in (0, 1, -1):
             bits = abs(int(sympy.floor(exponent))) * math.log2(max(abs(base.p), base.q))
-            if bits > MAX_NUMBER.bit_length() or exponent.q > MAX_EXPONENT:
+            if bits > MAX_NUMBER.bit_length() or exponent.q > MAX_EXPONENT_DENOMINATOR:
                 raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
         if exponent.is_number and not exponent.is_Rational and not _moderate(
             exponent, MAX_EXPONENT

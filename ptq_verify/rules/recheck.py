@@ -72,13 +72,22 @@ def _parse(text: str, op: Operator) -> sympy.Expr:
 
 
 def _same_text(text: str, expr: sympy.Expr, op: Operator) -> bool:
-    """Whether stored text is ``expr``, both read through the grammar.
+    """Whether stored text is ``expr``: the very text the checker prints for it, or the same
+    expression once both are read through the grammar.
 
-    Text is what a certificate stores; reading both through the parser compares them alike even
-    for an expression built in sympy that the parser would have written more simply
-    (``Abs(Abs(x))`` reads back as ``abs(x)``).
+    Reading both through the parser compares them alike even for an expression built in sympy
+    that the parser would have written more simply (``Abs(Abs(x))`` reads back as ``abs(x)``);
+    the exact text also matches values the grammar's size bounds refuse as user input
+    (``exp(-1.474e299)``). Only the comparison uses the text: the re-check's mathematics runs
+    on the expression rebuilt from the declaration.
     """
-    return _parse(text, op) == _parse(format_expression(expr), op)
+    printed = format_expression(expr)
+    if text == printed:
+        return True
+    try:
+        return _parse(text, op) == _parse(printed, op)
+    except ExpressionError:
+        return False
 
 
 def _candidate(op: Operator, verdict: dict) -> Candidate:
