@@ -1,0 +1,182 @@
+"""The checker against the project's adversarial corpus (tests/data/adversarial/).
+
+Each corpus case carries a hand-derived rule, an argument for it, and is re-checked here by
+an independent high-precision numeric ground truth (adversarial_truth.py, which never uses
+``ptq_verify.rules``). A verdict must never be wrong: undecided is allowed, a claimed rule must
+hold numerically and be the case's rule (or one it lists as acceptable), and
+needs_compensation is allowed only where no rule exists.
+
+The default run takes the cases marked ``quick`` (about 25); ``pytest --slow`` takes the whole
+corpus and also holds the checker to the issue's target of at most 10% undecided.
+The full table with timings is ``python benchmarks/adversarial.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from fractions import Fraction
+
+import adversarial_truth as truth
+import pytest
+
+from ptq_verify.rules import Rule, RuleKind, Verdict, classify
+
+CASES = truth.load_corpus()
+BY_NAME = {case.name: case for case in CASES}
+CLASSIFY_LIMIT_S = 60  # a hung classify is reported as a time-out, not waited for
+UNDECIDED_SHARE = 0.10
+
+# Verdicts of the checker at commit 1d9d662 that are not right (benchmarks/adversarial.py):
+# the wrong ones of issue 10, which are being fixed. Strict: once a case passes, its xfail
+# fails the run, and the entry must go. Never add a case here to hide a new failure.
+KNOWN_NOT_RIGHT = {
+    # false refutations: a hidden zero inside sign(), cancellation at 30 digits
+    "id_zero_inside_sign", "pa_cosh_hidden",
+    # false per-tensor rules from tensor-name collisions
+    "col_x_x_step", "col_x_x0x1_step", "col_input1_step", "col_three_x_step",
+    # crashes: decimal.InvalidOperation; Max of a hidden zero is "not comparable"
+    "bp_sigmoid_huge", "id_max_hidden_zero",
+    # a valid but weaker rule: one shared scale for tensors whose names collide
+    "col_x_x_dot", "col_x_x_ratio", "col_x_x_prod_diff", "col_x_x_first_only",
+    "col_x_x0x1_prod", "col_x_x0x1_ratio", "col_input1_ab", "col_x_underscore", "col_three_x",
+    "id_max_min_mul",
+}
+
+_outcomes: dict[str, str] = {}
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        chosen = CASES if metafunc.config.getoption("--slow") else [c for c in CASES if c.quick]
+        known = metafunc.function.__name__ == "test_verdict_is_never_wrong"
+        params = [
+            pytest.param(
+                c,
+                id=c.name,
+                marks=pytest.mark.xfail(strict=True, reason="issue 10: being fixed")
+                if known and c.name in KNOWN_NOT_RIGHT
+                else (),
+            )
+            for c in chosen
+        ]
+        metafunc.parametrize("case", params)
+
+
+@contextmanager
+def _time_limit(seconds: int):
+    def expire(signum, frame):
+        raise TimeoutError(f"classify took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _outcome(case: truth.Case) -> tuple[str, str]:
+    op = case.operator()
+    try:
+        with _time_limit(CLASSIFY_LIMIT_S):
+            verdict = classify(op)
+    except TimeoutError as err:
+        return "timeout", str(err)
+    return truth.judge(case, op, verdict)
+
+
+# -- the corpus itself -------------------------------------------------------------------
+
+
+def test_corpus_is_large_varied_and_declared():
+    assert KNOWN_NOT_RIGHT <= set(BY_NAME)
+    assert len(CASES) >= 300
+    kinds = {c.kind for c in CASES}
+    assert kinds == set(truth.KINDS)
+    assert sum(c.law is None for c in CASES) >= 60
+    assert sum(c.law is not None and len(c.law.groups) > 1 for c in CASES) >= 30
+    assert 20 <= sum(c.quick for c in CASES) <= 30
+    for case in CASES:
+        assert case.why.strip(), case.name
+        case.operator()  # every case is a valid declaration
+
+
+def test_ground_truth_confirms_the_case(case):
+    """The case's rule holds at high precision (or a witness shows that none does)."""
+    assert truth.validate(case) == []
+
+
+@pytest.mark.parametrize(
+    "name, wrong",
+    [
+        ("trap_near_linear_sin", ("pass_through", {})),  # off by 1e-12 sin(x)
+        ("bp_x_heaviside_tiny", ("pass_through", {})),  # kink at 1e-30
+        ("trap_pow2_cos", ("pass_through", {})),  # exact for s = 2^k only
+        ("bp_where_eq0_one", ("pass_through", {})),  # patched at 0
+        ("trap_near_degree1", ("pass_through", {})),  # degree 1 + 1e-12
+        ("pa_clip", ("param_rescale", {"exponents": {"lo": 1}})),  # hi must scale too
+        ("col_x_x_step", ("homogeneous", {"degrees": [0, 1]})),  # the name-collision claim
+        ("mt_mul", ("aligned", {"degree": 1})),
+        ("id_sinh_exp", ("needs_compensation", {})),  # f = x
+        ("id_cosh2_sinh2", ("needs_compensation", {})),  # f = x, with cancellation
+        ("id_zero_inside_sign", ("needs_compensation", {})),  # sign of a hidden zero
+        ("pa_cosh_hidden", ("needs_compensation", {})),
+    ],
+)
+def test_ground_truth_rejects_a_wrong_label(name, wrong):
+    """The ground truth can fail: a deliberately wrong rule is caught on known cases."""
+    case = BY_NAME[name]
+    kind, fields = wrong
+    n_inputs = len(case.inputs.split(","))
+    law = (
+        None
+        if kind == "needs_compensation"
+        else truth.make_law(kind, n_inputs, fields.get("degree"), fields.get("degrees"),
+                            None, fields.get("exponents"))
+    )
+    mislabelled = truth.Case(**{**case.__dict__, "law": law, "acceptable": []})
+    assert truth.validate(mislabelled) != []
+
+
+def test_judge_flags_false_rules_and_false_refutations():
+    def verdict(rule: Rule) -> Verdict:
+        return Verdict(operator="fabricated", rule=rule, certificate=None)
+
+    claims = {
+        "trap_near_linear_sin": Rule(RuleKind.PASS_THROUGH, degree=Fraction(1)),
+        "col_x_x_step": Rule(
+            RuleKind.HOMOGENEOUS, degree=Fraction(1),
+            input_degrees=(Fraction(0), Fraction(1)),
+        ),
+    }
+    for name, rule in claims.items():
+        case = BY_NAME[name]
+        assert truth.judge(case, case.operator(), verdict(rule))[0] == "false_rule"
+    case = BY_NAME["id_asin_atan"]
+    refuted = verdict(Rule(RuleKind.NEEDS_COMPENSATION))
+    assert truth.judge(case, case.operator(), refuted)[0] == "false_refutation"
+    undecided = verdict(Rule(RuleKind.UNDECIDED))
+    assert truth.judge(case, case.operator(), undecided)[0] == "undecided"
+
+
+# -- the checker on the corpus -----------------------------------------------------------
+
+
+def test_verdict_is_never_wrong(case):
+    outcome, detail = _outcome(case)
+    _outcomes[case.name] = outcome
+    assert outcome in ("expected", "acceptable", "undecided", "timeout"), (
+        f"{case.name}: {outcome}: {detail} [{case.inputs}: {case.expr}]"
+    )
+
+
+def test_undecided_share_over_the_whole_corpus(request):
+    if not request.config.getoption("--slow"):
+        pytest.skip("the whole corpus runs with --slow")
+    outcomes = [_outcomes.get(c.name) or _outcome(c)[0] for c in CASES]
+    undecided = sum(o in ("undecided", "timeout") for o in outcomes)
+    assert undecided <= UNDECIDED_SHARE * len(CASES), (
+        f"{undecided} of {len(CASES)} cases undecided or timed out"
+    )
