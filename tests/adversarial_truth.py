@@ -22,6 +22,8 @@ common scale (a law with finer groups implies one with a common scale, so this e
 all): Euler's identity sum_i x_i df/dx_i + sum_p k_p p df/dp = d f, which every law implies
 wherever f is differentiable, has no solution (d, k) at random points; or, without
 parameters, two points whose ratios f(s x)/f(x) differ, or f(x) = 0 with f(s x) != 0.
+That the case's rule is the one to report (fewest rescaled parameters, then degree 1) is
+checked for one input tensor with parameters by looking for a preferred law (``better_law``).
 
 The verdict judge at the end (``judge``) turns a checker verdict into a law through
 ``law_from_rule`` and re-checks the law here; it is what the corpus test and
@@ -30,6 +32,7 @@ benchmarks/adversarial.py use.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import sys
@@ -566,9 +569,12 @@ class Sampler:
         self.rng = random.Random(f"adversarial-truth:{case.name}")
         self.special = _breakpoints(op)
 
-    def element(self, scale: Fraction | None) -> Fraction:
+    def element(self, scale: Fraction | None, params: Sequence[Fraction] = ()) -> Fraction:
         roll = self.rng.random()
-        if roll < 0.3:
+        if roll < 0.2 and params:  # near a parameter: thresholds such as sign(x - t) move
+            v = self.rng.choice(params) * Fraction(self.rng.randint(40, 250), 100)
+            return v if self.rng.random() < 0.8 else -v
+        if roll < 0.45:
             v = self.rng.choice(self.special)
             if scale is not None and self.rng.random() < 0.5:
                 v = v / scale  # so that the scaled element lands on the breakpoint
@@ -589,8 +595,9 @@ class Sampler:
         return magnitude if self.rng.random() < 0.5 else -magnitude
 
     def point(self, scale: Fraction | None = None) -> dict[str, Fraction]:
-        point = {e: self.element(scale) for e in self.op.element_names}
-        point.update({p: self.param(p) for p in self.op.params})
+        params = {p: self.param(p) for p in self.op.params}
+        point = {e: self.element(scale, list(params.values())) for e in self.op.element_names}
+        point.update(params)
         return point
 
     def points(self, count: int, scale: Fraction | None = None,
@@ -778,14 +785,21 @@ def _ratio_witness(case: Case, op: Operator) -> str | None:
     return None
 
 
-def _euler_rows(case: Case, op: Operator, dps: int, count: int = 16) -> list[list[mpmath.mpf]]:
+def _euler_rows(case: Case, op: Operator, dps: int, count: int = 40) -> list[list[mpmath.mpf]]:
     """Rows [f, -p df/dp ..., sum x df/dx] at random smooth points, at ``dps`` digits."""
+    return list(_euler_rows_by_point(case, op, dps, count).values())
+
+
+def _euler_rows_by_point(
+    case: Case, op: Operator, dps: int, count: int = 40
+) -> dict[int, list[mpmath.mpf]]:
+    """The rows of ``_euler_rows``, keyed by the point's position in the seeded sample."""
     sampler = Sampler(case, op)
-    rows = []
-    for point in sampler.points(count):
+    rows = {}
+    for index, point in enumerate(sampler.points(count)):
         if any(
-            abs(v - b) < Fraction(1, 100) * max(1, abs(b))
-            for v in point.values()
+            abs(point[e] - b) < Fraction(1, 100) * max(1, abs(b))
+            for e in op.element_names
             for b in sampler.special
         ):
             continue  # f may not be differentiable near a breakpoint
@@ -803,7 +817,7 @@ def _euler_rows(case: Case, op: Operator, dps: int, count: int = 16) -> list[lis
                 continue
             norm = max(abs(v) for v in row)
             if norm > mpmath.mpf(10) ** (-dps // 2):
-                rows.append([v / norm for v in row])
+                rows[index] = [v / norm for v in row]
     return rows
 
 
@@ -835,8 +849,10 @@ def _least_squares_residual(rows: list[list[mpmath.mpf]]) -> mpmath.mpf | None:
 
 def _euler_inconsistency(case: Case, op: Operator) -> str | None:
     residuals = []
-    for dps in (40, 80):
-        rows = _euler_rows(case, op, dps)
+    by_precision = [_euler_rows_by_point(case, op, dps) for dps in (40, 80)]
+    common = sorted(set(by_precision[0]) & set(by_precision[1]))  # the same points at both
+    for dps, by_point in zip((40, 80), by_precision):
+        rows = [by_point[i] for i in common]
         if not rows:
             return None
         with mpmath.workdps(dps):
@@ -872,7 +888,52 @@ def validate(case: Case) -> list[str]:
             problems.append(f"{law.describe()} fails {failure}")
         elif checked < 16:
             problems.append(f"{law.describe()}: only {checked} points settled")
+    better = better_law(case, op)
+    if better is not None:
+        problems.append(f"{better.describe()} also holds and comes first in the rule choice")
     return problems
+
+
+def _preference(law: Law) -> tuple[int, bool]:
+    """The rule choice (CHECKER-NOTES): fewest rescaled parameters, then degree 1."""
+    return len(law.exponents), law.degrees[0] != 1
+
+
+def better_law(case: Case, op: Operator) -> Law | None:
+    """A law that holds and that the rule choice prefers to the case's (and its acceptable
+    ones), for one input tensor with parameters; None when there is none.
+
+    Euler's identity restricted to a subset of the parameters is solved for (d, k) by least
+    squares; a consistent solution with small rational entries is checked as a law.
+    """
+    if len(op.inputs) != 1 or not op.params or case.law is None:
+        return None
+    best = min(_preference(law) for law in (case.law, *case.acceptable))
+    rows = _euler_rows(case, op, 40)
+    names = list(op.params)
+    for size in range(len(names) + 1):
+        for subset in itertools.combinations(range(len(names)), size):
+            columns = [0, *[1 + i for i in subset]]
+            if len(rows) <= len(columns) + 2:
+                return None
+            with mpmath.workdps(40):
+                matrix = mpmath.matrix([[r[c] for c in columns] for r in rows])
+                target = mpmath.matrix([r[-1] for r in rows])
+                try:
+                    solution, residual = mpmath.qr_solve(matrix, target)
+                except (ZeroDivisionError, ValueError):
+                    continue
+            if residual > 1e-15:
+                continue
+            values = [Fraction(str(mpmath.nstr(v, 30))).limit_denominator(1000) for v in solution]
+            if any(k == 0 for k in values[1:]):
+                continue
+            exponents = {names[i]: k for i, k in zip(subset, values[1:])}
+            kind = name_of(Law("", ((0,),), (values[0],), tuple(exponents.items())), 1)
+            law = make_law(kind, 1, degree=values[0], exponents=exponents)
+            if _preference(law) < best and law_check(case, op, law)[0] is None:
+                return law
+    return None
 
 
 OUTCOMES = ("expected", "acceptable", "other_valid", "undecided", "false_rule",
