@@ -1,8 +1,10 @@
 """Hypothesis profiles for the whole suite, and the ``--slow`` option that selects the deep one.
 
 ``default`` keeps the suite fast (a few dozen examples per property); ``slow`` runs many more
-before a release: ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow pytest``. Deadlines are off in
-both: some examples evaluate an expression at 60 digits, and a slow example is not a failure.
+before a release: ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow pytest``. A test that fixes
+its own number of examples scales it with ``depth.examples``, so that --slow deepens it too.
+Deadlines are off in both: some examples evaluate an expression at 60 digits, and a slow
+example is not a failure.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import os
 import tempfile
 
+from depth import DEFAULT_EXAMPLES, SLOW_EXAMPLES
 from hypothesis import settings
 
-settings.register_profile("default", max_examples=30, deadline=None)
-settings.register_profile("slow", max_examples=1000, deadline=None)
+settings.register_profile("default", max_examples=DEFAULT_EXAMPLES, deadline=None)
+settings.register_profile("slow", max_examples=SLOW_EXAMPLES, deadline=None)
 
 
 def pytest_addoption(parser):

@@ -218,6 +218,31 @@ def gelu_decomposed() -> onnx.ModelProto:
     return b.model(b.dense(h, 32, 10), "gelu_decomposed")
 
 
+def pad_reflect_resize_linear() -> onnx.ModelProto:
+    """A segmentation-style block: reflect padding, a valid conv, bilinear upsampling."""
+    b = Builder(17, image=True)
+    pads = b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+    h = b.add("Pad", ["input", pads], mode="reflect")
+    w = b.const(b.weight(4, 1, 3, 3, fan_in=9), "W")
+    h = b.add("Relu", [b.add("Conv", [h, w, b.const(np.zeros(4, np.float32), "b")])])
+    scales = b.const(np.array([1, 1, 2, 2], dtype=np.float32), "scales")
+    h = b.add("Resize", [h, "", scales], mode="linear")
+    h = b.add("MaxPool", [h], kernel_shape=[4, 4], strides=[4, 4])
+    return b.model(b.dense(b.flatten(h), 64, 10), "pad_reflect_resize")
+
+
+def resize_nearest_pad_edge() -> onnx.ModelProto:
+    """A detection-style neck: nearest upsampling, edge padding, a conv."""
+    b = Builder(18, image=True)
+    h = b.add("Relu", [b.conv("input", 1, 3)])
+    scales = b.const(np.array([1, 1, 1.5, 1.5], dtype=np.float32), "scales")
+    h = b.add("Resize", [h, "", scales], mode="nearest")
+    pads = b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+    h = b.add("Pad", [h, pads], mode="edge")
+    h = b.add("MaxPool", [b.conv(h, 3, 2)], kernel_shape=[2, 2], strides=[2, 2])
+    return b.model(b.dense(b.flatten(h), 98, 10), "resize_nearest_pad_edge")
+
+
 TRICKY = {
     "softmax_middle": (softmax_middle, False),
     "pad_constant": (pad_constant, True),
@@ -228,6 +253,8 @@ TRICKY = {
     "two_consumers": (compensated_two_consumers, False),
     "sigmoid_last": (sigmoid_last, False),
     "gelu_decomposed": (gelu_decomposed, False),
+    "pad_reflect_resize": (pad_reflect_resize_linear, True),
+    "resize_nearest_pad_edge": (resize_nearest_pad_edge, True),
 }
 
 
@@ -254,3 +281,30 @@ def scaled_by_constant(constant: float, seed: int = 16) -> onnx.ModelProto:
     factors[::2] = abs(constant)
     h = b.add("Mul", [h, b.const(factors)])
     return b.model(b.dense(h, 16, 10), "scaled")
+
+
+def step_between(op_type: str, seed: int = 20) -> onnx.ModelProto:
+    """A discontinuous operator (Sign, Round) between two layers: rounding its input across a
+    jump changes its output by the whole jump."""
+    b = Builder(seed)
+    h = b.add(op_type, [b.dense("input", 64, 16)])
+    return b.model(b.dense(h, 16, 10), f"{op_type.lower()}_between")
+
+
+def comparison_output(seed: int = 21) -> onnx.ModelProto:
+    """Logits compared with a constant: the graph output is bool."""
+    b = Builder(seed)
+    out = b.add("Greater", [b.dense("input", 64, 10), b.const(np.array(0.1, np.float32))])
+    model = b.model(out, "greater_output")
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.BOOL
+    return model
+
+
+def argmax_output(seed: int = 22) -> onnx.ModelProto:
+    """The predicted class as the graph output: int64, one per sample."""
+    b = Builder(seed)
+    out = b.add("ArgMax", [b.dense("input", 64, 10)], axis=1, keepdims=0)
+    model = b.model(out, "argmax_output")
+    model.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("logits", TensorProto.INT64, ["batch"]))
+    return model

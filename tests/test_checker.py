@@ -95,10 +95,13 @@ def test_domain_is_reported_and_respected():
     assert verdict.domain == ("x > 0",)
 
 
-def test_powers_of_two_trap_is_not_proved():
-    """Holds for every s = 2^k only: a checker trusting s = 2 would call it pass_through."""
-    _, verdict = verdict_of("x*(2 + cos(2*pi*log(abs(x))/log(2)))")
-    assert verdict.rule.kind in (F.NEEDS_COMPENSATION, F.UNDECIDED)
+def test_powers_of_two_trap_is_refuted():
+    """Holds for every s = 2^k only: a checker trusting s = 2 would call it pass_through. Any
+    other scale refutes it exactly (at x = 1, s = 3: 3*(2 + cos(2*pi*log2(3))) != 3*3), so
+    the answer is a counterexample, not undecided."""
+    op, verdict = verdict_of("x*(2 + cos(2*pi*log(abs(x))/log(2)))")
+    assert verdict.rule.kind is F.NEEDS_COMPENSATION
+    assert recheck_certificate(op, verdict.to_json()) == []
 
 
 def test_non_negative_outputs_are_proved():

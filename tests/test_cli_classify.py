@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
+from console import console_script
 
 from ptq_verify.catalog import CATALOG
 from ptq_verify.cli import main
@@ -74,7 +74,16 @@ def test_free_names_become_parameters(capsys):
     ],
 )
 def test_expect_gates_ci(capsys, argv, expected):
-    assert run(capsys, *argv)[0] == expected
+    status, _, err = run(capsys, *argv)
+    assert status == expected
+    assert (err == "") == (expected == 0)
+
+
+def test_failed_expect_names_operator_expected_and_found(capsys):
+    status, _, err = run(capsys, "a + b", "--inputs", "a, b", "--expect", "pass_through")
+    assert status == 1
+    assert err.strip() == ("ptq-verify classify: --expect: expr (a + b): expected pass_through, "
+                           "found aligned")
 
 
 def test_toml_file(capsys, tmp_path):
@@ -139,9 +148,10 @@ def test_bad_toml_names_file_and_operator(capsys, tmp_path, text, message):
 
 
 def test_console_script_runs_and_nothing_is_executed(tmp_path):
+    """Through the installed ``ptq-verify`` entry point, the command the README runs."""
     marker = tmp_path / "pwned"
     result = subprocess.run(
-        [sys.executable, "-m", "ptq_verify", "classify", f"__import__('os').mkdir('{marker}')"],
+        [console_script(), "classify", f"__import__('os').mkdir('{marker}')"],
         capture_output=True,
         text=True,
     )

@@ -43,6 +43,23 @@ def test_cli_writes_a_model_and_a_report(files, capsys):
     assert "0 compensated" in capsys.readouterr().out
 
 
+def test_an_example_name_stands_for_its_model_and_calibration(tmp_path, monkeypatch, capsys):
+    from ptq_verify import examples
+
+    assert "cnn_sigmoid" in examples.names()
+    monkeypatch.chdir(tmp_path)
+    assert main(["quantize", "mlp_relu", "-o", str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    assert "mlp_relu -> " in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
+    (tmp_path / "mlp_relu").write_bytes(b"a file of that name wins")
+    code, err = _quantize(capsys, "mlp_relu", "none.npz", tmp_path / "r.onnx")
+    assert code == 2 and err.startswith("ptq-verify quantize: error: mlp_relu")
+    code, err = _quantize(capsys, "no_such_model", "none.npz", tmp_path / "r.onnx")
+    assert code == 2 and "no such model file, nor an example (" in err and "\n" not in err
+    assert main(["quantize", str(tmp_path / "q.onnx"), "-o", str(tmp_path / "r.onnx")]) == 2
+    assert "--calib" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content", [b"not an onnx model at all", "truncated"])
 def test_corrupt_or_truncated_model(files, capsys, content):
     tmp, model, calib = files

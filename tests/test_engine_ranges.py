@@ -81,8 +81,13 @@ def test_accumulator_output_beats_requantized_codes(name):
 
 def test_sums_align_finer_than_every_input_and_selections_at_the_coarsest():
     codes = [Code("a", 2.0, 0, 255), Code("b", 3.0, -127, 127)]
-    assert _common_scale(codes, selection=False) == 48.0
-    assert _common_scale(codes, selection=True) == 2.0
+    common = _common_scale(codes, selection=False)
+    finest = max(c.scale for c in codes)
+    assert common > finest, "a sum is taken finer than every input"
+    assert (common / finest).is_integer(), "the finest input enters the sum exactly"
+    reach = sum(max(abs(c.low), abs(c.high)) / c.scale for c in codes)
+    assert reach * common < 2**24, "and the integer sum stays exact in float32"
+    assert _common_scale(codes, selection=True) == min(c.scale for c in codes)
     wide = [Code("a", 1e6, -127, 127), Code("b", 1.0, -127, 127)]
     common = _common_scale(wide, selection=False)
     assert 1.0 <= common < 1e6 and 127 * (common + common / 1e6) < 2**24

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import sympy
+from depth import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -141,7 +142,7 @@ SMOOTH = [
 ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.sampled_from(SMOOTH),
     st.floats(-30, 30, allow_nan=False),

@@ -327,6 +327,46 @@ def test_pad():
     _check("Pad", [x], {"pads": [0, 1, 0, 0, 2, 1], "value": 0.5}, opset=2)
 
 
+@pytest.mark.parametrize(("name", "mode"), [
+    ("PadReflect", "reflect"), ("PadEdge", "edge"), ("PadWrap", "wrap"),
+])
+def test_pad_modes_that_copy_input_elements(name, mode):
+    x = _f(2, 4, 5)
+    for pads in ((0, 1, 2, 0, 2, 1), (0, -1, 2, 1, 0, -2), (0, 0, -1, 0, 0, 2)):
+        _check(name, [x, _i(*pads)], {"mode": mode}, ort=True)
+    _check(name, [x, _i(1, 3), None, _i(-1)], {"mode": mode}, opset=18, ort=True)
+    if mode != "wrap":  # opset 2 had no wrap mode
+        _check(name, [x], {"mode": mode, "pads": [0, 1, 0, 0, 2, 1]}, opset=2)
+
+
+_RESIZES = [
+    ({}, (1, 1, 2, 2.5)),
+    ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, (1, 1, 2, 2)),
+    ({"coordinate_transformation_mode": "align_corners"}, (1, 1, 0.5, 3)),
+    ({"coordinate_transformation_mode": "pytorch_half_pixel", "nearest_mode": "ceil"},
+     (1, 1, 1.5, 0.6)),
+    ({"nearest_mode": "round_prefer_ceil"}, (1, 1, 3, 1)),
+]
+
+
+@pytest.mark.parametrize(("name", "mode"), [("Resize", "nearest"), ("ResizeLinear", "linear")])
+@pytest.mark.parametrize(("attrs", "scales"), _RESIZES)
+def test_resize_against_onnxruntime(name, mode, attrs, scales):
+    x = _f(2, 3, 4, 5)
+    attrs = {"mode": mode, **attrs}
+    _check(name, [x, None, np.array(scales, np.float32)], attrs, ort=True)
+    _check(name, [x, None, None, _i(2, 3, 7, 3)], attrs, ort=True)
+
+
+def test_resize_variants_that_are_not_implemented_are_named():
+    x = _f(1, 1, 2, 2)
+    for attrs in ({"mode": "cubic"}, {"mode": "linear", "antialias": 1},
+                  {"coordinate_transformation_mode": "tf_crop_and_resize"}):
+        with pytest.raises(NotImplementedError, match="Resize: "):
+            CATALOG["Resize"].run_onnx([x, None, np.array((1, 1, 2, 2), np.float32)],
+                                       _as_node_attrs(attrs))
+
+
 @pytest.mark.parametrize(("starts", "ends", "axes", "steps"), [
     ((0, 1), (2, 3), None, None),
     ((-1,), (-100,), (1,), (-1,)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from ptq_verify import Operator
 from ptq_verify.cli import main
+from ptq_verify.report import locations
 from ptq_verify.report import sources as operator_sources
 from ptq_verify.report.pages import operator_page, write_pages
 from ptq_verify.report.plots import curves_coincide, write_plot
@@ -53,16 +55,21 @@ def test_every_operator_has_a_page_a_plot_and_an_index_row(pages, operators):
 
 def test_relu_page_gives_the_proof_and_the_action(pages, operators):
     page = (pages / "Relu.md").read_text()
-    proof = classify(operators["Relu"]).certificate
     assert "**pass_through**" in page
     assert "s \\max\\left(0, x\\right)" in page  # the identity, typeset
-    if proof.method == "direct":
-        assert "simplifies to 0 for all values" in page
-    else:
-        assert page.count("| $0$ |") == len(proof.cases)
-        assert "two-slope" in page
     assert "Passes the scale through" in page
     assert "(Relu.png)" in page and "The curves coincide" in page
+
+
+def test_direct_proof_page_says_the_difference_simplifies():
+    """Rendered from a hand-built certificate, like the sign-split page below: each proof
+    method's page is checked whichever method the checker uses for Relu today."""
+    op = Operator("Relu", "x", "max(x, 0)")
+    proof = Proof("max(0, x*s)", "s*max(0, x)", "direct", (ProofCase({}, "0"),))
+    verdict = Verdict("Relu", Rule(RuleKind.PASS_THROUGH, Fraction(1)), proof,
+                      expression="max(0, x)")
+    page = operator_page(op, verdict)
+    assert "simplifies to 0 for all values" in page and "| $0$ |" not in page
 
 
 def test_sign_split_page_lists_every_case():
@@ -126,6 +133,34 @@ def test_report_from_a_toml_file(tmp_path):
     assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out")]) == 0
     assert "ScaledSwish" in (tmp_path / "out" / "ScaledSwish.md").read_text()
     assert (tmp_path / "out" / "ScaledSwish.png").is_file()
+    # -o DIR writes the certificates next to the pages, and they re-check from there
+    assert (tmp_path / "out" / "certificates" / "ScaledSwish.json").is_file()
+    checked = ["check-proofs", str(tmp_path / "out" / "certificates"), "--file", str(declarations)]
+    assert main(checked) == 0
+
+
+def test_pages_link_only_to_proofs_that_exist(tmp_path, monkeypatch, operators):
+    """Pages written far from the checkout link its proofs by a path that resolves; with no
+    checkout (an installed wheel) they name the theorems without links."""
+    out = tmp_path / "far" / "away"
+    write_pages([operators["Sigmoid"]], out, plots=False)
+    page = (out / "Sigmoid.md").read_text()
+    targets = re.findall(r"\]\(([^)]*\.md)\)", page)
+    assert targets and all((out / t).resolve().is_file() for t in targets)
+    monkeypatch.setattr(locations, "checkout", lambda: None)
+    write_pages([operators["Sigmoid"]], out, plots=False)
+    unlinked = (out / "Sigmoid.md").read_text()
+    assert "refutation.md" not in unlinked and "Theorem 9" in unlinked
+
+
+def test_check_proofs_runs_from_any_folder(tmp_path, monkeypatch, capsys):
+    """Without a folder, check-proofs re-checks the checkout's certificates, not the cwd's."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-proofs"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("certificates re-check")
+    monkeypatch.setattr(locations, "checkout", lambda: None)
+    assert main(["check-proofs"]) == 2
+    assert "check-proofs DIR" in capsys.readouterr().err
 
 
 def test_report_file_without_output_is_a_user_error(tmp_path, capsys):

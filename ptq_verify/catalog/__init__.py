@@ -1,11 +1,12 @@
 """The operator catalog: every built-in declaration by name, and the ONNX binding.
 
-``CATALOG`` maps names to :class:`~ptq_verify.catalog.operator.Operator` (sorted by name);
-:func:`get_operator` looks one up for a user; :func:`operator_for_onnx_type` finds the declaration
-an ONNX node stands for. Several declarations may share an ONNX type when the node's attributes
-or constant inputs change the function (Gelu's ``approximate``, Pow's exponent, LpNormalization's
-``p``); each such declaration says when it applies with ``onnx_match``, and the lookup never
-guesses: a node that matches none of them has no declaration.
+``CATALOG`` maps names to :class:`~ptq_verify.catalog.operator.Operator` (sorted by name; built
+on first use); :func:`get_operator` looks one up for a user; :func:`operator_for_onnx_type`
+finds the declaration an ONNX node stands for. Several declarations may share an ONNX type when
+the node's attributes or constant inputs change the function (Gelu's ``approximate``, Pow's
+exponent, LpNormalization's ``p``); each such declaration says when it applies with
+``onnx_match``, and the lookup never guesses: a node that matches none of them has no
+declaration.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from .operator import DeclarationError, Operator, TensorInput, parse_inputs
-from .ops import FAMILIES
+from .ops import families
 
 __all__ = [
     "CATALOG",
@@ -32,9 +33,10 @@ __all__ = [
 ]
 
 
+@cache
 def _collect() -> dict[str, Operator]:
     found: dict[str, Operator] = {}
-    for family in FAMILIES:
+    for family in families():
         for op in family.OPERATORS:
             if op.name in found:
                 raise DeclarationError(f"operator {op.name!r} is declared twice")
@@ -42,13 +44,18 @@ def _collect() -> dict[str, Operator]:
     return dict(sorted(found.items()))
 
 
-CATALOG: dict[str, Operator] = _collect()
+def __getattr__(name: str) -> Any:
+    # CATALOG is built on first use (PEP 562), so importing the package costs no parsing
+    if name == "CATALOG":
+        return _collect()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@cache
 def _by_onnx_type() -> dict[str, tuple[Operator, ...]]:
     """ONNX type -> its declarations; two with the same conditions would be ambiguous."""
     groups: dict[str, list[Operator]] = {}
-    for op in CATALOG.values():
+    for op in _collect().values():
         if op.onnx_type is not None:
             groups.setdefault(op.onnx_type, []).append(op)
     for op_type, ops in groups.items():
@@ -59,14 +66,14 @@ def _by_onnx_type() -> dict[str, tuple[Operator, ...]]:
     return {t: tuple(ops) for t, ops in groups.items()}
 
 
-_BY_ONNX_TYPE = _by_onnx_type()
-
-
 def get_operator(name: str) -> Operator:
-    """The catalog's operator called ``name``; a UserError suggesting the nearest name if none."""
-    if name in CATALOG:
-        return CATALOG[name]
-    lowered = {n.lower(): n for n in CATALOG}
+    """The catalog's operator called ``name``; a UserError suggesting the nearest name if none.
+    Builds the families only up to the one that declares it."""
+    for family in families():
+        for op in family.OPERATORS:
+            if op.name == name:
+                return op
+    lowered = {n.lower(): n for n in _collect()}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
     hint = f"; did you mean {lowered[close[0]]!r}?" if close else ""
     raise UserError(f"unknown operator {name!r}{hint} (`ptq-verify classify` lists them)")
@@ -88,7 +95,7 @@ def operator_for_onnx_type(
     no declaration).
     """
     matching = [
-        op for op in _BY_ONNX_TYPE.get(op_type, ())
+        op for op in _by_onnx_type().get(op_type, ())
         if _matches(op, attrs or {}, constants or {})
     ]
     if not matching:

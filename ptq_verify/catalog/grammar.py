@@ -162,6 +162,10 @@ FUNCTIONS: dict[str, _Function] = {
 """Every function name of the grammar (``where`` is special-cased: its first argument is a
 condition)."""
 
+STEP_FUNCTIONS: tuple[type, ...] = (sympy.sign, sympy.floor, sympy.ceiling, RoundHalfEven)
+"""The grammar's functions that jump (are discontinuous) where their argument crosses 0 or an
+integer; ``where`` and ``heaviside`` become Piecewise, whose jumps lie on their conditions."""
+
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
 _NOT_FINITE_REAL = tuple(type(a) for a in (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I))

@@ -79,7 +79,27 @@ def parse_inputs(spec: str | Sequence[str | Sequence[str]]) -> tuple[TensorInput
                 raise DeclarationError(f"inputs: {element!r} appears twice")
             seen.add(element)
         tensors.append(TensorInput(_tensor_name(elements, position), tuple(elements)))
-    return tuple(tensors)
+    return _distinct_names(tensors)
+
+
+def _distinct_names(tensors: list[TensorInput]) -> tuple[TensorInput, ...]:
+    """Rename tensors whose derived name another tensor already uses, as a name or an element.
+
+    A tensor's name keys its scale (``s_<name>``): two tensors under one name would share one
+    scale symbol, and a proof with one shared scale says nothing about independent ones.
+    """
+    taken: set[str] = set()
+    named = []
+    for position, tensor in enumerate(tensors):
+        others = {e for t in tensors if t is not tensor for e in t.elements}
+        name = tensor.name
+        if name in taken or name in others:
+            name = f"input{position}"
+            while name in taken or name in others or name in tensor.elements[1:]:
+                name = f"{name}_"
+        taken.add(name)
+        named.append(TensorInput(name, tensor.elements))
+    return tuple(named)
 
 
 def _tensor_name(elements: Sequence[str], position: int) -> str:

@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["classify"]:
+        from .classify import shield_expression
+
+        argv = shield_expression(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .models import HELP, resolve_model
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +18,7 @@ def register(subparsers) -> None:
             "summary. Op types outside the catalog are listed by node; the exit status is 0."
         ),
     )
-    parser.add_argument("model", help="the ONNX model file")
+    parser.add_argument("model", help=HELP)
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="machine-readable output")
     form.add_argument("--markdown", action="store_true", help="a Markdown table")
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
     from ..report.audit import audit_markdown, audit_model, audit_text
 
-    audit = audit_model(args.model)
+    audit = audit_model(resolve_model(args.model)[0])
     if args.json:
         print(json.dumps(audit.to_json(), indent=2, sort_keys=True))
     elif args.markdown:

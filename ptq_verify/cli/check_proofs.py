@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_DIRECTORY = "proofs/certificates"
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,8 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "directory",
         nargs="?",
-        default=DEFAULT_DIRECTORY,
-        help=f"folder of <Operator>.json certificates (default {DEFAULT_DIRECTORY})",
+        help="folder of <Operator>.json certificates (default: the built-in catalog's, "
+        "proofs/certificates of the source checkout, from any current folder)",
     )
     parser.add_argument(
         "--file", help="check certificates of the operators declared in this TOML file"
@@ -31,10 +29,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..errors import UserError
     from ..report.certificates import check_directory
+    from ..report.locations import CERTIFICATES, project_path
     from ..report.sources import operators_from
 
-    results = check_directory(args.directory, operators_from(args.file))
+    if args.file and not args.directory:
+        raise UserError(f"{args.file}: give the folder of its certificates")
+    directory = args.directory or project_path(CERTIFICATES, "check-proofs DIR")
+    results = check_directory(directory, operators_from(args.file))
     for result in results:
         status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
         print(f"{result.name}: {status}", flush=True)

@@ -37,6 +37,13 @@ def register(subparsers) -> None:
         "expression are parameters with sample value 1)",
     )
     parser.add_argument("--name", default="expr", help="name shown for an expression")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="time budget per operator; past it the verdict is undecided (default: 30)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.add_argument(
         "--no-cache",
@@ -54,11 +61,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
-    from ..rules import classify_all
+    from ..rules import DEFAULT_TIMEOUT, classify_all
     from ..rules.explain import explain
     from ..rules.store import VerdictStore
 
-    verdicts = classify_all(operators, store=None if args.no_cache else VerdictStore())
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if not timeout > 0:
+        raise UserError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    verdicts = classify_all(
+        operators, store=None if args.no_cache else VerdictStore(), timeout=timeout
+    )
     if args.json:
         json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
         print()
@@ -66,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n\n".join("\n".join(explain(v)) for v in verdicts))
     else:
         _print_table(verdicts)
-    if args.expect and any(v.rule.kind.value != args.expect for v in verdicts):
-        return 1
-    return 0
+    if not args.expect:
+        return 0
+    differing = [v for v in verdicts if v.rule.kind.value != args.expect]
+    for v in differing:
+        print(f"ptq-verify classify: --expect: {v.operator} ({v.expression}): expected "
+              f"{args.expect}, found {v.rule.describe()}", file=sys.stderr)
+    return 1 if differing else 0
 
 
 def _operators(args: argparse.Namespace):
@@ -94,8 +110,9 @@ def _expression_operator(args: argparse.Namespace):
     from ..catalog.grammar import ExpressionError, parse_expression
     from ..catalog.operator import DeclarationError, Operator, parse_inputs
 
+    text = args.expression.strip()  # shield_expression's leading space
     try:
-        parsed = parse_expression(args.expression, source="expression")
+        parsed = parse_expression(text, source="expression")
     except ExpressionError as err:
         raise UserError(str(err)) from None
     try:
@@ -107,19 +124,33 @@ def _expression_operator(args: argparse.Namespace):
     for name in parsed.names:
         if name not in elements and name not in params:
             params[name] = Fraction(1)
-    missing = [e for e in sorted(elements) if e not in parsed.names]
-    if missing:
+    if args.inputs == "x" and "x" not in parsed.names and parsed.names:
+        # an input may be absent (a constant function is scale-invariant), but the default
+        # one missing beside other names is nearly always a forgotten --inputs
         raise UserError(
-            f"--inputs: {', '.join(missing)} does not appear in the expression (the default "
-            "input is x; name the inputs with --inputs)"
+            "--inputs: x does not appear in the expression (the default input is x; name the "
+            "inputs with --inputs)"
         )
     unused = set(params) - set(parsed.names)
     if unused:
         raise UserError(f"--params: {', '.join(sorted(unused))} not in the expression")
     try:
-        return Operator(args.name, args.inputs, args.expression, params=params)
+        return Operator(args.name, args.inputs, text, params=params)
     except DeclarationError as err:
         raise UserError(str(err)) from None
+
+
+def shield_expression(argv: list[str]) -> list[str]:
+    """Let an expression start with a minus sign (``classify "-x"``).
+
+    argparse takes every word that starts with '-' for an option; classify's own options all
+    start with '--' (but -h), so a word with a single leading '-' is an expression. A leading
+    space makes argparse read it as a positional argument; ``run`` strips it again.
+    """
+    return [
+        f" {word}" if word.startswith("-") and not word.startswith("--") and word != "-h" else word
+        for word in argv
+    ]
 
 
 def _parse_params(text: str) -> dict[str, Fraction]:

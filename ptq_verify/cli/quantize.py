@@ -7,14 +7,16 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..errors import UserError
+from .models import HELP, resolve_model
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "quantize", help="quantize an ONNX model to n bits, each node by its proved rule")
-    p.add_argument("model", help="the float ONNX model")
-    p.add_argument("--calib", required=True,
-                   help=".npz (one array per model input, keyed by name, batch first) or .npy")
+    p.add_argument("model", help=HELP)
+    p.add_argument("--calib",
+                   help=".npz (one array per model input, keyed by name, batch first) or .npy "
+                   "(required, except for an example model: its own calibration data)")
     p.add_argument("--bits", type=int, default=8, help="2 to 16 (default 8)")
     p.add_argument("-o", "--output", required=True, help="the quantized ONNX model to write")
     p.add_argument(
@@ -49,11 +51,15 @@ def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
 
     check_bits(args.bits, "--bits")
-    source, target = Path(args.model), Path(args.output)
+    source, example_calibration = resolve_model(args.model)
+    calib = args.calib or example_calibration
+    if calib is None:
+        raise UserError(f"{source}: give its calibration data with --calib")
+    target = Path(args.output)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise UserError(f"{target}: the output path is the input model; choose another path")
     graph = load_model(source)
-    data = read_data_file(args.calib, graph)
+    data = read_data_file(calib, graph)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
                             progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
@@ -61,15 +67,15 @@ def run(args) -> int:
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
-    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, args.calib))
+    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, calib))
     summary = summary_rows(model)
     if args.report:
-        write_atomic(args.report, markdown(model, source, target), inputs=(source, args.calib))
+        write_atomic(args.report, markdown(model, source, target), inputs=(source, calib))
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
-        print(table(model, source, target))
+        print(table(model, args.model if example_calibration else source, target))
     return 0
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UserError
-
-DEFAULT_PAGES = "docs/ops"
-DEFAULT_CERTIFICATES = "proofs/certificates"
 
 
 def register(subparsers) -> None:
@@ -15,15 +13,17 @@ def register(subparsers) -> None:
         "report",
         help="write one page (and plot) per operator and the certificate files",
         description=(
-            f"Without options: regenerate {DEFAULT_PAGES} and {DEFAULT_CERTIFICATES} for the "
-            "built-in catalog (run from the project folder). With -o: write the pages to that "
-            "folder, and certificates only where --certificates says."
+            "Without -o: regenerate docs/ops and proofs/certificates of the source checkout "
+            "for the built-in catalog, whatever the current folder. With -o DIR: the pages in "
+            "DIR and the certificates in DIR/certificates (or where --certificates says)."
         ),
     )
-    parser.add_argument("-o", "--output", help=f"folder for the pages (default {DEFAULT_PAGES})")
+    parser.add_argument("-o", "--output", help="folder for the pages (default: the checkout's "
+                        "docs/ops)")
     parser.add_argument(
         "--certificates",
-        help=f"folder for the certificate files (default {DEFAULT_CERTIFICATES} without -o)",
+        help="folder for the certificate files (default: the checkout's proofs/certificates, "
+        "or DIR/certificates with -o DIR)",
     )
     parser.add_argument("--file", help="report the operators declared in this TOML file")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
     from ..report.certificates import write_certificates
+    from ..report.locations import CERTIFICATES, PAGES, project_path
     from ..report.pages import write_pages
     from ..report.sources import operators_from
 
@@ -41,12 +42,16 @@ def run(args: argparse.Namespace) -> int:
     operators = list(operators_from(args.file).values())
     if not operators:
         raise UserError(f"{args.file}: declares no operator")
-    pages = args.output or DEFAULT_PAGES
-    certificates = args.certificates or (None if args.output else DEFAULT_CERTIFICATES)
+    pages = Path(args.output) if args.output else project_path(PAGES, "-o DIR")
+    if args.certificates:
+        certificates = Path(args.certificates)
+    elif args.output:
+        certificates = pages / "certificates"
+    else:
+        certificates = project_path(CERTIFICATES, "--certificates DIR")
     title = f"Operators of {args.file}" if args.file else "Operators"
     written = write_pages(operators, pages, plots=not args.no_plots, title=title)
     print(f"wrote {len(written)} files ({len(operators)} operators) to {pages}")
-    if certificates:
-        write_certificates(operators, certificates)
-        print(f"wrote {len(operators)} certificates to {certificates}")
+    write_certificates(operators, certificates)
+    print(f"wrote {len(operators)} certificates to {certificates}")
     return 0

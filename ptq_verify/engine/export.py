@@ -69,15 +69,16 @@ class Emitter:
             node.op_type, node.inputs, node.outputs, name=node.name,
             domain=node.domain or None, **node.attrs))
 
-    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None]],
+    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
               doc: str = "") -> onnx.ModelProto:
-        """The ONNX model with the source graph's inputs and the given float32 outputs."""
+        """The ONNX model with the source graph's inputs and the given outputs (name, shape,
+        element type)."""
         from .. import graph as graph_module
 
         inputs = [graph_module.onnx_io._value_info(t) for t in graph.inputs]
-        outs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
-                                              None if shape is None else list(shape))
-                for name, shape in outputs]
+        outs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
+                    np.dtype(dtype)), None if shape is None else list(shape))
+                for name, shape, dtype in outputs]
         inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()]
         proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
         opsets = dict(graph.opsets)

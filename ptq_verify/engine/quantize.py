@@ -32,7 +32,7 @@ from .rounding import (
     optq_round,
     weight_matrix,
 )
-from .rules import is_integer_polynomial, is_lattice_selection, weight_layout
+from .rules import is_integer_polynomial, is_lattice_selection, jumps, weight_layout
 from .steps import NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -126,6 +126,9 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
+        # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
+        # so that a node whose function jumps can take the same tensor at MAX_BITS instead
+        self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
 
     # -- ranges and scales ---------------------------------------------------------------
 
@@ -182,16 +185,54 @@ class _Builder:
         self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round))
         code = Code(dst, scale, low, high)
         self.codes[tensor] = code
+        self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round)
         return code
 
     def dequantized(self, tensor: str) -> str:
-        if tensor not in self._dequantized:
-            code = self.codes[tensor]
+        code = self.codes[tensor]
+        if code.name not in self._dequantized:
             dst = self.fresh(f"{tensor}:float")
             self.steps.append(ScaleStep(code.name, dst, self.factor(1.0 / code.scale, True),
                                         round=False))
-            self._dequantized[tensor] = dst
-        return self._dequantized[tensor]
+            self._dequantized[code.name] = dst
+        return self._dequantized[code.name]
+
+    def hold_precisely(self, node: Node, op: Operator) -> dict[str, Code]:
+        """For a node whose function jumps (Sign, Round, a comparison): its activation inputs
+        as MAX_BITS codes made from the same source as their n-bit codes, so that rounding
+        moves an input across a jump far less often. Swaps them into ``codes`` and returns
+        the n-bit codes to restore after the node; says so in the notes."""
+        if op is None or not jumps(op):
+            return {}
+        held, kept = {}, []
+        for name in dict.fromkeys(node.inputs):
+            if name not in self.codes:
+                continue
+            if self.bits >= MAX_BITS or name not in self._sources:
+                kept.append(name)
+                continue
+            src, scale_of_src, nonnegative, pre_round = self._sources[name]
+            levels = 2**MAX_BITS - 1 if nonnegative else 2 ** (MAX_BITS - 1) - 1
+            reach = self.cal.clip(name, levels) if name in self.cal.stats else 0.0
+            if not np.isfinite(reach) or reach <= 0:
+                kept.append(name)
+                continue
+            scale = levels / reach
+            factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
+            dst = self.fresh(f"{name}:{MAX_BITS}bit")
+            low = 0.0 if nonnegative else -float(levels)
+            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round))
+            held[name] = self.codes[name]
+            self.codes[name] = Code(dst, scale, low, float(levels))
+        what = (f"{node.label} is discontinuous: an input rounded across a jump changes its "
+                "output by the jump")
+        if held:
+            self.notes.append(f"{what}; input {', '.join(held)} held at {MAX_BITS} bits for it "
+                              "(inputs within a rounding step of a jump may still flip)")
+        if kept:
+            self.notes.append(f"{what}; input {', '.join(kept)} is {self.bits}-bit codes, "
+                              "so outputs near a jump may flip")
+        return held
 
     # -- the walk ------------------------------------------------------------------------
 
@@ -213,10 +254,17 @@ class _Builder:
                 self.steps.append(NodeStep(node, op))
                 self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                                plan.text, "-"))
-            elif plan.action is Action.COMPENSATE:
+                continue
+            n_bit = self.hold_precisely(node, op)
+            if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
             else:
                 self.scale_node(node, op, plan)
+            if n_bit:
+                record = self.records[-1]
+                record.note = ", ".join(filter(None, [record.note, f"discontinuous: input at "
+                                                                  f"{MAX_BITS} bits"]))
+            self.codes.update(n_bit)
         for info in self.graph.outputs:
             if info.name in self._accumulators:
                 acc, scale = self._accumulators[info.name]

@@ -88,7 +88,10 @@ class QuantizedModel:
         for name, value in self.constants.items():
             if name in used and name not in out.initializers:
                 out.initializer(name, value)
-        outputs = [(t.name, t.shape) for t in self.graph.outputs]
+        # an output the engine scaled is float32 (or integer codes held in float32); one it
+        # never touched (a comparison's bool, an ArgMax's int64) keeps the source's own type
+        outputs = [(t.name, t.shape, np.float32 if t.name in self.output_scales else t.dtype)
+                   for t in self.graph.outputs]
         kind = "integer codes" if self.integer_outputs else "float (dequantized)"
         doc = f"ptq-verify {self.bits}-bit model; outputs are {kind}"
         model = out.model(self.graph, outputs, doc)

@@ -12,6 +12,7 @@ from functools import cache
 
 import sympy
 
+from ..catalog.grammar import STEP_FUNCTIONS
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
 
@@ -47,13 +48,58 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
     return False
 
 
+def jumps(op: Operator) -> bool:
+    """Whether the declared function may be discontinuous in its input elements: a step
+    function of the grammar (sign, floor, ceil, round) applied to them, or a Piecewise whose
+    branches differ where an element-dependent condition turns (Sign, Round, ThresholdedRelu,
+    the comparisons, ArgMax; not Relu, LeakyRelu or Elu, whose branches meet). Rounding its
+    input can move it across a jump: its output then changes by the jump, not by the rounding.
+    Undecidable boundaries count as jumps."""
+    return _jumps(op.expr, frozenset(op.symbols[e] for e in op.element_names))
+
+
+@cache
+def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
+    if not expr.free_symbols & elements:
+        return False
+    if isinstance(expr, STEP_FUNCTIONS):
+        return True
+    if isinstance(expr, sympy.Piecewise):
+        for index, (value, condition) in enumerate(expr.args):
+            rest = sympy.Piecewise(*expr.args[index + 1:]) if index + 1 < len(expr.args) else None
+            for relation in condition.atoms(sympy.core.relational.Relational):
+                if relation.free_symbols & elements and (
+                        rest is None or not _meets(value, rest, relation, elements)):
+                    return True
+    return any(_jumps(arg, elements) for arg in expr.args)
+
+
+def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -> bool:
+    """Whether two branches agree everywhere on the boundary lhs = rhs of ``relation``."""
+    boundary = relation.lhs - relation.rhs
+    for element in sorted(boundary.free_symbols & elements, key=str):
+        try:
+            solutions = sympy.solve(boundary, element, dict=False)
+        except (NotImplementedError, TypeError, ValueError):
+            continue
+        if len(solutions) == 1:
+            gap = (value - rest).xreplace({element: solutions[0]})
+            gap = sympy.piecewise_fold(gap)
+            return bool(sympy.simplify(gap) == 0)
+    return False
+
+
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
-    polynomial with integer coefficients (no parameter in ``real_params`` kept as a float)."""
+    polynomial with integer coefficients (no parameter in ``real_params`` kept as a float, and
+    no parameter that only the witness knows, such as a resize's blend weight: no ONNX input or
+    attribute carries it, so the engine cannot make it an integer)."""
     if is_lattice_selection(op):
         return True
     symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
-    if any(op.symbols[p] in op.expr.free_symbols for p in real_params):
+    carried = {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+    floats = set(real_params) | (set(op.params) - carried)
+    if any(op.symbols[p] in op.expr.free_symbols for p in floats):
         return False
     try:
         poly = sympy.Poly(op.expr, *symbols)

@@ -8,7 +8,7 @@ text in the grammar; they are read back with the whitelist parser only to typese
 
 from __future__ import annotations
 
-import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from fractions import Fraction
@@ -21,9 +21,11 @@ from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
 from .certificates import certificate_path
+from .locations import proofs_link
 from .plots import SCALES, curves_coincide, plotted_rule, write_plot
 
 _CASES_SHOWN = 9
+_NO_PROOFS = "\0proofs"  # a link target no real path has, removed with its link
 _SIGN_TEXT = {"positive": "> 0", "negative": "< 0", "zero": "= 0"}
 
 
@@ -296,9 +298,15 @@ def _declaration_rows(op: Operator, verdict: Verdict) -> list[str]:
 
 
 def operator_page(
-    op: Operator, verdict: Verdict, plot: str | None = None, proofs: str = "../../proofs"
+    op: Operator, verdict: Verdict, plot: str | None = None, proofs: str | None = "../../proofs"
 ) -> str:
-    """The Markdown page of one operator; ``plot`` is the PNG's file name next to the page."""
+    """The Markdown page of one operator; ``plot`` is the PNG's file name next to the page.
+
+    ``proofs`` is the link to the proofs folder; None names the theorems without links (pages
+    written where no proofs folder exists must not link to missing files)."""
+    if proofs is None:
+        page = operator_page(op, verdict, plot, _NO_PROOFS)
+        return re.sub(rf"\[([^\]]*)\]\({re.escape(_NO_PROOFS)}/[^)]*\)", r"\1", page)
     lines = [f"# {op.name}", ""]
     if op.doc:
         lines += [op.doc, ""]
@@ -370,12 +378,12 @@ def write_pages(
     """Write ``<Name>.md`` (and ``<Name>.png``) per operator and ``index.md`` into ``directory``.
 
     ``proofs`` is the link from the pages to the proofs folder; by default the relative path
-    from ``directory`` to ``./proofs`` of the current folder.
+    from ``directory`` to the source checkout's proofs (no links without a checkout).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if proofs is None:
-        proofs = Path(os.path.relpath(Path.cwd() / "proofs", directory.resolve())).as_posix()
+        proofs = proofs_link(directory)
     entries = [(op, classify(op)) for op in operators]
     written = []
     for op, verdict in entries:

@@ -1,12 +1,34 @@
-"""The scaling-rule lattice and the checker that decides an operator's rule."""
+"""The scaling-rule lattice and the checker that decides an operator's rule.
+
+The lattice and certificate types load at once; the checker (sympy, python-flint) loads on
+first use of ``classify``, ``classify_all`` or the constants below, so that a command which
+only needs rule names (the CLI's parser) starts without them.
+"""
+
+from importlib import import_module
 
 from .certificate import Counterexample, Proof, ProofCase, Verdict
-from .checker import CHECKER_VERSION, classify, classify_all
-from .lattice import Rule, RuleKind
+from .lattice import Partition, Rule, RuleKind
+
+_LAZY = {
+    "CHECKER_VERSION": ".checker",
+    "DEFAULT_TIMEOUT": ".decide",
+    "classify": ".decide",
+    "classify_all": ".decide",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CHECKER_VERSION",
+    "DEFAULT_TIMEOUT",
     "Counterexample",
+    "Partition",
     "Proof",
     "ProofCase",
     "Rule",

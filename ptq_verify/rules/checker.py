@@ -18,11 +18,8 @@ Anything else is ``undecided``: a verdict is never a guess.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import os
 import random
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -34,7 +31,8 @@ import sympy
 from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from .certificate import Counterexample, Proof, ProofCase, Verdict
-from .lattice import Rule, RuleKind
+from .certified import NumericFunction, certified_nonzero, certified_zero
+from .lattice import Partition, Rule, RuleKind
 from .rewrite import zero_residual
 
 CHECKER_VERSION = "1"
@@ -55,59 +53,6 @@ _MAX_ALTERNATIVES = 3
 _POINTS = 14
 _DPS = 30
 
-_cache: weakref.WeakKeyDictionary[Operator, Verdict] = weakref.WeakKeyDictionary()
-
-
-def classify(op: Operator) -> Verdict:
-    """The scaling rule of ``op`` with its certificate (cached per operator object)."""
-    verdict = _cache.get(op)
-    if verdict is None:
-        with mpmath.workdps(_DPS):
-            verdict = _Checker(op).verdict()
-        _cache[op] = verdict
-    return verdict
-
-
-def classify_all(
-    operators: Sequence[Operator], jobs: int | None = None, store=None
-) -> list[Verdict]:
-    """Classify many operators, in parallel worker processes when that pays off.
-
-    Workers are forked, so they see the very operator objects (catalog or user-declared);
-    verdicts come back as plain data and fill this process's cache. ``store`` (a
-    ``store.VerdictStore``) supplies verdicts proved by an earlier process and keeps new ones.
-    """
-    if store is not None:
-        for op in operators:
-            if op not in _cache and (known := store.get(op)) is not None:
-                _cache[op] = known
-    pending = [op for op in operators if op not in _cache]
-    jobs = min(jobs or os.cpu_count() or 1, len(pending))
-    if jobs > 1 and len(pending) >= 8 and "fork" in multiprocessing.get_all_start_methods():
-        global _forked_operators
-        _forked_operators = pending
-        try:
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                verdicts = pool.map(_classify_forked, range(len(pending)), chunksize=1)
-        finally:
-            _forked_operators = []
-        for op, verdict in zip(pending, verdicts):
-            _cache[op] = verdict
-    verdicts = [classify(op) for op in operators]
-    if store is not None and pending:
-        for op in pending:
-            store.put(op, _cache[op])
-        store.save()
-    return verdicts
-
-
-_forked_operators: Sequence[Operator] = []
-
-
-def _classify_forked(index: int) -> Verdict:
-    return classify(_forked_operators[index])
-
-
 def scale_symbol(tensor: str | None = None) -> sympy.Symbol:
     """``s`` (one common scale) or ``s_<tensor>`` (that tensor's own scale); positive."""
     return sympy.Symbol("s" if tensor is None else f"s_{tensor}", positive=True)
@@ -123,10 +68,21 @@ class Candidate:
     degree: Fraction
     input_degrees: tuple[Fraction, ...] | None
     param_exponents: dict[str, Fraction]
+    partition: Partition | None = None
 
     def rule(self, n_inputs: int) -> Rule:
         """The rule this candidate is, for an operator with ``n_inputs`` input tensors."""
-        return Rule.classify(self.degree, self.input_degrees, self.param_exponents, n_inputs)
+        return Rule.classify(
+            self.degree, self.input_degrees, self.param_exponents, n_inputs, self.partition
+        )
+
+
+def group_scale_symbols(op: Operator, groups: tuple[int, ...]) -> list[sympy.Symbol]:
+    """One positive symbol per scale group: ``s`` for a single group, else ``s_<first tensor>``."""
+    count = max(groups, default=0) + 1
+    if count == 1:
+        return [scale_symbol()]
+    return [scale_symbol(op.inputs[groups.index(g)].name) for g in range(count)]
 
 
 def exact_sides(
@@ -137,25 +93,36 @@ def exact_sides(
     moved = {
         sym: v * _rational(s) if str(sym) in op.element_names else v for sym, v in values.items()
     }
-    return op.expr.xreplace(moved), _rational(s) ** degree * op.expr.xreplace(values)
+    try:
+        return op.expr.xreplace(moved), _rational(s) ** degree * op.expr.xreplace(values)
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
+        # sympy evaluates while it substitutes: Max of numbers it cannot compare raises
+        raise InexactPoint(f"sympy cannot evaluate f exactly there: {err}") from None
+
+
+class InexactPoint(ValueError):
+    """sympy could not build the exact value of f at a point; the point proves nothing."""
 
 
 def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sympy.Expr]:
-    """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols."""
+    """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols.
+
+    One scale per scale group of the rule (see ``Rule.scale_groups``): ``s`` when all inputs
+    share it, ``s_<tensor>`` per group otherwise; parameters take products of group scales.
+    """
+    groups = candidate.rule(len(op.inputs)).scale_groups(len(op.inputs))
+    scales = group_scale_symbols(op, groups.groups)
     swap: dict[sympy.Symbol, sympy.Expr] = {}
-    factor = sympy.S.One
-    for position, tensor in enumerate(op.inputs):
-        s = scale_symbol(tensor.name if candidate.input_degrees else None)
+    for tensor, group in zip(op.inputs, groups.groups):
         for element in tensor.elements:
-            swap[op.symbols[element]] = s * op.symbols[element]
-        if candidate.input_degrees:
-            factor *= s ** _rational(candidate.input_degrees[position])
-    s = scale_symbol()
-    for param, k in candidate.param_exponents.items():
-        swap[op.symbols[param]] = s ** _rational(k) * op.symbols[param]
-    if not candidate.input_degrees:
-        factor = s ** _rational(candidate.degree)
-    return op.expr.xreplace(swap), factor * op.expr
+            swap[op.symbols[element]] = scales[group] * op.symbols[element]
+    for param, ks in groups.param_exponents.items():
+        swap[op.symbols[param]] = _monomial(scales, ks) * op.symbols[param]
+    return op.expr.xreplace(swap), _monomial(scales, groups.degrees) * op.expr
+
+
+def _monomial(scales: list[sympy.Symbol], exponents) -> sympy.Expr:
+    return sympy.Mul(*[s ** _rational(Fraction(k)) for s, k in zip(scales, exponents)])
 
 
 def sign_cases(op: Operator) -> list[str]:
@@ -196,39 +163,40 @@ def _rational(q: Fraction) -> sympy.Rational:
     return sympy.Rational(q.numerator, q.denominator)
 
 
-class _Checker:
+class Checker:
+    """One operator's search, proofs and refutation; :meth:`verdict` runs them all."""
+
     def __init__(self, op: Operator) -> None:
         self.op = op
-        self.rng = random.Random(f"ptq-verify:{op.name}:{op.expr}")
+        # seeded by the content alone: the same formula gets the same search under any name
+        self.rng = random.Random(f"ptq-verify:{op.inputs}:{sorted(op.params.items())}:{op.expr}")
         self.tensor_elements = [[op.symbols[e] for e in t.elements] for t in op.inputs]
         self.param_symbols = [op.symbols[p] for p in op.params]
+        self.denominators = exponent_denominators(op.expr)
+
+    def rational(self, value) -> Fraction | None:
+        """A degree or exponent read off a numeric value (see :func:`_small_rational`)."""
+        return _small_rational(value, self.denominators)
 
     # -- numerics ----------------------------------------------------------------------
 
     @cached_property
-    def numeric(self):
-        args = [op_symbol for group in self.tensor_elements for op_symbol in group]
-        # nint rounds half to even, like RoundHalfEven (the grammar's round)
-        functions = {"RoundHalfEven": mpmath.nint}
-        return sympy.lambdify(
-            [*args, *self.param_symbols], self.op.expr, modules=[functions, "mpmath"]
-        )
+    def numeric(self) -> NumericFunction:
+        names = (*self.op.element_names, *self.op.params)
+        return NumericFunction(self.op.expr, [self.op.symbols[n] for n in names])
 
     def value(self, point: dict[str, mpmath.mpf]) -> mpmath.mpf | None:
-        try:
-            result = self.numeric(*[point[e] for e in (*self.op.element_names, *self.op.params)])
-            result = mpmath.mpmathify(result)
-        except (ZeroDivisionError, ValueError, TypeError, OverflowError, NameError):
-            return None  # a function mpmath lacks: nothing numeric is claimed
-        if not isinstance(result, mpmath.mpf) or not mpmath.isfinite(result):
-            return None
-        return result
+        """f at the point to mpmath's working precision (adaptively), None where unknown."""
+        return self.numeric([point[n] for n in (*self.op.element_names, *self.op.params)])
 
     @cached_property
     def domain_tests(self):
         """Each domain condition as a fast numeric test (exact checks come later)."""
         names = [self.op.symbols[n] for n in (*self.op.element_names, *self.op.params)]
-        return [sympy.lambdify(names, c, modules="mpmath") for c in self.op.domain]
+        # dummified arguments: a parameter named like a generated name (e, mpf) shadows nothing
+        return [
+            sympy.lambdify(names, c, modules="mpmath", dummify=True) for c in self.op.domain
+        ]
 
     def in_domain(self, point: dict[str, Fraction]) -> bool:
         values = [_mpq(point[n]) for n in (*self.op.element_names, *self.op.params)]
@@ -297,16 +265,18 @@ class _Checker:
                 found.append(point)
         return found
 
-    def scaled(self, point: dict, scales: dict[str, mpmath.mpf], exps: dict) -> dict:
-        """The point with each tensor scaled and each parameter rescaled by s^k."""
+    def scaled(
+        self, point: dict, groups: Partition, scales: list[mpmath.mpf]
+    ) -> tuple[dict, mpmath.mpf]:
+        """The point moved by one scale per group (parameters by products of them), and the
+        factor prod_g s_g^d_g the rule promises the output is multiplied by."""
         out = dict(point)
-        for tensor in self.op.inputs:
+        for tensor, group in zip(self.op.inputs, groups.groups):
             for e in tensor.elements:
-                out[e] = point[e] * scales[tensor.name]
-        common = scales.get(None, mpmath.mpf(1))
-        for p, k in exps.items():
-            out[p] = point[p] * mpmath.power(common, _mpq(k))
-        return out
+                out[e] = point[e] * scales[group]
+        for p, ks in groups.param_exponents.items():
+            out[p] = point[p] * _power_product(scales, ks)
+        return out, _power_product(scales, groups.degrees)
 
     def euler_rows(self, points: list[dict]) -> list[tuple[mpmath.mpf, list, list]]:
         """Per usable point: f, d f/dt along each tensor's scaling, and along each parameter's."""
@@ -356,6 +326,7 @@ class _Checker:
             separable = self._separable_candidate(rows)
             if separable is not None:
                 found.append(separable)
+            found += self._partition_candidates(rows)
         # Parameters f does not vary with almost anywhere (thresholds: Shrink's lambd) are
         # invisible to Euler's identity; the natural guess is that they scale like the output.
         invisible = [
@@ -368,12 +339,14 @@ class _Checker:
             for support in itertools.combinations(visible, size):
                 for candidate in self._joint_candidates(rows, support):
                     variants = [candidate]
-                    if invisible and candidate.degree != 0:
-                        exponents = dict(candidate.param_exponents)
-                        exponents.update({p: candidate.degree for p in invisible})
-                        variants.append(Candidate(candidate.degree, None, exponents))
+                    if candidate.degree != 0:
+                        for extra in _subsets(invisible):
+                            exponents = dict(candidate.param_exponents)
+                            exponents.update({p: candidate.degree for p in extra})
+                            variants.append(Candidate(candidate.degree, None, exponents))
                     found += [v for v in variants if v not in found]
-        # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first)
+        # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first,
+        # then partitions, finest first)
         found.sort(key=lambda c: (len(c.param_exponents), c.degree != 1))
         return found
 
@@ -383,11 +356,55 @@ class _Checker:
             ratios = [g[position] / f for f, g, _ in rows if abs(f) > mpmath.mpf(10) ** -20]
             if not ratios:
                 return None
-            degree = _small_rational(ratios[0])
-            if degree is None or any(_small_rational(r) != degree for r in ratios):
+            degree = self.rational(ratios[0])
+            if degree is None or any(self.rational(r) != degree for r in ratios):
                 return None
             degrees.append(degree)
         return Candidate(sum(degrees, Fraction(0)), tuple(degrees), {})
+
+    def _partition_candidates(self, rows) -> list[Candidate]:
+        """Rules with scale groups between one shared scale and one scale per tensor.
+
+        Euler's identity splits by group: for each group G of tensors,
+        sum_{T in G} x_T . grad_T f + sum_p k_pG p df/dp = d_G f, linear in (d_G, k_G), so each
+        group's degree and parameter exponents come from its own least-squares solve. Finer
+        partitions come first; one group per tensor is tried only with parameters (without
+        them it is the separable candidate).
+        """
+        n = len(self.op.inputs)
+        if n > _MAX_PARTITION_TENSORS:
+            return []
+        found = []
+        for groups in _set_partitions(n):
+            count = max(groups) + 1
+            if count == 1 or (count == n and not self.op.params):
+                continue
+            solved = [self._group_solution(rows, groups, g) for g in range(count)]
+            if any(s is None for s in solved):
+                continue
+            exponents = {
+                p: tuple(k.get(p, Fraction(0)) for _, k in solved)
+                for p in self.op.params
+                if any(p in k for _, k in solved)
+            }
+            partition = Partition(groups, tuple(d for d, _ in solved), exponents)
+            degree, shared = partition.shared()
+            found.append(Candidate(degree, None, shared, partition))
+        return found
+
+    def _group_solution(self, rows, groups: tuple[int, ...], group: int):
+        """(d_G, {p: k_pG}) for one group from Euler's identity, or None."""
+        members = [t for t, g in enumerate(groups) if g == group]
+        matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
+        target = [sum(g_t[t] for t in members) for _, g_t, _ in rows]
+        solution = _float_least_squares(matrix, target)
+        if solution is None:
+            return None
+        rounded = [self.rational(v) for v in solution]
+        if any(v is None for v in rounded):
+            return None
+        exponents = {p: k for p, k in zip(self.op.params, rounded[1:]) if k != 0}
+        return rounded[0], exponents
 
     def _joint_candidates(self, rows, support: tuple[str, ...]) -> list[Candidate]:
         """Solve f*d - sum_p G_p k_p = sum_T G_T for (d, k_support) by least squares."""
@@ -404,7 +421,7 @@ class _Checker:
             solution = _float_least_squares(system, rhs)
             if solution is None:
                 continue
-            rounded = [_small_rational(v) for v in solution]
+            rounded = [self.rational(v) for v in solution]
             if any(v is None for v in rounded):
                 continue
             if any(rounded[i + 1] == 0 for i in range(len(columns))):
@@ -417,23 +434,15 @@ class _Checker:
         return solutions
 
     def _holds_numerically(self, candidate: Candidate, points: list[dict]) -> bool:
+        groups = candidate.rule(len(self.op.inputs)).scale_groups(len(self.op.inputs))
         for point in points:
             mp_point = _mp(point)
             base = self.value(mp_point)
             for s_value in _SCALES[:2]:  # 2 and 3: logarithms with an irrational ratio
-                s = mpmath.mpf(s_value.numerator) / s_value.denominator
-                scales = {None: s}
-                if candidate.input_degrees:
-                    # far-apart scales per tensor, so that a shared-scale rule shows its failure
-                    factor = mpmath.mpf(1)
-                    for position, tensor in enumerate(self.op.inputs):
-                        own = s * mpmath.mpf(5) ** position
-                        scales[tensor.name] = own
-                        factor *= mpmath.power(own, _mpq(candidate.input_degrees[position]))
-                else:
-                    factor = mpmath.power(s, _mpq(candidate.degree))
-                    scales.update({tensor.name: s for tensor in self.op.inputs})
-                moved = self.value(self.scaled(mp_point, scales, candidate.param_exponents))
+                # far-apart scales per group, so that a shared-scale rule shows its failure
+                scales = [_mpq(s_value) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
+                moved_point, factor = self.scaled(mp_point, groups, scales)
+                moved = self.value(moved_point)
                 if moved is None or base is None:
                     return False
                 if abs(moved - factor * base) > mpmath.mpf(10) ** (4 - _DPS) * (
@@ -513,20 +522,25 @@ class _Checker:
         return None
 
     def _counterexample(self, params: dict | None) -> Counterexample | None:
-        points = [p for p in self.points(params, count=12) if self.in_domain_exactly(p)]
+        generic = [p for p in self.points(params, count=12) if self.in_domain_exactly(p)]
+        points = generic + (self.breakpoint_points(params) if params is not None else [])
         for s_value in _SCALES:
             # the clearest counterexample first: largest relative gap, numerically
             for first in sorted(points, key=lambda p: -self._relative_gap(p, s_value)):
-                lhs, rhs = exact_sides(self.op, first, s_value, 1)
-                difference = certified_nonzero(lhs - rhs)
-                if difference is None:
+                try:
+                    lhs, rhs = exact_sides(self.op, first, s_value, 1)
+                    difference = certified_nonzero(lhs - rhs)
+                    if difference is None:
+                        continue
+                    no_degree = self._no_degree(first, points, s_value)
+                except InexactPoint:
                     continue
-                no_degree = self._no_degree(first, points, s_value)
                 if no_degree is None:
                     continue
                 no_rescale = None
                 if self.op.params:
-                    no_rescale = self._no_rescale(points)
+                    # generic points only: Euler's identity needs f differentiable there
+                    no_rescale = self._no_rescale(generic)
                     if no_rescale is None:
                         return None
                 return Counterexample(
@@ -539,6 +553,45 @@ class _Checker:
                     no_rescale=no_rescale,
                 )
         return None
+
+    def breakpoint_points(self, params: dict[str, Fraction]) -> list[dict]:
+        """Exact points at and around where f switches, at 0, and at its constants' sizes.
+
+        A rule can fail only across a breakpoint (heaviside(x - 1) between x = 1/2 and 1) or
+        beyond a constant (clip(x, -10^4, 10^4) past 10^4), where generic points seldom fall.
+        Breakpoints are the zeros of the arguments of heaviside, sign, abs, floor, ceil,
+        round, of the differences of max/min arguments, and of where's comparisons, solved
+        for one element when that argument is linear in it.
+        """
+        op = self.op
+        fixed = {op.symbols[p]: _rational(v) for p, v in params.items()}
+        targets: list[tuple[str, Fraction]] = [(e, Fraction(0)) for e in op.element_names]
+        for switch in _switch_arguments(op.expr):
+            switch = switch.xreplace(fixed)
+            for element in op.element_names:
+                symbol = op.symbols[element]
+                if symbol not in switch.free_symbols:
+                    continue
+                others = {
+                    op.symbols[e]: _rational(self._generic_value(None))
+                    for e in op.element_names
+                    if e != element
+                }
+                root = _linear_root(switch.xreplace(others), symbol)
+                if root is not None:
+                    targets.append((element, root))
+        sizes = {abs(Fraction(int(r.p), int(r.q))) for r in op.expr.atoms(sympy.Rational)}
+        targets += [(e, sign * c) for c in sizes - {0, 1} for e in op.element_names
+                    for sign in (1, -1)]
+        found: list[dict] = []
+        for element, root in targets[:_MAX_BREAKPOINTS]:
+            for factor in _AROUND if root else (Fraction(0),):
+                point = {e: self._generic_value(None) for e in op.element_names}
+                point[element] = root * factor
+                point.update(params)
+                if point not in found and self.in_domain_exactly(point):
+                    found.append(point)
+        return found
 
     def _relative_gap(self, point: dict, s: Fraction) -> mpmath.mpf:
         """|f(s x) - s f(x)| / (|f(s x)| + |s f(x)| + 1), numerically (0 if not evaluable)."""
@@ -553,7 +606,7 @@ class _Checker:
         """Exact evidence that f(s x) = c f(x) fails for every constant c at this s."""
         moved_1, base_1 = exact_sides(self.op, first, s, 0)
         if certified_nonzero(base_1) is None:
-            if certified_nonzero(moved_1) is not None:
+            if certified_zero(base_1) and certified_nonzero(moved_1) is not None:
                 return {
                     "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
                     "point": {n: str(v) for n, v in first.items()},
@@ -564,7 +617,10 @@ class _Checker:
         for second in points:
             if second is first:
                 continue
-            moved_2, base_2 = exact_sides(self.op, second, s, 0)
+            try:
+                moved_2, base_2 = exact_sides(self.op, second, s, 0)
+            except InexactPoint:
+                continue
             if certified_nonzero(base_2) is None:
                 continue
             cross = moved_1 * base_2 - moved_2 * base_1
@@ -581,15 +637,14 @@ class _Checker:
 
     def _no_rescale(self, points: list[dict]) -> dict | None:
         """Euler's identity with every parameter free has no solution (d, k) at these points."""
-        usable = [(p, row) for p in points if (row := self._euler_row(p)) is not None]
-        used = [p for p, _ in usable]
-        residual, size = _euler_inconsistency(self.op, [row for _, row in usable])
-        if residual is None or residual < mpmath.mpf(10) ** -8 * size:
+        usable = [p for p in points if self._euler_row(p) is not None]
+        residual, size = stable_euler_residual(self.op, usable)
+        if residual is None:
             return None
         return {
             "reason": "Euler's identity sum x df/dx + sum k_p p df/dp = d f (necessary for any "
             "rule) has no solution (d, k) at these points",
-            "points": [{n: str(v) for n, v in p.items()} for p in used],
+            "points": [{n: str(v) for n, v in p.items()} for p in usable],
             "least_squares_residual": mpmath.nstr(residual, 10),
             "relative_to": mpmath.nstr(size, 10),
         }
@@ -638,18 +693,96 @@ class _Checker:
         )
 
 
+def _subsets(names: list[str], most: int = 4) -> list[tuple[str, ...]]:
+    """Non-empty subsets, smallest first; beyond ``most`` names only the whole set.
+
+    Which invisible parameters must scale depends on which side of their thresholds the
+    sample points fell, so each subset is a candidate and the fewest-rescaled one is proved.
+    """
+    if len(names) > most:
+        return [tuple(names)] if names else []
+    return [c for size in range(1, len(names) + 1) for c in itertools.combinations(names, size)]
+
+
+_MAX_PARTITION_TENSORS = 4  # 15 set partitions of 4 tensors; more would be slow and rare
+_MAX_BREAKPOINTS = 12
+
+
+def _set_partitions(n: int) -> list[tuple[int, ...]]:
+    """Every partition of n tensors into groups (restricted growth strings), finest first."""
+    found: list[tuple[int, ...]] = []
+
+    def grow(prefix: tuple[int, ...]) -> None:
+        if len(prefix) == n:
+            found.append(prefix)
+            return
+        for g in range(max(prefix, default=-1) + 2):
+            grow((*prefix, g))
+
+    grow(())
+    return sorted(found, key=lambda groups: -max(groups, default=0))
+# at a breakpoint b, just past it, and where the scales 2, 3 and 7/5 carry a point across it
+_AROUND = (Fraction(1), Fraction(3, 4), Fraction(5, 4), Fraction(1, 2), Fraction(2, 3),
+           Fraction(5, 7), Fraction(3, 2))
+
+
+def _switch_arguments(expr: sympy.Expr) -> list[sympy.Expr]:
+    """Expressions whose sign change switches a piece of ``expr`` (see breakpoint_points)."""
+    found: list[sympy.Expr] = []
+    unary = (sympy.Heaviside, sympy.sign, sympy.Abs, sympy.floor, sympy.ceiling)
+    for atom in sympy.preorder_traversal(expr):
+        if isinstance(atom, unary) or type(atom).__name__ == "RoundHalfEven":
+            found.append(atom.args[0])
+        elif isinstance(atom, (sympy.Max, sympy.Min)):
+            found += [a - b for a, b in itertools.combinations(atom.args, 2)][:6]
+        elif isinstance(atom, sympy.Piecewise):
+            for _, condition in atom.args:
+                found += [r.lhs - r.rhs for r in condition.atoms(sympy.core.relational.Relational)]
+    return found[:24]
+
+
+def _linear_root(expr: sympy.Expr, symbol: sympy.Symbol) -> Fraction | None:
+    """The rational root of ``expr`` = 0 when it is a first-degree polynomial in ``symbol``."""
+    try:
+        poly = sympy.Poly(expr, symbol)
+    except (sympy.PolynomialError, sympy.GeneratorsNeeded, ValueError, TypeError):
+        return None
+    if poly.degree() != 1:
+        return None
+    slope, offset = poly.all_coeffs()
+    root = -offset / slope
+    if not root.is_Rational:
+        return None
+    return Fraction(int(root.p), int(root.q))
+
+
 def _preserves_nonnegative(op: Operator) -> bool:
     """Whether sympy proves f >= 0 once every input element is known to be >= 0."""
     swap = {op.symbols[e]: sympy.Symbol(e, nonnegative=True) for e in op.element_names}
     return bool(op.expr.xreplace(swap).is_nonnegative)
 
 
-def euler_residual(op: Operator, points: list[dict]):
-    """Least-squares residual of Euler's identity with d and every k free, and its scale.
+def stable_euler_residual(op: Operator, points: list[dict]):
+    """The residual and its scale when Euler's identity is clearly unsolvable at ``points``.
 
-    ``(None, None)`` when there are too few usable points to say anything.
+    Computed at the working precision and at twice as many digits: the evidence counts only
+    when both find a clear residual and agree on it, so cancellation cannot fake it.
+    ``(None, None)`` otherwise.
     """
-    return _euler_inconsistency(op, _Checker(op).euler_rows(points))
+    found = []
+    for digits in (mpmath.mp.dps, 2 * mpmath.mp.dps):
+        with mpmath.workdps(digits):
+            rows = Checker(op).euler_rows(points)
+            if len(rows) != len(points):
+                return None, None
+            residual, size = _euler_inconsistency(op, rows)
+        if residual is None or residual < mpmath.mpf(10) ** -8 * size:
+            return None, None
+        found.append((residual, size))
+    (first, size), (second, _) = found
+    if abs(first - second) > mpmath.mpf(10) ** -3 * abs(second):
+        return None, None
+    return first, size
 
 
 def _euler_inconsistency(op: Operator, rows: list) -> tuple:
@@ -663,6 +796,13 @@ def _euler_inconsistency(op: Operator, rows: list) -> tuple:
     return _residual_norm(matrix, target, solution), mpmath.norm(mpmath.matrix(target)) + 1
 
 
+def _power_product(scales: list[mpmath.mpf], exponents) -> mpmath.mpf:
+    product = mpmath.mpf(1)
+    for scale, k in zip(scales, exponents):
+        product *= mpmath.power(scale, _mpq(Fraction(k)))
+    return product
+
+
 def _mp(point: dict) -> dict:
     return {n: mpmath.mpf(v.numerator) / v.denominator for n, v in point.items()}
 
@@ -671,15 +811,32 @@ def _mpq(q: Fraction) -> mpmath.mpf:
     return mpmath.mpf(q.numerator) / q.denominator
 
 
-def _small_rational(value) -> Fraction | None:
-    """The rational with a small denominator that ``value`` is numerically, if any."""
+def _small_rational(value, denominators: tuple[int, ...] = ()) -> Fraction | None:
+    """The rational with a small denominator that ``value`` is numerically, if any.
+
+    Denominators up to 24 are tried, and those the expression's own exponents carry
+    (``x**(1/29)`` has degree 1/29), with their small multiples.
+    """
     as_float = float(value)
     if not abs(as_float) < 1e6:
         return None
-    q = Fraction(as_float).limit_denominator(24)
-    if abs(float(q) - as_float) > 1e-9 * max(1.0, abs(as_float)):
-        return None
-    return q
+    for q in (Fraction(as_float).limit_denominator(24), *(
+        Fraction(round(as_float * d), d) for d in denominators
+    )):
+        if abs(float(q) - as_float) <= 1e-9 * max(1.0, abs(as_float)):
+            return q
+    return None
+
+
+def exponent_denominators(expr: sympy.Expr) -> tuple[int, ...]:
+    """Denominators above 24 of the rational exponents in ``expr``, times 1 to 6."""
+    found = {
+        int(p.exp.q) * k
+        for p in expr.atoms(sympy.Pow)
+        if p.exp.is_Rational and 24 < p.exp.q <= 10**6
+        for k in range(1, 7)
+    }
+    return tuple(sorted(found))
 
 
 def _least_squares(matrix, target, require_consistent: bool = True):
@@ -720,6 +877,8 @@ def _residual_norm(matrix, target, solution) -> mpmath.mpf:
 def _full_rank(matrix) -> bool:
     """Whether the columns are independent (the least-squares solution is unique)."""
     a = np.array(matrix, dtype=float)
+    if not np.all(np.isfinite(a)):  # LAPACK prints warnings on stdout for inf/nan input
+        return False
     return a.shape[0] >= a.shape[1] and np.linalg.matrix_rank(a, tol=None) == a.shape[1]
 
 
@@ -739,18 +898,3 @@ def _float_least_squares(matrix, target) -> list[float] | None:
     if not residual <= 1e-9 * scale:
         return None
     return [float(v) for v in solution]
-
-
-def certified_nonzero(value: sympy.Expr) -> str | None:
-    """``value`` to 20 digits when it is certainly non-zero, else None."""
-    if value.is_Rational:
-        return None if value == 0 else format(sympy.Float(value, 20))
-    try:
-        approx = value.evalf(30, strict=True)
-    except (sympy.core.evalf.PrecisionExhausted, TypeError, ValueError, ZeroDivisionError):
-        return None
-    if not approx.is_Number or approx.is_zero or approx in (sympy.nan, sympy.zoo):
-        return None
-    if not approx.is_finite:
-        return None
-    return format(sympy.Float(approx, 20))

@@ -20,6 +20,8 @@ def rule_statement(rule: Rule, name: str = "f") -> str:
         f"; {p} -> s^{k}*{p}" if k != 1 else f"; {p} -> s*{p}"
         for p, k in sorted(rule.param_exponents.items())
     )
+    if rule.partition is not None:
+        return _partition_statement(rule, name)
     if rule.input_degrees is not None and len(rule.input_degrees) > 1:
         scales = ", ".join(f"s_{i + 1}*x_{i + 1}" for i in range(len(rule.input_degrees)))
         factor = "*".join(f"s_{i + 1}^{d}" for i, d in enumerate(rule.input_degrees))
@@ -27,6 +29,26 @@ def rule_statement(rule: Rule, name: str = "f") -> str:
     factor = {0: "", 1: "s*"}.get(rule.degree, f"s^{rule.degree}*")
     shared = " (all inputs share one scale s)" if kind is RuleKind.ALIGNED else ""
     return f"{name}(s*x{params}) = {factor}{name}(x) for every s > 0{shared}"
+
+
+def _partition_statement(rule: Rule, name: str) -> str:
+    """The identity of a rule with scale groups, e.g. f(s_1*x_1, s_1*x_2, s_2*x_3) = ..."""
+    partition = rule.partition
+    scaled = ", ".join(f"s_{g + 1}*x_{i + 1}" for i, g in enumerate(partition.groups))
+
+    def monomial(exponents) -> str:
+        return "*".join(
+            f"s_{g + 1}" if k == 1 else f"s_{g + 1}^{k}" for g, k in enumerate(exponents) if k
+        )
+
+    params = "".join(
+        f"; {p} -> {monomial(ks)}*{p}" for p, ks in sorted(partition.param_exponents.items())
+    )
+    factor = monomial(partition.degrees)
+    return (
+        f"{name}({scaled}{params}) = {factor + '*' if factor else ''}{name}(x) for all s_g > 0; "
+        "the engine uses its shared-scale case (every s_g = s)"
+    )
 
 
 def engine_action(rule: Rule) -> str:

@@ -7,6 +7,12 @@ A rule states an identity for every s > 0 (and every parameter value):
 with either one degree per input tensor (the inputs scale independently: Mul, Div) or one
 common scale s for all inputs (``aligned``: Add, Concat). ``param_exponents`` names the
 parameters that must be rescaled, p -> s^k p, under the common scale.
+
+Between the two lie *partitions* (:class:`Partition`): tensors in scale groups, one scale per
+group, parameters rescaled by products of group scales. ``(a + b)*c`` has a and b in one group
+and c in another; ``a0*b0 + a1*b1 + c`` has one group per tensor with c -> s_a*s_b*c. Such a
+rule is reported with its shared-scale consequence (set every group scale to s) as kind,
+degree and exponents, which is what the engine acts on, and the partition as the full truth.
 """
 
 from __future__ import annotations
@@ -44,6 +50,64 @@ def _json_number(q: Fraction) -> int | float:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """Scale groups: f(.., s_g x_T for T in group g, ..; prod_g s_g^k_pg p) = prod_g s_g^d_g f.
+
+    ``groups`` gives each input tensor's group (numbered by first appearance), ``degrees`` one
+    degree per group, ``param_exponents`` one exponent per group for each rescaled parameter.
+    """
+
+    groups: tuple[int, ...]
+    degrees: tuple[Fraction, ...]
+    param_exponents: Mapping[str, tuple[Fraction, ...]] = field(default_factory=dict)
+
+    def shared(self) -> tuple[Fraction, dict[str, Fraction]]:
+        """The degree and exponents when every group takes the same scale s."""
+        exponents = {p: sum(ks, Fraction(0)) for p, ks in self.param_exponents.items()}
+        return sum(self.degrees, Fraction(0)), {p: k for p, k in exponents.items() if k != 0}
+
+    def describe(self, tensors: Sequence[str] | None = None) -> str:
+        """``groups {a, b} {c}: degrees (1, 1)`` and the rescaled parameters."""
+        names = tensors or [f"x_{i + 1}" for i in range(len(self.groups))]
+        members = [
+            "{" + ", ".join(n for n, g in zip(names, self.groups) if g == group) + "}"
+            for group in range(len(self.degrees))
+        ]
+        text = "groups " + " ".join(members) + ": degrees ("
+        text += ", ".join(_fraction_text(d) for d in self.degrees) + ")"
+        for p, ks in sorted(self.param_exponents.items()):
+            factor = "*".join(
+                f"s_{g + 1}" if k == 1 else f"s_{g + 1}^{_fraction_text(k)}"
+                for g, k in enumerate(ks)
+                if k != 0
+            )
+            text += f", {p}->{factor}*{p}"
+        return text
+
+    def to_json(self) -> dict:
+        return {
+            "groups": list(self.groups),
+            "degrees": [_fraction_text(d) for d in self.degrees],
+            "param_exponents": {
+                p: [_fraction_text(k) for k in ks] for p, ks in sorted(self.param_exponents.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Partition:
+        degrees = tuple(Fraction(d) for d in data["degrees"])
+        groups = tuple(int(g) for g in data["groups"])
+        exponents = {
+            p: tuple(Fraction(k) for k in ks) for p, ks in data["param_exponents"].items()
+        }
+        if sorted(set(groups)) != list(range(len(degrees))) or any(
+            len(ks) != len(degrees) for ks in exponents.values()
+        ):
+            raise ValueError("a partition needs one degree and one exponent per group")
+        return cls(groups, degrees, exponents)
+
+
+@dataclass(frozen=True)
 class Rule:
     """A scaling rule: its kind, degrees and parameter exponents.
 
@@ -55,6 +119,7 @@ class Rule:
     degree: Fraction | None = None
     input_degrees: tuple[Fraction, ...] | None = None
     param_exponents: Mapping[str, Fraction] = field(default_factory=dict)
+    partition: Partition | None = None
 
     @classmethod
     def classify(
@@ -63,8 +128,17 @@ class Rule:
         input_degrees: Sequence[Fraction] | None,
         param_exponents: Mapping[str, Fraction],
         n_inputs: int,
+        partition: Partition | None = None,
     ) -> Rule:
-        """Name the rule that a proved identity with these exponents is."""
+        """Name the rule that a proved identity with these exponents is.
+
+        With a ``partition`` the other arguments are ignored: the rule is the partition's
+        shared-scale consequence, carrying the partition along.
+        """
+        if partition is not None:
+            degree, param_exponents = partition.shared()
+            rule = cls.classify(degree, None, param_exponents, n_inputs)
+            return cls(rule.kind, rule.degree, None, rule.param_exponents, partition)
         exponents = {p: Fraction(k) for p, k in param_exponents.items() if k != 0}
         degrees = tuple(Fraction(d) for d in input_degrees) if input_degrees else None
         if n_inputs > 1:
@@ -92,7 +166,17 @@ class Rule:
             Fraction(exact["degree"]),
             None if degrees is None else tuple(Fraction(d) for d in degrees),
             {p: Fraction(k) for p, k in exact["param_exponents"].items()},
+            Partition.from_json(exact["partition"]) if exact.get("partition") else None,
         )
+
+    def scale_groups(self, n_inputs: int) -> Partition:
+        """The rule as a partition: one group when the inputs share a scale, else one each."""
+        if self.partition is not None:
+            return self.partition
+        if self.input_degrees is not None:
+            return Partition(tuple(range(n_inputs)), tuple(self.input_degrees), {})
+        exponents = {p: (Fraction(k),) for p, k in self.param_exponents.items()}
+        return Partition((0,) * n_inputs, (Fraction(self.degree),), exponents)
 
     def output_scale(self, input_scales: Sequence[float]) -> float:
         """The output's scale given each input tensor's scale (aligned: all equal)."""
@@ -119,6 +203,8 @@ class Rule:
                     for p, k in sorted(self.param_exponents.items())
                 )
             )
+        if self.partition is not None:
+            parts.append(f"[{self.partition.describe()}]")
         return " ".join(parts)
 
     def degree_text(self) -> str:
@@ -149,4 +235,7 @@ class Rule:
                     p: _fraction_text(k) for p, k in sorted(self.param_exponents.items())
                 },
             }
+            if self.partition is not None:
+                out["partition"] = self.partition.to_json()
+                out["exact"]["partition"] = self.partition.to_json()
         return out

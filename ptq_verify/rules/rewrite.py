@@ -108,7 +108,14 @@ def zero_residual(residual: sympy.Expr, thorough: bool = True) -> sympy.Expr:
     residual = rewrite_positive(residual)
     if residual == 0:
         return residual
-    steps = [sympy.expand, _fold_piecewise, _factor_terms, _expand_special, sympy.cancel]
+    steps = [
+        sympy.expand,
+        _fold_piecewise,
+        _factor_terms,
+        _expand_special,
+        sympy.cancel,
+        _exponential_form,
+    ]
     if thorough:
         steps.append(sympy.simplify)
     for step in steps:
@@ -154,6 +161,14 @@ def _implies(condition: sympy.Basic, earlier: sympy.Basic) -> bool:
 def _factor_terms(expr: sympy.Expr) -> sympy.Expr:
     """Pull common factors out of sums everywhere, so sqrt(s**2*a + s**2*b) becomes s*sqrt(a+b)."""
     return sympy.factor_terms(expr.replace(lambda e: e.is_Add, sympy.factor_terms))
+
+
+def _exponential_form(expr: sympy.Expr) -> sympy.Expr:
+    """Hyperbolic functions as exponentials, expanded: cosh(x)**2 - sinh(x)**2 becomes 1."""
+    hyperbolic = (sympy.sinh, sympy.cosh, sympy.tanh)
+    if not expr.has(*hyperbolic):
+        return expr
+    return sympy.expand(sympy.powsimp(sympy.expand(expr.rewrite(sympy.exp))))
 
 
 def _expand_special(expr: sympy.Expr) -> sympy.Expr:

@@ -157,7 +157,7 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
     """One hypothesis run of (b). With a common scale and no parameter to rescale, an operator
     that does not mix channels also gets per-channel scales: one scale per array position, as
     the engine's per-output-channel normalisation sends through it."""
-    tensors = [t.name for t in op.inputs]
+    tensors = list(range(len(op.inputs)))  # scales keyed by position, never by name
     degrees = rule.input_degrees if independent else None
     factor_expr = _scale_factor_expression(tensors, degrees, rule.degree)
     lhs_form, rhs_form = _form(op.expr), _form(factor_expr * op.expr)
@@ -181,7 +181,7 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
         )
         with np.errstate(all="ignore"):
             scaled = {
-                e: values[e] * tensor_scale[t.name] for t in op.inputs for e in t.elements
+                e: values[e] * tensor_scale[i] for i, t in enumerate(op.inputs) for e in t.elements
             }
             rescaled = {
                 p: v * _power(common, rule.param_exponents[p]) if p in rule.param_exponents else v
@@ -212,7 +212,7 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
                 continue
             if independent:
                 how, scale = "independent scales per input", _show(
-                    {f"s_{t}": v for t, v in tensor_scale.items()})
+                    {f"s_{op.inputs[t].name}": v for t, v in tensor_scale.items()})
             elif channel_wise:
                 how = "per-channel scales"
                 scale = f"s = {_item(common, index)!r} at position {index} of {list(common)}"
@@ -233,15 +233,16 @@ def _check_rule_once(op: Operator, rule: Rule, independent: bool, max_examples: 
     rule_holds()
 
 
-def _scale_name(tensor: str) -> str:
-    return f"scale_of_{tensor}"
+def _scale_name(position: int) -> str:
+    """A name no declaration can use (s_* is reserved), one per input position."""
+    return f"s__{position}"
 
 
 def _scale_factor_expression(
-    tensors: Sequence[str], degrees: Sequence[Fraction] | None, degree: Fraction | None
+    tensors: Sequence[int], degrees: Sequence[Fraction] | None, degree: Fraction | None
 ) -> sympy.Expr:
     """s**d (common scale, named after the first tensor) or prod s_t**d_t, as sympy."""
-    def power(tensor: str, d: Fraction) -> sympy.Expr:
+    def power(tensor: int, d: Fraction) -> sympy.Expr:
         return sympy.Symbol(_scale_name(tensor), positive=True) ** sympy.Rational(
             d.numerator, d.denominator
         )

@@ -57,11 +57,13 @@ def unsqueeze(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 
 
 def pad(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX Pad in ``constant`` mode: pads input (begins then ends), optional constant_value
-    and axes inputs (or the ``pads``/``value`` attributes of opset < 11). Negative pads crop."""
+    """ONNX Pad: pads input (begins then ends), optional constant_value and axes inputs (or
+    the ``pads``/``value`` attributes of opset < 11). Negative pads crop. ``constant`` mode
+    fills with the value; ``reflect``, ``edge`` and ``wrap`` copy input elements (numpy's
+    modes of the same names)."""
     mode = text(attrs, "mode", "constant")
-    if mode != "constant":
-        raise NotImplementedError(f"Pad: mode {mode!r} is not supported, only 'constant'")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise NotImplementedError(f"Pad: mode {mode!r} is not supported")
     x = np.asarray(inputs[0])
     given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs["pads"]
     pads = [int(p) for p in np.asarray(given).reshape(-1)]
@@ -72,13 +74,12 @@ def pad(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     widths = [[0, 0] for _ in range(x.ndim)]
     for i, axis in enumerate(axes):
         widths[axis] = [pads[i], pads[i + len(axes)]]
-    padded = np.pad(
-        x, [(max(0, b), max(0, e)) for b, e in widths], constant_values=np.asarray(value).item()
-    )
-    crop = tuple(
-        slice(max(0, -b), size - max(0, -e)) for (b, e), size in zip(widths, padded.shape)
-    )
-    return padded[crop]
+    # crop first: a wrapped or reflected border copies the cropped tensor (as onnxruntime does)
+    crop = tuple(slice(max(0, -b), size - max(0, -e)) for (b, e), size in zip(widths, x.shape))
+    grow = [(max(0, b), max(0, e)) for b, e in widths]
+    if mode == "constant":
+        return np.pad(x[crop], grow, constant_values=np.asarray(value).item())
+    return np.pad(x[crop], grow, mode=mode)
 
 
 def slice_(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:

@@ -4,20 +4,24 @@ Each module lists its operators in a module-level ``OPERATORS`` tuple; the catal
 (:mod:`ptq_verify.catalog`) collects them. Modelling choices that decide a verdict (what is a
 parameter, what a constant, how a structural operator is witnessed) are explained in each
 declaration's ``doc`` and in docs/catalog.md.
+
+Families are imported on first use (:func:`families`): looking up one operator by name builds
+its family only, which keeps ``ptq-verify classify --op NAME`` quick to start.
 """
 
-from . import (
-    activations,
-    arithmetic,
-    comparison,
-    linear,
-    normalization,
-    pooling,
-    reduction,
-    shape,
-    unary,
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from types import ModuleType
+
+FAMILY_NAMES = (
+    "activations", "unary", "arithmetic", "comparison", "linear", "pooling", "reduction",
+    "normalization", "shape",
 )
 
-FAMILIES = (
-    activations, unary, arithmetic, comparison, linear, pooling, reduction, normalization, shape
-)
+
+def families() -> Iterator[ModuleType]:
+    """The family modules, in catalog order, each imported (its operators built) when reached."""
+    for name in FAMILY_NAMES:
+        yield importlib.import_module(f"{__name__}.{name}")

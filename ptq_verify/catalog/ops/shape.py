@@ -14,6 +14,10 @@ both sources in one formula:
   (param_rescale v -> s*v).
 - Where: the condition is a static input, X and Y play the roles of a and b.
 
+Pad in reflect, edge and wrap modes and nearest Resize copy input elements (witness ``x``);
+linear Resize blends neighbours with static weights (witness ``c*x0 + (1 - c)*x1``). Each is
+its own declaration, told apart by the node's ``mode`` (onnx_match); cubic Resize has none.
+
 Layout changes (Reshape, Transpose, Squeeze, ...) move the channel axis or mix elements of
 several channels into one axis, so they are declared ``mixes_channels``: a per-channel scale
 does not pass through them unchanged.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import shape
+from ..kernels import resize, shape
 from ..operator import Operator
 
 _INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # onnx.TensorProto UINT8 ... UINT64
@@ -35,11 +39,21 @@ def _select(first, second, k):
     return np.where(k > 0, first, second)
 
 
-def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = True) -> Operator:
+def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = True,
+          onnx_match: dict | None = None) -> Operator:
     return Operator(
         name, "x", "x", kernel=lambda x: x, onnx_type=name,
         onnx_inputs=("x", *[None] * static_slots), onnx_kernel=onnx_kernel,
-        mixes_channels=mixes, doc=doc,
+        mixes_channels=mixes, doc=doc, onnx_match=onnx_match or {},
+    )
+
+
+def _pad_copy(mode: str, what: str) -> Operator:
+    """Pad in a mode that fills with input elements: every output element is one of x's."""
+    return Operator(
+        f"Pad{mode.capitalize()}", "x", "x", kernel=lambda x: x, onnx_type="Pad",
+        onnx_inputs=("x", None, None, None), onnx_kernel=shape.pad, onnx_match={"mode": mode},
+        mixes_channels=True, doc=f"Padding in {mode} mode: the border is {what}.",
     )
 
 
@@ -55,7 +69,7 @@ OPERATORS = (
         "Pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": "0.5"},
         kernel=lambda x, k, v: _select(x, v, k), onnx_type="Pad",
         onnx_inputs=("x", None, "v", None), onnx_attrs={"value": "v"}, onnx_kernel=shape.pad,
-        mixes_channels=True,
+        onnx_match={"mode": "constant"}, mixes_channels=True,
         doc="Constant padding: an output element is an input element (k > 0) or the pad "
         "constant v (ONNX input constant_value), which must then scale like x.",
     ),
@@ -64,6 +78,23 @@ OPERATORS = (
         kernel=lambda a, b, cond: _select(a, b, cond), onnx_type="Where",
         onnx_inputs=(None, "a", "b"), onnx_kernel=shape.where,
         doc="X where the static condition holds, else Y; the selector cond stands for it.",
+    ),
+    *(_pad_copy(mode, doc) for mode, doc in (
+        ("reflect", "the input mirrored at its border, the border element not repeated"),
+        ("edge", "copies of the border element"),
+        ("wrap", "the input repeated from its other end"),
+    )),
+    _copy("Resize", resize.resize, 3,
+          "Nearest-neighbour resizing (mode nearest, the default): every output element is "
+          "the input element its coordinate rounds to.", onnx_match={"mode": "nearest"}),
+    Operator(
+        "ResizeLinear", "x0 x1", "c*x0 + (1 - c)*x1", params={"c": "1/4"},
+        kernel=lambda x0, x1, c: c * x0 + (1 - c) * x1, onnx_type="Resize",
+        onnx_inputs=("x", None, None, None), onnx_kernel=resize.resize,
+        onnx_match={"mode": "linear"}, mixes_channels=True,
+        doc="(Bi)linear resizing: per axis, an output element blends two neighbours with "
+        "weights c and 1 - c fixed by its position (the witness; in n axes, a product of such "
+        "blends). The weights are static, so they are never rescaled.",
     ),
     _copy("Reshape", shape.reshape, 1, "New shape, same elements (shape input static)."),
     _copy("Flatten", shape.flatten, 0, "To 2-D at an axis, same elements."),

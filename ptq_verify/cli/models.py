@@ -1,0 +1,23 @@
+"""Model arguments: a path to an ONNX file, or the name of an example shipped with the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import examples
+from ..errors import UserError
+
+HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
+        + "; a file of that name wins)")
+
+
+def resolve_model(text: str) -> tuple[Path, Path | None]:
+    """The model file ``text`` stands for, and the example's calibration data if it is one."""
+    path = Path(text)
+    if path.exists():
+        return path, None
+    example = examples.model_path(text)
+    if example is None:
+        known = ", ".join(examples.names())
+        raise UserError(f"{text}: no such model file, nor an example ({known})")
+    return example, examples.calibration_path(text)

@@ -1,0 +1,225 @@
+"""classify(): run the checker under a time budget, then re-validate its verdict independently.
+
+The checker's search may be wrong; its certificates may not. Before a verdict leaves this
+module it is checked again by code that shares nothing with the search but the operator:
+
+- a proof is re-checked from the certificate alone (``recheck.recheck_certificate``: the
+  identity rebuilt from the rule, every sign case simplified to zero again);
+- a refutation's point is re-evaluated in certified ball arithmetic (``certified``), which
+  cannot turn an unknown sign into a known one;
+- a claimed rule is spot-checked numerically at fresh points, with one scale per input tensor
+  keyed by the tensor's position (never by its name), at adaptive precision.
+
+A verdict that fails any of these becomes ``undecided`` with the reason. A checker that runs
+out of its time budget (30 s by default) is stopped and answers ``undecided`` too; such
+verdicts are neither cached in memory nor stored on disk, so a later call with a larger budget
+tries again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fractions import Fraction
+
+import mpmath
+
+from ..catalog.operator import Operator
+from .certificate import Proof, Verdict
+from .checker import Checker
+from .lattice import Rule, RuleKind
+from .recheck import recheck_certificate
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds one operator may take, search and re-validation together."""
+
+TIMEOUT_REASON = "the time budget ran out"
+
+_DPS = 30
+_SPOT_SCALES = (Fraction(2), Fraction(3), Fraction(7, 5), Fraction(1, 1000))
+_SPOT_POINTS = 8
+
+_cache: weakref.WeakKeyDictionary[Operator, Verdict] = weakref.WeakKeyDictionary()
+
+
+class TimeBudgetExceeded(BaseException):
+    """Raised by the alarm; a BaseException so that sympy's ``except Exception`` lets it by."""
+
+
+@contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` (SIGALRM; main thread of a Unix process only).
+
+    The alarm repeats every second after the deadline in case a library swallowed the first.
+    Elsewhere (other threads, no SIGALRM) the body runs without a budget.
+    """
+    usable = (
+        seconds
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeBudgetExceeded
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
+    """The scaling rule of ``op`` with its certificate, re-validated (cached per operator).
+
+    ``timeout`` bounds the whole call in seconds (None: no bound); past it the verdict is
+    ``undecided`` with the reason.
+    """
+    verdict = _cache.get(op)
+    if verdict is not None:
+        return verdict
+    try:
+        with time_budget(timeout), mpmath.workdps(_DPS):
+            verdict = validated(op, Checker(op).verdict())
+    except TimeBudgetExceeded:
+        return _undecided(op, f"{TIMEOUT_REASON} ({timeout:g} s; raise it with --timeout)")
+    except RecursionError:
+        return _undecided(op, "the expression is too deeply nested for the checker")
+    _cache[op] = verdict
+    return verdict
+
+
+def timed_out(verdict: Verdict) -> bool:
+    return verdict.rule.kind is RuleKind.UNDECIDED and verdict.reason.startswith(TIMEOUT_REASON)
+
+
+def _undecided(op: Operator, reason: str) -> Verdict:
+    return Verdict(
+        operator=op.name,
+        rule=Rule(RuleKind.UNDECIDED),
+        certificate=None,
+        reason=reason,
+        onnx_type=op.onnx_type,
+    )
+
+
+def validated(op: Operator, verdict: Verdict) -> Verdict:
+    """``verdict`` if it survives the independent checks, else ``undecided`` saying why."""
+    if verdict.certificate is None:
+        return verdict
+    problems = recheck_certificate(op, verdict.to_json())
+    if isinstance(verdict.certificate, Proof):
+        problems += spot_check(op, verdict.rule)
+        problems += [p for rule, _ in verdict.alternatives for p in spot_check(op, rule)]
+    if not problems:
+        return verdict
+    return Verdict(
+        operator=verdict.operator,
+        rule=Rule(RuleKind.UNDECIDED),
+        certificate=None,
+        domain=verdict.domain,
+        reason="the checker's answer failed its independent re-check: " + "; ".join(problems),
+        onnx_type=verdict.onnx_type,
+        expression=verdict.expression,
+    )
+
+
+def spot_check(op: Operator, rule: Rule) -> list[str]:
+    """Problems seen evaluating ``rule`` at fresh points, one scale per tensor position.
+
+    Scales are assigned by the rule's scale groups over tensor positions, far apart between
+    groups (a rule that needs a shared scale fails visibly), never by tensor names.
+    """
+    with mpmath.workdps(_DPS):
+        return _spot_check(op, rule)
+
+
+def _spot_check(op: Operator, rule: Rule) -> list[str]:
+    checker = Checker(op)
+    checker.rng = random.Random(f"spot-check:{op.expr}:{op.inputs}")  # not the search's points
+    groups = rule.scale_groups(len(op.inputs))
+    for point in checker.points(params=None, count=_SPOT_POINTS):
+        mp_point = {n: _mp(v) for n, v in point.items()}
+        base = checker.value(mp_point)
+        if base is None:
+            continue
+        for s in _SPOT_SCALES:
+            scales = [_mp(s) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
+            moved, factor = checker.scaled(mp_point, groups, scales)
+            lhs = checker.value(moved)
+            if lhs is None:
+                continue
+            rhs = factor * base
+            if abs(lhs - rhs) > mpmath.mpf(10) ** (8 - _DPS) * (abs(lhs) + abs(rhs)) + (
+                mpmath.mpf(10) ** -_DPS
+            ):
+                where = ", ".join(f"{n} = {v}" for n, v in point.items())
+                shown = ", ".join(mpmath.nstr(x, 6) for x in scales)
+                return [f"{rule.describe()} fails numerically at {where}, group scales {shown}"]
+    return []
+
+
+def _mp(q: Fraction) -> mpmath.mpf:
+    q = Fraction(q)
+    return mpmath.mpf(q.numerator) / q.denominator
+
+
+def classify_all(
+    operators: Sequence[Operator],
+    jobs: int | None = None,
+    store=None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> list[Verdict]:
+    """Classify many operators, in parallel worker processes when that pays off.
+
+    Workers are forked, so they see the very operator objects (catalog or user-declared);
+    verdicts come back as plain data and fill this process's cache. ``store`` (a
+    ``store.VerdictStore``) supplies verdicts proved by an earlier process and keeps new ones
+    (never time-outs).
+    """
+    if store is not None:
+        for op in operators:
+            if op not in _cache and (known := store.get(op)) is not None:
+                _cache[op] = known
+    pending = [op for op in operators if op not in _cache]
+    found: dict[int, Verdict] = {}
+    jobs = min(jobs or os.cpu_count() or 1, len(pending))
+    if jobs > 1 and len(pending) >= 8 and "fork" in multiprocessing.get_all_start_methods():
+        global _forked
+        _forked = (pending, timeout)
+        try:
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                verdicts = pool.map(_classify_forked, range(len(pending)), chunksize=1)
+        finally:
+            _forked = ([], None)
+        for op, verdict in zip(pending, verdicts):
+            found[id(op)] = verdict
+            if not timed_out(verdict):
+                _cache[op] = verdict
+    verdicts = [found.get(id(op)) or classify(op, timeout) for op in operators]
+    if store is not None and pending:
+        new = {id(op) for op in pending}
+        for op, verdict in zip(operators, verdicts):
+            if id(op) in new and not timed_out(verdict):
+                store.put(op, verdict)
+        store.save()
+    return verdicts
+
+
+_forked: tuple[Sequence[Operator], float | None] = ([], None)
+
+
+def _classify_forked(index: int) -> Verdict:
+    operators, timeout = _forked
+    return classify(operators[index], timeout)

@@ -1,0 +1,227 @@
+"""Regressions for verdicts that were once wrong, crashed, or were needlessly undecided.
+
+Each case is an input a user tried; the assertion is what is true of the mathematics (a rule
+that holds, or a counterexample that recheck accepts), never a copy of the checker's output.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy
+
+from ptq_verify import Operator
+from ptq_verify.catalog.operator import parse_inputs
+from ptq_verify.cli import main
+from ptq_verify.rules import RuleKind, classify, decide
+from ptq_verify.rules.certificate import Proof, ProofCase, Verdict
+from ptq_verify.rules.certified import certified_nonzero, certified_zero
+from ptq_verify.rules.checker import _full_rank
+from ptq_verify.rules.lattice import Rule
+from ptq_verify.rules.recheck import recheck_certificate
+
+HIDDEN_ZERO = "asin(x/sqrt(1+x**2)) - atan(x)"
+
+
+def _verdict(expr: str, inputs: str = "x", params: dict | None = None, name: str = "op"):
+    return classify(Operator(name, inputs, expr, params=params or {}))
+
+
+def _rechecks(op: Operator, verdict: Verdict) -> None:
+    assert verdict.certificate is not None
+    assert recheck_certificate(op, verdict.to_json()) == []
+
+
+# -- false per-tensor rules from tensor-name collisions ---------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["x0 x1, x2 x3", "x, x0 x1", "a b, input1", "input1, a b"])
+def test_tensors_get_distinct_names(spec):
+    tensors = parse_inputs(spec)
+    names = [t.name for t in tensors]
+    assert len(set(names)) == len(names)
+    elements = {e for t in tensors for e in t.elements}
+    for tensor in tensors:
+        assert tensor.name not in elements - set(tensor.elements)
+
+
+def test_a_shared_scale_identity_is_not_claimed_for_independent_scales():
+    # heaviside(x2+x3-x0-x1) compares the two tensors: it needs one shared scale
+    verdict = _verdict("heaviside(x2+x3-x0-x1)*(x2+x3)", "x0 x1, x2 x3")
+    assert verdict.rule.kind in (RuleKind.ALIGNED, RuleKind.UNDECIDED)
+    assert verdict.rule.input_degrees is None
+
+
+def test_spot_check_rejects_a_rule_that_needs_a_shared_scale():
+    op = Operator("op", "x0 x1, x2 x3", "heaviside(x2+x3-x0-x1)*(x2+x3)")
+    independent = Rule.classify(Fraction(1), (Fraction(0), Fraction(1)), {}, 2)
+    assert decide.spot_check(op, independent)
+
+
+# -- false refutations from hidden zeros ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "zero", [HIDDEN_ZERO, "sinh(x) - (exp(x)-exp(-x))/2", "cosh(x)**2 - sinh(x)**2 - 1"]
+)
+@pytest.mark.parametrize("x", [Fraction(3, 2), Fraction(-7, 3), Fraction(97)])
+def test_a_hidden_zero_is_never_certified_non_zero(zero, x):
+    op = Operator("z", "x", zero)
+    value = op.expr.xreplace({op.symbols["x"]: sympy.Rational(x.numerator, x.denominator)})
+    assert certified_nonzero(value) is None
+
+
+def test_certified_arithmetic_still_decides_real_differences():
+    assert certified_nonzero(sympy.exp(sympy.Rational(1, 3)) - sympy.Rational(4, 3)) is not None
+    assert certified_zero(sympy.Integer(0))
+    assert not certified_zero(sympy.sqrt(2) - sympy.Rational(1414, 1000))
+
+
+@pytest.mark.parametrize(
+    "expr", [f"x + {HIDDEN_ZERO}", "sinh(x) - (exp(x)-exp(-x))/2 + x", f"max(x, {HIDDEN_ZERO})"]
+)
+def test_a_function_equal_to_x_is_never_refuted(expr):
+    verdict = _verdict(expr)
+    assert verdict.rule.kind in (RuleKind.PASS_THROUGH, RuleKind.UNDECIDED)
+
+
+def test_cancellation_does_not_fake_no_rescale_evidence():
+    # = max(x, t): param_rescale t -> s*t, whatever 30 digits say of cosh^2 - sinh^2 at x ~ 100
+    op = Operator("op", "x", "max(x, t)*(cosh(x)**2 - sinh(x)**2)", params={"t": 1})
+    verdict = classify(op)
+    assert verdict.rule.kind in (RuleKind.PARAM_RESCALE, RuleKind.UNDECIDED)
+    if verdict.rule.kind is RuleKind.PARAM_RESCALE:
+        assert verdict.rule.param_exponents == {"t": 1}
+        _rechecks(op, verdict)
+
+
+# -- names that clash with generated code -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["e", "mpf", "E", "exp_", "Float"])
+def test_parameter_names_shadow_nothing(name):
+    # f = p*x*exp(1): pass_through with p held, whatever p is called
+    op = Operator("op", "x", f"{name}*x*exp(1)", params={name: 2})
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
+
+
+def test_a_forged_rule_is_rejected_by_recheck():
+    op = Operator("op", "x", "x**2*e", params={"e": 2})
+    forged = classify(op).to_json()
+    assert forged["rule"] == "homogeneous"
+    forged.update(rule="pass_through", degree="1")
+    forged["exact"] = {**forged["exact"], "degree": "1"}
+    assert recheck_certificate(op, forged)
+
+
+# -- crashes ----------------------------------------------------------------------------------
+
+
+def test_max_of_numbers_sympy_cannot_compare_does_not_crash():
+    verdict = _verdict(f"max(x, {HIDDEN_ZERO})")
+    assert verdict.rule.kind in (RuleKind.PASS_THROUGH, RuleKind.UNDECIDED)
+
+
+def test_rank_of_a_matrix_with_inf_prints_nothing(capfd):
+    assert not _full_rank([[np.inf, 1.0], [1.0, 2.0], [3.0, 4.0]])
+    assert capfd.readouterr() == ("", "")
+
+
+# -- completeness: breakpoints, exponents, constants, names -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["heaviside(x - 1)", "where(x == 0, 1, x)", "clip(x, -10000, 10000)", "x*heaviside(x - 1e-30)"],
+)
+def test_breakpoints_away_from_zero_are_refuted(expr):
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.NEEDS_COMPENSATION
+    _rechecks(op, verdict)
+
+
+def test_a_degree_with_a_large_denominator_is_found():
+    op = Operator("op", "x", "abs(x)**(1/29)")
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.HOMOGENEOUS and verdict.rule.degree == Fraction(1, 29)
+
+
+def test_inputs_absent_from_the_formula_are_legitimate():
+    assert _verdict("exp(1)").rule.kind is RuleKind.SCALE_INVARIANT
+    verdict = _verdict("a0*b1", "a0 a1, b0 b1")
+    assert verdict.rule.kind is RuleKind.HOMOGENEOUS
+    assert verdict.rule.input_degrees == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "expr", ["max(x, 0) + 1e-9*sin(x)", "x*(2 + cos(2*pi*log(abs(x))/log(2)))"]
+)
+def test_the_verdict_does_not_depend_on_the_operator_name(expr):
+    first, second = _verdict(expr, name="Alpha"), _verdict(expr, name="a_different_name")
+    assert first.rule == second.rule
+    assert first.to_json()["certificate"] == second.to_json()["certificate"]
+
+
+def test_an_expression_may_start_with_a_minus_sign(capsys):
+    assert main(["classify", "-x", "--expect", "pass_through"]) == 0
+    assert "f = -x" in capsys.readouterr().out
+
+
+# -- the time budget and the independent re-check ---------------------------------------------
+
+
+def test_a_checker_past_its_budget_answers_undecided_and_is_not_cached(monkeypatch):
+    op = Operator("slow", "x", "x")
+    monkeypatch.setattr(decide.Checker, "verdict", lambda self: time.sleep(30))
+    started = time.monotonic()
+    verdict = decide.classify(op, timeout=0.3)
+    assert time.monotonic() - started < 5
+    assert verdict.rule.kind is RuleKind.UNDECIDED and decide.timed_out(verdict)
+    monkeypatch.undo()
+    assert decide.classify(op, timeout=30).rule.kind is RuleKind.PASS_THROUGH
+
+
+def test_a_wrong_proof_from_the_search_becomes_undecided(monkeypatch):
+    op = Operator("op", "x", "1/(1+exp(-x))")
+    bogus = Proof("x", "x", "direct", (ProofCase({}, "0"),))
+    wrong = Verdict("op", Rule(RuleKind.PASS_THROUGH, Fraction(1)), certificate=bogus)
+    monkeypatch.setattr(decide.Checker, "verdict", lambda self: wrong)
+    verdict = decide.classify(op)
+    assert verdict.rule.kind is RuleKind.UNDECIDED
+    assert "independent re-check" in verdict.reason
+
+
+# -- rules with scale groups ------------------------------------------------------------------
+
+
+def test_a_bias_rescaled_by_the_product_of_two_tensor_scales():
+    op = Operator("op", "a0 a1, b0 b1", "a0*b0 + a1*b1 + c", params={"c": 1})
+    verdict = classify(op)
+    partition = verdict.rule.partition
+    assert partition is not None and len(set(partition.groups)) == 2
+    assert partition.degrees == (1, 1) and partition.param_exponents == {"c": (1, 1)}
+    _rechecks(op, verdict)
+
+
+def test_a_mixed_partition_keeps_independent_groups_apart():
+    op = Operator("op", "a, b, c", "(a + b)*c")
+    verdict = classify(op)
+    partition = verdict.rule.partition
+    assert partition is not None
+    assert partition.groups[0] == partition.groups[1] != partition.groups[2]
+    assert verdict.rule.kind is RuleKind.ALIGNED and verdict.rule.degree == 2  # engine's view
+    _rechecks(op, verdict)
+    assert decide.spot_check(op, verdict.rule) == []
+
+
+def test_a_forged_partition_is_rejected():
+    op = Operator("op", "a, b, c", "(a + b)*c")
+    forged = classify(op).to_json()
+    forged["exact"]["partition"]["groups"] = [0, 1, 1]  # a apart from b: false
+    assert recheck_certificate(op, forged)

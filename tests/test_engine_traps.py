@@ -1,0 +1,67 @@
+"""Trap graphs: discontinuous operators between layers, and bool or integer graph outputs."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify import Operator
+from ptq_verify.engine import calibrate, prepare, quantize, relative_error
+from ptq_verify.engine.quantize import MAX_BITS
+from ptq_verify.engine.rules import jumps
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+
+def _quantized(model, bits: int = 8):
+    graph = prepare(graph_from_onnx(model))
+    quantized = quantize(graph, calibrate(graph, models.digits(150), progress=False), bits)
+    test = models.digits(60, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())[graph.output_names[0]]
+    session = ort.InferenceSession(quantized.to_onnx().SerializeToString())
+    exported = session.run(None, {"input": test})[0]
+    return quantized, quantized.run(test)[graph.output_names[0]], exported, reference
+
+
+@pytest.mark.parametrize(("text", "inputs", "expected"), [
+    ("sign(x)", "x", True),
+    ("round(x)", "x", True),
+    ("where(x > 1, x, 0)", "x", True),  # a threshold: the branches differ at x = 1
+    ("where(a > b, 1, 0)", "a, b", True),
+    ("where(x >= 0, x, 0.1*x)", "x", False),  # LeakyRelu: the branches meet at 0
+    ("where(x > 0, x, exp(x) - 1)", "x", False),  # Elu
+    ("where(k > 0, x, v)", "x", False),  # a static selection (Pad): no jump in x
+    ("x*floor(k)", "x", False),  # a step of a parameter only
+    ("max(x, 0) + abs(x)", "x", False),
+])
+def test_jumps_are_read_off_the_expression(text, inputs, expected):
+    params = {p: 1 for p in ("k", "v") if p in text}
+    assert jumps(Operator("t", inputs, text, params=params)) is expected
+
+
+@pytest.mark.parametrize("op_type", ["Sign", "Round"])
+def test_discontinuous_node_between_layers_is_held_precisely_and_said(op_type):
+    quantized, simulated, exported, reference = _quantized(models.step_between(op_type))
+    assert np.array_equal(simulated, exported)
+    node = f"{op_type.lower()}1"
+    said = [n for n in quantized.notes if node in n and "discontinuous" in n]
+    assert said and f"{MAX_BITS} bits" in said[0]
+    record = next(r for r in quantized.records if r.name == node)
+    assert "discontinuous" in record.note
+    if op_type == "Sign":  # 9.4 % with an 8-bit input; the flips near 0 are what is left
+        assert relative_error(reference, simulated) < 0.02
+
+
+def test_comparison_output_keeps_its_bool_type_in_onnxruntime():
+    _, simulated, exported, reference = _quantized(models.comparison_output())
+    assert exported.dtype == simulated.dtype == reference.dtype == np.bool_
+    assert np.array_equal(exported, simulated)
+    assert np.mean(exported != reference) < 0.01
+
+
+def test_integer_output_keeps_its_type_in_onnxruntime():
+    _, simulated, exported, reference = _quantized(models.argmax_output())
+    assert exported.dtype == simulated.dtype == reference.dtype == np.int64
+    assert np.array_equal(exported, simulated)
+    assert np.mean(exported != reference) < 0.05
