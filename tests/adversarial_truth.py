@@ -370,9 +370,12 @@ class Law:
 
 
 def name_of(law: Law, n_inputs: int) -> str:
-    """The rule kind the project names this law (lattice.py's naming, restated)."""
+    """The rule kind the project names this law (lattice.py's naming, restated): with several
+    tensors, homogeneous when each scales on its own and no parameter moves, else aligned
+    (a partition is named by its consequence under one shared scale)."""
     if n_inputs > 1:
-        return "aligned" if len(law.groups) == 1 else "homogeneous"
+        per_tensor = len(law.groups) == n_inputs and not law.exponents
+        return "homogeneous" if per_tensor else "aligned"
     degree = law.degrees[0]
     if degree == 0:
         return "scale_invariant"
@@ -421,10 +424,28 @@ def make_law(
 def law_from_rule(rule, n_inputs: int) -> Law | None:
     """The law a checker ``Rule`` claims (None for needs_compensation / undecided).
 
-    Read from the rule's documented fields (lattice.py): ``input_degrees`` set means one
-    independent scale per tensor, and parameter exponents then follow a further scale of their
-    own (checker.scaled_identity); otherwise one common scale moves inputs and parameters.
+    Read from the rule's documented fields (lattice.py): a ``partition`` (each tensor's group,
+    one degree per group, one exponent per group for each parameter) is the full claim;
+    ``input_degrees`` set means one independent scale per tensor; otherwise one common scale
+    moves inputs and parameters.
     """
+    kind = rule.kind.value
+    if kind in ("needs_compensation", "undecided"):
+        return None
+    partition = getattr(rule, "partition", None)
+    if partition is not None:
+        groups = [
+            tuple(i for i, g in enumerate(partition.groups) if g == group)
+            for group in range(len(partition.degrees))
+        ]
+        ks = {p: list(k) for p, k in partition.param_exponents.items()}
+        return make_law(kind, n_inputs, degrees=partition.degrees, groups=groups, exponents=ks)
+    return shared_law_from_rule(rule, n_inputs)
+
+
+def shared_law_from_rule(rule, n_inputs: int) -> Law | None:
+    """The claim of a rule's kind, degree(s) and exponents alone (what the engine acts on),
+    without its partition."""
     kind = rule.kind.value
     if kind in ("needs_compensation", "undecided"):
         return None
@@ -955,9 +976,10 @@ def judge(case: Case, op: Operator, verdict) -> tuple[str, str]:
             return "expected", ""
         return "false_refutation", f"ground truth: {case.law.describe()} ({case.why})"
     claimed = law_from_rule(verdict.rule, len(op.inputs))
-    failure = law_failure(case, op, claimed)
-    if failure is not None:
-        return "false_rule", f"{verdict.rule.describe()} fails {failure}"
+    for law in (claimed, shared_law_from_rule(verdict.rule, len(op.inputs))):
+        failure = law_failure(case, op, law)
+        if failure is not None:
+            return "false_rule", f"{verdict.rule.describe()}: {law.describe()} fails {failure}"
     if case.law is None:
         return "false_rule", f"{verdict.rule.describe()} claimed; ground truth: none ({case.why})"
     if same_law(claimed, case.law):
