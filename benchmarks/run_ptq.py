@@ -381,9 +381,24 @@ def main(argv: list[str] | None = None) -> int:
             if other not in variants:
                 _progress(f"ptq-verify with {other.text()}")
                 variants[other] = [benchmark(t, other, _silent) for t in TOPOLOGIES]
-        write_atomic(args.docs, document(variants, time.perf_counter() - start))
+        write_atomic(args.docs, document(variants, time.perf_counter() - start)
+                     + _kept_sections(args.docs))
     print(f"\n{time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
+
+
+def _kept_sections(path: str) -> str:
+    """The sections another benchmark writes into the same file (formats.py's output formats),
+    kept as they are when this table is regenerated."""
+    from formats import SECTION
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = handle.read()
+    except FileNotFoundError:
+        return ""
+    start = doc.find(SECTION)
+    return "" if start < 0 else "\n" + doc[start:]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import models
 import numpy as np
 import onnx
 import pytest
@@ -116,3 +117,14 @@ def test_nodes_the_engine_folds_are_listed_as_folded(tmp_path):
     assert list(by_node) == ["neg_const", "add"]
     assert by_node["neg_const"].action == "folded"
     assert by_node["neg_const"].verdict == "pass_through"
+
+
+def test_audit_says_which_compensated_nodes_stay_float_in_the_integer_format(tmp_path):
+    for build, expected in ((models.softmax_middle, "float"), (models.sigmoid_last, "table")):
+        path = tmp_path / "model.onnx"
+        onnx.save(build(), path)
+        audit = audit_model(path)
+        forms = [e.integer for e in audit.entries if e.action == "compensate"]
+        assert forms and all(form.startswith(expected) for form in forms)
+        floats = audit.summary()["integer_format_float"]
+        assert bool(floats) == (expected == "float")

@@ -41,6 +41,16 @@ def register(subparsers) -> None:
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
                    help="leave the outputs as integer codes (scales in the model metadata)")
+    p.add_argument("--format", default="qdq",
+                   help="qdq (default): QuantizeLinear/DequantizeLinear, int8 weights, int32 "
+                   "biases, for onnxruntime's integer kernels and deployment toolchains (at "
+                   "most 8 bits); simulation: the engine's exact arithmetic as float32 ops "
+                   "on integer-valued tensors (any width, the reference); integer: integer "
+                   "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
+                   "compensated unary ops as tables of codes; at most 8 bits)")
+    p.add_argument("--encoding", default="s8s8",
+                   help="how qdq codes sit in 8-bit containers (default s8s8; u8u8 cannot "
+                   "saturate on x86 CPUs without VNNI, see docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,8 +59,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+    from ..engine.lower import check_format
 
     check_bits(args.bits, "--bits")
+    check_format(args.format, args.bits, args.encoding)
     source, example_calibration = resolve_model(args.model)
     calib = args.calib or example_calibration
     if calib is None:
@@ -67,15 +79,21 @@ def run(args) -> int:
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
-    write_atomic(target, model.to_onnx().SerializeToString(), inputs=(source, calib))
+    exported = model.to_onnx(args.format, encoding=args.encoding)
+    if args.format == "integer":
+        listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
+        model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")
+    write_atomic(target, exported.SerializeToString(), inputs=(source, calib))
     summary = summary_rows(model)
     if args.report:
         write_atomic(args.report, markdown(model, source, target), inputs=(source, calib))
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
+                          "format": args.format,
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
-        print(table(model, args.model if example_calibration else source, target))
+        print(table(model, args.model if example_calibration else source, target,
+                    args.format))
     return 0
 
 
@@ -83,13 +101,13 @@ def summary_rows(model) -> list[dict]:
     return [record.to_json() for record in model.records]
 
 
-def table(model, source, target) -> str:
+def table(model, source, target, format: str = "simulation") -> str:
     rows = [("node", "op type", "rule", "action", "out scale", "note")]
     rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     compensated = sum(r.action.startswith("compensate") for r in model.records)
-    lines.append(f"{source} -> {target}: {model.bits}-bit, {len(model.records)} nodes, "
+    lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes, "
                  f"{compensated} compensated")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)

@@ -1,12 +1,13 @@
-"""The numeric PTQ engine: load, calibrate, normalise, quantize, simulate, export.
+"""The numeric PTQ engine: load, calibrate, normalise, quantize (the plan), simulate, lower.
 
 Each step is a function of its own::
 
     graph = load_model("model.onnx")              # folded, ready to calibrate
     actions = plan_model(graph)                    # per node: rule and action
     calibration = calibrate(graph, data)           # per-tensor statistics
-    model = quantize(graph, calibration, bits=8)   # QuantizedModel
-    model.run(data); onnx.save(model.to_onnx(), "model_q.onnx")
+    model = quantize(graph, calibration, bits=8)   # QuantizedModel: the plan
+    model.run(data)                                # its simulation
+    onnx.save(model.to_onnx("qdq"), "q.onnx")      # or "integer", "simulation" (.lower)
 """
 
 from __future__ import annotations

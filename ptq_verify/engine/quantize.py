@@ -2,7 +2,7 @@
 n-bit model (integer weights, integer activations, float multipliers between them).
 
 Formulation: every activation tensor t is held as integer codes q_t = round(x_t * S_t),
-clipped to the signed range [-(2^(n-1)-1), 2^(n-1)-1] or, where the output is proved
+clipped to the signed range [-2^(n-1), 2^(n-1)-1] or, where the output is proved
 non-negative, the unsigned range [0, 2^n-1]. A node with a scaling rule runs on the codes
 with its parameters rescaled as the rule says; its raw output has the scale the rule gives
 (times the weights' scale), and one scaling step requantizes it to S_out. A node without a
@@ -33,7 +33,7 @@ from .rounding import (
     weight_matrix,
 )
 from .rules import is_integer_polynomial, is_lattice_selection, jumps, weight_layout
-from .steps import NodeStep, ScaleStep
+from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
 FIXED_POINT_BITS = 16
@@ -167,7 +167,10 @@ class _Builder:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
         scale = levels / reach
-        return scale, (0.0 if unsigned else -float(levels)), float(levels)
+        # Signed codes use the two's-complement range [-2^(n-1), 2^(n-1)-1]: the scale is set
+        # by the symmetric levels, and the extra negative code holds outliers below the
+        # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
+        return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -182,7 +185,7 @@ class _Builder:
         scale, low, high = self.target(tensor, nonnegative)
         factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
         dst = self.fresh(tensor)
-        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round))
+        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale))
         code = Code(dst, scale, low, high)
         self.codes[tensor] = code
         self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round)
@@ -221,7 +224,8 @@ class _Builder:
             factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
             dst = self.fresh(f"{name}:{MAX_BITS}bit")
             low = 0.0 if nonnegative else -float(levels)
-            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round))
+            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round,
+                                        scale))
             held[name] = self.codes[name]
             self.codes[name] = Code(dst, scale, low, float(levels))
         what = (f"{node.label} is discontinuous: an input rounded across a jump changes its "
@@ -251,7 +255,7 @@ class _Builder:
         for node, plan in zip(self.graph.nodes, plans):
             op = self._ops[node.name]
             if plan.action is Action.STATIC:
-                self.steps.append(NodeStep(node, op))
+                self.steps.append(NodeStep(node, op, source=node))
                 self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                                plan.text, "-"))
                 continue
@@ -283,7 +287,7 @@ class _Builder:
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
         outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
-        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op))
+        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op, source=node))
         scales = []
         nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):
@@ -302,6 +306,7 @@ class _Builder:
         tensors = [t.name for t in op.inputs]
         inputs = list(node.inputs)
         constants: dict[str, np.ndarray] = {}
+        integers: dict[str, IntegerParam] = {}  # which constants are integers, at what scale
         tensor_scale: dict[str, float] = {}
         consts = self.graph.initializers
         aligned = rule.kind is RuleKind.ALIGNED
@@ -316,7 +321,8 @@ class _Builder:
                 code = self.codes[name]
                 if aligned and code.scale != common:
                     dst = self.fresh(f"{name}:aligned")
-                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale)))
+                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
+                                                scale=common))
                     inputs[slot] = dst
                 else:
                     inputs[slot] = code.name
@@ -330,6 +336,7 @@ class _Builder:
                 scale = _weight_scale(consts[name], self.signed_max)
                 inputs[slot] = self.fresh(f"{name}:int")
                 constants[inputs[slot]] = np.round(consts[name] * scale).astype(np.float32)
+                integers[inputs[slot]] = IntegerParam("weight", scale)
                 tensor_scale[binding] = scale
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
@@ -341,7 +348,7 @@ class _Builder:
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
-        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants)
+        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers)
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding is None or binding in tensors:
@@ -357,9 +364,11 @@ class _Builder:
                 if shift is not None and shift.shape == np.shape(value):
                     value = value - shift
                     self._corrected.add(node.name)
-                bias = value * param_scale**k * _bias_scale(weight_scale, consts[name])
+                bias_scale = param_scale**k * _bias_scale(weight_scale, consts[name])
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(bias).astype(np.float32)
+                constants[inputs[slot]] = np.round(value * bias_scale).astype(np.float32)
+                integers[inputs[slot]] = IntegerParam(
+                    "bias", bias_scale, None if np.ndim(bias_scale) == 0 else np.ndim(value) - 1)
                 continue
             real.update(params)
             if len(exponents) > 1:
@@ -384,7 +393,7 @@ class _Builder:
         if weight_scale is not None:
             acc_scale = acc_scale * weight_scale
         outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
-        step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants)
+        step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants, node, integers)
         self.steps.append(step)
         nonneg = self._nonnegative(node, op, plan)
         integer = is_integer_polynomial(op, real)
@@ -460,8 +469,8 @@ class _Builder:
                         "bound, so the node cannot be quantized"
                     )
 
-    def _weights(self, node: Node, op: Operator, layout, inputs: list,
-                 constants: dict) -> tuple[np.ndarray | float | None, int | None]:
+    def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
+                 integers: dict) -> tuple[np.ndarray | float | None, int | None]:
         """Quantize the weight inputs to integers; return their scale and the output axis
         a per-channel scale runs along."""
         if layout is None:
@@ -475,13 +484,14 @@ class _Builder:
         peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
                    for w in (consts[node.inputs[s]] for s in slots))
         scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
-        out_axis = None
+        out_axis = weight_axis = None
         if self.per_channel and len(slots) == 1:
-            scale, out_axis = self._per_channel(node, op, layout, slots[0], scale)
+            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0], scale)
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
             constants[inputs[slot]] = self._round_weights(node, weight, scale).astype(np.float32)
+            integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
             magnitude = np.abs(constants[inputs[slot]])
             bound = self.unsigned_max * max(  # the output channel is the first or last axis
                 float(magnitude.reshape(magnitude.shape[0], -1).sum(axis=1).max()),
@@ -547,7 +557,7 @@ class _Builder:
     def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
         target = self._target(node, op, layout, slot)
         if target is None:
-            return fallback, None
+            return fallback, None, None
         bias_slots, weight_axis, out_axis = target.bias_slots, target.weight_axis, target.out_axis
         weight = self.graph.initializers[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
@@ -556,8 +566,8 @@ class _Builder:
         for s in bias_slots:
             bias = self.graph.initializers.get(node.inputs[s])
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
-                return fallback, None
-        return scale, out_axis
+                return fallback, None, None
+        return scale, out_axis, weight_axis
 
 
 def _common_scale(codes: list[Code], selection: bool) -> float:

@@ -1,4 +1,5 @@
-"""The quantized model: its steps, the exact simulation, and the ONNX export."""
+"""The quantized model: the plan (per tensor its codes, per node its step and integer
+parameters), its exact simulation, and its lowering to ONNX in each output format."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import onnx
 
 from ..graph import Graph
 from .data import check_feeds, run_batched
-from .export import Emitter
-from .steps import Step
+from .steps import ScaleStep, Step
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,12 @@ class NodeRecord:
 
 @dataclass
 class QuantizedModel:
-    """An n-bit model: ``run`` simulates it, ``to_onnx`` writes the same arithmetic as ONNX.
+    """An n-bit model as a plan: ``run`` simulates it, ``to_onnx`` lowers it to ONNX.
+
+    The plan is ``steps`` (the arithmetic in order: scaling steps and nodes with their
+    integer parameters), ``codes`` (per activation tensor its scale and code range, hence its
+    signedness) and ``records`` (per node its rule and action). Every output format is an
+    emitter over these; none of them decides anything.
 
     ``output_scales``: per graph output, the scale of the integers it is read from (its n-bit
     codes, or the exact integer accumulator of the node producing it): output = integers /
@@ -66,6 +71,23 @@ class QuantizedModel:
     def output_names(self) -> list[str]:
         return self.graph.output_names
 
+    def step_codes(self) -> dict[str, Code]:
+        """Every plan tensor held as codes, by its name in the steps: the tensors' codes and
+        those made for one node only (inputs of a discontinuous node held at 16 bits)."""
+        codes = {code.name: code for code in self.codes.values()}
+        for step in self.steps:
+            if (isinstance(step, ScaleStep) and step.low is not None
+                    and step.scale is not None and step.dst not in codes):
+                codes[step.dst] = Code(step.dst, float(step.scale), step.low, step.high)
+        return codes
+
+    def output_types(self) -> list[tuple[str, tuple | None, np.dtype]]:
+        """(name, shape, element type) per graph output: float32 for an output the engine
+        scaled (or integer codes held in float32); one it never touched (a comparison's bool,
+        an ArgMax's int64) keeps the source's own type."""
+        return [(t.name, t.shape, np.float32 if t.name in self.output_scales else t.dtype)
+                for t in self.graph.outputs]
+
     def run_batch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(self.constants)
         env.update(feeds)
@@ -79,25 +101,9 @@ class QuantizedModel:
         feeds = check_feeds(inputs, self.graph, "inputs")
         return run_batched(self.run_batch, feeds, self.graph, batch_size)
 
-    def to_onnx(self) -> onnx.ModelProto:
-        """The quantized model as ONNX, with the source model's inputs and outputs."""
-        out = Emitter()
-        for step in self.steps:
-            step.emit(out)
-        used = {name for node in out.nodes for name in node.input}
-        for name, value in self.constants.items():
-            if name in used and name not in out.initializers:
-                out.initializer(name, value)
-        # an output the engine scaled is float32 (or integer codes held in float32); one it
-        # never touched (a comparison's bool, an ArgMax's int64) keeps the source's own type
-        outputs = [(t.name, t.shape, np.float32 if t.name in self.output_scales else t.dtype)
-                   for t in self.graph.outputs]
-        kind = "integer codes" if self.integer_outputs else "float (dequantized)"
-        doc = f"ptq-verify {self.bits}-bit model; outputs are {kind}"
-        model = out.model(self.graph, outputs, doc)
-        for name in self.output_names:
-            code = self.codes.get(name)
-            if self.integer_outputs and code is not None:
-                entry = model.metadata_props.add()
-                entry.key, entry.value = f"scale:{name}", repr(code.scale)
-        return model
+    def to_onnx(self, format: str = "simulation", **options) -> onnx.ModelProto:
+        """The quantized model as ONNX in ``format`` (see :data:`.lower.FORMATS`), with the
+        source model's inputs and outputs."""
+        from .lower import lower
+
+        return lower(self, format, **options)

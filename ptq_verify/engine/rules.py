@@ -48,6 +48,13 @@ def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
     return False
 
 
+def is_elementwise_unary(op: Operator) -> bool:
+    """Whether each output element is a function of one input element alone, by the
+    declaration: one tensor input whose witness has one element, no channel mixing. Such an
+    operator on n-bit codes is a table of 2^n output codes."""
+    return len(op.inputs) == 1 and len(op.inputs[0].elements) == 1 and not op.mixes_channels
+
+
 def jumps(op: Operator) -> bool:
     """Whether the declared function may be discontinuous in its input elements: a step
     function of the grammar (sign, floor, ceil, round) applied to them, or a Piecewise whose

@@ -1,9 +1,9 @@
-"""The quantized model's steps. Each one both simulates itself in numpy and writes itself as
-ONNX nodes, from the same numbers, so that onnxruntime computes what the simulation computes.
+"""The quantized model's steps: the plan's arithmetic, in order. Each step simulates itself
+in numpy; the emitters in :mod:`.lower` write the same plan in each output format.
 
-All tensors are float32. Codes are integer-valued float32: products and sums of codes stay
-exact while every partial sum is below 2^24, and element-wise float32 steps (one multiply, a
-round, a clip) are correctly rounded in both numpy and onnxruntime.
+All simulated tensors are float32. Codes are integer-valued float32: products and sums of codes
+stay exact while every partial sum is below 2^24; a requantization rounds the exact product of
+codes and multiplier, and element-wise steps are correctly rounded in numpy and onnxruntime.
 """
 
 from __future__ import annotations
@@ -14,15 +14,20 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Node
-from .export import Emitter
 
 
 @dataclass
 class ScaleStep:
     """dst = clip(round(round?(src) * factor)): quantize, requantize or dequantize.
 
+    A rounding step rounds the exact product (computed in float64, where it fits for
+    |src| < 2^29), so that an integer fixed-point multiplier reproduces it to the last code;
+    a dequantization (no rounding) is a float32 product.
+
     ``pre_round`` rounds an exact-integer accumulator first: an identity on its values that
     keeps onnxruntime from fusing the multiplier into the producing Conv/MatMul weights.
+    A step with a clip range materialises codes (their scale is in the plan's ``codes``); one
+    without re-expresses the same value at another scale (dequantize, align, rescale).
     """
 
     src: str
@@ -32,44 +37,53 @@ class ScaleStep:
     low: float | None = None
     high: float | None = None
     pre_round: bool = False
+    scale: float | None = None  # the scale of dst's integers, where dst holds integers
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         x = np.asarray(env[self.src], dtype=np.float32)
         if self.pre_round:
             x = np.round(x)
-        if not _is_one(self.factor):
+        if self.round:  # the exact product, rounded once (float64 holds it: 24 + 29 bits)
+            x = np.round(x.astype(np.float64) * np.asarray(self.factor, np.float64))
+        elif not is_one(self.factor):
             x = x * self.factor
-        if self.round:
-            x = np.round(x)
         if self.low is not None:
             x = np.clip(x, np.float32(self.low), np.float32(self.high))
         env[self.dst] = x.astype(np.float32, copy=False)
 
-    def emit(self, out: Emitter) -> None:
-        name = self.src
-        if self.pre_round:
-            name = out.round(name)
-        if not _is_one(self.factor):
-            name = out.multiply(name, self.factor)
-        if self.round:
-            name = out.round(name)
-        if self.low is not None:
-            name = out.clip(name, self.low, self.high)
-        out.rename(name, self.dst)
 
-
-def _is_one(factor: np.ndarray) -> bool:
+def is_one(factor: np.ndarray) -> bool:
     return factor.size == 1 and float(factor.reshape(-1)[0]) == 1.0
+
+
+@dataclass(frozen=True)
+class IntegerParam:
+    """A parameter held as integers: ``values = round(real * scale)``.
+
+    ``kind`` is ``"weight"`` (n-bit, signed, symmetric) or ``"bias"`` (at the accumulator
+    scale, 32-bit); ``axis`` is the axis a per-channel ``scale`` runs along (None: one scale).
+    """
+
+    kind: str
+    scale: np.ndarray | float
+    axis: int | None = None
 
 
 @dataclass
 class NodeStep:
     """A node of the source graph run on codes (or on floats for a compensated node), with its
-    parameters replaced by ``constants`` (integer weights, rescaled parameters)."""
+    parameters replaced by ``constants`` (integer weights, rescaled parameters).
+
+    ``source`` is the node as the float model has it; ``params`` says which of ``constants``
+    are integers (weights, biases) and at what scale. The other constants are parameters
+    rescaled for the code domain, which a format working on real values reads from ``source``.
+    """
 
     node: Node
     op: Operator
     constants: dict[str, np.ndarray] = field(default_factory=dict)
+    source: Node | None = None
+    params: dict[str, IntegerParam] = field(default_factory=dict)
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         inputs = [self._value(env, name) if name else None for name in self.node.inputs]
@@ -84,11 +98,6 @@ class NodeStep:
 
     def _value(self, env: dict[str, np.ndarray], name: str) -> np.ndarray:
         return self.constants[name] if name in self.constants else env[name]
-
-    def emit(self, out: Emitter) -> None:
-        for name, value in self.constants.items():
-            out.initializer(name, value)
-        out.node(self.node)
 
 
 Step = ScaleStep | NodeStep

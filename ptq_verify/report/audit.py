@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from ..engine import plan_model, prepare
 from ..engine.plan import Action
+from ..engine.rules import is_elementwise_unary
 from ..graph import Graph, OperatorTable, load_graph
 from ..rules import classify
 
@@ -33,6 +34,7 @@ class AuditEntry:
     action: str
     text: str
     reason: str = ""
+    integer: str = ""  # a compensated node in --format integer: a table of codes, or float
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Audit:
             "actions": dict(sorted(Counter(e.action for e in self.entries).items())),
             "unknown_op_types": dict(sorted(unknown.items())),
             "compensated": [e.node for e in self.entries if e.action == Action.COMPENSATE.value],
+            "integer_format_float": {e.node: e.integer for e in self.entries
+                                     if e.integer.startswith("float")},
         }
 
     def to_json(self) -> dict:
@@ -90,19 +94,37 @@ def audit_model(path: str | os.PathLike) -> Audit:
     """Audit the ONNX model at ``path`` (UserError for an unreadable or invalid file)."""
     original = load_graph(path)
     table = OperatorTable()
-    plan = {a.name: a for a in plan_model(prepare(load_graph(path), table), table)}
+    prepared = prepare(load_graph(path), table)
+    plan = {a.name: a for a in plan_model(prepared, table)}
     entries = []
     for node in original.nodes:
         action = plan.pop(node.name, None)
         if action is None:
             entries.append(_folded_entry(node, original, table))
             continue
-        entries.append(_entry(action))
-    entries.extend(_entry(action) for action in plan.values())  # nodes preparation created
+        entries.append(_entry(action, prepared, table))
+    entries.extend(_entry(action, prepared, table)  # nodes preparation created
+                   for action in plan.values())
     return Audit(str(path), tuple(entries))
 
 
-def _entry(action) -> AuditEntry:
+def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
+    """What --format integer makes of a compensated node, from its declaration: a table of
+    codes (element-wise unary with scalar constant parameters) or float, and why."""
+    if action.action is not Action.COMPENSATE:
+        return ""
+    node = next(n for n in graph.nodes if n.name == action.name)
+    op = table.find(node, graph)
+    if not is_elementwise_unary(op):
+        return "float: not element-wise unary by its declaration"
+    params = [name for slot, name in enumerate(node.inputs) if name and slot not in
+              action.activation_slots]
+    if any(graph.initializers.get(name, [0, 0]).size != 1 for name in params):
+        return "float: a parameter is not a scalar constant"
+    return "table of output codes (Gather)"
+
+
+def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
     verdict = UNKNOWN if action.rule is None else action.rule.kind.value
     return AuditEntry(
         action.name,
@@ -113,6 +135,7 @@ def _entry(action) -> AuditEntry:
         action.action.value,
         action.text,
         action.reason,
+        _integer_form(action, graph, table),
     )
 
 
@@ -125,6 +148,11 @@ def _summary_lines(audit: Audit) -> list[str]:
     ]
     if summary["compensated"]:
         lines.append("compensation at: " + ", ".join(summary["compensated"]))
+        floats = summary["integer_format_float"]
+        lines.append("--format integer: " + ("every compensated node is a table of codes"
+                     if not floats else "float at " + ", ".join(
+                         f"{node} ({why.removeprefix('float: ')})"
+                         for node, why in floats.items())))
     for op_type, nodes in summary["unknown_op_types"].items():
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} (not in the catalog)")
     return lines

@@ -1,0 +1,44 @@
+"""Lowering the plan to ONNX: one small emitter per output format.
+
+- ``simulation``: float32 ops on integer-valued tensors, exactly the engine's arithmetic.
+- ``qdq``: QuantizeLinear/DequantizeLinear around the source ops, int8 weights, int32 biases;
+  deployment toolchains and onnxruntime's integer kernels read it.
+- ``integer``: integer arithmetic inside (ConvInteger/MatMulInteger, fixed-point
+  requantization, integer kernels where onnxruntime has them) and every compensated
+  element-wise unary node (Sigmoid, Tanh, GELU, SiLU, HardSwish, a user's declared unary op)
+  as a look-up table of codes (Gather); what stays float is listed in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from ...errors import UserError
+from .integer import emit_integer
+from .qdq import ENCODINGS, check_qdq, emit_qdq
+from .simulation import emit_simulation
+
+FORMATS = ("qdq", "integer", "simulation")
+
+
+def check_format(format: str, bits: int, encoding: str = "s8s8") -> None:
+    """Refuse, before any work, a format that cannot hold ``bits``-bit codes."""
+    if format not in FORMATS:
+        raise UserError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
+    if format in ("qdq", "integer"):
+        check_qdq(bits, encoding, format)
+
+
+def lower(model, format: str = "simulation", encoding: str = "s8s8") -> onnx.ModelProto:
+    """The plan of ``model`` (a QuantizedModel) as ONNX in ``format``; ``encoding`` is
+    how qdq holds codes in 8-bit containers."""
+    check_format(format, model.bits, encoding)
+    if format == "qdq":
+        return emit_qdq(model, encoding)
+    if format == "integer":
+        return emit_integer(model)
+    return emit_simulation(model)
+
+
+__all__ = ["ENCODINGS", "FORMATS", "check_format", "emit_integer", "emit_qdq", "emit_simulation",
+           "lower"]

@@ -1,0 +1,115 @@
+"""Writing ONNX: the node and initializer collector every output format uses.
+
+These are the op types the *emitters write*; the engine's decisions never look at op types.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ...graph import Graph, Node
+
+MIN_OPSET = 11  # Round and Clip with min/max inputs
+
+
+class Emitter:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self._counts: Counter[str] = Counter()
+        self._by_value: dict[tuple, str] = {}  # one initializer per distinct constant
+
+    def fresh(self, hint: str) -> str:
+        """A new name from ``hint``: its tensor and its last step (``x:scale`` from
+        ``x:q:clip:scale``), so that names stay short along chains of steps."""
+        parts = hint.split(":")
+        short = parts[0] if len(parts) == 1 else f"{parts[0]}:{parts[-1]}"
+        self._counts[short] += 1
+        return f"{short}~{self._counts[short]}"
+
+    def initializer(self, name: str, value: np.ndarray) -> str:
+        self.initializers[name] = np.asarray(value)
+        return name
+
+    def constant(self, hint: str, value: np.ndarray) -> str:
+        """An initializer holding ``value``: shared with an equal constant made before."""
+        value = np.asarray(value)
+        key = (value.dtype.str, value.shape, value.tobytes())
+        if key not in self._by_value:
+            self._by_value[key] = self.initializer(self.fresh(hint), value)
+        return self._by_value[key]
+
+    def add(self, op_type: str, inputs: list[str], hint: str, domain: str | None = None,
+            **attrs) -> str:
+        """One node with one output, named after ``hint``; returns the output."""
+        out = self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, domain=domain,
+                                           **attrs))
+        return out
+
+    def multiply(self, name: str, factor: np.ndarray) -> str:
+        const = self.constant(f"{name}:factor", factor.astype(np.float32))
+        return self.add("Mul", [name, const], f"{name}:mul")
+
+    def round(self, name: str) -> str:
+        return self.add("Round", [name], f"{name}:round")
+
+    def clip(self, name: str, low, high) -> str:
+        """Clip to [low, high], bounds of the tensor's own type (numpy scalars)."""
+        lo = self.constant(f"{name}:lo", np.asarray(low))
+        hi = self.constant(f"{name}:hi", np.asarray(high))
+        return self.add("Clip", [name, lo, hi], f"{name}:clip")
+
+    def rename(self, name: str, dst: str) -> None:
+        """Make ``dst`` the name of what ``name`` holds (the last emitted node's output)."""
+        if self.nodes and name in self.nodes[-1].output:
+            last = self.nodes[-1]
+            last.output[list(last.output).index(name)] = dst
+        else:
+            self.nodes.append(helper.make_node("Identity", [name], [dst],
+                                               name=self.fresh(f"{dst}:copy")))
+
+    def node(self, node: Node) -> None:
+        self.nodes.append(helper.make_node(
+            node.op_type, node.inputs, node.outputs, name=node.name,
+            domain=node.domain or None, **node.attrs))
+
+    def _prune(self, outputs: set[str]) -> None:
+        """Drop nodes nothing reads (e.g. a dequantization a look-up table made useless)."""
+        while True:
+            read = outputs | {name for node in self.nodes for name in node.input}
+            kept = [n for n in self.nodes if any(o in read for o in n.output if o)]
+            if len(kept) == len(self.nodes):
+                return
+            self.nodes = kept
+
+    def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
+              doc: str = "", min_opset: int = MIN_OPSET) -> onnx.ModelProto:
+        """The ONNX model with the source graph's inputs and the given outputs (name, shape,
+        element type)."""
+        from ...graph import onnx_io
+
+        inputs = [onnx_io._value_info(t) for t in graph.inputs]
+        outs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
+                    np.dtype(dtype)), None if shape is None else list(shape))
+                for name, shape, dtype in outputs]
+        self._prune({output[0] for output in outputs})
+        used = {name for node in self.nodes for name in node.input}
+        inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()
+                 if k in used]
+        proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
+        opsets = dict(graph.opsets)
+        opsets[""] = max(opsets.get("", min_opset), min_opset)
+        model = helper.make_model(
+            proto, producer_name="ptq-verify",
+            opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+        )
+        model.ir_version = min(model.ir_version, 8)
+        model.doc_string = doc
+        return model

@@ -1,0 +1,373 @@
+"""`--format integer`: the plan with integer arithmetic between the model's inputs and outputs.
+
+Activation codes are int8 (uint8 for unsigned codes above 127), accumulators int32, and every
+step of the plan is lowered to integer ops:
+
+- requantization ``clip(round(acc * M))``: M (a float32) is exactly m * 2^-s with m a 24-bit
+  integer, so it is ``(acc * m + 2^(s-1)) >> s`` (int64 Mul and Add, uint64 BitShift after an
+  offset that makes it non-negative, halves to even as the simulation rounds), then Clip and
+  Cast: a fixed-point multiplier and shift, per channel where the scale is;
+- products with integer weights: ConvInteger and MatMulInteger on the 8-bit codes, the int32
+  bias added after (:data:`PRODUCTS`, the only place that knows ONNX signatures);
+- nodes that map integers to integers by their declaration (selections such as Relu, MaxPool,
+  Reshape, Concat; integer polynomials such as Add, Mul) run on the integer tensors, where
+  onnxruntime has a kernel for them (asked once per node: a one-node session);
+- compensated element-wise unary nodes: a table of output codes indexed by input codes
+  (:mod:`.tables`).
+
+What remains runs as the simulation runs it, in float32 on integer-valued tensors, and is
+listed with its reason in the model's ``float_nodes`` metadata: compensated nodes that are not
+unary (Softmax), nodes onnxruntime has no integer kernel for (GlobalAveragePool), nodes with
+real-valued parameters. Float ops at the boundary (quantizing the inputs, dequantizing the
+outputs) are not listed: they are the model's interface.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from ..rules import is_integer_polynomial, is_lattice_selection
+from ..steps import NodeStep, ScaleStep, is_one
+from .emitter import Emitter
+from .tables import unary_table
+
+INT8, UINT8, INT32, INT64, UINT64, FLOAT = (
+    TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT64,
+    TensorProto.FLOAT)
+OFFSET = np.int64(1) << 62  # |acc * m| < 2^55 (acc < 2^31, m < 2^24): offset sums stay < 2^63
+_NUMPY = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, INT64: np.int64}
+_RANGE = {INT8: (-128, 127), UINT8: (0, 255)}
+
+
+def emit_integer(model) -> onnx.ModelProto:
+    """The plan of ``model`` (a QuantizedModel) with integer-only arithmetic inside."""
+    return _IntegerLowering(model).run()
+
+
+class _IntegerLowering:
+    def __init__(self, model) -> None:
+        self.model = model
+        self.out = Emitter()
+        self.codes = model.step_codes()
+        self.type: dict[str, int] = {}  # plan tensor -> element type of its emitted tensor
+        self.name: dict[str, str] = {}  # plan tensor -> emitted tensor
+        self.dequantizing = {s.dst: s for s in model.steps if isinstance(s, ScaleStep)
+                             and s.low is None and s.scale is None and not s.round}
+        self.quantizing = {s.src: s for s in model.steps
+                           if isinstance(s, ScaleStep) and s.low is not None}
+        self.skip: set[str] = set()
+        self.float_nodes: list[tuple[str, str]] = []
+        self.inputs = {info.name for info in model.graph.inputs}
+        self.opset = max(model.graph.opsets.get("", 13), 13)
+
+    def run(self) -> onnx.ModelProto:
+        model = self.model
+        outputs = set(model.output_names)
+        for info in model.graph.inputs:
+            self.type[info.name] = FLOAT
+        for step in model.steps:
+            if isinstance(step, NodeStep):
+                self._node(step)
+            elif step.dst in self.skip:
+                continue
+            elif step.dst in outputs:
+                self.out.rename(self._as_float(step.src, step.factor), step.dst)
+            else:
+                self._scale(step)
+        doc = f"ptq-verify {model.bits}-bit model (integer); outputs are " + (
+            "integer codes" if model.integer_outputs else "float (dequantized)")
+        result = self.out.model(model.graph, model.output_types(),
+                                doc, min_opset=13)
+        entry = result.metadata_props.add()
+        entry.key = "float_nodes"
+        entry.value = "; ".join(f"{name}: {why}" for name, why in self.float_nodes)
+        return result
+
+    # -- tensors -----------------------------------------------------------------------------
+
+    def _get(self, name: str) -> str:
+        if name in self.name:
+            return self.name[name]
+        if name in self.model.constants and name not in self.out.initializers:
+            value = np.asarray(self.model.constants[name])
+            self.out.initializer(name, value)
+            self.type[name] = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        return name
+
+    def _type(self, name: str) -> int:
+        return self.type.get(name, FLOAT)
+
+    def _set(self, plan: str, emitted: str, kind: int) -> None:
+        self.name[plan], self.type[plan] = emitted, kind
+
+    def _container(self, plan: str) -> int:
+        code = self.codes.get(plan)
+        if code is None or code.high - code.low > 255:
+            return INT32
+        return UINT8 if code.high > 127 else INT8
+
+    def _cast(self, plan: str, kind: int) -> str:
+        name = self._get(plan)
+        if self._type(plan) == kind:
+            return name
+        return self.out.add("Cast", [name], f"{name}:cast", to=kind)
+
+    def _narrow(self, plan: str) -> str | None:
+        """The codes of ``plan`` in their 8-bit container, or None if they do not fit one."""
+        kind = self._container(plan)
+        return None if kind == INT32 or self._type(plan) == FLOAT else self._cast(plan, kind)
+
+    def _as_float(self, plan: str, factor: np.ndarray) -> str:
+        """The real value: codes (integers) times ``factor``, in float32."""
+        name = self._cast(plan, FLOAT)
+        return name if is_one(factor) else self.out.multiply(name, factor)
+
+    # -- scaling steps -----------------------------------------------------------------------
+
+    def _scale(self, step: ScaleStep) -> None:
+        kind = self._container(step.dst)
+        if not step.round:  # dequantize (into a compensated node), rescale a static tensor
+            self._set(step.dst, self._as_float(step.src, step.factor), FLOAT)
+        elif self._type(step.src) == FLOAT:  # the model's input, or a float node's output
+            name = self._get(step.src)
+            if step.pre_round:
+                name = self.out.round(name)
+            name = self.out.add("Cast", [name], f"{name}:double", to=TensorProto.DOUBLE)
+            factor = self.out.constant("factor", np.asarray(step.factor, np.float64))
+            name = self.out.round(self.out.add("Mul", [name, factor], f"{name}:mul"))
+            if step.low is not None:
+                name = self.out.clip(name, np.float64(step.low), np.float64(step.high))
+            self._set(step.dst, self.out.add("Cast", [name], f"{name}:int", to=kind), kind)
+        else:
+            self._set(step.dst, self._requantize(step, kind), kind)
+
+    def _requantize(self, step: ScaleStep, kind: int) -> str:
+        """clip(round(acc * M)) in integers: M = m * 2^-s exactly (M is a float32)."""
+        mantissa, exponent = np.frexp(np.asarray(step.factor, np.float64))
+        multiplier = np.round(mantissa * 2.0**24).astype(np.int64)
+        shift = 24 - exponent.astype(np.int64)
+        wide = self._cast(step.src, INT64)
+        if np.all(shift <= 0):  # an integer factor: no rounding
+            name = self.out.add("Mul", [wide, self.out.constant(
+                "m", multiplier << -shift)], f"{wide}:mul")
+        else:
+            name = self._shift(wide, multiplier << np.maximum(-shift, 0), np.maximum(shift, 0))
+        low, high = _RANGE.get(kind, (None, None))
+        if step.low is not None:
+            low, high = step.low, step.high
+        if low is not None:
+            name = self.out.clip(name, np.int64(low), np.int64(high))
+        return self.out.add("Cast", [name], f"{name}:cast", to=kind)
+
+    def _shift(self, wide: str, multiplier: np.ndarray, shift: np.ndarray) -> str:
+        """round(wide * multiplier / 2^shift), halves to even, in int64 and uint64: the
+        product plus an offset of 2^62 is non-negative, so a right shift floors it."""
+        out = self.out
+        product = out.add("Mul", [wide, out.constant("m", multiplier)], f"{wide}:mul")
+        lifted = (np.int64(1) << (shift - 1)) + OFFSET  # + half a step, + the offset
+        unsigned = out.add("Cast", [out.add("Add", [product, out.constant("lift", lifted)],
+                                            f"{wide}:lift")], f"{wide}:u", to=UINT64)
+        bits = out.constant("s", shift.astype(np.uint64))
+        floor = out.add("BitShift", [unsigned, bits], f"{wide}:floor", direction="RIGHT")
+        back = out.add("BitShift", [floor, bits], f"{wide}:back", direction="LEFT")
+        tie = out.add("Cast", [out.add("Equal", [back, unsigned], f"{wide}:tie")],
+                      f"{wide}:tie", to=UINT64)  # exactly half way: the floor is the rounding
+        odd = out.add("Mod", [floor, out.constant("two", np.uint64(2))], f"{wide}:odd")
+        even = out.add("Sub", [floor, out.add("Mul", [tie, odd], f"{wide}:down")],
+                       f"{wide}:even")  # 2^62 >> shift is even: parity is the result's
+        signed = out.add("Cast", [even], f"{wide}:signed", to=INT64)
+        return out.add("Sub", [signed, out.constant("unlift", OFFSET >> shift)], f"{wide}:q")
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def _node(self, step: NodeStep) -> None:
+        source = step.source or step.node
+        dequantized = [self.dequantizing[n] for n in step.node.inputs if n in self.dequantizing]
+        if dequantized:
+            quantize = self.quantizing.get(step.node.outputs[0])
+            table, why = unary_table(step, dequantized[0], quantize,
+                                     self.codes.get(dequantized[0].src), self.model.constants)
+            if table is not None and self._type(table.source) in _RANGE:
+                return self._lookup(table)
+            return self._float(step, "compensated: " + (why or "input codes not 8-bit"))
+        lowering = PRODUCTS.get((source.domain or "", source.op_type))
+        if any(n in step.params for n in step.node.inputs) and lowering and lowering(self, step):
+            return None
+        why = self._not_integer(step)
+        if why:
+            return self._float(step, why)
+        active = [n for n in step.node.inputs if n and self._active(n)]
+        kinds = {self._type(n) for n in active}
+        kind = kinds.pop() if len(kinds) == 1 else INT32
+        if not is_lattice_selection(step.op) or kind not in _RANGE:
+            kind = INT32  # sums and products of codes leave the 8-bit range
+        inputs = self._integer_inputs(step, kind)
+        if kind != INT32 and not self._runs(step, inputs, kind):
+            kind = INT32  # e.g. no uint8 kernel: run on int32 and cast the codes back
+            inputs = self._integer_inputs(step, kind)
+        if not self._runs(step, inputs, kind):
+            return self._float(step, "onnxruntime has no integer kernel for it")
+        self._emit(step, inputs, kind)
+        return None
+
+    def _integer_inputs(self, step: NodeStep, kind: int) -> list[str]:
+        inputs = []
+        for name in step.node.inputs:
+            if not name:
+                inputs.append("")
+            elif self._active(name):
+                inputs.append(self._cast(name, kind))
+            else:
+                value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
+                if np.issubdtype(value.dtype, np.floating):  # integer-valued: at the codes' type
+                    value = value.astype(_NUMPY[kind])
+                inputs.append(self.out.constant(f"{name}:int", value))
+        return inputs
+
+    def _runs(self, step: NodeStep, inputs: list[str], kind: int) -> bool:
+        types = [kind if self._active(n) else onnx.helper.np_dtype_to_tensor_dtype(
+            self.out.initializers[i].dtype) for n, i in zip(step.node.inputs, inputs) if n]
+        return _runs_on(step.node, types, self.opset)
+
+    def _active(self, name: str) -> bool:
+        """Whether plan tensor ``name`` is an activation (not a parameter or static)."""
+        return name in self.name or name in self.inputs
+
+    def _not_integer(self, step: NodeStep) -> str:
+        """Why the node cannot map these integers to integers ("" if it can): it must be an
+        integer polynomial (or a selection) by its declaration, on integer activations and
+        integer-valued constants."""
+        floats = [n for n in step.node.inputs if n and self._active(n)
+                  and self._type(n) == FLOAT]
+        if floats:
+            return f"its input {floats[0]!r} is float"
+        if not is_integer_polynomial(step.op, set(step.op.params)):
+            return "its declaration does not map integers to integers"
+        for name in step.node.inputs:
+            if not name or self._active(name):
+                continue
+            value = step.constants.get(name, self.model.constants.get(name))
+            if value is None or not np.array_equal(value, np.round(value)):
+                return "real-valued parameters"
+        if any(isinstance(v, float) for v in step.node.attrs.values()):
+            return "real-valued attributes"
+        return ""
+
+    def _emit(self, step: NodeStep, inputs: list[str], kind: int) -> None:
+        self.out.nodes.append(helper.make_node(
+            step.node.op_type, inputs, list(step.node.outputs), name=step.node.name,
+            domain=step.node.domain or None, **step.node.attrs))
+        for name in step.node.outputs:
+            if name:
+                self._set(name, name, kind)
+                narrow = self._container(name)
+                if kind == INT32 and narrow != INT32:  # codes: back to their 8-bit container
+                    self._set(name, self.out.add("Cast", [name], f"{name}:codes", to=narrow),
+                              narrow)
+
+    def _float(self, step: NodeStep, why: str) -> None:
+        """The node as the simulation runs it: float32 on integer-valued tensors."""
+        inputs = [self._cast(n, FLOAT) if n and self._active(n) else
+                  (n if n in step.constants else self._get(n)) for n in step.node.inputs]
+        for name, value in step.constants.items():
+            self.out.initializer(name, value)
+        self._emit(step, inputs, FLOAT)
+        self.float_nodes.append(((step.source or step.node).name, why))
+
+    def _lookup(self, table) -> None:
+        code = self.codes[table.output.dst]
+        kind = self._container(table.output.dst)
+        index = self._cast(table.source, INT32)
+        shift = self.out.constant("offset", np.array(-table.low, np.int32))
+        index = self.out.add("Add", [index, shift], f"{index}:row")
+        values = self.out.constant(f"{code.name}:table", table.values.astype(_NUMPY[kind]))
+        self._set(code.name, self.out.add("Gather", [values, index], f"{code.name}:lookup"),
+                  kind)
+        self.skip.add(table.output.dst)
+
+
+# -- products: how ONNX writes a product with integer operands -------------------------------
+
+def _conv(lowering: _IntegerLowering, step: NodeStep) -> bool:
+    x, w, *rest = step.node.inputs
+    if w not in step.params or (codes := lowering._narrow(x)) is None:
+        return False
+    out = lowering.out
+    weight = out.constant(f"{w}:int8", step.constants[w].astype(np.int8))
+    name = out.add("ConvInteger", [codes, weight], f"{step.node.name}:int",
+                   **step.node.attrs)
+    if rest and rest[0]:
+        bias = step.constants[rest[0]].astype(np.int32)
+        bias = out.constant(f"{rest[0]}:int32", bias.reshape(-1, *[1] * (_rank(step) - 2)))
+        name = out.add("Add", [name, bias], f"{name}:bias")
+    lowering.out.rename(name, step.node.outputs[0])
+    lowering._set(step.node.outputs[0], step.node.outputs[0], INT32)
+    return True
+
+
+def _rank(step: NodeStep) -> int:
+    return np.ndim(step.constants[step.node.inputs[1]])
+
+
+def _gemm(lowering: _IntegerLowering, step: NodeStep) -> bool:
+    a, b, *rest = step.node.inputs
+    attrs = step.node.attrs
+    if (b not in step.params or lowering._narrow(a) is None or attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+        return False
+    matrix = step.constants[b].T if attrs.get("transB", 0) else step.constants[b]
+    return _matmul_plus(lowering, step, a, matrix, rest[0] if rest else "")
+
+
+def _matmul(lowering: _IntegerLowering, step: NodeStep) -> bool:
+    a, b = step.node.inputs
+    if b not in step.params or lowering._narrow(a) is None:
+        return False
+    return _matmul_plus(lowering, step, a, step.constants[b], "")
+
+
+def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str) -> bool:
+    out = lowering.out
+    weight = out.constant(f"{step.node.name}:w", matrix.astype(np.int8))
+    name = out.add("MatMulInteger", [lowering._narrow(a), weight], f"{step.node.name}:int")
+    if bias:
+        name = out.add("Add", [name, out.constant(
+            f"{bias}:int32", step.constants[bias].astype(np.int32))], f"{name}:bias")
+    out.rename(name, step.node.outputs[0])
+    lowering._set(step.node.outputs[0], step.node.outputs[0], INT32)
+    return True
+
+
+PRODUCTS = {("", "Conv"): _conv, ("", "Gemm"): _gemm, ("", "MatMul"): _matmul}
+
+
+# -- what onnxruntime runs on integers ---------------------------------------------------------
+
+_PROBED: dict[tuple, bool] = {}
+
+
+def _runs_on(node, types: list[int], opset: int) -> bool:
+    """Whether onnxruntime builds a one-node model of ``node`` on inputs of ``types`` (the
+    output takes the first type): asked once per op type, attributes and types."""
+    key = (node.domain or "", node.op_type, tuple(types), repr(sorted(node.attrs.items())),
+           opset)
+    if key not in _PROBED:
+        names = [f"x{i}" for i in range(len(types))]
+        graph = helper.make_graph(
+            [helper.make_node(node.op_type, names, ["y"], domain=node.domain or None,
+                              **node.attrs)], "probe",
+            [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
+            [helper.make_tensor_value_info("y", types[0], None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            ort.InferenceSession(model.SerializeToString(), options)
+            _PROBED[key] = True
+        except Exception:  # noqa: BLE001 - any refusal means: no kernel for these types
+            _PROBED[key] = False
+    return _PROBED[key]

@@ -1,0 +1,184 @@
+"""`--format qdq`: the plan in the ecosystem's convention, for deployment toolchains.
+
+Every tensor of the QDQ graph holds a *real* value: an activation held as codes q at scale S is
+``DequantizeLinear(q, 1/S)``; the source graph's own nodes run between DequantizeLinear and
+QuantizeLinear, with their original parameters, except the plan's integer parameters: n-bit
+weights (per channel where the engine chose it) and 32-bit biases at the accumulator scale,
+stored as integers behind a DequantizeLinear. onnxruntime fuses DQ -> Conv/Gemm/MatMul/Add ->
+Q into its integer kernels (QLinearConv, QGemm, QLinearAdd, MatMulIntegerToFloat...).
+
+At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned [0, 255]).
+A narrower range (n < 8 bits) is enforced by an integer Clip between QuantizeLinear and
+DequantizeLinear; onnxruntime (1.32) then still fuses Gemm/MatMul but runs a Conv fed by such
+a Clip in float, on the dequantized codes (exact, not an integer kernel). A code range wider
+than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float tensor on the
+codes' grid.
+
+Encodings (how codes sit in 8-bit containers; the codes are the same):
+- ``s8s8`` (default): activations and weights int8; an unsigned 8-bit activation (0..255) is
+  stored with zero point -128.
+- ``u8u8``: activations and weights uint8, signed codes with zero point 128. onnxruntime's
+  u8u8 x86 kernels widen to 16 bits before multiplying, so they cannot saturate on CPUs
+  without VNNI, where u8s8 (and s8s8, run as u8s8) kernels can; slower where VNNI exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ...errors import UserError
+from ..steps import IntegerParam, NodeStep, ScaleStep
+from .emitter import Emitter
+
+ENCODINGS = ("s8s8", "u8u8")
+MAX_BITS = 8  # the containers are 8-bit
+PER_CHANNEL_OPSET = 13  # DequantizeLinear with an axis
+
+
+def emit_qdq(model, encoding: str = "s8s8") -> onnx.ModelProto:
+    """The plan of ``model`` (a QuantizedModel) as a QDQ ONNX model."""
+    check_qdq(model.bits, encoding)
+    return _QdqLowering(model, encoding).run()
+
+
+def check_qdq(bits: int, encoding: str, format: str = "qdq") -> None:
+    if encoding not in ENCODINGS:
+        raise UserError(f"QDQ encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if bits > MAX_BITS:
+        raise UserError(f"format {format} holds codes in 8-bit containers: {bits} bits is "
+                        f"more than {MAX_BITS}; use format simulation")
+
+
+class _QdqLowering:
+    def __init__(self, model, encoding: str) -> None:
+        self.model, self.unsigned_type = model, encoding == "u8u8"
+        self.out = Emitter()
+        self.codes = model.step_codes()
+        self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
+        self.quantized_from: dict[str, tuple] = {}  # DequantizeLinear output -> (real, code)
+        self.consumed: set[str] = set()
+        self.per_channel = False
+
+    def run(self) -> onnx.ModelProto:
+        model = self.model
+        outputs = set(model.output_names)
+        for step in model.steps:
+            if isinstance(step, NodeStep):
+                self._node(step)
+            elif step.dst in outputs:
+                self._output(step)
+            elif step.low is not None:
+                self.real[step.dst] = self._quantized(self._real(step.src), self.codes[step.dst])
+            elif step.scale is not None and step.src in self.codes:  # codes aligned
+                self.real[step.dst] = self._quantized(self._real(step.src), _aligned(
+                    self.codes[step.src], step))
+            else:  # the same real value, dequantized or rescaled
+                self.real[step.dst] = self._real(step.src)
+        opset = PER_CHANNEL_OPSET if self.per_channel else 0
+        if self.per_channel and model.graph.opsets.get("", opset) < opset:
+            raise UserError(f"{model.graph.source}: per-channel weights in QDQ need opset >= "
+                            f"{opset}; the model has {model.graph.opsets['']}: use --per-tensor")
+        doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
+               + ("integer codes" if model.integer_outputs else "float (dequantized)"))
+        return self.out.model(model.graph, model.output_types(),
+                              doc, min_opset=max(opset, 11))
+
+    # -- tensors ---------------------------------------------------------------------------
+
+    def _real(self, name: str) -> str:
+        """The QDQ tensor holding the real value of plan tensor ``name``."""
+        if name in self.real:
+            return self.real[name]
+        if name in self.model.constants and name not in self.out.initializers:
+            self.out.initializer(name, self.model.constants[name])
+        return name
+
+    def _container(self, low: float, high: float) -> tuple[type, int]:
+        """(dtype, zero point) of the 8-bit container for codes in [low, high]."""
+        if self.unsigned_type:
+            return np.uint8, (0 if low >= 0 else 128)
+        return np.int8, (-128 if high > 127 else 0)
+
+    def _quantized(self, real: str, code) -> str:
+        """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear."""
+        if code.high - code.low > 255:  # a Concat of signed and unsigned codes, an aligned sum
+            return real  # on the grid; no 8-bit container holds it
+        dtype, zero = self._container(code.low, code.high)
+        scale = self.out.constant(f"{real}:scale", np.array(1.0 / code.scale, np.float32))
+        point = self.out.constant(f"{real}:zero", np.array(zero, dtype))
+        stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q")
+        info = np.iinfo(dtype)
+        low, high = int(code.low) + zero, int(code.high) + zero
+        if low > info.min or high < info.max:
+            stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
+        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
+        self.quantized_from[dequantized] = (real, code)
+        return dequantized
+
+    def _consumed(self, real: str) -> str:
+        """``real`` for one more consumer: each consumer of codes gets its own
+        QuantizeLinear -> DequantizeLinear pair, as quantize_static writes them. onnxruntime
+        fuses a DQ -> op -> Q group, and converts int8 activations for its x86 kernels, only
+        where a pair feeds one op (a residual branch's Conv stayed float otherwise)."""
+        if real not in self.quantized_from:
+            return real
+        if real not in self.consumed:
+            self.consumed.add(real)
+            return real
+        return self._quantized(*self.quantized_from[real])
+
+    def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
+        """An integer parameter stored as integers behind a DequantizeLinear."""
+        scale = np.asarray(1.0 / np.asarray(param.scale, np.float64), np.float32)
+        attrs = {}
+        if scale.ndim:
+            scale, attrs = scale.reshape(-1), {"axis": param.axis}
+            self.per_channel = True
+        if param.kind == "bias":
+            dtype, zero = np.int32, 0
+        else:
+            dtype, zero = (np.uint8, 128) if self.unsigned_type else (np.int8, 0)
+        stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
+        inputs = [stored, self.out.constant(f"{name}:scale", scale)]
+        # A bias's zero point 0 is the default; onnxruntime's Gemm fusion (1.32) wants the
+        # weights' zero point written out.
+        if zero or param.kind != "bias":
+            inputs.append(self.out.constant(f"{name}:zero", np.full(scale.shape, zero, dtype)))
+        return self.out.add("DequantizeLinear", inputs, f"{name}:dq", **attrs)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _node(self, step: NodeStep) -> None:
+        source = step.source or step.node
+        inputs = []
+        for slot, name in enumerate(step.node.inputs):
+            if not name:
+                inputs.append("")
+            elif name in step.params:
+                inputs.append(self._param(name, step.constants[name], step.params[name]))
+            elif name in step.constants:  # rescaled for the code domain: the original here
+                inputs.append(self._real(source.inputs[slot]))
+            else:
+                inputs.append(self._consumed(self._real(name)))
+        self.out.nodes.append(onnx.helper.make_node(
+            source.op_type, inputs, list(step.node.outputs), name=source.name,
+            domain=source.domain or None, **source.attrs))
+        for name in step.node.outputs:
+            if name in self.codes:  # codes passed on by a selection (Relu, MaxPool, Reshape)
+                self.real[name] = self._quantized(name, self.codes[name])
+
+    def _output(self, step: ScaleStep) -> None:
+        real = self._real(step.src)
+        if self.model.integer_outputs and step.src in self.codes:  # codes, as floats
+            code = self.codes[step.src]
+            real = self.out.round(self.out.multiply(real, np.array(code.scale, np.float32)))
+            real = self.out.clip(real, np.float32(code.low), np.float32(code.high))
+        self.out.rename(real, step.dst)
+
+
+def _aligned(code, step: ScaleStep):
+    """The codes of ``code`` brought to ``step.scale``: their range scales with them."""
+    factor = float(np.asarray(step.factor).reshape(-1)[0])
+    return type(code)(step.dst, step.scale, np.round(code.low * factor),
+                      np.round(code.high * factor))

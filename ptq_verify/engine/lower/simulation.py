@@ -1,0 +1,65 @@
+"""`--format simulation`: the plan's exact arithmetic as ONNX, the reference the other
+formats are tested against.
+
+The source graph's own nodes run in float32 on integer-valued tensors with integer-valued
+weights, and each requantization is ``Round -> Cast(double) -> Mul(M) -> Round -> Cast(float)
+-> Clip``: the exact product rounded once (the first Round, an identity on exact integer sums,
+keeps onnxruntime from fusing M into the Conv/MatMul weights).
+The simulation runs the same steps with the same float32 constants, so a default
+onnxruntime session reproduces it to the last code. It is as large as the float model and
+runs no integer kernel: it is a reference, not a deployment format.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..steps import NodeStep, ScaleStep, is_one
+from .emitter import Emitter
+
+
+def emit_simulation(model) -> onnx.ModelProto:
+    """The plan of ``model`` (a QuantizedModel) as float32 ONNX on integer-valued tensors."""
+    out = Emitter()
+    for step in model.steps:
+        if isinstance(step, ScaleStep):
+            _scale_step(out, step)
+        else:
+            _node_step(out, step)
+    used = {name for node in out.nodes for name in node.input}
+    for name, value in model.constants.items():
+        if name in used and name not in out.initializers:
+            out.initializer(name, value)
+    outputs = model.output_types()
+    kind = "integer codes" if model.integer_outputs else "float (dequantized)"
+    result = out.model(model.graph, outputs,
+                       f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}")
+    for name in model.output_names:
+        code = model.codes.get(name)
+        if model.integer_outputs and code is not None:
+            entry = result.metadata_props.add()
+            entry.key, entry.value = f"scale:{name}", repr(code.scale)
+    return result
+
+
+def _scale_step(out: Emitter, step: ScaleStep) -> None:
+    name = step.src
+    if step.pre_round:
+        name = out.round(name)
+    if step.round:  # the exact product in double, rounded once, as the simulation does
+        wide = out.add("Cast", [name], f"{name}:double", to=onnx.TensorProto.DOUBLE)
+        factor = out.constant(f"{name}:factor", np.asarray(step.factor, np.float64))
+        name = out.round(out.add("Mul", [wide, factor], f"{name}:mul"))
+        name = out.add("Cast", [name], f"{name}:float", to=onnx.TensorProto.FLOAT)
+    elif not is_one(step.factor):
+        name = out.multiply(name, step.factor)
+    if step.low is not None:
+        name = out.clip(name, np.float32(step.low), np.float32(step.high))
+    out.rename(name, step.dst)
+
+
+def _node_step(out: Emitter, step: NodeStep) -> None:
+    for name, value in step.constants.items():
+        out.initializer(name, value)
+    out.node(step.node)

@@ -1,0 +1,60 @@
+"""Compensated unary operators as look-up tables of output codes, indexed by input codes.
+
+A compensated node runs in float between a dequantization of its input codes and a
+quantization of its output. When its declaration says each output element is a function of
+one input element (one tensor input, one element in its witness, no channel mixing) and its
+other inputs are scalar parameters, the three steps map each of the 2^n input codes to one
+output code: the table is computed by *simulating those very steps* on every input code, so
+looking codes up reproduces the plan's simulation exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..rules import is_elementwise_unary
+from ..steps import NodeStep, ScaleStep
+
+MAX_TABLE_BITS = 10  # at most 1024 entries
+
+
+@dataclass(frozen=True)
+class Table:
+    """``output codes = values[input codes - low]``, the output materialised by ``output``."""
+
+    source: str  # the plan tensor holding the input codes
+    output: ScaleStep
+    low: int
+    values: np.ndarray
+
+
+def unary_table(step: NodeStep, dequantize: ScaleStep | None, quantize: ScaleStep | None,
+                code, constants: dict) -> tuple[Table | None, str]:
+    """The table for a compensated ``step`` fed by ``dequantize`` (codes ``code`` back to
+    float) and read by ``quantize``; or None and why not."""
+    if not is_elementwise_unary(step.op):
+        return None, "not element-wise unary by its declaration"
+    if dequantize is None or code is None or quantize is None or quantize.low is None:
+        return None, "its input or output is not held as codes"
+    if len(step.node.outputs) != 1 or np.size(quantize.factor) != 1:
+        return None, "several or per-channel outputs"
+    count = int(code.high - code.low) + 1
+    if count > 2**MAX_TABLE_BITS:
+        return None, f"input codes wider than {MAX_TABLE_BITS} bits"
+    env = {}
+    for name in step.node.inputs:
+        if name and name != dequantize.dst:
+            value = step.constants.get(name, constants.get(name))
+            if value is None or np.size(value) != 1:
+                return None, "a parameter is not a scalar constant"
+            env[name] = value
+    env[dequantize.src] = np.arange(code.low, code.high + 1, dtype=np.float32)
+    dequantize.simulate(env)
+    step.simulate(env)
+    quantize.simulate(env)
+    values = np.asarray(env[quantize.dst]).reshape(-1)
+    if values.shape != (count,):
+        return None, "its kernel does not map each element alone"
+    return Table(dequantize.src, quantize, int(code.low), values), ""

@@ -1,0 +1,201 @@
+"""Output formats: every format of the one plan runs in onnxruntime and matches the plan's
+simulation (the qdq form to within onnxruntime's own requantization rounding)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import models
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+ALL = {**models.TOPOLOGIES, **models.TRICKY}
+BITS = (4, 6, 8)
+
+
+@functools.cache
+def _quantized(name: str, bits: int):
+    """(model, test inputs, float logits), made once per model and width for all tests."""
+    build, image = ALL[name]
+    graph = prepare(graph_from_onnx(build()))
+    calibration = calibrate(graph, models.digits(150, image), progress=False)
+    test = models.digits(60, image, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    try:
+        model = quantize(graph, calibration, bits)
+    except UserError:  # refused with a reason (a divisor near 0 at 4 bits): nothing to export
+        return None, test, reference
+    return model, test, reference
+
+
+def _session(proto: onnx.ModelProto, optimized: str | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()  # default optimizations, as a user gets them
+    options.log_severity_level = 3
+    if optimized:
+        options.optimized_model_filepath = optimized
+    return ort.InferenceSession(proto.SerializeToString(), options)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_format_runs_and_matches_its_simulation(name, bits):
+    model, test, reference = _quantized(name, bits)
+    if model is None:
+        pytest.skip(f"{name} is refused at {bits} bits (a divisor near 0)")
+    simulated = model.run(test)["logits"]
+    exact = _session(model.to_onnx("simulation")).run(None, {"input": test})[0]
+    codes = np.abs(exact - simulated) * model.output_scales["logits"]
+    assert codes.max() < 0.5, "the simulation format computes the simulated codes"
+    integer = _session(model.to_onnx("integer")).run(None, {"input": test})[0]
+    codes = np.abs(integer - simulated) * model.output_scales["logits"]
+    assert codes.max() < 0.5, "the integer format computes the simulated codes"
+    for encoding in ("s8s8", "u8u8"):
+        qdq = _session(model.to_onnx("qdq", encoding=encoding)).run(None, {"input": test})[0]
+        # onnxruntime requantizes with its own float32 multipliers: a code may differ by one
+        # at a rounding tie, and the difference propagates; the accuracy must not.
+        assert abs(sqnr_db(reference, qdq) - sqnr_db(reference, simulated)) <= 0.5
+        assert sqnr_db(simulated, qdq) > 25
+        assert np.mean(qdq.argmax(1) == simulated.argmax(1)) >= 0.95
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid"])
+def test_qdq_runs_on_integer_kernels_at_8_bits(name, tmp_path):
+    model, test, _ = _quantized(name, 8)
+    proto = model.to_onnx("qdq")
+    scales = {node.input[1] for node in proto.graph.node
+              if node.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    floats = {init.name for init in proto.graph.initializer
+              if init.data_type == onnx.TensorProto.FLOAT}
+    assert floats <= scales, "every parameter but the scales is stored as integers"
+    optimized = tmp_path / "optimized.onnx"
+    _session(proto, str(optimized))
+    ops = {node.op_type for node in onnx.load(optimized).graph.node}
+    assert not ops & {"Conv", "Gemm", "MatMul"}, f"float products left: {sorted(ops)}"
+    assert ops & {"QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul"}
+
+
+def test_qdq_weights_are_per_channel_where_the_engine_chose_it():
+    model, _, _ = _quantized("cnn", 8)
+    proto = model.to_onnx("qdq")
+    axes = [a.i for node in proto.graph.node if node.op_type == "DequantizeLinear"
+            for a in node.attribute if a.name == "axis"]
+    assert axes, "per-channel weights need an axis on their DequantizeLinear"
+
+
+def test_qdq_refuses_more_than_8_bits():
+    model = dataclasses.replace(_quantized("mlp_relu", 4)[0], bits=12)
+    with pytest.raises(UserError, match="8-bit containers"):
+        model.to_onnx("qdq")
+    with pytest.raises(UserError, match="format 'float'"):
+        model.to_onnx("float")
+
+
+def _float_nodes(proto: onnx.ModelProto) -> dict[str, str]:
+    listed = {entry.key: entry.value for entry in proto.metadata_props}["float_nodes"]
+    return dict(item.split(": ", 1) for item in listed.split("; ") if item)
+
+
+# The ops the integer emitter writes around a listed float node and at the model's boundary
+# (dequantize: Cast, Mul; quantize: Mul, Round, Clip, Cast).
+BOUNDARY_OPS = {"Cast", "Mul", "Round", "Clip", "Identity"}
+FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+
+
+def float_islands(proto: onnx.ModelProto, listed: set[str]) -> list[str]:
+    """Nodes outside ``listed`` that compute on a float activation without being part of the
+    quantization at the model's inputs and outputs or around a listed node."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    constants = {init.name for init in proto.graph.initializer}
+    nodes = list(proto.graph.node)
+    floating = [n for n in nodes if n.name not in listed and any(
+        i and i not in constants and types.get(i) in FLOATS for i in n.input)]
+    anchors = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output}
+    for node in nodes:
+        if node.name in listed:
+            anchors.update(node.input)
+            anchors.update(node.output)
+    bad = [n.name for n in floating if n.op_type not in BOUNDARY_OPS]
+    # every float chain must reach an anchor through float tensors
+    reach = set(anchors)
+    while True:
+        grown = reach | {t for n in floating if (set(n.input) | set(n.output)) & reach
+                         for t in (*n.input, *n.output)
+                         if types.get(t) in FLOATS and t not in constants}
+        if grown == reach:
+            break
+        reach = grown
+    return bad + [n.name for n in floating if not (set(n.input) | set(n.output)) & reach]
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_integer_format_computes_on_floats_only_where_it_says(name):
+    model, _, _ = _quantized(name, 8)
+    proto = model.to_onnx("integer")
+    listed = _float_nodes(proto)
+    assert not float_islands(proto, set(listed))
+    compensated = {r.name for r in model.records if r.action.startswith("compensate")}
+    for node in compensated - set(listed):  # a compensated node not listed is a table
+        assert node not in {n.name for n in proto.graph.node}
+
+
+def test_the_float_island_check_can_fail():
+    model, _, _ = _quantized("cnn_sigmoid", 8)
+    proto = model.to_onnx("integer")
+    assert float_islands(proto, set()) == [], "cnn_sigmoid is integer-only"
+    simulation = model.to_onnx("simulation")
+    assert float_islands(simulation, set()), "the simulation format computes in float"
+
+
+@pytest.mark.parametrize("name", ["mlp_sigmoid", "mlp_tanh", "cnn_sigmoid", "gelu_decomposed",
+                                  "sigmoid_last", "squeeze_excite"])
+def test_compensated_unary_nodes_become_tables(name):
+    model, _, _ = _quantized(name, 8)
+    proto = model.to_onnx("integer")
+    listed = _float_nodes(proto)
+    tables = [n for n in proto.graph.node if n.op_type == "Gather"]
+    unary = [r for r in model.records if r.action.startswith("compensate")
+             and r.name not in listed]
+    assert unary and len(tables) == len(unary)
+
+
+@pytest.mark.parametrize(("argv", "kind"), [
+    ([], "qdq"), (["--format", "integer"], "integer"), (["--format", "simulation"], "simulation"),
+    (["--format", "qdq", "--encoding", "u8u8"], "qdq")])
+def test_cli_writes_the_chosen_format(tmp_path, capsys, argv, kind):
+    from ptq_verify.cli import main
+
+    model, calib, out = tmp_path / "m.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(models.softmax_middle(), model)
+    np.save(calib, models.digits(40))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", *argv]) == 0
+    printed = capsys.readouterr().out
+    written = onnx.load(out)
+    assert f"({kind})" in written.doc_string and f"8-bit {kind}," in printed
+    if kind == "integer":
+        assert "nodes left in float: softmax1: compensated" in printed
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--format", "float"], "format 'float': choose one of"),
+    (["--bits", "12"], "8-bit containers"),
+    (["--encoding", "u4u4"], "encoding 'u4u4'")])
+def test_cli_refuses_a_format_it_cannot_write(tmp_path, capsys, argv, message):
+    from ptq_verify.cli import main
+
+    model, calib, out = tmp_path / "m.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(models.mlp("Relu"), model)
+    np.save(calib, models.digits(40))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1 and not out.exists()
