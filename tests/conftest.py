@@ -4,7 +4,8 @@
 before a release: ``pytest --slow`` or ``HYPOTHESIS_PROFILE=slow pytest``. A test that fixes
 its own number of examples scales it with ``depth.examples``, so that --slow deepens it too.
 Deadlines are off in both: some examples evaluate an expression at 60 digits, and a slow
-example is not a failure.
+example is not a failure. Tests marked ``@pytest.mark.slow`` (the deep fuzz run, slow
+reproducers) run only with ``--slow``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
 from depth import DEFAULT_EXAMPLES, SLOW_EXAMPLES
 from hypothesis import settings
 
@@ -31,3 +33,29 @@ def pytest_configure(config):
     os.environ["PTQ_VERIFY_CACHE_DIR"] = tempfile.mkdtemp(prefix="ptq-verify-cache-")
     profile = "slow" if config.getoption("--slow") else os.environ.get("HYPOTHESIS_PROFILE")
     settings.load_profile(profile or "default")
+    config.addinivalue_line(
+        "markers", "slow: a long test (a deep fuzz run, a slow reproducer), run with --slow"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture()
+def mlp_files(tmp_path):
+    """A folder with a small float model (mlp.onnx) and its calibration data (calib.npy)."""
+    import models
+    import numpy as np
+    import onnx
+
+    model = tmp_path / "mlp.onnx"
+    onnx.save(models.mlp("Relu"), model)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, models.digits(40))
+    return tmp_path, model, calib

@@ -225,3 +225,22 @@ def test_a_forged_partition_is_rejected():
     forged = classify(op).to_json()
     forged["exact"]["partition"]["groups"] = [0, 1, 1]  # a apart from b: false
     assert recheck_certificate(op, forged)
+
+
+# -- the verdict cache is read within bounds --------------------------------------------------
+
+
+def test_a_cache_path_that_is_a_fifo_is_ignored_and_kept(tmp_path, monkeypatch):
+    import os
+
+    from ptq_verify.rules.store import VerdictStore, cache_path
+
+    monkeypatch.setenv("PTQ_VERIFY_CACHE_DIR", str(tmp_path))
+    fifo = cache_path()
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    store = VerdictStore()  # must not block on the FIFO
+    op = Operator("op", "x", "x")
+    store.put(op, classify(op))
+    store.save()
+    assert fifo.is_fifo() and store.get(op) is not None

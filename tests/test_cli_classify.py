@@ -116,7 +116,7 @@ def test_toml_file(capsys, tmp_path):
         (["lambda: 1"], "lambda"),
         (["x[0]"], "subscripts"),
         (["'text'"], "string literals"),
-        (["max(x, 0)", "--params", "lo=abc"], "--params: lo='abc' is not a number"),
+        (["max(x, 0)", "--params", "lo=abc"], "--params: lo: 'abc' is not a number"),
         (["max(y, 0)"], "--inputs: x does not appear"),
         (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
         (["--file", "/no/such/ops.toml"], "no such file"),

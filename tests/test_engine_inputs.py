@@ -18,23 +18,14 @@ from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 from ptq_verify.rules import Rule, RuleKind
 
 
-@pytest.fixture()
-def files(tmp_path):
-    model = tmp_path / "mlp.onnx"
-    onnx.save(models.mlp("Relu"), model)
-    calib = tmp_path / "calib.npy"
-    np.save(calib, models.digits(40))
-    return tmp_path, model, calib
-
-
 def _quantize(capsys, model, calib, out, *extra) -> tuple[int, str]:
     code = main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
                  "--no-progress", *extra])
     return code, capsys.readouterr().err.strip()
 
 
-def test_cli_writes_a_model_and_a_report(files, capsys):
-    tmp, model, calib = files
+def test_cli_writes_a_model_and_a_report(mlp_files, capsys):
+    tmp, model, calib = mlp_files
     code = main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
                  "--no-progress", "--report", str(tmp / "q.md")])
     assert code == 0
@@ -61,8 +52,8 @@ def test_an_example_name_stands_for_its_model_and_calibration(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("content", [b"not an onnx model at all", "truncated"])
-def test_corrupt_or_truncated_model(files, capsys, content):
-    tmp, model, calib = files
+def test_corrupt_or_truncated_model(mlp_files, capsys, content):
+    tmp, model, calib = mlp_files
     bad = tmp / "bad.onnx"
     data = model.read_bytes()
     bad.write_bytes(data[: len(data) // 3] if content == "truncated" else content)
@@ -80,16 +71,16 @@ def test_corrupt_or_truncated_model(files, capsys, content):
         (np.zeros((0, 64), np.float32), "empty"),
     ],
 )
-def test_bad_calibration_arrays(files, capsys, array, message):
-    tmp, model, _ = files
+def test_bad_calibration_arrays(mlp_files, capsys, array, message):
+    tmp, model, _ = mlp_files
     calib = tmp / "bad.npy"
     np.save(calib, array)
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
     assert code == 2 and message in err and "\n" not in err
 
 
-def test_npz_with_wrong_key(files, capsys):
-    tmp, model, _ = files
+def test_npz_with_wrong_key(mlp_files, capsys):
+    tmp, model, _ = mlp_files
     calib = tmp / "c.npz"
     np.savez(calib, images=models.digits(10))
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
@@ -97,21 +88,21 @@ def test_npz_with_wrong_key(files, capsys):
 
 
 @pytest.mark.parametrize("bits", ["1", "17"])
-def test_bits_out_of_range(files, capsys, bits):
-    tmp, model, calib = files
+def test_bits_out_of_range(mlp_files, capsys, bits):
+    tmp, model, calib = mlp_files
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx", "--bits", bits)
     assert code == 2 and "2 to 16" in err
 
 
-def test_output_equal_to_input_is_refused_and_input_kept(files, capsys):
-    _, model, calib = files
+def test_output_equal_to_input_is_refused_and_input_kept(mlp_files, capsys):
+    _, model, calib = mlp_files
     before = model.read_bytes()
     code, err = _quantize(capsys, model, calib, model)
     assert code == 2 and "input" in err
     assert model.read_bytes() == before
 
 
-def test_all_zero_activation_gets_a_default_scale(files):
+def test_all_zero_activation_gets_a_default_scale(mlp_files):
     graph = prepare(graph_from_onnx(models.mlp("Relu")))
     model = quantize(graph, calibrate(graph, np.zeros((8, 64), np.float32), progress=False))
     assert any("is 0 on all calibration data" in note for note in model.notes)

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ptq_verify.catalog.grammar import (
+    MAX_CALL_DEPTH,
     MAX_DEPTH,
     ExpressionError,
     RoundHalfEven,
@@ -188,6 +189,28 @@ REJECTED = [
     ("(-8)**(1/3)", "'(-8)**(1/3)' is undefined everywhere", 1),
     ("9**9**9**9", "'9**9**9' is too large", 4),
     ("1e99999", "the exponent of '1e99999' is too large", 1),
+    # issue 11: numbers and powers too large for exact arithmetic, bounded at parse time
+    ("2**33333*x", "'2**33333' is too large", 1),
+    ("(x+y+1)**1000", "the exponent of '(x+y+1)**1000' is too large (numerator and "
+     "denominator at most 100)", 1),
+    ("sin(x)**(2**64)", "the exponent of 'sin(x)**(2**64)' is too large (numerator and "
+     "denominator at most 100)", 1),
+    ("x**(10**10)", "the exponent of 'x**(10**10)' is too large (numerator and "
+     "denominator at most 100)", 1),
+    ("x + abs(x)**1e1000", "the exponent of 'abs(x)**1e1000' is too large (numerator and "
+     "denominator at most 100)", 5),
+    ("x**(1/10**1000)", "the exponent of 'x**(1/10**1000)' is too large (numerator and "
+     "denominator at most 100)", 1),
+    ("x**exp(1000)", "the exponent of 'x**exp(1000)' is too large (at most 100)", 1),
+    ("sqrt(2)**(10**10)*x", "the exponent of 'sqrt(2)**(10**10)' is too large (numerator and "
+     "denominator at most 100)", 1),
+    ("exp(exp(exp(1000)))*x", "'exp(exp(1000))' is outside 1e-1000..1e1000 in magnitude", 5),
+    ("2**3000*2**3000*x", "'2**3000*2**3000*x' holds a number above 1e1000", 1),
+    ("0x" + "f" * 900, "the number '0xffffffffffffffffff...' is too large", 1),
+    ("max(" + ", ".join(f"x{i}" for i in range(65)) + ")",
+     "max() has 65 arguments, more than 64", 1),
+    ("+".join(f"x{i}" for i in range(65)), "expression has more than 64 variable names", 247),
+    ("+".join(["x"] * 2001), "expression has more than 2000 terms", 1),
     ("x +", "invalid syntax", 4),
     ("x + $", "invalid syntax", 5),
     ("", "empty expression", 1),
@@ -220,13 +243,15 @@ def test_length_and_depth_limits():
     with pytest.raises(ExpressionError, match=f"nested more than {MAX_DEPTH} deep"):
         parse_expression(deep)
     with pytest.raises(ExpressionError, match=f"nested more than {MAX_DEPTH} deep"):
+        parse_expression("-(" * 120 + "x" + ")" * 120)
+    with pytest.raises(ExpressionError, match=f"calls nested more than {MAX_CALL_DEPTH} deep"):
         parse_expression("abs(" * 150 + "x" + ")" * 150)
     with pytest.raises(ExpressionError, match="too many nested parentheses at column 201"):
         parse_expression("(" * 300 + "x" + ")" * 300)
 
 
 def test_long_flat_sums_are_not_deep():
-    text = " + ".join(f"w{i}*x{i}" for i in range(300))
+    text = " + ".join(f"w{i % 30}*x{i // 30}" for i in range(300))  # 40 names
     assert len(parsed(text).args) == 300
 
 
@@ -341,24 +366,27 @@ def test_format_refuses_what_the_grammar_cannot_write(expr):
 _LEAVES = ["x", "y", "alpha", "0", "1", "2", "3", "0.5", "1e-3", "2.25", "7", "pi", "1/3"]
 _UNARY_FUNCTIONS = [
     "exp", "log", "sqrt", "abs", "sign", "tanh", "sin", "cos", "erf", "sigmoid", "softplus",
-    "floor", "ceil", "round", "heaviside", "atan",
+    "floor", "ceil", "round", "heaviside", "atan", "atanh", "asin", "cosh",
 ]
 _EXPONENTS = ["2", "3", "-1", "0.5", "(1/3)", "y"]
 _COMPARATORS = ["<", "<=", ">", ">=", "==", "!="]
 
 
 @st.composite
-def expressions(draw: st.DrawFn, depth: int = 4) -> str:
-    """Random text in the grammar: every operator and function, nested up to ``depth``."""
+def expressions(
+    draw: st.DrawFn, depth: int = 4, leaves=tuple(_LEAVES), exponents=tuple(_EXPONENTS)
+) -> str:
+    """Random text in the grammar: every operator and function, nested up to ``depth``
+    (tests/test_fuzz_cli.py draws it with larger leaves and exponents)."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
-        return draw(st.sampled_from(_LEAVES))
-    sub = expressions(depth - 1)
+        return draw(st.sampled_from(leaves))
+    sub = expressions(depth - 1, leaves, exponents)
     kind = draw(st.sampled_from(["binary", "power", "unary", "neg", "extremum", "clip", "where"]))
     if kind == "binary":
         op = draw(st.sampled_from(["+", "-", "*", "/"]))
         return f"({draw(sub)} {op} {draw(sub)})"
     if kind == "power":
-        return f"({draw(sub)})**{draw(st.sampled_from(_EXPONENTS))}"
+        return f"({draw(sub)})**{draw(st.sampled_from(exponents))}"
     if kind == "unary":
         return f"{draw(st.sampled_from(_UNARY_FUNCTIONS))}({draw(sub)})"
     if kind == "neg":

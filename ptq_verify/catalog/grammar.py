@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,8 +38,29 @@ MAX_LENGTH = 10_000
 MAX_DEPTH = 100
 """Deepest nesting accepted (a chain ``a + b + c`` or ``a * b / c`` counts as one level)."""
 
+MAX_CALL_DEPTH = 12
+"""Deepest nesting of function calls (``exp(exp(x))`` is 2): each level multiplies the work
+of the checker's case splits and exact evaluations."""
+
+MAX_NODES = 2_000
+"""Most syntax nodes (names, numbers, operators, calls) in one expression."""
+
+MAX_NAMES = 64
+"""Most distinct variable names in one expression (a witness of 64 elements is plenty)."""
+
+MAX_ARGS = 64
+"""Most arguments of one ``max``/``min`` call."""
+
+MAX_EXPONENT = 100
+"""Largest numerator and denominator of a numeric exponent of a base that is not a rational
+number (``x**100``, ``x**(1/100)``, ``sqrt(2)**100``): the checker evaluates such powers
+exactly. Rational bases are bounded by the size of the result instead (``2**3000``)."""
+
+MAX_NUMBER = 10**1000
+"""Largest numerator and denominator of any number the expression holds (literals, and
+constants computed from them such as ``2**3000``)."""
+
 _MAX_LITERAL_EXPONENT = 1000
-_MAX_POWER_BITS = 100_000
 
 
 class ExpressionError(ValueError):
@@ -291,7 +313,9 @@ class _Parser:
         return f"line {line}, column {column}"
 
     def error(self, message: str, offset: int) -> ExpressionError:
-        return ExpressionError(f"{self.source}: {message} at {self.where(offset)}")
+        # a message quotes the user's text, which may span lines: it is kept on one line
+        line = " ".join(f"{self.source}: {message}".split())
+        return ExpressionError(f"{line} at {self.where(offset)}")
 
     # -- the parse -------------------------------------------------------------------------
 
@@ -319,6 +343,8 @@ class _Parser:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise self.error(f"'{self.body}' cannot be built: {message}", self.base) from None
         expr = _settled(expr)
+        if _holds_huge_number(expr, expr.atoms(sympy.Rational)):
+            raise self.error(f"'{self.body}' holds a number above {_NUMBER_TEXT}", self.base)
         if expr.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
         return ParsedExpression(expr, tuple(self.domain), names)
@@ -328,11 +354,21 @@ class _Parser:
         limit, before any sympy object is built; return the variable names in text order."""
         violations: list[tuple[int, str]] = []
         names: list[tuple[int, str]] = []
-        stack: list[tuple[ast.AST, int]] = [(root, 1)]
+        stack: list[tuple[ast.AST, int, int]] = [(root, 1, 0)]
+        count = 0
         while stack:
-            node, depth = stack.pop()
+            node, depth, calls = stack.pop()
+            count += 1
             if depth > MAX_DEPTH:
                 raise self.error(f"expression nested more than {MAX_DEPTH} deep", self.start(node))
+            if count > MAX_NODES:
+                raise self.error(f"expression has more than {MAX_NODES} terms", self.base)
+            if isinstance(node, ast.Call):
+                calls += 1
+                if calls > MAX_CALL_DEPTH:
+                    raise self.error(
+                        f"function calls nested more than {MAX_CALL_DEPTH} deep", self.start(node)
+                    )
             children: list[ast.AST] = []
             problem = self.screen_node(node, children, names)
             if problem is not None:
@@ -344,13 +380,15 @@ class _Parser:
                     and isinstance(child, ast.BinOp)
                     and _chain_kind(child.op) == _chain_kind(node.op) is not None
                 )
-                stack.append((child, depth if same_chain else depth + 1))
+                stack.append((child, depth if same_chain else depth + 1, calls))
         if violations:
             offset, message = min(violations)
             raise self.error(message, offset)
-        seen: dict[str, None] = {}
-        for _, name in sorted(names):
-            seen.setdefault(name, None)
+        seen: dict[str, int] = {}
+        for offset, name in sorted(names):
+            seen.setdefault(name, offset)
+            if len(seen) > MAX_NAMES:
+                raise self.error(f"expression has more than {MAX_NAMES} variable names", offset)
         return tuple(seen)
 
     def screen_node(
@@ -391,6 +429,10 @@ class _Parser:
                 )
             return None
         if isinstance(node, ast.Call):
+            if len(node.args) > MAX_ARGS:
+                children += node.args
+                name = node.func.id if isinstance(node.func, ast.Name) else "a call"
+                return at, f"{name}() has {len(node.args)} arguments, more than {MAX_ARGS}"
             return self.screen_call(node, children)
         if isinstance(node, ast.Attribute):
             children.append(node.value)
@@ -417,6 +459,10 @@ class _Parser:
             exponent = re.search(r"[eE]([+-]?[\d_]+)", self.segment(node))
             if exponent and abs(int(exponent.group(1))) > _MAX_LITERAL_EXPONENT:
                 return at, f"the exponent of '{self.segment(node)}' is too large"
+            if len(self.segment(node)) > _MAX_LITERAL_EXPONENT:
+                return at, f"the number '{self.segment(node)[:20]}...' has too many digits"
+        if isinstance(value, int) and value > MAX_NUMBER:
+            return at, f"the number '{self.segment(node)[:20]}...' is too large"
         return None
 
     def screen_call(self, node: ast.Call, children: list[ast.AST]) -> tuple[int, str] | None:
@@ -469,9 +515,18 @@ class _Parser:
             self.domain.append(condition)
 
     def finite(self, built: sympy.Expr, node: ast.AST) -> sympy.Expr:
-        """``built``, unless sympy made it infinite, nan or complex (``log(0)``, ``sqrt(-2)``)."""
+        """``built``, unless sympy made it infinite, nan or complex (``log(0)``, ``sqrt(-2)``),
+        or it holds a number too large for exact arithmetic (``2**3000*3**3000``,
+        ``exp(exp(1000))``)."""
         if built.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
+        if _holds_huge_number(built, (built, *built.args)):
+            raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
+        if built.is_number and not built.is_Rational and not _moderate(built):
+            raise self.error(
+                f"'{self.segment(node)}' is outside 1e-1000..1e1000 in magnitude",
+                self.start(node),
+            )
         return built
 
     def value(self, node: ast.expr) -> sympy.Expr:
@@ -527,10 +582,25 @@ class _Parser:
             self.require(sympy.Gt(exponent, 0), node)
         else:
             self.require(sympy.Gt(base, 0), node)
+        if exponent.is_Rational and not base.is_Rational and (
+            abs(exponent.p) > MAX_EXPONENT or exponent.q > MAX_EXPONENT
+        ):  # a symbol, or a constant sympy would expand (sqrt(2)**(10**10) is 2**(5*10**9))
+            raise self.error(
+                f"the exponent of '{self.segment(node)}' is too large (numerator and "
+                f"denominator at most {MAX_EXPONENT})",
+                self.start(node),
+            )
         if base.is_Rational and exponent.is_Rational and base not in (0, 1, -1):
-            bits = abs(int(sympy.floor(exponent))) * (base.p.bit_length() + base.q.bit_length())
-            if bits > _MAX_POWER_BITS:
+            bits = abs(int(sympy.floor(exponent))) * math.log2(max(abs(base.p), base.q))
+            if bits > MAX_NUMBER.bit_length() or exponent.q > MAX_EXPONENT:
                 raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
+        if exponent.is_number and not exponent.is_Rational and not _moderate(
+            exponent, MAX_EXPONENT
+        ):
+            raise self.error(
+                f"the exponent of '{self.segment(node)}' is too large (at most {MAX_EXPONENT})",
+                self.start(node),
+            )
         power = sympy.Pow(base, exponent)
         if any(
             p.base.is_negative and p.base.is_number and p.exp.is_integer is False
@@ -596,6 +666,52 @@ class _Parser:
             return sympy.Integer(node.value)
         fraction = Fraction(self.segment(node).replace("_", ""))
         return sympy.Rational(fraction.numerator, fraction.denominator)
+
+
+_NUMBER_TEXT = "1e1000"
+
+
+def _holds_huge_number(expr: sympy.Basic, candidates) -> bool:
+    """Whether one of ``candidates`` (parts of ``expr``) is a rational beyond MAX_NUMBER."""
+    return any(n.is_Rational and max(abs(n.p), n.q) > MAX_NUMBER for n in candidates)
+
+
+def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
+    """Whether a numeric constant that is not rational (``exp(1000)``, ``sqrt(2)*pi``) lies
+    within 1/MAX_NUMBER..bound in magnitude (or is 0), judged at 15 digits."""
+    try:
+        value = abs(sympy.N(constant, 15))
+    except (ArithmeticError, ValueError, TypeError, RecursionError):
+        return False
+    if not value.is_Number:  # not evaluable to a real number
+        return False
+    return value == 0 or 1 / sympy.Float(MAX_NUMBER) <= value <= bound
+
+
+_DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z")
+
+
+def exact_number(text: str) -> Fraction:
+    """The exact value of a number written as text (``"0.1"``, ``"-3.4e38"``, ``"1/3"``),
+    within the grammar's limits: what parameter sample values on the command line and in
+    TOML files go through, so ``1e999999`` is refused instead of built digit by digit.
+
+    Raises:
+        ValueError: not a decimal number or fraction, or beyond MAX_NUMBER.
+    """
+    text = text.strip()
+    match = _DECIMAL.match(text)
+    if not match or len(text) > _MAX_LITERAL_EXPONENT:
+        raise ValueError(f"{text[:40]!r} is not a number")
+    if match.group(2) and abs(int(match.group(2))) > _MAX_LITERAL_EXPONENT:
+        raise ValueError(f"the exponent of {text!r} is too large (at most {_MAX_LITERAL_EXPONENT})")
+    try:
+        value = Fraction(text.replace("_", ""))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not a number") from None
+    if max(abs(value.numerator), value.denominator) > MAX_NUMBER:
+        raise ValueError(f"{text[:40]!r} is above {_NUMBER_TEXT}")
+    return value
 
 
 def _settled(e: sympy.Basic) -> sympy.Basic:

@@ -11,6 +11,7 @@ Parameters are what a PTQ pipeline may rescale (biases, clip bounds, statistics,
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from .grammar import ExpressionError, parse_expression
+from .grammar import MAX_NUMBER, ExpressionError, exact_number, parse_expression
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # certificates name the scales s and s_<tensor> and the sign-split variables t_<x>
@@ -113,10 +114,19 @@ def _tensor_name(elements: Sequence[str], position: int) -> str:
 
 
 def _to_number(value: Any, where: str) -> Fraction:
-    try:
-        return Fraction(str(value)) if isinstance(value, (str, float)) else Fraction(value)
-    except (ValueError, TypeError, ZeroDivisionError):
-        raise DeclarationError(f"{where}: {value!r} is not a number") from None
+    """A parameter's sample value, exact; text and floats by their decimal digits, within the
+    grammar's number limits. Booleans are not numbers here (TOML ``b = true`` is a mistake)."""
+    if isinstance(value, numbers.Rational) and not isinstance(value, bool):
+        number = Fraction(int(value.numerator), int(value.denominator))
+        if max(abs(number.numerator), number.denominator) > MAX_NUMBER:
+            raise DeclarationError(f"{where}: the value is above 1e1000")
+        return number
+    if isinstance(value, str) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        try:
+            return exact_number(str(value))
+        except ValueError as err:
+            raise DeclarationError(f"{where}: {err}") from None
+    raise DeclarationError(f"{where}: {value!r} is not a number")
 
 
 class Operator:

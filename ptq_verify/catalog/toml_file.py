@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..textfile import read_text_file
 from .operator import DeclarationError, Operator
 
 if sys.version_info >= (3, 11):
@@ -24,35 +26,86 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 _KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc"}
 
+MAX_FILE_BYTES = 1_000_000
+"""Largest declaration file read (a catalog of a hundred operators is about 30 kB)."""
+
+
+def _check_inputs(value: object, where: str) -> None:
+    """``inputs`` is text (``"a, b"``) or a list whose items are text or lists of text."""
+    if isinstance(value, str):
+        return
+    if isinstance(value, list) and value and all(
+        isinstance(item, str)
+        or (isinstance(item, list) and item and all(isinstance(e, str) for e in item))
+        for item in value
+    ):
+        return
+    raise UserError(f"{where}: 'inputs' must be a string such as \"a, b\" or a list of "
+                    f"element names, not {_toml_type(value)}")
+
+
+def _check_params(value: object, where: str) -> None:
+    """``params`` is a table name -> sample value (number or text) or a list of names."""
+    if isinstance(value, dict):
+        for name, sample in value.items():
+            if isinstance(sample, bool) or not isinstance(sample, (int, float, str)):
+                raise UserError(f"{where}: parameter {name!r} must be a number or a string of "
+                                f"digits, not {_toml_type(sample)}")
+            if isinstance(sample, float) and not math.isfinite(sample):
+                raise UserError(f"{where}: parameter {name!r} is {sample} (TOML reads floats "
+                                "beyond 1.8e308 as inf); write finite values, exact as strings")
+        return
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return
+    raise UserError(f"{where}: 'params' must be a table of sample values or a list of names, "
+                    f"not {_toml_type(value)}")
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
 
 def load_operators(path: str | Path) -> list[Operator]:
     """Read every ``[[operator]]`` table of a TOML file; UserError names file and operator."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read: {err}") from None
+    text = read_text_file(path, MAX_FILE_BYTES, "declaration file")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
+    except ValueError as err:  # e.g. an integer beyond Python's 4300-digit limit
+        raise UserError(f"{path}: not valid TOML: {str(err).splitlines()[0][:200]}") from None
     tables = document.get("operator")
     if not isinstance(tables, list) or not tables:
         raise UserError(f"{path}: expected one or more [[operator]] tables")
     operators = []
+    seen: dict[str, int] = {}
     for position, table in enumerate(tables, start=1):
-        where = f"{path}: operator {table.get('name', f'#{position}')!r}"
+        if not isinstance(table, dict):
+            raise UserError(f"{path}: operator #{position} is {_toml_type(table)}, expected "
+                            "an [[operator]] table")
+        name = table.get("name")
+        where = f"{path}: operator {name if isinstance(name, str) else f'#{position}'!r}"
         unknown = set(table) - _KEYS
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         for key in ("name", "expr"):
             if not isinstance(table.get(key), str):
                 raise UserError(f"{where}: '{key}' must be a string")
+        for key in ("onnx_type", "doc"):
+            if key in table and not isinstance(table[key], str):
+                raise UserError(f"{where}: '{key}' must be a string, not "
+                                f"{_toml_type(table[key])}")
+        if name in seen:
+            raise UserError(f"{where}: declared twice (operators #{seen[name]} and #{position})")
+        seen[name] = position
+        _check_inputs(table.get("inputs", "x"), where)
         params = table.get("params", {})
-        if not isinstance(params, (dict, list)):
-            raise UserError(f"{where}: 'params' must be a table of sample values or a list")
+        _check_params(params, where)
         try:
             operators.append(
                 Operator(

@@ -1,10 +1,19 @@
-"""The ``ptq-verify`` command: a thin layer over the library, one module per subcommand."""
+"""The ``ptq-verify`` command: a thin layer over the library, one module per subcommand.
+
+Whatever goes wrong, the command ends with ONE line on stderr: a :class:`UserError` (bad input,
+exit 2), a usage error found by argparse (exit 2), or an internal error (exit 3, the traceback
+only with ``PTQ_VERIFY_TRACEBACK=1``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
+import warnings
+from typing import NoReturn
 
 from ..errors import UserError
 
@@ -12,9 +21,27 @@ from ..errors import UserError
 # (a function of the parsed arguments returning the exit status) as its default.
 SUBCOMMANDS = ("classify", "report", "check_proofs", "audit", "quantize")
 
+INTERNAL_ERROR = 3
+"""Exit status of a failure that is not the user's input: a bug to report."""
+
+
+def one_line(text: object) -> str:
+    """``text`` with every line break and run of blanks made one space: messages quote user
+    text (expressions, file names, node names) that may hold line breaks."""
+    return " ".join(str(text).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (argparse prints the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ptq-verify",
         description="Prove which operators a PTQ pipeline may pass a scaling factor through.",
     )
@@ -31,20 +58,37 @@ def main(argv: list[str] | None = None) -> int:
         from .classify import shield_expression
 
         argv = shield_expression(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
     try:
-        return int(args.run(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error, already printed on one line
+        return int(exit_.code or 0)
+    if not getattr(args, "run", None):
+        commands = ", ".join(name.replace("_", "-") for name in SUBCOMMANDS)
+        print(f"ptq-verify: error: give a command: {commands} (see ptq-verify --help)",
+              file=sys.stderr)
+        return 2
+    where = f"ptq-verify {args.command}"
+    try:
+        with warnings.catch_warnings():
+            # numeric warnings (overflow in exp, 0/0) are expected on hostile data; the
+            # results say what went wrong, a warning text would break the one-line promise
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return int(args.run(args) or 0)
     except UserError as err:
-        print(f"ptq-verify {args.command}: error: {err}", file=sys.stderr)
+        print(f"{where}: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("ptq-verify: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # noqa: BLE001 - the one-line promise holds for bugs too
+        if os.environ.get("PTQ_VERIFY_TRACEBACK"):
+            traceback.print_exc()
+        detail = one_line(err)[:300] or "no message"
+        print(f"{where}: internal error: {type(err).__name__}: {detail} (a bug: please "
+              "report it; PTQ_VERIFY_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -68,9 +68,19 @@ def run(args: argparse.Namespace) -> int:
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     if not timeout > 0:
         raise UserError(f"--timeout {args.timeout}: must be a positive number of seconds")
-    verdicts = classify_all(
-        operators, store=None if args.no_cache else VerdictStore(), timeout=timeout
-    )
+    try:
+        verdicts = classify_all(
+            operators, store=None if args.no_cache else VerdictStore(), timeout=timeout
+        )
+    except (ArithmeticError, RecursionError, MemoryError, ValueError) as err:
+        # what sympy's exact arithmetic cannot evaluate inside the grammar's bounds (decimal
+        # overflow, Python's 4300-digit limit, a comparison it cannot decide): the input's
+        # size or form, reported on one line
+        names = ", ".join(op.name for op in operators[:3]) + (", ..." if len(operators) > 3 else "")
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise UserError(f"{names}: beyond what the checker's exact arithmetic can evaluate "
+                        f"({type(err).__name__}{': ' + detail if detail else ''}); simplify "
+                        "the expression") from None
     if args.json:
         json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
         print()
@@ -154,6 +164,8 @@ def shield_expression(argv: list[str]) -> list[str]:
 
 
 def _parse_params(text: str) -> dict[str, Fraction]:
+    from ..catalog.grammar import exact_number
+
     params: dict[str, Fraction] = {}
     for position, item in enumerate(filter(None, (p.strip() for p in text.split(","))), 1):
         name, _, value = item.partition("=")
@@ -161,9 +173,9 @@ def _parse_params(text: str) -> dict[str, Fraction]:
         if not name.isidentifier():
             raise UserError(f"--params: item {position} ({item!r}) is not name or name=value")
         try:
-            params[name] = Fraction(value.strip()) if value.strip() else Fraction(1)
-        except (ValueError, ZeroDivisionError):
-            raise UserError(f"--params: {name}={value.strip()!r} is not a number") from None
+            params[name] = exact_number(value) if value.strip() else Fraction(1)
+        except ValueError as err:
+            raise UserError(f"--params: {name}: {err}") from None
     return params
 
 

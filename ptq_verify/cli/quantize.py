@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_atomic
+from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from .models import HELP, resolve_model
 
@@ -68,8 +68,12 @@ def run(args) -> int:
     if calib is None:
         raise UserError(f"{source}: give its calibration data with --calib")
     target = Path(args.output)
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise UserError(f"{target}: the output path is the input model; choose another path")
+    inputs = (source, calib)
+    # every output path is checked before the work, so a bad one costs nothing
+    check_distinct({"-o": target, "--report": args.report})
+    for output in (target, args.report):
+        if output is not None:
+            check_output(output, inputs=inputs)
     graph = load_model(source)
     data = read_data_file(calib, graph)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
@@ -83,10 +87,10 @@ def run(args) -> int:
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
         model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")
-    write_atomic(target, exported.SerializeToString(), inputs=(source, calib))
+    write_atomic(target, exported.SerializeToString(), inputs=inputs)
     summary = summary_rows(model)
     if args.report:
-        write_atomic(args.report, markdown(model, source, target), inputs=(source, calib))
+        write_atomic(args.report, markdown(model, source, target), inputs=inputs)
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "format": args.format,

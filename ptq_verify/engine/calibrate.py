@@ -73,6 +73,9 @@ def calibrate(
 
     def observe(name: str, value: np.ndarray) -> None:
         if name in stats:
+            if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
+                raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
+                                "values on the calibration data")
             stats[name].update(value)
 
     total = next(iter(feeds.values())).shape[0]
@@ -84,9 +87,5 @@ def calibrate(
                 observe(name, value)
             run_graph(graph, batch, table, observe=observe)
             bar.update(next(iter(batch.values())).shape[0])
-    for name, tensor_stats in stats.items():
-        if tensor_stats.count and not np.isfinite(tensor_stats.max_abs):
-            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN values on "
-                            "the calibration data")
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample)

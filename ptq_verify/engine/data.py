@@ -3,7 +3,10 @@ and running a graph batch by batch (sample by sample when the model fixes batch 
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -15,6 +18,12 @@ from ..graph import Graph
 Feeds = dict[str, np.ndarray]
 
 
+MAX_DATA_BYTES = 1 << 30
+"""Largest calibration or inference data file, in bytes once decompressed (1 GiB): an .npz
+whose members claim more (a zip bomb, a header claiming 10**12 elements) is refused before
+anything is read."""
+
+
 def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     """Read ``.npz`` (one array per model input, keyed by input name, batch first) or ``.npy``
     (a one-input model)."""
@@ -22,9 +31,9 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     if not source.is_file():
         raise UserError(f"{source}: no such calibration file")
     try:
-        loaded = np.load(source, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise UserError(f"{source}: not a readable .npy/.npz file ({err})") from None
+        loaded = _load_arrays(source)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise UserError(f"{source}: not a readable .npy/.npz file ({_first_line(err)})") from None
     if isinstance(loaded, np.ndarray):
         if len(graph.inputs) != 1:
             names = ", ".join(graph.input_names)
@@ -33,8 +42,58 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
                 f"inputs {names}: use an .npz keyed by input name"
             )
         return {graph.inputs[0].name: loaded}
-    with loaded:
-        return {key: loaded[key] for key in loaded.files}
+    return loaded
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _load_arrays(source: Path) -> np.ndarray | Feeds:
+    """An .npy array, or the arrays of an .npz keyed by member name (without ``.npy``), read
+    without pickles and within MAX_DATA_BYTES. numpy's own ``np.load`` trusts the sizes an
+    archive and its headers claim; here each is checked against what the file holds."""
+    if not zipfile.is_zipfile(source):
+        with source.open("rb") as handle:
+            return _read_npy(handle, source.stat().st_size, "the array")
+    arrays: Feeds = {}
+    with zipfile.ZipFile(source) as archive:
+        members = archive.infolist()
+        total = sum(info.file_size for info in members)
+        if total > MAX_DATA_BYTES:
+            raise ValueError(f"the archive holds {total} bytes once decompressed, more than "
+                             f"{MAX_DATA_BYTES}")
+        for info in members:
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename!r} is not an .npy array")
+            with archive.open(info) as member:
+                name = info.filename[: -len(".npy")]
+                arrays[name] = _read_npy(member, info.file_size, f"member {name!r}")
+    return arrays
+
+
+def _read_npy(handle, size: int, what: str) -> np.ndarray:
+    """One .npy array from an open file of ``size`` bytes; no object arrays."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = header(handle)
+    if dtype.hasobject:
+        raise ValueError(f"{what} holds Python objects (pickles are never loaded)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > min(size, MAX_DATA_BYTES):
+        raise ValueError(f"{what} claims {nbytes} bytes of data, more than the file holds "
+                         f"or than {MAX_DATA_BYTES}")
+    buffer = bytearray(nbytes)
+    view, filled = memoryview(buffer), 0
+    while filled < nbytes:
+        count = handle.readinto(view[filled:])
+        if not count:
+            raise ValueError(f"{what} is truncated ({filled} of {nbytes} bytes)")
+        filled += count
+    array = np.frombuffer(buffer, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:

@@ -22,15 +22,38 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise UserError(f"{source}: no such model file")
     try:
         model = onnx.load(str(source))
-    except (DecodeError, ValueError, OSError, RuntimeError) as err:
+    except onnx.checker.ValidationError as err:  # external data outside the model's folder
+        raise UserError(f"{source}: unsafe or missing external data ({_first_line(err)})") from None
+    except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
     if not model.graph.node:
         raise UserError(f"{source}: the ONNX model has no nodes (corrupt or truncated file?)")
+    bad = _non_utf8_string(model)
+    if bad is not None:
+        raise UserError(f"{source}: invalid ONNX model (a {bad} is not UTF-8 text)")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
         raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
+        raise UserError(f"{source}: invalid ONNX model (a name or string is not UTF-8)") from None
     return model
+
+
+def _non_utf8_string(message) -> str | None:
+    """The name of the first string field that is not UTF-8 (protobuf hands such a field over
+    as bytes, and every name of the model ends up in messages and tables), or None."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        for field, value in current.ListFields():
+            if field.type == field.TYPE_STRING:
+                values = [value] if isinstance(value, (str, bytes)) else value
+                if any(not isinstance(v, str) for v in values):
+                    return f"{current.DESCRIPTOR.name}.{field.name}"
+            elif field.type == field.TYPE_MESSAGE:
+                stack.extend([value] if hasattr(value, "ListFields") else value)
+    return None
 
 
 def _first_line(err: BaseException) -> str:
@@ -43,11 +66,14 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
     if kind != "tensor_type":
         return None
     tensor = value.type.tensor_type
-    dtype = (
-        np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        if tensor.elem_type
-        else np.dtype(np.float32)
-    )
+    try:
+        dtype = (
+            np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            if tensor.elem_type
+            else np.dtype(np.float32)
+        )
+    except (KeyError, TypeError):
+        raise UserError(f"tensor {value.name!r}: unknown element type {tensor.elem_type}") from None
     shape = None
     if tensor.HasField("shape"):
         shape = tuple(
@@ -60,7 +86,7 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
 def _attribute(attr: onnx.AttributeProto) -> Any:
     value = helper.get_attribute_value(attr)
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return _array(value)
     return value
 
 
@@ -71,7 +97,23 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         inferred = model
     g = inferred.graph
-    initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    try:
+        initializers = {t.name: _array(t) for t in g.initializer}
+        return _graph(model, g, initializers, source)
+    except UserError as err:
+        raise UserError(f"{source}: invalid ONNX model ({err})") from None
+
+
+def _array(tensor: onnx.TensorProto) -> np.ndarray:
+    """An initializer's values; UserError when its data does not fit its shape or type."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"initializer {tensor.name!r}: {_first_line(err)}") from None
+
+
+def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, source: str) -> Graph:
+    """The Graph of an (inferred) graph proto whose initializers are already read."""
     inputs = [
         info for v in g.input if v.name not in initializers and (info := _tensor_info(v))
     ]

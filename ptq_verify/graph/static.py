@@ -9,11 +9,19 @@ no graph input at all are *constants* and are folded into initializers at load t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..errors import UserError
 from .executor import run_node
 from .model import Graph
 from .operators import OperatorTable, slot_binding
+
+MAX_FOLDED_ELEMENTS = 2**27
+"""Largest constant (in elements, all outputs of one node) that folding computes: 134 million,
+0.5 GB in float32, above the largest weight tables of real exports (GPT-2's token embedding
+has 39 million)."""
 
 
 def fold_constants(graph: Graph, table: OperatorTable) -> int:
@@ -30,6 +38,7 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
             kept.append(node)
             continue
         inputs = [graph.initializers[name] if name else None for name in node.inputs]
+        _check_folded_size(graph, node, _inferred_size(graph, node, inputs))
         if table.find(node, graph) is not None:
             outputs = run_node(node, table, inputs, graph)
         else:
@@ -37,32 +46,90 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
             if outputs is None:
                 kept.append(node)
                 continue
-        for name, value in zip(node.outputs, outputs):
+        values = [np.asarray(value) for value in outputs]
+        _check_folded_size(graph, node, sum(v.size for v in values))
+        for name, value in zip(node.outputs, values):
             if name:
-                graph.initializers[name] = np.asarray(value)
+                graph.initializers[name] = value
         folded += 1
     graph.nodes = kept
     graph.remove_unused()
     return folded
 
 
+def _inferred_size(graph: Graph, node, inputs: list) -> int | None:
+    """The number of elements of the node's outputs by ONNX shape inference (None if
+    unknown), known before anything is computed, so a 200-byte model cannot make folding
+    allocate gigabytes (an Expand to (12500, 12500, 8)). Where the model's inference left an
+    output shape open, it is inferred again from the node alone, with its constant inputs
+    (small ones: the inputs are serialised for it)."""
+    shapes = [graph.value_info[n].shape if n in graph.value_info else None
+              for n in node.outputs if n]
+    if any(not _static(shape) for shape in shapes) and sum(
+        np.size(v) for v in inputs if v is not None
+    ) <= _REINFER_ELEMENTS:
+        shapes = _node_output_shapes(graph, node, inputs) or shapes
+    if any(not _static(shape) for shape in shapes):
+        return None
+    return sum(math.prod(shape) for shape in shapes)
+
+
+_REINFER_ELEMENTS = 1 << 16
+
+
+def _static(shape) -> bool:
+    return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
+
+
+def _node_output_shapes(graph: Graph, node, inputs: list) -> list | None:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(
+            _one_node_model(graph, node, inputs), strict_mode=False, data_prop=True
+        )
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return None
+    shapes = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.output):
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape"):
+            shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim
+            )
+    return [shapes.get(n) for n in node.outputs if n]
+
+
+def _check_folded_size(graph: Graph, node, elements: int | None) -> None:
+    if elements is not None and elements > MAX_FOLDED_ELEMENTS:
+        raise UserError(
+            f"{graph.source}: {node.label} computes a constant of {elements} elements, more "
+            f"than the {MAX_FOLDED_ELEMENTS} that constant folding may materialise"
+        )
+
+
 def _reference_run(graph: Graph, node, inputs) -> list | None:
-    from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
+
+    try:
+        return list(ReferenceEvaluator(_one_node_model(graph, node, inputs)).run(None, {}))
+    except Exception:  # noqa: BLE001 - an op the reference cannot fold stays a node
+        return None
+
+
+def _one_node_model(graph: Graph, node, inputs):
+    """A model of the node alone, its constant inputs as initializers."""
+    from onnx import helper, numpy_helper
 
     names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
     proto = helper.make_node(node.op_type, names, node.outputs, domain=node.domain or None,
                              **node.attrs)
     inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, inputs) if n]
     outs = [helper.make_tensor_value_info(o, 0, None) for o in node.outputs if o]
-    model = helper.make_model(
+    return helper.make_model(
         helper.make_graph([proto], "fold", [], outs, inits),
         opset_imports=[helper.make_opsetid(d, v) for d, v in graph.opsets.items()],
     )
-    try:
-        return list(ReferenceEvaluator(model).run(None, {}))
-    except Exception:  # noqa: BLE001 - an op the reference cannot fold stays a node
-        return None
 
 
 def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:

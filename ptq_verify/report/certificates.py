@@ -15,12 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_atomic
+from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..rules import CHECKER_VERSION, Verdict, classify
 from ..rules.recheck import recheck_certificate
+from ..textfile import read_text_file
 
 FORMAT_VERSION = 1
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -63,8 +64,7 @@ def certificate_path(directory: str | Path, name: str) -> Path:
 
 def write_certificates(operators: Iterable[Operator], directory: str | Path) -> list[Path]:
     """Write one certificate per operator; remove certificate files of operators now gone."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_directory(directory)
     written = [
         write_atomic(certificate_path(directory, op.name), certificate_text(op)) for op in operators
     ]
@@ -76,22 +76,26 @@ def write_certificates(operators: Iterable[Operator], directory: str | Path) -> 
 
 
 def _is_certificate(path: Path) -> bool:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # through the bounded reader: a FIFO named *.json must not block the report
+        content = read_certificate(path)
+    except UserError:
         return False
-    return isinstance(content, dict) and "verdict" in content and "checker_version" in content
+    return "checker_version" in content
+
+
+MAX_CERTIFICATE_BYTES = 1_000_000
+"""Largest certificate file read (the built-in catalog's largest is a few kB)."""
 
 
 def read_certificate(path: str | Path) -> dict:
     """A certificate file's content; UserError when it is not a certificate."""
     path = Path(path)
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"{path}: cannot read: {err.strerror}") from None
+        content = json.loads(read_text_file(path, MAX_CERTIFICATE_BYTES, "certificate"))
     except ValueError as err:
         raise UserError(f"{path}: not valid JSON: {err}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON: nested too deep") from None
     if not isinstance(content, dict) or not isinstance(content.get("verdict"), dict):
         raise UserError(f"{path}: not a certificate (no 'verdict' object)")
     return content

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sympy
 
-from ..atomic import write_atomic
+from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
@@ -380,8 +380,7 @@ def write_pages(
     ``proofs`` is the link from the pages to the proofs folder; by default the relative path
     from ``directory`` to the source checkout's proofs (no links without a checkout).
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_directory(directory)
     if proofs is None:
         proofs = proofs_link(directory)
     entries = [(op, classify(op)) for op in operators]

@@ -24,6 +24,8 @@ from pathlib import Path
 import sympy
 
 from ..catalog.operator import Operator
+from ..errors import UserError
+from ..textfile import read_text_file
 from .certificate import Verdict
 from .checker import CHECKER_VERSION
 
@@ -62,6 +64,10 @@ def fingerprint(op: Operator) -> str:
     return hashlib.sha256(json.dumps(declaration).encode()).hexdigest()
 
 
+MAX_CACHE_BYTES = 64 * 2**20
+"""A larger cache file is ignored (the catalog's verdicts take about 1 MB)."""
+
+
 class VerdictStore:
     """Verdicts by fingerprint, read once and written back when something was added."""
 
@@ -70,10 +76,12 @@ class VerdictStore:
         self.entries: dict[str, dict] = {}
         self.changed = False
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            # bounded: $PTQ_VERIFY_CACHE_DIR may point anywhere, a FIFO or /dev/zero included
+            text = read_text_file(self.path, MAX_CACHE_BYTES, "verdict cache")
+            data = json.loads(text)
             if isinstance(data, dict):
                 self.entries = data
-        except (OSError, ValueError):
+        except (UserError, ValueError, RecursionError):
             pass
 
     def get(self, op: Operator) -> Verdict | None:
@@ -90,8 +98,8 @@ class VerdictStore:
         self.changed = True
 
     def save(self) -> None:
-        if not self.changed:
-            return
+        if not self.changed or (self.path.exists() and not self.path.is_file()):
+            return  # never replace what is not our regular file
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")

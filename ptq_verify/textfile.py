@@ -1,0 +1,32 @@
+"""Reading a user's text file within bounds: a regular file, of limited size, UTF-8.
+
+A FIFO would block the reader, a device such as /dev/zero never ends, and a multi-gigabyte
+file would fill memory before the parser saw a byte; each is a one-line :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+
+def read_text_file(path: str | os.PathLike, limit: int, what: str = "file") -> str:
+    """The text of ``path``; refuses what is not a regular file and files above ``limit``
+    bytes (``what`` names the kind of file in the message)."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "no such file" if not path.exists() else "not a regular file"
+        raise UserError(f"{path}: {problem}")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: larger than {limit} bytes, too large for a {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None

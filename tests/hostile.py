@@ -1,0 +1,264 @@
+"""Hostile inputs (issue 11) and a runner that tries each in a process of its own.
+
+:func:`run_cli` forks the test process (ptq_verify already imported, so a case costs
+milliseconds, not the second a fresh interpreter needs to import sympy), runs
+``ptq_verify.cli.main(argv)`` in the child with stdout and stderr sent to files, kills it at
+the time limit and reads its peak memory from the kernel's accounting. :func:`broken_promise`
+says what, if anything, a result breaks of "one line on stderr, exit 2, no traceback, no hang".
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+@dataclass
+class Outcome:
+    """What one run did: exit status (None when killed at the limit), its output, its time
+    and its peak resident memory."""
+
+    argv: list[str]
+    status: int | None
+    out: str
+    err: str
+    seconds: float
+    peak_mb: float
+
+    @property
+    def hung(self) -> bool:
+        return self.status is None
+
+
+def run_cli(argv: list[str], *, limit: float = 60.0, cwd: str | os.PathLike | None = None,
+            memory_mb: int = 4096) -> Outcome:
+    """Run ``ptq-verify ARGV`` in a forked child, killed after ``limit`` seconds; its address
+    space is capped at ``memory_mb`` so that a runaway case fails instead of swapping."""
+    from ptq_verify.cli import main
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            status = 70
+            try:
+                import resource
+
+                limit_bytes = memory_mb << 20
+                resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+                os.setsid()
+                if cwd is not None:
+                    os.chdir(cwd)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False))
+                sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False))
+                status = main(argv)
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 1
+            except BaseException:  # noqa: BLE001 - reported like the interpreter would
+                import traceback
+
+                traceback.print_exc()
+                status = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(status)
+        status, rusage = _wait(pid, start + limit)
+        seconds = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        return Outcome(list(argv), status, out.read().decode(errors="replace"),
+                       err.read().decode(errors="replace"), seconds, rusage.ru_maxrss / 1024)
+
+
+def _wait(pid: int, deadline: float):
+    """(exit status or None if killed at the deadline, rusage) of a child."""
+    while True:
+        done, raw, rusage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return (os.waitstatus_to_exitcode(raw), rusage)
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            _, _, rusage = os.wait4(pid, 0)
+            return None, rusage
+        time.sleep(0.005)
+
+
+def broken_promise(outcome: Outcome) -> str | None:
+    """What the outcome breaks of the promise for bad input, or None.
+
+    Exit 0 and 1 are results (1: a failed --expect or check-proofs); exit 2 must come with
+    exactly one line on stderr. Anything else (a traceback, an internal error, a kill at the
+    time limit, a line break inside the message) is a failure."""
+    if outcome.hung:
+        return f"no answer within the time limit ({outcome.seconds:.0f} s)"
+    if "Traceback" in outcome.err:
+        return "a traceback"
+    if outcome.status not in (0, 1, 2):
+        return f"exit status {outcome.status}: {outcome.err.strip()[:200]}"
+    if outcome.status == 2 and (outcome.err.count("\n") != 1 or not outcome.err.endswith("\n")):
+        return f"{outcome.err.count(chr(10))} lines on stderr: {outcome.err[:200]!r}"
+    return None
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "hostile", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def _float(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def clip_to_empty_range() -> onnx.ModelProto:
+    """Clip with lo = +inf and hi = -inf: every output is -inf."""
+    lo = numpy_helper.from_array(np.array(np.inf, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(-np.inf, np.float32), "hi")
+    return _model([helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip")],
+                  [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [lo, hi])
+
+
+def expand_bomb(shape=(12500, 12500, 8), through_constants: bool = False) -> onnx.ModelProto:
+    """A model of a few hundred bytes whose constant folding would materialise ``shape``
+    (1.25e9 elements by default): an Expand of one number, summed, times the input. With
+    ``through_constants`` the shape is a Concat of Constant nodes, which the model's own
+    shape inference does not see through."""
+    one = numpy_helper.from_array(np.array([1.0], np.float32), "one")
+    initializers, nodes = [one], []
+    if through_constants:
+        head = numpy_helper.from_array(np.array(shape[:-1], np.int64))
+        tail = numpy_helper.from_array(np.array(shape[-1:], np.int64))
+        nodes += [helper.make_node("Constant", [], ["head"], value=head),
+                  helper.make_node("Constant", [], ["tail"], value=tail),
+                  helper.make_node("Concat", ["head", "tail"], ["shape"], axis=0)]
+    else:
+        initializers.append(numpy_helper.from_array(np.array(shape, np.int64), "shape"))
+    nodes += [helper.make_node("Expand", ["one", "shape"], ["big"], name="expand"),
+              helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+              helper.make_node("Mul", ["x", "total"], ["y"], name="mul")]
+    return _model(nodes, [_float("x", [1, 4])], [_float("y", [1, 4])], initializers)
+
+
+def matmul_model() -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    return _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
+                  [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
+
+
+def initializer_larger_than_its_shape() -> onnx.ModelProto:
+    """The weight's dims say 4 values, its data holds 16."""
+    model = matmul_model()
+    del model.graph.initializer[0].dims[1:]
+    return model
+
+
+def unknown_element_type() -> onnx.ModelProto:
+    """The output declares element type 109, which no ONNX version defines."""
+    model = matmul_model()
+    model.graph.output[0].type.tensor_type.elem_type = 109
+    return model
+
+
+def non_utf8_name() -> bytes:
+    """A serialized model whose node name holds a byte that is not UTF-8 (onnx's checker then
+    fails to decode its own error message)."""
+    data = matmul_model().SerializeToString()
+    at = data.index(b"matmul")
+    return data[:at] + b"\xa9" + data[at + 1:]
+
+
+def external_data_outside(folder: Path) -> Path:
+    """A model whose weight claims to live in ``../../etc/passwd``."""
+    path = folder / "outside.onnx"
+    onnx.save(matmul_model(), path, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="outside.data", size_threshold=0)
+    model = onnx.load(path, load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../../etc/passwd"
+    onnx.save(model, path)
+    return path
+
+
+# -- calibration archives ------------------------------------------------------------------
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def write_npz(path: Path, members: dict[str, bytes],
+              compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+    return path
+
+
+def npz_object_array(path: Path) -> Path:
+    return write_npz(path, {"x": npy_bytes(np.array([{"a": 1}, None], dtype=object))})
+
+
+def npz_huge_header(path: Path) -> Path:
+    """A member whose header claims 10**12 float32 elements, holding 16 bytes."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)})
+    return write_npz(path, {"x": buffer.getvalue() + bytes(16)})
+
+
+def npz_truncated(path: Path) -> Path:
+    data = npy_bytes(np.ones((8, 4), np.float32))
+    return write_npz(path, {"x": data[: len(data) - 40]})
+
+
+def npz_bad_crc(path: Path) -> Path:
+    array = np.arange(32, dtype=np.float32).reshape(8, 4)
+    write_npz(path, {"x": npy_bytes(array)})
+    raw = bytearray(path.read_bytes())
+    at = raw.index(array.tobytes())
+    raw[at + 5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def npz_of_zeros(path: Path, nbytes: int) -> Path:
+    """A deflated member of ``nbytes`` zero bytes (a small file that expands: a zip bomb
+    when ``nbytes`` is large), its header claiming exactly that much float32 data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": (nbytes // 16, 4)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            member.write(buffer.getvalue())
+            chunk = bytes(1 << 20)
+            left = (nbytes // 16) * 16
+            while left:
+                member.write(chunk[: min(left, len(chunk))])
+                left -= min(left, len(chunk))
+    return path

@@ -1,0 +1,296 @@
+"""The reproducers of issue 11, kept: hostile or pathological input gets one line on stderr and
+exit 2, no traceback, no hang, and nothing written over the user's files.
+
+Each case runs in a forked process with a time limit (tests/hostile.py), so a regression to a
+hang fails the test instead of hanging the suite."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import hostile
+import numpy as np
+import onnx
+import pytest
+
+from ptq_verify.engine import data as engine_data
+
+QUICK_LIMIT = 30.0  # seconds; every case below answers in well under one
+
+
+def _assert_one_line_error(outcome: hostile.Outcome, *fragments: str) -> None:
+    assert hostile.broken_promise(outcome) is None, (outcome.argv[:4], outcome.err)
+    assert outcome.status == 2, (outcome.status, outcome.err)
+    for fragment in fragments:
+        assert fragment in outcome.err, outcome.err
+
+
+# -- numbers too large, hangs on valid grammar: bounded by the grammar ------------------------
+
+EXPRESSIONS = [
+    ("2**33333*x", "is too large"),
+    ("(x+y+1)**1000", "exponent"),
+    ("sin(x)**(2**64)", "exponent"),
+    ("exp(exp(exp(1000)))", "outside 1e-1000..1e1000"),
+    ("x**(10**10)", "exponent"),
+    ("x**(2**64)+x", "exponent"),
+    ("abs(x)**(10**10)", "exponent"),
+    ("x**1e1000", "exponent"),
+    ("x**(1/10**1000)", "exponent"),
+    ("exp(" * 99 + "x" + ")" * 99, "function calls nested more than"),
+    ("sqrt(" * 99 + "x" + ")" * 99, "function calls nested more than"),
+    ("+".join(f"x{i}" for i in range(1600)), "more than"),
+    ("max(" + ", ".join(f"x{i}" for i in range(1200)) + ")", "arguments, more than"),
+    ("x +\n*", "invalid syntax"),  # the message quotes no raw line break
+    ("x**(10**10\n)", "exponent"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), EXPRESSIONS, ids=lambda v: str(v)[:30])
+def test_grammar_bounds_answer_at_once(text, fragment):
+    inputs = ["--inputs", "x, y"] if "y" in text else []
+    outcome = hostile.run_cli(["classify", text, "--no-cache", *inputs], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "ptq-verify classify: error: expression", fragment)
+    assert outcome.seconds < 10
+
+
+@pytest.mark.parametrize("text", ["exp(x**100)", "max(x*atanh(x), 0)"])
+def test_what_exact_arithmetic_cannot_evaluate_is_one_line(text):
+    outcome = hostile.run_cli(["classify", text, "--no-cache"], limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None, outcome.err
+    assert outcome.status in (0, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", ["exp(exp(x**2))", "+".join(f"x{i}" for i in range(64))],
+                         ids=["exp-exp", "sum-of-64-names"])
+def test_checker_hard_cases_answer_within_60_s(text):
+    """Inside the grammar's bounds, what is hard for the checker is bounded by its time
+    budget (30 s by default): a sum of 63 parameters grows its rescaling search."""
+    outcome = hostile.run_cli(["classify", text, "--no-cache", "--inputs", "x" if "x0" not in
+                               text else "x0"], limit=60)
+    assert hostile.broken_promise(outcome) is None, outcome.err
+    assert outcome.status == 0
+
+
+@pytest.mark.parametrize("value", ["1e999999", "1" + "0" * 5000, "1/0", "nan", "abc"])
+def test_params_numbers_are_bounded(value):
+    outcome = hostile.run_cli(["classify", "x + b", "--params", f"b={value}", "--no-cache"],
+                              limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "--params: b:")
+
+
+# -- command-line usage ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "give a command"),
+        (["quantize", "m.onnx", "--calib", "c.npz", "-o", "q.onnx", "--bits", "abc"],
+         "argument --bits: invalid int value: 'abc'"),
+        (["classify", "--expect", "nothing"], "argument --expect"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, fragment):
+    outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, fragment)
+    assert outcome.out == ""
+
+
+# -- TOML declarations ------------------------------------------------------------------------
+
+TOML = [
+    ("operator = [1, 2]", "operator #1 is an integer"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\ninputs = 5", "'inputs' must be a string"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\ninputs = true", "'inputs' must be a string"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\ninputs = [1, 2]", "'inputs' must be a string"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = [1, 2]", "'params' must be a table"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = true}", "not a boolean"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = 1e999999}", "inf"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = '1e999999'}", "too large"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = 1" + "0" * 5000 + "}",
+     "not valid TOML"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\nonnx_type = 5", "'onnx_type' must be a string"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\n[[operator]]\nname = 'A'\nexpr = '2*x'",
+     "declared twice"),
+    ("a = " + "[" * 5000 + "]" * 5000, "nested too deep"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x**(10**10)'", "exponent"),
+]
+
+
+@pytest.mark.parametrize("command", ["classify", "check-proofs"])
+@pytest.mark.parametrize(("text", "fragment"), TOML, ids=lambda v: str(v)[:30])
+def test_toml_types_are_checked(tmp_path, command, text, fragment):
+    path = tmp_path / "ops.toml"
+    path.write_text(text)
+    folder = [str(tmp_path)] if command == "check-proofs" else []  # its certificates' folder
+    outcome = hostile.run_cli([command, *folder, "--file", str(path)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, str(path), fragment)
+
+
+def test_toml_size_is_capped(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text("# padding\n" * 200_000)
+    outcome = hostile.run_cli(["classify", "--file", str(path)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "larger than")
+
+
+def test_toml_from_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "ops.toml"
+    os.mkfifo(fifo)
+    outcome = hostile.run_cli(["classify", "--file", str(fifo)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "not a regular file")
+
+
+# -- output paths ------------------------------------------------------------------------------
+
+
+def _quantize(model, calib, out, *extra) -> hostile.Outcome:
+    return hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                            "--no-progress", *extra], limit=120)
+
+
+def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(mlp_files):
+    tmp, model, calib = mlp_files
+    fifo = tmp / "out.onnx"
+    os.mkfifo(fifo)
+    outcome = _quantize(model, calib, fifo)
+    _assert_one_line_error(outcome, "not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_report_onto_a_fifo_is_refused_before_any_work(mlp_files):
+    tmp, model, calib = mlp_files
+    fifo = tmp / "report.md"
+    os.mkfifo(fifo)
+    outcome = _quantize(model, calib, tmp / "q.onnx", "--report", str(fifo))
+    _assert_one_line_error(outcome, "not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not (tmp / "q.onnx").exists()
+
+
+def test_report_equal_to_output_is_refused(mlp_files):
+    tmp, model, calib = mlp_files
+    outcome = _quantize(model, calib, tmp / "q.onnx", "--report", str(tmp / "q.onnx"))
+    _assert_one_line_error(outcome, "name the same file")
+    assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("target", ["/proc/self/mem", "/proc/no-such-folder/q.onnx"])
+def test_unwritable_output_is_one_line(mlp_files, target):
+    _, model, calib = mlp_files
+    _assert_one_line_error(_quantize(model, calib, target), target)
+
+
+def test_report_onto_an_existing_file_is_refused_and_the_file_kept(tmp_path):
+    existing = tmp_path / "pages"
+    existing.write_text("mine")
+    outcome = hostile.run_cli(["report", "-o", str(existing), "--no-plots"], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "is not a folder")
+    assert existing.read_text() == "mine"
+
+
+# -- models and calibration data ---------------------------------------------------------------
+
+
+def test_clip_to_an_empty_range_is_one_line(tmp_path):
+    model = tmp_path / "clip.onnx"
+    onnx.save(hostile.clip_to_empty_range(), model)
+    calib = tmp_path / "x.npy"
+    np.save(calib, np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "infinite or NaN")
+
+
+@pytest.mark.parametrize("through_constants", [False, True])
+def test_constant_folding_is_capped(tmp_path, through_constants):
+    model = tmp_path / "bomb.onnx"
+    onnx.save(hostile.expand_bomb(through_constants=through_constants), model)
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "constant folding may materialise")
+    assert outcome.peak_mb < 1024
+
+
+def test_a_model_with_names_that_are_not_utf8(tmp_path):
+    model = tmp_path / "names.onnx"
+    model.write_bytes(hostile.non_utf8_name())
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "NodeProto.name is not UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [(hostile.initializer_larger_than_its_shape, "initializer 'w': cannot reshape"),
+     (hostile.unknown_element_type, "tensor 'y': unknown element type 109")],
+)
+def test_models_the_onnx_checker_lets_through(tmp_path, make, fragment):
+    """Found by the deep fuzz run: defects onnx.checker does not see."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(make().SerializeToString())
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "invalid ONNX model", fragment)
+
+
+def test_certificate_folder_with_a_fifo_does_not_block(tmp_path):
+    os.mkfifo(tmp_path / "Relu.json")
+    outcome = hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None and outcome.status == 1, outcome.err
+    assert "not a regular file" in outcome.out
+
+
+def test_report_certificates_next_to_a_fifo_do_not_block(tmp_path):
+    toml = tmp_path / "ops.toml"
+    toml.write_text("[[operator]]\nname = 'Twice'\nexpr = '2*x'\n")
+    certificates = tmp_path / "certificates"
+    certificates.mkdir()
+    os.mkfifo(certificates / "Other.json")
+    outcome = hostile.run_cli(["report", "--file", str(toml), "-o", str(tmp_path / "pages"),
+                               "--certificates", str(certificates), "--no-plots"],
+                              limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None and outcome.status == 0, outcome.err
+    assert (certificates / "Other.json").is_fifo() and (certificates / "Twice.json").is_file()
+
+
+def test_external_data_outside_the_model_folder(tmp_path):
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    outcome = hostile.run_cli(["audit", str(hostile.external_data_outside(folder))],
+                              limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "external data")
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (hostile.npz_object_array, "Python objects"),
+        (hostile.npz_huge_header, "claims"),
+        (hostile.npz_truncated, "truncated"),
+        (hostile.npz_bad_crc, "CRC"),
+    ],
+)
+def test_calibration_archive_members_are_checked(mlp_files, make, fragment):
+    tmp, model, _ = mlp_files
+    calib = make(tmp / "calib.npz")
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, fragment)
+    assert not (tmp / "q.onnx").exists()
+
+
+def test_zip_bomb_is_refused_before_it_expands(mlp_files, monkeypatch):
+    tmp, model, _ = mlp_files
+    monkeypatch.setattr(engine_data, "MAX_DATA_BYTES", 1 << 20)  # forked child inherits it
+    bomb = hostile.npz_of_zeros(tmp / "bomb.npz", 4 << 20)
+    assert bomb.stat().st_size < 64 << 10
+    outcome = _quantize(model, bomb, tmp / "q.onnx")
+    _assert_one_line_error(outcome, "decompressed")
+
+
+@pytest.mark.slow
+def test_real_zip_bomb_is_refused_in_little_memory(mlp_files):
+    tmp, model, _ = mlp_files
+    bomb = hostile.npz_of_zeros(tmp / "bomb.npz", 3 << 30)  # about 3 MB on disk
+    outcome = _quantize(model, bomb, tmp / "q.onnx")
+    _assert_one_line_error(outcome, "decompressed")
+    assert outcome.peak_mb < 512
