@@ -26,7 +26,7 @@ BY_NAME = {case.name: case for case in CASES}
 UNDECIDED_SHARE = 0.10
 
 # Verdicts that are not right but not wrong either (benchmarks/adversarial.py at commit
-# 3d354e6): a valid but weaker rule. Strict: once a case passes, its xfail fails the run and
+# 9291ca6): a valid but weaker rule. Strict: once a case passes, its xfail fails the run and
 # the entry must go. Never add a case here to hide a wrong verdict.
 KNOWN_NOT_RIGHT = {
     "id_max_min_mul",  # max(a, b)*min(a, b) = a*b: degrees (1, 1), reported as aligned 2
