@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx.defs
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ptq_verify.catalog import CATALOG
@@ -391,6 +391,38 @@ def test_gather_expand_tile():
 def test_comparisons(name):
     a = RNG.integers(-2, 3, (2, 3)).astype(np.float32)
     _check(name, [a, RNG.integers(-2, 3, (3,)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("name", ["Not", "And", "Or", "Xor"])
+def test_boolean_connectives(name):
+    a, b = RNG.random((2, 3)) > 0.5, RNG.random((3,)) > 0.5
+    _check(name, [a] if name == "Not" else [a, b])
+
+
+def test_gather_elements_gather_nd_range():
+    x = _f(3, 4)
+    _check("GatherElements", [x, np.array([[0, -1], [2, 1], [3, 3]], np.int64)], {"axis": 1})
+    _check("GatherElements", [x, np.array([[2, 0, 1, 1]], np.int64)])
+    _check("GatherND", [x, np.array([[0, 1], [2, -1]], np.int64)])
+    _check("GatherND", [x, np.array([[1], [0]], np.int64)])
+    _check("GatherND", [_f(2, 3, 4), np.array([[1], [0]], np.int64)], {"batch_dims": 1})
+    _check("Range", [np.array(0, np.int64), np.array(7, np.int64), np.array(2, np.int64)])
+    _check("Range", [np.array(1.5, np.float32), np.array(-1, np.float32),
+                     np.array(-0.5, np.float32)])
+
+
+def test_constant_of_shape_and_cast_like():
+    """ConstantOfShape's value is a tensor attribute, which the reference takes as TensorProto."""
+    shape = _i(2, 3)
+    for value in (None, np.array([7], np.int64), np.array([-1.5], np.float32)):
+        proto = {} if value is None else {"value": numpy_helper.from_array(value)}
+        expected = _reference("ConstantOfShape", [shape], proto, OPSET, False, 0)
+        got = CATALOG["ConstantOfShape"].run_onnx([shape], {} if value is None else
+                                                  {"value": value})
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    _check("CastLike", [_f(2, 3), np.zeros(1, np.float16)])
+    _check("CastLike", [np.array([0.0, 2.0], np.float32), _i(1)])
 
 
 def test_cum_sum_split_trilu():

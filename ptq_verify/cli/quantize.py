@@ -93,7 +93,7 @@ def run(args) -> int:
         write_atomic(args.report, markdown(model, source, target), inputs=inputs)
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
-                          "format": args.format,
+                          "format": args.format, "counts": model.counts(),
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, args.model if example_calibration else source, target,
@@ -110,9 +110,11 @@ def table(model, source, target, format: str = "simulation") -> str:
     rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    compensated = sum(r.action.startswith("compensate") for r in model.records)
-    lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes, "
-                 f"{compensated} compensated")
+    counts = model.counts()
+    lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes: "
+                 f"{counts['integer']} on integers, {counts['compensated']} compensated "
+                 f"(float: no scaling rule), {counts['static']} static (float: shapes, indices, "
+                 "masks; no activation)")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)
 

@@ -12,7 +12,9 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
+from ..graph.ort_runner import ort_runner
 from .data import batches, check_feeds
+from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
 
 METHODS = ("auto", "maxabs", "percentile", "mse")
@@ -35,6 +37,8 @@ class Calibration:
     percent: float = 99.99
     samples: int = 0
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
+    # sums where a static operand saturated some positions (engine/saturation.py)
+    saturated: set[str] = field(default_factory=set)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -57,9 +61,12 @@ def calibrate(
     batch_size: int = 64,
     operators: OperatorTable | None = None,
     progress: bool = True,
+    runtime: str = "onnxruntime",
 ) -> Calibration:
     """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
-    record a :class:`TensorStats` for every activation tensor."""
+    record a :class:`TensorStats` for every activation tensor. ``runtime="numpy"`` runs the
+    catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
+    cannot load). Memory: one batch's wanted tensors at a time; statistics are streamed."""
     if method not in METHODS:
         raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < percent <= 100:
@@ -70,8 +77,20 @@ def calibrate(
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
     stats = {name: TensorStats() for name in active}
+    sums = masked_sums(graph, table, active)
+    wanted = {name for masked in sums.values() for name in masked.static}
+    held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
+    saturated: set[str] = set()
 
     def observe(name: str, value: np.ndarray) -> None:
+        if name in wanted:
+            held[name] = value
+        if name in sums:
+            # positions where a static operand saturates the sum set no range
+            kept = kept_positions(value, static_part(sums[name], held, graph))
+            if not kept.all():
+                saturated.add(name)
+                value = value[kept]
         if name in stats:
             if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
                 raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
@@ -79,13 +98,25 @@ def calibrate(
             stats[name].update(value)
 
     total = next(iter(feeds.values())).shape[0]
+    # the float runs go through onnxruntime (tensors observed as extra outputs), or through
+    # the catalog's kernels when onnxruntime cannot load the graph
+    runner = ort_runner(graph, (stats.keys() | wanted) - set(graph.input_names)) if (
+        runtime == "onnxruntime") else None
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
     with bar:
         for batch in batches(feeds, graph, batch_size):
             for name, value in batch.items():
                 observe(name, value)
-            run_graph(graph, batch, table, observe=observe)
+            computed = None if runner is None else runner.run(batch)
+            if computed is None:
+                runner = None
+                run_graph(graph, batch, table, observe=observe)
+            else:
+                for name, value in computed.items():
+                    observe(name, value)
+            held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample)
+    return Calibration(stats, method, percent, total, sample, saturated)
+

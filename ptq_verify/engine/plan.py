@@ -81,7 +81,7 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         return NodeAction(node.name, node.op_type, op.name, verdict, rule, action, text, reason,
                           slots)
 
-    if not slots:
+    if not slots and not any(out in active for out in node.outputs):
         return make(Action.STATIC, "static: computed exactly in float",
                     "no input depends on a float model input")
     if not rule.kind.has_rule:

@@ -19,6 +19,7 @@ import numpy as np
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..graph.static import table_slots
 from ..rules import Rule, RuleKind
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
@@ -97,9 +98,16 @@ def quantize(
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
     builder.build(plans)
-    return QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
-                          builder.records, bits, integer_outputs, builder.notes,
-                          builder.output_scales)
+    model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
+                           builder.records, bits, integer_outputs, builder.notes,
+                           builder.output_scales)
+    counts = model.counts()
+    if not counts["integer"]:
+        raise UserError(
+            f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
+            f"compensated, {counts['static']} static: no node reads a float model input or a "
+            "float table through the model's inputs); nothing to quantize")
+    return model
 
 
 class _Builder:
@@ -262,6 +270,12 @@ class _Builder:
             n_bit = self.hold_precisely(node, op)
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
+            elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
+                # A static operand saturates this sum (an additive attention mask): on codes
+                # those positions would read back as the range's end, not as the mask, in
+                # the float consumers; computed in float they keep the exact mask.
+                self.compensate(node, op, plan, "a static operand saturates it and every "
+                                "consumer runs in float")
             else:
                 self.scale_node(node, op, plan)
             if n_bit:
@@ -286,12 +300,13 @@ class _Builder:
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
-        outputs = [self.fresh(f"{o}:float") if o in self.active else o for o in node.outputs]
+        coded = {o for o in node.outputs if o in self.active and not self._float_only(o)}
+        outputs = [self.fresh(f"{o}:float") if o in coded else o for o in node.outputs]
         self.steps.append(NodeStep(_renamed(node, inputs, outputs), op, source=node))
         scales = []
         nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):
-            if original in self.active:
+            if original in coded:
                 code = self.materialise(produced, original, 1.0, nonneg)
                 scales.append(code.scale)
         back = ", ".join(f"{n} x1/{self.codes[n].scale:.4g}" for n in dict.fromkeys(node.inputs)
@@ -299,6 +314,71 @@ class _Builder:
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note))
+
+    def _select_from_table(self, node: Node, op: Operator, plan: NodeAction) -> None:
+        """A selection from a float table by static indices (Gather of token ids): the output
+        elements are table elements, so the table is held as codes at the output's calibrated
+        scale and the node passes them on, one rounding in all (table rows the calibration
+        never selected clip to the range, as any activation does)."""
+        out = node.outputs[0]
+        scale, low, high = self.target(out, self._nonnegative(node, op, plan))
+        inputs, constants = list(node.inputs), {}
+        for slot in table_slots(self.graph, op, node):
+            name = node.inputs[slot]
+            inputs[slot] = self.fresh(f"{name}:codes")
+            table = np.round(self.graph.initializers[name] * scale)
+            constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+        produced = self.fresh(f"{out}:codes")
+        # no integer params: a format on real values reads the float table from the source
+        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node))
+        self.codes[out] = Code(produced, scale, low, high)
+        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
+                                       _scales_text([scale]),
+                                       "table held as codes at the output's scale"))
+
+    def _tensor_weight_slot(self, node: Node, op: Operator, rule: Rule) -> int | None:
+        """The slot of a constant on a tensor input that the rule proves the output of
+        degree 1 in (a MatMul's weight matrix): a weight, though declared as a tensor."""
+        tensors = [t.name for t in op.inputs]
+        degrees = rule.input_degrees
+        if degrees is None or len(degrees) != len(tensors):
+            return None
+        slots = [s for s, name in enumerate(node.inputs)
+                 if name in self.graph.initializers and (b := slot_binding(op, s)) in tensors
+                 and degrees[tensors.index(b)] == 1]
+        return slots[0] if len(slots) == 1 and len(node.inputs) > 1 else None
+
+    def _tensor_target(self, node: Node, op: Operator, slot: int) -> WeightTarget | None:
+        """Which axis of the constant in ``slot`` feeds which output axis (a probe)."""
+        if node.name in self._targets:
+            return self._targets[node.name]
+        inputs = example_inputs(self.graph, node, self.active)
+        axes = None if inputs is None else channel_axes(op, node, inputs, slot)
+        return None if axes is None else WeightTarget(slot, *axes, ())
+
+    def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int):
+        """Integer codes, per-channel scale, its axis and the output axis for a constant on a
+        tensor input (see :meth:`_tensor_weight_slot`): scaling one of its slices scales one
+        output channel, exactly as for a declared weight, and its rounding is output-aware the
+        same way. None when it is not such a weight or per-tensor scales were asked for."""
+        if not self.per_channel or self._tensor_weight_slot(node, op, rule) != slot:
+            return None
+        target = self._tensor_target(node, op, slot)
+        if target is None:
+            return None
+        weight = self.graph.initializers[node.inputs[slot]]
+        reduce = tuple(a for a in range(weight.ndim) if a != target.weight_axis)
+        peak = weight_reach(weight, reduce, self.signed_max).reshape(-1)
+        scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
+        codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
+        return codes, scale, target.weight_axis, target.out_axis
+
+    def _float_only(self, tensor: str) -> bool:
+        """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
+        it would only add a rounding between two float nodes."""
+        users = self.consumers.get(tensor, [])
+        return (bool(users) and tensor not in self.graph.output_names
+                and all(self._plans[u.name].action is Action.COMPENSATE for u in users))
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
@@ -312,7 +392,11 @@ class _Builder:
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
         selection = is_lattice_selection(op)
-        common = _common_scale(codes_in, selection)
+        if not codes_in and selection and len(node.outputs) == 1:
+            return self._select_from_table(node, op, plan)
+        tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
+        # a node reading a table by static indices (Gather of token ids) has no codes in
+        common = _common_scale(codes_in, selection) if codes_in else 1.0
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -333,11 +417,19 @@ class _Builder:
                 inputs[slot] = self._constant_at(name, common, constants)
                 tensor_scale[binding] = common
             elif name in consts:
-                scale = _weight_scale(consts[name], self.signed_max)
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(consts[name] * scale).astype(np.float32)
-                integers[inputs[slot]] = IntegerParam("weight", scale)
-                tensor_scale[binding] = scale
+                weight = self._tensor_weight(node, op, rule, slot)
+                if weight is not None:  # scales along an axis, carried like weights'
+                    codes, scale, weight_axis, out_axis = weight
+                    tensor_weight = (scale, out_axis)
+                    tensor_scale[binding] = 1.0
+                    integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
+                else:
+                    scale = _weight_scale(consts[name], self.signed_max)
+                    codes = np.round(consts[name] * scale)
+                    tensor_scale[binding] = scale
+                    integers[inputs[slot]] = IntegerParam("weight", scale)
+                constants[inputs[slot]] = codes.astype(np.float32)
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
@@ -349,6 +441,8 @@ class _Builder:
         attrs = dict(node.attrs)
         real = set()
         weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers)
+        if weight_scale is None and tensor_weight is not None:
+            weight_scale, out_axis = tensor_weight
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding is None or binding in tensors:
@@ -537,6 +631,10 @@ class _Builder:
                 continue
             layout = weight_layout(op, plan.rule)
             if layout is None:
+                slot = self._tensor_weight_slot(node, op, plan.rule)
+                if self.per_channel and slot is not None and (
+                        target := self._tensor_target(node, op, slot)):
+                    self._targets[node.name] = target
                 continue
             slots = [s for s, name in enumerate(node.inputs)
                      if name in self.graph.initializers and (b := slot_binding(op, s))
@@ -628,7 +726,13 @@ def _along_axis(scale, axis: int | None, graph: Graph, tensor: str):
 
 def _renamed(node: Node, inputs: list[str], outputs: list[str], attrs=None) -> Node:
     return Node(node.name, node.op_type, list(inputs), list(outputs),
-                dict(node.attrs if attrs is None else attrs), node.domain)
+                dict(node.attrs if attrs is None else attrs), node.domain, node.attr_types)
+
+
+def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.asarray(values).reshape(shape)
 
 
 def _rule_text(plan: NodeAction) -> str:

@@ -42,6 +42,13 @@ class NodeRecord:
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
+    @property
+    def kind(self) -> str:
+        """``integer`` (runs on codes), ``compensated`` (float on the original range) or
+        ``static`` (shape, index and mask arithmetic: no activation, computed in float)."""
+        head = self.action.split(":", 1)[0]
+        return {"static": "static", "compensate": "compensated"}.get(head, "integer")
+
 
 @dataclass
 class QuantizedModel:
@@ -100,6 +107,11 @@ class QuantizedModel:
         """Simulate the quantized model on ``inputs`` (batch first); outputs by name."""
         feeds = check_feeds(inputs, self.graph, "inputs")
         return run_batched(self.run_batch, feeds, self.graph, batch_size)
+
+    def counts(self) -> dict[str, int]:
+        """Nodes per :attr:`NodeRecord.kind`."""
+        kinds = [record.kind for record in self.records]
+        return {kind: kinds.count(kind) for kind in ("integer", "compensated", "static")}
 
     def to_onnx(self, format: str = "simulation", **options) -> onnx.ModelProto:
         """The quantized model as ONNX in ``format`` (see :data:`.lower.FORMATS`), with the

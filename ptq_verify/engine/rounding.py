@@ -24,6 +24,7 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, run_graph
+from ..graph.ort_runner import ort_runner
 from .data import batches
 
 BATCH = 16  # samples per float run: the patches of one batch are held at once
@@ -95,15 +96,23 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.
 
 def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
                 targets: Mapping[str, WeightTarget]) -> dict[str, LayerStats]:
-    """Run the float graph over ``sample`` batch by batch and accumulate each target node's
-    H and column means (memory stays at one batch)."""
+    """Run the float graph over ``sample`` batch by batch (in onnxruntime, or the catalog's
+    kernels when onnxruntime cannot load it) and accumulate each target node's H and column
+    means (memory stays at one batch)."""
     nodes = {node.name: node for node in graph.nodes if node.name in targets}
     wanted = {name for node in nodes.values() for name in node.inputs
               if name and name not in graph.initializers}
     sums: dict[str, list] = {}
     failed: set[str] = set()
+    if not nodes:
+        return {}
+    # the float inputs of the layers come from onnxruntime when it loads the graph
+    runner = ort_runner(graph, wanted - set(graph.input_names))
     for batch in batches(dict(sample), graph, BATCH):
-        values = run_graph(graph, batch, table, want=wanted)
+        values = None if runner is None else runner.run(batch)
+        if values is None:
+            runner = None
+            values = run_graph(graph, batch, table, want=wanted)
         values.update(batch)
         for name, node in nodes.items():
             if name in failed or sums.get(name, (0, 0, 0))[2] >= MAX_ROWS:

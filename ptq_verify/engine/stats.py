@@ -30,10 +30,12 @@ class TensorStats:
         return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
 
     def update(self, values: np.ndarray) -> None:
-        flat = np.abs(np.asarray(values, dtype=np.float64).ravel())
-        if flat.size == 0:
+        raw = np.asarray(values)
+        if not np.issubdtype(raw.dtype, np.floating):
+            raw = raw.astype(np.float64)
+        if raw.size == 0:
             return
-        raw = np.asarray(values, dtype=np.float64)
+        flat = np.abs(raw.ravel())  # in the tensor's own float type: no float64 copies
         self.count += flat.size
         self.minimum = min(self.minimum, float(raw.min()))
         self.maximum = max(self.maximum, float(raw.max()))
@@ -42,7 +44,7 @@ class TensorStats:
         if peak > self.top:
             self._grow(peak)
         if self.top > 0:
-            index = np.minimum((flat / self.top * BINS).astype(np.int64), BINS - 1)
+            index = np.minimum((flat * (BINS / self.top)).astype(np.int64), BINS - 1)
             self.histogram += np.bincount(index, minlength=BINS)
         else:
             self.histogram[0] += flat.size

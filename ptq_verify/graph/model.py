@@ -37,6 +37,9 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     domain: str = ""
+    # onnx.AttributeProto.AttributeType per attribute read from a file: an empty list
+    # (a Constant's ``value_ints=[]``) does not say its type by itself.
+    attr_types: dict[str, int] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

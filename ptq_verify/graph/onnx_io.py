@@ -90,6 +90,46 @@ def _attribute(attr: onnx.AttributeProto) -> Any:
     return value
 
 
+def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    """A sparse tensor's dense value (indices linear [n] or coordinates [n, rank])."""
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    shape = tuple(sparse.dims)
+    flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
+    dense = np.zeros(int(np.prod(shape)), dtype=values.dtype)
+    dense[flat] = values
+    return dense.reshape(shape)
+
+
+def _attributes(proto: onnx.NodeProto) -> tuple[dict[str, Any], dict[str, int]]:
+    """A node's attributes as plain values, with their ONNX types. A Constant's
+    ``sparse_value`` is read as the equivalent dense ``value`` (the ONNX spec makes the forms
+    interchangeable; onnx's reference evaluator, which folds constants, has no sparse form)."""
+    if proto.op_type == "Constant" and len(proto.attribute) == 1 and (
+            proto.attribute[0].type == onnx.AttributeProto.SPARSE_TENSOR):
+        return {"value": _dense(proto.attribute[0].sparse_tensor)}, {
+            "value": onnx.AttributeProto.TENSOR}
+    return ({a.name: _attribute(a) for a in proto.attribute},
+            {a.name: a.type for a in proto.attribute})
+
+
+def node_proto(node: Node, inputs: list[str] | None = None,
+               outputs: list[str] | None = None) -> onnx.NodeProto:
+    """The node as ONNX (``inputs``, ``outputs`` rename its tensors). Tensor attributes, held
+    as numpy arrays (a Constant's ``value``, a ConstantOfShape's ``value``, 0-d included), go
+    back as TensorProto: ``helper.make_node`` would read a numpy array as a list of values."""
+    proto = helper.make_node(node.op_type, node.inputs if inputs is None else inputs,
+                             node.outputs if outputs is None else outputs, name=node.name,
+                             domain=node.domain or None)
+    for key, value in node.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = numpy_helper.from_array(value)
+        proto.attribute.append(
+            helper.make_attribute(key, value, attr_type=node.attr_types.get(key))
+        )
+    return proto
+
+
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     """Convert a model to a :class:`Graph`, with ONNX shape inference for tensor types."""
     try:
@@ -126,14 +166,16 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
         while name in seen:
             name = f"{name}_{position}"
         seen.add(name)
+        attrs, types = _attributes(proto)
         nodes.append(
             Node(
                 name=name,
                 op_type=proto.op_type,
                 inputs=list(proto.input),
                 outputs=list(proto.output),
-                attrs={a.name: _attribute(a) for a in proto.attribute},
+                attrs=attrs,
                 domain=proto.domain,
+                attr_types=types,
             )
         )
     opsets = {o.domain: o.version for o in model.opset_import}
@@ -153,12 +195,7 @@ def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
 
 def graph_to_onnx(graph: Graph, *, producer: str = "ptq-verify") -> onnx.ModelProto:
     """Write a :class:`Graph` as an ONNX model (the opsets of the source model)."""
-    nodes = [
-        helper.make_node(
-            n.op_type, n.inputs, n.outputs, name=n.name, domain=n.domain or None, **n.attrs
-        )
-        for n in graph.nodes
-    ]
+    nodes = [node_proto(n) for n in graph.nodes]
     initializers = [
         numpy_helper.from_array(np.asarray(v), k) for k, v in graph.initializers.items()
     ]

@@ -1,10 +1,15 @@
 """Which tensors are activations, and folding of what is computed from constants alone.
 
-A tensor is an *activation* when it is a float tensor that depends on a float graph input
-through an input slot that the operator's declaration does not mark static. Everything else
-(shapes, indices, token ids, masks, and what is computed from them alone) is *static*: the
-quantized model computes it exactly in float, as the source model does. Tensors that depend on
-no graph input at all are *constants* and are folded into initializers at load time.
+A float tensor is an *activation* when it depends on a float graph input through an input slot
+that the operator's declaration does not mark static, or when a node reads a float *table* (a
+constant of more than one element) through such a slot while another of its inputs depends on
+a graph input: token ids (int64, static) picking rows of an embedding table (Gather) give
+activations, the table being the node's weight. Everything else (shapes, indices, token ids,
+masks, and what is computed from them alone) is *static*: the quantized model computes it
+exactly in float, as the source model does. A scalar constant selected by a static condition
+(an attention mask ``Where(cond, 0, -3.4e38)``) stays static: its output takes only the
+constant's values, which the float model holds exactly. Tensors that depend on no graph input
+at all are *constants* and are folded into initializers at load time.
 """
 
 from __future__ import annotations
@@ -121,9 +126,10 @@ def _one_node_model(graph: Graph, node, inputs):
     """A model of the node alone, its constant inputs as initializers."""
     from onnx import helper, numpy_helper
 
+    from .onnx_io import node_proto
+
     names = [f"in{i}" if name else "" for i, name in enumerate(node.inputs)]
-    proto = helper.make_node(node.op_type, names, node.outputs, domain=node.domain or None,
-                             **node.attrs)
+    proto = node_proto(node, names)
     inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(names, inputs) if n]
     outs = [helper.make_tensor_value_info(o, 0, None) for o in node.outputs if o]
     return helper.make_model(
@@ -135,12 +141,19 @@ def _one_node_model(graph: Graph, node, inputs):
 def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:
     """The names of the activation tensors (see the module docstring)."""
     active = {t.name for t in graph.float_inputs()}
+    dependent = set(graph.input_names)  # tensors that depend on some graph input
     for node in graph.nodes:
+        if not any(name in dependent for name in node.inputs):
+            continue
+        dependent.update(node.outputs)
         op = table.find(node, graph)
         fed = False
         for slot, name in enumerate(node.inputs):
             if name in active and (op is None or slot_binding(op, slot) is not None):
                 fed = True
+        if not fed and op is not None and not any(name in active for name in node.inputs):
+            fed = any(_is_table(graph, name) and slot_binding(op, slot) is not None
+                      for slot, name in enumerate(node.inputs))
         if not fed:
             continue
         for name in node.outputs:
@@ -148,3 +161,15 @@ def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:
             if name and (dtype is None or np.issubdtype(dtype, np.floating)):
                 active.add(name)
     return active
+
+
+def _is_table(graph: Graph, name: str) -> bool:
+    """A float constant of more than one element (an embedding table, a weight)."""
+    value = graph.initializers.get(name)
+    return value is not None and value.size > 1 and np.issubdtype(value.dtype, np.floating)
+
+
+def table_slots(graph: Graph, op, node) -> tuple[int, ...]:
+    """The slots through which ``node`` reads a float table as a tensor input."""
+    return tuple(slot for slot, name in enumerate(node.inputs)
+                 if _is_table(graph, name) and slot_binding(op, slot) is not None)

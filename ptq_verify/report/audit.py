@@ -19,6 +19,7 @@ from ..graph import Graph, OperatorTable, load_graph
 from ..rules import classify
 
 UNKNOWN = "unknown op type"
+CONSTANT = "constant"
 FOLDED = "folded"
 
 
@@ -69,14 +70,16 @@ class Audit:
 def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
     op = table.find(node, original)
     if op is None:
+        # Folded at load (a Constant node, or a constant subgraph onnx's reference evaluator
+        # computed): its value is known, so it needs no declaration and no rule.
         return AuditEntry(
             node.name,
             node.op_type,
             None,
-            UNKNOWN,
+            CONSTANT,
             None,
             FOLDED,
-            "removed when the engine prepared the graph",
+            "computed once at load (depends on no model input): no rule needed",
         )
     rule = classify(op).rule
     return AuditEntry(

@@ -78,3 +78,12 @@ def comparison(compare: Any) -> Any:
         return compare(np.asarray(inputs[0]), np.asarray(inputs[1]))
 
     return kernel
+
+
+def logical(combine: Any) -> Any:
+    """An ONNX boolean operator (Not, And, Or, Xor) on truth values, broadcast."""
+
+    def kernel(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+        return combine(*(np.asarray(i, dtype=bool) for i in inputs if i is not None))
+
+    return kernel

@@ -195,3 +195,46 @@ def trilu(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     given = inputs[1] if len(inputs) > 1 else None
     k = 0 if given is None else int(np.asarray(given).reshape(-1)[0])
     return np.triu(x, k) if int(attrs.get("upper", 1)) else np.tril(x, k)
+
+
+def cast_like(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX CastLike: to the element type of the second input."""
+    return np.asarray(inputs[0]).astype(np.asarray(inputs[1]).dtype)
+
+
+def constant_of_shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX ConstantOfShape: the ``value`` attribute (one element, default float32 0) repeated."""
+    value = np.asarray(attrs.get("value", np.zeros(1, dtype=np.float32))).reshape(-1)
+    shape = tuple(int(d) for d in np.asarray(inputs[0]).reshape(-1))
+    return np.full(shape, value[0], dtype=value.dtype)
+
+
+def range_(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Range: start, start + delta, ... up to (excluding) limit, in start's type."""
+    start, limit, delta = (np.asarray(i).reshape(()) for i in inputs[:3])
+    count = max(int(np.ceil((limit - start) / delta)), 0)
+    return (start + np.arange(count, dtype=np.float64) * delta).astype(start.dtype)
+
+
+def gather_elements(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX GatherElements along ``axis``: output[i][j] = x[index[i][j]][j] (for axis 0)."""
+    x, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
+    axis = int(attrs.get("axis", 0)) % x.ndim
+    return np.take_along_axis(x, np.where(index < 0, index + x.shape[axis], index), axis=axis)
+
+
+def gather_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX GatherND with ``batch_dims``: slices of x picked by the last axis of indices."""
+    x, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
+    batch = int(attrs.get("batch_dims", 0))
+    depth = index.shape[-1]
+    lead = x.shape[:batch]
+    flat_x = x.reshape(-1, *x.shape[batch:])
+    flat_i = index.reshape(-1, *index.shape[batch:])
+    picked = []
+    for part, rows in zip(flat_x, flat_i):
+        rows = rows.reshape(-1, depth)
+        rows = np.where(rows < 0, rows + np.array(part.shape[:depth]), rows)
+        picked.append(part[tuple(rows.T)])
+    out = np.stack(picked) if picked else np.empty((0,), dtype=x.dtype)
+    return out.reshape(*lead, *index.shape[batch:-1], *x.shape[batch + depth :])

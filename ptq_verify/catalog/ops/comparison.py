@@ -1,14 +1,16 @@
-"""Comparisons of two tensors, as in attention masks: boolean outputs, witnessed as 1 or 0.
+"""Comparisons of two tensors, as in attention masks: boolean outputs, witnessed as 1 or 0,
+and the boolean connectives that combine masks (Not, And, Or, Xor).
 
 Compared tensors must share one scale for the comparison to survive scaling, and the output
-(a truth value) does not scale at all.
+(a truth value) does not scale at all. A connective reads its inputs as truth values
+(non-zero is true), witnessed by ``where(a > 0, ...)``: masks are 0 or 1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.elementwise import comparison
+from ..kernels.elementwise import comparison, logical
 from ..operator import Operator
 
 
@@ -20,10 +22,21 @@ def _compare(name: str, relation: str, compare, doc: str) -> Operator:
     )
 
 
+def _connective(name: str, inputs: str, expr: str, combine, doc: str) -> Operator:
+    return Operator(name, inputs, expr, onnx_type=name, onnx_kernel=logical(combine), doc=doc)
+
+
 OPERATORS = (
     _compare("Equal", "==", np.equal, "a == b, a boolean tensor."),
     _compare("Less", "<", np.less, "a < b, a boolean tensor."),
     _compare("LessOrEqual", "<=", np.less_equal, "a <= b, a boolean tensor."),
     _compare("Greater", ">", np.greater, "a > b, a boolean tensor."),
     _compare("GreaterOrEqual", ">=", np.greater_equal, "a >= b, a boolean tensor."),
+    _connective("Not", "x", "where(x > 0, 0, 1)", np.logical_not, "Boolean negation of a mask."),
+    _connective("And", "a, b", "where(a > 0, where(b > 0, 1, 0), 0)", np.logical_and,
+                "Both masks true."),
+    _connective("Or", "a, b", "where(a > 0, 1, where(b > 0, 1, 0))", np.logical_or,
+                "Either mask true."),
+    _connective("Xor", "a, b", "where(a > 0, where(b > 0, 0, 1), where(b > 0, 1, 0))",
+                np.logical_xor, "Exactly one mask true."),
 )

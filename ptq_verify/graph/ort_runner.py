@@ -1,0 +1,59 @@
+"""The float graph in onnxruntime, with the tensors a caller wants as extra outputs.
+
+Calibration needs every activation of the float model on many samples; onnxruntime computes
+them several times faster than the catalog's numpy kernels, which stay the declared semantics
+(tests/test_onnx_kernels.py checks them against onnx's reference and onnxruntime). A graph
+onnxruntime cannot load (an operator only declared to ptq-verify, a custom domain) gets None,
+and the caller runs the numpy executor instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .model import Graph
+from .onnx_io import graph_to_onnx
+
+
+class OrtRunner:
+    """``run(feeds)`` -> the wanted tensors, in the graph's topological order."""
+
+    def __init__(self, session, names: list[str]) -> None:
+        self.session, self.names = session, names
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The wanted tensors, or None when onnxruntime fails on these feeds (the caller's
+        numpy run then names the failing node itself)."""
+        try:
+            return dict(zip(self.names, self.session.run(self.names, dict(feeds))))
+        except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
+            return None
+
+
+def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
+    """A session on ``graph`` with ``want`` (tensor names) as outputs, or None when onnxruntime
+    cannot run it."""
+    import onnxruntime as ort
+
+    wanted = set(want)
+    order = [o for node in graph.nodes for o in node.outputs if o and o in wanted]
+    model = graph_to_onnx(graph)
+    known = {v.name for v in model.graph.output}
+    for name in order:
+        if name not in known:
+            dtype = graph.dtype_of(name)
+            elem = (helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) if dtype is not None
+                    else onnx.TensorProto.UNDEFINED)
+            model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any model onnxruntime refuses runs in numpy instead
+        return None
+    return OrtRunner(session, order)

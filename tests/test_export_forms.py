@@ -1,0 +1,188 @@
+"""What exporters write: Constant in every attribute form, ConstantOfShape, shape arithmetic,
+Cast, boolean masks, Identity, Dropout, opsets 13 to 21; integer-only inputs; op types nobody
+declared. Each model quantizes and runs in onnxruntime, or is refused in one line."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.cli import main
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable, run_graph
+
+
+def _constant(name: str, **attr) -> onnx.NodeProto:
+    node = helper.make_node("Constant", [], [name], name=f"const_{name}")
+    for key, value in attr.items():  # an empty list needs its type said
+        kind = onnx.AttributeProto.INTS if isinstance(value, list) and not value else None
+        node.attribute.append(helper.make_attribute(key, value, attr_type=kind))
+    return node
+
+
+def _constants_model(opset: int) -> onnx.ModelProto:
+    """[N, 64] -> Gemm -> scaled, shifted, reshaped by Constants of every attribute form and a
+    shape subgraph (Shape, Gather, Unsqueeze, Concat, Slice, Reshape, Expand, Range, Cast,
+    ConstantOfShape), through Identity and Dropout, masked by Where/Equal/Not/And -> [N, 8]."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(8, 64)).astype(np.float32) * 0.2, "w")
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array([0.5, -0.25], np.float32), "sv"),
+        numpy_helper.from_array(np.array([1, 6], np.int64), "si"), [8])
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["h"], name="gemm", transB=1),
+        _constant("scalar", value=numpy_helper.from_array(np.array(1.5, np.float32))),
+        _constant("vector", value=numpy_helper.from_array(
+            rng.normal(size=8).astype(np.float32))),
+        _constant("vf", value_float=0.25),
+        _constant("vfs", value_floats=[0.1] * 8),
+        _constant("vi", value_int=1),
+        _constant("vis", value_ints=[-1, 8]),
+        _constant("empty", value_ints=[]),
+        _constant("sparse", sparse_value=sparse),
+        helper.make_node("Mul", ["h", "scalar"], ["m1"], name="mul_scalar"),
+        helper.make_node("Add", ["m1", "vector"], ["a1"], name="add_vector"),
+        helper.make_node("Add", ["a1", "sparse"], ["a2"], name="add_sparse"),
+        helper.make_node("Mul", ["a2", "vfs"], ["m2"], name="mul_floats"),
+        helper.make_node("Add", ["m2", "vf"], ["a3"], name="add_float"),
+        # shape arithmetic on the activation's runtime shape
+        helper.make_node("Shape", ["a3"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "vi"], ["width"], name="gather_width", axis=0),
+        helper.make_node("Unsqueeze", ["width", "zero_axis"], ["width1"], name="unsqueeze"),
+        helper.make_node("Slice", ["shape", "zero_axis", "one_axis"], ["batch1"], name="slice"),
+        helper.make_node("Concat", ["batch1", "width1"], ["shape2"], name="concat", axis=0),
+        helper.make_node("Reshape", ["a3", "vis"], ["r1"], name="reshape"),
+        helper.make_node("Expand", ["r1", "shape2"], ["e1"], name="expand"),
+        helper.make_node("Cast", ["width"], ["width_f"], name="cast_width",
+                         to=TensorProto.FLOAT),
+        helper.make_node("Range", ["zero_f", "width_f", "one_f"], ["positions"], name="range"),
+        helper.make_node("ConstantOfShape", ["width1"], ["threes"], name="const_of_shape",
+                         value=numpy_helper.from_array(np.array([3.0], np.float32))),
+        helper.make_node("Less", ["positions", "threes"], ["early"], name="less"),
+        helper.make_node("Equal", ["positions", "threes"], ["at3"], name="equal"),
+        helper.make_node("Not", ["at3"], ["not3"], name="not"),
+        helper.make_node("And", ["early", "not3"], ["mask"], name="and"),
+        helper.make_node("Identity", ["e1"], ["i1"], name="identity"),
+        helper.make_node("Dropout", ["i1"], ["d1"], name="dropout"),
+        helper.make_node("Where", ["mask", "d1", "zero_f"], ["y"], name="where"),
+    ]
+    inits = [w, numpy_helper.from_array(np.array([0], np.int64), "zero_axis"),
+             numpy_helper.from_array(np.array([1], np.int64), "one_axis"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one_f")]
+    graph = helper.make_graph(
+        nodes, "constants",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("opset", range(13, 22))
+def test_constants_and_shape_arithmetic_quantize_at_every_opset(opset, tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_constants_model(opset), path)
+    graph = load_model(path)
+    assert not any(n.op_type == "Constant" for n in graph.nodes)
+    model = quantize(graph, calibrate(graph, models.digits(80), progress=False), 8)
+    test = {"x": models.digits(40, offset=300)}
+    reference = ort.InferenceSession(str(path)).run(None, test)[0]
+    simulated = model.run(test)["y"]
+    exported = ort.InferenceSession(model.to_onnx().SerializeToString()).run(None, test)[0]
+    assert np.max(np.abs(exported - simulated) * model.output_scales["y"]) < 0.5
+    assert np.array_equal(reference[:, 3:] == 0, simulated[:, 3:] == 0)
+    assert sqnr_db(reference, simulated) > 30
+
+
+def _integer_only_model(table_shape: tuple[int, ...]) -> onnx.ModelProto:
+    """int64 ids -> Gather(float table) -> Relu."""
+    table = np.random.default_rng(1).normal(size=table_shape).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed"),
+         helper.make_node("Relu", ["rows"], ["y"], name="relu")],
+        "ids", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5, *table_shape[1:]])],
+        [numpy_helper.from_array(table, "table")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_token_ids_select_rows_of_a_table_that_is_a_weight(tmp_path):
+    path = tmp_path / "ids.onnx"
+    onnx.save(_integer_only_model((20, 6)), path)
+    graph = load_model(path)
+    ids = np.random.default_rng(2).integers(0, 20, size=(30, 5))
+    model = quantize(graph, calibrate(graph, {"ids": ids}, progress=False), 8)
+    assert model.counts()["integer"] == 2
+    reference = run_graph(graph, {"ids": ids}, OperatorTable())["y"]
+    assert sqnr_db(reference, model.run({"ids": ids})["y"]) > 35
+
+
+def test_a_run_with_no_node_on_integers_is_an_error(tmp_path, capsys):
+    """A scalar table selected by ids stays static (as a mask does): nothing to quantize."""
+    path = tmp_path / "ids.onnx"
+    onnx.save(_integer_only_model((1,)), path)
+    graph = load_model(path)
+    ids = np.zeros((4, 5), np.int64)
+    with pytest.raises(UserError, match="no node runs on integer codes"):
+        quantize(graph, calibrate(graph, {"ids": ids}, progress=False), 8)
+    np.savez(tmp_path / "c.npz", ids=ids)
+    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npz"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no node runs on integer codes" in err and "\n" not in err
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("TopK", ["r", "k"], ["y", "i"], name="topk")],
+        "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.array([3], np.int64), "k")])
+    path = tmp_path / "topk.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(tmp_path / "c.npy", models.digits(10))
+    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "'topk' (TopK)" in err and "\n" not in err
+    assert main(["audit", str(path)]) == 0
+    assert "unknown op type TopK: topk" in capsys.readouterr().out
+
+
+def test_a_constant_matmul_operand_gets_per_channel_scales(tmp_path):
+    """x @ W with W's columns spanning three decades: per-column scales, as a Gemm's weights
+    get, keep the small columns that one per-tensor scale rounds away."""
+    rng = np.random.default_rng(3)
+    weight = (rng.normal(size=(64, 12)) * np.logspace(-3, 0, 12)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 12])],
+        [numpy_helper.from_array(weight, "w")])
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    loaded = load_model(path)
+    calibration = calibrate(loaded, models.digits(80), progress=False)
+    test = models.digits(40, offset=300)
+    reference = test @ weight
+    small = slice(0, 4)  # the columns with the smallest weights
+    errors = {}
+    for per_channel in (True, False):
+        model = quantize(loaded, calibration, 8, per_channel=per_channel)
+        out = model.run(test)["y"]
+        errors[per_channel] = sqnr_db(reference[:, small], out[:, small])
+    note = quantize(loaded, calibration, 8).records[0].note
+    assert "per-channel weights" in note and "output-aware rounding" in note
+    assert errors[True] > errors[False] + 20
+    nearest = quantize(loaded, calibration, 4, weight_rounding="nearest").run(test)["y"]
+    optq = quantize(loaded, calibration, 4).run(test)["y"]
+    assert sqnr_db(reference, optq) > sqnr_db(reference, nearest)

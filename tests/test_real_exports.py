@@ -1,0 +1,117 @@
+"""Real torch exports end to end (made by benchmarks/export_test_models.py, committed under
+tests/fixtures/torch): legacy and dynamo exporters, three opsets each, a digits MLP (LayerNorm,
+exact GELU, Softmax), a digits CNN and a tiny BERT with int64 token ids and an attention mask.
+Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
+code, and stays close to the float model run by onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.cli import main
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.graph import load_graph
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
+DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert"}
+
+
+def _data(model: str, split: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"{DATA[model.split('.')[0]]}.{split}.npz") as data:
+        return dict(data)
+
+
+def _session(model) -> ort.InferenceSession:
+    source = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def _mean_pooled_cosine(reference, quantized, mask) -> np.ndarray:
+    keep = mask[:, :, None].astype(bool)
+    a, b = (np.where(keep, x, 0).sum(axis=1) / keep.sum(axis=1) for x in (reference, quantized))
+    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_the_fixtures_cover_both_exporters_and_three_opsets():
+    for name in DATA:
+        for exporter, opsets in (("legacy", (13, 17, 20)), ("dynamo", (17, 18, 20))):
+            for opset in opsets:
+                assert f"{name}.{exporter}.opset{opset}.onnx" in MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
+    path = str(FIXTURES / name)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    test = _data(name, "test")
+    reference = _session(path).run(None, test)[0]
+    simulated = model.run(test)["output"]
+    exported = _session(model.to_onnx()).run(None, test)[0]
+    scale = np.asarray(model.output_scales["output"])
+    assert np.max(np.abs(exported - simulated) * scale) < 0.5, "onnxruntime differs by a code"
+    counts = model.counts()
+    assert counts["integer"] > counts["compensated"]
+    for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
+        other = _session(model.to_onnx(form)).run(None, test)[0]
+        assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
+    if name.startswith("tiny_bert"):
+        cosine = _mean_pooled_cosine(reference, simulated, test["attention_mask"])
+        assert cosine.min() > 0.999
+    else:
+        assert sqnr_db(reference, simulated) > 30
+
+
+@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx"])
+def test_masked_keys_get_probability_zero_and_set_no_range(name):
+    graph = load_model(str(FIXTURES / name))
+    calibration = calibrate(graph, _data(name, "calib"), progress=False)
+    model = quantize(graph, calibration, 8)
+    test = _data(name, "test")
+    env = dict(model.constants)
+    env.update(test)
+    for step in model.steps:
+        step.simulate(env)
+    softmax = [n for n in graph.nodes if n.op_type == "Softmax"]
+    masked = (test["attention_mask"] == 0)[:, None, None, :]
+    assert softmax and masked.any()
+    for node in softmax:
+        code = model.codes[node.outputs[0]]
+        probabilities = env[code.name] / code.scale
+        keys = np.broadcast_to(masked, probabilities.shape)
+        assert np.all(probabilities[keys] == 0)
+        assert probabilities[~keys].max() > 0.1
+        # the mask (finfo(float32).min) set no calibrated range anywhere
+        assert max(s.max_abs for s in calibration.stats.values()) < 1e3
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cli_quantize_and_audit_run(name, tmp_path, capsys):
+    path = FIXTURES / name
+    calib = FIXTURES / f"{DATA[name.split('.')[0]]}.calib.npz"
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert " on integers, " in out
+    assert main(["audit", str(path)]) == 0
+    listing = capsys.readouterr().out
+    assert "unknown op type" not in listing  # Constant nodes are folded constants, not unknown
+    assert all(node.name in listing for node in load_graph(path).nodes)
+
+
+@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx",
+                                  "digits_cnn.dynamo.opset18.onnx"])
+def test_calibration_in_onnxruntime_agrees_with_the_catalog_kernels(name):
+    graph = load_model(str(FIXTURES / name))
+    data = _data(name, "calib")
+    fast = calibrate(graph, data, progress=False)
+    declared = calibrate(graph, data, progress=False, runtime="numpy")
+    assert fast.stats.keys() == declared.stats.keys() and fast.saturated == declared.saturated
+    for tensor, stats in declared.stats.items():
+        assert fast.stats[tensor].max_abs == pytest.approx(stats.max_abs, rel=1e-4, abs=1e-6)
+        assert fast.stats[tensor].count == stats.count
