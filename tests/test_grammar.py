@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from ptq_verify.catalog.grammar import (
@@ -204,7 +204,7 @@ REJECTED = [
     ("x**exp(1000)", "the exponent of 'x**exp(1000)' is too large (at most 100)", 1),
     ("sqrt(2)**(10**10)*x", "the exponent of 'sqrt(2)**(10**10)' is too large (at most 100 in "
      "size, denominator at most 1000000)", 1),
-    ("exp(exp(exp(1000)))*x", "'exp(exp(1000))' is outside 1e-1000..1e1000 in magnitude", 5),
+    ("exp(exp(exp(1000)))*x", "'exp(exp(1000))' is above 1e1000 in magnitude", 5),
     ("2**3000*2**3000*x", "'2**3000*2**3000*x' holds a number above 1e1000", 1),
     ("0x" + "f" * 900, "the number '0xffffffffffffffffff...' is too large", 1),
     ("max(" + ", ".join(f"x{i}" for i in range(65)) + ")",
@@ -402,6 +402,7 @@ def expressions(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expressions())
+@example("sigmoid((0 + ((7 + 7))**3))")  # prints exp(-2744), once refused as too small
 def test_format_round_trips_random_expressions(text):
     try:
         expr = parsed(text)

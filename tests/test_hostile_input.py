@@ -32,7 +32,7 @@ EXPRESSIONS = [
     ("2**33333*x", "is too large"),
     ("(x+y+1)**1000", "exponent"),
     ("sin(x)**(2**64)", "exponent"),
-    ("exp(exp(exp(1000)))", "outside 1e-1000..1e1000"),
+    ("exp(exp(exp(1000)))", "above 1e1000 in magnitude"),
     ("x**(10**10)", "exponent"),
     ("x**(2**64)+x", "exponent"),
     ("abs(x)**(10**10)", "exponent"),

@@ -528,7 +528,7 @@ class _Parser:
             raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
         if built.is_number and not built.is_Rational and not _moderate(built):
             raise self.error(
-                f"'{self.segment(node)}' is outside 1e-1000..1e1000 in magnitude",
+                f"'{self.segment(node)}' is above 1e1000 in magnitude",
                 self.start(node),
             )
         return built
@@ -681,15 +681,19 @@ def _holds_huge_number(expr: sympy.Basic, candidates) -> bool:
 
 
 def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
-    """Whether a numeric constant that is not rational (``exp(1000)``, ``sqrt(2)*pi``) lies
-    within 1/MAX_NUMBER..bound in magnitude (or is 0), judged at 15 digits."""
+    """Whether a numeric constant that is not rational (``exp(1000)``, ``sqrt(2)*pi``) is at
+    most ``bound`` in magnitude, judged at 15 digits.
+
+    Only large values are refused: they overflow the arithmetic downstream. A tiny one
+    (``exp(-2744)`` inside ``sigmoid(2744)``) is harmless, and refusing it would refuse the
+    printed form of expressions the parser accepted."""
     try:
         value = abs(sympy.N(constant, 15))
     except (ArithmeticError, ValueError, TypeError, RecursionError):
         return False
     if not value.is_Number:  # not evaluable to a real number
         return False
-    return value == 0 or 1 / sympy.Float(MAX_NUMBER) <= value <= bound
+    return value <= bound
 
 
 _DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z")
