@@ -351,6 +351,8 @@ class _Parser:
             raise self.error(f"'{self.body}' holds a number above {_NUMBER_TEXT}", self.base)
         if expr.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
+        if any(_too_large_power(p) for p in expr.atoms(sympy.Pow)):  # built deep inside
+            raise self.error(f"'{self.body}' {_LARGE_POWER}", self.base)
         return ParsedExpression(expr, tuple(self.domain), names)
 
     def screen(self, root: ast.expr) -> tuple[str, ...]:
@@ -526,6 +528,9 @@ class _Parser:
             raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
         if _holds_huge_number(built, (built, *built.args)):
             raise self.error(f"'{self.segment(node)}' is too large", self.start(node))
+        if any(_too_large_power(part) for part in (built, *built.args)):
+            # sympy makes powers of its own: exp(log(x)*10**10) is x**(10**10)
+            raise self.error(f"'{self.segment(node)}' {_LARGE_POWER}", self.start(node))
         if built.is_number and not built.is_Rational and not _moderate(built):
             raise self.error(
                 f"'{self.segment(node)}' is above 1e1000 in magnitude",
@@ -673,6 +678,22 @@ class _Parser:
 
 
 _NUMBER_TEXT = "1e1000"
+
+
+_LARGE_POWER = (
+    f"makes a power of exponent above {MAX_EXPONENT} in size or with a denominator above "
+    f"{MAX_EXPONENT_DENOMINATOR}"
+)
+
+
+def _too_large_power(e: sympy.Basic) -> bool:
+    """A power of a non-rational base whose rational exponent is beyond the grammar's bounds."""
+    return (
+        isinstance(e, sympy.Pow)
+        and not e.base.is_Rational
+        and e.exp.is_Rational
+        and (abs(e.exp) > MAX_EXPONENT or e.exp.q > MAX_EXPONENT_DENOMINATOR)
+    )
 
 
 def _holds_huge_number(expr: sympy.Basic, candidates) -> bool:
