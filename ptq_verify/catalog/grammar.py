@@ -56,9 +56,10 @@ MAX_EXPONENT = 100
 ``sqrt(2)**100``): sympy expands such powers (``(x+y+1)**1000`` has half a million terms).
 Rational bases are bounded by the size of the result instead (``2**3000``)."""
 
-MAX_EXPONENT_DENOMINATOR = 10**6
-"""Largest denominator of a rational exponent (``abs(x)**0.333333`` is 333333/10^6): roots
-stay symbolic in sympy, so only absurd ones (``x**(1/10**1000)``) are refused."""
+MAX_EXPONENT_DENOMINATOR = 10**12
+"""Largest denominator of a rational exponent (``abs(x)**0.333333`` is 333333/10^6,
+``x**(1 + 1e-12)`` has 10^12): roots stay symbolic in sympy, so only absurd ones
+(``x**(1/10**1000)``) are refused."""
 
 MAX_NUMBER = 10**1000
 """Largest numerator and denominator of any number the expression holds (literals, and
