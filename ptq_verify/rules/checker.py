@@ -52,6 +52,7 @@ _MAX_SPLIT_ELEMENTS = 5
 _MAX_ALTERNATIVES = 3
 _POINTS = 14
 _DPS = 30
+_SAMPLES = 12  # generic points where a residual is tried before the costly simplify
 
 def scale_symbol(tensor: str | None = None) -> sympy.Symbol:
     """``s`` (one common scale) or ``s_<tensor>`` (that tensor's own scale); positive."""
@@ -497,7 +498,7 @@ class Checker:
             }
             for tie in (1, 2)
         ]
-        for _ in range(3):
+        for _ in range(_SAMPLES):
             values = {}
             for symbol in symbols:
                 value = self._generic_value(None)
