@@ -638,8 +638,7 @@ class Checker:
 
     def _no_rescale(self, points: list[dict]) -> dict | None:
         """Euler's identity with every parameter free has no solution (d, k) at these points."""
-        usable = [p for p in points if self._euler_row(p) is not None]
-        residual, size = stable_euler_residual(self.op, usable)
+        residual, size, usable = stable_euler_residual(self.op, points)
         if residual is None:
             return None
         return {
@@ -764,26 +763,34 @@ def _preserves_nonnegative(op: Operator) -> bool:
 
 
 def stable_euler_residual(op: Operator, points: list[dict]):
-    """The residual and its scale when Euler's identity is clearly unsolvable at ``points``.
+    """``(residual, scale, used points)`` when Euler's identity is clearly unsolvable.
 
-    Computed at the working precision and at twice as many digits: the evidence counts only
+    Rows come from the points where f and its derivatives are known at the working precision;
+    the same points are evaluated again at twice as many digits, and the evidence counts only
     when both find a clear residual and agree on it, so cancellation cannot fake it.
-    ``(None, None)`` otherwise.
+    ``(None, None, [])`` otherwise.
     """
+    checker = Checker(op)
+    usable = [(p, row) for p in points if (row := checker._euler_row(p)) is not None]
+    used = [p for p, _ in usable]
     found = []
-    for digits in (mpmath.mp.dps, 2 * mpmath.mp.dps):
-        with mpmath.workdps(digits):
-            rows = Checker(op).euler_rows(points)
-            if len(rows) != len(points):
-                return None, None
+    for digits in (None, 2 * mpmath.mp.dps):
+        if digits is None:
+            rows = [row for _, row in usable]
+        else:
+            with mpmath.workdps(digits):
+                rows = checker.euler_rows(used)
+        if len(rows) != len(used):
+            return None, None, []
+        with mpmath.workdps(digits or mpmath.mp.dps):
             residual, size = _euler_inconsistency(op, rows)
         if residual is None or residual < mpmath.mpf(10) ** -8 * size:
-            return None, None
+            return None, None, []
         found.append((residual, size))
     (first, size), (second, _) = found
     if abs(first - second) > mpmath.mpf(10) ** -3 * abs(second):
-        return None, None
-    return first, size
+        return None, None, []
+    return first, size, used
 
 
 def _euler_inconsistency(op: Operator, rows: list) -> tuple:

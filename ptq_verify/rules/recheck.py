@@ -195,8 +195,8 @@ def _recheck_no_rescale(op: Operator, evidence: dict | None) -> list[str]:
         return ["no evidence that rescaling the parameters cannot help"]
     points = [{n: Fraction(v) for n, v in p.items()} for p in evidence["points"]]
     with mpmath.workdps(30):
-        residual, _ = stable_euler_residual(op, points)
-    if residual is None:
+        residual, _, used = stable_euler_residual(op, points)
+    if residual is None or len(used) != len(points):
         return ["no-rescale evidence: Euler's identity is not clearly unsolvable at the points"]
     return []
 
