@@ -16,9 +16,9 @@ symbols by identity, never by generated code, so no parameter name can collide w
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from fractions import Fraction
 
 import mpmath
 import sympy
@@ -171,12 +171,10 @@ def compile_enclosure(expr: sympy.Basic) -> Enclosure:
     if e is sympy.true or e is sympy.false:
         truth = bool(e)
         return lambda env: truth  # type: ignore[return-value]
-    if isinstance(e, sympy.Add):
-        terms = [compile_enclosure(a) for a in e.args]
-        return lambda env: _finite(_fold_sum(terms, env))
-    if isinstance(e, sympy.Mul):
-        factors = [compile_enclosure(a) for a in e.args]
-        return lambda env: _finite(_fold_product(factors, env))
+    if isinstance(e, (sympy.Add, sympy.Mul)):
+        parts = [compile_enclosure(a) for a in e.args]
+        combine = operator.add if isinstance(e, sympy.Add) else operator.mul
+        return lambda env: _finite(_fold(combine, parts, env))
     if isinstance(e, sympy.Pow):
         return _power(compile_enclosure(e.base), e.exp)
     if type(e) in _UNARY and len(e.args) == 1:
@@ -225,25 +223,12 @@ _RELATIONS: dict[type, Callable[[int], bool]] = {
 }
 
 
-def _fold_sum(terms: Sequence[Enclosure], env: Env) -> arb:
-    total = terms[0](env)
-    for term in terms[1:]:
-        total += term(env)
-    return total
-
-
-def _fold_product(factors: Sequence[Enclosure], env: Env) -> arb:
-    total = factors[0](env)
-    for factor in factors[1:]:
-        total *= factor(env)
-    return total
-
-
-def _fold(pick, parts: Sequence[Enclosure], env: Env) -> arb:
-    best = parts[0](env)
+def _fold(combine: Callable[[arb, arb], arb], parts: Sequence[Enclosure], env: Env) -> arb:
+    """parts[0] combined with each further part in turn (sum, product, max, min)."""
+    result = parts[0](env)
     for part in parts[1:]:
-        best = pick(best, part(env))
-    return best
+        result = combine(result, part(env))
+    return result
 
 
 def _piecewise(branches, env: Env) -> arb:
@@ -291,8 +276,8 @@ def certified_nonzero(value: sympy.Expr) -> str | None:
     if value.is_Rational:
         if value == 0:
             return None
-        with mpmath.workprec(128):
-            return mpmath.nstr(mpmath.mpf(value.p) / value.q, 20, strip_zeros=False)
+        with precision(128):
+            return _decimal(arb(fmpq(int(value.p), int(value.q))))
     ball = certified_ball(value)
     if ball is None or (ball.is_exact() and ball.is_zero()):
         return None
@@ -300,6 +285,7 @@ def certified_nonzero(value: sympy.Expr) -> str | None:
 
 
 def _decimal(ball: arb) -> str:
+    """The ball's midpoint to 20 significant digits."""
     with mpmath.workprec(128):
         return mpmath.nstr(_to_mpf(ball), 20, strip_zeros=False)
 
@@ -309,10 +295,8 @@ def _to_mpf(ball: arb) -> mpmath.mpf:
     return mpmath.mpf((int(man), int(exp)))
 
 
-def _ball(value: mpmath.mpf | Fraction) -> arb:
-    """The exact ball of a binary or rational number."""
-    if isinstance(value, Fraction):
-        return arb(fmpq(value.numerator, value.denominator))
+def _ball(value: mpmath.mpf) -> arb:
+    """The exact ball of a binary number."""
     value = mpmath.mpf(value)
     if not mpmath.isfinite(value):
         raise Uncertain
@@ -335,7 +319,7 @@ class NumericFunction:
         except (Unsupported, RecursionError):
             self.compiled = None
 
-    def __call__(self, values: Sequence[mpmath.mpf | Fraction]) -> mpmath.mpf | None:
+    def __call__(self, values: Sequence[mpmath.mpf]) -> mpmath.mpf | None:
         if self.compiled is None:
             return None
         target = mpmath.mp.prec

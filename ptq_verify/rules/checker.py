@@ -200,7 +200,7 @@ class Checker:
         ]
 
     def in_domain(self, point: dict[str, Fraction]) -> bool:
-        values = [_mpq(point[n]) for n in (*self.op.element_names, *self.op.params)]
+        values = [mp_fraction(point[n]) for n in (*self.op.element_names, *self.op.params)]
         try:
             return all(bool(test(*values)) for test in self.domain_tests)
         except (TypeError, ValueError, ZeroDivisionError, NameError):
@@ -418,7 +418,7 @@ class Checker:
             system, rhs = [list(r) for r in matrix], list(target)
             if fixed_degree is not None:
                 system.append([mpmath.mpf(1)] + [mpmath.mpf(0)] * len(columns))
-                rhs.append(_mpq(fixed_degree))
+                rhs.append(mp_fraction(fixed_degree))
             solution = _float_least_squares(system, rhs)
             if solution is None:
                 continue
@@ -440,17 +440,26 @@ class Checker:
             mp_point = _mp(point)
             base = self.value(mp_point)
             for s_value in _SCALES[:2]:  # 2 and 3: logarithms with an irrational ratio
-                # far-apart scales per group, so that a shared-scale rule shows its failure
-                scales = [_mpq(s_value) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
-                moved_point, factor = self.scaled(mp_point, groups, scales)
-                moved = self.value(moved_point)
-                if moved is None or base is None:
+                sides = self.rule_sides(mp_point, base, groups, mp_fraction(s_value))
+                if sides is None:
                     return False
-                if abs(moved - factor * base) > mpmath.mpf(10) ** (4 - _DPS) * (
-                    1 + abs(moved) + abs(factor * base)
-                ):
+                lhs, rhs, _ = sides
+                if abs(lhs - rhs) > mpmath.mpf(10) ** (4 - _DPS) * (1 + abs(lhs) + abs(rhs)):
                     return False
         return True
+
+    def rule_sides(
+        self, mp_point: dict, base: mpmath.mpf | None, groups: Partition, s: mpmath.mpf
+    ) -> tuple[mpmath.mpf, mpmath.mpf, list[mpmath.mpf]] | None:
+        """``(f(moved x; moved p), factor * f(x; p), group scales)`` for the rule ``groups``
+        at scale ``s``, each group at s * 5^g (far apart, so that a rule needing a shared
+        scale shows its failure); None where either side is unknown."""
+        scales = [s * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
+        moved_point, factor = self.scaled(mp_point, groups, scales)
+        lhs = self.value(moved_point)
+        if lhs is None or base is None:
+            return None
+        return lhs, factor * base, scales
 
     # -- proofs --------------------------------------------------------------------------
 
@@ -596,7 +605,7 @@ class Checker:
 
     def _relative_gap(self, point: dict, s: Fraction) -> mpmath.mpf:
         """|f(s x) - s f(x)| / (|f(s x)| + |s f(x)| + 1), numerically (0 if not evaluable)."""
-        mp_point, scale = _mp(point), _mpq(s)
+        mp_point, scale = _mp(point), mp_fraction(s)
         moved = {n: v * scale if n in self.op.element_names else v for n, v in mp_point.items()}
         lhs, base = self.value(moved), self.value(mp_point)
         if lhs is None or base is None:
@@ -807,7 +816,7 @@ def _euler_inconsistency(op: Operator, rows: list) -> tuple:
 def _power_product(scales: list[mpmath.mpf], exponents) -> mpmath.mpf:
     product = mpmath.mpf(1)
     for scale, k in zip(scales, exponents):
-        product *= mpmath.power(scale, _mpq(Fraction(k)))
+        product *= mpmath.power(scale, mp_fraction(Fraction(k)))
     return product
 
 
@@ -815,7 +824,7 @@ def _mp(point: dict) -> dict:
     return {n: mpmath.mpf(v.numerator) / v.denominator for n, v in point.items()}
 
 
-def _mpq(q: Fraction) -> mpmath.mpf:
+def mp_fraction(q: Fraction) -> mpmath.mpf:
     return mpmath.mpf(q.numerator) / q.denominator
 
 

@@ -30,9 +30,10 @@ from fractions import Fraction
 
 import mpmath
 
+from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from .certificate import Proof, Verdict
-from .checker import Checker
+from .checker import Checker, mp_fraction
 from .lattice import Rule, RuleKind
 from .recheck import recheck_certificate
 
@@ -109,8 +110,10 @@ def _undecided(op: Operator, reason: str) -> Verdict:
         operator=op.name,
         rule=Rule(RuleKind.UNDECIDED),
         certificate=None,
+        domain=tuple(format_expression(c) for c in op.domain),
         reason=reason,
         onnx_type=op.onnx_type,
+        expression=format_expression(op.expr),
     )
 
 
@@ -124,14 +127,8 @@ def validated(op: Operator, verdict: Verdict) -> Verdict:
         problems += [p for rule, _ in verdict.alternatives for p in spot_check(op, rule)]
     if not problems:
         return verdict
-    return Verdict(
-        operator=verdict.operator,
-        rule=Rule(RuleKind.UNDECIDED),
-        certificate=None,
-        domain=verdict.domain,
-        reason="the checker's answer failed its independent re-check: " + "; ".join(problems),
-        onnx_type=verdict.onnx_type,
-        expression=verdict.expression,
+    return _undecided(
+        op, "the checker's answer failed its independent re-check: " + "; ".join(problems)
     )
 
 
@@ -150,17 +147,13 @@ def _spot_check(op: Operator, rule: Rule) -> list[str]:
     checker.rng = random.Random(f"spot-check:{op.expr}:{op.inputs}")  # not the search's points
     groups = rule.scale_groups(len(op.inputs))
     for point in checker.points(params=None, count=_SPOT_POINTS):
-        mp_point = {n: _mp(v) for n, v in point.items()}
+        mp_point = {n: mp_fraction(v) for n, v in point.items()}
         base = checker.value(mp_point)
-        if base is None:
-            continue
         for s in _SPOT_SCALES:
-            scales = [_mp(s) * mpmath.mpf(5) ** g for g in range(len(groups.degrees))]
-            moved, factor = checker.scaled(mp_point, groups, scales)
-            lhs = checker.value(moved)
-            if lhs is None:
+            sides = checker.rule_sides(mp_point, base, groups, mp_fraction(s))
+            if sides is None:
                 continue
-            rhs = factor * base
+            lhs, rhs, scales = sides
             if abs(lhs - rhs) > mpmath.mpf(10) ** (8 - _DPS) * (abs(lhs) + abs(rhs)) + (
                 mpmath.mpf(10) ** -_DPS
             ):
@@ -168,11 +161,6 @@ def _spot_check(op: Operator, rule: Rule) -> list[str]:
                 shown = ", ".join(mpmath.nstr(x, 6) for x in scales)
                 return [f"{rule.describe()} fails numerically at {where}, group scales {shown}"]
     return []
-
-
-def _mp(q: Fraction) -> mpmath.mpf:
-    q = Fraction(q)
-    return mpmath.mpf(q.numerator) / q.denominator
 
 
 def classify_all(
