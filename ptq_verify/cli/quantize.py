@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     equalization.add_argument(
         "--equalize", dest="equalize", action="store_true",
         help="cross-layer equalization with per-channel weights too")
+    p.add_argument("--no-smooth", action="store_true",
+                   help="no activation smoothing (default: on: a per-channel factor moved from "
+                   "an activation into the next layers' weights where the rules allow it and "
+                   "it lowers their output error on the calibration data)")
     p.add_argument("--calibration", choices=("auto", "maxabs", "percentile", "mse"),
                    default="auto",
                    help="how a tensor's range is read from its statistics (default auto: "
@@ -69,6 +73,7 @@ def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
     from ..engine.equalize import equalize
     from ..engine.lower import check_format
+    from ..engine.smooth import smooth
 
     check_bits(args.bits, "--bits")
     check_format(args.format, args.bits, args.encoding)
@@ -87,6 +92,7 @@ def run(args) -> int:
     equalizing = args.per_tensor if args.equalize is None else args.equalize
     pairs = equalize(graph) if equalizing else []
     data = read_data_file(calib, graph)
+    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits)
     calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
                             progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
@@ -95,6 +101,7 @@ def run(args) -> int:
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction)
     model.notes.append(equalization_note(equalizing, pairs, args.per_tensor))
+    model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     exported = model.to_onnx(args.format, encoding=args.encoding)
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
@@ -122,6 +129,17 @@ def equalization_note(on: bool, pairs, per_tensor: bool) -> str:
         return ("cross-layer equalization: no pair (no two weight layers joined only by "
                 "operators with a per-channel rule)")
     return "cross-layer equalization: " + "; ".join(p.describe() for p in pairs)
+
+
+def smoothing_note(on: bool, smoothed) -> str:
+    """What activation smoothing did, for the summary."""
+    if not on:
+        return "activation smoothing: off (--no-smooth)"
+    if not smoothed:
+        return ("activation smoothing: none (no activation feeding weight layers from a node "
+                "proved linear in its parameters, or it did not lower their output error)")
+    return f"activation smoothing ({len(smoothed)}): " + "; ".join(
+        s.describe() for s in smoothed)
 
 
 def summary_rows(model) -> list[dict]:

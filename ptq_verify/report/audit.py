@@ -16,6 +16,7 @@ from ..engine import plan_model, prepare
 from ..engine.equalize import equalize
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
+from ..engine.smooth import candidates_of
 from ..graph import Graph, OperatorTable, load_graph
 from ..rules import classify
 
@@ -44,6 +45,7 @@ class Audit:
     model: str
     entries: tuple[AuditEntry, ...]
     equalized: tuple[str, ...] = ()  # pairs cross-layer equalization takes (per-tensor default)
+    smoothable: tuple[str, ...] = ()  # activations smoothing may move a factor out of
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, compensations."""
@@ -60,6 +62,7 @@ class Audit:
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
             "equalized": list(self.equalized),
+            "smoothable": list(self.smoothable),
         }
 
     def to_json(self) -> dict:
@@ -111,8 +114,9 @@ def audit_model(path: str | os.PathLike) -> Audit:
         entries.append(_entry(action, prepared, table))
     entries.extend(_entry(action, prepared, table)  # nodes preparation created
                    for action in plan.values())
+    smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     pairs = equalize(prepared, table)
-    return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs))
+    return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -163,6 +167,9 @@ def _summary_lines(audit: Audit) -> list[str]:
     lines.append("cross-layer equalization (on by default with --per-tensor): " + (
         "; ".join(summary["equalized"]) or "no pair (no two weight layers joined only by "
         "operators with a per-channel rule)"))
+    lines.append("activation smoothing (on by default; chosen on calibration data): " + (
+        "; ".join(summary["smoothable"]) or "no activation feeds weight layers from a node "
+        "proved linear in its parameters"))
     for op_type, nodes in summary["unknown_op_types"].items():
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} (not in the catalog)")
     return lines

@@ -1,0 +1,102 @@
+"""Activation smoothing (ptq_verify/engine/smooth.py, proofs/smoothing.md) on a committed torch
+export of a small BERT: the smoothed float model computes the same function, and a wrong factor
+is caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.engine import smooth as smoothing
+from ptq_verify.graph import OperatorTable, run_graph
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+
+
+def _data(split: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"tiny_bert.{split}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def _outputs(graph, feeds):
+    return run_graph(graph, feeds, OperatorTable())
+
+
+def test_candidates_are_layernorm_outputs_and_gelu_outputs_found_by_the_rules():
+    graph = load_model(MODEL)
+    found = smoothing.candidates_of(graph, OperatorTable())
+    assert found
+    ops = {graph.producers()[c.tensor].op_type for c in found}
+    consumers = {a.node.op_type for c in found for a in c.consumers}
+    assert consumers == {"MatMul"}
+    assert "LayerNormalization" in ops
+    for candidate in found:  # a LayerNorm output is also the residual: duplicated
+        producer = graph.producers()[candidate.tensor]
+        others = [u for u in graph.consumers()[candidate.tensor]
+                  if u not in [a.node for a in candidate.consumers]]
+        assert candidate.duplicate == bool(others), producer.name
+
+
+def test_smoothed_float_model_computes_the_same_function():
+    graph, test = load_model(MODEL), _data("test")
+    reference = _outputs(graph, test)
+    done = smoothing.smooth(graph, _data("calib"), alphas=(0.5, 0.9))
+    assert done, "nothing smoothed on the tiny BERT"
+    assert any(d.duplicated for d in done)
+    assert any(np.ptp(d.scale) > 0 for d in done)
+    names = {n.name for n in graph.nodes}
+    assert all(d.source in names for d in done)
+    after = _outputs(graph, test)
+    for name, value in reference.items():
+        np.testing.assert_allclose(after[name], value, rtol=1e-4,
+                                   atol=1e-5 * np.abs(value).max())
+
+
+def test_a_wrong_factor_is_detected_and_undone(monkeypatch):
+    """The source takes 1/s_c but one consumer's weight 1.5 s_c on every other channel: not
+    the same function; smooth() checks the float graph before and after and puts everything
+    back."""
+    graph = load_model(MODEL)
+    initializers, nodes = dict(graph.initializers), [n.name for n in graph.nodes]
+    right = smoothing.apply
+
+    def wrong(graph, candidate, scale, alpha):
+        done = right(graph, candidate, scale, alpha)
+        consumer = candidate.consumers[0]
+        (slot, axis), = consumer.slots
+        name = consumer.node.inputs[slot]
+        weight = graph.initializers[name]
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        extra = np.where(np.arange(scale.size) % 2, 1.5, 1.0).reshape(shape)
+        graph.initializers[name] = (weight * extra).astype(weight.dtype)
+        return done
+
+    monkeypatch.setattr(smoothing, "apply", wrong)
+    assert smoothing.smooth(graph, _data("calib"), alphas=(0.5,)) == []
+    assert [n.name for n in graph.nodes] == nodes
+    assert graph.initializers.keys() == initializers.keys()
+    assert all(graph.initializers[k] is v for k, v in initializers.items())
+
+
+def test_agreement_check_tells_a_changed_output_from_float_rounding():
+    value = {"y": np.linspace(-3, 3, 50)}
+    assert smoothing.agrees(value, {"y": value["y"] * (1 + 1e-7)})
+    assert not smoothing.agrees(value, {"y": value["y"] * 1.01})
+
+
+@pytest.mark.parametrize("alphas", [(0.5,)])
+def test_smoothed_model_quantizes_and_stays_close(alphas):
+    graph, calib, test = load_model(MODEL), _data("calib"), _data("test")
+    reference = _outputs(graph, test)
+    assert smoothing.smooth(graph, calib, alphas=alphas)
+    model = quantize(graph, calibrate(graph, calib, progress=False), 8)
+    out = model.run(test)
+    for name, value in reference.items():
+        a, b = value.reshape(len(value), -1), out[name].reshape(len(value), -1)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.mean() > 0.999
