@@ -52,6 +52,17 @@ class Calibration:
         return stats.max_abs
 
 
+    def channel_clip(self, tensor: str, axis: int, levels: int) -> np.ndarray | None:
+        """Per-channel ranges (max |x| of each channel along ``axis``) where the method keeps
+        max-abs ranges at ``levels``; None where it clips, or no such statistics exist."""
+        stats = self.stats.get(tensor)
+        clipping = self.method in ("percentile", "mse") or (
+            self.method == "auto" and levels < AUTO_MSE_LEVELS)
+        if stats is None or clipping or not stats.channel_peaks:
+            return None
+        return stats.channel_peaks.get(axis)
+
+
 def calibrate(
     graph: Graph,
     data: Mapping[str, np.ndarray] | np.ndarray,

@@ -12,6 +12,7 @@ node runs in float, and its output is quantized again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..graph.static import table_slots
 from ..rules import Rule, RuleKind
+from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
 from .probe import channel_axes, example_inputs
@@ -47,6 +49,9 @@ EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 ALIGN_HEADROOM = 16.0
 # ... unless the integer sum could then leave float32's exact range (margin for constants).
 ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
+# A tensor is held with one scale per channel where that cuts its rounding noise power by this
+# factor (2 bits) and every reader takes per-channel codes (docs/engine.md).
+CHANNEL_GAIN = 16.0
 WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the max first
 WEIGHT_ROUNDING = ("nearest", "optq")
 
@@ -158,8 +163,10 @@ class _Builder:
             return fixed_point(array)
         return array.astype(np.float32)
 
-    def target(self, tensor: str, proved_nonnegative: bool) -> tuple[float, float, float]:
-        """(scale, low, high) for materialising ``tensor`` as codes."""
+    def target(self, tensor: str, proved_nonnegative: bool, axis: int | None = None
+               ) -> tuple[float | np.ndarray, float, float]:
+        """(scale, low, high) for materialising ``tensor`` as codes; the scale is one per
+        channel along ``axis`` where :meth:`_channel_scale` allows it."""
         unsigned = proved_nonnegative
         ranged = [tensor]
         users = self.consumers.get(tensor, [])
@@ -170,6 +177,10 @@ class _Builder:
             unsigned = True
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         levels = self.unsigned_max if unsigned else self.signed_max
+        low = 0.0 if unsigned else -float(levels + 1)
+        channel = self._channel_scale(tensor, axis, levels) if ranged == [tensor] else None
+        if channel is not None:
+            return channel, low, float(levels)
         reach = max(self.cal.clip(name, levels) for name in ranged)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
@@ -178,7 +189,48 @@ class _Builder:
         # Signed codes use the two's-complement range [-2^(n-1), 2^(n-1)-1]: the scale is set
         # by the symmetric levels, and the extra negative code holds outliers below the
         # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
-        return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
+        return scale, low, float(levels)
+
+    def _channel_scale(self, tensor: str, axis: int | None, levels: int) -> np.ndarray | None:
+        """One scale per channel along ``axis`` (the axis its source's scale runs along: a
+        per-channel accumulator, a per-channel sum) when every reader takes per-channel codes
+        (:meth:`_takes_channels`, or a compensated node, which dequantizes them exactly) and
+        the channels' ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold."""
+        if (not self.per_channel or axis is None or tensor in self.graph.output_names
+                or tensor not in self.cal.stats):
+            return None
+        peaks = self.cal.channel_clip(tensor, axis, levels)
+        users = self.consumers.get(tensor, [])
+        if peaks is None or peaks.size < 2 or not users or not np.all(np.isfinite(peaks)):
+            return None
+        peaks = np.where(peaks > 0, peaks, peaks.max())
+        if peaks.max() <= 0 or peaks.max() ** 2 < CHANNEL_GAIN * np.mean(peaks**2):
+            return None
+        if not all(self._plans[u.name].action is Action.COMPENSATE or self._takes_channels(u)
+                   or self._compensates_channels(u) for u in users):
+            return None
+        shape = self.graph.shape_of(tensor)
+        return _along(levels / peaks, axis, len(shape) if shape is not None else axis + 1)
+
+    def _takes_channels(self, node: Node) -> bool:
+        """Whether the node brings its inputs to one scale per channel and passes it on: an
+        aligned node (a sum) with a proved per-channel rule of degree 1."""
+        plan, op = self._plans[node.name], self._ops[node.name]
+        if plan.action is not Action.ALIGN or plan.rule is None or op is None:
+            return False
+        if plan.rule.kind is not RuleKind.ALIGNED or is_lattice_selection(op):
+            return False
+        rule = per_channel_rule(op, plan.verdict, plan.rule)
+        return rule.holds and rule.degree == 1
+
+    def _compensates_channels(self, node: Node) -> bool:
+        """Whether a node that would run on codes runs in float instead when its input has
+        per-channel codes: a scale-invariant node (LayerNorm) holds no integer weights, its
+        output does not depend on its input's scale, so running it on the dequantized input
+        costs no integer arithmetic."""
+        plan = self._plans[node.name]
+        return (plan.action is Action.SCALE and plan.rule is not None
+                and plan.rule.kind is RuleKind.SCALE_INVARIANT)
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -190,7 +242,7 @@ class _Builder:
 
     def materialise(self, src: str, tensor: str, scale_of_src: np.ndarray | float,
                     nonnegative: bool, pre_round: bool = False) -> Code:
-        scale, low, high = self.target(tensor, nonnegative)
+        scale, low, high = self.target(tensor, nonnegative, _scale_axis(scale_of_src))
         factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
         dst = self.fresh(tensor)
         self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale))
@@ -270,6 +322,9 @@ class _Builder:
             n_bit = self.hold_precisely(node, op)
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
+            elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
+                  and not self._takes_channels(node)):
+                self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
             elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
                 # A static operand saturates this sum (an additive attention mask): on codes
                 # those positions would read back as the range's end, not as the mask, in
@@ -309,8 +364,8 @@ class _Builder:
             if original in coded:
                 code = self.materialise(produced, original, 1.0, nonneg)
                 scales.append(code.scale)
-        back = ", ".join(f"{n} x1/{self.codes[n].scale:.4g}" for n in dict.fromkeys(node.inputs)
-                         if n in self.codes)
+        back = ", ".join(f"{n} x1/{_scale_text(self.codes[n].scale)}"
+                         for n in dict.fromkeys(node.inputs) if n in self.codes)
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note))
@@ -403,7 +458,7 @@ class _Builder:
                 continue
             if name in self.codes:
                 code = self.codes[name]
-                if aligned and code.scale != common:
+                if aligned and not np.array_equal(code.scale, common):
                     dst = self.fresh(f"{name}:aligned")
                     self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
                                                 scale=common))
@@ -436,7 +491,8 @@ class _Builder:
         for t, degree in zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)):
             self._check_divisor(node, op, t, degree, inputs, tensor_scale)
         param_scale = common if aligned or len(tensors) > 1 else scales[0]
-        acc_scale: np.ndarray | float = rule.output_scale(scales)
+        acc_scale: np.ndarray | float = (
+            common if aligned and np.ndim(common) else rule.output_scale(scales))
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
@@ -675,12 +731,13 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     the coarsest input scale. A sum is an integer accumulator that is requantized anyway, so
     it is taken finer than every input (ALIGN_HEADROOM), while it stays exact in float32.
     """
-    coarsest = min(c.scale for c in codes)
-    if selection:
-        return coarsest
-    reach = sum(max(abs(c.low), abs(c.high)) / c.scale for c in codes)
-    return max(coarsest, min(ALIGN_HEADROOM * max(c.scale for c in codes),
-                             ALIGNED_SUM_LIMIT / reach))
+    scales = [np.asarray(c.scale, np.float64) for c in codes]
+    coarsest = functools.reduce(np.minimum, scales)
+    if not selection:
+        reach = sum(max(abs(c.low), abs(c.high)) / s for c, s in zip(codes, scales))
+        coarsest = np.maximum(coarsest, np.minimum(
+            ALIGN_HEADROOM * functools.reduce(np.maximum, scales), ALIGNED_SUM_LIMIT / reach))
+    return coarsest if np.ndim(coarsest) else float(coarsest)
 
 
 def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.ndarray:
@@ -739,5 +796,17 @@ def _rule_text(plan: NodeAction) -> str:
     return "-" if plan.rule is None else plan.rule.describe()
 
 
-def _scales_text(scales: list[float]) -> str:
-    return ", ".join(f"{s:.4g}" for s in scales) if scales else "-"
+def _scales_text(scales: list) -> str:
+    return ", ".join(_scale_text(s) for s in scales) if scales else "-"
+
+
+def _scale_text(scale) -> str:
+    if np.ndim(scale):
+        return f"per-channel {np.min(scale):.4g}..{np.max(scale):.4g}"
+    return f"{scale:.4g}"
+
+
+def _scale_axis(scale) -> int | None:
+    """The axis a per-channel scale array runs along (its one axis longer than 1)."""
+    axes = [a for a, d in enumerate(np.shape(scale)) if d > 1]
+    return axes[0] if len(axes) == 1 else None

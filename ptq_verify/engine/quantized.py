@@ -19,7 +19,7 @@ class Code:
     """An activation held as integer codes: ``codes = round(x * scale)`` in [low, high]."""
 
     name: str
-    scale: float
+    scale: float | np.ndarray  # an array: one scale per channel, shaped to broadcast
     low: float
     high: float
 
@@ -85,7 +85,8 @@ class QuantizedModel:
         for step in self.steps:
             if (isinstance(step, ScaleStep) and step.low is not None
                     and step.scale is not None and step.dst not in codes):
-                codes[step.dst] = Code(step.dst, float(step.scale), step.low, step.high)
+                scale = step.scale if np.ndim(step.scale) else float(step.scale)
+                codes[step.dst] = Code(step.dst, scale, step.low, step.high)
         return codes
 
     def output_types(self) -> list[tuple[str, tuple | None, np.dtype]]:

@@ -24,6 +24,9 @@ class TensorStats:
     min_abs: float = np.inf
     top: float = 0.0  # the histogram covers |x| in [0, top]
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+    # max |x| per channel along axis 1 and along the last axis (per-channel activation
+    # scales); None once a batch of another rank or channel count arrived
+    channel_peaks: dict[int, np.ndarray] | None = field(default_factory=dict)
 
     @property
     def max_abs(self) -> float:
@@ -40,6 +43,7 @@ class TensorStats:
         self.minimum = min(self.minimum, float(raw.min()))
         self.maximum = max(self.maximum, float(raw.max()))
         self.min_abs = min(self.min_abs, float(flat.min()))
+        self._channels(flat.reshape(raw.shape))
         peak = float(flat.max())
         if peak > self.top:
             self._grow(peak)
@@ -48,6 +52,21 @@ class TensorStats:
             self.histogram += np.bincount(index, minlength=BINS)
         else:
             self.histogram[0] += flat.size
+
+    def _channels(self, magnitude: np.ndarray) -> None:
+        if self.channel_peaks is None:
+            return
+        if magnitude.ndim < 2:
+            self.channel_peaks = None
+            return
+        for axis in {1, magnitude.ndim - 1}:
+            others = tuple(a for a in range(magnitude.ndim) if a != axis)
+            peak = magnitude.max(axis=others).astype(np.float64)
+            known = self.channel_peaks.get(axis)
+            if known is not None and known.shape != peak.shape:
+                self.channel_peaks = None
+                return
+            self.channel_peaks[axis] = peak if known is None else np.maximum(known, peak)
 
     def _grow(self, peak: float) -> None:
         if self.top == 0:

@@ -78,7 +78,7 @@ class _QdqLowering:
                 self.real[step.dst] = self._real(step.src)
         opset = PER_CHANNEL_OPSET if self.per_channel else 0
         if self.per_channel and model.graph.opsets.get("", opset) < opset:
-            raise UserError(f"{model.graph.source}: per-channel weights in QDQ need opset >= "
+            raise UserError(f"{model.graph.source}: per-channel scales in QDQ need opset >= "
                             f"{opset}; the model has {model.graph.opsets['']}: use --per-tensor")
         doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
                + ("integer codes" if model.integer_outputs else "float (dequantized)"))
@@ -106,14 +106,21 @@ class _QdqLowering:
         if code.high - code.low > 255:  # a Concat of signed and unsigned codes, an aligned sum
             return real  # on the grid; no 8-bit container holds it
         dtype, zero = self._container(code.low, code.high)
-        scale = self.out.constant(f"{real}:scale", np.array(1.0 / code.scale, np.float32))
-        point = self.out.constant(f"{real}:zero", np.array(zero, dtype))
-        stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q")
+        inverse = np.asarray(1.0 / np.asarray(code.scale, np.float64), np.float32)
+        attrs = {}
+        if inverse.ndim:  # one scale per channel: per-axis QuantizeLinear/DequantizeLinear
+            attrs = {"axis": next(a for a, d in enumerate(inverse.shape) if d > 1)}
+            inverse = inverse.reshape(-1)
+            self.per_channel = True
+        scale = self.out.constant(f"{real}:scale", inverse)
+        point = self.out.constant(f"{real}:zero", np.full(inverse.shape, zero, dtype))
+        stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q", **attrs)
         info = np.iinfo(dtype)
         low, high = int(code.low) + zero, int(code.high) + zero
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
-        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
+        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq",
+                                   **attrs)
         self.quantized_from[dequantized] = (real, code)
         return dequantized
 
@@ -178,6 +185,6 @@ class _QdqLowering:
 
 def _aligned(code, step: ScaleStep):
     """The codes of ``code`` brought to ``step.scale``: their range scales with them."""
-    factor = float(np.asarray(step.factor).reshape(-1)[0])
+    factor = float(np.max(step.factor))  # per channel: the widest range
     return type(code)(step.dst, step.scale, np.round(code.low * factor),
                       np.round(code.high * factor))

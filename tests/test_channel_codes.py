@@ -1,0 +1,110 @@
+"""Per-channel activation codes (quantize.py ``_channel_scale``): a residual stream with outlier
+channels, as in pretrained transformers (docs/benchmarks-real.md), is held with one scale per
+channel from the per-channel accumulator of the layer that makes it, through the sums with a
+per-channel rule, into the compensated LayerNorm; every format matches the simulation."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.graph import OperatorTable, run_graph
+
+quantize_module = importlib.import_module("ptq_verify.engine.quantize")  # not the function
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+OUTLIER = 2000.0  # the factor two channels of each feed-forward output get
+
+
+def _data(split: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"tiny_bert.{split}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def _outlier_bert():
+    """The tiny BERT with channels 0 and 5 of each feed-forward output (the second dense
+    layer's weight columns and bias) multiplied by OUTLIER: a residual stream whose channel
+    ranges differ as a pretrained model's do."""
+    graph = load_model(FIXTURES / "tiny_bert.legacy.opset17.onnx")
+    changed = 0
+    for name, value in list(graph.initializers.items()):
+        if "output/dense/Transpose" in name and "attention" not in name or (
+                name.endswith("output.dense.bias") and "attention" not in name):
+            value = value.copy()
+            value[..., [0, 5]] *= OUTLIER
+            graph.initializers[name] = value
+            changed += 1
+    assert changed == 4  # two layers, weight and bias
+    return graph
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    graph = _outlier_bert()
+    model = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8)
+    return graph, model
+
+
+def _session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_outlier_channels_get_per_channel_codes_and_the_layernorm_runs_in_float(quantized):
+    graph, model = quantized
+    per_channel = [name for name, code in model.codes.items() if np.ndim(code.scale)]
+    assert per_channel
+    producers = graph.producers()
+    assert {producers[name].op_type for name in per_channel} >= {"MatMul", "Add"}
+    notes = {r.name: r for r in model.records}
+    readers = {u.name for name in per_channel for u in graph.consumers()[name]}
+    for reader in readers:
+        record = notes[reader]
+        assert record.op_type in ("Add", "LayerNormalization"), reader
+        if record.op_type == "LayerNormalization":
+            assert record.action.startswith("compensate")
+            assert "per-channel" in record.note
+
+
+def test_per_channel_codes_are_closer_to_float_than_one_scale(quantized, monkeypatch):
+    graph, model = quantized
+    test = _data("test")
+    reference = run_graph(graph, test, OperatorTable())["output"]
+    calibration = calibrate(graph, _data("calib"), progress=False)
+    monkeypatch.setattr(quantize_module, "CHANNEL_GAIN", np.inf)  # never per channel
+    one_scale = quantize(graph, calibration, 8)
+    assert not [c for c in one_scale.codes.values() if np.ndim(c.scale)]
+    error = np.linalg.norm(model.run(test)["output"] - reference)
+    assert error < 0.8 * np.linalg.norm(one_scale.run(test)["output"] - reference)
+
+
+@pytest.mark.parametrize("form", ["simulation", "integer"])
+def test_exact_formats_match_the_simulation_to_the_code(quantized, form):
+    _, model = quantized
+    test = _data("test")
+    simulated = model.run(test)["output"]
+    exported = _session(model.to_onnx(form)).run(None, test)[0]
+    scale = np.asarray(model.output_scales["output"])
+    assert np.max(np.abs(exported - simulated) * scale) < 0.5, f"{form} differs by a code"
+
+
+def test_qdq_holds_per_axis_activation_codes_and_keeps_the_gain(quantized, monkeypatch):
+    """QDQ requantizes inside onnxruntime's kernels (docs/engine.md), so on this model whose
+    LayerNorms amplify a code's difference it is not exact with or without per-channel codes;
+    what it must keep is the per-axis QuantizeLinear and the gain over one scale per tensor."""
+    graph, model = quantized
+    test = _data("test")
+    exported = model.to_onnx("qdq")
+    axes = [n for n in exported.graph.node if n.op_type == "QuantizeLinear"
+            and any(a.name == "axis" for a in n.attribute)]
+    assert axes
+    reference = run_graph(graph, test, OperatorTable())["output"]
+    error = np.linalg.norm(_session(exported).run(None, test)[0] - reference)
+    monkeypatch.setattr(quantize_module, "CHANNEL_GAIN", np.inf)
+    one_scale = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8)
+    baseline = _session(one_scale.to_onnx("qdq")).run(None, test)[0]
+    assert error < 0.9 * np.linalg.norm(baseline - reference)
