@@ -193,35 +193,50 @@ class _Builder:
 
     def _channel_scale(self, tensor: str, axis: int | None, levels: int) -> np.ndarray | None:
         """One scale per channel along ``axis`` (the axis its source's scale runs along: a
-        per-channel accumulator, a per-channel sum) when every reader takes per-channel codes
-        (:meth:`_takes_channels`, or a compensated node, which dequantizes them exactly) and
-        the channels' ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold."""
-        if (not self.per_channel or axis is None or tensor in self.graph.output_names
+        per-channel accumulator, a per-channel sum; for a scalar source scale the axis with
+        the largest gain) when every reader takes per-channel codes (:meth:`_takes_channels`,
+        or a node that runs in float on them, which dequantizes them exactly) and the channels'
+        ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold. Requantizing
+        to per-channel codes is one multiplier per channel whatever made the tensor."""
+        users = self.consumers.get(tensor, [])
+        if (not self.per_channel or tensor in self.graph.output_names or not users
                 or tensor not in self.cal.stats):
             return None
-        peaks = self.cal.channel_clip(tensor, axis, levels)
-        users = self.consumers.get(tensor, [])
-        if peaks is None or peaks.size < 2 or not users or not np.all(np.isfinite(peaks)):
+        gains = {}
+        for candidate in ([axis] if axis is not None else (1, -1)):
+            shape = self.graph.shape_of(tensor)
+            if shape is None or len(shape) < 2:
+                return None
+            candidate %= len(shape)
+            peaks = self.cal.channel_clip(tensor, candidate, levels)
+            if peaks is None or peaks.size < 2 or not np.all(np.isfinite(peaks)):
+                continue
+            peaks = np.where(peaks > 0, peaks, peaks.max())
+            if peaks.max() > 0:
+                gains[candidate] = (peaks.max() ** 2 / np.mean(peaks**2), peaks)
+        if not gains:
             return None
-        peaks = np.where(peaks > 0, peaks, peaks.max())
-        if peaks.max() <= 0 or peaks.max() ** 2 < CHANNEL_GAIN * np.mean(peaks**2):
+        axis, (gain, peaks) = max(gains.items(), key=lambda item: item[1][0])
+        if gain < CHANNEL_GAIN:
             return None
         if not all(self._plans[u.name].action is Action.COMPENSATE or self._takes_channels(u)
                    or self._compensates_channels(u) for u in users):
             return None
-        shape = self.graph.shape_of(tensor)
-        return _along(levels / peaks, axis, len(shape) if shape is not None else axis + 1)
+        return _along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
 
     def _takes_channels(self, node: Node) -> bool:
-        """Whether the node brings its inputs to one scale per channel and passes it on: an
-        aligned node (a sum) with a proved per-channel rule of degree 1."""
+        """Whether the node runs on per-channel codes and gives per-channel output scales: a
+        proved per-channel rule (a sum brings its inputs to one scale per channel; a product
+        multiplies them), no parameter to rescale (a scalar bound cannot take one value per
+        channel) and no integer weights; selections, which pass codes on unchanged, are left
+        to one scale."""
         plan, op = self._plans[node.name], self._ops[node.name]
-        if plan.action is not Action.ALIGN or plan.rule is None or op is None:
+        if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
             return False
-        if plan.rule.kind is not RuleKind.ALIGNED or is_lattice_selection(op):
+        if (is_lattice_selection(op) or any(plan.rule.param_exponents.values())
+                or weight_layout(op, plan.rule) is not None):
             return False
-        rule = per_channel_rule(op, plan.verdict, plan.rule)
-        return rule.holds and rule.degree == 1
+        return per_channel_rule(op, plan.verdict, plan.rule).holds
 
     def _compensates_channels(self, node: Node) -> bool:
         """Whether a node that would run on codes runs in float instead when its input has
@@ -492,7 +507,8 @@ class _Builder:
             self._check_divisor(node, op, t, degree, inputs, tensor_scale)
         param_scale = common if aligned or len(tensors) > 1 else scales[0]
         acc_scale: np.ndarray | float = (
-            common if aligned and np.ndim(common) else rule.output_scale(scales))
+            _channel_output_scale(rule, scales) if any(np.ndim(s) for s in scales)
+            else rule.output_scale(scales))
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
@@ -610,7 +626,7 @@ class _Builder:
             return
         for slot, name in enumerate(node.inputs):
             if slot_binding(op, slot) == tensor and name in self.cal.stats:
-                nearest = self.cal.stats[name].min_abs * tensor_scale[tensor]
+                nearest = self.cal.stats[name].min_abs * np.min(tensor_scale[tensor])
                 if nearest < MIN_DIVISOR_CODES:
                     raise UserError(
                         f"{self.graph.source}: {node.label}: input {name!r} has degree "
@@ -804,6 +820,16 @@ def _scale_text(scale) -> str:
     if np.ndim(scale):
         return f"per-channel {np.min(scale):.4g}..{np.max(scale):.4g}"
     return f"{scale:.4g}"
+
+
+def _channel_output_scale(rule: Rule, scales: list) -> np.ndarray:
+    """``rule.output_scale`` for per-channel input scales, channel by channel."""
+    if rule.input_degrees is not None:
+        out = np.ones(())
+        for scale, degree in zip(scales, rule.input_degrees):
+            out = out * np.asarray(scale, np.float64) ** float(degree)
+        return out
+    return np.asarray(scales[0], np.float64) ** float(rule.degree)
 
 
 def _scale_axis(scale) -> int | None:

@@ -40,6 +40,8 @@ def unary_table(step: NodeStep, dequantize: ScaleStep | None, quantize: ScaleSte
         return None, "its input or output is not held as codes"
     if len(step.node.outputs) != 1 or np.size(quantize.factor) != 1:
         return None, "several or per-channel outputs"
+    if np.size(dequantize.factor) != 1:
+        return None, "per-channel input codes"
     count = int(code.high - code.low) + 1
     if count > 2**MAX_TABLE_BITS:
         return None, f"input codes wider than {MAX_TABLE_BITS} bits"
