@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from machine import describe
 
     from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine.smooth import smooth
 
     sentences = texts(args.calibration + args.evaluation)
     with tempfile.TemporaryDirectory() as name:
@@ -187,17 +188,22 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.save / "minilm.calib.npz", **calibration)
         reference = embeddings(str(path), evaluation)
         rows = []
-        start = time.perf_counter()
-        graph = load_model(path)
-        model = quantize(graph, calibrate(graph, calibration, progress=False), 8)
-        quantized = model.to_onnx()
-        seconds = time.perf_counter() - start
-        counts = model.counts()
-        print(f"ptq-verify: {counts['integer']} nodes on integers, {counts['compensated']} "
-              f"compensated, {counts['static']} static", file=sys.stderr)
-        target = folder / "ptq_verify.onnx"
-        onnx.save(quantized, target)
-        rows.append(("ptq-verify 8-bit (per-channel weights)", target, seconds))
+        for smoothing in (True, False):
+            start = time.perf_counter()
+            graph = load_model(path)
+            smoothed = smooth(graph, calibration, 8) if smoothing else []
+            model = quantize(graph, calibrate(graph, calibration, progress=False), 8)
+            quantized = model.to_onnx()
+            seconds = time.perf_counter() - start
+            counts = model.counts()
+            channels = sum(1 for code in model.codes.values() if np.ndim(code.scale))
+            print(f"ptq-verify: {counts['integer']} nodes on integers, {counts['compensated']} "
+                  f"compensated, {counts['static']} static; {len(smoothed)} activations "
+                  f"smoothed, {channels} tensors with per-channel codes", file=sys.stderr)
+            target = folder / f"ptq_verify_{smoothing}.onnx"
+            onnx.save(quantized, target)
+            label = "smoothing" if smoothing else "--no-smooth"
+            rows.append((f"ptq-verify 8-bit ({label})", target, seconds))
         rows += peers(path, calibration, folder)
         print(f"all-MiniLM-L6-v2, {args.calibration} calibration and {args.evaluation} "
               f"evaluation texts, {args.length} tokens\n")

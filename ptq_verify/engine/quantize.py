@@ -163,10 +163,10 @@ class _Builder:
             return fixed_point(array)
         return array.astype(np.float32)
 
-    def target(self, tensor: str, proved_nonnegative: bool, axis: int | None = None
-               ) -> tuple[float | np.ndarray, float, float]:
-        """(scale, low, high) for materialising ``tensor`` as codes; the scale is one per
-        channel along ``axis`` where :meth:`_channel_scale` allows it."""
+    def target(self, tensor: str, proved_nonnegative: bool, axis: int | None = None,
+               channels: bool = True) -> tuple[float | np.ndarray, float, float]:
+        """(scale, low, high) for materialising ``tensor`` as codes; with ``channels``, one
+        scale per channel (along ``axis`` if given) where :meth:`_channel_scale` allows it."""
         unsigned = proved_nonnegative
         ranged = [tensor]
         users = self.consumers.get(tensor, [])
@@ -178,7 +178,8 @@ class _Builder:
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         levels = self.unsigned_max if unsigned else self.signed_max
         low = 0.0 if unsigned else -float(levels + 1)
-        channel = self._channel_scale(tensor, axis, levels) if ranged == [tensor] else None
+        channel = (self._channel_scale(tensor, axis, levels)
+                   if channels and ranged == [tensor] else None)
         if channel is not None:
             return channel, low, float(levels)
         reach = max(self.cal.clip(name, levels) for name in ranged)
@@ -391,7 +392,7 @@ class _Builder:
         scale and the node passes them on, one rounding in all (table rows the calibration
         never selected clip to the range, as any activation does)."""
         out = node.outputs[0]
-        scale, low, high = self.target(out, self._nonnegative(node, op, plan))
+        scale, low, high = self.target(out, self._nonnegative(node, op, plan), channels=False)
         inputs, constants = list(node.inputs), {}
         for slot in table_slots(self.graph, op, node):
             name = node.inputs[slot]
