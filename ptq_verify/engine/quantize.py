@@ -197,8 +197,9 @@ class _Builder:
         per-channel accumulator, a per-channel sum; for a scalar source scale the axis with
         the largest gain) when every reader takes per-channel codes (:meth:`_takes_channels`,
         or a node that runs in float on them, which dequantizes them exactly) and the channels'
-        ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold. Requantizing
-        to per-channel codes is one multiplier per channel whatever made the tensor."""
+        ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold. A static
+        reader (Shape) reads no codes. Requantizing to per-channel codes is one multiplier per
+        channel whatever made the tensor."""
         users = self.consumers.get(tensor, [])
         if (not self.per_channel or tensor in self.graph.output_names or not users
                 or tensor not in self.cal.stats):
@@ -220,8 +221,8 @@ class _Builder:
         axis, (gain, peaks) = max(gains.items(), key=lambda item: item[1][0])
         if gain < CHANNEL_GAIN:
             return None
-        if not all(self._plans[u.name].action is Action.COMPENSATE or self._takes_channels(u)
-                   or self._compensates_channels(u) for u in users):
+        if not all(self._plans[u.name].action in (Action.COMPENSATE, Action.STATIC)
+                   or self._takes_channels(u) or self._compensates_channels(u) for u in users):
             return None
         return _along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
 
