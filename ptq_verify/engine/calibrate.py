@@ -37,8 +37,10 @@ class Calibration:
     percent: float = 99.99
     samples: int = 0
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
-    # sums where a static operand saturated some positions (engine/saturation.py)
+    # sums where a static operand saturated some positions (engine/saturation.py), and the
+    # largest finite |value| at those positions, for the readers that take codes of them
     saturated: set[str] = field(default_factory=set)
+    dropped_reach: dict[str, float] = field(default_factory=dict)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -83,6 +85,7 @@ def calibrate(
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     saturated: set[str] = set()
+    dropped_reach: dict[str, float] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
         if name in wanted:
@@ -111,6 +114,10 @@ def calibrate(
                 saturated.add(name)
                 if name in carriers:
                     carried[name] = np.where(kept, 0, value)
+                dropped = np.abs(value[~kept])
+                finite = dropped[np.isfinite(dropped)]
+                if finite.size:
+                    dropped_reach[name] = max(dropped_reach.get(name, 0.0), float(finite.max()))
                 value = value[kept]
             record(name, value)
 
@@ -136,5 +143,5 @@ def calibrate(
             held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample, saturated)
+    return Calibration(stats, method, percent, total, sample, saturated, dropped_reach)
 

@@ -171,6 +171,7 @@ class _Builder:
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         levels = self.unsigned_max if unsigned else self.signed_max
         reach = max(self.cal.clip(name, levels) for name in ranged)
+        reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
@@ -179,6 +180,23 @@ class _Builder:
         # by the symmetric levels, and the extra negative code holds outliers below the
         # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
         return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
+
+    def _saturated_reach(self, tensor: str, reach: float, levels: int) -> float:
+        """The range of a tensor held as codes whose calibration left out the positions a
+        static operand saturates. Its readers take codes, so those positions are read as
+        codes too: they set the range when it can still represent the rest (the dropped
+        values within ``levels`` steps of the kept range); beyond that (a mask at -1e4 or
+        finfo.min) the kept values would all fall on a code or two, and the positions
+        saturate to the end code instead (proofs/saturation.md, Corollary 15.1)."""
+        dropped = self.cal.dropped_reach.get(tensor)
+        if dropped is None or not reach > 0:
+            return reach
+        if dropped <= levels * reach:
+            return max(reach, dropped)
+        self.notes.append(f"tensor {tensor!r}: positions a static operand puts beyond "
+                          f"{levels}x its range are held at the end code (its readers take "
+                          "codes)")
+        return reach
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
