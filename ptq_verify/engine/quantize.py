@@ -183,6 +183,7 @@ class _Builder:
         if channel is not None:
             return channel, low, float(levels)
         reach = max(self.cal.clip(name, levels) for name in ranged)
+        reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
@@ -202,7 +203,7 @@ class _Builder:
         channel whatever made the tensor."""
         users = self.consumers.get(tensor, [])
         if (not self.per_channel or tensor in self.graph.output_names or not users
-                or tensor not in self.cal.stats):
+                or tensor not in self.cal.stats or tensor in self.cal.saturated):
             return None
         gains = {}
         for candidate in ([axis] if axis is not None else (1, -1)):
@@ -221,7 +222,7 @@ class _Builder:
         axis, (gain, peaks) = max(gains.items(), key=lambda item: item[1][0])
         if gain < CHANNEL_GAIN:
             return None
-        if not all(self._plans[u.name].action in (Action.COMPENSATE, Action.STATIC)
+        if not all(u.name in self._float or self._plans[u.name].action is Action.STATIC
                    or self._takes_channels(u) or self._compensates_channels(u) for u in users):
             return None
         return _along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
@@ -248,6 +249,23 @@ class _Builder:
         plan = self._plans[node.name]
         return (plan.action is Action.SCALE and plan.rule is not None
                 and plan.rule.kind is RuleKind.SCALE_INVARIANT)
+
+    def _saturated_reach(self, tensor: str, reach: float, levels: int) -> float:
+        """The range of a tensor held as codes whose calibration left out the positions a
+        static operand saturates. Its readers take codes, so those positions are read as
+        codes too: they set the range when it can still represent the rest (the dropped
+        values within ``levels`` steps of the kept range); beyond that (a mask at -1e4 or
+        finfo.min) the kept values would all fall on a code or two, and the positions
+        saturate to the end code instead (proofs/saturation.md, Corollary 15.1)."""
+        dropped = self.cal.dropped_reach.get(tensor)
+        if dropped is None or not reach > 0:
+            return reach
+        if dropped <= levels * reach:
+            return max(reach, dropped)
+        self.notes.append(f"tensor {tensor!r}: positions a static operand puts beyond "
+                          f"{levels}x its range are held at the end code (its readers take "
+                          "codes)")
+        return reach
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -319,6 +337,7 @@ class _Builder:
 
     def build(self, plans: list[NodeAction]) -> None:
         self._plans = {p.name: p for p in plans}
+        self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
                                        self._weight_targets(plans))
@@ -339,15 +358,15 @@ class _Builder:
             n_bit = self.hold_precisely(node, op)
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
-            elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
-                  and not self._takes_channels(node)):
-                self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
-            elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
+            elif node.name in self._float:
                 # A static operand saturates this sum (an additive attention mask): on codes
                 # those positions would read back as the range's end, not as the mask, in
                 # the float consumers; computed in float they keep the exact mask.
                 self.compensate(node, op, plan, "a static operand saturates it and every "
                                 "consumer runs in float")
+            elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
+                  and not self._takes_channels(node)):
+                self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
             else:
                 self.scale_node(node, op, plan)
             if n_bit:
@@ -385,7 +404,8 @@ class _Builder:
                          for n in dict.fromkeys(node.inputs) if n in self.codes)
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
-                                       "compensate: run in float", _scales_text(scales), note))
+                                       "compensate: run in float", _scales_text(scales), note,
+                                       why or plan.reason))
 
     def _select_from_table(self, node: Node, op: Operator, plan: NodeAction) -> None:
         """A selection from a float table by static indices (Gather of token ids): the output
@@ -445,12 +465,26 @@ class _Builder:
         codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
         return codes, scale, target.weight_axis, target.out_axis
 
-    def _float_only(self, tensor: str) -> bool:
-        """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
-        it would only add a rounding between two float nodes."""
+    def _float_only(self, tensor: str, floats: set[str] | None = None) -> bool:
+        """Whether every reader of ``tensor`` runs in float, so that codes for it would only
+        add a rounding between two float nodes."""
         users = self.consumers.get(tensor, [])
+        floats = self._float if floats is None else floats
         return (bool(users) and tensor not in self.graph.output_names
-                and all(self._plans[u.name].action is Action.COMPENSATE for u in users))
+                and all(u.name in floats for u in users))
+
+    def _float_nodes(self, plans: list[NodeAction]) -> set[str]:
+        """The nodes that run in float: the compensated ones, and each sum a static operand
+        saturates (saturation.py) whose readers all run in float (proofs/saturation.md,
+        Corollary 15.2), decided readers first, so a chain of them (a boolean mask applied
+        by a Where, then added to the scores of a Softmax) runs in float as a whole."""
+        floats = {p.name for p in plans if p.action is Action.COMPENSATE}
+        for node in reversed(self.graph.nodes):
+            if (self._plans[node.name].action is not Action.STATIC
+                    and any(out in self.cal.saturated for out in node.outputs)
+                    and all(self._float_only(out, floats) for out in node.outputs)):
+                floats.add(node.name)
+        return floats
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
