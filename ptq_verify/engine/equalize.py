@@ -29,7 +29,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, s
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
 from .fold import CHANNEL_AXIS, _carries
-from .probe import _along, _cast, _first, channel_axes, example_inputs, example_shape
+from .probe import _along, channel_axes, example_inputs, example_shape, run_kernel
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
 
@@ -195,13 +195,13 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
     if x.ndim <= CHANNEL_AXIS:
         return None
     factors = np.random.default_rng(2).uniform(0.5, 2.0, x.shape[CHANNEL_AXIS])
-    scaled_input = _run(op, node, examples, {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)})
+    scaled_input = run_kernel(op, node, examples, {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)})
     if scaled_input is None:
         return None
     for axis in range(weight.ndim):
         if weight.shape[axis] != factors.size or factors.size < 2:
             continue
-        moved = _run(op, node, examples, {weight_slot: weight * _along(factors, axis,
+        moved = run_kernel(op, node, examples, {weight_slot: weight * _along(factors, axis,
                                                                           weight.ndim)})
         if moved is not None and moved.shape == scaled_input.shape and np.allclose(
                 moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
@@ -279,12 +279,12 @@ def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
     channels by f_c, on the node's own kernel."""
     x = np.asarray(examples[slot], dtype=np.float64)
     factors = np.random.default_rng(3).uniform(0.25, 4.0, x.shape[CHANNEL_AXIS])
-    base = _run(op, node, examples, {})
+    base = run_kernel(op, node, examples, {})
     changes = {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)}
     for name, k in link.rescaled:
         position = node.inputs.index(name)
         changes[position] = _rescale(examples[position], factors ** k, x.ndim)
-    moved = _run(op, node, examples, changes)
+    moved = run_kernel(op, node, examples, changes)
     if base is None or moved is None or base.shape != moved.shape or base.ndim != x.ndim:
         return False
     expected = base * _along(factors, CHANNEL_AXIS, base.ndim)
@@ -331,14 +331,6 @@ def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
                         value.dtype)
     full = (1,) * (ndim - value.ndim) + value.shape
     return (value.reshape(full) * _along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
-
-
-def _run(op, node: Node, examples: list, changes: dict) -> np.ndarray | None:
-    values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
-    try:
-        return np.asarray(_first(op.run_onnx(values, node.attrs)), dtype=np.float64)
-    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
-        return None
 
 
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:

@@ -78,6 +78,16 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
     return None
 
 
+def run_kernel(op: Operator, node: Node, examples: list, changes: dict) -> np.ndarray | None:
+    """The node's kernel on ``examples`` with the slots in ``changes`` replaced, in float64;
+    None when it cannot run (a probe that cannot run proves nothing)."""
+    values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
+    try:
+        return np.asarray(_first(op.run_onnx(values, node.attrs)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - any kernel failure means no probe
+        return None
+
+
 def _first(result):
     return result[0] if isinstance(result, (list, tuple)) else result
 

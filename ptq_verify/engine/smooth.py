@@ -38,7 +38,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, s
 from ..graph.ort_runner import ort_runner
 from ..rules import Rule
 from .data import Feeds
-from .probe import _cast, _first, example_inputs
+from .probe import example_inputs, run_kernel
 from .rules import effective_rule, weight_layout
 
 ALPHAS = (0.3, 0.4, 0.5)
@@ -269,13 +269,13 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
         if size < 2:
             continue
         factors = rng.uniform(0.5, 2.0, size)
-        scaled = _kernel(op, node, examples, {slot: x * _along(factors, x_axis, x.ndim)})
+        scaled = run_kernel(op, node, examples, {slot: x * _along(factors, x_axis, x.ndim)})
         if scaled is None:
             continue
         for axis in range(weight.ndim):
             if weight.shape[axis] != size:
                 continue
-            moved = _kernel(op, node, examples,
+            moved = run_kernel(op, node, examples,
                             {weight_slot: weight * _along(factors, axis, weight.ndim)})
             if moved is not None and _close(moved, scaled):
                 return x_axis, axis
@@ -298,7 +298,7 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
     examples = example_inputs(graph, node, active)
     if not slots or rank is None or examples is None:
         return None
-    base = _kernel(op, node, examples, {})
+    base = run_kernel(op, node, examples, {})
     if base is None or base.ndim != rank or axis >= rank:
         return None
     channels = base.shape[axis]
@@ -313,7 +313,7 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
         param_axis = value.ndim - (rank - axis)
         changes[slot] = value / _along(factors, param_axis, value.ndim)
         held.append((slot, param_axis))
-    moved = _kernel(op, node, examples, changes)
+    moved = run_kernel(op, node, examples, changes)
     if moved is None or not _close(moved, base / _along(factors, axis, base.ndim)):
         return None
     return Absorber(node, tuple(held))
@@ -399,14 +399,6 @@ def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
     try:
         return run_graph(graph, feeds, table, want=want)
     except Exception:  # noqa: BLE001 - a graph that cannot run here is not smoothed
-        return None
-
-
-def _kernel(op, node: Node, examples: list, changes: dict) -> np.ndarray | None:
-    values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
-    try:
-        return np.asarray(_first(op.run_onnx(values, node.attrs)), dtype=np.float64)
-    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
         return None
 
 
