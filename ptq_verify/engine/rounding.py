@@ -17,7 +17,7 @@ error m . (w_q - w) from each channel's bias. Both are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ DAMPING = 0.01  # of the mean diagonal of H, added to it (GPTQ's default)
 # adding rows): H is MAX_COLUMNS^2 floats and rounding costs channels * MAX_COLUMNS^2.
 MAX_COLUMNS = 1024
 MAX_ROWS = 1 << 16
+OPTQ_BLOCK = 128  # columns rounded between two updates of the rest (GPTQ's block size)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,11 @@ def from_matrix(matrix: np.ndarray, shape: tuple[int, ...], axis: int) -> np.nda
     return np.moveaxis(matrix.reshape(moved), 0, axis)
 
 
-def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.ndarray | None:
+def patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
+            check: bool = True) -> np.ndarray | None:
     """The input patches X (rows, K) of ``node`` on ``inputs``, or None when the node's
-    output is not X times its weights (checked against the kernel)."""
+    output is not X times its weights (checked against the kernel unless ``check`` is
+    False)."""
     weight = np.asarray(inputs[target.slot], dtype=np.float64)
     columns = weight.size // weight.shape[target.weight_axis]
     if columns > MAX_COLUMNS:
@@ -80,12 +83,15 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.
     probed[target.slot] = basis
     try:
         unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
-        real = np.asarray(_first(op.run_onnx(cleared, node.attrs)), dtype=np.float64)
+        real = np.asarray(_first(op.run_onnx(cleared, node.attrs)), dtype=np.float64) if (
+            check) else unit
     except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
     if unit.ndim != real.ndim or unit.shape[target.out_axis] != columns:
         return None
     x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, columns)
+    if not check:
+        return x
     y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
     predicted = x @ weight_matrix(weight, target.weight_axis).T
     if predicted.shape != y.shape or not np.allclose(
@@ -94,11 +100,69 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.
     return x
 
 
+class PatchSource:
+    """The input patches of one node, batch after batch.
+
+    The first batch of each input shape runs the kernel probe (:func:`patches`, checked).
+    The same probe run on the activation input's element numbers 1..n shows whether X is a
+    selection of that input's elements (im2col for a Conv, the rows themselves for a MatMul;
+    0 where it reads padding); when it is, and the selection reproduces the checked X of that
+    batch, later batches of the same shape are read by the selection, without running the
+    kernel (whose probe costs K times the layer's own work)."""
+
+    def __init__(self, op: Operator, node: Node, target: WeightTarget,
+                 active: Sequence[int]) -> None:
+        self.op, self.node, self.target = op, node, target
+        self.active = list(active)
+        self.selections: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def key(self, inputs: list) -> tuple[int, ...] | None:
+        """The shape a selection was found for (None: the node has no single activation)."""
+        if len(self.active) != 1 or inputs[self.active[0]] is None:
+            return None
+        return tuple(np.shape(inputs[self.active[0]]))
+
+    def __call__(self, inputs: list) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(X, the selection that read it or None), or None when the node's output is not
+        X times its weights."""
+        key = self.key(inputs)
+        index = self.selections.get(key) if key is not None else None
+        if index is not None:
+            return select(inputs[self.active[0]], index), index
+        x = patches(self.op, self.node, inputs, self.target)
+        if x is not None and key is not None and key not in self.selections:
+            index = self._selection(inputs, x)
+            self.selections[key] = index
+            return x, index
+        return None if x is None else (x, None)
+
+    def _selection(self, inputs: list, x: np.ndarray) -> np.ndarray | None:
+        slot = self.active[0]
+        value = np.asarray(inputs[slot])
+        if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
+            return None
+        numbered = list(inputs)
+        numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
+        numbers = patches(self.op, self.node, numbered, self.target, check=False)
+        if numbers is None or numbers.shape != x.shape or not np.array_equal(
+                numbers, np.round(numbers)) or numbers.min() < 0 or numbers.max() > value.size:
+            return None
+        index = numbers.astype(np.int64) - 1
+        return index if np.array_equal(select(value, index), x) else None
+
+
+def select(value: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1."""
+    flat = np.concatenate([np.zeros(1), np.asarray(value, dtype=np.float64).reshape(-1)])
+    return flat[index + 1]
+
+
 def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
                 targets: Mapping[str, WeightTarget]) -> dict[str, LayerStats]:
     """Run the float graph over ``sample`` batch by batch (in onnxruntime, or the catalog's
     kernels when onnxruntime cannot load it) and accumulate each target node's H and column
-    means (memory stays at one batch)."""
+    means (memory stays at one batch). Nodes reading the same patches (the query, key and
+    value projections of one input) share one H, computed once."""
     nodes = {node.name: node for node in graph.nodes if node.name in targets}
     wanted = {name for node in nodes.values() for name in node.inputs
               if name and name not in graph.initializers}
@@ -106,6 +170,10 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
     failed: set[str] = set()
     if not nodes:
         return {}
+    sources = {
+        name: PatchSource(table.find(node, graph), node, targets[name],
+                          [s for s, n in enumerate(node.inputs) if n in wanted])
+        for name, node in nodes.items()}
     # the float inputs of the layers come from onnxruntime when it loads the graph
     runner = ort_runner(graph, wanted - set(graph.input_names))
     for batch in batches(dict(sample), graph, BATCH):
@@ -114,17 +182,27 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
             runner = None
             values = run_graph(graph, batch, table, want=wanted)
         values.update(batch)
+        shared: dict[tuple, tuple] = {}  # (input, selection) -> this batch's X^T X, sum, rows
         for name, node in nodes.items():
             if name in failed or sums.get(name, (0, 0, 0))[2] >= MAX_ROWS:
                 continue
             inputs = [None if not n else graph.initializers.get(n, values.get(n))
                       for n in node.inputs]
-            x = patches(table.find(node, graph), node, inputs, targets[name])
-            if x is None:
+            found = sources[name](inputs)
+            if found is None:
                 failed.add(name)
                 continue
+            x, index = found
+            key = None if index is None else (node.inputs[sources[name].active[0]],
+                                              index.shape, index.tobytes())
+            if key is None or key not in shared:
+                part = (x.T @ x, x.sum(axis=0), x.shape[0])
+                if key is not None:
+                    shared[key] = part
+            else:
+                part = shared[key]
             hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
-            sums[name] = [hessian + x.T @ x, total + x.sum(axis=0), rows + x.shape[0]]
+            sums[name] = [hessian + part[0], total + part[1], rows + part[2]]
     return {name: LayerStats(h / rows, total / rows)
             for name, (h, total, rows) in sums.items() if name not in failed and rows}
 
@@ -152,11 +230,19 @@ def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
     except np.linalg.LinAlgError:
         return np.clip(np.round(weights * scale), -levels, levels)
     codes = np.empty_like(work)
-    for i in range(work.shape[1]):
-        q = np.clip(np.round(work[:, i] * scale[:, 0]), -levels, levels)
-        codes[:, i] = q
-        error = (work[:, i] - q / scale[:, 0]) / inverse[i, i]
-        work[:, i + 1:] -= np.outer(error, inverse[i, i + 1:])
+    columns = work.shape[1]
+    # GPTQ's lazy batch updates: the errors of a block of columns reach the columns after it
+    # in one matrix product (the same arithmetic, in fewer passes over the weights)
+    for start in range(0, columns, OPTQ_BLOCK):
+        stop = min(start + OPTQ_BLOCK, columns)
+        block = work[:, start:stop]
+        errors = np.empty_like(block)
+        for i in range(stop - start):
+            q = np.clip(np.round(block[:, i] * scale[:, 0]), -levels, levels)
+            codes[:, start + i] = q
+            errors[:, i] = (block[:, i] - q / scale[:, 0]) / inverse[start + i, start + i]
+            block[:, i + 1:] -= np.outer(errors[:, i], inverse[start + i, start + i + 1:stop])
+        work[:, stop:] -= errors @ inverse[start:stop, stop:]
     result = np.empty_like(codes)
     result[:, order] = codes
     return result
