@@ -87,8 +87,8 @@ def run(args) -> int:
     equalizing = args.per_tensor if args.equalize is None else args.equalize
     pairs = equalize(graph) if equalizing else []
     data = read_data_file(calib, graph)
-    calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
-                            progress=not args.no_progress)
+    calibration = calibrate(graph, data, args.calibration, bits=args.bits,
+                            percent=args.percentile, progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,

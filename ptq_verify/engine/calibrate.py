@@ -52,11 +52,20 @@ class Calibration:
         return stats.max_abs
 
 
+def needs_histogram(method: str, bits: int | None) -> bool:
+    """Whether ``method`` reads a histogram of |x| at ``bits`` (None: any width): max-abs
+    needs only the extremes, and so does ``auto`` above AUTO_MSE_LEVELS steps."""
+    if method == "maxabs":
+        return False
+    return method != "auto" or bits is None or (1 << (bits - 1)) - 1 < AUTO_MSE_LEVELS
+
+
 def calibrate(
     graph: Graph,
     data: Mapping[str, np.ndarray] | np.ndarray,
     method: str = "auto",
     *,
+    bits: int | None = None,
     percent: float = 99.99,
     batch_size: int = 64,
     operators: OperatorTable | None = None,
@@ -64,7 +73,8 @@ def calibrate(
     runtime: str = "onnxruntime",
 ) -> Calibration:
     """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
-    record a :class:`TensorStats` for every activation tensor. ``runtime="numpy"`` runs the
+    record a :class:`TensorStats` for every activation tensor (with a histogram of |x| when
+    ``method`` at ``bits`` reads one; None: whatever the width). ``runtime="numpy"`` runs the
     catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
     cannot load). Memory: one batch's wanted tensors at a time; statistics are streamed."""
     if method not in METHODS:
@@ -76,7 +86,9 @@ def calibrate(
         table.require(node, graph)
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
-    stats = {name: TensorStats() for name in active}
+    histogram = needs_histogram(method, bits)
+    stats = {name: TensorStats() if histogram else TensorStats(histogram=None)
+             for name in active}
     sums = masked_sums(graph, table, active)
     wanted = {name for masked in sums.values() for name in masked.static}
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
