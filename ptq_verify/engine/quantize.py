@@ -33,7 +33,13 @@ from .rounding import (
     optq_round,
     weight_matrix,
 )
-from .rules import is_integer_polynomial, is_lattice_selection, jumps, weight_layout
+from .rules import (
+    is_integer_polynomial,
+    is_lattice_selection,
+    jumps,
+    sum_coefficients,
+    weight_layout,
+)
 from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -134,6 +140,9 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
+        # (sum node, constant) -> the constant with a bias correction of the layer before it
+        self._corrected_constants: dict[tuple[str, str], np.ndarray] = {}
+        self._corrected_in: dict[str, str] = {}  # layer -> the sum node its correction went to
         # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
         # so that a node whose function jumps can take the same tensor at MAX_BITS instead
         self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
@@ -414,7 +423,7 @@ class _Builder:
                 continue
             selection = False
             if aligned:
-                inputs[slot] = self._constant_at(name, common, constants)
+                inputs[slot] = self._constant_at(name, common, constants, node)
                 tensor_scale[binding] = common
             elif name in consts:
                 inputs[slot] = self.fresh(f"{name}:int")
@@ -477,6 +486,8 @@ class _Builder:
                 dst = self.fresh(f"{name}:rescaled")
                 self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
                 inputs[slot] = dst
+        if node.name in self._bias_shift and node.name not in self._corrected:
+            self._bias_into_sum(node, out_axis)
         carried = {p for b in op.onnx_inputs if b for p in b.split()}
         for attr, param in op.onnx_attrs.items():
             k = float(rule.param_exponents.get(param, 0))
@@ -539,11 +550,52 @@ class _Builder:
                 return False
         return True
 
-    def _constant_at(self, name: str, scale: float, constants: dict) -> str:
-        """A constant or static input of an aligned node, brought to the common scale."""
+    def _bias_into_sum(self, node: Node, axis: int | None) -> None:
+        """Bias correction for a layer with no bias input (a MatMul): when its output's one
+        reader is declared an element-wise sum of its inputs, c_1 y + c_2 b (an Add), with a
+        constant b, that constant is the layer's bias, so b - (c_1 / c_2) * shift along the
+        output channels keeps the sum's expected error at zero as a bias input would."""
+        out = node.outputs[0]
+        users = self.consumers.get(out, [])
+        shape = self.graph.shape_of(out)
+        if (axis is None or shape is None or not 0 <= axis < len(shape) or len(users) != 1
+                or len(node.outputs) != 1 or out in self.graph.output_names):
+            return
+        user = users[0]
+        if any(o in self.cal.saturated for o in user.outputs):
+            return  # such a sum may run in float on the source's own constant
+        op = self._ops.get(user.name)
+        plan = self._plans.get(user.name)
+        coefficients = None if op is None else sum_coefficients(op)
+        if coefficients is None or plan is None or plan.action is not Action.ALIGN:
+            return
+        tensors = [t.name for t in op.inputs]
+        slots = {slot_binding(op, s): s for s in range(len(user.inputs))}
+        if set(slots) != set(tensors) or list(user.inputs).count(out) != 1:
+            return
+        mine = tensors.index(slot_binding(op, user.inputs.index(out)))
+        others = [i for i, t in enumerate(tensors) if i != mine]
+        if len(others) != 1 or user.inputs[slots[tensors[others[0]]]] not in (
+                self.graph.initializers) or coefficients[others[0]] == 0:
+            return
+        name = user.inputs[slots[tensors[others[0]]]]
+        shift = self._bias_shift[node.name]
+        along = shift.reshape((shift.size,) + (1,) * (len(shape) - 1 - axis))
+        ratio = coefficients[mine] / coefficients[others[0]]
+        self._corrected_constants[(user.name, name)] = (
+            self.graph.initializers[name] - ratio * along).astype(np.float32)
+        self._corrected.add(node.name)
+        self._corrected_in[node.name] = user.name
+
+    def _constant_at(self, name: str, scale: float, constants: dict,
+                     node: Node | None = None) -> str:
+        """A constant or static input of an aligned node, brought to the common scale (a
+        constant that took a bias correction, with it)."""
         dst = self.fresh(f"{name}:aligned")
         if name in self.graph.initializers:
-            constants[dst] = np.round(self.graph.initializers[name] * scale).astype(np.float32)
+            value = self._corrected_constants.get(
+                (node.name if node else "", name), self.graph.initializers[name])
+            constants[dst] = np.round(value * scale).astype(np.float32)
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
@@ -619,8 +671,10 @@ class _Builder:
     def _rounding_note(self, node: Node) -> str:
         if node.name not in self._layers:
             return ""
+        home = self._corrected_in.get(node.name)
         parts = ["output-aware rounding" if self.optq else "",
-                 "bias corrected" if node.name in self._corrected else ""]
+                 "bias corrected" + (f" in {home}" if home else "")
+                 if node.name in self._corrected else ""]
         return ", ".join(filter(None, parts))
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
