@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
-from ..graph.ort_runner import ort_runner
+from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import batches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
@@ -39,6 +39,9 @@ class Calibration:
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
     # sums where a static operand saturated some positions (engine/saturation.py)
     saturated: set[str] = field(default_factory=set)
+    # the onnxruntime session that computed the statistics (every activation an output),
+    # reused for the layer inputs weight rounding needs; None when the numpy kernels ran
+    runner: OrtRunner | None = field(default=None, repr=False, compare=False)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -104,10 +107,11 @@ def calibrate(
                 saturated.add(name)
                 value = value[kept]
         if name in stats:
-            if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
+            try:
+                stats[name].update(value)
+            except ValueError:  # (Clip to [+inf, -inf], exp overflow, ...)
                 raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
-                                "values on the calibration data")
-            stats[name].update(value)
+                                "values on the calibration data") from None
 
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through
@@ -130,5 +134,5 @@ def calibrate(
             held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample, saturated)
+    return Calibration(stats, method, percent, total, sample, saturated, runner)
 

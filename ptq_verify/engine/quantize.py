@@ -261,7 +261,7 @@ class _Builder:
         self._plans = {p.name: p for p in plans}
         if (self.optq or self.bias_correction) and self.cal.sample:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
-                                       self._weight_targets(plans))
+                                       self._weight_targets(plans), self.cal.runner)
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats:
                 # Calibration-based: an input never negative on the calibration data is held

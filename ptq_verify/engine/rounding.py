@@ -24,7 +24,7 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, run_graph
-from ..graph.ort_runner import ort_runner
+from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import batches
 
 BATCH = 16  # samples per float run: the patches of one batch are held at once
@@ -78,37 +78,45 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
         return None
     other = tuple(d for a, d in enumerate(weight.shape) if a != target.weight_axis)
     basis = np.moveaxis(np.eye(columns).reshape(columns, *other), 0, target.weight_axis)
-    cleared = [None if s in target.bias_slots else _float64(v) for s, v in enumerate(inputs)]
-    probed = list(cleared)
+    probed = _cleared(inputs, target)
     probed[target.slot] = basis
     try:
         unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
-        real = np.asarray(_first(op.run_onnx(cleared, node.attrs)), dtype=np.float64) if (
-            check) else unit
     except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
-    if unit.ndim != real.ndim or unit.shape[target.out_axis] != columns:
+    if unit.ndim <= target.out_axis or unit.shape[target.out_axis] != columns:
         return None
     x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, columns)
-    if not check:
-        return x
+    return x if not check or reproduces(op, node, inputs, target, x) else None
+
+
+def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
+               x: np.ndarray) -> bool:
+    """Whether X times the weights is the kernel's output with the real weights."""
+    weight = np.asarray(inputs[target.slot], dtype=np.float64)
+    try:
+        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
+                          dtype=np.float64)
+    except Exception:  # noqa: BLE001
+        return False
+    if real.ndim <= target.out_axis:
+        return False
     y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
     predicted = x @ weight_matrix(weight, target.weight_axis).T
-    if predicted.shape != y.shape or not np.allclose(
-            predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)):
-        return None
-    return x
+    return predicted.shape == y.shape and bool(np.allclose(
+        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
 
 
 class PatchSource:
     """The input patches of one node, batch after batch.
 
-    The first batch of each input shape runs the kernel probe (:func:`patches`, checked).
-    The same probe run on the activation input's element numbers 1..n shows whether X is a
-    selection of that input's elements (im2col for a Conv, the rows themselves for a MatMul;
-    0 where it reads padding); when it is, and the selection reproduces the checked X of that
-    batch, later batches of the same shape are read by the selection, without running the
-    kernel (whose probe costs K times the layer's own work)."""
+    The kernel probe of :func:`patches` run on the activation input's element numbers
+    1..n shows whether X is a selection of that input's elements (im2col for a Conv, the
+    rows themselves for a MatMul; 0 where it reads padding). When it is, and the selection
+    of the first batch of that shape reproduces the kernel's output with the real weights,
+    every batch of that shape is read by the selection: the probe (K times the layer's own
+    work) runs once per shape, not once per batch. Otherwise each batch is probed and
+    checked."""
 
     def __init__(self, op: Operator, node: Node, target: WeightTarget,
                  active: Sequence[int]) -> None:
@@ -116,27 +124,21 @@ class PatchSource:
         self.active = list(active)
         self.selections: dict[tuple[int, ...], np.ndarray | None] = {}
 
-    def key(self, inputs: list) -> tuple[int, ...] | None:
-        """The shape a selection was found for (None: the node has no single activation)."""
-        if len(self.active) != 1 or inputs[self.active[0]] is None:
-            return None
-        return tuple(np.shape(inputs[self.active[0]]))
-
     def __call__(self, inputs: list) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(X, the selection that read it or None), or None when the node's output is not
         X times its weights."""
-        key = self.key(inputs)
+        key = None
+        if len(self.active) == 1 and inputs[self.active[0]] is not None:
+            key = tuple(np.shape(inputs[self.active[0]]))
+            if key not in self.selections:
+                self.selections[key] = self._selection(inputs)
         index = self.selections.get(key) if key is not None else None
         if index is not None:
             return select(inputs[self.active[0]], index), index
         x = patches(self.op, self.node, inputs, self.target)
-        if x is not None and key is not None and key not in self.selections:
-            index = self._selection(inputs, x)
-            self.selections[key] = index
-            return x, index
         return None if x is None else (x, None)
 
-    def _selection(self, inputs: list, x: np.ndarray) -> np.ndarray | None:
+    def _selection(self, inputs: list) -> np.ndarray | None:
         slot = self.active[0]
         value = np.asarray(inputs[slot])
         if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
@@ -144,25 +146,32 @@ class PatchSource:
         numbered = list(inputs)
         numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
         numbers = patches(self.op, self.node, numbered, self.target, check=False)
-        if numbers is None or numbers.shape != x.shape or not np.array_equal(
-                numbers, np.round(numbers)) or numbers.min() < 0 or numbers.max() > value.size:
+        if numbers is None or not np.array_equal(numbers, np.round(numbers)) or (
+                numbers.min(initial=0) < 0 or numbers.max(initial=0) > value.size):
             return None
         index = numbers.astype(np.int64) - 1
-        return index if np.array_equal(select(value, index), x) else None
+        x = select(value, index)
+        return index if reproduces(self.op, self.node, inputs, self.target, x) else None
 
 
 def select(value: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1."""
-    flat = np.concatenate([np.zeros(1), np.asarray(value, dtype=np.float64).reshape(-1)])
+    """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1
+    (in the input's own float type: the products of H then run at its precision, summed in
+    float64 across batches)."""
+    value = np.asarray(value)
+    flat = np.concatenate([np.zeros(1, dtype=value.dtype), value.reshape(-1)])
     return flat[index + 1]
 
 
 def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
-                targets: Mapping[str, WeightTarget]) -> dict[str, LayerStats]:
-    """Run the float graph over ``sample`` batch by batch (in onnxruntime, or the catalog's
-    kernels when onnxruntime cannot load it) and accumulate each target node's H and column
-    means (memory stays at one batch). Nodes reading the same patches (the query, key and
-    value projections of one input) share one H, computed once."""
+                targets: Mapping[str, WeightTarget],
+                runner: OrtRunner | None = None) -> dict[str, LayerStats]:
+    """Run the float graph over ``sample`` batch by batch (in onnxruntime: ``runner``, the
+    calibration's session, when it outputs the layer inputs, else a session of its own; or
+    the catalog's kernels when onnxruntime cannot load the graph) and accumulate each target
+    node's H and column means (memory stays at one batch, holding only the layer inputs).
+    Nodes reading the same patches (the query, key and value projections of one input)
+    share one H, computed once."""
     nodes = {node.name: node for node in graph.nodes if node.name in targets}
     wanted = {name for node in nodes.values() for name in node.inputs
               if name and name not in graph.initializers}
@@ -175,9 +184,11 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
                           [s for s, n in enumerate(node.inputs) if n in wanted])
         for name, node in nodes.items()}
     # the float inputs of the layers come from onnxruntime when it loads the graph
-    runner = ort_runner(graph, wanted - set(graph.input_names))
+    fetched = wanted - set(graph.input_names)
+    if runner is None or not runner.serves(graph, fetched):
+        runner = ort_runner(graph, fetched)
     for batch in batches(dict(sample), graph, BATCH):
-        values = None if runner is None else runner.run(batch)
+        values = None if runner is None else runner.run(batch, fetched)
         if values is None:
             runner = None
             values = run_graph(graph, batch, table, want=wanted)
@@ -196,7 +207,8 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
             key = None if index is None else (node.inputs[sources[name].active[0]],
                                               index.shape, index.tobytes())
             if key is None or key not in shared:
-                part = (x.T @ x, x.sum(axis=0), x.shape[0])
+                part = ((x.T @ x).astype(np.float64), x.sum(axis=0, dtype=np.float64),
+                        x.shape[0])
                 if key is not None:
                     shared[key] = part
             else:
@@ -258,6 +270,11 @@ def bias_shift(weights: np.ndarray, codes: np.ndarray, scale: np.ndarray,
 
 def _first(result):
     return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _cleared(inputs: list, target: WeightTarget) -> list:
+    """The inputs in float64, with the bias slots absent."""
+    return [None if s in target.bias_slots else _float64(v) for s, v in enumerate(inputs)]
 
 
 def _float64(value):

@@ -68,6 +68,8 @@ def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         activation = np.abs(np.where(np.isfinite(static), total - static, 0))
         reach = float(np.max(activation, initial=0.0))
+        if float(magnitude.max(initial=0.0)) <= reach:  # no operand beyond the activations'
+            return np.broadcast_to(True, total.shape)   # reach (a bias): every position counts
         size = np.abs(total)
         kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
         for _ in range(FIXED_POINT_ROUNDS):

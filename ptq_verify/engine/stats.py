@@ -32,12 +32,15 @@ class TensorStats:
         return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
 
     def update(self, values: np.ndarray) -> None:
+        """Add ``values``; a ValueError, with nothing added, when one is infinite or NaN."""
         raw = np.asarray(values)
         if not np.issubdtype(raw.dtype, np.floating):
             raw = raw.astype(np.float64)
         if raw.size == 0:
             return
-        low, high = float(raw.min()), float(raw.max())
+        low, high = float(raw.min()), float(raw.max())  # NaN if any value is NaN
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("infinite or NaN values")
         self.count += raw.size
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
         if self.histogram is None:
