@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..errors import UserError
@@ -103,7 +104,12 @@ def quantize(
     builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
-    builder.build(plans)
+    # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
+    # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
+    # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
+    # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
+    with threadpool_limits(limits=1, user_api="blas"):
+        builder.build(plans)
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
