@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
 from ..graph.ort_runner import OrtRunner, ort_runner
-from .data import batches, check_feeds
+from .data import BudgetBatches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
 
@@ -26,6 +26,9 @@ AUTO_MSE_LEVELS = 16
 # Calibration samples kept as they are, for what needs the data and not only ranges
 # (output-aware weight rounding and bias correction in quantize).
 SAMPLE_LIMIT = 256
+# Bytes of activations one onnxruntime batch may return (every activation is an output: a
+# transformer's take tens of MB per sample), which sets the batch size after the first.
+BATCH_BYTES = 512 << 20
 
 
 @dataclass
@@ -79,7 +82,8 @@ def calibrate(
     record a :class:`TensorStats` for every activation tensor (with a histogram of |x| when
     ``method`` at ``bits`` reads one; None: whatever the width). ``runtime="numpy"`` runs the
     catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
-    cannot load). Memory: one batch's wanted tensors at a time; statistics are streamed."""
+    cannot load). Memory: one batch's wanted tensors at a time (at most ``batch_size``
+    samples, fewer when their tensors would pass BATCH_BYTES); statistics are streamed."""
     if method not in METHODS:
         raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < percent <= 100:
@@ -120,8 +124,9 @@ def calibrate(
         runtime == "onnxruntime") else None
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
+    plan = BudgetBatches(feeds, graph, batch_size, BATCH_BYTES)
     with bar:
-        for batch in batches(feeds, graph, batch_size):
+        for batch in plan:
             for name, value in batch.items():
                 observe(name, value)
             computed = None if runner is None else runner.run(batch)
@@ -132,7 +137,9 @@ def calibrate(
                 for name, value in computed.items():
                     observe(name, value)
             held.clear()
-            bar.update(next(iter(batch.values())).shape[0])
+            samples = next(iter(batch.values())).shape[0]
+            plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, samples)
+            bar.update(samples)
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, runner)
 
