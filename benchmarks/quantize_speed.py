@@ -67,9 +67,14 @@ def load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("models", nargs="*", help="any of " + ", ".join(MODELS) + " (default: all)")
     parser.add_argument("--runs", type=int, default=3, help="paired runs per model (>= 3)")
     args = parser.parse_args(argv)
+    args.models = args.models or list(MODELS)
+    if unknown := set(args.models) - set(MODELS):
+        parser.error(f"unknown model {sorted(unknown)[0]!r}: choose from {', '.join(MODELS)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     ours_command = shutil.which("ptq-verify") or "ptq-verify"
     print("| model | run | ptq-verify (s) | onnxruntime quantize_static (s) | ratio |")
     print("|---|---|---|---|---|")
