@@ -60,6 +60,12 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
         other = _session(model.to_onnx(form)).run(None, test)[0]
         assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
+    integer = model.to_onnx("integer")
+    assert np.max(np.abs(_session(integer).run(None, test)[0] - simulated) * scale) < 0.5
+    listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
+    static = {record.name for record in model.records if record.kind == "static"}
+    assert not static & {item.split(": ", 1)[0] for item in listed.split("; ")}, \
+        "shape, index and mask arithmetic (token ids, Shape -> Reshape) is no float activation"
     if name.startswith("tiny_bert"):
         cosine = _mean_pooled_cosine(reference, simulated, test["attention_mask"])
         assert cosine.min() > 0.999
