@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -60,6 +61,10 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
         other = _session(model.to_onnx(form)).run(None, test)[0]
         assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
+    qdq = model.to_onnx("qdq")
+    largest = max(qdq.graph.initializer, key=lambda t: np.prod(t.dims))
+    assert largest.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8), \
+        "the largest constant (an embedding table, a weight) is stored as 8-bit codes"
     integer = model.to_onnx("integer")
     assert np.max(np.abs(_session(integer).run(None, test)[0] - simulated) * scale) < 0.5
     listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]

@@ -143,6 +143,8 @@ class _QdqLowering:
             self.per_channel = True
         if param.kind == "bias":
             dtype, zero = np.int32, 0
+        elif param.kind == "codes":  # a table of activation codes (an embedding)
+            dtype, zero = self._container(values.min(), values.max())
         else:
             dtype, zero = (np.uint8, 128) if self.unsigned_weights else (np.int8, 0)
         stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
