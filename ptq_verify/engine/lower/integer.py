@@ -210,6 +210,8 @@ class _IntegerLowering:
         active = [n for n in step.node.inputs if n and self._active(n)]
         kinds = {self._type(n) for n in active}
         kind = kinds.pop() if len(kinds) == 1 else INT32
+        if not active:  # a table of codes selected by static indices (an embedding)
+            kind = self._container(step.node.outputs[0])
         if not is_lattice_selection(step.op) or kind not in _RANGE or not self._constants_fit(
                 step, kind):
             kind = INT32  # sums and products of codes leave the 8-bit range, and so may a
