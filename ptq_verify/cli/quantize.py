@@ -137,10 +137,23 @@ def table(model, source, target, format: str = "simulation") -> str:
     counts = model.counts()
     lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes: "
                  f"{counts['integer']} on integers, {counts['compensated']} compensated "
-                 f"(float: no scaling rule), {counts['static']} static (float: shapes, indices, "
-                 "masks; no activation)")
+                 f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
+                 "indices, masks; no activation)")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)
+
+
+def _why_float(records) -> str:
+    """Why the compensated nodes run in float, with how many for each reason."""
+    reasons: dict[str, int] = {}
+    for record in records:
+        if record.kind == "compensated":
+            reasons[record.why] = reasons.get(record.why, 0) + 1
+    if not reasons:
+        return "none in float"
+    if len(reasons) == 1:
+        return f"float: {next(iter(reasons))}"
+    return "float: " + "; ".join(f"{n} {why}" for why, n in reasons.items())
 
 
 def markdown(model, source, target) -> str:

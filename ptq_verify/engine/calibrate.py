@@ -37,8 +37,10 @@ class Calibration:
     percent: float = 99.99
     samples: int = 0
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
-    # sums where a static operand saturated some positions (engine/saturation.py)
+    # sums where a static operand saturated some positions (engine/saturation.py), and the
+    # largest finite |value| at those positions, for the readers that take codes of them
     saturated: set[str] = field(default_factory=set)
+    dropped_reach: dict[str, float] = field(default_factory=dict)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -79,23 +81,45 @@ def calibrate(
     stats = {name: TensorStats() for name in active}
     sums = masked_sums(graph, table, active)
     wanted = {name for masked in sums.values() for name in masked.static}
+    carriers = {name for masked in sums.values() for name in masked.carried}
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
+    pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     saturated: set[str] = set()
+    dropped_reach: dict[str, float] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
         if name in wanted:
             held[name] = value
         if name in sums:
-            # positions where a static operand saturates the sum set no range
-            kept = kept_positions(value, static_part(sums[name], held, graph))
+            pending[name] = value
+        elif name in stats:
+            record(name, value)
+
+    def record(name: str, value: np.ndarray) -> None:
+        if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
+            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
+                            "values on the calibration data")
+        stats[name].update(value)
+
+    def settle_masked_sums() -> None:
+        """Positions where a static operand saturates a sum set no range; the values there
+        travel on to the sums that read this one (engine/saturation.py)."""
+        carried: dict[str, np.ndarray] = {}
+        for name in sums:  # graph order: a carrier is settled before its readers
+            if name not in pending:
+                continue
+            value = pending.pop(name)
+            kept = kept_positions(value, static_part(sums[name], held, graph, value, carried))
             if not kept.all():
                 saturated.add(name)
+                if name in carriers:
+                    carried[name] = np.where(kept, 0, value)
+                dropped = np.abs(value[~kept])
+                finite = dropped[np.isfinite(dropped)]
+                if finite.size:
+                    dropped_reach[name] = max(dropped_reach.get(name, 0.0), float(finite.max()))
                 value = value[kept]
-        if name in stats:
-            if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
-                raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
-                                "values on the calibration data")
-            stats[name].update(value)
+            record(name, value)
 
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through
@@ -115,8 +139,9 @@ def calibrate(
             else:
                 for name, value in computed.items():
                     observe(name, value)
+            settle_masked_sums()
             held.clear()
             bar.update(next(iter(batch.values())).shape[0])
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample, saturated)
+    return Calibration(stats, method, percent, total, sample, saturated, dropped_reach)
 

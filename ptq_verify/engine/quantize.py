@@ -171,6 +171,7 @@ class _Builder:
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         levels = self.unsigned_max if unsigned else self.signed_max
         reach = max(self.cal.clip(name, levels) for name in ranged)
+        reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
@@ -179,6 +180,23 @@ class _Builder:
         # by the symmetric levels, and the extra negative code holds outliers below the
         # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
         return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
+
+    def _saturated_reach(self, tensor: str, reach: float, levels: int) -> float:
+        """The range of a tensor held as codes whose calibration left out the positions a
+        static operand saturates. Its readers take codes, so those positions are read as
+        codes too: they set the range when it can still represent the rest (the dropped
+        values within ``levels`` steps of the kept range); beyond that (a mask at -1e4 or
+        finfo.min) the kept values would all fall on a code or two, and the positions
+        saturate to the end code instead (proofs/saturation.md, Corollary 15.1)."""
+        dropped = self.cal.dropped_reach.get(tensor)
+        if dropped is None or not reach > 0:
+            return reach
+        if dropped <= levels * reach:
+            return max(reach, dropped)
+        self.notes.append(f"tensor {tensor!r}: positions a static operand puts beyond "
+                          f"{levels}x its range are held at the end code (its readers take "
+                          "codes)")
+        return reach
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -250,6 +268,7 @@ class _Builder:
 
     def build(self, plans: list[NodeAction]) -> None:
         self._plans = {p.name: p for p in plans}
+        self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
                                        self._weight_targets(plans))
@@ -270,7 +289,7 @@ class _Builder:
             n_bit = self.hold_precisely(node, op)
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
-            elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
+            elif node.name in self._float:
                 # A static operand saturates this sum (an additive attention mask): on codes
                 # those positions would read back as the range's end, not as the mask, in
                 # the float consumers; computed in float they keep the exact mask.
@@ -313,7 +332,8 @@ class _Builder:
                          if n in self.codes)
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
-                                       "compensate: run in float", _scales_text(scales), note))
+                                       "compensate: run in float", _scales_text(scales), note,
+                                       why or plan.reason))
 
     def _select_from_table(self, node: Node, op: Operator, plan: NodeAction) -> None:
         """A selection from a float table by static indices (Gather of token ids): the output
@@ -374,12 +394,26 @@ class _Builder:
         codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
         return codes, scale, target.weight_axis, target.out_axis
 
-    def _float_only(self, tensor: str) -> bool:
-        """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
-        it would only add a rounding between two float nodes."""
+    def _float_only(self, tensor: str, floats: set[str] | None = None) -> bool:
+        """Whether every reader of ``tensor`` runs in float, so that codes for it would only
+        add a rounding between two float nodes."""
         users = self.consumers.get(tensor, [])
+        floats = self._float if floats is None else floats
         return (bool(users) and tensor not in self.graph.output_names
-                and all(self._plans[u.name].action is Action.COMPENSATE for u in users))
+                and all(u.name in floats for u in users))
+
+    def _float_nodes(self, plans: list[NodeAction]) -> set[str]:
+        """The nodes that run in float: the compensated ones, and each sum a static operand
+        saturates (saturation.py) whose readers all run in float (proofs/saturation.md,
+        Corollary 15.2), decided readers first, so a chain of them (a boolean mask applied
+        by a Where, then added to the scores of a Softmax) runs in float as a whole."""
+        floats = {p.name for p in plans if p.action is Action.COMPENSATE}
+        for node in reversed(self.graph.nodes):
+            if (self._plans[node.name].action is not Action.STATIC
+                    and any(out in self.cal.saturated for out in node.outputs)
+                    and all(self._float_only(out, floats) for out in node.outputs)):
+                floats.add(node.name)
+        return floats
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
