@@ -9,10 +9,10 @@ Q into its integer kernels (QLinearConv, QGemm, QLinearAdd, MatMulIntegerToFloat
 
 At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned [0, 255]).
 A narrower range (n < 8 bits) is enforced by an integer Clip between QuantizeLinear and
-DequantizeLinear; onnxruntime (1.32) then still fuses Gemm/MatMul but runs a Conv fed by such
-a Clip in float, on the dequantized codes (exact, not an integer kernel). A code range wider
-than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float tensor on the
-codes' grid.
+DequantizeLinear; onnxruntime (1.32) still fuses such groups with uint8 activations (under
+s8s8 it runs a Conv fed by such a Clip in float, on the dequantized codes: exact). A code
+range wider than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float
+tensor on the codes' grid.
 
 Encodings (how codes sit in 8-bit containers; the codes are the same):
 - ``u8s8`` (default): activations uint8 (signed codes with zero point 128), weights int8:
