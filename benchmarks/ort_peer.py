@@ -24,7 +24,7 @@ CALIBRATION_BATCH = 32
 
 
 class _ArrayReader(CalibrationDataReader):
-    """Feeds the input arrays to onnxruntime's calibrator in fixed-size batches."""
+    """Feeds the model's input arrays to onnxruntime's calibrator in fixed-size batches."""
 
     def __init__(self, feeds: dict[str, np.ndarray]) -> None:
         count = len(next(iter(feeds.values())))
@@ -39,9 +39,14 @@ class _ArrayReader(CalibrationDataReader):
 
 def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray) -> bytes:
     """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise."""
+    return quantize_int8_feeds(model_path, {input_name: calibration})
+
+
+def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray]) -> bytes:
+    """:func:`quantize_int8` for a model with several inputs (calibration arrays by name)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "model_int8.onnx"
-        write_int8(model_path, {input_name: calibration}, output)
+        write_int8(model_path, feeds, output)
         return output.read_bytes()
 
 

@@ -357,15 +357,16 @@ class _Builder:
         never selected clip to the range, as any activation does)."""
         out = node.outputs[0]
         scale, low, high = self.target(out, self._nonnegative(node, op, plan))
-        inputs, constants = list(node.inputs), {}
+        inputs, constants, params = list(node.inputs), {}, {}
         for slot in table_slots(self.graph, op, node):
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
             table = np.round(self.graph.initializers[name] * scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+            params[inputs[slot]] = IntegerParam("codes", scale)
         produced = self.fresh(f"{out}:codes")
-        # no integer params: a format on real values reads the float table from the source
-        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node))
+        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
+                                   params))
         self.codes[out] = Code(produced, scale, low, high)
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
