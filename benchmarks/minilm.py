@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             graph = load_model(path)
             smoothed = smooth(graph, calibration, 8) if smoothing else []
-            model = quantize(graph, calibrate(graph, calibration, progress=False), 8)
+            model = quantize(graph, calibrate(graph, calibration, bits=8, progress=False), 8)
             quantized = model.to_onnx()
             seconds = time.perf_counter() - start
             counts = model.counts()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -64,6 +65,20 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
         other = _session(model.to_onnx(form)).run(None, test)[0]
         assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
+    qdq, integer = model.to_onnx("qdq"), model.to_onnx("integer")
+    largest = max(qdq.graph.initializer, key=lambda t: np.prod(t.dims))
+    assert largest.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8), \
+        "the largest constant (an embedding table, a weight) is stored as 8-bit codes"
+    tables = {name for node in integer.graph.node if node.op_type == "Gather"
+              for name in node.input[:1]}
+    assert all(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+               for t in integer.graph.initializer if t.name in tables and np.prod(t.dims) > 256
+               ), "integer: an embedding table is 8-bit codes (not int32)"
+    assert np.max(np.abs(_session(integer).run(None, test)[0] - simulated) * scale) < 0.5
+    listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
+    static = {record.name for record in model.records if record.kind == "static"}
+    assert not static & {item.split(": ", 1)[0] for item in listed.split("; ")}, \
+        "shape, index and mask arithmetic (token ids, Shape -> Reshape) is no float activation"
     if name.startswith("tiny_"):
         cosine = _mean_pooled_cosine(reference, simulated, test["attention_mask"])
         assert cosine.min() > 0.999

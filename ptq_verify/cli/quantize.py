@@ -60,8 +60,8 @@ def register(subparsers) -> None:
                    "on integer-valued tensors (any width, the reference); integer: integer "
                    "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
                    "compensated unary ops as tables of codes; at most 8 bits)")
-    p.add_argument("--encoding", default="s8s8",
-                   help="how qdq codes sit in 8-bit containers (default s8s8; u8u8 cannot "
+    p.add_argument("--encoding", help="how qdq codes sit in 8-bit containers: u8s8 "
+                   "(default: what onnxruntime's x86 kernels take), s8s8, u8u8 (cannot "
                    "saturate on x86 CPUs without VNNI, see docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -72,10 +72,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
     from ..engine.equalize import equalize
-    from ..engine.lower import check_format
+    from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.smooth import smooth
 
     check_bits(args.bits, "--bits")
+    args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
     source, example_calibration = resolve_model(args.model)
     calib = args.calib or example_calibration
@@ -93,8 +94,8 @@ def run(args) -> int:
     pairs = equalize(graph) if equalizing else []
     data = read_data_file(calib, graph)
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits)
-    calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
-                            progress=not args.no_progress)
+    calibration = calibrate(graph, data, args.calibration, bits=args.bits,
+                            percent=args.percentile, progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Mapping
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..errors import UserError
@@ -35,7 +36,13 @@ from .rounding import (
     optq_round,
     weight_matrix,
 )
-from .rules import is_integer_polynomial, is_lattice_selection, jumps, weight_layout
+from .rules import (
+    is_integer_polynomial,
+    is_lattice_selection,
+    jumps,
+    sum_coefficients,
+    weight_layout,
+)
 from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -102,7 +109,12 @@ def quantize(
     builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
-    builder.build(plans)
+    # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
+    # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
+    # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
+    # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
+    with threadpool_limits(limits=1, user_api="blas"):
+        builder.build(plans)
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -139,6 +151,9 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
+        # (sum node, constant) -> the constant with a bias correction of the layer before it
+        self._corrected_constants: dict[tuple[str, str], np.ndarray] = {}
+        self._corrected_in: dict[str, str] = {}  # layer -> the sum node its correction went to
         # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
         # so that a node whose function jumps can take the same tensor at MAX_BITS instead
         self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
@@ -340,7 +355,7 @@ class _Builder:
         self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
-                                       self._weight_targets(plans))
+                                       self._weight_targets(plans), self.cal.runner)
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats:
                 # Calibration-based: an input never negative on the calibration data is held
@@ -414,15 +429,16 @@ class _Builder:
         never selected clip to the range, as any activation does)."""
         out = node.outputs[0]
         scale, low, high = self.target(out, self._nonnegative(node, op, plan), channels=False)
-        inputs, constants = list(node.inputs), {}
+        inputs, constants, params = list(node.inputs), {}, {}
         for slot in table_slots(self.graph, op, node):
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
             table = np.round(self.graph.initializers[name] * scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+            params[inputs[slot]] = IntegerParam("codes", scale)
         produced = self.fresh(f"{out}:codes")
-        # no integer params: a format on real values reads the float table from the source
-        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node))
+        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
+                                   params))
         self.codes[out] = Code(produced, scale, low, high)
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
@@ -520,7 +536,7 @@ class _Builder:
                 continue
             selection = False
             if aligned:
-                inputs[slot] = self._constant_at(name, common, constants)
+                inputs[slot] = self._constant_at(name, common, constants, node)
                 tensor_scale[binding] = common
             elif name in consts:
                 inputs[slot] = self.fresh(f"{name}:int")
@@ -585,6 +601,8 @@ class _Builder:
                 dst = self.fresh(f"{name}:rescaled")
                 self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
                 inputs[slot] = dst
+        if node.name in self._bias_shift and node.name not in self._corrected:
+            self._bias_into_sum(node, out_axis)
         carried = {p for b in op.onnx_inputs if b for p in b.split()}
         for attr, param in op.onnx_attrs.items():
             k = float(rule.param_exponents.get(param, 0))
@@ -647,11 +665,52 @@ class _Builder:
                 return False
         return True
 
-    def _constant_at(self, name: str, scale: float, constants: dict) -> str:
-        """A constant or static input of an aligned node, brought to the common scale."""
+    def _bias_into_sum(self, node: Node, axis: int | None) -> None:
+        """Bias correction for a layer with no bias input (a MatMul): when its output's one
+        reader is declared an element-wise sum of its inputs, c_1 y + c_2 b (an Add), with a
+        constant b, that constant is the layer's bias, so b - (c_1 / c_2) * shift along the
+        output channels keeps the sum's expected error at zero as a bias input would."""
+        out = node.outputs[0]
+        users = self.consumers.get(out, [])
+        shape = self.graph.shape_of(out)
+        if (axis is None or shape is None or not 0 <= axis < len(shape) or len(users) != 1
+                or len(node.outputs) != 1 or out in self.graph.output_names):
+            return
+        user = users[0]
+        if any(o in self.cal.saturated for o in user.outputs):
+            return  # such a sum may run in float on the source's own constant
+        op = self._ops.get(user.name)
+        plan = self._plans.get(user.name)
+        coefficients = None if op is None else sum_coefficients(op)
+        if coefficients is None or plan is None or plan.action is not Action.ALIGN:
+            return
+        tensors = [t.name for t in op.inputs]
+        slots = {slot_binding(op, s): s for s in range(len(user.inputs))}
+        if set(slots) != set(tensors) or list(user.inputs).count(out) != 1:
+            return
+        mine = tensors.index(slot_binding(op, user.inputs.index(out)))
+        others = [i for i, t in enumerate(tensors) if i != mine]
+        if len(others) != 1 or user.inputs[slots[tensors[others[0]]]] not in (
+                self.graph.initializers) or coefficients[others[0]] == 0:
+            return
+        name = user.inputs[slots[tensors[others[0]]]]
+        shift = self._bias_shift[node.name]
+        along = shift.reshape((shift.size,) + (1,) * (len(shape) - 1 - axis))
+        ratio = coefficients[mine] / coefficients[others[0]]
+        self._corrected_constants[(user.name, name)] = (
+            self.graph.initializers[name] - ratio * along).astype(np.float32)
+        self._corrected.add(node.name)
+        self._corrected_in[node.name] = user.name
+
+    def _constant_at(self, name: str, scale: float, constants: dict,
+                     node: Node | None = None) -> str:
+        """A constant or static input of an aligned node, brought to the common scale (a
+        constant that took a bias correction, with it)."""
         dst = self.fresh(f"{name}:aligned")
         if name in self.graph.initializers:
-            constants[dst] = np.round(self.graph.initializers[name] * scale).astype(np.float32)
+            value = self._corrected_constants.get(
+                (node.name if node else "", name), self.graph.initializers[name])
+            constants[dst] = np.round(value * scale).astype(np.float32)
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
@@ -727,8 +786,10 @@ class _Builder:
     def _rounding_note(self, node: Node) -> str:
         if node.name not in self._layers:
             return ""
+        home = self._corrected_in.get(node.name)
         parts = ["output-aware rounding" if self.optq else "",
-                 "bias corrected" if node.name in self._corrected else ""]
+                 "bias corrected" + (f" in {home}" if home else "")
+                 if node.name in self._corrected else ""]
         return ", ".join(filter(None, parts))
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:

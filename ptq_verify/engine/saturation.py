@@ -73,9 +73,18 @@ def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
     total = np.asarray(total)
     static = np.asarray(static, dtype=total.dtype)
     magnitude = np.abs(static)
+    everywhere = np.broadcast_to(True, total.shape)
+    peak = float(magnitude.max(initial=0.0))
+    if total.size and np.isfinite(peak) and 2 * peak <= max(-float(total.min()),
+                                                             float(total.max())):
+        # the activation part reaches at least max|total| - peak >= peak: no static value
+        # lies beyond it (a bias), every position counts; found without a temporary
+        return everywhere
     with np.errstate(invalid="ignore", over="ignore"):
         activation = np.abs(np.where(np.isfinite(static), total - static, 0))
         reach = float(np.max(activation, initial=0.0))
+        if peak <= reach:  # no static value beyond the activations' reach
+            return everywhere
         size = np.abs(total)
         kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
         for _ in range(FIXED_POINT_ROUNDS):

@@ -60,8 +60,10 @@ def is_one(factor: np.ndarray) -> bool:
 class IntegerParam:
     """A parameter held as integers: ``values = round(real * scale)``.
 
-    ``kind`` is ``"weight"`` (n-bit, signed, symmetric) or ``"bias"`` (at the accumulator
-    scale, 32-bit); ``axis`` is the axis a per-channel ``scale`` runs along (None: one scale).
+    ``kind`` is ``"weight"`` (n-bit, signed, symmetric), ``"bias"`` (at the accumulator
+    scale, 32-bit) or ``"codes"`` (a table a selection reads activation codes from, an
+    embedding: n-bit at its output's scale and range); ``axis`` is the axis a per-channel
+    ``scale`` runs along (None: one scale).
     """
 
     kind: str
