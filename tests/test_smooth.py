@@ -87,6 +87,9 @@ def test_agreement_check_tells_a_changed_output_from_float_rounding():
     value = {"y": np.linspace(-3, 3, 50)}
     assert smoothing.agrees(value, {"y": value["y"] * (1 + 1e-7)})
     assert not smoothing.agrees(value, {"y": value["y"] * 1.01})
+    indices = {"i": np.arange(5)}
+    assert smoothing.agrees(indices, {"i": np.arange(5)})
+    assert not smoothing.agrees(indices, {"i": np.arange(5)[::-1]})
 
 
 @pytest.mark.parametrize("alphas", [(0.5,)])

@@ -37,7 +37,7 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..graph.ort_runner import ort_runner
 from ..rules import Rule
-from .data import Feeds
+from .data import Feeds, check_feeds
 from .probe import example_inputs, run_kernel
 from .rules import effective_rule, weight_layout
 
@@ -96,7 +96,7 @@ class Candidate:
                 f"{' + '.join(c.node.name for c in self.consumers)}{copy}")
 
 
-def smooth(graph: Graph, data: Mapping[str, np.ndarray], bits: int = 8,
+def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
            table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
            alphas: tuple[float, ...] = ALPHAS) -> list[SmoothedTensor]:
     """Smooth every activation the rules allow and where it helps, in place, before
@@ -105,7 +105,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray], bits: int = 8,
     candidates = candidates_of(graph, table, overrides)
     if not candidates:
         return []
-    feeds = {k: np.asarray(v)[:SAMPLES] for k, v in data.items()}
+    feeds = {k: v[:SAMPLES] for k, v in check_feeds(data, graph, "calibration data").items()}
     values = _run(graph, table, feeds, [*graph.output_names, *(c.tensor for c in candidates)])
     if values is None:
         return []
@@ -200,10 +200,12 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
 
 def agrees(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
            tolerance: float = _TOLERANCE) -> bool:
-    """Whether every output agrees to float rounding (relative to its largest value)."""
+    """Whether every float output agrees to float rounding (relative to its largest value)
+    and every other output (indices, flags) exactly."""
     return all(np.allclose(after[k], v, rtol=tolerance,
-                           atol=tolerance * (np.abs(v).max() + 1e-30))
-               for k, v in before.items())
+                           atol=tolerance * (np.abs(v).max(initial=0) + 1e-30))
+               if np.issubdtype(np.asarray(v).dtype, np.floating)
+               else np.array_equal(after[k], v) for k, v in before.items())
 
 
 # -- which nodes carry the factor ------------------------------------------------------------
