@@ -121,3 +121,20 @@ def test_auto_calibration_clips_mse_optimally_only_at_few_levels():
     auto = Calibration({"t": stats}, "auto")
     assert auto.clip("t", 7) == stats.mse_clip(7) < stats.max_abs
     assert auto.clip("t", 127) == auto.clip("t", 31) == stats.max_abs
+
+
+def test_a_tensor_read_only_by_clip_takes_the_clip_range_and_unsigned_codes():
+    # Clip(0, 6) = clip(x, lo, hi): codes clipped to its range first change nothing, so the
+    # BatchNorm-folded convolution before it spends all 2^n codes on [0, max output]
+    graph, model = _quantized(models.mobile_block(), True)
+    stats = calibrate(graph, models.digits(150, True), progress=False).stats
+    for before, clip in (("batchnormalization1", "clip1"), ("batchnormalization2", "clip2")):
+        code = model.codes[before]
+        assert code.unsigned and code.high == 255
+        assert stats[before].minimum < 0  # negative values, which the Clip cuts off
+        assert np.isclose(code.scale, 255 / stats[clip].maximum)
+        assert model.codes[clip].unsigned
+    assert model.codes["pad1"].unsigned  # pads with 0: a selection of unsigned codes
+    test = models.digits(50, True, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    assert sqnr_db(reference, model.run(test)["logits"]) > 30
