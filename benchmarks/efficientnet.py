@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --layers: per-tensor weights, equalized")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
+    parser.add_argument("--methods", default="0,1,2,3,4",
+                        help="which rows to measure (comma-separated numbers, in table order)")
     args = parser.parse_args(argv)
     from machine import describe
 
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             reference = logits(str(path), evaluation)
             top1 = reference.argmax(axis=1)
             for number, (label, method) in enumerate(methods):
+                if str(number) not in args.methods.split(","):
+                    continue
                 target = folder / f"{kind}_{number}_q.onnx"
                 took = method(path, target)
                 cells = []
