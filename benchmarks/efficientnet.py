@@ -143,25 +143,10 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
 def onnxruntime_static(path: Path, calibration: np.ndarray, target: Path,
                        per_channel: bool) -> float:
     """onnxruntime's quantize_static (QDQ, int8, MinMax); returns its wall time."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter({"input": calibration[i:i + 32]}
-                                for i in range(0, len(calibration), 32))
-
-        def get_next(self):
-            return next(self.batches, None)
+    from ort_peer import quantize_int8
 
     start = time.perf_counter()
-    quantize_static(str(path), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    per_channel=per_channel)
+    target.write_bytes(quantize_int8(path, "input", calibration, per_channel))
     return time.perf_counter() - start
 
 

@@ -36,8 +36,10 @@ class _ArrayReader(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray) -> bytes:
-    """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise."""
+def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray,
+                  per_channel: bool = False) -> bytes:
+    """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise
+    (one weight scale per tensor, or per channel)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "model_int8.onnx"
         quantize_static(
@@ -48,5 +50,6 @@ def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray) ->
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            per_channel=per_channel,
         )
         return output.read_bytes()
