@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         start = time.perf_counter()
         graph = load_model(path)
-        model = quantize(graph, calibrate(graph, calibration, progress=False), 8)
+        model = quantize(graph, calibrate(graph, calibration, bits=8, progress=False), 8)
         quantized = model.to_onnx()
         seconds = time.perf_counter() - start
         counts = model.counts()

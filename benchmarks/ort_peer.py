@@ -24,12 +24,13 @@ CALIBRATION_BATCH = 32
 
 
 class _ArrayReader(CalibrationDataReader):
-    """Feeds one input array to onnxruntime's calibrator in fixed-size batches."""
+    """Feeds the model's input arrays to onnxruntime's calibrator in fixed-size batches."""
 
-    def __init__(self, input_name: str, data: np.ndarray) -> None:
+    def __init__(self, feeds: dict[str, np.ndarray]) -> None:
+        count = len(next(iter(feeds.values())))
         self._batches = iter(
-            {input_name: data[i : i + CALIBRATION_BATCH]}
-            for i in range(0, len(data), CALIBRATION_BATCH)
+            {name: data[i : i + CALIBRATION_BATCH] for name, data in feeds.items()}
+            for i in range(0, count, CALIBRATION_BATCH)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -40,16 +41,36 @@ def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray,
                   per_channel: bool = False) -> bytes:
     """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise
     (one weight scale per tensor, or per channel)."""
+    return quantize_int8_feeds(model_path, {input_name: calibration}, per_channel)
+
+
+def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray],
+                        per_channel: bool = False) -> bytes:
+    """:func:`quantize_int8` for a model with several inputs (calibration arrays by name)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "model_int8.onnx"
-        quantize_static(
-            str(model_path),
-            str(output),
-            _ArrayReader(input_name, calibration),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            per_channel=per_channel,
-        )
+        write_int8(model_path, feeds, output, per_channel)
         return output.read_bytes()
+
+
+def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
+               per_channel: bool = False) -> None:
+    """``quantize_static`` (QDQ, int8, MinMax, per tensor or per channel) of ``model_path``
+    into ``output``, calibrated on ``feeds`` (one array per model input, batch first)."""
+    quantize_static(
+        str(model_path),
+        str(output),
+        _ArrayReader(feeds),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        per_channel=per_channel,
+    )
+
+
+if __name__ == "__main__":  # python ort_peer.py model.onnx calib.npz out.onnx (timed whole)
+    import sys
+
+    with np.load(sys.argv[2]) as archive:
+        write_int8(Path(sys.argv[1]), dict(archive), Path(sys.argv[3]))

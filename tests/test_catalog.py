@@ -158,4 +158,5 @@ def test_every_onnx_type_resolves_to_one_of_its_declarations():
         attrs = {k: v[0] if isinstance(v, tuple) else v for k, v in op.onnx_match.items()
                  if isinstance(k, str)}
         constants = {k: np.array(v) for k, v in op.onnx_match.items() if isinstance(k, int)}
-        assert operator_for_onnx_type(op.onnx_type, attrs, constants) is op
+        arity = op.onnx_arity
+        assert operator_for_onnx_type(op.onnx_type, attrs, constants, arity) is op

@@ -138,3 +138,34 @@ def test_a_tensor_read_only_by_clip_takes_the_clip_range_and_unsigned_codes():
     test = models.digits(50, True, offset=400)
     reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
     assert sqnr_db(reference, model.run(test)["logits"]) > 30
+
+
+def test_a_mask_sets_no_range_and_a_bias_does():
+    """Positions where a static operand lies beyond any activation (a mask at float32's
+    minimum) are dropped from the range; a bias, within the activations' reach, keeps all."""
+    from ptq_verify.engine.saturation import kept_positions
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    mask = np.where(rng.random((2, 1, 1, 4)) < 0.5, np.finfo(np.float32).min, 0)
+    mask = mask.astype(np.float32)
+    kept = kept_positions(scores + mask, mask)
+    np.testing.assert_array_equal(kept, np.broadcast_to(mask == 0, scores.shape))
+    for bias in (0.1 * rng.normal(size=4), np.full(4, 5.0)):  # small, and past |activation|
+        assert kept_positions(scores + bias.astype(np.float32), bias).all()
+
+
+def test_calibration_batches_follow_the_memory_budget():
+    from ptq_verify.engine.data import BudgetBatches
+    from ptq_verify.graph import Graph, TensorInfo
+
+    feeds = {"x": np.arange(20.0).reshape(20, 1)}
+    graph = Graph([], [TensorInfo("x", ("batch", 1), np.dtype(np.float32))], [], {})
+    plan = BudgetBatches(feeds, graph, batch_size=8, budget=300)
+    sizes = []
+    for batch in plan:
+        sizes.append(len(batch["x"]))
+        plan.held(100 * sizes[-1], sizes[-1])  # 100 bytes per sample: 3 fit
+    assert sizes == [4, 3, 3, 3, 3, 3, 1]
+    np.testing.assert_array_equal(
+        np.concatenate([b["x"] for b in BudgetBatches(feeds, graph, 8, 10**9)]), feeds["x"])

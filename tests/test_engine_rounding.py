@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ptq_verify.catalog import operator_for_onnx_type
+from ptq_verify.catalog import Operator, operator_for_onnx_type
 from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
-from ptq_verify.engine.rounding import WeightTarget, optq_round, patches
+from ptq_verify.engine.rounding import PatchSource, WeightTarget, optq_round, patches
 from ptq_verify.errors import UserError
 from ptq_verify.graph import Node, OperatorTable, graph_from_onnx, run_graph
 
@@ -42,6 +42,43 @@ def test_patches_reproduce_a_convolution():
     np.testing.assert_allclose(columns @ weight.reshape(4, -1).T, direct, atol=1e-9)
     # A wrong layout (weights feeding output axis 2) is refused, not used.
     assert patches(op, node, [x, weight], WeightTarget(1, 0, 2, ())) is None
+
+
+@pytest.mark.parametrize("op_type, attrs, shapes, target", [
+    ("Conv", {"pads": [1, 1, 1, 1]}, ((2, 3, 6, 6), (4, 3, 3, 3)), WeightTarget(1, 0, 1, ())),
+    ("MatMul", {}, ((2, 5, 6), (6, 4)), WeightTarget(1, 1, 2, ())),
+])
+def test_later_batches_read_patches_by_a_checked_selection(op_type, attrs, shapes, target):
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal(shapes[1])
+    node = Node("n", op_type, ["x", "w"], ["y"], attrs)
+    op = operator_for_onnx_type(op_type)
+    source = PatchSource(op, node, target, [0])
+    first, second = (rng.standard_normal(shapes[0]) for _ in range(2))
+    x, index = source([first, weight])
+    assert index is not None  # im2col with padding and the rows of a MatMul are selections
+    np.testing.assert_array_equal(x, patches(op, node, [first, weight], target))
+    again, same = source([second, weight])
+    assert same is index
+    np.testing.assert_allclose(again, patches(op, node, [second, weight], target), atol=1e-12)
+
+
+def test_patches_that_are_no_selection_are_probed_every_batch():
+    # patches tanh(x): linear in the weights, but no element of x, so no selection is kept
+    op = Operator("TanhMatMul", "a0 a1, b0 b1", "tanh(a0)*b0 + tanh(a1)*b1",
+                  onnx_kernel=lambda inputs, attrs: np.tanh(inputs[0]) @ inputs[1])
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((6, 4))
+    node = Node("n", "TanhMatMul", ["x", "w"], ["y"], {})
+    source = PatchSource(op, node, WeightTarget(1, 1, 1, ()), [0])
+    for _ in range(2):
+        x = rng.standard_normal((5, 6))
+        columns, index = source([x, weight])
+        assert index is None
+        np.testing.assert_allclose(columns, np.tanh(x), atol=1e-12)
+    # a node with two activation inputs has no single input to select from
+    both = PatchSource(operator_for_onnx_type("MatMul"), node, WeightTarget(1, 1, 1, ()), [0, 1])
+    assert both([x, weight])[1] is None
 
 
 def test_optq_lowers_the_output_error_of_rounding():

@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify.cli import main
-from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.errors import UserError
-from ptq_verify.graph import OperatorTable, run_graph
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 
 def _constant(name: str, **attr) -> onnx.NodeProto:
@@ -158,16 +158,23 @@ def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
     assert "unknown op type TopK: topk" in capsys.readouterr().out
 
 
-def test_a_constant_matmul_operand_gets_per_channel_scales(tmp_path):
+@pytest.mark.parametrize(("op_type", "attrs", "transposed"), [
+    ("MatMul", {}, False),
+    ("Einsum", {"equation": "bi,io->bo"}, False),
+    ("Einsum", {"equation": "bi, oi -> bo"}, True),
+])
+def test_a_constant_linear_operand_gets_per_channel_scales(op_type, attrs, transposed, tmp_path):
     """x @ W with W's columns spanning three decades: per-column scales, as a Gemm's weights
-    get, keep the small columns that one per-tensor scale rounds away."""
+    get, keep the small columns that one per-tensor scale rounds away; the exports run in
+    onnxruntime (the integer form to the code)."""
     rng = np.random.default_rng(3)
     weight = (rng.normal(size=(64, 12)) * np.logspace(-3, 0, 12)).astype(np.float32)
+    stored = weight.T.copy() if transposed else weight
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")], "matmul",
+        [helper.make_node(op_type, ["x", "w"], ["y"], name="linear", **attrs)], "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 12])],
-        [numpy_helper.from_array(weight, "w")])
+        [numpy_helper.from_array(stored, "w")])
     path = tmp_path / "mm.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     loaded = load_model(path)
@@ -180,9 +187,95 @@ def test_a_constant_matmul_operand_gets_per_channel_scales(tmp_path):
         model = quantize(loaded, calibration, 8, per_channel=per_channel)
         out = model.run(test)["y"]
         errors[per_channel] = sqnr_db(reference[:, small], out[:, small])
-    note = quantize(loaded, calibration, 8).records[0].note
+    model = quantize(loaded, calibration, 8)
+    note = model.records[0].note
     assert "per-channel weights" in note and "output-aware rounding" in note
     assert errors[True] > errors[False] + 20
+    simulated = model.run(test)["y"]
+    for form in ("integer", "qdq"):  # integer computes the codes; qdq rounds in onnxruntime
+        proto = model.to_onnx(form).SerializeToString()
+        exported = ort.InferenceSession(proto).run(None, {"x": test})[0]
+        if form == "integer":
+            assert np.max(np.abs(exported - simulated) * model.output_scales["y"]) < 0.5
+        assert sqnr_db(simulated, exported) > 30
     nearest = quantize(loaded, calibration, 4, weight_rounding="nearest").run(test)["y"]
     optq = quantize(loaded, calibration, 4).run(test)["y"]
     assert sqnr_db(reference, optq) > sqnr_db(reference, nearest)
+
+
+@pytest.mark.parametrize(("op_type", "attrs", "transposed", "order"), [
+    ("MatMul", {}, False, "bias first"),
+    ("MatMul", {}, False, "bias second"),
+    ("Einsum", {"equation": "bi, oi -> bo"}, True, "bias first"),
+])
+def test_a_linear_bias_correction_goes_into_the_constant_of_the_add_after_it(
+        tmp_path, op_type, attrs, transposed, order):
+    """MatMul and Einsum have no bias input; the Add after them, declared a + b, adds a
+    constant per output channel: the correction of the rounded weights goes there, so the
+    mean output error of the sum drops as it does for a Gemm's bias, and the exports run in
+    onnxruntime (the simulation to the code)."""
+    rng = np.random.default_rng(5)
+    weight = rng.normal(size=(64, 12)).astype(np.float32)
+    bias = rng.normal(size=12).astype(np.float32)
+    operands = ["b", "y"] if order == "bias first" else ["y", "b"]
+    graph = helper.make_graph(
+        [helper.make_node(op_type, ["x", "w"], ["y"], name="linear", **attrs),
+         helper.make_node("Add", operands, ["z"], name="add")], "linear_add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 12])],
+        [numpy_helper.from_array(weight.T.copy() if transposed else weight, "w"),
+         numpy_helper.from_array(bias, "b")])
+    path = tmp_path / "linear_add.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    loaded = load_model(path)
+    data = models.digits(200)
+    calibration = calibrate(loaded, data, progress=False)
+    reference = data @ weight + bias
+    errors = {}
+    for corrected in (True, False):
+        model = quantize(loaded, calibration, 4, weight_rounding="nearest",
+                         bias_correction=corrected)
+        errors[corrected] = np.abs((model.run(data)["z"] - reference).mean(axis=0)).mean()
+    assert errors[True] < 0.5 * errors[False]
+    model = quantize(loaded, calibration, 4)
+    assert "bias corrected in add" in model.records[0].note
+    simulated = model.run(data)["z"]
+    for form in ("simulation", "qdq"):
+        session = ort.InferenceSession(model.to_onnx(form).SerializeToString())
+        exported = session.run(None, {"x": data})[0]
+        if form == "simulation":
+            np.testing.assert_allclose(exported, simulated, rtol=0, atol=1e-5)
+        assert sqnr_db(simulated, exported) > 30
+
+
+def test_no_bias_correction_through_a_product():
+    """A Mul after the MatMul is no sum: its constant is no bias and keeps its value."""
+    rng = np.random.default_rng(6)
+    weight = rng.normal(size=(64, 12)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul"),
+         helper.make_node("Mul", ["y", "c"], ["z"], name="mul")], "matmul_mul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 12])],
+        [numpy_helper.from_array(weight, "w"),
+         numpy_helper.from_array(np.full(12, 0.5, np.float32), "c")])
+    loaded = prepare(graph_from_onnx(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])))
+    model = quantize(loaded, calibrate(loaded, models.digits(50), progress=False), 4)
+    assert "bias corrected" not in model.records[0].note
+
+
+def test_an_einsum_of_four_operands_is_refused_in_one_line(tmp_path, capsys):
+    """Each operand carries its own scale; the catalog declares one to three of them."""
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "x", "x", "x"], ["y"], name="quad",
+                          equation="bi,bi,bi,bi->bi")], "quad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])])
+    path = tmp_path / "quad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(tmp_path / "c.npy", models.digits(10))
+    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "'quad' (Einsum)" in err and "\n" not in err

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.engine.lower import ENCODINGS
 from ptq_verify.errors import UserError
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
@@ -56,7 +57,7 @@ def test_every_format_runs_and_matches_its_simulation(name, bits):
     integer = _session(model.to_onnx("integer")).run(None, {"input": test})[0]
     codes = np.abs(integer - simulated) * model.output_scales["logits"]
     assert codes.max() < 0.5, "the integer format computes the simulated codes"
-    for encoding in ("s8s8", "u8u8"):
+    for encoding in ENCODINGS:
         qdq = _session(model.to_onnx("qdq", encoding=encoding)).run(None, {"input": test})[0]
         # onnxruntime requantizes with its own float32 multipliers: a code may differ by one
         # at a rounding tie, and the difference propagates; the accuracy must not.
@@ -65,8 +66,11 @@ def test_every_format_runs_and_matches_its_simulation(name, bits):
         assert np.mean(qdq.argmax(1) == simulated.argmax(1)) >= 0.95
 
 
-@pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid"])
+@pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid", "residual",
+                                  "squeeze_excite"])
 def test_qdq_runs_on_integer_kernels_at_8_bits(name, tmp_path):
+    """In the default encoding every product and aligned sum fuses into an integer kernel, a
+    tensor read by two ops (a residual's skip, a gate's input) included."""
     model, test, _ = _quantized(name, 8)
     proto = model.to_onnx("qdq")
     scales = {node.input[1] for node in proto.graph.node
@@ -77,7 +81,7 @@ def test_qdq_runs_on_integer_kernels_at_8_bits(name, tmp_path):
     optimized = tmp_path / "optimized.onnx"
     _session(proto, str(optimized))
     ops = {node.op_type for node in onnx.load(optimized).graph.node}
-    assert not ops & {"Conv", "Gemm", "MatMul"}, f"float products left: {sorted(ops)}"
+    assert not ops & {"Conv", "Gemm", "MatMul", "Add"}, f"float ops left: {sorted(ops)}"
     assert ops & {"QLinearConv", "QGemm", "MatMulIntegerToFloat", "QLinearMatMul"}
 
 

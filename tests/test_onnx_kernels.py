@@ -159,6 +159,27 @@ def test_matmul():
     _check("MatMul", [_f(4), _f(2, 4, 3)])
 
 
+@pytest.mark.parametrize(("name", "equation", "shapes"), [
+    ("EinsumUnary", "ij->ji", [(3, 4)]),
+    ("EinsumUnary", "ii->i", [(4, 4)]),
+    ("Einsum", "bij, jk -> bik", [(2, 3, 4), (4, 5)]),
+    ("Einsum", "...ij,...kj->...ik", [(2, 3, 4), (2, 5, 4)]),
+    ("Einsum", "i,i->i", [(6,), (6,)]),
+    ("EinsumTernary", "ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+])
+def test_einsum(name, equation, shapes):
+    from ptq_verify.catalog import operator_for_onnx_type
+
+    assert operator_for_onnx_type("Einsum", {"equation": equation}, arity=len(shapes)).name == name
+    _check(name, [_f(*shape) for shape in shapes], {"equation": equation})
+
+
+def test_einsum_of_four_operands_has_no_declaration():
+    from ptq_verify.catalog import operator_for_onnx_type
+
+    assert operator_for_onnx_type("Einsum", {"equation": "i,i,i,i->i"}, arity=4) is None
+
+
 @pytest.mark.parametrize("attrs", [{}, {"alpha": 0.5, "beta": 2.0, "transA": 1, "transB": 1}])
 def test_gemm(attrs):
     a = _f(4, 3) if attrs.get("transA") else _f(3, 4)

@@ -1,6 +1,8 @@
 """Real torch exports end to end (made by benchmarks/export_test_models.py, committed under
 tests/fixtures/torch): legacy and dynamo exporters, three opsets each, a digits MLP (LayerNorm,
-exact GELU, Softmax), a digits CNN and a tiny BERT with int64 token ids and an attention mask.
+exact GELU, Softmax), a digits CNN and a tiny BERT with int64 token ids and an attention mask;
+and a tiny T5 encoder (legacy, opset 17), whose boolean mask goes through a Where into the
+position bias before it meets the scores.
 Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -18,7 +21,9 @@ from ptq_verify.graph import load_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
-DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert"}
+DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
+        "tiny_t5": "tiny_bert"}
+EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
 def _data(model: str, split: str) -> dict[str, np.ndarray]:
@@ -38,7 +43,7 @@ def _mean_pooled_cosine(reference, quantized, mask) -> np.ndarray:
 
 
 def test_the_fixtures_cover_both_exporters_and_three_opsets():
-    for name in DATA:
+    for name in EVERY_FORM:
         for exporter, opsets in (("legacy", (13, 17, 20)), ("dynamo", (17, 18, 20))):
             for opset in opsets:
                 assert f"{name}.{exporter}.opset{opset}.onnx" in MODELS
@@ -60,15 +65,33 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
         other = _session(model.to_onnx(form)).run(None, test)[0]
         assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form
-    if name.startswith("tiny_bert"):
+    qdq, integer = model.to_onnx("qdq"), model.to_onnx("integer")
+    largest = max(qdq.graph.initializer, key=lambda t: np.prod(t.dims))
+    assert largest.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8), \
+        "the largest constant (an embedding table, a weight) is stored as 8-bit codes"
+    tables = {name for node in integer.graph.node if node.op_type == "Gather"
+              for name in node.input[:1]}
+    assert all(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+               for t in integer.graph.initializer if t.name in tables and np.prod(t.dims) > 256
+               ), "integer: an embedding table is 8-bit codes (not int32)"
+    assert np.max(np.abs(_session(integer).run(None, test)[0] - simulated) * scale) < 0.5
+    listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
+    static = {record.name for record in model.records if record.kind == "static"}
+    assert not static & {item.split(": ", 1)[0] for item in listed.split("; ")}, \
+        "shape, index and mask arithmetic (token ids, Shape -> Reshape) is no float activation"
+    if name.startswith("tiny_"):
         cosine = _mean_pooled_cosine(reference, simulated, test["attention_mask"])
         assert cosine.min() > 0.999
     else:
         assert sqnr_db(reference, simulated) > 30
 
 
-@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx"])
+@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx",
+                                  "tiny_t5.legacy.opset17.onnx"])
 def test_masked_keys_get_probability_zero_and_set_no_range(name):
+    """An additive mask (BERT) and a boolean one applied by Where(mask, bias, finfo.min) and
+    then added to the scores (T5): masked keys get probability exactly 0, and the mask sets
+    no calibrated range."""
     graph = load_model(str(FIXTURES / name))
     calibration = calibrate(graph, _data(name, "calib"), progress=False)
     model = quantize(graph, calibration, 8)

@@ -59,7 +59,7 @@ def _by_onnx_type() -> dict[str, tuple[Operator, ...]]:
         if op.onnx_type is not None:
             groups.setdefault(op.onnx_type, []).append(op)
     for op_type, ops in groups.items():
-        conditions = [tuple(sorted(op.onnx_match.items(), key=str)) for op in ops]
+        conditions = [(op.onnx_arity, tuple(sorted(op.onnx_match.items(), key=str))) for op in ops]
         if len(set(conditions)) != len(conditions):
             names = ", ".join(op.name for op in ops)
             raise DeclarationError(f"ONNX {op_type}: {names} cannot be told apart (onnx_match)")
@@ -83,6 +83,7 @@ def operator_for_onnx_type(
     op_type: str,
     attrs: Mapping[str, Any] | None = None,
     constants: Mapping[int, Any] | None = None,
+    arity: int | None = None,
 ) -> Operator | None:
     """The declaration an ONNX node of type ``op_type`` stands for, or None.
 
@@ -92,11 +93,13 @@ def operator_for_onnx_type(
     one with the most conditions wins (Relu6 over Clip for Clip(x, 0, 6)). With no attributes
     given, the answer is the declaration for the default attributes (Gelu, not GeluTanh); a
     condition on a constant input that is not given fails (a Pow with an unknown exponent has
-    no declaration).
+    no declaration). ``arity``, the node's number of inputs, selects among declarations with an
+    ``onnx_arity`` (Einsum by its number of operands); without it they never match.
     """
     matching = [
         op for op in _by_onnx_type().get(op_type, ())
         if _matches(op, attrs or {}, constants or {})
+        and (op.onnx_arity is None or op.onnx_arity == arity)
     ]
     if not matching:
         return None

@@ -151,6 +151,10 @@ class Operator:
             default) or input slot number (a constant input) -> the required value, or a tuple
             of allowed values. E.g. GeluTanh ``{"approximate": "tanh"}``, Pow2 ``{1: 2}``.
             See :func:`ptq_verify.catalog.operator_for_onnx_type`.
+        onnx_arity: the number of ONNX inputs a node must have to be this declaration, for a
+            variadic ONNX op whose inputs play different roles (Einsum's operands each carry
+            their own scale, so a three-operand node is not a two-operand witness with its last
+            slot repeated); None for any number (Concat, Sum: every input plays one role).
         domain: extra conditions on the elements (sympy relations) under which ``expr`` is
             defined; conditions implied by the expression (log, sqrt, division) are recorded
             by the parser automatically.
@@ -172,6 +176,7 @@ class Operator:
         onnx_attrs: Mapping[str, str] | None = None,
         onnx_kernel: OnnxKernel | None = None,
         onnx_match: Mapping[str | int, Any] | None = None,
+        onnx_arity: int | None = None,
         domain: Sequence[sympy.Basic] = (),
         mixes_channels: bool = False,
         doc: str = "",
@@ -219,6 +224,7 @@ class Operator:
         self.onnx_attrs = dict(onnx_attrs or {})
         self._onnx_kernel = onnx_kernel
         self.onnx_match = dict(onnx_match or {})
+        self.onnx_arity = onnx_arity
         self.mixes_channels = mixes_channels
         self.doc = doc
         self._check_binding()
@@ -262,6 +268,11 @@ class Operator:
         for key in self.onnx_match:
             if isinstance(key, int) and not 0 <= key < len(self.onnx_inputs):
                 raise DeclarationError(f"{self.name}: onnx_match names ONNX input {key}, absent")
+        if self.onnx_arity is not None and self.onnx_arity > len(self.onnx_inputs):
+            raise DeclarationError(
+                f"{self.name}: onnx_arity {self.onnx_arity} but {len(self.onnx_inputs)} ONNX "
+                "inputs are bound"
+            )
         for attr, param in self.onnx_attrs.items():
             if param not in self.params:
                 raise DeclarationError(

@@ -56,8 +56,8 @@ def register(subparsers) -> None:
                    "on integer-valued tensors (any width, the reference); integer: integer "
                    "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
                    "compensated unary ops as tables of codes; at most 8 bits)")
-    p.add_argument("--encoding", default="s8s8",
-                   help="how qdq codes sit in 8-bit containers (default s8s8; u8u8 cannot "
+    p.add_argument("--encoding", help="how qdq codes sit in 8-bit containers: u8s8 "
+                   "(default: what onnxruntime's x86 kernels take), s8s8, u8u8 (cannot "
                    "saturate on x86 CPUs without VNNI, see docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -68,9 +68,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
     from ..engine.equalize import equalize
-    from ..engine.lower import check_format
+    from ..engine.lower import DEFAULT_ENCODING, check_format
 
     check_bits(args.bits, "--bits")
+    args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
     source, example_calibration = resolve_model(args.model)
     calib = args.calib or example_calibration
@@ -87,8 +88,8 @@ def run(args) -> int:
     equalizing = args.per_tensor if args.equalize is None else args.equalize
     pairs = equalize(graph) if equalizing else []
     data = read_data_file(calib, graph)
-    calibration = calibrate(graph, data, args.calibration, percent=args.percentile,
-                            progress=not args.no_progress)
+    calibration = calibrate(graph, data, args.calibration, bits=args.bits,
+                            percent=args.percentile, progress=not args.no_progress)
     model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,
@@ -136,10 +137,23 @@ def table(model, source, target, format: str = "simulation") -> str:
     counts = model.counts()
     lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes: "
                  f"{counts['integer']} on integers, {counts['compensated']} compensated "
-                 f"(float: no scaling rule), {counts['static']} static (float: shapes, indices, "
-                 "masks; no activation)")
+                 f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
+                 "indices, masks; no activation)")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)
+
+
+def _why_float(records) -> str:
+    """Why the compensated nodes run in float, with how many for each reason."""
+    reasons: dict[str, int] = {}
+    for record in records:
+        if record.kind == "compensated":
+            reasons[record.why] = reasons.get(record.why, 0) + 1
+    if not reasons:
+        return "none in float"
+    if len(reasons) == 1:
+        return f"float: {next(iter(reasons))}"
+    return "float: " + "; ".join(f"{n} {why}" for why, n in reasons.items())
 
 
 def markdown(model, source, target) -> str:

@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
-from ..graph.ort_runner import ort_runner
-from .data import batches, check_feeds
+from ..graph.ort_runner import OrtRunner, ort_runner
+from .data import BudgetBatches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
 
@@ -26,6 +26,9 @@ AUTO_MSE_LEVELS = 16
 # Calibration samples kept as they are, for what needs the data and not only ranges
 # (output-aware weight rounding and bias correction in quantize).
 SAMPLE_LIMIT = 256
+# Bytes of activations one onnxruntime batch may return (every activation is an output: a
+# transformer's take tens of MB per sample), which sets the batch size after the first.
+BATCH_BYTES = 512 << 20
 
 
 @dataclass
@@ -37,8 +40,13 @@ class Calibration:
     percent: float = 99.99
     samples: int = 0
     sample: dict[str, np.ndarray] = field(default_factory=dict)  # first SAMPLE_LIMIT inputs
-    # sums where a static operand saturated some positions (engine/saturation.py)
+    # sums where a static operand saturated some positions (engine/saturation.py), and the
+    # largest finite |value| at those positions, for the readers that take codes of them
     saturated: set[str] = field(default_factory=set)
+    dropped_reach: dict[str, float] = field(default_factory=dict)
+    # the onnxruntime session that computed the statistics (every activation an output),
+    # reused for the layer inputs weight rounding needs; None when the numpy kernels ran
+    runner: OrtRunner | None = field(default=None, repr=False, compare=False)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -52,11 +60,20 @@ class Calibration:
         return stats.max_abs
 
 
+def needs_histogram(method: str, bits: int | None) -> bool:
+    """Whether ``method`` reads a histogram of |x| at ``bits`` (None: any width): max-abs
+    needs only the extremes, and so does ``auto`` above AUTO_MSE_LEVELS steps."""
+    if method == "maxabs":
+        return False
+    return method != "auto" or bits is None or (1 << (bits - 1)) - 1 < AUTO_MSE_LEVELS
+
+
 def calibrate(
     graph: Graph,
     data: Mapping[str, np.ndarray] | np.ndarray,
     method: str = "auto",
     *,
+    bits: int | None = None,
     percent: float = 99.99,
     batch_size: int = 64,
     operators: OperatorTable | None = None,
@@ -64,9 +81,11 @@ def calibrate(
     runtime: str = "onnxruntime",
 ) -> Calibration:
     """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
-    record a :class:`TensorStats` for every activation tensor. ``runtime="numpy"`` runs the
+    record a :class:`TensorStats` for every activation tensor (with a histogram of |x| when
+    ``method`` at ``bits`` reads one; None: whatever the width). ``runtime="numpy"`` runs the
     catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
-    cannot load). Memory: one batch's wanted tensors at a time; statistics are streamed."""
+    cannot load). Memory: one batch's wanted tensors at a time (at most ``batch_size``
+    samples, fewer when their tensors would pass BATCH_BYTES); statistics are streamed."""
     if method not in METHODS:
         raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < percent <= 100:
@@ -76,26 +95,51 @@ def calibrate(
         table.require(node, graph)
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
-    stats = {name: TensorStats() for name in active}
+    histogram = needs_histogram(method, bits)
+    stats = {name: TensorStats() if histogram else TensorStats(histogram=None)
+             for name in active}
     sums = masked_sums(graph, table, active)
     wanted = {name for masked in sums.values() for name in masked.static}
+    carriers = {name for masked in sums.values() for name in masked.carried}
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
+    pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     saturated: set[str] = set()
+    dropped_reach: dict[str, float] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
         if name in wanted:
             held[name] = value
         if name in sums:
-            # positions where a static operand saturates the sum set no range
-            kept = kept_positions(value, static_part(sums[name], held, graph))
+            pending[name] = value
+        elif name in stats:
+            record(name, value)
+
+    def record(name: str, value: np.ndarray) -> None:
+        try:
+            stats[name].update(value)
+        except ValueError:  # (Clip to [+inf, -inf], exp overflow, ...)
+            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
+                            "values on the calibration data") from None
+
+    def settle_masked_sums() -> None:
+        """Positions where a static operand saturates a sum set no range; the values there
+        travel on to the sums that read this one (engine/saturation.py)."""
+        carried: dict[str, np.ndarray] = {}
+        for name in sums:  # graph order: a carrier is settled before its readers
+            if name not in pending:
+                continue
+            value = pending.pop(name)
+            kept = kept_positions(value, static_part(sums[name], held, graph, value, carried))
             if not kept.all():
                 saturated.add(name)
+                if name in carriers:
+                    carried[name] = np.where(kept, 0, value)
+                dropped = np.abs(value[~kept])
+                finite = dropped[np.isfinite(dropped)]
+                if finite.size:
+                    dropped_reach[name] = max(dropped_reach.get(name, 0.0), float(finite.max()))
                 value = value[kept]
-        if name in stats:
-            if not np.all(np.isfinite(value)):  # (Clip to [+inf, -inf], exp overflow, ...)
-                raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
-                                "values on the calibration data")
-            stats[name].update(value)
+            record(name, value)
 
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through
@@ -104,8 +148,9 @@ def calibrate(
         runtime == "onnxruntime") else None
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
+    plan = BudgetBatches(feeds, graph, batch_size, BATCH_BYTES)
     with bar:
-        for batch in batches(feeds, graph, batch_size):
+        for batch in plan:
             for name, value in batch.items():
                 observe(name, value)
             computed = None if runner is None else runner.run(batch)
@@ -115,8 +160,12 @@ def calibrate(
             else:
                 for name, value in computed.items():
                     observe(name, value)
+            settle_masked_sums()
             held.clear()
-            bar.update(next(iter(batch.values())).shape[0])
+            samples = next(iter(batch.values())).shape[0]
+            plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, samples)
+            bar.update(samples)
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
-    return Calibration(stats, method, percent, total, sample, saturated)
+    return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
+                       runner)
 

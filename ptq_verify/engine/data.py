@@ -166,6 +166,35 @@ def batches(feeds: Feeds, graph: Graph, batch_size: int) -> Iterator[Feeds]:
         yield {name: array[start : start + size] for name, array in feeds.items()}
 
 
+class BudgetBatches:
+    """Batches along the batch axis sized to a memory budget: the first holds ``first``
+    samples; after each batch the caller reports the bytes its observed tensors took
+    (:meth:`held`), and later batches hold as many samples as fit in ``budget`` (at least
+    one, at most ``batch_size``). A model that fixes its batch size gets that size."""
+
+    def __init__(self, feeds: Feeds, graph: Graph, batch_size: int, budget: int,
+                 first: int = 4) -> None:
+        self.feeds, self.budget, self.batch_size = feeds, budget, batch_size
+        self.fixed = fixed_batch(graph)
+        self.size = self.fixed or min(first, batch_size)
+
+    def __iter__(self) -> Iterator[Feeds]:
+        total = next(iter(self.feeds.values())).shape[0]
+        start = 0
+        while start < total:
+            size = self.size
+            yield {name: array[start : start + size] for name, array in self.feeds.items()}
+            start += size
+
+    def held(self, nbytes: int, samples: int) -> None:
+        """``samples`` samples took ``nbytes`` of observed tensors (0: unknown, take the
+        largest size)."""
+        if self.fixed:
+            return
+        fit = self.budget * samples // nbytes if nbytes > 0 else self.batch_size
+        self.size = max(1, min(self.batch_size, fit))
+
+
 def run_batched(run: Callable[[Feeds], dict], feeds: Feeds, graph: Graph,
                 batch_size: int = 256) -> dict[str, np.ndarray]:
     """Run ``run`` batch by batch and concatenate each output along the batch axis."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..errors import UserError
@@ -39,6 +40,7 @@ from .rules import (
     is_lattice_selection,
     is_monotone_selection,
     jumps,
+    sum_coefficients,
     weight_layout,
 )
 from .steps import IntegerParam, NodeStep, ScaleStep
@@ -104,7 +106,12 @@ def quantize(
     builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
-    builder.build(plans)
+    # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
+    # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
+    # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
+    # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
+    with threadpool_limits(limits=1, user_api="blas"):
+        builder.build(plans)
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -142,6 +149,9 @@ class _Builder:
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
+        # (sum node, constant) -> the constant with a bias correction of the layer before it
+        self._corrected_constants: dict[tuple[str, str], np.ndarray] = {}
+        self._corrected_in: dict[str, str] = {}  # layer -> the sum node its correction went to
         # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
         # so that a node whose function jumps can take the same tensor at MAX_BITS instead
         self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
@@ -187,6 +197,7 @@ class _Builder:
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         levels = self.unsigned_max if unsigned else self.signed_max
         reach = max(self.cal.clip(name, levels) for name in ranged)
+        reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
             reach = float(levels)
@@ -195,6 +206,23 @@ class _Builder:
         # by the symmetric levels, and the extra negative code holds outliers below the
         # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
         return scale, (0.0 if unsigned else -float(levels + 1)), float(levels)
+
+    def _saturated_reach(self, tensor: str, reach: float, levels: int) -> float:
+        """The range of a tensor held as codes whose calibration left out the positions a
+        static operand saturates. Its readers take codes, so those positions are read as
+        codes too: they set the range when it can still represent the rest (the dropped
+        values within ``levels`` steps of the kept range); beyond that (a mask at -1e4 or
+        finfo.min) the kept values would all fall on a code or two, and the positions
+        saturate to the end code instead (proofs/saturation.md, Corollary 15.1)."""
+        dropped = self.cal.dropped_reach.get(tensor)
+        if dropped is None or not reach > 0:
+            return reach
+        if dropped <= levels * reach:
+            return max(reach, dropped)
+        self.notes.append(f"tensor {tensor!r}: positions a static operand puts beyond "
+                          f"{levels}x its range are held at the end code (its readers take "
+                          "codes)")
+        return reach
 
     def _feeds_nonnegative_selection(self, node: Node) -> bool:
         plan = self._plans.get(node.name)
@@ -300,9 +328,10 @@ class _Builder:
 
     def build(self, plans: list[NodeAction]) -> None:
         self._plans = {p.name: p for p in plans}
+        self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
-                                       self._weight_targets(plans))
+                                       self._weight_targets(plans), self.cal.runner)
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats:
                 # Calibration-based: an input never negative on the calibration data is held
@@ -320,7 +349,7 @@ class _Builder:
             n_bit = self.hold_precisely(node, op)
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
-            elif any(out in self.cal.saturated and self._float_only(out) for out in node.outputs):
+            elif node.name in self._float:
                 # A static operand saturates this sum (an additive attention mask): on codes
                 # those positions would read back as the range's end, not as the mask, in
                 # the float consumers; computed in float they keep the exact mask.
@@ -363,7 +392,8 @@ class _Builder:
                          if n in self.codes)
         note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
-                                       "compensate: run in float", _scales_text(scales), note))
+                                       "compensate: run in float", _scales_text(scales), note,
+                                       why or plan.reason))
 
     def _select_from_table(self, node: Node, op: Operator, plan: NodeAction) -> None:
         """A selection from a float table by static indices (Gather of token ids): the output
@@ -372,15 +402,16 @@ class _Builder:
         never selected clip to the range, as any activation does)."""
         out = node.outputs[0]
         scale, low, high = self.target(out, self._nonnegative(node, op, plan))
-        inputs, constants = list(node.inputs), {}
+        inputs, constants, params = list(node.inputs), {}, {}
         for slot in table_slots(self.graph, op, node):
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
             table = np.round(self.graph.initializers[name] * scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+            params[inputs[slot]] = IntegerParam("codes", scale)
         produced = self.fresh(f"{out}:codes")
-        # no integer params: a format on real values reads the float table from the source
-        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node))
+        self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
+                                   params))
         self.codes[out] = Code(produced, scale, low, high)
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
@@ -423,12 +454,26 @@ class _Builder:
         codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
         return codes, scale, target.weight_axis, target.out_axis
 
-    def _float_only(self, tensor: str) -> bool:
-        """Whether every reader of ``tensor`` runs in float (compensated), so that codes for
-        it would only add a rounding between two float nodes."""
+    def _float_only(self, tensor: str, floats: set[str] | None = None) -> bool:
+        """Whether every reader of ``tensor`` runs in float, so that codes for it would only
+        add a rounding between two float nodes."""
         users = self.consumers.get(tensor, [])
+        floats = self._float if floats is None else floats
         return (bool(users) and tensor not in self.graph.output_names
-                and all(self._plans[u.name].action is Action.COMPENSATE for u in users))
+                and all(u.name in floats for u in users))
+
+    def _float_nodes(self, plans: list[NodeAction]) -> set[str]:
+        """The nodes that run in float: the compensated ones, and each sum a static operand
+        saturates (saturation.py) whose readers all run in float (proofs/saturation.md,
+        Corollary 15.2), decided readers first, so a chain of them (a boolean mask applied
+        by a Where, then added to the scores of a Softmax) runs in float as a whole."""
+        floats = {p.name for p in plans if p.action is Action.COMPENSATE}
+        for node in reversed(self.graph.nodes):
+            if (self._plans[node.name].action is not Action.STATIC
+                    and any(out in self.cal.saturated for out in node.outputs)
+                    and all(self._float_only(out, floats) for out in node.outputs)):
+                floats.add(node.name)
+        return floats
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
@@ -464,7 +509,7 @@ class _Builder:
                 continue
             selection = False
             if aligned:
-                inputs[slot] = self._constant_at(name, common, constants)
+                inputs[slot] = self._constant_at(name, common, constants, node)
                 tensor_scale[binding] = common
             elif name in consts:
                 inputs[slot] = self.fresh(f"{name}:int")
@@ -527,6 +572,8 @@ class _Builder:
                 dst = self.fresh(f"{name}:rescaled")
                 self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
                 inputs[slot] = dst
+        if node.name in self._bias_shift and node.name not in self._corrected:
+            self._bias_into_sum(node, out_axis)
         carried = {p for b in op.onnx_inputs if b for p in b.split()}
         for attr, param in op.onnx_attrs.items():
             k = float(rule.param_exponents.get(param, 0))
@@ -594,11 +641,52 @@ class _Builder:
                 return False
         return True
 
-    def _constant_at(self, name: str, scale: float, constants: dict) -> str:
-        """A constant or static input of an aligned node, brought to the common scale."""
+    def _bias_into_sum(self, node: Node, axis: int | None) -> None:
+        """Bias correction for a layer with no bias input (a MatMul): when its output's one
+        reader is declared an element-wise sum of its inputs, c_1 y + c_2 b (an Add), with a
+        constant b, that constant is the layer's bias, so b - (c_1 / c_2) * shift along the
+        output channels keeps the sum's expected error at zero as a bias input would."""
+        out = node.outputs[0]
+        users = self.consumers.get(out, [])
+        shape = self.graph.shape_of(out)
+        if (axis is None or shape is None or not 0 <= axis < len(shape) or len(users) != 1
+                or len(node.outputs) != 1 or out in self.graph.output_names):
+            return
+        user = users[0]
+        if any(o in self.cal.saturated for o in user.outputs):
+            return  # such a sum may run in float on the source's own constant
+        op = self._ops.get(user.name)
+        plan = self._plans.get(user.name)
+        coefficients = None if op is None else sum_coefficients(op)
+        if coefficients is None or plan is None or plan.action is not Action.ALIGN:
+            return
+        tensors = [t.name for t in op.inputs]
+        slots = {slot_binding(op, s): s for s in range(len(user.inputs))}
+        if set(slots) != set(tensors) or list(user.inputs).count(out) != 1:
+            return
+        mine = tensors.index(slot_binding(op, user.inputs.index(out)))
+        others = [i for i, t in enumerate(tensors) if i != mine]
+        if len(others) != 1 or user.inputs[slots[tensors[others[0]]]] not in (
+                self.graph.initializers) or coefficients[others[0]] == 0:
+            return
+        name = user.inputs[slots[tensors[others[0]]]]
+        shift = self._bias_shift[node.name]
+        along = shift.reshape((shift.size,) + (1,) * (len(shape) - 1 - axis))
+        ratio = coefficients[mine] / coefficients[others[0]]
+        self._corrected_constants[(user.name, name)] = (
+            self.graph.initializers[name] - ratio * along).astype(np.float32)
+        self._corrected.add(node.name)
+        self._corrected_in[node.name] = user.name
+
+    def _constant_at(self, name: str, scale: float, constants: dict,
+                     node: Node | None = None) -> str:
+        """A constant or static input of an aligned node, brought to the common scale (a
+        constant that took a bias correction, with it)."""
         dst = self.fresh(f"{name}:aligned")
         if name in self.graph.initializers:
-            constants[dst] = np.round(self.graph.initializers[name] * scale).astype(np.float32)
+            value = self._corrected_constants.get(
+                (node.name if node else "", name), self.graph.initializers[name])
+            constants[dst] = np.round(value * scale).astype(np.float32)
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
@@ -674,8 +762,10 @@ class _Builder:
     def _rounding_note(self, node: Node) -> str:
         if node.name not in self._layers:
             return ""
+        home = self._corrected_in.get(node.name)
         parts = ["output-aware rounding" if self.optq else "",
-                 "bias corrected" if node.name in self._corrected else ""]
+                 "bias corrected" + (f" in {home}" if home else "")
+                 if node.name in self._corrected else ""]
         return ", ".join(filter(None, parts))
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:

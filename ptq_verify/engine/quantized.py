@@ -38,6 +38,7 @@ class NodeRecord:
     action: str
     scale: str
     note: str = ""
+    why: str = ""  # why a compensated node runs in float
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

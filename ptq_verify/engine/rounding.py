@@ -17,14 +17,14 @@ error m . (w_q - w) from each channel's bias. Both are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, run_graph
-from ..graph.ort_runner import ort_runner
+from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import batches
 
 BATCH = 16  # samples per float run: the patches of one batch are held at once
@@ -37,6 +37,7 @@ MAX_ROWS = 1 << 16
 # MAX_CHANNEL_COLUMNS of them, and MAX_CHANNEL_ROWS rows (H per channel is only K x K).
 MAX_CHANNEL_COLUMNS = 1 << 15
 MAX_CHANNEL_ROWS = 1 << 13
+OPTQ_BLOCK = 128  # columns rounded between two updates of the rest (GPTQ's block size)
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,44 @@ def from_matrix(matrix: np.ndarray, shape: tuple[int, ...], axis: int) -> np.nda
     return np.moveaxis(matrix.reshape(moved), 0, axis)
 
 
-def patches(op: Operator, node: Node, inputs: list, target: WeightTarget) -> np.ndarray | None:
+def patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
+            check: bool = True) -> np.ndarray | None:
     """The input patches X (rows, K) of ``node`` on ``inputs``, or None when the node's
-    output is not X times its weights (checked against the kernel)."""
+    output is not X times its weights (checked against the kernel unless ``check`` is
+    False)."""
     weight = np.asarray(inputs[target.slot], dtype=np.float64)
     columns = weight.size // weight.shape[target.weight_axis]
     if columns > MAX_COLUMNS:
         return None
-    unit = _probe(op, node, inputs, target, 1)
-    if unit is None or unit[0].shape[target.out_axis] != columns:
+    other = tuple(d for a, d in enumerate(weight.shape) if a != target.weight_axis)
+    basis = np.moveaxis(np.eye(columns).reshape(columns, *other), 0, target.weight_axis)
+    probed = _cleared(inputs, target)
+    probed[target.slot] = basis
+    try:
+        unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
-    x = np.moveaxis(unit[0], target.out_axis, -1).reshape(-1, columns)
-    return x if _reproduces(x @ weight_matrix(weight, target.weight_axis).T, unit[1]) else None
+    if unit.ndim <= target.out_axis or unit.shape[target.out_axis] != columns:
+        return None
+    x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, columns)
+    return x if not check or reproduces(op, node, inputs, target, x) else None
+
+
+def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
+               x: np.ndarray) -> bool:
+    """Whether X times the weights is the kernel's output with the real weights."""
+    weight = np.asarray(inputs[target.slot], dtype=np.float64)
+    try:
+        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
+                          dtype=np.float64)
+    except Exception:  # noqa: BLE001
+        return False
+    if real.ndim <= target.out_axis:
+        return False
+    y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
+    predicted = x @ weight_matrix(weight, target.weight_axis).T
+    return predicted.shape == y.shape and bool(np.allclose(
+        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
 
 
 def channel_patches(op: Operator, node: Node, inputs: list,
@@ -97,82 +124,25 @@ def channel_patches(op: Operator, node: Node, inputs: list,
     columns = weight.size // channels
     if channels * columns > MAX_CHANNEL_COLUMNS:
         return None
-    unit = _probe(op, node, inputs, target, channels)
-    if unit is None or unit[0].shape[target.out_axis] != channels * columns:
-        return None
-    x = np.moveaxis(unit[0], target.out_axis, -1).reshape(-1, channels, columns)
-    x = np.moveaxis(x, 1, 0)
-    predicted = np.einsum("crk,ck->rc", x, weight_matrix(weight, target.weight_axis))
-    return x if _reproduces(predicted, unit[1]) else None
-
-
-def _probe(op: Operator, node: Node, inputs: list, target: WeightTarget,
-           copies: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The kernel's output with the weights replaced by ``copies`` blocks of unit vectors
-    along the weight axis, and its output with the real weights (biases cleared)."""
-    weight = np.asarray(inputs[target.slot], dtype=np.float64)
-    columns = weight.size // weight.shape[target.weight_axis]
     other = tuple(d for a, d in enumerate(weight.shape) if a != target.weight_axis)
-    basis = np.tile(np.eye(columns), (copies, 1)).reshape(copies * columns, *other)
-    cleared = [None if s in target.bias_slots else _float64(v) for s, v in enumerate(inputs)]
-    probed = list(cleared)
+    basis = np.tile(np.eye(columns), (channels, 1)).reshape(channels * columns, *other)
+    probed = _cleared(inputs, target)
     probed[target.slot] = np.moveaxis(basis, 0, target.weight_axis)
     try:
         unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
-        real = np.asarray(_first(op.run_onnx(cleared, node.attrs)), dtype=np.float64)
+        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
+                          dtype=np.float64)
     except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
-    if unit.ndim != real.ndim:
+    if (unit.ndim != real.ndim or unit.ndim <= target.out_axis
+            or unit.shape[target.out_axis] != channels * columns):
         return None
-    return unit, np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
-
-
-def _reproduces(predicted: np.ndarray, y: np.ndarray) -> bool:
-    return predicted.shape == y.shape and bool(np.allclose(
-        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
-
-
-def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
-                targets: Mapping[str, WeightTarget]) -> dict[str, LayerStats]:
-    """Run the float graph over ``sample`` batch by batch (in onnxruntime, or the catalog's
-    kernels when onnxruntime cannot load it) and accumulate each target node's H and column
-    means (memory stays at one batch). A node whose channels each read patches of their own
-    (depthwise) gets one H per channel, from one sample at a time."""
-    nodes = {node.name: node for node in graph.nodes if node.name in targets}
-    wanted = {name for node in nodes.values() for name in node.inputs
-              if name and name not in graph.initializers}
-    sums: dict[str, list] = {}
-    failed: set[str] = set()
-    own: set[str] = set()  # nodes whose channels have patches of their own
-    if not nodes:
-        return {}
-    # the float inputs of the layers come from onnxruntime when it loads the graph
-    runner = ort_runner(graph, wanted - set(graph.input_names))
-    for batch in batches(dict(sample), graph, BATCH):
-        values = None if runner is None else runner.run(batch)
-        if values is None:
-            runner = None
-            values = run_graph(graph, batch, table, want=wanted)
-        values.update(batch)
-        for name, node in nodes.items():
-            limit = MAX_CHANNEL_ROWS if name in own else MAX_ROWS
-            if name in failed or sums.get(name, (0, 0, 0))[2] >= limit:
-                continue
-            op = table.find(node, graph)
-            inputs = [None if not n else graph.initializers.get(n, values.get(n))
-                      for n in node.inputs]
-            x = None if name in own else patches(op, node, inputs, targets[name])
-            if x is None:
-                own.add(name)
-                x = _channel_patches_of_samples(op, node, inputs, targets[name], graph)
-            if x is None:
-                failed.add(name)
-                continue
-            hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
-            sums[name] = [hessian + np.swapaxes(x, -1, -2) @ x, total + x.sum(axis=-2),
-                          rows + x.shape[-2]]
-    return {name: LayerStats(h / rows, total / rows)
-            for name, (h, total, rows) in sums.items() if name not in failed and rows}
+    x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, channels, columns)
+    x = np.moveaxis(x, 1, 0)
+    y = np.moveaxis(real, target.out_axis, -1).reshape(-1, channels)
+    predicted = np.einsum("crk,ck->rc", x, weight_matrix(weight, target.weight_axis))
+    return x if predicted.shape == y.shape and np.allclose(
+        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)) else None
 
 
 def _channel_patches_of_samples(op: Operator, node: Node, inputs: list, target: WeightTarget,
@@ -194,6 +164,129 @@ def _channel_patches_of_samples(op: Operator, node: Node, inputs: list, target: 
         # few rows per sample (a small feature map): probe several samples at once
         step = max(1, min(count - start, MAX_CHANNEL_ROWS // (4 * max(1, x.shape[1] // step))))
     return np.concatenate(parts, axis=1)
+
+
+class PatchSource:
+    """The input patches of one node, batch after batch.
+
+    The kernel probe of :func:`patches` run on the activation input's element numbers
+    1..n shows whether X is a selection of that input's elements (im2col for a Conv, the
+    rows themselves for a MatMul; 0 where it reads padding). When it is, and the selection
+    of the first batch of that shape reproduces the kernel's output with the real weights,
+    every batch of that shape is read by the selection: the probe (K times the layer's own
+    work) runs once per shape, not once per batch. Otherwise each batch is probed and
+    checked."""
+
+    def __init__(self, op: Operator, node: Node, target: WeightTarget,
+                 active: Sequence[int]) -> None:
+        self.op, self.node, self.target = op, node, target
+        self.active = list(active)
+        self.selections: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def __call__(self, inputs: list) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(X, the selection that read it or None), or None when the node's output is not
+        X times its weights."""
+        key = None
+        if len(self.active) == 1 and inputs[self.active[0]] is not None:
+            key = tuple(np.shape(inputs[self.active[0]]))
+            if key not in self.selections:
+                self.selections[key] = self._selection(inputs)
+        index = self.selections.get(key) if key is not None else None
+        if index is not None:
+            return select(inputs[self.active[0]], index), index
+        x = patches(self.op, self.node, inputs, self.target)
+        return None if x is None else (x, None)
+
+    def _selection(self, inputs: list) -> np.ndarray | None:
+        slot = self.active[0]
+        value = np.asarray(inputs[slot])
+        if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
+            return None
+        numbered = list(inputs)
+        numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
+        numbers = patches(self.op, self.node, numbered, self.target, check=False)
+        if numbers is None or not np.array_equal(numbers, np.round(numbers)) or (
+                numbers.min(initial=0) < 0 or numbers.max(initial=0) > value.size):
+            return None
+        index = numbers.astype(np.int64) - 1
+        x = select(value, index)
+        return index if reproduces(self.op, self.node, inputs, self.target, x) else None
+
+
+def select(value: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1
+    (in the input's own float type: the products of H then run at its precision, summed in
+    float64 across batches)."""
+    value = np.asarray(value)
+    flat = np.concatenate([np.zeros(1, dtype=value.dtype), value.reshape(-1)])
+    return flat[index + 1]
+
+
+def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
+                targets: Mapping[str, WeightTarget],
+                runner: OrtRunner | None = None) -> dict[str, LayerStats]:
+    """Run the float graph over ``sample`` batch by batch (in onnxruntime: ``runner``, the
+    calibration's session, when it outputs the layer inputs, else a session of its own; or
+    the catalog's kernels when onnxruntime cannot load the graph) and accumulate each target
+    node's H and column means (memory stays at one batch, holding only the layer inputs).
+    Nodes reading the same patches (the query, key and value projections of one input)
+    share one H, computed once. A node whose channels each read patches of their own
+    (depthwise) gets one H per channel, from a few samples at a time."""
+    nodes = {node.name: node for node in graph.nodes if node.name in targets}
+    wanted = {name for node in nodes.values() for name in node.inputs
+              if name and name not in graph.initializers}
+    sums: dict[str, list] = {}
+    failed: set[str] = set()
+    own: set[str] = set()  # nodes whose channels have patches of their own
+    if not nodes:
+        return {}
+    sources = {
+        name: PatchSource(table.find(node, graph), node, targets[name],
+                          [s for s, n in enumerate(node.inputs) if n in wanted])
+        for name, node in nodes.items()}
+    # the float inputs of the layers come from onnxruntime when it loads the graph
+    fetched = wanted - set(graph.input_names)
+    if runner is None or not runner.serves(graph, fetched):
+        runner = ort_runner(graph, fetched)
+    for batch in batches(dict(sample), graph, BATCH):
+        values = None if runner is None else runner.run(batch, fetched)
+        if values is None:
+            runner = None
+            values = run_graph(graph, batch, table, want=wanted)
+        values.update(batch)
+        shared: dict[tuple, tuple] = {}  # (input, selection) -> this batch's X^T X, sum, rows
+        for name, node in nodes.items():
+            limit = MAX_CHANNEL_ROWS if name in own else MAX_ROWS
+            if name in failed or sums.get(name, (0, 0, 0))[2] >= limit:
+                continue
+            inputs = [None if not n else graph.initializers.get(n, values.get(n))
+                      for n in node.inputs]
+            found = None if name in own else sources[name](inputs)
+            if found is None:
+                own.add(name)
+                x = _channel_patches_of_samples(sources[name].op, node, inputs, targets[name],
+                                                graph)
+                if x is None:
+                    failed.add(name)
+                    continue
+                hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
+                sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x, total + x.sum(axis=1),
+                              rows + x.shape[1]]
+                continue
+            x, index = found
+            key = None if index is None else (node.inputs[sources[name].active[0]],
+                                              index.shape, index.tobytes())
+            if key is None or key not in shared:
+                part = ((x.T @ x).astype(np.float64), x.sum(axis=0, dtype=np.float64),
+                        x.shape[0])
+                if key is not None:
+                    shared[key] = part
+            else:
+                part = shared[key]
+            hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
+            sums[name] = [hessian + part[0], total + part[1], rows + part[2]]
+    return {name: LayerStats(h / rows, total / rows)
+            for name, (h, total, rows) in sums.items() if name not in failed and rows}
 
 
 def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
@@ -223,11 +316,19 @@ def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
     except np.linalg.LinAlgError:
         return np.clip(np.round(weights * scale), -levels, levels)
     codes = np.empty_like(work)
-    for i in range(work.shape[1]):
-        q = np.clip(np.round(work[:, i] * scale[:, 0]), -levels, levels)
-        codes[:, i] = q
-        error = (work[:, i] - q / scale[:, 0]) / inverse[i, i]
-        work[:, i + 1:] -= np.outer(error, inverse[i, i + 1:])
+    columns = work.shape[1]
+    # GPTQ's lazy batch updates: the errors of a block of columns reach the columns after it
+    # in one matrix product (the same arithmetic, in fewer passes over the weights)
+    for start in range(0, columns, OPTQ_BLOCK):
+        stop = min(start + OPTQ_BLOCK, columns)
+        block = work[:, start:stop]
+        errors = np.empty_like(block)
+        for i in range(stop - start):
+            q = np.clip(np.round(block[:, i] * scale[:, 0]), -levels, levels)
+            codes[:, start + i] = q
+            errors[:, i] = (block[:, i] - q / scale[:, 0]) / inverse[start + i, start + i]
+            block[:, i + 1:] -= np.outer(errors[:, i], inverse[start + i, start + i + 1:stop])
+        work[:, stop:] -= errors @ inverse[start:stop, stop:]
     result = np.empty_like(codes)
     result[:, order] = codes
     return result
@@ -245,6 +346,11 @@ def bias_shift(weights: np.ndarray, codes: np.ndarray, scale: np.ndarray,
 
 def _first(result):
     return result[0] if isinstance(result, (list, tuple)) else result
+
+
+def _cleared(inputs: list, target: WeightTarget) -> list:
+    """The inputs in float64, with the bias slots absent."""
+    return [None if s in target.bias_slots else _float64(v) for s, v in enumerate(inputs)]
 
 
 def _float64(value):

@@ -14,12 +14,12 @@ import sympy
 
 from ..catalog.grammar import STEP_FUNCTIONS
 from ..catalog.operator import Operator
-from ..rules import Rule, RuleKind, Verdict, classify
+from ..rules import Rule, RuleKind, Verdict, stored_classify
 
 
 def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[Verdict, Rule]:
     """The checker's verdict, and the rule the engine applies (an override forces one)."""
-    verdict = classify(op)
+    verdict = stored_classify(op)
     if overrides and op.name in overrides:
         return verdict, overrides[op.name]
     return verdict, verdict.rule
@@ -112,6 +112,27 @@ def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -
     return False
 
 
+def sum_coefficients(op: Operator) -> tuple[float, ...] | None:
+    """(c_1, ..., c_n) when the declaration makes each output element the sum c_1 t_1 + ...
+    + c_n t_n of one element of each tensor input, with constant coefficients and nothing
+    else (Add: 1, 1; Sub: 1, -1), broadcast element-wise; else None. A constant on one such
+    input moves the output by c_i times itself wherever another input is read: it is that
+    input's bias."""
+    return _sum_coefficients(op)
+
+
+@cache
+def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
+    if op.mixes_channels or not op.inputs or any(len(t.elements) != 1 for t in op.inputs):
+        return None
+    symbols = [op.symbols[t.elements[0]] for t in op.inputs]
+    coefficients = [sympy.diff(op.expr, s) for s in symbols]
+    if any(not c.is_number or not c.is_real for c in coefficients):
+        return None
+    rest = sympy.expand(op.expr - sum(c * s for c, s in zip(coefficients, symbols)))
+    return tuple(float(c) for c in coefficients) if rest == 0 else None
+
+
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
     polynomial with integer coefficients (no parameter in ``real_params`` kept as a float, and
@@ -160,7 +181,7 @@ def _weight_layout(op: Operator, kind: RuleKind, exponents: tuple) -> WeightLayo
     try:
         derived = Operator(f"{op.name}[weights]", [" ".join(weights + biases)], op.expr,
                            params=params)
-        verdict = classify(derived)
+        verdict = stored_classify(derived)
     except Exception:  # noqa: BLE001 - no proof, no integer weights: the node keeps floats
         return None
     if verdict.rule.kind is not RuleKind.PASS_THROUGH:

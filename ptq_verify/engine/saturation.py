@@ -34,26 +34,34 @@ FIXED_POINT_ROUNDS = 8
 
 @dataclass(frozen=True)
 class MaskedSum:
-    """An aligned sum node with activation operands and static operands."""
+    """An aligned node (a sum, or a selection such as Where) with activation operands and
+    static operands, or operands that carry saturated positions of an earlier such node (a
+    boolean mask applied by ``Where(mask, bias, finfo.min)`` and then added to the scores)."""
 
     node: Node
     output: str
     static: tuple[str, ...]
+    carried: tuple[str, ...] = ()
+    selection: bool = False
 
 
 def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[str, MaskedSum]:
-    """Output tensor -> the aligned sum computing it, for every sum with a static operand."""
-    found = {}
+    """Output tensor -> the aligned node computing it, for every one with a static operand or
+    an operand carrying saturated positions, in graph order."""
+    found: dict[str, MaskedSum] = {}
     for plan, node in zip(plan_model(graph, table), graph.nodes):
         op = table.find(node, graph)
         if (op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED
-                or is_lattice_selection(op) or not plan.activation_slots):
+                or not plan.activation_slots):
             continue
         tensors = {t.name for t in op.inputs}
-        static = tuple(name for slot, name in enumerate(node.inputs)
-                       if name and name not in active and slot_binding(op, slot) in tensors)
-        if static and node.outputs[0] in active:
-            found[node.outputs[0]] = MaskedSum(node, node.outputs[0], static)
+        operands = [name for slot, name in enumerate(node.inputs)
+                    if name and slot_binding(op, slot) in tensors]
+        static = tuple(name for name in operands if name not in active)
+        carried = tuple(name for name in operands if name in found)
+        if (static or carried) and node.outputs[0] in active:
+            found[node.outputs[0]] = MaskedSum(node, node.outputs[0], static, carried,
+                                               is_lattice_selection(op))
     return found
 
 
@@ -65,9 +73,18 @@ def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
     total = np.asarray(total)
     static = np.asarray(static, dtype=total.dtype)
     magnitude = np.abs(static)
+    everywhere = np.broadcast_to(True, total.shape)
+    peak = float(magnitude.max(initial=0.0))
+    if total.size and np.isfinite(peak) and 2 * peak <= max(-float(total.min()),
+                                                             float(total.max())):
+        # the activation part reaches at least max|total| - peak >= peak: no static value
+        # lies beyond it (a bias), every position counts; found without a temporary
+        return everywhere
     with np.errstate(invalid="ignore", over="ignore"):
         activation = np.abs(np.where(np.isfinite(static), total - static, 0))
         reach = float(np.max(activation, initial=0.0))
+        if peak <= reach:  # no static value beyond the activations' reach
+            return everywhere
         size = np.abs(total)
         kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
         for _ in range(FIXED_POINT_ROUNDS):
@@ -80,11 +97,33 @@ def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
     return np.broadcast_to(kept, total.shape)
 
 
-def static_part(sum_node: MaskedSum, values: dict[str, np.ndarray], graph: Graph) -> np.ndarray:
-    """The sum of the node's static operands, from this batch's values or the constants."""
+def static_part(masked: MaskedSum, values: dict[str, np.ndarray], graph: Graph,
+                total: np.ndarray, carried: dict[str, np.ndarray]) -> np.ndarray:
+    """The static part of ``total``, the node's output on this batch: for a sum, the sum of
+    its static operands (from this batch's values or the constants) and of the saturated
+    positions its carrying operands hold (``carried``: their values there, 0 elsewhere); for a
+    selection, ``total`` where it equals one of those (a position the node selected from a
+    static value), 0 elsewhere. An operand that does not broadcast to the output (a Concat's)
+    contributes nothing."""
     parts = [values[name] if name in values else graph.initializers[name]
-             for name in sum_node.static]
-    total = parts[0]
+             for name in masked.static]
+    parts += [carried[name] for name in masked.carried if name in carried]
+    parts = [np.asarray(p) for p in parts if _broadcasts(np.shape(p), np.shape(total))]
+    if not parts:
+        return np.zeros((), dtype=np.asarray(total).dtype)
+    if masked.selection:
+        chosen = np.zeros(np.shape(total), dtype=bool)
+        for part in parts:
+            chosen |= (total == part) & (part != 0)
+        return np.where(chosen, total, 0)
+    result = parts[0]
     for part in parts[1:]:
-        total = np.add(total, part)
-    return total
+        result = np.add(result, part)
+    return result
+
+
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False

@@ -23,22 +23,32 @@ class TensorStats:
     maximum: float = -np.inf
     min_abs: float = np.inf
     top: float = 0.0  # the histogram covers |x| in [0, top]
-    histogram: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+    # None when no clipping rule of the run reads it (max-abs needs only the extremes)
+    histogram: np.ndarray | None = field(
+        default_factory=lambda: np.zeros(BINS, dtype=np.int64))
 
     @property
     def max_abs(self) -> float:
         return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
 
     def update(self, values: np.ndarray) -> None:
+        """Add ``values``; a ValueError, with nothing added, when one is infinite or NaN."""
         raw = np.asarray(values)
         if not np.issubdtype(raw.dtype, np.floating):
             raw = raw.astype(np.float64)
         if raw.size == 0:
             return
+        low, high = float(raw.min()), float(raw.max())  # NaN if any value is NaN
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("infinite or NaN values")
+        self.count += raw.size
+        self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
+        if self.histogram is None:
+            # the least |x| from the extremes, unless the values straddle 0
+            self.min_abs = min(self.min_abs, low if low >= 0 else -high if high <= 0
+                               else float(np.abs(raw).min()))
+            return
         flat = np.abs(raw.ravel())  # in the tensor's own float type: no float64 copies
-        self.count += flat.size
-        self.minimum = min(self.minimum, float(raw.min()))
-        self.maximum = max(self.maximum, float(raw.max()))
         self.min_abs = min(self.min_abs, float(flat.min()))
         peak = float(flat.max())
         if peak > self.top:
@@ -62,21 +72,29 @@ class TensorStats:
         """Upper edge of each histogram bin."""
         return np.arange(1, BINS + 1) * (self.top / BINS)
 
+    def _histogram(self) -> np.ndarray:
+        if self.histogram is None:
+            raise ValueError("these statistics were gathered without a histogram "
+                             "(calibrate with the clipping method and bits that need one)")
+        return self.histogram
+
     def percentile(self, percent: float) -> float:
         """The |x| below which ``percent`` % of the values fall (bin upper edge)."""
+        histogram = self._histogram()
         if not self.count or self.top == 0:
             return 0.0
-        cumulative = np.cumsum(self.histogram) / self.count
+        cumulative = np.cumsum(histogram) / self.count
         index = int(np.searchsorted(cumulative, percent / 100.0))
         return float(min(self.edges()[min(index, BINS - 1)], self.max_abs))
 
     def mse_clip(self, levels: int) -> float:
         """The clipping value minimising the expected squared error of rounding to
         ``levels`` positive steps plus clipping, estimated from the histogram."""
+        histogram = self._histogram()
         if not self.count or self.top == 0:
             return 0.0
         centers = (np.arange(BINS) + 0.5) * (self.top / BINS)
-        weights = self.histogram.astype(np.float64)
+        weights = histogram.astype(np.float64)
         candidates = np.linspace(0.05, 1.0, 96) * self.max_abs
         best, best_error = self.max_abs, np.inf
         for clip in candidates:

@@ -60,8 +60,10 @@ def is_one(factor: np.ndarray) -> bool:
 class IntegerParam:
     """A parameter held as integers: ``values = round(real * scale)``.
 
-    ``kind`` is ``"weight"`` (n-bit, signed, symmetric) or ``"bias"`` (at the accumulator
-    scale, 32-bit); ``axis`` is the axis a per-channel ``scale`` runs along (None: one scale).
+    ``kind`` is ``"weight"`` (n-bit, signed, symmetric), ``"bias"`` (at the accumulator
+    scale, 32-bit) or ``"codes"`` (a table a selection reads activation codes from, an
+    embedding: n-bit at its output's scale and range); ``axis`` is the axis a per-channel
+    ``scale`` runs along (None: one scale).
     """
 
     kind: str
@@ -87,7 +89,8 @@ class NodeStep:
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         inputs = [self._value(env, name) if name else None for name in self.node.inputs]
-        result = self.op.run_onnx(inputs, self.node.attrs)
+        with np.errstate(all="ignore"):  # IEEE results are the model's own (executor.run_node)
+            result = self.op.run_onnx(inputs, self.node.attrs)
         results = list(result) if isinstance(result, (list, tuple)) else [result]
         for name, value in zip(self.node.outputs, results):
             if name:

@@ -33,7 +33,7 @@ class OperatorTable:
         if graph is not None:
             constants = {slot: graph.initializers[name] for slot, name in enumerate(node.inputs)
                          if name in graph.initializers}
-        return operator_for_onnx_type(node.op_type, node.attrs, constants)
+        return operator_for_onnx_type(node.op_type, node.attrs, constants, arity=len(node.inputs))
 
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""

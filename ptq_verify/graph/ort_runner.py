@@ -22,16 +22,24 @@ from .onnx_io import graph_to_onnx
 class OrtRunner:
     """``run(feeds)`` -> the wanted tensors, in the graph's topological order."""
 
-    def __init__(self, session, names: list[str]) -> None:
-        self.session, self.names = session, names
+    def __init__(self, session, names: list[str], graph: Graph) -> None:
+        self.session, self.names, self.graph = session, names, graph
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-        """The wanted tensors, or None when onnxruntime fails on these feeds (the caller's
-        numpy run then names the failing node itself)."""
+    def run(self, feeds: Mapping[str, np.ndarray],
+            names: Iterable[str] | None = None) -> dict[str, np.ndarray] | None:
+        """The wanted tensors (or those of ``names``, a part of them), or None when
+        onnxruntime fails on these feeds (the caller's numpy run then names the failing
+        node itself)."""
+        fetch = self.names if names is None else [n for n in self.names if n in set(names)]
         try:
-            return dict(zip(self.names, self.session.run(self.names, dict(feeds))))
+            return dict(zip(fetch, self.session.run(fetch, dict(feeds))))
         except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
             return None
+
+    def serves(self, graph: Graph, names: Iterable[str]) -> bool:
+        """Whether this session runs ``graph`` (the very object) with every tensor of
+        ``names`` among its outputs."""
+        return graph is self.graph and set(names) <= set(self.names)
 
 
 def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
@@ -56,4 +64,4 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
                                        providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any model onnxruntime refuses runs in numpy instead
         return None
-    return OrtRunner(session, order)
+    return OrtRunner(session, order, graph)

@@ -17,7 +17,7 @@ from ..engine.equalize import equalize
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..graph import Graph, OperatorTable, load_graph
-from ..rules import classify
+from ..rules import stored_classify
 
 UNKNOWN = "unknown op type"
 CONSTANT = "constant"
@@ -84,7 +84,7 @@ def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
             FOLDED,
             "computed once at load (depends on no model input): no rule needed",
         )
-    rule = classify(op).rule
+    rule = stored_classify(op).rule
     return AuditEntry(
         node.name,
         node.op_type,

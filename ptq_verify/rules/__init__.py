@@ -15,6 +15,7 @@ _LAZY = {
     "DEFAULT_TIMEOUT": ".decide",
     "classify": ".decide",
     "classify_all": ".decide",
+    "stored_classify": ".store",
 }
 
 
@@ -36,4 +37,5 @@ __all__ = [
     "Verdict",
     "classify",
     "classify_all",
+    "stored_classify",
 ]

@@ -101,6 +101,16 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
     return verdict
 
 
+def known(op: Operator) -> Verdict | None:
+    """The verdict this process already holds for ``op``, if any."""
+    return _cache.get(op)
+
+
+def remember(op: Operator, verdict: Verdict) -> None:
+    """Hold ``verdict`` (read from the disk cache) as ``op``'s in this process."""
+    _cache[op] = verdict
+
+
 def timed_out(verdict: Verdict) -> bool:
     return verdict.rule.kind is RuleKind.UNDECIDED and verdict.reason.startswith(TIMEOUT_REASON)
 

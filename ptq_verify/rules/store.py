@@ -7,6 +7,9 @@ change to a declaration or to the checker misses the cache and the checker runs.
 here is a verdict written by hand: entries are the checker's own
 output, and ``ptq-verify check-proofs`` re-checks the committed certificates independently.
 
+``ptq-verify classify`` (through ``classify_all``) and the engine (``stored_classify``, for
+every node of a model and the derived operators its weights are proved by) read and fill it.
+
 The cache lives in ``$PTQ_VERIFY_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptq-verify``, else
 ``~/.cache/ptq-verify``. An unreadable or corrupt cache is ignored; an unwritable one is not
 written. ``ptq-verify classify --no-cache`` bypasses it.
@@ -14,6 +17,7 @@ written. ``ptq-verify classify --no-cache`` bypasses it.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
@@ -28,6 +32,7 @@ from ..errors import UserError
 from ..textfile import read_text_file
 from .certificate import Verdict
 from .checker import CHECKER_VERSION
+from .decide import classify, known, remember, timed_out
 
 
 def cache_path() -> Path:
@@ -108,3 +113,29 @@ class VerdictStore:
             os.replace(tmp, self.path)
         except OSError:
             pass
+
+
+@functools.cache
+def _process_store() -> VerdictStore:
+    """The store of this process, read on first use and written back once at exit."""
+    store = VerdictStore()
+    atexit.register(store.save)
+    return store
+
+
+def stored_classify(op: Operator) -> Verdict:
+    """``classify(op)``, reading a verdict an earlier process proved for the same declaration,
+    checker code and sympy version from the disk cache (exactly as ``ptq-verify classify``
+    does) and storing a newly proved one (never a time-out)."""
+    verdict = known(op)
+    if verdict is not None:
+        return verdict
+    store = _process_store()
+    verdict = store.get(op)
+    if verdict is not None:
+        remember(op, verdict)
+        return verdict
+    verdict = classify(op)
+    if not timed_out(verdict):
+        store.put(op, verdict)
+    return verdict

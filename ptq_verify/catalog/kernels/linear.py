@@ -1,4 +1,4 @@
-"""Gemm and MatMul."""
+"""Gemm, MatMul and Einsum."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def gemm(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     if c is not None:
         y = y + float(attrs.get("beta", 1.0)) * np.asarray(c)
     return y.astype(a.dtype, copy=False)
+
+
+def einsum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Einsum: numpy's einsum on the equation (ONNX allows spaces in it; numpy does not)."""
+    equation = attrs["equation"]
+    if isinstance(equation, bytes):
+        equation = equation.decode()
+    return np.einsum(equation.replace(" ", ""), *inputs)

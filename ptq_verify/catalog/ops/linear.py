@@ -32,6 +32,20 @@ OPERATORS = (
         doc="Product of two tensors (activations or a weight initializer); one output element "
         "is a dot product of a row of a and a column of b, two terms in the witness.",
     ),
+    *(
+        Operator(
+            name, inputs, expr, onnx_type="Einsum", onnx_kernel=linear.einsum, onnx_arity=arity,
+            mixes_channels=True,
+            doc=f"Einsum of {arity} operand{'s' if arity > 1 else ''}: every term of an output "
+            "element is a product of one element of each operand, so two terms witness it "
+            "(the equation only chooses which elements).",
+        )
+        for name, inputs, expr, arity in (
+            ("EinsumUnary", "a0 a1", "a0 + a1", 1),
+            ("Einsum", "a0 a1, b0 b1", "a0*b0 + a1*b1", 2),
+            ("EinsumTernary", "a0 a1, b0 b1, c0 c1", "a0*b0*c0 + a1*b1*c1", 3),
+        )
+    ),
     _weighted_sum(
         "Gemm", linear.gemm,
         "alpha*A@B + beta*C with the weight B and bias C as parameters (ONNX slots A -> x, "

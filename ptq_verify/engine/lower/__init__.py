@@ -15,13 +15,13 @@ import onnx
 
 from ...errors import UserError
 from .integer import emit_integer
-from .qdq import ENCODINGS, check_qdq, emit_qdq
+from .qdq import DEFAULT_ENCODING, ENCODINGS, check_qdq, emit_qdq
 from .simulation import emit_simulation
 
 FORMATS = ("qdq", "integer", "simulation")
 
 
-def check_format(format: str, bits: int, encoding: str = "s8s8") -> None:
+def check_format(format: str, bits: int, encoding: str = DEFAULT_ENCODING) -> None:
     """Refuse, before any work, a format that cannot hold ``bits``-bit codes."""
     if format not in FORMATS:
         raise UserError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -29,7 +29,7 @@ def check_format(format: str, bits: int, encoding: str = "s8s8") -> None:
         check_qdq(bits, encoding, format)
 
 
-def lower(model, format: str = "simulation", encoding: str = "s8s8") -> onnx.ModelProto:
+def lower(model, format: str = "simulation", encoding: str = DEFAULT_ENCODING) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) as ONNX in ``format``; ``encoding`` is
     how qdq holds codes in 8-bit containers."""
     check_format(format, model.bits, encoding)
@@ -40,5 +40,5 @@ def lower(model, format: str = "simulation", encoding: str = "s8s8") -> onnx.Mod
     return emit_simulation(model)
 
 
-__all__ = ["ENCODINGS", "FORMATS", "check_format", "emit_integer", "emit_qdq", "emit_simulation",
-           "lower"]
+__all__ = ["DEFAULT_ENCODING", "ENCODINGS", "FORMATS", "check_format", "emit_integer", "emit_qdq",
+           "emit_simulation", "lower"]

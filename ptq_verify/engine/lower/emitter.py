@@ -50,8 +50,7 @@ class Emitter:
             **attrs) -> str:
         """One node with one output, named after ``hint``; returns the output."""
         out = self.fresh(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, domain=domain,
-                                           **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
         return out
 
     def multiply(self, name: str, factor: np.ndarray) -> str:
@@ -73,8 +72,7 @@ class Emitter:
             last = self.nodes[-1]
             last.output[list(last.output).index(name)] = dst
         else:
-            self.nodes.append(helper.make_node("Identity", [name], [dst],
-                                               name=self.fresh(f"{dst}:copy")))
+            self.nodes.append(helper.make_node("Identity", [name], [dst]))
 
     def node(self, node: Node) -> None:
         self.nodes.append(node_proto(node))
@@ -99,9 +97,14 @@ class Emitter:
                     np.dtype(dtype)), None if shape is None else list(shape))
                 for name, shape, dtype in outputs]
         self._prune({output[0] for output in outputs})
+        names = _short_names(self.nodes, {t.name for t in graph.inputs}
+                             | {output[0] for output in outputs})
+        for node in self.nodes:
+            node.input[:] = [names.get(name, name) for name in node.input]
+            node.output[:] = [names.get(name, name) for name in node.output]
         used = {name for node in self.nodes for name in node.input}
-        inits = [numpy_helper.from_array(v, k) for k, v in self.initializers.items()
-                 if k in used]
+        inits = [numpy_helper.from_array(v, names.get(k, k)) for k, v in
+                 self.initializers.items() if names.get(k, k) in used]
         proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
         opsets = dict(graph.opsets)
         opsets[""] = max(opsets.get("", min_opset), min_opset)
@@ -112,3 +115,21 @@ class Emitter:
         model.ir_version = min(model.ir_version, 8)
         model.doc_string = doc
         return model
+
+
+def _short_names(nodes: list[onnx.NodeProto], interface: set[str]) -> dict[str, str]:
+    """A short name for every tensor but the model's inputs and outputs, in order of first use.
+    The descriptive names (``conv1:q~1``) weigh as much as the int8 weights of a small model;
+    the source nodes keep their names, so a tensor is still found by the node reading it."""
+    names: dict[str, str] = {}
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for node in nodes for a in node.attribute):
+        return names  # a subgraph may read outer tensors by name: keep every name
+    for node in nodes:
+        for name in (*node.input, *node.output):
+            if name and name not in interface and name not in names:
+                short = f"_{len(names):x}"
+                while short in interface:
+                    short += "_"
+                names[name] = short
+    return names

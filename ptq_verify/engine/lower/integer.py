@@ -61,14 +61,19 @@ class _IntegerLowering:
                            if isinstance(s, ScaleStep) and s.low is not None}
         self.skip: set[str] = set()
         self.float_nodes: list[tuple[str, str]] = []
-        self.inputs = {info.name for info in model.graph.inputs}
+        self.inputs = {info.name for info in model.graph.inputs if info.is_float}
+        # shape, index and mask tensors (no activation): the non-float inputs and what the
+        # plan's static nodes compute; emitted as the float model has them
+        self.static_nodes = {r.name for r in model.records if r.kind == "static"}
+        self.static = {info.name for info in model.graph.inputs if not info.is_float}
         self.opset = max(model.graph.opsets.get("", 13), 13)
 
     def run(self) -> onnx.ModelProto:
         model = self.model
         outputs = set(model.output_names)
         for info in model.graph.inputs:
-            self.type[info.name] = FLOAT
+            if info.is_float:
+                self.type[info.name] = FLOAT
         for step in model.steps:
             if isinstance(step, NodeStep):
                 self._node(step)
@@ -186,6 +191,8 @@ class _IntegerLowering:
 
     def _node(self, step: NodeStep) -> None:
         source = step.source or step.node
+        if source.name in self.static_nodes or self._reads_only_shapes(step):
+            return self._static(step)
         dequantized = [self.dequantizing[n] for n in step.node.inputs if n in self.dequantizing]
         if dequantized:
             quantize = self.quantizing.get(step.node.outputs[0])
@@ -203,6 +210,8 @@ class _IntegerLowering:
         active = [n for n in step.node.inputs if n and self._active(n)]
         kinds = {self._type(n) for n in active}
         kind = kinds.pop() if len(kinds) == 1 else INT32
+        if not active:  # a table of codes selected by static indices (an embedding)
+            kind = self._container(step.node.outputs[0])
         if not is_lattice_selection(step.op) or kind not in _RANGE or not self._constants_fit(
                 step, kind):
             kind = INT32  # sums and products of codes leave the 8-bit range, and so may a
@@ -216,6 +225,21 @@ class _IntegerLowering:
         self._emit(step, inputs, kind)
         return None
 
+    def _reads_only_shapes(self, step: NodeStep) -> bool:
+        """Whether the node makes no activation from its activations (Shape: an int64 shape
+        the plan holds as no codes): it runs on the integer containers as on the codes."""
+        info = self.model.graph.value_info
+        outputs = [n for n in step.node.outputs if n]
+        return not any(n in self.codes for n in outputs) and all(
+            n in info and not info[n].is_float for n in outputs)
+
+    def _static(self, step: NodeStep) -> None:
+        for name, value in step.constants.items():
+            self.out.initializer(name, value)
+        self.out.nodes.append(node_proto(step.node, [self._get(n) if n else ""
+                                                     for n in step.node.inputs]))
+        self.static.update(n for n in step.node.outputs if n)
+
     def _integer_inputs(self, step: NodeStep, kind: int) -> list[str]:
         inputs = []
         for name in step.node.inputs:
@@ -223,6 +247,8 @@ class _IntegerLowering:
                 inputs.append("")
             elif self._active(name):
                 inputs.append(self._cast(name, kind))
+            elif name in self.static:
+                inputs.append(name)
             else:
                 value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
                 if np.issubdtype(value.dtype, np.floating):  # integer-valued: at the codes' type
@@ -234,16 +260,23 @@ class _IntegerLowering:
         """Whether every constant input of ``step`` is held exactly by ``kind``'s codes."""
         low, high = _RANGE[kind]
         for name in step.node.inputs:
-            if name and not self._active(name):
+            if name and not self._active(name) and name not in self.static:
                 value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
                 if value.size and (value.min() < low or value.max() > high):
                     return False
         return True
 
     def _runs(self, step: NodeStep, inputs: list[str], kind: int) -> bool:
-        types = [kind if self._active(n) else onnx.helper.np_dtype_to_tensor_dtype(
-            self.out.initializers[i].dtype) for n, i in zip(step.node.inputs, inputs) if n]
-        return _runs_on(step.node, types, self.opset)
+        types = [kind if self._active(n) else self._static_type(n) if n in self.static
+                 else onnx.helper.np_dtype_to_tensor_dtype(self.out.initializers[i].dtype)
+                 for n, i in zip(step.node.inputs, inputs) if n]
+        return None not in types and _runs_on(step.node, types, self.opset)
+
+    def _static_type(self, name: str) -> int | None:
+        graph = self.model.graph
+        info = graph.value_info.get(name) or next(
+            (i for i in graph.inputs if i.name == name), None)
+        return None if info is None else onnx.helper.np_dtype_to_tensor_dtype(info.dtype)
 
     def _active(self, name: str) -> bool:
         """Whether plan tensor ``name`` is an activation (not a parameter or static)."""
@@ -260,7 +293,7 @@ class _IntegerLowering:
         if not is_integer_polynomial(step.op, set(step.op.params)):
             return "its declaration does not map integers to integers"
         for name in step.node.inputs:
-            if not name or self._active(name):
+            if not name or self._active(name) or name in self.static:
                 continue
             value = step.constants.get(name, self.model.constants.get(name))
             if value is None or not np.array_equal(value, np.round(value)):

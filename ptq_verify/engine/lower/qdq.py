@@ -9,14 +9,19 @@ Q into its integer kernels (QLinearConv, QGemm, QLinearAdd, MatMulIntegerToFloat
 
 At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned [0, 255]).
 A narrower range (n < 8 bits) is enforced by an integer Clip between QuantizeLinear and
-DequantizeLinear; onnxruntime (1.32) then still fuses Gemm/MatMul but runs a Conv fed by such
-a Clip in float, on the dequantized codes (exact, not an integer kernel). A code range wider
-than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float tensor on the
-codes' grid.
+DequantizeLinear; onnxruntime (1.32) still fuses such groups with uint8 activations (under
+s8s8 it runs a Conv fed by such a Clip in float, on the dequantized codes: exact). A code
+range wider than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float
+tensor on the codes' grid.
 
 Encodings (how codes sit in 8-bit containers; the codes are the same):
-- ``s8s8`` (default): activations and weights int8; an unsigned 8-bit activation (0..255) is
-  stored with zero point -128.
+- ``u8s8`` (default): activations uint8 (signed codes with zero point 128), weights int8:
+  the form onnxruntime's x86 integer kernels take natively, so every DQ -> op -> Q group it
+  has a kernel for fuses. int8 activations are converted to uint8 by onnxruntime only where
+  one QuantizeLinear feeds one DequantizeLinear; a tensor read by two ops (a residual's skip)
+  then leaves its consumers in float (measured: docs/benchmarks.md).
+- ``s8s8``: activations and weights int8; an unsigned 8-bit activation (0..255) is stored
+  with zero point -128. What onnxruntime's quantize_static writes by default.
 - ``u8u8``: activations and weights uint8, signed codes with zero point 128. onnxruntime's
   u8u8 x86 kernels widen to 16 bits before multiplying, so they cannot saturate on CPUs
   without VNNI, where u8s8 (and s8s8, run as u8s8) kernels can; slower where VNNI exists.
@@ -32,12 +37,13 @@ from ...graph.onnx_io import node_proto
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter
 
-ENCODINGS = ("s8s8", "u8u8")
+ENCODINGS = ("u8s8", "s8s8", "u8u8")
+DEFAULT_ENCODING = "u8s8"
 MAX_BITS = 8  # the containers are 8-bit
 PER_CHANNEL_OPSET = 13  # DequantizeLinear with an axis
 
 
-def emit_qdq(model, encoding: str = "s8s8") -> onnx.ModelProto:
+def emit_qdq(model, encoding: str = DEFAULT_ENCODING) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) as a QDQ ONNX model."""
     check_qdq(model.bits, encoding)
     return _QdqLowering(model, encoding).run()
@@ -53,11 +59,13 @@ def check_qdq(bits: int, encoding: str, format: str = "qdq") -> None:
 
 class _QdqLowering:
     def __init__(self, model, encoding: str) -> None:
-        self.model, self.unsigned_type = model, encoding == "u8u8"
+        self.model = model
+        self.unsigned_codes = encoding.startswith("u8")  # activations
+        self.unsigned_weights = encoding == "u8u8"
         self.out = Emitter()
         self.codes = model.step_codes()
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
-        self.quantized_from: dict[str, tuple] = {}  # DequantizeLinear output -> (real, code)
+        self.stored: dict[str, list[str]] = {}  # DequantizeLinear output -> its inputs
         self.consumed: set[str] = set()
         self.per_channel = False
 
@@ -97,7 +105,7 @@ class _QdqLowering:
 
     def _container(self, low: float, high: float) -> tuple[type, int]:
         """(dtype, zero point) of the 8-bit container for codes in [low, high]."""
-        if self.unsigned_type:
+        if self.unsigned_codes:
             return np.uint8, (0 if low >= 0 else 128)
         return np.int8, (-128 if high > 127 else 0)
 
@@ -114,20 +122,17 @@ class _QdqLowering:
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
         dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
-        self.quantized_from[dequantized] = (real, code)
+        self.stored[dequantized] = [stored, scale, point]
         return dequantized
 
     def _consumed(self, real: str) -> str:
         """``real`` for one more consumer: each consumer of codes gets its own
-        QuantizeLinear -> DequantizeLinear pair, as quantize_static writes them. onnxruntime
-        fuses a DQ -> op -> Q group, and converts int8 activations for its x86 kernels, only
-        where a pair feeds one op (a residual branch's Conv stayed float otherwise)."""
-        if real not in self.quantized_from:
-            return real
-        if real not in self.consumed:
+        DequantizeLinear of the one QuantizeLinear, as quantize_static writes them
+        (onnxruntime fuses a DQ -> op -> Q group only where the DQ feeds that op alone)."""
+        if real not in self.stored or real not in self.consumed:
             self.consumed.add(real)
             return real
-        return self._quantized(*self.quantized_from[real])
+        return self.out.add("DequantizeLinear", self.stored[real], f"{real}:dq")
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
         """An integer parameter stored as integers behind a DequantizeLinear."""
@@ -138,8 +143,10 @@ class _QdqLowering:
             self.per_channel = True
         if param.kind == "bias":
             dtype, zero = np.int32, 0
+        elif param.kind == "codes":  # a table of activation codes (an embedding)
+            dtype, zero = self._container(values.min(), values.max())
         else:
-            dtype, zero = (np.uint8, 128) if self.unsigned_type else (np.int8, 0)
+            dtype, zero = (np.uint8, 128) if self.unsigned_weights else (np.int8, 0)
         stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
         inputs = [stored, self.out.constant(f"{name}:scale", scale)]
         # A bias's zero point 0 is the default; onnxruntime's Gemm fusion (1.32) wants the

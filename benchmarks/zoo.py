@@ -1,0 +1,199 @@
+"""Architectures users export, as they export them: ptq-verify on each, as a new user runs it.
+
+Nine Hugging Face architectures are built from small configs (random weights: the point is
+what exporters write, not accuracy on a task), exported by torch's legacy exporter (opset 17,
+no constant folding) and by the dynamo exporter (opset 18), and fed to the CLI exactly as a
+user would: ``ptq-verify quantize model.onnx --calib calib.npz -o q.onnx`` and ``ptq-verify
+audit model.onnx`` in a fresh process. The table says whether each ran (exit code, and whether
+any traceback was printed), how many nodes run on integers, in float and static, and the SQNR
+of the 8-bit qdq export against the float export, both run by onnxruntime on the calibration
+inputs.
+
+Data, made here, no download: token ids from the words of standard-library docstrings (hashed
+into the vocabulary; padded tails masked, so attention masks matter), images from crops of
+scikit-learn's bundled sample photos (china.jpg, flower.jpg). The weights of CNNs with
+BatchNorm are re-drawn with Kaiming's initialisation and their statistics perturbed: Hugging
+Face's std-0.02 initialisation makes a deep random CNN's output vanish (1e-25), which tests
+nothing.
+
+Run:  python benchmarks/zoo.py [MODEL ...]   (~5 min on 2 cores; needs the bench extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+BATCH, SEQUENCE, VOCAB, IMAGE = 16, 16, 100, 32
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+EXPORTS = (("legacy", 17), ("dynamo", 18))
+
+
+def token_inputs() -> dict[str, np.ndarray]:
+    """Docstring words hashed into the vocabulary, one text a row, padded tails masked."""
+    from minilm import texts
+
+    ids = np.zeros((BATCH, SEQUENCE), np.int64)
+    mask = np.zeros((BATCH, SEQUENCE), np.int64)
+    for row, text in enumerate(texts(BATCH)):
+        words = text.split()[:SEQUENCE]
+        ids[row, :len(words)] = [1 + zlib.crc32(w.encode()) % (VOCAB - 1) for w in words]
+        mask[row, :len(words)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def image_inputs() -> dict[str, np.ndarray]:
+    """IMAGE x IMAGE crops of scikit-learn's sample photos, normalised as ImageNet models
+    expect."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(0)
+    crops = []
+    for index in range(BATCH):
+        photo = photos[index % len(photos)]
+        size = int(rng.integers(64, 200))
+        top = int(rng.integers(0, photo.shape[0] - size))
+        left = int(rng.integers(0, photo.shape[1] - size))
+        crop = photo[top:top + size, left:left + size].astype(np.float32) / 255
+        pick = np.linspace(0, size - 1, IMAGE).astype(int)
+        crops.append(crop[pick][:, pick].transpose(2, 0, 1))
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    return {"pixel_values": (np.stack(crops) - mean) / std}
+
+
+def architectures():
+    import transformers as hf
+
+    text = dict(vocab_size=VOCAB, attn_implementation="eager")
+    return {
+        "distilbert": lambda: hf.DistilBertModel(hf.DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=64, **text)),
+        "roberta": lambda: hf.RobertaModel(hf.RobertaConfig(**SMALL, **text)),
+        "gpt2": lambda: hf.GPT2Model(hf.GPT2Config(n_embd=32, n_layer=2, n_head=2,
+                                                    use_cache=False, **text)),
+        "llama": lambda: hf.LlamaModel(hf.LlamaConfig(**SMALL, num_key_value_heads=1,
+                                                      use_cache=False, **text)),
+        "t5_encoder": lambda: hf.T5EncoderModel(hf.T5Config(
+            vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2)),
+        "vit": lambda: hf.ViTModel(hf.ViTConfig(image_size=IMAGE, patch_size=8, **SMALL,
+                                                attn_implementation="eager")),
+        "mobilenet_v2": lambda: hf.MobileNetV2Model(hf.MobileNetV2Config(
+            image_size=IMAGE, depth_multiplier=0.35)),
+        "resnet": lambda: hf.ResNetModel(hf.ResNetConfig(
+            embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1])),
+        "convnext": lambda: hf.ConvNextModel(hf.ConvNextConfig(
+            hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
+    }
+
+
+def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Path]:
+    """The model's first output (last hidden state) as ONNX, and its calibration inputs."""
+    import torch
+
+    torch.manual_seed(0)
+    model = architectures()[name]()
+    images = "pixel_values" in inspect.signature(model.forward).parameters
+    feeds = image_inputs() if images else token_inputs()
+    if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight)
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2)
+    model.eval()
+    names = list(feeds)
+
+    class FirstOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(names, args)))[0]
+
+    args = tuple(torch.from_numpy(feeds[n]) for n in names)
+    path = folder / f"{name}.{exporter}{opset}.onnx"
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
+            contextlib.redirect_stderr(quiet):
+        warnings.simplefilter("ignore")
+        if exporter == "legacy":
+            torch.onnx.export(FirstOutput(), args, str(path), input_names=names,
+                              output_names=["output"], opset_version=opset, dynamo=False,
+                              do_constant_folding=False,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+        else:
+            torch.onnx.export(FirstOutput(), args, str(path), input_names=names,
+                              output_names=["output"], opset_version=opset, dynamo=True)
+    calib = folder / f"{name}.calib.npz"
+    np.savez(calib, **feeds)
+    return path, calib
+
+
+def run(name: str, exporter: str, opset: int, folder: Path) -> dict[str, str]:
+    row = {"model": name, "export": f"{exporter} {opset}"}
+    try:
+        path, calib = export(name, exporter, opset, folder)
+    except Exception as error:  # the exporter's failure, not ptq-verify's
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines()[0]
+        row["result"] = f"export failed: {first[:60]}"
+        return row
+    out = path.with_suffix(".q.onnx")
+    cli = [sys.executable, "-m", "ptq_verify"]
+    quantized = subprocess.run([*cli, "quantize", str(path), "--calib", str(calib), "-o",
+                                str(out), "--no-progress"], capture_output=True, text=True)
+    audit = subprocess.run([*cli, "audit", str(path)], capture_output=True, text=True)
+    traceback = "Traceback" in quantized.stderr + audit.stderr
+    row["quantize / audit"] = f"{quantized.returncode} / {audit.returncode}" + (
+        " TRACEBACK" if traceback else "")
+    if quantized.returncode != 0:
+        row["result"] = quantized.stderr.strip().splitlines()[-1][:100]
+        return row
+    counts = re.search(r"(\d+) on integers, (\d+) compensated .*\), (\d+) static",
+                       quantized.stdout)
+    row["integer / float / static"] = " / ".join(counts.groups()) if counts else "?"
+    feeds = dict(np.load(calib))
+    reference = ort.InferenceSession(str(path)).run(None, feeds)[0].astype(np.float64)
+    got = ort.InferenceSession(str(out)).run(None, feeds)[0].astype(np.float64)
+    error = np.sum((reference - got) ** 2)
+    row["8-bit qdq SQNR (dB)"] = f"{10 * np.log10(np.sum(reference ** 2) / error):.1f}"
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="some of: " + ", ".join(architectures()))
+    args = parser.parse_args(argv)
+    names = args.models or list(architectures())
+    columns = ("model", "export", "quantize / audit", "integer / float / static",
+               "8-bit qdq SQNR (dB)", "result")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            for exporter, opset in EXPORTS:
+                print(f"{name} {exporter}...", file=sys.stderr, flush=True)
+                row = run(name, exporter, opset, Path(folder))
+                print("| " + " | ".join(row.get(c, "") for c in columns) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

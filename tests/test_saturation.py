@@ -1,0 +1,63 @@
+"""Positions a static operand saturates (engine/saturation.py, proofs/saturation.md): they set
+no range, and readers that take codes still get the values the codes can represent."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+
+
+def _bias_then_codes(tmp_path, bias: np.ndarray) -> tuple[str, np.ndarray]:
+    """x @ W + bias, doubled by a Mul and read by a MatMul: every reader of the sum takes codes."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(16, 8)).astype(np.float32) * 0.1
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Add", ["h", "b"], ["sum"], name="bias"),
+             helper.make_node("Mul", ["sum", "two"], ["doubled"], name="mul"),
+             helper.make_node("MatMul", ["doubled", "eye"], ["y"], name="mm2")]
+    constants = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b"),
+                 numpy_helper.from_array(np.array(2, np.float32), "two"),
+                 numpy_helper.from_array(np.eye(8, dtype=np.float32), "eye")]
+    graph = helper.make_graph(
+        nodes, "bias", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])], constants)
+    path = str(tmp_path / "bias.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path, rng.normal(size=(200, 16)).astype(np.float32)
+
+
+def _quantized(path: str, x: np.ndarray):
+    graph = load_model(path)
+    calibration = calibrate(graph, {"x": x}, progress=False)
+    reference = ort.InferenceSession(path).run(None, {"x": x})[0]
+    model = quantize(graph, calibration, 8)
+    return calibration, model, reference, model.run({"x": x})["y"]
+
+
+def test_a_bias_channel_beyond_the_others_keeps_its_values_on_codes(tmp_path):
+    """One bias channel at 50 against outputs near 1: the saturation rule leaves it out of the
+    range, but the sum is read on codes, so the range must still hold it (it used to clip to
+    the others' range: 3.7 dB)."""
+    bias = np.zeros(8, np.float32)
+    bias[0] = 50
+    calibration, model, reference, got = _quantized(*_bias_then_codes(tmp_path, bias))
+    assert "sum" in calibration.saturated and calibration.dropped_reach["sum"] > 49
+    assert sqnr_db(reference, got) > 35
+    assert np.allclose(got[:, 0], reference[:, 0], rtol=0.02)
+
+
+def test_a_static_operand_beyond_what_codes_can_hold_saturates_with_a_note(tmp_path):
+    """A mask-sized operand (-1e4) read on codes: including it in the sum's range would put
+    every other value on code 0, so those positions saturate to the end code and the summary
+    says so. (Downstream tensors still see -2e4 in calibration: a mask belongs before a node
+    that runs in float, such as a Softmax, as in the attention tests of test_real_exports.)"""
+    bias = np.zeros(8, np.float32)
+    bias[0] = -1e4
+    calibration, model, reference, got = _quantized(*_bias_then_codes(tmp_path, bias))
+    assert "sum" in calibration.saturated
+    assert any("'sum': positions a static operand puts beyond" in n for n in model.notes)
+    assert np.all(np.isfinite(got))
