@@ -37,22 +37,26 @@ class _ArrayReader(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray) -> bytes:
-    """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise."""
-    return quantize_int8_feeds(model_path, {input_name: calibration})
+def quantize_int8(model_path: Path, input_name: str, calibration: np.ndarray,
+                  per_channel: bool = False) -> bytes:
+    """The serialized QDQ int8 model that ``quantize_static`` makes with its defaults otherwise
+    (one weight scale per tensor, or per channel)."""
+    return quantize_int8_feeds(model_path, {input_name: calibration}, per_channel)
 
 
-def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray]) -> bytes:
+def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray],
+                        per_channel: bool = False) -> bytes:
     """:func:`quantize_int8` for a model with several inputs (calibration arrays by name)."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "model_int8.onnx"
-        write_int8(model_path, feeds, output)
+        write_int8(model_path, feeds, output, per_channel)
         return output.read_bytes()
 
 
-def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path) -> None:
-    """``quantize_static`` (QDQ, int8, MinMax, per tensor) of ``model_path`` into ``output``,
-    calibrated on ``feeds`` (one array per model input, batch first)."""
+def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
+               per_channel: bool = False) -> None:
+    """``quantize_static`` (QDQ, int8, MinMax, per tensor or per channel) of ``model_path``
+    into ``output``, calibrated on ``feeds`` (one array per model input, batch first)."""
     quantize_static(
         str(model_path),
         str(output),
@@ -61,6 +65,7 @@ def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path) -> 
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        per_channel=per_channel,
     )
 
 

@@ -165,6 +165,23 @@ def pad_constant() -> onnx.ModelProto:
     return b.model(b.dense(b.flatten(h), 400, 10), "pad_constant")
 
 
+def mobile_block() -> onnx.ModelProto:
+    """An EfficientNet-Lite block as torch exports it: convolutions without bias, each followed
+    by BatchNorm, ReLU6 as Clip(0, 6), the depthwise convolution's padding a Pad whose pads
+    come from a Constant node through a Cast (unknown to shape inference before folding)."""
+    b = Builder(23, image=True)
+    h = b.add("Clip", [b.batchnorm(b.conv("input", 1, 8, bias=False), 8), b.const(
+        np.array(0.0, np.float32), "lo"), b.const(np.array(6.0, np.float32), "hi")])
+    pads = b.fresh("pads")
+    b.nodes.append(helper.make_node("Constant", [], [pads], value=numpy_helper.from_array(
+        np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int32))))
+    h = b.add("Pad", [h, b.add("Cast", [pads], to=TensorProto.INT64)], mode="constant")
+    w = b.const(b.weight(8, 1, 3, 3, fan_in=9), "W")
+    h = b.add("Clip", [b.batchnorm(b.add("Conv", [h, w], group=8), 8), "lo1", "hi1"])
+    h = b.add("Conv", [h, b.const(b.weight(8, 8, 1, 1, fan_in=8), "W")])
+    return b.model(b.dense(b.flatten(h), 512, 10), "mobile_block")
+
+
 def batchnorm_after_add() -> onnx.ModelProto:
     b = Builder(7, image=True)
     h = b.add("Add", [b.conv("input", 1, 4), b.conv("input", 1, 4, k=1)])

@@ -123,6 +123,23 @@ def test_auto_calibration_clips_mse_optimally_only_at_few_levels():
     assert auto.clip("t", 127) == auto.clip("t", 31) == stats.max_abs
 
 
+def test_a_tensor_read_only_by_clip_takes_the_clip_range_and_unsigned_codes():
+    # Clip(0, 6) = clip(x, lo, hi): codes clipped to its range first change nothing, so the
+    # BatchNorm-folded convolution before it spends all 2^n codes on [0, max output]
+    graph, model = _quantized(models.mobile_block(), True)
+    stats = calibrate(graph, models.digits(150, True), progress=False).stats
+    for before, clip in (("batchnormalization1", "clip1"), ("batchnormalization2", "clip2")):
+        code = model.codes[before]
+        assert code.unsigned and code.high == 255
+        assert stats[before].minimum < 0  # negative values, which the Clip cuts off
+        assert np.isclose(code.scale, 255 / stats[clip].maximum)
+        assert model.codes[clip].unsigned
+    assert model.codes["pad1"].unsigned  # pads with 0: a selection of unsigned codes
+    test = models.digits(50, True, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    assert sqnr_db(reference, model.run(test)["logits"]) > 30
+
+
 def test_a_mask_sets_no_range_and_a_bias_does():
     """Positions where a static operand lies beyond any activation (a mask at float32's
     minimum) are dropped from the range; a bias, within the activations' reach, keeps all."""

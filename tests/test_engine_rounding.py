@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from ptq_verify.catalog import Operator, operator_for_onnx_type
-from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
 from ptq_verify.engine.rounding import PatchSource, WeightTarget, optq_round, patches
 from ptq_verify.errors import UserError
 from ptq_verify.graph import Node, OperatorTable, graph_from_onnx, run_graph
@@ -146,3 +146,18 @@ def test_unknown_rounding_is_refused():
     graph, calibration, _, _ = _setup("mlp_relu")
     with pytest.raises(UserError, match="weight rounding 'best'"):
         quantize(graph, calibration, 8, weight_rounding="best")
+
+
+def test_depthwise_convolution_gets_output_aware_rounding_and_bias_correction():
+    # each channel of a grouped convolution reads patches of its own: one H per channel
+    graph = prepare(graph_from_onnx(models.mobile_block()))
+    data = models.digits(150, True)
+    calibration = calibrate(graph, data, progress=False)
+    notes = {r.name: r.note for r in quantize(graph, calibration, 8).records}
+    assert "output-aware rounding" in notes["conv2"] and "bias corrected" in notes["conv2"]
+    test = models.digits(100, True, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    scores = {rounding: sqnr_db(reference, quantize(
+        graph, calibration, 4, weight_rounding=rounding).run(test)["logits"])
+        for rounding in ("optq", "nearest")}
+    assert scores["optq"] > scores["nearest"]

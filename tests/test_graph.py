@@ -6,6 +6,7 @@ import models
 import numpy as np
 import onnxruntime as ort
 
+from ptq_verify.engine import prepare
 from ptq_verify.graph import (
     OperatorTable,
     activation_tensors,
@@ -52,3 +53,11 @@ def test_shape_chains_are_static_and_constants_fold():
     assert fold_constants(graph, table) == 1  # the Add of two constants
     x = models.digits(3)
     assert run_graph(graph, {"input": x}, table)["logits"].shape == (3, 10)
+
+
+def test_folding_constants_makes_the_shapes_after_them_known():
+    # pads computed from a Constant node: shape inference on the source leaves the Pad's
+    # output open; once folded, the shapes (and the BatchNorm folding that needs them) follow
+    graph = prepare(graph_from_onnx(models.mobile_block()))
+    assert graph.shape_of("pad1")[1:] == (8, 10, 10)
+    assert "BatchNormalization" not in {node.op_type for node in graph.nodes}

@@ -37,8 +37,10 @@ from .rounding import (
     weight_matrix,
 )
 from .rules import (
+    is_elementwise_unary,
     is_integer_polynomial,
     is_lattice_selection,
+    is_monotone_selection,
     jumps,
     sum_coefficients,
     weight_layout,
@@ -149,6 +151,7 @@ class _Builder:
         self.optq, self.bias_correction = False, False
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
+        self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
         # (sum node, constant) -> the constant with a bias correction of the layer before it
@@ -185,7 +188,15 @@ class _Builder:
         unsigned = proved_nonnegative
         ranged = [tensor]
         users = self.consumers.get(tensor, [])
-        if (not unsigned and users and tensor not in self.graph.output_names
+        floors = [self._clip_floor(user) for user in users]
+        if users and tensor not in self.graph.output_names and all(
+                floor is not None for floor in floors):
+            # Every consumer is clip(x, lo, hi) (its declared witness, Theorem 2 of
+            # proofs/selections.md): the codes need only cover what the consumers output,
+            # and clipping below at lo >= 0 changes nothing, so such a tensor is unsigned.
+            unsigned = unsigned or min(floors) >= 0
+            ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
+        elif (not unsigned and users and tensor not in self.graph.output_names
                 and all(self._feeds_nonnegative_selection(user) for user in users)):
             # Every consumer is max/min-selection with a proved non-negative output: clipping
             # below 0 first changes none of their outputs, so the unsigned range is exact.
@@ -289,6 +300,40 @@ class _Builder:
                 and plan.verdict is not None and plan.verdict.output_nonnegative
                 and is_lattice_selection(op) and len(plan.activation_slots) == 1
                 and all(not name or name in self.active for name in node.inputs))
+
+    def _clip_floor(self, node: Node) -> float | None:
+        """For a node that computes clip(x, lo, hi) of its one activation input (an
+        elementwise monotone selection whose bounds are constants, run on codes): lo, its
+        output at x = -inf. None for any other node."""
+        plan = self._plans.get(node.name)
+        op = self._ops.get(node.name)
+        if (plan is None or op is None or plan.action is not Action.SCALE
+                or len(plan.activation_slots) != 1 or not is_elementwise_unary(op)):
+            return None
+        return self._selection_floor(node, op, plan, {plan.activation_slots[0]: -np.inf})
+
+    def _selection_floor(self, node: Node, op: Operator, plan: NodeAction,
+                         least: dict[int, float]) -> float | None:
+        """The least output of a monotone selection (Theorem 1 of proofs/selections.md: its
+        value when each activation input slot is at its least value, ``least``), by its own
+        kernel with the node's constants; None when the node is no such selection or its
+        other inputs are not constants."""
+        key = (node.name, tuple(sorted(least.items())))
+        if key not in self._floors:
+            self._floors[key] = None
+            examples = example_inputs(self.graph, node, self.active)
+            if (is_monotone_selection(op) and examples is not None
+                    and set(plan.activation_slots) == set(least)):
+                values = [np.full(np.shape(v), least[slot], np.float64) if slot in least else v
+                          for slot, v in enumerate(examples)]
+                try:
+                    with np.errstate(invalid="ignore"):
+                        result = op.run_onnx(values, node.attrs)
+                    out = np.asarray(result[0] if isinstance(result, (list, tuple)) else result)
+                    self._floors[key] = float(out.min()) if out.size else None
+                except Exception:  # noqa: BLE001 - a kernel that cannot run proves nothing
+                    pass
+        return self._floors[key]
 
     def materialise(self, src: str, tensor: str, scale_of_src: np.ndarray | float,
                     nonnegative: bool, pre_round: bool = False) -> Code:
@@ -652,6 +697,11 @@ class _Builder:
         verdict = plan.verdict
         if verdict is None or verdict.output_nonnegative:
             return verdict is not None
+        least = {slot: 0.0 if name in self.codes and self.codes[name].unsigned else -np.inf
+                 for slot, name in enumerate(node.inputs) if slot in plan.activation_slots}
+        floor = self._selection_floor(node, op, plan, least)
+        if floor is not None and floor >= 0:
+            return True  # its least output, with the node's own parameter values, is >= 0
         if not verdict.preserves_nonnegative:
             return False
         tensors = {t.name for t in op.inputs}

@@ -33,6 +33,10 @@ DAMPING = 0.01  # of the mean diagonal of H, added to it (GPTQ's default)
 # adding rows): H is MAX_COLUMNS^2 floats and rounding costs channels * MAX_COLUMNS^2.
 MAX_COLUMNS = 1024
 MAX_ROWS = 1 << 16
+# A node whose channels read patches of their own is probed with K outputs per channel: at most
+# MAX_CHANNEL_COLUMNS of them, and MAX_CHANNEL_ROWS rows (H per channel is only K x K).
+MAX_CHANNEL_COLUMNS = 1 << 15
+MAX_CHANNEL_ROWS = 1 << 13
 OPTQ_BLOCK = 128  # columns rounded between two updates of the rest (GPTQ's block size)
 
 
@@ -49,7 +53,8 @@ class WeightTarget:
 
 @dataclass
 class LayerStats:
-    """H = X^T X / rows and the column means of the input patches X of one node."""
+    """H = X^T X / rows and the column means of the input patches X of one node; per channel
+    ((channels, K, K) and (channels, K)) when each channel reads patches of its own."""
 
     hessian: np.ndarray
     mean: np.ndarray
@@ -105,6 +110,60 @@ def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
     predicted = x @ weight_matrix(weight, target.weight_axis).T
     return predicted.shape == y.shape and bool(np.allclose(
         predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
+
+
+def channel_patches(op: Operator, node: Node, inputs: list,
+                    target: WeightTarget) -> np.ndarray | None:
+    """The input patches X_c (channels, rows, K) of a node whose output channel c is X_c w_c
+    with patches of its own (a grouped or depthwise convolution), or None when the output is
+    not that (checked against the kernel). The probe replaces each output channel's weights by
+    the K unit vectors, so the kernel computes K channels per original one, in the original's
+    place (its group, for a grouped convolution)."""
+    weight = np.asarray(inputs[target.slot], dtype=np.float64)
+    channels = weight.shape[target.weight_axis]
+    columns = weight.size // channels
+    if channels * columns > MAX_CHANNEL_COLUMNS:
+        return None
+    other = tuple(d for a, d in enumerate(weight.shape) if a != target.weight_axis)
+    basis = np.tile(np.eye(columns), (channels, 1)).reshape(channels * columns, *other)
+    probed = _cleared(inputs, target)
+    probed[target.slot] = np.moveaxis(basis, 0, target.weight_axis)
+    try:
+        unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
+        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
+                          dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
+        return None
+    if (unit.ndim != real.ndim or unit.ndim <= target.out_axis
+            or unit.shape[target.out_axis] != channels * columns):
+        return None
+    x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, channels, columns)
+    x = np.moveaxis(x, 1, 0)
+    y = np.moveaxis(real, target.out_axis, -1).reshape(-1, channels)
+    predicted = np.einsum("crk,ck->rc", x, weight_matrix(weight, target.weight_axis))
+    return x if predicted.shape == y.shape and np.allclose(
+        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)) else None
+
+
+def _channel_patches_of_samples(op: Operator, node: Node, inputs: list, target: WeightTarget,
+                                graph: Graph) -> np.ndarray | None:
+    """:func:`channel_patches` a few samples at a time (their probe holds K outputs per
+    channel), until MAX_CHANNEL_ROWS rows."""
+    batched = [slot for slot, name in enumerate(node.inputs)
+               if name and name not in graph.initializers]
+    count = len(inputs[batched[0]]) if batched else 1
+    parts, rows, start, step = [], 0, 0, 1
+    while start < count and rows < MAX_CHANNEL_ROWS:
+        chunk = [v[start:start + step] if slot in batched else v for slot, v in enumerate(inputs)]
+        x = channel_patches(op, node, chunk, target)
+        if x is None:
+            return None
+        parts.append(x)
+        rows += x.shape[1]
+        start += step
+        # few rows per sample (a small feature map): probe several samples at once
+        step = max(1, min(count - start, MAX_CHANNEL_ROWS // (4 * max(1, x.shape[1] // step))))
+    return np.concatenate(parts, axis=1)
 
 
 class PatchSource:
@@ -171,12 +230,14 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
     the catalog's kernels when onnxruntime cannot load the graph) and accumulate each target
     node's H and column means (memory stays at one batch, holding only the layer inputs).
     Nodes reading the same patches (the query, key and value projections of one input)
-    share one H, computed once."""
+    share one H, computed once. A node whose channels each read patches of their own
+    (depthwise) gets one H per channel, from a few samples at a time."""
     nodes = {node.name: node for node in graph.nodes if node.name in targets}
     wanted = {name for node in nodes.values() for name in node.inputs
               if name and name not in graph.initializers}
     sums: dict[str, list] = {}
     failed: set[str] = set()
+    own: set[str] = set()  # nodes whose channels have patches of their own
     if not nodes:
         return {}
     sources = {
@@ -195,13 +256,22 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
         values.update(batch)
         shared: dict[tuple, tuple] = {}  # (input, selection) -> this batch's X^T X, sum, rows
         for name, node in nodes.items():
-            if name in failed or sums.get(name, (0, 0, 0))[2] >= MAX_ROWS:
+            limit = MAX_CHANNEL_ROWS if name in own else MAX_ROWS
+            if name in failed or sums.get(name, (0, 0, 0))[2] >= limit:
                 continue
             inputs = [None if not n else graph.initializers.get(n, values.get(n))
                       for n in node.inputs]
-            found = sources[name](inputs)
+            found = None if name in own else sources[name](inputs)
             if found is None:
-                failed.add(name)
+                own.add(name)
+                x = _channel_patches_of_samples(sources[name].op, node, inputs, targets[name],
+                                                graph)
+                if x is None:
+                    failed.add(name)
+                    continue
+                hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
+                sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x, total + x.sum(axis=1),
+                              rows + x.shape[1]]
                 continue
             x, index = found
             key = None if index is None else (node.inputs[sources[name].active[0]],
@@ -223,8 +293,12 @@ def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
                hessian: np.ndarray) -> np.ndarray:
     """Integer codes for ``weights`` (channels, K) at per-channel ``scale``, rounded column
     by column with each error spread over the remaining columns (GPTQ/OPTQ), in the order of
-    decreasing H diagonal; clipped to [-levels, levels]."""
+    decreasing H diagonal; clipped to [-levels, levels]. A hessian of shape (channels, K, K)
+    gives each channel its own."""
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1) * np.ones((weights.shape[0], 1))
+    if np.ndim(hessian) == 3:
+        return np.concatenate([optq_round(weights[c:c + 1], scale[c], levels, hessian[c])
+                               for c in range(weights.shape[0])])
     h = np.array(hessian, dtype=np.float64)
     work = np.array(weights, dtype=np.float64)
     # An input never seen non-zero in calibration may be non-zero later: its weights are
@@ -263,8 +337,10 @@ def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
 def bias_shift(weights: np.ndarray, codes: np.ndarray, scale: np.ndarray,
                mean: np.ndarray) -> np.ndarray:
     """Per channel, the expected output error m . (w_q - w) of the rounded weights: the amount
-    to subtract from the bias."""
+    to subtract from the bias (``mean`` of shape (channels, K): each channel's own)."""
     rounded = codes / np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+    if np.ndim(mean) == 2:
+        return np.sum((rounded - weights) * mean, axis=1)
     return (rounded - weights) @ mean
 
 

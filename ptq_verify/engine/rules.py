@@ -37,13 +37,29 @@ def is_lattice_selection(op: Operator) -> bool:
     return _lattice(op.expr, frozenset(op.symbols[e] for e in op.element_names))
 
 
-def _lattice(expr: sympy.Basic, elements: frozenset) -> bool:
-    if expr in elements or expr == 0:
+def is_monotone_selection(op: Operator) -> bool:
+    """Whether each output element is an input element, a parameter or a number, chosen by
+    max/min or by a condition on parameters alone: Clip (``min(hi, max(lo, x))``) and constant
+    Pad (``where(k > 0, x, v)``) besides every :func:`is_lattice_selection`.
+
+    Such a function is non-decreasing in every input element, so its least output is its value
+    at the least inputs (proofs/selections.md, Theorem 1); and one of a single element is
+    ``clip(x, f(-inf), f(+inf))`` (Theorem 2), so clipping its input to that interval first
+    changes nothing.
+    """
+    leaves = frozenset(op.symbols[e] for e in op.element_names)
+    return _lattice(op.expr, leaves, frozenset(op.symbols[p] for p in op.params))
+
+
+def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = frozenset()) -> bool:
+    if expr in elements or expr == 0 or expr in constants or (
+            constants and isinstance(expr, sympy.Number) and expr.is_finite):
         return True
     if isinstance(expr, (sympy.Max, sympy.Min)):
-        return all(_lattice(arg, elements) for arg in expr.args)
+        return all(_lattice(arg, elements, constants) for arg in expr.args)
     if isinstance(expr, sympy.Piecewise):
-        return all(_lattice(value, elements) and not (condition.free_symbols & elements)
+        return all(_lattice(value, elements, constants)
+                   and not (condition.free_symbols & elements)
                    for value, condition in expr.args)
     return False
 

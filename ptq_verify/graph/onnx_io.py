@@ -144,6 +144,29 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
 
 
+def infer_shapes_again(graph: Graph) -> None:
+    """Run ONNX shape inference on ``graph`` as it is now and take every shape it knows better.
+
+    Exports compute a Pad's pads or a Reshape's shape from Constant nodes: inference on the
+    source model leaves what follows with unknown dimensions, which become known once those
+    constants are folded into initializers (the probes that give per-channel weight scales and
+    BatchNorm folding need them)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(graph), strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return
+    for value in inferred.graph.value_info:
+        info = _tensor_info(value)
+        old = graph.value_info.get(value.name)
+        if info is not None and info.shape is not None and (
+                old is None or old.shape is None or _known(info.shape) > _known(old.shape)):
+            graph.value_info[value.name] = info
+
+
+def _known(shape: tuple) -> int:
+    return sum(isinstance(d, int) and d > 0 for d in shape)
+
+
 def _array(tensor: onnx.TensorProto) -> np.ndarray:
     """An initializer's values; UserError when its data does not fit its shape or type."""
     try:

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import UserError
 from .executor import run_node
 from .model import Graph
+from .onnx_io import infer_shapes_again
 from .operators import OperatorTable, slot_binding
 
 MAX_FOLDED_ELEMENTS = 2**27
@@ -59,6 +60,8 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
         folded += 1
     graph.nodes = kept
     graph.remove_unused()
+    if folded:
+        infer_shapes_again(graph)
     return folded
 
 
