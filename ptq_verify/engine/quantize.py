@@ -195,7 +195,8 @@ class _Builder:
             # proofs/selections.md): the codes need only cover what the consumers output,
             # and clipping below at lo >= 0 changes nothing, so such a tensor is unsigned.
             unsigned = unsigned or min(floors) >= 0
-            ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
+            ranged = [out for user in users for out in user.outputs
+                      if out in self.cal.stats] or ranged
         elif (not unsigned and users and tensor not in self.graph.output_names
                 and all(self._feeds_nonnegative_selection(user) for user in users)):
             # Every consumer is max/min-selection with a proved non-negative output: clipping
@@ -308,8 +309,9 @@ class _Builder:
         plan = self._plans.get(node.name)
         op = self._ops.get(node.name)
         if (plan is None or op is None or plan.action is not Action.SCALE
-                or len(plan.activation_slots) != 1 or not is_elementwise_unary(op)):
-            return None
+                or len(plan.activation_slots) != 1 or not is_elementwise_unary(op)
+                or not any(out in self.active for out in node.outputs)):
+            return None  # (a Shape reads x but outputs no activation: it takes no codes)
         return self._selection_floor(node, op, plan, {plan.activation_slots[0]: -np.inf})
 
     def _selection_floor(self, node: Node, op: Operator, plan: NodeAction,
