@@ -188,17 +188,17 @@ def test_equalized_model_quantizes_and_runs_in_onnxruntime(middle, form):
         np.testing.assert_array_equal(exported, simulated)
 
 
-def test_cli_equalizes_per_tensor_by_default_and_says_so(tmp_path, capsys):
+def test_cli_equalizes_on_request_and_says_so(tmp_path, capsys):
     from ptq_verify.cli import main
 
     out = tmp_path / "q.onnx"
     runs = [(("--equalize",), "gemm1 -> gemm2 via relu1"), (("--no-equalize",), "off"),
-            (("--per-tensor",), "gemm1 -> gemm2 via relu1"),
-            (("--per-tensor", "--no-equalize"), "off")]
+            (("--per-tensor", "--equalize"), "gemm1 -> gemm2 via relu1"),
+            (("--per-tensor",), "off (the default; --equalize)")]
     for options, expected in runs:
         assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress", *options]) == 0
         notes = [line for line in capsys.readouterr().out.splitlines()
                  if line.startswith("note: cross-layer equalization")]
         assert len(notes) == 1 and expected in notes[0], (options, notes)
     assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress"]) == 0
-    assert "equalization: off (the default with per-channel" in capsys.readouterr().out
+    assert "equalization: off (the default; --equalize)" in capsys.readouterr().out
