@@ -344,14 +344,15 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, bits: int,
             alphas: tuple[float, ...]) -> tuple[float, np.ndarray] | None:
     """(alpha, per-channel scale) with the least consumer output error on the sample, or None
     when no alpha beats leaving the activation as it is."""
-    rows = np.moveaxis(np.asarray(x, dtype=np.float64), candidate.axis, -1)
+    # float32 products: the errors compared differ by orders of magnitude more than its rounding
+    rows = np.moveaxis(np.asarray(x, dtype=np.float32), candidate.axis, -1)
     rows = rows.reshape(-1, rows.shape[-1])
     if len(rows) > _ROWS:
         rows = rows[np.random.default_rng(5).choice(len(rows), _ROWS, replace=False)]
     matrices = []
     for consumer in candidate.consumers:
         (slot, axis), = consumer.slots
-        weight = np.asarray(graph.initializers[consumer.node.inputs[slot]], dtype=np.float64)
+        weight = np.asarray(graph.initializers[consumer.node.inputs[slot]], dtype=np.float32)
         matrices.append(np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1))
     x_range = np.abs(rows).max(axis=0)
     w_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
@@ -374,17 +375,20 @@ def _error(rows: np.ndarray, matrices: list, exact: list, scale: np.ndarray, lev
     """Relative squared output error of the consumers with the activation divided by
     ``scale`` (n-bit codes, one max-abs scale) and the weights multiplied by it (n-bit codes,
     one max-abs scale per output column)."""
+    scale = scale.astype(rows.dtype)
     x = _fake(rows / scale, np.abs(rows / scale).max(), levels)
     total = 0.0
     for matrix, reference in zip(matrices, exact):
         w = matrix * scale[:, None]
         w = _fake(w, np.abs(w).max(axis=0, keepdims=True), levels)
-        total += float(((x @ w - reference) ** 2).sum() / max((reference**2).sum(), 1e-30))
+        error = (x @ w - reference).astype(np.float64)
+        total += float((error**2).sum() / max(float((reference.astype(np.float64)**2).sum()),
+                                              1e-30))
     return total
 
 
 def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
-    step = np.where(np.asarray(reach) > 0, np.asarray(reach) / levels, 1.0)
+    step = np.where(np.asarray(reach) > 0, np.asarray(reach) / levels, 1.0).astype(values.dtype)
     return np.clip(np.round(values / step), -levels, levels) * step
 
 
