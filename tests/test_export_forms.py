@@ -140,6 +140,20 @@ def test_a_run_with_no_node_on_integers_is_an_error(tmp_path, capsys):
     assert not (tmp_path / "q.onnx").exists()
 
 
+def _refused_in_one_line(graph: onnx.GraphProto, names: str, tmp_path, capsys):
+    """Save the model, quantize it by the CLI on digits; it must be refused in one line that
+    ``names`` the node, with exit 2 and nothing written. Returns the model's path."""
+    path = tmp_path / f"{graph.name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(tmp_path / "c.npy", models.digits(10))
+    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and names in err and "\n" not in err
+    assert not (tmp_path / "q.onnx").exists()
+    return path
+
+
 def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"], name="relu"),
@@ -147,13 +161,7 @@ def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
         "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
         [numpy_helper.from_array(np.array([3], np.int64), "k")])
-    path = tmp_path / "topk.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    np.save(tmp_path / "c.npy", models.digits(10))
-    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
-                 str(tmp_path / "q.onnx"), "--no-progress"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "'topk' (TopK)" in err and "\n" not in err
+    path = _refused_in_one_line(graph, "'topk' (TopK)", tmp_path, capsys)
     assert main(["audit", str(path)]) == 0
     assert "unknown op type TopK: topk" in capsys.readouterr().out
 
@@ -272,10 +280,4 @@ def test_an_einsum_of_four_operands_is_refused_in_one_line(tmp_path, capsys):
                           equation="bi,bi,bi,bi->bi")], "quad",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])])
-    path = tmp_path / "quad.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    np.save(tmp_path / "c.npy", models.digits(10))
-    code = main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
-                 str(tmp_path / "q.onnx"), "--no-progress"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "'quad' (Einsum)" in err and "\n" not in err
+    _refused_in_one_line(graph, "'quad' (Einsum)", tmp_path, capsys)
