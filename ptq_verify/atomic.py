@@ -81,6 +81,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        os.chmod(tmp, _file_mode(target))  # mkstemp's 0600 would keep the file from others
         check_output(target, inputs=inputs)  # still safe to replace, just before replacing
         os.replace(tmp, target)
     except OSError as err:
@@ -90,6 +91,17 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _file_mode(target: Path) -> int:
+    """The mode a file written with open() would get: the replaced file's, or 0666 less the
+    umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def output_directory(path: str | os.PathLike) -> Path:

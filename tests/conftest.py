@@ -11,6 +11,7 @@ reproducers) run only with ``--slow``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -36,6 +37,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: a long test (a deep fuzz run, a slow reproducer), run with --slow"
     )
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.get("PTQ_VERIFY_CACHE_DIR", ""), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

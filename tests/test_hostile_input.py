@@ -178,6 +178,31 @@ def test_report_equal_to_output_is_refused(mlp_files):
     assert not (tmp / "q.onnx").exists()
 
 
+def test_output_onto_the_models_external_data_is_refused_and_the_data_kept(tmp_path):
+    """torch's dynamo exporter writes model.onnx + model.onnx.data: -o model.onnx.data would
+    break the input model."""
+    import models
+
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(models.mlp("Relu"), model, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    np.save(calib, models.digits(40))
+    data = (tmp_path / "m.onnx.data").read_bytes()
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "m.onnx.data"), "an input file")
+    assert (tmp_path / "m.onnx.data").read_bytes() == data
+
+
+def test_outputs_take_the_umask_not_private_modes(mlp_files):
+    """mkstemp's 0600 would keep a shipped model from other users (a container's)."""
+    tmp, model, calib = mlp_files
+    mask = os.umask(0o022)
+    try:
+        assert _quantize(model, calib, tmp / "q.onnx").status == 0
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp / "q.onnx").st_mode) == 0o644
+
+
 @pytest.mark.parametrize("target", ["/proc/self/mem", "/proc/no-such-folder/q.onnx"])
 def test_unwritable_output_is_one_line(mlp_files, target):
     _, model, calib = mlp_files

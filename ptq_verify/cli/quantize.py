@@ -75,6 +75,7 @@ def run(args) -> int:
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.smooth import smooth
+    from ..graph.onnx_io import external_data_files
 
     check_bits(args.bits, "--bits")
     args.encoding = args.encoding or DEFAULT_ENCODING
@@ -84,7 +85,7 @@ def run(args) -> int:
     if calib is None:
         raise UserError(f"{source}: give its calibration data with --calib")
     target = Path(args.output)
-    inputs = (source, calib)
+    inputs = (source, calib, *external_data_files(source))
     # every output path is checked before the work, so a bad one costs nothing
     check_distinct({"-o": target, "--report": args.report})
     for output in (target, args.report):

@@ -15,6 +15,21 @@ from ..errors import UserError
 from .model import Graph, Node, TensorInfo
 
 
+def external_data_files(path: str | os.PathLike) -> list[Path]:
+    """The files a model keeps its external tensors in (``model.onnx.data`` of torch's dynamo
+    exporter), so that no output is written over them; [] when there are none or the model
+    cannot be read (reading it later says why)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    source = Path(path)
+    try:
+        model = onnx.load(str(source), load_external_data=False)
+    except Exception:  # noqa: BLE001 - read_model reports a bad file in one line
+        return []
+    return sorted({source.parent / ExternalDataInfo(tensor).location
+                   for tensor in _get_all_tensors(model) if uses_external_data(tensor)})
+
+
 def read_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Read and check an ONNX file; any defect is a one-line :class:`UserError`."""
     source = Path(path)

@@ -164,7 +164,7 @@ def _summary_lines(audit: Audit) -> list[str]:
                      if not floats else "float at " + ", ".join(
                          f"{node} ({why.removeprefix('float: ')})"
                          for node, why in floats.items())))
-    lines.append("cross-layer equalization (on by default with --per-tensor): " + (
+    lines.append("cross-layer equalization (with --equalize): " + (
         "; ".join(summary["equalized"]) or "no pair (no two weight layers joined only by "
         "operators with a per-channel rule)"))
     lines.append("activation smoothing (on by default; chosen on calibration data): " + (
