@@ -18,6 +18,8 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  in integer arithmetic (Log, Min, Where), RMS norm, and the boolean mask applied
                  by ``Where(mask, position_bias, finfo.min)`` before it meets the scores; legacy
                  exporter at opset 17 only (same inputs as tiny_bert)
+    tiny_bert_sdpa  tiny_bert with transformers' default (sdpa) attention, whose export has
+                 IsNaN and Where around the Softmax; legacy exporter at opset 17 only
 
 Data written next to them (made here, offline): ``digits.calib.npz`` / ``digits_image.calib.npz``
 (64 training digits from scikit-learn, keyed ``input``) and ``tiny_bert.calib.npz`` (seeded
@@ -46,7 +48,7 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
 OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
 # tiny_t5: the legacy exporter at 17 only (fixture size); the dynamo exporter fails on T5's
 # reshape with a dynamic batch (torch 2.13, transformers 5.24)
-OPSETS_OF = {"tiny_t5": {"legacy": (17,)}}
+OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)}}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -98,6 +100,19 @@ class TinyBert(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class TinyBertSdpa(TinyBert):
+    """The same BERT with transformers' default attention (sdpa): the export computes the
+    mask with Where and guards the Softmax with Where(IsNaN(p), 0, p)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        config = self.bert.config
+        config._attn_implementation = "sdpa"
+        from transformers import BertModel
+
+        self.bert = BertModel(config, add_pooling_layer=False).eval()
 
 
 class TinyT5(torch.nn.Module):
@@ -226,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "tiny_bert": lambda: (TinyBert().eval(), tokens),
         "tiny_t5": lambda: (TinyT5().eval(), tokens),
+        "tiny_bert_sdpa": lambda: (TinyBertSdpa().eval(), tokens),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

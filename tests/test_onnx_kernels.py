@@ -174,6 +174,13 @@ def test_einsum(name, equation, shapes):
     _check(name, [_f(*shape) for shape in shapes], {"equation": equation})
 
 
+def test_isnan_and_isinf():
+    x = np.array([0.0, 1.5, np.nan, np.inf, -np.inf], np.float32)
+    _check("IsNaN", [x])
+    for attrs in ({}, {"detect_negative": 0}, {"detect_positive": 0}):
+        _check("IsInf", [x], attrs)
+
+
 def test_einsum_of_four_operands_has_no_declaration():
     from ptq_verify.catalog import operator_for_onnx_type
 

@@ -1,8 +1,9 @@
 """Real torch exports end to end (made by benchmarks/export_test_models.py, committed under
 tests/fixtures/torch): legacy and dynamo exporters, three opsets each, a digits MLP (LayerNorm,
 exact GELU, Softmax), a digits CNN and a tiny BERT with int64 token ids and an attention mask;
-and a tiny T5 encoder (legacy, opset 17), whose boolean mask goes through a Where into the
-position bias before it meets the scores.
+a tiny T5 encoder (legacy, opset 17), whose boolean mask goes through a Where into the
+position bias before it meets the scores; and the tiny BERT with transformers' default (sdpa)
+attention, whose export guards the Softmax with Where(IsNaN(p), 0, p).
 Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
@@ -22,7 +23,7 @@ from ptq_verify.graph import load_graph
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
-        "tiny_t5": "tiny_bert"}
+        "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -87,7 +88,8 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
 
 
 @pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx",
-                                  "tiny_t5.legacy.opset17.onnx"])
+                                  "tiny_t5.legacy.opset17.onnx",
+                                  "tiny_bert_sdpa.legacy.opset17.onnx"])
 def test_masked_keys_get_probability_zero_and_set_no_range(name):
     """An additive mask (BERT) and a boolean one applied by Where(mask, bias, finfo.min) and
     then added to the scores (T5): masked keys get probability exactly 0, and the mask sets

@@ -26,7 +26,25 @@ def _connective(name: str, inputs: str, expr: str, combine, doc: str) -> Operato
     return Operator(name, inputs, expr, onnx_type=name, onnx_kernel=logical(combine), doc=doc)
 
 
+def _never_on_reals(name: str, test, doc: str) -> Operator:
+    """IsNaN, IsInf: false for every real number, so the witness is 0 (a proved rule of 0
+    holds for every scale); the ONNX kernel still answers for the float values it meets."""
+    return Operator(name, "x", "0", kernel=lambda x: np.zeros(np.shape(x)), onnx_type=name,
+                    onnx_kernel=lambda inputs, attrs: test(np.asarray(inputs[0]), attrs),
+                    doc=doc)
+
+
+def _is_inf(x: np.ndarray, attrs) -> np.ndarray:
+    positive = int(attrs.get("detect_positive", 1))
+    negative = int(attrs.get("detect_negative", 1))
+    return (np.isposinf(x) & bool(positive)) | (np.isneginf(x) & bool(negative))
+
+
 OPERATORS = (
+    _never_on_reals("IsNaN", lambda x, attrs: np.isnan(x),
+                    "x is NaN: false for every real x (transformers' default attention "
+                    "writes Where(IsNaN(softmax), 0, softmax) for rows masked entirely)."),
+    _never_on_reals("IsInf", _is_inf, "x is +-inf: false for every real x."),
     _compare("Equal", "==", np.equal, "a == b, a boolean tensor."),
     _compare("Less", "<", np.less, "a < b, a boolean tensor."),
     _compare("LessOrEqual", "<=", np.less_equal, "a <= b, a boolean tensor."),

@@ -191,8 +191,10 @@ class _IntegerLowering:
 
     def _node(self, step: NodeStep) -> None:
         source = step.source or step.node
-        if source.name in self.static_nodes or self._reads_only_shapes(step):
+        if source.name in self.static_nodes:
             return self._static(step)
+        if self._reads_only_shapes(step):
+            return self._static(step, self._shape_reader_inputs(step))
         dequantized = [self.dequantizing[n] for n in step.node.inputs if n in self.dequantizing]
         if dequantized:
             quantize = self.quantizing.get(step.node.outputs[0])
@@ -233,11 +235,26 @@ class _IntegerLowering:
         return not any(n in self.codes for n in outputs) and all(
             n in info and not info[n].is_float for n in outputs)
 
-    def _static(self, step: NodeStep) -> None:
+    def _shape_reader_inputs(self, step: NodeStep) -> list[str]:
+        """A node that makes no activation from activations (Shape, IsNaN) reads their
+        integer containers where onnxruntime takes them; else the codes cast to float (an
+        exact cast; IsNaN takes float types only, and finite codes answer as finite values
+        do)."""
+        inputs = [self._get(n) if n else "" for n in step.node.inputs]
+        types = [self._type(n) if self._active(n) else self._static_type(n)
+                 for n in step.node.inputs if n]
+        output = self._static_type(step.node.outputs[0])
+        if None in types or output is None or _runs_on(step.node, types, self.opset, output):
+            return inputs
+        return [self._cast(n, FLOAT) if n and self._active(n) else i
+                for n, i in zip(step.node.inputs, inputs)]
+
+    def _static(self, step: NodeStep, inputs: list[str] | None = None) -> None:
         for name, value in step.constants.items():
             self.out.initializer(name, value)
-        self.out.nodes.append(node_proto(step.node, [self._get(n) if n else ""
-                                                     for n in step.node.inputs]))
+        if inputs is None:
+            inputs = [self._get(n) if n else "" for n in step.node.inputs]
+        self.out.nodes.append(node_proto(step.node, inputs))
         self.static.update(n for n in step.node.outputs if n)
 
     def _integer_inputs(self, step: NodeStep, kind: int) -> list[str]:
@@ -393,17 +410,19 @@ PRODUCTS = {("", "Conv"): _conv, ("", "Gemm"): _gemm, ("", "MatMul"): _matmul}
 _PROBED: dict[tuple, bool] = {}
 
 
-def _runs_on(node, types: list[int], opset: int) -> bool:
+def _runs_on(node, types: list[int], opset: int, output: int | None = None) -> bool:
     """Whether onnxruntime builds a one-node model of ``node`` on inputs of ``types`` (the
-    output takes the first type): asked once per op type, attributes and types."""
+    output of type ``output``, by default the first input's): asked once per op type,
+    attributes and types."""
+    output = types[0] if output is None else output
     key = (node.domain or "", node.op_type, tuple(types), repr(sorted(node.attrs.items())),
-           opset)
+           opset, output)
     if key not in _PROBED:
         names = [f"x{i}" for i in range(len(types))]
         graph = helper.make_graph(
             [node_proto(node, names, ["y"])], "probe",
             [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
-            [helper.make_tensor_value_info("y", types[0], None)])
+            [helper.make_tensor_value_info("y", output, None)])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         model.ir_version = 8
         options = ort.SessionOptions()
