@@ -80,7 +80,7 @@ def image_inputs() -> dict[str, np.ndarray]:
 def architectures():
     import transformers as hf
 
-    text = dict(vocab_size=VOCAB, attn_implementation="eager")
+    text = dict(vocab_size=VOCAB)  # transformers' default attention (sdpa), as users get it
     return {
         "distilbert": lambda: hf.DistilBertModel(hf.DistilBertConfig(
             dim=32, n_layers=2, n_heads=2, hidden_dim=64, **text)),
@@ -91,8 +91,7 @@ def architectures():
                                                       use_cache=False, **text)),
         "t5_encoder": lambda: hf.T5EncoderModel(hf.T5Config(
             vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2)),
-        "vit": lambda: hf.ViTModel(hf.ViTConfig(image_size=IMAGE, patch_size=8, **SMALL,
-                                                attn_implementation="eager")),
+        "vit": lambda: hf.ViTModel(hf.ViTConfig(image_size=IMAGE, patch_size=8, **SMALL)),
         "mobilenet_v2": lambda: hf.MobileNetV2Model(hf.MobileNetV2Config(
             image_size=IMAGE, depth_multiplier=0.35)),
         "resnet": lambda: hf.ResNetModel(hf.ResNetConfig(
