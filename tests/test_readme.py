@@ -44,3 +44,14 @@ def test_readme_quantize_session_runs_and_prints_what_the_readme_shows(tmp_path)
     batch = np.zeros([2 if not isinstance(d, int) else d for d in feed.shape], np.float32)
     (logits,) = session.run(None, {feed.name: batch})
     assert logits.shape == (2, 10) and np.isfinite(logits).all()
+
+
+def test_readme_catalog_listing_is_what_classify_prints():
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^\$ ptq-verify classify \| head -(\d+)\n((?:(?!\$ |```).*\n)+)", text,
+                      re.M)
+    assert match, "README: no `$ ptq-verify classify | head` session"
+    shown = match.group(2).rstrip("\n").splitlines()
+    printed = subprocess.run([console_script(), "classify"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    assert shown == printed[:int(match.group(1))]

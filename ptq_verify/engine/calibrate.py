@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +17,9 @@ from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
+
+if TYPE_CHECKING:
+    from ..catalog.operator import Operator
 
 METHODS = ("auto", "maxabs", "percentile", "mse")
 # "auto" clips MSE-optimally where a tensor's range has fewer steps than this (4-bit tensors),
@@ -87,7 +91,7 @@ def calibrate(
     bits: int | None = None,
     percent: float = 99.99,
     batch_size: int = 64,
-    operators: OperatorTable | None = None,
+    operators: Mapping[str, Operator] | OperatorTable | None = None,
     progress: bool = True,
     runtime: str = "onnxruntime",
 ) -> Calibration:
@@ -101,7 +105,7 @@ def calibrate(
         raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < percent <= 100:
         raise UserError(f"percentile {percent}: must be in (0, 100]")
-    table = operators or OperatorTable()
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:
         table.require(node, graph)
     feeds = check_feeds(data, graph, "calibration data")
