@@ -281,3 +281,33 @@ def test_an_einsum_of_four_operands_is_refused_in_one_line(tmp_path, capsys):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64])])
     _refused_in_one_line(graph, "'quad' (Einsum)", tmp_path, capsys)
+
+
+def test_an_undeclared_op_type_quantizes_once_declared_with_operators(tmp_path, capsys):
+    """The refusal names a way forward: a TOML declaration given with --operators, proved like
+    the catalog's, in quantize and in audit."""
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["h"], name="gemm", transB=1),
+         helper.make_node("MyRelu", ["h"], ["y"], name="myrelu", domain="my.ops")],
+        "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        [numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 64)).astype(
+            np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("my.ops", 1)])
+    path, calib, out = tmp_path / "custom.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(model, path)
+    np.save(calib, models.digits(20))
+    argv = ["quantize", str(path), "--calib", str(calib), "-o", str(out), "--no-progress",
+            "--format", "simulation"]
+    assert main(argv) == 2 and "--operators" in capsys.readouterr().err
+    declarations = tmp_path / "ops.toml"
+    declarations.write_text('[[operator]]\nname = "MyRelu"\nexpr = "max(x, 0)"\n')
+    assert main([*argv, "--operators", str(declarations)]) == 2
+    assert "give its onnx_type" in capsys.readouterr().err and not out.exists()
+    declarations.write_text('[[operator]]\nname = "MyRelu"\nexpr = "max(x, 0)"\n'
+                            'onnx_type = "MyRelu"\n')
+    assert main([*argv, "--operators", str(declarations)]) == 0
+    assert "2 on integers" in capsys.readouterr().out and out.exists()
+    assert main(["audit", str(path), "--operators", str(declarations)]) == 0
+    assert "myrelu" in capsys.readouterr().out

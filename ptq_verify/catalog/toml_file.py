@@ -120,3 +120,19 @@ def load_operators(path: str | Path) -> list[Operator]:
         except DeclarationError as err:
             raise UserError(f"{where}: {err}") from None
     return operators
+
+
+def load_onnx_operators(path: str | Path) -> dict[str, Operator]:
+    """The declarations of a TOML file as ONNX op type -> operator, for ``quantize`` and
+    ``audit --operators``: each must name the ``onnx_type`` it stands for (its ONNX inputs are
+    its tensors, in order)."""
+    found: dict[str, Operator] = {}
+    for op in load_operators(path):
+        if not op.onnx_type:
+            raise UserError(f"{path}: operator {op.name!r}: give its onnx_type (the ONNX op "
+                            "type it declares)")
+        if op.onnx_type in found:
+            raise UserError(f"{path}: onnx_type {op.onnx_type!r} is declared twice "
+                            f"({found[op.onnx_type].name!r} and {op.name!r})")
+        found[op.onnx_type] = op
+    return found

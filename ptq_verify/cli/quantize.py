@@ -34,6 +34,9 @@ def register(subparsers) -> None:
         "--equalize", dest="equalize", action="store_true",
         help="cross-layer equalization between weight layers joined by operators with a "
         "per-channel rule")
+    p.add_argument("--operators", metavar="OPS.toml",
+                   help="declarations of op types the catalog lacks (or replaces), each with "
+                   "its onnx_type (docs/catalog.md); proved like the catalog's")
     p.add_argument("--no-smooth", action="store_true",
                    help="no activation smoothing (default: on: a per-channel factor moved from "
                    "an activation into the next layers' weights where the rules allow it and "
@@ -91,14 +94,17 @@ def run(args) -> int:
     for output in (target, args.report):
         if output is not None:
             check_output(output, inputs=inputs)
-    graph = load_model(source)
+    declared = declared_operators(args.operators)
+    graph = load_model(source, declared)
     equalizing = args.equalize
-    pairs = equalize(graph) if equalizing else []
+    pairs = equalize(graph, declared) if equalizing else []
     data = read_data_file(calib, graph)
-    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits)
+    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared)
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
-                            percent=args.percentile, progress=not args.no_progress)
-    model = quantize(graph, calibration, args.bits, per_channel=not args.per_tensor,
+                            percent=args.percentile, operators=declared,
+                            progress=not args.no_progress)
+    model = quantize(graph, calibration, args.bits, operators=declared,
+                     per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
@@ -121,6 +127,14 @@ def run(args) -> int:
         print(table(model, args.model if example_calibration else source, target,
                     args.format))
     return 0
+
+
+def declared_operators(path: str | None):
+    """The operator table of ``--operators OPS.toml`` ahead of the catalog."""
+    from ..catalog.toml_file import load_onnx_operators
+    from ..graph import OperatorTable
+
+    return OperatorTable(load_onnx_operators(path) if path else None)
 
 
 def equalization_note(on: bool, pairs) -> str:

@@ -43,7 +43,8 @@ class OperatorTable:
             domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
             raise UserError(
                 f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
-                "declare it (see docs/engine.md) or remove the node"
+                "declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+                "the node"
             )
         return op
 

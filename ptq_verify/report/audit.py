@@ -99,10 +99,11 @@ def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
     )
 
 
-def audit_model(path: str | os.PathLike) -> Audit:
-    """Audit the ONNX model at ``path`` (UserError for an unreadable or invalid file)."""
+def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> Audit:
+    """Audit the ONNX model at ``path`` (UserError for an unreadable or invalid file), with
+    ``table``'s declarations ahead of the catalog."""
     original = load_graph(path)
-    table = OperatorTable()
+    table = table or OperatorTable()
     prepared = prepare(load_graph(path), table)
     plan = {a.name: a for a in plan_model(prepared, table)}
     entries = []
