@@ -131,6 +131,18 @@ def test_per_channel_parameters_pass_and_clip_bounds_become_per_channel():
     np.testing.assert_allclose(upper, 6 / pair.scale, rtol=1e-6)
 
 
+def test_clips_sharing_one_pair_of_bounds_are_equalized():
+    """torch's dynamo exporter gives every ReLU6 the same two bound tensors: each Clip split
+    for equalization takes its own copies, so the pairs on both sides are found."""
+    model = _between([("Clip", {"_consts": [0.0, 6.0]})], depthwise=True)
+    clips = [n for n in model.graph.node if n.op_type == "Clip"]
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type = "Clip"  # the depthwise output's Relu becomes a second ReLU6 ...
+    relu.input.extend(clips[0].input[1:])  # ... reading the first Clip's bound tensors
+    graph, pairs, _ = _equalized(model)
+    assert len(pairs) == 2
+
+
 def test_a_clip_is_left_whole_when_no_pair_needs_it():
     b = models.Builder(32, image=True)
     h = b.add("Clip", [b.conv("input", 1, 4), b.const(np.float32(0)), b.const(np.float32(6))])

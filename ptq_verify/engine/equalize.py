@@ -144,7 +144,9 @@ def _own(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Weigh
     convolution between two convolutions): each pass rescales from the current weights."""
     consumers = graph.consumers()
     names = {first.weight, first.bias, *(second.weight for second in seconds),
-             *(name for link in links for name, _ in link.rescaled)} - {None}
+             *(name for link in links if not link.split for name, _ in link.rescaled)} - {None}
+    # (a link to split gets its own copies of its bounds: the dynamo exporter shares one pair
+    # of Clip bounds among all its ReLU6 nodes)
     return all(len(consumers.get(name, [])) == 1 for name in names)
 
 
