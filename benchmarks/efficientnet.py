@@ -255,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     cells += [f"{np.mean(out.argmax(axis=1) == top1):.1%}",
                               f"{sqnr_db(reference, out):.1f}"]
                 print(f"| {kind} | {label} | {' | '.join(cells)} | {took:.1f} |", flush=True)
-    print()
-    for line in describe():
-        print(line)
+    print("", *describe(), sep="\n")
     return 0
 
 

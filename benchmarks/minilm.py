@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, file, took in rows:
             score = cosine(reference, embeddings(str(file), evaluation))
             print(f"| {label} | {score.mean():.4f} | {score.min():.4f} | {took:.1f} |")
-    print()
-    for line in describe():
-        print(line)
+    print("", *describe(), sep="\n")
     return 0
 
 

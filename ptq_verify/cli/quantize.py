@@ -139,23 +139,25 @@ def declared_operators(path: str | None):
 
 def equalization_note(on: bool, pairs) -> str:
     """What cross-layer equalization did, for the summary."""
-    if not on:
-        return "cross-layer equalization: off (the default; --equalize)"
-    if not pairs:
-        return ("cross-layer equalization: no pair (no two weight layers joined only by "
-                "operators with a per-channel rule)")
-    return "cross-layer equalization: " + "; ".join(p.describe() for p in pairs)
+    return _step_note("cross-layer equalization", on, pairs, "off (the default; --equalize)",
+                      "no pair (no two weight layers joined only by operators with a "
+                      "per-channel rule)")
 
 
 def smoothing_note(on: bool, smoothed) -> str:
     """What activation smoothing did, for the summary."""
+    return _step_note("activation smoothing", on, smoothed, "off (--no-smooth)",
+                      "none (no activation feeding weight layers from a node proved linear "
+                      "in its parameters, or it did not lower their output error)", counted=True)
+
+
+def _step_note(step: str, on: bool, done, off: str, none: str, counted: bool = False) -> str:
     if not on:
-        return "activation smoothing: off (--no-smooth)"
-    if not smoothed:
-        return ("activation smoothing: none (no activation feeding weight layers from a node "
-                "proved linear in its parameters, or it did not lower their output error)")
-    return f"activation smoothing ({len(smoothed)}): " + "; ".join(
-        s.describe() for s in smoothed)
+        return f"{step}: {off}"
+    if not done:
+        return f"{step}: {none}"
+    count = f" ({len(done)})" if counted else ""
+    return f"{step}{count}: " + "; ".join(item.describe() for item in done)
 
 
 def summary_rows(model) -> list[dict]:
