@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .models import HELP, resolve_model
+from .models import HELP, add_operators_argument, declared_operators, resolve_model
 
 
 def register(subparsers) -> None:
@@ -19,8 +19,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("model", help=HELP)
-    parser.add_argument("--operators", metavar="OPS.toml",
-                        help="declarations of op types the catalog lacks, as for quantize")
+    add_operators_argument(parser)
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="machine-readable output")
     form.add_argument("--markdown", action="store_true", help="a Markdown table")
@@ -30,7 +29,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
     from ..report.audit import audit_markdown, audit_model, audit_text
-    from .quantize import declared_operators
 
     audit = audit_model(resolve_model(args.model)[0], declared_operators(args.operators))
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import examples
@@ -21,3 +22,17 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
         known = ", ".join(examples.names())
         raise UserError(f"{text}: no such model file, nor an example ({known})")
     return example, examples.calibration_path(text)
+
+
+def add_operators_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--operators", metavar="OPS.toml",
+                        help="declarations of op types the catalog lacks (or replaces), each "
+                        "with its onnx_type (docs/catalog.md); proved like the catalog's")
+
+
+def declared_operators(path: str | None):
+    """The operator table of ``--operators OPS.toml``, ahead of the catalog."""
+    from ..catalog.toml_file import load_onnx_operators
+    from ..graph import OperatorTable
+
+    return OperatorTable(load_onnx_operators(path) if path else None)

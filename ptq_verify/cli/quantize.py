@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
-from .models import HELP, resolve_model
+from .models import HELP, add_operators_argument, declared_operators, resolve_model
 
 
 def register(subparsers) -> None:
@@ -34,9 +34,7 @@ def register(subparsers) -> None:
         "--equalize", dest="equalize", action="store_true",
         help="cross-layer equalization between weight layers joined by operators with a "
         "per-channel rule")
-    p.add_argument("--operators", metavar="OPS.toml",
-                   help="declarations of op types the catalog lacks (or replaces), each with "
-                   "its onnx_type (docs/catalog.md); proved like the catalog's")
+    add_operators_argument(p)
     p.add_argument("--no-smooth", action="store_true",
                    help="no activation smoothing (default: on: a per-channel factor moved from "
                    "an activation into the next layers' weights where the rules allow it and "
@@ -127,14 +125,6 @@ def run(args) -> int:
         print(table(model, args.model if example_calibration else source, target,
                     args.format))
     return 0
-
-
-def declared_operators(path: str | None):
-    """The operator table of ``--operators OPS.toml`` ahead of the catalog."""
-    from ..catalog.toml_file import load_onnx_operators
-    from ..graph import OperatorTable
-
-    return OperatorTable(load_onnx_operators(path) if path else None)
 
 
 def equalization_note(on: bool, pairs) -> str:
