@@ -103,3 +103,32 @@ def test_smoothed_model_quantizes_and_stays_close(alphas):
         a, b = value.reshape(len(value), -1), out[name].reshape(len(value), -1)
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert cosine.mean() > 0.999
+
+
+def test_channel_ranges_come_from_the_whole_calibration_set():
+    """The scales follow each channel's range over every calibration sample, not only the
+    sample the strength is chosen on: the sample that holds a channel's largest value is put
+    last, past that sample, and must still set the range."""
+    graph = load_model(MODEL)
+    calib = _data("calib")
+    candidates = smoothing.candidates_of(graph, OperatorTable())
+    tensors = [c.tensor for c in candidates]
+    values = _outputs_named(graph, calib, tensors)
+    first = candidates[0]
+    per_sample = np.abs(np.moveaxis(values[first.tensor], first.axis, -1))
+    per_sample = per_sample.reshape(len(per_sample), -1, per_sample.shape[-1]).max(axis=1)
+    loudest = int(per_sample.max(axis=1).argmax())
+    order = [i for i in range(len(per_sample)) if i != loudest] + [loudest]
+    calib = {k: v[order] for k, v in calib.items()}
+    assert len(order) > smoothing.SAMPLES
+    reach = smoothing._channel_reach(graph, OperatorTable(), calib, candidates)
+    for candidate in candidates:
+        x = np.abs(np.moveaxis(values[candidate.tensor], candidate.axis, -1))
+        expected = x.reshape(-1, x.shape[-1]).max(axis=0)
+        np.testing.assert_allclose(reach[candidate.tensor], expected, rtol=1e-5)
+    sample_only = per_sample[order[:smoothing.SAMPLES]].max(axis=0)
+    assert np.any(sample_only < reach[first.tensor] * 0.999)
+
+
+def _outputs_named(graph, feeds, names):
+    return run_graph(graph, feeds, OperatorTable(), want=names)

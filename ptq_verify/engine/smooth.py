@@ -22,14 +22,15 @@ When the activation also feeds other nodes (a post-LN transformer's LayerNorm ou
 the next block's input and its residual), the source is duplicated: the copy, with the factor,
 feeds the linear consumers; the original keeps the others. The strength alpha is chosen per
 activation on the calibration sample from a grid, by the output error of the consumers with
-n-bit activations (per tensor) and weights (per output channel); no smoothing is kept where it
-does not lower that error. At the end the float graph runs before and after on the calibration
-sample: outputs that differ beyond float rounding undo everything.
+n-bit activations (per tensor) and weights (per output channel), each channel's range taken
+over the whole calibration set; no smoothing is kept where it does not lower that error.
+At the end the float graph runs before and after on the calibration sample: outputs that
+differ beyond float rounding undo everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,16 +38,18 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..graph.ort_runner import ort_runner
 from ..rules import Rule
-from .data import Feeds, check_feeds
+from .data import Feeds, batches, check_feeds
 from .probe import example_inputs, run_kernel
 from .rules import effective_rule, weight_layout
 
-ALPHAS = (0.3, 0.4, 0.5)
+ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Migration strengths tried per activation (SmoothQuant's default is 0.5). Measured on
-all-MiniLM-L6-v2 (docs/benchmarks-real.md): the error of the consumers alone picks 0.8-0.9
-when offered, which lowers the embedding cosine (0.965 -> 0.959): the weights' rows then carry
-the outliers into every output column's scale."""
-SAMPLES = 32  # calibration samples the choice of alpha and the final check run on
+all-MiniLM-L6-v2 (docs/benchmarks-real.md): the consumers' error picks 0.8-0.9 for every
+LayerNorm and GELU output once the channel ranges come from the whole calibration set
+(embedding cosine 0.9797 -> 0.9897 against a grid ending at 0.5, which leaves the GELU outputs
+unsmoothed: at 0.5 their weight rows, not their outliers, set the scales). Ranges from the
+32-sample choice alone had made 0.9 harmful (0.934)."""
+SAMPLES = 32  # calibration samples the error of each alpha and the final check run on
 _ROWS = 4096  # activation rows (positions) the choice of alpha uses at most
 _SCALE_LIMIT = 1e4
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
@@ -105,14 +108,16 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     candidates = candidates_of(graph, table, overrides)
     if not candidates:
         return []
-    feeds = {k: v[:SAMPLES] for k, v in check_feeds(data, graph, "calibration data").items()}
+    every = check_feeds(data, graph, "calibration data")
+    feeds = {k: v[:SAMPLES] for k, v in every.items()}
     values = _run(graph, table, feeds, [*graph.output_names, *(c.tensor for c in candidates)])
-    if values is None:
+    reach = _channel_reach(graph, table, every, candidates)
+    if values is None or reach is None:
         return []
     chosen, taken = [], set()  # a node takes part in one smoothing at most
     for candidate in candidates:
         x = values[candidate.tensor]
-        choice = _choose(graph, candidate, x, bits, alphas)
+        choice = _choose(graph, candidate, x, reach[candidate.tensor], bits, alphas)
         names = {candidate.source.node.name, *(c.node.name for c in candidate.consumers)}
         if choice is not None and not names & taken:
             chosen.append((candidate, *choice))
@@ -340,10 +345,34 @@ def _owned(graph: Graph, absorbers: tuple[Absorber, ...]) -> bool:
 
 # -- choosing the strength -------------------------------------------------------------------
 
-def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, bits: int,
+def _channel_reach(graph: Graph, table: OperatorTable, feeds: Feeds,
+                   candidates: list[Candidate]) -> dict[str, np.ndarray] | None:
+    """Per candidate activation, the largest |value| of each channel over the whole
+    calibration set (batch by batch). Why not the sample's: at strengths near 1 the scale
+    follows a channel's range almost linearly, and a channel that is quiet on the sample but
+    not on the rest of the data would, divided by a tiny scale, set the smoothed tensor's
+    range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all 128 calibration
+    texts, 28 from scales of the first 32)."""
+    reach: dict[str, np.ndarray] = {}
+    names = list(dict.fromkeys(c.tensor for c in candidates))
+    run = _runner(graph, table, names)
+    for batch in batches(feeds, graph, SAMPLES):
+        values = run(batch)
+        if values is None:
+            return None
+        for candidate in candidates:
+            x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis, -1)
+            peak = x.reshape(-1, x.shape[-1]).max(axis=0)
+            old = reach.get(candidate.tensor)
+            reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
+    return reach
+
+
+def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,
             alphas: tuple[float, ...]) -> tuple[float, np.ndarray] | None:
     """(alpha, per-channel scale) with the least consumer output error on the sample, or None
-    when no alpha beats leaving the activation as it is."""
+    when no alpha beats leaving the activation as it is; ``x_range``: each channel's largest
+    |value| on the whole calibration set, which sets the scales and the activation's range."""
     # float32 products: the errors compared differ by orders of magnitude more than its rounding
     rows = np.moveaxis(np.asarray(x, dtype=np.float32), candidate.axis, -1)
     rows = rows.reshape(-1, rows.shape[-1])
@@ -354,29 +383,30 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, bits: int,
         (slot, axis), = consumer.slots
         weight = np.asarray(graph.initializers[consumer.node.inputs[slot]], dtype=np.float32)
         matrices.append(np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1))
-    x_range = np.abs(rows).max(axis=0)
     w_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
     levels = 2 ** (bits - 1) - 1
     exact = [rows @ m for m in matrices]
-    best, best_error = None, _error(rows, matrices, exact, np.ones(rows.shape[1]), levels)
+    x_range = np.asarray(x_range, dtype=np.float32)
+    best, best_error = None, _error(rows, x_range, matrices, exact, np.ones(rows.shape[1]),
+                                    levels)
     for alpha in alphas:
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = x_range**alpha / w_range ** (1 - alpha)
         scale = np.where((x_range > 0) & (w_range > 0) & np.isfinite(scale), scale, 1.0)
         scale = np.clip(scale / np.exp(np.mean(np.log(scale))), 1 / _SCALE_LIMIT, _SCALE_LIMIT)
-        error = _error(rows, matrices, exact, scale, levels)
+        error = _error(rows, x_range, matrices, exact, scale, levels)
         if error < best_error:
             best, best_error = (alpha, scale), error
     return best
 
 
-def _error(rows: np.ndarray, matrices: list, exact: list, scale: np.ndarray, levels: int
-           ) -> float:
+def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
+           scale: np.ndarray, levels: int) -> float:
     """Relative squared output error of the consumers with the activation divided by
-    ``scale`` (n-bit codes, one max-abs scale) and the weights multiplied by it (n-bit codes,
-    one max-abs scale per output column)."""
+    ``scale`` (n-bit codes, one scale for its calibrated range ``x_range / scale``) and the
+    weights multiplied by it (n-bit codes, one max-abs scale per output column)."""
     scale = scale.astype(rows.dtype)
-    x = _fake(rows / scale, np.abs(rows / scale).max(), levels)
+    x = _fake(rows / scale, (x_range / scale).max(), levels)
     total = 0.0
     for matrix, reference in zip(matrices, exact):
         w = matrix * scale[:, None]
@@ -397,15 +427,25 @@ def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
 def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
          ) -> dict[str, np.ndarray] | None:
     """The float graph's ``want`` tensors on ``feeds`` (onnxruntime, else the numpy kernels)."""
-    runner = ort_runner(graph, want)
-    if runner is not None:
-        out = runner.run(feeds)
+    return _runner(graph, table, want)(feeds)
+
+
+def _runner(graph: Graph, table: OperatorTable, want: list[str]
+            ) -> Callable[[Feeds], dict[str, np.ndarray] | None]:
+    """A function of feeds giving the float graph's ``want`` tensors, or None when the graph
+    cannot run here (one onnxruntime session for every call, else the numpy kernels)."""
+    session = ort_runner(graph, want)
+
+    def run(feeds: Feeds) -> dict[str, np.ndarray] | None:
+        out = session.run(feeds) if session is not None else None
         if out is not None:
             return out
-    try:
-        return run_graph(graph, feeds, table, want=want)
-    except Exception:  # noqa: BLE001 - a graph that cannot run here is not smoothed
-        return None
+        try:
+            return run_graph(graph, feeds, table, want=want)
+        except Exception:  # noqa: BLE001 - a graph that cannot run here is not smoothed
+            return None
+
+    return run
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
