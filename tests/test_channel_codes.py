@@ -111,3 +111,44 @@ def test_qdq_holds_per_axis_activation_codes_and_keeps_the_gain(quantized, monke
     one_scale = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8)
     baseline = _session(one_scale.to_onnx("qdq")).run(None, test)[0]
     assert error < 0.9 * np.linalg.norm(baseline - reference)
+
+
+def _outlier_position_table():
+    """The tiny BERT whose position-embedding table has one column at 30x the others, as
+    all-MiniLM-L6-v2's has (1.87 against a median column max of 0.05)."""
+    graph = load_model(FIXTURES / "tiny_bert.legacy.opset17.onnx")
+    name = "bert.embeddings.position_embeddings.weight"
+    table = graph.initializers[name].copy()
+    table[:, 3] *= 30
+    graph.initializers[name] = table
+    return graph
+
+
+def test_a_table_with_an_outlier_column_is_held_with_one_scale_per_column():
+    """A selection from a table passes per-channel codes: the table's columns take the
+    channels' scales (a probe pairs the table's axis with the output's), so the small
+    columns keep their levels; every format still matches the simulation to the code."""
+    graph = _outlier_position_table()
+    calibration = calibrate(graph, _data("calib"), progress=False)
+    model = quantize(graph, calibration, 8)
+    gather = next(n for n in graph.nodes
+                  if "bert.embeddings.position_embeddings.weight" in n.inputs)
+    code = model.codes[gather.outputs[0]]
+    assert np.ndim(code.scale) and np.ravel(code.scale).size == 32
+    test = _data("test")
+    want = [gather.outputs[0]]
+    reference = run_graph(graph, test, OperatorTable(), want=want)[want[0]]
+    one_scale = quantize(graph, calibration, 8, per_channel=False)
+    errors = []
+    for quantized in (model, one_scale):
+        env = dict(quantized.constants)
+        env.update(test)
+        for step in quantized.steps:
+            step.simulate(env)
+        held = quantized.codes[want[0]]
+        errors.append(np.linalg.norm(env[held.name] / np.asarray(held.scale) - reference))
+    assert errors[0] < 0.25 * errors[1]
+    simulated = model.run(test)["output"]
+    exported = _session(model.to_onnx("integer")).run(None, test)[0]
+    assert np.max(np.abs(exported - simulated) * np.asarray(model.output_scales["output"])) < 0.5
+    assert _session(model.to_onnx("qdq")).run(None, test)[0].shape == simulated.shape

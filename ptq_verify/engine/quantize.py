@@ -26,7 +26,7 @@ from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
-from .probe import channel_axes, example_inputs
+from .probe import channel_axes, example_inputs, example_shape
 from .quantized import Code, NodeRecord, QuantizedModel
 from .rounding import (
     WeightTarget,
@@ -473,16 +473,28 @@ class _Builder:
         """A selection from a float table by static indices (Gather of token ids): the output
         elements are table elements, so the table is held as codes at the output's calibrated
         scale and the node passes them on, one rounding in all (table rows the calibration
-        never selected clip to the range, as any activation does)."""
+        never selected clip to the range, as any activation does). With one table whose axis
+        feeds an output axis (a probe of the node), the codes may take one scale per channel
+        of that axis (:meth:`_channel_scale`): the table's slices along it take the channels'
+        scales (a position-embedding table with one outlier column)."""
         out = node.outputs[0]
-        scale, low, high = self.target(out, self._nonnegative(node, op, plan), channels=False)
+        slots = table_slots(self.graph, op, node)
+        axes = self._table_axes(node, op, slots[0]) if len(slots) == 1 else None
+        scale, low, high = self.target(out, self._nonnegative(node, op, plan),
+                                       axis=None if axes is None else axes[1],
+                                       channels=axes is not None)
+        table_scale, table_axis = scale, None
+        if np.ndim(scale):
+            table_axis = axes[0]
+            table_ndim = self.graph.initializers[node.inputs[slots[0]]].ndim
+            table_scale = _along(np.ravel(scale), table_axis, table_ndim)
         inputs, constants, params = list(node.inputs), {}, {}
-        for slot in table_slots(self.graph, op, node):
+        for slot in slots:
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
-            table = np.round(self.graph.initializers[name] * scale)
+            table = np.round(self.graph.initializers[name] * table_scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
-            params[inputs[slot]] = IntegerParam("codes", scale)
+            params[inputs[slot]] = IntegerParam("codes", table_scale, table_axis)
         produced = self.fresh(f"{out}:codes")
         self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
                                    params))
@@ -490,6 +502,25 @@ class _Builder:
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
                                        "table held as codes at the output's scale"))
+
+    def _table_axes(self, node: Node, op: Operator, slot: int) -> tuple[int, int] | None:
+        """(table axis, output axis) such that scaling the table's slices along the first
+        scales the output along the second, by a probe of the node with index 0 everywhere
+        (any table has a row 0); None when no axis pairs up."""
+        inputs = []
+        for index, name in enumerate(node.inputs):
+            if index == slot:
+                inputs.append(self.graph.initializers[name])
+            elif not name:
+                inputs.append(None)
+            elif name in self.graph.initializers:
+                inputs.append(self.graph.initializers[name])
+            else:
+                shape, dtype = example_shape(self.graph, name), self.graph.dtype_of(name)
+                if shape is None or dtype is None:
+                    return None
+                inputs.append(np.zeros(shape, dtype))
+        return channel_axes(op, node, inputs, slot)
 
     def _tensor_weight_slot(self, node: Node, op: Operator, rule: Rule) -> int | None:
         """The slot of a constant on a tensor input that the rule proves the output of
