@@ -99,6 +99,13 @@ def test_bad_model_file_is_a_user_error(tmp_path, capsys):
     assert "bad.onnx" in err and "Traceback" not in err
 
 
+def test_a_folder_given_as_the_model_is_named_as_such(tmp_path, capsys):
+    """A folder exists: "no such model file" would send the user looking for a typo."""
+    assert main(["audit", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "not a regular file" in err and "no such" not in err
+
+
 def test_nodes_the_engine_folds_are_listed_as_folded(tmp_path):
     nodes = [
         helper.make_node("Neg", ["c"], ["nc"], name="neg_const"),

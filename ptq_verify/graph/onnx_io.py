@@ -34,7 +34,8 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Read and check an ONNX file; any defect is a one-line :class:`UserError`."""
     source = Path(path)
     if not source.is_file():
-        raise UserError(f"{source}: no such model file")
+        problem = "no such model file" if not source.exists() else "not a regular file"
+        raise UserError(f"{source}: {problem}")
     try:
         model = onnx.load(str(source))
     except onnx.checker.ValidationError as err:  # external data outside the model's folder
