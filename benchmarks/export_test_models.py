@@ -10,6 +10,9 @@ Equal masks.
 
 Models (weights seeded; the digits ones trained a few epochs so their outputs mean something):
     digits_mlp   Linear -> LayerNorm -> exact GELU (Erf) -> Linear -> Softmax   input [N, 64]
+    digits_gelu_mlp  Linear -> exact GELU -> Linear -> exact GELU -> Linear   input [N, 64]; the
+                 legacy export writes GELU as x*(1+erf(x/sqrt 2)) then *0.5, a Mul by a constant
+                 feeding the next Linear (a smoothing source that cannot help); legacy opset 17
     digits_cnn   Conv -> GELU -> MaxPool -> Conv -> ReLU -> Flatten -> Linear   input [N, 1, 8, 8]
     tiny_bert    a 2-layer BERT built from a config (random weights, eager attention, so the
                  classic additive mask at finfo(float32).min), inputs int64 ``input_ids`` and
@@ -48,7 +51,8 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
 OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
 # tiny_t5: the legacy exporter at 17 only (fixture size); the dynamo exporter fails on T5's
 # reshape with a dynamic batch (torch 2.13, transformers 5.24)
-OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)}}
+OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
+             "digits_gelu_mlp": {"legacy": (17,)}}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -64,6 +68,16 @@ def digits_mlp() -> torch.nn.Module:
         torch.nn.GELU(),
         torch.nn.Linear(32, 10),
         torch.nn.Softmax(dim=-1),
+    )
+
+
+def digits_gelu_mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, 64),
+        torch.nn.GELU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.GELU(),
+        torch.nn.Linear(64, 10),
     )
 
 
@@ -235,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     save_npz(args.out / "tiny_bert.test.npz", **test_tokens)
     models = {
         "digits_mlp": lambda: (train_digits(digits_mlp(), digits.train_x, digits.train_y), flat),
+        "digits_gelu_mlp": lambda: (
+            train_digits(digits_gelu_mlp(), digits.train_x, digits.train_y), flat),
         "digits_cnn": lambda: (
             train_digits(digits_cnn(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
             image,
