@@ -14,6 +14,10 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  legacy export writes GELU as x*(1+erf(x/sqrt 2)) then *0.5, a Mul by a constant
                  feeding the next Linear (a smoothing source that cannot help); legacy opset 17
     digits_cnn   Conv -> GELU -> MaxPool -> Conv -> ReLU -> Flatten -> Linear   input [N, 1, 8, 8]
+    digits_attention_fixed  LayerNorm -> one self-attention head (Linear Q, K, V, Softmax) ->
+                 Linear, on the digits image as 8 tokens of 8 values (random weights), exported
+                 by the dynamo exporter with no dynamic shapes: the batch is fixed at 4 and
+                 baked into the graph's Reshape constants, as users' exports often are
     tiny_bert    a 2-layer BERT built from a config (random weights, eager attention, so the
                  classic additive mask at finfo(float32).min), inputs int64 ``input_ids`` and
                  ``attention_mask`` [N, 16], output the last hidden state
@@ -52,7 +56,9 @@ OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
 # tiny_t5: the legacy exporter at 17 only (fixture size); the dynamo exporter fails on T5's
 # reshape with a dynamic batch (torch 2.13, transformers 5.24)
 OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
-             "digits_gelu_mlp": {"legacy": (17,)}}
+             "digits_gelu_mlp": {"legacy": (17,)},
+             "digits_attention_fixed": {"dynamo": (18,)}}
+FIXED_BATCH = {"digits_attention_fixed": 4}  # exported with this batch size, no dynamic axes
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -79,6 +85,22 @@ def digits_gelu_mlp() -> torch.nn.Module:
         torch.nn.GELU(),
         torch.nn.Linear(64, 10),
     )
+
+
+class DigitsAttention(torch.nn.Module):
+    """A pre-LN self-attention block on [N, 8, 8] (8 tokens of 8 values) and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8)
+        self.q, self.k, self.v = (torch.nn.Linear(8, 8) for _ in range(3))
+        self.out = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(x.reshape(x.shape[0], 8, 8))
+        scores = self.q(tokens) @ self.k(tokens).transpose(1, 2) / 8**0.5
+        mixed = torch.softmax(scores, dim=-1) @ self.v(tokens)
+        return self.out(mixed.reshape(x.shape[0], 64))
 
 
 def digits_cnn() -> torch.nn.Module:
@@ -174,12 +196,14 @@ def token_batch(count: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def export(
-    module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int
+    module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int,
+    dynamic: bool = True,
 ) -> onnx.ModelProto:
-    """One export, refused unless onnxruntime reproduces torch on ``feeds``."""
+    """One export, refused unless onnxruntime reproduces torch on ``feeds``; ``dynamic``:
+    the batch axis is left free (else it is fixed at the feeds' batch size)."""
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     names = list(feeds)
-    dynamic = {name: {0: "batch"} for name in names}
+    axes = {name: {0: "batch"} for name in names}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -187,7 +211,8 @@ def export(
             batch = torch.export.Dim("batch", min=1, max=1024)
             program = torch.onnx.export(
                 module, args, input_names=names, output_names=["output"], opset_version=opset,
-                dynamo=True, dynamic_shapes={n: {0: batch} for n in names},
+                dynamo=True,
+                dynamic_shapes={n: {0: batch} for n in names} if dynamic else None,
                 optimize=False, verbose=False,
             )
             model = _stripped(program.model_proto)
@@ -195,7 +220,7 @@ def export(
             torch.onnx.export(
                 module, args, buffer, input_names=names, output_names=["output"],
                 opset_version=opset, dynamo=False, do_constant_folding=False,
-                dynamic_axes={**dynamic, "output": {0: "batch"}},
+                dynamic_axes={**axes, "output": {0: "batch"}} if dynamic else None,
             )
             model = onnx.load_from_string(buffer.getvalue())
     if model.opset_import[0].version != opset:
@@ -251,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_mlp": lambda: (train_digits(digits_mlp(), digits.train_x, digits.train_y), flat),
         "digits_gelu_mlp": lambda: (
             train_digits(digits_gelu_mlp(), digits.train_x, digits.train_y), flat),
+        "digits_attention_fixed": lambda: (DigitsAttention().eval(), flat),
         "digits_cnn": lambda: (
             train_digits(digits_cnn(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
             image,
@@ -266,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         module, feeds = build()
         for exporter, opsets in OPSETS_OF.get(name, OPSETS).items():
             for opset in opsets:
-                model = export(module, feeds, exporter, opset)
+                fixed = FIXED_BATCH.get(name)
+                model = export(module, feeds if fixed is None else
+                               {k: v[:fixed] for k, v in feeds.items()}, exporter, opset,
+                               dynamic=fixed is None)
                 path = args.out / f"{name}.{exporter}.opset{opset}.onnx"
                 onnx.save(model, path)
                 kinds = sorted({n.op_type for n in model.graph.node})

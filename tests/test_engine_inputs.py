@@ -4,6 +4,7 @@ plan_model reports unknown op types instead of raising."""
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import models
 import numpy as np
@@ -77,6 +78,21 @@ def test_bad_calibration_arrays(mlp_files, capsys, array, message):
     np.save(calib, array)
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
     assert code == 2 and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("count", [1, 6])
+def test_samples_not_filling_the_fixed_batch_are_refused_by_count(tmp_path, capsys, count):
+    """A model exported with a fixed batch runs only whole batches: a remainder used to fail
+    deep in the graph (a GatherND index out of bounds) instead of naming the count."""
+    fixture = Path(__file__).parent / "fixtures" / "torch"
+    model = fixture / "digits_attention_fixed.dynamo.opset18.onnx"
+    calib = tmp_path / "c.npz"
+    with np.load(fixture / "digits.calib.npz") as data:
+        np.savez(calib, input=data["input"][:count])
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err
+    assert f"{count} samples" in err and "multiple of 4" in err
+    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_npz_with_wrong_key(mlp_files, capsys):

@@ -154,3 +154,17 @@ def test_a_factor_after_a_per_tensor_activation_is_not_moved():
         return 10 * np.log10((reference**2).sum() / ((reference - out) ** 2).sum())
 
     assert sqnr(smooth=True) >= sqnr(smooth=False) - 0.5
+
+
+def test_a_model_with_a_fixed_batch_is_smoothed(tmp_path):
+    """An export without dynamic axes (torch.onnx.export(..., dynamo=True) without
+    dynamic_shapes) fixes the batch size in its inputs and its Reshape constants: smoothing
+    runs it batch by batch, as calibration does, and finds what the rules allow, not nothing
+    because one run of all its samples was refused."""
+    model = FIXTURES / "digits_attention_fixed.dynamo.opset18.onnx"
+    with np.load(FIXTURES / "digits.calib.npz") as calib:
+        calib = dict(calib)
+    graph = load_model(model)
+    found = smoothing.candidates_of(graph, OperatorTable())
+    assert found
+    assert smoothing.smooth(graph, calib), "nothing smoothed on the fixed-batch export"

@@ -143,6 +143,12 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         feeds[info.name] = array.astype(info.dtype, copy=False)
     if len(sizes) > 1:
         raise UserError(f"{what}: inputs have different numbers of samples {sorted(sizes)}")
+    fixed = fixed_batch(graph)
+    if fixed and sizes and sizes.pop() % fixed:
+        count = next(iter(feeds.values())).shape[0]
+        raise UserError(f"{what}: {count} samples do not make whole batches of {fixed}, the "
+                        f"batch size the model fixes (axis 0 of its inputs); give a multiple "
+                        f"of {fixed}")
     return feeds
 
 

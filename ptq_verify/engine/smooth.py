@@ -38,7 +38,7 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..graph.ort_runner import ort_runner
 from ..rules import Rule
-from .data import Feeds, batches, check_feeds
+from .data import Feeds, batches, check_feeds, fixed_batch
 from .probe import example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -112,7 +112,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     if not candidates:
         return []
     every = check_feeds(data, graph, "calibration data")
-    feeds = {k: v[:SAMPLES] for k, v in every.items()}
+    feeds = {k: v[:_sample_count(graph)] for k, v in every.items()}
     values = _run(graph, table, feeds, [*graph.output_names, *(c.tensor for c in candidates)])
     reach = _channel_reach(graph, table, every, candidates)
     if values is None or reach is None:
@@ -137,6 +137,12 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
         graph.initializers, graph.nodes, graph.value_info = before
         return []
     return done
+
+
+def _sample_count(graph: Graph) -> int:
+    """SAMPLES, made whole batches for a model that fixes its batch size."""
+    fixed = fixed_batch(graph)
+    return SAMPLES if not fixed else max(1, SAMPLES // fixed) * fixed
 
 
 def candidates_of(graph: Graph, table: OperatorTable,
@@ -467,8 +473,16 @@ def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
 
 def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
          ) -> dict[str, np.ndarray] | None:
-    """The float graph's ``want`` tensors on ``feeds`` (onnxruntime, else the numpy kernels)."""
-    return _runner(graph, table, want)(feeds)
+    """The float graph's ``want`` tensors on ``feeds`` (onnxruntime, else the numpy kernels),
+    batch by batch: a model that fixes its batch size runs on nothing else."""
+    run = _runner(graph, table, want)
+    parts = []
+    for batch in batches(feeds, graph, SAMPLES):
+        values = run(batch)
+        if values is None:
+            return None
+        parts.append(values)
+    return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in want}
 
 
 def _runner(graph: Graph, table: OperatorTable, want: list[str]
