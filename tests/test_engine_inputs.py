@@ -172,3 +172,17 @@ def test_switching_compensation_off_costs_accuracy():
     errors = [relative_error(reference, quantize(graph, calibration, override_rules=o)
                              .run(test)["logits"]) for o in (None, forced)]
     assert errors[0] < 3e-2 < 0.2 < errors[1]
+
+
+def test_a_token_id_beyond_the_vocabulary_is_one_line_on_stderr(tmp_path, capfd):
+    """onnxruntime logged its own failure of the embedding Gather (a coloured ERROR line on
+    the process's stderr) before the engine's one line naming the node."""
+    fixture = Path(__file__).parent / "fixtures" / "torch"
+    calib = tmp_path / "c.npz"
+    with np.load(fixture / "tiny_bert.calib.npz") as data:
+        np.savez(calib, input_ids=data["input_ids"] + 10**6,
+                 attention_mask=data["attention_mask"])
+    code = main(["quantize", str(fixture / "tiny_bert.legacy.opset17.onnx"), "--calib",
+                 str(calib), "-o", str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and "Gather" in err and "\n" not in err, err

@@ -58,7 +58,10 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
                     else onnx.TensorProto.UNDEFINED)
             model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # fatal only: a run it refuses (an index out of range) falls back to the numpy kernels,
+    # which name the node in the one line a user sees; onnxruntime's own ERROR log line would
+    # be a second line, in colour, on stderr
+    options.log_severity_level = 4
     try:
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
