@@ -139,6 +139,19 @@ def test_report_from_a_toml_file(tmp_path):
     assert main(checked) == 0
 
 
+def test_report_shows_progress_on_stderr_unless_told_not_to(tmp_path, capsys):
+    """Pages and plots for the whole catalog take tens of seconds: a bar says it is working
+    (on stderr, so stdout keeps only the summary lines)."""
+    declarations = tmp_path / "ops.toml"
+    declarations.write_text('[[operator]]\nname = "Twice"\ninputs = "x"\nexpr = "2*x"\n')
+    command = ["report", "--file", str(declarations), "--no-plots", "-o"]
+    assert main([*command, str(tmp_path / "a")]) == 0
+    out, err = capsys.readouterr()
+    assert "pages" in err and "operator" in err and "pages" not in out.split("wrote")[0]
+    assert main([*command, str(tmp_path / "b"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_pages_link_only_to_proofs_that_exist(tmp_path, monkeypatch, operators):
     """Pages written far from the checkout link its proofs by a path that resolves; with no
     checkout (an installed wheel) they name the theorems without links."""

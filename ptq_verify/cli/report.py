@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--file", help="report the operators declared in this TOML file")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         certificates = project_path(CERTIFICATES, "--certificates DIR")
     title = f"Operators of {args.file}" if args.file else "Operators"
-    written = write_pages(operators, pages, plots=not args.no_plots, title=title)
+    written = write_pages(operators, pages, plots=not args.no_plots, title=title,
+                          progress=not args.no_progress)
     print(f"wrote {len(written)} files ({len(operators)} operators) to {pages}")
     write_certificates(operators, certificates)
     print(f"wrote {len(operators)} certificates to {certificates}")
