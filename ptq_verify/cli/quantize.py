@@ -97,7 +97,8 @@ def run(args) -> int:
     equalizing = args.equalize
     pairs = equalize(graph, declared) if equalizing else []
     data = read_data_file(calib, graph)
-    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared)
+    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
+                                                progress=not args.no_progress)
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
                             percent=args.percentile, operators=declared,
                             progress=not args.no_progress)

@@ -30,10 +30,12 @@ differ beyond float rounding undo everything.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..graph.ort_runner import ort_runner
@@ -104,9 +106,10 @@ class Candidate:
 
 def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
            table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
-           alphas: tuple[float, ...] = ALPHAS) -> list[SmoothedTensor]:
+           alphas: tuple[float, ...] = ALPHAS, progress: bool = False) -> list[SmoothedTensor]:
     """Smooth every activation the rules allow and where it helps, in place, before
-    calibration; return what was smoothed (empty: the graph is unchanged)."""
+    calibration; return what was smoothed (empty: the graph is unchanged). ``progress``: a
+    bar on stderr over the pass that measures the channels' ranges."""
     table = table or OperatorTable()
     candidates = candidates_of(graph, table, overrides)
     if not candidates:
@@ -114,7 +117,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     every = check_feeds(data, graph, "calibration data")
     feeds = {k: v[:_sample_count(graph)] for k, v in every.items()}
     values = _run(graph, table, feeds, [*graph.output_names, *(c.tensor for c in candidates)])
-    reach = _channel_reach(graph, table, every, candidates)
+    reach = _channel_reach(graph, table, every, candidates, progress)
     if values is None or reach is None:
         return []
     chosen, taken = [], set()  # a node takes part in one smoothing at most
@@ -375,7 +378,8 @@ def _owned(graph: Graph, absorbers: tuple[Absorber, ...]) -> bool:
 # -- choosing the strength -------------------------------------------------------------------
 
 def _channel_reach(graph: Graph, table: OperatorTable, feeds: Feeds,
-                   candidates: list[Candidate]) -> dict[str, np.ndarray] | None:
+                   candidates: list[Candidate], progress: bool = False
+                   ) -> dict[str, np.ndarray] | None:
     """Per candidate activation, the largest |value| of each channel over the whole
     calibration set (batch by batch). Why not the sample's: at strengths near 1 the scale
     follows a channel's range almost linearly, and a channel that is quiet on the sample but
@@ -385,15 +389,20 @@ def _channel_reach(graph: Graph, table: OperatorTable, feeds: Feeds,
     reach: dict[str, np.ndarray] = {}
     names = list(dict.fromkeys(c.tensor for c in candidates))
     run = _runner(graph, table, names)
-    for batch in batches(feeds, graph, SAMPLES):
-        values = run(batch)
-        if values is None:
-            return None
-        for candidate in candidates:
-            x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis, -1)
-            peak = x.reshape(-1, x.shape[-1]).max(axis=0)
-            old = reach.get(candidate.tensor)
-            reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
+    total = next(iter(feeds.values())).shape[0]
+    with tqdm(total=total, desc="smoothing", unit="sample", file=sys.stderr,
+              disable=not progress, leave=False) as bar:
+        for batch in batches(feeds, graph, SAMPLES):
+            values = run(batch)
+            if values is None:
+                return None
+            for candidate in candidates:
+                x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis,
+                                -1)
+                peak = x.reshape(-1, x.shape[-1]).max(axis=0)
+                old = reach.get(candidate.tensor)
+                reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
+            bar.update(next(iter(batch.values())).shape[0])
     return reach
 
 
