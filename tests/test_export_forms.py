@@ -311,3 +311,29 @@ def test_an_undeclared_op_type_quantizes_once_declared_with_operators(tmp_path, 
     assert "2 on integers" in capsys.readouterr().out and out.exists()
     assert main(["audit", str(path), "--operators", str(declarations)]) == 0
     assert "myrelu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float16_model_quantizes_into_a_model_onnxruntime_loads(form, tmp_path):
+    """A float16 export (model.half()): below opset 19 QuantizeLinear takes float32 only, so
+    the QDQ form wrote a model onnxruntime refused to load, with exit 0."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(16, 32)).astype(np.float16) * 0.3, "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(32, 4)).astype(np.float16) * 0.3, "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
+    graph = helper.make_graph(
+        nodes, "half", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], [w1, w2])
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "half.onnx"
+    onnx.save(source, path)
+    x = rng.normal(size=(64, 16)).astype(np.float16)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, {"x": x}, progress=False), 8)
+    reference = ort.InferenceSession(source.SerializeToString()).run(None, {"x": x})[0]
+    session = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    out = session.run(None, {"x": x})[0]
+    assert sqnr_db(reference.astype(np.float32), out.astype(np.float32)) > 25

@@ -97,8 +97,16 @@ class _QdqLowering:
     # -- tensors ---------------------------------------------------------------------------
 
     def _real(self, name: str) -> str:
-        """The QDQ tensor holding the real value of plan tensor ``name``."""
+        """The QDQ tensor holding the real value of plan tensor ``name``: a float input of
+        another width (a float16 export) is cast to float32 first, the only type
+        QuantizeLinear takes below opset 19 and the type of every DequantizeLinear output."""
         if name in self.real:
+            return self.real[name]
+        narrow = {t.name for t in self.model.graph.inputs
+                  if t.is_float and np.dtype(t.dtype) != np.float32}
+        if name in narrow:
+            self.real[name] = self.out.add("Cast", [name], f"{name}:float",
+                                           to=onnx.TensorProto.FLOAT)
             return self.real[name]
         if name in self.model.constants and name not in self.out.initializers:
             self.out.initializer(name, self.model.constants[name])
