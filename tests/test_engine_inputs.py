@@ -186,3 +186,19 @@ def test_a_token_id_beyond_the_vocabulary_is_one_line_on_stderr(tmp_path, capfd)
                  str(calib), "-o", str(tmp_path / "q.onnx"), "--no-progress"])
     err = capfd.readouterr().err.strip()
     assert code == 2 and "Gather" in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("extra", [["--percentile", "150"], ["--percentile", "0"]])
+def test_a_bad_percentile_is_refused_before_any_work(mlp_files, capsys, monkeypatch, extra):
+    """Smoothing (tens of seconds on a transformer, with its progress bar) ran before
+    calibration refused the percentile."""
+    import ptq_verify.engine as engine
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(engine, "load_model", no_work)
+    tmp, model, calib = mlp_files
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx", "--calibration",
+                          "percentile", *extra)
+    assert code == 2 and "percentile" in err and "\n" not in err

@@ -73,6 +73,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+    from ..engine.calibrate import check_method
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.smooth import smooth
@@ -81,6 +82,7 @@ def run(args) -> int:
     check_bits(args.bits, "--bits")
     args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
+    check_method(args.calibration, args.percentile)
     source, example_calibration = resolve_model(args.model)
     calib = args.calib or example_calibration
     if calib is None:

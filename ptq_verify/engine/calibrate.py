@@ -83,6 +83,15 @@ def needs_histogram(method: str, bits: int | None) -> bool:
     return method != "auto" or bits is None or (1 << (bits - 1)) - 1 < AUTO_MSE_LEVELS
 
 
+def check_method(method: str, percent: float) -> None:
+    """Refuse an unknown method or a percent outside (0, 100] (the CLI calls it before any
+    work: smoothing a transformer runs tens of seconds before calibration would)."""
+    if method not in METHODS:
+        raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
+    if not 0 < percent <= 100:
+        raise UserError(f"percentile {percent}: must be in (0, 100]")
+
+
 def calibrate(
     graph: Graph,
     data: Mapping[str, np.ndarray] | np.ndarray,
@@ -101,10 +110,7 @@ def calibrate(
     catalog's kernels instead of onnxruntime (also the fallback for graphs onnxruntime
     cannot load). Memory: one batch's wanted tensors at a time (at most ``batch_size``
     samples, fewer when their tensors would pass BATCH_BYTES); statistics are streamed."""
-    if method not in METHODS:
-        raise UserError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    if not 0 < percent <= 100:
-        raise UserError(f"percentile {percent}: must be in (0, 100]")
+    check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:
         table.require(node, graph)
