@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
 from ptq_verify.graph import OperatorTable, run_graph
 
@@ -168,3 +169,38 @@ def test_a_model_with_a_fixed_batch_is_smoothed(tmp_path):
     found = smoothing.candidates_of(graph, OperatorTable())
     assert found
     assert smoothing.smooth(graph, calib), "nothing smoothed on the fixed-batch export"
+
+
+def test_with_per_tensor_weights_smoothing_does_not_cost_accuracy(tmp_path):
+    """--per-tensor: one scale per weight matrix and no per-channel activation codes. The
+    strength's error assumed per-column weights and per-channel codes at a channel-wise
+    source (a Mul by 0.5 after a layer with one loud channel), so it smoothed where, with
+    --per-tensor, that costs accuracy."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(16, 64)).astype(np.float32) * 0.3
+    first[:, 0] *= 20  # one loud channel
+    second = rng.normal(size=(64, 4)).astype(np.float32) * 0.3
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Mul", ["h", "half"], ["y"], name="half"),
+             helper.make_node("MatMul", ["y", "w2"], ["out"], name="mm2")]
+    graph = helper.make_graph(
+        nodes, "loud", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(first, "w1"), numpy_helper.from_array(second, "w2"),
+         numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    path = tmp_path / "loud.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    calib = {"x": rng.normal(size=(64, 16)).astype(np.float32)}
+    test = {"x": rng.normal(size=(64, 16)).astype(np.float32)}
+
+    def sqnr(smooth: bool) -> float:
+        graph = load_model(path)
+        reference = _outputs(graph, test)["out"]
+        if smooth:
+            smoothing.smooth(graph, calib, per_channel=False)
+        model = quantize(graph, calibrate(graph, calib, progress=False), 8, per_channel=False)
+        return sqnr_db(reference, model.run(test)["out"])
+
+    assert sqnr(smooth=True) >= sqnr(smooth=False) - 0.1

@@ -100,7 +100,8 @@ def run(args) -> int:
     pairs = equalize(graph, declared) if equalizing else []
     data = read_data_file(calib, graph)
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
-                                                progress=not args.no_progress)
+                                                progress=not args.no_progress,
+                                                per_channel=not args.per_tensor)
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
                             percent=args.percentile, operators=declared,
                             progress=not args.no_progress)

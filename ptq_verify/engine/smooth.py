@@ -106,10 +106,12 @@ class Candidate:
 
 def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
            table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
-           alphas: tuple[float, ...] = ALPHAS, progress: bool = False) -> list[SmoothedTensor]:
+           alphas: tuple[float, ...] = ALPHAS, progress: bool = False,
+           per_channel: bool = True) -> list[SmoothedTensor]:
     """Smooth every activation the rules allow and where it helps, in place, before
     calibration; return what was smoothed (empty: the graph is unchanged). ``progress``: a
-    bar on stderr over the pass that measures the channels' ranges."""
+    bar on stderr over the pass that measures the channels' ranges; ``per_channel``: the
+    quantizer may hold activations with per-channel codes (``quantize(per_channel=...)``)."""
     table = table or OperatorTable()
     candidates = candidates_of(graph, table, overrides)
     if not candidates:
@@ -124,7 +126,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     for candidate in candidates:
         x = values[candidate.tensor]
         choice = _choose(graph, candidate, x, reach[candidate.tensor], bits, alphas,
-                         rounded_before=candidate.source.channel_wise)
+                         rounded_before=candidate.source.channel_wise, per_channel=per_channel)
         names = {candidate.source.node.name, *(c.node.name for c in candidate.consumers)}
         if choice is not None and not names & taken:
             chosen.append((candidate, *choice))
@@ -407,7 +409,7 @@ def _channel_reach(graph: Graph, table: OperatorTable, feeds: Feeds,
 
 
 def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,
-            alphas: tuple[float, ...], rounded_before: bool = False
+            alphas: tuple[float, ...], rounded_before: bool = False, per_channel: bool = True
             ) -> tuple[float, np.ndarray] | None:
     """(alpha, per-channel scale) with the least consumer output error on the sample, or None
     when no alpha beats leaving the activation as it is; ``x_range``: each channel's largest
@@ -429,15 +431,15 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     exact = [rows @ m for m in matrices]
     x_range = np.asarray(x_range, dtype=np.float32)
     if rounded_before:
-        rows = _fake(rows, _rounded_reach(x_range), levels)
+        rows = _fake(rows, _rounded_reach(x_range) if per_channel else x_range.max(), levels)
     best, best_error = None, _error(rows, x_range, matrices, exact, np.ones(rows.shape[1]),
-                                    levels)
+                                    levels, per_channel)
     for alpha in alphas:
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = x_range**alpha / w_range ** (1 - alpha)
         scale = np.where((x_range > 0) & (w_range > 0) & np.isfinite(scale), scale, 1.0)
         scale = np.clip(scale / np.exp(np.mean(np.log(scale))), 1 / _SCALE_LIMIT, _SCALE_LIMIT)
-        error = _error(rows, x_range, matrices, exact, scale, levels)
+        error = _error(rows, x_range, matrices, exact, scale, levels, per_channel)
         if error < best_error:
             best, best_error = (alpha, scale), error
     return best
@@ -457,16 +459,18 @@ def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:
 
 
 def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
-           scale: np.ndarray, levels: int) -> float:
+           scale: np.ndarray, levels: int, per_channel: bool = True) -> float:
     """Relative squared output error of the consumers with the activation divided by
     ``scale`` (n-bit codes, one scale for its calibrated range ``x_range / scale``) and the
-    weights multiplied by it (n-bit codes, one max-abs scale per output column)."""
+    weights multiplied by it (n-bit codes, one max-abs scale per output column, or per
+    matrix when not ``per_channel``: --per-tensor)."""
     scale = scale.astype(rows.dtype)
     x = _fake(rows / scale, (x_range / scale).max(), levels)
     total = 0.0
     for matrix, reference in zip(matrices, exact):
         w = matrix * scale[:, None]
-        w = _fake(w, np.abs(w).max(axis=0, keepdims=True), levels)
+        w = _fake(w, np.abs(w).max(axis=0, keepdims=True) if per_channel else np.abs(w).max(),
+                  levels)
         error = (x @ w - reference).astype(np.float64)
         total += float((error**2).sum() / max(float((reference.astype(np.float64)**2).sum()),
                                               1e-30))
