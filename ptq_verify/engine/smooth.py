@@ -495,6 +495,8 @@ def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
         if values is None:
             return None
         parts.append(values)
+    if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
+        return parts[0]
     return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in want}
 
 
