@@ -65,3 +65,28 @@ def test_integer_output_keeps_its_type_in_onnxruntime():
     assert exported.dtype == simulated.dtype == reference.dtype == np.int64
     assert np.array_equal(exported, simulated)
     assert np.mean(exported != reference) < 0.05
+
+
+def test_a_bias_beyond_int32_runs_the_layer_in_float_not_wrapped():
+    """A channel whose weights are near zero but whose bias is not (a pruned or BatchNorm-
+    folded channel) gets a huge weight scale, so its bias at the accumulator's scale does not
+    fit an int32 (a qdq file cast it, wrapped, to garbage): the layer runs in float, and every
+    format stays close to the float model."""
+    b = models.Builder(seed=7)
+    hidden = b.add("Relu", [b.dense("input", 64, 32)])
+    w = b.weight(10, 32, fan_in=32)
+    w[3] = 1e-9
+    bias = (b.rng.standard_normal(10) * 0.1).astype(np.float32)
+    bias[3] = 2.0
+    out = b.add("Gemm", [hidden, b.const(w, "W"), b.const(bias, "b")], transB=1)
+    graph = prepare(graph_from_onnx(b.model(out, "dead_channel")))
+    calib, test = models.digits(200), models.digits(100, offset=300)
+    quantized = quantize(graph, calibrate(graph, calib, progress=False), 8)
+    record = [r for r in quantized.records if r.op_type == "Gemm"][-1]
+    assert record.action.startswith("compensate") and "32-bit" in record.note + record.why
+    reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+    for form in ("simulation", "qdq", "integer"):
+        session = ort.InferenceSession(quantized.to_onnx(form).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": test})[0]
+        assert np.abs(got - reference).max() < 0.05, form

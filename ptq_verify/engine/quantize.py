@@ -48,6 +48,7 @@ from .rules import (
 from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
+BIAS_LIMIT = 2**31 - 1  # a bias is an int32 at its accumulator's scale
 FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
@@ -661,8 +662,15 @@ class _Builder:
                     value = value - shift
                     self._corrected.add(node.name)
                 bias_scale = param_scale**k * _bias_scale(weight_scale, consts[name])
+                codes = np.round(np.asarray(value, np.float64) * bias_scale)
+                if np.abs(codes).max(initial=0) > BIAS_LIMIT:
+                    # a channel with near-zero weights and a real bias: its weight scale puts
+                    # the bias beyond int32, where a cast would wrap it to garbage
+                    return self.compensate(node, op, plan, "its bias at the accumulator's "
+                                           "scale is beyond 32-bit integers (a channel with "
+                                           "near-zero weights and a bias)")
                 inputs[slot] = self.fresh(f"{name}:int")
-                constants[inputs[slot]] = np.round(value * bias_scale).astype(np.float32)
+                constants[inputs[slot]] = codes.astype(np.float32)
                 integers[inputs[slot]] = IntegerParam(
                     "bias", bias_scale, None if np.ndim(bias_scale) == 0 else np.ndim(value) - 1)
                 continue
