@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import models
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +14,8 @@ from ptq_verify.engine import calibrate, prepare, quantize, relative_error
 from ptq_verify.engine.quantize import MAX_BITS
 from ptq_verify.engine.rules import jumps
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+quantize_module = importlib.import_module("ptq_verify.engine.quantize")  # not the function
 
 
 def _quantized(model, bits: int = 8):
@@ -67,11 +71,10 @@ def test_integer_output_keeps_its_type_in_onnxruntime():
     assert np.mean(exported != reference) < 0.05
 
 
-def test_a_bias_beyond_int32_runs_the_layer_in_float_not_wrapped():
-    """A channel whose weights are near zero but whose bias is not (a pruned or BatchNorm-
-    folded channel) gets a huge weight scale, so its bias at the accumulator's scale does not
-    fit an int32 (a qdq file cast it, wrapped, to garbage): the layer runs in float, and every
-    format stays close to the float model."""
+def _dead_channel_model():
+    """A Gemm whose output channel 3 has near-zero weights and a real bias (a pruned or
+    BatchNorm-folded channel): a per-channel weight scale from its weights alone would put its
+    bias, at the accumulator's scale, beyond int32."""
     b = models.Builder(seed=7)
     hidden = b.add("Relu", [b.dense("input", 64, 32)])
     w = b.weight(10, 32, fan_in=32)
@@ -79,14 +82,38 @@ def test_a_bias_beyond_int32_runs_the_layer_in_float_not_wrapped():
     bias = (b.rng.standard_normal(10) * 0.1).astype(np.float32)
     bias[3] = 2.0
     out = b.add("Gemm", [hidden, b.const(w, "W"), b.const(bias, "b")], transB=1)
-    graph = prepare(graph_from_onnx(b.model(out, "dead_channel")))
-    calib, test = models.digits(200), models.digits(100, offset=300)
-    quantized = quantize(graph, calibrate(graph, calib, progress=False), 8)
-    record = [r for r in quantized.records if r.op_type == "Gemm"][-1]
-    assert record.action.startswith("compensate") and "32-bit" in record.note + record.why
+    return prepare(graph_from_onnx(b.model(out, "dead_channel")))
+
+
+def _close_in_every_format(graph, quantized) -> None:
+    test = models.digits(100, offset=300)
     reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
     for form in ("simulation", "qdq", "integer"):
         session = ort.InferenceSession(quantized.to_onnx(form).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
         got = session.run(None, {"input": test})[0]
         assert np.abs(got - reference).max() < 0.05, form
+
+
+def test_a_near_dead_channel_caps_its_weight_scale_so_its_bias_fits_int32():
+    """The channel's weight scale is capped where its bias reaches int32 (a qdq file used to
+    cast such a bias, wrapped, to garbage): the layer stays on integers, every bias fits."""
+    graph = _dead_channel_model()
+    quantized = quantize(graph, calibrate(graph, models.digits(200), progress=False), 8)
+    record = [r for r in quantized.records if r.op_type == "Gemm"][-1]
+    assert not record.action.startswith("compensate")
+    biases = [step.constants[name] for step in quantized.steps
+              for name, p in getattr(step, "params", {}).items() if p.kind == "bias"]
+    assert biases and max(np.abs(v).max() for v in biases) <= quantize_module.BIAS_LIMIT
+    _close_in_every_format(graph, quantized)
+
+
+def test_a_bias_still_beyond_int32_runs_the_layer_in_float(monkeypatch):
+    """Without the cap (or where it cannot apply: one scale per tensor), a bias beyond int32
+    makes the layer run in float, with the reason in its note, never a wrapped cast."""
+    monkeypatch.setattr(quantize_module, "BIAS_HEADROOM", np.inf)
+    graph = _dead_channel_model()
+    quantized = quantize(graph, calibrate(graph, models.digits(200), progress=False), 8)
+    record = [r for r in quantized.records if r.op_type == "Gemm"][-1]
+    assert record.action.startswith("compensate") and "32-bit" in record.note + record.why
+    _close_in_every_format(graph, quantized)

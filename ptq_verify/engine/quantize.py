@@ -49,6 +49,9 @@ from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
 BIAS_LIMIT = 2**31 - 1  # a bias is an int32 at its accumulator's scale
+# Per-channel weight scales are capped so that the channel's bias stays within this fraction
+# of BIAS_LIMIT (the rest is room for the bias correction's shift).
+BIAS_HEADROOM = 0.5
 FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
@@ -643,7 +646,8 @@ class _Builder:
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
-        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers)
+        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers,
+                                               param_scale)
         if weight_scale is None and tensor_weight is not None:
             weight_scale, out_axis = tensor_weight
         for slot, name in enumerate(node.inputs):
@@ -822,9 +826,11 @@ class _Builder:
                     )
 
     def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
-                 integers: dict) -> tuple[np.ndarray | float | None, int | None]:
+                 integers: dict, input_scale: np.ndarray | float = 1.0
+                 ) -> tuple[np.ndarray | float | None, int | None]:
         """Quantize the weight inputs to integers; return their scale and the output axis
-        a per-channel scale runs along."""
+        a per-channel scale runs along (``input_scale``: the scale the node's bias is taken
+        at, with the weights')."""
         if layout is None:
             return None, None
         consts = self.graph.initializers
@@ -838,7 +844,8 @@ class _Builder:
         scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
         out_axis = weight_axis = None
         if self.per_channel and len(slots) == 1:
-            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0], scale)
+            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0], scale,
+                                                             input_scale)
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
@@ -912,7 +919,14 @@ class _Builder:
         axes = channel_axes(op, node, examples, slot, bias_slots)
         return None if axes is None else WeightTarget(slot, *axes, bias_slots)
 
-    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float):
+    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float,
+                     input_scale: np.ndarray | float = 1.0):
+        """(per-channel weight scale, output axis, weight axis), or the per-tensor
+        ``fallback`` when no probe pairs the axes. A channel with near-zero weights and a real
+        bias (pruned, or BatchNorm folded with gamma near 0) would get a scale that puts its
+        bias, taken at input scale x weight scale, beyond int32 (measured: 35 layers of
+        EfficientNet-Lite1): its scale is capped there, which costs nothing but levels of
+        weights that are near zero anyway."""
         target = self._target(node, op, layout, slot)
         if target is None:
             return fallback, None, None
@@ -925,6 +939,11 @@ class _Builder:
             bias = self.graph.initializers.get(node.inputs[s])
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
                 return fallback, None, None
+            if bias is not None:
+                reach = np.abs(bias).reshape(scale.shape) * float(np.max(input_scale))
+                with np.errstate(divide="ignore"):
+                    room = np.where(reach > 0, BIAS_HEADROOM * BIAS_LIMIT / reach, np.inf)
+                scale = np.minimum(scale, room)
         return scale, out_axis, weight_axis
 
 
