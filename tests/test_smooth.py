@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import models
 import numpy as np
 import onnx
 import pytest
 
-from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
-from ptq_verify.graph import OperatorTable, run_graph
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
@@ -204,3 +205,41 @@ def test_with_per_tensor_weights_smoothing_does_not_cost_accuracy(tmp_path):
         return sqnr_db(reference, model.run(test)["out"])
 
     assert sqnr(smooth=True) >= sqnr(smooth=False) - 0.1
+
+
+def _conv_into_conv(residual: bool = False):
+    """conv1 (3x3, with bias, two output channels 30x the others) feeding a 1x1 conv2 with
+    nothing between, as a MobileNet block's projection feeds the next expansion; with
+    ``residual``, conv1's output is also added to conv2's."""
+    b = models.Builder(seed=11, image=True)
+    w1 = b.weight(8, 1, 3, 3, fan_in=9)
+    w1[[2, 5]] *= 30
+    b1 = (b.rng.standard_normal(8) * 0.1).astype(np.float32)
+    h = b.add("Conv", ["input", b.const(w1, "W"), b.const(b1, "b")], pads=[1, 1, 1, 1])
+    y = b.conv(h, 8, 8, k=1)
+    if residual:
+        y = b.add("Add", [y, h])
+    y = b.add("Relu", [y])
+    return prepare(graph_from_onnx(b.model(b.dense(b.flatten(y), 512, 10), "conv_conv")))
+
+
+def test_a_convolution_takes_the_factor_into_its_output_channels():
+    """A Conv as the source: the probe finds its weight's and bias's output-channel axis (0),
+    not the trailing one broadcasting would pair; the smoothed model computes the same."""
+    graph = _conv_into_conv()
+    found = smoothing.candidates_of(graph, OperatorTable())
+    assert [(c.source.node.op_type, c.source.slots) for c in found] == [("Conv", ((1, 0), (2, 0)))]
+    data = {"input": models.digits(64, image=True)}
+    reference = _outputs(graph, data)
+    done = smoothing.smooth(graph, data, alphas=(0.5, 0.9))
+    assert done and done[0].source == found[0].source.node.name
+    after = _outputs(graph, data)
+    for name, value in reference.items():
+        np.testing.assert_allclose(after[name], value, rtol=1e-4,
+                                   atol=1e-5 * np.abs(value).max())
+
+
+def test_a_layer_with_a_weight_matrix_is_never_duplicated():
+    """When the source's output has other readers (a residual Add), the source would be
+    copied; a copy of a convolution doubles its multiply-adds, so it is not a candidate."""
+    assert smoothing.candidates_of(_conv_into_conv(residual=True), OperatorTable()) == []

@@ -30,6 +30,7 @@ differ beyond float rounding undo everything.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -55,6 +56,7 @@ unsmoothed: at 0.5 their weight rows, not their outliers, set the scales). Range
 SAMPLES = 32  # calibration samples the error of each alpha and the final check run on
 _ROWS = 4096  # activation rows (positions) the choice of alpha uses at most
 _SCALE_LIMIT = 1e4
+_AXIS_CHOICES = 16  # pairings of a source's constants with the channel axis tried at most
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
 
 
@@ -172,10 +174,10 @@ def candidates_of(graph: Graph, table: OperatorTable,
         if source is None:
             continue
         absorbers = tuple(absorber for _, (_, absorber) in taken)
-        if not _owned(graph, absorbers):
+        duplicate = len(taken) != len(consumers.get(tensor, []))
+        if not _owned(graph, absorbers) or (duplicate and _has_matrix(graph, source)):
             continue
-        found.append(Candidate(tensor, axis, source, absorbers, len(taken) != len(
-            consumers.get(tensor, []))))
+        found.append(Candidate(tensor, axis, source, absorbers, duplicate))
     return found
 
 
@@ -325,21 +327,25 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
         return None
     channels = base.shape[axis]
     factors = np.random.default_rng(3).uniform(0.25, 4.0, channels)
-    changes, held = {}, []
+    values, options = {}, []
     for slot in slots:
-        value = np.asarray(examples[slot])
-        param_axis = value.ndim - (rank - axis)
-        if value.size != 1 and (param_axis < 0 or value.shape[param_axis] != channels):
+        value = _per_channel(np.asarray(examples[slot]), channels, axis, rank)
+        aligned = value.ndim - (rank - axis)  # broadcasting pairs the trailing axes
+        axes = [a for a in range(value.ndim) if value.shape[a] == channels]
+        axes.sort(key=lambda a: a != aligned)  # a Conv's or Gemm's weight: another axis
+        if not axes:
             return None
-        value = _per_channel(value, channels, axis, rank)
-        param_axis = value.ndim - (rank - axis)
-        changes[slot] = value / _along(factors, param_axis, value.ndim)
-        held.append((slot, param_axis))
-    moved = run_kernel(op, node, examples, changes)
-    if moved is None or not _close(moved, base / _along(factors, axis, base.ndim)):
-        return None
-    return Absorber(node, tuple(held), _channel_wise(op, node, examples, active, base, axis,
-                                                     factors))
+        values[slot] = value
+        options.append(axes)
+    expected = base / _along(factors, axis, base.ndim)
+    for choice in itertools.islice(itertools.product(*options), _AXIS_CHOICES):
+        changes = {slot: values[slot] / _along(factors, a, values[slot].ndim)
+                   for slot, a in zip(slots, choice)}
+        moved = run_kernel(op, node, examples, changes)
+        if moved is not None and _close(moved, expected):
+            return Absorber(node, tuple(zip(slots, choice)), _channel_wise(
+                op, node, examples, active, base, axis, factors))
+    return None
 
 
 def _channel_wise(op, node: Node, examples: list, active: set[str], base: np.ndarray,
@@ -358,6 +364,14 @@ def _channel_wise(op, node: Node, examples: list, active: set[str], base: np.nda
         if moved is not None and _close(moved, base * _along(factors, axis, base.ndim)):
             return True
     return False
+
+
+def _has_matrix(graph: Graph, source: Absorber) -> bool:
+    """Whether the source absorbs the factor into a weight matrix (a Conv's, a Gemm's): a copy
+    of such a node would double its multiply-adds, so it is never duplicated (a LayerNorm's
+    gamma and beta, a GELU's 0.5 cost next to nothing to copy)."""
+    return any(np.ndim(graph.initializers[source.node.inputs[slot]]) >= 2
+               for slot, _ in source.slots)
 
 
 def _per_channel(value: np.ndarray, channels: int, axis: int, rank: int) -> np.ndarray:
