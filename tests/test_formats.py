@@ -192,7 +192,8 @@ def test_cli_writes_the_chosen_format(tmp_path, capsys, argv, kind):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--format", "float"], "format 'float': choose one of"),
     (["--bits", "12"], "8-bit containers"),
-    (["--encoding", "u4u4"], "encoding 'u4u4'")])
+    (["--encoding", "u4u4"], "encoding 'u4u4'"),
+    (["--format", "integer", "--encoding", "s8s8"], "applies to --format qdq only")])
 def test_cli_refuses_a_format_it_cannot_write(tmp_path, capsys, argv, message):
     from ptq_verify.cli import main
 

@@ -80,6 +80,9 @@ def run(args) -> int:
     from ..graph.onnx_io import external_data_files
 
     check_bits(args.bits, "--bits")
+    if args.encoding is not None and args.format != "qdq":
+        raise UserError(f"--encoding {args.encoding}: applies to --format qdq only (the "
+                        f"{args.format} format has its own containers; docs/engine.md)")
     args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
     check_method(args.calibration, args.percentile)
