@@ -29,7 +29,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, s
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
 from .fold import CHANNEL_AXIS, _carries
-from .probe import _along, channel_axes, example_inputs, example_shape, run_kernel
+from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
 
@@ -197,14 +197,14 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
     if x.ndim <= CHANNEL_AXIS:
         return None
     factors = np.random.default_rng(2).uniform(0.5, 2.0, x.shape[CHANNEL_AXIS])
-    scaled_input = run_kernel(op, node, examples, {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)})
+    scaled_input = run_kernel(op, node, examples, {slot: x * along(factors, CHANNEL_AXIS, x.ndim)})
     if scaled_input is None:
         return None
     for axis in range(weight.ndim):
         if weight.shape[axis] != factors.size or factors.size < 2:
             continue
-        moved = run_kernel(op, node, examples, {weight_slot: weight * _along(factors, axis,
-                                                                          weight.ndim)})
+        moved = run_kernel(op, node, examples,
+                           {weight_slot: weight * along(factors, axis, weight.ndim)})
         if moved is not None and moved.shape == scaled_input.shape and np.allclose(
                 moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
             return axis
@@ -282,14 +282,14 @@ def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
     x = np.asarray(examples[slot], dtype=np.float64)
     factors = np.random.default_rng(3).uniform(0.25, 4.0, x.shape[CHANNEL_AXIS])
     base = run_kernel(op, node, examples, {})
-    changes = {slot: x * _along(factors, CHANNEL_AXIS, x.ndim)}
+    changes = {slot: x * along(factors, CHANNEL_AXIS, x.ndim)}
     for name, k in link.rescaled:
         position = node.inputs.index(name)
         changes[position] = _rescale(examples[position], factors ** k, x.ndim)
     moved = run_kernel(op, node, examples, changes)
     if base is None or moved is None or base.shape != moved.shape or base.ndim != x.ndim:
         return False
-    expected = base * _along(factors, CHANNEL_AXIS, base.ndim)
+    expected = base * along(factors, CHANNEL_AXIS, base.ndim)
     return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
 
 
@@ -312,7 +312,7 @@ def _apply(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Wei
            scale: np.ndarray) -> None:
     inits = graph.initializers
     w1 = inits[first.weight]
-    inits[first.weight] = (w1 / _along(scale, first.axis, w1.ndim)).astype(w1.dtype)
+    inits[first.weight] = (w1 / along(scale, first.axis, w1.ndim)).astype(w1.dtype)
     if first.bias:
         inits[first.bias] = (inits[first.bias] / scale).astype(inits[first.bias].dtype)
     for link in links:
@@ -321,7 +321,7 @@ def _apply(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Wei
             inits[name] = _rescale(value, scale ** -k, link.ndim).astype(value.dtype)
     for second in seconds:
         w2 = inits[second.weight]
-        inits[second.weight] = (w2 * _along(scale, second.axis, w2.ndim)).astype(w2.dtype)
+        inits[second.weight] = (w2 * along(scale, second.axis, w2.ndim)).astype(w2.dtype)
 
 
 def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
@@ -332,7 +332,7 @@ def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
         value = np.full((factors.size,) + (1,) * (ndim - CHANNEL_AXIS - 1), value.reshape(()),
                         value.dtype)
     full = (1,) * (ndim - value.ndim) + value.shape
-    return (value.reshape(full) * _along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
+    return (value.reshape(full) * along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
 
 
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:

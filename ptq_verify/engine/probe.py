@@ -62,7 +62,7 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
             continue
         factors = rng.uniform(0.5, 2.0, size)
         scaled = list(base)
-        scaled[slot] = weight * _along(factors, axis, weight.ndim)
+        scaled[slot] = weight * along(factors, axis, weight.ndim)
         try:
             y1 = np.asarray(_first(op.run_onnx(_cast(scaled), node.attrs)), dtype=np.float64)
         except Exception:  # noqa: BLE001
@@ -72,7 +72,7 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
         for out_axis in range(y0.ndim):
             if y0.shape[out_axis] != size:
                 continue
-            expected = y0 * _along(factors, out_axis, y0.ndim)
+            expected = y0 * along(factors, out_axis, y0.ndim)
             if np.allclose(y1, expected, rtol=1e-4, atol=1e-5 * (np.abs(y0).max() + 1e-30)):
                 return axis, out_axis
     return None
@@ -97,7 +97,10 @@ def _cast(values: list) -> list:
             if np.issubdtype(np.asarray(v).dtype, np.floating) else v for v in values]
 
 
-def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+def along(values, axis: int, ndim: int) -> np.ndarray:
+    """``values`` (one per channel) shaped to broadcast along ``axis`` of an ``ndim``-axis
+    array."""
+    values = np.asarray(values)
     shape = [1] * ndim
     shape[axis] = values.size
     return values.reshape(shape)

@@ -26,7 +26,7 @@ from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
-from .probe import channel_axes, example_inputs, example_shape
+from .probe import along, channel_axes, example_inputs, example_shape
 from .quantized import Code, NodeRecord, QuantizedModel
 from .rounding import (
     WeightTarget,
@@ -256,7 +256,7 @@ class _Builder:
         if not all(u.name in self._float or self._plans[u.name].action is Action.STATIC
                    or self._takes_channels(u) or self._compensates_channels(u) for u in users):
             return None
-        return _along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
+        return along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
 
     def _takes_channels(self, node: Node) -> bool:
         """Whether the node runs on per-channel codes and gives per-channel output scales: a
@@ -491,7 +491,7 @@ class _Builder:
         if np.ndim(scale):
             table_axis = axes[0]
             table_ndim = self.graph.initializers[node.inputs[slots[0]]].ndim
-            table_scale = _along(np.ravel(scale), table_axis, table_ndim)
+            table_scale = along(np.ravel(scale), table_axis, table_ndim)
         inputs, constants, params = list(node.inputs), {}, {}
         for slot in slots:
             name = node.inputs[slot]
@@ -560,7 +560,7 @@ class _Builder:
         reduce = tuple(a for a in range(weight.ndim) if a != target.weight_axis)
         peak = weight_reach(weight, reduce, self.signed_max).reshape(-1)
         scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
-        codes = self._round_weights(node, weight, _along(scale, target.weight_axis, weight.ndim))
+        codes = self._round_weights(node, weight, along(scale, target.weight_axis, weight.ndim))
         return codes, scale, target.weight_axis, target.out_axis
 
     def _float_only(self, tensor: str, floats: set[str] | None = None) -> bool:
@@ -1008,11 +1008,6 @@ def _renamed(node: Node, inputs: list[str], outputs: list[str], attrs=None) -> N
     return Node(node.name, node.op_type, list(inputs), list(outputs),
                 dict(node.attrs if attrs is None else attrs), node.domain, node.attr_types)
 
-
-def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    shape = [1] * ndim
-    shape[axis] = -1
-    return np.asarray(values).reshape(shape)
 
 
 def _rule_text(plan: NodeAction) -> str:

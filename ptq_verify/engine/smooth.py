@@ -42,7 +42,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, s
 from ..graph.ort_runner import ort_runner
 from ..rules import Rule
 from .data import Feeds, batches, check_feeds, fixed_batch
-from .probe import example_inputs, run_kernel
+from .probe import along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
 
@@ -200,7 +200,7 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
         name = source.inputs[slot]
         value = _per_channel(inits[name], scale.size, candidate.axis, rank)
         fresh = f"{name}~smooth~{target.name}"
-        inits[fresh] = (value / _along(scale, axis, value.ndim)).astype(inits[name].dtype)
+        inits[fresh] = (value / along(scale, axis, value.ndim)).astype(inits[name].dtype)
         target.inputs[slot] = fresh
     for consumer in candidate.consumers:
         node = consumer.node
@@ -208,7 +208,7 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
             name = node.inputs[slot]
             value = inits[name]
             fresh = f"{name}~smooth"
-            inits[fresh] = (value * _along(scale, axis, value.ndim)).astype(value.dtype)
+            inits[fresh] = (value * along(scale, axis, value.ndim)).astype(value.dtype)
             node.inputs[slot] = fresh
         if target is not source:
             node.inputs = [target.outputs[0] if i == candidate.tensor else i
@@ -293,14 +293,14 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
         if size < 2:
             continue
         factors = rng.uniform(0.5, 2.0, size)
-        scaled = run_kernel(op, node, examples, {slot: x * _along(factors, x_axis, x.ndim)})
+        scaled = run_kernel(op, node, examples, {slot: x * along(factors, x_axis, x.ndim)})
         if scaled is None:
             continue
         for axis in range(weight.ndim):
             if weight.shape[axis] != size:
                 continue
             moved = run_kernel(op, node, examples,
-                            {weight_slot: weight * _along(factors, axis, weight.ndim)})
+                            {weight_slot: weight * along(factors, axis, weight.ndim)})
             if moved is not None and _close(moved, scaled):
                 return x_axis, axis
     return None
@@ -337,9 +337,9 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
             return None
         values[slot] = value
         options.append(axes)
-    expected = base / _along(factors, axis, base.ndim)
+    expected = base / along(factors, axis, base.ndim)
     for choice in itertools.islice(itertools.product(*options), _AXIS_CHOICES):
-        changes = {slot: values[slot] / _along(factors, a, values[slot].ndim)
+        changes = {slot: values[slot] / along(factors, a, values[slot].ndim)
                    for slot, a in zip(slots, choice)}
         moved = run_kernel(op, node, examples, changes)
         if moved is not None and _close(moved, expected):
@@ -359,9 +359,9 @@ def _channel_wise(op, node: Node, examples: list, active: set[str], base: np.nda
             continue
         if np.shape(value)[axis] != base.shape[axis]:
             continue
-        scaled = np.asarray(value, dtype=np.float64) * _along(factors, axis, base.ndim)
+        scaled = np.asarray(value, dtype=np.float64) * along(factors, axis, base.ndim)
         moved = run_kernel(op, node, examples, {slot: scaled})
-        if moved is not None and _close(moved, base * _along(factors, axis, base.ndim)):
+        if moved is not None and _close(moved, base * along(factors, axis, base.ndim)):
             return True
     return False
 
@@ -541,8 +541,3 @@ def _rank(graph: Graph, tensor: str) -> int | None:
     shape = graph.shape_of(tensor)
     return None if shape is None else len(shape)
 
-
-def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
-    shape = [1] * ndim
-    shape[axis] = -1
-    return np.asarray(values).reshape(shape)
