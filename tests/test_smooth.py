@@ -123,7 +123,7 @@ def test_channel_ranges_come_from_the_whole_calibration_set():
     order = [i for i in range(len(per_sample)) if i != loudest] + [loudest]
     calib = {k: v[order] for k, v in calib.items()}
     assert len(order) > smoothing.SAMPLES
-    reach = smoothing._channel_reach(graph, OperatorTable(), calib, candidates)
+    reach = smoothing._observe(graph, OperatorTable(), calib, candidates, smoothing.SAMPLES)[1]
     for candidate in candidates:
         x = np.abs(np.moveaxis(values[candidate.tensor], candidate.axis, -1))
         expected = x.reshape(-1, x.shape[-1]).max(axis=0)

@@ -120,10 +120,11 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
         return []
     every = check_feeds(data, graph, "calibration data")
     feeds = {k: v[:_sample_count(graph)] for k, v in every.items()}
-    values = _run(graph, table, feeds, [*graph.output_names, *(c.tensor for c in candidates)])
-    reach = _channel_reach(graph, table, every, candidates, progress)
-    if values is None or reach is None:
+    observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
+                        progress)
+    if observed is None:
         return []
+    values, reach = observed
     chosen, taken = [], set()  # a node takes part in one smoothing at most
     for candidate in candidates:
         x = values[candidate.tensor]
@@ -393,33 +394,40 @@ def _owned(graph: Graph, absorbers: tuple[Absorber, ...]) -> bool:
 
 # -- choosing the strength -------------------------------------------------------------------
 
-def _channel_reach(graph: Graph, table: OperatorTable, feeds: Feeds,
-                   candidates: list[Candidate], progress: bool = False
-                   ) -> dict[str, np.ndarray] | None:
-    """Per candidate activation, the largest |value| of each channel over the whole
-    calibration set (batch by batch). Why not the sample's: at strengths near 1 the scale
-    follows a channel's range almost linearly, and a channel that is quiet on the sample but
+def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[Candidate],
+             sample: int, progress: bool = False
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """One float pass over the whole calibration set, batch by batch: the graph's outputs and
+    the candidate activations on its first ``sample`` samples (where each strength's error is
+    measured and the smoothed graph is checked), and per candidate the largest |value| of
+    each channel over every sample. Why every sample for the ranges: at strengths near 1 the
+    scale follows a channel's range almost linearly, and a channel quiet on the sample but
     not on the rest of the data would, divided by a tiny scale, set the smoothed tensor's
     range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all 128 calibration
-    texts, 28 from scales of the first 32)."""
-    reach: dict[str, np.ndarray] = {}
-    names = list(dict.fromkeys(c.tensor for c in candidates))
+    texts, 28 from scales of the first 32). None when the graph cannot run."""
+    names = list(dict.fromkeys([*graph.output_names, *(c.tensor for c in candidates)]))
     run = _runner(graph, table, names)
-    total = next(iter(feeds.values())).shape[0]
+    kept: list[dict[str, np.ndarray]] = []
+    reach: dict[str, np.ndarray] = {}
+    seen, total = 0, next(iter(feeds.values())).shape[0]
     with tqdm(total=total, desc="smoothing", unit="sample", file=sys.stderr,
               disable=not progress, leave=False) as bar:
         for batch in batches(feeds, graph, SAMPLES):
             values = run(batch)
             if values is None:
                 return None
+            if seen < sample:
+                kept.append(values)
             for candidate in candidates:
                 x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis,
                                 -1)
                 peak = x.reshape(-1, x.shape[-1]).max(axis=0)
                 old = reach.get(candidate.tensor)
                 reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
-            bar.update(next(iter(batch.values())).shape[0])
-    return reach
+            count = next(iter(batch.values())).shape[0]
+            seen += count
+            bar.update(count)
+    return _joined(kept, names), reach
 
 
 def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,
@@ -509,9 +517,14 @@ def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
         if values is None:
             return None
         parts.append(values)
+    return _joined(parts, want)
+
+
+def _joined(parts: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """Batches' tensors joined along the batch axis."""
     if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
         return parts[0]
-    return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in want}
+    return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in names}
 
 
 def _runner(graph: Graph, table: OperatorTable, want: list[str]
