@@ -26,7 +26,7 @@ from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .plan import Action, NodeAction, plan_model
-from .probe import along, channel_axes, example_inputs, example_shape
+from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
 from .quantized import Code, NodeRecord, QuantizedModel
 from .rounding import (
     WeightTarget,
@@ -330,15 +330,12 @@ class _Builder:
             examples = example_inputs(self.graph, node, self.active)
             if (is_monotone_selection(op) and examples is not None
                     and set(plan.activation_slots) == set(least)):
-                values = [np.full(np.shape(v), least[slot], np.float64) if slot in least else v
-                          for slot, v in enumerate(examples)]
-                try:
-                    with np.errstate(invalid="ignore"):
-                        result = op.run_onnx(values, node.attrs)
-                    out = np.asarray(result[0] if isinstance(result, (list, tuple)) else result)
-                    self._floors[key] = float(out.min()) if out.size else None
-                except Exception:  # noqa: BLE001 - a kernel that cannot run proves nothing
-                    pass
+                changes = {slot: np.full(np.shape(examples[slot]), value, np.float64)
+                           for slot, value in least.items()}
+                with np.errstate(invalid="ignore"):
+                    out = run_kernel(op, node, examples, changes)
+                if out is not None and out.size:
+                    self._floors[key] = float(out.min())
         return self._floors[key]
 
     def materialise(self, src: str, tensor: str, scale_of_src: np.ndarray | float,
