@@ -41,16 +41,23 @@ class TensorStats:
             raw = raw.astype(np.float64)
         if raw.size == 0:
             return
-        low, high = float(raw.min()), float(raw.max())  # NaN if any value is NaN
+        peaks = self._channel_extremes(raw)
+        if peaks is None:
+            low, high = float(raw.min()), float(raw.max())  # NaN if any value is NaN
+        else:  # the extremes of the per-channel extremes: no third pass over the values
+            low, high = float(peaks[1].min()), float(peaks[0].max())
         if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("infinite or NaN values")
         self.count += raw.size
         self.minimum, self.maximum = min(self.minimum, low), max(self.maximum, high)
-        self._channels(raw)
+        if peaks is not None:
+            self._channels(raw.ndim, *peaks)
+        elif raw.ndim < 2:
+            self.channel_peaks = None
         if self.histogram is None:
             # the least |x| from the extremes, unless the values straddle 0
             self.min_abs = min(self.min_abs, low if low >= 0 else -high if high <= 0
-                               else float(np.abs(raw).min()))
+                               else _least_abs(raw))
             return
         flat = np.abs(raw.ravel())  # in the tensor's own float type: no float64 copies
         self.min_abs = min(self.min_abs, float(flat.min()))
@@ -63,15 +70,21 @@ class TensorStats:
         else:
             self.histogram[0] += flat.size
 
-    def _channels(self, raw: np.ndarray) -> None:
-        if self.channel_peaks is None:
-            return
-        if raw.ndim < 2:
-            self.channel_peaks = None
-            return
-        for axis in {1, raw.ndim - 1}:
-            others = tuple(a for a in range(raw.ndim) if a != axis)
-            peak = np.maximum(raw.max(axis=others), -raw.min(axis=others)).astype(np.float64)
+    def _channel_extremes(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(max, min) over every axis but 1 and the last (one pass each), from which the
+        per-channel peaks along both and the tensor's extremes follow; None when no channel
+        peaks are kept or the tensor has no channel axis (rank < 2)."""
+        if self.channel_peaks is None or raw.ndim < 2:
+            return None
+        others = tuple(a for a in range(raw.ndim) if a not in (1, raw.ndim - 1))
+        return raw.max(axis=others), raw.min(axis=others)
+
+    def _channels(self, ndim: int, high: np.ndarray, low: np.ndarray) -> None:
+        """Update the per-channel peaks from ``high`` and ``low`` (:meth:`_channel_extremes`,
+        axes 1 and ``ndim - 1`` left)."""
+        for axis in {1, ndim - 1}:
+            rest = () if ndim == 2 else (1 if axis == 1 else 0,)
+            peak = np.maximum(high.max(axis=rest), -low.min(axis=rest)).astype(np.float64)
             known = self.channel_peaks.get(axis)
             if known is not None and known.shape != peak.shape:
                 self.channel_peaks = None
@@ -124,3 +137,19 @@ class TensorStats:
             if error < best_error:
                 best, best_error = float(clip), error
         return best
+
+
+_CHUNK = 1 << 17
+
+
+def _least_abs(values: np.ndarray) -> float:
+    """min |x|, a chunk at a time through one buffer (an |x| copy of a whole transformer
+    activation cost more than the reductions around it)."""
+    flat = values.reshape(-1)
+    buffer = np.empty(min(_CHUNK, flat.size), flat.dtype)
+    least = np.inf
+    for start in range(0, flat.size, _CHUNK):
+        part = buffer[:min(_CHUNK, flat.size - start)]
+        np.abs(flat[start:start + _CHUNK], out=part)
+        least = min(least, float(part.min()))
+    return least
