@@ -967,11 +967,17 @@ def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.n
     magnitude = np.abs(np.asarray(weight, dtype=np.float64))
     peak = magnitude.max(axis=axes, keepdims=True)
     best, best_error = peak, np.full(peak.shape, np.inf)
+    work = magnitude  # reused for every fraction: the same arithmetic, no new arrays
     for fraction in WEIGHT_CLIP_FRACTIONS:
         reach = peak * fraction
         step = np.where(reach > 0, reach / levels, 1.0)
-        rounded = np.clip(np.round(weight / step), -levels, levels) * step
-        error = ((rounded - weight) ** 2).sum(axis=axes, keepdims=True)
+        np.divide(weight, step, out=work)
+        np.round(work, out=work)
+        np.clip(work, -levels, levels, out=work)
+        work *= step
+        work -= weight
+        np.square(work, out=work)
+        error = work.sum(axis=axes, keepdims=True)
         better = error < best_error
         best, best_error = np.where(better, reach, best), np.where(better, error, best_error)
     return best
