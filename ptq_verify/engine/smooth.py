@@ -451,17 +451,19 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     w_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
     levels = 2 ** (bits - 1) - 1
     exact = [rows @ m for m in matrices]
+    # each consumer's output energy, the error's denominator: the same for every alpha
+    energies = [max(float((r.astype(np.float64)**2).sum()), 1e-30) for r in exact]
     x_range = np.asarray(x_range, dtype=np.float32)
     if rounded_before:
         rows = _fake(rows, _rounded_reach(x_range) if per_channel else x_range.max(), levels)
-    best, best_error = None, _error(rows, x_range, matrices, exact, np.ones(rows.shape[1]),
-                                    levels, per_channel)
+    best, best_error = None, _error(rows, x_range, matrices, exact, energies,
+                                    np.ones(rows.shape[1]), levels, per_channel)
     for alpha in alphas:
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = x_range**alpha / w_range ** (1 - alpha)
         scale = np.where((x_range > 0) & (w_range > 0) & np.isfinite(scale), scale, 1.0)
         scale = np.clip(scale / np.exp(np.mean(np.log(scale))), 1 / _SCALE_LIMIT, _SCALE_LIMIT)
-        error = _error(rows, x_range, matrices, exact, scale, levels, per_channel)
+        error = _error(rows, x_range, matrices, exact, energies, scale, levels, per_channel)
         if error < best_error:
             best, best_error = (alpha, scale), error
     return best
@@ -481,27 +483,37 @@ def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:
 
 
 def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
-           scale: np.ndarray, levels: int, per_channel: bool = True) -> float:
+           energies: list[float], scale: np.ndarray, levels: int, per_channel: bool = True
+           ) -> float:
     """Relative squared output error of the consumers with the activation divided by
     ``scale`` (n-bit codes, one scale for its calibrated range ``x_range / scale``) and the
     weights multiplied by it (n-bit codes, one max-abs scale per output column, or per
-    matrix when not ``per_channel``: --per-tensor)."""
+    matrix when not ``per_channel``: --per-tensor); ``energies``: each exact output's sum of
+    squares."""
     scale = scale.astype(rows.dtype)
     x = _fake(rows / scale, (x_range / scale).max(), levels)
     total = 0.0
-    for matrix, reference in zip(matrices, exact):
+    for matrix, reference, energy in zip(matrices, exact, energies):
         w = matrix * scale[:, None]
         w = _fake(w, np.abs(w).max(axis=0, keepdims=True) if per_channel else np.abs(w).max(),
                   levels)
-        error = (x @ w - reference).astype(np.float64)
-        total += float((error**2).sum() / max(float((reference.astype(np.float64)**2).sum()),
-                                              1e-30))
+        product = x @ w
+        product -= reference
+        error = product.astype(np.float64)
+        np.square(error, out=error)
+        total += float(error.sum() / energy)
     return total
 
 
 def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
+    """``values`` rounded to ``levels`` steps of ``reach / levels`` each side, as floats
+    (in place on a fresh array: the alpha search runs this on every sample row)."""
     step = np.where(np.asarray(reach) > 0, np.asarray(reach) / levels, 1.0).astype(values.dtype)
-    return np.clip(np.round(values / step), -levels, levels) * step
+    out = np.divide(values, step)
+    np.round(out, out=out)
+    np.clip(out, -levels, levels, out=out)
+    out *= step
+    return out
 
 
 # -- running and probing ---------------------------------------------------------------------
