@@ -61,6 +61,8 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
         if size < 2:
             continue
         factors = rng.uniform(0.5, 2.0, size)
+        if size not in y0.shape:  # no output axis it could scale: no kernel run
+            continue
         scaled = list(base)
         scaled[slot] = weight * along(factors, axis, weight.ndim)
         try:

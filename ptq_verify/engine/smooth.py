@@ -294,6 +294,8 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
         if size < 2:
             continue
         factors = rng.uniform(0.5, 2.0, size)
+        if size not in weight.shape:  # no weight axis to pair it with: no kernel run
+            continue
         scaled = run_kernel(op, node, examples, {slot: x * along(factors, x_axis, x.ndim)})
         if scaled is None:
             continue
