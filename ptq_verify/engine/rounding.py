@@ -182,6 +182,9 @@ class PatchSource:
         self.op, self.node, self.target = op, node, target
         self.active = list(active)
         self.selections: dict[tuple[int, ...], np.ndarray | None] = {}
+        # per shape: the selection's flat indices shifted past select()'s leading 0, or None
+        # where X is the input's own elements in order (a MatMul's rows: no gather at all)
+        self._gathers: dict[tuple[int, ...], np.ndarray | None] = {}
 
     def __call__(self, inputs: list) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(X, the selection that read it or None), or None when the node's output is not
@@ -193,9 +196,18 @@ class PatchSource:
                 self.selections[key] = self._selection(inputs)
         index = self.selections.get(key) if key is not None else None
         if index is not None:
-            return select(inputs[self.active[0]], index), index
+            return self._read(np.asarray(inputs[self.active[0]]), key, index), index
         x = patches(self.op, self.node, inputs, self.target)
         return None if x is None else (x, None)
+
+    def _read(self, value: np.ndarray, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
+        """:func:`select` with what it computes per call kept per shape."""
+        if key not in self._gathers:
+            identity = index.size == value.size and np.array_equal(
+                index.reshape(-1), np.arange(value.size))
+            self._gathers[key] = None if identity else index + 1
+        gather = self._gathers[key]
+        return value.reshape(index.shape) if gather is None else _gather(value, gather)
 
     def _selection(self, inputs: list) -> np.ndarray | None:
         slot = self.active[0]
@@ -217,9 +229,12 @@ def select(value: np.ndarray, index: np.ndarray) -> np.ndarray:
     """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1
     (in the input's own float type: the products of H then run at its precision, summed in
     float64 across batches)."""
-    value = np.asarray(value)
-    flat = np.concatenate([np.zeros(1, dtype=value.dtype), value.reshape(-1)])
-    return flat[index + 1]
+    return _gather(np.asarray(value), index + 1)
+
+
+def _gather(value: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+    """Elements ``shifted - 1`` of the flat ``value``, 0 at 0."""
+    return np.concatenate([np.zeros(1, dtype=value.dtype), value.reshape(-1)])[shifted]
 
 
 def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
