@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -129,6 +130,23 @@ def _to_number(value: Any, where: str) -> Fraction:
     raise DeclarationError(f"{where}: {value!r} is not a number")
 
 
+_deferring = False
+
+
+@contextmanager
+def deferred_parsing() -> Iterator[None]:
+    """Operators declared inside parse their expression on first use, not at once: the
+    built-in catalog (:mod:`.ops`), whose declarations the tests parse every one of, so that a
+    process using a few operators (``ptq-verify quantize`` of a CNN) does not parse all of them
+    (0.35 s of its start). A user's declarations are parsed, and refused, when declared."""
+    global _deferring
+    before, _deferring = _deferring, True
+    try:
+        yield
+    finally:
+        _deferring = before
+
+
 class Operator:
     """A declared operator.
 
@@ -196,26 +214,9 @@ class Operator:
             _check_name(p, f"{name}: parameter")
             if p in self.element_names:
                 raise DeclarationError(f"{name}: {p!r} is both an input and a parameter")
-        if isinstance(expr, str):
-            try:
-                parsed = parse_expression(expr, source=name)
-            except ExpressionError as err:
-                raise DeclarationError(str(err)) from None
-            self.expr, parsed_domain = parsed.expr, tuple(parsed.domain)
-        elif isinstance(expr, sympy.Basic):
-            self.expr, parsed_domain = expr, ()
-        else:
+        if not isinstance(expr, (str, sympy.Basic)):
             raise DeclarationError(f"{name}: expr must be text or a sympy expression")
-        self.expr = self._canonical_symbols(self.expr)
-        self.domain = tuple(self._canonical_symbols(c) for c in (*parsed_domain, *domain))
-        unknown = {str(s) for s in self.expr.free_symbols} - set(self.element_names) - set(
-            self.params
-        )
-        if unknown:
-            raise DeclarationError(
-                f"{name}: {', '.join(sorted(unknown))} in the expression is neither an input "
-                "nor a parameter"
-            )
+        self._declared = (expr, tuple(domain))
         self._kernel = kernel
         self.onnx_type = onnx_type
         self.onnx_inputs = tuple(onnx_inputs) if onnx_inputs is not None else tuple(
@@ -228,6 +229,40 @@ class Operator:
         self.mixes_channels = mixes_channels
         self.doc = doc
         self._check_binding()
+        if not _deferring:
+            self._parsed  # noqa: B018 - a bad expression fails here, at the declaration
+
+    @cached_property
+    def _parsed(self) -> tuple[sympy.Basic, tuple[sympy.Basic, ...]]:
+        """(expression, domain) with the real symbols, checked against the names."""
+        expr, domain = self._declared
+        parsed_domain: tuple = ()
+        if isinstance(expr, str):
+            try:
+                parsed = parse_expression(expr, source=self.name)
+            except ExpressionError as err:
+                raise DeclarationError(str(err)) from None
+            expr, parsed_domain = parsed.expr, tuple(parsed.domain)
+        expr = self._canonical_symbols(expr)
+        unknown = {str(s) for s in expr.free_symbols} - set(self.element_names) - set(
+            self.params
+        )
+        if unknown:
+            raise DeclarationError(
+                f"{self.name}: {', '.join(sorted(unknown))} in the expression is neither an "
+                "input nor a parameter"
+            )
+        return expr, tuple(self._canonical_symbols(c) for c in (*parsed_domain, *domain))
+
+    @property
+    def expr(self) -> sympy.Basic:
+        """The symbolic form, over the real symbols of :attr:`symbols`."""
+        return self._parsed[0]
+
+    @property
+    def domain(self) -> tuple[sympy.Basic, ...]:
+        """Conditions under which ``expr`` is defined (declared and implied by the parse)."""
+        return self._parsed[1]
 
     # -- names and symbols -------------------------------------------------------------
 

@@ -22,6 +22,12 @@ FAMILY_NAMES = (
 
 
 def families() -> Iterator[ModuleType]:
-    """The family modules, in catalog order, each imported (its operators built) when reached."""
+    """The family modules, in catalog order, each imported (its operators built, their
+    expressions parsed on first use: :func:`~ptq_verify.catalog.operator.deferred_parsing`)
+    when reached."""
+    from ..operator import deferred_parsing
+
     for name in FAMILY_NAMES:
-        yield importlib.import_module(f"{__name__}.{name}")
+        with deferred_parsing():
+            module = importlib.import_module(f"{__name__}.{name}")
+        yield module
