@@ -51,6 +51,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-bias-correction", action="store_true",
                    help="keep the biases as they are (default: subtract the rounded weights' "
                    "expected output error on the calibration data)")
+    p.add_argument("--keep-float", type=int, default=0, metavar="N",
+                   help="mixed precision: keep in float the N activations whose n-bit codes "
+                   "alone cost the outputs most on the calibration data (their producers and "
+                   "readers run in float; one float run per activation to rank them; "
+                   "default 0: every activation the rules allow on integers)")
     p.add_argument("--fixed-point", action="store_true",
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
@@ -76,6 +81,7 @@ def run(args) -> int:
     from ..engine.calibrate import check_method
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
+    from ..engine.sensitivity import rank_activations
     from ..engine.smooth import smooth
     from ..graph.onnx_io import external_data_files
 
@@ -86,6 +92,8 @@ def run(args) -> int:
     args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
     check_method(args.calibration, args.percentile)
+    if args.keep_float < 0:
+        raise UserError(f"--keep-float {args.keep_float}: must be 0 or more")
     source, example_calibration = resolve_model(args.model)
     calib = args.calib or example_calibration
     if calib is None:
@@ -108,13 +116,19 @@ def run(args) -> int:
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
                             percent=args.percentile, operators=declared,
                             progress=not args.no_progress)
+    kept = rank_activations(graph, calibration, args.bits, declared,
+                            progress=not args.no_progress)[:args.keep_float] if (
+        args.keep_float) else []
     model = quantize(graph, calibration, args.bits, operators=declared,
                      per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
-                     bias_correction=not args.no_bias_correction)
+                     bias_correction=not args.no_bias_correction,
+                     float_tensors=[item.tensor for item in kept])
     model.notes.append(equalization_note(equalizing, pairs))
+    if args.keep_float:
+        model.notes.append(mixed_precision_note(args.keep_float, kept))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     exported = model.to_onnx(args.format, encoding=args.encoding)
     if args.format == "integer":
@@ -146,6 +160,15 @@ def smoothing_note(on: bool, smoothed) -> str:
     return _step_note("activation smoothing", on, smoothed, "off (--no-smooth)",
                       "none (no activation feeding weight layers from a node proved linear "
                       "in its parameters, or it did not lower their output error)", counted=True)
+
+
+def mixed_precision_note(asked: int, kept) -> str:
+    """Which activations mixed precision kept in float, with what each costs alone."""
+    if not kept:
+        return "mixed precision: no activation to keep in float"
+    fewer = f" (of {asked} asked: no more candidates)" if len(kept) < asked else ""
+    return (f"mixed precision: {len(kept)} activations kept in float{fewer}, output SQNR with "
+            "each alone as codes: " + "; ".join(item.describe() for item in kept))
 
 
 def _step_note(step: str, on: bool, done, off: str, none: str, counted: bool = False) -> str:

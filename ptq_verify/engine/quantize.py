@@ -13,7 +13,7 @@ node runs in float, and its output is quantized again.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -95,6 +95,7 @@ def quantize(
     override_rules: Mapping[str, Rule] | None = None,
     weight_rounding: str = "optq",
     bias_correction: bool = True,
+    float_tensors: Iterable[str] = (),
 ) -> QuantizedModel:
     """Build the ``bits``-bit model of ``graph`` from its calibration.
 
@@ -102,6 +103,8 @@ def quantize(
     on the calibration sample (see :mod:`.rounding`); ``"nearest"`` rounds each weight alone.
     ``bias_correction`` subtracts the expected output error of the rounded weights from the
     node's bias. Both need ``calibration.sample`` and fall back to nearest rounding without it.
+    ``float_tensors``: activations kept in float (mixed precision, :mod:`.sensitivity`): the
+    node computing each and the nodes reading it run in float.
     """
     bits = check_bits(bits)
     if weight_rounding not in WEIGHT_ROUNDING:
@@ -115,6 +118,10 @@ def quantize(
     builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
+    builder.kept_float = set(float_tensors)
+    if unknown := builder.kept_float - calibration.stats.keys():
+        raise UserError(f"{graph.source}: {sorted(unknown)[0]!r} is not an activation of the "
+                        "model: it cannot be kept in float")
     # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
     # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
     # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
@@ -153,6 +160,7 @@ class _Builder:
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
         self.optq, self.bias_correction = False, False
+        self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
@@ -405,7 +413,7 @@ class _Builder:
             self._layers = layer_stats(self.graph, self.table, self.cal.sample,
                                        self._weight_targets(plans), self.cal.runner)
         for info in self.graph.float_inputs():
-            if info.name in self.cal.stats:
+            if info.name in self.cal.stats and not self._float_only(info.name):
                 # Calibration-based: an input never negative on the calibration data is held
                 # unsigned (negative values at run time clip to 0, as any out-of-range value
                 # clips to the calibrated range).
@@ -422,11 +430,7 @@ class _Builder:
             if plan.action is Action.COMPENSATE:
                 self.compensate(node, op, plan)
             elif node.name in self._float:
-                # A static operand saturates this sum (an additive attention mask): on codes
-                # those positions would read back as the range's end, not as the mask, in
-                # the float consumers; computed in float they keep the exact mask.
-                self.compensate(node, op, plan, "a static operand saturates it and every "
-                                "consumer runs in float")
+                self.compensate(node, op, plan, self._float[node.name])
             elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
                   and not self._takes_channels(node)):
                 self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
@@ -560,7 +564,7 @@ class _Builder:
         codes = self._round_weights(node, weight, along(scale, target.weight_axis, weight.ndim))
         return codes, scale, target.weight_axis, target.out_axis
 
-    def _float_only(self, tensor: str, floats: set[str] | None = None) -> bool:
+    def _float_only(self, tensor: str, floats: Mapping[str, str] | None = None) -> bool:
         """Whether every reader of ``tensor`` runs in float, so that codes for it would only
         add a rounding between two float nodes."""
         users = self.consumers.get(tensor, [])
@@ -568,17 +572,28 @@ class _Builder:
         return (bool(users) and tensor not in self.graph.output_names
                 and all(u.name in floats for u in users))
 
-    def _float_nodes(self, plans: list[NodeAction]) -> set[str]:
-        """The nodes that run in float: the compensated ones, and each sum a static operand
-        saturates (saturation.py) whose readers all run in float (proofs/saturation.md,
-        Corollary 15.2), decided readers first, so a chain of them (a boolean mask applied
-        by a Where, then added to the scores of a Softmax) runs in float as a whole."""
-        floats = {p.name for p in plans if p.action is Action.COMPENSATE}
+    def _float_nodes(self, plans: list[NodeAction]) -> dict[str, str]:
+        """The nodes that run in float besides the compensated ones, each with why: the
+        producer and readers of each activation kept in float (mixed precision), and each
+        sum a static operand saturates (saturation.py) whose readers all run in float
+        (proofs/saturation.md, Corollary 15.2), decided readers first, so a chain of them (a
+        boolean mask applied by a Where, then added to the scores of a Softmax) runs in float
+        as a whole."""
+        floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
+        producers = self.graph.producers()
+        for tensor in self.kept_float:
+            for node in filter(None, [producers.get(tensor), *self.consumers.get(tensor, [])]):
+                if self._plans[node.name].action is not Action.STATIC:
+                    floats.setdefault(node.name, "mixed precision: an activation kept in "
+                                      "float")
         for node in reversed(self.graph.nodes):
             if (self._plans[node.name].action is not Action.STATIC
                     and any(out in self.cal.saturated for out in node.outputs)
                     and all(self._float_only(out, floats) for out in node.outputs)):
-                floats.add(node.name)
+                # on codes the masked positions would read back as the range's end, not as
+                # the mask, in the float consumers; computed in float they keep the exact mask
+                floats.setdefault(node.name, "a static operand saturates it and every "
+                                  "consumer runs in float")
         return floats
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:

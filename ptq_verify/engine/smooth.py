@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
 
-from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
-from ..graph.ort_runner import ort_runner
+from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
-from .data import Feeds, batches, check_feeds, fixed_batch
+from .data import Feeds, batches, check_feeds
+from .float_run import SAMPLES, float_runner, joined, run_float, sample_count
 from .probe import along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -53,7 +53,6 @@ LayerNorm and GELU output once the channel ranges come from the whole calibratio
 (embedding cosine 0.9797 -> 0.9897 against a grid ending at 0.5, which leaves the GELU outputs
 unsmoothed: at 0.5 their weight rows, not their outliers, set the scales). Ranges from the
 32-sample choice alone had made 0.9 harmful (0.934)."""
-SAMPLES = 32  # calibration samples the error of each alpha and the final check run on
 _ROWS = 4096  # activation rows (positions) the choice of alpha uses at most
 _SCALE_LIMIT = 1e4
 _AXIS_CHOICES = 16  # pairings of a source's constants with the channel axis tried at most
@@ -119,7 +118,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     if not candidates:
         return []
     every = check_feeds(data, graph, "calibration data")
-    feeds = {k: v[:_sample_count(graph)] for k, v in every.items()}
+    feeds = {k: v[:sample_count(graph)] for k, v in every.items()}
     observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
                         progress)
     if observed is None:
@@ -140,17 +139,13 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
               dict(graph.value_info))
     reference = {name: values[name] for name in graph.output_names}
     done = [apply(graph, candidate, scale, alpha) for candidate, alpha, scale in chosen]
-    after = _run(graph, table, feeds, graph.output_names)
+    after = run_float(graph, table, feeds, graph.output_names)
     if after is None or not agrees(reference, after):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
     return done
 
 
-def _sample_count(graph: Graph) -> int:
-    """SAMPLES, made whole batches for a model that fixes its batch size."""
-    fixed = fixed_batch(graph)
-    return SAMPLES if not fixed else max(1, SAMPLES // fixed) * fixed
 
 
 def candidates_of(graph: Graph, table: OperatorTable,
@@ -408,7 +403,7 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
     range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all 128 calibration
     texts, 28 from scales of the first 32). None when the graph cannot run."""
     names = list(dict.fromkeys([*graph.output_names, *(c.tensor for c in candidates)]))
-    run = _runner(graph, table, names)
+    run = float_runner(graph, table, names)
     kept: list[dict[str, np.ndarray]] = []
     reach: dict[str, np.ndarray] = {}
     seen, total = 0, next(iter(feeds.values())).shape[0]
@@ -429,7 +424,7 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
             count = next(iter(batch.values())).shape[0]
             seen += count
             bar.update(count)
-    return _joined(kept, names), reach
+    return joined(kept, names), reach
 
 
 def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,
@@ -520,43 +515,10 @@ def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
 
 # -- running and probing ---------------------------------------------------------------------
 
-def _run(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
-         ) -> dict[str, np.ndarray] | None:
-    """The float graph's ``want`` tensors on ``feeds`` (onnxruntime, else the numpy kernels),
-    batch by batch: a model that fixes its batch size runs on nothing else."""
-    run = _runner(graph, table, want)
-    parts = []
-    for batch in batches(feeds, graph, SAMPLES):
-        values = run(batch)
-        if values is None:
-            return None
-        parts.append(values)
-    return _joined(parts, want)
 
 
-def _joined(parts: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Batches' tensors joined along the batch axis."""
-    if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
-        return parts[0]
-    return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in names}
 
 
-def _runner(graph: Graph, table: OperatorTable, want: list[str]
-            ) -> Callable[[Feeds], dict[str, np.ndarray] | None]:
-    """A function of feeds giving the float graph's ``want`` tensors, or None when the graph
-    cannot run here (one onnxruntime session for every call, else the numpy kernels)."""
-    session = ort_runner(graph, want)
-
-    def run(feeds: Feeds) -> dict[str, np.ndarray] | None:
-        out = session.run(feeds) if session is not None else None
-        if out is not None:
-            return out
-        try:
-            return run_graph(graph, feeds, table, want=want)
-        except Exception:  # noqa: BLE001 - a graph that cannot run here is not smoothed
-            return None
-
-    return run
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:

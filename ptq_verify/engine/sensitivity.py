@@ -1,0 +1,105 @@
+"""Mixed precision by float fallback: which activations cost the model most as n-bit codes.
+
+Some activations cannot be held at n bits without a large loss at the outputs, however their
+range is chosen: on EfficientNet-Lite the network input and the stem's ReLU6 output, which
+block 0's depthwise convolution differences with gains near 10, carry most of the 8-bit error
+(docs/benchmarks-real.md). Deployments keep such tensors in higher precision; the engine keeps
+them in float (their producer and readers run in float; the QDQ and integer formats already
+carry float nodes), since the integer kernels onnxruntime runs take 8-bit codes only.
+
+The ranking rounds each candidate alone to its calibrated grid (x -> clip(round(x s), lo, hi)
+/ s, one scale per tensor as calibration gives it) in a copy of the float graph, every other
+tensor in float, and runs the copy on a calibration sample: the lowest SQNR of the model's
+float outputs against the float model's is the tensor's cost. One run per candidate; the
+costs of several tensors are not additive, but the few that dominate stand out alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..graph import Graph, Node, OperatorTable
+from .calibrate import Calibration
+from .float_run import run_float, sample_count
+from .metrics import sqnr_db
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """The output SQNR (dB, the worst float output) with only ``tensor`` held as codes."""
+
+    tensor: str
+    sqnr: float
+
+    def describe(self) -> str:
+        return f"{self.tensor} ({self.sqnr:.1f} dB alone)"
+
+
+def candidates(graph: Graph, calibration: Calibration) -> list[str]:
+    """The activations the engine may hold as codes: calibrated, not a model output, not a
+    sum a static operand saturates (a mask: engine/saturation.py decides those), read by a
+    node that computes an activation (a Shape reads no codes)."""
+    consumers, outputs = graph.consumers(), set(graph.output_names)
+    active = calibration.stats.keys()
+    return [name for name in active
+            if name not in outputs and name not in calibration.saturated
+            and any(o in active for user in consumers.get(name, []) for o in user.outputs)]
+
+
+def rank_activations(graph: Graph, calibration: Calibration, bits: int,
+                     table: OperatorTable | None = None, progress: bool = False
+                     ) -> list[Sensitivity]:
+    """Every candidate activation with its cost at ``bits`` bits, costliest (lowest SQNR)
+    first. Needs the calibration's sample and a graph that runs here (onnxruntime or the
+    catalog's kernels)."""
+    table = table or OperatorTable()
+    if not calibration.sample:
+        raise UserError(f"{graph.source}: mixed precision needs calibration samples")
+    count = sample_count(graph)
+    feeds = {name: array[:count] for name, array in calibration.sample.items()}
+    outputs = [info.name for info in graph.outputs if info.is_float]
+    reference = run_float(graph, table, feeds, outputs)
+    if reference is None:
+        raise UserError(f"{graph.source}: the float model does not run on the calibration "
+                        "sample here; mixed precision cannot rank its activations")
+    ranked = []
+    names = candidates(graph, calibration)
+    for name in tqdm(names, desc="ranking activations", unit="tensor", file=sys.stderr,
+                     disable=not progress, leave=False):
+        rounded = run_float(_rounded(graph, calibration, name, bits), table, feeds, outputs)
+        if rounded is None:
+            continue
+        sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
+        ranked.append(Sensitivity(name, sqnr))
+    return sorted(ranked, key=lambda item: item.sqnr)
+
+
+def _rounded(graph: Graph, calibration: Calibration, tensor: str, bits: int) -> Graph:
+    """A copy of ``graph`` whose readers of ``tensor`` read it rounded to its n-bit codes
+    and back: signed symmetric, or unsigned when calibration never saw it negative (as
+    quantize holds it)."""
+    unsigned = calibration.stats[tensor].minimum >= 0
+    levels = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
+    reach = calibration.clip(tensor, levels)
+    scale = levels / reach if np.isfinite(reach) and reach > 0 else 1.0
+    low = 0.0 if unsigned else -float(levels + 1)
+    dtype = graph.dtype_of(tensor) or np.dtype(np.float32)
+    stem = f"{tensor}~rounded"
+    constants = {f"{stem}/{key}": np.asarray(value, dtype=dtype) for key, value in
+                 (("scale", scale), ("step", 1.0 / scale), ("low", low), ("high", levels))}
+    c = list(constants)
+    steps = [Node(f"{stem}/{op}", op, [a, b] if b else [a], [out]) for op, a, b, out in (
+        ("Mul", tensor, c[0], f"{stem}/x"), ("Round", f"{stem}/x", "", f"{stem}/r"),
+        ("Max", f"{stem}/r", c[2], f"{stem}/lo"), ("Min", f"{stem}/lo", c[3], f"{stem}/hi"),
+        ("Mul", f"{stem}/hi", c[1], stem))]
+    nodes = [replace(node, inputs=[stem if i == tensor else i for i in node.inputs])
+             for node in graph.nodes]
+    made_at = next((k + 1 for k, node in enumerate(graph.nodes) if tensor in node.outputs), 0)
+    nodes[made_at:made_at] = steps
+    return replace(graph, nodes=nodes, initializers={**graph.initializers, **constants})
+
