@@ -62,6 +62,9 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
     # which name the node in the one line a user sees; onnxruntime's own ERROR log line would
     # be a second line, in colour, on stderr
     options.log_severity_level = 4
+    # no busy-waiting between runs: numpy's own threads work on each batch's tensors right
+    # after a run, on the same cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
