@@ -335,22 +335,26 @@ def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,
         inverse = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
     except np.linalg.LinAlgError:
         return np.clip(np.round(weights * scale), -levels, levels)
-    codes = np.empty_like(work)
-    columns = work.shape[1]
+    # column-major: one weight column (all channels) is one contiguous row of work_t, so the
+    # per-column steps below run on contiguous memory (the products are the same numbers)
+    work_t = np.ascontiguousarray(work.T)
+    codes_t = np.empty_like(work_t)
+    columns = work_t.shape[0]
+    row_scale = scale[:, 0]
     # GPTQ's lazy batch updates: the errors of a block of columns reach the columns after it
     # in one matrix product (the same arithmetic, in fewer passes over the weights)
     for start in range(0, columns, OPTQ_BLOCK):
         stop = min(start + OPTQ_BLOCK, columns)
-        block = work[:, start:stop]
+        block = work_t[start:stop]
         errors = np.empty_like(block)
         for i in range(stop - start):
-            q = np.clip(np.round(block[:, i] * scale[:, 0]), -levels, levels)
-            codes[:, start + i] = q
-            errors[:, i] = (block[:, i] - q / scale[:, 0]) / inverse[start + i, start + i]
-            block[:, i + 1:] -= np.outer(errors[:, i], inverse[start + i, start + i + 1:stop])
-        work[:, stop:] -= errors @ inverse[start:stop, stop:]
-    result = np.empty_like(codes)
-    result[:, order] = codes
+            q = np.clip(np.round(block[i] * row_scale), -levels, levels)
+            codes_t[start + i] = q
+            errors[i] = (block[i] - q / row_scale) / inverse[start + i, start + i]
+            block[i + 1:] -= np.outer(inverse[start + i, start + i + 1:stop], errors[i])
+        work_t[stop:] -= (np.ascontiguousarray(errors.T) @ inverse[start:stop, stop:]).T
+    result = np.empty_like(work)
+    result[:, order] = codes_t.T
     return result
 
 
