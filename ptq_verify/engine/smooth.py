@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
@@ -105,6 +106,10 @@ class Candidate:
                 f"{' + '.join(c.node.name for c in self.consumers)}{copy}")
 
 
+# one BLAS thread, as in quantize's build: the probes' products are small, and on a busy
+# machine BLAS threads wait on each other (measured on MiniLM at load ~3: smoothing 9.7-11 s
+# with two threads, 7.4 s with one; the alpha search's 4096-row products gain nothing then)
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
            table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
            alphas: tuple[float, ...] = ALPHAS, progress: bool = False,
