@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +151,12 @@ def node_proto(node: Node, inputs: list[str] | None = None,
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     """Convert a model to a :class:`Graph`, with ONNX shape inference for tensor types."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         inferred = model
     g = inferred.graph
     try:
-        initializers = {t.name: _array(t) for t in g.initializer}
+        initializers = {t.name: _array(t) for t in model.graph.initializer}
         return _graph(model, g, initializers, source)
     except UserError as err:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
@@ -167,8 +169,13 @@ def infer_shapes_again(graph: Graph) -> None:
     source model leaves what follows with unknown dimensions, which become known once those
     constants are folded into initializers (the probes that give per-channel weight scales and
     BatchNorm folding need them)."""
+    large = {k: v for k, v in graph.initializers.items() if _shape_free(v.dtype, v.size)}
+    typed = replace(graph, initializers={k: v for k, v in graph.initializers.items()
+                                         if k not in large},
+                    inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
+                                             for k, v in large.items())])
     try:
-        inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(graph), strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(typed), strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return
     for value in inferred.graph.value_info:
@@ -177,6 +184,41 @@ def infer_shapes_again(graph: Graph) -> None:
         if info is not None and info.shape is not None and (
                 old is None or old.shape is None or _known(info.shape) > _known(old.shape)):
             graph.value_info[value.name] = info
+
+
+SHAPE_FREE_ELEMENTS = 1024
+"""A float constant of more elements goes to ONNX shape inference as a typed input, without
+its values: the constants an output shape depends on (a Reshape's shape, pads, axes, a
+Resize's scales or sizes, a Range's bounds) hold a few numbers per axis. Inference then no
+longer serialises a transformer's weights (MiniLM: 0.36 -> 0.05 s a call, value_info
+unchanged)."""
+
+
+def _shape_free(dtype: np.dtype, size: int) -> bool:
+    return size > SHAPE_FREE_ELEMENTS and np.issubdtype(dtype, np.floating)
+
+
+def _typed_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its large float initializers (:data:`SHAPE_FREE_ELEMENTS`) as typed
+    graph inputs, for shape inference."""
+    large = [t for t in model.graph.initializer if t.data_type in _FLOAT_TYPES
+             and math.prod(t.dims) > SHAPE_FREE_ELEMENTS]
+    if not large:
+        return model
+    typed = onnx.ModelProto()
+    typed.CopyFrom(model)
+    names = {t.name for t in large}
+    kept = [t for t in typed.graph.initializer if t.name not in names]
+    del typed.graph.initializer[:]
+    typed.graph.initializer.extend(kept)
+    declared = {v.name for v in typed.graph.input}
+    typed.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in large if t.name not in declared)
+    return typed
+
+
+_FLOAT_TYPES = frozenset(
+    helper.np_dtype_to_tensor_dtype(np.dtype(t)) for t in (np.float16, np.float32, np.float64))
 
 
 def _known(shape: tuple) -> int:
