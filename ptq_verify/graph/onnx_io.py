@@ -169,11 +169,9 @@ def infer_shapes_again(graph: Graph) -> None:
     source model leaves what follows with unknown dimensions, which become known once those
     constants are folded into initializers (the probes that give per-channel weight scales and
     BatchNorm folding need them)."""
-    large = {k: v for k, v in graph.initializers.items() if _shape_free(v.dtype, v.size)}
-    typed = replace(graph, initializers={k: v for k, v in graph.initializers.items()
-                                         if k not in large},
-                    inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
-                                             for k, v in large.items())])
+    rest, large = without_large_constants(graph)
+    typed = replace(rest, inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
+                                                   for k, v in large.items())])
     try:
         inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(typed), strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
@@ -194,8 +192,13 @@ longer serialises a transformer's weights (MiniLM: 0.36 -> 0.05 s a call, value_
 unchanged)."""
 
 
-def _shape_free(dtype: np.dtype, size: int) -> bool:
-    return size > SHAPE_FREE_ELEMENTS and np.issubdtype(dtype, np.floating)
+def without_large_constants(graph: Graph) -> tuple[Graph, dict[str, np.ndarray]]:
+    """(``graph`` without its large float constants (:data:`SHAPE_FREE_ELEMENTS`), those
+    constants by name), for tools that take them apart from the model proto."""
+    large = {k: v for k, v in graph.initializers.items()
+             if v.size > SHAPE_FREE_ELEMENTS and np.issubdtype(v.dtype, np.floating)}
+    rest = {k: v for k, v in graph.initializers.items() if k not in large}
+    return replace(graph, initializers=rest), large
 
 
 def _typed_only(model: onnx.ModelProto) -> onnx.ModelProto:

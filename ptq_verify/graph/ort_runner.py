@@ -16,14 +16,15 @@ import onnx
 from onnx import helper
 
 from .model import Graph
-from .onnx_io import graph_to_onnx
+from .onnx_io import graph_to_onnx, without_large_constants
 
 
 class OrtRunner:
     """``run(feeds)`` -> the wanted tensors, in the graph's topological order."""
 
-    def __init__(self, session, names: list[str], graph: Graph) -> None:
+    def __init__(self, session, names: list[str], graph: Graph, weights: tuple = ()) -> None:
         self.session, self.names, self.graph = session, names, graph
+        self.weights = weights  # the arrays the session reads its large initializers from
 
     def run(self, feeds: Mapping[str, np.ndarray],
             names: Iterable[str] | None = None) -> dict[str, np.ndarray] | None:
@@ -49,7 +50,12 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
 
     wanted = set(want)
     order = [o for node in graph.nodes for o in node.outputs if o and o in wanted]
-    model = graph_to_onnx(graph)
+    # the weights go to onnxruntime as arrays, not inside the serialised model (MiniLM: a
+    # session in 0.1 s instead of 0.55 s); each a copy, held by the session as before
+    rest, large = without_large_constants(graph)
+    model = graph_to_onnx(rest)
+    for name, value in large.items():
+        model.graph.initializer.append(_in_memory(name, value))
     known = {v.name for v in model.graph.output}
     for name in order:
         if name not in known:
@@ -65,9 +71,20 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
     # no busy-waiting between runs: numpy's own threads work on each batch's tensors right
     # after a run, on the same cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    weights = [ort.OrtValue.ortvalue_from_numpy(np.array(v, order="C")) for v in large.values()]
+    options.add_external_initializers(list(large), weights)
     try:
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any model onnxruntime refuses runs in numpy instead
         return None
-    return OrtRunner(session, order, graph)
+    return OrtRunner(session, order, graph, tuple(weights))
+
+
+def _in_memory(name: str, value: np.ndarray) -> onnx.TensorProto:
+    """An initializer's declaration whose values the session options supply."""
+    tensor = onnx.TensorProto(name=name, dims=value.shape,
+                              data_type=helper.np_dtype_to_tensor_dtype(value.dtype))
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="ptq-verify-session-options")
+    return tensor
