@@ -160,3 +160,17 @@ def test_every_onnx_type_resolves_to_one_of_its_declarations():
         constants = {k: np.array(v) for k, v in op.onnx_match.items() if isinstance(k, int)}
         arity = op.onnx_arity
         assert operator_for_onnx_type(op.onnx_type, attrs, constants, arity) is op
+
+
+def test_a_declaration_is_refused_when_made_and_a_built_in_one_when_first_read():
+    from ptq_verify.catalog.operator import DeclarationError, Operator, deferred_parsing
+
+    with pytest.raises(DeclarationError, match="neither an input nor a parameter"):
+        Operator("Bad", "x", "x + y")
+    with deferred_parsing():
+        deferred = Operator("Bad", "x", "x + y")  # the catalog's way: parsed on first use
+    with pytest.raises(DeclarationError, match="neither an input nor a parameter"):
+        _ = deferred.expr
+    with deferred_parsing():
+        good = Operator("Twice", "x", "2*x")
+    assert good.expr == 2 * good.symbols["x"] and good.domain == ()
