@@ -103,6 +103,20 @@ def test_weights_of_inputs_never_seen_nonzero_keep_nearest_rounding():
     assert codes[0, 1] == -7.0
 
 
+def test_one_column_weights_round_to_nearest_and_per_channel_h_rounds_each_row_alone():
+    rng = np.random.default_rng(3)
+    column = rng.standard_normal((5, 1))
+    scale = rng.uniform(5, 50, 5)
+    nearest = np.clip(np.round(column * scale[:, None]), -7, 7)
+    for hessian in (np.array([[3.0]]), rng.uniform(0, 2, (5, 1, 1))):
+        assert np.array_equal(optq_round(column, scale, 7, hessian), nearest)
+    weights = rng.standard_normal((3, 4))
+    x = rng.standard_normal((3, 50, 4)) * [[[1.0, 3.0, 0.1, 2.0]]]
+    hessians = np.swapaxes(x, 1, 2) @ x / 50
+    rows = [optq_round(weights[c:c + 1], scale[c:c + 1], 7, hessians[c]) for c in range(3)]
+    assert np.array_equal(optq_round(weights, scale[:3], 7, hessians), np.concatenate(rows))
+
+
 @pytest.mark.parametrize("name", ["mlp_relu", "cnn_sigmoid"])
 def test_bias_correction_removes_the_mean_output_error(name):
     graph, calibration, test, reference = _setup(name)
