@@ -7,8 +7,8 @@ block 0's depthwise convolution differences with gains near 10, carry most of th
 them in float (their producer and readers run in float; the QDQ and integer formats already
 carry float nodes), since the integer kernels onnxruntime runs take 8-bit codes only.
 
-The ranking rounds each candidate alone to its calibrated grid (x -> clip(round(x s), lo, hi)
-/ s, one scale per tensor as calibration gives it), every other tensor in float, and runs the
+The ranking rounds each candidate alone to the codes quantize gives it (x -> clip(round(x s),
+lo, hi) / s, with its scales and code range), every other tensor in float, and runs the
 graph on a calibration sample: the lowest SQNR of the model's float outputs against the float
 model's is the tensor's cost. One run per candidate; the costs of several tensors are not
 additive, but the few that dominate stand out alone.
@@ -17,6 +17,7 @@ additive, but the few that dominate stand out alone.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,8 +26,12 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable
 from .calibrate import Calibration
+from .float_region import FloatRegions
 from .float_run import run_float, sample_count
 from .metrics import sqnr_db
+from .plan import plan_model
+from .quantize import quantize
+from .quantized import Code
 
 
 @dataclass(frozen=True)
@@ -40,21 +45,43 @@ class Sensitivity:
         return f"{self.tensor} ({self.sqnr:.1f} dB alone)"
 
 
-def candidates(graph: Graph, calibration: Calibration) -> list[str]:
-    """The activations the engine may hold as codes: calibrated, not a model output, not a
-    sum a static operand saturates (a mask: engine/saturation.py decides those), read by a
-    node that computes an activation (a Shape reads no codes)."""
-    consumers, outputs = graph.consumers(), set(graph.output_names)
-    active = calibration.stats.keys()
-    return [name for name in active
-            if name not in outputs and name not in calibration.saturated
-            and any(o in active for user in consumers.get(name, []) for o in user.outputs)]
+def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
+              table: OperatorTable | None = None, per_channel: bool = True,
+              progress: bool = False) -> list[Sensitivity]:
+    """The ``count`` activations to keep in float: the costliest at ``bits`` bits
+    (:func:`rank_activations`), skipping one that an earlier one's float region
+    (:mod:`.float_region`) already keeps exact (a ReLU6 output that the convolution before it
+    rounds at the same range)."""
+    table = table or OperatorTable()
+    # the codes quantize gives every activation (weights rounded to nearest: the activation
+    # codes do not depend on how the weights round)
+    model = quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
+                     weight_rounding="nearest", bias_correction=False)
+    regions = FloatRegions(graph, table, plan_model(graph, table), set(calibration.stats))
+    chosen, covered = [], set()
+    for item in rank_activations(graph, calibration, model.codes, table, progress):
+        if len(chosen) == count:
+            break
+        if item.tensor not in covered:
+            chosen.append(item)
+            covered |= regions.of(item.tensor)[1]
+    return chosen
 
 
-def rank_activations(graph: Graph, calibration: Calibration, bits: int,
+def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
+               ) -> list[str]:
+    """The activations held as codes, but the model's outputs and the sums a static operand
+    saturates (a mask, whose codes engine/saturation.py decides)."""
+    outputs = set(graph.output_names)
+    return [name for name in calibration.stats
+            if name in codes and name not in outputs and name not in calibration.saturated]
+
+
+def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
                      table: OperatorTable | None = None, progress: bool = False
                      ) -> list[Sensitivity]:
-    """Every candidate activation with its cost at ``bits`` bits, costliest (lowest SQNR)
+    """Every candidate activation with its cost as the ``codes`` quantize gave it (its
+    scales, per channel where it has them, and its code range), costliest (lowest SQNR)
     first. Needs the calibration's sample and a graph that runs here (onnxruntime or the
     catalog's kernels). A graph (and session) per candidate: one graph with every candidate
     behind a Where gate ran 6x slower than the float model on EfficientNet-Lite, since every
@@ -70,29 +97,23 @@ def rank_activations(graph: Graph, calibration: Calibration, bits: int,
         raise UserError(f"{graph.source}: the float model does not run on the calibration "
                         "sample here; mixed precision cannot rank its activations")
     ranked = []
-    for name in tqdm(candidates(graph, calibration), desc="ranking activations",
+    for name in tqdm(candidates(graph, calibration, codes), desc="ranking activations",
                      unit="tensor", file=sys.stderr, disable=not progress, leave=False):
-        rounded = run_float(_rounded(graph, calibration, name, bits), table, feeds, outputs)
+        rounded = run_float(_rounded(graph, name, codes[name]), table, feeds, outputs)
         if rounded is not None:
             sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
             ranked.append(Sensitivity(name, sqnr))
     return sorted(ranked, key=lambda item: item.sqnr)
 
 
-def _rounded(graph: Graph, calibration: Calibration, tensor: str, bits: int) -> Graph:
-    """A copy of ``graph`` whose readers of ``tensor`` read it as n-bit codes and back:
-    signed symmetric, or unsigned when calibration never saw it negative (as quantize holds
-    it)."""
-    unsigned = calibration.stats[tensor].minimum >= 0
-    levels = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
-    reach = calibration.clip(tensor, levels)
-    scale = levels / reach if np.isfinite(reach) and reach > 0 else 1.0
-    low = 0.0 if unsigned else -float(levels + 1)
+def _rounded(graph: Graph, tensor: str, code: Code) -> Graph:
+    """A copy of ``graph`` whose readers of ``tensor`` read it as ``code`` holds it."""
     dtype = graph.dtype_of(tensor) or np.dtype(np.float32)
     stem = f"{tensor}~rounded"
     c = [f"{stem}/{key}" for key in ("scale", "step", "low", "high")]
+    scale = np.asarray(code.scale, dtype=np.float64)
     constants = {name: np.asarray(value, dtype=dtype)
-                 for name, value in zip(c, (scale, 1.0 / scale, low, levels))}
+                 for name, value in zip(c, (scale, 1.0 / scale, code.low, code.high))}
     steps = [Node(f"{out}/{op}", op, ins, [out]) for op, ins, out in (
         ("Mul", [tensor, c[0]], f"{stem}/x"), ("Round", [f"{stem}/x"], f"{stem}/r"),
         ("Max", [f"{stem}/r", c[2]], f"{stem}/lo"), ("Min", [f"{stem}/lo", c[3]], f"{stem}/hi"),
