@@ -11,8 +11,16 @@ import pytest
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
-from ptq_verify.engine.sensitivity import _rounded, candidates, costliest, rank_activations
+from ptq_verify.engine.float_run import run_float, sample_count
+from ptq_verify.engine.sensitivity import (
+    _gated,
+    _rounded,
+    candidates,
+    costliest,
+    rank_activations,
+)
 from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable
 from ptq_verify.graph.ort_runner import ort_runner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
@@ -71,6 +79,21 @@ def test_the_rounded_graphs_run_in_onnxruntime(prepared):
     codes = _codes(graph, calibration, 8)
     for name in candidates(graph, calibration, codes):
         assert ort_runner(_rounded(graph, name, codes[name]), graph.output_names), name
+
+
+def test_one_gated_session_ranks_as_a_copy_per_candidate_does(prepared):
+    """The ranking runs one onnxruntime session with an If per candidate; a model onnxruntime
+    cannot load gets a copy of the graph per candidate instead. Both give the same costs."""
+    graph, calibration = prepared
+    codes = _codes(graph, calibration, 4)
+    names = candidates(graph, calibration, codes)
+    assert ort_runner(_gated(graph, names, codes), graph.output_names) is not None
+    feeds = {k: v[:sample_count(graph)] for k, v in calibration.sample.items()}
+    reference = run_float(graph, OperatorTable(), feeds, graph.output_names)["output"]
+    for item in rank_activations(graph, calibration, codes):
+        copy = _rounded(graph, item.tensor, codes[item.tensor])
+        out = run_float(copy, OperatorTable(), feeds, graph.output_names)["output"]
+        assert abs(sqnr_db(reference, out) - item.sqnr) < 1e-3, item.tensor
 
 
 def test_a_kept_tensor_is_exact_up_to_the_weight_layers_around_it(prepared):

@@ -10,8 +10,8 @@ carry float nodes), since the integer kernels onnxruntime runs take 8-bit codes 
 The ranking rounds each candidate alone to the codes quantize gives it (x -> clip(round(x s),
 lo, hi) / s, with its scales and code range), every other tensor in float, and runs the
 graph on a calibration sample: the lowest SQNR of the model's float outputs against the float
-model's is the tensor's cost. One run per candidate; the costs of several tensors are not
-additive, but the few that dominate stand out alone.
+model's is the tensor's cost. One session (an If per candidate) and one run per candidate;
+the costs of several tensors are not additive, but the few that dominate stand out alone.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
+from onnx import helper, numpy_helper
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..graph import Graph, Node, OperatorTable
+from ..graph import Graph, Node, OperatorTable, TensorInfo
+from ..graph.onnx_io import node_proto
+from ..graph.ort_runner import ort_runner
 from .calibrate import Calibration
+from .data import batches
 from .float_region import FloatRegions
-from .float_run import run_float, sample_count
+from .float_run import SAMPLES, joined, run_float, sample_count
 from .metrics import sqnr_db
 from .plan import plan_model
 from .quantize import quantize
@@ -83,27 +87,74 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
     """Every candidate activation with its cost as the ``codes`` quantize gave it (its
     scales, per channel where it has them, and its code range), costliest (lowest SQNR)
     first. Needs the calibration's sample and a graph that runs here (onnxruntime or the
-    catalog's kernels). A graph (and session) per candidate: one graph with every candidate
-    behind a Where gate ran 6x slower than the float model on EfficientNet-Lite, since every
-    rounding is computed on every run."""
+    catalog's kernels)."""
     table = table or OperatorTable()
     if not calibration.sample:
         raise UserError(f"{graph.source}: mixed precision needs calibration samples")
     count = sample_count(graph)
     feeds = {name: array[:count] for name, array in calibration.sample.items()}
     outputs = [info.name for info in graph.outputs if info.is_float]
-    reference = run_float(graph, table, feeds, outputs)
+    names = candidates(graph, calibration, codes)
+    gated = _gated(graph, names, codes)
+    runner = ort_runner(gated, outputs)
+
+    def run(rounded: str | None) -> dict[str, np.ndarray] | None:
+        if runner is None:  # a graph onnxruntime cannot load: a copy per candidate
+            copy = graph if rounded is None else _rounded(graph, rounded, codes[rounded])
+            return run_float(copy, table, feeds, outputs)
+        gates = {_gate(name): np.array(name == rounded) for name in names}
+        parts = [runner.run({**batch, **gates}) for batch in batches(feeds, graph, SAMPLES)]
+        return None if any(part is None for part in parts) else joined(parts, outputs)
+
+    reference = run(None)
     if reference is None:
         raise UserError(f"{graph.source}: the float model does not run on the calibration "
                         "sample here; mixed precision cannot rank its activations")
     ranked = []
-    for name in tqdm(candidates(graph, calibration, codes), desc="ranking activations",
-                     unit="tensor", file=sys.stderr, disable=not progress, leave=False):
-        rounded = run_float(_rounded(graph, name, codes[name]), table, feeds, outputs)
+    for name in tqdm(names, desc="ranking activations", unit="tensor", file=sys.stderr,
+                     disable=not progress, leave=False):
+        rounded = run(name)
         if rounded is not None:
             sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
             ranked.append(Sensitivity(name, sqnr))
     return sorted(ranked, key=lambda item: item.sqnr)
+
+
+def _gate(tensor: str) -> str:
+    return f"{tensor}~rounded/gate"
+
+
+def _gated(graph: Graph, tensors: list[str], codes: Mapping[str, Code]) -> Graph:
+    """One graph for every run of the ranking: the readers of each of ``tensors`` read
+    If(gate, its codes and back, itself), a boolean input per tensor. If computes only the
+    branch taken: Where(gate, ...) computed every rounding on every run (6x the float model
+    on EfficientNet-Lite), and a session per candidate costs a copy of the weights each
+    (~1 s on all-MiniLM-L6-v2, whose runs take 0.05 s)."""
+    after: dict[str, list[Node]] = {}
+    producers = graph.producers()
+    for tensor in tensors:
+        rounding = _rounded(replace(graph, nodes=[], initializers={}), tensor, codes[tensor])
+        elem = helper.np_dtype_to_tensor_dtype(graph.dtype_of(tensor) or np.dtype(np.float32))
+        stem = f"{tensor}~rounded"
+        then_branch = helper.make_graph(
+            [node_proto(node) for node in rounding.nodes], f"{stem}/then", [],
+            [helper.make_tensor_value_info(stem, elem, None)],
+            [numpy_helper.from_array(value, name)
+             for name, value in rounding.initializers.items()])
+        else_branch = helper.make_graph(
+            [helper.make_node("Identity", [tensor], [f"{stem}/kept"], name=f"{stem}/kept")],
+            f"{stem}/else", [], [helper.make_tensor_value_info(f"{stem}/kept", elem, None)])
+        maker = producers.get(tensor)
+        after.setdefault("" if maker is None else maker.name, []).append(
+            Node(f"{stem}/If", "If", [_gate(tensor)], [f"{stem}/taken"],
+                 {"then_branch": then_branch, "else_branch": else_branch}))
+    renamed = {tensor: f"{tensor}~rounded/taken" for tensor in tensors}
+    nodes = list(after.get("", []))
+    for node in graph.nodes:
+        nodes.append(replace(node, inputs=[renamed.get(i, i) for i in node.inputs]))
+        nodes.extend(after.get(node.name, []))
+    gates = [TensorInfo(_gate(tensor), (), np.dtype(bool)) for tensor in tensors]
+    return replace(graph, nodes=nodes, inputs=[*graph.inputs, *gates])
 
 
 def _rounded(graph: Graph, tensor: str, code: Code) -> Graph:
