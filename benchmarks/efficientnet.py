@@ -125,11 +125,12 @@ def logits(model: str | bytes, data: np.ndarray, optimize: bool = True) -> np.nd
 
 
 def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: bool,
-               equalizing: bool) -> float:
-    """The quantize command's pipeline (smoothing on, as its default), 8 bits, qdq; returns
-    its wall time."""
+               equalizing: bool, keep_float: int = 0) -> float:
+    """The quantize command's pipeline (smoothing on, as its default), 8 bits, qdq, with
+    ``keep_float`` as --keep-float; returns its wall time."""
     from ptq_verify.engine import calibrate, load_model, quantize
     from ptq_verify.engine.equalize import equalize
+    from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
     start = time.perf_counter()
@@ -137,8 +138,11 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     if equalizing:
         equalize(graph)
     smooth(graph, {"input": calibration}, 8, per_channel=per_channel)  # on, as in the CLI
-    model = quantize(graph, calibrate(graph, {"input": calibration}, progress=False), 8,
-                     per_channel=per_channel)
+    calibrated = calibrate(graph, {"input": calibration}, progress=False)
+    kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
+        keep_float) else []
+    model = quantize(graph, calibrated, 8, per_channel=per_channel,
+                     float_tensors=[item.tensor for item in kept])
     target.write_bytes(model.to_onnx("qdq").SerializeToString())
     return time.perf_counter() - start
 
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --layers: per-tensor weights, equalized")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
-    parser.add_argument("--methods", default="0,1,2,3,4",
+    parser.add_argument("--methods", default="0,1,2,3,4,5",
                         help="which rows to measure (comma-separated numbers, in table order)")
     args = parser.parse_args(argv)
     from machine import describe
@@ -234,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
              lambda p, t: ptq_verify(p, calibration, t, False, True)),
             ("ptq-verify per-tensor, no equalization",
              lambda p, t: ptq_verify(p, calibration, t, False, False)),
+            ("ptq-verify per-channel, --keep-float 2 (mixed precision)",
+             lambda p, t: ptq_verify(p, calibration, t, True, False, keep_float=2)),
             ("ORT static QDQ per-channel",
              lambda p, t: onnxruntime_static(p, calibration, t, True)),
             ("ORT static QDQ per-tensor",

@@ -53,9 +53,9 @@ def register(subparsers) -> None:
                    "expected output error on the calibration data)")
     p.add_argument("--keep-float", type=int, default=0, metavar="N",
                    help="mixed precision: keep in float the N activations whose n-bit codes "
-                   "alone cost the outputs most on the calibration data (their producers and "
-                   "readers run in float; one float run per activation to rank them; "
-                   "default 0: every activation the rules allow on integers)")
+                   "alone cost the outputs most on the calibration data (the nodes between "
+                   "the weight layers around each run in float; one float run per activation "
+                   "ranks them; default 0: every activation the rules allow on integers)")
     p.add_argument("--fixed-point", action="store_true",
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
@@ -81,7 +81,7 @@ def run(args) -> int:
     from ..engine.calibrate import check_method
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
-    from ..engine.sensitivity import rank_activations
+    from ..engine.sensitivity import costliest
     from ..engine.smooth import smooth
     from ..graph.onnx_io import external_data_files
 
@@ -116,8 +116,8 @@ def run(args) -> int:
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
                             percent=args.percentile, operators=declared,
                             progress=not args.no_progress)
-    kept = rank_activations(graph, calibration, args.bits, declared,
-                            progress=not args.no_progress)[:args.keep_float] if (
+    kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
+                     per_channel=not args.per_tensor, progress=not args.no_progress) if (
         args.keep_float) else []
     model = quantize(graph, calibration, args.bits, operators=declared,
                      per_channel=not args.per_tensor,

@@ -25,6 +25,7 @@ from ..graph.static import table_slots
 from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
+from .float_region import FloatRegions
 from .plan import Action, NodeAction, plan_model
 from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
 from .quantized import Code, NodeRecord, QuantizedModel
@@ -104,7 +105,7 @@ def quantize(
     ``bias_correction`` subtracts the expected output error of the rounded weights from the
     node's bias. Both need ``calibration.sample`` and fall back to nearest rounding without it.
     ``float_tensors``: activations kept in float (mixed precision, :mod:`.sensitivity`): the
-    node computing each and the nodes reading it run in float.
+    nodes of each one's float region (:mod:`.float_region`) run in float.
     """
     bits = check_bits(bits)
     if weight_rounding not in WEIGHT_ROUNDING:
@@ -133,10 +134,12 @@ def quantize(
                            builder.output_scales)
     counts = model.counts()
     if not counts["integer"]:
+        why = (f"{len(builder.kept_float)} activations kept in float leave none"
+               if builder.kept_float else "no node reads a float model input or a float "
+               "table through the model's inputs")
         raise UserError(
             f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
-            f"compensated, {counts['static']} static: no node reads a float model input or a "
-            "float table through the model's inputs); nothing to quantize")
+            f"compensated, {counts['static']} static: {why}); nothing to quantize")
     return model
 
 
@@ -574,18 +577,16 @@ class _Builder:
 
     def _float_nodes(self, plans: list[NodeAction]) -> dict[str, str]:
         """The nodes that run in float besides the compensated ones, each with why: the
-        producer and readers of each activation kept in float (mixed precision), and each
+        float region of each activation kept in float (mixed precision), and each
         sum a static operand saturates (saturation.py) whose readers all run in float
         (proofs/saturation.md, Corollary 15.2), decided readers first, so a chain of them (a
         boolean mask applied by a Where, then added to the scores of a Softmax) runs in float
         as a whole."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
-        producers = self.graph.producers()
+        regions = FloatRegions(self.graph, self.table, plans, self.active)
         for tensor in self.kept_float:
-            for node in filter(None, [producers.get(tensor), *self.consumers.get(tensor, [])]):
-                if self._plans[node.name].action is not Action.STATIC:
-                    floats.setdefault(node.name, "mixed precision: an activation kept in "
-                                      "float")
+            for name in regions.of(tensor)[0]:
+                floats.setdefault(name, "mixed precision: an activation kept in float")
         for node in reversed(self.graph.nodes):
             if (self._plans[node.name].action is not Action.STATIC
                     and any(out in self.cal.saturated for out in node.outputs)

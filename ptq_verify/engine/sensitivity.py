@@ -7,26 +7,35 @@ block 0's depthwise convolution differences with gains near 10, carry most of th
 them in float (their producer and readers run in float; the QDQ and integer formats already
 carry float nodes), since the integer kernels onnxruntime runs take 8-bit codes only.
 
-The ranking rounds each candidate alone to its calibrated grid (x -> clip(round(x s), lo, hi)
-/ s, one scale per tensor as calibration gives it) in a copy of the float graph, every other
-tensor in float, and runs the copy on a calibration sample: the lowest SQNR of the model's
-float outputs against the float model's is the tensor's cost. One run per candidate; the
-costs of several tensors are not additive, but the few that dominate stand out alone.
+The ranking rounds each candidate alone to the codes quantize gives it (x -> clip(round(x s),
+lo, hi) / s, with its scales and code range), every other tensor in float, and runs the
+graph on a calibration sample: the lowest SQNR of the model's float outputs against the float
+model's is the tensor's cost. One session (an If per candidate) and one run per candidate;
+the costs of several tensors are not additive, but the few that dominate stand out alone.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
+from onnx import helper, numpy_helper
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..graph import Graph, Node, OperatorTable
+from ..graph import Graph, Node, OperatorTable, TensorInfo
+from ..graph.onnx_io import node_proto
+from ..graph.ort_runner import ort_runner
 from .calibrate import Calibration
-from .float_run import run_float, sample_count
+from .data import batches
+from .float_region import FloatRegions
+from .float_run import SAMPLES, joined, run_float, sample_count
 from .metrics import sqnr_db
+from .plan import plan_model
+from .quantize import quantize
+from .quantized import Code
 
 
 @dataclass(frozen=True)
@@ -40,21 +49,43 @@ class Sensitivity:
         return f"{self.tensor} ({self.sqnr:.1f} dB alone)"
 
 
-def candidates(graph: Graph, calibration: Calibration) -> list[str]:
-    """The activations the engine may hold as codes: calibrated, not a model output, not a
-    sum a static operand saturates (a mask: engine/saturation.py decides those), read by a
-    node that computes an activation (a Shape reads no codes)."""
-    consumers, outputs = graph.consumers(), set(graph.output_names)
-    active = calibration.stats.keys()
-    return [name for name in active
-            if name not in outputs and name not in calibration.saturated
-            and any(o in active for user in consumers.get(name, []) for o in user.outputs)]
+def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
+              table: OperatorTable | None = None, per_channel: bool = True,
+              progress: bool = False) -> list[Sensitivity]:
+    """The ``count`` activations to keep in float: the costliest at ``bits`` bits
+    (:func:`rank_activations`), skipping one that an earlier one's float region
+    (:mod:`.float_region`) already keeps exact (a ReLU6 output that the convolution before it
+    rounds at the same range)."""
+    table = table or OperatorTable()
+    # the codes quantize gives every activation (weights rounded to nearest: the activation
+    # codes do not depend on how the weights round)
+    model = quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
+                     weight_rounding="nearest", bias_correction=False)
+    regions = FloatRegions(graph, table, plan_model(graph, table), set(calibration.stats))
+    chosen, covered = [], set()
+    for item in rank_activations(graph, calibration, model.codes, table, progress):
+        if len(chosen) == count:
+            break
+        if item.tensor not in covered:
+            chosen.append(item)
+            covered |= regions.of(item.tensor)[1]
+    return chosen
 
 
-def rank_activations(graph: Graph, calibration: Calibration, bits: int,
+def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
+               ) -> list[str]:
+    """The activations held as codes, but the model's outputs and the sums a static operand
+    saturates (a mask, whose codes engine/saturation.py decides)."""
+    outputs = set(graph.output_names)
+    return [name for name in calibration.stats
+            if name in codes and name not in outputs and name not in calibration.saturated]
+
+
+def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
                      table: OperatorTable | None = None, progress: bool = False
                      ) -> list[Sensitivity]:
-    """Every candidate activation with its cost at ``bits`` bits, costliest (lowest SQNR)
+    """Every candidate activation with its cost as the ``codes`` quantize gave it (its
+    scales, per channel where it has them, and its code range), costliest (lowest SQNR)
     first. Needs the calibration's sample and a graph that runs here (onnxruntime or the
     catalog's kernels)."""
     table = table or OperatorTable()
@@ -63,43 +94,83 @@ def rank_activations(graph: Graph, calibration: Calibration, bits: int,
     count = sample_count(graph)
     feeds = {name: array[:count] for name, array in calibration.sample.items()}
     outputs = [info.name for info in graph.outputs if info.is_float]
-    reference = run_float(graph, table, feeds, outputs)
+    names = candidates(graph, calibration, codes)
+    gated = _gated(graph, names, codes)
+    runner = ort_runner(gated, outputs)
+
+    def run(rounded: str | None) -> dict[str, np.ndarray] | None:
+        if runner is None:  # a graph onnxruntime cannot load: a copy per candidate
+            copy = graph if rounded is None else _rounded(graph, rounded, codes[rounded])
+            return run_float(copy, table, feeds, outputs)
+        gates = {_gate(name): np.array(name == rounded) for name in names}
+        parts = [runner.run({**batch, **gates}) for batch in batches(feeds, graph, SAMPLES)]
+        return None if any(part is None for part in parts) else joined(parts, outputs)
+
+    reference = run(None)
     if reference is None:
         raise UserError(f"{graph.source}: the float model does not run on the calibration "
                         "sample here; mixed precision cannot rank its activations")
     ranked = []
-    names = candidates(graph, calibration)
     for name in tqdm(names, desc="ranking activations", unit="tensor", file=sys.stderr,
                      disable=not progress, leave=False):
-        rounded = run_float(_rounded(graph, calibration, name, bits), table, feeds, outputs)
-        if rounded is None:
-            continue
-        sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
-        ranked.append(Sensitivity(name, sqnr))
+        rounded = run(name)
+        if rounded is not None:
+            sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
+            ranked.append(Sensitivity(name, sqnr))
     return sorted(ranked, key=lambda item: item.sqnr)
 
 
-def _rounded(graph: Graph, calibration: Calibration, tensor: str, bits: int) -> Graph:
-    """A copy of ``graph`` whose readers of ``tensor`` read it rounded to its n-bit codes
-    and back: signed symmetric, or unsigned when calibration never saw it negative (as
-    quantize holds it)."""
-    unsigned = calibration.stats[tensor].minimum >= 0
-    levels = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
-    reach = calibration.clip(tensor, levels)
-    scale = levels / reach if np.isfinite(reach) and reach > 0 else 1.0
-    low = 0.0 if unsigned else -float(levels + 1)
+def _gate(tensor: str) -> str:
+    return f"{tensor}~rounded/gate"
+
+
+def _gated(graph: Graph, tensors: list[str], codes: Mapping[str, Code]) -> Graph:
+    """One graph for every run of the ranking: the readers of each of ``tensors`` read
+    If(gate, its codes and back, itself), a boolean input per tensor. If computes only the
+    branch taken: Where(gate, ...) computed every rounding on every run (6x the float model
+    on EfficientNet-Lite), and a session per candidate costs a copy of the weights each
+    (~1 s on all-MiniLM-L6-v2, whose runs take 0.05 s)."""
+    after: dict[str, list[Node]] = {}
+    producers = graph.producers()
+    for tensor in tensors:
+        rounding = _rounded(replace(graph, nodes=[], initializers={}), tensor, codes[tensor])
+        elem = helper.np_dtype_to_tensor_dtype(graph.dtype_of(tensor) or np.dtype(np.float32))
+        stem = f"{tensor}~rounded"
+        then_branch = helper.make_graph(
+            [node_proto(node) for node in rounding.nodes], f"{stem}/then", [],
+            [helper.make_tensor_value_info(stem, elem, None)],
+            [numpy_helper.from_array(value, name)
+             for name, value in rounding.initializers.items()])
+        else_branch = helper.make_graph(
+            [helper.make_node("Identity", [tensor], [f"{stem}/kept"], name=f"{stem}/kept")],
+            f"{stem}/else", [], [helper.make_tensor_value_info(f"{stem}/kept", elem, None)])
+        maker = producers.get(tensor)
+        after.setdefault("" if maker is None else maker.name, []).append(
+            Node(f"{stem}/If", "If", [_gate(tensor)], [f"{stem}/taken"],
+                 {"then_branch": then_branch, "else_branch": else_branch}))
+    renamed = {tensor: f"{tensor}~rounded/taken" for tensor in tensors}
+    nodes = list(after.get("", []))
+    for node in graph.nodes:
+        nodes.append(replace(node, inputs=[renamed.get(i, i) for i in node.inputs]))
+        nodes.extend(after.get(node.name, []))
+    gates = [TensorInfo(_gate(tensor), (), np.dtype(bool)) for tensor in tensors]
+    return replace(graph, nodes=nodes, inputs=[*graph.inputs, *gates])
+
+
+def _rounded(graph: Graph, tensor: str, code: Code) -> Graph:
+    """A copy of ``graph`` whose readers of ``tensor`` read it as ``code`` holds it."""
     dtype = graph.dtype_of(tensor) or np.dtype(np.float32)
     stem = f"{tensor}~rounded"
-    constants = {f"{stem}/{key}": np.asarray(value, dtype=dtype) for key, value in
-                 (("scale", scale), ("step", 1.0 / scale), ("low", low), ("high", levels))}
-    c = list(constants)
-    steps = [Node(f"{stem}/{op}", op, [a, b] if b else [a], [out]) for op, a, b, out in (
-        ("Mul", tensor, c[0], f"{stem}/x"), ("Round", f"{stem}/x", "", f"{stem}/r"),
-        ("Max", f"{stem}/r", c[2], f"{stem}/lo"), ("Min", f"{stem}/lo", c[3], f"{stem}/hi"),
-        ("Mul", f"{stem}/hi", c[1], stem))]
+    c = [f"{stem}/{key}" for key in ("scale", "step", "low", "high")]
+    scale = np.asarray(code.scale, dtype=np.float64)
+    constants = {name: np.asarray(value, dtype=dtype)
+                 for name, value in zip(c, (scale, 1.0 / scale, code.low, code.high))}
+    steps = [Node(f"{out}/{op}", op, ins, [out]) for op, ins, out in (
+        ("Mul", [tensor, c[0]], f"{stem}/x"), ("Round", [f"{stem}/x"], f"{stem}/r"),
+        ("Max", [f"{stem}/r", c[2]], f"{stem}/lo"), ("Min", [f"{stem}/lo", c[3]], f"{stem}/hi"),
+        ("Mul", [f"{stem}/hi", c[1]], stem))]
     nodes = [replace(node, inputs=[stem if i == tensor else i for i in node.inputs])
              for node in graph.nodes]
     made_at = next((k + 1 for k, node in enumerate(graph.nodes) if tensor in node.outputs), 0)
     nodes[made_at:made_at] = steps
     return replace(graph, nodes=nodes, initializers={**graph.initializers, **constants})
-

@@ -1,0 +1,58 @@
+"""The nodes that must run in float for one activation to reach its readers unrounded.
+
+Running the readers of a tensor in float is not enough: a node that only passes its one
+activation on (a Clip, a Pad, a Reshape, a Sigmoid: no weights, one activation input) would
+round it again where it makes codes, at the same range, and a node upstream that passes its
+input on carries that input's rounding. So the region grows from the tensor up and down
+through such nodes and stops at nodes that combine values (weight layers, sums of several
+activations): those run in float on codes of their other side. On EfficientNet-Lite, keeping
+the stem's output exact puts the stem convolution, its ReLU6, block 0's padding and its
+depthwise convolution in float; the stem's own input and the depthwise output stay codes.
+"""
+
+from __future__ import annotations
+
+from ..graph import Graph, Node, OperatorTable
+from .plan import Action, NodeAction
+from .rules import weight_layout
+
+
+class FloatRegions:
+    """``of(tensor)``: (nodes, tensors) of the region that keeps ``tensor`` exact."""
+
+    def __init__(self, graph: Graph, table: OperatorTable, plans: list[NodeAction],
+                 active: set[str]) -> None:
+        self.graph, self.table, self.active = graph, table, active
+        self.plans = {plan.name: plan for plan in plans}
+        self.producers, self.consumers = graph.producers(), graph.consumers()
+
+    def of(self, tensor: str) -> tuple[set[str], set[str]]:
+        nodes: set[str] = set()
+        tensors, stack = {tensor}, [tensor]
+        while stack:
+            name = stack.pop()
+            maker = self.producers.get(name)
+            near = [maker] if maker is not None else []
+            near += self.consumers.get(name, [])
+            for node in near:
+                if self.plans[node.name].action is Action.STATIC or node.name in nodes:
+                    continue
+                nodes.add(node.name)
+                if self._passes_on(node):
+                    for linked in (*self._activations(node.inputs),
+                                   *self._activations(node.outputs)):
+                        if linked not in tensors:
+                            tensors.add(linked)
+                            stack.append(linked)
+        return nodes, tensors
+
+    def _activations(self, names: list[str]) -> list[str]:
+        return [name for name in dict.fromkeys(names) if name in self.active]
+
+    def _passes_on(self, node: Node) -> bool:
+        """One activation input and no weights: its output carries that input's rounding."""
+        plan = self.plans[node.name]
+        if len(self._activations(node.inputs)) != 1:
+            return False
+        op = self.table.find(node, self.graph)
+        return plan.rule is None or op is None or weight_layout(op, plan.rule) is None
