@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from machine import describe
 
     from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
     sentences = texts(args.calibration + args.evaluation)
@@ -188,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.save / "minilm.calib.npz", **calibration)
         reference = embeddings(str(path), evaluation)
         rows = []
-        for smoothing in (True, False):
+        for smoothing, keep_float in ((True, 0), (False, 0), (True, 2)):
             start = time.perf_counter()
             graph = load_model(path)
             smoothed = smooth(graph, calibration, 8) if smoothing else []
-            model = quantize(graph, calibrate(graph, calibration, bits=8, progress=False), 8)
+            calibrated = calibrate(graph, calibration, bits=8, progress=False)
+            kept = costliest(graph, calibrated, 8, keep_float) if keep_float else []
+            model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept])
             quantized = model.to_onnx()
             seconds = time.perf_counter() - start
             counts = model.counts()
@@ -200,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ptq-verify: {counts['integer']} nodes on integers, {counts['compensated']} "
                   f"compensated, {counts['static']} static; {len(smoothed)} activations "
                   f"smoothed, {channels} tensors with per-channel codes", file=sys.stderr)
-            target = folder / f"ptq_verify_{smoothing}.onnx"
+            target = folder / f"ptq_verify_{smoothing}_{keep_float}.onnx"
             onnx.save(quantized, target)
             label = "smoothing" if smoothing else "--no-smooth"
+            label += f", --keep-float {keep_float} (mixed precision)" if keep_float else ""
             rows.append((f"ptq-verify 8-bit ({label})", target, seconds))
         rows += peers(path, calibration, folder)
         print(f"all-MiniLM-L6-v2, {args.calibration} calibration and {args.evaluation} "

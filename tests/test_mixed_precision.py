@@ -13,6 +13,7 @@ from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
 from ptq_verify.engine.float_run import run_float, sample_count
 from ptq_verify.engine.sensitivity import (
+    RANK_SAMPLES,
     _gated,
     _rounded,
     candidates,
@@ -88,7 +89,7 @@ def test_one_gated_session_ranks_as_a_copy_per_candidate_does(prepared):
     codes = _codes(graph, calibration, 4)
     names = candidates(graph, calibration, codes)
     assert ort_runner(_gated(graph, names, codes), graph.output_names) is not None
-    feeds = {k: v[:sample_count(graph)] for k, v in calibration.sample.items()}
+    feeds = {k: v[:sample_count(graph, RANK_SAMPLES)] for k, v in calibration.sample.items()}
     reference = run_float(graph, OperatorTable(), feeds, graph.output_names)["output"]
     for item in rank_activations(graph, calibration, codes):
         copy = _rounded(graph, item.tensor, codes[item.tensor])

@@ -15,10 +15,10 @@ from .data import Feeds, batches, fixed_batch
 SAMPLES = 32  # calibration samples a comparison on data runs on
 
 
-def sample_count(graph: Graph) -> int:
-    """SAMPLES, made whole batches for a model that fixes its batch size."""
+def sample_count(graph: Graph, samples: int = SAMPLES) -> int:
+    """``samples``, made whole batches for a model that fixes its batch size."""
     fixed = fixed_batch(graph)
-    return SAMPLES if not fixed else max(1, SAMPLES // fixed) * fixed
+    return samples if not fixed else max(1, samples // fixed) * fixed
 
 
 def float_runner(graph: Graph, table: OperatorTable, want: list[str]
