@@ -61,6 +61,14 @@ def test_every_candidate_is_ranked_costliest_first(prepared):
     assert costs == sorted(costs) and np.isfinite(costs[0])
 
 
+def test_candidates_come_in_graph_order_whatever_the_hash_seed(prepared):
+    """Equal costs keep the candidates' order, so that order must not follow a set's."""
+    graph, calibration = prepared
+    order = [*graph.input_names, *(o for node in graph.nodes for o in node.outputs)]
+    found = candidates(graph, calibration, _codes(graph, calibration, 8))
+    assert found == sorted(found, key=order.index)
+
+
 def test_the_ranking_measures_the_rounding_of_that_tensor_alone(prepared):
     """At 2 bits a tensor's rounding costs far more than at 8: the ranking is a measurement
     of the grid, not a fixed order."""

@@ -84,8 +84,12 @@ def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
     """The activations held as codes, but the model's outputs and the sums a static operand
     saturates (a mask, whose codes engine/saturation.py decides)."""
     outputs = set(graph.output_names)
-    return [name for name in calibration.stats
-            if name in codes and name not in outputs and name not in calibration.saturated]
+    # in graph order: the statistics' order follows a set's, which varies between processes,
+    # and equal costs keep this order in the ranking
+    tensors = [*graph.input_names, *(out for node in graph.nodes for out in node.outputs)]
+    return [name for name in dict.fromkeys(tensors)
+            if name in calibration.stats and name in codes and name not in outputs
+            and name not in calibration.saturated]
 
 
 def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
