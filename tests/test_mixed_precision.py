@@ -152,7 +152,7 @@ def test_cli_keep_float_names_what_it_kept(tmp_path, capsys):
     assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),
                  "--keep-float", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "note: mixed precision: 1 activations kept in float" in out
+    assert "note: mixed precision (--keep-float 1): kept in float, each with" in out
     assert "mixed precision: an activation kept in float" in out  # the nodes' reason
 
 

@@ -164,11 +164,12 @@ def smoothing_note(on: bool, smoothed) -> str:
 
 def mixed_precision_note(asked: int, kept) -> str:
     """Which activations mixed precision kept in float, with what each costs alone."""
+    head = f"mixed precision (--keep-float {asked})"
     if not kept:
-        return "mixed precision: no activation to keep in float"
-    fewer = f" (of {asked} asked: no more candidates)" if len(kept) < asked else ""
-    return (f"mixed precision: {len(kept)} activations kept in float{fewer}, output SQNR with "
-            "each alone as codes: " + "; ".join(item.describe() for item in kept))
+        return f"{head}: no activation to keep in float"
+    fewer = f" (no more candidates: {len(kept)})" if len(kept) < asked else ""
+    return (f"{head}: kept in float{fewer}, each with the output SQNR it costs alone as "
+            "codes: " + "; ".join(item.describe() for item in kept))
 
 
 def _step_note(step: str, on: bool, done, off: str, none: str, counted: bool = False) -> str:

@@ -472,7 +472,9 @@ class _Builder:
                 scales.append(code.scale)
         back = ", ".join(f"{n} x1/{_scale_text(self.codes[n].scale)}"
                          for n in dict.fromkeys(node.inputs) if n in self.codes)
-        note = f"float in: {back}; requantized out" + (f" ({why})" if why else "")
+        note = "; ".join(filter(None, [f"float in: {back}" if back else "",
+                                       "requantized out" if scales else "float out"]))
+        note += f" ({why})" if why else ""
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note,
                                        why or plan.reason))
