@@ -10,8 +10,10 @@ import onnxruntime as ort
 import pytest
 
 from ptq_verify.cli import main
-from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, plan_model, quantize, sqnr_db
+from ptq_verify.engine.float_region import FloatRegions
 from ptq_verify.engine.float_run import run_float, sample_count
+from ptq_verify.engine.rules import tensor_weight_slot
 from ptq_verify.engine.sensitivity import (
     RANK_SAMPLES,
     _gated,
@@ -21,8 +23,9 @@ from ptq_verify.engine.sensitivity import (
     rank_activations,
 )
 from ptq_verify.errors import UserError
-from ptq_verify.graph import OperatorTable
+from ptq_verify.graph import OperatorTable, activation_tensors
 from ptq_verify.graph.ort_runner import ort_runner
+from ptq_verify.rules import RuleKind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODEL = FIXTURES / "digits_cnn.legacy.opset17.onnx"
@@ -121,6 +124,30 @@ def test_a_kept_tensor_is_exact_up_to_the_weight_layers_around_it(prepared):
         near |= {c.name for o in node.outputs for c in consumers.get(o, [])}
         assert worst in node.inputs + node.outputs or near & floats
     assert model.counts()["integer"] > 0
+
+
+def test_a_float_region_stops_at_a_matmul_with_a_constant_matrix():
+    """On a BERT export, keeping a projection's output exact runs that MatMul in float, but
+    not what feeds it: its matrix mixes the input's rounding, so the input keeps its codes
+    (before, a MatMul counted as passing its input on and the region took the GELU before it)."""
+    path = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+    graph = load_model(str(path))
+    table = OperatorTable()
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    active = activation_tensors(graph, table)
+    regions = FloatRegions(graph, table, list(plans.values()), active)
+    producers = graph.producers()
+    projections = [node for node in graph.nodes if node.outputs[0] in active
+                   and plans[node.name].rule is not None
+                   and tensor_weight_slot(graph, node, table.find(node, graph),
+                                          plans[node.name].rule) is not None
+                   and plans[node.name].rule.kind is not RuleKind.ALIGNED]
+    assert len(projections) >= 4
+    for node in projections:
+        nodes, _ = regions.of(node.outputs[0])
+        assert node.name in nodes
+        feeding = {producers[i].name for i in node.inputs if i in producers}
+        assert not feeding & nodes, node.name
 
 
 def test_keeping_the_costliest_tensors_in_float_lowers_the_error(prepared):

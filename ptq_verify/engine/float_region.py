@@ -13,8 +13,9 @@ depthwise convolution in float; the stem's own input and the depthwise output st
 from __future__ import annotations
 
 from ..graph import Graph, Node, OperatorTable
+from ..rules import RuleKind
 from .plan import Action, NodeAction
-from .rules import weight_layout
+from .rules import tensor_weight_slot, weight_layout
 
 
 class FloatRegions:
@@ -50,9 +51,16 @@ class FloatRegions:
         return [name for name in dict.fromkeys(names) if name in self.active]
 
     def _passes_on(self, node: Node) -> bool:
-        """One activation input and no weights: its output carries that input's rounding."""
+        """One activation input and no weights: its output carries that input's rounding. A
+        weight is a parameter the rules prove the output linear in (a Conv's), or a constant
+        tensor input of degree 1 in a product (a MatMul's matrix); a constant added to the
+        activation (a bias Add, an aligned sum) mixes nothing and passes the rounding on."""
         plan = self.plans[node.name]
         if len(self._activations(node.inputs)) != 1:
             return False
         op = self.table.find(node, self.graph)
-        return plan.rule is None or op is None or weight_layout(op, plan.rule) is None
+        if plan.rule is None or op is None:
+            return True
+        product = (plan.rule.kind is not RuleKind.ALIGNED
+                   and tensor_weight_slot(self.graph, node, op, plan.rule) is not None)
+        return weight_layout(op, plan.rule) is None and not product

@@ -44,6 +44,7 @@ from .rules import (
     is_monotone_selection,
     jumps,
     sum_coefficients,
+    tensor_weight_slot,
     weight_layout,
 )
 from .steps import IntegerParam, NodeStep, ScaleStep
@@ -532,18 +533,6 @@ class _Builder:
                 inputs.append(np.zeros(shape, dtype))
         return channel_axes(op, node, inputs, slot)
 
-    def _tensor_weight_slot(self, node: Node, op: Operator, rule: Rule) -> int | None:
-        """The slot of a constant on a tensor input that the rule proves the output of
-        degree 1 in (a MatMul's weight matrix): a weight, though declared as a tensor."""
-        tensors = [t.name for t in op.inputs]
-        degrees = rule.input_degrees
-        if degrees is None or len(degrees) != len(tensors):
-            return None
-        slots = [s for s, name in enumerate(node.inputs)
-                 if name in self.graph.initializers and (b := slot_binding(op, s)) in tensors
-                 and degrees[tensors.index(b)] == 1]
-        return slots[0] if len(slots) == 1 and len(node.inputs) > 1 else None
-
     def _tensor_target(self, node: Node, op: Operator, slot: int) -> WeightTarget | None:
         """Which axis of the constant in ``slot`` feeds which output axis (a probe)."""
         if node.name in self._targets:
@@ -554,10 +543,10 @@ class _Builder:
 
     def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int):
         """Integer codes, per-channel scale, its axis and the output axis for a constant on a
-        tensor input (see :meth:`_tensor_weight_slot`): scaling one of its slices scales one
+        tensor input (see :func:`.rules.tensor_weight_slot`): scaling one of its slices scales one
         output channel, exactly as for a declared weight, and its rounding is output-aware the
         same way. None when it is not such a weight or per-tensor scales were asked for."""
-        if not self.per_channel or self._tensor_weight_slot(node, op, rule) != slot:
+        if not self.per_channel or tensor_weight_slot(self.graph, node, op, rule) != slot:
             return None
         target = self._tensor_target(node, op, slot)
         if target is None:
@@ -913,7 +902,7 @@ class _Builder:
                 continue
             layout = weight_layout(op, plan.rule)
             if layout is None:
-                slot = self._tensor_weight_slot(node, op, plan.rule)
+                slot = tensor_weight_slot(self.graph, node, op, plan.rule)
                 if self.per_channel and slot is not None and (
                         target := self._tensor_target(node, op, slot)):
                     self._targets[node.name] = target

@@ -14,6 +14,7 @@ import sympy
 
 from ..catalog.grammar import STEP_FUNCTIONS
 from ..catalog.operator import Operator
+from ..graph import Graph, Node, slot_binding
 from ..rules import Rule, RuleKind, Verdict, stored_classify
 
 
@@ -160,6 +161,19 @@ class WeightLayout:
 
     weights: frozenset[str]
     biases: frozenset[str]
+
+
+def tensor_weight_slot(graph: Graph, node: Node, op: Operator, rule: Rule) -> int | None:
+    """The slot of a constant on a tensor input that the rule proves the output of degree 1
+    in (a MatMul's weight matrix): a weight, though declared as a tensor."""
+    tensors = [t.name for t in op.inputs]
+    degrees = rule.input_degrees
+    if degrees is None or len(degrees) != len(tensors):
+        return None
+    slots = [s for s, name in enumerate(node.inputs)
+             if name in graph.initializers and (b := slot_binding(op, s)) in tensors
+             and degrees[tensors.index(b)] == 1]
+    return slots[0] if len(slots) == 1 and len(node.inputs) > 1 else None
 
 
 def weight_layout(op: Operator, rule: Rule) -> WeightLayout | None:
