@@ -137,17 +137,50 @@ def test_a_float_region_stops_at_a_matmul_with_a_constant_matrix():
     active = activation_tensors(graph, table)
     regions = FloatRegions(graph, table, list(plans.values()), active)
     producers = graph.producers()
-    projections = [node for node in graph.nodes if node.outputs[0] in active
-                   and plans[node.name].rule is not None
-                   and tensor_weight_slot(graph, node, table.find(node, graph),
-                                          plans[node.name].rule) is not None
-                   and plans[node.name].rule.kind is not RuleKind.ALIGNED]
+    projections = [node for node in _constant_products(graph, table, plans, active)
+                   if table.find(node, graph).mixes_channels]
     assert len(projections) >= 4
     for node in projections:
         nodes, _ = regions.of(node.outputs[0])
         assert node.name in nodes
         feeding = {producers[i].name for i in node.inputs if i in producers}
         assert not feeding & nodes, node.name
+
+
+def _constant_products(graph, table, plans, active):
+    """The nodes with a constant of degree 1 in a product on their activation."""
+    return [node for node in graph.nodes if node.outputs[0] in active
+            and plans[node.name].rule is not None
+            and plans[node.name].rule.kind is not RuleKind.ALIGNED
+            and tensor_weight_slot(graph, node, table.find(node, graph),
+                                   plans[node.name].rule) is not None]
+
+
+def test_a_float_region_passes_through_a_product_by_a_constant_element_by_element():
+    """The legacy exporter writes GELU as x*(1+erf(x/sqrt 2)) then *0.5. The Mul by 0.5 is
+    a constant in a product, but one that mixes nothing: its output is the input's rounding
+    scaled, so the region goes on through it (it stopped there: keeping the GELU's product
+    exact rounded it again at the Mul's output, and --keep-float 1 gave the same model
+    output as 0)."""
+    path = FIXTURES / "digits_gelu_mlp.legacy.opset17.onnx"
+    graph = load_model(str(path))
+    table = OperatorTable()
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    active = activation_tensors(graph, table)
+    regions = FloatRegions(graph, table, list(plans.values()), active)
+    scalings = [node for node in _constant_products(graph, table, plans, active)
+                if not table.find(node, graph).mixes_channels]
+    assert scalings
+    with np.load(FIXTURES / "digits.calib.npz") as data:
+        feeds = dict(data)
+    calibration = calibrate(graph, feeds, progress=False)
+    plain = _qdq_output(quantize(graph, calibration, 4), feeds)
+    for node in scalings:
+        source = next(i for i in node.inputs if i in active)
+        nodes, tensors = regions.of(source)
+        assert node.name in nodes and node.outputs[0] in tensors, node.name
+        kept = _qdq_output(quantize(graph, calibration, 4, float_tensors=[source]), feeds)
+        assert not np.array_equal(kept, plain), node.name
 
 
 def test_keeping_the_costliest_tensors_in_float_lowers_the_error(prepared):
