@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,17 @@ def test_cli_keep_float_names_what_it_kept(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: mixed precision (--keep-float 1): kept in float, each with" in out
     assert "mixed precision: an activation kept in float" in out  # the nodes' reason
+
+
+def test_cli_json_lists_the_kept_tensors_with_their_costs(tmp_path, capsys):
+    """A script reads what --keep-float kept from the JSON, not from the note's prose."""
+    assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),
+                 "--keep-float", "2", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    kept = summary["kept_float"]
+    assert len(kept) == 2 and kept[0]["sqnr_db"] <= kept[1]["sqnr_db"]
+    note = next(n for n in summary["notes"] if n.startswith("mixed precision"))
+    assert all(f"{item['tensor']} (" in note for item in kept)
 
 
 def test_cli_refuses_a_negative_count_before_any_work(tmp_path, capsys):
