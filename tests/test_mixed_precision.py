@@ -127,16 +127,20 @@ def test_a_kept_tensor_is_exact_up_to_the_weight_layers_around_it(prepared):
     assert model.counts()["integer"] > 0
 
 
+def _regions(fixture: str):
+    """A fixture's graph with its operator table, plans, activations and float regions."""
+    graph = load_model(str(FIXTURES / fixture))
+    table = OperatorTable()
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    active = activation_tensors(graph, table)
+    return graph, table, plans, active, FloatRegions(graph, table, list(plans.values()), active)
+
+
 def test_a_float_region_stops_at_a_matmul_with_a_constant_matrix():
     """On a BERT export, keeping a projection's output exact runs that MatMul in float, but
     not what feeds it: its matrix mixes the input's rounding, so the input keeps its codes
     (before, a MatMul counted as passing its input on and the region took the GELU before it)."""
-    path = FIXTURES / "tiny_bert.legacy.opset17.onnx"
-    graph = load_model(str(path))
-    table = OperatorTable()
-    plans = {plan.name: plan for plan in plan_model(graph, table)}
-    active = activation_tensors(graph, table)
-    regions = FloatRegions(graph, table, list(plans.values()), active)
+    graph, table, plans, active, regions = _regions("tiny_bert.legacy.opset17.onnx")
     producers = graph.producers()
     projections = [node for node in _constant_products(graph, table, plans, active)
                    if table.find(node, graph).mixes_channels]
@@ -163,12 +167,7 @@ def test_a_float_region_passes_through_a_product_by_a_constant_element_by_elemen
     scaled, so the region goes on through it (it stopped there: keeping the GELU's product
     exact rounded it again at the Mul's output, and --keep-float 1 gave the same model
     output as 0)."""
-    path = FIXTURES / "digits_gelu_mlp.legacy.opset17.onnx"
-    graph = load_model(str(path))
-    table = OperatorTable()
-    plans = {plan.name: plan for plan in plan_model(graph, table)}
-    active = activation_tensors(graph, table)
-    regions = FloatRegions(graph, table, list(plans.values()), active)
+    graph, table, plans, active, regions = _regions("digits_gelu_mlp.legacy.opset17.onnx")
     scalings = [node for node in _constant_products(graph, table, plans, active)
                 if not table.find(node, graph).mixes_channels]
     assert scalings
