@@ -4,8 +4,9 @@ Some activations cannot be held at n bits without a large loss at the outputs, h
 range is chosen: on EfficientNet-Lite the network input and the stem's ReLU6 output, which
 block 0's depthwise convolution differences with gains near 10, carry most of the 8-bit error
 (docs/benchmarks-real.md). Deployments keep such tensors in higher precision; the engine keeps
-them in float (their producer and readers run in float; the QDQ and integer formats already
-carry float nodes), since the integer kernels onnxruntime runs take 8-bit codes only.
+them in float (the nodes of their float regions, engine/float_region.py, run in float; the QDQ
+and integer formats already carry float nodes), since onnxruntime's integer kernels take 8-bit
+codes only.
 
 The ranking rounds each candidate alone to the codes quantize gives it (x -> clip(round(x s),
 lo, hi) / s, with its scales and code range), every other tensor in float, and runs the
