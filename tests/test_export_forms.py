@@ -313,6 +313,24 @@ def test_an_undeclared_op_type_quantizes_once_declared_with_operators(tmp_path, 
     assert "myrelu" in capsys.readouterr().out
 
 
+def _check_float16(nodes, initializers, form: str, path, rng) -> None:
+    """A float16 model of ``nodes`` quantizes to a ``form`` model onnxruntime runs, close to
+    the source."""
+    graph = helper.make_graph(
+        nodes, "half", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], initializers)
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(source, path)
+    x = rng.normal(size=(64, 16)).astype(np.float16)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, {"x": x}, progress=False), 8)
+    reference = ort.InferenceSession(source.SerializeToString()).run(None, {"x": x})[0]
+    session = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    out = session.run(None, {"x": x})[0]
+    assert sqnr_db(reference.astype(np.float32), out.astype(np.float32)) > 25
+
+
 @pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
 def test_a_float16_model_quantizes_into_a_model_onnxruntime_loads(form, tmp_path):
     """A float16 export (model.half()): below opset 19 QuantizeLinear takes float32 only, so
@@ -323,17 +341,27 @@ def test_a_float16_model_quantizes_into_a_model_onnxruntime_loads(form, tmp_path
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
-    graph = helper.make_graph(
-        nodes, "half", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], [w1, w2])
-    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path / "half.onnx"
-    onnx.save(source, path)
-    x = rng.normal(size=(64, 16)).astype(np.float16)
-    graph = load_model(path)
-    model = quantize(graph, calibrate(graph, {"x": x}, progress=False), 8)
-    reference = ort.InferenceSession(source.SerializeToString()).run(None, {"x": x})[0]
-    session = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    out = session.run(None, {"x": x})[0]
-    assert sqnr_db(reference.astype(np.float32), out.astype(np.float32)) > 25
+    _check_float16(nodes, [w1, w2], form, tmp_path / "half.onnx", rng)
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float16_models_own_constants_meet_float32_activations(form, tmp_path):
+    """A float16 export of an exact GELU carries float16 constants (1/sqrt 2 ... 1 ... 0.5)
+    into the nodes that run in float; the QDQ form cast the input to float32 but wrote those
+    constants as float16, and onnxruntime refused the model (Add bound to float and float16),
+    with exit 0."""
+    rng = np.random.default_rng(1)
+    half = np.float16
+    inits = [numpy_helper.from_array((rng.normal(size=(16, 32)) * 0.3).astype(half), "w1"),
+             numpy_helper.from_array((rng.normal(size=(32, 4)) * 0.3).astype(half), "w2"),
+             numpy_helper.from_array(np.array(1.4142, half), "root2"),
+             numpy_helper.from_array(np.array(1.0, half), "one"),
+             numpy_helper.from_array(np.array(0.5, half), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Div", ["h", "root2"], ["d"], name="div"),
+             helper.make_node("Erf", ["d"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+             helper.make_node("Mul", ["h", "a"], ["m"], name="mul"),
+             helper.make_node("Mul", ["m", "half"], ["g"], name="mul_half"),
+             helper.make_node("MatMul", ["g", "w2"], ["y"], name="mm2")]
+    _check_float16(nodes, inits, form, tmp_path / "half_gelu.onnx", rng)

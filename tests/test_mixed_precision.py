@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,28 +127,60 @@ def test_a_kept_tensor_is_exact_up_to_the_weight_layers_around_it(prepared):
     assert model.counts()["integer"] > 0
 
 
+def _regions(fixture: str):
+    """A fixture's graph with its operator table, plans, activations and float regions."""
+    graph = load_model(str(FIXTURES / fixture))
+    table = OperatorTable()
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    active = activation_tensors(graph, table)
+    return graph, table, plans, active, FloatRegions(graph, table, list(plans.values()), active)
+
+
 def test_a_float_region_stops_at_a_matmul_with_a_constant_matrix():
     """On a BERT export, keeping a projection's output exact runs that MatMul in float, but
     not what feeds it: its matrix mixes the input's rounding, so the input keeps its codes
     (before, a MatMul counted as passing its input on and the region took the GELU before it)."""
-    path = FIXTURES / "tiny_bert.legacy.opset17.onnx"
-    graph = load_model(str(path))
-    table = OperatorTable()
-    plans = {plan.name: plan for plan in plan_model(graph, table)}
-    active = activation_tensors(graph, table)
-    regions = FloatRegions(graph, table, list(plans.values()), active)
+    graph, table, plans, active, regions = _regions("tiny_bert.legacy.opset17.onnx")
     producers = graph.producers()
-    projections = [node for node in graph.nodes if node.outputs[0] in active
-                   and plans[node.name].rule is not None
-                   and tensor_weight_slot(graph, node, table.find(node, graph),
-                                          plans[node.name].rule) is not None
-                   and plans[node.name].rule.kind is not RuleKind.ALIGNED]
+    projections = [node for node in _constant_products(graph, table, plans, active)
+                   if table.find(node, graph).mixes_channels]
     assert len(projections) >= 4
     for node in projections:
         nodes, _ = regions.of(node.outputs[0])
         assert node.name in nodes
         feeding = {producers[i].name for i in node.inputs if i in producers}
         assert not feeding & nodes, node.name
+
+
+def _constant_products(graph, table, plans, active):
+    """The nodes with a constant of degree 1 in a product on their activation."""
+    return [node for node in graph.nodes if node.outputs[0] in active
+            and plans[node.name].rule is not None
+            and plans[node.name].rule.kind is not RuleKind.ALIGNED
+            and tensor_weight_slot(graph, node, table.find(node, graph),
+                                   plans[node.name].rule) is not None]
+
+
+def test_a_float_region_passes_through_a_product_by_a_constant_element_by_element():
+    """The legacy exporter writes GELU as x*(1+erf(x/sqrt 2)) then *0.5. The Mul by 0.5 is
+    a constant in a product, but one that mixes nothing: its output is the input's rounding
+    scaled, so the region goes on through it (it stopped there: keeping the GELU's product
+    exact rounded it again at the Mul's output, and --keep-float 1 gave the same model
+    output as 0)."""
+    graph, table, plans, active, regions = _regions("digits_gelu_mlp.legacy.opset17.onnx")
+    scalings = [node for node in _constant_products(graph, table, plans, active)
+                if not table.find(node, graph).mixes_channels]
+    assert scalings
+    with np.load(FIXTURES / "digits.calib.npz") as data:
+        feeds = dict(data)
+    calibration = calibrate(graph, feeds, progress=False)
+    plain = _qdq_output(quantize(graph, calibration, 4), feeds)
+    for node in scalings:
+        source = next(i for i in node.inputs if i in active)
+        nodes, tensors = regions.of(source)
+        assert node.name in nodes and node.outputs[0] in tensors, node.name
+        kept = _qdq_output(quantize(graph, calibration, 4, float_tensors=[source]), feeds)
+        assert not np.array_equal(kept, plain), node.name
 
 
 def test_keeping_the_costliest_tensors_in_float_lowers_the_error(prepared):
@@ -181,6 +214,17 @@ def test_cli_keep_float_names_what_it_kept(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: mixed precision (--keep-float 1): kept in float, each with" in out
     assert "mixed precision: an activation kept in float" in out  # the nodes' reason
+
+
+def test_cli_json_lists_the_kept_tensors_with_their_costs(tmp_path, capsys):
+    """A script reads what --keep-float kept from the JSON, not from the note's prose."""
+    assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),
+                 "--keep-float", "2", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    kept = summary["kept_float"]
+    assert len(kept) == 2 and kept[0]["sqnr_db"] <= kept[1]["sqnr_db"]
+    note = next(n for n in summary["notes"] if n.startswith("mixed precision"))
+    assert all(f"{item['tensor']} (" in note for item in kept)
 
 
 def test_cli_refuses_a_negative_count_before_any_work(tmp_path, capsys):

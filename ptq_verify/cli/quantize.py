@@ -141,6 +141,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "format": args.format, "counts": model.counts(),
+                          "kept_float": [{"tensor": item.tensor, "sqnr_db": item.sqnr}
+                                         for item in kept],
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, args.model if example_calibration else source, target,
