@@ -208,6 +208,17 @@ def test_keeping_every_activation_in_float_is_refused_in_one_line(prepared):
         quantize(graph, calibration, 8, float_tensors=everything)
 
 
+def test_the_integer_format_says_which_float_nodes_mixed_precision_chose(prepared):
+    graph, calibration = prepared
+    worst = costliest(graph, calibration, 8, 1)[0].tensor
+    model = quantize(graph, calibration, 8, float_tensors=[worst])
+    chosen = {r.name for r in model.records if "mixed precision" in r.why}
+    listed = {e.key: e.value for e in model.to_onnx("integer").metadata_props}["float_nodes"]
+    entries = dict(item.split(": ", 1) for item in listed.split("; "))
+    assert chosen and all("mixed precision" in entries[name] for name in chosen if name in entries)
+    assert chosen & entries.keys()
+
+
 def test_cli_keep_float_names_what_it_kept(tmp_path, capsys):
     assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),
                  "--keep-float", "1", "--no-progress"]) == 0

@@ -51,6 +51,11 @@ def emit_integer(model) -> onnx.ModelProto:
 class _IntegerLowering:
     def __init__(self, model) -> None:
         self.model = model
+        # why the engine runs a node in float (mixed precision, a saturating mask, no rule),
+        # listed after why the format cannot run it on integers
+        # ("; " separates the entries of float_nodes, so it stays out of each reason)
+        self._compensated_why = {r.name: r.why.replace("; ", ", ")
+                                 for r in model.records if r.why}
         self.out = Emitter()
         self.codes = model.step_codes()
         self.type: dict[str, int] = {}  # plan tensor -> element type of its emitted tensor
@@ -336,7 +341,9 @@ class _IntegerLowering:
         for name, value in step.constants.items():
             self.out.initializer(name, value)
         self._emit(step, inputs, FLOAT)
-        self.float_nodes.append(((step.source or step.node).name, why))
+        name = (step.source or step.node).name
+        reason = self._compensated_why.get(name)
+        self.float_nodes.append((name, f"{why} ({reason})" if reason else why))
 
     def _lookup(self, table) -> None:
         code = self.codes[table.output.dst]
