@@ -895,10 +895,12 @@ class _Builder:
         return ", ".join(filter(None, parts))
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
-        """The nodes with one weight input whose channel layout a probe finds."""
+        """The nodes with one weight input whose channel layout a probe finds (not those that
+        run in float: their weights are not rounded)."""
         for node, plan in zip(self.graph.nodes, plans):
             op = self._ops[node.name]
-            if plan.action is not Action.SCALE or plan.rule is None or op is None:
+            if (plan.action is not Action.SCALE or plan.rule is None or op is None
+                    or node.name in self._float):
                 continue
             layout = weight_layout(op, plan.rule)
             if layout is None:
