@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model {sorted(unknown)[0]!r}: choose from {', '.join(MODELS)}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    ours_command = shutil.which("ptq-verify") or "ptq-verify"
+    # the installed command; from an environment not activated, this interpreter's module
+    ours_command = [shutil.which("ptq-verify") or sys.executable]
+    if ours_command[0] == sys.executable:
+        ours_command += ["-m", "ptq_verify"]
     print("| model | run | ptq-verify (s) | onnxruntime quantize_static (s) | ratio |")
     print("|---|---|---|---|---|")
     summary = []
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             before = load()
             ratios = []
             for run in range(args.runs):
-                ours = timed([ours_command, "quantize", str(model), "--calib", str(calib),
+                ours = timed([*ours_command, "quantize", str(model), "--calib", str(calib),
                               "-o", str(Path(folder) / "ours.onnx"), "--no-progress"], env)
                 peer = timed([sys.executable, str(HERE / "ort_peer.py"), str(model),
                               str(calib), str(Path(folder) / "peer.onnx")], env)
