@@ -238,6 +238,33 @@ def test_cli_json_lists_the_kept_tensors_with_their_costs(tmp_path, capsys):
     assert all(f"{item['tensor']} (" in note for item in kept)
 
 
+def test_a_named_tensor_is_kept_and_the_ranking_chooses_around_it(prepared):
+    graph, calibration = prepared
+    first, second = costliest(graph, calibration, 4, 2)
+    again = costliest(graph, calibration, 4, 1, kept=[first.tensor])
+    assert again == [second]
+
+
+def test_cli_keeps_a_named_tensor_without_ranking(tmp_path, capsys):
+    graph = load_model(str(MODEL))
+    name = graph.nodes[0].outputs[0]
+    assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),
+                 "--keep-float-tensor", name, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"kept in float as named: {name}" in out
+    assert "mixed precision: an activation kept in float" in out
+    assert "--keep-float " not in out  # no ranking note
+
+
+def test_cli_refuses_an_unknown_tensor_name_before_any_work(tmp_path, capsys):
+    target = tmp_path / "q.onnx"
+    assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(target),
+                 "--keep-float-tensor", "no such tensor"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'no such tensor'" in err and "has no tensor" in err
+    assert not target.exists()
+
+
 def test_cli_refuses_a_negative_count_before_any_work(tmp_path, capsys):
     target = tmp_path / "q.onnx"
     assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(target),

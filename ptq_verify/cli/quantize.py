@@ -56,6 +56,9 @@ def register(subparsers) -> None:
                    "alone cost the outputs most on the calibration data (the nodes between "
                    "the weight layers around each run in float; one float run per activation "
                    "ranks them; default 0: every activation the rules allow on integers)")
+    p.add_argument("--keep-float-tensor", action="append", default=[], metavar="NAME",
+                   help="keep this activation in float, as --keep-float would (repeat it for "
+                   "several; the names a --keep-float note gave, without ranking again)")
     p.add_argument("--fixed-point", action="store_true",
                    help="multipliers as a 16-bit integer times a power of two")
     p.add_argument("--integer-outputs", action="store_true",
@@ -107,6 +110,10 @@ def run(args) -> int:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
     graph = load_model(source, declared)
+    tensors = {*graph.input_names, *(out for node in graph.nodes for out in node.outputs)}
+    for name in args.keep_float_tensor:
+        if name not in tensors:
+            raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
     equalizing = args.equalize
     pairs = equalize(graph, declared) if equalizing else []
     data = read_data_file(calib, graph)
@@ -117,18 +124,21 @@ def run(args) -> int:
                             percent=args.percentile, operators=declared,
                             progress=not args.no_progress)
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
-                     per_channel=not args.per_tensor, progress=not args.no_progress) if (
-        args.keep_float) else []
+                     per_channel=not args.per_tensor, progress=not args.no_progress,
+                     kept=args.keep_float_tensor) if args.keep_float else []
     model = quantize(graph, calibration, args.bits, operators=declared,
                      per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction,
-                     float_tensors=[item.tensor for item in kept])
+                     float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)])
     model.notes.append(equalization_note(equalizing, pairs))
     if args.keep_float:
         model.notes.append(mixed_precision_note(args.keep_float, kept))
+    if args.keep_float_tensor:
+        model.notes.append("mixed precision (--keep-float-tensor): kept in float as named: "
+                           + ", ".join(args.keep_float_tensor))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     exported = model.to_onnx(args.format, encoding=args.encoding)
     if args.format == "integer":
@@ -141,8 +151,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "format": args.format, "counts": model.counts(),
-                          "kept_float": [{"tensor": item.tensor, "sqnr_db": item.sqnr}
-                                         for item in kept],
+                          "kept_float": [{"tensor": name, "sqnr_db": None}
+                                         for name in args.keep_float_tensor]
+                          + [{"tensor": item.tensor, "sqnr_db": item.sqnr} for item in kept],
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, args.model if example_calibration else source, target,

@@ -18,7 +18,7 @@ the costs of several tensors are not additive, but the few that dominate stand o
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -59,18 +59,19 @@ class Sensitivity:
 
 def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
               table: OperatorTable | None = None, per_channel: bool = True,
-              progress: bool = False) -> list[Sensitivity]:
-    """The ``count`` activations to keep in float: the costliest at ``bits`` bits
-    (:func:`rank_activations`), skipping one that an earlier one's float region
-    (:mod:`.float_region`) already keeps exact (a ReLU6 output that the convolution before it
-    rounds at the same range)."""
+              progress: bool = False, kept: Iterable[str] = ()) -> list[Sensitivity]:
+    """The ``count`` activations to keep in float besides ``kept``: the costliest at
+    ``bits`` bits (:func:`rank_activations`), skipping one that an earlier one's (or a kept
+    one's) float region (:mod:`.float_region`) already keeps exact (a ReLU6 output that the
+    convolution before it rounds at the same range)."""
     table = table or OperatorTable()
     # the codes quantize gives every activation (weights rounded to nearest: the activation
     # codes do not depend on how the weights round)
     model = quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
                      weight_rounding="nearest", bias_correction=False)
     regions = FloatRegions(graph, table, plan_model(graph, table), set(calibration.stats))
-    chosen, covered = [], set()
+    chosen: list[Sensitivity] = []
+    covered = {tensor for name in kept for tensor in regions.of(name)[1]}
     for item in rank_activations(graph, calibration, model.codes, table, progress):
         if len(chosen) == count:
             break
