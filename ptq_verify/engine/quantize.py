@@ -1021,7 +1021,6 @@ def _renamed(node: Node, inputs: list[str], outputs: list[str], attrs=None) -> N
                 dict(node.attrs if attrs is None else attrs), node.domain, node.attr_types)
 
 
-
 def _rule_text(plan: NodeAction) -> str:
     return "-" if plan.rule is None else plan.rule.describe()
 

@@ -518,13 +518,7 @@ def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
     return out
 
 
-# -- running and probing ---------------------------------------------------------------------
-
-
-
-
-
-
+# -- helpers ---------------------------------------------------------------------------------
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(
