@@ -43,7 +43,13 @@ def run_float(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
               ) -> dict[str, np.ndarray] | None:
     """The float graph's ``want`` tensors on ``feeds``, batch by batch (a model that fixes
     its batch size runs on nothing else); None when the graph cannot run here."""
-    run = float_runner(graph, table, want)
+    return run_in_batches(float_runner(graph, table, want), feeds, graph, want)
+
+
+def run_in_batches(run: Callable[[Feeds], dict[str, np.ndarray] | None], feeds: Feeds,
+                   graph: Graph, want: list[str]) -> dict[str, np.ndarray] | None:
+    """``run`` on ``feeds`` batch by batch (``graph``'s fixed batch size, else SAMPLES), its
+    ``want`` tensors joined; None as soon as a batch gives None."""
     parts = []
     for batch in batches(feeds, graph, SAMPLES):
         values = run(batch)

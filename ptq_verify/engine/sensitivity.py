@@ -30,9 +30,8 @@ from ..graph import Graph, Node, OperatorTable, TensorInfo
 from ..graph.onnx_io import node_proto
 from ..graph.ort_runner import ort_runner
 from .calibrate import Calibration
-from .data import batches
 from .float_region import FloatRegions
-from .float_run import SAMPLES, joined, run_float, sample_count
+from .float_run import run_float, run_in_batches, sample_count
 from .metrics import sqnr_db
 from .plan import plan_model
 from .quantize import quantize
@@ -116,8 +115,8 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
             copy = graph if rounded is None else _rounded(graph, rounded, codes[rounded])
             return run_float(copy, table, feeds, outputs)
         gates = {_gate(name): np.array(name == rounded) for name in names}
-        parts = [runner.run({**batch, **gates}) for batch in batches(feeds, graph, SAMPLES)]
-        return None if any(part is None for part in parts) else joined(parts, outputs)
+        return run_in_batches(lambda batch: runner.run({**batch, **gates}), feeds, graph,
+                              outputs)
 
     reference = run(None)
     if reference is None:
@@ -146,14 +145,12 @@ def _gated(graph: Graph, tensors: list[str], codes: Mapping[str, Code]) -> Graph
     after: dict[str, list[Node]] = {}
     producers = graph.producers()
     for tensor in tensors:
-        rounding = _rounded(replace(graph, nodes=[], initializers={}), tensor, codes[tensor])
+        steps, constants, stem = _rounding(graph, tensor, codes[tensor])
         elem = helper.np_dtype_to_tensor_dtype(graph.dtype_of(tensor) or np.dtype(np.float32))
-        stem = f"{tensor}~rounded"
         then_branch = helper.make_graph(
-            [node_proto(node) for node in rounding.nodes], f"{stem}/then", [],
+            [node_proto(node) for node in steps], f"{stem}/then", [],
             [helper.make_tensor_value_info(stem, elem, None)],
-            [numpy_helper.from_array(value, name)
-             for name, value in rounding.initializers.items()])
+            [numpy_helper.from_array(value, name) for name, value in constants.items()])
         else_branch = helper.make_graph(
             [helper.make_node("Identity", [tensor], [f"{stem}/kept"], name=f"{stem}/kept")],
             f"{stem}/else", [], [helper.make_tensor_value_info(f"{stem}/kept", elem, None)])
@@ -172,6 +169,18 @@ def _gated(graph: Graph, tensors: list[str], codes: Mapping[str, Code]) -> Graph
 
 def _rounded(graph: Graph, tensor: str, code: Code) -> Graph:
     """A copy of ``graph`` whose readers of ``tensor`` read it as ``code`` holds it."""
+    steps, constants, rounded = _rounding(graph, tensor, code)
+    nodes = [replace(node, inputs=[rounded if i == tensor else i for i in node.inputs])
+             for node in graph.nodes]
+    made_at = next((k + 1 for k, node in enumerate(graph.nodes) if tensor in node.outputs), 0)
+    nodes[made_at:made_at] = steps
+    return replace(graph, nodes=nodes, initializers={**graph.initializers, **constants})
+
+
+def _rounding(graph: Graph, tensor: str, code: Code
+              ) -> tuple[list[Node], dict[str, np.ndarray], str]:
+    """The nodes taking ``tensor`` to its codes and back (x -> clip(round(x s), lo, hi) / s,
+    in the tensor's own float type), their constants, and the tensor they make."""
     dtype = graph.dtype_of(tensor) or np.dtype(np.float32)
     stem = f"{tensor}~rounded"
     c = [f"{stem}/{key}" for key in ("scale", "step", "low", "high")]
@@ -182,8 +191,4 @@ def _rounded(graph: Graph, tensor: str, code: Code) -> Graph:
         ("Mul", [tensor, c[0]], f"{stem}/x"), ("Round", [f"{stem}/x"], f"{stem}/r"),
         ("Max", [f"{stem}/r", c[2]], f"{stem}/lo"), ("Min", [f"{stem}/lo", c[3]], f"{stem}/hi"),
         ("Mul", [f"{stem}/hi", c[1]], stem))]
-    nodes = [replace(node, inputs=[stem if i == tensor else i for i in node.inputs])
-             for node in graph.nodes]
-    made_at = next((k + 1 for k, node in enumerate(graph.nodes) if tensor in node.outputs), 0)
-    nodes[made_at:made_at] = steps
-    return replace(graph, nodes=nodes, initializers={**graph.initializers, **constants})
+    return steps, constants, stem
