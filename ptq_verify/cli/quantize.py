@@ -110,9 +110,9 @@ def run(args) -> int:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
     graph = load_model(source, declared)
-    tensors = {*graph.input_names, *(out for node in graph.nodes for out in node.outputs)}
+    producers = graph.producers()
     for name in args.keep_float_tensor:
-        if name not in tensors:
+        if name not in producers and name not in graph.input_names:
             raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
     equalizing = args.equalize
     pairs = equalize(graph, declared) if equalizing else []

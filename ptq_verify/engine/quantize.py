@@ -574,10 +574,11 @@ class _Builder:
         boolean mask applied by a Where, then added to the scores of a Softmax) runs in float
         as a whole."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
-        regions = FloatRegions(self.graph, self.table, plans, self.active)
-        for tensor in self.kept_float:
-            for name in regions.of(tensor)[0]:
-                floats.setdefault(name, "mixed precision: an activation kept in float")
+        if self.kept_float:  # (regions index the whole graph: only when asked for)
+            regions = FloatRegions(self.graph, self.table, plans, self.active)
+            for tensor in self.kept_float:
+                for name in regions.of(tensor)[0]:
+                    floats.setdefault(name, "mixed precision: an activation kept in float")
         for node in reversed(self.graph.nodes):
             if (self._plans[node.name].action is not Action.STATIC
                     and any(out in self.cal.saturated for out in node.outputs)

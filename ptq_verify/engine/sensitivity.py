@@ -87,8 +87,7 @@ def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
     outputs = set(graph.output_names)
     # in graph order: the statistics' order follows a set's, which varies between processes,
     # and equal costs keep this order in the ranking
-    tensors = [*graph.input_names, *(out for node in graph.nodes for out in node.outputs)]
-    return [name for name in dict.fromkeys(tensors)
+    return [name for name in [*graph.input_names, *graph.producers()]
             if name in calibration.stats and name in codes and name not in outputs
             and name not in calibration.saturated]
 
