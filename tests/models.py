@@ -260,7 +260,22 @@ def resize_nearest_pad_edge() -> onnx.ModelProto:
     return b.model(b.dense(b.flatten(h), 98, 10), "resize_nearest_pad_edge")
 
 
+def uneven_channels_hardswish() -> onnx.ModelProto:
+    """A MobileNetV3 squeeze-excite input: a convolution whose first output channel's bias
+    puts its range 30 times above the 23 others' (as after BatchNorm folding), a compensated
+    HardSwish, a GlobalAveragePool: the convolution's and the HardSwish's outputs are held
+    with one scale per channel."""
+    b = Builder(24, image=True)
+    h = b.conv("input", 1, 24)
+    bias = next(init for init in b.inits if init.name == "b1")
+    bias.CopyFrom(numpy_helper.from_array(np.where(np.arange(24) == 0, 30, 0.1).astype(
+        np.float32), "b1"))
+    h = b.add("GlobalAveragePool", [b.add("HardSwish", [h])])
+    return b.model(b.dense(b.flatten(h), 24, 10), "uneven_hardswish")
+
+
 TRICKY = {
+    "uneven_hardswish": (uneven_channels_hardswish, True),
     "softmax_middle": (softmax_middle, False),
     "pad_constant": (pad_constant, True),
     "bn_after_add": (batchnorm_after_add, True),

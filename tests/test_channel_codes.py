@@ -95,16 +95,20 @@ def test_exact_formats_match_the_simulation_to_the_code(quantized, form):
     assert np.max(np.abs(exported - simulated) * scale) < 0.5, f"{form} differs by a code"
 
 
-def test_qdq_holds_per_axis_activation_codes_and_keeps_the_gain(quantized, monkeypatch):
+def test_qdq_holds_per_channel_activation_codes_and_keeps_the_gain(quantized, monkeypatch):
     """QDQ requantizes inside onnxruntime's kernels (docs/engine.md), so on this model whose
     LayerNorms amplify a code's difference it is not exact with or without per-channel codes;
-    what it must keep is the per-axis QuantizeLinear and the gain over one scale per tensor."""
+    what it must keep is the per-channel codes (a Mul by the channels' scales before a
+    QuantizeLinear of scale 1) and the gain over one scale per tensor."""
     graph, model = quantized
     test = _data("test")
     exported = model.to_onnx("qdq")
-    axes = [n for n in exported.graph.node if n.op_type == "QuantizeLinear"
-            and any(a.name == "axis" for a in n.attribute)]
-    assert axes
+    sizes = {init.name: int(np.prod(init.dims)) for init in exported.graph.initializer}
+    made_by = {out: n for n in exported.graph.node for out in n.output}
+    channels = [n for n in exported.graph.node if n.op_type == "QuantizeLinear"
+                and n.input[0] in made_by and made_by[n.input[0]].op_type == "Mul"
+                and sizes.get(made_by[n.input[0]].input[1], 1) > 1]
+    assert channels
     reference = run_graph(graph, test, OperatorTable())["output"]
     error = np.linalg.norm(_session(exported).run(None, test)[0] - reference)
     monkeypatch.setattr(quantize_module, "CHANNEL_GAIN", np.inf)

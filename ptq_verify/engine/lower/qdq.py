@@ -65,8 +65,8 @@ class _QdqLowering:
         self.out = Emitter()
         self.codes = model.step_codes()
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
-        # DequantizeLinear output -> its inputs and attributes (a per-channel axis)
-        self.stored: dict[str, tuple[list[str], dict]] = {}
+        # DequantizeLinear output -> its inputs
+        self.stored: dict[str, list[str]] = {}
         self.consumed: set[str] = set()
         self.per_channel = False
 
@@ -129,21 +129,28 @@ class _QdqLowering:
             return real  # on the grid; no 8-bit container holds it
         dtype, zero = self._container(code.low, code.high)
         inverse = np.asarray(1.0 / np.asarray(code.scale, np.float64), np.float32)
-        attrs = {}
-        if inverse.ndim:  # one scale per channel: per-axis QuantizeLinear/DequantizeLinear
-            attrs = {"axis": next(a for a, d in enumerate(inverse.shape) if d > 1)}
-            inverse = inverse.reshape(-1)
-            self.per_channel = True
+        per_channel = inverse.ndim > 0
+        if per_channel:
+            # One scale per channel: Mul by the channels' scales, QuantizeLinear and
+            # DequantizeLinear of scale 1, Mul by their inverses. Not a per-axis
+            # QuantizeLinear/DequantizeLinear: onnxruntime (1.32) fuses DQ -> op -> Q into
+            # its QLinear kernels whatever the axes, and they fail at run time on a per-axis
+            # activation scale (a MobileNetV3 convolution whose HardSwish reads per-channel
+            # codes, the GlobalAveragePool of its squeeze-excite). The Muls end the groups;
+            # the codes are the same, and the nodes around them run in float.
+            real = self.out.multiply(real, np.asarray(code.scale, np.float32))
+            inverse = np.float32(1)
         scale = self.out.constant(f"{real}:scale", inverse)
-        point = self.out.constant(f"{real}:zero", np.full(inverse.shape, zero, dtype))
-        stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q", **attrs)
+        point = self.out.constant(f"{real}:zero", np.array(zero, dtype))
+        stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q")
         info = np.iinfo(dtype)
         low, high = int(code.low) + zero, int(code.high) + zero
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
-        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq",
-                                   **attrs)
-        self.stored[dequantized] = ([stored, scale, point], attrs)
+        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
+        if per_channel:  # one real value for every consumer: no group to fuse
+            return self.out.multiply(dequantized, 1.0 / np.asarray(code.scale, np.float64))
+        self.stored[dequantized] = [stored, scale, point]
         return dequantized
 
     def _consumed(self, real: str) -> str:
@@ -153,8 +160,7 @@ class _QdqLowering:
         if real not in self.stored or real not in self.consumed:
             self.consumed.add(real)
             return real
-        inputs, attrs = self.stored[real]
-        return self.out.add("DequantizeLinear", inputs, f"{real}:dq", **attrs)
+        return self.out.add("DequantizeLinear", self.stored[real], f"{real}:dq")
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
         """An integer parameter stored as integers behind a DequantizeLinear."""
