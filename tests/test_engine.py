@@ -99,3 +99,23 @@ def test_calibration_methods_give_working_models():
         calibration = calibrate(graph, models.digits(150), method, progress=False)
         model = quantize(graph, calibration, 6)
         assert relative_error(reference, model.run(test)["logits"]) < 0.1
+
+
+def _pointwise_notes(bits: int, per_channel: bool) -> list[str]:
+    b = models.Builder(30, image=True)
+    h = b.add("Relu", [b.conv("input", 1, 64)])
+    h = b.add("Relu", [b.conv(h, 64, 64, k=1)])
+    h = b.flatten(b.add("GlobalAveragePool", [h]))
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 64, 10), "pointwise")))
+    model = quantize(graph, calibrate(graph, models.digits(60, True), progress=False), bits,
+                     per_channel=per_channel)
+    return [note for note in model.notes if "conv2" in note and "may reach" in note]
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_the_float32_sum_bound_adds_up_one_output_channel(per_channel):
+    """A 1x1 convolution of 64 channels adds 64 products per output (64 * 127 * 255 < 2^24 at
+    8 bits); its weight's last axis has size 1, so taking that axis as a possible channel
+    summed all 4096 weights and noted sums beyond 2^24 (on every MobileNetV3 expansion)."""
+    assert not _pointwise_notes(8, per_channel)
+    assert _pointwise_notes(16, per_channel), "at 16 bits the same sums do pass 2^24"
