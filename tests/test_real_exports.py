@@ -153,3 +153,23 @@ def test_calibration_in_onnxruntime_agrees_with_the_catalog_kernels(name):
     for tensor, stats in declared.stats.items():
         assert fast.stats[tensor].max_abs == pytest.approx(stats.max_abs, rel=1e-4, abs=1e-6)
         assert fast.stats[tensor].count == stats.count
+
+
+def test_table_values_the_calibration_never_selected_are_counted_in_a_note():
+    """Token ids calibrated from a few words only: the embedding rows never selected lie
+    beyond the calibrated range and clip at run time; the note says how many values (as a
+    position table calibrated on short sequences clips at longer ones), and stays silent on
+    the tables the calibration covered."""
+    name = "tiny_bert.legacy.opset17.onnx"
+    graph = load_model(str(FIXTURES / name))
+    data = _data(name, "calib")
+    few = {"input_ids": data["input_ids"] % 6, "attention_mask": data["attention_mask"]}
+    model = quantize(graph, calibrate(graph, few, progress=False), 8)
+    notes = {note.split("'")[1]: note for note in model.notes if "of its table's" in note}
+    table_name = "bert.embeddings.word_embeddings.weight"
+    words = next(n for n in graph.nodes if table_name in n.inputs)
+    assert set(notes) == {words.name}
+    code = model.codes[words.outputs[0]]
+    table = np.round(graph.initializers[table_name] * np.ravel(code.scale))
+    beyond = int(np.count_nonzero((table < code.low) | (table > code.high)))
+    assert beyond > 0 and f": {beyond} of its table's {table.size} values" in notes[words.name]

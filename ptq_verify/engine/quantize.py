@@ -500,12 +500,21 @@ class _Builder:
             table_ndim = self.graph.initializers[node.inputs[slots[0]]].ndim
             table_scale = along(np.ravel(scale), table_axis, table_ndim)
         inputs, constants, params = list(node.inputs), {}, {}
+        clipped = total = 0
         for slot in slots:
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
             table = np.round(self.graph.initializers[name] * table_scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
             params[inputs[slot]] = IntegerParam("codes", table_scale, table_axis)
+            clipped += int(np.count_nonzero((table < low) | (table > high)))
+            total += table.size
+        if clipped:  # silent otherwise: a position table calibrated on short sequences
+            self.notes.append(
+                f"{node.label}: {clipped} of its table's {total} values lie beyond the "
+                "calibrated range and clip when selected (rows the calibration data never "
+                "selected: positions past its sequence length, tokens it never held; "
+                "calibrate on inputs that reach them)")
         produced = self.fresh(f"{out}:codes")
         self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
                                    params))
