@@ -27,6 +27,12 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  exporter at opset 17 only (same inputs as tiny_bert)
     tiny_bert_sdpa  tiny_bert with transformers' default (sdpa) attention, whose export has
                  IsNaN and Where around the Softmax; legacy exporter at opset 17 only
+    digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
+                 patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
+                 window after patch merging):
+                 the window padding computed from the input's shape with Mod, window partition
+                 by Reshape/Transpose, relative position bias; legacy exporter at opset 17 only
+                 (input [N, 1, 8, 8], output the last hidden state)
 
 Data written next to them (made here, offline): ``digits.calib.npz`` / ``digits_image.calib.npz``
 (64 training digits from scikit-learn, keyed ``input``) and ``tiny_bert.calib.npz`` (seeded
@@ -56,6 +62,7 @@ OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
 # tiny_t5: the legacy exporter at 17 only (fixture size); the dynamo exporter fails on T5's
 # reshape with a dynamic batch (torch 2.13, transformers 5.24)
 OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
+             "digits_swin": {"legacy": (17,)},
              "digits_gelu_mlp": {"legacy": (17,)},
              "digits_attention_fixed": {"dynamo": (18,)}}
 FIXED_BATCH = {"digits_attention_fixed": 4}  # exported with this batch size, no dynamic axes
@@ -164,6 +171,21 @@ class TinyT5(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.t5(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class DigitsSwin(torch.nn.Module):
+    """transformers' SwinModel from a small config; returns the last hidden state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import SwinConfig, SwinModel
+
+        config = SwinConfig(image_size=8, patch_size=2, num_channels=1, embed_dim=16,
+                            depths=[1, 1], num_heads=[2, 2], window_size=2, mlp_ratio=2.0)
+        self.swin = SwinModel(config, add_pooling_layer=False).eval()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.swin(pixel_values=pixel_values).last_hidden_state
 
 
 def train_digits(module: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
@@ -284,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_bert": lambda: (TinyBert().eval(), tokens),
         "tiny_t5": lambda: (TinyT5().eval(), tokens),
         "tiny_bert_sdpa": lambda: (TinyBertSdpa().eval(), tokens),
+        "digits_swin": lambda: (DigitsSwin().eval(), image),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

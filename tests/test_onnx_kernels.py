@@ -147,6 +147,13 @@ def test_integer_division_truncates():
     _check("Div", [_i(7, -7, 7, -7, 6), _i(2, 2, -2, -2, 3)])
 
 
+def test_modulo_takes_the_divisors_sign_on_integers_and_the_dividends_with_fmod():
+    """Swin's window padding computes (w - W % w) % w on shapes: ONNX Mod, fmod = 0."""
+    _check("Mod", [_i(7, -7, 7, -7, 6), _i(3, 3, -3, -3, 4)])
+    _check("FMod", [_f(2, 3, 4), _f(3, 1, low=0.5)], {"fmod": 1})
+    _check("FMod", [_i(7, -7, 7, -7, 6), _i(3, 3, -3, -3, 4)], {"fmod": 1})
+
+
 def test_where():
     _check("Where", [RNG.random((2, 3)) > 0.5, _f(2, 3), _f(3)])
 

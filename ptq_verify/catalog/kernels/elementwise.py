@@ -48,6 +48,13 @@ def divide(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.divide(a, b)
 
 
+def modulo(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Mod: the remainder with the divisor's sign (fmod = 0, Python's %), or with the
+    dividend's (fmod = 1, C's fmod, required for floats)."""
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    return (np.fmod if int(attrs.get("fmod", 0)) else np.mod)(a, b)
+
+
 def power(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Pow with whatever exponent input the node has; the output keeps X's type."""
     x = np.asarray(inputs[0])

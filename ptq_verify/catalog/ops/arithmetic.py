@@ -22,6 +22,13 @@ OPERATORS = (
     Operator("Div", "a, b", "a/b", kernel=lambda a, b: np.divide(a, b), onnx_type="Div",
              onnx_kernel=elementwise.divide,
              doc="a / b for b != 0 (integer tensors divide truncating toward zero in ONNX)."),
+    Operator("Mod", "a, b", "a - b*floor(a/b)", kernel=lambda a, b: np.mod(a, b),
+             onnx_type="Mod", onnx_kernel=elementwise.modulo, onnx_match={"fmod": 0},
+             doc="a mod b with the divisor's sign (ONNX Mod, fmod = 0: integers; Swin's "
+                 "window padding, relative positions)."),
+    Operator("FMod", "a, b", "a - b*sign(a/b)*floor(abs(a/b))", kernel=lambda a, b: np.fmod(a, b),
+             onnx_type="Mod", onnx_kernel=elementwise.modulo, onnx_match={"fmod": 1},
+             doc="a mod b with the dividend's sign, C's fmod (ONNX Mod, fmod = 1: floats)."),
     Operator("Max", "a, b", "max(a, b)", kernel=lambda a, b: np.maximum(a, b), onnx_type="Max",
              onnx_kernel=elementwise.variadic_max, doc="Element-wise maximum (variadic)."),
     Operator("Min", "a, b", "min(a, b)", kernel=lambda a, b: np.minimum(a, b), onnx_type="Min",
