@@ -130,28 +130,44 @@ def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) ->
     """Every group that starts at a layer 1's output and closes (:func:`_group`), each once."""
     active = activation_tensors(graph, table)
     producers, consumers = graph.producers(), graph.consumers()
+    known_layers: dict[tuple[str, str | None], _Weights | None] = {}
+    known_links: dict[str, _Link | None] = {}
+
+    def layer(node: Node, source: str | None = None) -> _Weights | None:
+        """The node as a layer 1 (``source`` None) or as a layer 2 reading ``source``; each
+        node is probed once, though several groups' searches meet it."""
+        key = (node.name, source)
+        if key not in known_layers:
+            known_layers[key] = _weights(graph, table, node, active, overrides,
+                                         output_side=source is None, source=source)
+        return known_layers[key]
+
+    def link(node: Node) -> _Link | None:
+        if node.name not in known_links:
+            known_links[node.name] = _link(graph, table, node, active, overrides, allow_split)
+        return known_links[node.name]
+
     groups: list[_Group] = []
     taken: set[str] = set()
     for node in graph.nodes:
         if not node.outputs or node.outputs[0] in taken:
             continue
-        first = _weights(graph, table, node, active, overrides, output_side=True)
+        first = layer(node)
         if first is None:
             continue
-        group = _group(graph, table, first, active, overrides, allow_split, producers,
-                       consumers)
+        group = _group(graph, first, layer, link, producers, consumers)
         if group is not None and group.seconds and _own(graph, group):
             taken |= group.tensors
             groups.append(group)
     return groups
 
 
-def _group(graph: Graph, table: OperatorTable, first: _Weights, active: set[str], overrides,
-           allow_split: bool, producers, consumers) -> _Group | None:
+def _group(graph: Graph, first: _Weights, layer, link, producers, consumers) -> _Group | None:
     """The group of ``first``'s output: each tensor in it must be made by a layer 1 or a
     link whose activation inputs all join the group, and be read only by layers 2 (through
     their activation input) or links whose output joins it; None when any node around it is
-    neither, or a node would be both a layer 1 and a layer 2 of it."""
+    neither, or a node would be both a layer 1 and a layer 2 of it. ``layer`` and ``link``
+    give a node's role (:func:`_weights`, :func:`_link`)."""
     group = _Group(firsts={first.node.name: first})
     pending = [first.node.outputs[0]]
     channels = _channels(graph, pending[0])
@@ -166,11 +182,11 @@ def _group(graph: Graph, table: OperatorTable, first: _Weights, active: set[str]
 
     def as_link(node: Node) -> bool:
         if node.name not in group.links:
-            link = _link(graph, table, node, active, overrides, allow_split)
-            if link is None or len(node.outputs) != 1:
+            found = link(node)
+            if found is None:
                 return False
-            group.links[node.name] = link
-            if not all(include(name) for name in (*link.sources, node.outputs[0])):
+            group.links[node.name] = found
+            if not all(include(name) for name in (*found.sources, node.outputs[0])):
                 return False
         return True
 
@@ -181,18 +197,17 @@ def _group(graph: Graph, table: OperatorTable, first: _Weights, active: set[str]
         if maker is None or tensor in graph.output_names or channels is None:
             return None
         if maker.name not in group.firsts and maker.name not in group.links:
-            layer = _weights(graph, table, maker, active, overrides, output_side=True)
-            if layer is not None:
-                group.firsts[maker.name] = layer
+            made_by = layer(maker)
+            if made_by is not None:
+                group.firsts[maker.name] = made_by
             elif not as_link(maker):
                 return None
         for reader in consumers.get(tensor, []):
             if reader.name in group.seconds or reader.name in group.links:
                 continue
-            layer = _weights(graph, table, reader, active, overrides, output_side=False,
-                             source=tensor)
-            if layer is not None:
-                group.seconds[reader.name] = layer
+            read_by = layer(reader, tensor)
+            if read_by is not None:
+                group.seconds[reader.name] = read_by
             elif not as_link(reader):
                 return None
     if group.firsts.keys() & group.seconds.keys():
