@@ -240,6 +240,7 @@ class PatchSource:
         # per shape: the selection's flat indices shifted past select()'s leading 0, or None
         # where X is the input's own elements in order (a MatMul's rows: no gather at all)
         self._gathers: dict[tuple[int, ...], np.ndarray | None] = {}
+        self._signatures: dict[tuple[int, ...], tuple] = {}  # per shape: see signature()
 
     def __call__(self, inputs: list) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(X, the selection that read it or None), or None when the node's output is not
@@ -254,6 +255,15 @@ class PatchSource:
             return self._read(np.asarray(inputs[self.active[0]]), key, index), index
         x = patches(self.op, self.node, inputs, self.target)
         return None if x is None else (x, None)
+
+    def signature(self, inputs: list) -> tuple:
+        """The shape and bytes of the selection that reads ``inputs`` (taken once per shape:
+        nodes reading one input by the same selection share its X^T X per batch)."""
+        key = tuple(np.shape(inputs[self.active[0]]))
+        if key not in self._signatures:
+            index = self.selections[key]
+            self._signatures[key] = index.shape, index.tobytes()
+        return self._signatures[key]
 
     def _read(self, value: np.ndarray, key: tuple[int, ...], index: np.ndarray) -> np.ndarray:
         """:func:`select` with what it computes per call kept per shape."""
@@ -346,7 +356,7 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
                 continue
             x, index = found
             key = None if index is None else (node.inputs[sources[name].active[0]],
-                                              index.shape, index.tobytes())
+                                              sources[name].signature(inputs))
             if key is None or key not in shared:
                 part = ((x.T @ x).astype(np.float64), x.sum(axis=0, dtype=np.float64),
                         x.shape[0])
