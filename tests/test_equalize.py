@@ -104,7 +104,7 @@ def test_equalization_through_relu_and_maxpool_evens_the_channel_ranges():
     (pair,) = pairs
     assert len(pair.through) == 2
     first, second = (next(n for n in graph.nodes if n.name == name)
-                     for name in (pair.first, *pair.seconds))
+                     for name in (*pair.firsts, *pair.seconds))
     r1 = _channel_range(graph.initializers[first.inputs[1]], 0)
     r2 = _channel_range(graph.initializers[second.inputs[1]], 1)
     np.testing.assert_allclose(r1, r2, rtol=1e-5)
@@ -164,7 +164,7 @@ def test_a_fan_out_into_weight_layers_is_equalized_with_the_largest_range():
     h = b.add("Add", [b.conv(x, 4, 4), b.conv(x, 4, 4)])
     model = b.model(b.dense(b.flatten(b.add("Relu", [h])), 256, 10), "branch")
     graph, pairs, _ = _equalized(model)
-    (pair,) = [p for p in pairs if p.first == "conv1"]
+    (pair,) = [p for p in pairs if p.firsts == ("conv1",)]
     assert len(pair.seconds) == 2
     nodes = {n.name: n for n in graph.nodes}
     r1 = _channel_range(graph.initializers[nodes["conv1"].inputs[1]], 0)
@@ -173,11 +173,52 @@ def test_a_fan_out_into_weight_layers_is_equalized_with_the_largest_range():
     np.testing.assert_allclose(r1, r2, rtol=1e-5)
 
 
-def test_a_branch_into_a_node_without_weights_is_not_equalized():
-    """A residual: conv1's Relu output feeds a convolution and the skip Add, whose other input
-    would need the same per-channel factor (aligned joins are not equalized yet)."""
-    graph, pairs, _ = _equalized(models.residual())
-    assert all(p.first != "conv1" for p in pairs)
+def test_a_group_that_reaches_a_channel_mixing_node_is_not_equalized():
+    """A residual whose skip Add's output (after a Relu) is flattened: the stem's output and
+    the block's last convolution's join at the Add, so both would take the factor, but the
+    Flatten after it mixes channels: the whole group is left as it is."""
+    graph, groups, _ = _equalized(models.residual())
+    assert all("conv1" not in g.firsts for g in groups)
+
+
+def _residual_into_a_convolution(seed: int = 33) -> onnx.ModelProto:
+    """conv -> Relu = x; x -> conv -> Relu -> conv = y; Relu(x + y) -> conv -> Relu -> dense,
+    the first convolution's channels made uneven."""
+    b = models.Builder(seed, image=True)
+    stem = b.conv("input", 1, 4)
+    b.inits[-2] = onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(b.inits[-2]) * np.float32([0.05, 1, 8, 0.5])[:, None, None,
+                                                              None], b.inits[-2].name)
+    x = b.add("Relu", [stem])
+    y = b.conv(b.add("Relu", [b.conv(x, 4, 4)]), 4, 4)
+    h = b.add("Relu", [b.conv(b.add("Relu", [b.add("Add", [x, y])]), 4, 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "residual_conv")
+
+
+def test_branches_meeting_at_an_aligned_join_are_one_group():
+    """The skip Add's two inputs must take the same factor: the group holds both layers that
+    make them (the stem and the block's last convolution) and both that read its tensors (the
+    block's first convolution and the one after the join), with one scale for all four."""
+    graph, groups, before = _equalized(_residual_into_a_convolution())
+    nodes = {n.name: n for n in graph.nodes}
+    (group,) = [g for g in groups if len(g.firsts) == 2]
+    assert len(group.seconds) == 2 and any(nodes[n].op_type == "Add" for n in group.through)
+    r1 = np.max([_channel_range(graph.initializers[nodes[n].inputs[1]], 0)
+                 for n in group.firsts], axis=0)
+    old = np.max([_channel_range(before[nodes[n].inputs[1]], 0) for n in group.firsts], axis=0)
+    assert old.max() / old.min() > 3 * r1.max() / r1.min()  # 11.7 -> 2.4 here
+
+
+def test_a_join_with_an_input_from_outside_the_rules_is_not_equalized():
+    """The same residual with a Sigmoid (no per-channel rule) on the skip: the Add's other input
+    cannot take the factor, so no group crosses the join."""
+    model = _residual_into_a_convolution()
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    sigmoid = onnx.helper.make_node("Sigmoid", [add.input[0]], ["skip_sigmoid"], name="sig")
+    add.input[0] = "skip_sigmoid"
+    model.graph.node.insert(list(model.graph.node).index(add), sigmoid)
+    _, groups, _ = _equalized(model)
+    assert not any(len(g.firsts) > 1 for g in groups)
 
 
 @pytest.mark.parametrize("middle", ["Relu", "Clip"])

@@ -8,20 +8,25 @@ channel as their rule says (p_c -> s_c^-k p_c). With s_c = sqrt(r1_c * r2_c) / r
 largest |weight| of channel c in each layer) both layers get the same per-channel range, so one
 weight scale per tensor wastes fewer levels on the small channels.
 
-No operator type is named: a link of the chain is accepted when its declaration has a proved
-per-channel rule of degree 1, a probe of the node itself confirms that scaling its input's
-channels scales its output's channels alike (axis 1, the node's attributes as they are), and
-every parameter it must rescale is held per channel in the model already (a value stored once
-for the whole tensor, such as Clip's bounds, stays one value: onnxruntime's Clip refuses
-per-channel bounds). Anything else ends the chain and the pair is left as it is. At the end the
-graph is run before and after on random inputs; if the outputs differ beyond float rounding,
-every change is undone.
+Branches that meet again are one group: where a link has several activation inputs (an aligned
+join, the skip Add of a residual), every one of them must carry the same factor, so the group
+grows up to each input's producer and down to every reader of every tensor it holds, until it
+ends in layers 1 (whose output channels take 1/s_c) and layers 2 (whose input channels take
+s_c) on all sides; r1 and r2 are then the largest over each side.
+
+No operator type is named: a link is accepted when its declaration has a proved per-channel
+rule of degree 1, a probe of the node itself confirms that scaling its inputs' channels scales
+its output's channels alike (axis 1, the node's attributes as they are), and every parameter it
+must rescale is held per channel in the model already or can be (a Clip is split, .split).
+Anything else (a graph input or output, an operator that mixes channels) ends nothing: the
+whole group is left as it is. At the end the graph is run before and after on random inputs;
+if the outputs differ beyond float rounding, every change is undone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,20 +45,6 @@ _SCALE_LIMIT = 1e4  # one pass never moves a channel by more than this factor ei
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
 
 
-@dataclass(frozen=True)
-class EqualizedPair:
-    """Layer ``first``'s output channels were divided by ``scale`` and the input channels of
-    the layers ``seconds`` (several where the chain fans out) multiplied by it, through the
-    nodes ``through``."""
-
-    first: str
-    seconds: tuple[str, ...]
-    through: tuple[str, ...]
-    scale: np.ndarray
-
-    def describe(self) -> str:
-        via = f" via {', '.join(self.through)}" if self.through else ""
-        return f"{self.first} -> {' + '.join(self.seconds)}{via}"
 
 
 @dataclass(frozen=True)
@@ -69,85 +60,163 @@ class _Link:
     node: Node
     rescaled: tuple[tuple[str, float], ...]  # (initializer, exponent k) held per channel
     ndim: int  # the rank of its activation
+    sources: tuple[str, ...] = ()  # its activation inputs (several at a join)
     split: bool = False  # its bounds are scalars: split into binary steps first (.split)
+
+
+@dataclass(frozen=True)
+class EqualizedGroup:
+    """The output channels of the layers ``firsts`` (several where branches meet at a join)
+    were divided by ``scale`` and the input channels of the layers ``seconds`` (several where
+    a tensor fans out) multiplied by it, through the nodes ``through``."""
+
+    firsts: tuple[str, ...]
+    seconds: tuple[str, ...]
+    through: tuple[str, ...]
+    scale: np.ndarray
+
+    def describe(self) -> str:
+        via = f" via {', '.join(self.through)}" if self.through else ""
+        return f"{' + '.join(self.firsts)} -> {' + '.join(self.seconds)}{via}"
+
+
+@dataclass
+class _Group:
+    """Layers 1, links and layers 2 that take one factor per channel together."""
+
+    firsts: dict[str, _Weights] = field(default_factory=dict)
+    links: dict[str, _Link] = field(default_factory=dict)
+    seconds: dict[str, _Weights] = field(default_factory=dict)
+    tensors: set[str] = field(default_factory=set)
 
 
 def equalize(graph: Graph, table: OperatorTable | None = None,
              overrides: Mapping[str, Rule] | None = None,
-             iterations: int = ITERATIONS) -> list[EqualizedPair]:
-    """Equalize every pair the rules allow, in place; return the pairs (empty: unchanged).
+             iterations: int = ITERATIONS) -> list[EqualizedGroup]:
+    """Equalize every group the rules allow, in place; return the groups (empty: unchanged).
 
-    Each pair's ``scale`` is the product over all passes."""
+    Each group's ``scale`` is the product over all passes."""
     table = table or OperatorTable()
     feeds = _random_feeds(graph)
-    pairs = _pairs(graph, table, overrides, allow_split=True) if feeds is not None else []
-    if not pairs:
+    groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []
+    if not groups:
         return []
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
     reference = run_graph(graph, feeds, table)
-    to_split = [link.node for _, links, _ in pairs for link in links if link.split]
+    to_split = [link.node for group in groups for link in group.links.values() if link.split]
     for node in to_split:
         split(graph, table, node, table.require(node, graph))
     if to_split:
-        pairs = _pairs(graph, table, overrides, allow_split=False)
-    totals = [np.ones(graph.initializers[first.weight].shape[first.axis])
-              for first, _, _ in pairs]
+        groups = _groups(graph, table, overrides, allow_split=False)
+    totals = [None] * len(groups)
     for _ in range(iterations):
-        for index, (first, links, seconds) in enumerate(pairs):
-            scale = _scales(graph, first, seconds)
-            _apply(graph, first, links, seconds, scale)
-            totals[index] = totals[index] * scale
-    if not pairs or not _same(reference, run_graph(graph, feeds, table)):
+        for index, group in enumerate(groups):
+            scale = _scales(graph, group)
+            _apply(graph, group, scale)
+            totals[index] = scale if totals[index] is None else totals[index] * scale
+    if not groups or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
-    return [EqualizedPair(first.node.name, tuple(s.node.name for s in seconds),
-                          tuple(link.node.name for link in links), total)
-            for (first, links, seconds), total in zip(pairs, totals)]
+    order = {node.name: index for index, node in enumerate(graph.nodes)}
+
+    def named(nodes) -> tuple[str, ...]:
+        return tuple(sorted(nodes, key=lambda name: order.get(name, len(order))))
+
+    return [EqualizedGroup(named(group.firsts), named(group.seconds), named(group.links), total)
+            for group, total in zip(groups, totals)]
 
 
-def _pairs(graph: Graph, table: OperatorTable, overrides, allow_split: bool
-           ) -> list[tuple[_Weights, list, list[_Weights]]]:
-    """(layer 1, the links after it, the layers 2 its chain ends in): a chain ends where its
-    tensor feeds layers with weights only (one, or several: a fan-out), or is refused."""
+def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) -> list[_Group]:
+    """Every group that starts at a layer 1's output and closes (:func:`_group`), each once."""
     active = activation_tensors(graph, table)
     producers, consumers = graph.producers(), graph.consumers()
-    pairs = []
+    groups: list[_Group] = []
+    taken: set[str] = set()
     for node in graph.nodes:
+        if not node.outputs or node.outputs[0] in taken:
+            continue
         first = _weights(graph, table, node, active, overrides, output_side=True)
         if first is None:
             continue
-        tensor, links = node.outputs[0], []
-        while True:
-            users = consumers.get(tensor, [])
-            if not users or tensor in graph.output_names or producers.get(tensor) is None:
-                break
-            seconds = [_weights(graph, table, user, active, overrides, output_side=False,
-                                source=tensor) for user in users]
-            if all(seconds):
-                if _own(graph, first, links, seconds):
-                    pairs.append((first, links, seconds))
-                break
-            if len(users) != 1:
-                break
-            user = users[0]
-            link = _link(graph, table, user, tensor, active, overrides, allow_split)
-            if link is None:
-                break
-            links.append(link)
-            tensor = user.outputs[0]
-    return pairs
+        group = _group(graph, table, first, active, overrides, allow_split, producers,
+                       consumers)
+        if group is not None and group.seconds and _own(graph, group):
+            taken |= group.tensors
+            groups.append(group)
+    return groups
 
 
-def _own(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Weights]) -> bool:
-    """Whether every initializer the pair rescales feeds one node only (a weight shared by two
-    nodes would change the other one too). A layer may belong to two pairs (a depthwise
+def _group(graph: Graph, table: OperatorTable, first: _Weights, active: set[str], overrides,
+           allow_split: bool, producers, consumers) -> _Group | None:
+    """The group of ``first``'s output: each tensor in it must be made by a layer 1 or a
+    link whose activation inputs all join the group, and be read only by layers 2 (through
+    their activation input) or links whose output joins it; None when any node around it is
+    neither, or a node would be both a layer 1 and a layer 2 of it."""
+    group = _Group(firsts={first.node.name: first})
+    pending = [first.node.outputs[0]]
+    channels = _channels(graph, pending[0])
+
+    def include(tensor: str) -> bool:
+        if tensor not in group.tensors:
+            if _channels(graph, tensor) != channels:
+                return False
+            group.tensors.add(tensor)
+            pending.append(tensor)
+        return True
+
+    def as_link(node: Node) -> bool:
+        if node.name not in group.links:
+            link = _link(graph, table, node, active, overrides, allow_split)
+            if link is None or len(node.outputs) != 1:
+                return False
+            group.links[node.name] = link
+            if not all(include(name) for name in (*link.sources, node.outputs[0])):
+                return False
+        return True
+
+    group.tensors.add(pending[0])
+    while pending:
+        tensor = pending.pop()
+        maker = producers.get(tensor)
+        if maker is None or tensor in graph.output_names or channels is None:
+            return None
+        if maker.name not in group.firsts and maker.name not in group.links:
+            layer = _weights(graph, table, maker, active, overrides, output_side=True)
+            if layer is not None:
+                group.firsts[maker.name] = layer
+            elif not as_link(maker):
+                return None
+        for reader in consumers.get(tensor, []):
+            if reader.name in group.seconds or reader.name in group.links:
+                continue
+            layer = _weights(graph, table, reader, active, overrides, output_side=False,
+                             source=tensor)
+            if layer is not None:
+                group.seconds[reader.name] = layer
+            elif not as_link(reader):
+                return None
+    if group.firsts.keys() & group.seconds.keys():
+        return None
+    return group
+
+
+def _channels(graph: Graph, tensor: str) -> int | None:
+    shape = example_shape(graph, tensor)
+    return shape[CHANNEL_AXIS] if shape is not None and len(shape) > CHANNEL_AXIS else None
+
+
+def _own(graph: Graph, group: _Group) -> bool:
+    """Whether every initializer the group rescales feeds one node only (a weight shared by
+    two nodes would change the other one too). A layer may belong to two groups (a depthwise
     convolution between two convolutions): each pass rescales from the current weights."""
     consumers = graph.consumers()
-    names = {first.weight, first.bias, *(second.weight for second in seconds),
-             *(name for link in links if not link.split for name, _ in link.rescaled)} - {None}
+    names = {name for layer in group.firsts.values() for name in (layer.weight, layer.bias)}
+    names |= {layer.weight for layer in group.seconds.values()}
+    names |= {name for link in group.links.values() if not link.split
+              for name, _ in link.rescaled}
     # (a link to split gets its own copies of its bounds: the dynamo exporter shares one pair
     # of Clip bounds among all its ReLU6 nodes)
-    return all(len(consumers.get(name, [])) == 1 for name in names)
+    return all(len(consumers.get(name, [])) == 1 for name in names - {None})
 
 
 def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], overrides,
@@ -211,12 +280,12 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
     return None
 
 
-def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: set[str],
-          overrides, allow_split: bool) -> _Link | None:
-    """``node`` as a link of a chain: one activation input, a proved per-channel rule of
-    degree 1, parameters held per channel (or a node :mod:`.split` can turn into steps whose
-    bounds are tensors), constant tensor inputs (which scale like the activation under the
-    common-scale rule), and a probe of the node agreeing."""
+def _link(graph: Graph, table: OperatorTable, node: Node, active: set[str], overrides,
+          allow_split: bool) -> _Link | None:
+    """``node`` as a link: activation inputs that all take the factor (one, or several at a
+    join), a proved per-channel rule of degree 1, parameters held per channel (or a node
+    :mod:`.split` can turn into steps whose bounds are tensors), constant tensor inputs (which
+    scale like the activation under the common-scale rule), and a probe of the node agreeing."""
     op = table.find(node, graph)
     if op is None or len(node.outputs) != 1:
         return None
@@ -225,16 +294,16 @@ def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: s
     if not per_channel.holds or per_channel.degree != 1:
         return None
     slots = [s for s, name in enumerate(node.inputs) if name in active]
-    if slots != [node.inputs.index(source)]:
+    if not slots:
         return None
-    shape = example_shape(graph, source)
+    shape = example_shape(graph, node.inputs[slots[0]])
     if shape is None or len(shape) <= CHANNEL_AXIS:
         return None
     channels, tensors = shape[CHANNEL_AXIS], {t.name for t in op.inputs}
     rescaled, needs_split = [], False
     for slot, name in enumerate(node.inputs):
         binding = slot_binding(op, slot)
-        if slot == slots[0] or not name or binding is None:
+        if slot in slots or not name or binding is None:
             continue
         if binding in tensors:
             exponent, held = 1, _broadcasts(graph.initializers.get(name), channels, len(shape))
@@ -253,11 +322,12 @@ def _link(graph: Graph, table: OperatorTable, node: Node, source: str, active: s
         rescaled.append((name, float(exponent)))
     if any(per_channel.param_exponents.get(p, 0) for p in op.onnx_attrs.values()):
         return None  # an attribute is one value for the tensor
-    link = _Link(node, tuple(rescaled), len(shape), needs_split)
+    sources = tuple(dict.fromkeys(node.inputs[slot] for slot in slots))
+    link = _Link(node, tuple(rescaled), len(shape), sources, needs_split)
     if needs_split:
         return link  # probed once split
     examples = example_inputs(graph, node, active)
-    return link if examples is not None and _probe(op, node, examples, slots[0], link) else None
+    return link if examples is not None and _probe(op, node, examples, slots, link) else None
 
 
 def _broadcasts(value: np.ndarray | None, channels: int, ndim: int) -> bool:
@@ -276,13 +346,18 @@ def _per_channel(value: np.ndarray, channels: int, ndim: int) -> bool:
         d == 1 for a, d in enumerate(full) if a != CHANNEL_AXIS)
 
 
-def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
-    """Scaling the input's channels by f_c (and the parameters by f_c^k) scales the output's
-    channels by f_c, on the node's own kernel."""
-    x = np.asarray(examples[slot], dtype=np.float64)
+def _probe(op, node: Node, examples: list, slots: list[int], link: _Link) -> bool:
+    """Scaling the channels of every activation input by f_c (and the parameters by f_c^k)
+    scales the output's channels by f_c, on the node's own kernel."""
+    x = np.asarray(examples[slots[0]], dtype=np.float64)
     factors = np.random.default_rng(3).uniform(0.25, 4.0, x.shape[CHANNEL_AXIS])
     base = run_kernel(op, node, examples, {})
-    changes = {slot: x * along(factors, CHANNEL_AXIS, x.ndim)}
+    changes = {}
+    for slot in slots:
+        value = np.asarray(examples[slot], dtype=np.float64)
+        if value.ndim != x.ndim or value.shape[CHANNEL_AXIS] != factors.size:
+            return False
+        changes[slot] = value * along(factors, CHANNEL_AXIS, value.ndim)
     for name, k in link.rescaled:
         position = node.inputs.index(name)
         changes[position] = _rescale(examples[position], factors ** k, x.ndim)
@@ -293,10 +368,12 @@ def _probe(op, node: Node, examples: list, slot: int, link: _Link) -> bool:
     return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
 
 
-def _scales(graph: Graph, first: _Weights, seconds: list[_Weights]) -> np.ndarray:
-    """s_c = sqrt(r1_c r2_c) / r2_c, r2 over all the layers 2 (the largest)."""
-    r1 = _channel_range(graph.initializers[first.weight], first.axis)
-    r2 = np.max([_channel_range(graph.initializers[s.weight], s.axis) for s in seconds], axis=0)
+def _scales(graph: Graph, group: _Group) -> np.ndarray:
+    """s_c = sqrt(r1_c r2_c) / r2_c, r1 and r2 the largest over the layers on each side."""
+    r1 = np.max([_channel_range(graph.initializers[f.weight], f.axis)
+                 for f in group.firsts.values()], axis=0)
+    r2 = np.max([_channel_range(graph.initializers[s.weight], s.axis)
+                 for s in group.seconds.values()], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.sqrt(r1 * r2) / r2
     scale = np.where((r1 > 0) & (r2 > 0) & np.isfinite(scale), scale, 1.0)
@@ -308,18 +385,18 @@ def _channel_range(weight: np.ndarray, axis: int) -> np.ndarray:
     return np.abs(weight).max(axis=others).astype(np.float64)
 
 
-def _apply(graph: Graph, first: _Weights, links: list[_Link], seconds: list[_Weights],
-           scale: np.ndarray) -> None:
+def _apply(graph: Graph, group: _Group, scale: np.ndarray) -> None:
     inits = graph.initializers
-    w1 = inits[first.weight]
-    inits[first.weight] = (w1 / along(scale, first.axis, w1.ndim)).astype(w1.dtype)
-    if first.bias:
-        inits[first.bias] = (inits[first.bias] / scale).astype(inits[first.bias].dtype)
-    for link in links:
+    for first in group.firsts.values():
+        w1 = inits[first.weight]
+        inits[first.weight] = (w1 / along(scale, first.axis, w1.ndim)).astype(w1.dtype)
+        if first.bias:
+            inits[first.bias] = (inits[first.bias] / scale).astype(inits[first.bias].dtype)
+    for link in group.links.values():
         for name, k in link.rescaled:
             value = inits[name]
             inits[name] = _rescale(value, scale ** -k, link.ndim).astype(value.dtype)
-    for second in seconds:
+    for second in group.seconds.values():
         w2 = inits[second.weight]
         inits[second.weight] = (w2 * along(scale, second.axis, w2.ndim)).astype(w2.dtype)
 

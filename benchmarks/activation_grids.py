@@ -1,0 +1,197 @@
+"""How far can 8-bit activations go on EfficientNet-Lite1? Weights float, activations rounded.
+
+The real-CNN targets (>= 95% top-1 agreement and >= 20 dB logit SQNR at 8 bits; >= 90% with
+per-tensor weights) are read against this table: it isolates the activations' share of the
+error, whatever the engine does to the weights. Each row puts a QuantizeLinear /
+DequantizeLinear pair (onnxruntime, optimizations off, so each pair rounds exactly as written)
+on every tensor that a Conv, Gemm or Add reads, the network input included, with one choice of
+grid, and leaves the weights in float:
+
+- max-abs per tensor: symmetric, unsigned where the calibration minimum is >= 0 (the engine's
+  default at 8 bits);
+- min/max per tensor: asymmetric, a zero point (uses all 256 codes on a shifted range);
+- MSE-clipped per tensor: the range that minimises the rounding + clipping error of the
+  calibration values (``--calibration mse``'s criterion);
+- max-abs per channel on every 4-D tensor (more than an integer pipeline can take: a
+  convolution that mixes channels needs one input scale);
+- max-abs per channel on the depthwise convolutions' inputs only (what it can take);
+- max-abs per tensor with the first K of those tensors (graph order) in float: the
+  mixed-precision bound that ``--keep-float`` approaches.
+
+Model and data as in benchmarks/efficientnet.py (folded export, calibration crops from the
+first half of each photo, evaluation crops from the second); ranges from the calibration crops.
+
+Run:  python benchmarks/activation_grids.py   [--calibration 64 --evaluation 256]
+      [--model out/efficientnet_folded.onnx]  (a saved folded export instead of exporting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from efficientnet import crops, export, logits, photos
+from onnx import helper, numpy_helper
+
+LEVELS = 255  # 8 bits
+Grid = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, int | None]]
+
+
+def max_abs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    unsigned = values.min() >= 0
+    levels = LEVELS if unsigned else LEVELS // 2
+    zero = np.array(0, np.uint8 if unsigned else np.int8)
+    return np.array(np.abs(values).max() / levels, np.float32), zero, None
+
+
+def min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    scale = (high - low) / LEVELS
+    return np.array(scale, np.float32), np.array(round(-low / scale), np.uint8), None
+
+
+def mse_clipped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    """The max-abs grid with its range shrunk to the MSE-optimal clip (36 candidates from 30%
+    to 100% of the largest |x|, on a subsample of at most ~200k values)."""
+    scale, zero, _ = max_abs(values)
+    unsigned = zero.dtype == np.uint8
+    levels = LEVELS if unsigned else LEVELS // 2
+    sample = values.ravel()[::max(1, values.size // 200_000)]
+    reach = float(np.abs(sample).max())
+
+    def error(clip: float) -> float:
+        step = clip / levels
+        codes = np.clip(np.round(sample / step), 0 if unsigned else -levels - 1, levels)
+        return float(np.mean((codes * step - sample) ** 2))
+
+    best = min(np.linspace(0.3, 1.0, 36) * reach, key=error)
+    return np.array(best / levels, np.float32), zero, None
+
+
+def per_channel(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+    if values.ndim != 4:
+        return max_abs(values)
+    unsigned = values.min() >= 0
+    levels = LEVELS if unsigned else LEVELS // 2
+    peaks = np.maximum(np.abs(values).max(axis=(0, 2, 3)), 1e-8)
+    zero = np.zeros(peaks.shape, np.uint8 if unsigned else np.int8)
+    return (peaks / levels).astype(np.float32), zero, 1
+
+
+def read_tensors(model: onnx.ModelProto) -> list[str]:
+    """The activations a Conv, Gemm or MatMul reads as data, or an Add reads, in graph order."""
+    constants = {tensor.name for tensor in model.graph.initializer}
+    names: list[str] = []
+    for node in model.graph.node:
+        slots = node.input[:2] if node.op_type == "Add" else node.input[:1] if (
+            node.op_type in ("Conv", "Gemm", "MatMul")) else []
+        names += [name for name in slots if name not in constants and name not in names]
+    return names
+
+
+def depthwise_inputs(model: onnx.ModelProto) -> set[str]:
+    return {node.input[0] for node in model.graph.node if node.op_type == "Conv"
+            and any(a.name == "group" and a.i > 1 for a in node.attribute)}
+
+
+def rounded(model: onnx.ModelProto, grids: dict[str, Grid],
+            values: dict[str, np.ndarray]) -> bytes:
+    """``model`` with a QuantizeLinear/DequantizeLinear pair after each tensor of ``grids``."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    pairs = {}
+    for name, grid in grids.items():
+        scale, zero, axis = grid(values[name])
+        graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
+                                  numpy_helper.from_array(zero, f"{name}_zero")])
+        extra = {} if axis is None else {"axis": axis}
+        pairs[name] = [
+            helper.make_node("QuantizeLinear", [name, f"{name}_scale", f"{name}_zero"],
+                             [f"{name}_codes"], **extra),
+            helper.make_node("DequantizeLinear", [f"{name}_codes", f"{name}_scale",
+                                                  f"{name}_zero"], [f"{name}_rounded"], **extra)]
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            if name in pairs:
+                node.input[slot] = f"{name}_rounded"
+    nodes = [pair for name in graph.input if name.name in pairs for pair in pairs[name.name]]
+    for node in list(graph.node):
+        nodes.append(node)
+        nodes += [pair for name in node.output if name in pairs for pair in pairs[name]]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return copy.SerializeToString()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--evaluation", type=int, default=256)
+    parser.add_argument("--model", type=Path, help="a saved folded export "
+                        "(python benchmarks/efficientnet.py --save DIR) instead of exporting")
+    args = parser.parse_args(argv)
+    from machine import describe
+
+    from ptq_verify.engine import sqnr_db
+
+    images = photos()
+    calibration = crops(images, args.calibration, half=0, seed=0)
+    evaluation = crops(images, args.evaluation, half=1, seed=1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = args.model or Path(folder) / "efficientnet_folded.onnx"
+        if args.model is None:
+            export(path, raw=False)
+        model = onnx.load(path)
+    tensors = read_tensors(model)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    inputs = {tensor.name for tensor in model.graph.input}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in tensors
+                              if name not in inputs)
+    session_outputs = [output.name for output in probe.graph.output]
+    values = dict(zip(session_outputs[1:], _outputs(probe, calibration)[1:]))
+    values.update({name: calibration for name in inputs})
+    depthwise = depthwise_inputs(model)
+    rows: list[tuple[str, dict[str, Grid]]] = [
+        ("max-abs per tensor (the engine's default)", dict.fromkeys(tensors, max_abs)),
+        ("min/max per tensor (zero point)", dict.fromkeys(tensors, min_max)),
+        ("MSE-clipped per tensor", dict.fromkeys(tensors, mse_clipped)),
+        ("max-abs per channel, every 4-D tensor", dict.fromkeys(tensors, per_channel)),
+        ("max-abs per channel on the depthwise inputs, per tensor elsewhere",
+         {name: per_channel if name in depthwise else max_abs for name in tensors}),
+    ]
+    for kept in (1, 2, 4, 8):
+        rows.append((f"max-abs per tensor, the first {kept} in float",
+                     dict.fromkeys(tensors[kept:], max_abs)))
+    reference = logits(model.SerializeToString(), evaluation, optimize=False)
+    print(f"EfficientNet-Lite1, float weights, {len(tensors)} activations at 8 bits, "
+          f"{args.calibration} calibration and {args.evaluation} evaluation crops\n")
+    print("| activations | top-1 agreement | logit SQNR (dB) |")
+    print("|---|---|---|")
+    for label, grids in rows:
+        out = logits(rounded(model, grids, values), evaluation, optimize=False)
+        agreement = np.mean(out.argmax(axis=1) == reference.argmax(axis=1))
+        print(f"| {label} | {agreement:.1%} | {sqnr_db(reference, out):.1f} |", flush=True)
+    print("", *describe(), sep="\n")
+    return 0
+
+
+def _outputs(model: onnx.ModelProto, data: np.ndarray) -> list[np.ndarray]:
+    """Every output of ``model`` on ``data``, 32 crops at a time, concatenated."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    batches = [session.run(None, {name: data[i:i + 32]}) for i in range(0, len(data), 32)]
+    return [np.concatenate(parts) for parts in zip(*batches)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
