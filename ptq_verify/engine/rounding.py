@@ -97,7 +97,8 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
 
 def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
                x: np.ndarray) -> bool:
-    """Whether X times the weights is the kernel's output with the real weights."""
+    """Whether X times the weights is the kernel's output with the real weights: X (rows, K)
+    read by every output channel, or X_c (channels, rows, K) by channel c alone."""
     weight = np.asarray(inputs[target.slot], dtype=np.float64)
     try:
         real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
@@ -107,7 +108,8 @@ def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
     if real.ndim <= target.out_axis:
         return False
     y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
-    predicted = x @ weight_matrix(weight, target.weight_axis).T
+    matrix = weight_matrix(weight, target.weight_axis)
+    predicted = x @ matrix.T if x.ndim == 2 else np.einsum("crk,ck->rc", x, matrix)
     return predicted.shape == y.shape and bool(np.allclose(
         predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
 
@@ -136,24 +138,7 @@ def channel_patches(op: Operator, node: Node, inputs: list, target: WeightTarget
         return None
     x = np.moveaxis(unit, target.out_axis, -1).reshape(-1, channels, columns)
     x = np.moveaxis(x, 1, 0)
-    return x if not check or channel_reproduces(op, node, inputs, target, x) else None
-
-
-def channel_reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
-                       x: np.ndarray) -> bool:
-    """Whether X_c w_c, channel by channel, is the kernel's output with the real weights."""
-    weight = np.asarray(inputs[target.slot], dtype=np.float64)
-    try:
-        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
-                          dtype=np.float64)
-    except Exception:  # noqa: BLE001
-        return False
-    if real.ndim <= target.out_axis:
-        return False
-    y = np.moveaxis(real, target.out_axis, -1).reshape(-1, real.shape[target.out_axis])
-    predicted = np.einsum("crk,ck->rc", x, weight_matrix(weight, target.weight_axis))
-    return predicted.shape == y.shape and bool(np.allclose(
-        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
+    return x if not check or reproduces(op, node, inputs, target, x) else None
 
 
 class ChannelPatchSource:
@@ -208,17 +193,25 @@ class ChannelPatchSource:
         return np.moveaxis(value.reshape(-1, channels, columns), 1, 0)
 
     def _reads_in_order(self, chunk: list) -> bool:
-        slot = self.batched[0]
-        value = np.asarray(chunk[slot])
-        if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
+        numbered = _numbered(chunk, self.batched[0])
+        if numbered is None:
             return False
-        numbered = list(chunk)
-        numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
         numbers = channel_patches(self.op, self.node, numbered, self.target, check=False)
         return numbers is not None and np.array_equal(
-            np.moveaxis(numbers, 0, 1).reshape(-1), numbered[slot].reshape(-1)) and (
-            channel_reproduces(self.op, self.node, chunk, self.target,
-                               self._in_order_patches(chunk)))
+            np.moveaxis(numbers, 0, 1).reshape(-1), numbered[self.batched[0]].reshape(-1)) and (
+            reproduces(self.op, self.node, chunk, self.target, self._in_order_patches(chunk)))
+
+
+def _numbered(inputs: list, slot: int) -> list | None:
+    """``inputs`` with the one in ``slot`` replaced by its element numbers 1..n (float64,
+    exact), for a probe that shows which elements the kernel reads; None when that input is
+    not float."""
+    value = np.asarray(inputs[slot])
+    if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
+        return None
+    numbered = list(inputs)
+    numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
+    return numbered
 
 
 class PatchSource:
@@ -275,12 +268,10 @@ class PatchSource:
         return value.reshape(index.shape) if gather is None else _gather(value, gather)
 
     def _selection(self, inputs: list) -> np.ndarray | None:
-        slot = self.active[0]
-        value = np.asarray(inputs[slot])
-        if not np.issubdtype(value.dtype, np.floating) or value.size >= 2**52:
+        value = np.asarray(inputs[self.active[0]])
+        numbered = _numbered(inputs, self.active[0])
+        if numbered is None:
             return None
-        numbered = list(inputs)
-        numbered[slot] = np.arange(1, value.size + 1, dtype=np.float64).reshape(value.shape)
         numbers = patches(self.op, self.node, numbered, self.target, check=False)
         if numbers is None or not np.array_equal(numbers, np.round(numbers)) or (
                 numbers.min(initial=0) < 0 or numbers.max(initial=0) > value.size):
