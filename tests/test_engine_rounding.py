@@ -12,9 +12,16 @@ import pytest
 
 from ptq_verify.catalog import Operator, operator_for_onnx_type
 from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
-from ptq_verify.engine.rounding import PatchSource, WeightTarget, optq_round, patches
+from ptq_verify.engine.rounding import (
+    ChannelPatchSource,
+    PatchSource,
+    WeightTarget,
+    channel_patches,
+    optq_round,
+    patches,
+)
 from ptq_verify.errors import UserError
-from ptq_verify.graph import Node, OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.graph import Graph, Node, OperatorTable, graph_from_onnx, run_graph
 
 
 def _setup(name: str):
@@ -79,6 +86,26 @@ def test_patches_that_are_no_selection_are_probed_every_batch():
     # a node with two activation inputs has no single input to select from
     both = PatchSource(operator_for_onnx_type("MatMul"), node, WeightTarget(1, 1, 1, ()), [0, 1])
     assert both([x, weight])[1] is None
+
+
+@pytest.mark.parametrize("op_type, attrs, shapes, target, in_order", [
+    ("Mul", {}, ((3, 5, 6), (6,)), WeightTarget(1, 0, 2, ()), True),  # one constant per channel
+    ("Conv", {"group": 3, "pads": [1, 1, 1, 1]}, ((2, 3, 5, 5), (3, 1, 3, 3)),
+     WeightTarget(1, 0, 1, ()), False),  # depthwise: each channel's own 3 x 3 patches
+])
+def test_channel_patches_read_in_order_are_the_probes(op_type, attrs, shapes, target, in_order):
+    rng = np.random.default_rng(4)
+    node = Node("n", op_type, ["x", "w"], ["y"], attrs)
+    op = operator_for_onnx_type(op_type)
+    graph = Graph([node], [], [], {"w": rng.standard_normal(shapes[1])})
+    source = ChannelPatchSource(op, node, target, graph)
+    for _ in range(2):
+        x = rng.standard_normal(shapes[0]).astype(np.float32)
+        inputs = [x, graph.initializers["w"]]
+        probed = np.concatenate([channel_patches(op, node, [x[:1], inputs[1]], target),
+                                 channel_patches(op, node, [x[1:], inputs[1]], target)], axis=1)
+        assert np.array_equal(source(inputs), probed)
+    assert set(source._in_order.values()) == {in_order}
 
 
 def test_optq_lowers_the_output_error_of_rounding():
