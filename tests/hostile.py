@@ -189,6 +189,34 @@ def non_utf8_name() -> bytes:
     return data[:at] + b"\xa9" + data[at + 1:]
 
 
+def lstm_after_matmul() -> onnx.ModelProto:
+    """MatMul -> LSTM (7 inputs: X, W, R, B, sequence lengths, initial h and c; 3 outputs),
+    batch first (layout 1): a node a one-input declaration ``tanh(x)`` does not describe."""
+    rng = np.random.default_rng(0)
+    hidden, size = 4, 3
+    arrays = {"w": np.eye(size), "W": rng.normal(size=(1, 4 * hidden, size)),
+              "R": rng.normal(size=(1, 4 * hidden, hidden)), "B": np.zeros((1, 8 * hidden)),
+              "h0": np.zeros((2, 1, hidden)), "c0": np.zeros((2, 1, hidden))}
+    initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    initializers.append(numpy_helper.from_array(np.full(2, 2, np.int32), "lengths"))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("LSTM", ["h", "W", "R", "B", "lengths", "h0", "c0"],
+                              ["y", "y_h", "y_c"], name="lstm_1", hidden_size=hidden, layout=1)]
+    return _model(nodes, [_float("x", [2, 2, size])], [_float("y", [2, 2, 1, hidden])],
+                  initializers)
+
+
+def max_pool_with_indices() -> onnx.ModelProto:
+    """Conv -> MaxPool whose second output, the Indices, is a model output: the catalog's
+    MaxPool describes the pooled values only."""
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("MaxPool", ["c"], ["y", "at"], name="pool", kernel_shape=[2, 2])]
+    outputs = [_float("y", ["batch", 1, 2, 2]),
+               helper.make_tensor_value_info("at", TensorProto.INT64, ["batch", 1, 2, 2])]
+    return _model(nodes, [_float("x", ["batch", 1, 4, 4])], outputs, [w])
+
+
 def external_data_outside(folder: Path) -> Path:
     """A model whose weight claims to live in ``../../etc/passwd``."""
     path = folder / "outside.onnx"

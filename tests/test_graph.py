@@ -5,9 +5,12 @@ from __future__ import annotations
 import models
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from ptq_verify.engine import prepare
+from ptq_verify.errors import UserError
 from ptq_verify.graph import (
+    Node,
     OperatorTable,
     activation_tensors,
     fold_constants,
@@ -61,3 +64,30 @@ def test_folding_constants_makes_the_shapes_after_them_known():
     graph = prepare(graph_from_onnx(models.mobile_block()))
     assert graph.shape_of("pad1")[1:] == (8, 10, 10)
     assert "BatchNormalization" not in {node.op_type for node in graph.nodes}
+
+
+def test_a_builtin_declaration_refuses_a_node_with_an_input_more():
+    """onnx's checker refuses a Relu of two inputs in a file; a graph built in Python is not
+    checked, and the engine would run Relu of the first input."""
+    node = Node("relu2", "Relu", ["h", "w"], ["y"])
+    table = OperatorTable()
+    assert table.find(node) is None
+    with pytest.raises(UserError, match=r"node 'relu2' \(Relu\) has 2 inputs and 1 output; "
+                       r"its declaration 'Relu' \(the built-in catalog\) takes at most 1 input"):
+        table.require(node)
+
+
+@pytest.mark.parametrize(("op_type", "inputs", "outputs", "declaration"), [
+    ("Concat", ["a", "b", "c"], ["y"], "Concat"),
+    ("Sum", ["a", "b", "c", "d", "e"], ["y"], "Sum"),
+    ("Max", ["a", "b", "c", "d"], ["y"], "Max"),
+    ("Mean", ["a"], ["y"], "Mean"),
+    ("Einsum", ["a", "b", "c"], ["y"], "EinsumTernary"),
+    ("Split", ["x"], ["y0", "y1", "y2"], "Split"),
+    ("Dropout", ["x", "", ""], ["y", ""], "Dropout"),  # absent optional inputs and mask
+    ("Clip", ["x", "", "hi"], ["y"], "Clip"),
+])
+def test_variadic_and_optional_slots_still_fit(op_type, inputs, outputs, declaration):
+    node = Node("n", op_type, inputs, outputs,
+                {"equation": "ij,jk,kl->il"} if op_type == "Einsum" else {})
+    assert OperatorTable().require(node).name == declaration

@@ -319,3 +319,43 @@ def test_real_zip_bomb_is_refused_in_little_memory(mlp_files):
     outcome = _quantize(model, bomb, tmp / "q.onnx")
     _assert_one_line_error(outcome, "decompressed")
     assert outcome.peak_mb < 512
+
+
+# -- declarations that do not describe the node ------------------------------------------------
+
+LSTM_AS_TANH = """
+[[operator]]
+name = "MyLSTM"
+inputs = "x"
+expr = "tanh(x)"
+onnx_type = "LSTM"
+"""
+
+
+def test_a_declaration_with_fewer_inputs_and_outputs_than_the_node_is_refused(tmp_path):
+    """A new-user trial: an LSTM declared as tanh(x) was accepted, onnxruntime ran the LSTM
+    while the engine's simulation computed tanh of its first input."""
+    model, calib, ops = tmp_path / "lstm.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    onnx.save(hostile.lstm_after_matmul(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 2, 3)).astype(np.float32))
+    ops.write_text(LSTM_AS_TANH)
+    outcome = _quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops))
+    _assert_one_line_error(outcome, "node 'lstm_1' (LSTM) has 7 inputs and 3 outputs",
+                           f"declaration 'MyLSTM' ({ops}) takes at most 1 input and gives "
+                           "1 output")
+    assert not (tmp_path / "q.onnx").exists()
+    audit = hostile.run_cli(["audit", str(model), "--operators", str(ops)], limit=QUICK_LIMIT)
+    assert audit.status == 0, audit.err
+    assert "refused lstm_1: the node has 7 inputs and 3 outputs" in audit.out
+
+
+def test_a_builtin_declaration_with_an_output_fewer_than_the_node_is_refused(tmp_path):
+    """The catalog's MaxPool describes the pooled values, not the Indices output."""
+    model, calib = tmp_path / "pool.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.max_pool_with_indices(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 1, 4, 4)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'pool' (MaxPool) has 1 input and 2 outputs",
+                           "declaration 'MaxPool' (the built-in catalog) takes at most 1 input "
+                           "and gives 1 output")
+    assert not (tmp_path / "q.onnx").exists()

@@ -172,7 +172,13 @@ class Operator:
         onnx_arity: the number of ONNX inputs a node must have to be this declaration, for a
             variadic ONNX op whose inputs play different roles (Einsum's operands each carry
             their own scale, so a three-operand node is not a two-operand witness with its last
-            slot repeated); None for any number (Concat, Sum: every input plays one role).
+            slot repeated); None for no exact count (see ``onnx_variadic``).
+        onnx_variadic: a node may have more inputs than ``onnx_inputs`` binds, each further one
+            bound like the last (Concat, Sum, Max: every input plays one role). Without it a
+            node with an input beyond the bound slots is refused: the witness says nothing of it.
+        onnx_outputs: how many ONNX outputs the declaration describes: 1 (its witness is an
+            element of the node's first output), or None for any number, each one described by
+            the witness (Split's parts). A node with a further non-empty output is refused.
         domain: extra conditions on the elements (sympy relations) under which ``expr`` is
             defined; conditions implied by the expression (log, sqrt, division) are recorded
             by the parser automatically.
@@ -195,6 +201,8 @@ class Operator:
         onnx_kernel: OnnxKernel | None = None,
         onnx_match: Mapping[str | int, Any] | None = None,
         onnx_arity: int | None = None,
+        onnx_variadic: bool = False,
+        onnx_outputs: int | None = 1,
         domain: Sequence[sympy.Basic] = (),
         mixes_channels: bool = False,
         doc: str = "",
@@ -226,6 +234,8 @@ class Operator:
         self._onnx_kernel = onnx_kernel
         self.onnx_match = dict(onnx_match or {})
         self.onnx_arity = onnx_arity
+        self.onnx_variadic = onnx_variadic
+        self.onnx_outputs = onnx_outputs
         self.mixes_channels = mixes_channels
         self.doc = doc
         self._check_binding()

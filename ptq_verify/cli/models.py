@@ -35,4 +35,4 @@ def declared_operators(path: str | None):
     from ..catalog.toml_file import load_onnx_operators
     from ..graph import OperatorTable
 
-    return OperatorTable(load_onnx_operators(path) if path else None)
+    return OperatorTable(load_onnx_operators(path), source=path) if path else OperatorTable()

@@ -64,8 +64,19 @@ def plan_model(
     active = activation_tensors(graph, table)
     return [
         plan_node(graph, node, table.find(node, graph), active, override_rules)
+        if (unfit := table.unfit(node, graph)) is None
+        else _unfit_node(node, *unfit, active)
         for node in graph.nodes
     ]
+
+
+def _unfit_node(node: Node, op: Operator, why: str, active: set[str]) -> NodeAction:
+    """A node its op type's declaration does not describe (an input or output too many):
+    unknown, as a node nobody declared, with the declaration named and what does not fit."""
+    slots = tuple(i for i, name in enumerate(node.inputs) if name in active)
+    return NodeAction(node.name, node.op_type, op.name, None, None, Action.UNKNOWN,
+                      "its declaration does not fit the node: cannot be quantized",
+                      f"the node {why}", slots)
 
 
 def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],

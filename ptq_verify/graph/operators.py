@@ -15,14 +15,23 @@ from .model import Graph, Node
 
 
 class OperatorTable:
-    """Node -> Operator lookup. ``extra`` maps an ONNX op type to an operator (any domain)."""
+    """Node -> Operator lookup. ``extra`` maps an ONNX op type to an operator (any domain);
+    ``source`` names where the extra declarations come from (an OPS.toml), for messages."""
 
-    def __init__(self, extra: Mapping[str, Operator] | None = None) -> None:
+    def __init__(self, extra: Mapping[str, Operator] | None = None,
+                 source: str | None = None) -> None:
         self.extra = dict(extra or {})
+        self.source = source
 
     def find(self, node: Node, graph: Graph | None = None) -> Operator | None:
-        """The node's operator; the graph's constants select among declarations of one type
-        (Pow's exponent, Clip's bounds)."""
+        """The node's operator: its declaration, if the node's inputs and outputs fit it (see
+        :meth:`unfit`); None otherwise, so that the engine treats the node as unknown."""
+        op = self._declared(node, graph)
+        return op if op is not None and _misfit(node, op) is None else None
+
+    def _declared(self, node: Node, graph: Graph | None) -> Operator | None:
+        """The declaration of the node's op type; the graph's constants select among
+        declarations of one type (Pow's exponent, Clip's bounds)."""
         if node.op_type in self.extra:
             return self.extra[node.op_type]
         if node.domain not in ("", "ai.onnx"):
@@ -35,24 +44,67 @@ class OperatorTable:
                          if name in graph.initializers}
         return operator_for_onnx_type(node.op_type, node.attrs, constants, arity=len(node.inputs))
 
+    def unfit(self, node: Node, graph: Graph | None = None) -> tuple[Operator, str] | None:
+        """A declaration of the node's op type that the node does not fit, and what does not
+        fit: an input beyond the slots it binds (unless variadic) or an output beyond those it
+        describes. Running the declaration there would compute something else than the node
+        (an LSTM declared as ``tanh(x)`` would be tanh of its first input)."""
+        op = self._declared(node, graph)
+        if op is None or (why := _misfit(node, op)) is None:
+            return None
+        where = "the built-in catalog" if node.op_type not in self.extra else (
+            self.source or "an extra declaration")
+        return op, f"{why}; its declaration {op.name!r} ({where}) {_capacity(op)}"
+
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""
         op = self.find(node, graph)
-        if op is None:
-            where = f"{graph.source}: " if graph is not None else ""
-            domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
-            raise UserError(
-                f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
-                "declare it in a TOML file given with --operators (docs/catalog.md) or remove "
-                "the node"
-            )
-        return op
+        if op is not None:
+            return op
+        where = f"{graph.source}: " if graph is not None else ""
+        if (unfit := self.unfit(node, graph)) is not None:
+            raise UserError(f"{where}{node.label} {unfit[1]}")
+        domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
+        raise UserError(
+            f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
+            "declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+            "the node"
+        )
+
+
+def _used(names: list[str]) -> int:
+    """The number of slots up to the last non-empty name (an empty name is an absent
+    optional input or output)."""
+    return max((slot + 1 for slot, name in enumerate(names) if name), default=0)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _misfit(node: Node, op: Operator) -> str | None:
+    """What of the node its declaration does not describe, or None if it fits."""
+    inputs, outputs = _used(node.inputs), _used(node.outputs)
+    if (inputs <= len(op.onnx_inputs) or op.onnx_variadic) and (
+        op.onnx_outputs is None or outputs <= op.onnx_outputs
+    ):
+        return None
+    return f"has {_plural(inputs, 'input')} and {_plural(outputs, 'output')}"
+
+
+def _capacity(op: Operator) -> str:
+    takes = "any number of inputs" if op.onnx_variadic else (
+        f"at most {_plural(len(op.onnx_inputs), 'input')}")
+    gives = "any number of outputs" if op.onnx_outputs is None else (
+        f"{_plural(op.onnx_outputs, 'output')}")
+    return f"takes {takes} and gives {gives}"
 
 
 def slot_binding(op: Operator, slot: int) -> str | None:
     """What ONNX input ``slot`` carries: a tensor name, parameter names, or None (static).
 
-    Variadic inputs (Concat, Sum, Max) repeat the binding of the last declared slot.
+    Variadic inputs (Concat, Sum, Max: ``onnx_variadic``) repeat the binding of the last
+    declared slot; a node with further inputs to another declaration has no operator.
     """
     bindings = op.onnx_inputs
     if not bindings:

@@ -3,7 +3,8 @@
 The actions come from the engine's own plan (:func:`ptq_verify.engine.plan_model`), run on the
 model as the engine prepares it (constants folded, BatchNorm merged into its producer), so the
 audit says what quantizing will really do. Nodes that preparation removes are listed as folded.
-An op type nobody declared is listed with its node name and counted, never skipped.
+An op type nobody declared is listed with its node name and counted, never skipped; so is a
+node whose declaration does not fit it (an input or output more than the declaration describes).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from ..graph import Graph, OperatorTable, load_graph
 from ..rules import stored_classify
 
 UNKNOWN = "unknown op type"
+UNFIT = "declaration does not fit"
 CONSTANT = "constant"
 FOLDED = "folded"
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One node: ``verdict`` is the rule kind (or ``unknown op type``), ``action`` the step."""
+    """One node: ``verdict`` is the rule kind (or ``unknown op type``, ``declaration does not
+    fit``), ``action`` the step."""
 
     node: str
     op_type: str
@@ -48,7 +51,8 @@ class Audit:
     smoothable: tuple[str, ...] = ()  # activations smoothing may move a factor out of
 
     def summary(self) -> dict:
-        """Counts per verdict and per action, unknown op types with their nodes, compensations."""
+        """Counts per verdict and per action, unknown op types with their nodes, nodes their
+        declaration does not fit with why, compensations."""
         unknown: dict[str, list[str]] = {}
         for e in self.entries:
             if e.verdict == UNKNOWN:
@@ -58,6 +62,7 @@ class Audit:
             "verdicts": dict(sorted(Counter(e.verdict for e in self.entries).items())),
             "actions": dict(sorted(Counter(e.action for e in self.entries).items())),
             "unknown_op_types": dict(sorted(unknown.items())),
+            "unfit_nodes": {e.node: e.reason for e in self.entries if e.verdict == UNFIT},
             "compensated": [e.node for e in self.entries if e.action == Action.COMPENSATE.value],
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
@@ -137,7 +142,8 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
 
 
 def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
-    verdict = UNKNOWN if action.rule is None else action.rule.kind.value
+    verdict = action.rule.kind.value if action.rule is not None else (
+        UNKNOWN if action.operator is None else UNFIT)
     return AuditEntry(
         action.name,
         action.op_type,
@@ -173,6 +179,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         "proved linear in its parameters"))
     for op_type, nodes in summary["unknown_op_types"].items():
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} (not in the catalog)")
+    for node, why in summary["unfit_nodes"].items():
+        lines.append(f"refused {node}: {why}")
     return lines
 
 

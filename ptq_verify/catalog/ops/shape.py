@@ -40,11 +40,11 @@ def _select(first, second, k):
 
 
 def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = True,
-          onnx_match: dict | None = None) -> Operator:
+          onnx_match: dict | None = None, outputs: int | None = 1) -> Operator:
     return Operator(
         name, "x", "x", kernel=lambda x: x, onnx_type=name,
         onnx_inputs=("x", *[None] * static_slots), onnx_kernel=onnx_kernel,
-        mixes_channels=mixes, doc=doc, onnx_match=onnx_match or {},
+        mixes_channels=mixes, doc=doc, onnx_match=onnx_match or {}, onnx_outputs=outputs,
     )
 
 
@@ -61,7 +61,7 @@ OPERATORS = (
     Operator(
         "Concat", "a, b", "where(k > 0, a, b)", params={"k": 1},
         kernel=lambda a, b, k: _select(a, b, k), onnx_type="Concat", onnx_inputs=("a", "b"),
-        onnx_kernel=shape.concat, mixes_channels=True,
+        onnx_variadic=True, onnx_kernel=shape.concat, mixes_channels=True,
         doc="Joins tensors along an axis (variadic). Witness: an output element is a's or b's, "
         "chosen by the selector k, the element's position (see the module docstring).",
     ),
@@ -138,7 +138,7 @@ OPERATORS = (
         doc="Running sum along a static axis; witness: an element and its predecessor.",
     ),
     _copy("Split", shape.split, 1,
-          "Parts along an axis (several outputs, one list from the ONNX kernel)."),
+          "Parts along an axis (several outputs, one list from the ONNX kernel).", outputs=None),
     Operator(
         "Trilu", "x", "where(k > 0, x, 0)", params={"k": 1},
         kernel=lambda x, k: _select(x, 0.0, k), onnx_type="Trilu", onnx_inputs=("x", None),
