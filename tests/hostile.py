@@ -290,3 +290,10 @@ def npz_of_zeros(path: Path, nbytes: int) -> Path:
                 member.write(chunk[: min(left, len(chunk))])
                 left -= min(left, len(chunk))
     return path
+
+
+def pow_with_an_undeclared_exponent() -> onnx.ModelProto:
+    """x ** 1.7: Pow is declared for the exponents 2, 3, 0.5 and -0.5 only."""
+    exponent = numpy_helper.from_array(np.array(1.7, np.float32), "e")
+    node = helper.make_node("Pow", ["x", "e"], ["y"], name="pow_1")
+    return _model([node], [_float("x", [None, 4])], [_float("y", [None, 4])], [exponent])

@@ -359,3 +359,19 @@ def test_a_builtin_declaration_with_an_output_fewer_than_the_node_is_refused(tmp
                            "declaration 'MaxPool' (the built-in catalog) takes at most 1 input "
                            "and gives 1 output")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_op_type_declared_for_other_attributes_says_which_forms_exist(tmp_path):
+    """Pow is in the catalog, for four exponents: a fifth is refused with the forms that exist,
+    not as an op type the catalog lacks."""
+    model = tmp_path / "pow.onnx"
+    onnx.save(hostile.pow_with_an_undeclared_exponent(), model)
+    calib = tmp_path / "x.npy"
+    np.save(calib, np.linspace(0.1, 1, 32, dtype=np.float32).reshape(8, 4))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'pow_1'", "op type 'Pow' is declared only for other",
+                           "Pow2: input 1 a constant 2", "--operators")
+    assert not (tmp_path / "q.onnx").exists()
+    audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert audit.status == 0
+    assert "the catalog's forms of it: Pow2: input 1 a constant 2" in audit.out

@@ -111,6 +111,25 @@ def operator_for_onnx_type(
     return best[0]
 
 
+def declarations_of(op_type: str) -> tuple[Operator, ...]:
+    """Every built-in declaration of ONNX type ``op_type`` (several where attributes, constant
+    inputs or the number of inputs tell them apart)."""
+    return tuple(_by_onnx_type().get(op_type, ()))
+
+
+def match_conditions(op: Operator) -> str:
+    """What a node must have for ``op`` to stand for it, in words (``mode = 'nearest'``,
+    ``input 1 a constant 2``, ``3 inputs``); empty when it stands for any node of its type."""
+    parts = []
+    for key, wanted in op.onnx_match.items():
+        allowed = " or ".join(map(repr, wanted)) if isinstance(wanted, tuple) else repr(wanted)
+        parts.append(f"input {key} a constant {allowed}" if isinstance(key, int)
+                     else f"{key} = {allowed}")
+    if op.onnx_arity is not None:
+        parts.append(f"{op.onnx_arity} input" + ("" if op.onnx_arity == 1 else "s"))
+    return ", ".join(parts)
+
+
 def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any]) -> bool:
     for key, wanted in op.onnx_match.items():
         allowed = wanted if isinstance(wanted, tuple) else (wanted,)

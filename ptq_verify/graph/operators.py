@@ -65,6 +65,15 @@ class OperatorTable:
         if (unfit := self.unfit(node, graph)) is not None:
             raise UserError(f"{where}{node.label} {unfit[1]}")
         domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
+        if not domain and node.op_type not in self.extra:
+            from ..catalog import declarations_of, match_conditions
+
+            if forms := declarations_of(node.op_type):
+                raise UserError(
+                    f"{where}{node.label}: op type {node.op_type!r} is declared only for other "
+                    "attribute values or inputs than this node's (" + "; ".join(
+                        f"{op.name}: {match_conditions(op)}" for op in forms) + "); declare "
+                    "this form in a TOML file given with --operators (docs/catalog.md)")
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
             "declare it in a TOML file given with --operators (docs/catalog.md) or remove "
