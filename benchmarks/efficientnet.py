@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --layers: per-tensor weights, equalized")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
-    parser.add_argument("--methods", default="0,1,2,3,4,5",
+    parser.add_argument("--methods", default="0,1,2,3,4,5,6",
                         help="which rows to measure (comma-separated numbers, in table order)")
     args = parser.parse_args(argv)
     from machine import describe
@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
              lambda p, t: ptq_verify(p, calibration, t, False, False)),
             ("ptq-verify per-channel, --keep-float 2 (mixed precision)",
              lambda p, t: ptq_verify(p, calibration, t, True, False, keep_float=2)),
+            ("ptq-verify per-tensor, --keep-float 6 (mixed precision)",
+             lambda p, t: ptq_verify(p, calibration, t, False, False, keep_float=6)),
             ("ORT static QDQ per-channel",
              lambda p, t: onnxruntime_static(p, calibration, t, True)),
             ("ORT static QDQ per-tensor",
