@@ -111,13 +111,15 @@ def operator_for_onnx_type(
     return best[0]
 
 
-def declarations_of(op_type: str) -> tuple[Operator, ...]:
-    """Every built-in declaration of ONNX type ``op_type`` (several where attributes, constant
-    inputs or the number of inputs tell them apart)."""
-    return tuple(_by_onnx_type().get(op_type, ()))
+def declared_forms(op_type: str) -> str:
+    """The built-in declarations of ONNX type ``op_type`` with what a node must have for each
+    (``Pow2: input 1 a constant 2; Pow3: input 1 a constant 3; ...``), for a message about a
+    node none of them fits; empty when the catalog has none."""
+    return "; ".join(f"{op.name}: {_match_conditions(op)}"
+                     for op in _by_onnx_type().get(op_type, ()))
 
 
-def match_conditions(op: Operator) -> str:
+def _match_conditions(op: Operator) -> str:
     """What a node must have for ``op`` to stand for it, in words (``mode = 'nearest'``,
     ``input 1 a constant 2``, ``3 inputs``); empty when it stands for any node of its type."""
     parts = []

@@ -108,12 +108,12 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
         split(graph, table, node, table.require(node, graph))
     if to_split:
         groups = _groups(graph, table, overrides, allow_split=False)
-    totals = [None] * len(groups)
+    totals = [np.ones(_channels(graph, next(iter(group.tensors)))) for group in groups]
     for _ in range(iterations):
         for index, group in enumerate(groups):
             scale = _scales(graph, group)
             _apply(graph, group, scale)
-            totals[index] = scale if totals[index] is None else totals[index] * scale
+            totals[index] = totals[index] * scale
     if not groups or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
@@ -171,6 +171,8 @@ def _group(graph: Graph, first: _Weights, layer, link, producers, consumers) -> 
     group = _Group(firsts={first.node.name: first})
     pending = [first.node.outputs[0]]
     channels = _channels(graph, pending[0])
+    if channels is None:
+        return None
 
     def include(tensor: str) -> bool:
         if tensor not in group.tensors:
@@ -194,7 +196,7 @@ def _group(graph: Graph, first: _Weights, layer, link, producers, consumers) -> 
     while pending:
         tensor = pending.pop()
         maker = producers.get(tensor)
-        if maker is None or tensor in graph.output_names or channels is None:
+        if maker is None or tensor in graph.output_names:
             return None
         if maker.name not in group.firsts and maker.name not in group.links:
             made_by = layer(maker)

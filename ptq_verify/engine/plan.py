@@ -62,12 +62,12 @@ def plan_model(
     reported with action ``unknown`` (quantize refuses them)."""
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     active = activation_tensors(graph, table)
-    return [
-        plan_node(graph, node, table.find(node, graph), active, override_rules)
-        if (unfit := table.unfit(node, graph)) is None
-        else _unfit_node(node, *unfit, active)
-        for node in graph.nodes
-    ]
+    plans = []
+    for node in graph.nodes:
+        op, unfit = table.lookup(node, graph)
+        plans.append(plan_node(graph, node, op, active, override_rules) if unfit is None
+                     else _unfit_node(node, *unfit, active))
+    return plans
 
 
 def _unfit_node(node: Node, op: Operator, why: str, active: set[str]) -> NodeAction:

@@ -26,8 +26,18 @@ class OperatorTable:
     def find(self, node: Node, graph: Graph | None = None) -> Operator | None:
         """The node's operator: its declaration, if the node's inputs and outputs fit it (see
         :meth:`unfit`); None otherwise, so that the engine treats the node as unknown."""
+        op, misfit = self.lookup(node, graph)
+        return op if misfit is None else None
+
+    def lookup(self, node: Node, graph: Graph | None = None
+               ) -> tuple[Operator | None, tuple[Operator, str] | None]:
+        """(:meth:`find`, :meth:`unfit`) of the node from one search of the declarations."""
         op = self._declared(node, graph)
-        return op if op is not None and _misfit(node, op) is None else None
+        if op is None or (why := _misfit(node, op)) is None:
+            return op, None
+        where = "the built-in catalog" if node.op_type not in self.extra else (
+            self.source or "an extra declaration")
+        return None, (op, f"{why}; its declaration {op.name!r} ({where}) {_capacity(op)}")
 
     def _declared(self, node: Node, graph: Graph | None) -> Operator | None:
         """The declaration of the node's op type; the graph's constants select among
@@ -49,31 +59,25 @@ class OperatorTable:
         fit: an input beyond the slots it binds (unless variadic) or an output beyond those it
         describes. Running the declaration there would compute something else than the node
         (an LSTM declared as ``tanh(x)`` would be tanh of its first input)."""
-        op = self._declared(node, graph)
-        if op is None or (why := _misfit(node, op)) is None:
-            return None
-        where = "the built-in catalog" if node.op_type not in self.extra else (
-            self.source or "an extra declaration")
-        return op, f"{why}; its declaration {op.name!r} ({where}) {_capacity(op)}"
+        return self.lookup(node, graph)[1]
 
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""
-        op = self.find(node, graph)
+        op, unfit = self.lookup(node, graph)
         if op is not None:
             return op
         where = f"{graph.source}: " if graph is not None else ""
-        if (unfit := self.unfit(node, graph)) is not None:
+        if unfit is not None:
             raise UserError(f"{where}{node.label} {unfit[1]}")
         domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
         if not domain and node.op_type not in self.extra:
-            from ..catalog import declarations_of, match_conditions
+            from ..catalog import declared_forms
 
-            if forms := declarations_of(node.op_type):
+            if forms := declared_forms(node.op_type):
                 raise UserError(
                     f"{where}{node.label}: op type {node.op_type!r} is declared only for other "
-                    "attribute values or inputs than this node's (" + "; ".join(
-                        f"{op.name}: {match_conditions(op)}" for op in forms) + "); declare "
-                    "this form in a TOML file given with --operators (docs/catalog.md)")
+                    f"attribute values or inputs than this node's ({forms}); declare this form "
+                    "in a TOML file given with --operators (docs/catalog.md)")
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
             "declare it in a TOML file given with --operators (docs/catalog.md) or remove "

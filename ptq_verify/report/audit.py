@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from ..catalog import declarations_of, match_conditions
+from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.equalize import equalize
 from ..engine.plan import Action
@@ -179,9 +179,9 @@ def _summary_lines(audit: Audit) -> list[str]:
         "; ".join(summary["smoothable"]) or "no activation feeds weight layers from a node "
         "proved linear in its parameters"))
     for op_type, nodes in summary["unknown_op_types"].items():
-        why = ("no declaration fits them; the catalog's forms of it: "
-               + "; ".join(f"{op.name}: {match_conditions(op)}" for op in forms)
-               if (forms := declarations_of(op_type)) else "not in the catalog")
+        forms = declared_forms(op_type)
+        why = f"no declaration fits them; the catalog's forms of it: {forms}" if forms else (
+            "not in the catalog")
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")
