@@ -30,21 +30,17 @@ float rounding undo every change.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
 from ..rules.shift import passes_per_channel_shift, proved_affine, shift_rule
-from .data import batches, check_feeds
 from .equalize import CHANNEL_AXIS, Group, broadcasts, groups_of, per_channel_update
-from .float_run import SAMPLES, float_runner, run_float, sample_count
+from .float_run import calibration_feeds, kept_if_same, run_float, streamed
 from .probe import along, example_inputs, example_shape, run_kernel
-from .smooth import agrees
 
 _TOLERANCE = 1e-6  # relative spread of a layer 2's response that still counts as constant
 
@@ -113,24 +109,20 @@ def absorb(graph: Graph, data, table: OperatorTable | None = None,
     candidates = absorbable(graph, table, overrides)
     if not candidates:
         return []
-    every = check_feeds(data, graph, "calibration data")
-    feeds = {k: v[:sample_count(graph)] for k, v in every.items()}
+    every, feeds = calibration_feeds(data, graph)
     least = _least(graph, table, every, [t for c in candidates for t in c.read], progress)
     if least is None:
         return []
-    before = (dict(graph.initializers), [replace(n, inputs=list(n.inputs)) for n in graph.nodes],
-              dict(graph.value_info))
-    reference = run_float(graph, table, feeds, graph.output_names)
-    done = []
-    for candidate in candidates:
-        shift = np.maximum(np.min([least[t] for t in candidate.read], axis=0), 0.0)
-        if np.any(shift > 0) and _apply(graph, table, candidate, shift):
-            done.append(AbsorbedGroup(candidate, shift))
-    after = run_float(graph, table, feeds, graph.output_names) if done else None
-    if not done or reference is None or after is None or not agrees(reference, after):
-        graph.initializers, graph.nodes, graph.value_info = before
+    shifts = [np.maximum(np.min([least[t] for t in c.read], axis=0), 0.0) for c in candidates]
+    if not any(np.any(shift > 0) for shift in shifts):
         return []
-    return done
+
+    def change() -> list[AbsorbedGroup]:
+        return [AbsorbedGroup(candidate, shift) for candidate, shift in zip(candidates, shifts)
+                if np.any(shift > 0) and _apply(graph, table, candidate, shift)]
+
+    reference = run_float(graph, table, feeds, graph.output_names)
+    return kept_if_same(graph, table, feeds, reference, change)
 
 
 def shifted_tensors(done: list[AbsorbedGroup]) -> list[str]:
@@ -302,20 +294,14 @@ def _least(graph: Graph, table: OperatorTable, feeds, tensors: list[str], progre
            ) -> dict[str, np.ndarray] | None:
     """Each tensor's least value per channel over every calibration sample, batch by batch."""
     names = list(dict.fromkeys(tensors))
-    run = float_runner(graph, table, names)
     least: dict[str, np.ndarray] = {}
-    total = next(iter(feeds.values())).shape[0]
-    with tqdm(total=total, desc="bias absorption", unit="sample", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
-        for batch in batches(feeds, graph, SAMPLES):
-            values = run(batch)
-            if values is None:
-                return None
-            for name in names:
-                x = np.moveaxis(np.asarray(values[name], np.float64), CHANNEL_AXIS, 0)
-                low = x.reshape(x.shape[0], -1).min(axis=1)
-                least[name] = low if name not in least else np.minimum(least[name], low)
-            bar.update(next(iter(batch.values())).shape[0])
+    for _, values in streamed(graph, table, feeds, names, "bias absorption", progress):
+        if values is None:
+            return None
+        for name in names:
+            x = np.moveaxis(np.asarray(values[name], np.float64), CHANNEL_AXIS, 0)
+            low = x.reshape(x.shape[0], -1).min(axis=1)
+            least[name] = low if name not in least else np.minimum(least[name], low)
     return least
 
 
