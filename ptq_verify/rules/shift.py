@@ -91,13 +91,6 @@ class Shift:
     def holds(self) -> bool:
         return self.status == "proved"
 
-    def describe(self) -> str:
-        if not self.holds:
-            return f"no shift rule ({self.status}): {self.reason}"
-        moved = ", ".join(f"{p}->{p}-c" if a == 1 else f"{p}->{p}-({a})*c"
-                          for p, a in sorted(self.param_shifts.items()))
-        return "passes a shift c" + (f" with {moved}" if moved else "")
-
     def to_json(self) -> dict:
         out: dict = {"status": self.status}
         if self.holds:
