@@ -20,7 +20,9 @@ Metric: top-1 agreement of the quantized model's argmax with the float model's o
 evaluation crops, and the logit SQNR (ptq_verify.engine.sqnr_db: after the least-squares gain
 alignment, the same for every row). Every quantized model runs as an ONNX file in onnxruntime:
 in a default session and with graph optimizations off (which evaluates QDQ pairs one by one).
-Quantize time is the whole quantization in one process (load, calibrate, quantize, write).
+Quantize time is the whole quantization in one process (load, calibrate, quantize, write);
+ms per crop is each model's latency in onnxruntime, one crop at a time on one thread (median
+of 32).
 
 Run:  python benchmarks/efficientnet.py   [--calibration 64 --evaluation 256]
       [--save DIR]   (keeps both exports and the calibration data, for `ptq-verify audit`)
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx_session import latency_ms
 
 SIZE = 240  # EfficientNet-Lite1's input resolution
 SKIMAGE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
@@ -258,11 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"EfficientNet-Lite1, 8 bits, {args.calibration} calibration and "
               f"{args.evaluation} evaluation crops\n")
         print("| export | method | top-1 agreement (default session) | logit SQNR (dB) | "
-              "top-1 agreement (optimizations off) | logit SQNR (dB) | quantize time (s) |")
-        print("|---|---|---|---|---|---|---|")
+              "top-1 agreement (optimizations off) | logit SQNR (dB) | quantize time (s) | "
+              "ms per crop |")
+        print("|---|---|---|---|---|---|---|---|")
         for kind, path in paths.items():
             reference = logits(str(path), evaluation)
             top1 = reference.argmax(axis=1)
+            print(f"| {kind} | float (the export) | - | - | - | - | - | "
+                  f"{latency_ms(str(path), {'input': evaluation}):.1f} |", flush=True)
             for number, (label, method) in enumerate(methods):
                 if str(number) not in args.methods.split(","):
                     continue
@@ -273,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = logits(str(target), evaluation, optimize)
                     cells += [f"{np.mean(out.argmax(axis=1) == top1):.1%}",
                               f"{sqnr_db(reference, out):.1f}"]
-                print(f"| {kind} | {label} | {' | '.join(cells)} | {took:.1f} |", flush=True)
+                cells += [f"{took:.1f}", f"{latency_ms(str(target), {'input': evaluation}):.1f}"]
+                print(f"| {kind} | {label} | {' | '.join(cells)} |", flush=True)
     print("", *describe(), sep="\n")
     return 0
 

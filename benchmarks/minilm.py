@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx_session import latency_ms
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODULES = ("os", "json", "re", "collections", "pathlib", "argparse", "textwrap", "inspect",
@@ -119,22 +120,6 @@ def embeddings(session_model, feeds: dict[str, np.ndarray]) -> np.ndarray:
                              for i in range(0, len(feeds["input_ids"]), 32)])
     keep = feeds["attention_mask"][:, :, None].astype(np.float32)
     return (hidden * keep).sum(axis=1) / keep.sum(axis=1)
-
-
-def latency_ms(session_model, feeds: dict[str, np.ndarray], runs: int = 32) -> float:
-    """Median milliseconds of one text through a default CPU session with one thread (a
-    deployment's per-request latency; one thread so that the figure does not follow the
-    machine's other load), over ``runs`` texts after one warm-up run."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(session_model, options, providers=["CPUExecutionProvider"])
-    session.run(None, {k: v[:1] for k, v in feeds.items()})
-    times = []
-    for i in range(runs):
-        start = time.perf_counter()
-        session.run(None, {k: v[i:i + 1] for k, v in feeds.items()})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -157,29 +157,41 @@ def test_calibration_in_onnxruntime_agrees_with_the_catalog_kernels(name):
         assert fast.stats[tensor].count == stats.count
 
 
-def test_qdq_selects_rows_from_the_stored_codes_of_a_table(monkeypatch):
-    """An embedding's Gather reads the table's 8-bit codes and one DequantizeLinear follows
-    it, instead of a DequantizeLinear of the whole table before it (which onnxruntime runs
-    on every row at every run: 24 of 34 ms of a one-text all-MiniLM-L6-v2 run); the outputs
-    are those of the whole-table form, bit for bit."""
-    name = "tiny_bert.legacy.opset17.onnx"
+@pytest.mark.parametrize("name, readers", [
+    ("tiny_bert.legacy.opset17.onnx", {"Gather": True}),
+    ("digits_cnn.legacy.opset17.onnx", {"MaxPool": True}),
+    ("digits_swin.legacy.opset17.onnx", {"Pad": False}),
+])
+def test_qdq_runs_selections_on_the_stored_codes(name, readers, monkeypatch):
+    """A selection that passes codes on reads the 8-bit codes themselves, with one
+    DequantizeLinear after it, instead of dequantized values: onnxruntime fuses no DQ -> Pad
+    -> Q group, and a DequantizeLinear of a whole embedding table ran on every row at every
+    run (24 of the 34 ms of a one-text all-MiniLM-L6-v2 run). An embedding's Gather (its table
+    of codes) and a MaxPool after a Relu do; the Swin's window Pad does not: its codes are
+    signed, stored with zero point 128, and a pad value of 0 is no code there. The outputs
+    are those of the dequantized form (what the export falls back to where onnxruntime has
+    no 8-bit kernel), bit for bit."""
     graph = load_model(FIXTURES / name)
     model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
     test = _data(name, "test")
-    selecting = model.to_onnx("qdq")
-    stored = {t.name: t for t in selecting.graph.initializer}
-    tables = [n.input[0] for n in selecting.graph.node if n.op_type == "Gather"
-              and n.input[0] in stored and np.prod(stored[n.input[0]].dims) > 1]
-    assert len(tables) == 3  # word, position and token-type embeddings
-    assert all(stored[t].data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-               for t in tables)
+    on_codes = model.to_onnx("qdq")
     monkeypatch.setattr(importlib.import_module("ptq_verify.engine.lower.qdq"), "runs_on",
-                        lambda *args: False)  # as for a selection with no 8-bit kernel
-    whole = model.to_onnx("qdq")
-    made_by = {out: n.op_type for n in whole.graph.node for out in n.output}
-    assert [made_by.get(n.input[0]) for n in whole.graph.node if n.op_type == "Gather"
-            ].count("DequantizeLinear") == 3, "the fallback dequantizes each whole table"
-    assert np.array_equal(_first_output(selecting, test), _first_output(whole, test))
+                        lambda *args: False)
+    dequantized = model.to_onnx("qdq")
+    assert np.array_equal(_first_output(on_codes, test), _first_output(dequantized, test))
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    for export, fallback in ((on_codes, False), (dequantized, True)):
+        stored = {t.name for t in export.graph.initializer if t.data_type in eight_bit}
+        made_by = {out: n.op_type for n in export.graph.node for out in n.output}
+        for op_type, expected in readers.items():
+            nodes = [n for n in export.graph.node if n.op_type == op_type  # on codes
+                     and (n.input[0] in stored or made_by.get(n.input[0]) in (
+                         "QuantizeLinear", "Clip", "DequantizeLinear"))]
+            on_stored = [n for n in nodes if n.input[0] in stored
+                         or made_by.get(n.input[0]) in ("QuantizeLinear", "Clip")]
+            assert nodes and len(on_stored) == (0 if fallback or not expected else len(nodes))
+            if on_stored and op_type == "Gather":  # word, position and token types
+                assert len(on_stored) == 3
 
 
 def test_table_values_the_calibration_never_selected_are_counted_in_a_note():
