@@ -128,24 +128,30 @@ def logits(model: str | bytes, data: np.ndarray, optimize: bool = True) -> np.nd
 
 
 def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: bool,
-               equalizing: bool, keep_float: int = 0) -> float:
-    """The quantize command's pipeline (smoothing on, as its default), 8 bits, qdq, with
+               equalizing: bool, keep_float: int = 0, absorbing: bool = True) -> float:
+    """The quantize command's pipeline (smoothing on, as its default; ``equalizing``: as
+    --equalize, with its bias absorption unless not ``absorbing``), 8 bits, qdq, with
     ``keep_float`` as --keep-float; returns its wall time."""
     from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine.absorb import absorb, shifted_tensors
     from ptq_verify.engine.equalize import equalize
     from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
     start = time.perf_counter()
     graph = load_model(path)
+    absorbed = []
     if equalizing:
         equalize(graph)
+        if absorbing:
+            absorbed = absorb(graph, {"input": calibration})
     smooth(graph, {"input": calibration}, 8, per_channel=per_channel)  # on, as in the CLI
     calibrated = calibrate(graph, {"input": calibration}, progress=False)
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []
     model = quantize(graph, calibrated, 8, per_channel=per_channel,
-                     float_tensors=[item.tensor for item in kept])
+                     float_tensors=[item.tensor for item in kept],
+                     calibrated_unsigned=shifted_tensors(absorbed))
     target.write_bytes(model.to_onnx("qdq").SerializeToString())
     return time.perf_counter() - start
 
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --layers: per-tensor weights, equalized")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
-    parser.add_argument("--methods", default="0,1,2,3,4,5,6",
+    parser.add_argument("--methods", default="0,1,2,3,4,5,6,7",
                         help="which rows to measure (comma-separated numbers, in table order)")
     args = parser.parse_args(argv)
     from machine import describe
@@ -249,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
              lambda p, t: onnxruntime_static(p, calibration, t, True)),
             ("ORT static QDQ per-tensor",
              lambda p, t: onnxruntime_static(p, calibration, t, False)),
+            ("ptq-verify per-tensor, equalized without bias absorption",
+             lambda p, t: ptq_verify(p, calibration, t, False, True, absorbing=False)),
         ]
         print(f"EfficientNet-Lite1, 8 bits, {args.calibration} calibration and "
               f"{args.evaluation} evaluation crops\n")
