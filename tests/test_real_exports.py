@@ -166,11 +166,12 @@ def test_qdq_runs_selections_on_the_stored_codes(name, readers, monkeypatch):
     """A selection that passes codes on reads the 8-bit codes themselves, with one
     DequantizeLinear after it, instead of dequantized values: onnxruntime fuses no DQ -> Pad
     -> Q group, and a DequantizeLinear of a whole embedding table ran on every row at every
-    run (24 of the 34 ms of a one-text all-MiniLM-L6-v2 run). An embedding's Gather (its table
-    of codes) and a MaxPool after a Relu do; the Swin's window Pad does not: its codes are
-    signed, stored with zero point 128, and a pad value of 0 is no code there. The outputs
-    are those of the dequantized form (what the export falls back to where onnxruntime has
-    no 8-bit kernel), bit for bit."""
+    run (24 of the 34 ms of a one-text all-MiniLM-L6-v2 run): an embedding's Gather (its table
+    of codes) and a MaxPool after a Relu do. The Swin's window Pad does not: its codes are
+    signed, stored with zero point 128, and its pad value is absent (ONNX's default 0), which
+    the checker's shift rule would move to 128 with them. The outputs are those of the
+    dequantized form (what the export falls back to where onnxruntime has no 8-bit kernel),
+    bit for bit."""
     graph = load_model(FIXTURES / name)
     model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
     test = _data(name, "test")

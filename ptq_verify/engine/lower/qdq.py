@@ -35,7 +35,8 @@ from onnx import helper
 
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
-from ..rules import is_monotone_selection, is_shift_selection
+from ...rules.shift import shift_rule
+from ..rules import is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, runs_on
 
@@ -213,11 +214,14 @@ class _QdqLowering:
         round trip. It matters where onnxruntime fuses no such group: an embedding's Gather
         from a table of codes (the whole table was dequantized at every run: 24 of the 34 ms
         of a one-text all-MiniLM-L6-v2 run) and the Pad before each depthwise convolution
-        of EfficientNet-Lite. Codes stored with a zero point z pass through an operator
-        only if it commutes with adding z (:func:`~..rules.is_shift_selection`); with z = 0
-        any monotone selection (Relu's 0, Pad's value) runs on them as on the codes. False,
-        and the usual form, where any of that does not hold or onnxruntime has no kernel of
-        the node for these types (a one-node probe)."""
+        of EfficientNet-Lite. The node must be a monotone selection by its declaration (each
+        output element an input element, a parameter or a number: the integer kernel then
+        computes what the float one does). Codes stored with a zero point z (signed codes
+        under u8s8) pass only where the checker proves the shift rule (proofs/shift.md:
+        f(x + z; p + a z) = f(x; p) + z), each constant moved as it says (Pad's value by z;
+        Relu, refuted, stays on dequantized values). False, and the usual form, where any of
+        that does not hold or onnxruntime has no kernel of the node for these types (a
+        one-node probe)."""
         outputs = [name for name in step.node.outputs if name]
         if len(outputs) != 1:
             return False
@@ -228,20 +232,25 @@ class _QdqLowering:
         if code is None or code.high - code.low > 255 or (np.ndim(code.scale) and held):
             return False  # per-channel codes only from a table (an embedding's columns)
         dtype, zero = self._container(code.low, code.high)
-        if not (is_shift_selection(step.op) if zero else is_monotone_selection(step.op)):
+        shift = shift_rule(step.op) if zero else None
+        if not is_monotone_selection(step.op) or (shift is not None and not shift.holds):
             return False
         source = step.source or step.node
         if any(attr in source.attrs for attr in step.op.onnx_attrs):
             return False  # a parameter held in an attribute (Pad's value before opset 11)
         inputs, types = [], []
         for slot in range(len(step.node.inputs)):
-            stored = self._stored_codes(step, slot, code, dtype, zero)
+            stored = self._stored_codes(step, slot, code, dtype, zero,
+                                        shift.param_shifts if shift else {})
             if stored is False:
                 return False
             inputs.append(stored)
-            types.append(self._element_type(stored))
-        if None in types or not runs_on(step.node, types, self.model.graph.opsets.get("", 11)):
-            return False
+            types.append(self._element_type(stored) if stored else 0)
+        while inputs and not inputs[-1]:  # absent trailing optional inputs
+            inputs.pop(), types.pop()
+        opset = self.model.graph.opsets.get("", 11)
+        if None in types or 0 in types or not runs_on(step.node, types, opset):
+            return False  # a type the probe cannot name, an absent input between others
         selected = self.out.fresh(f"{outputs[0]}:stored")
         self.out.nodes.append(node_proto(source, inputs, [selected]))
         per_channel = np.ndim(code.scale) > 0
@@ -259,7 +268,8 @@ class _QdqLowering:
             self.real[outputs[0]] = dequantized
         return True
 
-    def _stored_codes(self, step: NodeStep, slot: int, code, dtype, zero: int) -> str | bool:
+    def _stored_codes(self, step: NodeStep, slot: int, code, dtype, zero: int,
+                      param_shifts) -> str | bool:
         """The input ``name`` of a selection run on stored codes (:meth:`_select_codes`):
         a table of codes or a code-domain constant stored as the output's container holds
         its codes, the QuantizeLinear output of an activation held at the output's very
@@ -268,15 +278,24 @@ class _QdqLowering:
         is none of these, or holds codes beyond the output's range (which the output's
         QuantizeLinear would have clipped)."""
         name = step.node.inputs[slot]
-        if not name:
-            return ""
+        bound = step.op.onnx_inputs[slot].split() if slot < len(step.op.onnx_inputs) and (
+            step.op.onnx_inputs[slot]) else []
+        if not name:  # an absent optional input: its default does not move with z
+            return False if zero and any(param_shifts.get(item) for item in bound) else ""
         if name in step.constants:  # a table of codes, or a constant rescaled to codes
             values = np.asarray(step.constants[name], np.float64)
             if not (values.size and np.array_equal(values, np.round(values))
                     and code.low <= values.min() and values.max() <= code.high):
                 return False  # outside the output's codes: the QuantizeLinear would clip it
-            values = values + zero
-            if zero and name not in step.params:  # a constant is no input element
+            # the shift rule moves an element (a table's code) by z, a parameter p by a_p z
+            moves = {param_shifts.get(item, 0) if item in step.op.params else 1
+                     for item in bound} if name not in step.params else {1}
+            if len(moves) != 1:
+                return False
+            values = values + float(moves.pop()) * zero
+            info = np.iinfo(dtype)
+            if not (np.array_equal(values, np.round(values))
+                    and info.min <= values.min() and values.max() <= info.max):
                 return False
             return self.out.constant(f"{name}:stored", values.astype(dtype))
         if name in self.codes:
@@ -287,8 +306,7 @@ class _QdqLowering:
                     or held.low < code.low or held.high > code.high):
                 return False
             return stored[0]
-        bindings = step.op.onnx_inputs
-        if (slot >= len(bindings) or bindings[slot] is not None
+        if (slot >= len(step.op.onnx_inputs) or bound
                 or self._element_type(name) is None):
             return False  # values the node may select, not held as codes here
         return self._real(name)
