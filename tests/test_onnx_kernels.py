@@ -294,6 +294,14 @@ def test_batch_and_instance_normalization():
     _check("InstanceNormalization", [x, _f(3), _f(3)], {"epsilon": 0.01})
 
 
+@pytest.mark.parametrize(("opset", "groups", "affine"), [(18, 2, 2), (21, 2, 6), (21, 6, 6)])
+def test_group_normalization(opset, groups, affine):
+    """Opset 18 takes a gain and bias per group, 21 per channel (6 channels)."""
+    x = _f(2, 6, 3, 4)
+    _check("GroupNormalization", [x, _f(affine), _f(affine)],
+           {"num_groups": groups, "epsilon": 0.01}, opset=opset, ort=True)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's 0/0
 @pytest.mark.parametrize(("name", "p"), [("LpNormalization", 2), ("L1Normalization", 1)])
 def test_lp_normalization(name, p):
