@@ -442,6 +442,18 @@ def test_boolean_connectives(name):
     _check(name, [a] if name == "Not" else [a, b])
 
 
+def test_scatter_nd_and_scatter_elements():
+    """Against onnxruntime (whose ScatterND takes negative indices, as the reference's does
+    not): slices, single elements, an axis, indices smaller than data."""
+    x = _f(3, 4)
+    _check("ScatterND", [x, np.array([[0, 1], [2, -1]], np.int64), _f(2)], ort=True)
+    _check("ScatterND", [x, np.array([[2], [0]], np.int64), _f(2, 4)], ort=True)
+    _check("ScatterND", [_f(2, 3, 4), np.array([[1, 2]], np.int64), _f(1, 4)], ort=True)
+    _check("ScatterElements", [x, np.array([[0, -1], [2, 1], [3, 0]], np.int64), _f(3, 2)],
+           {"axis": 1}, ort=True)
+    _check("ScatterElements", [x, np.array([[2, 0, 1, 1]], np.int64), _f(1, 4)], ort=True)
+
+
 def test_gather_elements_gather_nd_range():
     x = _f(3, 4)
     _check("GatherElements", [x, np.array([[0, -1], [2, 1], [3, 3]], np.int64)], {"axis": 1})
