@@ -387,3 +387,45 @@ def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
     outcome = _quantize(tmp / "q.onnx", calib, tmp / "qq.onnx")
     _assert_one_line_error(outcome, "is the model quantized already?", "int8 codes")
     assert not (tmp / "qq.onnx").exists()
+
+
+def _output_listed_twice(model: onnx.ModelProto) -> None:
+    model.graph.output.append(model.graph.output[0])
+
+
+def _input_as_output(model: onnx.ModelProto) -> None:
+    model.graph.output.append(model.graph.input[0])
+
+
+def _initializer_as_output(model: onnx.ModelProto) -> None:
+    weight = model.graph.initializer[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        weight.name, weight.data_type, list(weight.dims)))
+
+
+def _constant_node_output(model: onnx.ModelProto) -> None:
+    value = onnx.numpy_helper.from_array(np.arange(3, dtype=np.float32))
+    model.graph.node.append(onnx.helper.make_node("Constant", [], ["k"], value=value))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("k", onnx.TensorProto.FLOAT,
+                                                                 [3]))
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (_output_listed_twice, "is listed 2 times"),
+    (_input_as_output, "is a graph input, not computed by a node"),
+    (_initializer_as_output, "is a constant, not computed by a node"),
+    (_constant_node_output, "depends on no model input"),
+])
+def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, change, fragment):
+    """A new-user trial: onnxruntime runs a model that lists an output twice or returns an
+    input or a constant as an output, but refused what quantizing wrote (a duplicate name),
+    and a Constant node's output was refused as 'declare Constant'."""
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    change(proto)
+    onnx.save(proto, model)
+    import onnxruntime
+
+    onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # it loads
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment)
+    assert not (tmp / "q.onnx").exists()
