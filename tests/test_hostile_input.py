@@ -429,3 +429,15 @@ def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, chang
     onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # it loads
     _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment)
     assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize(("make", "fragment"), [
+    (lambda path: path.mkdir(), "a folder, not a calibration file"),
+    (os.mkfifo, "not a regular file"),
+    (lambda path: None, "no such calibration file"),
+])
+def test_calibration_path_that_is_no_file_says_what_it_is(mlp_files, make, fragment):
+    """A new-user trial: --calib naming a folder was 'no such calibration file'."""
+    tmp, model, _ = mlp_files
+    make(tmp / "calib")
+    _assert_one_line_error(_quantize(model, tmp / "calib", tmp / "q.onnx"), fragment)
