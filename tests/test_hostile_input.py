@@ -387,6 +387,8 @@ def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
     outcome = _quantize(tmp / "q.onnx", calib, tmp / "qq.onnx")
     _assert_one_line_error(outcome, "is the model quantized already?", "int8 codes")
     assert not (tmp / "qq.onnx").exists()
+    audit = hostile.run_cli(["audit", str(tmp / "q.onnx")], limit=QUICK_LIMIT)
+    assert audit.status == 0 and "is the model quantized already?" in audit.out
 
 
 def _output_listed_twice(model: onnx.ModelProto) -> None:

@@ -82,20 +82,21 @@ class OperatorTable:
                     "in a TOML file given with --operators (docs/catalog.md)")
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
-            f"{_quantized_hint(node, graph)}; declare it in a TOML file given with --operators "
-            "(docs/catalog.md) or remove the node"
+            + (f" ({hint})" if (hint := quantized_hint(node, graph)) else "")
+            + "; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+            "the node"
         )
 
 
-def _quantized_hint(node: Node, graph: Graph | None) -> str:
+def quantized_hint(node: Node, graph: Graph | None) -> str:
     """Why an undeclared node may be there: one that reads or writes 8-bit integer tensors
     (QuantizeLinear's codes, ConvInteger's weights) most likely belongs to a model that is
-    quantized already, which a user passes by mistake for the float one."""
+    quantized already, which a user passes by mistake for the float one; empty otherwise."""
     for name in (*node.inputs, *node.outputs):
         dtype = graph.dtype_of(name) if graph is not None and name else None
         if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
-            return (f" (its tensor {name!r} holds {dtype} codes: is the model quantized "
-                    "already? ptq-verify takes the float model)")
+            return (f"its tensor {name!r} holds {dtype} codes: is the model quantized "
+                    "already? ptq-verify takes the float model")
     return ""
 
 
