@@ -443,3 +443,20 @@ def test_calibration_path_that_is_no_file_says_what_it_is(mlp_files, make, fragm
     tmp, model, _ = mlp_files
     make(tmp / "calib")
     _assert_one_line_error(_quantize(model, tmp / "calib", tmp / "q.onnx"), fragment)
+
+
+def test_a_divisor_near_zero_names_the_option_that_keeps_it_in_float(tmp_path):
+    """A new-user trial: x / (x.std() + 1e-3) was refused with 'the node cannot be quantized'
+    and no way forward; keeping the divisor in float quantizes the rest."""
+    import models
+
+    b = models.Builder(9)
+    h = b.dense(b.add("Relu", [b.dense("input", 64, 32)]), 32, 16)
+    h = b.add("Div", [b.const(np.array(1.0, dtype=np.float32)), h])
+    model, calib = tmp_path / "div.onnx", tmp_path / "x.npy"
+    onnx.save(b.model(b.dense(h, 16, 10), "div_x"), model)
+    np.save(calib, models.digits(40))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "comes within", "--keep-float-tensor 'gemm2'")
+    assert _quantize(model, calib, tmp_path / "q.onnx", "--keep-float-tensor", "gemm2"
+                     ).status == 0

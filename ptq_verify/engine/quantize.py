@@ -839,7 +839,8 @@ class _Builder:
                         f"{self.graph.source}: {node.label}: input {name!r} has degree "
                         f"{degree} and comes within {nearest:.3g} codes of 0 at {self.bits} bits "
                         "on the calibration data; rounding there would be amplified without "
-                        "bound, so the node cannot be quantized"
+                        "bound, so the node cannot run on its codes: keep that input in float "
+                        f"(--keep-float-tensor {name!r})"
                     )
 
     def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
