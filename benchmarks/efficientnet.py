@@ -20,7 +20,9 @@ Metric: top-1 agreement of the quantized model's argmax with the float model's o
 evaluation crops, and the logit SQNR (ptq_verify.engine.sqnr_db: after the least-squares gain
 alignment, the same for every row). Every quantized model runs as an ONNX file in onnxruntime:
 in a default session and with graph optimizations off (which evaluates QDQ pairs one by one).
-Quantize time is the whole quantization in one process (load, calibrate, quantize, write).
+Quantize time is the whole quantization in one process (load, calibrate, quantize, write);
+ms per crop is each model's latency in onnxruntime, one crop at a time on one thread (median
+of 32).
 
 Run:  python benchmarks/efficientnet.py   [--calibration 64 --evaluation 256]
       [--save DIR]   (keeps both exports and the calibration data, for `ptq-verify audit`)
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx_session import latency_ms
 
 SIZE = 240  # EfficientNet-Lite1's input resolution
 SKIMAGE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
@@ -125,24 +128,30 @@ def logits(model: str | bytes, data: np.ndarray, optimize: bool = True) -> np.nd
 
 
 def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: bool,
-               equalizing: bool, keep_float: int = 0) -> float:
-    """The quantize command's pipeline (smoothing on, as its default), 8 bits, qdq, with
+               equalizing: bool, keep_float: int = 0, absorbing: bool = True) -> float:
+    """The quantize command's pipeline (smoothing on, as its default; ``equalizing``: as
+    --equalize, with its bias absorption unless not ``absorbing``), 8 bits, qdq, with
     ``keep_float`` as --keep-float; returns its wall time."""
     from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine.absorb import absorb, shifted_tensors
     from ptq_verify.engine.equalize import equalize
     from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
     start = time.perf_counter()
     graph = load_model(path)
+    absorbed = []
     if equalizing:
         equalize(graph)
+        if absorbing:
+            absorbed = absorb(graph, {"input": calibration})
     smooth(graph, {"input": calibration}, 8, per_channel=per_channel)  # on, as in the CLI
     calibrated = calibrate(graph, {"input": calibration}, progress=False)
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []
     model = quantize(graph, calibrated, 8, per_channel=per_channel,
-                     float_tensors=[item.tensor for item in kept])
+                     float_tensors=[item.tensor for item in kept],
+                     calibrated_unsigned=shifted_tensors(absorbed))
     target.write_bytes(model.to_onnx("qdq").SerializeToString())
     return time.perf_counter() - start
 
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --layers: per-tensor weights, equalized")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
-    parser.add_argument("--methods", default="0,1,2,3,4,5,6",
+    parser.add_argument("--methods", default="0,1,2,3,4,5,6,7",
                         help="which rows to measure (comma-separated numbers, in table order)")
     args = parser.parse_args(argv)
     from machine import describe
@@ -246,15 +255,20 @@ def main(argv: list[str] | None = None) -> int:
              lambda p, t: onnxruntime_static(p, calibration, t, True)),
             ("ORT static QDQ per-tensor",
              lambda p, t: onnxruntime_static(p, calibration, t, False)),
+            ("ptq-verify per-tensor, equalized without bias absorption",
+             lambda p, t: ptq_verify(p, calibration, t, False, True, absorbing=False)),
         ]
         print(f"EfficientNet-Lite1, 8 bits, {args.calibration} calibration and "
               f"{args.evaluation} evaluation crops\n")
         print("| export | method | top-1 agreement (default session) | logit SQNR (dB) | "
-              "top-1 agreement (optimizations off) | logit SQNR (dB) | quantize time (s) |")
-        print("|---|---|---|---|---|---|---|")
+              "top-1 agreement (optimizations off) | logit SQNR (dB) | quantize time (s) | "
+              "ms per crop |")
+        print("|---|---|---|---|---|---|---|---|")
         for kind, path in paths.items():
             reference = logits(str(path), evaluation)
             top1 = reference.argmax(axis=1)
+            print(f"| {kind} | float (the export) | - | - | - | - | - | "
+                  f"{latency_ms(str(path), {'input': evaluation}):.1f} |", flush=True)
             for number, (label, method) in enumerate(methods):
                 if str(number) not in args.methods.split(","):
                     continue
@@ -265,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = logits(str(target), evaluation, optimize)
                     cells += [f"{np.mean(out.argmax(axis=1) == top1):.1%}",
                               f"{sqnr_db(reference, out):.1f}"]
-                print(f"| {kind} | {label} | {' | '.join(cells)} | {took:.1f} |", flush=True)
+                cells += [f"{took:.1f}", f"{latency_ms(str(target), {'input': evaluation}):.1f}"]
+                print(f"| {kind} | {label} | {' | '.join(cells)} |", flush=True)
     print("", *describe(), sep="\n")
     return 0
 

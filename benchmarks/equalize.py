@@ -3,7 +3,8 @@
 For every example model in ptq_verify/examples (its own calibration data), per-tensor and
 per-channel weights, at 8 and 4 bits, with the CLI's defaults otherwise: the SQNR (dB) of the
 simulated logits against the float logits on all 1797 scikit-learn digits, without and with
-equalization, and the pairs equalized. One table on stdout.
+equalization (alone, and with its bias absorption as ``--equalize`` runs it), the pairs
+equalized and the biases absorbed. One table on stdout.
 
 The examples are trained and their channel ranges are even; the last row, ``uneven_relu6``, is
 an untrained seeded network shaped like a mobile block after BatchNorm folding (output channels
@@ -25,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine.absorb import absorb, shifted_tensors
 from ptq_verify.engine.equalize import equalize
 from ptq_verify.graph import OperatorTable, run_graph
 
@@ -74,31 +76,37 @@ def uneven_relu6(path: Path) -> Path:
     return target
 
 
-def _sqnr(path: Path, per_channel: bool, cle: bool, bits: int) -> tuple[float, list[str]]:
+def _sqnr(path: Path, per_channel: bool, cle: bool, bits: int, absorbing: bool = True
+          ) -> tuple[float, list[str], list[str]]:
     graph = load_model(path)
     name = graph.inputs[0].name
     pairs = equalize(graph, OperatorTable()) if cle else []
     calib = dict(np.load(path.with_suffix(".calib.npz")))
+    absorbed = absorb(graph, calib) if cle and absorbing else []
     feeds = {name: _digits(graph.inputs[0].shape)}
     reference = run_graph(load_model(path), feeds, OperatorTable())
     calibration = calibrate(graph, calib, progress=False)
-    model = quantize(graph, calibration, bits, per_channel=per_channel)
+    model = quantize(graph, calibration, bits, per_channel=per_channel,
+                     calibrated_unsigned=shifted_tensors(absorbed))
     out = graph.outputs[0].name
-    return sqnr_db(reference[out], model.run(feeds)[out]), [p.describe() for p in pairs]
+    return (sqnr_db(reference[out], model.run(feeds)[out]), [p.describe() for p in pairs],
+            [a.describe() for a in absorbed])
 
 
 def main() -> int:
-    rows = [("model", "weights", *(f"{b}-bit off / on" for b in BITS), "pairs equalized")]
+    rows = [("model", "weights", *(f"{b}-bit off / CLE / CLE + absorption" for b in BITS),
+             "pairs equalized", "biases absorbed")]
     scratch = tempfile.TemporaryDirectory()
     for path in [*sorted(EXAMPLES.glob("*.onnx")), uneven_relu6(Path(scratch.name))]:
         for per_channel in (False, True):
-            cells, pairs = [], []
+            cells, pairs, absorbed = [], [], []
             for bits in BITS:
-                off, _ = _sqnr(path, per_channel, False, bits)
-                on, pairs = _sqnr(path, per_channel, True, bits)
-                cells.append(f"{off:.1f} / {on:.1f} dB")
+                off, _, _ = _sqnr(path, per_channel, False, bits)
+                alone, _, _ = _sqnr(path, per_channel, True, bits, absorbing=False)
+                on, pairs, absorbed = _sqnr(path, per_channel, True, bits)
+                cells.append(f"{off:.1f} / {alone:.1f} / {on:.1f} dB")
             rows.append((path.stem, "per-channel" if per_channel else "per-tensor", *cells,
-                         "; ".join(pairs) or "none"))
+                         "; ".join(pairs) or "none", "; ".join(absorbed) or "none"))
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     print("Machine: " + "; ".join(describe()))
     print("| " + " | ".join(rows[0]) + " |")

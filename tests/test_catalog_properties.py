@@ -4,10 +4,12 @@ catalog: a new one is covered untouched."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from expected import has_rule, independent_scales
 
 from ptq_verify.catalog import CATALOG
+from ptq_verify.engine.rules import is_shift_selection
 from ptq_verify.rules import classify
 from ptq_verify.testing import check_operator, check_rewrites, check_rule, rules_of
 
@@ -47,3 +49,26 @@ def test_multi_input_operator_under_a_shared_scale(name):
     assert bool(rules) == has_rule(name), name
     for rule in rules:
         check_rule(op, rule, independent=False)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_a_shift_selection_commutes_with_adding_a_number(name):
+    """``is_shift_selection`` lets the qdq export run an operator on codes stored with a zero
+    point z: it must hold only where f(x + z) = f(x) + z for every input element (checked on
+    random elements, parameters at several values), and fail on Relu and constant Pad."""
+    op = CATALOG[name]
+    if not is_shift_selection(op):
+        return
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        elements = {e: rng.normal(size=8) * 3 for e in op.element_names}
+        params = {p: rng.choice([-1.0, 0.5, 2.0]) for p in op.params}
+        for z in (128.0, -3.5):
+            shifted = {e: v + z for e, v in elements.items()}
+            np.testing.assert_allclose(op.evaluate(**shifted, **params),
+                                       op.evaluate(**elements, **params) + z, atol=1e-9)
+
+
+def test_shift_selections_exclude_numbers_and_parameters():
+    assert is_shift_selection(CATALOG["MaxPool"]) and is_shift_selection(CATALOG["Concat"])
+    assert not is_shift_selection(CATALOG["Relu"]) and not is_shift_selection(CATALOG["Pad"])

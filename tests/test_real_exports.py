@@ -14,6 +14,7 @@ code, and stays close to the float model run by onnxruntime."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,43 @@ def test_calibration_in_onnxruntime_agrees_with_the_catalog_kernels(name):
     for tensor, stats in declared.stats.items():
         assert fast.stats[tensor].max_abs == pytest.approx(stats.max_abs, rel=1e-4, abs=1e-6)
         assert fast.stats[tensor].count == stats.count
+
+
+@pytest.mark.parametrize("name, readers", [
+    ("tiny_bert.legacy.opset17.onnx", {"Gather": True}),
+    ("digits_cnn.legacy.opset17.onnx", {"MaxPool": True}),
+    ("digits_swin.legacy.opset17.onnx", {"Pad": False}),
+])
+def test_qdq_runs_selections_on_the_stored_codes(name, readers, monkeypatch):
+    """A selection that passes codes on reads the 8-bit codes themselves, with one
+    DequantizeLinear after it, instead of dequantized values: onnxruntime fuses no DQ -> Pad
+    -> Q group, and a DequantizeLinear of a whole embedding table ran on every row at every
+    run (24 of the 34 ms of a one-text all-MiniLM-L6-v2 run). An embedding's Gather (its table
+    of codes) and a MaxPool after a Relu do; the Swin's window Pad does not: its codes are
+    signed, stored with zero point 128, and a pad value of 0 is no code there. The outputs
+    are those of the dequantized form (what the export falls back to where onnxruntime has
+    no 8-bit kernel), bit for bit."""
+    graph = load_model(FIXTURES / name)
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    test = _data(name, "test")
+    on_codes = model.to_onnx("qdq")
+    monkeypatch.setattr(importlib.import_module("ptq_verify.engine.lower.qdq"), "runs_on",
+                        lambda *args: False)
+    dequantized = model.to_onnx("qdq")
+    assert np.array_equal(_first_output(on_codes, test), _first_output(dequantized, test))
+    eight_bit = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    for export, fallback in ((on_codes, False), (dequantized, True)):
+        stored = {t.name for t in export.graph.initializer if t.data_type in eight_bit}
+        made_by = {out: n.op_type for n in export.graph.node for out in n.output}
+        for op_type, expected in readers.items():
+            nodes = [n for n in export.graph.node if n.op_type == op_type  # on codes
+                     and (n.input[0] in stored or made_by.get(n.input[0]) in (
+                         "QuantizeLinear", "Clip", "DequantizeLinear"))]
+            on_stored = [n for n in nodes if n.input[0] in stored
+                         or made_by.get(n.input[0]) in ("QuantizeLinear", "Clip")]
+            assert nodes and len(on_stored) == (0 if fallback or not expected else len(nodes))
+            if on_stored and op_type == "Gather":  # word, position and token types
+                assert len(on_stored) == 3
 
 
 def test_table_values_the_calibration_never_selected_are_counted_in_a_note():

@@ -13,6 +13,7 @@ import pytest
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
+from ptq_verify.engine.float_run import SAMPLES, agrees
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
@@ -87,11 +88,11 @@ def test_a_wrong_factor_is_detected_and_undone(monkeypatch):
 
 def test_agreement_check_tells_a_changed_output_from_float_rounding():
     value = {"y": np.linspace(-3, 3, 50)}
-    assert smoothing.agrees(value, {"y": value["y"] * (1 + 1e-7)})
-    assert not smoothing.agrees(value, {"y": value["y"] * 1.01})
+    assert agrees(value, {"y": value["y"] * (1 + 1e-7)})
+    assert not agrees(value, {"y": value["y"] * 1.01})
     indices = {"i": np.arange(5)}
-    assert smoothing.agrees(indices, {"i": np.arange(5)})
-    assert not smoothing.agrees(indices, {"i": np.arange(5)[::-1]})
+    assert agrees(indices, {"i": np.arange(5)})
+    assert not agrees(indices, {"i": np.arange(5)[::-1]})
 
 
 @pytest.mark.parametrize("alphas", [(0.5,)])
@@ -122,13 +123,13 @@ def test_channel_ranges_come_from_the_whole_calibration_set():
     loudest = int(per_sample.max(axis=1).argmax())
     order = [i for i in range(len(per_sample)) if i != loudest] + [loudest]
     calib = {k: v[order] for k, v in calib.items()}
-    assert len(order) > smoothing.SAMPLES
-    reach = smoothing._observe(graph, OperatorTable(), calib, candidates, smoothing.SAMPLES)[1]
+    assert len(order) > SAMPLES
+    reach = smoothing._observe(graph, OperatorTable(), calib, candidates, SAMPLES)[1]
     for candidate in candidates:
         x = np.abs(np.moveaxis(values[candidate.tensor], candidate.axis, -1))
         expected = x.reshape(-1, x.shape[-1]).max(axis=0)
         np.testing.assert_allclose(reach[candidate.tensor], expected, rtol=1e-5)
-    sample_only = per_sample[order[:smoothing.SAMPLES]].max(axis=0)
+    sample_only = per_sample[order[:SAMPLES]].max(axis=0)
     assert np.any(sample_only < reach[first.tensor] * 0.999)
 
 

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     equalization.add_argument(
         "--equalize", dest="equalize", action="store_true",
         help="cross-layer equalization between weight layers joined by operators with a "
-        "per-channel rule")
+        "per-channel rule, then bias absorption where the links pass a shift by a proved rule")
     add_operators_argument(p)
     p.add_argument("--no-smooth", action="store_true",
                    help="no activation smoothing (default: on: a per-channel factor moved from "
@@ -81,6 +81,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+    from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
@@ -117,6 +118,8 @@ def run(args) -> int:
     equalizing = args.equalize
     pairs = equalize(graph, declared) if equalizing else []
     data = read_data_file(calib, graph)
+    absorbed = absorb(graph, data, declared, progress=not args.no_progress) if (
+        equalizing) else []
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
                                                 progress=not args.no_progress,
                                                 per_channel=not args.per_tensor)
@@ -132,8 +135,11 @@ def run(args) -> int:
                      integer_outputs=args.integer_outputs,
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction,
-                     float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)])
+                     float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
+                     calibrated_unsigned=shifted_tensors(absorbed))
     model.notes.append(equalization_note(equalizing, pairs))
+    if equalizing:
+        model.notes.append(absorption_note(absorbed))
     if args.keep_float:
         model.notes.append(mixed_precision_note(args.keep_float, kept))
     if args.keep_float_tensor:
@@ -166,6 +172,13 @@ def equalization_note(on: bool, pairs) -> str:
     return _step_note("cross-layer equalization", on, pairs, "off (the default; --equalize)",
                       "no pair (no two weight layers joined only by operators with a "
                       "per-channel rule)")
+
+
+def absorption_note(absorbed) -> str:
+    """What bias absorption (part of --equalize) did, for the summary."""
+    return _step_note("bias absorption", True, absorbed, "", "none (no equalized group whose "
+                      "links pass a shift by a proved rule into layers whose bias takes it, "
+                      "or no channel above 0 on all calibration data)")
 
 
 def smoothing_note(on: bool, smoothed) -> str:

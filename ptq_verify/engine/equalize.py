@@ -82,7 +82,7 @@ class EqualizedGroup:
 
 
 @dataclass
-class _Group:
+class Group:
     """Layers 1, links and layers 2 that take one factor per channel together."""
 
     firsts: dict[str, _Weights] = field(default_factory=dict)
@@ -127,7 +127,14 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
             for group, total in zip(groups, totals)]
 
 
-def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) -> list[_Group]:
+def groups_of(graph: Graph, table: OperatorTable, overrides: Mapping[str, Rule] | None = None
+              ) -> list[Group]:
+    """The groups as the graph stands (a Clip link equalization has not split ends its
+    group): bias absorption (:mod:`.absorb`) moves its shifts through them."""
+    return _groups(graph, table, overrides, allow_split=False)
+
+
+def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) -> list[Group]:
     """Every group that starts at a layer 1's output and closes (:func:`_group`), each once."""
     active = activation_tensors(graph, table)
     producers, consumers = graph.producers(), graph.consumers()
@@ -148,7 +155,7 @@ def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) ->
             known_links[node.name] = _link(graph, table, node, active, overrides, allow_split)
         return known_links[node.name]
 
-    groups: list[_Group] = []
+    groups: list[Group] = []
     taken: set[str] = set()
     for node in graph.nodes:
         if not node.outputs or node.outputs[0] in taken:
@@ -163,13 +170,13 @@ def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) ->
     return groups
 
 
-def _group(graph: Graph, first: _Weights, layer, link, producers, consumers) -> _Group | None:
+def _group(graph: Graph, first: _Weights, layer, link, producers, consumers) -> Group | None:
     """The group of ``first``'s output: each tensor in it must be made by a layer 1 or a
     link whose activation inputs all join the group, and be read only by layers 2 (through
     their activation input) or links whose output joins it; None when any node around it is
     neither, or a node would be both a layer 1 and a layer 2 of it. ``layer`` and ``link``
     give a node's role (:func:`_weights`, :func:`_link`)."""
-    group = _Group(firsts={first.node.name: first})
+    group = Group(firsts={first.node.name: first})
     pending = [first.node.outputs[0]]
     channels = _channels(graph, pending[0])
     if channels is None:
@@ -223,7 +230,7 @@ def _channels(graph: Graph, tensor: str) -> int | None:
     return shape[CHANNEL_AXIS] if shape is not None and len(shape) > CHANNEL_AXIS else None
 
 
-def _own(graph: Graph, group: _Group) -> bool:
+def _own(graph: Graph, group: Group) -> bool:
     """Whether every initializer the group rescales feeds one node only (a weight shared by
     two nodes would change the other one too). A layer may belong to two groups (a depthwise
     convolution between two convolutions): each pass rescales from the current weights."""
@@ -324,7 +331,7 @@ def _link(graph: Graph, table: OperatorTable, node: Node, active: set[str], over
         if slot in slots or not name or binding is None:
             continue
         if binding in tensors:
-            exponent, held = 1, _broadcasts(graph.initializers.get(name), channels, len(shape))
+            exponent, held = 1, broadcasts(graph.initializers.get(name), channels, len(shape))
         else:
             exponents = {per_channel.param_exponents.get(p, 0) for p in binding.split()}
             if exponents == {0}:
@@ -348,7 +355,7 @@ def _link(graph: Graph, table: OperatorTable, node: Node, active: set[str], over
     return link if examples is not None and _probe(op, node, examples, slots, link) else None
 
 
-def _broadcasts(value: np.ndarray | None, channels: int, ndim: int) -> bool:
+def broadcasts(value: np.ndarray | None, channels: int, ndim: int) -> bool:
     """Whether a constant tensor input can be held per channel: it already is, or it is one
     value broadcast to every element."""
     return value is not None and (_per_channel(value, channels, ndim) or value.size == 1)
@@ -386,7 +393,7 @@ def _probe(op, node: Node, examples: list, slots: list[int], link: _Link) -> boo
     return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
 
 
-def _scales(graph: Graph, group: _Group) -> np.ndarray:
+def _scales(graph: Graph, group: Group) -> np.ndarray:
     """s_c = sqrt(r1_c r2_c) / r2_c, r1 and r2 the largest over the layers on each side."""
     r1 = np.max([_channel_range(graph.initializers[f.weight], f.axis)
                  for f in group.firsts.values()], axis=0)
@@ -403,7 +410,7 @@ def _channel_range(weight: np.ndarray, axis: int) -> np.ndarray:
     return np.abs(weight).max(axis=others).astype(np.float64)
 
 
-def _apply(graph: Graph, group: _Group, scale: np.ndarray) -> None:
+def _apply(graph: Graph, group: Group, scale: np.ndarray) -> None:
     inits = graph.initializers
     for first in group.firsts.values():
         w1 = inits[first.weight]
@@ -420,14 +427,20 @@ def _apply(graph: Graph, group: _Group, scale: np.ndarray) -> None:
 
 
 def _rescale(value, factors: np.ndarray, ndim: int) -> np.ndarray:
-    """A per-channel parameter (see :func:`_per_channel`) times per-channel ``factors``, in
-    the parameter's own shape; one value for the tensor becomes one per channel first."""
+    """A per-channel parameter (see :func:`_per_channel`) times per-channel ``factors``."""
+    return per_channel_update(value, factors, ndim, np.multiply)
+
+
+def per_channel_update(value, amounts: np.ndarray, ndim: int, combine) -> np.ndarray:
+    """``combine(value, amounts)`` channel by channel for a parameter held per channel of an
+    ``ndim``-axis activation (:func:`_per_channel`), in the parameter's own shape; one value for
+    the tensor becomes one per channel first."""
     value = np.asarray(value)
-    if not _per_channel(value, factors.size, ndim):
-        value = np.full((factors.size,) + (1,) * (ndim - CHANNEL_AXIS - 1), value.reshape(()),
+    if not _per_channel(value, amounts.size, ndim):
+        value = np.full((amounts.size,) + (1,) * (ndim - CHANNEL_AXIS - 1), value.reshape(()),
                         value.dtype)
     full = (1,) * (ndim - value.ndim) + value.shape
-    return (value.reshape(full) * along(factors, CHANNEL_AXIS, ndim)).reshape(value.shape)
+    return combine(value.reshape(full), along(amounts, CHANNEL_AXIS, ndim)).reshape(value.shape)
 
 
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:

@@ -4,21 +4,32 @@ ranking): onnxruntime when it loads the graph, else the catalog's numpy kernels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 
 import numpy as np
+from tqdm import tqdm
 
 from ..graph import Graph, OperatorTable, run_graph
 from ..graph.ort_runner import ort_runner
-from .data import Feeds, batches, fixed_batch
+from .data import Feeds, batches, check_feeds, fixed_batch
 
 SAMPLES = 32  # calibration samples a comparison on data runs on
+_TOLERANCE = 1e-4  # relative output change that counts as float rounding
 
 
 def sample_count(graph: Graph, samples: int = SAMPLES) -> int:
     """``samples``, made whole batches for a model that fixes its batch size."""
     fixed = fixed_batch(graph)
     return samples if not fixed else max(1, samples // fixed) * fixed
+
+
+def calibration_feeds(data, graph: Graph) -> tuple[Feeds, Feeds]:
+    """The calibration data checked against ``graph``, and its first :func:`sample_count`
+    samples, on which a changed graph is compared with the original."""
+    every = check_feeds(data, graph, "calibration data")
+    return every, {k: v[:sample_count(graph)] for k, v in every.items()}
 
 
 def float_runner(graph: Graph, table: OperatorTable, want: list[str]
@@ -37,6 +48,20 @@ def float_runner(graph: Graph, table: OperatorTable, want: list[str]
             return None
 
     return run
+
+
+def streamed(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str], label: str,
+             progress: bool = False) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+    """(samples in the batch, the float graph's ``want`` tensors on it) batch by batch over
+    ``feeds``, with a progress bar on stderr named ``label``; the tensors are None for a batch
+    the graph cannot run here (the caller stops)."""
+    run = float_runner(graph, table, want)
+    with tqdm(total=next(iter(feeds.values())).shape[0], desc=label, unit="sample",
+              file=sys.stderr, disable=not progress, leave=False) as bar:
+        for batch in batches(feeds, graph, SAMPLES):
+            count = next(iter(batch.values())).shape[0]
+            yield count, run(batch)
+            bar.update(count)
 
 
 def run_float(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
@@ -64,3 +89,29 @@ def joined(parts: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np
     if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
         return parts[0]
     return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in names}
+
+
+def kept_if_same(graph: Graph, table: OperatorTable, feeds: Feeds,
+                 reference: Mapping[str, np.ndarray] | None, change: Callable[[], list]) -> list:
+    """Run ``change`` (it edits ``graph`` in place and returns what it did); keep the edit
+    when the float graph's outputs on ``feeds`` still agree with ``reference`` (:func:`agrees`),
+    else restore the graph and return [] (smoothing and bias absorption: a move the proofs call
+    exact that is not, on data, is undone)."""
+    before = (dict(graph.initializers), [replace(n, inputs=list(n.inputs)) for n in graph.nodes],
+              dict(graph.value_info))
+    done = change()
+    after = run_float(graph, table, feeds, graph.output_names) if done else None
+    if not done or reference is None or after is None or not agrees(reference, after):
+        graph.initializers, graph.nodes, graph.value_info = before
+        return []
+    return done
+
+
+def agrees(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
+           tolerance: float = _TOLERANCE) -> bool:
+    """Whether every float output agrees to float rounding (relative to its largest value)
+    and every other output (indices, flags) exactly."""
+    return all(np.allclose(after[k], v, rtol=tolerance,
+                           atol=tolerance * (np.abs(v).max(initial=0) + 1e-30))
+               if np.issubdtype(np.asarray(v).dtype, np.floating)
+               else np.array_equal(after[k], v) for k, v in before.items())

@@ -98,6 +98,7 @@ def quantize(
     weight_rounding: str = "optq",
     bias_correction: bool = True,
     float_tensors: Iterable[str] = (),
+    calibrated_unsigned: Iterable[str] = (),
 ) -> QuantizedModel:
     """Build the ``bits``-bit model of ``graph`` from its calibration.
 
@@ -107,6 +108,10 @@ def quantize(
     node's bias. Both need ``calibration.sample`` and fall back to nearest rounding without it.
     ``float_tensors``: activations kept in float (mixed precision, :mod:`.sensitivity`): the
     nodes of each one's float region (:mod:`.float_region`) run in float.
+    ``calibrated_unsigned``: activations held unsigned where their calibrated range starts at
+    0 or above, although no proof says they are non-negative (bias absorption's shifted
+    channels, :mod:`.absorb`: below the calibrated minimum they saturate at 0, as any value
+    beyond a calibrated range saturates).
     """
     bits = check_bits(bits)
     if weight_rounding not in WEIGHT_ROUNDING:
@@ -121,6 +126,7 @@ def quantize(
                        integer_outputs)
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
     builder.kept_float = set(float_tensors)
+    builder.calibrated_unsigned = set(calibrated_unsigned)
     if unknown := builder.kept_float - calibration.stats.keys():
         raise UserError(f"{graph.source}: {sorted(unknown)[0]!r} is not an activation of the "
                         "model: it cannot be kept in float")
@@ -165,6 +171,7 @@ class _Builder:
         self._count = 0
         self.optq, self.bias_correction = False, False
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
+        self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
@@ -220,6 +227,8 @@ class _Builder:
             # below 0 first changes none of their outputs, so the unsigned range is exact.
             unsigned = True
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
+        if not unsigned and tensor in self.calibrated_unsigned:
+            unsigned = all(self.cal.stats[name].minimum >= 0 for name in ranged)
         levels = self.unsigned_max if unsigned else self.signed_max
         low = 0.0 if unsigned else -float(levels + 1)
         channel = (self._channel_scale(tensor, axis, levels)

@@ -52,6 +52,29 @@ def is_monotone_selection(op: Operator) -> bool:
     return _lattice(op.expr, leaves, frozenset(op.symbols[p] for p in op.params))
 
 
+def is_shift_selection(op: Operator) -> bool:
+    """Whether each output element is one of the input elements, chosen by max/min or by a
+    condition on parameters alone, and never a number or a parameter (Gather, Reshape,
+    MaxPool, Concat; not Relu, whose 0 is a number, nor constant Pad).
+
+    Such an operator commutes with adding one number z to every input element
+    (max(x + z, y + z) = max(x, y) + z, and a choice by parameters does not see z), so it
+    runs on codes stored with a zero point exactly as on the codes themselves.
+    """
+    return _pure(op.expr, frozenset(op.symbols[e] for e in op.element_names))
+
+
+def _pure(expr: sympy.Basic, elements: frozenset) -> bool:
+    if expr in elements:
+        return True
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return all(_pure(arg, elements) for arg in expr.args)
+    if isinstance(expr, sympy.Piecewise):
+        return all(_pure(value, elements) and not (condition.free_symbols & elements)
+                   for value, condition in expr.args)
+    return False
+
+
 def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = frozenset()) -> bool:
     if expr in elements or expr == 0 or expr in constants or (
             constants and isinstance(expr, sympy.Number) and expr.is_finite):

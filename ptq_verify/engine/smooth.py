@@ -31,18 +31,16 @@ differ beyond float rounding undo everything.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
-from .data import Feeds, batches, check_feeds
-from .float_run import SAMPLES, float_runner, joined, run_float, sample_count
+from .data import Feeds
+from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .probe import along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -57,7 +55,6 @@ unsmoothed: at 0.5 their weight rows, not their outliers, set the scales). Range
 _ROWS = 4096  # activation rows (positions) the choice of alpha uses at most
 _SCALE_LIMIT = 1e4
 _AXIS_CHOICES = 16  # pairings of a source's constants with the channel axis tried at most
-_TOLERANCE = 1e-4  # relative output change that counts as float rounding
 
 
 @dataclass(frozen=True)
@@ -122,8 +119,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     candidates = candidates_of(graph, table, overrides)
     if not candidates:
         return []
-    every = check_feeds(data, graph, "calibration data")
-    feeds = {k: v[:sample_count(graph)] for k, v in every.items()}
+    every, feeds = calibration_feeds(data, graph)
     observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
                         progress)
     if observed is None:
@@ -140,15 +136,9 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
             taken |= names
     if not chosen:
         return []
-    before = (dict(graph.initializers), [replace(n, inputs=list(n.inputs)) for n in graph.nodes],
-              dict(graph.value_info))
     reference = {name: values[name] for name in graph.output_names}
-    done = [apply(graph, candidate, scale, alpha) for candidate, alpha, scale in chosen]
-    after = run_float(graph, table, feeds, graph.output_names)
-    if after is None or not agrees(reference, after):
-        graph.initializers, graph.nodes, graph.value_info = before
-        return []
-    return done
+    return kept_if_same(graph, table, feeds, reference, lambda: [
+        apply(graph, candidate, scale, alpha) for candidate, alpha, scale in chosen])
 
 
 
@@ -219,16 +209,6 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
     return SmoothedTensor(candidate.tensor, source.name, tuple(c.node.name for c in
                                                                 candidate.consumers),
                           alpha, candidate.duplicate, scale)
-
-
-def agrees(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
-           tolerance: float = _TOLERANCE) -> bool:
-    """Whether every float output agrees to float rounding (relative to its largest value)
-    and every other output (indices, flags) exactly."""
-    return all(np.allclose(after[k], v, rtol=tolerance,
-                           atol=tolerance * (np.abs(v).max(initial=0) + 1e-30))
-               if np.issubdtype(np.asarray(v).dtype, np.floating)
-               else np.array_equal(after[k], v) for k, v in before.items())
 
 
 # -- which nodes carry the factor ------------------------------------------------------------
@@ -408,27 +388,20 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
     range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all 128 calibration
     texts, 28 from scales of the first 32). None when the graph cannot run."""
     names = list(dict.fromkeys([*graph.output_names, *(c.tensor for c in candidates)]))
-    run = float_runner(graph, table, names)
     kept: list[dict[str, np.ndarray]] = []
     reach: dict[str, np.ndarray] = {}
-    seen, total = 0, next(iter(feeds.values())).shape[0]
-    with tqdm(total=total, desc="smoothing", unit="sample", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
-        for batch in batches(feeds, graph, SAMPLES):
-            values = run(batch)
-            if values is None:
-                return None
-            if seen < sample:
-                kept.append(values)
-            for candidate in candidates:
-                x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis,
-                                -1)
-                peak = x.reshape(-1, x.shape[-1]).max(axis=0)
-                old = reach.get(candidate.tensor)
-                reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
-            count = next(iter(batch.values())).shape[0]
-            seen += count
-            bar.update(count)
+    seen = 0
+    for count, values in streamed(graph, table, feeds, names, "smoothing", progress):
+        if values is None:
+            return None
+        if seen < sample:
+            kept.append(values)
+        for candidate in candidates:
+            x = np.moveaxis(np.abs(np.asarray(values[candidate.tensor])), candidate.axis, -1)
+            peak = x.reshape(-1, x.shape[-1]).max(axis=0)
+            old = reach.get(candidate.tensor)
+            reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
+        seen += count
     return joined(kept, names), reach
 
 

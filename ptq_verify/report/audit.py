@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
+from ..engine.absorb import absorbable
 from ..engine.equalize import equalize
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
@@ -52,6 +53,7 @@ class Audit:
     entries: tuple[AuditEntry, ...]
     equalized: tuple[str, ...] = ()  # pairs cross-layer equalization takes (per-tensor default)
     smoothable: tuple[str, ...] = ()  # activations smoothing may move a factor out of
+    absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift (--equalize)
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -71,6 +73,7 @@ class Audit:
                                      if e.integer.startswith("float")},
             "equalized": list(self.equalized),
             "smoothable": list(self.smoothable),
+            "absorbable": list(self.absorbable),
         }
 
     def to_json(self) -> dict:
@@ -125,7 +128,9 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                    for action in plan.values())
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     pairs = equalize(prepared, table)
-    return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable)
+    shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
+    return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
+                 shiftable)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -180,6 +185,9 @@ def _summary_lines(audit: Audit) -> list[str]:
     lines.append("cross-layer equalization (with --equalize): " + (
         "; ".join(summary["equalized"]) or "no pair (no two weight layers joined only by "
         "operators with a per-channel rule)"))
+    lines.append("bias absorption (with --equalize, where calibration data puts a channel above "
+                 "0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose links "
+                           "pass a shift by a proved rule into layers whose bias takes it"))
     lines.append("activation smoothing (on by default; chosen on calibration data): " + (
         "; ".join(summary["smoothable"]) or "no activation feeds weight layers from a node "
         "proved linear in its parameters"))

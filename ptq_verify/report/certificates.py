@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..rules import CHECKER_VERSION, Verdict, classify
 from ..rules.per_channel import per_channel_rule, recheck_per_channel
 from ..rules.recheck import recheck_certificate
+from ..rules.shift import recheck_shift, shift_rule
 from ..textfile import read_text_file
 
 FORMAT_VERSION = 1
@@ -48,6 +49,7 @@ def certificate_json(op: Operator, verdict: Verdict) -> dict:
         **declaration_json(op),
         "verdict": verdict.to_json(),
         "per_channel": per_channel_rule(op, verdict).to_json(),
+        "shift": shift_rule(op).to_json(),
     }
 
 
@@ -149,6 +151,9 @@ def check_certificate(op: Operator, certificate: Mapping) -> CertificateCheck:
             problems += recheck_per_channel(op, verdict, dict(certificate.get("per_channel", {})))
         except (KeyError, TypeError, ValueError) as err:
             problems.append(f"per_channel: malformed ({err})")
+        stored = certificate.get("shift")
+        problems += recheck_shift(op, stored) if isinstance(stored, Mapping) else [
+            "shift: missing"]
     return CertificateCheck(op.name, tuple(problems))
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from ...graph import Graph, Node
@@ -133,3 +134,33 @@ def _short_names(nodes: list[onnx.NodeProto], interface: set[str]) -> dict[str, 
                     short += "_"
                 names[name] = short
     return names
+
+
+# -- what onnxruntime runs on integer containers ------------------------------------------------
+
+_PROBED: dict[tuple, bool] = {}
+
+
+def runs_on(node, types: list[int], opset: int, output: int | None = None) -> bool:
+    """Whether onnxruntime builds a one-node model of ``node`` on inputs of ``types`` (the
+    output of type ``output``, by default the first input's): asked once per op type,
+    attributes and types."""
+    output = types[0] if output is None else output
+    key = (node.domain or "", node.op_type, tuple(types), repr(sorted(node.attrs.items())),
+           opset, output)
+    if key not in _PROBED:
+        names = [f"x{i}" for i in range(len(types))]
+        graph = helper.make_graph(
+            [node_proto(node, names, ["y"])], "probe",
+            [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
+            [helper.make_tensor_value_info("y", output, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            ort.InferenceSession(model.SerializeToString(), options)
+            _PROBED[key] = True
+        except Exception:  # noqa: BLE001 - any refusal means: no kernel for these types
+            _PROBED[key] = False
+    return _PROBED[key]

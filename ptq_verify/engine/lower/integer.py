@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ...graph.onnx_io import node_proto
 from ..rules import is_integer_polynomial, is_lattice_selection
 from ..steps import NodeStep, ScaleStep, is_one
-from .emitter import Emitter
+from .emitter import Emitter, runs_on
 from .tables import unary_table
 
 INT8, UINT8, INT32, INT64, UINT64, FLOAT = (
@@ -249,7 +248,7 @@ class _IntegerLowering:
         types = [self._type(n) if self._active(n) else self._static_type(n)
                  for n in step.node.inputs if n]
         output = self._static_type(step.node.outputs[0])
-        if None in types or output is None or _runs_on(step.node, types, self.opset, output):
+        if None in types or output is None or runs_on(step.node, types, self.opset, output):
             return inputs
         return [self._cast(n, FLOAT) if n and self._active(n) else i
                 for n, i in zip(step.node.inputs, inputs)]
@@ -292,7 +291,7 @@ class _IntegerLowering:
         types = [kind if self._active(n) else self._static_type(n) if n in self.static
                  else onnx.helper.np_dtype_to_tensor_dtype(self.out.initializers[i].dtype)
                  for n, i in zip(step.node.inputs, inputs) if n]
-        return None not in types and _runs_on(step.node, types, self.opset)
+        return None not in types and runs_on(step.node, types, self.opset)
 
     def _static_type(self, name: str) -> int | None:
         graph = self.model.graph
@@ -410,33 +409,3 @@ def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str
 
 
 PRODUCTS = {("", "Conv"): _conv, ("", "Gemm"): _gemm, ("", "MatMul"): _matmul}
-
-
-# -- what onnxruntime runs on integers ---------------------------------------------------------
-
-_PROBED: dict[tuple, bool] = {}
-
-
-def _runs_on(node, types: list[int], opset: int, output: int | None = None) -> bool:
-    """Whether onnxruntime builds a one-node model of ``node`` on inputs of ``types`` (the
-    output of type ``output``, by default the first input's): asked once per op type,
-    attributes and types."""
-    output = types[0] if output is None else output
-    key = (node.domain or "", node.op_type, tuple(types), repr(sorted(node.attrs.items())),
-           opset, output)
-    if key not in _PROBED:
-        names = [f"x{i}" for i in range(len(types))]
-        graph = helper.make_graph(
-            [node_proto(node, names, ["y"])], "probe",
-            [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
-            [helper.make_tensor_value_info("y", output, None)])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = 8
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        try:
-            ort.InferenceSession(model.SerializeToString(), options)
-            _PROBED[key] = True
-        except Exception:  # noqa: BLE001 - any refusal means: no kernel for these types
-            _PROBED[key] = False
-    return _PROBED[key]

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
+from ..rules import is_monotone_selection, is_shift_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
-from .emitter import Emitter
+from .emitter import Emitter, runs_on
 
 ENCODINGS = ("u8s8", "s8s8", "u8u8")
 DEFAULT_ENCODING = "u8s8"
@@ -186,6 +188,8 @@ class _QdqLowering:
     # -- steps -----------------------------------------------------------------------------
 
     def _node(self, step: NodeStep) -> None:
+        if self._select_codes(step):
+            return
         source = step.source or step.node
         inputs = []
         for slot, name in enumerate(step.node.inputs):
@@ -201,6 +205,108 @@ class _QdqLowering:
         for name in step.node.outputs:
             if name in self.codes:  # codes passed on by a selection (Relu, MaxPool, Reshape)
                 self.real[name] = self._quantized(name, self.codes[name])
+
+    def _select_codes(self, step: NodeStep) -> bool:
+        """A selection (by its declaration) that passes codes on, run on the stored 8-bit
+        codes themselves with one DequantizeLinear after it, instead of on dequantized values
+        between a DequantizeLinear and a QuantizeLinear: the same values, without the float
+        round trip. It matters where onnxruntime fuses no such group: an embedding's Gather
+        from a table of codes (the whole table was dequantized at every run: 24 of the 34 ms
+        of a one-text all-MiniLM-L6-v2 run) and the Pad before each depthwise convolution
+        of EfficientNet-Lite. Codes stored with a zero point z pass through an operator
+        only if it commutes with adding z (:func:`~..rules.is_shift_selection`); with z = 0
+        any monotone selection (Relu's 0, Pad's value) runs on them as on the codes. False,
+        and the usual form, where any of that does not hold or onnxruntime has no kernel of
+        the node for these types (a one-node probe)."""
+        outputs = [name for name in step.node.outputs if name]
+        if len(outputs) != 1:
+            return False
+        # codes the plan materialises at the output, or else the codes it passes on (a Pad
+        # before a convolution): its inputs' codes, which all must share one scale
+        held = [self.codes[name] for name in step.node.inputs if name in self.codes]
+        code = self.codes.get(outputs[0]) or (held[0] if held else None)
+        if code is None or code.high - code.low > 255 or (np.ndim(code.scale) and held):
+            return False  # per-channel codes only from a table (an embedding's columns)
+        dtype, zero = self._container(code.low, code.high)
+        if not (is_shift_selection(step.op) if zero else is_monotone_selection(step.op)):
+            return False
+        source = step.source or step.node
+        if any(attr in source.attrs for attr in step.op.onnx_attrs):
+            return False  # a parameter held in an attribute (Pad's value before opset 11)
+        inputs, types = [], []
+        for slot in range(len(step.node.inputs)):
+            stored = self._stored_codes(step, slot, code, dtype, zero)
+            if stored is False:
+                return False
+            inputs.append(stored)
+            types.append(self._element_type(stored))
+        if None in types or not runs_on(step.node, types, self.model.graph.opsets.get("", 11)):
+            return False
+        selected = self.out.fresh(f"{outputs[0]}:stored")
+        self.out.nodes.append(node_proto(source, inputs, [selected]))
+        per_channel = np.ndim(code.scale) > 0
+        inverse = np.float32(1) if per_channel else np.asarray(
+            1.0 / np.asarray(code.scale, np.float64), np.float32)
+        scale = self.out.constant(f"{outputs[0]}:scale", inverse)
+        point = self.out.constant(f"{outputs[0]}:zero", np.array(zero, dtype))
+        dequantized = self.out.add("DequantizeLinear", [selected, scale, point],
+                                   f"{outputs[0]}:dq")
+        if per_channel:  # as _quantized holds per-channel codes: a Mul after the scale-1 DQ
+            self.real[outputs[0]] = self.out.multiply(
+                dequantized, 1.0 / np.asarray(code.scale, np.float64))
+        else:
+            self.stored[dequantized] = [selected, scale, point]
+            self.real[outputs[0]] = dequantized
+        return True
+
+    def _stored_codes(self, step: NodeStep, slot: int, code, dtype, zero: int) -> str | bool:
+        """The input ``name`` of a selection run on stored codes (:meth:`_select_codes`):
+        a table of codes or a code-domain constant stored as the output's container holds
+        its codes, the QuantizeLinear output of an activation held at the output's very
+        scale and container, a static input the declaration binds to no element or
+        parameter (indices, pads, a shape, Resize's scales) as it is; False when the input
+        is none of these, or holds codes beyond the output's range (which the output's
+        QuantizeLinear would have clipped)."""
+        name = step.node.inputs[slot]
+        if not name:
+            return ""
+        if name in step.constants:  # a table of codes, or a constant rescaled to codes
+            values = np.asarray(step.constants[name], np.float64)
+            if not (values.size and np.array_equal(values, np.round(values))
+                    and code.low <= values.min() and values.max() <= code.high):
+                return False  # outside the output's codes: the QuantizeLinear would clip it
+            values = values + zero
+            if zero and name not in step.params:  # a constant is no input element
+                return False
+            return self.out.constant(f"{name}:stored", values.astype(dtype))
+        if name in self.codes:
+            held = self.codes[name]
+            stored = self.stored.get(self.real.get(name, ""))
+            if (stored is None or np.ndim(held.scale) or float(held.scale) != float(code.scale)
+                    or self._container(held.low, held.high) != (dtype, zero)
+                    or held.low < code.low or held.high > code.high):
+                return False
+            return stored[0]
+        bindings = step.op.onnx_inputs
+        if (slot >= len(bindings) or bindings[slot] is not None
+                or self._element_type(name) is None):
+            return False  # values the node may select, not held as codes here
+        return self._real(name)
+
+    def _element_type(self, name: str) -> int | None:
+        """The ONNX element type of a tensor of the QDQ graph or of the plan (None: not
+        known), for the kernel probe."""
+        if name in self.out.initializers:
+            return helper.np_dtype_to_tensor_dtype(self.out.initializers[name].dtype)
+        for stored, _, point in self.stored.values():  # codes in their container
+            if stored == name:
+                return helper.np_dtype_to_tensor_dtype(self.out.initializers[point].dtype)
+        graph = self.model.graph
+        info = graph.value_info.get(name) or next(
+            (i for i in graph.inputs if i.name == name), None)
+        if info is None and name in self.model.constants:
+            return helper.np_dtype_to_tensor_dtype(self.model.constants[name].dtype)
+        return None if info is None else helper.np_dtype_to_tensor_dtype(np.dtype(info.dtype))
 
     def _output(self, step: ScaleStep) -> None:
         real = self._real(step.src)
