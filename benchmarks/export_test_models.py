@@ -18,6 +18,12 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  Linear, on the digits image as 8 tokens of 8 values (random weights), exported
                  by the dynamo exporter with no dynamic shapes: the batch is fixed at 4 and
                  baked into the graph's Reshape constants, as users' exports often are
+    digits_norms  Conv -> GroupNorm -> HardSwish -> Conv -> InstanceNorm -> PReLU -> Conv ->
+                 LeakyReLU -> ConvTranspose -> Conv -> PixelShuffle -> Conv -> Linear   input
+                 [N, 1, 8, 8]; legacy opset 13 (GroupNorm as Reshape + InstanceNormalization)
+                 and dynamo opset 21 (GroupNormalization)
+    digits_norms_fixed  the same, exported by the dynamo exporter at opset 18 with no dynamic
+                 shapes: batch 2 baked into GroupNorm's Reshape constants
     tiny_bert    a 2-layer BERT built from a config (random weights, eager attention, so the
                  classic additive mask at finfo(float32).min), inputs int64 ``input_ids`` and
                  ``attention_mask`` [N, 16], output the last hidden state
@@ -62,10 +68,13 @@ OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
 # tiny_t5: the legacy exporter at 17 only (fixture size); the dynamo exporter fails on T5's
 # reshape with a dynamic batch (torch 2.13, transformers 5.24)
 OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
+             "digits_norms": {"legacy": (13,), "dynamo": (21,)},
+             "digits_norms_fixed": {"dynamo": (18,)},
              "digits_swin": {"legacy": (17,)},
              "digits_gelu_mlp": {"legacy": (17,)},
              "digits_attention_fixed": {"dynamo": (18,)}}
-FIXED_BATCH = {"digits_attention_fixed": 4}  # exported with this batch size, no dynamic axes
+# exported with this batch size, no dynamic axes
+FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -119,6 +128,25 @@ def digits_cnn() -> torch.nn.Module:
         torch.nn.ReLU(),
         torch.nn.Flatten(),
         torch.nn.Linear(8 * 4 * 4, 10),
+    )
+
+
+def digits_norms() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.GroupNorm(2, 8),
+        torch.nn.Hardswish(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.InstanceNorm2d(8, affine=True),
+        torch.nn.PReLU(8),
+        torch.nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        torch.nn.LeakyReLU(0.1),
+        torch.nn.ConvTranspose2d(8, 8, 2, stride=2),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.PixelShuffle(2),
+        torch.nn.Conv2d(4, 4, 3, stride=2, padding=1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 10),
     )
 
 
@@ -301,6 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         "digits_attention_fixed": lambda: (DigitsAttention().eval(), flat),
         "digits_cnn": lambda: (
             train_digits(digits_cnn(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
+            image,
+        ),
+        "digits_norms": lambda: (
+            train_digits(digits_norms(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
+            image,
+        ),
+        "digits_norms_fixed": lambda: (
+            train_digits(digits_norms(), digits.train_x.reshape(-1, 1, 8, 8), digits.train_y),
             image,
         ),
         "tiny_bert": lambda: (TinyBert().eval(), tokens),

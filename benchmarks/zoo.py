@@ -1,6 +1,6 @@
 """Architectures users export, as they export them: ptq-verify on each, as a new user runs it.
 
-Nine Hugging Face architectures are built from small configs (random weights: the point is
+Thirteen Hugging Face architectures are built from small configs (random weights: the point is
 what exporters write, not accuracy on a task), exported by torch's legacy exporter (opset 17,
 no constant folding) and by the dynamo exporter (opset 18), and fed to the CLI exactly as a
 user would: ``ptq-verify quantize model.onnx --calib calib.npz -o q.onnx`` and ``ptq-verify
@@ -16,7 +16,7 @@ BatchNorm are re-drawn with Kaiming's initialisation and their statistics pertur
 Face's std-0.02 initialisation makes a deep random CNN's output vanish (1e-25), which tests
 nothing.
 
-Run:  python benchmarks/zoo.py [MODEL ...]   (~5 min on 2 cores; needs the bench extra)
+Run:  python benchmarks/zoo.py [MODEL ...]   (~7 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
@@ -98,6 +98,18 @@ def architectures():
             embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1])),
         "convnext": lambda: hf.ConvNextModel(hf.ConvNextConfig(
             hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
+        # added by the fourth new-user trial: zero class and distillation tokens concatenated
+        # to the patches (DeiT), a relative position index built with ScatterND (BEiT, legacy),
+        # a sliding-window mask over padded rows (Mistral), overlapping patch merging (Segformer)
+        "deit": lambda: hf.DeiTModel(hf.DeiTConfig(image_size=IMAGE, patch_size=8, **SMALL)),
+        "beit": lambda: hf.BeitModel(hf.BeitConfig(image_size=IMAGE, patch_size=8,
+                                                   use_relative_position_bias=True, **SMALL)),
+        "mistral": lambda: hf.MistralModel(hf.MistralConfig(**SMALL, num_key_value_heads=1,
+                                                            sliding_window=4, use_cache=False,
+                                                            **text)),
+        "segformer": lambda: hf.SegformerModel(hf.SegformerConfig(
+            num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
+            num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2])),
     }
 
 

@@ -169,3 +169,27 @@ def test_calibration_batches_follow_the_memory_budget():
     assert sizes == [4, 3, 3, 3, 3, 3, 1]
     np.testing.assert_array_equal(
         np.concatenate([b["x"] for b in BudgetBatches(feeds, graph, 8, 10**9)]), feeds["x"])
+
+
+def test_a_tensor_zero_on_all_calibration_data_does_not_set_a_concat_scale():
+    """A new-user trial: DeiT's class and distillation tokens (zero in a randomly initialised
+    model) are concatenated to the patch embeddings; their scale, set by no data (1), was the
+    coarsest, so the patch embeddings were rounded to integers (3.1 dB on the export)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("Concat", ["token", "patches"], ["joined"], axis=1),
+         helper.make_node("MatMul", ["joined", "w"], ["output"])], "zero_token",
+        [helper.make_tensor_value_info("token", TensorProto.FLOAT, ["n", 1, 8]),
+         helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["n", 4, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 5, 8])], [weight]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    data = {"token": np.zeros((32, 1, 8), np.float32),
+            "patches": rng.uniform(-1.5, 1.5, (32, 4, 8)).astype(np.float32)}
+    graph = prepare(graph_from_onnx(proto))
+    model = quantize(graph, calibrate(graph, data, progress=False), 8)
+    assert model.codes["joined"].scale == model.codes["patches"].scale
+    reference = run_graph(graph, data, OperatorTable())["output"]
+    assert sqnr_db(reference, model.run(data)["output"]) > 30

@@ -226,7 +226,8 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
     calib = tmp_path / "x.npy"
     np.save(calib, np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
-    _assert_one_line_error(outcome, "infinite or NaN")
+    _assert_one_line_error(outcome, "infinite or NaN", "(16 infinite of its 16 values in "
+                           "samples 0 to 3)")
 
 
 @pytest.mark.parametrize("through_constants", [False, True])
@@ -375,3 +376,87 @@ def test_an_op_type_declared_for_other_attributes_says_which_forms_exist(tmp_pat
     audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
     assert audit.status == 0
     assert "the catalog's forms of it: Pow2: input 1 a constant 2" in audit.out
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer"])
+def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
+    """A new-user trial: ptq-verify's own output (or onnxruntime's) given back as the input was
+    refused as an op type to declare; the refusal now says the model looks quantized."""
+    tmp, model, calib = mlp_files
+    assert _quantize(model, calib, tmp / "q.onnx", "--format", form).status == 0
+    outcome = _quantize(tmp / "q.onnx", calib, tmp / "qq.onnx")
+    _assert_one_line_error(outcome, "is the model quantized already?", "int8 codes")
+    assert not (tmp / "qq.onnx").exists()
+    audit = hostile.run_cli(["audit", str(tmp / "q.onnx")], limit=QUICK_LIMIT)
+    assert audit.status == 0 and "is the model quantized already?" in audit.out
+
+
+def _output_listed_twice(model: onnx.ModelProto) -> None:
+    model.graph.output.append(model.graph.output[0])
+
+
+def _input_as_output(model: onnx.ModelProto) -> None:
+    model.graph.output.append(model.graph.input[0])
+
+
+def _initializer_as_output(model: onnx.ModelProto) -> None:
+    weight = model.graph.initializer[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        weight.name, weight.data_type, list(weight.dims)))
+
+
+def _constant_node_output(model: onnx.ModelProto) -> None:
+    value = onnx.numpy_helper.from_array(np.arange(3, dtype=np.float32))
+    model.graph.node.append(onnx.helper.make_node("Constant", [], ["k"], value=value))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("k", onnx.TensorProto.FLOAT,
+                                                                 [3]))
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (_output_listed_twice, "is listed 2 times"),
+    (_input_as_output, "is a graph input, not computed by a node"),
+    (_initializer_as_output, "is a constant, not computed by a node"),
+    (_constant_node_output, "depends on no model input"),
+])
+def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, change, fragment):
+    """A new-user trial: onnxruntime runs a model that lists an output twice or returns an
+    input or a constant as an output, but refused what quantizing wrote (a duplicate name),
+    and a Constant node's output was refused as 'declare Constant'."""
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    change(proto)
+    onnx.save(proto, model)
+    import onnxruntime
+
+    onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # it loads
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment)
+    assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize(("make", "fragment"), [
+    (lambda path: path.mkdir(), "a folder, not a calibration file"),
+    (os.mkfifo, "not a regular file"),
+    (lambda path: None, "no such calibration file"),
+])
+def test_calibration_path_that_is_no_file_says_what_it_is(mlp_files, make, fragment):
+    """A new-user trial: --calib naming a folder was 'no such calibration file'."""
+    tmp, model, _ = mlp_files
+    make(tmp / "calib")
+    _assert_one_line_error(_quantize(model, tmp / "calib", tmp / "q.onnx"), fragment)
+
+
+def test_a_divisor_near_zero_names_the_option_that_keeps_it_in_float(tmp_path):
+    """A new-user trial: x / (x.std() + 1e-3) was refused with 'the node cannot be quantized'
+    and no way forward; keeping the divisor in float quantizes the rest."""
+    import models
+
+    b = models.Builder(9)
+    h = b.dense(b.add("Relu", [b.dense("input", 64, 32)]), 32, 16)
+    h = b.add("Div", [b.const(np.array(1.0, dtype=np.float32)), h])
+    model, calib = tmp_path / "div.onnx", tmp_path / "x.npy"
+    onnx.save(b.model(b.dense(h, 16, 10), "div_x"), model)
+    np.save(calib, models.digits(40))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "comes within", "--keep-float-tensor 'gemm2'")
+    assert _quantize(model, calib, tmp_path / "q.onnx", "--keep-float-tensor", "gemm2"
+                     ).status == 0

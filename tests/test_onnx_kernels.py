@@ -294,6 +294,14 @@ def test_batch_and_instance_normalization():
     _check("InstanceNormalization", [x, _f(3), _f(3)], {"epsilon": 0.01})
 
 
+@pytest.mark.parametrize(("opset", "groups", "affine"), [(18, 2, 2), (21, 2, 6), (21, 6, 6)])
+def test_group_normalization(opset, groups, affine):
+    """Opset 18 takes a gain and bias per group, 21 per channel (6 channels)."""
+    x = _f(2, 6, 3, 4)
+    _check("GroupNormalization", [x, _f(affine), _f(affine)],
+           {"num_groups": groups, "epsilon": 0.01}, opset=opset, ort=True)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's 0/0
 @pytest.mark.parametrize(("name", "p"), [("LpNormalization", 2), ("L1Normalization", 1)])
 def test_lp_normalization(name, p):
@@ -432,6 +440,18 @@ def test_comparisons(name):
 def test_boolean_connectives(name):
     a, b = RNG.random((2, 3)) > 0.5, RNG.random((3,)) > 0.5
     _check(name, [a] if name == "Not" else [a, b])
+
+
+def test_scatter_nd_and_scatter_elements():
+    """Against onnxruntime (whose ScatterND takes negative indices, as the reference's does
+    not): slices, single elements, an axis, indices smaller than data."""
+    x = _f(3, 4)
+    _check("ScatterND", [x, np.array([[0, 1], [2, -1]], np.int64), _f(2)], ort=True)
+    _check("ScatterND", [x, np.array([[2], [0]], np.int64), _f(2, 4)], ort=True)
+    _check("ScatterND", [_f(2, 3, 4), np.array([[1, 2]], np.int64), _f(1, 4)], ort=True)
+    _check("ScatterElements", [x, np.array([[0, -1], [2, 1], [3, 0]], np.int64), _f(3, 2)],
+           {"axis": 1}, ort=True)
+    _check("ScatterElements", [x, np.array([[2, 0, 1, 1]], np.int64), _f(1, 4)], ort=True)
 
 
 def test_gather_elements_gather_nd_range():

@@ -6,7 +6,9 @@ position bias before it meets the scores; and the tiny BERT with transformers' d
 attention, whose export guards the Softmax with Where(IsNaN(p), 0, p); a digits MLP with two
 exact GELUs (legacy, opset 17) and a digits self-attention block exported with a fixed batch of
 4 (dynamo, opset 18, no dynamic shapes); a 2-stage Swin transformer on the digits image (legacy,
-opset 17), whose window padding is computed from the input's shape with Mod.
+opset 17), whose window padding is computed from the input's shape with Mod; a digits CNN with
+GroupNorm, HardSwish, InstanceNorm, PReLU, LeakyReLU, ConvTranspose and PixelShuffle (legacy
+opset 13, dynamo opset 21 with GroupNormalization, and dynamo opset 18 with a fixed batch of 2).
 Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
@@ -28,7 +30,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
         "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert", "digits_gelu_mlp": "digits",
-        "digits_attention_fixed": "digits", "digits_swin": "digits_image"}
+        "digits_attention_fixed": "digits", "digits_swin": "digits_image",
+        "digits_norms": "digits_image", "digits_norms_fixed": "digits_image"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 

@@ -75,6 +75,16 @@ class Calibration:
         return stats.channel_peaks.get(axis)
 
 
+def _non_finite(value: np.ndarray) -> str:
+    """How many of ``value``'s elements are NaN and how many infinite, in words."""
+    value = np.asarray(value)
+    nan = int(np.count_nonzero(np.isnan(value)))
+    infinite = int(np.count_nonzero(np.isinf(value)))
+    counts = [f"{count} {what}" for count, what in ((nan, "NaN"), (infinite, "infinite"))
+              if count]
+    return f"{' and '.join(counts)} of its {value.size} values"
+
+
 def needs_histogram(method: str, bits: int | None) -> bool:
     """Whether ``method`` reads a histogram of |x| at ``bits`` (None: any width): max-abs
     needs only the extremes, and so does ``auto`` above AUTO_MSE_LEVELS steps."""
@@ -138,9 +148,12 @@ def calibrate(
     def record(name: str, value: np.ndarray) -> None:
         try:
             stats[name].update(value)
-        except ValueError:  # (Clip to [+inf, -inf], exp overflow, ...)
-            raise UserError(f"{graph.source}: tensor {name!r} takes infinite or NaN "
-                            "values on the calibration data") from None
+        except ValueError:  # (Clip to [+inf, -inf], exp overflow, a Softmax of a row all
+            # -inf: a decoder's sliding-window mask over padding)
+            raise UserError(
+                f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
+                f"calibration data ({_non_finite(value)} in samples {done} to {done + size - 1}); "
+                "quantizing needs finite activations") from None
 
     def settle_masked_sums() -> None:
         """Positions where a static operand saturates a sum set no range; the values there
@@ -170,8 +183,10 @@ def calibrate(
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
     plan = BudgetBatches(feeds, graph, batch_size, BATCH_BYTES)
+    done = size = 0  # samples before this batch, and in it (for messages)
     with bar:
         for batch in plan:
+            size = next(iter(batch.values())).shape[0]
             for name, value in batch.items():
                 observe(name, value)
             computed = None if runner is None else runner.run(batch)
@@ -183,9 +198,9 @@ def calibrate(
                     observe(name, value)
             settle_masked_sums()
             held.clear()
-            samples = next(iter(batch.values())).shape[0]
-            plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, samples)
-            bar.update(samples)
+            plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, size)
+            bar.update(size)
+            done += size
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner)

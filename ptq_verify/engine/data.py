@@ -29,7 +29,10 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     (a one-input model)."""
     source = Path(path)
     if not source.is_file():
-        raise UserError(f"{source}: no such calibration file")
+        problem = "no such calibration file" if not source.exists() else (
+            "a folder, not a calibration file (.npz or .npy)" if source.is_dir()
+            else "not a regular file")
+        raise UserError(f"{source}: {problem}")
     try:
         loaded = _load_arrays(source)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:

@@ -43,6 +43,7 @@ ITERATIONS = 8
 
 _SCALE_LIMIT = 1e4  # one pass never moves a channel by more than this factor either way
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
+RANDOM_BATCH = 4  # samples of the before/after check where the model leaves the batch free
 
 
 
@@ -443,13 +444,18 @@ def per_channel_update(value, amounts: np.ndarray, ndim: int, combine) -> np.nda
 
 
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:
+    """Random inputs of RANDOM_BATCH samples, or of the batch size an input fixes (an export
+    without dynamic axes bakes it into its Reshape constants); None when a shape is unknown."""
     rng = np.random.default_rng(4)
     feeds = {}
     for info in graph.float_inputs():
         shape = example_shape(graph, info.name)
         if shape is None:
             return None
-        feeds[info.name] = rng.uniform(-1, 1, (4,) + shape[1:]).astype(info.dtype)
+        batch = graph.shape_of(info.name)[:1]
+        if shape and not (isinstance(batch[0], int) and batch[0] > 0):
+            shape = (RANDOM_BATCH,) + shape[1:]
+        feeds[info.name] = rng.uniform(-1, 1, shape).astype(info.dtype)
     return feeds if len(feeds) == len(graph.inputs) else None
 
 

@@ -175,6 +175,7 @@ class _Builder:
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
+        self._unranged: set[str] = set()  # tensors 0 on all calibration data (scale 1)
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
         # (sum node, constant) -> the constant with a bias correction of the layer before it
@@ -238,6 +239,7 @@ class _Builder:
         reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
             self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
+            self._unranged.add(tensor)
             reach = float(levels)
         scale = levels / reach
         # Signed codes use the two's-complement range [-2^(n-1), 2^(n-1)-1]: the scale is set
@@ -365,7 +367,7 @@ class _Builder:
         factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
         dst = self.fresh(tensor)
         self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale))
-        code = Code(dst, scale, low, high)
+        code = Code(dst, scale, low, high, tensor not in self._unranged)
         self.codes[tensor] = code
         self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round)
         return code
@@ -527,7 +529,7 @@ class _Builder:
         produced = self.fresh(f"{out}:codes")
         self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
                                    params))
-        self.codes[out] = Code(produced, scale, low, high)
+        self.codes[out] = Code(produced, scale, low, high, out not in self._unranged)
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
                                        "table held as codes at the output's scale"))
@@ -750,7 +752,8 @@ class _Builder:
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)
                 high = max(c.high for c in codes_in)
-                self.codes[original] = Code(produced, float(acc_scale), low, high)
+                self.codes[original] = Code(produced, float(acc_scale), low, high,
+                                            any(c.ranged for c in codes_in))
                 out_scales.append(float(acc_scale))
                 continue
             code = self.materialise(produced, original, scale_array, nonneg, pre_round=integer)
@@ -845,7 +848,8 @@ class _Builder:
                         f"{self.graph.source}: {node.label}: input {name!r} has degree "
                         f"{degree} and comes within {nearest:.3g} codes of 0 at {self.bits} bits "
                         "on the calibration data; rounding there would be amplified without "
-                        "bound, so the node cannot be quantized"
+                        "bound, so the node cannot run on its codes: keep that input in float "
+                        f"(--keep-float-tensor {name!r})"
                     )
 
     def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
@@ -992,7 +996,10 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     A selection (Concat, Max) passes codes through unchanged, so they must fit the n-bit range:
     the coarsest input scale. A sum is an integer accumulator that is requantized anyway, so
     it is taken finer than every input (ALIGN_HEADROOM), while it stays exact in float32.
+    An input that was 0 on all calibration data has a scale no data set: the others decide
+    (a zero class token concatenated to patch embeddings would round them to integers).
     """
+    codes = [c for c in codes if c.ranged] or codes
     scales = [np.asarray(c.scale, np.float64) for c in codes]
     coarsest = functools.reduce(np.minimum, scales)
     if not selection:

@@ -22,6 +22,9 @@ class Code:
     scale: float | np.ndarray  # an array: one scale per channel, shaped to broadcast
     low: float
     high: float
+    # False: the tensor was 0 on all calibration data, so no data set its scale (1); where
+    # codes meet in a selection (Concat), the inputs the data ranged set the common scale
+    ranged: bool = True
 
     @property
     def unsigned(self) -> bool:

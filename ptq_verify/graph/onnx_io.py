@@ -241,6 +241,7 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
     inputs = [
         info for v in g.input if v.name not in initializers and (info := _tensor_info(v))
     ]
+    _check_outputs(g, initializers)
     outputs = [info for v in g.output if (info := _tensor_info(v))]
     value_info = {info.name: info for v in g.value_info if (info := _tensor_info(v))}
     nodes = []
@@ -264,6 +265,25 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
         )
     opsets = {o.domain: o.version for o in model.opset_import}
     return Graph(nodes, inputs, outputs, initializers, value_info, opsets, g.name, source)
+
+
+def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
+    """Every graph output named once and computed by a node: onnxruntime runs a model that
+    lists an output twice or returns a graph input or a constant as it is, but refuses such a
+    model once its outputs are rewritten (the quantized model computes each from codes)."""
+    names = [v.name for v in g.output]
+    computed = {name for proto in g.node for name in proto.output}
+    for name in names:
+        if names.count(name) > 1:
+            raise UserError(f"graph output {name!r} is listed {names.count(name)} times; list "
+                            "it once")
+        if name not in computed:
+            what = ("a graph input" if any(v.name == name for v in g.input)
+                    and name not in initializers else "a constant" if name in initializers
+                    else "computed by no node")
+            raise UserError(f"graph output {name!r} is {what}, not computed by a node; "
+                            "quantizing rewrites every output from a node (drop it from the "
+                            "outputs)")
 
 
 def load_graph(path: str | os.PathLike) -> Graph:

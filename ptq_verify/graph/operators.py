@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from ..catalog.operator import Operator
 from ..errors import UserError
 from .model import Graph, Node
@@ -79,10 +81,23 @@ class OperatorTable:
                     f"attribute values or inputs than this node's ({forms}); declare this form "
                     "in a TOML file given with --operators (docs/catalog.md)")
         raise UserError(
-            f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}; "
-            "declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+            f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
+            + (f" ({hint})" if (hint := quantized_hint(node, graph)) else "")
+            + "; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
             "the node"
         )
+
+
+def quantized_hint(node: Node, graph: Graph | None) -> str:
+    """Why an undeclared node may be there: one that reads or writes 8-bit integer tensors
+    (QuantizeLinear's codes, ConvInteger's weights) most likely belongs to a model that is
+    quantized already, which a user passes by mistake for the float one; empty otherwise."""
+    for name in (*node.inputs, *node.outputs):
+        dtype = graph.dtype_of(name) if graph is not None and name else None
+        if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
+            return (f"its tensor {name!r} holds {dtype} codes: is the model quantized "
+                    "already? ptq-verify takes the float model")
+    return ""
 
 
 def _used(names: list[str]) -> int:

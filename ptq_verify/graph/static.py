@@ -40,7 +40,12 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
     kept = []
     for node in graph.nodes:
         constant = all(not name or name in graph.initializers for name in node.inputs)
-        if not constant or any(out in graph.output_names for out in node.outputs):
+        output = next((out for out in node.outputs if out in graph.output_names), None)
+        if constant and output is not None:
+            raise UserError(f"{graph.source}: graph output {output!r} ({node.label}) depends on "
+                            "no model input, a constant; quantizing rewrites every output from "
+                            "the inputs (drop it from the outputs)")
+        if not constant:
             kept.append(node)
             continue
         inputs = [graph.initializers[name] if name else None for name in node.inputs]

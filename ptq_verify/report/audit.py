@@ -21,6 +21,7 @@ from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..graph import Graph, OperatorTable, load_graph
+from ..graph.operators import quantized_hint
 from ..rules import stored_classify
 
 UNKNOWN = "unknown op type"
@@ -43,6 +44,7 @@ class AuditEntry:
     text: str
     reason: str = ""
     integer: str = ""  # a compensated node in --format integer: a table of codes, or float
+    hint: str = ""  # an unknown node on 8-bit integer tensors: the model looks quantized
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
 def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
     verdict = action.rule.kind.value if action.rule is not None else (
         UNKNOWN if action.operator is None else UNFIT)
+    hint = quantized_hint(next(n for n in graph.nodes if n.name == action.name), graph) if (
+        verdict == UNKNOWN) else ""
     return AuditEntry(
         action.name,
         action.op_type,
@@ -160,6 +164,7 @@ def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
         action.text,
         action.reason,
         _integer_form(action, graph, table),
+        hint,
     )
 
 
@@ -190,6 +195,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         forms = declared_forms(op_type)
         why = f"no declaration fits them; the catalog's forms of it: {forms}" if forms else (
             "not in the catalog")
+        hints = sorted(e.hint for e in audit.entries if e.op_type == op_type and e.hint)
+        why += f"; {hints[0]}" if hints else ""
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")

@@ -86,6 +86,32 @@ def instance_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray
     return y.astype(x.dtype, copy=False)
 
 
+def group_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX GroupNormalization: per sample over each group of ``num_groups`` consecutive
+    channels and the spatial axes, then a gain and bias per channel (opset 21) or per group
+    (opset 18, where they have ``num_groups`` elements; the sizes tell the two apart)."""
+    x = np.asarray(inputs[0])
+    groups = int(attrs["num_groups"]) if "num_groups" in attrs else 0
+    channels = x.shape[1] if x.ndim > 1 else 0
+    if groups <= 0 or channels % groups:
+        raise ValueError(f"GroupNormalization: num_groups {groups} does not divide the "
+                         f"{channels} channels")
+    eps = float(attrs.get("epsilon", 1e-5))
+    grouped = x.reshape(x.shape[0], groups, -1)
+    centred = grouped - grouped.mean(axis=-1, keepdims=True)
+    y = (centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + eps)).reshape(x.shape)
+    affine = []
+    for value in inputs[1:3]:
+        value = np.asarray(value).reshape(-1)
+        if value.size == groups:
+            value = np.repeat(value, channels // groups)
+        if value.size != channels:
+            raise ValueError(f"GroupNormalization: a gain or bias of {value.size} elements for "
+                             f"{channels} channels in {groups} groups")
+        affine.append(_per_channel(value, x.ndim))
+    return (y * affine[0] + affine[1]).astype(x.dtype, copy=False)
+
+
 def lp_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX LpNormalization: x divided by its p-norm (p = 1 or 2) along ``axis``; 0 where the
     norm is 0."""

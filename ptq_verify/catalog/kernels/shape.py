@@ -223,6 +223,31 @@ def gather_elements(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.take_along_axis(x, np.where(index < 0, index + x.shape[axis], index), axis=axis)
 
 
+def scatter_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX ScatterND (reduction none): a copy of data with the slices the last axis of
+    indices names replaced by updates."""
+    data, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
+    updates = np.asarray(inputs[2])
+    depth = index.shape[-1]
+    rows = index.reshape(-1, depth)
+    rows = np.where(rows < 0, rows + np.array(data.shape[:depth]), rows)
+    out = data.copy()
+    out[tuple(rows.T)] = updates.reshape(-1, *data.shape[depth:])
+    return out
+
+
+def scatter_elements(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX ScatterElements (reduction none) along ``axis``: out[..., index[i, j], ...] =
+    updates[i, j] (for axis 0), the other elements data's."""
+    data, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
+    axis = int(attrs.get("axis", 0)) % data.ndim
+    grid = list(np.indices(index.shape, sparse=True))
+    grid[axis] = np.where(index < 0, index + data.shape[axis], index)
+    out = data.copy()
+    out[tuple(grid)] = np.asarray(inputs[2])
+    return out
+
+
 def gather_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX GatherND with ``batch_dims``: slices of x picked by the last axis of indices."""
     x, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)

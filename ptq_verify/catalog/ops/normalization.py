@@ -37,7 +37,8 @@ def _log_softmax_first(x0, x1, x2):
 
 
 def _standardising(name: str, onnx_kernel, mixes_channels: bool, doc: str) -> Operator:
-    """LayerNormalization and InstanceNormalization: standardise, then scale g and shift b."""
+    """LayerNormalization, InstanceNormalization and GroupNormalization: standardise, then
+    scale g and shift b."""
     return Operator(
         name, _THREE, f"(x0 - {_MEAN})/sqrt({_VARIANCE} + eps)*g + b", params=_AFFINE,
         kernel=lambda x0, x1, x2, eps, g, b: _standardised(x0, x1, x2, eps) * g + b,
@@ -71,6 +72,11 @@ OPERATORS = (
     _standardising(
         "InstanceNormalization", normalization.instance_normalization, False,
         "LayerNorm's formula per sample and channel over the spatial positions.",
+    ),
+    _standardising(
+        "GroupNormalization", normalization.group_normalization, True,
+        "LayerNorm's formula per sample over each group of channels and the spatial positions, "
+        "gain and bias per channel (opset 21) or per group (opset 18).",
     ),
     Operator(
         "BatchNormalization", "x", "(x - mean)/sqrt(var + eps)*gamma + beta",

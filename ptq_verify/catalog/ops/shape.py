@@ -1,6 +1,6 @@
 """Operators that move, copy or select elements, and Shape.
 
-Most are witnessed by ``x``: every output element is some input element. Three select between
+Most are witnessed by ``x``: every output element is some input element. Five select between
 sources, and are witnessed by ``where(k > 0, first, second)`` with a *selector parameter* ``k``
 standing for the output element's position (which side of the seam, inside or outside the
 padding, what the static condition says). The selector is never rescaled: the sign of a position
@@ -13,6 +13,8 @@ both sources in one formula:
 - Pad: an output element is an element of x or the pad constant v, so v must scale like x
   (param_rescale v -> s*v).
 - Where: the condition is a static input, X and Y play the roles of a and b.
+- ScatterND, ScatterElements (reduction none): the indices are static, data and updates play
+  the roles of a and b.
 
 Pad in reflect, edge and wrap modes and nearest Resize copy input elements (witness ``x``);
 linear Resize blends neighbours with static weights (witness ``c*x0 + (1 - c)*x1``). Each is
@@ -79,6 +81,14 @@ OPERATORS = (
         onnx_inputs=(None, "a", "b"), onnx_kernel=shape.where,
         doc="X where the static condition holds, else Y; the selector cond stands for it.",
     ),
+    *(Operator(
+        name, "a, b", "where(k > 0, a, b)", params={"k": 1},
+        kernel=lambda a, b, k: _select(a, b, k), onnx_type=name, onnx_inputs=("a", None, "b"),
+        onnx_kernel=kernel, onnx_match={"reduction": "none"}, mixes_channels=True,
+        doc=f"A copy of data (a) with {what} replaced by updates (b) at static indices "
+        "(reduction none); the selector k stands for whether an element was replaced.",
+    ) for name, kernel, what in (("ScatterND", shape.scatter_nd, "slices"),
+                                 ("ScatterElements", shape.scatter_elements, "elements"))),
     *(_pad_copy(mode, doc) for mode, doc in (
         ("reflect", "the input mirrored at its border, the border element not repeated"),
         ("edge", "copies of the border element"),
