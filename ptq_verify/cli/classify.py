@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
     from ..rules import DEFAULT_TIMEOUT, classify_all
-    from ..rules.explain import explain, shift_lines
+    from ..rules.explain import explain, shift_summary
     from ..rules.store import VerdictStore
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                    for v, shift in zip(verdicts, shifts)], sys.stdout, indent=2)
         print()
     elif detailed:
-        print("\n\n".join("\n".join(explain(v) + shift_lines(shift))
+        print("\n\n".join("\n".join([*explain(v), f"  shift rule: {shift_summary(shift)}"])
                            for v, shift in zip(verdicts, shifts)))
     else:
         _print_table(verdicts)

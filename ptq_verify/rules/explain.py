@@ -139,20 +139,20 @@ def _counterexample_lines(cx: dict) -> list[str]:
     return lines
 
 
-def shift_lines(shift) -> list[str]:
-    """The shift rule (proofs/shift.md) of an operator in a line or two: whether bias
+def shift_summary(shift) -> str:
+    """The shift rule (proofs/shift.md) of an operator in one sentence: whether bias
     absorption may move a constant through it."""
     if shift.holds:
         moved = ", ".join(f"{p} -> {p} - {_times(a)}c" for p, a in
                           sorted(shift.param_shifts.items()))
-        return [f"  shift rule: proved: f(x - c{'; ' + moved if moved else ''}) = f(x) - c "
-                "(bias absorption may move a constant through it)"]
+        return (f"proved: f(x - c{'; ' + moved if moved else ''}) = f(x) - c (bias absorption "
+                "may move a constant through it)")
     if shift.status == "refuted" and shift.certificate is not None:
         cx = shift.certificate.to_json()
         point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
-        return [f"  shift rule: refuted at {point}, c = {cx['shift']}: f(x - c) = {cx['lhs']}, "
-                f"f(x) - c = {cx['rhs']}"]
-    return [f"  shift rule: undecided ({shift.reason})"]
+        return (f"refuted at {point}, c = {cx['shift']}: f(x - c) = {cx['lhs']}, "
+                f"f(x) - c = {cx['rhs']}")
+    return f"undecided ({shift.reason})"
 
 
 def _times(a) -> str:
