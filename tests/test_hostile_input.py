@@ -535,3 +535,20 @@ def test_calibration_data_near_the_float32_maximum_quantizes_to_finite_outputs(m
     assert np.isfinite(quantized).all()
     assert np.abs(quantized - expected).max() < 0.2 * np.abs(expected).max()
 
+
+def test_token_ids_beyond_the_embedding_table_are_a_calibration_data_error(tmp_path):
+    """A new-user trial: an id past the table's rows was the Gather node's 'cannot run it
+    (index 1054 ...)', as if the model were at fault."""
+    model, calib = tmp_path / "emb.onnx", tmp_path / "ids.npz"
+    onnx.save(hostile.embedding_model(rows=1000), model)
+    ids = np.random.default_rng(1).integers(0, 1000, size=(100, 8))
+    ids[70, 5] = 1054  # past the first batch: the sample counts from the data's start
+    np.savez(calib, input_ids=ids)
+    _assert_one_line_error(
+        _quantize(model, calib, tmp_path / "q.onnx"),
+        f"{model}: calibration input 'input_ids' holds id 1054 in sample 70, beyond the 1000 "
+        "rows of node '/embeddings/word_embeddings/Gather''s table 'table'")
+    assert not (tmp_path / "q.onnx").exists()
+    ids[70, 5] = 999
+    np.savez(calib, input_ids=ids)
+    assert _quantize(model, calib, tmp_path / "q.onnx").status == 0
