@@ -3,6 +3,8 @@ them (ptq_verify/engine/absorb.py)."""
 
 from __future__ import annotations
 
+import importlib
+import time
 from fractions import Fraction
 
 import models
@@ -68,6 +70,24 @@ def test_a_bias_shifts_a_linear_layer_and_its_input_enters_affinely():
     assert proved_affine(conv, "x")
     assert not shift_rule(CATALOG["MatMul"], through_inputs=False).holds  # no bias slot
     assert not proved_affine(Operator("Square", "x", "x**2"), "x")
+
+
+def test_the_shift_rule_is_bounded_in_time(monkeypatch):
+    """A declaration whose search outlasts the budget is undecided, not a hang: the engine
+    asks for shift rules of a user's declarations inside quantize and audit."""
+    shift_module = importlib.import_module("ptq_verify.rules.shift")
+
+    def slow(op, through_inputs):
+        time.sleep(5)
+        yield {}
+
+    monkeypatch.setattr(shift_module, "DEFAULT_TIMEOUT", 0.2)
+    monkeypatch.setattr(shift_module, "_candidates", slow)
+    op = Operator("SlowClamp", "x", "min(hi, max(lo, x))", params={"lo": "0", "hi": "6"})
+    start = time.perf_counter()
+    rule = shift_rule(op)
+    assert rule.status == "undecided" and "time budget" in rule.reason
+    assert time.perf_counter() - start < 3
 
 
 def test_a_forged_shift_rule_is_rejected():

@@ -58,6 +58,19 @@ def test_expression_with_inputs_and_params(capsys):
     assert json.loads(out)[0]["rule"] == "aligned"
 
 
+def test_one_operator_shows_its_shift_rule(capsys):
+    """The detail and JSON views carry the shift rule bias absorption relies on
+    (proofs/shift.md): a clamp passes a shift with its bounds moved, Relu is refuted."""
+    status, out, _ = run(capsys, "clip(x, lo, hi)", "--params", "lo=-1,hi=6", "--json")
+    shift = json.loads(out)[0]["shift"]
+    assert status == 0 and shift["status"] == "proved"
+    assert shift["param_shifts"] == {"hi": "1", "lo": "1"}
+    status, out, _ = run(capsys, "--op", "Relu")
+    assert status == 0 and "shift rule: refuted at x = " in out
+    status, out, _ = run(capsys, "--op", "Clip")
+    assert "shift rule: proved: f(x - c; hi -> hi - c, lo -> lo - c) = f(x) - c" in out
+
+
 def test_free_names_become_parameters(capsys):
     status, out, _ = run(capsys, "where(x < 0, alpha*x, x)", "--json")
     entry = json.loads(out)[0]

@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
     from ..rules import DEFAULT_TIMEOUT, classify_all
-    from ..rules.explain import explain
+    from ..rules.explain import explain, shift_summary
     from ..rules.store import VerdictStore
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
@@ -81,11 +81,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{names}: beyond what the checker's exact arithmetic can evaluate "
                         f"({type(err).__name__}{': ' + detail if detail else ''}); simplify "
                         "the expression") from None
+    if args.json or detailed:  # one operator or a few: its shift rule too (proofs/shift.md)
+        from ..rules.shift import shift_rule
+
+        shifts = [shift_rule(op) for op in operators]
     if args.json:
-        json.dump([v.to_json() for v in verdicts], sys.stdout, indent=2)
+        json.dump([{**v.to_json(), "shift": shift.to_json()}
+                   for v, shift in zip(verdicts, shifts)], sys.stdout, indent=2)
         print()
     elif detailed:
-        print("\n\n".join("\n".join(explain(v)) for v in verdicts))
+        print("\n\n".join("\n".join([*explain(v), f"  shift rule: {shift_summary(shift)}"])
+                           for v, shift in zip(verdicts, shifts)))
     else:
         _print_table(verdicts)
     if not args.expect:

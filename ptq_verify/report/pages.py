@@ -22,7 +22,9 @@ from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
 from ..rules import Rule, RuleKind, Verdict, classify
+from ..rules.explain import shift_summary
 from ..rules.per_channel import per_channel_rule
+from ..rules.shift import shift_rule
 from .certificates import certificate_path
 from .locations import proofs_link
 from .plots import SCALES, curves_coincide, plotted_rule, write_plot
@@ -322,6 +324,8 @@ def operator_page(
     lines += _declaration_rows(op, verdict)
     lines += ["", "## Why", "", *_why(op, verdict, proofs)]
     lines += ["", "## What the PTQ engine does", "", engine_action(op, verdict, proofs)]
+    lines += ["", "## Shift rule", "", f"f(x - c) = f(x) - c, every input element shifted by c "
+              f"([shift.md]({proofs}/shift.md)): {shift_summary(shift_rule(op))}."]
     if verdict.alternatives:
         lines += ["", "## Other valid rules", ""]
         lines.append(

@@ -137,3 +137,23 @@ def _counterexample_lines(cx: dict) -> list[str]:
             f"against {rescale['relative_to']})"
         )
     return lines
+
+
+def shift_summary(shift) -> str:
+    """The shift rule (proofs/shift.md) of an operator in one sentence: whether bias
+    absorption may move a constant through it."""
+    if shift.holds:
+        moved = ", ".join(f"{p} -> {p} - {_times(a)}c" for p, a in
+                          sorted(shift.param_shifts.items()))
+        return (f"proved: f(x - c{'; ' + moved if moved else ''}) = f(x) - c (bias absorption "
+                "may move a constant through it)")
+    if shift.status == "refuted" and shift.certificate is not None:
+        cx = shift.certificate.to_json()
+        point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
+        return (f"refuted at {point}, c = {cx['shift']}: f(x - c) = {cx['lhs']}, "
+                f"f(x) - c = {cx['rhs']}")
+    return f"undecided ({shift.reason})"
+
+
+def _times(a) -> str:
+    return "" if a == 1 else f"{a}*"

@@ -37,6 +37,7 @@ from sympy.core.relational import Relational
 from ..catalog.grammar import ExpressionError, format_expression
 from ..catalog.operator import Operator
 from .certified import certified_nonzero
+from .decide import DEFAULT_TIMEOUT, TIMEOUT_REASON, TimeBudgetExceeded, time_budget
 from .rewrite import zero_residual
 
 _POINTS = 24
@@ -114,7 +115,21 @@ def passes_per_channel_shift(op: Operator) -> Shift:
 @cache
 def shift_rule(op: Operator, through_inputs: bool = True) -> Shift:
     """Decide (T) for ``op``; with ``through_inputs`` False the inputs are held and the
-    parameters alone must shift the output by -c."""
+    parameters alone must shift the output by -c. Bounded like the scaling rule's checker
+    (``DEFAULT_TIMEOUT`` seconds): a user's declaration the engine meets in a model must not
+    hold ``quantize`` or ``audit`` up; past the budget the rule is undecided."""
+    try:
+        with time_budget(DEFAULT_TIMEOUT):
+            return _decided(op, through_inputs)
+    except TimeBudgetExceeded:
+        return Shift("undecided", through_inputs,
+                     reason=f"{TIMEOUT_REASON} ({DEFAULT_TIMEOUT:g} s)")
+    except RecursionError:
+        return Shift("undecided", through_inputs,
+                     reason="the expression is too deeply nested for the checker")
+
+
+def _decided(op: Operator, through_inputs: bool) -> Shift:
     if through_inputs and not op.element_names:
         return Shift("undecided", through_inputs, reason="no input to shift")
     c, unproved = shift_symbol(op), False
@@ -155,7 +170,11 @@ def proved_affine(op: Operator, tensor: str) -> bool:
 
     residual = (at([x + y for x, y in zip(symbols, others)]) - op.expr - at(others)
                 + at([sympy.S.Zero] * len(symbols)))
-    return _is_zero(residual, None)
+    try:
+        with time_budget(DEFAULT_TIMEOUT):  # as shift_rule: not proved past the budget
+            return _is_zero(residual, None)
+    except (TimeBudgetExceeded, RecursionError):
+        return False
 
 
 def shift_symbol(op: Operator) -> sympy.Symbol:
