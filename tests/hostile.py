@@ -297,3 +297,29 @@ def pow_with_an_undeclared_exponent() -> onnx.ModelProto:
     exponent = numpy_helper.from_array(np.array(1.7, np.float32), "e")
     node = helper.make_node("Pow", ["x", "e"], ["y"], name="pow_1")
     return _model([node], [_float("x", [None, 4])], [_float("y", [None, 4])], [exponent])
+
+
+def embedding_model(rows: int = 1000) -> onnx.ModelProto:
+    """Token ids (batch, 8) read from an embedding table of ``rows`` rows, then projected."""
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.normal(size=(rows, 16)).astype(np.float32), "table")
+    w = numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "w")
+    return _model(
+        [helper.make_node("Gather", ["table", "input_ids"], ["emb"],
+                          name="/embeddings/word_embeddings/Gather"),
+         helper.make_node("MatMul", ["emb", "w"], ["y"], name="proj")],
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", 8])],
+        [_float("y", ["batch", 8, 4])], [table, w])
+
+
+def opset_99(model: onnx.ModelProto) -> None:
+    """Declare an ONNX opset no onnxruntime release supports (onnx's checker lets it pass)."""
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 99
+
+
+def one_name_for_every_node(model: onnx.ModelProto) -> None:
+    """Give every node the same name (onnx's checker lets it pass; onnxruntime refuses it)."""
+    for node in model.graph.node:
+        node.name = "same"

@@ -460,3 +460,95 @@ def test_a_divisor_near_zero_names_the_option_that_keeps_it_in_float(tmp_path):
                            "comes within", "--keep-float-tensor 'gemm2'")
     assert _quantize(model, calib, tmp_path / "q.onnx", "--keep-float-tensor", "gemm2"
                      ).status == 0
+
+
+# -- models and data onnxruntime cannot run ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (hostile.opset_99, "Opset 99 is under development"),
+    (hostile.one_name_for_every_node, "two nodes with same node name (same)"),
+])
+def test_a_model_onnxruntime_cannot_load_is_refused_before_any_work(mlp_files, change,
+                                                                    fragment):
+    """A new-user trial: such a model 'quantized' with exit 0 (calibrated by the numpy kernels)
+    and the written file did not load in onnxruntime either; audit said nothing."""
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    change(proto)
+    onnx.save(proto, model)
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, f"{model}: onnxruntime cannot load it (", fragment)
+    assert not (tmp / "q.onnx").exists()
+    audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert audit.status == 0
+    assert "onnxruntime cannot load this model (" in audit.out and fragment in audit.out
+
+
+def test_a_quantized_model_onnxruntime_cannot_load_is_never_written():
+    from ptq_verify.engine.deployable import UnloadableOutput, check_quantized
+    from ptq_verify.graph import graph_from_onnx
+
+    proto = hostile.matmul_model()
+    graph = graph_from_onnx(proto)
+    hostile.opset_99(proto)
+    with pytest.raises(UnloadableOutput, match="onnxruntime cannot load the quantized model"):
+        check_quantized(proto.SerializeToString(), graph,
+                        {"x": np.ones((2, 4), np.float32)}, "q.onnx", {})
+
+
+def test_a_quantized_model_computing_inf_on_its_calibration_data_is_refused():
+    """The last guard: a written model whose float outputs overflow on the data it was
+    calibrated on (a range near the float32 maximum) is refused, naming output and sample."""
+    from ptq_verify.engine.deployable import check_quantized
+    from ptq_verify.errors import UserError
+    from ptq_verify.graph import graph_from_onnx
+
+    proto = hostile.matmul_model()
+    graph = graph_from_onnx(proto)
+    proto.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(
+        np.eye(4, dtype=np.float32) * np.float32(1e38), "w"))  # what overflows
+    sample = {"x": np.array([[0.5, 0, 0, 0], [0, 0, 0, 9.0]], np.float32)}
+    with pytest.raises(UserError, match="computes inf at output 'y' on calibration sample 1, "
+                       r"where the float model's values are finite \(at most 9 in magnitude\)"):
+        check_quantized(proto.SerializeToString(), graph, sample, "q.onnx", {"y": 9.0})
+
+
+@pytest.mark.parametrize("form", ["qdq", "simulation"])
+def test_calibration_data_near_the_float32_maximum_quantizes_to_finite_outputs(mlp_files,
+                                                                                form):
+    """A new-user trial: the digits scaled by 1e30 quantized with exit 0 to a model computing
+    inf or NaN everywhere: OPTQ's X^T X overflowed float32 and every weight code was NaN."""
+    import onnxruntime
+
+    tmp, model, calib = mlp_files
+    data = (np.load(calib) * np.float32(1e30)).astype(np.float32)
+    np.save(calib, data)
+    outcome = _quantize(model, calib, tmp / "q.onnx", "--format", form)
+    assert outcome.status == 0, outcome.err
+    session = onnxruntime.InferenceSession(str(tmp / "q.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    reference = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    (quantized,), (expected,) = session.run(None, {name: data}), reference.run(None,
+                                                                               {name: data})
+    assert np.isfinite(quantized).all()
+    assert np.abs(quantized - expected).max() < 0.2 * np.abs(expected).max()
+
+
+def test_token_ids_beyond_the_embedding_table_are_a_calibration_data_error(tmp_path):
+    """A new-user trial: an id past the table's rows was the Gather node's 'cannot run it
+    (index 1054 ...)', as if the model were at fault."""
+    model, calib = tmp_path / "emb.onnx", tmp_path / "ids.npz"
+    onnx.save(hostile.embedding_model(rows=1000), model)
+    ids = np.random.default_rng(1).integers(0, 1000, size=(100, 8))
+    ids[70, 5] = 1054  # past the first batch: the sample counts from the data's start
+    np.savez(calib, input_ids=ids)
+    _assert_one_line_error(
+        _quantize(model, calib, tmp_path / "q.onnx"),
+        f"{model}: calibration input 'input_ids' holds id 1054 in sample 70, beyond the 1000 "
+        "rows of node '/embeddings/word_embeddings/Gather''s table 'table'")
+    assert not (tmp_path / "q.onnx").exists()
+    ids[70, 5] = 999
+    np.savez(calib, input_ids=ids)
+    assert _quantize(model, calib, tmp_path / "q.onnx").status == 0

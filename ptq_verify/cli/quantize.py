@@ -83,6 +83,7 @@ def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
+    from ..engine.deployable import check_quantized
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.sensitivity import costliest
@@ -111,6 +112,7 @@ def run(args) -> int:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
     graph = load_model(source, declared)
+    own_kernels = runs_without_onnxruntime(source, graph, declared)
     producers = graph.producers()
     for name in args.keep_float_tensor:
         if name not in producers and name not in graph.input_names:
@@ -150,7 +152,13 @@ def run(args) -> int:
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
         model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")
-    write_atomic(target, exported.SerializeToString(), inputs=inputs)
+    serialised = exported.SerializeToString()
+    if own_kernels:
+        model.notes.append(own_kernels)
+    else:
+        check_quantized(serialised, graph, calibration.sample, str(target),
+                        {name: stats.max_abs for name, stats in calibration.stats.items()})
+    write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
     if args.report:
         write_atomic(args.report, markdown(model, source, target), inputs=inputs)
@@ -165,6 +173,27 @@ def run(args) -> int:
         print(table(model, args.model if example_calibration else source, target,
                     args.format))
     return 0
+
+
+def runs_without_onnxruntime(source: Path, graph, declared) -> str:
+    """"" when onnxruntime loads the float model (the quantized one is then checked in it
+    too); a note when it refuses it but the model holds op types declared only with
+    --operators outside ONNX's domain (their kernels live in the user's runtime, not in
+    onnxruntime; the numpy kernels calibrate); else a one-line refusal, before any work."""
+    from ..graph.ort_runner import ort_refusal, own_kernel_types
+
+    refusal = ort_refusal(source)
+    if refusal is None:
+        return ""
+    for node in graph.nodes:  # a node ptq-verify refuses itself: its own message names it
+        declared.require(node, graph)
+    own = own_kernel_types(graph, declared.extra)
+    if not own:
+        raise UserError(f"{source}: onnxruntime cannot load it ({refusal}); quantize takes "
+                        "models onnxruntime runs")
+    return (f"onnxruntime: cannot load the float model ({refusal}); it holds op types "
+            f"declared with --operators ({', '.join(own)}), so the quantized model runs "
+            "where their kernels are, and was not checked in onnxruntime")
 
 
 def equalization_note(on: bool, pairs) -> str:

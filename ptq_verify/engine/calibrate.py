@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
+from ..graph.executor import IndexBeyondTable
 from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, check_feeds
 from .saturation import kept_positions, masked_sums, static_part
@@ -192,7 +193,10 @@ def calibrate(
             computed = None if runner is None else runner.run(batch)
             if computed is None:
                 runner = None
-                run_graph(graph, batch, table, observe=observe)
+                try:
+                    run_graph(graph, batch, table, observe=observe)
+                except IndexBeyondTable as err:
+                    raise err.in_samples(done) from None
             else:
                 for name, value in computed.items():
                     observe(name, value)

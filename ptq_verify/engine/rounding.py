@@ -349,8 +349,7 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
             key = None if index is None else (node.inputs[sources[name].active[0]],
                                               sources[name].signature(inputs))
             if key is None or key not in shared:
-                part = ((x.T @ x).astype(np.float64), x.sum(axis=0, dtype=np.float64),
-                        x.shape[0])
+                part = (gram(x), x.sum(axis=0, dtype=np.float64), x.shape[0])
                 if key is not None:
                     shared[key] = part
             else:
@@ -359,6 +358,18 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
             sums[name] = [hessian + part[0], total + part[1], rows + part[2]]
     return {name: LayerStats(h / rows, total / rows)
             for name, (h, total, rows) in sums.items() if name not in failed and rows}
+
+
+def gram(x: np.ndarray) -> np.ndarray:
+    """X^T X in float64, computed in ``x``'s own precision on ``x`` scaled by a power of two
+    (exact) to a peak near 1: a float32 product of inputs above about 1e19 overflows to inf
+    (calibration data near the float32 maximum), and OPTQ then rounds every weight to NaN."""
+    peak = float(np.max(np.abs(x), initial=0.0))
+    if not np.isfinite(peak) or peak == 0.0:
+        return (x.T @ x).astype(np.float64)
+    unit = np.ldexp(1.0, -np.frexp(peak)[1])
+    scaled = x * x.dtype.type(unit) if np.issubdtype(x.dtype, np.floating) else x * unit
+    return (scaled.T @ scaled).astype(np.float64) / (unit * unit)
 
 
 def optq_round(weights: np.ndarray, scale: np.ndarray, levels: int,

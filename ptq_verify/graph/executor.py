@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -11,6 +12,54 @@ from .model import Graph, Node
 from .operators import OperatorTable
 
 Observer = Callable[[str, np.ndarray], None]
+
+
+class IndexBeyondTable(UserError):
+    """A node read a static table (a constant operand) at an index the data carries beyond
+    its size: a token id outside an embedding's rows. The data is wrong, not the node; the
+    message names the tensor, the id, its sample and the table, and :meth:`in_samples` counts
+    samples from the start of the data rather than of the batch."""
+
+    _NUMPY = re.compile(r"index (-?\d+) is out of bounds for axis (\d+) with size (\d+)")
+
+    def __init__(self, source: str, node: Node, tensor: str, data_input: bool, index: int,
+                 sample: int, table: str, axis: int, size: int) -> None:
+        self.source, self.node, self.tensor, self.data_input = source, node, tensor, data_input
+        self.index, self.sample, self.table, self.size = index, sample, table, size
+        self.axis = axis
+        super().__init__(self.in_samples(0).args[0])
+
+    def in_samples(self, offset: int) -> UserError:
+        """The error with the sample counted from ``offset`` (the samples before the batch)."""
+        what = (f"calibration input {self.tensor!r}" if self.data_input
+                else f"tensor {self.tensor!r} (computed from the calibration data)")
+        entries = "rows" if self.axis == 0 else f"entries along axis {self.axis}"
+        return UserError(
+            f"{self.source}: {what} holds id {self.index} in sample {self.sample + offset}, "
+            f"beyond the {self.size} {entries} of node {self.node.name!r}'s table {self.table!r} "
+            f"({self.node.op_type}): ids must lie in [{-self.size}, {self.size - 1}]")
+
+    @classmethod
+    def find(cls, node: Node, inputs: list, graph: Graph | None,
+             err: Exception) -> IndexBeyondTable | None:
+        """The error when ``err`` is an index out of range of a constant operand of
+        ``node`` that one of its integer operands from the data carries; else None."""
+        match = cls._NUMPY.search(str(err)) if isinstance(err, IndexError) else None
+        if match is None or graph is None:
+            return None
+        index, axis, size = int(match[1]), int(match[2]), int(match[3])
+        tables = [name for name, value in zip(node.inputs, inputs)
+                  if name in graph.initializers and size in np.shape(value)]
+        for name, value in zip(node.inputs, inputs):
+            value = np.asarray(value) if value is not None else None
+            if (not tables or name in graph.initializers or value is None or value.ndim == 0
+                    or not np.issubdtype(value.dtype, np.integer)):
+                continue
+            holding = np.flatnonzero((value == index).reshape(len(value), -1).any(axis=1))
+            if holding.size:
+                return cls(graph.source, node, name, name in graph.input_names, index,
+                           int(holding[0]), tables[0], axis, size)
+        return None
 
 
 def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None = None) -> list:
@@ -23,6 +72,9 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
             result = op.run_onnx(inputs, node.attrs)
     except (NotImplementedError, ValueError, TypeError, IndexError, KeyError) as err:
         where = f"{graph.source}: " if graph is not None else ""
+        beyond = IndexBeyondTable.find(node, inputs, graph, err)
+        if beyond is not None:
+            raise beyond from None
         raise UserError(f"{where}{node.label}: cannot run it ({err})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]

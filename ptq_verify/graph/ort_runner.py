@@ -9,6 +9,8 @@ and the caller runs the numpy executor instead.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -88,3 +90,54 @@ def _in_memory(name: str, value: np.ndarray) -> onnx.TensorProto:
     tensor.data_location = onnx.TensorProto.EXTERNAL
     tensor.external_data.add(key="location", value="ptq-verify-session-options")
     return tensor
+
+
+def ort_session(model: str | os.PathLike | bytes):
+    """(an onnxruntime session on ``model`` (a path, or a serialised model), None), or (None,
+    why onnxruntime refuses to load it, condensed to one line). The project promises models
+    that run in onnxruntime: quantize refuses a float model onnxruntime cannot load before any
+    work, and never writes a quantized one it cannot load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its own ERROR log line would be a second line on stderr
+    source = os.fspath(model) if not isinstance(model, bytes) else model
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"]), None
+    except Exception as err:  # noqa: BLE001 - any refusal is reported, condensed
+        return None, condensed(str(err))
+
+
+def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
+    """Why onnxruntime refuses to load ``model`` (:func:`ort_session`); None when it loads."""
+    return ort_session(model)[1]
+
+
+def own_kernel_types(graph: Graph, extra: Iterable[str]) -> list[str]:
+    """The op types of ``graph`` declared only to ptq-verify (``extra``: those of --operators)
+    outside ONNX's domain: onnxruntime has no kernel for them, the user's runtime does."""
+    own = set(extra)
+    return sorted({node.op_type for node in graph.nodes
+                   if node.op_type in own and node.domain not in ("", "ai.onnx")})
+
+
+_ORT_NOISE = (
+    re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : "),  # status code and name
+    re.compile(r"Load model from .*? failed:"),  # the path, which the caller names itself
+    # a C++ source location and the signature of the function that threw
+    re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\([^()]*\)\s*"),
+)
+_ORT_MESSAGE_CHARS = 240
+
+
+def condensed(message: str) -> str:
+    """onnxruntime's error message without its status code, path and C++ source location, on
+    one line of at most _ORT_MESSAGE_CHARS characters."""
+    for noise in _ORT_NOISE:
+        message = noise.sub("", message)
+    message = " ".join(message.split()).removeprefix("This is an invalid model. ")
+    message = message.removeprefix("Error: ").rstrip(".")
+    if len(message) > _ORT_MESSAGE_CHARS:  # whole sentences where they fit, else words
+        cut = message[:_ORT_MESSAGE_CHARS]
+        message = cut[:cut.rfind(". ")] if ". " in cut else cut.rsplit(" ", 1)[0] + " ..."
+    return message or "no reason given"

@@ -22,6 +22,7 @@ from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..graph import Graph, OperatorTable, load_graph
 from ..graph.operators import quantized_hint
+from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
 
 UNKNOWN = "unknown op type"
@@ -54,6 +55,8 @@ class Audit:
     equalized: tuple[str, ...] = ()  # pairs cross-layer equalization takes (per-tensor default)
     smoothable: tuple[str, ...] = ()  # activations smoothing may move a factor out of
     absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift (--equalize)
+    onnxruntime: str | None = None  # why onnxruntime refuses to load the model, condensed
+    own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -74,6 +77,7 @@ class Audit:
             "equalized": list(self.equalized),
             "smoothable": list(self.smoothable),
             "absorbable": list(self.absorbable),
+            "onnxruntime_refuses": self.onnxruntime,
         }
 
     def to_json(self) -> dict:
@@ -130,7 +134,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     pairs = equalize(prepared, table)
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
-                 shiftable)
+                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table.extra)))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -200,6 +204,10 @@ def _summary_lines(audit: Audit) -> list[str]:
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")
+    if audit.onnxruntime is not None:
+        lines.append(f"onnxruntime cannot load this model ({audit.onnxruntime}): " + (
+            f"it holds op types declared with --operators ({', '.join(audit.own_kernels)}), "
+            "whose kernels it lacks" if audit.own_kernels else "quantize refuses it"))
     return lines
 
 
