@@ -131,9 +131,7 @@ class _QdqLowering:
         if code.high - code.low > 255:  # a Concat of signed and unsigned codes, an aligned sum
             return real  # on the grid; no 8-bit container holds it
         dtype, zero = self._container(code.low, code.high)
-        inverse = np.asarray(1.0 / np.asarray(code.scale, np.float64), np.float32)
-        per_channel = inverse.ndim > 0
-        if per_channel:
+        if np.ndim(code.scale):
             # One scale per channel: Mul by the channels' scales, QuantizeLinear and
             # DequantizeLinear of scale 1, Mul by their inverses. Not a per-axis
             # QuantizeLinear/DequantizeLinear: onnxruntime (1.32) fuses DQ -> op -> Q into
@@ -142,16 +140,28 @@ class _QdqLowering:
             # codes, the GlobalAveragePool of its squeeze-excite). The Muls end the groups;
             # the codes are the same, and the nodes around them run in float.
             real = self.out.multiply(real, np.asarray(code.scale, np.float32))
-            inverse = np.float32(1)
-        scale = self.out.constant(f"{real}:scale", inverse)
-        point = self.out.constant(f"{real}:zero", np.array(zero, dtype))
+        scale, point = self._grid(real, code, dtype, zero)
         stored = self.out.add("QuantizeLinear", [real, scale, point], f"{real}:q")
         info = np.iinfo(dtype)
         low, high = int(code.low) + zero, int(code.high) + zero
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
-        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{real}:dq")
-        if per_channel:  # one real value for every consumer: no group to fuse
+        return self._dequantized(real, stored, scale, point, code)
+
+    def _grid(self, hint: str, code, dtype, zero: int) -> tuple[str, str]:
+        """The scale and zero-point constants of ``code`` in its 8-bit container: scale 1
+        for per-channel codes, whose scales are the Muls around them (:meth:`_quantized`)."""
+        inverse = np.float32(1) if np.ndim(code.scale) else np.asarray(
+            1.0 / np.asarray(code.scale, np.float64), np.float32)
+        return (self.out.constant(f"{hint}:scale", inverse),
+                self.out.constant(f"{hint}:zero", np.array(zero, dtype)))
+
+    def _dequantized(self, hint: str, stored: str, scale: str, point: str, code) -> str:
+        """The real value of the codes ``stored`` on :meth:`_grid`'s constants: per tensor, a
+        DequantizeLinear each consumer may take a copy of (:meth:`_consumed`); per channel,
+        one real value (a Mul after the scale-1 DequantizeLinear), no group to fuse."""
+        dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{hint}:dq")
+        if np.ndim(code.scale):
             return self.out.multiply(dequantized, 1.0 / np.asarray(code.scale, np.float64))
         self.stored[dequantized] = [stored, scale, point]
         return dequantized
@@ -223,7 +233,7 @@ class _QdqLowering:
         that does not hold or onnxruntime has no kernel of the node for these types (a
         one-node probe)."""
         outputs = [name for name in step.node.outputs if name]
-        if len(outputs) != 1:
+        if len(outputs) != 1 or not is_monotone_selection(step.op):
             return False
         # codes the plan materialises at the output, or else the codes it passes on (a Pad
         # before a convolution): its inputs' codes, which all must share one scale
@@ -233,98 +243,74 @@ class _QdqLowering:
             return False  # per-channel codes only from a table (an embedding's columns)
         dtype, zero = self._container(code.low, code.high)
         shift = shift_rule(step.op) if zero else None
-        if not is_monotone_selection(step.op) or (shift is not None and not shift.holds):
+        if shift is not None and not shift.holds:
             return False
         source = step.source or step.node
         if any(attr in source.attrs for attr in step.op.onnx_attrs):
             return False  # a parameter held in an attribute (Pad's value before opset 11)
-        inputs, types = [], []
-        for slot in range(len(step.node.inputs)):
-            stored = self._stored_codes(step, slot, code, dtype, zero,
-                                        shift.param_shifts if shift else {})
-            if stored is False:
-                return False
-            inputs.append(stored)
-            types.append(self._element_type(stored) if stored else 0)
-        while inputs and not inputs[-1]:  # absent trailing optional inputs
-            inputs.pop(), types.pop()
+        inputs = [self._stored_codes(step, slot, code, dtype, zero,
+                                     shift.param_shifts if shift else {})
+                  for slot in range(len(step.node.inputs))]
+        if None in inputs:
+            return False
+        while inputs and not inputs[-1][0]:  # absent trailing optional inputs
+            inputs.pop()
+        types = [kind for _, kind in inputs]
         opset = self.model.graph.opsets.get("", 11)
-        if None in types or 0 in types or not runs_on(step.node, types, opset):
+        if None in types or not runs_on(step.node, types, opset):
             return False  # a type the probe cannot name, an absent input between others
         selected = self.out.fresh(f"{outputs[0]}:stored")
-        self.out.nodes.append(node_proto(source, inputs, [selected]))
-        per_channel = np.ndim(code.scale) > 0
-        inverse = np.float32(1) if per_channel else np.asarray(
-            1.0 / np.asarray(code.scale, np.float64), np.float32)
-        scale = self.out.constant(f"{outputs[0]}:scale", inverse)
-        point = self.out.constant(f"{outputs[0]}:zero", np.array(zero, dtype))
-        dequantized = self.out.add("DequantizeLinear", [selected, scale, point],
-                                   f"{outputs[0]}:dq")
-        if per_channel:  # as _quantized holds per-channel codes: a Mul after the scale-1 DQ
-            self.real[outputs[0]] = self.out.multiply(
-                dequantized, 1.0 / np.asarray(code.scale, np.float64))
-        else:
-            self.stored[dequantized] = [selected, scale, point]
-            self.real[outputs[0]] = dequantized
+        self.out.nodes.append(node_proto(source, [name for name, _ in inputs], [selected]))
+        scale, point = self._grid(outputs[0], code, dtype, zero)
+        self.real[outputs[0]] = self._dequantized(outputs[0], selected, scale, point, code)
         return True
 
     def _stored_codes(self, step: NodeStep, slot: int, code, dtype, zero: int,
-                      param_shifts) -> str | bool:
-        """The input ``name`` of a selection run on stored codes (:meth:`_select_codes`):
-        a table of codes or a code-domain constant stored as the output's container holds
-        its codes, the QuantizeLinear output of an activation held at the output's very
-        scale and container, a static input the declaration binds to no element or
-        parameter (indices, pads, a shape, Resize's scales) as it is; False when the input
-        is none of these, or holds codes beyond the output's range (which the output's
-        QuantizeLinear would have clipped)."""
+                      param_shifts) -> tuple[str, int | None] | None:
+        """(name, ONNX element type) of input ``slot`` of a selection run on stored codes
+        (:meth:`_select_codes`): a table of codes or a code-domain constant stored as the
+        output's container holds its codes, the QuantizeLinear output of an activation held
+        at the output's very scale and container, a static input the declaration binds to
+        no element or parameter (indices, pads, a shape, Resize's scales) as it is, ("",
+        None) for an absent optional input; None when the input is none of these, or holds
+        codes beyond the output's range (which the output's QuantizeLinear would have
+        clipped)."""
         name = step.node.inputs[slot]
+        container = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         bound = step.op.onnx_inputs[slot].split() if slot < len(step.op.onnx_inputs) and (
             step.op.onnx_inputs[slot]) else []
         if not name:  # an absent optional input: its default does not move with z
-            return False if zero and any(param_shifts.get(item) for item in bound) else ""
+            return None if zero and any(param_shifts.get(item) for item in bound) else ("", None)
         if name in step.constants:  # a table of codes, or a constant rescaled to codes
             values = np.asarray(step.constants[name], np.float64)
             if not (values.size and np.array_equal(values, np.round(values))
                     and code.low <= values.min() and values.max() <= code.high):
-                return False  # outside the output's codes: the QuantizeLinear would clip it
+                return None  # outside the output's codes: the QuantizeLinear would clip it
             # the shift rule moves an element (a table's code) by z, a parameter p by a_p z
             moves = {param_shifts.get(item, 0) if item in step.op.params else 1
                      for item in bound} if name not in step.params else {1}
             if len(moves) != 1:
-                return False
+                return None
             values = values + float(moves.pop()) * zero
             info = np.iinfo(dtype)
             if not (np.array_equal(values, np.round(values))
                     and info.min <= values.min() and values.max() <= info.max):
-                return False
-            return self.out.constant(f"{name}:stored", values.astype(dtype))
+                return None
+            return self.out.constant(f"{name}:stored", values.astype(dtype)), container
         if name in self.codes:
             held = self.codes[name]
             stored = self.stored.get(self.real.get(name, ""))
             if (stored is None or np.ndim(held.scale) or float(held.scale) != float(code.scale)
                     or self._container(held.low, held.high) != (dtype, zero)
                     or held.low < code.low or held.high > code.high):
-                return False
-            return stored[0]
-        if (slot >= len(step.op.onnx_inputs) or bound
-                or self._element_type(name) is None):
-            return False  # values the node may select, not held as codes here
-        return self._real(name)
-
-    def _element_type(self, name: str) -> int | None:
-        """The ONNX element type of a tensor of the QDQ graph or of the plan (None: not
-        known), for the kernel probe."""
-        if name in self.out.initializers:
-            return helper.np_dtype_to_tensor_dtype(self.out.initializers[name].dtype)
-        for stored, _, point in self.stored.values():  # codes in their container
-            if stored == name:
-                return helper.np_dtype_to_tensor_dtype(self.out.initializers[point].dtype)
-        graph = self.model.graph
-        info = graph.value_info.get(name) or next(
-            (i for i in graph.inputs if i.name == name), None)
-        if info is None and name in self.model.constants:
-            return helper.np_dtype_to_tensor_dtype(self.model.constants[name].dtype)
-        return None if info is None else helper.np_dtype_to_tensor_dtype(np.dtype(info.dtype))
+                return None
+            return stored[0], container
+        known = self.model.graph.dtype_of(name)
+        if known is None and name in self.model.constants:
+            known = self.model.constants[name].dtype
+        if slot >= len(step.op.onnx_inputs) or bound or known is None:
+            return None  # values the node may select, not held as codes here
+        return self._real(name), helper.np_dtype_to_tensor_dtype(np.dtype(known))
 
     def _output(self, step: ScaleStep) -> None:
         real = self._real(step.src)
