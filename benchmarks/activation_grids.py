@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from efficientnet import crops, export, logits, photos
+from efficientnet import add_crop_arguments, crop_sets, export, logits
 from onnx import helper, numpy_helper
 
 LEVELS = 255  # 8 bits
@@ -137,8 +137,7 @@ def rounded(model: onnx.ModelProto, grids: dict[str, Grid],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calibration", type=int, default=64)
-    parser.add_argument("--evaluation", type=int, default=256)
+    add_crop_arguments(parser)
     parser.add_argument("--model", type=Path, help="a saved folded export "
                         "(python benchmarks/efficientnet.py --save DIR) instead of exporting")
     args = parser.parse_args(argv)
@@ -146,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ptq_verify.engine import sqnr_db
 
-    images = photos()
-    calibration = crops(images, args.calibration, half=0, seed=0)
-    evaluation = crops(images, args.evaluation, half=1, seed=1)
+    calibration, evaluation = crop_sets(args)
     with tempfile.TemporaryDirectory() as folder:
         path = args.model or Path(folder) / "efficientnet_folded.onnx"
         if args.model is None:

@@ -90,6 +90,21 @@ def crops(images: list[np.ndarray], count: int, half: int, seed: int) -> np.ndar
     return np.asarray(out, dtype=np.float32)
 
 
+def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
+    """--calibration and --evaluation: how many crops of each set (every EfficientNet script
+    reads the same two sets)."""
+    parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--evaluation", type=int, default=256)
+
+
+def crop_sets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, evaluation) crops: the first half of each photo for calibration, the
+    second for evaluation (no pixel in both), seeded so every script sees the same crops."""
+    images = photos()
+    return (crops(images, args.calibration, half=0, seed=0),
+            crops(images, args.evaluation, half=1, seed=1))
+
+
 def export(path: Path, raw: bool) -> None:
     """EfficientNet-Lite1 as ONNX (legacy exporter, opset 13), raw or with constant folding."""
     import torch
@@ -204,8 +219,7 @@ def layer_report(path: Path, calibration: np.ndarray, evaluation: np.ndarray,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calibration", type=int, default=64)
-    parser.add_argument("--evaluation", type=int, default=256)
+    add_crop_arguments(parser)
     parser.add_argument("--save", type=Path, help="folder to keep efficientnet_raw.onnx, "
                         "efficientnet_folded.onnx and efficientnet.calib.npz in")
     parser.add_argument("--layers", action="store_true",
@@ -221,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ptq_verify.engine import sqnr_db
 
-    images = photos()
-    calibration = crops(images, args.calibration, half=0, seed=0)
-    evaluation = crops(images, args.evaluation, half=1, seed=1)
+    calibration, evaluation = crop_sets(args)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         paths = {}
