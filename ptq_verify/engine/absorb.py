@@ -174,7 +174,7 @@ def _bias_move(graph: Graph, table: OperatorTable, node: Node, active: set[str]
         return None
     slots = []
     for slot, binding in enumerate(op.onnx_inputs):
-        coefficients = {rule.param_shifts.get(p, 0) for p in (binding or "").split()}
+        coefficients = rule.moves(op, binding)
         if coefficients - {0}:
             if len(coefficients) != 1:
                 return None
@@ -244,9 +244,9 @@ def _link_moves(graph: Graph, table: OperatorTable, node: Node, active: set[str]
     it; a parameter: by its coefficient in the proved rule), each held per channel or as one
     value and owned by the node; None when the rule or a probe of the kernel says no."""
     op = table.find(node, graph)
-    if op is None or not passes_per_channel_shift(op).holds:
+    rule = None if op is None else passes_per_channel_shift(op)
+    if rule is None or not rule.holds:
         return None
-    rule = passes_per_channel_shift(op)
     if any(rule.param_shifts.get(p, 0) for p in op.onnx_attrs.values()):
         return None
     tensors = {t.name for t in op.inputs}
@@ -256,12 +256,9 @@ def _link_moves(graph: Graph, table: OperatorTable, node: Node, active: set[str]
         binding = slot_binding(op, slot)
         if slot in slots or not name or binding is None:
             continue
-        if binding in tensors:
-            coefficients = {1}
-        else:
-            coefficients = {rule.param_shifts.get(p, 0) for p in binding.split()}
-            if coefficients == {0}:
-                continue
+        coefficients = rule.moves(op, binding)
+        if binding not in tensors and coefficients == {0}:
+            continue
         if len(coefficients) != 1 or not broadcasts(graph.initializers.get(name), channels,
                                                     ndim):
             return None

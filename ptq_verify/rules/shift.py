@@ -92,6 +92,15 @@ class Shift:
     def holds(self) -> bool:
         return self.status == "proved"
 
+    def moves(self, op: Operator, binding: str | None) -> set[Fraction]:
+        """How far the constants an input slot carries (``binding``: its witness names, as
+        ``op.onnx_inputs`` gives them) move per unit of shift under this rule: a_p for a
+        parameter p, 1 for an input tensor when the rule shifts the inputs, 0 when it holds
+        them; one value per name, so a slot whose names move apart gives several."""
+        held = Fraction(1 if self.through_inputs else 0)
+        return {self.param_shifts.get(item, Fraction(0)) if item in op.params else held
+                for item in (binding or "").split()}
+
     def to_json(self) -> dict:
         out: dict = {"status": self.status}
         if self.holds:
