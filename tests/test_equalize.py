@@ -255,3 +255,19 @@ def test_cli_equalizes_on_request_and_says_so(tmp_path, capsys):
         assert len(notes) == 1 and expected in notes[0], (options, notes)
     assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress"]) == 0
     assert "equalization: off (the default; --equalize)" in capsys.readouterr().out
+
+
+def test_a_clip_split_by_equalization_still_bounds_the_tensor_before_it():
+    """The ReLU6 equalization splits into Max(x, lo) and Min(., 6 / s_c) is a chain of clips
+    (Corollary 2.1 of proofs/selections.md): the convolution output before it is held
+    unsigned on the chain's output range, as before an unsplit Clip, not on its own range."""
+    graph, (pair,), _ = _equalized(_between([("Clip", {"_consts": [0.0, 6.0]})]))
+    calibration = calibrate(graph, models.digits(100, True), progress=False)
+    model = quantize(graph, calibration, 8, per_channel=False)
+    nodes = {node.name: node for node in graph.nodes}
+    before, end = nodes[pair.firsts[0]].outputs[0], nodes[pair.through[-1]].outputs[0]
+    code = model.codes[before]
+    assert code.low == 0
+    np.testing.assert_allclose(code.high / code.scale, calibration.stats[end].max_abs,
+                               rtol=1e-6)
+    assert calibration.stats[before].max_abs > 1.5 * calibration.stats[end].max_abs
