@@ -157,7 +157,7 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     graph = load_model(path)
     absorbed = []
     if equalizing:
-        equalize(graph)
+        equalize(graph, data={"input": calibration}, per_channel=per_channel)
         if absorbing:
             absorbed = absorb(graph, {"input": calibration})
     smooth(graph, {"input": calibration}, 8, per_channel=per_channel)  # on, as in the CLI
