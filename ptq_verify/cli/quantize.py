@@ -120,8 +120,8 @@ def run(args) -> int:
             raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
     equalizing = args.equalize
     data = read_data_file(calib, graph)
-    pairs = equalize(graph, declared, data=data, bits=args.bits,
-                     per_channel=not args.per_tensor) if equalizing else []
+    pairs = equalize(graph, declared, data=data, bits=args.bits, per_channel=not args.per_tensor,
+                     progress=not args.no_progress) if equalizing else []
     absorbed = absorb(graph, data, declared, progress=not args.no_progress) if (
         equalizing) else []
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,

@@ -25,10 +25,12 @@ if the outputs differ beyond float rounding, every change is undone.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..rules import Rule
@@ -105,7 +107,8 @@ class Group:
 def equalize(graph: Graph, table: OperatorTable | None = None,
              overrides: Mapping[str, Rule] | None = None,
              iterations: int = ITERATIONS, data: Mapping[str, np.ndarray] | None = None,
-             bits: int = 8, per_channel: bool = True) -> list[EqualizedGroup]:
+             bits: int = 8, per_channel: bool = True, progress: bool = False
+             ) -> list[EqualizedGroup]:
     """Equalize every group the rules allow, in place; return the groups equalized (empty:
     unchanged).
 
@@ -113,7 +116,8 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     takes it whole (Nagel et al.); with calibration data, each takes s_c^alpha with the
     strength alpha of STRENGTHS whose ``bits``-bit codes (weights per channel, or per tensor
     when not ``per_channel``) cost its layers 2's outputs least on a sample of it
-    (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much."""
+    (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much;
+    ``progress``: a bar on stderr over the groups measured."""
     table = table or OperatorTable()
     feeds = _random_feeds(graph)
     groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []
@@ -132,7 +136,7 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     strengths = [1.0] * len(groups)
     if data is not None and groups:
         graph.initializers = split_weights
-        strengths = _strengths(graph, table, groups, totals, data, bits, per_channel)
+        strengths = _strengths(graph, table, groups, totals, data, bits, per_channel, progress)
     if not any(strengths) or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
@@ -147,7 +151,8 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
 
 
 def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: list,
-               data: Mapping[str, np.ndarray], bits: int, per_channel: bool) -> list[float]:
+               data: Mapping[str, np.ndarray], bits: int, per_channel: bool,
+               progress: bool) -> list[float]:
     """Each group's strength (:func:`equalize`), chosen group by group in graph order and
     applied before the next is measured (a layer 2 of one group may be a layer 1 of the
     next); all 0 when the float graph cannot run here."""
@@ -161,7 +166,9 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     values = {**values, **sample}
     divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
     chosen = []
-    for group, total, run in zip(groups, totals, runs):
+    for group, total, run in tqdm(list(zip(groups, totals, runs)), desc="equalizing",
+                                  unit="group", file=sys.stderr, disable=not progress,
+                                  leave=False):
         inputs = {name: values[name] / along(divided[name], CHANNEL_AXIS, values[name].ndim)
                   if name in divided else values[name] for name in run.external(graph)}
         reference = run.outputs_of(graph, table, inputs)
