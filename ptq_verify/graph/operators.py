@@ -83,9 +83,22 @@ class OperatorTable:
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
             + (f" ({hint})" if (hint := quantized_hint(node, graph)) else "")
-            + "; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
-            "the node"
+            + _way_forward(node)
         )
+
+
+def _way_forward(node: Node) -> str:
+    """What a user can do about an undeclared node: declare it in a file, unless it writes
+    more outputs than a file's declaration describes (that advice would only lead to the
+    arity refusal of :meth:`OperatorTable.unfit`)."""
+    from ..catalog.toml_file import OUTPUTS_DESCRIBED
+
+    if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
+        return (f"; it writes {outputs} outputs and a declaration given with --operators "
+                f"describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so ptq-verify cannot take "
+                "this node: remove it or export the model without it")
+    return ("; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+            "the node")
 
 
 def quantized_hint(node: Node, graph: Graph | None) -> str:
