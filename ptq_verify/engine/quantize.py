@@ -970,7 +970,9 @@ class _Builder:
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
                 return fallback, None, None
             if bias is not None:
-                reach = np.abs(bias).reshape(scale.shape) * float(np.max(input_scale))
+                # in float64: a float16 export's bias would overflow BIAS_LIMIT / reach
+                reach = (np.abs(np.asarray(bias, np.float64)).reshape(scale.shape)
+                         * float(np.max(input_scale)))
                 with np.errstate(divide="ignore"):
                     room = np.where(reach > 0, BIAS_HEADROOM * BIAS_LIMIT / reach, np.inf)
                 scale = np.minimum(scale, room)
