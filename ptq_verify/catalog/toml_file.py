@@ -119,6 +119,8 @@ def load_operators(path: str | Path) -> list[Operator]:
                     params=params,
                     onnx_type=table.get("onnx_type"),
                     onnx_outputs=OUTPUTS_DESCRIBED,
+                    # a node's attribute of a parameter's name gives that parameter's value
+                    onnx_attrs={name: name for name in params},
                     doc=table.get("doc", ""),
                 )
             )
