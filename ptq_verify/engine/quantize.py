@@ -38,6 +38,7 @@ from .rounding import (
     weight_matrix,
 )
 from .rules import (
+    is_elementwise,
     is_elementwise_unary,
     is_integer_polynomial,
     is_lattice_selection,
@@ -217,15 +218,15 @@ class _Builder:
         unsigned = proved_nonnegative
         ranged = [tensor]
         users = self.consumers.get(tensor, [])
-        floors = [self._clip_floor(user) for user in users]
-        if users and tensor not in self.graph.output_names and all(
-                floor is not None for floor in floors):
+        floors = self._clip_floors(tensor)
+        if floors is not None:
             # Every consumer is clip(x, lo, hi) (its declared witness, Theorem 2 of
             # proofs/selections.md): the codes need only cover what the consumers output,
             # and clipping below at lo >= 0 changes nothing, so such a tensor is unsigned.
+            # Where a consumer's output is read by clips again (ReLU6 split into Max and Min
+            # by equalization), the end of that chain bounds it (Corollary 2.1).
             unsigned = unsigned or min(floors) >= 0
-            ranged = [out for user in users for out in user.outputs
-                      if out in self.cal.stats] or ranged
+            ranged = self._clip_ends(tensor) or ranged
         elif (not unsigned and users and tensor not in self.graph.output_names
                 and all(self._feeds_nonnegative_selection(user) for user in users)):
             # Every consumer is max/min-selection with a proved non-negative output: clipping
@@ -334,16 +335,44 @@ class _Builder:
                 and is_lattice_selection(op) and len(plan.activation_slots) == 1
                 and all(not name or name in self.active for name in node.inputs))
 
+    def _clip_floors(self, tensor: str) -> list[float] | None:
+        """lo of each consumer of ``tensor`` when every one is a clip (:meth:`_clip_floor`)
+        and the tensor is no graph output; else None."""
+        users = self.consumers.get(tensor, [])
+        if not users or tensor in self.graph.output_names:
+            return None
+        floors = [self._clip_floor(user) for user in users]
+        return None if any(floor is None for floor in floors) else floors
+
+    def _clip_ends(self, tensor: str) -> list[str]:
+        """The calibrated tensors whose ranges bound ``tensor``, read only by clips: their
+        outputs, or, for an output read only by clips in turn, what bounds that output (a
+        clip of a clip is a clip: Corollary 2.1 of proofs/selections.md)."""
+        ends = []
+        for user in self.consumers.get(tensor, []):
+            for out in user.outputs:
+                if out in self.cal.stats:
+                    further = self._clip_ends(out) if self._clip_floors(out) else []
+                    ends.extend(further or [out])
+        return ends
+
     def _clip_floor(self, node: Node) -> float | None:
-        """For a node that computes clip(x, lo, hi) of its one activation input (an
-        elementwise monotone selection whose bounds are constants, run on codes): lo, its
-        output at x = -inf. None for any other node."""
+        """For a node that computes clip(x, lo, hi) of its one activation input element by
+        element (a monotone selection whose other inputs are constants, run on codes: Clip,
+        Relu, or Max and Min with a constant bound per element): lo, its least output at
+        x = -inf. None for any other node."""
         plan = self._plans.get(node.name)
         op = self._ops.get(node.name)
-        if (plan is None or op is None or plan.action is not Action.SCALE
-                or len(plan.activation_slots) != 1 or not is_elementwise_unary(op)
+        if (plan is None or op is None or plan.action not in (Action.SCALE, Action.ALIGN)
+                or len(plan.activation_slots) != 1 or not is_elementwise(op)
                 or not any(out in self.active for out in node.outputs)):
             return None  # (a Shape reads x but outputs no activation: it takes no codes)
+        if not is_elementwise_unary(op) and (
+                any(name and name not in self.graph.initializers for slot, name in
+                    enumerate(node.inputs) if slot not in plan.activation_slots)
+                or self.graph.shape_of(node.outputs[0])
+                != self.graph.shape_of(node.inputs[plan.activation_slots[0]])):
+            return None  # its other tensors must be constant bounds within x's shape
         return self._selection_floor(node, op, plan, {plan.activation_slots[0]: -np.inf})
 
     def _selection_floor(self, node: Node, op: Operator, plan: NodeAction,

@@ -69,7 +69,13 @@ def is_elementwise_unary(op: Operator) -> bool:
     """Whether each output element is a function of one input element alone, by the
     declaration: one tensor input whose witness has one element, no channel mixing. Such an
     operator on n-bit codes is a table of 2^n output codes."""
-    return len(op.inputs) == 1 and len(op.inputs[0].elements) == 1 and not op.mixes_channels
+    return len(op.inputs) == 1 and is_elementwise(op)
+
+
+def is_elementwise(op: Operator) -> bool:
+    """Whether each output element is a function of one element of each tensor input (Max,
+    Add; not MaxPool or a MatMul), by the declaration."""
+    return all(len(t.elements) == 1 for t in op.inputs) and not op.mixes_channels
 
 
 def jumps(op: Operator) -> bool:

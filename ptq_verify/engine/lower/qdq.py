@@ -36,7 +36,7 @@ from onnx import helper
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
 from ...rules.shift import shift_rule
-from ..rules import is_monotone_selection
+from ..rules import is_lattice_selection, is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, runs_on
 
@@ -283,8 +283,14 @@ class _QdqLowering:
             return None if zero and any(param_shifts.get(item) for item in bound) else ("", None)
         if name in step.constants:  # a table of codes, or a constant rescaled to codes
             values = np.asarray(step.constants[name], np.float64)
-            if not (values.size and np.array_equal(values, np.round(values))
-                    and code.low <= values.min() and values.max() <= code.high):
+            if not values.size or not np.array_equal(values, np.round(values)):
+                return None
+            if code.low <= 0 <= code.high and is_lattice_selection(step.op):
+                # clipping is a lattice homomorphism: clip(f(x, c)) = f(x, clip(c)) for x
+                # within the codes (proofs/selections.md, Lemma 3), which the QuantizeLinear
+                # after the float form would clip (a Min by a per-channel bound above them)
+                values = np.clip(values, code.low, code.high)
+            if not (code.low <= values.min() and values.max() <= code.high):
                 return None  # outside the output's codes: the QuantizeLinear would clip it
             # the shift rule moves an element (a table's code) by z, a parameter p by a_p z
             moves = {param_shifts.get(item, 0) if item in step.op.params else 1
