@@ -368,7 +368,7 @@ class _Builder:
                 or not any(out in self.active for out in node.outputs)):
             return None  # (a Shape reads x but outputs no activation: it takes no codes)
         if not is_elementwise_unary(op) and (
-                any(name and name not in self.graph.initializers for slot, name in
+                any(name and name not in self.consts for slot, name in
                     enumerate(node.inputs) if slot not in plan.activation_slots)
                 or self.graph.shape_of(node.outputs[0])
                 != self.graph.shape_of(node.inputs[plan.activation_slots[0]])):
