@@ -443,6 +443,24 @@ def test_resize_variants_that_are_not_implemented_are_named():
                                        _as_node_attrs(attrs))
 
 
+@pytest.mark.parametrize("attrs", [
+    {"strides": [2, 2]},  # MobileViTV2's fold: blocks that tile the image
+    {},  # overlapping blocks add
+    {"strides": [2, 1], "pads": [1, 0, 1, 2], "dilations": [1, 2]},
+])
+def test_col2im_against_onnxruntime(attrs):
+    """A new-user trial: MobileViTV2's dynamo export folds its patches back with Col2Im."""
+    image, block = _i(6, 5), _i(2, 2)
+    rank = 2
+    strides = attrs.get("strides", [1] * rank)
+    dilations = attrs.get("dilations", [1] * rank)
+    pads = attrs.get("pads", [0] * (2 * rank))
+    counts = [(int(image[a]) + pads[a] + pads[a + rank] - dilations[a] * (int(block[a]) - 1) - 1)
+              // strides[a] + 1 for a in range(rank)]
+    x = _f(2, 3 * int(np.prod(block)), int(np.prod(counts)))
+    _check("Col2Im", [x, image, block], attrs, opset=18, ort=True)
+
+
 @pytest.mark.parametrize(("starts", "ends", "axes", "steps"), [
     ((0, 1), (2, 3), None, None),
     ((-1,), (-100,), (1,), (-1,)),

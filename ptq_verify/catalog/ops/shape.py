@@ -133,6 +133,13 @@ OPERATORS = (
     _copy("GatherElements", shape.gather_elements, 1,
           "Elements picked one by one by a static index tensor along an axis."),
     _copy("GatherND", shape.gather_nd, 1, "Slices picked by static multi-indices."),
+    Operator(
+        "Col2Im", "x0 x1", "x0 + x1", kernel=lambda x0, x1: x0 + x1, onnx_type="Col2Im",
+        onnx_inputs=("x", None, None), onnx_kernel=shape.col2im, mixes_channels=True,
+        doc="Blocks summed back into an image (torch's fold): an output element is the sum of "
+        "the block elements that cover it (the witness: two; a copy where blocks do not "
+        "overlap, 0 where none covers it). Image and block shapes are static.",
+    ),
     _copy("Dropout", shape.identity, 2, "Inference-mode Dropout: the identity.", mixes=False),
     _copy("CastLike", shape.cast_like, 1,
           "Cast to the element type of a second tensor: the identity up to the target's "
