@@ -143,9 +143,9 @@ def logits(model: str | bytes, data: np.ndarray, optimize: bool = True) -> np.nd
 
 
 def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: bool,
-               equalizing: bool, keep_float: int = 0, absorbing: bool = True) -> float:
-    """The quantize command's pipeline (smoothing on, as its default; ``equalizing``: as
-    --equalize, with its bias absorption unless not ``absorbing``), 8 bits, qdq, with
+               equalizing: bool = True, keep_float: int = 0) -> float:
+    """The quantize command's pipeline (equalization with bias absorption unless not
+    ``equalizing``, as --no-equalize; smoothing on, as its default), 8 bits, qdq, with
     ``keep_float`` as --keep-float; returns its wall time."""
     from ptq_verify.engine import calibrate, load_model, quantize
     from ptq_verify.engine.absorb import absorb, shifted_tensors
@@ -155,13 +155,13 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
 
     start = time.perf_counter()
     graph = load_model(path)
+    data = {"input": calibration}
     absorbed = []
     if equalizing:
-        equalize(graph)
-        if absorbing:
-            absorbed = absorb(graph, {"input": calibration})
-    smooth(graph, {"input": calibration}, 8, per_channel=per_channel)  # on, as in the CLI
-    calibrated = calibrate(graph, {"input": calibration}, progress=False)
+        equalize(graph, data=data, per_channel=per_channel)
+        absorbed = absorb(graph, data)
+    smooth(graph, data, 8, per_channel=per_channel)
+    calibrated = calibrate(graph, data, progress=False)
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []
     model = quantize(graph, calibrated, 8, per_channel=per_channel,
@@ -190,8 +190,7 @@ def layer_report(path: Path, calibration: np.ndarray, evaluation: np.ndarray,
     from ptq_verify.graph.ort_runner import ort_runner
 
     graph = load_model(path)
-    if not per_channel:
-        equalize(graph)
+    equalize(graph, data={"input": calibration}, per_channel=per_channel)  # as the CLI does
     model = quantize(graph, calibrate(graph, {"input": calibration}, progress=False), 8,
                      per_channel=per_channel)
     feeds = {"input": evaluation[:16]}
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", action="store_true",
                         help="print the per-layer SQNR of ptq-verify's codes instead")
     parser.add_argument("--per-tensor", action="store_true",
-                        help="with --layers: per-tensor weights, equalized")
+                        help="with --layers: per-tensor weights")
     parser.add_argument("--exports", default="raw,folded",
                         help="which exports to measure (comma-separated: raw, folded)")
     parser.add_argument("--methods", default="0,1,2,3,4,5,6,7",
@@ -249,26 +248,27 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.save / "efficientnet.calib.npz", input=calibration)
         if args.layers:
             for kind, path in paths.items():
-                weights = "per-tensor, equalized" if args.per_tensor else "per-channel"
+                weights = "per-tensor" if args.per_tensor else "per-channel"
                 print(f"\n{kind} export, {weights} weights")
                 layer_report(path, calibration, evaluation, not args.per_tensor)
             return 0
         methods = [
-            ("ptq-verify per-channel", lambda p, t: ptq_verify(p, calibration, t, True, False)),
-            ("ptq-verify per-tensor, equalized",
-             lambda p, t: ptq_verify(p, calibration, t, False, True)),
-            ("ptq-verify per-tensor, no equalization",
+            ("ptq-verify per-channel (the defaults)",
+             lambda p, t: ptq_verify(p, calibration, t, True)),
+            ("ptq-verify per-tensor",
+             lambda p, t: ptq_verify(p, calibration, t, False)),
+            ("ptq-verify per-tensor, --no-equalize",
              lambda p, t: ptq_verify(p, calibration, t, False, False)),
             ("ptq-verify per-channel, --keep-float 2 (mixed precision)",
-             lambda p, t: ptq_verify(p, calibration, t, True, False, keep_float=2)),
+             lambda p, t: ptq_verify(p, calibration, t, True, keep_float=2)),
             ("ptq-verify per-tensor, --keep-float 6 (mixed precision)",
-             lambda p, t: ptq_verify(p, calibration, t, False, False, keep_float=6)),
+             lambda p, t: ptq_verify(p, calibration, t, False, keep_float=6)),
             ("ORT static QDQ per-channel",
              lambda p, t: onnxruntime_static(p, calibration, t, True)),
             ("ORT static QDQ per-tensor",
              lambda p, t: onnxruntime_static(p, calibration, t, False)),
-            ("ptq-verify per-tensor, equalized without bias absorption",
-             lambda p, t: ptq_verify(p, calibration, t, False, True, absorbing=False)),
+            ("ptq-verify per-channel, --no-equalize",
+             lambda p, t: ptq_verify(p, calibration, t, True, False)),
         ]
         print(f"EfficientNet-Lite1, 8 bits, {args.calibration} calibration and "
               f"{args.evaluation} evaluation crops\n")

@@ -229,7 +229,7 @@ def test_an_absorbed_model_quantizes_unsigned_and_runs_in_onnxruntime():
     assert sqnr_db(reference, simulated) > 25
 
 
-def test_cli_absorbs_with_equalize_and_says_so(tmp_path, capsys):
+def test_cli_absorbs_by_default_and_says_so(tmp_path, capsys):
     from ptq_verify.cli import main
 
     source, out = tmp_path / "m.onnx", tmp_path / "q.onnx"
@@ -243,6 +243,10 @@ def test_cli_absorbs_with_equalize_and_says_so(tmp_path, capsys):
     assert len(notes) == 1 and "conv1 -> conv2" in notes[0] and "channels shifted" in notes[0]
     assert main(["quantize", str(source), "--calib", str(calib), "-o", str(out),
                  "--no-progress", "--per-tensor"]) == 0
+    assert notes == [line for line in capsys.readouterr().out.splitlines()
+                     if line.startswith("note: bias absorption")]  # on by default
+    assert main(["quantize", str(source), "--calib", str(calib), "-o", str(out),
+                 "--no-progress", "--per-tensor", "--no-equalize"]) == 0
     assert "bias absorption" not in capsys.readouterr().out
     assert main(["audit", str(source)]) == 0
-    assert "bias absorption (with --equalize" in capsys.readouterr().out
+    assert "bias absorption (with equalization" in capsys.readouterr().out

@@ -241,20 +241,50 @@ def test_equalized_model_quantizes_and_runs_in_onnxruntime(middle, form):
         np.testing.assert_array_equal(exported, simulated)
 
 
-def test_cli_equalizes_on_request_and_says_so(tmp_path, capsys):
+def test_cli_equalizes_by_default_and_says_so(tmp_path, capsys):
+    """Equalization is on by default (each group at its measured strength) and the summary
+    names what it kept; --no-equalize turns it off."""
     from ptq_verify.cli import main
 
-    out = tmp_path / "q.onnx"
-    runs = [(("--equalize",), "gemm1 -> gemm2 via relu1"), (("--no-equalize",), "off"),
-            (("--per-tensor", "--equalize"), "gemm1 -> gemm2 via relu1"),
-            (("--per-tensor",), "off (the default; --equalize)")]
-    for options, expected in runs:
-        assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress", *options]) == 0
-        notes = [line for line in capsys.readouterr().out.splitlines()
-                 if line.startswith("note: cross-layer equalization")]
-        assert len(notes) == 1 and expected in notes[0], (options, notes)
-    assert main(["quantize", "mlp_relu", "-o", str(out), "--no-progress"]) == 0
-    assert "equalization: off (the default; --equalize)" in capsys.readouterr().out
+    model = tmp_path / "between.onnx"
+    model.write_bytes(_between([("Clip", {"_consts": [0.0, 6.0]})]).SerializeToString())
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=models.digits(100, True))
+    graph = prepare(graph_from_onnx(onnx.load(model)))
+    kept = equalize(graph, data={"input": models.digits(100, True)}, per_channel=False)
+    assert kept  # the uneven channels make it worth it (test below)
+    notes = {}
+    for options in ((), ("--equalize",), ("--no-equalize",)):
+        assert main(["quantize", str(model), "--calib", str(calib), "-o",
+                     str(tmp_path / "q.onnx"), "--no-progress", "--per-tensor", *options]) == 0
+        (notes[options],) = [line for line in capsys.readouterr().out.splitlines()
+                             if line.startswith("note: cross-layer equalization")]
+    assert notes[()] == notes[("--equalize",)]
+    assert all(group.describe() in notes[()] for group in kept)
+    assert notes[("--no-equalize",)].endswith("off (--no-equalize)")
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_measured_strengths_keep_what_helps_and_drop_what_costs(per_channel):
+    """Whole factors cost per-channel weights here (the activation between the layers gets
+    the weights' uneven channels) and help per-tensor ones; the strengths measured on the
+    calibration data follow: no worse than no equalization, better where it helps."""
+    calibration, test = models.digits(100, True), models.digits(300, True, offset=500)
+
+    def sqnr(mode: str) -> float:
+        graph = prepare(graph_from_onnx(_between([("Clip", {"_consts": [0.0, 6.0]})])))
+        if mode != "off":
+            equalize(graph, data={"input": calibration} if mode == "measured" else None,
+                     per_channel=per_channel)
+        model = quantize(graph, calibrate(graph, calibration, progress=False), 8,
+                         per_channel=per_channel)
+        reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+        return sqnr_db(reference, model.run({"input": test})["logits"])
+
+    off, whole, measured = sqnr("off"), sqnr("whole"), sqnr("measured")
+    assert measured >= off - 0.05
+    if whole > off + 1:
+        assert measured > off + 1
 
 
 def test_a_clip_split_by_equalization_still_bounds_the_tensor_before_it():

@@ -38,7 +38,14 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
 from ..rules.shift import passes_per_channel_shift, proved_affine, shift_rule
-from .equalize import CHANNEL_AXIS, Group, broadcasts, groups_of, per_channel_update
+from .equalize import (
+    CHANNEL_AXIS,
+    Group,
+    broadcasts,
+    groups_of,
+    per_channel_update,
+    split_links,
+)
 from .float_run import calibration_feeds, kept_if_same, run_float, streamed
 from .probe import along, example_inputs, example_shape, run_kernel
 
@@ -91,12 +98,14 @@ class AbsorbedGroup:
 
 
 def absorbable(graph: Graph, table: OperatorTable | None = None,
-               overrides: Mapping[str, Rule] | None = None) -> list[Absorbable]:
-    """Every equalization group whose links pass a shift and whose layers take it (no data
-    needed: ``ptq-verify audit`` lists them)."""
+               overrides: Mapping[str, Rule] | None = None,
+               groups: list[Group] | None = None) -> list[Absorbable]:
+    """Every equalization group (of ``groups``, else as the graph stands) whose links pass a
+    shift and whose layers take it (no data needed: ``ptq-verify audit`` lists them)."""
     table = table or OperatorTable()
     active = activation_tensors(graph, table)
-    return [found for group in groups_of(graph, table, overrides)
+    return [found for group in (groups_of(graph, table, overrides) if groups is None
+                                else groups)
             if (found := _absorbable(graph, table, group, active)) is not None]
 
 
@@ -104,9 +113,24 @@ def absorb(graph: Graph, data, table: OperatorTable | None = None,
            overrides: Mapping[str, Rule] | None = None, progress: bool = False
            ) -> list[AbsorbedGroup]:
     """Absorb every shift the rules allow and the calibration data calls for, in place, after
-    equalization and before calibration; return what moved (empty: the graph is unchanged)."""
+    equalization and before calibration; return what moved (empty: the graph is unchanged).
+
+    A Clip in a group is split into Max and Min steps first (as equalization does), so its
+    bounds can take one shift per channel, whether or not equalization kept that group's
+    factors; the split is undone when nothing moves."""
     table = table or OperatorTable()
-    candidates = absorbable(graph, table, overrides)
+    before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
+    groups = split_links(graph, table, groups_of(graph, table, overrides, allow_split=True),
+                         overrides)
+    done = _absorb(graph, data, table, overrides, progress, groups)
+    if not done:
+        graph.initializers, graph.nodes, graph.value_info = before
+    return done
+
+
+def _absorb(graph: Graph, data, table: OperatorTable, overrides, progress: bool,
+            groups: list[Group]) -> list[AbsorbedGroup]:
+    candidates = absorbable(graph, table, overrides, groups)
     if not candidates:
         return []
     every, feeds = calibration_feeds(data, graph)

@@ -25,22 +25,31 @@ if the outputs differ beyond float rounding, every change is undone.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
+from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
+from .group_error import GroupRun
 from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
 
 ITERATIONS = 8
 """Passes over all pairs; Nagel et al. iterate until the scales settle (a few passes)."""
-
+STRENGTHS = (0.0, 0.5, 1.0)
+"""Powers of a group's factors tried on data: none, half way (in the log of the factors), whole."""
+KEEP = 0.95
+"""A group is changed only when that cuts its measured error by 5% or more: the measure runs on
+a sample, and a change that buys less is not worth making a model differ from its export."""
+STRENGTH_SAMPLES = 8  # calibration samples the strengths are measured on
 _SCALE_LIMIT = 1e4  # one pass never moves a channel by more than this factor either way
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
 RANDOM_BATCH = 4  # samples of the before/after check where the model leaves the batch free
@@ -54,6 +63,8 @@ class _Weights:
     weight: str  # initializer name
     axis: int  # the weight axis of the channel in question
     bias: str | None = None  # initializer of a bias along the output channels
+    out_axis: int | None = None  # the weight axis of its output channels, where a probe finds it
+    bias_slots: tuple[int, ...] = ()  # its inputs that carry biases, by the weight layout
 
 
 @dataclass(frozen=True)
@@ -75,10 +86,12 @@ class EqualizedGroup:
     seconds: tuple[str, ...]
     through: tuple[str, ...]
     scale: np.ndarray
+    strength: float = 1.0  # the power of the full factors it took (equalize with data)
 
     def describe(self) -> str:
         via = f" via {', '.join(self.through)}" if self.through else ""
-        return f"{' + '.join(self.firsts)} -> {' + '.join(self.seconds)}{via}"
+        strength = f" strength {self.strength:g}" if self.strength != 1 else ""
+        return f"{' + '.join(self.firsts)} -> {' + '.join(self.seconds)}{via}{strength}"
 
 
 @dataclass
@@ -93,10 +106,18 @@ class Group:
 
 def equalize(graph: Graph, table: OperatorTable | None = None,
              overrides: Mapping[str, Rule] | None = None,
-             iterations: int = ITERATIONS) -> list[EqualizedGroup]:
-    """Equalize every group the rules allow, in place; return the groups (empty: unchanged).
+             iterations: int = ITERATIONS, data: Mapping[str, np.ndarray] | None = None,
+             bits: int = 8, per_channel: bool = True, progress: bool = False
+             ) -> list[EqualizedGroup]:
+    """Equalize every group the rules allow, in place; return the groups equalized (empty:
+    unchanged).
 
-    Each group's ``scale`` is the product over all passes."""
+    Each group's ``scale`` is the product over all passes, s_c. Without ``data`` every group
+    takes it whole (Nagel et al.); with calibration data, each takes s_c^alpha with the
+    strength alpha of STRENGTHS whose ``bits``-bit codes (weights per channel, or per tensor
+    when not ``per_channel``) cost its layers 2's outputs least on a sample of it
+    (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much;
+    ``progress``: a bar on stderr over the groups measured."""
     table = table or OperatorTable()
     feeds = _random_feeds(graph)
     groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []
@@ -104,18 +125,19 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
         return []
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
     reference = run_graph(graph, feeds, table)
-    to_split = [link.node for group in groups for link in group.links.values() if link.split]
-    for node in to_split:
-        split(graph, table, node, table.require(node, graph))
-    if to_split:
-        groups = _groups(graph, table, overrides, allow_split=False)
+    groups = split_links(graph, table, groups, overrides)
+    split_weights = dict(graph.initializers)
     totals = [np.ones(_channels(graph, next(iter(group.tensors)))) for group in groups]
     for _ in range(iterations):
         for index, group in enumerate(groups):
             scale = _scales(graph, group)
             _apply(graph, group, scale)
             totals[index] = totals[index] * scale
-    if not groups or not _same(reference, run_graph(graph, feeds, table)):
+    strengths = [1.0] * len(groups)
+    if data is not None and groups:
+        graph.initializers = split_weights
+        strengths = _strengths(graph, table, groups, totals, data, bits, per_channel, progress)
+    if not any(strengths) or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
     order = {node.name: index for index, node in enumerate(graph.nodes)}
@@ -123,15 +145,85 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     def named(nodes) -> tuple[str, ...]:
         return tuple(sorted(nodes, key=lambda name: order.get(name, len(order))))
 
-    return [EqualizedGroup(named(group.firsts), named(group.seconds), named(group.links), total)
-            for group, total in zip(groups, totals)]
+    return [EqualizedGroup(named(group.firsts), named(group.seconds), named(group.links),
+                           total ** strength, strength)
+            for group, total, strength in zip(groups, totals, strengths) if strength]
 
 
-def groups_of(graph: Graph, table: OperatorTable, overrides: Mapping[str, Rule] | None = None
-              ) -> list[Group]:
-    """The groups as the graph stands (a Clip link equalization has not split ends its
-    group): bias absorption (:mod:`.absorb`) moves its shifts through them."""
-    return _groups(graph, table, overrides, allow_split=False)
+def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: list,
+               data: Mapping[str, np.ndarray], bits: int, per_channel: bool,
+               progress: bool) -> list[float]:
+    """Each group's strength (:func:`equalize`), chosen group by group in graph order and
+    applied before the next is measured (a layer 2 of one group may be a layer 1 of the
+    next); all 0 when the float graph cannot run here."""
+    runs = [_group_run(graph, table, group) for group in groups]
+    want = list(dict.fromkeys(name for run in runs for name in run.external(graph)))
+    _, sample = calibration_feeds(data, graph)
+    sample = {name: value[:sample_count(graph, STRENGTH_SAMPLES)] for name, value in sample.items()}
+    values = run_float(graph, table, sample, [name for name in want if name not in sample])
+    if values is None:
+        return [0.0] * len(groups)
+    values = {**values, **sample}
+    divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
+    chosen = []
+    for group, total, run in tqdm(list(zip(groups, totals, runs)), desc="equalizing",
+                                  unit="group", file=sys.stderr, disable=not progress,
+                                  leave=False):
+        inputs = {name: values[name] / along(divided[name], CHANNEL_AXIS, values[name].ndim)
+                  if name in divided else values[name] for name in run.external(graph)}
+        reference = run.outputs_of(graph, table, inputs)
+        errors = {}
+        for strength in STRENGTHS:
+            saved = {name: graph.initializers[name] for name in _rescaled(group)}
+            _apply(graph, group, total ** strength)
+            errors[strength] = run.error(graph, table, inputs, reference, bits, per_channel)
+            graph.initializers.update(saved)
+        best = min(STRENGTHS, key=lambda strength: errors[strength])
+        best = best if errors[best] < KEEP * errors[0.0] else 0.0
+        _apply(graph, group, total ** best)
+        for tensor in group.tensors:
+            divided[tensor] = total ** best
+        chosen.append(best)
+    return chosen
+
+
+def _group_run(graph: Graph, table: OperatorTable, group: Group) -> GroupRun:
+    names = {*group.firsts, *group.links, *group.seconds}
+    return GroupRun(
+        nodes=tuple(node for node in graph.nodes if node.name in names),
+        weights={layer.weight: _output_axis(graph, table, layer)
+                 for layer in (*group.firsts.values(), *group.seconds.values())},
+        read=frozenset(name for layer in group.seconds.values() for name in layer.node.inputs
+                       if name in group.tensors),
+        outputs=tuple(layer.node.outputs[0] for layer in group.seconds.values()))
+
+
+def _rescaled(group: Group) -> set[str]:
+    """The initializers :func:`_apply` changes (a link still to split gets its own copies of
+    its bounds: the dynamo exporter shares one pair of Clip bounds among all its ReLU6)."""
+    names = {name for layer in group.firsts.values() for name in (layer.weight, layer.bias)}
+    names |= {layer.weight for layer in group.seconds.values()}
+    names |= {name for link in group.links.values() if not link.split
+              for name, _ in link.rescaled}
+    return names - {None}
+
+
+def groups_of(graph: Graph, table: OperatorTable, overrides: Mapping[str, Rule] | None = None,
+              allow_split: bool = False) -> list[Group]:
+    """The groups as the graph stands (a Clip link not split yet ends its group), or, with
+    ``allow_split``, as they stand once :func:`split_links` splits them: bias absorption
+    (:mod:`.absorb`) moves its shifts through them."""
+    return _groups(graph, table, overrides, allow_split=allow_split)
+
+
+def split_links(graph: Graph, table: OperatorTable, groups: list[Group],
+                overrides: Mapping[str, Rule] | None = None) -> list[Group]:
+    """Split, in place, every link of ``groups`` (found with ``allow_split``) whose bounds
+    must be held per channel (a Clip: .split); return the groups as the graph then stands."""
+    to_split = [link.node for group in groups for link in group.links.values() if link.split]
+    for node in to_split:
+        split(graph, table, node, table.require(node, graph))
+    return _groups(graph, table, overrides, allow_split=False) if to_split else groups
 
 
 def _groups(graph: Graph, table: OperatorTable, overrides, allow_split: bool) -> list[Group]:
@@ -235,13 +327,7 @@ def _own(graph: Graph, group: Group) -> bool:
     two nodes would change the other one too). A layer may belong to two groups (a depthwise
     convolution between two convolutions): each pass rescales from the current weights."""
     consumers = graph.consumers()
-    names = {name for layer in group.firsts.values() for name in (layer.weight, layer.bias)}
-    names |= {layer.weight for layer in group.seconds.values()}
-    names |= {name for link in group.links.values() if not link.split
-              for name, _ in link.rescaled}
-    # (a link to split gets its own copies of its bounds: the dynamo exporter shares one pair
-    # of Clip bounds among all its ReLU6 nodes)
-    return all(len(consumers.get(name, [])) == 1 for name in names - {None})
+    return all(len(consumers.get(name, [])) == 1 for name in _rescaled(group))
 
 
 def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], overrides,
@@ -275,11 +361,25 @@ def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], o
         if bias and (bias not in graph.initializers or graph.initializers[bias].shape != (
                 graph.initializers[node.inputs[weight_slot]].shape[axes[0]],)):
             return None
-        return _Weights(node, node.inputs[weight_slot], axes[0], bias or None)
+        return _Weights(node, node.inputs[weight_slot], axes[0], bias or None, axes[0])
     if node.inputs[slots[0]] != source:
         return None
     axis = _input_channel_axis(op, node, examples, slots[0], weight_slot)
-    return None if axis is None else _Weights(node, node.inputs[weight_slot], axis)
+    return None if axis is None else _Weights(node, node.inputs[weight_slot], axis,
+                                              bias_slots=tuple(bias_slots))
+
+
+def _output_axis(graph: Graph, table: OperatorTable, layer: _Weights) -> int | None:
+    """The weight axis of a layer's output channels (a layer 1's own ``axis``; for a layer
+    2 a probe, made only for the groups whose strength is measured), None where not found."""
+    if layer.out_axis is not None:
+        return layer.out_axis
+    examples = example_inputs(graph, layer.node, activation_tensors(graph, table))
+    if examples is None:
+        return None
+    found = channel_axes(table.find(layer.node, graph), layer.node, examples,
+                         layer.node.inputs.index(layer.weight), layer.bias_slots)
+    return found[0] if found is not None else None
 
 
 def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: int

@@ -27,3 +27,15 @@ def relative_error(reference: np.ndarray, quantized: np.ndarray) -> float:
     diff = np.asarray(quantized, dtype=np.float64) - ref
     norm = float(np.linalg.norm(ref))
     return float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff))
+
+
+def fake_quantized(values: np.ndarray, reach, levels: int) -> np.ndarray:
+    """``values`` rounded to ``levels`` steps of ``reach / levels`` each side, as floats
+    (``reach`` one value, or one per slice broadcast against ``values``; in place on a fresh
+    array: smoothing's strength search runs this on every sample row)."""
+    step = np.where(np.asarray(reach) > 0, np.asarray(reach) / levels, 1.0).astype(values.dtype)
+    out = np.divide(values, step)
+    np.round(out, out=out)
+    np.clip(out, -levels, levels, out=out)
+    out *= step
+    return out

@@ -41,6 +41,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
+from .metrics import fake_quantized
 from .probe import along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -430,7 +431,8 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     energies = [max(float((r.astype(np.float64)**2).sum()), 1e-30) for r in exact]
     x_range = np.asarray(x_range, dtype=np.float32)
     if rounded_before:
-        rows = _fake(rows, _rounded_reach(x_range) if per_channel else x_range.max(), levels)
+        reach = _rounded_reach(x_range) if per_channel else x_range.max()
+        rows = fake_quantized(rows, reach, levels)
     best, best_error = None, _error(rows, x_range, matrices, exact, energies,
                                     np.ones(rows.shape[1]), levels, per_channel)
     for alpha in alphas:
@@ -466,12 +468,12 @@ def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
     matrix when not ``per_channel``: --per-tensor); ``energies``: each exact output's sum of
     squares."""
     scale = scale.astype(rows.dtype)
-    x = _fake(rows / scale, (x_range / scale).max(), levels)
+    x = fake_quantized(rows / scale, (x_range / scale).max(), levels)
     total = 0.0
     for matrix, reference, energy in zip(matrices, exact, energies):
         w = matrix * scale[:, None]
-        w = _fake(w, np.abs(w).max(axis=0, keepdims=True) if per_channel else np.abs(w).max(),
-                  levels)
+        reach = np.abs(w).max(axis=0, keepdims=True) if per_channel else np.abs(w).max()
+        w = fake_quantized(w, reach, levels)
         total += _squared_distance(x @ w, reference) / energy
     return total
 
@@ -492,17 +494,6 @@ def _squared_distance(product: np.ndarray, reference: np.ndarray, rows: int = 64
         flat = flat.reshape(-1)
         total += float(np.dot(flat, flat))
     return total
-
-
-def _fake(values: np.ndarray, reach, levels: int) -> np.ndarray:
-    """``values`` rounded to ``levels`` steps of ``reach / levels`` each side, as floats
-    (in place on a fresh array: the alpha search runs this on every sample row)."""
-    step = np.where(np.asarray(reach) > 0, np.asarray(reach) / levels, 1.0).astype(values.dtype)
-    out = np.divide(values, step)
-    np.round(out, out=out)
-    np.clip(out, -levels, levels, out=out)
-    out *= step
-    return out
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -52,9 +52,9 @@ class AuditEntry:
 class Audit:
     model: str
     entries: tuple[AuditEntry, ...]
-    equalized: tuple[str, ...] = ()  # pairs cross-layer equalization takes (per-tensor default)
+    equalized: tuple[str, ...] = ()  # groups cross-layer equalization may take
     smoothable: tuple[str, ...] = ()  # activations smoothing may move a factor out of
-    absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift (--equalize)
+    absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift
     onnxruntime: str | None = None  # why onnxruntime refuses to load the model, condensed
     own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
     probed: bool = True  # whether equalization was probed (it runs every node on the kernels)
@@ -191,13 +191,16 @@ def _summary_lines(audit: Audit) -> list[str]:
                      if not floats else "float at " + ", ".join(
                          f"{node} ({why.removeprefix('float: ')})"
                          for node, why in floats.items())))
-    lines.append("cross-layer equalization (with --equalize): " + (
-        "; ".join(summary["equalized"]) or ("no pair (no two weight layers joined only by "
-        "operators with a per-channel rule)" if audit.probed else "not probed (it runs the "
-        "model, and some nodes have no declaration that fits them, listed below)")))
-    lines.append("bias absorption (with --equalize, where calibration data puts a channel above "
-                 "0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose links "
-                           "pass a shift by a proved rule into layers whose bias takes it"))
+    lines.append("cross-layer equalization (on by default; each group's strength chosen on "
+                 "calibration data): " + (
+                     "; ".join(summary["equalized"]) or ("no pair (no two weight layers joined "
+                     "only by operators with a per-channel rule)" if audit.probed else "not "
+                     "probed (it runs the model, and some nodes have no declaration that fits "
+                     "them, listed below)")))
+    lines.append("bias absorption (with equalization, where calibration data puts a channel "
+                 "above 0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose "
+                                 "links pass a shift by a proved rule into layers whose bias "
+                                 "takes it"))
     lines.append("activation smoothing (on by default; chosen on calibration data): " + (
         "; ".join(summary["smoothable"]) or "no activation feeds weight layers from a node "
         "proved linear in its parameters"))
