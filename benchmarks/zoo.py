@@ -1,6 +1,6 @@
 """Architectures users export, as they export them: ptq-verify on each, as a new user runs it.
 
-Thirteen Hugging Face architectures are built from small configs (random weights: the point is
+Twenty-five Hugging Face architectures are built from small configs (random weights: the point is
 what exporters write, not accuracy on a task), exported by torch's legacy exporter (opset 17,
 no constant folding) and by the dynamo exporter (opset 18), and fed to the CLI exactly as a
 user would: ``ptq-verify quantize model.onnx --calib calib.npz -o q.onnx`` and ``ptq-verify
@@ -11,12 +11,13 @@ inputs.
 
 Data, made here, no download: token ids from the words of standard-library docstrings (hashed
 into the vocabulary; padded tails masked, so attention masks matter), images from crops of
-scikit-learn's bundled sample photos (china.jpg, flower.jpg). The weights of CNNs with
+scikit-learn's bundled sample photos (china.jpg, flower.jpg), waveforms synthesised here
+(decaying harmonic tones) and their log spectrograms for the audio models. The weights of CNNs with
 BatchNorm are re-drawn with Kaiming's initialisation and their statistics perturbed: Hugging
 Face's std-0.02 initialisation makes a deep random CNN's output vanish (1e-25), which tests
 nothing.
 
-Run:  python benchmarks/zoo.py [MODEL ...]   (~7 min on 2 cores; needs the bench extra)
+Run:  python benchmarks/zoo.py [MODEL ...]   (~12 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import onnxruntime as ort
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BATCH, SEQUENCE, VOCAB, IMAGE = 16, 16, 100, 32
+MEL_BINS, AUDIO_POSITIONS = 16, 16  # Whisper: bins per frame, positions after its stride-2 conv
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 EXPORTS = (("legacy", 17), ("dynamo", 18))
 
@@ -77,6 +79,36 @@ def image_inputs() -> dict[str, np.ndarray]:
     return {"pixel_values": (np.stack(crops) - mean) / std}
 
 
+def audio_inputs(length: int = 4000, rate: int = 16000) -> dict[str, np.ndarray]:
+    """Synthesised speech-like waveforms: a harmonic tone a semitone higher per row, decaying,
+    with a little noise, peak 0.5 (what a feature extractor hands a wav2vec2-style model)."""
+    rng = np.random.default_rng(1)
+    t = np.arange(length) / rate
+    rows = []
+    for row in range(BATCH):
+        f0 = 110 * 2 ** (row / 12)
+        wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5)) * np.exp(-3 * t)
+        wave = wave + 0.01 * rng.standard_normal(length)
+        rows.append(0.5 * wave / np.abs(wave).max())
+    return {"input_values": np.stack(rows).astype(np.float32)}
+
+
+def spectrogram_inputs(bins: int = MEL_BINS, frames: int = 2 * AUDIO_POSITIONS
+                       ) -> dict[str, np.ndarray]:
+    """Log-magnitude spectrograms (batch, bins, frames) of :func:`audio_inputs`' waveforms,
+    normalised as Whisper's feature extractor leaves them (about zero mean, unit spread)."""
+    waves = audio_inputs()["input_values"]
+    hop = waves.shape[1] // frames
+    window = np.hanning(2 * hop)
+    padded = np.pad(waves, ((0, 0), (0, 2 * hop)))
+    starts = np.arange(frames) * hop
+    framed = np.stack([padded[:, s:s + 2 * hop] for s in starts], axis=1)  # (batch, frames, 2hop)
+    spectrum = np.abs(np.fft.rfft(framed * window, axis=-1))[..., :bins * 4]
+    bands = spectrum.reshape(*spectrum.shape[:2], bins, 4).mean(-1).transpose(0, 2, 1)
+    features = np.log10(bands + 1e-6)
+    return {"input_features": ((features - features.mean()) / features.std()).astype(np.float32)}
+
+
 def architectures():
     import transformers as hf
 
@@ -110,6 +142,45 @@ def architectures():
         "segformer": lambda: hf.SegformerModel(hf.SegformerConfig(
             num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
             num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2])),
+        # added by the fifth new-user trial: audio (a Whisper encoder on spectrograms, wav2vec2
+        # on waveforms: Conv1d feature extractor, GroupNorm, weight-normed positional conv),
+        # one weight shared by several layers (ALBERT), CLIP's towers, BART's encoder,
+        # DeBERTa-v2's relative attention, DINOv2, SwinV2's log-spaced position bias and
+        # cosine attention, LeViT's attention biases and HardSwish, ConvNeXt-V2's global
+        # response norm, PoolFormer's pooling mixer
+        "whisper_encoder": lambda: hf.WhisperModel(hf.WhisperConfig(
+            d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            num_mel_bins=MEL_BINS, max_source_positions=AUDIO_POSITIONS, vocab_size=VOCAB,
+            pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            decoder_start_token_id=1)).get_encoder(),
+        "wav2vec2": lambda: hf.Wav2Vec2Model(hf.Wav2Vec2Config(
+            **SMALL, conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **text)),
+        "albert": lambda: hf.AlbertModel(hf.AlbertConfig(embedding_size=16, **SMALL, **text)),
+        "clip_text": lambda: hf.CLIPTextModel(hf.CLIPTextConfig(
+            **SMALL, max_position_embeddings=32, **text)),
+        "clip_vision": lambda: hf.CLIPVisionModel(hf.CLIPVisionConfig(
+            **SMALL, image_size=IMAGE, patch_size=8)),
+        "bart_encoder": lambda: hf.BartModel(hf.BartConfig(
+            d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            max_position_embeddings=64, **text)).get_encoder(),
+        "deberta_v2": lambda: hf.DebertaV2Model(hf.DebertaV2Config(
+            **SMALL, relative_attention=True, position_buckets=8, max_relative_positions=16,
+            pos_att_type=["p2c", "c2p"], **text)),
+        "dinov2": lambda: hf.Dinov2Model(hf.Dinov2Config(**SMALL, image_size=IMAGE,
+                                                         patch_size=8)),
+        "swinv2": lambda: hf.Swinv2Model(hf.Swinv2Config(
+            image_size=IMAGE, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+            window_size=4)),
+        "levit": lambda: hf.LevitModel(hf.LevitConfig(
+            image_size=IMAGE, hidden_sizes=[32, 48, 64], num_attention_heads=[1, 2, 2],
+            depths=[1, 1, 1], key_dim=[8, 8, 8])),
+        "convnextv2": lambda: hf.ConvNextV2Model(hf.ConvNextV2Config(
+            hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
+        "poolformer": lambda: hf.PoolFormerModel(hf.PoolFormerConfig(
+            hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1])),
     }
 
 
@@ -119,8 +190,10 @@ def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Pa
 
     torch.manual_seed(0)
     model = architectures()[name]()
-    images = "pixel_values" in inspect.signature(model.forward).parameters
-    feeds = image_inputs() if images else token_inputs()
+    takes = inspect.signature(model.forward).parameters
+    feeds = (image_inputs() if "pixel_values" in takes
+             else audio_inputs() if "input_values" in takes
+             else spectrogram_inputs() if "input_features" in takes else token_inputs())
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d):

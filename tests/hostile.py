@@ -323,3 +323,14 @@ def one_name_for_every_node(model: onnx.ModelProto) -> None:
     """Give every node the same name (onnx's checker lets it pass; onnxruntime refuses it)."""
     for node in model.graph.node:
         node.name = "same"
+
+
+def shift_with_attributes(**attributes) -> onnx.ModelProto:
+    """A node of a custom domain (``custom.Shift``: its kernel is whoever declares it) with
+    the given attributes, then a MatMul."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    nodes = [helper.make_node("Shift", ["x"], ["s"], name="shift", domain="custom", **attributes),
+             helper.make_node("MatMul", ["s", "w"], ["y"], name="matmul")]
+    model = _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
+    model.opset_import.append(helper.make_opsetid("custom", 1))
+    return model

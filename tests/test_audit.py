@@ -70,6 +70,31 @@ def test_every_node_is_listed_and_unknown_types_are_named(model_path):
     assert sum(summary["verdicts"].values()) == 7
 
 
+def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path, capsys):
+    """A new-user trial: MobileViTV2's dynamo export (a Col2Im, not in the catalog) made
+    ``audit`` exit 2, since its equalization probe ran the whole graph on the catalog's
+    kernels; an unknown op type is listed, exit 0, and the probe is said not to have run."""
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.normal(size=(2, 1, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(2, 2, 3, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["d"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Frobnicate", ["d"], ["y"], name="frob", domain="com.example")]
+    graph = helper.make_graph(
+        nodes, "pair", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], init)
+    path = tmp_path / "pair.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]), path)
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "unknown op type Frobnicate: frob" in out
+    line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
+    assert line.endswith("): not probed (it runs the model, and some nodes have no declaration "
+                         "that fits them, listed below)")
+
+
 def test_json_form(model_path, capsys):
     assert main(["audit", model_path, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

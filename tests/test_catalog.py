@@ -104,7 +104,7 @@ def test_onnx_binding_names_real_inputs_and_attributes(name):
 
 def test_every_parameter_and_tensor_is_bound_or_explained():
     """A parameter missing from the ONNX binding is a witness-only selector, dimension or
-    blend weight (ResizeLinear's c)."""
+    blend weight (ResizeLinear's c, ResizeCubic's c0..c2)."""
     for op in CATALOG.values():
         if op.onnx_type is None:
             continue
@@ -112,7 +112,8 @@ def test_every_parameter_and_tensor_is_bound_or_explained():
         bound |= set(op.onnx_attrs.values())
         assert {t.name for t in op.inputs} <= bound, op.name
         unbound = set(op.params) - bound
-        assert unbound <= {"k", "cond", "n", "c"}, f"{op.name}: {unbound} reach no ONNX input"
+        assert unbound <= {"k", "cond", "n", "c", "c0", "c1", "c2"}, (
+            f"{op.name}: {unbound} reach no ONNX input")
 
 
 def test_get_operator_suggests_a_near_name():
@@ -148,7 +149,7 @@ def test_onnx_binding_default_and_conditions():
     assert operator_for_onnx_type("Pad", {"mode": b"edge"}).name == "PadEdge"
     assert operator_for_onnx_type("Resize").name == "Resize"
     assert operator_for_onnx_type("Resize", {"mode": b"linear"}).name == "ResizeLinear"
-    assert operator_for_onnx_type("Resize", {"mode": b"cubic"}) is None
+    assert operator_for_onnx_type("Resize", {"mode": b"cubic"}).name == "ResizeCubic"
 
 
 def test_every_onnx_type_resolves_to_one_of_its_declarations():

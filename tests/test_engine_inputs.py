@@ -66,7 +66,7 @@ def test_corrupt_or_truncated_model(mlp_files, capsys, content):
     "array, message",
     [
         (np.zeros((10, 63), np.float32), "shape"),
-        (np.zeros((10,), np.float32), "axes"),
+        (np.zeros((10,), np.float32), "1 axis,"),
         (np.zeros((10, 64), np.int64), "dtype"),
         (np.full((10, 64), np.nan, np.float32), "NaN"),
         (np.zeros((0, 64), np.float32), "empty"),
@@ -101,6 +101,18 @@ def test_npz_with_wrong_key(mlp_files, capsys):
     np.savez(calib, images=models.digits(10))
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
     assert code == 2 and "input" in err
+
+
+def test_npz_of_unnamed_arrays_says_how_to_name_them(mlp_files, capsys):
+    """A new-user trial: ``np.savez(path, images)`` stores the array as ``arr_0``; the refusal
+    listed arr_0 as unknown without saying where the name came from or what to write."""
+    tmp, model, _ = mlp_files
+    calib = tmp / "c.npz"
+    np.savez(calib, models.digits(10))
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
+    name = onnx.load(model).graph.input[0].name
+    assert code == 2 and "\n" not in err.strip()
+    assert "arr_0" in err and f"np.savez(file, {name}=array)" in err
 
 
 @pytest.mark.parametrize("bits", ["1", "17"])

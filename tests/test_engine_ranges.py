@@ -115,6 +115,18 @@ def test_integer_weights_stay_in_the_n_bit_range():
     assert len(weights) == 2 and max(np.abs(w).max() for w in weights) == 7
 
 
+def test_a_float16_tensor_of_small_values_gets_the_histogram_of_its_float32_values():
+    """A new-user trial on a model.half() export at --bits 4: a float16 tensor whose values
+    stay below BINS / 65504 had its bin indices computed in float16, which overflowed to inf,
+    and the calibration refused it as 'infinite or NaN values' it never held."""
+    values = np.random.default_rng(0).normal(size=(64, 16)) * 0.01
+    half, single = TensorStats(), TensorStats()
+    half.update(values.astype(np.float16))
+    single.update(values.astype(np.float16).astype(np.float32))
+    assert half.top == single.top
+    assert np.array_equal(half.histogram, single.histogram)
+
+
 def test_auto_calibration_clips_mse_optimally_only_at_few_levels():
     stats = TensorStats()
     stats.update(np.concatenate([np.random.default_rng(0).standard_normal(5000), [40.0]]))

@@ -315,7 +315,8 @@ def test_an_undeclared_op_type_quantizes_once_declared_with_operators(tmp_path, 
 
 def _check_float16(nodes, initializers, form: str, path, rng) -> None:
     """A float16 model of ``nodes`` quantizes to a ``form`` model onnxruntime runs, close to
-    the source."""
+    the source, with the source's interface: float16 in and out (a new-user trial found the
+    dequantized output written as float32, which a caller reading float16 cannot take)."""
     graph = helper.make_graph(
         nodes, "half", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], initializers)
@@ -328,6 +329,8 @@ def _check_float16(nodes, initializers, form: str, path, rng) -> None:
     session = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     out = session.run(None, {"x": x})[0]
+    assert [t.type for t in session.get_outputs()] == ["tensor(float16)"]
+    assert out.dtype == reference.dtype
     assert sqnr_db(reference.astype(np.float32), out.astype(np.float32)) > 25
 
 
@@ -342,6 +345,36 @@ def test_a_float16_model_quantizes_into_a_model_onnxruntime_loads(form, tmp_path
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
              helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
     _check_float16(nodes, [w1, w2], form, tmp_path / "half.onnx", rng)
+
+
+def _conv_with_a_near_dead_channel(dtype: type) -> onnx.ModelProto:
+    """Conv whose first channel has a near-zero weight and a large bias (a channel a BatchNorm
+    with gamma near 0 leaves), in ``dtype``."""
+    kind = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    weight = np.array([2e-7, 1.0, 0.5], dtype).reshape(3, 1, 1, 1)
+    bias = np.array([100.0, 0.0, 0.2], dtype)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")], "dead",
+        [helper.make_tensor_value_info("x", kind, ["n", 1, 4, 4])],
+        [helper.make_tensor_value_info("y", kind, ["n", 3, 4, 4])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_float16_models_bias_cap_is_computed_as_wide_as_a_float32_models(tmp_path):
+    """A new-user trial on model.half() exports: the room a bias leaves a channel's weight
+    scale below int32 was computed in the bias's own float16, where 2^31 overflows to inf, so
+    the cap never held; the bias went beyond int32 and the convolution was run in float, where
+    the same float32 model runs on integers."""
+    x = np.random.default_rng(0).normal(size=(32, 1, 4, 4))
+    kinds = {}
+    for dtype in (np.float32, np.float16):
+        path = tmp_path / f"dead_{np.dtype(dtype).name}.onnx"
+        onnx.save(_conv_with_a_near_dead_channel(dtype), path)
+        graph = load_model(path)
+        model = quantize(graph, calibrate(graph, {"x": x.astype(dtype)}, progress=False), 8)
+        kinds[dtype] = [record.kind for record in model.records]
+    assert kinds[np.float16] == kinds[np.float32]
 
 
 @pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])

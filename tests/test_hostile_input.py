@@ -350,6 +350,61 @@ def test_a_declaration_with_fewer_inputs_and_outputs_than_the_node_is_refused(tm
     assert "refused lstm_1: the node has 7 inputs and 3 outputs" in audit.out
 
 
+def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
+    """A new-user trial: an LSTM (torch's legacy export: Y, Y_h, Y_c) was refused with the
+    advice to declare it with --operators, which then refuses it again, since a declaration
+    file describes one output. The first refusal says so."""
+    model, calib = tmp_path / "lstm.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.lstm_after_matmul(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 2, 3)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'lstm_1' (LSTM)", "no declared operator",
+                           "it writes 3 outputs", "describes 1")
+    assert "declare it in a TOML file" not in outcome.err
+    assert not (tmp_path / "q.onnx").exists()
+
+
+SHIFT = """
+[[operator]]
+name = "MyShift"
+params = { offset = "0" }
+expr = "x - offset"
+onnx_type = "Shift"
+"""
+
+
+def test_a_declared_parameter_takes_the_value_of_the_nodes_attribute_of_its_name(tmp_path):
+    """A new-user trial: scikit-learn's Scaler declared as (x - offset)*scale was calibrated
+    with the declaration's sample values, not the node's offset and scale (11.5 dB, exit 0);
+    a parameter now takes the value of the node's attribute of the same name."""
+    from ptq_verify.catalog.toml_file import load_onnx_operators
+    from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+    ops = tmp_path / "ops.toml"
+    ops.write_text(SHIFT)
+    table = OperatorTable(load_onnx_operators(ops), str(ops))
+    graph = graph_from_onnx(hostile.shift_with_attributes(offset=5.0))
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_graph(graph, {"x": x}, table)["y"], x - 5, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("attributes", "fragment"), [
+    ({"offset": [5.0, 1.0, 2.0, 3.0]}, "attribute 'offset' of 4 values"),
+    ({"offset": 5.0, "gain": 2.0}, "attribute 'gain' that its declaration does not bind"),
+])
+def test_a_node_attribute_a_declaration_cannot_take_is_refused(tmp_path, attributes, fragment):
+    """The kernel of a declaration is its expression: an attribute it does not bind, or a
+    list for a one-number parameter, would be computed with something else than the node's
+    values."""
+    model, calib, ops = tmp_path / "shift.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    onnx.save(hostile.shift_with_attributes(**attributes), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    ops.write_text(SHIFT)
+    outcome = _quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops))
+    _assert_one_line_error(outcome, "node 'shift' (Shift)", fragment, "'MyShift'")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_a_builtin_declaration_with_an_output_fewer_than_the_node_is_refused(tmp_path):
     """The catalog's MaxPool describes the pooled values, not the Indices output."""
     model, calib = tmp_path / "pool.onnx", tmp_path / "x.npy"

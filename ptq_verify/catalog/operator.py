@@ -358,6 +358,12 @@ class Operator:
         return self.kernel(**values)
 
     @property
+    def runs_expression(self) -> bool:
+        """Whether a node of it is computed by its expression (no ONNX kernel of its own):
+        then the node's attributes count only through ``onnx_attrs`` and ``onnx_match``."""
+        return self._onnx_kernel is None
+
+    @property
     def has_onnx_kernel(self) -> bool:
         return self._onnx_kernel is not None or all(len(t.elements) == 1 for t in self.inputs)
 

@@ -29,6 +29,10 @@ _KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc"}
 MAX_FILE_BYTES = 1_000_000
 """Largest declaration file read (a catalog of a hundred operators is about 30 kB)."""
 
+OUTPUTS_DESCRIBED = 1
+"""ONNX outputs a declaration from a file describes: the value of its expression. A node
+writing more (an LSTM's Y, Y_h, Y_c) cannot be declared in a file."""
+
 
 def _check_inputs(value: object, where: str) -> None:
     """``inputs`` is text (``"a, b"``) or a list whose items are text or lists of text."""
@@ -114,6 +118,9 @@ def load_operators(path: str | Path) -> list[Operator]:
                     table["expr"],
                     params=params,
                     onnx_type=table.get("onnx_type"),
+                    onnx_outputs=OUTPUTS_DESCRIBED,
+                    # a node's attribute of a parameter's name gives that parameter's value
+                    onnx_attrs={name: name for name in params},
                     doc=table.get("doc", ""),
                 )
             )

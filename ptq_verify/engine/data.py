@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -112,6 +113,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             f"{what}: arrays {sorted(data)} do not match the model inputs {graph.input_names}"
             + (f" (missing {missing})" if missing else "")
             + (f" (unknown {extra})" if extra else "")
+            + _unnamed_hint(extra, missing)
         )
     feeds: Feeds = {}
     sizes = set()
@@ -128,7 +130,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         if info.shape is not None:
             if array.ndim != len(info.shape):
                 raise UserError(
-                    f"{where}: shape {array.shape} has {array.ndim} axes, the model expects "
+                    f"{where}: shape {array.shape} has {array.ndim} "
+                    f"{'axis' if array.ndim == 1 else 'axes'}, the model expects "
                     f"{len(info.shape)} ({_shape_text(info.shape)}), batch first"
                 )
             for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
@@ -153,6 +156,15 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
                         f"of {fixed}")
     return feeds
+
+
+def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
+    """How to name arrays that ``np.savez(file, array)`` stored by position (``arr_0``,
+    ``arr_1``, ...): numpy's names, which no model input has."""
+    if not missing or not extra or not all(re.fullmatch(r"arr_\d+", name) for name in extra):
+        return ""
+    return (f"; np.savez(file, array) names its arrays arr_0, arr_1, ...: key each by its "
+            f"model input, np.savez(file, {missing[0]}=array)")
 
 
 def _shape_text(shape) -> str:

@@ -157,6 +157,11 @@ class _Builder:
         self.graph, self.cal, self.bits, self.table = graph, calibration, bits, table
         self.per_channel, self.fixed, self.integer_outputs = per_channel, fixed, integer_outputs
         self.active = activation_tensors(graph, table)
+        # the constants the arithmetic reads: a float16 export's as float32, the width its
+        # activations are quantized in (2^31 / a bias, a constant at an accumulator's
+        # scale overflow float16's 65504)
+        self.consts = {name: value.astype(np.float32) if value.dtype == np.float16
+                       else value for name, value in graph.initializers.items()}
         self.consumers = graph.consumers()
         self.steps: list = []
         self.codes: dict[str, Code] = {}
@@ -363,7 +368,7 @@ class _Builder:
                 or not any(out in self.active for out in node.outputs)):
             return None  # (a Shape reads x but outputs no activation: it takes no codes)
         if not is_elementwise_unary(op) and (
-                any(name and name not in self.graph.initializers for slot, name in
+                any(name and name not in self.consts for slot, name in
                     enumerate(node.inputs) if slot not in plan.activation_slots)
                 or self.graph.shape_of(node.outputs[0])
                 != self.graph.shape_of(node.inputs[plan.activation_slots[0]])):
@@ -537,14 +542,14 @@ class _Builder:
         table_scale, table_axis = scale, None
         if np.ndim(scale):
             table_axis = axes[0]
-            table_ndim = self.graph.initializers[node.inputs[slots[0]]].ndim
+            table_ndim = self.consts[node.inputs[slots[0]]].ndim
             table_scale = along(np.ravel(scale), table_axis, table_ndim)
         inputs, constants, params = list(node.inputs), {}, {}
         clipped = total = 0
         for slot in slots:
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
-            table = np.round(self.graph.initializers[name] * table_scale)
+            table = np.round(self.consts[name] * table_scale)
             constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
             params[inputs[slot]] = IntegerParam("codes", table_scale, table_axis)
             clipped += int(np.count_nonzero((table < low) | (table > high)))
@@ -570,11 +575,11 @@ class _Builder:
         inputs = []
         for index, name in enumerate(node.inputs):
             if index == slot:
-                inputs.append(self.graph.initializers[name])
+                inputs.append(self.consts[name])
             elif not name:
                 inputs.append(None)
-            elif name in self.graph.initializers:
-                inputs.append(self.graph.initializers[name])
+            elif name in self.consts:
+                inputs.append(self.consts[name])
             else:
                 shape, dtype = example_shape(self.graph, name), self.graph.dtype_of(name)
                 if shape is None or dtype is None:
@@ -600,7 +605,7 @@ class _Builder:
         target = self._tensor_target(node, op, slot)
         if target is None:
             return None
-        weight = self.graph.initializers[node.inputs[slot]]
+        weight = self.consts[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != target.weight_axis)
         peak = weight_reach(weight, reduce, self.signed_max).reshape(-1)
         scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
@@ -646,7 +651,7 @@ class _Builder:
         constants: dict[str, np.ndarray] = {}
         integers: dict[str, IntegerParam] = {}  # which constants are integers, at what scale
         tensor_scale: dict[str, float] = {}
-        consts = self.graph.initializers
+        consts = self.consts
         aligned = rule.kind is RuleKind.ALIGNED
         codes_in = [self.codes[node.inputs[s]] for s in plan.activation_slots]
         selection = is_lattice_selection(op)
@@ -811,7 +816,7 @@ class _Builder:
             if name in self.codes:
                 if not self.codes[name].unsigned:
                     return False
-            elif name not in self.graph.initializers or np.any(self.graph.initializers[name] < 0):
+            elif name not in self.consts or np.any(self.consts[name] < 0):
                 return False
         return True
 
@@ -841,14 +846,14 @@ class _Builder:
         mine = tensors.index(slot_binding(op, user.inputs.index(out)))
         others = [i for i, t in enumerate(tensors) if i != mine]
         if len(others) != 1 or user.inputs[slots[tensors[others[0]]]] not in (
-                self.graph.initializers) or coefficients[others[0]] == 0:
+                self.consts) or coefficients[others[0]] == 0:
             return
         name = user.inputs[slots[tensors[others[0]]]]
         shift = self._bias_shift[node.name]
         along = shift.reshape((shift.size,) + (1,) * (len(shape) - 1 - axis))
         ratio = coefficients[mine] / coefficients[others[0]]
         self._corrected_constants[(user.name, name)] = (
-            self.graph.initializers[name] - ratio * along).astype(np.float32)
+            self.consts[name] - ratio * along).astype(np.float32)
         self._corrected.add(node.name)
         self._corrected_in[node.name] = user.name
 
@@ -857,9 +862,9 @@ class _Builder:
         """A constant or static input of an aligned node, brought to the common scale (a
         constant that took a bias correction, with it)."""
         dst = self.fresh(f"{name}:aligned")
-        if name in self.graph.initializers:
+        if name in self.consts:
             value = self._corrected_constants.get(
-                (node.name if node else "", name), self.graph.initializers[name])
+                (node.name if node else "", name), self.consts[name])
             constants[dst] = np.round(value * scale).astype(np.float32)
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
@@ -889,7 +894,7 @@ class _Builder:
         at, with the weights')."""
         if layout is None:
             return None, None
-        consts = self.graph.initializers
+        consts = self.consts
         slots = [s for s, name in enumerate(node.inputs)
                  if name in consts and (b := slot_binding(op, s)) is not None
                  and set(b.split()) <= layout.weights]
@@ -963,7 +968,7 @@ class _Builder:
                     self._targets[node.name] = target
                 continue
             slots = [s for s, name in enumerate(node.inputs)
-                     if name in self.graph.initializers and (b := slot_binding(op, s))
+                     if name in self.consts and (b := slot_binding(op, s))
                      and set(b.split()) <= layout.weights]
             if len(slots) == 1 and (target := self._target(node, op, layout, slots[0])):
                 self._targets[node.name] = target
@@ -990,12 +995,12 @@ class _Builder:
         if target is None:
             return fallback, None, None
         bias_slots, weight_axis, out_axis = target.bias_slots, target.weight_axis, target.out_axis
-        weight = self.graph.initializers[node.inputs[slot]]
+        weight = self.consts[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
         peak = weight_reach(weight, reduce, self.signed_max)
         scale = np.where(peak > 0, self.signed_max / np.where(peak > 0, peak, 1.0), 1.0)
         for s in bias_slots:
-            bias = self.graph.initializers.get(node.inputs[s])
+            bias = self.consts.get(node.inputs[s])
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
                 return fallback, None, None
             if bias is not None:

@@ -94,11 +94,23 @@ class QuantizedModel:
         return codes
 
     def output_types(self) -> list[tuple[str, tuple | None, np.dtype]]:
-        """(name, shape, element type) per graph output: float32 for an output the engine
-        scaled (or integer codes held in float32); one it never touched (a comparison's bool,
-        an ArgMax's int64) keeps the source's own type."""
-        return [(t.name, t.shape, np.float32 if t.name in self.output_scales else t.dtype)
-                for t in self.graph.outputs]
+        """(name, shape, element type) per graph output: the source's own type (a
+        comparison's bool, an ArgMax's int64, a float16 export's float16: the file replaces
+        the source), but float32 for integer codes (``integer_outputs``) and for an output
+        the engine scaled in a float32 source."""
+        casts = self.output_casts()
+        return [(t.name, t.shape, casts.get(t.name, np.float32)
+                 if t.name in self.output_scales else t.dtype) for t in self.graph.outputs]
+
+    def output_casts(self) -> dict[str, np.dtype]:
+        """The scaled outputs whose source type is another float than float32 (a float16
+        export), with that type: every emitter computes them in float32 (the only type
+        QuantizeLinear and DequantizeLinear share below opset 19) and casts them last."""
+        if self.integer_outputs:
+            return {}
+        return {t.name: np.dtype(t.dtype) for t in self.graph.outputs
+                if t.name in self.output_scales and t.is_float
+                and np.dtype(t.dtype) != np.float32}
 
     def run_batch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(self.constants)

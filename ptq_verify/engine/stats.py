@@ -59,7 +59,10 @@ class TensorStats:
             self.min_abs = min(self.min_abs, low if low >= 0 else -high if high <= 0
                                else _least_abs(raw))
             return
-        flat = np.abs(raw.ravel())  # in the tensor's own float type: no float64 copies
+        # in the tensor's own float type (no float64 copies), but float16 at least as
+        # float32: BINS / top overflows float16 once the values stay below 0.03
+        flat = np.abs(raw.ravel()).astype(np.promote_types(raw.dtype, np.float32),
+                                          copy=False)
         self.min_abs = min(self.min_abs, float(flat.min()))
         peak = float(flat.max())
         if peak > self.top:

@@ -35,11 +35,16 @@ class OperatorTable:
                ) -> tuple[Operator | None, tuple[Operator, str] | None]:
         """(:meth:`find`, :meth:`unfit`) of the node from one search of the declarations."""
         op = self._declared(node, graph)
-        if op is None or (why := _misfit(node, op)) is None:
-            return op, None
+        if op is None:
+            return None, None
         where = "the built-in catalog" if node.op_type not in self.extra else (
             self.source or "an extra declaration")
-        return None, (op, f"{why}; its declaration {op.name!r} ({where}) {_capacity(op)}")
+        declaration = f"its declaration {op.name!r} ({where})"
+        if (why := _misfit(node, op)) is not None:
+            return None, (op, f"{why}; {declaration} {_capacity(op)}")
+        if node.op_type in self.extra and (why := _untaken_attribute(node, op)) is not None:
+            return None, (op, f"{why}; {declaration} computes the node by its expression")
+        return op, None
 
     def _declared(self, node: Node, graph: Graph | None) -> Operator | None:
         """The declaration of the node's op type; the graph's constants select among
@@ -83,9 +88,22 @@ class OperatorTable:
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
             + (f" ({hint})" if (hint := quantized_hint(node, graph)) else "")
-            + "; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
-            "the node"
+            + _way_forward(node)
         )
+
+
+def _way_forward(node: Node) -> str:
+    """What a user can do about an undeclared node: declare it in a file, unless it writes
+    more outputs than a file's declaration describes (that advice would only lead to the
+    arity refusal of :meth:`OperatorTable.unfit`)."""
+    from ..catalog.toml_file import OUTPUTS_DESCRIBED
+
+    if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
+        return (f"; it writes {outputs} outputs and a declaration given with --operators "
+                f"describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so ptq-verify cannot take "
+                "this node: remove it or export the model without it")
+    return ("; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
+            "the node")
 
 
 def quantized_hint(node: Node, graph: Graph | None) -> str:
@@ -118,6 +136,23 @@ def _misfit(node: Node, op: Operator) -> str | None:
     ):
         return None
     return f"has {_plural(inputs, 'input')} and {_plural(outputs, 'output')}"
+
+
+def _untaken_attribute(node: Node, op: Operator) -> str | None:
+    """An attribute of the node that a declaration computed by its expression cannot take:
+    one it does not bind (its value would be ignored), or a list bound to a one-number
+    parameter. The catalog's declarations are tested against onnxruntime instead."""
+    if not op.runs_expression:
+        return None
+    for name, value in sorted(node.attrs.items()):
+        if name not in op.onnx_attrs and name not in op.onnx_match:
+            return (f"has attribute {name!r} that its declaration does not bind (a "
+                    "parameter takes the value of the node's attribute of its name; its "
+                    f"parameters: {', '.join(op.params) or 'none'})")
+        if name in op.onnx_attrs and np.size(value) != 1:
+            return (f"has attribute {name!r} of {np.size(value)} values where its "
+                    f"parameter {op.onnx_attrs[name]!r} takes one number")
+    return None
 
 
 def _capacity(op: Operator) -> str:

@@ -57,6 +57,7 @@ class Audit:
     absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift
     onnxruntime: str | None = None  # why onnxruntime refuses to load the model, condensed
     own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
+    probed: bool = True  # whether equalization was probed (it runs every node on the kernels)
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -75,6 +76,7 @@ class Audit:
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
             "equalized": list(self.equalized),
+            "equalization_probed": self.probed,
             "smoothable": list(self.smoothable),
             "absorbable": list(self.absorbable),
             "onnxruntime_refuses": self.onnxruntime,
@@ -131,10 +133,13 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     entries.extend(_entry(action, prepared, table)  # nodes preparation created
                    for action in plan.values())
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
-    pairs = equalize(prepared, table)
+    # the probe runs the graph on the catalog's kernels: not with a node none of them runs
+    probed = all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries)
+    pairs = equalize(prepared, table) if probed else []
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
-                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table.extra)))
+                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table.extra)),
+                 probed)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -188,8 +193,10 @@ def _summary_lines(audit: Audit) -> list[str]:
                          for node, why in floats.items())))
     lines.append("cross-layer equalization (on by default; each group's strength chosen on "
                  "calibration data): " + (
-                     "; ".join(summary["equalized"]) or "no pair (no two weight layers joined "
-                     "only by operators with a per-channel rule)"))
+                     "; ".join(summary["equalized"]) or ("no pair (no two weight layers joined "
+                     "only by operators with a per-channel rule)" if audit.probed else "not "
+                     "probed (it runs the model, and some nodes have no declaration that fits "
+                     "them, listed below)")))
     lines.append("bias absorption (with equalization, where calibration data puts a channel "
                  "above 0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose "
                                  "links pass a shift by a proved rule into layers whose bias "

@@ -25,16 +25,15 @@ def max_pool(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 
 
 def average_pool(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX AveragePool; padded cells count only with ``count_include_pad=1``."""
+    """ONNX AveragePool; padded cells count only with ``count_include_pad=1``, and the cells
+    past the padding that a ceil_mode window reaches never do."""
     x = np.asarray(inputs[0])
     geo = geometry(attrs, x.shape[2:])
     axes = _window_axes(x)
     total = windows(x, geo).sum(axis=axes)
-    if int(attrs.get("count_include_pad", 0)):
-        count = float(np.prod(geo.kernel))
-    else:
-        ones = np.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
-        count = windows(ones, geo).sum(axis=axes)
+    ones = np.ones((1, 1, *x.shape[2:]), dtype=x.dtype)
+    padding = 1.0 if int(attrs.get("count_include_pad", 0)) else 0.0
+    count = windows(ones, geo, pad_value=padding, ceil_value=0.0).sum(axis=axes)
     return (total / count).astype(x.dtype, copy=False)
 
 

@@ -1,11 +1,14 @@
-"""ONNX Resize in ``nearest`` and ``linear`` modes, one axis at a time (both are separable).
+"""ONNX Resize in ``nearest``, ``linear`` and ``cubic`` modes, one axis at a time (all three
+are separable).
 
 Each resized axis maps output index i to a coordinate in the input by the node's
 ``coordinate_transformation_mode``; nearest mode takes the input element that coordinate rounds
 to (by ``nearest_mode``), linear mode blends the two neighbours, the coordinate clamped to the
-input as the specification's edge padding does. ``cubic`` mode, ``tf_crop_and_resize``,
-``antialias`` and a ``keep_aspect_ratio_policy`` other than ``stretch`` are not implemented
-(NotImplementedError names them).
+input as the specification's edge padding does, and cubic mode blends four neighbours with
+Keys' cubic weights (``cubic_coeff_a``), neighbours beyond the edge repeating it or, with
+``exclude_outside``, weighing nothing. ``tf_crop_and_resize``, ``antialias`` and a
+``keep_aspect_ratio_policy`` other than ``stretch`` are not implemented (NotImplementedError
+names them).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def resize(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     transform = text(attrs, "coordinate_transformation_mode", "half_pixel")
     unsupported = [
         f"{name}={value!r}" for name, value, default in (
-            ("mode", mode, ("nearest", "linear")),
+            ("mode", mode, ("nearest", "linear", "cubic")),
             ("coordinate_transformation_mode", transform,
              ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")),
             ("antialias", int(attrs.get("antialias", 0)), (0,)),
@@ -60,8 +63,11 @@ def resize(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
         if mode == "nearest":
             index = np.clip(rounding(coordinate), 0, x.shape[axis] - 1).astype(np.int64)
             out = np.take(out, index, axis=axis)
-        else:
+        elif mode == "linear":
             out = _linear(out, axis, np.clip(coordinate, 0, x.shape[axis] - 1))
+        else:
+            out = _cubic(out, axis, coordinate, float(attrs.get("cubic_coeff_a", -0.75)),
+                         bool(int(attrs.get("exclude_outside", 0))))
     return out.astype(x.dtype, copy=False)
 
 
@@ -83,3 +89,30 @@ def _linear(x: np.ndarray, axis: int, coordinate: np.ndarray) -> np.ndarray:
     weight = (coordinate - low).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
     below, above = np.take(x, low, axis=axis), np.take(x, high, axis=axis)
     return below * (1 - weight) + above * weight
+
+
+def _cubic(x: np.ndarray, axis: int, coordinate: np.ndarray, a: float,
+           exclude_outside: bool) -> np.ndarray:
+    """Four neighbours floor(c) - 1 .. floor(c) + 2 of each coordinate c, weighed by Keys'
+    kernel with coefficient ``a`` at their distances to c."""
+    length = x.shape[axis]
+    base = np.floor(coordinate).astype(np.int64)
+    out = 0.0
+    taps = [base + k for k in (-1, 0, 1, 2)]
+    weights = [_keys(np.abs(coordinate - tap), a) for tap in taps]
+    if exclude_outside:
+        weights = [np.where((tap >= 0) & (tap < length), w, 0.0) for tap, w in zip(taps, weights)]
+        total = sum(weights)
+        weights = [w / total for w in weights]
+    shape = [-1 if k == axis else 1 for k in range(x.ndim)]
+    for tap, weight in zip(taps, weights):
+        out = out + np.take(x, np.clip(tap, 0, length - 1), axis=axis) * weight.reshape(shape)
+    return out
+
+
+def _keys(distance: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel at ``distance`` (>= 0)."""
+    d = distance
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))

@@ -263,3 +263,28 @@ def gather_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
         picked.append(part[tuple(rows.T)])
     out = np.stack(picked) if picked else np.empty((0,), dtype=x.dtype)
     return out.reshape(*lead, *index.shape[batch:-1], *x.shape[batch + depth :])
+
+
+def col2im(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Col2Im: blocks (N, C * prod(block_shape), L) summed back into an image
+    (N, C, *image_shape); overlapping blocks add, as torch's fold does."""
+    x = np.asarray(inputs[0])
+    image = [int(v) for v in np.asarray(inputs[1]).reshape(-1)]
+    block = [int(v) for v in np.asarray(inputs[2]).reshape(-1)]
+    rank = len(image)
+    strides = integers(attrs, "strides") or [1] * rank
+    dilations = integers(attrs, "dilations") or [1] * rank
+    pads = integers(attrs, "pads") or [0] * (2 * rank)
+    counts = [(size + pads[a] + pads[a + rank] - dilations[a] * (block[a] - 1) - 1)
+              // strides[a] + 1 for a, size in enumerate(image)]
+    batch, channels = x.shape[0], x.shape[1] // int(np.prod(block))
+    blocks = x.reshape(batch, channels, *block, *counts)
+    padded = np.zeros((batch, channels, *[size + pads[a] + pads[a + rank]
+                                          for a, size in enumerate(image)]), dtype=x.dtype)
+    for offset in np.ndindex(*block):
+        window = tuple(slice(k * d, k * d + (n - 1) * s + 1, s)
+                       for k, d, n, s in zip(offset, dilations, counts, strides))
+        padded[(slice(None), slice(None), *window)] += blocks[(slice(None), slice(None),
+                                                               *offset)]
+    crop = tuple(slice(pads[a], pads[a] + size) for a, size in enumerate(image))
+    return padded[(slice(None), slice(None), *crop)]

@@ -24,6 +24,7 @@ class WindowGeometry:
     dilations: tuple[int, ...]
     pads_begin: tuple[int, ...]
     pads_end: tuple[int, ...]
+    ceil_end: tuple[int, ...] = ()  # cells past pads_end that ceil_mode's last windows reach
 
     @property
     def extent(self) -> tuple[int, ...]:
@@ -37,8 +38,9 @@ def geometry(
     """The window geometry of a Conv or pooling node on inputs of spatial shape ``spatial``.
 
     Honours ``kernel_shape``, ``strides``, ``dilations``, ``pads`` and ``auto_pad``
-    (NOTSET, VALID, SAME_UPPER, SAME_LOWER). ``ceil_mode`` is supported only where it does not
-    change the output shape.
+    (NOTSET, VALID, SAME_UPPER, SAME_LOWER) and ``ceil_mode``: the output takes one more window
+    where one would start before the end of the input and its left padding, reaching past the
+    right padding (``ceil_end`` cells, which hold no value: see :func:`windows`).
     """
     rank = len(spatial)
     kernel = tuple(integers(attrs, "kernel_shape") or kernel or ())
@@ -63,23 +65,32 @@ def geometry(
         begin, end = pads[:rank], pads[rank:]
     else:
         raise ValueError(f"unknown auto_pad {auto_pad!r}")
+    ceil_end = [0] * rank
     if int(attrs.get("ceil_mode", 0)):
-        for size, stride, span, b, e in zip(spatial, strides, extent, begin, end):
+        for axis, (size, stride, span, b, e) in enumerate(
+                zip(spatial, strides, extent, begin, end)):
             room = size + b + e - span
-            if math.ceil(room / stride) != room // stride:
-                raise NotImplementedError(
-                    "ceil_mode=1 changes the output shape here; only floor shapes are supported"
-                )
-    return WindowGeometry(kernel, strides, dilations, tuple(begin), tuple(end))
+            last = math.ceil(room / stride) * stride  # start of the last window
+            if last >= size + b:  # it would start in the right padding: dropped
+                last -= stride
+            ceil_end[axis] = max(0, last - room)
+    return WindowGeometry(kernel, strides, dilations, tuple(begin), tuple(end), tuple(ceil_end))
 
 
-def windows(x: np.ndarray, geo: WindowGeometry, pad_value: float = 0.0) -> np.ndarray:
-    """Every window of ``x`` (N, C, *spatial): shape (N, C, *out, *kernel), a strided view."""
+def windows(x: np.ndarray, geo: WindowGeometry, pad_value: float = 0.0,
+            ceil_value: float | None = None) -> np.ndarray:
+    """Every window of ``x`` (N, C, *spatial): shape (N, C, *out, *kernel), a strided view.
+    Padding cells hold ``pad_value``, the cells past them that ceil_mode reaches
+    ``ceil_value`` (by default ``pad_value``; an average's count of padding cells gives 0)."""
     rank = len(geo.kernel)
     widths = [(0, 0), (0, 0)] + list(zip(geo.pads_begin, geo.pads_end))
     if any(b < 0 or e < 0 for b, e in widths):
         raise NotImplementedError("negative pads are not supported")
     padded = np.pad(x, widths, constant_values=pad_value) if any(sum(w) for w in widths) else x
+    if any(geo.ceil_end):
+        beyond = [(0, 0), (0, 0)] + [(0, c) for c in geo.ceil_end]
+        padded = np.pad(padded, beyond,
+                        constant_values=pad_value if ceil_value is None else ceil_value)
     axes = tuple(range(2, 2 + rank))
     view = np.lib.stride_tricks.sliding_window_view(padded, geo.extent, axis=axes)
     outer = (slice(None), slice(None), *(slice(None, None, s) for s in geo.strides))

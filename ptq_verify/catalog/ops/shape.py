@@ -106,6 +106,18 @@ OPERATORS = (
         "weights c and 1 - c fixed by its position (the witness; in n axes, a product of such "
         "blends). The weights are static, so they are never rescaled.",
     ),
+    Operator(
+        "ResizeCubic", "x0 x1 x2 x3", "c0*x0 + c1*x1 + c2*x2 + (1 - c0 - c1 - c2)*x3",
+        params={"c0": "-27/256", "c1": "225/256", "c2": "67/256"},
+        kernel=lambda x0, x1, x2, x3, c0, c1, c2: (c0 * x0 + c1 * x1 + c2 * x2
+                                                   + (1 - c0 - c1 - c2) * x3),
+        onnx_type="Resize", onnx_inputs=("x", None, None, None), onnx_kernel=resize.resize,
+        onnx_match={"mode": "cubic"}, mixes_channels=True,
+        doc="Bicubic resizing: per axis, an output element blends four neighbours with Keys' "
+        "cubic weights fixed by its position, which sum to 1 (the witness; a = -3/4 a quarter "
+        "past a sample gives c0..c2 = -27/256, 225/256, 67/256; in n axes, a product of such "
+        "blends). The weights are static, so they are never rescaled.",
+    ),
     _copy("Reshape", shape.reshape, 1, "New shape, same elements (shape input static)."),
     _copy("Flatten", shape.flatten, 0, "To 2-D at an axis, same elements."),
     _copy("Transpose", shape.transpose, 0, "Permuted axes, same elements."),
@@ -121,6 +133,13 @@ OPERATORS = (
     _copy("GatherElements", shape.gather_elements, 1,
           "Elements picked one by one by a static index tensor along an axis."),
     _copy("GatherND", shape.gather_nd, 1, "Slices picked by static multi-indices."),
+    Operator(
+        "Col2Im", "x0 x1", "x0 + x1", kernel=lambda x0, x1: x0 + x1, onnx_type="Col2Im",
+        onnx_inputs=("x", None, None), onnx_kernel=shape.col2im, mixes_channels=True,
+        doc="Blocks summed back into an image (torch's fold): an output element is the sum of "
+        "the block elements that cover it (the witness: two; a copy where blocks do not "
+        "overlap, 0 where none covers it). Image and block shapes are static.",
+    ),
     _copy("Dropout", shape.identity, 2, "Inference-mode Dropout: the identity.", mixes=False),
     _copy("CastLike", shape.cast_like, 1,
           "Cast to the element type of a second tensor: the identity up to the target's "

@@ -6,6 +6,7 @@ These are the op types the *emitters write*; the engine's decisions never look a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -75,6 +76,15 @@ class Emitter:
         else:
             self.nodes.append(helper.make_node("Identity", [name], [dst]))
 
+    def _cast_last(self, name: str, dtype: np.dtype) -> None:
+        """Give output ``name`` as ``dtype``: its producer writes a new name, cast to it."""
+        wide = self.fresh(f"{name}:float")
+        for node in self.nodes:
+            node.input[:] = [wide if i == name else i for i in node.input]
+            node.output[:] = [wide if o == name else o for o in node.output]
+        self.nodes.append(helper.make_node("Cast", [wide], [name],
+                                           to=helper.np_dtype_to_tensor_dtype(np.dtype(dtype))))
+
     def node(self, node: Node) -> None:
         self.nodes.append(node_proto(node))
 
@@ -88,11 +98,15 @@ class Emitter:
             self.nodes = kept
 
     def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
-              doc: str = "", min_opset: int = MIN_OPSET) -> onnx.ModelProto:
+              doc: str = "", min_opset: int = MIN_OPSET,
+              casts: Mapping[str, np.dtype] | None = None) -> onnx.ModelProto:
         """The ONNX model with the source graph's inputs and the given outputs (name, shape,
-        element type)."""
+        element type); ``casts``: outputs computed in float32 that the model gives in another
+        type (a float16 export's), cast last."""
         from ...graph import onnx_io
 
+        for name, dtype in (casts or {}).items():
+            self._cast_last(name, dtype)
         inputs = [onnx_io._value_info(t) for t in graph.inputs]
         outs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
                     np.dtype(dtype)), None if shape is None else list(shape))

@@ -90,7 +90,7 @@ class _IntegerLowering:
         doc = f"ptq-verify {model.bits}-bit model (integer); outputs are " + (
             "integer codes" if model.integer_outputs else "float (dequantized)")
         result = self.out.model(model.graph, model.output_types(),
-                                doc, min_opset=13)
+                                doc, min_opset=13, casts=model.output_casts())
         entry = result.metadata_props.add()
         entry.key = "float_nodes"
         entry.value = "; ".join(f"{name}: {why}" for name, why in self.float_nodes)

@@ -95,7 +95,7 @@ class _QdqLowering:
         doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
                + ("integer codes" if model.integer_outputs else "float (dequantized)"))
         return self.out.model(model.graph, model.output_types(),
-                              doc, min_opset=max(opset, 11))
+                              doc, min_opset=max(opset, 11), casts=model.output_casts())
 
     # -- tensors ---------------------------------------------------------------------------
 

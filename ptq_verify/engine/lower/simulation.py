@@ -34,7 +34,8 @@ def emit_simulation(model) -> onnx.ModelProto:
     outputs = model.output_types()
     kind = "integer codes" if model.integer_outputs else "float (dequantized)"
     result = out.model(model.graph, outputs,
-                       f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}")
+                       f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}",
+                       casts=model.output_casts())
     for name in model.output_names:
         code = model.codes.get(name)
         if model.integer_outputs and code is not None:
