@@ -19,8 +19,9 @@ rule of degree 1, a probe of the node itself confirms that scaling its inputs' c
 its output's channels alike (axis 1, the node's attributes as they are), and every parameter it
 must rescale is held per channel in the model already or can be (a Clip is split, .split).
 Anything else (a graph input or output, an operator that mixes channels) ends nothing: the
-whole group is left as it is. At the end the graph is run before and after on random inputs;
-if the outputs differ beyond float rounding, every change is undone.
+whole group is left as it is. At the end the graph is run before and after on random inputs
+(calibration samples when given: a model with integer inputs has no random ones); if the
+outputs differ beyond float rounding, every change is undone.
 """
 
 from __future__ import annotations
@@ -119,7 +120,14 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much;
     ``progress``: a bar on stderr over the groups measured."""
     table = table or OperatorTable()
-    feeds = _random_feeds(graph)
+    measured = feeds = None
+    if data is None:
+        feeds = _random_feeds(graph)
+    else:  # real samples check the float function too: integer inputs have no random ones
+        sample = calibration_feeds(data, graph)[1]
+        feeds, measured = ({name: value[:sample_count(graph, count)]
+                            for name, value in sample.items()}
+                           for count in (RANDOM_BATCH, STRENGTH_SAMPLES))
     groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []
     if not groups:
         return []
@@ -134,9 +142,10 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
             _apply(graph, group, scale)
             totals[index] = totals[index] * scale
     strengths = [1.0] * len(groups)
-    if data is not None and groups:
+    if measured is not None and groups:
         graph.initializers = split_weights
-        strengths = _strengths(graph, table, groups, totals, data, bits, per_channel, progress)
+        strengths = _strengths(graph, table, groups, totals, measured, bits, per_channel,
+                               progress)
     if not any(strengths) or not _same(reference, run_graph(graph, feeds, table)):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
@@ -151,15 +160,13 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
 
 
 def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: list,
-               data: Mapping[str, np.ndarray], bits: int, per_channel: bool,
+               sample: Mapping[str, np.ndarray], bits: int, per_channel: bool,
                progress: bool) -> list[float]:
-    """Each group's strength (:func:`equalize`), chosen group by group in graph order and
-    applied before the next is measured (a layer 2 of one group may be a layer 1 of the
-    next); all 0 when the float graph cannot run here."""
+    """Each group's strength (:func:`equalize`) on the calibration ``sample``, chosen group by
+    group in graph order and applied before the next is measured (a layer 2 of one group may
+    be a layer 1 of the next); all 0 when the float graph cannot run here."""
     runs = [_group_run(graph, table, group) for group in groups]
     want = list(dict.fromkeys(name for run in runs for name in run.external(graph)))
-    _, sample = calibration_feeds(data, graph)
-    sample = {name: value[:sample_count(graph, STRENGTH_SAMPLES)] for name, value in sample.items()}
     values = run_float(graph, table, sample, [name for name in want if name not in sample])
     if values is None:
         return [0.0] * len(groups)
