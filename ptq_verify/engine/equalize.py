@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
+from .data import fixed_batch
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
 from .group_error import GroupRun
@@ -125,9 +126,9 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
         feeds = _random_feeds(graph)
     else:  # real samples check the float function too: integer inputs have no random ones
         sample = calibration_feeds(data, graph)[1]
-        feeds, measured = ({name: value[:sample_count(graph, count)]
-                            for name, value in sample.items()}
-                           for count in (RANDOM_BATCH, STRENGTH_SAMPLES))
+        feeds, measured = ({name: value[:count] for name, value in sample.items()}
+                           for count in (fixed_batch(graph) or RANDOM_BATCH,
+                                         sample_count(graph, STRENGTH_SAMPLES)))
     groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []
     if not groups:
         return []
