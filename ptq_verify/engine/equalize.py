@@ -166,19 +166,21 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     """Each group's strength (:func:`equalize`) on the calibration ``sample``, chosen group by
     group in graph order and applied before the next is measured (a layer 2 of one group may
     be a layer 1 of the next); all 0 when the float graph cannot run here."""
-    runs = [_group_run(graph, table, group) for group in groups]
-    want = list(dict.fromkeys(name for run in runs for name in run.external(graph)))
+    active = activation_tensors(graph, table)
+    runs = [_group_run(graph, table, group, active) for group in groups]
+    externals = [run.external(graph) for run in runs]
+    want = list(dict.fromkeys(name for names in externals for name in names))
     values = run_float(graph, table, sample, [name for name in want if name not in sample])
     if values is None:
         return [0.0] * len(groups)
     values = {**values, **sample}
     divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
     chosen = []
-    for group, total, run in tqdm(list(zip(groups, totals, runs)), desc="equalizing",
-                                  unit="group", file=sys.stderr, disable=not progress,
-                                  leave=False):
+    for group, total, run, external in tqdm(list(zip(groups, totals, runs, externals)),
+                                            desc="equalizing", unit="group", file=sys.stderr,
+                                            disable=not progress, leave=False):
         inputs = {name: values[name] / along(divided[name], CHANNEL_AXIS, values[name].ndim)
-                  if name in divided else values[name] for name in run.external(graph)}
+                  if name in divided else values[name] for name in external}
         reference = run.outputs_of(graph, table, inputs)
         errors = {}
         for strength in STRENGTHS:
@@ -195,11 +197,12 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     return chosen
 
 
-def _group_run(graph: Graph, table: OperatorTable, group: Group) -> GroupRun:
+def _group_run(graph: Graph, table: OperatorTable, group: Group, active: set[str]
+               ) -> GroupRun:
     names = {*group.firsts, *group.links, *group.seconds}
     return GroupRun(
         nodes=tuple(node for node in graph.nodes if node.name in names),
-        weights={layer.weight: _output_axis(graph, table, layer)
+        weights={layer.weight: _output_axis(graph, table, layer, active)
                  for layer in (*group.firsts.values(), *group.seconds.values())},
         read=frozenset(name for layer in group.seconds.values() for name in layer.node.inputs
                        if name in group.tensors),
@@ -377,12 +380,13 @@ def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], o
                                               bias_slots=tuple(bias_slots))
 
 
-def _output_axis(graph: Graph, table: OperatorTable, layer: _Weights) -> int | None:
+def _output_axis(graph: Graph, table: OperatorTable, layer: _Weights, active: set[str]
+                 ) -> int | None:
     """The weight axis of a layer's output channels (a layer 1's own ``axis``; for a layer
     2 a probe, made only for the groups whose strength is measured), None where not found."""
     if layer.out_axis is not None:
         return layer.out_axis
-    examples = example_inputs(graph, layer.node, activation_tensors(graph, table))
+    examples = example_inputs(graph, layer.node, active)
     if examples is None:
         return None
     found = channel_axes(table.find(layer.node, graph), layer.node, examples,

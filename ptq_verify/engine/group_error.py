@@ -4,8 +4,9 @@ cross-layer equalization keeps, halves or drops each group's factors (:mod:`.equ
 Equalization trades error: evening out the channels of the layers' weights (one scale per
 tensor wastes fewer levels) uneven-s the channels of the activations between them (one scale
 per tensor for those too). Which side wins depends on the model and the weight granularity:
-measured on EfficientNet-Lite1, full equalization helped per-channel weights and cost
-per-tensor ones top-1 agreement; on the digits MLP it cost 0.2-0.5 dB. So the group's own
+on EfficientNet-Lite1 whole factors gave 16.3 dB logit SQNR with per-channel weights where
+none gave 15.9 and these measured strengths 16.6; on the digits MLP they cost 0.2-0.5 dB
+(docs/benchmarks-real.md, docs/benchmarks.md). So the group's own
 nodes are run on a calibration sample, in float and with their weights (one scale per output
 channel, or per tensor) and the activations their layers 2 read (one scale per tensor,
 unsigned when non-negative) rounded to nearest on n-bit grids, and the relative squared error
