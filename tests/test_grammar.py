@@ -407,6 +407,7 @@ def expressions(
 @example("sigmoid((0 + ((7 + 7))**3))")  # prints exp(-2744), once refused as too small
 @example("exp((log(x) / 1e-3))")  # sympy builds x**1000: refused as input, as printed
 @example("sigmoid((log(x) / 1e-3))")  # the same, built deep inside sigmoid
+@example("exp(abs(exp((x)**0.5)))")  # sympy evaluates it to atan2(0, x): refused as input
 def test_format_round_trips_random_expressions(text):
     try:
         expr = parsed(text)
@@ -434,3 +435,11 @@ def test_parsed_domains_print_and_read_back():
 def test_condition_text_must_be_a_condition():
     with pytest.raises(ExpressionError, match="must be a comparison, not 'x' at column 1"):
         parse_condition("x")
+
+
+def test_an_expression_sympy_evaluates_beyond_the_grammar_is_refused_where_it_is_read():
+    """abs(exp(sqrt(x))) of a real x becomes exp(cos(atan2(0, x)/2) sqrt(|x|)) as sympy builds
+    it, which the grammar cannot print: refused when parsed, with the form named, rather than
+    accepted and failing where a certificate or report prints it."""
+    with pytest.raises(ExpressionError, match=r"cannot write: atan2\(0, x\)"):
+        parse_expression("exp(abs(exp((x)**0.5)))")

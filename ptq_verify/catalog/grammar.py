@@ -354,6 +354,10 @@ class _Parser:
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
         if any(_too_large_power(p) for p in expr.atoms(sympy.Pow)):  # built deep inside
             raise self.error(f"'{self.body}' {_LARGE_POWER}", self.base)
+        try:  # what sympy built must print back (abs(exp(x**0.5)) evaluates to atan2(0, x))
+            _format(expr)
+        except ValueError as err:
+            raise self.error(f"'{self.body}' evaluates to a form that {err}", self.base) from None
         return ParsedExpression(expr, tuple(self.domain), names)
 
     def screen(self, root: ast.expr) -> tuple[str, ...]:
@@ -860,7 +864,7 @@ def _format(e: sympy.Basic) -> tuple[str, int]:
         return word.join(_wrap(a, strength + 1) for a in e.args), strength
     if isinstance(e, sympy.Not):
         return f"not {_wrap(e.args[0], _NOT)}", _NOT
-    raise ValueError(f"the grammar cannot write {e} ({type(e).__name__})")
+    raise ValueError(f"the grammar cannot write: {e} ({type(e).__name__})")
 
 
 def _wrap(e: sympy.Basic, strength: int) -> str:
