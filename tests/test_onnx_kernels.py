@@ -461,6 +461,20 @@ def test_col2im_against_onnxruntime(attrs):
     _check("Col2Im", [x, image, block], attrs, opset=18, ort=True)
 
 
+@pytest.mark.parametrize(("axis", "values"), [
+    (-1, np.array([0, 1], np.int64)),  # CANINE's legacy export (torch's repeat_interleave)
+    (0, np.array([-0.5, 2.0], np.float32)),
+    (1, np.array([3.0, -1.0], np.float32)),
+])
+def test_one_hot(axis, values):
+    """A new-user trial: CANINE's legacy export computes a one-hot table and was refused (no
+    declaration). Negative indices count from depth; one beyond it gives the off value.
+    onnxruntime where the helper can type its output (int64 values, as the indices)."""
+    indices = np.array([[0, 3, -1], [2, 5, -4]], np.int64)
+    _check("OneHot", [indices, np.array(4, np.int64), values], {"axis": axis},
+           ort=values.dtype == indices.dtype)
+
+
 @pytest.mark.parametrize(("starts", "ends", "axes", "steps"), [
     ((0, 1), (2, 3), None, None),
     ((-1,), (-100,), (1,), (-1,)),

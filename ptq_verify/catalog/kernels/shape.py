@@ -209,6 +209,21 @@ def constant_of_shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.full(shape, value[0], dtype=value.dtype)
 
 
+def one_hot(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX OneHot: values[1] where an index (negative ones counted from depth) names the
+    position along the new ``axis`` (default -1), values[0] elsewhere; indices outside
+    [-depth, depth - 1] give a row of values[0]."""
+    indices = np.asarray(inputs[0])
+    depth = int(np.asarray(inputs[1]).reshape(-1)[0])
+    values = np.asarray(inputs[2]).reshape(-1)
+    axis = int(attrs.get("axis", -1))
+    axis = axis + indices.ndim + 1 if axis < 0 else axis
+    wrapped = np.where(indices < 0, indices + depth, indices).astype(np.int64)
+    positions = np.arange(depth).reshape([depth] + [1] * (indices.ndim - axis))
+    hot = np.expand_dims(wrapped, axis) == positions
+    return np.where(hot, values[1], values[0]).astype(values.dtype)
+
+
 def range_(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Range: start, start + delta, ... up to (excluding) limit, in start's type."""
     start, limit, delta = (np.asarray(i).reshape(()) for i in inputs[:3])

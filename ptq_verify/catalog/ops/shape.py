@@ -188,6 +188,14 @@ OPERATORS = (
         "no per-channel scale passes).",
     ),
     Operator(
+        "OneHot", "x0 x1", "where(k > 0, x1, x0)", params={"k": 1},
+        kernel=lambda x0, x1, k: _select(x1, x0, k), onnx_type="OneHot",
+        onnx_inputs=(None, None, "x"), onnx_kernel=shape.one_hot, mixes_channels=True,
+        doc="A one-hot encoding of static indices: an output element is values[1] (the "
+        "on value, at the position an index names: selector k > 0) or values[0] (the off "
+        "value), the two elements of the values input. The indices and depth are static.",
+    ),
+    Operator(
         "Range", "start, delta", "start + k*delta", params={"k": 2},
         kernel=lambda start, delta, k: start + k * delta, onnx_type="Range",
         onnx_inputs=("start", None, "delta"), onnx_kernel=shape.range_,
