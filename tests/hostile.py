@@ -190,19 +190,19 @@ def non_utf8_name() -> bytes:
 
 
 def lstm_after_matmul() -> onnx.ModelProto:
-    """MatMul -> LSTM (7 inputs: X, W, R, B, sequence lengths, initial h and c; 3 outputs),
-    batch first (layout 1): a node a one-input declaration ``tanh(x)`` does not describe."""
+    """MatMul -> LSTM (7 inputs: X, W, R, B, sequence lengths, initial h and c; 3 outputs):
+    a node a one-input declaration ``tanh(x)`` does not describe, which onnxruntime loads."""
     rng = np.random.default_rng(0)
     hidden, size = 4, 3
     arrays = {"w": np.eye(size), "W": rng.normal(size=(1, 4 * hidden, size)),
               "R": rng.normal(size=(1, 4 * hidden, hidden)), "B": np.zeros((1, 8 * hidden)),
-              "h0": np.zeros((2, 1, hidden)), "c0": np.zeros((2, 1, hidden))}
+              "h0": np.zeros((1, 2, hidden)), "c0": np.zeros((1, 2, hidden))}
     initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
     initializers.append(numpy_helper.from_array(np.full(2, 2, np.int32), "lengths"))
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
              helper.make_node("LSTM", ["h", "W", "R", "B", "lengths", "h0", "c0"],
-                              ["y", "y_h", "y_c"], name="lstm_1", hidden_size=hidden, layout=1)]
-    return _model(nodes, [_float("x", [2, 2, size])], [_float("y", [2, 2, 1, hidden])],
+                              ["y", "y_h", "y_c"], name="lstm_1", hidden_size=hidden)]
+    return _model(nodes, [_float("x", [2, 2, size])], [_float("y", [2, 1, 2, hidden])],
                   initializers)
 
 
@@ -310,6 +310,19 @@ def embedding_model(rows: int = 1000) -> onnx.ModelProto:
          helper.make_node("MatMul", ["emb", "w"], ["y"], name="proj")],
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", 8])],
         [_float("y", ["batch", 8, 4])], [table, w])
+
+
+def cast_to_complex() -> onnx.ModelProto:
+    """A MatMul whose output is cast to complex128 and multiplied: onnx's checker passes it,
+    onnxruntime has no complex Mul and refuses to load it (a legacy export of Falcon with
+    ALiBi writes this), and the catalog declares no Cast to a complex type."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("Cast", ["h"], ["c"], name="cast", to=TensorProto.COMPLEX128),
+             helper.make_node("Mul", ["c", "c"], ["y"], name="mul")]
+    return _model(nodes, [_float("x", ["batch", 4])],
+                  [helper.make_tensor_value_info("y", TensorProto.COMPLEX128, ["batch", 4])],
+                  [w])
 
 
 def opset_99(model: onnx.ModelProto) -> None:

@@ -540,6 +540,19 @@ def test_a_model_onnxruntime_cannot_load_is_refused_before_any_work(mlp_files, c
     assert "onnxruntime cannot load this model (" in audit.out and fragment in audit.out
 
 
+def test_an_onnx_node_onnxruntime_cannot_load_is_refused_with_onnxruntime_s_reason(tmp_path):
+    """A new-user trial: a legacy Falcon export with ALiBi casts to complex128, which no
+    declaration fits and onnxruntime cannot load; quantize said to declare the Cast with
+    --operators, which could never help (onnxruntime would still refuse the model): the
+    reason that holds whatever is declared is onnxruntime's."""
+    model = tmp_path / "complex.onnx"
+    onnx.save(hostile.cast_to_complex(), model)
+    np.save(tmp_path / "x.npy", np.ones((4, 4), np.float32))
+    outcome = _quantize(model, tmp_path / "x.npy", tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, f"{model}: onnxruntime cannot load it (", "complex128")
+    assert "--operators" not in outcome.err
+
+
 def test_a_quantized_model_onnxruntime_cannot_load_is_never_written():
     from ptq_verify.engine.deployable import UnloadableOutput, check_quantized
     from ptq_verify.graph import graph_from_onnx

@@ -181,14 +181,22 @@ def runs_without_onnxruntime(source: Path, graph, declared) -> str:
     """"" when onnxruntime loads the float model (the quantized one is then checked in it
     too); a note when it refuses it but the model holds op types declared only with
     --operators outside ONNX's domain (their kernels live in the user's runtime, not in
-    onnxruntime; the numpy kernels calibrate); else a one-line refusal, before any work."""
+    onnxruntime; the numpy kernels calibrate); else a one-line refusal, before any work.
+
+    A node that no declaration fits is refused by its own message when it is outside ONNX's
+    domain (declaring it with --operators is the way forward) or its op type is declared
+    with --operators (the message is about that declaration). A node of ONNX's domain with
+    no declaration of the user's is not: whatever is declared for it, onnxruntime still
+    refuses the model, so its reason is the one that holds (a Cast to complex128 in a legacy
+    Falcon export)."""
     from ..graph.ort_runner import ort_refusal, own_kernel_types
 
     refusal = ort_refusal(source)
     if refusal is None:
         return ""
-    for node in graph.nodes:  # a node ptq-verify refuses itself: its own message names it
-        declared.require(node, graph)
+    for node in graph.nodes:
+        if not node.in_onnx_domain or node.op_type in declared.extra:
+            declared.require(node, graph)
     own = own_kernel_types(graph, declared.extra)
     if not own:
         raise UserError(f"{source}: onnxruntime cannot load it ({refusal}); quantize takes "

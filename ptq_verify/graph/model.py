@@ -42,6 +42,11 @@ class Node:
     attr_types: dict[str, int] = field(default_factory=dict)
 
     @property
+    def in_onnx_domain(self) -> bool:
+        """Whether the op type is ONNX's own (onnxruntime's kernels), not a custom domain's."""
+        return self.domain in ("", "ai.onnx")
+
+    @property
     def label(self) -> str:
         """How messages name the node: ``node 'conv1' (Conv)``."""
         return f"node {self.name!r} ({self.op_type})"

@@ -51,7 +51,7 @@ class OperatorTable:
         declarations of one type (Pow's exponent, Clip's bounds)."""
         if node.op_type in self.extra:
             return self.extra[node.op_type]
-        if node.domain not in ("", "ai.onnx"):
+        if not node.in_onnx_domain:
             return None
         from ..catalog import operator_for_onnx_type
 
@@ -76,7 +76,7 @@ class OperatorTable:
         where = f"{graph.source}: " if graph is not None else ""
         if unfit is not None:
             raise UserError(f"{where}{node.label} {unfit[1]}")
-        domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
+        domain = "" if node.in_onnx_domain else f" in domain {node.domain!r}"
         if not domain and node.op_type not in self.extra:
             from ..catalog import declared_forms
 

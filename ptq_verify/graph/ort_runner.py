@@ -118,7 +118,7 @@ def own_kernel_types(graph: Graph, extra: Iterable[str]) -> list[str]:
     outside ONNX's domain: onnxruntime has no kernel for them, the user's runtime does."""
     own = set(extra)
     return sorted({node.op_type for node in graph.nodes
-                   if node.op_type in own and node.domain not in ("", "ai.onnx")})
+                   if node.op_type in own and not node.in_onnx_domain})
 
 
 _ORT_NOISE = (
