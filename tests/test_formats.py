@@ -223,3 +223,20 @@ def test_integer_min_bound_above_the_calibrated_range_is_not_wrapped(first):
     session = ort.InferenceSession(model.to_onnx("integer").SerializeToString())
     np.testing.assert_array_equal(session.run(None, {"input": test})[0],
                                   model.run({"input": test})["logits"])
+
+
+def test_integer_comparison_with_a_constant_bound_reads_one_type():
+    """A new-user trial: Mamba's softplus compares an activation with a constant threshold
+    (Greater(x, 20), then Where). The comparison makes a mask, no codes, so it ran on the
+    activation's integer codes with the bound left float32 on the codes' grid: onnxruntime
+    refused the integer file (Greater bound to int32 and float), an internal error."""
+    b = models.Builder(31)
+    h = b.dense("input", 64, 16)
+    mask = b.add("Greater", [h, b.const(np.float32(0.5))])
+    h = b.add("Where", [mask, h, b.add("Relu", [h])])
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10))))
+    model = quantize(graph, calibrate(graph, models.digits(100), progress=False), 8)
+    test = models.digits(20, offset=500)
+    session = ort.InferenceSession(model.to_onnx("integer").SerializeToString())
+    codes = np.abs(session.run(None, {"input": test})[0] - model.run({"input": test})["logits"])
+    assert (codes * model.output_scales["logits"]).max() < 0.5

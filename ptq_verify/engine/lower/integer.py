@@ -245,8 +245,7 @@ class _IntegerLowering:
         exact cast; IsNaN takes float types only, and finite codes answer as finite values
         do)."""
         inputs = [self._get(n) if n else "" for n in step.node.inputs]
-        types = [self._type(n) if self._active(n) else self._static_type(n)
-                 for n in step.node.inputs if n]
+        types = [self._input_type(step, n) for n in step.node.inputs if n]
         output = self._static_type(step.node.outputs[0])
         if None in types or output is None or runs_on(step.node, types, self.opset, output):
             return inputs
@@ -292,6 +291,17 @@ class _IntegerLowering:
                  else onnx.helper.np_dtype_to_tensor_dtype(self.out.initializers[i].dtype)
                  for n, i in zip(step.node.inputs, inputs) if n]
         return None not in types and runs_on(step.node, types, self.opset)
+
+    def _input_type(self, step: NodeStep, name: str) -> int | None:
+        """The element type ``step`` reads input ``name`` in: an activation's container, a
+        constant's own type (a comparison's bound on the codes' grid: float32), a static
+        tensor's type in the float model."""
+        if self._active(name):
+            return self._type(name)
+        value = step.constants.get(name, self.model.constants.get(name))
+        if value is not None:
+            return onnx.helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
+        return self._static_type(name)
 
     def _static_type(self, name: str) -> int | None:
         graph = self.model.graph
