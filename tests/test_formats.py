@@ -240,3 +240,21 @@ def test_integer_comparison_with_a_constant_bound_reads_one_type():
     session = ort.InferenceSession(model.to_onnx("integer").SerializeToString())
     codes = np.abs(session.run(None, {"input": test})[0] - model.run({"input": test})["logits"])
     assert (codes * model.output_scales["logits"]).max() < 0.5
+
+
+def test_codes_reaching_the_float32_maximum_dequantize_to_finite_values():
+    """A new-user trial: CANINE's additive attention mask holds finfo(float32).min, so its
+    127 signed codes had a factor 1/scale that float32 rounds up, and the extreme code times
+    it overflowed to -inf: the Softmax after it computed NaN in the simulation (numpy and
+    --format simulation, which quantize then refused as overflowing), where the float model
+    is finite."""
+    b = models.Builder(32)
+    h = b.add("Clip", [b.dense("input", 64, 16), b.const(np.float32(-1)), b.const(np.float32(1))])
+    h = b.add("Mul", [h, b.const(np.finfo(np.float32).max)])
+    graph = prepare(graph_from_onnx(b.model(b.dense(b.add("Softmax", [h], axis=-1), 16, 10))))
+    model = quantize(graph, calibrate(graph, models.digits(100), progress=False), 8)
+    test = models.digits(20, offset=500)
+    assert np.isfinite(model.run({"input": test})["logits"]).all()
+    for form in ("simulation", "integer", "qdq"):
+        output = _session(model.to_onnx(form)).run(None, {"input": test})[0]
+        assert np.isfinite(output).all(), form
