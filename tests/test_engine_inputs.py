@@ -214,3 +214,30 @@ def test_a_bad_percentile_is_refused_before_any_work(mlp_files, capsys, monkeypa
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx", "--calibration",
                           "percentile", *extra)
     assert code == 2 and "percentile" in err and "\n" not in err
+
+
+def test_a_table_sliced_to_the_input_s_length_quantizes(tmp_path, capsys):
+    """A new-user trial: DeBERTa's legacy export slices its relative-position table to a
+    length computed from the input's shape. The probe for the table's channel axis feeds
+    such inputs zeros, so the Slice selected nothing, and the empty output's maximum was an
+    internal error (exit 3)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.normal(size=(32, 8)).astype(np.float32), "table")
+    weight = numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w")
+    starts = numpy_helper.from_array(np.array([0], np.int64), "starts")
+    nodes = [helper.make_node("Shape", ["x"], ["length"], start=1, end=2),
+             helper.make_node("Slice", ["table", "starts", "length"], ["rows"], name="rows"),
+             helper.make_node("Add", ["x", "rows"], ["h"], name="add"),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="proj")]
+    graph = helper.make_graph(
+        nodes, "sliced_table",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length", 4])],
+        [table, weight, starts])
+    model, calib = tmp_path / "sliced.onnx", tmp_path / "x.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.save(calib, rng.normal(size=(16, 12, 8)).astype(np.float32))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 0, err

@@ -48,12 +48,16 @@ def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) ->
 def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
                  cleared: tuple[int, ...] = ()) -> tuple[int, int] | None:
     """(weight axis, output axis) such that scaling the weight in ``slot`` along the first
-    scales the output along the second; ``cleared`` slots (biases) are set absent."""
+    scales the output along the second; ``cleared`` slots (biases) are set absent. None when
+    no axis pairs up, or the probe has no output element to tell (a Slice whose ends, computed
+    from the input's shape, are the probe's zeros)."""
     base = [None if i in cleared else v for i, v in enumerate(inputs)]
     weight = np.asarray(base[slot], dtype=np.float64)
     try:
         y0 = np.asarray(_first(op.run_onnx(_cast(base), node.attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
+        return None
+    if not y0.size:
         return None
     rng = np.random.default_rng(1)
     for axis in range(weight.ndim):
