@@ -206,6 +206,26 @@ def lstm_after_matmul() -> onnx.ModelProto:
                   initializers)
 
 
+def if_after_matmul() -> onnx.ModelProto:
+    """MatMul -> If (its output or its negation, by the sign of its largest element): a node
+    with two subgraph attributes, as a legacy export with dynamic shapes writes for a padding
+    it may or may not need (ViTDet's windows)."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
+
+    def branch(name: str, op_type: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node(op_type, ["h"], [f"{name}_y"])], name, [],
+                                 [_float(f"{name}_y", ["batch", 4])])
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("ReduceMax", ["h"], ["top"], keepdims=0),
+             helper.make_node("Greater", ["top", "zero"], ["positive"]),
+             helper.make_node("If", ["positive"], ["y"], name="if_1",
+                              then_branch=branch("then", "Identity"),
+                              else_branch=branch("else", "Neg"))]
+    return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w, zero])
+
+
 def max_pool_with_indices() -> onnx.ModelProto:
     """Conv -> MaxPool whose second output, the Indices, is a model output: the catalog's
     MaxPool describes the pooled values only."""

@@ -350,6 +350,20 @@ def test_a_declaration_with_fewer_inputs_and_outputs_than_the_node_is_refused(tm
     assert "refused lstm_1: the node has 7 inputs and 3 outputs" in audit.out
 
 
+def test_an_undeclared_node_with_subgraphs_is_not_sent_to_a_declaration(tmp_path):
+    """A new-user trial: ViTDet's legacy export holds an If (its windows' padding under dynamic
+    shapes), refused with the advice to declare it with --operators; an expression cannot
+    describe its branches, and a declaration would be refused for their attributes."""
+    model, calib = tmp_path / "if.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.if_after_matmul(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'if_1' (If)", "no declared operator",
+                           "subgraphs (attribute else_branch, then_branch")
+    assert "declare it in a TOML file" not in outcome.err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: an LSTM (torch's legacy export: Y, Y_h, Y_c) was refused with the
     advice to declare it with --operators, which then refuses it again, since a declaration

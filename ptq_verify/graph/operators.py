@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import onnx
 
 from ..catalog.operator import Operator
 from ..errors import UserError
 from .model import Graph, Node
+
+_SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 class OperatorTable:
@@ -94,10 +97,17 @@ class OperatorTable:
 
 def _way_forward(node: Node) -> str:
     """What a user can do about an undeclared node: declare it in a file, unless it writes
-    more outputs than a file's declaration describes (that advice would only lead to the
-    arity refusal of :meth:`OperatorTable.unfit`)."""
+    more outputs than a file's declaration describes or runs subgraphs (an If's branches, a
+    Loop's body: attributes no parameter of an expression can take), where that advice would
+    only lead to the refusals of :meth:`OperatorTable.unfit`."""
     from ..catalog.toml_file import OUTPUTS_DESCRIBED
 
+    subgraphs = [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
+    if subgraphs:
+        return (f"; it runs subgraphs (attribute {', '.join(subgraphs)}: control flow), which "
+                "a declaration given with --operators (one expression) cannot describe, so "
+                "ptq-verify cannot take this node: export the model without it (exporters "
+                "resolve many branches when the input shapes are fixed)")
     if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
         return (f"; it writes {outputs} outputs and a declaration given with --operators "
                 f"describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so ptq-verify cannot take "
