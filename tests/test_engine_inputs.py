@@ -70,6 +70,8 @@ def test_corrupt_or_truncated_model(mlp_files, capsys, content):
         (np.zeros((10, 64), np.int64), "dtype"),
         (np.full((10, 64), np.nan, np.float32), "NaN"),
         (np.zeros((0, 64), np.float32), "empty"),
+        # a new-user trial: float64 data beyond float32's range became inf in the cast
+        (np.full((10, 64), 1e300), "beyond the model's float32"),
     ],
 )
 def test_bad_calibration_arrays(mlp_files, capsys, array, message):
@@ -78,6 +80,19 @@ def test_bad_calibration_arrays(mlp_files, capsys, array, message):
     np.save(calib, array)
     code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
     assert code == 2 and message in err and "\n" not in err
+
+
+def test_ids_beyond_the_input_type_are_refused_as_they_are(tmp_path, capsys):
+    """A new-user trial: uint64 token ids from 2^63 up wrapped to negative int64 ids in the
+    cast, and the refusal named an id the data never held (-9223372036854775753)."""
+    import hostile
+
+    model, calib = tmp_path / "embedding.onnx", tmp_path / "ids.npy"
+    onnx.save(hostile.embedding_model(), model)
+    np.save(calib, np.full((4, 8), 2**63 + 55, np.uint64))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err
+    assert "9223372036854775863" in err and "beyond the model's int64" in err
 
 
 @pytest.mark.parametrize("count", [1, 6])

@@ -146,7 +146,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
             raise UserError(f"{where}: {bad} NaN or infinite values")
         sizes.add(array.shape[0])
-        feeds[info.name] = array.astype(info.dtype, copy=False)
+        feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
         raise UserError(f"{what}: inputs have different numbers of samples {sorted(sizes)}")
     fixed = fixed_batch(graph)
@@ -156,6 +156,26 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
                         f"of {fixed}")
     return feeds
+
+
+def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """``array`` in the model input's ``dtype``, refused where the cast would change a value
+    rather than round it: a float64 beyond float32's range (it becomes inf), an integer
+    beyond the input type's (uint64 ids of 2^63 and more wrap to negative int64 ids). Any
+    integer is a bool (non-zero is true)."""
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        cast = array.astype(dtype, copy=False)
+    if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(cast)):
+        raise UserError(f"{where}: values up to {np.abs(array).max():.4g} in magnitude lie "
+                        f"beyond the model's {dtype} (at most {np.finfo(dtype).max:.4g})")
+    if np.issubdtype(dtype, np.integer) and array.size:
+        low, high = array.min(), array.max()
+        info = np.iinfo(dtype)
+        if int(low) < info.min or int(high) > info.max:
+            raise UserError(f"{where}: values from {low} to {high} lie beyond the model's "
+                            f"{dtype} ({info.min} to {info.max})")
+    return cast
 
 
 def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
