@@ -84,7 +84,7 @@ def run(args) -> int:
     from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
-    from ..engine.deployable import check_quantized
+    from ..engine.deployable import check_quantized, output_fidelity
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.sensitivity import costliest
@@ -158,8 +158,12 @@ def run(args) -> int:
     if own_kernels:
         model.notes.append(own_kernels)
     else:
-        check_quantized(serialised, graph, calibration.sample, str(target),
-                        {name: stats.max_abs for name, stats in calibration.stats.items()})
+        outputs = check_quantized(serialised, graph, calibration.sample, str(target),
+                                  {name: stats.max_abs for name, stats in
+                                   calibration.stats.items()})
+        if not args.integer_outputs:
+            model.notes.append(fidelity_note(output_fidelity(
+                graph, declared, calibration.sample, outputs), calibration.sample, graph))
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
     if args.report:
@@ -204,6 +208,26 @@ def runs_without_onnxruntime(source: Path, graph, declared) -> str:
     return (f"onnxruntime: cannot load the float model ({refusal}); it holds op types "
             f"declared with --operators ({', '.join(own)}), so the quantized model runs "
             "where their kernels are, and was not checked in onnxruntime")
+
+
+LOW_SQNR_DB = 10.0  # an output below it is said to be low, with the way forward
+
+
+def fidelity_note(fidelity: dict[str, float], sample, graph) -> str:
+    """The written model's output SQNR against the float model's, on the samples it was
+    checked on; outputs below LOW_SQNR_DB are called low, with what to try."""
+    from ..engine.deployable import first_samples
+
+    if not fidelity:
+        return "output SQNR: not measured (no float output the float model also gives here)"
+    count = len(next(iter(first_samples(sample, graph).values())))
+    figures = ", ".join(f"{name} {db:.1f} dB" for name, db in fidelity.items())
+    low = [name for name, db in fidelity.items() if db < LOW_SQNR_DB]
+    advice = (f"; low at {', '.join(low)}: try --keep-float N (the activations that cost the "
+              "outputs most, kept in float) or more bits; docs/engine.md#limits says which "
+              "tensors codes cannot carry") if low else ""
+    return (f"output SQNR against the float model on the first {count} calibration samples "
+            f"(onnxruntime): {figures}{advice}")
 
 
 def equalization_note(on: bool, pairs) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph
+from ..graph import Graph, OperatorTable
 from ..graph.ort_runner import ort_session
 from .data import Feeds, batches
-from .float_run import SAMPLES, sample_count
+from .float_run import SAMPLES, joined, run_float, sample_count
+from .metrics import relative_error
 
 
 class UnloadableOutput(RuntimeError):
@@ -20,20 +21,20 @@ class UnloadableOutput(RuntimeError):
 
 
 def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
-                    peaks: dict[str, float]) -> None:
+                    peaks: dict[str, float]) -> dict[str, np.ndarray]:
     """Refuse the serialised quantized ``model`` (of float ``graph``) when onnxruntime cannot
     load it (:class:`UnloadableOutput`) or when a float output of it is inf or NaN on the first
     calibration samples of ``sample`` (UserError naming the output, the sample and the float
-    model's peak there, from ``peaks``)."""
+    model's peak there, from ``peaks``). Returns its float outputs on those samples."""
     session, refusal = ort_session(model)
     if session is None:
         raise UnloadableOutput(f"onnxruntime cannot load the quantized model ({refusal}); "
                                f"nothing written to {target}")
-    count = sample_count(graph)
     names = [o.name for o in session.get_outputs()]
-    done = 0
-    for batch in batches({k: v[:count] for k, v in sample.items()}, graph, SAMPLES):
-        for name, value in zip(names, session.run(names, batch)):
+    done, parts = 0, []
+    for batch in batches(first_samples(sample, graph), graph, SAMPLES):
+        parts.append(dict(zip(names, session.run(names, batch))))
+        for name, value in parts[-1].items():
             value = np.asarray(value)
             if not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all():
                 continue
@@ -49,3 +50,32 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
                 f"the float32 maximum, {np.finfo(np.float32).max:.3g}, do once rescaled or "
                 "rounded); scale the model's inputs down; nothing written")
         done += len(next(iter(batch.values())))
+    floats = [n for n in names if np.issubdtype(np.asarray(parts[0][n]).dtype, np.floating)]
+    return joined(parts, floats) if floats else {}
+
+
+def first_samples(sample: Feeds, graph: Graph) -> Feeds:
+    """The calibration samples the written model is checked on (whole batches)."""
+    count = sample_count(graph)
+    return {name: array[:count] for name, array in sample.items()}
+
+
+def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
+                    quantized: dict[str, np.ndarray]) -> dict[str, float]:
+    """The SQNR in dB of each of the written model's float outputs (``quantized``, from
+    :func:`check_quantized`) against the float graph's on the same calibration samples, where
+    both are there; no gain is taken out, as a user measures it. A low figure says what
+    calibration alone cannot: an output the codes cannot carry (rows that barely vary before
+    a normalization; mixed precision keeps the costliest activations in float)."""
+    names = list(quantized)
+    reference = run_float(graph, table, first_samples(sample, graph), names) if names else None
+    if reference is None:
+        return {}
+    fidelity = {}
+    for name in names:
+        ref = np.asarray(reference.get(name), dtype=np.float64)
+        got = np.asarray(quantized[name], dtype=np.float64)
+        if ref.shape == got.shape and np.any(ref):
+            error = relative_error(ref, got)
+            fidelity[name] = float("inf") if error == 0 else -20.0 * np.log10(error)
+    return fidelity
