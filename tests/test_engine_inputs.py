@@ -190,6 +190,28 @@ def test_operator_declared_only_here_flows_through():
     assert relative_error(reference, model.run(test)["logits"]) < 0.1
 
 
+def test_a_rule_rescaling_a_parameter_the_node_does_not_carry_is_compensated():
+    """A new-user trial, declaring ONNX's Attention: its witness has the scale c, which the
+    proved rule rescales (c -> c/s^2). A parameter bound to no input or attribute of the node
+    cannot be rescaled there, so applying the rule would compute another function (a swish
+    x*sigmoid(beta*x) passed its scale through would keep beta): the node runs in float."""
+    swish = Operator("ScaledSwish", "x", "x*sigmoid(beta*x)", params={"beta": "1.702"},
+                     kernel=lambda x, beta: x / (1 + np.exp(-beta * x)), onnx_type="ScaledSwish")
+    extra = {"ScaledSwish": swish}
+    b = models.Builder(23)
+    h = b.add("ScaledSwish", [b.dense("input", 64, 16)], domain="test.custom")
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10), opsets={"test.custom": 1})),
+                    extra)
+    action = next(a for a in plan_model(graph, extra) if a.op_type == "ScaledSwish")
+    assert action.rule.param_exponents == {"beta": -1}
+    assert action.action.value == "compensate" and "beta" in action.reason
+    model = quantize(graph, calibrate(graph, models.digits(100), operators=OperatorTable(extra),
+                                      progress=False), operators=extra)
+    test = models.digits(50, offset=400)
+    reference = run_graph(graph, {"input": test}, OperatorTable(extra))["logits"]
+    assert relative_error(reference, model.run(test)["logits"]) < 0.05
+
+
 def test_switching_compensation_off_costs_accuracy():
     graph = prepare(graph_from_onnx(models.mlp("Sigmoid")))
     calibration = calibrate(graph, models.digits(100), progress=False)

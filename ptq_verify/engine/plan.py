@@ -105,6 +105,12 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         if binding not in tensors:
             return make(Action.COMPENSATE, "compensate: run in float on the original range",
                         f"an activation feeds parameter input {slot} ({binding})")
+    carried = {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+    uncarried = sorted(p for p, k in rule.param_exponents.items() if k and p not in carried)
+    if uncarried:  # the node has nowhere to rescale it: the rule cannot be applied
+        return make(Action.COMPENSATE, "compensate: run in float on the original range",
+                    f"the rule rescales {', '.join(uncarried)}, which no input or attribute "
+                    "of the node carries")
     independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
     if independent and rule.param_exponents:
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
