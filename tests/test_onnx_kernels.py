@@ -461,6 +461,24 @@ def test_col2im_against_onnxruntime(attrs):
     _check("Col2Im", [x, image, block], attrs, opset=18, ort=True)
 
 
+@pytest.mark.parametrize(("shapes", "mask", "attrs"), [
+    (((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)), None, {"scale": 0.25}),  # as dynamo writes it
+    (((2, 2, 3, 4), (2, 1, 5, 4), (2, 1, 5, 6)), None, {}),  # grouped queries, default scale
+    (((2, 3, 8), (2, 5, 4), (2, 5, 6)), None, {"q_num_heads": 2, "kv_num_heads": 1}),
+    (((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)), "bool", {"is_causal": 1}),
+    (((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)), "none seen", {}),  # such a query gives 0
+    (((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)), "added", {}),
+])
+def test_attention_against_onnxruntime(shapes, mask, attrs):
+    """A new-user trial: the dynamo exporter at opset 23 writes scaled_dot_product_attention
+    as ONNX's Attention, which had no declaration (BERT and Gemma exports refused)."""
+    inputs = [_f(*shape) for shape in shapes]
+    masks = {"bool": RNG.random((2, 1, 3, 5)) > 0.4, "none seen": np.zeros((2, 1, 3, 5), bool),
+             "added": np.where(RNG.random((3, 5)) > 0.4, _f(3, 5),
+                               np.finfo(np.float32).min).astype(np.float32)}
+    _check("Attention", inputs + ([masks[mask]] if mask else []), attrs, opset=23, ort=True)
+
+
 @pytest.mark.parametrize(("axis", "values"), [
     (-1, np.array([0, 1], np.int64)),  # CANINE's legacy export (torch's repeat_interleave)
     (0, np.array([-0.5, 2.0], np.float32)),

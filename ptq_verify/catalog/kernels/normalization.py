@@ -126,3 +126,52 @@ def lp_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(norm == 0, 0, x / norm)  # a zero vector stays zero (ONNX)
     return y.astype(x.dtype, copy=False)
+
+
+def attention(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Attention (opset 23) without a key/value cache: softmax(Q K^T * scale + mask) V per
+    head. Q, K, V are (batch, heads, length, size), or (batch, length, heads * size) with the
+    ``q_num_heads`` / ``kv_num_heads`` attributes (the output then takes Q's form); key and
+    value heads repeat over the query heads they serve (grouped queries). ``scale`` defaults
+    to 1/sqrt(size) (a ``softcap`` is not computed: no declaration takes one); the optional
+    mask is boolean (false: not attended) or added; ``is_causal`` hides the keys
+    after each query's position; a query that sees no key gives 0."""
+    q, k, v = (np.asarray(x) for x in inputs[:3])
+    mask = inputs[3] if len(inputs) > 3 else None
+    flat = q.ndim == 3
+    if flat:
+        q = _heads(q, int(attrs["q_num_heads"]))
+        k = _heads(k, int(attrs["kv_num_heads"]))
+        v = _heads(v, int(attrs["kv_num_heads"]))
+    groups = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, groups, axis=1), np.repeat(v, groups, axis=1)
+    scale = float(attrs.get("scale", 0.0)) or 1.0 / np.sqrt(q.shape[-1])
+    scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) * scale
+    if mask is not None:
+        mask = np.asarray(mask)
+        # an added mask in the scores' own type, as onnxruntime adds it; its lowest value
+        # hides the key, as false does in a boolean mask
+        hidden = mask if mask.dtype == np.bool_ else mask > np.finfo(q.dtype).min
+        added = 0.0 if mask.dtype == np.bool_ else mask.astype(q.dtype)
+        scores = np.where(hidden, (scores.astype(q.dtype) + added).astype(np.float64), _HIDDEN)
+    if int(attrs.get("is_causal", 0)):  # upper-left aligned: query i sees keys 0 .. i
+        queries, keys = scores.shape[-2:]
+        hidden = np.arange(keys)[None, :] > np.arange(queries)[:, None]
+        scores = np.where(hidden, _HIDDEN, scores)
+    seen = np.isfinite(scores.max(axis=-1, keepdims=True))  # a query that sees a key
+    weights = softmax([np.where(seen, scores, 0.0)], {}) * seen
+    out = weights @ v.astype(np.float64)
+    if flat:
+        out = np.swapaxes(out, 1, 2).reshape(out.shape[0], out.shape[2], -1)
+    return out.astype(q.dtype)
+
+
+# a hidden key's score; a query that sees no key (every key hidden by a boolean mask or by
+# causality) gets 0, as onnxruntime computes it, not the NaN of a softmax over no element
+_HIDDEN = -np.inf
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """(batch, length, heads * size) -> (batch, heads, length, size)."""
+    batch, length, width = x.shape
+    return np.swapaxes(x.reshape(batch, length, heads, width // heads), 1, 2)
