@@ -1,6 +1,6 @@
 """Architectures users export, as they export them: ptq-verify on each, as a new user runs it.
 
-Twenty-five Hugging Face architectures are built from small configs (random weights: the point is
+Thirty-three Hugging Face architectures are built from small configs (random weights: the point is
 what exporters write, not accuracy on a task), exported by torch's legacy exporter (opset 17,
 no constant folding) and by the dynamo exporter (opset 18), and fed to the CLI exactly as a
 user would: ``ptq-verify quantize model.onnx --calib calib.npz -o q.onnx`` and ``ptq-verify
@@ -17,7 +17,7 @@ BatchNorm are re-drawn with Kaiming's initialisation and their statistics pertur
 Face's std-0.02 initialisation makes a deep random CNN's output vanish (1e-25), which tests
 nothing.
 
-Run:  python benchmarks/zoo.py [MODEL ...]   (~12 min on 2 cores; needs the bench extra)
+Run:  python benchmarks/zoo.py [MODEL ...]   (~16 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
@@ -181,6 +181,36 @@ def architectures():
             hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
         "poolformer": lambda: hf.PoolFormerModel(hf.PoolFormerConfig(
             hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1])),
+        # added by the sixth new-user trial: ALiBi (BLOOM, MPT), a state-space model with a
+        # softplus threshold (Mamba: token ids only), character hashing with a one-hot table
+        # and a finfo.min mask (CANINE), DeBERTa's relative attention over a sliced table,
+        # windowed attention padded under dynamic shapes (ViTDet), convolutional projections
+        # (CvT), a detection transformer on a ResNet backbone (DETR)
+        "bloom": lambda: hf.BloomModel(hf.BloomConfig(hidden_size=32, n_layer=2, n_head=2,
+                                                      use_cache=False, **text)),
+        "mpt": lambda: hf.MptModel(hf.MptConfig(d_model=32, n_layers=2, n_heads=2,
+                                                expansion_ratio=2, max_seq_len=64,
+                                                use_cache=False, **text)),
+        "mamba": lambda: hf.MambaModel(hf.MambaConfig(hidden_size=32, num_hidden_layers=2,
+                                                      state_size=8, expand=2, conv_kernel=4,
+                                                      use_cache=False, **text)),
+        "canine": lambda: hf.CanineModel(hf.CanineConfig(
+            **SMALL, num_hash_functions=2, num_hash_buckets=64, downsampling_rate=2,
+            local_transformer_stride=4)),
+        "deberta": lambda: hf.DebertaModel(hf.DebertaConfig(
+            **SMALL, relative_attention=True, max_relative_positions=16,
+            pos_att_type=["p2c", "c2p"], **text)),
+        "vitdet": lambda: hf.VitDetModel(hf.VitDetConfig(
+            **SMALL, image_size=IMAGE, pretrain_image_size=IMAGE, patch_size=8, window_size=2,
+            window_block_indices=[0], use_relative_position_embeddings=True)),
+        "cvt": lambda: hf.CvtModel(hf.CvtConfig(embed_dim=[16, 32, 48], num_heads=[1, 2, 3],
+                                                depth=[1, 2, 3])),
+        "detr": lambda: hf.DetrModel(hf.DetrConfig(
+            use_timm_backbone=False, use_pretrained_backbone=False,
+            backbone_config=hf.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32],
+                                            depths=[1, 1], out_features=["stage2"]),
+            d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8)),
     }
 
 
@@ -194,6 +224,7 @@ def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Pa
     feeds = (image_inputs() if "pixel_values" in takes
              else audio_inputs() if "input_values" in takes
              else spectrogram_inputs() if "input_features" in takes else token_inputs())
+    feeds = {name: array for name, array in feeds.items() if name in takes}  # Mamba: no mask
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d):
