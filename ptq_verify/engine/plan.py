@@ -9,7 +9,7 @@ from enum import Enum
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule, RuleKind, Verdict
-from .rules import effective_rule, weight_layout
+from .rules import carried_params, effective_rule, weight_layout
 
 
 class Action(str, Enum):
@@ -105,7 +105,7 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         if binding not in tensors:
             return make(Action.COMPENSATE, "compensate: run in float on the original range",
                         f"an activation feeds parameter input {slot} ({binding})")
-    carried = {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+    carried = carried_params(op)
     uncarried = sorted(p for p, k in rule.param_exponents.items() if k and p not in carried)
     if uncarried:  # the node has nowhere to rescale it: the rule cannot be applied
         return make(Action.COMPENSATE, "compensate: run in float on the original range",

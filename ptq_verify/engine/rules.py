@@ -140,6 +140,12 @@ def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
     return tuple(float(c) for c in coefficients) if rest == 0 else None
 
 
+def carried_params(op: Operator) -> set[str]:
+    """The parameters a node of ``op`` holds, in an ONNX input or attribute: those the engine
+    can set on the node (rescale, make integer); the others exist in the witness only."""
+    return {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+
+
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
     polynomial with integer coefficients (no parameter in ``real_params`` kept as a float, and
@@ -148,8 +154,7 @@ def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     if is_lattice_selection(op):
         return True
     symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
-    carried = {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
-    floats = set(real_params) | (set(op.params) - carried)
+    floats = set(real_params) | (set(op.params) - carried_params(op))
     if any(op.symbols[p] in op.expr.free_symbols for p in floats):
         return False
     try:
