@@ -216,7 +216,7 @@ LOW_SQNR_DB = 10.0  # an output below it is said to be low, with the way forward
 def fidelity_note(fidelity: dict[str, float], sample, graph) -> str:
     """The written model's output SQNR against the float model's, on the samples it was
     checked on; outputs below LOW_SQNR_DB are called low, with what to try."""
-    from ..engine.deployable import first_samples
+    from ..engine.float_run import first_samples
 
     if not fidelity:
         return "output SQNR: not measured (no float output the float model also gives here)"

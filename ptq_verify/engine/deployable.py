@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..graph import Graph, OperatorTable
 from ..graph.ort_runner import ort_session
 from .data import Feeds, batches
-from .float_run import SAMPLES, joined, run_float, sample_count
+from .float_run import SAMPLES, first_samples, joined, run_float
 from .metrics import relative_error
 
 
@@ -52,12 +52,6 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
         done += len(next(iter(batch.values())))
     floats = [n for n in names if np.issubdtype(np.asarray(parts[0][n]).dtype, np.floating)]
     return joined(parts, floats) if floats else {}
-
-
-def first_samples(sample: Feeds, graph: Graph) -> Feeds:
-    """The calibration samples the written model is checked on (whole batches)."""
-    count = sample_count(graph)
-    return {name: array[:count] for name, array in sample.items()}
 
 
 def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,

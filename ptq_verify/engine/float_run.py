@@ -25,11 +25,17 @@ def sample_count(graph: Graph, samples: int = SAMPLES) -> int:
     return samples if not fixed else max(1, samples // fixed) * fixed
 
 
+def first_samples(feeds: Feeds, graph: Graph) -> Feeds:
+    """The first :func:`sample_count` samples of ``feeds``: those a changed graph is compared
+    with the original on, and the written model is checked on."""
+    count = sample_count(graph)
+    return {name: array[:count] for name, array in feeds.items()}
+
+
 def calibration_feeds(data, graph: Graph) -> tuple[Feeds, Feeds]:
-    """The calibration data checked against ``graph``, and its first :func:`sample_count`
-    samples, on which a changed graph is compared with the original."""
+    """The calibration data checked against ``graph``, and its :func:`first_samples`."""
     every = check_feeds(data, graph, "calibration data")
-    return every, {k: v[:sample_count(graph)] for k, v in every.items()}
+    return every, first_samples(every, graph)
 
 
 def float_runner(graph: Graph, table: OperatorTable, want: list[str]
