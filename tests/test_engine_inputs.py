@@ -82,6 +82,29 @@ def test_bad_calibration_arrays(mlp_files, capsys, array, message):
     assert code == 2 and message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("value", [np.full(32, 1.5, np.float32), np.float32(1.5)])
+def test_a_scalar_model_input_is_refused_as_one(tmp_path, capsys, value):
+    """A new-user trial: a model taking a scalar input (a temperature, shape ()) beside its
+    batched one was refused with 'no samples (empty calibration set)' when given the scalar,
+    and with 'the model expects 0 axes, batch first' when given one value a sample: neither
+    said what the data can be, since no calibration form feeds such an input."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(8, 4, dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+         helper.make_node("Mul", ["h", "t"], ["y"], name="temperature")], "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+         helper.make_tensor_value_info("t", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight])
+    model, calib = tmp_path / "scalar.onnx", tmp_path / "c.npz"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.savez(calib, x=np.ones((32, 8), np.float32), t=value)
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err
+    assert "input 't': the model takes a scalar there" in err and "no samples" not in err
+
+
 def test_ids_beyond_the_input_type_are_refused_as_they_are(tmp_path, capsys):
     """A new-user trial: uint64 token ids from 2^63 up wrapped to negative int64 ids in the
     cast, and the refusal named an id the data never held (-9223372036854775753)."""

@@ -127,6 +127,12 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         )
         if not kind_ok:
             raise UserError(f"{where}: dtype {array.dtype} does not fit the model's {info.dtype}")
+        if info.shape is not None and len(info.shape) == 0:
+            raise UserError(
+                f"{where}: the model takes a scalar there (shape ()), one value for a whole "
+                "batch; calibration data holds one row per sample along each input's first "
+                "axis, so ptq-verify cannot feed it: export the model with that input fixed "
+                "(a constant) or with a batch axis")
         if info.shape is not None:
             if array.ndim != len(info.shape):
                 raise UserError(
