@@ -82,6 +82,25 @@ def test_bad_calibration_arrays(mlp_files, capsys, array, message):
     assert code == 2 and message in err and "\n" not in err
 
 
+def test_the_output_sqnr_is_said_of_float_outputs_only(tmp_path, capsys):
+    """An integer output (an argmax beside the logits) has no SQNR: the note gave it one
+    (inf dB) when the checked samples made one batch."""
+    from onnx import TensorProto, helper
+
+    proto = models.mlp("Relu")
+    proto.graph.node.append(helper.make_node("ArgMax", ["logits"], ["digit"], name="argmax",
+                                             axis=1, keepdims=0))
+    proto.graph.output.append(helper.make_tensor_value_info("digit", TensorProto.INT64,
+                                                            ["batch"]))
+    model, calib = tmp_path / "two.onnx", tmp_path / "x.npy"
+    onnx.save(proto, model)
+    np.save(calib, models.digits(40))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "output SQNR" in line)
+    assert "logits " in note and "digit" not in note
+
+
 @pytest.mark.parametrize("value", [np.full(32, 1.5, np.float32), np.float32(1.5)])
 def test_a_scalar_model_input_is_refused_as_one(tmp_path, capsys, value):
     """A new-user trial: a model taking a scalar input (a temperature, shape ()) beside its

@@ -91,9 +91,9 @@ def run_in_batches(run: Callable[[Feeds], dict[str, np.ndarray] | None], feeds: 
 
 
 def joined(parts: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Batches' tensors joined along the batch axis."""
+    """Batches' tensors named ``names`` joined along the batch axis."""
     if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
-        return parts[0]
+        return {name: parts[0][name] for name in names}
     return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in names}
 
 
