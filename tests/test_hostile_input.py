@@ -531,6 +531,27 @@ def test_a_divisor_near_zero_names_the_option_that_keeps_it_in_float(tmp_path):
                      ).status == 0
 
 
+def test_every_divisor_near_zero_is_named_in_one_refusal(tmp_path):
+    """A new-user trial: at 4 bits an RMSNorm model is refused at each norm's divisor in
+    turn, one run per norm (Mamba: three runs to learn its three tensors); the refusal now
+    names every such divisor with every --keep-float-tensor it takes."""
+    import models
+
+    b = models.Builder(9)
+    parts = []
+    for _ in range(2):
+        h = b.dense(b.add("Relu", [b.dense("input", 64, 32)]), 32, 16)
+        parts.append(b.add("Div", [b.const(np.array(1.0, dtype=np.float32)), h]))
+    model, calib = tmp_path / "divs.onnx", tmp_path / "x.npy"
+    onnx.save(b.model(b.dense(b.add("Add", parts), 16, 10), "two_divs"), model)
+    np.save(calib, models.digits(40))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "comes within", "(and 1 more divisor so)",
+                           "--keep-float-tensor 'gemm2' --keep-float-tensor 'gemm4'")
+    assert _quantize(model, calib, tmp_path / "q.onnx", "--keep-float-tensor", "gemm2",
+                     "--keep-float-tensor", "gemm4").status == 0
+
+
 # -- models and data onnxruntime cannot run ----------------------------------------------------
 
 

@@ -137,6 +137,7 @@ def quantize(
     # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
     with threadpool_limits(limits=1, user_api="blas"):
         builder.build(plans)
+        builder.refuse_near_zero_divisors()
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -182,6 +183,9 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
         self._unranged: set[str] = set()  # tensors 0 on all calibration data (scale 1)
+        # divisors whose codes come near 0: what to say of each, and its tensor
+        self._near_zero: list[str] = []
+        self._near_zero_names: list[str] = []
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
         # (sum node, constant) -> the constant with a bias correction of the layer before it
@@ -694,8 +698,12 @@ class _Builder:
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
-        for t, degree in zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)):
-            self._check_divisor(node, op, t, degree, inputs, tensor_scale)
+        near_zero = [found for t, degree in zip(
+            tensors, rule.input_degrees or [rule.degree] * len(tensors))
+            if (found := self._divisor_near_zero(node, op, t, degree, tensor_scale))]
+        if near_zero:  # refused at the end of the walk, with every other such divisor
+            self._near_zero.extend(near_zero)
+            return self.compensate(node, op, plan, "a divisor near 0")
         param_scale = common if aligned or len(tensors) > 1 else scales[0]
         acc_scale: np.ndarray | float = (
             _channel_output_scale(rule, scales) if any(np.ndim(s) for s in scales)
@@ -868,21 +876,35 @@ class _Builder:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
 
-    def _check_divisor(self, node: Node, op: Operator, tensor: str, degree, inputs: list,
-                       tensor_scale: dict) -> None:
+    def _divisor_near_zero(self, node: Node, op: Operator, tensor: str, degree,
+                           tensor_scale: dict) -> str:
+        """What to say of input ``tensor`` of ``node`` when it has a negative degree (a
+        divisor) and its codes come within MIN_DIVISOR_CODES of 0 on the calibration data,
+        where rounding would be amplified without bound; "" otherwise."""
         if degree is None or degree >= 0:
-            return
+            return ""
         for slot, name in enumerate(node.inputs):
             if slot_binding(op, slot) == tensor and name in self.cal.stats:
                 nearest = self.cal.stats[name].min_abs * np.min(tensor_scale[tensor])
                 if nearest < MIN_DIVISOR_CODES:
-                    raise UserError(
-                        f"{self.graph.source}: {node.label}: input {name!r} has degree "
-                        f"{degree} and comes within {nearest:.3g} codes of 0 at {self.bits} bits "
-                        "on the calibration data; rounding there would be amplified without "
-                        "bound, so the node cannot run on its codes: keep that input in float "
-                        f"(--keep-float-tensor {name!r})"
-                    )
+                    self._near_zero_names.append(name)
+                    return (f"{node.label}: input {name!r} has degree {degree} and comes "
+                            f"within {nearest:.3g} codes of 0")
+        return ""
+
+    def refuse_near_zero_divisors(self) -> None:
+        """One refusal naming every divisor the walk found near 0 (a model with an RMSNorm
+        per layer has one per norm at 4 bits), with every --keep-float-tensor it takes."""
+        if not self._near_zero:
+            return
+        more = (f" (and {len(self._near_zero) - 1} more divisor"
+                f"{'s' if len(self._near_zero) > 2 else ''} so)" if len(self._near_zero) > 1
+                else "")
+        keep = " ".join(f"--keep-float-tensor {name!r}" for name in self._near_zero_names)
+        raise UserError(
+            f"{self.graph.source}: {self._near_zero[0]} at {self.bits} bits on the calibration "
+            f"data{more}; rounding there would be amplified without bound, so the node cannot "
+            f"run on its codes: keep that input in float ({keep})")
 
     def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
                  integers: dict, input_scale: np.ndarray | float = 1.0
