@@ -52,7 +52,10 @@ calibration minimum is >= 0):
   (the mixed-precision bound that ``--keep-float`` approaches). A tensor's cost is the mean
   cosine with it alone rounded, on the first ``--rank-texts`` calibration texts (not the
   evaluation ones), every tensor in one session with a switch (Where) per tensor;
-- the MatMul weights alone at 8 bits (max-abs per output column), activations float.
+- the MatMul weights alone at 8 bits (max-abs per output column), activations float; and
+  two rows that are not about float weights, for what follows from the rows above: (B) with
+  those 8-bit weights, and the smoothing row with the weights rounded after the channel
+  scales are folded into them (what strength-1 smoothing costs the weights).
 
 A second table lists the costliest tensors under (B) and where each one's calibration peak
 sits (token, channel), against the largest |x| elsewhere on its channel and in its row: a peak
@@ -353,19 +356,27 @@ def dynamic(model: onnx.ModelProto, ranges: dict[str, Ranges]) -> bytes:
     return joined(model, chains).SerializeToString()
 
 
-def weights_only(model: onnx.ModelProto) -> bytes:
-    """``model`` with every MatMul's 2-D weight rounded to 8 bits, max-abs per output column."""
+def eight_bit_weights(model: onnx.ModelProto,
+                      folded: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """``model`` with every MatMul's 2-D weight rounded to 8 bits, max-abs per output column.
+    Where the MatMul's input has per-channel codes of steps ``folded[input]``, the weight is
+    rounded with them folded in (diag(steps) W rounded, then divided back): smoothing at
+    strength 1, the input then one scale per tensor in the smoothed basis."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    weights = {node.input[1] for node in copy.graph.node if node.op_type == "MatMul"}
+    readers = {node.input[1]: node.input[0] for node in copy.graph.node
+               if node.op_type == "MatMul"}
     for index, tensor in enumerate(copy.graph.initializer):
-        values = numpy_helper.to_array(tensor)
-        if tensor.name in weights and values.ndim == 2:
-            scale = symmetric(values.min(axis=0), values.max(axis=0))[0]
-            codes = np.clip(np.round(values / scale), -LEVELS // 2 - 1, LEVELS // 2)
-            copy.graph.initializer[index].CopyFrom(
-                numpy_helper.from_array((codes * scale).astype(np.float32), tensor.name))
-    return copy.SerializeToString()
+        values = numpy_helper.to_array(tensor).astype(np.float64)
+        if tensor.name not in readers or values.ndim != 2:
+            continue
+        steps = (folded or {}).get(readers[tensor.name], np.ones(len(values)))[:, None]
+        values *= steps
+        scale = symmetric(values.min(axis=0), values.max(axis=0))[0]
+        codes = np.clip(np.round(values / scale), -LEVELS // 2 - 1, LEVELS // 2)
+        copy.graph.initializer[index].CopyFrom(
+            numpy_helper.from_array((codes * scale / steps).astype(np.float32), tensor.name))
+    return copy
 
 
 def costs(model: onnx.ModelProto, grids: dict[str, Grid], ranges: dict[str, Ranges],
@@ -459,8 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(label, lambda grid=grid: rounded(model, grid, ranges)) for label, grid in grids]
     rows.insert(10, ("per-token dynamic (one scale per row at run time; not static)",
                     lambda: dynamic(model, ranges)))
-    rows.append(("weights alone 8-bit per output column, activations float",
-                 lambda: weights_only(model)))
+    smoothing = dict.fromkeys(names, integer(True))
+    folded = {name: per_channel(stats)[0].ravel() for name, stats in ranges.items()
+              if stats.channel in stats.contracted and stats.foldable}
+    rows += [
+        ("weights alone 8-bit per output column, activations float",
+         lambda: eight_bit_weights(model).SerializeToString()),
+        ("(B) with the weights 8-bit per output column",
+         lambda: rounded(eight_bit_weights(model), dict.fromkeys(names, best), ranges)),
+        ("per channel but where an attention MatMul contracts it (smoothing at strength 1), "
+         "the weights 8-bit per output column, rounded after folding",
+         lambda: rounded(eight_bit_weights(model, folded), smoothing, ranges))]
     reference = embeddings(model.SerializeToString(), evaluation, optimize=False)
     print(f"all-MiniLM-L6-v2, float weights, {len(names)} activations at 8 bits, "
           f"{len(calibration['input_ids'])} calibration and {len(evaluation['input_ids'])} "
