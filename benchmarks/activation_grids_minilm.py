@@ -53,9 +53,19 @@ calibration minimum is >= 0):
   cosine with it alone rounded, on the first ``--rank-texts`` calibration texts (not the
   evaluation ones), every tensor in one session with a switch (Where) per tensor;
 - the MatMul weights alone at 8 bits (max-abs per output column), activations float; and
-  two rows that are not about float weights, for what follows from the rows above: (B) with
+  rows that are not about float weights, for what follows from the rows above: (B) with
   those 8-bit weights, and the smoothing row with the weights rounded after the channel
-  scales are folded into them (what strength-1 smoothing costs the weights).
+  scales are folded into them (what strength-1 smoothing costs the weights);
+- (S): SmoothQuant at strength 0.5 on every input X of a weight MatMul (the LayerNorm outputs
+  read by Q/K/V and FFN-up, the attention context, the GELU output): s_c = max|X_c|^0.5 /
+  max|W_c|^0.5, X / s on one static scale per token position r_t (steps s_c * r_t: the
+  MatMul's accumulator has a scale per row and per column; the residual Add reading the same
+  LayerNorm output rescales the codes per row and column), diag(s) W the weight; (B)
+  elsewhere. With float weights, then with the weights 8-bit per output column rounded after
+  folding, and at strength 0.7.
+
+``--skip 256`` evaluates on the next 256 texts instead (none of them used anywhere else): a
+second, held-out check of any row that looks good.
 
 A second table lists the costliest tensors under (B) and where each one's calibration peak
 sits (token, channel), against the largest |x| elsewhere on its channel and in its row: a peak
@@ -66,7 +76,7 @@ Model and data as in benchmarks/minilm.py (export, standard-library docstrings, 
 calibration and evaluation texts disjoint, cosine of the mean-pooled embeddings).
 
 Run:  python benchmarks/activation_grids_minilm.py   [--calibration 128 --evaluation 256]
-      [--rank-texts 8] [--model out/minilm.onnx --calib out/minilm.calib.npz]
+      [--rank-texts 8] [--skip 0] [--model out/minilm.onnx --calib out/minilm.calib.npz]
       (a saved export and its calibration texts: minilm.py --save out)
 """
 
@@ -188,6 +198,39 @@ def integer(fold: bool, otherwise: Grid = per_tensor) -> Grid:
     return grid
 
 
+def smoothing(model: onnx.ModelProto, ranges: dict[str, Ranges],
+              strength: float) -> dict[str, np.ndarray]:
+    """SmoothQuant's factors s_c = max|X_c|^strength / max|W_c|^(1 - strength) (divided by
+    their largest) for each input X of a MatMul with a 2-D weight W (the largest of its
+    readers' rows W_c); X / s then one static scale per token position, diag(s) W the weight."""
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    rows: dict[str, list[np.ndarray]] = {}
+    for node in model.graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is not None and weight.ndim == 2 and node.input[0] in ranges:
+            rows.setdefault(node.input[0], []).append(np.abs(weight).max(axis=1))
+    out = {}
+    for name, peaks in rows.items():
+        reach = np.maximum(-ranges[name].low, ranges[name].high)
+        reach = reach.reshape(-1, reach.shape[-1]).max(axis=0)
+        factors = (np.maximum(reach, 1e-5) ** strength
+                   / np.maximum(np.max(peaks, axis=0), 1e-5) ** (1 - strength))
+        out[name] = factors / factors.max()
+    return out
+
+
+def smoothed_rows(factors: np.ndarray) -> Grid:
+    """Steps s_c * r_t: the channels divided by the smoothing factors ``factors`` (folded
+    into the weight) and each token position t on a static scale r_t of its own (the MatMul's
+    kept axis), so the integer MatMul's accumulator has a scale per row and column."""
+    def grid(ranges: Ranges) -> tuple[np.ndarray, np.ndarray, None]:
+        reach = np.maximum(-ranges.low, ranges.high) / factors
+        peaks = factors * reach.max(axis=-1, keepdims=True)
+        scale, zero = symmetric(0.0 if ranges.unsigned else -peaks, peaks)
+        return scale, zero.flat[0], None
+    return grid
+
+
 def activations(model: onnx.ModelProto) -> tuple[list[str], dict[str, set[int]], set[str]]:
     """The data-carrying tensors a computing node reads (graph order); for each, the axes
     (-1 for a MatMul's first input, -2 for its second) MatMuls contract; and the tensors a
@@ -302,13 +345,16 @@ def static(grids: dict[str, Grid], ranges: dict[str, Ranges], suffix: str) -> di
 
 def pair(name: str, scale: np.ndarray, zero: np.ndarray, axis: int | None, output: str,
          rank: int) -> Nodes:
-    """A QuantizeLinear/DequantizeLinear pair; with an ``axis``, written as a division by
-    the broadcast scales, a scale-1 pair and the multiplication back (the same codes: 6x
-    faster in onnxruntime than a pair with an axis)."""
-    if axis is None:
+    """A QuantizeLinear/DequantizeLinear pair; with an ``axis`` (or no axis and scales of the
+    tensor's shape without the batch axis: one per cell), written as a division by the
+    broadcast scales, a scale-1 pair and the multiplication back (the same codes: 6x faster
+    in onnxruntime than a pair with an axis)."""
+    if axis is None and scale.ndim == 0:
         return qdq(name, scale, zero, None, output)
-    shape = [1] * rank
-    shape[axis] = len(scale)
+    shape = [1, *scale.shape]
+    if axis is not None:
+        shape = [1] * rank
+        shape[axis] = len(scale)
     nodes, constants = qdq(f"{name}_scaled", np.array(1, np.float32), zero.flat[0:1].reshape(()),
                            None, f"{name}_unit")
     return [helper.make_node("Div", [name, f"{name}_steps"], [f"{name}_scaled"]), *nodes,
@@ -431,7 +477,8 @@ def data(args: argparse.Namespace, folder: Path) -> tuple[onnx.ModelProto, dict,
         count, length, path = args.calibration, args.length, folder / "minilm.onnx"
         tokenizer = export(length, path)
         calibration = tokenize(tokenizer, texts(count), length)
-    evaluation = tokenize(tokenizer, texts(count + args.evaluation)[count:], length)
+    first = count + args.skip
+    evaluation = tokenize(tokenizer, texts(first + args.evaluation)[first:], length)
     return onnx.load(path), calibration, evaluation
 
 
@@ -440,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--evaluation", type=int, default=256)
     parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--skip", type=int, default=0, help="evaluate on the texts after the "
+                        "first SKIP evaluation texts (--skip 256: a second, held-out set)")
     parser.add_argument("--rank-texts", type=int, default=8,
                         help="calibration texts each tensor's cost is measured on")
     parser.add_argument("--model", type=Path, help="a saved export (minilm.py --save DIR)")
@@ -470,9 +519,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(label, lambda grid=grid: rounded(model, grid, ranges)) for label, grid in grids]
     rows.insert(10, ("per-token dynamic (one scale per row at run time; not static)",
                     lambda: dynamic(model, ranges)))
-    smoothing = dict.fromkeys(names, integer(True))
+    folding = dict.fromkeys(names, integer(True))
     folded = {name: per_channel(stats)[0].ravel() for name, stats in ranges.items()
               if stats.channel in stats.contracted and stats.foldable}
+
+    def smoothed(strength: float, weights: bool) -> bytes:
+        factors = smoothing(model, ranges, strength)
+        grids = {name: smoothed_rows(factors[name]) if name in factors else best
+                 for name in names}
+        return rounded(eight_bit_weights(model, factors) if weights else model, grids, ranges)
+
     rows += [
         ("weights alone 8-bit per output column, activations float",
          lambda: eight_bit_weights(model).SerializeToString()),
@@ -480,12 +536,19 @@ def main(argv: list[str] | None = None) -> int:
          lambda: rounded(eight_bit_weights(model), dict.fromkeys(names, best), ranges)),
         ("per channel but where an attention MatMul contracts it (smoothing at strength 1), "
          "the weights 8-bit per output column, rounded after folding",
-         lambda: rounded(eight_bit_weights(model, folded), smoothing, ranges))]
+         lambda: rounded(eight_bit_weights(model, folded), folding, ranges)),
+        ("(S) smoothing at strength 0.5 folded into the float weights, the smoothed "
+         "weight-MatMul inputs on one static scale per token position, (B) elsewhere",
+         lambda: smoothed(0.5, weights=False)),
+        ("(S) with the weights 8-bit per output column, rounded after folding",
+         lambda: smoothed(0.5, weights=True)),
+        ("(S) at strength 0.7, the weights 8-bit per output column, rounded after folding",
+         lambda: smoothed(0.7, weights=True))]
     reference = embeddings(model.SerializeToString(), evaluation, optimize=False)
     print(f"all-MiniLM-L6-v2, float weights, {len(names)} activations at 8 bits, "
           f"{len(calibration['input_ids'])} calibration and {len(evaluation['input_ids'])} "
-          f"evaluation texts of {evaluation['input_ids'].shape[1]} tokens; target mean >= "
-          f"0.995, min >= 0.98\n")
+          f"evaluation texts (after skipping {args.skip}) of "
+          f"{evaluation['input_ids'].shape[1]} tokens; target mean >= 0.995, min >= 0.98\n")
     print("| activations (8 bits) | mean cosine | min cosine |")
     print("|---|---|---|")
     for label, build in rows:
