@@ -108,12 +108,12 @@ Chain = Callable[[str, str], Nodes]
 
 @dataclass
 class Ranges:
-    """One activation's calibration statistics: minimum and maximum over the texts of each
-    cell (shape without the batch axis), the histogram of |x| over [0, peak]; the axes (-1,
-    -2) the MatMuls reading it contract, and whether a weight could take per-channel scales
-    of its contracted last axis (every MatMul contracting it has a weight as other input);
-    ``masked``: it holds the additive mask's cells (<= MASKED), which are left out of the
-    statistics and kept exact."""
+    """One activation's calibration statistics and how it is read: minimum and maximum over
+    the texts of each cell (shape without the batch axis), the histogram of |x| over [0,
+    peak]; the axes (-1, -2) the MatMuls reading it contract; ``foldable``: no MatMul of two
+    activations reads it (a weight can take per-channel scales of a contracted axis);
+    ``masked``: it holds the additive mask's cells (<= MASKED), left out of the statistics and
+    kept exact; its channel axis (negative) and the texts' token count."""
 
     low: np.ndarray
     high: np.ndarray
