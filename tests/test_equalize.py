@@ -356,3 +356,73 @@ def test_a_model_with_an_integer_input_is_equalized_on_its_calibration_data():
     after = run_graph(graph, data, OperatorTable())
     np.testing.assert_allclose(after[logits], before[logits], rtol=1e-4,
                                atol=1e-5 * np.abs(before[logits]).max())
+
+
+# -- a split that took no per-channel value is put back ---------------------------------------
+
+def _two_relu6() -> onnx.ModelProto:
+    """conv(1->4) -> ReLU6 -> conv(4->4) -> ReLU6 -> conv(4->4) -> Relu -> dense: two Clip
+    links; the two ReLU6 share one pair of bound constants, as the dynamo exporter writes."""
+    b = models.Builder(31, image=True)
+    low, high = b.const(np.float32(0.0), "lo"), b.const(np.float32(6.0), "hi")
+    h = b.add("Clip", [b.conv("input", 1, 4), low, high])
+    h = b.add("Clip", [b.conv(h, 4, 4), low, high])
+    h = b.add("Relu", [b.conv(h, 4, 4)])
+    return b.model(b.dense(b.flatten(h), 256, 10), "two_relu6")
+
+
+def test_rejoin_puts_back_a_split_whose_bounds_took_no_per_channel_value():
+    """A split Clip whose bounds still hold one value in every channel is the same function
+    as the Clip: it is put back, as it was, with its shared bounds; a split whose bound
+    varies per channel stays split."""
+    from ptq_verify.engine.split import rejoin, split
+
+    graph = prepare(graph_from_onnx(_two_relu6()))
+    original = [(node.name, node.op_type, list(node.inputs)) for node in graph.nodes]
+    weights = dict(graph.initializers)
+    table = OperatorTable()
+    clips = [node for node in graph.nodes if node.op_type == "Clip"]
+    first, second = (split(graph, table, node, table.require(node, graph)) for node in clips)
+    assert not any(node.op_type == "Clip" for node in graph.nodes)
+    changed = first[-1].inputs[1]
+    graph.initializers[changed] = np.float32([5.0, 6.0, 6.0, 6.0]).reshape(1, 4, 1, 1)
+    untouched = second[-1].inputs[1]
+    graph.initializers[untouched] = np.full((1, 4, 1, 1), 6.0, np.float32)  # factors of 1
+
+    assert rejoin(graph) == 1
+    assert [node.op_type for node in graph.nodes].count("Clip") == 1
+    assert all(step in graph.nodes for step in first)
+    assert not any(step in graph.nodes for step in second)
+    assert [(n.name, n.op_type, list(n.inputs)) for n in graph.nodes
+            if n.name not in {step.name for step in first}] == [
+        entry for entry in original if entry[0] != clips[0].name]
+    assert rejoin(graph) == 0  # the first split keeps its per-channel bound
+
+    graph.initializers[changed] = np.full((1, 4, 1, 1), 6.0, np.float32)
+    assert rejoin(graph) == 1
+    assert [(n.name, n.op_type, list(n.inputs)) for n in graph.nodes] == original
+    assert graph.initializers.keys() == weights.keys()
+    assert graph.undo == []
+
+
+def test_equalization_and_absorption_leave_no_split_that_holds_one_value_per_channel():
+    """After the CLI's passes (measured equalization, then bias absorption) every Max/Min a
+    split left bounds its tensor per channel; every other Clip is a Clip again, and the float
+    function is unchanged."""
+    from ptq_verify.engine.absorb import absorb
+
+    graph = prepare(graph_from_onnx(_two_relu6()))
+    data = {"input": models.digits(100, True)}
+    before = run_graph(graph, data, OperatorTable())
+    equalize(graph, data=data, per_channel=False)
+    absorb(graph, data)
+    for record in graph.undo:
+        assert any(np.ptp(graph.initializers[bound]) > 0 for _, bound, _ in record.steps)
+    split_steps = sum(len(record.steps) for record in graph.undo)
+    ops = [node.op_type for node in graph.nodes]
+    assert ops.count("Clip") == 2 - len(graph.undo)
+    assert ops.count("Max") + ops.count("Min") == split_steps
+    after = run_graph(graph, data, OperatorTable())
+    for name, value in before.items():
+        np.testing.assert_allclose(after[name], value, rtol=1e-4,
+                                   atol=1e-5 * np.abs(value).max())

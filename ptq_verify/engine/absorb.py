@@ -48,6 +48,7 @@ from .equalize import (
 )
 from .float_run import calibration_feeds, kept_if_same, run_float, streamed
 from .probe import along, example_inputs, example_shape, run_kernel
+from .split import rejoin
 
 _TOLERANCE = 1e-6  # relative spread of a layer 2's response that still counts as constant
 
@@ -117,7 +118,9 @@ def absorb(graph: Graph, data, table: OperatorTable | None = None,
 
     A Clip in a group is split into Max and Min steps first (as equalization does), so its
     bounds can take one shift per channel, whether or not equalization kept that group's
-    factors; the split is undone when nothing moves."""
+    factors. Every split whose bounds end with one value in every channel (nothing moved
+    through it, and equalization kept no factor there) is then undone
+    (:func:`.split.rejoin`)."""
     table = table or OperatorTable()
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
     groups = split_links(graph, table, groups_of(graph, table, overrides, allow_split=True),
@@ -125,6 +128,7 @@ def absorb(graph: Graph, data, table: OperatorTable | None = None,
     done = _absorb(graph, data, table, overrides, progress, groups)
     if not done:
         graph.initializers, graph.nodes, graph.value_info = before
+    rejoin(graph)
     return done
 
 

@@ -59,6 +59,8 @@ class Graph:
     opsets: dict[str, int] = field(default_factory=dict)
     name: str = "graph"
     source: str = "model"
+    # what engine passes replaced and may put back (engine.split's records)
+    undo: list[Any] = field(default_factory=list)
 
     def producers(self) -> dict[str, Node]:
         """Tensor name -> the node computing it."""
