@@ -48,45 +48,57 @@ LEVELS = 255  # 8 bits
 Grid = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, int | None]]
 
 
-def max_abs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
-    unsigned = values.min() >= 0
+def symmetric(low: np.ndarray | float, high: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Max-abs scales, one per element of ``low``/``high`` (the calibration minima and maxima),
+    and their zero points: unsigned codes when every minimum is >= 0."""
+    unsigned = bool(np.min(low) >= 0)
     levels = LEVELS if unsigned else LEVELS // 2
-    zero = np.array(0, np.uint8 if unsigned else np.int8)
-    return np.array(np.abs(values).max() / levels, np.float32), zero, None
+    peaks = np.maximum(np.maximum(np.abs(low), np.abs(high)), 1e-8)
+    return ((peaks / levels).astype(np.float32),
+            np.zeros(np.shape(peaks), np.uint8 if unsigned else np.int8))
 
 
-def min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
-    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
-    scale = (high - low) / LEVELS
-    return np.array(scale, np.float32), np.array(round(-low / scale), np.uint8), None
+def asymmetric(low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """One scale and a zero point spanning [min(low, 0), max(high, 0)] with all 256 codes."""
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    scale = max(high - low, 1e-8) / LEVELS
+    return np.array(scale, np.float32), np.array(round(-low / scale), np.uint8)
 
 
-def mse_clipped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
-    """The max-abs grid with its range shrunk to the MSE-optimal clip (36 candidates from 30%
-    to 100% of the largest |x|, on a subsample of at most ~200k values)."""
-    scale, zero, _ = max_abs(values)
-    unsigned = zero.dtype == np.uint8
+def mse_clip(points: np.ndarray, unsigned: bool, counts: np.ndarray | None = None) -> float:
+    """The clip (36 candidates from 30% to 100% of the largest |point|) whose symmetric 8-bit
+    grid minimises the rounding + clipping error of ``points`` (weighted by ``counts``)."""
     levels = LEVELS if unsigned else LEVELS // 2
-    sample = values.ravel()[::max(1, values.size // 200_000)]
-    reach = float(np.abs(sample).max())
+    reach = float(np.abs(points).max())
 
     def error(clip: float) -> float:
         step = clip / levels
-        codes = np.clip(np.round(sample / step), 0 if unsigned else -levels - 1, levels)
-        return float(np.mean((codes * step - sample) ** 2))
+        codes = np.clip(np.round(points / step), 0 if unsigned else -levels - 1, levels)
+        return float(np.average((codes * step - points) ** 2, weights=counts))
 
-    best = min(np.linspace(0.3, 1.0, 36) * reach, key=error)
-    return np.array(best / levels, np.float32), zero, None
+    return min(np.linspace(0.3, 1.0, 36) * reach, key=error)
+
+
+def max_abs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    return *symmetric(values.min(), values.max()), None
+
+
+def min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    return *asymmetric(values.min(), values.max()), None
+
+
+def mse_clipped(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    """The max-abs grid with its range shrunk to the MSE-optimal clip (on a subsample of at
+    most ~200k values)."""
+    unsigned = values.min() >= 0
+    clip = mse_clip(values.ravel()[::max(1, values.size // 200_000)], unsigned)
+    return *symmetric(0.0 if unsigned else -clip, clip), None
 
 
 def per_channel(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
     if values.ndim != 4:
         return max_abs(values)
-    unsigned = values.min() >= 0
-    levels = LEVELS if unsigned else LEVELS // 2
-    peaks = np.maximum(np.abs(values).max(axis=(0, 2, 3)), 1e-8)
-    zero = np.zeros(peaks.shape, np.uint8 if unsigned else np.int8)
-    return (peaks / levels).astype(np.float32), zero, 1
+    return *symmetric(values.min(axis=(0, 2, 3)), values.max(axis=(0, 2, 3))), 1
 
 
 def read_tensors(model: onnx.ModelProto) -> list[str]:
@@ -105,34 +117,49 @@ def depthwise_inputs(model: onnx.ModelProto) -> set[str]:
             and any(a.name == "group" and a.i > 1 for a in node.attribute)}
 
 
-def rounded(model: onnx.ModelProto, grids: dict[str, Grid],
-            values: dict[str, np.ndarray]) -> bytes:
-    """``model`` with a QuantizeLinear/DequantizeLinear pair after each tensor of ``grids``."""
+def qdq(name: str, scale: np.ndarray, zero: np.ndarray, axis: int | None,
+        output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """A QuantizeLinear/DequantizeLinear pair rounding ``name`` into ``output``, and its
+    scale and zero point."""
+    extra = {} if axis is None else {"axis": axis}
+    nodes = [helper.make_node("QuantizeLinear", [name, f"{name}_scale", f"{name}_zero"],
+                              [f"{name}_codes"], **extra),
+             helper.make_node("DequantizeLinear", [f"{name}_codes", f"{name}_scale",
+                                                   f"{name}_zero"], [output], **extra)]
+    return nodes, [numpy_helper.from_array(scale, f"{name}_scale"),
+                   numpy_helper.from_array(zero, f"{name}_zero")]
+
+
+def rounded(model: onnx.ModelProto, grids: dict[str, Grid], values: dict) -> bytes:
+    """``model`` with a QuantizeLinear/DequantizeLinear pair after each tensor of ``grids``
+    (each grid computes its scale from ``values[name]``)."""
+    chains, constants = {}, []
+    for name, grid in grids.items():
+        chains[name], initializers = qdq(name, *grid(values[name]), f"{name}_rounded")
+        constants += initializers
+    return spliced(model, chains, constants).SerializeToString()
+
+
+def spliced(model: onnx.ModelProto, chains: dict[str, list[onnx.NodeProto]],
+            constants: list[onnx.TensorProto]) -> onnx.ModelProto:
+    """A copy of ``model`` where the nodes ``chains[name]`` (which read ``name`` and write
+    ``{name}_rounded``) run right after ``name`` is made and every reader of ``name`` reads
+    ``{name}_rounded`` instead."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     graph = copy.graph
-    pairs = {}
-    for name, grid in grids.items():
-        scale, zero, axis = grid(values[name])
-        graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
-                                  numpy_helper.from_array(zero, f"{name}_zero")])
-        extra = {} if axis is None else {"axis": axis}
-        pairs[name] = [
-            helper.make_node("QuantizeLinear", [name, f"{name}_scale", f"{name}_zero"],
-                             [f"{name}_codes"], **extra),
-            helper.make_node("DequantizeLinear", [f"{name}_codes", f"{name}_scale",
-                                                  f"{name}_zero"], [f"{name}_rounded"], **extra)]
+    graph.initializer.extend(constants)
     for node in graph.node:
         for slot, name in enumerate(node.input):
-            if name in pairs:
+            if name in chains:
                 node.input[slot] = f"{name}_rounded"
-    nodes = [pair for name in graph.input if name.name in pairs for pair in pairs[name.name]]
+    nodes = [chain for name in graph.input if name.name in chains for chain in chains[name.name]]
     for node in list(graph.node):
         nodes.append(node)
-        nodes += [pair for name in node.output if name in pairs for pair in pairs[name]]
+        nodes += [chain for name in node.output if name in chains for chain in chains[name]]
     del graph.node[:]
     graph.node.extend(nodes)
-    return copy.SerializeToString()
+    return copy
 
 
 def main(argv: list[str] | None = None) -> int:

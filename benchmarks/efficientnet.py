@@ -41,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx_session import latency_ms
+from onnx_session import cpu_session, latency_ms
 
 SIZE = 240  # EfficientNet-Lite1's input resolution
 SKIMAGE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
@@ -133,10 +132,7 @@ def export(path: Path, raw: bool) -> None:
 
 def logits(model: str | bytes, data: np.ndarray, optimize: bool = True) -> np.ndarray:
     """The model's logits in an onnxruntime CPU session, 32 crops at a time."""
-    options = ort.SessionOptions()
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, optimize=optimize)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: data[i:i + 32]})[0]
                            for i in range(0, len(data), 32)])

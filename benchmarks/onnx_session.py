@@ -8,13 +8,18 @@ import numpy as np
 import onnxruntime as ort
 
 
-def run_session(model: bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True) -> np.ndarray:
-    """The first output in a CPU session: default options, or with graph optimizations off."""
+def cpu_session(model: str | bytes, *, optimize: bool = True) -> ort.InferenceSession:
+    """A CPU session with default options, or with graph optimizations off (so that each
+    QuantizeLinear/DequantizeLinear pair rounds exactly as written, unfused)."""
     options = ort.SessionOptions()
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def run_session(model: bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True) -> np.ndarray:
+    """The first output in a CPU session: default options, or with graph optimizations off."""
+    return cpu_session(model, optimize=optimize).run(None, feeds)[0]
 
 
 def latency_ms(model: str | bytes, feeds: dict[str, np.ndarray], runs: int = 32) -> float:

@@ -156,3 +156,41 @@ def test_a_table_with_an_outlier_column_is_held_with_one_scale_per_column():
     exported = _session(model.to_onnx("integer")).run(None, test)[0]
     assert np.max(np.abs(exported - simulated) * np.asarray(model.output_scales["output"])) < 0.5
     assert _session(model.to_onnx("qdq")).run(None, test)[0].shape == simulated.shape
+
+
+def _position_outlier(length: str | int):
+    """exp(a) * b -> Sigmoid over [n, length, 8], position 0 of ``a`` raised by 5: the exp's
+    output differs ~150-fold between positions, enough for one scale per position."""
+    from onnx import TensorProto, helper
+
+    from ptq_verify.graph import graph_from_onnx
+
+    def info(name: str):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", length, 8])
+
+    nodes = [helper.make_node("Exp", ["a"], ["u"], name="exp"),
+             helper.make_node("Mul", ["u", "b"], ["v"], name="mul"),
+             helper.make_node("Sigmoid", ["v"], ["y"], name="sigmoid")]
+    graph = helper.make_graph(nodes, "positions", [info("a"), info("b")], [info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=(64, 32, 8)).astype(np.float32) for _ in range(2))
+    a[:, 0] += 5
+    return graph_from_onnx(model), {"a": a, "b": b}
+
+
+@pytest.mark.parametrize("length", ["t", 32])
+def test_codes_take_one_scale_per_position_only_along_an_axis_of_fixed_length(length):
+    """Scales along a dynamic axis (a sequence's length) would fix it at the calibration
+    data's length: the file then fails on every other one in onnxruntime. Along a fixed
+    axis they are allowed (and taken here: the positions' ranges differ ~150-fold)."""
+    graph, data = _position_outlier(length)
+    model = quantize(graph, calibrate(graph, data, progress=False), 8)
+    per_position = np.ndim(model.codes["u"].scale) > 0
+    assert per_position == isinstance(length, int)
+    rows = 5 if length == "t" else 32
+    x = np.random.default_rng(1).normal(size=(2, rows, 8)).astype(np.float32)
+    expected = model.run({"a": x, "b": x})["y"]
+    for form in ("qdq", "integer", "simulation"):
+        got = _session(model.to_onnx(form)).run(None, {"a": x, "b": x})[0]
+        np.testing.assert_allclose(got, expected, atol=2 / 255)

@@ -8,7 +8,9 @@ exact GELUs (legacy, opset 17) and a digits self-attention block exported with a
 4 (dynamo, opset 18, no dynamic shapes); a 2-stage Swin transformer on the digits image (legacy,
 opset 17), whose window padding is computed from the input's shape with Mod; a digits CNN with
 GroupNorm, HardSwish, InstanceNorm, PReLU, LeakyReLU, ConvTranspose and PixelShuffle (legacy
-opset 13, dynamo opset 21 with GroupNormalization, and dynamo opset 18 with a fixed batch of 2).
+opset 13, dynamo opset 21 with GroupNormalization, and dynamo opset 18 with a fixed batch of 2);
+the tiny BERT with its sequence axis free too (legacy opset 17, dynamo opset 18), quantized on
+16 tokens and run on fewer.
 Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
@@ -31,7 +33,8 @@ MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
         "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert", "digits_gelu_mlp": "digits",
         "digits_attention_fixed": "digits", "digits_swin": "digits_image",
-        "digits_norms": "digits_image", "digits_norms_fixed": "digits_image"}
+        "digits_norms": "digits_image", "digits_norms_fixed": "digits_image",
+        "tiny_bert_dynamic": "tiny_bert"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -103,6 +106,30 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
         assert cosine.min() > 0.999
     else:
         assert sqnr_db(reference, simulated) > 30
+
+
+@pytest.mark.parametrize("name", ["tiny_bert_dynamic.legacy.opset17.onnx",
+                                  "tiny_bert_dynamic.dynamo.opset18.onnx"])
+@pytest.mark.parametrize("length", [5, 12])
+def test_a_free_sequence_axis_stays_free_after_quantization(name, length):
+    """Calibrated on 16 tokens, the quantized file runs on shorter texts in every format (no
+    scale, table or mask fixed at the calibration length) and stays close to the float model
+    there."""
+    path = str(FIXTURES / name)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    test = {key: value[:, :length] for key, value in _data(name, "test").items()}
+    test["attention_mask"][:, 0] = 1  # every text keeps a token
+    reference = _first_output(path, test)
+    simulated = model.run(test)["output"]
+    scale = np.asarray(model.output_scales["output"])
+    for form in ("qdq", "integer", "simulation"):
+        exported = _first_output(model.to_onnx(form), test)
+        assert exported.shape == reference.shape, form
+        cosine = _mean_pooled_cosine(reference, exported, test["attention_mask"])
+        assert cosine.min() > 0.99, form
+    assert np.max(np.abs(_first_output(model.to_onnx("integer"), test) - simulated)
+                  * scale) < 0.5
 
 
 @pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx",

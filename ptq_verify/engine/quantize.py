@@ -264,7 +264,9 @@ class _Builder:
         or a node that runs in float on them, which dequantizes them exactly) and the channels'
         ranges differ enough to cut the rounding noise power CHANNEL_GAIN-fold. A static
         reader (Shape) reads no codes. Requantizing to per-channel codes is one multiplier per
-        channel whatever made the tensor."""
+        channel whatever made the tensor. Only an axis of fixed length in the graph qualifies:
+        scales along a dynamic one (a sequence's positions) would fix its length to the
+        calibration data's, and onnxruntime would refuse every other."""
         users = self.consumers.get(tensor, [])
         if (not self.per_channel or tensor in self.graph.output_names or not users
                 or tensor not in self.cal.stats or tensor in self.cal.saturated):
@@ -275,6 +277,8 @@ class _Builder:
             if shape is None or len(shape) < 2:
                 return None
             candidate %= len(shape)
+            if not isinstance(shape[candidate], int):
+                continue  # a dynamic axis (a sequence's length): its scales would fix it
             peaks = self.cal.channel_clip(tensor, candidate, levels)
             if peaks is None or peaks.size < 2 or not np.all(np.isfinite(peaks)):
                 continue
