@@ -10,11 +10,7 @@ none gave 15.9 and these measured strengths 16.6; on the digits MLP they cost 0.
 nodes are run on a calibration sample, in float and with their weights (one scale per output
 channel, or per tensor) and the activations their layers 2 read (one scale per tensor,
 unsigned when non-negative) rounded to nearest on n-bit grids, and the relative squared error
-of the layers 2's outputs compared. The grids' ranges are the ones the pipeline picks: the
-weights' squared-error-optimal clipping (``quantize.weight_reach``), and for the activations
-max |x|, or below AUTO_MSE_LEVELS steps the squared-error-optimal clip as ``--calibration
-auto`` takes (with max-abs ranges the measure and the pipeline disagreed at 4 bits: cnn_relu
-declined factors worth 0.5 dB, mlp_relu took ones that cost 0.5 dB; docs/benchmarks.md).
+of the layers 2's outputs compared.
 """
 
 from __future__ import annotations
@@ -25,9 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, run_node
-from .calibrate import AUTO_MSE_LEVELS
 from .metrics import fake_quantized
-from .quantize import weight_reach
 
 
 @dataclass(frozen=True)
@@ -80,8 +74,13 @@ class GroupRun:
 
 
 def _rounded_weight(weight: np.ndarray, axis: int | None, levels: int) -> np.ndarray:
-    axes = tuple(a for a in range(weight.ndim) if a != axis)
-    return fake_quantized(weight, weight_reach(weight, axes, levels), levels)
+    magnitude = np.abs(weight)
+    if axis is None:
+        reach = magnitude.max()
+    else:
+        reach = magnitude.max(axis=tuple(a for a in range(weight.ndim) if a != axis),
+                              keepdims=True)
+    return fake_quantized(weight, reach, levels)
 
 
 def _rounded_activation(value: np.ndarray, bits: int) -> np.ndarray:
@@ -89,7 +88,5 @@ def _rounded_activation(value: np.ndarray, bits: int) -> np.ndarray:
     if not np.issubdtype(value.dtype, np.floating) or not value.size:
         return value
     unsigned = value.min() >= 0
-    levels = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
-    reach = (weight_reach(value, tuple(range(value.ndim)), levels) if levels < AUTO_MSE_LEVELS
-             else np.abs(value).max())
-    return fake_quantized(value, reach, levels)
+    return fake_quantized(value, np.abs(value).max(),
+                          2**bits - 1 if unsigned else 2 ** (bits - 1) - 1)
