@@ -172,6 +172,36 @@ def test_npz_of_unnamed_arrays_says_how_to_name_them(mlp_files, capsys):
     assert "arr_0" in err and f"np.savez(file, {name}=array)" in err
 
 
+def test_weights_exported_as_inputs_are_named_as_such(mlp_files, capsys):
+    """A new-user trial: torch.onnx.export(..., export_params=False) makes every weight a
+    graph input with no batch axis; the refusal listed them as missing arrays and no more."""
+    tmp, model, _ = mlp_files
+    proto = onnx.load(model)
+    data_input = proto.graph.input[0]
+    assert data_input.type.tensor_type.shape.dim[0].dim_param  # it takes a batch axis
+    calib = tmp / "c.npz"
+    np.savez(calib, **{data_input.name: models.digits(10)})
+    for initializer in proto.graph.initializer:
+        proto.graph.input.append(onnx.helper.make_tensor_value_info(
+            initializer.name, initializer.data_type, list(initializer.dims)))
+    del proto.graph.initializer[:]
+    bare = tmp / "bare.onnx"
+    onnx.save(proto, bare)
+    code, err = _quantize(capsys, bare, calib, tmp / "q.onnx")
+    assert code == 2 and "\n" not in err.strip()
+    assert "export_params=False" in err and "missing" in err
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
+    assert code == 0  # the same data fits the model with its weights
+
+
+def test_a_wrong_key_gets_no_hint_about_weights(mlp_files, capsys):
+    tmp, model, _ = mlp_files
+    calib = tmp / "c.npz"
+    np.savez(calib, images=models.digits(10))
+    code, err = _quantize(capsys, model, calib, tmp / "q.onnx")
+    assert code == 2 and "export_params" not in err
+
+
 @pytest.mark.parametrize("bits", ["1", "17"])
 def test_bits_out_of_range(mlp_files, capsys, bits):
     tmp, model, calib = mlp_files

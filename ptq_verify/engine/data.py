@@ -114,6 +114,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             + (f" (missing {missing})" if missing else "")
             + (f" (unknown {extra})" if extra else "")
             + _unnamed_hint(extra, missing)
+            + _weights_as_inputs_hint(graph, data, missing)
         )
     feeds: Feeds = {}
     sizes = set()
@@ -191,6 +192,23 @@ def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
         return ""
     return (f"; np.savez(file, array) names its arrays arr_0, arr_1, ...: key each by its "
             f"model input, np.savez(file, {missing[0]}=array)")
+
+
+def _weights_as_inputs_hint(graph: Graph, data: Mapping, missing: list[str]) -> str:
+    """Why a model may want arrays no calibration set holds: the inputs the data names take a
+    batch axis (a symbolic first dimension), the missing ones none (every dimension fixed), as
+    when an export keeps its weights out of the file (torch.onnx.export(...,
+    export_params=False))."""
+    given = [info for info in graph.inputs if info.name in data]
+    absent = [info for info in graph.inputs if info.name in missing]
+    if not given or not absent or not all(
+            info.shape and not isinstance(info.shape[0], int) for info in given):
+        return ""
+    if not all(info.shape is not None and all(isinstance(d, int) for d in info.shape)
+               for info in absent):
+        return ""
+    return ("; the missing inputs have no batch axis: weights exported as inputs "
+            "(torch.onnx.export(..., export_params=False))? Export the model with its weights")
 
 
 def _shape_text(shape) -> str:
