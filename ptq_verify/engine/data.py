@@ -27,7 +27,8 @@ anything is read."""
 
 def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     """Read ``.npz`` (one array per model input, keyed by input name, batch first) or ``.npy``
-    (a one-input model)."""
+    (a one-input model), checked against the model's inputs (:func:`check_feeds`), so that a
+    refusal names the file."""
     source = Path(path)
     if not source.is_file():
         problem = "no such calibration file" if not source.exists() else (
@@ -45,8 +46,8 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
                 f"{source}: a single .npy array only fits a one-input model; this one has "
                 f"inputs {names}: use an .npz keyed by input name"
             )
-        return {graph.inputs[0].name: loaded}
-    return loaded
+        loaded = {graph.inputs[0].name: loaded}
+    return check_feeds(loaded, graph, str(source))
 
 
 def _first_line(err: BaseException) -> str:
