@@ -213,21 +213,38 @@ def runs_without_onnxruntime(source: Path, graph, declared) -> str:
 LOW_SQNR_DB = 10.0  # an output below it is said to be low, with the way forward
 
 
-def fidelity_note(fidelity: dict[str, float], sample, graph) -> str:
+def fidelity_note(fidelity: dict, sample, graph) -> str:
     """The written model's output SQNR against the float model's, on the samples it was
-    checked on; outputs below LOW_SQNR_DB are called low, with what to try."""
+    checked on. An output below LOW_SQNR_DB is called low, with what to try, when its typical
+    row (the median) is low too; when the error sits in a minority of rows, the note says so
+    and how many: rows a model computes and its use drops (padded tokens) are no reason to
+    keep activations in float."""
     from ..engine.float_run import first_samples
 
     if not fidelity:
         return "output SQNR: not measured (no float output the float model also gives here)"
     count = len(next(iter(first_samples(sample, graph).values())))
-    figures = ", ".join(f"{name} {db:.1f} dB" for name, db in fidelity.items())
-    low = [name for name, db in fidelity.items() if db < LOW_SQNR_DB]
+    figures, low = [], []
+    for name, measured in fidelity.items():
+        text = f"{name} {measured.db:.1f} dB"
+        if measured.db < LOW_SQNR_DB and measured.rows.size > 1:
+            median = measured.median_row
+            text += (f" (its median row {median:.1f} dB, "
+                     f"{measured.rows_below(LOW_SQNR_DB):.0%} of its rows under "
+                     f"{LOW_SQNR_DB:.0f} dB)")
+            if median >= LOW_SQNR_DB:
+                text += (": the error sits in those rows; if the model's use drops them "
+                         "(padded tokens under a mask), measure it there")
+            else:
+                low.append(name)
+        elif measured.db < LOW_SQNR_DB:
+            low.append(name)
+        figures.append(text)
     advice = (f"; low at {', '.join(low)}: try --keep-float N (the activations that cost the "
               "outputs most, kept in float) or more bits; docs/engine.md#limits says which "
               "tensors codes cannot carry") if low else ""
     return (f"output SQNR against the float model on the first {count} calibration samples "
-            f"(onnxruntime): {figures}{advice}")
+            f"(onnxruntime): {', '.join(figures)}{advice}")
 
 
 def equalization_note(on: bool, pairs) -> str:

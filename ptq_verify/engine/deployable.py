@@ -6,6 +6,8 @@ on the very data it was calibrated on is refused, not written with a note."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import UserError
@@ -54,13 +56,35 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
     return joined(parts, floats) if floats else {}
 
 
+@dataclass(frozen=True)
+class OutputFidelity:
+    """An output's SQNR in dB as a whole, and the SQNR of each of its rows (the vectors along
+    its last axis: a token's hidden state, a sample's logits), for telling an output whose
+    every row is off from one whose error sits in a few rows."""
+
+    db: float
+    rows: np.ndarray
+
+    @property
+    def median_row(self) -> float:
+        """The median row's SQNR in dB (the whole output's for an output of no rows)."""
+        return float(np.median(self.rows)) if self.rows.size else self.db
+
+    def rows_below(self, db: float) -> float:
+        """The fraction of the rows whose SQNR is under ``db``."""
+        return float(np.mean(self.rows < db)) if self.rows.size else 0.0
+
+
 def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
-                    quantized: dict[str, np.ndarray]) -> dict[str, float]:
-    """The SQNR in dB of each of the written model's float outputs (``quantized``, from
+                    quantized: dict[str, np.ndarray]) -> dict[str, OutputFidelity]:
+    """The SQNR of each of the written model's float outputs (``quantized``, from
     :func:`check_quantized`) against the float graph's on the same calibration samples, where
     both are there; no gain is taken out, as a user measures it. A low figure says what
     calibration alone cannot: an output the codes cannot carry (rows that barely vary before
-    a normalization; mixed precision keeps the costliest activations in float)."""
+    a normalization; mixed precision keeps the costliest activations in float). The rows'
+    figures tell whether the error sits in a few rows: a transformer's padded tokens, which
+    the model computes and a pooling over the mask drops (all-MiniLM-L6-v2: 5.1 dB as a whole,
+    its real tokens' rows 15.3 dB, its padded ones 3.5 dB)."""
     names = list(quantized)
     reference = run_float(graph, table, first_samples(sample, graph), names) if names else None
     if reference is None:
@@ -71,5 +95,18 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
         got = np.asarray(quantized[name], dtype=np.float64)
         if ref.shape == got.shape and np.any(ref):
             error = relative_error(ref, got)
-            fidelity[name] = float("inf") if error == 0 else -20.0 * np.log10(error)
+            fidelity[name] = OutputFidelity(
+                float("inf") if error == 0 else -20.0 * np.log10(error), _row_db(ref, got))
     return fidelity
+
+
+def _row_db(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Each row's SQNR in dB (rows: the vectors along the last axis; inf where a row is exact)
+    over the rows with energy."""
+    if ref.ndim == 0:
+        return np.empty(0)
+    energy = np.sum(ref * ref, axis=-1).ravel()
+    noise = np.sum((ref - got) ** 2, axis=-1).ravel()
+    energy, noise = energy[energy > 0], noise[energy > 0]
+    with np.errstate(divide="ignore"):
+        return np.where(noise > 0, 10.0 * np.log10(energy / np.maximum(noise, 1e-300)), np.inf)
