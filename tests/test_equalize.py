@@ -417,7 +417,7 @@ def test_equalization_and_absorption_leave_no_split_that_holds_one_value_per_cha
     equalize(graph, data=data, per_channel=False)
     absorb(graph, data)
     for record in graph.undo:
-        assert any(np.ptp(graph.initializers[bound]) > 0 for _, bound, _ in record.steps)
+        assert any(np.ptp(graph.initializers[step.inputs[1]]) > 0 for step, _ in record.steps)
     split_steps = sum(len(record.steps) for record in graph.undo)
     ops = [node.op_type for node in graph.nodes]
     assert ops.count("Clip") == 2 - len(graph.undo)

@@ -183,9 +183,8 @@ class _Builder:
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
         self._unranged: set[str] = set()  # tensors 0 on all calibration data (scale 1)
-        # divisors whose codes come near 0: what to say of each, and its tensor
-        self._near_zero: list[str] = []
-        self._near_zero_names: list[str] = []
+        # divisors whose codes come near 0: (what to say of it, its tensor)
+        self._near_zero: list[tuple[str, str]] = []
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
         # (sum node, constant) -> the constant with a bias correction of the layer before it
@@ -881,20 +880,19 @@ class _Builder:
         return dst
 
     def _divisor_near_zero(self, node: Node, op: Operator, tensor: str, degree,
-                           tensor_scale: dict) -> str:
-        """What to say of input ``tensor`` of ``node`` when it has a negative degree (a
-        divisor) and its codes come within MIN_DIVISOR_CODES of 0 on the calibration data,
-        where rounding would be amplified without bound; "" otherwise."""
+                           tensor_scale: dict) -> tuple[str, str] | None:
+        """(what to say of it, its tensor) when input ``tensor`` of ``node`` has a negative
+        degree (a divisor) and its codes come within MIN_DIVISOR_CODES of 0 on the
+        calibration data, where rounding would be amplified without bound; None otherwise."""
         if degree is None or degree >= 0:
-            return ""
+            return None
         for slot, name in enumerate(node.inputs):
             if slot_binding(op, slot) == tensor and name in self.cal.stats:
                 nearest = self.cal.stats[name].min_abs * np.min(tensor_scale[tensor])
                 if nearest < MIN_DIVISOR_CODES:
-                    self._near_zero_names.append(name)
                     return (f"{node.label}: input {name!r} has degree {degree} and comes "
-                            f"within {nearest:.3g} codes of 0")
-        return ""
+                            f"within {nearest:.3g} codes of 0", name)
+        return None
 
     def refuse_near_zero_divisors(self) -> None:
         """One refusal naming every divisor the walk found near 0 (a model with an RMSNorm
@@ -904,9 +902,9 @@ class _Builder:
         more = (f" (and {len(self._near_zero) - 1} more divisor"
                 f"{'s' if len(self._near_zero) > 2 else ''} so)" if len(self._near_zero) > 1
                 else "")
-        keep = " ".join(f"--keep-float-tensor {name!r}" for name in self._near_zero_names)
+        keep = " ".join(f"--keep-float-tensor {name!r}" for _, name in self._near_zero)
         raise UserError(
-            f"{self.graph.source}: {self._near_zero[0]} at {self.bits} bits on the calibration "
+            f"{self.graph.source}: {self._near_zero[0][0]} at {self.bits} bits on the calibration "
             f"data{more}; rounding there would be amplified without bound, so the node cannot "
             f"run on its codes: keep that input in float ({keep})")
 

@@ -65,11 +65,11 @@ def can_split(graph: Graph, table: OperatorTable, node: Node, op: Operator) -> b
 @dataclass(frozen=True)
 class Split:
     """A node :func:`split` replaced: the node, its bound initializers as they were, and the
-    steps that replaced it, each with the name of its own bound."""
+    steps that replaced it, each with the original bound its own (input 1) was copied from."""
 
     node: Node
     bounds: dict[str, np.ndarray]
-    steps: tuple[tuple[Node, str, str], ...]  # (step, its bound, the original bound)
+    steps: tuple[tuple[Node, str], ...]  # (step, the original bound)
 
 
 def split(graph: Graph, table: OperatorTable, node: Node, op: Operator) -> list[Node] | None:
@@ -94,8 +94,7 @@ def split(graph: Graph, table: OperatorTable, node: Node, op: Operator) -> list[
     position = graph.nodes.index(node)
     graph.nodes[position:position + 1] = nodes
     graph.undo.append(Split(node, {bound: graph.initializers[bound] for _, bound in plan},
-                            tuple((step, step.inputs[1], bound)
-                                  for step, (_, bound) in zip(nodes, plan))))
+                            tuple((step, bound) for step, (_, bound) in zip(nodes, plan))))
     graph.remove_unused()
     return nodes
 
@@ -107,16 +106,16 @@ def rejoin(graph: Graph) -> int:
     were put back."""
     done = 0
     for record in list(graph.undo):
-        steps = [step for step, _, _ in record.steps]
+        steps = [step for step, _ in record.steps]
         first = next((i for i, node in enumerate(graph.nodes) if node is steps[0]), None)
-        window = [] if first is None else graph.nodes[first:first + len(steps)]
         if first is None:
             graph.undo.remove(record)  # undone already (a pass put the graph back)
             continue
+        window = graph.nodes[first:first + len(steps)]
         if len(window) != len(steps) or any(a is not b for a, b in zip(window, steps)):
             continue
-        if not all(np.all(graph.initializers[bound] == record.bounds[original])
-                   for _, bound, original in record.steps):
+        if not all(np.all(graph.initializers[step.inputs[1]] == record.bounds[original])
+                   for step, original in record.steps):
             continue
         if any(name in graph.initializers and not np.array_equal(
                 graph.initializers[name], value) for name, value in record.bounds.items()):
