@@ -34,6 +34,8 @@ from train_digits import missing, model_files, train_all
 
 from ptq_verify.atomic import write_atomic
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine.lower import ENCODINGS
+from ptq_verify.engine.lower.kernel_probe import encoding_error
 
 FORMATS = ("simulation", "qdq", "integer")
 PEER = "ort quantize_static"
@@ -187,36 +189,6 @@ def sizes_at_scale(width: int = 1024) -> dict[str, float]:
     return {"float MB": total / 1e6, **{k: v / total for k, v in sizes.items()}}
 
 
-def encoding_probe() -> dict[str, int]:
-    """Max |error| of each QDQ encoding's fused integer MatMul on sums that overflow 16 bits
-    in u8 x s8 pairs (255 * 127 * 2 > 32767), in a default session on this CPU."""
-    rng = np.random.default_rng(0)
-    weights = np.where(rng.random((256, 16)) < 0.5, 127, -127)
-    weights[:, :8] = 127
-    encodings = {"u8s8": (np.uint8, 0, np.int8, 0), "s8s8": (np.int8, -128, np.int8, 0),
-                 "u8u8": (np.uint8, 0, np.uint8, 128)}
-    worst = {}
-    for name, (xtype, xzero, wtype, wzero) in encodings.items():
-        inits = [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
-                 numpy_helper.from_array(np.array(xzero, xtype), "xz"),
-                 numpy_helper.from_array(np.array(wzero, wtype), "wz"),
-                 numpy_helper.from_array((weights + wzero).astype(wtype), "w")]
-        nodes = [helper.make_node("QuantizeLinear", ["x", "one", "xz"], ["xq"]),
-                 helper.make_node("DequantizeLinear", ["xq", "one", "xz"], ["xd"]),
-                 helper.make_node("DequantizeLinear", ["w", "one", "wz"], ["wd"]),
-                 helper.make_node("MatMul", ["xd", "wd"], ["y"])]
-        graph = helper.make_graph(
-            nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])], inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        run = session(model.SerializeToString())
-        x = rng.integers(0, 256, (64, 256)).astype(np.float32)
-        x[:32] = 255
-        worst[name] = int(np.abs(run.run(None, {"x": x})[0] - x.astype(np.int64) @ weights).max())
-    return worst
-
-
 def table(rows: dict[str, dict]) -> str:
     sized = ["simulation", "qdq", "integer", PEER]
     scored = ["engine simulation", "simulation", "qdq", "qdq s8s8", "integer", PEER]
@@ -305,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for topology in TOPOLOGIES:
         print(f"agreement {topology.name}", file=sys.stderr)
         agree.append(f"| {topology.name} | " + " | ".join(agreement(topology.name)) + " |")
-    probe = encoding_probe()
+    probe = {name: encoding_error(name) for name in ENCODINGS}
     wide = sizes_at_scale()
     text = "\n".join([table(rows), "", latency_table(rows), "",
                       f"Load average (1 min, 2 cores) when the timings started / ended: "

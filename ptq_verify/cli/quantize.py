@@ -71,9 +71,10 @@ def register(subparsers) -> None:
                    "on integer-valued tensors (any width, the reference); integer: integer "
                    "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
                    "compensated unary ops as tables of codes; at most 8 bits)")
-    p.add_argument("--encoding", help="how qdq codes sit in 8-bit containers: u8s8 "
-                   "(default: what onnxruntime's x86 kernels take), s8s8, u8u8 (cannot "
-                   "saturate on x86 CPUs without VNNI, see docs/engine.md)")
+    p.add_argument("--encoding", help="how qdq codes sit in 8-bit containers: u8u8 "
+                   "(default: exact on every x86 CPU), u8s8 (what onnxruntime's x86 kernels "
+                   "take natively; saturates on CPUs without VNNI), s8s8 (quantize_static's "
+                   "convention; likewise); see docs/engine.md")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,6 +88,7 @@ def run(args) -> int:
     from ..engine.deployable import check_quantized, output_fidelity
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
+    from ..engine.lower.kernel_probe import saturates_here
     from ..engine.sensitivity import costliest
     from ..engine.smooth import smooth
     from ..graph.onnx_io import external_data_files
@@ -151,6 +153,11 @@ def run(args) -> int:
                            + ", ".join(args.keep_float_tensor))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     exported = model.to_onnx(args.format, encoding=args.encoding)
+    if args.format == "qdq" and saturates_here(args.encoding):
+        model.notes.append(
+            f"--encoding {args.encoding}: this CPU's onnxruntime saturates its 8-bit products "
+            "at 16 bits (x86 without VNNI), so the file computes wrong values here; it is "
+            "exact on CPUs with VNNI. u8u8, the default, is exact on both (docs/engine.md)")
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
         model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")

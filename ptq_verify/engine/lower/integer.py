@@ -37,6 +37,7 @@ from .tables import unary_table
 INT8, UINT8, INT32, INT64, UINT64, FLOAT = (
     TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT64,
     TensorProto.FLOAT)
+WEIGHT_ZERO = 128  # a MatMulInteger's weights: uint8 codes + 128 (see _matmul_plus)
 OFFSET = np.int64(1) << 62  # |acc * m| < 2^55 (acc < 2^31, m < 2^24): offset sums stay < 2^63
 _NUMPY = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, INT64: np.int64}
 _RANGE = {INT8: (-128, 127), UINT8: (0, 255)}
@@ -407,9 +408,16 @@ def _matmul(lowering: _IntegerLowering, step: NodeStep) -> bool:
 
 
 def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str) -> bool:
+    """MatMulInteger with the weights as uint8 at zero point 128: onnxruntime (1.32) on an
+    x86 CPU without VNNI saturates uint8 x int8 products in pairs at 16 bits
+    (255 * 127 * 2 > 32767); its uint8 x uint8 and int8 x uint8 kernels are exact there, and
+    everywhere (docs/engine.md, measured by benchmarks/formats.py)."""
     out = lowering.out
-    weight = out.constant(f"{step.node.name}:w", matrix.astype(np.int8))
-    name = out.add("MatMulInteger", [lowering._narrow(a), weight], f"{step.node.name}:int")
+    weight = out.constant(f"{step.node.name}:w", (matrix + WEIGHT_ZERO).astype(np.uint8))
+    zero = out.constant(f"{step.node.name}:w_zero", np.array(WEIGHT_ZERO, np.uint8))
+    a_zero = out.constant(f"{step.node.name}:a_zero", np.array(0, _NUMPY[lowering._container(a)]))
+    name = out.add("MatMulInteger", [lowering._narrow(a), weight, a_zero, zero],
+                   f"{step.node.name}:int")
     if bias:
         name = out.add("Add", [name, out.constant(
             f"{bias}:int32", step.constants[bias].astype(np.int32))], f"{name}:bias")

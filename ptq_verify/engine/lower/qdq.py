@@ -15,16 +15,18 @@ range wider than 8 bits (a Concat of signed and unsigned codes at one scale) sta
 tensor on the codes' grid.
 
 Encodings (how codes sit in 8-bit containers; the codes are the same):
-- ``u8s8`` (default): activations uint8 (signed codes with zero point 128), weights int8:
-  the form onnxruntime's x86 integer kernels take natively, so every DQ -> op -> Q group it
-  has a kernel for fuses. int8 activations are converted to uint8 by onnxruntime only where
-  one QuantizeLinear feeds one DequantizeLinear; a tensor read by two ops (a residual's skip)
-  then leaves its consumers in float (measured: docs/benchmarks.md).
+- ``u8u8`` (default): activations and weights uint8, signed codes with zero point 128.
+  onnxruntime's u8u8 x86 kernels widen to 16 bits before multiplying, so they are exact on
+  every x86 CPU; its u8s8 kernels saturate on CPUs without VNNI (:mod:`.kernel_probe`
+  measures it), and a file is written on one machine and run on others.
+- ``u8s8``: activations uint8 (signed codes with zero point 128), weights int8: the form
+  onnxruntime's x86 integer kernels take natively, exact where the CPU has VNNI. int8
+  activations are converted to uint8 by onnxruntime only where one QuantizeLinear feeds one
+  DequantizeLinear; uint8 ones fuse everywhere (measured: docs/benchmarks.md).
 - ``s8s8``: activations and weights int8; an unsigned 8-bit activation (0..255) is stored
-  with zero point -128. What onnxruntime's quantize_static writes by default.
-- ``u8u8``: activations and weights uint8, signed codes with zero point 128. onnxruntime's
-  u8u8 x86 kernels widen to 16 bits before multiplying, so they cannot saturate on CPUs
-  without VNNI, where u8s8 (and s8s8, run as u8s8) kernels can; slower where VNNI exists.
+  with zero point -128. What onnxruntime's quantize_static writes by default; a tensor read
+  by two ops (a residual's skip) then leaves its consumers in float, and without VNNI it runs
+  through the saturating u8s8 kernels.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, runs_on
 
 ENCODINGS = ("u8s8", "s8s8", "u8u8")
-DEFAULT_ENCODING = "u8s8"
+DEFAULT_ENCODING = "u8u8"
 MAX_BITS = 8  # the containers are 8-bit
 PER_CHANNEL_OPSET = 13  # DequantizeLinear with an axis
 
