@@ -208,13 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.save / "minilm.calib.npz", **calibration)
         reference = embeddings(str(path), evaluation)
         rows = []
-        for smoothing, keep_float in ((True, 0), (False, 0), (True, 2)):
+        for smoothing, keep_float, wide in ((True, 0, True), (False, 0, True), (True, 0, False),
+                                            (True, 2, True)):
             start = time.perf_counter()
             graph = load_model(path)
             smoothed = smooth(graph, calibration, 8) if smoothing else []
             calibrated = calibrate(graph, calibration, bits=8, progress=False)
             kept = costliest(graph, calibrated, 8, keep_float) if keep_float else []
-            model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept])
+            model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept],
+                             wide_sums=wide)
             quantized = model.to_onnx(args.format)
             seconds = time.perf_counter() - start
             counts = model.counts()
@@ -222,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ptq-verify: {counts['integer']} nodes on integers, {counts['compensated']} "
                   f"compensated, {counts['static']} static; {len(smoothed)} activations "
                   f"smoothed, {channels} tensors with per-channel codes", file=sys.stderr)
-            target = folder / f"ptq_verify_{smoothing}_{keep_float}.onnx"
+            target = folder / f"ptq_verify_{smoothing}_{keep_float}_{wide}.onnx"
             onnx.save(quantized, target)
             label = "smoothing" if smoothing else "--no-smooth"
+            label += "" if wide else ", --no-wide-sums"
             label += f", --keep-float {keep_float} (mixed precision)" if keep_float else ""
             rows.append((f"ptq-verify 8-bit ({label})", target, seconds))
         rows += peers(path, calibration, folder)

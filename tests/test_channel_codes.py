@@ -1,7 +1,9 @@
 """Per-channel activation codes (quantize.py ``_channel_scale``): a residual stream with outlier
 channels, as in pretrained transformers (docs/benchmarks-real.md), is held with one scale per
 channel from the per-channel accumulator of the layer that makes it, through the sums with a
-per-channel rule, into the compensated LayerNorm; every format matches the simulation."""
+per-channel rule, into the compensated LayerNorm; every format matches the simulation. With
+every sum rounded to n bits (``wide_sums=False``): by default those sums stay wide
+(tests/test_wide_sums.py)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ def _outlier_bert():
 @pytest.fixture(scope="module")
 def quantized():
     graph = _outlier_bert()
-    model = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8)
+    model = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8,
+                     wide_sums=False)
     return graph, model
 
 
@@ -79,7 +82,7 @@ def test_per_channel_codes_are_closer_to_float_than_one_scale(quantized, monkeyp
     reference = run_graph(graph, test, OperatorTable())["output"]
     calibration = calibrate(graph, _data("calib"), progress=False)
     monkeypatch.setattr(quantize_module, "CHANNEL_GAIN", np.inf)  # never per channel
-    one_scale = quantize(graph, calibration, 8)
+    one_scale = quantize(graph, calibration, 8, wide_sums=False)
     assert not [c for c in one_scale.codes.values() if np.ndim(c.scale)]
     error = np.linalg.norm(model.run(test)["output"] - reference)
     assert error < 0.8 * np.linalg.norm(one_scale.run(test)["output"] - reference)
@@ -112,7 +115,8 @@ def test_qdq_holds_per_channel_activation_codes_and_keeps_the_gain(quantized, mo
     reference = run_graph(graph, test, OperatorTable())["output"]
     error = np.linalg.norm(_session(exported).run(None, test)[0] - reference)
     monkeypatch.setattr(quantize_module, "CHANNEL_GAIN", np.inf)
-    one_scale = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8)
+    one_scale = quantize(graph, calibrate(graph, _data("calib"), progress=False), 8,
+                         wide_sums=False)
     baseline = _session(one_scale.to_onnx("qdq")).run(None, test)[0]
     assert error < 0.9 * np.linalg.norm(baseline - reference)
 

@@ -58,6 +58,16 @@ def _first_output(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
                            for i in range(0, total, size)])
 
 
+def _same_codes(exported: np.ndarray, simulated: np.ndarray, scale) -> None:
+    """The file's output codes are the engine's simulation's, but where a float node's kernel
+    (onnxruntime's in the file, the catalog's numpy one in the simulation) differs in its last
+    bits and an output lands that close to a rounding tie: a LayerNorm on wide sums flips 2 of
+    the tiny BERT's 24,576 output codes by one (docs/engine.md, wide sums)."""
+    codes = np.abs(exported - simulated) * np.asarray(scale)
+    assert codes.max() < 1.5, "onnxruntime differs by more than a code"
+    assert np.mean(codes > 0.5) < 1e-3, "onnxruntime differs by a code in many outputs"
+
+
 def _mean_pooled_cosine(reference, quantized, mask) -> np.ndarray:
     keep = mask[:, :, None].astype(bool)
     a, b = (np.where(keep, x, 0).sum(axis=1) / keep.sum(axis=1) for x in (reference, quantized))
@@ -81,7 +91,7 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     simulated = model.run(test)["output"]
     exported = _first_output(model.to_onnx(), test)
     scale = np.asarray(model.output_scales["output"])
-    assert np.max(np.abs(exported - simulated) * scale) < 0.5, "onnxruntime differs by a code"
+    _same_codes(exported, simulated, scale)
     counts = model.counts()
     assert counts["integer"] > counts["compensated"]
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
@@ -96,7 +106,7 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     assert all(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
                for t in integer.graph.initializer if t.name in tables and np.prod(t.dims) > 256
                ), "integer: an embedding table is 8-bit codes (not int32)"
-    assert np.max(np.abs(_first_output(integer, test) - simulated) * scale) < 0.5
+    _same_codes(_first_output(integer, test), simulated, scale)
     listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
     static = {record.name for record in model.records if record.kind == "static"}
     assert not static & {item.split(": ", 1)[0] for item in listed.split("; ")}, \
@@ -128,8 +138,7 @@ def test_a_free_sequence_axis_stays_free_after_quantization(name, length):
         assert exported.shape == reference.shape, form
         cosine = _mean_pooled_cosine(reference, exported, test["attention_mask"])
         assert cosine.min() > 0.99, form
-    assert np.max(np.abs(_first_output(model.to_onnx("integer"), test) - simulated)
-                  * scale) < 0.5
+    _same_codes(_first_output(model.to_onnx("integer"), test), simulated, scale)
 
 
 @pytest.mark.parametrize("name", ["tiny_bert.legacy.opset13.onnx", "tiny_bert.dynamo.opset20.onnx",

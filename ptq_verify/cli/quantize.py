@@ -75,6 +75,10 @@ def register(subparsers) -> None:
                    "(default: exact on every x86 CPU), u8s8 (what onnxruntime's x86 kernels "
                    "take natively; saturates on CPUs without VNNI), s8s8 (quantize_static's "
                    "convention; likewise); see docs/engine.md")
+    p.add_argument("--no-wide-sums", action="store_true",
+                   help="round every activation to --bits bits, a layer's accumulator into its "
+                   "bias and residual sums and the sums a LayerNorm reads included (by default "
+                   "those stay the integers they were computed as; docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -134,7 +138,8 @@ def run(args) -> int:
                             progress=not args.no_progress)
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
                      per_channel=not args.per_tensor, progress=not args.no_progress,
-                     kept=args.keep_float_tensor) if args.keep_float else []
+                     kept=args.keep_float_tensor,
+                     wide_sums=not args.no_wide_sums) if args.keep_float else []
     model = quantize(graph, calibration, args.bits, operators=declared,
                      per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
@@ -142,7 +147,8 @@ def run(args) -> int:
                      weight_rounding=args.weight_rounding,
                      bias_correction=not args.no_bias_correction,
                      float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
-                     calibrated_unsigned=shifted_tensors(absorbed))
+                     calibrated_unsigned=shifted_tensors(absorbed),
+                     wide_sums=not args.no_wide_sums)
     model.notes.append(equalization_note(equalizing, pairs))
     if pairs or absorbed:
         model.notes.append(absorption_note(absorbed))

@@ -100,6 +100,7 @@ def quantize(
     bias_correction: bool = True,
     float_tensors: Iterable[str] = (),
     calibrated_unsigned: Iterable[str] = (),
+    wide_sums: bool = True,
 ) -> QuantizedModel:
     """Build the ``bits``-bit model of ``graph`` from its calibration.
 
@@ -113,6 +114,11 @@ def quantize(
     0 or above, although no proof says they are non-negative (bias absorption's shifted
     channels, :mod:`.absorb`: below the calibrated minimum they saturate at 0, as any value
     beyond a calibrated range saturates).
+    ``wide_sums``: a tensor whose readers are all element-wise sums or nodes that run in float
+    is held as the integers it was computed as, not rounded to ``bits`` bits: a MatMul's
+    accumulator into its bias Add, that sum into the residual Add, the residual sum into the
+    LayerNorm (see :meth:`_Builder._takes_wide`). Every input of an integer product stays
+    ``bits``-bit codes.
     """
     bits = check_bits(bits)
     if weight_rounding not in WEIGHT_ROUNDING:
@@ -128,6 +134,7 @@ def quantize(
     builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
     builder.kept_float = set(float_tensors)
     builder.calibrated_unsigned = set(calibrated_unsigned)
+    builder.wide_sums = wide_sums
     if unknown := builder.kept_float - calibration.stats.keys():
         raise UserError(f"{graph.source}: {sorted(unknown)[0]!r} is not an activation of the "
                         "model: it cannot be kept in float")
@@ -179,6 +186,7 @@ class _Builder:
         self.optq, self.bias_correction = False, False
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
+        self.wide_sums = True  # integers read only by sums and float nodes stay wide
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         self._floors: dict[tuple, float | None] = {}  # (node, least inputs) -> least output
@@ -489,6 +497,12 @@ class _Builder:
             elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
                   and not self._takes_channels(node)):
                 self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
+            elif (any(self.codes[n].wide for n in node.inputs if n in self.codes)
+                  and self._compensates_channels(node)):
+                # on its real values, as a LayerNorm whose input is per-channel codes: run on
+                # 32-bit integers with its epsilon rescaled, float32 kernels that differ in
+                # their last bits (onnxruntime's, numpy's) flip an output code now and then
+                self.compensate(node, op, plan, "wide input")
             else:
                 self.scale_node(node, op, plan)
             if n_bit:
@@ -663,6 +677,7 @@ class _Builder:
         if not codes_in and selection and len(node.outputs) == 1:
             return self._select_from_table(node, op, plan)
         tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
+        column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
         for slot, name in enumerate(node.inputs):
@@ -690,6 +705,7 @@ class _Builder:
                 if weight is not None:  # scales along an axis, carried like weights'
                     codes, scale, weight_axis, out_axis = weight
                     tensor_weight = (scale, out_axis)
+                    column_sum = _largest_channel_sum(np.abs(codes), weight_axis)
                     tensor_scale[binding] = 1.0
                     integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
                 else:
@@ -792,6 +808,13 @@ class _Builder:
                                                       "integer accumulator"]))
                 if not self.consumers.get(original):
                     continue
+            reach = self._wide_reach(op, codes_in, constants, common, column_sum)
+            if (integer and reach is not None and reach <= BIAS_LIMIT
+                    and self._takes_wide(original)):  # int32 holds it
+                self.codes[original] = Code(produced, scale_array, -reach, reach, wide=True)
+                out_scales.append(scale_array)
+                note = ", ".join(filter(None, [note, "held wide (read by sums, float nodes)"]))
+                continue
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)
                 high = max(c.high for c in codes_in)
@@ -803,6 +826,46 @@ class _Builder:
             out_scales.append(code.scale)
         self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
                                        _scales_text(out_scales), note))
+
+    @staticmethod
+    def _wide_reach(op: Operator, codes_in: list[Code], constants: dict, common,
+                    column_sum: float | None) -> float | None:
+        """A bound on |integer output| of a weight layer (its inputs' reach times its largest
+        column sum) or of an element-wise sum (its inputs' reach at the common scale, and its
+        constants'); None for any other node."""
+        if not codes_in:
+            return None
+        if column_sum is not None:
+            return column_sum * max(max(abs(c.low), abs(c.high)) for c in codes_in)
+        if sum_coefficients(op) is None:
+            return None
+        coefficients = np.abs(np.asarray(sum_coefficients(op), np.float64)).max()
+        reach = sum(max(abs(c.low), abs(c.high)) * float(np.max(common / np.asarray(c.scale)))
+                    for c in codes_in)
+        reach += sum(float(np.abs(v).max(initial=0)) for v in constants.values())
+        return float(coefficients * reach)
+
+    def _takes_wide(self, tensor: str) -> bool:
+        """Whether every reader of ``tensor`` (an integer accumulator or sum) takes it wide, as
+        the integers it was computed as: an element-wise sum (a MatMul's bias Add, a residual
+        Add) brings it and its other inputs to one scale there (:func:`_common_scale`); a node
+        that runs in float on it (a LayerNorm, compensated) dequantizes it exactly. Rounding it
+        to n bits would only add an error: all-MiniLM-L6-v2's feed-forward output, whose
+        outlier channel is large at a few tokens only, and its residual sums cost it most of
+        its error so (docs/engine.md, wide sums)."""
+        users = self.consumers.get(tensor, [])
+        if not self.wide_sums or not users or tensor in self.graph.output_names:
+            return False
+        for user in users:
+            plan, op = self._plans[user.name], self._ops[user.name]
+            if (plan.action is Action.ALIGN and op is not None and user.name not in self._float
+                    and sum_coefficients(op) is not None and user.inputs.count(tensor) == 1
+                    and not any(out in self.cal.saturated for out in user.outputs)):
+                continue
+            if not (user.name in self._float or plan.action is Action.COMPENSATE
+                    or self._compensates_channels(user)):
+                return False
+        return True
 
     def _nonnegative(self, node: Node, op: Operator, plan: NodeAction) -> bool:
         """Whether the node's output is >= 0 in the quantized model: proved for every input

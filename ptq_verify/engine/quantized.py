@@ -25,6 +25,9 @@ class Code:
     # False: the tensor was 0 on all calibration data, so no data set its scale (1); where
     # codes meet in a selection (Concat), the inputs the data ranged set the common scale
     ranged: bool = True
+    # True: a layer's integer accumulator or an integer sum, held as it is (not rounded to n
+    # bits) because one element-wise sum reads it; [low, high] bounds its integers
+    wide: bool = False
 
     @property
     def unsigned(self) -> bool:
