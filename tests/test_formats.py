@@ -283,3 +283,39 @@ def test_codes_reaching_the_float32_maximum_dequantize_to_finite_values():
     for form in ("simulation", "integer", "qdq"):
         output = _session(model.to_onnx(form)).run(None, {"input": test})[0]
         assert np.isfinite(output).all(), form
+
+
+def test_a_weight_on_the_left_of_a_matmul_runs_in_every_encoding(tmp_path):
+    """MatMul(W, x) + b with W constant (a Mamba's and a DETR's exports have it): onnxruntime
+    fused the DequantizeLinear of its uint8 per-channel weights (u8u8) and the MatMul, whose
+    wide output has no QuantizeLinear, into a MatMulIntegerToFloat that failed at run time
+    ("input a zero point must be a scalar"); such a weight stays int8, and every encoding runs
+    and keeps the simulation's accuracy."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ptq_verify.graph import graph_from_onnx
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(32, 16)).astype(np.float32)
+    weight[3] *= 20  # rows far apart: per-channel scales
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["W", "t"], ["y"], name="left"),
+             helper.make_node("Add", ["y", "b"], ["z"], name="bias"),  # takes it wide
+             helper.make_node("Relu", ["z"], ["logits"], name="relu")]
+    graph = helper.make_graph(
+        nodes, "left_weight", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             ["n", 8, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 32, 8])],
+        [numpy_helper.from_array(weight, "W"),
+         numpy_helper.from_array(rng.normal(size=(32, 1)).astype(np.float32), "b")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = prepare(graph_from_onnx(proto))
+    data = {"x": rng.normal(size=(64, 8, 16)).astype(np.float32)}
+    quantized = quantize(model, calibrate(model, data, progress=False), 8)
+    test = {"x": rng.normal(size=(16, 8, 16)).astype(np.float32)}
+    simulated = quantized.run(test)["logits"]
+    for encoding in ENCODINGS:
+        got = _session(quantized.to_onnx("qdq", encoding=encoding)).run(None, test)[0]
+        if not saturates_here(encoding):
+            assert sqnr_db(simulated, got) > 30, encoding

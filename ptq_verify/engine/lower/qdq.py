@@ -177,8 +177,13 @@ class _QdqLowering:
             return real
         return self.out.add("DequantizeLinear", self.stored[real], f"{real}:dq")
 
-    def _param(self, name: str, values: np.ndarray, param: IntegerParam) -> str:
-        """An integer parameter stored as integers behind a DequantizeLinear."""
+    def _param(self, name: str, values: np.ndarray, param: IntegerParam,
+               first: bool = False) -> str:
+        """An integer parameter stored as integers behind a DequantizeLinear. Weights in the
+        node's first input (a MatMul(W, x)) stay int8 at zero point 0 whatever the encoding:
+        onnxruntime (1.32) fuses uint8 ones with per-channel zero points into a
+        MatMulIntegerToFloat that then fails at run time ("input a zero point must be a
+        scalar"; a Mamba and a DETR export), while int8 ones run, exact."""
         scale = np.asarray(1.0 / np.asarray(param.scale, np.float64), np.float32)
         attrs = {}
         if scale.ndim:
@@ -189,7 +194,8 @@ class _QdqLowering:
         elif param.kind == "codes":  # a table of activation codes (an embedding)
             dtype, zero = self._container(values.min(), values.max())
         else:
-            dtype, zero = (np.uint8, 128) if self.unsigned_weights else (np.int8, 0)
+            dtype, zero = ((np.uint8, 128) if self.unsigned_weights and not first
+                           else (np.int8, 0))
         stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
         inputs = [stored, self.out.constant(f"{name}:scale", scale)]
         # A bias's zero point 0 is the default; onnxruntime's Gemm fusion (1.32) wants the
@@ -209,7 +215,8 @@ class _QdqLowering:
             if not name:
                 inputs.append("")
             elif name in step.params:
-                inputs.append(self._param(name, step.constants[name], step.params[name]))
+                inputs.append(self._param(name, step.constants[name], step.params[name],
+                                          first=slot == 0))
             elif name in step.constants:  # rescaled for the code domain: the original here
                 inputs.append(self._real(source.inputs[slot]))
             else:
