@@ -857,15 +857,21 @@ class _Builder:
         if not self.wide_sums or not users or tensor in self.graph.output_names:
             return False
         for user in users:
-            plan, op = self._plans[user.name], self._ops[user.name]
-            if (plan.action is Action.ALIGN and op is not None and user.name not in self._float
-                    and sum_coefficients(op) is not None and user.inputs.count(tensor) == 1
-                    and not any(out in self.cal.saturated for out in user.outputs)):
+            if user.name not in self._float and self._reads_as_sum(user, tensor):
                 continue
-            if not (user.name in self._float or plan.action is Action.COMPENSATE
+            if not (user.name in self._float or self._plans[user.name].action is Action.COMPENSATE
                     or self._compensates_channels(user)):
                 return False
         return True
+
+    def _reads_as_sum(self, user: Node, tensor: str) -> bool:
+        """Whether ``user`` takes ``tensor`` once, as a term of an element-wise sum it runs on
+        codes (aligned, declared c_1 x_1 + c_2 x_2 + ...), whose outputs no static operand
+        saturates (such a sum may run in float instead: saturation.py)."""
+        plan, op = self._plans.get(user.name), self._ops.get(user.name)
+        return (plan is not None and plan.action is Action.ALIGN and op is not None
+                and sum_coefficients(op) is not None and user.inputs.count(tensor) == 1
+                and not any(out in self.cal.saturated for out in user.outputs))
 
     def _nonnegative(self, node: Node, op: Operator, plan: NodeAction) -> bool:
         """Whether the node's output is >= 0 in the quantized model: proved for every input
@@ -904,16 +910,13 @@ class _Builder:
                 or len(node.outputs) != 1 or out in self.graph.output_names):
             return
         user = users[0]
-        if any(o in self.cal.saturated for o in user.outputs):
-            return  # such a sum may run in float on the source's own constant
-        op = self._ops.get(user.name)
-        plan = self._plans.get(user.name)
-        coefficients = None if op is None else sum_coefficients(op)
-        if coefficients is None or plan is None or plan.action is not Action.ALIGN:
+        if not self._reads_as_sum(user, out):
             return
+        op = self._ops[user.name]
+        coefficients = sum_coefficients(op)
         tensors = [t.name for t in op.inputs]
         slots = {slot_binding(op, s): s for s in range(len(user.inputs))}
-        if set(slots) != set(tensors) or list(user.inputs).count(out) != 1:
+        if set(slots) != set(tensors):
             return
         mine = tensors.index(slot_binding(op, user.inputs.index(out)))
         others = [i for i, t in enumerate(tensors) if i != mine]

@@ -26,7 +26,8 @@ class Code:
     # codes meet in a selection (Concat), the inputs the data ranged set the common scale
     ranged: bool = True
     # True: a layer's integer accumulator or an integer sum, held as it is (not rounded to n
-    # bits) because one element-wise sum reads it; [low, high] bounds its integers
+    # bits) because only element-wise sums and float nodes read it; [low, high] bounds its
+    # integers
     wide: bool = False
 
     @property

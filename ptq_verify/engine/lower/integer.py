@@ -410,8 +410,8 @@ def _matmul(lowering: _IntegerLowering, step: NodeStep) -> bool:
 def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str) -> bool:
     """MatMulInteger with the weights as uint8 at zero point 128: onnxruntime (1.32) on an
     x86 CPU without VNNI saturates uint8 x int8 products in pairs at 16 bits
-    (255 * 127 * 2 > 32767); its uint8 x uint8 and int8 x uint8 kernels are exact there, and
-    everywhere (docs/engine.md, measured by benchmarks/formats.py)."""
+    (255 * 127 * 2 > 32767); its uint8 x uint8 and int8 x uint8 kernels are exact there
+    (measured with one-node MatMulInteger models on an AMD EPYC with AVX2; docs/engine.md)."""
     out = lowering.out
     weight = out.constant(f"{step.node.name}:w", (matrix + WEIGHT_ZERO).astype(np.uint8))
     zero = out.constant(f"{step.node.name}:w_zero", np.array(WEIGHT_ZERO, np.uint8))
