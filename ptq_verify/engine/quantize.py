@@ -988,13 +988,18 @@ class _Builder:
                  and set(b.split()) <= layout.weights]
         if not slots:
             return None, None
-        peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
-                   for w in (consts[node.inputs[s]] for s in slots))
-        scale: np.ndarray | float = self.signed_max / peak if peak > 0 else 1.0
+        def per_tensor() -> float:
+            peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
+                       for w in (consts[node.inputs[s]] for s in slots))
+            return self.signed_max / peak if peak > 0 else 1.0
+
+        scale: np.ndarray | float | None = None
         out_axis = weight_axis = None
         if self.per_channel and len(slots) == 1:
-            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0], scale,
+            scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0],
                                                              input_scale)
+        if scale is None:  # the per-tensor search only where it is used (26 roundings)
+            scale = per_tensor()
         for slot in slots:
             weight = consts[node.inputs[slot]]
             inputs[slot] = self.fresh(f"{node.inputs[slot]}:int")
@@ -1071,17 +1076,17 @@ class _Builder:
         axes = channel_axes(op, node, examples, slot, bias_slots)
         return None if axes is None else WeightTarget(slot, *axes, bias_slots)
 
-    def _per_channel(self, node: Node, op: Operator, layout, slot: int, fallback: float,
+    def _per_channel(self, node: Node, op: Operator, layout, slot: int,
                      input_scale: np.ndarray | float = 1.0):
-        """(per-channel weight scale, output axis, weight axis), or the per-tensor
-        ``fallback`` when no probe pairs the axes. A channel with near-zero weights and a real
-        bias (pruned, or BatchNorm folded with gamma near 0) would get a scale that puts its
-        bias, taken at input scale x weight scale, beyond int32 (measured: 35 layers of
-        EfficientNet-Lite1): its scale is capped there, which costs nothing but levels of
-        weights that are near zero anyway."""
+        """(per-channel weight scale, output axis, weight axis), or (None, None, None) when
+        no probe pairs the axes (the caller then takes one scale for the tensor). A channel
+        with near-zero weights and a real bias (pruned, or BatchNorm folded with gamma near 0)
+        would get a scale that puts its bias, taken at input scale x weight scale, beyond
+        int32 (measured: 35 layers of EfficientNet-Lite1): its scale is capped there, which
+        costs nothing but levels of weights that are near zero anyway."""
         target = self._target(node, op, layout, slot)
         if target is None:
-            return fallback, None, None
+            return None, None, None
         bias_slots, weight_axis, out_axis = target.bias_slots, target.weight_axis, target.out_axis
         weight = self.consts[node.inputs[slot]]
         reduce = tuple(a for a in range(weight.ndim) if a != weight_axis)
@@ -1090,7 +1095,7 @@ class _Builder:
         for s in bias_slots:
             bias = self.consts.get(node.inputs[s])
             if bias is not None and (bias.ndim == 0 or bias.shape[-1] != weight.shape[weight_axis]):
-                return fallback, None, None
+                return None, None, None
             if bias is not None:
                 reach = np.abs(bias).reshape(scale.shape) * float(np.max(input_scale))
                 with np.errstate(divide="ignore"):
