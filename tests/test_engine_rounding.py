@@ -17,6 +17,7 @@ from ptq_verify.engine.rounding import (
     PatchSource,
     WeightTarget,
     channel_patches,
+    gram,
     optq_round,
     patches,
 )
@@ -202,3 +203,10 @@ def test_depthwise_convolution_gets_output_aware_rounding_and_bias_correction():
         graph, calibration, 4, weight_rounding=rounding).run(test)["logits"])
         for rounding in ("optq", "nearest")}
     assert scores["optq"] > scores["nearest"]
+
+
+def test_the_gram_of_float16_inputs_is_taken_in_float32():
+    """A float16 export's layer inputs come from onnxruntime in float16: X^T X is taken in
+    float32 (exact cast; numpy's float16 products are slow and round each sum to 11 bits)."""
+    x = np.random.default_rng(3).normal(size=(64, 48)).astype(np.float16)
+    assert np.array_equal(gram(x), gram(x.astype(np.float32)))

@@ -603,3 +603,35 @@ def test_every_onnx_operator_is_exercised():
     for name, op in CATALOG.items():
         if op.onnx_type is not None:
             assert name in elementwise or f'"{name}"' in source, f"{name} has no ONNX case"
+
+
+@pytest.mark.parametrize("name", ["Conv", "MatMul", "Gemm"])
+def test_float16_products_are_taken_in_float32(name, monkeypatch):
+    """A float16 export's probes and checks run these kernels on float16 arrays: the products
+    are taken in float32 (numpy has none fast in float16: a float16 SqueezeNet's quantization
+    took 2 min on 4 samples against 14 s in float32, and did not end in 15 min on 16) and the
+    result is the float32 one rounded once to float16."""
+    import types
+
+    from ptq_verify.catalog.kernels import conv, linear
+
+    operands = []
+
+    def matmul(a, b, *args, **kwargs):
+        operands.extend([np.asarray(a).dtype, np.asarray(b).dtype])
+        return np.matmul(a, b, *args, **kwargs)
+
+    spy = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    spy.matmul = matmul
+    for module in (conv, linear):
+        monkeypatch.setattr(module, "np", spy)
+    if name == "Conv":
+        inputs, attrs = [_f(1, 64, 6, 6), _f(8, 64, 3, 3)], {"pads": [1, 1, 1, 1]}
+    else:
+        inputs, attrs = [_f(5, 256), _f(256, 7)], {}
+    op = CATALOG[name]
+    half = op.run_onnx([x.astype(np.float16) for x in inputs], _as_node_attrs(attrs))
+    single = op.run_onnx([x.astype(np.float16).astype(np.float32) for x in inputs],
+                         _as_node_attrs(attrs))
+    assert half.dtype == np.float16 and operands and np.float16 not in operands
+    np.testing.assert_array_equal(half, single.astype(np.float16))

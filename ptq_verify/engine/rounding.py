@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog.kernels.precision import at_least_single
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, run_graph
 from ..graph.ort_runner import OrtRunner, ort_runner
@@ -343,9 +344,10 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
                 if x is None:
                     failed.add(name)
                     continue
+                x = at_least_single(x)
                 hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
-                sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x, total + x.sum(axis=1),
-                              rows + x.shape[1]]
+                sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x,
+                              total + x.sum(axis=1, dtype=np.float64), rows + x.shape[1]]
                 continue
             x, index = found
             key = None if index is None else (node.inputs[sources[name].active[0]],
@@ -363,9 +365,11 @@ def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndar
 
 
 def gram(x: np.ndarray) -> np.ndarray:
-    """X^T X in float64, computed in ``x``'s own precision on ``x`` scaled by a power of two
-    (exact) to a peak near 1: a float32 product of inputs above about 1e19 overflows to inf
-    (calibration data near the float32 maximum), and OPTQ then rounds every weight to NaN."""
+    """X^T X in float64, computed in ``x``'s own precision (float32 at least) on ``x`` scaled
+    by a power of two (exact) to a peak near 1: a float32 product of inputs above about 1e19
+    overflows to inf (calibration data near the float32 maximum), and OPTQ then rounds every
+    weight to NaN."""
+    x = at_least_single(x)
     peak = float(np.max(np.abs(x), initial=0.0))
     if not np.isfinite(peak) or peak == 0.0:
         return (x.T @ x).astype(np.float64)

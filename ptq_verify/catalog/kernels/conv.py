@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 
 from .attributes import integers, text
+from .precision import at_least_single
 from .windows import geometry, windows
 
 
 def conv(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Conv (any number of spatial axes): X (N, C, *in), W (M, C/group, *k), optional B."""
-    x, w = np.asarray(inputs[0]), np.asarray(inputs[1])
+    x, w = np.asarray(inputs[0]), at_least_single(inputs[1])
     bias = inputs[2] if len(inputs) > 2 else None
     group = int(attrs.get("group", 1))
     geo = geometry(attrs, x.shape[2:], tuple(w.shape[2:]))
-    cols = windows(x, geo)  # (N, C, *out, *k)
+    cols = windows(at_least_single(x), geo)  # (N, C, *out, *k)
     n, channels = x.shape[:2]
     rank = len(geo.kernel)
     out_shape = cols.shape[2 : 2 + rank]
