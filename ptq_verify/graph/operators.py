@@ -88,10 +88,11 @@ class OperatorTable:
                     f"{where}{node.label}: op type {node.op_type!r} is declared only for other "
                     f"attribute values or inputs than this node's ({forms}); declare this form "
                     "in a TOML file given with --operators (docs/catalog.md)")
+        hint = quantized_hint(node, graph)
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
-            + (f" ({hint})" if (hint := quantized_hint(node, graph)) else "")
-            + _way_forward(node)
+            + (f" ({hint}: give it the float model this one was made from)" if hint
+               else _way_forward(node))
         )
 
 
