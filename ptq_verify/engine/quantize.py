@@ -111,9 +111,9 @@ def quantize(
     ``float_tensors``: activations kept in float (mixed precision, :mod:`.sensitivity`): the
     nodes of each one's float region (:mod:`.float_region`) run in float.
     ``calibrated_unsigned``: activations held unsigned where their calibrated range starts at
-    0 or above (up to half a code step: float32 rounding), although no proof says they are
-    non-negative (bias absorption's shifted channels, :mod:`.absorb`: below the calibrated
-    minimum they saturate at 0, as any value beyond a calibrated range saturates).
+    0 or above, although no proof says they are non-negative (bias absorption's shifted
+    channels, :mod:`.absorb`: below the calibrated minimum they saturate at 0, as any value
+    beyond a calibrated range saturates).
     ``wide_sums``: a tensor whose readers are all element-wise sums or nodes that run in float
     is held as the integers it was computed as, not rounded to ``bits`` bits: a MatMul's
     accumulator into its bias Add, that sum into the residual Add, the residual sum into the
@@ -245,13 +245,7 @@ class _Builder:
             unsigned = True
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
         if not unsigned and tensor in self.calibrated_unsigned:
-            # A shift by a channel's least value (bias absorption) leaves its minimum at 0
-            # only up to float32 rounding (-1e-9 to -8e-6 on a MobileNetV2 whose ranges reach
-            # 2-14): a value less than half an unsigned step below 0 rounds to code 0, as it
-            # would to nearest on a grid that went on below 0, so the range counts as >= 0.
-            unsigned = all(self.cal.stats[name].minimum
-                           >= -0.5 * self.cal.stats[name].max_abs / self.unsigned_max
-                           for name in ranged)
+            unsigned = all(self.cal.stats[name].minimum >= 0 for name in ranged)
         levels = self.unsigned_max if unsigned else self.signed_max
         low = 0.0 if unsigned else -float(levels + 1)
         channel = (self._channel_scale(tensor, axis, levels)
