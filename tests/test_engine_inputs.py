@@ -399,3 +399,47 @@ def test_an_output_whose_error_sits_in_a_few_rows_is_not_called_low():
     assert "the error sits in those rows" in few
     assert "low at out" in every and "--keep-float" in every
     assert "low" not in fine and "rows" not in fine
+
+
+def test_an_output_low_only_where_the_mask_is_zero_is_not_called_low():
+    """all-MiniLM-L6-v2's calibration texts are mostly padding: its median row was low too
+    (6.6 dB, 52% of rows under 10 dB), so the note advised --keep-float, which cannot help the
+    padded rows a pooling drops. The rows are split where an input laid out as them (the
+    attention mask) is 0; the output is called low only when the other rows are low."""
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import OutputFidelity
+
+    feeds = {"input": models.digits(40)}
+    graph = graph_from_onnx(onnx.load(str(Path(__file__).parent.parent / "ptq_verify" /
+                                          "examples" / "mlp_relu.onnx")))
+    padded = np.array([False] * 4 + [True] * 6)
+    rows = np.float64([20.0] * 4 + [1.0] * 6)
+    masked = fidelity_note({"out": OutputFidelity(3.0, rows, ("attention_mask", padded))},
+                           feeds, graph)
+    everywhere = fidelity_note({"out": OutputFidelity(3.0, np.float64([5.0] * 10),
+                                                      ("attention_mask", padded))}, feeds, graph)
+    assert "low at" not in masked and "where input 'attention_mask' is 0, 60% of them" in masked
+    assert "median 1.0 dB, the others 20.0 dB" in masked
+    assert "the error sits where 'attention_mask' is 0" in masked
+    assert "low at out" in everywhere
+
+
+def test_the_rows_are_split_at_the_attention_mask_of_a_real_export(tmp_path):
+    """On the tiny BERT, the split names its attention_mask (0/1, int64, laid out as the
+    hidden states' rows) and not input_ids (laid out the same, but not 0/1)."""
+    from ptq_verify.engine.deployable import check_quantized, output_fidelity
+
+    fixture = Path(__file__).parent / "fixtures" / "torch"
+    model = fixture / "tiny_bert.legacy.opset17.onnx"
+    with np.load(fixture / "tiny_bert.calib.npz") as data:
+        feeds = {k: data[k] for k in data.files}
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(model), "--calib", str(fixture / "tiny_bert.calib.npz"),
+                 "-o", str(out), "--no-progress"]) == 0
+    graph = graph_from_onnx(onnx.load(str(model)))
+    quantized = check_quantized(out.read_bytes(), graph, feeds, str(out), {})
+    fidelity = output_fidelity(graph, OperatorTable(), feeds, quantized)["output"]
+    count = len(quantized["output"])
+    assert fidelity.zeros[0] == "attention_mask"
+    assert np.array_equal(fidelity.zeros[1], feeds["attention_mask"][:count].ravel() == 0)
+    assert fidelity.rows.shape == fidelity.zeros[1].shape

@@ -231,7 +231,9 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
     checked on. An output below LOW_SQNR_DB is called low, with what to try, when its typical
     row (the median) is low too; when the error sits in a minority of rows, the note says so
     and how many: rows a model computes and its use drops (padded tokens) are no reason to
-    keep activations in float."""
+    keep activations in float. Where an input marks rows with 0 and 1 (an attention mask), the
+    rows at its zeros are measured apart, and the others decide whether the output is low:
+    padded rows can be most of the rows, and then the median is theirs."""
     from ..engine.float_run import first_samples
 
     if not fidelity:
@@ -244,8 +246,18 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
             median = measured.median_row
             text += (f" (its median row {median:.1f} dB, "
                      f"{measured.rows_below(LOW_SQNR_DB):.0%} of its rows under "
-                     f"{LOW_SQNR_DB:.0f} dB)")
-            if median >= LOW_SQNR_DB:
+                     f"{LOW_SQNR_DB:.0f} dB")
+            split = measured.split_at_zeros()
+            if split is not None:
+                share, at_zero, others = split
+                text += (f"; its rows where input {measured.zeros[0]!r} is 0, {share:.0%} of "
+                         f"them, median {at_zero:.1f} dB, the others {others:.1f} dB)")
+            else:
+                text += ")"
+            if split is not None and split[2] >= LOW_SQNR_DB > split[1]:
+                text += (f": the error sits where {measured.zeros[0]!r} is 0; if the model's "
+                         "use drops those rows (padded tokens under a mask), measure it there")
+            elif median >= LOW_SQNR_DB:
                 text += (": the error sits in those rows; if the model's use drops them "
                          "(padded tokens under a mask), measure it there")
             else:

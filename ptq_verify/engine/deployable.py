@@ -59,20 +59,44 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
 @dataclass(frozen=True)
 class OutputFidelity:
     """An output's SQNR in dB as a whole, and the SQNR of each of its rows (the vectors along
-    its last axis: a token's hidden state, a sample's logits), for telling an output whose
-    every row is off from one whose error sits in a few rows."""
+    its last axis: a token's hidden state, a sample's logits; NaN for a row with no energy),
+    for telling an output whose every row is off from one whose error sits in a few rows.
+
+    ``zeros``: a model input laid out as the rows (its shape the output's without the last
+    axis) that holds only 0 and 1, both present, and where it is 0: an attention mask's
+    padded positions, whose rows a pooling over the mask drops. The split is a measurement to
+    report, not a decision the engine takes."""
 
     db: float
     rows: np.ndarray
+    zeros: tuple[str, np.ndarray] | None = None
 
     @property
     def median_row(self) -> float:
         """The median row's SQNR in dB (the whole output's for an output of no rows)."""
-        return float(np.median(self.rows)) if self.rows.size else self.db
+        return _median(self.rows, self.db)
 
     def rows_below(self, db: float) -> float:
-        """The fraction of the rows whose SQNR is under ``db``."""
-        return float(np.mean(self.rows < db)) if self.rows.size else 0.0
+        """The fraction of the rows with energy whose SQNR is under ``db``."""
+        measured = self.rows[~np.isnan(self.rows)]
+        return float(np.mean(measured < db)) if measured.size else 0.0
+
+    def split_at_zeros(self) -> tuple[float, float, float] | None:
+        """(the fraction of rows where ``zeros``' input is 0, their median SQNR, the other
+        rows' median SQNR), over the rows with energy; None without such an input."""
+        if self.zeros is None:
+            return None
+        at_zero = self.zeros[1] & ~np.isnan(self.rows)
+        others = ~self.zeros[1] & ~np.isnan(self.rows)
+        if not at_zero.any() or not others.any():
+            return None
+        return (float(at_zero.sum() / (at_zero.sum() + others.sum())),
+                _median(self.rows[at_zero], self.db), _median(self.rows[others], self.db))
+
+
+def _median(rows: np.ndarray, whole: float) -> float:
+    measured = rows[~np.isnan(rows)]
+    return float(np.median(measured)) if measured.size else whole
 
 
 def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
@@ -86,7 +110,8 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
     the model computes and a pooling over the mask drops (all-MiniLM-L6-v2: 5.1 dB as a whole,
     its real tokens' rows 15.3 dB, its padded ones 3.5 dB)."""
     names = list(quantized)
-    reference = run_float(graph, table, first_samples(sample, graph), names) if names else None
+    feeds = first_samples(sample, graph)
+    reference = run_float(graph, table, feeds, names) if names else None
     if reference is None:
         return {}
     fidelity = {}
@@ -96,17 +121,31 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
         if ref.shape == got.shape and np.any(ref):
             error = relative_error(ref, got)
             fidelity[name] = OutputFidelity(
-                float("inf") if error == 0 else -20.0 * np.log10(error), _row_db(ref, got))
+                float("inf") if error == 0 else -20.0 * np.log10(error), _row_db(ref, got),
+                _zero_rows(feeds, ref.shape[:-1]) if ref.ndim >= 2 else None)
     return fidelity
 
 
 def _row_db(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """Each row's SQNR in dB (rows: the vectors along the last axis; inf where a row is exact)
-    over the rows with energy."""
+    """Each row's SQNR in dB (rows: the vectors along the last axis; inf where a row is exact,
+    NaN where it has no energy)."""
     if ref.ndim == 0:
         return np.empty(0)
     energy = np.sum(ref * ref, axis=-1).ravel()
     noise = np.sum((ref - got) ** 2, axis=-1).ravel()
-    energy, noise = energy[energy > 0], noise[energy > 0]
-    with np.errstate(divide="ignore"):
-        return np.where(noise > 0, 10.0 * np.log10(energy / np.maximum(noise, 1e-300)), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = np.where(noise > 0, 10.0 * np.log10(energy / np.maximum(noise, 1e-300)), np.inf)
+    return np.where(energy > 0, db, np.nan)
+
+
+def _zero_rows(feeds: Feeds, rows: tuple[int, ...]) -> tuple[str, np.ndarray] | None:
+    """The first input shaped as ``rows`` holding only 0 and 1, both (an attention mask), and
+    where it is 0, flattened as :func:`_row_db`'s rows."""
+    for name, value in feeds.items():
+        value = np.asarray(value)
+        if (value.shape == rows and (np.issubdtype(value.dtype, np.integer)
+                                     or value.dtype == np.bool_)):
+            zero = value.ravel() == 0
+            if zero.any() and not zero.all() and np.isin(value, (0, 1)).all():
+                return name, zero
+    return None
