@@ -32,6 +32,8 @@ from functools import lru_cache
 
 import sympy
 
+from .literals import MAX_LITERAL_EXPONENT, MAX_NUMBER, NUMBER_TEXT
+
 MAX_LENGTH = 10_000
 """Longest expression text accepted, in characters."""
 
@@ -61,11 +63,6 @@ MAX_EXPONENT_DENOMINATOR = 10**12
 ``x**(1 + 1e-12)`` has 10^12): roots stay symbolic in sympy, so only absurd ones
 (``x**(1/10**1000)``) are refused."""
 
-MAX_NUMBER = 10**1000
-"""Largest numerator and denominator of any number the expression holds (literals, and
-constants computed from them such as ``2**3000``)."""
-
-_MAX_LITERAL_EXPONENT = 1000
 
 
 class ExpressionError(ValueError):
@@ -349,7 +346,7 @@ class _Parser:
             raise self.error(f"'{self.body}' cannot be built: {message}", self.base) from None
         expr = _settled(expr)
         if _holds_huge_number(expr, expr.atoms(sympy.Rational)):
-            raise self.error(f"'{self.body}' holds a number above {_NUMBER_TEXT}", self.base)
+            raise self.error(f"'{self.body}' holds a number above {NUMBER_TEXT}", self.base)
         if expr.has(*_NOT_FINITE_REAL):
             raise self.error(f"'{self.body}' is not a finite real expression", self.base)
         if any(_too_large_power(p) for p in expr.atoms(sympy.Pow)):  # built deep inside
@@ -468,9 +465,9 @@ class _Parser:
             return at, f"complex literals ('{self.segment(node)}') are not allowed"
         if isinstance(value, float):
             exponent = re.search(r"[eE]([+-]?[\d_]+)", self.segment(node))
-            if exponent and abs(int(exponent.group(1))) > _MAX_LITERAL_EXPONENT:
+            if exponent and abs(int(exponent.group(1))) > MAX_LITERAL_EXPONENT:
                 return at, f"the exponent of '{self.segment(node)}' is too large"
-            if len(self.segment(node)) > _MAX_LITERAL_EXPONENT:
+            if len(self.segment(node)) > MAX_LITERAL_EXPONENT:
                 return at, f"the number '{self.segment(node)[:20]}...' has too many digits"
         if isinstance(value, int) and value > MAX_NUMBER:
             return at, f"the number '{self.segment(node)[:20]}...' is too large"
@@ -682,8 +679,6 @@ class _Parser:
         return sympy.Rational(fraction.numerator, fraction.denominator)
 
 
-_NUMBER_TEXT = "1e1000"
-
 
 _LARGE_POWER = (
     f"makes a power of exponent above {MAX_EXPONENT} in size or with a denominator above "
@@ -720,32 +715,6 @@ def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
     if not value.is_Number:  # not evaluable to a real number
         return False
     return value <= bound
-
-
-_DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z")
-
-
-def exact_number(text: str) -> Fraction:
-    """The exact value of a number written as text (``"0.1"``, ``"-3.4e38"``, ``"1/3"``),
-    within the grammar's limits: what parameter sample values on the command line and in
-    TOML files go through, so ``1e999999`` is refused instead of built digit by digit.
-
-    Raises:
-        ValueError: not a decimal number or fraction, or beyond MAX_NUMBER.
-    """
-    text = text.strip()
-    match = _DECIMAL.match(text)
-    if not match or len(text) > _MAX_LITERAL_EXPONENT:
-        raise ValueError(f"{text[:40]!r} is not a number")
-    if match.group(2) and abs(int(match.group(2))) > _MAX_LITERAL_EXPONENT:
-        raise ValueError(f"the exponent of {text!r} is too large (at most {_MAX_LITERAL_EXPONENT})")
-    try:
-        value = Fraction(text.replace("_", ""))
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{text!r} is not a number") from None
-    if max(abs(value.numerator), value.denominator) > MAX_NUMBER:
-        raise ValueError(f"{text[:40]!r} is above {_NUMBER_TEXT}")
-    return value
 
 
 def _settled(e: sympy.Basic) -> sympy.Basic:

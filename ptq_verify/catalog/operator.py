@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import numbers
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy
 
-from .grammar import MAX_NUMBER, ExpressionError, exact_number, parse_expression
+from .literals import MAX_NUMBER, exact_number
+
+if TYPE_CHECKING:
+    import sympy
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # certificates name the scales s and s_<tensor> and the sign-split variables t_<x>
@@ -133,6 +136,13 @@ def _to_number(value: Any, where: str) -> Fraction:
 _deferring = False
 
 
+def _is_sympy(value: Any) -> bool:
+    """Whether ``value`` is a sympy object, without importing sympy for it: a caller that
+    holds one has imported sympy already."""
+    sympy = sys.modules.get("sympy")
+    return sympy is not None and isinstance(value, sympy.Basic)
+
+
 @contextmanager
 def deferred_parsing() -> Iterator[None]:
     """Operators declared inside parse their expression on first use, not at once: the
@@ -222,7 +232,7 @@ class Operator:
             _check_name(p, f"{name}: parameter")
             if p in self.element_names:
                 raise DeclarationError(f"{name}: {p!r} is both an input and a parameter")
-        if not isinstance(expr, (str, sympy.Basic)):
+        if not isinstance(expr, str) and not _is_sympy(expr):
             raise DeclarationError(f"{name}: expr must be text or a sympy expression")
         self._declared = (expr, tuple(domain))
         self._kernel = kernel
@@ -242,9 +252,17 @@ class Operator:
         if not _deferring:
             self._parsed  # noqa: B018 - a bad expression fails here, at the declaration
 
+    @property
+    def declared(self) -> tuple[str | sympy.Basic, tuple[sympy.Basic, ...]]:
+        """(expression, extra domain) as declared: the expression's text is not parsed here,
+        so the verdict store can key a declaration without sympy (rules.store)."""
+        return self._declared
+
     @cached_property
     def _parsed(self) -> tuple[sympy.Basic, tuple[sympy.Basic, ...]]:
         """(expression, domain) with the real symbols, checked against the names."""
+        from .grammar import ExpressionError, parse_expression
+
         expr, domain = self._declared
         parsed_domain: tuple = ()
         if isinstance(expr, str):
@@ -283,6 +301,8 @@ class Operator:
     @cached_property
     def symbols(self) -> dict[str, sympy.Symbol]:
         """Every element and parameter name -> its real sympy symbol."""
+        import sympy
+
         names = (*self.element_names, *self.params)
         return {n: sympy.Symbol(n, real=True) for n in names}
 

@@ -170,7 +170,7 @@ def shield_expression(argv: list[str]) -> list[str]:
 
 
 def _parse_params(text: str) -> dict[str, Fraction]:
-    from ..catalog.grammar import exact_number
+    from ..catalog.literals import exact_number
 
     params: dict[str, Fraction] = {}
     for position, item in enumerate(filter(None, (p.strip() for p in text.split(","))), 1):

@@ -7,7 +7,8 @@ out of layer 1 (its bias b1 -> b1 - c) and into layer 2 (b2 -> b2 + W2 c) shifts
 [0, M_c - c_c] and computes the same function, provided
 
 - every link of the equalization group passes the shift: the checker's shift rule
-  (:func:`~ptq_verify.rules.shift.passes_per_channel_shift`: f(x - c; p - a c) = f(x; p) - c,
+  (:func:`~ptq_verify.rules.shift_verdict.passes_per_channel_shift`:
+  f(x - c; p - a c) = f(x; p) - c,
   proved, on an operator declared not to mix channels), its parameters shifted per channel as
   the rule says (a Clip's bounds lo - c_c, hi - c_c, held per channel once equalization split
   it into Max and Min), and a probe of the node's own kernel agreeing;
@@ -36,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
-from ..rules import Rule
-from ..rules.shift import passes_per_channel_shift, proved_affine, shift_rule
+from ..rules import Rule, stored_proved_affine, stored_shift_rule
+from ..rules.shift_verdict import passes_per_channel_shift
 from .equalize import (
     CHANNEL_AXIS,
     Group,
@@ -197,7 +198,7 @@ def _bias_move(graph: Graph, table: OperatorTable, node: Node, active: set[str]
     op = table.find(node, graph)
     if op is None or len(node.outputs) != 1:
         return None
-    rule = shift_rule(op, through_inputs=False)
+    rule = stored_shift_rule(op, through_inputs=False)
     if not rule.holds or any(rule.param_shifts.get(p, 0) for p in op.onnx_attrs.values()):
         return None
     slots = []
@@ -235,7 +236,7 @@ def _affine(graph: Graph, table: OperatorTable, node: Node, active: set[str]) ->
     """Whether the node's witness is proved affine in the tensor its activation input binds."""
     op = table.find(node, graph)
     slots = [s for s, name in enumerate(node.inputs) if name in active]
-    return op is not None and len(slots) == 1 and proved_affine(
+    return op is not None and len(slots) == 1 and stored_proved_affine(
         op, slot_binding(op, slots[0]) or "")
 
 

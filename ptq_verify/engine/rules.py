@@ -10,12 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-import sympy
-
-from ..catalog.grammar import STEP_FUNCTIONS
-from ..catalog.operator import Operator
+from ..catalog.operator import Operator, deferred_parsing
 from ..graph import Graph, Node, slot_binding
-from ..rules import Rule, RuleKind, Verdict, stored_classify
+from ..rules import Rule, RuleKind, Verdict, stored_classify, stored_structure
 
 
 def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[Verdict, Rule]:
@@ -35,7 +32,7 @@ def is_lattice_selection(op: Operator) -> bool:
     static choices commute with clipping below at 0 (t -> max(t, 0) preserves max, min and 0),
     its input may be quantized unsigned when its output is proved non-negative.
     """
-    return _lattice(op.expr, frozenset(op.symbols[e] for e in op.element_names))
+    return stored_structure(op).lattice
 
 
 def is_monotone_selection(op: Operator) -> bool:
@@ -48,21 +45,7 @@ def is_monotone_selection(op: Operator) -> bool:
     ``clip(x, f(-inf), f(+inf))`` (Theorem 2), so clipping its input to that interval first
     changes nothing.
     """
-    leaves = frozenset(op.symbols[e] for e in op.element_names)
-    return _lattice(op.expr, leaves, frozenset(op.symbols[p] for p in op.params))
-
-
-def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = frozenset()) -> bool:
-    if expr in elements or expr == 0 or expr in constants or (
-            constants and isinstance(expr, sympy.Number) and expr.is_finite):
-        return True
-    if isinstance(expr, (sympy.Max, sympy.Min)):
-        return all(_lattice(arg, elements, constants) for arg in expr.args)
-    if isinstance(expr, sympy.Piecewise):
-        return all(_lattice(value, elements, constants)
-                   and not (condition.free_symbols & elements)
-                   for value, condition in expr.args)
-    return False
+    return stored_structure(op).monotone
 
 
 def is_elementwise_unary(op: Operator) -> bool:
@@ -85,38 +68,7 @@ def jumps(op: Operator) -> bool:
     the comparisons, ArgMax; not Relu, LeakyRelu or Elu, whose branches meet). Rounding its
     input can move it across a jump: its output then changes by the jump, not by the rounding.
     Undecidable boundaries count as jumps."""
-    return _jumps(op.expr, frozenset(op.symbols[e] for e in op.element_names))
-
-
-@cache
-def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
-    if not expr.free_symbols & elements:
-        return False
-    if isinstance(expr, STEP_FUNCTIONS):
-        return True
-    if isinstance(expr, sympy.Piecewise):
-        for index, (value, condition) in enumerate(expr.args):
-            rest = sympy.Piecewise(*expr.args[index + 1:]) if index + 1 < len(expr.args) else None
-            for relation in condition.atoms(sympy.core.relational.Relational):
-                if relation.free_symbols & elements and (
-                        rest is None or not _meets(value, rest, relation, elements)):
-                    return True
-    return any(_jumps(arg, elements) for arg in expr.args)
-
-
-def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -> bool:
-    """Whether two branches agree everywhere on the boundary lhs = rhs of ``relation``."""
-    boundary = relation.lhs - relation.rhs
-    for element in sorted(boundary.free_symbols & elements, key=str):
-        try:
-            solutions = sympy.solve(boundary, element, dict=False)
-        except (NotImplementedError, TypeError, ValueError):
-            continue
-        if len(solutions) == 1:
-            gap = (value - rest).xreplace({element: solutions[0]})
-            gap = sympy.piecewise_fold(gap)
-            return bool(sympy.simplify(gap) == 0)
-    return False
+    return stored_structure(op).jumps
 
 
 def sum_coefficients(op: Operator) -> tuple[float, ...] | None:
@@ -125,19 +77,7 @@ def sum_coefficients(op: Operator) -> tuple[float, ...] | None:
     else (Add: 1, 1; Sub: 1, -1), broadcast element-wise; else None. A constant on one such
     input moves the output by c_i times itself wherever another input is read: it is that
     input's bias."""
-    return _sum_coefficients(op)
-
-
-@cache
-def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
-    if op.mixes_channels or not op.inputs or any(len(t.elements) != 1 for t in op.inputs):
-        return None
-    symbols = [op.symbols[t.elements[0]] for t in op.inputs]
-    coefficients = [sympy.diff(op.expr, s) for s in symbols]
-    if any(not c.is_number or not c.is_real for c in coefficients):
-        return None
-    rest = sympy.expand(op.expr - sum(c * s for c, s in zip(coefficients, symbols)))
-    return tuple(float(c) for c in coefficients) if rest == 0 else None
+    return stored_structure(op).sum_coefficients
 
 
 def carried_params(op: Operator) -> set[str]:
@@ -153,15 +93,9 @@ def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
     attribute carries it, so the engine cannot make it an integer)."""
     if is_lattice_selection(op):
         return True
-    symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
     floats = set(real_params) | (set(op.params) - carried_params(op))
-    if any(op.symbols[p] in op.expr.free_symbols for p in floats):
-        return False
-    try:
-        poly = sympy.Poly(op.expr, *symbols)
-    except sympy.PolynomialError:
-        return False
-    return all(c.is_integer for c in poly.coeffs())
+    form = stored_structure(op)
+    return not floats & form.names and form.integer_coefficients
 
 
 @dataclass(frozen=True)
@@ -204,8 +138,10 @@ def _weight_layout(op: Operator, kind: RuleKind, exponents: tuple) -> WeightLayo
     params = {e: 1 for e in op.element_names}
     params.update({p: v for p, v in op.params.items() if p not in weights and p not in biases})
     try:
-        derived = Operator(f"{op.name}[weights]", [" ".join(weights + biases)], op.expr,
-                           params=params)
+        expr, domain = op.declared
+        with deferred_parsing():  # parsed only if its verdict is not stored
+            derived = Operator(f"{op.name}[weights]", [" ".join(weights + biases)], expr,
+                               params=params, domain=domain)
         verdict = stored_classify(derived)
     except Exception:  # noqa: BLE001 - no proof, no integer weights: the node keeps floats
         return None

@@ -20,40 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import sympy
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, TensorInfo
+from ..rules import stored_structure
 
 
-def selection_steps(op: Operator) -> list[tuple[type, str]] | None:
-    """(Max or Min, parameter) from the innermost step out, when ``op``'s witness is such a
-    chain over its single element; None otherwise."""
-    if len(op.element_names) != 1:
-        return None
-    element = op.symbols[op.element_names[0]]
-    steps, current = [], op.expr
-    while current != element:
-        if not isinstance(current, (sympy.Max, sympy.Min)) or len(current.args) != 2:
-            return None
-        bounds = [a for a in current.args if isinstance(a, sympy.Symbol) and str(a) in op.params]
-        rest = [a for a in current.args if a not in bounds]
-        if len(bounds) != 1 or len(rest) != 1:
-            return None
-        steps.append((type(current), str(bounds[0])))
-        current = rest[0]
-    return steps[::-1] or None
-
-
-def binary_operator(kind: type, table: OperatorTable) -> Operator | None:
-    """A declared ONNX operator whose witness is ``kind(a, b)`` of its two input tensors."""
+def binary_operator(kind: str, table: OperatorTable) -> Operator | None:
+    """A declared ONNX operator whose witness is ``kind`` (``"max"`` or ``"min"``) of its two
+    input tensors."""
     from ..catalog import CATALOG
 
     for op in (*table.extra.values(), *CATALOG.values()):
         if (op.onnx_type and not op.params and not op.onnx_match and not op.mixes_channels
                 and len(op.inputs) == 2 and op.element_names == tuple(t.name for t in op.inputs)
-                and op.onnx_inputs == op.element_names and op.expr == kind(
-                    *(op.symbols[e] for e in op.element_names))):
+                and op.onnx_inputs == op.element_names
+                and stored_structure(op).binary == kind):
             return op
     return None
 
@@ -134,7 +116,7 @@ def rejoin(graph: Graph) -> int:
 
 def _plan(graph: Graph, table: OperatorTable, node: Node, op: Operator):
     """[(binary operator, bound initializer)] for ``node``, or None when it cannot split."""
-    steps = selection_steps(op)
+    steps = stored_structure(op).selection_steps
     if steps is None or len(node.outputs) != 1:
         return None
     plan = []

@@ -2,20 +2,23 @@
 
 The lattice and certificate types load at once; the checker (sympy, python-flint) loads on
 first use of ``classify``, ``classify_all`` or the constants below, so that a command which
-only needs rule names (the CLI's parser) starts without them.
+only needs rule names (the CLI's parser), or finds every verdict it needs stored
+(``stored_classify``, ``stored_structure``), starts without them.
 """
 
 from importlib import import_module
 
-from .certificate import Counterexample, Proof, ProofCase, Verdict
+from .certificate import CHECKER_VERSION, Counterexample, Proof, ProofCase, Verdict
 from .lattice import Partition, Rule, RuleKind
 
 _LAZY = {
-    "CHECKER_VERSION": ".checker",
     "DEFAULT_TIMEOUT": ".decide",
     "classify": ".decide",
     "classify_all": ".decide",
     "stored_classify": ".store",
+    "stored_structure": ".store",
+    "stored_shift_rule": ".store",
+    "stored_proved_affine": ".store",
 }
 
 
@@ -38,4 +41,7 @@ __all__ = [
     "classify",
     "classify_all",
     "stored_classify",
+    "stored_proved_affine",
+    "stored_shift_rule",
+    "stored_structure",
 ]

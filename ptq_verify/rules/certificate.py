@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field
 
 from .lattice import Rule
 
+CHECKER_VERSION = "1"
+"""The version of the checker's verdicts and certificates: stored verdicts and certificate
+files of another version are not read."""
+
 
 @dataclass(frozen=True)
 class ProofCase:

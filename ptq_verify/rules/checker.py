@@ -35,8 +35,6 @@ from .certified import NumericFunction, certified_nonzero, certified_zero
 from .lattice import Partition, Rule, RuleKind
 from .rewrite import zero_residual
 
-CHECKER_VERSION = "1"
-
 _PIECEWISE_ATOMS = (
     sympy.Max,
     sympy.Min,

@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -34,19 +33,16 @@ from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from .certificate import Proof, Verdict
 from .checker import Checker, mp_fraction
+from .held import TIMEOUT_REASON, held
 from .lattice import Rule, RuleKind
 from .recheck import recheck_certificate
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds one operator may take, search and re-validation together."""
 
-TIMEOUT_REASON = "the time budget ran out"
-
 _DPS = 30
 _SPOT_SCALES = (Fraction(2), Fraction(3), Fraction(7, 5), Fraction(1, 1000))
 _SPOT_POINTS = 8
-
-_cache: weakref.WeakKeyDictionary[Operator, Verdict] = weakref.WeakKeyDictionary()
 
 
 class TimeBudgetExceeded(BaseException):
@@ -87,7 +83,7 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
     ``timeout`` bounds the whole call in seconds (None: no bound); past it the verdict is
     ``undecided`` with the reason.
     """
-    verdict = _cache.get(op)
+    verdict = held.get(op)
     if verdict is not None:
         return verdict
     try:
@@ -97,18 +93,8 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
         return _undecided(op, f"{TIMEOUT_REASON} ({timeout:g} s; raise it with --timeout)")
     except RecursionError:
         return _undecided(op, "the expression is too deeply nested for the checker")
-    _cache[op] = verdict
+    held[op] = verdict
     return verdict
-
-
-def known(op: Operator) -> Verdict | None:
-    """The verdict this process already holds for ``op``, if any."""
-    return _cache.get(op)
-
-
-def remember(op: Operator, verdict: Verdict) -> None:
-    """Hold ``verdict`` (read from the disk cache) as ``op``'s in this process."""
-    _cache[op] = verdict
 
 
 def timed_out(verdict: Verdict) -> bool:
@@ -188,9 +174,9 @@ def classify_all(
     """
     if store is not None:
         for op in operators:
-            if op not in _cache and (known := store.get(op)) is not None:
-                _cache[op] = known
-    pending = [op for op in operators if op not in _cache]
+            if op not in held and (known := store.get(op)) is not None:
+                held[op] = known
+    pending = [op for op in operators if op not in held]
     found: dict[int, Verdict] = {}
     jobs = min(jobs or os.cpu_count() or 1, len(pending))
     if jobs > 1 and len(pending) >= 8 and "fork" in multiprocessing.get_all_start_methods():
@@ -204,7 +190,7 @@ def classify_all(
         for op, verdict in zip(pending, verdicts):
             found[id(op)] = verdict
             if not timed_out(verdict):
-                _cache[op] = verdict
+                held[op] = verdict
     verdicts = [found.get(id(op)) or classify(op, timeout) for op in operators]
     if store is not None and pending:
         new = {id(op) for op in pending}

@@ -1,11 +1,17 @@
 """A disk cache of verdicts, so a fresh process does not prove the catalog again.
 
 A verdict depends only on the declaration (name, ONNX type, expression, inputs, parameters
-and their sample values, domain), the checker's code and sympy's version; the key is a SHA-256
-of all of them (the code by the bytes of ptq_verify/rules and ptq_verify/catalog/*.py), so any
-change to a declaration or to the checker misses the cache and the checker runs. Nothing
-here is a verdict written by hand: entries are the checker's own
-output, and ``ptq-verify check-proofs`` re-checks the committed certificates independently.
+and their sample values, domain, channel mixing), the checker's code and sympy's version;
+the key is a SHA-256 of all of them (the code by the bytes of ptq_verify/rules and
+ptq_verify/catalog/*.py), so any change to a declaration or to the checker misses the cache
+and the checker runs. The expression enters the key as declared (its text, which the
+grammar's code, in the key, parses to one expression), so a process whose verdicts are all
+stored parses nothing and does not import sympy. Nothing here is a verdict written by hand:
+entries are the checker's own output, and ``ptq-verify check-proofs`` re-checks the
+committed certificates independently.
+
+The facts the engine reads off a declaration's form (:mod:`.structure`) are kept beside the
+verdicts, under the same key, for the same reason.
 
 ``ptq-verify classify`` (through ``classify_all``) and the engine (``stored_classify``, for
 every node of a model and the derived operators its weights are proved by) read and fill it.
@@ -22,17 +28,19 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import weakref
+from importlib.metadata import version
 from pathlib import Path
-
-import sympy
 
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..textfile import read_text_file
-from .certificate import Verdict
-from .checker import CHECKER_VERSION
-from .decide import classify, known, remember, timed_out
+from .certificate import CHECKER_VERSION, Verdict
+from .held import TIMEOUT_REASON, known, remember
+from .shift_verdict import Shift
+from .structure import Structure
 
 
 def cache_path() -> Path:
@@ -55,18 +63,25 @@ def _checker_source_digest() -> str:
 
 def fingerprint(op: Operator) -> str:
     """Everything a verdict depends on, hashed."""
+    expr, domain = op.declared
     declaration = [
         CHECKER_VERSION,
         _checker_source_digest(),
-        sympy.__version__,
+        version("sympy"),
         op.name,
         op.onnx_type,
-        sympy.srepr(op.expr),
+        ["text", expr] if isinstance(expr, str) else ["sympy", _srepr(expr)],
         [[t.name, list(t.elements)] for t in op.inputs],
         [[p, str(v)] for p, v in op.params.items()],
-        [sympy.srepr(c) for c in op.domain],
+        [_srepr(c) for c in domain],
+        op.mixes_channels,
     ]
     return hashlib.sha256(json.dumps(declaration).encode()).hexdigest()
+
+
+def _srepr(value) -> str:
+    """sympy's exact form of an object declared as one (its holder imported sympy)."""
+    return sys.modules["sympy"].srepr(value)
 
 
 MAX_CACHE_BYTES = 64 * 2**20
@@ -102,6 +117,21 @@ class VerdictStore:
         self.entries[fingerprint(op)] = verdict.to_json()
         self.changed = True
 
+    def get_fact(self, kind: str, op: Operator, read):
+        """A fact of ``kind`` about ``op`` stored beside its verdict, read by ``read`` from
+        its JSON; None when absent or unreadable."""
+        entry = self.entries.get(f"{kind}:{fingerprint(op)}")
+        if entry is None:
+            return None
+        try:
+            return read(entry)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+            return None
+
+    def put_fact(self, kind: str, op: Operator, entry) -> None:
+        self.entries[f"{kind}:{fingerprint(op)}"] = entry
+        self.changed = True
+
     def save(self) -> None:
         if not self.changed or (self.path.exists() and not self.path.is_file()):
             return  # never replace what is not our regular file
@@ -135,7 +165,71 @@ def stored_classify(op: Operator) -> Verdict:
     if verdict is not None:
         remember(op, verdict)
         return verdict
+    from .decide import classify, timed_out
+
     verdict = classify(op)
     if not timed_out(verdict):
         store.put(op, verdict)
     return verdict
+
+
+_facts: dict[str, weakref.WeakKeyDictionary] = {}
+
+
+def _stored_fact(kind: str, op: Operator, compute, write, read):
+    """``compute(op)``, read back from the store when an earlier process computed it for the
+    same declaration and code (kept in this process too); ``write``/``read`` turn it into
+    JSON and back. None results (time-outs) are not kept."""
+    held_here = _facts.setdefault(kind, weakref.WeakKeyDictionary())
+    found = held_here.get(op)
+    if found is not None:
+        return found
+    store = _process_store()
+    found = store.get_fact(kind, op, read)
+    if found is None:
+        found = compute(op)
+        if found is None:
+            return None
+        store.put_fact(kind, op, write(found))
+    held_here[op] = found
+    return found
+
+
+def stored_structure(op: Operator) -> Structure:
+    """The facts of ``op``'s form (:func:`.form.structure`, with sympy), stored."""
+    def compute(op: Operator) -> Structure:
+        from .form import structure
+
+        return structure(op)
+
+    return _stored_fact("structure", op, compute, Structure.to_json, Structure.from_json)
+
+
+def stored_shift_rule(op: Operator, through_inputs: bool = True) -> Shift:
+    """``op``'s shift rule (:func:`.shift.shift_rule`, with sympy), stored; a time-out is
+    computed again in the next process, as for the scaling rule."""
+    def compute(op: Operator) -> Shift | None:
+        from .shift import shift_rule
+
+        rule = shift_rule(op, through_inputs)
+        return None if rule.reason.startswith(TIMEOUT_REASON) else rule
+
+    found = _stored_fact(f"shift-{'inputs' if through_inputs else 'params'}", op, compute,
+                         Shift.to_json, lambda data: Shift.from_json(data, through_inputs))
+    if found is None:
+        from .shift import shift_rule
+
+        return shift_rule(op, through_inputs)
+    return found
+
+
+def stored_proved_affine(op: Operator, tensor: str) -> bool:
+    """Whether ``op`` is proved affine in input ``tensor`` (:func:`.shift.proved_affine`),
+    stored."""
+    def compute(op: Operator) -> bool | None:
+        from .shift import proved_affine
+
+        return proved_affine(op, tensor) or None  # "not proved" may be a time-out: not kept
+
+    return _stored_fact(f"affine-{tensor}", op, compute, lambda proved: proved,
+                        lambda data: True if data is True else None) or False

@@ -37,7 +37,7 @@ from onnx import helper
 
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
-from ...rules.shift import shift_rule
+from ...rules import stored_shift_rule
 from ..rules import is_lattice_selection, is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, runs_on
@@ -251,7 +251,7 @@ class _QdqLowering:
         if code is None or code.high - code.low > 255 or (np.ndim(code.scale) and held):
             return False  # per-channel codes only from a table (an embedding's columns)
         dtype, zero = self._container(code.low, code.high)
-        shift = shift_rule(step.op) if zero else None
+        shift = stored_shift_rule(step.op) if zero else None
         if shift is not None and not shift.holds:
             return False
         source = step.source or step.node

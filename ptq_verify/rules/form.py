@@ -1,0 +1,118 @@
+"""The facts of a declaration's form (:class:`.structure.Structure`), read off its symbolic
+witness with sympy."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import sympy
+
+from ..catalog.grammar import STEP_FUNCTIONS
+from ..catalog.operator import Operator
+from .structure import Structure
+
+_KINDS = {sympy.Max: "max", sympy.Min: "min"}
+
+
+def structure(op: Operator) -> Structure:
+    """The facts of ``op``'s declaration, computed."""
+    elements = frozenset(op.symbols[e] for e in op.element_names)
+    params = frozenset(op.symbols[p] for p in op.params)
+    return Structure(
+        lattice=_lattice(op.expr, elements),
+        monotone=_lattice(op.expr, elements, params),
+        jumps=_jumps(op.expr, elements),
+        sum_coefficients=_sum_coefficients(op),
+        names=frozenset(str(s) for s in op.expr.free_symbols),
+        integer_coefficients=_integer_coefficients(op),
+        selection_steps=_selection_steps(op),
+        binary=_binary(op),
+    )
+
+
+def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = frozenset()) -> bool:
+    if expr in elements or expr == 0 or expr in constants or (
+            constants and isinstance(expr, sympy.Number) and expr.is_finite):
+        return True
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return all(_lattice(arg, elements, constants) for arg in expr.args)
+    if isinstance(expr, sympy.Piecewise):
+        return all(_lattice(value, elements, constants)
+                   and not (condition.free_symbols & elements)
+                   for value, condition in expr.args)
+    return False
+
+
+@cache
+def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
+    if not expr.free_symbols & elements:
+        return False
+    if isinstance(expr, STEP_FUNCTIONS):
+        return True
+    if isinstance(expr, sympy.Piecewise):
+        for index, (value, condition) in enumerate(expr.args):
+            rest = sympy.Piecewise(*expr.args[index + 1:]) if index + 1 < len(expr.args) else None
+            for relation in condition.atoms(sympy.core.relational.Relational):
+                if relation.free_symbols & elements and (
+                        rest is None or not _meets(value, rest, relation, elements)):
+                    return True
+    return any(_jumps(arg, elements) for arg in expr.args)
+
+
+def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -> bool:
+    """Whether two branches agree everywhere on the boundary lhs = rhs of ``relation``."""
+    boundary = relation.lhs - relation.rhs
+    for element in sorted(boundary.free_symbols & elements, key=str):
+        try:
+            solutions = sympy.solve(boundary, element, dict=False)
+        except (NotImplementedError, TypeError, ValueError):
+            continue
+        if len(solutions) == 1:
+            gap = (value - rest).xreplace({element: solutions[0]})
+            gap = sympy.piecewise_fold(gap)
+            return bool(sympy.simplify(gap) == 0)
+    return False
+
+
+def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
+    if op.mixes_channels or not op.inputs or any(len(t.elements) != 1 for t in op.inputs):
+        return None
+    symbols = [op.symbols[t.elements[0]] for t in op.inputs]
+    coefficients = [sympy.diff(op.expr, s) for s in symbols]
+    if any(not c.is_number or not c.is_real for c in coefficients):
+        return None
+    rest = sympy.expand(op.expr - sum(c * s for c, s in zip(coefficients, symbols)))
+    return tuple(float(c) for c in coefficients) if rest == 0 else None
+
+
+def _integer_coefficients(op: Operator) -> bool:
+    symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
+    try:
+        poly = sympy.Poly(op.expr, *symbols)
+    except sympy.PolynomialError:
+        return False
+    return all(c.is_integer for c in poly.coeffs())
+
+
+def _selection_steps(op: Operator) -> tuple[tuple[str, str], ...] | None:
+    if len(op.element_names) != 1:
+        return None
+    element = op.symbols[op.element_names[0]]
+    steps, current = [], op.expr
+    while current != element:
+        if type(current) not in _KINDS or len(current.args) != 2:
+            return None
+        bounds = [a for a in current.args if isinstance(a, sympy.Symbol) and str(a) in op.params]
+        rest = [a for a in current.args if a not in bounds]
+        if len(bounds) != 1 or len(rest) != 1:
+            return None
+        steps.append((_KINDS[type(current)], str(bounds[0])))
+        current = rest[0]
+    return tuple(steps[::-1]) or None
+
+
+def _binary(op: Operator) -> str | None:
+    if len(op.element_names) != 2:
+        return None
+    elements = [op.symbols[e] for e in op.element_names]
+    return next((name for kind, name in _KINDS.items() if op.expr == kind(*elements)), None)
