@@ -2,12 +2,13 @@
 
 A float tensor is an *activation* when it depends on a float graph input through an input slot
 that the operator's declaration does not mark static, or when a node reads a float *table* (a
-constant of more than one element) through such a slot while another of its inputs depends on
+constant of more than one value) through such a slot while another of its inputs depends on
 a graph input: token ids (int64, static) picking rows of an embedding table (Gather) give
 activations, the table being the node's weight. Everything else (shapes, indices, token ids,
 masks, and what is computed from them alone) is *static*: the quantized model computes it
-exactly in float, as the source model does. A scalar constant selected by a static condition
-(an attention mask ``Where(cond, 0, -3.4e38)``) stays static: its output takes only the
+exactly in float, as the source model does. A scalar constant, or a constant whose elements are
+all equal, selected by a static condition (an attention mask ``Where(cond, 0, -3.4e38)``,
+``zeros_like(pad).masked_fill(pad, -inf)``) stays static: its output takes only the
 constant's values, which the float model holds exactly. Tensors that depend on no graph input
 at all are *constants* and are folded into initializers at load time.
 """
@@ -172,9 +173,13 @@ def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:
 
 
 def _is_table(graph: Graph, name: str) -> bool:
-    """A float constant of more than one element (an embedding table, a weight)."""
+    """A float constant of more than one value (an embedding table, a weight). A constant
+    whose elements are all equal is a scalar broadcast (``zeros_like``, ``full_like``):
+    choosing among such constants by a static condition, as ``Where(mask == 0, finfo.min,
+    zeros)`` does, gives a static tensor (an additive attention mask), not an activation."""
     value = graph.initializers.get(name)
-    return value is not None and value.size > 1 and np.issubdtype(value.dtype, np.floating)
+    return (value is not None and value.size > 1 and np.issubdtype(value.dtype, np.floating)
+            and not bool(np.all(value == value.flat[0])))
 
 
 def table_slots(graph: Graph, op, node) -> tuple[int, ...]:
