@@ -129,7 +129,38 @@ class Emitter:
         )
         model.ir_version = min(model.ir_version, 8)
         model.doc_string = doc
+        _widen_narrow_floats(model)
         return model
+
+
+_NARROW_FLOATS = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
+def _widen_narrow_floats(model: onnx.ModelProto) -> None:
+    """Cast to float32, in place, what a node of ``model`` writes as float16 or bfloat16 by
+    an attribute (``Cast(to=FLOAT16)``, a constant of such a value, a ``dtype``), but its
+    outputs: what a float16 export computes from its inputs' shapes or constants (``Shape ->
+    Cast(to=FLOAT16) -> Sqrt``, the scale of a fixed-shape attention) meets float32 values in
+    the written file, where every activation is dequantized to float32 and every constant is
+    stored as float32 (onnxruntime refused such a Mul). Every other node then computes in
+    float32 from float32 inputs, as the simulation does (it keeps each node's output as
+    float32): the same values, rounded to the narrow type where the node writes it."""
+    interface = {o.name for o in model.graph.output}
+    nodes = []
+    for node in model.graph.node:
+        nodes.append(node)
+        if not any(a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT
+                   and a.i in _NARROW_FLOATS
+                   or a.type == onnx.AttributeProto.TENSOR and a.t.data_type in _NARROW_FLOATS
+                   for a in node.attribute):
+            continue
+        for index, name in enumerate(node.output):
+            if name and name not in interface:
+                node.output[index] = f"{name}:narrow"
+                nodes.append(helper.make_node("Cast", [f"{name}:narrow"], [name],
+                                              to=onnx.TensorProto.FLOAT))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def _short_names(nodes: list[onnx.NodeProto], interface: set[str]) -> dict[str, str]:
