@@ -257,9 +257,13 @@ class _QdqLowering:
         source = step.source or step.node
         if any(attr in source.attrs for attr in step.op.onnx_attrs):
             return False  # a parameter held in an attribute (Pad's value before opset 11)
+        # every slot the declaration binds, written or not: an optional input a node leaves
+        # off the end (a dynamo export's two-input Pad) takes its default, which does not
+        # move with z
+        slots = max(len(step.node.inputs), len(step.op.onnx_inputs))
         inputs = [self._stored_codes(step, slot, code, dtype, zero,
                                      shift.param_shifts if shift else {})
-                  for slot in range(len(step.node.inputs))]
+                  for slot in range(slots)]
         if None in inputs:
             return False
         while inputs and not inputs[-1][0]:  # absent trailing optional inputs
@@ -284,7 +288,7 @@ class _QdqLowering:
         None) for an absent optional input; None when the input is none of these, or holds
         codes beyond the output's range (which the output's QuantizeLinear would have
         clipped)."""
-        name = step.node.inputs[slot]
+        name = step.node.inputs[slot] if slot < len(step.node.inputs) else ""
         container = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         bound = step.op.onnx_inputs[slot].split() if slot < len(step.op.onnx_inputs) and (
             step.op.onnx_inputs[slot]) else []
