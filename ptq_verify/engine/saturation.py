@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, slot_binding
+from ..graph.static import table_slots
 from ..rules import RuleKind
 from .plan import plan_model
 from .rules import is_lattice_selection
@@ -51,12 +52,17 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[st
     found: dict[str, MaskedSum] = {}
     for plan, node in zip(plan_model(graph, table), graph.nodes):
         op = table.find(node, graph)
-        if (op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED
-                or not plan.activation_slots):
+        if op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED:
+            continue
+        # a float table read through a tensor slot (T5's position bias, folded to a constant
+        # by a fixed-shape export, chosen by Where against finfo.min) makes the output an
+        # activation as an activation operand does (graph.static)
+        tables = set(table_slots(graph, op, node))
+        if not plan.activation_slots and not tables:
             continue
         tensors = {t.name for t in op.inputs}
         operands = [name for slot, name in enumerate(node.inputs)
-                    if name and slot_binding(op, slot) in tensors]
+                    if name and slot_binding(op, slot) in tensors and slot not in tables]
         static = tuple(name for name in operands if name not in active)
         carried = tuple(name for name in operands if name in found)
         if (static or carried) and node.outputs[0] in active:
