@@ -103,8 +103,11 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
     for slot in slots:
         binding = slot_binding(op, slot)
         if binding not in tensors:
+            role = (f"parameter input {slot} ({binding})" if binding is not None else
+                    f"input {slot}, which the declaration holds static (a shape, axes, indices, "
+                    "a type)")
             return make(Action.COMPENSATE, "compensate: run in float on the original range",
-                        f"an activation feeds parameter input {slot} ({binding})")
+                        f"an activation feeds {role}")
     carried = carried_params(op)
     uncarried = sorted(p for p, k in rule.param_exponents.items() if k and p not in carried)
     if uncarried:  # the node has nowhere to rescale it: the rule cannot be applied
