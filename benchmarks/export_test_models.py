@@ -31,11 +31,30 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  in integer arithmetic (Log, Min, Where), RMS norm, and the boolean mask applied
                  by ``Where(mask, position_bias, finfo.min)`` before it meets the scores; legacy
                  exporter at opset 17 only (same inputs as tiny_bert)
+    tiny_t5_fixed  tiny_t5 exported with its batch fixed at 4: every shape known, its position
+                 bias is a constant once folded, a float table that Where(mask, bias,
+                 finfo.min) chooses from; legacy exporter at opset 17 only
     tiny_bert_dynamic  tiny_bert with the sequence axis left free as well as the batch (as
                  Hugging Face's own exports leave it): quantized on 16 tokens, run on fewer;
                  legacy exporter at opset 17, dynamo at 18
     tiny_bert_sdpa  tiny_bert with transformers' default (sdpa) attention, whose export has
                  IsNaN and Where around the Softmax; legacy exporter at opset 17 only
+    digits_sdpa_half  DigitsAttention with F.scaled_dot_product_attention, in float16 (weights
+                 and input): the legacy exporter computes the attention scale from the
+                 input's shape (Shape -> Cast(to=FLOAT16) -> Sqrt), a float16 tensor that
+                 meets the float32 values of a quantized file; legacy opset 17 only, data
+                 ``digits_half.*.npz`` (the digits as float16)
+    digits_pad   the digits as 8 tokens -> Linear -> LayerNorm -> F.pad of one zero token in
+                 front -> Linear (random weights): the dynamo exporter writes a constant Pad
+                 with two inputs (no value: 0), the legacy one with an empty third; the batch
+                 fixed at 4 (torch.export cannot trace it free); legacy opset 17 and dynamo
+                 opset 18
+    token_encoder  torch's own nn.TransformerEncoder (one post-LN layer, 2 heads) over an
+                 nn.Embedding of the token ids, with ``src_key_padding_mask=attention_mask ==
+                 0``: torch builds the key mask as ``zeros_like(mask).masked_fill(mask, -inf)``,
+                 a Where choosing -inf or zeros (same inputs as tiny_bert, the batch fixed at
+                 4, so the exporters write the zeros as a constant tensor; the fast path off,
+                 which the legacy exporter cannot trace); legacy opset 17 and dynamo opset 18
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -76,9 +95,14 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_swin": {"legacy": (17,)},
              "digits_gelu_mlp": {"legacy": (17,)},
              "digits_attention_fixed": {"dynamo": (18,)},
-             "tiny_bert_dynamic": {"legacy": (17,), "dynamo": (18,)}}
+             "tiny_bert_dynamic": {"legacy": (17,), "dynamo": (18,)},
+             "token_encoder": {"legacy": (17,), "dynamo": (18,)},
+             "digits_sdpa_half": {"legacy": (17,)},
+             "tiny_t5_fixed": {"legacy": (17,)},
+             "digits_pad": {"legacy": (17,), "dynamo": (18,)}}
 # exported with this batch size, no dynamic axes
-FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2}
+FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
+               "tiny_t5_fixed": 4, "digits_pad": 4}
 # exported with the sequence axis (1) free too
 DYNAMIC_SEQUENCE = {"tiny_bert_dynamic"}
 SEED = 0
@@ -87,6 +111,7 @@ SEQUENCE = 16
 VOCAB = 64
 EPOCHS = 15
 TOLERANCE = 1e-4
+HALF_TOLERANCE = 1e-2  # float16 kernels: torch's and onnxruntime's round differently
 
 
 def digits_mlp() -> torch.nn.Module:
@@ -122,6 +147,43 @@ class DigitsAttention(torch.nn.Module):
         tokens = self.norm(x.reshape(x.shape[0], 8, 8))
         scores = self.q(tokens) @ self.k(tokens).transpose(1, 2) / 8**0.5
         mixed = torch.softmax(scores, dim=-1) @ self.v(tokens)
+        return self.out(mixed.reshape(x.shape[0], 64))
+
+
+class DigitsPad(torch.nn.Module):
+    """Tokens -> Linear -> LayerNorm -> a zero token padded in front (F.pad) -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.norm = torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+        self.out = torch.nn.Linear(72, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(self.embed(x.reshape(x.shape[0], 8, 8)))
+        padded = torch.nn.functional.pad(tokens, (0, 0, 1, 0))
+        return self.out(padded.reshape(x.shape[0], 72))
+
+
+class TokenEncoder(torch.nn.Module):
+    """nn.Embedding -> nn.TransformerEncoder with the padding mask from attention_mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, 16)
+        layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.embed(input_ids), src_key_padding_mask=attention_mask == 0)
+
+
+class DigitsSdpa(DigitsAttention):
+    """DigitsAttention with torch's fused attention function."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(x.reshape(x.shape[0], 8, 8))
+        mixed = torch.nn.functional.scaled_dot_product_attention(
+            self.q(tokens), self.k(tokens), self.v(tokens))
         return self.out(mixed.reshape(x.shape[0], 64))
 
 
@@ -289,7 +351,7 @@ def export(
         expected = module.eval()(*args).numpy()  # the legacy exporter restores training mode
     got = run_session(model.SerializeToString(), feeds)
     difference = float(np.max(np.abs(got - expected)))
-    if difference > TOLERANCE:
+    if difference > (HALF_TOLERANCE if expected.dtype == np.float16 else TOLERANCE):
         raise RuntimeError(f"{exporter} opset {opset}: onnxruntime differs by {difference:.2e}")
     return model
 
@@ -320,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
+    torch.backends.mha.set_fastpath_enabled(False)  # its fused kernel has no ONNX export
     digits = load_split()
     flat = {"input": digits.calibration_x[:SAMPLES]}
     image = {"input": flat["input"].reshape(-1, 1, 8, 8)}
@@ -330,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     save_npz(args.out / "digits.test.npz", **test_flat)
     save_npz(args.out / "digits_image.calib.npz", **image)
     save_npz(args.out / "digits_image.test.npz", **test_image)
+    half = {"input": flat["input"].astype(np.float16)}
+    save_npz(args.out / "digits_half.calib.npz", **half)
+    save_npz(args.out / "digits_half.test.npz", input=test_flat["input"].astype(np.float16))
     save_npz(args.out / "tiny_bert.calib.npz", **tokens)
     save_npz(args.out / "tiny_bert.test.npz", **test_tokens)
     models = {
@@ -351,9 +417,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "tiny_bert": lambda: (TinyBert().eval(), tokens),
         "tiny_t5": lambda: (TinyT5().eval(), tokens),
+        "tiny_t5_fixed": lambda: (TinyT5().eval(), tokens),
         "tiny_bert_sdpa": lambda: (TinyBertSdpa().eval(), tokens),
         "tiny_bert_dynamic": lambda: (TinyBert().eval(), tokens),
         "digits_swin": lambda: (DigitsSwin().eval(), image),
+        "token_encoder": lambda: (TokenEncoder().eval(), tokens),
+        "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
+        "digits_pad": lambda: (DigitsPad().eval(), flat),
     }
     for name, build in models.items():
         if args.only and name not in args.only:
