@@ -54,10 +54,11 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[st
         op = table.find(node, graph)
         if op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED:
             continue
-        # a float table read through a tensor slot (T5's position bias, folded to a constant
-        # by a fixed-shape export, chosen by Where against finfo.min) makes the output an
-        # activation as an activation operand does (graph.static)
-        tables = set(table_slots(graph, op, node))
+        # without an activation operand, a float table read through a tensor slot (T5's
+        # position bias, folded to a constant by a fixed-shape export, chosen by Where against
+        # finfo.min) is what makes the output an activation (graph.static): its part, not a
+        # static one; beside an activation, a constant (a bias) is a static operand
+        tables = set() if plan.activation_slots else set(table_slots(graph, op, node))
         if not plan.activation_slots and not tables:
             continue
         tensors = {t.name for t in op.inputs}
