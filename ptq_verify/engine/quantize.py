@@ -129,22 +129,38 @@ def quantize(
     for plan, node in zip(plans, graph.nodes):
         if plan.action is Action.UNKNOWN:
             table.require(node, graph)
-    builder = _Builder(graph, calibration, bits, table, per_channel, fixed_point_multipliers,
-                       integer_outputs)
-    builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
-    builder.kept_float = set(float_tensors)
-    builder.calibrated_unsigned = set(calibrated_unsigned)
-    builder.wide_sums = wide_sums
-    if unknown := builder.kept_float - calibration.stats.keys():
+    if unknown := set(float_tensors) - calibration.stats.keys():
         raise UserError(f"{graph.source}: {sorted(unknown)[0]!r} is not an activation of the "
                         "model: it cannot be kept in float")
+
+    def built(kept: set[str]) -> _Builder:
+        builder = _Builder(graph, calibration, bits, table, per_channel,
+                           fixed_point_multipliers, integer_outputs)
+        builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
+        builder.kept_float = kept
+        builder.calibrated_unsigned = set(calibrated_unsigned)
+        builder.wide_sums = wide_sums
+        builder.build(plans)
+        return builder
+
     # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
     # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
     # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
     # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
     with threadpool_limits(limits=1, user_api="blas"):
-        builder.build(plans)
+        builder = built(set(float_tensors))
+        # A divisor whose codes come near 0 is kept in float, as --keep-float-tensor would
+        # keep it, and the plan made again; a divisor found then (behind one kept) too.
+        divisors: list[tuple[str, str]] = []
+        for _ in range(MAX_DIVISOR_ROUNDS):
+            found = [item for item in builder._near_zero if item[1] not in builder.kept_float]
+            if not found:
+                break
+            divisors += found
+            builder = built(builder.kept_float | {name for _, name in found})
         builder.refuse_near_zero_divisors()
+        if divisors:
+            builder.notes.append(divisor_note(divisors, bits))
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -961,8 +977,10 @@ class _Builder:
         return None
 
     def refuse_near_zero_divisors(self) -> None:
-        """One refusal naming every divisor the walk found near 0 (a model with an RMSNorm
-        per layer has one per norm at 4 bits), with every --keep-float-tensor it takes."""
+        """One refusal naming every divisor the walk found near 0 that is not kept in float
+        yet (none once :func:`quantize` has kept them: past MAX_DIVISOR_ROUNDS), with every
+        --keep-float-tensor it takes."""
+        self._near_zero = [item for item in self._near_zero if item[1] not in self.kept_float]
         if not self._near_zero:
             return
         more = (f" (and {len(self._near_zero) - 1} more divisor"
@@ -1147,6 +1165,20 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
         coarsest = np.maximum(coarsest, np.minimum(
             ALIGN_HEADROOM * functools.reduce(np.maximum, scales), ALIGNED_SUM_LIMIT / reach))
     return coarsest if np.ndim(coarsest) else float(coarsest)
+
+
+MAX_DIVISOR_ROUNDS = 4
+"""Plans made again at most, each keeping in float the divisors found near 0 in the last."""
+
+
+def divisor_note(divisors: list[tuple[str, str]], bits: int) -> str:
+    """What keeping near-zero divisors in float did, for the summary."""
+    first = divisors[0][0]
+    more = f" (and {len(divisors) - 1} more)" if len(divisors) > 1 else ""
+    names = ", ".join(repr(name) for _, name in divisors)
+    return (f"kept in float: {names}: {first} at {bits} bits on the calibration data{more}, "
+            "where rounding would be amplified without bound (as --keep-float-tensor keeps "
+            "them)")
 
 
 def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.ndarray:
