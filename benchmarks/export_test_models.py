@@ -55,6 +55,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  a Where choosing -inf or zeros (same inputs as tiny_bert, the batch fixed at
                  4, so the exporters write the zeros as a constant tensor; the fast path off,
                  which the legacy exporter cannot trace); legacy opset 17 and dynamo opset 18
+    tiny_llama_left  a 2-layer Llama decoder from a config (random weights, transformers'
+                 default sdpa attention) on left-padded token batches (``tiny_llama.*.npz``):
+                 the causal mask hides every key of a padded row's first positions, whose
+                 Softmax rows are NaN until an IsNaN-guarded Where turns them into 0; legacy
+                 exporter at opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -99,7 +104,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "token_encoder": {"legacy": (17,), "dynamo": (18,)},
              "digits_sdpa_half": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
-             "digits_pad": {"legacy": (17,), "dynamo": (18,)}}
+             "digits_pad": {"legacy": (17,), "dynamo": (18,)},
+             "tiny_llama_left": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4}
@@ -216,6 +222,31 @@ def digits_norms() -> torch.nn.Module:
         torch.nn.Flatten(),
         torch.nn.Linear(4 * 8 * 8, 10),
     )
+
+
+class TinyLlama(torch.nn.Module):
+    """transformers' LlamaModel from a small config (its default sdpa attention, no cache);
+    returns the last hidden state only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaModel
+
+        config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                             max_position_embeddings=SEQUENCE, use_cache=False)
+        self.llama = LlamaModel(config).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.llama(input_ids=input_ids, attention_mask=attention_mask,
+                          use_cache=False).last_hidden_state
+
+
+def left_padded(tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The token batch with each row's padding moved to its start (a decoder's batches)."""
+    shifts = SEQUENCE - tokens["attention_mask"].sum(axis=1)
+    return {name: np.stack([np.roll(row, shift) for row, shift in zip(value, shifts)])
+            for name, value in tokens.items()}
 
 
 class TinyBert(torch.nn.Module):
@@ -396,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     half = {"input": flat["input"].astype(np.float16)}
     save_npz(args.out / "digits_half.calib.npz", **half)
     save_npz(args.out / "digits_half.test.npz", input=test_flat["input"].astype(np.float16))
+    left = left_padded(tokens)
+    save_npz(args.out / "tiny_llama.calib.npz", **left)
+    save_npz(args.out / "tiny_llama.test.npz", **left_padded(test_tokens))
     save_npz(args.out / "tiny_bert.calib.npz", **tokens)
     save_npz(args.out / "tiny_bert.test.npz", **test_tokens)
     models = {
@@ -424,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "token_encoder": lambda: (TokenEncoder().eval(), tokens),
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
+        "tiny_llama_left": lambda: (TinyLlama().eval(), left),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

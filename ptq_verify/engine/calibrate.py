@@ -52,6 +52,10 @@ class Calibration:
     # the onnxruntime session that computed the statistics (every activation an output),
     # reused for the layer inputs weight rounding needs; None when the numpy kernels ran
     runner: OrtRunner | None = field(default=None, repr=False, compare=False)
+    # activations that take inf or NaN on the calibration data, which a later node of the
+    # model removes (no graph output does): no code holds them, so they stay in float
+    # (quantize keeps them, as --keep-float-tensor does); tensor -> how many, where
+    non_finite: dict[str, str] = field(default_factory=dict)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -137,6 +141,7 @@ def calibrate(
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     saturated: set[str] = set()
     dropped_reach: dict[str, float] = {}
+    non_finite: dict[str, str] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
         if name in wanted:
@@ -150,11 +155,14 @@ def calibrate(
         try:
             stats[name].update(value)
         except ValueError:  # (Clip to [+inf, -inf], exp overflow, a Softmax of a row all
-            # -inf: a decoder's sliding-window mask over padding)
-            raise UserError(
-                f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
-                f"calibration data ({_non_finite(value)} in samples {done} to {done + size - 1}); "
-                "quantizing needs finite activations") from None
+            # -inf: a decoder's mask over left padding, guarded by IsNaN after it)
+            non_finite.setdefault(
+                name, f"{_non_finite(value)} in samples {done} to {done + size - 1}")
+            if name in graph.output_names:  # nothing removes them: the model's own output
+                raise UserError(
+                    f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
+                    f"calibration data ({non_finite[name]}); quantizing needs finite "
+                    "activations") from None
 
     def settle_masked_sums() -> None:
         """Positions where a static operand saturates a sum set no range; the values there
@@ -207,5 +215,5 @@ def calibrate(
             done += size
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
-                       runner)
+                       runner, non_finite)
 

@@ -148,7 +148,7 @@ def quantize(
     # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
     # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
     with threadpool_limits(limits=1, user_api="blas"):
-        builder = built(set(float_tensors))
+        builder = built(set(float_tensors) | calibration.non_finite.keys())
         # A divisor whose codes come near 0 is kept in float, as --keep-float-tensor would
         # keep it, and the plan made again; a divisor found then (behind one kept) too.
         divisors: list[tuple[str, str]] = []
@@ -161,6 +161,8 @@ def quantize(
         builder.refuse_near_zero_divisors()
         if divisors:
             builder.notes.append(divisor_note(divisors, bits))
+        if calibration.non_finite:
+            builder.notes.append(non_finite_note(calibration.non_finite))
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -1179,6 +1181,15 @@ def divisor_note(divisors: list[tuple[str, str]], bits: int) -> str:
     return (f"kept in float: {names}: {first} at {bits} bits on the calibration data{more}, "
             "where rounding would be amplified without bound (as --keep-float-tensor keeps "
             "them)")
+
+
+def non_finite_note(non_finite: dict[str, str]) -> str:
+    """What keeping tensors that take inf or NaN in float did, for the summary."""
+    (first, where), more = next(iter(non_finite.items())), len(non_finite) - 1
+    return (f"kept in float: {', '.join(repr(name) for name in non_finite)}: they take "
+            f"infinite or NaN values on the calibration data ({first!r}: {where}"
+            f"{f'; and {more} more' if more else ''}), which no code holds and a later node "
+            "removes (a Softmax over a row its mask hides entirely, then IsNaN)")
 
 
 def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.ndarray:
