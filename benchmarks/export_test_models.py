@@ -60,6 +60,9 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  the causal mask hides every key of a padded row's first positions, whose
                  Softmax rows are NaN until an IsNaN-guarded Where turns them into 0; legacy
                  exporter at opset 17 only
+    tiny_funnel  a Funnel transformer from a config (random weights): its additive mask is
+                 (1 - mask) * -1e6, far beyond int32 at an accumulator's scale; dynamo exporter
+                 at opset 18 with its default optimizations, the batch fixed at 1
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -105,10 +108,14 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_sdpa_half": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
-             "tiny_llama_left": {"legacy": (17,)}}
+             "tiny_llama_left": {"legacy": (17,)},
+             "tiny_funnel": {"dynamo": (18,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
-               "tiny_t5_fixed": 4, "digits_pad": 4}
+               "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
+# exported with the dynamo exporter's default optimizations (the others keep its raw graph):
+# tiny_funnel's raw export splits into a SplitToSequence, which has no declaration
+OPTIMIZED = {"tiny_funnel"}
 # exported with the sequence axis (1) free too
 DYNAMIC_SEQUENCE = {"tiny_bert_dynamic"}
 SEED = 0
@@ -249,6 +256,22 @@ def left_padded(tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             for name, value in tokens.items()}
 
 
+class TinyFunnel(torch.nn.Module):
+    """transformers' FunnelModel from a small config; returns the last hidden state only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import FunnelConfig, FunnelModel
+
+        config = FunnelConfig(vocab_size=VOCAB, d_model=16, n_head=2, d_head=8, d_inner=32,
+                              block_sizes=[1, 1], num_decoder_layers=1,
+                              max_position_embeddings=SEQUENCE)
+        self.funnel = FunnelModel(config).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.funnel(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 class TinyBert(torch.nn.Module):
     """transformers' BertModel from a small config; returns the last hidden state only."""
 
@@ -346,11 +369,12 @@ def token_batch(count: int, seed: int) -> dict[str, np.ndarray]:
 
 def export(
     module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int,
-    dynamic: bool = True, sequence: bool = False,
+    dynamic: bool = True, sequence: bool = False, optimize: bool = False,
 ) -> onnx.ModelProto:
     """One export, refused unless onnxruntime reproduces torch on ``feeds``; ``dynamic``:
     the batch axis is left free (else it is fixed at the feeds' batch size); ``sequence``:
-    axis 1 of every input and of the output too."""
+    axis 1 of every input and of the output too; ``optimize``: the dynamo exporter's own
+    graph optimizations on (its default, which users get)."""
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     names = list(feeds)
     free = {0: "batch", 1: "sequence"} if sequence else {0: "batch"}
@@ -366,7 +390,7 @@ def export(
                 module, args, input_names=names, output_names=["output"], opset_version=opset,
                 dynamo=True,
                 dynamic_shapes={n: dims for n in names} if dynamic else None,
-                optimize=False, verbose=False,
+                optimize=optimize, verbose=False,
             )
             model = _stripped(program.model_proto)
         else:
@@ -459,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
+        "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
     }
     for name, build in models.items():
         if args.only and name not in args.only:
@@ -470,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
                 fixed = FIXED_BATCH.get(name)
                 model = export(module, feeds if fixed is None else
                                {k: v[:fixed] for k, v in feeds.items()}, exporter, opset,
-                               dynamic=fixed is None, sequence=name in DYNAMIC_SEQUENCE)
+                               dynamic=fixed is None, sequence=name in DYNAMIC_SEQUENCE,
+                               optimize=name in OPTIMIZED)
                 path = args.out / f"{name}.{exporter}.opset{opset}.onnx"
                 onnx.save(model, path)
                 kinds = sorted({n.op_type for n in model.graph.node})

@@ -37,7 +37,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "digits_norms": "digits_image", "digits_norms_fixed": "digits_image",
         "tiny_bert_dynamic": "tiny_bert", "token_encoder": "tiny_bert",
         "digits_sdpa_half": "digits_half", "tiny_t5_fixed": "tiny_bert", "digits_pad": "digits",
-        "tiny_llama_left": "tiny_llama"}
+        "tiny_llama_left": "tiny_llama", "tiny_funnel": "tiny_bert"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 

@@ -41,6 +41,13 @@ WEIGHT_ZERO = 128  # a MatMulInteger's weights: uint8 codes + 128 (see _matmul_p
 OFFSET = np.int64(1) << 62  # |acc * m| < 2^55 (acc < 2^31, m < 2^24): offset sums stay < 2^63
 _NUMPY = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, INT64: np.int64}
 _RANGE = {INT8: (-128, 127), UINT8: (0, 255)}
+STATIC_LIMIT = 2**30
+"""Largest |value| a static operand of an integer sum is held at in int32: an attention mask
+at -1e6 or finfo.min times an accumulator's scale lies far beyond int32 (Funnel's -1e6: 3.6e11,
+whose cast wrapped around and turned masked keys into the largest scores: 5.5 dB). Such a
+position saturates the sum anyway (engine/saturation.py): the activation part of an aligned
+sum stays below ALIGNED_SUM_LIMIT (2^22), so a sum with an operand at -2^30 still lies
+beyond the output's range, and within int32."""
 
 
 def emit_integer(model) -> onnx.ModelProto:
@@ -151,6 +158,8 @@ class _IntegerLowering:
             name = self.out.round(self.out.add("Mul", [name, factor], f"{name}:mul"))
             if step.low is not None:
                 name = self.out.clip(name, np.float64(step.low), np.float64(step.high))
+            elif kind == INT32:  # an aligned static operand: a mask may lie beyond int32
+                name = self.out.clip(name, np.float64(-STATIC_LIMIT), np.float64(STATIC_LIMIT))
             self._set(step.dst, self.out.add("Cast", [name], f"{name}:int", to=kind), kind)
         else:
             self._set(step.dst, self._requantize(step, kind), kind)
@@ -273,6 +282,8 @@ class _IntegerLowering:
             else:
                 value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
                 if np.issubdtype(value.dtype, np.floating):  # integer-valued: at the codes' type
+                    if kind == INT32:  # a mask constant at an accumulator's scale
+                        value = np.clip(value, -STATIC_LIMIT, STATIC_LIMIT)
                     value = value.astype(_NUMPY[kind])
                 inputs.append(self.out.constant(f"{name}:int", value))
         return inputs
