@@ -485,7 +485,7 @@ def _constant_node_output(model: onnx.ModelProto) -> None:
 
 
 @pytest.mark.parametrize(("change", "fragment"), [
-    (_output_listed_twice, "is listed 2 times"),
+    (_output_listed_twice, "is listed 2 times (node "),
     (_input_as_output, "is a graph input, not computed by a node"),
     (_initializer_as_output, "is a constant, not computed by a node"),
     (_constant_node_output, "depends on no model input"),

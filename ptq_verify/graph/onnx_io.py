@@ -272,11 +272,16 @@ def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
     lists an output twice or returns a graph input or a constant as it is, but refuses such a
     model once its outputs are rewritten (the quantized model computes each from codes)."""
     names = [v.name for v in g.output]
-    computed = {name for proto in g.node for name in proto.output}
+    producers = {name: proto for proto in g.node for name in proto.output}
+    computed = set(producers)
     for name in names:
         if names.count(name) > 1:
-            raise UserError(f"graph output {name!r} is listed {names.count(name)} times; list "
-                            "it once")
+            node = producers.get(name)
+            made = (f" (node {node.name!r} ({node.op_type}) computes it)" if node is not None
+                    else "")
+            raise UserError(f"graph output {name!r} is listed {names.count(name)} times{made}; "
+                            "list it once (a model returning one tensor twice, as `return y, "
+                            "y`: return it once)")
         if name not in computed:
             what = ("a graph input" if any(v.name == name for v in g.input)
                     and name not in initializers else "a constant" if name in initializers
