@@ -304,3 +304,22 @@ def test_a_softmax_over_rows_its_mask_hides_entirely_stays_in_float():
     assert set(calibration.non_finite) == softmaxes
     model = quantize(graph, calibration, 8)
     assert any(note.startswith("kept in float") and "IsNaN" in note for note in model.notes)
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float16_output_of_shape_arithmetic_keeps_its_type_and_value(form, tmp_path):
+    """The float16 attention's scale (Shape -> Cast(to=FLOAT16) -> Sqrt), returned as an
+    output too: widening what a Cast writes as float16 made that static output float32, and
+    onnxruntime refused the file for its declared float16. Every float16 output is cast
+    last, and this one stays exact."""
+    proto = onnx.load(str(FIXTURES / HALF))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(
+        "/Sqrt_2_output_0", onnx.TensorProto.FLOAT16, []))
+    path = tmp_path / "two_outputs.onnx"
+    onnx.save(proto, str(path))
+    graph = load_model(str(path))
+    model = quantize(graph, calibrate(graph, _data(HALF, "calib"), progress=False), 8)
+    test = {k: v[:1] for k, v in _data(HALF, "test").items()}
+    expected = _session(str(path)).run(["/Sqrt_2_output_0"], test)[0]
+    got = _session(model.to_onnx(form)).run(["/Sqrt_2_output_0"], test)[0]
+    assert got.dtype == np.float16 and np.array_equal(got, expected)

@@ -107,14 +107,14 @@ class QuantizedModel:
                  if t.name in self.output_scales else t.dtype) for t in self.graph.outputs]
 
     def output_casts(self) -> dict[str, np.dtype]:
-        """The scaled outputs whose source type is another float than float32 (a float16
-        export), with that type: every emitter computes them in float32 (the only type
-        QuantizeLinear and DequantizeLinear share below opset 19) and casts them last."""
-        if self.integer_outputs:
-            return {}
+        """The outputs whose source type is another float than float32 (a float16 export),
+        with that type: every emitter computes them in float32 (the only type QuantizeLinear
+        and DequantizeLinear share below opset 19; what a node writes as float16, a static
+        output's shape arithmetic included, is widened: emitter._widen_narrow_floats) and
+        casts them last. Integer codes (``integer_outputs``) are not cast."""
         return {t.name: np.dtype(t.dtype) for t in self.graph.outputs
-                if t.name in self.output_scales and t.is_float
-                and np.dtype(t.dtype) != np.float32}
+                if t.is_float and np.dtype(t.dtype) != np.float32
+                and not (self.integer_outputs and t.name in self.output_scales)}
 
     def run_batch(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(self.constants)
