@@ -153,7 +153,7 @@ def quantize(
         # keep it, and the plan made again; a divisor found then (behind one kept) too.
         divisors: list[tuple[str, str]] = []
         for _ in range(MAX_DIVISOR_ROUNDS):
-            found = [item for item in builder._near_zero if item[1] not in builder.kept_float]
+            found = builder.near_zero_divisors()
             if not found:
                 break
             divisors += found
@@ -978,19 +978,23 @@ class _Builder:
                             f"within {nearest:.3g} codes of 0", name)
         return None
 
+    def near_zero_divisors(self) -> list[tuple[str, str]]:
+        """(what to say of it, its tensor) for every divisor the walk found near 0 whose
+        tensor is not kept in float yet."""
+        return [item for item in self._near_zero if item[1] not in self.kept_float]
+
     def refuse_near_zero_divisors(self) -> None:
         """One refusal naming every divisor the walk found near 0 that is not kept in float
         yet (none once :func:`quantize` has kept them: past MAX_DIVISOR_ROUNDS), with every
         --keep-float-tensor it takes."""
-        self._near_zero = [item for item in self._near_zero if item[1] not in self.kept_float]
-        if not self._near_zero:
+        near_zero = self.near_zero_divisors()
+        if not near_zero:
             return
-        more = (f" (and {len(self._near_zero) - 1} more divisor"
-                f"{'s' if len(self._near_zero) > 2 else ''} so)" if len(self._near_zero) > 1
-                else "")
-        keep = " ".join(f"--keep-float-tensor {name!r}" for _, name in self._near_zero)
+        more = (f" (and {len(near_zero) - 1} more divisor"
+                f"{'s' if len(near_zero) > 2 else ''} so)" if len(near_zero) > 1 else "")
+        keep = " ".join(f"--keep-float-tensor {name!r}" for _, name in near_zero)
         raise UserError(
-            f"{self.graph.source}: {self._near_zero[0][0]} at {self.bits} bits on the calibration "
+            f"{self.graph.source}: {near_zero[0][0]} at {self.bits} bits on the calibration "
             f"data{more}; rounding there would be amplified without bound, so the node cannot "
             f"run on its codes: keep that input in float ({keep})")
 
