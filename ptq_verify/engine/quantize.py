@@ -660,24 +660,28 @@ class _Builder:
     def _float_nodes(self, plans: list[NodeAction]) -> dict[str, str]:
         """The nodes that run in float besides the compensated ones, each with why: the
         float region of each activation kept in float (mixed precision), and each
-        sum a static operand saturates (saturation.py) whose readers all run in float
-        (proofs/saturation.md, Corollary 15.2), decided readers first, so a chain of them (a
-        boolean mask applied by a Where, then added to the scores of a Softmax) runs in float
-        as a whole."""
+        sum a static operand saturates (saturation.py), or pass-through node passing its
+        positions on, whose readers all run in float (proofs/saturation.md, Corollary 15.2),
+        decided readers first, so a chain of them (a boolean mask applied by a Where, then
+        added to the scores, cast to float32, of a Softmax) runs in float as a whole."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
         if self.kept_float:  # (regions index the whole graph: only when asked for)
             regions = FloatRegions(self.graph, self.table, plans, self.active)
             for tensor in self.kept_float:
                 for name in regions.of(tensor)[0]:
                     floats.setdefault(name, "mixed precision: an activation kept in float")
+        carrying = self._carrying_saturated()
         for node in reversed(self.graph.nodes):
             if (self._plans[node.name].action is not Action.STATIC
-                    and any(out in self.cal.saturated for out in node.outputs)
+                    and any(out in carrying for out in node.outputs)
                     and all(self._float_only(out, floats) for out in node.outputs)):
                 # on codes the masked positions would read back as the range's end, not as
                 # the mask, in the float consumers; computed in float they keep the exact mask
-                floats.setdefault(node.name, "a static operand saturates it and every "
-                                  "consumer runs in float")
+                floats.setdefault(node.name, (
+                    "a static operand saturates it" if any(
+                        out in self.cal.saturated for out in node.outputs)
+                    else "it passes on positions a static operand saturates")
+                    + " and every consumer runs in float")
         return floats
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
@@ -881,6 +885,21 @@ class _Builder:
                     or self._compensates_channels(user)):
                 return False
         return True
+
+    def _carrying_saturated(self) -> set[str]:
+        """The tensors that hold positions a static operand saturates: the saturated sums
+        (saturation.py) and, in graph order, the outputs of pass-through nodes reading one,
+        which pass those values on (T5's scores, cast to float32 after the mask is added and
+        before the Softmax). A pass-through node runs in float exactly, so a chain of them
+        between a masked sum and float readers runs in float with the sum, mask intact."""
+        carrying = set(self.cal.saturated)
+        for node in self.graph.nodes:
+            plan = self._plans[node.name]
+            if (plan.action is not Action.STATIC and plan.rule is not None
+                    and plan.rule.kind is RuleKind.PASS_THROUGH
+                    and any(node.inputs[slot] in carrying for slot in plan.activation_slots)):
+                carrying.update(out for out in node.outputs if out in self.active)
+        return carrying
 
     def _reads_as_sum(self, user: Node, tensor: str) -> bool:
         """Whether ``user`` takes ``tensor`` once, as a term of an element-wise sum it runs on
