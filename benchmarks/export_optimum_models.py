@@ -10,6 +10,10 @@ sum and the Softmax).
                  ``main_export`` for text2text-generation; its encoder_model.onnx, the graph
                  output renamed ``output`` as in the other fixtures; data ``tiny_bert.*.npz``
 
+    tiny_resnet_optimum  a 2-stage ResNet (random weights, one input channel) exported by
+                 optimum for image-classification: every input dimension symbolic, the
+                 channels too; its input renamed ``input``; data ``digits_image.*.npz``
+
 optimum needs its own environment (its transformers pin conflicts with the bench extra's):
 
     python3 -m venv /tmp/optimum-venv && . /tmp/optimum-venv/bin/activate
@@ -53,32 +57,61 @@ def export_t5(folder: Path) -> onnx.ModelProto:
         expected = model.encoder(input_ids=torch.from_numpy(feeds["input_ids"]),
                                  attention_mask=torch.from_numpy(feeds["attention_mask"])
                                  ).last_hidden_state.numpy()
-    got = ort.InferenceSession(exported.SerializeToString(),
-                               providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    difference = float(np.max(np.abs(got - expected)))
-    if difference > TOLERANCE:
-        raise RuntimeError(f"optimum's T5 encoder: onnxruntime differs by {difference:.2e}")
+    _check(exported, feeds, expected, "T5 encoder")
     return exported
 
 
-def renamed_output(model: onnx.ModelProto, name: str = "output") -> onnx.ModelProto:
-    """The model with its one graph output renamed (the tests read ``output``)."""
-    old = model.graph.output[0].name
+def export_resnet(folder: Path) -> onnx.ModelProto:
+    """optimum's model.onnx of a small random ResNet on the 8x8 digits, checked against torch."""
+    from optimum.exporters.onnx import main_export
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(SEED)
+    config = ResNetConfig(num_channels=1, embedding_size=16, hidden_sizes=[16, 32],
+                          depths=[1, 1], layer_type="basic", num_labels=10)
+    model = ResNetForImageClassification(config).eval()
+    model.save_pretrained(folder / "hf")
+    main_export(str(folder / "hf"), output=str(folder / "onnx"), task="image-classification")
+    exported = onnx.load(str(folder / "onnx" / "model.onnx"))
+    with np.load(OUT / "digits_image.test.npz") as data:
+        image = data["input"]
+    with torch.no_grad():
+        expected = model(pixel_values=torch.from_numpy(image)).logits.numpy()
+    _check(exported, {exported.graph.input[0].name: image}, expected, "ResNet")
+    return exported
+
+
+def _check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], expected: np.ndarray,
+           what: str) -> None:
+    got = ort.InferenceSession(model.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    difference = float(np.max(np.abs(got - expected)))
+    if difference > TOLERANCE:
+        raise RuntimeError(f"optimum's {what}: onnxruntime differs by {difference:.2e}")
+
+
+def renamed(model: onnx.ModelProto, value: onnx.ValueInfoProto, name: str) -> None:
+    """Rename a graph input or output everywhere (the tests read ``output``, and the digits
+    data feed ``input``)."""
+    old = value.name
     for node in model.graph.node:
         node.output[:] = [name if o == old else o for o in node.output]
         node.input[:] = [name if i == old else i for i in node.input]
-    model.graph.output[0].name = name
-    return model
+    value.name = name
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as folder:
-        model = renamed_output(export_t5(Path(folder)))
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    path = OUT / f"tiny_t5_optimum.optimum.opset{opset}.onnx"
-    onnx.save(model, path)
-    kinds = sorted({n.op_type for n in model.graph.node})
-    print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
+    for name, export in (("tiny_t5_optimum", export_t5), ("tiny_resnet_optimum", export_resnet)):
+        with tempfile.TemporaryDirectory() as folder:
+            model = export(Path(folder))
+        renamed(model, model.graph.output[0], "output")
+        if name == "tiny_resnet_optimum":
+            renamed(model, model.graph.input[0], "input")
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        path = OUT / f"{name}.optimum.opset{opset}.onnx"
+        onnx.save(model, path)
+        kinds = sorted({n.op_type for n in model.graph.node})
+        print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
     return 0
 
 

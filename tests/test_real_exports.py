@@ -39,7 +39,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "tiny_bert_dynamic": "tiny_bert", "token_encoder": "tiny_bert",
         "digits_sdpa_half": "digits_half", "tiny_t5_fixed": "tiny_bert", "digits_pad": "digits",
         "tiny_llama_left": "tiny_llama", "tiny_funnel": "tiny_bert",
-        "tiny_t5_optimum": "tiny_bert"}
+        "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -330,3 +330,11 @@ def test_a_float16_output_of_shape_arithmetic_keeps_its_type_and_value(form, tmp
     got = _session(model.to_onnx(form)).run(["/Sqrt_2_output_0"], test)[0]
     assert got.dtype == np.float16 and np.array_equal(got, expected)
 
+
+
+def test_audit_of_an_export_with_symbolic_channels_says_why_equalization_was_not_probed(capsys):
+    """optimum leaves an image's channels symbolic: random inputs with 2 channels do not fit
+    the first convolution, so the audit lists every node and says the probe did not run."""
+    assert main(["audit", str(FIXTURES / "tiny_resnet_optimum.optimum.opset18.onnx")]) == 0
+    listing = capsys.readouterr().out
+    assert "not probed (the model does not run on random inputs" in listing

@@ -20,6 +20,7 @@ from ..engine.equalize import equalize
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
+from ..errors import UserError
 from ..graph import Graph, OperatorTable, load_graph
 from ..graph.operators import quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
@@ -57,7 +58,7 @@ class Audit:
     absorbable: tuple[str, ...] = ()  # equalized groups whose links pass a shift
     onnxruntime: str | None = None  # why onnxruntime refuses to load the model, condensed
     own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
-    probed: bool = True  # whether equalization was probed (it runs every node on the kernels)
+    unprobed: str = ""  # why equalization was not probed (it runs the model), if it was not
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -76,7 +77,7 @@ class Audit:
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
             "equalized": list(self.equalized),
-            "equalization_probed": self.probed,
+            "equalization_probed": not self.unprobed,
             "smoothable": list(self.smoothable),
             "absorbable": list(self.absorbable),
             "onnxruntime_refuses": self.onnxruntime,
@@ -134,12 +135,21 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                    for action in plan.values())
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     # the probe runs the graph on the catalog's kernels: not with a node none of them runs
-    probed = all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries)
-    pairs = equalize(prepared, table) if probed else []
+    unprobed = "" if all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries) else (
+        "it runs the model, and some nodes have no declaration that fits them, listed below")
+    pairs = []
+    if not unprobed:
+        try:
+            pairs = equalize(prepared, table)
+        except UserError:  # random inputs of the shapes the inputs declare do not fit the
+            # model (optimum's exports leave an image's channels symbolic: 2 meet a Conv's 3)
+            unprobed = ("the model does not run on random inputs of the shapes its inputs "
+                        "declare, symbolic dimensions taken as 2; quantize measures it on the "
+                        "calibration data")
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table.extra)),
-                 probed)
+                 unprobed)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -194,9 +204,8 @@ def _summary_lines(audit: Audit) -> list[str]:
     lines.append("cross-layer equalization (on by default; each group's strength chosen on "
                  "calibration data): " + (
                      "; ".join(summary["equalized"]) or ("no pair (no two weight layers joined "
-                     "only by operators with a per-channel rule)" if audit.probed else "not "
-                     "probed (it runs the model, and some nodes have no declaration that fits "
-                     "them, listed below)")))
+                     "only by operators with a per-channel rule)" if not audit.unprobed
+                     else f"not probed ({audit.unprobed})")))
     lines.append("bias absorption (with equalization, where calibration data puts a channel "
                  "above 0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose "
                                  "links pass a shift by a proved rule into layers whose bias "
