@@ -393,6 +393,27 @@ def test_an_output_whose_error_sits_in_a_few_rows_is_not_called_low():
     assert "low" not in fine and "rows" not in fine
 
 
+def test_an_output_the_float_model_gives_as_zero_is_said_unmeasured_and_why(tmp_path, capsys):
+    """A float model whose output is 0 on every calibration sample (random weights that make
+    a deep network vanish, a zeroed layer) leaves no signal to measure the SQNR against: the
+    note says so for that output, not that the float model lacks it."""
+    from onnx import numpy_helper
+
+    examples = Path(__file__).parent.parent / "ptq_verify" / "examples"
+    model = onnx.load(str(examples / "mlp_relu.onnx"))
+    last = [n for n in model.graph.node if n.op_type == "Gemm"][-1]
+    for tensor in model.graph.initializer:
+        if tensor.name in last.input:
+            tensor.CopyFrom(numpy_helper.from_array(
+                np.zeros_like(numpy_helper.to_array(tensor)), tensor.name))
+    onnx.save(model, tmp_path / "zero.onnx")
+    assert main(["quantize", str(tmp_path / "zero.onnx"), "--calib",
+                 str(examples / "mlp_relu.calib.npz"), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "logits not measured (the float model gives 0 there on every sample" in printed
+
+
 def test_an_output_low_only_where_the_mask_is_zero_is_not_called_low():
     """all-MiniLM-L6-v2's calibration texts are mostly padding: its median row was low too
     (6.6 dB, 52% of rows under 10 dB), so the note advised --keep-float, which cannot help the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_atomic
@@ -242,7 +243,10 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
     figures, low = [], []
     for name, measured in fidelity.items():
         text = f"{name} {measured.db:.1f} dB"
-        if measured.db < LOW_SQNR_DB and measured.rows.size > 1:
+        if math.isnan(measured.db):
+            text = (f"{name} not measured (the float model gives 0 there on every sample: "
+                    "weights or inputs that make it vanish?)")
+        elif measured.db < LOW_SQNR_DB and measured.rows.size > 1:
             median = measured.median_row
             text += (f" (its median row {median:.1f} dB, "
                      f"{measured.rows_below(LOW_SQNR_DB):.0%} of its rows under "

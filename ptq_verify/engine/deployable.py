@@ -67,7 +67,7 @@ class OutputFidelity:
     padded positions, whose rows a pooling over the mask drops. The split is a measurement to
     report, not a decision the engine takes."""
 
-    db: float
+    db: float  # NaN where the float model's output is 0 on every sample
     rows: np.ndarray
     zeros: tuple[str, np.ndarray] | None = None
 
@@ -118,7 +118,9 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
     for name in names:
         ref = np.asarray(reference.get(name), dtype=np.float64)
         got = np.asarray(quantized[name], dtype=np.float64)
-        if ref.shape == got.shape and np.any(ref):
+        if ref.shape == got.shape and not np.any(ref):  # nothing to measure against
+            fidelity[name] = OutputFidelity(float("nan"), np.empty(0))
+        elif ref.shape == got.shape:
             error = relative_error(ref, got)
             fidelity[name] = OutputFidelity(
                 float("inf") if error == 0 else -20.0 * np.log10(error), _row_db(ref, got),
