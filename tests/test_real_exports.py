@@ -338,3 +338,20 @@ def test_audit_of_an_export_with_symbolic_channels_says_why_equalization_was_not
     assert main(["audit", str(FIXTURES / "tiny_resnet_optimum.optimum.opset18.onnx")]) == 0
     listing = capsys.readouterr().out
     assert "not probed (the model does not run on random inputs" in listing
+
+
+def test_relu_at_opset_13_runs_on_integers_in_the_integer_format():
+    """onnxruntime's Relu takes integers from opset 14 only; at opset 13 (torch's legacy export
+    here, tf2onnx's default) the integer format runs it as the Clip it equals on the codes, so
+    the weight layers after it stay ConvInteger instead of falling back to float."""
+    name = "digits_cnn.legacy.opset13.onnx"
+    graph = load_model(str(FIXTURES / name))
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    integer = model.to_onnx("integer")
+    listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
+    assert "Relu" not in listed
+    kinds = [node.op_type for node in integer.graph.node]
+    assert kinds.count("Conv") == 0 and kinds.count("ConvInteger") == 2
+    test = _data(name, "test")
+    _same_codes(_first_output(integer, test), model.run(test)["output"],
+                np.asarray(model.output_scales["output"]))

@@ -28,8 +28,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ...graph import Node
 from ...graph.onnx_io import node_proto
-from ..rules import is_integer_polynomial, is_lattice_selection
+from ..probe import run_kernel
+from ..rules import (
+    is_elementwise_unary,
+    is_integer_polynomial,
+    is_lattice_selection,
+    is_monotone_selection,
+)
 from ..steps import NodeStep, ScaleStep, is_one
 from .emitter import Emitter, runs_on
 from .tables import unary_table
@@ -237,9 +244,41 @@ class _IntegerLowering:
             kind = INT32  # e.g. no uint8 kernel: run on int32 and cast the codes back
             inputs = self._integer_inputs(step, kind)
         if not self._runs(step, inputs, kind):
+            if self._as_clip(step, kind):
+                return None
             return self._float(step, "onnxruntime has no integer kernel for it")
         self._emit(step, inputs, kind)
         return None
+
+    def _as_clip(self, step: NodeStep, kind: int) -> bool:
+        """Emit an element-wise monotone selection of one activation as the Clip it equals,
+        clip(x, f(-inf), f(+inf)) (proofs/selections.md, Theorem 2), where onnxruntime has no
+        integer kernel for the node itself: Relu takes integers from opset 14 only, and
+        tf2onnx writes opset 13. False (nothing emitted) when the node is no such selection,
+        its ends are not codes, or no integer Clip runs either."""
+        node = step.node
+        active = [n for n in node.inputs if n and self._active(n)]
+        if (len(active) != 1 or len([o for o in node.outputs if o]) != 1
+                or not is_elementwise_unary(step.op) or not is_monotone_selection(step.op)
+                or any(n in self.static for n in node.inputs if n)):
+            return False
+        values = [None if not n else np.array([-np.inf, np.inf]) if n == active[0]
+                  else step.constants.get(n, self.model.constants.get(n)) for n in node.inputs]
+        ends = run_kernel(step.op, node, values, {})
+        if ends is None or ends.size != 2:
+            return False
+        info = np.iinfo(_NUMPY[kind])
+        low, high = np.clip(ends, info.min, info.max)
+        if not (low == np.round(low) and high == np.round(high)):
+            return False
+        clip = Node(node.name, "Clip", ["x", "lo", "hi"], ["y"])
+        if not runs_on(clip, [kind] * 3, self.opset):
+            return False
+        bounds = [self.out.constant(f"{node.outputs[0]}:{end}", np.asarray(value, _NUMPY[kind]))
+                  for end, value in (("lo", low), ("hi", high))]
+        self._emit(step, [self._cast(active[0], kind), *bounds], kind,
+                   onnx.helper.make_node("Clip", [], [], name=node.name))
+        return True
 
     def _reads_only_shapes(self, step: NodeStep) -> bool:
         """Whether the node makes no activation from its activations (Shape: an int64 shape
@@ -345,8 +384,14 @@ class _IntegerLowering:
             return "real-valued attributes"
         return ""
 
-    def _emit(self, step: NodeStep, inputs: list[str], kind: int) -> None:
-        self.out.nodes.append(node_proto(step.node, inputs))
+    def _emit(self, step: NodeStep, inputs: list[str], kind: int,
+              proto: onnx.NodeProto | None = None) -> None:
+        """The node on ``inputs`` (as ``proto``'s op type, attributes and name, if given)."""
+        if proto is None:
+            proto = node_proto(step.node, inputs)
+        else:
+            proto.input[:], proto.output[:] = inputs, step.node.outputs
+        self.out.nodes.append(proto)
         for name in step.node.outputs:
             if name:
                 self._set(name, name, kind)
