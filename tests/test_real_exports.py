@@ -355,3 +355,19 @@ def test_relu_at_opset_13_runs_on_integers_in_the_integer_format():
     test = _data(name, "test")
     _same_codes(_first_output(integer, test), model.run(test)["output"],
                 np.asarray(model.output_scales["output"]))
+
+
+def test_the_integer_format_headline_counts_the_nodes_it_leaves_in_float(tmp_path, capsys):
+    """The summary line's "N on integers" is the plan's; the integer format runs some of those
+    in float (a Div, whose declaration maps no integers to integers): the line says how many,
+    as the note lists them, instead of leaving "0 compensated" to read as all-integer."""
+    name = "digits_cnn.legacy.opset13.onnx"
+    assert main(["quantize", str(FIXTURES / name), "--calib",
+                 str(FIXTURES / "digits_image.calib.npz"), "--format", "integer", "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    listed = out.split("note: integer format: nodes left in float: ", 1)[1].split("\n", 1)[0]
+    compensated = {line.split()[0] for line in out.splitlines() if "compensate: run" in line}
+    beyond = [item for item in listed.split("; ") if item.split(": ", 1)[0] not in compensated]
+    assert beyond
+    assert f"the integer format runs {len(beyond)} of those on integers in float" in out

@@ -165,9 +165,13 @@ def run(args) -> int:
             f"--encoding {args.encoding}: this CPU's onnxruntime saturates its 8-bit products "
             "at 16 bits (x86 without VNNI), so the file computes wrong values here; it is "
             "exact on CPUs with VNNI. u8u8, the default, is exact on both (docs/engine.md)")
+    format_floats = 0  # nodes the integer format runs in float beyond the compensated ones
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
         model.notes.append(f"integer format: nodes left in float: {listed or 'none'}")
+        compensated = {r.name for r in model.records if r.kind == "compensated"}
+        format_floats = sum(1 for item in listed.split("; ") if item
+                            and item.split(": ", 1)[0] not in compensated)
     serialised = exported.SerializeToString()
     if own_kernels:
         model.notes.append(own_kernels)
@@ -191,7 +195,7 @@ def run(args) -> int:
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, args.model if example_calibration else source, target,
-                    args.format))
+                    args.format, format_floats))
     return 0
 
 
@@ -321,7 +325,10 @@ def summary_rows(model) -> list[dict]:
     return [record.to_json() for record in model.records]
 
 
-def table(model, source, target, format: str = "simulation") -> str:
+def table(model, source, target, format: str = "simulation", format_floats: int = 0) -> str:
+    """The node table and the summary line; ``format_floats``: nodes the written format runs
+    in float although the plan has them on integers (the integer format's, listed in a
+    note)."""
     rows = [("node", "op type", "rule", "action", "out scale", "note")]
     rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -330,7 +337,9 @@ def table(model, source, target, format: str = "simulation") -> str:
     lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes: "
                  f"{counts['integer']} on integers, {counts['compensated']} compensated "
                  f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
-                 "indices, masks; no activation)")
+                 "indices, masks; no activation)"
+                 + (f"; the {format} format runs {format_floats} of those on integers in float "
+                    "(listed below)" if format_floats else ""))
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)
 
