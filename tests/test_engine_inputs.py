@@ -456,3 +456,33 @@ def test_the_rows_are_split_at_the_attention_mask_of_a_real_export(tmp_path):
     assert fidelity.zeros[0] == "attention_mask"
     assert np.array_equal(fidelity.zeros[1], feeds["attention_mask"][:count].ravel() == 0)
     assert fidelity.rows.shape == fidelity.zeros[1].shape
+
+
+def test_a_node_the_catalog_kernels_do_not_run_skips_equalization_with_a_note(tmp_path, capsys):
+    """Equalization measures on the catalog's kernels; a Resize with antialias (torch's dynamo
+    export of interpolate(..., antialias=True)) has none here, though onnxruntime runs it.
+    quantize skips equalization and says why, instead of refusing a model it can quantize;
+    audit says equalization was not probed."""
+    from onnx import helper, numpy_helper
+
+    examples = Path(__file__).parent.parent / "ptq_verify" / "examples"
+    model = onnx.load(str(examples / "mlp_relu.onnx"))
+    model.opset_import[0].version = 18  # antialias: Resize-18
+    nodes = list(model.graph.node)
+    at = next(i for i, n in enumerate(nodes) if n.name == "relu1")
+    nodes[at + 1].input[0] = "resized"
+    resize = helper.make_node("Resize", ["relu1", "", "scales"], ["resized"], name="resize",
+                              mode="linear", antialias=1)
+    model.graph.initializer.append(numpy_helper.from_array(
+        np.ones(2, np.float32), "scales"))
+    del model.graph.node[:]
+    model.graph.node.extend([*nodes[:at + 1], resize, *nodes[at + 1:]])
+    onnx.save(model, tmp_path / "resized.onnx")
+    assert main(["quantize", str(tmp_path / "resized.onnx"), "--calib",
+                 str(examples / "mlp_relu.calib.npz"), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert ("cross-layer equalization: not run (it runs the model on the catalog's kernels, "
+            "and node 'resize' (Resize): cannot run it here (Resize: antialias=1") in printed
+    assert main(["audit", str(tmp_path / "resized.onnx")]) == 0
+    assert "not probed (it runs the model on the catalog's kernels" in capsys.readouterr().out

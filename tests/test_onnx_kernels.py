@@ -418,6 +418,15 @@ def test_resize_against_onnxruntime(name, mode, attrs, scales):
     _check(name, [x, None, None, _i(2, 3, 7, 3)], attrs, ort=True, atol=atol)
 
 
+def test_tf_nearest_resize_against_onnxruntime():
+    """tf2onnx writes tf.image.resize(method="nearest") as coordinate_transformation_mode
+    tf_half_pixel_for_nn (deprecated since opset 13; onnxruntime still runs it)."""
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn"}
+    for scales in ((1, 1, 2, 2), (1, 1, 2, 2.5), (1, 1, 0.5, 3)):
+        _check("Resize", [_f(2, 3, 4, 5), None, np.array(scales, np.float32)], attrs,
+               ort=True)
+
+
 CUBIC_ATOL = 1e-5
 """onnxruntime sums four float32 products, two of negative weight: a value near 0 cancels
 terms near 1 and keeps their float32 rounding (measured 2.7e-6)."""

@@ -12,7 +12,9 @@ opset 13, dynamo opset 21 with GroupNormalization, and dynamo opset 18 with a fi
 the tiny BERT with its sequence axis free too (legacy opset 17, dynamo opset 18), quantized on
 16 tokens and run on fewer; torch's own TransformerEncoder over an embedding with a key padding
 mask, its batch fixed at 4 (legacy opset 17, dynamo opset 18); optimum's export of a tiny T5
-encoder (benchmarks/export_optimum_models.py), whose masked scores pass a Cast to the Softmax.
+encoder (benchmarks/export_optimum_models.py), whose masked scores pass a Cast to the Softmax,
+and of a tiny ResNet whose input channels are symbolic; tf2onnx's export of a Keras attention
+pooling (benchmarks/export_tf_models.py), whose graph output has no shape.
 Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
@@ -39,7 +41,8 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "tiny_bert_dynamic": "tiny_bert", "token_encoder": "tiny_bert",
         "digits_sdpa_half": "digits_half", "tiny_t5_fixed": "tiny_bert", "digits_pad": "digits",
         "tiny_llama_left": "tiny_llama", "tiny_funnel": "tiny_bert",
-        "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image"}
+        "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image",
+        "masked_pool": "masked_pool"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 

@@ -28,8 +28,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..graph.ort_runner import quiet_onnxruntime
     from ..report.audit import audit_markdown, audit_model, audit_text
 
+    quiet_onnxruntime()
     audit = audit_model(resolve_model(args.model)[0], declared_operators(args.operators))
     if args.json:
         print(json.dumps(audit.to_json(), indent=2, sort_keys=True))

@@ -96,8 +96,11 @@ def run(args) -> int:
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.sensitivity import costliest
     from ..engine.smooth import smooth
+    from ..graph.executor import KernelGap
     from ..graph.onnx_io import external_data_files
+    from ..graph.ort_runner import quiet_onnxruntime
 
+    quiet_onnxruntime()
     check_bits(args.bits, "--bits")
     if args.encoding is not None and args.format != "qdq":
         raise UserError(f"--encoding {args.encoding}: applies to --format qdq only (the "
@@ -127,10 +130,14 @@ def run(args) -> int:
             raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
     equalizing = args.equalize
     data = read_data_file(calib, graph)
-    pairs = equalize(graph, declared, data=data, bits=args.bits, per_channel=not args.per_tensor,
-                     progress=not args.no_progress) if equalizing else []
-    absorbed = absorb(graph, data, declared, progress=not args.no_progress) if (
-        equalizing) else []
+    pairs, absorbed, unequalized = [], [], ""
+    if equalizing:
+        try:  # equalization measures on the catalog's kernels; quantizing needs none of them
+            pairs = equalize(graph, declared, data=data, bits=args.bits,
+                             per_channel=not args.per_tensor, progress=not args.no_progress)
+            absorbed = absorb(graph, data, declared, progress=not args.no_progress)
+        except KernelGap as gap:  # raised on the first float run, before any change
+            unequalized = str(gap)
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
                                                 progress=not args.no_progress,
                                                 per_channel=not args.per_tensor)
@@ -150,7 +157,7 @@ def run(args) -> int:
                      float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
                      calibrated_unsigned=shifted_tensors(absorbed),
                      wide_sums=not args.no_wide_sums)
-    model.notes.append(equalization_note(equalizing, pairs))
+    model.notes.append(equalization_note(equalizing, pairs, unequalized))
     if pairs or absorbed:
         model.notes.append(absorption_note(absorbed))
     if args.keep_float:
@@ -280,8 +287,11 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
             f"(onnxruntime): {', '.join(figures)}{advice}")
 
 
-def equalization_note(on: bool, pairs) -> str:
-    """What cross-layer equalization did, for the summary."""
+def equalization_note(on: bool, pairs, skipped: str = "") -> str:
+    """What cross-layer equalization did, for the summary; ``skipped``: why it did not run."""
+    if skipped:
+        return (f"cross-layer equalization: not run (it runs the model on the catalog's "
+                f"kernels, and {skipped.split(': ', 1)[-1]})")
     return _step_note("cross-layer equalization", on, pairs, "off (--no-equalize)",
                       "none (no two weight layers joined only by operators with a per-channel "
                       "rule, or equalizing them did not lower their outputs' error on the "

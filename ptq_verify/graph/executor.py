@@ -62,6 +62,12 @@ class IndexBeyondTable(UserError):
         return None
 
 
+class KernelGap(UserError):
+    """A node whose catalog kernel does not implement what the node asks (a Resize mode, an
+    antialias): the model may still run in onnxruntime, so a step that only probes it on the
+    kernels (equalization) can be skipped, where a step that needs it cannot."""
+
+
 def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None = None) -> list:
     """Run one node; return its output arrays in order (a UserError names a failing node)."""
     op = table.require(node, graph)
@@ -75,6 +81,8 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
         beyond = IndexBeyondTable.find(node, inputs, graph, err)
         if beyond is not None:
             raise beyond from None
+        if isinstance(err, NotImplementedError):
+            raise KernelGap(f"{where}{node.label}: cannot run it here ({err})") from None
         raise UserError(f"{where}{node.label}: cannot run it ({err})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]

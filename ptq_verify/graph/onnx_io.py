@@ -50,7 +50,7 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
     if bad is not None:
         raise UserError(f"{source}: invalid ONNX model (a {bad} is not UTF-8 text)")
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_with_io_shapes(model))
     except onnx.checker.ValidationError as err:
         raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
@@ -146,6 +146,24 @@ def node_proto(node: Node, inputs: list[str] | None = None,
             helper.make_attribute(key, value, attr_type=node.attr_types.get(key))
         )
     return proto
+
+
+def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model to check: where a graph input or output states its element type but no
+    shape (tf2onnx writes such an output after a Reshape whose rank it does not know), a copy
+    with an empty shape there, which the checker requires and onnxruntime does not: the rank
+    stays unknown to the engine, as shape inference leaves it."""
+    values = [*model.graph.input, *model.graph.output]
+    if all(not v.type.HasField("tensor_type") or v.type.tensor_type.HasField("shape")
+           for v in values):
+        return model
+    checked = onnx.ModelProto()
+    checked.CopyFrom(model)
+    for value in [*checked.graph.input, *checked.graph.output]:
+        tensor = value.type.tensor_type
+        if value.type.HasField("tensor_type") and not tensor.HasField("shape"):
+            tensor.shape.SetInParent()
+    return checked
 
 
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:

@@ -92,6 +92,16 @@ def _in_memory(name: str, value: np.ndarray) -> onnx.TensorProto:
     return tensor
 
 
+def quiet_onnxruntime() -> None:
+    """Only fatal messages from onnxruntime's process-wide logger, which sessions' options do
+    not reach: its warnings about a model (a Resize's deprecated ``tf_half_pixel_for_nn``,
+    once per session) would print lines on stderr around the command's own one-line
+    messages. The command-line runs call it; a library user keeps onnxruntime's setting."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+
+
 def ort_session(model: str | os.PathLike | bytes):
     """(an onnxruntime session on ``model`` (a path, or a serialised model), None), or (None,
     why onnxruntime refuses to load it, condensed to one line). The project promises models

@@ -22,6 +22,7 @@ from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, load_graph
+from ..graph.executor import KernelGap
 from ..graph.operators import quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
@@ -141,6 +142,9 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     if not unprobed:
         try:
             pairs = equalize(prepared, table)
+        except KernelGap as gap:
+            unprobed = (f"it runs the model on the catalog's kernels, and "
+                        f"{str(gap).split(': ', 1)[-1]}")
         except UserError:  # random inputs of the shapes the inputs declare do not fit the
             # model (optimum's exports leave an image's channels symbolic: 2 meet a Conv's 3)
             unprobed = ("the model does not run on random inputs of the shapes its inputs "

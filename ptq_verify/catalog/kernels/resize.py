@@ -37,7 +37,8 @@ def resize(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
         f"{name}={value!r}" for name, value, default in (
             ("mode", mode, ("nearest", "linear", "cubic")),
             ("coordinate_transformation_mode", transform,
-             ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")),
+             ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+              "tf_half_pixel_for_nn")),
             ("antialias", int(attrs.get("antialias", 0)), (0,)),
             ("keep_aspect_ratio_policy", text(attrs, "keep_aspect_ratio_policy", "stretch"),
              ("stretch",)),
@@ -78,6 +79,8 @@ def _source_coordinates(transform: str, length: int, size: int, scale: float) ->
         return (i + 0.5) / scale - 0.5
     if transform == "pytorch_half_pixel":
         return (i + 0.5) / scale - 0.5 if size > 1 else np.zeros(size)
+    if transform == "tf_half_pixel_for_nn":  # tf.image.resize(method="nearest") by tf2onnx
+        return (i + 0.5) / scale
     if transform == "align_corners":
         return i * (length - 1) / (size - 1) if size > 1 else np.zeros(size)
     return i / scale  # asymmetric
