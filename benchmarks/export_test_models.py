@@ -63,6 +63,9 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
     tiny_funnel  a Funnel transformer from a config (random weights): its additive mask is
                  (1 - mask) * -1e6, far beyond int32 at an accumulator's scale; dynamo exporter
                  at opset 18 with its default optimizations, the batch fixed at 1
+    digits_regressor  Linear -> ReLU -> Linear(32, 1) -> reshape(-1) on the flat digits (random
+                 weights): a graph output that a Reshape makes of the last layer's; legacy
+                 opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -109,7 +112,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
-             "tiny_funnel": {"dynamo": (18,)}}
+             "tiny_funnel": {"dynamo": (18,)},
+             "digits_regressor": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -145,6 +149,19 @@ def digits_gelu_mlp() -> torch.nn.Module:
         torch.nn.GELU(),
         torch.nn.Linear(64, 10),
     )
+
+
+class DigitsRegressor(torch.nn.Module):
+    """An MLP with one output per digit, flattened to [N] (``.reshape(-1)``, as regressors
+    end): the graph output is a Reshape of the last layer's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                       torch.nn.Linear(32, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).reshape(-1)
 
 
 class DigitsAttention(torch.nn.Module):
@@ -484,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
+        "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

@@ -42,7 +42,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "digits_sdpa_half": "digits_half", "tiny_t5_fixed": "tiny_bert", "digits_pad": "digits",
         "tiny_llama_left": "tiny_llama", "tiny_funnel": "tiny_bert",
         "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image",
-        "masked_pool": "masked_pool"}
+        "masked_pool": "masked_pool", "digits_regressor": "digits"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -374,3 +374,18 @@ def test_the_integer_format_headline_counts_the_nodes_it_leaves_in_float(tmp_pat
     beyond = [item for item in listed.split("; ") if item.split(": ", 1)[0] not in compensated]
     assert beyond
     assert f"the integer format runs {len(beyond)} of those on integers in float" in out
+
+
+def test_an_output_a_reshape_makes_of_n_bit_codes_is_said_so(tmp_path, capsys):
+    """A regressor's last layer, flattened by a Reshape into the graph output: the Reshape
+    passes on 8-bit codes clipped to their calibrated range, and the summary says that, not
+    that the output comes off the exact integer accumulator (a new-user trial on an sklearn
+    regressor: predictions beyond the calibration's largest clipped)."""
+    name = "digits_regressor.legacy.opset17.onnx"
+    assert main(["quantize", str(FIXTURES / name), "--calib",
+                 str(FIXTURES / "digits.calib.npz"), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.split()[1:2] == ["Reshape"])
+    assert ("output dequantized from its input's 8-bit codes (clipped to their calibrated "
+            "range)") in row

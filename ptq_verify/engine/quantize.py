@@ -826,8 +826,12 @@ class _Builder:
                 # n bits first would only add a rounding. (A sum that may pass 2^24 is
                 # requantized, so that a float32 rounding seldom changes the output.)
                 self._accumulators[original] = (produced, scale_array)
-                note = ", ".join(filter(None, [note, f"{original} dequantized from the "
-                                                      "integer accumulator"]))
+                # a selection (a Reshape after the last layer) passes on its input's codes:
+                # n-bit ones, clipped to their calibrated range, unless held wide
+                source = ("the integer accumulator" if not selection
+                          or any(c.wide for c in codes_in) else f"its input's {self.bits}-bit "
+                          "codes (clipped to their calibrated range)")
+                note = ", ".join(filter(None, [note, f"{original} dequantized from {source}"]))
                 if not self.consumers.get(original):
                     continue
             reach = self._wide_reach(op, codes_in, constants, common, column_sum)
