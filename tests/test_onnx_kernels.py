@@ -216,9 +216,14 @@ CONV_CASES = [
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), CONV_CASES)
 def test_conv(x_shape, w_shape, attrs):
+    """To float32 rounding: the two kernels sum in different orders, so an output that
+    cancels terms near 30 to 0.04 differs by a few units of the terms' last place (3e-6,
+    drawn once in many runs: the inputs come from one generator for the module)."""
     x, w = _f(*x_shape), _f(*w_shape)
-    _check("Conv", [x, w, _f(w_shape[0])], attrs)
-    _check("Conv", [x, w], attrs)
+    terms = float(np.abs(x).max() * np.abs(w).reshape(w_shape[0], -1).sum(axis=1).max())
+    atol = max(2e-6, 2 * float(np.finfo(np.float32).eps) * terms)
+    _check("Conv", [x, w, _f(w_shape[0])], attrs, atol=atol)
+    _check("Conv", [x, w], attrs, atol=atol)
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), [
