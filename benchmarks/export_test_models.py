@@ -63,9 +63,9 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
     tiny_funnel  a Funnel transformer from a config (random weights): its additive mask is
                  (1 - mask) * -1e6, far beyond int32 at an accumulator's scale; dynamo exporter
                  at opset 18 with its default optimizations, the batch fixed at 1
-    digits_regressor  Linear -> ReLU -> Linear(32, 1) -> reshape(-1) on the flat digits (random
-                 weights): a graph output that a Reshape makes of the last layer's; legacy
-                 opset 17 only
+    digits_regressor  Linear -> ReLU -> MatMul(32 x 1) -> Add -> reshape(-1) on the flat
+                 digits (random weights): a graph output that a Reshape makes of the last
+                 layer's sum, as skl2onnx writes regressors; legacy opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -152,16 +152,18 @@ def digits_gelu_mlp() -> torch.nn.Module:
 
 
 class DigitsRegressor(torch.nn.Module):
-    """An MLP with one output per digit, flattened to [N] (``.reshape(-1)``, as regressors
-    end): the graph output is a Reshape of the last layer's."""
+    """An MLP with one output per digit, its last layer ``h @ w + b`` (MatMul and Add, as
+    skl2onnx writes a regressor's) flattened to [N] (``.reshape(-1)``): the graph output is a
+    Reshape of a sum of a one-column product."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                       torch.nn.Linear(32, 1))
+        self.hidden = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU())
+        self.w = torch.nn.Parameter(torch.randn(32, 1) / 32**0.5)
+        self.b = torch.nn.Parameter(torch.tensor([0.5]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(-1)
+        return (self.hidden(x) @ self.w + self.b).reshape(-1)
 
 
 class DigitsAttention(torch.nn.Module):

@@ -735,6 +735,9 @@ class _Builder:
                     codes = np.round(consts[name] * scale)
                     tensor_scale[binding] = scale
                     integers[inputs[slot]] = IntegerParam("weight", scale)
+                    if (rule.kind is RuleKind.HOMOGENEOUS and not is_elementwise(op)
+                            and np.ndim(codes) >= 2):  # a matrix product: its sums' bound
+                        column_sum = _largest_channel_sum(np.abs(codes), None)
                 constants[inputs[slot]] = codes.astype(np.float32)
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
@@ -841,6 +844,17 @@ class _Builder:
                 out_scales.append(scale_array)
                 note = ", ".join(filter(None, [note, "held wide (read by sums, float nodes)"]))
                 continue
+            if (integer and not self.integer_outputs and node.name not in self._inexact_sums
+                    and self._selected_into_outputs(original)):
+                # read off as the graph outputs a Reshape or Flatten makes of it: exact, as
+                # the accumulator of a layer that is an output itself (int32 holds it: the
+                # float32 sum stays below 2^24, or the layer is in _inexact_sums)
+                self.codes[original] = Code(produced, scale_array, -float(BIAS_LIMIT),
+                                            float(BIAS_LIMIT), wide=True)
+                out_scales.append(scale_array)
+                note = ", ".join(filter(None, [note, "held wide (read by selections into "
+                                                     "outputs)"]))
+                continue
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)
                 high = max(c.high for c in codes_in)
@@ -887,6 +901,23 @@ class _Builder:
                 continue
             if not (user.name in self._float or self._plans[user.name].action is Action.COMPENSATE
                     or self._compensates_channels(user)):
+                return False
+        return True
+
+    def _selected_into_outputs(self, tensor: str) -> bool:
+        """Whether every reader of ``tensor`` only selects its elements into graph outputs
+        that nothing else reads (a Reshape, Flatten or Squeeze after the last layer, as
+        torch's ``.view(-1)`` and skl2onnx's regressors end)."""
+        users = self.consumers.get(tensor, [])
+        if not users or tensor in self.graph.output_names:
+            return False
+        for user in users:
+            plan, op = self._plans.get(user.name), self._ops.get(user.name)
+            if (plan is None or op is None or user.name in self._float
+                    or plan.action is not Action.SCALE or not is_lattice_selection(op)
+                    or [user.inputs[s] for s in plan.activation_slots] != [tensor]
+                    or not all(out in self.graph.output_names and not self.consumers.get(out)
+                               for out in user.outputs if out)):
                 return False
         return True
 
