@@ -65,7 +65,7 @@ def test_every_node_is_listed_and_unknown_types_are_named(model_path):
     assert by_node["sigmoid"].action == "compensate"
     assert by_node["add"].action == "align"
     summary = audit.summary()
-    assert summary["unknown_op_types"] == {"Det": ["det"], "Frobnicate": ["frob"]}
+    assert summary["unknown_op_types"] == {"Det": ["det"], "com.example:Frobnicate": ["frob"]}
     assert summary["nodes"] == 7
     assert sum(summary["verdicts"].values()) == 7
 
@@ -89,10 +89,28 @@ def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path,
         helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]), path)
     assert main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "unknown op type Frobnicate: frob" in out
+    assert "unknown op type com.example:Frobnicate: frob (not in the catalog)" in out
     line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
     assert line.endswith("): not probed (it runs the model, and some nodes have no declaration "
                          "that fits them, listed below)")
+
+
+def test_a_contrib_op_is_not_taken_for_the_onnx_op_of_its_name(tmp_path, capsys):
+    """onnxruntime's transformer optimizer writes com.microsoft's Attention; the audit named
+    it as the ONNX Attention and listed that op's declared forms, as if they could fit it."""
+    nodes = [helper.make_node("Attention", ["x", "w", "b"], ["y"], name="attention",
+                              domain="com.microsoft", num_heads=2)]
+    init = [numpy_helper.from_array(np.zeros((8, 24), np.float32), "w"),
+            numpy_helper.from_array(np.zeros(24, np.float32), "b")]
+    graph = helper.make_graph(
+        nodes, "contrib", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])], init)
+    path = tmp_path / "contrib.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]), path)
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "unknown op type com.microsoft:Attention: attention (not in the catalog)" in out
 
 
 def test_json_form(model_path, capsys):
@@ -101,7 +119,8 @@ def test_json_form(model_path, capsys):
     assert report["model"] == model_path
     nodes = {n["node"]: n for n in report["nodes"]}
     assert set(nodes) == {"conv", "bn", "relu", "frob", "sigmoid", "add", "det"}
-    assert nodes["frob"]["verdict"] == UNKNOWN and nodes["frob"]["op_type"] == "Frobnicate"
+    assert (nodes["frob"]["verdict"] == UNKNOWN
+            and nodes["frob"]["op_type"] == "com.example:Frobnicate")
     assert nodes["sigmoid"]["verdict"] == "needs_compensation"
     assert report["summary"]["compensated"] == ["sigmoid"]
     assert report["summary"]["unknown_op_types"]["Det"] == ["det"]
@@ -110,7 +129,7 @@ def test_json_form(model_path, capsys):
 def test_text_and_markdown_forms(model_path, capsys):
     assert main(["audit", model_path]) == 0
     text = capsys.readouterr().out
-    assert "unknown op type Frobnicate: frob" in text
+    assert "unknown op type com.example:Frobnicate: frob" in text
     assert "compensation at: sigmoid" in text
     markdown = audit_markdown(audit_model(model_path))
     assert "| sigmoid | Sigmoid | needs_compensation |" in markdown

@@ -110,9 +110,9 @@ def _way_forward(node: Node) -> str:
                 "ptq-verify cannot take this node: export the model without it (exporters "
                 "resolve many branches when the input shapes are fixed)")
     if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
-        return (f"; it writes {outputs} outputs and a declaration given with --operators "
-                f"describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so ptq-verify cannot take "
-                "this node: remove it or export the model without it")
+        return (f"; it writes {outputs} outputs, and a declaration (the catalog's, or one "
+                f"given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
+                "ptq-verify cannot take this node: remove it or export the model without it")
     return ("; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
             "the node")
 

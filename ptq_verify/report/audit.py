@@ -175,11 +175,12 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
 def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
     verdict = action.rule.kind.value if action.rule is not None else (
         UNKNOWN if action.operator is None else UNFIT)
-    hint = quantized_hint(next(n for n in graph.nodes if n.name == action.name), graph) if (
-        verdict == UNKNOWN) else ""
+    node = next(n for n in graph.nodes if n.name == action.name)
+    hint = quantized_hint(node, graph) if verdict == UNKNOWN else ""
     return AuditEntry(
         action.name,
-        action.op_type,
+        # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
+        action.op_type if node.in_onnx_domain else f"{node.domain}:{node.op_type}",
         action.operator,
         verdict,
         None if action.rule is None else action.rule.describe(),
