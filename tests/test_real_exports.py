@@ -392,3 +392,20 @@ def test_an_output_a_reshape_makes_of_the_last_layer_is_read_off_its_accumulator
     assert "held wide (read by selections into outputs)" in rows["Add"]
     # the one-column product (no per-channel scale) is held wide into its bias Add too
     assert "held wide (read by sums, float nodes)" in rows["MatMul"]
+
+
+def test_calibration_arrays_of_unequal_length_along_a_named_axis_are_refused(tmp_path, capsys):
+    """input_ids and attention_mask both [batch, sequence]: data padded to 16 tokens with a
+    mask of 20 stopped inside the model at an Add that could not broadcast them; it is refused
+    at the data, naming both inputs and the axis."""
+    name = "tiny_bert_dynamic.legacy.opset17.onnx"
+    data = _data(name, "calib")
+    data["attention_mask"] = np.concatenate([data["attention_mask"]] * 2, axis=1)[:, :20]
+    np.savez(tmp_path / "calib.npz", **data)
+    assert main(["quantize", str(FIXTURES / name), "--calib", str(tmp_path / "calib.npz"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert ("input 'attention_mask' has 20 along 'sequence' (axis 1), input 'input_ids' 16 "
+            "(axis 1)") in err
+    assert not (tmp_path / "q.onnx").exists()

@@ -101,6 +101,24 @@ def _read_npy(handle, size: int, what: str) -> np.ndarray:
     return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
+def _check_named_dimensions(graph: Graph, feeds: Feeds, what: str) -> None:
+    """Inputs whose shapes name the same symbolic dimension (input_ids and attention_mask
+    both [batch, sequence]) must have one length along it: texts padded to 20 tokens with a
+    mask of 24 would otherwise stop deep in the model, at the first node they meet."""
+    seen: dict[str, tuple[str, int, int]] = {}  # dimension name -> (input, axis, length)
+    for info in graph.inputs:
+        for axis, dim in enumerate(info.shape or ()):
+            if not isinstance(dim, str) or not dim or axis >= feeds[info.name].ndim:
+                continue
+            length = feeds[info.name].shape[axis]
+            first = seen.setdefault(dim, (info.name, axis, length))
+            if first[2] != length:
+                raise UserError(
+                    f"{what}: input {info.name!r} has {length} along {dim!r} (axis {axis}), "
+                    f"input {first[0]!r} {first[2]} (axis {first[1]}); the model names both "
+                    "axes alike, so they take one length")
+
+
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:
     """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes."""
     if isinstance(data, np.ndarray):
@@ -157,6 +175,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
         raise UserError(f"{what}: inputs have different numbers of samples {sorted(sizes)}")
+    _check_named_dimensions(graph, feeds, what)
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
         count = next(iter(feeds.values())).shape[0]
