@@ -905,9 +905,10 @@ class _Builder:
         return True
 
     def _selected_into_outputs(self, tensor: str) -> bool:
-        """Whether every reader of ``tensor`` only selects its elements into graph outputs
-        that nothing else reads (a Reshape, Flatten or Squeeze after the last layer, as
-        torch's ``.view(-1)`` and skl2onnx's regressors end)."""
+        """Whether every reader of ``tensor`` only moves its elements into graph outputs that
+        nothing else reads (a Reshape, Flatten or Squeeze after the last layer, as torch's
+        ``.view(-1)`` and skl2onnx's regressors end; not an element-wise selection such as a
+        Relu, which may lack a per-channel rule for a per-channel accumulator)."""
         users = self.consumers.get(tensor, [])
         if not users or tensor in self.graph.output_names:
             return False
@@ -915,6 +916,7 @@ class _Builder:
             plan, op = self._plans.get(user.name), self._ops.get(user.name)
             if (plan is None or op is None or user.name in self._float
                     or plan.action is not Action.SCALE or not is_lattice_selection(op)
+                    or is_elementwise_unary(op)  # a Relu at the end reads codes, as before
                     or [user.inputs[s] for s in plan.activation_slots] != [tensor]
                     or not all(out in self.graph.output_names and not self.consumers.get(out)
                                for out in user.outputs if out)):
