@@ -31,8 +31,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from fixture_files import FIXTURES, renamed, save_model
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
+OUT = FIXTURES
 SEED = 0
 VOCAB = 64  # the token ids of tiny_bert.*.npz (benchmarks/export_test_models.py) lie below it
 TOLERANCE = 1e-4
@@ -90,16 +91,6 @@ def _check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], expected: np.nd
         raise RuntimeError(f"optimum's {what}: onnxruntime differs by {difference:.2e}")
 
 
-def renamed(model: onnx.ModelProto, value: onnx.ValueInfoProto, name: str) -> None:
-    """Rename a graph input or output everywhere (the tests read ``output``, and the digits
-    data feed ``input``)."""
-    old = value.name
-    for node in model.graph.node:
-        node.output[:] = [name if o == old else o for o in node.output]
-        node.input[:] = [name if i == old else i for i in node.input]
-    value.name = name
-
-
 def main() -> int:
     for name, export in (("tiny_t5_optimum", export_t5), ("tiny_resnet_optimum", export_resnet)):
         with tempfile.TemporaryDirectory() as folder:
@@ -108,10 +99,7 @@ def main() -> int:
         if name == "tiny_resnet_optimum":
             renamed(model, model.graph.input[0], "input")
         opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        path = OUT / f"{name}.optimum.opset{opset}.onnx"
-        onnx.save(model, path)
-        kinds = sorted({n.op_type for n in model.graph.node})
-        print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
+        save_model(model, OUT / f"{name}.optimum.opset{opset}.onnx")
     return 0
 
 

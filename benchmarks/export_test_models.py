@@ -91,10 +91,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from fixture_files import FIXTURES, save_model, save_npz
 from onnx_session import run_session
 from train_digits import load_split
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
+OUT = FIXTURES
 # The dynamo exporter writes opset 18 and up; it converts down to 17 but not to 13
 # (LayerNormalization has no version before 17), so it gets 18 in place of 13.
 OPSETS = {"legacy": (13, 17, 20), "dynamo": (17, 18, 20)}
@@ -441,12 +442,6 @@ def _stripped(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    path.write_bytes(buffer.getvalue())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="output folder")
@@ -517,10 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                                {k: v[:fixed] for k, v in feeds.items()}, exporter, opset,
                                dynamic=fixed is None, sequence=name in DYNAMIC_SEQUENCE,
                                optimize=name in OPTIMIZED)
-                path = args.out / f"{name}.{exporter}.opset{opset}.onnx"
-                onnx.save(model, path)
-                kinds = sorted({n.op_type for n in model.graph.node})
-                print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
+                save_model(model, args.out / f"{name}.{exporter}.opset{opset}.onnx")
     return 0
 
 

@@ -11,7 +11,8 @@ checker refuses and onnxruntime runs).
                  (trailing rows of each digit masked), opset 13; the graph output renamed
                  ``output`` as in the other fixtures; data ``masked_pool.*.npz``
 
-tf2onnx needs TensorFlow, which the bench extra does not install:
+tf2onnx names some nodes with a counter that differs between runs, so a new run writes the same
+graph in other bytes. tf2onnx needs TensorFlow, which the bench extra does not install:
 
     python3 -m venv /tmp/tf-venv && . /tmp/tf-venv/bin/activate
     pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0 scikit-learn
@@ -20,7 +21,6 @@ tf2onnx needs TensorFlow, which the bench extra does not install:
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile
@@ -34,9 +34,10 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
+from fixture_files import FIXTURES, renamed, save_model, save_npz  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch"
+OUT = FIXTURES
 SEED = 0
 TOKENS, WIDTH = 8, 8
 SAMPLES = 64
@@ -85,31 +86,13 @@ def export(model: keras.Model, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
     return exported
 
 
-def renamed_output(model: onnx.ModelProto, name: str = "output") -> onnx.ModelProto:
-    """The model with its one graph output renamed (the tests read ``output``)."""
-    old = model.graph.output[0].name
-    for node in model.graph.node:
-        node.output[:] = [name if o == old else o for o in node.output]
-        node.input[:] = [name if i == old else i for i in node.input]
-    model.graph.output[0].name = name
-    return model
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    path.write_bytes(buffer.getvalue())
-
-
 def main() -> int:
     calibration, test = digit_tokens(SEED), digit_tokens(SEED + 1)
-    model = renamed_output(export(masked_pool(), test))
-    path = OUT / "masked_pool.tf2onnx.opset13.onnx"
-    onnx.save(model, path)
-    save_npz(OUT / "masked_pool.calib.npz", calibration)
-    save_npz(OUT / "masked_pool.test.npz", test)
-    kinds = sorted({n.op_type for n in model.graph.node})
-    print(f"{path.name:38s} {path.stat().st_size / 1024:6.1f} KiB  {' '.join(kinds)}")
+    model = export(masked_pool(), test)
+    renamed(model, model.graph.output[0], "output")
+    save_model(model, OUT / "masked_pool.tf2onnx.opset13.onnx")
+    save_npz(OUT / "masked_pool.calib.npz", **calibration)
+    save_npz(OUT / "masked_pool.test.npz", **test)
     return 0
 
 

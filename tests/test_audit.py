@@ -70,6 +70,16 @@ def test_every_node_is_listed_and_unknown_types_are_named(model_path):
     assert sum(summary["verdicts"].values()) == 7
 
 
+def _save(path, nodes, x_shape, y_shape, init, domain: str):
+    """A model of ``nodes`` from float ``x`` to float ``y``, with opset 17 and ``domain`` 1."""
+    graph = helper.make_graph(
+        nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], init)
+    onnx.save(helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)]), path)
+    return path
+
+
 def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path, capsys):
     """A new-user trial: MobileViTV2's dynamo export (a Col2Im, not in the catalog) made
     ``audit`` exit 2, since its equalization probe ran the whole graph on the catalog's
@@ -81,12 +91,8 @@ def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path,
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("Conv", ["r", "w2"], ["d"], name="conv2", pads=[1, 1, 1, 1]),
              helper.make_node("Frobnicate", ["d"], ["y"], name="frob", domain="com.example")]
-    graph = helper.make_graph(
-        nodes, "pair", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], init)
-    path = tmp_path / "pair.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]), path)
+    path = _save(tmp_path / "pair.onnx", nodes, [1, 1, 4, 4], [1, 2, 4, 4], init,
+                 "com.example")
     assert main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
     assert "unknown op type com.example:Frobnicate: frob (not in the catalog)" in out
@@ -102,12 +108,7 @@ def test_a_contrib_op_is_not_taken_for_the_onnx_op_of_its_name(tmp_path, capsys)
                               domain="com.microsoft", num_heads=2)]
     init = [numpy_helper.from_array(np.zeros((8, 24), np.float32), "w"),
             numpy_helper.from_array(np.zeros(24, np.float32), "b")]
-    graph = helper.make_graph(
-        nodes, "contrib", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])], init)
-    path = tmp_path / "contrib.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]), path)
+    path = _save(tmp_path / "contrib.onnx", nodes, [1, 4, 8], [1, 4, 8], init, "com.microsoft")
     assert main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
     assert "unknown op type com.microsoft:Attention: attention (not in the catalog)" in out
