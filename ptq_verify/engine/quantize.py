@@ -845,12 +845,13 @@ class _Builder:
                 note = ", ".join(filter(None, [note, "held wide (read by sums, float nodes)"]))
                 continue
             if (integer and not self.integer_outputs and node.name not in self._inexact_sums
+                    and (reach is None or reach <= BIAS_LIMIT)
                     and self._selected_into_outputs(original)):
                 # read off as the graph outputs a Reshape or Flatten makes of it: exact, as
-                # the accumulator of a layer that is an output itself (int32 holds it: the
-                # float32 sum stays below 2^24, or the layer is in _inexact_sums)
-                self.codes[original] = Code(produced, scale_array, -float(BIAS_LIMIT),
-                                            float(BIAS_LIMIT), wide=True)
+                # the accumulator of a layer that is an output itself (int32 holds it: its
+                # bound, or a weight layer's float32 sum below 2^24, not in _inexact_sums)
+                bound = float(BIAS_LIMIT if reach is None else reach)
+                self.codes[original] = Code(produced, scale_array, -bound, bound, wide=True)
                 out_scales.append(scale_array)
                 note = ", ".join(filter(None, [note, "held wide (read by selections into "
                                                      "outputs)"]))
