@@ -137,7 +137,7 @@ def run(args) -> int:
                              per_channel=not args.per_tensor, progress=not args.no_progress)
             absorbed = absorb(graph, data, declared, progress=not args.no_progress)
         except KernelGap as gap:  # raised on the first float run, before any change
-            unequalized = str(gap)
+            unequalized = gap.skipped
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
                                                 progress=not args.no_progress,
                                                 per_channel=not args.per_tensor)
@@ -290,8 +290,7 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
 def equalization_note(on: bool, pairs, skipped: str = "") -> str:
     """What cross-layer equalization did, for the summary; ``skipped``: why it did not run."""
     if skipped:
-        return (f"cross-layer equalization: not run (it runs the model on the catalog's "
-                f"kernels, and {skipped.split(': ', 1)[-1]})")
+        return f"cross-layer equalization: not run ({skipped})"
     return _step_note("cross-layer equalization", on, pairs, "off (--no-equalize)",
                       "none (no two weight layers joined only by operators with a per-channel "
                       "rule, or equalizing them did not lower their outputs' error on the "

@@ -838,23 +838,22 @@ class _Builder:
                 if not self.consumers.get(original):
                     continue
             reach = self._wide_reach(op, codes_in, constants, common, column_sum)
-            if (integer and reach is not None and reach <= BIAS_LIMIT
-                    and self._takes_wide(original)):  # int32 holds it
-                self.codes[original] = Code(produced, scale_array, -reach, reach, wide=True)
-                out_scales.append(scale_array)
-                note = ", ".join(filter(None, [note, "held wide (read by sums, float nodes)"]))
-                continue
-            if (integer and not self.integer_outputs and node.name not in self._inexact_sums
-                    and (reach is None or reach <= BIAS_LIMIT)
-                    and self._selected_into_outputs(original)):
+            readers = ""  # who takes the output as the integers it was computed as
+            if integer and reach is not None and reach <= BIAS_LIMIT and self._takes_wide(
+                    original):  # int32 holds it
+                readers = "read by sums, float nodes"
+            elif (integer and not self.integer_outputs and node.name not in self._inexact_sums
+                  and (reach is None or reach <= BIAS_LIMIT)
+                  and self._selected_into_outputs(original)):
                 # read off as the graph outputs a Reshape or Flatten makes of it: exact, as
                 # the accumulator of a layer that is an output itself (int32 holds it: its
                 # bound, or a weight layer's float32 sum below 2^24, not in _inexact_sums)
+                readers = "read by selections into outputs"
+            if readers:
                 bound = float(BIAS_LIMIT if reach is None else reach)
                 self.codes[original] = Code(produced, scale_array, -bound, bound, wide=True)
                 out_scales.append(scale_array)
-                note = ", ".join(filter(None, [note, "held wide (read by selections into "
-                                                     "outputs)"]))
+                note = ", ".join(filter(None, [note, f"held wide ({readers})"]))
                 continue
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)

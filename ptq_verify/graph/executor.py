@@ -67,6 +67,15 @@ class KernelGap(UserError):
     antialias): the model may still run in onnxruntime, so a step that only probes it on the
     kernels (equalization) can be skipped, where a step that needs it cannot."""
 
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"{where}{detail}")
+        self.detail = detail  # the node and why, without the file
+
+    @property
+    def skipped(self) -> str:
+        """Why a step that runs the model on the kernels did not run, for its summary."""
+        return f"it runs the model on the catalog's kernels, and {self.detail}"
+
 
 def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None = None) -> list:
     """Run one node; return its output arrays in order (a UserError names a failing node)."""
@@ -82,7 +91,7 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
         if beyond is not None:
             raise beyond from None
         if isinstance(err, NotImplementedError):
-            raise KernelGap(f"{where}{node.label}: cannot run it here ({err})") from None
+            raise KernelGap(where, f"{node.label}: cannot run it here ({err})") from None
         raise UserError(f"{where}{node.label}: cannot run it ({err})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]

@@ -153,16 +153,16 @@ def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     shape (tf2onnx writes such an output after a Reshape whose rank it does not know), a copy
     with an empty shape there, which the checker requires and onnxruntime does not: the rank
     stays unknown to the engine, as shape inference leaves it."""
-    values = [*model.graph.input, *model.graph.output]
-    if all(not v.type.HasField("tensor_type") or v.type.tensor_type.HasField("shape")
-           for v in values):
+    def shapeless(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+        return [v for v in (*graph.input, *graph.output) if v.type.HasField("tensor_type")
+                and not v.type.tensor_type.HasField("shape")]
+
+    if not shapeless(model.graph):
         return model
     checked = onnx.ModelProto()
     checked.CopyFrom(model)
-    for value in [*checked.graph.input, *checked.graph.output]:
-        tensor = value.type.tensor_type
-        if value.type.HasField("tensor_type") and not tensor.HasField("shape"):
-            tensor.shape.SetInParent()
+    for value in shapeless(checked.graph):
+        value.type.tensor_type.shape.SetInParent()
     return checked
 
 

@@ -143,8 +143,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
         try:
             pairs = equalize(prepared, table)
         except KernelGap as gap:
-            unprobed = (f"it runs the model on the catalog's kernels, and "
-                        f"{str(gap).split(': ', 1)[-1]}")
+            unprobed = gap.skipped
         except UserError:  # random inputs of the shapes the inputs declare do not fit the
             # model (optimum's exports leave an image's channels symbolic: 2 meet a Conv's 3)
             unprobed = ("the model does not run on random inputs of the shapes its inputs "
