@@ -4,6 +4,7 @@ falls back to nearest rounding where it cannot apply, and keeps the export exact
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import models
 import numpy as np
@@ -11,18 +12,22 @@ import onnxruntime as ort
 import pytest
 
 from ptq_verify.catalog import Operator, operator_for_onnx_type
-from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
+from ptq_verify.engine.quantize import weight_layers
 from ptq_verify.engine.rounding import (
     ChannelPatchSource,
     PatchSource,
     WeightTarget,
     channel_patches,
     gram,
+    layer_stats,
     optq_round,
     patches,
 )
 from ptq_verify.errors import UserError
 from ptq_verify.graph import Graph, Node, OperatorTable, graph_from_onnx, run_graph
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 
 
 def _setup(name: str):
@@ -89,12 +94,12 @@ def test_patches_that_are_no_selection_are_probed_every_batch():
     assert both([x, weight])[1] is None
 
 
-@pytest.mark.parametrize("op_type, attrs, shapes, target, in_order", [
-    ("Mul", {}, ((3, 5, 6), (6,)), WeightTarget(1, 0, 2, ()), True),  # one constant per channel
+@pytest.mark.parametrize("op_type, attrs, shapes, target", [
+    ("Mul", {}, ((3, 5, 6), (6,)), WeightTarget(1, 0, 2, ())),  # one constant per channel
     ("Conv", {"group": 3, "pads": [1, 1, 1, 1]}, ((2, 3, 5, 5), (3, 1, 3, 3)),
-     WeightTarget(1, 0, 1, ()), False),  # depthwise: each channel's own 3 x 3 patches
+     WeightTarget(1, 0, 1, ())),  # depthwise: each channel's own 3 x 3 windows, 0 at padding
 ])
-def test_channel_patches_read_in_order_are_the_probes(op_type, attrs, shapes, target, in_order):
+def test_channel_patches_read_by_a_selection_are_the_probes(op_type, attrs, shapes, target):
     rng = np.random.default_rng(4)
     node = Node("n", op_type, ["x", "w"], ["y"], attrs)
     op = operator_for_onnx_type(op_type)
@@ -106,7 +111,23 @@ def test_channel_patches_read_in_order_are_the_probes(op_type, attrs, shapes, ta
         probed = np.concatenate([channel_patches(op, node, [x[:1], inputs[1]], target),
                                  channel_patches(op, node, [x[1:], inputs[1]], target)], axis=1)
         assert np.array_equal(source(inputs), probed)
-    assert set(source._in_order.values()) == {in_order}
+    assert source._selections and all(s is not None for s in source._selections.values())
+
+
+def test_channel_patches_that_are_no_selection_are_probed_every_chunk():
+    # channel c's output tanh(x_c) * w_c: linear in the weights, but no element of x
+    op = Operator("TanhMul", "a, b", "tanh(a)*b",
+                  onnx_kernel=lambda inputs, attrs: np.tanh(inputs[0]) * inputs[1])
+    rng = np.random.default_rng(5)
+    node = Node("n", "TanhMul", ["x", "w"], ["y"], {})
+    graph = Graph([node], [], [], {"w": rng.standard_normal(6)})
+    source = ChannelPatchSource(op, node, WeightTarget(1, 0, 2, ()), graph)
+    for _ in range(2):
+        x = rng.standard_normal((3, 5, 6))
+        columns = source([x, graph.initializers["w"]])
+        np.testing.assert_allclose(columns, np.tanh(x).reshape(-1, 6).T[:, :, None],
+                                   atol=1e-12)
+    assert set(source._selections.values()) == {None}
 
 
 def test_optq_lowers_the_output_error_of_rounding():
@@ -203,6 +224,34 @@ def test_depthwise_convolution_gets_output_aware_rounding_and_bias_correction():
         graph, calibration, 4, weight_rounding=rounding).run(test)["logits"])
         for rounding in ("optq", "nearest")}
     assert scores["optq"] > scores["nearest"]
+
+
+@pytest.mark.parametrize("source", ["tiny_bert.legacy.opset17", "digits_cnn.dynamo.opset18",
+                                    "mobile_block"])
+def test_the_calibration_pass_gathers_what_quantize_would_run_the_model_for(source):
+    """calibrate(weight_layers=...) gathers the layer statistics in its own pass (batches of
+    the rounding's size over the sample): the same statistics as quantize's own float run,
+    and so the same written model. A real transformer export (MatMul weights), a real CNN
+    export (Conv, Gemm) and a depthwise convolution (patches per channel)."""
+    if source == "mobile_block":
+        graph = prepare(graph_from_onnx(models.mobile_block()))
+        data = {"input": models.digits(30, True)}
+    else:
+        graph = load_model(str(FIXTURES / f"{source}.onnx"))
+        name = "tiny_bert" if source.startswith("tiny_bert") else "digits_image"
+        with np.load(FIXTURES / f"{name}.calib.npz") as archive:
+            data = {key: archive[key][:30] for key in archive}
+    targets = weight_layers(graph)
+    assert targets
+    gathered = calibrate(graph, data, progress=False, weight_layers=targets)
+    plain = calibrate(graph, data, progress=False)
+    own = layer_stats(graph, OperatorTable(), plain.sample, targets, plain.runner)
+    assert gathered.layers.stats.keys() == own.keys() and own
+    for name, stats in own.items():
+        assert np.array_equal(gathered.layers.stats[name].hessian, stats.hessian), name
+        assert np.array_equal(gathered.layers.stats[name].mean, stats.mean), name
+    written = [quantize(graph, c, 8).to_onnx().SerializeToString() for c in (gathered, plain)]
+    assert written[0] == written[1]
 
 
 def test_the_gram_of_float16_inputs_is_taken_in_float32():

@@ -94,6 +94,7 @@ def run(args) -> int:
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
+    from ..engine.quantize import weight_layers
     from ..engine.sensitivity import costliest
     from ..engine.smooth import smooth
     from ..graph.executor import KernelGap
@@ -141,9 +142,12 @@ def run(args) -> int:
     smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
                                                 progress=not args.no_progress,
                                                 per_channel=not args.per_tensor)
+    rounds = args.weight_rounding == "optq" or not args.no_bias_correction
     calibration = calibrate(graph, data, args.calibration, bits=args.bits,
                             percent=args.percentile, operators=declared,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress,
+                            weight_layers=weight_layers(graph, declared, per_channel=not
+                                                        args.per_tensor) if rounds else None)
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
                      per_channel=not args.per_tensor, progress=not args.no_progress,
                      kept=args.keep_float_tensor,
@@ -188,7 +192,8 @@ def run(args) -> int:
                                    calibration.stats.items()})
         if not args.integer_outputs:
             model.notes.append(fidelity_note(output_fidelity(
-                graph, declared, calibration.sample, outputs), calibration.sample, graph))
+                graph, declared, calibration.sample, outputs, calibration.runner),
+                calibration.sample, graph))
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
     if args.report:

@@ -279,6 +279,11 @@ class BudgetBatches:
         fit = self.budget * samples // nbytes if nbytes > 0 else self.batch_size
         self.size = max(1, min(self.batch_size, fit))
 
+    def at_most(self, size: int) -> None:
+        """Hold the next batch to ``size`` samples at most (a fixed batch size stays)."""
+        if not self.fixed:
+            self.size = min(self.size, size)
+
 
 def run_batched(run: Callable[[Feeds], dict], feeds: Feeds, graph: Graph,
                 batch_size: int = 256) -> dict[str, np.ndarray]:

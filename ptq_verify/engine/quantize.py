@@ -177,6 +177,20 @@ def quantize(
     return model
 
 
+def weight_layers(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
+                  override_rules: Mapping[str, Rule] | None = None, per_channel: bool = True
+                  ) -> dict[str, WeightTarget]:
+    """The nodes whose weights :func:`quantize` may round output-aware, and where their
+    weights sit: for ``calibrate(weight_layers=...)``, which then gathers their input
+    statistics in its own pass over the data (quantize reads the subset it rounds: a node
+    the calibration leaves in float is not rounded)."""
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    plans = plan_model(graph, table, override_rules)
+    builder = _Builder(graph, Calibration({}), 8, table, per_channel, False, False)
+    builder._float = {}
+    return builder._weight_targets(plans)
+
+
 class _Builder:
     def __init__(self, graph: Graph, calibration: Calibration, bits: int, table: OperatorTable,
                  per_channel: bool, fixed: bool, integer_outputs: bool) -> None:
@@ -491,8 +505,17 @@ class _Builder:
         self._plans = {p.name: p for p in plans}
         self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
-            self._layers = layer_stats(self.graph, self.table, self.cal.sample,
-                                       self._weight_targets(plans), self.cal.runner)
+            targets = self._weight_targets(plans)
+            gathered = self.cal.layers
+            if gathered is not None and targets.items() <= gathered.targets.items():
+                # each node's statistics are its own: the gathered ones of these targets are
+                # layer_stats's for them (up to the order of the sums where the calibration
+                # took smaller batches)
+                self._layers = {name: gathered.stats[name] for name in targets
+                                if name in gathered.stats}
+            else:
+                self._layers = layer_stats(self.graph, self.table, self.cal.sample, targets,
+                                           self.cal.runner)
         for info in self.graph.float_inputs():
             if info.name in self.cal.stats and not self._float_only(info.name):
                 # Calibration-based: an input never negative on the calibration data is held

@@ -17,7 +17,7 @@ error m . (w_q - w) from each channel's bias. Both are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,18 +148,22 @@ class ChannelPatchSource:
     """:func:`channel_patches` of one node a few samples at a time (their probe holds K
     outputs per channel), until MAX_CHANNEL_ROWS rows per batch.
 
-    Where the probe on the activation input's element numbers shows that the patches are
-    that input's own elements in order (a product by one constant per channel: K = 1), and
-    reading them so reproduces the kernel's output on the first chunk of that shape, every
-    chunk of that shape is the input itself, cast to float64 (the probe's values exactly): no
-    kernel run per chunk (a smoothed GELU's per-channel 0.5 took 2.6 s of MiniLM's
-    quantization in probes)."""
+    As :class:`PatchSource` does for shared patches, the probe runs on the activation
+    input's element numbers once per chunk shape: where it shows that X_c is a selection of
+    that input's elements (a depthwise convolution's windows, 0 at padding; the input itself
+    for a product by one constant per channel) and the selection reproduces the kernel's
+    output on the first chunk of that shape, every chunk of that shape is read by it, in
+    float64 (the probe's values exactly): no kernel run per chunk. Measured on
+    EfficientNet-Lite1, whose 16 depthwise convolutions were probed chunk by chunk: 34 of
+    the 59 s its weight rounding's statistics took; on all-MiniLM-L6-v2, a smoothed GELU's
+    per-channel 0.5 took 2.6 s in probes."""
 
     def __init__(self, op: Operator, node: Node, target: WeightTarget, graph: Graph) -> None:
         self.op, self.node, self.target = op, node, target
         self.batched = [slot for slot, name in enumerate(node.inputs)
                         if name and name not in graph.initializers]
-        self._in_order: dict[tuple[int, ...], bool] = {}  # chunk shape -> read in order
+        # chunk shape -> the selection that reads it, or None (probed chunk by chunk)
+        self._selections: dict[tuple[int, ...], np.ndarray | None] = {}
 
     def __call__(self, inputs: list) -> np.ndarray | None:
         """X (channels, rows, K) of the batch ``inputs``, or None when the node's output is
@@ -181,28 +185,31 @@ class ChannelPatchSource:
 
     def _chunk(self, chunk: list) -> np.ndarray | None:
         key = tuple(np.shape(chunk[self.batched[0]])) if len(self.batched) == 1 else None
-        if key is not None and key not in self._in_order:
-            self._in_order[key] = self._reads_in_order(chunk)
-        if key is not None and self._in_order[key]:
-            return self._in_order_patches(chunk)
+        if key is not None and key not in self._selections:
+            self._selections[key] = selection(channel_patches, self.op, self.node, chunk,
+                                              self.target, self.batched[0], np.float64)
+        index = self._selections.get(key) if key is not None else None
+        if index is not None:
+            return select(np.asarray(chunk[self.batched[0]], dtype=np.float64), index)
         return channel_patches(self.op, self.node, chunk, self.target)
 
-    def _in_order_patches(self, chunk: list) -> np.ndarray:
-        """The activation input as X (channels, rows, K), laid out as the probe's is."""
-        weight = np.shape(chunk[self.target.slot])
-        channels = weight[self.target.weight_axis]
-        columns = int(np.prod(weight)) // channels
-        value = np.asarray(chunk[self.batched[0]], dtype=np.float64)
-        return np.moveaxis(value.reshape(-1, channels, columns), 1, 0)
 
-    def _reads_in_order(self, chunk: list) -> bool:
-        numbered = _numbered(chunk, self.batched[0])
-        if numbered is None:
-            return False
-        numbers = channel_patches(self.op, self.node, numbered, self.target, check=False)
-        return numbers is not None and np.array_equal(
-            np.moveaxis(numbers, 0, 1).reshape(-1), numbered[self.batched[0]].reshape(-1)) and (
-            reproduces(self.op, self.node, chunk, self.target, self._in_order_patches(chunk)))
+def selection(probe: Callable[..., np.ndarray | None], op: Operator, node: Node, inputs: list,
+              target: WeightTarget, slot: int, dtype: type | None = None) -> np.ndarray | None:
+    """The flat element indices of input ``slot`` (-1: padding, read as 0) that ``probe``
+    (:func:`patches` or :func:`channel_patches`) reads as X, found by running it on the
+    input's element numbers; None when X is not such a selection or, read so (in ``dtype``,
+    else the input's own type), does not reproduce the kernel's output on ``inputs``."""
+    value = np.asarray(inputs[slot], dtype=dtype)
+    numbered = _numbered(inputs, slot)
+    if numbered is None:
+        return None
+    numbers = probe(op, node, numbered, target, check=False)
+    if numbers is None or not np.array_equal(numbers, np.round(numbers)) or (
+            numbers.min(initial=0) < 0 or numbers.max(initial=0) > value.size):
+        return None
+    index = numbers.astype(np.int64) - 1
+    return index if reproduces(op, node, inputs, target, select(value, index)) else None
 
 
 def _numbered(inputs: list, slot: int) -> list | None:
@@ -245,7 +252,8 @@ class PatchSource:
         if len(self.active) == 1 and inputs[self.active[0]] is not None:
             key = tuple(np.shape(inputs[self.active[0]]))
             if key not in self.selections:
-                self.selections[key] = self._selection(inputs)
+                self.selections[key] = selection(patches, self.op, self.node, inputs,
+                                                 self.target, self.active[0])
         index = self.selections.get(key) if key is not None else None
         if index is not None:
             return self._read(np.asarray(inputs[self.active[0]]), key, index), index
@@ -270,20 +278,6 @@ class PatchSource:
         gather = self._gathers[key]
         return value.reshape(index.shape) if gather is None else _gather(value, gather)
 
-    def _selection(self, inputs: list) -> np.ndarray | None:
-        value = np.asarray(inputs[self.active[0]])
-        numbered = _numbered(inputs, self.active[0])
-        if numbered is None:
-            return None
-        numbers = patches(self.op, self.node, numbered, self.target, check=False)
-        if numbers is None or not np.array_equal(numbers, np.round(numbers)) or (
-                numbers.min(initial=0) < 0 or numbers.max(initial=0) > value.size):
-            return None
-        index = numbers.astype(np.int64) - 1
-        x = select(value, index)
-        return index if reproduces(self.op, self.node, inputs, self.target, x) else None
-
-
 def select(value: np.ndarray, index: np.ndarray) -> np.ndarray:
     """X read from ``value`` by a selection: element ``index`` of the flat input, 0 at -1
     (in the input's own float type: the products of H then run at its precision, summed in
@@ -296,72 +290,107 @@ def _gather(value: np.ndarray, shifted: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros(1, dtype=value.dtype), value.reshape(-1)])[shifted]
 
 
-def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
-                targets: Mapping[str, WeightTarget],
-                runner: OrtRunner | None = None) -> dict[str, LayerStats]:
-    """Run the float graph over ``sample`` batch by batch (in onnxruntime: ``runner``, the
-    calibration's session, when it outputs the layer inputs, else a session of its own; or
-    the catalog's kernels when onnxruntime cannot load the graph) and accumulate each target
-    node's H and column means (memory stays at one batch, holding only the layer inputs).
-    Nodes reading the same patches (the query, key and value projections of one input)
-    share one H, computed once. A node whose channels each read patches of their own
-    (depthwise) gets one H per channel, from a few samples at a time."""
-    nodes = {node.name: node for node in graph.nodes if node.name in targets}
-    wanted = {name for node in nodes.values() for name in node.inputs
-              if name and name not in graph.initializers}
-    sums: dict[str, list] = {}
-    failed: set[str] = set()
-    own: set[str] = set()  # nodes whose channels have patches of their own
-    if not nodes:
-        return {}
-    sources = {
-        name: PatchSource(table.find(node, graph), node, targets[name],
-                          [s for s, n in enumerate(node.inputs) if n in wanted])
-        for name, node in nodes.items()}
-    channel_sources = {name: ChannelPatchSource(source.op, nodes[name], targets[name], graph)
-                       for name, source in sources.items()}
-    # the float inputs of the layers come from onnxruntime when it loads the graph
-    fetched = wanted - set(graph.input_names)
-    if runner is None or not runner.serves(graph, fetched):
-        runner = ort_runner(graph, fetched)
-    for batch in batches(dict(sample), graph, BATCH):
-        values = None if runner is None else runner.run(batch, fetched)
-        if values is None:
-            runner = None
-            values = run_graph(graph, batch, table, want=wanted)
-        values.update(batch)
+class LayerInputs:
+    """Each target node's H and column means, accumulated batch by batch from the float
+    values of its inputs (memory stays at one batch, holding only the layer inputs). Nodes
+    reading the same patches (the query, key and value projections of one input) share one
+    H per batch, computed once. A node whose channels each read patches of their own
+    (depthwise) gets one H per channel, from a few samples at a time. A node stops taking
+    rows at MAX_ROWS (MAX_CHANNEL_ROWS per channel)."""
+
+    def __init__(self, graph: Graph, table: OperatorTable,
+                 targets: Mapping[str, WeightTarget]) -> None:
+        self.graph, self.targets = graph, dict(targets)
+        self.nodes = {node.name: node for node in graph.nodes if node.name in targets}
+        # the tensors a batch must hold: the target nodes' inputs that are not constants
+        self.wanted = {name for node in self.nodes.values() for name in node.inputs
+                       if name and name not in graph.initializers}
+        self._sums: dict[str, list] = {}
+        self._failed: set[str] = set()
+        self._own: set[str] = set()  # nodes whose channels have patches of their own
+        self._sources = {
+            name: PatchSource(table.find(node, graph), node, targets[name],
+                              [s for s, n in enumerate(node.inputs) if n in self.wanted])
+            for name, node in self.nodes.items()}
+        self._channel_sources = {
+            name: ChannelPatchSource(source.op, self.nodes[name], targets[name], graph)
+            for name, source in self._sources.items()}
+
+    def _open(self, name: str) -> bool:
+        limit = MAX_CHANNEL_ROWS if name in self._own else MAX_ROWS
+        return name not in self._failed and self._sums.get(name, (0, 0, 0))[2] < limit
+
+    @property
+    def full(self) -> bool:
+        """Whether no node takes more rows (every one failed or reached its limit)."""
+        return not any(self._open(name) for name in self.nodes)
+
+    def add(self, values: Mapping[str, np.ndarray]) -> None:
+        """One batch: ``values`` holds every tensor of :attr:`wanted` on it."""
         shared: dict[tuple, tuple] = {}  # (input, selection) -> this batch's X^T X, sum, rows
-        for name, node in nodes.items():
-            limit = MAX_CHANNEL_ROWS if name in own else MAX_ROWS
-            if name in failed or sums.get(name, (0, 0, 0))[2] >= limit:
+        for name, node in self.nodes.items():
+            if not self._open(name):
                 continue
-            inputs = [None if not n else graph.initializers.get(n, values.get(n))
+            inputs = [None if not n else self.graph.initializers.get(n, values.get(n))
                       for n in node.inputs]
-            found = None if name in own else sources[name](inputs)
+            found = None if name in self._own else self._sources[name](inputs)
             if found is None:
-                own.add(name)
-                x = channel_sources[name](inputs)
+                self._own.add(name)
+                x = self._channel_sources[name](inputs)
                 if x is None:
-                    failed.add(name)
+                    self._failed.add(name)
                     continue
                 x = at_least_single(x)
-                hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
-                sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x,
-                              total + x.sum(axis=1, dtype=np.float64), rows + x.shape[1]]
+                hessian, total, rows = self._sums.get(name, (0.0, 0.0, 0))
+                self._sums[name] = [hessian + np.swapaxes(x, 1, 2) @ x,
+                                    total + x.sum(axis=1, dtype=np.float64), rows + x.shape[1]]
                 continue
             x, index = found
-            key = None if index is None else (node.inputs[sources[name].active[0]],
-                                              sources[name].signature(inputs))
+            source = self._sources[name]
+            key = None if index is None else (node.inputs[source.active[0]],
+                                              source.signature(inputs))
             if key is None or key not in shared:
                 part = (gram(x), x.sum(axis=0, dtype=np.float64), x.shape[0])
                 if key is not None:
                     shared[key] = part
             else:
                 part = shared[key]
-            hessian, total, rows = sums.get(name, (0.0, 0.0, 0))
-            sums[name] = [hessian + part[0], total + part[1], rows + part[2]]
-    return {name: LayerStats(h / rows, total / rows)
-            for name, (h, total, rows) in sums.items() if name not in failed and rows}
+            hessian, total, rows = self._sums.get(name, (0.0, 0.0, 0))
+            self._sums[name] = [hessian + part[0], total + part[1], rows + part[2]]
+
+    def stats(self) -> dict[str, LayerStats]:
+        """H / rows and the column means of every node that took rows and never failed."""
+        return {name: LayerStats(h / rows, total / rows)
+                for name, (h, total, rows) in self._sums.items()
+                if name not in self._failed and rows}
+
+
+def layer_stats(graph: Graph, table: OperatorTable, sample: Mapping[str, np.ndarray],
+                targets: Mapping[str, WeightTarget],
+                runner: OrtRunner | None = None) -> dict[str, LayerStats]:
+    """Run the float graph over ``sample`` in batches of BATCH (in onnxruntime: ``runner``,
+    the calibration's session, when it outputs the layer inputs, else a session of its own;
+    or the catalog's kernels when onnxruntime cannot load the graph) and gather each target
+    node's :class:`LayerStats` (:class:`LayerInputs`). The calibration pass gathers them
+    itself when told the targets (``calibrate(weight_layers=...)``): this is the run for a
+    calibration made without them."""
+    layers = LayerInputs(graph, table, targets)
+    if not layers.nodes:
+        return {}
+    # the float inputs of the layers come from onnxruntime when it loads the graph
+    fetched = layers.wanted - set(graph.input_names)
+    if runner is None or not runner.serves(graph, fetched):
+        runner = ort_runner(graph, fetched)
+    for batch in batches(dict(sample), graph, BATCH):
+        if layers.full:
+            break
+        values = None if runner is None else runner.run(batch, fetched)
+        if values is None:
+            runner = None
+            values = run_graph(graph, batch, table, want=layers.wanted)
+        values.update(batch)
+        layers.add(values)
+    return layers.stats()
 
 
 def gram(x: np.ndarray) -> np.ndarray:
