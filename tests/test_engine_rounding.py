@@ -130,6 +130,21 @@ def test_channel_patches_that_are_no_selection_are_probed_every_chunk():
     assert set(source._selections.values()) == {None}
 
 
+@pytest.mark.parametrize("channels, columns", [(64, 9), (40, 25), (5, 128)])
+def test_channels_with_their_own_h_round_together_as_one_at_a_time(channels, columns):
+    """A depthwise convolution's channels are rounded all at once: the same codes as each
+    channel alone, dead inputs (a column never non-zero) included."""
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((channels, 200, columns)) * rng.uniform(0.1, 3, (channels, 1, columns))
+    x[::3, :, 0] = 0.0
+    hessians = np.einsum("crk,crl->ckl", x, x) / 200
+    weights = rng.standard_normal((channels, columns))
+    scale = 127 / np.abs(weights).max(axis=1)
+    alone = [optq_round(weights[c:c + 1], scale[c:c + 1], 127, hessians[c])
+             for c in range(channels)]
+    assert np.array_equal(optq_round(weights, scale, 127, hessians), np.concatenate(alone))
+
+
 def test_optq_lowers_the_output_error_of_rounding():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((500, 12)) @ rng.standard_normal((12, 12))  # correlated inputs

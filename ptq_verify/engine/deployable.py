@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable
-from ..graph.ort_runner import OrtRunner, ort_session
+from ..graph.ort_runner import ort_session
 from .data import Feeds, batches
 from .float_run import SAMPLES, first_samples, joined, run_float
 from .metrics import relative_error
@@ -100,8 +100,7 @@ def _median(rows: np.ndarray, whole: float) -> float:
 
 
 def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
-                    quantized: dict[str, np.ndarray], runner: OrtRunner | None = None
-                    ) -> dict[str, OutputFidelity]:
+                    quantized: dict[str, np.ndarray]) -> dict[str, OutputFidelity]:
     """The SQNR of each of the written model's float outputs (``quantized``, from
     :func:`check_quantized`) against the float graph's on the same calibration samples, where
     both are there; no gain is taken out, as a user measures it. A low figure says what
@@ -109,11 +108,10 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
     a normalization; mixed precision keeps the costliest activations in float). The rows'
     figures tell whether the error sits in a few rows: a transformer's padded tokens, which
     the model computes and a pooling over the mask drops (all-MiniLM-L6-v2: 5.1 dB as a whole,
-    its real tokens' rows 15.3 dB, its padded ones 3.5 dB). ``runner``: the calibration's
-    session, reused for the float graph where it serves the outputs."""
+    its real tokens' rows 15.3 dB, its padded ones 3.5 dB)."""
     names = list(quantized)
     feeds = first_samples(sample, graph)
-    reference = run_float(graph, table, feeds, names, runner) if names else None
+    reference = run_float(graph, table, feeds, names) if names else None
     if reference is None:
         return {}
     fidelity = {}

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..graph import Graph, OperatorTable, run_graph
-from ..graph.ort_runner import OrtRunner, ort_runner
+from ..graph.ort_runner import ort_runner
 from .data import Feeds, batches, check_feeds, fixed_batch
 
 SAMPLES = 32  # calibration samples a comparison on data runs on
@@ -38,17 +38,14 @@ def calibration_feeds(data, graph: Graph) -> tuple[Feeds, Feeds]:
     return every, first_samples(every, graph)
 
 
-def float_runner(graph: Graph, table: OperatorTable, want: list[str],
-                 runner: OrtRunner | None = None
+def float_runner(graph: Graph, table: OperatorTable, want: list[str]
                  ) -> Callable[[Feeds], dict[str, np.ndarray] | None]:
     """A function of feeds giving the float graph's ``want`` tensors, or None when the graph
-    cannot run here (one onnxruntime session for every call: ``runner`` where it serves
-    them, as the calibration's does, else a new one; or the numpy kernels)."""
-    session = runner if runner is not None and runner.serves(graph, want) else (
-        ort_runner(graph, want))
+    cannot run here (one onnxruntime session for every call, else the numpy kernels)."""
+    session = ort_runner(graph, want)
 
     def run(feeds: Feeds) -> dict[str, np.ndarray] | None:
-        out = session.run(feeds, want) if session is not None else None
+        out = session.run(feeds) if session is not None else None
         if out is not None:
             return out
         try:
@@ -73,12 +70,11 @@ def streamed(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str], 
             bar.update(count)
 
 
-def run_float(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str],
-              runner: OrtRunner | None = None) -> dict[str, np.ndarray] | None:
+def run_float(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str]
+              ) -> dict[str, np.ndarray] | None:
     """The float graph's ``want`` tensors on ``feeds``, batch by batch (a model that fixes
-    its batch size runs on nothing else); None when the graph cannot run here. ``runner``:
-    a session to reuse where it serves them (:func:`float_runner`)."""
-    return run_in_batches(float_runner(graph, table, want, runner), feeds, graph, want)
+    its batch size runs on nothing else); None when the graph cannot run here."""
+    return run_in_batches(float_runner(graph, table, want), feeds, graph, want)
 
 
 def run_in_batches(run: Callable[[Feeds], dict[str, np.ndarray] | None], feeds: Feeds,
