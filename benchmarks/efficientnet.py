@@ -146,6 +146,7 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     from ptq_verify.engine import calibrate, load_model, quantize
     from ptq_verify.engine.absorb import absorb, shifted_tensors
     from ptq_verify.engine.equalize import equalize
+    from ptq_verify.engine.quantize import weight_layers
     from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
@@ -157,7 +158,8 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
         equalize(graph, data=data, per_channel=per_channel)
         absorbed = absorb(graph, data)
     smooth(graph, data, 8, per_channel=per_channel)
-    calibrated = calibrate(graph, data, progress=False)
+    calibrated = calibrate(graph, data, progress=False,
+                           weight_layers=weight_layers(graph, per_channel=per_channel))
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []
     model = quantize(graph, calibrated, 8, per_channel=per_channel,

@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from machine import describe
 
     from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine.quantize import weight_layers
     from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smooth import smooth
 
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             graph = load_model(path)
             smoothed = smooth(graph, calibration, 8) if smoothing else []
-            calibrated = calibrate(graph, calibration, bits=8, progress=False)
+            calibrated = calibrate(graph, calibration, bits=8, progress=False,
+                                   weight_layers=weight_layers(graph))
             kept = costliest(graph, calibrated, 8, keep_float) if keep_float else []
             model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept],
                              wide_sums=wide)
