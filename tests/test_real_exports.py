@@ -409,3 +409,23 @@ def test_calibration_arrays_of_unequal_length_along_a_named_axis_are_refused(tmp
     assert ("input 'attention_mask' has 20 along 'sequence' (axis 1), input 'input_ids' 16 "
             "(axis 1)") in err
     assert not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny_bert.legacy.opset17.onnx",
+                                  "digits_cnn.dynamo.opset18.onnx"])
+def test_calibration_keeps_the_float_outputs_the_output_note_compares_against(name):
+    """The calibration pass keeps the graph's outputs on the samples the written model is
+    checked on, so the output note needs no float run of its own: the same values as that
+    run (float rounding apart: the calibration's session keeps every activation)."""
+    from ptq_verify.engine.float_run import first_samples, run_float
+    from ptq_verify.graph import OperatorTable
+
+    graph = load_model(str(FIXTURES / name))
+    calibration = calibrate(graph, _data(name, "calib"), progress=False)
+    ran = run_float(graph, OperatorTable(), first_samples(calibration.sample, graph),
+                    graph.output_names)
+    assert calibration.reference is not None and calibration.reference.keys() == ran.keys()
+    for output, value in ran.items():
+        assert calibration.reference[output].shape == value.shape
+        np.testing.assert_allclose(calibration.reference[output], value, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(value).max()))

@@ -192,7 +192,8 @@ def run(args) -> int:
                                    calibration.stats.items()})
         if not args.integer_outputs:
             model.notes.append(fidelity_note(output_fidelity(
-                graph, declared, calibration.sample, outputs), calibration.sample, graph))
+                graph, declared, calibration.sample, outputs, calibration.reference),
+                calibration.sample, graph))
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
     if args.report:

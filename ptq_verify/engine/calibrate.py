@@ -16,6 +16,7 @@ from ..graph import Graph, OperatorTable, activation_tensors, run_graph
 from ..graph.executor import IndexBeyondTable
 from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, check_feeds
+from .float_run import sample_count
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
@@ -70,6 +71,9 @@ class Calibration:
     # this pass over ``sample`` (output-aware rounding reads them; None: not gathered, and
     # quantize runs the float graph over the sample for them)
     layers: LayerGathering | None = field(default=None, repr=False, compare=False)
+    # the float graph's outputs on its first float_run.sample_count samples, from this pass
+    # (the written model's output note compares against them; None: not all were kept)
+    reference: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -163,11 +167,15 @@ def calibrate(
     gathered = set() if layers is None else layers.wanted
     layer_inputs: dict[str, np.ndarray] = {}  # this batch's inputs of those weight layers
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
+    outputs: dict[str, list] = {name: [] for name in graph.output_names}
+    reference_count = sample_count(graph)
     saturated: set[str] = set()
     dropped_reach: dict[str, float] = {}
     non_finite: dict[str, str] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
+        if name in outputs and done < reference_count:
+            outputs[name].append(value)
         if name in gathered:
             layer_inputs[name] = value
         if name in wanted:
@@ -213,7 +221,7 @@ def calibrate(
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through
     # the catalog's kernels when onnxruntime cannot load the graph
-    sample_count = min(total, SAMPLE_LIMIT)
+    rounding_samples = min(total, SAMPLE_LIMIT)
     runner = ort_runner(graph, (stats.keys() | wanted | gathered) - set(graph.input_names)) if (
         runtime == "onnxruntime") else None
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
@@ -235,18 +243,30 @@ def calibrate(
             else:
                 for name, value in computed.items():
                     observe(name, value)
-            if layers is not None and done < sample_count:
+            if layers is not None and done < rounding_samples:
                 layers.add(layer_inputs)
             settle_masked_sums()
             held.clear()
             layer_inputs.clear()
             plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, size)
-            if layers is not None and not layers.full and done + size < sample_count:
+            if layers is not None and not layers.full and done + size < rounding_samples:
                 plan.at_most(BATCH)  # the rounding's batches, as layer_stats's
             bar.update(size)
             done += size
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner, non_finite,
-                       None if layers is None else LayerGathering(weight_layers, layers.stats()))
+                       None if layers is None else LayerGathering(weight_layers, layers.stats()),
+                       _joined_outputs(outputs, reference_count))
+
+
+def _joined_outputs(parts: dict[str, list], count: int) -> dict[str, np.ndarray] | None:
+    """Each output's batches joined along the batch axis and cut at ``count`` samples; None
+    when an output has none, or no batch axis to join along (a 0-d output)."""
+    joined = {}
+    for name, values in parts.items():
+        if not values or any(np.ndim(v) == 0 for v in values):
+            return None
+        joined[name] = np.concatenate([np.asarray(v) for v in values])[:count]
+    return joined
 

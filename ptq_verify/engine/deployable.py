@@ -100,7 +100,9 @@ def _median(rows: np.ndarray, whole: float) -> float:
 
 
 def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
-                    quantized: dict[str, np.ndarray]) -> dict[str, OutputFidelity]:
+                    quantized: dict[str, np.ndarray],
+                    reference: dict[str, np.ndarray] | None = None
+                    ) -> dict[str, OutputFidelity]:
     """The SQNR of each of the written model's float outputs (``quantized``, from
     :func:`check_quantized`) against the float graph's on the same calibration samples, where
     both are there; no gain is taken out, as a user measures it. A low figure says what
@@ -108,10 +110,13 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
     a normalization; mixed precision keeps the costliest activations in float). The rows'
     figures tell whether the error sits in a few rows: a transformer's padded tokens, which
     the model computes and a pooling over the mask drops (all-MiniLM-L6-v2: 5.1 dB as a whole,
-    its real tokens' rows 15.3 dB, its padded ones 3.5 dB)."""
+    its real tokens' rows 15.3 dB, its padded ones 3.5 dB). ``reference``: the float outputs
+    on those samples where the caller has them (``Calibration.reference``), else the float
+    graph runs for them."""
     names = list(quantized)
     feeds = first_samples(sample, graph)
-    reference = run_float(graph, table, feeds, names) if names else None
+    if reference is None or not set(names) <= reference.keys():
+        reference = run_float(graph, table, feeds, names) if names else None
     if reference is None:
         return {}
     fidelity = {}
