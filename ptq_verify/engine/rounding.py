@@ -192,9 +192,9 @@ class ChannelPatchSource:
             self._selections[key] = None if index is None else _channel_shifts(index)
         shifts = self._selections.get(key) if key is not None else None
         if shifts is not None:
-            base, offsets = shifts
-            index = np.where(base >= 0, base + offsets[:, None, None], -1)
-            return select(np.asarray(chunk[self.batched[0]], dtype=np.float64), index)
+            base, offsets = shifts  # read as select() would, without its copy of the index
+            shifted = np.where(base >= 0, base + 1 + offsets[:, None, None], 0)
+            return _gather(np.asarray(chunk[self.batched[0]], dtype=np.float64), shifted)
         return channel_patches(self.op, self.node, chunk, self.target)
 
 
