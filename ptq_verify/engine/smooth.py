@@ -42,6 +42,7 @@ from ..rules import Rule
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .metrics import fake_quantized
+from .parallel import mapped
 from .probe import along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -131,11 +132,11 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     if observed is None:
         return []
     values, reach = observed
+    choices = mapped(lambda candidate: _choose(
+        graph, candidate, values[candidate.tensor], reach[candidate.tensor], bits, alphas,
+        rounded_before=candidate.source.channel_wise, per_channel=per_channel), candidates)
     chosen, taken = [], set()  # a node takes part in one smoothing at most
-    for candidate in candidates:
-        x = values[candidate.tensor]
-        choice = _choose(graph, candidate, x, reach[candidate.tensor], bits, alphas,
-                         rounded_before=candidate.source.channel_wise, per_channel=per_channel)
+    for candidate, choice in zip(candidates, choices):
         names = {candidate.source.node.name, *(c.node.name for c in candidate.consumers)}
         if choice is not None and not names & taken:
             chosen.append((candidate, *choice))

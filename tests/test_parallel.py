@@ -1,0 +1,52 @@
+"""Work spread over threads (ptq_verify/engine/parallel.py) gives what one thread gives: the
+helper itself, and the smoothing search and the calibration pass that use it, on a committed
+torch export of a small BERT (masked sums, smoothing candidates, MatMul weight layers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptq_verify.engine import calibrate, load_model, parallel, quantize
+from ptq_verify.engine import smooth as smoothing
+from ptq_verify.engine.quantize import weight_layers
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+
+
+def test_mapped_keeps_the_items_order_and_their_results():
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(n, 40)) for n in range(5, 60, 7)]
+    assert all(np.array_equal(a, b) for a, b in zip(
+        parallel.mapped(lambda m: m.T @ m, matrices), [m.T @ m for m in matrices]))
+
+
+def test_mapped_raises_the_first_failure_in_the_items_order():
+    def failing(item: int) -> int:
+        if item in (3, 5):
+            raise ValueError(f"item {item}")
+        return item
+
+    with pytest.raises(ValueError, match="item 3"):
+        parallel.mapped(failing, range(8))
+
+
+def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:
+    """The tiny BERT smoothed, calibrated with its weight layers and quantized, on ``cores``
+    threads."""
+    monkeypatch.setattr(parallel, "cores", lambda: cores)
+    graph = load_model(str(FIXTURES / "tiny_bert.legacy.opset17.onnx"))
+    with np.load(FIXTURES / "tiny_bert.calib.npz") as archive:
+        data = {key: archive[key][:48] for key in archive}
+    smoothed = smoothing.smooth(graph, data)
+    calibration = calibrate(graph, data, progress=False, weight_layers=weight_layers(graph))
+    written = quantize(graph, calibration, 8).to_onnx().SerializeToString()
+    return written, [s.describe() for s in smoothed]
+
+
+def test_threads_write_the_model_one_thread_writes(monkeypatch):
+    one, smoothed = _written(monkeypatch, 1)
+    assert smoothed, "the export must take smoothing for this test to reach the search"
+    assert _written(monkeypatch, 4) == (one, smoothed)
