@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..graph.executor import IndexBeyondTable
 from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, check_feeds
 from .float_run import sample_count
+from .parallel import mapped
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
@@ -167,6 +169,7 @@ def calibrate(
     gathered = set() if layers is None else layers.wanted
     layer_inputs: dict[str, np.ndarray] = {}  # this batch's inputs of those weight layers
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
+    plain: dict[str, np.ndarray] = {}  # this batch's other values, from onnxruntime
     outputs: dict[str, list] = {name: [] for name in graph.output_names}
     reference_count = sample_count(graph)
     saturated: set[str] = set()
@@ -183,7 +186,10 @@ def calibrate(
         if name in sums:
             pending[name] = value
         elif name in stats:
-            record(name, value)
+            if runner is None:  # the numpy kernels free each value once its readers ran
+                record(name, value)
+            else:
+                plain[name] = value
 
     def record(name: str, value: np.ndarray) -> None:
         try:
@@ -197,6 +203,19 @@ def calibrate(
                     f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
                     f"calibration data ({non_finite[name]}); quantizing needs finite "
                     "activations") from None
+
+    def settle_batch() -> None:
+        """Record the batch's values, settle its masked sums and add the weight layers'
+        inputs: independent work, spread over the cores (engine/parallel.py), the longest
+        first (all-MiniLM-L6-v2, a pass: 2.2 s of layer inputs, 1.6 of masked sums, 2.3 of
+        other values)."""
+        tasks = [settle_masked_sums] + [
+            partial(record, name, plain[name])
+            for name in sorted(plain, key=lambda name: -plain[name].size)]
+        if layers is not None and done < rounding_samples:
+            tasks.insert(0, partial(layers.add, layer_inputs))
+        mapped(lambda task: task(), tasks)
+        plain.clear()
 
     def settle_masked_sums() -> None:
         """Positions where a static operand saturates a sum set no range; the values there
@@ -243,9 +262,7 @@ def calibrate(
             else:
                 for name, value in computed.items():
                     observe(name, value)
-            if layers is not None and done < rounding_samples:
-                layers.add(layer_inputs)
-            settle_masked_sums()
+            settle_batch()
             held.clear()
             layer_inputs.clear()
             plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, size)
