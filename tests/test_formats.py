@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+from pathlib import Path
 
 import models
 import numpy as np
@@ -12,7 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from ptq_verify.engine import calibrate, prepare, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine.lower import DEFAULT_ENCODING, ENCODINGS
 from ptq_verify.engine.lower.kernel_probe import encoding_error, saturates_here
 from ptq_verify.errors import UserError
@@ -319,3 +321,26 @@ def test_a_weight_on_the_left_of_a_matmul_runs_in_every_encoding(tmp_path):
         got = _session(quantized.to_onnx("qdq", encoding=encoding)).run(None, test)[0]
         if not saturates_here(encoding):
             assert sqnr_db(simulated, got) > 30, encoding
+
+
+@pytest.mark.parametrize("format", ["qdq", "integer", "simulation"])
+def test_integer_outputs_carry_their_scales_in_every_format(format):
+    """--integer-outputs writes codes; ``scale:<output>`` in the metadata turns them back into
+    values (code / scale), whatever the format (on a real torch export of the digits CNN)."""
+    fixtures = Path(__file__).parent / "fixtures" / "torch"
+    graph = load_model(str(fixtures / "digits_cnn.legacy.opset17.onnx"))
+    with np.load(fixtures / "digits_image.calib.npz") as archive:
+        data = {key: archive[key] for key in archive}
+    with np.load(fixtures / "digits_image.test.npz") as archive:
+        test = {key: archive[key] for key in archive}
+    model = quantize(graph, calibrate(graph, data, progress=False), 8, integer_outputs=True)
+    proto = model.to_onnx(format)
+    scales = {p.key: p.value for p in proto.metadata_props if p.key.startswith("scale:")}
+    assert scales.keys() == {f"scale:{name}" for name in graph.output_names}
+    reference = run_graph(graph, test, OperatorTable())
+    written = dict(zip(graph.output_names, _session(proto).run(None, test)))
+    for name in graph.output_names:
+        codes = written[name]
+        assert np.array_equal(codes, np.round(codes)), "the outputs are codes"
+        scale = np.asarray(json.loads(scales[f"scale:{name}"]))
+        assert sqnr_db(reference[name], codes / scale) > 25

@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import onnx
 
 from ...errors import UserError
@@ -34,10 +37,27 @@ def lower(model, format: str = "simulation", encoding: str = DEFAULT_ENCODING) -
     how qdq holds codes in 8-bit containers."""
     check_format(format, model.bits, encoding)
     if format == "qdq":
-        return emit_qdq(model, encoding)
-    if format == "integer":
-        return emit_integer(model)
-    return emit_simulation(model)
+        result = emit_qdq(model, encoding)
+    elif format == "integer":
+        result = emit_integer(model)
+    else:
+        result = emit_simulation(model)
+    return _with_output_scales(result, model)
+
+
+def _with_output_scales(result: onnx.ModelProto, model) -> onnx.ModelProto:
+    """With integer outputs, each output held as codes gets its scale in the model's metadata,
+    ``scale:<output>``: a number, or a JSON list of one per channel (value = code / scale).
+    In every format: the codes mean nothing without it."""
+    if model.integer_outputs:
+        for name in model.output_names:
+            code = model.codes.get(name)
+            if code is not None:
+                scale = np.asarray(code.scale, dtype=np.float64)
+                entry = result.metadata_props.add()
+                entry.key = f"scale:{name}"
+                entry.value = json.dumps(scale.tolist() if scale.ndim else float(scale))
+    return result
 
 
 __all__ = ["DEFAULT_ENCODING", "ENCODINGS", "FORMATS", "check_format", "emit_integer", "emit_qdq",

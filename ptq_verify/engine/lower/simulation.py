@@ -33,15 +33,9 @@ def emit_simulation(model) -> onnx.ModelProto:
             out.initializer(name, value)
     outputs = model.output_types()
     kind = "integer codes" if model.integer_outputs else "float (dequantized)"
-    result = out.model(model.graph, outputs,
-                       f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}",
-                       casts=model.output_casts())
-    for name in model.output_names:
-        code = model.codes.get(name)
-        if model.integer_outputs and code is not None:
-            entry = result.metadata_props.add()
-            entry.key, entry.value = f"scale:{name}", repr(code.scale)
-    return result
+    return out.model(model.graph, outputs,
+                     f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}",
+                     casts=model.output_casts())
 
 
 def _scale_step(out: Emitter, step: ScaleStep) -> None:
