@@ -189,9 +189,10 @@ def non_utf8_name() -> bytes:
     return data[:at] + b"\xa9" + data[at + 1:]
 
 
-def lstm_after_matmul() -> onnx.ModelProto:
-    """MatMul -> LSTM (7 inputs: X, W, R, B, sequence lengths, initial h and c; 3 outputs):
-    a node a one-input declaration ``tanh(x)`` does not describe, which onnxruntime loads."""
+def lstm_after_matmul(outputs: tuple[str, ...] = ("y", "y_h", "y_c")) -> onnx.ModelProto:
+    """MatMul -> LSTM (7 inputs: X, W, R, B, sequence lengths, initial h and c; 3 outputs, or
+    ``outputs``: torch's dynamo exporter writes only Y): a node a one-input declaration
+    ``tanh(x)`` does not describe, which onnxruntime loads."""
     rng = np.random.default_rng(0)
     hidden, size = 4, 3
     arrays = {"w": np.eye(size), "W": rng.normal(size=(1, 4 * hidden, size)),
@@ -201,7 +202,7 @@ def lstm_after_matmul() -> onnx.ModelProto:
     initializers.append(numpy_helper.from_array(np.full(2, 2, np.int32), "lengths"))
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
              helper.make_node("LSTM", ["h", "W", "R", "B", "lengths", "h0", "c0"],
-                              ["y", "y_h", "y_c"], name="lstm_1", hidden_size=hidden)]
+                              list(outputs), name="lstm_1", hidden_size=hidden)]
     return _model(nodes, [_float("x", [2, 2, size])], [_float("y", [2, 1, 2, hidden])],
                   initializers)
 

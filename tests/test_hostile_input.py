@@ -657,3 +657,17 @@ def test_token_ids_beyond_the_embedding_table_are_a_calibration_data_error(tmp_p
     ids[70, 5] = 999
     np.savez(calib, input_ids=ids)
     assert _quantize(model, calib, tmp_path / "q.onnx").status == 0
+
+
+def test_an_undeclared_recurrence_is_not_sent_to_a_declaration_without_a_warning(tmp_path):
+    """A new-user trial: torch's dynamo export of an LSTM writes only Y (one output), and the
+    refusal advised declaring it with --operators, which a recurrence over a sequence cannot
+    follow (a declaration is a formula of one output element). The advice says so."""
+    model, calib = tmp_path / "lstm.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.lstm_after_matmul(("y",)), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 2, 3)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'lstm_1' (LSTM)", "no declared operator",
+                           "when one output element is a formula of a few input elements",
+                           "a recurrence over a sequence is not one")
+    assert not (tmp_path / "q.onnx").exists()

@@ -113,8 +113,9 @@ def _way_forward(node: Node) -> str:
         return (f"; it writes {outputs} outputs, and a declaration (the catalog's, or one "
                 f"given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
                 "ptq-verify cannot take this node: remove it or export the model without it")
-    return ("; declare it in a TOML file given with --operators (docs/catalog.md) or remove "
-            "the node")
+    return ("; declare it in a TOML file given with --operators when one output element is a "
+            "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
+            "not one), or remove the node")
 
 
 def quantized_hint(node: Node, graph: Graph | None) -> str:
