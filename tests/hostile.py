@@ -286,6 +286,14 @@ def npz_truncated(path: Path) -> Path:
     return write_npz(path, {"x": data[: len(data) - 40]})
 
 
+def npz_cut(path: Path) -> Path:
+    """An archive cut short (a copy interrupted): its zip directory, at the end, is gone."""
+    write_npz(path, {"x": npy_bytes(np.ones((8, 4), np.float32))})
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
 def npz_bad_crc(path: Path) -> Path:
     array = np.arange(32, dtype=np.float32).reshape(8, 4)
     write_npz(path, {"x": npy_bytes(array)})

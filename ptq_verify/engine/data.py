@@ -61,6 +61,10 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
     archive and its headers claim; here each is checked against what the file holds."""
     if not zipfile.is_zipfile(source):
         with source.open("rb") as handle:
+            if handle.read(4) == b"PK\x03\x04":  # a zip's first member, but no directory
+                raise ValueError("a truncated or damaged .npz: it starts as a zip archive, "
+                                 "but the directory of its arrays at the end is missing")
+            handle.seek(0)
             return _read_npy(handle, source.stat().st_size, "the array")
     arrays: Feeds = {}
     with zipfile.ZipFile(source) as archive:
