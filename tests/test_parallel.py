@@ -4,6 +4,7 @@ torch export of a small BERT (masked sums, smoothing candidates, MatMul weight l
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,11 @@ def test_mapped_raises_the_first_failure_in_the_items_order():
 
 def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:
     """The tiny BERT smoothed, calibrated with its weight layers and quantized, on ``cores``
-    threads."""
+    threads (a pool of that many is made for the test: the process's pool has the machine's)."""
     monkeypatch.setattr(parallel, "cores", lambda: cores)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)  # its batches are small
+    pool = ThreadPoolExecutor(max_workers=cores)
+    monkeypatch.setattr(parallel, "_pool", lambda: pool)
     graph = load_model(str(FIXTURES / "tiny_bert.legacy.opset17.onnx"))
     with np.load(FIXTURES / "tiny_bert.calib.npz") as archive:
         data = {key: archive[key][:48] for key in archive}

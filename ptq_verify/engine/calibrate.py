@@ -204,17 +204,17 @@ def calibrate(
                     f"calibration data ({non_finite[name]}); quantizing needs finite "
                     "activations") from None
 
-    def settle_batch() -> None:
-        """Record the batch's values, settle its masked sums and add the weight layers'
-        inputs: independent work, spread over the cores (engine/parallel.py), the longest
-        first (all-MiniLM-L6-v2, a pass: 2.2 s of layer inputs, 1.6 of masked sums, 2.3 of
-        other values)."""
+    def settle_batch(nbytes: int) -> None:
+        """Record the batch's values (``nbytes`` of them from onnxruntime), settle its masked
+        sums and add the weight layers' inputs: independent work, spread over the cores
+        (engine/parallel.py), the longest first (all-MiniLM-L6-v2, a pass: 2.2 s of layer
+        inputs, 1.6 of masked sums, 2.3 of other values)."""
         tasks = [settle_masked_sums] + [
             partial(record, name, plain[name])
             for name in sorted(plain, key=lambda name: -plain[name].size)]
         if layers is not None and done < rounding_samples:
             tasks.insert(0, partial(layers.add, layer_inputs))
-        mapped(lambda task: task(), tasks)
+        mapped(lambda task: task(), tasks, nbytes)
         plain.clear()
 
     def settle_masked_sums() -> None:
@@ -262,10 +262,11 @@ def calibrate(
             else:
                 for name, value in computed.items():
                     observe(name, value)
-            settle_batch()
+            nbytes = sum(v.nbytes for v in computed.values()) if computed else 0
+            settle_batch(nbytes)
             held.clear()
             layer_inputs.clear()
-            plan.held(sum(v.nbytes for v in computed.values()) if computed else 0, size)
+            plan.held(nbytes, size)
             if layers is not None and not layers.full and done + size < rounding_samples:
                 plan.at_most(BATCH)  # the rounding's batches, as layer_stats's
             bar.update(size)
