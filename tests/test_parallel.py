@@ -4,6 +4,8 @@ torch export of a small BERT (masked sums, smoothing candidates, MatMul weight l
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +34,28 @@ def test_mapped_raises_the_first_failure_in_the_items_order():
 
     with pytest.raises(ValueError, match="item 3"):
         parallel.mapped(failing, range(8))
+
+
+def _sums_in_threads(queue) -> None:
+    queue.put(parallel.mapped(np.sum, [np.ones(8)] * 4))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_process_forked_after_the_pool_was_made_has_a_pool_of_its_own(monkeypatch):
+    """A library user's worker processes forked from a process that already used the pool
+    (multiprocessing's default start method on Linux): the child's copy of the pool has no
+    threads, and work given to it would wait forever."""
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    assert parallel.mapped(np.sum, [np.ones(8)] * 4) == [8.0] * 4  # the parent's pool
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_sums_in_threads, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and queue.get(timeout=5) == [8.0] * 4
 
 
 def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:

@@ -50,8 +50,14 @@ def mapped(function: Callable[[Item], Result], items: Iterable[Item],
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    """One pool for the process: starting threads for each call cost more than small calls."""
+    """One pool for the process: starting threads for each call cost more than small calls.
+    A process forked from this one makes its own (the threads stay with the parent: the
+    child's copy of the pool would queue work that no thread takes)."""
     return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="ptq-verify")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 @cache
