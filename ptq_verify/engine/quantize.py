@@ -697,7 +697,8 @@ class _Builder:
                 and weight_layout(op, plan.rule) is None
                 and (slot := tensor_weight_slot(self.graph, node, op, plan.rule)) is not None]
         self._rounded_ahead = dict(zip((node.name for node, _, _ in work), mapped(
-            lambda item: self._tensor_weight_codes(*item), work)))
+            lambda item: self._tensor_weight_codes(*item), work,
+            sum(self.consts[node.inputs[slot]].nbytes for node, _, slot in work))))
 
     def _float_only(self, tensor: str, floats: Mapping[str, str] | None = None) -> bool:
         """Whether every reader of ``tensor`` runs in float, so that codes for it would only

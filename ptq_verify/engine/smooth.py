@@ -134,7 +134,8 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     values, reach = observed
     choices = mapped(lambda candidate: _choose(
         graph, candidate, values[candidate.tensor], reach[candidate.tensor], bits, alphas,
-        rounded_before=candidate.source.channel_wise, per_channel=per_channel), candidates)
+        rounded_before=candidate.source.channel_wise, per_channel=per_channel), candidates,
+        sum(np.asarray(values[candidate.tensor]).nbytes for candidate in candidates))
     chosen, taken = [], set()  # a node takes part in one smoothing at most
     for candidate, choice in zip(candidates, choices):
         names = {candidate.source.node.name, *(c.node.name for c in candidate.consumers)}
