@@ -434,8 +434,7 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     w_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
     levels = 2 ** (bits - 1) - 1
     exact = [rows @ m for m in matrices]
-    # each consumer's output energy, the error's denominator: the same for every alpha
-    energies = [max(float((r.astype(np.float64)**2).sum()), 1e-30) for r in exact]
+    energies = _energies(exact)
     x_range = np.asarray(x_range, dtype=np.float32)
     if rounded_before:
         reach = _rounded_reach(x_range) if per_channel else x_range.max()
@@ -445,7 +444,7 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
         # every strength on a quarter or less of the rows, the best few on all of them
         part = np.sort(np.random.default_rng(6).choice(len(rows), _SCREEN_ROWS, replace=False))
         screened = [r[part] for r in exact]
-        screen_energies = [max(float((r.astype(np.float64)**2).sum()), 1e-30) for r in screened]
+        screen_energies = _energies(screened)
         errors = {alpha: _error(rows[part], x_range, matrices, screened, screen_energies,
                                 scale, levels, per_channel) for alpha, scale in scales.items()}
         kept = sorted(errors, key=errors.__getitem__)[:_FINALISTS]
@@ -457,6 +456,12 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
         if error < best_error:
             best, best_error = (alpha, scale), error
     return best
+
+
+def _energies(outputs: list[np.ndarray]) -> list[float]:
+    """Each exact consumer output's sum of squares (in float64), the denominator of its
+    relative error: the same for every strength."""
+    return [max(float((r.astype(np.float64)**2).sum()), 1e-30) for r in outputs]
 
 
 def _scale(x_range: np.ndarray, w_range: np.ndarray, alpha: float) -> np.ndarray:
