@@ -150,8 +150,8 @@ def calibrate(
     input statistics on ``sample`` for output-aware rounding, so that quantize needs no
     float run of its own (on all-MiniLM-L6-v2 that run took 3 of 36 s). Batches there hold
     at most the rounding's :data:`.rounding.BATCH` samples (what bounds its patches'
-    memory), fewer where this pass's budget takes fewer (EfficientNet-Lite1's 240 x 240
-    crops: 2), and then the sums add the same rows in another order."""
+    memory), fewer where this pass's budget takes fewer, and then the sums add the same rows
+    in another order."""
     check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:
