@@ -38,6 +38,10 @@ SAMPLE_LIMIT = 256
 # Bytes of activations one onnxruntime batch may return (every activation is an output: a
 # transformer's take tens of MB per sample), which sets the batch size after the first.
 BATCH_BYTES = 512 << 20
+# The same while the pass also gathers weight layers' inputs: each batch's statistics and
+# layer inputs are then worked on by threads at once, with copies of their own (batches of
+# all-MiniLM-L6-v2's texts held to this budget peak at 1.1 GB; to BATCH_BYTES, at 1.9 GB).
+GATHER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,12 @@ def calibrate(
     samples, fewer when their tensors would pass BATCH_BYTES); statistics are streamed.
     ``weight_layers`` (:func:`.quantize.weight_layers`): the same pass gathers those nodes'
     input statistics on ``sample`` for output-aware rounding, so that quantize needs no
-    float run of its own (on all-MiniLM-L6-v2 that run took 3 of 36 s). Batches there hold
-    at most the rounding's :data:`.rounding.BATCH` samples (what bounds its patches'
-    memory), fewer where this pass's budget takes fewer, and then the sums add the same rows
-    in another order."""
+    float run of its own (on all-MiniLM-L6-v2 that run took 3 of 36 s). The layers take
+    their inputs in slices of the rounding's :data:`.rounding.BATCH` samples (what bounds
+    their patches' memory), so their sums add the rows in the rounding's own order; where
+    the inputs have no batch axis to cut along, batches hold at most BATCH samples, and
+    fewer where this pass's budget takes fewer (the sums then add the same rows in another
+    order)."""
     check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:
@@ -213,9 +219,25 @@ def calibrate(
             partial(record, name, plain[name])
             for name in sorted(plain, key=lambda name: -plain[name].size)]
         if layers is not None and done < rounding_samples:
-            tasks.insert(0, partial(layers.add, layer_inputs))
+            tasks.insert(0, add_layer_inputs)
         mapped(lambda task: task(), tasks, nbytes)
         plain.clear()
+
+    def add_layer_inputs() -> None:
+        """The weight layers' inputs, in slices of the rounding's BATCH samples where every
+        one of them has the batch along its first axis (its patches are then held a slice at
+        a time, and the sums add the rows layer_stats's batches would), else whole."""
+        nonlocal sliced
+        sliced = all(np.shape(value)[:1] == (size,) for value in layer_inputs.values())
+        if not sliced:
+            layers.add(layer_inputs)
+            return
+        stop = min(size, rounding_samples - done)
+        for start in range(0, stop, BATCH):
+            if layers.full:
+                break
+            layers.add({name: value[start : min(start + BATCH, stop)]
+                        for name, value in layer_inputs.items()})
 
     def settle_masked_sums() -> None:
         """Positions where a static operand saturates a sum set no range; the values there
@@ -246,6 +268,7 @@ def calibrate(
     bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
                disable=not progress, leave=False)
     plan = BudgetBatches(feeds, graph, batch_size, BATCH_BYTES, first=BATCH)
+    sliced = False  # whether the last batch's layer inputs were added in slices
     done = size = 0  # samples before this batch, and in it (for messages)
     with bar:
         for batch in plan:
@@ -268,7 +291,11 @@ def calibrate(
             layer_inputs.clear()
             plan.held(nbytes, size)
             if layers is not None and not layers.full and done + size < rounding_samples:
-                plan.at_most(BATCH)  # the rounding's batches, as layer_stats's
+                # a batch's layer inputs cut into slices need no smaller batch than
+                # GATHER_BYTES holds (the digits CNN: 4 runs of 64 samples, not 64 of 4);
+                # whole ones, the rounding's samples (what bounds their patches' memory)
+                plan.at_most(max(BATCH, GATHER_BYTES * size // max(nbytes, 1)) if sliced
+                             else BATCH)
             bar.update(size)
             done += size
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
