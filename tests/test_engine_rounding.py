@@ -245,9 +245,10 @@ def test_depthwise_convolution_gets_output_aware_rounding_and_bias_correction():
                                     "mobile_block"])
 def test_the_calibration_pass_gathers_what_quantize_would_run_the_model_for(source):
     """calibrate(weight_layers=...) gathers the layer statistics in its own pass (slices of
-    the rounding's batch size, cut from larger batches): the same statistics as quantize's own float run,
-    and so the same written model. A real transformer export (MatMul weights), a real CNN
-    export (Conv, Gemm) and a depthwise convolution (patches per channel)."""
+    the rounding's batch size, cut from larger batches): the same statistics as quantize's
+    own float run, and so the same written model. A real transformer export (MatMul
+    weights), a real CNN export (Conv, Gemm) and a depthwise convolution (patches per
+    channel)."""
     if source == "mobile_block":
         graph = prepare(graph_from_onnx(models.mobile_block()))
         data = {"input": models.digits(30, True)}
