@@ -143,12 +143,11 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     """The quantize command's pipeline (equalization with bias absorption unless not
     ``equalizing``, as --no-equalize; smoothing on, as its default), 8 bits, qdq, with
     ``keep_float`` as --keep-float; returns its wall time."""
-    from ptq_verify.engine import calibrate, load_model, quantize
+    from ptq_verify.engine import load_model, quantize
     from ptq_verify.engine.absorb import absorb, shifted_tensors
     from ptq_verify.engine.equalize import equalize
-    from ptq_verify.engine.quantize import weight_layers
     from ptq_verify.engine.sensitivity import costliest
-    from ptq_verify.engine.smooth import smooth
+    from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 
     start = time.perf_counter()
     graph = load_model(path)
@@ -157,9 +156,7 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     if equalizing:
         equalize(graph, data=data, per_channel=per_channel)
         absorbed = absorb(graph, data)
-    smooth(graph, data, 8, per_channel=per_channel)
-    calibrated = calibrate(graph, data, progress=False,
-                           weight_layers=weight_layers(graph, per_channel=per_channel))
+    _, calibrated = smoothed_and_calibrated(graph, data, 8, per_channel=per_channel)
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []
     model = quantize(graph, calibrated, 8, per_channel=per_channel,

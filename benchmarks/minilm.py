@@ -191,10 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from machine import describe
 
-    from ptq_verify.engine import calibrate, load_model, quantize
-    from ptq_verify.engine.quantize import weight_layers
+    from ptq_verify.engine import load_model, quantize
     from ptq_verify.engine.sensitivity import costliest
-    from ptq_verify.engine.smooth import smooth
+    from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 
     sentences = texts(args.calibration + args.evaluation)
     with tempfile.TemporaryDirectory() as name:
@@ -213,9 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                             (True, 2, True)):
             start = time.perf_counter()
             graph = load_model(path)
-            smoothed = smooth(graph, calibration, 8) if smoothing else []
-            calibrated = calibrate(graph, calibration, bits=8, progress=False,
-                                   weight_layers=weight_layers(graph))
+            smoothed, calibrated = smoothed_and_calibrated(graph, calibration, 8,
+                                                           smoothing=smoothing)
             kept = costliest(graph, calibrated, 8, keep_float) if keep_float else []
             model = quantize(graph, calibrated, 8, float_tensors=[k.tensor for k in kept],
                              wide_sums=wide)

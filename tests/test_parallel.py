@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptq_verify.engine import calibrate, load_model, parallel, quantize
-from ptq_verify.engine import smooth as smoothing
-from ptq_verify.engine.quantize import weight_layers
+from ptq_verify.engine import load_model, parallel, quantize
+from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 
@@ -59,8 +58,9 @@ def test_a_process_forked_after_the_pool_was_made_has_a_pool_of_its_own(monkeypa
 
 
 def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:
-    """The tiny BERT smoothed, calibrated with its weight layers and quantized, on ``cores``
-    threads (a pool of that many is made for the test: the process's pool has the machine's)."""
+    """The tiny BERT smoothed and calibrated with its weight layers in one pass, as the command
+    line does, and quantized, on ``cores`` threads (a pool of that many is made for the test:
+    the process's pool has the machine's)."""
     monkeypatch.setattr(parallel, "cores", lambda: cores)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)  # its batches are small
     pool = ThreadPoolExecutor(max_workers=cores)
@@ -68,8 +68,7 @@ def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:
     graph = load_model(str(FIXTURES / "tiny_bert.legacy.opset17.onnx"))
     with np.load(FIXTURES / "tiny_bert.calib.npz") as archive:
         data = {key: archive[key][:48] for key in archive}
-    smoothed = smoothing.smooth(graph, data)
-    calibration = calibrate(graph, data, progress=False, weight_layers=weight_layers(graph))
+    smoothed, calibration = smoothed_and_calibrated(graph, data, 8)
     written = quantize(graph, calibration, 8).to_onnx().SerializeToString()
     return written, [s.describe() for s in smoothed]
 

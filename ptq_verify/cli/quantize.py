@@ -87,16 +87,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..engine import calibrate, check_bits, load_model, quantize, read_data_file
+    from ..engine import check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
     from ..engine.deployable import check_quantized, output_fidelity
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
-    from ..engine.quantize import weight_layers
     from ..engine.sensitivity import costliest
-    from ..engine.smooth import smooth
+    from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import external_data_files
     from ..graph.ort_runner import quiet_onnxruntime
@@ -139,15 +138,11 @@ def run(args) -> int:
             absorbed = absorb(graph, data, declared, progress=not args.no_progress)
         except KernelGap as gap:  # raised on the first float run, before any change
             unequalized = gap.skipped
-    smoothed = [] if args.no_smooth else smooth(graph, data, args.bits, declared,
-                                                progress=not args.no_progress,
-                                                per_channel=not args.per_tensor)
-    rounds = args.weight_rounding == "optq" or not args.no_bias_correction
-    calibration = calibrate(graph, data, args.calibration, bits=args.bits,
-                            percent=args.percentile, operators=declared,
-                            progress=not args.no_progress,
-                            weight_layers=weight_layers(graph, declared, per_channel=not
-                                                        args.per_tensor) if rounds else None)
+    smoothed, calibration = smoothed_and_calibrated(
+        graph, data, args.bits, declared, smoothing=not args.no_smooth,
+        method=args.calibration, percent=args.percentile, per_channel=not args.per_tensor,
+        rounding=args.weight_rounding == "optq" or not args.no_bias_correction,
+        progress=not args.no_progress)
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
                      per_channel=not args.per_tensor, progress=not args.no_progress,
                      kept=args.keep_float_tensor,

@@ -4,7 +4,7 @@ statistics; a clipping method turns them into a range."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -80,6 +80,9 @@ class Calibration:
     # the float graph's outputs on its first float_run.sample_count samples, from this pass
     # (the written model's output note compares against them; None: not all were kept)
     reference: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # the tensors named by calibrate(keep=...) on those samples (smoothing measures its
+    # strengths on them; None: not all were kept)
+    kept: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -143,6 +146,7 @@ def calibrate(
     progress: bool = True,
     runtime: str = "onnxruntime",
     weight_layers: Mapping[str, WeightTarget] | None = None,
+    keep: Iterable[str] = (),
 ) -> Calibration:
     """Run ``data`` (one array per graph input, batch first) through ``graph`` in float and
     record a :class:`TensorStats` for every activation tensor (with a histogram of |x| when
@@ -157,7 +161,9 @@ def calibrate(
     their patches' memory), so their sums add the rows in the rounding's own order; where
     the inputs have no batch axis to cut along, batches hold at most BATCH samples, and
     fewer where this pass's budget takes fewer (the sums then add the same rows in another
-    order)."""
+    order). ``keep``: activations whose values on the first samples the result holds
+    (``Calibration.kept``) with their per-position extremes (``TensorStats.extremes``), for
+    smoothing after this pass (engine/smoothed_stats.py)."""
     check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:
@@ -165,7 +171,9 @@ def calibrate(
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
     histogram = needs_histogram(method, bits)
-    stats = {name: TensorStats() if histogram else TensorStats(histogram=None)
+    keep = [name for name in keep if name in active]
+    stats = {name: TensorStats(**({} if histogram else {"histogram": None}),
+                               **({"extremes": ()} if name in keep else {}))
              for name in active}
     sums = masked_sums(graph, table, active)
     wanted = {name for masked in sums.values() for name in masked.static}
@@ -176,7 +184,7 @@ def calibrate(
     layer_inputs: dict[str, np.ndarray] = {}  # this batch's inputs of those weight layers
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     plain: dict[str, np.ndarray] = {}  # this batch's other values, from onnxruntime
-    outputs: dict[str, list] = {name: [] for name in graph.output_names}
+    outputs: dict[str, list] = {name: [] for name in (*graph.output_names, *keep)}
     reference_count = sample_count(graph)
     saturated: set[str] = set()
     dropped_reach: dict[str, float] = {}
@@ -302,7 +310,9 @@ def calibrate(
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner, non_finite,
                        None if layers is None else LayerGathering(weight_layers, layers.stats()),
-                       _joined_outputs(outputs, reference_count))
+                       _joined_outputs({name: outputs[name] for name in graph.output_names},
+                                       reference_count),
+                       _joined_outputs({name: outputs[name] for name in keep}, reference_count))
 
 
 def _joined_outputs(parts: dict[str, list], count: int) -> dict[str, np.ndarray] | None:

@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule
+from .calibrate import Calibration
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .metrics import fake_quantized
@@ -86,6 +87,8 @@ class SmoothedTensor:
     alpha: float
     duplicated: bool
     scale: np.ndarray
+    axis: int  # the channel axis of ``tensor`` that ``scale`` runs along
+    output: str  # the divided tensor the consumers read (``tensor`` or its copy)
 
     def describe(self) -> str:
         copy = " (source duplicated)" if self.duplicated else ""
@@ -117,18 +120,25 @@ class Candidate:
 def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
            table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
            alphas: tuple[float, ...] = ALPHAS, progress: bool = False,
-           per_channel: bool = True) -> list[SmoothedTensor]:
-    """Smooth every activation the rules allow and where it helps, in place, before
-    calibration; return what was smoothed (empty: the graph is unchanged). ``progress``: a
-    bar on stderr over the pass that measures the channels' ranges; ``per_channel``: the
-    quantizer may hold activations with per-channel codes (``quantize(per_channel=...)``)."""
+           per_channel: bool = True, candidates: list[Candidate] | None = None,
+           calibration: Calibration | None = None) -> list[SmoothedTensor]:
+    """Smooth every activation the rules allow and where it helps, in place; return what
+    was smoothed (empty: the graph is unchanged). ``progress``: a bar on stderr over the
+    pass that measures the channels' ranges; ``per_channel``: the quantizer may hold
+    activations with per-channel codes (``quantize(per_channel=...)``); ``candidates``:
+    :func:`candidates_of` the graph, when the caller has them. ``calibration``: a
+    calibration of this graph that kept the candidates (``calibrate(keep=...)``), which
+    then stands for smoothing's own pass over the data (engine/smoothed_calibration.py)."""
     table = table or OperatorTable()
-    candidates = candidates_of(graph, table, overrides)
+    if candidates is None:
+        candidates = candidates_of(graph, table, overrides)
     if not candidates:
         return []
     every, feeds = calibration_feeds(data, graph)
-    observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
-                        progress)
+    observed = None if calibration is None else _observed_by(calibration, candidates)
+    if observed is None:
+        observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
+                            progress)
     if observed is None:
         return []
     values, reach = observed
@@ -216,7 +226,7 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
     graph.initializers = {k: v for k, v in inits.items() if k in used}
     return SmoothedTensor(candidate.tensor, source.name, tuple(c.node.name for c in
                                                                 candidate.consumers),
-                          alpha, candidate.duplicate, scale)
+                          alpha, candidate.duplicate, scale, candidate.axis, target.outputs[0])
 
 
 # -- which nodes carry the factor ------------------------------------------------------------
@@ -411,6 +421,24 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
             reach[candidate.tensor] = peak if old is None else np.maximum(old, peak)
         seen += count
     return joined(kept, names), reach
+
+
+def _observed_by(calibration: Calibration, candidates: list[Candidate]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """What :func:`_observe` gives, from a calibration pass that kept the candidates: the
+    outputs and candidates on its first samples, and each candidate channel's largest |x|
+    (its channel peaks); None when it lacks any of them."""
+    if calibration.reference is None or calibration.kept is None:
+        return None
+    reach = {}
+    for candidate in candidates:
+        stats = calibration.stats.get(candidate.tensor)
+        peaks = None if stats is None or not stats.channel_peaks else stats.channel_peaks.get(
+            candidate.axis % stats.rank if stats.rank else candidate.axis)
+        if peaks is None or candidate.tensor not in calibration.kept:
+            return None
+        reach[candidate.tensor] = peaks
+    return {**calibration.reference, **calibration.kept}, reach
 
 
 def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,

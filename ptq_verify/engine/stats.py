@@ -29,6 +29,12 @@ class TensorStats:
     # max |x| per channel along axis 1 and along the last axis (per-channel activation
     # scales); None once a batch of another rank or channel count arrived
     channel_peaks: dict[int, np.ndarray] | None = field(default_factory=dict)
+    # when asked for (``TensorStats(extremes=())``): the largest and least value at each
+    # position of axis 1 and the last, over the other axes (the tensor's rank >= 2), from
+    # which its statistics after a per-channel factor follow (engine/smoothed_stats.py);
+    # None once the channel peaks are
+    extremes: tuple[np.ndarray, ...] | None = None
+    rank: int | None = None  # the tensor's rank, where the extremes are kept
 
     @property
     def max_abs(self) -> float:
@@ -53,7 +59,7 @@ class TensorStats:
         if peaks is not None:
             self._channels(raw.ndim, *peaks)
         elif raw.ndim < 2:
-            self.channel_peaks = None
+            self.channel_peaks = self.extremes = None
         if self.histogram is None:
             # the least |x| from the extremes, unless the values straddle 0
             self.min_abs = min(self.min_abs, low if low >= 0 else -high if high <= 0
@@ -84,15 +90,41 @@ class TensorStats:
 
     def _channels(self, ndim: int, high: np.ndarray, low: np.ndarray) -> None:
         """Update the per-channel peaks from ``high`` and ``low`` (:meth:`_channel_extremes`,
-        axes 1 and ``ndim - 1`` left)."""
+        axes 1 and ``ndim - 1`` left), and the extremes when they are kept."""
+        if self.extremes is not None:
+            if self.extremes and (self.extremes[0].shape != high.shape or self.rank != ndim):
+                self.channel_peaks = self.extremes = None
+                return
+            self.rank = ndim
+            self.extremes = (high, low) if not self.extremes else (
+                np.maximum(self.extremes[0], high), np.minimum(self.extremes[1], low))
         for axis in {1, ndim - 1}:
             rest = () if ndim == 2 else (1 if axis == 1 else 0,)
             peak = np.maximum(high.max(axis=rest), -low.min(axis=rest)).astype(np.float64)
             known = self.channel_peaks.get(axis)
             if known is not None and known.shape != peak.shape:
-                self.channel_peaks = None
+                self.channel_peaks = self.extremes = None
                 return
             self.channel_peaks[axis] = peak if known is None else np.maximum(known, peak)
+
+    def divided(self, scale: np.ndarray, axis: int) -> TensorStats | None:
+        """The statistics of this tensor with its channels along ``axis`` divided by
+        ``scale`` (all > 0), from the kept :attr:`extremes`: exact but for the rounding of
+        the divisions, which a float run of the divided tensor has too (its least |x| is a
+        bound, min |x| / max(scale): only divisors read it, and such a tensor feeds weight
+        layers). None when no extremes were kept, a histogram was (it cannot be divided), or
+        ``axis`` is neither 1 nor the last."""
+        if not self.extremes or self.histogram is not None or axis not in (1, self.rank - 1):
+            return None
+        shape = (-1,) if self.rank == 2 else (-1, 1) if axis == 1 else (1, -1)
+        factor = np.asarray(scale, dtype=np.float64).reshape(shape)
+        high, low = (np.asarray(m, dtype=np.float64) / factor for m in self.extremes)
+        result = TensorStats(count=self.count, minimum=float(low.min()),
+                             maximum=float(high.max()),
+                             min_abs=self.min_abs / float(np.max(scale)), histogram=None,
+                             extremes=(), rank=self.rank)
+        result._channels(self.rank, high, low)
+        return result
 
     def _grow(self, peak: float) -> None:
         if self.top == 0:

@@ -1,0 +1,104 @@
+"""Smoothing and calibration in one float pass (ptq_verify/engine/smoothed_calibration.py): the
+statistics derived from the pass before smoothing are those a pass over the smoothed graph
+measures, up to float rounding, on a committed torch export of a small BERT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.engine.quantize import weight_layers
+from ptq_verify.engine.smooth import smooth
+from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
+from ptq_verify.engine.stats import TensorStats
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+
+
+def _calib(samples: int = 48) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / "tiny_bert.calib.npz") as data:
+        return {key: data[key][:samples] for key in data.files}
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((5, 6, 7), 1), ((5, 6, 7), -1), ((3, 4, 5, 6), 1),
+                                             ((3, 4, 5, 6), 3), ((9, 8), 1)])
+def test_divided_statistics_are_those_of_the_divided_values(shape, axis):
+    rng = np.random.default_rng(len(shape) * 10 + axis)
+    rank = len(shape)
+    batches = [rng.normal(size=shape).astype(np.float32) * rng.uniform(0.1, 30, size=shape[-1])
+               for _ in range(3)]
+    batches[1] = np.abs(batches[1])  # one batch all positive, so the extremes move unevenly
+    scale = rng.uniform(0.05, 20, size=shape[axis]).astype(np.float32)
+    kept = TensorStats(histogram=None, extremes=())
+    direct = TensorStats(histogram=None)
+    view = [1] * rank
+    view[axis] = -1
+    for batch in batches:
+        kept.update(batch)
+        direct.update(batch / scale.reshape(view).astype(np.float64))
+    derived = kept.divided(scale, axis % rank)
+    assert derived is not None
+    assert derived.count == direct.count
+    np.testing.assert_allclose([derived.minimum, derived.maximum],
+                               [direct.minimum, direct.maximum], rtol=1e-6)
+    assert derived.channel_peaks.keys() == direct.channel_peaks.keys()
+    for key, peaks in direct.channel_peaks.items():
+        np.testing.assert_allclose(derived.channel_peaks[key], peaks, rtol=1e-6)
+    assert derived.min_abs <= direct.min_abs * (1 + 1e-6)
+
+
+def test_statistics_without_kept_extremes_or_with_a_histogram_are_not_divided():
+    values = np.ones((2, 3, 4), np.float32)
+    plain, histogram = TensorStats(histogram=None), TensorStats(extremes=())
+    for stats in (plain, histogram):
+        stats.update(values)
+        assert stats.divided(np.ones(4), 2) is None
+
+
+def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives():
+    """The derived statistics of every smoothed tensor and the derived input statistics of its
+    consumers against a second calibration pass over the graph as smoothing left it; and the
+    same smoothing as smoothing's own pass chooses."""
+    data = _calib()
+    graph = load_model(MODEL)
+    smoothed, derived = smoothed_and_calibrated(graph, data, 8)
+    assert smoothed, "the tiny BERT must take smoothing for this test to reach the derivation"
+    measured = calibrate(graph, data, bits=8, progress=False,
+                         weight_layers=weight_layers(graph))
+    for item in smoothed:
+        after, again = derived.stats[item.output], measured.stats[item.output]
+        scale = max(again.max_abs, 1e-30)
+        assert abs(after.minimum - again.minimum) <= 1e-5 * scale, item.output
+        assert abs(after.maximum - again.maximum) <= 1e-5 * scale, item.output
+        assert (after.minimum >= 0) == (again.minimum >= 0)
+        for key, peaks in again.channel_peaks.items():
+            np.testing.assert_allclose(after.channel_peaks[key], peaks, rtol=1e-4,
+                                       atol=1e-6 * scale)
+        for consumer in item.consumers:
+            one, two = derived.layers.stats[consumer], measured.layers.stats[consumer]
+            np.testing.assert_allclose(one.hessian, two.hessian, rtol=1e-3,
+                                       atol=1e-5 * np.abs(two.hessian).max())
+            np.testing.assert_allclose(one.mean, two.mean, rtol=1e-3,
+                                       atol=1e-5 * np.abs(two.mean).max())
+    assert derived.runner is None  # its session ran the graph before smoothing
+    again = load_model(MODEL)
+    assert [s.describe() for s in smooth(again, data)] == [s.describe() for s in smoothed]
+    quantize(graph, derived, 8).to_onnx()
+
+
+def test_a_clipping_method_that_reads_histograms_smooths_first_and_calibrates_after():
+    """Histograms cannot be divided: smoothing's own pass, then calibration of the smoothed
+    graph (the statistics are the smoothed tensors' own)."""
+    data = _calib(32)
+    graph = load_model(MODEL)
+    smoothed, calibration = smoothed_and_calibrated(graph, data, 8, method="mse")
+    assert smoothed
+    again = calibrate(graph, data, "mse", bits=8, progress=False,
+                      weight_layers=weight_layers(graph))
+    for item in smoothed:
+        assert np.array_equal(calibration.stats[item.output].histogram,
+                              again.stats[item.output].histogram)
