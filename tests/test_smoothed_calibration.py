@@ -4,6 +4,7 @@ measures, up to float rounding, on a committed torch export of a small BERT."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 
 from ptq_verify.engine import calibrate, load_model, quantize
 from ptq_verify.engine.quantize import weight_layers
-from ptq_verify.engine.smooth import smooth
-from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
+from ptq_verify.engine.smooth import apply, candidates_of, smooth
+from ptq_verify.engine.smoothed_calibration import after_smoothing, smoothed_and_calibrated
 from ptq_verify.engine.stats import TensorStats
+from ptq_verify.graph import OperatorTable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+quantize_module = sys.modules["ptq_verify.engine.quantize"]  # the package exports the function
 MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
 
 
@@ -102,3 +105,31 @@ def test_a_clipping_method_that_reads_histograms_smooths_first_and_calibrates_af
     for item in smoothed:
         assert np.array_equal(calibration.stats[item.output].histogram,
                               again.stats[item.output].histogram)
+
+
+def test_quantize_needs_no_float_run_after_the_one_pass(monkeypatch):
+    """Every weight layer quantize rounds output-aware finds its statistics in the one pass:
+    the consumers' derived ones, and none needed for a smoothed GELU's last Mul (one weight
+    per channel, whose codes are exact), which becomes a weight layer only after smoothing
+    (the tiny BERT's GELU gains nothing from a factor, so one is applied here by hand;
+    all-MiniLM-L6-v2's take one)."""
+    data = _calib()
+    graph = load_model(MODEL)
+    table = OperatorTable()
+    gelu = [c for c in candidates_of(graph, table) if c.source.channel_wise]
+    assert gelu, "the tiny BERT's exact GELU ends in a Mul by 0.5, a channel-wise source"
+    before = weight_layers(graph)
+    calibration = calibrate(graph, data, bits=8, progress=False, weight_layers=before,
+                            keep=[gelu[0].tensor])
+    channels = graph.shape_of(gelu[0].tensor)[gelu[0].axis]
+    scale = np.random.default_rng(4).uniform(0.25, 4.0, channels)
+    done = [apply(graph, gelu[0], scale, 0.5)]
+    assert gelu[0].source.node.name in set(weight_layers(graph)) - set(before)
+    derived = after_smoothing(calibration, done)
+    assert derived is not None
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("quantize ran the float graph for layer statistics")
+
+    monkeypatch.setattr(quantize_module, "layer_stats", no_run)
+    quantize(graph, derived, 8)

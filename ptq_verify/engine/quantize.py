@@ -509,15 +509,18 @@ class _Builder:
         self._float = self._float_nodes(plans)
         if (self.optq or self.bias_correction) and self.cal.sample:
             targets = self._weight_targets(plans)
+            nodes = {node.name: node for node in self.graph.nodes}
+            needed = {name: target for name, target in targets.items()
+                      if not self._one_column(nodes[name], target)}
             gathered = self.cal.layers
-            if gathered is not None and targets.items() <= gathered.targets.items():
+            if gathered is not None and needed.items() <= gathered.targets.items():
                 # each node's statistics are its own: the gathered ones of these targets are
                 # layer_stats's for them (up to the order of the sums where the calibration
                 # took smaller batches)
                 self._layers = {name: gathered.stats[name] for name in targets
                                 if name in gathered.stats}
             else:
-                self._layers = layer_stats(self.graph, self.table, self.cal.sample, targets,
+                self._layers = layer_stats(self.graph, self.table, self.cal.sample, needed,
                                            self.cal.runner)
             self._round_tensor_weights_ahead(plans)
         for info in self.graph.float_inputs():
@@ -1183,6 +1186,17 @@ class _Builder:
                  "bias corrected" + (f" in {home}" if home else "")
                  if node.name in self._corrected else ""]
         return ", ".join(filter(None, parts))
+
+    def _one_column(self, node: Node, target: WeightTarget) -> bool:
+        """Whether the node's weights hold one value per output channel under per-channel
+        scales: output-aware rounding with one input column is rounding to nearest, and a
+        channel's one weight at its max-abs scale is its code exactly (no error for a bias
+        correction), so input statistics change nothing there (after smoothing, an exact
+        GELU's last Mul, by 0.5 / s_c, is such a node; a calibration pass before smoothing
+        gathered none for it)."""
+        weight = self.consts.get(node.inputs[target.slot])
+        return (self.per_channel and weight is not None
+                and weight_matrix(weight, target.weight_axis).shape[1] == 1)
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
         """The nodes with one weight input whose channel layout a probe finds (not those that
