@@ -163,7 +163,7 @@ def calibrate(
     fewer where this pass's budget takes fewer (the sums then add the same rows in another
     order). ``keep``: activations whose values on the first samples the result holds
     (``Calibration.kept``) with their per-position extremes (``TensorStats.extremes``), for
-    smoothing after this pass (engine/smoothed_stats.py)."""
+    smoothing after this pass (engine/smoothed_calibration.py)."""
     check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     for node in graph.nodes:

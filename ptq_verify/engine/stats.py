@@ -31,7 +31,7 @@ class TensorStats:
     channel_peaks: dict[int, np.ndarray] | None = field(default_factory=dict)
     # when asked for (``TensorStats(extremes=())``): the largest and least value at each
     # position of axis 1 and the last, over the other axes (the tensor's rank >= 2), from
-    # which its statistics after a per-channel factor follow (engine/smoothed_stats.py);
+    # which its statistics after a per-channel factor follow (engine/smoothed_calibration.py);
     # None once the channel peaks are
     extremes: tuple[np.ndarray, ...] | None = None
     rank: int | None = None  # the tensor's rank, where the extremes are kept
