@@ -58,6 +58,7 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     calibration = calibrated(keep=[candidate.tensor for candidate in candidates])
     smoothed = smooth(graph, data, bits, table, progress=progress, per_channel=per_channel,
                       candidates=candidates, calibration=calibration)
+    calibration = replace(calibration, kept=None)  # (all-MiniLM-L6-v2: 100 MB) read; let go
     if not smoothed:
         return [], calibration
     derived = after_smoothing(calibration, smoothed)
