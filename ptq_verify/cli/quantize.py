@@ -23,8 +23,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--per-tensor",
         action="store_true",
-        help="one weight scale per tensor (default: one per output channel, 0-3 dB better SQNR "
-        "on the benchmark models)",
+        help="one weight scale per tensor and no per-channel activation codes (default: per "
+        "output channel; 0-3 dB better SQNR on the digits models; all-MiniLM-L6-v2's pooled "
+        "embeddings on its calibration texts: mean cosine 0.996 against 0.943)",
     )
     equalization = p.add_mutually_exclusive_group()
     equalization.add_argument(
