@@ -270,6 +270,29 @@ def test_the_calibration_pass_gathers_what_quantize_would_run_the_model_for(sour
     assert written[0] == written[1]
 
 
+def test_gathering_layer_inputs_keeps_batches_large_where_the_inputs_can_be_sliced(
+        monkeypatch):
+    """The layers take their inputs in slices of the rounding's batch, so the pass's own
+    batches need not shrink to it: the digits CNN's 64 samples in 2 onnxruntime runs (a first
+    of 4, then the rest), not 16 of 4 (which made its calibration twice as slow)."""
+    from ptq_verify.graph.ort_runner import OrtRunner
+
+    graph = load_model(str(FIXTURES / "digits_cnn.dynamo.opset18.onnx"))
+    with np.load(FIXTURES / "digits_image.calib.npz") as archive:
+        data = {key: archive[key] for key in archive}
+    sizes = []
+    run = OrtRunner.run
+
+    def counted(self, feeds, names=None):
+        sizes.append(len(next(iter(feeds.values()))))
+        return run(self, feeds, names)
+
+    monkeypatch.setattr(OrtRunner, "run", counted)
+    calibration = calibrate(graph, data, progress=False, weight_layers=weight_layers(graph))
+    assert calibration.layers.stats and sum(sizes) == 64
+    assert sizes == [4, 60]
+
+
 def test_the_gram_of_float16_inputs_is_taken_in_float32():
     """A float16 export's layer inputs come from onnxruntime in float16: X^T X is taken in
     float32 (exact cast; numpy's float16 products are slow and round each sum to 11 bits)."""
