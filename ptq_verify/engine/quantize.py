@@ -1196,7 +1196,7 @@ class _Builder:
         gathered none for it)."""
         weight = self.consts.get(node.inputs[target.slot])
         return (self.per_channel and weight is not None
-                and weight_matrix(weight, target.weight_axis).shape[1] == 1)
+                and weight.size == weight.shape[target.weight_axis])
 
     def _weight_targets(self, plans: list[NodeAction]) -> dict[str, WeightTarget]:
         """The nodes with one weight input whose channel layout a probe finds (not those that

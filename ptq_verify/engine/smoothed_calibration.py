@@ -80,15 +80,15 @@ def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
         if (before is None or item.tensor in calibration.saturated
                 or item.tensor in calibration.non_finite):
             return None
-        after = before.divided(item.scale, item.axis % before.rank if before.rank else -1)
+        after = before.divided(item.scale, item.axis)
         if after is None:
             return None
         stats[item.output] = after
+        inverse = 1.0 / np.asarray(item.scale, dtype=np.float64)
         for consumer in item.consumers if layers is not None else ():
             found = layers.get(consumer)
             if found is None:
                 continue
-            inverse = 1.0 / np.asarray(item.scale, dtype=np.float64)
             if found.hessian.shape != (inverse.size,) * 2 or found.mean.shape != inverse.shape:
                 return None
             layers[consumer] = LayerStats(found.hessian * np.outer(inverse, inverse),

@@ -113,8 +113,11 @@ class TensorStats:
         the divisions, which a float run of the divided tensor has too (its least |x| is a
         bound, min |x| / max(scale): only divisors read it, and such a tensor feeds weight
         layers). None when no extremes were kept, a histogram was (it cannot be divided), or
-        ``axis`` is neither 1 nor the last."""
-        if not self.extremes or self.histogram is not None or axis not in (1, self.rank - 1):
+        ``axis`` (negative counts from the last) is neither 1 nor the last."""
+        if not self.extremes or self.histogram is not None:
+            return None
+        axis %= self.rank
+        if axis not in (1, self.rank - 1):
             return None
         shape = (-1,) if self.rank == 2 else (-1, 1) if axis == 1 else (1, -1)
         factor = np.asarray(scale, dtype=np.float64).reshape(shape)
