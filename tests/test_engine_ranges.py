@@ -108,6 +108,31 @@ def test_weight_reach_clips_an_outlier_at_4_bits_and_reduces_the_error():
     assert np.all(error(reach) <= error(peak))
 
 
+@pytest.mark.parametrize("levels", [1, 3, 127])
+@pytest.mark.parametrize("shape,axes", [((200, 6), (1,)), ((200, 12), (1,)), ((40, 200), (0,)),
+                                        ((6, 3, 3, 3), (1, 2, 3)), ((30, 20), (0, 1))])
+def test_weight_reach_leaving_the_search_early_finds_what_every_fraction_finds(
+        shape, axes, levels):
+    """The search drops a slice once its largest values' clipping error passes its best
+    error; trying every fraction on every slice must choose the same clipping values."""
+    rng = np.random.default_rng(len(shape) + levels)
+    weight = (rng.standard_t(2, size=shape) * rng.uniform(0.1, 3, size=shape)).astype(np.float32)
+    weight.reshape(-1)[:5] = 0.0  # slices with ties and zeros
+    weight[0] = 0.0  # a slice, or part of one, all zero
+    peak = np.abs(weight.astype(np.float64)).max(axis=axes, keepdims=True)
+    best, best_error = peak, np.full(peak.shape, np.inf)
+    for fraction in np.linspace(1.0, 0.5, 26):
+        reach = peak * fraction
+        step = np.where(reach > 0, reach / levels, 1.0)
+        error = np.sum((np.clip(np.round(weight / step), -levels, levels) * step - weight) ** 2,
+                       axis=axes, keepdims=True)
+        best, best_error = np.where(error < best_error, reach, best), np.minimum(error,
+                                                                                  best_error)
+    found = weight_reach(weight, axes, levels)
+    assert found.shape == best.shape
+    np.testing.assert_allclose(found, best, rtol=1e-12)
+
+
 def test_integer_weights_stay_in_the_n_bit_range():
     _, model = _quantized(models.cnn("Relu"), True, 4, per_channel=True)
     weights = [v for step in model.steps for k, v in getattr(step, "constants", {}).items()
