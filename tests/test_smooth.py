@@ -244,3 +244,31 @@ def test_a_layer_with_a_weight_matrix_is_never_duplicated():
     """When the source's output has other readers (a residual Add), the source would be
     copied; a copy of a convolution doubles its multiply-adds, so it is not a candidate."""
     assert smoothing.candidates_of(_conv_into_conv(residual=True), OperatorTable()) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stopping_errors_early_never_changes_the_strength_chosen(monkeypatch, seed):
+    """The alpha search stops an error once its rows summed so far pass the least (or, in the
+    screen, the _FINALISTS-th least) error so far; summed over every row first, the choice
+    must be the same: the same alpha and factor, or no smoothing."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    channels, rows = 24, 2048
+    x = rng.standard_normal((rows, channels)) * np.where(rng.random(channels) < 0.2,
+                                                         rng.uniform(1, 40 * seed + 1), 1.0)
+    weights = {f"w{i}": rng.standard_normal((channels, 16)) for i in range(1 + seed % 3)}
+    graph = SimpleNamespace(initializers=weights)
+    consumers = tuple(smoothing.Absorber(SimpleNamespace(inputs=["x", name]), ((1, 0),))
+                      for name in weights)
+    candidate = smoothing.Candidate("x", 1, None, consumers, False)
+    x_range = np.abs(x).max(axis=0)
+
+    def choice(block):
+        monkeypatch.setattr(smoothing, "_BLOCK", block)
+        return smoothing._choose(graph, candidate, x, x_range, 4 + seed % 5, smoothing.ALPHAS)
+
+    early, whole = choice(64), choice(10**9)
+    assert (early is None) == (whole is None)
+    if whole is not None:
+        assert early[0] == whole[0] and np.array_equal(early[1], whole[1])

@@ -481,21 +481,32 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
         reach = _rounded_reach(x_range) if per_channel else x_range.max()
         rows = fake_quantized(rows, reach, levels)
     scales = {alpha: _scale(x_range, w_range, alpha) for alpha in alphas}
+    ranked = list(scales)  # the order the full errors are taken in
     if len(rows) >= 2 * _SCREEN_ROWS and len(scales) > _FINALISTS:
         # every strength on a quarter or less of the rows, the best few on all of them
         part = np.sort(np.random.default_rng(6).choice(len(rows), _SCREEN_ROWS, replace=False))
         screened = [r[part] for r in exact]
         screen_energies = _energies(screened)
-        errors = {alpha: _error(rows[part], x_range, matrices, screened, screen_energies,
-                                scale, levels, per_channel) for alpha, scale in scales.items()}
-        kept = sorted(errors, key=errors.__getitem__)[:_FINALISTS]
-        scales = {alpha: scales[alpha] for alpha in alphas if alpha in kept}
-    best, best_error = None, _error(rows, x_range, matrices, exact, energies,
-                                    np.ones(rows.shape[1]), levels, per_channel)
-    for alpha, scale in scales.items():
-        error = _error(rows, x_range, matrices, exact, energies, scale, levels, per_channel)
-        if error < best_error:
-            best, best_error = (alpha, scale), error
+        errors: dict[float, float] = {}
+        for alpha in reversed(scales):  # the strongest first: the usual choice (ALPHAS)
+            # an error past the _FINALISTS-th least so far stops: that strength is out
+            limit = sorted(errors.values())[_FINALISTS - 1] if len(errors) >= _FINALISTS \
+                else np.inf
+            errors[alpha] = _error(rows[part], x_range, matrices, screened, screen_energies,
+                                   scales[alpha], levels, per_channel, limit=limit)
+        ranked = sorted(scales, key=errors.__getitem__)[:_FINALISTS]  # ties: the weakest
+    # the screen's best first, so that the others, leaving the activation as it is last,
+    # can stop once they pass the least error so far (an error that stops is above it, so the
+    # choice, the first of the least errors in the order below, is the same)
+    full: dict[float | None, float] = {}
+    for alpha in [*ranked, None]:
+        scale = np.ones(rows.shape[1]) if alpha is None else scales[alpha]
+        full[alpha] = _error(rows, x_range, matrices, exact, energies, scale, levels,
+                             per_channel, limit=min(full.values(), default=np.inf))
+    best, best_error = None, full[None]
+    for alpha in (alpha for alpha in alphas if alpha in ranked):
+        if full[alpha] < best_error:
+            best, best_error = (alpha, scales[alpha]), full[alpha]
     return best
 
 
@@ -528,32 +539,46 @@ def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:
 
 
 def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
-           energies: list[float], scale: np.ndarray, levels: int, per_channel: bool = True
-           ) -> float:
+           energies: list[float], scale: np.ndarray, levels: int, per_channel: bool = True,
+           limit: float = np.inf) -> float:
     """Relative squared output error of the consumers with the activation divided by
     ``scale`` (n-bit codes, one scale for its calibrated range ``x_range / scale``) and the
     weights multiplied by it (n-bit codes, one max-abs scale per output column, or per
     matrix when not ``per_channel``: --per-tensor); ``energies``: each exact output's sum of
-    squares."""
+    squares. The rows go _BLOCK at a time, and the error stops at inf as soon as the part
+    summed passes ``limit`` (every term is a square: the rest can only add to it); the sums
+    add the same terms in the same order either way."""
     scale = scale.astype(rows.dtype)
     x = fake_quantized(rows / scale, (x_range / scale).max(), levels)
-    total = 0.0
-    for matrix, reference, energy in zip(matrices, exact, energies):
+    weights = []
+    for matrix in matrices:
         w = matrix * scale[:, None]
         reach = np.abs(w).max(axis=0, keepdims=True) if per_channel else np.abs(w).max()
-        w = fake_quantized(w, reach, levels)
-        total += _squared_distance(x @ w, reference) / energy
+        weights.append(fake_quantized(w, reach, levels))
+    sums, total = [0.0] * len(weights), 0.0
+    for start in range(0, len(x), _BLOCK):
+        block = x[start:start + _BLOCK]
+        sums = [_squared_distance(block @ w, reference[start:start + _BLOCK], done)
+                for w, reference, done in zip(weights, exact, sums)]
+        total = 0.0
+        for part, energy in zip(sums, energies):
+            total += part / energy
+        if total > limit:
+            return np.inf
     return total
 
 
-def _squared_distance(product: np.ndarray, reference: np.ndarray, rows: int = 64) -> float:
-    """Sum of (product - reference)^2, each difference in the products' float32 and squared
-    and summed in float64, ``rows`` rows at a time through one buffer that stays in cache (a
-    float64 copy of a whole 4096 x 1536 product, squared and summed, took half as long as the
-    product itself). Only the order of the float64 additions differs from one sum over the
-    whole array."""
+_BLOCK = 256  # rows of a product at a time in _error, a multiple of _squared_distance's 64
+
+
+def _squared_distance(product: np.ndarray, reference: np.ndarray, total: float = 0.0,
+                      rows: int = 64) -> float:
+    """``total`` plus the sum of (product - reference)^2, each difference in the products'
+    float32 and squared and summed in float64, ``rows`` rows at a time through one buffer that
+    stays in cache (a float64 copy of a whole 4096 x 1536 product, squared and summed, took
+    half as long as the product itself). Only the order of the float64 additions differs from
+    one sum over the whole array."""
     buffer = np.empty((min(rows, len(product)), product.shape[1]))
-    total = 0.0
     for start in range(0, len(product), rows):
         part = product[start:start + rows]
         np.subtract(part, reference[start:start + rows], out=part)
