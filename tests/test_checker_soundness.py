@@ -173,6 +173,43 @@ def test_an_expression_may_start_with_a_minus_sign(capsys):
     assert "f = -x" in capsys.readouterr().out
 
 
+# -- domains that scaling leaves ----------------------------------------------------------------
+
+LEFT_DOMAINS = [("x + 0*log(x - 1)", 2, sympy.Rational(1, 4)),
+                ("x*(x+1)/(x+1)", sympy.Rational(-1, 2), 2),
+                ("log(x)/log(x)*x", sympy.Rational(1, 4), 4),
+                ("x*sqrt(1 - x)/sqrt(1 - x)", sympy.Rational(1, 2), 2)]
+
+
+@pytest.mark.parametrize("expr,inside,scale", LEFT_DOMAINS)
+def test_no_rule_is_proved_on_a_domain_that_scaling_leaves(expr, inside, scale):
+    """f(s*x) = s*f(x) "for every s > 0" is false where s*x leaves the domain: each of these
+    equals x on its domain, but a point of it scales out of it."""
+    op = Operator("op", "x", expr)
+    x = op.symbols["x"]
+    assert all(c.xreplace({x: inside}) == sympy.true for c in op.domain)
+    assert not all(c.xreplace({x: inside * scale}) == sympy.true for c in op.domain)
+    verdict = _verdict(expr)
+    assert not isinstance(verdict.certificate, Proof) and not verdict.alternatives
+    assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
+
+
+def test_a_proof_on_a_domain_that_scaling_leaves_is_rejected_by_recheck():
+    op = Operator("op", "x", LEFT_DOMAINS[0][0])
+    borrowed = _verdict("x").to_json()  # the same identity, x*s == x*s, proved for f = x
+    problems = recheck_certificate(op, borrowed)
+    assert any("scaling may leave the domain" in p for p in problems)
+
+
+@pytest.mark.parametrize("expr", ["x + 0*log(x)", "sqrt(x)*sqrt(x)", "x/x*x",
+                                  "x + 0*log(x**2 + 1e-3*x**2)"])
+def test_a_domain_that_scaling_keeps_still_gets_its_proof(expr):
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
+
+
 # -- the time budget and the independent re-check ---------------------------------------------
 
 

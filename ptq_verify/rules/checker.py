@@ -109,6 +109,14 @@ def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sym
     One scale per scale group of the rule (see ``Rule.scale_groups``): ``s`` when all inputs
     share it, ``s_<tensor>`` per group otherwise; parameters take products of group scales.
     """
+    swap, factor = _scaling(op, candidate)
+    return op.expr.xreplace(swap), factor * op.expr
+
+
+def _scaling(op: Operator, candidate: Candidate) -> tuple[dict[sympy.Symbol, sympy.Expr],
+                                                           sympy.Expr]:
+    """The candidate's substitution (each input element and parameter times its scales) and
+    the factor it claims for the output."""
     groups = candidate.rule(len(op.inputs)).scale_groups(len(op.inputs))
     scales = group_scale_symbols(op, groups.groups)
     swap: dict[sympy.Symbol, sympy.Expr] = {}
@@ -117,7 +125,43 @@ def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sym
             swap[op.symbols[element]] = scales[group] * op.symbols[element]
     for param, ks in groups.param_exponents.items():
         swap[op.symbols[param]] = _monomial(scales, ks) * op.symbols[param]
-    return op.expr.xreplace(swap), _monomial(scales, groups.degrees) * op.expr
+    return swap, _monomial(scales, groups.degrees)
+
+
+def domain_left_by_scaling(op: Operator, candidate: Candidate) -> sympy.Basic | None:
+    """The first domain condition that the candidate's scaling is not shown to keep, if any.
+
+    The identity f(s x) = s^d f(x) is claimed for every x of the domain and every s > 0, so
+    the scaled point must be in the domain exactly when x is (the domain is a cone for the
+    scaling: proofs/two-slope.md). ``x > 0`` is kept; ``x - 1 > 0`` and ``log(x) != 0`` are
+    not (x = 2 is in the first, 2/4 is not). Shown, for each relation of a condition (through
+    And, Or, Not): the scaling multiplies the difference of its sides by a positive
+    expression in the scales alone. Anything not shown counts as left: the proof is then not
+    given, and the verdict stays undecided."""
+    swap, _ = _scaling(op, candidate)
+    scales = {symbol for symbol in swap.values() for symbol in symbol.free_symbols} - set(swap)
+    for condition in op.domain:
+        if not _kept_by(condition, swap, scales):
+            return condition
+    return None
+
+
+def _kept_by(condition: sympy.Basic, swap: dict, scales: set) -> bool:
+    if condition in (sympy.true, sympy.false):
+        return True
+    if isinstance(condition, (sympy.And, sympy.Or, sympy.Not)):
+        return all(_kept_by(part, swap, scales) for part in condition.args)
+    if not isinstance(condition, sympy.core.relational.Relational):
+        return False
+    gap = condition.lhs - condition.rhs
+    if gap == 0:
+        return True
+    try:
+        ratio = sympy.cancel(gap.xreplace(swap) / gap)
+    except (ValueError, TypeError, ArithmeticError, RecursionError,
+            sympy.PolynomialError):
+        return False
+    return ratio.free_symbols <= scales and ratio.is_positive is True
 
 
 def _monomial(scales: list[sympy.Symbol], exponents) -> sympy.Expr:
@@ -172,6 +216,7 @@ class Checker:
         self.tensor_elements = [[op.symbols[e] for e in t.elements] for t in op.inputs]
         self.param_symbols = [op.symbols[p] for p in op.params]
         self.denominators = exponent_denominators(op.expr)
+        self.left_domain: sympy.Basic | None = None  # a condition a candidate's scaling left
 
     def rational(self, value) -> Fraction | None:
         """A degree or exponent read off a numeric value (see :func:`_small_rational`)."""
@@ -462,7 +507,12 @@ class Checker:
     # -- proofs --------------------------------------------------------------------------
 
     def prove(self, candidate: Candidate) -> Proof | None:
-        """A proof of the candidate identity: direct, else by sign cases; cheap steps first."""
+        """A proof of the candidate identity: direct, else by sign cases; cheap steps first.
+        None, too, when the scaling may leave the domain (:func:`domain_left_by_scaling`)."""
+        left = domain_left_by_scaling(self.op, candidate)
+        if left is not None:
+            self.left_domain = self.left_domain or left
+            return None
         lhs, rhs = scaled_identity(self.op, candidate)
         residual = lhs - rhs
         split = sign_cases(self.op)
@@ -691,6 +741,9 @@ class Checker:
             reason = "a rule holds numerically but was not proved: " + ", ".join(
                 c.rule(len(op.inputs)).describe() for c in candidates[:3]
             )
+            if self.left_domain is not None:
+                reason += (f" (scaling may leave the domain: {format_expression(self.left_domain)}"
+                           " is not shown to hold at s*x wherever it holds at x)")
             return Verdict(rule=Rule(RuleKind.UNDECIDED), certificate=None, reason=reason, **common)
         return Verdict(
             rule=Rule(RuleKind.UNDECIDED),

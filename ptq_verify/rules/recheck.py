@@ -4,7 +4,8 @@ A proof is re-checked by rebuilding the identity its rule claims from the operat
 expression, comparing it with the certificate's, checking that the sign cases cover every
 sign of every split element, and simplifying each case's residual to zero again (or checking
 that the case is outside the domain). A counterexample is re-checked by evaluating both sides
-again at its exact point and certifying that they differ. Expressions are read back with the
+again at its exact point and certifying that they differ. A proof also needs a domain that
+its scaling keeps (a cone: proofs/two-slope.md). Expressions are read back with the
 whitelist parser: a certificate file is data, never code.
 """
 
@@ -22,6 +23,7 @@ from .certified import certified_nonzero, certified_zero
 from .checker import (
     Candidate,
     case_substitution,
+    domain_left_by_scaling,
     exact_sides,
     excluded_by_domain,
     scale_symbol,
@@ -122,6 +124,10 @@ def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
         )
     if not (_same_text(proof["lhs"], lhs, op) and _same_text(proof["rhs"], rhs, op)):
         problems.append("the identity is not the one the rule claims for this expression")
+    left = domain_left_by_scaling(op, candidate)
+    if left is not None:
+        problems.append(f"scaling may leave the domain: {format_expression(left)} is not shown "
+                        "to hold at the scaled point wherever it holds")
     cases = proof["cases"]
     split = sorted({e for case in cases for e in case["signs"]})
     unknown = set(split) - set(op.element_names)
