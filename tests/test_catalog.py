@@ -175,3 +175,16 @@ def test_a_declaration_is_refused_when_made_and_a_built_in_one_when_first_read()
     with deferred_parsing():
         good = Operator("Twice", "x", "2*x")
     assert good.expr == 2 * good.symbols["x"] and good.domain == ()
+
+
+@pytest.mark.parametrize(("inputs", "params", "expr"), [("pi", {}, "2*pi"),
+                                                         ("exp, x", {}, "exp(x)"),
+                                                         ("x", {"pi": 2}, "pi*x")])
+def test_a_name_the_expression_reads_as_a_constant_or_function_is_refused(inputs, params,
+                                                                          expr):
+    """Declared as an input, 'pi' was read as the constant in '2*pi': the verdict was
+    scale_invariant, about a function the user did not write."""
+    from ptq_verify.catalog.operator import DeclarationError, Operator
+
+    with pytest.raises(DeclarationError, match="rename it"):
+        Operator("Clash", inputs, expr, params=params)

@@ -174,6 +174,9 @@ REJECTED = [
     ("x > 0 and y", "'x > 0 and y' is only allowed in the condition of where()", 1),
     ("where(x, 1, 0)", "the condition of where() must be a comparison, not 'x'", 7),
     ("where(0 < x < 1, 1, 0)", "chained comparisons are not allowed; use 'and'", 13),
+    ("where(x in y, 1, 0)", "comparison 'in' is not allowed; use ==, !=, <, <=, > or >=", 9),
+    ("where(y is not x, 1, 0)", "comparison 'is not' is not allowed; use ==, !=, <, <=, > or >=",
+     9),
     (
         "where(x < where(x < y, x, y), x, y)",
         "where() inside the condition of where() is not supported",

@@ -55,6 +55,13 @@ def test_grammar_bounds_answer_at_once(text, fragment):
     assert outcome.seconds < 10
 
 
+@pytest.mark.parametrize("seconds", ["inf", "1e12", "nan", "0"])
+def test_a_timeout_beyond_what_the_alarm_takes_is_blamed_on_the_timeout(seconds):
+    outcome = hostile.run_cli(["classify", "x", "--no-cache", "--timeout", seconds],
+                              limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "ptq-verify classify: error: --timeout", "at most")
+
+
 @pytest.mark.parametrize("text", ["exp(x**100)", "max(x*atanh(x), 0)"])
 def test_what_exact_arithmetic_cannot_evaluate_is_one_line(text):
     outcome = hostile.run_cli(["classify", text, "--no-cache"], limit=QUICK_LIMIT)

@@ -431,6 +431,11 @@ class _Parser:
             return None
         if isinstance(node, ast.Compare):
             children += [node.left, *node.comparators]
+            if type(node.ops[0]) not in _COMPARISONS:
+                word = {ast.In: "in", ast.NotIn: "not in", ast.Is: "is"}.get(
+                    type(node.ops[0]), "is not")
+                return self.token_after(self.end(node.left), at), (
+                    f"comparison '{word}' is not allowed; use ==, !=, <, <=, > or >=")
             if len(node.ops) > 1:
                 return self.token_after(self.end(node.comparators[0]), at), (
                     "chained comparisons are not allowed; use 'and'"

@@ -261,11 +261,17 @@ class Operator:
     @cached_property
     def _parsed(self) -> tuple[sympy.Basic, tuple[sympy.Basic, ...]]:
         """(expression, domain) with the real symbols, checked against the names."""
-        from .grammar import ExpressionError, parse_expression
+        from .grammar import CONSTANTS, FUNCTIONS, ExpressionError, parse_expression
 
         expr, domain = self._declared
         parsed_domain: tuple = ()
         if isinstance(expr, str):
+            for name in (*self.element_names, *self.params):
+                if name in CONSTANTS or name in FUNCTIONS:  # the text could not mean the name
+                    what = "the constant" if name in CONSTANTS else "the function"
+                    raise DeclarationError(
+                        f"{self.name}: {name!r} is declared as an input or parameter, but "
+                        f"expressions read it as {what} {name}; rename it")
             try:
                 parsed = parse_expression(expr, source=self.name)
             except ExpressionError as err:

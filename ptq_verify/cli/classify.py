@@ -10,6 +10,10 @@ from fractions import Fraction
 from ..errors import UserError
 from ..rules.lattice import RuleKind
 
+MAX_TIMEOUT = 1e6
+"""The longest --timeout, in seconds (11.6 days): the alarm that enforces it (setitimer)
+overflowed at 1e10 s on Linux with a 64-bit time_t, and earlier where time_t is 32 bits."""
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -42,7 +46,8 @@ def register(subparsers) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="time budget per operator; past it the verdict is undecided (default: 30)",
+        help="time budget per operator, at most 1e6; past it the verdict is undecided "
+        "(default: 30)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.add_argument(
@@ -66,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from ..rules.store import VerdictStore
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    if not timeout > 0:
-        raise UserError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    if not 0 < timeout <= MAX_TIMEOUT:  # the alarm that enforces it takes no more
+        raise UserError(f"--timeout {args.timeout:g}: must be a number of seconds above 0 and "
+                        f"at most {MAX_TIMEOUT:g}")
     try:
         verdicts = classify_all(
             operators, store=None if args.no_cache else VerdictStore(), timeout=timeout
