@@ -47,6 +47,16 @@ def test_relu_does_not_pass_a_shift_and_the_point_shows_it():
     assert recheck_shift(op, rule.to_json()) == []
 
 
+@pytest.mark.parametrize("expr", ["exp(1000)*x", "x*10**(10**3)"])
+def test_a_shift_float_arithmetic_cannot_evaluate_is_refuted_exactly(expr):
+    """Every float point of e^1000 x overflows; the screen had called the shift holding
+    there, and the reason said so. f(x - c) - (f(x) - c) = c (1 - e^1000) is not 0."""
+    op = Operator("Huge", "x", expr)
+    rule = shift_rule(op)
+    assert rule.status == "refuted"
+    assert recheck_shift(op, rule.to_json()) == []
+
+
 def test_a_selection_passes_a_shift_and_a_sum_does_not():
     for name in ("Identity", "MaxPool", "Max"):
         assert shift_rule(CATALOG[name]).holds, name
