@@ -57,6 +57,13 @@ def test_a_shift_float_arithmetic_cannot_evaluate_is_refuted_exactly(expr):
     assert recheck_shift(op, rule.to_json()) == []
 
 
+def test_the_shift_text_names_the_shift_apart_from_a_parameter_named_c():
+    from ptq_verify.rules.explain import shift_summary
+
+    text = shift_summary(shift_rule(Operator("Floor", "x", "max(x, c)", params={"c": 0})))
+    assert text.startswith("proved: f(x - c_; c -> c - c_) = f(x) - c_")
+
+
 def test_a_selection_passes_a_shift_and_a_sum_does_not():
     for name in ("Identity", "MaxPool", "Max"):
         assert shift_rule(CATALOG[name]).holds, name

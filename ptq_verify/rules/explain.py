@@ -143,10 +143,12 @@ def shift_summary(shift) -> str:
     """The shift rule (proofs/shift.md) of an operator in one sentence: whether bias
     absorption may move a constant through it."""
     if shift.holds:
-        moved = ", ".join(f"{p} -> {p} - {_times(a)}c" for p, a in
+        # the proof's own name for the shift: c_ (c__, ...) when a parameter is named c
+        c = shift.certificate.shift if shift.certificate is not None else "c"
+        moved = ", ".join(f"{p} -> {p} - {_times(a)}{c}" for p, a in
                           sorted(shift.param_shifts.items()))
-        return (f"proved: f(x - c{'; ' + moved if moved else ''}) = f(x) - c (bias absorption "
-                "may move a constant through it)")
+        return (f"proved: f(x - {c}{'; ' + moved if moved else ''}) = f(x) - {c} (bias "
+                "absorption may move a constant through it)")
     if shift.status == "refuted" and shift.certificate is not None:
         cx = shift.certificate.to_json()
         point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
