@@ -188,3 +188,14 @@ def test_a_name_the_expression_reads_as_a_constant_or_function_is_refused(inputs
 
     with pytest.raises(DeclarationError, match="rename it"):
         Operator("Clash", inputs, expr, params=params)
+
+
+def test_an_absent_attribute_takes_the_onnx_default_and_a_custom_type_the_sample_value():
+    from ptq_verify.catalog.operator import Operator
+
+    x = np.array([0.5, 2.0, 4.0])
+    for onnx_type, absent in (("ThresholdedRelu", [0.0, 2.0, 4.0]), ("MyThreshold", [0, 0, 4.0])):
+        op = Operator("T", "x", "where(x > alpha, x, 0)", params={"alpha": 3},
+                      onnx_type=onnx_type, onnx_attrs={"alpha": "alpha"})
+        assert np.array_equal(op.run_onnx([x], {}), absent), onnx_type
+        assert np.array_equal(op.run_onnx([x], {"alpha": 1.0}), [0.0, 2.0, 4.0])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .operator import DeclarationError, Operator, TensorInput, parse_inputs
+from .operator import DeclarationError, Operator, TensorInput, attribute_default, parse_inputs
 from .ops import families
 
 __all__ = [
@@ -144,23 +144,9 @@ def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any
                 return False
             value = array.item()
         else:
-            value = attrs[key] if key in attrs else _attribute_default(op.onnx_type, key)
+            value = attrs[key] if key in attrs else attribute_default(op.onnx_type, key)
             if isinstance(value, bytes):
                 value = value.decode()
         if value is None or value not in allowed:
             return False
     return True
-
-
-@cache
-def _attribute_default(op_type: str, attribute: str) -> Any:
-    """The ONNX schema's default for an attribute (None if it has none)."""
-    import onnx.defs
-    from onnx.helper import get_attribute_value
-
-    schema = onnx.defs.get_schema(op_type)
-    spec = schema.attributes.get(attribute)
-    if spec is None or not spec.default_value.name:
-        return None
-    value = get_attribute_value(spec.default_value)
-    return value.decode() if isinstance(value, bytes) else value

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -375,13 +375,23 @@ class Operator:
             raise NotImplementedError(f"{self.name} has no ONNX tensor implementation")
         values: dict[str, Any] = {p: float(v) for p, v in self.params.items()}
         for attr, param in self.onnx_attrs.items():
-            if attr in attrs:
-                values[param] = attrs[attr]
+            values[param] = self.attribute(attr, attrs)
         for carried, array in zip(self.onnx_inputs, inputs):
             if carried is not None and array is not None:
                 for item in carried.split():
                     values[item] = array
         return self.kernel(**values)
+
+    def attribute(self, attr: str, attrs: Mapping[str, Any]) -> Any:
+        """The value ONNX attribute ``attr`` has on a node with attributes ``attrs``: its own;
+        when absent, the ONNX schema's default for this op type (what onnxruntime runs: a
+        declaration's sample value may differ, as ThresholdedRelu's alpha = 3 against the
+        default 1); else the sample value of the parameter it binds (an op type outside the
+        standard schemas: its declaration is its schema)."""
+        if attr in attrs:
+            return attrs[attr]
+        default = attribute_default(self.onnx_type, attr) if self.onnx_type else None
+        return float(self.params[self.onnx_attrs[attr]]) if default is None else default
 
     @property
     def runs_expression(self) -> bool:
@@ -395,3 +405,19 @@ class Operator:
 
     def __repr__(self) -> str:
         return f"Operator({self.name!r}, expr={self.expr})"
+
+
+@cache
+def attribute_default(op_type: str, attribute: str) -> Any:
+    """The ONNX schema's default for an attribute of a standard op type (None if the type or
+    the attribute has none)."""
+    import onnx.defs
+    from onnx.helper import get_attribute_value
+
+    if not onnx.defs.has(op_type):
+        return None
+    spec = onnx.defs.get_schema(op_type).attributes.get(attribute)
+    if spec is None or not spec.default_value.name:
+        return None
+    value = get_attribute_value(spec.default_value)
+    return value.decode() if isinstance(value, bytes) else value

@@ -861,7 +861,7 @@ class _Builder:
             k = float(rule.param_exponents.get(param, 0))
             real.add(param)
             if k and (attr in node.attrs or param not in carried):
-                value = node.attrs.get(attr, float(op.params[param]))
+                value = op.attribute(attr, node.attrs)
                 attrs[attr] = float(np.asarray(value, dtype=np.float64) * param_scale**k)
         if weight_scale is not None:
             acc_scale = acc_scale * weight_scale
