@@ -117,3 +117,71 @@ def test_a_bias_still_beyond_int32_runs_the_layer_in_float(monkeypatch):
     record = [r for r in quantized.records if r.op_type == "Gemm"][-1]
     assert record.action.startswith("compensate") and "32-bit" in record.note + record.why
     _close_in_every_format(graph, quantized)
+
+
+@pytest.mark.parametrize(("op_type", "attrs", "bounds"), [
+    ("Clip", {}, (-5.0, 5.0)), ("ThresholdedRelu", {"alpha": 5.0}, None),
+    ("Shrink", {"lambd": 5.0}, None)])
+def test_a_node_affine_only_on_a_probe_is_not_folded_into_its_layer(op_type, attrs, bounds):
+    """A probe's random values (|x| < 4) see Clip(-5, 5) as the identity and ThresholdedRelu
+    or Shrink at 5 as 0: a fold on the probe's word merged them into the layer before, and the
+    written model computed another function (a new-user trial: -8 to 0 dB). Folding needs
+    the node proved affine; against the model as given, the written one stays close."""
+    b = models.Builder(30)
+    inputs = [b.dense("input", 64, 16)]
+    if bounds:
+        inputs += [b.const(np.array(bound, np.float32)) for bound in bounds]
+    h = b.add(op_type, inputs, **attrs)
+    model = b.model(b.dense(h, 16, 10), "probe_trap")
+    data, test = 10 * models.digits(150), 10 * models.digits(60, offset=500)
+    graph = prepare(graph_from_onnx(model))
+    assert any(node.op_type == op_type for node in graph.nodes)
+    quantized = quantize(graph, calibrate(graph, data, progress=False), 8)
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"input": test})[0]
+    exported = ort.InferenceSession(quantized.to_onnx().SerializeToString()).run(
+        None, {"input": test})[0]
+    assert relative_error(reference, exported) < 0.05
+
+
+def test_a_declared_parameter_an_absent_attribute_binds_takes_the_onnx_default(tmp_path):
+    """ThresholdedRelu declared with sample alpha = 3 on a node without the attribute: the
+    node runs with the ONNX default, 1, in onnxruntime, and the engine must compute and
+    rescale that, not 3 (a new-user trial: -0.2 dB, the activation called 0 everywhere)."""
+    from ptq_verify.cli import main
+
+    b = models.Builder(31)
+    h = b.add("ThresholdedRelu", [b.dense("input", 64, 16)])
+    model = b.model(b.dense(h, 16, 10), "threshold")
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    data, test = 4 * models.digits(150), 4 * models.digits(60, offset=500)
+    np.save(tmp_path / "calib.npy", data)
+    (tmp_path / "ops.toml").write_text('[[operator]]\nname = "MyThr"\nparams = { alpha = 3 }\n'
+                                       'expr = "where(x > alpha, x, 0)"\n'
+                                       'onnx_type = "ThresholdedRelu"\n')
+    assert main(["quantize", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npy"),
+                 "-o", str(tmp_path / "q.onnx"), "--operators", str(tmp_path / "ops.toml"),
+                 "--no-progress"]) == 0
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"input": test})[0]
+    exported = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"input": test})[0]
+    assert relative_error(reference, exported) < 0.05
+
+
+def test_the_fidelity_note_measures_against_the_model_as_given(tmp_path, monkeypatch, capsys):
+    """The written model is compared with the user's file, not with the graph the engine
+    prepared from it: a preparation that changed the function (here a fold made to accept a
+    ThresholdedRelu) shows in the note instead of measuring 38 dB against itself."""
+    from ptq_verify.cli import main
+    from ptq_verify.engine import fold
+
+    monkeypatch.setattr(fold, "stored_proved_affine", lambda op, tensor: True)
+    b = models.Builder(30)
+    h = b.add("ThresholdedRelu", [b.dense("input", 64, 16)], alpha=5.0)
+    model = b.model(b.dense(h, 16, 10), "probe_trap")
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    np.save(tmp_path / "calib.npy", 10 * models.digits(150))
+    assert main(["quantize", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npy"),
+                 "-o", str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    note = next(line for line in (captured.out + captured.err).splitlines()
+                if "output SQNR" in line)
+    assert float(note.split("): logits ")[1].split(" dB")[0]) < 10, note

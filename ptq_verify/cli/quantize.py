@@ -91,7 +91,7 @@ def run(args) -> int:
     from ..engine import check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
-    from ..engine.deployable import check_quantized, output_fidelity
+    from ..engine.deployable import check_quantized, model_outputs, output_fidelity
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
@@ -99,7 +99,7 @@ def run(args) -> int:
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import external_data_files
-    from ..graph.ort_runner import quiet_onnxruntime
+    from ..graph.ort_runner import ort_session, quiet_onnxruntime
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
@@ -124,13 +124,18 @@ def run(args) -> int:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
     graph = load_model(source, declared)
-    own_kernels = runs_without_onnxruntime(source, graph, declared)
+    original, refusal = ort_session(source)
+    own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
     producers = graph.producers()
     for name in args.keep_float_tensor:
         if name not in producers and name not in graph.input_names:
             raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
     equalizing = args.equalize
     data = read_data_file(calib, graph)
+    # the user's model's own outputs, which the written one is measured against (its session
+    # goes before the work: it holds the model's weights)
+    reference = None if original is None else model_outputs(original, graph, data)
+    del original
     pairs, absorbed, unequalized = [], [], ""
     if equalizing:
         try:  # equalization measures on the catalog's kernels; quantizing needs none of them
@@ -188,7 +193,7 @@ def run(args) -> int:
                                    calibration.stats.items()})
         if not args.integer_outputs:
             model.notes.append(fidelity_note(output_fidelity(
-                graph, declared, calibration.sample, outputs, calibration.reference),
+                graph, declared, calibration.sample, outputs, reference),
                 calibration.sample, graph))
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
@@ -207,11 +212,13 @@ def run(args) -> int:
     return 0
 
 
-def runs_without_onnxruntime(source: Path, graph, declared) -> str:
+def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None) -> str:
     """"" when onnxruntime loads the float model (the quantized one is then checked in it
     too); a note when it refuses it but the model holds op types declared only with
     --operators outside ONNX's domain (their kernels live in the user's runtime, not in
     onnxruntime; the numpy kernels calibrate); else a one-line refusal, before any work.
+    ``refusal``: why onnxruntime refuses the float model (:func:`.ort_session`), None when
+    it loads it.
 
     A node that no declaration fits is refused by its own message when it is outside ONNX's
     domain (declaring it with --operators is the way forward) or its op type is declared
@@ -219,9 +226,8 @@ def runs_without_onnxruntime(source: Path, graph, declared) -> str:
     no declaration of the user's is not: whatever is declared for it, onnxruntime still
     refuses the model, so its reason is the one that holds (a Cast to complex128 in a legacy
     Falcon export)."""
-    from ..graph.ort_runner import ort_refusal, own_kernel_types
+    from ..graph.ort_runner import own_kernel_types
 
-    refusal = ort_refusal(source)
     if refusal is None:
         return ""
     for node in graph.nodes:

@@ -3,9 +3,12 @@ into the linear node before it, read off the declarations and probes, not off op
 
 A node is folded when: its only activation input comes from a node with integer weights
 (proved by :func:`~ptq_verify.engine.rules.weight_layout`) that feeds nothing else; the node's
-rule (or a proved alternative) carries the scale (degree 1); and a probe of its kernel shows
-y = a_c * x + b_c with (a_c, b_c) constant along every axis but the channel axis 1, which the
-producer's weights map to.
+rule (or a proved alternative) carries the scale (degree 1); its expression is proved affine
+in that input (:func:`~ptq_verify.rules.shift.proved_affine`: f(x + y) - f(x) - f(y) + f(0) =
+0); and a probe of its kernel reads y = a_c * x + b_c off it, (a_c, b_c) constant along every
+axis but the channel axis 1, which the producer's weights map to. The probe alone is not
+enough: it sees a few random values, on which a Clip with wide bounds is the identity and a
+ThresholdedRelu with a high threshold is 0 (a new-user trial had both folded away).
 Otherwise the node stays and is quantized by its rule (never silently dropped).
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
-from ..rules import Rule
+from ..rules import Rule, stored_proved_affine
 from .probe import channel_axes, example_inputs
 from .rules import effective_rule, weight_layout
 
@@ -74,6 +77,12 @@ def _fold_one(graph: Graph, table: OperatorTable, node: Node, overrides,
     affine = _affine_per_channel(graph, op, node, active, slots[0])
     examples = example_inputs(graph, prev, active)
     if affine is None or examples is None:
+        return False
+    # the probe saw a few random values; Clip(x, -20, 20) or Shrink(lambd=5) is affine on
+    # those and not on the activations: folding rests on the proof (tried after the cheap
+    # probe, which turns most nodes away: a proof attempt imports sympy)
+    tensor = slot_binding(op, slots[0])
+    if not tensor or not stored_proved_affine(op, tensor):
         return False
     axes = channel_axes(prev_op, prev, examples, weight_slot, (bias_slot,))
     if axes is None or axes[1] != CHANNEL_AXIS:

@@ -99,9 +99,12 @@ def proved_affine(op: Operator, tensor: str) -> bool:
     """Whether ``op``'s witness is proved affine in the elements of input ``tensor`` (the
     other inputs and the parameters held): f(x + y) - f(x) - f(y) + f(0) = 0 for all x, y."""
     elements = next((t.elements for t in op.inputs if t.name == tensor), None)
-    if not elements or op.domain:
+    if not elements:
         return False
     symbols = [op.symbols[e] for e in elements]
+    if any(set(symbols) & condition.free_symbols for condition in op.domain):
+        return False  # a domain on the other inputs and the parameters (BatchNormalization's
+        # eps + var > 0) holds them where f is defined for every x: it is affine there
     others = [sympy.Dummy(f"y_{e}", real=True) for e in elements]
 
     def at(values):
