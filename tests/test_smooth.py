@@ -272,3 +272,49 @@ def test_stopping_errors_early_never_changes_the_strength_chosen(monkeypatch, se
     assert (early is None) == (whole is None)
     if whole is not None:
         assert early[0] == whole[0] and np.array_equal(early[1], whole[1])
+
+
+def test_an_error_past_its_limit_stops_and_one_within_it_is_exact():
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((1000, 8)).astype(np.float32)
+    matrices = [rng.standard_normal((8, 5)).astype(np.float32)]
+    exact = [rows @ m for m in matrices]
+    args = (rows, np.abs(rows).max(axis=0), matrices, exact, smoothing._energies(exact),
+            np.linspace(0.5, 2, 8), 7)
+    full = smoothing._error(*args)
+    assert 0 < full < np.inf
+    assert smoothing._error(*args, limit=full) == full  # not past it: the same sum
+    assert smoothing._error(*args, limit=full * (1 + 1e-9)) == full
+    assert smoothing._error(*args, limit=full * (1 - 1e-9)) == np.inf
+    assert smoothing._error(*args, limit=full / 100) == np.inf
+
+
+def test_the_screen_keeps_the_best_two_whatever_order_they_come_in(monkeypatch):
+    """Errors made up per strength (the real _error's contract: the error, or inf past the
+    limit): the screen takes 0.9, 0.8, then 0.7 with the second least so far as its limit, so
+    0.7 (2.0, under 0.8's 3.0) is a finalist, and on all rows it wins."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4 * smoothing._SCREEN_ROWS, 6))
+    weights = {"w": rng.standard_normal((6, 4))}
+    consumer = smoothing.Absorber(SimpleNamespace(inputs=["x", "w"]), ((1, 0),))
+    candidate = smoothing.Candidate("x", 1, None, (consumer,), False)
+    x_range = np.abs(x).max(axis=0)
+    w_range = np.abs(weights["w"]).max(axis=1)
+    alphas = (0.7, 0.8, 0.9)
+    scales = {alpha: smoothing._scale(x_range.astype(np.float32), w_range.astype(np.float32),
+                                      alpha) for alpha in alphas}
+    screen = {0.9: 1.0, 0.8: 3.0, 0.7: 2.0}
+    whole = {0.9: 1.0, 0.8: 1.0, 0.7: 0.5, None: 5.0}
+
+    def made_up(rows, x_range, matrices, exact, energies, scale, levels, per_channel=True,
+                limit=np.inf):
+        alpha = next((a for a, s in scales.items() if np.array_equal(s, scale)), None)
+        error = (screen if len(rows) == smoothing._SCREEN_ROWS else whole)[alpha]
+        return np.inf if error > limit else error
+
+    monkeypatch.setattr(smoothing, "_error", made_up)
+    chosen = smoothing._choose(SimpleNamespace(initializers=weights), candidate, x, x_range, 8,
+                               alphas)
+    assert chosen is not None and chosen[0] == 0.7
