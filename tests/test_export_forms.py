@@ -398,3 +398,39 @@ def test_a_float16_models_own_constants_meet_float32_activations(form, tmp_path)
              helper.make_node("Mul", ["m", "half"], ["g"], name="mul_half"),
              helper.make_node("MatMul", ["g", "w2"], ["y"], name="mm2")]
     _check_float16(nodes, inits, form, tmp_path / "half_gelu.onnx", rng)
+
+
+def _old_opset_model(op: onnx.NodeProto, opset: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(7)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.4, n)
+               for n, shape in (("w1", (4, 2, 3, 3)), ("w2", (3, 4, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]), op,
+             helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "old", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["n", 3, 6, 6])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["integer", "simulation"])
+@pytest.mark.parametrize(("op", "opset"), [
+    (helper.make_node("Clip", ["h"], ["a"], min=-1.0, max=1.0), 10),
+    (helper.make_node("Softmax", ["h"], ["a"], axis=1), 11)], ids=["clip6", "softmax11"])
+def test_an_old_opset_model_is_written_at_the_formats_opset_computing_the_same(
+        op, opset, fmt, tmp_path):
+    """Clip-6 keeps its bounds in attributes, which Clip-11 takes as inputs (written as they
+    were, onnxruntime refused the file), and Softmax-11 with axis 1 normalises over every axis
+    from 1 on, Softmax-13 over axis 1 alone (written as it was, the integer file computed
+    another function: 4.8 dB). The model is converted to opset 13 at load, checked in
+    onnxruntime against itself, so the written file computes what the user's does."""
+    model = _old_opset_model(op, opset)
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    data = np.random.default_rng(8).standard_normal((64, 2, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    assert main(["quantize", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npy"),
+                 "-o", str(tmp_path / "q.onnx"), "--format", fmt, "--no-progress"]) == 0
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data[:16]})[0]
+    written = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": data[:16]})[0]
+    assert sqnr_db(reference, written) > 25

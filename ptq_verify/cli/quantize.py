@@ -91,14 +91,19 @@ def run(args) -> int:
     from ..engine import check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
-    from ..engine.deployable import check_quantized, model_outputs, output_fidelity
+    from ..engine.deployable import (
+        UnloadableOutput,
+        check_quantized,
+        model_outputs,
+        output_fidelity,
+    )
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
-    from ..graph.onnx_io import external_data_files
+    from ..graph.onnx_io import LEAST_OPSET, external_data_files
     from ..graph.ort_runner import ort_session, quiet_onnxruntime
 
     quiet_onnxruntime()
@@ -188,9 +193,17 @@ def run(args) -> int:
     if own_kernels:
         model.notes.append(own_kernels)
     else:
-        outputs = check_quantized(serialised, graph, calibration.sample, str(target),
-                                  {name: stats.max_abs for name, stats in
-                                   calibration.stats.items()})
+        try:
+            outputs = check_quantized(serialised, graph, calibration.sample, str(target),
+                                      {name: stats.max_abs for name, stats in
+                                       calibration.stats.items()})
+        except UnloadableOutput as refused:
+            if graph.opsets.get("", LEAST_OPSET) >= LEAST_OPSET:
+                raise
+            raise UserError(  # a node of an old opset, written at the format's newer one
+                f"{source}: opset {graph.opsets['']}, which onnx's version converter could not "
+                f"bring to {LEAST_OPSET} unchanged, and the {args.format} format writes a newer "
+                f"one: {refused}; re-export the model at opset {LEAST_OPSET} or later") from None
         if not args.integer_outputs:
             model.notes.append(fidelity_note(output_fidelity(
                 graph, declared, calibration.sample, outputs, reference),

@@ -310,8 +310,61 @@ def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
 
 
 def load_graph(path: str | os.PathLike) -> Graph:
-    """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet)."""
-    return graph_from_onnx(read_model(path), source=str(path))
+    """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet), at
+    opset :data:`LEAST_OPSET` at least (:func:`upgraded`)."""
+    return graph_from_onnx(upgraded(read_model(path)), source=str(path))
+
+
+LEAST_OPSET = 13
+"""The least opset of ONNX's domain the engine works at. The catalog's kernels have opset 13's
+semantics (Softmax over one axis, where opset 11 flattened every axis from ``axis`` on), and
+the simulation and integer formats write opset 11 and 13, where attributes of older forms
+became inputs (Clip-6's min and max, Pad-2's pads, Slice-1's starts, Squeeze-11's axes):
+written as they were, onnxruntime refused the file, or ran a Softmax-11 as a Softmax-13."""
+
+
+def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` converted to :data:`LEAST_OPSET` by onnx's version converter when its opset of
+    ONNX's domain is older and onnxruntime computes the same outputs with both on random
+    inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
+    its Resize-10 -> 13 leaves linear Resize's asymmetric coordinates for opset 13's default
+    half_pixel). The formats that keep the source's opset still apply to a model left as it
+    was, and the written file is compared with the user's own in onnxruntime either way."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if version is None or version >= LEAST_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, LEAST_OPSET)
+        return converted if _same_outputs(model, converted) else model
+    except Exception:  # noqa: BLE001 - any converter or runtime failure: as it was
+        return model
+
+
+def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
+    """Whether onnxruntime computes the same outputs (to 1e-4, relative) with both models on
+    one random input (floats standard normal, other types zeros; unknown dims 1)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    constants = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in constants:
+            continue
+        tensor = value.type.tensor_type
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        shape = [d.dim_value if d.dim_value > 0 else 1 for d in tensor.shape.dim]
+        feeds[value.name] = (rng.standard_normal(shape).astype(dtype)
+                             if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype))
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    runs = [ort.InferenceSession(m.SerializeToString(), options,
+                                 providers=["CPUExecutionProvider"]).run(None, feeds)
+            for m in (model, other)]
+    return all(np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-4, atol=1e-5 * (
+        float(np.max(np.abs(a), initial=0.0)) + 1e-30)) for a, b in zip(*runs))
 
 
 def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
