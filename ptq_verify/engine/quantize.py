@@ -796,9 +796,19 @@ class _Builder:
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
-        near_zero = [found for t, degree in zip(
-            tensors, rule.input_degrees or [rule.degree] * len(tensors))
-            if (found := self._divisor_near_zero(node, op, t, degree, tensor_scale))]
+        degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
+        coarse = [name for slot, name in enumerate(node.inputs)
+                  if (degree := degrees.get(slot_binding(op, slot))) is not None
+                  and degree < 0 and (held := integers.get(inputs[slot])) is not None
+                  and held.axis is None
+                  and _relative_rounding(consts[name], constants[inputs[slot]], held.scale)
+                  > 0.5 / MIN_DIVISOR_CODES]
+        if coarse:  # a constant divisor its codes hold coarsely (0.01 beside 5 is code 0):
+            # the node runs in float on the constant as it is
+            return self.compensate(node, op, plan, f"constant divisor {coarse[0]!r}: its "
+                                   "codes are off by more than its codes near 0 would be")
+        near_zero = [found for t, degree in degrees.items()
+                     if (found := self._divisor_near_zero(node, op, t, degree, tensor_scale))]
         if near_zero:  # refused at the end of the walk, with every other such divisor
             self._near_zero.extend(near_zero)
             return self.compensate(node, op, plan, "a divisor near 0")
@@ -1371,6 +1381,16 @@ def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.n
 
 _TOP_VALUES = 8
 """Largest |w| per slice whose clipping error bounds :func:`weight_reach`'s error from below."""
+
+
+def _relative_rounding(value: np.ndarray, codes: np.ndarray, scale) -> float:
+    """The largest relative error of a constant held as ``codes`` at ``scale`` (inf where a
+    non-zero value became code 0): a divisor amplifies it. One value alone is exact (it is
+    its own max-abs scale), at any width."""
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = np.abs(np.asarray(codes, np.float64) / scale - value) / np.abs(value)
+    return float(np.max(np.where(value != 0, error, 0.0), initial=0.0))
 
 
 def _weight_scale(value: np.ndarray, levels: int) -> float:
