@@ -806,7 +806,8 @@ class _Builder:
         if coarse:  # a constant divisor its codes hold coarsely (0.01 beside 5 is code 0):
             # the node runs in float on the constant as it is
             return self.compensate(node, op, plan, f"constant divisor {coarse[0]!r}: its "
-                                   "codes are off by more than its codes near 0 would be")
+                                   f"codes are off by more than 1/{2 * MIN_DIVISOR_CODES} of "
+                                   "a value")
         near_zero = [found for t, degree in degrees.items()
                      if (found := self._divisor_near_zero(node, op, t, degree, tensor_scale))]
         if near_zero:  # refused at the end of the walk, with every other such divisor
