@@ -37,11 +37,10 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
     if session is None:
         raise UnloadableOutput(f"onnxruntime cannot load the quantized model ({refusal}); "
                                f"nothing written to {target}")
-    names = [o.name for o in session.get_outputs()]
     done, parts = 0, []
-    for batch in batches(first_samples(sample, graph), graph, SAMPLES):
-        parts.append(dict(zip(names, session.run(names, batch))))
-        for name, value in parts[-1].items():
+    for batch, outputs in _runs(session, graph, sample, SAMPLES):
+        parts.append(outputs)
+        for name, value in outputs.items():
             value = np.asarray(value)
             if not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all():
                 continue
@@ -57,25 +56,35 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
                 f"the float32 maximum, {np.finfo(np.float32).max:.3g}, do once rescaled or "
                 "rounded); scale the model's inputs down; nothing written")
         done += len(next(iter(batch.values())))
-    floats = [n for n in names if np.issubdtype(np.asarray(parts[0][n]).dtype, np.floating)]
-    return joined(parts, floats) if floats else {}
+    return _joined_floats(parts)
 
 
 def model_outputs(session, graph: Graph, data: Feeds) -> dict[str, np.ndarray]:
     """The float outputs of the model in onnxruntime ``session`` on the first calibration
     samples of ``data`` (checked feeds), those the written model is checked on: the user's
-    own file, so the
-    fidelity note measures against the model as given, not against the graph the engine
-    prepared from it (a preparation that changed what it computes, such as a fold of a node
-    that is not affine, then shows there instead of passing unseen)."""
-    names = [o.name for o in session.get_outputs()]
-    try:
-        parts = [dict(zip(names, session.run(names, batch)))  # small batches: the peak
-                 for batch in batches(first_samples(data, graph), graph, REFERENCE_BATCH)]
+    own file, so the fidelity note measures against the model as given, not against the
+    graph the engine prepared from it (a preparation that changed what it computes, such as
+    a fold of a node that is not affine, then shows there instead of passing unseen)."""
+    try:  # small batches: the session's peak
+        parts = [outputs for _, outputs in _runs(session, graph, data, REFERENCE_BATCH)]
     except Exception:  # noqa: BLE001 - data it refuses (a token id beyond the table) is
         return {}  # the calibration's to name, with the sample; the graph is measured then
-    floats = [n for n in names if np.issubdtype(np.asarray(parts[0][n]).dtype, np.floating)]
-    return joined(parts, floats) if parts and floats else {}
+    return _joined_floats(parts)
+
+
+def _runs(session, graph: Graph, feeds: Feeds, size: int):
+    """(batch, the session's outputs on it) for the first calibration samples of ``feeds``,
+    ``size`` samples a batch."""
+    names = [o.name for o in session.get_outputs()]
+    for batch in batches(first_samples(feeds, graph), graph, size):
+        yield batch, dict(zip(names, session.run(names, batch)))
+
+
+def _joined_floats(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The float outputs of ``parts`` (one dict a batch) joined along the batch axis."""
+    floats = [name for name, value in parts[0].items()
+              if np.issubdtype(np.asarray(value).dtype, np.floating)] if parts else []
+    return joined(parts, floats) if floats else {}
 
 
 @dataclass(frozen=True)

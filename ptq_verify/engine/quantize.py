@@ -797,17 +797,10 @@ class _Builder:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
         degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
-        coarse = [name for slot, name in enumerate(node.inputs)
-                  if (degree := degrees.get(slot_binding(op, slot))) is not None
-                  and degree < 0 and (held := integers.get(inputs[slot])) is not None
-                  and held.axis is None
-                  and _relative_rounding(consts[name], constants[inputs[slot]], held.scale)
-                  > 0.5 / MIN_DIVISOR_CODES]
-        if coarse:  # a constant divisor its codes hold coarsely (0.01 beside 5 is code 0):
-            # the node runs in float on the constant as it is
-            return self.compensate(node, op, plan, f"constant divisor {coarse[0]!r}: its "
-                                   f"codes are off by more than 1/{2 * MIN_DIVISOR_CODES} of "
-                                   "a value")
+        coarse = self._coarse_constant_divisor(node, op, degrees, inputs, constants, integers)
+        if coarse is not None:  # (0.01 beside 5 is code 0): in float on the constant as it is
+            return self.compensate(node, op, plan, f"constant divisor {coarse!r}: its codes "
+                                   f"are off by more than 1/{2 * MIN_DIVISOR_CODES} of a value")
         near_zero = [found for t, degree in degrees.items()
                      if (found := self._divisor_near_zero(node, op, t, degree, tensor_scale))]
         if near_zero:  # refused at the end of the walk, with every other such divisor
@@ -1083,6 +1076,21 @@ class _Builder:
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
+
+    def _coarse_constant_divisor(self, node: Node, op: Operator, degrees: dict,
+                                 inputs: list[str], constants: dict, integers: dict
+                                 ) -> str | None:
+        """The first constant input of negative degree (a divisor) whose per-tensor codes
+        (``inputs``, ``constants`` and ``integers`` as :meth:`scale_node` made them) are off
+        by more than a code of MIN_DIVISOR_CODES can be: a divisor amplifies that error."""
+        for slot, name in enumerate(node.inputs):
+            degree = degrees.get(slot_binding(op, slot))
+            held = integers.get(inputs[slot])
+            if (degree is not None and degree < 0 and held is not None and held.axis is None
+                    and _relative_rounding(self.consts[name], constants[inputs[slot]],
+                                           held.scale) > 0.5 / MIN_DIVISOR_CODES):
+                return name
+        return None
 
     def _divisor_near_zero(self, node: Node, op: Operator, tensor: str, degree,
                            tensor_scale: dict) -> tuple[str, str] | None:

@@ -345,7 +345,7 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
 def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
     """Whether onnxruntime computes the same outputs (to 1e-4, relative) with both models on
     one random input (floats standard normal, other types zeros; unknown dims 1)."""
-    import onnxruntime as ort
+    from .ort_runner import ort_session  # (it imports this module)
 
     rng = np.random.default_rng(0)
     constants = {t.name for t in model.graph.initializer}
@@ -358,11 +358,10 @@ def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
         shape = [d.dim_value if d.dim_value > 0 else 1 for d in tensor.shape.dim]
         feeds[value.name] = (rng.standard_normal(shape).astype(dtype)
                              if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype))
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    runs = [ort.InferenceSession(m.SerializeToString(), options,
-                                 providers=["CPUExecutionProvider"]).run(None, feeds)
-            for m in (model, other)]
+    sessions = [ort_session(m.SerializeToString())[0] for m in (model, other)]
+    if None in sessions:
+        return False
+    runs = [session.run(None, feeds) for session in sessions]
     return all(np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-4, atol=1e-5 * (
         float(np.max(np.abs(a), initial=0.0)) + 1e-30)) for a, b in zip(*runs))
 

@@ -139,7 +139,7 @@ def domain_left_by_scaling(op: Operator, candidate: Candidate) -> sympy.Basic | 
     expression in the scales alone. Anything not shown counts as left: the proof is then not
     given, and the verdict stays undecided."""
     swap, _ = _scaling(op, candidate)
-    scales = {symbol for symbol in swap.values() for symbol in symbol.free_symbols} - set(swap)
+    scales = {s for value in swap.values() for s in value.free_symbols} - set(swap)
     for condition in op.domain:
         if not _kept_by(condition, swap, scales):
             return condition
