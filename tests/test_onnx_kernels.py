@@ -211,6 +211,17 @@ CONV_CASES = [
     ((1, 3, 6, 6), (5, 3, 3, 3), {"auto_pad": "VALID"}),
     ((2, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
     ((2, 3, 9), (4, 3, 3), {"strides": [2], "pads": [1, 2]}),
+    # one matrix product (1 x 1, stride 1, no pads), and 1 x 1 windows that are not
+    ((2, 4, 5, 6), (3, 4, 1, 1), {}),
+    ((2, 3, 7), (5, 3, 1), {}),
+    ((2, 4, 5, 6), (3, 4, 1, 1), {"strides": [2, 1]}),
+    # depthwise as a sum over taps: strides, dilations, 1-D and 3-D; a channel multiplier
+    # (8 filters on 4 channels) takes the matrix product per group
+    ((2, 4, 9, 8), (4, 1, 3, 2), {"group": 4, "strides": [2, 1], "dilations": [1, 2],
+                                  "pads": [1, 0, 2, 1]}),
+    ((2, 3, 11), (3, 1, 5), {"group": 3, "pads": [2, 2]}),
+    ((1, 2, 4, 5, 5), (2, 1, 2, 3, 3), {"group": 2}),
+    ((2, 4, 5, 5), (8, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
 ]
 
 

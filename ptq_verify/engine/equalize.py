@@ -179,8 +179,8 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     for group, total, run, external in tqdm(list(zip(groups, totals, runs, externals)),
                                             desc="equalizing", unit="group", file=sys.stderr,
                                             disable=not progress, leave=False):
-        inputs = {name: values[name] / along(divided[name], CHANNEL_AXIS, values[name].ndim)
-                  if name in divided else values[name] for name in external}
+        inputs = {name: _divided(values[name], divided[name]) if name in divided
+                  else values[name] for name in external}
         reference = run.outputs_of(graph, table, inputs)
         errors = {}
         for strength in STRENGTHS:
@@ -195,6 +195,12 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
             divided[tensor] = total ** best
         chosen.append(best)
     return chosen
+
+
+def _divided(value: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """``value``'s channels divided by ``factors``, in ``value``'s own type (the graph's:
+    float64 would double the cost of the group's convolutions)."""
+    return (value / along(factors, CHANNEL_AXIS, value.ndim)).astype(value.dtype, copy=False)
 
 
 def _group_run(graph: Graph, table: OperatorTable, group: Group, active: set[str]

@@ -15,12 +15,22 @@ from .windows import geometry, windows
 def conv(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Conv (any number of spatial axes): X (N, C, *in), W (M, C/group, *k), optional B."""
     x, w = np.asarray(inputs[0]), at_least_single(inputs[1])
+    if np.issubdtype(x.dtype, np.floating) and np.issubdtype(w.dtype, np.floating):
+        # ONNX gives X and W one type: the products run in the input's (float64 weights on
+        # float32 activations, an engine's rescaled copy, would double the work)
+        w = w.astype(at_least_single(x[:0]).dtype, copy=False)
     bias = inputs[2] if len(inputs) > 2 else None
     group = int(attrs.get("group", 1))
     geo = geometry(attrs, x.shape[2:], tuple(w.shape[2:]))
-    cols = windows(at_least_single(x), geo)  # (N, C, *out, *k)
     n, channels = x.shape[:2]
     rank = len(geo.kernel)
+    if group == 1 and _pointwise(geo):
+        y = np.matmul(w.reshape(w.shape[0], channels),
+                      at_least_single(x).reshape(n, channels, -1))
+        return _biased(y.reshape(n, w.shape[0], *x.shape[2:]), bias, rank, x.dtype)
+    cols = windows(at_least_single(x), geo)  # (N, C, *out, *k)
+    if group == channels == w.shape[0]:
+        return _biased(_depthwise(cols, w, rank), bias, rank, x.dtype)
     out_shape = cols.shape[2 : 2 + rank]
     per_group = channels // group
     # (N, G, C/G, *out, *k) -> (N, G, *out, C/G, *k) -> (N, G, P, C/G * K)
@@ -30,9 +40,35 @@ def conv(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     filters = w.reshape(group, w.shape[0] // group, -1)  # (G, M/G, C/G * K)
     y = np.matmul(cols, filters.transpose(0, 2, 1))  # (N, G, P, M/G)
     y = y.transpose(0, 1, 3, 2).reshape(n, w.shape[0], *out_shape)
+    return _biased(y, bias, rank, x.dtype)
+
+
+def _pointwise(geo) -> bool:
+    """Whether each output pixel reads its own input pixel alone (1 x 1, stride 1, no pads):
+    the convolution is then one matrix product, with no window copy of the input."""
+    return (all(k == 1 for k in geo.kernel) and all(s == 1 for s in geo.strides)
+            and not any(geo.pads_begin) and not any(geo.pads_end) and not any(geo.ceil_end))
+
+
+def _depthwise(cols: np.ndarray, w: np.ndarray, rank: int) -> np.ndarray:
+    """A depthwise convolution (one input channel, one filter each) as a sum over the kernel's
+    taps of the windows' views times the tap's weights: the im2col path copies every window
+    into a matrix first, and a product per channel of K columns makes that copy most of its
+    time (EfficientNet-Lite1's equalization measure: 3x faster)."""
+    taps = w.reshape(w.shape[0], -1)
+    spatial = (1,) * rank
+    y = np.zeros(cols.shape[: 2 + rank], dtype=np.result_type(cols, taps))
+    term = np.empty_like(y)
+    for index, tap in enumerate(np.ndindex(*cols.shape[2 + rank:])):
+        np.multiply(cols[(Ellipsis, *tap)], taps[:, index].reshape(-1, *spatial), out=term)
+        y += term
+    return y
+
+
+def _biased(y: np.ndarray, bias, rank: int, dtype) -> np.ndarray:
     if bias is not None:
         y = y + np.asarray(bias).reshape(1, -1, *([1] * rank))
-    return y.astype(x.dtype, copy=False)
+    return y.astype(dtype, copy=False)
 
 
 def conv_transpose(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
