@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ptq_verify.catalog import CATALOG
+from ptq_verify.catalog.kernels import conv as conv_kernels
 
 OPSET = onnx.defs.onnx_opset_version()
 RNG = np.random.default_rng(0)
@@ -235,6 +236,15 @@ def test_conv(x_shape, w_shape, attrs):
     atol = max(2e-6, 2 * float(np.finfo(np.float32).eps) * terms)
     _check("Conv", [x, w, _f(w_shape[0])], attrs, atol=atol)
     _check("Conv", [x, w], attrs, atol=atol)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "attrs"),
+                         [case for case in CONV_CASES if case[2].get("group") == case[1][0]])
+def test_depthwise_conv_in_blocks(x_shape, w_shape, attrs, monkeypatch):
+    """The depthwise sums go through the channels in blocks sized to the cache; blocks of
+    one channel (a large map's) give the same outputs."""
+    monkeypatch.setattr(conv_kernels, "_CACHED_VALUES", 1)
+    test_conv(x_shape, w_shape, attrs)
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), [
