@@ -343,6 +343,22 @@ def test_audit_of_an_export_with_symbolic_channels_says_why_equalization_was_not
     assert "not probed (the model does not run on random inputs" in listing
 
 
+@pytest.mark.parametrize("encoding", ["u8u8", "s8s8"])
+def test_a_residual_sum_s_lopsided_codes_fit_their_qdq_container(encoding, tmp_path, capsys):
+    """At 2 bits an aligned residual sum's codes span under 256 values but not around 0 (a
+    new-user trial: [-132, 116] in a RegNet at 4 bits), so neither the usual zero point of
+    uint8 (128) nor int8's (0) holds them; the container takes the zero point that does, and
+    the file runs in onnxruntime (it had stopped on an internal OverflowError)."""
+    output = tmp_path / "q.onnx"
+    assert main(["quantize", str(FIXTURES / "tiny_resnet_optimum.optimum.opset18.onnx"),
+                 "--calib", str(FIXTURES / "digits_image.calib.npz"), "-o", str(output),
+                 "--bits", "2", "--encoding", encoding, "--no-progress"]) == 0
+    capsys.readouterr()
+    image = _data("tiny_resnet_optimum", "test")["input"][:4]
+    result = _session(str(output)).run(None, {"input": image})[0]
+    assert np.isfinite(result).all()
+
+
 def test_relu_at_opset_13_runs_on_integers_in_the_integer_format():
     """onnxruntime's Relu takes integers from opset 14 only; at opset 13 (torch's legacy export
     here, tf2onnx's default) the integer format runs it as the Clip it equals on the codes, so

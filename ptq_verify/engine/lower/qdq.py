@@ -123,10 +123,19 @@ class _QdqLowering:
         return name
 
     def _container(self, low: float, high: float) -> tuple[type, int]:
-        """(dtype, zero point) of the 8-bit container for codes in [low, high]."""
+        """(dtype, zero point) of the 8-bit container for codes in [low, high] (at most 255
+        apart): the encoding's type with its usual zero point (0, or 128 for signed codes in
+        uint8, -128 for unsigned ones in int8) where the codes fit it, else the one that puts
+        ``low`` at the container's least value (an aligned sum's codes at 4 bits can be
+        lopsided around 0: [-132, 116] in a new-user trial's RegNet)."""
         if self.unsigned_codes:
-            return np.uint8, (0 if low >= 0 else 128)
-        return np.int8, (-128 if high > 127 else 0)
+            dtype, usual = np.uint8, (0 if low >= 0 else 128)
+        else:
+            dtype, usual = np.int8, (-128 if high > 127 else 0)
+        info = np.iinfo(dtype)
+        if info.min <= low + usual and high + usual <= info.max:
+            return dtype, usual
+        return dtype, int(info.min - low)
 
     def _quantized(self, real: str, code) -> str:
         """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear."""
