@@ -227,6 +227,27 @@ def if_after_matmul() -> onnx.ModelProto:
     return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w, zero])
 
 
+def size_then_if() -> onnx.ModelProto:
+    """:func:`if_after_matmul` whose MatMul output is first scaled by its own element count
+    (Size, undeclared): two undeclared nodes, the first one a declaration could take, the
+    second (the If) one it could not (a new-user trial's EmbeddingBag: Size, Loop)."""
+    model = if_after_matmul()
+    graph = model.graph
+    nodes = list(graph.node)
+    graph.ClearField("node")
+    graph.node.extend([nodes[0],
+                       helper.make_node("Size", ["h"], ["count"], name="size_1"),
+                       helper.make_node("Cast", ["count"], ["count_f"], to=TensorProto.FLOAT),
+                       helper.make_node("Mul", ["h", "count_f"], ["h_scaled"], name="scaled")])
+    for node in nodes[1:]:
+        node.input[:] = ["h_scaled" if name == "h" else name for name in node.input]
+        for attribute in node.attribute:
+            for inner in attribute.g.node:
+                inner.input[:] = ["h_scaled" if n == "h" else n for n in inner.input]
+        graph.node.append(node)
+    return model
+
+
 def max_pool_with_indices() -> onnx.ModelProto:
     """Conv -> MaxPool whose second output, the Indices, is a model output: the catalog's
     MaxPool describes the pooled values only."""

@@ -372,6 +372,20 @@ def test_an_undeclared_node_with_subgraphs_is_not_sent_to_a_declaration(tmp_path
     assert not (tmp_path / "q.onnx").exists()
 
 
+def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp_path):
+    """A new-user trial: an EmbeddingBag export was refused naming its Size alone, with the
+    advice to declare it; declared, the Loop behind it was refused next. The line now names
+    the node no declaration can take first, and the others after it."""
+    model, calib = tmp_path / "size_if.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.size_then_if(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "node 'if_1' (If)", "no declared operator",
+                           "1 other node(s) lack a declaration too: node 'size_1' (Size)")
+    assert outcome.err.index("'if_1'") < outcome.err.index("'size_1'")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: an LSTM (torch's legacy export: Y, Y_h, Y_c) was refused with the
     advice to declare it with --operators, which then refuses it again, since a declaration

@@ -166,8 +166,7 @@ def calibrate(
     smoothing after this pass (engine/smoothed_calibration.py)."""
     check_method(method, percent)
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
-    for node in graph.nodes:
-        table.require(node, graph)
+    table.require_all(graph.nodes, graph)
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
     histogram = needs_histogram(method, bits)

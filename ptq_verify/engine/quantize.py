@@ -127,9 +127,8 @@ def quantize(
                         f"{', '.join(WEIGHT_ROUNDING)}")
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     plans = plan_model(graph, table, override_rules)
-    for plan, node in zip(plans, graph.nodes):
-        if plan.action is Action.UNKNOWN:
-            table.require(node, graph)
+    table.require_all([node for plan, node in zip(plans, graph.nodes)
+                       if plan.action is Action.UNKNOWN], graph)
     if unknown := set(float_tensors) - calibration.stats.keys():
         raise UserError(f"{graph.source}: {sorted(unknown)[0]!r} is not an activation of the "
                         "model: it cannot be kept in float")

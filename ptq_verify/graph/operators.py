@@ -7,7 +7,7 @@ The engine never names operator types: a node is run and classified through the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -17,6 +17,7 @@ from ..errors import UserError
 from .model import Graph, Node
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_NAMED = 3  # other undeclared nodes named in the one line
 
 
 class OperatorTable:
@@ -71,6 +72,28 @@ class OperatorTable:
         (an LSTM declared as ``tanh(x)`` would be tanh of its first input)."""
         return self.lookup(node, graph)[1]
 
+    def require_all(self, nodes: Iterable[Node], graph: Graph | None = None) -> None:
+        """:meth:`require` of every node of ``nodes``, in one UserError for all that fail: the
+        first's line, a node that no declaration can take first (declaring the others would
+        not help), and how many others lack a declaration, the first few named (a new-user
+        trial declared the one node named, a Size, only to meet the Loop after it)."""
+        failures = []
+        for node in nodes:
+            try:
+                self.require(node, graph)
+            except UserError as error:
+                failures.append((node, error))
+        if not failures:
+            return
+        failures.sort(key=lambda failure: _takable(failure[0]))
+        first = failures[0][1]
+        if len(failures) == 1:
+            raise first
+        others = [node.label for node, _ in failures[1:]]
+        named = ", ".join(others[:_NAMED]) + (", ..." if len(others) > _NAMED else "")
+        raise UserError(f"{first}; {len(others)} other node(s) lack a declaration too: {named} "
+                        "(`ptq-verify audit` lists every node)") from None
+
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""
         op, unfit = self.lookup(node, graph)
@@ -96,6 +119,18 @@ class OperatorTable:
         )
 
 
+def _subgraphs(node: Node) -> list[str]:
+    """The node's attributes that hold subgraphs (an If's branches, a Loop's body)."""
+    return [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
+
+
+def _takable(node: Node) -> bool:
+    """Whether a declaration given with --operators could take the node (see _way_forward)."""
+    from ..catalog.toml_file import OUTPUTS_DESCRIBED
+
+    return not _subgraphs(node) and _used(node.outputs) <= OUTPUTS_DESCRIBED
+
+
 def _way_forward(node: Node) -> str:
     """What a user can do about an undeclared node: declare it in a file, unless it writes
     more outputs than a file's declaration describes or runs subgraphs (an If's branches, a
@@ -103,7 +138,7 @@ def _way_forward(node: Node) -> str:
     only lead to the refusals of :meth:`OperatorTable.unfit`."""
     from ..catalog.toml_file import OUTPUTS_DESCRIBED
 
-    subgraphs = [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
+    subgraphs = _subgraphs(node)
     if subgraphs:
         return (f"; it runs subgraphs (attribute {', '.join(subgraphs)}: control flow), which "
                 "a declaration given with --operators (one expression) cannot describe, so "
