@@ -358,46 +358,46 @@ def test_a_declaration_with_fewer_inputs_and_outputs_than_the_node_is_refused(tm
     assert "refused lstm_1: the node has 7 inputs and 3 outputs" in audit.out
 
 
+def _refused_undeclared(tmp_path, proto: onnx.ModelProto, shape: tuple, *fragments: str):
+    """Quantize ``proto`` on random data of ``shape``: refused in one line holding
+    ``fragments``, nothing written; the outcome."""
+    model, calib = tmp_path / "model.onnx", tmp_path / "x.npy"
+    onnx.save(proto, model)
+    np.save(calib, np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, *fragments)
+    assert not (tmp_path / "q.onnx").exists()
+    return outcome
+
+
 def test_an_undeclared_node_with_subgraphs_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: ViTDet's legacy export holds an If (its windows' padding under dynamic
     shapes), refused with the advice to declare it with --operators; an expression cannot
     describe its branches, and a declaration would be refused for their attributes."""
-    model, calib = tmp_path / "if.onnx", tmp_path / "x.npy"
-    onnx.save(hostile.if_after_matmul(), model)
-    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
-    outcome = _quantize(model, calib, tmp_path / "q.onnx")
-    _assert_one_line_error(outcome, "node 'if_1' (If)", "no declared operator",
-                           "subgraphs (attribute else_branch, then_branch")
+    outcome = _refused_undeclared(tmp_path, hostile.if_after_matmul(), (8, 4),
+                                  "node 'if_1' (If)", "no declared operator",
+                                  "subgraphs (attribute else_branch, then_branch")
     assert "declare it in a TOML file" not in outcome.err
-    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp_path):
     """A new-user trial: an EmbeddingBag export was refused naming its Size alone, with the
     advice to declare it; declared, the Loop behind it was refused next. The line now names
     the node no declaration can take first, and the others after it."""
-    model, calib = tmp_path / "size_if.onnx", tmp_path / "x.npy"
-    onnx.save(hostile.size_then_if(), model)
-    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
-    outcome = _quantize(model, calib, tmp_path / "q.onnx")
-    _assert_one_line_error(outcome, "node 'if_1' (If)", "no declared operator",
-                           "1 other node(s) lack a declaration too: node 'size_1' (Size)")
+    outcome = _refused_undeclared(
+        tmp_path, hostile.size_then_if(), (8, 4), "node 'if_1' (If)", "no declared operator",
+        "1 other node(s) lack a declaration too: node 'size_1' (Size)")
     assert outcome.err.index("'if_1'") < outcome.err.index("'size_1'")
-    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: an LSTM (torch's legacy export: Y, Y_h, Y_c) was refused with the
     advice to declare it with --operators, which then refuses it again, since a declaration
     file describes one output. The first refusal says so."""
-    model, calib = tmp_path / "lstm.onnx", tmp_path / "x.npy"
-    onnx.save(hostile.lstm_after_matmul(), model)
-    np.save(calib, np.random.default_rng(0).normal(size=(8, 2, 3)).astype(np.float32))
-    outcome = _quantize(model, calib, tmp_path / "q.onnx")
-    _assert_one_line_error(outcome, "node 'lstm_1' (LSTM)", "no declared operator",
-                           "it writes 3 outputs", "describes 1")
+    outcome = _refused_undeclared(tmp_path, hostile.lstm_after_matmul(), (8, 2, 3),
+                                  "node 'lstm_1' (LSTM)", "no declared operator",
+                                  "it writes 3 outputs", "describes 1")
     assert "declare it in a TOML file" not in outcome.err
-    assert not (tmp_path / "q.onnx").exists()
 
 
 SHIFT = """
