@@ -40,7 +40,14 @@ from .data import fixed_batch
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
 from .group_error import GroupRun
-from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
+from .probe import (
+    along,
+    channel_axes,
+    divided_along,
+    example_inputs,
+    example_shape,
+    run_kernel,
+)
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
 
@@ -179,8 +186,8 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     for group, total, run, external in tqdm(list(zip(groups, totals, runs, externals)),
                                             desc="equalizing", unit="group", file=sys.stderr,
                                             disable=not progress, leave=False):
-        inputs = {name: _divided(values[name], divided[name]) if name in divided
-                  else values[name] for name in external}
+        inputs = {name: divided_along(values[name], divided[name], CHANNEL_AXIS)
+                  if name in divided else values[name] for name in external}
         reference = run.outputs_of(graph, table, inputs)
         errors = {}
         for strength in STRENGTHS:
@@ -195,12 +202,6 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
             divided[tensor] = total ** best
         chosen.append(best)
     return chosen
-
-
-def _divided(value: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """``value``'s channels divided by ``factors``, in ``value``'s own type (the graph's:
-    float64 would double the cost of the group's convolutions)."""
-    return (value / along(factors, CHANNEL_AXIS, value.ndim)).astype(value.dtype, copy=False)
 
 
 def _group_run(graph: Graph, table: OperatorTable, group: Group, active: set[str]
@@ -531,8 +532,7 @@ def _channel_range(weight: np.ndarray, axis: int) -> np.ndarray:
 def _apply(graph: Graph, group: Group, scale: np.ndarray) -> None:
     inits = graph.initializers
     for first in group.firsts.values():
-        w1 = inits[first.weight]
-        inits[first.weight] = (w1 / along(scale, first.axis, w1.ndim)).astype(w1.dtype)
+        inits[first.weight] = divided_along(inits[first.weight], scale, first.axis)
         if first.bias:
             inits[first.bias] = (inits[first.bias] / scale).astype(inits[first.bias].dtype)
     for link in group.links.values():

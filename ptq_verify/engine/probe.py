@@ -110,3 +110,10 @@ def along(values, axis: int, ndim: int) -> np.ndarray:
     shape = [1] * ndim
     shape[axis] = values.size
     return values.reshape(shape)
+
+
+def divided_along(value: np.ndarray, factors, axis: int) -> np.ndarray:
+    """``value`` with its channels along ``axis`` divided by ``factors``, in ``value``'s own
+    type (the factors are float64; a weight or activation keeps the graph's type)."""
+    value = np.asarray(value)
+    return (value / along(factors, axis, value.ndim)).astype(value.dtype, copy=False)

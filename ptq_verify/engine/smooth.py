@@ -46,7 +46,7 @@ from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .metrics import fake_quantized
 from .parallel import mapped
-from .probe import along, example_inputs, run_kernel
+from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
 
@@ -222,7 +222,7 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
         name = source.inputs[slot]
         value = _per_channel(inits[name], scale.size, candidate.axis, rank)
         fresh = f"{name}~smooth~{target.name}"
-        inits[fresh] = (value / along(scale, axis, value.ndim)).astype(inits[name].dtype)
+        inits[fresh] = divided_along(value, scale, axis)
         target.inputs[slot] = fresh
     for consumer in candidate.consumers:
         node = consumer.node
