@@ -85,7 +85,7 @@ class OperatorTable:
                 failures.append((node, error))
         if not failures:
             return
-        failures.sort(key=lambda failure: _takable(failure[0]))
+        failures.sort(key=lambda failure: not _beyond_declaration(failure[0]))
         first = failures[0][1]
         if len(failures) == 1:
             raise first
@@ -119,26 +119,13 @@ class OperatorTable:
         )
 
 
-def _subgraphs(node: Node) -> list[str]:
-    """The node's attributes that hold subgraphs (an If's branches, a Loop's body)."""
-    return [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
-
-
-def _takable(node: Node) -> bool:
-    """Whether a declaration given with --operators could take the node (see _way_forward)."""
+def _beyond_declaration(node: Node) -> str:
+    """Why no declaration can take the node, as :func:`_way_forward` words it: it runs
+    subgraphs (an If's branches, a Loop's body: attributes no parameter of an expression can
+    take) or writes more outputs than a file's declaration describes; "" when one could."""
     from ..catalog.toml_file import OUTPUTS_DESCRIBED
 
-    return not _subgraphs(node) and _used(node.outputs) <= OUTPUTS_DESCRIBED
-
-
-def _way_forward(node: Node) -> str:
-    """What a user can do about an undeclared node: declare it in a file, unless it writes
-    more outputs than a file's declaration describes or runs subgraphs (an If's branches, a
-    Loop's body: attributes no parameter of an expression can take), where that advice would
-    only lead to the refusals of :meth:`OperatorTable.unfit`."""
-    from ..catalog.toml_file import OUTPUTS_DESCRIBED
-
-    subgraphs = _subgraphs(node)
+    subgraphs = [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
     if subgraphs:
         return (f"; it runs subgraphs (attribute {', '.join(subgraphs)}: control flow), which "
                 "a declaration given with --operators (one expression) cannot describe, so "
@@ -148,9 +135,17 @@ def _way_forward(node: Node) -> str:
         return (f"; it writes {outputs} outputs, and a declaration (the catalog's, or one "
                 f"given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
                 "ptq-verify cannot take this node: remove it or export the model without it")
-    return ("; declare it in a TOML file given with --operators when one output element is a "
-            "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
-            "not one), or remove the node")
+    return ""
+
+
+def _way_forward(node: Node) -> str:
+    """What a user can do about an undeclared node: declare it in a file, unless no
+    declaration can take it (:func:`_beyond_declaration`), where that advice would only lead
+    to the refusals of :meth:`OperatorTable.unfit`."""
+    return _beyond_declaration(node) or (
+        "; declare it in a TOML file given with --operators when one output element is a "
+        "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
+        "not one), or remove the node")
 
 
 def quantized_hint(node: Node, graph: Graph | None) -> str:

@@ -18,20 +18,20 @@ _CACHED_VALUES = 1 << 16  # a depthwise block's sums (256 KB of float32): within
 def conv(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Conv (any number of spatial axes): X (N, C, *in), W (M, C/group, *k), optional B."""
     x, w = np.asarray(inputs[0]), at_least_single(inputs[1])
-    if np.issubdtype(x.dtype, np.floating) and np.issubdtype(w.dtype, np.floating):
+    xs = at_least_single(x)  # what the products take; the output is in x's own type
+    if np.issubdtype(xs.dtype, np.floating) and np.issubdtype(w.dtype, np.floating):
         # ONNX gives X and W one type: the products run in the input's (float64 weights on
         # float32 activations, an engine's rescaled copy, would double the work)
-        w = w.astype(at_least_single(x[:0]).dtype, copy=False)
+        w = w.astype(xs.dtype, copy=False)
     bias = inputs[2] if len(inputs) > 2 else None
     group = int(attrs.get("group", 1))
     geo = geometry(attrs, x.shape[2:], tuple(w.shape[2:]))
     n, channels = x.shape[:2]
     rank = len(geo.kernel)
     if group == 1 and _pointwise(geo):
-        y = np.matmul(w.reshape(w.shape[0], channels),
-                      at_least_single(x).reshape(n, channels, -1))
+        y = np.matmul(w.reshape(w.shape[0], channels), xs.reshape(n, channels, -1))
         return _biased(y.reshape(n, w.shape[0], *x.shape[2:]), bias, rank, x.dtype)
-    cols = windows(at_least_single(x), geo)  # (N, C, *out, *k)
+    cols = windows(xs, geo)  # (N, C, *out, *k)
     if group == channels == w.shape[0]:
         return _biased(_depthwise(cols, w, rank), bias, rank, x.dtype)
     out_shape = cols.shape[2 : 2 + rank]
