@@ -265,6 +265,17 @@ def test_cli_refuses_an_unknown_tensor_name_before_any_work(tmp_path, capsys):
     assert not target.exists()
 
 
+def test_cli_says_a_tensor_folded_at_load_is_no_activation(tmp_path, capsys):
+    # a legacy export's Constant node: in the file, gone once the model is prepared
+    model = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+    target = tmp_path / "q.onnx"
+    assert main(["quantize", str(model), "--calib", str(FIXTURES / "tiny_bert.calib.npz"),
+                 "-o", str(target), "--keep-float-tensor", "/bert/Constant_18_output_0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "folded at load" in err and "has no tensor" not in err
+    assert not target.exists()
+
+
 def test_cli_refuses_a_negative_count_before_any_work(tmp_path, capsys):
     target = tmp_path / "q.onnx"
     assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(target),

@@ -103,7 +103,7 @@ def run(args) -> int:
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
-    from ..graph.onnx_io import LEAST_OPSET, external_data_files
+    from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph
     from ..graph.ort_runner import ort_session, quiet_onnxruntime
 
     quiet_onnxruntime()
@@ -134,7 +134,10 @@ def run(args) -> int:
     producers = graph.producers()
     for name in args.keep_float_tensor:
         if name not in producers and name not in graph.input_names:
-            raise UserError(f"--keep-float-tensor {name!r}: {source} has no tensor of that name")
+            raise UserError(f"--keep-float-tensor {name!r}: {source} " + (
+                "computes it only from constants or merges its node into the layer before it "
+                "(folded at load): no activation of that name is left to keep in float"
+                if name in load_graph(source).producers() else "has no tensor of that name"))
     equalizing = args.equalize
     data = read_data_file(calib, graph)
     # the user's model's own outputs, which the written one is measured against (its session
