@@ -65,10 +65,13 @@ def test_every_format_runs_and_matches_its_simulation(name, bits):
         if saturates_here(encoding):
             continue  # this CPU's kernels for it are wrong (no VNNI): it only has to run
         # onnxruntime requantizes with its own float32 multipliers: a code may differ by one
-        # at a rounding tie, and the difference propagates; the accuracy must not.
+        # at a rounding tie, and the difference propagates; the accuracy must not. (Top-1 is
+        # measured against the float model: at 6 bits the lopsided GELU codes leave digits
+        # whose two best logits are 0.1-20% of the median margin apart, which flip either way.)
         assert abs(sqnr_db(reference, qdq) - sqnr_db(reference, simulated)) <= 0.5
         assert sqnr_db(simulated, qdq) > 25
-        assert np.mean(qdq.argmax(1) == simulated.argmax(1)) >= 0.95
+        top = reference.argmax(1)
+        assert np.mean(qdq.argmax(1) == top) >= np.mean(simulated.argmax(1) == top) - 0.05
 
 
 @pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid", "residual",

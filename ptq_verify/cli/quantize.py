@@ -81,6 +81,11 @@ def register(subparsers) -> None:
                    help="round every activation to --bits bits, a layer's accumulator into its "
                    "bias and residual sums and the sums a LayerNorm reads included (by default "
                    "those stay the integers they were computed as; docs/engine.md)")
+    p.add_argument("--symmetric", action="store_true",
+                   help="activation codes centred on 0 (signed, or unsigned where proved "
+                   "non-negative) for toolchains that take no other zero point; by default a "
+                   "tensor whose calibrated range is lopsided around 0 (a GELU's output) takes "
+                   "its 2^n codes over that range (docs/engine.md)")
     p.add_argument("--report", help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -160,7 +165,8 @@ def run(args) -> int:
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
                      per_channel=not args.per_tensor, progress=not args.no_progress,
                      kept=args.keep_float_tensor,
-                     wide_sums=not args.no_wide_sums) if args.keep_float else []
+                     wide_sums=not args.no_wide_sums,
+                     symmetric=args.symmetric) if args.keep_float else []
     model = quantize(graph, calibration, args.bits, operators=declared,
                      per_channel=not args.per_tensor,
                      fixed_point_multipliers=args.fixed_point,
@@ -169,7 +175,7 @@ def run(args) -> int:
                      bias_correction=not args.no_bias_correction,
                      float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
                      calibrated_unsigned=shifted_tensors(absorbed),
-                     wide_sums=not args.no_wide_sums)
+                     wide_sums=not args.no_wide_sums, symmetric=args.symmetric)
     model.notes.append(equalization_note(equalizing, pairs, unequalized))
     if pairs or absorbed:
         model.notes.append(absorption_note(absorbed))

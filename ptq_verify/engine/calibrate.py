@@ -100,11 +100,21 @@ class Calibration:
         """Per-channel ranges (max |x| of each channel along ``axis``) where the method keeps
         max-abs ranges at ``levels``; None where it clips, or no such statistics exist."""
         stats = self.stats.get(tensor)
-        clipping = self.method in ("percentile", "mse") or (
-            self.method == "auto" and levels < AUTO_MSE_LEVELS)
-        if stats is None or clipping or not stats.channel_peaks:
+        if stats is None or self._clips(levels) or not stats.channel_peaks:
             return None
         return stats.channel_peaks.get(axis)
+
+    def extremes(self, tensor: str, levels: int) -> tuple[float, float] | None:
+        """(least, largest) calibrated value of ``tensor`` where the method keeps max-abs
+        ranges at ``levels``; None where it clips (its ranges are of |x|)."""
+        stats = self.stats.get(tensor)
+        if stats is None or self._clips(levels):
+            return None
+        return float(stats.minimum), float(stats.maximum)
+
+    def _clips(self, levels: int) -> bool:
+        return self.method in ("percentile", "mse") or (
+            self.method == "auto" and levels < AUTO_MSE_LEVELS)
 
 
 def _non_finite(value: np.ndarray) -> str:

@@ -59,7 +59,7 @@ class Sensitivity:
 def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
               table: OperatorTable | None = None, per_channel: bool = True,
               progress: bool = False, kept: Iterable[str] = (),
-              wide_sums: bool = True) -> list[Sensitivity]:
+              wide_sums: bool = True, symmetric: bool = False) -> list[Sensitivity]:
     """The ``count`` activations to keep in float besides ``kept``: the costliest at
     ``bits`` bits (:func:`rank_activations`), skipping one that an earlier one's (or a kept
     one's) float region (:mod:`.float_region`) already keeps exact (a ReLU6 output that the
@@ -68,7 +68,8 @@ def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
     # the codes quantize gives every activation (weights rounded to nearest: the activation
     # codes do not depend on how the weights round)
     model = quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
-                     weight_rounding="nearest", bias_correction=False, wide_sums=wide_sums)
+                     weight_rounding="nearest", bias_correction=False, wide_sums=wide_sums,
+                     symmetric=symmetric)
     regions = FloatRegions(graph, table, plan_model(graph, table), set(calibration.stats))
     chosen: list[Sensitivity] = []
     covered = {tensor for name in kept for tensor in regions.of(name)[1]}

@@ -30,6 +30,7 @@ from onnx import TensorProto
 
 from ...graph import Node
 from ...graph.onnx_io import node_proto
+from ...rules import stored_shift_rule
 from ..probe import run_kernel
 from ..rules import (
     is_elementwise_unary,
@@ -129,10 +130,13 @@ class _IntegerLowering:
         self.name[plan], self.type[plan] = emitted, kind
 
     def _container(self, plan: str) -> int:
+        """The type that holds the codes of ``plan`` as they are: int8 or uint8 where they fit
+        one, else int32 (a wide sum, or codes over a lopsided range such as [-11, 244])."""
         code = self.codes.get(plan)
-        if code is None or code.high - code.low > 255:
-            return INT32
-        return UINT8 if code.high > 127 else INT8
+        for kind in (INT8, UINT8):
+            if code is not None and _RANGE[kind][0] <= code.low and code.high <= _RANGE[kind][1]:
+                return kind
+        return INT32
 
     def _cast(self, plan: str, kind: int) -> str:
         name = self._get(plan)
@@ -140,10 +144,27 @@ class _IntegerLowering:
             return name
         return self.out.add("Cast", [name], f"{name}:cast", to=kind)
 
-    def _narrow(self, plan: str) -> str | None:
-        """The codes of ``plan`` in their 8-bit container, or None if they do not fit one."""
-        kind = self._container(plan)
-        return None if kind == INT32 or self._type(plan) == FLOAT else self._cast(plan, kind)
+    def _narrow(self, plan: str) -> tuple[str, str | None] | None:
+        """The codes of ``plan`` in an 8-bit container and the container's zero point (a
+        constant of its type; None: 0), or None if they span more than 256 values: int8 or
+        uint8 as they are where they fit one, else (a lopsided range) uint8 with the least
+        code at 0, which ConvInteger and MatMulInteger take back off exactly."""
+        if not self._narrowable(plan):
+            return None
+        code, kind = self.codes[plan], self._container(plan)
+        if kind != INT32:
+            return self._cast(plan, kind), None
+        zero = -int(code.low)
+        name = self._cast(plan, INT32)
+        name = self.out.add("Add", [name, self.out.constant("zero", np.array(zero, np.int32))],
+                            f"{name}:lifted")
+        return (self.out.add("Cast", [name], f"{name}:cast", to=UINT8),
+                self.out.constant("zero", np.array(zero, np.uint8)))
+
+    def _narrowable(self, plan: str) -> bool:
+        """Whether :meth:`_narrow` holds the codes of ``plan`` in 8 bits (it emits nodes)."""
+        code = self.codes.get(plan)
+        return self._type(plan) != FLOAT and code is not None and code.high - code.low <= 255
 
     def _as_float(self, plan: str, factor: np.ndarray) -> str:
         """The real value: codes (integers) times ``factor``, in float32."""
@@ -221,7 +242,7 @@ class _IntegerLowering:
             quantize = self.quantizing.get(step.node.outputs[0])
             table, why = unary_table(step, dequantized[0], quantize,
                                      self.codes.get(dequantized[0].src), self.model.constants)
-            if table is not None and self._type(table.source) in _RANGE:
+            if table is not None and self._narrowable(table.source):
                 return self._lookup(table)
             return self._float(step, "compensated: " + (why or "input codes not 8-bit"))
         lowering = PRODUCTS.get((source.domain or "", source.op_type))
@@ -244,7 +265,7 @@ class _IntegerLowering:
             kind = INT32  # e.g. no uint8 kernel: run on int32 and cast the codes back
             inputs = self._integer_inputs(step, kind)
         if not self._runs(step, inputs, kind):
-            if self._as_clip(step, kind):
+            if self._as_clip(step, kind) or self._on_lifted(step):
                 return None
             return self._float(step, "onnxruntime has no integer kernel for it")
         self._emit(step, inputs, kind)
@@ -278,6 +299,36 @@ class _IntegerLowering:
                   for end, value in (("lo", low), ("hi", high))]
         self._emit(step, [self._cast(active[0], kind), *bounds], kind,
                    onnx.helper.make_node("Clip", [], [], name=node.name))
+        return True
+
+    def _on_lifted(self, step: NodeStep) -> bool:
+        """Emit a monotone selection of one activation whose codes sit in int32 only because
+        their range is lopsided ([-12, 243]: 256 values, which fit neither int8 nor uint8, and
+        onnxruntime has no int32 MaxPool) on those codes lifted into uint8 (codes - low), and
+        take the lift back off after it: the selection commutes with the lift where the
+        checker proves the shift rule f(x + z) = f(x) + z with no parameter moving
+        (proofs/shift.md). False (nothing emitted) otherwise, or where other inputs are
+        not static (a constant bound may have to move with z)."""
+        node = step.node
+        active = [n for n in node.inputs if n and self._active(n)]
+        outputs = [n for n in node.outputs if n]
+        if (len(active) != 1 or len(outputs) != 1 or not is_monotone_selection(step.op)
+                or self._container(active[0]) != INT32 or not self._narrowable(active[0])
+                or any(n and n != active[0] and n not in self.static for n in node.inputs)
+                or not self._runs(step, node.inputs, UINT8)):
+            return False
+        shift = stored_shift_rule(step.op)
+        if not shift.holds or any(shift.param_shifts.values()):
+            return False
+        lifted, _ = self._narrow(active[0])
+        selected = self.out.fresh(f"{outputs[0]}:lifted")
+        self.out.nodes.append(node_proto(node, [lifted if n == active[0] else n
+                                                for n in node.inputs], [selected]))
+        codes = self.out.add("Cast", [selected], f"{selected}:int", to=INT32)
+        low = self.out.constant("low", np.array(int(self.codes[active[0]].low), np.int32))
+        self._set(outputs[0], self.out.add("Add", [codes, low], f"{selected}:codes"), INT32)
+        if (narrow := self._container(outputs[0])) != INT32:  # codes the output narrows
+            self._set(outputs[0], self._cast(outputs[0], narrow), narrow)
         return True
 
     def _reads_only_shapes(self, step: NodeStep) -> bool:
@@ -427,12 +478,13 @@ class _IntegerLowering:
 
 def _conv(lowering: _IntegerLowering, step: NodeStep) -> bool:
     x, w, *rest = step.node.inputs
-    if w not in step.params or (codes := lowering._narrow(x)) is None:
+    if w not in step.params or (narrow := lowering._narrow(x)) is None:
         return False
     out = lowering.out
     weight = out.constant(f"{w}:int8", step.constants[w].astype(np.int8))
-    name = out.add("ConvInteger", [codes, weight], f"{step.node.name}:int",
-                   **step.node.attrs)
+    codes, zero = narrow
+    name = out.add("ConvInteger", [codes, weight] + ([zero] if zero else []),
+                   f"{step.node.name}:int", **step.node.attrs)
     if rest and rest[0]:
         bias = step.constants[rest[0]].astype(np.int32)
         bias = out.constant(f"{rest[0]}:int32", bias.reshape(-1, *[1] * (_rank(step) - 2)))
@@ -449,7 +501,7 @@ def _rank(step: NodeStep) -> int:
 def _gemm(lowering: _IntegerLowering, step: NodeStep) -> bool:
     a, b, *rest = step.node.inputs
     attrs = step.node.attrs
-    if (b not in step.params or lowering._narrow(a) is None or attrs.get("transA", 0)
+    if (b not in step.params or not lowering._narrowable(a) or attrs.get("transA", 0)
             or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
         return False
     matrix = step.constants[b].T if attrs.get("transB", 0) else step.constants[b]
@@ -458,7 +510,7 @@ def _gemm(lowering: _IntegerLowering, step: NodeStep) -> bool:
 
 def _matmul(lowering: _IntegerLowering, step: NodeStep) -> bool:
     a, b = step.node.inputs
-    if b not in step.params or lowering._narrow(a) is None:
+    if b not in step.params or not lowering._narrowable(a):
         return False
     return _matmul_plus(lowering, step, a, step.constants[b], "")
 
@@ -471,9 +523,11 @@ def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str
     out = lowering.out
     weight = out.constant(f"{step.node.name}:w", (matrix + WEIGHT_ZERO).astype(np.uint8))
     zero = out.constant(f"{step.node.name}:w_zero", np.array(WEIGHT_ZERO, np.uint8))
-    a_zero = out.constant(f"{step.node.name}:a_zero", np.array(0, _NUMPY[lowering._container(a)]))
-    name = out.add("MatMulInteger", [lowering._narrow(a), weight, a_zero, zero],
-                   f"{step.node.name}:int")
+    codes, a_zero = lowering._narrow(a)
+    if a_zero is None:
+        a_zero = out.constant(f"{step.node.name}:a_zero",
+                              np.array(0, _NUMPY[lowering._container(a)]))
+    name = out.add("MatMulInteger", [codes, weight, a_zero, zero], f"{step.node.name}:int")
     if bias:
         name = out.add("Add", [name, out.constant(
             f"{bias}:int32", step.constants[bias].astype(np.int32))], f"{name}:bias")

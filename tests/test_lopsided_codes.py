@@ -1,0 +1,95 @@
+"""Codes over a range lopsided around 0 (docs/engine.md, lopsided ranges), on a real export:
+torch's legacy exporter at opset 13 writes the digits CNN's exact GELU as Div, Erf, Add, Mul,
+Mul, whose output ([-0.17, 3.7] and the like) feeds a MaxPool and a convolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from ptq_verify.cli import main
+from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+MODEL = FIXTURES / "digits_cnn.legacy.opset13.onnx"
+GELU = "/1/Mul_1_output_0"
+
+
+def _data(split: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"digits_image.{split}.npz") as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="module")
+def models():
+    graph = load_model(str(MODEL))
+    calibration = calibrate(graph, _data("calib"), progress=False)
+    return calibration, {symmetric: quantize(graph, calibration, 8, symmetric=symmetric)
+                         for symmetric in (False, True)}
+
+
+def test_a_lopsided_range_takes_all_its_codes_over_itself(models):
+    calibration, built = models
+    stats = calibration.stats[GELU]
+    assert stats.minimum < 0 < stats.maximum and -stats.minimum < stats.maximum / 4
+    code = built[False].codes[GELU]
+    assert code.low < 0 < 127 < code.high and code.high - code.low == 255
+    # the long side's end and twice the short side's round inside the codes: the step is that
+    # span over 254, where the signed codes' is the reach over 127
+    assert code.low <= 2 * stats.minimum * code.scale
+    assert stats.maximum * code.scale <= code.high
+    assert code.scale == pytest.approx(254 / (stats.maximum - 2 * stats.minimum))
+    assert built[True].codes[GELU].low == -128 and built[True].codes[GELU].high == 127
+
+
+def test_the_finer_codes_lower_the_output_error(models):
+    _, built = models
+    test = _data("test")
+    reference = ort.InferenceSession(str(MODEL)).run(None, test)[0]
+    lopsided, symmetric = (sqnr_db(reference, built[s].run(test)["output"])
+                           for s in (False, True))
+    assert lopsided > symmetric + 0.3
+
+
+def test_every_format_computes_the_lopsided_codes(models):
+    """The simulation and integer formats to the code (the integer one lifts the codes into
+    uint8 for its MaxPool and gives ConvInteger their zero point); qdq holds them in uint8
+    with a zero point that is neither 0 nor 128."""
+    _, built = models
+    model, test = built[False], _data("test")
+    simulated = model.run(test)["output"]
+    scale = np.asarray(model.output_scales["output"])
+    for fmt in ("simulation", "integer"):
+        proto = model.to_onnx(fmt)
+        got = ort.InferenceSession(proto.SerializeToString()).run(None, test)[0]
+        assert (np.abs(got - simulated) * scale).max() < 0.5, fmt
+    integer = model.to_onnx("integer")
+    listed = {entry.key: entry.value for entry in integer.metadata_props}["float_nodes"]
+    assert "MaxPool" not in listed and "/3/Conv" not in listed
+    qdq = model.to_onnx("qdq")
+    points = _activation_zero_points(qdq)
+    assert any(point not in (0, 128) for point in points)
+    got = ort.InferenceSession(qdq.SerializeToString()).run(None, test)[0]
+    assert sqnr_db(simulated, got) > 30
+
+
+def _activation_zero_points(proto: onnx.ModelProto) -> list[int]:
+    constants = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return [int(constants[node.input[2]]) for node in proto.graph.node
+            if node.op_type == "QuantizeLinear" and len(node.input) > 2
+            and node.input[2] in constants and constants[node.input[2]].size == 1]
+
+
+def test_cli_symmetric_writes_no_other_zero_point(tmp_path, capsys):
+    for flag, name in (([], "lopsided.onnx"), (["--symmetric"], "symmetric.onnx")):
+        assert main(["quantize", str(MODEL), "--calib", str(FIXTURES / "digits_image.calib.npz"),
+                     "-o", str(tmp_path / name), "--no-progress", *flag]) == 0
+    capsys.readouterr()
+    lopsided, symmetric = (_activation_zero_points(onnx.load(tmp_path / name))
+                           for name in ("lopsided.onnx", "symmetric.onnx"))
+    assert set(symmetric) <= {0, 128} and not set(lopsided) <= {0, 128}
