@@ -8,6 +8,7 @@ import models
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify import Operator
 from ptq_verify.engine import calibrate, prepare, quantize, relative_error
@@ -204,3 +205,31 @@ def test_a_constant_divisor_far_below_its_largest_value_runs_in_float():
     assert relative_error(reference, exported) < 0.1  # 26 dB; the quotient's range is wide
     record = next(r for r in quantized.records if r.op_type == "Div")
     assert "constant divisor" in record.note
+
+
+@pytest.mark.parametrize("magnitude", [1e-23, 1e25])
+def test_a_parameter_beyond_float32_at_the_codes_scale_runs_in_float(magnitude):
+    """A LayerNorm's epsilon rescales with the square of its input's scale: activations near
+    1e-22 put it at inf in float32 (every output 0), near 1e26 at 0 (a row of zeros then
+    divides 0 by 0). Seen in a new-user trial (SAM's vision encoder with Hugging Face's own
+    initialisation). The node runs in float on its dequantized input instead."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["input", "w"], ["m"], name="mm"),
+             helper.make_node("LayerNormalization", ["m", "g", "b"], ["y"], axis=-1,
+                              epsilon=1e-6, name="ln")]
+    weights = [numpy_helper.from_array(value.astype(np.float32), name) for name, value in (
+        ("w", rng.standard_normal((16, 16)) * magnitude), ("g", np.ones(16)),
+        ("b", np.zeros(16)))]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])], weights),
+        opset_imports=[helper.make_opsetid("", 17)])
+    graph = prepare(graph_from_onnx(model))
+    data = rng.standard_normal((48, 16)).astype(np.float32)
+    quantized = quantize(graph, calibrate(graph, {"input": data}, progress=False), 8,
+                         per_channel=False, wide_sums=False)
+    (record,) = [r for r in quantized.records if r.name == "ln"]
+    assert "float32's range" in record.note
+    test = np.concatenate([data[:8], np.zeros((1, 16), np.float32)])
+    reference = run_graph(graph, {"input": test}, OperatorTable())["y"]
+    assert relative_error(quantized.run({"input": test})["y"], reference) < 0.05

@@ -78,6 +78,20 @@ WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the
 WEIGHT_ROUNDING = ("nearest", "optq")
 
 
+_BEYOND_FLOAT32 = ("its parameter {!r} at the codes' scale leaves float32's range (overflows "
+                   "or becomes 0)")
+
+
+def _holds_in_float32(value, rescaled: np.ndarray) -> bool:
+    """Whether ``rescaled`` (``value`` times a scale's power, in float64) is finite in float32
+    and 0 only where ``value`` is: a LayerNorm's epsilon times the square of a scale of 1e23
+    (activations near 1e-22) is inf there, and times that of 1e-28 it is 0, which would
+    divide a constant row's 0 by 0."""
+    with np.errstate(over="ignore"):
+        narrow = np.asarray(rescaled).astype(np.float32)
+    return bool(np.all(np.isfinite(narrow)) and np.all((narrow != 0) | (np.asarray(value) == 0)))
+
+
 def check_bits(bits: int, what: str = "bits") -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
         raise UserError(f"{what} {bits!r}: must be an integer from {MIN_BITS} to {MAX_BITS}")
@@ -901,8 +915,11 @@ class _Builder:
             if k == 0:
                 continue
             if name in consts:
+                rescaled = np.asarray(consts[name], np.float64) * param_scale**k
+                if not _holds_in_float32(consts[name], rescaled):
+                    return self.compensate(node, op, plan, _BEYOND_FLOAT32.format(name))
                 inputs[slot] = self.fresh(f"{name}:rescaled")
-                constants[inputs[slot]] = (consts[name] * param_scale**k).astype(np.float32)
+                constants[inputs[slot]] = rescaled.astype(np.float32)
             else:
                 dst = self.fresh(f"{name}:rescaled")
                 self.steps.append(ScaleStep(name, dst, self.factor(param_scale**k), False))
@@ -915,7 +932,10 @@ class _Builder:
             real.add(param)
             if k and (attr in node.attrs or param not in carried):
                 value = op.attribute(attr, node.attrs)
-                attrs[attr] = float(np.asarray(value, dtype=np.float64) * param_scale**k)
+                rescaled = np.asarray(value, dtype=np.float64) * param_scale**k
+                if not _holds_in_float32(value, rescaled):  # ONNX float attributes: float32
+                    return self.compensate(node, op, plan, _BEYOND_FLOAT32.format(attr))
+                attrs[attr] = float(rescaled)
         if weight_scale is not None:
             acc_scale = acc_scale * weight_scale
         outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
