@@ -230,7 +230,7 @@ class _QdqLowering:
                 inputs.append(self._real(source.inputs[slot]))
             else:
                 inputs.append(self._consumed(self._real(name)))
-        self.out.nodes.append(node_proto(source, inputs, list(step.node.outputs)))
+        self.out.nodes.append(_fused_right(node_proto(source, inputs, list(step.node.outputs))))
         for name in step.node.outputs:
             if name in self.codes:  # codes passed on by a selection (Relu, MaxPool, Reshape)
                 self.real[name] = self._quantized(name, self.codes[name])
@@ -347,6 +347,31 @@ class _QdqLowering:
             real = self.out.round(self.out.multiply(real, np.array(code.scale, np.float32)))
             real = self.out.clip(real, np.float32(code.low), np.float32(code.high))
         self.out.rename(real, step.dst)
+
+
+def _fused_right(proto: onnx.NodeProto) -> onnx.NodeProto:
+    """``proto`` spelt so that onnxruntime's fused integer kernel computes what its float kernel
+    does. onnxruntime (1.32) fuses DequantizeLinear -> AveragePool -> QuantizeLinear into
+    QLinearAveragePool, which divides a window that ``ceil_mode`` lets run past the input by
+    the whole kernel under ``count_include_pad=1``, where its float kernel (as torch's
+    AvgPool2d) divides by the cells within the input: a Hugging Face EfficientNet's pooler
+    (its kernel is the hidden size, on a 1 x 1 map) came out near 0, 0 dB, in a default
+    session (a new-user trial). With no pads the
+    two settings of ``count_include_pad`` are the same function (no pad cell exists to
+    count), and the fused kernel computes ``count_include_pad=0`` right; the test compares
+    the float kernels of both on windows that run past the input
+    (tests/test_formats.py)."""
+    if proto.op_type != "AveragePool" or proto.domain not in ("", "ai.onnx"):
+        return proto
+    attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    if (attrs.get("ceil_mode", 0) != 1 or attrs.get("count_include_pad", 0) != 1
+            or any(attrs.get("pads", [])) or auto_pad not in (b"NOTSET", b"VALID")):
+        return proto
+    for attribute in proto.attribute:
+        if attribute.name == "count_include_pad":
+            attribute.i = 0
+    return proto
 
 
 def _aligned(code, step: ScaleStep):
