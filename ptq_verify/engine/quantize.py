@@ -607,7 +607,7 @@ class _Builder:
                 self.compensate(node, op, plan, self._float[node.name])
             elif (any(np.ndim(self.codes[n].scale) for n in node.inputs if n in self.codes)
                   and not self._takes_channels(node)):
-                self.compensate(node, op, plan, "per-channel input codes; no per-channel rule")
+                self.compensate(node, op, plan, "per-channel input codes, and no per-channel rule")
             elif (any(self.codes[n].wide for n in node.inputs if n in self.codes)
                   and self._compensates_channels(node)):
                 # on its real values, as a LayerNorm whose input is per-channel codes: run on
