@@ -336,10 +336,12 @@ class _Builder:
         [-levels - 1, levels], and an 8-bit container holds it with a zero point (qdq:
         quantize_static's asymmetric activations; integer: the products' zero-point inputs).
         Not where the method clips (its ranges are of |x|), where a static operand
-        saturated positions of the sum, nor on a tensor bias absorption shifted (its least
-        value is 0 up to float32 rounding, and its range follows absorption's rule)."""
+        saturated positions of the sum, on a tensor bias absorption shifted (its least value
+        is 0 up to float32 rounding, and its range follows absorption's rule), nor on a graph
+        output (``--integer-outputs`` gives int8 or uint8 codes)."""
         if (not self.lopsided or tensor in self.cal.saturated
-                or tensor in self.cal.dropped_reach or tensor in self.calibrated_unsigned):
+                or tensor in self.cal.dropped_reach or tensor in self.calibrated_unsigned
+                or tensor in self.graph.output_names):
             return None
         extremes = self.cal.extremes(tensor, levels)
         if extremes is None or not all(np.isfinite(extremes)):
