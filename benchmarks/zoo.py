@@ -17,7 +17,11 @@ BatchNorm are re-drawn with Kaiming's initialisation and their statistics pertur
 Face's std-0.02 initialisation makes a deep random CNN's output vanish (1e-25), which tests
 nothing.
 
-Run:  python benchmarks/zoo.py [MODEL ...]   (~16 min on 2 cores; needs the bench extra)
+With ``--peer``, a last column gives onnxruntime's quantize_static on the same file and
+calibration inputs (QDQ, int8 activations with zero points, per-channel int8 weights, MinMax;
+benchmarks/ort_peer.py), measured the same way.
+
+Run:  python benchmarks/zoo.py [--peer] [MODEL ...]   (~16 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ BATCH, SEQUENCE, VOCAB, IMAGE = 16, 16, 100, 32
 MEL_BINS, AUDIO_POSITIONS = 16, 16  # Whisper: bins per frame, positions after its stride-2 conv
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 EXPORTS = (("legacy", 17), ("dynamo", 18))
+PEER = "quantize_static SQNR (dB)"
 
 
 def token_inputs() -> dict[str, np.ndarray]:
@@ -262,7 +267,13 @@ def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Pa
     return path, calib
 
 
-def run(name: str, exporter: str, opset: int, folder: Path) -> dict[str, str]:
+def sqnr(reference: np.ndarray, path: Path, feeds: dict[str, np.ndarray]) -> str:
+    got = ort.InferenceSession(str(path)).run(None, feeds)[0].astype(np.float64)
+    return f"{10 * np.log10(np.sum(reference ** 2) / np.sum((reference - got) ** 2)):.1f}"
+
+
+def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False
+        ) -> dict[str, str]:
     row = {"model": name, "export": f"{exporter} {opset}"}
     try:
         path, calib = export(name, exporter, opset, folder)
@@ -286,26 +297,35 @@ def run(name: str, exporter: str, opset: int, folder: Path) -> dict[str, str]:
     row["integer / float / static"] = " / ".join(counts.groups()) if counts else "?"
     feeds = dict(np.load(calib))
     reference = ort.InferenceSession(str(path)).run(None, feeds)[0].astype(np.float64)
-    got = ort.InferenceSession(str(out)).run(None, feeds)[0].astype(np.float64)
-    error = np.sum((reference - got) ** 2)
-    row["8-bit qdq SQNR (dB)"] = f"{10 * np.log10(np.sum(reference ** 2) / error):.1f}"
+    row["8-bit qdq SQNR (dB)"] = sqnr(reference, out, feeds)
+    if peer:
+        from ort_peer import write_int8
+
+        theirs = path.with_suffix(".ort.onnx")
+        try:
+            write_int8(path, feeds, theirs, per_channel=True)
+            row[PEER] = sqnr(reference, theirs, feeds)
+        except Exception as error:  # the peer's own failure
+            row[PEER] = f"failed: {str(error).splitlines()[0][:40]}"
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="some of: " + ", ".join(architectures()))
+    parser.add_argument("--peer", action="store_true",
+                        help="also onnxruntime's quantize_static (per-channel) on each export")
     args = parser.parse_args(argv)
     names = args.models or list(architectures())
     columns = ("model", "export", "quantize / audit", "integer / float / static",
-               "8-bit qdq SQNR (dB)", "result")
+               "8-bit qdq SQNR (dB)", *([PEER] if args.peer else []), "result")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
             for exporter, opset in EXPORTS:
                 print(f"{name} {exporter}...", file=sys.stderr, flush=True)
-                row = run(name, exporter, opset, Path(folder))
+                row = run(name, exporter, opset, Path(folder), args.peer)
                 print("| " + " | ".join(row.get(c, "") for c in columns) + " |", flush=True)
     return 0
 
