@@ -207,6 +207,17 @@ def lstm_after_matmul(outputs: tuple[str, ...] = ("y", "y_h", "y_c")) -> onnx.Mo
                   initializers)
 
 
+def random_like_after_matmul() -> onnx.ModelProto:
+    """MatMul -> RandomUniformLike -> Mul: a drop-path mask torch's dynamo exporter left in the
+    inference graphs of MobileNetV1 and FocalNet in a new-user trial (the output changes
+    from run to run)."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("RandomUniformLike", ["h"], ["r"], name="random_1"),
+             helper.make_node("Mul", ["h", "r"], ["y"], name="mul")]
+    weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [weight])
+
+
 def if_after_matmul() -> onnx.ModelProto:
     """MatMul -> If (its output or its negation, by the sign of its largest element): a node
     with two subgraph attributes, as a legacy export with dynamic shapes writes for a padding

@@ -400,6 +400,16 @@ def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_
     assert "declare it in a TOML file" not in outcome.err
 
 
+def test_an_undeclared_random_op_is_not_sent_to_a_declaration(tmp_path):
+    """A new-user trial: the dynamo exports of MobileNetV1 and FocalNet held a
+    RandomUniformLike (a drop-path), refused with the advice to declare it as a formula of
+    its inputs, which a random draw is not. The refusal says what it is and what to do."""
+    outcome = _refused_undeclared(tmp_path, hostile.random_like_after_matmul(), (8, 4),
+                                  "node 'random_1' (RandomUniformLike)", "random seed",
+                                  "model.eval()")
+    assert "declare it in a TOML file" not in outcome.err
+
+
 SHIFT = """
 [[operator]]
 name = "MyShift"

@@ -131,11 +131,27 @@ def _beyond_declaration(node: Node) -> str:
                 "a declaration given with --operators (one expression) cannot describe, so "
                 "ptq-verify cannot take this node: export the model without it (exporters "
                 "resolve many branches when the input shapes are fixed)")
+    if node.in_onnx_domain and _draws_random(node.op_type):
+        return ("; its ONNX schema takes a random seed: it draws random values, which no "
+                "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
+                "this node: export the model again after model.eval(), or with the other torch "
+                "exporter (a drop-path or dropout left in an inference graph)")
     if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
         return (f"; it writes {outputs} outputs, and a declaration (the catalog's, or one "
                 f"given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
                 "ptq-verify cannot take this node: remove it or export the model without it")
     return ""
+
+
+def _draws_random(op_type: str) -> bool:
+    """Whether the ONNX schema of ``op_type`` takes a ``seed`` attribute: the op draws random
+    values (RandomUniformLike, Bernoulli; a torch dynamo export held one where the model's
+    drop-path was). Dropout has one too, but the catalog declares it (inference: identity),
+    so it never reaches here."""
+    try:
+        return "seed" in onnx.defs.get_schema(op_type).attributes
+    except onnx.defs.SchemaError:
+        return False
 
 
 def _way_forward(node: Node) -> str:
