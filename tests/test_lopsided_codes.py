@@ -4,25 +4,18 @@ Mul, whose output ([-0.17, 3.7] and the like) feeds a MaxPool and a convolution.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+from test_mixed_precision import FIXTURES, _data
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
 
-FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODEL = FIXTURES / "digits_cnn.legacy.opset13.onnx"
 GELU = "/1/Mul_1_output_0"
-
-
-def _data(split: str) -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / f"digits_image.{split}.npz") as data:
-        return dict(data)
 
 
 @pytest.fixture(scope="module")
