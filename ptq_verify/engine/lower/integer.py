@@ -1,14 +1,16 @@
 """`--format integer`: the plan with integer arithmetic between the model's inputs and outputs.
 
-Activation codes are int8 (uint8 for unsigned codes above 127), accumulators int32, and every
-step of the plan is lowered to integer ops:
+Activation codes are int8 (uint8 for unsigned codes above 127; int32 for codes over a lopsided
+range, [-12, 243], which fit neither), accumulators int32, and every step of the plan is
+lowered to integer ops:
 
 - requantization ``clip(round(acc * M))``: M (a float32) is exactly m * 2^-s with m a 24-bit
   integer, so it is ``(acc * m + 2^(s-1)) >> s`` (int64 Mul and Add, uint64 BitShift after an
   offset that makes it non-negative, halves to even as the simulation rounds), then Clip and
   Cast: a fixed-point multiplier and shift, per channel where the scale is;
-- products with integer weights: ConvInteger and MatMulInteger on the 8-bit codes, the int32
-  bias added after (:data:`PRODUCTS`, the only place that knows ONNX signatures);
+- products with integer weights: ConvInteger and MatMulInteger on the 8-bit codes (codes
+  over a lopsided range lifted into uint8, their least code at 0, with that zero point), the
+  int32 bias added after (:data:`PRODUCTS`, the only place that knows ONNX signatures);
 - nodes that map integers to integers by their declaration (selections such as Relu, MaxPool,
   Reshape, Concat; integer polynomials such as Add, Mul) run on the integer tensors, where
   onnxruntime has a kernel for them (asked once per node: a one-node session);
