@@ -286,7 +286,9 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
     figures, low = [], []
     for name, measured in fidelity.items():
         text = f"{name} {measured.db:.1f} dB"
-        if math.isnan(measured.db):
+        if measured.agreement is not None:  # integers or booleans: equal or not
+            text = f"{name} {measured.agreement:.1%} of its values equal"
+        elif math.isnan(measured.db):
             text = (f"{name} not measured (the float model gives 0 there on every sample: "
                     "weights or inputs that make it vanish?)")
         elif measured.db < LOW_SQNR_DB and measured.rows.size > 1:

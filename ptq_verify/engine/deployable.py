@@ -32,7 +32,7 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
     """Refuse the serialised quantized ``model`` (of float ``graph``) when onnxruntime cannot
     load it (:class:`UnloadableOutput`) or when a float output of it is inf or NaN on the first
     calibration samples of ``sample`` (UserError naming the output, the sample and the float
-    model's peak there, from ``peaks``). Returns its float outputs on those samples."""
+    model's peak there, from ``peaks``). Returns its outputs on those samples."""
     session, refusal = ort_session(model)
     if session is None:
         raise UnloadableOutput(f"onnxruntime cannot load the quantized model ({refusal}); "
@@ -56,11 +56,11 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
                 f"the float32 maximum, {np.finfo(np.float32).max:.3g}, do once rescaled or "
                 "rounded); scale the model's inputs down; nothing written")
         done += len(next(iter(batch.values())))
-    return _joined_floats(parts)
+    return _joined(parts)
 
 
 def model_outputs(session, graph: Graph, data: Feeds) -> dict[str, np.ndarray]:
-    """The float outputs of the model in onnxruntime ``session`` on the first calibration
+    """The outputs of the model in onnxruntime ``session`` on the first calibration
     samples of ``data`` (checked feeds), those the written model is checked on: the user's
     own file, so the fidelity note measures against the model as given, not against the
     graph the engine prepared from it (a preparation that changed what it computes, such as
@@ -69,7 +69,7 @@ def model_outputs(session, graph: Graph, data: Feeds) -> dict[str, np.ndarray]:
         parts = [outputs for _, outputs in _runs(session, graph, data, REFERENCE_BATCH)]
     except Exception:  # noqa: BLE001 - data it refuses (a token id beyond the table) is
         return {}  # the calibration's to name, with the sample; the graph is measured then
-    return _joined_floats(parts)
+    return _joined(parts)
 
 
 def _runs(session, graph: Graph, feeds: Feeds, size: int):
@@ -80,11 +80,9 @@ def _runs(session, graph: Graph, feeds: Feeds, size: int):
         yield batch, dict(zip(names, session.run(names, batch)))
 
 
-def _joined_floats(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The float outputs of ``parts`` (one dict a batch) joined along the batch axis."""
-    floats = [name for name, value in parts[0].items()
-              if np.issubdtype(np.asarray(value).dtype, np.floating)] if parts else []
-    return joined(parts, floats) if floats else {}
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The outputs of ``parts`` (one dict a batch) joined along the batch axis."""
+    return joined(parts, list(parts[0])) if parts else {}
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,9 @@ class OutputFidelity:
     db: float  # NaN where the float model's output is 0 on every sample
     rows: np.ndarray
     zeros: tuple[str, np.ndarray] | None = None
+    # an output of integers or booleans (an ArgMax, a comparison): no SQNR, the fraction of
+    # its values equal to the float model's
+    agreement: float | None = None
 
     @property
     def median_row(self) -> float:
@@ -152,6 +153,14 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
         return {}
     fidelity = {}
     for name in names:
+        if name not in reference:
+            continue
+        if not np.issubdtype(np.asarray(quantized[name]).dtype, np.floating):
+            ref, got = np.asarray(reference[name]), np.asarray(quantized[name])
+            if ref.shape == got.shape and ref.size:
+                fidelity[name] = OutputFidelity(float("nan"), np.empty(0),
+                                                agreement=float(np.mean(ref == got)))
+            continue
         ref = np.asarray(reference.get(name), dtype=np.float64)
         got = np.asarray(quantized[name], dtype=np.float64)
         if ref.shape == got.shape and not np.any(ref):  # nothing to measure against
