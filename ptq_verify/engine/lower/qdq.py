@@ -7,7 +7,8 @@ weights (per channel where the engine chose it) and 32-bit biases at the accumul
 stored as integers behind a DequantizeLinear. onnxruntime fuses DQ -> Conv/Gemm/MatMul/Add ->
 Q into its integer kernels (QLinearConv, QGemm, QLinearAdd, MatMulIntegerToFloat...).
 
-At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned [0, 255]).
+At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned [0, 255], or
+256 codes over a range lopsided around 0, [-11, 244], held with the zero point that fits).
 A narrower range (n < 8 bits) is enforced by an integer Clip between QuantizeLinear and
 DequantizeLinear; onnxruntime (1.32) still fuses such groups with uint8 activations (under
 s8s8 it runs a Conv fed by such a Clip in float, on the dequantized codes: exact). A code
