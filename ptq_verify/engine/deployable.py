@@ -161,7 +161,7 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
                 fidelity[name] = OutputFidelity(float("nan"), np.empty(0),
                                                 agreement=float(np.mean(ref == got)))
             continue
-        ref = np.asarray(reference.get(name), dtype=np.float64)
+        ref = np.asarray(reference[name], dtype=np.float64)
         got = np.asarray(quantized[name], dtype=np.float64)
         if ref.shape == got.shape and not np.any(ref):  # nothing to measure against
             fidelity[name] = OutputFidelity(float("nan"), np.empty(0))

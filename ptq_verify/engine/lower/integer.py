@@ -82,6 +82,9 @@ class _IntegerLowering:
         self.quantizing = {s.src: s for s in model.steps
                            if isinstance(s, ScaleStep) and s.low is not None}
         self.skip: set[str] = set()
+        # plan tensor -> its codes lifted into uint8 and their zero point (a lopsided range),
+        # made once for all the products and selections that read it
+        self._lifted: dict[str, tuple[str, str]] = {}
         self.float_nodes: list[tuple[str, str]] = []
         self.inputs = {info.name for info in model.graph.inputs if info.is_float}
         # shape, index and mask tensors (no activation): the non-float inputs and what the
@@ -156,12 +159,14 @@ class _IntegerLowering:
         code, kind = self.codes[plan], self._container(plan)
         if kind != INT32:
             return self._cast(plan, kind), None
-        zero = -int(code.low)
-        name = self._cast(plan, INT32)
-        name = self.out.add("Add", [name, self.out.constant("zero", np.array(zero, np.int32))],
-                            f"{name}:lifted")
-        return (self.out.add("Cast", [name], f"{name}:cast", to=UINT8),
-                self.out.constant("zero", np.array(zero, np.uint8)))
+        if plan not in self._lifted:
+            zero = -int(code.low)
+            name = self._cast(plan, INT32)
+            name = self.out.add("Add", [name, self.out.constant(
+                "zero", np.array(zero, np.int32))], f"{name}:lifted")
+            self._lifted[plan] = (self.out.add("Cast", [name], f"{name}:cast", to=UINT8),
+                                  self.out.constant("zero", np.array(zero, np.uint8)))
+        return self._lifted[plan]
 
     def _narrowable(self, plan: str) -> bool:
         """Whether :meth:`_narrow` holds the codes of ``plan`` in 8 bits (it emits nodes)."""

@@ -357,11 +357,10 @@ def _fused_right(proto: onnx.NodeProto) -> onnx.NodeProto:
     the whole kernel under ``count_include_pad=1``, where its float kernel (as torch's
     AvgPool2d) divides by the cells within the input: a Hugging Face EfficientNet's pooler
     (its kernel is the hidden size, on a 1 x 1 map) came out near 0, 0 dB, in a default
-    session (a new-user trial). With no pads the
-    two settings of ``count_include_pad`` are the same function (no pad cell exists to
-    count), and the fused kernel computes ``count_include_pad=0`` right; the test compares
-    the float kernels of both on windows that run past the input
-    (tests/test_formats.py)."""
+    session (a new-user trial). With no pads the two settings of ``count_include_pad`` are
+    the same function (no pad cell exists to count), and the fused kernel computes
+    ``count_include_pad=0`` right; the test compares the float kernels of both on windows
+    that run past the input (tests/test_formats.py)."""
     if proto.op_type != "AveragePool" or proto.domain not in ("", "ai.onnx"):
         return proto
     attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
