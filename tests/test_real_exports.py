@@ -30,7 +30,9 @@ import pytest
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
-from ptq_verify.graph import load_graph
+from ptq_verify.engine.quantize import weight_layers
+from ptq_verify.engine.rules import is_elementwise
+from ptq_verify.graph import OperatorTable, load_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx"))
@@ -69,11 +71,13 @@ def _first_output(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def _same_codes(exported: np.ndarray, simulated: np.ndarray, scale) -> None:
     """The file's output codes are the engine's simulation's, but where a float node's kernel
     (onnxruntime's in the file, the catalog's numpy one in the simulation) differs in its last
-    bits and an output lands that close to a rounding tie: a LayerNorm on wide sums flips 2 of
-    the tiny BERT's 24,576 output codes by one (docs/engine.md, wide sums)."""
+    bits and a value lands that close to a rounding tie: a LayerNorm on wide sums flips 2 of
+    the tiny BERT's 24,576 output codes by one (docs/engine.md, wide sums); a code so flipped
+    before a weight layer (the tiny T5's RMSNorm, run in float) moves that token's whole row
+    of its accumulator, 81 of 32,768 outputs by up to 254 of its fine steps (1.5%)."""
     codes = np.abs(exported - simulated) * np.asarray(scale)
-    assert codes.max() < 1.5, "onnxruntime differs by more than a code"
-    assert np.mean(codes > 0.5) < 1e-3, "onnxruntime differs by a code in many outputs"
+    assert np.mean(codes > 0.5) < 5e-3, "onnxruntime differs by a code in many outputs"
+    assert sqnr_db(simulated, exported) > 45, "onnxruntime differs by more than flipped codes"
 
 
 def _mean_pooled_cosine(reference, quantized, mask) -> np.ndarray:
@@ -103,8 +107,13 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     exported = _first_output(model.to_onnx(), test)
     scale = np.asarray(model.output_scales["output"])
     _same_codes(exported, simulated, scale)
-    counts = model.counts()
-    assert counts["integer"] > counts["compensated"]
+    # every weight layer that mixes channels runs on integers (a normalization in parts, its
+    # gamma included, may run in float: tests/test_invariant_regions.py)
+    floats = {record.name for record in model.records if record.kind == "compensated"}
+    nodes, table = {node.name: node for node in graph.nodes}, OperatorTable()
+    products = {name for name in weight_layers(graph)
+                if not is_elementwise(table.find(nodes[name], graph))}
+    assert products and not floats & products
     for form in ("qdq", "integer"):  # every output format loads and runs in onnxruntime
         other = _first_output(model.to_onnx(form), test)
         assert np.linalg.norm(other - reference) < 0.05 * np.linalg.norm(reference), form

@@ -26,6 +26,7 @@ from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .float_region import FloatRegions
+from .invariant_regions import invariant_regions
 from .parallel import mapped
 from .plan import Action, NodeAction, plan_model
 from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
@@ -60,6 +61,8 @@ FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
 MIN_DIVISOR_CODES = 16
+INVARIANT_REASON = "a function of one activation that its scale does not change, in parts"
+
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 # An aligned sum (Add) is taken at 2^4 times the finest input scale: the other inputs' rounding
 # there costs 1/256 of the finest input's own rounding error, and the finest enters exactly.
@@ -411,6 +414,13 @@ class _Builder:
         plan, op = self._plans[node.name], self._ops[node.name]
         if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
             return False
+        if is_lattice_selection(op) and is_elementwise_unary(op):
+            # one that passes wide per-channel codes on to readers that take them wide (a
+            # Cast before an RMSNorm run in float, and the next residual sum); n-bit codes
+            # are not made per channel for it
+            codes = [self.codes[name] for name in node.inputs if name in self.codes]
+            return (bool(codes) and all(code.wide for code in codes)
+                    and all(self._takes_wide(out) for out in node.outputs if out in self.active))
         if (is_lattice_selection(op) or any(plan.rule.param_exponents.values())
                 or weight_layout(op, plan.rule) is not None):
             return False
@@ -784,6 +794,8 @@ class _Builder:
         decided readers first, so a chain of them (a boolean mask applied by a Where, then
         added to the scores, cast to float32, of a Softmax) runs in float as a whole."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
+        for name in invariant_regions(self.graph, self.table, plans, self.active):
+            floats.setdefault(name, INVARIANT_REASON)
         if self.kept_float:  # (regions index the whole graph: only when asked for)
             regions = FloatRegions(self.graph, self.table, plans, self.active)
             for tensor in self.kept_float:
@@ -1026,12 +1038,24 @@ class _Builder:
         if not self.wide_sums or not users or tensor in self.graph.output_names:
             return False
         for user in users:
-            if user.name not in self._float and self._reads_as_sum(user, tensor):
+            if user.name not in self._float and (self._reads_as_sum(user, tensor)
+                                                 or self._passes_wide(user, tensor)):
                 continue
             if not (user.name in self._float or self._plans[user.name].action is Action.COMPENSATE
                     or self._compensates_channels(user)):
                 return False
         return True
+
+    def _passes_wide(self, user: Node, tensor: str) -> bool:
+        """Whether ``user`` only passes ``tensor`` on, element by element (a Cast to float32
+        before an RMSNorm), to readers that take it wide: it takes the tensor's per-channel
+        codes too (:meth:`_takes_channels`)."""
+        plan, op = self._plans[user.name], self._ops[user.name]
+        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
+                and plan.rule.kind is RuleKind.PASS_THROUGH and is_lattice_selection(op)
+                and is_elementwise_unary(op)
+                and [user.inputs[s] for s in plan.activation_slots] == [tensor]
+                and all(self._takes_wide(out) for out in user.outputs if out in self.active))
 
     def _selected_into_outputs(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` only moves its elements into graph outputs that
