@@ -13,9 +13,10 @@ import numpy as np
 import onnxruntime as ort
 
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
-from ptq_verify.engine.invariant_regions import invariant_regions
+from ptq_verify.engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ptq_verify.engine.plan import plan_model
 from ptq_verify.graph import OperatorTable, activation_tensors
+from ptq_verify.report.audit import audit_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 QUANTIZE = sys.modules["ptq_verify.engine.quantize"]
@@ -54,6 +55,15 @@ def test_a_layernorm_in_parts_is_one_region_with_its_affine_part():
     assert set(regions.values()) == {"/0/Gemm_output_0"}
 
 
+def test_the_audit_says_what_quantize_does_there():
+    graph = load_model(LLAMA)
+    model = quantize(graph, calibrate(graph, _data("tiny_llama", "calib"), progress=False), 8)
+    in_parts = {record.name for record in model.records if INVARIANT_REASON in record.note}
+    audited = {entry.node for entry in audit_model(LLAMA).entries
+               if entry.reason == INVARIANT_REASON and entry.action == "compensate"}
+    assert in_parts and audited == in_parts
+
+
 def test_no_region_where_no_composition_is_free_of_the_scale():
     # the fused LayerNormalization node alone (it runs in float on wide input already), and
     # the exact GELU in parts beside it (Erf has no scaling rule)
@@ -73,14 +83,14 @@ def test_rmsnorms_run_in_float_on_the_residual_sums_held_wide(monkeypatch):
     records = {record.name: record for record in model.records}
     consumers = graph.consumers()
     roots = [node for node in graph.nodes if node.op_type == "Sqrt"]
-    assert roots and all(QUANTIZE.INVARIANT_REASON in records[node.name].note
+    assert roots and all(INVARIANT_REASON in records[node.name].note
                          for node in roots)
     # each residual sum, and the Cast to float32 that passes it on to its RMSNorm and to the
     # next sum (per-channel codes after a feed-forward layer's per-channel weights), are held
     # wide; the last sum's Cast, read by the final norm alone, is part of its region
     casts = [reader.outputs[0] for node in graph.nodes if node.op_type == "Add"
              for reader in consumers.get(node.outputs[0], []) if reader.op_type == "Cast"
-             and any(QUANTIZE.INVARIANT_REASON in records[user.name].note
+             and any(INVARIANT_REASON in records[user.name].note
                      for user in consumers[reader.outputs[0]])]
     sums = [graph.producers()[name].inputs[0] for name in casts]
     passed = [name for name in casts if name in model.codes]

@@ -31,6 +31,9 @@ from ..rules import RuleKind
 from .plan import Action, NodeAction
 from .rules import is_elementwise, tensor_weight_slot, weight_layout
 
+INVARIANT_REASON = "a function of one activation that its scale does not change, in parts"
+"""Why such a region's nodes run in float, as the summary and the audit say it."""
+
 MAX_REGION_NODES = 32
 """Largest region (in nodes): a decomposed LayerNorm has 9, an RMSNorm 6-8. A bound keeps the
 search short on every activation and a region a normalization, not a network."""

@@ -26,7 +26,7 @@ from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from .calibrate import Calibration
 from .float_region import FloatRegions
-from .invariant_regions import invariant_regions
+from .invariant_regions import INVARIANT_REASON, invariant_regions
 from .parallel import mapped
 from .plan import Action, NodeAction, plan_model
 from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
@@ -61,7 +61,6 @@ FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
 MIN_DIVISOR_CODES = 16
-INVARIANT_REASON = "a function of one activation that its scale does not change, in parts"
 
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 # An aligned sum (Add) is taken at 2^4 times the finest input scale: the other inputs' rounding

@@ -17,11 +17,12 @@ from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
 from ..engine.equalize import equalize
+from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..errors import UserError
-from ..graph import Graph, OperatorTable, load_graph
+from ..graph import Graph, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
 from ..graph.operators import quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
@@ -124,16 +125,19 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     original = load_graph(path)
     table = table or OperatorTable()
     prepared = prepare(load_graph(path), table)
-    plan = {a.name: a for a in plan_model(prepared, table)}
+    actions = plan_model(prepared, table)
+    plan = {a.name: a for a in actions}
+    # normalizations in parts run in float, as quantize runs them (found from the rules)
+    regions = invariant_regions(prepared, table, actions, activation_tensors(prepared, table))
     entries = []
     for node in original.nodes:
         action = plan.pop(node.name, None)
         if action is None:
             entries.append(_folded_entry(node, original, table))
             continue
-        entries.append(_entry(action, prepared, table))
-    entries.extend(_entry(action, prepared, table)  # nodes preparation created
-                   for action in plan.values())
+        entries.append(_entry(action, prepared, table, action.name in regions))
+    entries.extend(_entry(action, prepared, table, action.name in regions)  # nodes
+                   for action in plan.values())  # preparation created
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     # the probe runs the graph on the catalog's kernels: not with a node none of them runs
     unprobed = "" if all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries) else (
@@ -171,7 +175,8 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
     return "table of output codes (Gather)"
 
 
-def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
+def _entry(action, graph: Graph, table: OperatorTable, in_region: bool = False) -> AuditEntry:
+    """``in_region``: the node is part of a normalization in parts, which runs in float."""
     verdict = action.rule.kind.value if action.rule is not None else (
         UNKNOWN if action.operator is None else UNFIT)
     node = next(n for n in graph.nodes if n.name == action.name)
@@ -183,10 +188,10 @@ def _entry(action, graph: Graph, table: OperatorTable) -> AuditEntry:
         action.operator,
         verdict,
         None if action.rule is None else action.rule.describe(),
-        action.action.value,
-        action.text,
-        action.reason,
-        _integer_form(action, graph, table),
+        Action.COMPENSATE.value if in_region else action.action.value,
+        "compensate: run in float (a normalization in parts)" if in_region else action.text,
+        INVARIANT_REASON if in_region else action.reason,
+        "float: a normalization in parts" if in_region else _integer_form(action, graph, table),
         hint,
     )
 
