@@ -213,7 +213,8 @@ def weight_layers(graph: Graph, operators: Mapping[str, Operator] | OperatorTabl
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     plans = plan_model(graph, table, override_rules)
     builder = _Builder(graph, Calibration({}), 8, table, per_channel, False, False)
-    builder._float = {}
+    builder._float = dict.fromkeys(invariant_regions(graph, table, plans, builder.active),
+                                   INVARIANT_REASON)  # a norm's gamma, applied in float
     return builder._weight_targets(plans)
 
 
