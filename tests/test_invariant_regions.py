@@ -103,3 +103,30 @@ def test_rmsnorms_run_in_float_on_the_residual_sums_held_wide(monkeypatch):
     every_part_on_codes = sqnr_db(reference, _output(quantize(graph, calibration, 8).to_onnx(),
                                                      test))
     assert regions > every_part_on_codes + 2  # held out: 36.0 dB against 32.2
+
+
+def test_a_cast_before_the_norm_passes_per_channel_codes_on():
+    # Llama's RMSNorm starts with hidden_states.to(float32), a Cast the legacy exporter keeps:
+    # with one embedding column 20x the rest (an outlier channel, as real LLMs have), the
+    # embedding's codes take one scale per channel through that Cast into the norm, as they
+    # do where the export has no Cast (a new-user trial's Qwen2-like repro: 24.2 -> 27.4 dB)
+    for only_reader in (False, True):
+        graph = load_model(LLAMA)
+        name = next(node.inputs[0] for node in graph.nodes if node.op_type == "Gather"
+                    and node.inputs[0] in graph.initializers)
+        table = graph.initializers[name].copy()
+        table[:, 3] *= 20
+        graph.initializers[name] = table
+        gathered = next(node.outputs[0] for node in graph.nodes if node.op_type == "Gather"
+                        and node.inputs[0] == name)
+        cast = next(node for node in graph.consumers()[gathered] if node.op_type == "Cast")
+        if only_reader:  # torch's export when the residual reads the cast tensor: the Cast
+            # is the embedding's one reader, whose range the codes take (selections.md)
+            graph.nodes.remove(cast)
+            graph.nodes.insert(graph.nodes.index(graph.producers()[gathered]) + 1, cast)
+            for node in graph.nodes:
+                if node is not cast:
+                    node.inputs = [cast.outputs[0] if i == gathered else i for i in node.inputs]
+        calibration = calibrate(graph, _data("tiny_llama", "calib"), progress=False)
+        model = quantize(graph, calibration, 8)
+        assert np.ndim(model.codes[gathered].scale), only_reader

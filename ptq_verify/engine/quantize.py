@@ -310,8 +310,12 @@ class _Builder:
             unsigned = all(self.cal.stats[name].minimum >= 0 for name in ranged)
         levels = self.unsigned_max if unsigned else self.signed_max
         low = 0.0 if unsigned else -float(levels + 1)
-        channel = (self._channel_scale(tensor, axis, levels)
-                   if channels and ranged == [tensor] else None)
+        # per channel on the range its readers take: its own, or that of the one-element
+        # selections it passes through when they pass per-channel codes on (a Cast to float32
+        # before an RMSNorm: Qwen2's, Phi-3's, Gemma's)
+        channel = (self._channel_scale(ranged[0], axis, levels) if channels and (
+            ranged == [tensor] or len(ranged) == 1 and all(
+                self._takes_channels(user) for user in users)) else None)
         if channel is not None:
             return channel, low, float(levels)
         reach = max(self.cal.clip(name, levels) for name in ranged)
@@ -400,27 +404,32 @@ class _Builder:
         axis, (gain, peaks) = max(gains.items(), key=lambda item: item[1][0])
         if gain < CHANNEL_GAIN:
             return None
-        if not all(u.name in self._float or self._plans[u.name].action is Action.STATIC
-                   or self._takes_channels(u) or self._compensates_channels(u) for u in users):
+        if not self._read_per_channel(tensor):
             return None
         return along(levels / peaks, axis, len(self.graph.shape_of(tensor)))
+
+    def _read_per_channel(self, tensor: str) -> bool:
+        """Whether every reader of ``tensor`` takes per-channel codes of it: it runs on them
+        (:meth:`_takes_channels`), in float (it dequantizes them exactly), or reads no codes
+        (a static Shape)."""
+        return all(u.name in self._float or self._plans[u.name].action is Action.STATIC
+                   or self._takes_channels(u) or self._compensates_channels(u)
+                   for u in self.consumers.get(tensor, []))
 
     def _takes_channels(self, node: Node) -> bool:
         """Whether the node runs on per-channel codes and gives per-channel output scales: a
         proved per-channel rule (a sum brings its inputs to one scale per channel; a product
         multiplies them), no parameter to rescale (a scalar bound cannot take one value per
         channel) and no integer weights; selections, which pass codes on unchanged, are left
-        to one scale."""
+        to one scale, but an element-wise one whose readers take them."""
         plan, op = self._plans[node.name], self._ops[node.name]
         if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
             return False
-        if is_lattice_selection(op) and is_elementwise_unary(op):
-            # one that passes wide per-channel codes on to readers that take them wide (a
-            # Cast before an RMSNorm run in float, and the next residual sum); n-bit codes
-            # are not made per channel for it
-            codes = [self.codes[name] for name in node.inputs if name in self.codes]
-            return (bool(codes) and all(code.wide for code in codes)
-                    and all(self._takes_wide(out) for out in node.outputs if out in self.active))
+        if (is_lattice_selection(op) and is_elementwise_unary(op)
+                and not any(plan.rule.param_exponents.values())):
+            # passes its input's codes on unchanged (a Cast to float32 before an RMSNorm run
+            # in float and the next residual sum): per channel where its readers take them so
+            return all(self._read_per_channel(out) for out in node.outputs if out in self.active)
         if (is_lattice_selection(op) or any(plan.rule.param_exponents.values())
                 or weight_layout(op, plan.rule) is not None):
             return False
