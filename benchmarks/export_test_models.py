@@ -60,6 +60,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  the causal mask hides every key of a padded row's first positions, whose
                  Softmax rows are NaN until an IsNaN-guarded Where turns them into 0; legacy
                  exporter at opset 17 only
+    tiny_qwen2_outliers  a 2-layer Qwen2 decoder from a config whose norm weights are
+                 perturbed (1 + 0.1 N(0, 1)) and two embedding channels 10x the rest, the
+                 outlier channels real LLMs have (left-padded tokens, ``tiny_llama.*.npz``):
+                 its RMSNorms start with a Cast to float32, which the legacy exporter keeps;
+                 legacy exporter at opset 17 only
     tiny_funnel  a Funnel transformer from a config (random weights): its additive mask is
                  (1 - mask) * -1e6, far beyond int32 at an accumulator's scale; dynamo exporter
                  at opset 18 with its default optimizations, the batch fixed at 1
@@ -113,6 +118,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
+             "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_funnel": {"dynamo": (18,)},
              "digits_regressor": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
@@ -266,6 +272,29 @@ class TinyLlama(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.llama(input_ids=input_ids, attention_mask=attention_mask,
+                          use_cache=False).last_hidden_state
+
+
+class TinyQwen2Outliers(torch.nn.Module):
+    """transformers' Qwen2Model from a small config, its norm weights perturbed and two
+    embedding channels scaled 10x; returns the last hidden state only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import Qwen2Config, Qwen2Model
+
+        config = Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                             max_position_embeddings=SEQUENCE, use_cache=False)
+        self.qwen2 = Qwen2Model(config).eval()
+        with torch.no_grad():
+            for name, parameter in self.qwen2.named_parameters():
+                if "norm" in name:
+                    parameter += 0.1 * torch.randn_like(parameter)
+            self.qwen2.embed_tokens.weight[:, [3, 17]] *= 10
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.qwen2(input_ids=input_ids, attention_mask=attention_mask,
                           use_cache=False).last_hidden_state
 
 
@@ -497,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
+        "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
     }

@@ -44,8 +44,10 @@ from ..rules import Rule
 from .calibrate import Calibration
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
+from .invariant_regions import invariant_regions
 from .metrics import fake_quantized
 from .parallel import mapped
+from .plan import plan_model
 from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, weight_layout
@@ -145,11 +147,15 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     if observed is None:
         return []
     values, reach = observed
+    in_float = _normalizations_in_parts(graph, table, overrides)
 
     def choice(candidate: Candidate) -> tuple[float, np.ndarray] | None:
+        # a channel-wise source (a norm's gamma) reads codes, unless it is the end of a
+        # normalization in parts, which runs in float (a duplicated source would not be)
+        rounded_before = candidate.source.channel_wise and not (
+            candidate.source.node.name in in_float and not candidate.duplicate)
         found = _choose(graph, candidate, values[candidate.tensor], reach[candidate.tensor],
-                        bits, alphas, rounded_before=candidate.source.channel_wise,
-                        per_channel=per_channel)
+                        bits, alphas, rounded_before=rounded_before, per_channel=per_channel)
         bar.update(1)
         return found
 
@@ -172,6 +178,14 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
         apply(graph, candidate, scale, alpha) for candidate, alpha, scale in chosen])
 
 
+
+
+def _normalizations_in_parts(graph: Graph, table: OperatorTable,
+                             overrides: Mapping[str, Rule] | None) -> set[str]:
+    """The nodes quantize runs in float as normalizations in parts (engine/invariant_regions.py:
+    from the rules alone, so smoothing's constants leave them as they are)."""
+    plans = plan_model(graph, table, overrides)
+    return set(invariant_regions(graph, table, plans, activation_tensors(graph, table)))
 
 
 def candidates_of(graph: Graph, table: OperatorTable,
