@@ -257,6 +257,14 @@ def digits_norms() -> torch.nn.Module:
     )
 
 
+def _tiny_decoder(config_class):
+    """A transformers decoder config of the tests' size: 2 layers of width 32, 2 heads sharing
+    one key/value head, no cache."""
+    return config_class(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                        max_position_embeddings=SEQUENCE, use_cache=False)
+
+
 class TinyLlama(torch.nn.Module):
     """transformers' LlamaModel from a small config (its default sdpa attention, no cache);
     returns the last hidden state only."""
@@ -265,10 +273,7 @@ class TinyLlama(torch.nn.Module):
         super().__init__()
         from transformers import LlamaConfig, LlamaModel
 
-        config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                             max_position_embeddings=SEQUENCE, use_cache=False)
-        self.llama = LlamaModel(config).eval()
+        self.llama = LlamaModel(_tiny_decoder(LlamaConfig)).eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.llama(input_ids=input_ids, attention_mask=attention_mask,
@@ -283,10 +288,7 @@ class TinyQwen2Outliers(torch.nn.Module):
         super().__init__()
         from transformers import Qwen2Config, Qwen2Model
 
-        config = Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                             max_position_embeddings=SEQUENCE, use_cache=False)
-        self.qwen2 = Qwen2Model(config).eval()
+        self.qwen2 = Qwen2Model(_tiny_decoder(Qwen2Config)).eval()
         with torch.no_grad():
             for name, parameter in self.qwen2.named_parameters():
                 if "norm" in name:
