@@ -61,7 +61,6 @@ FIXED_POINT_BITS = 16
 # A negative-degree input (a divisor) closer to 0 than this many codes amplifies rounding
 # error beyond the 8-bit level; the engine refuses rather than return a wrong network.
 MIN_DIVISOR_CODES = 16
-
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 # An aligned sum (Add) is taken at 2^4 times the finest input scale: the other inputs' rounding
 # there costs 1/256 of the finest input's own rounding error, and the finest enters exactly.
