@@ -13,9 +13,8 @@ depthwise convolution in float; the stem's own input and the depthwise output st
 from __future__ import annotations
 
 from ..graph import Graph, Node, OperatorTable
-from ..rules import RuleKind
 from .plan import Action, NodeAction
-from .rules import tensor_weight_slot, weight_layout
+from .rules import holds_weights
 
 
 class FloatRegions:
@@ -51,19 +50,13 @@ class FloatRegions:
         return [name for name in dict.fromkeys(names) if name in self.active]
 
     def _passes_on(self, node: Node) -> bool:
-        """One activation input and no weights: its output carries that input's rounding. A
-        weight is a parameter the rules prove the output linear in (a Conv's), or a constant
-        tensor input of degree 1 in a product that mixes channels (a MatMul's matrix); a
-        constant added to the activation (a bias Add, an aligned sum) or multiplied into it
-        element by element (the 0.5 of a legacy GELU export) mixes nothing: the output is
-        the input's rounding, moved or scaled, and rounding it again at its range would
-        undo keeping the input exact."""
+        """One activation input and no weights (:func:`.rules.holds_weights`): its output
+        carries that input's rounding, moved or scaled, and rounding it again at its range
+        would undo keeping the input exact."""
         plan = self.plans[node.name]
         if len(self._activations(node.inputs)) != 1:
             return False
         op = self.table.find(node, self.graph)
         if plan.rule is None or op is None:
             return True
-        product = (plan.rule.kind is not RuleKind.ALIGNED and op.mixes_channels
-                   and tensor_weight_slot(self.graph, node, op, plan.rule) is not None)
-        return weight_layout(op, plan.rule) is None and not product
+        return not holds_weights(self.graph, node, op, plan.rule)

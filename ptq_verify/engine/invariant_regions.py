@@ -29,7 +29,7 @@ from fractions import Fraction
 from ..graph import Graph, Node, OperatorTable, slot_binding
 from ..rules import RuleKind
 from .plan import Action, NodeAction
-from .rules import is_elementwise, tensor_weight_slot, weight_layout
+from .rules import holds_weights, is_elementwise
 
 INVARIANT_REASON = "a function of one activation that its scale does not change, in parts"
 """Why such a region's nodes run in float, as the summary and the audit say it."""
@@ -123,8 +123,7 @@ class _Search:
         slots = plan.activation_slots
         if not slots or any(node.inputs[slot] not in known for slot in slots):
             return None
-        if weight_layout(op, rule) is not None or (
-                op.mixes_channels and tensor_weight_slot(self.graph, node, op, rule) is not None):
+        if holds_weights(self.graph, node, op, rule):
             return None  # a weight layer: the integer work a quantized model is for
         tensors = [t.name for t in op.inputs]
         inputs: dict[str, Fraction] = {}

@@ -424,10 +424,7 @@ class _Builder:
         plan, op = self._plans[node.name], self._ops[node.name]
         if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
             return False
-        if (is_lattice_selection(op) and is_elementwise_unary(op)
-                and not any(plan.rule.param_exponents.values())):
-            # passes its input's codes on unchanged (a Cast to float32 before an RMSNorm run
-            # in float and the next residual sum): per channel where its readers take them so
+        if self._passes_codes_on(node):  # per channel where its readers take them so
             return all(self._read_per_channel(out) for out in node.outputs if out in self.active)
         if (is_lattice_selection(op) or any(plan.rule.param_exponents.values())
                 or weight_layout(op, plan.rule) is not None):
@@ -1055,15 +1052,21 @@ class _Builder:
         return True
 
     def _passes_wide(self, user: Node, tensor: str) -> bool:
-        """Whether ``user`` only passes ``tensor`` on, element by element (a Cast to float32
-        before an RMSNorm), to readers that take it wide: it takes the tensor's per-channel
-        codes too (:meth:`_takes_channels`)."""
-        plan, op = self._plans[user.name], self._ops[user.name]
-        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
-                and plan.rule.kind is RuleKind.PASS_THROUGH and is_lattice_selection(op)
-                and is_elementwise_unary(op)
-                and [user.inputs[s] for s in plan.activation_slots] == [tensor]
+        """Whether ``user`` passes ``tensor`` on unchanged (:meth:`_passes_codes_on`) to
+        readers that take it wide: it takes the tensor's per-channel codes too
+        (:meth:`_takes_channels`)."""
+        return (self._passes_codes_on(user)
+                and [user.inputs[s] for s in self._plans[user.name].activation_slots] == [tensor]
                 and all(self._takes_wide(out) for out in user.outputs if out in self.active))
+
+    def _passes_codes_on(self, node: Node) -> bool:
+        """Whether ``node`` is an element-wise selection with no parameter (a Cast to float32
+        before an RMSNorm, a Relu): it runs on codes and its output is its input's codes,
+        unchanged."""
+        plan, op = self._plans[node.name], self._ops[node.name]
+        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
+                and is_lattice_selection(op) and is_elementwise_unary(op)
+                and not any(plan.rule.param_exponents.values()))
 
     def _selected_into_outputs(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` only moves its elements into graph outputs that

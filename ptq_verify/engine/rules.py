@@ -121,6 +121,16 @@ def tensor_weight_slot(graph: Graph, node: Node, op: Operator, rule: Rule) -> in
     return slots[0] if len(slots) == 1 and len(node.inputs) > 1 else None
 
 
+def holds_weights(graph: Graph, node: Node, op: Operator, rule: Rule) -> bool:
+    """Whether ``node`` is a weight layer: parameters the rules prove its output linear in
+    (a Conv's, :func:`weight_layout`), or a constant tensor input of degree 1 in a product
+    that mixes channels (a MatMul's matrix, :func:`tensor_weight_slot`). A constant added to
+    an activation (a bias Add, an aligned sum) or multiplied into it element by element (the
+    0.5 of a legacy GELU export, a norm's gamma) is none."""
+    return weight_layout(op, rule) is not None or (
+        op.mixes_channels and tensor_weight_slot(graph, node, op, rule) is not None)
+
+
 def weight_layout(op: Operator, rule: Rule) -> WeightLayout | None:
     """Which parameters are weights, proved by the checker on a derived operator whose input
     tensor is the weights and biases together: f(x; c*W, c*b) = c*f(x; W, b)."""
