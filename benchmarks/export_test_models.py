@@ -65,6 +65,10 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  outlier channels real LLMs have (left-padded tokens, ``tiny_llama.*.npz``):
                  its RMSNorms start with a Cast to float32, which the legacy exporter keeps;
                  legacy exporter at opset 17 only
+    tiny_bert_outliers  tiny_bert with its LayerNorm weights perturbed (1 + 0.1 N(0, 1)) and
+                 two of their channels 10x the rest: at opset 14 its LayerNorms are
+                 exported in parts, so smoothing takes them through a Mul by gamma and an
+                 Add of beta; legacy exporter at opsets 14 and 17
     tiny_funnel  a Funnel transformer from a config (random weights): its additive mask is
                  (1 - mask) * -1e6, far beyond int32 at an accumulator's scale; dynamo exporter
                  at opset 18 with its default optimizations, the batch fixed at 1
@@ -119,6 +123,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
+             "tiny_bert_outliers": {"legacy": (14, 17)},
              "tiny_funnel": {"dynamo": (18,)},
              "digits_regressor": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
@@ -346,6 +351,20 @@ class TinyBert(torch.nn.Module):
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+class TinyBertOutliers(TinyBert):
+    """The same BERT, its LayerNorm weights perturbed and two of their channels scaled 10x
+    (the outlier channels of real encoders' LayerNorm outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            for name, parameter in self.bert.named_parameters():
+                if "LayerNorm" in name:
+                    parameter += 0.1 * torch.randn_like(parameter)
+                if "LayerNorm.weight" in name:
+                    parameter[[3, 17]] *= 10
+
+
 class TinyBertSdpa(TinyBert):
     """The same BERT with transformers' default attention (sdpa): the export computes the
     mask with Where and guards the Softmax with Where(IsNaN(p), 0, p)."""
@@ -529,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
+        "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
     }

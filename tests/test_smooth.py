@@ -14,10 +14,13 @@ import pytest
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
 from ptq_verify.engine.float_run import SAMPLES, agrees
+from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+IN_PARTS = FIXTURES / "tiny_bert_outliers.legacy.opset14.onnx"  # LayerNorms in parts
+FUSED = FIXTURES / "tiny_bert_outliers.legacy.opset17.onnx"  # the same model, fused nodes
 
 
 def _data(split: str) -> dict[str, np.ndarray]:
@@ -44,8 +47,9 @@ def test_candidates_are_layernorm_outputs_and_gelu_outputs_found_by_the_rules():
         assert candidate.duplicate == bool(others), producer.name
 
 
-def test_smoothed_float_model_computes_the_same_function():
-    graph, test = load_model(MODEL), _data("test")
+@pytest.mark.parametrize("model", [MODEL, IN_PARTS], ids=["fused", "in-parts"])
+def test_smoothed_float_model_computes_the_same_function(model):
+    graph, test = load_model(model), _data("test")
     reference = _outputs(graph, test)
     done = smoothing.smooth(graph, _data("calib"), alphas=(0.5, 0.9))
     assert done, "nothing smoothed on the tiny BERT"
@@ -84,6 +88,35 @@ def test_a_wrong_factor_is_detected_and_undone(monkeypatch):
     assert [n.name for n in graph.nodes] == nodes
     assert graph.initializers.keys() == initializers.keys()
     assert all(graph.initializers[k] is v for k, v in initializers.items())
+
+
+def test_a_layernorm_in_parts_takes_the_factor_as_the_fused_node_does():
+    # At opset 14 a LayerNorm is exported as its parts: it ends in a Mul by gamma (a source)
+    # and an Add of beta, which carries the factor on (proofs/smoothing.md, S1'). The same
+    # activations go into the same consumers as at opset 17, and the model quantizes as well.
+    table = OperatorTable()
+
+    def found(model):
+        return {tuple(a.node.name for a in c.consumers): c
+                for c in smoothing.candidates_of(load_model(model), table)}
+
+    parts, fused = found(IN_PARTS), found(FUSED)
+    assert parts.keys() == fused.keys()
+    assert all(parts[key].duplicate == fused[key].duplicate for key in parts)
+    chained = [c for c in parts.values() if c.chain]
+    assert chained and all(len(c.chain) == 1 and c.source.channel_wise for c in chained)
+    assert not any(c.chain for c in fused.values())
+    results = []
+    for model in (IN_PARTS, FUSED):
+        graph = load_model(model)
+        done, calibration = smoothed_and_calibrated(graph, _data("calib"), 8, table)
+        test = _data("test")
+        reference = _outputs(load_model(model), test)["output"]
+        quantized = quantize(graph, calibration, 8).run(test)["output"]
+        results.append((len(done), sqnr_db(reference, quantized)))
+    (count, in_parts), (count_fused, fused_db) = results
+    assert count == count_fused > 0
+    assert in_parts >= fused_db - 0.1, results
 
 
 def test_agreement_check_tells_a_changed_output_from_float_rounding():

@@ -20,6 +20,7 @@ from ptq_verify.graph import OperatorTable
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 quantize_module = sys.modules["ptq_verify.engine.quantize"]  # the package exports the function
 MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
+IN_PARTS = FIXTURES / "tiny_bert_outliers.legacy.opset14.onnx"  # LayerNorms in parts
 
 
 def _calib(samples: int = 48) -> dict[str, np.ndarray]:
@@ -62,25 +63,28 @@ def test_statistics_without_kept_extremes_or_with_a_histogram_are_not_divided():
         assert stats.divided(np.ones(4), 2) is None
 
 
-def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives():
-    """The derived statistics of every smoothed tensor and the derived input statistics of its
+@pytest.mark.parametrize("model", [MODEL, IN_PARTS], ids=["fused", "in-parts"])
+def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives(model):
+    """The derived statistics of every smoothed tensor (and of the tensors between its source
+    and it: a LayerNorm in parts' gamma product) and the derived input statistics of its
     consumers against a second calibration pass over the graph as smoothing left it; and the
     same smoothing as smoothing's own pass chooses."""
     data = _calib()
-    graph = load_model(MODEL)
+    graph = load_model(model)
     smoothed, derived = smoothed_and_calibrated(graph, data, 8)
     assert smoothed, "the tiny BERT must take smoothing for this test to reach the derivation"
     measured = calibrate(graph, data, bits=8, progress=False,
                          weight_layers=weight_layers(graph))
     for item in smoothed:
-        after, again = derived.stats[item.output], measured.stats[item.output]
-        scale = max(again.max_abs, 1e-30)
-        assert abs(after.minimum - again.minimum) <= 1e-5 * scale, item.output
-        assert abs(after.maximum - again.maximum) <= 1e-5 * scale, item.output
-        assert (after.minimum >= 0) == (again.minimum >= 0)
-        for key, peaks in again.channel_peaks.items():
-            np.testing.assert_allclose(after.channel_peaks[key], peaks, rtol=1e-4,
-                                       atol=1e-6 * scale)
+        for _, output in (*item.carried, (item.tensor, item.output)):
+            after, again = derived.stats[output], measured.stats[output]
+            scale = max(again.max_abs, 1e-30)
+            assert abs(after.minimum - again.minimum) <= 1e-5 * scale, output
+            assert abs(after.maximum - again.maximum) <= 1e-5 * scale, output
+            assert (after.minimum >= 0) == (again.minimum >= 0)
+            for key, peaks in again.channel_peaks.items():
+                np.testing.assert_allclose(after.channel_peaks[key], peaks, rtol=1e-4,
+                                           atol=1e-6 * scale)
         for consumer in item.consumers:
             one, two = derived.layers.stats[consumer], measured.layers.stats[consumer]
             np.testing.assert_allclose(one.hessian, two.hessian, rtol=1e-3,
@@ -88,7 +92,8 @@ def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives():
             np.testing.assert_allclose(one.mean, two.mean, rtol=1e-3,
                                        atol=1e-5 * np.abs(two.mean).max())
     assert derived.runner is None  # its session ran the graph before smoothing
-    again = load_model(MODEL)
+    assert any(item.carried for item in smoothed) == (model == IN_PARTS)
+    again = load_model(model)
     assert [s.describe() for s in smooth(again, data)] == [s.describe() for s in smoothed]
     quantize(graph, derived, 8).to_onnx()
 

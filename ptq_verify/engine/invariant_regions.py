@@ -93,12 +93,13 @@ class _Search:
                 return None
         tail = [tensor for tensor, exponent in exponents.items() if exponent == 0]
         while tail:  # the normalization's affine part: x * gamma + beta, one rounding after it
-            tensor = tail.pop()
+            tensor = tail.pop()  # (after each of its copies, where smoothing made some)
             readers = self.consumers.get(tensor, [])
-            if (len(readers) == 1 and tensor not in self.graph.output_names
-                    and readers[0].name not in nodes and self._affine(readers[0], tensor)):
-                nodes.add(readers[0].name)
-                tail += [out for out in readers[0].outputs if out in self.active]
+            if (readers and tensor not in self.graph.output_names
+                    and all(r.name not in nodes and self._affine(r, tensor) for r in readers)):
+                for reader in readers:
+                    nodes.add(reader.name)
+                    tail += [out for out in reader.outputs if out in self.active]
         return nodes
 
     def _affine(self, node: Node, tensor: str) -> bool:

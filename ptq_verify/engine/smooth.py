@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
-from ..rules import Rule
+from ..rules import Rule, RuleKind
 from .calibrate import Calibration
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
@@ -50,7 +50,7 @@ from .parallel import mapped
 from .plan import plan_model
 from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
-from .rules import effective_rule, weight_layout
+from .rules import effective_rule, is_elementwise, weight_layout
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Migration strengths tried per activation (SmoothQuant's default is 0.5). Measured on
@@ -67,6 +67,9 @@ _SCREEN_ROWS = 512
 _FINALISTS = 2
 _SCALE_LIMIT = 1e4
 _AXIS_CHOICES = 16  # pairings of a source's constants with the channel axis tried at most
+_CARRIERS = 3
+"""Carriers between a source and the smoothed activation at most: a LayerNorm in parts has
+one (the Add of beta after the Mul by gamma), a norm followed by a Cast (OLMo) one."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,13 @@ class SmoothedTensor:
     scale: np.ndarray
     axis: int  # the channel axis of ``tensor`` that ``scale`` runs along
     output: str  # the divided tensor the consumers read (``tensor`` or its copy)
+    carried: tuple[tuple[str, str], ...] = ()  # (tensor, divided tensor) before ``tensor``
+    carriers: tuple[str, ...] = ()  # the nodes from ``source`` to ``tensor``
 
     def describe(self) -> str:
         copy = " (source duplicated)" if self.duplicated else ""
-        return (f"{self.source} -> {' + '.join(self.consumers)} alpha {self.alpha:g}, "
+        through = "".join(f" .. {name}" for name in self.carriers)
+        return (f"{self.source}{through} -> {' + '.join(self.consumers)} alpha {self.alpha:g}, "
                 f"channel ratio {self.scale.max() / self.scale.min():.3g}{copy}")
 
 
@@ -110,10 +116,23 @@ class Candidate:
     source: Absorber
     consumers: tuple[Absorber, ...]
     duplicate: bool
+    chain: tuple[Absorber, ...] = ()  # carriers from the source's output to ``tensor``
+
+    @property
+    def makers(self) -> tuple[Absorber, ...]:
+        """The source and the carriers after it, in graph order: what divides the channels."""
+        return (self.source, *self.chain)
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """The tensors before ``tensor`` that the factor divides too (the source's output and
+        every carrier's but the last)."""
+        return tuple(maker.node.outputs[0] for maker in self.makers[:-1])
 
     def describe(self) -> str:
         copy = " (source duplicated)" if self.duplicate else ""
-        return (f"{self.source.node.name} -> "
+        through = "".join(f" .. {carrier.node.name}" for carrier in self.chain)
+        return (f"{self.source.node.name}{through} -> "
                 f"{' + '.join(c.node.name for c in self.consumers)}{copy}")
 
 
@@ -151,9 +170,9 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
 
     def choice(candidate: Candidate) -> tuple[float, np.ndarray] | None:
         # a channel-wise source (a norm's gamma) reads codes, unless it is the end of a
-        # normalization in parts, which runs in float (a duplicated source would not be)
-        rounded_before = candidate.source.channel_wise and not (
-            candidate.source.node.name in in_float and not candidate.duplicate)
+        # normalization in parts, which runs in float (a copy of it as well)
+        rounded_before = (candidate.source.channel_wise
+                          and candidate.source.node.name not in in_float)
         found = _choose(graph, candidate, values[candidate.tensor], reach[candidate.tensor],
                         bits, alphas, rounded_before=rounded_before, per_channel=per_channel)
         bar.update(1)
@@ -167,7 +186,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
                                                  for c in candidates))
     chosen, taken = [], set()  # a node takes part in one smoothing at most
     for candidate, choice in zip(candidates, choices):
-        names = {candidate.source.node.name, *(c.node.name for c in candidate.consumers)}
+        names = {m.node.name for m in (*candidate.makers, *candidate.consumers)}
         if choice is not None and not names & taken:
             chosen.append((candidate, *choice))
             taken |= names
@@ -194,6 +213,8 @@ def candidates_of(graph: Graph, table: OperatorTable,
     factor (no data needed: ``ptq-verify audit`` lists them)."""
     active = activation_tensors(graph, table)
     consumers, outputs = graph.consumers(), set(graph.output_names)
+    producers = graph.producers()
+    in_float = _normalizations_in_parts(graph, table, overrides)
     found = []
     for node in graph.nodes:
         if len(node.outputs) != 1 or node.outputs[0] not in active or node.outputs[0] in outputs:
@@ -207,13 +228,19 @@ def candidates_of(graph: Graph, table: OperatorTable,
             continue
         axis = axes.pop()
         source = _source(graph, table, node, tensor, axis, active, overrides)
+        chain: tuple[Absorber, ...] = ()
         if source is None:
-            continue
+            carried = _carried_source(graph, table, node, tensor, axis, active, overrides,
+                                      producers, consumers, in_float)
+            if carried is None:
+                continue
+            source, chain = carried
         absorbers = tuple(absorber for _, (_, absorber) in taken)
         duplicate = len(taken) != len(consumers.get(tensor, []))
-        if not _owned(graph, absorbers) or (duplicate and _has_matrix(graph, source)):
+        if not _owned(graph, absorbers) or (
+                duplicate and any(_has_matrix(graph, maker) for maker in (source, *chain))):
             continue
-        found.append(Candidate(tensor, axis, source, absorbers, duplicate))
+        found.append(Candidate(tensor, axis, source, absorbers, duplicate, chain))
     return found
 
 
@@ -222,22 +249,27 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
     """Divide the activation's channels by ``scale`` at its source (or a copy of it) and
     multiply the consumers' weight slices by it."""
     inits = graph.initializers
-    source = candidate.source.node
-    target = source
-    if candidate.duplicate:
-        target = Node(f"{source.name}~smooth", source.op_type, list(source.inputs),
-                      [f"{candidate.tensor}~smooth"], dict(source.attrs), source.domain,
-                      dict(source.attr_types))
-        graph.nodes.insert(graph.nodes.index(source) + 1, target)
-        if candidate.tensor in graph.value_info:
-            graph.value_info[target.outputs[0]] = graph.value_info[candidate.tensor]
     rank = _rank(graph, candidate.tensor)
-    for slot, axis in candidate.source.slots:
-        name = source.inputs[slot]
-        value = _per_channel(inits[name], scale.size, candidate.axis, rank)
-        fresh = f"{name}~smooth~{target.name}"
-        inits[fresh] = divided_along(value, scale, axis)
-        target.inputs[slot] = fresh
+    renamed: dict[str, str] = {}  # a maker's output -> its copy's (when duplicated)
+    for maker in candidate.makers:
+        node = target = maker.node
+        if candidate.duplicate:
+            output = node.outputs[0]
+            target = Node(f"{node.name}~smooth", node.op_type,
+                          [renamed.get(name, name) for name in node.inputs],
+                          [f"{output}~smooth"], dict(node.attrs), node.domain,
+                          dict(node.attr_types))
+            graph.nodes.insert(graph.nodes.index(node) + 1, target)
+            renamed[output] = target.outputs[0]
+            if output in graph.value_info:
+                graph.value_info[target.outputs[0]] = graph.value_info[output]
+        for slot, axis in maker.slots:
+            name = node.inputs[slot]
+            value = _per_channel(inits[name], scale.size, candidate.axis, rank)
+            fresh = f"{name}~smooth~{target.name}"
+            inits[fresh] = divided_along(value, scale, axis)
+            target.inputs[slot] = fresh
+    output = renamed.get(candidate.tensor, candidate.tensor)
     for consumer in candidate.consumers:
         node = consumer.node
         for slot, axis in consumer.slots:
@@ -246,14 +278,14 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
             fresh = f"{name}~smooth"
             inits[fresh] = (value * along(scale, axis, value.ndim)).astype(value.dtype)
             node.inputs[slot] = fresh
-        if target is not source:
-            node.inputs = [target.outputs[0] if i == candidate.tensor else i
-                           for i in node.inputs]
+        node.inputs = [output if i == candidate.tensor else i for i in node.inputs]
     used = {name for node in graph.nodes for name in node.inputs}
     graph.initializers = {k: v for k, v in inits.items() if k in used}
-    return SmoothedTensor(candidate.tensor, source.name, tuple(c.node.name for c in
-                                                                candidate.consumers),
-                          alpha, candidate.duplicate, scale, candidate.axis, target.outputs[0])
+    return SmoothedTensor(candidate.tensor, candidate.source.node.name,
+                          tuple(c.node.name for c in candidate.consumers), alpha,
+                          candidate.duplicate, scale, candidate.axis, output,
+                          tuple((name, renamed.get(name, name)) for name in candidate.carried),
+                          tuple(carrier.node.name for carrier in candidate.chain))
 
 
 # -- which nodes carry the factor ------------------------------------------------------------
@@ -350,11 +382,111 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
     examples = example_inputs(graph, node, active)
     if not slots or rank is None or examples is None:
         return None
+    probed = _probe(op, node, examples, slots, axis, rank)
+    if probed is None:
+        return None
+    pairing, base, factors = probed
+    return Absorber(node, pairing, _channel_wise(op, node, examples, active, base, axis,
+                                                 factors))
+
+
+def _carried_source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: int,
+                    active: set[str], overrides, producers: Mapping[str, Node],
+                    consumers: Mapping[str, list[Node]], in_float: set[str]
+                    ) -> tuple[Absorber, tuple[Absorber, ...]] | None:
+    """(source, carriers) when ``node`` is a carrier (:func:`_carrier`) of its one activation
+    input, which it alone reads and which a source makes, or a carrier of one, and so on
+    (proofs/smoothing.md, S1'): a LayerNorm in parts ends in a Mul by gamma, a source, and an
+    Add of beta, a carrier; OLMo's LayerNormalization is followed by a Cast.
+
+    A carrier's constants that take the factor (beta, a clip bound) become one value per
+    channel; where the carrier runs on codes each is rounded to the activation's grid, which
+    the strength search does not model (ReLU6's bound 6, a code, is not once divided).
+    Measured on EfficientNet-Lite1: 8 depthwise convolutions took factors through their
+    ReLU6, and the logits' SQNR on the calibration sample fell from 16.0 to 15.6 dB. So only
+    a carrier ``in_float`` (a normalization in parts' affine tail) takes constants; any other
+    carries the factor through none (a Cast)."""
+    chain: list[Absorber] = []
+    for _ in range(_CARRIERS):
+        found = _carrier(graph, table, node, tensor, axis, active, overrides)
+        if found is None or (found[1].slots and node.name not in in_float):
+            return None
+        tensor, carrier = found
+        chain.insert(0, carrier)
+        maker = producers.get(tensor)
+        if (maker is None or len(maker.outputs) != 1 or tensor in graph.output_names
+                or len(consumers.get(tensor, [])) != 1):
+            return None
+        source = _source(graph, table, maker, tensor, axis, active, overrides)
+        if source is not None:
+            return source, tuple(chain)
+        node = maker
+    return None
+
+
+def _carrier(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: int,
+             active: set[str], overrides) -> tuple[str, Absorber] | None:
+    """(its activation input, the node as a carrier) when ``node`` computes ``tensor``
+    element by element from one activation input and constants, and is proved jointly
+    homogeneous of degree 1 in that input and the constants that carry the factor: all of
+    them under the aligned-sum rule (an Add of beta), none under a rule of degree 1 in the
+    input (a Cast, a Mul by a constant); a probe of the node confirms that dividing the
+    input's channels along ``axis``, and those constants' slices, divides ``tensor``'s."""
+    op = table.find(node, graph)
+    if op is None or len(node.outputs) != 1 or not is_elementwise(op):
+        return None
+    _, rule = effective_rule(op, overrides)
+    slots = [s for s, name in enumerate(node.inputs) if name in active]
+    constants = [s for s, name in enumerate(node.inputs) if name in graph.initializers]
+    if len(slots) != 1 or len(slots) + len(constants) != sum(map(bool, node.inputs)):
+        return None
+    carried = _carried_slots(op, rule, slots[0], constants)
+    rank = _rank(graph, tensor)
+    examples = example_inputs(graph, node, active)
+    if (carried is None or rank is None or examples is None
+            or _rank(graph, node.inputs[slots[0]]) != rank):
+        return None
+    probed = _probe(op, node, examples, carried, axis, rank, divided=slots[0])
+    return None if probed is None else (node.inputs[slots[0]], Absorber(node, probed[0]))
+
+
+def _carried_slots(op, rule: Rule, slot: int, constants: list[int]) -> list[int] | None:
+    """The constant inputs that take the factor at a carrier with its activation on ``slot``,
+    by the rule: all under the aligned-sum rule of degree 1 (x + beta: (x + beta) / s = x / s
+    + beta / s); none when the output has degree 1 in the activation (pass-through, or
+    homogeneous with that input's degree 1); None for any other rule."""
+    kind = rule.kind
+    if kind is RuleKind.ALIGNED:
+        return constants if rule.degree in (None, 1) else None
+    if kind is RuleKind.PASS_THROUGH:
+        return []
+    if kind is RuleKind.HOMOGENEOUS and rule.input_degrees is not None:
+        tensors = [t.name for t in op.inputs]
+        binding = slot_binding(op, slot)
+        if binding in tensors and rule.input_degrees[tensors.index(binding)] == 1:
+            return []
+    return None
+
+
+def _probe(op, node: Node, examples: list, slots: list[int], axis: int, rank: int,
+           divided: int | None = None
+           ) -> tuple[tuple[tuple[int, int], ...], np.ndarray, np.ndarray] | None:
+    """((slot, axis) for each constant in ``slots``, the node's output on ``examples``, the
+    probe's factors) for the first pairing of the constants' axes with the output's channel
+    axis ``axis`` (of the first _AXIS_CHOICES) under which dividing their slices by random
+    factors, and the activation input ``divided`` along ``axis``, divides the output's
+    channels alike; None when none does or the node cannot run."""
     base = run_kernel(op, node, examples, {})
     if base is None or base.ndim != rank or axis >= rank:
         return None
     channels = base.shape[axis]
     factors = np.random.default_rng(3).uniform(0.25, 4.0, channels)
+    inputs = {}
+    if divided is not None:
+        x = np.asarray(examples[divided], dtype=np.float64)
+        if x.shape[axis] != channels:
+            return None
+        inputs[divided] = x / along(factors, axis, rank)
     values, options = {}, []
     for slot in slots:
         value = _per_channel(np.asarray(examples[slot]), channels, axis, rank)
@@ -369,10 +501,9 @@ def _source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: i
     for choice in itertools.islice(itertools.product(*options), _AXIS_CHOICES):
         changes = {slot: values[slot] / along(factors, a, values[slot].ndim)
                    for slot, a in zip(slots, choice)}
-        moved = run_kernel(op, node, examples, changes)
+        moved = run_kernel(op, node, examples, {**inputs, **changes})
         if moved is not None and _close(moved, expected):
-            return Absorber(node, tuple(zip(slots, choice)), _channel_wise(
-                op, node, examples, active, base, axis, factors))
+            return tuple(zip(slots, choice)), base, factors
     return None
 
 

@@ -4,7 +4,9 @@ Smoothing needs each candidate activation's channel ranges over the whole calibr
 and its values on a sample; calibration needs every activation's statistics, of the graph
 as smoothing leaves it. Run one after the other, they are two float passes (all-MiniLM-L6-v2:
 about 4.5 s each, most of the peer's whole run). But smoothing changes one tensor per
-smoothed activation, X' = X diag(1/s), and nothing else the float graph computes: its
+smoothed activation, X' = X diag(1/s) (and the tensors from its source to it, where carriers
+stand between: a LayerNorm in parts' gamma product, divided alike), and nothing else the
+float graph computes: its
 consumers' outputs are X' (s W) = X W. So one pass over the graph before smoothing
 gathers all of it: the candidates' values and per-position extremes (``calibrate(keep=...)``),
 from which X' follows (``TensorStats.divided``), and each consumer's input statistics,
@@ -58,7 +60,8 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     # the pass's onnxruntime session goes before the search (its memory arena held the
     # batches' activations: all-MiniLM-L6-v2's peak 1.37 -> 1.11 GB); quantize makes its own
     # where it needs one
-    calibration = replace(calibrated(keep=[candidate.tensor for candidate in candidates]),
+    calibration = replace(calibrated(keep=[name for candidate in candidates
+                                           for name in (*candidate.carried, candidate.tensor)]),
                           runner=None)
     smoothed = smooth(graph, data, bits, table, progress=progress, per_channel=per_channel,
                       candidates=candidates, calibration=calibration)
@@ -76,14 +79,15 @@ def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
     stats = dict(calibration.stats)
     layers = None if calibration.layers is None else dict(calibration.layers.stats)
     for item in smoothed:
-        before = calibration.stats.get(item.tensor)
-        if (before is None or item.tensor in calibration.saturated
-                or item.tensor in calibration.non_finite):
-            return None
-        after = before.divided(item.scale, item.axis)
-        if after is None:
-            return None
-        stats[item.output] = after
+        for tensor, divided in (*item.carried, (item.tensor, item.output)):
+            before = calibration.stats.get(tensor)
+            if (before is None or tensor in calibration.saturated
+                    or tensor in calibration.non_finite):
+                return None
+            after = before.divided(item.scale, item.axis)
+            if after is None:
+                return None
+            stats[divided] = after
         inverse = 1.0 / np.asarray(item.scale, dtype=np.float64)
         for consumer in item.consumers if layers is not None else ():
             found = layers.get(consumer)
