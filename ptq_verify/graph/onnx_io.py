@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import replace
@@ -167,17 +168,63 @@ def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
-    """Convert a model to a :class:`Graph`, with ONNX shape inference for tensor types."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False)
-    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
-        inferred = model
-    g = inferred.graph
+    """Convert a model to a :class:`Graph`, with shape inference for tensor types."""
+    g = _inferred(model).graph
     try:
         initializers = {t.name: _array(t) for t in model.graph.initializer}
         return _graph(model, g, initializers, source)
     except UserError as err:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
+
+
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with the shapes ONNX shape inference finds and, where it leaves a node's
+    output without one, those onnxruntime's symbolic shape inference finds. The second follows
+    shape arithmetic the first does not: torch's legacy exporter writes transformers' attention
+    mask at opset 13 as a Reshape to a shape computed from another tensor's Shape, and ONNX
+    inference leaves every tensor after it without a rank (the tests' tiny BERT: 185 of its
+    tensors), so probes and smoothing find nothing there. Neither is a requirement: a model
+    they fail on keeps the shapes it states."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return model
+    shaped = _shaped(inferred.graph)
+    missing = {name for proto in inferred.graph.node for name in proto.output
+               if name and name not in shaped}
+    if not missing:
+        return inferred
+    found = [value for value in _symbolic_value_info(model)
+             if value.name in missing and value.type.tensor_type.HasField("shape")]
+    if found:
+        kept = [v for v in inferred.graph.value_info if v.name not in {f.name for f in found}]
+        del inferred.graph.value_info[:]
+        inferred.graph.value_info.extend([*kept, *found])
+    return inferred
+
+
+def _shaped(g: onnx.GraphProto) -> set[str]:
+    """The tensors of ``g`` whose shape (at least their rank) is known."""
+    return {v.name for v in (*g.input, *g.output, *g.value_info)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+
+
+def _symbolic_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """What onnxruntime's symbolic shape inference finds for the model's tensors (its log
+    silenced: what it cannot infer is no concern of the user's); [] when it fails."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    log = logging.getLogger(SymbolicShapeInference.__module__)
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(_typed_only(model), auto_merge=True,
+                                                       guess_output_rank=False)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return []
+    finally:
+        log.setLevel(level)
+    return list(inferred.graph.value_info) if inferred is not None else []
 
 
 def infer_shapes_again(graph: Graph) -> None:
