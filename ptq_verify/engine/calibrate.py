@@ -265,7 +265,7 @@ def calibrate(
                 continue
             value = pending.pop(name)
             kept = kept_positions(value, static_part(sums[name], held, graph, value, carried))
-            if not kept.all():
+            if kept is not None:
                 saturated.add(name)
                 if name in carriers:
                     carried[name] = np.where(kept, 0, value)

@@ -72,26 +72,26 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[st
     return found
 
 
-def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
+def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray | None:
     """Boolean mask of the positions of ``total`` (= activation part + ``static``) that set
-    the calibrated range; the others saturate (see the module docstring). ``static`` may be
-    smaller than ``total`` (a mask broadcast over heads and queries): the work stays on its
-    own shape where it can."""
+    the calibrated range; the others saturate (see the module docstring). None when every
+    position counts (a bias: the common case, where a mask of all True cost as much to test
+    as to build). ``static`` may be smaller than ``total`` (a mask broadcast over heads and
+    queries): the work stays on its own shape where it can."""
     total = np.asarray(total)
     static = np.asarray(static, dtype=total.dtype)
     magnitude = np.abs(static)
-    everywhere = np.broadcast_to(True, total.shape)
     peak = float(magnitude.max(initial=0.0))
     if total.size and np.isfinite(peak) and 2 * peak <= max(-float(total.min()),
                                                              float(total.max())):
         # the activation part reaches at least max|total| - peak >= peak: no static value
         # lies beyond it (a bias), every position counts; found without a temporary
-        return everywhere
+        return None
     with np.errstate(invalid="ignore", over="ignore"):
         activation = np.abs(np.where(np.isfinite(static), total - static, 0))
         reach = float(np.max(activation, initial=0.0))
         if peak <= reach:  # no static value beyond the activations' reach
-            return everywhere
+            return None
         size = np.abs(total)
         kept = magnitude <= max(reach, float(magnitude.min(initial=np.inf)))
         for _ in range(FIXED_POINT_ROUNDS):
@@ -101,7 +101,7 @@ def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray:
             if np.array_equal(grown, kept):
                 break
             kept = grown
-    return np.broadcast_to(kept, total.shape)
+    return None if kept.all() else np.broadcast_to(kept, total.shape)
 
 
 def static_part(masked: MaskedSum, values: dict[str, np.ndarray], graph: Graph,
