@@ -35,7 +35,7 @@ class OrtRunner:
         node itself)."""
         fetch = self.names if names is None else [n for n in self.names if n in set(names)]
         try:
-            return dict(zip(fetch, self.session.run(fetch, dict(feeds))))
+            return dict(zip(fetch, _fetched(self.session, fetch, feeds)))
         except Exception:  # noqa: BLE001 - onnxruntime's errors are not ours to word
             return None
 
@@ -43,6 +43,24 @@ class OrtRunner:
         """Whether this session runs ``graph`` (the very object) with every tensor of
         ``names`` among its outputs."""
         return graph is self.graph and set(names) <= set(self.names)
+
+
+def _fetched(session, fetch: list[str], feeds: Mapping[str, np.ndarray]) -> list:
+    """``session.run(fetch, feeds)``'s values, read in place from onnxruntime's own outputs:
+    ``run`` copies every output into a fresh numpy array, and calibration fetches every
+    activation (all-MiniLM-L6-v2: 135 MB a 4-text batch, 0.24 -> 0.21 s a run). The arrays
+    keep onnxruntime's buffers alive, as long as they are. Outputs other than tensors (a
+    sequence) come from ``run``, as before."""
+    import onnxruntime as ort
+
+    arrays = {name: np.asarray(value, order="C") for name, value in feeds.items()}
+    if not all(array.dtype.kind in "biuf" for array in arrays.values()):  # (strings)
+        return session.run(fetch, dict(feeds))
+    values = session.run_with_ort_values(
+        fetch, {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in arrays.items()})
+    if not all(value.is_tensor() for value in values):
+        return session.run(fetch, dict(feeds))
+    return [value.numpy() for value in values]
 
 
 def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
