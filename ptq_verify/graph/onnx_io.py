@@ -39,8 +39,12 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not source.is_file():
         problem = "no such model file" if not source.exists() else "not a regular file"
         raise UserError(f"{source}: {problem}")
-    try:
-        model = onnx.load(str(source))
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:  # onnx.load's two steps, to learn whether the file keeps tensors outside it
+        model = onnx.load(str(source), load_external_data=False)
+        external = any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
+        onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(source)))
     except onnx.checker.ValidationError as err:  # external data outside the model's folder
         raise UserError(f"{source}: unsafe or missing external data ({_first_line(err)})") from None
     except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
@@ -50,8 +54,12 @@ def read_model(path: str | os.PathLike) -> onnx.ModelProto:
     bad = _non_utf8_string(model)
     if bad is not None:
         raise UserError(f"{source}: invalid ONNX model (a {bad} is not UTF-8 text)")
+    checked = _with_io_shapes(model)
     try:
-        onnx.checker.check_model(_with_io_shapes(model))
+        # the file itself where it holds the very model checked (all-MiniLM-L6-v2: 0.17 s,
+        # where serialising the loaded model for the checker took 0.33 s)
+        onnx.checker.check_model(str(source) if checked is model and not external
+                                 else checked)
     except onnx.checker.ValidationError as err:
         raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
