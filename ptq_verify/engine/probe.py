@@ -8,6 +8,8 @@ exactly as predicted. A failed probe only means falling back to per-tensor scale
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..catalog.operator import Operator
@@ -26,10 +28,12 @@ def example_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
 
 
 def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) -> list | None:
-    """Random float32 values for the node's activation inputs, the graph's constants for the
-    others; None when a shape is unknown."""
-    rng = np.random.default_rng(seed)
-    inputs = []
+    """Random float32 values for the node's activation inputs (fresh arrays, drawn in their
+    order from one generator seeded with ``seed``), the graph's constants for the others;
+    None when a shape is unknown."""
+    inputs: list = []
+    drawn: list[int] = []  # the slots that take random values
+    shapes = []
     for name in node.inputs:
         if not name:
             inputs.append(None)
@@ -39,10 +43,27 @@ def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) ->
             shape = example_shape(graph, name)
             if shape is None:
                 return None
-            inputs.append(rng.standard_normal(shape).astype(np.float32))
+            drawn.append(len(inputs))
+            inputs.append(None)
+            shapes.append(shape)
         else:
             return None
+    for slot, values in zip(drawn, _normal_draws(tuple(shapes), seed)):
+        inputs[slot] = values.copy()
     return inputs
+
+
+@lru_cache(maxsize=64)
+def _normal_draws(shapes: tuple[tuple[int, ...], ...], seed: int) -> tuple[np.ndarray, ...]:
+    """Standard normal float32 arrays of ``shapes``, drawn in order from one generator seeded
+    with ``seed``; kept (read-only), as the probes ask for the same shapes again and again: a
+    transformer's layers share them, and quantize probes the nodes equalization, smoothing and
+    weight_layers probed (all-MiniLM-L6-v2: 518 calls, 0.4 s drawing the same numbers)."""
+    rng = np.random.default_rng(seed)
+    draws = tuple(rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    for values in draws:
+        values.flags.writeable = False
+    return draws
 
 
 def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
