@@ -72,10 +72,12 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
     scales the output along the second; ``cleared`` slots (biases) are set absent. None when
     no axis pairs up, or the probe has no output element to tell (a Slice whose ends, computed
     from the input's shape, are the probe's zeros)."""
-    base = [None if i in cleared else v for i, v in enumerate(inputs)]
+    # the inputs in float64 once: the runs below take them again (a MiniLM MatMul's weight
+    # and input, converted for every run, took a quarter of its probe)
+    base = _cast([None if i in cleared else v for i, v in enumerate(inputs)])
     weight = np.asarray(base[slot], dtype=np.float64)
     try:
-        y0 = np.asarray(_first(op.run_onnx(_cast(base), node.attrs)), dtype=np.float64)
+        y0 = np.asarray(_first(op.run_onnx(base, node.attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
         return None
     if not y0.size:
@@ -91,7 +93,7 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
         scaled = list(base)
         scaled[slot] = weight * along(factors, axis, weight.ndim)
         try:
-            y1 = np.asarray(_first(op.run_onnx(_cast(scaled), node.attrs)), dtype=np.float64)
+            y1 = np.asarray(_first(op.run_onnx(scaled, node.attrs)), dtype=np.float64)
         except Exception:  # noqa: BLE001
             return None
         if y1.shape != y0.shape:
