@@ -108,7 +108,7 @@ def run(args) -> int:
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
-    from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph
+    from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.ort_runner import ort_session, quiet_onnxruntime
 
     quiet_onnxruntime()
@@ -126,14 +126,16 @@ def run(args) -> int:
     if calib is None:
         raise UserError(f"{source}: give its calibration data with --calib")
     target = Path(args.output)
-    inputs = (source, calib, *external_data_files(source))
+    parsed = parsed_file(source)  # parsed once, for its external files here and loading
+    inputs = (source, calib, *external_data_files(source, parsed))
     # every output path is checked before the work, so a bad one costs nothing
     check_distinct({"-o": target, "--report": args.report})
     for output in (target, args.report):
         if output is not None:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
-    graph = load_model(source, declared)
+    graph = load_model(source, declared, parsed=parsed)
+    del parsed  # (taken over by the graph's loading: let it go with it)
     original, refusal = ort_session(source)
     own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
     producers = graph.producers()

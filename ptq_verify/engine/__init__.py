@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..catalog.operator import Operator
 from ..graph import Graph, OperatorTable, fold_constants, load_graph
@@ -27,6 +28,9 @@ from .quantize import check_bits, quantize
 from .quantized import Code, NodeRecord, QuantizedModel
 from .stats import TensorStats
 
+if TYPE_CHECKING:
+    import onnx
+
 
 def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
             override_rules: Mapping[str, Rule] | None = None) -> Graph:
@@ -39,9 +43,11 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
 
 
 def load_model(path: str | os.PathLike,
-               operators: Mapping[str, Operator] | OperatorTable | None = None) -> Graph:
-    """Read an ONNX file and prepare it (see :func:`prepare`)."""
-    return prepare(load_graph(path), operators)
+               operators: Mapping[str, Operator] | OperatorTable | None = None, *,
+               parsed: onnx.ModelProto | None = None) -> Graph:
+    """Read an ONNX file and prepare it (see :func:`prepare`); ``parsed``: the file as
+    :func:`.graph.onnx_io.parsed_file` gave it, where the caller has it (taken over)."""
+    return prepare(load_graph(path, parsed), operators)
 
 
 __all__ = [
