@@ -85,6 +85,20 @@ def test_shapes_computed_from_other_shapes_are_inferred():
                for name in node.outputs if name)
 
 
+def test_shape_inference_writes_nothing_where_it_stops(tmp_path, monkeypatch):
+    # onnxruntime's SymbolicShapeInference.infer_shapes saves the model into the working
+    # directory where some shape stays unknown (here: after an op of another domain)
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    nodes = [onnx.helper.make_node("Foo", ["x"], ["h"], domain="custom"),
+             onnx.helper.make_node("Relu", ["h"], ["y"])]
+    model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], [y]), opset_imports=[
+        onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("custom", 1)])
+    monkeypatch.chdir(tmp_path)
+    assert graph_from_onnx(model).shape_of("h") is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_builtin_declaration_refuses_a_node_with_an_input_more():
     """onnx's checker refuses a Relu of two inputs in a file; a graph built in Python is not
     checked, and the engine would run Relu of the first input."""

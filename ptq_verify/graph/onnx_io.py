@@ -235,20 +235,27 @@ def _shaped(g: onnx.GraphProto) -> set[str]:
 
 def _symbolic_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """What onnxruntime's symbolic shape inference finds for the model's tensors (its log
-    silenced: what it cannot infer is no concern of the user's); [] when it fails."""
+    silenced: what it cannot infer is no concern of the user's); [] when it fails.
+
+    This is the loop of ``SymbolicShapeInference.infer_shapes``, which, where some shape stays
+    unknown, saves the model into the working directory (``sym_shape_infer_temp.onnx`` and its
+    external data) and raises: the user's folder is not a scratch space, and the shapes found
+    are still wanted then."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     log = logging.getLogger(SymbolicShapeInference.__module__)
     level = log.level
     log.setLevel(logging.CRITICAL + 1)
     try:
-        inferred = SymbolicShapeInference.infer_shapes(_typed_only(model), auto_merge=True,
-                                                       guess_output_rank=False)
+        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference._preprocess(_typed_only(model))
+        while inference.run_:
+            inference._infer_impl()
+        return list(inference.known_vi_.values())
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return []
     finally:
         log.setLevel(level)
-    return list(inferred.graph.value_info) if inferred is not None else []
 
 
 def infer_shapes_again(graph: Graph) -> None:
