@@ -430,7 +430,7 @@ def _carrier(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: 
     element by element from one activation input and constants, and is proved jointly
     homogeneous of degree 1 in that input and the constants that carry the factor: all of
     them under the aligned-sum rule (an Add of beta), none under a rule of degree 1 in the
-    input (a Cast, a Mul by a constant); a probe of the node confirms that dividing the
+    input (a Cast, a Relu, a Mul by a constant); a probe of the node confirms that dividing the
     input's channels along ``axis``, and those constants' slices, divides ``tensor``'s."""
     op = table.find(node, graph)
     if op is None or len(node.outputs) != 1 or not is_elementwise(op):
