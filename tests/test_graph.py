@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import models
@@ -83,6 +85,18 @@ def test_shapes_computed_from_other_shapes_are_inferred():
     assert graph.shape_of("/bert/Reshape_1_output_0") == ("batch", 1, 1, 16)
     assert all(graph.shape_of(name) is not None for node in graph.nodes
                for name in node.outputs if name)
+
+
+def test_symbolic_shape_inference_imports_nothing_of_onnxruntime_tools():
+    # the package onnxruntime.tools imports torch in its __init__ wherever torch is installed
+    # (4.2 s a process); the module is loaded from its file instead
+    model = str(FIXTURES / "tiny_bert.legacy.opset13.onnx")
+    code = ("import sys, onnx; from ptq_verify.graph import graph_from_onnx; "
+            f"graph = graph_from_onnx(onnx.load({model!r})); "
+            "print(graph.shape_of('/bert/Reshape_1_output_0'), "
+            "'onnxruntime.tools' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["('batch',", "1,", "1,", "16)", "False"]
 
 
 def test_shape_inference_writes_nothing_where_it_stops(tmp_path, monkeypatch):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -241,13 +243,15 @@ def _symbolic_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     unknown, saves the model into the working directory (``sym_shape_infer_temp.onnx`` and its
     external data) and raises: the user's folder is not a scratch space, and the shapes found
     are still wanted then."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    log = logging.getLogger(SymbolicShapeInference.__module__)
+    try:
+        symbolic = _symbolic_shape_inference()
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return []
+    log = logging.getLogger(symbolic.__module__)
     level = log.level
     log.setLevel(logging.CRITICAL + 1)
     try:
-        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference = symbolic(2**31 - 1, True, False, 0)
         inference._preprocess(_typed_only(model))
         while inference.run_:
             inference._infer_impl()
@@ -256,6 +260,27 @@ def _symbolic_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
         return []
     finally:
         log.setLevel(level)
+
+
+_SYMBOLIC_MODULE = "ptq_verify._symbolic_shape_infer"
+
+
+def _symbolic_shape_inference() -> type:
+    """onnxruntime's ``SymbolicShapeInference``, loaded from its file: imported as
+    ``onnxruntime.tools.symbolic_shape_infer`` it runs the package's ``__init__``, which
+    imports torch wherever torch is installed (4.2 s on the 2-core AMD EPYC; a new-user trial
+    found every opset-13 BERT export 3x slower to quantize and audit for it). The module itself
+    needs numpy, onnx, sympy and packaging."""
+    module = sys.modules.get(_SYMBOLIC_MODULE)
+    if module is None:
+        package = importlib.util.find_spec("onnxruntime")
+        folder = Path(package.submodule_search_locations[0]) / "tools"
+        spec = importlib.util.spec_from_file_location(_SYMBOLIC_MODULE,
+                                                      folder / "symbolic_shape_infer.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[_SYMBOLIC_MODULE] = module
+    return module.SymbolicShapeInference
 
 
 def infer_shapes_again(graph: Graph) -> None:
