@@ -117,6 +117,10 @@ class Candidate:
     consumers: tuple[Absorber, ...]
     duplicate: bool
     chain: tuple[Absorber, ...] = ()  # carriers from the source's output to ``tensor``
+    # the factor applies to codes of the source's activation input: a channel-wise source (a
+    # norm's gamma) on codes, not the end of a normalization in parts, which runs in float
+    # (a copy of it as well)
+    rounded_before: bool = False
 
     @property
     def makers(self) -> tuple[Absorber, ...]:
@@ -166,15 +170,11 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     if observed is None:
         return []
     values, reach = observed
-    in_float = _normalizations_in_parts(graph, table, overrides)
 
     def choice(candidate: Candidate) -> tuple[float, np.ndarray] | None:
-        # a channel-wise source (a norm's gamma) reads codes, unless it is the end of a
-        # normalization in parts, which runs in float (a copy of it as well)
-        rounded_before = (candidate.source.channel_wise
-                          and candidate.source.node.name not in in_float)
         found = _choose(graph, candidate, values[candidate.tensor], reach[candidate.tensor],
-                        bits, alphas, rounded_before=rounded_before, per_channel=per_channel)
+                        bits, alphas, rounded_before=candidate.rounded_before,
+                        per_channel=per_channel)
         bar.update(1)
         return found
 
@@ -200,11 +200,10 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
 
 
 def _normalizations_in_parts(graph: Graph, table: OperatorTable,
-                             overrides: Mapping[str, Rule] | None) -> set[str]:
-    """The nodes quantize runs in float as normalizations in parts (engine/invariant_regions.py:
-    from the rules alone, so smoothing's constants leave them as they are)."""
-    plans = plan_model(graph, table, overrides)
-    return set(invariant_regions(graph, table, plans, activation_tensors(graph, table)))
+                             overrides: Mapping[str, Rule] | None, active: set[str]) -> set[str]:
+    """The nodes quantize runs in float as normalizations in parts (engine/invariant_regions.py,
+    from the rules alone, as the candidates are)."""
+    return set(invariant_regions(graph, table, plan_model(graph, table, overrides), active))
 
 
 def candidates_of(graph: Graph, table: OperatorTable,
@@ -214,7 +213,7 @@ def candidates_of(graph: Graph, table: OperatorTable,
     active = activation_tensors(graph, table)
     consumers, outputs = graph.consumers(), set(graph.output_names)
     producers = graph.producers()
-    in_float = _normalizations_in_parts(graph, table, overrides)
+    in_float = _normalizations_in_parts(graph, table, overrides, active)
     found = []
     for node in graph.nodes:
         if len(node.outputs) != 1 or node.outputs[0] not in active or node.outputs[0] in outputs:
@@ -240,7 +239,8 @@ def candidates_of(graph: Graph, table: OperatorTable,
         if not _owned(graph, absorbers) or (
                 duplicate and any(_has_matrix(graph, maker) for maker in (source, *chain))):
             continue
-        found.append(Candidate(tensor, axis, source, absorbers, duplicate, chain))
+        found.append(Candidate(tensor, axis, source, absorbers, duplicate, chain,
+                               source.channel_wise and source.node.name not in in_float))
     return found
 
 

@@ -209,8 +209,8 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     shape arithmetic the first does not: torch's legacy exporter writes transformers' attention
     mask at opset 13 as a Reshape to a shape computed from another tensor's Shape, and ONNX
     inference leaves every tensor after it without a rank (the tests' tiny BERT: 99 of its
-    372 node outputs), so probes and smoothing find nothing there. Neither is a requirement: a model
-    they fail on keeps the shapes it states."""
+    372 node outputs), so probes and smoothing find nothing there. Neither is a requirement:
+    a model they fail on keeps the shapes it states."""
     try:
         inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
@@ -223,7 +223,8 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     found = [value for value in _symbolic_value_info(model)
              if value.name in missing and value.type.tensor_type.HasField("shape")]
     if found:
-        kept = [v for v in inferred.graph.value_info if v.name not in {f.name for f in found}]
+        names = {value.name for value in found}
+        kept = [v for v in inferred.graph.value_info if v.name not in names]
         del inferred.graph.value_info[:]
         inferred.graph.value_info.extend([*kept, *found])
     return inferred
