@@ -36,16 +36,18 @@ def test_mapped_raises_the_first_failure_in_the_items_order():
 
 
 def _sums_in_threads(queue) -> None:
-    queue.put(parallel.mapped(np.sum, [np.ones(8)] * 4))
+    queue.put(parallel.mapped(np.sum, [np.ones(8)] * 4)
+              + [parallel.in_background(np.sum, np.ones(8)).result()])
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_a_process_forked_after_the_pool_was_made_has_a_pool_of_its_own(monkeypatch):
     """A library user's worker processes forked from a process that already used the pool
-    (multiprocessing's default start method on Linux): the child's copy of the pool has no
-    threads, and work given to it would wait forever."""
+    and the background thread (multiprocessing's default start method on Linux): the
+    child's copies of them have no threads, and work given to them would wait forever."""
     monkeypatch.setattr(parallel, "cores", lambda: 2)
     assert parallel.mapped(np.sum, [np.ones(8)] * 4) == [8.0] * 4  # the parent's pool
+    assert parallel.in_background(np.sum, np.ones(8)).result() == 8.0
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_sums_in_threads, args=(queue,))
@@ -54,7 +56,7 @@ def test_a_process_forked_after_the_pool_was_made_has_a_pool_of_its_own(monkeypa
     alive = child.is_alive()
     if alive:
         child.kill()
-    assert not alive and queue.get(timeout=5) == [8.0] * 4
+    assert not alive and queue.get(timeout=5) == [8.0] * 5
 
 
 def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:

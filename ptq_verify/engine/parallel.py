@@ -7,13 +7,15 @@ core (measured on all-MiniLM-L6-v2's smoothing search, 2 cores: serial 7.4 s; BL
 threads 4.6 s idle but 10.8 s with one core busy elsewhere; two Python threads with one BLAS
 thread each 3.9 s idle and 5.9 s with one core busy). Results do not depend on the threads:
 each item's work is the same serial computation, and results come back in the items' order.
+One more thread runs work in the background (:func:`in_background`): an onnxruntime run that
+the caller overlaps with its own numpy work.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import TypeVar
 
@@ -56,8 +58,20 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="ptq-verify")
 
 
+def in_background(function: Callable[..., Result], *args) -> Future:
+    """``function(*args)`` started on the process's one background thread, for work that
+    lets Python go while it runs (an onnxruntime run) and that the caller overlaps with its
+    own; calls queue behind each other, so at most one runs at a time."""
+    return _background().submit(function, *args)
+
+
+@cache
+def _background() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptq-verify-background")
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pool.cache_clear)
+    os.register_at_fork(after_in_child=lambda: (_pool.cache_clear(), _background.cache_clear()))
 
 
 @cache
