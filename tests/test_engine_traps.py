@@ -207,6 +207,24 @@ def test_a_constant_divisor_far_below_its_largest_value_runs_in_float():
     assert "constant divisor" in record.note
 
 
+def test_a_divisor_whose_values_straddle_zero_far_from_it_runs_on_integers():
+    """1 / x with x in +-[2, 5]: its codes stay 51 or more from 0, so it runs on integers.
+    The least |x| of a range that straddles 0 takes a pass of its own over the values, which
+    calibration makes only for divisors; were it 0 (its bound) here, the node would be kept
+    in float as a divisor near 0."""
+    rng = np.random.default_rng(3)
+    x = (rng.choice([-1.0, 1.0], (150, 64)) * rng.uniform(2, 5, (150, 64))).astype(np.float32)
+    b = models.Builder(33)
+    h = b.add("Div", [b.const(np.array(1.0, dtype=np.float32)), "input"])
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 64, 10), "reciprocal")))
+    calibration = calibrate(graph, x, bits=8, progress=False)  # (no histogram: bits given)
+    assert 2 <= calibration.stats["input"].min_abs < 2.01
+    quantized = quantize(graph, calibration, 8)
+    record = next(r for r in quantized.records if r.op_type == "Div")
+    assert record.kind != "compensated", record
+    assert not any("divisor" in note for note in quantized.notes)
+
+
 @pytest.mark.parametrize("magnitude", [1e-23, 1e25])
 def test_a_parameter_beyond_float32_at_the_codes_scale_runs_in_float(magnitude):
     """A LayerNorm's epsilon rescales with the square of its input's scale: activations near

@@ -20,7 +20,9 @@ from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, Feeds, check_feeds
 from .float_run import sample_count
 from .parallel import in_background, mapped
+from .plan import plan_model
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
+from .rules import divisor_inputs
 from .saturation import kept_positions, masked_sums, static_part
 from .stats import TensorStats
 
@@ -184,10 +186,13 @@ def calibrate(
     active = activation_tensors(graph, table)
     histogram = needs_histogram(method, bits)
     keep = [name for name in keep if name in active]
+    plans = plan_model(graph, table)
+    divisors = divisor_inputs(graph, table, plans)
     stats = {name: TensorStats(**({} if histogram else {"histogram": None}),
-                               **({"extremes": ()} if name in keep else {}))
+                               **({"extremes": ()} if name in keep else {}),
+                               least_abs=name in divisors)
              for name in active}
-    sums = masked_sums(graph, table, active)
+    sums = masked_sums(graph, table, active, plans)
     wanted = {name for masked in sums.values() for name in masked.static}
     carriers = {name for masked in sums.values() for name in masked.carried}
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums

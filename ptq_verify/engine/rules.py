@@ -23,6 +23,25 @@ def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[
     return verdict, verdict.rule
 
 
+def divisor_inputs(graph: Graph, table, plans) -> set[str]:
+    """The tensors a node reads in a slot its rule gives a negative degree (a divisor: x in
+    1/x, the variance under a LayerNorm's root): the ones whose least |x| on the calibration
+    data quantize reads (near-zero divisors are kept in float). ``plans``: ``plan_model``'s,
+    one per node of ``graph``, whose rules quantize applies."""
+    found: set[str] = set()
+    for plan, node in zip(plans, graph.nodes):
+        op = table.find(node, graph) if plan.rule is not None else None
+        if op is None:
+            continue
+        tensors = [t.name for t in op.inputs]
+        degrees = dict(zip(tensors, plan.rule.input_degrees or
+                           [plan.rule.degree] * len(tensors)))
+        found.update(name for slot, name in enumerate(node.inputs)
+                     if name and (degree := degrees.get(slot_binding(op, slot))) is not None
+                     and degree < 0)
+    return found
+
+
 def is_lattice_selection(op: Operator) -> bool:
     """Whether each output element is one of the input elements or 0, chosen by max/min or
     by a condition on parameters alone (a static position, as in Concat or Where).

@@ -27,7 +27,6 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, slot_binding
 from ..graph.static import table_slots
 from ..rules import RuleKind
-from .plan import plan_model
 from .rules import is_lattice_selection
 
 FIXED_POINT_ROUNDS = 8
@@ -46,11 +45,12 @@ class MaskedSum:
     selection: bool = False
 
 
-def masked_sums(graph: Graph, table: OperatorTable, active: set[str]) -> dict[str, MaskedSum]:
+def masked_sums(graph: Graph, table: OperatorTable, active: set[str], plans: list
+                ) -> dict[str, MaskedSum]:
     """Output tensor -> the aligned node computing it, for every one with a static operand or
-    an operand carrying saturated positions, in graph order."""
+    an operand carrying saturated positions, in graph order; ``plans``: ``plan_model``'s."""
     found: dict[str, MaskedSum] = {}
-    for plan, node in zip(plan_model(graph, table), graph.nodes):
+    for plan, node in zip(plans, graph.nodes):
         op = table.find(node, graph)
         if op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED:
             continue
