@@ -147,8 +147,8 @@ def run(args) -> int:
                 if name in load_graph(source).producers() else "has no tensor of that name"))
     equalizing = args.equalize
     data = read_data_file(calib, graph)
-    # the user's model's own outputs, which the written one is measured against (its session
-    # goes before the work: it holds the model's weights)
+    # the user's model's own outputs, which the written one is measured against, computed
+    # beside the work (its session goes once they are: it holds the model's weights)
     reference = None if original is None else model_outputs(original, graph, data)
     del original
     pairs, absorbed, unequalized = [], [], ""
@@ -217,7 +217,8 @@ def run(args) -> int:
                 f"one: {refused}; re-export the model at opset {LEAST_OPSET} or later") from None
         if not args.integer_outputs:
             model.notes.append(fidelity_note(output_fidelity(
-                graph, declared, calibration.sample, outputs, reference),
+                graph, declared, calibration.sample, outputs,
+                None if reference is None else reference.result()),
                 calibration.sample, graph))
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)

@@ -6,6 +6,7 @@ on the very data it was calibrated on is refused, not written with a note."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from ..graph.ort_runner import ort_session
 from .data import Feeds, batches
 from .float_run import SAMPLES, first_samples, joined, run_float
 from .metrics import relative_error
+from .parallel import in_background
 
 REFERENCE_BATCH = 4
 """Samples per run of the user's model for the reference outputs: its session's memory grows
@@ -38,7 +40,7 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
         raise UnloadableOutput(f"onnxruntime cannot load the quantized model ({refusal}); "
                                f"nothing written to {target}")
     done, parts = 0, []
-    for batch, outputs in _runs(session, graph, sample, SAMPLES):
+    for batch, outputs in _runs(session, _batches(graph, sample, SAMPLES)):
         parts.append(outputs)
         for name, value in outputs.items():
             value = np.asarray(value)
@@ -59,24 +61,34 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
     return _joined(parts)
 
 
-def model_outputs(session, graph: Graph, data: Feeds) -> dict[str, np.ndarray]:
+def model_outputs(session, graph: Graph, data: Feeds) -> Future:
     """The outputs of the model in onnxruntime ``session`` on the first calibration
     samples of ``data`` (checked feeds), those the written model is checked on: the user's
     own file, so the fidelity note measures against the model as given, not against the
     graph the engine prepared from it (a preparation that changed what it computes, such as
-    a fold of a node that is not affine, then shows there instead of passing unseen)."""
+    a fold of a node that is not affine, then shows there instead of passing unseen).
+    Computed in the background (onnxruntime lets Python go while it runs: all-MiniLM-L6-v2,
+    0.3 s of session and runs beside the engine's own work); the batches are cut here, so
+    ``graph`` may change meanwhile."""
+    return in_background(_outputs, session, list(_batches(graph, data, REFERENCE_BATCH)))
+
+
+def _outputs(session, parts: list[Feeds]) -> dict[str, np.ndarray]:
     try:  # small batches: the session's peak
-        parts = [outputs for _, outputs in _runs(session, graph, data, REFERENCE_BATCH)]
+        return _joined([outputs for _, outputs in _runs(session, parts)])
     except Exception:  # noqa: BLE001 - data it refuses (a token id beyond the table) is
         return {}  # the calibration's to name, with the sample; the graph is measured then
-    return _joined(parts)
 
 
-def _runs(session, graph: Graph, feeds: Feeds, size: int):
-    """(batch, the session's outputs on it) for the first calibration samples of ``feeds``,
-    ``size`` samples a batch."""
+def _batches(graph: Graph, feeds: Feeds, size: int):
+    """The first calibration samples of ``feeds``, ``size`` samples a batch."""
+    return batches(first_samples(feeds, graph), graph, size)
+
+
+def _runs(session, parts):
+    """(batch, the session's outputs on it) for each batch of ``parts``."""
     names = [o.name for o in session.get_outputs()]
-    for batch in batches(first_samples(feeds, graph), graph, size):
+    for batch in parts:
         yield batch, dict(zip(names, session.run(names, batch)))
 
 

@@ -129,6 +129,8 @@ def ort_session(model: str | os.PathLike | bytes):
 
     options = ort.SessionOptions()
     options.log_severity_level = 4  # its own ERROR log line would be a second line on stderr
+    # no busy-waiting between runs: the user's model runs beside the engine's own work
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = os.fspath(model) if not isinstance(model, bytes) else model
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"]), None
