@@ -222,9 +222,9 @@ def calibrate(
             else:
                 plain[name] = value
 
-    def record(name: str, value: np.ndarray) -> None:
+    def record(name: str, value: np.ndarray, peaks: tuple | None = None) -> None:
         try:
-            stats[name].update(value)
+            stats[name].update(value, peaks)
         except ValueError:  # (Clip to [+inf, -inf], exp overflow, a Softmax of a row all
             # -inf: a decoder's mask over left padding, guarded by IsNaN after it)
             non_finite.setdefault(
@@ -270,7 +270,12 @@ def calibrate(
             if name not in pending:
                 continue
             value = pending.pop(name)
-            kept = kept_positions(value, static_part(sums[name], held, graph, value, carried))
+            # its extremes, taken once for the test of saturation and its statistics
+            peaks = (stats[name].channel_extremes(value) if value.size and np.issubdtype(
+                value.dtype, np.floating) else None)
+            kept = kept_positions(value, static_part(sums[name], held, graph, value, carried),
+                                  None if peaks is None else (float(peaks[1].min()),
+                                                              float(peaks[0].max())))
             if kept is not None:
                 saturated.add(name)
                 if name in carriers:
@@ -279,8 +284,8 @@ def calibrate(
                 finite = dropped[np.isfinite(dropped)]
                 if finite.size:
                     dropped_reach[name] = max(dropped_reach.get(name, 0.0), float(finite.max()))
-                value = value[kept]
-            record(name, value)
+                value, peaks = value[kept], None
+            record(name, value, peaks)
 
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through

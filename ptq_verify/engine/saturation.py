@@ -72,18 +72,21 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str], plans: lis
     return found
 
 
-def kept_positions(total: np.ndarray, static: np.ndarray) -> np.ndarray | None:
+def kept_positions(total: np.ndarray, static: np.ndarray,
+                   bounds: tuple[float, float] | None = None) -> np.ndarray | None:
     """Boolean mask of the positions of ``total`` (= activation part + ``static``) that set
     the calibrated range; the others saturate (see the module docstring). None when every
     position counts (a bias: the common case, where a mask of all True cost as much to test
     as to build). ``static`` may be smaller than ``total`` (a mask broadcast over heads and
-    queries): the work stays on its own shape where it can."""
+    queries): the work stays on its own shape where it can. ``bounds``: (min, max) of
+    ``total`` where the caller has them (NaN where it holds NaN, as min and max give)."""
     total = np.asarray(total)
     static = np.asarray(static, dtype=total.dtype)
     magnitude = np.abs(static)
     peak = float(magnitude.max(initial=0.0))
-    if total.size and np.isfinite(peak) and 2 * peak <= max(-float(total.min()),
-                                                             float(total.max())):
+    if total.size and bounds is None:
+        bounds = float(total.min()), float(total.max())
+    if total.size and np.isfinite(peak) and 2 * peak <= max(-bounds[0], bounds[1]):
         # the activation part reaches at least max|total| - peak >= peak: no static value
         # lies beyond it (a bias), every position counts; found without a temporary
         return None

@@ -45,14 +45,18 @@ class TensorStats:
     def max_abs(self) -> float:
         return max(abs(self.minimum), abs(self.maximum)) if self.count else 0.0
 
-    def update(self, values: np.ndarray) -> None:
-        """Add ``values``; a ValueError, with nothing added, when one is infinite or NaN."""
+    def update(self, values: np.ndarray,
+               peaks: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add ``values``; a ValueError, with nothing added, when one is infinite or NaN.
+        ``peaks``: :meth:`channel_extremes` of ``values`` (float), where the caller took them
+        already (a masked sum's, whose extremes say whether a static operand saturates it)."""
         raw = np.asarray(values)
         if not np.issubdtype(raw.dtype, np.floating):
-            raw = raw.astype(np.float64)
+            raw, peaks = raw.astype(np.float64), None
         if raw.size == 0:
             return
-        peaks = self._channel_extremes(raw)
+        if peaks is None:
+            peaks = self.channel_extremes(raw)
         if peaks is None:
             low, high = float(raw.min()), float(raw.max())  # NaN if any value is NaN
         else:  # the extremes of the per-channel extremes: no third pass over the values
@@ -84,17 +88,17 @@ class TensorStats:
         else:
             self.histogram[0] += flat.size
 
-    def _channel_extremes(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(max, min) over every axis but 1 and the last (one pass each), from which the
-        per-channel peaks along both and the tensor's extremes follow; None when no channel
-        peaks are kept or the tensor has no channel axis (rank < 2)."""
+    def channel_extremes(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(max, min) of ``raw`` (not empty) over every axis but 1 and the last (one pass
+        each), from which the per-channel peaks along both and the tensor's extremes follow;
+        None when no channel peaks are kept or the tensor has no channel axis (rank < 2)."""
         if self.channel_peaks is None or raw.ndim < 2:
             return None
         others = tuple(a for a in range(raw.ndim) if a not in (1, raw.ndim - 1))
         return raw.max(axis=others), raw.min(axis=others)
 
     def _channels(self, ndim: int, high: np.ndarray, low: np.ndarray) -> None:
-        """Update the per-channel peaks from ``high`` and ``low`` (:meth:`_channel_extremes`,
+        """Update the per-channel peaks from ``high`` and ``low`` (:meth:`channel_extremes`,
         axes 1 and ``ndim - 1`` left), and the extremes when they are kept."""
         if self.extremes is not None:
             if self.extremes and (self.extremes[0].shape != high.shape or self.rank != ndim):
