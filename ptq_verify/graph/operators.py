@@ -131,6 +131,12 @@ def _beyond_declaration(node: Node) -> str:
                 "a declaration given with --operators (one expression) cannot describe, so "
                 "ptq-verify cannot take this node: export the model without it (exporters "
                 "resolve many branches when the input shapes are fixed)")
+    if node.in_onnx_domain and _sequences(node.op_type):
+        return ("; it reads or writes an ONNX sequence (a list of tensors, by its schema), "
+                "which no declaration (an expression of tensors) describes, so ptq-verify "
+                "cannot take this node: export the model so that it splits into tensors (a "
+                "legacy torch export wrote SplitToSequence and SequenceAt for a split that "
+                "torch's dynamo exporter writes as one Split)")
     if node.in_onnx_domain and _draws_random(node.op_type):
         return ("; its ONNX schema takes a random seed: it draws random values, which no "
                 "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
@@ -152,6 +158,20 @@ def _draws_random(op_type: str) -> bool:
         return "seed" in onnx.defs.get_schema(op_type).attributes
     except onnx.defs.SchemaError:
         return False
+
+
+def _sequences(op_type: str) -> bool:
+    """Whether the ONNX schema of ``op_type`` has an input or output that only a sequence
+    type fits (SplitToSequence's output, SequenceAt's input; a new-user trial's Mamba, as
+    torch's legacy exporter writes it with transformers 5)."""
+    try:
+        schema = onnx.defs.get_schema(op_type)
+    except onnx.defs.SchemaError:
+        return False
+    allowed = {c.type_param_str: c.allowed_type_strs for c in schema.type_constraints}
+    return any(all(kind.startswith("seq(") for kind in allowed.get(formal.type_str,
+                                                                      [formal.type_str]))
+               for formal in (*schema.inputs, *schema.outputs))
 
 
 def _way_forward(node: Node) -> str:
