@@ -148,7 +148,8 @@ def run(args) -> int:
     equalizing = args.equalize
     data = read_data_file(calib, graph)
     # the user's model's own outputs, which the written one is measured against, computed
-    # beside the work (its session goes once they are: it holds the model's weights)
+    # beside equalization; its session goes before calibration makes one (it holds the
+    # model's weights: the two at once would raise the peak by the model's size)
     reference = None if original is None else model_outputs(original, graph, data)
     del original
     pairs, absorbed, unequalized = [], [], ""
@@ -159,6 +160,8 @@ def run(args) -> int:
             absorbed = absorb(graph, data, declared, progress=not args.no_progress)
         except KernelGap as gap:  # raised on the first float run, before any change
             unequalized = gap.skipped
+    if reference is not None:
+        reference.result()  # (the future keeps the outputs, not the session)
     smoothed, calibration = smoothed_and_calibrated(
         graph, data, args.bits, declared, smoothing=not args.no_smooth,
         method=args.calibration, percent=args.percentile, per_channel=not args.per_tensor,

@@ -67,8 +67,8 @@ def model_outputs(session, graph: Graph, data: Feeds) -> Future:
     own file, so the fidelity note measures against the model as given, not against the
     graph the engine prepared from it (a preparation that changed what it computes, such as
     a fold of a node that is not affine, then shows there instead of passing unseen).
-    Computed in the background (onnxruntime lets Python go while it runs: all-MiniLM-L6-v2,
-    0.3 s of session and runs beside the engine's own work); the batches are cut here, so
+    Computed in the background (onnxruntime lets Python go while it runs), beside the
+    caller's own work (the command line's equalization); the batches are cut here, so
     ``graph`` may change meanwhile."""
     return in_background(_outputs, session, list(_batches(graph, data, REFERENCE_BATCH)))
 
