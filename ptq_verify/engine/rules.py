@@ -6,13 +6,17 @@ the symbolic form; there is no list of operator types anywhere in the engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ..catalog.operator import Operator, deferred_parsing
-from ..graph import Graph, Node, slot_binding
+from ..graph import Graph, Node, OperatorTable, slot_binding
 from ..rules import Rule, RuleKind, Verdict, stored_classify, stored_structure
+
+if TYPE_CHECKING:
+    from .plan import NodeAction
 
 
 def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[Verdict, Rule]:
@@ -23,11 +27,13 @@ def effective_rule(op: Operator, overrides: Mapping[str, Rule] | None) -> tuple[
     return verdict, verdict.rule
 
 
-def divisor_inputs(graph: Graph, table, plans) -> set[str]:
+def divisor_inputs(graph: Graph, table: OperatorTable, plans: Sequence[NodeAction]
+                   ) -> set[str]:
     """The tensors a node reads in a slot its rule gives a negative degree (a divisor: x in
     1/x, the variance under a LayerNorm's root): the ones whose least |x| on the calibration
     data quantize reads (near-zero divisors are kept in float). ``plans``: ``plan_model``'s,
-    one per node of ``graph``, whose rules quantize applies."""
+    one per node of ``graph``, whose rules quantize applies; a divisor only an override rule
+    of quantize's makes reads the bound 0 of a range straddling 0, and is kept in float."""
     found: set[str] = set()
     for plan, node in zip(plans, graph.nodes):
         op = table.find(node, graph) if plan.rule is not None else None
