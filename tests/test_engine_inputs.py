@@ -306,6 +306,23 @@ def test_a_token_id_beyond_the_vocabulary_is_one_line_on_stderr(tmp_path, capfd)
     assert code == 2 and "Gather" in err and "\n" not in err, err
 
 
+def test_a_token_id_beyond_the_vocabulary_in_a_later_batch_names_its_sample(tmp_path, capfd):
+    """onnxruntime computes the next calibration batch while the engine settles the one it
+    has; one it fails on (an id beyond the table) runs in the catalog's kernels instead,
+    which name the node and the sample, counted from the first batch."""
+    fixture = Path(__file__).parent / "fixtures" / "torch"
+    calib = tmp_path / "c.npz"
+    with np.load(fixture / "tiny_bert.calib.npz") as data:
+        ids = data["input_ids"].copy()
+        ids[50, 3] += 10**6
+        np.savez(calib, input_ids=ids, attention_mask=data["attention_mask"])
+    code = main(["quantize", str(fixture / "tiny_bert.legacy.opset17.onnx"), "--calib",
+                 str(calib), "-o", str(tmp_path / "q.onnx"), "--no-progress"])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and "in sample 50," in err and "\n" not in err, err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("extra", [["--percentile", "150"], ["--percentile", "0"]])
 def test_a_bad_percentile_is_refused_before_any_work(mlp_files, capsys, monkeypatch, extra):
     """Smoothing (tens of seconds on a transformer, with its progress bar) ran before
