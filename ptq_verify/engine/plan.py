@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..catalog.operator import Operator
+from ..catalog.operator import Operator, attribute_default
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule, RuleKind, Verdict
 from .rules import carried_params, effective_rule, weight_layout
@@ -114,6 +114,11 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales {', '.join(uncarried)}, which no input or attribute "
                     "of the node carries")
+    if unknown := _unknown_attributes(node, op, rule):
+        return make(Action.COMPENSATE, "compensate: run in float on the original range",
+                    f"the rule rescales attribute {', '.join(unknown)}, which the node leaves "
+                    "to its kernel (no default in the ONNX schema: Attention's scale is "
+                    "1/sqrt of the head size)")
     independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
     if independent and rule.param_exponents:
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
@@ -128,6 +133,21 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
     layout = weight_layout(op, rule)
     weights = f"; integer weights {', '.join(sorted(layout.weights))}" if layout else ""
     return make(Action.SCALE, "pass the scale through" + params + weights)
+
+
+def _unknown_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
+    """The attributes the rule rescales that the node leaves out and whose value the ONNX
+    schema of its op type does not give (the kernel computes it: Attention's scale, from the
+    head size): the declaration's sample value is not the node's, so no rescaled value can be
+    written. An op type outside the standard schemas has its declaration as its schema."""
+    import onnx.defs
+
+    if not op.onnx_type or not onnx.defs.has(op.onnx_type):
+        return []
+    inputs = {p for b in op.onnx_inputs if b for p in b.split()}
+    return sorted(attr for attr, param in op.onnx_attrs.items()
+                  if rule.param_exponents.get(param) and attr not in node.attrs
+                  and param not in inputs and attribute_default(op.onnx_type, attr) is None)
 
 
 def _param_text(op: Operator, rule: Rule) -> str:
