@@ -138,3 +138,27 @@ def test_variadic_and_optional_slots_still_fit(op_type, inputs, outputs, declara
     node = Node("n", op_type, inputs, outputs,
                 {"equation": "ij,jk,kl->il"} if op_type == "Einsum" else {})
     assert OperatorTable().require(node).name == declaration
+
+
+@pytest.mark.parametrize(("values", "table"), [
+    (np.zeros((8, 4), np.float32), False),  # zeros_like: a scalar broadcast
+    (np.full((8, 4), -3.0, np.float32), False),
+    # first, middle and last elements alike, one other apart: still a table
+    (np.where(np.arange(32).reshape(8, 4) == 5, 1.0, 0.0).astype(np.float32), True),
+    (np.arange(32, dtype=np.float32).reshape(8, 4), True),
+    (np.full((8, 4), np.nan, np.float32), True),  # NaN equals nothing: not one value
+    (np.arange(32).reshape(8, 4), False),  # integers: indices, not a float table
+])
+def test_a_gathered_constant_is_a_table_unless_all_its_values_are_one(values, table):
+    """A Gather from a float constant makes an activation when the constant is a table (an
+    embedding), not when it repeats one value (a mask's zeros): decided from every element,
+    though a real table is told by three of them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Gather", ["t", "ids"], ["y"])], "gather",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(values, "t")]), opset_imports=[helper.make_opsetid("", 17)])
+    graph = graph_from_onnx(model)
+    assert ("y" in activation_tensors(graph, OperatorTable())) is table
