@@ -31,8 +31,21 @@ def add_operators_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def declared_operators(path: str | None):
-    """The operator table of ``--operators OPS.toml``, ahead of the catalog."""
+    """The operator table of ``--operators OPS.toml``, ahead of the catalog. A declaration of
+    a standard ONNX op type must compute what onnxruntime's kernel of it computes, where both
+    run (graph/declared_kernels.py): else it is refused, before any work."""
     from ..catalog.toml_file import load_onnx_operators
     from ..graph import OperatorTable
+    from ..graph.declared_kernels import disagreement
 
-    return OperatorTable(load_onnx_operators(path), source=path) if path else OperatorTable()
+    if not path:
+        return OperatorTable()
+    declared = load_onnx_operators(path)
+    for op in declared.values():
+        if (differs := disagreement(op)) is not None:
+            raise UserError(
+                f"{path}: operator {op.name!r} declares ONNX {op.onnx_type}, but its expression "
+                f"{differs}: every {op.onnx_type} node would be quantized by the rule of "
+                "another function; correct the expression, or give the op an onnx_type of its "
+                "own (a node in a custom domain)")
+    return OperatorTable(declared, source=path)

@@ -1,0 +1,108 @@
+"""A user's declaration of a standard ONNX op type, compared with onnxruntime's kernel of it.
+
+A declaration given with ``--operators`` stands for every node of its ``onnx_type``, the
+catalog's own one included. Its rule is proved for its expression, so an expression that is
+not the op type's function gives a right verdict for the wrong function, and the engine then
+runs the nodes by it: a new-user trial declared ``Mish`` as ``max(x, 0)``, which the checker
+proves passes the scale, and the written model lost 13 dB with no word said. Before any work,
+each such declaration runs on random inputs as a one-node model in onnxruntime and through
+its own kernel; where both run and disagree, the declaration is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..catalog.operator import Operator
+
+PROBE_SHAPE = (2, 3, 5)
+# opsets tried, newest first, for the one-node model (the first onnxruntime runs is taken)
+_OPSETS = (21, 18, 17, 13)
+_RTOL, _ATOL = 1e-3, 1e-5  # float32 kernels against float64 expressions
+
+
+def disagreement(op: Operator) -> str | None:
+    """How ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
+    inputs, in words; None when they agree, or when there is nothing to compare: an op type
+    outside ONNX's schemas (a custom domain's), a declaration whose inputs a random tensor
+    cannot stand for (a static slot, several parameters in one input, elements of a window),
+    or a one-node model onnxruntime does not run."""
+    import onnx.defs
+
+    if not op.onnx_type or not onnx.defs.has(op.onnx_type) or not op.has_onnx_kernel:
+        return None
+    probe = _probe(op)
+    if probe is None:
+        return None
+    inputs, attrs = probe
+    theirs = _onnxruntime(op.onnx_type, inputs, attrs)
+    if theirs is None:
+        return None
+    try:
+        ours = np.asarray(op.run_onnx(inputs, attrs), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - a kernel that cannot run here is not compared
+        return None
+    if ours.shape != theirs.shape:
+        return f"gives shape {ours.shape} where onnxruntime gives {theirs.shape}"
+    scale = float(np.nanmax(np.abs(theirs), initial=0.0))
+    close = np.isclose(ours, theirs, rtol=_RTOL, atol=_ATOL * max(scale, 1.0), equal_nan=True)
+    if close.all():
+        return None
+    at = np.unravel_index(np.argmax(~close), close.shape)
+    return (f"gives {ours[at]:.4g} where onnxruntime's {op.onnx_type} gives "
+            f"{theirs[at]:.4g}, on random inputs")
+
+
+def _probe(op: Operator) -> tuple[list, dict] | None:
+    """Random float32 tensors for the declaration's tensor inputs and its parameters' sample
+    values for the inputs and attributes that carry them; None where a random tensor cannot
+    stand for an input."""
+    rng = np.random.default_rng(0)
+    tensors = {t.name for t in op.inputs}
+    inputs: list = []
+    for slot, binding in enumerate(op.onnx_inputs):
+        if slot in op.onnx_match:  # a constant input the declaration is matched on
+            wanted = op.onnx_match[slot]
+            inputs.append(np.array(wanted[0] if isinstance(wanted, tuple) else wanted,
+                                   dtype=np.float32))
+        elif binding is None or len(binding.split()) != 1:
+            return None
+        elif binding in tensors:
+            inputs.append(rng.normal(size=PROBE_SHAPE).astype(np.float32))
+        elif binding in op.params:
+            inputs.append(np.array(float(op.params[binding]), dtype=np.float32))
+        else:
+            return None
+    attrs = {attr: float(op.params[param]) for attr, param in op.onnx_attrs.items()}
+    for key, wanted in op.onnx_match.items():
+        if isinstance(key, str):
+            attrs[key] = wanted[0] if isinstance(wanted, tuple) else wanted
+    return inputs, attrs
+
+
+def _onnxruntime(op_type: str, inputs: list, attrs: dict) -> np.ndarray | None:
+    """The op type's output in onnxruntime on ``inputs`` (float64), at the newest opset of
+    :data:`_OPSETS` it runs; None when it runs at none of them."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = [f"in{slot}" for slot in range(len(inputs))]
+    constants = [numpy_helper.from_array(value, name) for name, value in zip(names, inputs)
+                 if value.ndim == 0]
+    feeds = {name: value for name, value in zip(names, inputs) if value.ndim}
+    graph = helper.make_graph(
+        [helper.make_node(op_type, names, ["y"], **attrs)], "probe",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
+         for name, value in feeds.items()],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    for opset in _OPSETS:
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+            return np.asarray(session.run(None, feeds)[0], dtype=np.float64)
+        except Exception:  # noqa: BLE001 - not at this opset (or not at all): the next
+            continue
+    return None
