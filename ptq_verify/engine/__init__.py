@@ -21,6 +21,7 @@ from ..graph import Graph, OperatorTable, fold_constants, load_graph
 from ..rules import Rule
 from .calibrate import METHODS, Calibration, calibrate
 from .data import check_feeds, read_data_file
+from .declared_shapes import infer_declared_shapes
 from .fold import fold_affine_channels
 from .metrics import relative_error, sqnr_db
 from .plan import Action, NodeAction, plan_model
@@ -34,10 +35,13 @@ if TYPE_CHECKING:
 
 def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
             override_rules: Mapping[str, Rule] | None = None) -> Graph:
-    """Fold constant subgraphs and per-channel affine nodes (BatchNorm) into their producer.
-    Never raises on unknown op types (they stay as they are)."""
+    """Fold constant subgraphs, give the nodes ONNX's shape inference cannot see into the
+    shapes their declarations tell (a custom op's, :mod:`.declared_shapes`), and fold
+    per-channel affine nodes (BatchNorm) into their producer. Never raises on unknown op
+    types (they stay as they are)."""
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     fold_constants(graph, table)
+    infer_declared_shapes(graph, table)
     fold_affine_channels(graph, table, override_rules)
     return graph
 

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -284,18 +285,23 @@ def _symbolic_shape_inference() -> type:
     return module.SymbolicShapeInference
 
 
-def infer_shapes_again(graph: Graph) -> None:
+def infer_shapes_again(graph: Graph, given: Iterable[str] = ()) -> None:
     """Run ONNX shape inference on ``graph`` as it is now and take every shape it knows better.
 
     Exports compute a Pad's pads or a Reshape's shape from Constant nodes: inference on the
     source model leaves what follows with unknown dimensions, which become known once those
     constants are folded into initializers (the probes that give per-channel weight scales and
-    BatchNorm folding need them)."""
+    BatchNorm folding need them). ``given``: tensors whose shapes in ``graph.value_info``
+    inference takes as they are, the outputs of nodes it cannot see into (a custom op's,
+    engine/declared_shapes.py)."""
     rest, large = without_large_constants(graph)
     typed = replace(rest, inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
                                                    for k, v in large.items())])
+    model = graph_to_onnx(typed)
+    model.graph.value_info.extend(_value_info(graph.value_info[name]) for name in given
+                                  if name in graph.value_info)
     try:
-        inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(typed), strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return
     for value in inferred.graph.value_info:

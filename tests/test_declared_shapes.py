@@ -1,0 +1,69 @@
+"""Shapes through a custom op from its declaration (ptq_verify/engine/declared_shapes.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.catalog.toml_file import load_onnx_operators
+from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine.declared_shapes import broadcast
+from ptq_verify.graph import OperatorTable, graph_from_onnx
+
+SCALED_RELU = """
+[[operator]]
+name = "ScaledRelu"
+params = { a = "2" }
+expr = "max(x, 0)*a"
+onnx_type = "ScaledRelu"
+"""
+
+
+def _model():
+    """Gemm -> com.example ScaledRelu -> Gemm -> ScaledRelu -> Gemm: ONNX's inference gives the
+    custom nodes' outputs, and so every Gemm's after the first, no shape."""
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.normal(size=size).astype(np.float32), f"w{i}")
+            for i, size in enumerate([(16, 8), (8, 6), (6, 4)], start=1)]
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h1"], name="gemm1"),
+             helper.make_node("ScaledRelu", ["h1"], ["r1"], name="srelu1", domain="com.example",
+                              a=2.0),
+             helper.make_node("Gemm", ["r1", "w2"], ["h2"], name="gemm2"),
+             helper.make_node("ScaledRelu", ["h2"], ["r2"], name="srelu2", domain="com.example",
+                              a=2.0),
+             helper.make_node("Gemm", ["r2", "w3"], ["y"], name="gemm3")]
+    graph = helper.make_graph(nodes, "custom", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["N", 16])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["N", 4])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.example", 1)])
+
+
+def test_a_custom_elementwise_op_passes_its_input_shape_on(tmp_path):
+    """A new-user trial: the layers after a declared custom op lost their per-channel weights,
+    output-aware rounding and bias correction, with no word said, for want of shapes."""
+    ops = tmp_path / "ops.toml"
+    ops.write_text(SCALED_RELU)
+    table = OperatorTable(load_onnx_operators(ops), str(ops))
+    graph = prepare(graph_from_onnx(_model()), table)
+    assert graph.shape_of("r1") == ("N", 8) and graph.shape_of("r2") == ("N", 6)
+    x = np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32)
+    quantized = quantize(graph, calibrate(graph, x, bits=8, operators=table, progress=False), 8,
+                         operators=table)
+    for name in ("gemm2", "gemm3"):
+        record = next(r for r in quantized.records if r.name == name)
+        assert "per-channel weights" in record.note and "output-aware rounding" in record.note
+
+
+@pytest.mark.parametrize(("shapes", "expected"), [
+    ([("N", 8), ("N", 8)], ("N", 8)),
+    ([("N", 8), (8,)], ("N", 8)),
+    ([("N", 1, 5), (3, 1)], ("N", 3, 5)),
+    ([(1,), ()], (1,)),
+    ([("N", 8), ("M", 8)], None),  # two names: not told
+    ([(None, 8), (4, 8)], None),
+    ([(2, 8), (3, 8)], None),  # no broadcast
+])
+def test_broadcast_of_symbolic_shapes(shapes, expected):
+    assert broadcast(shapes) == expected
