@@ -1,4 +1,5 @@
-"""Shapes through a custom op from its declaration (ptq_verify/engine/declared_shapes.py)."""
+"""Custom ops declared with --operators: shapes through them from their declaration
+(ptq_verify/engine/declared_shapes.py), and declarations for one domain."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify.catalog.toml_file import load_onnx_operators
-from ptq_verify.engine import calibrate, prepare, quantize
+from ptq_verify.engine import calibrate, plan_model, prepare, quantize
 from ptq_verify.engine.declared_shapes import broadcast
-from ptq_verify.graph import OperatorTable, graph_from_onnx
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 SCALED_RELU = """
 [[operator]]
@@ -67,3 +68,25 @@ def test_a_custom_elementwise_op_passes_its_input_shape_on(tmp_path):
 ])
 def test_broadcast_of_symbolic_shapes(shapes, expected):
     assert broadcast(shapes) == expected
+
+
+def test_a_declaration_for_a_domain_leaves_the_standard_op_of_that_name_to_the_catalog(
+        tmp_path):
+    """A new-user trial: a declaration meant for com.mycompany:Relu took the standard Relu
+    too, and `onnx_type = "com.mycompany:Relu"` was accepted but matched nothing. A
+    ``domain:op_type`` declaration now takes that domain's nodes alone."""
+    ops = tmp_path / "ops.toml"
+    ops.write_text('[[operator]]\nname = "DoubledRelu"\nexpr = "max(x, 0)*2"\n'
+                   'onnx_type = "com.example:Relu"\n')
+    table = OperatorTable(load_onnx_operators(ops), str(ops))
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="standard"),
+             helper.make_node("Relu", ["a"], ["y"], name="custom", domain="com.example")]
+    model = helper.make_model(helper.make_graph(
+        nodes, "relus", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    graph = prepare(graph_from_onnx(model), table)
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    assert plans["standard"].operator == "Relu" and plans["custom"].operator == "DoubledRelu"
+    x = np.random.default_rng(2).normal(size=(8, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_graph(graph, {"x": x}, table)["y"], np.maximum(x, 0) * 2)

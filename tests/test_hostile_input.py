@@ -478,7 +478,7 @@ def test_a_declaration_of_an_onnx_op_type_that_computes_another_function_is_refu
         if command == "quantize" else [])
     outcome = hostile.run_cli([command, *args], limit=120)
     _assert_one_line_error(outcome, "'NotReallyMish' declares ONNX Mish", "onnxruntime's Mish",
-                           "an onnx_type of its own")
+                           "onnx_type = \"DOMAIN:Mish\"")
     assert not (tmp / "q.onnx").exists()
 
 

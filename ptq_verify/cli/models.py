@@ -46,6 +46,6 @@ def declared_operators(path: str | None):
             raise UserError(
                 f"{path}: operator {op.name!r} declares ONNX {op.onnx_type}, but its expression "
                 f"{differs}: every {op.onnx_type} node would be quantized by the rule of "
-                "another function; correct the expression, or give the op an onnx_type of its "
-                "own (a node in a custom domain)")
+                "another function; correct the expression, or, for a node of a custom domain "
+                f"named {op.onnx_type}, declare onnx_type = \"DOMAIN:{op.onnx_type}\"")
     return OperatorTable(declared, source=path)

@@ -41,20 +41,29 @@ class OperatorTable:
         op = self._declared(node, graph)
         if op is None:
             return None, None
-        where = "the built-in catalog" if node.op_type not in self.extra else (
-            self.source or "an extra declaration")
+        extra = self.declaration_key(node) is not None
+        where = (self.source or "an extra declaration") if extra else "the built-in catalog"
         declaration = f"its declaration {op.name!r} ({where})"
         if (why := _misfit(node, op)) is not None:
             return None, (op, f"{why}; {declaration} {_capacity(op)}")
-        if node.op_type in self.extra and (why := _untaken_attribute(node, op)) is not None:
+        if extra and (why := _untaken_attribute(node, op)) is not None:
             return None, (op, f"{why}; {declaration} computes the node by its expression")
         return op, None
+
+    def declaration_key(self, node: Node) -> str | None:
+        """The key of :attr:`extra` that declares the node: ``domain:op_type`` for a node of
+        that domain (a custom op named as a standard one, ``com.example:Relu``, leaves the
+        standard op to the catalog), else its op type (any domain); None when none does."""
+        qualified = f"{node.domain}:{node.op_type}"
+        if not node.in_onnx_domain and qualified in self.extra:
+            return qualified
+        return node.op_type if node.op_type in self.extra else None
 
     def _declared(self, node: Node, graph: Graph | None) -> Operator | None:
         """The declaration of the node's op type; the graph's constants select among
         declarations of one type (Pow's exponent, Clip's bounds)."""
-        if node.op_type in self.extra:
-            return self.extra[node.op_type]
+        if (key := self.declaration_key(node)) is not None:
+            return self.extra[key]
         if not node.in_onnx_domain:
             return None
         from ..catalog import operator_for_onnx_type
@@ -103,7 +112,7 @@ class OperatorTable:
         if unfit is not None:
             raise UserError(f"{where}{node.label} {unfit[1]}")
         domain = "" if node.in_onnx_domain else f" in domain {node.domain!r}"
-        if not domain and node.op_type not in self.extra:
+        if not domain and self.declaration_key(node) is None:
             from ..catalog import declared_forms
 
             if forms := declared_forms(node.op_type):

@@ -144,11 +144,12 @@ def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
 
 
 def own_kernel_types(graph: Graph, extra: Iterable[str]) -> list[str]:
-    """The op types of ``graph`` declared only to ptq-verify (``extra``: those of --operators)
-    outside ONNX's domain: onnxruntime has no kernel for them, the user's runtime does."""
+    """The op types of ``graph`` declared only to ptq-verify (``extra``: those of --operators,
+    ``op_type`` or ``domain:op_type``) outside ONNX's domain: onnxruntime has no kernel for
+    them, the user's runtime does."""
     own = set(extra)
-    return sorted({node.op_type for node in graph.nodes
-                   if node.op_type in own and not node.in_onnx_domain})
+    return sorted({node.op_type for node in graph.nodes if not node.in_onnx_domain and (
+        node.op_type in own or f"{node.domain}:{node.op_type}" in own)})
 
 
 _ORT_NOISE = (
