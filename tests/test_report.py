@@ -139,6 +139,20 @@ def test_report_from_a_toml_file(tmp_path):
     assert main(checked) == 0
 
 
+def test_an_undecided_operators_plot_is_not_said_to_refute_a_rule(tmp_path):
+    """A new-user trial: x**p with p = 2.5 is undecided (its degree is the parameter), and
+    its page said of the plot "The curves differ: no such rule holds", a refutation the
+    checker did not make."""
+    declarations = tmp_path / "ops.toml"
+    declarations.write_text('[[operator]]\nname = "PowP"\nparams = { p = "2.5" }\n'
+                            'expr = "x**p"\n')
+    assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    page = (tmp_path / "out" / "PowP.md").read_text()
+    assert "**undecided" in page and "no such rule holds" not in page
+    assert "decided no rule either way (undecided)" in page
+
+
 def test_report_shows_progress_on_stderr_unless_told_not_to(tmp_path, capsys):
     """Pages and plots for the whole catalog take tens of seconds: a bar says it is working
     (on stderr, so stdout keeps only the summary lines)."""

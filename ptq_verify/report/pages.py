@@ -348,6 +348,9 @@ def operator_page(
             + (
                 "The curves coincide, as the rule says."
                 if coincide
+                # (an undecided verdict refutes nothing)
+                else "The curves differ for this degree; the checker decided no rule either "
+                "way (undecided)." if verdict.rule.kind is RuleKind.UNDECIDED
                 else "The curves differ: no such rule holds."
             )
             + " The plot illustrates; the certificate proves.",
