@@ -130,6 +130,7 @@ def test_toml_file(capsys, tmp_path):
         (["x[0]"], "subscripts"),
         (["'text'"], "string literals"),
         (["max(x, 0)", "--params", "lo=abc"], "--params: lo: 'abc' is not a number"),
+        (["x + b", "--params", "b="], "--params: b= has no value"),
         (["max(y, 0)"], "--inputs: x does not appear"),
         (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
         (["--file", "/no/such/ops.toml"], "no such file"),
@@ -146,7 +147,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("[[operator]]\nname = 'A'\n", "'expr' must be a string"),
+        ("[[operator]]\nname = 'A'\n", "'expr' is missing"),
+        ("[[operator]]\nname = 'A'\nexpr = 1\n", "'expr' must be a string"),
         ("[[operator]]\nname = 'A'\nexpr = 'x'\ncolour = 1\n", "unknown key(s) colour"),
         ("[[operator]]\nname = 'A'\nexpr = 'exp(x'\n", "operator 'A'"),
         ("not toml at all = = =", "not valid TOML"),

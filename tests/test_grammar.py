@@ -146,8 +146,9 @@ REJECTED = [
     ("exp(x=1)", "keyword arguments ('x=') are not allowed", 5),
     ("exp(**x)", "'**' arguments are not allowed", 5),
     ("max(*x)", "starred arguments ('*') are not allowed", 5),
-    ("foo(x)", "unknown function 'foo'", 1),
-    ("eval('1')", "unknown function 'eval'", 1),
+    ("foo(x)", "unknown function 'foo' (docs/grammar.md lists the functions)", 1),
+    ("eval('1')", "unknown function 'eval' (docs/grammar.md lists the functions)", 1),
+    ("sofplus(x)", "unknown function 'sofplus' (did you mean 'softplus'?)", 1),
     ("x ^ 2", "operator '^' is not allowed; use ** for powers", 3),
     ("x // 2", "operator '//' is not allowed", 3),
     ("x % 2", "operator '%' is not allowed", 3),
@@ -167,7 +168,7 @@ REJECTED = [
         "conditional expressions ('if') are not allowed; use where(cond, a, b)",
         1,
     ),
-    ("(x)(1)", "unknown function 'x'", 1),
+    ("(x)(1)", "unknown function 'x' (docs/grammar.md lists the functions)", 1),
     ("(x + 1)(2)", "only named functions can be called", 8),
     ("exp", "'exp' is a function; call it as exp(...)", 1),
     ("x > 0", "'x > 0' is only allowed in the condition of where()", 1),
@@ -237,7 +238,8 @@ def test_columns_count_characters_not_bytes():
 
 
 def test_multiline_text_reports_line_and_column():
-    with pytest.raises(ExpressionError, match=r"unknown function 'foo' at line 2, column 5$"):
+    with pytest.raises(ExpressionError, match=r"unknown function 'foo' \(docs/grammar.md lists "
+                       r"the functions\) at line 2, column 5$"):
         parse_expression("(x +\n    foo(x))")
 
 

@@ -22,6 +22,7 @@ certificates written as text re-parse to the very same expression.
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
 import math
 import re
@@ -494,7 +495,10 @@ class _Parser:
         if name.startswith("_"):
             return at, f"name '{name}' is not allowed"
         if name not in FUNCTIONS:
-            return at, f"unknown function '{name}'"
+            close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.8)
+            return at, f"unknown function '{name}'" + (
+                f" (did you mean '{close[0]}'?)" if close
+                else " (docs/grammar.md lists the functions)")
         if node.keywords:
             first = node.keywords[0]
             if first.arg is None:

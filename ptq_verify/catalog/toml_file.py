@@ -98,6 +98,8 @@ def load_operators(path: str | Path) -> list[Operator]:
         if unknown:
             raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         for key in ("name", "expr"):
+            if key not in table:
+                raise UserError(f"{where}: '{key}' is missing (a string)")
             if not isinstance(table.get(key), str):
                 raise UserError(f"{where}: '{key}' must be a string")
         for key in ("onnx_type", "doc"):

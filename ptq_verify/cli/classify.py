@@ -180,10 +180,13 @@ def _parse_params(text: str) -> dict[str, Fraction]:
 
     params: dict[str, Fraction] = {}
     for position, item in enumerate(filter(None, (p.strip() for p in text.split(","))), 1):
-        name, _, value = item.partition("=")
+        name, equals, value = item.partition("=")
         name = name.strip()
         if not name.isidentifier():
             raise UserError(f"--params: item {position} ({item!r}) is not name or name=value")
+        if equals and not value.strip():  # (a TOML declaration's "" is refused alike)
+            raise UserError(f"--params: {name}= has no value: write {name}=VALUE, or {name} "
+                            "alone for the sample value 1")
         try:
             params[name] = exact_number(value) if value.strip() else Fraction(1)
         except ValueError as err:
