@@ -139,6 +139,22 @@ def test_report_from_a_toml_file(tmp_path):
     assert main(checked) == 0
 
 
+def test_certificates_of_declared_operators_without_their_file_is_one_line(tmp_path, capsys):
+    """A new-user trial: `check-proofs DIR` on a folder `report --file ops.toml -o` wrote
+    printed a failure for each of the catalog's 136 operators and each of the folder's, and
+    exit 1; the folder holds no catalog operator's certificate, so --file is what it lacks."""
+    declarations = tmp_path / "ops.toml"
+    declarations.write_text('[[operator]]\nname = "Twice"\nexpr = "2*x"\n')
+    assert main(["report", "--file", str(declarations), "--no-plots", "-o",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["check-proofs", str(tmp_path / "out" / "certificates")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "(Twice) are of operators the built-in catalog does not declare" in captured.err
+    assert "--file OPS.toml" in captured.err
+
+
 def test_an_undecided_operators_plot_is_not_said_to_refute_a_rule(tmp_path):
     """A new-user trial: x**p with p = 2.5 is undecided (its degree is the parameter), and
     its page said of the plot "The curves differ: no such rule holds", a refutation the
