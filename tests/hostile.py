@@ -123,6 +123,15 @@ def broken_promise(outcome: Outcome) -> str | None:
 # -- models ----------------------------------------------------------------------------------
 
 
+def declaration(name: str, expr: str, onnx_type: str, **params: str) -> str:
+    """One ``[[operator]]`` table of a declaration file (docs/catalog.md), parameters given
+    with their sample values."""
+    table = f'[[operator]]\nname = "{name}"\n'
+    if params:
+        table += "params = { " + ", ".join(f'{k} = "{v}"' for k, v in params.items()) + " }\n"
+    return table + f'expr = "{expr}"\nonnx_type = "{onnx_type}"\n'
+
+
 def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "hostile", inputs, outputs, list(initializers))
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

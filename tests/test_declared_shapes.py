@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hostile
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -12,13 +13,7 @@ from ptq_verify.engine import calibrate, plan_model, prepare, quantize
 from ptq_verify.engine.declared_shapes import broadcast
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
-SCALED_RELU = """
-[[operator]]
-name = "ScaledRelu"
-params = { a = "2" }
-expr = "max(x, 0)*a"
-onnx_type = "ScaledRelu"
-"""
+SCALED_RELU = hostile.declaration("ScaledRelu", "max(x, 0)*a", "ScaledRelu", a="2")
 
 
 def _model():
@@ -76,8 +71,7 @@ def test_a_declaration_for_a_domain_leaves_the_standard_op_of_that_name_to_the_c
     too, and `onnx_type = "com.mycompany:Relu"` was accepted but matched nothing. A
     ``domain:op_type`` declaration now takes that domain's nodes alone."""
     ops = tmp_path / "ops.toml"
-    ops.write_text('[[operator]]\nname = "DoubledRelu"\nexpr = "max(x, 0)*2"\n'
-                   'onnx_type = "com.example:Relu"\n')
+    ops.write_text(hostile.declaration("DoubledRelu", "max(x, 0)*2", "com.example:Relu"))
     table = OperatorTable(load_onnx_operators(ops), str(ops))
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="standard"),
              helper.make_node("Relu", ["a"], ["y"], name="custom", domain="com.example")]

@@ -422,13 +422,7 @@ def test_an_undeclared_random_op_is_not_sent_to_a_declaration(tmp_path):
     assert "declare it in a TOML file" not in outcome.err
 
 
-SHIFT = """
-[[operator]]
-name = "MyShift"
-params = { offset = "0" }
-expr = "x - offset"
-onnx_type = "Shift"
-"""
+SHIFT = hostile.declaration("MyShift", "x - offset", "Shift", offset="0")
 
 
 def test_a_declared_parameter_takes_the_value_of_the_nodes_attribute_of_its_name(tmp_path):
@@ -471,8 +465,7 @@ def test_a_declaration_of_an_onnx_op_type_that_computes_another_function_is_refu
     declaration of a standard op type is run against onnxruntime's kernel first."""
     tmp, model, calib = mlp_files
     ops = tmp / "ops.toml"
-    ops.write_text('[[operator]]\nname = "NotReallyMish"\nexpr = "max(x, 0)"\n'
-                   'onnx_type = "Mish"\n')
+    ops.write_text(hostile.declaration("NotReallyMish", "max(x, 0)", "Mish"))
     args = [str(model), "--operators", str(ops)] + (
         ["--calib", str(calib), "-o", str(tmp / "q.onnx"), "--no-progress"]
         if command == "quantize" else [])
