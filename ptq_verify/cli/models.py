@@ -27,7 +27,9 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
 def add_operators_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--operators", metavar="OPS.toml",
                         help="declarations of op types the catalog lacks (or replaces), each "
-                        "with its onnx_type (docs/catalog.md); proved like the catalog's")
+                        "with its onnx_type, or domain:op_type for one domain's nodes alone "
+                        "(docs/catalog.md); proved like the catalog's, and one of a standard "
+                        "op type checked against onnxruntime's kernel first")
 
 
 def declared_operators(path: str | None):
