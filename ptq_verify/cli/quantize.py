@@ -260,7 +260,7 @@ def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None)
         return ""
     declared.require_all([node for node in graph.nodes
                           if not node.in_onnx_domain or declared.declaration_key(node)], graph)
-    own = own_kernel_types(graph, declared.extra)
+    own = own_kernel_types(graph, declared)
     if not own:
         raise UserError(f"{source}: onnxruntime cannot load it ({refusal}); quantize takes "
                         "models onnxruntime runs")

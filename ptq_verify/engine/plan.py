@@ -9,7 +9,7 @@ from enum import Enum
 from ..catalog.operator import Operator, attribute_default
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule, RuleKind, Verdict
-from .rules import carried_params, effective_rule, weight_layout
+from .rules import carried_params, effective_rule, input_params, weight_layout
 
 
 class Action(str, Enum):
@@ -142,12 +142,13 @@ def _unknown_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
     written. An op type outside the standard schemas has its declaration as its schema."""
     import onnx.defs
 
-    if not op.onnx_type or not onnx.defs.has(op.onnx_type):
+    absent = [attr for attr, param in op.onnx_attrs.items()
+              if rule.param_exponents.get(param) and attr not in node.attrs]
+    if not absent or not op.onnx_type or not onnx.defs.has(op.onnx_type):
         return []
-    inputs = {p for b in op.onnx_inputs if b for p in b.split()}
-    return sorted(attr for attr, param in op.onnx_attrs.items()
-                  if rule.param_exponents.get(param) and attr not in node.attrs
-                  and param not in inputs and attribute_default(op.onnx_type, attr) is None)
+    inputs = input_params(op)
+    return sorted(attr for attr in absent if op.onnx_attrs[attr] not in inputs
+                  and attribute_default(op.onnx_type, attr) is None)
 
 
 def _param_text(op: Operator, rule: Rule) -> str:

@@ -40,6 +40,7 @@ from .rounding import (
     weight_matrix,
 )
 from .rules import (
+    input_params,
     is_elementwise,
     is_elementwise_unary,
     is_integer_polynomial,
@@ -945,7 +946,7 @@ class _Builder:
                 inputs[slot] = dst
         if node.name in self._bias_shift and node.name not in self._corrected:
             self._bias_into_sum(node, out_axis)
-        carried = {p for b in op.onnx_inputs if b for p in b.split()}
+        carried = input_params(op)
         for attr, param in op.onnx_attrs.items():
             k = float(rule.param_exponents.get(param, 0))
             real.add(param)

@@ -105,10 +105,16 @@ def sum_coefficients(op: Operator) -> tuple[float, ...] | None:
     return stored_structure(op).sum_coefficients
 
 
+def input_params(op: Operator) -> set[str]:
+    """The parameters a node of ``op`` holds in its ONNX inputs (a Gemm's weights and bias,
+    a Clip's bounds); those in attributes are ``op.onnx_attrs``' values."""
+    return {p for b in op.onnx_inputs if b for p in b.split()}
+
+
 def carried_params(op: Operator) -> set[str]:
     """The parameters a node of ``op`` holds, in an ONNX input or attribute: those the engine
     can set on the node (rescale, make integer); the others exist in the witness only."""
-    return {p for b in op.onnx_inputs if b for p in b.split()} | set(op.onnx_attrs.values())
+    return input_params(op) | set(op.onnx_attrs.values())
 
 
 def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:

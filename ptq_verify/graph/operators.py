@@ -38,10 +38,11 @@ class OperatorTable:
     def lookup(self, node: Node, graph: Graph | None = None
                ) -> tuple[Operator | None, tuple[Operator, str] | None]:
         """(:meth:`find`, :meth:`unfit`) of the node from one search of the declarations."""
-        op = self._declared(node, graph)
+        key = self.declaration_key(node)
+        op = self.extra[key] if key is not None else self._in_catalog(node, graph)
         if op is None:
             return None, None
-        extra = self.declaration_key(node) is not None
+        extra = key is not None
         where = (self.source or "an extra declaration") if extra else "the built-in catalog"
         declaration = f"its declaration {op.name!r} ({where})"
         if (why := _misfit(node, op)) is not None:
@@ -59,11 +60,10 @@ class OperatorTable:
             return qualified
         return node.op_type if node.op_type in self.extra else None
 
-    def _declared(self, node: Node, graph: Graph | None) -> Operator | None:
-        """The declaration of the node's op type; the graph's constants select among
-        declarations of one type (Pow's exponent, Clip's bounds)."""
-        if (key := self.declaration_key(node)) is not None:
-            return self.extra[key]
+    def _in_catalog(self, node: Node, graph: Graph | None) -> Operator | None:
+        """The catalog's declaration of the node's op type (a node no extra declaration
+        takes); the graph's constants select among declarations of one type (Pow's exponent,
+        Clip's bounds)."""
         if not node.in_onnx_domain:
             return None
         from ..catalog import operator_for_onnx_type

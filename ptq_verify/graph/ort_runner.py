@@ -19,6 +19,7 @@ from onnx import helper
 
 from .model import Graph
 from .onnx_io import graph_to_onnx, without_large_constants
+from .operators import OperatorTable
 
 
 class OrtRunner:
@@ -143,13 +144,11 @@ def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
     return ort_session(model)[1]
 
 
-def own_kernel_types(graph: Graph, extra: Iterable[str]) -> list[str]:
-    """The op types of ``graph`` declared only to ptq-verify (``extra``: those of --operators,
-    ``op_type`` or ``domain:op_type``) outside ONNX's domain: onnxruntime has no kernel for
-    them, the user's runtime does."""
-    own = set(extra)
-    return sorted({node.op_type for node in graph.nodes if not node.in_onnx_domain and (
-        node.op_type in own or f"{node.domain}:{node.op_type}" in own)})
+def own_kernel_types(graph: Graph, table: OperatorTable) -> list[str]:
+    """The op types of ``graph`` outside ONNX's domain that ``table``'s extra declarations
+    (--operators) declare: onnxruntime has no kernel for them, the user's runtime does."""
+    return sorted({node.op_type for node in graph.nodes
+                   if not node.in_onnx_domain and table.declaration_key(node) is not None})
 
 
 _ORT_NOISE = (

@@ -155,7 +155,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                         "calibration data")
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
-                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table.extra)),
+                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
                  unprobed)
 
 
