@@ -55,6 +55,10 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  a Where choosing -inf or zeros (same inputs as tiny_bert, the batch fixed at
                  4, so the exporters write the zeros as a constant tensor; the fast path off,
                  which the legacy exporter cannot trace); legacy opset 17 and dynamo opset 18
+    mask_encoder  the digits as 8 tokens -> Linear -> torch's nn.TransformerEncoder (one layer,
+                 2 heads) with ``src_key_padding_mask`` a float input ``key_mask`` [N, 8]
+                 that torch adds to the scores as it is (data ``mask_encoder.*.npz``: -inf at
+                 the padded keys of seeded lengths); legacy opset 17 and dynamo opset 18
     tiny_llama_left  a 2-layer Llama decoder from a config (random weights, transformers'
                  default sdpa attention) on left-padded token batches (``tiny_llama.*.npz``):
                  the causal mask hides every key of a padded row's first positions, whose
@@ -118,6 +122,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_attention_fixed": {"dynamo": (18,)},
              "tiny_bert_dynamic": {"legacy": (17,), "dynamo": (18,)},
              "token_encoder": {"legacy": (17,), "dynamo": (18,)},
+             "mask_encoder": {"legacy": (17,), "dynamo": (18,)},
              "digits_sdpa_half": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
@@ -219,6 +224,31 @@ class TokenEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embed(input_ids), src_key_padding_mask=attention_mask == 0)
+
+
+class MaskEncoder(torch.nn.Module):
+    """The digits as 8 tokens -> Linear -> nn.TransformerEncoder whose key padding mask is a
+    float input, added to the scores as it is (-inf at padded keys) -> Linear per token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 10)
+        layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        with torch.no_grad():  # queries and keys 4x: attention peaked, not near uniform
+            self.encoder.layers[0].self_attn.in_proj_weight[:32] *= 4
+
+    def forward(self, input: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        # (the dynamo exporter's dynamic shapes are keyed by the arguments' names)
+        tokens = self.embed(input.reshape(input.shape[0], 8, 8))
+        return self.out(self.encoder(tokens, src_key_padding_mask=key_mask))
+
+
+def key_mask(count: int, seed: int) -> np.ndarray:
+    """Seeded additive key masks [count, 8]: 0 on the first 3 to 8 tokens of a row, -inf on
+    the rest (the tests write finfo(float32).min and -1e4 in place of -inf)."""
+    lengths = np.random.default_rng(seed).integers(3, 9, size=count)
+    return np.where(np.arange(8)[None, :] < lengths[:, None], 0.0, -np.inf).astype(np.float32)
 
 
 class DigitsSdpa(DigitsAttention):
@@ -515,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     half = {"input": flat["input"].astype(np.float16)}
     save_npz(args.out / "digits_half.calib.npz", **half)
     save_npz(args.out / "digits_half.test.npz", input=test_flat["input"].astype(np.float16))
+    masked = {**flat, "key_mask": key_mask(SAMPLES, SEED)}
+    save_npz(args.out / "mask_encoder.calib.npz", **masked)
+    save_npz(args.out / "mask_encoder.test.npz", **test_flat, key_mask=key_mask(SAMPLES, SEED + 1))
     left = left_padded(tokens)
     save_npz(args.out / "tiny_llama.calib.npz", **left)
     save_npz(args.out / "tiny_llama.test.npz", **left_padded(test_tokens))
@@ -544,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_bert_dynamic": lambda: (TinyBert().eval(), tokens),
         "digits_swin": lambda: (DigitsSwin().eval(), image),
         "token_encoder": lambda: (TokenEncoder().eval(), tokens),
+        "mask_encoder": lambda: (MaskEncoder().eval(), masked),
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),

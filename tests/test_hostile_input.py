@@ -237,6 +237,23 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
                            "samples 0 to 3)")
 
 
+@pytest.mark.parametrize("value, expected", [
+    (np.inf, "; from input 'input': 1 infinite of its"),
+    (np.nan, "input 'input': 1 NaN values")])
+def test_an_infinite_or_nan_input_value_that_reaches_the_output_is_one_line(mlp_files, value,
+                                                                           expected):
+    """An input may hold -inf (an additive mask that a Softmax removes, kept in float), but
+    one that reaches the model's output is refused naming the input it came from; NaN in an
+    input is refused as it is read."""
+    tmp, model, calib = mlp_files
+    data = np.load(calib)
+    data[7, 3] = value
+    np.save(calib, data)
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, expected)
+    assert not (tmp / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("through_constants", [False, True])
 def test_constant_folding_is_capped(tmp_path, through_constants):
     model = tmp_path / "bomb.onnx"

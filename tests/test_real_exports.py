@@ -47,7 +47,8 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "tiny_bert_outliers": "tiny_bert",
         "tiny_funnel": "tiny_bert",
         "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image",
-        "masked_pool": "masked_pool", "digits_regressor": "digits"}
+        "masked_pool": "masked_pool", "digits_regressor": "digits",
+        "mask_encoder": "mask_encoder"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -295,6 +296,31 @@ def test_torch_s_key_padding_mask_stays_static(name):
     active = activation_tensors(graph, OperatorTable())
     wheres = [n for n in graph.nodes if n.op_type == "Where"]  # the mask's, its only one
     assert len(wheres) == 1 and wheres[0].outputs[0] not in active
+
+
+@pytest.mark.parametrize("name", ["mask_encoder.legacy.opset17.onnx",
+                                  "mask_encoder.dynamo.opset18.onnx"])
+@pytest.mark.parametrize("masked", [-np.inf, float(np.finfo(np.float32).min), -1e4])
+def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked):
+    """nn.TransformerEncoder with its key padding mask a float input, which torch adds to the
+    scores as it is. A mask of -inf was refused as calibration data ("NaN or infinite
+    values"); one of finfo(float32).min set the scale of the scores' sum, at which every
+    score rounded to 0 (uniform attention: 22 dB against 37). Now the -inf tensors are kept
+    in float, and a sum whose inputs' ranges lie too far apart for one exact float32 sum runs
+    in float: every convention, in every format, is as close to float as -1e4 is."""
+    def data(split: str) -> dict[str, np.ndarray]:
+        feeds = _data(name, split)
+        feeds["key_mask"] = np.where(np.isinf(feeds["key_mask"]), masked, 0).astype(np.float32)
+        return feeds
+
+    path = str(FIXTURES / name)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, data("calib"), progress=False), 8)
+    test = data("test")
+    reference = _first_output(path, test)
+    assert sqnr_db(reference, model.run(test)["output"]) > 33
+    for form in ("qdq", "integer"):
+        assert sqnr_db(reference, _first_output(model.to_onnx(form), test)) > 33, form
 
 
 @pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])

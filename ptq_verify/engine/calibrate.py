@@ -233,9 +233,11 @@ def calibrate(
             non_finite.setdefault(
                 name, f"{_non_finite(value)} in samples {done} to {done + size - 1}")
             if name in graph.output_names:  # nothing removes them: the model's own output
+                given = next((f"; from input {i!r}: {non_finite[i]}"
+                              for i in graph.input_names if i in non_finite), "")
                 raise UserError(
                     f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
-                    f"calibration data ({non_finite[name]}); quantizing needs finite "
+                    f"calibration data ({non_finite[name]}{given}); quantizing needs finite "
                     "activations") from None
 
     def settle_batch(nbytes: int) -> None:

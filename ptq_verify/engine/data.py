@@ -172,9 +172,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                     )
         if array.ndim == 0 or array.shape[0] == 0:
             raise UserError(f"{where}: no samples (empty calibration set)")
-        if info.is_float and not np.all(np.isfinite(array)):
-            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-            raise UserError(f"{where}: {bad} NaN or infinite values")
+        if info.is_float and np.isnan(array).any():
+            raise UserError(f"{where}: {int(np.count_nonzero(np.isnan(array)))} NaN values")
         sizes.add(array.shape[0])
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
@@ -197,9 +196,12 @@ def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
     dtype = np.dtype(dtype)
     with np.errstate(over="ignore"):
         cast = array.astype(dtype, copy=False)
-    if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(cast)):
-        raise UserError(f"{where}: values up to {np.abs(array).max():.4g} in magnitude lie "
-                        f"beyond the model's {dtype} (at most {np.finfo(dtype).max:.4g})")
+    if np.issubdtype(dtype, np.floating) and cast is not array:
+        overflowed = np.isinf(cast) & np.isfinite(array)
+        if overflowed.any():
+            raise UserError(f"{where}: values up to {np.abs(array[overflowed]).max():.4g} in "
+                            f"magnitude lie beyond the model's {dtype} (at most "
+                            f"{np.finfo(dtype).max:.4g})")
     if np.issubdtype(dtype, np.integer) and array.size:
         low, high = array.min(), array.max()
         info = np.iinfo(dtype)

@@ -839,6 +839,12 @@ class _Builder:
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
+        if aligned and not selection and _coarser_than_an_input(codes_in, common,
+                                                                   self.signed_max):
+            # (a float attention mask at finfo(float32).min beside the scores: at a scale
+            # that holds the mask, every score is code 0)
+            return self.compensate(node, op, plan, "its inputs' ranges lie too far apart "
+                                   "for one exact sum in float32")
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -1428,6 +1434,20 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     return coarsest if np.ndim(coarsest) else float(coarsest)
 
 
+def _coarser_than_an_input(codes: list[Code], common: float | np.ndarray, levels: int
+                           ) -> bool:
+    """Whether a sum at the ``common`` scale (:func:`_common_scale`) rounds an input ranged by
+    the data more coarsely than ``levels`` codes over its own range would: the float32 bound
+    on the sum's integers (ALIGNED_SUM_LIMIT) won, the inputs' ranges lying more than about
+    2^22 / levels apart. (A wide input, an accumulator finer than n bits, may be rounded
+    coarser than its own codes, as any sum's is.)"""
+    for code in codes:
+        reach = np.maximum(abs(code.low), abs(code.high)) / np.asarray(code.scale, np.float64)
+        if code.ranged and np.any(np.asarray(common) * reach < levels):
+            return True
+    return False
+
+
 MAX_DIVISOR_ROUNDS = 4
 """Plans made again at most, each keeping in float the divisors found near 0 in the last."""
 
@@ -1448,7 +1468,8 @@ def non_finite_note(non_finite: dict[str, str]) -> str:
     return (f"kept in float: {', '.join(repr(name) for name in non_finite)}: they take "
             f"infinite or NaN values on the calibration data ({first!r}: {where}"
             f"{f'; and {more} more' if more else ''}), which no code holds and a later node "
-            "removes (a Softmax over a row its mask hides entirely, then IsNaN)")
+            "removes (a Softmax over scores plus a -inf mask; a Softmax over a row its mask "
+            "hides entirely, then IsNaN)")
 
 
 def weight_reach(weight: np.ndarray, axes: tuple[int, ...], levels: int) -> np.ndarray:
