@@ -323,6 +323,24 @@ def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked):
         assert sqnr_db(reference, _first_output(model.to_onnx(form), test)) > 33, form
 
 
+def test_a_tensor_that_takes_inf_keeps_only_its_own_nodes_in_float():
+    """Under a -inf key mask the scores' sum takes -inf: it and the nodes that make or read
+    it run in float (no code holds inf), but the Softmax's output is finite, and the matrix
+    product that reads it runs on its codes (it had joined the float region of a tensor kept
+    exact, as --keep-float-tensor keeps one)."""
+    name = "mask_encoder.dynamo.opset18.onnx"
+    graph = load_model(str(FIXTURES / name))
+    calibration = calibrate(graph, _data(name, "calib"), progress=False)
+    model = quantize(graph, calibration, 8)
+    kinds = {record.name: record.kind for record in model.records}
+    softmax, = (n for n in graph.nodes if n.op_type == "Softmax")
+    assert softmax.inputs[0] in calibration.non_finite
+    assert softmax.outputs[0] not in calibration.non_finite
+    readers = [n for n in graph.nodes if softmax.outputs[0] in n.inputs]
+    assert readers and kinds[softmax.name] == "compensated"
+    assert all(kinds[n.name] == "integer" for n in readers)
+
+
 @pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
 def test_a_float16_export_s_shape_derived_scale_meets_float32_values(form):
     """A float16 attention exported by the legacy exporter computes its scale from the

@@ -30,12 +30,8 @@ class FloatRegions:
         nodes: set[str] = set()
         tensors, stack = {tensor}, [tensor]
         while stack:
-            name = stack.pop()
-            maker = self.producers.get(name)
-            near = [maker] if maker is not None else []
-            near += self.consumers.get(name, [])
-            for node in near:
-                if self.plans[node.name].action is Action.STATIC or node.name in nodes:
+            for node in self.touching(stack.pop()):
+                if node.name in nodes:
                     continue
                 nodes.add(node.name)
                 if self._passes_on(node):
@@ -45,6 +41,12 @@ class FloatRegions:
                             tensors.add(linked)
                             stack.append(linked)
         return nodes, tensors
+
+    def touching(self, tensor: str) -> list[Node]:
+        """The nodes that make or read ``tensor``, but static ones."""
+        maker = self.producers.get(tensor)
+        return [node for node in (*([maker] if maker else []), *self.consumers.get(tensor, []))
+                if self.plans[node.name].action is not Action.STATIC]
 
     def _activations(self, names: list[str]) -> list[str]:
         return [name for name in dict.fromkeys(names) if name in self.active]

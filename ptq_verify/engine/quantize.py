@@ -805,6 +805,14 @@ class _Builder:
         if self.kept_float:  # (regions index the whole graph: only when asked for)
             regions = FloatRegions(self.graph, self.table, plans, self.active)
             for tensor in self.kept_float:
+                # no code holds inf or NaN: such a tensor's maker and readers run in float,
+                # and a finite output of theirs takes codes at its own range (a Softmax's
+                # after a -inf mask); a tensor kept exact takes its whole region
+                if tensor in self.cal.non_finite:
+                    for node in regions.touching(tensor):
+                        floats.setdefault(node.name, "it makes or reads a tensor that takes "
+                                          "inf or NaN, which no code holds")
+                    continue
                 for name in regions.of(tensor)[0]:
                     floats.setdefault(name, "mixed precision: an activation kept in float")
         carrying = self._carrying_saturated()
