@@ -323,6 +323,27 @@ def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked):
         assert sqnr_db(reference, _first_output(model.to_onnx(form), test)) > 33, form
 
 
+def test_a_mask_at_the_float32_minimum_stays_finite_in_the_qdq_file():
+    """finfo(float32).min on 127 codes: the scale 1/scale rounded to float32 lies above the
+    exact one, and the DequantizeLinear of the mask's extreme code gave -inf where the float
+    model holds a finite value (a row masked entirely: NaN after the Softmax, not uniform).
+    The stored scale is the next float32 below."""
+    name = "mask_encoder.dynamo.opset18.onnx"
+    feeds = _data(name, "calib")
+    feeds["key_mask"] = np.where(np.isinf(feeds["key_mask"]), np.finfo(np.float32).min,
+                                 0).astype(np.float32)
+    graph = load_model(str(FIXTURES / name))
+    qdq = quantize(graph, calibrate(graph, feeds, progress=False), 8).to_onnx("qdq")
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    grid, = (n for n in qdq.graph.node if n.op_type == "QuantizeLinear"
+             and n.input[0] == "key_mask")
+    scale, zero = constants[grid.input[1]], constants[grid.input[2]]
+    assert zero == 128  # signed codes -127..127 in uint8
+    with np.errstate(over="ignore"):
+        end = np.float32(-127) * scale
+    assert np.isfinite(end) and end <= np.finfo(np.float32).min * 0.999
+
+
 def test_a_tensor_that_takes_inf_keeps_only_its_own_nodes_in_float():
     """Under a -inf key mask the scores' sum takes -inf: it and the nodes that make or read
     it run in float (no code holds inf), but the Softmax's output is finite, and the matrix

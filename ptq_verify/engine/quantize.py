@@ -541,7 +541,7 @@ class _Builder:
         code = self.codes[tensor]
         if code.name not in self._dequantized:
             dst = self.fresh(f"{tensor}:float")
-            self.steps.append(ScaleStep(code.name, dst, _dequantizing(code), round=False))
+            self.steps.append(ScaleStep(code.name, dst, code.dequantizing(), round=False))
             self._dequantized[code.name] = dst
         return self._dequantized[code.name]
 
@@ -650,7 +650,7 @@ class _Builder:
             if code is None:
                 continue
             self.output_scales[info.name] = code.scale
-            factor = self.factor(1.0, True) if self.integer_outputs else _dequantizing(code)
+            factor = self.factor(1.0, True) if self.integer_outputs else code.dequantizing()
             self.steps.append(ScaleStep(code.name, info.name, factor, round=False))
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
@@ -1395,19 +1395,6 @@ class _Builder:
                     room = np.where(reach > 0, BIAS_HEADROOM * BIAS_LIMIT / reach, np.inf)
                 scale = np.minimum(scale, room)
         return scale, out_axis, weight_axis
-
-
-def _dequantizing(code: Code) -> np.ndarray:
-    """The float32 factor 1/scale that turns ``code``'s integers back into values. Rounded to
-    float32 it may lie above 1/scale, and where the codes reach the float32 maximum (an
-    additive mask at finfo(float32).min: 127 codes of 2.68e36 each) its extreme code times it
-    would overflow to inf, which the float model never held: there the factor is the next
-    float32 below, so that every code stays finite."""
-    factor = np.asarray(1.0 / np.asarray(code.scale, np.float64)).astype(np.float32)
-    reach = np.float32(max(abs(code.low), abs(code.high)))
-    with np.errstate(over="ignore"):
-        overflows = ~np.isfinite(reach * factor)
-    return np.where(overflows, np.nextafter(factor, np.float32(0)), factor).astype(np.float32)
 
 
 def _largest_channel_sum(magnitude: np.ndarray, axis: int | None) -> float:

@@ -34,6 +34,19 @@ class Code:
     def unsigned(self) -> bool:
         return self.low >= 0
 
+    def dequantizing(self) -> np.ndarray:
+        """The float32 factor 1/scale that turns the codes back into values. Rounded to
+        float32 it may lie above 1/scale, and where the codes reach the float32 maximum (an
+        additive mask at finfo(float32).min: 127 codes of 2.68e36 each) the extreme code
+        times it would overflow to inf, which the float model never held: there the factor
+        is the next float32 below, so that every code stays finite."""
+        factor = np.asarray(1.0 / np.asarray(self.scale, np.float64)).astype(np.float32)
+        reach = np.float32(max(abs(self.low), abs(self.high)))
+        with np.errstate(over="ignore"):
+            overflows = ~np.isfinite(reach * factor)
+        return np.where(overflows, np.nextafter(factor, np.float32(0)), factor).astype(
+            np.float32)
+
 
 @dataclass
 class NodeRecord:

@@ -163,8 +163,7 @@ class _QdqLowering:
     def _grid(self, hint: str, code, dtype, zero: int) -> tuple[str, str]:
         """The scale and zero-point constants of ``code`` in its 8-bit container: scale 1
         for per-channel codes, whose scales are the Muls around them (:meth:`_quantized`)."""
-        inverse = np.float32(1) if np.ndim(code.scale) else np.asarray(
-            1.0 / np.asarray(code.scale, np.float64), np.float32)
+        inverse = np.float32(1) if np.ndim(code.scale) else code.dequantizing()
         return (self.out.constant(f"{hint}:scale", inverse),
                 self.out.constant(f"{hint}:zero", np.array(zero, dtype)))
 
@@ -174,7 +173,7 @@ class _QdqLowering:
         one real value (a Mul after the scale-1 DequantizeLinear), no group to fuse."""
         dequantized = self.out.add("DequantizeLinear", [stored, scale, point], f"{hint}:dq")
         if np.ndim(code.scale):
-            return self.out.multiply(dequantized, 1.0 / np.asarray(code.scale, np.float64))
+            return self.out.multiply(dequantized, code.dequantizing())
         self.stored[dequantized] = [stored, scale, point]
         return dequantized
 
