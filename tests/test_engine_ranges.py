@@ -32,6 +32,30 @@ def test_input_never_negative_in_calibration_is_unsigned_and_clips_negatives_to_
     assert np.array_equal(model.run(-test)["logits"], model.run(np.zeros_like(test))["logits"])
 
 
+def test_codes_at_the_float32_maximum_read_back_finite_in_the_qdq_file():
+    """An input calibrated out to finfo(float32).max (an additive mask at its minimum) is
+    127 codes of 1/scale, and 1/scale rounded to float32 lies just above the exact value:
+    the qdq file's DequantizeLinear read the end code back as inf. Its stored scale is the
+    next float32 below, as the integer and simulation formats' factors were."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["input"], ["output"])], "neg",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    big = np.finfo(np.float32).max
+    data = np.tile(np.array([[-big, big, 1.0, 0.0]], np.float32), (8, 1))
+    _, model = _quantized(proto, False, data=data)
+    qdq = model.to_onnx("qdq")
+    constants = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    grid, = (n for n in qdq.graph.node if n.op_type == "QuantizeLinear"
+             and n.input[0] == "input")
+    with np.errstate(over="ignore"):
+        end = np.float32(model.codes["input"].high) * constants[grid.input[1]]
+    assert np.isfinite(end) and end >= big * np.float32(0.999)
+
+
 def test_input_negative_in_calibration_stays_signed():
     _, model = _quantized(models.mlp("Relu"), False, data=models.digits(150) - 0.5)
     assert not model.codes["input"].unsigned

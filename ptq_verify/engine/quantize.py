@@ -176,17 +176,25 @@ def quantize(
     with threadpool_limits(limits=1, user_api="blas"):
         builder = built(set(float_tensors) | calibration.non_finite.keys())
         # A divisor whose codes come near 0 is kept in float, as --keep-float-tensor would
-        # keep it, and the plan made again; a divisor found then (behind one kept) too.
+        # keep it, and the plan made again; a divisor found then (behind one kept) too. So
+        # is the widest input of a sum whose inputs' ranges lie too far apart.
         divisors: list[tuple[str, str]] = []
+        far_apart: list[tuple[str, str]] = []
         for _ in range(MAX_DIVISOR_ROUNDS):
-            found = builder.near_zero_divisors()
-            if not found:
+            found, wide = builder.near_zero_divisors(), builder.far_apart_sums()
+            if not found and not wide:
                 break
             divisors += found
-            builder = built(builder.kept_float | {name for _, name in found})
+            far_apart += wide
+            builder = built(builder.kept_float | {name for _, name in (*found, *wide)})
         builder.refuse_near_zero_divisors()
         if divisors:
             builder.notes.append(divisor_note(divisors, bits))
+        if far_apart:
+            builder.notes.append(
+                f"kept in float: {'; '.join(what for what, _ in far_apart)}: beside that "
+                "sum's other inputs, no integer scale holds it exactly in float32 (an "
+                "additive mask at finfo(float32).min, which would make every score code 0)")
         if calibration.non_finite:
             builder.notes.append(non_finite_note(calibration.non_finite))
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
@@ -255,6 +263,9 @@ class _Builder:
         self._unranged: set[str] = set()  # tensors 0 on all calibration data (scale 1)
         # divisors whose codes come near 0: (what to say of it, its tensor)
         self._near_zero: list[tuple[str, str]] = []
+        # the widest input of each sum whose inputs' ranges lie too far apart for one exact
+        # float32 sum: (what to say of it, its tensor)
+        self._far_apart: list[tuple[str, str]] = []
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
         # (sum node, constant) -> the constant with a bias correction of the layer before it
@@ -850,7 +861,16 @@ class _Builder:
         if aligned and not selection and _coarser_than_an_input(codes_in, common,
                                                                    self.signed_max):
             # (a float attention mask at finfo(float32).min beside the scores: at a scale
-            # that holds the mask, every score is code 0)
+            # that holds the mask, every score is code 0); its widest input is kept in
+            # float, as a near-zero divisor is (quantize), so its finer values stay too (a
+            # position bias under the mask)
+            reach = {name: float(np.max(max(abs(c.low), abs(c.high)) / np.asarray(c.scale)))
+                     for name, c in zip((node.inputs[s] for s in plan.activation_slots),
+                                        codes_in)}
+            widest = max(reach, key=reach.__getitem__)
+            stats = self.cal.stats[widest]
+            self._far_apart.append((f"{widest!r} (calibrated {stats.minimum:.3g} to "
+                                    f"{stats.maximum:.3g}) in sum {node.name!r}", widest))
             return self.compensate(node, op, plan, "its inputs' ranges lie too far apart "
                                    "for one exact sum in float32")
         for slot, name in enumerate(node.inputs):
@@ -1232,6 +1252,11 @@ class _Builder:
         """(what to say of it, its tensor) for every divisor the walk found near 0 whose
         tensor is not kept in float yet."""
         return [item for item in self._near_zero if item[1] not in self.kept_float]
+
+    def far_apart_sums(self) -> list[tuple[str, str]]:
+        """(what to say of it, its tensor) for the widest input of every sum the walk ran in
+        float for its inputs' ranges, not kept in float yet."""
+        return [item for item in self._far_apart if item[1] not in self.kept_float]
 
     def refuse_near_zero_divisors(self) -> None:
         """One refusal naming every divisor the walk found near 0 that is not kept in float
