@@ -206,6 +206,7 @@ def _normalizations_in_parts(graph: Graph, table: OperatorTable,
     return set(invariant_regions(graph, table, plan_model(graph, table, overrides), active))
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # tiny probes: as weight_layers
 def candidates_of(graph: Graph, table: OperatorTable,
                   overrides: Mapping[str, Rule] | None = None) -> list[Candidate]:
     """Every activation whose source and consumers the rules allow to carry a per-channel
