@@ -222,10 +222,13 @@ def test_output_equal_to_input_is_refused_and_input_kept(mlp_files, capsys):
     assert model.read_bytes() == before
 
 
-def test_all_zero_activation_gets_a_default_scale(mlp_files):
-    graph = prepare(graph_from_onnx(models.mlp("Relu")))
-    model = quantize(graph, calibrate(graph, np.zeros((8, 64), np.float32), progress=False))
-    assert any("is 0 on all calibration data" in note for note in model.notes)
+def test_all_zero_activation_gets_a_default_scale():
+    """A tensor 0 on all calibration data (a dense layer's output times 0) gets scale 1."""
+    b = models.Builder(21)
+    zero = b.add("Mul", [b.dense("input", 64, 16), b.const(np.float32(0))])
+    graph = prepare(graph_from_onnx(b.model(b.dense(b.add("Relu", [zero]), 16, 10))))
+    model = quantize(graph, calibrate(graph, models.digits(8), progress=False))
+    assert any(f"tensor {zero!r} is 0 on all calibration data" in note for note in model.notes)
     assert np.all(np.isfinite(model.run(models.digits(5))["logits"]))
 
 

@@ -240,15 +240,17 @@ def test_a_tensor_zero_on_all_calibration_data_does_not_set_a_concat_scale():
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    first = numpy_helper.from_array(np.array([0], np.int64), "first")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
     proto = helper.make_model(helper.make_graph(
-        [helper.make_node("Concat", ["token", "patches"], ["joined"], axis=1),
+        [helper.make_node("Gather", ["patches", "first"], ["picked"], axis=1),
+         helper.make_node("Mul", ["picked", "zero"], ["token"]),  # zero on every sample
+         helper.make_node("Concat", ["token", "patches"], ["joined"], axis=1),
          helper.make_node("MatMul", ["joined", "w"], ["output"])], "zero_token",
-        [helper.make_tensor_value_info("token", TensorProto.FLOAT, ["n", 1, 8]),
-         helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["n", 4, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 5, 8])], [weight]),
-        opset_imports=[helper.make_opsetid("", 17)])
-    data = {"token": np.zeros((32, 1, 8), np.float32),
-            "patches": rng.uniform(-1.5, 1.5, (32, 4, 8)).astype(np.float32)}
+        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["n", 4, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 5, 8])],
+        [weight, first, zero]), opset_imports=[helper.make_opsetid("", 17)])
+    data = {"patches": rng.uniform(-1.5, 1.5, (32, 4, 8)).astype(np.float32)}
     graph = prepare(graph_from_onnx(proto))
     model = quantize(graph, calibrate(graph, data, progress=False), 8)
     assert model.codes["joined"].scale == model.codes["patches"].scale

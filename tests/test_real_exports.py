@@ -302,7 +302,7 @@ def test_torch_s_key_padding_mask_stays_static(name):
                                   "mask_encoder.dynamo.opset18.onnx"])
 @pytest.mark.parametrize("masked, bias", [(-np.inf, 0.0), (np.finfo(np.float32).min, 0.0),
                                           (-1e4, 0.0), (-np.inf, -0.5),
-                                          (np.finfo(np.float32).min, -0.5)])
+                                          (np.finfo(np.float32).min, -0.5), (-1e4, -0.5)])
 def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked, bias):
     """nn.TransformerEncoder with its key padding mask a float input, which torch adds to the
     scores as it is. A mask of -inf was refused as calibration data ("NaN or infinite
@@ -311,7 +311,8 @@ def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked, bias):
     in float, and so is the widest input of a sum whose inputs' ranges lie too far apart for
     one exact float32 sum: every convention, in every format, is as close to float as -1e4
     is, and a key bias beside the mask (``bias`` times the key's position, on the keys kept)
-    keeps its values (22 dB when the mask's 8-bit codes rounded it to 0)."""
+    keeps its values (22 dB when the mask's 8-bit codes rounded it to 0: at -1e4, their step
+    79 exceeds every score)."""
     def data(split: str) -> dict[str, np.ndarray]:
         feeds = _data(name, split)
         kept = bias * np.arange(8, dtype=np.float32)[None, :]
@@ -327,6 +328,25 @@ def test_a_float_key_mask_input_is_exact_in_each_convention(name, masked, bias):
     assert sqnr_db(reference, model.run(test)["output"]) > 33
     for form in ("qdq", "integer"):
         assert sqnr_db(reference, _first_output(model.to_onnx(form), test)) > 33, form
+
+
+def test_an_input_zero_on_all_calibration_data_is_kept_in_float():
+    """An additive attention mask calibrated on rows without padding is 0 throughout: held
+    as codes of scale 1 (unsigned, from its minimum 0), every masked key at run time clipped
+    back to 0, unmasked, while the output note reported the calibration rows' fidelity. It
+    is kept in float, and a note says why."""
+    name = "mask_encoder.legacy.opset17.onnx"
+    graph = load_model(str(FIXTURES / name))
+    unpadded = _data(name, "calib")
+    unpadded["key_mask"] = np.zeros_like(unpadded["key_mask"])
+    model = quantize(graph, calibrate(graph, unpadded, progress=False), 8)
+    assert any(note.startswith("kept in float: input 'key_mask': 0 on all calibration data")
+               for note in model.notes)
+    test = _data(name, "test")
+    test["key_mask"] = np.where(np.isinf(test["key_mask"]), -1e4, 0).astype(np.float32)
+    reference = _first_output(str(FIXTURES / name), test)
+    assert sqnr_db(reference, model.run(test)["output"]) > 30
+    assert sqnr_db(reference, _first_output(model.to_onnx("qdq"), test)) > 30
 
 
 def test_a_tensor_that_takes_inf_keeps_only_its_own_nodes_in_float():

@@ -173,8 +173,13 @@ def quantize(
     # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
     # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
     # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
+    # a float input 0 on all calibration data has no range to hold it by: codes of scale 1
+    # would clip whatever it holds at run time (an additive attention mask calibrated on rows
+    # without padding: every masked key came back unmasked)
+    unranged = [info.name for info in graph.float_inputs()
+                if info.name in calibration.stats and calibration.stats[info.name].max_abs == 0]
     with threadpool_limits(limits=1, user_api="blas"):
-        builder = built(set(float_tensors) | calibration.non_finite.keys())
+        builder = built(set(float_tensors) | calibration.non_finite.keys() | set(unranged))
         # A divisor whose codes come near 0 is kept in float, as --keep-float-tensor would
         # keep it, and the plan made again; a divisor found then (behind one kept) too. So
         # is the widest input of a sum whose inputs' ranges lie too far apart.
@@ -192,11 +197,15 @@ def quantize(
             builder.notes.append(divisor_note(divisors, bits))
         if far_apart:
             builder.notes.append(
-                f"kept in float: {'; '.join(what for what, _ in far_apart)}: beside that "
-                "sum's other inputs, no integer scale holds it exactly in float32 (an "
-                "additive mask at finfo(float32).min, which would make every score code 0)")
+                f"kept in float, the widest input of a sum whose inputs' ranges lie too far "
+                f"apart for one integer sum: {'; '.join(what for what, _ in far_apart)}")
         if calibration.non_finite:
             builder.notes.append(non_finite_note(calibration.non_finite))
+        if unranged:
+            builder.notes.append(
+                f"kept in float: input {', '.join(map(repr, unranged))}: 0 on all calibration "
+                "data, so no range holds its values at run time (an additive attention mask "
+                "calibrated on rows without padding); calibrate on data that uses it")
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -861,21 +870,21 @@ class _Builder:
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
-        if aligned and not selection and _coarser_than_an_input(codes_in, common,
-                                                                   self.signed_max):
-            # (a float attention mask at finfo(float32).min beside the scores: at a scale
-            # that holds the mask, every score is code 0); its widest input is kept in
-            # float, as a near-zero divisor is (quantize), so its finer values stay too (a
-            # position bias under the mask)
+        apart = (_too_far_apart(codes_in, common, self.signed_max)
+                 if aligned and not selection else "")
+        if apart:
+            # its widest input is kept in float, as a near-zero divisor is (quantize), and the
+            # plan made again: at a scale that held a mask at finfo(float32).min, every score
+            # was code 0; at the codes of a -1e4 mask, a key bias added in it was 0
             reach = {name: float(np.max(max(abs(c.low), abs(c.high)) / np.asarray(c.scale)))
                      for name, c in zip((node.inputs[s] for s in plan.activation_slots),
                                         codes_in)}
             widest = max(reach, key=reach.__getitem__)
             stats = self.cal.stats[widest]
             self._far_apart.append((f"{widest!r} (calibrated {stats.minimum:.3g} to "
-                                    f"{stats.maximum:.3g}) in sum {node.name!r}", widest))
-            return self.compensate(node, op, plan, "its inputs' ranges lie too far apart "
-                                   "for one exact sum in float32")
+                                    f"{stats.maximum:.3g}) in sum {node.name!r}: {apart}",
+                                    widest))
+            return self.compensate(node, op, plan, "its inputs' ranges lie too far apart")
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -1457,18 +1466,28 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     return coarsest if np.ndim(coarsest) else float(coarsest)
 
 
-def _coarser_than_an_input(codes: list[Code], common: float | np.ndarray, levels: int
-                           ) -> bool:
-    """Whether a sum at the ``common`` scale (:func:`_common_scale`) rounds an input ranged by
-    the data more coarsely than ``levels`` codes over its own range would: the float32 bound
-    on the sum's integers (ALIGNED_SUM_LIMIT) won, the inputs' ranges lying more than about
-    2^22 / levels apart. (A wide input, an accumulator finer than n bits, may be rounded
-    coarser than its own codes, as any sum's is.)"""
-    for code in codes:
-        reach = np.maximum(abs(code.low), abs(code.high)) / np.asarray(code.scale, np.float64)
-        if code.ranged and np.any(np.asarray(common) * reach < levels):
-            return True
-    return False
+def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int) -> str:
+    """Why a sum's inputs' ranges lie too far apart for its integers, or "": at the
+    ``common`` scale (:func:`_common_scale`) an input ranged by the data is rounded more
+    coarsely than ``levels`` codes over its own range would round it (the float32 bound on
+    the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels apart,
+    a float mask input at finfo(float32).min beside the scores), or the widest input's own
+    step is more than every other input's largest value, so that its rounding alone
+    outweighs them (a float mask input at -1e4, step 79, with a key bias of a few units in
+    it, beside scores of tens). A wide input, an accumulator finer than n bits, may be
+    rounded coarser than its own codes, as any sum's is."""
+    ranged = [c for c in codes if c.ranged]
+    reach = [max(abs(c.low), abs(c.high)) / np.asarray(c.scale, np.float64) for c in ranged]
+    if any(np.any(np.asarray(common) * r < levels) for r in reach):
+        return "no integer scale holds them all exactly in float32"
+    if len(ranged) < 2:
+        return ""
+    largest = [float(np.max(r)) for r in reach]
+    widest = int(np.argmax(largest))
+    step = 1.0 / float(np.max(ranged[widest].scale))  # its finest channel's
+    others = max(r for i, r in enumerate(largest) if i != widest)
+    return (f"the step of its codes, {step:.3g}, exceeds the other inputs' largest value, "
+            f"{others:.3g}" if step > others else "")
 
 
 MAX_DIVISOR_ROUNDS = 4
