@@ -199,6 +199,28 @@ def test_weights_exported_as_inputs_are_named_as_such(mlp_files, capsys):
     assert code == 0  # the same data fits the model with its weights
 
 
+def test_an_input_the_model_takes_whole_for_every_sample_is_named(tmp_path, capsys):
+    """A new-user trial fed nn.MultiheadAttention's (L, S) causal mask as an input: refused
+    as "inputs have different numbers of samples [16, 128]", naming neither input. The
+    refusal names each input's length and the model's name for its first axis, and says
+    that an input the model fixes whole cannot be fed one row per sample."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "mask"], ["y"])], "shared",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    model = tmp_path / "shared.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.ones((8, 4), np.float32), mask=np.eye(4, dtype=np.float32))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err
+    assert "('x' 8, the model's 'batch'; 'mask' 4, the model's 4)" in err
+    assert "the model fixes input 'mask' at (4, 4)" in err and "constant" in err
+
+
 def test_a_wrong_key_gets_no_hint_about_weights(mlp_files, capsys):
     tmp, model, _ = mlp_files
     calib = tmp / "c.npz"

@@ -177,7 +177,9 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         sizes.add(array.shape[0])
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
-        raise UserError(f"{what}: inputs have different numbers of samples {sorted(sizes)}")
+        raise UserError(f"{what}: inputs hold different numbers of samples along their first "
+                        f"axis ({_first_axes(graph, feeds)}); every input holds one row per "
+                        "sample, batch first" + _shared_input_hint(graph))
     _check_named_dimensions(graph, feeds, what)
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
@@ -186,6 +188,30 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
                         f"of {fixed}")
     return feeds
+
+
+def _first_axes(graph: Graph, feeds: Feeds) -> str:
+    """Each input's length along axis 0, with the model's name for that axis."""
+    parts = []
+    for info in graph.inputs:
+        declared = info.shape[0] if info.shape else None
+        named = f", the model's {declared!r}" if declared not in (None, "") else ""
+        parts.append(f"{info.name!r} {len(feeds[info.name])}{named}")
+    return "; ".join(parts)
+
+
+def _shared_input_hint(graph: Graph) -> str:
+    """Advice for an input whose every axis the model fixes beside inputs with a free batch
+    axis: one tensor for all samples (an (L, S) causal mask), which calibration data cannot
+    hold one row per sample."""
+    free = any(info.shape and not isinstance(info.shape[0], int) for info in graph.inputs)
+    shared = [info for info in graph.inputs if info.shape
+              and all(isinstance(d, int) and d > 0 for d in info.shape)]
+    if not free or not shared:
+        return ""
+    return (f"; the model fixes input {shared[0].name!r} at {tuple(shared[0].shape)}, one "
+            "tensor for every sample, which ptq-verify cannot feed: export it as a constant "
+            "of the model")
 
 
 def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
