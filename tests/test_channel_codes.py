@@ -14,8 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ptq_verify.engine import calibrate, load_model, quantize
-from ptq_verify.graph import OperatorTable, run_graph
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 quantize_module = importlib.import_module("ptq_verify.engine.quantize")  # not the function
 
@@ -201,3 +201,41 @@ def test_codes_take_one_scale_per_position_only_along_an_axis_of_fixed_length(le
     for form in ("qdq", "integer", "simulation"):
         got = _session(model.to_onnx(form)).run(None, {"a": x, "b": x})[0]
         np.testing.assert_allclose(got, expected, atol=2 / 255)
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+@pytest.mark.parametrize("along", ["channels", "width"])
+def test_per_channel_codes_times_a_per_channel_constant_keep_one_scale_per_channel(form, along):
+    """FastViT's layer scale, x * gamma with gamma of shape [C, 1, 1], where x holds one
+    scale per channel (its channels' ranges apart): the two scale vectors were multiplied
+    as they were made, (1, C, 1, 1) by (C,), a C x C grid, and the integer and simulation
+    files failed to load in onnxruntime (exit 3; a timm new-user trial, fastvit_t8 and
+    tiny_vit_5m_224). The product runs along the channels, in every format; a constant whose
+    scales run along another axis (the width) leaves the node in float."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    spread = np.diag([100.0] + [1.0] * 31).astype(np.float32)  # one channel 100x the rest
+    mix = (spread @ rng.uniform(0.5, 1.0, (32, 4))).astype(np.float32).reshape(32, 4, 1, 1)
+    gamma = rng.uniform(0.5, 2.0, (32, 1, 1) if along == "channels" else (1, 1, 3))
+    gamma = gamma.astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["h"]),
+         helper.make_node("Mul", ["h", "g"], ["scaled"]),
+         helper.make_node("Add", ["h", "scaled"], ["y"])], "layer_scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32, 3, 3])],
+        [numpy_helper.from_array(mix, "w"), numpy_helper.from_array(gamma, "g")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = rng.standard_normal((32, 4, 3, 3)).astype(np.float32)
+    g = prepare(graph_from_onnx(proto))
+    model = quantize(g, calibrate(g, data, progress=False), 8)
+    assert np.shape(model.codes["h"].scale) == (1, 32, 1, 1)
+    mul, = (r for r in model.records if r.op_type == "Mul")
+    if along == "channels":
+        assert mul.kind == "integer" and np.size(model.codes["scaled"].scale) == 32
+    else:
+        assert mul.kind == "compensated" and "another axis" in mul.note
+    written = _session(model.to_onnx(form)).run(None, {"x": data})[0]
+    reference = run_graph(g, {"x": data}, OperatorTable())["y"]
+    assert sqnr_db(reference, written) > 35

@@ -1003,6 +1003,15 @@ class _Builder:
                     return self.compensate(node, op, plan, _BEYOND_FLOAT32.format(attr))
                 attrs[attr] = float(rescaled)
         if weight_scale is not None:
+            if np.ndim(acc_scale) > 1 and np.ndim(weight_scale) == 1:
+                # per-channel input codes (shaped to broadcast) times per-channel weights (a
+                # vector): one scale per channel only where both run along the output axis
+                # (FastViT's layer scale, x * gamma[C, 1, 1]; the two vectors multiplied
+                # as they were made a C x C grid)
+                if _scale_axis(acc_scale) != out_axis:
+                    return self.compensate(node, op, plan, "per-channel input codes along "
+                                           "another axis than its weights' channels")
+                weight_scale = along(weight_scale, out_axis, np.ndim(acc_scale))
             acc_scale = acc_scale * weight_scale
         outputs = [self.fresh(f"{o}:acc") if o in self.active else o for o in node.outputs]
         step = NodeStep(_renamed(node, inputs, outputs, attrs), op, constants, node, integers)
