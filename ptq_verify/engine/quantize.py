@@ -870,7 +870,8 @@ class _Builder:
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
-        apart = (_too_far_apart(codes_in, common, self.signed_max)
+        apart = (_too_far_apart(codes_in, common, self.signed_max,
+                                self._float_only(node.outputs[0]))
                  if aligned and not selection else "")
         if apart:
             # its widest input is kept in float, as a near-zero divisor is (quantize), and the
@@ -1475,21 +1476,23 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
     return coarsest if np.ndim(coarsest) else float(coarsest)
 
 
-def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int) -> str:
+def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int,
+                   read_in_float: bool) -> str:
     """Why a sum's inputs' ranges lie too far apart for its integers, or "": at the
     ``common`` scale (:func:`_common_scale`) an input ranged by the data is rounded more
     coarsely than ``levels`` codes over its own range would round it (the float32 bound on
     the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels apart,
-    a float mask input at finfo(float32).min beside the scores), or the widest input's own
-    step is more than every other input's largest value, so that its rounding alone
-    outweighs them (a float mask input at -1e4, step 79, with a key bias of a few units in
-    it, beside scores of tens). A wide input, an accumulator finer than n bits, may be
-    rounded coarser than its own codes, as any sum's is."""
+    a float mask input at finfo(float32).min beside the scores), or, where every reader of
+    the sum runs in float (``read_in_float``: its output is not rounded to that step again),
+    the widest input's own step is more than every other input's largest value, so that its
+    rounding alone outweighs them (a float mask input at -1e4, step 79, with a key bias of a
+    few units in it, beside scores of tens, before a Softmax). A wide input, an accumulator
+    finer than n bits, may be rounded coarser than its own codes, as any sum's is."""
     ranged = [c for c in codes if c.ranged]
     reach = [max(abs(c.low), abs(c.high)) / np.asarray(c.scale, np.float64) for c in ranged]
     if any(np.any(np.asarray(common) * r < levels) for r in reach):
         return "no integer scale holds them all exactly in float32"
-    if len(ranged) < 2:
+    if len(ranged) < 2 or not read_in_float:
         return ""
     largest = [float(np.max(r)) for r in reach]
     widest = int(np.argmax(largest))
