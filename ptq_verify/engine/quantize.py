@@ -1478,22 +1478,24 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
 
 def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int,
                    read_in_float: bool) -> str:
-    """Why a sum's inputs' ranges lie too far apart for its integers, or "": at the
-    ``common`` scale (:func:`_common_scale`) an input ranged by the data is rounded more
-    coarsely than ``levels`` codes over its own range would round it (the float32 bound on
-    the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels apart,
-    a float mask input at finfo(float32).min beside the scores), or, where every reader of
-    the sum runs in float (``read_in_float``: its output is not rounded to that step again),
-    the widest input's own step is more than every other input's largest value, so that its
-    rounding alone outweighs them (a float mask input at -1e4, step 79, with a key bias of a
-    few units in it, beside scores of tens, before a Softmax). A wide input, an accumulator
-    finer than n bits, may be rounded coarser than its own codes, as any sum's is."""
+    """Why the inputs of a sum whose every reader runs in float (``read_in_float``: a
+    Softmax; its output is not rounded again) lie too far apart for its integers, or "":
+    at the ``common`` scale (:func:`_common_scale`) an input ranged by the data is rounded
+    more coarsely than ``levels`` codes over its own range would round it (the float32 bound
+    on the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels
+    apart, a float mask input at finfo(float32).min beside the scores), or the widest
+    input's own step is more than every other input's largest value, so that its rounding
+    alone outweighs them (a float mask input at -1e4, step 79, with a key bias of a few
+    units in it, beside scores of tens). A sum whose output is rounded again at its range
+    loses the small inputs there anyway (a random-weight model's residual stream beside a
+    branch near 0). A wide input, an accumulator finer than n bits, may be rounded coarser
+    than its own codes, as any sum's is."""
     ranged = [c for c in codes if c.ranged]
+    if not read_in_float or len(ranged) < 2:
+        return ""
     reach = [max(abs(c.low), abs(c.high)) / np.asarray(c.scale, np.float64) for c in ranged]
     if any(np.any(np.asarray(common) * r < levels) for r in reach):
         return "no integer scale holds them all exactly in float32"
-    if len(ranged) < 2 or not read_in_float:
-        return ""
     largest = [float(np.max(r)) for r in reach]
     widest = int(np.argmax(largest))
     step = 1.0 / float(np.max(ranged[widest].scale))  # its finest channel's
