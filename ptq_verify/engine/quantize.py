@@ -169,15 +169,15 @@ def quantize(
         builder.build(plans)
         return builder
 
-    # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
-    # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
-    # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
-    # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
     # a float input 0 on all calibration data has no range to hold it by: codes of scale 1
     # would clip whatever it holds at run time (an additive attention mask calibrated on rows
     # without padding: every masked key came back unmasked)
     unranged = [info.name for info in graph.float_inputs()
                 if info.name in calibration.stats and calibration.stats[info.name].max_abs == 0]
+    # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
+    # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
+    # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
+    # docs/benchmarks-real.md). The float model runs in onnxruntime's own thread pool.
     with threadpool_limits(limits=1, user_api="blas"):
         builder = built(set(float_tensors) | calibration.non_finite.keys() | set(unranged))
         # A divisor whose codes come near 0 is kept in float, as --keep-float-tensor would
@@ -275,8 +275,8 @@ class _Builder:
         self._unranged: set[str] = set()  # tensors 0 on all calibration data (scale 1)
         # divisors whose codes come near 0: (what to say of it, its tensor)
         self._near_zero: list[tuple[str, str]] = []
-        # the widest input of each sum whose inputs' ranges lie too far apart for one exact
-        # float32 sum: (what to say of it, its tensor)
+        # the widest input of each sum whose inputs' ranges lie too far apart for its
+        # integers (_too_far_apart): (what to say of it, its tensor)
         self._far_apart: list[tuple[str, str]] = []
         self._bias_shift: dict[str, np.ndarray] = {}  # node name -> per-channel bias correction
         self._corrected: set[str] = set()  # nodes whose bias took the correction
@@ -870,17 +870,16 @@ class _Builder:
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
         common = _common_scale(codes_in, selection) if codes_in else 1.0
-        apart = (_too_far_apart(codes_in, common, self.signed_max,
-                                self._float_only(node.outputs[0]))
-                 if aligned and not selection else "")
+        apart, widest_code = (_too_far_apart(codes_in, common, self.signed_max,
+                                             self._float_only(node.outputs[0]))
+                              if aligned and not selection else ("", None))
         if apart:
             # its widest input is kept in float, as a near-zero divisor is (quantize), and the
             # plan made again: at a scale that held a mask at finfo(float32).min, every score
             # was code 0; at the codes of a -1e4 mask, a key bias added in it was 0
-            reach = {name: float(np.max(max(abs(c.low), abs(c.high)) / np.asarray(c.scale)))
-                     for name, c in zip((node.inputs[s] for s in plan.activation_slots),
-                                        codes_in)}
-            widest = max(reach, key=reach.__getitem__)
+            widest = next(node.inputs[slot] for slot, code in zip(plan.activation_slots,
+                                                                  codes_in)
+                          if code is widest_code)
             stats = self.cal.stats[widest]
             self._far_apart.append((f"{widest!r} (calibrated {stats.minimum:.3g} to "
                                     f"{stats.maximum:.3g}) in sum {node.name!r}: {apart}",
@@ -1477,31 +1476,33 @@ def _common_scale(codes: list[Code], selection: bool) -> float:
 
 
 def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int,
-                   read_in_float: bool) -> str:
-    """Why the inputs of a sum whose every reader runs in float (``read_in_float``: a
-    Softmax; its output is not rounded again) lie too far apart for its integers, or "":
-    at the ``common`` scale (:func:`_common_scale`) an input ranged by the data is rounded
-    more coarsely than ``levels`` codes over its own range would round it (the float32 bound
-    on the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels
-    apart, a float mask input at finfo(float32).min beside the scores), or the widest
-    input's own step is more than every other input's largest value, so that its rounding
-    alone outweighs them (a float mask input at -1e4, step 79, with a key bias of a few
-    units in it, beside scores of tens). A sum whose output is rounded again at its range
-    loses the small inputs there anyway (a random-weight model's residual stream beside a
-    branch near 0). A wide input, an accumulator finer than n bits, may be rounded coarser
-    than its own codes, as any sum's is."""
+                   read_in_float: bool) -> tuple[str, Code | None]:
+    """(why, the widest input) where the inputs of a sum whose every reader runs in float
+    (``read_in_float``: a Softmax; its output is not rounded again) lie too far apart for its
+    integers: at the ``common`` scale (:func:`_common_scale`) an input ranged by the data is
+    rounded more coarsely than ``levels`` codes over its own range would round it (the float32
+    bound on the sum's integers, ALIGNED_SUM_LIMIT, won: ranges more than about 2^22 / levels
+    apart, a float mask input at finfo(float32).min beside the scores), or the widest input's
+    own step is more than every other input's largest value, so that its rounding alone
+    outweighs them (a float mask input at -1e4, step 79, with a key bias of a few units in it,
+    beside scores of tens); ("", None) where they do not. A sum whose output is rounded again at
+    its range loses the small inputs there anyway (a random-weight model's residual stream
+    beside a branch near 0). A wide input, an accumulator finer than n bits, may be rounded
+    coarser than its own codes, as any sum's is."""
     ranged = [c for c in codes if c.ranged]
     if not read_in_float or len(ranged) < 2:
-        return ""
+        return "", None
     reach = [max(abs(c.low), abs(c.high)) / np.asarray(c.scale, np.float64) for c in ranged]
-    if any(np.any(np.asarray(common) * r < levels) for r in reach):
-        return "no integer scale holds them all exactly in float32"
     largest = [float(np.max(r)) for r in reach]
     widest = int(np.argmax(largest))
+    if any(np.any(np.asarray(common) * r < levels) for r in reach):
+        return "no integer scale holds them all exactly in float32", ranged[widest]
     step = 1.0 / float(np.max(ranged[widest].scale))  # its finest channel's
     others = max(r for i, r in enumerate(largest) if i != widest)
-    return (f"the step of its codes, {step:.3g}, exceeds the other inputs' largest value, "
-            f"{others:.3g}" if step > others else "")
+    if step > others:
+        return (f"the step of its codes, {step:.3g}, exceeds the other inputs' largest "
+                f"value, {others:.3g}"), ranged[widest]
+    return "", None
 
 
 MAX_DIVISOR_ROUNDS = 4
