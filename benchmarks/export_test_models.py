@@ -55,6 +55,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  a Where choosing -inf or zeros (same inputs as tiny_bert, the batch fixed at
                  4, so the exporters write the zeros as a constant tensor; the fast path off,
                  which the legacy exporter cannot trace); legacy opset 17 and dynamo opset 18
+    digits_tensor_split  the digits as 8 tokens of 8 values (input [N, T, 8], T free) ->
+                 Linear -> torch.tensor_split into T // 2 sections, the first one -> mean ->
+                 Linear: with T free, the legacy exporter writes the split as an ONNX sequence
+                 (SplitToSequence, sizes computed from T by Tile, then SequenceAt), as it does
+                 Mamba's in transformers 5; legacy opset 17 only, data ``digits_tokens.*.npz``
     mask_encoder  the digits as 8 tokens -> Linear -> torch's nn.TransformerEncoder (one layer,
                  2 heads) with ``src_key_padding_mask`` a float input ``key_mask`` [N, 8]
                  that torch adds to the scores as it is (data ``mask_encoder.*.npz``: -inf at
@@ -123,6 +128,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_bert_dynamic": {"legacy": (17,), "dynamo": (18,)},
              "token_encoder": {"legacy": (17,), "dynamo": (18,)},
              "mask_encoder": {"legacy": (17,), "dynamo": (18,)},
+             "digits_tensor_split": {"legacy": (17,)},
              "digits_sdpa_half": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
@@ -138,7 +144,7 @@ FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_enco
 # tiny_funnel's raw export splits into a SplitToSequence, which has no declaration
 OPTIMIZED = {"tiny_funnel"}
 # exported with the sequence axis (1) free too
-DYNAMIC_SEQUENCE = {"tiny_bert_dynamic"}
+DYNAMIC_SEQUENCE = {"tiny_bert_dynamic", "digits_tensor_split"}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -224,6 +230,20 @@ class TokenEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embed(input_ids), src_key_padding_mask=attention_mask == 0)
+
+
+class DigitsTensorSplit(torch.nn.Module):
+    """The digits as tokens -> Linear -> torch.tensor_split into half as many sections as
+    tokens -> the first section, mean over its tokens -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        tokens = self.embed(input)
+        first = torch.tensor_split(tokens, tokens.shape[1] // 2, dim=1)[0]
+        return self.out(first.mean(dim=1))
 
 
 class MaskEncoder(torch.nn.Module):
@@ -545,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     half = {"input": flat["input"].astype(np.float16)}
     save_npz(args.out / "digits_half.calib.npz", **half)
     save_npz(args.out / "digits_half.test.npz", input=test_flat["input"].astype(np.float16))
+    tokens_of_digits = {"input": flat["input"].reshape(-1, 8, 8)}
+    save_npz(args.out / "digits_tokens.calib.npz", **tokens_of_digits)
+    save_npz(args.out / "digits_tokens.test.npz", input=test_flat["input"].reshape(-1, 8, 8))
     masked = {**flat, "key_mask": key_mask(SAMPLES, SEED)}
     save_npz(args.out / "mask_encoder.calib.npz", **masked)
     save_npz(args.out / "mask_encoder.test.npz", **test_flat, key_mask=key_mask(SAMPLES, SEED + 1))
@@ -578,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_swin": lambda: (DigitsSwin().eval(), image),
         "token_encoder": lambda: (TokenEncoder().eval(), tokens),
         "mask_encoder": lambda: (MaskEncoder().eval(), masked),
+        "digits_tensor_split": lambda: (DigitsTensorSplit().eval(), tokens_of_digits),
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),

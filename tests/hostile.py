@@ -228,18 +228,17 @@ def random_like_after_matmul() -> onnx.ModelProto:
 
 
 def split_to_sequence_after_matmul() -> onnx.ModelProto:
-    """MatMul -> SplitToSequence -> SequenceAt: a split into a list of tensors and one taken
-    from it, as torch's legacy exporter writes Mamba's (transformers 5) where the dynamo
-    exporter writes a Split."""
+    """MatMul -> SplitToSequence -> ConcatFromSequence: a split into a list of tensors joined
+    again, no piece taken at a constant position (which a Slice would stand for,
+    graph/sequences.py)."""
     w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
     split = numpy_helper.from_array(np.array([2, 2], np.int64), "split")
-    first = numpy_helper.from_array(np.array(0, np.int64), "first")
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
              helper.make_node("SplitToSequence", ["h", "split"], ["parts"], name="split_1",
                               axis=1),
-             helper.make_node("SequenceAt", ["parts", "first"], ["y"], name="at_1")]
-    return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 2])],
-                  [w, split, first])
+             helper.make_node("ConcatFromSequence", ["parts"], ["y"], name="join_1", axis=1)]
+    return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])],
+                  [w, split])
 
 
 def if_after_matmul() -> onnx.ModelProto:

@@ -419,12 +419,13 @@ def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_
 
 def test_an_undeclared_sequence_op_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: Mamba's legacy export (transformers 5) splits a tensor into an ONNX
-    sequence (SplitToSequence, SequenceAt), refused with the advice to declare the ops as a
-    formula of their inputs, which a list of tensors is not. The refusal says what they are
-    and which export writes a Split instead."""
+    sequence, refused with the advice to declare the ops as a formula of their inputs, which
+    a list of tensors is not. A split whose pieces are taken at constant positions is now
+    Slices (tests/test_real_exports.py); one joined again is refused, saying what the ops
+    are and which export writes a Split instead."""
     outcome = _refused_undeclared(tmp_path, hostile.split_to_sequence_after_matmul(), (8, 4),
                                   "node 'split_1' (SplitToSequence)", "ONNX sequence",
-                                  "1 other node(s) lack a declaration too: node 'at_1'",
+                                  "1 other node(s) lack a declaration too: node 'join_1'",
                                   "dynamo exporter")
     assert "declare it in a TOML file" not in outcome.err
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..catalog.operator import Operator
 from ..graph import Graph, OperatorTable, fold_constants, load_graph
+from ..graph.onnx_io import infer_shapes_again
+from ..graph.sequences import split_sequences
 from ..rules import Rule
 from .calibrate import METHODS, Calibration, calibrate
 from .data import check_feeds, read_data_file
@@ -35,12 +37,16 @@ if TYPE_CHECKING:
 
 def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
             override_rules: Mapping[str, Rule] | None = None) -> Graph:
-    """Fold constant subgraphs, give the nodes ONNX's shape inference cannot see into the
-    shapes their declarations tell (a custom op's, :mod:`.declared_shapes`), and fold
+    """Fold constant subgraphs, rewrite an ONNX sequence that only splits a tensor as the
+    Split it stands for (:mod:`.graph.sequences`), give the nodes ONNX's shape inference
+    cannot see into the shapes their declarations tell (a custom op's,
+    :mod:`.declared_shapes`), and fold
     per-channel affine nodes (BatchNorm) into their producer. Never raises on unknown op
     types (they stay as they are)."""
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     fold_constants(graph, table)
+    if split_sequences(graph):
+        infer_shapes_again(graph)
     infer_declared_shapes(graph, table)
     fold_affine_channels(graph, table, override_rules)
     return graph
