@@ -83,8 +83,9 @@ def _probe(op: Operator) -> tuple[list, dict] | None:
 def _onnxruntime(op_type: str, inputs: list, attrs: dict) -> np.ndarray | None:
     """The op type's output in onnxruntime on ``inputs`` (float64), at the newest opset of
     :data:`_OPSETS` it runs; None when it runs at none of them."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from .ort_runner import ort_session
 
     names = [f"in{slot}" for slot in range(len(inputs))]
     constants = [numpy_helper.from_array(value, name) for name, value in zip(names, inputs)
@@ -95,14 +96,13 @@ def _onnxruntime(op_type: str, inputs: list, attrs: dict) -> np.ndarray | None:
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
          for name, value in feeds.items()],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants)
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
     for opset in _OPSETS:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        session, _ = ort_session(model.SerializeToString())
+        if session is None:  # not at this opset (or not at all): the next
+            continue
         try:
-            session = ort.InferenceSession(model.SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
             return np.asarray(session.run(None, feeds)[0], dtype=np.float64)
-        except Exception:  # noqa: BLE001 - not at this opset (or not at all): the next
+        except Exception:  # noqa: BLE001 - loads but does not run: the next opset
             continue
     return None

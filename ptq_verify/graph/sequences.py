@@ -1,14 +1,14 @@
 """ONNX sequences that only split a tensor and take pieces of it back, rewritten as Slices.
 
-torch's legacy exporter writes ``torch.split`` with sizes it cannot fix at export time as
-``SplitToSequence`` (a list of tensors, an ONNX sequence) followed by ``SequenceAt`` of a
-constant position (transformers 5's Mamba: ten such pairs, their sizes computed from the
-sequence length). No declaration describes a list of tensors, so the model was refused. But
-when every reader of the sequence takes one piece at a constant position, each reader is the
-Slice of the split tensor that piece is: from the sum of the sizes before it, as long as
-its own size (computed in the graph where the sizes are, by static nodes the engine runs
-exactly). Any other use of the sequence (its length, a position computed at run time, a
-Concat of it back) leaves the graph as it is, and the refusal stands.
+torch's legacy exporter writes a split whose sizes it cannot fix at export time
+(``torch.tensor_split`` over a free axis) as ``SplitToSequence`` (a list of tensors, an ONNX
+sequence) followed by ``SequenceAt`` of a constant position (transformers 5's Mamba: ten such
+pairs, their sizes computed from the sequence length). No declaration describes a list of
+tensors, so the model was refused. But when every reader of the sequence takes one piece at a
+constant position, each reader is the Slice of the split tensor that piece is: from the sum of
+the sizes before it, as long as its own size (computed in the graph where the sizes are, by
+static nodes the engine runs exactly). Any other use of the sequence (its length, a position
+computed at run time, a Concat of it back) leaves the graph as it is, and the refusal stands.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def _piece(graph: Graph, split: Node, reader: Node) -> list[Node] | None:
         keep = int(split.attrs.get("keepdims", 1))
         sliced = out if keep else f"{out}:kept"
         nodes = [_slice(graph, name, x, position, end, axis, sliced)]
-        if not keep:
-            axes = _constant(graph, f"{name}:axes", np.array([axis], np.int64))
-            nodes.append(Node(f"{name}:squeeze", "Squeeze", [sliced, axes], [out]))
+        if not keep:  # (the Slice's axes are the Squeeze's)
+            nodes.append(Node(f"{name}:squeeze", "Squeeze", [sliced, nodes[0].inputs[3]],
+                              [out]))
         return nodes
     if sizes in graph.initializers:
         values = np.asarray(graph.initializers[sizes]).astype(np.int64)
@@ -88,16 +88,15 @@ def _piece(graph: Graph, split: Node, reader: Node) -> list[Node] | None:
             return None
         position %= shape[0]
     # sizes computed in the graph: start = sum(sizes[:position]), end = start + sizes[position]
-    zero = _constant(graph, f"{name}:zero", np.array([0], np.int64))
+    zero = _constant(graph, f"{name}:zero", np.array([0], np.int64))  # a start, an axis
     here = _constant(graph, f"{name}:position", np.array([position], np.int64))
     after = _constant(graph, f"{name}:after", np.array([position + 1], np.int64))
-    first = _constant(graph, f"{name}:axis0", np.array([0], np.int64))
     axes = _constant(graph, f"{name}:axes", np.array([axis], np.int64))
     before, own = f"{out}:before", f"{out}:own"
     start, stop = f"{out}:start", f"{out}:stop"
-    return [Node(f"{name}:before", "Slice", [sizes, zero, here, first], [before]),
+    return [Node(f"{name}:before", "Slice", [sizes, zero, here, zero], [before]),
             Node(f"{name}:start", "ReduceSum", [before], [start], {"keepdims": 1}),
-            Node(f"{name}:own", "Slice", [sizes, here, after, first], [own]),
+            Node(f"{name}:own", "Slice", [sizes, here, after, zero], [own]),
             Node(f"{name}:stop", "Add", [start, own], [stop]),
             Node(name, "Slice", [x, start, stop, axes], [out])]
 
