@@ -720,11 +720,11 @@ class _Builder:
         for slot in slots:
             name = node.inputs[slot]
             inputs[slot] = self.fresh(f"{name}:codes")
-            table = np.round(self.consts[name] * table_scale)
-            constants[inputs[slot]] = np.clip(table, low, high).astype(np.float32)
+            constants[inputs[slot]], beyond = _table_codes(self.consts[name], table_scale,
+                                                           low, high)
             params[inputs[slot]] = IntegerParam("codes", table_scale, table_axis)
-            clipped += int(np.count_nonzero((table < low) | (table > high)))
-            total += table.size
+            clipped += beyond
+            total += self.consts[name].size
         if clipped:  # silent otherwise: a position table calibrated on short sequences
             self.notes.append(
                 f"{node.label}: {clipped} of its table's {total} values lie beyond the "
@@ -1441,6 +1441,31 @@ class _Builder:
                     room = np.where(reach > 0, BIAS_HEADROOM * BIAS_LIMIT / reach, np.inf)
                 scale = np.minimum(scale, room)
         return scale, out_axis, weight_axis
+
+
+_TABLE_ROWS = 1024  # rows of a table _table_codes rounds at a time
+
+
+def _table_codes(table: np.ndarray, scale, low: float, high: float) -> tuple[np.ndarray, int]:
+    """round(table * scale) (in float64) clipped to [low, high], as float32 codes, and how
+    many values clipped; ``_TABLE_ROWS`` rows at a time through one float64 buffer that stays
+    in cache (the whole 30522 x 384 word table of all-MiniLM-L6-v2 in float64 copies took
+    0.15 s; a row block at a time, 0.03 s). ``scale``: a number, or an array that broadcasts
+    against the table (one per channel)."""
+    codes = np.empty(table.shape, np.float32)
+    buffer = np.empty((min(_TABLE_ROWS, len(table)), *table.shape[1:]))
+    per_row = np.ndim(scale) == table.ndim and np.shape(scale)[0] > 1
+    clipped = 0
+    for start in range(0, len(table), _TABLE_ROWS):
+        part = buffer[:len(table[start:start + _TABLE_ROWS])]
+        np.multiply(table[start:start + _TABLE_ROWS],
+                    scale[start:start + _TABLE_ROWS] if per_row else scale, out=part)
+        np.rint(part, out=part)
+        if part.size and (part.min() < low or part.max() > high):
+            clipped += int(np.count_nonzero(part < low)) + int(np.count_nonzero(part > high))
+            np.clip(part, low, high, out=part)
+        codes[start:start + len(part)] = part
+    return codes, clipped
 
 
 def _largest_channel_sum(magnitude: np.ndarray, axis: int | None) -> float:

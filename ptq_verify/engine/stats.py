@@ -107,9 +107,11 @@ class TensorStats:
             self.rank = ndim
             self.extremes = (high, low) if not self.extremes else (
                 np.maximum(self.extremes[0], high), np.minimum(self.extremes[1], low))
+        magnitude = np.maximum(high, -low)  # each position's largest |x|: one array, where
+        # the peaks of high and low along each axis took four reductions and two arrays more
         for axis in {1, ndim - 1}:
             rest = () if ndim == 2 else (1 if axis == 1 else 0,)
-            peak = np.maximum(high.max(axis=rest), -low.min(axis=rest)).astype(np.float64)
+            peak = magnitude.max(axis=rest).astype(np.float64)
             known = self.channel_peaks.get(axis)
             if known is not None and known.shape != peak.shape:
                 self.channel_peaks = self.extremes = None

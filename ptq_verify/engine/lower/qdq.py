@@ -304,7 +304,12 @@ class _QdqLowering:
         if not name:  # an absent optional input: its default does not move with z
             return None if zero and any(param_shifts.get(item) for item in bound) else ("", None)
         if name in step.constants:  # a table of codes, or a constant rescaled to codes
-            values = np.asarray(step.constants[name], np.float64)
+            # in float32 where the codes are (as exact: a code within an 8- or 16-bit
+            # container's range, shifted by its zero point, is a float32 integer; a float64
+            # copy of all-MiniLM-L6-v2's word table and its rounding took 0.2-0.5 s)
+            values = np.asarray(step.constants[name])
+            if values.dtype != np.float32:
+                values = values.astype(np.float64)
             if not values.size or not np.array_equal(values, np.round(values)):
                 return None
             if code.low <= 0 <= code.high and is_lattice_selection(step.op):
