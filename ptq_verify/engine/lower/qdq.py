@@ -317,17 +317,22 @@ class _QdqLowering:
                 # within the codes (proofs/selections.md, Lemma 3), which the QuantizeLinear
                 # after the float form would clip (a Min by a per-channel bound above them)
                 values = np.clip(values, code.low, code.high)
-            if not (code.low <= values.min() and values.max() <= code.high):
+            low, high = values.min(), values.max()
+            if not (code.low <= low and high <= code.high):
                 return None  # outside the output's codes: the QuantizeLinear would clip it
             # the shift rule moves an element (a table's code) by z, a parameter p by a_p z
             moves = {param_shifts.get(item, 0) if item in step.op.params else 1
                      for item in bound} if name not in step.params else {1}
             if len(moves) != 1:
                 return None
-            values = values + float(moves.pop()) * zero
+            shift = float(moves.pop()) * zero
+            if shift:  # (integers shifted by an integer stay integers: no check)
+                values = values + shift
+                if shift != round(shift) and not np.array_equal(values, np.round(values)):
+                    return None
+                low, high = values.min(), values.max()
             info = np.iinfo(dtype)
-            if not (np.array_equal(values, np.round(values))
-                    and info.min <= values.min() and values.max() <= info.max):
+            if not (info.min <= low and high <= info.max):
                 return None
             return self.out.constant(f"{name}:stored", values.astype(dtype)), container
         if name in self.codes:
