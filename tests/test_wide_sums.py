@@ -97,3 +97,22 @@ def test_cli_keeps_sums_wide_unless_told_not_to(tmp_path, capsys, flag):
     nodes = json.loads(capsys.readouterr().out)["nodes"]
     wide = [n for n in nodes if "held wide" in json.dumps(n)]
     assert bool(wide) == (not flag)
+
+
+def test_a_shape_of_a_wide_sum_reads_its_codes_and_does_not_make_it_narrow():
+    """A Shape is scale-invariant with no activation out: it reads the wide codes as they are
+    (its output is their shape) rather than running in float, where a helper's GPT-2 export
+    had it counted among the compensated nodes; and, a reader that takes any codes, it does
+    not stop the sum it reads from being held wide (the Swin's patch-merging MatMul, read by
+    two Shapes and a LayerNorm)."""
+    name = "digits_swin.legacy.opset17.onnx"
+    graph = load_model(FIXTURES / name)
+    with np.load(FIXTURES / "digits_image.calib.npz") as data:
+        model = quantize(graph, calibrate(graph, dict(data), progress=False), 8)
+    records, consumers = {r.name: r for r in model.records}, graph.consumers()
+    wide = {name for name, code in model.codes.items() if code.wide}
+    shapes = [reader for name in wide for reader in consumers.get(name, [])
+              if reader.op_type == "Shape"]
+    assert shapes
+    for node in shapes:
+        assert records[node.name].action == "reset the scale to 1", node.name

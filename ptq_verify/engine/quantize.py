@@ -459,7 +459,8 @@ class _Builder:
         """Whether a node that would run on codes runs in float instead when its input has
         per-channel codes: a scale-invariant node (LayerNorm) holds no integer weights, its
         output does not depend on its input's scale, so running it on the dequantized input
-        costs no integer arithmetic."""
+        costs no integer arithmetic. Such a node takes any codes of its input, wide ones
+        too (:meth:`_takes_wide`)."""
         plan = self._plans[node.name]
         return (plan.action is Action.SCALE and plan.rule is not None
                 and plan.rule.kind is RuleKind.SCALE_INVARIANT)
@@ -600,7 +601,8 @@ class _Builder:
                 "output by the jump")
         if held:
             self.notes.append(f"{what}; input {', '.join(held)} held at {MAX_BITS} bits for it "
-                              "(inputs within a rounding step of a jump may still flip)")
+                              "(in float in a qdq file, whose containers hold 8 bits; inputs "
+                              "within a rounding step of a jump may still flip)")
         if kept:
             self.notes.append(f"{what}; input {', '.join(kept)} is {self.bits}-bit codes, "
                               "so outputs near a jump may flip")
@@ -650,10 +652,12 @@ class _Builder:
                   and not self._takes_channels(node)):
                 self.compensate(node, op, plan, "per-channel input codes, and no per-channel rule")
             elif (any(self.codes[n].wide for n in node.inputs if n in self.codes)
-                  and self._compensates_channels(node)):
+                  and self._compensates_channels(node)
+                  and any(out in self.active for out in node.outputs)):
                 # on its real values, as a LayerNorm whose input is per-channel codes: run on
                 # 32-bit integers with its epsilon rescaled, float32 kernels that differ in
-                # their last bits (onnxruntime's, numpy's) flip an output code now and then
+                # their last bits (onnxruntime's, numpy's) flip an output code now and then;
+                # a Shape of the wide sum (no activation out) reads its codes as they are
                 self.compensate(node, op, plan, "wide input")
             else:
                 self.scale_node(node, op, plan)

@@ -12,8 +12,8 @@ At 8 bits every code range is an 8-bit container's (signed [-128, 127], unsigned
 A narrower range (n < 8 bits) is enforced by an integer Clip between QuantizeLinear and
 DequantizeLinear; onnxruntime (1.32) still fuses such groups with uint8 activations (under
 s8s8 it runs a Conv fed by such a Clip in float, on the dequantized codes: exact). A code
-range wider than 8 bits (a Concat of signed and unsigned codes at one scale) stays a float
-tensor on the codes' grid.
+range wider than 8 bits stays a float tensor: on the codes' grid (a Concat of signed and
+unsigned codes at one scale), or finer (a discontinuous node's 16-bit input, engine.md).
 
 Encodings (how codes sit in 8-bit containers; the codes are the same):
 - ``u8u8`` (default): activations and weights uint8, signed codes with zero point 128.
@@ -141,7 +141,7 @@ class _QdqLowering:
     def _quantized(self, real: str, code) -> str:
         """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear."""
         if code.high - code.low > 255:  # a Concat of signed and unsigned codes, an aligned sum
-            return real  # on the grid; no 8-bit container holds it
+            return real  # (on the grid, or finer: a 16-bit hold); no 8-bit container holds it
         dtype, zero = self._container(code.low, code.high)
         if np.ndim(code.scale):
             # One scale per channel: Mul by the channels' scales, QuantizeLinear and
