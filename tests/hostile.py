@@ -176,6 +176,17 @@ def matmul_model() -> onnx.ModelProto:
                   [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
 
 
+def sum_of_inputs_that_must_agree() -> onnx.ModelProto:
+    """y = x @ w + m with m's length along axis 1 free in the model: onnxruntime loads it,
+    and calibration data whose m is one longer than x runs in neither onnxruntime nor the
+    catalog's kernels (as a KV-cache decoder's mask one position short of past + new)."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    return _model([helper.make_node("MatMul", ["x", "w"], ["p"], name="matmul"),
+                   helper.make_node("Add", ["p", "m"], ["y"], name="add")],
+                  [_float("x", ["batch", 4]), _float("m", ["batch", "m_length"])],
+                  [_float("y", ["batch", 4])], [w])
+
+
 def initializer_larger_than_its_shape() -> onnx.ModelProto:
     """The weight's dims say 4 values, its data holds 16."""
     model = matmul_model()

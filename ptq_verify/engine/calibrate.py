@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
-from ..graph.executor import IndexBeyondTable
+from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_runner
 from .data import BudgetBatches, Feeds, check_feeds
 from .float_run import sample_count
@@ -311,11 +311,18 @@ def calibrate(
                 observe(name, value)
             computed = None if ahead is None else ahead.result()
             if computed is None:
+                refused = runner is not None  # onnxruntime loaded the graph, not these data
                 runner = None
                 try:
                     run_graph(graph, batch, table, observe=observe)
                 except IndexBeyondTable as err:
                     raise err.in_samples(done) from None
+                except KernelGap:
+                    raise
+                except UserError as err:
+                    if not refused:
+                        raise
+                    raise _on_data(err, feeds, done, size) from None
             else:
                 for name, value in computed.items():
                     observe(name, value)
@@ -344,6 +351,17 @@ def calibrate(
                        _joined_outputs({name: outputs[name] for name in graph.output_names},
                                        reference_count),
                        _joined_outputs({name: outputs[name] for name in keep}, reference_count))
+
+
+def _on_data(err: UserError, feeds: Feeds, done: int, size: int) -> UserError:
+    """``err`` (a node the catalog's kernels cannot run on a batch that onnxruntime, which
+    loaded the model, could not run either) said of the data: the inputs rather than the
+    model are the likely cause (a mask one position short of the ids and the past keys),
+    so the line names the samples and every input's shape."""
+    shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in feeds.items())
+    return UserError(f"{err.args[0]}, on calibration samples {done} to {done + size - 1}, "
+                     f"which onnxruntime cannot run either: check that the calibration "
+                     f"inputs agree with each other and the model ({shapes})")
 
 
 def _ahead(runner: OrtRunner | None, batch: Feeds | None) -> Future | None:
