@@ -21,6 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 quantize_module = sys.modules["ptq_verify.engine.quantize"]  # the package exports the function
 MODEL = FIXTURES / "tiny_bert.legacy.opset17.onnx"
 IN_PARTS = FIXTURES / "tiny_bert_outliers.legacy.opset14.onnx"  # LayerNorms in parts
+FUSED = FIXTURES / "tiny_bert_outliers.legacy.opset17.onnx"  # the same model, fused nodes
 
 
 def _calib(samples: int = 48) -> dict[str, np.ndarray]:
@@ -63,7 +64,7 @@ def test_statistics_without_kept_extremes_or_with_a_histogram_are_not_divided():
         assert stats.divided(np.ones(4), 2) is None
 
 
-@pytest.mark.parametrize("model", [MODEL, IN_PARTS], ids=["fused", "in-parts"])
+@pytest.mark.parametrize("model", [FUSED, IN_PARTS], ids=["fused", "in-parts"])
 def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives(model):
     """The derived statistics of every smoothed tensor (and of the tensors between its source
     and it: a LayerNorm in parts' gamma product) and the derived input statistics of its
@@ -72,7 +73,7 @@ def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives(mod
     data = _calib()
     graph = load_model(model)
     smoothed, derived = smoothed_and_calibrated(graph, data, 8)
-    assert smoothed, "the tiny BERT must take smoothing for this test to reach the derivation"
+    assert smoothed, "the model must take smoothing for this test to reach the derivation"
     measured = calibrate(graph, data, bits=8, progress=False,
                          weight_layers=weight_layers(graph))
     for item in smoothed:
@@ -138,3 +139,26 @@ def test_quantize_needs_no_float_run_after_the_one_pass(monkeypatch):
 
     monkeypatch.setattr(quantize_module, "layer_stats", no_run)
     quantize(graph, derived, 8)
+
+
+def test_the_pass_and_smoothings_own_pass_hold_out_the_same_peaks():
+    """The peaks the strengths are compared on are those of the samples after the first ones
+    (engine/smooth.py, ``_choose``): the calibration pass that stands for smoothing's own
+    gives what smoothing's own pass gives, and both are the channel peaks of the later
+    samples alone."""
+    from ptq_verify.engine.float_run import sample_count
+    from ptq_verify.engine.smooth import _observe
+
+    graph, data, table = load_model(MODEL), _calib(48), OperatorTable()
+    candidates = candidates_of(graph, table)
+    names = [c.tensor for c in candidates]
+    first = sample_count(graph)
+    pass_peaks = calibrate(graph, data, progress=False, keep=names).held_out_peaks
+    own = _observe(graph, table, data, candidates, first)[2]
+    later = calibrate(graph, {key: value[first:] for key, value in data.items()},
+                      progress=False).stats
+    assert set(pass_peaks) == set(own) == set(names)
+    for name in names:  # (the passes batch the samples differently: float rounding apart)
+        rank = len(graph.shape_of(name))
+        for peaks in (pass_peaks[name], own[name]):
+            np.testing.assert_allclose(peaks, later[name].channel_peaks[rank - 1], rtol=1e-5)

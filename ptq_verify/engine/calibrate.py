@@ -90,6 +90,11 @@ class Calibration:
     # the tensors named by calibrate(keep=...) on those samples (smoothing measures its
     # strengths on them; None: not all were kept)
     kept: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # each of those tensors' largest |x| per channel of its last axis over the samples after
+    # them (smoothing compares its strengths on ranges its sample did not set; a tensor is
+    # missing where no sample came after)
+    held_out_peaks: dict[str, np.ndarray] = field(default_factory=dict, repr=False,
+                                                  compare=False)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -205,6 +210,8 @@ def calibrate(
     pending: dict[str, np.ndarray] = {}  # this batch's masked sums, taken in graph order
     plain: dict[str, np.ndarray] = {}  # this batch's other values, from onnxruntime
     outputs: dict[str, list] = {name: [] for name in (*graph.output_names, *keep)}
+    kept_set = {name for name in keep if len(graph.shape_of(name) or ()) >= 2}
+    held_out: dict[str, np.ndarray] = {}  # kept tensors' peaks after the first samples
     reference_count = sample_count(graph)
     saturated: set[str] = set()
     dropped_reach: dict[str, float] = {}
@@ -213,6 +220,10 @@ def calibrate(
     def observe(name: str, value: np.ndarray) -> None:
         if name in outputs and done < reference_count:
             outputs[name].append(value)
+        if name in kept_set and done + len(value) > reference_count:
+            peak = channel_peaks(value[max(0, reference_count - done):])
+            known = held_out.get(name)
+            held_out[name] = peak if known is None else np.maximum(known, peak)
         if name in gathered:
             layer_inputs[name] = value
         if name in wanted:
@@ -350,7 +361,8 @@ def calibrate(
                        None if layers is None else LayerGathering(weight_layers, layers.stats()),
                        _joined_outputs({name: outputs[name] for name in graph.output_names},
                                        reference_count),
-                       _joined_outputs({name: outputs[name] for name in keep}, reference_count))
+                       _joined_outputs({name: outputs[name] for name in keep}, reference_count),
+                       held_out)
 
 
 def _on_data(err: UserError, feeds: Feeds, done: int, size: int) -> UserError:
@@ -362,6 +374,12 @@ def _on_data(err: UserError, feeds: Feeds, done: int, size: int) -> UserError:
     return UserError(f"{err.args[0]}, on calibration samples {done} to {done + size - 1}, "
                      f"which onnxruntime cannot run either: check that the calibration "
                      f"inputs agree with each other and the model ({shapes})")
+
+
+def channel_peaks(value: np.ndarray) -> np.ndarray:
+    """The largest |x| of each channel of ``value``'s last axis (rank >= 2)."""
+    value = np.asarray(value)
+    return np.abs(value.reshape(-1, value.shape[-1])).max(axis=0, initial=0.0)
 
 
 def _ahead(runner: OrtRunner | None, batch: Feeds | None) -> Future | None:
