@@ -384,7 +384,8 @@ class LayerInputs:
         only nodes that can share an X^T X), to run on threads at once (engine/parallel.py).
         Each node's sums take the same rows in the same order whatever the tasks' order, so
         the result does not depend on it. Why: the calibration pass had one task for all the
-        layers, 25 of EfficientNet-Lite1's 29 core-seconds there, on one core."""
+        layers, 25 of EfficientNet-Lite1's 29 core-seconds there, on one core (its whole run
+        43.9 -> 30.3 s; two groups' patches are held at once: its peak 2.40 -> 2.71 GB)."""
         groups: dict[str, list[str]] = {}
         for name, node in self.nodes.items():
             if self._open(name):
