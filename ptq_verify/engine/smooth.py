@@ -62,9 +62,11 @@ unsmoothed: at 0.5 their weight rows, not their outliers, set the scales). Range
 _ROWS = 4096  # activation rows (positions) the choice of alpha uses at most
 # Every strength is first measured on _SCREEN_ROWS of those rows, and the _FINALISTS best on
 # all of them: the products over all rows were most of smoothing's time (all-MiniLM-L6-v2: 9
-# of 16 s, 8 full products per activation; now 3 and 8 quarter ones).
+# of 16 s, 8 full products per activation; then 3 and 8 quarter ones). One finalist since the
+# check on held-out ranges (_choose) took one more: all-MiniLM-L6-v2's and the 43 torch test
+# exports' files were the same with two, and the search 2.4 -> 2.1 core-seconds.
 _SCREEN_ROWS = 512
-_FINALISTS = 2
+_FINALISTS = 1
 _SCALE_LIMIT = 1e4
 _AXIS_CHOICES = 16  # pairings of a source's constants with the channel axis tried at most
 _CARRIERS = 3
