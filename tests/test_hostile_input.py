@@ -762,7 +762,7 @@ def test_data_neither_runtime_can_run_is_said_of_the_data(tmp_path):
     """A new-user trial: a KV-cache decoder calibrated with an attention mask one position
     short of past + new tokens failed in onnxruntime and in the catalog's kernels, and the
     line blamed a node of the model file alone. It now says which samples failed, that
-    onnxruntime cannot run them either, and every input's shape."""
+    onnxruntime fails on them too, and every input's shape."""
     model, calib = tmp_path / "sum.onnx", tmp_path / "calib.npz"
     onnx.save(hostile.sum_of_inputs_that_must_agree(), model)
     rng = np.random.default_rng(0)
@@ -771,7 +771,7 @@ def test_data_neither_runtime_can_run_is_said_of_the_data(tmp_path):
     _assert_one_line_error(
         _quantize(model, calib, tmp_path / "q.onnx"),
         "node 'add' (Add): cannot run it", "on calibration samples 0 to",
-        "which onnxruntime cannot run either", "x (8, 4), m (8, 5)")
+        "which onnxruntime fails on too", "x (8, 4), m (8, 5)")
     assert not (tmp_path / "q.onnx").exists()
     np.savez(calib, x=x, m=rng.normal(size=(8, 4)).astype(np.float32))
     assert _quantize(model, calib, tmp_path / "q.onnx").status == 0

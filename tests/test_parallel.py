@@ -60,14 +60,15 @@ def test_a_process_forked_after_the_pool_was_made_has_a_pool_of_its_own(monkeypa
 
 
 def _written(monkeypatch, cores: int) -> tuple[bytes, list[str]]:
-    """The tiny BERT smoothed and calibrated with its weight layers in one pass, as the command
-    line does, and quantized, on ``cores`` threads (a pool of that many is made for the test:
-    the process's pool has the machine's)."""
+    """The tiny BERT with outlier channels (the plain one's random weights take no smoothing)
+    smoothed and calibrated with its weight layers in one pass, as the command line does, and
+    quantized, on ``cores`` threads (a pool of that many is made for the test: the process's
+    pool has the machine's)."""
     monkeypatch.setattr(parallel, "cores", lambda: cores)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)  # its batches are small
     pool = ThreadPoolExecutor(max_workers=cores)
     monkeypatch.setattr(parallel, "_pool", lambda: pool)
-    graph = load_model(str(FIXTURES / "tiny_bert.legacy.opset17.onnx"))
+    graph = load_model(str(FIXTURES / "tiny_bert_outliers.legacy.opset17.onnx"))
     with np.load(FIXTURES / "tiny_bert.calib.npz") as archive:
         data = {key: archive[key][:48] for key in archive}
     smoothed, calibration = smoothed_and_calibrated(graph, data, 8)

@@ -367,13 +367,15 @@ def calibrate(
 
 def _on_data(err: UserError, feeds: Feeds, done: int, size: int) -> UserError:
     """``err`` (a node the catalog's kernels cannot run on a batch that onnxruntime, which
-    loaded the model, could not run either) said of the data: the inputs rather than the
-    model are the likely cause (a mask one position short of the ids and the past keys),
-    so the line names the samples and every input's shape."""
+    loaded the model, could not run either) with the samples, that onnxruntime fails on them
+    too, and every input's shape: the data may disagree with the model or with each other (a
+    mask one position short of the ids and the past keys), or the model may not run as it
+    was exported (torch's legacy export of Mamba: a Tile onnxruntime refuses)."""
     shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in feeds.items())
     return UserError(f"{err.args[0]}, on calibration samples {done} to {done + size - 1}, "
-                     f"which onnxruntime cannot run either: check that the calibration "
-                     f"inputs agree with each other and the model ({shapes})")
+                     f"which onnxruntime fails on too: the data disagree with the model or "
+                     f"with each other, or the model does not run as exported (inputs: "
+                     f"{shapes})")
 
 
 def channel_peaks(value: np.ndarray) -> np.ndarray:
