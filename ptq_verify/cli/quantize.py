@@ -96,6 +96,7 @@ def run(args) -> int:
     from ..engine import check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
+    from ..engine.data import calibrated_lengths
     from ..engine.deployable import (
         UnloadableOutput,
         check_quantized,
@@ -192,6 +193,8 @@ def run(args) -> int:
         model.notes.append("mixed precision (--keep-float-tensor): kept in float as named: "
                            + ", ".join(args.keep_float_tensor))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
+    if (lengths := calibrated_lengths(graph, data)) is not None:
+        model.notes.append(lengths)
     exported = model.to_onnx(args.format, encoding=args.encoding)
     if args.format == "qdq" and saturates_here(args.encoding):
         model.notes.append(

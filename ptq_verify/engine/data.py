@@ -123,6 +123,29 @@ def _check_named_dimensions(graph: Graph, feeds: Feeds, what: str) -> None:
                     "axes alike, so they take one length")
 
 
+def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
+    """A note naming each axis past the batch that the model leaves free (a sequence, a KV
+    cache's past length), with the one length the calibration data give it (an .npz holds
+    one shape per input): the ranges hold for data like it. A new-user trial's GPT-2 and
+    Llama exports calibrated at past length 8 gave 31-35 dB there and 3-19 dB at past
+    lengths 3 and 0. None when the model fixes every such axis."""
+    free: dict[str, tuple[int, list[str]]] = {}  # axis -> (length, inputs)
+    for info in graph.inputs:
+        for axis, dim in enumerate(info.shape or ()):
+            if axis == 0 or isinstance(dim, int) or axis >= np.ndim(feeds.get(info.name)):
+                continue
+            name = repr(dim) if isinstance(dim, str) and dim else f"axis {axis}"
+            free.setdefault(name, (feeds[info.name].shape[axis], []))[1].append(info.name)
+    if not free:
+        return None
+    axes = "; ".join(
+        f"{name} {length} ({', '.join(inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
+        for name, (length, inputs) in free.items())
+    return (f"calibrated at one length per free axis: {axes}; the ranges hold for data of "
+            "those lengths: calibrate at the lengths the model will see, the shortest "
+            "included (docs/limits.md, calibration data)")
+
+
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:
     """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes."""
     if isinstance(data, np.ndarray):
