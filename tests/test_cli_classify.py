@@ -172,3 +172,26 @@ def test_console_script_runs_and_nothing_is_executed(tmp_path):
     )
     assert result.returncode == 2 and not marker.exists()
     assert result.stderr.startswith("ptq-verify classify: error:")
+
+
+def test_the_shift_rule_keeps_to_the_timeout_given(capsys, monkeypatch):
+    """A new-user trial: `classify "tan(exp(x**50))" --timeout 1` ran 31 s, its shift rule
+    on a budget of its own (30 s). The shift rule's search, made to outlast any budget here,
+    now stops at the one given."""
+    import time
+
+    shift = __import__("ptq_verify.rules.shift", fromlist=["shift_rule"])
+
+    def endless(op, through_inputs):
+        while True:
+            time.sleep(0.01)
+
+    monkeypatch.setattr(shift, "_decided", endless)
+    shift.shift_rule.cache_clear()
+    try:
+        status, out, _ = run(capsys, "x*y", "--inputs", "x, y", "--no-cache",
+                             "--timeout", "0.5")
+    finally:
+        shift.shift_rule.cache_clear()
+    assert status == 0
+    assert "shift rule: undecided (the time budget ran out (0.5 s))" in out

@@ -46,8 +46,8 @@ def register(subparsers) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="time budget per operator, at most 1e6; past it the verdict is undecided "
-        "(default: 30)",
+        help="time budget per operator (and per shift rule), at most 1e6; past it the "
+        "verdict is undecided (default: 30)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     parser.add_argument(
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json or detailed:  # one operator or a few: its shift rule too (proofs/shift.md)
         from ..rules.shift import shift_rule
 
-        shifts = [shift_rule(op) for op in operators]
+        shifts = [shift_rule(op, timeout=timeout) for op in operators]  # its budget too
     if args.json:
         json.dump([{**v.to_json(), "shift": shift.to_json()}
                    for v, shift in zip(verdicts, shifts)], sys.stdout, indent=2)

@@ -52,17 +52,19 @@ _VALUES = tuple(Fraction(n, d) for n in range(-4, 5) for d in (1, 2, 3))
 
 
 @cache
-def shift_rule(op: Operator, through_inputs: bool = True) -> Shift:
+def shift_rule(op: Operator, through_inputs: bool = True,
+               timeout: float = DEFAULT_TIMEOUT) -> Shift:
     """Decide (T) for ``op``; with ``through_inputs`` False the inputs are held and the
     parameters alone must shift the output by -c. Bounded like the scaling rule's checker
-    (``DEFAULT_TIMEOUT`` seconds): a user's declaration the engine meets in a model must not
-    hold ``quantize`` or ``audit`` up; past the budget the rule is undecided."""
+    (``timeout`` seconds, classify's --timeout): a user's declaration the engine meets in a
+    model must not hold ``quantize`` or ``audit`` up; past the budget the rule is
+    undecided."""
     try:
-        with time_budget(DEFAULT_TIMEOUT):
+        with time_budget(timeout):
             return _decided(op, through_inputs)
     except TimeBudgetExceeded:
         return Shift("undecided", through_inputs,
-                     reason=f"{TIMEOUT_REASON} ({DEFAULT_TIMEOUT:g} s)")
+                     reason=f"{TIMEOUT_REASON} ({timeout:g} s)")
     except RecursionError:
         return Shift("undecided", through_inputs,
                      reason="the expression is too deeply nested for the checker")
