@@ -53,12 +53,13 @@ _VALUES = tuple(Fraction(n, d) for n in range(-4, 5) for d in (1, 2, 3))
 
 @cache
 def shift_rule(op: Operator, through_inputs: bool = True,
-               timeout: float = DEFAULT_TIMEOUT) -> Shift:
+               timeout: float | None = None) -> Shift:
     """Decide (T) for ``op``; with ``through_inputs`` False the inputs are held and the
     parameters alone must shift the output by -c. Bounded like the scaling rule's checker
-    (``timeout`` seconds, classify's --timeout): a user's declaration the engine meets in a
-    model must not hold ``quantize`` or ``audit`` up; past the budget the rule is
-    undecided."""
+    (``timeout`` seconds, classify's --timeout; None: ``DEFAULT_TIMEOUT``): a user's
+    declaration the engine meets in a model must not hold ``quantize`` or ``audit`` up; past
+    the budget the rule is undecided."""
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     try:
         with time_budget(timeout):
             return _decided(op, through_inputs)
