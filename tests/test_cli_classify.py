@@ -131,6 +131,7 @@ def test_toml_file(capsys, tmp_path):
         (["'text'"], "string literals"),
         (["max(x, 0)", "--params", "lo=abc"], "--params: lo: 'abc' is not a number"),
         (["x + b", "--params", "b="], "--params: b= has no value"),
+        (["a*x", "--params", "a=1, a=-2"], "--params: a is given twice (items 1 and 2)"),
         (["max(y, 0)"], "--inputs: x does not appear"),
         (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
         (["--file", "/no/such/ops.toml"], "no such file"),

@@ -184,6 +184,9 @@ def _parse_params(text: str) -> dict[str, Fraction]:
         name = name.strip()
         if not name.isidentifier():
             raise UserError(f"--params: item {position} ({item!r}) is not name or name=value")
+        if name in params:  # (the later value would silently win)
+            raise UserError(f"--params: {name} is given twice (items {list(params).index(name) + 1}"
+                            f" and {position})")
         if equals and not value.strip():  # (a TOML declaration's "" is refused alike)
             raise UserError(f"--params: {name}= has no value: write {name}=VALUE, or {name} "
                             "alone for the sample value 1")
