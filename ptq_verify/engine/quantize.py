@@ -1461,9 +1461,9 @@ def _table_codes(table: np.ndarray, scale, low: float, high: float) -> tuple[np.
     per_row = np.ndim(scale) == table.ndim and np.shape(scale)[0] > 1
     clipped = 0
     for start in range(0, len(table), _TABLE_ROWS):
-        part = buffer[:len(table[start:start + _TABLE_ROWS])]
-        np.multiply(table[start:start + _TABLE_ROWS],
-                    scale[start:start + _TABLE_ROWS] if per_row else scale, out=part)
+        rows = table[start:start + _TABLE_ROWS]
+        part = buffer[:len(rows)]
+        np.multiply(rows, scale[start:start + _TABLE_ROWS] if per_row else scale, out=part)
         np.rint(part, out=part)
         if part.size and (part.min() < low or part.max() > high):
             clipped += int(np.count_nonzero(part < low)) + int(np.count_nonzero(part > high))
