@@ -130,6 +130,8 @@ def test_toml_file(capsys, tmp_path):
         (["x[0]"], "subscripts"),
         (["'text'"], "string literals"),
         (["max(x, 0)", "--params", "lo=abc"], "--params: lo: 'abc' is not a number"),
+        (["max(x, lo)", "--params", "lo=" + "1" * 2000],
+         "--params: lo: '11111111111111111111'... is 2000 characters long (at most 1000)"),
         (["x + b", "--params", "b="], "--params: b= has no value"),
         (["a*x", "--params", "a=1, a=-2"], "--params: a is given twice (items 1 and 2)"),
         (["max(y, 0)"], "--inputs: x does not appear"),

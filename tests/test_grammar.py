@@ -193,6 +193,16 @@ REJECTED = [
     ("x + 1/0", "'1/0' is undefined everywhere", 5),
     ("sqrt(-2) * x", "'sqrt(-2)' is undefined everywhere", 1),
     ("(-8)**(1/3)", "'(-8)**(1/3)' is undefined everywhere", 1),
+    # real at x = 0 only: not "undefined everywhere"
+    ("x + sqrt(-x**2)", "'sqrt(-x**2)' is complex-valued (sympy reads it as I*Abs(x))", 5),
+    # Python reads fullwidth and mathematical letters as ASCII ones: refused as written
+    ("2*x + \uff58", "name '\uff58' is not ASCII (Python would read it as 'x'): names are "
+     "ASCII letters, digits and '_'", 7),
+    ("\uff53\uff51\uff52\uff54(x)", "name '\uff53\uff51\uff52\uff54' is not ASCII (Python would "
+     "read it as 'sqrt'): names are ASCII letters, digits and '_'", 1),
+    ("x*\U0001d460", "name '\U0001d460' is not ASCII (Python would read it as 's'): names are "
+     "ASCII letters, digits and '_'", 3),
+    ("\u03b1*x", "name '\u03b1' is not ASCII: names are ASCII letters, digits and '_'", 1),
     ("9**9**9**9", "'9**9**9' is too large", 4),
     ("1e99999", "the exponent of '1e99999' is too large", 1),
     # issue 11: numbers and powers too large for exact arithmetic, bounded at parse time
@@ -235,8 +245,8 @@ def test_rejected_with_one_line_naming_token_and_column(text, message, column):
 
 
 def test_columns_count_characters_not_bytes():
-    with pytest.raises(ExpressionError, match="string literals are not allowed at column 9$"):
-        parse_expression("é * x + 'a'")
+    with pytest.raises(ExpressionError, match="invalid syntax at column 7$"):
+        parse_expression("'é' + * x")  # (the '*': column 8 in UTF-8 bytes)
 
 
 def test_multiline_text_reports_line_and_column():

@@ -117,6 +117,10 @@ TOML = [
     ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = [1, 2]", "'params' must be a table"),
     ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = true}", "not a boolean"),
     ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = 1e999999}", "inf"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = nan}",
+     "operator 'A': parameter 'b' is nan, not a value; write a finite number"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = 'x1'}",
+     "operator 'A': parameter b: 'x1' is not a number"),  # (the operator named once)
     ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = '1e999999'}", "too large"),
     ("[[operator]]\nname = 'A'\nexpr = 'x*b'\nparams = {b = 1" + "0" * 5000 + "}",
      "not valid TOML"),

@@ -408,6 +408,8 @@ class _Parser:
         if isinstance(node, ast.Constant):
             return self.screen_constant(node)
         if isinstance(node, ast.Name):
+            if (refused := self.screen_name(node)) is not None:
+                return refused
             if node.id.startswith("_"):
                 return at, f"name '{node.id}' is not allowed"
             if node.id in FUNCTIONS:
@@ -459,6 +461,17 @@ class _Parser:
         message = _REJECTED_NODES.get(type(node), f"'{type(node).__name__}' is not allowed")
         return at, message
 
+    def screen_name(self, node: ast.Name) -> tuple[int, str] | None:
+        """A name written with other than ASCII letters, digits and '_' is refused: Python
+        reads 'ｘ' (fullwidth) as 'x' and '𝑠' as 's', so the expression would not hold the
+        name its text shows, and --params, --inputs and TOML files take ASCII names only."""
+        written = self.segment(node)
+        if written.isascii():
+            return None
+        read = f" (Python would read it as '{node.id}')" if node.id != written else ""
+        return self.start(node), (f"name '{written}' is not ASCII{read}: names are ASCII "
+                                  "letters, digits and '_'")
+
     def screen_constant(self, node: ast.Constant) -> tuple[int, str] | None:
         at, value = self.start(node), node.value
         if isinstance(value, bool) or value is None or value is Ellipsis:
@@ -491,6 +504,8 @@ class _Parser:
                 return None  # reported as attribute access
             paren = self.text.find("(", self.end(node.func))
             return (paren if paren >= 0 else at), "only named functions can be called"
+        if (refused := self.screen_name(node.func)) is not None:
+            return refused
         name = node.func.id
         if name.startswith("_"):
             return at, f"name '{name}' is not allowed"
@@ -536,6 +551,9 @@ class _Parser:
         or it holds a number too large for exact arithmetic (``2**3000*3**3000``,
         ``exp(exp(1000))``)."""
         if built.has(*_NOT_FINITE_REAL):
+            if built.free_symbols and built.has(sympy.I):  # sqrt(-x**2) is 0 at x = 0
+                raise self.error(f"'{self.segment(node)}' is complex-valued (sympy reads it "
+                                 f"as {built})", self.start(node))
             raise self.error(f"'{self.segment(node)}' is undefined everywhere", self.start(node))
         if _holds_huge_number(built, (built, *built.args)):
             raise self.error(f"'{self.segment(node)}' is too large", self.start(node))

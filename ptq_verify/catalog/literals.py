@@ -31,8 +31,11 @@ def exact_number(text: str) -> Fraction:
     """
     text = text.strip()
     match = _DECIMAL.match(text)
-    if not match or len(text) > MAX_LITERAL_EXPONENT:
+    if not match:
         raise ValueError(f"{text[:40]!r} is not a number")
+    if len(text) > MAX_LITERAL_EXPONENT:
+        raise ValueError(f"{text[:20]!r}... is {len(text)} characters long (at most "
+                         f"{MAX_LITERAL_EXPONENT})")
     if match.group(2) and abs(int(match.group(2))) > MAX_LITERAL_EXPONENT:
         raise ValueError(f"the exponent of {text!r} is too large (at most {MAX_LITERAL_EXPONENT})")
     try:

@@ -55,6 +55,9 @@ def _check_params(value: object, where: str) -> None:
             if isinstance(sample, bool) or not isinstance(sample, (int, float, str)):
                 raise UserError(f"{where}: parameter {name!r} must be a number or a string of "
                                 f"digits, not {_toml_type(sample)}")
+            if isinstance(sample, float) and math.isnan(sample):
+                raise UserError(f"{where}: parameter {name!r} is nan, not a value; write a "
+                                "finite number")
             if isinstance(sample, float) and not math.isfinite(sample):
                 raise UserError(f"{where}: parameter {name!r} is {sample} (TOML reads floats "
                                 "beyond 1.8e308 as inf); write finite values, exact as strings")
@@ -126,8 +129,8 @@ def load_operators(path: str | Path) -> list[Operator]:
                     doc=table.get("doc", ""),
                 )
             )
-        except DeclarationError as err:
-            raise UserError(f"{where}: {err}") from None
+        except DeclarationError as err:  # (its message names the operator: once is enough)
+            raise UserError(f"{where}: {str(err).removeprefix(f'{name}: ')}") from None
     return operators
 
 
