@@ -84,6 +84,10 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
     digits_regressor  Linear -> ReLU -> MatMul(32 x 1) -> Add -> reshape(-1) on the flat
                  digits (random weights): a graph output that a Reshape makes of the last
                  layer's sum, as skl2onnx writes regressors; legacy opset 17 only
+    digits_cross_attention  the digits as 8 tokens -> Linear -> a learned query attending
+                 over them with nn.MultiheadAttention -> Linear (random weights): the legacy
+                 exporter cuts the packed in_proj_weight by Slices whose bounds come from
+                 the embedding width's Shape; legacy opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -136,7 +140,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
              "tiny_funnel": {"dynamo": (18,)},
-             "digits_regressor": {"legacy": (17,)}}
+             "digits_regressor": {"legacy": (17,)},
+             "digits_cross_attention": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -262,6 +267,26 @@ class MaskEncoder(torch.nn.Module):
         # (the dynamo exporter's dynamic shapes are keyed by the arguments' names)
         tokens = self.embed(input.reshape(input.shape[0], 8, 8))
         return self.out(self.encoder(tokens, src_key_padding_mask=key_mask))
+
+
+class DigitsCrossAttention(torch.nn.Module):
+    """The digits as 8 tokens -> Linear -> a learned query attending over them with
+    nn.MultiheadAttention -> Linear: a query apart from the keys, so torch cuts its packed
+    in_proj_weight into the query's rows and the keys' and values' at bounds computed from
+    the embedding width's Shape (the legacy exporter writes Shape -> Slice -> ... -> Slice of
+    the weight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 10)
+        self.query = torch.nn.Parameter(torch.randn(1, 1, 16))
+        self.attention = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        tokens = self.embed(input.reshape(input.shape[0], 8, 8))
+        query = self.query.expand(input.shape[0], -1, -1)
+        pooled, _ = self.attention(query, tokens, tokens, need_weights=False)
+        return self.out(pooled[:, 0])
 
 
 def key_mask(count: int, seed: int) -> np.ndarray:
@@ -609,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
+        "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

@@ -35,19 +35,52 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
     """Evaluate every node whose inputs are all constants; return how many were folded.
 
     Nodes with no declared operator are evaluated with onnx's reference evaluator, since a
-    constant subgraph needs exact values, not a scaling rule.
+    constant subgraph needs exact values, not a scaling rule. Static dimensions read by
+    Shape nodes are constants too (:func:`_static_dims`), except where what they make would
+    be a graph output: the model's outputs all come from its inputs, as it was exported.
     """
+    before = dict(graph.initializers)
+    barred: set[str] = set()
+    while True:
+        try:
+            return _fold(graph, table, barred)
+        except _DimsReachOutput as reach:  # fold again without those dimensions
+            graph.initializers = dict(before)
+            barred |= reach.dims
+
+
+class _DimsReachOutput(Exception):
+    def __init__(self, dims: frozenset[str]) -> None:
+        super().__init__()
+        self.dims = dims
+
+
+def _fold(graph: Graph, table: OperatorTable, barred: set[str]) -> int:
+    """One pass of :func:`fold_constants`, not folding the static dimensions ``barred``."""
     folded = 0
     kept = []
+    shapes = {node.outputs[0]: node for node in graph.nodes
+              if node.op_type == "Shape" and node.in_onnx_domain and node.outputs}
+    dims_in: dict[str, frozenset[str]] = {}  # a folded tensor -> the static dims it reads
     for node in graph.nodes:
         constant = all(not name or name in graph.initializers for name in node.inputs)
         output = next((out for out in node.outputs if out in graph.output_names), None)
+        dims = frozenset().union(*(dims_in.get(name, ()) for name in node.inputs))
         if constant and output is not None:
+            if dims:
+                raise _DimsReachOutput(dims)
             raise UserError(f"{graph.source}: graph output {output!r} ({node.label}) depends on "
                             "no model input, a constant; quantizing rewrites every output from "
                             "the inputs (drop it from the outputs)")
         if not constant:
-            kept.append(node)
+            known = (None if output is not None or node.outputs[0] in barred
+                     else _static_dims(graph, node, shapes))
+            if known is None:
+                kept.append(node)
+            else:
+                graph.initializers[node.outputs[0]] = known
+                dims_in[node.outputs[0]] = frozenset({node.outputs[0]})
+                folded += 1
             continue
         inputs = [graph.initializers[name] if name else None for name in node.inputs]
         _check_folded_size(graph, node, _inferred_size(graph, node, inputs))
@@ -63,12 +96,51 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
         for name, value in zip(node.outputs, values):
             if name:
                 graph.initializers[name] = value
+                if dims:
+                    dims_in[name] = dims
         folded += 1
     graph.nodes = kept
     graph.remove_unused()
     if folded:
         infer_shapes_again(graph)
     return folded
+
+
+def _static_dims(graph: Graph, node, shapes: dict) -> np.ndarray | None:
+    """The value of a Shape node, or of a Gather or Slice of constant positions reading one,
+    when every dimension it gives is static in the model's inferred shapes; None otherwise.
+    Such a value is a constant of the model, not of its data: torch's legacy export of
+    nn.MultiheadAttention cuts its packed in_proj_weight at bounds computed from the embedding
+    width's Shape, and folded, the three slices are weights (per-channel scales, output-aware
+    rounding) where they had been a table selected at run time."""
+    source = node if node.op_type == "Shape" else shapes.get(node.inputs[0] if node.inputs
+                                                             else "")
+    if source is None or not node.in_onnx_domain:
+        return None
+    dims = graph.shape_of(source.inputs[0])
+    if dims is None:
+        return None
+    positions = np.arange(len(dims))[slice(source.attrs.get("start"), source.attrs.get("end"))]
+    try:
+        if node.op_type == "Gather" and node.attrs.get("axis", 0) == 0:
+            positions = positions[np.asarray(graph.initializers[node.inputs[1]], np.int64)]
+        elif node.op_type == "Slice" and len(node.inputs) >= 3:
+            bounds = [np.asarray(graph.initializers[name], np.int64).reshape(-1)
+                      if name else None for name in node.inputs[1:5]]
+            axes, steps = (bounds[2:] + [None, None])[:2]
+            if (axes is not None and axes.tolist() not in ([0], [-1])) or (
+                    steps is not None and steps.tolist() == [0]):
+                return None
+            step = None if steps is None else int(steps[0])
+            positions = positions[int(bounds[0][0]):int(bounds[1][0]):step]
+        elif node is not source:
+            return None
+    except (KeyError, IndexError, ValueError, TypeError):  # a position computed at run time
+        return None
+    values = [dims[i] for i in positions.reshape(-1)]
+    if not all(isinstance(d, int) and d >= 0 for d in values):
+        return None
+    return np.asarray(values, np.int64).reshape(positions.shape)
 
 
 def _inferred_size(graph: Graph, node, inputs: list) -> int | None:
