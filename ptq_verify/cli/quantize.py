@@ -362,7 +362,8 @@ def mixed_precision_note(asked: int, kept) -> str:
     head = f"mixed precision (--keep-float {asked})"
     if not kept:
         return f"{head}: no activation to keep in float"
-    fewer = f" (no more candidates: {len(kept)})" if len(kept) < asked else ""
+    fewer = (f" (only {len(kept)}: the other candidates tried did not raise the quantized "
+             "model's output SQNR, or none are left)" if len(kept) < asked else "")
     return (f"{head}: kept in float{fewer}, each with the output SQNR it costs alone as "
             "codes: " + "; ".join(item.describe() for item in kept))
 

@@ -13,6 +13,14 @@ lo, hi) / s, with its scales and code range), every other tensor in float, and r
 graph on a calibration sample: the lowest SQNR of the model's float outputs against the float
 model's is the tensor's cost. One session (an If per candidate) and one run per candidate;
 the costs of several tensors are not additive, but the few that dominate stand out alone.
+
+A tensor's cost alone is not what keeping it in float gains the quantized model: its float
+region ends at nodes whose outputs are rounded again, where the model had held them wider (a
+new-user trial's decoder: its last LayerNorm, 49.0 dB alone, kept in float made its LM head
+run in float and round the logits to 8 bits before the bias, where the integer head had passed
+its accumulator on: 42.4 -> 38.4 dB). So each candidate, costliest first, is kept only where
+the whole quantized model (weights rounded to nearest, run in onnxruntime on the ranking's
+samples) then does better than without it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, TensorInfo
 from ..graph.onnx_io import node_proto
-from ..graph.ort_runner import ort_runner
+from ..graph.ort_runner import ort_runner, ort_session
 from .calibrate import Calibration
 from .float_region import FloatRegions
 from .float_run import run_float, run_in_batches, sample_count
@@ -43,17 +51,23 @@ from .quantized import Code
 # same first 3 float regions on EfficientNet-Lite1, the later ones in another order) in a
 # quarter of the runs' time (MiniLM: 61 s for the whole choice, against 176 s with 32 texts).
 RANK_SAMPLES = 8
+# Candidates tried past the number asked for, when some do not help the whole model
+EXTRA_TRIES = 4
 
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """The output SQNR (dB, the worst float output) with only ``tensor`` held as codes."""
+    """The output SQNR (dB, the worst float output) with only ``tensor`` held as codes, and
+    ``whole``: the quantized model's, with it (and those chosen before it) kept in float
+    (None where the quantized model could not be run here)."""
 
     tensor: str
     sqnr: float
+    whole: float | None = None
 
     def describe(self) -> str:
-        return f"{self.tensor} ({self.sqnr:.1f} dB alone)"
+        model = "" if self.whole is None else f", the model {self.whole:.1f} dB with it"
+        return f"{self.tensor} ({self.sqnr:.1f} dB alone{model})"
 
 
 def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
@@ -65,21 +79,67 @@ def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
     one's) float region (:mod:`.float_region`) already keeps exact (a ReLU6 output that the
     convolution before it rounds at the same range)."""
     table = table or OperatorTable()
-    # the codes quantize gives every activation (weights rounded to nearest: the activation
-    # codes do not depend on how the weights round)
-    model = quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
-                     weight_rounding="nearest", bias_correction=False, wide_sums=wide_sums,
-                     symmetric=symmetric)
+    kept = list(kept)
+
+    def quantized(floats: list[str]):
+        # weights rounded to nearest: the activation codes do not depend on how they round
+        return quantize(graph, calibration, bits, per_channel=per_channel, operators=table,
+                        weight_rounding="nearest", bias_correction=False, wide_sums=wide_sums,
+                        symmetric=symmetric, float_tensors=floats)
+
+    model = quantized([])  # the codes quantize gives every activation
     regions = FloatRegions(graph, table, plan_model(graph, table), set(calibration.stats))
     chosen: list[Sensitivity] = []
     covered = {tensor for name in kept for tensor in regions.of(name)[1]}
+    whole = _WholeModel(graph, calibration, table, quantized)
+    best = whole.sqnr(kept)
+    tried = 0
     for item in rank_activations(graph, calibration, model.codes, table, progress):
-        if len(chosen) == count:
+        if len(chosen) == count or tried == count + EXTRA_TRIES:
             break
-        if item.tensor not in covered:
-            chosen.append(item)
-            covered |= regions.of(item.tensor)[1]
+        if item.tensor in covered:
+            continue
+        tried += 1
+        trial = whole.sqnr([*kept, *(c.tensor for c in chosen), item.tensor])
+        if best is not None and trial is not None and trial <= best:
+            continue  # the model as a whole does no better with it in float
+        chosen.append(replace(item, whole=trial))
+        best = trial
+        covered |= regions.of(item.tensor)[1]
     return chosen
+
+
+class _WholeModel:
+    """The quantized model's worst float-output SQNR on the ranking's samples with a set of
+    activations kept in float, run in onnxruntime (its qdq file)."""
+
+    def __init__(self, graph: Graph, calibration: Calibration, table: OperatorTable,
+                 quantized) -> None:
+        self.graph, self.quantized = graph, quantized
+        count = sample_count(graph, RANK_SAMPLES)
+        self.feeds = {name: array[:count] for name, array in calibration.sample.items()}
+        self.outputs = [info.name for info in graph.outputs if info.is_float]
+        self.reference = run_float(graph, table, self.feeds, self.outputs)
+
+    def sqnr(self, floats: list[str]) -> float | None:
+        """None where it cannot be measured here (no float reference, a quantized file
+        onnxruntime does not run: the user's own kernels); -inf where those tensors in float
+        leave no node on integers."""
+        if self.reference is None or not self.outputs:
+            return None
+        try:
+            model = self.quantized(floats)
+        except UserError:
+            return -np.inf
+        session, _ = ort_session(model.to_onnx("qdq").SerializeToString())
+        if session is None:
+            return None
+        try:
+            got = run_in_batches(lambda batch: dict(zip(self.outputs, session.run(
+                self.outputs, batch))), self.feeds, self.graph, self.outputs)
+        except Exception:  # noqa: BLE001 - a run onnxruntime refuses is not measured
+            return None
+        return min(sqnr_db(self.reference[name], got[name]) for name in self.outputs)
 
 
 def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
