@@ -161,3 +161,33 @@ def test_corrupted_counterexample_is_rejected():
         "difference": "0",
     }
     assert recheck_certificate(op, data)
+
+
+def test_an_error_in_a_worker_is_raised_as_it_is_not_as_a_pickling_error(monkeypatch):
+    """classify_all's forked workers send verdicts back pickled: an exception that holds a
+    sympy object may not pickle (a helper's 15-operator TOML file had its one internal error
+    reported as the pool's MaybeEncodingError). The parent classifies a failed one again."""
+    from ptq_verify.rules import decide
+
+    operators = [Operator(f"Scaled{k}", "x", f"{k + 2}*x") for k in range(8)]
+    real = decide.classify
+
+    def failing(op, timeout=None):
+        if op.name == "Scaled3":
+            raise ValueError("not picklable", lambda: 0)
+        return real(op, timeout)
+
+    monkeypatch.setattr(decide, "classify", failing)
+    with pytest.raises(ValueError, match="not picklable"):
+        decide.classify_all(operators, jobs=2)
+
+
+@pytest.mark.parametrize("expression, inputs, params", [
+    ("u + 0/(x - 1)", "x", ["u"]), ("sqrt(t*heaviside(x))", "x", ["t"]),
+    ("a/heaviside(b)", "a, b", [])])
+def test_candidates_that_each_leave_the_domain_give_a_verdict(expression, inputs, params):
+    """Two candidate rules whose scalings both may leave the domain: the first condition is
+    kept without asking sympy whether it is true (Ne(x - 1, 0) has no truth value: a
+    helper's random expressions stopped there, 74 times, with an internal error)."""
+    verdict = classify(Operator("Leaves", inputs, expression, params=params))
+    assert verdict.rule.kind in RuleKind  # (a verdict; undecided where nothing is proved)

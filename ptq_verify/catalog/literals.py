@@ -45,3 +45,13 @@ def exact_number(text: str) -> Fraction:
     if max(abs(value.numerator), value.denominator) > MAX_NUMBER:
         raise ValueError(f"{text[:40]!r} is above {NUMBER_TEXT}")
     return value
+
+
+def float_or_inf(value: Fraction) -> float:
+    """``float(value)``, or an infinity of its sign beyond float range: a sample value may
+    reach MAX_NUMBER, and the numeric screens that evaluate at it in float skip points whose
+    values are not finite (float() itself raises OverflowError there)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")

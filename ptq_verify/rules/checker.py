@@ -511,7 +511,8 @@ class Checker:
         None, too, when the scaling may leave the domain (:func:`domain_left_by_scaling`)."""
         left = domain_left_by_scaling(self.op, candidate)
         if left is not None:
-            self.left_domain = self.left_domain or left
+            if self.left_domain is None:  # (not `or`: the truth of a sympy condition is
+                self.left_domain = left  # undecidable, Ne(x - 1, 0), and raises)
             return None
         lhs, rhs = scaled_identity(self.op, candidate)
         residual = lhs - rhs

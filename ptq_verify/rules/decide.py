@@ -188,9 +188,10 @@ def classify_all(
         finally:
             _forked = ([], None)
         for op, verdict in zip(pending, verdicts):
-            found[id(op)] = verdict
-            if not timed_out(verdict):
-                held[op] = verdict
+            if verdict is not None:
+                found[id(op)] = verdict
+                if not timed_out(verdict):
+                    held[op] = verdict
     verdicts = [found.get(id(op)) or classify(op, timeout) for op in operators]
     if store is not None and pending:
         new = {id(op) for op in pending}
@@ -204,6 +205,12 @@ def classify_all(
 _forked: tuple[Sequence[Operator], float | None] = ([], None)
 
 
-def _classify_forked(index: int) -> Verdict:
+def _classify_forked(index: int) -> Verdict | None:
+    """The verdict, or None where classifying failed: the parent classifies that operator
+    again itself and so raises the error as it is (a worker's exception goes back pickled,
+    and one holding a sympy object may not pickle: the pool's own error had hidden it)."""
     operators, timeout = _forked
-    return classify(operators[index], timeout)
+    try:
+        return classify(operators[index], timeout)
+    except Exception:  # noqa: BLE001 - raised again, in the parent
+        return None

@@ -22,6 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certificate import Proof, Verdict
 from .lattice import Rule
@@ -94,7 +95,8 @@ def spot_check_per_channel(op: Operator, rule: PerChannel, seed: int = 0) -> lis
     for _ in range(_POINTS):
         scales = rng.uniform(0.1, 10.0, _CHANNELS)
         values = {e: rng.standard_normal(_CHANNELS) * 3 for e in op.element_names}
-        params = {p: float(v) * rng.uniform(0.5, 2.0, _CHANNELS) for p, v in op.params.items()}
+        params = {p: float_or_inf(v) * rng.uniform(0.5, 2.0, _CHANNELS)
+                  for p, v in op.params.items()}
         moved = {e: v * scales for e, v in values.items()}
         moved.update({p: v * scales ** float(rule.param_exponents.get(p, 0))
                       for p, v in params.items()})

@@ -34,6 +34,7 @@ import sympy
 from sympy.core.relational import Relational
 
 from ..catalog.grammar import ExpressionError, format_expression
+from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certified import certified_nonzero
 from .decide import DEFAULT_TIMEOUT, TIMEOUT_REASON, TimeBudgetExceeded, time_budget
@@ -205,12 +206,16 @@ def _candidates(op: Operator, through_inputs: bool):
         yield shifts
 
 
+_MAX_REACH = 1e300  # of the elements' range: numpy draws over at most float range
+
+
 def _random_point(op: Operator, rng) -> dict[str, float]:
     """Parameters near their sample values, elements over a range that reaches past every
     parameter (a Clip's x beyond hi as well as below lo)."""
-    reach = 3 + max((abs(float(v)) for v in op.params.values()), default=0.0)
+    reach = min(3 + max((abs(float_or_inf(v)) for v in op.params.values()), default=0.0),
+                _MAX_REACH)
     point = {e: float(rng.uniform(-reach, reach)) for e in op.element_names}
-    point.update({p: float(v) + float(rng.uniform(-2, 2)) for p, v in op.params.items()})
+    point.update({p: float_or_inf(v) + float(rng.uniform(-2, 2)) for p, v in op.params.items()})
     return point
 
 
