@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .literals import MAX_NUMBER, exact_number
+from .literals import MAX_NUMBER, exact_number, float_or_inf
 
 if TYPE_CHECKING:
     import sympy
@@ -286,7 +286,30 @@ class Operator:
                 f"{self.name}: {', '.join(sorted(unknown))} in the expression is neither an "
                 "input nor a parameter"
             )
-        return expr, tuple(self._canonical_symbols(c) for c in (*parsed_domain, *domain))
+        domain = tuple(self._canonical_symbols(c) for c in (*parsed_domain, *domain))
+        self._check_samples_in(domain)
+        return expr, domain
+
+    def _check_samples_in(self, domain: tuple) -> None:
+        """Refuse sample values that a condition on the parameters alone rules out (t = 0
+        for a division by t): the checker evaluates at them, and there the expression has no
+        value (a helper's hunt met 'nan is not comparable' from deep in the checker)."""
+        import sympy
+
+        from .grammar import format_expression
+
+        names = {self.symbols[p]: p for p in self.params}
+        for condition in domain:
+            if not condition.free_symbols or not condition.free_symbols <= names.keys():
+                continue
+            if condition.subs({s: self.params[p] for s, p in names.items()}) is sympy.false:
+                given = ", ".join(f"{names[s]} = {self.params[names[s]]}"
+                                  for s in sorted(condition.free_symbols, key=str))
+                many = "," in given
+                raise DeclarationError(
+                    f"{self.name}: the sample value{'s' if many else ''} {given} "
+                    f"{'lie' if many else 'lies'} outside the expression's domain "
+                    f"({format_expression(condition)}); give sample values inside it")
 
     @property
     def expr(self) -> sympy.Basic:
@@ -363,7 +386,7 @@ class Operator:
 
     def evaluate(self, **values: Any) -> np.ndarray:
         """Run the kernel; parameters missing from ``values`` take their sample values."""
-        full = {p: float(v) for p, v in self.params.items()}
+        full = {p: float_or_inf(v) for p, v in self.params.items()}
         full.update(values)
         return np.asarray(self.kernel(**full), dtype=np.float64)
 
@@ -373,7 +396,7 @@ class Operator:
             return self._onnx_kernel(inputs, attrs)
         if any(len(t.elements) != 1 for t in self.inputs):
             raise NotImplementedError(f"{self.name} has no ONNX tensor implementation")
-        values: dict[str, Any] = {p: float(v) for p, v in self.params.items()}
+        values: dict[str, Any] = {p: float_or_inf(v) for p, v in self.params.items()}
         for attr, param in self.onnx_attrs.items():
             values[param] = self.attribute(attr, attrs)
         for carried, array in zip(self.onnx_inputs, inputs):

@@ -153,13 +153,14 @@ def _expression_operator(args: argparse.Namespace):
             "--inputs: x does not appear in the expression (the default input is x; name the "
             "inputs with --inputs)"
         )
+    try:  # first: a parameter named pi or exp is in the text, read as the constant
+        op = Operator(args.name, args.inputs, text, params=params)
+    except DeclarationError as err:
+        raise UserError(str(err)) from None
     unused = set(params) - set(parsed.names)
     if unused:
         raise UserError(f"--params: {', '.join(sorted(unused))} not in the expression")
-    try:
-        return Operator(args.name, args.inputs, text, params=params)
-    except DeclarationError as err:
-        raise UserError(str(err)) from None
+    return op
 
 
 def shield_expression(argv: list[str]) -> list[str]:
