@@ -211,3 +211,4 @@ def test_a_sample_value_beyond_float_range_gets_a_verdict(capsys, value):
     at them in float take them as infinite (a helper's hunt: an internal OverflowError)."""
     status, out, err = run(capsys, "max(x, t)", "--params", f"t={value}", "--no-cache")
     assert status == 0 and "rule: param_rescale t->s*t" in out, err
+    assert "no shift of the parameters holds" not in out  # (it does: t - c)

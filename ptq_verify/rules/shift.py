@@ -75,6 +75,10 @@ def shift_rule(op: Operator, through_inputs: bool = True,
 def _decided(op: Operator, through_inputs: bool) -> Shift:
     if through_inputs and not op.element_names:
         return Shift("undecided", through_inputs, reason="no input to shift")
+    if any(abs(float_or_inf(v)) == float("inf") for v in op.params.values()):
+        return Shift("undecided", through_inputs, reason=(
+            "a parameter's sample value is beyond float range, where the numeric search for "
+            "a shift of the parameters cannot sample"))
     c, unproved = shift_symbol(op), False
     for shifts in _candidates(op, through_inputs):
         if not _holds_numerically(op, shifts, through_inputs):
