@@ -283,6 +283,25 @@ def test_a_weight_cut_at_static_dimensions_is_a_weight():
     assert sqnr_db(reference, _session(model.to_onnx("qdq")).run(None, test)[0]) > 30
 
 
+def test_a_dimension_the_file_misstates_is_not_folded(tmp_path):
+    """The same export with a value_info that says the embedding width is 8, where its nodes
+    compute 16: onnxruntime merges the two leniently and runs the model. The dimensions folded
+    come from inference on the graph's inputs and nodes alone, so the cuts of in_proj_weight
+    are the ones the model makes (with the file's 8 they had mismatched the next product)."""
+    name = "digits_cross_attention.legacy.opset17.onnx"
+    proto = onnx.load(str(FIXTURES / name))
+    del proto.graph.value_info[:]
+    proto.graph.value_info.append(onnx.helper.make_tensor_value_info(
+        "/attention/Transpose_output_0", onnx.TensorProto.FLOAT, ["a", "b", 8]))
+    path = tmp_path / "misstated.onnx"
+    onnx.save(proto, str(path))
+    graph = load_model(str(path))
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    test = _data(name, "test")
+    reference = _session(str(path)).run(None, test)[0]
+    assert sqnr_db(reference, _session(model.to_onnx("qdq")).run(None, test)[0]) > 30
+
+
 def test_table_values_the_calibration_never_selected_are_counted_in_a_note():
     """Token ids calibrated from a few words only: the embedding rows never selected lie
     beyond the calibrated range and clip at run time; the note says how many values (as a

@@ -294,6 +294,18 @@ def infer_shapes_again(graph: Graph, given: Iterable[str] = ()) -> None:
     BatchNorm folding need them). ``given``: tensors whose shapes in ``graph.value_info``
     inference takes as they are, the outputs of nodes it cannot see into (a custom op's,
     engine/declared_shapes.py)."""
+    for name, info in (inferred_shapes(graph, given) or {}).items():
+        old = graph.value_info.get(name)
+        if info.shape is not None and (
+                old is None or old.shape is None or _known(info.shape) > _known(old.shape)):
+            graph.value_info[name] = info
+
+
+def inferred_shapes(graph: Graph, given: Iterable[str] = ()) -> dict[str, TensorInfo] | None:
+    """What ONNX shape inference finds for ``graph``'s tensors from its inputs' declared
+    shapes and its nodes alone (and ``given``'s shapes in ``graph.value_info``), not from the
+    shapes the model file states for its other tensors, which onnxruntime does not hold it
+    to (it merges a wrong one leniently and runs the model); None where inference fails."""
     rest, large = without_large_constants(graph)
     typed = replace(rest, inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
                                                    for k, v in large.items())])
@@ -303,13 +315,9 @@ def infer_shapes_again(graph: Graph, given: Iterable[str] = ()) -> None:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
-        return
-    for value in inferred.graph.value_info:
-        info = _tensor_info(value)
-        old = graph.value_info.get(value.name)
-        if info is not None and info.shape is not None and (
-                old is None or old.shape is None or _known(info.shape) > _known(old.shape)):
-            graph.value_info[value.name] = info
+        return None
+    return {value.name: info for value in inferred.graph.value_info
+            if (info := _tensor_info(value)) is not None}
 
 
 SHAPE_FREE_ELEMENTS = 1024

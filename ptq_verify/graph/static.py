@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import UserError
 from .executor import run_node
 from .model import Graph
-from .onnx_io import infer_shapes_again
+from .onnx_io import infer_shapes_again, inferred_shapes
 from .operators import OperatorTable, slot_binding
 
 MAX_FOLDED_ELEMENTS = 2**27
@@ -61,6 +61,7 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str]) -> int:
     kept = []
     shapes = {node.outputs[0]: node for node in graph.nodes
               if node.op_type == "Shape" and node.in_onnx_domain and node.outputs}
+    trusted = (inferred_shapes(graph) or {}) if shapes else {}
     dims_in: dict[str, frozenset[str]] = {}  # a folded tensor -> the static dims it reads
     for node in graph.nodes:
         constant = all(not name or name in graph.initializers for name in node.inputs)
@@ -74,7 +75,7 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str]) -> int:
                             "the inputs (drop it from the outputs)")
         if not constant:
             known = (None if output is not None or node.outputs[0] in barred
-                     else _static_dims(graph, node, shapes))
+                     else _static_dims(graph, node, shapes, trusted))
             if known is None:
                 kept.append(node)
             else:
@@ -106,9 +107,11 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str]) -> int:
     return folded
 
 
-def _static_dims(graph: Graph, node, shapes: dict) -> np.ndarray | None:
+def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray | None:
     """The value of a Shape node, or of a Gather or Slice of constant positions reading one,
-    when every dimension it gives is static in the model's inferred shapes; None otherwise.
+    when every dimension it gives is static in ``trusted``, the shapes inference finds from
+    the graph's inputs and nodes (:func:`.onnx_io.inferred_shapes`: not those the file states
+    for other tensors, which onnxruntime does not hold a model to); None otherwise.
     Such a value is a constant of the model, not of its data: torch's legacy export of
     nn.MultiheadAttention cuts its packed in_proj_weight at bounds computed from the embedding
     width's Shape, and folded, the three slices are weights (per-channel scales, output-aware
@@ -117,7 +120,9 @@ def _static_dims(graph: Graph, node, shapes: dict) -> np.ndarray | None:
                                                              else "")
     if source is None or not node.in_onnx_domain:
         return None
-    dims = graph.shape_of(source.inputs[0])
+    name = source.inputs[0]
+    dims = (graph.shape_of(name) if name in graph.initializers or name in graph.input_names
+            else None if name not in trusted else trusted[name].shape)
     if dims is None:
         return None
     positions = np.arange(len(dims))[slice(source.attrs.get("start"), source.attrs.get("end"))]
