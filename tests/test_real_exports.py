@@ -302,6 +302,33 @@ def test_a_dimension_the_file_misstates_is_not_folded(tmp_path):
     assert sqnr_db(reference, _session(model.to_onnx("qdq")).run(None, test)[0]) > 30
 
 
+def test_a_graph_output_s_declared_shape_fixes_no_dimension(tmp_path):
+    """A graph output declared [16, 8] where the graph computes [batch, 8] (a helper's hostile
+    model: out = relu(x W) / x.shape[0] W2, with x W an output too): onnxruntime runs it at
+    any batch, so the batch read by its Shape stays a tensor (folded, the quantized file had
+    divided by 16 at every batch)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("W", (8, 8)), ("W2", (8, 4)))]
+    nodes = [helper.make_node(op, ins, [out]) for op, ins, out in (
+        ("MatMul", ["x", "W"], "y"), ("Relu", ["y"], "z"), ("Shape", ["z"], "s"),
+        ("Gather", ["s", "i"], "n"))]
+    nodes += [helper.make_node("Cast", ["n"], ["f"], to=TensorProto.FLOAT),
+              helper.make_node("Div", ["z", "f"], ["m"]),
+              helper.make_node("MatMul", ["m", "W2"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "declared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, 8]),
+         helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 4])],
+        [*weights, numpy_helper.from_array(np.array(0, np.int64), "i")])
+    path = tmp_path / "declared.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    loaded = load_model(str(path))
+    assert [n.op_type for n in loaded.nodes].count("Shape") == 1
+
+
 def test_table_values_the_calibration_never_selected_are_counted_in_a_note():
     """Token ids calibrated from a few words only: the embedding rows never selected lie
     beyond the calibrated range and clip at run time; the note says how many values (as a

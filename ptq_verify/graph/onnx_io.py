@@ -304,11 +304,13 @@ def infer_shapes_again(graph: Graph, given: Iterable[str] = ()) -> None:
 def inferred_shapes(graph: Graph, given: Iterable[str] = ()) -> dict[str, TensorInfo] | None:
     """What ONNX shape inference finds for ``graph``'s tensors from its inputs' declared
     shapes and its nodes alone (and ``given``'s shapes in ``graph.value_info``), not from the
-    shapes the model file states for its other tensors, which onnxruntime does not hold it
-    to (it merges a wrong one leniently and runs the model); None where inference fails."""
+    shapes the model file states for its other tensors, its outputs included, which
+    onnxruntime does not hold it to (it merges a wrong one leniently and runs the model);
+    None where inference fails."""
     rest, large = without_large_constants(graph)
     typed = replace(rest, inputs=[*graph.inputs, *(TensorInfo(k, v.shape, v.dtype)
-                                                   for k, v in large.items())])
+                                                   for k, v in large.items())],
+                    outputs=[replace(info, shape=None) for info in graph.outputs])
     model = graph_to_onnx(typed)
     model.graph.value_info.extend(_value_info(graph.value_info[name]) for name in given
                                   if name in graph.value_info)
