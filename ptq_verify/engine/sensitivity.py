@@ -92,7 +92,7 @@ def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
     chosen: list[Sensitivity] = []
     covered = {tensor for name in kept for tensor in regions.of(name)[1]}
     whole = _WholeModel(graph, calibration, table, quantized)
-    best = whole.sqnr(kept)
+    best = whole.sqnr(kept) if kept else whole.measured(model)
     tried = 0
     for item in rank_activations(graph, calibration, model.codes, table, progress):
         if len(chosen) == count or tried == count + EXTRA_TRIES:
@@ -131,6 +131,12 @@ class _WholeModel:
             model = self.quantized(floats)
         except UserError:
             return -np.inf
+        return self.measured(model)
+
+    def measured(self, model) -> float | None:
+        """:meth:`sqnr` of a model quantized already."""
+        if self.reference is None or not self.outputs:
+            return None
         session, _ = ort_session(model.to_onnx("qdq").SerializeToString())
         if session is None:
             return None

@@ -41,9 +41,12 @@ def fold_constants(graph: Graph, table: OperatorTable) -> int:
     """
     before = dict(graph.initializers)
     barred: set[str] = set()
+    shapes = {node.outputs[0]: node for node in graph.nodes
+              if node.op_type == "Shape" and node.in_onnx_domain and node.outputs}
+    trusted = (inferred_shapes(graph) or {}) if shapes else {}  # (the same for every pass)
     while True:
         try:
-            return _fold(graph, table, barred)
+            return _fold(graph, table, barred, shapes, trusted)
         except _DimsReachOutput as reach:  # fold again without those dimensions
             graph.initializers = dict(before)
             barred |= reach.dims
@@ -55,13 +58,12 @@ class _DimsReachOutput(Exception):
         self.dims = dims
 
 
-def _fold(graph: Graph, table: OperatorTable, barred: set[str]) -> int:
-    """One pass of :func:`fold_constants`, not folding the static dimensions ``barred``."""
+def _fold(graph: Graph, table: OperatorTable, barred: set[str], shapes: dict,
+          trusted: dict) -> int:
+    """One pass of :func:`fold_constants`, not folding the static dimensions ``barred``
+    (``shapes``, ``trusted``: :func:`_static_dims`'s)."""
     folded = 0
     kept = []
-    shapes = {node.outputs[0]: node for node in graph.nodes
-              if node.op_type == "Shape" and node.in_onnx_domain and node.outputs}
-    trusted = (inferred_shapes(graph) or {}) if shapes else {}
     dims_in: dict[str, frozenset[str]] = {}  # a folded tensor -> the static dims it reads
     for node in graph.nodes:
         constant = all(not name or name in graph.initializers for name in node.inputs)
@@ -130,8 +132,8 @@ def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray 
         if node.op_type == "Gather" and node.attrs.get("axis", 0) == 0:
             positions = positions[np.asarray(graph.initializers[node.inputs[1]], np.int64)]
         elif node.op_type == "Slice" and len(node.inputs) >= 3:
-            bounds = [np.asarray(graph.initializers[name], np.int64).reshape(-1)
-                      if name else None for name in node.inputs[1:5]]
+            bounds = [np.asarray(graph.initializers[bound], np.int64).reshape(-1)
+                      if bound else None for bound in node.inputs[1:5]]
             axes, steps = (bounds[2:] + [None, None])[:2]
             if (axes is not None and axes.tolist() not in ([0], [-1])) or (
                     steps is not None and steps.tolist() == [0]):
