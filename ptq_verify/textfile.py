@@ -7,18 +7,15 @@ file would fill memory before the parser saw a byte; each is a one-line :class:`
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .errors import UserError
+from .input_files import require_file
 
 
 def read_text_file(path: str | os.PathLike, limit: int, what: str = "file") -> str:
     """The text of ``path``; refuses what is not a regular file and files above ``limit``
     bytes (``what`` names the kind of file in the message)."""
-    path = Path(path)
-    if not path.is_file():
-        problem = "no such file" if not path.exists() else "not a regular file"
-        raise UserError(f"{path}: {problem}")
+    path = require_file(path)
     try:
         with path.open("rb") as handle:
             data = handle.read(limit + 1)

@@ -148,7 +148,7 @@ def test_a_folder_given_as_the_model_is_named_as_such(tmp_path, capsys):
     """A folder exists: "no such model file" would send the user looking for a typo."""
     assert main(["audit", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path) in err and "not a regular file" in err and "no such" not in err
+    assert str(tmp_path) in err and "a folder, not a model file" in err and "no such" not in err
 
 
 def test_nodes_the_engine_folds_are_listed_as_folded(tmp_path):

@@ -793,3 +793,171 @@ def test_an_undeclared_recurrence_is_not_sent_to_a_declaration_without_a_warning
                            "when one output element is a formula of a few input elements",
                            "a recurrence over a sequence is not one")
     assert not (tmp_path / "q.onnx").exists()
+
+
+# -- a hostile-input hunt (helper trial, 330 cases): what it found -----------------------------
+
+
+def test_a_model_path_that_is_a_fifo_is_refused_before_it_is_read(mlp_files):
+    """quantize parsed the model (for its external data) before looking at what the path is:
+    a FIFO blocked for good and /dev/zero filled memory."""
+    tmp, _, calib = mlp_files
+    fifo = tmp / "model.onnx"
+    os.mkfifo(fifo)
+    outcome = _quantize(fifo, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, "not a regular file")
+    assert outcome.seconds < 20
+
+
+@pytest.mark.parametrize("option", ["-o", "--report"])
+def test_an_output_onto_the_declarations_file_is_refused_and_the_file_kept(mlp_files, option):
+    """--operators OPS.toml -o OPS.toml wrote the quantized model over the declarations."""
+    tmp, model, calib = mlp_files
+    declarations = tmp / "ops.toml"
+    text = ('[[operator]]\nname = "MyRelu"\nonnx_type = "Relu"\ninputs = "x"\n'
+            'expr = "max(x, 0)"\n')
+    declarations.write_text(text)
+    extra = ["--operators", str(declarations)]
+    if option == "--report":
+        extra += ["--report", str(declarations)]
+        out = tmp / "q.onnx"
+    else:
+        out = declarations
+    _assert_one_line_error(_quantize(model, calib, out, *extra), "the output path is an input")
+    assert declarations.read_text() == text
+
+
+@pytest.mark.parametrize("command", ["audit", "quantize-calib", "classify"])
+def test_a_path_the_system_refuses_to_look_at_is_one_line(mlp_files, command):
+    """A name longer than the file system takes (ENAMETOOLONG): Path.is_file() raises, which
+    was an internal error (exit 3); so was a folder without search permission (EACCES)."""
+    tmp, model, _ = mlp_files
+    long = str(tmp / ("b" * 300))
+    argv = {"audit": ["audit", long + ".onnx"],
+            "quantize-calib": ["quantize", str(model), "--calib", long + ".npz", "-o",
+                               str(tmp / "q.onnx"), "--no-progress"],
+            "classify": ["classify", "--file", long + ".toml"]}[command]
+    _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT), "cannot read",
+                           "name too long")
+
+
+@pytest.mark.parametrize(("key", "value"), [("length", "-5"), ("offset", "abc")])
+def test_external_data_with_a_bad_length_or_offset_is_one_line_in_quantize(tmp_path, key,
+                                                                             value):
+    import models
+
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(models.mlp("Relu"), model, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    proto = onnx.load(model, load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == key:
+                entry.value = value
+        if not any(entry.key == key for entry in tensor.external_data):
+            tensor.external_data.add(key=key, value=value)
+    onnx.save(proto, model)
+    np.save(calib, models.digits(40))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "not a readable ONNX model")
+
+
+def test_a_calibration_archive_with_an_encrypted_member_is_one_line(mlp_files):
+    tmp, model, calib = mlp_files
+    archive = tmp / "x.npz"
+    np.savez(archive, input=np.load(calib))
+    raw = bytearray(archive.read_bytes())
+    raw[raw.find(b"PK\x03\x04") + 6] |= 1  # the "encrypted" flag, local header
+    raw[raw.find(b"PK\x01\x02") + 8] |= 1  # and central directory
+    archive.write_bytes(bytes(raw))
+    _assert_one_line_error(_quantize(model, archive, tmp / "q.onnx"), "encrypted")
+
+
+def test_a_model_that_fixes_its_batch_axis_at_zero_is_one_line(mlp_files):
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+    onnx.save(proto, model)
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), "fixes axis 0",
+                           "at 0", "takes no samples")
+
+
+def test_a_sequence_first_model_is_told_where_its_batch_may_be(tmp_path):
+    """A new-user trial: nn.TransformerEncoderLayer(batch_first=False) takes (T, N, D) with T
+    fixed; batch-first data got 'give a multiple of T' (T is no batch size) and, followed,
+    quantized on data with time and batch swapped."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [12, "batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [12, "batch", 4])], [weight])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.ones((64, 12, 4), np.float32))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "whole batches of 12", "axis 1 of input 'x' is free ('batch')",
+                           "sequence-first")
+    np.save(calib, np.ones((12, 64, 4), np.float32))  # the model's own layout quantizes
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+
+
+def _attention_with_a_mask_onnxruntime_refuses() -> onnx.ModelProto:
+    """Opset 23 Attention on 3-D q, k, v with a (B, 1, 1, T) mask: the catalog's kernel
+    broadcasts the mask, onnxruntime's refuses it at run time (it loads the model)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32) * 0.2,
+                                       name) for name in ("wq", "wk", "wv", "wo")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "wq"], ["q"]),
+         helper.make_node("MatMul", ["x", "wk"], ["k"]),
+         helper.make_node("MatMul", ["x", "wv"], ["v"]),
+         helper.make_node("Attention", ["q", "k", "v", "mask"], ["a"], q_num_heads=4,
+                          kv_num_heads=4, scale=0.5),
+         helper.make_node("MatMul", ["a", "wo"], ["y"])], "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 6, 16]),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, ["B", 1, 1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 6, 16])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 10
+    return model
+
+
+def test_a_model_onnxruntime_loads_but_cannot_run_on_the_data_is_one_line(tmp_path):
+    """A new-user trial: calibration ran on the catalog's kernels, and the written model's
+    check then failed in onnxruntime as the float model does: exit 3."""
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npz"
+    onnx.save(_attention_with_a_mask_onnxruntime_refuses(), model)
+    rng = np.random.default_rng(1)
+    np.savez(calib, x=rng.standard_normal((8, 6, 16)).astype(np.float32),
+             mask=np.ones((8, 1, 1, 6), bool))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "onnxruntime cannot run the model on calibration samples 0 to",
+                           "nothing written")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_output_whose_axis_0_is_not_the_batch_quantizes(tmp_path):
+    """A traced export with a baked Reshape to [2, -1] on a free batch: its batches' outputs
+    have other widths, and joining them was an internal error."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["a"]),
+         helper.make_node("Reshape", ["a", "shape"], ["b"]),
+         helper.make_node("Relu", ["b"], ["y"])], "baked",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, "N"])],
+        [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.array([2, -1], np.int64), "shape")])
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), model)
+    np.save(calib, rng.standard_normal((15, 8)).astype(np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import examples
 from ..errors import UserError
+from ..input_files import path_mode
 
 HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
         + "; a file of that name wins)")
@@ -15,7 +16,7 @@ HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(e
 def resolve_model(text: str) -> tuple[Path, Path | None]:
     """The model file ``text`` stands for, and the example's calibration data if it is one."""
     path = Path(text)
-    if path.exists():
+    if path_mode(path) is not None:
         return path, None
     example = examples.model_path(text)
     if example is None:

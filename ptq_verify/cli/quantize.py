@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
+from ..input_files import require_file
 from .models import HELP, add_operators_argument, declared_operators, resolve_model
 
 
@@ -99,7 +100,9 @@ def run(args) -> int:
     from ..engine.data import calibrated_lengths
     from ..engine.deployable import (
         UnloadableOutput,
+        UnrunnableOutput,
         check_quantized,
+        fails_on,
         model_outputs,
         output_fidelity,
     )
@@ -127,8 +130,9 @@ def run(args) -> int:
     if calib is None:
         raise UserError(f"{source}: give its calibration data with --calib")
     target = Path(args.output)
+    require_file(source, "model")  # (before parsing: a FIFO or /dev/zero would never end)
     parsed = parsed_file(source)  # parsed once, for its external files here and loading
-    inputs = (source, calib, *external_data_files(source, parsed))
+    inputs = (source, calib, args.operators, *external_data_files(source, parsed))
     # every output path is checked before the work, so a bad one costs nothing
     check_distinct({"-o": target, "--report": args.report})
     for output in (target, args.report):
@@ -216,6 +220,15 @@ def run(args) -> int:
             outputs = check_quantized(serialised, graph, calibration.sample, str(target),
                                       {name: stats.max_abs for name, stats in
                                        calibration.stats.items()})
+        except UnrunnableOutput as failed:
+            if (float_failure := fails_on(str(source), failed.batch)) is None:
+                raise
+            raise UserError(
+                f"{source}: onnxruntime cannot run the model on calibration samples "
+                f"{failed.first} to {failed.last} ({float_failure}); ptq-verify's own kernels "
+                "could, so it calibrated, but the quantized model fails there too: the data "
+                "disagree with the model, or the model does not run in onnxruntime as "
+                "exported; nothing written") from None
         except UnloadableOutput as refused:
             if graph.opsets.get("", LEAST_OPSET) >= LEAST_OPSET:
                 raise

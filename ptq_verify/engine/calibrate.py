@@ -391,10 +391,12 @@ def _ahead(runner: OrtRunner | None, batch: Feeds | None) -> Future | None:
 
 def _joined_outputs(parts: dict[str, list], count: int) -> dict[str, np.ndarray] | None:
     """Each output's batches joined along the batch axis and cut at ``count`` samples; None
-    when an output has none, or no batch axis to join along (a 0-d output). The tensors are
+    when an output has none, or no batch axis to join along (a 0-d output, or one whose axis 0
+    is not the batch: a Reshape to a fixed [2, -1] gives batches of other widths). The tensors are
     joined side by side (engine/parallel.py): the pass's last serial step, on fresh pages
     (all-MiniLM-L6-v2's smoothing candidates, 32 texts: 150 MB, 0.18 s on one core)."""
-    if any(not values or any(np.ndim(v) == 0 for v in values) for values in parts.values()):
+    if any(not values or any(np.ndim(v) == 0 or np.shape(v)[1:] != np.shape(values[0])[1:]
+                             for v in values) for values in parts.values()):
         return None
     return dict(zip(parts, mapped(
         lambda values: np.concatenate([np.asarray(v) for v in values])[:count],

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..graph import Graph
+from ..input_files import require_file
 
 Feeds = dict[str, np.ndarray]
 
@@ -29,15 +30,12 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     """Read ``.npz`` (one array per model input, keyed by input name, batch first) or ``.npy``
     (a one-input model), checked against the model's inputs (:func:`check_feeds`), so that a
     refusal names the file."""
-    source = Path(path)
-    if not source.is_file():
-        problem = "no such calibration file" if not source.exists() else (
-            "a folder, not a calibration file (.npz or .npy)" if source.is_dir()
-            else "not a regular file")
-        raise UserError(f"{source}: {problem}")
+    source = require_file(path, "calibration file")
     try:
         loaded = _load_arrays(source)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+            RuntimeError, NotImplementedError) as err:  # (a member encrypted, or compressed
+        # by a method zipfile lacks)
         raise UserError(f"{source}: not a readable .npy/.npz file ({_first_line(err)})") from None
     if isinstance(loaded, np.ndarray):
         if len(graph.inputs) != 1:
@@ -204,13 +202,35 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"axis ({_first_axes(graph, feeds)}); every input holds one row per "
                         "sample, batch first" + _shared_input_hint(graph))
     _check_named_dimensions(graph, feeds, what)
+    empty = next((info for info in graph.inputs if info.shape and info.shape[0] == 0), None)
+    if empty is not None:
+        raise UserError(f"{what}: the model fixes axis 0 of input {empty.name!r} at 0 "
+                        f"({_shape_text(empty.shape)}): it takes no samples, so nothing can "
+                        "calibrate it; export it with a batch axis")
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
         count = next(iter(feeds.values())).shape[0]
         raise UserError(f"{what}: {count} samples do not make whole batches of {fixed}, the "
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
-                        f"of {fixed}")
+                        f"of {fixed}" + _batch_elsewhere_hint(graph))
     return feeds
+
+
+def _batch_elsewhere_hint(graph: Graph) -> str:
+    """Advice for a model that fixes axis 0 and leaves another axis free: its batch may be
+    that axis (torch's sequence-first layers, ``batch_first=False``: (T, N, D)), and then
+    axis 0 is no batch at all."""
+    for info in graph.inputs:
+        free = [axis for axis, dim in enumerate(info.shape or ()) if axis and
+                not isinstance(dim, int)]
+        if free:
+            axis = free[0]
+            name = info.shape[axis]
+            return (f"; but axis {axis} of input {info.name!r} is free"
+                    f"{f' ({name!r})' if name else ''}: if that is the model's batch (a "
+                    "sequence-first model), give each input in the model's own layout, "
+                    f"axis 0 of length {info.shape[0]}, every sample along axis {axis}")
+    return ""
 
 
 def _first_axes(graph: Graph, feeds: Feeds) -> str:

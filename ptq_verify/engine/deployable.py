@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable
-from ..graph.ort_runner import ort_session
+from ..graph.ort_runner import condensed, ort_session
 from .data import Feeds, batches
 from .float_run import SAMPLES, first_samples, joined, run_float
 from .metrics import relative_error
@@ -29,18 +29,50 @@ class UnloadableOutput(RuntimeError):
     """ptq-verify made a model onnxruntime refuses: a bug, not the user's input."""
 
 
+class UnrunnableOutput(RuntimeError):
+    """onnxruntime loads the quantized model but fails on calibration samples ``first`` to
+    ``last`` (``batch``): a bug, unless the float model fails on them too (:func:`fails_on`),
+    which the catalog's kernels, running the calibration instead, need not (an Attention
+    whose mask onnxruntime's kernel refuses to broadcast)."""
+
+    def __init__(self, reason: str, first: int, last: int, batch: Feeds) -> None:
+        super().__init__(f"onnxruntime fails on the quantized model at calibration samples "
+                         f"{first} to {last}: {reason}")
+        self.reason, self.first, self.last, self.batch = reason, first, last, batch
+
+
+def fails_on(model, batch: Feeds) -> str | None:
+    """Why onnxruntime fails to run ``model`` (a path or a serialised model) on ``batch``,
+    condensed to one line; None when it runs it."""
+    session, refusal = ort_session(model)
+    if session is None:
+        return refusal
+    try:
+        session.run(None, dict(batch))
+    except Exception as err:  # noqa: BLE001 - any failure is the answer
+        return condensed(str(err))
+    return None
+
+
 def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
                     peaks: dict[str, float]) -> dict[str, np.ndarray]:
     """Refuse the serialised quantized ``model`` (of float ``graph``) when onnxruntime cannot
-    load it (:class:`UnloadableOutput`) or when a float output of it is inf or NaN on the first
-    calibration samples of ``sample`` (UserError naming the output, the sample and the float
-    model's peak there, from ``peaks``). Returns its outputs on those samples."""
+    load it (:class:`UnloadableOutput`) or run it (:class:`UnrunnableOutput`) on the first
+    calibration samples of ``sample``, or when a float output of it is inf or NaN there
+    (UserError naming the output, the sample and the float model's peak there, from
+    ``peaks``). Returns its outputs on those samples."""
     session, refusal = ort_session(model)
     if session is None:
         raise UnloadableOutput(f"onnxruntime cannot load the quantized model ({refusal}); "
                                f"nothing written to {target}")
     done, parts = 0, []
-    for batch, outputs in _runs(session, _batches(graph, sample, SAMPLES)):
+    names = [o.name for o in session.get_outputs()]
+    for batch in _batches(graph, sample, SAMPLES):
+        try:
+            outputs = dict(zip(names, session.run(names, batch)))
+        except Exception as err:  # noqa: BLE001 - the caller tells the user's error from ours
+            size = len(next(iter(batch.values())))
+            raise UnrunnableOutput(condensed(str(err)), done, done + size - 1, batch) from None
         parts.append(outputs)
         for name, value in outputs.items():
             value = np.asarray(value)

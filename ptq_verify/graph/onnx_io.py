@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from ..errors import UserError
+from ..input_files import require_file
 from .model import Graph, Node, TensorInfo
 
 
@@ -44,8 +45,11 @@ def external_data_files(path: str | os.PathLike,
     model = parsed if parsed is not None else parsed_file(source)
     if model is None:
         return []
-    return sorted({source.parent / ExternalDataInfo(tensor).location
-                   for tensor in _get_all_tensors(model) if uses_external_data(tensor)})
+    try:
+        return sorted({source.parent / ExternalDataInfo(tensor).location
+                       for tensor in _get_all_tensors(model) if uses_external_data(tensor)})
+    except ValueError:  # a length or offset that is not a number >= 0: read_model says so
+        return []
 
 
 def read_model(path: str | os.PathLike,
@@ -53,10 +57,7 @@ def read_model(path: str | os.PathLike,
     """Read and check an ONNX file; any defect is a one-line :class:`UserError`. ``parsed``:
     the file as :func:`parsed_file` gave it, where the caller has it (taken over: its
     external tensors are read into it)."""
-    source = Path(path)
-    if not source.is_file():
-        problem = "no such model file" if not source.exists() else "not a regular file"
-        raise UserError(f"{source}: {problem}")
+    source = require_file(path, "model file")
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:  # onnx.load's two steps, to learn whether the file keeps tensors outside it

@@ -1,0 +1,41 @@
+"""Input paths a user gives: a regular file, or one line saying why not.
+
+A FIFO would block the reader and a device such as /dev/zero never ends, so what is not a
+regular file is refused before anything opens it. ``Path.is_file()`` itself raises for a name
+the system refuses (a component over 255 bytes) or a folder it may not search (EACCES): those
+are the user's paths too, so they get the same one line, not an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import UserError
+
+
+def path_mode(path: str | os.PathLike) -> int | None:
+    """``path``'s file mode, or None when nothing is there; a UserError when the system
+    refuses to look (the name too long, no permission, a loop of links)."""
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:  # a NUL byte in the name
+        raise UserError(f"{path}: not a usable path ({err})") from None
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` as a Path when it is a regular file; else a UserError naming it and saying
+    what it is instead (``what``: the kind of file, for "no such model file")."""
+    mode = path_mode(path)
+    if mode is None:
+        raise UserError(f"{path}: no such {what}")
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file")
+    return Path(path)
