@@ -961,3 +961,36 @@ def test_an_output_whose_axis_0_is_not_the_batch_quantizes(tmp_path):
     np.save(calib, rng.standard_normal((15, 8)).astype(np.float32))
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [
+    ("sequence", "graph output 'parts' is a sequence of tensors"),
+    ("optional", "graph output 'parts' is an optional value"),
+    ("sequence-input", "graph input 'xs' is a sequence of tensors"),
+])
+def test_a_graph_input_or_output_that_is_no_tensor_is_refused(mlp_files, kind, fragment):
+    """A hostile-input hunt: a SplitToSequence or Optional output was dropped from the written
+    model with exit 0 (a scikit-learn classifier's ZipMap output too), and a sequence input
+    was reported as missing from the data."""
+    from onnx import TensorProto, helper
+
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    output = proto.graph.output[0].name
+    if kind == "sequence-input":
+        proto.graph.input.append(helper.make_tensor_sequence_value_info(
+            "xs", TensorProto.FLOAT, None))
+        proto.graph.node.append(helper.make_node("SequenceLength", ["xs"], ["n"]))
+        proto.graph.output.append(helper.make_tensor_value_info("n", TensorProto.INT64, []))
+    elif kind == "sequence":
+        proto.graph.node.append(helper.make_node("SplitToSequence", [output], ["parts"],
+                                                 axis=1))
+        proto.graph.output.append(helper.make_tensor_sequence_value_info(
+            "parts", TensorProto.FLOAT, None))
+    else:
+        proto.graph.node.append(helper.make_node("Optional", [output], ["parts"]))
+        proto.graph.output.append(helper.make_value_info("parts", helper.make_optional_type_proto(
+            helper.make_tensor_type_proto(TensorProto.FLOAT, None))))
+    onnx.save(proto, model)
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment, "not a tensor")
+    _assert_one_line_error(hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT), fragment)

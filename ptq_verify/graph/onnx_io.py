@@ -197,12 +197,38 @@ def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
     """Convert a model to a :class:`Graph`, with shape inference for tensor types."""
+    _check_tensor_interface(model.graph, source)
     g = _inferred(model).graph
     try:
         initializers = {t.name: _array(t) for t in model.graph.initializer}
         return _graph(model, g, initializers, source)
     except UserError as err:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
+
+
+_NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map",
+                "optional_type": "an optional value", "sparse_tensor_type": "a sparse tensor"}
+
+
+def _check_tensor_interface(g: onnx.GraphProto, source: str) -> None:
+    """Refuse a graph input or output that is not a tensor (a SplitToSequence's list, a
+    scikit-learn classifier's ZipMap of probabilities, an Optional): the quantized model
+    holds tensors only, and such an output was dropped from it without a word, such an input
+    reported as missing from the data."""
+    initializers = {t.name for t in g.initializer}
+    for role, values in (("input", [v for v in g.input if v.name not in initializers]),
+                         ("output", g.output)):
+        for value in values:
+            kind = value.type.WhichOneof("value")
+            if kind in _NOT_TENSORS:
+                what = _NOT_TENSORS[kind]
+                if kind == "sequence_type":  # (scikit-learn's ZipMap: a sequence of maps)
+                    element = value.type.sequence_type.elem_type.WhichOneof("value")
+                    what += " of maps" if element == "map_type" else " of tensors"
+                raise UserError(
+                    f"{source}: graph {role} {value.name!r} is {what}, not a "
+                    "tensor; ptq-verify quantizes models whose inputs and outputs are tensors "
+                    f"(export the model without it, or with that {role} as a tensor)")
 
 
 def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
