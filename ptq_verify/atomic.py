@@ -29,6 +29,8 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
     """Refuse an output path that is an input, exists as anything but a regular file, or
     lies in a folder that does not exist; return it as a Path. Call it before long work, so
     a bad path is reported before the work is done."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)):  # (Path drops the slash)
+        raise UserError(f"{path}: names a folder (it ends with {path[-1]!r}); give a file path")
     target = Path(path)
     for source in inputs:
         if source is not None and _same_file(target, Path(source)):

@@ -994,3 +994,11 @@ def test_a_graph_input_or_output_that_is_no_tensor_is_refused(mlp_files, kind, f
     onnx.save(proto, model)
     _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment, "not a tensor")
     _assert_one_line_error(hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT), fragment)
+
+
+def test_an_output_path_ending_with_a_slash_is_refused(mlp_files):
+    """A hostile-input hunt: -o newdir/ (no such folder) wrote a file named newdir."""
+    tmp, model, calib = mlp_files
+    outcome = _quantize(model, calib, f"{tmp / 'newdir'}/")
+    _assert_one_line_error(outcome, "names a folder")
+    assert not (tmp / "newdir").exists()

@@ -135,7 +135,7 @@ def run(args) -> int:
     inputs = (source, calib, args.operators, *external_data_files(source, parsed))
     # every output path is checked before the work, so a bad one costs nothing
     check_distinct({"-o": target, "--report": args.report})
-    for output in (target, args.report):
+    for output in (args.output, args.report):
         if output is not None:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
