@@ -1002,3 +1002,37 @@ def test_an_output_path_ending_with_a_slash_is_refused(mlp_files):
     outcome = _quantize(model, calib, f"{tmp / 'newdir'}/")
     _assert_one_line_error(outcome, "names a folder")
     assert not (tmp / "newdir").exists()
+
+
+def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_files):
+    """A hostile-input hunt: onnxruntime's quantize_static file (its defaults) was refused at
+    the DequantizeLinear of an int32 bias with the advice to declare it: that node holds no
+    8-bit tensor of its own."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    tmp, _, _ = mlp_files
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+         helper.make_node("Relu", ["g"], ["y"])], "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")])
+    model, calib, name = tmp / "gemm.onnx", tmp / "x.npy", "x"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    data = rng.standard_normal((16, 4)).astype(np.float32)
+    np.save(calib, data)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{name: data}])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(model), str(tmp / "ort.onnx"), Reader())
+    outcome = _quantize(tmp / "ort.onnx", calib, tmp / "qq.onnx")
+    _assert_one_line_error(outcome, "is the model quantized already?", "give it the float model")
+    assert "--operators" not in outcome.err

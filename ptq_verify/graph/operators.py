@@ -196,12 +196,21 @@ def _way_forward(node: Node) -> str:
 def quantized_hint(node: Node, graph: Graph | None) -> str:
     """Why an undeclared node may be there: one that reads or writes 8-bit integer tensors
     (QuantizeLinear's codes, ConvInteger's weights) most likely belongs to a model that is
-    quantized already, which a user passes by mistake for the float one; empty otherwise."""
-    for name in (*node.inputs, *node.outputs):
-        dtype = graph.dtype_of(name) if graph is not None and name else None
-        if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
-            return (f"its tensor {name!r} holds {dtype} codes: is the model quantized "
-                    "already? ptq-verify takes the float model")
+    quantized already, which a user passes by mistake for the float one; empty otherwise.
+    A node without such a tensor of its own (onnxruntime's quantize_static dequantizes each
+    bias from int32, and that node may be the first refused) gets the hint when some node of
+    the graph computes 8-bit codes: a float model takes 8-bit data as an input (pixels), it
+    does not compute them."""
+    if graph is None:
+        return ""
+    computed = [name for other in graph.nodes for name in other.outputs if name]
+    for names, whose in (((*node.inputs, *node.outputs), "its tensor"),
+                         (computed, "the model's tensor")):
+        for name in names:
+            dtype = graph.dtype_of(name) if name else None
+            if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
+                return (f"{whose} {name!r} holds {dtype} codes: is the model quantized "
+                        "already? ptq-verify takes the float model")
     return ""
 
 
