@@ -1036,3 +1036,25 @@ def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_file
     outcome = _quantize(tmp / "ort.onnx", calib, tmp / "qq.onnx")
     _assert_one_line_error(outcome, "is the model quantized already?", "give it the float model")
     assert "--operators" not in outcome.err
+
+
+def test_an_infinite_input_is_named_when_the_output_it_reaches_is_wider(tmp_path):
+    """A hostile-input hunt: a 4-wide input with an inf, a Gemm to 8 wide: the output was
+    refused without naming the input (its statistics, the smaller, were settled after)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+         helper.make_node("Relu", ["g"], ["y"])], "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")])
+    model, calib = tmp_path / "gemm.onnx", tmp_path / "x.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    data = rng.standard_normal((16, 4)).astype(np.float32)
+    data[7, 3] = np.inf
+    np.save(calib, data)
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
+                           "tensor 'y' takes infinite", "; from input 'x': 1 infinite")

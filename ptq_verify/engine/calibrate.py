@@ -244,8 +244,13 @@ def calibrate(
             non_finite.setdefault(
                 name, f"{_non_finite(value)} in samples {done} to {done + size - 1}")
             if name in graph.output_names:  # nothing removes them: the model's own output
-                given = next((f"; from input {i!r}: {non_finite[i]}"
-                              for i in graph.input_names if i in non_finite), "")
+                # (this batch's inputs may not be recorded yet: the settling threads take
+                # the tensors largest first, so they are looked at here)
+                given = next((f"; from input {i!r}: " + (non_finite.get(i) or (
+                    f"{_non_finite(plain[i])} in samples {done} to {done + size - 1}"))
+                    for i in graph.input_names if i in non_finite or (
+                        i in plain and np.issubdtype(np.asarray(plain[i]).dtype, np.floating)
+                        and not np.isfinite(plain[i]).all())), "")
                 raise UserError(
                     f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
                     f"calibration data ({non_finite[name]}{given}); quantizing needs finite "
