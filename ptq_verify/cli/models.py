@@ -36,19 +36,35 @@ def add_operators_argument(parser: argparse.ArgumentParser) -> None:
 def declared_operators(path: str | None):
     """The operator table of ``--operators OPS.toml``, ahead of the catalog. A declaration of
     a standard ONNX op type must compute what onnxruntime's kernel of it computes, where both
-    run (graph/declared_kernels.py): else it is refused, before any work."""
+    run (graph/declared_kernels.py): else it is refused, before any work. Where they cannot
+    both run, the table's ``unchecked`` says why, for a note."""
     from ..catalog.toml_file import load_onnx_operators
     from ..graph import OperatorTable
-    from ..graph.declared_kernels import disagreement
+    from ..graph.declared_kernels import comparison
 
     if not path:
         return OperatorTable()
     declared = load_onnx_operators(path)
+    unchecked = {}
     for op in declared.values():
-        if (differs := disagreement(op)) is not None:
+        differs, skipped = comparison(op)
+        if skipped is not None:
+            unchecked[op.name] = f"{op.onnx_type}: {skipped}"
+        if differs is not None:
             raise UserError(
                 f"{path}: operator {op.name!r} declares ONNX {op.onnx_type}, but its expression "
                 f"{differs}: every {op.onnx_type} node would be quantized by the rule of "
                 "another function; correct the expression, or, for a node of a custom domain "
                 f"named {op.onnx_type}, declare onnx_type = \"DOMAIN:{op.onnx_type}\"")
-    return OperatorTable(declared, source=path)
+    return OperatorTable(declared, source=path, unchecked=unchecked)
+
+
+def unchecked_note(table) -> str | None:
+    """The note on declarations of standard op types that were not compared with onnxruntime's
+    kernel (:func:`declared_operators`), or None."""
+    if not table.unchecked:
+        return None
+    listed = "; ".join(f"{name!r} ({why})" for name, why in table.unchecked.items())
+    return (f"declarations not compared with onnxruntime's kernel of their op type, taken as "
+            f"given: {listed}; each rule is proved for its expression, which must be that op "
+            "type's function")

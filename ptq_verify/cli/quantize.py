@@ -9,7 +9,13 @@ from pathlib import Path
 from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
-from .models import HELP, add_operators_argument, declared_operators, resolve_model
+from .models import (
+    HELP,
+    add_operators_argument,
+    declared_operators,
+    resolve_model,
+    unchecked_note,
+)
 
 
 def register(subparsers) -> None:
@@ -197,6 +203,8 @@ def run(args) -> int:
         model.notes.append("mixed precision (--keep-float-tensor): kept in float as named: "
                            + ", ".join(args.keep_float_tensor))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
+    if (unchecked := unchecked_note(declared)) is not None:
+        model.notes.append(unchecked)
     if (lengths := calibrated_lengths(graph, data)) is not None:
         model.notes.append(lengths)
     exported = model.to_onnx(args.format, encoding=args.encoding)

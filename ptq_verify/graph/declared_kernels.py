@@ -6,7 +6,10 @@ not the op type's function gives a right verdict for the wrong function, and the
 runs the nodes by it: a new-user trial declared ``Mish`` as ``max(x, 0)``, which the checker
 proves passes the scale, and the written model lost 13 dB with no word said. Before any work,
 each such declaration runs on random inputs as a one-node model in onnxruntime and through
-its own kernel; where both run and disagree, the declaration is refused.
+its own kernel; where both run and disagree, the declaration is refused. Where they cannot
+both run (a static input, such as RotaryEmbedding's position ids; an opset onnxruntime lacks),
+the declaration is taken as given, and the quantize command says so in a note (a new-user
+trial's RotaryEmbedding declared with a sign error had quantized with no word said).
 """
 
 from __future__ import annotations
@@ -17,40 +20,52 @@ from ..catalog.operator import Operator
 
 PROBE_SHAPE = (2, 3, 5)
 # opsets tried, newest first, for the one-node model (the first onnxruntime runs is taken)
-_OPSETS = (21, 18, 17, 13)
+_OPSETS = (23, 21, 18, 17, 13)
 _RTOL, _ATOL = 1e-3, 1e-5  # float32 kernels against float64 expressions
 
 
 def disagreement(op: Operator) -> str | None:
     """How ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
-    inputs, in words; None when they agree, or when there is nothing to compare: an op type
-    outside ONNX's schemas (a custom domain's), a declaration whose inputs a random tensor
+    inputs, in words; None when they agree, or when there is nothing to compare
+    (:func:`comparison`)."""
+    return comparison(op)[0]
+
+
+def comparison(op: Operator) -> tuple[str | None, str | None]:
+    """(:func:`disagreement`, why the two kernels were not compared): the second is None when
+    they were, or when ``op`` declares no op type of ONNX's schemas (a custom domain's, whose
+    kernel is the user's), and else says why: a declaration whose inputs a random tensor
     cannot stand for (a static slot, several parameters in one input, elements of a window),
     or a one-node model onnxruntime does not run."""
     import onnx.defs
 
-    if not op.onnx_type or not onnx.defs.has(op.onnx_type) or not op.has_onnx_kernel:
-        return None
+    if not op.onnx_type or not onnx.defs.has(op.onnx_type):
+        return None, None
+    if not op.has_onnx_kernel:
+        return None, ("its witness reads elements of an input (a window, a pair), which its "
+                      "expression alone cannot compute a whole node from")
     probe = _probe(op)
     if probe is None:
-        return None
+        return None, ("a random tensor cannot stand for one of its inputs (a static input, "
+                      "or several parameters in one)")
     inputs, attrs = probe
     theirs = _onnxruntime(op.onnx_type, inputs, attrs)
     if theirs is None:
-        return None
+        return None, (f"onnxruntime runs no one-node {op.onnx_type} on random inputs of "
+                      f"shape {PROBE_SHAPE} at opsets {', '.join(map(str, _OPSETS))}")
     try:
         ours = np.asarray(op.run_onnx(inputs, attrs), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a kernel that cannot run here is not compared
-        return None
+        return None, "its expression does not run on those random inputs"
     if ours.shape != theirs.shape:
-        return f"gives shape {ours.shape} where onnxruntime gives {theirs.shape}"
+        return f"gives shape {ours.shape} where onnxruntime gives {theirs.shape}", None
     scale = float(np.nanmax(np.abs(theirs), initial=0.0))
     close = np.isclose(ours, theirs, rtol=_RTOL, atol=_ATOL * max(scale, 1.0), equal_nan=True)
     if close.all():
-        return None
+        return None, None
     at = np.unravel_index(np.argmax(~close), close.shape)
     return (f"gives {ours[at]:.4g} where onnxruntime's {op.onnx_type} gives "
-            f"{theirs[at]:.4g}, on random inputs")
+            f"{theirs[at]:.4g}, on random inputs"), None
 
 
 def _probe(op: Operator) -> tuple[list, dict] | None:

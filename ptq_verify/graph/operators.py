@@ -22,12 +22,15 @@ _NAMED = 3  # other undeclared nodes named in the one line
 
 class OperatorTable:
     """Node -> Operator lookup. ``extra`` maps an ONNX op type to an operator (any domain);
-    ``source`` names where the extra declarations come from (an OPS.toml), for messages."""
+    ``source`` names where the extra declarations come from (an OPS.toml), for messages;
+    ``unchecked``: extra declarations of standard op types that could not be compared with
+    onnxruntime's kernel, each with why (graph/declared_kernels.py)."""
 
     def __init__(self, extra: Mapping[str, Operator] | None = None,
-                 source: str | None = None) -> None:
+                 source: str | None = None, unchecked: Mapping[str, str] | None = None) -> None:
         self.extra = dict(extra or {})
         self.source = source
+        self.unchecked = dict(unchecked or {})
 
     def find(self, node: Node, graph: Graph | None = None) -> Operator | None:
         """The node's operator: its declaration, if the node's inputs and outputs fit it (see
