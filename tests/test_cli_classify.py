@@ -99,6 +99,14 @@ def test_failed_expect_names_operator_expected_and_found(capsys):
                            "found aligned")
 
 
+def test_failed_expect_is_one_line_whatever_the_name(capsys):
+    """A hostile-input hunt: --name holding a line break made the --expect message two
+    lines."""
+    status, _, err = run(capsys, "x*x", "--name", "a\nb", "--expect", "pass_through")
+    assert status == 1
+    assert err.count("\n") == 1 and "--expect: a b (x**2)" in err
+
+
 def test_toml_file(capsys, tmp_path):
     path = tmp_path / "ops.toml"
     path.write_text(

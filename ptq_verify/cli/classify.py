@@ -9,6 +9,7 @@ from fractions import Fraction
 
 from ..errors import UserError
 from ..rules.lattice import RuleKind
+from . import one_line
 
 MAX_TIMEOUT = 1e6
 """The longest --timeout, in seconds (11.6 days): the alarm that enforces it (setitimer)
@@ -104,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     differing = [v for v in verdicts if v.rule.kind.value != args.expect]
     for v in differing:
-        print(f"ptq-verify classify: --expect: {v.operator} ({v.expression}): expected "
-              f"{args.expect}, found {v.rule.describe()}", file=sys.stderr)
+        print(one_line(f"ptq-verify classify: --expect: {v.operator} ({v.expression}): "
+                       f"expected {args.expect}, found {v.rule.describe()}"), file=sys.stderr)
     return 1 if differing else 0
 
 
