@@ -1082,3 +1082,15 @@ def test_an_infinite_input_is_named_when_the_output_it_reaches_is_wider(tmp_path
     np.save(calib, data)
     _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
                            "tensor 'y' takes infinite", "; from input 'x': 1 infinite")
+
+
+def test_a_node_reading_a_tensor_nobody_computes_is_named(mlp_files):
+    """A hostile-input hunt: onnx's checker says where on its later lines, and the message
+    had kept its first line alone, which ends at 'of node:'."""
+    tmp, model, _ = mlp_files
+    proto = onnx.load(model)
+    proto.graph.node[-1].input.append("ghost")
+    proto.graph.node[-1].name = "last"
+    onnx.save(proto, model)
+    _assert_one_line_error(hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT),
+                           "input 'ghost'", "name: last")

@@ -81,7 +81,7 @@ def read_model(path: str | os.PathLike,
         onnx.checker.check_model(str(source) if checked is model and not external
                                  else checked)
     except onnx.checker.ValidationError as err:
-        raise UserError(f"{source}: invalid ONNX model ({_first_line(err)})") from None
+        raise UserError(f"{source}: invalid ONNX model ({_checker_message(err)})") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
         raise UserError(f"{source}: invalid ONNX model (a name or string is not UTF-8)") from None
     return model
@@ -101,6 +101,14 @@ def _non_utf8_string(message) -> str | None:
             elif field.type == field.TYPE_MESSAGE:
                 stack.extend([value] if hasattr(value, "ListFields") else value)
     return None
+
+
+def _checker_message(err: BaseException, limit: int = 400) -> str:
+    """onnx's checker message on one line: its later lines say where (a node unsorted or
+    reading a tensor nobody computes: "input 'ghost' of node: / name: relu OpType: Add / is
+    not output of any previous nodes"; the first line alone ended at "of node:")."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _first_line(err: BaseException) -> str:
