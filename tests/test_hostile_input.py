@@ -1094,3 +1094,24 @@ def test_a_node_reading_a_tensor_nobody_computes_is_named(mlp_files):
     onnx.save(proto, model)
     _assert_one_line_error(hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT),
                            "input 'ghost'", "name: last")
+
+
+def test_an_initializer_listed_as_an_input_is_said_to_be_taken_as_a_constant(mlp_files):
+    """A hostile-input hunt: data given for it was 'unknown' with no word why, and without
+    data the written model lost the input with no word said."""
+    from onnx import helper
+
+    tmp, model, calib = mlp_files
+    proto = onnx.load(model)
+    weight = proto.graph.initializer[0]
+    proto.graph.input.append(helper.make_tensor_value_info(weight.name, weight.data_type,
+                                                           list(weight.dims)))
+    onnx.save(proto, model)
+    data = tmp / "both.npz"
+    np.savez(data, **{proto.graph.input[0].name: np.load(calib),
+                      weight.name: np.zeros((40, *weight.dims), np.float32)})
+    _assert_one_line_error(_quantize(model, data, tmp / "q.onnx"),
+                           f"{weight.name!r} is a constant of the model")
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+    assert "inputs that are also initializers" in outcome.out and weight.name in outcome.out

@@ -145,6 +145,9 @@ def run(args) -> int:
         if output is not None:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
+    overridable = [] if parsed is None else [
+        value.name for value in parsed.graph.input
+        if value.name in {tensor.name for tensor in parsed.graph.initializer}]
     graph = load_model(source, declared, parsed=parsed)
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one
@@ -205,6 +208,12 @@ def run(args) -> int:
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     if (unchecked := unchecked_note(declared)) is not None:
         model.notes.append(unchecked)
+    if overridable:
+        model.notes.append(
+            f"inputs that are also initializers (defaults a runtime may override), quantized "
+            f"as the values they hold; the written model takes them as constants, not inputs: "
+            f"{', '.join(repr(name) for name in overridable[:8])}"
+            + (f" and {len(overridable) - 8} more" if len(overridable) > 8 else ""))
     if (lengths := calibrated_lengths(graph, data)) is not None:
         model.notes.append(lengths)
     exported = model.to_onnx(args.format, encoding=args.encoding)

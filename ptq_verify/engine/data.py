@@ -159,6 +159,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             + (f" (unknown {extra})" if extra else "")
             + _unnamed_hint(extra, missing)
             + _weights_as_inputs_hint(graph, data, missing)
+            + _overridable_hint(graph, extra)
         )
     feeds: Feeds = {}
     sizes = set()
@@ -231,6 +232,17 @@ def _batch_elsewhere_hint(graph: Graph) -> str:
                     "sequence-first model), give each input in the model's own layout, "
                     f"axis 0 of length {info.shape[0]}, every sample along axis {axis}")
     return ""
+
+
+def _overridable_hint(graph: Graph, extra: list[str]) -> str:
+    """Advice for arrays named after constants of the model: an initializer a model also lists
+    as a graph input (a default a runtime may override) is quantized as the value it holds."""
+    constants = [name for name in extra if name in graph.initializers]
+    if not constants:
+        return ""
+    return (f"; {constants[0]!r} is a constant of the model (an initializer it also lists as "
+            "an input, a default a runtime may override): ptq-verify quantizes it as the "
+            "value it holds, so give no array for it")
 
 
 def _first_axes(graph: Graph, feeds: Feeds) -> str:
