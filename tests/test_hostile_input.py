@@ -1115,3 +1115,31 @@ def test_an_initializer_listed_as_an_input_is_said_to_be_taken_as_a_constant(mlp
     outcome = _quantize(model, calib, tmp / "q.onnx")
     assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
     assert "inputs that are also initializers" in outcome.out and weight.name in outcome.out
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["classify", "--op", ""], "unknown operator ''"),
+    (["classify", "a*x", "--params", "a=\uff11"], "is not a number"),
+    (["quantize", "mlp_relu", "--percentile", "50", "-o", "{tmp}/q.onnx"],
+     "applies to --calibration percentile only"),
+])
+def test_options_that_did_something_else_silently_are_one_line(tmp_path, argv, fragment):
+    """A hostile-input hunt: --op "" printed the whole catalog, a full-width digit in --params
+    was read as 1 (the expression grammar refuses it), --percentile without --calibration
+    percentile was ignored."""
+    argv = [item.replace("{tmp}", str(tmp_path)) for item in argv]
+    _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT), fragment)
+
+
+def test_a_calibration_archive_with_a_member_twice_is_one_line(mlp_files):
+    """zip lets two members share a name; numpy kept one of them, unsaid."""
+    import zipfile
+
+    tmp, model, calib = mlp_files
+    archive = tmp / "twice.npz"
+    data = np.load(calib)
+    with zipfile.ZipFile(archive, "w") as handle:
+        for scale in (1, 2):
+            with handle.open("input.npy", "w") as member:
+                np.lib.format.write_array(member, data * scale)
+    _assert_one_line_error(_quantize(model, archive, tmp / "q.onnx"), "appears twice")

@@ -18,7 +18,9 @@ constants computed from them such as ``2**3000``)."""
 MAX_LITERAL_EXPONENT = 1000
 NUMBER_TEXT = "1e1000"
 
-_DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z")
+# ASCII digits only, as the expression grammar reads them (\d alone takes a full-width 1)
+_DECIMAL = re.compile(r"[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE]([+-]?\d+))?(?:/(\d+))?\Z",
+                      re.ASCII)
 
 
 def exact_number(text: str) -> Fraction:

@@ -113,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
 def _operators(args: argparse.Namespace):
     """The operators to classify and whether to spell out their certificates."""
     if args.expression is not None:
-        if args.op or args.file:
+        if args.op is not None or args.file is not None:
             raise UserError("give an expression, --op or --file, not several")
         return [_expression_operator(args)], True
-    if args.op:
+    if args.op is not None:
         from ..catalog import get_operator
 
         return [get_operator(args.op)], True
-    if args.file:
+    if args.file is not None:
         from ..catalog.toml_file import load_operators
 
         return load_operators(args.file), True

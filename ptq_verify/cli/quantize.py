@@ -53,7 +53,7 @@ def register(subparsers) -> None:
                    default="auto",
                    help="how a tensor's range is read from its statistics (default auto: "
                    "MSE-optimal clipping for 4-bit tensors, max-abs otherwise)")
-    p.add_argument("--percentile", type=float, default=99.99,
+    p.add_argument("--percentile", type=float, default=None,
                    help="percent of |x| kept by --calibration percentile (default 99.99)")
     p.add_argument("--weight-rounding", choices=("optq", "nearest"), default="optq",
                    help="optq (default): round each layer's weights to minimise its output "
@@ -128,6 +128,10 @@ def run(args) -> int:
                         f"{args.format} format has its own containers; docs/engine.md)")
     args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
+    if args.percentile is not None and args.calibration != "percentile":
+        raise UserError(f"--percentile {args.percentile}: applies to --calibration percentile "
+                        f"only (this run's method: {args.calibration})")
+    args.percentile = 99.99 if args.percentile is None else args.percentile
     check_method(args.calibration, args.percentile)
     if args.keep_float < 0:
         raise UserError(f"--keep-float {args.keep_float}: must be 0 or more")

@@ -74,8 +74,10 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
         for info in members:
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"member {info.filename!r} is not an .npy array")
+            name = info.filename[: -len(".npy")]
+            if name in arrays:  # (zip allows it; numpy would keep one of them unsaid)
+                raise ValueError(f"member {info.filename!r} appears twice")
             with archive.open(info) as member:
-                name = info.filename[: -len(".npy")]
                 arrays[name] = _read_npy(member, info.file_size, f"member {name!r}")
     return arrays
 
