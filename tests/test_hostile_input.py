@@ -572,6 +572,10 @@ def test_an_op_type_declared_for_other_attributes_says_which_forms_exist(tmp_pat
     audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
     assert audit.status == 0
     assert "the catalog's forms of it: Pow2: input 1 a constant 2" in audit.out
+    # its row too (a new-user trial: an opset-23 Attention with a softcap was "not in the
+    # catalog", which declares Attention)
+    row = next(line for line in audit.out.splitlines() if line.startswith("pow_1"))
+    assert "no declaration of this form" in row
 
 
 @pytest.mark.parametrize("form", ["qdq", "integer"])

@@ -83,6 +83,14 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
               overrides: Mapping[str, Rule] | None) -> NodeAction:
     slots = tuple(i for i, name in enumerate(node.inputs) if name in active)
     if op is None:
+        from ..catalog import declared_forms
+
+        forms = declared_forms(node.op_type) if node.in_onnx_domain else ""
+        if forms:  # (an opset-23 Attention with a softcap: "not in the catalog" was false)
+            return NodeAction(node.name, node.op_type, None, None, None, Action.UNKNOWN,
+                              "no declaration of this form: cannot be quantized",
+                              f"op type {node.op_type!r} is declared only in other forms "
+                              f"({forms})", slots)
         return NodeAction(node.name, node.op_type, None, None, None, Action.UNKNOWN,
                           "no declared operator: cannot be quantized",
                           f"op type {node.op_type!r} is not in the catalog", slots)
