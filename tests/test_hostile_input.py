@@ -1147,3 +1147,11 @@ def test_a_calibration_archive_with_a_member_twice_is_one_line(mlp_files):
             with handle.open("input.npy", "w") as member:
                 np.lib.format.write_array(member, data * scale)
     _assert_one_line_error(_quantize(model, archive, tmp / "q.onnx"), "appears twice")
+
+
+def test_check_proofs_on_a_file_says_it_is_no_folder(mlp_files):
+    """A hostile-input hunt: a file path was 'no such certificate folder'; an unreadable
+    folder (not testable as root) listed every operator as 'no certificate file'."""
+    _, model, _ = mlp_files
+    _assert_one_line_error(hostile.run_cli(["check-proofs", str(model)], limit=QUICK_LIMIT),
+                           "not a folder")

@@ -10,7 +10,9 @@ residuals are simplified again, a counterexample's sides evaluated again.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
 from ..errors import UserError
+from ..input_files import path_mode
 from ..rules import CHECKER_VERSION, Verdict, classify
 from ..rules.per_channel import per_channel_rule, recheck_per_channel
 from ..rules.recheck import recheck_certificate
@@ -165,9 +168,16 @@ def check_directory(
     An operator without a file, and a file without an operator, are failures too.
     """
     directory = Path(directory)
-    if not directory.is_dir():
+    mode = path_mode(directory)
+    if mode is None:
         raise UserError(f"{directory}: no such certificate folder")
-    files = {p.stem: p for p in sorted(directory.glob("*.json"))}
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{directory}: not a folder; give the certificate folder")
+    try:  # (glob sees nothing in a folder it may not read: each operator was 'no file')
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError as err:
+        raise UserError(f"{directory}: cannot read ({err.strerror or err})") from None
+    files = {Path(name).stem: directory / name for name in names if name.endswith(".json")}
     results = []
     for name in sorted(set(files) | set(operators)):
         if name not in files:
