@@ -1032,14 +1032,11 @@ def test_an_output_path_ending_with_a_slash_is_refused(mlp_files):
     assert not (tmp / "newdir").exists()
 
 
-def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_files):
-    """A hostile-input hunt: onnxruntime's quantize_static file (its defaults) was refused at
-    the DequantizeLinear of an int32 bias with the advice to declare it: that node holds no
-    8-bit tensor of its own."""
+def _gemm_relu(path) -> np.ndarray:
+    """Save a Gemm (4 -> 8, with bias) and Relu model, free batch, at ``path``; return 16
+    samples of data for it."""
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
-    tmp, _, _ = mlp_files
     rng = np.random.default_rng(0)
     graph = helper.make_graph(
         [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
@@ -1048,9 +1045,19 @@ def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_file
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
         [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
          numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return rng.standard_normal((16, 4)).astype(np.float32)
+
+
+def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_files):
+    """A hostile-input hunt: onnxruntime's quantize_static file (its defaults) was refused at
+    the DequantizeLinear of an int32 bias with the advice to declare it: that node holds no
+    8-bit tensor of its own."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    tmp, _, _ = mlp_files
     model, calib, name = tmp / "gemm.onnx", tmp / "x.npy", "x"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
-    data = rng.standard_normal((16, 4)).astype(np.float32)
+    data = _gemm_relu(model)
     np.save(calib, data)
 
     class Reader(CalibrationDataReader):
@@ -1069,19 +1076,8 @@ def test_onnxruntimes_default_qdq_model_is_refused_as_quantized_already(mlp_file
 def test_an_infinite_input_is_named_when_the_output_it_reaches_is_wider(tmp_path):
     """A hostile-input hunt: a 4-wide input with an inf, a Gemm to 8 wide: the output was
     refused without naming the input (its statistics, the smaller, were settled after)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
-         helper.make_node("Relu", ["g"], ["y"])], "gemm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
-        [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
-         numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")])
     model, calib = tmp_path / "gemm.onnx", tmp_path / "x.npy"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
-    data = rng.standard_normal((16, 4)).astype(np.float32)
+    data = _gemm_relu(model)
     data[7, 3] = np.inf
     np.save(calib, data)
     _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
