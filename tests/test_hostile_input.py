@@ -1151,3 +1151,22 @@ def test_check_proofs_on_a_file_says_it_is_no_folder(mlp_files):
     _, model, _ = mlp_files
     _assert_one_line_error(hostile.run_cli(["check-proofs", str(model)], limit=QUICK_LIMIT),
                            "not a folder")
+
+
+def test_a_long_chain_of_clips_quantizes(tmp_path):
+    """A new-user check: Gemm and 300 Relus was an internal error (RecursionError: the walks
+    over clips and over readers of per-channel codes recursed once per node)."""
+    from onnx import TensorProto, helper
+
+    model, calib = tmp_path / "chain.onnx", tmp_path / "x.npy"
+    data = _gemm_relu(model)
+    proto = onnx.load(model)
+    proto.graph.node.extend(helper.make_node("Relu", [f"r{i}" if i else "y"], [f"r{i + 1}"])
+                            for i in range(300))
+    del proto.graph.output[:]
+    proto.graph.output.append(helper.make_tensor_value_info("r300", TensorProto.FLOAT,
+                                                            ["N", 8]))
+    onnx.save(proto, model)
+    np.save(calib, data)
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err

@@ -434,22 +434,48 @@ class _Builder:
     def _read_per_channel(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` takes per-channel codes of it: it runs on them
         (:meth:`_takes_channels`), in float (it dequantizes them exactly), or reads no codes
-        (a static Shape)."""
-        return all(u.name in self._float or self._plans[u.name].action is Action.STATIC
-                   or self._takes_channels(u) or self._compensates_channels(u)
-                   for u in self.consumers.get(tensor, []))
+        (a static Shape). A reader that passes codes on asks the same of its outputs: the
+        tensors after it are answered first, from a stack of its own, not by recursion (a
+        chain of 200 Relus passed Python's recursion limit)."""
+        known: dict[str, bool] = {}
+        stack = [(tensor, False)]
+        while stack:
+            name, ready = stack.pop()
+            if name in known:
+                continue
+            users = self.consumers.get(name, [])
+            if not ready:
+                stack.append((name, True))
+                stack.extend((out, False) for user in users if self._passes_channels_on(user)
+                             for out in user.outputs if out in self.active and out not in known)
+                continue
+            known[name] = all(
+                u.name in self._float or self._plans[u.name].action is Action.STATIC
+                or self._takes_channels(u, known) or self._compensates_channels(u)
+                for u in users)
+        return known[tensor]
 
-    def _takes_channels(self, node: Node) -> bool:
+    def _passes_channels_on(self, node: Node) -> bool:
+        """Whether the node passes codes on, so that it takes per-channel codes where its
+        readers take them (:meth:`_takes_channels`)."""
+        plan, op = self._plans[node.name], self._ops[node.name]
+        return (plan.action in (Action.SCALE, Action.ALIGN) and plan.rule is not None
+                and op is not None and self._passes_codes_on(node))
+
+    def _takes_channels(self, node: Node, known: Mapping[str, bool] | None = None) -> bool:
         """Whether the node runs on per-channel codes and gives per-channel output scales: a
         proved per-channel rule (a sum brings its inputs to one scale per channel; a product
         multiplies them), no parameter to rescale (a scalar bound cannot take one value per
         channel) and no integer weights; selections, which pass codes on unchanged, are left
-        to one scale, but an element-wise one whose readers take them."""
+        to one scale, but an element-wise one whose readers take them. ``known``: the answers
+        of :meth:`_read_per_channel` found so far, for the tensors after the node."""
         plan, op = self._plans[node.name], self._ops[node.name]
         if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
             return False
         if self._passes_codes_on(node):  # per channel where its readers take them so
-            return all(self._read_per_channel(out) for out in node.outputs if out in self.active)
+            known = known or {}
+            return all(known[out] if out in known else self._read_per_channel(out)
+                       for out in node.outputs if out in self.active)
         if (is_lattice_selection(op) or any(plan.rule.param_exponents.values())
                 or weight_layout(op, plan.rule) is not None):
             return False
@@ -502,14 +528,32 @@ class _Builder:
     def _clip_ends(self, tensor: str) -> list[str]:
         """The calibrated tensors whose ranges bound ``tensor``, read only by clips: their
         outputs, or, for an output read only by clips in turn, what bounds that output (a
-        clip of a clip is a clip: Corollary 2.1 of proofs/selections.md)."""
-        ends = []
-        for user in self.consumers.get(tensor, []):
-            for out in user.outputs:
-                if out in self.cal.stats:
-                    further = self._clip_ends(out) if self._clip_floors(out) else []
-                    ends.extend(further or [out])
-        return ends
+        clip of a clip is a clip: Corollary 2.1 of proofs/selections.md). Walked with a stack of
+        its own, not by recursion: a chain of 200 Relus passed Python's recursion limit."""
+        def outputs(name: str) -> list[str]:
+            return [out for user in self.consumers.get(name, []) for out in user.outputs
+                    if out in self.cal.stats]
+
+        clipped: dict[str, bool] = {}  # tensor -> read only by clips (its ends are further on)
+        found: dict[str, list[str]] = {}
+        stack = [(tensor, False)]
+        while stack:
+            name, ready = stack.pop()
+            if name in found:
+                continue
+            if not ready:
+                stack.append((name, True))
+                for out in outputs(name):
+                    if out not in clipped:
+                        clipped[out] = bool(self._clip_floors(out))
+                    if clipped[out] and out not in found:
+                        stack.append((out, False))
+                continue
+            ends = []
+            for out in outputs(name):
+                ends.extend((found[out] if clipped[out] else []) or [out])
+            found[name] = ends
+        return found[tensor]
 
     def _clip_floor(self, node: Node) -> float | None:
         """For a node that computes clip(x, lo, hi) of its one activation input element by
