@@ -169,12 +169,19 @@ def test_an_undecided_operators_plot_is_not_said_to_refute_a_rule(tmp_path):
     assert "decided no rule either way (undecided)" in page
 
 
-def test_report_shows_progress_on_stderr_unless_told_not_to(tmp_path, capsys):
+def test_report_shows_progress_on_stderr_unless_told_not_to(tmp_path, capsys, monkeypatch):
     """Pages and plots for the whole catalog take tens of seconds: a bar says it is working
-    (on stderr, so stdout keeps only the summary lines)."""
+    (on stderr, so stdout keeps only the summary lines), on a terminal only: redirected, its
+    carriage returns made a failing run's one-line error several lines for a reader with
+    universal newlines (a new-user check)."""
+    import sys
+
     declarations = tmp_path / "ops.toml"
     declarations.write_text('[[operator]]\nname = "Twice"\ninputs = "x"\nexpr = "2*x"\n')
     command = ["report", "--file", str(declarations), "--no-plots", "-o"]
+    assert main([*command, str(tmp_path / "redirected")]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main([*command, str(tmp_path / "a")]) == 0
     out, err = capsys.readouterr()
     assert "pages" in err and "operator" in err and "pages" not in out.split("wrote")[0]

@@ -3,7 +3,6 @@ statistics; a clipping method turns them into a range."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -11,12 +10,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, activation_tensors, run_graph
 from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_runner
+from ..progress import progress_bar
 from .data import BudgetBatches, Feeds, check_feeds
 from .float_run import sample_count
 from .parallel import in_background, mapped
@@ -311,8 +310,7 @@ def calibrate(
     rounding_samples = min(total, SAMPLE_LIMIT)
     runner = ort_runner(graph, (stats.keys() | wanted | gathered) - set(graph.input_names)) if (
         runtime == "onnxruntime") else None
-    bar = tqdm(total=total, desc="calibrating", unit="sample", file=sys.stderr,
-               disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="calibrating", unit="sample", progress=progress)
     plan = BudgetBatches(feeds, graph, batch_size, BATCH_BYTES, first=BATCH)
     done = size = 0  # samples before this batch, and in it (for messages)
     with bar:

@@ -26,14 +26,13 @@ outputs differ beyond float rounding, every change is undone.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
+from ..progress import progress_bar
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
 from .data import fixed_batch
@@ -183,9 +182,9 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
     values = {**values, **sample}
     divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
     chosen = []
-    for group, total, run, external in tqdm(list(zip(groups, totals, runs, externals)),
-                                            desc="equalizing", unit="group", file=sys.stderr,
-                                            disable=not progress, leave=False):
+    for group, total, run, external in progress_bar(
+            list(zip(groups, totals, runs, externals)), desc="equalizing", unit="group",
+            progress=progress):
         inputs = {name: divided_along(values[name], divided[name], CHANNEL_AXIS)
                   if name in divided else values[name] for name in external}
         reference = run.outputs_of(graph, table, inputs)

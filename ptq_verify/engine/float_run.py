@@ -4,15 +4,14 @@ ranking): onnxruntime when it loads the graph, else the catalog's numpy kernels.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
-from tqdm import tqdm
 
 from ..graph import Graph, OperatorTable, run_graph
 from ..graph.ort_runner import ort_runner
+from ..progress import progress_bar
 from .data import Feeds, batches, check_feeds, fixed_batch
 
 SAMPLES = 32  # calibration samples a comparison on data runs on
@@ -62,8 +61,8 @@ def streamed(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str], 
     ``feeds``, with a progress bar on stderr named ``label``; the tensors are None for a batch
     the graph cannot run here (the caller stops)."""
     run = float_runner(graph, table, want)
-    with tqdm(total=next(iter(feeds.values())).shape[0], desc=label, unit="sample",
-              file=sys.stderr, disable=not progress, leave=False) as bar:
+    with progress_bar(total=next(iter(feeds.values())).shape[0], desc=label, unit="sample",
+                      progress=progress) as bar:
         for batch in batches(feeds, graph, SAMPLES):
             count = next(iter(batch.values())).shape[0]
             yield count, run(batch)

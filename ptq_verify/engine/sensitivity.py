@@ -25,18 +25,17 @@ samples) then does better than without it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 from onnx import helper, numpy_helper
-from tqdm import tqdm
 
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, TensorInfo
 from ..graph.onnx_io import node_proto
 from ..graph.ort_runner import ort_runner, ort_session
+from ..progress import progress_bar
 from .calibrate import Calibration
 from .float_region import FloatRegions
 from .float_run import run_float, run_in_batches, sample_count
@@ -190,8 +189,8 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
         raise UserError(f"{graph.source}: the float model does not run on the calibration "
                         "sample here; mixed precision cannot rank its activations")
     ranked = []
-    for name in tqdm(names, desc="ranking activations", unit="tensor", file=sys.stderr,
-                     disable=not progress, leave=False):
+    for name in progress_bar(names, desc="ranking activations", unit="tensor",
+                             progress=progress):
         rounded = run(name)
         if rounded is not None:
             sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)

@@ -31,15 +31,14 @@ differ beyond float rounding undo everything.
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..progress import progress_bar
 from ..rules import Rule, RuleKind
 from .calibrate import Calibration, channel_peaks
 from .data import Feeds
@@ -188,8 +187,8 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
 
     # a bar over the strength search too (all-MiniLM-L6-v2: 4 s, with no float pass before
     # it when the calibration pass stood for smoothing's own)
-    with tqdm(total=len(candidates), desc="smoothing", unit="activation", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(candidates), desc="smoothing", unit="activation",
+                      progress=progress) as bar:
         choices = mapped(choice, candidates, sum(np.asarray(values[c.tensor]).nbytes
                                                  for c in candidates))
     chosen, taken = [], set()  # a node takes part in one smoothing at most

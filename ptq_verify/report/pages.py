@@ -9,18 +9,17 @@ text in the grammar; they are read back with the whitelist parser only to typese
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import sympy
-from tqdm import tqdm
 
 from ..atomic import output_directory, write_atomic
 from ..catalog.grammar import ExpressionError, parse_expression
 from ..catalog.operator import Operator
+from ..progress import progress_bar
 from ..rules import Rule, RuleKind, Verdict, classify
 from ..rules.explain import shift_summary
 from ..rules.per_channel import per_channel_rule
@@ -403,8 +402,7 @@ def write_pages(
         proofs = proofs_link(directory)
     operators = list(operators)
     entries, written = [], []
-    for op in tqdm(operators, desc="pages", unit="operator", file=sys.stderr,
-                   disable=not progress, leave=False):
+    for op in progress_bar(operators, desc="pages", unit="operator", progress=progress):
         verdict = classify(op)
         entries.append((op, verdict))
         page = certificate_path(directory, op.name).with_suffix(".md")
