@@ -309,3 +309,17 @@ def test_a_tensor_is_kept_for_what_it_gains_the_whole_model_not_its_cost_alone()
     assert len(chosen) == 1
     assert held_out([chosen[0].tensor]) > max(held_out([alone.tensor]), held_out([])) + 1
     assert "the model" in chosen[0].describe()  # (the note says what it gained)
+
+
+def test_keep_float_works_above_eight_bits(mlp_files, capsys):
+    """A new-user check: --bits 12 --format simulation --keep-float 2 was refused saying to
+    use the format simulation: the whole-model check wrote a qdq file, which holds 8 bits."""
+    from ptq_verify.cli import main
+
+    tmp, model, calib = mlp_files
+    code = main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
+                 "--bits", "12", "--format", "simulation", "--keep-float", "1",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (tmp / "q.onnx").exists()

@@ -39,6 +39,7 @@ from ..progress import progress_bar
 from .calibrate import Calibration
 from .float_region import FloatRegions
 from .float_run import run_float, run_in_batches, sample_count
+from .lower import check_format
 from .metrics import sqnr_db
 from .plan import plan_model
 from .quantize import quantize
@@ -110,7 +111,7 @@ def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
 
 class _WholeModel:
     """The quantized model's worst float-output SQNR on the ranking's samples with a set of
-    activations kept in float, run in onnxruntime (its qdq file)."""
+    activations kept in float, run in onnxruntime (its qdq file; above 8 bits, its simulation)."""
 
     def __init__(self, graph: Graph, calibration: Calibration, table: OperatorTable,
                  quantized) -> None:
@@ -136,7 +137,14 @@ class _WholeModel:
         """:meth:`sqnr` of a model quantized already."""
         if self.reference is None or not self.outputs:
             return None
-        session, _ = ort_session(model.to_onnx("qdq").SerializeToString())
+        try:  # the qdq file, what a user deploys; above 8 bits it holds no codes, and the
+            # simulation (codes on a float grid) stands for it (a new-user check: --bits 12
+            # --keep-float was refused, saying to use the format simulation it used)
+            check_format("qdq", model.bits)
+            form = "qdq"
+        except UserError:
+            form = "simulation"
+        session, _ = ort_session(model.to_onnx(form).SerializeToString())
         if session is None:
             return None
         try:
