@@ -1170,3 +1170,11 @@ def test_a_long_chain_of_clips_quantizes(tmp_path):
     np.save(calib, data)
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+
+
+def test_keep_float_tensor_naming_a_weight_says_it_is_a_constant(mlp_files):
+    """A hostile-input hunt: a weight's name got 'has no tensor of that name'."""
+    tmp, model, calib = mlp_files
+    weight = onnx.load(model).graph.initializer[0].name
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx", "--keep-float-tensor",
+                                     weight), "holds it as a constant")

@@ -161,10 +161,14 @@ def run(args) -> int:
     producers = graph.producers()
     for name in args.keep_float_tensor:
         if name not in producers and name not in graph.input_names:
+            loaded = load_graph(source)
             raise UserError(f"--keep-float-tensor {name!r}: {source} " + (
+                "holds it as a constant (a weight or a bias), not an activation; the option "
+                "keeps activations in float, such as the output of the node reading it"
+                if name in loaded.initializers else
                 "computes it only from constants or merges its node into the layer before it "
                 "(folded at load): no activation of that name is left to keep in float"
-                if name in load_graph(source).producers() else "has no tensor of that name"))
+                if name in loaded.producers() else "has no tensor of that name"))
     equalizing = args.equalize
     data = read_data_file(calib, graph)
     # the user's model's own outputs, which the written one is measured against, computed
