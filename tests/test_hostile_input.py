@@ -238,7 +238,7 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
     np.save(calib, np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     _assert_one_line_error(outcome, "infinite or NaN", "(16 infinite of its 16 values in "
-                           "samples 0 to 3)")
+                           "samples 0 to 3, the first in sample 0)")
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -1081,7 +1081,8 @@ def test_an_infinite_input_is_named_when_the_output_it_reaches_is_wider(tmp_path
     data[7, 3] = np.inf
     np.save(calib, data)
     _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx"),
-                           "tensor 'y' takes infinite", "; from input 'x': 1 infinite")
+                           "tensor 'y' takes infinite", "; from input 'x': 1 infinite",
+                           "the first in sample 7")
 
 
 def test_a_node_reading_a_tensor_nobody_computes_is_named(mlp_files):

@@ -138,6 +138,18 @@ def _non_finite(value: np.ndarray) -> str:
     return f"{' and '.join(counts)} of its {value.size} values"
 
 
+def _where_in_batch(value: np.ndarray, done: int, size: int) -> str:
+    """Which calibration samples hold ``value``'s inf or NaN: the batch's (``size`` samples
+    after ``done``), and the first one's index where ``value`` has a batch axis."""
+    value = np.asarray(value)
+    where = f"in samples {done} to {done + size - 1}"
+    if value.ndim and len(value) == size:
+        bad = ~np.isfinite(value.reshape(size, -1)).all(axis=1)
+        if bad.any():
+            return f"{where}, the first in sample {done + int(np.argmax(bad))}"
+    return where
+
+
 def needs_histogram(method: str, bits: int | None) -> bool:
     """Whether ``method`` reads a histogram of |x| at ``bits`` (None: any width): max-abs
     needs only the extremes, and so does ``auto`` above AUTO_MSE_LEVELS steps."""
@@ -241,12 +253,12 @@ def calibrate(
         except ValueError:  # (Clip to [+inf, -inf], exp overflow, a Softmax of a row all
             # -inf: a decoder's mask over left padding, guarded by IsNaN after it)
             non_finite.setdefault(
-                name, f"{_non_finite(value)} in samples {done} to {done + size - 1}")
+                name, f"{_non_finite(value)} {_where_in_batch(value, done, size)}")
             if name in graph.output_names:  # nothing removes them: the model's own output
                 # (this batch's inputs may not be recorded yet: the settling threads take
                 # the tensors largest first, so they are looked at here)
                 given = next((f"; from input {i!r}: " + (non_finite.get(i) or (
-                    f"{_non_finite(plain[i])} in samples {done} to {done + size - 1}"))
+                    f"{_non_finite(plain[i])} {_where_in_batch(plain[i], done, size)}"))
                     for i in graph.input_names if i in non_finite or (
                         i in plain and np.issubdtype(np.asarray(plain[i]).dtype, np.floating)
                         and not np.isfinite(plain[i]).all())), "")
