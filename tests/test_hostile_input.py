@@ -1179,3 +1179,11 @@ def test_keep_float_tensor_naming_a_weight_says_it_is_a_constant(mlp_files):
     weight = onnx.load(model).graph.initializer[0].name
     _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx", "--keep-float-tensor",
                                      weight), "holds it as a constant")
+
+
+def test_check_proofs_on_a_report_folder_points_at_its_certificates(tmp_path):
+    """A new-user check: the report folder (not its certificates/) listed 136 operators as
+    'no certificate file'."""
+    (tmp_path / "certificates").mkdir()
+    _assert_one_line_error(hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT),
+                           "check that folder", "certificates")

@@ -235,7 +235,7 @@ def _check_tensor_interface(g: onnx.GraphProto, source: str) -> None:
                     what += " of maps" if element == "map_type" else " of tensors"
                 raise UserError(
                     f"{source}: graph {role} {value.name!r} is {what}, not a "
-                    "tensor; ptq-verify quantizes models whose inputs and outputs are tensors "
+                    "tensor; ptq-verify takes models whose inputs and outputs are tensors "
                     f"(export the model without it, or with that {role} as a tensor)")
 
 

@@ -178,6 +178,9 @@ def check_directory(
     except OSError as err:
         raise UserError(f"{directory}: cannot read ({err.strerror or err})") from None
     files = {Path(name).stem: directory / name for name in names if name.endswith(".json")}
+    if not files and (directory / "certificates").is_dir():  # (report -o DIR's own folder)
+        raise UserError(f"{directory}: no certificate files here; `report -o` writes them to "
+                        f"{directory / 'certificates'}: check that folder")
     results = []
     for name in sorted(set(files) | set(operators)):
         if name not in files:
