@@ -931,6 +931,11 @@ def test_a_sequence_first_model_is_told_where_its_batch_may_be(tmp_path):
     np.save(calib, np.ones((12, 64, 4), np.float32))  # the model's own layout quantizes
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+    # batch-first data whose count is a multiple of T pass every check: a note says it
+    np.save(calib, np.ones((72, 12, 4), np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0, outcome.err
+    assert "the model fixes axis 0 at 12; but axis 1 of input 'x' is free" in outcome.out
 
 
 def _attention_with_a_mask_onnxruntime_refuses() -> onnx.ModelProto:

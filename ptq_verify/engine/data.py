@@ -128,7 +128,10 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     cache's past length), with the one length the calibration data give it (an .npz holds
     one shape per input): the ranges hold for data like it. A new-user trial's GPT-2 and
     Llama exports calibrated at past length 8 gave 31-35 dB there and 3-19 dB at past
-    lengths 3 and 0. None when the model fixes every such axis."""
+    lengths 3 and 0. Where the model also fixes axis 0, the note says the batch may be one of
+    the free axes (a sequence-first model given batch-first data passes every check when
+    its sample count is a multiple of T: a new-user check). None when the model fixes every
+    such axis."""
     free: dict[str, tuple[int, list[str]]] = {}  # axis -> (length, inputs)
     for info in graph.inputs:
         for axis, dim in enumerate(info.shape or ()):
@@ -141,9 +144,11 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     axes = "; ".join(
         f"{name} {length} ({', '.join(inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
         for name, (length, inputs) in free.items())
+    elsewhere = f"; the model fixes axis 0 at {fixed_batch(graph)}{_batch_elsewhere_hint(graph)}" \
+        if fixed_batch(graph) else ""
     return (f"calibrated at one length per free axis: {axes}; the ranges hold for data of "
             "those lengths: calibrate at the lengths the model will see, the shortest "
-            "included (docs/limits.md, calibration data)")
+            f"included (docs/limits.md, calibration data){elsewhere}")
 
 
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:
