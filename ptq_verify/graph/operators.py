@@ -196,24 +196,33 @@ def _way_forward(node: Node) -> str:
         "not one), or remove the node")
 
 
-def quantized_hint(node: Node, graph: Graph | None) -> str:
+def quantized_hint(node: Node, graph: Graph | None, model_hint: str | None = None) -> str:
     """Why an undeclared node may be there: one that reads or writes 8-bit integer tensors
     (QuantizeLinear's codes, ConvInteger's weights) most likely belongs to a model that is
     quantized already, which a user passes by mistake for the float one; empty otherwise.
     A node without such a tensor of its own (onnxruntime's quantize_static dequantizes each
-    bias from int32, and that node may be the first refused) gets the hint when some node of
-    the graph computes 8-bit codes: a float model takes 8-bit data as an input (pixels), it
-    does not compute them."""
+    bias from int32, and that node may be the first refused) gets :func:`model_codes_hint`
+    (``model_hint``, where the caller asks for many nodes and took it once)."""
     if graph is None:
         return ""
-    computed = [name for other in graph.nodes for name in other.outputs if name]
-    for names, whose in (((*node.inputs, *node.outputs), "its tensor"),
-                         (computed, "the model's tensor")):
-        for name in names:
-            dtype = graph.dtype_of(name) if name else None
-            if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
-                return (f"{whose} {name!r} holds {dtype} codes: is the model quantized "
-                        "already? ptq-verify takes the float model")
+    return (_codes_hint((*node.inputs, *node.outputs), graph, "its tensor")
+            or (model_codes_hint(graph) if model_hint is None else model_hint))
+
+
+def model_codes_hint(graph: Graph) -> str:
+    """:func:`quantized_hint` for the model as a whole: some node of it computes 8-bit codes
+    (a float model takes 8-bit data as an input, pixels; it does not compute them)."""
+    return _codes_hint((name for node in graph.nodes for name in node.outputs), graph,
+                       "the model's tensor")
+
+
+def _codes_hint(names: Iterable[str], graph: Graph, whose: str) -> str:
+    """The hint naming the first of ``names`` that holds 8-bit integer codes, or ''."""
+    for name in names:
+        dtype = graph.dtype_of(name) if name else None
+        if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
+            return (f"{whose} {name!r} holds {dtype} codes: is the model quantized "
+                    "already? ptq-verify takes the float model")
     return ""
 
 

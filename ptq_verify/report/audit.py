@@ -22,9 +22,9 @@ from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..errors import UserError
-from ..graph import Graph, OperatorTable, activation_tensors, load_graph
+from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
-from ..graph.operators import quantized_hint
+from ..graph.operators import model_codes_hint, quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
 
@@ -129,15 +129,20 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     plan = {a.name: a for a in actions}
     # normalizations in parts run in float, as quantize runs them (found from the rules)
     regions = invariant_regions(prepared, table, actions, activation_tensors(prepared, table))
+    # (each looked up once: a search per entry was quadratic in the nodes)
+    nodes = {node.name: node for node in prepared.nodes}
+    model_hint = model_codes_hint(prepared)
     entries = []
     for node in original.nodes:
         action = plan.pop(node.name, None)
         if action is None:
             entries.append(_folded_entry(node, original, table))
             continue
-        entries.append(_entry(action, prepared, table, action.name in regions))
-    entries.extend(_entry(action, prepared, table, action.name in regions)  # nodes
-                   for action in plan.values())  # preparation created
+        entries.append(_entry(action, prepared, nodes[action.name], table, model_hint,
+                              action.name in regions))
+    entries.extend(_entry(action, prepared, nodes[action.name], table, model_hint,
+                          action.name in regions)
+                   for action in plan.values())  # nodes preparation created
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     # the probe runs the graph on the catalog's kernels: not with a node none of them runs
     unprobed = "" if all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries) else (
@@ -175,12 +180,14 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
     return "table of output codes (Gather)"
 
 
-def _entry(action, graph: Graph, table: OperatorTable, in_region: bool = False) -> AuditEntry:
-    """``in_region``: the node is part of a normalization in parts, which runs in float."""
+def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: str,
+           in_region: bool = False) -> AuditEntry:
+    """``node``: the action's; ``model_hint``: :func:`model_codes_hint` of the graph, taken
+    once for every undeclared node (each had scanned the whole graph: quadratic); and
+    ``in_region``: the node is part of a normalization in parts, which runs in float."""
     verdict = action.rule.kind.value if action.rule is not None else (
         UNKNOWN if action.operator is None else UNFIT)
-    node = next(n for n in graph.nodes if n.name == action.name)
-    hint = quantized_hint(node, graph) if verdict == UNKNOWN else ""
+    hint = quantized_hint(node, graph, model_hint) if verdict == UNKNOWN else ""
     return AuditEntry(
         action.name,
         # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
