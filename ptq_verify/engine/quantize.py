@@ -13,7 +13,8 @@ node runs in float, and its output is quantized again.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -92,6 +93,29 @@ def _holds_in_float32(value, rescaled: np.ndarray) -> bool:
     with np.errstate(over="ignore"):
         narrow = np.asarray(rescaled).astype(np.float32)
     return bool(np.all(np.isfinite(narrow)) and np.all((narrow != 0) | (np.asarray(value) == 0)))
+
+
+Answer = TypeVar("Answer")
+
+
+def _bottom_up(root: str, after: Callable[[str], Iterable[str]],
+               answer: Callable[[str, dict], Answer]) -> Answer:
+    """``answer(root, found)``, where ``found`` holds ``answer`` of every tensor ``after`` gives
+    for root, of every tensor ``after`` gives for those, and so on (a DAG walked downstream),
+    each found first: a walk with a stack of its own, where recursion passed Python's limit on
+    long chains of nodes (200 Relus)."""
+    found: dict[str, Answer] = {}
+    stack = [(root, False)]
+    while stack:
+        name, ready = stack.pop()
+        if name in found:
+            continue
+        if ready:
+            found[name] = answer(name, found)
+        else:
+            stack.append((name, True))
+            stack.extend((later, False) for later in after(name) if later not in found)
+    return found[root]
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -437,30 +461,23 @@ class _Builder:
         (a static Shape). A reader that passes codes on asks the same of its outputs: the
         tensors after it are answered first, from a stack of its own, not by recursion (a
         chain of 200 Relus passed Python's recursion limit)."""
-        known: dict[str, bool] = {}
-        stack = [(tensor, False)]
-        while stack:
-            name, ready = stack.pop()
-            if name in known:
-                continue
-            users = self.consumers.get(name, [])
-            if not ready:
-                stack.append((name, True))
-                stack.extend((out, False) for user in users if self._passes_channels_on(user)
-                             for out in user.outputs if out in self.active and out not in known)
-                continue
-            known[name] = all(
-                u.name in self._float or self._plans[u.name].action is Action.STATIC
-                or self._takes_channels(u, known) or self._compensates_channels(u)
-                for u in users)
-        return known[tensor]
+        def after(name: str) -> list[str]:
+            return [out for user in self.consumers.get(name, [])
+                    if self._runs_on_codes(user) and self._passes_codes_on(user)
+                    for out in user.outputs if out in self.active]
 
-    def _passes_channels_on(self, node: Node) -> bool:
-        """Whether the node passes codes on, so that it takes per-channel codes where its
-        readers take them (:meth:`_takes_channels`)."""
-        plan, op = self._plans[node.name], self._ops[node.name]
+        def answer(name: str, known: dict[str, bool]) -> bool:
+            return all(u.name in self._float or self._plans[u.name].action is Action.STATIC
+                       or self._takes_channels(u, known) or self._compensates_channels(u)
+                       for u in self.consumers.get(name, []))
+
+        return _bottom_up(tensor, after, answer)
+
+    def _runs_on_codes(self, node: Node) -> bool:
+        """Whether the node's plan scales or aligns codes by a rule of a declared operator."""
+        plan = self._plans[node.name]
         return (plan.action in (Action.SCALE, Action.ALIGN) and plan.rule is not None
-                and op is not None and self._passes_codes_on(node))
+                and self._ops[node.name] is not None)
 
     def _takes_channels(self, node: Node, known: Mapping[str, bool] | None = None) -> bool:
         """Whether the node runs on per-channel codes and gives per-channel output scales: a
@@ -469,9 +486,9 @@ class _Builder:
         channel) and no integer weights; selections, which pass codes on unchanged, are left
         to one scale, but an element-wise one whose readers take them. ``known``: the answers
         of :meth:`_read_per_channel` found so far, for the tensors after the node."""
-        plan, op = self._plans[node.name], self._ops[node.name]
-        if plan.action not in (Action.SCALE, Action.ALIGN) or plan.rule is None or op is None:
+        if not self._runs_on_codes(node):
             return False
+        plan, op = self._plans[node.name], self._ops[node.name]
         if self._passes_codes_on(node):  # per channel where its readers take them so
             known = known or {}
             return all(known[out] if out in known else self._read_per_channel(out)
@@ -530,30 +547,21 @@ class _Builder:
         outputs, or, for an output read only by clips in turn, what bounds that output (a
         clip of a clip is a clip: Corollary 2.1 of proofs/selections.md). Walked with a stack of
         its own, not by recursion: a chain of 200 Relus passed Python's recursion limit."""
+        @functools.cache
         def outputs(name: str) -> list[str]:
             return [out for user in self.consumers.get(name, []) for out in user.outputs
                     if out in self.cal.stats]
 
-        clipped: dict[str, bool] = {}  # tensor -> read only by clips (its ends are further on)
-        found: dict[str, list[str]] = {}
-        stack = [(tensor, False)]
-        while stack:
-            name, ready = stack.pop()
-            if name in found:
-                continue
-            if not ready:
-                stack.append((name, True))
-                for out in outputs(name):
-                    if out not in clipped:
-                        clipped[out] = bool(self._clip_floors(out))
-                    if clipped[out] and out not in found:
-                        stack.append((out, False))
-                continue
-            ends = []
-            for out in outputs(name):
-                ends.extend((found[out] if clipped[out] else []) or [out])
-            found[name] = ends
-        return found[tensor]
+        @functools.cache
+        def clipped(name: str) -> bool:  # read only by clips: its ends are further on
+            return bool(self._clip_floors(name))
+
+        def ends(name: str, found: dict[str, list[str]]) -> list[str]:
+            return [end for out in outputs(name)
+                    for end in (found[out] if clipped(out) else []) or [out]]
+
+        return _bottom_up(tensor, lambda name: [out for out in outputs(name) if clipped(out)],
+                          ends)
 
     def _clip_floor(self, node: Node) -> float | None:
         """For a node that computes clip(x, lo, hi) of its one activation input element by
