@@ -144,8 +144,9 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     axes = "; ".join(
         f"{name} {length} ({', '.join(inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
         for name, (length, inputs) in free.items())
-    elsewhere = f"; the model fixes axis 0 at {fixed_batch(graph)}{_batch_elsewhere_hint(graph)}" \
-        if fixed_batch(graph) else ""
+    fixed = fixed_batch(graph)
+    elsewhere = (f"; the model fixes axis 0 at {fixed}{_batch_elsewhere_hint(graph)}"
+                 if fixed else "")
     return (f"calibrated at one length per free axis: {axes}; the ranges hold for data of "
             "those lengths: calibrate at the lengths the model will see, the shortest "
             f"included (docs/limits.md, calibration data){elsewhere}")

@@ -116,9 +116,7 @@ class _WholeModel:
     def __init__(self, graph: Graph, calibration: Calibration, table: OperatorTable,
                  quantized) -> None:
         self.graph, self.quantized = graph, quantized
-        count = sample_count(graph, RANK_SAMPLES)
-        self.feeds = {name: array[:count] for name, array in calibration.sample.items()}
-        self.outputs = [info.name for info in graph.outputs if info.is_float]
+        self.feeds, self.outputs = _ranking_sample(graph, calibration)
         self.reference = run_float(graph, table, self.feeds, self.outputs)
 
     def sqnr(self, floats: list[str]) -> float | None:
@@ -177,9 +175,7 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
     table = table or OperatorTable()
     if not calibration.sample:
         raise UserError(f"{graph.source}: mixed precision needs calibration samples")
-    count = sample_count(graph, RANK_SAMPLES)
-    feeds = {name: array[:count] for name, array in calibration.sample.items()}
-    outputs = [info.name for info in graph.outputs if info.is_float]
+    feeds, outputs = _ranking_sample(graph, calibration)
     names = candidates(graph, calibration, codes)
     gated = _gated(graph, names, codes)
     runner = ort_runner(gated, outputs)
@@ -204,6 +200,15 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
             sqnr = min(sqnr_db(reference[out], rounded[out]) for out in outputs)
             ranked.append(Sensitivity(name, sqnr))
     return sorted(ranked, key=lambda item: item.sqnr)
+
+
+def _ranking_sample(graph: Graph, calibration: Calibration
+                    ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The calibration samples the ranking and the whole-model check run on (RANK_SAMPLES,
+    whole batches of a fixed batch size), and the float outputs they compare."""
+    count = sample_count(graph, RANK_SAMPLES)
+    return ({name: array[:count] for name, array in calibration.sample.items()},
+            [info.name for info in graph.outputs if info.is_float])
 
 
 def _gate(tensor: str) -> str:
