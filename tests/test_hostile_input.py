@@ -514,12 +514,12 @@ def test_a_declared_kernel_is_compared_with_onnxruntimes_of_its_op_type(tmp_path
     its name, two inputs), wrong ones are told; an op type outside ONNX (Shift) is not
     compared."""
     from ptq_verify.catalog.toml_file import load_onnx_operators
-    from ptq_verify.graph.declared_kernels import disagreement
+    from ptq_verify.graph.declared_kernels import comparison
 
     ops = tmp_path / "ops.toml"
     ops.write_text(f"[[operator]]\n{declaration}\n")
     op, = load_onnx_operators(ops).values()
-    assert (disagreement(op) is None) is agrees
+    assert (comparison(op)[0] is None) is agrees
 
 
 @pytest.mark.parametrize(("declaration", "skipped"), [

@@ -38,7 +38,7 @@ class UnrunnableOutput(RuntimeError):
     def __init__(self, reason: str, first: int, last: int, batch: Feeds) -> None:
         super().__init__(f"onnxruntime fails on the quantized model at calibration samples "
                          f"{first} to {last}: {reason}")
-        self.reason, self.first, self.last, self.batch = reason, first, last, batch
+        self.first, self.last, self.batch = first, last, batch
 
 
 def fails_on(model, batch: Feeds) -> str | None:

@@ -24,19 +24,14 @@ _OPSETS = (23, 21, 18, 17, 13)
 _RTOL, _ATOL = 1e-3, 1e-5  # float32 kernels against float64 expressions
 
 
-def disagreement(op: Operator) -> str | None:
-    """How ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
-    inputs, in words; None when they agree, or when there is nothing to compare
-    (:func:`comparison`)."""
-    return comparison(op)[0]
-
-
 def comparison(op: Operator) -> tuple[str | None, str | None]:
-    """(:func:`disagreement`, why the two kernels were not compared): the second is None when
-    they were, or when ``op`` declares no op type of ONNX's schemas (a custom domain's, whose
-    kernel is the user's), and else says why: a declaration whose inputs a random tensor
-    cannot stand for (a static slot, several parameters in one input, elements of a window),
-    or a one-node model onnxruntime does not run."""
+    """(how ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
+    inputs, in words, or None when they agree or were not compared; why they were not
+    compared). The second is None when they were, or when ``op`` declares no op type of
+    ONNX's schemas (a custom domain's, whose kernel is the user's), and else says why: a
+    declaration whose inputs a random tensor cannot stand for (a static slot, several
+    parameters in one input, elements of a window), or a one-node model onnxruntime does
+    not run."""
     import onnx.defs
 
     if not op.onnx_type or not onnx.defs.has(op.onnx_type):
