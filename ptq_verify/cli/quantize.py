@@ -172,8 +172,9 @@ def run(args) -> int:
     equalizing = args.equalize
     data = read_data_file(calib, graph)
     # the user's model's own outputs, which the written one is measured against, computed
-    # beside equalization; its session goes before calibration makes one (it holds the
-    # model's weights: the two at once would raise the peak by the model's size)
+    # beside equalization and the search for smoothing candidates and weight layers; its
+    # session goes before calibration makes one (it holds the model's weights: the two at
+    # once would raise the peak by the model's size)
     reference = None if original is None else model_outputs(original, graph, data)
     del original
     pairs, absorbed, unequalized = [], [], ""
@@ -184,13 +185,11 @@ def run(args) -> int:
             absorbed = absorb(graph, data, declared, progress=not args.no_progress)
         except KernelGap as gap:  # raised on the first float run, before any change
             unequalized = gap.skipped
-    if reference is not None:
-        reference.result()  # (the future keeps the outputs, not the session)
     smoothed, calibration = smoothed_and_calibrated(
         graph, data, args.bits, declared, smoothing=not args.no_smooth,
         method=args.calibration, percent=args.percentile, per_channel=not args.per_tensor,
         rounding=args.weight_rounding == "optq" or not args.no_bias_correction,
-        progress=not args.no_progress)
+        progress=not args.no_progress, ready=None if reference is None else reference.result)
     kept = costliest(graph, calibration, args.bits, args.keep_float, declared,
                      per_channel=not args.per_tensor, progress=not args.no_progress,
                      kept=args.keep_float_tensor,
