@@ -5,6 +5,7 @@ what a process computing them gets."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,45 @@ def test_the_key_is_the_declaration_as_written():
     keys = {fingerprint(op) for op in (one, other, mixing, parsed)}
     assert len(keys) == 4
     assert fingerprint(Operator("op", "x", "2*x")) == fingerprint(one)
+
+
+# -- one cache file per version of the checker's code -------------------------------------------
+
+
+def test_each_version_of_the_code_reads_and_writes_a_file_of_its_own(tmp_path, monkeypatch):
+    """A verdict proved by other code is never read back (its key holds the code's digest),
+    so its entries in one shared file would only be read and rewritten on every run."""
+    from ptq_verify.rules import store
+
+    monkeypatch.setenv("PTQ_VERIFY_CACHE_DIR", str(tmp_path))
+    files = []
+    for digest in ("a" * 64, "b" * 64):  # two versions of the checker's code, one after the other
+        monkeypatch.setattr(store, "_checker_source_digest", lambda digest=digest: digest)
+        fresh = store.VerdictStore()
+        assert fresh.entries == {}  # nothing of the other version's
+        fresh.put_fact("structure", CATALOG["Relu"], {"fact": digest})
+        fresh.save()
+        files.append(store.cache_path())
+    assert files[0] != files[1] and all(path.parent == tmp_path for path in files)
+    assert [len(json.loads(path.read_text(encoding="utf-8"))) for path in files] == [1, 1]
+
+
+def test_old_versions_files_are_removed_beyond_the_newest_few(tmp_path, monkeypatch):
+    from ptq_verify.rules import store
+
+    monkeypatch.setenv("PTQ_VERIFY_CACHE_DIR", str(tmp_path))
+    versions = [tmp_path / f"verdicts-{store.CHECKER_VERSION}-{n:016x}.json" for n in range(7)]
+    for age, path in enumerate(versions):  # the first written last: the newest
+        path.write_text("{}", encoding="utf-8")
+        os.utime(path, (1e9 - age * 1e6, 1e9 - age * 1e6))
+    kept_alone = [tmp_path / name for name in (
+        "verdicts-notes.json", f"verdicts-{store.CHECKER_VERSION}.json",
+        f"verdicts-{store.CHECKER_VERSION}-{'A' * 16}.json")]
+    for path in kept_alone:  # not named as the code names its files: someone else's
+        path.write_text("{}", encoding="utf-8")
+    saved = store.VerdictStore()
+    saved.put_fact("structure", CATALOG["Relu"], {"fact": 1})
+    saved.save()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([store.cache_path().name, *(p.name for p in kept_alone),
+                           *(p.name for p in versions[:store.KEPT_VERSIONS])])

@@ -17,8 +17,9 @@ verdicts, under the same key, for the same reason.
 every node of a model and the derived operators its weights are proved by) read and fill it.
 
 The cache lives in ``$PTQ_VERIFY_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptq-verify``, else
-``~/.cache/ptq-verify``. An unreadable or corrupt cache is ignored; an unwritable one is not
-written. ``ptq-verify classify --no-cache`` bypasses it.
+``~/.cache/ptq-verify``, a file per version of the checker's code (:func:`cache_path`). An
+unreadable or corrupt cache is ignored; an unwritable one is not written. ``ptq-verify
+classify --no-cache`` bypasses it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import weakref
@@ -44,11 +46,25 @@ from .structure import Structure
 
 
 def cache_path() -> Path:
+    """This code's cache file: one per version of the checker's code, so that a process reads
+    only the verdicts it can use. One file for all of them had grown with every version
+    (a developer's: 4862 entries, 3.9 MB, 34 ms of every run spent reading it)."""
+    return _cache_folder() / f"{_CACHE_PREFIX}{_checker_source_digest()[:16]}.json"
+
+
+def _cache_folder() -> Path:
     folder = os.environ.get("PTQ_VERIFY_CACHE_DIR")
     if not folder:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         folder = Path(base) / "ptq-verify"
-    return Path(folder) / f"verdicts-{CHECKER_VERSION}.json"
+    return Path(folder)
+
+
+_CACHE_PREFIX = f"verdicts-{CHECKER_VERSION}-"
+KEPT_VERSIONS = 4
+"""Cache files of other versions of the code kept beside this one's (the most recently
+written; older ones are removed when this one is saved): a few installs side by side keep
+theirs, and upgrades do not pile up files."""
 
 
 @functools.cache
@@ -157,7 +173,25 @@ class VerdictStore:
                 json.dump(self.entries, handle)
             os.replace(tmp, self.path)
         except OSError:
-            pass
+            return
+        if self.path == cache_path():
+            _prune(self.path)
+
+
+def _prune(current: Path) -> None:
+    """Remove the cache files of other versions of the code but the KEPT_VERSIONS most
+    recently written: only regular files named as this code names its own (``verdicts-``,
+    the checker version, 16 hex digits), whatever else the folder holds."""
+    pattern = re.compile(re.escape(_CACHE_PREFIX) + r"[0-9a-f]{16}\.json")
+    try:
+        others = [path for path in current.parent.iterdir()
+                  if path != current and pattern.fullmatch(path.name)
+                  and path.is_file() and not path.is_symlink()]
+        others.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+        for path in others[KEPT_VERSIONS:]:
+            path.unlink()
+    except OSError:
+        pass
 
 
 @functools.cache
