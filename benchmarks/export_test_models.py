@@ -88,6 +88,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  over them with nn.MultiheadAttention -> Linear (random weights): the legacy
                  exporter cuts the packed in_proj_weight by Slices whose bounds come from
                  the embedding width's Shape; legacy opset 17 only
+    digits_uint8  the digits as an 8-bit RGB photo [N, 8, 8, 3] (uint8, channels last),
+                 normalised in the model (/ 255, ImageNet's per-channel mean and std) ->
+                 digits_cnn's layers (random weights): a float tensor computed from an integer
+                 input meets a per-channel constant in a Sub before any activation; legacy
+                 opset 17 and dynamo opset 18, data ``digits_uint8.*.npz``
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -141,7 +146,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
              "tiny_funnel": {"dynamo": (18,)},
              "digits_regressor": {"legacy": (17,)},
-             "digits_cross_attention": {"legacy": (17,)}}
+             "digits_cross_attention": {"legacy": (17,)},
+             "digits_uint8": {"legacy": (17,), "dynamo": (18,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -316,6 +322,31 @@ def digits_cnn() -> torch.nn.Module:
         torch.nn.Flatten(),
         torch.nn.Linear(8 * 4 * 4, 10),
     )
+
+
+class DigitsUint8(torch.nn.Module):
+    """The digits as an 8-bit RGB photo [N, 8, 8, 3] (uint8, channels last), normalised in the
+    model as exported vision models do (``x.permute(...).float() / 255``, minus ImageNet's
+    per-channel mean, over its std), then digits_cnn's layers (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.cnn = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+            torch.nn.Linear(8 * 4 * 4, 10))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        pixels = input.permute(0, 3, 1, 2).float() / 255.0
+        return self.cnn((pixels - self.mean) / self.std)
+
+
+def uint8_photos(digits: np.ndarray) -> np.ndarray:
+    """Flat digits (0 to 16) as 8-bit RGB images [N, 8, 8, 3], the gray level in each channel."""
+    gray = np.round(digits.reshape(-1, 8, 8, 1) * (255 / 16)).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(gray, 3, axis=3))
 
 
 def digits_norms() -> torch.nn.Module:
@@ -583,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     test_flat = {"input": digits.test_x[:SAMPLES]}
     test_image = {"input": test_flat["input"].reshape(-1, 1, 8, 8)}
     tokens, test_tokens = token_batch(SAMPLES, SEED), token_batch(SAMPLES, SEED + 1)
+    photos = {"input": uint8_photos(flat["input"])}
+    save_npz(args.out / "digits_uint8.calib.npz", **photos)
+    save_npz(args.out / "digits_uint8.test.npz", input=uint8_photos(test_flat["input"]))
     save_npz(args.out / "digits.calib.npz", **flat)
     save_npz(args.out / "digits.test.npz", **test_flat)
     save_npz(args.out / "digits_image.calib.npz", **image)
@@ -635,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
         "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
+        "digits_uint8": lambda: (DigitsUint8().eval(), photos),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

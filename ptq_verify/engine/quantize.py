@@ -922,6 +922,13 @@ class _Builder:
         selection = is_lattice_selection(op)
         if not codes_in and selection and len(node.outputs) == 1:
             return self._select_from_table(node, op, plan)
+        if not codes_in and not selection:
+            # no activation among its inputs, only static tensors and constants, one of them a
+            # table (x / 255 of a uint8 image minus a per-channel mean): exact in float, its
+            # output quantized as any activation's. At scale 1 for want of an input scale,
+            # the codes had rounded the image to 0 and 1 and the mean to 0 (2.9 dB)
+            return self.compensate(node, op, plan, "no activation input: static tensors and "
+                                   "constants, exact in float")
         tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
