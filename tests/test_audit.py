@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import models
 import numpy as np
@@ -180,3 +181,36 @@ def test_audit_says_which_compensated_nodes_stay_float_in_the_integer_format(tmp
         assert forms and all(form.startswith(expected) for form in forms)
         floats = audit.summary()["integer_format_float"]
         assert bool(floats) == (expected == "float")
+
+
+def test_names_with_line_breaks_and_bars_keep_every_table_row_on_one_line(tmp_path, capsys):
+    """ONNX allows any string as a node name ("enc|gru\\nlayer 1"): the audit's tables and
+    quantize's table and report write a line break as its escape and, in Markdown, escape
+    the bar, so each node is one row of as many cells as the header."""
+    fixtures = Path(__file__).parent / "fixtures" / "torch"
+    model = onnx.load(fixtures / "digits_cnn.legacy.opset17.onnx")
+    for number, node in enumerate(model.graph.node):
+        node.name = f"blk|{number}\nlayer\t{number}"
+    path = tmp_path / "named.onnx"
+    onnx.save(model, path)
+    count = len(model.graph.node)
+
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("blk", "| blk"))]
+
+    assert main(["audit", str(path)]) == 0
+    listed = rows(capsys.readouterr().out)
+    assert len(listed) == count and listed[0].startswith("blk|0\\nlayer\\t0 ")
+    assert main(["audit", str(path), "--markdown"]) == 0
+    table = rows(capsys.readouterr().out)
+    assert len(table) == count
+    assert all(row.replace("\\|", "").count("|") == 6 for row in table)
+    report = tmp_path / "report.md"
+    assert main(["quantize", str(path), "--calib", str(fixtures / "digits_image.calib.npz"),
+                 "-o", str(tmp_path / "q.onnx"), "--report", str(report),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert rows("\n".join(printed)) and not any(line.startswith("layer") for line in printed)
+    written = report.read_text(encoding="utf-8")
+    assert rows(written) and not any(line.startswith("layer") for line in written.splitlines())
+    assert all(row.replace("\\|", "").count("|") == 7 for row in rows(written))

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
+from ..report.cells import markdown_cell, plain_cell
 from .models import (
     HELP,
     add_operators_argument,
@@ -423,7 +424,8 @@ def table(model, source, target, format: str = "simulation", format_floats: int 
     in float although the plan has them on integers (the integer format's, listed in a
     note)."""
     rows = [("node", "op type", "rule", "action", "out scale", "note")]
-    rows += [(r.name, r.op_type, r.rule, r.action, r.scale, r.note) for r in model.records]
+    rows += [tuple(map(plain_cell, (r.name, r.op_type, r.rule, r.action, r.scale, r.note)))
+             for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     counts = model.counts()
@@ -455,7 +457,8 @@ def markdown(model, source, target) -> str:
            f"{model.bits}-bit model written to `{target}`.", "",
            "| node | op type | rule | action | output scale | note |",
            "| --- | --- | --- | --- | --- | --- |"]
-    out += [f"| {r.name} | {r.op_type} | {r.rule} | {r.action} | {r.scale} | {r.note} |"
+    out += ["| " + " | ".join(map(markdown_cell, (r.name, r.op_type, r.rule, r.action,
+                                                  r.scale, r.note))) + " |"
             for r in model.records]
     out += [""] + [f"- {n}" for n in model.notes]
     return "\n".join(out) + "\n"

@@ -27,6 +27,7 @@ from ..graph.executor import KernelGap
 from ..graph.operators import model_codes_hint, quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
+from .cells import markdown_cell, plain_cell
 
 UNKNOWN = "unknown op type"
 UNFIT = "declaration does not fit"
@@ -248,7 +249,8 @@ def _summary_lines(audit: Audit) -> list[str]:
 def audit_text(audit: Audit) -> str:
     """Aligned columns, one node a line, then the summary."""
     rows = [("node", "op type", "verdict", "action")]
-    rows += [(e.node, e.op_type, e.rule or e.verdict, e.text) for e in audit.entries]
+    rows += [tuple(map(plain_cell, (e.node, e.op_type, e.rule or e.verdict, e.text)))
+             for e in audit.entries]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{audit.model}:"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
@@ -258,9 +260,6 @@ def audit_text(audit: Audit) -> str:
 def audit_markdown(audit: Audit) -> str:
     """A Markdown table, then the summary as a list."""
 
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
-
     lines = [
         f"# Audit of `{audit.model}`",
         "",
@@ -269,8 +268,9 @@ def audit_markdown(audit: Audit) -> str:
     ]
     for e in audit.entries:
         lines.append(
-            f"| {cell(e.node)} | {cell(e.op_type)} | {cell(e.rule or e.verdict)} | "
-            f"{cell(e.text)} | {cell(e.reason)} |"
+            f"| {markdown_cell(e.node)} | {markdown_cell(e.op_type)} | "
+            f"{markdown_cell(e.rule or e.verdict)} | {markdown_cell(e.text)} | "
+            f"{markdown_cell(e.reason)} |"
         )
     lines += ["", *(f"- {line}" for line in _summary_lines(audit)), ""]
     return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Text read from a model (node and tensor names, op types) made fit for one table cell.
+
+ONNX allows any string as a name, line breaks included (a converter's "enc|gru\nlayer 1"):
+printed as it is, a name split its table row over two lines, and a ``|`` a Markdown row
+into more cells. Error messages quote names with repr; a table cell writes the same escapes
+without the quotes."""
+
+from __future__ import annotations
+
+
+def plain_cell(text: str) -> str:
+    """``text`` on one line: each character that does not print (a line break, a tab, a
+    control character) written as its escape, as repr writes it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def markdown_cell(text: str) -> str:
+    """:func:`plain_cell`, with ``|`` escaped for a Markdown table."""
+    return plain_cell(text).replace("|", "\\|")
