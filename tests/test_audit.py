@@ -214,3 +214,19 @@ def test_names_with_line_breaks_and_bars_keep_every_table_row_on_one_line(tmp_pa
     written = report.read_text(encoding="utf-8")
     assert rows(written) and not any(line.startswith("layer") for line in written.splitlines())
     assert all(row.replace("\\|", "").count("|") == 7 for row in rows(written))
+
+
+def test_nodes_the_file_leaves_unnamed_are_listed_as_unnamed_with_their_place(tmp_path, capsys):
+    """Many converters write nodes without names: the audit (and every message) names such a
+    node by its place in the file and says it is unnamed, not with a made-up name a user
+    would search the model for in vain."""
+    model = onnx.load(Path(__file__).parent / "fixtures" / "torch" /
+                      "digits_cnn.legacy.opset17.onnx")
+    for node in model.graph.node:
+        node.name = ""
+    path = tmp_path / "unnamed.onnx"
+    onnx.save(model, path)
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    for position, node in enumerate(model.graph.node):
+        assert f"#{position} (unnamed {node.op_type})" in out

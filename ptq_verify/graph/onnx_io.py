@@ -420,7 +420,10 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
     nodes = []
     seen: set[str] = set()
     for position, proto in enumerate(g.node):
-        name = proto.name or f"{proto.op_type}_{position}"
+        # a node the file leaves unnamed (many converters do) gets a name that says so and
+        # where it is (graph.node[position]): one that looked like the file's own sent users
+        # searching the model for a name it does not hold
+        name = proto.name or f"#{position} (unnamed {proto.op_type})"
         while name in seen:
             name = f"{name}_{position}"
         seen.add(name)
