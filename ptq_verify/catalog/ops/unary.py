@@ -51,6 +51,8 @@ OPERATORS = (
     Operator("Asinh", "x", "log(x + sqrt(x**2 + 1))", kernel=lambda x: np.arcsinh(x),
              onnx_type="Asinh",
              doc="Inverse hyperbolic sine."),
+    Operator("Atan", "x", "atan(x)", kernel=lambda x: np.arctan(x), onnx_type="Atan",
+             doc="Inverse tangent (torch.atan2 exports it beside Div and Where)."),
     Operator("Erf", "x", "erf(x)", kernel=erf, onnx_type="Erf", doc="The error function."),
     Operator("Floor", "x", "floor(x)", kernel=lambda x: np.floor(x), onnx_type="Floor",
              doc="Largest integer <= x."),
