@@ -93,6 +93,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  digits_cnn's layers (random weights): a float tensor computed from an integer
                  input meets a per-channel constant in a Sub before any activation; legacy
                  opset 17 and dynamo opset 18, data ``digits_uint8.*.npz``
+    digits_rotary  the digits as 8 tokens -> Linear -> a rotary position embedding from an int64
+                 ``position_ids`` input (offsets of 0 to 499 plus 0..7): angles are positions
+                 times a table of frequencies, up to 506 radians, read by Cos and Sin through a
+                 Concat -> mean -> Linear (random weights); legacy opset 17 and dynamo opset
+                 18, data ``digits_rotary.*.npz``
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -147,7 +152,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_funnel": {"dynamo": (18,)},
              "digits_regressor": {"legacy": (17,)},
              "digits_cross_attention": {"legacy": (17,)},
-             "digits_uint8": {"legacy": (17,), "dynamo": (18,)}}
+             "digits_uint8": {"legacy": (17,), "dynamo": (18,)},
+             "digits_rotary": {"legacy": (17,), "dynamo": (18,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -341,6 +347,32 @@ class DigitsUint8(torch.nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
         pixels = input.permute(0, 3, 1, 2).float() / 255.0
         return self.cnn((pixels - self.mean) / self.std)
+
+
+class DigitsRotary(torch.nn.Module):
+    """The digits as 8 tokens of 8 values -> Linear -> rotary position embedding from an int64
+    ``position_ids`` input [N, 8] (as Hugging Face decoders take it: each text's offset plus
+    0..7), angles = positions times a table of frequencies, cos and sin of their Concat ->
+    mean over tokens -> Linear (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.project = torch.nn.Linear(8, 8)
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, 8, 2) / 8.0)))
+        self.out = torch.nn.Linear(8, 10)
+
+    def forward(self, input: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        h = self.project(input.reshape(input.shape[0], 8, 8))
+        angles = position_ids.float()[..., None] * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        half = torch.cat([-h[..., 4:], h[..., :4]], dim=-1)
+        return self.out((h * angles.cos() + half * angles.sin()).mean(1))
+
+
+def position_ids(count: int, seed: int) -> np.ndarray:
+    """Seeded int64 positions [count, 8]: an offset of 0 to 499 plus 0..7."""
+    offsets = np.random.default_rng(seed).integers(0, 500, size=(count, 1))
+    return (offsets + np.arange(8)[None, :]).astype(np.int64)
 
 
 def uint8_photos(digits: np.ndarray) -> np.ndarray:
@@ -615,6 +647,10 @@ def main(argv: list[str] | None = None) -> int:
     test_image = {"input": test_flat["input"].reshape(-1, 1, 8, 8)}
     tokens, test_tokens = token_batch(SAMPLES, SEED), token_batch(SAMPLES, SEED + 1)
     photos = {"input": uint8_photos(flat["input"])}
+    rotary = {**flat, "position_ids": position_ids(SAMPLES, SEED)}
+    save_npz(args.out / "digits_rotary.calib.npz", **rotary)
+    save_npz(args.out / "digits_rotary.test.npz", **test_flat,
+             position_ids=position_ids(SAMPLES, SEED + 1))
     save_npz(args.out / "digits_uint8.calib.npz", **photos)
     save_npz(args.out / "digits_uint8.test.npz", input=uint8_photos(test_flat["input"]))
     save_npz(args.out / "digits.calib.npz", **flat)
@@ -670,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
         "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
         "digits_uint8": lambda: (DigitsUint8().eval(), photos),
+        "digits_rotary": lambda: (DigitsRotary().eval(), rotary),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

@@ -906,7 +906,36 @@ class _Builder:
                         out in self.cal.saturated for out in node.outputs)
                     else "it passes on positions a static operand saturates")
                     + " and every consumer runs in float")
+        derived = self._from_static_alone(plans)
+        for node in reversed(self.graph.nodes):
+            op = self._ops[node.name]
+            if (node.name in derived and op is not None
+                    and not (op.mixes_channels and any(  # a weight layer stays on integers
+                        np.size(self.consts.get(name, ())) > 1 for name in node.inputs))
+                    and all(self._float_only(out, floats) for out in node.outputs)):
+                # codes would round a tensor that no activation enters between two float
+                # nodes: rotary angles (positions times a table of frequencies, 0 to 500
+                # radians, 4 a code) before the Cos and Sin that read them gave 3.0 dB
+                floats.setdefault(node.name, "computed from static tensors and constants "
+                                  "alone, read only by nodes in float")
         return floats
+
+    def _from_static_alone(self, plans: list[NodeAction]) -> set[str]:
+        """The nodes no activation of the model's data enters: those that read no activation
+        but a table (positions times frequencies), other than a selection from it (an
+        embedding's rows are the model's data), and those reading only their outputs."""
+        derived: set[str] = set()
+        tensors: set[str] = set()
+        for node, plan in zip(self.graph.nodes, plans):
+            op = self._ops[node.name]
+            if plan.action is Action.STATIC or op is None:
+                continue
+            reads = [node.inputs[slot] for slot in plan.activation_slots]
+            if (all(name in tensors for name in reads) if reads
+                    else not is_lattice_selection(op)):
+                derived.add(node.name)
+                tensors.update(node.outputs)
+        return derived
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule
