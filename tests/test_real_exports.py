@@ -17,7 +17,7 @@ and of a tiny ResNet whose input channels are symbolic; tf2onnx's export of a Ke
 pooling (benchmarks/export_tf_models.py), whose graph output has no shape; a tiny Qwen2 with
 outlier embedding channels, whose RMSNorms start with a Cast to float32 (legacy, opset 17);
 a digits CNN fed an 8-bit RGB image normalised in the model (uint8 input, / 255, per-channel
-mean and std) and a digits attention block with rotary angles from an int64 position_ids input
+mean and std) and digits tokens turned by rotary angles from an int64 position_ids input
 (legacy opset 17, dynamo opset 18 each). Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
 code, and stays close to the float model run by onnxruntime."""
 
