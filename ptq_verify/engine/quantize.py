@@ -877,7 +877,9 @@ class _Builder:
         sum a static operand saturates (saturation.py), or pass-through node passing its
         positions on, whose readers all run in float (proofs/saturation.md, Corollary 15.2),
         decided readers first, so a chain of them (a boolean mask applied by a Where, then
-        added to the scores, cast to float32, of a Softmax) runs in float as a whole."""
+        added to the scores, cast to float32, of a Softmax) runs in float as a whole; and so,
+        the same way, does each node no activation of the model's data enters whose readers
+        all run in float (:meth:`_from_static_alone`: rotary angles before Cos and Sin)."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
         for name in invariant_regions(self.graph, self.table, plans, self.active):
             floats.setdefault(name, INVARIANT_REASON)
