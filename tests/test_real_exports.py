@@ -18,8 +18,9 @@ pooling (benchmarks/export_tf_models.py), whose graph output has no shape; a tin
 outlier embedding channels, whose RMSNorms start with a Cast to float32 (legacy, opset 17);
 a digits CNN fed an 8-bit RGB image normalised in the model (uint8 input, / 255, per-channel
 mean and std) and digits tokens turned by rotary angles from an int64 position_ids input
-(legacy opset 17, dynamo opset 18 each). Each loads, calibrates, quantizes to 8 bits, matches onnxruntime on the export to the last
-code, and stays close to the float model run by onnxruntime."""
+(legacy opset 17, dynamo opset 18 each). Each loads, calibrates, quantizes to 8 bits,
+matches onnxruntime on the export to the last code, and stays close to the float model run by
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -615,3 +616,25 @@ def test_calibration_keeps_the_float_outputs_the_output_note_compares_against(na
         assert calibration.reference[output].shape == value.shape
         np.testing.assert_allclose(calibration.reference[output], value, rtol=1e-4,
                                    atol=1e-5 * float(np.abs(value).max()))
+
+
+def test_an_integer_file_onnxruntime_crashes_on_is_refused_in_one_line(tmp_path):
+    """onnxruntime 1.32's NCHWc layout optimizer (its default level) crashed (SIGSEGV) making
+    a session of mask_encoder's integer file with one activation kept in float: the command
+    died with no message. The session is now tried in a child process first: the command
+    ends in one line, or writes a file onnxruntime loads."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "q.onnx"
+    done = subprocess.run(
+        [sys.executable, "-m", "ptq_verify", "quantize",
+         str(FIXTURES / "mask_encoder.legacy.opset17.onnx"), "--calib",
+         str(FIXTURES / "mask_encoder.calib.npz"), "-o", str(out), "--format", "integer",
+         "--keep-float", "1", "--no-progress"], capture_output=True, text=True)
+    assert done.returncode in (0, 3), f"ended by signal {-done.returncode}"
+    if done.returncode == 3:
+        assert not out.exists() and len(done.stderr.strip().splitlines()) == 1
+        assert "onnxruntime crashes" in done.stderr and "--format qdq" in done.stderr
+    else:
+        _session(str(out))

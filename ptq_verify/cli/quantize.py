@@ -120,7 +120,7 @@ def run(args) -> int:
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
-    from ..graph.ort_runner import ort_session, quiet_onnxruntime
+    from ..graph.ort_runner import ort_session, quiet_onnxruntime, session_crash
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
@@ -241,6 +241,11 @@ def run(args) -> int:
     if own_kernels:
         model.notes.append(own_kernels)
     else:
+        if args.format == "integer" and (signal := session_crash(serialised)) is not None:
+            raise UnloadableOutput(
+                f"onnxruntime crashes ({signal}) making a default session of the integer "
+                f"model ptq-verify made of {source}; nothing written to {target}; --format "
+                "qdq or simulation write this model")
         try:
             outputs = check_quantized(serialised, graph, calibration.sample, str(target),
                                       {name: stats.max_abs for name, stats in

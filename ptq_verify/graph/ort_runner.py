@@ -139,6 +139,36 @@ def ort_session(model: str | os.PathLike | bytes):
         return None, condensed(str(err))
 
 
+_SESSION_IN_CHILD = (
+    "import sys, onnxruntime as o\n"
+    "options = o.SessionOptions()\n"
+    "options.log_severity_level = 4\n"
+    "try:\n"
+    "    o.InferenceSession(sys.stdin.buffer.read(), options, providers=['CPUExecutionProvider'])\n"
+    "except Exception:\n"
+    "    pass\n")
+
+
+def session_crash(model: bytes) -> str | None:
+    """The signal that kills a process making a default onnxruntime session on the serialised
+    ``model``, tried in a child process; None when the child lives (it loaded the model, or
+    refused it: :func:`ort_session` says why). Why: onnxruntime 1.32's NCHWc layout optimizer
+    (the default level's) crashed on integer-format files of a new-user trial (SIGSEGV): made
+    in this process, the session took the command with it, with no message."""
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _SESSION_IN_CHILD], input=model,
+                          capture_output=True, check=False)
+    if done.returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-done.returncode).name
+    except ValueError:
+        return f"signal {-done.returncode}"
+
+
 def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
     """Why onnxruntime refuses to load ``model`` (:func:`ort_session`); None when it loads."""
     return ort_session(model)[1]
