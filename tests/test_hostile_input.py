@@ -1128,11 +1128,17 @@ def test_an_initializer_listed_as_an_input_is_said_to_be_taken_as_a_constant(mlp
     (["classify", "a*x", "--params", "a=\uff11"], "is not a number"),
     (["quantize", "mlp_relu", "--percentile", "50", "-o", "{tmp}/q.onnx"],
      "applies to --calibration percentile only"),
+    (["quantize", "mlp_relu", "--fixed-point", "-o", "{tmp}/q.onnx"],
+     "applies to --format simulation and integer"),
+    (["quantize", "mlp_relu", "--keep-float-tensor", "logits", "-o", "{tmp}/q.onnx"],
+     "a graph output of"),
 ])
 def test_options_that_did_something_else_silently_are_one_line(tmp_path, argv, fragment):
     """A hostile-input hunt: --op "" printed the whole catalog, a full-width digit in --params
     was read as 1 (the expression grammar refuses it), --percentile without --calibration
-    percentile was ignored."""
+    percentile was ignored. An options trial: --fixed-point left a qdq file byte-identical,
+    and --keep-float-tensor on a graph output was noted as kept while the output was still
+    written from codes (requantized, where it had been read off its accumulator)."""
     argv = [item.replace("{tmp}", str(tmp_path)) for item in argv]
     _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT), fragment)
 

@@ -71,7 +71,8 @@ def register(subparsers) -> None:
                    help="keep this activation in float, as --keep-float would (repeat it for "
                    "several; the names a --keep-float note gave, without ranking again)")
     p.add_argument("--fixed-point", action="store_true",
-                   help="multipliers as a 16-bit integer times a power of two")
+                   help="multipliers as a 16-bit integer times a power of two (--format "
+                   "simulation and integer, which write them)")
     p.add_argument("--integer-outputs", action="store_true",
                    help="leave the outputs as integer codes (scales in the model metadata)")
     p.add_argument("--format", default="qdq",
@@ -127,6 +128,10 @@ def run(args) -> int:
     if args.encoding is not None and args.format != "qdq":
         raise UserError(f"--encoding {args.encoding}: applies to --format qdq only (the "
                         f"{args.format} format has its own containers; docs/engine.md)")
+    if args.fixed_point and args.format == "qdq":
+        raise UserError("--fixed-point: applies to --format simulation and integer, whose "
+                        "multipliers the engine writes (a qdq file's requantization is "
+                        "onnxruntime's, from its float scales; docs/engine.md)")
     args.encoding = args.encoding or DEFAULT_ENCODING
     check_format(args.format, args.bits, args.encoding)
     if args.percentile is not None and args.calibration != "percentile":
@@ -161,6 +166,10 @@ def run(args) -> int:
     own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
     producers = graph.producers()
     for name in args.keep_float_tensor:
+        if name in graph.output_names:  # (a graph output was written from codes, asked or not)
+            raise UserError(f"--keep-float-tensor {name!r}: a graph output of {source}; the "
+                            "option keeps activations inside the model in float, such as the "
+                            "inputs of the node that computes it")
         if name not in producers and name not in graph.input_names:
             loaded = load_graph(source)
             raise UserError(f"--keep-float-tensor {name!r}: {source} " + (
