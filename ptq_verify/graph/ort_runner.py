@@ -153,7 +153,7 @@ def session_crash(model: bytes) -> str | None:
     """The signal that kills a process making a default onnxruntime session on the serialised
     ``model``, tried in a child process; None when the child lives (it loaded the model, or
     refused it: :func:`ort_session` says why). Why: onnxruntime 1.32's NCHWc layout optimizer
-    (the default level's) crashed on integer-format files of a new-user trial (SIGSEGV): made
+    (the default level's) crashed on integer-format files of an options trial (SIGSEGV): made
     in this process, the session took the command with it, with no message."""
     import signal
     import subprocess
