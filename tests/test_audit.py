@@ -230,3 +230,24 @@ def test_nodes_the_file_leaves_unnamed_are_listed_as_unnamed_with_their_place(tm
     out = capsys.readouterr().out
     for position, node in enumerate(model.graph.node):
         assert f"#{position} (unnamed {node.op_type})" in out
+
+
+def test_a_model_with_an_output_that_is_not_a_tensor_is_listed_with_why_quantize_refuses(
+        tmp_path, capsys):
+    """A scikit-learn classifier's ZipMap writes a sequence of maps: quantize refuses such a
+    model in one line, and audit, which had refused it too, lists its nodes (exit 0), the node
+    writing that output as unused, and says why quantize refuses it."""
+    model = onnx.load(Path(__file__).parent / "fixtures" / "torch" /
+                      "digits_cnn.legacy.opset17.onnx")
+    model.graph.node.append(helper.make_node("SequenceConstruct", ["output"], ["listed"],
+                                             name="as_list"))
+    model.graph.output.append(helper.make_tensor_sequence_value_info(
+        "listed", TensorProto.FLOAT, None))
+    path = tmp_path / "listed.onnx"
+    onnx.save(model, path)
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "as_list" in out and "unused" in out
+    assert "quantize refuses this model:" in out and "'listed' is a sequence" in out
+    assert main(["quantize", str(path), "--calib", str(Path(__file__).parent / "fixtures" /
+                 "torch" / "digits_image.calib.npz"), "-o", str(tmp_path / "q.onnx")]) == 2

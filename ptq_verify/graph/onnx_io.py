@@ -203,9 +203,13 @@ def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     return checked
 
 
-def graph_from_onnx(model: onnx.ModelProto, source: str = "model") -> Graph:
-    """Convert a model to a :class:`Graph`, with shape inference for tensor types."""
-    _check_tensor_interface(model.graph, source)
+def graph_from_onnx(model: onnx.ModelProto, source: str = "model",
+                    tensors_only: bool = True) -> Graph:
+    """Convert a model to a :class:`Graph`, with shape inference for tensor types; unless
+    ``tensors_only`` is False (the audit lists such a model's nodes), a graph input or output
+    that is not a tensor is refused (:func:`_check_tensor_interface`), else left out."""
+    if tensors_only:
+        _check_tensor_interface(model.graph, source)
     g = _inferred(model).graph
     try:
         initializers = {t.name: _array(t) for t in model.graph.initializer}
@@ -467,10 +471,13 @@ def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
                             "outputs)")
 
 
-def load_graph(path: str | os.PathLike, parsed: onnx.ModelProto | None = None) -> Graph:
+def load_graph(path: str | os.PathLike, parsed: onnx.ModelProto | None = None,
+               tensors_only: bool = True) -> Graph:
     """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet), at
-    opset :data:`LEAST_OPSET` at least (:func:`upgraded`); ``parsed``: see :func:`read_model`."""
-    return graph_from_onnx(upgraded(read_model(path, parsed)), source=str(path))
+    opset :data:`LEAST_OPSET` at least (:func:`upgraded`); ``parsed``: see :func:`read_model`;
+    ``tensors_only``: see :func:`graph_from_onnx`."""
+    return graph_from_onnx(upgraded(read_model(path, parsed)), source=str(path),
+                           tensors_only=tensors_only)
 
 
 LEAST_OPSET = 13

@@ -33,6 +33,7 @@ UNKNOWN = "unknown op type"
 UNFIT = "declaration does not fit"
 CONSTANT = "constant"
 FOLDED = "folded"
+UNUSED = "unused"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Audit:
     onnxruntime: str | None = None  # why onnxruntime refuses to load the model, condensed
     own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
     unprobed: str = ""  # why equalization was not probed (it runs the model), if it was not
+    interface: str | None = None  # why quantize refuses the model's inputs or outputs
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -84,6 +86,7 @@ class Audit:
             "smoothable": list(self.smoothable),
             "absorbable": list(self.absorbable),
             "onnxruntime_refuses": self.onnxruntime,
+            "quantize_refuses_interface": self.interface,
         }
 
     def to_json(self) -> dict:
@@ -94,7 +97,14 @@ class Audit:
         }
 
 
-def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
+def _folded_entry(node, original: Graph, table: OperatorTable, read: set[str]) -> AuditEntry:
+    """The entry of a node the engine's preparation removed; ``read``: the tensors some node
+    of ``original`` reads."""
+    if not any(out in read or out in original.output_names for out in node.outputs):
+        # (a node writing an output that is not a tensor, kept out of an audit's graph)
+        return AuditEntry(node.name, node.op_type, None, UNUSED, None, UNUSED,
+                          "left out: no node reads its outputs and none is a tensor output "
+                          "of the model")
     op = table.find(node, original)
     if op is None:
         # Folded at load (a Constant node, or a constant subgraph onnx's reference evaluator
@@ -123,9 +133,13 @@ def _folded_entry(node, original: Graph, table: OperatorTable) -> AuditEntry:
 def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> Audit:
     """Audit the ONNX model at ``path`` (UserError for an unreadable or invalid file), with
     ``table``'s declarations ahead of the catalog."""
-    original = load_graph(path)
+    try:
+        original, refused = load_graph(path), None
+    except UserError as err:  # listed all the same where only its interface is refused (a
+        # scikit-learn classifier's ZipMap output: quantize takes tensors only), with why
+        original, refused = load_graph(path, tensors_only=False), str(err)
     table = table or OperatorTable()
-    prepared = prepare(load_graph(path), table)
+    prepared = prepare(load_graph(path, tensors_only=refused is None), table)
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
     # normalizations in parts run in float, as quantize runs them (found from the rules)
@@ -134,10 +148,11 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     nodes = {node.name: node for node in prepared.nodes}
     model_hint = model_codes_hint(prepared)
     entries = []
+    read = {name for node in original.nodes for name in node.inputs}
     for node in original.nodes:
         action = plan.pop(node.name, None)
         if action is None:
-            entries.append(_folded_entry(node, original, table))
+            entries.append(_folded_entry(node, original, table, read))
             continue
         entries.append(_entry(action, prepared, nodes[action.name], table, model_hint,
                               action.name in regions))
@@ -162,7 +177,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
-                 unprobed)
+                 unprobed, refused)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -239,6 +254,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")
+    if audit.interface is not None:
+        lines.append(f"quantize refuses this model: {audit.interface}")
     if audit.onnxruntime is not None:
         lines.append(f"onnxruntime cannot load this model ({audit.onnxruntime}): " + (
             f"it holds op types declared with --operators ({', '.join(audit.own_kernels)}), "
