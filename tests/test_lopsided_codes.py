@@ -86,3 +86,18 @@ def test_cli_symmetric_writes_no_other_zero_point(tmp_path, capsys):
     lopsided, symmetric = (_activation_zero_points(onnx.load(tmp_path / name))
                            for name in ("lopsided.onnx", "symmetric.onnx"))
     assert set(symmetric) <= {0, 128} and not set(lopsided) <= {0, 128}
+
+
+def test_symmetric_says_which_ranges_it_changed(models):
+    """--symmetric names the lopsided ranges it gave symmetric codes, and says so when there
+    were none (a file identical to the default's, which the user would not know otherwise)."""
+    _, built = models
+    said = [note for note in built[True].notes if note.startswith("symmetric codes")]
+    assert len(said) == 1 and GELU in said[0]
+    assert not any(note.startswith("symmetric codes") for note in built[False].notes)
+
+
+def test_symmetric_says_when_it_changed_nothing(tmp_path, capsys):
+    assert main(["quantize", "mlp_relu", "-o", str(tmp_path / "q.onnx"), "--no-progress",
+                 "--symmetric"]) == 0
+    assert "no activation's calibrated range is lopsided" in capsys.readouterr().out

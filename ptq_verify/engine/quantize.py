@@ -225,6 +225,8 @@ def quantize(
                 f"apart for one integer sum: {'; '.join(what for what, _ in far_apart)}")
         if calibration.non_finite:
             builder.notes.append(non_finite_note(calibration.non_finite))
+        if symmetric:
+            builder.notes.append(symmetric_note(builder.symmetric_instead))
         if unranged:
             builder.notes.append(
                 f"kept in float: input {', '.join(map(repr, unranged))}: 0 on all calibration "
@@ -242,6 +244,17 @@ def quantize(
             f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
             f"compensated, {counts['static']} static: {why}); nothing to quantize")
     return model
+
+
+def symmetric_note(tensors: set[str]) -> str:
+    """What ``symmetric`` changed: a model with no lopsided range gets the very file it
+    would get without it, which the user asked for in vain unless told."""
+    if not tensors:
+        return ("symmetric codes: no activation's calibrated range is lopsided around 0, so "
+                "the codes are those of a run without --symmetric")
+    return (f"symmetric codes on {len(tensors)} activation(s) whose calibrated range is "
+            f"lopsided around 0 (they would take 2^n codes over it without --symmetric): "
+            f"{', '.join(sorted(tensors)[:5])}{', ...' if len(tensors) > 5 else ''}")
 
 
 # (its probes' products are tiny; with BLAS threads they wait on each other whenever another
@@ -291,6 +304,7 @@ class _Builder:
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self.wide_sums = True  # integers read only by sums and float nodes stay wide
         self.lopsided = True  # a range lopsided around 0 may take 2^n codes over itself
+        self.symmetric_instead: set[str] = set()  # lopsided ranges given symmetric codes
         self._layers: dict = {}  # node name -> LayerStats of its input patches
         self._targets: dict[str, WeightTarget] = {}  # node name -> where its weights sit
         # node name -> _tensor_weight_codes of it, rounded before the build takes it
@@ -393,9 +407,8 @@ class _Builder:
         saturated positions of the sum, on a tensor bias absorption shifted (its least value
         is 0 up to float32 rounding, and its range follows absorption's rule), nor on a graph
         output (``--integer-outputs`` gives int8 or uint8 codes)."""
-        if (not self.lopsided or tensor in self.cal.saturated
-                or tensor in self.cal.dropped_reach or tensor in self.calibrated_unsigned
-                or tensor in self.graph.output_names):
+        if (tensor in self.cal.saturated or tensor in self.cal.dropped_reach
+                or tensor in self.calibrated_unsigned or tensor in self.graph.output_names):
             return None
         extremes = self.cal.extremes(tensor, levels)
         if extremes is None or not all(np.isfinite(extremes)):
@@ -410,6 +423,9 @@ class _Builder:
         # one step fewer than the codes have over the span, so that either end rounds inside
         steps = codes - 2
         if not (least < 0 < largest and LOPSIDED_GAIN * span / steps <= reach / levels):
+            return None
+        if not self.lopsided:  # --symmetric: counted, so the summary can say what it changed
+            self.symmetric_instead.add(tensor)
             return None
         scale = steps / span
         if largest >= -least:
