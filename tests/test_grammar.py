@@ -10,6 +10,7 @@ import sympy
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from ptq_verify.catalog import grammar
 from ptq_verify.catalog.grammar import (
     MAX_CALL_DEPTH,
     MAX_DEPTH,
@@ -54,7 +55,7 @@ ACCEPTED = [
     ("softplus(x)", sympy.log(1 + sympy.exp(x))),
     ("max(x, y)", sympy.Max(x, y)),
     ("min(x, y, 0)", sympy.Min(x, y, 0)),
-    ("floor(x) + ceil(y)", sympy.floor(x) + sympy.ceiling(y)),
+    ("floor(x) + ceil(y)", grammar.floor(x) + grammar.ceiling(y)),
     ("round(x)", RoundHalfEven(x)),
     ("heaviside(x)", sympy.Heaviside(x, 0)),
     ("heaviside(x, 1/2)", sympy.Heaviside(x, half)),
@@ -127,7 +128,8 @@ def test_round_is_half_to_even_and_exact():
         0, 2, 2, 0, -2, 2,
     ]
     assert parsed("round(7/3)") == 2
-    assert RoundHalfEven(sympy.pi) == 3
+    # another number is left to the checker's ball arithmetic (see _DecidedOnRationals)
+    assert RoundHalfEven(sympy.pi).func is RoundHalfEven
     assert RoundHalfEven(x).is_real and RoundHalfEven(x).is_integer
     assert parsed("round(x)").subs(x, sympy.Rational(5, 2)) == 2
 

@@ -86,6 +86,34 @@ class ParsedExpression:
     names: tuple[str, ...]
 
 
+class _DecidedOnRationals:
+    """Mixin for a rounding function (floor, ceiling) that evaluates only a rational
+    argument, where the result is exact.
+
+    sympy evaluates ``floor(u)`` of any number ``u`` at a working precision and gets the wrong
+    side of an integer when ``u`` lies closer to it than that precision: ``floor(cos(1e-60))``
+    and ``floor(tanh(1509/10))`` (both just below 1) came back as 1. That made the parser
+    fold ``x**(1 + floor(cos(1e-60)))`` into ``x**2`` and "prove" it homogeneous of degree 2,
+    and made the checker certify counterexamples computed from the wrong integer (a trial's
+    hunt for wrong verdicts). Any other number is left as it stands: the checker's ball
+    arithmetic (rules/certified.py) decides it where it can, and otherwise the point or the
+    proof says nothing (``undecided``)."""
+
+    @classmethod
+    def eval(cls, arg: sympy.Basic) -> sympy.Basic | None:
+        if arg.is_number and not arg.is_Rational and not arg.is_Float:
+            return None
+        return super().eval(arg)  # type: ignore[misc]
+
+
+class floor(_DecidedOnRationals, sympy.floor):  # noqa: N801 - prints as sympy's floor
+    """``floor(u)``, evaluated only on a rational ``u`` (see :class:`_DecidedOnRationals`)."""
+
+
+class ceiling(_DecidedOnRationals, sympy.ceiling):  # noqa: N801 - prints as sympy's ceiling
+    """``ceil(u)``, evaluated only on a rational ``u`` (see :class:`_DecidedOnRationals`)."""
+
+
 class RoundHalfEven(sympy.Function):
     """``round(u)``: the nearest integer, ties to the even one (numpy.round, ONNX Round).
 
@@ -104,9 +132,7 @@ class RoundHalfEven(sympy.Function):
         if arg.is_Rational:
             value = Fraction(int(arg.p), int(arg.q))
             return sympy.Integer(round(value))  # Fraction rounds half to even
-        if arg.is_number and arg.is_real and (2 * arg).is_integer is False:
-            return sympy.floor(arg + sympy.S.Half)
-        return None
+        return None  # another number: see _DecidedOnRationals
 
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
@@ -177,8 +203,8 @@ FUNCTIONS: dict[str, _Function] = {
     "softplus": _Function(_softplus, 1, 1),
     "max": _Function(sympy.Max, 2, None),
     "min": _Function(sympy.Min, 2, None),
-    "floor": _Function(sympy.floor, 1, 1),
-    "ceil": _Function(sympy.ceiling, 1, 1),
+    "floor": _Function(floor, 1, 1),
+    "ceil": _Function(ceiling, 1, 1),
     "round": _Function(RoundHalfEven, 1, 1),
     "heaviside": _Function(_heaviside, 1, 2),
     "clip": _Function(_clip, 3, 3),
@@ -188,6 +214,7 @@ FUNCTIONS: dict[str, _Function] = {
 condition)."""
 
 STEP_FUNCTIONS: tuple[type, ...] = (sympy.sign, sympy.floor, sympy.ceiling, RoundHalfEven)
+# (sympy's classes: the grammar's floor and ceiling are their subclasses)
 """The grammar's functions that jump (are discontinuous) where their argument crosses 0 or an
 integer; ``where`` and ``heaviside`` become Piecewise, whose jumps lie on their conditions."""
 
@@ -735,6 +762,11 @@ def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
     Only large values are refused: they overflow the arithmetic downstream. A tiny one
     (``exp(-2744)`` inside ``sigmoid(2744)``) is harmless, and refusing it would refuse the
     printed form of expressions the parser accepted."""
+    # a rounding of a number sympy does not evaluate (_DecidedOnRationals) is within 1 of
+    # that number, which is all a bound of 1e1000 needs
+    constant = constant.replace(lambda e: isinstance(e, (sympy.floor, sympy.ceiling,
+                                                         RoundHalfEven)),
+                                lambda e: e.args[0])
     try:
         value = abs(sympy.N(constant, 15))
     except (ArithmeticError, ValueError, TypeError, RecursionError):
@@ -798,7 +830,7 @@ _OR, _AND, _NOT, _REL, _ADD, _MUL, _NEG, _POW, _ATOM = range(1, 10)
 
 _PRINTED_FUNCTIONS: dict[type, str] = {
     f.build: name for name, f in FUNCTIONS.items() if isinstance(f.build, type)
-}
+} | {sympy.floor: "floor", sympy.ceiling: "ceil"}  # as sympy may build them itself
 _PRINTED_RELATIONS: dict[type, str] = {
     sympy.StrictLessThan: "<", sympy.LessThan: "<=", sympy.StrictGreaterThan: ">",
     sympy.GreaterThan: ">=", sympy.Equality: "==", sympy.Unequality: "!=",

@@ -123,8 +123,7 @@ def _compile(e: sympy.Basic) -> _Node:
     if isinstance(e, sympy.Symbol):
         name = e.name
         return lambda env: env[name]
-    if not e.free_symbols and e.is_number:
-        constant = _constant(e)
+    if not e.free_symbols and e.is_number and (constant := _constant(e)) is not None:
         return lambda env: constant
     if isinstance(e, sympy.Pow):
         return _compile_power(e)
@@ -138,11 +137,13 @@ def _compile(e: sympy.Basic) -> _Node:
     raise ValueError(f"no numpy kernel for {type(e).__name__} in {e}")
 
 
-def _constant(e: sympy.Basic) -> float:
+def _constant(e: sympy.Basic) -> float | None:
+    """``e`` as a float, or None where sympy cannot give one: a rounding the grammar leaves
+    unevaluated (``round(cos(1e-60) - 1/2)``), which is then computed as its tree says."""
     try:
         return float(e)
     except TypeError:
-        raise ValueError(f"{e} is not a real number") from None
+        return None
 
 
 def _unary(function: Callable[[Any], Any], args: list[_Node]) -> _Node:

@@ -24,6 +24,7 @@ import mpmath
 import sympy
 from flint import arb, ctx, fmpq, fmpz
 
+from ..catalog import grammar
 from ..catalog.grammar import RoundHalfEven
 
 MAX_PRECISION_BITS = 4096
@@ -147,6 +148,8 @@ _UNARY: dict[type, Callable[[arb], arb]] = {
     sympy.sign: lambda u: arb(sign_of(u)),
     sympy.floor: lambda u: u.floor(),
     sympy.ceiling: lambda u: u.ceil(),
+    grammar.floor: lambda u: u.floor(),
+    grammar.ceiling: lambda u: u.ceil(),
     RoundHalfEven: _round_half_even,
 }
 

@@ -87,12 +87,18 @@ def group_scale_symbols(op: Operator, groups: tuple[int, ...]) -> list[sympy.Sym
 def exact_sides(
     op: Operator, point: dict[str, Fraction], s: Fraction, degree: int
 ) -> tuple[sympy.Expr, sympy.Expr]:
-    """Exact f(s x; p) and s^degree f(x; p) at a rational point (inputs scaled, not params)."""
+    """Exact f(s x; p) and s^degree f(x; p) at a rational point (inputs scaled, not params);
+    :class:`InexactPoint` unless both x and s x are shown inside the domain (f(s x) of a
+    simplified expression is a number where the declared f is undefined: with ``0*log(1 -
+    x**2)`` in f, x = -0.783 is inside, 2x is not)."""
     values = {op.symbols[n]: _rational(v) for n, v in point.items()}
     moved = {
         sym: v * _rational(s) if str(sym) in op.element_names else v for sym, v in values.items()
     }
     try:
+        for at in (values, moved):
+            if any(condition.xreplace(at) is not sympy.true for condition in op.domain):
+                raise InexactPoint("the point or the scaled point is not shown inside the domain")
         return op.expr.xreplace(moved), _rational(s) ** degree * op.expr.xreplace(values)
     except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
         # sympy evaluates while it substitutes: Max of numbers it cannot compare raises

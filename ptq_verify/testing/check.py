@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from ptq_verify.catalog.operator import Operator
 from ptq_verify.rules import Counterexample, Rule, RuleKind, Verdict, classify
+from ptq_verify.rules.checker import InexactPoint, exact_sides
 
 from .rewrites import equivalent_forms, redeclare
 from .strategies import MAX_ARRAY_LENGTH, channel_scales, in_domain, operator_points, scales
@@ -339,12 +340,13 @@ def _rational(q: Fraction) -> sympy.Rational:
 
 
 def _exact_sides(op: Operator, point: dict[str, Fraction], s: Fraction) -> tuple[Any, Any]:
-    """f(s*x; p) and f(x; p) at an exact rational point, as exact sympy numbers."""
-    at_x = {op.symbols[n]: _rational(v) for n, v in point.items()}
-    at_sx = {
-        op.symbols[n]: _rational(v * s if n in op.element_names else v) for n, v in point.items()
-    }
-    return op.expr.xreplace(at_sx), op.expr.xreplace(at_x)
+    """f(s*x; p) and f(x; p) at an exact rational point, as exact sympy numbers; a failure
+    of (c) unless both points are inside the domain (the checker's own condition)."""
+    try:
+        return exact_sides(op, point, s, 0)
+    except InexactPoint as err:
+        _fail(op, "(c) the counterexample is not exact for the symbolic form",
+              [("point", _show(point)), ("scale", str(s)), ("why", str(err))])
 
 
 def _exact_value(value: sympy.Expr) -> Any:
