@@ -70,6 +70,8 @@ def test_the_structure_facts_read_off_the_forms():
     maximum = Operator("maximum", "a, b", "max(a, b)")
     sign = Operator("sign", "x", "sign(x)")
     scaled = Operator("scaled", "x", "x/2")
+    pad = Operator("pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": "0.5"})
+    assert structure(pad).chosen_params == {"v"} and not structure(clip).chosen_params
     assert structure(clip).monotone and not structure(clip).lattice
     assert structure(clip).selection_steps == (("max", "lo"), ("min", "hi"))
     assert structure(add).sum_coefficients == (1.0, 1.0)

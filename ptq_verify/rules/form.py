@@ -27,6 +27,7 @@ def structure(op: Operator) -> Structure:
         integer_coefficients=_integer_coefficients(op),
         selection_steps=_selection_steps(op),
         binary=_binary(op),
+        chosen_params=_chosen_params(op.expr, elements, params),
     )
 
 
@@ -41,6 +42,19 @@ def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = froz
                    and not (condition.free_symbols & elements)
                    for value, condition in expr.args)
     return False
+
+
+def _chosen_params(expr: sympy.Basic, elements: frozenset, params: frozenset
+                   ) -> frozenset[str]:
+    """The parameters ``expr`` equals where choices on parameters alone pick them (a
+    Piecewise whose conditions hold no element, nested), whatever the elements are."""
+    if expr in params:
+        return frozenset({str(expr)})
+    if isinstance(expr, sympy.Piecewise) and not any(
+            condition.free_symbols & elements for _, condition in expr.args):
+        return frozenset().union(*(_chosen_params(value, elements, params)
+                                   for value, _ in expr.args))
+    return frozenset()
 
 
 @cache

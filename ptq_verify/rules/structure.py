@@ -37,6 +37,10 @@ class Structure:
             the witness is such a chain over its single element; else None.
         binary: ``"max"`` or ``"min"`` when the witness is that function of its two
             elements; else None.
+        chosen_params: the parameters the witness outputs as they are where a condition on
+            parameters alone (a position) picks them, whatever the input elements are:
+            constant Pad's ``v`` in ``where(k > 0, x, v)``; not Clip's bounds, which
+            ``max``/``min`` choose by comparing them with the input.
     """
 
     lattice: bool
@@ -47,10 +51,12 @@ class Structure:
     integer_coefficients: bool
     selection_steps: tuple[tuple[str, str], ...] | None
     binary: str | None
+    chosen_params: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["names"] = sorted(self.names)
+        out["chosen_params"] = sorted(self.chosen_params)
         return out
 
     @classmethod
@@ -66,4 +72,5 @@ class Structure:
             integer_coefficients=bool(data["integer_coefficients"]),
             selection_steps=None if steps is None else tuple(
                 (str(kind), str(param)) for kind, param in steps),
-            binary=None if data["binary"] is None else str(data["binary"]))
+            binary=None if data["binary"] is None else str(data["binary"]),
+            chosen_params=frozenset(str(n) for n in data["chosen_params"]))
