@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
@@ -61,3 +62,50 @@ def test_a_static_operand_beyond_what_codes_can_hold_saturates_with_a_note(tmp_p
     assert "sum" in calibration.saturated
     assert any("'sum': positions a static operand puts beyond" in n for n in model.notes)
     assert np.all(np.isfinite(got))
+
+
+def _same_pool(tmp_path, value: float, opset: int) -> str:
+    """Conv -> Pad (one row and column at ``value``) -> MaxPool 3x3 stride 2 -> Conv: "SAME"
+    max pooling. At opset 10 the pad constant is Pad's ``value`` attribute, at 11 and later
+    its third input."""
+    rng = np.random.default_rng(0)
+    pads = [0, 0, 0, 0, 0, 0, 1, 1]
+    constants = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+                 numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2")]
+    if opset < 11:
+        pad = helper.make_node("Pad", ["h"], ["p"], name="pad", pads=pads, value=value)
+    else:
+        pad = helper.make_node("Pad", ["h", "pads", "v"], ["p"], name="pad")
+        constants += [numpy_helper.from_array(np.array(pads, np.int64), "pads"),
+                      numpy_helper.from_array(np.array(value, np.float32), "v")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="conv1", pads=[1, 1, 1, 1]),
+             pad,
+             helper.make_node("MaxPool", ["p"], ["m"], name="pool", kernel_shape=[3, 3],
+                              strides=[2, 2]),
+             helper.make_node("Conv", ["m", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(
+        nodes, "same_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                           ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 4, 4])], constants)
+    path = str(tmp_path / f"same_pool_{opset}.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return path
+
+
+@pytest.mark.parametrize("opset", [10, 17])
+def test_a_pad_constant_far_beyond_the_activations_saturates(tmp_path, opset):
+    """A Pad's constant is a value the node selects at static positions, rescaled with x
+    (v -> s*v): at -1e4, far beyond the activations, those positions take the end code and
+    set no range (Corollary 15.3 (c)), in the attribute form (opset 10) as in the input form.
+    At 0 (torch's default) nothing saturates."""
+    x = np.random.default_rng(1).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    path = _same_pool(tmp_path, -1e4, opset)
+    graph = load_model(path)
+    calibration = calibrate(graph, {"x": x}, progress=False)
+    model = quantize(graph, calibration, 8)
+    assert "p" in calibration.saturated and calibration.stats["p"].max_abs < 100
+    assert any("'p': positions a static operand puts beyond" in n for n in model.notes)
+    reference = ort.InferenceSession(path).run(None, {"x": x})[0]
+    assert sqnr_db(reference, model.run({"x": x})["y"]) > 35
+    graph = load_model(_same_pool(tmp_path, 0.0, opset))
+    assert not calibrate(graph, {"x": x}, progress=False).saturated

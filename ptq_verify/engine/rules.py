@@ -73,6 +73,15 @@ def is_monotone_selection(op: Operator) -> bool:
     return stored_structure(op).monotone
 
 
+def chosen_params(op: Operator) -> frozenset[str]:
+    """The parameters the declared witness outputs as they are where a condition on
+    parameters alone (a static position) picks them, whatever the input elements are: the
+    pad constant v of constant Pad, ``where(k > 0, x, v)``. Where such a parameter is rescaled
+    with the input (v -> s*v), the node is a selection with a static value
+    (proofs/saturation.md, Corollary 15.3): a value far beyond the input's reach saturates."""
+    return stored_structure(op).chosen_params
+
+
 def is_elementwise_unary(op: Operator) -> bool:
     """Whether each output element is a function of one input element alone, by the
     declaration: one tensor input whose witness has one element, no channel mixing. Such an

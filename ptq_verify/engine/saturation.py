@@ -10,6 +10,12 @@ information about the range, so they must not set it: an additive attention mask
 finfo(float32).min, -1e4 or -inf would otherwise make the range 10^38 wide and put every
 real score on code 0.
 
+The same holds for a node that selects a *parameter* at static positions and rescales it with
+its input (``rules.chosen_params`` with a non-zero exponent in the proved rule: constant Pad's
+``where(k > 0, x, v)``, v -> s*v): its codes there are round(scale * v), so a pad constant at
+-1e4 or finfo.min, as "SAME" max pooling writes it before a MaxPool, saturates to the end code
+and sets no range, read off the values and the rule as for a Where with a static operand.
+
 Which positions saturate is read off the values, per calibration batch, with no knowledge of
 what the tensor means: with A the largest |activation part| of the sum in the batch, a
 position is kept when |m| <= A + R, R being the largest |sum| over the kept positions (a fixed
@@ -27,7 +33,7 @@ import numpy as np
 from ..graph import Graph, Node, OperatorTable, slot_binding
 from ..graph.static import table_slots
 from ..rules import RuleKind
-from .rules import is_lattice_selection
+from .rules import chosen_params, is_lattice_selection
 
 FIXED_POINT_ROUNDS = 8
 
@@ -43,16 +49,26 @@ class MaskedSum:
     static: tuple[str, ...]
     carried: tuple[str, ...] = ()
     selection: bool = False
+    # values of parameters the node selects at static positions, rescaled with its input
+    # (constant Pad's v held in an attribute): static values like the tensors in ``static``
+    constants: tuple[np.ndarray, ...] = ()
 
 
 def masked_sums(graph: Graph, table: OperatorTable, active: set[str], plans: list
                 ) -> dict[str, MaskedSum]:
     """Output tensor -> the aligned node computing it, for every one with a static operand or
-    an operand carrying saturated positions, in graph order; ``plans``: ``plan_model``'s."""
+    an operand carrying saturated positions, and every node selecting a non-zero parameter
+    rescaled with its input at static positions (:func:`_chosen_values`), in graph order;
+    ``plans``: ``plan_model``'s."""
     found: dict[str, MaskedSum] = {}
     for plan, node in zip(plans, graph.nodes):
         op = table.find(node, graph)
-        if op is None or plan.rule is None or plan.rule.kind is not RuleKind.ALIGNED:
+        if op is None or plan.rule is None:
+            continue
+        if plan.rule.kind is not RuleKind.ALIGNED:
+            chosen = _chosen_values(graph, op, node, plan, active)
+            if chosen is not None:
+                found[node.outputs[0]] = chosen
             continue
         # without an activation operand, a float table read through a tensor slot (T5's
         # position bias, folded to a constant by a fixed-shape export, chosen by Where against
@@ -70,6 +86,37 @@ def masked_sums(graph: Graph, table: OperatorTable, active: set[str], plans: lis
             found[node.outputs[0]] = MaskedSum(node, node.outputs[0], static, carried,
                                                is_lattice_selection(op))
     return found
+
+
+def _chosen_values(graph: Graph, op, node: Node, plan, active: set[str]) -> MaskedSum | None:
+    """The node as a selection with static values when its witness outputs a parameter where
+    a static condition picks it (``rules.chosen_params``: constant Pad's v) and its rule
+    rescales that parameter with the input (v -> s*v), so that the value's codes are
+    round(scale * v), as an activation's would be there (proofs/saturation.md, Corollary
+    15.3 (c)); None otherwise, or where every such value is 0 (Pad's default: it saturates
+    nothing, and the node stays as it was)."""
+    params = {p for p in chosen_params(op) if plan.rule.param_exponents.get(p, 0)}
+    if not params or not plan.activation_slots or node.outputs[0] not in active:
+        return None
+    static, constants = [], []
+    for slot, name in enumerate(node.inputs):
+        if name and slot_binding(op, slot) in params:
+            if name in active:
+                return None  # an activation: not a static value
+            if name in graph.initializers:
+                if np.any(np.asarray(graph.initializers[name]) != 0):
+                    static.append(name)
+            else:
+                static.append(name)  # a static tensor, read on each batch
+    for attr, param in op.onnx_attrs.items():
+        if param in params and attr in node.attrs:
+            value = np.asarray(node.attrs[attr], dtype=np.float64)
+            if np.any(value != 0):
+                constants.append(value)
+    if not static and not constants:
+        return None
+    return MaskedSum(node, node.outputs[0], tuple(static), selection=True,
+                     constants=tuple(constants))
 
 
 def kept_positions(total: np.ndarray, static: np.ndarray,
@@ -118,6 +165,7 @@ def static_part(masked: MaskedSum, values: dict[str, np.ndarray], graph: Graph,
     parts = [values[name] if name in values else graph.initializers[name]
              for name in masked.static]
     parts += [carried[name] for name in masked.carried if name in carried]
+    parts += list(masked.constants)
     parts = [np.asarray(p) for p in parts if _broadcasts(np.shape(p), np.shape(total))]
     if not parts:
         return np.zeros((), dtype=np.asarray(total).dtype)
