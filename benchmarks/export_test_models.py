@@ -49,6 +49,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  with two inputs (no value: 0), the legacy one with an empty third; the batch
                  fixed at 4 (torch.export cannot trace it free); legacy opset 17 and dynamo
                  opset 18
+    digits_same_pool  Conv (no activation after it: values of both signs) -> "SAME" max pooling
+                 as timm's MaxPool2dSame and TF ports write it, F.pad of one row and column
+                 at -1e4 then MaxPool 3x3 stride 2 -> Conv -> ReLU -> Flatten -> Linear (random
+                 weights), input [N, 1, 8, 8]: the pad constant lies far beyond the
+                 activations' reach; legacy opset 17 and dynamo opset 18
     token_encoder  torch's own nn.TransformerEncoder (one post-LN layer, 2 heads) over an
                  nn.Embedding of the token ids, with ``src_key_padding_mask=attention_mask ==
                  0``: torch builds the key mask as ``zeros_like(mask).masked_fill(mask, -inf)``,
@@ -146,6 +151,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_sdpa_half": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
+             "digits_same_pool": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
@@ -234,6 +240,22 @@ class DigitsPad(torch.nn.Module):
         tokens = self.norm(self.embed(x.reshape(x.shape[0], 8, 8)))
         padded = torch.nn.functional.pad(tokens, (0, 0, 1, 0))
         return self.out(padded.reshape(x.shape[0], 72))
+
+
+class DigitsSamePool(torch.nn.Module):
+    """Conv -> "SAME" max pooling (F.pad at -1e4, then MaxPool 3x3 stride 2) -> Conv -> ReLU ->
+    Flatten -> Linear, on the digits image (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = (torch.nn.Conv2d(1, 8, 3, padding=1),
+                                   torch.nn.Conv2d(8, 8, 3, padding=1))
+        self.out = torch.nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        padded = torch.nn.functional.pad(self.first(input), (0, 1, 0, 1), value=-1e4)
+        pooled = torch.nn.functional.max_pool2d(padded, 3, stride=2)
+        return self.out(torch.relu(self.second(pooled)).flatten(1))
 
 
 class TokenEncoder(torch.nn.Module):
@@ -699,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_tensor_split": lambda: (DigitsTensorSplit().eval(), tokens_of_digits),
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
+        "digits_same_pool": lambda: (DigitsSamePool().eval(), image),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),
