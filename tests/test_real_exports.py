@@ -241,10 +241,13 @@ def test_a_pad_constant_beyond_the_activations_sets_no_range(name, value, tmp_pa
     assert sqnr_db(reference, got["qdq"]) > sqnr_db(reference, got["simulation"]) - 1.5
 
 
-@pytest.mark.parametrize("value", [0.0, 0.5])
-def test_a_pad_constant_within_the_activations_sets_the_range_as_before(value, tmp_path):
-    """A pad constant the activations reach (0, the default, or 0.5) is an ordinary value:
-    it saturates nothing and the Pad is quantized as before."""
+@pytest.mark.parametrize(("value", "floor"), [(0.0, 38), (0.5, 38), (-30.0, 18)])
+def test_a_pad_constant_codes_can_hold_sets_the_range_as_before(value, floor, tmp_path):
+    """A pad constant the activations reach (0, the default, or 0.5), or one beyond them that
+    codes can still hold beside them (-30: within 127 times their reach), is an ordinary value:
+    it saturates nothing and the Pad is quantized as before (left out of the calibrated range,
+    -30 had cost its Pad the lopsided codes it had: 24.3 -> 19.8 dB on a trial's model; its
+    range holds -30 against activations near 3, hence the lower floor)."""
     name = "digits_same_pool.legacy.opset17.onnx"
     path = _with_pad_value(name, value, tmp_path)
     graph = load_model(path)
@@ -252,7 +255,7 @@ def test_a_pad_constant_within_the_activations_sets_the_range_as_before(value, t
     model = quantize(graph, calibration, 8)
     assert not calibration.saturated and not calibration.dropped_reach
     test = _data(name, "test")
-    assert sqnr_db(_first_output(path, test), model.run(test)["output"]) > 38
+    assert sqnr_db(_first_output(path, test), model.run(test)["output"]) > floor
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -307,6 +307,8 @@ def calibrate(
             kept = kept_positions(value, static_part(sums[name], held, graph, value, carried),
                                   None if peaks is None else (float(peaks[1].min()),
                                                               float(peaks[0].max())))
+            if kept is not None and sums[name].chosen and _within_codes(value, kept, bits):
+                kept = None  # a pad constant codes can hold beside the rest: it sets the range
             if kept is not None:
                 saturated.add(name)
                 if name in carriers:
@@ -380,6 +382,21 @@ def calibrate(
                                        reference_count),
                        _joined_outputs({name: outputs[name] for name in keep}, reference_count),
                        held_out)
+
+
+def _within_codes(value: np.ndarray, kept: np.ndarray, bits: int | None) -> bool:
+    """Whether every finite value of ``value`` off the ``kept`` positions lies within
+    2^(n-1) - 1 times the kept values' reach (n = ``bits``, 8 when not given): a selected
+    parameter (a pad constant at -30 beside activations within +-3) that codes can still hold
+    beside the rest, as quantize would count it back (``_saturated_reach``), so it sets the
+    range as any value does and the tensor keeps the codes it had (lopsided or per channel);
+    only a constant beyond that (-1e4, finfo.min) or infinite is left out."""
+    dropped = np.abs(value[~kept])
+    finite = dropped[np.isfinite(dropped)]
+    if finite.size < dropped.size:
+        return False
+    reach = float(np.max(np.abs(value[kept]), initial=0.0))
+    return float(finite.max(initial=0.0)) <= ((1 << ((bits or 8) - 1)) - 1) * reach
 
 
 def _each(record: Callable, names: list[str], values: dict[str, np.ndarray]) -> None:

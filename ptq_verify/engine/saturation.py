@@ -49,6 +49,9 @@ class MaskedSum:
     static: tuple[str, ...]
     carried: tuple[str, ...] = ()
     selection: bool = False
+    # a node selecting a rescaled parameter (constant Pad's v): its positions are left out
+    # only where codes could not hold them beside the rest (calibrate, CHOSEN_BITS)
+    chosen: bool = False
     # values of parameters the node selects at static positions, rescaled with its input
     # (constant Pad's v held in an attribute): static values like the tensors in ``static``
     constants: tuple[np.ndarray, ...] = ()
@@ -115,7 +118,7 @@ def _chosen_values(graph: Graph, op, node: Node, plan, active: set[str]) -> Mask
                 constants.append(value)
     if not static and not constants:
         return None
-    return MaskedSum(node, node.outputs[0], tuple(static), selection=True,
+    return MaskedSum(node, node.outputs[0], tuple(static), selection=True, chosen=True,
                      constants=tuple(constants))
 
 
