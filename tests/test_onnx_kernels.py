@@ -609,6 +609,77 @@ def test_cum_sum_split_trilu():
     _check("Trilu", [x, _i(-1)], {"upper": 0})
 
 
+
+def _split_model(opset: int, size: int, parts: int, attrs: dict, sizes: list | None):
+    """x (2, size) -> Split along axis 1 into ``parts`` outputs, sizes given as an input."""
+    inputs, initializers = ["x"], []
+    if sizes is not None:
+        inputs.append("sizes")
+        initializers.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+    outputs = [f"y{i}" for i in range(parts)]
+    graph = helper.make_graph(
+        [helper.make_node("Split", inputs, outputs, name="split", axis=1, **attrs)], "split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, size])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, None) for y in outputs],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model, {"x": _f(2, size)}
+
+
+@pytest.mark.parametrize(("opset", "size", "parts", "attrs", "sizes"), [
+    (17, 8, 2, {}, None),  # no sizes before opset 18: one equal part per output (F.glu)
+    (13, 9, 3, {}, None),
+    (11, 6, 2, {"split": [2, 4]}, None),  # sizes an attribute before opset 13
+    (17, 7, 2, {}, [3, 4]),  # sizes an input
+    (18, 7, 3, {"num_outputs": 3}, None),  # ceil(7/3) = 3, 3, and a shorter last part
+    (18, 6, 4, {"num_outputs": 4}, None),  # 2, 2, 2 and an empty last part
+])
+def test_split_in_every_opset_form_against_onnxruntime(opset, size, parts, attrs, sizes):
+    """Run through the graph executor, as calibration and equalization do: a legacy torch
+    export's Split at opset 17 with no sizes (F.glu, a conformer's) had stopped quantize with
+    "cannot run it ('num_outputs')", the opset-18 attribute the kernel read."""
+    import onnxruntime
+
+    from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+    model, feeds = _split_model(opset, size, parts, attrs, sizes)
+    expected = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = run_graph(graph_from_onnx(model), feeds, OperatorTable())
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(got[f"y{i}"], want)
+
+
+@pytest.mark.parametrize(("opset", "size", "parts", "attrs"), [
+    (17, 7, 2, {}),  # equal parts that do not divide the axis
+    (18, 5, 4, {"num_outputs": 4}),  # ceil(5/4) = 2: 2, 2, 2 leave -1 for the last
+])
+def test_a_split_that_does_not_hold_is_refused_saying_why(opset, size, parts, attrs):
+    """onnxruntime refuses both; the kernel had returned parts of other sizes (or failed on
+    the missing attribute)."""
+    from ptq_verify.errors import UserError
+    from ptq_verify.graph import OperatorTable, run_node
+    from ptq_verify.graph.model import Node
+
+    node = Node("split", "Split", ["x"], [f"y{i}" for i in range(parts)], {"axis": 1, **attrs})
+    with pytest.raises(UserError, match=r"node 'split' \(Split\): cannot run it \(.*does not "
+                       rf"split into {parts} "):
+        run_node(node, OperatorTable(), [_f(2, size)])
+
+
+def test_a_missing_attribute_is_named_as_one():
+    """A kernel's KeyError is the bare key ("cannot run it ('num_outputs')" had been the whole
+    reason): the message says it is an attribute the node lacks."""
+    from ptq_verify.errors import UserError
+    from ptq_verify.graph import OperatorTable, run_node
+    from ptq_verify.graph.model import Node
+
+    node = Node("join", "Concat", ["a", "b"], ["y"])
+    with pytest.raises(UserError, match=r"node 'join' \(Concat\): cannot run it \(its kernel "
+                       r"needs attribute 'axis', which the node lacks\)$"):
+        run_node(node, OperatorTable(), [_f(2, 3), _f(2, 3)])
+
 def test_cast_and_shape():
     x = _f(2, 3)
     _check("Cast", [x], {"to": TensorProto.FLOAT16})

@@ -129,7 +129,7 @@ def _affine_per_channel(graph: Graph, op: Operator, node: Node, active: set[str]
     def run(x: np.ndarray) -> np.ndarray:
         values = list(examples)
         values[slot] = x
-        result = op.run_onnx(values, node.attrs)
+        result = op.run_onnx(values, node.kernel_attrs)
         return np.asarray(result[0] if isinstance(result, (list, tuple)) else result,
                           dtype=np.float64)
 

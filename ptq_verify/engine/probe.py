@@ -80,7 +80,7 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
     weight = np.asarray(base[slot])
     weight = weight.astype(np.promote_types(np.float32, weight.dtype), copy=False)
     try:
-        y0 = np.asarray(_first(op.run_onnx(base, node.attrs)), dtype=np.float64)
+        y0 = np.asarray(_first(op.run_onnx(base, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
         return None
     if not y0.size:
@@ -96,7 +96,7 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
         scaled = list(base)
         scaled[slot] = weight * along(factors.astype(weight.dtype), axis, weight.ndim)
         try:
-            y1 = np.asarray(_first(op.run_onnx(scaled, node.attrs)), dtype=np.float64)
+            y1 = np.asarray(_first(op.run_onnx(scaled, node.kernel_attrs)), dtype=np.float64)
         except Exception:  # noqa: BLE001
             return None
         if y1.shape != y0.shape:
@@ -115,7 +115,7 @@ def run_kernel(op: Operator, node: Node, examples: list, changes: dict) -> np.nd
     None when it cannot run (a probe that cannot run proves nothing)."""
     values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
     try:
-        return np.asarray(_first(op.run_onnx(values, node.attrs)), dtype=np.float64)
+        return np.asarray(_first(op.run_onnx(values, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - any kernel failure means no probe
         return None
 

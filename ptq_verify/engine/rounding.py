@@ -98,7 +98,7 @@ def patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
     probed = _cleared(inputs, target)
     probed[target.slot] = basis
     try:
-        unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
+        unit = np.asarray(_first(op.run_onnx(probed, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
     if unit.ndim <= target.out_axis or unit.shape[target.out_axis] != columns:
@@ -113,7 +113,7 @@ def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
     read by every output channel, or X_c (channels, rows, K) by channel c alone."""
     weight = np.asarray(inputs[target.slot], dtype=np.float64)
     try:
-        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.attrs)),
+        real = np.asarray(_first(op.run_onnx(_cleared(inputs, target), node.kernel_attrs)),
                           dtype=np.float64)
     except Exception:  # noqa: BLE001
         return False
@@ -143,7 +143,7 @@ def channel_patches(op: Operator, node: Node, inputs: list, target: WeightTarget
     probed = _cleared(inputs, target)
     probed[target.slot] = np.moveaxis(basis, 0, target.weight_axis)
     try:
-        unit = np.asarray(_first(op.run_onnx(probed, node.attrs)), dtype=np.float64)
+        unit = np.asarray(_first(op.run_onnx(probed, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a kernel that refuses the probe: nearest rounding
         return None
     if unit.ndim <= target.out_axis or unit.shape[target.out_axis] != channels * columns:

@@ -90,7 +90,7 @@ class NodeStep:
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         inputs = [self._value(env, name) if name else None for name in self.node.inputs]
         with np.errstate(all="ignore"):  # IEEE results are the model's own (executor.run_node)
-            result = self.op.run_onnx(inputs, self.node.attrs)
+            result = self.op.run_onnx(inputs, self.node.kernel_attrs)
         results = list(result) if isinstance(result, (list, tuple)) else [result]
         for name, value in zip(self.node.outputs, results):
             if name:

@@ -84,7 +84,7 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
         # IEEE results are the model's own semantics (log(0) = -inf in T5's position buckets,
         # cast of -inf): onnxruntime computes them silently, and so do we
         with np.errstate(all="ignore"):
-            result = op.run_onnx(inputs, node.attrs)
+            result = op.run_onnx(inputs, node.kernel_attrs)
     except (NotImplementedError, ValueError, TypeError, IndexError, KeyError) as err:
         where = f"{graph.source}: " if graph is not None else ""
         beyond = IndexBeyondTable.find(node, inputs, graph, err)
@@ -92,9 +92,21 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
             raise beyond from None
         if isinstance(err, NotImplementedError):
             raise KernelGap(where, f"{node.label}: cannot run it here ({err})") from None
-        raise UserError(f"{where}{node.label}: cannot run it ({err})") from None
+        raise UserError(f"{where}{node.label}: cannot run it ({_reason(node, err)})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]
+
+
+def _reason(node: Node, err: Exception) -> str:
+    """Why a kernel failed, in words: a KeyError's text is the bare key (a Split before opset
+    18 had failed with "cannot run it ('num_outputs')"), so it is said to be an attribute the
+    node lacks where it is one, and the key of something else otherwise."""
+    if not isinstance(err, KeyError):
+        return str(err)
+    key = err.args[0] if err.args else None
+    if isinstance(key, str) and key not in node.attrs:
+        return f"its kernel needs attribute {key!r}, which the node lacks"
+    return f"its kernel has no entry for {key!r}"
 
 
 def run_graph(

@@ -47,6 +47,20 @@ class Node:
         return self.domain in ("", "ai.onnx")
 
     @property
+    def kernel_attrs(self) -> dict[str, Any]:
+        """The attributes the catalog's ONNX kernel reads: the node's own, with what ONNX
+        leaves to the node's form: a Split with no sizes and no ``num_outputs`` (opsets 13 to
+        17; torch's legacy export of ``F.glu`` and ``chunk``) splits into as many equal parts as
+        it has outputs, which the kernel cannot see (:data:`~ptq_verify.catalog.kernels.shape.
+        EQUAL_PARTS`)."""
+        if (self.op_type == "Split" and self.in_onnx_domain and "num_outputs" not in self.attrs
+                and "split" not in self.attrs and not (len(self.inputs) > 1 and self.inputs[1])):
+            from ..catalog.kernels.shape import EQUAL_PARTS
+
+            return {**self.attrs, EQUAL_PARTS: len(self.outputs)}
+        return self.attrs
+
+    @property
     def label(self) -> str:
         """How messages name the node: ``node 'conv1' (Conv)``."""
         return f"node {self.name!r} ({self.op_type})"

@@ -5,6 +5,7 @@ One small module per family. Each kernel has the signature ``kernel(inputs, attr
 order (None for an absent optional input), ``attrs`` the node's attributes as plain Python
 values (strings may arrive as bytes). They follow the ONNX specification of the latest opset the
 installed ``onnx`` knows, and accept the older forms that moved an attribute to an input (axes of
-the reductions, Squeeze and Unsqueeze, Pad's pads). tests/test_onnx_kernels.py checks each
+the reductions, Squeeze and Unsqueeze, Pad's pads; Split's sizes, and its equal parts
+before opset 18, which the node's number of outputs sets). tests/test_onnx_kernels.py checks each
 against ``onnx.reference.ReferenceEvaluator``.
 """

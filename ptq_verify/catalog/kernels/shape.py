@@ -173,19 +173,45 @@ def cum_sum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return (np.flip(total, axis) if reverse else total).astype(x.dtype, copy=False)
 
 
+EQUAL_PARTS = "equal parts"
+"""The key under which a Split of the form before opset 18 with no sizes passes :func:`split`
+the number of outputs its node has: that form splits into as many equal parts, which no
+attribute says (``num_outputs`` came with opset 18), so a node's attributes cannot hold it;
+:attr:`ptq_verify.graph.model.Node.kernel_attrs` adds it. The space keeps it apart from every
+ONNX attribute name."""
+
+
 def split(inputs: list, attrs: Mapping[str, Any]) -> list[np.ndarray]:
-    """ONNX Split along ``axis``: by the static split input, or into ``num_outputs`` parts
-    (the last one smaller when the size does not divide)."""
+    """ONNX Split along ``axis``, in every opset's form: by the sizes of the ``split`` input
+    (opset 13 on) or attribute (before 13); else into ``num_outputs`` parts (opset 18), each
+    ceil(size / num_outputs) long but the last, which is shorter when the size does not divide;
+    else, before opset 18, into as many equal parts as the node has outputs (``EQUAL_PARTS``),
+    which must divide the size. A form that cannot hold is a ValueError, as onnxruntime refuses
+    it."""
     x = np.asarray(inputs[0])
     axis = int(attrs.get("axis", 0))
+    size = x.shape[axis]
     given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
     if given is not None:
         sizes = [int(s) for s in np.asarray(given).reshape(-1)]
-    else:
+        if sum(sizes) != size or min(sizes, default=0) < 0:
+            raise ValueError(f"split sizes {sizes} do not add up to the axis's {size}")
+    elif "num_outputs" in attrs:
         parts = int(attrs["num_outputs"])
-        size = x.shape[axis]
-        step = -(-size // parts)
-        sizes = [min(step, size - i * step) for i in range(parts)]
+        step = -(-size // parts) if parts > 0 else 0
+        if parts < 1 or size - (parts - 1) * step < 0:
+            raise ValueError(f"num_outputs {parts}: an axis of {size} does not split into "
+                             f"{parts} parts of ceil({size}/{parts}) but a shorter last one")
+        sizes = [step] * (parts - 1) + [size - (parts - 1) * step]
+    elif EQUAL_PARTS in attrs:
+        parts = int(attrs[EQUAL_PARTS])
+        if parts < 1 or size % parts:
+            raise ValueError(f"an axis of {size} does not split into {parts} equal parts, one "
+                             "per output (a Split with no sizes before opset 18)")
+        sizes = [size // parts] * parts
+    else:
+        raise ValueError("no sizes: neither a 'split' input nor a 'num_outputs' attribute "
+                         "(nor, before opset 18, the node's number of outputs)")
     return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
 
 
