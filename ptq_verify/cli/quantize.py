@@ -117,6 +117,7 @@ def run(args) -> int:
     from ..engine.equalize import equalize
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
+    from ..engine.lower.qdq import FUSED_WRONG
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
@@ -239,6 +240,15 @@ def run(args) -> int:
             f"--encoding {args.encoding}: this CPU's onnxruntime saturates its 8-bit products "
             "at 16 bits (x86 without VNNI), so the file computes wrong values here; it is "
             "exact on CPUs with VNNI. u8u8, the default, is exact on both (docs/engine.md)")
+    if args.format == "qdq" and (wrong := {e.key: e.value for e in exported.metadata_props}
+                                  .get(FUSED_WRONG)):
+        model.notes.append(
+            "onnxruntime's default session computes AveragePool "
+            f"{', '.join(repr(name) for name in json.loads(wrong))} wrong in this file "
+            "where a ceil_mode window runs past the padding (its fused QLinearAveragePool "
+            "divides such a window by the whole kernel; no other spelling keeps the output's "
+            "length): right with graph optimizations off, and in --format simulation and "
+            "integer")
     format_floats = 0  # nodes the integer format runs in float beyond the compensated ones
     if args.format == "integer":
         listed = {e.key: e.value for e in exported.metadata_props}["float_nodes"]
