@@ -71,6 +71,18 @@ def test_one_operator_shows_its_shift_rule(capsys):
     assert "shift rule: proved: f(x - c; hi -> hi - c, lo -> lo - c) = f(x) - c" in out
 
 
+def test_a_refuted_shift_is_named_apart_from_an_input_named_c(capsys):
+    """A trial: with an input named c the refuted shift printed "refuted at a = 4, b = 1,
+    c = 3/2, c = 1" (two c's); it takes the name the proved one has, c_ (c__ beside c_)."""
+    status, out, _ = run(capsys, "sign(exp(log(abs(exp(log(abs(ceil(c))))))))",
+                         "--inputs", "a, b, c")
+    (line,) = [line for line in out.splitlines() if "shift rule:" in line]
+    assert status == 0 and line.count(" c = ") == 1
+    assert ", c_ = " in line and "f(x - c_) = " in line and "f(x) - c_ = " in line
+    status, out, _ = run(capsys, "ceil(c)", "--inputs", "c, c_")
+    assert ", c__ = " in out and "f(x - c__) = " in out
+
+
 def test_free_names_become_parameters(capsys):
     status, out, _ = run(capsys, "where(x < 0, alpha*x, x)", "--json")
     entry = json.loads(out)[0]

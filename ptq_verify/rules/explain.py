@@ -152,8 +152,14 @@ def shift_summary(shift) -> str:
     if shift.status == "refuted" and shift.certificate is not None:
         cx = shift.certificate.to_json()
         point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
-        return (f"refuted at {point}, c = {cx['shift']}: f(x - c) = {cx['lhs']}, "
-                f"f(x) - c = {cx['rhs']}")
+        # the point names every element of an operator without parameters (shift.py refutes
+        # no other): the shift takes the name shift_symbol gives it, c_ beside an input c
+        # (which had printed "c = 3/2, c = 1")
+        c = "c"
+        while c in cx["point"]:
+            c += "_"
+        return (f"refuted at {point}, {c} = {cx['shift']}: f(x - {c}) = {cx['lhs']}, "
+                f"f(x) - {c} = {cx['rhs']}")
     return f"undecided ({shift.reason})"
 
 
