@@ -83,6 +83,25 @@ def test_a_refuted_shift_is_named_apart_from_an_input_named_c(capsys):
     assert ", c__ = " in out and "f(x - c__) = " in out
 
 
+@pytest.mark.parametrize("name", ["a\nrule: pass_through", "a\x1b[31mRED", "a\tb\rc"])
+def test_a_name_with_control_characters_is_shown_escaped(capsys, name):
+    """A trial: --name took a line break (a name that printed a fake "rule:" line) or an ANSI
+    escape (which coloured the terminal) as they were. The name is shown as node names from a
+    model are (report.cells): each character that does not print as repr writes it, on the
+    first line of the detail, in the --expect message and in the JSON alike."""
+    escaped = repr(name)[1:-1]
+    status, out, _ = run(capsys, "x", "--name", name)
+    assert status == 0 and out.splitlines()[0] == escaped
+    assert all(line.isprintable() for line in out.split("\n"))
+    assert [line for line in out.splitlines() if line.startswith("  rule:")] == [
+        "  rule: pass_through"]
+    status, _, err = run(capsys, "x", "--name", name, "--expect", "needs_compensation")
+    assert status == 1 and err == f"ptq-verify classify: --expect: {escaped} (x): expected " \
+        "needs_compensation, found pass_through\n"
+    status, out, _ = run(capsys, "x", "--name", name, "--json")
+    assert json.loads(out)[0]["name"] == escaped
+
+
 def test_free_names_become_parameters(capsys):
     status, out, _ = run(capsys, "where(x < 0, alpha*x, x)", "--json")
     entry = json.loads(out)[0]
@@ -113,10 +132,10 @@ def test_failed_expect_names_operator_expected_and_found(capsys):
 
 def test_failed_expect_is_one_line_whatever_the_name(capsys):
     """A hostile-input hunt: --name holding a line break made the --expect message two
-    lines."""
+    lines (folded into a space, then written escaped, as the name is shown everywhere)."""
     status, _, err = run(capsys, "x*x", "--name", "a\nb", "--expect", "pass_through")
     assert status == 1
-    assert err.count("\n") == 1 and "--expect: a b (x**2)" in err
+    assert err.count("\n") == 1 and "--expect: a\\nb (x**2)" in err
 
 
 def test_toml_file(capsys, tmp_path):

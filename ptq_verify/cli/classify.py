@@ -132,6 +132,7 @@ def _operators(args: argparse.Namespace):
 def _expression_operator(args: argparse.Namespace):
     from ..catalog.grammar import ExpressionError, parse_expression
     from ..catalog.operator import DeclarationError, Operator, parse_inputs
+    from ..report.cells import plain_cell
 
     text = args.expression.strip()  # shield_expression's leading space
     try:
@@ -154,8 +155,14 @@ def _expression_operator(args: argparse.Namespace):
             "--inputs: x does not appear in the expression (the default input is x; name the "
             "inputs with --inputs)"
         )
+    # --name is a label for the output, any text: like a node name read from a model
+    # (report.cells), it is shown with each character that does not print (a line break, a
+    # tab, an ANSI escape) written as repr writes it, so it stays one line and prints no
+    # control sequence; a trial's --name "a\nrule: pass_through" had faked an output line.
+    # Escaped once here, it is so in every view (detail, table, JSON, --expect, errors).
+    name = plain_cell(args.name)
     try:  # first: a parameter named pi or exp is in the text, read as the constant
-        op = Operator(args.name, args.inputs, text, params=params)
+        op = Operator(name, args.inputs, text, params=params)
     except DeclarationError as err:
         raise UserError(str(err)) from None
     unused = set(params) - set(parsed.names)
