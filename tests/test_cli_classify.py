@@ -102,6 +102,19 @@ def test_a_name_with_control_characters_is_shown_escaped(capsys, name):
     assert json.loads(out)[0]["name"] == escaped
 
 
+def test_domain_conditions_with_or_are_parenthesised_when_several_are_joined(capsys):
+    """A trial: "domain: x <= 1 or x - 2 > 0 and x <= 1 or log(x - 2) != 0" was two
+    conditions joined by "and" that read as one formula (and, by precedence, another)."""
+    status, out, _ = run(capsys, "where(x > 1, 1/log(x - 2), 0)")
+    assert status == 0
+    assert "  domain: (x <= 1 or x - 2 > 0) and (x <= 1 or log(x - 2) != 0)\n" in out
+    _, out, _ = run(capsys, "1/x + sqrt(y) + where(x > 0, where(y > 1, log(x), 1/y), 0)",
+                    "--inputs", "x, y")
+    assert "  domain: x != 0 and y >= 0 and (x <= 0 or y > 1 or y != 0)\n" in out
+    _, out, _ = run(capsys, "where(x > 0, log(x), 1/(x + 1))")  # one condition: as it is
+    assert "  domain: x > 0 or x + 1 != 0\n" in out
+
+
 def test_free_names_become_parameters(capsys):
     status, out, _ = run(capsys, "where(x < 0, alpha*x, x)", "--json")
     entry = json.loads(out)[0]

@@ -77,7 +77,7 @@ def explain(verdict: Verdict) -> list[str]:
         f"  f = {verdict.expression}",
         f"  rule: {verdict.rule.describe()}",
         f"    {rule_statement(verdict.rule)}",
-        f"  domain: {' and '.join(verdict.domain) if verdict.domain else 'all real inputs'}",
+        f"  domain: {domain_text(verdict.domain)}",
         f"  PTQ engine: {engine_action(verdict.rule)}",
     ]
     if verdict.output_nonnegative:
@@ -92,6 +92,17 @@ def explain(verdict: Verdict) -> list[str]:
     for rule, _ in verdict.alternatives:
         lines.append(f"  also holds (proved): {rule.describe()}")
     return lines
+
+
+def domain_text(conditions) -> str:
+    """The domain's conditions as one formula: joined by "and", each that holds an "or"
+    parenthesised when there are several ("x <= 1 or x - 2 > 0 and x <= 1 or log(x - 2) != 0"
+    had read as one formula, and by the usual precedence as another one)."""
+    if not conditions:
+        return "all real inputs"
+    if len(conditions) == 1:
+        return conditions[0]
+    return " and ".join(f"({c})" if " or " in c else c for c in conditions)
 
 
 def _proof_lines(proof: dict) -> list[str]:
