@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog.kernels.shape import NODE_OUTPUTS
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -48,17 +50,11 @@ class Node:
 
     @property
     def kernel_attrs(self) -> dict[str, Any]:
-        """The attributes the catalog's ONNX kernel reads: the node's own, with what ONNX
-        leaves to the node's form: a Split with no sizes and no ``num_outputs`` (opsets 13 to
-        17; torch's legacy export of ``F.glu`` and ``chunk``) splits into as many equal parts as
-        it has outputs, which the kernel cannot see (:data:`~ptq_verify.catalog.kernels.shape.
-        EQUAL_PARTS`)."""
-        if (self.op_type == "Split" and self.in_onnx_domain and "num_outputs" not in self.attrs
-                and "split" not in self.attrs and not (len(self.inputs) > 1 and self.inputs[1])):
-            from ..catalog.kernels.shape import EQUAL_PARTS
-
-            return {**self.attrs, EQUAL_PARTS: len(self.outputs)}
-        return self.attrs
+        """The attributes the catalog's ONNX kernel reads: the node's own, and how many outputs
+        it has (:data:`~ptq_verify.catalog.kernels.shape.NODE_OUTPUTS`), on which ONNX lets a
+        function depend (torch's legacy export of ``F.glu`` and ``chunk``: a Split with no
+        sizes at opsets 13 to 17 makes one equal part per output)."""
+        return {**self.attrs, NODE_OUTPUTS: len(self.outputs)}
 
     @property
     def label(self) -> str:

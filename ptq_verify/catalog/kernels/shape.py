@@ -173,19 +173,18 @@ def cum_sum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return (np.flip(total, axis) if reverse else total).astype(x.dtype, copy=False)
 
 
-EQUAL_PARTS = "equal parts"
-"""The key under which a Split of the form before opset 18 with no sizes passes :func:`split`
-the number of outputs its node has: that form splits into as many equal parts, which no
-attribute says (``num_outputs`` came with opset 18), so a node's attributes cannot hold it;
-:attr:`ptq_verify.graph.model.Node.kernel_attrs` adds it. The space keeps it apart from every
-ONNX attribute name."""
+NODE_OUTPUTS = "node outputs"
+"""The key under which a kernel finds how many outputs its node has (:attr:`ptq_verify.graph.
+model.Node.kernel_attrs` adds it to every node's attributes): ONNX lets an op's function depend
+on it (a Split before opset 18 with no sizes makes one equal part per output), and no attribute
+holds it. The space keeps it apart from every ONNX attribute name."""
 
 
 def split(inputs: list, attrs: Mapping[str, Any]) -> list[np.ndarray]:
     """ONNX Split along ``axis``, in every opset's form: by the sizes of the ``split`` input
     (opset 13 on) or attribute (before 13); else into ``num_outputs`` parts (opset 18), each
     ceil(size / num_outputs) long but the last, which is shorter when the size does not divide;
-    else, before opset 18, into as many equal parts as the node has outputs (``EQUAL_PARTS``),
+    else, before opset 18, into as many equal parts as the node has outputs (``NODE_OUTPUTS``),
     which must divide the size. A form that cannot hold is a ValueError, as onnxruntime refuses
     it."""
     x = np.asarray(inputs[0])
@@ -203,8 +202,8 @@ def split(inputs: list, attrs: Mapping[str, Any]) -> list[np.ndarray]:
             raise ValueError(f"num_outputs {parts}: an axis of {size} does not split into "
                              f"{parts} parts of ceil({size}/{parts}) but a shorter last one")
         sizes = [step] * (parts - 1) + [size - (parts - 1) * step]
-    elif EQUAL_PARTS in attrs:
-        parts = int(attrs[EQUAL_PARTS])
+    elif NODE_OUTPUTS in attrs:
+        parts = int(attrs[NODE_OUTPUTS])
         if parts < 1 or size % parts:
             raise ValueError(f"an axis of {size} does not split into {parts} equal parts, one "
                              "per output (a Split with no sizes before opset 18)")
