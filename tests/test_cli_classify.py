@@ -213,6 +213,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
         ("[[operator]]\nname = 'A'\nexpr = 'exp(x'\n", "operator 'A'"),
         ("not toml at all = = =", "not valid TOML"),
         ("title = 'no operators'", "expected one or more [[operator]] tables"),
+        # a declared name is shown in every table and message: a line break or an escape
+        # code in it would fake an output line or colour the terminal
+        ("[[operator]]\nname = \"A\\nrule: pass_through\"\nexpr = 'x'\n",
+         "'name' holds a character that does not print"),
+        ("[[operator]]\nname = \"A\\u001b[31m\"\nexpr = 'x'\n",
+         "'name' holds a character that does not print"),
+        ("[[operator]]\nname = 'A'\nexpr = 'x'\nonnx_type = \"Relu\\t\"\n",
+         "'onnx_type' holds a character that does not print"),
     ],
 )
 def test_bad_toml_names_file_and_operator(capsys, tmp_path, text, message):

@@ -109,6 +109,10 @@ def load_operators(path: str | Path) -> list[Operator]:
             if key in table and not isinstance(table[key], str):
                 raise UserError(f"{where}: '{key}' must be a string, not "
                                 f"{_toml_type(table[key])}")
+        for key in ("name", "onnx_type"):  # names, shown in every table and message
+            if key in table and not table[key].isprintable():
+                raise UserError(f"{where}: '{key}' holds a character that does not print (a "
+                                "line break, a tab, an escape code)")
         if name in seen:
             raise UserError(f"{where}: declared twice (operators #{seen[name]} and #{position})")
         seen[name] = position
