@@ -267,6 +267,21 @@ def test_a_checker_past_its_budget_answers_undecided_and_is_not_cached(monkeypat
     assert decide.classify(op, timeout=30).rule.kind is RuleKind.PASS_THROUGH
 
 
+def test_a_time_out_costs_its_budget_once_per_process(monkeypatch):
+    """quantize asks for a node's verdict at each planning pass: a declaration the checker
+    cannot decide in time took 10 x 30 s (a trial); a smaller or equal budget now gets the
+    time-out back at once, a larger one tries again."""
+    op = Operator("slow", "x", "x")
+    calls = []
+    monkeypatch.setattr(decide.Checker, "verdict",
+                        lambda self: calls.append(1) or time.sleep(30))
+    for _ in range(3):
+        assert decide.timed_out(decide.classify(op, timeout=0.2))
+    assert decide.timed_out(decide.classify(op, timeout=0.1))
+    assert len(calls) == 1
+    assert decide.timed_out(decide.classify(op, timeout=0.3)) and len(calls) == 2
+
+
 def test_a_wrong_proof_from_the_search_becomes_undecided(monkeypatch):
     op = Operator("op", "x", "1/(1+exp(-x))")
     bogus = Proof("x", "x", "direct", (ProofCase({}, "0"),))

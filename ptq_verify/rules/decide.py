@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -86,15 +87,29 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
     verdict = held.get(op)
     if verdict is not None:
         return verdict
+    ran_out = _ran_out.get(op)
+    if ran_out is not None and timeout is not None and timeout <= ran_out[0]:
+        return ran_out[1]
     try:
         with time_budget(timeout), mpmath.workdps(_DPS):
             verdict = validated(op, Checker(op).verdict())
     except TimeBudgetExceeded:
-        return _undecided(op, f"{TIMEOUT_REASON} ({timeout:g} s; raise it with --timeout)")
+        verdict = _undecided(op, f"{TIMEOUT_REASON} ({timeout:g} s; `ptq-verify classify "
+                                 "--timeout` decides it with more, and stores the verdict "
+                                 "quantize and audit read)")
+        _ran_out[op] = (timeout, verdict)
+        return verdict
     except RecursionError:
         return _undecided(op, "the expression is too deeply nested for the checker")
     held[op] = verdict
     return verdict
+
+
+# Time-outs, kept for this process only (the next may have more time or a faster machine),
+# so that one declaration the checker cannot decide costs its budget once: quantize asks for
+# a node's verdict at each planning pass, and a trial's custom node took 10 x 30 s.
+_ran_out: weakref.WeakKeyDictionary[Operator, tuple[float, Verdict]] = (
+    weakref.WeakKeyDictionary())
 
 
 def timed_out(verdict: Verdict) -> bool:
