@@ -251,3 +251,15 @@ def test_a_model_with_an_output_that_is_not_a_tensor_is_listed_with_why_quantize
     assert "quantize refuses this model:" in out and "'listed' is a sequence" in out
     assert main(["quantize", str(path), "--calib", str(Path(__file__).parent / "fixtures" /
                  "torch" / "digits_image.calib.npz"), "-o", str(tmp_path / "q.onnx")]) == 2
+
+
+def test_a_model_with_token_id_inputs_says_equalization_was_not_probed(capsys):
+    """Random draws stand only for float inputs: on a model reading token ids, audit said
+    "no pair" where quantize then equalized a pair on the calibration data (a new-user trial);
+    it now says the probe did not run and why."""
+    path = Path(__file__).parent / "fixtures" / "torch" / "tiny_bert.legacy.opset17.onnx"
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
+    assert "not probed (input 'input_ids' is not float" in line
+    assert "no pair" not in line

@@ -560,6 +560,20 @@ def per_channel_update(value, amounts: np.ndarray, ndim: int, combine) -> np.nda
     return combine(value.reshape(full), along(amounts, CHANNEL_AXIS, ndim)).reshape(value.shape)
 
 
+def unprobed_without_data(graph: Graph) -> str | None:
+    """Why :func:`equalize` without data cannot probe ``graph`` (it then finds no group), or
+    None: random draws stand only for float inputs of known shapes, and token ids are not
+    (``audit`` says so rather than that no pair exists; quantize probes on its data)."""
+    floats = {info.name for info in graph.float_inputs()}
+    if others := [info.name for info in graph.inputs if info.name not in floats]:
+        return (f"input {others[0]!r} is not float (token ids), and random draws do not stand "
+                "for it; quantize finds the pairs on the calibration data")
+    if unknown := [name for name in floats if example_shape(graph, name) is None]:
+        return (f"input {unknown[0]!r} has no known shape to draw random inputs of; quantize "
+                "finds the pairs on the calibration data")
+    return None
+
+
 def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:
     """Random inputs of RANDOM_BATCH samples, or of the batch size an input fixes (an export
     without dynamic axes bakes it into its Reshape constants); None when a shape is unknown."""

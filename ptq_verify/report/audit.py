@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
-from ..engine.equalize import equalize
+from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import Action
 from ..engine.rules import is_elementwise_unary
@@ -163,6 +163,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     # the probe runs the graph on the catalog's kernels: not with a node none of them runs
     unprobed = "" if all(entry.verdict not in (UNKNOWN, UNFIT) for entry in entries) else (
         "it runs the model, and some nodes have no declaration that fits them, listed below")
+    if not unprobed:
+        unprobed = unprobed_without_data(prepared) or ""
     pairs = []
     if not unprobed:
         try:
@@ -239,9 +241,10 @@ def _summary_lines(audit: Audit) -> list[str]:
                      "only by operators with a per-channel rule)" if not audit.unprobed
                      else f"not probed ({audit.unprobed})")))
     lines.append("bias absorption (with equalization, where calibration data puts a channel "
-                 "above 0): " + ("; ".join(summary["absorbable"]) or "no equalized group whose "
-                                 "links pass a shift by a proved rule into layers whose bias "
-                                 "takes it"))
+                 "above 0): " + ("; ".join(summary["absorbable"]) or (
+                     "no equalized group whose links pass a shift by a proved rule into layers "
+                     "whose bias takes it" if not audit.unprobed
+                     else "not probed (equalization was not)")))
     lines.append("activation smoothing (on by default; chosen on calibration data): " + (
         "; ".join(summary["smoothable"]) or "no activation feeds weight layers from a node "
         "proved linear in its parameters"))
