@@ -141,6 +141,21 @@ def test_ids_beyond_the_input_type_are_refused_as_they_are(tmp_path, capsys):
     assert "9223372036854775863" in err and "beyond the model's int64" in err
 
 
+@pytest.mark.parametrize("ids, hint", [(np.full((4, 8), 5.0, np.float32), True),
+                                       (np.full((4, 8), 5.5, np.float32), False)])
+def test_token_ids_held_as_whole_floats_are_refused_with_the_cast_to_make(
+        tmp_path, capsys, ids, hint):
+    """A new-user trial: ids saved as float32 were refused with no word of what to do."""
+    import hostile
+
+    model, calib = tmp_path / "embedding.onnx", tmp_path / "ids.npy"
+    onnx.save(hostile.embedding_model(), model)
+    np.save(calib, ids)
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err and "does not fit the model's int64" in err
+    assert (".astype(np.int64)" in err) is hint
+
+
 @pytest.mark.parametrize("count", [1, 6])
 def test_samples_not_filling_the_fixed_batch_are_refused_by_count(tmp_path, capsys, count):
     """A model exported with a fixed batch runs only whole batches: a remainder used to fail

@@ -21,7 +21,13 @@ from .models import (
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "quantize", help="quantize an ONNX model to n bits, each node by its proved rule")
+        "quantize", help="quantize an ONNX model to n bits, each node by its proved rule",
+        description=(
+            "Quantize a float ONNX model to n-bit codes: each node passes the scale through, "
+            "rescales its parameters, aligns its inputs or is compensated in float, by its "
+            "proved rule; calibration data sets the ranges. Writes the -o file, checked in "
+            "onnxruntime (and --report's, and the verdict cache: docs/checker.md), and prints "
+            "one line per node and a summary."))
     p.add_argument("model", help=HELP)
     p.add_argument("--calib",
                    help=".npz (one array per model input, keyed by name, batch first) or .npy "
@@ -75,14 +81,15 @@ def register(subparsers) -> None:
                    "simulation and integer, which write them)")
     p.add_argument("--integer-outputs", action="store_true",
                    help="leave the outputs as integer codes (scales in the model metadata)")
-    p.add_argument("--format", default="qdq",
+    p.add_argument("--format", default="qdq", metavar="{qdq,simulation,integer}",
                    help="qdq (default): QuantizeLinear/DequantizeLinear, int8 weights, int32 "
                    "biases, for onnxruntime's integer kernels and deployment toolchains (at "
                    "most 8 bits); simulation: the engine's exact arithmetic as float32 ops "
                    "on integer-valued tensors (any width, the reference); integer: integer "
                    "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
                    "compensated unary ops as tables of codes; at most 8 bits)")
-    p.add_argument("--encoding", help="how qdq codes sit in 8-bit containers: u8u8 "
+    p.add_argument("--encoding", metavar="{u8u8,u8s8,s8s8}",
+                   help="how qdq codes sit in 8-bit containers: u8u8 "
                    "(default: exact on every x86 CPU), u8s8 (what onnxruntime's x86 kernels "
                    "take natively; saturates on CPUs without VNNI), s8s8 (quantize_static's "
                    "convention; likewise); see docs/engine.md")

@@ -180,7 +180,12 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             else np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
         )
         if not kind_ok:
-            raise UserError(f"{where}: dtype {array.dtype} does not fit the model's {info.dtype}")
+            hint = (f" (ids held as floats: save them with .astype(np.{info.dtype}))"
+                    if np.issubdtype(array.dtype, np.floating) and array.size
+                    and np.all(np.isfinite(array)) and np.all(array == np.round(array))
+                    else "")
+            raise UserError(f"{where}: dtype {array.dtype} does not fit the model's "
+                            f"{info.dtype}{hint}")
         if info.shape is not None and len(info.shape) == 0:
             raise UserError(
                 f"{where}: the model takes a scalar there (shape ()), one value for a whole "
