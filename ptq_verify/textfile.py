@@ -23,7 +23,7 @@ def read_text_file(path: str | os.PathLike, limit: int, what: str = "file") -> s
         raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
     if len(data) > limit:
         raise UserError(f"{path}: larger than {limit} bytes, too large for a {what}")
-    try:
-        return data.decode("utf-8")
+    try:  # a byte-order mark first (Windows editors write one) is not part of the text
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None

@@ -347,6 +347,15 @@ def npz_huge_header(path: Path) -> Path:
     return write_npz(path, {"x": buffer.getvalue() + bytes(16)})
 
 
+def npz_expression_header(path: Path) -> Path:
+    """A member whose header holds a call where its shape should be (numpy's literal parser
+    refuses it, in words that quote its own objects: '<ast.Call object at 0x...>')."""
+    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (__import__('os'),), }"
+    header = text.ljust(117) + "\n"
+    return write_npz(path, {"x": b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                            + header.encode("latin1") + bytes(16)})
+
+
 def npz_truncated(path: Path) -> Path:
     data = npy_bytes(np.ones((8, 4), np.float32))
     return write_npz(path, {"x": data[: len(data) - 40]})

@@ -171,6 +171,15 @@ def test_toml_file(capsys, tmp_path):
     assert run(capsys, "--file", str(path), "--expect", "pass_through")[0] == 1
 
 
+def test_a_toml_file_saved_with_a_byte_order_mark_is_read(capsys, tmp_path):
+    """Windows editors start UTF-8 with a byte-order mark: a trial's file was refused as
+    'not valid TOML: Invalid statement (at line 1, column 1)'."""
+    path = tmp_path / "ops.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[operator]]\nname = "MyRelu"\nexpr = "max(x, 0)"\n')
+    status, out, _ = run(capsys, "--file", str(path), "--json")
+    assert status == 0 and json.loads(out)[0]["rule"] == "pass_through"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

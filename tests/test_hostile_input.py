@@ -320,6 +320,7 @@ def test_external_data_outside_the_model_folder(tmp_path):
     [
         (hostile.npz_object_array, "Python objects"),
         (hostile.npz_huge_header, "claims"),
+        (hostile.npz_expression_header, "not a plain shape, dtype and order"),
         (hostile.npz_truncated, "truncated"),
         (hostile.npz_cut, "truncated or damaged .npz"),
         (hostile.npz_bad_crc, "CRC"),

@@ -87,7 +87,11 @@ def _read_npy(handle, size: int, what: str) -> np.ndarray:
     fmt = np.lib.format
     version = fmt.read_magic(handle)
     header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = header(handle)
+    try:
+        shape, fortran, dtype = header(handle)
+    except (ValueError, SyntaxError):  # numpy's words for it quote a parser's objects
+        raise ValueError(f"{what}: its .npy header is not a plain shape, dtype and order "
+                         "(not written by numpy.save)") from None
     if dtype.hasobject:
         raise ValueError(f"{what} holds Python objects (pickles are never loaded)")
     nbytes = math.prod(shape) * dtype.itemsize
