@@ -263,3 +263,15 @@ def test_a_model_with_token_id_inputs_says_equalization_was_not_probed(capsys):
     line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
     assert "not probed (input 'input_ids' is not float" in line
     assert "no pair" not in line
+
+
+def test_integer_weights_are_named_by_the_model_s_tensors_too(capsys):
+    """The action named a Conv's weights by its declaration alone ("w0, w1"), which a reader
+    of the model could not find in it (a newcomer's trial); the tensor follows."""
+    from ptq_verify.cli.models import resolve_model
+
+    assert main(["audit", "cnn_relu"]) == 0
+    model = onnx.load(str(resolve_model("cnn_relu")[0]))
+    weight = next(n.input[1] for n in model.graph.node if n.op_type == "Conv")
+    out = capsys.readouterr().out
+    assert f"integer weights w0, w1 ({weight!r})" in out

@@ -139,7 +139,15 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
     if rule.kind is RuleKind.HOMOGENEOUS:
         return make(Action.SCALE, f"output scale s^{rule.degree_text()}" + params)
     layout = weight_layout(op, rule)
-    weights = f"; integer weights {', '.join(sorted(layout.weights))}" if layout else ""
+    weights = ""
+    if layout:
+        # the declaration's names (its rule and docs/ops use them) and the model's tensors
+        # that hold them, which a reader of the model knows (a newcomer's trial: "w0, w1"
+        # alone named nothing in the file)
+        held = [repr(name) for slot, name in enumerate(node.inputs)
+                if name and set((slot_binding(op, slot) or "").split()) & layout.weights]
+        weights = (f"; integer weights {', '.join(sorted(layout.weights))}"
+                   + (f" ({', '.join(held)})" if held else ""))
     return make(Action.SCALE, "pass the scale through" + params + weights)
 
 
