@@ -33,6 +33,9 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     what it is instead (``what``: the kind of file, for "no such model file")."""
     mode = path_mode(path)
     if mode is None:
+        if os.path.islink(path):
+            raise UserError(f"{path}: a symbolic link to {os.readlink(path)!r}, which does "
+                            "not exist")
         raise UserError(f"{path}: no such {what}")
     if stat.S_ISDIR(mode):
         raise UserError(f"{path}: a folder, not a {what}")

@@ -52,6 +52,22 @@ def test_an_example_name_stands_for_its_model_and_calibration(tmp_path, monkeypa
     assert "--calib" in capsys.readouterr().err
 
 
+def test_a_folder_or_a_broken_link_of_an_example_s_name_is_the_user_s(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A newcomer's trial: a folder named cnn_relu made quantize ask for --calib (audit said
+    it was a folder), and a link to nothing named mlp_relu quietly stood for the example."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cnn_relu").mkdir()
+    (tmp_path / "mlp_relu").symlink_to("nothing")
+    for command in ("quantize", "audit"):
+        extra = ["-o", str(tmp_path / "q.onnx")] if command == "quantize" else []
+        assert main([command, "cnn_relu", *extra]) == 2
+        assert "cnn_relu: a folder, not a model" in capsys.readouterr().err
+        assert main([command, "mlp_relu", *extra]) == 2
+        assert "a symbolic link to 'nothing', which does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("content", [b"not an onnx model at all", "truncated"])
 def test_corrupt_or_truncated_model(mlp_files, capsys, content):
     tmp, model, calib = mlp_files

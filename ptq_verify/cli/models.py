@@ -16,7 +16,8 @@ HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(e
 def resolve_model(text: str) -> tuple[Path, Path | None]:
     """The model file ``text`` stands for, and the example's calibration data if it is one."""
     path = Path(text)
-    if path_mode(path) is not None:
+    # a link to nothing is the user's file too: said broken, not replaced by an example
+    if path_mode(path) is not None or path.is_symlink():
         return path, None
     example = examples.model_path(text)
     if example is None:

@@ -150,11 +150,11 @@ def run(args) -> int:
     if args.keep_float < 0:
         raise UserError(f"--keep-float {args.keep_float}: must be 0 or more")
     source, example_calibration = resolve_model(args.model)
+    require_file(source, "model")  # (before parsing: a FIFO or /dev/zero would never end)
     calib = args.calib or example_calibration
     if calib is None:
         raise UserError(f"{source}: give its calibration data with --calib")
     target = Path(args.output)
-    require_file(source, "model")  # (before parsing: a FIFO or /dev/zero would never end)
     parsed = parsed_file(source)  # parsed once, for its external files here and loading
     inputs = (source, calib, args.operators, *external_data_files(source, parsed))
     # every output path is checked before the work, so a bad one costs nothing
