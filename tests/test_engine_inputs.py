@@ -510,9 +510,11 @@ def test_an_output_low_only_where_the_mask_is_zero_is_not_called_low():
                            feeds, graph)
     everywhere = fidelity_note({"out": OutputFidelity(3.0, np.float64([5.0] * 10),
                                                       ("attention_mask", padded))}, feeds, graph)
-    assert "low at" not in masked and "where input 'attention_mask' is 0, 60% of them" in masked
-    assert "median 1.0 dB, the others 20.0 dB" in masked
-    assert "the error sits where 'attention_mask' is 0" in masked
+    assert "low at" not in masked
+    # the rows that count lead (the whole output's 3 dB read as a failure to a newcomer)
+    assert ("out 20.0 dB in its median row where input 'attention_mask' is not 0 (40% of its "
+            "rows); where it is 0 (60%) median 1.0 dB, and 3.0 dB over every row") in masked
+    assert "the error sits in the rows 'attention_mask' masks" in masked
     assert "low at out" in everywhere
     near = fidelity_note({"out": OutputFidelity(
         3.0, np.float64([15.2] * 4 + [8.7] * 6), ("flag", padded))}, feeds, graph)
