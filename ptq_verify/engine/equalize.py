@@ -26,12 +26,14 @@ outputs differ beyond float rounding, every change is undone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
+from ..graph.static import MAX_FOLDED_ELEMENTS
 from ..progress import progress_bar
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
@@ -586,6 +588,8 @@ def _random_feeds(graph: Graph) -> dict[str, np.ndarray] | None:
         batch = graph.shape_of(info.name)[:1]
         if shape and not (isinstance(batch[0], int) and batch[0] > 0):
             shape = (RANDOM_BATCH,) + shape[1:]
+        if math.prod(shape) > MAX_FOLDED_ELEMENTS:  # the probes' bound, over the batch
+            return None
         feeds[info.name] = rng.uniform(-1, 1, shape).astype(info.dtype)
     return feeds if len(feeds) == len(graph.inputs) else None
 

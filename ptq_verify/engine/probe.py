@@ -8,23 +8,30 @@ exactly as predicted. A failed probe only means falling back to per-tensor scale
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node
+from ..graph.static import MAX_FOLDED_ELEMENTS
 
 
 def example_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
-    """A concrete shape for tensor ``name``: batch 1, symbolic dims 2; None when unknown."""
+    """A concrete shape for tensor ``name``: batch 1, symbolic dims 2; None when unknown, and
+    when it holds more than MAX_FOLDED_ELEMENTS elements (the bound of constant folding): a
+    4 KB model may declare an input of (batch, 10**15), and the probes that draw random
+    values of this shape had asked numpy for 56.8 PiB (exit 3). Such a tensor is probed as
+    one of unknown shape is: not at all, the layers it feeds keeping per-tensor scales."""
     shape = graph.shape_of(name)
     if shape is None:
         return None
-    return tuple(
+    concrete = tuple(
         (1 if axis == 0 else 2) if not isinstance(d, int) or d <= 0 else d
         for axis, d in enumerate(shape)
     )
+    return concrete if math.prod(concrete) <= MAX_FOLDED_ELEMENTS else None
 
 
 def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) -> list | None:

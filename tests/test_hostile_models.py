@@ -1,0 +1,55 @@
+"""Hostile ONNX models from a hostile-input trial: each gets a result or one line on stderr and
+exit 2, never an internal error (exit 3), a traceback or unbounded memory. The models are built
+here with onnx.helper; each case runs in a forked process with a time and memory limit
+(tests/hostile.py)."""
+
+from __future__ import annotations
+
+import hostile
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+QUICK_LIMIT = 30.0  # seconds; every case below answers in a few
+
+
+def _assert_one_line_error(outcome: hostile.Outcome, *fragments: str) -> None:
+    assert hostile.broken_promise(outcome) is None, (outcome.argv[:4], outcome.err)
+    assert outcome.status == 2, (outcome.status, outcome.err)
+    for fragment in fragments:
+        assert fragment in outcome.err, outcome.err
+
+
+def _model(nodes, inputs, outputs, initializers=(), sparse=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "hostile", inputs, outputs, list(initializers),
+                              sparse_initializer=list(sparse))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", hostile.OPSET)])
+
+
+def _weight(name: str, *shape: int, seed: int = 0) -> onnx.TensorProto:
+    values = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return numpy_helper.from_array(values, name)
+
+
+def _float(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+# -- D1: a declared shape of 10**15 elements ---------------------------------------------------
+
+
+def test_a_huge_declared_input_shape_is_not_drawn(tmp_path):
+    """A 1 KB model declaring an input of (N, 3, 10**5, 10**5) elements: the probes drew random
+    values of that shape (numpy asked for 224 GiB: exit 3). Beyond the bound of constant
+    folding a shape is probed as an unknown one is: not at all."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="conv1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    model = tmp_path / "huge.onnx"
+    onnx.save(_model(nodes, [_float("x", ["N", 3, 10**5, 10**5])],
+                     [_float("y", ["N", 2, 10**5, 10**5])],
+                     [_weight("w1", 4, 3, 1, 1), _weight("w2", 2, 4, 1, 1, seed=1)]), model)
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT, memory_mb=2048)
+    assert hostile.broken_promise(outcome) is None, outcome.err
+    assert outcome.status == 0, outcome.err
+    assert outcome.peak_mb < 1024
