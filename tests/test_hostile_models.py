@@ -53,3 +53,20 @@ def test_a_huge_declared_input_shape_is_not_drawn(tmp_path):
     assert hostile.broken_promise(outcome) is None, outcome.err
     assert outcome.status == 0, outcome.err
     assert outcome.peak_mb < 1024
+
+
+def test_an_activation_tiled_past_memory_is_one_line(tmp_path):
+    """A Tile of an activation by (10**5, 10**5): calibration's run of the catalog's kernels
+    met numpy's MemoryError (596 GiB; exit 3). It is the model's own computation on the data,
+    refused in one line naming the node."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Tile", ["h", "repeats"], ["t"], name="tile"),
+             helper.make_node("ReduceMean", ["t"], ["y"], keepdims=0, name="mean")]
+    repeats = numpy_helper.from_array(np.array([10**5, 10**5], np.int64), "repeats")
+    model, calib = tmp_path / "tile.onnx", tmp_path / "x.npy"
+    onnx.save(_model(nodes, [_float("x", ["N", 4])], [_float("y", [])],
+                     [_weight("w", 4, 4), repeats]), model)
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
+                               str(tmp_path / "q.onnx")], limit=QUICK_LIMIT, memory_mb=2048)
+    _assert_one_line_error(outcome, "node 'tile' (Tile)", "does not fit in memory")

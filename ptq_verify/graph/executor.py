@@ -93,6 +93,10 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
         if isinstance(err, NotImplementedError):
             raise KernelGap(where, f"{node.label}: cannot run it here ({err})") from None
         raise UserError(f"{where}{node.label}: cannot run it ({_reason(node, err)})") from None
+    except MemoryError as err:  # an activation a node multiplies past memory (a Tile by 10**5)
+        where = f"{graph.source}: " if graph is not None else ""
+        raise UserError(f"{where}{node.label}: cannot run it on these inputs, its output "
+                        f"does not fit in memory ({err})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]
 
