@@ -70,3 +70,55 @@ def test_an_activation_tiled_past_memory_is_one_line(tmp_path):
     outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
                                str(tmp_path / "q.onnx")], limit=QUICK_LIMIT, memory_mb=2048)
     _assert_one_line_error(outcome, "node 'tile' (Tile)", "does not fit in memory")
+
+
+# -- D2: weights stored as sparse initializers -------------------------------------------------
+
+
+def _sparse(name: str, dims, indices, values) -> onnx.SparseTensorProto:
+    return helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array(values, np.float32), name),
+        numpy_helper.from_array(np.array(indices, np.int64), f"{name}_indices"), dims)
+
+
+def _sparse_weight_model(path, weight: onnx.SparseTensorProto | None = None,
+                         constant: onnx.SparseTensorProto | None = None, columns: int = 4):
+    """x (N, 4) -> MatMul w (4, columns) -> Relu; w a sparse initializer or the sparse_value
+    of a Constant node."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Relu", ["h"], ["y"], name="relu")]
+    if constant is not None:
+        nodes.insert(0, helper.make_node("Constant", [], ["w"], name="const",
+                                         sparse_value=constant))
+    onnx.save(_model(nodes, [_float("x", ["N", 4])], [_float("y", ["N", columns])],
+                     sparse=[weight] if weight is not None else []), path)
+    calib = path.with_suffix(".npy")
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    return path, calib
+
+
+def test_a_sparse_initializer_weight_quantizes(tmp_path):
+    """A weight stored in graph.sparse_initializer (onnxruntime loads it; audit listed it)
+    was missing from quantize's kernel run: KeyError 'w', exit 3. It is read dense at load,
+    in both coordinate forms (linear indices and (n, rank) coordinates)."""
+    for name, indices in (("linear", [0, 5, 10, 15]), ("coords", [[0, 0], [1, 1], [2, 2], [3, 3]])):
+        model, calib = _sparse_weight_model(tmp_path / f"{name}.onnx",
+                                            _sparse("w", [4, 4], indices, [1.0, 2.0, -3.0, 0.5]))
+        out = tmp_path / f"{name}.q.onnx"
+        outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o", str(out)],
+                                  limit=QUICK_LIMIT)
+        assert hostile.broken_promise(outcome) is None, outcome.err
+        assert outcome.status == 0 and out.exists(), outcome.err
+
+
+def test_a_sparse_tensor_larger_dense_than_a_constant_may_be_is_one_line(tmp_path):
+    """A sparse tensor of two values claiming (4, 10**9) elements: refused before it is made
+    dense, as an initializer (naming it) and as a Constant's sparse_value (naming the node)."""
+    big = _sparse("w", [4, 10**9], [0, 5], [1.0, 2.0])
+    cases = {"init": {"weight": big}, "const": {"constant": big}}
+    for name, kwargs in cases.items():
+        model, _ = _sparse_weight_model(tmp_path / f"{name}.onnx", columns=10**9, **kwargs)
+        outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT, memory_mb=2048)
+        _assert_one_line_error(outcome, "(4, 1000000000)", "more than the 134217728",
+                               "sparse initializer 'w'" if name == "init" else "node 'const'")
+        assert outcome.peak_mb < 1024

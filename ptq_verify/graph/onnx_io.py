@@ -84,6 +84,7 @@ def read_model(path: str | os.PathLike,
         raise UserError(f"{source}: invalid ONNX model ({_checker_message(err)})") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
         raise UserError(f"{source}: invalid ONNX model (a name or string is not UTF-8)") from None
+    _densify_sparse_initializers(model.graph, str(source))
     return model
 
 
@@ -145,15 +146,48 @@ def _attribute(attr: onnx.AttributeProto) -> Any:
     return value
 
 
-def _dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
-    """A sparse tensor's dense value (indices linear [n] or coordinates [n, rank])."""
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+def _dense(sparse: onnx.SparseTensorProto, what: str = "sparse tensor") -> np.ndarray:
+    """A sparse tensor's dense value (indices linear [n] or coordinates [n, rank]); a
+    UserError naming ``what`` when it is malformed, or larger dense than constant folding's
+    bound (a few bytes may claim dims of (10**6, 10**6))."""
+    from .static import MAX_FOLDED_ELEMENTS  # (it imports this module)
+
     shape = tuple(sparse.dims)
-    flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), shape)
-    dense = np.zeros(int(np.prod(shape)), dtype=values.dtype)
-    dense[flat] = values
+    elements = math.prod(shape)
+    if any(d < 0 for d in shape) or elements > MAX_FOLDED_ELEMENTS:
+        raise UserError(f"{what} of shape {shape}: holds {elements} elements dense, more than "
+                        f"the {MAX_FOLDED_ELEMENTS} a constant may hold" if elements > 0 else
+                        f"{what}: a negative dimension in shape {shape}")
+    try:
+        values = numpy_helper.to_array(sparse.values).reshape(-1)
+        indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+        flat = (indices.reshape(-1) if indices.ndim <= 1
+                else np.ravel_multi_index(tuple(indices.T), shape))
+        dense = np.zeros(elements, dtype=values.dtype)
+        dense[flat] = values
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        raise UserError(f"{what}: its indices and values do not fit shape {shape} "
+                        f"({_first_line(err)})") from None
     return dense.reshape(shape)
+
+
+def _densify_sparse_initializers(graph: onnx.GraphProto, source: str) -> None:
+    """Move each sparse initializer of ``graph`` (and of its subgraphs) into its dense
+    initializers, in place: onnxruntime takes them alike, and every step of the engine reads
+    initializers (a weight stored sparse had been missing from the kernels' run: KeyError,
+    exit 3)."""
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for sparse in current.sparse_initializer:
+            name = sparse.values.name
+            dense = _dense(sparse, f"{source}: sparse initializer {name!r}")
+            current.initializer.append(numpy_helper.from_array(dense, name))
+        del current.sparse_initializer[:]
+        for node in current.node:
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else [])
+                stack.extend(attr.graphs)
 
 
 def _attributes(proto: onnx.NodeProto) -> tuple[dict[str, Any], dict[str, int]]:
@@ -162,7 +196,8 @@ def _attributes(proto: onnx.NodeProto) -> tuple[dict[str, Any], dict[str, int]]:
     interchangeable; onnx's reference evaluator, which folds constants, has no sparse form)."""
     if proto.op_type == "Constant" and len(proto.attribute) == 1 and (
             proto.attribute[0].type == onnx.AttributeProto.SPARSE_TENSOR):
-        return {"value": _dense(proto.attribute[0].sparse_tensor)}, {
+        return {"value": _dense(proto.attribute[0].sparse_tensor,
+                                f"node {proto.name!r}: sparse_value")}, {
             "value": onnx.AttributeProto.TENSOR}
     return ({a.name: _attribute(a) for a in proto.attribute},
             {a.name: a.type for a in proto.attribute})
