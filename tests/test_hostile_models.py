@@ -122,3 +122,26 @@ def test_a_sparse_tensor_larger_dense_than_a_constant_may_be_is_one_line(tmp_pat
         _assert_one_line_error(outcome, "(4, 1000000000)", "more than the 134217728",
                                "sparse initializer 'w'" if name == "init" else "node 'const'")
         assert outcome.peak_mb < 1024
+
+
+# -- D3: a weight that holds strings -----------------------------------------------------------
+
+
+def test_a_weight_of_strings_is_listed_by_audit_and_refused_by_quantize(tmp_path):
+    """A Gemm weight stored as a STRING tensor: audit's smoothing probe converted it to float
+    (ValueError, exit 3). A probe that cannot run proves nothing: audit lists the model and
+    says onnxruntime cannot load it; quantize refuses it so in one line."""
+    strings = helper.make_tensor("w2", TensorProto.STRING, [8, 2], [b"x"] * 16)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Gemm", ["r", "w2"], ["y"], name="fc2")]
+    model, calib = tmp_path / "strings.onnx", tmp_path / "x.npy"
+    onnx.save(_model(nodes, [_float("x", ["N", 4])], [_float("y", ["N", 2])],
+                     [_weight("w1", 4, 8), strings]), model)
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert hostile.broken_promise(audit) is None, audit.err
+    assert audit.status == 0 and "onnxruntime cannot load this model" in audit.out, audit.err
+    quantize = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
+                                str(tmp_path / "q.onnx")], limit=QUICK_LIMIT)
+    _assert_one_line_error(quantize, "onnxruntime cannot load it", "tensor(string)")

@@ -37,7 +37,8 @@ def example_shape(graph: Graph, name: str) -> tuple[int, ...] | None:
 def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) -> list | None:
     """Random float32 values for the node's activation inputs (fresh arrays, drawn in their
     order from one generator seeded with ``seed``), the graph's constants for the others;
-    None when a shape is unknown."""
+    None when a shape is unknown, or a constant holds no numbers (a Gemm's weight stored as
+    strings, which onnxruntime refuses to load, had made audit's probes fail: exit 3)."""
     inputs: list = []
     drawn: list[int] = []  # the slots that take random values
     shapes = []
@@ -45,6 +46,8 @@ def example_inputs(graph: Graph, node: Node, active: set[str], seed: int = 0) ->
         if not name:
             inputs.append(None)
         elif name in graph.initializers:
+            if np.asarray(graph.initializers[name]).dtype.kind not in "biufc":
+                return None
             inputs.append(graph.initializers[name])
         elif name in active:
             shape = example_shape(graph, name)
