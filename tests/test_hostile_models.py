@@ -5,10 +5,16 @@ here with onnx.helper; each case runs in a forked process with a time and memory
 
 from __future__ import annotations
 
+import warnings
+
 import hostile
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.errors import UserError
+from ptq_verify.graph import onnx_io
 
 QUICK_LIMIT = 30.0  # seconds; every case below answers in a few
 
@@ -145,3 +151,38 @@ def test_a_weight_of_strings_is_listed_by_audit_and_refused_by_quantize(tmp_path
     quantize = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
                                 str(tmp_path / "q.onnx")], limit=QUICK_LIMIT)
     _assert_one_line_error(quantize, "onnxruntime cannot load it", "tensor(string)")
+
+
+# -- D4: what onnx warns of while reading ------------------------------------------------------
+
+
+def test_an_unknown_external_data_key_is_one_line_not_onnx_warnings(tmp_path):
+    """An external-data entry with a key onnx does not know: onnx ignores it with a
+    UserWarning per tensor (audit: exit 0 and ten lines of warnings on stderr; quantize: 21
+    lines), onnxruntime refuses the model. Both commands now say so in one line."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Relu", ["h"], ["y"], name="relu")]
+    proto = _model(nodes, [_float("x", ["N", 4])], [_float("y", ["N", 4])],
+                   [_weight("w", 4, 4)])
+    convert_model_to_external_data(proto, location="weights.bin", size_threshold=0)
+    model = tmp_path / "model.onnx"
+    onnx.save(proto, model)
+    proto = onnx.load(model, load_external_data=False)
+    entry = proto.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "evil", "1"
+    onnx.save(proto, model)  # (the data file stays as written)
+    calib = tmp_path / "x.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    for argv in (["audit", str(model)],
+                 ["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")]):
+        outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+        _assert_one_line_error(outcome, "invalid external data", "['evil']", "tensor 'w'")
+    # (pytest records the forked child's warnings: what would reach stderr is checked here)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert onnx_io.external_data_files(model) == [tmp_path / "weights.bin"]
+        with pytest.raises(UserError):
+            onnx_io.read_model(model)
+    assert not caught, [str(w.message) for w in caught]

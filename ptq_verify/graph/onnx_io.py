@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,9 @@ def parsed_file(path: str | os.PathLike) -> onnx.ModelProto | None:
     (all-MiniLM-L6-v2's 90 MB: 0.18 s a parse); None when it cannot be parsed (read_model
     says why)."""
     try:
-        return onnx.load(str(path), load_external_data=False)
+        with warnings.catch_warnings():  # read_model reports what they say
+            warnings.simplefilter("ignore")
+            return onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - read_model reports a bad file in one line
         return None
 
@@ -46,8 +49,10 @@ def external_data_files(path: str | os.PathLike,
     if model is None:
         return []
     try:
-        return sorted({source.parent / ExternalDataInfo(tensor).location
-                       for tensor in _get_all_tensors(model) if uses_external_data(tensor)})
+        with warnings.catch_warnings():  # an unknown key: read_model refuses it
+            warnings.simplefilter("ignore")
+            return sorted({source.parent / ExternalDataInfo(tensor).location
+                           for tensor in _get_all_tensors(model) if uses_external_data(tensor)})
     except ValueError:  # a length or offset that is not a number >= 0: read_model says so
         return []
 
@@ -61,14 +66,23 @@ def read_model(path: str | os.PathLike,
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:  # onnx.load's two steps, to learn whether the file keeps tensors outside it
-        model = parsed if parsed is not None else onnx.load(str(source),
-                                                            load_external_data=False)
-        external = any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
-        onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(source)))
+        # onnx's warnings are caught, not printed (an unknown external data key had spilled
+        # ten lines of UserWarning on stderr): those about the external data are the error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = parsed if parsed is not None else onnx.load(str(source),
+                                                                load_external_data=False)
+            external = any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
+            onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(source)))
     except onnx.checker.ValidationError as err:  # external data outside the model's folder
         raise UserError(f"{source}: unsafe or missing external data ({_first_line(err)})") from None
     except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
+    about_data = [w for w in caught if "external_data" in Path(w.filename).name]
+    if about_data:  # onnx ignores what it warns of; onnxruntime refuses the model
+        more = f" (and {len(about_data) - 1} more such warnings)" if len(about_data) > 1 else ""
+        raise UserError(f"{source}: invalid external data, which onnxruntime refuses (onnx: "
+                        f"{_first_line(about_data[0].message)}{more})")
     if not model.graph.node:
         raise UserError(f"{source}: the ONNX model has no nodes (corrupt or truncated file?)")
     bad = _non_utf8_string(model)
