@@ -186,3 +186,38 @@ def test_an_unknown_external_data_key_is_one_line_not_onnx_warnings(tmp_path):
         with pytest.raises(UserError):
             onnx_io.read_model(model)
     assert not caught, [str(w.message) for w in caught]
+
+
+# -- D8 and its kin: a kernel dividing by what a node says -------------------------------------
+
+
+def _constant_path_model(path, node: onnx.NodeProto, initializers=()) -> None:
+    """x (N, 4, 8, 8) -> Conv -> Mul by the sum of ``node``'s output, ``node`` reading the
+    constant c (1, 4, 8, 8) only: constant folding runs its kernel as the model is read."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="conv"), node,
+             helper.make_node("ReduceSum", [node.output[0]], ["total"], keepdims=0, name="sum"),
+             helper.make_node("Mul", ["h", "total"], ["y"], name="mul")]
+    constant = numpy_helper.from_array(
+        np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32), "c")
+    onnx.save(_model(nodes, [_float("x", ["N", 4, 8, 8])], [_float("y", None)],
+                     [_weight("w", 4, 4, 1, 1), constant, *initializers]), path)
+
+
+ZERO_DIVISORS = {
+    "conv-group-0": helper.make_node("Conv", ["c", "w"], ["o"], name="hostile", group=0),
+    "depth-to-space-0": helper.make_node("DepthToSpace", ["c"], ["o"], name="hostile",
+                                         blocksize=0),
+    "space-to-depth-0": helper.make_node("SpaceToDepth", ["c"], ["o"], name="hostile",
+                                         blocksize=0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZERO_DIVISORS))
+def test_a_kernel_dividing_by_a_zero_attribute_is_one_line(tmp_path, case):
+    """A Conv of group 0, a DepthToSpace or SpaceToDepth of blocksize 0 on a constant: the
+    kernel's ZeroDivisionError (an ArithmeticError, like Range's OverflowError) had been an
+    internal error; a kernel's arithmetic failure is the node's, in one line."""
+    model = tmp_path / "model.onnx"
+    _constant_path_model(model, ZERO_DIVISORS[case])
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "node 'hostile'", "cannot run it", "by zero")

@@ -85,7 +85,8 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
         # cast of -inf): onnxruntime computes them silently, and so do we
         with np.errstate(all="ignore"):
             result = op.run_onnx(inputs, node.kernel_attrs)
-    except (NotImplementedError, ValueError, TypeError, IndexError, KeyError) as err:
+    except (NotImplementedError, ValueError, TypeError, IndexError, KeyError,
+            ArithmeticError) as err:
         where = f"{graph.source}: " if graph is not None else ""
         beyond = IndexBeyondTable.find(node, inputs, graph, err)
         if beyond is not None:
