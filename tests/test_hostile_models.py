@@ -221,3 +221,32 @@ def test_a_kernel_dividing_by_a_zero_attribute_is_one_line(tmp_path, case):
     _constant_path_model(model, ZERO_DIVISORS[case])
     outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
     _assert_one_line_error(outcome, "node 'hostile'", "cannot run it", "by zero")
+
+
+@pytest.mark.parametrize(("start", "limit", "delta", "fragment"), [
+    (np.float32(0), np.float32(10), np.float32(0), "its delta is 0"),
+    (np.int64(0), np.int64(10), np.int64(0), "its delta is 0"),
+    (np.float32(0), np.float32(np.inf), np.float32(1), "has no finite length"),
+    (np.float32(0), np.float32(np.nan), np.float32(1), "has no finite length"),
+], ids=["float-delta-0", "int64-delta-0", "inf-limit", "nan-limit"])
+def test_a_constant_range_without_end_is_one_line_saying_why(tmp_path, start, limit, delta,
+                                                            fragment):
+    """A constant Range of delta 0 (float or int64) had been exit 3 (OverflowError: its count
+    int(inf)); it says why, as a NaN limit does, in audit and in quantize."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Range", ["start", "limit", "delta"], ["r"], name="range"),
+             helper.make_node("ReduceSum", ["r"], ["total"], keepdims=0, name="sum"),
+             helper.make_node("Mul", ["h", "total"], ["y"], name="mul")]
+    bounds = [numpy_helper.from_array(np.asarray(v), n)
+              for n, v in (("start", start), ("limit", limit), ("delta", delta))]
+    if start.dtype == np.int64:
+        nodes.insert(3, helper.make_node("Cast", ["total"], ["total_f"], to=TensorProto.FLOAT))
+        nodes[-1].input[1] = "total_f"
+    model, calib = tmp_path / "range.onnx", tmp_path / "x.npy"
+    onnx.save(_model(nodes, [_float("x", ["N", 4])], [_float("y", ["N", 4])],
+                     [_weight("w", 4, 4), *bounds]), model)
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    for argv in (["audit", str(model)],
+                 ["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")]):
+        outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+        _assert_one_line_error(outcome, "node 'range' (Range)", fragment)

@@ -252,7 +252,13 @@ def one_hot(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 def range_(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Range: start, start + delta, ... up to (excluding) limit, in start's type."""
     start, limit, delta = (np.asarray(i).reshape(()) for i in inputs[:3])
-    count = max(int(np.ceil((limit - start) / delta)), 0)
+    if delta == 0:  # (the count had been int(inf): OverflowError, an internal error)
+        raise ValueError(f"its delta is 0, so the range from {start} never reaches {limit}")
+    with np.errstate(all="ignore"):
+        span = np.ceil((np.float64(limit) - np.float64(start)) / np.float64(delta))
+    if not np.isfinite(span):
+        raise ValueError(f"the range from {start} to {limit} by {delta} has no finite length")
+    count = max(int(span), 0)
     return (start + np.arange(count, dtype=np.float64) * delta).astype(start.dtype)
 
 
