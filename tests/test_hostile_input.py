@@ -307,6 +307,21 @@ def test_report_certificates_next_to_a_fifo_do_not_block(tmp_path):
     assert (certificates / "Other.json").is_fifo() and (certificates / "Twice.json").is_file()
 
 
+def test_external_data_behind_a_link_says_how_to_load_it(tmp_path):
+    """A Hugging Face cache keeps a snapshot's files as links into its blobs, through which
+    onnx reads no external data; the refusal now says how to get a loadable copy."""
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    model = folder / "model.onnx"
+    onnx.save(hostile.matmul_model(), model, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    (folder / "model.onnx_data").rename(tmp_path / "blob")
+    (folder / "model.onnx_data").symlink_to(tmp_path / "blob")
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "symbolic link")
+    assert "cp -rL" in outcome.err
+
+
 def test_external_data_outside_the_model_folder(tmp_path):
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)

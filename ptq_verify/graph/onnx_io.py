@@ -75,7 +75,11 @@ def read_model(path: str | os.PathLike,
             external = any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
             onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(source)))
     except onnx.checker.ValidationError as err:  # external data outside the model's folder
-        raise UserError(f"{source}: unsafe or missing external data ({_first_line(err)})") from None
+        why = _first_line(err)
+        # a Hugging Face cache keeps every file of a snapshot as a link into its blobs
+        hint = ("; onnx reads external data through no link: copy the model's folder with "
+                "its links followed (cp -rL) and give the copy") if "symbolic link" in why else ""
+        raise UserError(f"{source}: unsafe or missing external data ({why}){hint}") from None
     except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
     about_data = [w for w in caught if "external_data" in Path(w.filename).name]
