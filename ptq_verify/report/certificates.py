@@ -75,9 +75,10 @@ def write_certificates(operators: Iterable[Operator], directory: str | Path) -> 
     written = [
         write_atomic(certificate_path(directory, op.name), certificate_text(op)) for op in operators
     ]
-    keep = {p.name for p in written}
+    # a written certificate may be a link (written through): the file it leads to is kept too
+    keep = {os.path.realpath(p) for p in written}
     for stale in sorted(directory.glob("*.json")):
-        if stale.name not in keep and _is_certificate(stale):
+        if os.path.realpath(stale) not in keep and _is_certificate(stale):
             stale.unlink()
     return written
 

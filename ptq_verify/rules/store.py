@@ -31,11 +31,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import weakref
 from importlib.util import find_spec
 from pathlib import Path
 
+from ..atomic import output_directory, write_atomic
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..textfile import read_text_file
@@ -164,15 +164,13 @@ class VerdictStore:
         self.changed = True
 
     def save(self) -> None:
-        if not self.changed or (self.path.exists() and not self.path.is_file()):
-            return  # never replace what is not our regular file
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.entries, handle)
-            os.replace(tmp, self.path)
-        except OSError:
+        if not self.changed:
+            return
+        try:  # as every output: through links, never over what is not a regular file, and
+            # no temporary file left on an interrupt (ptq_verify.atomic)
+            output_directory(self.path.parent)
+            write_atomic(self.path, json.dumps(self.entries))
+        except UserError:
             return
         if self.path == cache_path():
             _prune(self.path)

@@ -1,0 +1,144 @@
+"""Output paths (ptq_verify/atomic.py): links, special files, folders and signals.
+
+Every file the CLI writes goes through ``write_atomic``; a path that is a link is written
+through the link (the link stays a link), a link of /proc and a path that resolves to anything
+but a regular file are refused in one line with nothing written. No test writes to the real
+/dev/stdout: a link in tmp_path to /proc/self/fd/1 stands for it."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import hostile
+import onnx
+import pytest
+
+from ptq_verify.atomic import output_directory, write_atomic
+from ptq_verify.errors import UserError
+
+
+def _assert_one_line_error(outcome: hostile.Outcome, *fragments: str) -> None:
+    assert hostile.broken_promise(outcome) is None, (outcome.argv[:4], outcome.err)
+    assert outcome.status == 2, (outcome.status, outcome.err)
+    for fragment in fragments:
+        assert fragment in outcome.err, outcome.err
+
+
+def _quantize(model, calib, out, *extra) -> hostile.Outcome:
+    return hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                            "--no-progress", *extra], limit=120)
+
+
+# -- links ------------------------------------------------------------------------------------
+
+
+def test_quantize_onto_a_link_writes_through_it_and_keeps_the_link(mlp_files):
+    """The trial's repro: -o out.onnx, out.onnx a link to victim, replaced the link by a
+    regular file and left victim as it was."""
+    tmp, model, calib = mlp_files
+    (tmp / "victim").write_text("previous")
+    (tmp / "out.onnx").symlink_to("victim")
+    (tmp / "report.md").symlink_to(tmp / "kept.md")  # absolute and dangling: created
+    outcome = _quantize(model, calib, tmp / "out.onnx", "--report", str(tmp / "report.md"))
+    assert outcome.status == 0, outcome.err
+    assert (tmp / "out.onnx").is_symlink() and os.readlink(tmp / "out.onnx") == "victim"
+    onnx.checker.check_model(onnx.load(tmp / "victim"))
+    assert (tmp / "report.md").is_symlink() and "Quantization" in (tmp / "kept.md").read_text()
+    assert not [p for p in os.listdir(tmp) if p.endswith(".tmp")]
+
+
+def test_a_link_into_another_folder_is_written_there(tmp_path):
+    """The temporary file is made beside the target, so the rename stays in one file system
+    and the link's folder gets no stray file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "v3.onnx").write_bytes(b"old")
+    os.chmod(tmp_path / "b" / "v3.onnx", 0o640)
+    (tmp_path / "a" / "current.onnx").symlink_to("../b/v3.onnx")
+    assert write_atomic(tmp_path / "a" / "current.onnx", b"new") == tmp_path / "a/current.onnx"
+    assert (tmp_path / "b" / "v3.onnx").read_bytes() == b"new"
+    assert stat.S_IMODE(os.stat(tmp_path / "b" / "v3.onnx").st_mode) == 0o640
+    assert (tmp_path / "a" / "current.onnx").is_symlink()
+    assert os.listdir(tmp_path / "a") == ["current.onnx"]
+
+
+def test_a_linked_folder_on_the_way_is_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to("real")
+    write_atomic(tmp_path / "linked" / ".." / "linked" / "q.onnx", "text")
+    assert (tmp_path / "real" / "q.onnx").read_text() == "text"
+    assert (tmp_path / "linked").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_link_to_what_is_not_a_regular_file_is_refused_and_kept(mlp_files, kind):
+    tmp, model, calib = mlp_files
+    if kind == "fifo":
+        target = tmp / "fifo"
+        os.mkfifo(target)
+    elif kind == "device":
+        target = "/dev/null"
+    else:
+        target = tmp / "folder"
+        target.mkdir()
+    (tmp / "out.onnx").symlink_to(target)
+    fragment = "is a directory" if kind == "folder" else "not a regular file"
+    _assert_one_line_error(_quantize(model, calib, tmp / "out.onnx"), fragment,
+                           f"a link to {target}")
+    assert os.readlink(tmp / "out.onnx") == str(target)
+    if kind == "fifo":
+        assert stat.S_ISFIFO(os.stat(target).st_mode)
+    if kind == "device":
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc")
+def test_a_link_to_an_open_file_of_proc_is_refused(mlp_files):
+    """As root, -o /dev/stdout (a link to /proc/self/fd/1) replaced the system's /dev/stdout
+    with a regular file. A link of tmp_path to /proc/self/fd/1 stands for it: whatever fd 1
+    is (here a regular temporary file), nothing is written."""
+    tmp, model, calib = mlp_files
+    (tmp / "stdout").symlink_to("/proc/self/fd/1")
+    outcome = _quantize(model, calib, tmp / "stdout")
+    _assert_one_line_error(outcome, "a link of /proc")
+    assert os.readlink(tmp / "stdout") == "/proc/self/fd/1"
+    with pytest.raises(UserError, match="a link of /proc"):
+        write_atomic(tmp / "stdout", b"x")
+    with pytest.raises(UserError, match="a link of /proc"):
+        output_directory("/proc/self/cwd")
+
+
+def test_a_loop_of_links_is_one_line(tmp_path):
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(UserError):
+        write_atomic(tmp_path / "a", b"x")
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+
+
+def test_certificates_and_pages_are_written_through_links(tmp_path):
+    from ptq_verify.catalog import CATALOG
+    from ptq_verify.report.certificates import write_certificates
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "certs").symlink_to("elsewhere")  # a linked output folder
+    (tmp_path / "elsewhere" / "target.json").write_text("{}")
+    (tmp_path / "elsewhere" / "Relu.json").symlink_to("target.json")
+    write_certificates([CATALOG["Relu"]], tmp_path / "certs")
+    assert (tmp_path / "elsewhere" / "Relu.json").is_symlink()
+    assert '"operator": "Relu"' in (tmp_path / "elsewhere" / "target.json").read_text()
+    assert (tmp_path / "certs").is_symlink()
+
+
+def test_the_verdict_cache_is_written_through_a_link(tmp_path):
+    from ptq_verify.catalog.operator import Operator
+    from ptq_verify.rules.store import VerdictStore
+
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "v.json").symlink_to("real.json")
+    store = VerdictStore(tmp_path / "v.json")
+    store.put_fact("affine-x", Operator("square", "x", "x*x"), False)
+    store.save()
+    assert (tmp_path / "v.json").is_symlink()
+    assert "affine-x" in (tmp_path / "real.json").read_text()
