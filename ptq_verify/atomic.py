@@ -93,11 +93,21 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _refuse_standard_output(path: str | os.PathLike) -> None:
+    """``-o -`` wrote a file named '-': no output goes to standard output (a model is
+    renamed into place, and the summary goes there), so '-' as given is refused with the way
+    to name such a file."""
+    if isinstance(path, str) and path == "-":
+        raise UserError("-: outputs are written to files, never to standard output; give a "
+                        "file path (./- for a file named '-')")
+
+
 def check_output(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
     """Refuse an output path that is an input, exists as anything but a regular file, or
     lies in a folder that does not exist; return where writing it lands (:func:`resolve`:
     through its links). Call it before long work, so a bad path is reported before the work
     is done."""
+    _refuse_standard_output(path)
     if isinstance(path, str) and path.endswith(("/", os.sep)):  # (Path drops the slash)
         raise UserError(f"{path}: names a folder (it ends with {path[-1]!r}); give a file path")
     target = resolve(path)
@@ -186,6 +196,7 @@ def output_directory(path: str | os.PathLike) -> Path:
     """Create (if needed) and return a folder for outputs, through its links as
     :func:`write_atomic` writes files; refuse a path that exists as a file or cannot be
     created."""
+    _refuse_standard_output(path)
     target = resolve(path)
     name = _label(path, target)
     if target.exists() and not target.is_dir():

@@ -142,3 +142,23 @@ def test_the_verdict_cache_is_written_through_a_link(tmp_path):
     store.save()
     assert (tmp_path / "v.json").is_symlink()
     assert "affine-x" in (tmp_path / "real.json").read_text()
+
+
+# -- standard output --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["-o", "--report"])
+def test_a_dash_for_an_output_is_refused_with_the_way_to_name_such_a_file(mlp_files, option):
+    """-o - wrote a file named '-' (a reader expects standard output); ./- still names it."""
+    tmp, model, calib = mlp_files
+    paths = {"-o": str(tmp / "q.onnx"), "--report": str(tmp / "r.md")}
+    paths[option] = "-"
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
+                               paths["-o"], "--report", paths["--report"], "--no-progress"],
+                              limit=120, cwd=tmp)
+    _assert_one_line_error(outcome, "never to standard output", "./-")
+    assert not (tmp / "-").exists() and not (tmp / "q.onnx").exists()
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o", "./-",
+                               "--no-progress"], limit=120, cwd=tmp)
+    assert outcome.status == 0, outcome.err
+    onnx.checker.check_model(onnx.load(tmp / "-"))
