@@ -99,7 +99,7 @@ def _refuse_standard_output(path: str | os.PathLike) -> None:
     to name such a file."""
     if isinstance(path, str) and path == "-":
         raise UserError("-: outputs are written to files, never to standard output; give a "
-                        "file path (./- for a file named '-')")
+                        "path (./- for one named '-')")
 
 
 def check_output(path: str | os.PathLike, *, inputs: Iterable = ()) -> Path:
@@ -192,17 +192,41 @@ def _file_mode(target: Path) -> int:
         return 0o666 & ~mask
 
 
-def output_directory(path: str | os.PathLike) -> Path:
-    """Create (if needed) and return a folder for outputs, through its links as
-    :func:`write_atomic` writes files; refuse a path that exists as a file or cannot be
-    created."""
+def check_directory(path: str | os.PathLike) -> Path:
+    """Refuse a path for an output folder that exists as anything but a folder, or that could
+    not be created (its nearest existing folder is no folder or cannot be written); return
+    where it lands (:func:`resolve`). Nothing is created: a command calls it for each of its
+    output folders before any work, so that a bad one is told before anything is written."""
     _refuse_standard_output(path)
     target = resolve(path)
     name = _label(path, target)
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{name}: exists and is not a folder; choose a folder path")
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as err:
+        raise UserError(f"{name}: cannot use it as a folder ({err.strerror or err})") from None
+    if mode is not None:
+        if not stat.S_ISDIR(mode):
+            raise UserError(f"{name}: exists and is not a folder; choose a folder path")
+        return target
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{name}: cannot create the folder ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{name}: cannot create the folder ({existing} cannot be written)")
+    return target
+
+
+def output_directory(path: str | os.PathLike) -> Path:
+    """Create (if needed) and return a folder for outputs, through its links as
+    :func:`write_atomic` writes files; refuse what :func:`check_directory` refuses."""
+    target = check_directory(path)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"{name}: cannot create the folder ({err.strerror or err})") from None
+        raise UserError(f"{_label(path, target)}: cannot create the folder "
+                        f"({err.strerror or err})") from None
     return Path(path)

@@ -162,3 +162,40 @@ def test_a_dash_for_an_output_is_refused_with_the_way_to_name_such_a_file(mlp_fi
                                "--no-progress"], limit=120, cwd=tmp)
     assert outcome.status == 0, outcome.err
     onnx.checker.check_model(onnx.load(tmp / "-"))
+
+
+# -- report: every output checked before any work ----------------------------------------------
+
+TWICE = '[[operator]]\nname = "Twice"\ninputs = "x"\nexpr = "2*x"\nonnx_type = "com.x:Twice"\n'
+
+
+def _report(tmp, *argv) -> hostile.Outcome:
+    (tmp / "twice.toml").write_text(TWICE)
+    return hostile.run_cli(["report", "--file", str(tmp / "twice.toml"), "--no-plots",
+                            "--no-progress", *argv], limit=60, cwd=tmp)
+
+
+def test_report_refuses_a_certificates_folder_that_is_a_file_before_writing_pages(tmp_path):
+    """The trial: 'wrote 2 files to out', then exit 2 for --certificates twice.toml."""
+    outcome = _report(tmp_path, "-o", "out", "--certificates", "twice.toml")
+    _assert_one_line_error(outcome, "twice.toml: exists and is not a folder")
+    assert not (tmp_path / "out").exists() and outcome.out == ""
+    assert (tmp_path / "twice.toml").read_text() == TWICE
+
+
+@pytest.mark.parametrize("where", ["pages", "certificates"])
+def test_report_refuses_a_file_it_cannot_replace_before_writing_any(tmp_path, where):
+    (tmp_path / "out" / "certificates").mkdir(parents=True)
+    fifo = tmp_path / "out" / ("Twice.md" if where == "pages" else "certificates/Twice.json")
+    os.mkfifo(fifo)
+    _assert_one_line_error(_report(tmp_path, "-o", "out"), "not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(
+        ["certificates", fifo.name])
+
+
+@pytest.mark.parametrize("argv", [["-o", "-"], ["-o", "out", "--certificates", "-"],
+                                  ["-o", "twice.toml/pages"]])
+def test_report_refuses_folders_it_cannot_make_and_makes_none(tmp_path, argv):
+    _assert_one_line_error(_report(tmp_path, *argv))
+    assert sorted(os.listdir(tmp_path)) == ["twice.toml"]

@@ -43,13 +43,15 @@ def run(args: argparse.Namespace) -> int:
     operators = list(operators_from(args.file).values())
     if not operators:
         raise UserError(f"{args.file}: declares no operator")
-    pages = Path(args.output) if args.output else project_path(PAGES, "-o DIR")
+    pages = args.output or project_path(PAGES, "-o DIR")
     if args.certificates:
-        certificates = Path(args.certificates)
+        certificates = args.certificates
     elif args.output:
-        certificates = pages / "certificates"
+        certificates = Path(pages) / "certificates"
     else:
         certificates = project_path(CERTIFICATES, "--certificates DIR")
+    _check_outputs(operators, pages, certificates, plots=not args.no_plots)
+    pages = Path(pages)
     title = f"Operators of {args.file}" if args.file else "Operators"
     written = write_pages(operators, pages, plots=not args.no_plots, title=title,
                           progress=not args.no_progress)
@@ -57,3 +59,22 @@ def run(args: argparse.Namespace) -> int:
     write_certificates(operators, certificates)
     print(f"wrote {len(operators)} certificates to {certificates}")
     return 0
+
+
+def _check_outputs(operators, pages, certificates, *, plots: bool) -> None:
+    """Refuse, before anything is written, an output folder that cannot be one and a file in
+    an existing output folder that cannot be replaced (a FIFO named Relu.md): a trial's
+    ``--certificates ops.toml`` was refused after the pages had been written."""
+    from ..atomic import check_directory, check_output
+    from ..report.certificates import certificate_path
+
+    for folder in (pages, certificates):
+        check_directory(folder)
+    files = [Path(pages) / "index.md"]
+    for op in operators:
+        page = certificate_path(pages, op.name).with_suffix(".md")
+        files += [page, page.with_suffix(".png")] if plots else [page]
+        files.append(certificate_path(certificates, op.name))
+    for path in files:
+        if path.parent.is_dir():
+            check_output(path)
