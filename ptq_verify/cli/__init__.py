@@ -2,15 +2,20 @@
 
 Whatever goes wrong, the command ends with ONE line on stderr: a :class:`UserError` (bad input,
 exit 2), a usage error found by argparse (exit 2), or an internal error (exit 3, the traceback
-only with ``PTQ_VERIFY_TRACEBACK=1``).
+only with ``PTQ_VERIFY_TRACEBACK=1``). Stopped by a signal, it ends with one line too: Ctrl-C
+(SIGINT) exits 130, SIGTERM and SIGHUP 128 + their number, each after the temporary file of a
+write under way is removed (:class:`Terminated`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import NoReturn
@@ -23,6 +28,66 @@ SUBCOMMANDS = ("classify", "report", "check_proofs", "audit", "quantize")
 
 INTERNAL_ERROR = 3
 """Exit status of a failure that is not the user's input: a bug to report."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is, as Ctrl-C raises KeyboardInterrupt: the
+    stack unwinds through ``finally`` and ``except BaseException`` blocks, so write_atomic
+    removes its temporary file (by default these signals end the process at once and left a
+    hidden ``.NAME.XXXX.tmp`` beside the output). Not an Exception: no ``except Exception``
+    takes it for an error."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_owner: int | None = None  # the process whose signals raise Terminated
+
+
+def _on_signal(signum: int, frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    if os.getpid() != _owner:  # a forked process that kept the handler: as by default
+        os.kill(os.getpid(), signum)
+        return
+    raise Terminated(signum)
+
+
+def _default_in_child() -> None:
+    """A process forked while a command runs (multiprocessing's workers) takes the default
+    SIGTERM and SIGHUP back: Pool.terminate ends its workers by SIGTERM, and a worker whose
+    main thread waits in C (a lock a thread of the parent held at the fork) never runs a
+    Python handler, so with the inherited one it would never end and terminate would wait
+    for it for ever (a full-suite run hung so in ``ptq-verify classify``)."""
+    for signum in _STOPPING:
+        if signal.getsignal(signum) is _on_signal:
+            with contextlib.suppress(ValueError, OSError):  # (a fork from another thread)
+                signal.signal(signum, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_in_child)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """While the command runs, SIGTERM and SIGHUP raise :class:`Terminated`; a signal ignored
+    when the command started (``nohup`` ignores SIGHUP) stays ignored. Only the main thread
+    can set handlers: elsewhere (a library caller's thread) nothing changes."""
+    global _owner
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOPPING:
+            handler = signal.getsignal(signum)
+            if handler is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, _on_signal)
+    _owner = os.getpid()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def one_line(text: object) -> str:
@@ -69,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     where = f"ptq-verify {args.command}"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _signals_raise():
             # numeric warnings (overflow in exp, 0/0) are expected on hostile data; the
             # results say what went wrong, a warning text would break the one-line promise
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -80,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ptq-verify: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"ptq-verify: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:
         return 0
     except Exception as err:  # noqa: BLE001 - the one-line promise holds for bugs too
