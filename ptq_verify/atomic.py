@@ -159,7 +159,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable
     target = check_output(path, inputs=inputs)
     name = _label(path, target)
     directory = target.parent
-    payload = data.encode() if isinstance(data, str) else data
+    # a non-UTF-8 byte of a quoted file name is written as the byte it is, as on stdout
+    payload = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:

@@ -42,3 +42,14 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     if not stat.S_ISREG(mode):
         raise UserError(f"{path}: not a regular file")
     return Path(path)
+
+
+def not_utf8(text: str) -> str | None:
+    """What in ``text`` is not UTF-8 ("byte 0xff"), or None. Python carries a byte of a
+    command-line argument or file name that is not UTF-8 as a lone surrogate (U+DC80-U+DCFF)."""
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            code = ord(char)
+            return (f"byte 0x{code - 0xDC00:02x} that is not UTF-8" if code >= 0xDC80
+                    else f"a lone surrogate U+{code:04X}")
+    return None

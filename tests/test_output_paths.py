@@ -19,7 +19,7 @@ from ptq_verify.errors import UserError
 
 
 def _assert_one_line_error(outcome: hostile.Outcome, *fragments: str) -> None:
-    assert hostile.broken_promise(outcome) is None, (outcome.argv[:4], outcome.err)
+    assert hostile.broken_promise(outcome) is None, ascii((outcome.argv[:4], outcome.err))
     assert outcome.status == 2, (outcome.status, outcome.err)
     for fragment in fragments:
         assert fragment in outcome.err, outcome.err
@@ -269,3 +269,57 @@ def test_a_process_forked_while_a_command_runs_ends_on_sigterm_by_default():
             os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- names that are not UTF-8 -----------------------------------------------------------------
+
+
+def _not_utf8(folder, name: bytes) -> str:
+    """A path in ``folder`` whose last part is the bytes ``name``, as Python's argv holds it."""
+    return os.fsdecode(os.fsencode(folder) + b"/" + name)
+
+
+@pytest.mark.parametrize("command", ["audit", "quantize"])
+def test_a_model_file_name_that_is_not_utf8_is_one_line(mlp_files, command):
+    """A legal Linux name: onnx's checker raised TypeError on it (exit 3)."""
+    tmp, model, calib = mlp_files
+    path = _not_utf8(tmp, b"bad\xffname.onnx")
+    os.rename(model, path)
+    argv = [command, path] + (["--calib", str(calib), "-o", str(tmp / "q.onnx")]
+                              if command == "quantize" else [])
+    _assert_one_line_error(hostile.run_cli(argv, limit=60), "bad\\xffname.onnx",
+                           "byte 0xff that is not UTF-8", "rename the file")
+    assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    ([b"classify", b"x\xff"], "byte 0xff is not UTF-8 text at column 2"),
+    ([b"classify", b"--file", b"ops\xfe.toml"], "ops\\xfe.toml: no such file"),
+])
+def test_text_that_is_not_utf8_is_one_line(argv, fragment):
+    """classify $'x\\xff' raised UnicodeEncodeError (exit 3)."""
+    outcome = hostile.run_cli([os.fsdecode(a) for a in argv], limit=60)
+    _assert_one_line_error(outcome, fragment)
+
+
+def test_outputs_named_with_a_byte_that_is_not_utf8_are_written_and_printed(mlp_files):
+    """-o $'q\\xfe.onnx' --report r.md wrote the model, then failed (exit 3) encoding the
+    report's text, and printing the summary under a strict stdout (PYTHONIOENCODING=utf-8):
+    the name's byte is written as it is, in both, as ls prints it."""
+    tmp, model, calib = mlp_files
+    target = _not_utf8(tmp, b"q\xfe.onnx")
+    outcome = _quantize(model, calib, target, "--report", str(tmp / "r.md"))
+    assert outcome.status == 0, outcome.err
+    assert os.path.isfile(target)
+    assert b"q\xfe.onnx" in (tmp / "r.md").read_bytes()
+    assert "q\ufffd.onnx" in outcome.out  # (the test decodes the child's stdout with replace)
+
+
+def test_messages_show_a_byte_that_is_not_utf8_as_an_escape():
+    from ptq_verify.cli import one_line
+    from ptq_verify.report.cells import plain_cell
+
+    text = os.fsdecode(b"bad\xffname\n.onnx")
+    # (ascii: pytest-xdist cannot send a failure's diff that holds a lone surrogate)
+    assert ascii(one_line(f"{text}: no such file")) == ascii("bad\\xffname .onnx: no such file")
+    assert ascii(plain_cell(text)) == ascii("bad\\xffname\\n.onnx")

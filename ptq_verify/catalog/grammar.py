@@ -308,7 +308,8 @@ class _Parser:
         flat = text.translate({ord("\n"): " ", ord("\r"): " ", ord("\t"): " "})
         self.base = len(flat) - len(flat.lstrip())
         self.body = flat.strip()
-        self.body_bytes = self.body.encode("utf-8")
+        # (surrogatepass: a byte of the command line that is not UTF-8 is refused by parse)
+        self.body_bytes = self.body.encode("utf-8", "surrogatepass")
         self.domain: list[sympy.Basic] = []
         self.guards: list[sympy.Basic] = []
 
@@ -352,6 +353,11 @@ class _Parser:
     def parse(self, condition: bool = False) -> ParsedExpression:
         if not self.body:
             raise self.error("empty expression", 0)
+        for offset, char in enumerate(self.text):
+            if "\ud800" <= char <= "\udfff":  # a byte not UTF-8, as Python carries it
+                code = ord(char)
+                what = f"byte 0x{code - 0xDC00:02x}" if code >= 0xDC80 else f"U+{code:04X}"
+                raise self.error(f"{what} is not UTF-8 text", offset)
         if len(self.text) > MAX_LENGTH:
             raise self.error(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
         if "#" in self.body:

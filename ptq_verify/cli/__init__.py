@@ -92,8 +92,21 @@ def _signals_raise():
 
 def one_line(text: object) -> str:
     """``text`` with every line break and run of blanks made one space: messages quote user
-    text (expressions, file names, node names) that may hold line breaks."""
-    return " ".join(str(text).split())
+    text (expressions, file names, node names) that may hold line breaks. A byte that is not
+    UTF-8 (a Linux file name may hold any: Python carries it as a lone surrogate) is shown
+    as ``\\xNN``, so that printing the message never fails."""
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return " ".join(text.split())
+
+
+def _printing_never_fails() -> None:
+    """Standard output and error that write a byte of a non-UTF-8 file name as the byte it is
+    (as ``ls`` does), instead of raising UnicodeEncodeError after the work is done: Python
+    does so by itself under the C locale, not under others (en_US.UTF-8, PYTHONIOENCODING)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(errors="surrogateescape")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _printing_never_fails()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["classify"]:
