@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .certificate import Verdict
 from .lattice import Rule, RuleKind
+from .shift_verdict import shift_name
 
 
 def rule_statement(rule: Rule, name: str = "f") -> str:
@@ -166,9 +167,7 @@ def shift_summary(shift) -> str:
         # the point names every element of an operator without parameters (shift.py refutes
         # no other): the shift takes the name shift_symbol gives it, c_ beside an input c
         # (which had printed "c = 3/2, c = 1")
-        c = "c"
-        while c in cx["point"]:
-            c += "_"
+        c = shift_name(cx["point"])
         return (f"refuted at {point}, {c} = {cx['shift']}: f(x - {c}) = {cx['lhs']}, "
                 f"f(x) - {c} = {cx['rhs']}")
     return f"undecided ({shift.reason})"

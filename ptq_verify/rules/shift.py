@@ -44,6 +44,7 @@ from .shift_verdict import (  # noqa: F401 - the rule's types, re-exported with 
     ShiftCounterexample,
     ShiftProof,
     passes_per_channel_shift,
+    shift_name,
 )
 
 _POINTS = 24
@@ -129,10 +130,7 @@ def proved_affine(op: Operator, tensor: str) -> bool:
 
 def shift_symbol(op: Operator) -> sympy.Symbol:
     """The shift's symbol: ``c``, or ``c_``, ``c__``... when the operator uses that name."""
-    name = "c"
-    while name in op.symbols:
-        name += "_"
-    return sympy.Symbol(name, real=True)
+    return sympy.Symbol(shift_name(op.symbols), real=True)
 
 
 def shift_identity(op: Operator, shifts: Mapping[str, Fraction], through_inputs: bool,

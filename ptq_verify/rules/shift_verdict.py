@@ -3,11 +3,21 @@ process that finds it stored imports no sympy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..catalog.operator import Operator
+
+
+def shift_name(taken: Iterable[str]) -> str:
+    """The shift's name: ``c``, or ``c_``, ``c__``... when ``taken`` (the operator's names)
+    holds it."""
+    taken = set(taken)
+    name = "c"
+    while name in taken:
+        name += "_"
+    return name
 
 
 @dataclass(frozen=True)
