@@ -44,12 +44,12 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return Path(path)
 
 
-def not_utf8(text: str) -> str | None:
-    """What in ``text`` is not UTF-8 ("byte 0xff"), or None. Python carries a byte of a
-    command-line argument or file name that is not UTF-8 as a lone surrogate (U+DC80-U+DCFF)."""
-    for char in text:
+def not_utf8_at(text: str) -> tuple[int, str] | None:
+    """The position and name ("byte 0xff", "U+D800") of the first character of ``text`` that
+    is not UTF-8, or None. Python carries a byte of a command-line argument or file name that
+    is not UTF-8 as a lone surrogate (U+DC80-U+DCFF)."""
+    for offset, char in enumerate(text):
         if "\ud800" <= char <= "\udfff":
             code = ord(char)
-            return (f"byte 0x{code - 0xDC00:02x} that is not UTF-8" if code >= 0xDC80
-                    else f"a lone surrogate U+{code:04X}")
+            return offset, (f"byte 0x{code - 0xDC00:02x}" if code >= 0xDC80 else f"U+{code:04X}")
     return None

@@ -33,6 +33,7 @@ from functools import lru_cache
 
 import sympy
 
+from ..input_files import not_utf8_at
 from .literals import MAX_LITERAL_EXPONENT, MAX_NUMBER, NUMBER_TEXT
 
 MAX_LENGTH = 10_000
@@ -353,11 +354,8 @@ class _Parser:
     def parse(self, condition: bool = False) -> ParsedExpression:
         if not self.body:
             raise self.error("empty expression", 0)
-        for offset, char in enumerate(self.text):
-            if "\ud800" <= char <= "\udfff":  # a byte not UTF-8, as Python carries it
-                code = ord(char)
-                what = f"byte 0x{code - 0xDC00:02x}" if code >= 0xDC80 else f"U+{code:04X}"
-                raise self.error(f"{what} is not UTF-8 text", offset)
+        if found := not_utf8_at(self.text):  # a byte not UTF-8, as Python carries it
+            raise self.error(f"{found[1]} is not UTF-8 text", found[0])
         if len(self.text) > MAX_LENGTH:
             raise self.error(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
         if "#" in self.body:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import examples
 from ..errors import UserError
-from ..input_files import not_utf8, path_mode
+from ..input_files import not_utf8_at, path_mode
 
 HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
         + "; a file of that name wins)")
@@ -18,9 +18,10 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
     path = Path(text)
     # a link to nothing is the user's file too: said broken, not replaced by an example
     if path_mode(path) is not None or path.is_symlink():
-        if not_utf8(text):  # onnx's checker takes a str it can encode: a TypeError, exit 3
-            raise UserError(f"{text}: the file name holds {not_utf8(text)}, which onnx cannot "
-                            "take in a path; rename the file (or link it under a UTF-8 name)")
+        if found := not_utf8_at(text):  # onnx's checker takes a str it can encode (exit 3)
+            raise UserError(f"{text}: the file name holds {found[1]} that is not UTF-8, which "
+                            "onnx cannot take in a path; rename the file (or link it under a "
+                            "UTF-8 name)")
         return path, None
     example = examples.model_path(text)
     if example is None:
