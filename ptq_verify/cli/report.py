@@ -67,13 +67,14 @@ def _check_outputs(operators, pages, certificates, *, plots: bool) -> None:
     ``--certificates ops.toml`` was refused after the pages had been written."""
     from ..atomic import check_directory, check_output
     from ..report.certificates import certificate_path
+    from ..report.pages import INDEX_PAGE, page_path, plot_path
 
     for folder in (pages, certificates):
         check_directory(folder)
-    files = [Path(pages) / "index.md"]
+    files = [Path(pages) / INDEX_PAGE]
     for op in operators:
-        page = certificate_path(pages, op.name).with_suffix(".md")
-        files += [page, page.with_suffix(".png")] if plots else [page]
+        page = page_path(pages, op.name)
+        files += [page, plot_path(page)] if plots else [page]
         files.append(certificate_path(certificates, op.name))
     for path in files:
         if path.parent.is_dir():

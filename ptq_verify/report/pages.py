@@ -405,11 +405,24 @@ def write_pages(
     for op in progress_bar(operators, desc="pages", unit="operator", progress=progress):
         verdict = classify(op)
         entries.append((op, verdict))
-        page = certificate_path(directory, op.name).with_suffix(".md")
+        page = page_path(directory, op.name)
         plot = None
         if plots:
-            plot = page.with_suffix(".png").name
+            plot = plot_path(page).name
             written.append(write_plot(op, verdict, directory / plot))
         written.append(write_atomic(page, operator_page(op, verdict, plot, proofs)))
-    written.append(write_atomic(directory / "index.md", index_page(entries, title)))
+    written.append(write_atomic(directory / INDEX_PAGE, index_page(entries, title)))
     return written
+
+
+INDEX_PAGE = "index.md"
+
+
+def page_path(directory: str | Path, name: str) -> Path:
+    """Where :func:`write_pages` writes operator ``name``'s page in ``directory``."""
+    return certificate_path(directory, name).with_suffix(".md")
+
+
+def plot_path(page: Path) -> Path:
+    """Where :func:`write_pages` writes the plot of ``page``."""
+    return page.with_suffix(".png")
