@@ -215,9 +215,9 @@ FUNCTIONS: dict[str, _Function] = {
 condition)."""
 
 STEP_FUNCTIONS: tuple[type, ...] = (sympy.sign, sympy.floor, sympy.ceiling, RoundHalfEven)
-# (sympy's classes: the grammar's floor and ceiling are their subclasses)
 """The grammar's functions that jump (are discontinuous) where their argument crosses 0 or an
-integer; ``where`` and ``heaviside`` become Piecewise, whose jumps lie on their conditions."""
+integer (sympy's floor and ceiling: the grammar's are their subclasses); ``where`` and
+``heaviside`` become Piecewise, whose jumps lie on their conditions."""
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
