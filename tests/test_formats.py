@@ -491,3 +491,71 @@ def test_a_padded_average_pool_no_spelling_keeps_is_named_in_a_note(tmp_path, ca
     notes = [line for line in capsys.readouterr().out.splitlines()
              if "AveragePool 'pool' wrong" in line]
     assert len(notes) == 1 and "--format simulation and integer" in notes[0]
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_a_dilated_average_pool_loads_in_a_default_session(dilation, tmp_path):
+    """AveragePool with ``dilations`` (opset 19), even all 1 as some exporters write every
+    attribute: onnxruntime (1.32) fused DQ -> AveragePool -> Q into QLinearAveragePool, which
+    has no such attribute, and refused to load the file (exit 3; a hunt for attribute forms).
+    Dilations of 1 are dropped, so the fused kernel runs; wider ones keep the node apart from
+    its QuantizeLinear, and the qdq file computes the simulation's codes."""
+    size = 9
+    out = size - 2 * dilation  # kernel 3, stride 1, no pads
+    rng = np.random.default_rng(dilation)
+    nodes = [onnx.helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[3, 3],
+                                   dilations=[dilation] * 2),
+             onnx.helper.make_node("Flatten", ["p"], ["f"]),
+             onnx.helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)]
+    weights = [onnx.numpy_helper.from_array(value.astype(np.float32), name) for name, value in (
+        ("w", rng.standard_normal((10, 4 * out * out)) / 8), ("b", np.zeros(10)))]
+    graph = onnx.helper.make_graph(
+        nodes, "pool", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT,
+                                                           ["N", 4, size, size])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])],
+        weights)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    data = rng.standard_normal((48, 4, size, size)).astype(np.float32)
+    graph = prepare(graph_from_onnx(model))
+    quantized = quantize(graph, calibrate(graph, {"input": data}, progress=False), 8)
+    simulated = quantized.run({"input": data})["logits"]
+    optimized = str(tmp_path / "optimized.onnx")
+    qdq = _session(quantized.to_onnx("qdq"), optimized).run(None, {"input": data})[0]
+    assert sqnr_db(simulated, qdq) > 40
+    fused = "QLinearAveragePool" in {n.op_type for n in onnx.load(optimized).graph.node}
+    assert fused == (dilation == 1)
+
+
+def test_a_matmul_by_a_batch_of_weight_matrices_runs_in_every_encoding():
+    """MatMul(x, W) with W constant of rank 3 (a batch of matrices, one per head) and
+    per-channel scales, its product an output: onnxruntime (1.32) fused the per-axis
+    DequantizeLinear of W and the MatMul into a MatMulIntegerToFloat that failed at run time
+    ("IsBQuantParamSupported"; exit 3 before the file was written). Such a weight is now the
+    codes at scale 1 times its scales, and every encoding computes the simulation."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(4, 8, 6)).astype(np.float32)
+    weight[:, :, 2] *= 20  # columns far apart: per-channel scales
+    left = rng.normal(size=(1, 4, 3, 8)).astype(np.float32)
+    left[:, :, 1] *= 20
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["logits"], name="right"),
+             helper.make_node("MatMul", ["L", "x"], ["other"], name="left")]
+    graph = helper.make_graph(
+        nodes, "batched_weight", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                ["n", 4, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 4, 8, 6]),
+         helper.make_tensor_value_info("other", TensorProto.FLOAT, ["n", 4, 3, 8])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(left, "L")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = prepare(graph_from_onnx(proto))
+    data = {"x": rng.normal(size=(64, 4, 8, 8)).astype(np.float32)}
+    quantized = quantize(model, calibrate(model, data, progress=False), 8)
+    test = {"x": rng.normal(size=(16, 4, 8, 8)).astype(np.float32)}
+    simulated = quantized.run(test)
+    for encoding in ENCODINGS:
+        got = _session(quantized.to_onnx("qdq", encoding=encoding)).run(None, test)
+        if not saturates_here(encoding):
+            for name, value in zip(("logits", "other"), got):
+                assert sqnr_db(simulated[name], value) > 30, (encoding, name)

@@ -33,6 +33,7 @@ Encodings (how codes sit in 8-bit containers; the codes are the same):
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -83,6 +84,8 @@ class _QdqLowering:
         # AveragePools written as they are that onnxruntime's fused kernel computes wrong
         # (:func:`_pads_to_write`): the model's metadata names them, for the run's summary
         self.fused_wrong: list[str] = []
+        # outputs of nodes onnxruntime's fused integer kernels cannot take (:func:`_fuses`)
+        self.unfused: set[str] = set()
 
     def run(self) -> onnx.ModelProto:
         model = self.model
@@ -152,10 +155,15 @@ class _QdqLowering:
         return dtype, int(info.min - low)
 
     def _quantized(self, real: str, code) -> str:
-        """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear."""
+        """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear; where the
+        node computing ``real`` is one onnxruntime's fused integer kernel cannot take
+        (:func:`_fuses`), between the Muls of per-channel codes, which keep onnxruntime from
+        fusing the node with its DequantizeLinear and QuantizeLinear."""
         if code.high - code.low > 255:  # a Concat of signed and unsigned codes, an aligned sum
             return real  # (on the grid, or finer: a 16-bit hold); no 8-bit container holds it
         dtype, zero = self._container(code.low, code.high)
+        if real in self.unfused and not np.ndim(code.scale):
+            code = replace(code, scale=np.asarray([code.scale], np.float64))
         if np.ndim(code.scale):
             # One scale per channel: Mul by the channels' scales, QuantizeLinear and
             # DequantizeLinear of scale 1, Mul by their inverses. Not a per-axis
@@ -200,14 +208,23 @@ class _QdqLowering:
         return self.out.add("DequantizeLinear", self.stored[real], f"{real}:dq")
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam,
-               first: bool = False) -> str:
+               first: bool = False, per_axis: bool = True) -> str:
         """An integer parameter stored as integers behind a DequantizeLinear. Weights in the
         node's first input (a MatMul(W, x)) stay int8 at zero point 0 whatever the encoding:
         onnxruntime (1.32) fuses uint8 ones with per-channel zero points into a
         MatMulIntegerToFloat that then fails at run time ("input a zero point must be a
-        scalar"; a Mamba and a DETR export), while int8 ones run, exact."""
+        scalar"; a Mamba and a DETR export), while int8 ones run, exact. Per-channel scales
+        the node's fused kernel cannot take per axis (``per_axis`` False:
+        :func:`_takes_per_axis`) are a Mul after a DequantizeLinear of scale 1, as activations'
+        are (:meth:`_quantized`): the same real weights, no fused group."""
         scale = np.asarray(1.0 / np.asarray(param.scale, np.float64), np.float32)
         attrs = {}
+        if scale.ndim and not per_axis and param.kind == "weight":
+            stored = self.out.constant(f"{name}:stored", values.astype(np.int8))
+            one = self.out.constant(f"{name}:scale", np.float32(1))
+            zero = self.out.constant(f"{name}:zero", np.array(0, np.int8))
+            real = self.out.add("DequantizeLinear", [stored, one, zero], f"{name}:dq")
+            return self.out.multiply(real, _along(scale, param.axis, values.ndim))
         if scale.ndim:
             scale, attrs = scale.reshape(-1), {"axis": param.axis}
             self.per_channel = True
@@ -243,11 +260,14 @@ class _QdqLowering:
                 inputs.append(self._zero_padded(self._real(name), pads))
             elif name in step.params:
                 inputs.append(self._param(name, step.constants[name], step.params[name],
-                                          first=slot == 0))
+                                          first=slot == 0,
+                                          per_axis=_takes_per_axis(source, step.constants[name])))
             elif name in step.constants:  # rescaled for the code domain: the original here
                 inputs.append(self._real(source.inputs[slot]))
             else:
                 inputs.append(self._consumed(self._real(name)))
+        if not _fuses(source):
+            self.unfused.update(step.node.outputs)
         proto = node_proto(source, inputs, list(step.node.outputs))
         self.out.nodes.append(_fused_right(_unpadded(proto) if pads is not None else proto))
         for name in step.node.outputs:
@@ -413,6 +433,37 @@ def _pads_to_write(node) -> list[int] | None:
     return [0, 0, *pads[:rank], 0, 0, *pads[rank:]]
 
 
+def _fuses(node) -> bool:
+    """Whether onnxruntime (1.32) can fuse ``node`` between a DequantizeLinear and a
+    QuantizeLinear into its integer kernel: not an AveragePool dilated by ``dilations`` (opset
+    19), which QLinearAveragePool lacks; fused anyway, the file did not load (exit 3, a hunt
+    for attribute forms). Its output's codes are then written as per-channel codes are, the
+    Muls around their QuantizeLinear keeping the group apart (:meth:`_QdqLowering._quantized`);
+    dilations all 1, which the fused kernel cannot take either, are dropped instead
+    (:func:`_fused_right`)."""
+    if node.op_type != "AveragePool" or not node.in_onnx_domain:
+        return True
+    return all(int(d) == 1 for d in node.attrs.get("dilations", []))
+
+
+def _takes_per_axis(node, weight: np.ndarray) -> bool:
+    """Whether onnxruntime's fused kernel of ``node`` takes its weight ``weight`` with one scale
+    and zero point per channel, as a per-axis DequantizeLinear gives them. Its
+    MatMulIntegerToFloat and QLinearMatMul (1.32) take per-column ones for a matrix only: a
+    MatMul by a constant of rank 3 or more (a batch of matrices, (H, D, E)) with a per-axis
+    DequantizeLinear before it was fused, then failed at run time ("IsBQuantParamSupported
+    ... was false": exit 3 before the file was written, a hunt for attribute forms)."""
+    return not (node.op_type == "MatMul" and node.in_onnx_domain and np.ndim(weight) > 2)
+
+
+def _along(values: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    """``values`` (one per channel) shaped to broadcast along ``axis`` of a rank-``rank``
+    tensor."""
+    shape = [1] * rank
+    shape[axis] = -1
+    return np.asarray(values, np.float32).reshape(shape)
+
+
 def _pooling(node) -> tuple[list[int], list[int], list[int]]:
     """An AveragePool's pads, dilated kernel and strides, with their defaults."""
     attrs = node.attrs
@@ -467,6 +518,10 @@ def _fused_right(proto: onnx.NodeProto) -> onnx.NodeProto:
     if proto.op_type != "AveragePool" or proto.domain not in ("", "ai.onnx"):
         return proto
     attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+    if all(int(d) == 1 for d in attrs.get("dilations", [2])):  # the default, written out
+        kept = [a for a in proto.attribute if a.name != "dilations"]
+        del proto.attribute[:]
+        proto.attribute.extend(kept)
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     if (attrs.get("ceil_mode", 0) != 1 or attrs.get("count_include_pad", 0) != 1
             or any(attrs.get("pads", [])) or auto_pad not in (b"NOTSET", b"VALID")):
