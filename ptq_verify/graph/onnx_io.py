@@ -546,15 +546,20 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
     inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
     its Resize-10 -> 13 leaves linear Resize's asymmetric coordinates for opset 13's default
-    half_pixel). The formats that keep the source's opset still apply to a model left as it
-    was, and the written file is compared with the user's own in onnxruntime either way."""
+    half_pixel). Nodes the converter would change (a Hardmax over an axis of a 3-D or
+    wider input) are first spelt so that both opsets read them alike
+    (:func:`ptq_verify.catalog.upgrades.before_conversion`). The formats that keep the
+    source's opset still apply to a model left as it was, and the written file is compared
+    with the user's own in onnxruntime either way."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if version is None or version >= LEAST_OPSET:
         return model
     from onnx import version_converter
 
+    from ..catalog.upgrades import before_conversion
+
     try:
-        converted = version_converter.convert_version(model, LEAST_OPSET)
+        converted = version_converter.convert_version(before_conversion(model), LEAST_OPSET)
         return converted if _same_outputs(model, converted) else model
     except Exception:  # noqa: BLE001 - any converter or runtime failure: as it was
         return model
