@@ -474,3 +474,25 @@ def test_an_opset_11_hardmax_over_a_middle_axis_keeps_its_function(tmp_path):
         None, {"x": data})[0] for fmt in ("integer", "simulation")}
     assert sqnr_db(outputs["simulation"], outputs["integer"]) > 40
 
+
+def test_a_jump_read_through_nodes_in_float_holds_their_inputs_and_says_so(capsys, tmp_path):
+    """Conv -> Flatten -> Hardmax -> Reshape -> Mul at opset 13 (the spelling of an opset-11
+    Hardmax over axis 2): the Flatten and the Hardmax run in float as one region, so the
+    Hardmax read the Flatten of 8-bit codes, and the run said nothing of the argmax flips
+    (15 dB; on codes the Hardmax is held at 16 bits and a note says it jumps). The Flatten's
+    input is now held at 16 bits for it, and the note names both nodes."""
+    model = _hardmax_model(13, [
+        helper.make_node("Flatten", ["h"], ["f"], name="flat", axis=2),
+        helper.make_node("Hardmax", ["f"], ["hf"], name="hard", axis=-1),
+        helper.make_node("Shape", ["h"], ["s"], name="shape"),
+        helper.make_node("Reshape", ["hf", "s"], ["m"], name="back")])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    np.save(tmp_path / "calib.npy",
+            np.random.default_rng(8).standard_normal((64, 2, 6, 6)).astype(np.float32))
+    assert main(["quantize", str(path), "--calib", str(tmp_path / "calib.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--format", "simulation", "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("note:") and "discontinuous" in line]
+    assert len(notes) == 1
+    assert "'hard'" in notes[0] and "'flat'" in notes[0] and "input h held at 16 bits" in notes[0]
