@@ -698,7 +698,18 @@ def test_depth_to_space(mode):
 def test_space_to_depth_dropout_identity():
     _check("SpaceToDepth", [_f(2, 2, 4, 6)], {"blocksize": 2})
     _check("Dropout", [_f(2, 3)])
+    _check("Dropout", [_f(2, 3), np.array(0.5, np.float32), np.array(False)])
     _check("Identity", [_f(2, 3)])
+
+
+def test_dropout_in_training_mode_is_no_function_of_its_input():
+    """Dropout with training_mode true drops random elements at every run (onnxruntime too):
+    the kernel refuses it rather than compute the identity; a ratio of 0 drops nothing."""
+    with pytest.raises(ValueError, match="training_mode"):
+        CATALOG["Dropout"].run_onnx([_f(2, 3), None, np.array(True)], {})
+    x = _f(2, 3)
+    got = CATALOG["Dropout"].run_onnx([x, np.array(0.0, np.float32), np.array(True)], {})
+    np.testing.assert_array_equal(got, x)
 
 
 def test_every_onnx_operator_is_exercised():

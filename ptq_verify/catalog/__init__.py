@@ -12,7 +12,7 @@ declaration.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import cache
 from typing import Any
 
@@ -84,6 +84,7 @@ def operator_for_onnx_type(
     attrs: Mapping[str, Any] | None = None,
     constants: Mapping[int, Any] | None = None,
     arity: int | None = None,
+    empty: Collection[int] = (),
 ) -> Operator | None:
     """The declaration an ONNX node of type ``op_type`` stands for, or None.
 
@@ -94,11 +95,17 @@ def operator_for_onnx_type(
     given, the answer is the declaration for the default attributes (Gelu, not GeluTanh); a
     condition on a constant input that is not given fails (a Pow with an unknown exponent has
     no declaration). ``arity``, the node's number of inputs, selects among declarations with an
-    ``onnx_arity`` (Einsum by its number of operands); without it they never match.
+    ``onnx_arity`` (Einsum by its number of operands); without it they never match. An input
+    slot at or past ``arity``, or in ``empty`` (the node's optional inputs left empty), is
+    absent: a condition on it holds where its allowed values include None (Dropout's
+    ``training_mode``: absent or a constant false).
     """
+    def absent(slot: int) -> bool:
+        return (arity is not None and slot >= arity) or slot in empty
+
     matching = [
         op for op in _by_onnx_type().get(op_type, ())
-        if _matches(op, attrs or {}, constants or {})
+        if _matches(op, attrs or {}, constants or {}, absent)
         and (op.onnx_arity is None or op.onnx_arity == arity)
     ]
     if not matching:
@@ -124,23 +131,33 @@ def _match_conditions(op: Operator) -> str:
     ``input 1 a constant 2``, ``3 inputs``); empty when it stands for any node of its type."""
     parts = []
     for key, wanted in op.onnx_match.items():
-        allowed = " or ".join(map(repr, wanted)) if isinstance(wanted, tuple) else repr(wanted)
-        parts.append(f"input {key} a constant {allowed}" if isinstance(key, int)
-                     else f"{key} = {allowed}")
+        values = wanted if isinstance(wanted, tuple) else (wanted,)
+        allowed = " or ".join(repr(v) for v in values if v is not None)
+        if isinstance(key, int):
+            parts.append(f"input {key} absent or a constant {allowed}" if None in values
+                         else f"input {key} a constant {allowed}")
+        else:
+            parts.append(f"{key} = {allowed}")
     if op.onnx_arity is not None:
         parts.append(f"{op.onnx_arity} input" + ("" if op.onnx_arity == 1 else "s"))
     return ", ".join(parts)
 
 
-def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any]) -> bool:
+def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any],
+             absent: Callable[[int], bool]) -> bool:
     for key, wanted in op.onnx_match.items():
         allowed = wanted if isinstance(wanted, tuple) else (wanted,)
         if isinstance(key, int):
+            if absent(key):  # an optional input the node leaves out: allowed where None is
+                if None in allowed:
+                    continue
+                return False
             value = constants.get(key)
             if value is None:
                 return False
             array = np.asarray(value)
-            if array.size != 1 or not np.issubdtype(array.dtype, np.number):
+            if array.size != 1 or not (np.issubdtype(array.dtype, np.number)
+                                       or array.dtype == np.bool_):
                 return False
             value = array.item()
         else:

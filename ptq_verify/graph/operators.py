@@ -75,7 +75,9 @@ class OperatorTable:
         if graph is not None:
             constants = {slot: graph.initializers[name] for slot, name in enumerate(node.inputs)
                          if name in graph.initializers}
-        return operator_for_onnx_type(node.op_type, node.attrs, constants, arity=len(node.inputs))
+        return operator_for_onnx_type(node.op_type, node.attrs, constants, arity=len(node.inputs),
+                                      empty={slot for slot, name in enumerate(node.inputs)
+                                             if not name})
 
     def unfit(self, node: Node, graph: Graph | None = None) -> tuple[Operator, str] | None:
         """A declaration of the node's op type that the node does not fit, and what does not

@@ -11,7 +11,23 @@ from .attributes import axes_from, integers, normalised_axes, text
 
 
 def identity(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """Identity, and Dropout in inference mode (the mask output is not produced)."""
+    """Identity."""
+    return np.asarray(inputs[0])
+
+
+def dropout(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Dropout in inference mode: the identity (the mask output is not produced). A node
+    whose ``training_mode`` input (opset 12 on) is true and whose ``ratio`` is not 0 zeroes
+    random elements and scales the others at every run, in onnxruntime too (a model exported
+    in training mode): no kernel computes that function, so it is refused (a ValueError, which
+    names the node) rather than calibrated as the identity (a hunt for attribute forms: such a
+    model quantized with exit 0, 3 dB from a float run that is itself random)."""
+    training = inputs[2] if len(inputs) > 2 else None
+    ratio = inputs[1] if len(inputs) > 1 and inputs[1] is not None else 0.5
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]) and float(
+            np.asarray(ratio).reshape(-1)[0]) != 0:
+        raise ValueError("its training_mode input is true: it drops random elements at every "
+                         "run; export the model in inference mode (model.eval())")
     return np.asarray(inputs[0])
 
 

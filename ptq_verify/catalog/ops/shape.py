@@ -140,7 +140,10 @@ OPERATORS = (
         "the block elements that cover it (the witness: two; a copy where blocks do not "
         "overlap, 0 where none covers it). Image and block shapes are static.",
     ),
-    _copy("Dropout", shape.identity, 2, "Inference-mode Dropout: the identity.", mixes=False),
+    # training_mode (opset 12 on) absent or a constant false: a true one drops random
+    # elements at every run (a model exported in training mode), no function to quantize
+    _copy("Dropout", shape.dropout, 2, "Inference-mode Dropout: the identity.", mixes=False,
+          onnx_match={2: (None, False)}),
     _copy("CastLike", shape.cast_like, 1,
           "Cast to the element type of a second tensor: the identity up to the target's "
           "rounding. Exports use it on constants and shapes; an integer output is never an "
