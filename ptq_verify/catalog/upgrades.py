@@ -32,13 +32,14 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     taken = {name for n in model.graph.node for name in [*n.input, *n.output]}
     taken |= {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
+    node_names = {n.name for n in model.graph.node}
 
-    def fresh(base: str) -> str:
+    def fresh(base: str, names: set[str] = taken) -> str:
         name, k = base, 0
-        while name in taken:
+        while name in names:
             k += 1
             name = f"{base}_{k}"
-        taken.add(name)
+        names.add(name)
         return name
 
     nodes = []
@@ -53,12 +54,13 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
         kept = [a for a in node.attribute if a.name != "axis"]
         rewritten = helper.make_node(node.op_type, [flat], [hard], name=node.name, axis=1)
         rewritten.attribute.extend(kept)
-        nodes += [helper.make_node("Flatten", [source], [flat], name=fresh(f"{node.name}:flatten"),
-                                   axis=axis),
+        # the new nodes unnamed, as the node itself, where it has no name
+        flatten, shaped, reshape = ((fresh(f"{node.name}:{role}", node_names) if node.name
+                                     else "") for role in ("flatten", "shape", "reshape"))
+        nodes += [helper.make_node("Flatten", [source], [flat], name=flatten, axis=axis),
                   rewritten,
-                  helper.make_node("Shape", [source], [shape], name=fresh(f"{node.name}:shape")),
-                  helper.make_node("Reshape", [hard, shape], [result],
-                                   name=fresh(f"{node.name}:reshape"))]
+                  helper.make_node("Shape", [source], [shape], name=shaped),
+                  helper.make_node("Reshape", [hard, shape], [result], name=reshape)]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
