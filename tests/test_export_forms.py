@@ -529,3 +529,61 @@ def test_a_dropout_in_training_mode_is_refused_naming_it(training, tmp_path, cap
         assert len(err.strip().splitlines()) == 1
     else:
         assert code == 0, err
+
+
+def _softmax_model(opset: int, head: list[onnx.NodeProto]) -> onnx.ModelProto:
+    """x (n, 4, 8, 8) -> ``head`` nodes -> t -> Conv -> Reshape (n, 4, 64) -> Softmax(axis 1)."""
+    rng = np.random.default_rng(4)
+    nodes = [*head, helper.make_node("Conv", ["t", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"], name="rows"),
+             helper.make_node("Softmax", ["r"], ["y"], name="soft", axis=1)]
+    graph = helper.make_graph(nodes, "softmax", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", 4, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["n", 4, 64])], [
+        numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3,
+                                "w"),
+        numpy_helper.from_array(np.array([0, 4, 64], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    return model
+
+
+def test_a_model_nan_on_random_inputs_is_still_brought_to_opset_13(tmp_path):
+    """An opset-12 model whose output is NaN on the version check's standard-normal input (a
+    Sqrt of the input, which real data keeps positive): NaN != NaN made the check say the
+    converter changed it, so it stayed at opset 12, its Softmax-12 over axis 1 (two axes) was
+    calibrated on the opset-13 kernel and the integer file computed another function
+    (-13.8 dB, exit 0). NaN where both models give it is now the same output."""
+    from ptq_verify.graph.onnx_io import upgraded
+
+    model = _softmax_model(12, [helper.make_node("Sqrt", ["x"], ["t"], name="root")])
+    converted = upgraded(model)
+    assert next(o.version for o in converted.opset_import if o.domain == "") == 13
+    data = np.abs(np.random.default_rng(5).standard_normal((16, 4, 8, 8))).astype(np.float32)
+    ours = run_graph(graph_from_onnx(converted), {"x": data}, OperatorTable())["y"]
+    theirs = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op_type", ["Softmax", "LogSoftmax", "Hardmax"])
+def test_a_model_left_below_opset_13_reads_its_softmax_as_its_opset_does(op_type):
+    """A model the converter cannot bring to opset 13 unchanged stays at its opset, but the
+    catalog's kernels and the integer format have opset 13's semantics: each Softmax,
+    LogSoftmax or Hardmax over more than its last axis is spelt as Flatten -> the node over
+    axis 1 -> Reshape, which both opsets read alike, whether the converter runs or not."""
+    from ptq_verify.catalog.upgrades import before_conversion
+
+    model = _softmax_model(12, [helper.make_node("Identity", ["x"], ["t"], name="same")])
+    model.graph.node[-1].op_type = op_type
+    spelt = before_conversion(model)
+    assert [n.op_type for n in spelt.graph.node][-4:] == ["Flatten", op_type, "Shape",
+                                                         "Reshape"]
+    data = np.random.default_rng(6).standard_normal((16, 4, 8, 8)).astype(np.float32)
+    theirs = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
+    ours = run_graph(graph_from_onnx(spelt), {"x": data}, OperatorTable())["y"]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    same = ort.InferenceSession(spelt.SerializeToString()).run(None, {"x": data})[0]
+    np.testing.assert_allclose(same, theirs, rtol=1e-6, atol=1e-7)
+    last = _softmax_model(12, [helper.make_node("Identity", ["x"], ["t"], name="same")])
+    last.graph.node[-1].attribute[0].i = 2  # over the last axis: the same at both opsets
+    assert before_conversion(last) is last

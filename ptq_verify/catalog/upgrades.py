@@ -1,14 +1,16 @@
-"""Node rewrites that keep a model's meaning where onnx's version converter does not.
+"""Node rewrites that keep a model's meaning across the opset-13 boundary.
 
-The engine works at opset 13 and up (:data:`ptq_verify.graph.onnx_io.LEAST_OPSET`): an older
-model goes through onnx's version converter, which adapts each op type whose meaning changed.
-Hardmax changed at opset 13 as Softmax and LogSoftmax did (before it, the one-hot ran over
-the input flattened to 2-D from ``axis`` on, ``axis`` 1 by default; from 13, along ``axis``
-alone, -1 by default), but onnx's converter (1.23) has no adapter for it and only renumbers
-the opset: a Hardmax over axis 2 of a (N, 4, 8, 8) tensor changed function, the converted
-model was kept at its old opset, calibrated on the catalog's opset-13 kernel and written by
-the integer format at opset 13 (-4 dB, a hunt for attribute forms). :func:`before_conversion`
-spells each such node as its older opset computes it, in a form both opsets read alike.
+The engine works at opset 13 and up (:data:`ptq_verify.graph.onnx_io.LEAST_OPSET`): the
+catalog's kernels have opset 13's semantics, the integer format writes opset 13, and an older
+model goes through onnx's version converter first. Softmax, LogSoftmax and Hardmax changed
+at opset 13: before it they ran over the input flattened to 2-D from ``axis`` on (``axis`` 1
+by default), from 13 along ``axis`` alone (-1 by default). onnx's converter (1.23) adapts
+Softmax and LogSoftmax but only renumbers Hardmax, and a model it cannot convert unchanged
+stays at its opset: a Hardmax-11 over axis 2 of a (N, 4, 8, 8) tensor, or a Softmax-12 in a
+model whose output is NaN on the converter check's random input (a Sqrt of the input), was
+calibrated on the opset-13 kernel and written by the integer format at opset 13, another
+function (-3.8 and -13.8 dB, exit 0; a hunt for attribute forms). :func:`before_conversion`
+spells each such node in a form both opsets read alike, whether or not the converter runs.
 """
 
 from __future__ import annotations
@@ -16,18 +18,51 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-FLATTENED_BEFORE_13 = ("Hardmax",)
-"""Op types of ONNX's domain that flatten their input to 2-D from ``axis`` on before opset 13
-and for which onnx's converter has no adapter (it has Softmax's and LogSoftmax's)."""
+FLATTENED_BEFORE_13 = ("Softmax", "LogSoftmax", "Hardmax")
+"""Op types of ONNX's domain that flatten their input to 2-D from ``axis`` on before opset
+13 and run along ``axis`` alone from it."""
+
+
+def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+    """The rank of each tensor ONNX's shape inference knows (none where it fails)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - no ranks: every such node is spelt out
+        return {}
+    ranks = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape"):
+            ranks[value.name] = len(tensor.shape.dim)
+    ranks.update({t.name: len(t.dims) for t in inferred.graph.initializer})
+    return ranks
 
 
 def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` (opset < 13 in ONNX's domain) with each :data:`FLATTENED_BEFORE_13` node of
-    its main graph written as Flatten(axis) -> the node over axis 1 -> Reshape to the input's
-    shape: the same function at the model's opset, and at 13 once the converter renumbers
-    it. The model itself where it has none."""
-    if not any(n.op_type in FLATTENED_BEFORE_13 and n.domain in ("", "ai.onnx")
-               for n in model.graph.node):
+    its main graph that runs over more than its last axis written as Flatten(axis) -> the
+    node over axis 1 -> Reshape to the input's shape: the same function at the model's opset,
+    and at 13 whether the converter adapts the node or renumbers it. A node over the last
+    axis (most exports: torch writes a Transpose around one over another axis) computes the
+    same at both opsets and stays; the model itself where no node needs it."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    candidates = [n for n in model.graph.node
+                  if n.op_type in FLATTENED_BEFORE_13 and n.domain in ("", "ai.onnx")]
+    if version >= 13 or not candidates:
+        return model
+    ranks = _ranks(model)
+
+    def axis_of(node: onnx.NodeProto) -> int | None:
+        """The node's axis where it must be spelt out (None: it need not, or cannot be)."""
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        rank = ranks.get(node.input[0])
+        if rank is not None:
+            if axis < 0:
+                axis += rank
+            return None if axis == rank - 1 else axis
+        return axis if axis >= 0 or version >= 11 else None  # (Flatten's axis >= 0 before 11)
+
+    if all(axis_of(n) is None for n in candidates):
         return model
     model = onnx.ModelProto.FromString(model.SerializeToString())
     taken = {name for n in model.graph.node for name in [*n.input, *n.output]}
@@ -44,23 +79,23 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
 
     nodes = []
     for node in model.graph.node:
-        if node.op_type not in FLATTENED_BEFORE_13 or node.domain not in ("", "ai.onnx"):
+        axis = (axis_of(node) if node.op_type in FLATTENED_BEFORE_13
+                and node.domain in ("", "ai.onnx") else None)
+        if axis is None:
             nodes.append(node)
             continue
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         source, result = node.input[0], node.output[0]
-        flat, hard, shape = (fresh(f"{result}:flat"), fresh(f"{result}:2d"),
-                             fresh(f"{result}:shape"))
-        kept = [a for a in node.attribute if a.name != "axis"]
-        rewritten = helper.make_node(node.op_type, [flat], [hard], name=node.name, axis=1)
-        rewritten.attribute.extend(kept)
+        flat, flat_out, shape = (fresh(f"{result}:flat"), fresh(f"{result}:2d"),
+                                 fresh(f"{result}:shape"))
+        rewritten = helper.make_node(node.op_type, [flat], [flat_out], name=node.name, axis=1)
+        rewritten.attribute.extend(a for a in node.attribute if a.name != "axis")
         # the new nodes unnamed, as the node itself, where it has no name
         flatten, shaped, reshape = ((fresh(f"{node.name}:{role}", node_names) if node.name
                                      else "") for role in ("flatten", "shape", "reshape"))
         nodes += [helper.make_node("Flatten", [source], [flat], name=flatten, axis=axis),
                   rewritten,
                   helper.make_node("Shape", [source], [shape], name=shaped),
-                  helper.make_node("Reshape", [hard, shape], [result], name=reshape)]
+                  helper.make_node("Reshape", [flat_out, shape], [result], name=reshape)]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model

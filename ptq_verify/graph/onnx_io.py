@@ -546,11 +546,11 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
     inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
     its Resize-10 -> 13 leaves linear Resize's asymmetric coordinates for opset 13's default
-    half_pixel). Nodes the converter would change (a Hardmax over an axis of a 3-D or
-    wider input) are first spelt so that both opsets read them alike
-    (:func:`ptq_verify.catalog.upgrades.before_conversion`). The formats that keep the
-    source's opset still apply to a model left as it was, and the written file is compared
-    with the user's own in onnxruntime either way."""
+    half_pixel). Nodes whose function changed at opset 13 (a Softmax, LogSoftmax or Hardmax
+    over more than the last axis) are first spelt so that both opsets read them alike
+    (:func:`ptq_verify.catalog.upgrades.before_conversion`), in the model converted or left
+    at its opset. The formats that keep the source's opset still apply to a model left so,
+    and the written file is compared with the user's own in onnxruntime either way."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if version is None or version >= LEAST_OPSET:
         return model
@@ -558,11 +558,12 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
 
     from ..catalog.upgrades import before_conversion
 
+    spelt = before_conversion(model)  # the same function, read alike at both opsets
     try:
-        converted = version_converter.convert_version(before_conversion(model), LEAST_OPSET)
-        return converted if _same_outputs(model, converted) else model
+        converted = version_converter.convert_version(spelt, LEAST_OPSET)
+        return converted if _same_outputs(model, converted) else spelt
     except Exception:  # noqa: BLE001 - any converter or runtime failure: as it was
-        return model
+        return spelt
 
 
 def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
@@ -588,8 +589,18 @@ def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
     if None in sessions:
         return False
     runs = [session.run(None, feeds) for session in sessions]
-    return all(np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-4, atol=1e-5 * (
-        float(np.max(np.abs(a), initial=0.0)) + 1e-30)) for a, b in zip(*runs))
+    # NaN where both give it is the same output (a Sqrt or Log of the random input: the
+    # model had stayed at its opset, its tolerance NaN), and so is the same infinity
+    return all(np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-4, equal_nan=True,
+                                                          atol=1e-5 * (_finite_peak(a) + 1e-30))
+               for a, b in zip(*runs))
+
+
+def _finite_peak(values) -> float:
+    """The largest finite magnitude in ``values`` (0 where none is finite; non-float arrays
+    as they are)."""
+    array = np.abs(np.asarray(values, dtype=np.float64))
+    return float(np.max(array[np.isfinite(array)], initial=0.0))
 
 
 def _value_info(info: TensorInfo) -> onnx.ValueInfoProto:
