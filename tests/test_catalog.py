@@ -158,9 +158,17 @@ def test_every_onnx_type_resolves_to_one_of_its_declarations():
             continue
         attrs = {k: v[0] if isinstance(v, tuple) else v for k, v in op.onnx_match.items()
                  if isinstance(k, str)}
-        constants = {k: np.array(v) for k, v in op.onnx_match.items() if isinstance(k, int)}
+        # an input slot's first allowed constant (None among them allows it absent: Dropout)
+        constants = {k: np.array(next(x for x in (v if isinstance(v, tuple) else (v,))
+                                      if x is not None))
+                     for k, v in op.onnx_match.items() if isinstance(k, int)}
         arity = op.onnx_arity
         assert operator_for_onnx_type(op.onnx_type, attrs, constants, arity) is op
+        absent = [k for k, v in op.onnx_match.items()
+                  if isinstance(k, int) and isinstance(v, tuple) and None in v]
+        if absent:
+            assert operator_for_onnx_type(op.onnx_type, attrs, {}, arity,
+                                          empty=absent) is op
 
 
 def test_a_declaration_is_refused_when_made_and_a_built_in_one_when_first_read():
