@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .operator import DeclarationError, Operator, TensorInput, attribute_default, parse_inputs
+from .operator import (
+    DeclarationError,
+    Operator,
+    TensorInput,
+    attribute_default,
+    input_name,
+    parse_inputs,
+)
 from .ops import families
 
 __all__ = [
@@ -120,7 +127,7 @@ def operator_for_onnx_type(
 
 def declared_forms(op_type: str) -> str:
     """The built-in declarations of ONNX type ``op_type`` with what a node must have for each
-    (``Pow2: input 1 a constant 2; Pow3: input 1 a constant 3; ...``), for a message about a
+    (``Pow2: input 1 (Y) a constant 2; Pow3: input 1 (Y) a constant 3; ...``), for a message about a
     node none of them fits; empty when the catalog has none."""
     return "; ".join(f"{op.name}: {_match_conditions(op)}"
                      for op in _by_onnx_type().get(op_type, ()))
@@ -128,14 +135,16 @@ def declared_forms(op_type: str) -> str:
 
 def _match_conditions(op: Operator) -> str:
     """What a node must have for ``op`` to stand for it, in words (``mode = 'nearest'``,
-    ``input 1 a constant 2``, ``3 inputs``); empty when it stands for any node of its type."""
+    ``input 1 (Y) a constant 2``, ``3 inputs``); empty when it stands for any node of its type."""
     parts = []
     for key, wanted in op.onnx_match.items():
         values = wanted if isinstance(wanted, tuple) else (wanted,)
         allowed = " or ".join(repr(v) for v in values if v is not None)
         if isinstance(key, int):
-            parts.append(f"input {key} absent or a constant {allowed}" if None in values
-                         else f"input {key} a constant {allowed}")
+            named = input_name(op.onnx_type or "", key) if op.onnx_type else None
+            slot = f"input {key}" + (f" ({named})" if named else "")
+            parts.append(f"{slot} absent or a constant {allowed}" if None in values
+                         else f"{slot} a constant {allowed}")
         else:
             parts.append(f"{key} = {allowed}")
     if op.onnx_arity is not None:

@@ -444,3 +444,14 @@ def attribute_default(op_type: str, attribute: str) -> Any:
         return None
     value = get_attribute_value(spec.default_value)
     return value.decode() if isinstance(value, bytes) else value
+
+
+def input_name(op_type: str, slot: int) -> str | None:
+    """The ONNX schema's name of input ``slot`` of a standard op type (Dropout's 2 is
+    ``training_mode``), or None where the type has no such input."""
+    import onnx.defs
+
+    if not onnx.defs.has(op_type):
+        return None
+    inputs = onnx.defs.get_schema(op_type).inputs
+    return inputs[slot].name if slot < len(inputs) else None

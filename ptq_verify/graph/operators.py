@@ -123,8 +123,9 @@ class OperatorTable:
             if forms := declared_forms(node.op_type):
                 raise UserError(
                     f"{where}{node.label}: op type {node.op_type!r} is declared only for other "
-                    f"attribute values or inputs than this node's ({forms}); declare this form "
-                    "in a TOML file given with --operators (docs/catalog.md)")
+                    f"attribute values or inputs than this node's ({forms}): export the node in "
+                    "one of those forms, or declare its own in a TOML file given with "
+                    "--operators (docs/catalog.md)")
         hint = quantized_hint(node, graph)
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
