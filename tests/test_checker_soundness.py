@@ -360,3 +360,32 @@ def test_a_counterexample_with_values_beyond_the_grammar_bounds_rechecks():
     verdict = classify(op)
     assert verdict.rule.kind is RuleKind.NEEDS_COMPENSATION
     _rechecks(op, verdict)
+
+
+# -- certificates whose claimed rule is not the identity they prove ----------------------------
+
+
+def test_recheck_refuses_parameter_exponents_beside_per_tensor_degrees():
+    """A certificate with one degree per tensor and a parameter rescaled: the re-check built
+    the identity from the per-tensor degrees alone (the parameter held), proved it, and passed
+    a rule that rescales the parameter: ResizeLinear's c*x0 + x1*(1 - c) "param_rescale
+    c->s*c", false (x0 = 0, x1 = 1, s = 2: 2*(1 - 2c) against 2*(1 - c))."""
+    op = Operator("lerp", "x0 x1", "c*x0 + x1*(1 - c)", params={"c": "1/4"})
+    data = classify(op).to_json()
+    assert data["rule"] == "pass_through"
+    data.update(rule="param_rescale", param_exponents={"c": 1},
+                exact={"degree": "1", "input_degrees": ["1"], "param_exponents": {"c": "1"}})
+    assert recheck_certificate(op, data)
+    with pytest.raises(ValueError):
+        Rule.classify(Fraction(1), (Fraction(1),), {"c": Fraction(1)}, 1)
+
+
+def test_recheck_compares_every_field_the_rule_is_read_from():
+    """Per-tensor degrees slipped in beside a proved partition: Rule.from_json (the engine's
+    reader) would hand out a rule with both; the re-check now compares all of "exact"."""
+    op = Operator("sum_times", "a, b, c", "(a + b)*c")
+    data = classify(op).to_json()
+    assert data["exact"].get("partition")
+    assert recheck_certificate(op, data) == []
+    data["exact"] = {**data["exact"], "input_degrees": ["1", "1", "0"]}
+    assert recheck_certificate(op, data)

@@ -121,6 +121,16 @@ class Rule:
     param_exponents: Mapping[str, Fraction] = field(default_factory=dict)
     partition: Partition | None = None
 
+    def __post_init__(self) -> None:
+        # One scale per input tensor leaves no common scale for a parameter to follow, and a
+        # partition is its own account of the scales: scale_groups would drop either, and a
+        # proof of the identity without them would back a rule that claims them.
+        if self.input_degrees is not None and (
+            any(k != 0 for k in self.param_exponents.values()) or self.partition is not None
+        ):
+            raise ValueError("a rule with one degree per input tensor rescales no parameter "
+                             "and has no partition")
+
     @classmethod
     def classify(
         cls,

@@ -116,7 +116,10 @@ def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
     lhs, rhs = scaled_identity(op, candidate)
     problems = []
     claimed = candidate.rule(len(op.inputs)).to_json()
-    if any(verdict.get(key) != claimed[key] for key in ("rule", "degree", "param_exponents")):
+    # every field a reader rebuilds the rule from (Rule.from_json reads "exact"), not only the
+    # ones shown: stray per-tensor degrees beside a partition would be the engine's rule
+    if any(verdict.get(key) != claimed.get(key)
+           for key in ("rule", "degree", "param_exponents", "exact", "partition")):
         problems.append(
             f"the stated rule {verdict.get('rule')} {verdict.get('degree')} "
             f"{verdict.get('param_exponents')} is not what the exact exponents give: "
