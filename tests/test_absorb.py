@@ -119,6 +119,16 @@ def test_a_forged_shift_rule_is_rejected():
     assert recheck_shift(relu, lie)  # at c = 0 both sides agree
 
 
+def test_a_shift_proof_on_a_domain_is_rejected():
+    """sqrt(x)**2 is x on x >= 0: the shift identity's residual is 0, but x = 0, c = 1 leaves
+    the domain. The checker says undecided there; check-proofs passed a file saying proved."""
+    op = Operator("RootSquared", "x", "sqrt(x)**2")
+    assert shift_rule(op).status == "undecided"
+    forged = shift_rule(CATALOG["Identity"]).to_json()
+    assert forged["status"] == "proved"
+    assert recheck_shift(op, forged)
+
+
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_every_proved_shift_rule_holds_at_random_points(name):
     op = CATALOG[name]
