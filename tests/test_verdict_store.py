@@ -115,6 +115,19 @@ def test_the_key_is_the_declaration_as_written():
     assert fingerprint(Operator("op", "x", "2*x")) == fingerprint(one)
 
 
+def test_the_key_holds_the_numeric_libraries_versions(monkeypatch):
+    """A counterexample is certified by python-flint's ball arithmetic and the search runs on
+    mpmath: a verdict one release computed is not handed out under another (the key had
+    sympy's version alone)."""
+    from ptq_verify.rules import store as store_module
+
+    op = Operator("op", "x", "2*x")
+    before = fingerprint(op)
+    assert any(v.startswith("flint ") for v in store_module._numeric_versions())
+    monkeypatch.setattr(store_module, "_numeric_versions", lambda: ["flint 0.0.1", "mpmath 0"])
+    assert fingerprint(op) != before
+
+
 # -- one cache file per version of the checker's code -------------------------------------------
 
 

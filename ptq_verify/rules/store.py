@@ -1,10 +1,11 @@
 """A disk cache of verdicts, so a fresh process does not prove the catalog again.
 
 A verdict depends only on the declaration (name, ONNX type, expression, inputs, parameters
-and their sample values, domain, channel mixing), the checker's code and sympy's version;
-the key is a SHA-256 of all of them (the code by the bytes of ptq_verify/rules and
-ptq_verify/catalog/*.py), so any change to a declaration or to the checker misses the cache
-and the checker runs. The expression enters the key as declared (its text, which the
+and their sample values, domain, channel mixing), the checker's code and the versions of sympy,
+python-flint and mpmath; the key is a SHA-256 of all of them (the code by the bytes of
+ptq_verify/rules and ptq_verify/catalog/*.py), so any change to a declaration, to the checker
+or to the libraries its proofs and certified numbers come from misses the cache and the
+checker runs. The expression enters the key as declared (its text, which the
 grammar's code, in the key, parses to one expression), so a process whose verdicts are all
 stored parses nothing and does not import sympy. Nothing here is a verdict written by hand:
 entries are the checker's own output, and ``ptq-verify check-proofs`` re-checks the
@@ -84,6 +85,7 @@ def fingerprint(op: Operator) -> str:
         CHECKER_VERSION,
         _checker_source_digest(),
         _sympy_version(),
+        _numeric_versions(),
         op.name,
         op.onnx_type,
         ["text", expr] if isinstance(expr, str) else ["sympy", _srepr(expr)],
@@ -108,6 +110,29 @@ def _sympy_version() -> str:
         from importlib.metadata import version
 
         return version("sympy")
+
+
+@functools.cache
+def _numeric_versions() -> list[str]:
+    """The versions of python-flint (the ball arithmetic that certifies every counterexample)
+    and mpmath (the search's and the no-rescale evidence's numbers), each read off its
+    package's ``__init__.py`` without importing it: a verdict computed with one release is
+    not handed out by another."""
+    found = []
+    for name in ("flint", "mpmath"):
+        spec = find_spec(name)
+        if spec is None or spec.origin is None:
+            found.append(f"no {name}")
+            continue
+        try:
+            text = Path(spec.origin).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            found.append(f"{name}: unreadable")
+            continue
+        version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+        release = version.group(1) if version else hashlib.sha256(text.encode()).hexdigest()
+        found.append(f"{name} {release}")
+    return found
 
 
 def _srepr(value) -> str:
