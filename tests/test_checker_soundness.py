@@ -389,3 +389,33 @@ def test_recheck_compares_every_field_the_rule_is_read_from():
     assert recheck_certificate(op, data) == []
     data["exact"] = {**data["exact"], "input_degrees": ["1", "1", "0"]}
     assert recheck_certificate(op, data)
+
+
+# -- comparisons of numbers that sympy decides at 2 digits ---------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "where(log(1 + 1e-200) > 0, x, x**2)",
+    "where(log(1 + exp(-1000)) <= 0, x**2, x)",
+    "where(0 < softplus(-1000), x, x**2)",
+    "where(not (log(1 + exp(-1000)) > 0), x**2, x)",
+])
+def test_a_comparison_of_numbers_is_decided_by_their_digits(text):
+    """log(1 + 1e-200) is 1e-200 > 0, so each of these is x; sympy compared the two numbers
+    at 2 digits, where the difference cancels to 0, folded the where() into x**2 and the
+    checker proved it "homogeneous 2" (a helper's hunt)."""
+    from ptq_verify.catalog.grammar import parse_expression
+
+    x = sympy.Symbol("x", real=True)
+    assert parse_expression(text).expr == x
+    assert _verdict(text).rule.kind is RuleKind.PASS_THROUGH
+
+
+def test_a_comparison_of_numbers_sympy_cannot_decide_stays_for_the_checker():
+    """tanh(151) < 1 (by 1.4e-131): the assumptions do not know it, so it is left for the
+    checker's ball arithmetic, never guessed."""
+    from ptq_verify.catalog.grammar import parse_expression
+
+    expr = parse_expression("where(tanh(151) < 1, x, x**2)").expr
+    assert isinstance(expr, sympy.Piecewise)
+    assert _verdict("where(tanh(151) < 1, x, x**2)").rule.kind is not RuleKind.HOMOGENEOUS

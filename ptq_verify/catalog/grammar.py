@@ -148,6 +148,38 @@ class RoundHalfEven(sympy.Function):
         return True if self.args[0].is_nonpositive else None
 
 
+_SIGN_TESTS: dict[type, Callable[[sympy.Expr], bool | None]] = {
+    sympy.StrictGreaterThan: lambda d: d.is_extended_positive,
+    sympy.GreaterThan: lambda d: d.is_extended_nonnegative,
+    sympy.StrictLessThan: lambda d: d.is_extended_negative,
+    sympy.LessThan: lambda d: d.is_extended_nonpositive,
+    sympy.Equality: lambda d: d.is_zero,
+    sympy.Unequality: lambda d: None if d.is_zero is None else not d.is_zero,
+}
+
+
+def relation(kind: type[sympy.core.relational.Relational], lhs: sympy.Expr,
+             rhs: sympy.Expr) -> sympy.Basic:
+    """``kind(lhs, rhs)``, a comparison of two numbers decided only by what sympy's
+    assumptions know of the sign of ``lhs - rhs``, never by sympy's own comparison.
+
+    sympy compares two numbers by their difference evaluated to 2 digits, and takes a
+    difference whose digits all cancel for 0: ``log(1 + 1e-200) > 0`` (and softplus(-1000) >
+    0) came back False, which folded ``where(log(1 + 1e-200) > 0, x, x**2)`` into ``x**2``
+    and "proved" it homogeneous of degree 2 (a helper's hunt for wrong verdicts); the domain
+    condition of ``log(log(1 + exp(-1000)))`` was refused as false. The assumptions check the
+    digits they read (``log(1 + 1e-200).is_positive`` is True). A comparison they do not
+    decide is left unevaluated, for the checker's ball arithmetic to decide at a point or say
+    nothing. Comparisons that hold a variable, or of two rationals, are sympy's as before."""
+    difference = lhs - rhs
+    if difference.free_symbols or not difference.is_number or difference.is_Rational:
+        return kind(lhs, rhs)
+    truth = _SIGN_TESTS[kind](difference)
+    if truth is None:
+        return kind(lhs, rhs, evaluate=False)
+    return sympy.true if truth else sympy.false
+
+
 def _heaviside(u: sympy.Expr, at_zero: sympy.Expr = sympy.S.Zero) -> sympy.Expr:
     return sympy.Heaviside(u, at_zero)
 
@@ -183,22 +215,25 @@ class _Function:
 
 FUNCTIONS: dict[str, _Function] = {
     "exp": _Function(sympy.exp, 1, 1),
-    "log": _Function(sympy.log, 1, 1, lambda u: (sympy.Gt(u, 0),)),
-    "sqrt": _Function(sympy.sqrt, 1, 1, lambda u: (sympy.Ge(u, 0),)),
+    "log": _Function(sympy.log, 1, 1, lambda u: (relation(sympy.Gt, u, 0),)),
+    "sqrt": _Function(sympy.sqrt, 1, 1, lambda u: (relation(sympy.Ge, u, 0),)),
     "abs": _Function(sympy.Abs, 1, 1),
     "sign": _Function(sympy.sign, 1, 1),
     "sin": _Function(sympy.sin, 1, 1),
     "cos": _Function(sympy.cos, 1, 1),
-    "tan": _Function(sympy.tan, 1, 1, lambda u: (sympy.Ne(sympy.cos(u), 0),)),
-    "asin": _Function(sympy.asin, 1, 1, lambda u: (sympy.Ge(u, -1), sympy.Le(u, 1))),
-    "acos": _Function(sympy.acos, 1, 1, lambda u: (sympy.Ge(u, -1), sympy.Le(u, 1))),
+    "tan": _Function(sympy.tan, 1, 1, lambda u: (relation(sympy.Ne, sympy.cos(u), 0),)),
+    "asin": _Function(sympy.asin, 1, 1, lambda u: (relation(sympy.Ge, u, -1),
+                                                      relation(sympy.Le, u, 1))),
+    "acos": _Function(sympy.acos, 1, 1, lambda u: (relation(sympy.Ge, u, -1),
+                                                      relation(sympy.Le, u, 1))),
     "atan": _Function(sympy.atan, 1, 1),
     "sinh": _Function(sympy.sinh, 1, 1),
     "cosh": _Function(sympy.cosh, 1, 1),
     "tanh": _Function(sympy.tanh, 1, 1),
     "asinh": _Function(sympy.asinh, 1, 1),
-    "acosh": _Function(sympy.acosh, 1, 1, lambda u: (sympy.Ge(u, 1),)),
-    "atanh": _Function(sympy.atanh, 1, 1, lambda u: (sympy.Gt(u, -1), sympy.Lt(u, 1))),
+    "acosh": _Function(sympy.acosh, 1, 1, lambda u: (relation(sympy.Ge, u, 1),)),
+    "atanh": _Function(sympy.atanh, 1, 1, lambda u: (relation(sympy.Gt, u, -1),
+                                                        relation(sympy.Lt, u, 1))),
     "erf": _Function(sympy.erf, 1, 1),
     "sigmoid": _Function(_sigmoid, 1, 1),
     "softplus": _Function(_softplus, 1, 1),
@@ -635,7 +670,7 @@ class _Parser:
             if isinstance(link.op, ast.Sub):
                 right = _negated(right)
             elif isinstance(link.op, ast.Div):
-                self.require(sympy.Ne(right, 0), link)
+                self.require(relation(sympy.Ne, right, 0), link)
                 right = self.finite(sympy.Pow(right, -1), link)
             operands.append(right)
         return operands
@@ -644,13 +679,14 @@ class _Parser:
         base, exponent = self.value(node.left), self.value(node.right)
         if exponent.is_number:
             if exponent.is_integer is False:
-                self.require((sympy.Gt if exponent.is_negative else sympy.Ge)(base, 0), node)
+                kind = sympy.Gt if exponent.is_negative else sympy.Ge
+                self.require(relation(kind, base, 0), node)
             elif exponent.is_negative:
-                self.require(sympy.Ne(base, 0), node)
+                self.require(relation(sympy.Ne, base, 0), node)
         elif base == 0:
-            self.require(sympy.Gt(exponent, 0), node)
+            self.require(relation(sympy.Gt, exponent, 0), node)
         else:
-            self.require(sympy.Gt(base, 0), node)
+            self.require(relation(sympy.Gt, base, 0), node)
         if exponent.is_Rational and not base.is_Rational and (
             abs(exponent) > MAX_EXPONENT or exponent.q > MAX_EXPONENT_DENOMINATOR
         ):  # a symbol, or a constant sympy would expand (sqrt(2)**(10**10) is 2**(5*10**9))
@@ -714,8 +750,8 @@ class _Parser:
     def condition(self, node: ast.expr) -> sympy.Basic:
         """Build the condition of where(): comparisons joined by and/or/not (or & | ~)."""
         if isinstance(node, ast.Compare):
-            relation = _COMPARISONS[type(node.ops[0])]
-            return relation(self.value(node.left), self.value(node.comparators[0]))
+            kind = _COMPARISONS[type(node.ops[0])]
+            return relation(kind, self.value(node.left), self.value(node.comparators[0]))
         if isinstance(node, ast.BoolOp):
             join = sympy.And if isinstance(node.op, ast.And) else sympy.Or
             return join(*[self.condition(v) for v in node.values])
