@@ -419,3 +419,29 @@ def test_a_comparison_of_numbers_sympy_cannot_decide_stays_for_the_checker():
     expr = parse_expression("where(tanh(151) < 1, x, x**2)").expr
     assert isinstance(expr, sympy.Piecewise)
     assert _verdict("where(tanh(151) < 1, x, x**2)").rule.kind is not RuleKind.HOMOGENEOUS
+
+
+@pytest.mark.parametrize("text", [
+    "x**(2 + sign(max(-log(1 + 1e-200), 0)))",
+    "x**(2 + sign(max(0, -softplus(-1000))))",
+    "x**(2 + sign(clip(-log(1 + 1e-200), 0, 1)))",
+    "x**(2 - sign(min(log(1 + 1e-200), 0)))",
+])
+def test_max_and_min_of_numbers_order_them_by_their_digits(text):
+    """max(-1e-200, 0) is 0, so each of these is x**2; sympy ordered the two numbers at 2
+    digits, kept -log(1 + 1e-200), and the checker proved x "pass_through"."""
+    from ptq_verify.catalog.grammar import parse_expression
+
+    x = sympy.Symbol("x", real=True)
+    assert parse_expression(text).expr == x**2
+    verdict = _verdict(text)
+    assert verdict.rule.kind is RuleKind.HOMOGENEOUS and verdict.rule.degree == 2
+
+
+def test_numbers_too_close_to_order_are_refused():
+    """cos(1e-60) < 1 by 5e-121: the assumptions cannot order them, and sympy would by its
+    2 digits, so the expression is refused in one line rather than built on a guess."""
+    from ptq_verify.catalog.grammar import ExpressionError, parse_expression
+
+    with pytest.raises(ExpressionError, match="too close"):
+        parse_expression("max(x, cos(1e-60), 1)")

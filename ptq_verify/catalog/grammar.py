@@ -180,6 +180,28 @@ def relation(kind: type[sympy.core.relational.Relational], lhs: sympy.Expr,
     return sympy.true if truth else sympy.false
 
 
+def extremum(kind: type[sympy.Max] | type[sympy.Min], *args: sympy.Expr) -> sympy.Expr:
+    """``kind(*args)`` (Max or Min) with its numbers compared as :func:`relation` compares
+    them: sympy orders the arguments of a Max by ``a >= b``, which reads a difference of
+    numbers to 2 digits, and made ``max(-log(1 + 1e-200), 0)`` the negative one (so
+    ``x**(2 + sign(max(-log(1 + 1e-200), 0)))`` became ``x``, its degree 1 "proved"; it is
+    x**2). The numbers are reduced to their largest (smallest) first, by the signs of their
+    differences that the assumptions prove; numbers they cannot order are refused, since sympy
+    would order them by its 2 digits."""
+    numbers = [a for a in args if a.is_number]
+    if len(numbers) < 2 or all(a.is_Rational for a in numbers):
+        return kind(*args)
+    best = numbers[0]
+    for other in numbers[1:]:
+        gap = other - best if kind is sympy.Max else best - other
+        if gap.is_extended_positive:
+            best = other
+        elif gap.is_extended_nonpositive is not True:
+            raise ValueError(f"the numbers {best} and {other} are too close for sympy to "
+                             "order")
+    return kind(*[a for a in args if not a.is_number], best)
+
+
 def _heaviside(u: sympy.Expr, at_zero: sympy.Expr = sympy.S.Zero) -> sympy.Expr:
     return sympy.Heaviside(u, at_zero)
 
@@ -192,8 +214,16 @@ def _softplus(u: sympy.Expr) -> sympy.Expr:
     return sympy.log(1 + sympy.exp(u))
 
 
+def _max(*args: sympy.Expr) -> sympy.Expr:
+    return extremum(sympy.Max, *args)
+
+
+def _min(*args: sympy.Expr) -> sympy.Expr:
+    return extremum(sympy.Min, *args)
+
+
 def _clip(u: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr:
-    return _applied(sympy.Min, (_applied(sympy.Max, (u, lo)), hi))
+    return _applied(_min, (_applied(_max, (u, lo)), hi))
 
 
 def _where(condition: sympy.Basic, then: sympy.Expr, otherwise: sympy.Expr) -> sympy.Expr:
@@ -237,8 +267,8 @@ FUNCTIONS: dict[str, _Function] = {
     "erf": _Function(sympy.erf, 1, 1),
     "sigmoid": _Function(_sigmoid, 1, 1),
     "softplus": _Function(_softplus, 1, 1),
-    "max": _Function(sympy.Max, 2, None),
-    "min": _Function(sympy.Min, 2, None),
+    "max": _Function(_max, 2, None),
+    "min": _Function(_min, 2, None),
     "floor": _Function(floor, 1, 1),
     "ceil": _Function(ceiling, 1, 1),
     "round": _Function(RoundHalfEven, 1, 1),
@@ -834,7 +864,12 @@ def _settled(e: sympy.Basic) -> sympy.Basic:
 def _rebuilt(e: sympy.Basic) -> sympy.Basic:
     if not e.args or isinstance(e, sympy.Atom):
         return e
-    return _applied(e.func, tuple(_rebuilt(a) for a in e.args))
+    args = tuple(_rebuilt(a) for a in e.args)
+    if isinstance(e, sympy.core.relational.Relational):  # numbers compared as the parser
+        return relation(type(e), *args)                  # compares them, not by sympy
+    if type(e) in (sympy.Max, sympy.Min):
+        return _applied(_max if type(e) is sympy.Max else _min, args)
+    return _applied(e.func, args)
 
 
 @lru_cache(maxsize=4096)
@@ -870,7 +905,8 @@ _OR, _AND, _NOT, _REL, _ADD, _MUL, _NEG, _POW, _ATOM = range(1, 10)
 
 _PRINTED_FUNCTIONS: dict[type, str] = {
     f.build: name for name, f in FUNCTIONS.items() if isinstance(f.build, type)
-} | {sympy.floor: "floor", sympy.ceiling: "ceil"}  # as sympy may build them itself
+} | {sympy.floor: "floor", sympy.ceiling: "ceil",  # as sympy may build them itself
+     sympy.Max: "max", sympy.Min: "min"}  # built by extremum()
 _PRINTED_RELATIONS: dict[type, str] = {
     sympy.StrictLessThan: "<", sympy.LessThan: "<=", sympy.StrictGreaterThan: ">",
     sympy.GreaterThan: ">=", sympy.Equality: "==", sympy.Unequality: "!=",
