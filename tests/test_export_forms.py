@@ -406,9 +406,16 @@ def _old_opset_model(op: onnx.NodeProto, opset: int) -> onnx.ModelProto:
                for n, shape in (("w1", (4, 2, 3, 3)), ("w2", (3, 4, 3, 3)))]
     nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]), op,
              helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    return _image_model(nodes, weights, 3, opset)
+
+
+def _image_model(nodes: list[onnx.NodeProto], weights: list[onnx.TensorProto], channels: int,
+                 opset: int) -> onnx.ModelProto:
+    """``nodes`` from x (n, 2, 6, 6) to y (n, ``channels``, 6, 6), at ``opset`` (IR 7, which
+    opsets from 11 load with)."""
     graph = helper.make_graph(nodes, "old", [helper.make_tensor_value_info(
         "x", TensorProto.FLOAT, ["n", 2, 6, 6])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, ["n", 3, 6, 6])], weights)
+            "y", TensorProto.FLOAT, ["n", channels, 6, 6])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 7
     return model
@@ -443,12 +450,7 @@ def _hardmax_model(opset: int, hardmax: list[onnx.NodeProto]) -> onnx.ModelProto
                                        * 0.4, "w1")]
     nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="conv", pads=[1, 1, 1, 1]),
              *hardmax, helper.make_node("Mul", ["h", "m"], ["y"], name="pick")]
-    graph = helper.make_graph(nodes, "hardmax", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, ["n", 2, 6, 6])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, ["n", 4, 6, 6])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 7
-    return model
+    return _image_model(nodes, weights, 4, opset)
 
 
 def test_an_opset_11_hardmax_over_a_middle_axis_keeps_its_function(tmp_path):

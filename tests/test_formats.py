@@ -360,19 +360,26 @@ def _pool_model(kernel: int, stride: int, size: int, include_pad: int,
     if (out - 1) * stride >= size + pad:  # no window starts in the end padding
         out -= 1
     pads = {"pads": [pad] * 4} if pad else {}
-    nodes = [onnx.helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[kernel] * 2,
-                                   strides=[stride] * 2, ceil_mode=1,
-                                   count_include_pad=include_pad, **pads),
-             onnx.helper.make_node("Flatten", ["p"], ["f"]),
+    pool = onnx.helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[kernel] * 2,
+                                 strides=[stride] * 2, ceil_mode=1,
+                                 count_include_pad=include_pad, **pads)
+    return _pooled_classifier(pool, size, out, rng.standard_normal((10, 4 * out * out)) / 4, 17)
+
+
+def _pooled_classifier(pool: onnx.NodeProto, size: int, out: int, weight: np.ndarray,
+                       opset: int) -> onnx.ModelProto:
+    """input (N, 4, size, size) -> ``pool`` (to ``p``, out x out) -> Flatten -> Gemm by
+    ``weight`` (10 logits)."""
+    nodes = [pool, onnx.helper.make_node("Flatten", ["p"], ["f"]),
              onnx.helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)]
-    weights = [onnx.numpy_helper.from_array(value.astype(np.float32), name) for name, value in (
-        ("w", rng.standard_normal((10, 4 * out * out)) / 4), ("b", np.zeros(10)))]
+    weights = [onnx.numpy_helper.from_array(value.astype(np.float32), name)
+               for name, value in (("w", weight), ("b", np.zeros(10)))]
     graph = onnx.helper.make_graph(
         nodes, "pool", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT,
                                                            ["N", 4, size, size])],
         [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])],
         weights)
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
 
 
 @pytest.mark.parametrize(("kernel", "stride", "size"), [(3, 3, 4), (2, 2, 7), (5, 5, 1),
@@ -503,18 +510,9 @@ def test_a_dilated_average_pool_loads_in_a_default_session(dilation, tmp_path):
     size = 9
     out = size - 2 * dilation  # kernel 3, stride 1, no pads
     rng = np.random.default_rng(dilation)
-    nodes = [onnx.helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[3, 3],
-                                   dilations=[dilation] * 2),
-             onnx.helper.make_node("Flatten", ["p"], ["f"]),
-             onnx.helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)]
-    weights = [onnx.numpy_helper.from_array(value.astype(np.float32), name) for name, value in (
-        ("w", rng.standard_normal((10, 4 * out * out)) / 8), ("b", np.zeros(10)))]
-    graph = onnx.helper.make_graph(
-        nodes, "pool", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT,
-                                                           ["N", 4, size, size])],
-        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])],
-        weights)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    pool = onnx.helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[3, 3],
+                                 dilations=[dilation] * 2)
+    model = _pooled_classifier(pool, size, out, rng.standard_normal((10, 4 * out * out)) / 8, 19)
     data = rng.standard_normal((48, 4, size, size)).astype(np.float32)
     graph = prepare(graph_from_onnx(model))
     quantized = quantize(graph, calibrate(graph, {"input": data}, progress=False), 8)
