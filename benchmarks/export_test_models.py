@@ -156,6 +156,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
              "tiny_funnel": {"dynamo": (18,)},
+             "tiny_gpt2": {"legacy": (11,)},
              "digits_regressor": {"legacy": (17,)},
              "digits_cross_attention": {"legacy": (17,)},
              "digits_uint8": {"legacy": (17,), "dynamo": (18,)},
@@ -488,6 +489,27 @@ class TinyFunnel(torch.nn.Module):
         return self.funnel(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
+class TinyGpt2(torch.nn.Module):
+    """transformers' GPT2Model from a small config (eager attention, no cache); returns the last
+    hidden state only. Exported by the legacy exporter at opset 11, as older scripts still do:
+    ONNX's shape inference knows no rank for its attention scores, which read a mask's Add
+    before their Softmax (a new-user trial: the loader's opset-13 spelling had put that Add on
+    codes, 16 dB where opset 13 gives 37)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import GPT2Config, GPT2Model
+
+        config = GPT2Config(vocab_size=VOCAB, n_positions=SEQUENCE, n_embd=32, n_layer=2,
+                            n_head=2, attn_implementation="eager", use_cache=False,
+                            bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
+        self.gpt2 = GPT2Model(config).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.gpt2(input_ids=input_ids, attention_mask=attention_mask,
+                         use_cache=False).last_hidden_state
+
+
 class TinyBert(torch.nn.Module):
     """transformers' BertModel from a small config; returns the last hidden state only."""
 
@@ -726,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),
         "tiny_funnel": lambda: (TinyFunnel().eval(), tokens),
+        "tiny_gpt2": lambda: (TinyGpt2().eval(), tokens),
         "digits_regressor": lambda: (DigitsRegressor().eval(), flat),
         "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
         "digits_uint8": lambda: (DigitsUint8().eval(), photos),

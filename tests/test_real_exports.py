@@ -49,7 +49,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "digits_sdpa_half": "digits_half", "tiny_t5_fixed": "tiny_bert", "digits_pad": "digits",
         "tiny_llama_left": "tiny_llama", "tiny_qwen2_outliers": "tiny_llama",
         "tiny_bert_outliers": "tiny_bert",
-        "tiny_funnel": "tiny_bert",
+        "tiny_funnel": "tiny_bert", "tiny_gpt2": "tiny_bert",
         "tiny_t5_optimum": "tiny_bert", "tiny_resnet_optimum": "digits_image",
         "masked_pool": "masked_pool", "digits_regressor": "digits",
         "mask_encoder": "mask_encoder", "digits_tensor_split": "digits_tokens",

@@ -10,7 +10,9 @@ stays at its opset: a Hardmax-11 over axis 2 of a (N, 4, 8, 8) tensor, or a Soft
 model whose output is NaN on the converter check's random input (a Sqrt of the input), was
 calibrated on the opset-13 kernel and written by the integer format at opset 13, another
 function (-3.8 and -13.8 dB, exit 0; a hunt for attribute forms). :func:`before_conversion`
-spells each such node in a form both opsets read alike, whether or not the converter runs.
+spells each such node in a form both opsets read alike, for a model the converter does not
+take as it is (:func:`ptq_verify.graph.onnx_io.upgraded`): converted or not, it then computes
+its own function.
 """
 
 from __future__ import annotations

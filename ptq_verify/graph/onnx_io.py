@@ -546,24 +546,42 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
     inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
     its Resize-10 -> 13 leaves linear Resize's asymmetric coordinates for opset 13's default
-    half_pixel). Nodes whose function changed at opset 13 (a Softmax, LogSoftmax or Hardmax
-    over more than the last axis) are first spelt so that both opsets read them alike
-    (:func:`ptq_verify.catalog.upgrades.before_conversion`), in the model converted or left
-    at its opset. The formats that keep the source's opset still apply to a model left so,
-    and the written file is compared with the user's own in onnxruntime either way."""
+    half_pixel). Where the model as it is does not convert so, the nodes whose function
+    changed at opset 13 (a Softmax, LogSoftmax or Hardmax over more than the last axis) are
+    spelt so that both opsets read them alike
+    (:func:`ptq_verify.catalog.upgrades.before_conversion`) and the converter tried again, the
+    spelt model kept at its opset if that fails too. Spelling first, always, had cost a legacy
+    GPT-2 export at opset 11 21 dB (a new-user trial): with no rank known for its attention
+    scores, a Softmax already over the last axis was spelt too, and the Flatten between the
+    mask's Add and the Softmax put the Add on codes. The formats that keep the source's opset
+    still apply to a model left so, and the written file is compared with the user's own in
+    onnxruntime either way."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if version is None or version >= LEAST_OPSET:
         return model
-    from onnx import version_converter
-
     from ..catalog.upgrades import before_conversion
 
+    converted = _converted(model)
+    if converted is not None:
+        return converted
     spelt = before_conversion(model)  # the same function, read alike at both opsets
+    if spelt is model:
+        return model
+    return _converted(spelt, model) or spelt
+
+
+def _converted(model: onnx.ModelProto,
+               reference: onnx.ModelProto | None = None) -> onnx.ModelProto | None:
+    """``model`` at :data:`LEAST_OPSET` by onnx's version converter where onnxruntime computes
+    with it what it computes with ``reference`` (the model itself by default) on random
+    inputs; None where the converter or that check fails."""
+    from onnx import version_converter
+
     try:
-        converted = version_converter.convert_version(spelt, LEAST_OPSET)
-        return converted if _same_outputs(model, converted) else spelt
-    except Exception:  # noqa: BLE001 - any converter or runtime failure: as it was
-        return spelt
+        converted = version_converter.convert_version(model, LEAST_OPSET)
+        return converted if _same_outputs(reference or model, converted) else None
+    except Exception:  # noqa: BLE001 - any converter or runtime failure: not converted
+        return None
 
 
 def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
