@@ -343,7 +343,9 @@ class Checker:
             return None
         return f, tensor_terms, param_terms
 
-    def _log_derivative(self, point: dict, names) -> mpmath.mpf | None:
+    def _log_derivative(self, point: dict, names, direction: int = 0) -> mpmath.mpf | None:
+        """d/dt f at t = 0 with the named coordinates times e^t: central difference, or
+        one-sided (``direction`` +1 / -1)."""
         def along(t):
             moved = dict(point)
             for n in names:
@@ -354,9 +356,43 @@ class Checker:
             return value
 
         try:
-            return mpmath.diff(along, 0)
+            return mpmath.diff(along, 0, direction=direction)
         except (ValueError, ZeroDivisionError):
             return None
+
+    def looks_differentiable(self, point: dict) -> bool:
+        """Whether f shows no kink at the point: along each tensor's and each parameter's
+        scaling the derivatives from the right and from the left agree, and the derivative
+        from the right along all of them at once is their sum (a derivative is linear).
+
+        Euler's identity holds only where f is differentiable (proofs/euler.md). At a kink,
+        such as max(x, b, c, g) with the three parameters at one sample value, the central
+        differences it would be read from are no derivatives, and a function with a rule
+        appeared to have none. Numeric, like the rest of the Euler evidence."""
+        mp_point = _mp(point)
+        f = self.value(mp_point)
+        if f is None:
+            return False
+        directions = [t.elements for t in self.op.inputs] + [(p,) for p in self.op.params]
+        right_sum = mpmath.mpf(0)
+        size = abs(f)
+        rights = []
+        for names in directions:
+            right = self._log_derivative(mp_point, names, direction=1)
+            left = self._log_derivative(mp_point, names, direction=-1)
+            if right is None or left is None:
+                return False
+            rights.append((right, left))
+            right_sum += right
+            size += abs(right) + abs(left)
+        together = self._log_derivative(
+            mp_point, [n for names in directions for n in names], direction=1
+        )
+        if together is None:
+            return False
+        tolerance = mpmath.mpf(10) ** (-mpmath.mp.dps // 3) * (1 + size)
+        return (all(abs(right - left) <= tolerance for right, left in rights)
+                and abs(together - right_sum) <= tolerance)
 
     # -- candidates ----------------------------------------------------------------------
 
@@ -832,13 +868,18 @@ def _preserves_nonnegative(op: Operator) -> bool:
 def stable_euler_residual(op: Operator, points: list[dict]):
     """``(residual, scale, used points)`` when Euler's identity is clearly unsolvable.
 
-    Rows come from the points where f and its derivatives are known at the working precision;
+    Rows come from the points where f and its derivatives are known at the working precision
+    and f shows no kink (:meth:`Checker.looks_differentiable`);
     the same points are evaluated again at twice as many digits, and the evidence counts only
     when both find a clear residual and agree on it, so cancellation cannot fake it.
     ``(None, None, [])`` otherwise.
     """
     checker = Checker(op)
-    usable = [(p, row) for p in points if (row := checker._euler_row(p)) is not None]
+    usable = [
+        (p, row)
+        for p in points
+        if (row := checker._euler_row(p)) is not None and checker.looks_differentiable(p)
+    ]
     used = [p for p, _ in usable]
     found = []
     for digits in (None, 2 * mpmath.mp.dps):
