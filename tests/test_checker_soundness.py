@@ -19,9 +19,10 @@ from ptq_verify.cli import main
 from ptq_verify.rules import RuleKind, classify, decide
 from ptq_verify.rules.certificate import Proof, ProofCase, Verdict
 from ptq_verify.rules.certified import certified_nonzero, certified_zero
-from ptq_verify.rules.checker import _full_rank, stable_euler_residual
+from ptq_verify.rules.checker import _full_rank, exact_sides, stable_euler_residual
 from ptq_verify.rules.lattice import Rule
 from ptq_verify.rules.recheck import recheck_certificate
+from ptq_verify.rules.shift import shift_rule
 
 HIDDEN_ZERO = "asin(x/sqrt(1+x**2)) - atan(x)"
 
@@ -159,6 +160,23 @@ def test_kinks_at_the_sample_values_do_not_fake_no_rescale_evidence(expr):
     points = [{"x": Fraction(x), "a": Fraction(1), "b": Fraction(1), "c": Fraction(1),
                "g": Fraction(1)} for x in ("1/2", "-3/2", "5/2", "-7", "1/3", "9")]
     assert stable_euler_residual(op, points)[0] is None
+
+
+@pytest.mark.parametrize("expr", [
+    "where(x*log(1 + 1e-200) > 0, x, x**2) + where(x > 0, 0, x - x**2)",
+    "where(max(x*log(1 + 1e-200), 0) > 0, x, x**2) + where(x > 0, 0, x - x**2)",
+])
+def test_a_counterexample_compares_numbers_as_the_parser_does(expr):
+    """Each is x (log(1 + 1e-200) > 0). Substituted into f, the comparison of x = 1 with 0
+    was sympy's, which reads the difference to 2 digits: f(2) = 4, 2 f(1) = 2 was "certified"
+    and the function refuted. The certified difference was right about the wrong sides."""
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind in (RuleKind.PASS_THROUGH, RuleKind.UNDECIDED)
+    lhs, rhs = exact_sides(op, {"x": Fraction(1)}, Fraction(2), 1)
+    assert certified_nonzero(lhs - rhs) is None
+    # f(x - c) = f(x) - c too: its shift rule was refuted the same way
+    assert shift_rule(op).status in ("proved", "undecided")
 
 
 # -- names that clash with generated code -----------------------------------------------------

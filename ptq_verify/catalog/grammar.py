@@ -872,6 +872,27 @@ def _rebuilt(e: sympy.Basic) -> sympy.Basic:
     return _applied(e.func, args)
 
 
+def substitute(e: sympy.Basic, values: dict) -> sympy.Basic:
+    """``e`` with its symbols replaced by ``values``, rebuilt bottom-up as the parser builds:
+    comparisons by :func:`relation` and max/min by :func:`extremum`, never by sympy's own
+    comparison, which ``xreplace`` would use once a comparison holds only numbers.
+
+    At x = 1, ``where(x*log(1 + 1e-200) > 0, x, x**2) + where(x > 0, 0, x - x**2)`` (which is
+    x) took its second branch under ``xreplace``, and f(2) = 4, 2 f(1) = 2 "refuted" it; the
+    zero case of a sign split meets the same numbers. A ValueError, as from
+    :func:`extremum`, when numbers cannot be ordered."""
+    if e in values:
+        return values[e]
+    if not e.args or isinstance(e, sympy.Atom) or not (e.free_symbols & set(values)):
+        return e
+    args = tuple(substitute(a, values) for a in e.args)
+    if isinstance(e, sympy.core.relational.Relational):
+        return relation(type(e), *args)
+    if type(e) in (sympy.Max, sympy.Min):
+        return _applied(_max if type(e) is sympy.Max else _min, args)
+    return e.func(*args)
+
+
 @lru_cache(maxsize=4096)
 def _applied(build: Callable[..., sympy.Basic], args: tuple[sympy.Basic, ...]) -> sympy.Basic:
     """``build(*args)``, remembered.

@@ -28,7 +28,7 @@ import mpmath
 import numpy as np
 import sympy
 
-from ..catalog.grammar import format_expression
+from ..catalog.grammar import format_expression, substitute
 from ..catalog.operator import Operator
 from .certificate import Counterexample, Proof, ProofCase, Verdict
 from .certified import NumericFunction, certified_nonzero, certified_zero
@@ -97,9 +97,11 @@ def exact_sides(
     }
     try:
         for at in (values, moved):
-            if any(condition.xreplace(at) is not sympy.true for condition in op.domain):
+            if any(substitute(condition, at) is not sympy.true for condition in op.domain):
                 raise InexactPoint("the point or the scaled point is not shown inside the domain")
-        return op.expr.xreplace(moved), _rational(s) ** degree * op.expr.xreplace(values)
+        # rebuilt as the parser builds: sympy's own comparison of numbers reads 2 digits
+        return (substitute(op.expr, moved),
+                _rational(s) ** degree * substitute(op.expr, values))
     except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
         # sympy evaluates while it substitutes: Max of numbers it cannot compare raises
         raise InexactPoint(f"sympy cannot evaluate f exactly there: {err}") from None
@@ -203,8 +205,11 @@ def case_substitution(op: Operator, signs: dict[str, str]) -> dict[sympy.Symbol,
 def excluded_by_domain(op: Operator, substitution: dict) -> sympy.Basic | None:
     """The first domain condition that is false in a sign case, if any."""
     for condition in op.domain:
-        if condition.xreplace(substitution) == sympy.false:
-            return condition
+        try:
+            if substitute(condition, substitution) == sympy.false:
+                return condition
+        except ValueError:  # numbers that cannot be ordered: not shown false
+            continue
     return None
 
 
@@ -257,7 +262,10 @@ class Checker:
 
     def in_domain_exactly(self, point: dict[str, Fraction]) -> bool:
         subs = {self.op.symbols[n]: _rational(v) for n, v in point.items()}
-        return all(c.xreplace(subs) == sympy.true for c in self.op.domain)
+        try:
+            return all(substitute(c, subs) == sympy.true for c in self.op.domain)
+        except ValueError:  # numbers that cannot be ordered
+            return False
 
     def random_point(
         self,
@@ -575,7 +583,10 @@ class Checker:
             if excluded is not None:
                 cases.append(ProofCase(assignment, f"excluded: {format_expression(excluded)}"))
                 continue
-            case_residual = residual.xreplace(substitution)
+            try:  # the zero case leaves comparisons of numbers: decided as the parser does
+                case_residual = substitute(residual, substitution)
+            except ValueError:
+                return None
             if zero_residual(case_residual, thorough=False) != 0:
                 if not self._thorough_zero(case_residual):
                     return None

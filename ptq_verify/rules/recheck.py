@@ -17,7 +17,7 @@ from fractions import Fraction
 import mpmath
 import sympy
 
-from ..catalog.grammar import ExpressionError, format_expression, parse_expression
+from ..catalog.grammar import ExpressionError, format_expression, parse_expression, substitute
 from ..catalog.operator import Operator
 from .certified import certified_nonzero, certified_zero
 from .checker import (
@@ -150,7 +150,7 @@ def _recheck_proof(op: Operator, verdict: dict, proof: dict) -> list[str]:
         if case["residual"] != "0":
             problems.append(f"case {label}: residual {case['residual']} is not zero")
             continue
-        if zero_residual((lhs - rhs).xreplace(substitution)) != 0:
+        if zero_residual(substitute(lhs - rhs, substitution)) != 0:
             problems.append(f"case {label}: the residual does not simplify to zero")
     return problems
 

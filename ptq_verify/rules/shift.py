@@ -33,7 +33,7 @@ import numpy as np
 import sympy
 from sympy.core.relational import Relational
 
-from ..catalog.grammar import ExpressionError, format_expression
+from ..catalog.grammar import ExpressionError, format_expression, substitute
 from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certified import certified_nonzero
@@ -280,9 +280,9 @@ def _exact_sides(op: Operator, point: Mapping[str, Fraction], c: Fraction,
     moved = {s: v - _rational(c) if through_inputs else v for s, v in at.items()}
     try:
         for values in (at, moved):
-            if any(condition.xreplace(values) is not sympy.true for condition in op.domain):
+            if any(substitute(condition, values) is not sympy.true for condition in op.domain):
                 return None
-        lhs, rhs = op.expr.xreplace(moved), op.expr.xreplace(at) - _rational(c)
+        lhs, rhs = substitute(op.expr, moved), substitute(op.expr, at) - _rational(c)
     except (ValueError, TypeError, ArithmeticError, RecursionError):
         return None
     if lhs.free_symbols or rhs.free_symbols or lhs.has(sympy.nan, sympy.zoo):
