@@ -179,6 +179,18 @@ def test_a_counterexample_compares_numbers_as_the_parser_does(expr):
     assert shift_rule(op).status in ("proved", "undecided")
 
 
+@pytest.mark.parametrize("expr", ["max(x*(1 - tanh(150)), 0)",
+                                  "clip(x*(1 - cos(1e-60)), 0, 1) + x"])
+def test_a_max_of_numbers_sympy_cannot_compare_in_a_sign_case_does_not_crash(expr):
+    """At x = t the rewrite pulled t out of max(t*(1 - tanh(150)), 0) and sympy's Max raised
+    on numbers it could not compare: classify crashed."""
+    verdict = _verdict(expr)
+    assert verdict.rule.kind in (RuleKind.PASS_THROUGH, RuleKind.NEEDS_COMPENSATION,
+                                 RuleKind.UNDECIDED)
+    if expr.startswith("max"):
+        assert verdict.rule.kind is not RuleKind.NEEDS_COMPENSATION
+
+
 # -- names that clash with generated code -----------------------------------------------------
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sympy
 from sympy.core.relational import Relational
 
+from ..catalog.grammar import extremum, relation
+
 
 def positive_factor(expr: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
     """Split ``expr`` into ``(c, rest)`` with ``expr == c*rest`` and c a positive monomial."""
@@ -61,10 +63,17 @@ def _common_positive_factor(args: tuple[sympy.Expr, ...]) -> sympy.Expr:
 
 
 def _rewrite_node(node: sympy.Basic) -> sympy.Basic:
+    """One rewrite; numbers the factor leaves behind are compared as the parser compares them
+    (grammar.relation, grammar.extremum), never by sympy's 2 digits; a Max of numbers they
+    cannot order (``max(x*(1 - tanh(150)), 0)`` at x = t) is left as it was, where sympy's
+    Max had raised and crashed the checker."""
     if isinstance(node, (sympy.Max, sympy.Min)):
         c = _common_positive_factor(node.args)
         if c != 1:
-            return c * type(node)(*[sympy.expand(a / c) for a in node.args])
+            try:
+                return c * extremum(type(node), *[sympy.expand(a / c) for a in node.args])
+            except ValueError:
+                return node
         return node
     if isinstance(node, (sympy.Heaviside, sympy.sign)):
         c, rest = positive_factor(node.args[0])
@@ -76,7 +85,7 @@ def _rewrite_node(node: sympy.Basic) -> sympy.Basic:
         if node.rhs == 0 and positive_factor(node.lhs)[0] == 1:
             return node
         _, rest = positive_factor(node.lhs - node.rhs)
-        return node.func(rest, 0)
+        return relation(node.func, rest, sympy.S.Zero)
     return node
 
 
