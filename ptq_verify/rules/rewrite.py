@@ -1,6 +1,6 @@
 """Rewrites that hold because a factor is positive, which sympy does not apply by itself.
 
-Each rewrite is an identity for c > 0 (proofs/rewrites.md proves them):
+Each rewrite is an identity for c > 0 (proofs/rewrite-rules.md proves them):
 
     Max(c*a, c*b, ...) = c*Max(a, b, ...)        Min likewise
     (c*u  >  0) <=> (u > 0)                      for every comparison against zero
