@@ -864,9 +864,14 @@ def _settled(e: sympy.Basic) -> sympy.Basic:
 def _rebuilt(e: sympy.Basic) -> sympy.Basic:
     if not e.args or isinstance(e, sympy.Atom):
         return e
-    args = tuple(_rebuilt(a) for a in e.args)
-    if isinstance(e, sympy.core.relational.Relational):  # numbers compared as the parser
-        return relation(type(e), *args)                  # compares them, not by sympy
+    return _built(e, tuple(_rebuilt(a) for a in e.args))
+
+
+def _built(e: sympy.Basic, args: tuple[sympy.Basic, ...]) -> sympy.Basic:
+    """``e``'s head applied to ``args`` as the parser builds it: numbers in a comparison or a
+    max/min compared by :func:`relation` and :func:`extremum`, not by sympy."""
+    if isinstance(e, sympy.core.relational.Relational):
+        return relation(type(e), *args)
     if type(e) in (sympy.Max, sympy.Min):
         return _applied(_max if type(e) is sympy.Max else _min, args)
     return _applied(e.func, args)
@@ -885,12 +890,7 @@ def substitute(e: sympy.Basic, values: dict) -> sympy.Basic:
         return values[e]
     if not e.args or isinstance(e, sympy.Atom) or not (e.free_symbols & set(values)):
         return e
-    args = tuple(substitute(a, values) for a in e.args)
-    if isinstance(e, sympy.core.relational.Relational):
-        return relation(type(e), *args)
-    if type(e) in (sympy.Max, sympy.Min):
-        return _applied(_max if type(e) is sympy.Max else _min, args)
-    return e.func(*args)
+    return _built(e, tuple(substitute(a, values) for a in e.args))
 
 
 @lru_cache(maxsize=4096)
