@@ -123,8 +123,9 @@ def test_the_key_holds_the_numeric_libraries_versions(monkeypatch):
 
     op = Operator("op", "x", "2*x")
     before = fingerprint(op)
-    assert any(v.startswith("flint ") for v in store_module._numeric_versions())
-    monkeypatch.setattr(store_module, "_numeric_versions", lambda: ["flint 0.0.1", "mpmath 0"])
+    assert any(v.startswith("flint ") for v in store_module._library_versions())
+    monkeypatch.setattr(store_module, "_library_versions",
+                        lambda: ["sympy 1.14.0", "flint 0.0.1", "mpmath 0"])
     assert fingerprint(op) != before
 
 

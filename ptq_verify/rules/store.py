@@ -84,8 +84,7 @@ def fingerprint(op: Operator) -> str:
     declaration = [
         CHECKER_VERSION,
         _checker_source_digest(),
-        _sympy_version(),
-        _numeric_versions(),
+        _library_versions(),
         op.name,
         op.onnx_type,
         ["text", expr] if isinstance(expr, str) else ["sympy", _srepr(expr)],
@@ -97,41 +96,34 @@ def fingerprint(op: Operator) -> str:
     return hashlib.sha256(json.dumps(declaration).encode()).hexdigest()
 
 
-@functools.cache
-def _sympy_version() -> str:
-    """The installed sympy's release file, which holds its version, read without importing
-    sympy (importlib.metadata's parse of the package metadata costs 45 ms)."""
-    spec = find_spec("sympy")
-    if spec is None or spec.origin is None:
-        return "no sympy"
-    try:
-        return (Path(spec.origin).parent / "release.py").read_text(encoding="utf-8")
-    except OSError:
-        from importlib.metadata import version
-
-        return version("sympy")
+LIBRARIES = (("sympy", "release.py", "sympy"), ("flint", "__init__.py", "python-flint"),
+             ("mpmath", "__init__.py", "mpmath"))
+"""(module, file that holds its ``__version__``, distribution) of each library a verdict comes
+from: sympy's proofs, python-flint's ball arithmetic that certifies every counterexample, and
+mpmath's numbers in the search and the no-rescale evidence."""
 
 
 @functools.cache
-def _numeric_versions() -> list[str]:
-    """The versions of python-flint (the ball arithmetic that certifies every counterexample)
-    and mpmath (the search's and the no-rescale evidence's numbers), each read off its
-    package's ``__init__.py`` without importing it: a verdict computed with one release is
-    not handed out by another."""
+def _library_versions() -> list[str]:
+    """The installed release of each of :data:`LIBRARIES`, read off its version file without
+    importing it (importing sympy would cost a warm run its start; importlib.metadata's parse
+    of the package metadata costs 45 ms, so it is only the fallback): a verdict computed with
+    one release is not handed out by another."""
     found = []
-    for name in ("flint", "mpmath"):
-        spec = find_spec(name)
+    for module, file, distribution in LIBRARIES:
+        spec = find_spec(module)
         if spec is None or spec.origin is None:
-            found.append(f"no {name}")
+            found.append(f"no {module}")
             continue
         try:
-            text = Path(spec.origin).read_text(encoding="utf-8")
+            text = (Path(spec.origin).parent / file).read_text(encoding="utf-8")
+            version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+            release = version.group(1) if version else hashlib.sha256(text.encode()).hexdigest()
         except (OSError, UnicodeDecodeError):
-            found.append(f"{name}: unreadable")
-            continue
-        version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
-        release = version.group(1) if version else hashlib.sha256(text.encode()).hexdigest()
-        found.append(f"{name} {release}")
+            from importlib.metadata import version as installed
+
+            release = installed(distribution)
+        found.append(f"{module} {release}")
     return found
 
 
