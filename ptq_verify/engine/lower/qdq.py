@@ -42,6 +42,7 @@ from onnx import helper
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
 from ...rules import stored_shift_rule
+from ..probe import along
 from ..rules import is_lattice_selection, is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, runs_on
@@ -224,7 +225,7 @@ class _QdqLowering:
             one = self.out.constant(f"{name}:scale", np.float32(1))
             zero = self.out.constant(f"{name}:zero", np.array(0, np.int8))
             real = self.out.add("DequantizeLinear", [stored, one, zero], f"{name}:dq")
-            return self.out.multiply(real, _along(scale, param.axis, values.ndim))
+            return self.out.multiply(real, along(scale, param.axis, values.ndim))
         if scale.ndim:
             scale, attrs = scale.reshape(-1), {"axis": param.axis}
             self.per_channel = True
@@ -454,14 +455,6 @@ def _takes_per_axis(node, weight: np.ndarray) -> bool:
     DequantizeLinear before it was fused, then failed at run time ("IsBQuantParamSupported
     ... was false": exit 3 before the file was written, a hunt for attribute forms)."""
     return not (node.op_type == "MatMul" and node.in_onnx_domain and np.ndim(weight) > 2)
-
-
-def _along(values: np.ndarray, axis: int, rank: int) -> np.ndarray:
-    """``values`` (one per channel) shaped to broadcast along ``axis`` of a rank-``rank``
-    tensor."""
-    shape = [1] * rank
-    shape[axis] = -1
-    return np.asarray(values, np.float32).reshape(shape)
 
 
 def _pooling(node) -> tuple[list[int], list[int], list[int]]:
