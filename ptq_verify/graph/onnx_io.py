@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -108,18 +109,31 @@ def read_model(path: str | os.PathLike,
 
 def _non_utf8_string(message) -> str | None:
     """The name of the first string field that is not UTF-8 (protobuf hands such a field over
-    as bytes, and every name of the model ends up in messages and tables), or None."""
+    as bytes, and every name of the model ends up in messages and tables), or None. Only
+    string and message fields are read: ``ListFields`` would also hand over every tensor's
+    ``raw_data`` as a fresh bytes copy (all-MiniLM-L6-v2: 90 MB, 0.04 s)."""
     stack = [message]
     while stack:
         current = stack.pop()
-        for field, value in current.ListFields():
-            if field.type == field.TYPE_STRING:
-                values = [value] if isinstance(value, (str, bytes)) else value
-                if any(not isinstance(v, str) for v in values):
-                    return f"{current.DESCRIPTOR.name}.{field.name}"
-            elif field.type == field.TYPE_MESSAGE:
-                stack.extend([value] if hasattr(value, "ListFields") else value)
+        for field, repeated in _text_fields(current.DESCRIPTOR):
+            if not repeated and not current.HasField(field.name):
+                continue
+            value = getattr(current, field.name)
+            values = value if repeated else [value]
+            if field.type == field.TYPE_MESSAGE:
+                stack.extend(values)
+            elif any(not isinstance(v, str) for v in values):
+                return f"{current.DESCRIPTOR.name}.{field.name}"
     return None
+
+
+@functools.cache
+def _text_fields(descriptor) -> tuple:
+    """A message type's string and message fields, each with whether it is repeated
+    (protobuf 6 has ``label``, 7 ``is_repeated`` only)."""
+    return tuple((field, field.is_repeated if hasattr(field, "is_repeated")
+                  else field.label == field.LABEL_REPEATED) for field in descriptor.fields
+                 if field.type in (field.TYPE_STRING, field.TYPE_MESSAGE))
 
 
 def _checker_message(err: BaseException, limit: int = 400) -> str:
