@@ -129,11 +129,16 @@ def _non_utf8_string(message) -> str | None:
 
 @functools.cache
 def _text_fields(descriptor) -> tuple:
-    """A message type's string and message fields, each with whether it is repeated
-    (protobuf 6 has ``label``, 7 ``is_repeated`` only)."""
-    return tuple((field, field.is_repeated if hasattr(field, "is_repeated")
-                  else field.label == field.LABEL_REPEATED) for field in descriptor.fields
+    """A message type's string and message fields, each with whether it is repeated."""
+    return tuple((field, _repeated(field)) for field in descriptor.fields
                  if field.type in (field.TYPE_STRING, field.TYPE_MESSAGE))
+
+
+def _repeated(field) -> bool:
+    """Whether a protobuf field is repeated (protobuf 6 has ``label``, 7 ``is_repeated``
+    only)."""
+    return field.is_repeated if hasattr(field, "is_repeated") else (
+        field.label == field.LABEL_REPEATED)
 
 
 def _checker_message(err: BaseException, limit: int = 400) -> str:
@@ -452,16 +457,29 @@ def _typed_only(model: onnx.ModelProto) -> onnx.ModelProto:
              and math.prod(t.dims) > SHAPE_FREE_ELEMENTS]
     if not large:
         return model
-    typed = onnx.ModelProto()
-    typed.CopyFrom(model)
     names = {t.name for t in large}
-    kept = [t for t in typed.graph.initializer if t.name not in names]
-    del typed.graph.initializer[:]
-    typed.graph.initializer.extend(kept)
+    typed = _copy_without(model, "graph")  # (a whole copy took all-MiniLM-L6-v2 0.08 s)
+    typed.graph.CopyFrom(_copy_without(model.graph, "initializer"))
+    typed.graph.initializer.extend(t for t in model.graph.initializer if t.name not in names)
     declared = {v.name for v in typed.graph.input}
     typed.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                              for t in large if t.name not in declared)
     return typed
+
+
+def _copy_without(message, name: str):
+    """A copy of the protobuf ``message`` without its field ``name``, which is not copied."""
+    copy = type(message)()
+    for field, value in message.ListFields():  # (a message's fields, not their copies)
+        if field.name == name:
+            continue
+        if _repeated(field):
+            getattr(copy, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(copy, field.name).CopyFrom(value)
+        else:
+            setattr(copy, field.name, value)
+    return copy
 
 
 _FLOAT_TYPES = frozenset(
