@@ -467,6 +467,11 @@ def test_an_opset_11_hardmax_over_a_middle_axis_keeps_its_function(tmp_path):
     data = np.random.default_rng(8).standard_normal((64, 2, 6, 6)).astype(np.float32)
     graph = load_model(str(path))
     assert graph.opsets[""] == 13
+    assert graph.loaded == (
+        "opset 11: converted to opset 13 by onnx's version converter (onnxruntime computes the "
+        "same outputs with both on a random input), after 1 node that opset 13 reads another "
+        "way ('hard') spelt as Flatten -> node -> Reshape (the same function at both opsets; "
+        "the added Flatten, Shape and Reshape nodes are listed as the model's)")
     reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
     np.testing.assert_allclose(run_graph(graph, {"x": data}, OperatorTable())["y"], reference,
                                rtol=1e-5, atol=1e-5)
@@ -475,6 +480,32 @@ def test_an_opset_11_hardmax_over_a_middle_axis_keeps_its_function(tmp_path):
     outputs = {fmt: ort.InferenceSession(quantized.to_onnx(fmt).SerializeToString()).run(
         None, {"x": data})[0] for fmt in ("integer", "simulation")}
     assert sqnr_db(outputs["simulation"], outputs["integer"]) > 40
+
+
+def test_the_audit_and_quantize_say_how_an_old_opset_model_was_loaded(tmp_path, capsys):
+    """The audit of an opset-11 model whose Hardmax was spelt as Flatten -> Hardmax -> Reshape
+    listed the added nodes as the model's and said nothing of the conversion: a user reading
+    it looked for nodes the file does not hold, at an opset it is not at. The audit's summary,
+    its JSON and quantize's notes now say what loading did; a model at opset 13 or later
+    gets no such line."""
+    model = _hardmax_model(11, [helper.make_node("Hardmax", ["h"], ["m"], name="hard", axis=2)])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    account = "opset 11: converted to opset 13 by onnx's version converter"
+    assert main(["audit", str(path)]) == 0
+    audit = capsys.readouterr().out
+    assert f"loaded: {account}" in audit and "('hard') spelt as Flatten" in audit
+    assert main(["audit", str(path), "--json"]) == 0
+    assert account in capsys.readouterr().out
+    np.save(tmp_path / "calib.npy",
+            np.random.default_rng(8).standard_normal((32, 2, 6, 6)).astype(np.float32))
+    assert main(["quantize", str(path), "--calib", str(tmp_path / "calib.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    assert f"note: {account}" in capsys.readouterr().out
+    current = _hardmax_model(13, [helper.make_node("Hardmax", ["h"], ["m"], name="hard")])
+    path.write_bytes(current.SerializeToString())
+    assert main(["audit", str(path)]) == 0
+    assert "loaded:" not in capsys.readouterr().out
 
 
 def test_a_jump_read_through_nodes_in_float_holds_their_inputs_and_says_so(capsys, tmp_path):
@@ -560,8 +591,9 @@ def test_a_model_nan_on_random_inputs_is_still_brought_to_opset_13(tmp_path):
     from ptq_verify.graph.onnx_io import upgraded
 
     model = _softmax_model(12, [helper.make_node("Sqrt", ["x"], ["t"], name="root")])
-    converted = upgraded(model)
+    converted, loaded = upgraded(model)
     assert next(o.version for o in converted.opset_import if o.domain == "") == 13
+    assert loaded.startswith("opset 12: converted to opset 13 by onnx's version converter")
     data = np.abs(np.random.default_rng(5).standard_normal((16, 4, 8, 8))).astype(np.float32)
     ours = run_graph(graph_from_onnx(converted), {"x": data}, OperatorTable())["y"]
     theirs = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
@@ -578,9 +610,10 @@ def test_a_model_left_below_opset_13_reads_its_softmax_as_its_opset_does(op_type
 
     model = _softmax_model(12, [helper.make_node("Identity", ["x"], ["t"], name="same")])
     model.graph.node[-1].op_type = op_type
-    spelt = before_conversion(model)
+    spelt, names = before_conversion(model)
     assert [n.op_type for n in spelt.graph.node][-4:] == ["Flatten", op_type, "Shape",
                                                          "Reshape"]
+    assert names == ["'soft'"]
     data = np.random.default_rng(6).standard_normal((16, 4, 8, 8)).astype(np.float32)
     theirs = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
     ours = run_graph(graph_from_onnx(spelt), {"x": data}, OperatorTable())["y"]
@@ -589,4 +622,4 @@ def test_a_model_left_below_opset_13_reads_its_softmax_as_its_opset_does(op_type
     np.testing.assert_allclose(same, theirs, rtol=1e-6, atol=1e-7)
     last = _softmax_model(12, [helper.make_node("Identity", ["x"], ["t"], name="same")])
     last.graph.node[-1].attribute[0].i = 2  # over the last axis: the same at both opsets
-    assert before_conversion(last) is last
+    assert before_conversion(last) == (last, [])

@@ -40,18 +40,20 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     return ranks
 
 
-def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
+def before_conversion(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """``model`` (opset < 13 in ONNX's domain) with each :data:`FLATTENED_BEFORE_13` node of
     its main graph that runs over more than its last axis written as Flatten(axis) -> the
     node over axis 1 -> Reshape to the input's shape: the same function at the model's opset,
     and at 13 whether the converter adapts the node or renumbers it. A node over the last
     axis (most exports: torch writes a Transpose around one over another axis) computes the
-    same at both opsets and stays; the model itself where no node needs it."""
+    same at both opsets and stays; the model itself where no node needs it. With it, the
+    nodes spelt, in words (its name, or the op type and output of a node the file leaves
+    unnamed), for the account of the loading (:func:`ptq_verify.graph.onnx_io.upgraded`)."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     candidates = [n for n in model.graph.node
                   if n.op_type in FLATTENED_BEFORE_13 and n.domain in ("", "ai.onnx")]
     if version >= 13 or not candidates:
-        return model
+        return model, []
     ranks = _ranks(model)
 
     def axis_of(node: onnx.NodeProto) -> int | None:
@@ -65,7 +67,7 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
         return axis if axis >= 0 or version >= 11 else None  # (Flatten's axis >= 0 before 11)
 
     if all(axis_of(n) is None for n in candidates):
-        return model
+        return model, []
     model = onnx.ModelProto.FromString(model.SerializeToString())
     taken = {name for n in model.graph.node for name in [*n.input, *n.output]}
     taken |= {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
@@ -79,7 +81,7 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
         names.add(name)
         return name
 
-    nodes = []
+    nodes, spelt = [], []
     for node in model.graph.node:
         axis = (axis_of(node) if node.op_type in FLATTENED_BEFORE_13
                 and node.domain in ("", "ai.onnx") else None)
@@ -87,6 +89,7 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
             continue
         source, result = node.input[0], node.output[0]
+        spelt.append(repr(node.name) if node.name else f"the {node.op_type} of {result!r}")
         flat, flat_out, shape = (fresh(f"{result}:flat"), fresh(f"{result}:2d"),
                                  fresh(f"{result}:shape"))
         rewritten = helper.make_node(node.op_type, [flat], [flat_out], name=node.name, axis=1)
@@ -100,4 +103,4 @@ def before_conversion(model: onnx.ModelProto) -> onnx.ModelProto:
                   helper.make_node("Reshape", [flat_out, shape], [result], name=reshape)]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    return model
+    return model, spelt

@@ -222,6 +222,8 @@ def run(args) -> int:
                      float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
                      calibrated_unsigned=shifted_tensors(absorbed),
                      wide_sums=not args.no_wide_sums, symmetric=args.symmetric)
+    if graph.loaded:  # the nodes listed are not all the file's own, or not of its opset
+        model.notes.insert(0, graph.loaded)
     model.notes.append(equalization_note(equalizing, pairs, unequalized))
     if pairs or absorbed:
         model.notes.append(absorption_note(absorbed))

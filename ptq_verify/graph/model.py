@@ -76,6 +76,9 @@ class Graph:
     source: str = "model"
     # what engine passes replaced and may put back (engine.split's records)
     undo: list[Any] = field(default_factory=list)
+    # how the file was brought to the engine's opset, in one line ("" where it was not:
+    # onnx_io.upgraded)
+    loaded: str = ""
 
     def producers(self) -> dict[str, Node]:
         """Tensor name -> the node computing it."""

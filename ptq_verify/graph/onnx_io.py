@@ -561,8 +561,10 @@ def load_graph(path: str | os.PathLike, parsed: onnx.ModelProto | None = None,
     """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet), at
     opset :data:`LEAST_OPSET` at least (:func:`upgraded`); ``parsed``: see :func:`read_model`;
     ``tensors_only``: see :func:`graph_from_onnx`."""
-    return graph_from_onnx(upgraded(read_model(path, parsed)), source=str(path),
-                           tensors_only=tensors_only)
+    model, loaded = upgraded(read_model(path, parsed))
+    graph = graph_from_onnx(model, source=str(path), tensors_only=tensors_only)
+    graph.loaded = loaded
+    return graph
 
 
 LEAST_OPSET = 13
@@ -573,7 +575,7 @@ became inputs (Clip-6's min and max, Pad-2's pads, Slice-1's starts, Squeeze-11'
 written as they were, onnxruntime refused the file, or ran a Softmax-11 as a Softmax-13."""
 
 
-def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
+def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     """``model`` converted to :data:`LEAST_OPSET` by onnx's version converter when its opset of
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
     inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
@@ -587,19 +589,33 @@ def upgraded(model: onnx.ModelProto) -> onnx.ModelProto:
     scores, a Softmax already over the last axis was spelt too, and the Flatten between the
     mask's Add and the Softmax put the Add on codes. The formats that keep the source's opset
     still apply to a model left so, and the written file is compared with the user's own in
-    onnxruntime either way."""
+    onnxruntime either way.
+
+    With the model, what was done, in one line for the audit's and quantize's notes ("" for
+    a model at :data:`LEAST_OPSET` or later): the nodes a user reads in the audit and the
+    report are then not all the file's own, or not of its opset."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if version is None or version >= LEAST_OPSET:
-        return model
+        return model, ""
     from ..catalog.upgrades import before_conversion
 
+    done = (f"opset {version}: converted to opset {LEAST_OPSET} by onnx's version converter "
+            "(onnxruntime computes the same outputs with both on a random input)")
     converted = _converted(model)
     if converted is not None:
-        return converted
-    spelt = before_conversion(model)  # the same function, read alike at both opsets
-    if spelt is model:
-        return model
-    return _converted(spelt, model) or spelt
+        return converted, done
+    kept = (f"opset {version}: kept at opset {version} (onnx's version converter could not bring "
+            f"it to opset {LEAST_OPSET} with the same outputs)")
+    spelt, names = before_conversion(model)  # the same function, read alike at both opsets
+    if not names:
+        return model, kept
+    account = (f"{len(names)} node{'s' if len(names) > 1 else ''} that opset {LEAST_OPSET} "
+               f"reads another way ({', '.join(names)}) spelt as Flatten -> node -> Reshape "
+               "(the same function at both opsets; the added Flatten, Shape and Reshape nodes "
+               "are listed as the model's)")
+    converted = _converted(spelt, model)
+    return ((converted, f"{done}, after {account}") if converted is not None
+            else (spelt, f"{kept}, after {account}"))
 
 
 def _converted(model: onnx.ModelProto,

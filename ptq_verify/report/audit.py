@@ -64,6 +64,7 @@ class Audit:
     own_kernels: tuple[str, ...] = ()  # op types declared with --operators it has no kernel for
     unprobed: str = ""  # why equalization was not probed (it runs the model), if it was not
     interface: str | None = None  # why quantize refuses the model's inputs or outputs
+    loaded: str = ""  # how the file was brought to the engine's opset (Graph.loaded)
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -87,6 +88,7 @@ class Audit:
             "absorbable": list(self.absorbable),
             "onnxruntime_refuses": self.onnxruntime,
             "quantize_refuses_interface": self.interface,
+            "loaded": self.loaded,
         }
 
     def to_json(self) -> dict:
@@ -179,7 +181,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
-                 unprobed, refused)
+                 unprobed, refused, original.loaded)
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -228,6 +230,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         + ", ".join(f"{k} {n}" for k, n in summary["verdicts"].items()),
         "actions: " + ", ".join(f"{k} {n}" for k, n in summary["actions"].items()),
     ]
+    if audit.loaded:
+        lines.append(f"loaded: {audit.loaded}")
     if summary["compensated"]:
         lines.append("compensation at: " + ", ".join(summary["compensated"]))
         floats = summary["integer_format_float"]
