@@ -99,12 +99,34 @@ def test_params_numbers_are_bounded(value):
          "argument --bits: invalid int value: 'abc'"),
         (["classify", "--expect", "nothing"], "argument --expect"),
         (["frobnicate"], "invalid choice"),
+        # an option no parser takes is the command's error, pointing to its own help (the
+        # top-level parser's named no command: a new-user trial's --per-channel)
+        (["quantize", "m.onnx", "-o", "q.onnx", "--per-channel"],
+         "ptq-verify quantize: error: unrecognized arguments: --per-channel (see ptq-verify "
+         "quantize --help)"),
+        (["audit", "m.onnx", "--calib", "c.npz"],
+         "ptq-verify audit: error: unrecognized arguments: --calib c.npz"),
+        (["--bogus"], "ptq-verify: error: unrecognized arguments: --bogus"),
+        # the data file given to --calibration (the clipping method) is pointed to --calib
+        (["quantize", "m.onnx", "-o", "q.onnx", "--calibration", "c.npz"],
+         "invalid choice: 'c.npz' (choose from auto, maxabs, percentile, mse); the "
+         "calibration data file goes to --calib"),
     ],
 )
 def test_usage_errors_are_one_line(argv, fragment):
     outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
     _assert_one_line_error(outcome, fragment)
     assert outcome.out == ""
+
+
+def test_the_version_is_printed_and_the_methods_are_the_engines():
+    from ptq_verify import __version__
+    from ptq_verify.cli.quantize import CALIBRATION_METHODS
+    from ptq_verify.engine.calibrate import METHODS
+
+    outcome = hostile.run_cli(["--version"], limit=QUICK_LIMIT)
+    assert (outcome.status, outcome.out.strip()) == (0, f"ptq-verify {__version__}")
+    assert CALIBRATION_METHODS == METHODS
 
 
 # -- TOML declarations ------------------------------------------------------------------------

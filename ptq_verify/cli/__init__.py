@@ -20,6 +20,7 @@ import traceback
 import warnings
 from typing import NoReturn
 
+from .. import __version__
 from ..errors import UserError
 
 # Each module defines ``register(subparsers)``, which adds its subcommand and sets ``run``
@@ -117,12 +118,28 @@ class _Parser(argparse.ArgumentParser):
               file=sys.stderr)
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's, but arguments no parser took are the command's error, pointing to
+        its own help: argparse leaves them to the top-level parser, whose message named
+        no command (``ptq-verify: error: unrecognized arguments: --per-channel (see
+        ptq-verify --help)`` for ``ptq-verify quantize ...``, a new-user trial)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._subcommands().get(getattr(parsed, "command", None) or "", self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _subcommands(self) -> dict[str, argparse.ArgumentParser]:
+        return next((dict(action.choices) for action in self._actions
+                     if isinstance(action, argparse._SubParsersAction)), {})
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ptq-verify",
         description="Prove which operators a PTQ pipeline may pass a scaling factor through.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,20 @@ from .models import (
     resolve_model,
     unchecked_note,
 )
+
+CALIBRATION_METHODS = ("auto", "maxabs", "percentile", "mse")
+"""engine.calibrate.METHODS, named here without importing the engine to build the parser."""
+
+
+def _method(value: str) -> str:
+    """A --calibration method; a file name given in its place is pointed to --calib (a
+    new-user trial typed ``--calibration cnn.calib.npz``)."""
+    if value in CALIBRATION_METHODS:
+        return value
+    hint = ("; the calibration data file goes to --calib"
+            if value.endswith((".npz", ".npy")) or Path(value).exists() else "")
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {value!r} (choose from {', '.join(CALIBRATION_METHODS)}){hint}")
 
 
 def register(subparsers) -> None:
@@ -56,7 +71,7 @@ def register(subparsers) -> None:
                    help="no activation smoothing (default: on: a per-channel factor moved from "
                    "an activation into the next layers' weights where the rules allow it and "
                    "it lowers their output error on the calibration data)")
-    p.add_argument("--calibration", choices=("auto", "maxabs", "percentile", "mse"),
+    p.add_argument("--calibration", type=_method, metavar="{auto,maxabs,percentile,mse}",
                    default="auto",
                    help="how a tensor's range is read from its statistics (default auto: "
                    "MSE-optimal clipping for 4-bit tensors, max-abs otherwise)")
