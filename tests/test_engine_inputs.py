@@ -31,8 +31,14 @@ def test_cli_writes_a_model_and_a_report(mlp_files, capsys):
                  "--no-progress", "--report", str(tmp / "q.md")])
     assert code == 0
     onnx.checker.check_model(onnx.load(tmp / "q.onnx"))
-    assert "| gemm1 | Gemm |" in (tmp / "q.md").read_text()
-    assert "0 compensated" in capsys.readouterr().out
+    report = (tmp / "q.md").read_text()
+    assert "| gemm1 | Gemm |" in report
+    printed = capsys.readouterr().out
+    assert "0 compensated" in printed
+    # the report says what the printed summary says, and what wrote it from what data
+    summary = next(line for line in printed.splitlines() if " -> " in line).split(": ", 1)[1]
+    assert f"Written to `{tmp / 'q.onnx'}`: {summary}." in report
+    assert f"(calibration data: `{calib}`)" in report and "--report" in report
 
 
 def test_an_example_name_stands_for_its_model_and_calibration(tmp_path, monkeypatch, capsys):

@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     where = f"ptq-verify {args.command}"
+    args.command_line = ["ptq-verify", *argv]  # (a report says what wrote it)
     try:
         with warnings.catch_warnings(), _signals_raise():
             # numeric warnings (overflow in exp, 0/0) are expected on hostile data; the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 from pathlib import Path
 
 from ..atomic import check_distinct, check_output, write_atomic
@@ -317,7 +318,8 @@ def run(args) -> int:
     write_atomic(target, serialised, inputs=inputs)
     summary = summary_rows(model)
     if args.report:
-        write_atomic(args.report, markdown(model, source, target), inputs=inputs)
+        write_atomic(args.report, markdown(model, source, target, args.format, format_floats,
+                                           args.command_line, calib), inputs=inputs)
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
                           "format": args.format, "counts": model.counts(),
@@ -494,15 +496,20 @@ def table(model, source, target, format: str = "simulation", format_floats: int 
              for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    counts = model.counts()
-    lines.append(f"{source} -> {target}: {model.bits}-bit {format}, {len(model.records)} nodes: "
-                 f"{counts['integer']} on integers, {counts['compensated']} compensated "
-                 f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
-                 "indices, masks; no activation)"
-                 + (f"; the {format} format runs {format_floats} of those on integers in float "
-                    "(listed below)" if format_floats else ""))
+    lines.append(f"{source} -> {target}: {summary_line(model, format, format_floats)}")
     lines.extend(f"note: {n}" for n in model.notes)
     return "\n".join(lines)
+
+
+def summary_line(model, format: str, format_floats: int = 0) -> str:
+    """How many nodes run on integers, in float and why, and static (see :func:`table`)."""
+    counts = model.counts()
+    return (f"{model.bits}-bit {format}, {len(model.records)} nodes: "
+            f"{counts['integer']} on integers, {counts['compensated']} compensated "
+            f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
+            "indices, masks; no activation)"
+            + (f"; the {format} format runs {format_floats} of those on integers in float "
+               "(listed below)" if format_floats else ""))
 
 
 def _why_float(records) -> str:
@@ -518,9 +525,15 @@ def _why_float(records) -> str:
     return "float: " + "; ".join(f"{n} {why}" for why, n in reasons.items())
 
 
-def markdown(model, source, target) -> str:
+def markdown(model, source, target, format: str, format_floats: int,
+             command: list[str], calib) -> str:
+    """The --report file: what the summary line and notes say, the node table, and the
+    command that wrote it (a new-user trial's report had neither the counts nor the
+    calibration data and options)."""
     out = [f"# Quantization of {source.name}", "",
-           f"{model.bits}-bit model written to `{target}`.", "",
+           f"Written to `{target}`: {markdown_cell(summary_line(model, format, format_floats))}.",
+           "", f"Command: `{markdown_cell(shlex.join(command))}` (calibration data: "
+           f"`{markdown_cell(str(calib))}`)", "",
            "| node | op type | rule | action | output scale | note |",
            "| --- | --- | --- | --- | --- | --- |"]
     out += ["| " + " | ".join(map(markdown_cell, (r.name, r.op_type, r.rule, r.action,
