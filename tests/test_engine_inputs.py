@@ -41,6 +41,20 @@ def test_cli_writes_a_model_and_a_report(mlp_files, capsys):
     assert f"(calibration data: `{calib}`)" in report and "--report" in report
 
 
+@pytest.mark.parametrize(("count", "noted"), [(1, True), (31, True), (32, False)])
+def test_a_calibration_set_smaller_than_the_checks_take_is_noted(mlp_files, capsys, count,
+                                                                  noted):
+    """One image calibrated a CNN with no word said, and the output note, measured on that
+    image, read 6 dB above held-out data (a new-user trial)."""
+    tmp, model, calib = mlp_files
+    np.save(tmp / "few.npy", np.load(calib)[:count])
+    assert main(["quantize", str(model), "--calib", str(tmp / "few.npy"), "-o",
+                 str(tmp / "q.onnx"), "--no-progress"]) == 0
+    note = (f"note: calibrated on {count} sample{'s' if count > 1 else ''}: ranges from so few "
+            "miss values that other inputs reach")
+    assert (note in capsys.readouterr().out) == noted
+
+
 def test_an_example_name_stands_for_its_model_and_calibration(tmp_path, monkeypatch, capsys):
     from ptq_verify import examples
 

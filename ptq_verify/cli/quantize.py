@@ -138,6 +138,7 @@ def run(args) -> int:
         output_fidelity,
     )
     from ..engine.equalize import equalize
+    from ..engine.float_run import few_samples_note
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.lower.qdq import FUSED_WRONG
@@ -259,6 +260,8 @@ def run(args) -> int:
             + (f" and {len(overridable) - 8} more" if len(overridable) > 8 else ""))
     if (lengths := calibrated_lengths(graph, data)) is not None:
         model.notes.append(lengths)
+    if (few := few_samples_note(calibration.sample, graph)) is not None:
+        model.notes.append(few)
     exported = model.to_onnx(args.format, encoding=args.encoding)
     if args.format == "qdq" and saturates_here(args.encoding):
         model.notes.append(

@@ -24,6 +24,20 @@ def sample_count(graph: Graph, samples: int = SAMPLES) -> int:
     return samples if not fixed else max(1, samples // fixed) * fixed
 
 
+def few_samples_note(feeds: Feeds, graph: Graph) -> str | None:
+    """A note where the calibration set holds fewer samples than the comparisons on data take
+    (:func:`sample_count`), else None. A new-user trial calibrated a CNN on one image with no
+    word said: 37.5 dB by the output note, measured on that image, against 31.8 dB on
+    held-out data (39.8 dB calibrated on 192)."""
+    count = len(next(iter(feeds.values()))) if feeds else 0
+    wanted = sample_count(graph)
+    if count >= wanted:
+        return None
+    return (f"calibrated on {count} sample{'s' if count != 1 else ''}: ranges from so few miss "
+            "values that other inputs reach, and the output SQNR note measures the file on "
+            f"those same samples; calibrate on {wanted} or more samples like the model's inputs")
+
+
 def first_samples(feeds: Feeds, graph: Graph) -> Feeds:
     """The first :func:`sample_count` samples of ``feeds``: those a changed graph is compared
     with the original on, and the written model is checked on."""
