@@ -223,6 +223,15 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
     )
 
 
+CALIBRATION_DECIDES = (
+    "decided on calibration data, which the audit does not read: quantize may run more nodes "
+    "in float than listed here (inputs held as per-channel codes or as a wide integer sum that a "
+    "node has no rule for, a static operand that saturates a sum such as an attention mask, "
+    "input ranges too far apart, a divisor near 0); its summary line counts them with why")
+"""A new-user trial's BERT: the audit listed 4 compensated nodes, quantize ran 15 in float,
+and nothing said why the two differ."""
+
+
 def _summary_lines(audit: Audit) -> list[str]:
     summary = audit.summary()
     lines = [
@@ -232,6 +241,7 @@ def _summary_lines(audit: Audit) -> list[str]:
     ]
     if audit.loaded:
         lines.append(f"loaded: {audit.loaded}")
+    lines.append(CALIBRATION_DECIDES)
     if summary["compensated"]:
         lines.append("compensation at: " + ", ".join(summary["compensated"]))
         floats = summary["integer_format_float"]
