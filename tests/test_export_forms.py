@@ -313,6 +313,32 @@ def test_an_undeclared_op_type_quantizes_once_declared_with_operators(tmp_path, 
     assert "myrelu" in capsys.readouterr().out
 
 
+def test_a_declaration_short_of_the_nodes_inputs_says_how_to_bind_them(tmp_path, capsys):
+    """A new-user trial declared a Pow by 1.7 with the exponent as a parameter: refused for
+    taking one input where the node has two, with nothing saying that a file's declaration
+    takes the node's inputs as its tensors, in order. The refusal now says so, and the
+    declaration written that way quantizes the node."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("Pow", ["r", "p"], ["y"], name="pow")],
+        "pow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(np.array(1.7, np.float32), "p")])
+    path, calib, ops = tmp_path / "pow.onnx", tmp_path / "c.npy", tmp_path / "ops.toml"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(calib, np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32))
+    argv = ["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+            "--no-progress", "--operators", str(ops)]
+    ops.write_text('[[operator]]\nname = "Pow17"\nexpr = "x**p"\nparams = {p = "1.7"}\n'
+                   'onnx_type = "Pow"\n')
+    assert main(argv) == 2
+    assert ('(a file\'s declaration takes the node\'s inputs as its tensors, in order: '
+            'inputs = "x0, x1" for 2 inputs)') in capsys.readouterr().err
+    ops.write_text('[[operator]]\nname = "Pow17"\nexpr = "x0**x1"\ninputs = "x0, x1"\n'
+                   'onnx_type = "Pow"\n')
+    assert main(argv) == 0
+
+
 def _check_float16(nodes, initializers, form: str, path, rng) -> None:
     """A float16 model of ``nodes`` quantizes to a ``form`` model onnxruntime runs, close to
     the source, with the source's interface: float16 in and out (a new-user trial found the

@@ -49,7 +49,14 @@ class OperatorTable:
         where = (self.source or "an extra declaration") if extra else "the built-in catalog"
         declaration = f"its declaration {op.name!r} ({where})"
         if (why := _misfit(node, op)) is not None:
-            return None, (op, f"{why}; {declaration} {_capacity(op)}")
+            # a file's declaration binds its tensors to the node's inputs in order: a
+            # new-user trial declared a Pow by 1.7 with the exponent as a parameter
+            order = (f" (a file's declaration takes the node's inputs as its tensors, in "
+                     f"order: inputs = \"{_tensor_names(_used(node.inputs))}\" for "
+                     f"{_plural(_used(node.inputs), 'input')})"
+                     if extra and not op.onnx_variadic and _used(node.inputs) > len(
+                         op.onnx_inputs) else "")
+            return None, (op, f"{why}; {declaration} {_capacity(op)}{order}")
         if extra and (why := _untaken_attribute(node, op)) is not None:
             return None, (op, f"{why}; {declaration} computes the node by its expression")
         return op, None
@@ -233,6 +240,11 @@ def _used(names: list[str]) -> int:
     """The number of slots up to the last non-empty name (an empty name is an absent
     optional input or output)."""
     return max((slot + 1 for slot, name in enumerate(names) if name), default=0)
+
+
+def _tensor_names(count: int) -> str:
+    """``count`` tensor names for a declaration's ``inputs`` (``x0, x1``)."""
+    return ", ".join(f"x{i}" for i in range(count))
 
 
 def _plural(count: int, word: str) -> str:
