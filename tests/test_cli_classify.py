@@ -58,6 +58,32 @@ def test_expression_with_inputs_and_params(capsys):
     assert json.loads(out)[0]["rule"] == "aligned"
 
 
+def test_a_refuted_expression_says_what_rule_its_numbers_as_parameters_give(capsys):
+    """x*sigmoid(1.702*x) and min(max(x, 0), 6) have no scaling rule, but a pipeline that owns
+    their constants can rescale them: a new-user trial's quantization engineer had to find that
+    by rewriting the expressions. The detail and JSON views now give that rule, proved, and
+    the command that prints its certificate; an expression whose numbers change nothing, or
+    that has a rule as written, gets no such line."""
+    status, out, _ = run(capsys, "x*sigmoid(1.702*x)", "--no-cache")
+    assert status == 0 and "rule: needs_compensation" in out
+    assert ("with its numbers as parameters: f = x/(exp(c1*x) + 1) (c1 = -1.702): "
+            "param_rescale c1->s^-1*c1") in out
+    command = out.rsplit("(the certificate: ", 1)[1].rstrip().removesuffix(")")
+    assert command == "ptq-verify classify 'x/(exp(c1*x) + 1)' --params c1=-1.702"
+    status, out, _ = run(capsys, "x/(exp(c1*x) + 1)", "--params", "c1=-1.702", "--no-cache")
+    assert "rule: param_rescale c1->s^-1*c1" in out
+    status, out, _ = run(capsys, "min(max(x, 0), 6)", "--json", "--no-cache")
+    assert json.loads(out)[0]["numbers_as_parameters"] == {
+        "expression": "min(c1, max(0, x))", "values": {"c1": "6"},
+        "rule": "param_rescale c1->s*c1"}
+    # the domain the division implies moves with its number too (x != 1/2 -> x + c1 != 0)
+    status, out, _ = run(capsys, "x/(x - 0.5)", "--json", "--no-cache")
+    assert json.loads(out)[0]["numbers_as_parameters"]["rule"] == "scale_invariant c1->s*c1"
+    for text in ("log(1 + exp(x))*0.5", "clip(x, -1, 6)"):
+        status, out, _ = run(capsys, text, "--no-cache")
+        assert "numbers as parameters" not in out
+
+
 def test_one_operator_shows_its_shift_rule(capsys):
     """The detail and JSON views carry the shift rule bias absorption relies on
     (proofs/shift.md): a clamp passes a shift with its bounds moved, Relu is refuted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from fractions import Fraction
 
@@ -92,12 +93,16 @@ def run(args: argparse.Namespace) -> int:
         from ..rules.shift import shift_rule
 
         shifts = [shift_rule(op, timeout=timeout) for op in operators]  # its budget too
+    hint = (_numbers_as_parameters(operators[0], verdicts[0], args, timeout)
+            if args.expression is not None else None)
     if args.json:
-        json.dump([{**v.to_json(), "shift": shift.to_json()}
+        json.dump([{**v.to_json(), "shift": shift.to_json(),
+                    **({"numbers_as_parameters": hint[1]} if hint else {})}
                    for v, shift in zip(verdicts, shifts)], sys.stdout, indent=2)
         print()
     elif detailed:
-        print("\n\n".join("\n".join([*explain(v), f"  shift rule: {shift_summary(shift)}"])
+        print("\n\n".join("\n".join([*explain(v), f"  shift rule: {shift_summary(shift)}",
+                                      *([hint[0]] if hint else [])])
                            for v, shift in zip(verdicts, shifts)))
     else:
         _print_table(verdicts)
@@ -108,6 +113,42 @@ def run(args: argparse.Namespace) -> int:
         print(one_line(f"ptq-verify classify: --expect: {v.operator} ({v.expression}): "
                        f"expected {args.expect}, found {v.rule.describe()}"), file=sys.stderr)
     return 1 if differing else 0
+
+
+def _numbers_as_parameters(op, verdict, args: argparse.Namespace, timeout: float
+                           ) -> tuple[str, dict] | None:
+    """Where an expression ``needs_compensation``, the rule it has with its numbers as
+    parameters (:mod:`..rules.literals`), as a line and as JSON; None where there is no such
+    number, or no rule then either."""
+    from ..catalog.grammar import format_expression
+    from ..catalog.operator import DeclarationError
+    from ..rules import classify_all
+    from ..rules.literals import decimal, with_numbers_as_parameters
+    from ..rules.store import VerdictStore
+
+    if verdict.rule.kind is not RuleKind.NEEDS_COMPENSATION:
+        return None
+    try:
+        found = with_numbers_as_parameters(op)
+        if found is None:
+            return None
+        variant, values = found
+        rule = classify_all([variant], store=None if args.no_cache else VerdictStore(),
+                            timeout=timeout)[0].rule
+    except (DeclarationError, ArithmeticError, RecursionError, MemoryError, ValueError,
+            TypeError):  # a hint only: a formula sympy cannot rebuild or decide gives none
+        return None
+    if rule.kind in (RuleKind.NEEDS_COMPENSATION, RuleKind.UNDECIDED):
+        return None
+    text = format_expression(variant.expr)
+    given = ", ".join(f"{name} = {decimal(value)}" for name, value in values.items())
+    params = ",".join(f"{name}={decimal(value)}" for name, value in {**op.params, **values}.items())
+    inputs = "" if args.inputs == "x" else f" --inputs {shlex.quote(args.inputs)}"
+    line = (f"  with its numbers as parameters: f = {text} ({given}): {rule.describe()}; a "
+            "pipeline that rescales them passes the scale through (the certificate: "
+            f"ptq-verify classify {shlex.quote(text)}{inputs} --params {shlex.quote(params)})")
+    return line, {"expression": text, "values": {k: decimal(v) for k, v in values.items()},
+                  "rule": rule.describe()}
 
 
 def _operators(args: argparse.Namespace):
