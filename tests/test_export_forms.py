@@ -157,13 +157,56 @@ def _refused_in_one_line(graph: onnx.GraphProto, names: str, tmp_path, capsys):
 def test_an_undeclared_op_type_is_refused_in_one_line(tmp_path, capsys):
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"], name="relu"),
-         helper.make_node("TopK", ["r", "k"], ["y", "i"], name="topk")],
-        "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(np.array([3], np.int64), "k")])
-    path = _refused_in_one_line(graph, "'topk' (TopK)", tmp_path, capsys)
+         helper.make_node("Det", ["r"], ["y"], name="det")],
+        "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = _refused_in_one_line(graph, "'det' (Det)", tmp_path, capsys)
     assert main(["audit", str(path)]) == 0
-    assert "unknown op type TopK: topk" in capsys.readouterr().out
+    assert "unknown op type Det: det" in capsys.readouterr().out
+
+
+def test_a_topk_runs_on_codes_its_indices_untouched_in_every_format(tmp_path, capsys):
+    """TopK (once refused in one line: two outputs of different kinds) is declared by its
+    values' witness, its int64 indices by ArgMax's (``index_outputs``): the values pass the
+    scale through, the indices are no activation, a Gather by them reads a table, and its
+    input is held at 16 bits since the indices jump at ties. Every format runs it and agrees
+    with the others; the audit names the indices and their rule."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+         helper.make_node("TopK", ["h", "k"], ["v", "i"], name="topk", axis=-1),
+         helper.make_node("MatMul", ["v", "w2"], ["y"], name="fc2"),
+         helper.make_node("Gather", ["table", "i"], ["g"], name="pick", axis=0),
+         helper.make_node("ReduceSum", ["g", "axis"], ["z"], name="sum", keepdims=0)],
+        "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w1"),
+         numpy_helper.from_array(rng.standard_normal((4, 10)).astype(np.float32), "w2"),
+         numpy_helper.from_array(np.array([4], np.int64), "k"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis"),
+         numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "table")])
+    path, calib = tmp_path / "topk.onnx", tmp_path / "c.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    data = rng.standard_normal((64, 16)).astype(np.float32)
+    np.save(calib, data)
+    assert main(["audit", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("topk"))
+    assert ("pass the scale through; output 1 'i': positions, by ArgMax's witness "
+            "(scale_invariant): no scale") in row
+    outputs = {}
+    for form in ("qdq", "integer", "simulation"):
+        out = tmp_path / f"{form}.onnx"
+        assert main(["quantize", str(path), "--calib", str(calib), "-o", str(out),
+                     "--format", form, "--no-progress"]) == 0
+        assert "input h held at 16 bits" in capsys.readouterr().out
+        outputs[form] = ort.InferenceSession(str(out)).run(None, {"x": data[:32]})
+    reference = ort.InferenceSession(str(path)).run(None, {"x": data[:32]})
+    assert sqnr_db(reference[0], outputs["simulation"][0]) > 30
+    assert sqnr_db(reference[1], outputs["simulation"][1]) > 30  # the table's rows, by index
+    for form in ("qdq", "integer"):
+        for ours, simulated in zip(outputs[form], outputs["simulation"]):
+            assert sqnr_db(simulated, ours) > 40
 
 
 @pytest.mark.parametrize(("op_type", "attrs", "transposed"), [

@@ -374,6 +374,32 @@ def test_arg_reductions(name, attrs):
     _check(name, [RNG.integers(-2, 3, (3, 4, 2)).astype(np.float32)], attrs)
 
 
+@pytest.mark.parametrize(("name", "largest"), [("TopK", 1), ("TopKSmallest", 0)])
+@pytest.mark.parametrize("axis", [-1, 1, 0])
+def test_top_k_values_and_indices(name, largest, axis):
+    """Both outputs, ties (small integers) in index order, against onnx's reference and
+    onnxruntime."""
+    import onnxruntime
+
+    x = RNG.integers(-2, 3, (3, 5, 4)).astype(np.float32)
+    attrs = {"axis": axis, "largest": largest}
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["values", "indices"], **attrs)], "case",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 9
+    feeds = {"x": x, "k": _i(2)}
+    got = CATALOG[name].run_onnx([x, _i(2)], attrs)
+    for expected in (ReferenceEvaluator(model).run(None, feeds),
+                     onnxruntime.InferenceSession(model.SerializeToString()).run(None, feeds)):
+        for ours, theirs in zip(got, expected):
+            assert ours.dtype == theirs.dtype
+            np.testing.assert_array_equal(ours, theirs)
+
+
 # -- shape operators -----------------------------------------------------------------------------
 
 

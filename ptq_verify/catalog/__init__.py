@@ -48,6 +48,12 @@ def _collect() -> dict[str, Operator]:
             if op.name in found:
                 raise DeclarationError(f"operator {op.name!r} is declared twice")
             found[op.name] = op
+    for op in found.values():
+        for slot, name in op.index_outputs.items():
+            described = found.get(name)
+            if described is None or described.element_names != op.element_names:
+                raise DeclarationError(f"{op.name}: output {slot} is described by {name!r}, "
+                                       "which is no declaration over the same input elements")
     return dict(sorted(found.items()))
 
 

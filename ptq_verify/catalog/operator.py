@@ -189,6 +189,11 @@ class Operator:
         onnx_outputs: how many ONNX outputs the declaration describes: 1 (its witness is an
             element of the node's first output), or None for any number, each one described by
             the witness (Split's parts). A node with a further non-empty output is refused.
+        index_outputs: ONNX output slot (1 on) -> the name of another catalog declaration,
+            over the same input elements, whose witness is an element of that output: an
+            integer output of positions (TopK's indices: ArgMax's witness), which carries no
+            scale and is never an activation. The declaration then describes those outputs
+            too (``onnx_outputs`` counts them).
         domain: extra conditions on the elements (sympy relations) under which ``expr`` is
             defined; conditions implied by the expression (log, sqrt, division) are recorded
             by the parser automatically.
@@ -213,6 +218,7 @@ class Operator:
         onnx_arity: int | None = None,
         onnx_variadic: bool = False,
         onnx_outputs: int | None = 1,
+        index_outputs: Mapping[int, str] | None = None,
         domain: Sequence[sympy.Basic] = (),
         mixes_channels: bool = False,
         doc: str = "",
@@ -245,7 +251,11 @@ class Operator:
         self.onnx_match = dict(onnx_match or {})
         self.onnx_arity = onnx_arity
         self.onnx_variadic = onnx_variadic
-        self.onnx_outputs = onnx_outputs
+        self.index_outputs = dict(index_outputs or {})
+        if any(not isinstance(slot, int) or slot < 1 for slot in self.index_outputs):
+            raise DeclarationError(f"{name}: index_outputs are ONNX output slots from 1 on")
+        self.onnx_outputs = (onnx_outputs if onnx_outputs is None or not self.index_outputs
+                             else max(onnx_outputs, 1 + max(self.index_outputs)))
         self.mixes_channels = mixes_channels
         self.doc = doc
         self._check_binding()

@@ -97,8 +97,8 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
     verdict, rule = effective_rule(op, overrides)
 
     def make(action: Action, text: str, reason: str = "") -> NodeAction:
-        return NodeAction(node.name, node.op_type, op.name, verdict, rule, action, text, reason,
-                          slots)
+        return NodeAction(node.name, node.op_type, op.name, verdict, rule, action,
+                          text + _positions(node, op, overrides), reason, slots)
 
     if not slots and not any(out in active for out in node.outputs):
         return make(Action.STATIC, "static: computed exactly in float",
@@ -149,6 +149,19 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         weights = (f"; integer weights {', '.join(sorted(layout.weights))}"
                    + (f" ({', '.join(held)})" if held else ""))
     return make(Action.SCALE, "pass the scale through" + params + weights)
+
+
+def _positions(node: Node, op: Operator, overrides) -> str:
+    """The outputs of positions the node writes beside its values (TopK's indices: the
+    declaration's ``index_outputs``), with the rule their own declaration proves: no scale
+    reaches them, and the action said for the node is its values'."""
+    from ..catalog import CATALOG
+
+    return "".join(
+        f"; output {slot} {node.outputs[slot]!r}: positions, by {name}'s witness "
+        f"({effective_rule(CATALOG[name], overrides)[1].describe()}): no scale"
+        for slot, name in sorted(op.index_outputs.items())
+        if slot < len(node.outputs) and node.outputs[slot])
 
 
 def _unknown_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:

@@ -101,8 +101,14 @@ def jumps(op: Operator) -> bool:
     branches differ where an element-dependent condition turns (Sign, Round, ThresholdedRelu,
     the comparisons, ArgMax; not Relu, LeakyRelu or Elu, whose branches meet). Rounding its
     input can move it across a jump: its output then changes by the jump, not by the rounding.
-    Undecidable boundaries count as jumps."""
-    return stored_structure(op).jumps
+    Undecidable boundaries count as jumps. An output of positions (TopK's indices:
+    ``index_outputs``) jumps as its own declaration does (ArgMax's): a near tie that rounding
+    breaks the other way picks another position."""
+    if stored_structure(op).jumps:
+        return True
+    from ..catalog import CATALOG
+
+    return any(jumps(CATALOG[name]) for name in op.index_outputs.values())
 
 
 def sum_coefficients(op: Operator) -> tuple[float, ...] | None:

@@ -244,9 +244,11 @@ def activation_tensors(graph: Graph, table: OperatorTable) -> set[str]:
                       for slot, name in enumerate(node.inputs))
         if not fed:
             continue
-        for name in node.outputs:
+        positions = op.index_outputs if op is not None else {}  # (TopK's indices)
+        for slot, name in enumerate(node.outputs):
             dtype = graph.dtype_of(name)
-            if name and (dtype is None or np.issubdtype(dtype, np.floating)):
+            if name and slot not in positions and (
+                    dtype is None or np.issubdtype(dtype, np.floating)):
                 active.add(name)
     return active
 

@@ -66,3 +66,21 @@ def _arg(pick: Callable[..., np.ndarray]) -> OnnxKernel:
 
 arg_max = _arg(np.argmax)
 arg_min = _arg(np.argmin)
+
+
+def top_k(inputs: list, attrs: Mapping[str, Any]) -> list[np.ndarray]:
+    """ONNX TopK (opset 10 on: ``k`` an input): the k largest (``largest`` 1) or smallest
+    elements along ``axis`` and their int64 indices, sorted, equal values in the order of their
+    indices (a stable sort, as the operator's definition breaks ties)."""
+    x = np.asarray(inputs[0])
+    k = int(np.asarray(inputs[1]).reshape(-1)[0])
+    axis = int(attrs.get("axis", -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= k <= x.shape[axis]:
+        raise ValueError(f"k = {k} is not within the axis's {x.shape[axis]} elements")
+    keys = -x if int(attrs.get("largest", 1)) else x
+    if np.issubdtype(x.dtype, np.unsignedinteger):  # (a negated unsigned key wraps around)
+        keys = -x.astype(np.int64) if int(attrs.get("largest", 1)) else x
+    order = np.argsort(keys, axis=axis, kind="stable")
+    index = np.take(order, np.arange(k), axis=axis)
+    return [np.take_along_axis(x, index, axis=axis), index.astype(np.int64)]

@@ -2,6 +2,8 @@
 
 The axes are a static input (slot 1 in current opsets, an attribute before), never scaled.
 ArgMax/ArgMin output int64 indices; their witness is the index picked among three elements.
+TopK selects along its axis: its values are witnessed by their first element (the largest or
+least of three), its int64 indices by ArgMax's or ArgMin's witness (``index_outputs``).
 
 The reduced axes are the node's: they may include the channel axis, so every reduction is
 declared ``mixes_channels`` (a per-channel scale is not claimed to pass through any of them).
@@ -35,6 +37,17 @@ def _arg(name: str, expr: str, pick, onnx_kernel, doc: str) -> Operator:
     )
 
 
+def _top(name: str, expr: str, pick, largest: int, indices: str, doc: str) -> Operator:
+    """ONNX TopK: its values' first element is the witness; its second output (int64
+    positions, ties in index order as ArgMax and ArgMin break them) is ``indices``'s. An
+    unsorted TopK (sorted = 0) has its elements in an order the runtime chooses: no witness
+    is its first element, so it has no declaration."""
+    return Operator(name, _THREE, expr, kernel=_stacked(pick), onnx_type="TopK",
+                    onnx_inputs=("x", None), onnx_kernel=reduction.top_k,
+                    onnx_match={"largest": largest, "sorted": 1}, index_outputs={1: indices},
+                    mixes_channels=True, doc=doc)
+
+
 OPERATORS = (
     _reduce("ReduceMean", "(x0 + x1 + x2)/3", _stacked(np.mean), reduction.reduce_mean,
             "Mean over the reduced axes."),
@@ -66,4 +79,10 @@ OPERATORS = (
     _arg("ArgMin", "where(x1 < x0, where(x2 < x1, 2, 1), where(x2 < x0, 2, 0))", np.argmin,
          reduction.arg_min,
          "Index of the first minimum (select_last_index = 0), an int64 output."),
+    _top("TopK", "max(x0, x1, x2)", np.max, 1, "ArgMax",
+         "The k largest elements along an axis, sorted (largest = 1, sorted = 1); witness: "
+         "the first of them. Its second output, their int64 indices, is ArgMax's witness."),
+    _top("TopKSmallest", "min(x0, x1, x2)", np.min, 0, "ArgMin",
+         "The k smallest elements along an axis, sorted (ONNX TopK with largest = 0, sorted "
+         "= 1); witness: the first of them. Its indices are ArgMin's witness."),
 )
