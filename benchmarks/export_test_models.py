@@ -152,6 +152,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "digits_same_pool": {"legacy": (17,), "dynamo": (18,)},
+             "digits_topk": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
@@ -241,6 +242,21 @@ class DigitsPad(torch.nn.Module):
         tokens = self.norm(self.embed(x.reshape(x.shape[0], 8, 8)))
         padded = torch.nn.functional.pad(tokens, (0, 0, 1, 0))
         return self.out(padded.reshape(x.shape[0], 72))
+
+
+class DigitsTopK(torch.nn.Module):
+    """Rows of the digit as 8 tokens -> Linear -> ReLU -> k-max pooling over the tokens
+    (torch.topk, k = 3: a TopK node, whose indices output nothing reads) -> Linear (random
+    weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.out = torch.nn.Linear(8, 16), torch.nn.Linear(48, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        tokens = torch.relu(self.embed(input.reshape(input.shape[0], 8, 8)))
+        top = torch.topk(tokens, 3, dim=1).values
+        return self.out(top.reshape(input.shape[0], 48))
 
 
 class DigitsSamePool(torch.nn.Module):
@@ -744,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "digits_same_pool": lambda: (DigitsSamePool().eval(), image),
+        "digits_topk": lambda: (DigitsTopK().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),

@@ -87,6 +87,23 @@ def test_shapes_computed_from_other_shapes_are_inferred():
                for name in node.outputs if name)
 
 
+def test_dimensions_onnx_inference_leaves_unknown_are_taken_from_symbolic_inference():
+    """torch's legacy export of ``x.reshape(x.shape[0], 8, 8)`` with a dynamic batch: ONNX
+    inference gives the Reshape's output a rank but no dimension (``unk__0, unk__1,
+    unk__2``), so no probe could pair the next Linear's channels, and it got neither
+    per-channel weights nor output-aware rounding (a new TopK fixture's legacy export).
+    Symbolic inference follows the Shape arithmetic: (batch, 8, 8)."""
+    from ptq_verify.engine.quantize import weight_layers
+
+    model = onnx.load(FIXTURES / "digits_topk.legacy.opset17.onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    stated = next(v for v in inferred.graph.value_info if v.name == "/Reshape_output_0")
+    assert not any(d.HasField("dim_value") for d in stated.type.tensor_type.shape.dim)
+    graph = graph_from_onnx(model)
+    assert graph.shape_of("/Reshape_output_0") == ("batch", 8, 8)
+    assert set(weight_layers(prepare(graph))) == {"/embed/MatMul", "/out/Gemm"}
+
+
 def test_symbolic_shape_inference_imports_nothing_of_onnxruntime_tools():
     # the package onnxruntime.tools imports torch in its __init__ wherever torch is installed
     # (4.2 s a process); the module is loaded from its file instead

@@ -54,7 +54,8 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "masked_pool": "masked_pool", "digits_regressor": "digits",
         "mask_encoder": "mask_encoder", "digits_tensor_split": "digits_tokens",
         "digits_cross_attention": "digits", "digits_uint8": "digits_uint8",
-        "digits_rotary": "digits_rotary", "digits_same_pool": "digits_image"}
+        "digits_rotary": "digits_rotary", "digits_same_pool": "digits_image",
+        "digits_topk": "digits"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 

@@ -328,18 +328,42 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return model
     shaped = _shaped(inferred.graph)
+    known = {v.name: _static_dims(v) for v in inferred.graph.value_info}
     missing = {name for proto in inferred.graph.node for name in proto.output
-               if name and name not in shaped}
+               if name and (name not in shaped or known.get(name, 0) is not None)}
     if not missing:
         return inferred
     found = [value for value in _symbolic_value_info(model)
-             if value.name in missing and value.type.tensor_type.HasField("shape")]
+             if value.name in missing and value.type.tensor_type.HasField("shape")
+             and (value.name not in shaped or _better(value, known.get(value.name)))]
     if found:
         names = {value.name for value in found}
         kept = [v for v in inferred.graph.value_info if v.name not in names]
         del inferred.graph.value_info[:]
         inferred.graph.value_info.extend([*kept, *found])
     return inferred
+
+
+def _static_dims(value: onnx.ValueInfoProto) -> int | None:
+    """How many dimensions of a tensor's stated shape are numbers, where some are not (an
+    ``unk__N`` that ONNX inference names where it cannot follow a Reshape to a shape computed
+    from ``x.shape[0]``); None where every one is, or it states no shape."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    dims = tensor.shape.dim
+    count = sum(d.HasField("dim_value") for d in dims)
+    return None if count == len(dims) else count
+
+
+def _better(value: onnx.ValueInfoProto, static: int | None) -> bool:
+    """Whether symbolic inference's ``value`` states more numeric dimensions than the
+    ``static`` of ONNX's (:func:`_static_dims`): a legacy export's ``x.reshape(x.shape[0],
+    8, 8)`` left every dimension after it unknown to ONNX inference, so no probe could pair a
+    weight's channels there, and the Linear after it got neither per-channel weights nor
+    output-aware rounding."""
+    dims = value.type.tensor_type.shape.dim
+    return static is not None and sum(d.HasField("dim_value") for d in dims) > static
 
 
 def _shaped(g: onnx.GraphProto) -> set[str]:
