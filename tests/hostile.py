@@ -356,6 +356,15 @@ def npz_expression_header(path: Path) -> Path:
                             + header.encode("latin1") + bytes(16)})
 
 
+def npy_with_header(path: Path, text: str, data: bytes = b"") -> Path:
+    """An .npy file of version 1.0 whose header is ``text`` (padded as numpy pads it),
+    followed by ``data``."""
+    header = text.encode("latin1")
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data)
+    return path
+
+
 def npz_truncated(path: Path) -> Path:
     data = npy_bytes(np.ones((8, 4), np.float32))
     return write_npz(path, {"x": data[: len(data) - 40]})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 
 import hostile
 import numpy as np
@@ -369,6 +370,47 @@ def test_calibration_archive_members_are_checked(mlp_files, make, fragment):
     outcome = _quantize(model, calib, tmp / "q.onnx")
     _assert_one_line_error(outcome, fragment)
     assert not (tmp / "q.onnx").exists()
+
+
+_PLAIN = "{'descr': '<f4', 'fortran_order': False, 'shape': "
+
+
+@pytest.mark.parametrize(
+    ("header", "fragment"),
+    [
+        # numpy parses headers with Python's own tokenizer and parser: an unclosed bracket or
+        # string had ended in tokenize's TokenError, a run of minus signs in the parser's
+        # MemoryError (exit 3 both); a negative length in numpy's "negative count"
+        (_PLAIN[:-2], "not a plain shape"),
+        (_PLAIN + "(40, 64), 'x': '''", "not a plain shape"),
+        (_PLAIN + "(40, " + "-" * 9000 + "64), }", "not a plain shape"),
+        (_PLAIN + "(-40, 64), }", "negative length"),
+        (_PLAIN + "(-1, -64), }", "negative length"),
+    ],
+    ids=["unclosed-bracket", "unclosed-string", "minus-signs", "negative", "two-negative"])
+def test_npy_headers_pythons_parser_chokes_on_are_one_line(mlp_files, header, fragment):
+    tmp, model, _ = mlp_files
+    calib = hostile.npy_with_header(tmp / "calib.npy", header, bytes(40 * 64 * 4))
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, fragment)
+    assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [_PLAIN + "(40L, 64L), }",  # written by Python 2's numpy: read with a UserWarning (printed)
+     "{'descr': ('<f4', (64,)), 'fortran_order': False, 'shape': (40,), }"],  # (40, 64)
+    ids=["python-2", "subarray-dtype"])
+def test_npy_headers_numpy_reads_are_read_without_a_word(mlp_files, header):
+    tmp, model, calib = mlp_files
+    data = np.load(calib).astype("<f4").tobytes()
+    odd = hostile.npy_with_header(tmp / "odd.npy", header, data)
+    with warnings.catch_warnings(record=True) as caught:  # (pytest's own catch hides them
+        warnings.simplefilter("always")  # from the forked run's stderr)
+        array = engine_data._load_arrays(odd)
+    assert not caught and array.shape == (40, 64), [str(w.message) for w in caught]
+    outcome = _quantize(model, odd, tmp / "q.onnx")
+    assert (outcome.status, outcome.err) == (0, ""), outcome.err
 
 
 def test_zip_bomb_is_refused_before_it_expands(mlp_files, monkeypatch):

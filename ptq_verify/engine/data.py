@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -88,12 +90,27 @@ def _read_npy(handle, size: int, what: str) -> np.ndarray:
     version = fmt.read_magic(handle)
     header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     try:
-        shape, fortran, dtype = header(handle)
-    except (ValueError, SyntaxError):  # numpy's words for it quote a parser's objects
+        # numpy parses the header with Python's own parser: an unclosed bracket or string
+        # ends in tokenize's TokenError, 9,000 minus signs in the parser's MemoryError (both
+        # had been internal errors, exit 3), and a Python 2 header ('4L') is read with a
+        # UserWarning that had been printed on stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            shape, fortran, dtype = header(handle)
+    except (ValueError, SyntaxError, TokenError, MemoryError, RecursionError):
+        # (numpy's words for it quote a parser's objects)
         raise ValueError(f"{what}: its .npy header is not a plain shape, dtype and order "
                          "(not written by numpy.save)") from None
     if dtype.hasobject:
         raise ValueError(f"{what} holds Python objects (pickles are never loaded)")
+    if any(length < 0 for length in shape):  # (numpy's own words: "negative count")
+        raise ValueError(f"{what}: its .npy header claims shape {shape}, with a negative "
+                         "length")
+    if dtype.subdtype is not None:  # ('<f4', (64,)) over shape (4,): numpy reads (4, 64)
+        if fortran:  # (which numpy itself cannot reshape)
+            raise ValueError(f"{what}: its .npy header gives a dtype of fixed-size arrays "
+                             f"({dtype}) in Fortran order (not written by numpy.save)")
+        dtype, shape = dtype.base, (*shape, *dtype.shape)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > min(size, MAX_DATA_BYTES):
         raise ValueError(f"{what} claims {nbytes} bytes of data, more than the file holds "
