@@ -250,3 +250,62 @@ def test_a_constant_range_without_end_is_one_line_saying_why(tmp_path, start, li
                  ["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")]):
         outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
         _assert_one_line_error(outcome, "node 'range' (Range)", fragment)
+
+
+# -- names holding escape codes: every line printed stays one line, no escape reaches a terminal
+
+_HOSTILE_NAME = "re\x1b[31mlu\nFAKE LINE\r\x07"  # a colour, a line break, a return, a bell
+
+
+def _printable_lines(text: str) -> list[str]:
+    """The lines of ``text`` holding a character that does not print (an escape code, a
+    carriage return or a bell that came from a name), or that a name started."""
+    return [line for line in text.split("\n")
+            if not line.isprintable() or line.startswith("FAKE")]
+
+
+def test_a_node_named_with_escape_codes_is_escaped_in_notes_and_summaries(mlp_files):
+    """The equalization note and audit's summary quote the Relu between the two Gemms by
+    name: they had printed its ANSI colour code, bell and line break as they are (the tables
+    escaped them already)."""
+    tmp, _, calib = mlp_files
+    import models
+
+    model = models.mlp("Relu")
+    for node in model.graph.node:
+        if node.name == "relu1":
+            node.name = _HOSTILE_NAME
+    path = tmp / "named.onnx"
+    onnx.save(model, path)
+    for argv in (["audit", str(path)], ["audit", str(path), "--markdown"],
+                 ["quantize", str(path), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
+                  "--report", str(tmp / "r.md"), "--no-progress"]):
+        outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+        assert outcome.status == 0, outcome.err
+        assert "re\\x1b[31mlu\\nFAKE LINE\\r\\x07" in outcome.out  # (named, escaped)
+        assert _printable_lines(outcome.out) == [] and outcome.err == "", argv
+    assert _printable_lines((tmp / "r.md").read_text()) == []
+
+
+def test_output_paths_with_escape_codes_are_escaped_on_standard_output(mlp_files):
+    tmp, model, calib = mlp_files
+    target = tmp / "q\n\x1b[31m.onnx"
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
+                               str(target), "--no-progress"], limit=QUICK_LIMIT)
+    assert outcome.status == 0, outcome.err
+    assert target.exists() and "q\\n\\x1b[31m.onnx" in outcome.out
+    assert _printable_lines(outcome.out) == []
+
+
+def test_error_messages_escape_what_does_not_print(tmp_path):
+    """onnx's checker quotes a node's name as it is, and so do the file checks a path:
+    the one-line message had carried the escape codes to the terminal."""
+    node = helper.make_node("Relu", ["x"], ["y"], name="bad\x1b[2J\x07")
+    node.input.append("extra")  # (Relu takes one input: the checker names the node)
+    path = tmp_path / "m.onnx"
+    onnx.save(_model([node], [_float("x", [1, 4]), _float("extra", [1, 4])],
+                     [_float("y", [1, 4])]), path)
+    for argv in (["audit", str(path)], ["audit", str(tmp_path / "no\x1b[31m.onnx")]):
+        outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+        _assert_one_line_error(outcome, "\\x1b[")
+        assert outcome.err[:-1].isprintable(), outcome.err

@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import UserError
+from ..report.cells import plain_cell
 
 # Each module defines ``register(subparsers)``, which adds its subcommand and sets ``run``
 # (a function of the parsed arguments returning the exit status) as its default.
@@ -95,9 +96,12 @@ def one_line(text: object) -> str:
     """``text`` with every line break and run of blanks made one space: messages quote user
     text (expressions, file names, node names) that may hold line breaks. A byte that is not
     UTF-8 (a Linux file name may hold any: Python carries it as a lone surrogate) is shown
-    as ``\\xNN``, so that printing the message never fails."""
+    as ``\\xNN``, so that printing the message never fails; any other character that does
+    not print (an ANSI escape code in a node name or a file name, which onnx's checker and
+    the file checks quote as they are) as repr writes it, so that a message cannot colour
+    or clear the terminal."""
     text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return " ".join(text.split())
+    return plain_cell(" ".join(text.split()))
 
 
 def _printing_never_fails() -> None:

@@ -30,6 +30,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
     from ..errors import UserError
+    from ..report.cells import plain_cell
     from ..report.certificates import check_directory
     from ..report.locations import CERTIFICATES, project_path
     from ..report.sources import operators_from
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     results = check_directory(directory, operators)
     for result in results:
         status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
-        print(f"{result.name}: {status}", flush=True)
+        # (a certificate's name and problems quote the file: escaped as table cells are)
+        print(plain_cell(f"{result.name}: {status}"), flush=True)
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} of {len(results)} certificates re-check")
     return 1 if failed else 0

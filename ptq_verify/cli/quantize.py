@@ -11,7 +11,7 @@ from pathlib import Path
 from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
-from ..report.cells import markdown_cell, plain_cell
+from ..report.cells import markdown_cell, plain_cell, plain_path
 from .models import (
     HELP,
     add_operators_argument,
@@ -499,8 +499,9 @@ def table(model, source, target, format: str = "simulation", format_floats: int 
              for r in model.records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append(f"{source} -> {target}: {summary_line(model, format, format_floats)}")
-    lines.extend(f"note: {n}" for n in model.notes)
+    lines.append(f"{plain_path(source)} -> {plain_path(target)}: "
+                 f"{summary_line(model, format, format_floats)}")
+    lines.extend(f"note: {plain_cell(n)}" for n in model.notes)  # (notes quote node names)
     return "\n".join(lines)
 
 
@@ -533,8 +534,9 @@ def markdown(model, source, target, format: str, format_floats: int,
     """The --report file: what the summary line and notes say, the node table, and the
     command that wrote it (a new-user trial's report had neither the counts nor the
     calibration data and options)."""
-    out = [f"# Quantization of {source.name}", "",
-           f"Written to `{target}`: {markdown_cell(summary_line(model, format, format_floats))}.",
+    out = [f"# Quantization of {plain_path(source.name)}", "",
+           f"Written to `{plain_path(target)}`: "
+           f"{markdown_cell(summary_line(model, format, format_floats))}.",
            "", f"Command: `{markdown_cell(shlex.join(command))}` (calibration data: "
            f"`{markdown_cell(str(calib))}`)", "",
            "| node | op type | rule | action | output scale | note |",
@@ -542,7 +544,7 @@ def markdown(model, source, target, format: str, format_floats: int,
     out += ["| " + " | ".join(map(markdown_cell, (r.name, r.op_type, r.rule, r.action,
                                                   r.scale, r.note))) + " |"
             for r in model.records]
-    out += [""] + [f"- {n}" for n in model.notes]
+    out += [""] + [f"- {plain_cell(n)}" for n in model.notes]
     return "\n".join(out) + "\n"
 
 

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
+    from ..report.cells import plain_path
     from ..report.certificates import write_certificates
     from ..report.locations import CERTIFICATES, PAGES, project_path
     from ..report.pages import write_pages
@@ -55,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     title = f"Operators of {args.file}" if args.file else "Operators"
     written = write_pages(operators, pages, plots=not args.no_plots, title=title,
                           progress=not args.no_progress)
-    print(f"wrote {len(written)} files ({len(operators)} operators) to {pages}")
+    print(f"wrote {len(written)} files ({len(operators)} operators) to {plain_path(pages)}")
     write_certificates(operators, certificates)
-    print(f"wrote {len(operators)} certificates to {certificates}")
+    print(f"wrote {len(operators)} certificates to {plain_path(certificates)}")
     return 0
 
 

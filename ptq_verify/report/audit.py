@@ -27,7 +27,7 @@ from ..graph.executor import KernelGap
 from ..graph.operators import model_codes_hint, quantized_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
-from .cells import markdown_cell, plain_cell
+from .cells import markdown_cell, plain_cell, plain_path
 
 UNKNOWN = "unknown op type"
 UNFIT = "declaration does not fit"
@@ -286,16 +286,17 @@ def audit_text(audit: Audit) -> str:
     rows += [tuple(map(plain_cell, (e.node, e.op_type, e.rule or e.verdict, e.text)))
              for e in audit.entries]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{audit.model}:"]
+    lines = [f"{plain_path(audit.model)}:"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
-    return "\n".join([*lines, "", *_summary_lines(audit)]) + "\n"
+    # the summary lines quote node names: escaped as the cells are
+    return "\n".join([*lines, "", *map(plain_cell, _summary_lines(audit))]) + "\n"
 
 
 def audit_markdown(audit: Audit) -> str:
     """A Markdown table, then the summary as a list."""
 
     lines = [
-        f"# Audit of `{audit.model}`",
+        f"# Audit of `{plain_path(audit.model)}`",
         "",
         "| node | op type | verdict | what the engine does | why |",
         "| --- | --- | --- | --- | --- |",
@@ -306,5 +307,5 @@ def audit_markdown(audit: Audit) -> str:
             f"{markdown_cell(e.rule or e.verdict)} | {markdown_cell(e.text)} | "
             f"{markdown_cell(e.reason)} |"
         )
-    lines += ["", *(f"- {line}" for line in _summary_lines(audit)), ""]
+    lines += ["", *(f"- {plain_cell(line)}" for line in _summary_lines(audit)), ""]
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 ONNX allows any string as a name, line breaks included (a converter's "enc|gru\nlayer 1"):
 printed as it is, a name split its table row over two lines, and a ``|`` a Markdown row
-into more cells. Error messages quote names with repr; a table cell writes the same escapes
+into more cells, and an ANSI escape code in a name coloured the terminal. Error messages
+quote names with repr; a table cell, a note and a summary line write the same escapes
 without the quotes."""
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ def plain_cell(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def plain_path(path: object) -> str:
+    """A file name as given on the command line, for standard output: each control or format
+    character escaped as :func:`plain_cell` escapes it (an ``-o`` name holding a line break
+    and an ANSI colour code had split the summary line and coloured the terminal), a byte
+    that is not UTF-8 kept as the byte it is (as ``ls`` prints it, docs/limits.md)."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or "\udc80" <= c <= "\udcff" else _escape(c)
+                   for c in text)
 
 
 def _escape(char: str) -> str:
