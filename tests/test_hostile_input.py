@@ -1283,3 +1283,51 @@ def test_check_proofs_on_a_report_folder_points_at_its_certificates(tmp_path):
     (tmp_path / "certificates").mkdir()
     _assert_one_line_error(hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT),
                            "check that folder", "certificates")
+
+
+_DECLARATION = '[[operator]]\nname = "Twice"\nexpr = "2*x"\nonnx_type = "Twice"\n'
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["report", "-o", "", "--file", "{decl}"],
+     ["report", "-o", "{tmp}/pages", "--certificates", "", "--file", "{decl}", "--no-plots",
+      "--no-progress"],
+     ["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--operators", ""],
+     ["quantize", "{model}", "--calib", "", "-o", "{tmp}/q.onnx"],
+     ["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--report", ""],
+     ["audit", "{model}", "--operators", ""],
+     ["check-proofs", ""]],
+    ids=["report-o", "report-certificates", "quantize-operators", "quantize-calib",
+         "quantize-report", "audit-operators", "check-proofs"])
+def test_an_empty_path_is_refused_not_taken_for_no_path(mlp_files, argv):
+    """``-o "$OUT"`` with OUT unset: the commands had read '' as no path given (``report -o
+    ''`` regenerated the source checkout's docs/ops, ``--operators ''`` ran without
+    declarations, ``--certificates ''`` wrote beside the pages), with no word said."""
+    tmp, model, calib = mlp_files
+    decl = tmp / "decl.toml"
+    decl.write_text(_DECLARATION)
+    argv = [a.format(tmp=tmp, model=model, calib=calib, decl=decl) for a in argv]
+    outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "an empty path")
+    assert not (tmp / "pages").exists() and not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--bits", "\u0668"],
+     ["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--keep-float",
+      "\uff12"],
+     ["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--calibration",
+      "percentile", "--percentile", "\uff19\uff19"],
+     ["classify", "x", "--timeout", "\u0663", "--no-cache"]],
+    ids=["bits-arabic-indic-8", "keep-float-fullwidth-2", "percentile-fullwidth-99",
+         "timeout-arabic-indic-3"])
+def test_numeric_options_take_ascii_digits_only(mlp_files, argv):
+    """Python's int and float read any script's digits (``--bits`` followed by an Arabic-Indic
+    8 ran at 8 bits); ptq-verify's numbers are ASCII, as in expressions and --params."""
+    tmp, model, calib = mlp_files
+    argv = [a.format(tmp=tmp, model=model, calib=calib) for a in argv]
+    outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+    _assert_one_line_error(outcome, "ASCII digits")
+    assert not (tmp / "q.onnx").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .arguments import path_text
 from .models import HELP, add_operators_argument, declared_operators, resolve_model
 
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
             "summary. Op types outside the catalog are listed by node; the exit status is 0."
         ),
     )
-    parser.add_argument("model", help=HELP)
+    parser.add_argument("model", type=path_text, help=HELP)
     add_operators_argument(parser)
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="machine-readable output")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import path_text
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,11 +20,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "directory",
         nargs="?",
+        type=path_text,
         help="folder of <Operator>.json certificates (default: the built-in catalog's, "
         "proofs/certificates of the source checkout, from any current folder)",
     )
     parser.add_argument(
-        "--file", help="check certificates of the operators declared in this TOML file"
+        "--file", type=path_text,
+        help="check certificates of the operators declared in this TOML file"
     )
     parser.set_defaults(run=run)
 

@@ -11,6 +11,7 @@ from fractions import Fraction
 from ..errors import UserError
 from ..rules.lattice import RuleKind
 from . import one_line
+from .arguments import ascii_float
 
 MAX_TIMEOUT = 1e6
 """The longest --timeout, in seconds (11.6 days): the alarm that enforces it (setitimer)
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default="expr", help="name shown for an expression")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=ascii_float,
         default=None,
         metavar="SECONDS",
         help="time budget per operator (and per shift rule), at most 1e6; past it the "

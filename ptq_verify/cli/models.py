@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import examples
 from ..errors import UserError
 from ..input_files import not_utf8_at, path_mode
+from .arguments import path_text
 
 HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
         + "; a file of that name wins)")
@@ -31,7 +32,7 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
 
 
 def add_operators_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--operators", metavar="OPS.toml",
+    parser.add_argument("--operators", metavar="OPS.toml", type=path_text,
                         help="declarations of op types the catalog lacks (or replaces), each "
                         "with its onnx_type, or domain:op_type for one domain's nodes alone "
                         "(docs/catalog.md); proved like the catalog's, and one of a standard "

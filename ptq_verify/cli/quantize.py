@@ -12,6 +12,7 @@ from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
 from ..report.cells import markdown_cell, plain_cell, plain_path
+from .arguments import ascii_float, ascii_int, path_text
 from .models import (
     HELP,
     add_operators_argument,
@@ -44,12 +45,13 @@ def register(subparsers) -> None:
             "proved rule; calibration data sets the ranges. Writes the -o file, checked in "
             "onnxruntime (and --report's, and the verdict cache: docs/checker.md), and prints "
             "one line per node and a summary."))
-    p.add_argument("model", help=HELP)
-    p.add_argument("--calib",
+    p.add_argument("model", type=path_text, help=HELP)
+    p.add_argument("--calib", type=path_text,
                    help=".npz (one array per model input, keyed by name, batch first) or .npy "
                    "(required, except for an example model: its own calibration data)")
-    p.add_argument("--bits", type=int, default=8, help="2 to 16 (default 8)")
-    p.add_argument("-o", "--output", required=True, help="the quantized ONNX model to write")
+    p.add_argument("--bits", type=ascii_int, default=8, help="2 to 16 (default 8)")
+    p.add_argument("-o", "--output", required=True, type=path_text,
+                   help="the quantized ONNX model to write")
     p.add_argument(
         "--per-tensor",
         action="store_true",
@@ -76,7 +78,7 @@ def register(subparsers) -> None:
                    default="auto",
                    help="how a tensor's range is read from its statistics (default auto: "
                    "MSE-optimal clipping for 4-bit tensors, max-abs otherwise)")
-    p.add_argument("--percentile", type=float, default=None,
+    p.add_argument("--percentile", type=ascii_float, default=None,
                    help="percent of |x| kept by --calibration percentile (default 99.99)")
     p.add_argument("--weight-rounding", choices=("optq", "nearest"), default="optq",
                    help="optq (default): round each layer's weights to minimise its output "
@@ -84,7 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-bias-correction", action="store_true",
                    help="keep the biases as they are (default: subtract the rounded weights' "
                    "expected output error on the calibration data)")
-    p.add_argument("--keep-float", type=int, default=0, metavar="N",
+    p.add_argument("--keep-float", type=ascii_int, default=0, metavar="N",
                    help="mixed precision: keep in float the N activations whose n-bit codes "
                    "alone cost the outputs most on the calibration data (the nodes between "
                    "the weight layers around each run in float; one float run per activation "
@@ -118,7 +120,8 @@ def register(subparsers) -> None:
                    "non-negative) for toolchains that take no other zero point; by default a "
                    "tensor whose calibrated range is lopsided around 0 (a GELU's output) takes "
                    "its 2^n codes over that range (docs/engine.md)")
-    p.add_argument("--report", help="also write the per-node summary as Markdown here")
+    p.add_argument("--report", type=path_text,
+                   help="also write the per-node summary as Markdown here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)

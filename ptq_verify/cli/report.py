@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from .arguments import path_text
 
 
 def register(subparsers) -> None:
@@ -18,14 +19,15 @@ def register(subparsers) -> None:
             "DIR and the certificates in DIR/certificates (or where --certificates says)."
         ),
     )
-    parser.add_argument("-o", "--output", help="folder for the pages (default: the checkout's "
-                        "docs/ops)")
+    parser.add_argument("-o", "--output", type=path_text,
+                        help="folder for the pages (default: the checkout's docs/ops)")
     parser.add_argument(
-        "--certificates",
+        "--certificates", type=path_text,
         help="folder for the certificate files (default: the checkout's proofs/certificates, "
         "or DIR/certificates with -o DIR)",
     )
-    parser.add_argument("--file", help="report the operators declared in this TOML file")
+    parser.add_argument("--file", type=path_text,
+                        help="report the operators declared in this TOML file")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
