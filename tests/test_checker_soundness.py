@@ -495,3 +495,36 @@ def test_numbers_too_close_to_order_are_refused():
 
     with pytest.raises(ExpressionError, match="too close"):
         parse_expression("max(x, cos(1e-60), 1)")
+
+
+# -- powers whose exponent sympy cannot show to be an integer ------------------------------------
+
+
+@pytest.mark.parametrize(("text", "condition"), [
+    ("x**tanh(1)", "x >= 0"),  # tanh(1).is_integer is None
+    ("x**erf(10)", "x >= 0"),
+    ("x**(atan(1/2) + atan(1/3))", "x >= 0"),  # pi/4, which sympy does not see
+    ("x**(-tanh(1))", "x > 0"),
+    ("x**(tanh(151) - 1)", "x > 0"),  # negative by 2e-131: sign unknown to sympy
+    ("x**(-round(tanh(1)))", "x != 0"),  # an integer (-1) of a sign sympy does not know
+])
+def test_a_power_records_its_domain_when_sympy_cannot_classify_the_exponent(text, condition):
+    """The grammar's domain of u**p for a non-integer p is u >= 0 (u > 0 for a negative p);
+    for an exponent sympy could not show to be a non-integer (is_integer None) nothing was
+    recorded, and the checker reasoned about f where the text is undefined."""
+    from ptq_verify.catalog.grammar import format_expression, parse_expression
+
+    assert [format_expression(c) for c in parse_expression(text).domain] == [condition]
+
+
+@pytest.mark.parametrize("text", [
+    "where(x > 0, x, x**2) + 0*x**tanh(1)",  # x on its domain x >= 0 (0 at 0)
+    "where(x == 0, 1, x) + 0*x**(-round(tanh(1)))",  # x on its domain x != 0
+])
+def test_no_counterexample_where_an_unclassified_power_is_undefined(text):
+    """Both are x on their domains (pass_through); with no condition recorded they were
+    "refuted" at points where the text is undefined (x = -361/10; x = 0)."""
+    op = Operator("op", "x", text)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)

@@ -708,10 +708,15 @@ class _Parser:
     def power(self, node: ast.BinOp) -> sympy.Expr:
         base, exponent = self.value(node.left), self.value(node.right)
         if exponent.is_number:
-            if exponent.is_integer is False:
-                kind = sympy.Gt if exponent.is_negative else sympy.Ge
+            # what sympy cannot show is taken at its worst: an exponent not shown to be an
+            # integer as a fractional one, one not shown non-negative as negative.
+            # ``x**tanh(1)`` (tanh(1).is_integer is None) once recorded no condition, so
+            # ``where(x > 0, x, x**2) + 0*x**tanh(1)``, pass_through on its domain x >= 0,
+            # was "refuted" at x = -361/10, where it is undefined
+            if exponent.is_integer is not True:
+                kind = sympy.Ge if exponent.is_nonnegative else sympy.Gt
                 self.require(relation(kind, base, 0), node)
-            elif exponent.is_negative:
+            elif exponent.is_nonnegative is not True:
                 self.require(relation(sympy.Ne, base, 0), node)
         elif base == 0:
             self.require(relation(sympy.Gt, exponent, 0), node)
