@@ -461,14 +461,18 @@ def test_a_comparison_of_numbers_is_decided_by_their_digits(text):
     assert _verdict(text).rule.kind is RuleKind.PASS_THROUGH
 
 
-def test_a_comparison_of_numbers_sympy_cannot_decide_stays_for_the_checker():
-    """tanh(151) < 1 (by 1.4e-131): the assumptions do not know it, so it is left for the
-    checker's ball arithmetic, never guessed."""
+def test_a_comparison_of_numbers_the_assumptions_cannot_decide_is_never_guessed():
+    """tanh(151) < 1 (by 1.4e-131): the assumptions do not know it; sympy, rebuilding the
+    where(), compares the numbers by a difference of certified sign (grammar installs
+    rules.certified.certified_difference), so it folds to x, never to x**2. A hidden zero,
+    whose sign no precision settles, is left standing."""
     from ptq_verify.catalog.grammar import parse_expression
 
-    expr = parse_expression("where(tanh(151) < 1, x, x**2)").expr
-    assert isinstance(expr, sympy.Piecewise)
-    assert _verdict("where(tanh(151) < 1, x, x**2)").rule.kind is not RuleKind.HOMOGENEOUS
+    x = sympy.Symbol("x", real=True)
+    assert parse_expression("where(tanh(151) < 1, x, x**2)").expr == x
+    assert _verdict("where(tanh(151) < 1, x, x**2)").rule.kind is RuleKind.PASS_THROUGH
+    hidden = parse_expression("where(asin(3/5) - atan(3/4) > 0, x, x**2)").expr
+    assert isinstance(hidden, sympy.Piecewise)
 
 
 @pytest.mark.parametrize("text", [
@@ -528,3 +532,42 @@ def test_no_counterexample_where_an_unclassified_power_is_undefined(text):
     verdict = classify(op)
     assert verdict.rule.kind is RuleKind.PASS_THROUGH
     _rechecks(op, verdict)
+
+
+# -- sympy's comparisons of numbers inside the proof's own rebuilding ----------------------------
+
+# (x+1)**2 - x**2 - 2*x - 1 is 0, so this condition is log(1 + exp(-k)) > 0, true; the parser
+# cannot see that (it holds x), but expand() cancels it to a comparison of numbers
+_HIDDEN_POSITIVE = "(x+1)**2 - x**2 - 2*x - 1 + log(1 + exp(-{k})) > 0"
+
+
+@pytest.mark.parametrize("k", [40, 100])
+def test_a_comparison_that_expand_reduces_to_numbers_is_not_decided_by_2_digits(k):
+    """f is 1 at x = 0 and x elsewhere: no rule. expand() rebuilt the condition as
+    log(1 + exp(-k)) > 0, which sympy compared at 2 digits and found false, so the residual
+    of pass_through simplified to 0 and f was proved pass_through (a helper's hunt)."""
+    text = f"where(x == 0 and {_HIDDEN_POSITIVE.format(k=k)}, 1, x)"
+    op = Operator("op", "x", text)
+    verdict = classify(op)
+    assert verdict.rule.kind in (RuleKind.NEEDS_COMPENSATION, RuleKind.UNDECIDED)
+    if verdict.rule.kind is RuleKind.NEEDS_COMPENSATION:
+        _rechecks(op, verdict)
+
+
+def test_a_shift_rule_is_not_proved_on_a_comparison_folded_by_2_digits():
+    """f(0) = 1, f(x) = x elsewhere: f(1 - 1) = 1 but f(1) - 1 = 0, so f passes no shift;
+    the translation's expand() folded the condition as above and "proved" it."""
+    op = Operator("op", "x", f"where(x == 0 and {_HIDDEN_POSITIVE.format(k=1000)}, 1, x)")
+    assert shift_rule(op).status != "proved"
+
+
+def test_sympy_compares_numbers_by_certified_digits_once_the_checker_is_loaded():
+    import ptq_verify.rules.certified  # noqa: F401 - installs the comparison
+
+    tiny = sympy.log(1 + sympy.Rational(1, 10**10))
+    assert sympy.Gt(tiny, 0) is sympy.true  # sympy's 2 digits: False
+    assert sympy.Le(sympy.log(1 + sympy.exp(-1000)), 0) is sympy.false
+    assert sympy.Max(sympy.cos(sympy.Rational(1, 10**60)), 1) == 1
+    hidden_zero = sympy.asin(sympy.Rational(3, 5)) - sympy.atan(sympy.Rational(3, 4))
+    assert sympy.Gt(hidden_zero, 0) not in (sympy.true, sympy.false)  # unknown stays unknown
+

@@ -180,6 +180,33 @@ def relation(kind: type[sympy.core.relational.Relational], lhs: sympy.Expr,
     return sympy.true if truth else sympy.false
 
 
+
+def _compared_numbers(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+    """The difference sympy reads when it compares two numbers, certified
+    (rules.certified.certified_difference; imported on first use, so that parsing loads the
+    ball arithmetic only when sympy compares two numbers)."""
+    from ..rules.certified import certified_difference
+
+    return certified_difference(a, b)
+
+
+def _install_compared_numbers() -> None:
+    """Make every comparison of two numbers sympy makes, from here on, read a difference of
+    certain sign, never its 2 digits (``sympy.core.relational._n2``): not only the parser's
+    but every rebuild of a comparison in sympy's own steps (``expand`` reduces
+    ``(x+1)**2 - x**2 - 2*x - 1 + log(1 + exp(-100)) > 0`` to ``log(1 + exp(-100)) > 0``,
+    which sympy's 2 digits made false). Installed when the grammar is imported, so that the
+    parser and the checker read numbers alike in every process."""
+    from sympy.core import relational
+
+    if not callable(getattr(relational, "_n2", None)):  # another sympy: fail loudly
+        raise ImportError("sympy.core.relational._n2 is gone: ptq-verify cannot make sympy's "
+                          "comparisons of numbers certain with this sympy")
+    relational._n2 = _compared_numbers
+
+
+_install_compared_numbers()
+
 def extremum(kind: type[sympy.Max] | type[sympy.Min], *args: sympy.Expr) -> sympy.Expr:
     """``kind(*args)`` (Max or Min) with its numbers compared as :func:`relation` compares
     them: sympy orders the arguments of a Max by ``a >= b``, which reads a difference of

@@ -349,3 +349,32 @@ def certified_zero(value: sympy.Expr) -> bool:
         return value == 0
     ball = certified_ball(value)
     return ball is not None and ball.is_exact() and ball.is_zero()
+
+
+# -- sympy's own comparison of two numbers ------------------------------------------------------
+
+def certified_difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+    """``a - b`` as a number whose sign is certain (ball arithmetic), else None: what
+    sympy's comparisons of two numbers (``is_ge``, ``is_eq``, so ``a > b``, ``Eq(a, b)``,
+    Max/Min) read in place of the difference evaluated to 2 digits.
+
+    sympy's ``_n2`` returned ``(a - b).evalf(2)``, which comes out as an exact-looking 0 for
+    ``log(1 + exp(-100))``: ``log(1 + exp(-100)) > 0`` is False there. The parser never asks
+    sympy to compare numbers (grammar.relation), but every later rebuild does: ``expand``
+    cancels ``(x + 1)**2 - x**2 - 2*x - 1 + log(1 + exp(-100)) > 0`` down to such a
+    comparison and folded it to false, so ``where(x == 0 and <that>, 1, x)``, which is 1 at
+    x = 0, was proved pass_through, and its shift rule proved. Returning None leaves the
+    comparison to the assumptions, which do not guess (it then stays unevaluated). The
+    grammar installs it in sympy (grammar._compared_numbers)."""
+    if not (a.is_comparable and b.is_comparable):
+        return None
+    difference = a - b
+    if difference.is_Number:  # exact (Rational, sympy's own Float) or an infinity
+        return difference
+    ball = certified_ball(difference)
+    if ball is None:
+        return None
+    if ball.is_exact() and ball.is_zero():
+        return sympy.S.Zero
+    return sympy.Float(_decimal(ball))
+
