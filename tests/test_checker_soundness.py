@@ -571,3 +571,23 @@ def test_sympy_compares_numbers_by_certified_digits_once_the_checker_is_loaded()
     hidden_zero = sympy.asin(sympy.Rational(3, 5)) - sympy.atan(sympy.Rational(3, 4))
     assert sympy.Gt(hidden_zero, 0) not in (sympy.true, sympy.false)  # unknown stays unknown
 
+
+# -- values put into f where it is not real ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "inputs", "params"), [
+    ("min(max(x, sqrt(y)), 1)", "x, y", {}),  # sqrt(y) at a generic y < 0
+    ("where(t > 0, min(max(x, sqrt(t)), 1), x)", "x", {"t": "-1"}),  # at the sample value
+])
+def test_a_breakpoint_search_past_the_domain_does_not_crash(text, inputs, params):
+    """The breakpoint search put generic values into a max() of sqrt(y): sympy's Max of a
+    complex number raised ValueError out of classify."""
+    verdict = _verdict(text, inputs, params)
+    assert verdict.rule.kind in (RuleKind.NEEDS_COMPENSATION, RuleKind.UNDECIDED)
+
+
+def test_the_form_of_a_branch_that_is_not_real_on_its_boundary_does_not_crash():
+    from ptq_verify.rules.store import stored_structure
+
+    op = Operator("op", "x, y", "where(x > 2, max(y, sqrt(1 - x)), y)")
+    assert stored_structure(op).jumps  # not shown to meet on x = 2

@@ -687,7 +687,14 @@ class Checker:
         fixed = {op.symbols[p]: _rational(v) for p, v in params.items()}
         targets: list[tuple[str, Fraction]] = [(e, Fraction(0)) for e in op.element_names]
         for switch in _switch_arguments(op.expr):
-            switch = switch.xreplace(fixed)
+            # the values put in lie anywhere: a switch may not be real there (sqrt(y) at
+            # y < 0, or at a parameter's sample value outside a where() branch), and sympy's
+            # Max of such a number raised out of the checker (min(max(x, sqrt(y)), 1) over
+            # tensors x, y; where(t > 0, min(max(x, sqrt(t)), 1), x) at t = -1)
+            try:
+                switch = substitute(switch, fixed)
+            except (ValueError, TypeError, ArithmeticError):
+                continue
             for element in op.element_names:
                 symbol = op.symbols[element]
                 if symbol not in switch.free_symbols:
@@ -697,7 +704,10 @@ class Checker:
                     for e in op.element_names
                     if e != element
                 }
-                root = _linear_root(switch.xreplace(others), symbol)
+                try:
+                    root = _linear_root(substitute(switch, others), symbol)
+                except (ValueError, TypeError, ArithmeticError):
+                    continue
                 if root is not None:
                     targets.append((element, root))
         sizes = {abs(Fraction(int(r.p), int(r.q))) for r in op.expr.atoms(sympy.Rational)}

@@ -82,9 +82,13 @@ def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -
         except (NotImplementedError, TypeError, ValueError):
             continue
         if len(solutions) == 1:
-            gap = (value - rest).xreplace({element: solutions[0]})
-            gap = sympy.piecewise_fold(gap)
-            return bool(sympy.simplify(gap) == 0)
+            try:  # the branch may not be real on the boundary: max(y, sqrt(1 - x)) at x = 2
+                # (where(x > 2, max(y, sqrt(1 - x)), y)) raised out of stored_structure
+                gap = (value - rest).xreplace({element: solutions[0]})
+                gap = sympy.piecewise_fold(gap)
+                return bool(sympy.simplify(gap) == 0)
+            except (TypeError, ValueError, ArithmeticError):
+                return False  # not shown to meet: a jump
     return False
 
 
