@@ -570,6 +570,11 @@ def test_sympy_compares_numbers_by_certified_digits_once_the_checker_is_loaded()
     assert sympy.Max(sympy.cos(sympy.Rational(1, 10**60)), 1) == 1
     hidden_zero = sympy.asin(sympy.Rational(3, 5)) - sympy.atan(sympy.Rational(3, 4))
     assert sympy.Gt(hidden_zero, 0) not in (sympy.true, sympy.false)  # unknown stays unknown
+    # oo - oo is nan, which has no sign (the first version returned it: sympy's own
+    # intersection of intervals, in a Piecewise rewrite, raised "Invalid NaN comparison")
+    assert (sympy.oo < sympy.oo) is sympy.false
+    assert sympy.Interval(0, sympy.oo).intersect(sympy.Interval(1, sympy.oo)) == sympy.Interval(
+        1, sympy.oo)
 
 
 # -- values put into f where it is not real ------------------------------------------------------

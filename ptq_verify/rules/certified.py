@@ -369,8 +369,8 @@ def certified_difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     if not (a.is_comparable and b.is_comparable):
         return None
     difference = a - b
-    if difference.is_Number:  # exact (Rational, sympy's own Float) or an infinity
-        return difference
+    if difference.is_Number:  # exact (Rational, sympy's own Float), an infinity, or nan
+        return difference if difference.is_comparable else None  # oo - oo: nan, no sign
     ball = certified_ball(difference)
     if ball is None:
         return None
