@@ -180,7 +180,6 @@ def relation(kind: type[sympy.core.relational.Relational], lhs: sympy.Expr,
     return sympy.true if truth else sympy.false
 
 
-
 def _compared_numbers(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     """The difference sympy reads when it compares two numbers, certified
     (rules.certified.certified_difference; imported on first use, so that parsing loads the
@@ -206,6 +205,7 @@ def _install_compared_numbers() -> None:
 
 
 _install_compared_numbers()
+
 
 def extremum(kind: type[sympy.Max] | type[sympy.Min], *args: sympy.Expr) -> sympy.Expr:
     """``kind(*args)`` (Max or Min) with its numbers compared as :func:`relation` compares
