@@ -330,7 +330,7 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     shaped = _shaped(inferred.graph)
     known = {v.name: _static_dims(v) for v in inferred.graph.value_info}
     missing = {name for proto in inferred.graph.node for name in proto.output
-               if name and (name not in shaped or known.get(name, 0) is not None)}
+               if name and (name not in shaped or known.get(name) is not None)}
     if not missing:
         return inferred
     found = [value for value in _symbolic_value_info(model)
@@ -345,15 +345,19 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _static_dims(value: onnx.ValueInfoProto) -> int | None:
-    """How many dimensions of a tensor's stated shape are numbers, where some are not (an
-    ``unk__N`` that ONNX inference names where it cannot follow a Reshape to a shape computed
-    from ``x.shape[0]``); None where every one is, or it states no shape."""
+    """How many dimensions of a tensor's stated shape are numbers, where some are unknown
+    (an ``unk__N`` that ONNX inference names where it cannot follow a Reshape to a shape
+    computed from ``x.shape[0]``, or no name at all); None where none is, or it states no
+    shape. A dimension the model names (``batch``) is known: symbolic inference, which
+    imports sympy (0.3 s of a digits CNN's run), cannot say more of it."""
     tensor = value.type.tensor_type
     if not tensor.HasField("shape"):
         return None
     dims = tensor.shape.dim
-    count = sum(d.HasField("dim_value") for d in dims)
-    return None if count == len(dims) else count
+    if all(d.HasField("dim_value") or (d.dim_param and not d.dim_param.startswith("unk__"))
+           for d in dims):
+        return None
+    return sum(d.HasField("dim_value") for d in dims)
 
 
 def _better(value: onnx.ValueInfoProto, static: int | None) -> bool:
