@@ -87,12 +87,12 @@ def test_shapes_computed_from_other_shapes_are_inferred():
                for name in node.outputs if name)
 
 
-def test_dimensions_onnx_inference_leaves_unknown_are_taken_from_symbolic_inference():
+def test_dimensions_of_a_reshape_to_computed_sizes_are_found_by_data_propagation():
     """torch's legacy export of ``x.reshape(x.shape[0], 8, 8)`` with a dynamic batch: ONNX
     inference gives the Reshape's output a rank but no dimension (``unk__0, unk__1,
     unk__2``), so no probe could pair the next Linear's channels, and it got neither
     per-channel weights nor output-aware rounding (a new TopK fixture's legacy export).
-    Symbolic inference follows the Shape arithmetic: (batch, 8, 8)."""
+    With its data propagation on, it follows the Shape arithmetic: (batch, 8, 8)."""
     from ptq_verify.engine.quantize import weight_layers
 
     model = onnx.load(FIXTURES / "digits_topk.legacy.opset17.onnx")

@@ -316,26 +316,31 @@ def _check_tensor_interface(g: onnx.GraphProto, source: str) -> None:
 
 
 def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with the shapes ONNX shape inference finds and, where it leaves a node's
-    output without one, those onnxruntime's symbolic shape inference finds. The second follows
+    """The model with the shapes ONNX shape inference finds, its data propagation on (it
+    follows ``x.reshape(x.shape[0], 8, 8)`` of torch's legacy export, where a dimension it did
+    not know had cost the Linear after it its per-channel weights and output-aware rounding),
+    and, where it leaves a node's output without a shape, those onnxruntime's symbolic shape
+    inference finds, which then also replace dimensions ONNX's left unknown. The second follows
     shape arithmetic the first does not: torch's legacy exporter writes transformers' attention
     mask at opset 13 as a Reshape to a shape computed from another tensor's Shape, and ONNX
     inference leaves every tensor after it without a rank (the tests' tiny BERT: 99 of its
-    372 node outputs), so probes and smoothing find nothing there. Neither is a requirement:
-    a model they fail on keeps the shapes it states."""
+    372 node outputs), so probes and smoothing find nothing there. It imports sympy (0.3 s of
+    a run), so it is not run for unknown dimensions alone. Neither is a requirement: a model
+    they fail on keeps the shapes it states."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(_typed_only(model), strict_mode=False,
+                                                     data_prop=True)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return model
     shaped = _shaped(inferred.graph)
-    known = {v.name: _static_dims(v) for v in inferred.graph.value_info}
     missing = {name for proto in inferred.graph.node for name in proto.output
-               if name and (name not in shaped or known.get(name) is not None)}
+               if name and name not in shaped}
     if not missing:
         return inferred
+    known = {v.name: _static_dims(v) for v in inferred.graph.value_info}
     found = [value for value in _symbolic_value_info(model)
-             if value.name in missing and value.type.tensor_type.HasField("shape")
-             and (value.name not in shaped or _better(value, known.get(value.name)))]
+             if value.type.tensor_type.HasField("shape")
+             and (value.name in missing or _better(value, known.get(value.name)))]
     if found:
         names = {value.name for value in found}
         kept = [v for v in inferred.graph.value_info if v.name not in names]
