@@ -108,6 +108,9 @@ def test_params_numbers_are_bounded(value):
         (["audit", "m.onnx", "--calib", "c.npz"],
          "ptq-verify audit: error: unrecognized arguments: --calib c.npz"),
         (["--bogus"], "ptq-verify: error: unrecognized arguments: --bogus"),
+        # a 10,000-character argument is cut, not quoted whole
+        (["classify", "-" * 10_000 + "x"], "ptq-verify classify: error: unrecognized "
+         "arguments: " + "-" * 200 + " ... (see ptq-verify classify --help)"),
         # the data file given to --calibration (the clipping method) is pointed to --calib
         (["quantize", "m.onnx", "-o", "q.onnx", "--calibration", "c.npz"],
          "invalid choice: 'c.npz' (choose from auto, maxabs, percentile, mse); the "

@@ -130,7 +130,9 @@ class _Parser(argparse.ArgumentParser):
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             command = self._subcommands().get(getattr(parsed, "command", None) or "", self)
-            command.error(f"unrecognized arguments: {' '.join(extras)}")
+            given = " ".join(extras)  # (a 10,000-character argument is not quoted whole)
+            command.error("unrecognized arguments: "
+                          + (given if len(given) <= 200 else given[:200] + " ..."))
         return parsed
 
     def _subcommands(self) -> dict[str, argparse.ArgumentParser]:
