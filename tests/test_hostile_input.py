@@ -136,6 +136,9 @@ def test_the_version_is_printed_and_the_methods_are_the_engines():
 # -- TOML declarations ------------------------------------------------------------------------
 
 TOML = [
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\nonnx_type = ':'", "is not an op type"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\nonnx_type = 'com.x:Relu:'", "is not an op type"),
+    ("[[operator]]\nname = 'A'\nexpr = 'x'\nonnx_type = 'My Relu'", "is not an op type"),
     ("operator = [1, 2]", "operator #1 is an integer"),
     ("[[operator]]\nname = 'A'\nexpr = 'x'\ninputs = 5", "'inputs' must be a string"),
     ("[[operator]]\nname = 'A'\nexpr = 'x'\ninputs = true", "'inputs' must be a string"),

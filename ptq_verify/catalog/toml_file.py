@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 _KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc"}
+_ONNX_TYPE = re.compile(r"(?:[^\s:]+:)?[^\s:]+")
+"""An op type, ``Op`` or ``domain:Op``: a hostile-input hunt's ``':'`` and ``'com.x:Relu:'``
+were accepted and declared no node (the op type the file meant was then refused as unknown)."""
 
 MAX_FILE_BYTES = 1_000_000
 """Largest declaration file read (a catalog of a hundred operators is about 30 kB)."""
@@ -113,6 +117,10 @@ def load_operators(path: str | Path) -> list[Operator]:
             if key in table and not table[key].isprintable():
                 raise UserError(f"{where}: '{key}' holds a character that does not print (a "
                                 "line break, a tab, an escape code)")
+        if "onnx_type" in table and not _ONNX_TYPE.fullmatch(table["onnx_type"]):
+            raise UserError(f"{where}: 'onnx_type' {table['onnx_type']!r} is not an op type "
+                            "(Op or domain:Op, without spaces; ':' or 'com.x:Relu:' would "
+                            "declare no node)")
         if name in seen:
             raise UserError(f"{where}: declared twice (operators #{seen[name]} and #{position})")
         seen[name] = position
