@@ -161,7 +161,9 @@ class _Walk:
                 return low + 1, zero
             return low, zero
         if isinstance(e, (sympy.sign, sympy.floor, sympy.ceiling)):
-            return _unary(type(e), self.snapped(e.args[0], integer=True)), zero
+            # by the sympy class it is (the grammar's floor and ceiling are subclasses)
+            kind = next(k for k in (sympy.sign, sympy.floor, sympy.ceiling) if isinstance(e, k))
+            return _unary(kind, self.snapped(e.args[0], integer=True)), zero
         if isinstance(e, sympy.Abs):
             v, err = self.value(e.args[0])
             return abs(v), err
