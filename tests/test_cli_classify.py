@@ -84,6 +84,19 @@ def test_a_refuted_expression_says_what_rule_its_numbers_as_parameters_give(caps
         assert "numbers as parameters" not in out
 
 
+def test_an_undecided_verdict_says_where_refuting_stopped(capsys):
+    """exp(x**2) + a: a counterexample at a's sample value is certified, but not that no
+    rescaling of a gives a rule, so the verdict is undecided; it said only "no rule was found
+    and no certified counterexample either" (a new-user trial could not tell whether a longer
+    --timeout would help)."""
+    status, out, _ = run(capsys, "exp(x**2) + a", "--json", "--no-cache")
+    entry = json.loads(out)[0]
+    assert entry["rule"] == "undecided"
+    assert "is certified at" in entry["reason"]
+    assert entry["reason"].endswith("but not that no rescaling of a gives a rule (Euler's "
+                                    "identity at the sampled points was not conclusive)")
+
+
 def test_one_operator_shows_its_shift_rule(capsys):
     """The detail and JSON views carry the shift rule bias absorption relies on
     (proofs/shift.md): a clamp passes a shift with its bounds moved, Relu is refuted."""

@@ -227,6 +227,9 @@ class Checker:
         self.tensor_elements = [[op.symbols[e] for e in t.elements] for t in op.inputs]
         self.param_symbols = [op.symbols[p] for p in op.params]
         self.denominators = exponent_denominators(op.expr)
+        # set where refuting stopped short of a certificate: a certified counterexample at
+        # the parameters' sample values, but no evidence that no rescaling of them gives a rule
+        self.unrefuted: str | None = None
         self.left_domain: sympy.Basic | None = None  # a condition a candidate's scaling left
 
     def rational(self, value) -> Fraction | None:
@@ -662,6 +665,11 @@ class Checker:
                     # generic points only: Euler's identity needs f differentiable there
                     no_rescale = self._no_rescale(generic)
                     if no_rescale is None:
+                        self.unrefuted = (
+                            f"f(s*x) != s^d*f(x) is certified at {_point_text(first)}, s = "
+                            f"{s_value}, but not that no rescaling of "
+                            f"{', '.join(self.op.params)} gives a rule (Euler's identity at "
+                            "the sampled points was not conclusive)")
                         return None
                 return Counterexample(
                     point={n: str(v) for n, v in first.items()},
@@ -820,9 +828,15 @@ class Checker:
         return Verdict(
             rule=Rule(RuleKind.UNDECIDED),
             certificate=None,
-            reason="no rule was found and no certified counterexample either",
+            reason="no rule was found and no certified counterexample either" + (
+                f": {self.unrefuted}" if self.unrefuted else ""),
             **common,
         )
+
+
+def _point_text(point: dict) -> str:
+    """``x = 1/2, a = 1``: a point as the certificates write it."""
+    return ", ".join(f"{name} = {value}" for name, value in point.items())
 
 
 def _subsets(names: list[str], most: int = 4) -> list[tuple[str, ...]]:
