@@ -41,6 +41,20 @@ def test_cli_writes_a_model_and_a_report(mlp_files, capsys):
     assert f"(calibration data: `{calib}`)" in report and "--report" in report
 
 
+def test_summary_prints_the_summary_line_and_notes_without_the_node_table(mlp_files, capsys):
+    """A transformer's node table runs to hundreds of lines (a new-user trial's BERT: 210,
+    up to 849 characters wide); --summary keeps the summary line and the notes."""
+    tmp, model, calib = mlp_files
+    argv = ["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
+            "--no-progress"]
+    assert main(argv) == 0
+    whole = capsys.readouterr().out.splitlines()
+    assert main([*argv, "--summary"]) == 0
+    short = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(whole) if " -> " in line)
+    assert whole[0].startswith("node ") and short == whole[start:]
+
+
 @pytest.mark.parametrize(("count", "noted"), [(1, True), (31, True), (32, False)])
 def test_a_calibration_set_smaller_than_the_checks_take_is_noted(mlp_files, capsys, count,
                                                                   noted):

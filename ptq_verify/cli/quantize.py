@@ -122,7 +122,11 @@ def register(subparsers) -> None:
                    "its 2^n codes over that range (docs/engine.md)")
     p.add_argument("--report", type=path_text,
                    help="also write the per-node summary as Markdown here")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output.add_argument("--summary", action="store_true",
+                        help="print the summary line and the notes, not the node table (a "
+                        "transformer's has hundreds of rows; --report writes it to a file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -335,7 +339,7 @@ def run(args) -> int:
                           "nodes": summary, "notes": model.notes}, indent=2))
     else:
         print(table(model, args.model if example_calibration else source, target,
-                    args.format, format_floats))
+                    args.format, format_floats, rows=not args.summary))
     return 0
 
 
@@ -493,19 +497,25 @@ def summary_rows(model) -> list[dict]:
     return [record.to_json() for record in model.records]
 
 
-def table(model, source, target, format: str = "simulation", format_floats: int = 0) -> str:
-    """The node table and the summary line; ``format_floats``: nodes the written format runs
-    in float although the plan has them on integers (the integer format's, listed in a
-    note)."""
-    rows = [("node", "op type", "rule", "action", "out scale", "note")]
-    rows += [tuple(map(plain_cell, (r.name, r.op_type, r.rule, r.action, r.scale, r.note)))
-             for r in model.records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+def table(model, source, target, format: str = "simulation", format_floats: int = 0,
+          rows: bool = True) -> str:
+    """The node table (unless not ``rows``: --summary) and the summary line;
+    ``format_floats``: nodes the written format runs in float although the plan has them on
+    integers (the integer format's, listed in a note)."""
+    lines = _node_table(model) if rows else []
     lines.append(f"{plain_path(source)} -> {plain_path(target)}: "
                  f"{summary_line(model, format, format_floats)}")
     lines.extend(f"note: {plain_cell(n)}" for n in model.notes)  # (notes quote node names)
     return "\n".join(lines)
+
+
+def _node_table(model) -> list[str]:
+    """One line a node, in aligned columns."""
+    rows = [("node", "op type", "rule", "action", "out scale", "note")]
+    rows += [tuple(map(plain_cell, (r.name, r.op_type, r.rule, r.action, r.scale, r.note)))
+             for r in model.records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def summary_line(model, format: str, format_floats: int = 0) -> str:
