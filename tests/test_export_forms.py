@@ -628,7 +628,8 @@ def test_a_dropout_in_training_mode_is_refused_naming_it(training, tmp_path, cap
     err = capsys.readouterr().err
     if training:
         assert code == 2 and "'drop'" in err
-        assert "input 2 (training_mode) absent or a constant False" in err
+        assert ("input 2 (training_mode) absent or a constant False (a true one is a model "
+                "exported in training mode: export it after model.eval())") in err
         assert len(err.strip().splitlines()) == 1
     else:
         assert code == 0, err

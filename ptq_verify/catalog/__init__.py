@@ -136,6 +136,7 @@ def declared_forms(op_type: str) -> str:
     (``Pow2: input 1 (Y) a constant 2; Pow3: input 1 (Y) a constant 3; ...``), for a message about a
     node none of them fits; empty when the catalog has none."""
     return "; ".join(f"{op.name}: {_match_conditions(op)}"
+                     + (f" ({op.form_hint})" if op.form_hint else "")
                      for op in _by_onnx_type().get(op_type, ()))
 
 

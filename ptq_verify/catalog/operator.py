@@ -189,6 +189,9 @@ class Operator:
         onnx_outputs: how many ONNX outputs the declaration describes: 1 (its witness is an
             element of the node's first output), or None for any number, each one described by
             the witness (Split's parts). A node with a further non-empty output is refused.
+        form_hint: how a node of another form comes to be and what makes it one of this
+            form, said after the conditions in a refusal (Dropout in training mode: export
+            the model after ``model.eval()``).
         index_outputs: ONNX output slot (1 on) -> the name of another catalog declaration,
             over the same input elements, whose witness is an element of that output: an
             integer output of positions (TopK's indices: ArgMax's witness), which carries no
@@ -219,6 +222,7 @@ class Operator:
         onnx_variadic: bool = False,
         onnx_outputs: int | None = 1,
         index_outputs: Mapping[int, str] | None = None,
+        form_hint: str = "",
         domain: Sequence[sympy.Basic] = (),
         mixes_channels: bool = False,
         doc: str = "",
@@ -251,6 +255,7 @@ class Operator:
         self.onnx_match = dict(onnx_match or {})
         self.onnx_arity = onnx_arity
         self.onnx_variadic = onnx_variadic
+        self.form_hint = form_hint
         self.index_outputs = dict(index_outputs or {})
         if any(not isinstance(slot, int) or slot < 1 for slot in self.index_outputs):
             raise DeclarationError(f"{name}: index_outputs are ONNX output slots from 1 on")

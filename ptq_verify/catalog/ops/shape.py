@@ -42,11 +42,13 @@ def _select(first, second, k):
 
 
 def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = True,
-          onnx_match: dict | None = None, outputs: int | None = 1) -> Operator:
+          onnx_match: dict | None = None, outputs: int | None = 1,
+          form_hint: str = "") -> Operator:
     return Operator(
         name, "x", "x", kernel=lambda x: x, onnx_type=name,
         onnx_inputs=("x", *[None] * static_slots), onnx_kernel=onnx_kernel,
         mixes_channels=mixes, doc=doc, onnx_match=onnx_match or {}, onnx_outputs=outputs,
+        form_hint=form_hint,
     )
 
 
@@ -143,7 +145,9 @@ OPERATORS = (
     # training_mode (opset 12 on) absent or a constant false: a true one drops random
     # elements at every run (a model exported in training mode), no function to quantize
     _copy("Dropout", shape.dropout, 2, "Inference-mode Dropout: the identity.", mixes=False,
-          onnx_match={2: (None, False)}),
+          onnx_match={2: (None, False)},
+          form_hint="a true one is a model exported in training mode: export it after "
+          "model.eval()"),
     _copy("CastLike", shape.cast_like, 1,
           "Cast to the element type of a second tensor: the identity up to the target's "
           "rounding. Exports use it on constants and shapes; an integer output is never an "
