@@ -153,6 +153,11 @@ def check_distinct(named_paths: dict[str, str | os.PathLike | None]) -> None:
         seen[key] = option
 
 
+WRITTEN: list[str] = []
+"""The files :func:`write_atomic` has written in this process, as its messages name them: a
+command stopped after writing them says so (Ctrl-C while the summary prints)."""
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable = ()) -> Path:
     """Write ``data`` to ``path`` atomically, through its links; refuse the paths
     :func:`check_output` refuses. Returns ``path`` as given (a Path)."""
@@ -173,6 +178,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, inputs: Iterable
         if check_output(path, inputs=inputs) != target:
             raise UserError(f"{name}: its links changed while it was written; nothing written")
         os.replace(tmp, target)
+        WRITTEN.append(name)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
         raise UserError(f"{name}: cannot write ({err.strerror or err})") from None

@@ -323,3 +323,22 @@ def test_messages_show_a_byte_that_is_not_utf8_as_an_escape():
     # (ascii: pytest-xdist cannot send a failure's diff that holds a lone surrogate)
     assert ascii(one_line(f"{text}: no such file")) == ascii("bad\\xffname .onnx: no such file")
     assert ascii(plain_cell(text)) == ascii("bad\\xffname\\n.onnx")
+
+
+def test_a_ctrl_c_after_the_outputs_are_written_says_they_are(mlp_files, capsys, monkeypatch):
+    """Ctrl-C while the summary prints (a full pipe, a pager) said only "interrupted", where
+    -o and --report were already written whole (a hostile-input hunt)."""
+    from ptq_verify.cli import main, quantize
+
+    tmp, model, calib = mlp_files
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "table", stopped)
+    out, report = tmp / "q.onnx", tmp / "q.md"
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out), "--report",
+                 str(report), "--no-progress"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"ptq-verify: interrupted (written in full before: {out}, {report})"
+    assert out.exists() and report.exists()

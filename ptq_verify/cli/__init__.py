@@ -21,6 +21,7 @@ import warnings
 from typing import NoReturn
 
 from .. import __version__
+from ..atomic import WRITTEN
 from ..errors import UserError
 from ..report.cells import plain_cell
 
@@ -140,6 +141,14 @@ class _Parser(argparse.ArgumentParser):
                      if isinstance(action, argparse._SubParsersAction)), {})
 
 
+def _written_since(count: int) -> str:
+    """The files written after the first ``count`` of :data:`WRITTEN`, for the line of a
+    command stopped by a signal: a write under way removes its temporary file, so those
+    listed are whole (Ctrl-C while the summary prints had said only "interrupted")."""
+    done = one_line(", ".join(WRITTEN[count:]))
+    return f" (written in full before: {done})" if done else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ptq-verify",
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     where = f"ptq-verify {args.command}"
+    written = len(WRITTEN)
     args.command_line = ["ptq-verify", *argv]  # (a report says what wrote it)
     try:
         with warnings.catch_warnings(), _signals_raise():
@@ -181,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{where}: error: {one_line(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("ptq-verify: interrupted", file=sys.stderr)
+        print(f"ptq-verify: interrupted{_written_since(written)}", file=sys.stderr)
         return 130
     except Terminated as stop:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-            print(f"ptq-verify: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            print(f"ptq-verify: stopped by {signal.Signals(stop.signum).name}"
+                  f"{_written_since(written)}", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:
         return 0
