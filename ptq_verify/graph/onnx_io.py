@@ -458,8 +458,8 @@ def inferred_shapes(graph: Graph, given: Iterable[str] = ()) -> dict[str, Tensor
     model = graph_to_onnx(typed)
     model.graph.value_info.extend(_value_info(graph.value_info[name]) for name in given
                                   if name in graph.value_info)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    try:  # (data propagation: as at load, _inferred)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return None
     return {value.name: info for value in inferred.graph.value_info
