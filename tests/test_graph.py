@@ -104,6 +104,21 @@ def test_dimensions_of_a_reshape_to_computed_sizes_are_found_by_data_propagation
     assert set(weight_layers(prepare(graph))) == {"/embed/MatMul", "/out/Gemm"}
 
 
+def test_an_output_of_positions_is_never_an_activation_even_untyped():
+    """TopK's indices are described by ArgMax's witness (the declaration's index_outputs):
+    not an activation whatever inference says of their type, where a float or untyped output
+    of a node fed by one is."""
+    from ptq_verify.graph import OperatorTable, activation_tensors, load_graph
+
+    graph = load_graph(FIXTURES / "digits_topk.dynamo.opset18.onnx")
+    topk = next(node for node in graph.nodes if node.op_type == "TopK")
+    values, indices = topk.outputs
+    graph.value_info.pop(indices, None)  # no type known for it
+    assert graph.dtype_of(indices) is None
+    active = activation_tensors(graph, OperatorTable())
+    assert values in active and indices not in active
+
+
 def test_symbolic_shape_inference_imports_nothing_of_onnxruntime_tools():
     # the package onnxruntime.tools imports torch in its __init__ wherever torch is installed
     # (4.2 s a process); the module is loaded from its file instead
