@@ -896,12 +896,13 @@ def _settled(e: sympy.Basic) -> sympy.Basic:
 def _rebuilt(e: sympy.Basic) -> sympy.Basic:
     if not e.args or isinstance(e, sympy.Atom):
         return e
-    return _built(e, tuple(_rebuilt(a) for a in e.args))
+    return built(e, tuple(_rebuilt(a) for a in e.args))
 
 
-def _built(e: sympy.Basic, args: tuple[sympy.Basic, ...]) -> sympy.Basic:
+def built(e: sympy.Basic, args: tuple[sympy.Basic, ...]) -> sympy.Basic:
     """``e``'s head applied to ``args`` as the parser builds it: numbers in a comparison or a
-    max/min compared by :func:`relation` and :func:`extremum`, not by sympy."""
+    max/min compared by :func:`relation` and :func:`extremum`, not by sympy. What rebuilds a
+    parsed expression with other arguments (:func:`substitute`, rules.literals) calls it."""
     if isinstance(e, sympy.core.relational.Relational):
         return relation(type(e), *args)
     if type(e) in (sympy.Max, sympy.Min):
@@ -922,7 +923,7 @@ def substitute(e: sympy.Basic, values: dict) -> sympy.Basic:
         return values[e]
     if not e.args or isinstance(e, sympy.Atom) or not (e.free_symbols & set(values)):
         return e
-    return _built(e, tuple(substitute(a, values) for a in e.args))
+    return built(e, tuple(substitute(a, values) for a in e.args))
 
 
 @lru_cache(maxsize=4096)

@@ -18,6 +18,7 @@ from fractions import Fraction
 
 import sympy
 
+from ..catalog.grammar import built
 from ..catalog.operator import Operator
 
 _KEPT = (0, 1, -1)  # structure (a sum's 1 + exp(-x), a ReLU's 0), not a constant to rescale
@@ -46,8 +47,8 @@ def with_numbers_as_parameters(op: Operator) -> tuple[Operator, dict[str, Fracti
         if not expr.args or isinstance(expr, (sympy.Symbol, sympy.logic.boolalg.BooleanAtom)):
             return expr
         if isinstance(expr, sympy.Pow):  # an exponent is the formula's shape: x**3 stays
-            return sympy.Pow(walk(expr.base), expr.exp)
-        return expr.func(*(walk(arg) for arg in expr.args))
+            return built(expr, (walk(expr.base), expr.exp))
+        return built(expr, tuple(walk(arg) for arg in expr.args))
 
     replaced = walk(op.expr)
     if not numbers:
