@@ -74,8 +74,8 @@ def register(subparsers) -> None:
                    help="no activation smoothing (default: on: a per-channel factor moved from "
                    "an activation into the next layers' weights where the rules allow it and "
                    "it lowers their output error on the calibration data)")
-    p.add_argument("--calibration", type=_method, metavar="{auto,maxabs,percentile,mse}",
-                   default="auto",
+    p.add_argument("--calibration", type=_method, default="auto",
+                   metavar="{" + ",".join(CALIBRATION_METHODS) + "}",
                    help="how a tensor's range is read from its statistics (default auto: "
                    "MSE-optimal clipping for 4-bit tensors, max-abs otherwise)")
     p.add_argument("--percentile", type=ascii_float, default=None,

@@ -353,8 +353,8 @@ def _static_dims(value: onnx.ValueInfoProto) -> int | None:
     """How many dimensions of a tensor's stated shape are numbers, where some are unknown
     (an ``unk__N`` that ONNX inference names where it cannot follow a Reshape to a shape
     computed from ``x.shape[0]``, or no name at all); None where none is, or it states no
-    shape. A dimension the model names (``batch``) is known: symbolic inference, which
-    imports sympy (0.3 s of a digits CNN's run), cannot say more of it."""
+    shape. A dimension the model names (``batch``) is known: symbolic inference cannot say
+    more of it."""
     tensor = value.type.tensor_type
     if not tensor.HasField("shape"):
         return None
@@ -367,10 +367,9 @@ def _static_dims(value: onnx.ValueInfoProto) -> int | None:
 
 def _better(value: onnx.ValueInfoProto, static: int | None) -> bool:
     """Whether symbolic inference's ``value`` states more numeric dimensions than the
-    ``static`` of ONNX's (:func:`_static_dims`): a legacy export's ``x.reshape(x.shape[0],
-    8, 8)`` left every dimension after it unknown to ONNX inference, so no probe could pair a
-    weight's channels there, and the Linear after it got neither per-channel weights nor
-    output-aware rounding."""
+    ``static`` of ONNX's (:func:`_static_dims`), where symbolic inference runs anyway (an
+    output ONNX's left without a shape): a dimension no probe knows costs the weight layer
+    after it its per-channel weights and output-aware rounding."""
     dims = value.type.tensor_type.shape.dim
     return static is not None and sum(d.HasField("dim_value") for d in dims) > static
 

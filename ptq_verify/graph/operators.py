@@ -51,11 +51,11 @@ class OperatorTable:
         if (why := _misfit(node, op)) is not None:
             # a file's declaration binds its tensors to the node's inputs in order: a
             # new-user trial declared a Pow by 1.7 with the exponent as a parameter
+            count = _used(node.inputs)
             order = (f" (a file's declaration takes the node's inputs as its tensors, in "
-                     f"order: inputs = \"{_tensor_names(_used(node.inputs))}\" for "
-                     f"{_plural(_used(node.inputs), 'input')})"
-                     if extra and not op.onnx_variadic and _used(node.inputs) > len(
-                         op.onnx_inputs) else "")
+                     f"order: inputs = \"{_tensor_names(count)}\" for "
+                     f"{_plural(count, 'input')})"
+                     if extra and not op.onnx_variadic and count > len(op.onnx_inputs) else "")
             return None, (op, f"{why}; {declaration} {_capacity(op)}{order}")
         if extra and (why := _untaken_attribute(node, op)) is not None:
             return None, (op, f"{why}; {declaration} computes the node by its expression")

@@ -353,6 +353,7 @@ def certified_zero(value: sympy.Expr) -> bool:
 
 # -- sympy's own comparison of two numbers ------------------------------------------------------
 
+
 def certified_difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     """``a - b`` as a number whose sign is certain (ball arithmetic), else None: what
     sympy's comparisons of two numbers (``is_ge``, ``is_eq``, so ``a > b``, ``Eq(a, b)``,
@@ -377,4 +378,3 @@ def certified_difference(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     if ball.is_exact() and ball.is_zero():
         return sympy.S.Zero
     return sympy.Float(_decimal(ball))
-
