@@ -188,6 +188,31 @@ def test_an_unknown_external_data_key_is_one_line_not_onnx_warnings(tmp_path):
     assert not caught, [str(w.message) for w in caught]
 
 
+# -- a model in one of onnx's text formats ----------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".txtpb", None),  # a valid textproto model: the checker had called it invalid protobuf
+    (".onnxtxt", "ir_version: 8"),  # not onnx's textual syntax: an internal error (exit 3)
+    (".json", '{"irVersion": '),  # malformed JSON: an internal error (exit 3)
+])
+def test_a_model_in_a_text_format_is_one_line_saying_to_save_it_binary(tmp_path, suffix, text):
+    model = tmp_path / f"model{suffix}"
+    if text is None:
+        nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+        onnx.save(_model(nodes, [_float("x", [1, 4])], [_float("y", [1, 4])]), model,
+                  format="textproto")
+    else:
+        model.write_text(text)
+    calib = tmp_path / "x.npy"
+    np.save(calib, np.ones((4, 4), np.float32))
+    for argv in (["audit", str(model)],
+                 ["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx")]):
+        outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
+        _assert_one_line_error(outcome, "text format", "onnx.save(onnx.load(PATH)")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 # -- D8 and its kin: a kernel dividing by what a node says -------------------------------------
 
 

@@ -188,8 +188,8 @@ def run(args) -> int:
             check_output(output, inputs=inputs)
     declared = declared_operators(args.operators)
     overridable = [] if parsed is None else [
-        value.name for value in parsed.graph.input
-        if value.name in {tensor.name for tensor in parsed.graph.initializer}]
+        value.name for value in parsed.model.graph.input
+        if value.name in {tensor.name for tensor in parsed.model.graph.initializer}]
     graph = load_model(source, declared, parsed=parsed)
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one

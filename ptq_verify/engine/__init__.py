@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ..catalog.operator import Operator
 from ..graph import Graph, OperatorTable, fold_constants, load_graph
-from ..graph.onnx_io import infer_shapes_again
+from ..graph.onnx_io import ParsedFile, infer_shapes_again
 from ..graph.sequences import split_sequences
 from ..rules import Rule
 from .calibrate import METHODS, Calibration, calibrate
@@ -30,9 +29,6 @@ from .plan import Action, NodeAction, plan_model
 from .quantize import check_bits, quantize
 from .quantized import Code, NodeRecord, QuantizedModel
 from .stats import TensorStats
-
-if TYPE_CHECKING:
-    import onnx
 
 
 def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
@@ -54,7 +50,7 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
 
 def load_model(path: str | os.PathLike,
                operators: Mapping[str, Operator] | OperatorTable | None = None, *,
-               parsed: onnx.ModelProto | None = None) -> Graph:
+               parsed: ParsedFile | None = None) -> Graph:
     """Read an ONNX file and prepare it (see :func:`prepare`); ``parsed``: the file as
     :func:`.graph.onnx_io.parsed_file` gave it, where the caller has it (taken over)."""
     return prepare(load_graph(path, parsed), operators)
