@@ -227,6 +227,23 @@ def lstm_after_matmul(outputs: tuple[str, ...] = ("y", "y_h", "y_c")) -> onnx.Mo
                   initializers)
 
 
+def skip_layer_norm_after_matmul() -> onnx.ModelProto:
+    """MatMul -> com.microsoft SkipLayerNormalization -> Add: the fused residual norm that
+    onnxruntime's transformer optimizer writes into GPT-2 (outputs in slots 0 and 3: the
+    normalised sum and the sum itself, the next residual's input), which onnxruntime loads."""
+    rng = np.random.default_rng(0)
+    arrays = {"w": rng.normal(size=(4, 4)), "gamma": np.ones(4), "beta": np.zeros(4)}
+    initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("SkipLayerNormalization", ["h", "x", "gamma", "beta"],
+                              ["n", "", "", "sum"], name="skip_ln", domain="com.microsoft"),
+             helper.make_node("Add", ["n", "sum"], ["y"], name="add")]
+    model = _model(nodes, [_float("x", ["batch", 3, 4])], [_float("y", ["batch", 3, 4])],
+                   initializers)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model
+
+
 def random_like_after_matmul() -> onnx.ModelProto:
     """MatMul -> RandomUniformLike -> Mul: a drop-path mask torch's dynamo exporter left in the
     inference graphs of MobileNetV1 and FocalNet in a new-user trial (the output changes

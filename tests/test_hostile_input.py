@@ -507,6 +507,31 @@ def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_
     assert "declare it in a TOML file" not in outcome.err
 
 
+def test_an_undeclared_op_counts_the_outputs_it_writes(tmp_path):
+    """A new-user trial: onnxruntime's SkipLayerNormalization, writing output slots 0 and 3,
+    was said to write 4 outputs."""
+    _refused_undeclared(tmp_path, hostile.lstm_after_matmul(("y", "", "y_c")), (8, 2, 3),
+                        "node 'lstm_1' (LSTM)", "it writes 2 outputs (slots 0, 2)", "describes 1")
+
+
+def test_an_onnxruntime_fused_op_is_sent_back_to_the_export(tmp_path):
+    """A new-user trial: BERT and GPT-2 after onnxruntime's transformer optimizer (and a CNN
+    saved by an optimizing session: FusedConv) were refused with the advice to declare
+    SkipLayerNormalization, BiasGelu, FusedConv with --operators, which a fused normalization
+    cannot be. The line now says what wrote them and to quantize the model as exported; the
+    audit says it too."""
+    outcome = _refused_undeclared(
+        tmp_path, hostile.skip_layer_norm_after_matmul(), (8, 3, 4),
+        "node 'skip_ln' (SkipLayerNormalization)",
+        "op type 'SkipLayerNormalization' in domain 'com.microsoft'",
+        "one of onnxruntime's own operators", "quantize the model as exported")
+    assert "declare it in a TOML file" not in outcome.err
+    audit = hostile.run_cli(["audit", str(tmp_path / "model.onnx")], limit=QUICK_LIMIT)
+    assert audit.status == 0
+    assert ("unknown op type com.microsoft:SkipLayerNormalization: skip_ln (not in the catalog; "
+            "one of onnxruntime's own operators") in audit.out
+
+
 def test_an_undeclared_sequence_op_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: Mamba's legacy export (transformers 5) splits a tensor into an ONNX
     sequence, refused with the advice to declare the ops as a formula of their inputs, which

@@ -8,6 +8,7 @@ The engine never names operator types: a node is run and classified through the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 import numpy as np
 import onnx
@@ -164,9 +165,9 @@ def _beyond_declaration(node: Node) -> str:
                 "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
                 "this node: export the model again after model.eval(), or with the other torch "
                 "exporter (a drop-path or dropout left in an inference graph)")
-    if (outputs := _used(node.outputs)) > OUTPUTS_DESCRIBED:
-        return (f"; it writes {outputs} outputs, and a declaration (the catalog's, or one "
-                f"given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
+    if _used(node.outputs) > OUTPUTS_DESCRIBED:
+        return (f"; it writes {_written(node.outputs)}, and a declaration (the catalog's, or "
+                f"one given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
                 "ptq-verify cannot take this node: remove it or export the model without it")
     return ""
 
@@ -199,11 +200,45 @@ def _sequences(op_type: str) -> bool:
 def _way_forward(node: Node) -> str:
     """What a user can do about an undeclared node: declare it in a file, unless no
     declaration can take it (:func:`_beyond_declaration`), where that advice would only lead
-    to the refusals of :meth:`OperatorTable.unfit`."""
+    to the refusals of :meth:`OperatorTable.unfit`, or one of onnxruntime's own operators,
+    which the model before onnxruntime's optimizations did without
+    (:func:`runtime_operator_hint`)."""
+    if hint := runtime_operator_hint(node):
+        return f"; it is {hint}"
     return _beyond_declaration(node) or (
         "; declare it in a TOML file given with --operators when one output element is a "
         "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
         "not one), or remove the node")
+
+
+def runtime_operator_hint(node: Node) -> str:
+    """What to do with a node of one of onnxruntime's own operators (its contrib domains,
+    ``com.microsoft``'s SkipLayerNormalization, BiasGelu, FusedConv), '' for any other:
+    onnxruntime's transformer optimizer and a session that saves its optimized graph write them
+    in place of standard ONNX nodes, so the model as exported holds none. A new-user trial's
+    optimized BERT and GPT-2 were sent to declare them with --operators, which a fused
+    normalization (a whole row's statistics) or a node of several outputs cannot be."""
+    if (node.domain, node.op_type) not in _runtime_operators():
+        return ""
+    return ("one of onnxruntime's own operators, which it writes in place of standard ONNX "
+            "nodes when it optimizes a model (its transformer optimizer, optimize_model; a "
+            "session's optimized_model_filepath): quantize the model as exported, before that "
+            "optimization")
+
+
+@cache
+def _runtime_operators() -> frozenset[tuple[str, str]]:
+    """(domain, op type) of every operator onnxruntime's schema registry holds in a domain
+    that ONNX itself does not define; empty where onnxruntime does not list its schemas."""
+    standard = {schema.domain for schema in onnx.defs.get_all_schemas_with_history()}
+    try:
+        from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
+
+        schemas = get_all_operator_schema()
+    except (ImportError, AttributeError, RuntimeError):
+        return frozenset()
+    return frozenset((schema.domain, schema.name) for schema in schemas
+                     if schema.domain not in standard | {"ai.onnx"})
 
 
 def quantized_hint(node: Node, graph: Graph | None, model_hint: str | None = None) -> str:
@@ -240,6 +275,15 @@ def _used(names: list[str]) -> int:
     """The number of slots up to the last non-empty name (an empty name is an absent
     optional input or output)."""
     return max((slot + 1 for slot, name in enumerate(names) if name), default=0)
+
+
+def _written(names: list[str]) -> str:
+    """How many outputs a node writes, with their slots where an absent one lies between
+    (onnxruntime's SkipLayerNormalization writing slots 0 and 3 had been said to write 4)."""
+    slots = [slot for slot, name in enumerate(names) if name]
+    if len(slots) == _used(names):
+        return _plural(len(slots), "output")
+    return f"{_plural(len(slots), 'output')} (slots {', '.join(map(str, slots))})"
 
 
 def _tensor_names(count: int) -> str:

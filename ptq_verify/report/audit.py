@@ -24,7 +24,7 @@ from ..engine.smooth import candidates_of
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
-from ..graph.operators import model_codes_hint, quantized_hint
+from ..graph.operators import model_codes_hint, quantized_hint, runtime_operator_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
 from .cells import markdown_cell, plain_cell, plain_path
@@ -207,7 +207,8 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
     ``in_region``: the node is part of a normalization in parts, which runs in float."""
     verdict = action.rule.kind.value if action.rule is not None else (
         UNKNOWN if action.operator is None else UNFIT)
-    hint = quantized_hint(node, graph, model_hint) if verdict == UNKNOWN else ""
+    hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
+            if verdict == UNKNOWN else "")
     return AuditEntry(
         action.name,
         # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
