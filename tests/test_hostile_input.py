@@ -727,13 +727,14 @@ def _constant_node_output(model: onnx.ModelProto) -> None:
                                                                  [3]))
 
 
-@pytest.mark.parametrize(("change", "fragment"), [
-    (_output_listed_twice, "is listed 2 times (node "),
-    (_input_as_output, "is a graph input, not computed by a node"),
-    (_initializer_as_output, "is a constant, not computed by a node"),
-    (_constant_node_output, "depends on no model input"),
+@pytest.mark.parametrize(("change", "fragment", "audited"), [
+    (_output_listed_twice, "is listed 2 times (node ", True),
+    (_input_as_output, "is a graph input, not computed by a node", True),
+    (_initializer_as_output, "is a constant, not computed by a node", True),
+    (_constant_node_output, "depends on no model input", False),  # (found once folded)
 ])
-def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, change, fragment):
+def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, change, fragment,
+                                                                audited):
     """A new-user trial: onnxruntime runs a model that lists an output twice or returns an
     input or a constant as an output, but refused what quantizing wrote (a duplicate name),
     and a Constant node's output was refused as 'declare Constant'."""
@@ -744,8 +745,17 @@ def test_outputs_the_quantized_model_could_not_hold_are_refused(mlp_files, chang
     import onnxruntime
 
     onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # it loads
-    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx"), fragment)
+    outcome = _quantize(model, calib, tmp / "q.onnx")
+    _assert_one_line_error(outcome, fragment)
     assert not (tmp / "q.onnx").exists()
+    # a later trial: such a model, valid ONNX, was called 'invalid ONNX model', and the audit
+    # refused it too; it lists the model and ends with quantize's reason
+    assert "invalid ONNX model" not in outcome.err
+    if not audited:
+        return
+    audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert audit.status == 0 and "\nquantize refuses this model: " in audit.out
+    assert fragment in audit.out
 
 
 @pytest.mark.parametrize(("make", "fragment"), [

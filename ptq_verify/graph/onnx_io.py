@@ -308,12 +308,17 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model",
                     tensors_only: bool = True) -> Graph:
     """Convert a model to a :class:`Graph`, with shape inference for tensor types; unless
     ``tensors_only`` is False (the audit lists such a model's nodes), a graph input or output
-    that is not a tensor is refused (:func:`_check_tensor_interface`), else left out."""
-    if tensors_only:
-        _check_tensor_interface(model.graph, source)
+    that is not a tensor is refused (:func:`_check_tensor_interface`), else left out, and so
+    is an output the quantized model cannot hold (:func:`_check_outputs`), else kept."""
     g = _inferred(model).graph
     try:
         initializers = {t.name: _array(t) for t in model.graph.initializer}
+    except UserError as err:
+        raise UserError(f"{source}: invalid ONNX model ({err})") from None
+    if tensors_only:
+        _check_tensor_interface(model.graph, source)
+        _check_outputs(model.graph, initializers, source)
+    try:
         return _graph(model, g, initializers, source)
     except UserError as err:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
@@ -564,7 +569,6 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
     inputs = [
         info for v in g.input if v.name not in initializers and (info := _tensor_info(v))
     ]
-    _check_outputs(g, initializers)
     outputs = [info for v in g.output if (info := _tensor_info(v))]
     value_info = {info.name: info for v in g.value_info if (info := _tensor_info(v))}
     nodes = []
@@ -593,10 +597,12 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
     return Graph(nodes, inputs, outputs, initializers, value_info, opsets, g.name, source)
 
 
-def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
+def _check_outputs(g: onnx.GraphProto, initializers: dict, source: str) -> None:
     """Every graph output named once and computed by a node: onnxruntime runs a model that
     lists an output twice or returns a graph input or a constant as it is, but refuses such a
-    model once its outputs are rewritten (the quantized model computes each from codes)."""
+    model once its outputs are rewritten (the quantized model computes each from codes). Such
+    a model is valid ONNX, and the refusal says so: it had read 'invalid ONNX model (...)'
+    (a new-user trial), which sent users to onnx's checker, which passes it."""
     names = [v.name for v in g.output]
     producers = {name: proto for proto in g.node for name in proto.output}
     computed = set(producers)
@@ -605,16 +611,17 @@ def _check_outputs(g: onnx.GraphProto, initializers: dict) -> None:
             node = producers.get(name)
             made = (f" (node {node.name!r} ({node.op_type}) computes it)" if node is not None
                     else "")
-            raise UserError(f"graph output {name!r} is listed {names.count(name)} times{made}; "
-                            "list it once (a model returning one tensor twice, as `return y, "
-                            "y`: return it once)")
+            raise UserError(f"{source}: graph output {name!r} is listed {names.count(name)} "
+                            f"times{made}, which ONNX allows but the quantized model cannot "
+                            "hold; list it once (a model returning one tensor twice, as "
+                            "`return y, y`: return it once)")
         if name not in computed:
             what = ("a graph input" if any(v.name == name for v in g.input)
                     and name not in initializers else "a constant" if name in initializers
                     else "computed by no node")
-            raise UserError(f"graph output {name!r} is {what}, not computed by a node; "
-                            "quantizing rewrites every output from a node (drop it from the "
-                            "outputs)")
+            raise UserError(f"{source}: graph output {name!r} is {what}, not computed by a "
+                            "node, which ONNX allows but the quantized model cannot hold: it "
+                            "computes every output from a node (drop it from the outputs)")
 
 
 def load_graph(path: str | os.PathLike, parsed: ParsedFile | None = None,
