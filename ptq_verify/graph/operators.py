@@ -60,6 +60,8 @@ class OperatorTable:
             return None, (op, f"{why}; {declaration} {_capacity(op)}{order}")
         if extra and (why := _untaken_attribute(node, op)) is not None:
             return None, (op, f"{why}; {declaration} computes the node by its expression")
+        if (why := _unrunnable(node, op)) is not None:
+            return None, (op, f"{why}; {declaration} computes the node by its expression")
         return op, None
 
     def declaration_key(self, node: Node) -> str | None:
@@ -319,6 +321,37 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
         if name in op.onnx_attrs and np.size(value) != 1:
             return (f"has attribute {name!r} of {np.size(value)} values where its "
                     f"parameter {op.onnx_attrs[name]!r} takes one number")
+    return None
+
+
+def _unrunnable(node: Node, op: Operator) -> str | None:
+    """What keeps a declaration computed by its expression from running the node, or None.
+
+    Its expression gives one output element from one element of each tensor, so a tensor of
+    several elements (``inputs = "x0 x1 x2"``, a window or a reduction) has no kernel there,
+    and each tensor needs the node's input of its slot: a trial's file declarations passed
+    ``audit`` with a verdict and then failed in ``quantize`` with "no ONNX tensor
+    implementation" and "kernel of ...: missing c"."""
+    if not op.runs_expression:  # an ONNX kernel of its own (the catalog's)
+        return None
+    wide = next((t for t in op.inputs if len(t.elements) != 1), None)
+    if wide is not None:
+        return (f"takes whole tensors, but its declaration's tensor {wide.name!r} holds "
+                f"{len(wide.elements)} elements ({' '.join(wide.elements)}): an expression "
+                "computes a node one element of each tensor at a time (inputs = \"x\" or "
+                "\"a, b\"; a window or a reduction cannot be declared in a file)")
+    tensors = tensor_names(op)
+    fed = {slot for slot, name in enumerate(node.inputs) if name}
+    unfed = [carried for slot, carried in enumerate(op.onnx_inputs)
+             if carried in tensors and slot not in fed]
+    if unfed:
+        return (f"has {_plural(_used(node.inputs), 'input')}, but its declaration's tensor"
+                f"{'s' if len(unfed) > 1 else ''} {', '.join(map(repr, unfed))} take"
+                f"{'' if len(unfed) > 1 else 's'} input slot"
+                f"{'s' if len(unfed) > 1 else ''} "
+                f"{', '.join(str(op.onnx_inputs.index(t)) for t in unfed)} that the node "
+                "leaves empty (a file's declaration takes the node's inputs as its tensors, "
+                "in order)")
     return None
 
 
