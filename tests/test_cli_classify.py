@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from fractions import Fraction
 
 import pytest
 from console import console_script
@@ -320,3 +321,18 @@ def test_a_sample_value_beyond_float_range_gets_a_verdict(capsys, value):
     status, out, err = run(capsys, "max(x, t)", "--params", f"t={value}", "--no-cache")
     assert status == 0 and "rule: param_rescale t->s*t" in out, err
     assert "no shift of the parameters holds" not in out  # (it does: t - c)
+
+
+def test_a_fractional_power_of_the_scale_is_written_in_parentheses(capsys):
+    """``s^1/2*f(x)`` reads as (s^1)/2*f(x): a trial read ``a->s^-1/3*a`` as a third of
+    a/s. The rule's line, its identity and the table write s^(1/2), s^(-1/3)."""
+    from ptq_verify.rules.explain import rule_statement
+    from ptq_verify.rules.lattice import Rule, RuleKind, scale_power
+
+    assert [scale_power("s", k) for k in (1, 2, -1)] == ["s", "s^2", "s^-1"]
+    assert scale_power("s_2", Fraction(-1, 3)) == "s_2^(-1/3)"
+    rule = Rule(RuleKind.HOMOGENEOUS, Fraction(2, 3), None, {"a": Fraction(-1, 3)})
+    assert rule.describe() == "homogeneous 2/3 a->s^(-1/3)*a"
+    assert rule_statement(rule) == "f(s*x; a -> s^(-1/3)*a) = s^(2/3)*f(x) for every s > 0"
+    assert main(["classify", "sign(x)*sqrt(abs(x))"]) == 0
+    assert "f(s*x) = s^(1/2)*f(x) for every s > 0" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import sys
 from fractions import Fraction
 
 from ..errors import UserError
-from ..rules.lattice import RuleKind
+from ..rules.lattice import RuleKind, scale_power
 from . import one_line
 from .arguments import ascii_float
 
@@ -253,7 +253,7 @@ def _print_table(verdicts) -> None:
     for v in verdicts:
         rule = v.rule
         rescale = ", ".join(
-            f"{p}->s^{k}" if k != 1 else f"{p}->s" for p, k in sorted(rule.param_exponents.items())
+            f"{p}->{scale_power('s', k)}" for p, k in sorted(rule.param_exponents.items())
         )
         degree = rule.degree_text() if rule.kind.has_rule else "-"
         rows.append((v.operator, v.onnx_type or "-", rule.kind.value, degree, rescale or "-"))

@@ -22,6 +22,7 @@ from ..catalog.operator import Operator
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind, Verdict, classify
 from ..rules.explain import shift_summary
+from ..rules.lattice import scale_power
 from ..rules.per_channel import per_channel_rule
 from ..rules.shift import shift_rule
 from .certificates import certificate_path
@@ -68,7 +69,7 @@ def _q(value: str | int | float) -> str:
 def _exponent_words(rule: Rule) -> str:
     parts = []
     for p, k in sorted(rule.param_exponents.items()):
-        factor = "s" if k == 1 else f"s^{_q(k)}"
+        factor = scale_power("s", Fraction(str(k)))
         parts.append(f"`{p}` → {factor}·`{p}`")
     return ", ".join(parts)
 
@@ -79,7 +80,7 @@ def _exponent_words(rule: Rule) -> str:
 def _separable_scale(op: Operator, rule: Rule) -> str:
     """``σ_a·σ_b^-1``: the output scale of a rule with one degree per input."""
     return "·".join(
-        f"σ_{t.name}" if d == 1 else f"σ_{t.name}^{_q(d)}"
+        scale_power(f"σ_{t.name}", Fraction(str(d)))
         for t, d in zip(op.inputs, rule.input_degrees)
         if d != 0
     )

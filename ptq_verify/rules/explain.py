@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from .certificate import Verdict
-from .lattice import Rule, RuleKind
+from .lattice import Rule, RuleKind, scale_power
 from .shift_verdict import shift_name
 
 
@@ -18,16 +20,17 @@ def rule_statement(rule: Rule, name: str = "f") -> str:
     if kind is RuleKind.UNDECIDED:
         return "neither proved nor refuted: treated as needing compensation"
     params = "".join(
-        f"; {p} -> s^{k}*{p}" if k != 1 else f"; {p} -> s*{p}"
-        for p, k in sorted(rule.param_exponents.items())
+        f"; {p} -> {scale_power('s', k)}*{p}" for p, k in sorted(rule.param_exponents.items())
     )
     if rule.partition is not None:
         return _partition_statement(rule, name)
     if rule.input_degrees is not None and len(rule.input_degrees) > 1:
         scales = ", ".join(f"s_{i + 1}*x_{i + 1}" for i in range(len(rule.input_degrees)))
-        factor = "*".join(f"s_{i + 1}^{d}" for i, d in enumerate(rule.input_degrees))
+        factor = "*".join(f"s_{i + 1}^{d}" if Fraction(d).denominator == 1
+                          else scale_power(f"s_{i + 1}", d)
+                          for i, d in enumerate(rule.input_degrees))
         return f"{name}({scales}{params}) = {factor}*{name}(x) for all s_i > 0"
-    factor = {0: "", 1: "s*"}.get(rule.degree, f"s^{rule.degree}*")
+    factor = "" if rule.degree == 0 else f"{scale_power('s', rule.degree)}*"
     shared = " (all inputs share one scale s)" if kind is RuleKind.ALIGNED else ""
     return f"{name}(s*x{params}) = {factor}{name}(x) for every s > 0{shared}"
 
@@ -39,7 +42,7 @@ def _partition_statement(rule: Rule, name: str) -> str:
 
     def monomial(exponents) -> str:
         return "*".join(
-            f"s_{g + 1}" if k == 1 else f"s_{g + 1}^{k}" for g, k in enumerate(exponents) if k
+            scale_power(f"s_{g + 1}", k) for g, k in enumerate(exponents) if k
         )
 
     params = "".join(

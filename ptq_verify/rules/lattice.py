@@ -45,6 +45,15 @@ def _fraction_text(q: Fraction) -> str:
     return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
 
 
+def scale_power(base: str, k: Fraction | int) -> str:
+    """``base`` to the power ``k`` as plain text: ``s``, ``s^2``, ``s^-1``, and ``s^(1/2)``
+    for a fraction, which ``s^1/2*f(x)`` read as (s^1)/2 (a trial read ``a->s^-1/3*a`` so)."""
+    q = Fraction(k)
+    if q == 1:
+        return base
+    return f"{base}^{_fraction_text(q)}" if q.denominator == 1 else f"{base}^({_fraction_text(q)})"
+
+
 def _json_number(q: Fraction) -> int | float:
     return q.numerator if q.denominator == 1 else float(q)
 
@@ -77,7 +86,7 @@ class Partition:
         text += ", ".join(_fraction_text(d) for d in self.degrees) + ")"
         for p, ks in sorted(self.param_exponents.items()):
             factor = "*".join(
-                f"s_{g + 1}" if k == 1 else f"s_{g + 1}^{_fraction_text(k)}"
+                scale_power(f"s_{g + 1}", k)
                 for g, k in enumerate(ks)
                 if k != 0
             )
@@ -209,7 +218,7 @@ class Rule:
         if self.param_exponents:
             parts.append(
                 ", ".join(
-                    f"{p}->s^{_fraction_text(k)}*{p}" if k != 1 else f"{p}->s*{p}"
+                    f"{p}->{scale_power('s', k)}*{p}"
                     for p, k in sorted(self.param_exponents.items())
                 )
             )

@@ -25,7 +25,7 @@ import numpy as np
 from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certificate import Proof, Verdict
-from .lattice import Rule
+from .lattice import Rule, scale_power
 
 _CHANNELS = 5
 _POINTS = 6
@@ -44,7 +44,7 @@ class PerChannel:
     def describe(self) -> str:
         if not self.holds:
             return f"no per-channel rule: {self.reason}"
-        rescaled = ", ".join(f"{p}_c->s_c^{k}*{p}_c" if k != 1 else f"{p}_c->s_c*{p}_c"
+        rescaled = ", ".join(f"{p}_c->{scale_power('s_c', k)}*{p}_c"
                              for p, k in sorted(self.param_exponents.items()))
         return f"per-channel degree {self.degree}" + (f", {rescaled}" if rescaled else "")
 
