@@ -260,6 +260,13 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
         ("[[operator]]\nname = 'A'\nexpr = 1\n", "'expr' must be a string"),
         ("[[operator]]\nname = 'A'\nexpr = 'x'\ncolour = 1\n", "unknown key(s) colour"),
         ("[[operator]]\nname = 'A'\nexpr = 'exp(x'\n", "operator 'A'"),
+        # a name not declared is placed like the grammar's own errors (a trial's typo)
+        ("[[operator]]\nname = 'A'\nexpr = 'x*sigmoid(beta*x)'\n",
+         "operator 'A': beta in the expression is neither an input nor a parameter at column "
+         "11 (list it in params, or in inputs)"),
+        ('[[operator]]\nname = "A"\nexpr = \"\"\"x*tanh(\n  beta*x) + a\"\"\"\n',
+         "operator 'A': beta, a in the expression are neither inputs nor parameters at line 2, "
+         "column 3"),
         ("not toml at all = = =", "not valid TOML"),
         ("title = 'no operators'", "expected one or more [[operator]] tables"),
         # a declared name is shown in every table and message: a line break or an escape

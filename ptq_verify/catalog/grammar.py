@@ -87,6 +87,23 @@ class ParsedExpression:
     names: tuple[str, ...]
 
 
+def position_text(text: str, offset: int) -> str:
+    """``column N`` (1-based) of a character offset, ``line L, column C`` in text of several
+    lines: how every message on an expression says where."""
+    if "\n" not in text:
+        return f"column {offset + 1}"
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def name_offset(text: str, name: str) -> int | None:
+    """The character offset where ``name`` is first written in ``text`` as a whole name (not
+    inside a longer one, ``b`` in ``beta``); None where it is not written."""
+    found = re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)
+    return None if found is None else found.start()
+
+
 class _DecidedOnRationals:
     """Mixin for a rounding function (floor, ceiling) that evaluates only a rational
     argument, where the result is exact.
@@ -430,11 +447,7 @@ class _Parser:
         return default
 
     def where(self, offset: int) -> str:
-        if "\n" not in self.text:
-            return f"column {offset + 1}"
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return f"line {line}, column {column}"
+        return position_text(self.text, offset)
 
     def error(self, message: str, offset: int) -> ExpressionError:
         # a message quotes the user's text, which may span lines: it is kept on one line
