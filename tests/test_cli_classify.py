@@ -343,3 +343,17 @@ def test_a_fractional_power_of_the_scale_is_written_in_parentheses(capsys):
     assert rule_statement(rule) == "f(s*x; a -> s^(-1/3)*a) = s^(2/3)*f(x) for every s > 0"
     assert main(["classify", "sign(x)*sqrt(abs(x))"]) == 0
     assert "f(s*x) = s^(1/2)*f(x) for every s > 0" in capsys.readouterr().out
+
+
+def test_op_picks_one_operator_of_a_file(capsys, tmp_path):
+    """A team's file holds many declarations; a trial's ``--file ops.toml --op RMS3`` was
+    refused as 'not allowed', leaving the whole file's certificates to scroll through."""
+    path = tmp_path / "ops.toml"
+    path.write_text('[[operator]]\nname = "Sq"\nexpr = "x*x"\n\n'
+                    '[[operator]]\nname = "Swish"\nparams = { beta = "1.5" }\n'
+                    'expr = "x*sigmoid(beta*x)"\n')
+    status, out, err = run(capsys, "--file", str(path), "--op", "Swish", "--expect",
+                           "param_rescale")
+    assert status == 0 and out.startswith("Swish\n") and "Sq" not in out, err
+    status, out, err = run(capsys, "--file", str(path), "--op", "Relu")
+    assert status == 2 and f"--op Relu: {path} declares no operator of that name (Sq, Swish)" in err

@@ -28,9 +28,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("expression", nargs="?", help='e.g. "x/(1+exp(-x))" (safe grammar)')
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--op", metavar="NAME", help="one catalog operator, e.g. Relu")
-    source.add_argument("--file", metavar="OPS.toml", help="operators declared in a TOML file")
+    parser.add_argument("--op", metavar="NAME",
+                        help="one catalog operator, e.g. Relu; with --file, one of the file's")
+    parser.add_argument("--file", metavar="OPS.toml", help="operators declared in a TOML file")
     parser.add_argument(
         "--inputs",
         default="x",
@@ -156,19 +156,32 @@ def _operators(args: argparse.Namespace):
     """The operators to classify and whether to spell out their certificates."""
     if args.expression is not None:
         if args.op is not None or args.file is not None:
-            raise UserError("give an expression, --op or --file, not several")
+            raise UserError("give an expression, or --op and/or --file, not both")
         return [_expression_operator(args)], True
+    if args.file is not None:
+        from ..catalog.toml_file import load_operators
+
+        return _selected(load_operators(args.file), args.op, args.file), True
     if args.op is not None:
         from ..catalog import get_operator
 
         return [get_operator(args.op)], True
-    if args.file is not None:
-        from ..catalog.toml_file import load_operators
-
-        return load_operators(args.file), True
     from ..catalog import CATALOG
 
     return sorted(CATALOG.values(), key=lambda op: op.name.lower()), False
+
+
+def _selected(operators: list, name: str | None, path: str) -> list:
+    """The file's operators, or the one named ``name``: a team's file holds many, and one
+    certificate is read at a time (``--op`` with ``--file`` was refused as 'not allowed')."""
+    if name is None:
+        return operators
+    chosen = [op for op in operators if op.name == name]
+    if not chosen:
+        names = ", ".join(op.name for op in operators[:8]) + (", ..." if len(operators) > 8
+                                                              else "")
+        raise UserError(f"--op {name}: {path} declares no operator of that name ({names})")
+    return chosen
 
 
 def _expression_operator(args: argparse.Namespace):
