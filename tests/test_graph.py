@@ -230,3 +230,19 @@ def test_a_file_declaration_of_several_elements_per_tensor_does_not_fit(tmp_path
     with pytest.raises(UserError, match=r"node 'r' \(RMS3\) takes whole tensors, but its "
                        r"declaration's tensor 'x' holds 3 elements \(x0 x1 x2\)"):
         table.require(node)
+
+
+def test_operators_file_leaves_out_declarations_without_an_onnx_type(tmp_path):
+    """One file serves ``classify --file`` and ``--operators``: a declaration kept only to be
+    classified declares no node (the file was refused whole for it); a file where none names
+    an op type still asks for one."""
+    from ptq_verify.catalog.toml_file import load_onnx_operators
+
+    path = tmp_path / "ops.toml"
+    path.write_text('[[operator]]\nname = "Sq"\nexpr = "x*x"\n\n[[operator]]\nname = "Clamp"\n'
+                    'params = { lo = "-2", hi = "3" }\nexpr = "clip(x, lo, hi)"\n'
+                    'onnx_type = "com.acme:Clamp"\n')
+    assert list(load_onnx_operators(path)) == ["com.acme:Clamp"]
+    path.write_text('[[operator]]\nname = "Sq"\nexpr = "x*x"\n')
+    with pytest.raises(UserError, match="operator 'Sq': give its onnx_type"):
+        load_onnx_operators(path)
