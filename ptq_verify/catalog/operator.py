@@ -157,7 +157,6 @@ def deferred_parsing() -> Iterator[None]:
         _deferring = before
 
 
-
 def _undeclared_names(operator: str, unknown: set[str], text: object) -> str:
     """The message for names of the expression that are neither inputs nor parameters, with
     where the first of them is written in the expression's text (a file of many declarations
@@ -174,6 +173,7 @@ def _undeclared_names(operator: str, unknown: set[str], text: object) -> str:
             f"neither {'inputs nor parameters' if many else 'an input nor a parameter'}"
             f"{f' at {first}' if first else ''} (list {'them' if many else 'it'} in params, "
             "or in inputs)")
+
 
 class Operator:
     """A declared operator.
