@@ -168,6 +168,10 @@ def test_free_names_become_parameters(capsys):
         (["sigmoid(x)", "--expect", "pass_through"], 1),
         (["--op", "Relu", "--expect", "pass_through"], 0),
         (["--op", "Add", "--expect", "pass_through"], 1),
+        # a proved alternative passes too (the rule: scale_invariant b->s^-1*b)
+        (["a*tanh(b*x)", "--params", "a,b", "--expect", "param_rescale"], 0),
+        (["a*tanh(b*x)", "--params", "a,b", "--expect", "scale_invariant"], 0),
+        (["a*tanh(b*x)", "--params", "a,b", "--expect", "pass_through"], 1),
     ],
 )
 def test_expect_gates_ci(capsys, argv, expected):
