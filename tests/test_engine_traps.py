@@ -46,6 +46,24 @@ def test_jumps_are_read_off_the_expression(text, inputs, expected):
     assert jumps(Operator("t", inputs, text, params=params)) is expected
 
 
+def test_discontinuous_nodes_reading_one_layer_are_one_note():
+    """Four Signs (and a Round) reading one layer's output: one note names a few of them and
+    the input held for them, where each had written a note of its own (a keypoint head's 68
+    Signs: 104 notes in a new-user trial)."""
+    b = models.Builder(23)
+    h = b.dense("input", 64, 16)
+    steps = [b.add(op_type, [h]) for op_type in ("Sign", "Sign", "Sign", "Sign", "Round")]
+    total = steps[0]
+    for step in steps[1:]:
+        total = b.add("Add", [total, step])
+    quantized = _quantized(b.model(b.dense(total, 16, 10), "steps"))[0]
+    said = [n for n in quantized.notes if "discontinuous" in n]
+    assert len(said) == 1, said
+    assert "and 2 more are discontinuous" in said[0] and f"held at {MAX_BITS} bits" in said[0]
+    noted = [r for r in quantized.records if "discontinuous" in r.note]
+    assert len(noted) == 5  # each node's own record still says it
+
+
 @pytest.mark.parametrize("op_type", ["Sign", "Round"])
 def test_discontinuous_node_between_layers_is_held_precisely_and_said(op_type):
     quantized, simulated, exported, reference = _quantized(models.step_between(op_type))

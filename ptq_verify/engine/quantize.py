@@ -291,6 +291,9 @@ class _Builder:
         self.codes: dict[str, Code] = {}
         self.records: list[NodeRecord] = []
         self.notes: list[str] = []
+        # held at MAX_BITS or not -> the discontinuous nodes, their inputs and the nodes in
+        # float they read them through (ordered sets): a note each once the walk is done
+        self._jump_reads: dict[bool, tuple[dict, dict, dict]] = {}
         self._dequantized: dict[str, str] = {}
         # graph outputs read straight off an exact integer accumulator: (tensor, scale)
         self._accumulators: dict[str, tuple[str, np.ndarray | float]] = {}
@@ -671,18 +674,38 @@ class _Builder:
                                         scale))
             held[name] = self.codes[name]
             self.codes[name] = Code(dst, scale, low, float(levels))
-        what = (f"{label} is discontinuous: an input rounded across a jump changes its "
-                "output by the jump")
-        if label != node.label:
-            what += f" (it reads them through {node.label}, in float)"
-        if held:
-            self.notes.append(f"{what}; input {', '.join(held)} held at {MAX_BITS} bits for it "
-                              "(in float in a qdq file, whose containers hold 8 bits; inputs "
-                              "within a rounding step of a jump may still flip)")
-        if kept:
-            self.notes.append(f"{what}; input {', '.join(kept)} is {self.bits}-bit codes, "
-                              "so outputs near a jump may flip")
+        for inputs, precise in ((held, True), (kept, False)):
+            if inputs:
+                reads = self._jump_reads.setdefault(precise, ({}, {}, {}))
+                reads[0][label] = None
+                reads[1].update(dict.fromkeys(inputs))
+                if label != node.label:
+                    reads[2][node.label] = None
         return held
+
+    def discontinuity_notes(self) -> list[str]:
+        """A note for the inputs held at MAX_BITS for discontinuous nodes and one for those
+        left n-bit codes (:meth:`hold_precisely`), naming a few of the nodes, of the nodes in
+        float they are read through and of the inputs: a keypoint head's 68 Signs, each read
+        through Gathers in float, had written 104 notes of one line each (a new-user
+        trial)."""
+        notes = []
+        for precise, (labels, inputs, vias) in self._jump_reads.items():
+            many, plural = len(labels) > 1, len(inputs) > 1
+            what = (f"{_some(list(labels))} {'are' if many else 'is'} discontinuous: an input "
+                    f"rounded across a jump changes {'their outputs' if many else 'its output'} "
+                    "by the jump")
+            if vias:
+                what += (f" ({'read' if many else 'it reads them'} through "
+                         f"{_some(list(vias))}, in float)")
+            names = f"input{'s' if plural else ''} {_some(list(inputs))}"
+            notes.append(
+                f"{what}; {names} held at {MAX_BITS} bits for {'them' if many else 'it'} (in "
+                "float in a qdq file, whose containers hold 8 bits; inputs within a rounding "
+                "step of a jump may still flip)" if precise else
+                f"{what}; {names} {'are' if plural else 'is'} {self.bits}-bit codes, so "
+                "outputs near a jump may flip")
+        return notes
 
     # -- the walk ------------------------------------------------------------------------
 
@@ -756,6 +779,7 @@ class _Builder:
             self.output_scales[info.name] = code.scale
             factor = self.factor(1.0, True) if self.integer_outputs else code.dequantizing()
             self.steps.append(ScaleStep(code.name, info.name, factor, round=False))
+        self.notes.extend(self.discontinuity_notes())
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
@@ -1699,6 +1723,13 @@ def _too_far_apart(codes: list[Code], common: float | np.ndarray, levels: int,
 
 MAX_DIVISOR_ROUNDS = 4
 """Plans made again at most, each keeping in float the divisors found near 0 in the last."""
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names`` and how many more (a note stays readable whatever the
+    model's size)."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def divisor_note(divisors: list[tuple[str, str]], bits: int) -> str:
