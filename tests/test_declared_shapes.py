@@ -52,6 +52,24 @@ def test_a_custom_elementwise_op_passes_its_input_shape_on(tmp_path):
         assert "per-channel weights" in record.note and "output-aware rounding" in record.note
 
 
+def test_a_model_onnxruntime_cannot_run_gets_its_output_sqnr_from_the_simulation(tmp_path,
+                                                                                  capsys):
+    """onnxruntime cannot load a model of custom-domain ops; the written file was not measured
+    at all (a new-user trial). The note now gives the simulated file's SQNR, saying so."""
+    from ptq_verify.cli import main
+
+    ops, model, calib = tmp_path / "ops.toml", tmp_path / "m.onnx", tmp_path / "x.npy"
+    ops.write_text(SCALED_RELU)
+    model.write_bytes(_model().SerializeToString())
+    np.save(calib, np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32))
+    assert main(["quantize", str(model), "--calib", str(calib), "--operators", str(ops),
+                 "-o", str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("note: output SQNR"))
+    assert "(ptq-verify's kernels: the file's arithmetic, simulated): y " in note
+    assert float(note.split(": y ")[1].split(" dB")[0]) > 30
+
+
 @pytest.mark.parametrize(("shapes", "expected"), [
     ([("N", 8), ("N", 8)], ("N", 8)),
     ([("N", 8), (8,)], ("N", 8)),

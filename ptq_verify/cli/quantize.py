@@ -294,6 +294,8 @@ def run(args) -> int:
     serialised = exported.SerializeToString()
     if own_kernels:
         model.notes.append(own_kernels)
+        if not args.integer_outputs:
+            model.notes.append(simulated_fidelity_note(model, graph, declared, calibration))
     else:
         if args.format == "integer" and (signal := session_crash(serialised)) is not None:
             raise UnloadableOutput(
@@ -398,14 +400,29 @@ def _error_under_mask(measured) -> str | None:
             "it without them")
 
 
-def fidelity_note(fidelity: dict, sample, graph) -> str:
+def simulated_fidelity_note(model, graph, declared, calibration) -> str:
+    """:func:`fidelity_note` for a model onnxruntime cannot run (op types declared with
+    --operators outside ONNX's domain): the written arithmetic simulated on the catalog's and
+    the declarations' kernels, against the float graph run on them. A new-user trial's model
+    of three custom ops had been written with no figure at all."""
+    from ..engine.deployable import output_fidelity
+    from ..engine.float_run import first_samples
+
+    simulated = model.run(first_samples(calibration.sample, graph))
+    return fidelity_note(output_fidelity(graph, declared, calibration.sample, simulated),
+                         calibration.sample, graph,
+                         "ptq-verify's kernels: the file's arithmetic, simulated")
+
+
+def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime") -> str:
     """The written model's output SQNR against the float model's, on the samples it was
-    checked on. An output below LOW_SQNR_DB is called low, with what to try, when its typical
-    row (the median) is low too; when the error sits in a minority of rows, the note says so
-    and how many: rows a model computes and its use drops (padded tokens) are no reason to
-    keep activations in float. Where an input marks rows with 0 and 1 (an attention mask), the
-    rows at its zeros are measured apart, and the others decide whether the output is low:
-    padded rows can be most of the rows, and then the median is theirs."""
+    checked on (``measured_by``: what ran both). An output below LOW_SQNR_DB is called low,
+    with what to try, when its typical row (the median) is low too; when the error sits in a
+    minority of rows, the note says so and how many: rows a model computes and its use drops
+    (padded tokens) are no reason to keep activations in float. Where an input marks rows
+    with 0 and 1 (an attention mask), the rows at its zeros are measured apart, and the
+    others decide whether the output is low: padded rows can be most of the rows, and then
+    the median is theirs."""
     from ..engine.float_run import first_samples
 
     if not fidelity:
@@ -446,7 +463,7 @@ def fidelity_note(fidelity: dict, sample, graph) -> str:
               "outputs most, kept in float) or more bits; docs/engine.md#limits says which "
               "tensors codes cannot carry") if low else ""
     return (f"output SQNR against the float model on the first {count} calibration samples "
-            f"(onnxruntime): {', '.join(figures)}{advice}")
+            f"({measured_by}): {', '.join(figures)}{advice}")
 
 
 def equalization_note(on: bool, pairs, skipped: str = "") -> str:
