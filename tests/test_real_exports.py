@@ -715,3 +715,21 @@ def test_an_integer_file_onnxruntime_crashes_on_is_refused_in_one_line(tmp_path)
         assert "onnxruntime crashes" in done.stderr and "--format qdq" in done.stderr
     else:
         _session(str(out))
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "integer", "simulation"])
+def test_an_output_stated_without_a_shape_is_written_with_one(fmt, tmp_path, capsys):
+    """tf2onnx states masked_pool's output as a type with no shape, which the ONNX checker
+    refuses: the written file states the shape inference finds (the batch by 8), so
+    the checker passes it in every format; it had copied the source's output as it was."""
+    name = "masked_pool.tf2onnx.opset13.onnx"
+    target = tmp_path / "q.onnx"
+    assert main(["quantize", str(FIXTURES / name), "--calib",
+                 str(FIXTURES / "masked_pool.calib.npz"), "-o", str(target), "--format", fmt,
+                 "--no-progress", "--summary"]) == 0
+    capsys.readouterr()
+    onnx.checker.check_model(str(target), full_check=True)
+    (output,) = onnx.load(str(target)).graph.output
+    batch, width = (d.dim_value or d.dim_param for d in output.type.tensor_type.shape.dim)
+    assert width == 8 and batch in {value.type.tensor_type.shape.dim[0].dim_param
+                                    for value in onnx.load(str(FIXTURES / name)).graph.input}

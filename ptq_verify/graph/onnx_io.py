@@ -380,7 +380,22 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
         kept = [v for v in inferred.graph.value_info if v.name not in names]
         del inferred.graph.value_info[:]
         inferred.graph.value_info.extend([*kept, *found])
+        _shape_outputs(inferred.graph, found)
     return inferred
+
+
+def _shape_outputs(g: onnx.GraphProto, found: list[onnx.ValueInfoProto]) -> None:
+    """Give each graph output of ``g`` that states a type with no shape the shape symbolic
+    inference ``found`` for it, in place. tf2onnx writes an output whose shape it does not
+    know so; onnxruntime runs such a model, but the ONNX checker refuses it, and every file
+    quantize wrote from it stated the source's outputs as they were and was refused too (a
+    deployment trial: the masked_pool fixture in all three formats)."""
+    shapes = {value.name: value.type.tensor_type.shape for value in found}
+    for output in g.output:
+        tensor = output.type.tensor_type
+        if (output.type.HasField("tensor_type") and not tensor.HasField("shape")
+                and output.name in shapes):
+            tensor.shape.CopyFrom(shapes[output.name])
 
 
 def _static_dims(value: onnx.ValueInfoProto) -> int | None:
