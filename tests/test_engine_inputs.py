@@ -626,3 +626,89 @@ def test_each_free_axis_is_said_to_be_calibrated_at_its_one_length(tmp_path, cap
     np.savez(calib, x=rng.normal(size=(8, 4)).astype(np.float32))
     assert main(args) == 0
     assert "free axis" not in capsys.readouterr().out
+
+
+def _identity_graph(inputs: dict[str, tuple[int, list]]):
+    """A graph passing each input through (name -> (ONNX element type, shape)): the feeds'
+    checks read only the inputs."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Identity", [name], [f"{name}_out"], name=f"id_{name}")
+             for name in inputs]
+    graph = helper.make_graph(
+        nodes, "inputs",
+        [helper.make_tensor_value_info(name, kind, shape) for name, (kind, shape) in
+         inputs.items()],
+        [helper.make_tensor_value_info(f"{name}_out", kind, shape) for name, (kind, shape) in
+         inputs.items()])
+    return graph_from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def _image_graph():
+    from onnx import TensorProto
+
+    return _identity_graph({"pixel_values": (TensorProto.FLOAT, ["batch", 3, 8, 8])})
+
+
+def _refusal(data, graph) -> str:
+    from ptq_verify.engine.data import check_feeds
+
+    with pytest.raises(UserError) as caught:
+        check_feeds(data, graph, "c.npz")
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(("data", "advice"), [
+    (np.zeros((4, 8, 8, 3), np.float32), "array.transpose(0, 3, 1, 2) gives its layout"),
+    (np.zeros((3, 8, 8), np.float32), "without its batch axis? add one: array[None]"),
+    (np.zeros((4, 3, 8, 8), np.uint8), "apply it (scale, normalise, as in training)"),
+    (np.zeros((4, 3, 9, 9), np.float32), "fixed at 8: give data of that length"),
+])
+def test_image_data_in_a_pipeline_s_form_is_refused_with_the_step_to_take(data, advice):
+    """A new-user trial: images as uint8 HWC arrays, one image without its batch axis, or
+    float NHWC for an NCHW model were refused with the mismatch alone, no word of the
+    transpose, the batch axis or the preprocessing to apply."""
+    assert advice in _refusal({"pixel_values": data}, _image_graph())
+
+
+def test_nan_in_the_data_names_its_first_sample():
+    """A new-user trial: NaN in one image was refused as '1 NaN values', no sample named."""
+    data = np.zeros((6, 3, 8, 8), np.float32)
+    data[4, 1, 2, 3] = np.nan
+    assert "1 NaN value in 1 of its 6 samples, the first in sample 4" in _refusal(
+        {"pixel_values": data}, _image_graph())
+
+
+def test_a_tokenizer_s_extra_keys_are_refused_with_how_to_leave_them_out():
+    """A new-user trial: np.savez(file, **tokenizer(...)) for a model exported without
+    token_type_ids was refused as 'unknown' with no word of what to do."""
+    from onnx import TensorProto
+
+    graph = _identity_graph({name: (TensorProto.INT64, ["batch", "sequence"])
+                             for name in ("input_ids", "attention_mask")})
+    ids = np.ones((4, 16), np.int64)
+    message = _refusal({"input_ids": ids, "attention_mask": ids, "token_type_ids": ids}, graph)
+    assert "(unknown ['token_type_ids']): the model takes no input of that name" in message
+    assert "if k in ('input_ids', 'attention_mask',)" in message
+
+
+@pytest.mark.parametrize(("content", "kind"), [
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
+    (b"\xff\xd8\xff\xe0" + bytes(32), "a JPEG image"),
+    (b"input_ids,attention_mask\n1,1\n", "neither .npy nor .npz"),
+], ids=["png", "jpeg", "csv"])
+def test_a_file_that_is_no_array_says_what_it_is_and_what_to_make(tmp_path, content, kind):
+    """A new-user trial: an image given to --calib was refused in numpy's words ('the magic
+    string is not correct; expected b'\\x93NUMPY', got b'\\xff\\xd8...'), and a folder of
+    images as 'a folder' alone: neither said what a calibration file is."""
+    from ptq_verify.engine.data import read_data_file
+
+    path = tmp_path / "photo"
+    path.write_bytes(content)
+    for given, what in ((path, kind), (tmp_path, "a folder")):
+        with pytest.raises(UserError) as caught:
+            read_data_file(given, _image_graph())
+        message = str(caught.value)
+        assert what in message and "one .npz holding one array per model input" in message

@@ -272,7 +272,7 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("value, expected", [
     (np.inf, "; from input 'input': 1 infinite of its"),
-    (np.nan, "input 'input': 1 NaN values")])
+    (np.nan, "input 'input': 1 NaN value in 1 of its")])
 def test_an_infinite_or_nan_input_value_that_reaches_the_output_is_one_line(mlp_files, value,
                                                                            expected):
     """An input may hold -inf (an additive mask that a Softmax removes, kept in float), but

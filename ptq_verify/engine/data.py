@@ -3,6 +3,7 @@ and running a graph batch by batch (sample by sample when the model fixes batch 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -22,6 +23,19 @@ from ..input_files import require_file
 Feeds = dict[str, np.ndarray]
 
 
+CALIB_FORM = ("calibration data is one .npz holding one array per model input, keyed by its "
+              "name, batch first, after the model's own preprocessing (an .npy for a "
+              "one-input model): make it with numpy.savez (docs/engine.md, making the "
+              "calibration file)")
+"""What a calibration file is, for a refusal of a path that is not one (a folder of images,
+an image, a torch or pickle file): a newcomer's data comes in those forms."""
+
+_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+               (b"GIF8", "a GIF image"), (b"BM", "a BMP image"), (b"RIFF", "a RIFF file (WAV, "
+               "WebP)"), (b"\x80", "a pickle (torch.save?)"))
+"""Leading bytes of files people hold their data in, to say what a file is that is no .npy:
+numpy's own words ('the magic string is not correct') name none of them."""
+
 MAX_DATA_BYTES = 1 << 30
 """Largest calibration or inference data file, in bytes once decompressed (1 GiB): an .npz
 whose members claim more (a zip bomb, a header claiming 10**12 elements) is refused before
@@ -32,6 +46,8 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     """Read ``.npz`` (one array per model input, keyed by input name, batch first) or ``.npy``
     (a one-input model), checked against the model's inputs (:func:`check_feeds`), so that a
     refusal names the file."""
+    if os.path.isdir(path):
+        raise UserError(f"{path}: a folder, not a calibration file; {CALIB_FORM}")
     source = require_file(path, "calibration file")
     try:
         loaded = _load_arrays(source)
@@ -65,6 +81,8 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
                 raise ValueError("a truncated or damaged .npz: it starts as a zip archive, "
                                  "but the directory of its arrays at the end is missing")
             handle.seek(0)
+            _require_npy_magic(handle.read(8), source)
+            handle.seek(0)
             return _read_npy(handle, source.stat().st_size, "the array")
     arrays: Feeds = {}
     with zipfile.ZipFile(source) as archive:
@@ -82,6 +100,16 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
             with archive.open(info) as member:
                 arrays[name] = _read_npy(member, info.file_size, f"member {name!r}")
     return arrays
+
+
+def _require_npy_magic(start: bytes, source: Path) -> None:
+    """Refuse a file that is neither .npy nor zip by what it is, when its first bytes say
+    (a UserError: the advice is longer than the line a reader's error is cut to)."""
+    if start.startswith(b"\x93NUMPY"):
+        return
+    kind = next((name for magic, name in _SIGNATURES if start.startswith(magic)),
+                "neither .npy nor .npz")
+    raise UserError(f"{source}: {kind}, not calibration data; {CALIB_FORM}")
 
 
 def _read_npy(handle, size: int, what: str) -> np.ndarray:
@@ -187,6 +215,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             + (f" (missing {missing})" if missing else "")
             + (f" (unknown {extra})" if extra else "")
             + _unnamed_hint(extra, missing)
+            + _unread_hint(extra, missing, graph)
             + _weights_as_inputs_hint(graph, data, missing)
             + _overridable_hint(graph, extra)
         )
@@ -204,7 +233,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             hint = (f" (ids held as floats: save them with .astype(np.{info.dtype}))"
                     if np.issubdtype(array.dtype, np.floating) and array.size
                     and np.all(np.isfinite(array)) and np.all(array == np.round(array))
-                    else "")
+                    else _integers_for_floats_hint(info.dtype) if info.is_float else "")
             raise UserError(f"{where}: dtype {array.dtype} does not fit the model's "
                             f"{info.dtype}{hint}")
         if info.shape is not None and len(info.shape) == 0:
@@ -219,17 +248,19 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                     f"{where}: shape {array.shape} has {array.ndim} "
                     f"{'axis' if array.ndim == 1 else 'axes'}, the model expects "
                     f"{len(info.shape)} ({_shape_text(info.shape)}), batch first"
+                    + _unbatched_hint(array.shape, info.shape)
                 )
             for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
                 if axis > 0 and isinstance(want, int) and want > 0 and got != want:
                     raise UserError(
                         f"{where}: shape {array.shape} does not fit the model's "
                         f"{_shape_text(info.shape)} (axis {axis})"
+                        + _axis_hint(array.shape, info.shape, axis)
                     )
         if array.ndim == 0 or array.shape[0] == 0:
             raise UserError(f"{where}: no samples (empty calibration set)")
         if info.is_float and np.isnan(array).any():
-            raise UserError(f"{where}: {int(np.count_nonzero(np.isnan(array)))} NaN values")
+            raise UserError(f"{where}: {_nan_text(array)}")
         sizes.add(array.shape[0])
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
@@ -249,6 +280,67 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
                         f"of {fixed}" + _batch_elsewhere_hint(graph))
     return feeds
+
+
+def _integers_for_floats_hint(dtype: np.dtype) -> str:
+    """Advice for integer data given to a float input: it is not cast, since integers there
+    are most often raw data the model's preprocessing had not yet turned into its inputs
+    (uint8 pixels, 0-255, where the model takes normalised floats: cast as they are, the
+    model would calibrate on values it never sees)."""
+    return (" (integer data is not cast to a float input: raw values, as 0-255 uint8 "
+            "pixels, have not had the model's preprocessing; apply it (scale, normalise, as "
+            f"in training) and save the result with .astype(np.{dtype}))")
+
+
+def _unbatched_hint(got: tuple[int, ...], want: tuple) -> str:
+    """Advice for one sample given without its batch axis: every axis fits the model's past
+    its first."""
+    if len(got) + 1 != len(want) or not _fits(got, want[1:]):
+        return ""
+    return "; one sample without its batch axis? add one: array[None]"
+
+
+def _fits(got: tuple[int, ...], want) -> bool:
+    """``got`` fits ``want`` axis by axis (a free axis takes any length)."""
+    return len(got) == len(want) and all(
+        not isinstance(w, int) or w <= 0 or g == w for g, w in zip(got, want))
+
+
+def _axis_hint(got: tuple[int, ...], want: tuple, axis: int) -> str:
+    """Advice for an axis past the batch whose length the model fixes otherwise: the axes in
+    another order (images height, width, channels for a model taking channels first), or a
+    length the data must take (texts padded to another length than the export's)."""
+    if len(got) <= 7:  # (at most 720 orders to try)
+        for order in itertools.permutations(range(1, len(got))):
+            if _fits(tuple(got[i] for i in order), want[1:]):
+                spelled = ", ".join(map(str, (0, *order)))
+                return (f"; the axes after the first are in another order than the model's: "
+                        f"array.transpose({spelled}) gives its layout")
+    return (f"; the model was exported with that axis fixed at {want[axis]}: give data of "
+            f"that length there (texts padded or truncated to {want[axis]} tokens, images "
+            "resized), or export the model with that axis dynamic")
+
+
+def _nan_text(array: np.ndarray) -> str:
+    """How many NaN values an input holds and in which samples (axis 0), so that they can be
+    found and the samples dropped or mended."""
+    samples = np.flatnonzero(np.isnan(array).reshape(len(array), -1).any(axis=1))
+    count = int(np.count_nonzero(np.isnan(array)))
+    return (f"{count} NaN value{'s' if count > 1 else ''} in {len(samples)} of its "
+            f"{len(array)} samples, the first in sample {samples[0]}; mend or drop those "
+            "samples (NaN is no value to calibrate on)")
+
+
+def _unread_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
+    """Advice for arrays the model has no input for while none is missing: a tokenizer's
+    output holds keys the exported model may not read (token_type_ids, special_tokens_mask);
+    they are refused rather than dropped, since a misnamed array must not go unsaid."""
+    if missing or not extra:
+        return ""
+    keep = ", ".join(repr(name) for name in graph.input_names)
+    return (f": the model takes no input of {'that name' if len(extra) == 1 else 'those names'}"
+            f"; leave {'it' if len(extra) == 1 else 'them'} out of the file, as "
+            f"np.savez(file, **{{k: v for k, v in encoded.items() if k in ({keep},)}})")
 
 
 def _batch_elsewhere_hint(graph: Graph) -> str:
