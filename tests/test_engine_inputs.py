@@ -712,3 +712,27 @@ def test_a_file_that_is_no_array_says_what_it_is_and_what_to_make(tmp_path, cont
             read_data_file(given, _image_graph())
         message = str(caught.value)
         assert what in message and "one .npz holding one array per model input" in message
+
+
+def test_an_input_fixed_at_one_row_is_told_to_take_one_row_per_sample():
+    """A new-user trial: a past length exported with shape (1,) beside a batched input, given
+    as one value, was told ptq-verify cannot feed it; one row per sample does (the model runs
+    one sample at a time), and the refusal now says so."""
+    from onnx import TensorProto
+
+    from ptq_verify.engine.data import check_feeds
+
+    graph = _identity_graph({"x": (TensorProto.FLOAT, ["batch", 8]),
+                             "past_length": (TensorProto.INT64, [1])})
+    x = np.zeros((6, 8), np.float32)
+    message = _refusal({"x": x, "past_length": np.array([3])}, graph)
+    assert "runs one sample at a time" in message and "cannot feed" not in message
+    feeds = check_feeds({"x": x, "past_length": np.full(6, 3)}, graph, "c.npz")
+    assert feeds["past_length"].shape == (6,)
+
+
+def test_an_archive_without_arrays_says_so():
+    """A new-user trial: np.savez on a tokenizer's ragged lists fails part-way and leaves an
+    archive without members, refused as "arrays [] do not match the model inputs"."""
+    message = _refusal({}, _image_graph())
+    assert "holds no arrays" in message and "pixel_values" in message

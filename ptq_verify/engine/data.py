@@ -207,6 +207,9 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         if len(graph.inputs) != 1:
             raise UserError(f"{what}: the model has {len(graph.inputs)} inputs; pass a dict")
         data = {graph.inputs[0].name: data}
+    if not data:  # (np.savez failing part-way, on ragged token lists, leaves such a file)
+        raise UserError(f"{what}: holds no arrays; the model takes "
+                        f"{', '.join(graph.input_names)}, one array each")
     missing = [n for n in graph.input_names if n not in data]
     extra = [n for n in data if n not in graph.input_names]
     if missing or extra:
@@ -384,12 +387,19 @@ def _first_axes(graph: Graph, feeds: Feeds) -> str:
 def _shared_input_hint(graph: Graph) -> str:
     """Advice for an input whose every axis the model fixes beside inputs with a free batch
     axis: one tensor for all samples (an (L, S) causal mask), which calibration data cannot
-    hold one row per sample."""
+    hold one row per sample. Where that axis 0 is 1 (a past length of shape (1,)) the model
+    runs sample by sample, and one row per sample feeds it (a new-user trial had been told
+    it could not be fed)."""
     free = any(info.shape and not isinstance(info.shape[0], int) for info in graph.inputs)
     shared = [info for info in graph.inputs if info.shape
               and all(isinstance(d, int) and d > 0 for d in info.shape)]
     if not free or not shared:
         return ""
+    if fixed_batch(graph) == 1:  # (a past length of shape (1,)): each sample runs alone
+        return (f"; the model fixes axis 0 of input {shared[0].name!r} at 1, so it runs "
+                "one sample at a time: give that "
+                "input one row per sample too (np.repeat(array, samples, axis=0)), the row "
+                "each sample runs with")
     return (f"; the model fixes input {shared[0].name!r} at {tuple(shared[0].shape)}, one "
             "tensor for every sample, which ptq-verify cannot feed: export it as a constant "
             "of the model")
