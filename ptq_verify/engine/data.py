@@ -430,8 +430,15 @@ def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
 
 def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
     """How to name arrays that ``np.savez(file, array)`` stored by position (``arr_0``,
-    ``arr_1``, ...): numpy's names, which no model input has."""
-    if not missing or not extra or not all(re.fullmatch(r"arr_\d+", name) for name in extra):
+    ``arr_1``, ...): numpy's names, which no model input has; or the one array given under
+    another name than the one input missing (``images`` for ``pixel_values``)."""
+    if not missing or not extra:
+        return ""
+    if len(missing) == 1 and len(extra) == 1 and not re.fullmatch(r"arr_\d+", extra[0]):
+        # (a one-input model's images saved under a name of the user's own: 'images')
+        return (f"; if {extra[0]!r} holds what the model takes as {missing[0]!r}, save it "
+                f"under that name: np.savez(file, {missing[0]}=array)")
+    if not all(re.fullmatch(r"arr_\d+", name) for name in extra):
         return ""
     return (f"; np.savez(file, array) names its arrays arr_0, arr_1, ...: key each by its "
             f"model input, np.savez(file, {missing[0]}=array)")
