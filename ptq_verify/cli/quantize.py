@@ -149,6 +149,7 @@ def run(args) -> int:
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.lower.qdq import FUSED_WRONG
+    from ..engine.quantize import first_few
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
@@ -263,8 +264,7 @@ def run(args) -> int:
         model.notes.append(
             f"inputs that are also initializers (defaults a runtime may override), quantized "
             f"as the values they hold; the written model takes them as constants, not inputs: "
-            f"{', '.join(repr(name) for name in overridable[:8])}"
-            + (f" and {len(overridable) - 8} more" if len(overridable) > 8 else ""))
+            f"{first_few([repr(name) for name in overridable], 8)}")
     if (lengths := calibrated_lengths(graph, data)) is not None:
         model.notes.append(lengths)
     if (few := few_samples_note(calibration.sample, graph)) is not None:

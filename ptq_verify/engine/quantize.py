@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -291,9 +291,9 @@ class _Builder:
         self.codes: dict[str, Code] = {}
         self.records: list[NodeRecord] = []
         self.notes: list[str] = []
-        # held at MAX_BITS or not -> the discontinuous nodes, their inputs and the nodes in
-        # float they read them through (ordered sets): a note each once the walk is done
-        self._jump_reads: dict[bool, tuple[dict, dict, dict]] = {}
+        # held at MAX_BITS or not -> what discontinuous nodes read: a note each once the walk
+        # is done (discontinuity_notes)
+        self._jump_reads: dict[bool, _JumpReads] = {}
         self._dequantized: dict[str, str] = {}
         # graph outputs read straight off an exact integer accumulator: (tensor, scale)
         self._accumulators: dict[str, tuple[str, np.ndarray | float]] = {}
@@ -676,11 +676,11 @@ class _Builder:
             self.codes[name] = Code(dst, scale, low, float(levels))
         for inputs, precise in ((held, True), (kept, False)):
             if inputs:
-                reads = self._jump_reads.setdefault(precise, ({}, {}, {}))
-                reads[0][label] = None
-                reads[1].update(dict.fromkeys(inputs))
+                reads = self._jump_reads.setdefault(precise, _JumpReads({}, {}, {}))
+                reads.nodes[label] = None
+                reads.inputs.update(dict.fromkeys(inputs))
                 if label != node.label:
-                    reads[2][node.label] = None
+                    reads.through[node.label] = None
         return held
 
     def discontinuity_notes(self) -> list[str]:
@@ -692,13 +692,13 @@ class _Builder:
         notes = []
         for precise, (labels, inputs, vias) in self._jump_reads.items():
             many, plural = len(labels) > 1, len(inputs) > 1
-            what = (f"{_some(list(labels))} {'are' if many else 'is'} discontinuous: an input "
-                    f"rounded across a jump changes {'their outputs' if many else 'its output'} "
-                    "by the jump")
+            what = (f"{first_few(list(labels))} {'are' if many else 'is'} discontinuous: an "
+                    f"input rounded across a jump changes "
+                    f"{'their outputs' if many else 'its output'} by the jump")
             if vias:
                 what += (f" ({'read' if many else 'it reads them'} through "
-                         f"{_some(list(vias))}, in float)")
-            names = f"input{'s' if plural else ''} {_some(list(inputs))}"
+                         f"{first_few(list(vias))}, in float)")
+            names = f"input{'s' if plural else ''} {first_few(list(inputs))}"
             notes.append(
                 f"{what}; {names} held at {MAX_BITS} bits for {'them' if many else 'it'} (in "
                 "float in a qdq file, whose containers hold 8 bits; inputs within a rounding "
@@ -1725,7 +1725,16 @@ MAX_DIVISOR_ROUNDS = 4
 """Plans made again at most, each keeping in float the divisors found near 0 in the last."""
 
 
-def _some(names: list[str], shown: int = 3) -> str:
+class _JumpReads(NamedTuple):
+    """What discontinuous nodes read (:meth:`_Builder.hold_precisely`), each an ordered set:
+    the nodes (their labels), their inputs, and the nodes in float they read them through."""
+
+    nodes: dict[str, None]
+    inputs: dict[str, None]
+    through: dict[str, None]
+
+
+def first_few(names: list[str], shown: int = 3) -> str:
     """The first ``shown`` of ``names`` and how many more (a note stays readable whatever the
     model's size)."""
     rest = len(names) - shown
