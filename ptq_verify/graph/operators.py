@@ -344,15 +344,15 @@ def _unrunnable(node: Node, op: Operator) -> str | None:
     fed = {slot for slot, name in enumerate(node.inputs) if name}
     unfed = [carried for slot, carried in enumerate(op.onnx_inputs)
              if carried in tensors and slot not in fed]
-    if unfed:
-        return (f"has {_plural(_used(node.inputs), 'input')}, but its declaration's tensor"
-                f"{'s' if len(unfed) > 1 else ''} {', '.join(map(repr, unfed))} take"
-                f"{'' if len(unfed) > 1 else 's'} input slot"
-                f"{'s' if len(unfed) > 1 else ''} "
-                f"{', '.join(str(op.onnx_inputs.index(t)) for t in unfed)} that the node "
-                "leaves empty (a file's declaration takes the node's inputs as its tensors, "
-                "in order)")
-    return None
+    if not unfed:
+        return None
+    many = len(unfed) > 1
+    slots = ", ".join(str(op.onnx_inputs.index(t)) for t in unfed)
+    return (f"has {_plural(_used(node.inputs), 'input')}, but its declaration's "
+            f"tensor{'s' if many else ''} {', '.join(map(repr, unfed))} "
+            f"take{'' if many else 's'} input slot{'s' if many else ''} {slots} that the node "
+            "leaves empty (a file's declaration takes the node's inputs as its tensors, in "
+            "order)")
 
 
 def _capacity(op: Operator) -> str:
