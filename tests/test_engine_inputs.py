@@ -696,6 +696,19 @@ def test_a_tokenizer_s_extra_keys_are_refused_with_how_to_leave_them_out():
     assert "if k in ('input_ids', 'attention_mask',)" in message
 
 
+def test_a_missing_mask_says_to_ask_the_tokenizer_for_it():
+    """Saving only the token ids for a model that also takes the mask was refused as
+    'missing' with no word of where the mask comes from."""
+    from onnx import TensorProto
+
+    graph = _identity_graph({name: (TensorProto.INT64, ["batch", "sequence"])
+                             for name in ("input_ids", "attention_mask", "token_type_ids")})
+    message = _refusal({"input_ids": np.ones((4, 16), np.int64)}, graph)
+    assert "(missing ['attention_mask', 'token_type_ids']): the model takes every" in message
+    assert "tokenizer(texts, return_attention_mask=True, return_token_type_ids=True" in message
+    assert "for k in ('input_ids', 'attention_mask', 'token_type_ids',)" in message
+
+
 @pytest.mark.parametrize(("content", "kind"), [
     (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
     (b"\xff\xd8\xff\xe0" + bytes(32), "a JPEG image"),

@@ -219,7 +219,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             + (f" (unknown {extra})" if extra else "")
             + _unnamed_hint(extra, missing)
             + _unread_hint(extra, missing, graph)
-            + _weights_as_inputs_hint(graph, data, missing)
+            + (_weights_as_inputs_hint(graph, data, missing)
+               or _missing_hint(extra, missing, graph))
             + _overridable_hint(graph, extra)
         )
     feeds: Feeds = {}
@@ -344,6 +345,25 @@ def _unread_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
     return (f": the model takes no input of {'that name' if len(extra) == 1 else 'those names'}"
             f"; leave {'it' if len(extra) == 1 else 'them'} out of the file, as "
             f"np.savez(file, **{{k: v for k, v in encoded.items() if k in ({keep},)}})")
+
+
+# the keys a Hugging Face tokenizer returns on request (return_attention_mask=True, ...)
+_TOKENIZER_KEYS = ("attention_mask", "token_type_ids")
+
+
+def _missing_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
+    """Advice for a file that lacks inputs and holds nothing else: every input is fed on
+    every sample. A tokenizer leaves out the mask or the segment ids unless asked (and some
+    never give token_type_ids), which a BERT export still takes."""
+    if extra or not missing:
+        return ""
+    asked = [name for name in missing if name in _TOKENIZER_KEYS]
+    tokenizer = (f" (a tokenizer gives {' and '.join(asked)} when asked: tokenizer(texts, "
+                 + ", ".join(f"return_{name}=True" for name in asked) + ", ...))"
+                 if asked else "")
+    keys = ", ".join(repr(name) for name in graph.input_names)
+    return (f": the model takes every input on every sample; save each{tokenizer}, as "
+            f"np.savez(file, **{{k: encoded[k] for k in ({keys},)}})")
 
 
 def _batch_elsewhere_hint(graph: Graph) -> str:
