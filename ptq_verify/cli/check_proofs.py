@@ -63,10 +63,11 @@ def _require_catalog_certificates(directory, operators) -> None:
     from pathlib import Path
 
     from ..errors import UserError
+    from ..wording import first_few
 
     names = sorted(p.stem for p in Path(directory).glob("*.json"))
     if names and not set(names) & set(operators):
-        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        raise UserError(f"{directory}: its {len(names)} certificate(s) ({shown}) are of "
+        raise UserError(f"{directory}: its {len(names)} certificate(s) ({first_few(names)}) "
+                        "are of "
                         "operators the built-in catalog does not declare: give their "
                         "declarations with --file OPS.toml")

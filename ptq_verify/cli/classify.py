@@ -10,6 +10,7 @@ from fractions import Fraction
 
 from ..errors import UserError
 from ..rules.lattice import RuleKind, scale_power
+from ..wording import first_few
 from . import one_line
 from .arguments import ascii_float
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         # what sympy's exact arithmetic cannot evaluate inside the grammar's bounds (decimal
         # overflow, Python's 4300-digit limit, a comparison it cannot decide): the input's
         # size or form, reported on one line
-        names = ", ".join(op.name for op in operators[:3]) + (", ..." if len(operators) > 3 else "")
+        names = first_few([op.name for op in operators])
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise UserError(f"{names}: beyond what the checker's exact arithmetic can evaluate "
                         f"({type(err).__name__}{': ' + detail if detail else ''}); simplify "
@@ -187,9 +188,8 @@ def _selected(operators: list, name: str | None, path: str) -> list:
         return operators
     chosen = [op for op in operators if op.name == name]
     if not chosen:
-        names = ", ".join(op.name for op in operators[:8]) + (", ..." if len(operators) > 8
-                                                              else "")
-        raise UserError(f"--op {name}: {path} declares no operator of that name ({names})")
+        raise UserError(f"--op {name}: {path} declares no operator of that name "
+                        f"({first_few([op.name for op in operators], 8)})")
     return chosen
 
 

@@ -149,12 +149,12 @@ def run(args) -> int:
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.lower.qdq import FUSED_WRONG
-    from ..engine.quantize import first_few
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.ort_runner import ort_session, quiet_onnxruntime, session_crash
+    from ..wording import first_few
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UserError
 from ..graph import Graph
 from ..input_files import require_file
+from ..wording import first_few
 
 Feeds = dict[str, np.ndarray]
 
@@ -191,7 +192,7 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     if not free:
         return None
     axes = "; ".join(
-        f"{name} {length} ({', '.join(inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
+        f"{name} {length} ({first_few(inputs)})"
         for name, (length, inputs) in free.items())
     fixed = fixed_batch(graph)
     elsewhere = (f"; the model fixes axis 0 at {fixed}{_batch_elsewhere_hint(graph)}"

@@ -25,6 +25,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..graph.static import table_slots
 from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
+from ..wording import first_few
 from .calibrate import Calibration
 from .float_region import FloatRegions
 from .invariant_regions import INVARIANT_REASON, invariant_regions
@@ -254,7 +255,7 @@ def symmetric_note(tensors: set[str]) -> str:
                 "the codes are those of a run without --symmetric")
     return (f"symmetric codes on {len(tensors)} activation(s) whose calibrated range is "
             f"lopsided around 0 (they would take 2^n codes over it without --symmetric): "
-            f"{', '.join(sorted(tensors)[:5])}{', ...' if len(tensors) > 5 else ''}")
+            f"{first_few(sorted(tensors), 5)}")
 
 
 # (its probes' products are tiny; with BLAS threads they wait on each other whenever another
@@ -1732,13 +1733,6 @@ class _JumpReads(NamedTuple):
     nodes: dict[str, None]
     inputs: dict[str, None]
     through: dict[str, None]
-
-
-def first_few(names: list[str], shown: int = 3) -> str:
-    """The first ``shown`` of ``names`` and how many more (a note stays readable whatever the
-    model's size)."""
-    rest = len(names) - shown
-    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def divisor_note(divisors: list[tuple[str, str]], bits: int) -> str:

@@ -15,10 +15,10 @@ import onnx
 
 from ..catalog.operator import Operator
 from ..errors import UserError
+from ..wording import first_few
 from .model import Graph, Node
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-_NAMED = 3  # other undeclared nodes named in the one line
 
 
 class OperatorTable:
@@ -114,8 +114,8 @@ class OperatorTable:
         if len(failures) == 1:
             raise first
         others = [node.label for node, _ in failures[1:]]
-        named = ", ".join(others[:_NAMED]) + (", ..." if len(others) > _NAMED else "")
-        raise UserError(f"{first}; {len(others)} other node(s) lack a declaration too: {named} "
+        raise UserError(f"{first}; {len(others)} other node(s) lack a declaration too: "
+                        f"{first_few(others)} "
                         "(`ptq-verify audit` lists every node)") from None
 
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
