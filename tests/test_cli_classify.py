@@ -361,3 +361,17 @@ def test_op_picks_one_operator_of_a_file(capsys, tmp_path):
     assert status == 0 and out.startswith("Swish\n") and "Sq" not in out, err
     status, out, err = run(capsys, "--file", str(path), "--op", "Relu")
     assert status == 2 and f"--op Relu: {path} declares no operator of that name (Sq, Swish)" in err
+
+
+def test_numbers_beyond_float_range_as_parameters_print_exactly(capsys):
+    """x*1e400 + x**2*1e-400 has no rule, but its numbers as parameters do; printing their
+    values went through float(), which overflowed at 1e400: classify stopped with an internal
+    error (a hunt for wrong verdicts and crashes). The values print exactly, in the grammar's
+    form, and the printed command reads them back."""
+    status, out, _ = run(capsys, "x*1e400 + x**2*1e-400", "--json", "--no-cache")
+    assert status == 0
+    hint = json.loads(out)[0]["numbers_as_parameters"]
+    assert hint["values"] == {"c1": "1e400", "c2": "1e-400"}
+    status, out, _ = run(capsys, hint["expression"], "--params", "c1=1e400,c2=1e-400", "--json",
+                         "--no-cache")
+    assert json.loads(out)[0]["rule"] == "param_rescale"
