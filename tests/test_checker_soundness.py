@@ -596,3 +596,28 @@ def test_the_form_of_a_branch_that_is_not_real_on_its_boundary_does_not_crash():
 
     op = Operator("op", "x, y", "where(x > 2, max(y, sqrt(1 - x)), y)")
     assert stored_structure(op).jumps  # not shown to meet on x = 2
+
+
+# -- exact values past Python's 4300-digit str limit ------------------------------------------
+
+def test_a_shift_counterexample_the_grammar_cannot_write_is_skipped():
+    """max(1e1000*x, 0)**5 at x - c = 3 is 3**5*10**5000, an integer str() refuses (Python's
+    4300-digit limit): writing the shift counterexample raised ValueError, and classify stopped
+    with an internal error. Such a point is skipped; the counterexample found instead holds."""
+    op = Operator("op", "x", "max(1e1000*x, 0)**5")
+    found = shift_rule(op)
+    assert found.status == "refuted"
+    point = {n: Fraction(v) for n, v in found.certificate.point.items()}
+    c = Fraction(found.certificate.shift)
+    at = {op.symbols["x"]: sympy.Rational(point["x"])}
+    moved = {op.symbols["x"]: sympy.Rational(point["x"] - c)}
+    assert op.expr.xreplace(moved) != op.expr.xreplace(at) - sympy.Rational(c)
+
+
+def test_a_refutation_whose_values_the_grammar_cannot_write_does_not_raise():
+    """(1e1000*x + 1)**5 at every sampled point is an integer of ~5000 digits: writing its
+    counterexample raised ValueError out of classify (the CLI turned it into an error). A
+    value that cannot be written proves nothing in a certificate; the verdict is undecided
+    here rather than an exception, and never a rule: (1e1000*x + 1)**5 has none."""
+    verdict = _verdict("(1e1000*x + 1)**5")
+    assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)

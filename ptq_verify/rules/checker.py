@@ -111,6 +111,21 @@ class InexactPoint(ValueError):
     """sympy could not build the exact value of f at a point; the point proves nothing."""
 
 
+class UnwritableValue(ValueError):
+    """An exact value the grammar cannot write into a certificate (an integer past Python's
+    4300-digit ``str`` limit); the point is skipped, as one that proves nothing."""
+
+
+def _written(value: sympy.Expr) -> str:
+    """``format_expression(value)``, or :class:`UnwritableValue` where the grammar cannot
+    write it: ``max(1e1000*x, 0)**5`` at x = 3 is 3**5*10**5000, and the ValueError from
+    ``str`` of that integer had escaped the refutation (classify's library call raised it)."""
+    try:
+        return format_expression(value)
+    except ValueError as err:
+        raise UnwritableValue(str(err)) from None
+
+
 def scaled_identity(op: Operator, candidate: Candidate) -> tuple[sympy.Expr, sympy.Expr]:
     """``(f(s x; s^k p), s^d f(x; p))`` for a candidate rule, with positive scale symbols.
 
@@ -656,7 +671,8 @@ class Checker:
                     if difference is None:
                         continue
                     no_degree = self._no_degree(first, points, s_value)
-                except InexactPoint:
+                    texts = _written(lhs), _written(rhs)
+                except (InexactPoint, UnwritableValue):
                     continue
                 if no_degree is None:
                     continue
@@ -674,8 +690,8 @@ class Checker:
                 return Counterexample(
                     point={n: str(v) for n, v in first.items()},
                     scale=str(s_value),
-                    lhs=format_expression(lhs),
-                    rhs=format_expression(rhs),
+                    lhs=texts[0],
+                    rhs=texts[1],
                     difference=difference,
                     no_degree=no_degree,
                     no_rescale=no_rescale,
@@ -748,8 +764,8 @@ class Checker:
                 return {
                     "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
                     "point": {n: str(v) for n, v in first.items()},
-                    "f_x": format_expression(base_1),
-                    "f_sx": format_expression(moved_1),
+                    "f_x": _written(base_1),
+                    "f_sx": _written(moved_1),
                 }
             return None
         for second in points:
@@ -764,11 +780,15 @@ class Checker:
             cross = moved_1 * base_2 - moved_2 * base_1
             difference = certified_nonzero(cross)
             if difference is not None:
+                try:
+                    texts = _written(base_2), _written(moved_2)
+                except UnwritableValue:
+                    continue
                 return {
                     "reason": "f(s*x)/f(x) differs between two points, so no degree d works",
                     "point": {n: str(v) for n, v in second.items()},
-                    "f_x": format_expression(base_2),
-                    "f_sx": format_expression(moved_2),
+                    "f_x": texts[0],
+                    "f_sx": texts[1],
                     "cross_difference": difference,
                 }
         return None

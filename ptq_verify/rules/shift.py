@@ -265,10 +265,17 @@ def _counterexample(op: Operator, through_inputs: bool) -> ShiftCounterexample |
         if sides is None:
             continue
         difference = certified_nonzero(sides[0] - sides[1])
-        if difference is not None:
-            return ShiftCounterexample({e: str(v) for e, v in point.items()}, str(c),
-                                       format_expression(sides[0]),
-                                       format_expression(sides[1]), difference)
+        if difference is None:
+            continue
+        try:
+            texts = format_expression(sides[0]), format_expression(sides[1])
+        except ValueError:
+            # a side the grammar cannot write (an integer past Python's 4300-digit str limit:
+            # max(1e1000*x, 0)**5 at x - c = 3) is no certificate; that ValueError had stopped
+            # classify, after a proved scaling rule, with an internal error
+            continue
+        return ShiftCounterexample({e: str(v) for e, v in point.items()}, str(c), *texts,
+                                   difference)
     return None
 
 
