@@ -271,6 +271,9 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
         ('[[operator]]\nname = "A"\nexpr = \"\"\"x*tanh(\n  beta*x) + a\"\"\"\n',
          "operator 'A': beta, a in the expression are neither inputs nor parameters at line 2, "
          "column 3"),
+        # (a hunt for wrong verdicts: the list's second p had been dropped unsaid)
+        ('[[operator]]\nname = "P"\nexpr = "p*x"\nparams = ["p", "p"]\n',
+         "operator 'P': parameter 'p' appears twice"),
         ("not toml at all = = =", "not valid TOML"),
         ("title = 'no operators'", "expected one or more [[operator]] tables"),
         # a declared name is shown in every table and message: a line break or an escape

@@ -252,7 +252,12 @@ class Operator:
         if params is None:
             params = {}
         elif not isinstance(params, Mapping):
-            params = {p: 1 for p in params}
+            # a name listed twice is a slip (the one-liner's --params refuses it), not one
+            # parameter: said, as an input named twice is
+            listed = list(params)
+            if twice := next((p for i, p in enumerate(listed) if p in listed[:i]), None):
+                raise DeclarationError(f"{name}: parameter {twice!r} appears twice")
+            params = {p: 1 for p in listed}
         self.params: dict[str, Fraction] = {
             p: _to_number(v, f"{name}: parameter {p}") for p, v in params.items()
         }
