@@ -246,7 +246,8 @@ def run(args) -> int:
                      bias_correction=not args.no_bias_correction,
                      float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
                      calibrated_unsigned=shifted_tensors(absorbed),
-                     wide_sums=not args.no_wide_sums, symmetric=args.symmetric)
+                     wide_sums=not args.no_wide_sums, symmetric=args.symmetric,
+                     progress=not args.no_progress)
     if graph.loaded:  # the nodes listed are not all the file's own, or not of its opset
         model.notes.insert(0, graph.loaded)
     model.notes.append(equalization_note(equalizing, pairs, unequalized))
@@ -305,7 +306,8 @@ def run(args) -> int:
         try:
             outputs = check_quantized(serialised, graph, calibration.sample, str(target),
                                       {name: stats.max_abs for name, stats in
-                                       calibration.stats.items()})
+                                       calibration.stats.items()},
+                                      progress=not args.no_progress)
         except UnrunnableOutput as failed:
             if (float_failure := fails_on(str(source), failed.batch)) is None:
                 raise

@@ -23,6 +23,7 @@ from ..catalog.operator import Operator
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..graph.static import table_slots
+from ..progress import progress_bar
 from ..rules import Rule, RuleKind
 from ..rules.per_channel import per_channel_rule
 from ..wording import first_few
@@ -149,6 +150,7 @@ def quantize(
     calibrated_unsigned: Iterable[str] = (),
     wide_sums: bool = True,
     symmetric: bool = False,
+    progress: bool = False,
 ) -> QuantizedModel:
     """Build the ``bits``-bit model of ``graph`` from its calibration.
 
@@ -170,6 +172,9 @@ def quantize(
     ``symmetric``: every activation's codes centred on 0 (signed, or unsigned where proved
     non-negative); by default a range lopsided around 0 takes its 2^n codes over itself
     (:meth:`_Builder._lopsided`).
+    ``progress``: bars on stderr (a terminal's) over the weight layers rounded ahead of the
+    build and over the build's walk of the nodes (BERT-base: 72 layers rounded, 5-20 s that
+    showed nothing after the last bar; ResNet-50's convolutions are rounded in the walk).
     """
     bits = check_bits(bits)
     if weight_rounding not in WEIGHT_ROUNDING:
@@ -191,6 +196,7 @@ def quantize(
         builder.calibrated_unsigned = set(calibrated_unsigned)
         builder.wide_sums = wide_sums
         builder.lopsided = not symmetric
+        builder.progress = progress
         builder.build(plans)
         return builder
 
@@ -304,6 +310,7 @@ class _Builder:
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
         self.optq, self.bias_correction = False, False
+        self.progress = False  # bars over the weights rounded ahead and over the walk
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self.wide_sums = True  # integers read only by sums and float nodes stay wide
@@ -737,7 +744,10 @@ class _Builder:
                 # clips to the calibrated range).
                 nonneg = self.cal.stats[info.name].minimum >= 0
                 self.materialise(info.name, info.name, 1.0, nonneg)
-        for node, plan in zip(self.graph.nodes, plans):
+        # (a bar over the walk: it rounds the weights of the layers with a weight layout, a
+        # CNN's convolutions, in graph order: ResNet-50's 53, 3-6 s after the last bar)
+        for node, plan in progress_bar(zip(self.graph.nodes, plans), total=len(plans),
+                                       desc="quantizing", unit="node", progress=self.progress):
             op = self._ops[node.name]
             if plan.action is Action.STATIC:
                 self.steps.append(NodeStep(node, op, source=node))
@@ -911,9 +921,16 @@ class _Builder:
                 if node.name in self._targets and (op := self._ops[node.name]) is not None
                 and weight_layout(op, plan.rule) is None
                 and (slot := tensor_weight_slot(self.graph, node, op, plan.rule)) is not None]
-        self._rounded_ahead = dict(zip((node.name for node, _, _ in work), mapped(
-            lambda item: self._tensor_weight_codes(*item), work,
-            sum(self.consts[node.inputs[slot]].nbytes for node, _, slot in work))))
+        def rounded(item):
+            found = self._tensor_weight_codes(*item)
+            bar.update(1)
+            return found
+
+        with progress_bar(total=len(work), desc="rounding weights", unit="layer",
+                          progress=self.progress and bool(work)) as bar:
+            self._rounded_ahead = dict(zip((node.name for node, _, _ in work), mapped(
+                rounded, work, sum(self.consts[node.inputs[slot]].nbytes
+                                   for node, _, slot in work))))
 
     def _float_only(self, tensor: str, floats: Mapping[str, str] | None = None) -> bool:
         """Whether every reader of ``tensor`` runs in float, so that codes for it would only
