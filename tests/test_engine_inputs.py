@@ -751,3 +751,50 @@ def test_an_archive_without_arrays_says_so():
     archive without members, refused as "arrays [] do not match the model inputs"."""
     message = _refusal({}, _image_graph())
     assert "holds no arrays" in message and "pixel_values" in message
+
+
+def test_a_model_past_protobufs_limit_is_checked_from_its_file(tmp_path, monkeypatch):
+    """A model whose external tensors make 2 GB or more (a 720000 x 768 embedding table) could
+    not be serialised for onnx's checker: audit and quantize ended in an internal error,
+    EncodeError. Such a model is checked from its file, which holds the tensors' places (the
+    limit is lowered here so a small model stands for it, and a check of the loaded message
+    fails as a huge one's does)."""
+    from google.protobuf.message import EncodeError
+
+    from ptq_verify.graph import onnx_io
+
+    path = tmp_path / "m.onnx"
+    onnx.save(models.mlp("Relu"), path, save_as_external_data=True, size_threshold=0,
+              location="m.onnx.data")
+    real = onnx.checker.check_model
+
+    def checker(model, *args, **kwargs):
+        if isinstance(model, onnx.ModelProto):
+            raise EncodeError("Failed to serialize proto")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx_io, "PROTOBUF_LIMIT", 1)
+    monkeypatch.setattr(onnx.checker, "check_model", checker)
+    assert onnx_io.read_model(path).graph.node
+    assert main(["audit", str(path)]) == 0
+
+
+def test_an_output_past_protobufs_limit_is_one_line(mlp_files, capsys, monkeypatch):
+    """A quantized model of 2 GB or more (--format simulation keeps a 2.2 GB table float32)
+    cannot be one ONNX file: that was an internal error, EncodeError, after the whole run;
+    now one line naming the limit and the formats that fit, and nothing written."""
+    from google.protobuf.message import EncodeError
+
+    from ptq_verify.engine.quantized import QuantizedModel
+
+    def too_large(self, *args, **kwargs):
+        raise EncodeError("Failed to serialize proto")
+
+    monkeypatch.setattr(QuantizedModel, "to_onnx", too_large)
+    folder, model, calib = mlp_files
+    out = folder / "q.onnx"
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--format", "simulation", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 GB limit" in err and "--format qdq" in err
+    assert not out.exists()

@@ -132,6 +132,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from google.protobuf.message import EncodeError
+
     from ..engine import check_bits, load_model, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
@@ -270,7 +272,18 @@ def run(args) -> int:
         model.notes.append(lengths)
     if (few := few_samples_note(calibration.sample, graph)) is not None:
         model.notes.append(few)
-    exported = model.to_onnx(args.format, encoding=args.encoding)
+    try:
+        exported = model.to_onnx(args.format, encoding=args.encoding)
+        serialised = exported.SerializeToString()
+    except (EncodeError, ValueError) as err:  # (protobuf's limit: a message of 2 GB or more;
+        if isinstance(err, ValueError) and "2GB" not in str(err):  # a Python protobuf's text)
+            raise
+        raise UserError(
+            f"{target}: the {args.format} model of {source} reaches protobuf's 2 GB limit for "
+            "one ONNX file, and ptq-verify writes no external data"
+            + (" (its weights stay float32 in this format): --format qdq or integer hold "
+               "them in 8 bits, a quarter of the size" if args.format == "simulation" else "")
+            + "; nothing written") from None
     if args.format == "qdq" and saturates_here(args.encoding):
         model.notes.append(
             f"--encoding {args.encoding}: this CPU's onnxruntime saturates its 8-bit products "
@@ -292,7 +305,6 @@ def run(args) -> int:
         compensated = {r.name for r in model.records if r.kind == "compensated"}
         format_floats = sum(1 for item in listed.split("; ") if item
                             and item.split(": ", 1)[0] not in compensated)
-    serialised = exported.SerializeToString()
     if own_kernels:
         model.notes.append(own_kernels)
         if not args.integer_outputs:
