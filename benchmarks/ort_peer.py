@@ -69,8 +69,9 @@ def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
     )
 
 
-if __name__ == "__main__":  # python ort_peer.py model.onnx calib.npz out.onnx (timed whole)
+if __name__ == "__main__":  # python ort_peer.py model.onnx calib.npz out.onnx [--per-channel]
     import sys
 
     with np.load(sys.argv[2]) as archive:
-        write_int8(Path(sys.argv[1]), dict(archive), Path(sys.argv[3]))
+        write_int8(Path(sys.argv[1]), dict(archive), Path(sys.argv[3]),
+                   per_channel="--per-channel" in sys.argv[4:])
