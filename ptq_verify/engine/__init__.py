@@ -15,13 +15,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import onnx
+
 from ..catalog.operator import Operator
+from ..errors import UserError
 from ..graph import Graph, OperatorTable, fold_constants, load_graph
 from ..graph.onnx_io import ParsedFile, infer_shapes_again
 from ..graph.sequences import split_sequences
 from ..rules import Rule
 from .calibrate import METHODS, Calibration, calibrate
-from .data import check_feeds, read_data_file
+from .data import check_feeds, read_data_file, type_name
 from .declared_shapes import infer_declared_shapes
 from .fold import fold_affine_channels
 from .metrics import relative_error, sqnr_db
@@ -52,8 +55,29 @@ def load_model(path: str | os.PathLike,
                operators: Mapping[str, Operator] | OperatorTable | None = None, *,
                parsed: ParsedFile | None = None) -> Graph:
     """Read an ONNX file and prepare it (see :func:`prepare`); ``parsed``: the file as
-    :func:`.graph.onnx_io.parsed_file` gave it, where the caller has it (taken over)."""
+    :func:`.graph.onnx_io.parsed_file` gave it, where the caller has it (taken over).
+
+    ``path`` is a path (``str`` or ``os.PathLike``); anything else is a UserError saying so
+    (a library user passed an ``onnx.ModelProto``, which reached ``os.stat`` as a TypeError,
+    and a model's bytes, refused with all of them in the message)."""
+    check_model_path(path)
     return prepare(load_graph(path, parsed), operators)
+
+
+def check_model_path(path: object) -> None:
+    """A UserError unless ``path`` is a ``str`` or ``os.PathLike`` (the one thing
+    :func:`load_model` reads), naming what was given and what to do with it."""
+    if isinstance(path, (str, os.PathLike)):
+        return
+    if isinstance(path, onnx.ModelProto):
+        hint = ("; save it first (onnx.save(model, 'model.onnx')) and pass that path: the "
+                "engine reads the file so that onnxruntime runs the same model")
+    elif isinstance(path, (bytes, bytearray)):
+        hint = " (a model's bytes, or a path as bytes: decode it, os.fsdecode(path))"
+    else:
+        hint = ""
+    raise UserError(f"load_model: takes the path of an ONNX file (str or os.PathLike), not "
+                    f"{type_name(path)}{hint}")
 
 
 __all__ = [
@@ -68,6 +92,7 @@ __all__ = [
     "calibrate",
     "check_bits",
     "check_feeds",
+    "check_model_path",
     "load_model",
     "plan_model",
     "prepare",

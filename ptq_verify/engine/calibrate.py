@@ -94,6 +94,10 @@ class Calibration:
     # missing where no sample came after)
     held_out_peaks: dict[str, np.ndarray] = field(default_factory=dict, repr=False,
                                                   compare=False)
+    # the width calibrate was told (its ``bits``; None: any), which decided whether the
+    # statistics hold histograms: quantize refuses a width whose clipping reads one that was
+    # not gathered, naming both widths (else a bare ValueError from deep in the clipping)
+    bits: int | None = None
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -158,6 +162,10 @@ def needs_histogram(method: str, bits: int | None) -> bool:
     return method != "auto" or bits is None or (1 << (bits - 1)) - 1 < AUTO_MSE_LEVELS
 
 
+RUNTIMES = ("onnxruntime", "numpy")
+"""What :func:`calibrate` runs the float graph with (``runtime=``)."""
+
+
 def check_method(method: str, percent: float) -> None:
     """Refuse an unknown method or a percent outside (0, 100] (the CLI calls it before any
     work: smoothing a transformer runs tens of seconds before calibration would)."""
@@ -199,6 +207,15 @@ def calibrate(
     (``Calibration.kept``) with their per-position extremes (``TensorStats.extremes``), for
     smoothing after this pass (engine/smoothed_calibration.py)."""
     check_method(method, percent)
+    if bits is not None:
+        from .quantize import check_bits  # (quantize imports this module)
+
+        bits = check_bits(bits)
+    if runtime not in RUNTIMES:  # (anything but "numpy" had silently meant onnxruntime)
+        raise UserError(f"calibration runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise UserError(f"calibration batch_size {batch_size!r}: must be an integer of 1 or more")
     table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     table.require_all(graph.nodes, graph)
     feeds = check_feeds(data, graph, "calibration data")
@@ -381,7 +398,7 @@ def calibrate(
                        _joined_outputs({name: outputs[name] for name in graph.output_names},
                                        reference_count),
                        _joined_outputs({name: outputs[name] for name in keep}, reference_count),
-                       held_out)
+                       held_out, bits)
 
 
 def _within_codes(value: np.ndarray, kept: np.ndarray, bits: int | None) -> bool:

@@ -203,7 +203,17 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
 
 
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:
-    """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes."""
+    """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes.
+
+    ``data`` is a mapping of input name -> array (anything ``np.asarray`` takes), or one
+    array for a one-input model; another container (a list of arrays, whose order says
+    nothing of which input each is) is a UserError, not numpy's truth-value ValueError."""
+    if not isinstance(data, (Mapping, np.ndarray)):
+        raise UserError(f"{what}: a dict of input name -> array (batch first), or one array "
+                        f"for a one-input model, not {type_name(data)}; the model takes "
+                        f"{', '.join(graph.input_names)}"
+                        + (f": {{{', '.join(f'{n!r}: ...' for n in graph.input_names)}}}"
+                           if isinstance(data, (list, tuple)) else ""))
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
             raise UserError(f"{what}: the model has {len(graph.inputs)} inputs; pass a dict")
@@ -544,3 +554,10 @@ def run_batched(run: Callable[[Feeds], dict], feeds: Feeds, graph: Graph,
         for name, value in run(batch).items():
             parts.setdefault(name, []).append(value)
     return {name: np.concatenate(values, axis=0) for name, values in parts.items()}
+
+
+def type_name(value: object) -> str:
+    """``value``'s type as a message names it: ``list``, ``onnx.onnx_ml_pb2.ModelProto``."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"

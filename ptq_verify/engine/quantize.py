@@ -128,6 +128,35 @@ def check_bits(bits: int, what: str = "bits") -> int:
     return int(bits)
 
 
+def check_calibration(graph: Graph, calibration: object, bits: int,
+                      table: OperatorTable) -> None:
+    """A UserError, before any work, unless ``calibration`` is what :func:`.calibrate` made of
+    this ``graph`` for a width that can be quantized to ``bits`` bits. Each of these had
+    failed deep inside instead: no Calibration (``None``, or the data themselves) an
+    AttributeError, another model's calibration a KeyError or a refusal of one of this
+    model's nodes, a calibration at 8 bits quantized to 4 a ValueError about histograms."""
+    from .calibrate import needs_histogram
+
+    if not isinstance(calibration, Calibration):
+        raise UserError(f"quantize: calibration is {type(calibration).__name__}, not the "
+                        "Calibration that calibrate(graph, data) returns: calibrate first")
+    where = graph.source or "the graph"
+    unseen = sorted((set(graph.input_names) - calibration.sample.keys())
+                    | (activation_tensors(graph, table) - calibration.stats.keys()))
+    if unseen and (calibration.sample or calibration.stats):
+        raise UserError(
+            f"{where}: the calibration has no statistics of "
+            f"{first_few([repr(name) for name in unseen], 4)}: "
+            "it was made of another model, or of this graph before a change to it (equalize, "
+            "absorb and smooth run before calibrate); calibrate this graph as it is")
+    if (calibration.bits is not None and needs_histogram(calibration.method, bits)
+            and not needs_histogram(calibration.method, calibration.bits)):
+        raise UserError(
+            f"{where}: calibrated for {calibration.bits} bits, where clipping method "
+            f"{calibration.method!r} reads no histogram, but quantized to {bits} bits, "
+            f"where it reads one: calibrate(..., bits={bits}) (or bits=None: any width)")
+
+
 def fixed_point(factor: np.ndarray, bits: int = FIXED_POINT_BITS) -> np.ndarray:
     """Round each multiplier to m * 2^-shift with m an integer of ``bits`` bits."""
     mantissa, exponent = np.frexp(np.asarray(factor, dtype=np.float64))
@@ -177,10 +206,16 @@ def quantize(
     showed nothing after the last bar; ResNet-50's convolutions are rounded in the walk).
     """
     bits = check_bits(bits)
+    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    check_calibration(graph, calibration, bits, table)
+    for name, value in (("float_tensors", float_tensors),
+                        ("calibrated_unsigned", calibrated_unsigned)):
+        if isinstance(value, (str, bytes)):  # (a str is iterated letter by letter)
+            raise UserError(f"quantize: {name}={value!r}: a list of tensor names, "
+                            f"[{value!r}] for one")
     if weight_rounding not in WEIGHT_ROUNDING:
         raise UserError(f"weight rounding {weight_rounding!r}: choose one of "
                         f"{', '.join(WEIGHT_ROUNDING)}")
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
     plans = plan_model(graph, table, override_rules)
     table.require_all([node for plan, node in zip(plans, graph.nodes)
                        if plan.action is Action.UNKNOWN], graph)
