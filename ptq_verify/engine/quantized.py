@@ -147,9 +147,15 @@ class QuantizedModel:
         kinds = [record.kind for record in self.records]
         return {kind: kinds.count(kind) for kind in ("integer", "compensated", "static")}
 
-    def to_onnx(self, format: str = "simulation", **options) -> onnx.ModelProto:
+    def to_onnx(self, format: str = "simulation", encoding: str = "u8u8") -> onnx.ModelProto:
         """The quantized model as ONNX in ``format`` (see :data:`.lower.FORMATS`), with the
-        source model's inputs and outputs."""
+        source model's inputs and outputs; ``encoding`` (qdq only: ``"u8u8"``, ``"u8s8"``,
+        ``"s8s8"``) is how qdq holds codes in 8-bit containers.
+
+        The default format is ``"simulation"`` (any width, the reference), where the command
+        line's ``--format`` defaults to ``"qdq"``: pass ``format="qdq"`` for its file. The
+        options are named here, not taken as ``**options``, so that a misspelt one is refused
+        by this method's name and ``help()`` lists them."""
         from .lower import lower
 
-        return lower(self, format, **options)
+        return lower(self, format, encoding)

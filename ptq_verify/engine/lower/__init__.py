@@ -36,6 +36,9 @@ def lower(model, format: str = "simulation", encoding: str = DEFAULT_ENCODING) -
     """The plan of ``model`` (a QuantizedModel) as ONNX in ``format``; ``encoding`` is
     how qdq holds codes in 8-bit containers."""
     check_format(format, model.bits, encoding)
+    if format != "qdq" and encoding != DEFAULT_ENCODING:  # (as --encoding is refused there)
+        raise UserError(f"encoding {encoding!r}: applies to format qdq only (the {format} "
+                        "format has its own containers; docs/engine.md)")
     if format == "qdq":
         result = emit_qdq(model, encoding)
     elif format == "integer":
