@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..rules import Rule, stored_proved_affine, stored_shift_rule
 from ..rules.shift_verdict import passes_per_channel_shift
@@ -99,19 +100,20 @@ class AbsorbedGroup:
                 f"shifted, by up to {float(self.shift.max()):.3g}")
 
 
-def absorbable(graph: Graph, table: OperatorTable | None = None,
+def absorbable(graph: Graph, table: OperatorTable | Mapping[str, Operator] | None = None,
                overrides: Mapping[str, Rule] | None = None,
                groups: list[Group] | None = None) -> list[Absorbable]:
     """Every equalization group (of ``groups``, else as the graph stands) whose links pass a
     shift and whose layers take it (no data needed: ``ptq-verify audit`` lists them)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     active = activation_tensors(graph, table)
     return [found for group in (groups_of(graph, table, overrides) if groups is None
                                 else groups)
             if (found := _absorbable(graph, table, group, active)) is not None]
 
 
-def absorb(graph: Graph, data, table: OperatorTable | None = None,
+def absorb(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
+           table: OperatorTable | Mapping[str, Operator] | None = None,
            overrides: Mapping[str, Rule] | None = None, progress: bool = False
            ) -> list[AbsorbedGroup]:
     """Absorb every shift the rules allow and the calibration data calls for, in place, after
@@ -122,7 +124,7 @@ def absorb(graph: Graph, data, table: OperatorTable | None = None,
     factors. Every split whose bounds end with one value in every channel (nothing moved
     through it, and equalization kept no factor there) is then undone
     (:func:`.split.rejoin`)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
     groups = split_links(graph, table, groups_of(graph, table, overrides, allow_split=True),
                          overrides)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
 from ..graph.static import MAX_FOLDED_ELEMENTS
 from ..progress import progress_bar
@@ -114,7 +115,7 @@ class Group:
     tensors: set[str] = field(default_factory=set)
 
 
-def equalize(graph: Graph, table: OperatorTable | None = None,
+def equalize(graph: Graph, table: OperatorTable | Mapping[str, Operator] | None = None,
              overrides: Mapping[str, Rule] | None = None,
              iterations: int = ITERATIONS, data: Mapping[str, np.ndarray] | None = None,
              bits: int = 8, per_channel: bool = True, progress: bool = False
@@ -128,7 +129,7 @@ def equalize(graph: Graph, table: OperatorTable | None = None,
     when not ``per_channel``) cost its layers 2's outputs least on a sample of it
     (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much;
     ``progress``: a bar on stderr over the groups measured."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     measured = feeds = None
     if data is None:
         feeds = _random_feeds(graph)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from onnx import helper, numpy_helper
 
+from ..catalog.operator import Operator
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, TensorInfo
 from ..graph.onnx_io import node_proto
@@ -71,14 +72,14 @@ class Sensitivity:
 
 
 def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
-              table: OperatorTable | None = None, per_channel: bool = True,
+              table: OperatorTable | Mapping[str, Operator] | None = None, per_channel: bool = True,
               progress: bool = False, kept: Iterable[str] = (),
               wide_sums: bool = True, symmetric: bool = False) -> list[Sensitivity]:
     """The ``count`` activations to keep in float besides ``kept``: the costliest at
     ``bits`` bits (:func:`rank_activations`), skipping one that an earlier one's (or a kept
     one's) float region (:mod:`.float_region`) already keeps exact (a ReLU6 output that the
     convolution before it rounds at the same range)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     kept = list(kept)
 
     def quantized(floats: list[str]):
@@ -166,13 +167,14 @@ def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
 
 
 def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
-                     table: OperatorTable | None = None, progress: bool = False
+                     table: OperatorTable | Mapping[str, Operator] | None = None,
+                     progress: bool = False
                      ) -> list[Sensitivity]:
     """Every candidate activation with its cost as the ``codes`` quantize gave it (its
     scales, per channel where it has them, and its code range), costliest (lowest SQNR)
     first. Needs the calibration's sample and a graph that runs here (onnxruntime or the
     catalog's kernels)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     if not calibration.sample:
         raise UserError(f"{graph.source}: mixed precision needs calibration samples")
     feeds, outputs = _ranking_sample(graph, calibration)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind
@@ -153,7 +154,8 @@ class Candidate:
 # with two threads, 7.4 s with one; the alpha search's products, _ROWS rows, gain nothing then)
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int = 8,
-           table: OperatorTable | None = None, overrides: Mapping[str, Rule] | None = None,
+           table: OperatorTable | Mapping[str, Operator] | None = None,
+           overrides: Mapping[str, Rule] | None = None,
            alphas: tuple[float, ...] = ALPHAS, progress: bool = False,
            per_channel: bool = True, candidates: list[Candidate] | None = None,
            calibration: Calibration | None = None) -> list[SmoothedTensor]:
@@ -165,7 +167,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     ``calibration``: a calibration of this graph that kept the candidates
     (``calibrate(keep=...)``), which then stands for smoothing's own pass over the data
     (engine/smoothed_calibration.py)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     if candidates is None:
         candidates = candidates_of(graph, table, overrides)
     if not candidates:

@@ -25,6 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..catalog.operator import Operator
 from ..graph import Graph, OperatorTable
 from .calibrate import Calibration, LayerGathering, calibrate, needs_histogram
 from .quantize import weight_layers
@@ -33,7 +34,8 @@ from .smooth import SmoothedTensor, candidates_of, smooth
 
 
 def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
-                            bits: int, table: OperatorTable | None = None, *,
+                            bits: int,
+                            table: OperatorTable | Mapping[str, Operator] | None = None, *,
                             smoothing: bool = True, method: str = "auto",
                             percent: float = 99.99, per_channel: bool = True,
                             rounding: bool = True, progress: bool = False,
@@ -47,7 +49,7 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     the first float run, for the caller's own onnxruntime work to end there (the command
     line's run of the user's model, whose session beside this one's would raise the peak by
     the model's size)."""
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
 
     def calibrated(layers: Mapping[str, WeightTarget] | None, **keep) -> Calibration:
         return calibrate(graph, data, method, bits=bits, percent=percent, operators=table,

@@ -29,9 +29,31 @@ class OperatorTable:
 
     def __init__(self, extra: Mapping[str, Operator] | None = None,
                  source: str | None = None, unchecked: Mapping[str, str] | None = None) -> None:
+        # the Python API takes ``operators=`` from its user: a list of Operators, or a
+        # formula where an Operator belongs, had failed later as a TypeError or an
+        # AttributeError, or (a str) been kept and the node then refused as undeclared
+        if extra is not None and not isinstance(extra, Mapping):
+            raise UserError(
+                f"operators: a dict of ONNX op type -> Operator, not {type(extra).__name__}"
+                + (": {op.onnx_type or op.name: op for op in operators}"
+                   if isinstance(extra, (list, tuple, set)) else ""))
+        for key, op in (extra or {}).items():
+            if not isinstance(key, str) or not isinstance(op, Operator):
+                raise UserError(
+                    f"operators: {key!r}: {type(op).__name__} {op!r:.60}; each entry maps an "
+                    "ONNX op type (str) to an Operator(name, inputs, expr, params, "
+                    "onnx_type=...)")
         self.extra = dict(extra or {})
         self.source = source
         self.unchecked = dict(unchecked or {})
+
+    @classmethod
+    def of(cls, operators: Mapping[str, Operator] | OperatorTable | None) -> OperatorTable:
+        """``operators`` as a table: a table as it is, a dict of declarations (what the
+        Python API documents for ``operators=``, docs/engine.md) or None made one. The steps
+        that take ``table=`` (equalize, absorb, smooth, costliest) had used a dict as a
+        table, an AttributeError at its first lookup."""
+        return operators if isinstance(operators, OperatorTable) else cls(operators)
 
     def find(self, node: Node, graph: Graph | None = None) -> Operator | None:
         """The node's operator: its declaration, if the node's inputs and outputs fit it (see
