@@ -12,6 +12,7 @@ whitelist parser: a certificate file is data, never code.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from fractions import Fraction
 
 import mpmath
@@ -19,6 +20,7 @@ import sympy
 
 from ..catalog.grammar import ExpressionError, format_expression, parse_expression, substitute
 from ..catalog.operator import Operator
+from .certificate import Verdict
 from .certified import certified_nonzero, certified_zero
 from .checker import (
     Candidate,
@@ -37,8 +39,13 @@ from .rewrite import zero_residual
 _SIGNS = ("positive", "negative", "zero")
 
 
-def recheck_certificate(op: Operator, verdict: dict) -> list[str]:
-    """Problems found in ``verdict`` (the JSON of a Verdict) for ``op``; empty when it holds."""
+def recheck_certificate(op: Operator, verdict: Verdict | Mapping) -> list[str]:
+    """Problems found in ``verdict`` (a Verdict, or its JSON as ``Verdict.to_json()`` and a
+    certificate file hold it) for ``op``; empty when it holds. A Verdict is taken as its JSON:
+    what ``classify`` returns is what a library user re-checks first (it had raised an
+    AttributeError on ``.get``)."""
+    if isinstance(verdict, Verdict):
+        verdict = verdict.to_json()
     certificate = verdict.get("certificate") or {}
     kind = certificate.get("kind")
     try:
