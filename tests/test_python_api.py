@@ -1,0 +1,216 @@
+"""The Python API as a library user calls it (docs/engine.md, "Pipeline"): what a programmer
+plausibly gets wrong is a UserError saying what and where, never an AttributeError, KeyError,
+TypeError or ValueError from deep inside, and never a silent wrong result. Each case was
+found by a trial that used the API rather than the command line."""
+
+from __future__ import annotations
+
+import inspect
+
+import models
+import numpy as np
+import onnx
+import pytest
+
+from ptq_verify import Operator
+from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.engine.equalize import equalize
+from ptq_verify.engine.quantized import QuantizedModel
+from ptq_verify.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    """An MLP's file, its data, its graph and its calibration (made once: a few seconds)."""
+    path = tmp_path_factory.mktemp("api") / "mlp.onnx"
+    onnx.save(models.mlp("Relu"), path)
+    data = {"input": models.digits(40)}
+    graph = load_model(path)
+    return path, data, graph, calibrate(graph, data, progress=False)
+
+
+@pytest.mark.parametrize("given", ["model", "bytes", "none"])
+def test_load_model_takes_a_path_and_says_so(mlp, given):
+    """A ModelProto reached os.stat as a TypeError; the file's bytes were refused with all of
+    them repeated in the message."""
+    path = mlp[0]
+    value = {"model": onnx.load(path), "bytes": path.read_bytes(), "none": None}[given]
+    with pytest.raises(UserError, match=r"^load_model: takes the path of an ONNX file") as err:
+        load_model(value)
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
+
+
+def test_load_model_takes_a_pathlib_path_and_a_str(mlp):
+    path = mlp[0]
+    assert [n.name for n in load_model(path).nodes] == [n.name for n in load_model(str(path)).nodes]
+
+
+def test_calibration_data_as_a_list_is_refused_by_name(mlp):
+    """A list of arrays says nothing of which input each is; it had raised numpy's "truth
+    value of an array is ambiguous"."""
+    _, data, graph, _ = mlp
+    with pytest.raises(UserError, match=r"calibration data: a dict of input name -> array.*"
+                                        r"not list.*\{'input': \.\.\.\}"):
+        calibrate(graph, [data["input"]], progress=False)
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    ({"bits": "8"}, r"bits '8': must be an integer"),
+    ({"bits": 17}, r"bits 17: must be from 2 to 16"),
+    ({"runtime": "tensorrt"}, r"runtime 'tensorrt': choose one of onnxruntime, numpy"),
+    ({"batch_size": 0}, r"batch_size 0: must be an integer of 1 or more"),
+])
+def test_calibrate_refuses_bad_options(mlp, option, match):
+    """bits="8" had raised a TypeError deep inside; bits=17, runtime="tensorrt" (run in
+    onnxruntime, unsaid) and batch_size=0 had been taken."""
+    _, data, graph, _ = mlp
+    with pytest.raises(UserError, match=match):
+        calibrate(graph, data, progress=False, **option)
+
+
+@pytest.mark.parametrize("calibration", [None, "data"])
+def test_quantize_without_a_calibration_says_to_calibrate(mlp, calibration):
+    _, data, graph, _ = mlp
+    with pytest.raises(UserError, match=r"^quantize: calibration is (NoneType|dict), not the "
+                                        r"Calibration .*calibrate first"):
+        quantize(graph, data if calibration == "data" else None)
+
+
+def test_a_calibration_of_another_model_is_refused(tmp_path, mlp):
+    """A KeyError from the executor before (a CNN's calibration given with an MLP)."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(models.cnn("Relu"), path)
+    cnn = load_model(path)
+    other = calibrate(cnn, {"input": models.digits(8, image=True)}, progress=False)
+    with pytest.raises(UserError, match=r"mlp.onnx: the calibration has no statistics of .*"
+                                        r"made of another model"):
+        quantize(mlp[2], other)
+
+
+def test_a_calibration_without_the_histograms_a_width_reads_is_refused(mlp):
+    """Calibrated at 8 bits (auto: max-abs, no histogram), quantized to 4 (auto: MSE
+    clipping reads one): a ValueError from the clipping before."""
+    _, data, graph, _ = mlp
+    at_8 = calibrate(graph, data, bits=8, progress=False)
+    with pytest.raises(UserError, match=r"calibrated for 8 bits.*quantized to 4 bits.*"
+                                        r"calibrate\(\.\.\., bits=4\)"):
+        quantize(graph, at_8, bits=4)
+    assert quantize(graph, at_8, bits=8).bits == 8
+
+
+def test_float_tensors_as_one_string_is_refused(mlp):
+    """A str was iterated letter by letter ("'1' is not an activation")."""
+    _, _, graph, calibration = mlp
+    name = next(iter(calibration.stats))
+    with pytest.raises(UserError, match=r"float_tensors=.*a list of tensor names"):
+        quantize(graph, calibration, float_tensors=name)
+
+
+def test_to_onnx_names_its_options(mlp):
+    """It took **options: help() listed none, and a misspelt one was refused by an internal
+    function's name (lower()); an encoding for another format than qdq was ignored."""
+    _, _, graph, calibration = mlp
+    model = quantize(graph, calibration)
+    assert list(inspect.signature(QuantizedModel.to_onnx).parameters) == [
+        "self", "format", "encoding"]
+    with pytest.raises(TypeError, match=r"to_onnx\(\) got an unexpected keyword"):
+        model.to_onnx("qdq", encodin="u8s8")
+    with pytest.raises(UserError, match=r"encoding 's8s8': applies to format qdq only"):
+        model.to_onnx("integer", encoding="s8s8")
+    assert model.to_onnx("qdq", encoding="s8s8").graph.node
+
+
+@pytest.mark.parametrize("operators", [
+    [Operator("Twice", "x", "2*x", onnx_type="com.example:Twice")],
+    {"com.example:Twice": "2*x"},
+])
+def test_operators_that_are_not_a_dict_of_operators_are_refused(mlp, operators):
+    """A list had raised a TypeError in dict(); a formula where an Operator belongs was kept."""
+    with pytest.raises(UserError, match=r"^operators: "):
+        load_model(mlp[0], operators)
+
+
+def test_equalize_takes_operators_as_a_dict(tmp_path):
+    """docs/engine.md gives operators as a dict; equalize (and absorb, smooth, costliest) had
+    used the dict as a table: an AttributeError."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(models.cnn("Relu"), path)
+    graph = load_model(path)
+    declared = {"com.example:Twice": Operator("Twice", "x", "2*x",
+                                             onnx_type="com.example:Twice")}
+    equalize(graph, declared, data={"input": models.digits(8, image=True)})
+
+
+def test_recheck_takes_the_verdict_classify_returns():
+    """recheck_certificate read only the verdict's JSON: given the Verdict, an
+    AttributeError on .get."""
+    from ptq_verify.rules import classify
+    from ptq_verify.rules.recheck import recheck_certificate
+
+    op = Operator("Leaky", "x", "where(x > 0, x, alpha*x)", params={"alpha": 0.1})
+    verdict = classify(op)
+    assert recheck_certificate(op, verdict) == recheck_certificate(op, verdict.to_json()) == []
+
+
+def test_bits_given_as_a_numpy_integer_are_taken(mlp):
+    _, _, graph, calibration = mlp
+    assert quantize(graph, calibration, bits=np.int64(8)).bits == 8
+
+
+def _documented(signature_text: str) -> list[tuple[str, str | None]]:
+    """(name, default text or None) per parameter of ``f(a, b=1, *, c="x")`` as docs write it."""
+    inside = signature_text[signature_text.index("(") + 1:signature_text.rindex(")")]
+    parts, depth, current = [], 0, ""
+    for char in inside:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    parts.append(current.strip())
+    return [(name.strip(), default.strip() if sep else None)
+            for name, sep, default in (part.partition("=") for part in parts if part != "*")]
+
+
+def test_the_pipeline_table_gives_the_signatures_the_code_has():
+    """docs/engine.md's table had left out parameters (calibrate's batch_size and progress,
+    to_onnx's encoding hidden in **options) and keyword-only markers; every parameter and
+    default it names must be the code's, in order."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from ptq_verify import engine
+    from ptq_verify.engine import absorb, equalize, sensitivity, smooth, smoothed_calibration
+
+    functions = {
+        "load_model": engine.load_model, "equalize.equalize": equalize.equalize,
+        "absorb.absorb": absorb.absorb, "smooth.smooth": smooth.smooth,
+        "smoothed_calibration.smoothed_and_calibrated":
+            smoothed_calibration.smoothed_and_calibrated,
+        "plan_model": engine.plan_model, "calibrate": engine.calibrate,
+        "sensitivity.costliest": sensitivity.costliest, "quantize": engine.quantize,
+        "QuantizedModel.to_onnx": QuantizedModel.to_onnx,
+    }
+    text = (Path(__file__).parents[1] / "docs" / "engine.md").read_text()
+    table = text[text.index("## Pipeline"):text.index("## Formulation")]
+    for name, function in functions.items():
+        # (in its own row's cell, or the smooth row's "through `...`", not where a row
+        # mentions one of its parameters: `quantize(calibrated_unsigned=...)`)
+        found = re.search(r"(?:\| |through )`" + re.escape(name) + r"(\([^`]*)`", table)
+        assert found, name
+        documented = _documented(found.group(1).split(" -> ")[0])
+        actual = [p for p in inspect.signature(function).parameters.values()
+                  if p.name != "self"]
+        assert [n for n, _ in documented] == [p.name for p in actual], name
+        for (_, default), parameter in zip(documented, actual):
+            if default is None:
+                assert parameter.default is inspect.Parameter.empty, (name, parameter.name)
+                continue
+            try:
+                value = ast.literal_eval(default)
+            except (ValueError, SyntaxError):  # (a name: None is literal, a table is not)
+                continue
+            assert value == parameter.default, (name, parameter.name)
