@@ -214,3 +214,19 @@ def test_the_pipeline_table_gives_the_signatures_the_code_has():
             except (ValueError, SyntaxError):  # (a name: None is literal, a table is not)
                 continue
             assert value == parameter.default, (name, parameter.name)
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda classify: classify("x*2"), r"^classify: takes an Operator, not str: Operator\("),
+    (lambda classify: classify(Operator("Twice", "x", "2*x"), timeout="5"),
+     r"^classify: timeout '5': a number of seconds above 0"),
+    (lambda classify: classify(Operator("Twice", "x", "2*x"), timeout=0),
+     r"^classify: timeout 0: a number of seconds above 0"),
+])
+def test_classify_refuses_what_is_not_an_operator_or_a_timeout(call, match):
+    """A str raised a TypeError from the weak-reference cache, timeout="5" one from
+    setitimer; timeout=0 ran with no bound (0 is falsy to the budget)."""
+    from ptq_verify.rules import classify
+
+    with pytest.raises(UserError, match=match):
+        call(classify)

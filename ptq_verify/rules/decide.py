@@ -27,11 +27,13 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
+from numbers import Real
 
 import mpmath
 
 from ..catalog.grammar import format_expression
 from ..catalog.operator import Operator
+from ..errors import UserError
 from .certificate import Proof, Verdict
 from .checker import Checker, mp_fraction
 from .held import TIMEOUT_REASON, held
@@ -82,8 +84,18 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
     """The scaling rule of ``op`` with its certificate, re-validated (cached per operator).
 
     ``timeout`` bounds the whole call in seconds (None: no bound); past it the verdict is
-    ``undecided`` with the reason.
+    ``undecided`` with the reason. A str in ``op``'s place (an expression) had raised a
+    TypeError from the weak-reference cache, ``timeout="5"`` one from setitimer, and
+    ``timeout=0`` ran with no bound at all: each is a UserError now.
     """
+    if not isinstance(op, Operator):
+        raise UserError(f"classify: takes an Operator, not {type(op).__name__}"
+                        + (f": Operator('Mine', 'x', {op!r}) declares that expression"
+                           if isinstance(op, str) else ""))
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, Real)
+                                or not timeout > 0):
+        raise UserError(f"classify: timeout {timeout!r}: a number of seconds above 0, or None "
+                        "for no bound")
     verdict = held.get(op)
     if verdict is not None:
         return verdict
