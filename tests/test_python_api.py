@@ -230,3 +230,22 @@ def test_classify_refuses_what_is_not_an_operator_or_a_timeout(call, match):
 
     with pytest.raises(UserError, match=match):
         call(classify)
+
+
+def test_a_graph_equalized_after_calibrating_is_refused():
+    """equalize changes the weights in place and keeps every tensor's name: quantize built
+    the plan on the ranges of the graph as it was, in silence (weight rounding on the old
+    graph's onnxruntime session too). The shipped cnn_relu equalizes conv1 -> conv2."""
+    from pathlib import Path
+
+    import ptq_verify
+
+    examples = Path(ptq_verify.__file__).parent / "examples"
+    data = {name: array[:48] for name, array in np.load(examples / "cnn_relu.calib.npz").items()}
+    graph = load_model(examples / "cnn_relu.onnx")
+    calibration = calibrate(graph, data, progress=False)
+    assert equalize(graph, data=data), "cnn_relu's conv1 -> conv2 is equalized"
+    with pytest.raises(UserError, match=r"constants changed since calibrate ran on this "
+                                        r"graph \('.*'\): its calibrated ranges are stale"):
+        quantize(graph, calibration)
+    assert quantize(graph, calibrate(graph, data, progress=False)).bits == 8

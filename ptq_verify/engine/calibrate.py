@@ -3,6 +3,7 @@ statistics; a clipping method turns them into a range."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -98,6 +99,18 @@ class Calibration:
     # statistics hold histograms: quantize refuses a width whose clipping reads one that was
     # not gathered, naming both widths (else a bare ValueError from deep in the clipping)
     bits: int | None = None
+    # the graph's constants as calibrated (weak references: no copy is held), so that
+    # quantize refuses a graph changed since (equalize, absorb or smooth after calibrate:
+    # the same tensor names, ranges gone stale, and the plan built on them in silence)
+    weights: dict[str, weakref.ref] | None = field(default=None, repr=False, compare=False)
+
+    def changed_weights(self, graph: Graph) -> list[str]:
+        """The constants of ``graph`` that are not the arrays it was calibrated with (none
+        when the calibration did not record them)."""
+        if self.weights is None:
+            return []
+        return sorted(name for name, value in graph.initializers.items()
+                      if (held := self.weights.get(name)) is None or held() is not value)
 
     def clip(self, tensor: str, levels: int) -> float:
         """The clipping range (|x| <= range) of ``tensor`` for ``levels`` positive codes."""
@@ -398,7 +411,16 @@ def calibrate(
                        _joined_outputs({name: outputs[name] for name in graph.output_names},
                                        reference_count),
                        _joined_outputs({name: outputs[name] for name in keep}, reference_count),
-                       held_out, bits)
+                       held_out, bits, weight_references(graph))
+
+
+def weight_references(graph: Graph) -> dict[str, weakref.ref] | None:
+    """Weak references to ``graph``'s constants (see ``Calibration.weights``); None where one
+    cannot be referenced so (not a numpy array)."""
+    try:
+        return {name: weakref.ref(value) for name, value in graph.initializers.items()}
+    except TypeError:
+        return None
 
 
 def _within_codes(value: np.ndarray, kept: np.ndarray, bits: int | None) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, OperatorTable
-from .calibrate import Calibration, LayerGathering, calibrate, needs_histogram
+from .calibrate import Calibration, LayerGathering, calibrate, needs_histogram, weight_references
 from .quantize import weight_layers
 from .rounding import LayerStats, WeightTarget
 from .smooth import SmoothedTensor, candidates_of, smooth
@@ -82,7 +82,10 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     if not smoothed:
         return [], calibration
     derived = after_smoothing(calibration, smoothed)
-    return smoothed, derived if derived is not None else calibrated(layers_now())
+    if derived is None:
+        return smoothed, calibrated(layers_now())
+    # (the derived statistics are of the smoothed graph: its weights are the ones they fit)
+    return smoothed, replace(derived, weights=weight_references(graph))
 
 
 def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
@@ -111,7 +114,9 @@ def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
             layers[consumer] = LayerStats(found.hessian * np.outer(inverse, inverse),
                                           found.mean * inverse)
     # (the calibration's onnxruntime session, if any, ran the graph before smoothing)
-    return replace(calibration, stats=stats, runner=None,
+    # (its weights are the smoothed graph's, which this does not see: the caller who has the
+    # graph records them, as smoothed_and_calibrated does; None: not checked by quantize)
+    return replace(calibration, stats=stats, runner=None, weights=None,
                    layers=None if layers is None else LayerGathering(
                        calibration.layers.targets, layers))
 
