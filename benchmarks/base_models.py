@@ -106,8 +106,9 @@ def export(name: str, path: Path) -> None:
             return getattr(self.model(**dict(zip(names, inputs))), output)
 
     with torch.no_grad():
-        torch.onnx.export(Output().eval(), args, str(path), input_names=names, output_names=[output],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(Output().eval(), args, str(path), input_names=names,
+                          output_names=[output], dynamic_axes=axes, opset_version=17,
+                          dynamo=False)
 
 
 def timed(command: list[str]) -> tuple[float, float]:
