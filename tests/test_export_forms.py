@@ -693,3 +693,57 @@ def test_a_model_left_below_opset_13_reads_its_softmax_as_its_opset_does(op_type
     last = _softmax_model(12, [helper.make_node("Identity", ["x"], ["t"], name="same")])
     last.graph.node[-1].attribute[0].i = 2  # over the last axis: the same at both opsets
     assert before_conversion(last) == (last, [])
+
+
+def _resize_model(opset: int, mode: str, scale: float) -> onnx.ModelProto:
+    """x (n, 2, 6, 6) -> Conv -> an opset-``opset`` resize by ``scale`` on H and W (Upsample-7
+    with scales as an attribute, Upsample-9 with them as an input, Resize-10) -> Conv -> y."""
+    rng = np.random.default_rng(12)
+    scales = [1.0, 1.0, scale, scale]
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.4, n)
+               for n, shape in (("w1", (4, 2, 3, 3)), ("w2", (3, 4, 3, 3)))]
+    if opset < 9:
+        resize = helper.make_node("Upsample", ["h"], ["a"], name="up", mode=mode, scales=scales)
+    else:
+        weights.append(numpy_helper.from_array(np.array(scales, np.float32), "scales"))
+        resize = helper.make_node("Upsample" if opset == 9 else "Resize", ["h", "scales"], ["a"],
+                                  name="up", mode=mode)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="c1", pads=[1, 1, 1, 1]), resize,
+             helper.make_node("Conv", ["a", "w2"], ["y"], name="c2", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["n", 3, "hy", "wy"])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 4
+    return model
+
+
+@pytest.mark.parametrize(("opset", "mode", "scale"), [
+    (7, "linear", 2.0), (9, "linear", 2.0), (10, "linear", 2.0), (10, "nearest", 1.5),
+    (10, "nearest", 0.5)])
+def test_an_old_upsample_is_brought_to_opset_13_with_its_own_coordinates(opset, mode, scale,
+                                                                          tmp_path, capsys):
+    """Upsample (opsets 7 to 9) and Resize-10 compute with asymmetric coordinates (x_in =
+    x_out / scale; nearest rounds down when upsampling, up when downsampling, in onnxruntime),
+    and onnx's version converter (1.23) leaves Resize-11's defaults (half_pixel; round to
+    nearest), another function for a bilinear resize. The model stayed at its opset: torch's
+    legacy export of a bilinear F.interpolate at opset 9 was refused as an undeclared op type
+    'Upsample' with the advice to declare it, and at opset 10 per-channel qdq and the integer
+    format were refused (a new-user trial). The converted Resize now says those coordinates,
+    and the model quantizes at opset 13 computing what the user's does."""
+    from ptq_verify.graph.onnx_io import upgraded
+
+    model = _resize_model(opset, mode, scale)
+    converted, loaded = upgraded(model)
+    assert next(o.version for o in converted.opset_import if o.domain == "") == 13, loaded
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    data = np.random.default_rng(13).standard_normal((64, 2, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data[:16]})[0]
+    for fmt in ("qdq", "integer"):
+        out = tmp_path / f"{fmt}.onnx"
+        assert main(["quantize", str(path), "--calib", str(tmp_path / "calib.npy"), "-o",
+                     str(out), "--format", fmt, "--no-progress"]) == 0, capsys.readouterr().err
+        written = ort.InferenceSession(str(out)).run(None, {"x": data[:16]})[0]
+        assert sqnr_db(reference, written) > 30

@@ -677,10 +677,11 @@ written as they were, onnxruntime refused the file, or ran a Softmax-11 as a Sof
 def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     """``model`` converted to :data:`LEAST_OPSET` by onnx's version converter when its opset of
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
-    inputs; as it is otherwise (the converter cannot take it, or changes what it computes:
-    its Resize-10 -> 13 leaves linear Resize's asymmetric coordinates for opset 13's default
-    half_pixel). Where the model as it is does not convert so, the nodes whose function
-    changed at opset 13 (a Softmax, LogSoftmax or Hardmax over more than the last axis) are
+    inputs (a Resize an Upsample or a Resize-10 became given the asymmetric coordinates the
+    converter drops, where without them it computes another function:
+    :func:`_old_resize_coordinates`); as it is otherwise (the converter cannot take it, or
+    changes what it computes). Where the model as it is does not convert so, the nodes whose
+    function changed at opset 13 (a Softmax, LogSoftmax or Hardmax over more than the last axis) are
     spelt so that both opsets read them alike
     (:func:`ptq_verify.catalog.upgrades.before_conversion`) and the converter tried again, the
     spelt model kept at its opset if that fails too. Spelling first, always, had cost a legacy
@@ -726,9 +727,54 @@ def _converted(model: onnx.ModelProto,
 
     try:
         converted = version_converter.convert_version(model, LEAST_OPSET)
-        return converted if _same_outputs(reference or model, converted) else None
+        if _same_outputs(reference or model, converted):
+            return converted
+        repaired = _old_resize_coordinates(model, converted)
+        return (repaired if repaired is not None and _same_outputs(reference or model, repaired)
+                else None)
     except Exception:  # noqa: BLE001 - any converter or runtime failure: not converted
         return None
+
+
+def _old_resize_coordinates(model: onnx.ModelProto,
+                            converted: onnx.ModelProto) -> onnx.ModelProto | None:
+    """``converted`` (``model`` at :data:`LEAST_OPSET` by onnx's version converter) with each
+    Resize that an Upsample (opsets 7 to 9) or a Resize-10 became given the coordinates those
+    computed with, which the converter (1.23) leaves to Resize-11's defaults: asymmetric
+    (``x_in = x_out / scale``) where opset 11 reads half_pixel, and for nearest mode the
+    rounding onnxruntime's older kernels use (floor when upsampling, ceil when downsampling)
+    where opset 11 rounds to nearest. A bilinear Upsample-9 (torch's legacy export of
+    ``F.interpolate(mode="bilinear")`` at opsets 9 and 10, as the zoo's old detection and
+    segmentation models hold) had stayed at its opset, where the catalog has no Upsample: it
+    was refused as an undeclared op type at opsets 7 to 9, and at opset 10 per-channel qdq and
+    the integer format were refused (a new-user trial). None where the source's opset is 11 or
+    later or no Resize lacks the attribute; the caller checks the outputs either way."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if version >= 11:
+        return None
+    repaired = onnx.ModelProto()
+    repaired.CopyFrom(converted)
+    constants = {t.name: t for t in repaired.graph.initializer}
+    constants.update({n.output[0]: n.attribute[0].t for n in repaired.graph.node
+                      if n.op_type == "Constant" and n.attribute
+                      and n.attribute[0].name == "value"})
+    changed = False
+    for node in repaired.graph.node:
+        if node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
+            continue
+        names = {a.name for a in node.attribute}
+        if "coordinate_transformation_mode" in names:
+            continue
+        node.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+        if mode == "nearest" and "nearest_mode" not in names:
+            scales = (numpy_helper.to_array(constants[node.input[2]])
+                      if len(node.input) > 2 and node.input[2] in constants else None)
+            down = scales is not None and scales.size > 0 and bool(np.all(scales <= 1))
+            node.attribute.append(helper.make_attribute("nearest_mode",
+                                                        "ceil" if down else "floor"))
+        changed = True
+    return repaired if changed else None
 
 
 def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
