@@ -697,25 +697,34 @@ def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if version is None or version >= LEAST_OPSET:
         return model, ""
-    from ..catalog.upgrades import before_conversion
+    from ..catalog.upgrades import before_conversion, without_image_scalers
 
     done = (f"opset {version}: converted to opset {LEAST_OPSET} by onnx's version converter "
             "(onnxruntime computes the same outputs with both on a random input)")
-    converted = _converted(model)
-    if converted is not None:
-        return converted, done
     kept = (f"opset {version}: kept at opset {version} (onnx's version converter could not bring "
             f"it to opset {LEAST_OPSET} with the same outputs)")
+    original = model
+    model, scalers = without_image_scalers(model)  # removed at opset 10: no converter schema
+    after = ([f"{len(scalers)} ImageScaler node{'s' if len(scalers) > 1 else ''} (removed at "
+              f"opset 10; {', '.join(scalers)}) spelt as Mul -> Add (the same function; the "
+              "added Constant, Mul and Add nodes are listed as the model's)"] if scalers else [])
+
+    def account(head: str, spelt: list[str]) -> str:
+        return f"{head}, after {' and '.join(spelt)}" if spelt else head
+
+    converted = _converted(model, original)
+    if converted is not None:
+        return converted, account(done, after)
     spelt, names = before_conversion(model)  # the same function, read alike at both opsets
     if not names:
-        return model, kept
-    account = (f"{len(names)} node{'s' if len(names) > 1 else ''} that opset {LEAST_OPSET} "
-               f"reads another way ({', '.join(names)}) spelt as Flatten -> node -> Reshape "
-               "(the same function at both opsets; the added Flatten, Shape and Reshape nodes "
-               "are listed as the model's)")
-    converted = _converted(spelt, model)
-    return ((converted, f"{done}, after {account}") if converted is not None
-            else (spelt, f"{kept}, after {account}"))
+        return model, account(kept, after)
+    after.append(f"{len(names)} node{'s' if len(names) > 1 else ''} that opset {LEAST_OPSET} "
+                 f"reads another way ({', '.join(names)}) spelt as Flatten -> node -> Reshape "
+                 "(the same function at both opsets; the added Flatten, Shape and Reshape "
+                 "nodes are listed as the model's)")
+    converted = _converted(spelt, original)
+    return ((converted, account(done, after)) if converted is not None
+            else (spelt, account(kept, after)))
 
 
 def _converted(model: onnx.ModelProto,
