@@ -352,6 +352,14 @@ def test_lp_normalization(name, p):
     _check(name, [x], {"axis": 1, "p": p}, ort=p == 1)
 
 
+@pytest.mark.parametrize("size", [1, 3, 5])  # onnxruntime takes odd sizes alone
+def test_lrn(size):
+    """The zoo's AlexNet and GoogLeNet (opsets 3 to 9) normalise across 5 channels. Checked
+    against onnxruntime: onnx.reference (1.23) is 0.04-0.06 off it at every size."""
+    _check("LRN", [_f(2, 6, 3, 4)], {"size": size, "alpha": 0.01, "beta": 0.75, "bias": 2.0},
+           ort=True)
+
+
 # -- reductions --------------------------------------------------------------------------------
 
 REDUCTIONS = ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",

@@ -1,4 +1,4 @@
-"""Softmax family and the normalisations (Layer, Batch, Instance, RMS, Lp)."""
+"""Softmax family and the normalisations (Layer, Batch, Instance, RMS, Lp, LRN)."""
 
 from __future__ import annotations
 
@@ -126,6 +126,25 @@ def lp_normalization(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(norm == 0, 0, x / norm)  # a zero vector stays zero (ONNX)
     return y.astype(x.dtype, copy=False)
+
+
+def lrn(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX LRN (local response normalization across channels, axis 1): x divided by
+    (bias + alpha/size * the sum of x^2 over the ``size`` channels around it)^beta, the window
+    floor((size - 1)/2) channels before and ceil((size - 1)/2) after, cut at the ends. The
+    zoo's AlexNet, CaffeNet, GoogLeNet and Inception-v1 (opsets 3 to 9) hold it."""
+    x = np.asarray(inputs[0])
+    size = int(attrs["size"])
+    alpha = float(attrs.get("alpha", 0.0001))
+    beta = float(attrs.get("beta", 0.75))
+    bias = float(attrs.get("bias", 1.0))
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    square = x.astype(np.float64) ** 2
+    channels = x.shape[1]
+    total = np.zeros_like(square)
+    for c in range(channels):
+        total[:, c] = square[:, max(0, c - before):min(channels, c + after + 1)].sum(axis=1)
+    return (x / (bias + alpha / size * total) ** beta).astype(x.dtype, copy=False)
 
 
 def attention(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:

@@ -122,6 +122,19 @@ OPERATORS = (
         doc="x divided by its Euclidean norm along one axis (ONNX LpNormalization, p = 2).",
     ),
     Operator(
+        "LRN", _THREE, "x0/(bias + alpha/3*(x0**2 + x1**2 + x2**2))**beta",
+        params={"alpha": "1/4", "beta": "3/4", "bias": "1"},
+        kernel=lambda x0, x1, x2, alpha, beta, bias: x0 / np.power(np.float64(bias) + alpha / 3
+                                                                    * (x0**2 + x1**2 + x2**2),
+                                                                    beta),  # NaN, not complex
+        onnx_type="LRN", onnx_kernel=normalization.lrn, mixes_channels=True,
+        onnx_attrs={"alpha": "alpha", "beta": "beta", "bias": "bias"},
+        doc="Local response normalization across channels (ONNX LRN; the zoo's AlexNet, "
+        "GoogLeNet, CaffeNet and Inception-v1 at opsets 3 to 9): x over (bias + alpha/size "
+        "times the sum of squares over a window of channels)^beta; witnessed by a window of "
+        "three.",
+    ),
+    Operator(
         "L1Normalization", _THREE, "x0/(abs(x0) + abs(x1) + abs(x2))",
         kernel=lambda x0, x1, x2: x0 / (np.abs(x0) + np.abs(x1) + np.abs(x2)),
         onnx_type="LpNormalization", onnx_kernel=normalization.lp_normalization,
