@@ -817,3 +817,49 @@ def test_an_lrn_passes_the_scale_through_rescaling_alpha(opset, tmp_path, capsys
         assert "alpha->s^-2*alpha" in capsys.readouterr().out
         written = ort.InferenceSession(str(out)).run(None, {"x": data[:16]})[0]
         assert sqnr_db(reference, written) > 30
+
+
+@pytest.mark.parametrize("opset", [10, 13])
+def test_position_ids_from_a_non_zero_quantize(opset, tmp_path, capsys):
+    """torch's legacy exporter writes BERT's position ids at opset 10 as NonZero of a
+    ConstantOfShape of ones as long as the sequence (a shape computation); the catalog had no
+    NonZero, so the model was refused as holding an undeclared op type, with the advice to
+    declare it, which no declaration can (its output's length depends on the values; a
+    new-user trial). onnxruntime runs it. x (n, T, 8) -> MatMul, plus the rows of a
+    position table picked by those ids."""
+    rng = np.random.default_rng(17)
+    axes = {"axes": [0]}
+    unsqueeze = (helper.make_node("Unsqueeze", ["len"], ["len1"], name="unsq", **axes)
+                 if opset < 13 else helper.make_node("Unsqueeze", ["len", "zero"], ["len1"],
+                                                    name="unsq"))
+    squeeze = (helper.make_node("Squeeze", ["nz"], ["ids"], name="sq", **axes) if opset < 13
+               else helper.make_node("Squeeze", ["nz", "zero"], ["ids"], name="sq"))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "one"], ["len"], name="length", axis=0),
+             unsqueeze,
+             helper.make_node("ConstantOfShape", ["len1"], ["ones"], name="ones",
+                              value=numpy_helper.from_array(np.array([1], np.int64))),
+             helper.make_node("NonZero", ["ones"], ["nz"], name="nonzero"), squeeze,
+             helper.make_node("Gather", ["table", "ids"], ["pos"], name="positions", axis=0),
+             helper.make_node("Add", ["h", "pos"], ["y"], name="add")]
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32) * 0.3, "w"),
+             numpy_helper.from_array(rng.normal(size=(16, 8)).astype(np.float32), "table"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    graph = helper.make_graph(nodes, "positions", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", "t", 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["n", "t", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 5 if opset < 13 else 7
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    data = rng.normal(size=(64, 12, 8)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data[:16]})[0]
+    for fmt in ("qdq", "integer"):
+        out = tmp_path / f"{fmt}.onnx"
+        assert main(["quantize", str(path), "--calib", str(tmp_path / "calib.npy"), "-o",
+                     str(out), "--format", fmt, "--no-progress"]) == 0, capsys.readouterr().err
+        written = ort.InferenceSession(str(out)).run(None, {"x": data[:16]})[0]
+        assert sqnr_db(reference, written) > 30

@@ -714,6 +714,14 @@ def test_a_missing_attribute_is_named_as_one():
                        r"needs attribute 'axis', which the node lacks\)$"):
         run_node(node, OperatorTable(), [_f(2, 3), _f(2, 3)])
 
+def test_non_zero():
+    """torch's legacy export of BERT at opset 10 takes its position ids from a NonZero."""
+    x = _f(2, 3, 4)
+    x[x > 1] = 0
+    _check("NonZero", [x])
+    _check("NonZero", [np.zeros((2, 3), np.float32)])
+
+
 def test_cast_and_shape():
     x = _f(2, 3)
     _check("Cast", [x], {"to": TensorProto.FLOAT16})

@@ -156,6 +156,13 @@ def shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.array(dims[int(start) : None if end is None else int(end)], dtype=np.int64)
 
 
+def non_zero(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX NonZero: the indices of the non-zero elements, (rank, count) int64, in row-major
+    order (numpy's nonzero)."""
+    x = np.asarray(inputs[0])
+    return np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
+
+
 def depth_to_space(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX DepthToSpace in DCR (default) or CRD mode."""
     x = np.asarray(inputs[0])

@@ -195,6 +195,15 @@ OPERATORS = (
         "no per-channel scale passes).",
     ),
     Operator(
+        "NonZero", "x", "n*abs(sign(x))", params={"n": 3},
+        kernel=lambda x, n: n * np.abs(np.sign(x)), onnx_type="NonZero",
+        onnx_kernel=shape.non_zero, mixes_channels=True,
+        doc="The int64 indices of the non-zero elements of x: which they are does not change "
+        "when x is scaled by s > 0 (witness: an index n where x is not 0). torch's legacy "
+        "exporter writes it at opset 10 for an index over a range (BERT's position ids: "
+        "NonZero of a ConstantOfShape of ones), a shape computation.",
+    ),
+    Operator(
         "OneHot", "x0 x1", "where(k > 0, x1, x0)", params={"k": 1},
         kernel=lambda x0, x1, k: _select(x1, x0, k), onnx_type="OneHot",
         onnx_inputs=(None, None, "x"), onnx_kernel=shape.one_hot, mixes_channels=True,
