@@ -863,3 +863,27 @@ def test_position_ids_from_a_non_zero_quantize(opset, tmp_path, capsys):
                      str(out), "--format", fmt, "--no-progress"]) == 0, capsys.readouterr().err
         written = ort.InferenceSession(str(out)).run(None, {"x": data[:16]})[0]
         assert sqnr_db(reference, written) > 30
+
+
+def test_an_experimental_op_keeps_the_json_on_stdout_parseable(tmp_path, capfd):
+    """onnx's checker prints `Warning: Model contains experimental ops: ImageScaler` on the
+    process's standard output (from C++), so `audit --json` of the zoo's tiny-yolov2 printed
+    a line that is not JSON before the document (a new-user trial). The checker's output now
+    goes to standard error."""
+    import json
+
+    weights = [numpy_helper.from_array(np.full((4, 3, 3, 3), 0.05, np.float32), "w")]
+    nodes = [helper.make_node("ImageScaler", ["x"], ["s"], name="scaler", scale=0.5,
+                              bias=[0.1, 0.2, 0.3]),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "scaler", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", 3, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["n", 4, 6, 6])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 4
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert main(["audit", str(path), "--json"]) == 0
+    captured = capfd.readouterr()
+    assert json.loads(captured.out)["nodes"]
+    assert "experimental ops" in captured.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
@@ -9,7 +10,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -141,15 +142,49 @@ def read_model(path: str | os.PathLike, parsed: ParsedFile | None = None) -> onn
         # the file itself where it holds the very model checked, from its bytes where they
         # were read (all-MiniLM-L6-v2: 0.035 s; from the file 0.10-0.17 s, where serialising
         # the loaded model for the checker took 0.33 s)
-        onnx.checker.check_model(str(source) if huge else checked
-                                 if checked is not model or external
-                                 else parsed.data if parsed is not None else str(source))
+        with _stdout_to_stderr():
+            onnx.checker.check_model(str(source) if huge else checked
+                                     if checked is not model or external
+                                     else parsed.data if parsed is not None else str(source))
     except onnx.checker.ValidationError as err:
         raise UserError(f"{source}: invalid ONNX model ({_checker_message(err)})") from None
     except UnicodeDecodeError:  # the checker's message quotes a name that is not UTF-8
         raise UserError(f"{source}: invalid ONNX model (a name or string is not UTF-8)") from None
     _densify_sparse_initializers(model.graph, str(source))
     return model
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what C++ code writes on the process's standard output to its standard error for
+    the block. onnx's checker prints `Warning: Model contains experimental ops: ImageScaler`
+    on standard output (an old model's ImageScaler, the zoo's tiny-yolov2), which made
+    `audit --json` and `quantize --json` print something that is not JSON (a new-user trial).
+    Nothing is redirected where standard output has no file descriptor (a test's capture)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): C++ iostreams synced with C stdio leave their text in stdio's buffer,
+    which would reach standard output after it is restored."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (not on this platform)
+        pass
 
 
 def _non_utf8_string(message) -> str | None:
