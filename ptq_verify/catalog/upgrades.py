@@ -70,18 +70,8 @@ def before_conversion(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str
     if all(axis_of(n) is None for n in candidates):
         return model, []
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    taken = {name for n in model.graph.node for name in [*n.input, *n.output]}
-    taken |= {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
+    taken = _tensor_names(model)
     node_names = {n.name for n in model.graph.node}
-
-    def fresh(base: str, names: set[str] = taken) -> str:
-        name, k = base, 0
-        while name in names:
-            k += 1
-            name = f"{base}_{k}"
-        names.add(name)
-        return name
-
     nodes, spelt = [], []
     for node in model.graph.node:
         axis = (axis_of(node) if node.op_type in FLATTENED_BEFORE_13
@@ -91,12 +81,12 @@ def before_conversion(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str
             continue
         source, result = node.input[0], node.output[0]
         spelt.append(repr(node.name) if node.name else f"the {node.op_type} of {result!r}")
-        flat, flat_out, shape = (fresh(f"{result}:flat"), fresh(f"{result}:2d"),
-                                 fresh(f"{result}:shape"))
+        flat, flat_out, shape = (_fresh(f"{result}:{role}", taken)
+                                 for role in ("flat", "2d", "shape"))
         rewritten = helper.make_node(node.op_type, [flat], [flat_out], name=node.name, axis=1)
         rewritten.attribute.extend(a for a in node.attribute if a.name != "axis")
         # the new nodes unnamed, as the node itself, where it has no name
-        flatten, shaped, reshape = ((fresh(f"{node.name}:{role}", node_names) if node.name
+        flatten, shaped, reshape = ((_fresh(f"{node.name}:{role}", node_names) if node.name
                                      else "") for role in ("flatten", "shape", "reshape"))
         nodes += [helper.make_node("Flatten", [source], [flat], name=flatten, axis=axis),
                   rewritten,
@@ -121,16 +111,10 @@ def without_image_scalers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
                for n in model.graph.node):
         return model, []
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    taken = {name for n in model.graph.node for name in [*n.input, *n.output, n.name]}
-    taken |= {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
+    taken = _tensor_names(model) | {n.name for n in model.graph.node}
 
     def fresh(base: str) -> str:
-        name, k = base, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
+        return _fresh(base, taken)
 
     nodes, spelt = [], []
     for node in model.graph.node:
@@ -156,3 +140,20 @@ def without_image_scalers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model, spelt
+
+
+def _tensor_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor name the main graph uses: its nodes' inputs and outputs, its initializers
+    and its inputs (what a new name must not be)."""
+    taken = {name for n in model.graph.node for name in [*n.input, *n.output]}
+    return taken | {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
+
+
+def _fresh(base: str, names: set[str]) -> str:
+    """``base``, or ``base_k`` with the least k that ``names`` does not hold; added to it."""
+    name, k = base, 0
+    while name in names:
+        k += 1
+        name = f"{base}_{k}"
+    names.add(name)
+    return name
