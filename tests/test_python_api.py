@@ -249,3 +249,20 @@ def test_a_graph_equalized_after_calibrating_is_refused():
                                         r"graph \('.*'\): its calibrated ranges are stale"):
         quantize(graph, calibration)
     assert quantize(graph, calibrate(graph, data, progress=False)).bits == 8
+
+
+def test_an_undeclared_op_says_how_to_declare_it_from_python(tmp_path):
+    """The refusal of an op type with no declaration named only the command line's way
+    (--operators), where a library user passes operators= (an API trial)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Swish2", ["x"], ["y"], name="act", domain="my.ops")], "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
+    path = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("my.ops", 1)]), path)
+    with pytest.raises(UserError, match=r"node 'act' \(Swish2.*--operators \(from Python: an "
+                                        r"Operator in operators= of load_model, calibrate"):
+        calibrate(load_model(path), {"x": np.ones((2, 4), np.float32)}, progress=False)

@@ -230,7 +230,8 @@ def _way_forward(node: Node) -> str:
     if hint := runtime_operator_hint(node):
         return f"; it is {hint}"
     return _beyond_declaration(node) or (
-        "; declare it in a TOML file given with --operators when one output element is a "
+        "; declare it in a TOML file given with --operators (from Python: an Operator in "
+        "operators= of load_model, calibrate and quantize) when one output element is a "
         "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
         "not one), or remove the node")
 
