@@ -42,7 +42,7 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
     :mod:`.declared_shapes`), and fold
     per-channel affine nodes (BatchNorm) into their producer. Never raises on unknown op
     types (they stay as they are)."""
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    table = OperatorTable.of(operators)
     fold_constants(graph, table)
     if split_sequences(graph):
         infer_shapes_again(graph)

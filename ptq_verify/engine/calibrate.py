@@ -229,7 +229,7 @@ def calibrate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise UserError(f"calibration batch_size {batch_size!r}: must be an integer of 1 or more")
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    table = OperatorTable.of(operators)
     table.require_all(graph.nodes, graph)
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)

@@ -60,7 +60,7 @@ def plan_model(
 ) -> list[NodeAction]:
     """The action for every node of ``graph``. Never raises on unknown op types: they are
     reported with action ``unknown`` (quantize refuses them)."""
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    table = OperatorTable.of(operators)
     active = activation_tensors(graph, table)
     plans = []
     for node in graph.nodes:

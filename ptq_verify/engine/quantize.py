@@ -211,7 +211,7 @@ def quantize(
     showed nothing after the last bar; ResNet-50's convolutions are rounded in the walk).
     """
     bits = check_bits(bits)
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    table = OperatorTable.of(operators)
     check_calibration(graph, calibration, bits, table)
     for name, value in (("float_tensors", float_tensors),
                         ("calibrated_unsigned", calibrated_unsigned)):
@@ -314,7 +314,7 @@ def weight_layers(graph: Graph, operators: Mapping[str, Operator] | OperatorTabl
     weights sit: for ``calibrate(weight_layers=...)``, which then gathers their input
     statistics in its own pass over the data (quantize reads the subset it rounds: a node
     the calibration leaves in float is not rounded)."""
-    table = operators if isinstance(operators, OperatorTable) else OperatorTable(operators)
+    table = OperatorTable.of(operators)
     plans = plan_model(graph, table, override_rules)
     builder = _Builder(graph, Calibration({}), 8, table, per_channel, False, False)
     builder._float = dict.fromkeys(invariant_regions(graph, table, plans, builder.active),

@@ -140,7 +140,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     except UserError as err:  # listed all the same where only its interface is refused (a
         # scikit-learn classifier's ZipMap output: quantize takes tensors only), with why
         original, refused = load_graph(path, tensors_only=False), str(err)
-    table = table or OperatorTable()
+    table = OperatorTable.of(table)
     prepared = prepare(load_graph(path, tensors_only=refused is None), table)
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
