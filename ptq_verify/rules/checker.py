@@ -116,10 +116,11 @@ class UnwritableValue(ValueError):
     4300-digit ``str`` limit); the point is skipped, as one that proves nothing."""
 
 
-def _written(value: sympy.Expr) -> str:
+def written_value(value: sympy.Expr) -> str:
     """``format_expression(value)``, or :class:`UnwritableValue` where the grammar cannot
     write it: ``max(1e1000*x, 0)**5`` at x = 3 is 3**5*10**5000, and the ValueError from
-    ``str`` of that integer had escaped the refutation (classify's library call raised it)."""
+    ``str`` of that integer had escaped the refutation (classify's library call raised it)
+    and the shift rule's (an internal error after a proved scaling rule)."""
     try:
         return format_expression(value)
     except ValueError as err:
@@ -671,7 +672,7 @@ class Checker:
                     if difference is None:
                         continue
                     no_degree = self._no_degree(first, points, s_value)
-                    texts = _written(lhs), _written(rhs)
+                    texts = written_value(lhs), written_value(rhs)
                 except (InexactPoint, UnwritableValue):
                     continue
                 if no_degree is None:
@@ -764,8 +765,8 @@ class Checker:
                 return {
                     "reason": "f(x) = 0 but f(s*x) != 0, so f(s*x) = s^d f(x) fails for every d",
                     "point": {n: str(v) for n, v in first.items()},
-                    "f_x": _written(base_1),
-                    "f_sx": _written(moved_1),
+                    "f_x": written_value(base_1),
+                    "f_sx": written_value(moved_1),
                 }
             return None
         for second in points:
@@ -781,7 +782,7 @@ class Checker:
             difference = certified_nonzero(cross)
             if difference is not None:
                 try:
-                    texts = _written(base_2), _written(moved_2)
+                    texts = written_value(base_2), written_value(moved_2)
                 except UnwritableValue:
                     continue
                 return {

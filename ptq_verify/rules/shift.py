@@ -37,6 +37,7 @@ from ..catalog.grammar import ExpressionError, format_expression, substitute
 from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certified import certified_nonzero
+from .checker import UnwritableValue, written_value
 from .decide import DEFAULT_TIMEOUT, TIMEOUT_REASON, TimeBudgetExceeded, time_budget
 from .rewrite import zero_residual
 from .shift_verdict import (  # noqa: F401 - the rule's types, re-exported with it
@@ -268,11 +269,8 @@ def _counterexample(op: Operator, through_inputs: bool) -> ShiftCounterexample |
         if difference is None:
             continue
         try:
-            texts = format_expression(sides[0]), format_expression(sides[1])
-        except ValueError:
-            # a side the grammar cannot write (an integer past Python's 4300-digit str limit:
-            # max(1e1000*x, 0)**5 at x - c = 3) is no certificate; that ValueError had stopped
-            # classify, after a proved scaling rule, with an internal error
+            texts = written_value(sides[0]), written_value(sides[1])
+        except UnwritableValue:  # a side the grammar cannot write is no certificate
             continue
         return ShiftCounterexample({e: str(v) for e, v in point.items()}, str(c), *texts,
                                    difference)
