@@ -378,3 +378,18 @@ def test_numbers_beyond_float_range_as_parameters_print_exactly(capsys):
     status, out, _ = run(capsys, hint["expression"], "--params", "c1=1e400,c2=1e-400", "--json",
                          "--no-cache")
     assert json.loads(out)[0]["rule"] == "param_rescale"
+
+
+def test_a_huge_certificate_value_prints_short_and_stays_exact_in_json(capsys):
+    """x**2 + 1e1000*x is refuted at x = -10**1000, and its shift rule at values of 1001
+    digits: the terminal lines had printed each digit (a line of 3000 characters). They print
+    the shortest exact literal, else ~ and 7 digits; --json keeps every digit."""
+    status, out, _ = run(capsys, "x**2 + 1e1000*x", "--no-cache")
+    assert status == 0
+    assert "counterexample: x = -1e1000, s = 2" in out
+    assert "f(x) - c = ~4.000000e+1000 (exact: 1001 characters, in --json)" in out
+    assert max(len(line) for line in out.splitlines()) < 400
+    status, out, _ = run(capsys, "x**2 + 1e1000*x", "--no-cache", "--json")
+    verdict = json.loads(out)
+    verdict = verdict[0] if isinstance(verdict, list) else verdict
+    assert "-1" + "0" * 1000 in json.dumps(verdict)

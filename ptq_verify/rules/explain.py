@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Context, Decimal, localcontext
 from fractions import Fraction
 
+import sympy
+
+from ..catalog.grammar import format_expression
 from .certificate import Verdict
 from .lattice import Rule, RuleKind, scale_power
 from .shift_verdict import shift_name
@@ -132,18 +137,45 @@ def _proof_lines(proof: dict) -> list[str]:
     return lines
 
 
+LONG = 40
+"""Characters of a certificate's value that a terminal line prints as they are."""
+_NUMBER = re.compile(r"-?\d+(?:/\d+)?")
+
+
+def shown(text: str) -> str:
+    """A certificate's value as the terminal lines print it: whole when short; else its
+    shortest exact literal (``-1e1000`` for the 1001-digit integer the certificate holds);
+    else, for a number, ~ and 7 significant digits with its length (``--json`` holds it
+    whole). A refutation at x = -10**1000 had printed a line of a thousand digits."""
+    if len(text) <= LONG or not _NUMBER.fullmatch(text):
+        return text
+    try:  # (a numerator past Python's 4300-digit int limit has no shorter exact literal)
+        exact = format_expression(sympy.Rational(Fraction(text)))
+    except ValueError:
+        exact = text
+    if len(exact) <= LONG:
+        return exact
+    numerator, _, denominator = text.partition("/")
+    with localcontext(Context(prec=7)):
+        value = Decimal(numerator) / Decimal(denominator or 1)
+    return f"~{value:.6e} (exact: {len(text)} characters, in --json)"
+
+
+def _point(point: dict) -> str:
+    return ", ".join(f"{n} = {shown(v)}" for n, v in point.items())
+
+
 def _counterexample_lines(cx: dict) -> list[str]:
-    point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
     lines = [
-        f"  counterexample: {point}, s = {cx['scale']}",
-        f"    f(s*x) = {cx['lhs']}",
-        f"    s*f(x) = {cx['rhs']}",
+        f"  counterexample: {_point(cx['point'])}, s = {shown(cx['scale'])}",
+        f"    f(s*x) = {shown(cx['lhs'])}",
+        f"    s*f(x) = {shown(cx['rhs'])}",
         f"    difference = {cx['difference']} (certified non-zero)",
     ]
     evidence = cx.get("no_degree")
     if evidence:
-        where = ", ".join(f"{n} = {v}" for n, v in evidence["point"].items())
-        lines.append(f"  no degree works: {evidence['reason']} (second point {where})")
+        lines.append(f"  no degree works: {evidence['reason']} (second point "
+                     f"{_point(evidence['point'])})")
     rescale = cx.get("no_rescale")
     if rescale:
         lines.append(
@@ -166,13 +198,12 @@ def shift_summary(shift) -> str:
                 "absorption may move a constant through it)")
     if shift.status == "refuted" and shift.certificate is not None:
         cx = shift.certificate.to_json()
-        point = ", ".join(f"{n} = {v}" for n, v in cx["point"].items())
         # the point names every element of an operator without parameters (shift.py refutes
         # no other): the shift takes the name shift_symbol gives it, c_ beside an input c
         # (which had printed "c = 3/2, c = 1")
         c = shift_name(cx["point"])
-        return (f"refuted at {point}, {c} = {cx['shift']}: f(x - {c}) = {cx['lhs']}, "
-                f"f(x) - {c} = {cx['rhs']}")
+        return (f"refuted at {_point(cx['point'])}, {c} = {shown(cx['shift'])}: f(x - {c}) = "
+                f"{shown(cx['lhs'])}, f(x) - {c} = {shown(cx['rhs'])}")
     return f"undecided ({shift.reason})"
 
 
