@@ -31,7 +31,7 @@ float rounding undo every change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,9 +107,16 @@ def absorbable(graph: Graph, table: OperatorTable | Mapping[str, Operator] | Non
     shift and whose layers take it (no data needed: ``ptq-verify audit`` lists them)."""
     table = OperatorTable.of(table)
     active = activation_tensors(graph, table)
+    moves: dict[str, _Move | None] = {}  # a layer of two groups is probed once
+
+    def bias_move(node: Node) -> _Move | None:
+        if node.name not in moves:
+            moves[node.name] = _bias_move(graph, table, node, active)
+        return moves[node.name]
+
     return [found for group in (groups_of(graph, table, overrides) if groups is None
                                 else groups)
-            if (found := _absorbable(graph, table, group, active)) is not None]
+            if (found := _absorbable(graph, table, group, active, bias_move)) is not None]
 
 
 def absorb(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
@@ -164,15 +171,15 @@ def shifted_tensors(done: list[AbsorbedGroup]) -> list[str]:
 
 # -- which nodes take the shift ---------------------------------------------------------------
 
-def _absorbable(graph: Graph, table: OperatorTable, group: Group, active: set[str]
-                ) -> Absorbable | None:
+def _absorbable(graph: Graph, table: OperatorTable, group: Group, active: set[str],
+                bias_move: Callable[[Node], _Move | None]) -> Absorbable | None:
     tensor = next(iter(group.tensors))
     shape = example_shape(graph, tensor)
     if shape is None:
         return None
     channels, ndim = shape[CHANNEL_AXIS], len(shape)
-    firsts = [_bias_move(graph, table, layer.node, active) for layer in group.firsts.values()]
-    seconds = [_bias_move(graph, table, layer.node, active) for layer in group.seconds.values()]
+    firsts = [bias_move(layer.node) for layer in group.firsts.values()]
+    seconds = [bias_move(layer.node) for layer in group.seconds.values()]
     if None in firsts or None in seconds:
         return None
     if not all(_constant_response(graph, table, layer.node, active,
@@ -224,9 +231,10 @@ def _bias_move(graph: Graph, table: OperatorTable, node: Node, active: set[str]
         return None
     examples = examples + [None] * (slot + 1 - len(examples))
     bias = np.asarray(graph.initializers[name] if name else np.zeros(channels), np.float64)
-    examples[slot] = bias
+    if not name:  # (a held bias is the examples' own already: base ran on it)
+        examples[slot] = bias
+        base = run_kernel(op, node, examples, {})
     amount = np.random.default_rng(6).uniform(-2.0, 2.0, channels)
-    base = run_kernel(op, node, examples, {})
     moved = run_kernel(op, node, examples, {slot: bias - coefficient * amount})
     if base is None or moved is None or not _close(moved, base - along(amount, CHANNEL_AXIS,
                                                                          base.ndim)):
