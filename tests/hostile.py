@@ -227,6 +227,15 @@ def lstm_after_matmul(outputs: tuple[str, ...] = ("y", "y_h", "y_c")) -> onnx.Mo
                   initializers)
 
 
+def unique_after_matmul(outputs: tuple[str, ...] = ("y", "indices", "inverse")) -> onnx.ModelProto:
+    """MatMul -> Unique (outputs Y, indices, inverse indices, or ``outputs``): an op of several
+    outputs that is no recurrent layer, which onnxruntime loads."""
+    initializers = [numpy_helper.from_array(np.eye(3, dtype=np.float32), "w")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("Unique", ["h"], list(outputs), name="unique_1")]
+    return _model(nodes, [_float("x", [2, 3])], [_float("y", [None])], initializers)
+
+
 def skip_layer_norm_after_matmul() -> onnx.ModelProto:
     """MatMul -> com.microsoft SkipLayerNormalization -> Add: the fused residual norm that
     onnxruntime's transformer optimizer writes into GPT-2 (outputs in slots 0 and 3: the

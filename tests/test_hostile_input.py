@@ -500,9 +500,10 @@ def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: an LSTM (torch's legacy export: Y, Y_h, Y_c) was refused with the
     advice to declare it with --operators, which then refuses it again, since a declaration
-    file describes one output. The first refusal says so."""
-    outcome = _refused_undeclared(tmp_path, hostile.lstm_after_matmul(), (8, 2, 3),
-                                  "node 'lstm_1' (LSTM)", "no declared operator",
+    file describes one output. The first refusal says so (here of a Unique, since a recurrent
+    layer's refusal now says what it is)."""
+    outcome = _refused_undeclared(tmp_path, hostile.unique_after_matmul(), (8, 3),
+                                  "node 'unique_1' (Unique)", "no declared operator",
                                   "it writes 3 outputs", "describes 1")
     assert "declare it in a TOML file" not in outcome.err
 
@@ -510,8 +511,9 @@ def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_
 def test_an_undeclared_op_counts_the_outputs_it_writes(tmp_path):
     """A new-user trial: onnxruntime's SkipLayerNormalization, writing output slots 0 and 3,
     was said to write 4 outputs."""
-    _refused_undeclared(tmp_path, hostile.lstm_after_matmul(("y", "", "y_c")), (8, 2, 3),
-                        "node 'lstm_1' (LSTM)", "it writes 2 outputs (slots 0, 2)", "describes 1")
+    _refused_undeclared(tmp_path, hostile.unique_after_matmul(("y", "", "inverse")), (8, 3),
+                        "node 'unique_1' (Unique)", "it writes 2 outputs (slots 0, 2)",
+                        "describes 1")
 
 
 def test_an_onnxruntime_fused_op_is_sent_back_to_the_export(tmp_path):
@@ -931,18 +933,20 @@ def test_data_neither_runtime_can_run_is_said_of_the_data(tmp_path):
     assert _quantize(model, calib, tmp_path / "q.onnx").status == 0
 
 
-def test_an_undeclared_recurrence_is_not_sent_to_a_declaration_without_a_warning(tmp_path):
-    """A new-user trial: torch's dynamo export of an LSTM writes only Y (one output), and the
-    refusal advised declaring it with --operators, which a recurrence over a sequence cannot
-    follow (a declaration is a formula of one output element). The advice says so."""
-    model, calib = tmp_path / "lstm.onnx", tmp_path / "x.npy"
-    onnx.save(hostile.lstm_after_matmul(("y",)), model)
-    np.save(calib, np.random.default_rng(0).normal(size=(8, 2, 3)).astype(np.float32))
-    outcome = _quantize(model, calib, tmp_path / "q.onnx")
-    _assert_one_line_error(outcome, "node 'lstm_1' (LSTM)", "no declared operator",
-                           "when one output element is a formula of a few input elements",
-                           "a recurrence over a sequence is not one")
-    assert not (tmp_path / "q.onnx").exists()
+@pytest.mark.parametrize("outputs", [("y",), ("y", "y_h", "y_c")], ids=["dynamo", "legacy"])
+def test_an_undeclared_recurrence_is_refused_as_a_recurrent_layer(tmp_path, outputs):
+    """New-user trials: torch's dynamo export of an LSTM or GRU writes only Y (one output), and
+    the refusal advised declaring it with --operators (a recurrence over a sequence cannot be
+    declared); the legacy export writes Y, Y_h, Y_c and was told to "remove it or export the
+    model without it", which a model built around it cannot do. Both exports are refused
+    alike, as a recurrent layer that nothing in ptq-verify takes, with onnxruntime's
+    quantize_dynamic as the way forward."""
+    outcome = _refused_undeclared(tmp_path, hostile.lstm_after_matmul(outputs), (8, 2, 3),
+                                  "node 'lstm_1' (LSTM)", "no declared operator",
+                                  "it is a recurrent layer", "initial_h",
+                                  "cannot quantize a model holding one", "quantize_dynamic")
+    assert "declare it in a TOML file" not in outcome.err
+    assert "remove it" not in outcome.err
 
 
 # -- a hostile-input hunt (helper trial, 330 cases): what it found -----------------------------

@@ -184,6 +184,13 @@ def _beyond_declaration(node: Node) -> str:
                 "cannot take this node: export the model so that it splits into tensors (a "
                 "legacy torch export wrote SplitToSequence and SequenceAt for a split that "
                 "torch's dynamo exporter writes as one Split)")
+    if node.in_onnx_domain and _recurrent(node.op_type):
+        return ("; it is a recurrent layer (its ONNX schema takes an initial hidden state, "
+                "initial_h): each step of its output depends on every earlier step, which no "
+                "declaration (a formula of a few input elements) describes, and ptq-verify "
+                "keeps no undeclared node in float, so it cannot quantize a model holding one "
+                "(docs/engine.md, Limits); onnxruntime's quantize_dynamic leaves it in float or "
+                "quantizes its weights alone")
     if node.in_onnx_domain and _draws_random(node.op_type):
         return ("; its ONNX schema takes a random seed: it draws random values, which no "
                 "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
@@ -203,6 +210,18 @@ def _draws_random(op_type: str) -> bool:
     so it never reaches here."""
     try:
         return "seed" in onnx.defs.get_schema(op_type).attributes
+    except onnx.defs.SchemaError:
+        return False
+
+
+def _recurrent(op_type: str) -> bool:
+    """Whether the ONNX schema of ``op_type`` takes an initial hidden state ``initial_h``: a
+    recurrent layer (RNN, GRU, LSTM). A new-user trial's torch exports were told to declare
+    it (dynamo: one output) or to "remove it or export the model without it" (legacy: three
+    outputs), advice a model built around such a layer cannot follow; both now say what it
+    is and that no declaration takes it."""
+    try:
+        return any(formal.name == "initial_h" for formal in onnx.defs.get_schema(op_type).inputs)
     except onnx.defs.SchemaError:
         return False
 
