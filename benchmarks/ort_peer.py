@@ -69,9 +69,27 @@ def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
     )
 
 
-if __name__ == "__main__":  # python ort_peer.py model.onnx calib.npz out.onnx [--per-channel]
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """The command line: ``python ort_peer.py MODEL DATA OUT [--per-channel]``. A new-user trial
+    ran ``--help`` as the brief said and met an IndexError traceback (the arguments were read
+    from sys.argv by position)."""
+    import argparse
 
-    with np.load(sys.argv[2]) as archive:
-        write_int8(Path(sys.argv[1]), dict(archive), Path(sys.argv[3]),
-                   per_channel="--per-channel" in sys.argv[4:])
+    parser = argparse.ArgumentParser(
+        description="onnxruntime's quantize_static (QDQ, int8 activations and weights, MinMax) "
+                    "of MODEL, calibrated on DATA, written to OUT: the peer ptq-verify is "
+                    "measured against")
+    parser.add_argument("model", type=Path, help="the float ONNX model")
+    parser.add_argument("data", type=Path,
+                        help="calibration .npz: one array per model input, keyed by its name, "
+                             "batch first")
+    parser.add_argument("out", type=Path, help="the quantized model to write")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="one weight scale per output channel (default: per tensor)")
+    args = parser.parse_args(argv)
+    with np.load(args.data) as archive:
+        write_int8(args.model, dict(archive), args.out, per_channel=args.per_channel)
+
+
+if __name__ == "__main__":
+    main()
