@@ -236,6 +236,23 @@ def unique_after_matmul(outputs: tuple[str, ...] = ("y", "indices", "inverse")) 
     return _model(nodes, [_float("x", [2, 3])], [_float("y", [None])], initializers)
 
 
+def attention_over_a_row_masked_whole() -> onnx.ModelProto:
+    """MatMul -> Add of an additive mask -> Softmax -> MatMul, the mask Where(x > 100, 0, -inf)
+    computed from the input as an exporter writes a key padding mask: on data below 100 every
+    position is hidden, the Softmax's row is all -inf and it writes NaN (an attention over a
+    sample of padding alone), from finite inputs."""
+    arrays = {"w": np.eye(4), "w2": np.ones((4, 2)), "hundred": np.array(100.0),
+              "zero": np.array(0.0), "minus_inf": np.array(-np.inf)}
+    initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("Greater", ["x", "hundred"], ["keep"], name="greater"),
+             helper.make_node("Where", ["keep", "zero", "minus_inf"], ["mask"], name="where"),
+             helper.make_node("Add", ["h", "mask"], ["scores"], name="add"),
+             helper.make_node("Softmax", ["scores"], ["p"], name="softmax_1", axis=-1),
+             helper.make_node("MatMul", ["p", "w2"], ["y"], name="matmul_2")]
+    return _model(nodes, [_float("x", ["n", 4])], [_float("y", ["n", 2])], initializers)
+
+
 def skip_layer_norm_after_matmul() -> onnx.ModelProto:
     """MatMul -> com.microsoft SkipLayerNormalization -> Add: the fused residual norm that
     onnxruntime's transformer optimizer writes into GPT-2 (outputs in slots 0 and 3: the

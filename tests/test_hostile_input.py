@@ -933,6 +933,19 @@ def test_data_neither_runtime_can_run_is_said_of_the_data(tmp_path):
     assert _quantize(model, calib, tmp_path / "q.onnx").status == 0
 
 
+def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_path):
+    """A new-user trial: torch's MultiheadAttention and TransformerEncoder with a key padding
+    mask, calibrated with one sample of padding alone, were refused naming only the output
+    'y', as if the data were at fault; the float model computes NaN at the Softmax, from
+    finite ids. The refusal names that Softmax (not the -inf mask before it, -inf by design)
+    and says to leave such samples out."""
+    outcome = _refused_undeclared(tmp_path, hostile.attention_over_a_row_masked_whole(), (8, 4),
+                                  "tensor 'y' takes infinite or NaN values",
+                                  "the float model computes NaN first at node 'softmax_1' "
+                                  "(Softmax), from finite inputs", "leave such samples out")
+    assert "'where'" not in outcome.err
+
+
 @pytest.mark.parametrize("outputs", [("y",), ("y", "y_h", "y_c")], ids=["dynamo", "legacy"])
 def test_an_undeclared_recurrence_is_refused_as_a_recurrent_layer(tmp_path, outputs):
     """New-user trials: torch's dynamo export of an LSTM or GRU writes only Y (one output), and

@@ -155,6 +155,35 @@ def _non_finite(value: np.ndarray) -> str:
     return f"{' and '.join(counts)} of its {value.size} values"
 
 
+def _first_non_finite(graph: Graph, known: Mapping[str, str],
+                      *batches: dict[str, np.ndarray]) -> str:
+    """Where the float model first computes NaN (or, with none, inf) on this batch: the first
+    node (in graph order) whose output ``known`` words so or one of ``batches`` holds so,
+    worded for the refusal of a non-finite graph output; "" where none is found or a graph
+    input holds them (the refusal names it). NaN is looked for first since an additive mask
+    is -inf by design. A new-user trial's attention over a sample of padding alone (a Softmax
+    of a row all -inf) was refused naming only the output, as if the data were at fault,
+    where the model computes NaN from finite ids."""
+    def holds(name: str, test: Callable[[np.ndarray], np.ndarray], word: str) -> bool:
+        if word in known.get(name, ""):
+            return True
+        value = next((batch[name] for batch in batches if name in batch), None)
+        return (value is not None and np.issubdtype(np.asarray(value).dtype, np.floating)
+                and bool(test(value).any()))
+
+    if any(holds(name, np.isnan, "NaN") or holds(name, np.isinf, "infinite")
+           for name in graph.input_names):
+        return ""
+    for test, word in ((np.isnan, "NaN"), (np.isinf, "infinite")):
+        for node in graph.nodes:
+            if any(name and holds(name, test, word) for name in node.outputs):
+                return (f"; the float model computes {word} first at {node.label}, from "
+                        "finite inputs: leave such samples out (an attention row whose mask "
+                        "hides every position: a sample of padding alone), or make the model "
+                        "guard them")
+    return ""
+
+
 def _where_in_batch(value: np.ndarray, done: int, size: int) -> str:
     """Which calibration samples hold ``value``'s inf or NaN: the batch's (``size`` samples
     after ``done``), and the first one's index where ``value`` has a batch axis."""
@@ -294,8 +323,9 @@ def calibrate(
                         and not np.isfinite(plain[i]).all())), "")
                 raise UserError(
                     f"{graph.source}: tensor {name!r} takes infinite or NaN values on the "
-                    f"calibration data ({non_finite[name]}{given}); quantizing needs finite "
-                    "activations") from None
+                    f"calibration data ({non_finite[name]}{given}"
+                    f"{_first_non_finite(graph, non_finite, plain, pending, held)}); "
+                    "quantizing needs finite activations") from None
 
     def settle_batch(nbytes: int) -> None:
         """Record the batch's values (``nbytes`` of them from onnxruntime), settle its masked
