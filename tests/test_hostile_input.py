@@ -267,7 +267,8 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
     np.save(calib, np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     _assert_one_line_error(outcome, "infinite or NaN", "(16 infinite of its 16 values in "
-                           "samples 0 to 3, the first in sample 0)")
+                           "samples 0 to 3, the first in sample 0; the float model computes "
+                           "infinite first at node 'clip' (Clip), from finite inputs")
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -942,7 +943,7 @@ def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_pa
     outcome = _refused_undeclared(tmp_path, hostile.attention_over_a_row_masked_whole(), (8, 4),
                                   "tensor 'y' takes infinite or NaN values",
                                   "the float model computes NaN first at node 'softmax_1' "
-                                  "(Softmax), from finite inputs", "leave such samples out")
+                                  "(Softmax), from finite inputs", "leave out the samples")
     assert "'where'" not in outcome.err
 
 

@@ -178,9 +178,8 @@ def _first_non_finite(graph: Graph, known: Mapping[str, str],
         for node in graph.nodes:
             if any(name and holds(name, test, word) for name in node.outputs):
                 return (f"; the float model computes {word} first at {node.label}, from "
-                        "finite inputs: leave such samples out (an attention row whose mask "
-                        "hides every position: a sample of padding alone), or make the model "
-                        "guard them")
+                        "finite inputs: leave out the samples it computes them on, or make the "
+                        "model guard them")
     return ""
 
 
