@@ -798,3 +798,44 @@ def test_an_output_past_protobufs_limit_is_one_line(mlp_files, capsys, monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2 GB limit" in err and "--format qdq" in err
     assert not out.exists()
+
+
+def _kv_cache_step():
+    """One attention layer's cache as exporters write it: the new tokens' keys (a MatMul of
+    the input) appended to the past keys by a Concat along the length axis, which is both
+    the ``present`` output and what the rest of the layer reads."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), name)
+               for name in ("w_key", "w_out")]
+    nodes = [helper.make_node("MatMul", ["x", "w_key"], ["key"], name="key_proj"),
+             helper.make_node("Concat", ["past", "key"], ["present"], name="append", axis=1),
+             helper.make_node("MatMul", ["present", "w_out"], ["scores"], name="out_proj")]
+    floats = {"x": ["batch", "new", 4], "past": ["batch", "past_length", 4],
+              "present": ["batch", "total", 4], "scores": ["batch", "total", 4]}
+    graph = helper.make_graph(
+        nodes, "kv", [helper.make_tensor_value_info(n, TensorProto.FLOAT, floats[n])
+                      for n in ("x", "past")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, floats[n])
+         for n in ("scores", "present")], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_empty_past_is_said_to_be_empty_not_zero_nor_mixed_precision(tmp_path, capsys):
+    """A new-user trial: a KV-cache decoder calibrated for the prefill (past key/values of
+    length 0) was said to have its past inputs "0 on all calibration data ... (an additive
+    attention mask calibrated on rows without padding)" and the nodes reading them to run in
+    float as "mixed precision: an activation kept in float", which means --keep-float chose
+    them. The note says they are empty, and the nodes say why they run in float."""
+    model, calib = tmp_path / "kv.onnx", tmp_path / "calib.npz"
+    onnx.save(_kv_cache_step(), model)
+    rng = np.random.default_rng(1)
+    np.savez(calib, x=rng.normal(size=(16, 3, 4)).astype(np.float32),
+             past=np.zeros((16, 0, 4), np.float32))
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "note: kept in float: input 'past': empty in all calibration data" in out
+    assert "0 on all calibration data" not in out and "mixed precision" not in out
+    assert "(float: an input empty in all calibration data, kept in float)" in out

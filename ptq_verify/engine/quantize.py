@@ -233,6 +233,7 @@ def quantize(
                            fixed_point_multipliers, integer_outputs)
         builder.optq, builder.bias_correction = weight_rounding == "optq", bias_correction
         builder.kept_float = kept
+        builder.kept_reasons = {name: UNRANGED_REASONS[why] for name, why in unranged.items()}
         builder.calibrated_unsigned = set(calibrated_unsigned)
         builder.wide_sums = wide_sums
         builder.lopsided = not symmetric
@@ -240,11 +241,7 @@ def quantize(
         builder.build(plans)
         return builder
 
-    # a float input 0 on all calibration data has no range to hold it by: codes of scale 1
-    # would clip whatever it holds at run time (an additive attention mask calibrated on rows
-    # without padding: every masked key came back unmasked)
-    unranged = [info.name for info in graph.float_inputs()
-                if info.name in calibration.stats and calibration.stats[info.name].max_abs == 0]
+    unranged = unranged_inputs(graph, calibration)
     # The products here are small (at most 1024 columns: patches, H, its Cholesky factor,
     # OPTQ's column blocks); with BLAS threads they wait on each other whenever another
     # process holds a core (measured 2x slower on the transformer, 5x on the digits CNN,
@@ -274,11 +271,7 @@ def quantize(
             builder.notes.append(non_finite_note(calibration.non_finite))
         if symmetric:
             builder.notes.append(symmetric_note(builder.symmetric_instead))
-        if unranged:
-            builder.notes.append(
-                f"kept in float: input {', '.join(map(repr, unranged))}: 0 on all calibration "
-                "data, so no range holds its values at run time (an additive attention mask "
-                "calibrated on rows without padding); calibrate on data that uses it")
+        builder.notes += unranged_notes(unranged)
     model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
@@ -291,6 +284,47 @@ def quantize(
             f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
             f"compensated, {counts['static']} static: {why}); nothing to quantize")
     return model
+
+
+MIXED_PRECISION = "mixed precision: an activation kept in float"
+# why a float model input has no calibrated range: what a node reading it says (the summary
+# counts it by that), and the note's words for it
+UNRANGED_REASONS = {"zero": "an input 0 on all calibration data, kept in float",
+                    "empty": "an input empty in all calibration data, kept in float"}
+UNRANGED_NOTES = {
+    "zero": ("0 on all calibration data, so no range holds its values at run time (an "
+             "additive attention mask calibrated on rows without padding); calibrate on data "
+             "that uses it"),
+    "empty": ("empty in all calibration data (an axis of length 0, as the past key/values "
+              "of a KV cache before the first token), so no range was measured for its values; "
+              "the nodes that read it run in float. To have them on codes, calibrate on data "
+              "where it holds values (past key/values recorded from real prompts)"),
+}
+
+
+def unranged_inputs(graph: Graph, calibration: Calibration) -> dict[str, str]:
+    """The float model inputs no calibrated range can hold, each with why ("zero" or "empty").
+
+    An input 0 on all calibration data would take codes of scale 1, which clip whatever it
+    holds at run time (an additive attention mask calibrated on rows without padding: every
+    masked key came back unmasked). An input with no element at all (a KV cache's past
+    key/values at past length 0, calibrated for the prefill) has no range either; it had
+    been reported as 0 on all the data, an additive mask, and its nodes as mixed precision."""
+    unranged = {}
+    for info in graph.float_inputs():
+        stats = calibration.stats.get(info.name)
+        if stats is not None and stats.max_abs == 0:
+            unranged[info.name] = "zero" if stats.count else "empty"
+    return unranged
+
+
+def unranged_notes(unranged: Mapping[str, str]) -> list[str]:
+    """One note per reason the inputs :func:`unranged_inputs` found are kept in float."""
+    notes = []
+    for why, words in UNRANGED_NOTES.items():
+        if names := [name for name, its in unranged.items() if its == why]:
+            notes.append(f"kept in float: input {', '.join(map(repr, names))}: {words}")
+    return notes
 
 
 def symmetric_note(tensors: set[str]) -> str:
@@ -352,6 +386,9 @@ class _Builder:
         self.optq, self.bias_correction = False, False
         self.progress = False  # bars over the weights rounded ahead and over the walk
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
+        # a tensor of kept_float -> why its float region runs in float, where the user did not
+        # choose it (an input without a calibrated range); the others are mixed precision
+        self.kept_reasons: dict[str, str] = {}
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self.wide_sums = True  # integers read only by sums and float nodes stay wide
         self.lopsided = True  # a range lopsided around 0 may take 2^n codes over itself
@@ -1024,7 +1061,7 @@ class _Builder:
                                           "inf or NaN, which no code holds")
                     continue
                 for name in regions.of(tensor)[0]:
-                    floats.setdefault(name, "mixed precision: an activation kept in float")
+                    floats.setdefault(name, self.kept_reasons.get(tensor, MIXED_PRECISION))
         carrying = self._carrying_saturated()
         for node in reversed(self.graph.nodes):
             if (self._plans[node.name].action is not Action.STATIC
