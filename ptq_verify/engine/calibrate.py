@@ -23,7 +23,7 @@ from .parallel import cores, in_background, mapped
 from .plan import plan_model
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
 from .rules import divisor_inputs
-from .saturation import kept_positions, masked_sums, static_part
+from .saturation import kept_positions, masked_sums, static_part, unselected_saturation
 from .stats import TensorStats
 
 if TYPE_CHECKING:
@@ -433,6 +433,9 @@ def calibrate(
             layer_inputs.clear()
             bar.update(size)
             done += size
+    saturated |= unselected_saturation(
+        {name: sums[name] for name in sums.keys() - saturated}, graph, table,
+        {name: stats[name].max_abs for name in sums if name in stats}, bits)
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner, non_finite,

@@ -26,6 +26,7 @@ to the end code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,3 +189,59 @@ def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
         return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
+
+
+def selectable_constants(graph: Graph, table: OperatorTable, tensor: str) -> list[np.ndarray]:
+    """The float constants a static ``tensor`` may take its values from through selections
+    alone (:func:`is_lattice_selection`: Where, Expand, Reshape, Concat ...): the constants
+    read by the selections' tensor slots, walking back from ``tensor`` (a selection's
+    condition is a parameter, not walked). A tensor computed otherwise contributes none.
+
+    An additive attention mask is ``Where(keep, 0, finfo.min)`` (or -inf) expanded to the
+    scores' shape: which positions take finfo.min depends on the data, but that it may take
+    it is read off the graph, where calibration data without padding never shows it."""
+    makers = {out: node for node in graph.nodes for out in node.outputs}
+    found: list[np.ndarray] = []
+    pending, seen = [tensor], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in graph.initializers:
+            value = np.asarray(graph.initializers[name])
+            if np.issubdtype(value.dtype, np.floating) and value.size:
+                found.append(value)
+            continue
+        node = makers.get(name)
+        op = None if node is None else table.find(node, graph)
+        if op is None or not is_lattice_selection(op):
+            continue
+        tensors = {t.name for t in op.inputs}
+        pending += [name for slot, name in enumerate(node.inputs)
+                    if name and slot_binding(op, slot) in tensors]
+    return found
+
+
+def unselected_saturation(sums: dict[str, MaskedSum], graph: Graph, table: OperatorTable,
+                          reach: Mapping[str, float], bits: int | None) -> set[str]:
+    """The masked sums whose static operands may select a constant their codes cannot hold
+    beside the calibrated range (infinite, or beyond 2^(n-1) - 1 times ``reach``, the sum's
+    calibrated max |x|: the bound calibrate leaves such a position out by), although the
+    calibration data never selected it. Held as codes, such a position would clip to the
+    range's end at run time, and the Softmax after it would attend to a masked key: a KV-cache
+    decoder calibrated on rows without padding (its decode step has no causal mask to add)
+    lost 13-21 dB on padded rows with no word said. Counted as saturated, the sum runs in
+    float where its readers do, mask intact, as when calibration had shown it."""
+    levels = (1 << ((bits or 8) - 1)) - 1
+    found = set()
+    for name, masked in sums.items():
+        if masked.chosen or name not in reach:
+            continue
+        for operand in masked.static:
+            constants = selectable_constants(graph, table, operand)
+            if any(not np.all(np.isfinite(c)) or np.abs(c).max() > levels * reach[name]
+                   for c in constants):
+                found.add(name)
+                break
+    return found
