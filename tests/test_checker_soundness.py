@@ -271,7 +271,8 @@ def test_an_expression_may_start_with_a_minus_sign(capsys):
 LEFT_DOMAINS = [("x + 0*log(x - 1)", 2, sympy.Rational(1, 4)),
                 ("x*(x+1)/(x+1)", sympy.Rational(-1, 2), 2),
                 ("log(x)/log(x)*x", sympy.Rational(1, 4), 4),
-                ("x*sqrt(1 - x)/sqrt(1 - x)", sympy.Rational(1, 2), 2)]
+                ("x*sqrt(1 - x)/sqrt(1 - x)", sympy.Rational(1, 2), 2),
+                ("x + 0*log(max(x, 1) - 1)", 2, sympy.Rational(1, 4))]
 
 
 @pytest.mark.parametrize("expr,inside,scale", LEFT_DOMAINS)
@@ -300,6 +301,18 @@ def test_a_domain_that_scaling_keeps_still_gets_its_proof(expr):
     op = Operator("op", "x", expr)
     verdict = classify(op)
     assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
+
+
+def test_a_domain_under_a_max_that_scaling_keeps_gets_its_proof():
+    """ScaleNorm, ``g*x0/max(norm(x), eps)``: with eps -> s*eps its domain
+    ``max(eps, norm) != 0`` is a cone (max(s*eps, s*n) = s*max(eps, n)), so the rule is
+    proved; it had stayed undecided, the scaled gap's s left inside the max."""
+    op = Operator("ScaleNorm", "x0 x1 x2", "g*x0/max(sqrt(x0**2 + x1**2 + x2**2), eps)",
+                  params={"g": "1", "eps": "1e-5"})
+    verdict = classify(op)
+    assert isinstance(verdict.certificate, Proof)
+    assert verdict.rule.param_exponents["eps"] == 1
     _rechecks(op, verdict)
 
 

@@ -33,7 +33,7 @@ from ..catalog.operator import Operator
 from .certificate import Counterexample, Proof, ProofCase, Verdict
 from .certified import NumericFunction, certified_nonzero, certified_zero
 from .lattice import Partition, Rule, RuleKind
-from .rewrite import zero_residual
+from .rewrite import rewrite_positive, zero_residual
 
 _PIECEWISE_ATOMS = (
     sympy.Max,
@@ -181,11 +181,19 @@ def _kept_by(condition: sympy.Basic, swap: dict, scales: set) -> bool:
     if gap == 0:
         return True
     try:
-        ratio = sympy.cancel(gap.xreplace(swap) / gap)
+        ratio = sympy.cancel(_scaled_gap(gap, swap) / gap)
     except (ValueError, TypeError, ArithmeticError, RecursionError,
             sympy.PolynomialError):
         return False
     return ratio.free_symbols <= scales and ratio.is_positive is True
+
+
+def _scaled_gap(gap: sympy.Expr, swap: dict) -> sympy.Expr:
+    """The gap of a domain relation at the scaled point, with positive scale factors pulled
+    out of Max and Min (``rewrite_positive``, an identity for positive scales): cancel alone
+    leaves ``max(s*eps, s*abs(x))/max(eps, abs(x))`` standing, so ScaleNorm's
+    ``g*x0/max(norm(x), eps)``, with eps -> s*eps a cone, had stayed undecided."""
+    return rewrite_positive(gap.xreplace(swap))
 
 
 def _monomial(scales: list[sympy.Symbol], exponents) -> sympy.Expr:
