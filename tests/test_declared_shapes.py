@@ -70,6 +70,31 @@ def test_a_model_onnxruntime_cannot_run_gets_its_output_sqnr_from_the_simulation
     assert float(note.split(": y ")[1].split(" dB")[0]) > 30
 
 
+def _quantized_notes(tmp_path, capsys, declaration: str) -> list[str]:
+    from ptq_verify.cli import main
+
+    ops, model, calib = tmp_path / "ops.toml", tmp_path / "m.onnx", tmp_path / "x.npy"
+    ops.write_text(declaration)
+    model.write_bytes(_model().SerializeToString())
+    np.save(calib, np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32))
+    assert main(["quantize", str(model), "--calib", str(calib), "--operators", str(ops),
+                 "-o", str(tmp_path / "q.onnx"), "--no-progress"]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+
+
+def test_an_attribute_a_custom_node_leaves_out_is_said_to_take_the_sample_value(tmp_path,
+                                                                                capsys):
+    """A trial's declaration bound a parameter (gamma = 2) to an attribute its custom nodes do
+    not carry: the engine ran them with 2, which their kernel need not, and said nothing."""
+    notes = _quantized_notes(tmp_path, capsys, hostile.declaration(
+        "ScaledRelu", "max(x, 0)*a*g", "com.example:ScaledRelu", a="2", g="3"))
+    assumed = [n for n in notes if "attributes the nodes leave out" in n]
+    assert len(assumed) == 1
+    assert "'srelu1' (ScaledRelu): g = 3" in assumed[0] and "a = " not in assumed[0]
+    assert not any("attributes the nodes leave out" in n
+                   for n in _quantized_notes(tmp_path, capsys, SCALED_RELU))
+
+
 @pytest.mark.parametrize(("shapes", "expected"), [
     ([("N", 8), ("N", 8)], ("N", 8)),
     ([("N", 8), (8,)], ("N", 8)),

@@ -16,6 +16,7 @@ from .arguments import ascii_float, ascii_int, path_text
 from .models import (
     HELP,
     add_operators_argument,
+    assumed_attributes_note,
     declared_operators,
     resolve_model,
     unchecked_note,
@@ -263,6 +264,8 @@ def run(args) -> int:
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     if (unchecked := unchecked_note(declared)) is not None:
         model.notes.append(unchecked)
+    if (assumed := assumed_attributes_note(graph, declared)) is not None:
+        model.notes.append(assumed)
     if overridable:
         model.notes.append(
             f"inputs that are also initializers (defaults a runtime may override), quantized "
