@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import examples
 from ..errors import UserError
 from ..input_files import not_utf8_at, path_mode
 from .arguments import path_text
+
+if TYPE_CHECKING:
+    from ..graph import Graph, OperatorTable
 
 HELP = ("the float ONNX model, or the name of a shipped example (" + ", ".join(examples.names())
         + "; a file of that name wins)")
@@ -65,7 +69,7 @@ def declared_operators(path: str | None):
     return OperatorTable(declared, source=path, unchecked=unchecked)
 
 
-def unchecked_note(table) -> str | None:
+def unchecked_note(table: OperatorTable) -> str | None:
     """The note on declarations of standard op types that were not compared with onnxruntime's
     kernel (:func:`declared_operators`), or None."""
     if not table.unchecked:
@@ -76,7 +80,7 @@ def unchecked_note(table) -> str | None:
             "type's function")
 
 
-def assumed_attributes_note(graph, table) -> str | None:
+def assumed_attributes_note(graph: Graph, table: OperatorTable) -> str | None:
     """The note on nodes that leave out an attribute their file declaration binds to a
     parameter, where no ONNX schema gives its default (a custom domain's op type), or None.
 
