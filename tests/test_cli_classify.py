@@ -393,3 +393,27 @@ def test_a_huge_certificate_value_prints_short_and_stays_exact_in_json(capsys):
     verdict = json.loads(out)
     verdict = verdict[0] if isinstance(verdict, list) else verdict
     assert "-1" + "0" * 1000 in json.dumps(verdict)
+
+
+def test_params_given_several_times_add_up_and_a_name_twice_is_refused(capsys):
+    """A new-user trial: ``--params a=2 --params b=3`` kept b=3 alone (argparse keeps the
+    last value), and a took the sample value 1 with no word said."""
+    from ptq_verify.cli import build_parser
+
+    args = build_parser().parse_args(["classify", "a*b*x", "--params", "a=2", "--params", "b=3"])
+    assert args.params == "a=2,b=3"
+    status, _, err = run(capsys, "a*b*x", "--params", "a=2", "--params", "a=3", "--no-cache")
+    assert status == 2 and "--params: a is given twice (items 1 and 2)" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["classify", "a*b", "--inputs", "a", "--inputs", "b"],
+    ["audit", "cnn_relu", "--operators", "a.toml", "--operators", "b.toml"],
+])
+def test_an_option_that_takes_one_value_given_twice_is_refused(capsys, argv):
+    """A second ``--inputs`` list, or a second ``--operators`` file, had silently replaced the
+    first: one line saying so, exit 2."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"argument {argv[-2]}: given twice ({argv[-3]!r} and {argv[-1]!r}): give it once" in err

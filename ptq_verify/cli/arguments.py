@@ -43,3 +43,33 @@ def ascii_float(text: str) -> float:
         return float(_ascii(text, "a number"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+
+
+class Once(argparse.Action):
+    """An option given at most once (``hint``: how to give all it stands for in one): argparse
+    keeps the last of several in silence, and a second ``--operators`` file or ``--inputs``
+    list had quietly replaced the first."""
+
+    def __init__(self, *args, hint: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.hint = hint
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if getattr(namespace, f"_{self.dest}_given", False):
+            raise argparse.ArgumentError(
+                self, f"given twice ({getattr(namespace, self.dest)!r} and {values!r}): "
+                f"give it once{', ' + self.hint if self.hint else ''}")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
+
+
+class Joined(argparse.Action):
+    """An option whose values add up when it is given several times, joined by commas as
+    one value would hold them: ``--params a=2 --params b=3`` is ``--params a=2,b=3`` (it had
+    kept b=3 alone, and a took the sample value 1 with no word said)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        known = getattr(namespace, f"_{self.dest}_given", False)
+        setattr(namespace, self.dest, f"{getattr(namespace, self.dest)},{values}" if known
+                else values)
+        setattr(namespace, f"_{self.dest}_given", True)

@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..rules.lattice import RuleKind, scale_power
 from ..wording import first_few
 from . import one_line
-from .arguments import ascii_float
+from .arguments import Joined, Once, ascii_float
 
 MAX_TIMEOUT = 1e6
 """The longest --timeout, in seconds (11.6 days): the alarm that enforces it (setitimer)
@@ -35,14 +35,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--inputs",
         default="x",
+        action=Once,
+        hint='every tensor in one list, commas between them ("a, b")',
         help='input tensors: commas separate tensors, spaces the elements of one tensor '
         '("a, b": two tensors; "x0 x1 x2 x3": one tensor of four elements). Default: x',
     )
     parser.add_argument(
         "--params",
         default="",
-        help="parameters with optional sample values: b,lo=-1,hi=6 (other free names in the "
-        "expression are parameters with sample value 1)",
+        action=Joined,
+        help="parameters with optional sample values: b,lo=-1,hi=6, given once or several "
+        "times (other free names in the expression are parameters with sample value 1)",
     )
     parser.add_argument("--name", default="expr", help="name shown for an expression")
     parser.add_argument(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .. import examples
 from ..errors import UserError
 from ..input_files import not_utf8_at, path_mode
-from .arguments import path_text
+from .arguments import Once, path_text
 
 if TYPE_CHECKING:
     from ..graph import Graph, OperatorTable
@@ -36,7 +36,8 @@ def resolve_model(text: str) -> tuple[Path, Path | None]:
 
 
 def add_operators_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--operators", metavar="OPS.toml", type=path_text,
+    parser.add_argument("--operators", metavar="OPS.toml", type=path_text, action=Once,
+                        hint="with every declaration in one file",
                         help="declarations of op types the catalog lacks (or replaces), each "
                         "with its onnx_type, or domain:op_type for one domain's nodes alone "
                         "(docs/catalog.md); proved like the catalog's, and one of a standard "
