@@ -276,3 +276,25 @@ def test_integer_weights_are_named_by_the_model_s_tensors_too(capsys):
     weight = next(n.input[1] for n in model.graph.node if n.op_type == "Conv")
     out = capsys.readouterr().out
     assert f"integer weights w0, w1 ({weight!r})" in out
+
+
+def test_the_audit_names_the_inputs_the_calibration_file_is_keyed_by(tmp_path, capsys):
+    """A newcomer trial: the README sends one to `audit` before saving calib.npz keyed by the
+    input's name, and docs/engine.md said audit lists the inputs, but it did not (a dynamo
+    export's image input is `x`, found only by a refused quantize)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])
+    mask = helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu"),
+                               helper.make_node("Cast", ["mask"], ["m"], to=1, name="cast")],
+                              "inputs", [x, mask],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("m", TensorProto.FLOAT, None)])
+    path = tmp_path / "inputs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert main(["audit", str(path)]) == 0
+    assert ("keyed by its name, batch first: x float32 (batch, 3, 4, 4); "
+            "mask int64 (batch, 4)") in capsys.readouterr().out
+    assert main(["audit", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs"] == [
+        {"name": "x", "dtype": "float32", "shape": ["batch", 3, 4, 4]},
+        {"name": "mask", "dtype": "int64", "shape": ["batch", 4]}]

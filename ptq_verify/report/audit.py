@@ -13,6 +13,8 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
@@ -54,6 +56,31 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class AuditInput:
+    """A model input as the calibration file must hold it: the array's key, its dtype, and
+    its shape (a symbolic dimension by its name, as the batch axis of a dynamic export)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...] | None
+
+    def describe(self) -> str:
+        if self.shape is None:
+            return f"{self.name} {self.dtype} (shape not stated)"
+        return f"{self.name} {self.dtype} ({', '.join(map(str, self.shape))})"
+
+
+def model_inputs(graph: Graph) -> tuple[AuditInput, ...]:
+    """The inputs the calibration data is keyed by: a newcomer's first question after
+    exporting (torch's dynamo exporter names an image input ``x``, the legacy one ``input``
+    or what ``input_names`` says), answered where the audit already is."""
+    return tuple(AuditInput(info.name, np.dtype(info.dtype).name,
+                            None if info.shape is None else
+                            tuple(d if d not in (None, "") else "?" for d in info.shape))
+                 for info in graph.inputs)
+
+
+@dataclass(frozen=True)
 class Audit:
     model: str
     entries: tuple[AuditEntry, ...]
@@ -65,6 +92,7 @@ class Audit:
     unprobed: str = ""  # why equalization was not probed (it runs the model), if it was not
     interface: str | None = None  # why quantize refuses the model's inputs or outputs
     loaded: str = ""  # how the file was brought to the engine's opset (Graph.loaded)
+    inputs: tuple[AuditInput, ...] = ()  # what the calibration file holds, one array each
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -94,6 +122,7 @@ class Audit:
     def to_json(self) -> dict:
         return {
             "model": self.model,
+            "inputs": [asdict(i) for i in self.inputs],
             "nodes": [asdict(e) for e in self.entries],
             "summary": self.summary(),
         }
@@ -181,7 +210,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
-                 unprobed, refused, original.loaded)
+                 unprobed, refused, original.loaded, model_inputs(original))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -233,6 +262,13 @@ CALIBRATION_DECIDES = (
 and nothing said why the two differ."""
 
 
+def inputs_line(audit: Audit) -> str:
+    """The line naming what ``quantize --calib`` reads, in the words of the README."""
+    return ("calibration data (--calib calib.npz): one array per input, keyed by its name, "
+            "batch first: " + "; ".join(i.describe() for i in audit.inputs)
+            + " (docs/engine.md, making the calibration file)")
+
+
 def _summary_lines(audit: Audit) -> list[str]:
     summary = audit.summary()
     lines = [
@@ -242,6 +278,8 @@ def _summary_lines(audit: Audit) -> list[str]:
     ]
     if audit.loaded:
         lines.append(f"loaded: {audit.loaded}")
+    if audit.inputs:
+        lines.append(inputs_line(audit))
     lines.append(CALIBRATION_DECIDES)
     if summary["compensated"]:
         lines.append("compensation at: " + ", ".join(summary["compensated"]))
