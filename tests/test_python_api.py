@@ -54,6 +54,41 @@ def test_calibration_data_as_a_list_is_refused_by_name(mlp):
         calibrate(graph, [data["input"]], progress=False)
 
 
+class _Tensor:
+    """Another library's tensor as numpy sees it (a torch tensor: ``__array__``), without
+    importing that library; ``grad``: its ``__array__`` raises as torch's does for a tensor
+    that requires grad."""
+
+    def __init__(self, array: np.ndarray, grad: bool = False):
+        self.array, self.grad = array, grad
+
+    def __array__(self, dtype=None, copy=None):
+        if self.grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+        return self.array
+
+
+def test_calibration_data_as_another_library_s_tensor_is_read_as_an_array(mlp):
+    """A newcomer trial: a torch tensor of the one input was refused as 'not Tensor' (while the
+    same tensor in a dict was read), and one that requires grad raised torch's RuntimeError."""
+    _, data, graph, calibration = mlp
+    assert (calibrate(graph, _Tensor(data["input"]), progress=False).stats["input"].maximum
+            == calibration.stats["input"].maximum)
+    for given in (_Tensor(data["input"], grad=True), {"input": _Tensor(data["input"], True)}):
+        with pytest.raises(UserError, match=r"_Tensor cannot be read as a numpy array \(Can't "
+                                            r"call numpy.*\); pass a numpy array"):
+            calibrate(graph, given, progress=False)
+
+
+def test_calibration_data_as_batches_says_how_to_join_them(mlp):
+    """A newcomer trial: a DataLoader's batches (a generator here) were refused with no word
+    of how to make the one array per input the API takes."""
+    _, data, graph, _ = mlp
+    with pytest.raises(UserError, match=r"not generator; the model takes input: \{'input': "
+                                        r"\.\.\.\}; batches .* np\.concatenate\(batches\)"):
+        calibrate(graph, (b for b in [data["input"][:20], data["input"][20:]]), progress=False)
+
+
 @pytest.mark.parametrize(("option", "match"), [
     ({"bits": "8"}, r"bits '8': must be an integer"),
     ({"bits": 17}, r"bits 17: must be from 2 to 16"),

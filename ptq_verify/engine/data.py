@@ -10,7 +10,7 @@ import re
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from tokenize import TokenError
 
@@ -208,12 +208,12 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
     ``data`` is a mapping of input name -> array (anything ``np.asarray`` takes), or one
     array for a one-input model; another container (a list of arrays, whose order says
     nothing of which input each is) is a UserError, not numpy's truth-value ValueError."""
+    if not isinstance(data, (Mapping, np.ndarray)) and hasattr(data, "__array__"):
+        data = _numpy_of(data, what)
     if not isinstance(data, (Mapping, np.ndarray)):
         raise UserError(f"{what}: a dict of input name -> array (batch first), or one array "
                         f"for a one-input model, not {type_name(data)}; the model takes "
-                        f"{', '.join(graph.input_names)}"
-                        + (f": {{{', '.join(f'{n!r}: ...' for n in graph.input_names)}}}"
-                           if isinstance(data, (list, tuple)) else ""))
+                        f"{', '.join(graph.input_names)}" + _batches_hint(data, graph))
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
             raise UserError(f"{what}: the model has {len(graph.inputs)} inputs; pass a dict")
@@ -237,8 +237,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
     feeds: Feeds = {}
     sizes = set()
     for info in graph.inputs:
-        array = np.asarray(data[info.name])
         where = f"{what}: input {info.name!r}"
+        array = _numpy_of(data[info.name], where)
         kind_ok = (
             np.issubdtype(array.dtype, np.floating)
             if info.is_float
@@ -295,6 +295,28 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"batch size the model fixes (axis 0 of its inputs); give a multiple "
                         f"of {fixed}" + _batch_elsewhere_hint(graph))
     return feeds
+
+
+def _numpy_of(data: object, what: str) -> np.ndarray:
+    """An input's array as numpy reads it, another library's tensor (torch, jax: anything with
+    ``__array__``) included: a newcomer's calibration batch is often a torch tensor, and one
+    that requires grad (or a ragged list) is refused in one line, not numpy's traceback."""
+    try:
+        return np.asarray(data)
+    except (TypeError, ValueError, RuntimeError) as err:  # torch: a tensor that requires grad
+        raise UserError(f"{what}: {type_name(data)} cannot be read as a numpy array "
+                        f"({_first_line(err)}); pass a numpy array (torch: "
+                        f"tensor.detach().cpu().numpy())") from None
+
+
+def _batches_hint(data: object, graph: Graph) -> str:
+    """For a list, tuple or iterator (a DataLoader's batches): the dict to give instead, and
+    how batches become one array per input."""
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
+        return ""
+    return (f": {{{', '.join(f'{n!r}: ...' for n in graph.input_names)}}}; batches (a "
+            f"DataLoader's, as numpy arrays) are joined along the batch axis with "
+            f"np.concatenate(batches), one array per input")
 
 
 def _integers_for_floats_hint(dtype: np.dtype) -> str:
