@@ -729,6 +729,24 @@ def test_a_file_that_is_no_array_says_what_it_is_and_what_to_make(tmp_path, cont
         assert what in message and "one .npz holding one array per model input" in message
 
 
+def test_a_torch_save_file_says_it_is_one_and_what_to_make(tmp_path):
+    """A newcomer trial: torch.save's zip (calib/data.pkl beside the storages) given to
+    --calib was refused as an .npz whose member 'calib/data.pkl' is not an .npy array."""
+    import zipfile
+
+    from ptq_verify.engine.data import read_data_file
+
+    path = tmp_path / "calib.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("calib/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("calib/data/0", bytes(16))
+    with pytest.raises(UserError) as caught:
+        read_data_file(path, _image_graph())
+    message = str(caught.value)
+    assert message.startswith(f"{path}: a torch.save file, not calibration data; ")
+    assert "np.savez(file, name=tensor.numpy())" in message
+
+
 def test_an_input_fixed_at_one_row_is_told_to_take_one_row_per_sample():
     """A new-user trial: a past length exported with shape (1,) beside a batched input, given
     as one value, was told ptq-verify cannot feed it; one row per sample does (the model runs

@@ -88,6 +88,7 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
     arrays: Feeds = {}
     with zipfile.ZipFile(source) as archive:
         members = archive.infolist()
+        _refuse_torch_archive(members, source)
         total = sum(info.file_size for info in members)
         if total > MAX_DATA_BYTES:
             raise ValueError(f"the archive holds {total} bytes once decompressed, more than "
@@ -101,6 +102,15 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
             with archive.open(info) as member:
                 arrays[name] = _read_npy(member, info.file_size, f"member {name!r}")
     return arrays
+
+
+def _refuse_torch_archive(members: list[zipfile.ZipInfo], source: Path) -> None:
+    """Refuse ``torch.save``'s zip (its default since torch 1.6: ``name/data.pkl`` beside the
+    tensors' storages) by what it is: it had been refused as an .npz whose member
+    'calib/data.pkl' is not an .npy array, which tells a newcomer neither what nor how."""
+    if any(info.filename.endswith("/data.pkl") for info in members):
+        raise UserError(f"{source}: a torch.save file, not calibration data; {CALIB_FORM} "
+                        "(a tensor: np.savez(file, name=tensor.numpy()))")
 
 
 def _require_npy_magic(start: bytes, source: Path) -> None:
