@@ -101,6 +101,24 @@ def test_qdq_weights_are_per_channel_where_the_engine_chose_it():
     assert axes, "per-channel weights need an axis on their DequantizeLinear"
 
 
+def test_the_format_help_names_the_weights_container_the_default_encoding_writes(capsys):
+    """A newcomer trial: `quantize --help` said qdq writes int8 weights; the default encoding
+    (u8u8) writes uint8 ones, as the README says."""
+    from ptq_verify.cli import main
+
+    model, _, _ = _quantized("cnn", 8)
+    proto = model.to_onnx("qdq")
+    weights = {i.name: i.data_type for i in proto.graph.initializer}
+    read = [weights[node.input[0]] for node in proto.graph.node
+            if node.op_type == "DequantizeLinear" and node.input[0] in weights]
+    assert DEFAULT_ENCODING == "u8u8" and onnx.TensorProto.UINT8 in read
+    assert onnx.TensorProto.INT8 not in read
+    assert main(["quantize", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "8-bit weights (uint8 by default, int8 by --encoding)" in help_text
+    assert "int8 weights" not in help_text
+
+
 def test_qdq_refuses_more_than_8_bits():
     model = dataclasses.replace(_quantized("mlp_relu", 4)[0], bits=12)
     with pytest.raises(UserError, match="8-bit containers"):

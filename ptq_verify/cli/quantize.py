@@ -101,12 +101,13 @@ def register(subparsers) -> None:
     p.add_argument("--integer-outputs", action="store_true",
                    help="leave the outputs as integer codes (scales in the model metadata)")
     p.add_argument("--format", default="qdq", metavar="{qdq,simulation,integer}",
-                   help="qdq (default): QuantizeLinear/DequantizeLinear, int8 weights, int32 "
-                   "biases, for onnxruntime's integer kernels and deployment toolchains (at "
-                   "most 8 bits); simulation: the engine's exact arithmetic as float32 ops "
-                   "on integer-valued tensors (any width, the reference); integer: integer "
-                   "arithmetic inside (ConvInteger/MatMulInteger, fixed-point requantization, "
-                   "compensated unary ops as tables of codes; at most 8 bits)")
+                   help="qdq (default): QuantizeLinear/DequantizeLinear, 8-bit weights (uint8 "
+                   "by default, int8 by --encoding), int32 biases, for onnxruntime's integer "
+                   "kernels and deployment toolchains (at most 8 bits); simulation: the "
+                   "engine's exact arithmetic as float32 ops on integer-valued tensors (any "
+                   "width, the reference); integer: integer arithmetic inside "
+                   "(ConvInteger/MatMulInteger, fixed-point requantization, compensated unary "
+                   "ops as tables of codes; at most 8 bits)")
     p.add_argument("--encoding", metavar="{u8u8,u8s8,s8s8}",
                    help="how qdq codes sit in 8-bit containers: u8u8 "
                    "(default: exact on every x86 CPU), u8s8 (what onnxruntime's x86 kernels "
