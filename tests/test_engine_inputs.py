@@ -729,6 +729,20 @@ def test_a_file_that_is_no_array_says_what_it_is_and_what_to_make(tmp_path, cont
         assert what in message and "one .npz holding one array per model input" in message
 
 
+@pytest.mark.parametrize(("given", "call"), [
+    ({"input": np.zeros((2, 3), np.float32)}, "np.savez(file, **{'input.1': array})"),
+    ({"arr_0": np.zeros((2, 3), np.float32)}, "np.savez(file, **{'input.1': array})"),
+], ids=["other-name", "positional"])
+def test_the_savez_hint_for_an_input_name_that_is_no_identifier_is_valid_python(given, call):
+    """A newcomer trial: torch's legacy exporter names an unnamed input ``input.1``; the
+    refusal said ``np.savez(file, input.1=array)``, a SyntaxError once pasted."""
+    from onnx import TensorProto
+
+    message = _refusal(given, _identity_graph({"input.1": (TensorProto.FLOAT, ["batch", 3])}))
+    assert call in message and "input.1=array" not in message
+    compile(call.replace("file", "'f.npz'"), "hint", "eval")
+
+
 def test_a_torch_save_file_says_it_is_one_and_what_to_make(tmp_path):
     """A newcomer trial: torch.save's zip (calib/data.pkl beside the storages) given to
     --calib was refused as an .npz whose member 'calib/data.pkl' is not an .npy array."""

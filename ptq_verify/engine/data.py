@@ -4,6 +4,7 @@ and running a graph batch by batch (sample by sample when the model fixes batch 
 from __future__ import annotations
 
 import itertools
+import keyword
 import math
 import os
 import re
@@ -491,6 +492,15 @@ def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
     return cast
 
 
+def savez_call(name: str) -> str:
+    """The np.savez call that stores one array under the input ``name``, as Python takes it:
+    torch's legacy exporter names an unnamed input ``input.1``, and the hint
+    ``np.savez(file, input.1=array)`` was a SyntaxError to whoever pasted it."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"np.savez(file, {name}=array)"
+    return f"np.savez(file, **{{{name!r}: array}})"
+
+
 def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
     """How to name arrays that ``np.savez(file, array)`` stored by position (``arr_0``,
     ``arr_1``, ...): numpy's names, which no model input has; or the one array given under
@@ -500,11 +510,11 @@ def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
     if len(missing) == 1 and len(extra) == 1 and not re.fullmatch(r"arr_\d+", extra[0]):
         # (a one-input model's images saved under a name of the user's own: 'images')
         return (f"; if {extra[0]!r} holds what the model takes as {missing[0]!r}, save it "
-                f"under that name: np.savez(file, {missing[0]}=array)")
+                f"under that name: {savez_call(missing[0])}")
     if not all(re.fullmatch(r"arr_\d+", name) for name in extra):
         return ""
     return (f"; np.savez(file, array) names its arrays arr_0, arr_1, ...: key each by its "
-            f"model input, np.savez(file, {missing[0]}=array)")
+            f"model input, {savez_call(missing[0])}")
 
 
 def _weights_as_inputs_hint(graph: Graph, data: Mapping, missing: list[str]) -> str:
