@@ -506,6 +506,20 @@ def test_an_output_whose_error_sits_in_a_few_rows_is_not_called_low():
     assert "low" not in fine and "rows" not in fine
 
 
+def test_an_output_named_by_a_number_is_quoted_in_the_sqnr_note():
+    """A newcomer trial: torch's legacy exporter named the unnamed output '36', and the note
+    read 'onnxruntime): 36 52.6 dB', two figures; such a name is quoted, an identifier not."""
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import OutputFidelity
+
+    feeds = {"input": models.digits(40)}
+    graph = graph_from_onnx(onnx.load(str(Path(__file__).parent.parent / "ptq_verify" /
+                                          "examples" / "mlp_relu.onnx")))
+    note = fidelity_note({"36": OutputFidelity(52.6, np.float64([52.6] * 10)),
+                          "logits": OutputFidelity(40.0, np.float64([40.0] * 10))}, feeds, graph)
+    assert note.endswith("(onnxruntime): '36' 52.6 dB, logits 40.0 dB")
+
+
 def test_an_output_the_float_model_gives_as_zero_is_said_unmeasured_and_why(tmp_path, capsys):
     """A float model whose output is 0 on every calibration sample (random weights that make
     a deep network vanish, a zeroed layer) leaves no signal to measure the SQNR against: the

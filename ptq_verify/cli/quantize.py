@@ -432,6 +432,13 @@ def simulated_fidelity_note(model, graph, declared, calibration) -> str:
                          "ptq-verify's kernels: the file's arithmetic, simulated")
 
 
+def output_label(name: str) -> str:
+    """An output's name as a figure beside it can be told from it: torch's legacy exporter
+    names an unnamed output by a number, and 'onnxruntime): 36 52.6 dB' read as two
+    figures; a name that is no identifier is quoted ('36' 52.6 dB), ``logits`` left as is."""
+    return name if name.isidentifier() else repr(name)
+
+
 def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime") -> str:
     """The written model's output SQNR against the float model's, on the samples it was
     checked on (``measured_by``: what ran both). An output below LOW_SQNR_DB is called low,
@@ -447,7 +454,8 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
         return "output SQNR: not measured (no float output the float model also gives here)"
     count = len(next(iter(first_samples(sample, graph).values())))
     figures, low = [], []
-    for name, measured in fidelity.items():
+    for output, measured in fidelity.items():
+        name = output_label(output)
         text = f"{name} {measured.db:.1f} dB"
         if measured.agreement is not None:  # integers or booleans: equal or not
             text = f"{name} {measured.agreement:.1%} of its values equal"
