@@ -568,8 +568,8 @@ def summary_line(model, format: str, format_floats: int = 0) -> str:
             f"{counts['integer']} on integers, {counts['compensated']} compensated "
             f"({_why_float(model.records)}), {counts['static']} static (float: shapes, "
             "indices, masks; no activation)"
-            + (f"; the {format} format runs {format_floats} of those on integers in float "
-               "(listed below)" if format_floats else ""))
+            + (f"; the {format} format leaves {format_floats} of the {counts['integer']} on "
+               "integers in float (listed below)" if format_floats else ""))
 
 
 def _why_float(records) -> str:
