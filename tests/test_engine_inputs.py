@@ -885,3 +885,14 @@ def test_an_empty_past_is_said_to_be_empty_not_zero_nor_mixed_precision(tmp_path
     assert "note: kept in float: input 'past': empty in all calibration data" in out
     assert "0 on all calibration data" not in out and "mixed precision" not in out
     assert "(float: an input empty in all calibration data, kept in float)" in out
+
+
+def test_quantize_without_calib_says_what_the_file_holds_and_where_to_read_more(mlp_files,
+                                                                                capsys):
+    """A newcomer trial: a model with no --calib was told 'give its calibration data with
+    --calib' and nothing of what that file is or how to make it."""
+    tmp, model, _ = mlp_files
+    assert main(["quantize", str(model), "-o", str(tmp / "q.onnx"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--calib calib.npz (one array per model input" in err
+    assert "`ptq-verify audit` names them; docs/engine.md, making the calibration file" in err

@@ -182,7 +182,10 @@ def run(args) -> int:
     require_file(source, "model")  # (before parsing: a FIFO or /dev/zero would never end)
     calib = args.calib or example_calibration
     if calib is None:
-        raise UserError(f"{source}: give its calibration data with --calib")
+        raise UserError(f"{source}: give its calibration data with --calib calib.npz ("
+                        "one array per model input, keyed by its name, batch first, as "
+                        "`ptq-verify audit` names them; docs/engine.md, making the "
+                        "calibration file)")
     target = Path(args.output)
     parsed = parsed_file(source)  # parsed once, for its external files here and loading
     inputs = (source, calib, args.operators, *external_data_files(source, parsed))
