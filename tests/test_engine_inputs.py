@@ -697,6 +697,15 @@ def test_nan_in_the_data_names_its_first_sample():
         {"pixel_values": data}, _image_graph())
 
 
+def test_an_image_dataset_s_labels_are_refused_with_the_savez_of_the_inputs_alone():
+    """A newcomer trial: labels saved beside the images were refused with the advice to filter
+    a tokenizer's ``encoded.items()``, which an image user has not got."""
+    message = _refusal({"pixel_values": np.zeros((4, 3, 8, 8), np.float32),
+                        "labels": np.zeros(4, np.int64)}, _image_graph())
+    assert message.endswith("(unknown ['labels']): the model takes no input of that name; "
+                            "leave it out of the file, as np.savez(file, pixel_values=array)")
+
+
 def test_a_tokenizer_s_extra_keys_are_refused_with_how_to_leave_them_out():
     """A new-user trial: np.savez(file, **tokenizer(...)) for a model exported without
     token_type_ids was refused as 'unknown' with no word of what to do."""

@@ -385,10 +385,27 @@ def _unread_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
     they are refused rather than dropped, since a misnamed array must not go unsaid."""
     if missing or not extra:
         return ""
-    keep = ", ".join(repr(name) for name in graph.input_names)
     return (f": the model takes no input of {'that name' if len(extra) == 1 else 'those names'}"
             f"; leave {'it' if len(extra) == 1 else 'them'} out of the file, as "
-            f"np.savez(file, **{{k: v for k, v in encoded.items() if k in ({keep},)}})")
+            f"{_inputs_only_call(extra, graph)}")
+
+
+_TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask",
+                      "offset_mapping", "length", "overflow_to_sample_mapping")
+"""Keys a Hugging Face tokenizer returns: an .npz holding one is a tokenizer's output."""
+
+
+def _inputs_only_call(extra: list[str], graph: Graph) -> str:
+    """The np.savez call that keeps the model's inputs alone: from a tokenizer's output
+    (``encoded``) where the arrays are one, else naming the inputs (an image dataset's
+    ``labels`` saved beside its ``images`` had been told to filter ``encoded.items()``)."""
+    names = graph.input_names
+    if any(name in _TOKENIZER_OUTPUTS for name in (*extra, *names)):
+        keep = ", ".join(repr(name) for name in names)
+        return f"np.savez(file, **{{k: v for k, v in encoded.items() if k in ({keep},)}})"
+    if len(names) == 1:
+        return savez_call(names[0])
+    return f"np.savez(file, **{{{', '.join(f'{name!r}: ...' for name in names)}}})"
 
 
 # the keys a Hugging Face tokenizer returns on request (return_attention_mask=True, ...)
