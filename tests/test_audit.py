@@ -298,3 +298,27 @@ def test_the_audit_names_the_inputs_the_calibration_file_is_keyed_by(tmp_path, c
     assert json.loads(capsys.readouterr().out)["inputs"] == [
         {"name": "x", "dtype": "float32", "shape": ["batch", 3, 4, 4]},
         {"name": "mask", "dtype": "int64", "shape": ["batch", 4]}]
+
+
+def test_a_checkpoint_or_data_given_as_the_model_says_what_it_is(tmp_path, capsys):
+    """A newcomer trial: a torch.save checkpoint, or the .npz and the model swapped on the
+    command line, was 'not a readable ONNX model (... Wire format was corrupt)'."""
+    import zipfile
+
+    checkpoint = tmp_path / "model.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("model/data/0", bytes(16))
+    np.savez(tmp_path / "calib.npz", x=np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "calib.npy", np.zeros((2, 3), np.float32))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes((2).to_bytes(8, "little") + b"{}")
+    for name, said in (("model.pt", "a torch.save file (a checkpoint or tensors), not an ONNX "
+                                    "model: export the model to ONNX first (torch.onnx.export)"),
+                       ("calib.npz", "numpy arrays (.npz), not an ONNX model: calibration "
+                                     "data? Give the ONNX model here"),
+                       ("calib.npy", "a numpy array (.npy), not an ONNX model"),
+                       ("model.safetensors", "a safetensors file (weights without the graph)")):
+        assert main(["audit", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err

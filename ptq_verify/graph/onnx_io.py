@@ -93,6 +93,36 @@ def _tensor_bytes(model: onnx.ModelProto) -> int:
                for t in model.graph.initializer)
 
 
+_EXPORT = "export the model to ONNX first (torch.onnx.export), and give that file"
+_SWAPPED = ("calibration data? Give the ONNX model here; the data goes after quantize's "
+            "--calib")
+
+
+def not_onnx_kind(source: Path) -> str | None:
+    """What a file protobuf cannot parse is, where its first bytes say, with the step to take:
+    a newcomer gives the PyTorch checkpoint, or swaps the model and --calib, and was told
+    'Wire format was corrupt'. None for any other file."""
+    import zipfile
+
+    with source.open("rb") as handle:
+        start = handle.read(16)
+    if zipfile.is_zipfile(source):
+        with contextlib.suppress(zipfile.BadZipFile, OSError):
+            with zipfile.ZipFile(source) as archive:
+                names = archive.namelist()
+            if any(name.endswith("/data.pkl") for name in names):
+                return f"a torch.save file (a checkpoint or tensors), not an ONNX model: {_EXPORT}"
+            if names and all(name.endswith(".npy") for name in names):
+                return f"numpy arrays (.npz), not an ONNX model: {_SWAPPED}"
+    if start.startswith(b"\x93NUMPY"):
+        return f"a numpy array (.npy), not an ONNX model: {_SWAPPED}"
+    if start.startswith(b"\x80"):
+        return f"a pickle (torch.save's legacy form?), not an ONNX model: {_EXPORT}"
+    if len(start) > 8 and start[8:9] == b"{":
+        return f"a safetensors file (weights without the graph), not an ONNX model: {_EXPORT}"
+    return None
+
+
 def read_model(path: str | os.PathLike, parsed: ParsedFile | None = None) -> onnx.ModelProto:
     """Read and check an ONNX file; any defect is a one-line :class:`UserError`. ``parsed``:
     the file as :func:`parsed_file` gave it, where the caller has it (taken over: its
@@ -122,6 +152,9 @@ def read_model(path: str | os.PathLike, parsed: ParsedFile | None = None) -> onn
                 "its links followed (cp -rL) and give the copy") if "symbolic link" in why else ""
         raise UserError(f"{source}: unsafe or missing external data ({why}){hint}") from None
     except (DecodeError, ValueError, OSError, RuntimeError, MemoryError) as err:
+        kind = not_onnx_kind(source)
+        if kind is not None:
+            raise UserError(f"{source}: {kind}") from None
         raise UserError(f"{source}: not a readable ONNX model ({_first_line(err)})") from None
     about_data = [w for w in caught if "external_data" in Path(w.filename).name]
     if about_data:  # onnx ignores what it warns of; onnxruntime refuses the model
