@@ -766,6 +766,17 @@ def test_the_savez_hint_for_an_input_name_that_is_no_identifier_is_valid_python(
     compile(call.replace("file", "'f.npz'"), "hint", "eval")
 
 
+def test_a_model_given_as_calibration_data_says_the_two_are_swapped(mlp_files, capsys):
+    """A newcomer trial: `quantize calib.npz --calib model.onnx` called the model 'neither
+    .npy nor .npz' (and the model slot now names the .npz as numpy data)."""
+    tmp, model, _ = mlp_files
+    assert main(["quantize", str(model), "--calib", str(model), "-o", str(tmp / "q.onnx"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (f"{model}: by its extension an ONNX model, not calibration data: the model comes "
+            "first, its data after --calib; calibration data is one .npz") in err
+
+
 def test_a_torch_save_file_says_it_is_one_and_what_to_make(tmp_path):
     """A newcomer trial: torch.save's zip (calib/data.pkl beside the storages) given to
     --calib was refused as an .npz whose member 'calib/data.pkl' is not an .npy array."""

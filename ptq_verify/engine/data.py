@@ -119,6 +119,9 @@ def _require_npy_magic(start: bytes, source: Path) -> None:
     (a UserError: the advice is longer than the line a reader's error is cut to)."""
     if start.startswith(b"\x93NUMPY"):
         return
+    if source.suffix.lower() == ".onnx":  # (the model and --calib swapped)
+        raise UserError(f"{source}: by its extension an ONNX model, not calibration data: the "
+                        f"model comes first, its data after --calib; {CALIB_FORM}")
     kind = next((name for magic, name in _SIGNATURES if start.startswith(magic)),
                 "neither .npy nor .npz")
     raise UserError(f"{source}: {kind}, not calibration data; {CALIB_FORM}")
