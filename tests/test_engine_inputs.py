@@ -761,7 +761,12 @@ def test_the_savez_hint_for_an_input_name_that_is_no_identifier_is_valid_python(
     refusal said ``np.savez(file, input.1=array)``, a SyntaxError once pasted."""
     from onnx import TensorProto
 
-    message = _refusal(given, _identity_graph({"input.1": (TensorProto.FLOAT, ["batch", 3])}))
+    from ptq_verify.engine.data import check_feeds
+
+    graph = _identity_graph({"input.1": (TensorProto.FLOAT, ["batch", 3])})
+    with pytest.raises(UserError) as caught:  # (as read from a file: read_data_file)
+        check_feeds(given, graph, "c.npz", in_file=True)
+    message = str(caught.value)
     assert call in message and "input.1=array" not in message
     compile(call.replace("file", "'f.npz'"), "hint", "eval")
 

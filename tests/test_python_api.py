@@ -89,6 +89,16 @@ def test_calibration_data_as_batches_says_how_to_join_them(mlp):
         calibrate(graph, (b for b in [data["input"][:20], data["input"][20:]]), progress=False)
 
 
+def test_calibration_data_under_another_name_is_told_the_dict_to_pass(mlp):
+    """A newcomer trial: calibrate(graph, {"images": array}) for a model whose input is
+    'input' was told to np.savez a file, which the API does not read."""
+    _, data, graph, _ = mlp
+    with pytest.raises(UserError) as caught:
+        calibrate(graph, {"images": data["input"]}, progress=False)
+    assert str(caught.value).endswith("if 'images' holds what the model takes as 'input', "
+                                      "key it by that name: {'input': array}")
+
+
 @pytest.mark.parametrize(("option", "match"), [
     ({"bits": "8"}, r"bits '8': must be an integer"),
     ({"bits": 17}, r"bits 17: must be from 2 to 16"),

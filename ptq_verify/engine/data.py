@@ -65,7 +65,7 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
                 f"inputs {names}: use an .npz keyed by input name"
             )
         loaded = {graph.inputs[0].name: loaded}
-    return check_feeds(loaded, graph, str(source))
+    return check_feeds(loaded, graph, str(source), in_file=True)
 
 
 def _first_line(err: BaseException) -> str:
@@ -216,8 +216,11 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
             f"included (docs/limits.md, calibration data){elsewhere}")
 
 
-def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str) -> Feeds:
+def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str, *,
+                in_file: bool = False) -> Feeds:
     """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes.
+    ``in_file``: the data came from a file, so advice on naming arrays is an np.savez call;
+    else (the Python API) the dict to pass.
 
     ``data`` is a mapping of input name -> array (anything ``np.asarray`` takes), or one
     array for a one-input model; another container (a list of arrays, whose order says
@@ -242,7 +245,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             f"{what}: arrays {sorted(data)} do not match the model inputs {graph.input_names}"
             + (f" (missing {missing})" if missing else "")
             + (f" (unknown {extra})" if extra else "")
-            + _unnamed_hint(extra, missing)
+            + _unnamed_hint(extra, missing, in_file)
             + _unread_hint(extra, missing, graph)
             + (_weights_as_inputs_hint(graph, data, missing)
                or _missing_hint(extra, missing, graph))
@@ -521,7 +524,7 @@ def savez_call(name: str) -> str:
     return f"np.savez(file, **{{{name!r}: array}})"
 
 
-def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
+def _unnamed_hint(extra: list[str], missing: list[str], in_file: bool = True) -> str:
     """How to name arrays that ``np.savez(file, array)`` stored by position (``arr_0``,
     ``arr_1``, ...): numpy's names, which no model input has; or the one array given under
     another name than the one input missing (``images`` for ``pixel_values``)."""
@@ -529,8 +532,9 @@ def _unnamed_hint(extra: list[str], missing: list[str]) -> str:
         return ""
     if len(missing) == 1 and len(extra) == 1 and not re.fullmatch(r"arr_\d+", extra[0]):
         # (a one-input model's images saved under a name of the user's own: 'images')
-        return (f"; if {extra[0]!r} holds what the model takes as {missing[0]!r}, save it "
-                f"under that name: {savez_call(missing[0])}")
+        return (f"; if {extra[0]!r} holds what the model takes as {missing[0]!r}, "
+                + (f"save it under that name: {savez_call(missing[0])}" if in_file else
+                   f"key it by that name: {{{missing[0]!r}: array}}"))
     if not all(re.fullmatch(r"arr_\d+", name) for name in extra):
         return ""
     return (f"; np.savez(file, array) names its arrays arr_0, arr_1, ...: key each by its "
