@@ -53,3 +53,10 @@ def not_utf8_at(text: str) -> tuple[int, str] | None:
             code = ord(char)
             return offset, (f"byte 0x{code - 0xDC00:02x}" if code >= 0xDC80 else f"U+{code:04X}")
     return None
+
+
+def torch_archive(member_names: list[str]) -> bool:
+    """Whether a zip's members are ``torch.save``'s (its default since torch 1.6:
+    ``name/data.pkl`` beside the tensors' storages): a newcomer gives one as the model or as
+    the calibration data, and each refusal says what it is."""
+    return any(name.endswith("/data.pkl") for name in member_names)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..graph import Graph
-from ..input_files import require_file
+from ..input_files import require_file, torch_archive
 from ..wording import first_few
 
 Feeds = dict[str, np.ndarray]
@@ -109,7 +109,7 @@ def _refuse_torch_archive(members: list[zipfile.ZipInfo], source: Path) -> None:
     """Refuse ``torch.save``'s zip (its default since torch 1.6: ``name/data.pkl`` beside the
     tensors' storages) by what it is: it had been refused as an .npz whose member
     'calib/data.pkl' is not an .npy array, which tells a newcomer neither what nor how."""
-    if any(info.filename.endswith("/data.pkl") for info in members):
+    if torch_archive([info.filename for info in members]):
         raise UserError(f"{source}: a torch.save file, not calibration data; {CALIB_FORM} "
                         "(a tensor: np.savez(file, name=tensor.numpy()))")
 

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, serialization
 
 from ..errors import UserError
-from ..input_files import require_file
+from ..input_files import require_file, torch_archive
 from .model import Graph, Node, TensorInfo
 
 
@@ -110,7 +110,7 @@ def not_onnx_kind(source: Path) -> str | None:
         with contextlib.suppress(zipfile.BadZipFile, OSError):
             with zipfile.ZipFile(source) as archive:
                 names = archive.namelist()
-            if any(name.endswith("/data.pkl") for name in names):
+            if torch_archive(names):
                 return f"a torch.save file (a checkpoint or tensors), not an ONNX model: {_EXPORT}"
             if names and all(name.endswith(".npy") for name in names):
                 return f"numpy arrays (.npz), not an ONNX model: {_SWAPPED}"
