@@ -308,7 +308,7 @@ def test_a_tensor_is_kept_for_what_it_gains_the_whole_model_not_its_cost_alone()
     chosen = costliest(graph, calibration, 4, 1)
     assert len(chosen) == 1
     assert held_out([chosen[0].tensor]) > max(held_out([alone.tensor]), held_out([])) + 1
-    assert "the model" in chosen[0].describe()  # (the note says what it gained)
+    assert "the quantized model" in chosen[0].describe()  # (the note says what it gained)
 
 
 def test_keep_float_works_above_eight_bits(mlp_files, capsys):

@@ -526,8 +526,9 @@ def mixed_precision_note(asked: int, kept) -> str:
         return f"{head}: no activation to keep in float"
     fewer = (f" (only {len(kept)}: the other candidates tried did not raise the quantized "
              "model's output SQNR, or none are left)" if len(kept) < asked else "")
-    return (f"{head}: kept in float{fewer}, each with the output SQNR it costs alone as "
-            "codes: " + "; ".join(item.describe() for item in kept))
+    return (f"{head}: kept in float{fewer}, each with the output SQNR when it is the only "
+            "activation on codes, and the quantized model's once it is kept in float: "
+            + ", ".join(item.describe() for item in kept))
 
 
 def _step_note(step: str, on: bool, done, off: str, none: str, counted: bool = False) -> str:
