@@ -48,9 +48,7 @@ from .probe import (
     divided_along,
     example_inputs,
     example_shape,
-    paired,
     run_kernel,
-    single,
 )
 from .rules import effective_rule, weight_layout
 from .split import can_split, split
@@ -409,20 +407,21 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
                         ) -> int | None:
     """The weight axis w such that scaling the weights along w by f_c equals scaling the
     input's channel axis by f_c (the output unchanged otherwise)."""
-    x, weight = (single(examples[s]) for s in (slot, weight_slot))
+    x = np.asarray(examples[slot], dtype=np.float64)
+    weight = np.asarray(examples[weight_slot], dtype=np.float64)
     if x.ndim <= CHANNEL_AXIS:
         return None
     factors = np.random.default_rng(2).uniform(0.5, 2.0, x.shape[CHANNEL_AXIS])
-    scaled_input = run_kernel(op, node, examples, {slot: x * along(
-        factors.astype(x.dtype), CHANNEL_AXIS, x.ndim)}, np.float32)
+    scaled_input = run_kernel(op, node, examples, {slot: x * along(factors, CHANNEL_AXIS, x.ndim)})
     if scaled_input is None:
         return None
     for axis in range(weight.ndim):
         if weight.shape[axis] != factors.size or factors.size < 2:
             continue
-        moved = run_kernel(op, node, examples, {weight_slot: weight * along(
-            factors.astype(weight.dtype), axis, weight.ndim)}, np.float32)
-        if moved is not None and paired(moved, scaled_input):
+        moved = run_kernel(op, node, examples,
+                           {weight_slot: weight * along(factors, axis, weight.ndim)})
+        if moved is not None and moved.shape == scaled_input.shape and np.allclose(
+                moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
             return axis
     return None
 

@@ -87,7 +87,8 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
     # float64 copy of all-MiniLM-L6-v2's 30522 x 384 embedding, and of that times the
     # factors, was most of the table's probe (0.2 s)
     base = _cast([None if i in cleared else v for i, v in enumerate(inputs)], np.float32)
-    weight = single(base[slot])
+    weight = np.asarray(base[slot])
+    weight = weight.astype(np.promote_types(np.float32, weight.dtype), copy=False)
     try:
         y0 = np.asarray(_first(op.run_onnx(base, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing
@@ -113,36 +114,20 @@ def channel_axes(op: Operator, node: Node, inputs: list, slot: int,
         for out_axis in range(y0.ndim):
             if y0.shape[out_axis] != size:
                 continue
-            if paired(y1, y0 * along(factors, out_axis, y0.ndim)):
+            expected = y0 * along(factors, out_axis, y0.ndim)
+            if np.allclose(y1, expected, rtol=1e-4, atol=1e-5 * (np.abs(y0).max() + 1e-30)):
                 return axis, out_axis
     return None
 
 
-def paired(moved: np.ndarray, expected: np.ndarray) -> bool:
-    """Whether a probe's two runs agree as an axis pairing predicts, to float32's rounding:
-    a wrong pairing moves every element by the factors (0.5 to 2), far outside it."""
-    return moved.shape == expected.shape and bool(np.allclose(
-        moved, expected, rtol=1e-4, atol=1e-5 * (np.abs(expected).max() + 1e-30)))
-
-
-def run_kernel(op: Operator, node: Node, examples: list, changes: dict,
-               least: type = np.float64) -> np.ndarray | None:
-    """The node's kernel on ``examples`` with the slots in ``changes`` replaced, in float64
-    (or, with ``least`` float32, in float32 where the values are: a probe that only pairs
-    axes, :func:`paired`, runs a ResNet-50 convolution in half float64's time); the result in
-    float64, or None when the kernel cannot run (a probe that cannot run proves nothing)."""
-    values = _cast([changes.get(i, v) for i, v in enumerate(examples)], least)
+def run_kernel(op: Operator, node: Node, examples: list, changes: dict) -> np.ndarray | None:
+    """The node's kernel on ``examples`` with the slots in ``changes`` replaced, in float64;
+    None when it cannot run (a probe that cannot run proves nothing)."""
+    values = _cast([changes.get(i, v) for i, v in enumerate(examples)])
     try:
         return np.asarray(_first(op.run_onnx(values, node.kernel_attrs)), dtype=np.float64)
     except Exception:  # noqa: BLE001 - any kernel failure means no probe
         return None
-
-
-def single(value) -> np.ndarray:
-    """``value`` as an array in float32 at least (float64 stays float64; integers go to
-    float64), for a probe's scaled copy of it."""
-    value = np.asarray(value)
-    return value.astype(np.promote_types(np.float32, value.dtype), copy=False)
 
 
 def _first(result):

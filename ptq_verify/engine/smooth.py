@@ -48,7 +48,7 @@ from .invariant_regions import invariant_regions
 from .metrics import fake_quantized
 from .parallel import mapped
 from .plan import plan_model
-from .probe import along, divided_along, example_inputs, paired, run_kernel, single
+from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import effective_rule, is_elementwise, weight_layout
 
@@ -354,7 +354,8 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
                 ) -> tuple[int, int] | None:
     """(activation axis, weight axis) such that scaling the weight's slices along the second
     by f_c computes what scaling the activation along the first by f_c does."""
-    x, weight = (single(examples[s]) for s in (slot, weight_slot))
+    x = np.asarray(examples[slot], dtype=np.float64)
+    weight = np.asarray(examples[weight_slot], dtype=np.float64)
     rng = np.random.default_rng(2)
     for x_axis in range(1, x.ndim):
         size = x.shape[x_axis]
@@ -363,16 +364,15 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
         factors = rng.uniform(0.5, 2.0, size)
         if size not in weight.shape:  # no weight axis to pair it with: no kernel run
             continue
-        scaled = run_kernel(op, node, examples, {slot: x * along(
-            factors.astype(x.dtype), x_axis, x.ndim)}, np.float32)
+        scaled = run_kernel(op, node, examples, {slot: x * along(factors, x_axis, x.ndim)})
         if scaled is None:
             continue
         for axis in range(weight.ndim):
             if weight.shape[axis] != size:
                 continue
-            moved = run_kernel(op, node, examples, {weight_slot: weight * along(
-                factors.astype(weight.dtype), axis, weight.ndim)}, np.float32)
-            if moved is not None and paired(moved, scaled):
+            moved = run_kernel(op, node, examples,
+                            {weight_slot: weight * along(factors, axis, weight.ndim)})
+            if moved is not None and _close(moved, scaled):
                 return x_axis, axis
     return None
 
