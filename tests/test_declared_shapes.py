@@ -56,15 +56,7 @@ def test_a_model_onnxruntime_cannot_run_gets_its_output_sqnr_from_the_simulation
                                                                                   capsys):
     """onnxruntime cannot load a model of custom-domain ops; the written file was not measured
     at all (a new-user trial). The note now gives the simulated file's SQNR, saying so."""
-    from ptq_verify.cli import main
-
-    ops, model, calib = tmp_path / "ops.toml", tmp_path / "m.onnx", tmp_path / "x.npy"
-    ops.write_text(SCALED_RELU)
-    model.write_bytes(_model().SerializeToString())
-    np.save(calib, np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32))
-    assert main(["quantize", str(model), "--calib", str(calib), "--operators", str(ops),
-                 "-o", str(tmp_path / "q.onnx"), "--no-progress"]) == 0
-    note = next(line for line in capsys.readouterr().out.splitlines()
+    note = next(line for line in _quantized_notes(tmp_path, capsys, SCALED_RELU)
                 if line.startswith("note: output SQNR"))
     assert "(ptq-verify's kernels: the file's arithmetic, simulated): y " in note
     assert float(note.split(": y ")[1].split(" dB")[0]) > 30
