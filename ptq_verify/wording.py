@@ -10,3 +10,11 @@ def first_few(names: Sequence[str], shown: int = 3) -> str:
     model's or the file's size, and still says how many there are)."""
     rest = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
+
+
+def assumed_attributes(items: Sequence[str]) -> str:
+    """The line on attributes nodes leave out that their declarations' sample values stand
+    for (``OperatorTable.assumed_attributes``), as quantize's note and audit's summary say it."""
+    return ("attributes the nodes leave out, taken as their declarations' sample values (no "
+            f"ONNX schema gives a default for them): {first_few(items, 8)}; where the node's "
+            "kernel computes another value, write the attribute on the node when exporting")

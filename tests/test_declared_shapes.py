@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import hostile
 import numpy as np
 import pytest
@@ -85,6 +87,24 @@ def test_an_attribute_a_custom_node_leaves_out_is_said_to_take_the_sample_value(
     assert "'srelu1' (ScaledRelu): g = 3" in assumed[0] and "a = " not in assumed[0]
     assert not any("attributes the nodes leave out" in n
                    for n in _quantized_notes(tmp_path, capsys, SCALED_RELU))
+
+
+def test_audit_names_the_attributes_custom_nodes_leave_out(tmp_path, capsys):
+    """audit is where a user looks before quantizing: it names them too, in its summary and
+    in --json (the trial had found them in quantize's notes alone)."""
+    from ptq_verify.cli import main
+
+    ops, model = tmp_path / "ops.toml", tmp_path / "m.onnx"
+    ops.write_text(hostile.declaration(
+        "ScaledRelu", "max(x, 0)*a*g", "com.example:ScaledRelu", a="2", g="3"))
+    model.write_bytes(_model().SerializeToString())
+    assert main(["audit", str(model), "--operators", str(ops)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("attributes the nodes leave out")]
+    assert len(lines) == 1 and "'srelu1' (ScaledRelu): g = 3" in lines[0]
+    assert main(["audit", str(model), "--operators", str(ops), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["assumed_attributes"] == [f"node 'srelu{i}' (ScaledRelu): g = 3" for i in (1, 2)]
 
 
 @pytest.mark.parametrize(("shapes", "expected"), [

@@ -82,29 +82,9 @@ def unchecked_note(table: OperatorTable) -> str | None:
 
 
 def assumed_attributes_note(graph: Graph, table: OperatorTable) -> str | None:
-    """The note on nodes that leave out an attribute their file declaration binds to a
-    parameter, where no ONNX schema gives its default (a custom domain's op type), or None.
+    """Quantize's note on the attributes nodes leave out that their declarations' sample
+    values stand for (:meth:`OperatorTable.assumed_attributes`), or None."""
+    from ..wording import assumed_attributes
 
-    The declaration's sample value then stands for the node's value (its declaration is its
-    schema, :meth:`Operator.attribute`), which the node's own kernel may not share: a trial's
-    SwishBeta declared ``gamma*x*sigmoid(beta*x)`` with gamma = 2 on nodes without a gamma
-    was calibrated on twice the outputs its kernel writes, and the output note measured it
-    against that function, with no word said."""
-    from ..catalog.operator import attribute_default
-    from ..wording import first_few
-
-    assumed = []
-    for node in graph.nodes:
-        key = table.declaration_key(node)
-        op = table.extra.get(key) if key is not None else None
-        if op is None or not op.runs_expression:
-            continue
-        for attr, param in op.onnx_attrs.items():
-            if attr not in node.attrs and attribute_default(op.onnx_type, attr) is None:
-                assumed.append(f"node {node.name!r} ({node.op_type}): {attr} = "
-                               f"{op.params[param]}")
-    if not assumed:
-        return None
-    return ("attributes the nodes leave out, taken as their declarations' sample values (no "
-            f"ONNX schema gives a default for them): {first_few(assumed, 8)}; where the node's "
-            "kernel computes another value, write the attribute on the node when exporting")
+    assumed = table.assumed_attributes(graph.nodes)
+    return assumed_attributes(assumed) if assumed else None

@@ -95,6 +95,28 @@ class OperatorTable:
             return qualified
         return node.op_type if node.op_type in self.extra else None
 
+    def assumed_attributes(self, nodes: Iterable[Node]) -> list[str]:
+        """Each attribute a node leaves out that its file declaration binds to a parameter,
+        where no ONNX schema gives its default (a custom domain's op type), as ``node 'n'
+        (T): attr = value``: the declaration's sample value then stands for the node's (its
+        declaration is its schema, :meth:`Operator.attribute`), which the node's own kernel
+        may not share. A trial's SwishBeta declared ``gamma*x*sigmoid(beta*x)`` with gamma = 2
+        on nodes without a gamma was calibrated on twice the outputs its kernel writes, with
+        no word said; quantize's notes and audit's summary now name them."""
+        from ..catalog.operator import attribute_default
+
+        assumed = []
+        for node in nodes:
+            key = self.declaration_key(node)
+            op = self.extra.get(key) if key is not None else None
+            if op is None or not op.runs_expression:
+                continue
+            assumed += [f"node {node.name!r} ({node.op_type}): {attr} = {op.params[param]}"
+                        for attr, param in op.onnx_attrs.items()
+                        if attr not in node.attrs and attribute_default(op.onnx_type, attr)
+                        is None]
+        return assumed
+
     def _in_catalog(self, node: Node, graph: Graph | None) -> Operator | None:
         """The catalog's declaration of the node's op type (a node no extra declaration
         takes); the graph's constants select among declarations of one type (Pow's exponent,

@@ -29,6 +29,7 @@ from ..graph.executor import KernelGap
 from ..graph.operators import model_codes_hint, quantized_hint, runtime_operator_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
+from ..wording import assumed_attributes
 from .cells import markdown_cell, plain_cell, plain_path
 
 UNKNOWN = "unknown op type"
@@ -93,6 +94,8 @@ class Audit:
     interface: str | None = None  # why quantize refuses the model's inputs or outputs
     loaded: str = ""  # how the file was brought to the engine's opset (Graph.loaded)
     inputs: tuple[AuditInput, ...] = ()  # what the calibration file holds, one array each
+    # attributes nodes leave out that their declarations' sample values stand for
+    assumed: tuple[str, ...] = ()
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -117,6 +120,7 @@ class Audit:
             "onnxruntime_refuses": self.onnxruntime,
             "quantize_refuses_interface": self.interface,
             "loaded": self.loaded,
+            "assumed_attributes": list(self.assumed),
         }
 
     def to_json(self) -> dict:
@@ -210,7 +214,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
-                 unprobed, refused, original.loaded, model_inputs(original))
+                 unprobed, refused, original.loaded, model_inputs(original),
+                 tuple(table.assumed_attributes(original.nodes)))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -310,6 +315,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")
+    if audit.assumed:
+        lines.append(assumed_attributes(audit.assumed))
     if audit.interface is not None:
         lines.append(f"quantize refuses this model: {audit.interface}")
     if audit.onnxruntime is not None:
