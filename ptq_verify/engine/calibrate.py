@@ -23,7 +23,13 @@ from .parallel import cores, in_background, mapped
 from .plan import plan_model
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
 from .rules import divisor_inputs
-from .saturation import kept_positions, masked_sums, static_part, unselected_saturation
+from .saturation import (
+    beyond_codes,
+    kept_positions,
+    masked_sums,
+    static_part,
+    unselected_saturation,
+)
 from .stats import TensorStats
 
 if TYPE_CHECKING:
@@ -467,7 +473,7 @@ def _within_codes(value: np.ndarray, kept: np.ndarray, bits: int | None) -> bool
     if finite.size < dropped.size:
         return False
     reach = float(np.max(np.abs(value[kept]), initial=0.0))
-    return float(finite.max(initial=0.0)) <= ((1 << ((bits or 8) - 1)) - 1) * reach
+    return not beyond_codes(float(finite.max(initial=0.0)), reach, bits)
 
 
 def _each(record: Callable, names: list[str], values: dict[str, np.ndarray]) -> None:

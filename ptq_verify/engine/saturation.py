@@ -191,7 +191,8 @@ def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
         return False
 
 
-def selectable_constants(graph: Graph, table: OperatorTable, tensor: str) -> list[np.ndarray]:
+def selectable_constants(graph: Graph, table: OperatorTable, tensor: str,
+                         producers: Mapping[str, Node]) -> list[np.ndarray]:
     """The float constants a static ``tensor`` may take its values from through selections
     alone (:func:`is_lattice_selection`: Where, Expand, Reshape, Concat ...): the constants
     read by the selections' tensor slots, walking back from ``tensor`` (a selection's
@@ -199,8 +200,8 @@ def selectable_constants(graph: Graph, table: OperatorTable, tensor: str) -> lis
 
     An additive attention mask is ``Where(keep, 0, finfo.min)`` (or -inf) expanded to the
     scores' shape: which positions take finfo.min depends on the data, but that it may take
-    it is read off the graph, where calibration data without padding never shows it."""
-    makers = {out: node for node in graph.nodes for out in node.outputs}
+    it is read off the graph, where calibration data without padding never shows it.
+    ``producers``: :meth:`Graph.producers`, taken once by the caller for all its tensors."""
     found: list[np.ndarray] = []
     pending, seen = [tensor], set()
     while pending:
@@ -213,7 +214,7 @@ def selectable_constants(graph: Graph, table: OperatorTable, tensor: str) -> lis
             if np.issubdtype(value.dtype, np.floating) and value.size:
                 found.append(value)
             continue
-        node = makers.get(name)
+        node = producers.get(name)
         op = None if node is None else table.find(node, graph)
         if op is None or not is_lattice_selection(op):
             continue
@@ -233,15 +234,25 @@ def unselected_saturation(sums: dict[str, MaskedSum], graph: Graph, table: Opera
     decoder calibrated on rows without padding (its decode step has no causal mask to add)
     lost 13-21 dB on padded rows with no word said. Counted as saturated, the sum runs in
     float where its readers do, mask intact, as when calibration had shown it."""
-    levels = (1 << ((bits or 8) - 1)) - 1
+    producers = graph.producers()
     found = set()
     for name, masked in sums.items():
         if masked.chosen or name not in reach:
             continue
         for operand in masked.static:
-            constants = selectable_constants(graph, table, operand)
-            if any(not np.all(np.isfinite(c)) or np.abs(c).max() > levels * reach[name]
+            constants = selectable_constants(graph, table, operand, producers)
+            if any(not np.all(np.isfinite(c)) or beyond_codes(float(np.abs(c).max()),
+                                                                reach[name], bits)
                    for c in constants):
                 found.add(name)
                 break
     return found
+
+
+def beyond_codes(peak: float, reach: float, bits: int | None) -> bool:
+    """Whether a selected value of magnitude ``peak`` lies beyond what codes can hold beside
+    the rest of a sum's values (``reach``, their largest |x|): past 2^(n-1) - 1 times it
+    (n = ``bits``, 8 when not given), where quantize could not count it back
+    (``_saturated_reach``). Calibration leaves such a value out of the range where the data
+    select it, and counts a sum that may select one as saturated where they do not."""
+    return peak > ((1 << ((bits or 8) - 1)) - 1) * reach
