@@ -331,9 +331,14 @@ def _batches_hint(data: object, graph: Graph) -> str:
     how batches become one array per input."""
     if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
         return ""
-    return (f": {{{', '.join(f'{n!r}: ...' for n in graph.input_names)}}}; batches (a "
-            f"DataLoader's, as numpy arrays) are joined along the batch axis with "
-            f"np.concatenate(batches), one array per input")
+    return (f": {_placeholder_dict(graph.input_names)}; batches (a DataLoader's, as numpy "
+            f"arrays) are joined along the batch axis with np.concatenate(batches), one array "
+            f"per input")
+
+
+def _placeholder_dict(names: list[str]) -> str:
+    """A dict literal keyed by ``names``, its values to fill in: ``{'input_ids': ...}``."""
+    return "{" + ", ".join(f"{name!r}: ..." for name in names) + "}"
 
 
 def _integers_for_floats_hint(dtype: np.dtype) -> str:
@@ -411,7 +416,7 @@ def _inputs_only_call(extra: list[str], graph: Graph) -> str:
         return f"np.savez(file, **{{k: v for k, v in encoded.items() if k in ({keep},)}})"
     if len(names) == 1:
         return savez_call(names[0])
-    return f"np.savez(file, **{{{', '.join(f'{name!r}: ...' for name in names)}}})"
+    return f"np.savez(file, **{_placeholder_dict(names)})"
 
 
 # the keys a Hugging Face tokenizer returns on request (return_attention_mask=True, ...)
