@@ -111,20 +111,29 @@ def test_a_pad_constant_far_beyond_the_activations_saturates(tmp_path, opset):
     assert not calibrate(graph, {"x": x}, progress=False).saturated
 
 
-def _masked_attention(tmp_path, fill: bool) -> str:
+def _masked_attention(tmp_path, fill: str) -> str:
     """Scores x @ W over 8 keys, a padding mask from an int64 ``attention_mask`` as Hugging
     Face exports build it (Cast to bool, Unsqueeze, Where against finfo.min), a Softmax and a
-    MatMul. ``fill``: the mask applied by ``Where(keep, scores, finfo.min)`` (masked_fill);
-    otherwise ``Where(keep, 0, finfo.min)`` added to the scores."""
+    MatMul. ``fill``: "masked_fill", the mask applied by ``Where(keep, scores, finfo.min)``;
+    "full_like", by ``Where(keep, scores, full_like(scores, -inf))`` as torch's legacy
+    exporter writes it (ConstantOfShape of the scores' Shape, no constant of -inf in the
+    graph); "added", ``Where(keep, 0, finfo.min)`` added to the scores."""
     rng = np.random.default_rng(0)
     lowest = np.array(np.finfo(np.float32).min, np.float32)
     nodes = [helper.make_node("MatMul", ["x", "w"], ["scores"], name="qk"),
              helper.make_node("Cast", ["attention_mask"], ["keep"], name="cast",
                               to=TensorProto.BOOL),
              helper.make_node("Unsqueeze", ["keep", "one"], ["keep3"], name="unsqueeze")]
-    if fill:
+    if fill == "masked_fill":
         nodes.append(helper.make_node("Where", ["keep3", "scores", "lowest"], ["masked"],
                                       name="masked_fill"))
+    elif fill == "full_like":
+        nodes += [helper.make_node("Shape", ["scores"], ["shape"], name="shape"),
+                  helper.make_node("ConstantOfShape", ["shape"], ["minus_inf"], name="full",
+                                   value=numpy_helper.from_array(
+                                       np.array([-np.inf], np.float32))),
+                  helper.make_node("Where", ["keep3", "scores", "minus_inf"], ["masked"],
+                                   name="masked_fill")]
     else:
         nodes += [helper.make_node("Where", ["keep3", "zero", "lowest"], ["mask"], name="mask"),
                   helper.make_node("Add", ["scores", "mask"], ["masked"], name="add_mask")]
@@ -148,14 +157,15 @@ def _masked_attention(tmp_path, fill: bool) -> str:
     return path
 
 
-@pytest.mark.parametrize("fill", [False, True], ids=["added", "masked_fill"])
+@pytest.mark.parametrize("fill", ["added", "masked_fill", "full_like"])
 def test_a_mask_calibration_never_selected_still_masks(tmp_path, fill):
     """A new-user trial: a KV-cache decoder's decode step calibrated on rows without padding
     (one new token: no causal mask to add) never selected finfo.min, so the masked sum took
     codes at the scores' range, and at run time a padded key clipped to the range's end and
     took attention weight (Llama, --no-wide-sums: 8.0 dB on padded rows, 14.8 with the mask
-    kept in float). That the mask may select finfo.min is read off the graph: the sum is
-    counted as saturated, and runs in float with its readers, as when calibration showed it."""
+    kept in float). That the mask may select finfo.min is read off the graph, or off the
+    values its static operand held where unselected (full_like's -inf): the sum is counted as
+    saturated, and runs in float with its readers, as when calibration showed it."""
     path = _masked_attention(tmp_path, fill)
     rng = np.random.default_rng(1)
     unpadded = {"x": rng.normal(size=(64, 4, 8)).astype(np.float32),

@@ -279,6 +279,7 @@ def calibrate(
     wanted = {name for masked in sums.values() for name in masked.static}
     carriers = {name for masked in sums.values() for name in masked.carried}
     held: dict[str, np.ndarray] = {}  # this batch's static operands of those sums
+    static_peaks: dict[str, float] = {}  # their largest |x| on all batches so far
     layers = None if weight_layers is None else LayerInputs(graph, table, weight_layers)
     gathered = set() if layers is None else layers.wanted
     layer_inputs: dict[str, np.ndarray] = {}  # this batch's inputs of those weight layers
@@ -303,6 +304,10 @@ def calibrate(
             layer_inputs[name] = value
         if name in wanted:
             held[name] = value
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                peak = max(-float(value.min()), float(value.max()))
+                # (np.maximum: a NaN, which comparisons drop, stays)
+                static_peaks[name] = float(np.maximum(static_peaks.get(name, 0.0), peak))
         if name in sums:
             pending[name] = value
         elif name in stats:
@@ -441,7 +446,7 @@ def calibrate(
             done += size
     saturated |= unselected_saturation(
         {name: sums[name] for name in sums.keys() - saturated}, graph, table,
-        {name: stats[name].max_abs for name in sums if name in stats}, bits)
+        {name: stats[name].max_abs for name in sums if name in stats}, bits, static_peaks)
     sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner, non_finite,

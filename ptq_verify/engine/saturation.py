@@ -225,25 +225,35 @@ def selectable_constants(graph: Graph, table: OperatorTable, tensor: str,
 
 
 def unselected_saturation(sums: dict[str, MaskedSum], graph: Graph, table: OperatorTable,
-                          reach: Mapping[str, float], bits: int | None) -> set[str]:
-    """The masked sums whose static operands may select a constant their codes cannot hold
+                          reach: Mapping[str, float], bits: int | None,
+                          observed: Mapping[str, float]) -> set[str]:
+    """The masked sums whose static operands may select a value their codes cannot hold
     beside the calibrated range (infinite, or beyond 2^(n-1) - 1 times ``reach``, the sum's
     calibrated max |x|: the bound calibrate leaves such a position out by), although the
     calibration data never selected it. Held as codes, such a position would clip to the
     range's end at run time, and the Softmax after it would attend to a masked key: a KV-cache
     decoder calibrated on rows without padding (its decode step has no causal mask to add)
     lost 13-21 dB on padded rows with no word said. Counted as saturated, the sum runs in
-    float where its readers do, mask intact, as when calibration had shown it."""
+    float where its readers do, mask intact, as when calibration had shown it.
+
+    The values an operand may take: the constants selections carry into it
+    (:func:`selectable_constants`), and those it held on the calibration data (``observed``:
+    static tensor -> its largest |x| there, NaN or inf included) wherever the node did not
+    select them. torch's legacy export of ``where(mask, scores, full_like(scores, -inf))``
+    computes the -inf tensor with a ConstantOfShape from the scores' shape: no constant in
+    the graph, -inf at every position on every batch, selected by none without padding
+    (18.2 dB on padded rows, 37.1 in the dynamo export, whose -inf is a constant)."""
     producers = graph.producers()
     found = set()
     for name, masked in sums.items():
         if masked.chosen or name not in reach:
             continue
         for operand in masked.static:
-            constants = selectable_constants(graph, table, operand, producers)
-            if any(not np.all(np.isfinite(c)) or beyond_codes(float(np.abs(c).max()),
-                                                                reach[name], bits)
-                   for c in constants):
+            peaks = [float(np.abs(c).max())
+                     for c in selectable_constants(graph, table, operand, producers)]
+            if operand in observed:
+                peaks.append(observed[operand])
+            if any(not np.isfinite(p) or beyond_codes(p, reach[name], bits) for p in peaks):
                 found.add(name)
                 break
     return found
