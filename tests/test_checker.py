@@ -191,3 +191,15 @@ def test_candidates_that_each_leave_the_domain_give_a_verdict(expression, inputs
     helper's random expressions stopped there, 74 times, with an internal error)."""
     verdict = classify(Operator("Leaves", inputs, expression, params=params))
     assert verdict.rule.kind in RuleKind  # (a verdict; undecided where nothing is proved)
+
+
+def test_the_rule_does_not_depend_on_the_order_parameters_are_declared_in():
+    """A custom-operator trial: ScaleNorm g*x0/max(norm, eps) has two proved rules
+    (scale_invariant with eps -> s*eps; param_rescale with g and eps), and which one it got
+    depended on whether g or eps was declared first: the points drew parameters in
+    declaration order, and the candidates were tried in it."""
+    expression = "g*x0/max(sqrt(x0**2 + x1**2), eps)"
+    verdicts = [classify(Operator("ScaleNorm", "x0 x1", expression, params=params))
+                for params in ({"g": 2, "eps": 1e-5}, {"eps": 1e-5, "g": 2})]
+    assert verdicts[0].rule.kind.has_rule
+    assert verdicts[0].rule == verdicts[1].rule

@@ -316,7 +316,7 @@ class Checker:
                 point.update(
                     {
                         p: abs(self._generic_value(None)) * free if free else self._generic_value(v)
-                        for p, v in self.op.params.items()
+                        for p, v in sorted(self.op.params.items())
                     }
                 )
             else:
@@ -458,12 +458,16 @@ class Checker:
             found += self._partition_candidates(rows)
         # Parameters f does not vary with almost anywhere (thresholds: Shrink's lambd) are
         # invisible to Euler's identity; the natural guess is that they scale like the output.
+        # (parameters in name order, as the points draw them: a rule does not depend on the
+        # order a declaration lists them in, which had chosen between two proved rules of a
+        # ScaleNorm g*x0/max(norm, eps))
+        column = {p: position for position, p in enumerate(self.op.params)}
         invisible = [
             p
-            for position, p in enumerate(self.op.params)
-            if all(abs(g_p[position]) <= abs(f) * mpmath.mpf(10) ** -20 for f, _, g_p in rows)
+            for p in sorted(column)
+            if all(abs(g_p[column[p]]) <= abs(f) * mpmath.mpf(10) ** -20 for f, _, g_p in rows)
         ]
-        visible = [p for p in self.op.params if p not in invisible]
+        visible = [p for p in sorted(column) if p not in invisible]
         for size in range(len(visible) + 1):
             for support in itertools.combinations(visible, size):
                 for candidate in self._joint_candidates(rows, support):
