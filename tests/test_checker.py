@@ -28,6 +28,10 @@ CASES = [
     ("max(x0, x1, x2, x3)", "x0 x1 x2 x3", {}, F.PASS_THROUGH, 1, {}),
     ("x*heaviside(x)", "x", {}, F.PASS_THROUGH, 1, {}),
     ("clip(x, lo, hi)", "x", {"lo": -1, "hi": 6}, F.PARAM_RESCALE, 1, {"lo": 1, "hi": 1}),
+    # thresholds Euler's identity cannot see: scaled inversely to the input, and like the
+    # input on an output of degree 0 (both were undecided)
+    ("where(x*p > 1, x, 0)", "x", {"p": 2}, F.PARAM_RESCALE, 1, {"p": -1}),
+    ("where(x > t, 1, 0)", "x", {"t": "0.5"}, F.SCALE_INVARIANT, 0, {"t": 1}),
     ("x0*w0 + x1*w1 + b", "x0 x1", {"w0": 1, "w1": 2, "b": "0.5"}, F.PARAM_RESCALE, 1, {"b": 1}),
     ("a + b", "a, b", {}, F.ALIGNED, 1, {}),
     ("max(a, b)", "a, b", {}, F.ALIGNED, 1, {}),

@@ -472,10 +472,10 @@ class Checker:
             for support in itertools.combinations(visible, size):
                 for candidate in self._joint_candidates(rows, support):
                     variants = [candidate]
-                    if candidate.degree != 0:
-                        for extra in _subsets(invisible):
+                    for extra in _subsets(invisible):
+                        for guess in _invisible_guesses(candidate.degree, len(invisible)):
                             exponents = dict(candidate.param_exponents)
-                            exponents.update({p: candidate.degree for p in extra})
+                            exponents.update({p: guess for p in extra})
                             variants.append(Candidate(candidate.degree, None, exponents))
                     found += [v for v in variants if v not in found]
         # fewest rescaled parameters first, degree 1 first on a tie (stable: separable first,
@@ -870,6 +870,17 @@ class Checker:
 def _point_text(point: dict) -> str:
     """``x = 1/2, a = 1``: a point as the certificates write it."""
     return ", ".join(f"{name} = {value}" for name, value in point.items())
+
+
+def _invisible_guesses(degree: Fraction, invisible: int) -> list[Fraction]:
+    """Exponents to try for parameters Euler's identity cannot see (thresholds): scaling like
+    the output (``degree``), then, with at most two such parameters, like the input (``t`` in
+    ``where(x > t, 1, 0)``, of degree 0) and inversely to it (``p`` in ``where(p*x > 1, x,
+    0)``); both had stayed undecided. Each is proved or dropped like any candidate."""
+    guesses = [degree] if degree != 0 else []
+    if invisible <= 2:
+        guesses += [k for k in (Fraction(1), Fraction(-1)) if k not in guesses]
+    return guesses
 
 
 def _subsets(names: list[str], most: int = 4) -> list[tuple[str, ...]]:
