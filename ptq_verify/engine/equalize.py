@@ -34,6 +34,7 @@ import numpy as np
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
+from ..graph.ort_runner import NodeSessions
 from ..graph.static import MAX_FOLDED_ELEMENTS
 from ..progress import progress_bar
 from ..rules import Rule
@@ -184,18 +185,20 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
         return [0.0] * len(groups)
     values = {**values, **sample}
     divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
+    sessions = NodeSessions(graph)
     chosen = []
     for group, total, run, external in progress_bar(
             list(zip(groups, totals, runs, externals)), desc="equalizing", unit="group",
             progress=progress):
         inputs = {name: divided_along(values[name], divided[name], CHANNEL_AXIS)
                   if name in divided else values[name] for name in external}
-        reference = run.outputs_of(graph, table, inputs)
+        reference = run.outputs_of(graph, table, inputs, sessions=sessions)
         errors = {}
         for strength in STRENGTHS:
             saved = {name: graph.initializers[name] for name in _rescaled(group)}
             _apply(graph, group, total ** strength)
-            errors[strength] = run.error(graph, table, inputs, reference, bits, per_channel)
+            errors[strength] = run.error(graph, table, inputs, reference, bits, per_channel,
+                                         sessions)
             graph.initializers.update(saved)
         best = min(STRENGTHS, key=lambda strength: errors[strength])
         best = best if errors[best] < KEEP * errors[0.0] else 0.0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, run_node
+from ..graph.ort_runner import NodeSessions
 from .metrics import fake_quantized
 
 
@@ -43,8 +44,10 @@ class GroupRun:
                                   and name not in graph.initializers))
 
     def outputs_of(self, graph: Graph, table: OperatorTable, inputs: Mapping[str, np.ndarray],
-                   bits: int | None = None, per_channel: bool = True) -> list[np.ndarray]:
-        """The layers 2's outputs on ``inputs``: in float, or with ``bits``-bit codes."""
+                   bits: int | None = None, per_channel: bool = True,
+                   sessions: NodeSessions | None = None) -> list[np.ndarray]:
+        """The layers 2's outputs on ``inputs``: in float, or with ``bits``-bit codes; its
+        nodes in onnxruntime where ``sessions`` runs them, else in the catalog's kernels."""
         constants: Mapping[str, np.ndarray] = graph.initializers
         if bits is not None:
             levels = 2 ** (bits - 1) - 1
@@ -56,17 +59,21 @@ class GroupRun:
         for node in self.nodes:
             values = [None if not name else env[name] if name in env else constants[name]
                       for name in node.inputs]
-            for name, value in zip(node.outputs, run_node(node, table, values, graph)):
+            results = None if sessions is None else sessions.run(node, values)
+            if results is None:
+                results = run_node(node, table, values, graph)
+            for name, value in zip(node.outputs, results):
                 env[name] = (_rounded_activation(value, bits) if bits is not None
                              and name in self.read else value)
         return [env[name] for name in self.outputs]
 
     def error(self, graph: Graph, table: OperatorTable, inputs: Mapping[str, np.ndarray],
-              reference: list[np.ndarray], bits: int, per_channel: bool) -> float:
+              reference: list[np.ndarray], bits: int, per_channel: bool,
+              sessions: NodeSessions | None = None) -> float:
         """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2."""
         total = 0.0
         for exact, rounded in zip(reference, self.outputs_of(graph, table, inputs, bits,
-                                                             per_channel)):
+                                                             per_channel, sessions)):
             energy = float(np.sum(np.square(exact, dtype=np.float64)))
             difference = np.asarray(rounded, np.float64) - exact
             total += float(np.sum(difference * difference)) / energy if energy > 0 else 0.0
