@@ -185,13 +185,13 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
         return [0.0] * len(groups)
     values = {**values, **sample}
     divided: dict[str, np.ndarray] = {}  # a group tensor's values, over those of the float run
-    sessions = NodeSessions(graph)
     chosen = []
     for group, total, run, external in progress_bar(
             list(zip(groups, totals, runs, externals)), desc="equalizing", unit="group",
             progress=progress):
         inputs = {name: divided_along(values[name], divided[name], CHANNEL_AXIS)
                   if name in divided else values[name] for name in external}
+        sessions = NodeSessions(graph)  # (a group's, for each strength it tries)
         reference = run.outputs_of(graph, table, inputs, sessions=sessions)
         errors = {}
         for strength in STRENGTHS:

@@ -255,6 +255,7 @@ class NodeSessions:
         options = ort.SessionOptions()
         options.log_severity_level = 4
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = False  # (an arena per node's session held its peak)
         try:
             return ort.InferenceSession(model.SerializeToString(), options,
                                         providers=["CPUExecutionProvider"])
