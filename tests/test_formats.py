@@ -308,12 +308,14 @@ def test_codes_reaching_the_float32_maximum_dequantize_to_finite_values():
         assert np.isfinite(output).all(), form
 
 
-def test_a_weight_on_the_left_of_a_matmul_runs_in_every_encoding(tmp_path):
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_weight_on_the_left_of_a_matmul_runs_in_every_encoding(per_channel):
     """MatMul(W, x) + b with W constant (a Mamba's and a DETR's exports have it): onnxruntime
     fused the DequantizeLinear of its uint8 per-channel weights (u8u8) and the MatMul, whose
     wide output has no QuantizeLinear, into a MatMulIntegerToFloat that failed at run time
-    ("input a zero point must be a scalar"); such a weight stays int8, and every encoding runs
-    and keeps the simulation's accuracy."""
+    ("input a zero point must be a scalar"); such a weight stays int8, a per-tensor one (a
+    scalar zero point) takes the encoding's type, and every encoding runs and keeps the
+    simulation's accuracy."""
     from onnx import TensorProto, helper, numpy_helper
 
     from ptq_verify.graph import graph_from_onnx
@@ -335,11 +337,35 @@ def test_a_weight_on_the_left_of_a_matmul_runs_in_every_encoding(tmp_path):
     proto.ir_version = 8
     model = prepare(graph_from_onnx(proto))
     data = {"x": rng.normal(size=(64, 8, 16)).astype(np.float32)}
-    quantized = quantize(model, calibrate(model, data, progress=False), 8)
+    quantized = quantize(model, calibrate(model, data, progress=False), 8,
+                         per_channel=per_channel)
     test = {"x": rng.normal(size=(16, 8, 16)).astype(np.float32)}
     simulated = quantized.run(test)["logits"]
     for encoding in ENCODINGS:
         got = _session(quantized.to_onnx("qdq", encoding=encoding)).run(None, test)[0]
+        if not saturates_here(encoding):
+            assert sqnr_db(simulated, got) > 30, encoding
+
+
+def test_a_constant_on_the_left_of_a_mul_fuses_with_its_activation(tmp_path):
+    """Mul(0.5, x), the constant first (a dynamo export's GELU writes it so): its one scale
+    was held int8 beside uint8 activation codes, like a per-channel MatMul(W, x) weight, and
+    onnxruntime, whose QLinearMul takes two inputs of one type, left the Mul in float between
+    a DequantizeLinear and a QuantizeLinear. A per-tensor constant takes the encoding's type:
+    the Mul fuses, and the file still runs in every encoding with the simulation's accuracy."""
+    b = models.Builder()
+    h = b.add("Relu", [b.dense("input", 64, 32)])
+    h = b.add("Mul", [b.const(np.float32(0.5)), h])
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 32, 10))))
+    model = quantize(graph, calibrate(graph, models.digits(100), progress=False), 8)
+    test = models.digits(20, offset=500)
+    optimized = tmp_path / "optimized.onnx"
+    _session(model.to_onnx("qdq"), str(optimized))
+    ops = [node.op_type for node in onnx.load(optimized).graph.node]
+    assert "Mul" not in ops and "QLinearMul" in ops, f"ops: {ops}"
+    simulated = model.run({"input": test})["logits"]
+    for encoding in ENCODINGS:
+        got = _session(model.to_onnx("qdq", encoding=encoding)).run(None, {"input": test})[0]
         if not saturates_here(encoding):
             assert sqnr_db(simulated, got) > 30, encoding
 

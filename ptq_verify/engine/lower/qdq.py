@@ -210,11 +210,14 @@ class _QdqLowering:
 
     def _param(self, name: str, values: np.ndarray, param: IntegerParam,
                first: bool = False, per_axis: bool = True) -> str:
-        """An integer parameter stored as integers behind a DequantizeLinear. Weights in the
-        node's first input (a MatMul(W, x)) stay int8 at zero point 0 whatever the encoding:
-        onnxruntime (1.32) fuses uint8 ones with per-channel zero points into a
+        """An integer parameter stored as integers behind a DequantizeLinear. Per-channel
+        weights in the node's first input (a MatMul(W, x)) stay int8 at zero point 0 whatever
+        the encoding: onnxruntime (1.32) fuses uint8 ones with per-channel zero points into a
         MatMulIntegerToFloat that then fails at run time ("input a zero point must be a
-        scalar"; a Mamba and a DETR export), while int8 ones run, exact. Per-channel scales
+        scalar"; a Mamba and a DETR export), while int8 ones run, exact. A per-tensor one
+        (one zero point, a scalar) takes the encoding's type as any weight: held int8 beside
+        uint8 codes, the 0.5 of a dynamo export's GELU, Mul(0.5, x), kept onnxruntime from
+        fusing the Mul into a QLinearMul (both inputs must be of one type). Per-channel scales
         the node's fused kernel cannot take per axis (``per_axis`` False:
         :func:`_takes_per_axis`) are a Mul after a DequantizeLinear of scale 1, as activations'
         are (:meth:`_quantized`): the same real weights, no fused group."""
@@ -234,8 +237,8 @@ class _QdqLowering:
         elif param.kind == "codes":  # a table of activation codes (an embedding)
             dtype, zero = self._container(values.min(), values.max())
         else:
-            dtype, zero = ((np.uint8, 128) if self.unsigned_weights and not first
-                           else (np.int8, 0))
+            dtype, zero = ((np.uint8, 128) if self.unsigned_weights
+                           and not (first and scale.ndim) else (np.int8, 0))
         stored = self.out.constant(f"{name}:stored", (values + zero).astype(dtype))
         inputs = [stored, self.out.constant(f"{name}:scale", scale)]
         # A bias's zero point 0 is the default; onnxruntime's Gemm fusion (1.32) wants the
