@@ -601,3 +601,46 @@ def test_a_matmul_by_a_batch_of_weight_matrices_runs_in_every_encoding():
         if not saturates_here(encoding):
             for name, value in zip(("logits", "other"), got):
                 assert sqnr_db(simulated[name], value) > 30, (encoding, name)
+
+
+def _at_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    proto.opset_import[0].version = opset
+    return proto
+
+
+def test_a_model_of_an_opset_without_onnxruntime_qdq_nodes_is_written_at_its_nodes_opset():
+    """onnx 1.23 writes opset 28, and onnxruntime 1.32 runs such a model of older nodes
+    (Gemm, Relu) but has no QuantizeLinear of opset 28: the qdq file, written at its source's
+    opset, had been an internal error (exit 3). It is now written at the newest version its
+    source's nodes resolve to, where each keeps its schema, and runs the simulation."""
+    proto = _at_opset(models.mlp("Relu"), 28)
+    graph = prepare(graph_from_onnx(proto))
+    quantized = quantize(graph, calibrate(graph, models.digits(100), progress=False), 8)
+    written = quantized.to_onnx("qdq")
+    schemas = {n.op_type: onnx.defs.get_schema(n.op_type, 28).since_version
+               for n in proto.graph.node}
+    assert written.opset_import[0].version == max(schemas.values()) < 28
+    test = models.digits(20, offset=500)
+    assert sqnr_db(quantized.run({"input": test})["logits"],
+                   _session(written).run(None, {"input": test})[0]) > 40
+
+
+def test_a_node_of_an_opset_without_onnxruntime_qdq_nodes_is_refused_by_name():
+    """An Einsum of version 28 keeps the file at opset 28, where onnxruntime 1.32 has no
+    QuantizeLinear: one line naming the node and the formats that write it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "W"], ["y"], name="mix", equation="nd,de->ne")],
+        "einsum28", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "W")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 28)])
+    model = prepare(graph_from_onnx(proto))
+    data = {"x": rng.normal(size=(64, 8)).astype(np.float32)}
+    quantized = quantize(model, calibrate(model, data, progress=False), 8)
+    _session(quantized.to_onnx("simulation"))
+    with pytest.raises(UserError, match=r"opset 28: .*QuantizeLinear.*'mix' \(Einsum\)"):
+        quantized.to_onnx("qdq")

@@ -99,10 +99,12 @@ class Emitter:
 
     def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
               doc: str = "", min_opset: int = MIN_OPSET,
-              casts: Mapping[str, np.dtype] | None = None) -> onnx.ModelProto:
+              casts: Mapping[str, np.dtype] | None = None,
+              opset: int | None = None) -> onnx.ModelProto:
         """The ONNX model with the source graph's inputs and the given outputs (name, shape,
         element type); ``casts``: outputs computed in float32 that the model gives in another
-        type (a float16 export's), cast last."""
+        type (a float16 export's), cast last; ``opset``: the file's ONNX opset in place of
+        the source's (:func:`newest_schema` says how low it may go)."""
         from ...graph import onnx_io
 
         for name, dtype in (casts or {}).items():
@@ -122,7 +124,7 @@ class Emitter:
                  self.initializers.items() if names.get(k, k) in used]
         proto = helper.make_graph(self.nodes, graph.name, inputs, outs, inits)
         opsets = dict(graph.opsets)
-        opsets[""] = max(opsets.get("", min_opset), min_opset)
+        opsets[""] = max(opsets.get("", min_opset) if opset is None else opset, min_opset)
         model = helper.make_model(
             proto, producer_name="ptq-verify",
             opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
@@ -131,6 +133,33 @@ class Emitter:
         model.doc_string = doc
         _widen_narrow_floats(model)
         return model
+
+
+def newest_schema(graph: Graph) -> int:
+    """The newest schema version the ONNX-domain nodes of ``graph`` (and of its subgraphs)
+    resolve to at its opset: a file of any opset from this one to the graph's runs each of
+    them by the same schema, since none of theirs changed in between. A file may need a lower
+    opset than its source's: onnxruntime 1.32 runs a model of opset 28 whose nodes are older,
+    but has no QuantizeLinear of opset 28 for the qdq format to write."""
+    source = graph.opsets.get("", MIN_OPSET)
+    newest = 1
+
+    def visit(nodes) -> None:
+        nonlocal newest
+        for node in nodes:
+            domain, op_type = node.domain or "", node.op_type
+            attrs = node.attrs.values() if isinstance(node, Node) else [
+                helper.get_attribute_value(a) for a in node.attribute]
+            if domain in ("", "ai.onnx"):
+                newest = max(newest, onnx.defs.get_schema(
+                    op_type, max_inclusive_version=source, domain="").since_version)
+            for value in attrs:
+                for sub in value if isinstance(value, list) else [value]:
+                    if isinstance(sub, onnx.GraphProto):
+                        visit(sub.node)
+
+    visit(graph.nodes)
+    return newest
 
 
 _NARROW_FLOATS = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)

@@ -37,15 +37,17 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper
 
 from ...errors import UserError
+from ...graph import Node
 from ...graph.onnx_io import node_proto
 from ...rules import stored_shift_rule
 from ..probe import along
 from ..rules import is_lattice_selection, is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
-from .emitter import Emitter, runs_on
+from .emitter import Emitter, newest_schema, runs_on
 
 ENCODINGS = ("u8s8", "s8s8", "u8u8")
 DEFAULT_ENCODING = "u8u8"
@@ -60,6 +62,38 @@ def emit_qdq(model, encoding: str = DEFAULT_ENCODING) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) as a QDQ ONNX model."""
     check_qdq(model.bits, encoding)
     return _QdqLowering(model, encoding).run()
+
+
+def _file_opset(graph) -> int | None:
+    """The qdq file's opset: the source's, unless onnxruntime has no QuantizeLinear and
+    DequantizeLinear of that opset (1.32 runs a model of opset 28 whose nodes are older, but
+    has neither of opset 28: the file had been an internal error, exit 3); then the lowest at
+    which every source node keeps its schema (:func:`newest_schema`), refused in one line
+    when that one lacks them too."""
+    source = graph.opsets.get("", 11)
+    if _qdq_runs(source):
+        return None
+    lowered = max(newest_schema(graph), 11)
+    if lowered < source and _qdq_runs(lowered):
+        return lowered
+    newest = [f"node {n.name!r} ({n.op_type}) is of version {lowered}" for n in graph.nodes
+              if n.in_onnx_domain and onnx.defs.get_schema(
+                  n.op_type, max_inclusive_version=source, domain="").since_version == lowered]
+    raise UserError(
+        f"{graph.source}: opset {source}: onnxruntime {ort.__version__} has no QuantizeLinear "
+        f"or DequantizeLinear of opset {lowered}, which the qdq format writes, and "
+        f"{newest[0] if newest else 'no older opset keeps every node'}: re-export the model "
+        "at an older opset, or write --format integer or simulation")
+
+
+def _qdq_runs(opset: int) -> bool:
+    """Whether onnxruntime builds QuantizeLinear and DequantizeLinear on uint8 codes at
+    ``opset``."""
+    float32, uint8 = onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8
+    quantize = Node("q", "QuantizeLinear", ["x", "s", "z"], ["y"])
+    dequantize = Node("d", "DequantizeLinear", ["x", "s", "z"], ["y"])
+    return (runs_on(quantize, [float32, float32, uint8], opset, output=uint8)
+            and runs_on(dequantize, [uint8, float32, uint8], opset, output=float32))
 
 
 def check_qdq(bits: int, encoding: str, format: str = "qdq") -> None:
@@ -110,7 +144,8 @@ class _QdqLowering:
         doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
                + ("integer codes" if model.integer_outputs else "float (dequantized)"))
         result = self.out.model(model.graph, model.output_types(),
-                                doc, min_opset=max(opset, 11), casts=model.output_casts())
+                                doc, min_opset=max(opset, 11), casts=model.output_casts(),
+                                opset=_file_opset(model.graph))
         if self.fused_wrong:
             entry = result.metadata_props.add()
             entry.key = FUSED_WRONG
