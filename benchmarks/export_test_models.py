@@ -103,6 +103,12 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  times a table of frequencies, up to 506 radians, read by Cos and Sin through a
                  Concat -> mean -> Linear (random weights); legacy opset 17 and dynamo opset
                  18, data ``digits_rotary.*.npz``
+    digits_gqa   the digits as 8 tokens -> nn.RMSNorm -> Linear -> a causal self-attention with
+                 4 query heads sharing 2 key/value heads (F.scaled_dot_product_attention,
+                 enable_gqa, scale 0.5) -> another over 4 heads without a scale -> Linear
+                 (random weights): at opset 23 the dynamo exporter writes RMSNormalization and
+                 two ONNX Attention nodes, one with a ``scale`` attribute and one without;
+                 dynamo opset 23 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -161,7 +167,8 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_regressor": {"legacy": (17,)},
              "digits_cross_attention": {"legacy": (17,)},
              "digits_uint8": {"legacy": (17,), "dynamo": (18,)},
-             "digits_rotary": {"legacy": (17,), "dynamo": (18,)}}
+             "digits_rotary": {"legacy": (17,), "dynamo": (18,)},
+             "digits_gqa": {"dynamo": (23,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -406,6 +413,34 @@ class DigitsRotary(torch.nn.Module):
         angles = torch.cat([angles, angles], dim=-1)
         half = torch.cat([-h[..., 4:], h[..., :4]], dim=-1)
         return self.out((h * angles.cos() + half * angles.sin()).mean(1))
+
+
+class DigitsGqa(torch.nn.Module):
+    """Tokens -> RMSNorm -> Linear -> causal grouped-query attention (scale 0.5) -> attention
+    of 4 heads (default scale) -> Linear; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.embed = torch.nn.RMSNorm(8), torch.nn.Linear(8, 16)
+        self.q, self.k, self.v = (torch.nn.Linear(16, n) for n in (16, 8, 8))
+        self.q2, self.k2, self.v2 = (torch.nn.Linear(16, 16) for _ in range(3))
+        self.out = torch.nn.Linear(128, 10)
+        with torch.no_grad():
+            self.norm.weight += 0.1 * torch.randn(8)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        n = input.shape[0]
+        h = self.embed(self.norm(input.reshape(n, 8, 8)))
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(n, 8, -1, 4).transpose(1, 2)
+
+        mixed = torch.nn.functional.scaled_dot_product_attention(
+            heads(self.q(h)), heads(self.k(h)), heads(self.v(h)), is_causal=True, scale=0.5,
+            enable_gqa=True).transpose(1, 2).reshape(n, 8, 16)
+        mixed = torch.nn.functional.scaled_dot_product_attention(
+            heads(self.q2(mixed)), heads(self.k2(mixed)), heads(self.v2(mixed)))
+        return self.out(mixed.transpose(1, 2).reshape(n, 128))
 
 
 def position_ids(count: int, seed: int) -> np.ndarray:
@@ -770,6 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
         "digits_uint8": lambda: (DigitsUint8().eval(), photos),
         "digits_rotary": lambda: (DigitsRotary().eval(), rotary),
+        "digits_gqa": lambda: (DigitsGqa().eval(), flat),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

@@ -19,7 +19,9 @@ outlier embedding channels, whose RMSNorms start with a Cast to float32 (legacy,
 a digits CNN fed an 8-bit RGB image normalised in the model (uint8 input, / 255, per-channel
 mean and std), digits tokens turned by rotary angles from an int64 position_ids input and a
 digits CNN with "SAME" max pooling, F.pad at -1e4 before a MaxPool (legacy opset 17, dynamo
-opset 18 each). Each loads, calibrates, quantizes to 8 bits,
+opset 18 each); and digits tokens through RMSNorm and two scaled_dot_product_attention calls,
+grouped-query and causal with a scale, then plain without one (dynamo opset 23:
+RMSNormalization and ONNX Attention). Each loads, calibrates, quantizes to 8 bits,
 matches onnxruntime on the export to the last code, and stays close to the float model run by
 onnxruntime."""
 
@@ -55,7 +57,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "mask_encoder": "mask_encoder", "digits_tensor_split": "digits_tokens",
         "digits_cross_attention": "digits", "digits_uint8": "digits_uint8",
         "digits_rotary": "digits_rotary", "digits_same_pool": "digits_image",
-        "digits_topk": "digits"}
+        "digits_topk": "digits", "digits_gqa": "digits"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
