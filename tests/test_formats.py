@@ -644,3 +644,42 @@ def test_a_node_of_an_opset_without_onnxruntime_qdq_nodes_is_refused_by_name():
     _session(quantized.to_onnx("simulation"))
     with pytest.raises(UserError, match=r"opset 28: .*QuantizeLinear.*'mix' \(Einsum\)"):
         quantized.to_onnx("qdq")
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+def test_a_rotary_embedding_passes_the_scale_and_runs_in_every_format(interleaved):
+    """RotaryEmbedding (opset 23) between two weight layers, its cos and sin caches read at
+    an int64 position_ids input: the node had no declaration (refused as undeclared in a
+    trial of the newest opsets); now the scale passes through it, and every format stays
+    close to the float model in onnxruntime."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    angles = np.arange(16)[:, None] / 10000 ** (np.arange(2) / 2)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="in"),
+             helper.make_node("RotaryEmbedding", ["h", "cos", "sin", "ids"], ["r"],
+                              name="rope", num_heads=4, interleaved=interleaved),
+             helper.make_node("MatMul", ["r", "V"], ["y"], name="out")]
+    graph = helper.make_graph(
+        nodes, "rope", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8, 16]),
+                        helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, 4])],
+        [numpy_helper.from_array(rng.normal(size=(16, 16)).astype(np.float32), "W"),
+         numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "V"),
+         numpy_helper.from_array(np.cos(angles).astype(np.float32), "cos"),
+         numpy_helper.from_array(np.sin(angles).astype(np.float32), "sin")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model = prepare(graph_from_onnx(proto))
+
+    def data(count: int) -> dict[str, np.ndarray]:
+        ids = np.arange(8)[None] + rng.integers(0, 8, (count, 1))
+        return {"x": rng.normal(size=(count, 8, 16)).astype(np.float32), "ids": ids}
+
+    quantized = quantize(model, calibrate(model, data(64), progress=False), 8)
+    assert {r.name: r.kind for r in quantized.records}["rope"] != "compensated"
+    test = data(16)
+    reference = _session(proto).run(None, test)[0]
+    assert sqnr_db(reference, quantized.run(test)["y"]) > 30  # the catalog's kernel
+    for form in ("qdq", "integer", "simulation"):
+        got = _session(quantized.to_onnx(form)).run(None, test)[0]
+        assert sqnr_db(reference, got) > 30, form

@@ -794,3 +794,24 @@ def test_float16_products_are_taken_in_float32(name, monkeypatch):
                          _as_node_attrs(attrs))
     assert half.dtype == np.float16 and operands and np.float16 not in operands
     np.testing.assert_array_equal(half, single.astype(np.float16))
+
+
+@pytest.mark.parametrize("shape, attrs, positions", [
+    ((2, 5, 12), {"num_heads": 3}, True),  # (batch, length, heads * size), halves
+    ((2, 5, 12), {"num_heads": 3, "interleaved": 1}, True),
+    ((2, 3, 5, 6), {"rotary_embedding_dim": 4}, True),  # a head's last 2 elements as they are
+    ((2, 3, 5, 6), {"interleaved": 1, "rotary_embedding_dim": 4}, False),  # caches gathered
+])
+def test_rotary_embedding_against_onnxruntime(shape, attrs, positions):
+    """RotaryEmbedding (opset 23) had no declaration: a trial of the newest opsets found it
+    refused as undeclared in hand-made files."""
+    x = _f(*shape)
+    half = (attrs.get("rotary_embedding_dim") or shape[-1] // attrs.get("num_heads", 1)) // 2
+    if positions:
+        angles = _f(16, half)
+        ids = RNG.integers(0, 16, (2, 5)).astype(np.int64)
+        inputs = [x, np.cos(angles), np.sin(angles), ids]
+    else:
+        angles = _f(2, 5, half)
+        inputs = [x, np.cos(angles), np.sin(angles)]
+    _check("RotaryEmbedding", inputs, attrs, opset=23, ort=True)

@@ -39,3 +39,30 @@ def einsum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     if isinstance(equation, bytes):
         equation = equation.decode()
     return np.einsum(equation.replace(" ", ""), *inputs)
+
+
+def rotary_embedding(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX RotaryEmbedding (opset 23): each pair of a head's first ``rotary_embedding_dim``
+    elements (its two halves, or neighbours when ``interleaved``) turned by the angle whose
+    cos and sin the caches hold, read at ``position_ids`` when given (else the caches are
+    already (batch, length, dim / 2)); the rest of the head as it is. The input is (batch,
+    heads, length, size), or (batch, length, heads * size) with ``num_heads``."""
+    x, cos, sin = (np.asarray(v) for v in inputs[:3])
+    positions = inputs[3] if len(inputs) > 3 else None
+    flat = x.ndim == 3
+    heads = (x.reshape(*x.shape[:2], int(attrs["num_heads"]), -1) if flat
+             else np.swapaxes(x, 1, 2))  # (batch, length, heads, size)
+    if positions is not None:
+        cos, sin = cos[np.asarray(positions)], sin[np.asarray(positions)]
+    cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    dim = int(attrs.get("rotary_embedding_dim", 0)) or heads.shape[-1]
+    turned = heads[..., :dim]
+    interleaved = int(attrs.get("interleaved", 0))
+    first, second = ((turned[..., 0::2], turned[..., 1::2]) if interleaved
+                     else (turned[..., :dim // 2], turned[..., dim // 2:]))
+    real, imaginary = cos * first - sin * second, sin * first + cos * second
+    turned = (np.stack([real, imaginary], axis=-1).reshape(turned.shape) if interleaved
+              else np.concatenate([real, imaginary], axis=-1))
+    y = np.concatenate([turned, heads[..., dim:]], axis=-1)
+    y = y.reshape(x.shape) if flat else np.swapaxes(y, 1, 2)
+    return y.astype(x.dtype, copy=False)

@@ -60,4 +60,15 @@ OPERATORS = (
         "ConvTranspose", conv.conv_transpose,
         "Transposed convolution: still a dot product of inputs and weights plus a bias.",
     ),
+    Operator(
+        "RotaryEmbedding", "x0 x1", "c*x0 - n*x1", params={"c": "3/5", "n": "4/5"},
+        kernel=lambda x0, x1, c, n: c * x0 - n * x1, onnx_type="RotaryEmbedding",
+        onnx_inputs=("x", None, None, None), onnx_kernel=linear.rotary_embedding,
+        mixes_channels=True,
+        doc="ONNX RotaryEmbedding (opset 23): a pair of a head's elements turned by an angle "
+        "(x0*cos - x1*sin, or x0*sin + x1*cos, the same form with other coefficients). The "
+        "cos and sin caches and the position ids are static inputs: their values c and n are "
+        "no input or attribute the rule could rescale (c = cos, n = sin of the witness's "
+        "angle). Elements of a head mix, so the scale is one per tensor.",
+    ),
 )
