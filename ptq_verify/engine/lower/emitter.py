@@ -238,3 +238,13 @@ def runs_on(node, types: list[int], opset: int, output: int | None = None) -> bo
         except Exception:  # noqa: BLE001 - any refusal means: no kernel for these types
             _PROBED[key] = False
     return _PROBED[key]
+
+
+def qdq_runs_at(opset: int) -> bool:
+    """Whether onnxruntime builds QuantizeLinear and DequantizeLinear on uint8 codes at
+    ``opset`` (1.32 has neither at opset 28)."""
+    float32, uint8 = onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8
+    quantize = Node("q", "QuantizeLinear", ["x", "s", "z"], ["y"])
+    dequantize = Node("d", "DequantizeLinear", ["x", "s", "z"], ["y"])
+    return (runs_on(quantize, [float32, float32, uint8], opset, output=uint8)
+            and runs_on(dequantize, [uint8, float32, uint8], opset, output=float32))

@@ -41,13 +41,12 @@ import onnxruntime as ort
 from onnx import helper
 
 from ...errors import UserError
-from ...graph import Node
 from ...graph.onnx_io import node_proto
 from ...rules import stored_shift_rule
 from ..probe import along
 from ..rules import is_lattice_selection, is_monotone_selection
 from ..steps import IntegerParam, NodeStep, ScaleStep
-from .emitter import Emitter, newest_schema, runs_on
+from .emitter import Emitter, newest_schema, qdq_runs_at, runs_on
 
 ENCODINGS = ("u8s8", "s8s8", "u8u8")
 DEFAULT_ENCODING = "u8u8"
@@ -71,10 +70,10 @@ def _file_opset(graph) -> int | None:
     which every source node keeps its schema (:func:`newest_schema`), refused in one line
     when that one lacks them too."""
     source = graph.opsets.get("", 11)
-    if _qdq_runs(source):
+    if qdq_runs_at(source):
         return None
     lowered = max(newest_schema(graph), 11)
-    if lowered < source and _qdq_runs(lowered):
+    if lowered < source and qdq_runs_at(lowered):
         return lowered
     newest = [f"node {n.name!r} ({n.op_type}) is of version {lowered}" for n in graph.nodes
               if n.in_onnx_domain and onnx.defs.get_schema(
@@ -84,16 +83,6 @@ def _file_opset(graph) -> int | None:
         f"or DequantizeLinear of opset {lowered}, which the qdq format writes, and "
         f"{newest[0] if newest else 'no older opset keeps every node'}: re-export the model "
         "at an older opset, or write --format integer or simulation")
-
-
-def _qdq_runs(opset: int) -> bool:
-    """Whether onnxruntime builds QuantizeLinear and DequantizeLinear on uint8 codes at
-    ``opset``."""
-    float32, uint8 = onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8
-    quantize = Node("q", "QuantizeLinear", ["x", "s", "z"], ["y"])
-    dequantize = Node("d", "DequantizeLinear", ["x", "s", "z"], ["y"])
-    return (runs_on(quantize, [float32, float32, uint8], opset, output=uint8)
-            and runs_on(dequantize, [uint8, float32, uint8], opset, output=float32))
 
 
 def check_qdq(bits: int, encoding: str, format: str = "qdq") -> None:
