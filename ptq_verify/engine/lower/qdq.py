@@ -37,7 +37,6 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper
 
 from ...errors import UserError
@@ -75,6 +74,8 @@ def _file_opset(graph) -> int | None:
     lowered = max(newest_schema(graph), 11)
     if lowered < source and qdq_runs_at(lowered):
         return lowered
+    import onnxruntime as ort  # (its version, in the refusal)
+
     newest = [f"node {n.name!r} ({n.op_type}) is of version {lowered}" for n in graph.nodes
               if n.in_onnx_domain and onnx.defs.get_schema(
                   n.op_type, max_inclusive_version=source, domain="").since_version == lowered]
