@@ -1276,13 +1276,19 @@ def test_an_initializer_listed_as_an_input_is_said_to_be_taken_as_a_constant(mlp
      "applies to --format simulation and integer"),
     (["quantize", "mlp_relu", "--keep-float-tensor", "logits", "-o", "{tmp}/q.onnx"],
      "a graph output of"),
+    (["classify", "--op", "Clip", "--params", "hi=2"], "--params: applies to an expression"),
+    (["classify", "--file", "{tmp}/none.toml", "--inputs", "a, b"],
+     "--inputs: applies to an expression"),
+    (["classify", "--op", "Relu", "--name", "mine"], "--name: applies to an expression"),
 ])
 def test_options_that_did_something_else_silently_are_one_line(tmp_path, argv, fragment):
     """A hostile-input hunt: --op "" printed the whole catalog, a full-width digit in --params
     was read as 1 (the expression grammar refuses it), --percentile without --calibration
     percentile was ignored. An options trial: --fixed-point left a qdq file byte-identical,
     and --keep-float-tensor on a graph output was noted as kept while the output was still
-    written from codes (requantized, where it had been read off its accumulator)."""
+    written from codes (requantized, where it had been read off its accumulator). A
+    hostile-input trial: --params, --inputs and --name beside --op or --file were dropped,
+    Clip's certificate printed at its declared bounds as if hi=2 had been taken."""
     argv = [item.replace("{tmp}", str(tmp_path)) for item in argv]
     _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT), fragment)
 

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
         help="parameters with optional sample values: b,lo=-1,hi=6, given once or several "
         "times (other free names in the expression are parameters with sample value 1)",
     )
-    parser.add_argument("--name", default="expr", help="name shown for an expression")
+    parser.add_argument("--name", default=None,
+                        help="name shown for an expression (default: expr)")
     parser.add_argument(
         "--timeout",
         type=ascii_float,
@@ -171,6 +172,7 @@ def _operators(args: argparse.Namespace):
         if args.op is not None or args.file is not None:
             raise UserError("give an expression, or --op and/or --file, not both")
         return [_expression_operator(args)], True
+    _refuse_expression_options(args)
     if args.file is not None:
         from ..catalog.toml_file import load_operators
 
@@ -182,6 +184,20 @@ def _operators(args: argparse.Namespace):
     from ..catalog import CATALOG
 
     return sorted(CATALOG.values(), key=lambda op: op.name.lower()), False
+
+
+def _refuse_expression_options(args: argparse.Namespace) -> None:
+    """Refuse --inputs, --params and --name without an expression: they describe one, and
+    with --op or --file (whose operators declare their own inputs and parameters) they had
+    been dropped in silence, so ``--op Clip --params hi=2`` printed Clip's certificate at
+    its declared hi as if the value had been taken."""
+    given = [option for option, dest in (("--inputs", "inputs"), ("--params", "params"))
+             if getattr(args, f"_{dest}_given", False)]
+    given += ["--name"] if args.name is not None else []
+    if given:
+        raise UserError(f"{', '.join(given)}: {'applies' if len(given) == 1 else 'apply'} to "
+                        "an expression only (classify \"EXPR\" ...); an operator of the "
+                        "catalog or of --file declares its own inputs and parameters")
 
 
 def _selected(operators: list, name: str | None, path: str) -> list:
@@ -227,7 +243,7 @@ def _expression_operator(args: argparse.Namespace):
     # tab, an ANSI escape) written as repr writes it, so it stays one line and prints no
     # control sequence; a trial's --name "a\nrule: pass_through" had faked an output line.
     # Escaped once here, it is so in every view (detail, table, JSON, --expect, errors).
-    name = plain_cell(args.name)
+    name = plain_cell("expr" if args.name is None else args.name)
     try:  # first: a parameter named pi or exp is in the text, read as the constant
         op = Operator(name, args.inputs, text, params=params)
     except DeclarationError as err:
