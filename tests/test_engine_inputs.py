@@ -689,6 +689,15 @@ def test_image_data_in_a_pipeline_s_form_is_refused_with_the_step_to_take(data, 
     assert advice in _refusal({"pixel_values": data}, _image_graph())
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.str_, "datetime64[s]", "V4"])
+def test_data_of_no_number_type_is_not_called_integer_data(dtype):
+    """A hostile-input hunt: complex, text, date and raw-byte arrays given to a float input
+    were told 'integer data is not cast to a float input' and to apply the preprocessing to
+    raw pixels, advice about uint8 images that they are not."""
+    message = _refusal({"pixel_values": np.zeros((4, 3, 8, 8), dtype)}, _image_graph())
+    assert "does not fit the model's float32" in message and "integer" not in message
+
+
 def test_nan_in_the_data_names_its_first_sample():
     """A new-user trial: NaN in one image was refused as '1 NaN values', no sample named."""
     data = np.zeros((6, 3, 8, 8), np.float32)
