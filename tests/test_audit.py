@@ -278,6 +278,27 @@ def test_integer_weights_are_named_by_the_model_s_tensors_too(capsys):
     assert f"integer weights w0, w1 ({weight!r})" in out
 
 
+@pytest.mark.parametrize("name", ["input.1", "pixel values", "class"])
+def test_an_input_name_python_cannot_take_as_a_keyword_is_quoted_with_its_savez_call(
+        tmp_path, capsys, name):
+    """A hostile-input hunt: the audit listed an input 'pixel values' as two words, and
+    'input.1' (torch's legacy exporter) or 'class' bare, which the README's
+    ``np.savez("calib.npz", NAME=array)`` cannot take (a SyntaxError)."""
+    from ptq_verify.engine.data import savez_of
+
+    x = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Relu", [name], ["y"], name="relu")], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "named.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert main(["audit", str(path)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("calibration data"))
+    quoted = name if name.isidentifier() else repr(name)
+    assert f"batch first: {quoted} float32 (batch, 4): {savez_of([name])}" in line
+    assert "**{" in savez_of([name])
+
+
 def test_the_audit_names_the_inputs_the_calibration_file_is_keyed_by(tmp_path, capsys):
     """A newcomer trial: the README sends one to `audit` before saving calib.npz keyed by the
     input's name, and docs/engine.md said audit lists the inputs, but it did not (a dynamo

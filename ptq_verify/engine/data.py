@@ -532,9 +532,22 @@ def savez_call(name: str) -> str:
     """The np.savez call that stores one array under the input ``name``, as Python takes it:
     torch's legacy exporter names an unnamed input ``input.1``, and the hint
     ``np.savez(file, input.1=array)`` was a SyntaxError to whoever pasted it."""
-    if name.isidentifier() and not keyword.iskeyword(name):
+    if keyword_name(name):
         return f"np.savez(file, {name}=array)"
     return f"np.savez(file, **{{{name!r}: array}})"
+
+
+def keyword_name(name: str) -> bool:
+    """Whether Python takes ``name`` as a keyword argument (``np.savez(file, name=...)``)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def savez_of(names: list[str]) -> str:
+    """The np.savez call that stores one array under each of ``names``, keyword arguments
+    where Python takes them, else a dict unpacked."""
+    if all(keyword_name(name) for name in names):
+        return f"np.savez(file, {', '.join(f'{name}=...' for name in names)})"
+    return f"np.savez(file, **{_placeholder_dict(names)})"
 
 
 def _unnamed_hint(extra: list[str], missing: list[str], in_file: bool = True) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
+from ..engine.data import keyword_name, savez_of
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import Action
@@ -66,9 +67,12 @@ class AuditInput:
     shape: tuple[int | str, ...] | None
 
     def describe(self) -> str:
+        """Name (quoted where it is no Python name: 'pixel values' read as two words), dtype
+        and shape."""
+        name = self.name if self.name.isidentifier() else repr(self.name)
         if self.shape is None:
-            return f"{self.name} {self.dtype} (shape not stated)"
-        return f"{self.name} {self.dtype} ({', '.join(map(str, self.shape))})"
+            return f"{name} {self.dtype} (shape not stated)"
+        return f"{name} {self.dtype} ({', '.join(map(str, self.shape))})"
 
 
 def model_inputs(graph: Graph) -> tuple[AuditInput, ...]:
@@ -268,9 +272,13 @@ and nothing said why the two differ."""
 
 
 def inputs_line(audit: Audit) -> str:
-    """The line naming what ``quantize --calib`` reads, in the words of the README."""
+    """The line naming what ``quantize --calib`` reads, in the words of the README; with the
+    np.savez call where a name is none Python takes as a keyword (torch's legacy exporter's
+    ``input.1``: the README's ``np.savez("calib.npz", input.1=...)`` is a SyntaxError)."""
+    names = [i.name for i in audit.inputs]
+    call = "" if all(keyword_name(name) for name in names) else f": {savez_of(names)}"
     return ("calibration data (--calib calib.npz): one array per input, keyed by its name, "
-            "batch first: " + "; ".join(i.describe() for i in audit.inputs)
+            "batch first: " + "; ".join(i.describe() for i in audit.inputs) + call
             + " (docs/engine.md, making the calibration file)")
 
 
