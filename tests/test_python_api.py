@@ -80,6 +80,26 @@ def test_calibration_data_as_another_library_s_tensor_is_read_as_an_array(mlp):
             calibrate(graph, given, progress=False)
 
 
+class _BFloat16Tensor:
+    """A float tensor of a type numpy lacks, as torch's bfloat16 is to numpy."""
+
+    def is_floating_point(self) -> bool:
+        return True
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Got unsupported ScalarType BFloat16")
+
+
+def test_a_float_tensor_numpy_has_no_type_for_is_told_to_cast_it(mlp):
+    """A hostile-input hunt: a bfloat16 tensor was told to pass tensor.detach().cpu().numpy(),
+    which fails as numpy has no bfloat16; float32 is what numpy reads."""
+    _, _, graph, _ = mlp
+    for given in (_BFloat16Tensor(), {"input": _BFloat16Tensor()}):
+        with pytest.raises(UserError, match=r"ScalarType BFloat16\); pass a numpy array "
+                                            r"\(torch: tensor\.detach\(\)\.cpu\(\)\.float\(\)"):
+            calibrate(graph, given, progress=False)
+
+
 def test_calibration_data_as_batches_says_how_to_join_them(mlp):
     """A newcomer trial: a DataLoader's batches (a generator here) were refused with no word
     of how to make the one array per input the API takes."""

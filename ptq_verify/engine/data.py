@@ -324,7 +324,16 @@ def _numpy_of(data: object, what: str) -> np.ndarray:
     except (TypeError, ValueError, RuntimeError) as err:  # torch: a tensor that requires grad
         raise UserError(f"{what}: {type_name(data)} cannot be read as a numpy array "
                         f"({_first_line(err)}); pass a numpy array (torch: "
-                        f"tensor.detach().cpu().numpy())") from None
+                        f"{_torch_to_numpy(data)})") from None
+
+
+def _torch_to_numpy(data: object) -> str:
+    """torch's call that makes a tensor numpy reads: detached, on the CPU, and for a float
+    tensor cast to float32 (``.float()``), since numpy has no bfloat16 or float8 and a
+    trial's bfloat16 tensor was told ``tensor.detach().cpu().numpy()``, which fails alike."""
+    floating = getattr(data, "is_floating_point", None)
+    cast = ".float()" if callable(floating) and floating() else ""
+    return f"tensor.detach().cpu(){cast}.numpy()"
 
 
 def _batches_hint(data: object, graph: Graph) -> str:
