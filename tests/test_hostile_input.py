@@ -947,6 +947,22 @@ def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_pa
     assert "'where'" not in outcome.err
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_weight_holding_nan_or_inf_is_named_not_the_samples(tmp_path, value):
+    """A hostile-input hunt: a MatMul weight holding one NaN (or inf) was refused as NaN
+    'the float model computes first at node mm, from finite inputs: leave out the samples',
+    where no sample causes it; the refusal names the weight."""
+    proto = hostile.matmul_model()
+    weight = onnx.numpy_helper.to_array(proto.graph.initializer[0]).copy()
+    weight[2, 1] = value
+    proto.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(weight, "w"))
+    word = "NaN" if np.isnan(value) else "infinite"
+    outcome = _refused_undeclared(tmp_path, proto, (8, 4),
+                                  f"node 'matmul' (MatMul) reads constant 'w', which holds 1 "
+                                  f"{word} of its 16 values", "not the data's")
+    assert "leave out the samples" not in outcome.err
+
+
 @pytest.mark.parametrize("outputs", [("y",), ("y", "y_h", "y_c")], ids=["dynamo", "legacy"])
 def test_an_undeclared_recurrence_is_refused_as_a_recurrent_layer(tmp_path, outputs):
     """New-user trials: torch's dynamo export of an LSTM or GRU writes only Y (one output), and

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph, OperatorTable, activation_tensors, run_graph
+from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph
 from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_runner
 from ..progress import progress_bar
@@ -182,11 +182,29 @@ def _first_non_finite(graph: Graph, known: Mapping[str, str],
         return ""
     for test, word in ((np.isnan, "NaN"), (np.isinf, "infinite")):
         for node in graph.nodes:
+            constant = _non_finite_constant(graph, node, test)
+            if constant is not None:
+                return (f"; {node.label} reads constant {constant!r}, which holds "
+                        f"{_non_finite(graph.initializers[constant])}: the model's own "
+                        "values, not the data's (mend them, or export the model again)")
             if any(name and holds(name, test, word) for name in node.outputs):
                 return (f"; the float model computes {word} first at {node.label}, from "
                         "finite inputs: leave out the samples it computes them on, or make the "
                         "model guard them")
     return ""
+
+
+def _non_finite_constant(graph: Graph, node: Node, test: Callable[[np.ndarray], np.ndarray]
+                         ) -> str | None:
+    """The first constant ``node`` reads that holds a value ``test`` finds (NaN, inf), or
+    None: a weight holding NaN had been worded as NaN the node computes 'from finite inputs',
+    with the advice to leave out samples, which no sample causes."""
+    for name in node.inputs:
+        value = graph.initializers.get(name) if name else None
+        if (value is not None and np.issubdtype(np.asarray(value).dtype, np.floating)
+                and bool(test(value).any())):
+            return name
+    return None
 
 
 def _where_in_batch(value: np.ndarray, done: int, size: int) -> str:
