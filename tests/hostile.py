@@ -253,6 +253,22 @@ def attention_over_a_row_masked_whole() -> onnx.ModelProto:
     return _model(nodes, [_float("x", ["n", 4])], [_float("y", ["n", 2])], initializers)
 
 
+def kv_cache_projection() -> onnx.ModelProto:
+    """A KV cache's step in small: the new tokens ``x`` (batch, new, 4) projected to keys, the
+    keys appended to the past ``past`` (batch, past, 4) as ``present``, and the new keys'
+    scores against all of them (``y``); both lengths free, so calibration data may hold
+    either at 0 (a prefill's empty past, or no new token)."""
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32),
+                                "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["k"], name="proj"),
+             helper.make_node("Concat", ["past", "k"], ["present"], name="cat", axis=1),
+             helper.make_node("Transpose", ["present"], ["keys"], name="tr", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["k", "keys"], ["y"], name="scores")]
+    inputs = [_float("x", ["batch", "new", 4]), _float("past", ["batch", "past", 4])]
+    outputs = [_float("y", ["batch", "new", "total"]), _float("present", ["batch", "total", 4])]
+    return _model(nodes, inputs, outputs, [w])
+
+
 def skip_layer_norm_after_matmul() -> onnx.ModelProto:
     """MatMul -> com.microsoft SkipLayerNormalization -> Add: the fused residual norm that
     onnxruntime's transformer optimizer writes into GPT-2 (outputs in slots 0 and 3: the

@@ -947,6 +947,22 @@ def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_pa
     assert "'where'" not in outcome.err
 
 
+def test_a_weight_layer_whose_input_is_empty_in_all_calibration_data_quantizes(tmp_path):
+    """A hostile-input hunt: a KV-cache step calibrated with no new token (x of length 0
+    along its free axis) ended in an internal error (the max of an empty array, in weight
+    rounding's check of the layer's inputs), and the empty tensors it then passed were noted
+    as '0 on all calibration data' and as outputs 'the float model gives 0' everywhere."""
+    model, calib = tmp_path / "kv.onnx", tmp_path / "kv.npz"
+    onnx.save(hostile.kv_cache_projection(), model)
+    past = np.random.default_rng(0).normal(size=(8, 2, 4)).astype(np.float32)
+    np.savez(calib, x=np.zeros((8, 0, 4), np.float32), past=past)
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+    assert "tensor 'k' is empty (an axis of length 0) in all calibration data" in outcome.out
+    assert "y not measured (empty: an axis of length 0" in outcome.out
+    assert "gives 0 there" not in outcome.out
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 def test_a_weight_holding_nan_or_inf_is_named_not_the_samples(tmp_path, value):
     """A hostile-input hunt: a MatMul weight holding one NaN (or inf) was refused as NaN

@@ -462,6 +462,8 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
         text = f"{name} {measured.db:.1f} dB"
         if measured.agreement is not None:  # integers or booleans: equal or not
             text = f"{name} {measured.agreement:.1%} of its values equal"
+        elif measured.empty:
+            text = f"{name} not measured (empty: an axis of length 0 on those samples)"
         elif math.isnan(measured.db):
             text = (f"{name} not measured (the float model gives 0 there on every sample: "
                     "weights or inputs that make it vanish?)")

@@ -161,6 +161,10 @@ class OutputFidelity:
     # an output of integers or booleans (an ArgMax, a comparison): no SQNR, the fraction of
     # its values equal to the float model's
     agreement: float | None = None
+    # the output has no element on those samples (an axis of length 0: a decoder's new
+    # tokens or a KV cache's present at length 0), which had been worded as one the float
+    # model gives 0 everywhere
+    empty: bool = False
 
     @property
     def median_row(self) -> float:
@@ -223,7 +227,7 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
         ref = np.asarray(reference[name], dtype=np.float64)
         got = np.asarray(quantized[name], dtype=np.float64)
         if ref.shape == got.shape and not np.any(ref):  # nothing to measure against
-            fidelity[name] = OutputFidelity(float("nan"), np.empty(0))
+            fidelity[name] = OutputFidelity(float("nan"), np.empty(0), empty=not ref.size)
         elif ref.shape == got.shape:
             error = relative_error(ref, got)
             fidelity[name] = OutputFidelity(

@@ -470,7 +470,10 @@ class _Builder:
         reach = max(self.cal.clip(name, levels) for name in ranged)
         reach = self._saturated_reach(tensor, reach, levels)
         if not np.isfinite(reach) or reach <= 0:
-            self.notes.append(f"tensor {tensor!r} is 0 on all calibration data: scale 1 used")
+            empty = all(not getattr(self.cal.stats.get(name), "count", 1) for name in ranged)
+            self.notes.append(f"tensor {tensor!r} is "
+                              + ("empty (an axis of length 0) in" if empty else "0 on")
+                              + " all calibration data: scale 1 used")
             self._unranged.add(tensor)
             reach = float(levels)
         elif not unsigned and ranged == [tensor] and (

@@ -123,7 +123,7 @@ def reproduces(op: Operator, node: Node, inputs: list, target: WeightTarget,
     matrix = weight_matrix(weight, target.weight_axis)
     predicted = x @ matrix.T if x.ndim == 2 else np.einsum("crk,ck->rc", x, matrix)
     return predicted.shape == y.shape and bool(np.allclose(
-        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max() + 1e-30)))
+        predicted, y, rtol=1e-6, atol=1e-9 * (np.abs(y).max(initial=0.0) + 1e-30)))
 
 
 def channel_patches(op: Operator, node: Node, inputs: list, target: WeightTarget,
