@@ -352,6 +352,22 @@ def test_external_data_behind_a_link_says_how_to_load_it(tmp_path):
     assert "cp -rL" in outcome.err
 
 
+@pytest.mark.parametrize("command", ["audit", "quantize"])
+def test_a_model_whose_external_data_file_is_missing_says_so_by_its_name(tmp_path, command):
+    """A hostile-input hunt: a model copied without its .data file was refused as 'unsafe or
+    missing external data (... should be stored in PATH, but it is not regular file.)',
+    onnx's words, which name neither the cause nor the step."""
+    model = tmp_path / "m.onnx"
+    onnx.save(hostile.matmul_model(), model, save_as_external_data=True,
+              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=0)
+    (tmp_path / "m.onnx.data").unlink()
+    argv = [command, str(model)] + (["--calib", str(tmp_path / "x.npy"), "-o",
+                                     str(tmp_path / "q.onnx")] if command == "quantize" else [])
+    np.save(tmp_path / "x.npy", np.ones((4, 4), np.float32))
+    _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT),
+                           "its external data file 'm.onnx.data' is missing")
+
+
 def test_external_data_outside_the_model_folder(tmp_path):
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)

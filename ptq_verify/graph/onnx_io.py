@@ -123,6 +123,19 @@ def not_onnx_kind(source: Path) -> str | None:
     return None
 
 
+def _refuse_missing_data(source: Path) -> None:
+    """Refuse a model whose external data file is not there by its name: onnx says the file
+    'is not regular file', which for a model copied without its ``.data`` (or the two moved
+    apart) names neither the cause nor the step."""
+    missing = next((path for path in external_data_files(source)
+                    if not os.path.lexists(path)), None)
+    if missing is not None:
+        where = os.path.relpath(missing, source.parent)
+        raise UserError(f"{source}: its external data file {where!r} is missing (the model "
+                        "keeps its weights there, beside it: copy or move the two files "
+                        "together)")
+
+
 def read_model(path: str | os.PathLike, parsed: ParsedFile | None = None) -> onnx.ModelProto:
     """Read and check an ONNX file; any defect is a one-line :class:`UserError`. ``parsed``:
     the file as :func:`parsed_file` gave it, where the caller has it (taken over: its
@@ -146,6 +159,7 @@ def read_model(path: str | os.PathLike, parsed: ParsedFile | None = None) -> onn
             external = any(uses_external_data(tensor) for tensor in _get_all_tensors(model))
             onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(source)))
     except onnx.checker.ValidationError as err:  # external data outside the model's folder
+        _refuse_missing_data(source)
         why = _first_line(err)
         # a Hugging Face cache keeps every file of a snapshot as a link into its blobs
         hint = ("; onnx reads external data through no link: copy the model's folder with "
