@@ -269,6 +269,21 @@ def kv_cache_projection() -> onnx.ModelProto:
     return _model(nodes, inputs, outputs, [w])
 
 
+def matmul_then_local_function() -> onnx.ModelProto:
+    """MatMul -> a call of ``local.MyRelu``, a function the model itself defines as one Relu
+    (torch's ``export_modules_as_functions`` writes a module's nodes so)."""
+    function = helper.make_function("local", "MyRelu", ["a"], ["b"],
+                                    [helper.make_node("Relu", ["a"], ["b"])],
+                                    [helper.make_opsetid("", OPSET)])
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+                    helper.make_node("MyRelu", ["h"], ["y"], name="call_1", domain="local")],
+                   [_float("x", ["batch", 4])], [_float("y", ["batch", 4])],
+                   [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")])
+    model.functions.append(function)
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    return model
+
+
 def skip_layer_norm_after_matmul() -> onnx.ModelProto:
     """MatMul -> com.microsoft SkipLayerNormalization -> Add: the fused residual norm that
     onnxruntime's transformer optimizer writes into GPT-2 (outputs in slots 0 and 3: the

@@ -979,6 +979,21 @@ def test_a_weight_layer_whose_input_is_empty_in_all_calibration_data_quantizes(t
     assert "gives 0 there" not in outcome.out
 
 
+def test_a_call_of_a_function_the_model_defines_is_inlined(tmp_path):
+    """A hostile-input hunt: a node calling a function of the model's own (torch's
+    export_modules_as_functions) was refused as an op type no declaration takes, with the
+    advice to declare it in a TOML file or remove it, where its body is a standard Relu."""
+    model, calib = tmp_path / "f.onnx", tmp_path / "x.npy"
+    onnx.save(hostile.matmul_then_local_function(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    audit = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert audit.status == 0 and "Relu" in audit.out, audit.err
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    assert outcome.status == 0 and hostile.broken_promise(outcome) is None, outcome.err
+    assert "the model's own functions inlined (MyRelu)" in outcome.out
+    assert onnx.load(tmp_path / "q.onnx").functions == []
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 def test_a_weight_holding_nan_or_inf_is_named_not_the_samples(tmp_path, value):
     """A hostile-input hunt: a MatMul weight holding one NaN (or inf) was refused as NaN

@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper, serialization
 
 from ..errors import UserError
 from ..input_files import require_file, torch_archive
+from ..wording import first_few
 from .model import Graph, Node, TensorInfo
 
 
@@ -742,10 +743,35 @@ def load_graph(path: str | os.PathLike, parsed: ParsedFile | None = None,
     """Read an ONNX file into a :class:`Graph` (nothing is folded or resolved yet), at
     opset :data:`LEAST_OPSET` at least (:func:`upgraded`); ``parsed``: see :func:`read_model`;
     ``tensors_only``: see :func:`graph_from_onnx`."""
-    model, loaded = upgraded(read_model(path, parsed))
+    model, inlined = inlined_functions(read_model(path, parsed), path)
+    model, loaded = upgraded(model)
     graph = graph_from_onnx(model, source=str(path), tensors_only=tensors_only)
-    graph.loaded = loaded
+    graph.loaded = "; ".join(filter(None, (inlined, loaded)))
     return graph
+
+
+def inlined_functions(model: onnx.ModelProto, source: str | os.PathLike
+                      ) -> tuple[onnx.ModelProto, str]:
+    """``model`` with the calls of its own functions (``model.functions``: torch's
+    ``export_modules_as_functions``, a hand-made model's helper) replaced by their bodies,
+    by onnx's inliner, and what was done in one line ("" where the model defines none).
+    Each call had been refused as an op type no declaration takes, with the advice to
+    declare it or remove it, where its body holds the standard nodes the engine reads (a
+    hostile-input hunt)."""
+    if not model.functions:
+        return model, ""
+    import onnx.inliner
+
+    defined = {(function.domain, function.name) for function in model.functions}
+    called = sorted({node.op_type for node in model.graph.node
+                     if (node.domain, node.op_type) in defined})
+    try:
+        inlined = onnx.inliner.inline_local_functions(model)
+    except Exception as err:  # noqa: BLE001 - onnx's C++ inliner: any defect of the file
+        raise UserError(f"{source}: the model's own functions cannot be "
+                        f"inlined ({_first_line(err)})") from None
+    return inlined, (f"the model's own functions inlined ({first_few(called)}): the nodes "
+                     "listed are their bodies'" if called else "")
 
 
 LEAST_OPSET = 13
