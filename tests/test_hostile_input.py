@@ -994,6 +994,15 @@ def test_a_call_of_a_function_the_model_defines_is_inlined(tmp_path):
     assert onnx.load(tmp_path / "q.onnx").functions == []
 
 
+def test_the_model_file_given_as_its_own_calibration_data_is_said_to_be_so(mlp_files):
+    """A hostile-input hunt: ``quantize m.onnx --calib m.onnx`` was told 'the model comes
+    first, its data after --calib', as if the two had been swapped."""
+    tmp, model, _ = mlp_files
+    outcome = _quantize(model, tmp / ".." / tmp.name / model.name, tmp / "q.onnx")
+    _assert_one_line_error(outcome, "the model file itself, given as its calibration data")
+    assert "comes first" not in outcome.err
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 def test_a_weight_holding_nan_or_inf_is_named_not_the_samples(tmp_path, value):
     """A hostile-input hunt: a MatMul weight holding one NaN (or inf) was refused as NaN

@@ -51,6 +51,9 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     if os.path.isdir(path):
         raise UserError(f"{path}: a folder, not a calibration file; {CALIB_FORM}")
     source = require_file(path, "calibration file")
+    if _same_file(source, graph.source):
+        raise UserError(f"{source}: the model file itself, given as its calibration data; "
+                        f"{CALIB_FORM}")
     try:
         loaded = _load_arrays(source)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
@@ -66,6 +69,16 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
             )
         loaded = {graph.inputs[0].name: loaded}
     return check_feeds(loaded, graph, str(source), in_file=True)
+
+
+def _same_file(path: Path, other: str) -> bool:
+    """Whether ``path`` is the file ``other`` names (a model's source: a path, or an
+    example's name); the data file given as the model's own had been refused as 'the model
+    and --calib swapped', which they were not."""
+    try:
+        return os.path.isfile(other) and os.path.samefile(path, other)
+    except (OSError, ValueError):
+        return False
 
 
 def _first_line(err: BaseException) -> str:
