@@ -55,8 +55,17 @@ def not_utf8_at(text: str) -> tuple[int, str] | None:
     return None
 
 
-def torch_archive(member_names: list[str]) -> bool:
-    """Whether a zip's members are ``torch.save``'s (its default since torch 1.6:
-    ``name/data.pkl`` beside the tensors' storages): a newcomer gives one as the model or as
-    the calibration data, and each refusal says what it is."""
-    return any(name.endswith("/data.pkl") for name in member_names)
+def torch_archive(member_names: list[str]) -> str | None:
+    """What torch wrote a zip as, by its members, or None: a newcomer gives one as the model
+    or as the calibration data, and each refusal says what it is. ``torch.export.save``'s
+    program (.pt2: ``name/archive_format``) had been 'Wire format was corrupt' as a model and
+    an .npz whose member is not an .npy array as data; a TorchScript model (``torch.jit.save``:
+    ``name/code/`` beside its pickles) is a model, not a checkpoint; ``torch.save``'s file
+    (its default since torch 1.6) holds ``name/data.pkl`` beside the tensors' storages."""
+    if any(name.endswith("/archive_format") for name in member_names):
+        return "a torch.export program (torch.export.save, .pt2)"
+    if not any(name.endswith("/data.pkl") for name in member_names):
+        return None
+    if any("/code/" in name for name in member_names):
+        return "a TorchScript model (torch.jit.save)"
+    return "a torch.save file (a checkpoint or tensors)"

@@ -334,8 +334,19 @@ def test_a_checkpoint_or_data_given_as_the_model_says_what_it_is(tmp_path, capsy
     np.save(tmp_path / "calib.npy", np.zeros((2, 3), np.float32))
     weights = tmp_path / "model.safetensors"
     weights.write_bytes((2).to_bytes(8, "little") + b"{}")
+    # a hostile-input hunt: torch.export.save's .pt2 was 'Wire format was corrupt', and a
+    # TorchScript model (torch.jit.save) was called a checkpoint
+    with zipfile.ZipFile(tmp_path / "model.pt2", "w") as archive:
+        archive.writestr("model/archive_format", b"pt2")
+        archive.writestr("model/models/model.json", b"{}")
+    with zipfile.ZipFile(tmp_path / "script.pt", "w") as archive:
+        archive.writestr("script/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("script/code/__torch__/m.py", b"")
     for name, said in (("model.pt", "a torch.save file (a checkpoint or tensors), not an ONNX "
                                     "model: export the model to ONNX first (torch.onnx.export)"),
+                       ("model.pt2", "a torch.export program (torch.export.save, .pt2), not an "
+                                     "ONNX model: export the model to ONNX first"),
+                       ("script.pt", "a TorchScript model (torch.jit.save), not an ONNX model"),
                        ("calib.npz", "numpy arrays (.npz), not an ONNX model: calibration "
                                      "data? Give the ONNX model here"),
                        ("calib.npy", "a numpy array (.npy), not an ONNX model"),

@@ -805,7 +805,8 @@ def test_a_torch_save_file_says_it_is_one_and_what_to_make(tmp_path):
     with pytest.raises(UserError) as caught:
         read_data_file(path, _image_graph())
     message = str(caught.value)
-    assert message.startswith(f"{path}: a torch.save file, not calibration data; ")
+    assert message.startswith(f"{path}: a torch.save file (a checkpoint or tensors), not "
+                              "calibration data; ")
     assert "np.savez(file, name=tensor.numpy())" in message
 
 

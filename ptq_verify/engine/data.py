@@ -119,11 +119,11 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
 
 
 def _refuse_torch_archive(members: list[zipfile.ZipInfo], source: Path) -> None:
-    """Refuse ``torch.save``'s zip (its default since torch 1.6: ``name/data.pkl`` beside the
-    tensors' storages) by what it is: it had been refused as an .npz whose member
+    """Refuse a zip torch wrote (``torch.save``'s, a TorchScript model, a .pt2 program:
+    :func:`torch_archive`) by what it is: it had been refused as an .npz whose member
     'calib/data.pkl' is not an .npy array, which tells a newcomer neither what nor how."""
-    if torch_archive([info.filename for info in members]):
-        raise UserError(f"{source}: a torch.save file, not calibration data; {CALIB_FORM} "
+    if torch_kind := torch_archive([info.filename for info in members]):
+        raise UserError(f"{source}: {torch_kind}, not calibration data; {CALIB_FORM} "
                         "(a tensor: np.savez(file, name=tensor.numpy()))")
 
 

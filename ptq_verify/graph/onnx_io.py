@@ -111,8 +111,8 @@ def not_onnx_kind(source: Path) -> str | None:
         with contextlib.suppress(zipfile.BadZipFile, OSError):
             with zipfile.ZipFile(source) as archive:
                 names = archive.namelist()
-            if torch_archive(names):
-                return f"a torch.save file (a checkpoint or tensors), not an ONNX model: {_EXPORT}"
+            if torch_kind := torch_archive(names):
+                return f"{torch_kind}, not an ONNX model: {_EXPORT}"
             if names and all(name.endswith(".npy") for name in names):
                 return f"numpy arrays (.npz), not an ONNX model: {_SWAPPED}"
     if start.startswith(b"\x93NUMPY"):
