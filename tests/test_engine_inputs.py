@@ -784,10 +784,12 @@ def test_a_model_given_as_calibration_data_says_the_two_are_swapped(mlp_files, c
     """A newcomer trial: `quantize calib.npz --calib model.onnx` called the model 'neither
     .npy nor .npz' (and the model slot now names the .npz as numpy data)."""
     tmp, model, _ = mlp_files
-    assert main(["quantize", str(model), "--calib", str(model), "-o", str(tmp / "q.onnx"),
+    other = tmp / "other.onnx"  # (the model itself as its data is said to be so)
+    other.write_bytes(model.read_bytes())
+    assert main(["quantize", str(model), "--calib", str(other), "-o", str(tmp / "q.onnx"),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert (f"{model}: by its extension an ONNX model, not calibration data: the model comes "
+    assert (f"{other}: by its extension an ONNX model, not calibration data: the model comes "
             "first, its data after --calib; calibration data is one .npz") in err
 
 
