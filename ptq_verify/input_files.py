@@ -69,3 +69,19 @@ def torch_archive(member_names: list[str]) -> str | None:
     if any("/code/" in name for name in member_names):
         return "a TorchScript model (torch.jit.save)"
     return "a torch.save file (a checkpoint or tensors)"
+
+
+_SIGNATURES = ((0, b"\x89PNG", "a PNG image"), (0, b"\xff\xd8\xff", "a JPEG image"),
+               (0, b"GIF8", "a GIF image"), (0, b"BM", "a BMP image"),
+               (0, b"RIFF", "a RIFF file (WAV, WebP)"), (0, b"\x80", "a pickle (torch.save?)"),
+               (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file (h5py, a Keras .h5 model)"),
+               (4, b"TFL3", "a TensorFlow Lite model"), (0, b"GGUF", "a GGUF file (llama.cpp)"))
+"""(offset, leading bytes, what) of files people hold their data and models in, to say what
+a file is that is neither .npy nor ONNX: numpy's words ('the magic string is not correct') and
+protobuf's ('Wire format was corrupt') name none of them."""
+
+
+def file_kind(start: bytes) -> str | None:
+    """What a file is by its first bytes (``start``: 16 of them at least), or None."""
+    return next((name for at, magic, name in _SIGNATURES
+                 if start[at:at + len(magic)] == magic), None)

@@ -342,7 +342,12 @@ def test_a_checkpoint_or_data_given_as_the_model_says_what_it_is(tmp_path, capsy
     with zipfile.ZipFile(tmp_path / "script.pt", "w") as archive:
         archive.writestr("script/data.pkl", b"\x80\x02}q\x00.")
         archive.writestr("script/code/__torch__/m.py", b"")
-    for name, said in (("model.pt", "a torch.save file (a checkpoint or tensors), not an ONNX "
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (tmp_path / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    for name, said in (("model.h5", "an HDF5 file (h5py, a Keras .h5 model), not an ONNX model: "
+                                    "convert the model to ONNX first"),
+                       ("model.tflite", "a TensorFlow Lite model, not an ONNX model"),
+                       ("model.pt", "a torch.save file (a checkpoint or tensors), not an ONNX "
                                     "model: export the model to ONNX first (torch.onnx.export)"),
                        ("model.pt2", "a torch.export program (torch.export.save, .pt2), not an "
                                      "ONNX model: export the model to ONNX first"),

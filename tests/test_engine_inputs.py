@@ -745,7 +745,8 @@ def test_a_missing_mask_says_to_ask_the_tokenizer_for_it():
     (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
     (b"\xff\xd8\xff\xe0" + bytes(32), "a JPEG image"),
     (b"input_ids,attention_mask\n1,1\n", "neither .npy nor .npz"),
-], ids=["png", "jpeg", "csv"])
+    (b"\x89HDF\r\n\x1a\n" + bytes(32), "an HDF5 file"),  # (a hostile-input hunt)
+], ids=["png", "jpeg", "csv", "hdf5"])
 def test_a_file_that_is_no_array_says_what_it_is_and_what_to_make(tmp_path, content, kind):
     """A new-user trial: an image given to --calib was refused in numpy's words ('the magic
     string is not correct; expected b'\\x93NUMPY', got b'\\xff\\xd8...'), and a folder of

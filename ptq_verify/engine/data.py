@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..graph import Graph
-from ..input_files import require_file, torch_archive
+from ..input_files import file_kind, require_file, torch_archive
 from ..wording import first_few
 
 Feeds = dict[str, np.ndarray]
@@ -32,11 +32,6 @@ CALIB_FORM = ("calibration data is one .npz holding one array per model input, k
 """What a calibration file is, for a refusal of a path that is not one (a folder of images,
 an image, a torch or pickle file): a newcomer's data comes in those forms."""
 
-_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-               (b"GIF8", "a GIF image"), (b"BM", "a BMP image"), (b"RIFF", "a RIFF file (WAV, "
-               "WebP)"), (b"\x80", "a pickle (torch.save?)"))
-"""Leading bytes of files people hold their data in, to say what a file is that is no .npy:
-numpy's own words ('the magic string is not correct') name none of them."""
 
 MAX_DATA_BYTES = 1 << 30
 """Largest calibration or inference data file, in bytes once decompressed (1 GiB): an .npz
@@ -135,8 +130,7 @@ def _require_npy_magic(start: bytes, source: Path) -> None:
     if source.suffix.lower() == ".onnx":  # (the model and --calib swapped)
         raise UserError(f"{source}: by its extension an ONNX model, not calibration data: the "
                         f"model comes first, its data after --calib; {CALIB_FORM}")
-    kind = next((name for magic, name in _SIGNATURES if start.startswith(magic)),
-                "neither .npy nor .npz")
+    kind = file_kind(start) or "neither .npy nor .npz"
     raise UserError(f"{source}: {kind}, not calibration data; {CALIB_FORM}")
 
 

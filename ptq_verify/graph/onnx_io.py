@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, serialization
 
 from ..errors import UserError
-from ..input_files import require_file, torch_archive
+from ..input_files import file_kind, require_file, torch_archive
 from ..wording import first_few
 from .model import Graph, Node, TensorInfo
 
@@ -121,6 +121,9 @@ def not_onnx_kind(source: Path) -> str | None:
         return f"a pickle (torch.save's legacy form?), not an ONNX model: {_EXPORT}"
     if len(start) > 8 and start[8:9] == b"{":
         return f"a safetensors file (weights without the graph), not an ONNX model: {_EXPORT}"
+    if (kind := file_kind(start)) is not None:  # (a Keras, TensorFlow Lite or GGUF model)
+        return (f"{kind}, not an ONNX model: convert the model to ONNX first (tf2onnx takes "
+                "Keras and TensorFlow Lite models), and give that file")
     return None
 
 
