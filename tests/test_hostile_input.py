@@ -267,8 +267,8 @@ def test_clip_to_an_empty_range_is_one_line(tmp_path):
     np.save(calib, np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
     outcome = _quantize(model, calib, tmp_path / "q.onnx")
     _assert_one_line_error(outcome, "infinite or NaN", "(16 infinite of its 16 values in "
-                           "samples 0 to 3, the first in sample 0; the float model computes "
-                           "infinite first at node 'clip' (Clip), from finite inputs")
+                           "samples 0 to 3, the first in sample 0; node 'clip' (Clip) reads "
+                           "constant 'lo', which holds 1 infinite of its 1 values")
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -961,6 +961,24 @@ def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_pa
                                   "the float model computes NaN first at node 'softmax_1' "
                                   "(Softmax), from finite inputs", "leave out the samples")
     assert "'where'" not in outcome.err
+
+
+def test_an_infinite_bound_a_node_does_not_pass_on_is_not_blamed(tmp_path):
+    """Clip(x, 0, inf), as exporters write a Relu, before an Exp that overflows: the output's
+    inf is the Exp's, not the constant's the Clip reads (a constant is named only where its
+    node's output holds what it holds, or went unrecorded)."""
+    arrays = {"lo": np.array(0.0, np.float32), "hi": np.array(np.inf, np.float32)}
+    nodes = [onnx.helper.make_node("Clip", ["x", "lo", "hi"], ["c"], name="clip"),
+             onnx.helper.make_node("Exp", ["c"], ["y"], name="exp")]
+    proto = hostile._model(nodes, [hostile._float("x", ["batch", 4])],
+                           [hostile._float("y", ["batch", 4])],
+                           [onnx.numpy_helper.from_array(v, k) for k, v in arrays.items()])
+    model, calib = tmp_path / "m.onnx", tmp_path / "x.npy"
+    onnx.save(proto, model)
+    np.save(calib, np.full((8, 4), 100.0, np.float32))
+    outcome = _quantize(model, calib, tmp_path / "q.onnx")
+    _assert_one_line_error(outcome, "the float model computes infinite first at node 'exp'")
+    assert "constant 'hi'" not in outcome.err
 
 
 def test_a_weight_layer_whose_input_is_empty_in_all_calibration_data_quantizes(tmp_path):

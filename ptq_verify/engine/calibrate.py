@@ -180,10 +180,16 @@ def _first_non_finite(graph: Graph, known: Mapping[str, str],
     if any(holds(name, np.isnan, "NaN") or holds(name, np.isinf, "infinite")
            for name in graph.input_names):
         return ""
+    def unrecorded(name: str) -> bool:
+        return name not in known and not any(name in batch for batch in batches)
+
     for test, word in ((np.isnan, "NaN"), (np.isinf, "infinite")):
         for node in graph.nodes:
             constant = _non_finite_constant(graph, node, test)
-            if constant is not None:
+            # (a constant blamed where the node passes it on, or where its output went
+            # unrecorded: a Clip to [0, inf], as exporters write a Relu, computes no inf)
+            if constant is not None and any(name and (holds(name, test, word) or unrecorded(
+                    name)) for name in node.outputs):
                 return (f"; {node.label} reads constant {constant!r}, which holds "
                         f"{_non_finite(graph.initializers[constant])}: the model's own "
                         "values, not the data's (mend them, or export the model again)")
