@@ -80,6 +80,23 @@ def test_calibration_data_as_another_library_s_tensor_is_read_as_an_array(mlp):
             calibrate(graph, given, progress=False)
 
 
+def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
+    """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
+    (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no
+    attribute 'nodes')."""
+    from ptq_verify.engine import plan_model, prepare
+
+    path, data, _, calibration = mlp
+    calls = {"calibrate": lambda g: calibrate(g, data, progress=False),
+             "quantize": lambda g: quantize(g, calibration), "plan_model": plan_model,
+             "prepare": prepare}
+    for given, kind in ((str(path), "str"), (onnx.load(path), "ModelProto")):
+        for name, call in calls.items():
+            with pytest.raises(UserError, match=rf"^{name}: takes the Graph that "
+                                                rf"load_model\(path\) returns, not {kind}"):
+                call(given)
+
+
 class _BFloat16Tensor:
     """A float tensor of a type numpy lacks, as torch's bfloat16 is to numpy."""
 

@@ -19,7 +19,7 @@ import onnx
 
 from ..catalog.operator import Operator
 from ..errors import UserError
-from ..graph import Graph, OperatorTable, fold_constants, load_graph
+from ..graph import Graph, OperatorTable, fold_constants, load_graph, require_graph
 from ..graph.onnx_io import ParsedFile, infer_shapes_again
 from ..graph.sequences import split_sequences
 from ..rules import Rule
@@ -42,6 +42,7 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
     :mod:`.declared_shapes`), and fold
     per-channel affine nodes (BatchNorm) into their producer. Never raises on unknown op
     types (they stay as they are)."""
+    require_graph(graph, "prepare")
     table = OperatorTable.of(operators)
     fold_constants(graph, table)
     if split_sequences(graph):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph
+from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, run_graph
 from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_runner
 from ..progress import progress_bar
@@ -287,6 +287,7 @@ def calibrate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise UserError(f"calibration batch_size {batch_size!r}: must be an integer of 1 or more")
+    require_graph(graph, "calibrate")
     table = OperatorTable.of(operators)
     table.require_all(graph.nodes, graph)
     feeds = check_feeds(data, graph, "calibration data")

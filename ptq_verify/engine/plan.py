@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..catalog.operator import Operator, attribute_default
-from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, slot_binding
 from ..rules import Rule, RuleKind, Verdict
 from .rules import carried_params, effective_rule, input_params, weight_layout
 
@@ -60,6 +60,7 @@ def plan_model(
 ) -> list[NodeAction]:
     """The action for every node of ``graph``. Never raises on unknown op types: they are
     reported with action ``unknown`` (quantize refuses them)."""
+    require_graph(graph, "plan_model")
     table = OperatorTable.of(operators)
     active = activation_tensors(graph, table)
     plans = []

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..errors import UserError
-from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
+from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, slot_binding
 from ..graph.static import table_slots
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind
@@ -211,6 +211,7 @@ def quantize(
     showed nothing after the last bar; ResNet-50's convolutions are rounded in the walk).
     """
     bits = check_bits(bits)
+    require_graph(graph, "quantize")
     table = OperatorTable.of(operators)
     check_calibration(graph, calibration, bits, table)
     for name, value in (("float_tensors", float_tensors),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog.kernels.shape import NODE_OUTPUTS
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -133,3 +134,13 @@ class Graph:
                 wanted.update(i for i in node.inputs if i)
         self.nodes = kept[::-1]
         self.initializers = {k: v for k, v in self.initializers.items() if k in wanted}
+
+
+def require_graph(graph: object, caller: str) -> None:
+    """A UserError unless ``graph`` is a :class:`Graph`, naming what was given and the call
+    that makes one: a library user passed calibrate, quantize or plan_model the model's path
+    (or its onnx.ModelProto), which failed deep inside as an AttributeError."""
+    if not isinstance(graph, Graph):
+        raise UserError(f"{caller}: takes the Graph that load_model(path) returns, not "
+                        f"{type(graph).__name__}: graph = load_model(path) first")
+
