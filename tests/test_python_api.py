@@ -304,10 +304,17 @@ def test_the_pipeline_table_gives_the_signatures_the_code_has():
      r"^classify: timeout '5': a number of seconds above 0"),
     (lambda classify: classify(Operator("Twice", "x", "2*x"), timeout=0),
      r"^classify: timeout 0: a number of seconds above 0"),
+    (lambda classify: classify(Operator("Twice", "x", "2*x"), timeout=1e300),
+     r"^classify: timeout 1e\+300: a number of seconds above 0 and at most 1e\+06"),
+    (lambda classify: classify(Operator("Twice", "x", "2*x"), timeout=float("inf")),
+     r"^classify: timeout inf: a number of seconds above 0 and at most"),
+    (lambda _: __import__("ptq_verify.rules.shift", fromlist=["shift_rule"]).shift_rule(
+        Operator("Twice", "x", "2*x"), timeout=1e300), r"^shift_rule: timeout 1e\+300"),
 ])
 def test_classify_refuses_what_is_not_an_operator_or_a_timeout(call, match):
     """A str raised a TypeError from the weak-reference cache, timeout="5" one from
-    setitimer; timeout=0 ran with no bound (0 is falsy to the budget)."""
+    setitimer; timeout=0 ran with no bound (0 is falsy to the budget). A hostile-input hunt:
+    1e300 or inf, which the command line bounds, raised an OverflowError from the alarm."""
     from ptq_verify.rules import classify
 
     with pytest.raises(UserError, match=match):

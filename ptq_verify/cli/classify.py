@@ -14,10 +14,6 @@ from ..wording import first_few
 from . import one_line
 from .arguments import Joined, Once, ascii_float
 
-MAX_TIMEOUT = 1e6
-"""The longest --timeout, in seconds (11.6 days): the alarm that enforces it (setitimer)
-overflowed at 1e10 s on Linux with a 64-bit time_t, and earlier where time_t is 32 bits."""
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -75,7 +71,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     operators, detailed = _operators(args)
-    from ..rules import DEFAULT_TIMEOUT, classify_all
+    from ..rules import DEFAULT_TIMEOUT, MAX_TIMEOUT, classify_all
     from ..rules.explain import explain, shift_summary
     from ..rules.store import VerdictStore
 

@@ -13,6 +13,7 @@ from .lattice import Partition, Rule, RuleKind
 
 _LAZY = {
     "DEFAULT_TIMEOUT": ".decide",
+    "MAX_TIMEOUT": ".decide",
     "classify": ".decide",
     "classify_all": ".decide",
     "stored_classify": ".store",
@@ -31,6 +32,7 @@ def __getattr__(name: str):
 __all__ = [
     "CHECKER_VERSION",
     "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
     "Counterexample",
     "Partition",
     "Proof",

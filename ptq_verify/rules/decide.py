@@ -41,6 +41,9 @@ from .lattice import Rule, RuleKind
 from .recheck import recheck_certificate
 
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 1e6
+"""The longest time budget, in seconds (11.6 days): the alarm that enforces it (setitimer)
+overflowed at 1e10 s on Linux with a 64-bit time_t, and earlier where time_t is 32 bits."""
 """Seconds one operator may take, search and re-validation together."""
 
 _DPS = 30
@@ -50,6 +53,17 @@ _SPOT_POINTS = 8
 
 class TimeBudgetExceeded(BaseException):
     """Raised by the alarm; a BaseException so that sympy's ``except Exception`` lets it by."""
+
+
+def check_timeout(timeout: object, caller: str) -> None:
+    """A UserError unless ``timeout`` is None or a number of seconds above 0 and at most
+    :data:`MAX_TIMEOUT`: a str had raised a TypeError from setitimer, 0 ran with no bound,
+    and 1e300 or inf (a hostile-input hunt, from Python: the command line bounds it) an
+    OverflowError from the alarm."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, Real)
+                                or not 0 < timeout <= MAX_TIMEOUT):
+        raise UserError(f"{caller}: timeout {timeout!r}: a number of seconds above 0 and at "
+                        f"most {MAX_TIMEOUT:g}, or None for no bound")
 
 
 @contextmanager
@@ -92,10 +106,7 @@ def classify(op: Operator, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
         raise UserError(f"classify: takes an Operator, not {type(op).__name__}"
                         + (f": Operator('Mine', 'x', {op!r}) declares that expression"
                            if isinstance(op, str) else ""))
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, Real)
-                                or not timeout > 0):
-        raise UserError(f"classify: timeout {timeout!r}: a number of seconds above 0, or None "
-                        "for no bound")
+    check_timeout(timeout, "classify")
     verdict = held.get(op)
     if verdict is not None:
         return verdict
@@ -199,6 +210,7 @@ def classify_all(
     ``store.VerdictStore``) supplies verdicts proved by an earlier process and keeps new ones
     (never time-outs).
     """
+    check_timeout(timeout, "classify_all")
     if store is not None:
         for op in operators:
             if op not in held and (known := store.get(op)) is not None:

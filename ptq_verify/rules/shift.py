@@ -38,7 +38,7 @@ from ..catalog.literals import float_or_inf
 from ..catalog.operator import Operator
 from .certified import certified_nonzero
 from .checker import UnwritableValue, written_value
-from .decide import DEFAULT_TIMEOUT, TIMEOUT_REASON, TimeBudgetExceeded, time_budget
+from .decide import DEFAULT_TIMEOUT, TIMEOUT_REASON, TimeBudgetExceeded, check_timeout, time_budget
 from .rewrite import zero_residual
 from .shift_verdict import (  # noqa: F401 - the rule's types, re-exported with it
     Shift,
@@ -62,6 +62,7 @@ def shift_rule(op: Operator, through_inputs: bool = True,
     (``timeout`` seconds, classify's --timeout; None: ``DEFAULT_TIMEOUT``): a user's
     declaration the engine meets in a model must not hold ``quantize`` or ``audit`` up; past
     the budget the rule is undecided."""
+    check_timeout(timeout, "shift_rule")
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     try:
         with time_budget(timeout):
