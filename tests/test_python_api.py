@@ -80,6 +80,20 @@ def test_calibration_data_as_another_library_s_tensor_is_read_as_an_array(mlp):
             calibrate(graph, given, progress=False)
 
 
+@pytest.mark.parametrize(("onnx_type", "said"), [
+    (5, "must be a string, not int"), ("a b", "is not an op type"),
+    ("com.x:Relu:", "is not an op type"), ("Op\n", "does not print")])
+def test_an_operator_s_onnx_type_is_checked_as_a_files_is(onnx_type, said):
+    """A hostile-input hunt: Operator(..., onnx_type=5) or "a b" was taken, where a TOML
+    file's declaration of it is refused; a declaration of no node failed where a model met
+    it, or never matched."""
+    from ptq_verify.catalog.operator import DeclarationError
+
+    with pytest.raises(DeclarationError, match=f"^Shift: onnx_type .*{said}"):
+        Operator("Shift", "x", "2*x", onnx_type=onnx_type)
+    assert Operator("Shift", "x", "2*x", onnx_type="custom:Shift").onnx_type == "custom:Shift"
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

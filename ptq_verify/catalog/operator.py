@@ -54,6 +54,25 @@ class DeclarationError(ValueError):
     """A declaration is malformed: bad names, unknown symbols, inconsistent ONNX binding."""
 
 
+ONNX_TYPE = re.compile(r"(?:[^\s:]+:)?[^\s:]+")
+"""An op type, ``Op`` or ``domain:Op``: a hostile-input hunt's ``':'`` and ``'com.x:Relu:'``
+were accepted and declared no node (the op type the file meant was then refused as unknown)."""
+
+
+def onnx_type_problem(onnx_type: object) -> str | None:
+    """Why ``onnx_type`` declares no node (not text, a character that does not print, not
+    ``Op`` or ``domain:Op``), or None: checked for a TOML file's and a Python declaration
+    alike (``Operator(..., onnx_type=5)`` had been taken, and failed where a model met it)."""
+    if not isinstance(onnx_type, str):
+        return f"must be a string, not {type(onnx_type).__name__}"
+    if not onnx_type.isprintable():
+        return "holds a character that does not print (a line break, a tab, an escape code)"
+    if not ONNX_TYPE.fullmatch(onnx_type):
+        return (f"{onnx_type!r} is not an op type (Op or domain:Op, without spaces; ':' or "
+                "'com.x:Relu:' would declare no node)")
+    return None
+
+
 @dataclass(frozen=True)
 class TensorInput:
     """One activation input: a name and the scalar elements of it the witness uses."""
@@ -269,6 +288,8 @@ class Operator:
             raise DeclarationError(f"{name}: expr must be text or a sympy expression")
         self._declared = (expr, tuple(domain))
         self._kernel = kernel
+        if onnx_type is not None and (problem := onnx_type_problem(onnx_type)):
+            raise DeclarationError(f"{name}: onnx_type {problem}")
         self.onnx_type = onnx_type
         self.onnx_inputs = tuple(onnx_inputs) if onnx_inputs is not None else tuple(
             t.name for t in self.inputs
