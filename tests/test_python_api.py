@@ -6,6 +6,7 @@ found by a trial that used the API rather than the command line."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import models
 import numpy as np
@@ -78,6 +79,18 @@ def test_calibration_data_as_another_library_s_tensor_is_read_as_an_array(mlp):
         with pytest.raises(UserError, match=r"_Tensor cannot be read as a numpy array \(Can't "
                                             r"call numpy.*\); pass a numpy array"):
             calibrate(graph, given, progress=False)
+
+
+@pytest.mark.parametrize(("inputs", "said"), [
+    (None, "inputs: None is NoneType"), (5, "inputs: 5 is int"),
+    ([["a", 5]], "inputs: 5 is int, not a name"), ([5], "inputs: [5] is list")])
+def test_an_operator_s_inputs_that_are_no_names_are_a_declaration_error(inputs, said):
+    """A hostile-input hunt: Operator("A", None, "x") or inputs holding a number raised a
+    TypeError from the name check, not the DeclarationError every other slip is."""
+    from ptq_verify.catalog.operator import DeclarationError
+
+    with pytest.raises(DeclarationError, match=f"^{re.escape(said)}"):
+        Operator("A", inputs, "x")
 
 
 @pytest.mark.parametrize(("onnx_type", "said"), [

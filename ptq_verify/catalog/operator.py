@@ -34,6 +34,8 @@ _RESERVED = re.compile(r"(s|s_.*|t_.*)\Z")
 
 
 def _check_name(name: str, where: str) -> None:
+    if not isinstance(name, str):  # (from Python: inputs=[["a", 5]] had been a TypeError)
+        raise DeclarationError(f"{where}: {name!r} is {type(name).__name__}, not a name")
     if not _NAME.match(name):
         raise DeclarationError(f"{where}: {name!r} is not a valid name")
     if _RESERVED.match(name):
@@ -90,8 +92,11 @@ def parse_inputs(spec: str | Sequence[str | Sequence[str]]) -> tuple[TensorInput
     """
     if isinstance(spec, str):
         groups = [g.split() for g in spec.split(",")]
-    else:
+    elif isinstance(spec, Sequence) and all(isinstance(item, (str, Sequence)) for item in spec):
         groups = [item.split() if isinstance(item, str) else list(item) for item in spec]
+    else:  # (from Python: inputs=None or 5 had been a TypeError)
+        raise DeclarationError(f"inputs: {spec!r} is {type(spec).__name__}; give names as "
+                               'text ("a, b"), or a list of them')
     tensors = []
     seen: set[str] = set()
     for position, elements in enumerate(groups):
