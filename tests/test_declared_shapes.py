@@ -107,6 +107,21 @@ def test_audit_names_the_attributes_custom_nodes_leave_out(tmp_path, capsys):
     assert summary["assumed_attributes"] == [f"node 'srelu{i}' (ScaledRelu): g = 3" for i in (1, 2)]
 
 
+def test_an_assumed_attribute_beyond_float_range_is_written_as_the_grammar_writes_it(
+        tmp_path, capsys):
+    """A hostile-input hunt: a sample value of 1e400 was written out as its 401 digits in
+    audit's line (and quantize's note) on attributes the nodes leave out."""
+    from ptq_verify.cli import main
+
+    ops, model = tmp_path / "ops.toml", tmp_path / "m.onnx"
+    ops.write_text(hostile.declaration(
+        "ScaledRelu", "max(x, 0)*a*g", "com.example:ScaledRelu", a="2", g="1e400"))
+    model.write_bytes(_model().SerializeToString())
+    assert main(["audit", str(model), "--operators", str(ops), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["assumed_attributes"][0] == "node 'srelu1' (ScaledRelu): g = 1e400"
+
+
 @pytest.mark.parametrize(("shapes", "expected"), [
     ([("N", 8), ("N", 8)], ("N", 8)),
     ([("N", 8), (8,)], ("N", 8)),
