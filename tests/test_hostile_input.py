@@ -1021,6 +1021,19 @@ def test_the_model_file_given_as_its_own_calibration_data_is_said_to_be_so(mlp_f
     assert "comes first" not in outcome.err
 
 
+def test_a_sample_value_beyond_float_range_a_kernel_cannot_take_is_named(tmp_path):
+    """A hostile-input hunt: a custom node left without its attribute takes the declaration's
+    sample value; at 1e400 its kernel overflowed and the refusal said 'integer division result
+    too large for a float' alone, naming no value."""
+    model, ops, calib = tmp_path / "m.onnx", tmp_path / "ops.toml", tmp_path / "x.npy"
+    onnx.save(hostile.shift_with_attributes(), model)
+    ops.write_text(hostile.declaration("Shift", "gamma*x", "custom:Shift", gamma="1e400"))
+    np.save(calib, np.ones((8, 4), np.float32))
+    _assert_one_line_error(_quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops)),
+                           "node 'shift' (Shift): cannot run it", "its declaration's gamma = "
+                           "1e400 lies beyond float64's range")
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 def test_a_weight_holding_nan_or_inf_is_named_not_the_samples(tmp_path, value):
     """A hostile-input hunt: a MatMul weight holding one NaN (or inf) was refused as NaN

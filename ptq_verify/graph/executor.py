@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError
 from .model import Graph, Node
 from .operators import OperatorTable
+
+if TYPE_CHECKING:
+    from ..catalog.operator import Operator
 
 Observer = Callable[[str, np.ndarray], None]
 
@@ -93,13 +97,28 @@ def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None
             raise beyond from None
         if isinstance(err, NotImplementedError):
             raise KernelGap(where, f"{node.label}: cannot run it here ({err})") from None
-        raise UserError(f"{where}{node.label}: cannot run it ({_reason(node, err)})") from None
+        raise UserError(f"{where}{node.label}: cannot run it ({_reason(node, err)}"
+                        f"{_beyond_float(op, err)})") from None
     except MemoryError as err:  # an activation a node multiplies past memory (a Tile by 10**5)
         where = f"{graph.source}: " if graph is not None else ""
         raise UserError(f"{where}{node.label}: cannot run it on these inputs, its output "
                         f"does not fit in memory ({err})") from None
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     return [np.asarray(r) for r in results]
+
+
+def _beyond_float(op: Operator, err: Exception) -> str:
+    """For an overflow, the declaration's sample values beyond float64's range, which its
+    kernel computes with (a hostile-input hunt's 1e400 had been 'integer division result too
+    large for a float' alone); '' otherwise."""
+    if not isinstance(err, OverflowError):
+        return ""
+    from ..rules.literals import decimal
+
+    huge = [f"{name} = {decimal(value)}" for name, value in op.params.items()
+            if abs(value) > np.finfo(np.float64).max]
+    return (f"; its declaration's {', '.join(huge)} lies beyond float64's range, which its "
+            "kernel computes in" if huge else "")
 
 
 def _reason(node: Node, err: Exception) -> str:
