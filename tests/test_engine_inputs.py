@@ -698,6 +698,27 @@ def test_data_of_no_number_type_is_not_called_integer_data(dtype):
     assert "does not fit the model's float32" in message and "integer" not in message
 
 
+def test_an_image_model_missing_an_input_is_not_told_of_a_tokenizer_s_output():
+    """A hostile-input hunt: a model of inputs x and an unread 'unused' given x alone was told
+    to save np.savez(file, **{k: encoded[k] ...}), a tokenizer's output it has not got, and
+    nothing of the input no node reads."""
+    from onnx import TensorProto, helper
+
+    from ptq_verify.engine.data import savez_of
+
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["pixel_values"], ["y"], name="id")], "g",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3, 8, 8])
+         for name in ("pixel_values", "unused")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 8, 8])]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    graph = graph_from_onnx(proto)
+    message = _refusal({"pixel_values": np.zeros((4, 3, 8, 8), np.float32)}, graph)
+    assert "encoded" not in message
+    assert savez_of(["pixel_values", "unused"]) in message
+    assert "(no node reads 'unused': any array of its shape and type will do" in message
+
+
 def test_nan_in_the_data_names_its_first_sample():
     """A new-user trial: NaN in one image was refused as '1 NaN values', no sample named."""
     data = np.zeros((6, 3, 8, 8), np.float32)

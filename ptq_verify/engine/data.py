@@ -458,8 +458,17 @@ def _missing_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
                  + ", ".join(f"return_{name}=True" for name in asked) + ", ...))"
                  if asked else "")
     keys = ", ".join(repr(name) for name in graph.input_names)
+    # (a tokenizer's ``encoded`` only where the model takes its outputs: an image model
+    # missing an input had been told to save encoded[k], which it has not got)
+    call = (f"np.savez(file, **{{k: encoded[k] for k in ({keys},)}})"
+            if any(name in _TOKENIZER_OUTPUTS for name in graph.input_names)
+            else savez_of(graph.input_names))
+    read = graph.consumers()
+    unread = [name for name in missing if name not in read]
+    unused = (f" (no node reads {first_few([repr(name) for name in unread])}: any array of "
+              "its shape and type will do, or export the model without it)" if unread else "")
     return (f": the model takes every input on every sample; save each{tokenizer}, as "
-            f"np.savez(file, **{{k: encoded[k] for k in ({keys},)}})")
+            f"{call}{unused}")
 
 
 def _batch_elsewhere_hint(graph: Graph) -> str:
