@@ -104,7 +104,6 @@ class OperatorTable:
         on nodes without a gamma was calibrated on twice the outputs its kernel writes, with
         no word said; quantize's notes and audit's summary now name them."""
         from ..catalog.operator import attribute_default
-        from ..rules.literals import decimal  # (1e400, not its 401 digits: a hostile hunt)
 
         assumed = []
         for node in nodes:
@@ -112,12 +111,15 @@ class OperatorTable:
             op = self.extra.get(key) if key is not None else None
             if op is None or not op.runs_expression:
                 continue
-            assumed += [f"node {node.name!r} ({node.op_type}): {attr} = "
-                        f"{decimal(op.params[param])}"
-                        for attr, param in op.onnx_attrs.items()
+            assumed += [(node, attr, op.params[param]) for attr, param in op.onnx_attrs.items()
                         if attr not in node.attrs and attribute_default(op.onnx_type, attr)
                         is None]
-        return assumed
+        if not assumed:  # (rules.literals loads sympy: not for a quantize of stored verdicts)
+            return []
+        from ..rules.literals import decimal  # (1e400, not its 401 digits: a hostile hunt)
+
+        return [f"node {node.name!r} ({node.op_type}): {attr} = {decimal(value)}"
+                for node, attr, value in assumed]
 
     def _in_catalog(self, node: Node, graph: Graph | None) -> Operator | None:
         """The catalog's declaration of the node's op type (a node no extra declaration
