@@ -41,10 +41,10 @@ from .lattice import Rule, RuleKind
 from .recheck import recheck_certificate
 
 DEFAULT_TIMEOUT = 30.0
+"""Seconds one operator may take, search and re-validation together."""
 MAX_TIMEOUT = 1e6
 """The longest time budget, in seconds (11.6 days): the alarm that enforces it (setitimer)
 overflowed at 1e10 s on Linux with a 64-bit time_t, and earlier where time_t is 32 bits."""
-"""Seconds one operator may take, search and re-validation together."""
 
 _DPS = 30
 _SPOT_SCALES = (Fraction(2), Fraction(3), Fraction(7, 5), Fraction(1, 1000))
