@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -614,6 +614,16 @@ def inferred_shapes(graph: Graph, given: Iterable[str] = ()) -> dict[str, Tensor
         return None
     return {value.name: info for value in inferred.graph.value_info
             if (info := _tensor_info(value)) is not None}
+
+
+def trusted_shape(graph: Graph, name: str, inferred: Mapping[str, TensorInfo]) -> tuple | None:
+    """The shape of tensor ``name`` that onnxruntime holds the model to: a constant's or a
+    graph input's own, else the one ``inferred`` (:func:`inferred_shapes`) finds from the
+    graph's inputs and nodes; None where unknown. A shape the file states for another tensor
+    is not one: onnxruntime merges a wrong one leniently and runs the model."""
+    if name in graph.initializers or name in graph.input_names:
+        return graph.shape_of(name)
+    return inferred[name].shape if name in inferred else None
 
 
 SHAPE_FREE_ELEMENTS = 1024

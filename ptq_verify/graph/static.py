@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import UserError
 from .executor import run_node
 from .model import Graph
-from .onnx_io import infer_shapes_again, inferred_shapes
+from .onnx_io import infer_shapes_again, inferred_shapes, trusted_shape
 from .operators import OperatorTable, slot_binding
 
 MAX_FOLDED_ELEMENTS = 2**27
@@ -123,8 +123,7 @@ def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray 
     if source is None or not node.in_onnx_domain:
         return None
     name = source.inputs[0]
-    dims = (graph.shape_of(name) if name in graph.initializers or name in graph.input_names
-            else None if name not in trusted else trusted[name].shape)
+    dims = trusted_shape(graph, name, trusted)
     if dims is None:
         return None
     positions = np.arange(len(dims))[slice(source.attrs.get("start"), source.attrs.get("end"))]
