@@ -185,6 +185,25 @@ def test_a_declaration_is_refused_when_made_and_a_built_in_one_when_first_read()
     assert good.expr == 2 * good.symbols["x"] and good.domain == ()
 
 
+def test_a_computed_attribute_default_is_read_where_the_node_leaves_it_out():
+    """``onnx_defaults`` computes an absent attribute from the node's input shapes (where the
+    ONNX schema has no default) and says None where they do not tell it; an attribute the
+    node sets is its own; a rule for an attribute no parameter binds is refused."""
+    from ptq_verify.catalog import CATALOG
+    from ptq_verify.catalog.operator import DeclarationError, Operator
+
+    attention = CATALOG["Attention"]
+    assert attention.computed_default("scale", {}, [(1, 2, 3, 8)]) == np.float32(8 ** -0.5)
+    assert attention.computed_default("scale", {"q_num_heads": 4}, [("b", 5, 64)]) == 0.25
+    assert attention.computed_default("scale", {}, [("b", 2, 3, "d")]) is None
+    assert attention.computed_default("scale", {}, [None]) is None
+    assert attention.attribute("scale", {}, [(1, 2, 3, 16)]) == 0.25
+    assert attention.attribute("scale", {"scale": 0.5}, [(1, 2, 3, 16)]) == 0.5
+    with pytest.raises(DeclarationError, match="onnx_defaults names attribute 'beta'"):
+        Operator("Bad", "x", "a*x", params={"a": 2}, onnx_type="Custom",
+                 onnx_attrs={"alpha": "a"}, onnx_defaults={"beta": lambda shapes, attrs: 1})
+
+
 @pytest.mark.parametrize(("inputs", "params", "expr"), [("pi", {}, "2*pi"),
                                                          ("exp, x", {}, "exp(x)"),
                                                          ("x", {"pi": 2}, "pi*x")])

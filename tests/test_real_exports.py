@@ -151,6 +151,29 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
         assert sqnr_db(reference, simulated) > (25 if "outliers" in name else 30)
 
 
+def test_every_attention_of_an_opset_23_export_runs_on_integers():
+    """Torch's dynamo export at opset 23 writes Attention's scale only where the model passes
+    one: the digits_gqa fixture's second attention has none, and ran in float (its value,
+    1/sqrt of the head size, was unknown to the engine). Its head size (4) is read off Q's
+    shape now: both run on integers, each written with its scale rescaled to the codes, the
+    file's output codes the simulation's."""
+    name = "digits_gqa.dynamo.opset23.onnx"
+    path = str(FIXTURES / name)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    kinds = [record.kind for record in model.records if record.op_type == "Attention"]
+    assert len(kinds) == 2 and "compensated" not in kinds, kinds
+    test = _data(name, "test")
+    simulated = model.run(test)["output"]
+    for form in ("simulation", "integer"):
+        written = model.to_onnx(form)
+        assert all("scale" in {a.name for a in node.attribute}
+                   for node in written.graph.node if node.op_type == "Attention"), form
+        _same_codes(_first_output(written, test), simulated,
+                    np.asarray(model.output_scales["output"]))
+    assert sqnr_db(_first_output(path, test), simulated) > 30
+
+
 @pytest.mark.parametrize("name", ["tiny_bert_dynamic.legacy.opset17.onnx",
                                   "tiny_bert_dynamic.dynamo.opset18.onnx"])
 @pytest.mark.parametrize("length", [5, 12])

@@ -51,6 +51,11 @@ OnnxKernel = Callable[[list, Mapping[str, Any]], Any]
 """``onnx_kernel(inputs, attrs)``: ONNX input arrays (None for absent optional inputs) and
 attributes -> the output array (or a list of them), with the ONNX operator's semantics."""
 
+AttributeDefault = Callable[[Sequence[tuple | None], Mapping[str, Any]], Any]
+"""``rule(shapes, attrs)``: a node's input shapes (each a tuple of ints and symbolic dimensions,
+str or None; None for an input absent or of unknown shape) and attributes -> the value of an
+attribute it leaves out, or None where they do not tell it."""
+
 
 class DeclarationError(ValueError):
     """A declaration is malformed: bad names, unknown symbols, inconsistent ONNX binding."""
@@ -214,6 +219,11 @@ class Operator:
             space-separated list of parameter names (e.g. ``"w0 w1"`` for Gemm's B), or None
             for a static input (shapes, axes, indices) that is never scaled.
         onnx_attrs: ONNX attribute name -> parameter name (e.g. LeakyRelu ``alpha``).
+        onnx_defaults: ONNX attribute name (one of ``onnx_attrs``) -> how the value of that
+            attribute is computed where a node leaves it out and the ONNX schema gives no
+            default: a function of the node's input shapes and attributes (Attention's scale,
+            1/sqrt of Q's head size), None where they do not tell it. Without it the engine
+            cannot know the value a rule is to rescale, and such a node runs in float.
         onnx_kernel: the tensor implementation with ONNX semantics; element-wise operators
             get one from ``kernel`` by broadcasting.
         onnx_match: when several declarations share one ``onnx_type``, the conditions under
@@ -258,6 +268,7 @@ class Operator:
         *,
         onnx_inputs: Sequence[str | None] | None = None,
         onnx_attrs: Mapping[str, str] | None = None,
+        onnx_defaults: Mapping[str, AttributeDefault] | None = None,
         onnx_kernel: OnnxKernel | None = None,
         onnx_match: Mapping[str | int, Any] | None = None,
         onnx_arity: int | None = None,
@@ -300,6 +311,7 @@ class Operator:
             t.name for t in self.inputs
         )
         self.onnx_attrs = dict(onnx_attrs or {})
+        self.onnx_defaults = dict(onnx_defaults or {})
         self._onnx_kernel = onnx_kernel
         self.onnx_match = dict(onnx_match or {})
         self.onnx_arity = onnx_arity
@@ -433,6 +445,11 @@ class Operator:
                 raise DeclarationError(
                     f"{self.name}: ONNX attribute {attr!r} maps to unknown parameter {param!r}"
                 )
+        for attr in self.onnx_defaults:
+            if attr not in self.onnx_attrs:
+                raise DeclarationError(
+                    f"{self.name}: onnx_defaults names attribute {attr!r}, which onnx_attrs "
+                    "does not bind")
 
     # -- kernels -------------------------------------------------------------------------
 
@@ -458,24 +475,37 @@ class Operator:
         if any(len(t.elements) != 1 for t in self.inputs):
             raise NotImplementedError(f"{self.name} has no ONNX tensor implementation")
         values: dict[str, Any] = {p: float_or_inf(v) for p, v in self.params.items()}
+        shapes = [None if array is None else np.shape(array) for array in inputs]
         for attr, param in self.onnx_attrs.items():
-            values[param] = self.attribute(attr, attrs)
+            values[param] = self.attribute(attr, attrs, shapes)
         for carried, array in zip(self.onnx_inputs, inputs):
             if carried is not None and array is not None:
                 for item in carried.split():
                     values[item] = array
         return self.kernel(**values)
 
-    def attribute(self, attr: str, attrs: Mapping[str, Any]) -> Any:
+    def attribute(self, attr: str, attrs: Mapping[str, Any],
+                  shapes: Sequence[tuple | None] | None = None) -> Any:
         """The value ONNX attribute ``attr`` has on a node with attributes ``attrs``: its own;
         when absent, the ONNX schema's default for this op type (what onnxruntime runs: a
         declaration's sample value may differ, as ThresholdedRelu's alpha = 3 against the
-        default 1); else the sample value of the parameter it binds (an op type outside the
-        standard schemas: its declaration is its schema)."""
+        default 1); else the value ``onnx_defaults`` computes from the node's input
+        ``shapes`` (:meth:`computed_default`); else the sample value of the parameter it binds
+        (an op type outside the standard schemas: its declaration is its schema)."""
         if attr in attrs:
             return attrs[attr]
         default = attribute_default(self.onnx_type, attr) if self.onnx_type else None
+        if default is None:
+            default = self.computed_default(attr, attrs, shapes)
         return float(self.params[self.onnx_attrs[attr]]) if default is None else default
+
+    def computed_default(self, attr: str, attrs: Mapping[str, Any],
+                         shapes: Sequence[tuple | None] | None) -> Any:
+        """The value of an attribute a node leaves out, as ``onnx_defaults`` computes it from
+        the node's input shapes and attributes; None where the declaration has no such rule
+        or the shapes do not tell it (a symbolic head size): the value is then unknown."""
+        rule = self.onnx_defaults.get(attr)
+        return None if rule is None or shapes is None else rule(shapes, attrs)
 
     @property
     def runs_expression(self) -> bool:

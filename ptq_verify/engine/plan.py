@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cache
+from typing import Any
 
 from ..catalog.operator import Operator, attribute_default
-from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, slot_binding
+from ..graph import (
+    Graph,
+    Node,
+    OperatorTable,
+    TensorInfo,
+    activation_tensors,
+    require_graph,
+    slot_binding,
+)
+from ..graph.onnx_io import inferred_shapes, trusted_shape
 from ..rules import Rule, RuleKind, Verdict
 from .rules import carried_params, effective_rule, input_params, weight_layout
 
@@ -36,6 +47,9 @@ class NodeAction:
     text: str
     reason: str = ""
     activation_slots: tuple[int, ...] = field(default=(), repr=False)
+    # attributes the node leaves out whose values the declaration computed from the shapes
+    # of its inputs (``onnx_defaults``: Attention's scale): quantize writes them, rescaled
+    computed: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def compensated(self) -> bool:
@@ -63,11 +77,12 @@ def plan_model(
     require_graph(graph, "plan_model")
     table = OperatorTable.of(operators)
     active = activation_tensors(graph, table)
+    inferred = cache(lambda: inferred_shapes(graph) or {})  # (only where a node needs it)
     plans = []
     for node in graph.nodes:
         op, unfit = table.lookup(node, graph)
-        plans.append(plan_node(graph, node, op, active, override_rules) if unfit is None
-                     else _unfit_node(node, *unfit, active))
+        plans.append(plan_node(graph, node, op, active, override_rules, inferred)
+                     if unfit is None else _unfit_node(node, *unfit, active))
     return plans
 
 
@@ -81,7 +96,10 @@ def _unfit_node(node: Node, op: Operator, why: str, active: set[str]) -> NodeAct
 
 
 def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
-              overrides: Mapping[str, Rule] | None) -> NodeAction:
+              overrides: Mapping[str, Rule] | None,
+              inferred: Callable[[], Mapping[str, TensorInfo]]) -> NodeAction:
+    """``inferred``: the shapes ONNX inference finds from the graph's inputs and nodes
+    (:func:`~ptq_verify.graph.onnx_io.inferred_shapes`), computed where first asked for."""
     slots = tuple(i for i, name in enumerate(node.inputs) if name in active)
     if op is None:
         from ..catalog import declared_forms
@@ -97,9 +115,11 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
                           f"op type {node.op_type!r} is not in the catalog", slots)
     verdict, rule = effective_rule(op, overrides)
 
+    computed: dict[str, Any] = {}
+
     def make(action: Action, text: str, reason: str = "") -> NodeAction:
         return NodeAction(node.name, node.op_type, op.name, verdict, rule, action,
-                          text + _positions(node, op, overrides), reason, slots)
+                          text + _positions(node, op, overrides), reason, slots, computed)
 
     if not slots and not any(out in active for out in node.outputs):
         return make(Action.STATIC, "static: computed exactly in float",
@@ -123,11 +143,13 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales {', '.join(uncarried)}, which no input or attribute "
                     "of the node carries")
-    if unknown := _unknown_attributes(node, op, rule):
+    computed.update(_computed_attributes(graph, node, op, rule, inferred))
+    if unknown := _unknown_attributes(node, op, rule, computed):
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales attribute {', '.join(unknown)}, which the node leaves "
-                    "to its kernel (no default in the ONNX schema: Attention's scale is "
-                    "1/sqrt of the head size)")
+                    "to its kernel, and the graph's shapes do not tell its value (no default "
+                    "in the ONNX schema: Attention's scale is 1/sqrt of the head size, unknown "
+                    "where Q's last axis is symbolic)")
     independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
     if independent and rule.param_exponents:
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
@@ -165,11 +187,11 @@ def _positions(node: Node, op: Operator, overrides) -> str:
         if slot < len(node.outputs) and node.outputs[slot])
 
 
-def _unknown_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
+def _absent_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
     """The attributes the rule rescales that the node leaves out and whose value the ONNX
     schema of its op type does not give (the kernel computes it: Attention's scale, from the
-    head size): the declaration's sample value is not the node's, so no rescaled value can be
-    written. An op type outside the standard schemas has its declaration as its schema."""
+    head size). An op type outside the standard schemas has its declaration as its schema:
+    none."""
     import onnx.defs
 
     absent = [attr for attr, param in op.onnx_attrs.items()
@@ -179,6 +201,29 @@ def _unknown_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
     inputs = input_params(op)
     return sorted(attr for attr in absent if op.onnx_attrs[attr] not in inputs
                   and attribute_default(op.onnx_type, attr) is None)
+
+
+def _computed_attributes(graph: Graph, node: Node, op: Operator, rule: Rule,
+                         inferred: Callable[[], Mapping[str, TensorInfo]]) -> dict[str, Any]:
+    """Each of :func:`_absent_attributes` whose value the declaration computes from the
+    shapes of the node's inputs (``onnx_defaults``), where those shapes are known. Only the
+    shapes onnxruntime holds the model to count (a graph input's, a constant's, or inferred
+    from them through the nodes): a wrong head size a file states for Q had written a wrong
+    scale (21 dB against 38 on a hand-made Attention)."""
+    wanted = [attr for attr in _absent_attributes(node, op, rule) if attr in op.onnx_defaults]
+    if not wanted:
+        return {}
+    shapes = [trusted_shape(graph, name, inferred()) if name else None for name in node.inputs]
+    values = {attr: op.computed_default(attr, node.attrs, shapes) for attr in wanted}
+    return {attr: value for attr, value in values.items() if value is not None}
+
+
+def _unknown_attributes(node: Node, op: Operator, rule: Rule,
+                        computed: Mapping[str, Any]) -> list[str]:
+    """The attributes the rule rescales whose value the node does not tell (neither its
+    own, nor the schema's default, nor ``computed`` from its shapes): the declaration's
+    sample value is not the node's, so no rescaled value can be written."""
+    return [attr for attr in _absent_attributes(node, op, rule) if attr not in computed]
 
 
 def _param_text(op: Operator, rule: Rule) -> str:

@@ -1284,7 +1284,10 @@ class _Builder:
             k = float(rule.param_exponents.get(param, 0))
             real.add(param)
             if k and (attr in node.attrs or param not in carried):
-                value = op.attribute(attr, node.attrs)
+                # an absent attribute's value as the plan read it (the schema's default, or
+                # computed from the node's input shapes): written explicitly, rescaled
+                value = (plan.computed[attr] if attr in plan.computed
+                         else op.attribute(attr, node.attrs))
                 rescaled = np.asarray(value, dtype=np.float64) * param_scale**k
                 if not _holds_in_float32(value, rescaled):  # ONNX float attributes: float32
                     return self.compensate(node, op, plan, _BEYOND_FLOAT32.format(attr))

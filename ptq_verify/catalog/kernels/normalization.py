@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,7 @@ def attention(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
         v = _heads(v, int(attrs["kv_num_heads"]))
     groups = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, groups, axis=1), np.repeat(v, groups, axis=1)
-    scale = float(attrs.get("scale", 0.0)) or 1.0 / np.sqrt(q.shape[-1])
+    scale = float(attrs.get("scale", 0.0)) or attention_scale([q.shape], {})
     scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) * scale
     if mask is not None:
         mask = np.asarray(mask)
@@ -183,6 +184,24 @@ def attention(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     if flat:
         out = np.swapaxes(out, 1, 2).reshape(out.shape[0], out.shape[2], -1)
     return out.astype(q.dtype)
+
+
+def attention_scale(shapes: Sequence[tuple | None], attrs: Mapping[str, Any]) -> float | None:
+    """ONNX Attention's ``scale`` where the node leaves it out (the schema gives no default):
+    1/sqrt of Q's head size, rounded to float32 as onnxruntime computes it and as a written
+    attribute holds it. The head size is Q's last axis (4-D), or its width over
+    ``q_num_heads`` (3-D); None where the shape does not tell it (unknown, a symbolic
+    dimension), so that the engine never rescales a value it guessed."""
+    q = shapes[0] if shapes else None
+    if q is None or len(q) not in (3, 4) or not isinstance(q[-1], numbers.Integral):
+        return None
+    size = int(q[-1])
+    if len(q) == 3:
+        heads = attrs.get("q_num_heads")
+        if not isinstance(heads, numbers.Integral) or heads <= 0 or size % heads:
+            return None
+        size //= int(heads)
+    return float(np.float32(1.0 / np.sqrt(size))) if size > 0 else None
 
 
 # a hidden key's score; a query that sees no key (every key hidden by a boolean mask or by

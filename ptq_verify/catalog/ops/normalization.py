@@ -58,13 +58,14 @@ OPERATORS = (
         "Attention", "q, k0 k1, v0 v1",
         "(exp(c*q*k0)*v0 + exp(c*q*k1)*v1)/(exp(c*q*k0) + exp(c*q*k1))", params={"c": "1/4"},
         kernel=_attention_first, onnx_type="Attention", onnx_inputs=("q", "k", "v", None),
-        onnx_attrs={"scale": "c"}, onnx_kernel=normalization.attention,
-        onnx_match={"softcap": 0.0}, mixes_channels=True,
+        onnx_attrs={"scale": "c"}, onnx_defaults={"scale": normalization.attention_scale},
+        onnx_kernel=normalization.attention, onnx_match={"softcap": 0.0}, mixes_channels=True,
         doc="ONNX Attention (opset 23) without a key/value cache or a softcap: per head, "
         "softmax(Q K^T * scale + mask) V. Witness: a query of one element over two keys and "
-        "their values, the scale c (the node's `scale` attribute; absent, it is 1/sqrt of the "
-        "head size, which the witness cannot hold: such a node runs in float); the mask "
-        "(boolean, or added) and causality only hide keys, so they are static.",
+        "their values, the scale c (the node's `scale` attribute; absent, 1/sqrt of the head "
+        "size, read off Q's shape in the graph: where that is unknown such a node runs in "
+        "float); the mask (boolean, or added) and causality only hide keys, so they are "
+        "static.",
     ),
     Operator(
         "Softmax", _THREE, "exp(x0)/(exp(x0) + exp(x1) + exp(x2))", kernel=_softmax_first,
