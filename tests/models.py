@@ -332,6 +332,21 @@ def comparison_output(seed: int = 21) -> onnx.ModelProto:
     return model
 
 
+def batch_similarity(seed: int = 23) -> onnx.ModelProto:
+    """Embeddings and their similarity across the batch (CLIPModel's logits_per_image): a
+    second output of shape (batch, batch), each sample's row depending on every other sample
+    of its batch."""
+    b = Builder(seed)
+    emb = b.dense("input", 64, 10)
+    similarity = b.add("MatMul", [emb, b.add("Transpose", [emb], perm=[1, 0])])
+    model = b.model(similarity, "batch_similarity")
+    model.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "batch"]))
+    model.graph.output.append(
+        helper.make_tensor_value_info(emb, TensorProto.FLOAT, ["batch", 10]))
+    return model
+
+
 def argmax_output(seed: int = 22) -> onnx.ModelProto:
     """The predicted class as the graph output: int64, one per sample."""
     b = Builder(seed)
