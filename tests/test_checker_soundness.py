@@ -14,6 +14,7 @@ import pytest
 import sympy
 
 from ptq_verify import Operator
+from ptq_verify.catalog.grammar import substitute
 from ptq_verify.catalog.operator import parse_inputs
 from ptq_verify.cli import main
 from ptq_verify.rules import RuleKind, classify, decide
@@ -634,3 +635,51 @@ def test_a_refutation_whose_values_the_grammar_cannot_write_does_not_raise():
     here rather than an exception, and never a rule: (1e1000*x + 1)**5 has none."""
     verdict = _verdict("(1e1000*x + 1)**5")
     assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
+
+
+# -- thresholds Euler's identity cannot see, crossed only in a narrow band --------------------
+
+NARROW_BANDS = [
+    # t -> s*t holds: the band (t, t + 1e-12*|t|] scales with t
+    ("heaviside(x - t) - heaviside(x - t - 1e-12*abs(t))", "t"),
+    # t -> s*t fails, but only inside (t, t + 1e-12*t**2], where no generic point falls
+    ("heaviside(x - t) - heaviside(x - t - 1e-12*t**2)", "t"),
+    ("floor(x/t) - floor((x + 1e-12)/t)", "t"),
+]
+
+
+def _holds_exactly(op: Operator, rule: Rule, point: dict, s: Fraction) -> bool:
+    """f(s*x; s^k*p) == s^d*f(x; p) in exact arithmetic at one point (one shared scale)."""
+    groups = rule.scale_groups(len(op.inputs))
+    scale = sympy.Rational(s.numerator, s.denominator)
+    base = {op.symbols[n]: sympy.Rational(v.numerator, v.denominator) for n, v in point.items()}
+    moved = {sym: value * scale if str(sym) in op.element_names else value
+             for sym, value in base.items()}
+    for p, (k,) in groups.param_exponents.items():
+        moved[op.symbols[p]] = base[op.symbols[p]] * scale ** sympy.Rational(str(k))
+    (degree,) = groups.degrees
+    lhs = substitute(op.expr, moved)
+    rhs = scale ** sympy.Rational(str(degree)) * substitute(op.expr, base)
+    return sympy.simplify(lhs - rhs) == 0
+
+
+@pytest.mark.parametrize("expr,threshold", NARROW_BANDS)
+def test_a_threshold_rule_holds_inside_a_band_no_generic_point_sees(expr, threshold):
+    """Parameters Euler's identity cannot see are tried scaling like the input and inversely
+    (t -> s*t, p -> p/s), and a false guess passes every numeric screen when f differs only
+    in a band of width 1e-12 near the threshold; only the proof may tell. Whatever is
+    proved, the rule and each alternative must hold exactly at points inside the band, on
+    both sides of a scale (found by a soundness hunt of those candidates: none was wrong)."""
+    op = Operator("op", "x", expr, params={threshold: 1})
+    verdict = classify(op)
+    rules = [verdict.rule, *(rule for rule, _ in verdict.alternatives)]
+    if isinstance(verdict.certificate, Proof):
+        _rechecks(op, verdict)
+    for rule in rules if isinstance(verdict.certificate, Proof) else []:
+        for t in (Fraction(1), Fraction(3)):
+            for s in (Fraction(2), Fraction(1, 2)):
+                for k in range(1, 30, 3):
+                    x = t + k * Fraction(1, 10**13) * max(t, t * t)
+                    for at in (x, x / s):
+                        assert _holds_exactly(op, rule, {"x": at, threshold: t}, s), (
+                            rule.describe(), at, t, s)
