@@ -12,12 +12,9 @@ Run:  python benchmarks/multi_io.py [clip siglip t5 bart whisper ved mixed]   (~
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,17 +134,7 @@ def export(name: str, exporter: str, opset: int) -> tuple[Path, Path, Path]:
 
     args = tuple(torch.from_numpy(feeds[n][:16]) for n in names)
     path = OUT / f"{name}.{exporter}{opset}.onnx"
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-            contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        if exporter == "legacy":
-            torch.onnx.export(Wrap(), args, str(path), input_names=names, output_names=outs,
-                              opset_version=opset, dynamo=False, do_constant_folding=False,
-                              dynamic_axes={n: {0: "batch"} for n in names})
-        else:
-            torch.onnx.export(Wrap(), args, str(path), input_names=names, output_names=outs,
-                              opset_version=opset, dynamo=True)
+    zoo.export_quietly(Wrap(), args, path, names, outs, exporter, opset)
     calib = OUT / f"{name}.calib.npz"
     held = OUT / f"{name}.held.npz"
     np.savez(calib, **{k: v[:16] for k, v in feeds.items()})

@@ -219,6 +219,25 @@ def architectures():
     }
 
 
+def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: list[str],
+                   exporter: str, opset: int) -> None:
+    """``module`` exported to ``path`` by torch's ``exporter`` ("legacy": without constant
+    folding, the batch axis of every input free; "dynamo"), its warnings and prints held back."""
+    import torch
+
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
+            contextlib.redirect_stderr(quiet):
+        warnings.simplefilter("ignore")
+        if exporter == "legacy":
+            torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs,
+                              opset_version=opset, dynamo=False, do_constant_folding=False,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+        else:
+            torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs,
+                              opset_version=opset, dynamo=True)
+
+
 def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Path]:
     """The model's first output (last hidden state) as ONNX, and its calibration inputs."""
     import torch
@@ -250,18 +269,7 @@ def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Pa
 
     args = tuple(torch.from_numpy(feeds[n]) for n in names)
     path = folder / f"{name}.{exporter}{opset}.onnx"
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-            contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        if exporter == "legacy":
-            torch.onnx.export(FirstOutput(), args, str(path), input_names=names,
-                              output_names=["output"], opset_version=opset, dynamo=False,
-                              do_constant_folding=False,
-                              dynamic_axes={n: {0: "batch"} for n in names})
-        else:
-            torch.onnx.export(FirstOutput(), args, str(path), input_names=names,
-                              output_names=["output"], opset_version=opset, dynamo=True)
+    export_quietly(FirstOutput(), args, path, names, ["output"], exporter, opset)
     calib = folder / f"{name}.calib.npz"
     np.savez(calib, **feeds)
     return path, calib
