@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .errors import UserError
-from .input_files import require_file
+from .input_files import file_kind, require_file
 
 
 def read_text_file(path: str | os.PathLike, limit: int, what: str = "file") -> str:
@@ -26,4 +26,8 @@ def read_text_file(path: str | os.PathLike, limit: int, what: str = "file") -> s
     try:  # a byte-order mark first (Windows editors write one) is not part of the text
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        kind = file_kind(data[:16]) or (
+            "by its extension an ONNX model" if path.suffix.lower() == ".onnx" else None)
+        if kind:  # (the model given as --operators had been 'not UTF-8 text (byte 3)')
+            raise UserError(f"{path}: {kind}, not a {what} (UTF-8 text)") from None
         raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None

@@ -1499,3 +1499,21 @@ def test_numeric_options_take_ascii_digits_only(mlp_files, argv):
     outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
     _assert_one_line_error(outcome, "ASCII digits")
     assert not (tmp / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["quantize", "classify"])
+def test_a_model_given_as_the_declaration_file_is_named_as_one(mlp_files, command):
+    """A hostile-input hunt: the model given as --operators (or classify --file) was refused
+    as 'not UTF-8 text (byte 3)', which says neither what the file is nor which was meant;
+    an image or a pickle there is named by its leading bytes likewise."""
+    tmp, model, calib = mlp_files
+    argv = (["quantize", str(model), "--calib", str(calib), "-o", str(tmp / "q.onnx"),
+             "--operators", str(model)] if command == "quantize"
+            else ["classify", "--file", str(model)])
+    _assert_one_line_error(hostile.run_cli(argv, limit=QUICK_LIMIT),
+                           "by its extension an ONNX model, not a declaration file")
+    image = tmp / "ops.toml"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(128, 256)))
+    _assert_one_line_error(hostile.run_cli(["classify", "--file", str(image)],
+                                           limit=QUICK_LIMIT),
+                           "a PNG image, not a declaration file")
