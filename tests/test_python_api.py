@@ -177,6 +177,16 @@ def test_calibrate_refuses_bad_options(mlp, option, match):
         calibrate(graph, data, progress=False, **option)
 
 
+def test_calibrate_keeps_the_tensors_named_and_refuses_a_name_the_model_lacks(mlp):
+    """A hostile-input hunt: keep= with a misspelt name was dropped in silence, and one name
+    given as a string was read as its letters."""
+    _, data, graph, _ = mlp
+    tensor = graph.nodes[0].outputs[0]
+    assert tensor in calibrate(graph, data, progress=False, keep=tensor).kept
+    with pytest.raises(UserError, match=r"keep names 'no_such_tensor', which is no input"):
+        calibrate(graph, data, progress=False, keep=[tensor, "no_such_tensor"])
+
+
 @pytest.mark.parametrize("calibration", [None, "data"])
 def test_quantize_without_a_calibration_says_to_calibrate(mlp, calibration):
     _, data, graph, _ = mlp

@@ -213,6 +213,18 @@ def _non_finite_constant(graph: Graph, node: Node, test: Callable[[np.ndarray], 
     return None
 
 
+def _kept_names(keep: Iterable[str], graph: Graph) -> list[str]:
+    """The tensor names ``calibrate(keep=...)`` was given (one name alone taken as one), each
+    a model input or a node's output; one that is neither is refused in one line: a
+    misspelt name had been dropped in silence, and one string read as its letters."""
+    names = [keep] if isinstance(keep, str) else list(keep)
+    known = {name for node in graph.nodes for name in node.outputs} | set(graph.input_names)
+    if unknown := [name for name in names if name not in known]:
+        raise UserError(f"calibrate: keep names {unknown[0]!r}, which is no input of the "
+                        "model and no node's output")
+    return names
+
+
 def _where_in_batch(value: np.ndarray, done: int, size: int) -> str:
     """Which calibration samples hold ``value``'s inf or NaN: the batch's (``size`` samples
     after ``done``), and the first one's index where ``value`` has a batch axis."""
@@ -293,7 +305,7 @@ def calibrate(
     feeds = check_feeds(data, graph, "calibration data")
     active = activation_tensors(graph, table)
     histogram = needs_histogram(method, bits)
-    keep = [name for name in keep if name in active]
+    keep = [name for name in _kept_names(keep, graph) if name in active]
     plans = plan_model(graph, table)
     divisors = divisor_inputs(graph, table, plans)
     stats = {name: TensorStats(**({} if histogram else {"histogram": None}),
