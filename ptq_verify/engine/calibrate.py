@@ -218,7 +218,7 @@ def _kept_names(keep: Iterable[str], graph: Graph) -> list[str]:
     a model input or a node's output; one that is neither is refused in one line: a
     misspelt name had been dropped in silence, and one string read as its letters."""
     names = [keep] if isinstance(keep, str) else list(keep)
-    known = {name for node in graph.nodes for name in node.outputs} | set(graph.input_names)
+    known = graph.producers().keys() | set(graph.input_names)
     if unknown := [name for name in names if name not in known]:
         raise UserError(f"calibrate: keep names {unknown[0]!r}, which is no input of the "
                         "model and no node's output")

@@ -241,8 +241,9 @@ def unselected_saturation(sums: dict[str, MaskedSum], graph: Graph, table: Opera
     static tensor -> its largest |x| there, NaN or inf included) wherever the node did not
     select them. torch's legacy export of ``where(mask, scores, full_like(scores, -inf))``
     computes the -inf tensor with a ConstantOfShape from the scores' shape: no constant in
-    the graph, -inf at every position on every batch, selected by none without padding
-    (18.2 dB on padded rows, 37.1 in the dynamo export, whose -inf is a constant)."""
+    the graph, -inf at every position on every batch, selected by none without padding (a
+    two-layer attention block: 18.2 dB on 32 padded samples, 29.8 once counted; the dynamo
+    export, whose -inf is a constant, was counted already)."""
     producers = graph.producers()
     found = set()
     for name, masked in sums.items():

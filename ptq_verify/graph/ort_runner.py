@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .model import Graph
+from .model import Graph, Node
 from .onnx_io import graph_to_onnx, without_large_constants
 from .operators import OperatorTable
 
@@ -84,14 +84,7 @@ def ort_runner(graph: Graph, want: Iterable[str]) -> OrtRunner | None:
             elem = (helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) if dtype is not None
                     else onnx.TensorProto.UNDEFINED)
             model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
-    options = ort.SessionOptions()
-    # fatal only: a run it refuses (an index out of range) falls back to the numpy kernels,
-    # which name the node in the one line a user sees; onnxruntime's own ERROR log line would
-    # be a second line, in colour, on stderr
-    options.log_severity_level = 4
-    # no busy-waiting between runs: numpy's own threads work on each batch's tensors right
-    # after a run, on the same cores
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options()
     weights = [ort.OrtValue.ortvalue_from_numpy(np.array(v, order="C")) for v in large.values()]
     options.add_external_initializers(list(large), weights)
     try:
@@ -121,20 +114,34 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(4)
 
 
-def ort_session(model: str | os.PathLike | bytes):
-    """(an onnxruntime session on ``model`` (a path, or a serialised model), None), or (None,
-    why onnxruntime refuses to load it, condensed to one line). The project promises models
-    that run in onnxruntime: quantize refuses a float model onnxruntime cannot load before any
-    work, and never writes a quantized one it cannot load."""
+def session_options(arena: bool = True):
+    """The options of every session the engine makes. Fatal log messages only: a run
+    onnxruntime refuses (an index out of range) falls back to the numpy kernels, which name
+    the node in the one line a user sees, and onnxruntime's own ERROR log line would be a
+    second line, in colour, on stderr. No busy-waiting between runs: numpy's threads and the
+    engine's own work run right after a run, on the same cores. ``arena`` False: no memory
+    arena, for sessions kept per node (an arena each held its peak)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 4  # its own ERROR log line would be a second line on stderr
-    # no busy-waiting between runs: the user's model runs beside the engine's own work
+    options.log_severity_level = 4
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = arena
+    return options
+
+
+def ort_session(model: str | os.PathLike | bytes, arena: bool = True):
+    """(an onnxruntime session on ``model`` (a path, or a serialised model), None), or (None,
+    why onnxruntime refuses to load it, condensed to one line). The project promises models
+    that run in onnxruntime: quantize refuses a float model onnxruntime cannot load before any
+    work, and never writes a quantized one it cannot load. ``arena``: see
+    :func:`session_options`."""
+    import onnxruntime as ort
+
     source = os.fspath(model) if not isinstance(model, bytes) else model
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"]), None
+        return ort.InferenceSession(source, session_options(arena),
+                                    providers=["CPUExecutionProvider"]), None
     except Exception as err:  # noqa: BLE001 - any refusal is reported, condensed
         return None, condensed(str(err))
 
@@ -218,7 +225,7 @@ class NodeSessions:
         self.graph = graph
         self.sessions: dict[str, object | None] = {}
 
-    def run(self, node, values: list) -> list[np.ndarray] | None:
+    def run(self, node: Node, values: list) -> list[np.ndarray] | None:
         arrays = [None if value is None else np.asarray(value) for value in values]
         if sum(a.nbytes for a in arrays if a is not None) < self.LARGE:
             return None
@@ -233,31 +240,24 @@ class NodeSessions:
         except Exception:  # noqa: BLE001 - the numpy kernel runs it and names what fails
             return None
 
-    def _session(self, node, arrays: list):
-        import onnxruntime as ort
-
+    def _session(self, node: Node, arrays: list):
+        """The node's session, or None where its output types are unknown or onnxruntime
+        refuses it (the node then runs in numpy)."""
         from .onnx_io import node_proto
 
         inputs = [helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(array.dtype), None)
             for name, array in zip(node.inputs, arrays) if name and array is not None]
-        types = [self.graph.dtype_of(name) for name in node.outputs if name]
+        named = [name for name in node.outputs if name]
+        types = [self.graph.dtype_of(name) for name in named]
         if None in types:
             return None
         outputs = [helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)
-            for name, dtype in zip([n for n in node.outputs if n], types)]
+            for name, dtype in zip(named, types)]
         model = helper.make_model(
             helper.make_graph([node_proto(node)], "node", inputs, outputs),
             opset_imports=[helper.make_opsetid(domain, version)
                            for domain, version in self.graph.opsets.items()])
         model.ir_version = min(model.ir_version, 8)
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.enable_cpu_mem_arena = False  # (an arena per node's session held its peak)
-        try:
-            return ort.InferenceSession(model.SerializeToString(), options,
-                                        providers=["CPUExecutionProvider"])
-        except Exception:  # noqa: BLE001 - a node onnxruntime refuses runs in numpy
-            return None
+        return ort_session(model.SerializeToString(), arena=False)[0]
