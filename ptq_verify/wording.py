@@ -18,3 +18,11 @@ def assumed_attributes(items: Sequence[str]) -> str:
     return ("attributes the nodes leave out, taken as their declarations' sample values (no "
             f"ONNX schema gives a default for them): {first_few(items, 8)}; where the node's "
             "kernel computes another value, write the attribute on the node when exporting")
+
+
+def tensor_label(name: str) -> str:
+    """A tensor's name as the words and figures beside it can be told from it: quoted where
+    it is no Python name. torch's legacy exporter names an unnamed output by a number, and
+    'onnxruntime): 36 52.6 dB' read as two figures ('36' 52.6 dB now); audit's inputs line
+    listed 'pixel values' as two words. ``logits`` is left as it is."""
+    return name if name.isidentifier() else repr(name)

@@ -12,6 +12,7 @@ from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
 from ..report.cells import markdown_cell, plain_cell, plain_path
+from ..wording import first_few, tensor_label
 from .arguments import ascii_float, ascii_int, path_text
 from .models import (
     HELP,
@@ -158,7 +159,6 @@ def run(args) -> int:
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.ort_runner import ort_session, quiet_onnxruntime, session_crash
-    from ..wording import first_few
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
@@ -435,13 +435,6 @@ def simulated_fidelity_note(model, graph, declared, calibration) -> str:
                          "ptq-verify's kernels: the file's arithmetic, simulated")
 
 
-def output_label(name: str) -> str:
-    """An output's name as a figure beside it can be told from it: torch's legacy exporter
-    names an unnamed output by a number, and 'onnxruntime): 36 52.6 dB' read as two
-    figures; a name that is no identifier is quoted ('36' 52.6 dB), ``logits`` left as is."""
-    return name if name.isidentifier() else repr(name)
-
-
 def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime") -> str:
     """The written model's output SQNR against the float model's, on the samples it was
     checked on (``measured_by``: what ran both). An output below LOW_SQNR_DB is called low,
@@ -458,7 +451,7 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
     count = len(next(iter(first_samples(sample, graph).values())))
     figures, low = [], []
     for output, measured in fidelity.items():
-        name = output_label(output)
+        name = tensor_label(output)
         text = f"{name} {measured.db:.1f} dB"
         if measured.agreement is not None:  # integers or booleans: equal or not
             text = f"{name} {measured.agreement:.1%} of its values equal"

@@ -30,7 +30,7 @@ from ..graph.executor import KernelGap
 from ..graph.operators import model_codes_hint, quantized_hint, runtime_operator_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
-from ..wording import assumed_attributes
+from ..wording import assumed_attributes, tensor_label
 from .cells import markdown_cell, plain_cell, plain_path
 
 UNKNOWN = "unknown op type"
@@ -69,7 +69,7 @@ class AuditInput:
     def describe(self) -> str:
         """Name (quoted where it is no Python name: 'pixel values' read as two words), dtype
         and shape."""
-        name = self.name if self.name.isidentifier() else repr(self.name)
+        name = tensor_label(self.name)
         if self.shape is None:
             return f"{name} {self.dtype} (shape not stated)"
         return f"{name} {self.dtype} ({', '.join(map(str, self.shape))})"
