@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from models import cnn, digits
 from test_channel_codes import FIXTURES, _data
 
-from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
-from ptq_verify.graph import OperatorTable, run_graph
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
 
 def _token_outlier_bert(folder):
@@ -124,3 +125,28 @@ def test_a_shape_of_a_wide_sum_reads_its_codes_and_does_not_make_it_narrow():
     assert shapes
     for node in shapes:
         assert records[node.name].action == "reset the scale to 1", node.name
+
+
+def _gemm_codes(name: str) -> tuple[dict, dict]:
+    """The codes quantize gives the torch digits MLP's outputs (Linear -> LayerNorm -> GELU ->
+    Linear -> Softmax), with its Gemms' outputs by node name."""
+    graph = load_model(FIXTURES / name)
+    with np.load(FIXTURES / "digits.calib.npz") as data:
+        model = quantize(graph, calibrate(graph, dict(data), progress=False), 8)
+    gemms = {n.name: model.codes[n.outputs[0]] for n in graph.nodes if n.op_type == "Gemm"}
+    return model.codes, gemms
+
+
+def test_a_layers_own_output_is_held_wide_into_nodes_in_float_alone():
+    # the first Gemm into the LayerNorm (fused, or in parts in float), the last into the
+    # Softmax: both run in float on the exact accumulator, fused and in parts alike
+    fused_codes, fused = _gemm_codes("digits_mlp.legacy.opset17.onnx")
+    parts_codes, parts = _gemm_codes("digits_mlp.legacy.opset13.onnx")
+    assert len(fused) == len(parts) == 2
+    assert all(code.wide for code in [*fused.values(), *parts.values()])
+    # a layer's output read by a sum or a table of codes (the digits CNN's Conv -> Sigmoid)
+    # stays n-bit codes, as QLinearConv writes them
+    graph = prepare(graph_from_onnx(cnn("Sigmoid")))
+    codes = quantize(graph, calibrate(graph, digits(64, True), progress=False), 8).codes
+    conv = next(n for n in graph.nodes if n.op_type == "Conv")
+    assert not codes[conv.outputs[0]].wide and codes[conv.outputs[0]].high <= 255

@@ -116,8 +116,9 @@ def register(subparsers) -> None:
                    "convention; likewise); see docs/engine.md")
     p.add_argument("--no-wide-sums", action="store_true",
                    help="round every activation to --bits bits, a layer's accumulator into its "
-                   "bias and residual sums and the sums a LayerNorm reads included (by default "
-                   "those stay the integers they were computed as; docs/engine.md)")
+                   "bias and residual sums, the sums a LayerNorm reads and a layer's output "
+                   "that only float nodes read included (by default those stay the integers "
+                   "they were computed as; docs/engine.md)")
     p.add_argument("--symmetric", action="store_true",
                    help="activation codes centred on 0 (signed, or unsigned where proved "
                    "non-negative) for toolchains that take no other zero point; by default a "

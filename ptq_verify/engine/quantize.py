@@ -392,6 +392,8 @@ class _Builder:
         self.kept_reasons: dict[str, str] = {}
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self.wide_sums = True  # integers read only by sums and float nodes stay wide
+        # layer with weight parameters -> its largest sum of |integer weights| into one output
+        self._column_sums: dict[str, float] = {}
         self.lopsided = True  # a range lopsided around 0 may take 2^n codes over itself
         self.symmetric_instead: set[str] = set()  # lopsided ranges given symmetric codes
         self._layers: dict = {}  # node name -> LayerStats of its input patches
@@ -744,7 +746,7 @@ class _Builder:
             return {}
         held, kept = {}, []
         for name in dict.fromkeys(node.inputs):
-            if name not in self.codes:
+            if name not in self.codes or self.codes[name].wide:  # (wide: exact integers)
                 continue
             if self.bits >= MAX_BITS or name not in self._sources:
                 kept.append(name)
@@ -1233,6 +1235,9 @@ class _Builder:
                                                param_scale)
         if weight_scale is None and tensor_weight is not None:
             weight_scale, out_axis = tensor_weight
+        if column_sum is None and node.name in self._column_sums:
+            column_sum = self._column_sums[node.name]
+        bias_reach = 0.0
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding is None or binding in tensors:
@@ -1258,6 +1263,7 @@ class _Builder:
                                            "near-zero weights and a bias)")
                 inputs[slot] = self.fresh(f"{name}:int")
                 constants[inputs[slot]] = codes.astype(np.float32)
+                bias_reach += float(np.abs(codes).max(initial=0))
                 integers[inputs[slot]] = IntegerParam(
                     "bias", bias_scale, None if np.ndim(bias_scale) == 0 else np.ndim(value) - 1)
                 continue
@@ -1330,10 +1336,13 @@ class _Builder:
                 if not self.consumers.get(original):
                     continue
             reach = self._wide_reach(op, codes_in, constants, common, column_sum)
+            if reach is not None and column_sum is not None:
+                reach += bias_reach
             readers = ""  # who takes the output as the integers it was computed as
+            own_weights = node.name in self._column_sums
             if integer and reach is not None and reach <= BIAS_LIMIT and self._takes_wide(
-                    original):  # int32 holds it
-                readers = "read by sums, float nodes"
+                    original, sums=not own_weights):  # int32 holds it
+                readers = "read by float nodes" if own_weights else "read by sums, float nodes"
             elif (integer and not self.integer_outputs and node.name not in self._inexact_sums
                   and (reach is None or reach <= BIAS_LIMIT)
                   and self._selected_into_outputs(original)):
@@ -1377,33 +1386,50 @@ class _Builder:
         reach += sum(float(np.abs(v).max(initial=0)) for v in constants.values())
         return float(coefficients * reach)
 
-    def _takes_wide(self, tensor: str) -> bool:
+    def _takes_wide(self, tensor: str, sums: bool = True) -> bool:
         """Whether every reader of ``tensor`` (an integer accumulator or sum) takes it wide, as
         the integers it was computed as: an element-wise sum (a MatMul's bias Add, a residual
         Add) brings it and its other inputs to one scale there (:func:`_common_scale`); a node
-        that runs in float on it (a LayerNorm, compensated) dequantizes it exactly. Rounding it
-        to n bits would only add an error: all-MiniLM-L6-v2's feed-forward output, whose
-        outlier channel is large at a few tokens only, and its residual sums cost it most of
-        its error so (docs/engine.md, wide sums)."""
-        users = self.consumers.get(tensor, [])
-        if not self.wide_sums or not users or tensor in self.graph.output_names:
+        that runs in float on it (a LayerNorm, compensated) dequantizes it exactly; a node
+        that passes its codes on unchanged (a Relu, :meth:`_passes_codes_on`) leaves it to
+        its own readers. Rounding it to n bits would only add an error: all-MiniLM-L6-v2's
+        feed-forward output, whose outlier channel is large at a few tokens only, and its
+        residual sums cost it most of its error so (docs/engine.md, wide sums).
+
+        Not ``sums``: the output of a layer with weights of its own (a Conv, a Gemm), which
+        every deployment runs as one integer kernel writing n-bit codes (QLinearConv, QGemm)
+        for the sums (QLinearAdd) and tables of codes (QLinearSigmoid) that read it; it is
+        held wide only where every reader runs in float on it anyway (a LayerNorm, a
+        Softmax, an L2 normalization: CLIP's projections, 22.5 -> 28.0 dB)."""
+        if not self.wide_sums:
             return False
-        for user in users:
-            if user.name not in self._float and (self._reads_as_sum(user, tensor)
-                                                 or self._passes_wide(user, tensor)):
-                continue
-            if not (user.name in self._float or self._plans[user.name].action is Action.COMPENSATE
-                    or self._compensates_channels(user)):
+        pending = [tensor]
+        while pending:  # (a loop, not a recursion: a chain of a thousand Relus)
+            current = pending.pop()
+            users = self.consumers.get(current, [])
+            if not users or current in self.graph.output_names:
                 return False
+            for user in users:
+                if user.name not in self._float:
+                    if sums and self._reads_as_sum(user, current):
+                        continue
+                    if self._passes_codes_on(user) and [
+                            user.inputs[s] for s in self._plans[user.name].activation_slots
+                    ] == [current]:
+                        pending.extend(out for out in user.outputs if out in self.active)
+                        continue
+                if not (user.name in self._float or self._compensates_channels(user)
+                        or self._plans[user.name].action is Action.COMPENSATE):
+                    return False
+                if not sums and self._table_of_codes(user):
+                    return False
         return True
 
-    def _passes_wide(self, user: Node, tensor: str) -> bool:
-        """Whether ``user`` passes ``tensor`` on unchanged (:meth:`_passes_codes_on`) to
-        readers that take it wide: it takes the tensor's per-channel codes too
-        (:meth:`_takes_channels`)."""
-        return (self._passes_codes_on(user)
-                and [user.inputs[s] for s in self._plans[user.name].activation_slots] == [tensor]
-                and all(self._takes_wide(out) for out in user.outputs if out in self.active))
+    def _table_of_codes(self, node: Node) -> bool:
+        """Whether ``node`` is a compensated element-wise unary node, which the integer format
+        writes as a table of n-bit codes and onnxruntime fuses likewise (QLinearSigmoid)."""
+        return (self._plans[node.name].action is Action.COMPENSATE
+                and is_elementwise_unary(self._ops[node.name]))
 
     def _passes_codes_on(self, node: Node) -> bool:
         """Whether ``node`` is an element-wise selection with no parameter (a Cast to float32
@@ -1621,8 +1647,9 @@ class _Builder:
             axis = weight_axis
             if axis is None and (probed := self._targets.get(node.name)) and probed.slot == slot:
                 axis = probed.weight_axis  # the rounding's probe, with one scale per tensor
-            bound = self.unsigned_max * _largest_channel_sum(
-                np.abs(constants[inputs[slot]]), axis)
+            channel_sum = _largest_channel_sum(np.abs(constants[inputs[slot]]), axis)
+            self._column_sums[node.name] = max(self._column_sums.get(node.name, 0.0), channel_sum)
+            bound = self.unsigned_max * channel_sum
             if bound >= EXACT_FLOAT32:
                 self._inexact_sums.add(node.name)
                 self.notes.append(
