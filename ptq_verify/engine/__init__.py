@@ -20,6 +20,7 @@ import onnx
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..graph import Graph, OperatorTable, fold_constants, load_graph, require_graph
+from ..graph.branches import resolve_branches
 from ..graph.onnx_io import ParsedFile, infer_shapes_again
 from ..graph.sequences import split_sequences
 from ..rules import Rule
@@ -36,7 +37,9 @@ from .stats import TensorStats
 
 def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | None = None,
             override_rules: Mapping[str, Rule] | None = None) -> Graph:
-    """Fold constant subgraphs, rewrite an ONNX sequence that only splits a tensor as the
+    """Fold constant subgraphs, replace an If of a constant condition (computed from shapes
+    the inputs fix) by its taken branch and fold again (:mod:`.graph.branches`), rewrite an
+    ONNX sequence that only splits a tensor as the
     Split it stands for (:mod:`.graph.sequences`), give the nodes ONNX's shape inference
     cannot see into the shapes their declarations tell (a custom op's,
     :mod:`.declared_shapes`), and fold
@@ -45,6 +48,9 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
     require_graph(graph, "prepare")
     table = OperatorTable.of(operators)
     fold_constants(graph, table)
+    while resolve_branches(graph):
+        infer_shapes_again(graph)
+        fold_constants(graph, table)
     if split_sequences(graph):
         infer_shapes_again(graph)
     infer_declared_shapes(graph, table)

@@ -132,8 +132,34 @@ class Graph:
             if any(out in wanted for out in node.outputs):
                 kept.append(node)
                 wanted.update(i for i in node.inputs if i)
+                wanted.update(subgraph_reads(node))  # an If's branch reads outer tensors
         self.nodes = kept[::-1]
         self.initializers = {k: v for k, v in self.initializers.items() if k in wanted}
+
+
+def subgraphs(value: Any) -> list:
+    """The ONNX graphs an attribute value holds (an If's branch, a Loop's body), at any depth
+    of nesting; [] for any other value."""
+    import onnx
+
+    found = []
+    for graph in ([value] if isinstance(value, onnx.GraphProto) else value
+                  if isinstance(value, list) else []):
+        if isinstance(graph, onnx.GraphProto):
+            found.append(graph)
+            for proto in graph.node:
+                for attr in proto.attribute:
+                    found += subgraphs(onnx.helper.get_attribute_value(attr))
+    return found
+
+
+def subgraph_reads(node: Node) -> set[str]:
+    """The tensor names the node's subgraphs read or write (a branch may read any tensor of
+    the scopes around it by name, not through the node's inputs)."""
+    return {name for value in node.attrs.values() for graph in subgraphs(value)
+            for proto in graph.node for name in (*proto.input, *proto.output) if name} | {
+        out.name for value in node.attrs.values() for graph in subgraphs(value)
+        for out in graph.output}
 
 
 def require_graph(graph: object, caller: str) -> None:

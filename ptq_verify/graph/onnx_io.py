@@ -698,13 +698,22 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
     ]
     outputs = [info for v in g.output if (info := _tensor_info(v))]
     value_info = {info.name: info for v in g.value_info if (info := _tensor_info(v))}
+    nodes = nodes_of(g.node)
+    opsets = {o.domain: o.version for o in model.opset_import}
+    return Graph(nodes, inputs, outputs, initializers, value_info, opsets, g.name, source)
+
+
+def nodes_of(protos: Iterable[onnx.NodeProto], seen: set[str] | None = None,
+             unnamed: str = "") -> list[Node]:
+    """The nodes of a graph proto (or of a subgraph taken into its graph, whose nodes' names
+    must not repeat those in ``seen``, updated), each with a name of its own."""
     nodes = []
-    seen: set[str] = set()
-    for position, proto in enumerate(g.node):
+    seen = set() if seen is None else seen
+    for position, proto in enumerate(protos):
         # a node the file leaves unnamed (many converters do) gets a name that says so and
         # where it is (graph.node[position]): one that looked like the file's own sent users
         # searching the model for a name it does not hold
-        name = proto.name or f"#{position} (unnamed {proto.op_type})"
+        name = proto.name or f"#{position} (unnamed {proto.op_type}{unnamed})"
         while name in seen:
             name = f"{name}_{position}"
         seen.add(name)
@@ -720,8 +729,7 @@ def _graph(model: onnx.ModelProto, g: onnx.GraphProto, initializers: dict, sourc
                 attr_types=types,
             )
         )
-    opsets = {o.domain: o.version for o in model.opset_import}
-    return Graph(nodes, inputs, outputs, initializers, value_info, opsets, g.name, source)
+    return nodes
 
 
 def _check_outputs(g: onnx.GraphProto, initializers: dict, source: str) -> None:

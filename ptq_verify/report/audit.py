@@ -27,6 +27,7 @@ from ..engine.smooth import candidates_of
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
+from ..graph.model import subgraphs
 from ..graph.operators import model_codes_hint, quantized_hint, runtime_operator_hint
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
@@ -144,6 +145,11 @@ def _folded_entry(node, original: Graph, table: OperatorTable, read: set[str]) -
         return AuditEntry(node.name, node.op_type, None, UNUSED, None, UNUSED,
                           "left out: no node reads its outputs and none is a tensor output "
                           "of the model")
+    if any(subgraphs(value) for value in node.attrs.values()):
+        # an If of a constant condition, replaced by its branch (graph/branches.py)
+        return AuditEntry(node.name, node.op_type, None, CONSTANT, None, FOLDED,
+                          "its condition is a constant of the model (shapes its inputs fix): "
+                          "replaced at load by the branch it takes, whose nodes are listed")
     op = table.find(node, original)
     if op is None:
         # Folded at load (a Constant node, or a constant subgraph onnx's reference evaluator

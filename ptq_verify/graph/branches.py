@@ -1,0 +1,120 @@
+"""An ONNX If whose condition is a constant of the model, replaced by the branch it takes.
+
+torch's legacy exporter writes Python's ``if`` on a tensor's size as an If node (VitDet's
+relative positions: ``if rel_pos.shape[0] != max_rel_dist: interpolate``), its condition
+computed from shapes alone. Where the model's input shapes fix those shapes, constant folding
+(:mod:`.static`) computes the condition, and the If runs the same branch on every input: it
+is that branch, as onnxruntime's constant folding and onnx's optimizer
+(``eliminate_if_with_const_cond``) make it. No declaration describes a subgraph, so such a
+model had been refused by name. The branch's nodes are taken into the graph in the If's place
+(their own tensor names made unique where the graph holds them already), its initializers
+become the graph's, and its outputs become the If's. An If whose condition depends on the
+model's data is left as it is, and refused by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .model import Graph, Node, subgraph_reads, subgraphs
+from .onnx_io import _array, nodes_of
+
+
+def resolve_branches(graph: Graph) -> bool:
+    """Replace, in place, every If of a constant condition by the nodes of its taken branch;
+    whether anything changed (the caller folds again: the branch may compute constants)."""
+    used = _names(graph)
+    node_names = {node.name for node in graph.nodes}
+    taken: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        branch = _taken_branch(graph, node)
+        if branch is not None:
+            taken[node.name] = _inlined(graph, node, branch, used, node_names)
+    if not taken:
+        return False
+    graph.nodes[:] = [new for node in graph.nodes for new in taken.get(node.name, [node])]
+    return True
+
+
+def _taken_branch(graph: Graph, node: Node) -> onnx.GraphProto | None:
+    """The branch an If of a one-element constant condition runs; None for any other node."""
+    if node.op_type != "If" or not node.in_onnx_domain or len(node.inputs) != 1:
+        return None
+    condition = graph.initializers.get(node.inputs[0])
+    if condition is None or np.size(condition) != 1:
+        return None
+    branch = node.attrs.get("then_branch" if bool(np.asarray(condition).reshape(()))
+                            else "else_branch")
+    if not isinstance(branch, onnx.GraphProto) or len(branch.output) != len(node.outputs):
+        return None
+    return branch
+
+
+def _inlined(graph: Graph, node: Node, branch: onnx.GraphProto, used: set[str],
+             node_names: set[str]) -> list[Node]:
+    """The nodes that compute ``node``'s outputs as ``branch`` does, in the graph's scope
+    (``used``, ``node_names``: the names taken there, updated); its initializers are added to
+    the graph's."""
+    local = [t.name for t in branch.initializer] + [
+        out for proto in branch.node for out in proto.output if out]
+    rename = {name: _fresh(name, used) for name in local if name in used}
+    used.update(rename.values(), local)
+    made = {out for proto in branch.node for out in proto.output if out}
+    results = [out.name for out in branch.output]
+    copies = []  # (branch tensor, If output) pairs an Identity passes on
+    for result, output in zip(results, node.outputs):
+        if output and result in made and results.count(result) == 1:
+            rename[result] = output  # its producer writes the If's output itself
+        elif output:
+            copies.append((result, output))
+    for tensor in branch.initializer:
+        graph.initializers[rename.get(tensor.name, tensor.name)] = _array(tensor)
+    nodes = nodes_of(branch.node, node_names, f" in {node.name}")
+    for new in nodes:
+        new.inputs = [rename.get(name, name) for name in new.inputs]
+        new.outputs = [rename.get(name, name) for name in new.outputs]
+        for key, value in list(new.attrs.items()):
+            new.attrs[key] = _renamed_subgraphs(value, rename)
+    for result, output in copies:
+        name = _fresh(f"{node.name}/{output}", node_names)
+        node_names.add(name)
+        nodes.append(Node(name, "Identity", [rename.get(result, result)], [output]))
+    return nodes
+
+
+def _renamed_subgraphs(value, rename: dict[str, str]):
+    """``value`` with the names a nested subgraph reads from the branch renamed as the branch's
+    own tensors are (a copy); any other attribute value as it is."""
+    if not rename or not subgraphs(value):
+        return value
+    graphs = [value] if isinstance(value, onnx.GraphProto) else list(value)
+    copies = []
+    for graph in graphs:
+        copy = onnx.GraphProto()
+        copy.CopyFrom(graph)
+        for inner in subgraphs(copy):  # (the copy itself first)
+            for proto in inner.node:
+                proto.input[:] = [rename.get(name, name) for name in proto.input]
+            for out in inner.output:
+                out.name = rename.get(out.name, out.name)
+        copies.append(copy)
+    return copies[0] if isinstance(value, onnx.GraphProto) else copies
+
+
+def _names(graph: Graph) -> set[str]:
+    """Every tensor name the graph holds or reads (subgraphs' included)."""
+    names = set(graph.initializers) | set(graph.input_names) | set(graph.output_names)
+    names |= set(graph.value_info)
+    for node in graph.nodes:
+        names.update(node.inputs, node.outputs, subgraph_reads(node))
+    return names
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    """``name``, suffixed until no name in ``taken`` is it."""
+    fresh, count = name, 0
+    while fresh in taken:
+        count += 1
+        fresh = f"{name}_{count}"
+    return fresh

@@ -1,0 +1,119 @@
+"""An If whose condition is computed from shapes the inputs fix is the branch it takes
+(graph/branches.py): torch's legacy export of VitDet's relative positions had been refused
+by name. One whose condition depends on the data stays, and is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ptq_verify.cli import main
+from ptq_verify.engine import load_model
+from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.graph.branches import resolve_branches
+
+X = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+W = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+
+
+def _branch(name: str, nodes: list, output: str, inits: list = ()) -> onnx.GraphProto:
+    return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(
+        output, TensorProto.FLOAT, None)], list(inits))
+
+
+def _if(cond: str, source: str, output: str, factor: float) -> onnx.NodeProto:
+    """If(``cond``): then ``factor`` * relu(``source``) (a branch constant; its name and the
+    others are those every such If uses: sibling scopes may), else ``source`` as it is."""
+    then = _branch("then", [helper.make_node("Relu", [source], ["r"]),
+                            helper.make_node("Mul", ["r", "two"], ["doubled"])], "doubled",
+                   [numpy_helper.from_array(np.array(factor, np.float32), "two")])
+    orelse = _branch("else", [helper.make_node("Identity", [source], ["kept"])], "kept")
+    return helper.make_node("If", [cond], [output], name=f"if_{output}", then_branch=then,
+                            else_branch=orelse)
+
+
+def _model(width: int, from_data: bool = False) -> onnx.ModelProto:
+    """x [batch, 4] -> two Ifs of (x.shape[1] == ``width``) (or, ``from_data``, of
+    sum(x) > 0), one after the other -> MatMul with W -> Relu."""
+    if from_data:
+        test = [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+                helper.make_node("Greater", ["total", "zero"], ["cond"])]
+    else:
+        test = [helper.make_node("Shape", ["x"], ["shape"]),
+                helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+                helper.make_node("Equal", ["width", "expected"], ["cond"])]
+    nodes = [*test, _if("cond", "x", "first", 2.0), _if("cond", "first", "picked", 3.0),
+             helper.make_node("MatMul", ["picked", "w"], ["out"], name="matmul"),
+             helper.make_node("Relu", ["out"], ["y"], name="relu")]
+    inits = [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.array(0, np.float32),
+                                                                        "zero"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array(width, np.int64), "expected")]
+    graph = helper.make_graph(nodes, "branches", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("width", [4, 5])  # the then branch taken, the else branch
+def test_an_if_of_a_condition_from_shapes_is_its_branch(tmp_path, width):
+    proto = _model(width)
+    expected = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": X})[0]
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    graph = load_model(path)
+    assert "If" not in {node.op_type for node in graph.nodes}
+    assert ("Mul" in {node.op_type for node in graph.nodes}) == (width == 4)
+    got = run_graph(graph, {"x": X}, OperatorTable())["y"]
+    np.testing.assert_array_equal(got, expected)
+    calib, out = tmp_path / "c.npy", tmp_path / "q.onnx"
+    np.save(calib, np.random.default_rng(2).standard_normal((64, 4)).astype(np.float32))
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(out),
+                 "--no-progress"]) == 0
+    written = ort.InferenceSession(str(out)).run(None, {"x": X})[0]
+    assert np.abs(written - expected).max() < 0.05 * np.abs(expected).max()
+    assert main(["audit", str(path)]) == 0
+
+
+def test_an_if_of_a_condition_from_the_data_stays_and_is_refused(tmp_path, capsys):
+    proto = _model(4, from_data=True)
+    graph = graph_from_onnx(proto)
+    assert not resolve_branches(graph)
+    path, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(proto, path)
+    np.save(calib, X)
+    assert main(["quantize", str(path), "--calib", str(calib), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 2
+    assert "node 'if_first' (If): no declared operator" in capsys.readouterr().err
+
+
+def test_an_if_inside_a_taken_branch_is_resolved_with_the_tensors_it_reads(tmp_path):
+    """The inner If's branch reads an outer constant no node reads: it is kept until the inner
+    If is resolved in its turn (it had been dropped as unused after the outer one)."""
+    inner = helper.make_node("If", ["cond"], ["inner"], then_branch=_branch(
+        "in_then", [helper.make_node("Mul", ["x", "scale"], ["scaled"])], "scaled"),
+        else_branch=_branch("in_else", [helper.make_node("Neg", ["x"], ["negated"])],
+                            "negated"))
+    outer = helper.make_node("If", ["cond"], ["picked"], then_branch=_branch(
+        "then", [inner], "inner"), else_branch=_branch(
+        "else", [helper.make_node("Identity", ["x"], ["kept"])], "kept"))
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+             helper.make_node("Equal", ["width", "expected"], ["cond"]), outer,
+             helper.make_node("MatMul", ["picked", "w"], ["y"])]
+    inits = [numpy_helper.from_array(W, "w"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array(4, np.int64), "expected"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "scale")]
+    proto = helper.make_model(helper.make_graph(nodes, "nested", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])], [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    expected = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": X})[0]
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    graph = load_model(path)
+    assert "If" not in {node.op_type for node in graph.nodes}
+    np.testing.assert_array_equal(run_graph(graph, {"x": X}, OperatorTable())["y"], expected)
