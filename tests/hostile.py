@@ -187,6 +187,22 @@ def sum_of_inputs_that_must_agree() -> onnx.ModelProto:
                   [_float("y", ["batch", 4])], [w])
 
 
+def product_that_runs_on_no_input() -> onnx.ModelProto:
+    """h = x @ w reshaped to [batch, 4, 1] by a shape computed at run time, then h @ h: the
+    shapes never agree, which neither ONNX's nor onnxruntime's inference sees at load (as
+    torch's legacy export of Canine: a MatMul onnxruntime fails on at the export's own
+    inputs)."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    return _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),
+                   helper.make_node("Shape", ["h"], ["shape"], name="shape"),
+                   helper.make_node("Concat", ["shape", "one"], ["target"], axis=0,
+                                    name="target"),
+                   helper.make_node("Reshape", ["h", "target"], ["column"], name="reshape"),
+                   helper.make_node("MatMul", ["column", "column"], ["y"], name="broken")],
+                  [_float("x", ["batch", 4])], [_float("y", None)], [w, one])
+
+
 def initializer_larger_than_its_shape() -> onnx.ModelProto:
     """The weight's dims say 4 values, its data holds 16."""
     model = matmul_model()

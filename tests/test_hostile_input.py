@@ -950,6 +950,22 @@ def test_data_neither_runtime_can_run_is_said_of_the_data(tmp_path):
     assert _quantize(model, calib, tmp_path / "q.onnx").status == 0
 
 
+def test_a_model_onnxruntime_cannot_run_is_said_in_its_words(tmp_path):
+    """torch's legacy exports of Mamba and Canine run in onnxruntime on no input, at their
+    export's own batch neither: Canine's line named the catalog's MatMul kernel alone (its
+    calibration session, fetching every tensor, could not load the graph), Mamba's did not say
+    where onnxruntime fails (a Tile before the Gather the kernels fail at). Both now quote
+    onnxruntime's failure, which names the node."""
+    model, calib = tmp_path / "broken.onnx", tmp_path / "calib.npy"
+    onnx.save(hostile.product_that_runs_on_no_input(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    _assert_one_line_error(
+        _quantize(model, calib, tmp_path / "q.onnx"),
+        "node 'broken' (MatMul): cannot run it", "on calibration samples 0 to",
+        "which onnxruntime fails on too (node 'broken' (MatMul): ", "(inputs: x (8, 4))")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_a_nan_output_names_the_node_the_float_model_first_computes_it_at(tmp_path):
     """A new-user trial: torch's MultiheadAttention and TransformerEncoder with a key padding
     mask, calibrated with one sample of padding alone, were refused naming only the output

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, run_graph
 from ..graph.executor import IndexBeyondTable, KernelGap
-from ..graph.ort_runner import OrtRunner, ort_runner
+from ..graph.ort_runner import OrtRunner, ort_failure, ort_runner
 from ..progress import progress_bar
 from .data import BudgetBatches, Feeds, check_feeds
 from .float_run import sample_count
@@ -457,9 +457,10 @@ def calibrate(
                 except KernelGap:
                     raise
                 except UserError as err:
-                    if not refused:
+                    failure = ort_failure(graph, batch)
+                    if not refused and failure is None:
                         raise
-                    raise _on_data(err, feeds, done, size) from None
+                    raise _on_data(err, feeds, done, size, failure) from None
             else:
                 for name, value in computed.items():
                     observe(name, value)
@@ -537,16 +538,20 @@ def _parts(names: list[str], values: dict[str, np.ndarray], count: int) -> list[
     return parts + ([part] if part else [])
 
 
-def _on_data(err: UserError, feeds: Feeds, done: int, size: int) -> UserError:
-    """``err`` (a node the catalog's kernels cannot run on a batch that onnxruntime, which
-    loaded the model, could not run either) with the samples, that onnxruntime fails on them
-    too, and every input's shape: the data may disagree with the model or with each other (a
-    mask one position short of the ids and the past keys), or the model may not run as it
-    was exported (torch's legacy export of Mamba: a Tile onnxruntime refuses)."""
+def _on_data(err: UserError, feeds: Feeds, done: int, size: int,
+             failure: str | None) -> UserError:
+    """``err`` (a node the catalog's kernels cannot run on a batch that onnxruntime could not
+    run either) with the samples, that onnxruntime fails on them too, in its own words
+    (``failure``, where it said them: :func:`.graph.ort_runner.ort_failure`), and every
+    input's shape: the data may disagree with the model or with each other (a mask one
+    position short of the ids and the past keys), or the model may not run as it was exported
+    (torch's legacy exports of Mamba, a Tile onnxruntime refuses, and of Canine, a MatMul of
+    shapes that do not broadcast: onnxruntime fails on their own export inputs)."""
     shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in feeds.items())
+    said = f" ({failure})" if failure else ""
     return UserError(f"{err.args[0]}, on calibration samples {done} to {done + size - 1}, "
-                     f"which onnxruntime fails on too: the data disagree with the model or "
-                     f"with each other, or the model does not run as exported (inputs: "
+                     f"which onnxruntime fails on too{said}: the data disagree with the model "
+                     f"or with each other, or the model does not run as exported (inputs: "
                      f"{shapes})")
 
 

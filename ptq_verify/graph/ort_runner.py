@@ -181,6 +181,31 @@ def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
     return ort_session(model)[1]
 
 
+def ort_failure(graph: Graph, feeds: Mapping[str, np.ndarray]) -> str | None:
+    """onnxruntime's own error, condensed to one line, running ``graph`` (its own outputs) on
+    ``feeds``; None when it runs, or cannot load the graph. Where the catalog's kernels cannot
+    run a node on calibration data, this tells a model that does not run as exported (torch's
+    legacy exports of Mamba and Canine, which onnxruntime fails on at any batch) from a gap of
+    the kernels, in onnxruntime's words, which name where it fails (a calibration session
+    that fetches every tensor may not load such a graph at all: the types after the failing
+    node are unknown). Its graph optimizations are off, so the node it names is the model's
+    own (Canine's MatMul, not the FusedMatMul it makes of it)."""
+    import onnxruntime as ort
+
+    options = session_options()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - a graph it cannot load tells nothing of the data
+        return None
+    try:
+        _fetched(session, [output.name for output in session.get_outputs()], feeds)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's failure is the answer
+        return condensed(str(err))
+    return None
+
+
 def own_kernel_types(graph: Graph, table: OperatorTable) -> list[str]:
     """The op types of ``graph`` outside ONNX's domain that ``table``'s extra declarations
     (--operators) declare: onnxruntime has no kernel for them, the user's runtime does."""
@@ -193,7 +218,11 @@ _ORT_NOISE = (
     re.compile(r"Load model from .*? failed:"),  # the path, which the caller names itself
     # a C++ source location and the signature of the function that threw
     re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [^()]*\([^()]*\)\s*"),
+    re.compile(r"\b\w+\.(?:h|cc|cpp):\d+ "),  # a source file and line alone (a run's failure)
 )
+# a run's failure, named as the engine's own messages name a node: node 'name' (OpType)
+_ORT_NODE = re.compile(r"Non-zero status code returned while running (\w+) node\. "
+                       r"Name:'([^']*)' Status Message: ")
 _ORT_MESSAGE_CHARS = 240
 
 
@@ -202,6 +231,7 @@ def condensed(message: str) -> str:
     one line of at most _ORT_MESSAGE_CHARS characters."""
     for noise in _ORT_NOISE:
         message = noise.sub("", message)
+    message = _ORT_NODE.sub(lambda m: f"node {m.group(2)!r} ({m.group(1)}): ", message)
     message = " ".join(message.split()).removeprefix("This is an invalid model. ")
     message = message.removeprefix("Error: ").rstrip(".")
     if len(message) > _ORT_MESSAGE_CHARS:  # whole sentences where they fit, else words
