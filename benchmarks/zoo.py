@@ -21,7 +21,14 @@ With ``--peer``, a last column gives onnxruntime's quantize_static on the same f
 calibration inputs (QDQ, int8 activations with zero points, per-channel int8 weights, MinMax;
 benchmarks/ort_peer.py), measured the same way.
 
-Run:  python benchmarks/zoo.py [--peer] [MODEL ...]   (~16 min on 2 cores; needs the bench extra)
+The SQNR is measured on the calibration inputs themselves, where a range fitted tightly to
+them loses nothing; with ``--held-out`` the inputs are twice as many, interleaved: the even rows
+calibrate (and trace the export) and a further column measures each file on the odd rows,
+which neither quantizer saw (a range fitted exactly to the calibration rows, as the peer's
+[min, max] with a zero point, can clip there; docs/benchmarks-real.md).
+
+Run:  python benchmarks/zoo.py [--peer] [--held-out] [MODEL ...]
+      (~16 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
@@ -48,22 +55,23 @@ MEL_BINS, AUDIO_POSITIONS = 16, 16  # Whisper: bins per frame, positions after i
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 EXPORTS = (("legacy", 17), ("dynamo", 18))
 PEER = "quantize_static SQNR (dB)"
+HELD, PEER_HELD = "held-out SQNR (dB)", "quantize_static held-out SQNR (dB)"
 
 
-def token_inputs() -> dict[str, np.ndarray]:
+def token_inputs(count: int = BATCH) -> dict[str, np.ndarray]:
     """Docstring words hashed into the vocabulary, one text a row, padded tails masked."""
     from minilm import texts
 
-    ids = np.zeros((BATCH, SEQUENCE), np.int64)
-    mask = np.zeros((BATCH, SEQUENCE), np.int64)
-    for row, text in enumerate(texts(BATCH)):
+    ids = np.zeros((count, SEQUENCE), np.int64)
+    mask = np.zeros((count, SEQUENCE), np.int64)
+    for row, text in enumerate(texts(count)):
         words = text.split()[:SEQUENCE]
         ids[row, :len(words)] = [1 + zlib.crc32(w.encode()) % (VOCAB - 1) for w in words]
         mask[row, :len(words)] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def image_inputs() -> dict[str, np.ndarray]:
+def image_inputs(count: int = BATCH) -> dict[str, np.ndarray]:
     """IMAGE x IMAGE crops of scikit-learn's sample photos, normalised as ImageNet models
     expect."""
     from sklearn.datasets import load_sample_images
@@ -71,7 +79,7 @@ def image_inputs() -> dict[str, np.ndarray]:
     photos = load_sample_images().images
     rng = np.random.default_rng(0)
     crops = []
-    for index in range(BATCH):
+    for index in range(count):
         photo = photos[index % len(photos)]
         size = int(rng.integers(64, 200))
         top = int(rng.integers(0, photo.shape[0] - size))
@@ -84,13 +92,14 @@ def image_inputs() -> dict[str, np.ndarray]:
     return {"pixel_values": (np.stack(crops) - mean) / std}
 
 
-def audio_inputs(length: int = 4000, rate: int = 16000) -> dict[str, np.ndarray]:
+def audio_inputs(count: int = BATCH, length: int = 4000, rate: int = 16000
+                 ) -> dict[str, np.ndarray]:
     """Synthesised speech-like waveforms: a harmonic tone a semitone higher per row, decaying,
     with a little noise, peak 0.5 (what a feature extractor hands a wav2vec2-style model)."""
     rng = np.random.default_rng(1)
     t = np.arange(length) / rate
     rows = []
-    for row in range(BATCH):
+    for row in range(count):
         f0 = 110 * 2 ** (row / 12)
         wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5)) * np.exp(-3 * t)
         wave = wave + 0.01 * rng.standard_normal(length)
@@ -98,11 +107,11 @@ def audio_inputs(length: int = 4000, rate: int = 16000) -> dict[str, np.ndarray]
     return {"input_values": np.stack(rows).astype(np.float32)}
 
 
-def spectrogram_inputs(bins: int = MEL_BINS, frames: int = 2 * AUDIO_POSITIONS
-                       ) -> dict[str, np.ndarray]:
+def spectrogram_inputs(count: int = BATCH, bins: int = MEL_BINS,
+                       frames: int = 2 * AUDIO_POSITIONS) -> dict[str, np.ndarray]:
     """Log-magnitude spectrograms (batch, bins, frames) of :func:`audio_inputs`' waveforms,
     normalised as Whisper's feature extractor leaves them (about zero mean, unit spread)."""
-    waves = audio_inputs()["input_values"]
+    waves = audio_inputs(count)["input_values"]
     hop = waves.shape[1] // frames
     window = np.hanning(2 * hop)
     padded = np.pad(waves, ((0, 0), (0, 2 * hop)))
@@ -238,17 +247,25 @@ def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: l
                               opset_version=opset, dynamo=True)
 
 
-def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Path]:
-    """The model's first output (last hidden state) as ONNX, and its calibration inputs."""
+def export(name: str, exporter: str, opset: int, folder: Path, held_out: bool = False
+           ) -> tuple[Path, Path, Path | None]:
+    """The model's first output (last hidden state) as ONNX, its calibration inputs and, with
+    ``held_out``, as many other inputs to measure on: the even rows of twice as many inputs
+    calibrate, the odd ones are held out (interleaved: the audio rows rise a semitone each)."""
     import torch
 
     torch.manual_seed(0)
     model = architectures()[name]()
     takes = inspect.signature(model.forward).parameters
-    feeds = (image_inputs() if "pixel_values" in takes
-             else audio_inputs() if "input_values" in takes
-             else spectrogram_inputs() if "input_features" in takes else token_inputs())
+    count = 2 * BATCH if held_out else BATCH
+    feeds = (image_inputs(count) if "pixel_values" in takes
+             else audio_inputs(count) if "input_values" in takes
+             else spectrogram_inputs(count) if "input_features" in takes
+             else token_inputs(count))
     feeds = {name: array for name, array in feeds.items() if name in takes}  # Mamba: no mask
+    held = {name: array[1::2] for name, array in feeds.items()} if held_out else None
+    if held_out:
+        feeds = {name: array[::2] for name, array in feeds.items()}
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d):
@@ -272,7 +289,10 @@ def export(name: str, exporter: str, opset: int, folder: Path) -> tuple[Path, Pa
     export_quietly(FirstOutput(), args, path, names, ["output"], exporter, opset)
     calib = folder / f"{name}.calib.npz"
     np.savez(calib, **feeds)
-    return path, calib
+    if held is None:
+        return path, calib, None
+    np.savez(folder / f"{name}.held.npz", **held)
+    return path, calib, folder / f"{name}.held.npz"
 
 
 def sqnr(reference: np.ndarray, path: Path, feeds: dict[str, np.ndarray]) -> str:
@@ -280,11 +300,11 @@ def sqnr(reference: np.ndarray, path: Path, feeds: dict[str, np.ndarray]) -> str
     return f"{10 * np.log10(np.sum(reference ** 2) / np.sum((reference - got) ** 2)):.1f}"
 
 
-def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False
-        ) -> dict[str, str]:
+def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False,
+        held_out: bool = False) -> dict[str, str]:
     row = {"model": name, "export": f"{exporter} {opset}"}
     try:
-        path, calib = export(name, exporter, opset, folder)
+        path, calib, held = export(name, exporter, opset, folder, held_out)
     except Exception as error:  # the exporter's failure, not ptq-verify's
         first = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines()[0]
         row["result"] = f"export failed: {first[:60]}"
@@ -306,6 +326,10 @@ def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False
     feeds = dict(np.load(calib))
     reference = ort.InferenceSession(str(path)).run(None, feeds)[0].astype(np.float64)
     row["8-bit qdq SQNR (dB)"] = sqnr(reference, out, feeds)
+    if held is not None:
+        other = dict(np.load(held))
+        unseen = ort.InferenceSession(str(path)).run(None, other)[0].astype(np.float64)
+        row[HELD] = sqnr(unseen, out, other)
     if peer:
         from ort_peer import write_int8
 
@@ -313,6 +337,8 @@ def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False
         try:
             write_int8(path, feeds, theirs, per_channel=True)
             row[PEER] = sqnr(reference, theirs, feeds)
+            if held is not None:
+                row[PEER_HELD] = sqnr(unseen, theirs, other)
         except Exception as error:  # the peer's own failure
             row[PEER] = f"failed: {str(error).splitlines()[0][:40]}"
     return row
@@ -323,17 +349,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", help="some of: " + ", ".join(architectures()))
     parser.add_argument("--peer", action="store_true",
                         help="also onnxruntime's quantize_static (per-channel) on each export")
+    parser.add_argument("--held-out", action="store_true",
+                        help=f"calibrate on {BATCH} inputs and measure on {BATCH} others as well")
     args = parser.parse_args(argv)
     names = args.models or list(architectures())
     columns = ("model", "export", "quantize / audit", "integer / float / static",
-               "8-bit qdq SQNR (dB)", *([PEER] if args.peer else []), "result")
+               "8-bit qdq SQNR (dB)", *([HELD] if args.held_out else []),
+               *([PEER] if args.peer else []),
+               *([PEER_HELD] if args.peer and args.held_out else []), "result")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
             for exporter, opset in EXPORTS:
                 print(f"{name} {exporter}...", file=sys.stderr, flush=True)
-                row = run(name, exporter, opset, Path(folder), args.peer)
+                row = run(name, exporter, opset, Path(folder), args.peer, args.held_out)
                 print("| " + " | ".join(row.get(c, "") for c in columns) + " |", flush=True)
     return 0
 
