@@ -109,6 +109,13 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  (random weights): at opset 23 the dynamo exporter writes RMSNormalization and
                  two ONNX Attention nodes, one with a ``scale`` attribute and one without;
                  dynamo opset 23 only
+    digits_lstm  the digits as 8 tokens -> Linear -> nn.LSTM(16, 16) -> its sequence output
+                 plus a Linear of its input (a residual Add) -> the last token -> Linear
+                 (random weights): an LSTM node, which no declaration describes, for
+                 ``--float-op LSTM``; legacy opset 17 (three outputs: Y, Y_h, Y_c) and dynamo
+                 opset 18 (Y alone), data ``digits_tokens.*.npz``
+    digits_bigru  the same with a bidirectional nn.GRU(16, 8) (two outputs, two directions);
+                 legacy opset 17 only
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -168,7 +175,9 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_cross_attention": {"legacy": (17,)},
              "digits_uint8": {"legacy": (17,), "dynamo": (18,)},
              "digits_rotary": {"legacy": (17,), "dynamo": (18,)},
-             "digits_gqa": {"dynamo": (23,)}}
+             "digits_gqa": {"dynamo": (23,)},
+             "digits_lstm": {"legacy": (17,), "dynamo": (18,)},
+             "digits_bigru": {"legacy": (17,)}}
 # exported with this batch size, no dynamic axes
 FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_encoder": 4,
                "tiny_t5_fixed": 4, "digits_pad": 4, "tiny_funnel": 1}
@@ -307,6 +316,21 @@ class DigitsTensorSplit(torch.nn.Module):
         tokens = self.embed(input)
         first = torch.tensor_split(tokens, tokens.shape[1] // 2, dim=1)[0]
         return self.out(first.mean(dim=1))
+
+
+class DigitsRecurrent(torch.nn.Module):
+    """The digits as 8 tokens -> Linear -> a recurrent layer (``layer``: 16 features in, 16
+    out over its directions) plus a Linear of its input -> the last token -> Linear."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.embed, self.layer = torch.nn.Linear(8, 16), layer
+        self.skip, self.out = torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        tokens = self.embed(input)
+        states = self.layer(tokens)[0] + self.skip(tokens)
+        return self.out(states[:, -1])
 
 
 class MaskEncoder(torch.nn.Module):
@@ -806,6 +830,10 @@ def main(argv: list[str] | None = None) -> int:
         "digits_uint8": lambda: (DigitsUint8().eval(), photos),
         "digits_rotary": lambda: (DigitsRotary().eval(), rotary),
         "digits_gqa": lambda: (DigitsGqa().eval(), flat),
+        "digits_lstm": lambda: (DigitsRecurrent(
+            torch.nn.LSTM(16, 16, batch_first=True)).eval(), tokens_of_digits),
+        "digits_bigru": lambda: (DigitsRecurrent(
+            torch.nn.GRU(16, 8, batch_first=True, bidirectional=True)).eval(), tokens_of_digits),
     }
     for name, build in models.items():
         if args.only and name not in args.only:

@@ -81,9 +81,25 @@ def plan_model(
     plans = []
     for node in graph.nodes:
         op, unfit = table.lookup(node, graph)
+        if table.kept_in_float(node, graph):
+            plans.append(_kept_node(node, active))
+            continue
         plans.append(plan_node(graph, node, op, active, override_rules, inferred)
                      if unfit is None else _unfit_node(node, *unfit, active))
     return plans
+
+
+KEPT_REASON = "kept in float at your request: no declaration describes it"
+
+
+def _kept_node(node: Node, active: set[str]) -> NodeAction:
+    """A node the user keeps in float (``--float-op``): compensated, its inputs dequantized
+    and its outputs requantized, with no rule and no verdict, since nothing declares it (a
+    recurrent layer): the engine claims nothing about it, it only runs it as onnxruntime
+    does."""
+    slots = tuple(i for i, name in enumerate(node.inputs) if name in active)
+    return NodeAction(node.name, node.op_type, None, None, None, Action.COMPENSATE,
+                      "compensate: run in float (--float-op)", KEPT_REASON, slots)
 
 
 def _unfit_node(node: Node, op: Operator, why: str, active: set[str]) -> NodeAction:

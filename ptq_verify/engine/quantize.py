@@ -881,7 +881,8 @@ class _Builder:
         coded = {o for o in node.outputs if o in self.active and not self._float_only(o)
                  and not (exact and self._float_output(o))}
         outputs = [self.fresh(f"{o}:float") if o in coded else o for o in node.outputs]
-        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op, source=node))
+        self.steps.append(NodeStep(_renamed(node, inputs, outputs), op, source=node,
+                                   opsets=dict(self.graph.opsets) if op is None else {}))
         scales = []
         nonneg = self._nonnegative(node, op, plan)
         for original, produced in zip(node.outputs, outputs):

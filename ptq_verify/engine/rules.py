@@ -48,19 +48,20 @@ def divisor_inputs(graph: Graph, table: OperatorTable, plans: Sequence[NodeActio
     return found
 
 
-def is_lattice_selection(op: Operator) -> bool:
+def is_lattice_selection(op: Operator | None) -> bool:
     """Whether each output element is one of the input elements or 0, chosen by max/min or
     by a condition on parameters alone (a static position, as in Concat or Where).
 
     Such an operator (Relu, MaxPool, Reshape, Concat, Max) maps integer codes to codes in the
     same range, so it runs on codes with no requantization; and since max/min compositions and
     static choices commute with clipping below at 0 (t -> max(t, 0) preserves max, min and 0),
-    its input may be quantized unsigned when its output is proved non-negative.
+    its input may be quantized unsigned when its output is proved non-negative. None (no
+    declaration: a node kept in float at the user's request) is no selection.
     """
-    return stored_structure(op).lattice
+    return op is not None and stored_structure(op).lattice
 
 
-def is_monotone_selection(op: Operator) -> bool:
+def is_monotone_selection(op: Operator | None) -> bool:
     """Whether each output element is an input element, a parameter or a number, chosen by
     max/min or by a condition on parameters alone: Clip (``min(hi, max(lo, x))``) and constant
     Pad (``where(k > 0, x, v)``) besides every :func:`is_lattice_selection`.
@@ -70,7 +71,7 @@ def is_monotone_selection(op: Operator) -> bool:
     ``clip(x, f(-inf), f(+inf))`` (Theorem 2), so clipping its input to that interval first
     changes nothing.
     """
-    return stored_structure(op).monotone
+    return op is not None and stored_structure(op).monotone
 
 
 def chosen_params(op: Operator) -> frozenset[str]:
@@ -82,11 +83,13 @@ def chosen_params(op: Operator) -> frozenset[str]:
     return stored_structure(op).chosen_params
 
 
-def is_elementwise_unary(op: Operator) -> bool:
+def is_elementwise_unary(op: Operator | None) -> bool:
     """Whether each output element is a function of one input element alone, by the
     declaration: one tensor input whose witness has one element, no channel mixing. Such an
-    operator on n-bit codes is a table of 2^n output codes."""
-    return len(op.inputs) == 1 and is_elementwise(op)
+    operator on n-bit codes is a table of 2^n output codes. None (a node kept in float at
+    the user's request, ``--float-op``: no declaration) is not: nothing is known of its
+    form, as of the selections' (:func:`is_lattice_selection`)."""
+    return op is not None and len(op.inputs) == 1 and is_elementwise(op)
 
 
 def is_elementwise(op: Operator) -> bool:

@@ -79,18 +79,26 @@ class NodeStep:
     ``source`` is the node as the float model has it; ``params`` says which of ``constants``
     are integers (weights, biases) and at what scale. The other constants are parameters
     rescaled for the code domain, which a format working on real values reads from ``source``.
+    ``op`` None: a node kept in float at the user's request (``--float-op``), which no
+    declaration describes; it runs in onnxruntime at the model's ``opsets``.
     """
 
     node: Node
-    op: Operator
+    op: Operator | None
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     source: Node | None = None
     params: dict[str, IntegerParam] = field(default_factory=dict)
+    opsets: dict[str, int] = field(default_factory=dict)
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         inputs = [self._value(env, name) if name else None for name in self.node.inputs]
-        with np.errstate(all="ignore"):  # IEEE results are the model's own (executor.run_node)
-            result = self.op.run_onnx(inputs, self.node.kernel_attrs)
+        if self.op is None:
+            from ..graph.ort_runner import run_alone
+
+            result = run_alone(self.node, inputs, opsets=self.opsets)
+        else:
+            with np.errstate(all="ignore"):  # IEEE results are the model's own (run_node)
+                result = self.op.run_onnx(inputs, self.node.kernel_attrs)
         results = list(result) if isinstance(result, (list, tuple)) else [result]
         for name, value in zip(self.node.outputs, results):
             if name:

@@ -82,7 +82,13 @@ class KernelGap(UserError):
 
 
 def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None = None) -> list:
-    """Run one node; return its output arrays in order (a UserError names a failing node)."""
+    """Run one node; return its output arrays in order (a UserError names a failing node). A
+    node the user keeps in float (:meth:`OperatorTable.kept_in_float`) runs in onnxruntime,
+    whose kernel is the one the written model runs."""
+    if table.kept_in_float(node, graph):
+        from .ort_runner import run_alone
+
+        return run_alone(node, inputs, graph)
     op = table.require(node, graph)
     try:
         # IEEE results are the model's own semantics (log(0) = -inf in T5's position buckets,

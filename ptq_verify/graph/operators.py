@@ -25,10 +25,14 @@ class OperatorTable:
     """Node -> Operator lookup. ``extra`` maps an ONNX op type to an operator (any domain);
     ``source`` names where the extra declarations come from (an OPS.toml), for messages;
     ``unchecked``: extra declarations of standard op types that could not be compared with
-    onnxruntime's kernel, each with why (graph/declared_kernels.py)."""
+    onnxruntime's kernel, each with why (graph/declared_kernels.py); ``float_types``: op
+    types the user asks to keep in float (``--float-op``) although nothing declares them
+    (a recurrent layer): their nodes run as onnxruntime runs them, on dequantized inputs, with
+    no rule claimed (:meth:`kept_in_float`)."""
 
     def __init__(self, extra: Mapping[str, Operator] | None = None,
-                 source: str | None = None, unchecked: Mapping[str, str] | None = None) -> None:
+                 source: str | None = None, unchecked: Mapping[str, str] | None = None,
+                 float_types: Iterable[str] = ()) -> None:
         # the Python API takes ``operators=`` from its user: a list of Operators, or a
         # formula where an Operator belongs, had failed later as a TypeError or an
         # AttributeError, or (a str) been kept and the node then refused as undeclared
@@ -46,6 +50,24 @@ class OperatorTable:
         self.extra = dict(extra or {})
         self.source = source
         self.unchecked = dict(unchecked or {})
+        if isinstance(float_types, (str, bytes)):  # (a str is iterated letter by letter)
+            raise UserError(f"float_types={float_types!r}: a list of op types, "
+                            f"[{float_types!r}] for one")
+        self.float_types = frozenset(float_types)
+        for op_type in sorted(self.float_types):
+            if op_type in self.extra:
+                raise UserError(f"--float-op {op_type}: the op type is declared "
+                                f"({self.source or 'operators='}); a declared node is "
+                                "quantized by its rule, so keep it in float or declare it, "
+                                "not both")
+
+    def kept_in_float(self, node: Node, graph: Graph | None = None) -> bool:
+        """Whether ``node`` runs in float at the user's request (``float_types``): its op
+        type is listed and no declaration takes it. Only nodes nothing describes are kept so:
+        a declared node keeps its proved rule (:func:`check_float_types` refuses listing
+        one)."""
+        return (node.op_type in self.float_types and self.declaration_key(node) is None
+                and self.lookup(node, graph)[0] is None)
 
     @classmethod
     def of(cls, operators: Mapping[str, Operator] | OperatorTable | None) -> OperatorTable:
@@ -151,6 +173,8 @@ class OperatorTable:
         trial declared the one node named, a Size, only to meet the Loop after it)."""
         failures = []
         for node in nodes:
+            if self.kept_in_float(node, graph):
+                continue
             try:
                 self.require(node, graph)
             except UserError as error:
@@ -192,6 +216,41 @@ class OperatorTable:
         )
 
 
+def check_float_types(graph: Graph, table: OperatorTable) -> None:
+    """Refuse, in one line, an op type of ``table.float_types`` (``--float-op``) that keeps no
+    node of ``graph`` in float: none of the model's nodes has it (a misspelt ``Lstm`` would
+    otherwise change nothing, and the refusal it was meant to lift would follow), the catalog
+    declares its nodes (they keep their proved rule; ``--keep-float-tensor`` keeps a tensor in
+    float), or its node runs subgraphs or ONNX sequences, which onnxruntime cannot run as a
+    node alone."""
+    for op_type in sorted(table.float_types):
+        nodes = [node for node in graph.nodes if node.op_type == op_type]
+        if not nodes:
+            present = sorted({node.op_type for node in graph.nodes
+                              if table.lookup(node, graph)[0] is None})
+            raise UserError(
+                f"--float-op {op_type}: {graph.source} holds no node of that op type (op "
+                "types are case-sensitive, as ONNX spells them"
+                + (f"; its undeclared ones: {', '.join(present)})" if present else
+                   "; every node of it is declared)"))
+        declared = next((node for node in nodes if not table.kept_in_float(node, graph)), None)
+        if declared is not None:
+            op = table.lookup(declared, graph)[0]
+            where = ("the built-in catalog" if table.declaration_key(declared) is None
+                     else table.source or "operators=")
+            raise UserError(
+                f"--float-op {op_type}: {declared.label} of {graph.source} is declared "
+                f"({op.name if op is not None else op_type}, {where}): "
+                "the option keeps in float only op types no declaration describes; "
+                "--keep-float-tensor keeps a declared node's output in float")
+        for node in nodes:
+            if any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values()) or (
+                    node.in_onnx_domain and _sequences(node.op_type)):
+                raise UserError(
+                    f"--float-op {op_type}: {node.label} of {graph.source} runs subgraphs or "
+                    "ONNX sequences, which ptq-verify cannot run as a node alone")
+
+
 def _beyond_declaration(node: Node) -> str:
     """Why no declaration can take the node, as :func:`_way_forward` words it: it runs
     subgraphs (an If's branches, a Loop's body: attributes no parameter of an expression can
@@ -213,10 +272,10 @@ def _beyond_declaration(node: Node) -> str:
     if node.in_onnx_domain and _recurrent(node.op_type):
         return ("; it is a recurrent layer (its ONNX schema takes an initial hidden state, "
                 "initial_h): each step of its output depends on every earlier step, which no "
-                "declaration (a formula of a few input elements) describes, and ptq-verify "
-                "keeps no undeclared node in float, so it cannot quantize a model holding one "
-                "(docs/engine.md, Limits); onnxruntime's quantize_dynamic leaves it in float or "
-                "quantizes its weights alone")
+                "declaration (a formula of a few input elements) describes; "
+                f"--float-op {node.op_type} keeps it in float (its inputs dequantized, its "
+                "outputs requantized, as onnxruntime's quantize_static leaves it) and "
+                "quantizes the rest (docs/engine.md)")
     if node.in_onnx_domain and _draws_random(node.op_type):
         return ("; its ONNX schema takes a random seed: it draws random values, which no "
                 "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
@@ -225,7 +284,10 @@ def _beyond_declaration(node: Node) -> str:
     if _used(node.outputs) > OUTPUTS_DESCRIBED:
         return (f"; it writes {_written(node.outputs)}, and a declaration (the catalog's, or "
                 f"one given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
-                "ptq-verify cannot take this node: remove it or export the model without it")
+                "ptq-verify cannot quantize this node: "
+                + (f"keep it in float with --float-op {node.op_type}, " if node.in_onnx_domain
+                   else "")
+                + "remove it or export the model without it")
     return ""
 
 
@@ -267,7 +329,8 @@ def _sequences(op_type: str) -> bool:
 
 
 def _way_forward(node: Node) -> str:
-    """What a user can do about an undeclared node: declare it in a file, unless no
+    """What a user can do about an undeclared node: declare it in a file or, for an ONNX op
+    that onnxruntime runs, keep it in float (``--float-op``), unless no
     declaration can take it (:func:`_beyond_declaration`), where that advice would only lead
     to the refusals of :meth:`OperatorTable.unfit`, or one of onnxruntime's own operators,
     which the model before onnxruntime's optimizations did without
@@ -278,7 +341,9 @@ def _way_forward(node: Node) -> str:
         "; declare it in a TOML file given with --operators (from Python: an Operator in "
         "operators= of load_model, calibrate and quantize) when one output element is a "
         "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
-        "not one), or remove the node")
+        "not one), "
+        + (f"keep it in float with --float-op {node.op_type}, " if node.in_onnx_domain else "")
+        + "or remove the node")
 
 
 def runtime_operator_hint(node: Node) -> str:

@@ -273,21 +273,76 @@ class NodeSessions:
     def _session(self, node: Node, arrays: list):
         """The node's session, or None where its output types are unknown or onnxruntime
         refuses it (the node then runs in numpy)."""
-        from .onnx_io import node_proto
-
-        inputs = [helper.make_tensor_value_info(
-            name, helper.np_dtype_to_tensor_dtype(array.dtype), None)
-            for name, array in zip(node.inputs, arrays) if name and array is not None]
-        named = [name for name in node.outputs if name]
-        types = [self.graph.dtype_of(name) for name in named]
+        types = [self.graph.dtype_of(name) for name in node.outputs if name]
         if None in types:
             return None
-        outputs = [helper.make_tensor_value_info(
-            name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)
-            for name, dtype in zip(named, types)]
-        model = helper.make_model(
-            helper.make_graph([node_proto(node)], "node", inputs, outputs),
-            opset_imports=[helper.make_opsetid(domain, version)
-                           for domain, version in self.graph.opsets.items()])
-        model.ir_version = min(model.ir_version, 8)
-        return ort_session(model.SerializeToString(), arena=False)[0]
+        return node_session(node, arrays, types, self.graph.opsets)
+
+
+def node_session(node: Node, arrays: list, output_types: list,
+                 opsets: Mapping[str, int]):
+    """An onnxruntime session running ``node`` alone, every input fed (``arrays``: an array,
+    or None for an empty slot, per input; their dtypes type the inputs), its named outputs of
+    ``output_types``; None where onnxruntime refuses it."""
+    from .onnx_io import node_proto
+
+    # (one tensor in two slots is one graph input: a legacy LSTM's initial_h and initial_c)
+    fed = {name: array for name, array in zip(node.inputs, arrays) if name and array is not None}
+    inputs = [helper.make_tensor_value_info(
+        name, helper.np_dtype_to_tensor_dtype(array.dtype), None) for name, array in fed.items()]
+    outputs = [helper.make_tensor_value_info(
+        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)
+        for name, dtype in zip([name for name in node.outputs if name], output_types)]
+    model = helper.make_model(
+        helper.make_graph([node_proto(node)], "node", inputs, outputs),
+        opset_imports=[helper.make_opsetid(domain, version)
+                       for domain, version in opsets.items()])
+    model.ir_version = min(model.ir_version, 8)
+    return ort_session(model.SerializeToString(), arena=False)[0]
+
+
+_ALONE: dict[tuple, object] = {}  # (node, input dtypes, opsets) -> its session
+_ALONE_KEPT = 64
+
+
+def run_alone(node: Node, inputs: list, graph: Graph | None = None,
+              opsets: Mapping[str, int] | None = None) -> list[np.ndarray]:
+    """``node``'s outputs on ``inputs`` as onnxruntime computes them, in a session of the node
+    alone: the kernel of a node the user keeps in float (``--float-op``; a recurrent layer),
+    which no declaration describes, so the catalog has no kernel for it, while onnxruntime,
+    which runs the model, has one. Outputs of an unknown type take the first input's (an
+    LSTM's Y, Y_h, Y_c are its X's type). A failure is a UserError naming the node, in
+    onnxruntime's words. Sessions are kept per node, input types and opsets (calibration and
+    the simulation run a node on batch after batch). ``opsets``: the model's, where no
+    ``graph`` gives them (a quantized model's step)."""
+    from ..errors import UserError
+
+    arrays = [None if value is None else np.asarray(value) for value in inputs]
+    first = next((a.dtype for a in arrays if a is not None), np.dtype(np.float32))
+    types = [(graph.dtype_of(name) if graph is not None else None) or first
+             for name in node.outputs if name]
+    opsets = graph.opsets if graph is not None else opsets or {"": LEAST_ALONE_OPSET}
+    key = (node.name, node.op_type, node.domain, tuple(node.inputs), tuple(node.outputs),
+           repr(sorted(node.attrs.items(), key=lambda item: item[0])),
+           tuple(None if a is None else a.dtype.str for a in arrays),
+           tuple(sorted(opsets.items())))
+    if key not in _ALONE:
+        if len(_ALONE) >= _ALONE_KEPT:
+            _ALONE.pop(next(iter(_ALONE)))
+        _ALONE[key] = node_session(node, arrays, types, opsets)
+    session = _ALONE[key]
+    where = f"{graph.source}: " if graph is not None else ""
+    if session is None:
+        raise UserError(f"{where}{node.label}: kept in float at your request, but onnxruntime "
+                        "cannot run it as a one-node model")
+    feeds = {name: array for name, array in zip(node.inputs, arrays) if name}
+    try:
+        values = session.run([name for name in node.outputs if name], feeds)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's failure, in its words
+        raise UserError(f"{where}{node.label}: kept in float at your request, onnxruntime "
+                        f"cannot run it on these inputs ({condensed(str(err))})") from None
+    named = iter(values)
+    return [np.asarray(next(named)) if name else None for name in node.outputs]
+
+
+LEAST_ALONE_OPSET = 17  # a node run with no graph to give its opsets

@@ -21,14 +21,19 @@ from ..engine.absorb import absorbable
 from ..engine.data import keyword_name, savez_of
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
-from ..engine.plan import Action
+from ..engine.plan import KEPT_REASON, Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
 from ..graph.model import subgraphs
-from ..graph.operators import model_codes_hint, quantized_hint, runtime_operator_hint
+from ..graph.operators import (
+    check_float_types,
+    model_codes_hint,
+    quantized_hint,
+    runtime_operator_hint,
+)
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
 from ..wording import assumed_attributes, tensor_label
@@ -36,6 +41,7 @@ from .cells import markdown_cell, plain_cell, plain_path
 
 UNKNOWN = "unknown op type"
 UNFIT = "declaration does not fit"
+KEPT = "kept in float"  # at the user's request (--float-op): no declaration, no rule claimed
 CONSTANT = "constant"
 FOLDED = "folded"
 UNUSED = "unused"
@@ -115,6 +121,7 @@ class Audit:
             "actions": dict(sorted(Counter(e.action for e in self.entries).items())),
             "unknown_op_types": dict(sorted(unknown.items())),
             "unfit_nodes": {e.node: e.reason for e in self.entries if e.verdict == UNFIT},
+            "kept_in_float": [e.node for e in self.entries if e.verdict == KEPT],
             "compensated": [e.node for e in self.entries if e.action == Action.COMPENSATE.value],
             "integer_format_float": {e.node: e.integer for e in self.entries
                                      if e.integer.startswith("float")},
@@ -184,6 +191,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
         # scikit-learn classifier's ZipMap output: quantize takes tensors only), with why
         original, refused = load_graph(path, tensors_only=False), str(err)
     table = OperatorTable.of(table)
+    check_float_types(original, table)
     prepared = prepare(load_graph(path, tensors_only=refused is None), table)
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
@@ -235,6 +243,8 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
         return ""
     node = next(n for n in graph.nodes if n.name == action.name)
     op = table.find(node, graph)
+    if op is None:  # kept in float at the user's request (--float-op)
+        return "float: no declaration describes it"
     if not is_elementwise_unary(op):
         return "float: not element-wise unary by its declaration"
     params = [name for slot, name in enumerate(node.inputs) if name and slot not in
@@ -250,6 +260,7 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
     once for every undeclared node (each had scanned the whole graph: quadratic); and
     ``in_region``: the node is part of a normalization in parts, which runs in float."""
     verdict = action.rule.kind.value if action.rule is not None else (
+        KEPT if action.reason == KEPT_REASON else
         UNKNOWN if action.operator is None else UNFIT)
     hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
             if verdict == UNKNOWN else "")
@@ -329,6 +340,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
     for node, why in summary["unfit_nodes"].items():
         lines.append(f"refused {node}: {why}")
+    if summary["kept_in_float"]:
+        lines.append(f"{KEPT_REASON} (--float-op): " + ", ".join(summary["kept_in_float"]))
     if audit.assumed:
         lines.append(assumed_attributes(audit.assumed))
     if audit.interface is not None:

@@ -34,6 +34,8 @@ def unary_table(step: NodeStep, dequantize: ScaleStep | None, quantize: ScaleSte
                 code, constants: dict) -> tuple[Table | None, str]:
     """The table for a compensated ``step`` fed by ``dequantize`` (codes ``code`` back to
     float) and read by ``quantize``; or None and why not."""
+    if step.op is None:  # kept in float at the user's request (--float-op)
+        return None, "no declaration to make a table of codes from"
     if not is_elementwise_unary(step.op):
         return None, "not element-wise unary by its declaration"
     if dequantize is None or code is None or quantize is None or quantize.low is None:
