@@ -1072,12 +1072,12 @@ def test_an_undeclared_recurrence_is_refused_as_a_recurrent_layer(tmp_path, outp
     the refusal advised declaring it with --operators (a recurrence over a sequence cannot be
     declared); the legacy export writes Y, Y_h, Y_c and was told to "remove it or export the
     model without it", which a model built around it cannot do. Both exports are refused
-    alike, as a recurrent layer that nothing in ptq-verify takes, with onnxruntime's
-    quantize_dynamic as the way forward."""
+    alike, as a recurrent layer that no declaration describes, with --float-op LSTM (the node
+    in float, the rest quantized: tests/test_float_op.py) as the way forward."""
     outcome = _refused_undeclared(tmp_path, hostile.lstm_after_matmul(outputs), (8, 2, 3),
                                   "node 'lstm_1' (LSTM)", "no declared operator",
                                   "it is a recurrent layer", "initial_h",
-                                  "cannot quantize a model holding one", "quantize_dynamic")
+                                  "--float-op LSTM keeps it in float")
     assert "declare it in a TOML file" not in outcome.err
     assert "remove it" not in outcome.err
 

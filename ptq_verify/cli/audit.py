@@ -6,7 +6,13 @@ import argparse
 import json
 
 from .arguments import path_text
-from .models import HELP, add_operators_argument, declared_operators, resolve_model
+from .models import (
+    HELP,
+    add_float_op_argument,
+    add_operators_argument,
+    declared_operators,
+    resolve_model,
+)
 
 
 def register(subparsers) -> None:
@@ -21,6 +27,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", type=path_text, help=HELP)
     add_operators_argument(parser)
+    add_float_op_argument(parser)
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="machine-readable output")
     form.add_argument("--markdown", action="store_true", help="a Markdown table")
@@ -33,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report.audit import audit_markdown, audit_model, audit_text
 
     quiet_onnxruntime()
-    audit = audit_model(resolve_model(args.model)[0], declared_operators(args.operators))
+    table = declared_operators(args.operators, args.float_op)
+    audit = audit_model(resolve_model(args.model)[0], table)
     if args.json:
         print(json.dumps(audit.to_json(), indent=2, sort_keys=True))
     elif args.markdown:

@@ -44,7 +44,30 @@ def add_operators_argument(parser: argparse.ArgumentParser) -> None:
                         "op type checked against onnxruntime's kernel first")
 
 
-def declared_operators(path: str | None):
+def add_float_op_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--float-op", action="append", default=[], metavar="TYPE",
+        help="keep every node of this op type in float, its inputs dequantized and its "
+        "outputs requantized, where no declaration describes it (a recurrent layer: LSTM, "
+        "GRU, RNN); no rule is claimed for it. Repeat it, or separate types by commas")
+
+
+def float_op_types(values: list[str]) -> tuple[str, ...]:
+    """The op types of ``--float-op`` options (each one or several, comma-separated), in
+    order, once each; an empty one (``--float-op ''``, ``LSTM,``) is refused by name."""
+    types: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                raise UserError(f"--float-op {value!r}: an empty op type; give ONNX op types "
+                                "such as LSTM, separated by commas")
+            if item not in types:
+                types.append(item)
+    return tuple(types)
+
+
+def declared_operators(path: str | None, float_ops: list[str] | tuple[str, ...] = ()):
     """The operator table of ``--operators OPS.toml``, ahead of the catalog. A declaration of
     a standard ONNX op type must compute what onnxruntime's kernel of it computes, where both
     run (graph/declared_kernels.py): else it is refused, before any work. Where they cannot
@@ -53,8 +76,9 @@ def declared_operators(path: str | None):
     from ..graph import OperatorTable
     from ..graph.declared_kernels import comparison
 
+    float_types = float_op_types(list(float_ops))
     if not path:
-        return OperatorTable()
+        return OperatorTable(float_types=float_types)
     declared = load_onnx_operators(path)
     unchecked = {}
     for op in declared.values():
@@ -67,7 +91,7 @@ def declared_operators(path: str | None):
                 f"{differs}: every {op.onnx_type} node would be quantized by the rule of "
                 "another function; correct the expression, or, for a node of a custom domain "
                 f"named {op.onnx_type}, declare onnx_type = \"DOMAIN:{op.onnx_type}\"")
-    return OperatorTable(declared, source=path, unchecked=unchecked)
+    return OperatorTable(declared, source=path, unchecked=unchecked, float_types=float_types)
 
 
 def unchecked_note(table: OperatorTable) -> str | None:

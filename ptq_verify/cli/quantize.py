@@ -16,6 +16,7 @@ from ..wording import first_few, tensor_label
 from .arguments import ascii_float, ascii_int, path_text
 from .models import (
     HELP,
+    add_float_op_argument,
     add_operators_argument,
     assumed_attributes_note,
     declared_operators,
@@ -72,6 +73,7 @@ def register(subparsers) -> None:
         "whose n-bit codes cost its outputs least on the calibration data, then bias "
         "absorption where the links pass a shift by a proved rule")
     add_operators_argument(p)
+    add_float_op_argument(p)
     p.add_argument("--no-smooth", action="store_true",
                    help="no activation smoothing (default: on: a per-channel factor moved from "
                    "an activation into the next layers' weights where the rules allow it and "
@@ -159,6 +161,7 @@ def run(args) -> int:
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
+    from ..graph.operators import check_float_types
     from ..graph.ort_runner import ort_session, quiet_onnxruntime, session_crash
 
     quiet_onnxruntime()
@@ -195,11 +198,12 @@ def run(args) -> int:
     for output in (args.output, args.report):
         if output is not None:
             check_output(output, inputs=inputs)
-    declared = declared_operators(args.operators)
+    declared = declared_operators(args.operators, args.float_op)
     overridable = [] if parsed is None else [
         value.name for value in parsed.model.graph.input
         if value.name in {tensor.name for tensor in parsed.model.graph.initializer}]
     graph = load_model(source, declared, parsed=parsed)
+    check_float_types(graph, declared)
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one
     # line (an expand bomb, external data outside its folder) must not reach onnxruntime

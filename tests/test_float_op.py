@@ -1,0 +1,127 @@
+"""``--float-op TYPE``: the nodes of an op type no declaration describes (a recurrent layer)
+run in float, as onnxruntime runs them, and the rest of the model is quantized.
+
+The fixtures are torch exports (benchmarks/export_test_models.py): ``digits_lstm`` (an LSTM
+whose sequence output feeds a residual Add and a Linear; legacy opset 17 with its three
+outputs, dynamo opset 18 with one) and ``digits_bigru`` (a bidirectional GRU, legacy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from ptq_verify.cli import main
+from ptq_verify.engine import calibrate, load_model, plan_model, quantize, sqnr_db
+from ptq_verify.errors import UserError
+from ptq_verify.graph import OperatorTable
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
+RECURRENT = {"digits_lstm.legacy.opset17.onnx": "LSTM", "digits_lstm.dynamo.opset18.onnx": "LSTM",
+             "digits_bigru.legacy.opset17.onnx": "GRU"}
+
+
+def _data(split: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"digits_tokens.{split}.npz") as data:
+        return dict(data)
+
+
+def _run(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    source = model if isinstance(model, (str, Path)) else model.SerializeToString()
+    session = ort.InferenceSession(str(source) if isinstance(source, Path) else source,
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT))
+def test_without_the_option_the_refusal_names_the_node_and_the_option(name, tmp_path, capsys):
+    code = main(["quantize", str(FIXTURES / name), "--calib",
+                 str(FIXTURES / "digits_tokens.calib.npz"), "-o", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"({RECURRENT[name]}): no declared operator" in err
+    assert f"--float-op {RECURRENT[name]}" in err
+    assert not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT))
+def test_the_recurrent_node_runs_in_float_and_the_rest_on_integers(name):
+    """Calibrated on the catalog's kernels (runtime numpy: the recurrent node in a session of
+    its own) and simulated so too: every format's file runs in onnxruntime, the simulation's
+    gives the engine's outputs, and the model stays close to the float one on held-out data."""
+    table = OperatorTable(float_types=[RECURRENT[name]])
+    graph = load_model(FIXTURES / name, table)
+    kept = [node.name for node in graph.nodes if node.op_type == RECURRENT[name]]
+    assert len(kept) == 1
+    plans = {plan.name: plan for plan in plan_model(graph, table)}
+    assert plans[kept[0]].rule is None and plans[kept[0]].compensated
+    assert "kept in float at your request" in plans[kept[0]].reason
+    calibration = calibrate(graph, _data("calib"), runtime="numpy", operators=table,
+                            progress=False)
+    model = quantize(graph, calibration, 8, operators=table)
+    records = {record.name: record for record in model.records}
+    assert records[kept[0]].kind == "compensated"
+    assert sum(record.kind == "integer" for record in model.records) >= 4  # Gemms, MatMuls, Add
+    test = _data("test")
+    reference = _run(FIXTURES / name, test)
+    simulated = model.run(test)["output"]
+    assert np.allclose(_run(model.to_onnx("simulation"), test), simulated, atol=1e-5)
+    assert sqnr_db(reference, simulated) > 30
+    for form in ("qdq", "integer"):
+        assert sqnr_db(reference, _run(model.to_onnx(form), test)) > 30, form
+
+
+def test_the_recurrent_node_is_calibrated_as_onnxruntime_computes_it():
+    """The kernel of a node kept in float is onnxruntime's: the numpy executor's ranges of its
+    outputs are those of a calibration that runs the whole model in onnxruntime."""
+    name = "digits_lstm.legacy.opset17.onnx"
+    table = OperatorTable(float_types=["LSTM"])
+    graph = load_model(FIXTURES / name, table)
+    (node,) = [node for node in graph.nodes if node.op_type == "LSTM"]
+    data = {key: value[:32] for key, value in _data("calib").items()}
+    ours = calibrate(graph, data, runtime="numpy", operators=table, progress=False)
+    theirs = calibrate(graph, data, operators=table, progress=False)
+    for output in node.outputs:
+        assert np.isclose(ours.stats[output].maximum, theirs.stats[output].maximum, rtol=1e-5)
+        assert np.isclose(ours.stats[output].minimum, theirs.stats[output].minimum, rtol=1e-5)
+
+
+def test_cli_quantize_and_audit_with_the_option(tmp_path, capsys):
+    name = "digits_lstm.legacy.opset17.onnx"
+    path, calib = str(FIXTURES / name), str(FIXTURES / "digits_tokens.calib.npz")
+    assert main(["audit", path, "--float-op", "LSTM"]) == 0
+    listing = capsys.readouterr().out
+    assert "kept in float at your request: no declaration describes it (--float-op): /layer/LSTM" \
+        in listing
+    assert "unknown op type" not in listing
+    for form in ("qdq", "integer", "simulation"):
+        out = tmp_path / f"{form}.onnx"
+        assert main(["quantize", path, "--calib", calib, "-o", str(out), "--format", form,
+                     "--float-op", "LSTM", "--summary", "--no-progress"]) == 0
+        summary = capsys.readouterr().out
+        assert "1 compensated (float: kept in float at your request" in summary
+        assert out.exists()
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    ("Lstm", "holds no node of that op type"),
+    ("LSTM,Gemm", "is declared (Gemm, the built-in catalog)"),
+    ("LSTM,", "an empty op type"),
+])
+def test_an_op_type_it_cannot_keep_is_one_line(option, said, tmp_path, capsys):
+    """A misspelt op type would change nothing (and the refusal would follow), a declared
+    one has its proved rule: each is refused before any work."""
+    for command in (["audit"], ["quantize", "--calib", str(FIXTURES / "digits_tokens.calib.npz"),
+                                "-o", str(tmp_path / "q.onnx")]):
+        code = main([*command, str(FIXTURES / "digits_lstm.legacy.opset17.onnx"),
+                     "--float-op", option])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and said in err, err
+
+
+def test_the_table_takes_a_list_of_op_types():
+    with pytest.raises(UserError, match=r"\['LSTM'\] for one"):
+        OperatorTable(float_types="LSTM")
