@@ -117,3 +117,39 @@ def test_an_if_inside_a_taken_branch_is_resolved_with_the_tensors_it_reads(tmp_p
     graph = load_model(path)
     assert "If" not in {node.op_type for node in graph.nodes}
     np.testing.assert_array_equal(run_graph(graph, {"x": X}, OperatorTable())["y"], expected)
+
+
+def _constant_if_model(condition: np.ndarray) -> onnx.ModelProto:
+    """x -> MatMul -> If(a ``condition`` initializer: relu, else neg of the product) -> graph
+    output: the If's only input is a constant, its branches read the MatMul's output."""
+    def branch(name: str, op_type: str) -> onnx.GraphProto:
+        return _branch(name, [helper.make_node(op_type, ["h"], [f"{name}_y"])], f"{name}_y")
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("If", ["cond"], ["y"], name="if_1",
+                              then_branch=branch("then", "Relu"),
+                              else_branch=branch("else", "Neg"))]
+    inits = [numpy_helper.from_array(W, "w"), numpy_helper.from_array(condition, "cond")]
+    return helper.make_model(helper.make_graph(nodes, "output_if", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])], [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_an_if_of_a_constant_condition_writing_a_graph_output_reads_the_data(tmp_path, taken):
+    """Its only input is a constant, but its branch reads an activation: folding had said
+    the graph output depends on no model input and refused the model onnxruntime runs."""
+    proto = _constant_if_model(np.array(taken))
+    expected = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": X})[0]
+    path, calib, out = tmp_path / "m.onnx", tmp_path / "c.npy", tmp_path / "q.onnx"
+    onnx.save(proto, path)
+    graph = load_model(path)
+    assert "If" not in {node.op_type for node in graph.nodes}
+    np.testing.assert_array_equal(run_graph(graph, {"x": X}, OperatorTable())["y"], expected)
+    np.save(calib, np.random.default_rng(2).standard_normal((64, 4)).astype(np.float32))
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(out),
+                 "--no-progress"]) == 0
+    written = ort.InferenceSession(str(out)).run(None, {"x": X})[0]
+    assert np.abs(written - expected).max() < 0.05 * np.abs(expected).max()
+

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from .executor import run_node
-from .model import Graph
+from .model import Graph, subgraph_reads
 from .onnx_io import infer_shapes_again, inferred_shapes, trusted_shape
 from .operators import OperatorTable, slot_binding
 
@@ -65,8 +65,13 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str], shapes: dict,
     folded = 0
     kept = []
     dims_in: dict[str, frozenset[str]] = {}  # a folded tensor -> the static dims it reads
+    # an If's branch reads the graph's tensors by name, not through its inputs: an If of a
+    # constant condition whose branch reads an activation is no constant (it had been said to
+    # be one, and the model refused, where the If wrote a graph output)
+    outer = set(graph.input_names).union(*(node.outputs for node in graph.nodes))
     for node in graph.nodes:
-        constant = all(not name or name in graph.initializers for name in node.inputs)
+        reads = subgraph_reads(node) & outer
+        constant = all(not name or name in graph.initializers for name in (*node.inputs, *reads))
         output = next((out for out in node.outputs if out in graph.output_names), None)
         dims = frozenset().union(*(dims_in.get(name, ()) for name in node.inputs))
         if constant and output is not None:
