@@ -153,3 +153,12 @@ def test_an_if_of_a_constant_condition_writing_a_graph_output_reads_the_data(tmp
     written = ort.InferenceSession(str(out)).run(None, {"x": X})[0]
     assert np.abs(written - expected).max() < 0.05 * np.abs(expected).max()
 
+
+@pytest.mark.parametrize("condition", [np.array(0, np.int64), np.array(1.0, np.float32),
+                                       np.array(b"false", object)], ids=str)
+def test_a_condition_that_is_not_a_bool_takes_no_branch(condition):
+    """onnxruntime refuses such an If (its condition is a bool); a string b"false" is
+    truthy in Python, and had been read as the then branch taken."""
+    graph = graph_from_onnx(_constant_if_model(condition))
+    assert not resolve_branches(graph)
+    assert "If" in {node.op_type for node in graph.nodes}

@@ -38,11 +38,14 @@ def resolve_branches(graph: Graph) -> bool:
 
 
 def _taken_branch(graph: Graph, node: Node) -> onnx.GraphProto | None:
-    """The branch an If of a one-element constant condition runs; None for any other node."""
+    """The branch an If of a one-element boolean constant condition runs; None for any other
+    node."""
     if node.op_type != "If" or not node.in_onnx_domain or len(node.inputs) != 1:
         return None
     condition = graph.initializers.get(node.inputs[0])
-    if condition is None or np.size(condition) != 1:
+    # ONNX's If takes a bool: onnxruntime refuses a model whose condition is an int, a float
+    # or a string (b"false" is truthy in Python), so no branch is said to be taken there
+    if condition is None or np.size(condition) != 1 or np.asarray(condition).dtype != np.bool_:
         return None
     branch = node.attrs.get("then_branch" if bool(np.asarray(condition).reshape(()))
                             else "else_branch")
