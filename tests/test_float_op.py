@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hostile
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, plan_model, quantize, sqnr_db
@@ -125,3 +128,40 @@ def test_an_op_type_it_cannot_keep_is_one_line(option, said, tmp_path, capsys):
 def test_the_table_takes_a_list_of_op_types():
     with pytest.raises(UserError, match=r"\['LSTM'\] for one"):
         OperatorTable(float_types="LSTM")
+
+
+def _lstm_unread_or_in_a_branch(where: str) -> onnx.ModelProto:
+    """tests/hostile.py's MatMul -> LSTM, its LSTM read by no output (``unread``: the graph
+    output is a Relu of the MatMul) or written inside the then branch of an If of a constant
+    true condition (``branch``)."""
+    model = hostile.lstm_after_matmul(("y", "", ""))
+    graph = model.graph
+    lstm = next(node for node in graph.node if node.op_type == "LSTM")
+    others = [node for node in graph.node if node is not lstm]
+    graph.ClearField("node")
+    graph.node.extend(others)
+    if where == "unread":
+        graph.node.extend([lstm, helper.make_node("Relu", ["h"], ["r"], name="relu")])
+        graph.output[0].CopyFrom(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+        return model
+    def branch(name: str, nodes: list, output: str) -> onnx.GraphProto:
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(
+            output, TensorProto.FLOAT, None)])
+    graph.node.append(helper.make_node(
+        "If", ["cond"], ["y"], name="if_1", then_branch=branch("then", [lstm], "y"),
+        else_branch=branch("else", [helper.make_node("Identity", ["h"], ["e"])], "e")))
+    graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    return model
+
+
+@pytest.mark.parametrize("where", ["unread", "branch"])
+def test_audit_and_quantize_agree_on_an_lstm_prepare_drops_or_brings(where, tmp_path, capsys):
+    """The option was checked on the file as read in audit and on the prepared graph in
+    quantize: an LSTM no output reads (dropped at load) was refused by quantize as 'holds no
+    node of that op type', one in the taken branch of a constant If by audit."""
+    path, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(_lstm_unread_or_in_a_branch(where), path)
+    np.save(calib, np.random.default_rng(0).standard_normal((8, 2, 3)).astype(np.float32))
+    assert main(["audit", str(path), "--float-op", "LSTM"]) == 0, capsys.readouterr().err
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+                 "--float-op", "LSTM", "--no-progress"]) == 0, capsys.readouterr().err

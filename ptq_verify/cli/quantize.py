@@ -140,7 +140,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from google.protobuf.message import EncodeError
 
-    from ..engine import check_bits, load_model, quantize, read_data_file
+    from ..engine import check_bits, prepare, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
     from ..engine.data import calibrated_lengths
@@ -202,8 +202,10 @@ def run(args) -> int:
     overridable = [] if parsed is None else [
         value.name for value in parsed.model.graph.input
         if value.name in {tensor.name for tensor in parsed.model.graph.initializer}]
-    graph = load_model(source, declared, parsed=parsed)
-    check_float_types(graph, declared)
+    graph = load_graph(source, parsed)
+    loaded_types = {node.op_type for node in graph.nodes}  # (before prepare drops any)
+    prepare(graph, declared)  # (in place)
+    check_float_types(graph, declared, loaded_types)
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one
     # line (an expand bomb, external data outside its folder) must not reach onnxruntime

@@ -216,15 +216,21 @@ class OperatorTable:
         )
 
 
-def check_float_types(graph: Graph, table: OperatorTable) -> None:
+def check_float_types(graph: Graph, table: OperatorTable, loaded: Iterable[str] = ()) -> None:
     """Refuse, in one line, an op type of ``table.float_types`` (``--float-op``) that keeps no
-    node of ``graph`` in float: none of the model's nodes has it (a misspelt ``Lstm`` would
-    otherwise change nothing, and the refusal it was meant to lift would follow), the catalog
+    node of the prepared ``graph`` in float: none of the model's nodes has it (a misspelt
+    ``Lstm`` would otherwise change nothing, and the refusal it was meant to lift would
+    follow), except an op type of ``loaded`` (the file's node types as read, before
+    preparing: nodes no output reads are dropped then, and the option asks nothing wrong
+    there; and checking the file as read had refused a type found only in the branch an If
+    of a constant condition is replaced by), the catalog
     declares its nodes (they keep their proved rule; ``--keep-float-tensor`` keeps a tensor in
     float), or its node runs subgraphs or ONNX sequences, which onnxruntime cannot run as a
     node alone."""
     for op_type in sorted(table.float_types):
         nodes = [node for node in graph.nodes if node.op_type == op_type]
+        if not nodes and op_type in loaded:
+            continue
         if not nodes:
             present = sorted({node.op_type for node in graph.nodes
                               if table.lookup(node, graph)[0] is None})

@@ -191,8 +191,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
         # scikit-learn classifier's ZipMap output: quantize takes tensors only), with why
         original, refused = load_graph(path, tensors_only=False), str(err)
     table = OperatorTable.of(table)
-    check_float_types(original, table)
     prepared = prepare(load_graph(path, tensors_only=refused is None), table)
+    check_float_types(prepared, table, {node.op_type for node in original.nodes})
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
     # normalizations in parts run in float, as quantize runs them (found from the rules)
