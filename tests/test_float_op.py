@@ -165,3 +165,16 @@ def test_audit_and_quantize_agree_on_an_lstm_prepare_drops_or_brings(where, tmp_
     assert main(["audit", str(path), "--float-op", "LSTM"]) == 0, capsys.readouterr().err
     assert main(["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
                  "--float-op", "LSTM", "--no-progress"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (None, "float_types=None: a list of op types"), (5, "float_types=5: a list of op types"),
+    (["LSTM", 3], "3 is no op type"), ([["LSTM"]], "['LSTM'] is no op type"),
+    ([b"LSTM"], "b'LSTM' is no op type"), ([""], "'' is no op type"),
+    ([" LSTM "], "' LSTM ' is no op type")], ids=repr)
+def test_the_table_refuses_what_is_no_op_type(value, said):
+    """None, a number or a nested list had failed as a TypeError; bytes, '' or a padded name
+    was kept, matched no node, and the LSTM was then refused as if the option were not given."""
+    with pytest.raises(UserError) as refusal:
+        OperatorTable(float_types=value)
+    assert said in str(refusal.value)

@@ -50,10 +50,7 @@ class OperatorTable:
         self.extra = dict(extra or {})
         self.source = source
         self.unchecked = dict(unchecked or {})
-        if isinstance(float_types, (str, bytes)):  # (a str is iterated letter by letter)
-            raise UserError(f"float_types={float_types!r}: a list of op types, "
-                            f"[{float_types!r}] for one")
-        self.float_types = frozenset(float_types)
+        self.float_types = _op_types(float_types)
         for op_type in sorted(self.float_types):
             if op_type in self.extra:
                 raise UserError(f"--float-op {op_type}: the op type is declared "
@@ -214,6 +211,25 @@ class OperatorTable:
             + (f" ({hint}: give it the float model this one was made from)" if hint
                else _way_forward(node))
         )
+
+
+def _op_types(float_types: object) -> frozenset[str]:
+    """``OperatorTable(float_types=...)`` as a set of op types, or a UserError naming what is
+    wrong: None, a number or a nested list had failed as a TypeError, and an element that is
+    no op type as written (bytes, '', ' LSTM ') was kept, matched no node, and the refusal
+    the option was meant to lift followed, pointing at the option."""
+    if isinstance(float_types, (str, bytes)):  # (a str is iterated letter by letter)
+        raise UserError(f"float_types={float_types!r}: a list of op types, "
+                        f"[{float_types!r}] for one")
+    if not isinstance(float_types, Iterable):
+        raise UserError(f"float_types={float_types!r:.60}: a list of op types (str), "
+                        "such as ['LSTM']")
+    types = list(float_types)
+    for op_type in types:
+        if not isinstance(op_type, str) or not op_type or op_type != op_type.strip():
+            raise UserError(f"float_types: {op_type!r:.60} is no op type; each is an ONNX op "
+                            "type as a str, spelt as ONNX spells it (such as 'LSTM')")
+    return frozenset(types)
 
 
 def check_float_types(graph: Graph, table: OperatorTable, loaded: Iterable[str] = ()) -> None:
