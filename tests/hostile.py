@@ -362,6 +362,31 @@ def if_after_matmul() -> onnx.ModelProto:
     return _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w, zero])
 
 
+def unnamed_required_output(op_type: str) -> onnx.ModelProto:
+    """MatMul -> a node that leaves its second output unnamed where its schema makes it no
+    optional one: a Split in two (``Split``), or an If of a constant condition whose branches
+    each write two tensors (``If``). onnx's checker passes it; onnxruntime 1.32 crashes
+    (SIGSEGV) running it."""
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    if op_type == "Split":
+        split = numpy_helper.from_array(np.array([2, 2], np.int64), "split")
+        layer = helper.make_node("Split", ["h", "split"], ["y", ""], name="split_1", axis=1)
+        return _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"), layer],
+                      [_float("x", ["batch", 4])], [_float("y", ["batch", 2])], [w, split])
+
+    def branch(name: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node("Relu", ["h"], [f"{name}_r"]),
+                                  helper.make_node("Neg", ["h"], [f"{name}_n"])], name, [],
+                                 [_float(f"{name}_r", ["batch", 4]),
+                                  _float(f"{name}_n", ["batch", 4])])
+
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    layer = helper.make_node("If", ["cond"], ["y", ""], name="if_1",
+                             then_branch=branch("then"), else_branch=branch("else"))
+    return _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"), layer],
+                  [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w, cond])
+
+
 def size_then_if() -> onnx.ModelProto:
     """:func:`if_after_matmul` whose MatMul output is first scaled by its own element count
     (Size, undeclared): two undeclared nodes, the first one a declaration could take, the

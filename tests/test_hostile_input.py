@@ -533,6 +533,15 @@ def test_an_undeclared_op_counts_the_outputs_it_writes(tmp_path):
                         "describes 1")
 
 
+@pytest.mark.parametrize("op_type", ["Split", "If"])
+def test_an_unnamed_output_no_schema_makes_optional_is_one_line(tmp_path, op_type):
+    """onnxruntime crashes (SIGSEGV) running a model whose node leaves a non-optional output
+    unnamed (onnx's checker passes it): quantize died with it, with no message."""
+    _refused_undeclared(tmp_path, hostile.unnamed_required_output(op_type), (8, 4),
+                        f"({op_type}) leaves output 1 (outputs) unnamed",
+                        "optional output only")
+
+
 def test_an_onnxruntime_fused_op_is_sent_back_to_the_export(tmp_path):
     """A new-user trial: BERT and GPT-2 after onnxruntime's transformer optimizer (and a CNN
     saved by an optimizing session: FusedConv) were refused with the advice to declare

@@ -420,6 +420,7 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model",
     if tensors_only:
         _check_tensor_interface(model.graph, source)
         _check_outputs(model.graph, initializers, source)
+        _check_unnamed_outputs(model, source)
     try:
         return _graph(model, g, initializers, source)
     except UserError as err:
@@ -757,6 +758,39 @@ def _check_outputs(g: onnx.GraphProto, initializers: dict, source: str) -> None:
             raise UserError(f"{source}: graph output {name!r} is {what}, not computed by a "
                             "node, which ONNX allows but the quantized model cannot hold: it "
                             "computes every output from a node (drop it from the outputs)")
+
+
+def _check_unnamed_outputs(model: onnx.ModelProto, source: str) -> None:
+    """No node (its subgraphs' included) leaves an output slot unnamed that its ONNX schema
+    does not mark optional: ONNX allows an empty name only for an optional output, the checker
+    passes one anywhere, and onnxruntime 1.32 crashes (SIGSEGV) running such a model (a
+    Split's second output, an If's), which took the quantize command with it, with no
+    message. An op no schema describes (a custom domain's) is left to onnxruntime."""
+    from .model import subgraphs
+
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    graphs = [model.graph]
+    graphs += [inner for proto in model.graph.node for attr in proto.attribute
+               for inner in subgraphs(onnx.helper.get_attribute_value(attr))]
+    for graph in graphs:
+        for proto in graph.node:
+            if "" not in proto.output:
+                continue
+            domain = proto.domain or "ai.onnx"
+            try:
+                formals = onnx.defs.get_schema(proto.op_type, opsets.get(domain, 1),
+                                               proto.domain).outputs
+            except onnx.defs.SchemaError:
+                continue
+            for slot, name in enumerate(proto.output):
+                if name or not formals:
+                    continue
+                formal = formals[min(slot, len(formals) - 1)]
+                if formal.option != onnx.defs.OpSchema.FormalParameterOption.Optional:
+                    raise UserError(
+                        f"{source}: node {proto.name or proto.op_type!r} ({proto.op_type}) "
+                        f"leaves output {slot} ({formal.name}) unnamed, which ONNX allows for "
+                        "an optional output only (onnxruntime crashes running it): name it")
 
 
 def load_graph(path: str | os.PathLike, parsed: ParsedFile | None = None,
