@@ -178,3 +178,26 @@ def test_the_table_refuses_what_is_no_op_type(value, said):
     with pytest.raises(UserError) as refusal:
         OperatorTable(float_types=value)
     assert said in str(refusal.value)
+
+
+def test_a_type_folded_at_load_is_still_refused_as_declared(tmp_path, capsys):
+    """A BatchNorm is folded into its Conv at load: quantize, checking the prepared graph,
+    had said the model 'holds no node of that op type'; it is declared, and said so."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")]
+    inits += [numpy_helper.from_array(value.astype(np.float32), name) for name, value in [
+        ("g", rng.random(4) + 0.5), ("b", rng.normal(size=4)), ("mu", rng.normal(size=4)),
+        ("var", rng.random(4) + 0.5)]]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "mu", "var"], ["y"],
+                              name="bn")]
+    path, calib = tmp_path / "m.onnx", tmp_path / "c.npy"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "bn", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["n", 3, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits),
+        opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(calib, rng.normal(size=(8, 3, 8, 8)).astype(np.float32))
+    for command in (["audit"], ["quantize", "--calib", str(calib), "-o", str(tmp_path / "q.onnx")]):
+        assert main([*command, str(path), "--float-op", "BatchNormalization"]) == 2
+        err = capsys.readouterr().err
+        assert "node 'bn' (BatchNormalization)" in err and "is declared" in err, err

@@ -232,21 +232,22 @@ def _op_types(float_types: object) -> frozenset[str]:
     return frozenset(types)
 
 
-def check_float_types(graph: Graph, table: OperatorTable, loaded: Iterable[str] = ()) -> None:
+def check_float_types(graph: Graph, table: OperatorTable, loaded: Graph | None = None) -> None:
     """Refuse, in one line, an op type of ``table.float_types`` (``--float-op``) that keeps no
     node of the prepared ``graph`` in float: none of the model's nodes has it (a misspelt
     ``Lstm`` would otherwise change nothing, and the refusal it was meant to lift would
-    follow), except an op type of ``loaded`` (the file's node types as read, before
-    preparing: nodes no output reads are dropped then, and the option asks nothing wrong
-    there; and checking the file as read had refused a type found only in the branch an If
-    of a constant condition is replaced by), the catalog
-    declares its nodes (they keep their proved rule; ``--keep-float-tensor`` keeps a tensor in
-    float), or its node runs subgraphs or ONNX sequences, which onnxruntime cannot run as a
-    node alone."""
+    follow), the catalog declares its nodes (they keep their proved rule;
+    ``--keep-float-tensor`` keeps a tensor in float), or its node runs subgraphs or ONNX
+    sequences, which onnxruntime cannot run as a node alone. ``loaded``: the file as read,
+    before preparing, where it holds nodes of a type the prepared graph lacks: those were
+    dropped (read by no output, or folded as a BatchNorm into its Conv) and are checked
+    there, refused only where declared. Checking only the file as read had refused a type
+    found in the branch an If of a constant condition is replaced by; checking only the
+    prepared graph, an LSTM no output reads, as 'no node of that op type'."""
     for op_type in sorted(table.float_types):
-        nodes = [node for node in graph.nodes if node.op_type == op_type]
-        if not nodes and op_type in loaded:
-            continue
+        nodes, where = [node for node in graph.nodes if node.op_type == op_type], graph
+        if not nodes and loaded is not None:
+            nodes, where = [node for node in loaded.nodes if node.op_type == op_type], loaded
         if not nodes:
             present = sorted({node.op_type for node in graph.nodes
                               if table.lookup(node, graph)[0] is None})
@@ -255,22 +256,28 @@ def check_float_types(graph: Graph, table: OperatorTable, loaded: Iterable[str] 
                 "types are case-sensitive, as ONNX spells them"
                 + (f"; its undeclared ones: {', '.join(present)})" if present else
                    "; every node of it is declared)"))
-        declared = next((node for node in nodes if not table.kept_in_float(node, graph)), None)
-        if declared is not None:
-            op = table.lookup(declared, graph)[0]
-            where = ("the built-in catalog" if table.declaration_key(declared) is None
-                     else table.source or "operators=")
+        _check_kept(op_type, nodes, where, table)
+
+
+def _check_kept(op_type: str, nodes: list[Node], graph: Graph, table: OperatorTable) -> None:
+    """Refuse ``--float-op op_type`` where one of ``nodes`` (of ``graph``) is declared or
+    runs subgraphs or ONNX sequences (:func:`check_float_types`)."""
+    declared = next((node for node in nodes if not table.kept_in_float(node, graph)), None)
+    if declared is not None:
+        op = table.lookup(declared, graph)[0]
+        where = ("the built-in catalog" if table.declaration_key(declared) is None
+                 else table.source or "operators=")
+        raise UserError(
+            f"--float-op {op_type}: {declared.label} of {graph.source} is declared "
+            f"({op.name if op is not None else op_type}, {where}): "
+            "the option keeps in float only op types no declaration describes; "
+            "--keep-float-tensor keeps a declared node's output in float")
+    for node in nodes:
+        if any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values()) or (
+                node.in_onnx_domain and _sequences(node.op_type)):
             raise UserError(
-                f"--float-op {op_type}: {declared.label} of {graph.source} is declared "
-                f"({op.name if op is not None else op_type}, {where}): "
-                "the option keeps in float only op types no declaration describes; "
-                "--keep-float-tensor keeps a declared node's output in float")
-        for node in nodes:
-            if any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values()) or (
-                    node.in_onnx_domain and _sequences(node.op_type)):
-                raise UserError(
-                    f"--float-op {op_type}: {node.label} of {graph.source} runs subgraphs or "
-                    "ONNX sequences, which ptq-verify cannot run as a node alone")
+                f"--float-op {op_type}: {node.label} of {graph.source} runs subgraphs or "
+                "ONNX sequences, which ptq-verify cannot run as a node alone")
 
 
 def _beyond_declaration(node: Node) -> str:

@@ -192,7 +192,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
         original, refused = load_graph(path, tensors_only=False), str(err)
     table = OperatorTable.of(table)
     prepared = prepare(load_graph(path, tensors_only=refused is None), table)
-    check_float_types(prepared, table, {node.op_type for node in original.nodes})
+    check_float_types(prepared, table, original)
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
     # normalizations in parts run in float, as quantize runs them (found from the rules)
