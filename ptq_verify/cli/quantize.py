@@ -205,7 +205,7 @@ def run(args) -> int:
     graph = load_graph(source, parsed)
     loaded_types = {node.op_type for node in graph.nodes}  # (before prepare drops any)
     prepare(graph, declared)  # (in place)
-    dropped = declared.float_types & loaded_types - {node.op_type for node in graph.nodes}
+    dropped = declared.float_types & (loaded_types - {node.op_type for node in graph.nodes})
     # the file read again only where prepare dropped every node of a --float-op type
     check_float_types(graph, declared, load_graph(source) if dropped else None)
     del parsed  # (taken over by the graph's loading: let it go with it)
