@@ -27,7 +27,7 @@ calibrate (and trace the export) and a further column measures each file on the 
 which neither quantizer saw (a range fitted exactly to the calibration rows, as the peer's
 [min, max] with a zero point, can clip there; docs/benchmarks-real.md).
 
-Run:  python benchmarks/zoo.py [--peer] [--held-out] [MODEL ...]
+Run:  python benchmarks/zoo.py [--peer] [--held-out] [--samples N] [MODEL ...]
       (~16 min on 2 cores; needs the bench extra)
 """
 
@@ -345,13 +345,20 @@ def run(name: str, exporter: str, opset: int, folder: Path, peer: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BATCH  # --samples sets it for export()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="some of: " + ", ".join(architectures()))
     parser.add_argument("--peer", action="store_true",
                         help="also onnxruntime's quantize_static (per-channel) on each export")
     parser.add_argument("--held-out", action="store_true",
                         help=f"calibrate on {BATCH} inputs and measure on {BATCH} others as well")
+    parser.add_argument("--samples", type=int, default=BATCH,
+                        help=f"calibration inputs (and held-out ones) per model (default {BATCH}): "
+                        "how much room a range needs beyond its calibrated values depends on it")
     args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error(f"--samples {args.samples}: must be at least 1")
+    BATCH = args.samples
     names = args.models or list(architectures())
     columns = ("model", "export", "quantize / audit", "integer / float / static",
                "8-bit qdq SQNR (dB)", *([HELD] if args.held_out else []),
