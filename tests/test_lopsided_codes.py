@@ -8,11 +8,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from models import Builder
 from onnx import numpy_helper
 from test_mixed_precision import FIXTURES, _data
 
 from ptq_verify.cli import main
-from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
+from ptq_verify.engine.stats import SAMPLE_EXTREMES, TensorStats
+from ptq_verify.graph import graph_from_onnx
 
 MODEL = FIXTURES / "digits_cnn.legacy.opset13.onnx"
 GELU = "/1/Mul_1_output_0"
@@ -32,11 +35,15 @@ def test_a_lopsided_range_takes_all_its_codes_over_itself(models):
     assert stats.minimum < 0 < stats.maximum and -stats.minimum < stats.maximum / 4
     code = built[False].codes[GELU]
     assert code.low < 0 < 127 < code.high and code.high - code.low == 255
-    # the long side's end and twice the short side's round inside the codes: the step is that
-    # span over 254, where the signed codes' is the reach over 127
-    assert code.low <= 2 * stats.minimum * code.scale
+    # the long side's end and the short side's with its room (where unseen samples may reach,
+    # at most its reach doubled) round inside the codes: the step is that span over 254,
+    # where the signed codes' is the reach over 127; every sample's GELU reaches its least
+    # value, -0.17, so the room is all but none
+    least = max(2 * stats.minimum, stats.unseen_extremes()[0])
+    assert least == pytest.approx(stats.minimum, abs=0.01)
+    assert code.low <= least * code.scale
     assert stats.maximum * code.scale <= code.high
-    assert code.scale == pytest.approx(254 / (stats.maximum - 2 * stats.minimum))
+    assert code.scale == pytest.approx(254 / (stats.maximum - least))
     assert built[True].codes[GELU].low == -128 and built[True].codes[GELU].high == 127
 
 
@@ -101,3 +108,63 @@ def test_symmetric_says_when_it_changed_nothing(tmp_path, capsys):
     assert main(["quantize", "mlp_relu", "-o", str(tmp_path / "q.onnx"), "--no-progress",
                  "--symmetric"]) == 0
     assert "no activation's calibrated range is lopsided" in capsys.readouterr().out
+
+
+def _one_sided(scattered: bool, samples: int = 16) -> np.ndarray:
+    """Rows within [-0.3, 4], every one reaching 4; the short side reaches -2 on the first
+    row and, ``scattered``, on no other (the rest stop near -0.3), else on every row."""
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-0.3, 4.0, (samples, 64)).astype(np.float32)
+    rows[:, 1] = 4.0
+    rows[:, 0] = -2.0
+    if scattered:
+        rows[1:, 0] = rng.uniform(-0.3, -0.1, samples - 1)
+    return rows
+
+
+def test_unseen_extremes_read_the_scatter_of_the_per_sample_extremes():
+    """Extremes every sample reaches get no room; one set by a single sample gets room in
+    proportion to how far the others stay from it; either side alike."""
+    agreeing, scattered = TensorStats(histogram=None), TensorStats(histogram=None)
+    agreeing.update(_one_sided(False), samples=16)
+    scattered.update(_one_sided(True), samples=16)
+    assert agreeing.minimum == scattered.minimum == -2.0
+    assert agreeing.unseen_extremes() == pytest.approx((-2.0, 4.0))
+    low, high = scattered.unseen_extremes()
+    assert low < -2.0 - 0.1 and high == pytest.approx(4.0)
+    mirrored = TensorStats(histogram=None)
+    mirrored.update(-_one_sided(True), samples=16)
+    assert mirrored.unseen_extremes() == pytest.approx((-high, -low))
+    # a few numbers a tensor, however many samples
+    for _ in range(10):
+        scattered.update(_one_sided(True), samples=16)
+    assert scattered.sample_lows.size == scattered.sample_highs.size == SAMPLE_EXTREMES
+    assert scattered.samples == 176
+
+
+def test_unseen_extremes_need_the_samples_told_apart():
+    """A batch whose sample count is not known (or whose first axis is not it) leaves where
+    unseen samples may reach unknown, as do fewer than two samples."""
+    one, untold, other_axis = (TensorStats(histogram=None) for _ in range(3))
+    one.update(_one_sided(False, samples=1), samples=1)
+    untold.update(_one_sided(False))
+    other_axis.update(_one_sided(False), samples=8)
+    assert one.unseen_extremes() is untold.unseen_extremes() is other_axis.unseen_extremes() is None
+
+
+def _input_codes(rows: np.ndarray):
+    builder = Builder(seed=0)
+    hidden = builder.add("Relu", [builder.dense("input", 64, 16)])
+    graph = prepare(graph_from_onnx(builder.model(builder.dense(hidden, 16, 10))))
+    return quantize(graph, calibrate(graph, {"input": rows}, progress=False), 8).codes["input"]
+
+
+def test_a_short_side_every_sample_reaches_takes_its_exact_range():
+    """The calibrated [-2, 4] where every sample reaches -2: codes over [-2, 4] (a 1.33x finer
+    step than the signed codes' over [-4, 4]); where one sample of sixteen does, the short
+    side's room (capped at its reach doubled, [-4, 4]) leaves no finer step: signed codes. A
+    fixed doubling gave both the signed codes."""
+    agreeing, scattered = _input_codes(_one_sided(False)), _input_codes(_one_sided(True))
+    assert (scattered.low, scattered.high) == (-128, 127)
+    assert agreeing.high - agreeing.low == 255 and agreeing.low > -128
+    assert agreeing.scale == pytest.approx(254 / 6.0, rel=1e-3)

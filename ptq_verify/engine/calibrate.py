@@ -146,6 +146,15 @@ class Calibration:
             return None
         return float(stats.minimum), float(stats.maximum)
 
+    def unseen_extremes(self, tensor: str, levels: int) -> tuple[float, float] | None:
+        """:meth:`.stats.TensorStats.unseen_extremes` of ``tensor`` where the method keeps
+        max-abs ranges at ``levels`` (as :meth:`extremes`); None where it clips or they are
+        not known."""
+        stats = self.stats.get(tensor)
+        if stats is None or self._clips(levels):
+            return None
+        return stats.unseen_extremes()
+
     def _clips(self, levels: int) -> bool:
         return self.method in ("percentile", "mse") or (
             self.method == "auto" and levels < AUTO_MSE_LEVELS)
@@ -353,9 +362,12 @@ def calibrate(
             else:
                 plain[name] = value
 
-    def record(name: str, value: np.ndarray, peaks: tuple | None = None) -> None:
+    def record(name: str, value: np.ndarray, peaks: tuple | None = None,
+               whole: bool = True) -> None:
+        """Add ``value`` to ``name``'s statistics (``whole``: it holds the batch's samples
+        along its first axis, not a masked sum's kept positions, flattened)."""
         try:
-            stats[name].update(value, peaks)
+            stats[name].update(value, peaks, size if whole else None)
         except ValueError:  # (Clip to [+inf, -inf], exp overflow, a Softmax of a row all
             # -inf: a decoder's mask over left padding, guarded by IsNaN after it)
             non_finite.setdefault(
@@ -425,7 +437,7 @@ def calibrate(
                 if finite.size:
                     dropped_reach[name] = max(dropped_reach.get(name, 0.0), float(finite.max()))
                 value, peaks = value[kept], None
-            record(name, value, peaks)
+            record(name, value, peaks, kept is None)
 
     total = next(iter(feeds.values())).shape[0]
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through

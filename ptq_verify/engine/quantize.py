@@ -76,8 +76,9 @@ ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
 CHANNEL_GAIN = 16.0
 # A tensor whose calibrated range is lopsided around 0 takes 2^n codes over that range instead of
 # the signed ones centred on 0 where its step is at least this much finer (docs/engine.md,
-# lopsided ranges): about 2 dB of its rounding noise, against a range with no headroom on the
-# short side for values beyond the calibrated ones.
+# lopsided ranges): about 2 dB of its rounding noise, against a range whose short side has only
+# the room its calibration samples' scatter gives it (1.0 to 1.15 with that room: gains on most
+# held-out rows, but up to -0.7 dB on MobileNetV2 at 8 and 16 samples; docs/benchmarks-real.md).
 LOPSIDED_GAIN = 1.25
 WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the max first
 WEIGHT_ROUNDING = ("nearest", "optq")
@@ -491,12 +492,15 @@ class _Builder:
     def _lopsided(self, tensor: str, reach: float, levels: int
                   ) -> tuple[float, float, float] | None:
         """(scale, low, high) of 2 * (levels + 1) consecutive codes (2^n) over the calibrated
-        range of ``tensor`` where that range is lopsided around 0 (a GELU's [-0.17, 3.7], a
-        Hardswish's [-0.37, 6]) enough that its step is LOPSIDED_GAIN times finer than the
-        signed codes' reach / levels; None otherwise. The codes stay round(x * scale), 0 at 0,
-        so every rule and kernel reads them as before; only the range differs from
-        [-levels - 1, levels], and an 8-bit container holds it with a zero point (qdq:
-        quantize_static's asymmetric activations; integer: the products' zero-point inputs).
+        range of ``tensor``, its short side moved out to where unseen samples may reach
+        (:meth:`.stats.TensorStats.unseen_extremes`; at most doubled, and doubled where the
+        per-sample extremes are not known), where that range is lopsided around 0 (a GELU's
+        [-0.17, 3.7], a Hardswish's [-0.37, 6]) enough that its step is LOPSIDED_GAIN times
+        finer than the signed codes' reach / levels; None otherwise. The codes stay
+        round(x * scale), 0 at 0, so every rule and kernel reads them as before; only the
+        range differs from [-levels - 1, levels], and an 8-bit container holds it with a
+        zero point (qdq: quantize_static's asymmetric activations; integer: the products'
+        zero-point inputs).
         Not where the method clips (its ranges are of |x|), where a static operand
         saturated positions of the sum, on a tensor bias absorption shifted (its least value
         is 0 up to float32 rounding, and its range follows absorption's rule), nor on a graph
@@ -508,10 +512,16 @@ class _Builder:
         if extremes is None or not all(np.isfinite(extremes)):
             return None
         least, largest = extremes
-        # the short side's calibrated reach doubled: room for values beyond it that the
-        # calibration data did not show (without it, EfficientNet-Lite1's signed projection
-        # outputs clipped on evaluation crops: -0.6 dB of logit SQNR; docs/engine.md)
-        least, largest = (2 * least, largest) if largest >= -least else (least, 2 * largest)
+        # the short side's room for values the calibration data did not show: where unseen
+        # samples may reach, read from the scatter of its per-sample extremes, at most its
+        # calibrated reach doubled (the room it had before; without room, EfficientNet-Lite1's
+        # signed projection outputs clipped on evaluation crops: -0.6 dB of logit SQNR, and
+        # the exact range lost 3.6 dB on MobileNetV2 calibrated on 8 samples; docs/engine.md)
+        unseen = self.cal.unseen_extremes(tensor, levels) or (2 * least, 2 * largest)
+        if largest >= -least:
+            least = max(2 * least, min(least, unseen[0]))
+        else:
+            largest = min(2 * largest, max(largest, unseen[1]))
         span = largest - least
         codes = 2 * (levels + 1)
         # one step fewer than the codes have over the span, so that either end rounds inside
