@@ -168,3 +168,22 @@ def test_a_short_side_every_sample_reaches_takes_its_exact_range():
     assert (scattered.low, scattered.high) == (-128, 127)
     assert agreeing.high - agreeing.low == 255 and agreeing.low > -128
     assert agreeing.scale == pytest.approx(254 / 6.0, rel=1e-3)
+
+
+def test_no_per_sample_extremes_are_kept_for_a_range_that_cannot_be_lopsided():
+    """A range that starts at 0 or whose short side is beyond LOPSIDED_SHORT_SIDE of its long
+    one never takes lopsided codes, whatever its room: calibration keeps no per-sample
+    extremes for it (two passes over every activation saved), and it is read as any range
+    whose room is unknown."""
+    from ptq_verify.engine.stats import LOPSIDED_SHORT_SIDE
+
+    rows = _one_sided(True)
+    for values in (np.abs(rows), rows * np.where(rows < 0, 4.0 / 2.0, 1.0)):
+        stats = TensorStats(histogram=None)
+        stats.update(values, samples=16)
+        short, long = sorted((-stats.minimum, stats.maximum))
+        assert short <= 0 or short > LOPSIDED_SHORT_SIDE * long
+        assert stats.sample_lows is None and stats.unseen_extremes() is None
+    kept = TensorStats(histogram=None)
+    kept.update(rows, samples=16)
+    assert kept.sample_lows.size == SAMPLE_EXTREMES

@@ -54,6 +54,7 @@ from .rules import (
     tensor_weight_slot,
     weight_layout,
 )
+from .stats import LOPSIDED_GAIN
 from .steps import IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -75,11 +76,11 @@ ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
 # factor (2 bits) and every reader takes per-channel codes (docs/engine.md).
 CHANNEL_GAIN = 16.0
 # A tensor whose calibrated range is lopsided around 0 takes 2^n codes over that range instead of
-# the signed ones centred on 0 where its step is at least this much finer (docs/engine.md,
-# lopsided ranges): about 2 dB of its rounding noise, against a range whose short side has only
-# the room its calibration samples' scatter gives it (1.0 to 1.15 with that room: gains on most
-# held-out rows, but up to -0.7 dB on MobileNetV2 at 8 and 16 samples; docs/benchmarks-real.md).
-LOPSIDED_GAIN = 1.25
+# the signed ones centred on 0 where its step is at least LOPSIDED_GAIN times finer (stats.py;
+# docs/engine.md, lopsided ranges): about 2 dB of its rounding noise, against a range whose
+# short side has only the room its calibration samples' scatter gives it (1.0 to 1.15 with that
+# room: gains on most held-out rows, but up to -0.7 dB on MobileNetV2 at 8 and 16 samples;
+# docs/benchmarks-real.md).
 WEIGHT_CLIP_FRACTIONS = np.linspace(1.0, 0.5, 26)  # of a channel's max |w|; the max first
 WEIGHT_ROUNDING = ("nearest", "optq")
 

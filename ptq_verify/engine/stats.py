@@ -16,6 +16,13 @@ BINS = 2048
 # per-sample maxima): enough order statistics for the tail's scale to average over several
 # spacings (:meth:`TensorStats.unseen_extremes`), few enough to stay a few numbers a tensor.
 SAMPLE_EXTREMES = 8
+# A range lopsided around 0 takes 2^n codes over itself (quantize's lopsided codes) only where
+# their step is this much finer than the signed codes' reach / levels: a span (both sides, the
+# short one with its room) of at most 2 / LOPSIDED_GAIN times the reach.
+LOPSIDED_GAIN = 1.25
+# So a short side beyond this fraction of the long one never takes them, whatever its room:
+# no per-sample extremes are kept for such a range (two passes over the values saved).
+LOPSIDED_SHORT_SIDE = 2 / LOPSIDED_GAIN - 1
 
 
 @dataclass
@@ -108,7 +115,11 @@ class TensorStats:
         """Merge the extremes of each of ``raw``'s ``samples`` rows into the kept ones."""
         if self.sample_lows is None or self.sample_highs is None:
             return
-        if not samples or raw.ndim == 0 or raw.shape[0] != samples:
+        short, long = sorted((-self.minimum, self.maximum))
+        if (not samples or raw.ndim == 0 or raw.shape[0] != samples
+                or not 0 < short <= LOPSIDED_SHORT_SIDE * long):
+            # (a range no wider than it may grow lopsided later: it then takes the doubled
+            # short side, :meth:`unseen_extremes` being None, as any range without them)
             self.sample_lows = self.sample_highs = None
             return
         rows = raw.reshape(samples, -1)
