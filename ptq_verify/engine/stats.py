@@ -118,8 +118,8 @@ class TensorStats:
         short, long = sorted((-self.minimum, self.maximum))
         if (not samples or raw.ndim == 0 or raw.shape[0] != samples
                 or not 0 < short <= LOPSIDED_SHORT_SIDE * long):
-            # (a range no wider than it may grow lopsided later: it then takes the doubled
-            # short side, :meth:`unseen_extremes` being None, as any range without them)
+            # (a range that turns lopsided only in a later batch takes the doubled short
+            # side then, :meth:`unseen_extremes` being None, as any range without them)
             self.sample_lows = self.sample_highs = None
             return
         rows = raw.reshape(samples, -1)
