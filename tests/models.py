@@ -22,6 +22,17 @@ def digits(count: int = 200, image: bool = False, offset: int = 0) -> np.ndarray
     return x.reshape(-1, 1, 8, 8) if image else x
 
 
+def output_unit(model, name: str, values: np.ndarray) -> np.ndarray | float:
+    """What one code of graph output ``name`` of quantized ``model`` is worth, to count a
+    format's difference from the simulation in codes: the output's scale, or for an output a
+    float node gives in float (a LogSoftmax, a LayerNorm: no codes of its own), the 8-bit
+    step of signed codes over the values' reach, the codes it would have had; a code flipped
+    before it (onnxruntime's requantization in a qdq file) moves it by about that much."""
+    if name in model.output_scales:
+        return np.asarray(model.output_scales[name])
+    return 127 / max(float(np.abs(values).max()), 1e-30)
+
+
 class Builder:
     """Appends nodes with unique names; weights drawn from one seeded generator."""
 
@@ -154,6 +165,16 @@ def softmax_middle() -> onnx.ModelProto:
     b = Builder(5)
     h = b.add("Softmax", [b.dense("input", 64, 16)], axis=1)
     return b.model(b.dense(h, 16, 10), "softmax_middle")
+
+
+def log_softmax_last() -> onnx.ModelProto:
+    """A classifier ending in LogSoftmax whose logits barely differ (small weights, as a
+    random-weight or untrained CTC head's): every output lies near -log(10), a narrow range
+    far from 0, and the top two classes are closer than an 8-bit step of a range from 0."""
+    b = Builder(31)
+    w = b.const(b.weight(10, 64, fan_in=64) * 0.05, "W")
+    h = b.add("Gemm", ["input", w, b.const(np.zeros(10, np.float32), "b")], transB=1)
+    return b.model(b.add("LogSoftmax", [h], axis=1), "log_softmax_last")
 
 
 def pad_constant() -> onnx.ModelProto:

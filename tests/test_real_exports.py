@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from models import output_unit
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
@@ -120,7 +121,7 @@ def test_export_quantizes_matches_onnxruntime_and_stays_close(name):
     reference = _first_output(path, test)
     simulated = model.run(test)["output"]
     exported = _first_output(model.to_onnx(), test)
-    scale = np.asarray(model.output_scales["output"])
+    scale = output_unit(model, "output", simulated)
     _same_codes(exported, simulated, scale)
     # every weight layer that mixes channels runs on integers (a normalization in parts, its
     # gamma included, may run in float: tests/test_invariant_regions.py)
@@ -172,7 +173,7 @@ def test_every_attention_of_an_opset_23_export_runs_on_integers():
         assert all("scale" in {a.name for a in node.attribute}
                    for node in written.graph.node if node.op_type == "Attention"), form
         _same_codes(_first_output(written, test), simulated,
-                    np.asarray(model.output_scales["output"]))
+                    output_unit(model, "output", simulated))
     assert sqnr_db(_first_output(path, test), simulated) > 30
 
 
@@ -190,7 +191,7 @@ def test_a_free_sequence_axis_stays_free_after_quantization(name, length):
     test["attention_mask"][:, 0] = 1  # every text keeps a token
     reference = _first_output(path, test)
     simulated = model.run(test)["output"]
-    scale = np.asarray(model.output_scales["output"])
+    scale = output_unit(model, "output", simulated)
     for form in ("qdq", "integer", "simulation"):
         exported = _first_output(model.to_onnx(form), test)
         assert exported.shape == reference.shape, form
@@ -647,8 +648,8 @@ def test_relu_at_opset_13_runs_on_integers_in_the_integer_format():
     kinds = [node.op_type for node in integer.graph.node]
     assert kinds.count("Conv") == 0 and kinds.count("ConvInteger") == 2
     test = _data(name, "test")
-    _same_codes(_first_output(integer, test), model.run(test)["output"],
-                np.asarray(model.output_scales["output"]))
+    simulated = model.run(test)["output"]
+    _same_codes(_first_output(integer, test), simulated, output_unit(model, "output", simulated))
 
 
 def test_the_integer_format_headline_counts_the_nodes_it_leaves_in_float(tmp_path, capsys):

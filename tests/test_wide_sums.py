@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from models import cnn, digits
+from models import cnn, digits, output_unit
 from test_channel_codes import FIXTURES, _data
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
@@ -89,7 +89,7 @@ def test_every_format_runs_wide_sums(models, form):
     if form == "qdq":  # onnxruntime requantizes with its own float32 multipliers
         assert sqnr_db(simulated, exported) > 30
     else:
-        scale = np.asarray(wide.output_scales["output"])
+        scale = output_unit(wide, "output", simulated)
         assert np.max(np.abs(exported - simulated) * scale) < 0.5, f"{form} differs by a code"
 
 
