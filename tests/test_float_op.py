@@ -201,3 +201,45 @@ def test_a_type_folded_at_load_is_still_refused_as_declared(tmp_path, capsys):
         assert main([*command, str(path), "--float-op", "BatchNormalization"]) == 2
         err = capsys.readouterr().err
         assert "node 'bn' (BatchNormalization)" in err and "is declared" in err, err
+
+
+def _sequence_first_gru() -> onnx.ModelProto:
+    """A GRU as torch's legacy exporter writes ``nn.GRU(8, 16)`` (batch_first=False) called
+    with an initial state: inputs x (seq, batch, 8) and h0 (1, batch, 16), output Y squeezed
+    to (seq, batch, 16)."""
+    rng = np.random.default_rng(0)
+    weights = {"w": (1, 48, 8), "r": (1, 48, 16), "b": (1, 96)}
+    constants = [numpy_helper.from_array((0.3 * rng.standard_normal(shape)).astype(np.float32),
+                                         name) for name, shape in weights.items()]
+    constants.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
+    nodes = [helper.make_node("GRU", ["x", "w", "r", "b", "", "h0"], ["y4"], name="gru",
+                              hidden_size=16, linear_before_reset=1),
+             helper.make_node("Squeeze", ["y4", "axes"], ["y"], name="squeeze")]
+    graph = helper.make_graph(
+        nodes, "gru_h0",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 8]),
+         helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, "batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["seq", "batch", 16])], constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_sequence_first_model_is_told_its_batch_is_not_axis_0(tmp_path, capsys):
+    """x (seq, batch, 8) and h0 (1, batch, 16) take no layout with one row per sample along
+    every axis 0: a new-user trial's GRU with its initial state as an input was refused as
+    holding 'different numbers of samples ... batch first', and the audit asked for 'batch
+    first' data in the (seq, batch, 8) it printed. Both now name the batch axis and the way
+    forward; a batch-first model with two inputs is not told so."""
+    path, calib = tmp_path / "m.onnx", tmp_path / "c.npz"
+    onnx.save(_sequence_first_gru(), path)
+    rng = np.random.default_rng(1)
+    np.savez(calib, x=rng.standard_normal((10, 32, 8)).astype(np.float32),
+             h0=rng.standard_normal((1, 32, 16)).astype(np.float32))
+    said = "axis 1 of 'x' and axis 1 of 'h0' alike, 'batch': that is its batch, not axis 0"
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
+                 "--float-op", "GRU", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and said in err and "batch_first=True" in err
+    assert main(["audit", str(path), "--float-op", "GRU"]) == 0
+    assert said in capsys.readouterr().out
+    assert main(["audit", str(FIXTURES / "tiny_bert_dynamic.legacy.opset17.onnx")]) == 0
+    assert "not axis 0" not in capsys.readouterr().out

@@ -306,7 +306,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
     if len(sizes) > 1:
         raise UserError(f"{what}: inputs hold different numbers of samples along their first "
                         f"axis ({_first_axes(graph, feeds)}); every input holds one row per "
-                        "sample, batch first" + _shared_input_hint(graph))
+                        "sample, batch first" + (batch_not_first(graph)
+                                                 or _shared_input_hint(graph)))
     _check_named_dimensions(graph, feeds, what)
     empty = next((info for info in graph.inputs if info.shape and info.shape[0] == 0), None)
     if empty is not None:
@@ -507,6 +508,31 @@ def _first_axes(graph: Graph, feeds: Feeds) -> str:
         named = f", the model's {declared!r}" if declared not in (None, "") else ""
         parts.append(f"{info.name!r} {len(feeds[info.name])}{named}")
     return "; ".join(parts)
+
+
+def batch_not_first(graph: Graph) -> str:
+    """Advice for a model whose inputs all name one dimension alike, away from axis 0 of one
+    of them, while their axes 0 differ: that dimension is its batch (a sequence-first GRU,
+    torch's ``batch_first=False``, with its initial state as a second input: x (seq, batch,
+    D), h0 (1, batch, H)), and no layout of the data makes one row per sample along every
+    axis 0. A new-user trial's such export was refused with 'batch first' only, and the
+    audit asked for 'batch first' data in the (seq, batch, 8) it printed. "" otherwise."""
+    shaped = [info for info in graph.inputs if info.shape]
+    if len(shaped) < 2 or len({info.shape[0] for info in shaped}) == 1:
+        return ""
+    shared = set.intersection(*({d for d in info.shape if isinstance(d, str) and d}
+                                for info in shaped))
+    for name in sorted(shared):
+        axes = [(info.name, info.shape.index(name)) for info in shaped]
+        if any(axis for _, axis in axes):
+            where = " and ".join(f"axis {axis} of {input_name!r}" for input_name, axis in axes)
+            return (f"; the model names {where} alike, {name!r}: that is its batch, not axis 0 (a "
+                    "sequence-first model, as torch's batch_first=False with an initial state "
+                    "as an input), and ptq-verify takes every sample along axis 0 of every "
+                    "input: export the model with every input batch first (batch_first=True, "
+                    "or a wrapper whose forward takes each input batch first and transposes "
+                    "it)")
+    return ""
 
 
 def _shared_input_hint(graph: Graph) -> str:

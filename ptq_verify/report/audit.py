@@ -18,7 +18,7 @@ import numpy as np
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
-from ..engine.data import keyword_name, savez_of
+from ..engine.data import batch_not_first, keyword_name, savez_of
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import KEPT_REASON, Action
@@ -107,6 +107,7 @@ class Audit:
     inputs: tuple[AuditInput, ...] = ()  # what the calibration file holds, one array each
     # attributes nodes leave out that their declarations' sample values stand for
     assumed: tuple[str, ...] = ()
+    batch_elsewhere: str = ""  # why no data is batch first along every input (batch_not_first)
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -233,7 +234,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
-                 tuple(table.assumed_attributes(original.nodes)))
+                 tuple(table.assumed_attributes(original.nodes)), batch_not_first(original))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
@@ -296,7 +297,7 @@ def inputs_line(audit: Audit) -> str:
     call = "" if all(keyword_name(name) for name in names) else f": {savez_of(names)}"
     return ("calibration data (--calib calib.npz): one array per input, keyed by its name, "
             "batch first: " + "; ".join(i.describe() for i in audit.inputs) + call
-            + " (docs/engine.md, making the calibration file)")
+            + " (docs/engine.md, making the calibration file)" + audit.batch_elsewhere)
 
 
 def _summary_lines(audit: Audit) -> list[str]:
