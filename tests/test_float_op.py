@@ -243,3 +243,13 @@ def test_a_sequence_first_model_is_told_its_batch_is_not_axis_0(tmp_path, capsys
     assert said in capsys.readouterr().out
     assert main(["audit", str(FIXTURES / "tiny_bert_dynamic.legacy.opset17.onnx")]) == 0
     assert "not axis 0" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(RECURRENT))
+def test_audit_without_the_option_names_it_for_a_recurrent_layer(name, capsys):
+    """A new user audits first: a CRNN's LSTMs were listed as 'unknown op type LSTM: ... (not
+    in the catalog)' with no way forward, where quantize's refusal names --float-op."""
+    assert main(["audit", str(FIXTURES / name)]) == 0
+    line, = (row for row in capsys.readouterr().out.splitlines()
+             if row.startswith(f"unknown op type {RECURRENT[name]}:"))
+    assert "recurrent layer" in line and f"--float-op {RECURRENT[name]} keeps it" in line

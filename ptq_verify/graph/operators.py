@@ -320,6 +320,13 @@ def _beyond_declaration(node: Node) -> str:
     return ""
 
 
+def beyond_declaration_hint(node: Node) -> str:
+    """:func:`_beyond_declaration` as audit's summary line takes it (no leading '; '): a new
+    user's audit of a CRNN listed its LSTMs as 'unknown op type ... (not in the catalog)' with
+    no way forward, where quantize's refusal of them names ``--float-op LSTM``."""
+    return _beyond_declaration(node).removeprefix("; ")
+
+
 def _draws_random(op_type: str) -> bool:
     """Whether the ONNX schema of ``op_type`` takes a ``seed`` attribute: the op draws random
     values (RandomUniformLike, Bernoulli; a torch dynamo export held one where the model's

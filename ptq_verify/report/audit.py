@@ -29,6 +29,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
 from ..graph.model import subgraphs
 from ..graph.operators import (
+    beyond_declaration_hint,
     check_float_types,
     model_codes_hint,
     quantized_hint,
@@ -264,7 +265,7 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
         KEPT if action.reason == KEPT_REASON else
         UNKNOWN if action.operator is None else UNFIT)
     hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
-            if verdict == UNKNOWN else "")
+            or beyond_declaration_hint(node) if verdict == UNKNOWN else "")
     return AuditEntry(
         action.name,
         # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
