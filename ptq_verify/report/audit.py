@@ -18,7 +18,7 @@ import numpy as np
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
-from ..engine.data import batch_not_first, keyword_name, savez_of
+from ..engine.data import batch_not_first, keyword_name, named_batch_hint, savez_of
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import KEPT_REASON, Action
@@ -235,7 +235,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
-                 tuple(table.assumed_attributes(original.nodes)), batch_not_first(original))
+                 tuple(table.assumed_attributes(original.nodes)),
+                 batch_not_first(original) or named_batch_hint(original))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
