@@ -1044,13 +1044,15 @@ class _Builder:
     @staticmethod
     def _tabulable(op: Operator | None) -> bool:
         """Whether a compensated node of ``op`` can become a table of codes in the integer
-        format (declared element-wise unary, lower/tables.py), which needs codes on its
-        output. Any other compensated node runs in float in every format, so its graph
-        output nothing reads is dequantized at once: n-bit codes there only round it. A CRNN
-        ending in LogSoftmax (values in [-2.57, -2.21], a range that takes 0 in: steps of
-        0.02 where the top two classes are 0.01 apart) had 34% frame agreement with the
-        float model at 52.5 dB; onnxruntime's quantize_static, which leaves it float, 98%."""
-        return op is not None and is_elementwise_unary(op)
+        format (declared element-wise unary, lower/tables.py; onnxruntime fuses its qdq form
+        likewise, QLinearSigmoid), which needs codes on its input and output. Any other
+        compensated node runs in float in every format: its graph output nothing reads is
+        dequantized at once, so n-bit codes there only round it, and a layer's output it
+        alone reads is held wide (:meth:`_takes_wide`). A CRNN ending in LogSoftmax (values
+        in [-2.57, -2.21], a range that takes 0 in: steps of 0.02 where the top two classes
+        are 0.01 apart) had 34% frame agreement with the float model at 52.5 dB;
+        onnxruntime's quantize_static, which leaves it float, 98%."""
+        return is_elementwise_unary(op)
 
     def _moves_exact_integers(self, node: Node, op: Operator | None, plan: NodeAction) -> bool:
         """Whether ``node`` only moves the elements (a selection, as a Reshape or Flatten) of
@@ -1444,15 +1446,10 @@ class _Builder:
                 if not (user.name in self._float or self._compensates_channels(user)
                         or self._plans[user.name].action is Action.COMPENSATE):
                     return False
-                if not sums and self._table_of_codes(user):
+                if not sums and self._plans[user.name].action is Action.COMPENSATE and (
+                        self._tabulable(self._ops[user.name])):  # (a table of n-bit codes)
                     return False
         return True
-
-    def _table_of_codes(self, node: Node) -> bool:
-        """Whether ``node`` is a compensated element-wise unary node, which the integer format
-        writes as a table of n-bit codes and onnxruntime fuses likewise (QLinearSigmoid)."""
-        return (self._plans[node.name].action is Action.COMPENSATE
-                and is_elementwise_unary(self._ops[node.name]))
 
     def _passes_codes_on(self, node: Node) -> bool:
         """Whether ``node`` is an element-wise selection with no parameter (a Cast to float32
