@@ -286,14 +286,12 @@ def test_cli_refuses_a_negative_count_before_any_work(tmp_path, capsys):
 
 
 def test_a_tensor_is_kept_for_what_it_gains_the_whole_model_not_its_cost_alone():
-    """The digits GELU MLP at 4 bits: each candidate is kept only where the whole quantized
-    model then does better (a new-user trial's decoder had lost 4 dB to --keep-float 1).
-    Its last GELU's output costs most alone as codes; kept in float, the model had done worse
-    on held-out data (16.4 dB against 19.5 with none), as the float region's last Linear
-    wrote the logits as 4-bit codes. Since a float node's graph output stays float that
-    region gains too (20.1 dB) and is taken. Measured on the test split, which the choice
-    never saw."""
-    name = FIXTURES / "digits_gelu_mlp.legacy.opset17.onnx"
+    """The digits MLP (dynamo export) at 4 bits: its GELU's output costs most alone as codes,
+    but kept in float the model gains 0.5 dB on held-out data (26.7 against 26.1 with none),
+    where its input in float gains 6 dB (32.0): each candidate is kept only where the whole
+    quantized model then does better (a new-user trial's decoder had lost 4 dB to
+    --keep-float 1). Measured on the test split, which the choice never saw."""
+    name = FIXTURES / "digits_mlp.dynamo.opset20.onnx"
     graph = load_model(str(name))
     with np.load(FIXTURES / "digits.calib.npz") as data:
         calibration = calibrate(graph, dict(data), progress=False)
@@ -309,8 +307,8 @@ def test_a_tensor_is_kept_for_what_it_gains_the_whole_model_not_its_cost_alone()
     alone = rank_activations(graph, calibration, _codes(graph, calibration, 4))[0]
     chosen = costliest(graph, calibration, 4, 1)
     assert len(chosen) == 1
-    assert held_out([chosen[0].tensor]) > held_out([]) + 0.3
-    assert held_out([alone.tensor]) > held_out([])  # (its float logits are no longer rounded)
+    assert chosen[0].tensor != alone.tensor
+    assert held_out([chosen[0].tensor]) > max(held_out([alone.tensor]), held_out([])) + 1
     assert "the quantized model" in chosen[0].describe()  # (the note says what it gained)
 
 
