@@ -394,8 +394,6 @@ class _Builder:
         self.kept_reasons: dict[str, str] = {}
         self.calibrated_unsigned: set[str] = set()  # held unsigned on a calibrated range >= 0
         self.wide_sums = True  # integers read only by sums and float nodes stay wide
-        # layer with weight parameters -> its largest sum of |integer weights| into one output
-        self._column_sums: dict[str, float] = {}
         self.lopsided = True  # a range lopsided around 0 may take 2^n codes over itself
         self.symmetric_instead: set[str] = set()  # lopsided ranges given symmetric codes
         self._layers: dict = {}  # node name -> LayerStats of its input patches
@@ -1256,12 +1254,13 @@ class _Builder:
         layout = weight_layout(op, rule)
         attrs = dict(node.attrs)
         real = set()
-        weight_scale, out_axis = self._weights(node, op, layout, inputs, constants, integers,
-                                               param_scale)
+        weight_scale, out_axis, weights_sum = self._weights(node, op, layout, inputs,
+                                                            constants, integers, param_scale)
+        own_weights = weights_sum is not None  # (weights and bias its parameters: Conv, Gemm)
         if weight_scale is None and tensor_weight is not None:
             weight_scale, out_axis = tensor_weight
-        if column_sum is None and node.name in self._column_sums:
-            column_sum = self._column_sums[node.name]
+        if column_sum is None:
+            column_sum = weights_sum
         bias_reach = 0.0
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
@@ -1364,7 +1363,6 @@ class _Builder:
             if reach is not None and column_sum is not None:
                 reach += bias_reach
             readers = ""  # who takes the output as the integers it was computed as
-            own_weights = node.name in self._column_sums
             if integer and reach is not None and reach <= BIAS_LIMIT and self._takes_wide(
                     original, sums=not own_weights):  # int32 holds it
                 readers = "read by float nodes" if own_weights else "read by sums, float nodes"
@@ -1635,18 +1633,19 @@ class _Builder:
 
     def _weights(self, node: Node, op: Operator, layout, inputs: list, constants: dict,
                  integers: dict, input_scale: np.ndarray | float = 1.0
-                 ) -> tuple[np.ndarray | float | None, int | None]:
-        """Quantize the weight inputs to integers; return their scale and the output axis
+                 ) -> tuple[np.ndarray | float | None, int | None, float | None]:
+        """Quantize the weight inputs to integers; return their scale, the output axis
         a per-channel scale runs along (``input_scale``: the scale the node's bias is taken
-        at, with the weights')."""
+        at, with the weights') and their largest sum of |integer weights| into one output
+        element (None: no weight input; all three None then)."""
         if layout is None:
-            return None, None
+            return None, None, None
         consts = self.consts
         slots = [s for s, name in enumerate(node.inputs)
                  if name in consts and (b := slot_binding(op, s)) is not None
                  and set(b.split()) <= layout.weights]
         if not slots:
-            return None, None
+            return None, None, None
         def per_tensor() -> float:
             peak = max(float(weight_reach(w, tuple(range(w.ndim)), self.signed_max).max())
                        for w in (consts[node.inputs[s]] for s in slots))
@@ -1654,6 +1653,7 @@ class _Builder:
 
         scale: np.ndarray | float | None = None
         out_axis = weight_axis = None
+        largest_sum = 0.0
         if self.per_channel and len(slots) == 1:
             scale, out_axis, weight_axis = self._per_channel(node, op, layout, slots[0],
                                                              input_scale)
@@ -1668,14 +1668,14 @@ class _Builder:
             if axis is None and (probed := self._targets.get(node.name)) and probed.slot == slot:
                 axis = probed.weight_axis  # the rounding's probe, with one scale per tensor
             channel_sum = _largest_channel_sum(np.abs(constants[inputs[slot]]), axis)
-            self._column_sums[node.name] = max(self._column_sums.get(node.name, 0.0), channel_sum)
+            largest_sum = max(largest_sum, channel_sum)
             bound = self.unsigned_max * channel_sum
             if bound >= EXACT_FLOAT32:
                 self._inexact_sums.add(node.name)
                 self.notes.append(
                     f"{node.label}: integer sums may reach {bound:.3g} > 2^24 at {self.bits} "
                     "bits; float32 accumulation may then round (onnxruntime can differ by a code)")
-        return scale, out_axis
+        return scale, out_axis, largest_sum
 
     def _round_weights(self, node: Node, weight: np.ndarray, scale) -> np.ndarray:
         """Integer weights (:meth:`_rounded`); records the bias correction the rounding calls
