@@ -156,10 +156,10 @@ def subgraphs(value: Any) -> list:
 def subgraph_reads(node: Node) -> set[str]:
     """The tensor names the node's subgraphs read or write (a branch may read any tensor of
     the scopes around it by name, not through the node's inputs)."""
-    return {name for value in node.attrs.values() for graph in subgraphs(value)
-            for proto in graph.node for name in (*proto.input, *proto.output) if name} | {
-        out.name for value in node.attrs.values() for graph in subgraphs(value)
-        for out in graph.output}
+    graphs = [graph for value in node.attrs.values() for graph in subgraphs(value)]
+    return {name for graph in graphs for proto in graph.node
+            for name in (*proto.input, *proto.output) if name} | {
+        out.name for graph in graphs for out in graph.output}
 
 
 def require_graph(graph: object, caller: str) -> None:

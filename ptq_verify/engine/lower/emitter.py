@@ -14,6 +14,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from ...graph import Graph, Node
+from ...graph.model import subgraphs
 from ...graph.onnx_io import node_proto
 
 MIN_OPSET = 11  # Round and Clip with min/max inputs
@@ -142,24 +143,12 @@ def newest_schema(graph: Graph) -> int:
     opset than its source's: onnxruntime 1.32 runs a model of opset 28 whose nodes are older,
     but has no QuantizeLinear of opset 28 for the qdq format to write."""
     source = graph.opsets.get("", MIN_OPSET)
-    newest = 1
-
-    def visit(nodes) -> None:
-        nonlocal newest
-        for node in nodes:
-            domain, op_type = node.domain or "", node.op_type
-            attrs = node.attrs.values() if isinstance(node, Node) else [
-                helper.get_attribute_value(a) for a in node.attribute]
-            if domain in ("", "ai.onnx"):
-                newest = max(newest, onnx.defs.get_schema(
-                    op_type, max_inclusive_version=source, domain="").since_version)
-            for value in attrs:
-                for sub in value if isinstance(value, list) else [value]:
-                    if isinstance(sub, onnx.GraphProto):
-                        visit(sub.node)
-
-    visit(graph.nodes)
-    return newest
+    inner = [proto for node in graph.nodes for value in node.attrs.values()
+             for sub in subgraphs(value) for proto in sub.node]  # (at every depth)
+    return max((onnx.defs.get_schema(node.op_type, max_inclusive_version=source,
+                                     domain="").since_version
+                for node in (*graph.nodes, *inner) if (node.domain or "") in ("", "ai.onnx")),
+               default=1)
 
 
 _NARROW_FLOATS = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
