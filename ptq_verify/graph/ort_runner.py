@@ -114,33 +114,36 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(4)
 
 
-def session_options(arena: bool = True):
+def session_options(arena: bool = True, optimize: bool = True):
     """The options of every session the engine makes. Fatal log messages only: a run
     onnxruntime refuses (an index out of range) falls back to the numpy kernels, which name
     the node in the one line a user sees, and onnxruntime's own ERROR log line would be a
     second line, in colour, on stderr. No busy-waiting between runs: numpy's threads and the
     engine's own work run right after a run, on the same cores. ``arena`` False: no memory
-    arena, for sessions kept per node (an arena each held its peak)."""
+    arena, for sessions kept per node (an arena each held its peak). ``optimize`` False: no
+    graph optimization, so that a failure names the model's own node, not a fused one."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = arena
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return options
 
 
-def ort_session(model: str | os.PathLike | bytes, arena: bool = True):
+def ort_session(model: str | os.PathLike | bytes, arena: bool = True, optimize: bool = True):
     """(an onnxruntime session on ``model`` (a path, or a serialised model), None), or (None,
     why onnxruntime refuses to load it, condensed to one line). The project promises models
     that run in onnxruntime: quantize refuses a float model onnxruntime cannot load before any
-    work, and never writes a quantized one it cannot load. ``arena``: see
+    work, and never writes a quantized one it cannot load. ``arena``, ``optimize``: see
     :func:`session_options`."""
     import onnxruntime as ort
 
     source = os.fspath(model) if not isinstance(model, bytes) else model
     try:
-        return ort.InferenceSession(source, session_options(arena),
+        return ort.InferenceSession(source, session_options(arena, optimize),
                                     providers=["CPUExecutionProvider"]), None
     except Exception as err:  # noqa: BLE001 - any refusal is reported, condensed
         return None, condensed(str(err))
@@ -190,14 +193,8 @@ def ort_failure(graph: Graph, feeds: Mapping[str, np.ndarray]) -> str | None:
     that fetches every tensor may not load such a graph at all: the types after the failing
     node are unknown). Its graph optimizations are off, so the node it names is the model's
     own (Canine's MatMul, not the FusedMatMul it makes of it)."""
-    import onnxruntime as ort
-
-    options = session_options()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), options,
-                                       providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 - a graph it cannot load tells nothing of the data
+    session = ort_session(graph_to_onnx(graph).SerializeToString(), optimize=False)[0]
+    if session is None:  # a graph it cannot load tells nothing of the data
         return None
     try:
         _fetched(session, [output.name for output in session.get_outputs()], feeds)
