@@ -74,6 +74,34 @@ def test_every_format_runs_and_matches_its_simulation(name, bits):
         assert np.mean(qdq.argmax(1) == top) >= np.mean(simulated.argmax(1) == top) - 0.05
 
 
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_node_written_has_a_name_of_its_own_that_says_its_layer(name):
+    """onnxruntime's errors and profiles and viewers name a node by its name: the integer
+    format's ConvInteger for conv1 must say conv1, and no two nodes may share one."""
+    model, _, _ = _quantized(name, 8)
+    layers = {node.name for node in model.graph.nodes}
+    for form in ("simulation", "qdq", "integer"):
+        nodes = model.to_onnx(form).graph.node
+        names = [node.name for node in nodes]
+        assert all(names) and len(set(names)) == len(names), form
+        products = [node for node in nodes if node.op_type in ("ConvInteger", "MatMulInteger")]
+        assert all(node.name.split(":")[0] in layers for node in products), form
+
+
+@pytest.mark.parametrize("naming", ["after_outputs", "unnamed"])
+def test_nodes_named_after_their_outputs_or_unnamed_are_written_with_names_of_their_own(naming):
+    """Some converters name a node after its output: the integer format's last step, which
+    writes that output, must not take the name of the node it computes."""
+    source = models.TOPOLOGIES["mlp_relu"][0]()
+    for node in source.graph.node:
+        node.name = node.output[0] if naming == "after_outputs" else ""
+    graph = prepare(graph_from_onnx(source))
+    model = quantize(graph, calibrate(graph, models.digits(40, False), progress=False), 8)
+    for form in ("simulation", "qdq", "integer"):
+        written = [node.name for node in model.to_onnx(form).graph.node]
+        assert all(written) and len(set(written)) == len(written), form
+
+
 @pytest.mark.parametrize("name", ["cnn", "mlp_relu", "cnn_sigmoid", "residual",
                                   "squeeze_excite"])
 def test_qdq_runs_on_integer_kernels_at_8_bits(name, tmp_path):

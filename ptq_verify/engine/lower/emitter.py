@@ -115,6 +115,7 @@ class Emitter:
                     np.dtype(dtype)), None if shape is None else list(shape))
                 for name, shape, dtype in outputs]
         self._prune({output[0] for output in outputs})
+        _name_nodes(self.nodes)
         names = _short_names(self.nodes, {t.name for t in graph.inputs}
                              | {output[0] for output in outputs})
         for node in self.nodes:
@@ -176,15 +177,38 @@ def _widen_narrow_floats(model: onnx.ModelProto) -> None:
             if name and name not in interface:
                 node.output[index] = f"{name}:narrow"
                 nodes.append(helper.make_node("Cast", [f"{name}:narrow"], [name],
+                                              name=f"{node.name}:widen~{index}",
                                               to=onnx.TensorProto.FLOAT))
     del model.graph.node[:]
     model.graph.node.extend(nodes)
 
 
+def _name_nodes(nodes: list[onnx.NodeProto]) -> None:
+    """Name every unnamed node, in place, after its output's descriptive name (``conv1:int~1``,
+    the integer format's ConvInteger for ``conv1``) before :func:`_short_names` shortens the
+    tensors'; one already taken (a converter's node named after the output that a format's
+    last step now writes) gets a suffix. onnxruntime's errors and profiles and viewers such as
+    Netron name a node by it: the integer format's nodes had none, so nothing in its file said
+    which layer a kernel computes. The source's nodes have names of their own already
+    (:func:`..graph.onnx_io.nodes_of`)."""
+    taken = {node.name for node in nodes if node.name}
+    for node in nodes:
+        if node.name:
+            continue
+        stem = next((output for output in node.output if output), node.op_type)
+        name, count = stem, 1
+        while name in taken:
+            count += 1
+            name = f"{stem}~{count}"
+        taken.add(name)
+        node.name = name
+
+
 def _short_names(nodes: list[onnx.NodeProto], interface: set[str]) -> dict[str, str]:
     """A short name for every tensor but the model's inputs and outputs, in order of first use.
     The descriptive names (``conv1:q~1``) weigh as much as the int8 weights of a small model;
-    the source nodes keep their names, so a tensor is still found by the node reading it."""
+    every node keeps a descriptive name (:func:`_name_nodes`), so a tensor is still found by the
+    node reading it."""
     names: dict[str, str] = {}
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
            for node in nodes for a in node.attribute):
