@@ -409,11 +409,19 @@ def test_params_given_several_times_add_up_and_a_name_twice_is_refused(capsys):
 @pytest.mark.parametrize("argv", [
     ["classify", "a*b", "--inputs", "a", "--inputs", "b"],
     ["audit", "cnn_relu", "--operators", "a.toml", "--operators", "b.toml"],
+    ["quantize", "cnn_relu", "-o", "q.onnx", "--calib", "past0.npz", "--calib", "past8.npz"],
+    ["quantize", "cnn_relu", "--calib", "c.npz", "--output", "a.onnx", "--output", "b.onnx"],
+    ["quantize", "cnn_relu", "-o", "q.onnx", "--report", "a.md", "--report", "b.md"],
 ])
 def test_an_option_that_takes_one_value_given_twice_is_refused(capsys, argv):
     """A second ``--inputs`` list, or a second ``--operators`` file, had silently replaced the
-    first: one line saying so, exit 2."""
+    first: one line saying so, exit 2. So had a second ``--calib`` file (a new-user trial gave
+    a KV-cache decoder's steps at past lengths 0 and 8 in two files; it was calibrated at 8
+    alone, with no word), whose refusal says how to give both in one."""
     status = main(argv)
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
-    assert f"argument {argv[-2]}: given twice ({argv[-3]!r} and {argv[-1]!r}): give it once" in err
+    option = "-o/--output" if argv[-2] == "--output" else argv[-2]
+    assert f"argument {option}: given twice ({argv[-3]!r} and {argv[-1]!r}): give it once" in err
+    if argv[-2] == "--calib":
+        assert "padded to the longest, the padding masked" in err

@@ -199,10 +199,13 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     cache's past length), with the one length the calibration data give it (an .npz holds
     one shape per input): the ranges hold for data like it. A new-user trial's GPT-2 and
     Llama exports calibrated at past length 8 gave 31-35 dB there and 3-19 dB at past
-    lengths 3 and 0. Where the model also fixes axis 0, the note says the batch may be one of
-    the free axes (a sequence-first model given batch-first data passes every check when
-    its sample count is a multiple of T: a new-user check). None when the model fixes every
-    such axis."""
+    lengths 3 and 0; a third trial's, calibrated in one file on pasts left-padded to 8 with
+    the padding masked (past lengths 0 to 8 in effect), gave 24.5-35.6 dB at 0, 3, 8 and
+    20 (Llama 0.5 -> 33.2 dB at 0), hence the way the note gives (a second --calib file is
+    refused). Where the model also fixes axis 0, the note says the batch may be one of the
+    free axes (a sequence-first model given batch-first data passes every check when its
+    sample count is a multiple of T: a new-user check). None when the model fixes every such
+    axis."""
     free: dict[str, tuple[int, list[str]]] = {}  # axis -> (length, inputs)
     for info in graph.inputs:
         for axis, dim in enumerate(info.shape or ()):
@@ -220,7 +223,9 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
                  if fixed else named_batch_hint(graph))
     return (f"calibrated at one length per free axis: {axes}; the ranges hold for data of "
             "those lengths: calibrate at the lengths the model will see, the shortest "
-            f"included (docs/limits.md, calibration data){elsewhere}")
+            "included, in the one file by padding shorter samples to its length (masking "
+            "the padding where the model takes a mask, as an attention_mask of 0 does); "
+            f"docs/limits.md, calibration data{elsewhere}")
 
 
 def named_batch_hint(graph: Graph) -> str:
