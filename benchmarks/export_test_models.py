@@ -116,6 +116,17 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  opset 18 (Y alone), data ``digits_tokens.*.npz``
     digits_bigru  the same with a bidirectional nn.GRU(16, 8) (two outputs, two directions);
                  legacy opset 17 only
+    tiny_llama_past  a 2-layer Llama causal LM (``_tiny_decoder``'s config, logits over the
+                 vocabulary) wrapped as a decoder_with_past export: inputs ``input_ids``,
+                 ``attention_mask``, ``position_ids`` [N, new] and ``past_key_values.L.key``
+                 / ``.value`` [N, 1, past, 16], outputs ``logits`` and ``present.L.key`` /
+                 ``.value``, batch, new tokens and past length free; legacy exporter at opset
+                 17 (traced at 2 new tokens over a past of 3: a trace at 1 token fixes shapes
+                 that other lengths need). Data, recorded by running the float export in
+                 onnxruntime as a user would: ``tiny_llama_past.calib.npz`` one decode step
+                 over pasts left-padded to 8, the padding masked (past lengths 0 to 8 in
+                 effect), ``.past8.npz`` the same steps over whole pasts of 8, ``.test0.npz``
+                 and ``.test3.npz`` steps over whole pasts of 0 and 3 (other token rows)
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -142,7 +153,7 @@ import numpy as np
 import onnx
 import torch
 from fixture_files import FIXTURES, save_model, save_npz
-from onnx_session import run_session
+from onnx_session import cpu_session, run_session
 from train_digits import load_split
 
 OUT = FIXTURES
@@ -541,6 +552,117 @@ class TinyQwen2Outliers(torch.nn.Module):
                           use_cache=False).last_hidden_state
 
 
+class TinyLlamaPast(torch.nn.Module):
+    """transformers' LlamaForCausalLM from ``_tiny_decoder``'s config, its cache as flat
+    tensors: (input_ids, attention_mask, position_ids, then each layer's past key and value)
+    -> (logits, then each layer's present key and value), as decoder_with_past files hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        self.llama = LlamaForCausalLM(_tiny_decoder(LlamaConfig)).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer in range(len(past) // 2):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        out = self.llama(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, past_key_values=cache, use_cache=True)
+        return (out.logits, *(t for layer in out.past_key_values.layers
+                              for t in (layer.keys, layer.values)))
+
+
+PAST = 8
+"""The longest past of tiny_llama_past's calibration steps."""
+
+
+def past_names(layers: int) -> list[str]:
+    """The flat cache inputs of a decoder_with_past export, as optimum names them."""
+    return [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+
+
+def export_with_past(module: TinyLlamaPast) -> onnx.ModelProto:
+    """tiny_llama_past's legacy opset-17 export, batch, new tokens and past length free;
+    refused unless onnxruntime reproduces torch's logits at a past and a length other than
+    the trace's."""
+    config = module.llama.config
+    layers, heads = config.num_hidden_layers, config.num_key_value_heads
+    width = config.hidden_size // config.num_attention_heads
+    cache = past_names(layers)
+    names = ["input_ids", "attention_mask", "position_ids", *cache]
+    outputs = ["logits", *(n.replace("past_key_values", "present") for n in cache)]
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "position_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "total"}, "logits": {0: "batch", 1: "sequence"},
+            **{n: {0: "batch", 2: "past"} for n in cache},
+            **{n: {0: "batch", 2: "total"} for n in outputs[1:]}}
+
+    def feeds(batch: int, new: int, past: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {"input_ids": rng.integers(0, VOCAB, (batch, new), dtype=np.int64),
+                "attention_mask": np.ones((batch, past + new), np.int64),
+                "position_ids": np.tile(np.arange(past, past + new), (batch, 1)),
+                **{n: rng.normal(size=(batch, heads, past, width)).astype(np.float32)
+                   for n in cache}}
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(torch.from_numpy(v) for v in feeds(3, 2, 3, 0).values()),
+                          buffer, input_names=names, output_names=outputs, opset_version=17,
+                          dynamo=False, do_constant_folding=False, dynamic_axes=axes)
+    model = onnx.load_from_string(buffer.getvalue())
+    check = feeds(2, 1, 5, 1)
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(v) for v in check.values()))[0].numpy()
+    difference = float(np.max(np.abs(run_session(model.SerializeToString(), check) - expected)))
+    if difference > TOLERANCE:
+        raise RuntimeError(f"tiny_llama_past: onnxruntime differs by {difference:.2e}")
+    return model
+
+
+def decode_steps(model: onnx.ModelProto, ids: np.ndarray, real: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """One decode step's inputs per row of ``ids`` [N, P + 1]: the float export run in
+    onnxruntime over the first P tokens, left-padded so that row r's past holds ``real[r]``
+    of them (the rest masked), then the last token at position ``real[r]``; with P = 0 the
+    first token over an empty past."""
+    count, past = len(ids), ids.shape[1] - 1
+    cache = [value.name for value in model.graph.input][3:]
+    shape = [d.dim_value for d in model.graph.input[3].type.tensor_type.shape.dim]
+    mask = (np.arange(past)[None] >= past - real[:, None]).astype(np.int64)
+    empty = {n: np.zeros((count, shape[1], 0, shape[3]), np.float32) for n in cache}
+    present = dict(empty)
+    if past:
+        prefix = {"input_ids": ids[:, :past], "attention_mask": mask,
+                  "position_ids": np.clip(mask.cumsum(1) - 1, 0, None), **empty}
+        present = dict(zip(cache, cpu_session(model.SerializeToString()).run(None, prefix)[1:]))
+    return {"input_ids": ids[:, past:], "position_ids": real[:, None].astype(np.int64),
+            "attention_mask": np.concatenate([mask, np.ones((count, 1), np.int64)], 1),
+            **present}
+
+
+def save_with_past(folder: Path) -> None:
+    """tiny_llama_past's export and its decode steps (see the module's docstring)."""
+    torch.manual_seed(SEED)
+    model = export_with_past(TinyLlamaPast().eval())
+    save_model(model, folder / "tiny_llama_past.legacy.opset17.onnx")
+    rng = np.random.default_rng(SEED)
+    ids = rng.integers(1, VOCAB, size=(2 * SAMPLES, PAST + 1), dtype=np.int64)
+    calib, held = ids[:SAMPLES], ids[SAMPLES:]
+    stem = folder / "tiny_llama_past"
+    save_npz(stem.with_suffix(".calib.npz"),
+             **decode_steps(model, calib, np.arange(SAMPLES) % (PAST + 1)))
+    save_npz(stem.with_suffix(".past8.npz"),
+             **decode_steps(model, calib, np.full(SAMPLES, PAST)))
+    for past in (0, 3):
+        save_npz(stem.with_suffix(f".test{past}.npz"),
+                 **decode_steps(model, held[:, PAST - past:], np.full(SAMPLES, past)))
+
+
 def left_padded(tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The token batch with each row's padding moved to its start (a decoder's batches)."""
     shifts = SEQUENCE - tokens["attention_mask"].sum(axis=1)
@@ -835,6 +957,8 @@ def main(argv: list[str] | None = None) -> int:
         "digits_bigru": lambda: (DigitsRecurrent(
             torch.nn.GRU(16, 8, batch_first=True, bidirectional=True)).eval(), tokens_of_digits),
     }
+    if not args.only or "tiny_llama_past" in args.only:
+        save_with_past(args.out)
     for name, build in models.items():
         if args.only and name not in args.only:
             continue
