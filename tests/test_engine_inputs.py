@@ -977,3 +977,19 @@ def test_quantize_without_calib_says_what_the_file_holds_and_where_to_read_more(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--calib calib.npz (one array per model input" in err
     assert "`ptq-verify audit` names them; docs/engine.md, making the calibration file" in err
+
+
+def test_a_fixed_size_beside_a_free_length_is_called_a_size_of_the_model():
+    """A new-user trial: a KV cache of 4 heads for a Llama export taking 2 key/value heads
+    (batch, 2, past, 16) was told to pad texts to 2 tokens or export that axis dynamic. An
+    axis the model fixes where it leaves another past the batch free is a size of the model
+    itself; a model fixing every axis keeps the length advice."""
+    from onnx import TensorProto
+
+    past = _identity_graph({"past": (TensorProto.FLOAT, ["batch", 2, "past", 16])})
+    message = _refusal({"past": np.zeros((3, 4, 8, 16), np.float32)}, past)
+    assert "(axis 1); the model fixes that axis at 2" in message
+    assert "a size of the model itself" in message and "texts padded" not in message
+    fixed = _identity_graph({"ids": (TensorProto.INT64, ["batch", 16])})
+    message = _refusal({"ids": np.zeros((3, 12), np.int64)}, fixed)
+    assert "texts padded or truncated to 16 tokens" in message

@@ -421,14 +421,22 @@ def _fits(got: tuple[int, ...], want) -> bool:
 
 def _axis_hint(got: tuple[int, ...], want: tuple, axis: int) -> str:
     """Advice for an axis past the batch whose length the model fixes otherwise: the axes in
-    another order (images height, width, channels for a model taking channels first), or a
-    length the data must take (texts padded to another length than the export's)."""
+    another order (images height, width, channels for a model taking channels first), a size
+    of the model where another axis past the batch is free (a new-user trial's KV cache of 4
+    heads for a Llama export's 2 key/value heads had been told to pad texts to 2 tokens and
+    to export that axis dynamic), or a length the data must take (texts padded to another
+    length than the export's)."""
     if len(got) <= 7:  # (at most 720 orders to try)
         for order in itertools.permutations(range(1, len(got))):
             if _fits(tuple(got[i] for i in order), want[1:]):
                 spelled = ", ".join(map(str, (0, *order)))
                 return (f"; the axes after the first are in another order than the model's: "
                         f"array.transpose({spelled}) gives its layout")
+    if any(not isinstance(w, int) or w <= 0 for w in want[1:]):
+        return (f"; the model fixes that axis at {want[axis]} where it leaves another past "
+                "the batch free, so it is a size of the model itself (its channels, or a KV "
+                "cache's key/value heads), not a length: data made for another configuration "
+                "of the model?")
     return (f"; the model was exported with that axis fixed at {want[axis]}: give data of "
             f"that length there (texts padded or truncated to {want[axis]} tokens, images "
             "resized), or export the model with that axis dynamic")
