@@ -25,13 +25,13 @@ from .models import (
 )
 
 CALIBRATION_METHODS = ("auto", "maxabs", "percentile", "mse")
+"""engine.calibrate.METHODS, named here without importing the engine to build the parser."""
 CALIB_ONCE = ("with every sample in one file, one shape per input: samples of several "
               "lengths (a KV cache's past lengths) padded to the longest, the padding masked "
               "(attention_mask 0, as left-padded batches are; docs/limits.md, calibration data)")
 """How to give the data of two --calib files in one: argparse had kept the last of two in
 silence, and a new-user trial's KV-cache decoder, given a file at past length 0 and one at 8,
 was calibrated at 8 alone (0.5 dB at past length 0 on Llama; padded in one file, 33.2)."""
-"""engine.calibrate.METHODS, named here without importing the engine to build the parser."""
 
 
 def _method(value: str) -> str:
