@@ -49,6 +49,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  with two inputs (no value: 0), the legacy one with an empty third; the batch
                  fixed at 4 (torch.export cannot trace it free); legacy opset 17 and dynamo
                  opset 18
+    digits_clamp  the digits as 8 tokens -> torch.einsum with a weight Parameter -> Mul by a
+                 learned scalar -> torch.clamp with per-channel Parameter bounds -> Linear
+                 (random weights): the legacy exporter writes the clamp as Max and Min of the
+                 bounds, the dynamo one as Max(x, CastLike(low, x)) and Min(., CastLike(high,
+                 x)), a constant cast to an activation's type; legacy opset 17 and dynamo 18
     digits_same_pool  Conv (no activation after it: values of both signs) -> "SAME" max pooling
                  as timm's MaxPool2dSame and TF ports write it, F.pad of one row and column
                  at -1e4 then MaxPool 3x3 stride 2 -> Conv -> ReLU -> Flatten -> Linear (random
@@ -177,6 +182,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "digits_same_pool": {"legacy": (17,), "dynamo": (18,)},
              "digits_topk": {"legacy": (17,), "dynamo": (18,)},
+             "digits_clamp": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
@@ -284,6 +290,25 @@ class DigitsTopK(torch.nn.Module):
         tokens = torch.relu(self.embed(input.reshape(input.shape[0], 8, 8)))
         top = torch.topk(tokens, 3, dim=1).values
         return self.out(top.reshape(input.shape[0], 48))
+
+
+class DigitsClamp(torch.nn.Module):
+    """Rows of the digit as 8 tokens -> torch.einsum('bij,jk->bik') with a weight Parameter ->
+    a learned scalar scale (Mul) -> torch.clamp with Parameter bounds of one value per channel
+    -> Linear (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(8, 16) * 0.3)
+        self.scale = torch.nn.Parameter(torch.tensor(1.7))
+        self.low = torch.nn.Parameter(-torch.rand(16))
+        self.high = torch.nn.Parameter(torch.rand(16) + 0.5)
+        self.out = torch.nn.Linear(128, 10)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        tokens = torch.einsum("bij,jk->bik", input.reshape(input.shape[0], 8, 8), self.weight)
+        clamped = torch.clamp(tokens * self.scale, self.low, self.high)
+        return self.out(clamped.reshape(input.shape[0], 128))
 
 
 class DigitsSamePool(torch.nn.Module):
@@ -942,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "digits_same_pool": lambda: (DigitsSamePool().eval(), image),
         "digits_topk": lambda: (DigitsTopK().eval(), flat),
+        "digits_clamp": lambda: (DigitsClamp().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),

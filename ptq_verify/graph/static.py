@@ -83,7 +83,12 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str], shapes: dict,
         if not constant:
             known = (None if output is not None or node.outputs[0] in barred
                      else _static_dims(graph, node, shapes, trusted))
-            if known is None:
+            typed = None if known is not None or output is not None else _type_only(
+                graph, table, node)
+            if typed is not None:
+                graph.initializers.update(typed)
+                folded += 1
+            elif known is None:
                 kept.append(node)
             else:
                 graph.initializers[node.outputs[0]] = known
@@ -152,6 +157,62 @@ def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray 
     if not all(isinstance(d, int) and d >= 0 for d in values):
         return None
     return np.asarray(values, np.int64).reshape(positions.shape)
+
+
+class _ElementType:
+    """A tensor whose element type alone is known: any read of its values or shape raises,
+    so a kernel that completes with it in a slot read nothing but the type there."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+
+    def __getattr__(self, name: str):
+        raise TypeError(f"a value-free tensor has no {name}")
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a value-free tensor has no values")
+
+    def __len__(self) -> int:
+        raise TypeError("a value-free tensor has no length")
+
+    def __iter__(self):
+        raise TypeError("a value-free tensor has no elements")
+
+    def __getitem__(self, key):
+        raise TypeError("a value-free tensor has no elements")
+
+
+def _type_only(graph: Graph, table: OperatorTable, node) -> dict[str, np.ndarray] | None:
+    """The outputs of a node whose inputs are constants but for some its declaration holds
+    static (not tensor inputs), when its kernel runs reading only those inputs' element types,
+    which the graph fixes: a constant, folded as one; None otherwise.
+    The dynamo exporter writes ``torch.clamp(x, lo, hi)`` with Parameter bounds as
+    ``Max(x, CastLike(lo, x))``: left in the graph, the CastLike dequantized ``x`` to read its
+    type, and ``x``, read in float, kept its own scale where the Max would have aligned it
+    (1.5-1.7 dB lost on digits models against their legacy exports)."""
+    op = table.find(node, graph)
+    if op is None or table.kept_in_float(node, graph) or subgraph_reads(node):
+        return None
+    inputs: list = []
+    for slot, name in enumerate(node.inputs):
+        if not name or name in graph.initializers:
+            inputs.append(graph.initializers[name] if name else None)
+            continue
+        dtype = graph.dtype_of(name)
+        if slot_binding(op, slot) is not None or dtype is None:
+            return None
+        inputs.append(_ElementType(np.dtype(dtype)))
+    try:
+        with np.errstate(all="ignore"):
+            result = op.run_onnx(inputs, node.kernel_attrs)
+    except (TypeError, ValueError, NotImplementedError, IndexError, KeyError, AttributeError):
+        return None  # the kernel reads more than the type: not a constant
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    values = [np.asarray(value) for value in results]
+    if len(values) != len(node.outputs) or any(v.dtype == object for v in values):
+        return None
+    _check_folded_size(graph, node, sum(v.size for v in values))
+    return {name: value for name, value in zip(node.outputs, values) if name}
 
 
 def _inferred_size(graph: Graph, node, inputs: list) -> int | None:

@@ -246,8 +246,9 @@ def trilu(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 
 
 def cast_like(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX CastLike: to the element type of the second input."""
-    return np.asarray(inputs[0]).astype(np.asarray(inputs[1]).dtype)
+    """ONNX CastLike: to the element type of the second input, whose values it never reads
+    (so load-time folding may give it that type alone: ``graph.static._type_only``)."""
+    return np.asarray(inputs[0]).astype(inputs[1].dtype)
 
 
 def constant_of_shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
