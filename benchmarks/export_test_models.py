@@ -54,6 +54,11 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  (random weights): the legacy exporter writes the clamp as Max and Min of the
                  bounds, the dynamo one as Max(x, CastLike(low, x)) and Min(., CastLike(high,
                  x)), a constant cast to an activation's type; legacy opset 17 and dynamo 18
+    digits_detector  the digits as 8 anchors -> Linear -> ReLU -> a box (Linear to 4) and a
+                 score (Linear -> Sigmoid -> squeeze) per anchor -> the boxes of the 4 best
+                 scores (torch.topk, torch.gather), flattened, and those scores where above
+                 0.5, else 0 (random weights): a TopK whose scores reach it through a
+                 Squeeze, its values compared; legacy opset 17 and dynamo 18
     digits_same_pool  Conv (no activation after it: values of both signs) -> "SAME" max pooling
                  as timm's MaxPool2dSame and TF ports write it, F.pad of one row and column
                  at -1e4 then MaxPool 3x3 stride 2 -> Conv -> ReLU -> Flatten -> Linear (random
@@ -183,6 +188,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_same_pool": {"legacy": (17,), "dynamo": (18,)},
              "digits_topk": {"legacy": (17,), "dynamo": (18,)},
              "digits_clamp": {"legacy": (17,), "dynamo": (18,)},
+             "digits_detector": {"legacy": (17,), "dynamo": (18,)},
              "tiny_llama_left": {"legacy": (17,)},
              "tiny_qwen2_outliers": {"legacy": (17,)},
              "tiny_bert_outliers": {"legacy": (14, 17)},
@@ -290,6 +296,27 @@ class DigitsTopK(torch.nn.Module):
         tokens = torch.relu(self.embed(input.reshape(input.shape[0], 8, 8)))
         top = torch.topk(tokens, 3, dim=1).values
         return self.out(top.reshape(input.shape[0], 48))
+
+
+class DigitsDetector(torch.nn.Module):
+    """A detector-style head on the rows of the digit as 8 anchors: Linear -> ReLU -> a box
+    (Linear to 4) and a score (Linear to 1 -> Sigmoid -> squeeze) per anchor, then the 4 best
+    anchors' boxes by torch.topk over the scores and torch.gather, beside their scores where
+    above 0.5 (a score threshold), else 0 (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(8, 16)
+        self.box, self.score = torch.nn.Linear(16, 4), torch.nn.Linear(16, 1)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        anchors = torch.relu(self.embed(input.reshape(input.shape[0], 8, 8)))
+        boxes = self.box(anchors)
+        scores = torch.sigmoid(self.score(anchors)).squeeze(-1)
+        values, best = torch.topk(scores, 4, dim=1)
+        top = torch.gather(boxes, 1, best.unsqueeze(-1).expand(-1, -1, 4))
+        kept = torch.where(values > 0.5, values, torch.zeros_like(values))
+        return torch.cat([top.reshape(input.shape[0], 16), kept], dim=1)
 
 
 class DigitsClamp(torch.nn.Module):
@@ -968,6 +995,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_same_pool": lambda: (DigitsSamePool().eval(), image),
         "digits_topk": lambda: (DigitsTopK().eval(), flat),
         "digits_clamp": lambda: (DigitsClamp().eval(), flat),
+        "digits_detector": lambda: (DigitsDetector().eval(), flat),
         "tiny_llama_left": lambda: (TinyLlama().eval(), left),
         "tiny_qwen2_outliers": lambda: (TinyQwen2Outliers().eval(), left),
         "tiny_bert_outliers": lambda: (TinyBertOutliers().eval(), tokens),

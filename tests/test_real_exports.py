@@ -47,7 +47,11 @@ from ptq_verify.graph import OperatorTable, load_graph
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 # fixtures holding a recurrent layer quantize only with --float-op: tests/test_float_op.py
 FLOAT_OP = ("digits_lstm", "digits_bigru")
-MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx") if not p.name.startswith(FLOAT_OP))
+# outputs in an order a TopK picks, which rounding flips where scores nearly tie: the
+# fixtures' SQNR floor does not hold (test_a_top_k_reads_its_scores_through_a_squeeze_finely)
+ORDERED = ("digits_detector",)
+MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx")
+                if not p.name.startswith(FLOAT_OP + ORDERED))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
         "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert", "digits_gelu_mlp": "digits",
         "digits_attention_fixed": "digits", "digits_swin": "digits_image",
@@ -63,7 +67,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "digits_cross_attention": "digits", "digits_uint8": "digits_uint8",
         "digits_rotary": "digits_rotary", "digits_same_pool": "digits_image",
         "digits_topk": "digits", "digits_gqa": "digits", "tiny_llama_past": "tiny_llama_past",
-        "digits_clamp": "digits"}
+        "digits_clamp": "digits", "digits_detector": "digits"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -411,6 +415,35 @@ def test_a_constant_cast_to_an_activation_s_type_is_a_constant():
         assert not [r.name for r in model.records if r.kind == "compensated"], exporter
         results[exporter] = sqnr_db(_first_output(path, test), model.run(test)["output"])
     assert abs(results["legacy.opset17"] - results["dynamo.opset18"]) < 0.3, results
+
+
+def _top_k_positions(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The positions output of the model's TopK node on ``feeds`` (made a graph output)."""
+    model = onnx.load(model) if isinstance(model, str) else model
+    top_k = next(node for node in model.graph.node if node.op_type == "TopK")
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        top_k.output[1], onnx.TensorProto.INT64, None))
+    return _session(model).run(None, feeds)[-1]
+
+
+@pytest.mark.parametrize("exporter", ["legacy.opset17", "dynamo.opset18"])
+@pytest.mark.parametrize(("bits", "floor"), [(8, 0.88), (4, 0.4)])
+def test_a_top_k_reads_its_scores_through_a_squeeze_finely(exporter, bits, floor):
+    """A detector head's TopK reads its scores through a Squeeze of the Sigmoid, a selection
+    with no scaling step of its own, and a threshold compares its values: both jump, so
+    both read their input at 16 bits, the same selections run again on the Sigmoid's 16-bit
+    codes. They had read n-bit codes (the Squeeze passes the Sigmoid's on), and the boxes
+    came in the float model's order on 79.7% of held-out digits at 8 bits (92.2% since)
+    and 6.2% at 4 bits (51.6%)."""
+    path = str(FIXTURES / f"digits_detector.{exporter}.onnx")
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, _data("digits_detector", "calib"),
+                                      progress=False), bits)
+    test = _data("digits_detector", "test")
+    same = np.all(_top_k_positions(model.to_onnx(), test) == _top_k_positions(path, test),
+                  axis=1)
+    assert same.mean() > floor
+    assert not [note for note in model.notes if "codes, so outputs near a jump" in note]
 
 
 def test_a_dimension_the_file_misstates_is_not_folded(tmp_path):

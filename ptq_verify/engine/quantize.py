@@ -415,6 +415,12 @@ class _Builder:
         # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
         # so that a node whose function jumps can take the same tensor at MAX_BITS instead
         self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
+        # tensor -> (the step of the selection that passed its one input's codes on as the
+        # tensor's, that input, the code name the step read), so that a node whose function
+        # jumps reads the same selection of the input's MAX_BITS codes (_precise_selection)
+        self._selected: dict[str, tuple[NodeStep, str, str]] = {}
+        self._precise_selected: dict[str, Code] = {}  # tensor -> its MAX_BITS selection
+        self._precise_codes: set[str] = set()  # codes at MAX_BITS (a selection of them too)
 
     # -- ranges and scales ---------------------------------------------------------------
 
@@ -757,23 +763,14 @@ class _Builder:
         for name in dict.fromkeys(node.inputs):
             if name not in self.codes or self.codes[name].wide:  # (wide: exact integers)
                 continue
-            if self.bits >= MAX_BITS or name not in self._sources:
+            code = (self.codes[name] if self.codes[name].name in self._precise_codes
+                    else self._precise_from_source(name) if name in self._sources
+                    else self._precise_selection(name))
+            if code is None:
                 kept.append(name)
                 continue
-            src, scale_of_src, nonnegative, pre_round = self._sources[name]
-            levels = 2**MAX_BITS - 1 if nonnegative else 2 ** (MAX_BITS - 1) - 1
-            reach = self.cal.clip(name, levels) if name in self.cal.stats else 0.0
-            if not np.isfinite(reach) or reach <= 0:
-                kept.append(name)
-                continue
-            scale = levels / reach
-            factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
-            dst = self.fresh(f"{name}:{MAX_BITS}bit")
-            low = 0.0 if nonnegative else -float(levels)
-            self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round,
-                                        scale))
             held[name] = self.codes[name]
-            self.codes[name] = Code(dst, scale, low, float(levels))
+            self.codes[name] = code
         for inputs, precise in ((held, True), (kept, False)):
             if inputs:
                 reads = self._jump_reads.setdefault(precise, _JumpReads({}, {}, {}))
@@ -782,6 +779,62 @@ class _Builder:
                 if label != node.label:
                     reads.through[node.label] = None
         return held
+
+    def _precise_from_source(self, name: str) -> Code | None:
+        """``name``'s MAX_BITS codes made from the source of its scaling step, or None (at
+        MAX_BITS, or where its calibrated range gives no scale)."""
+        if self.bits >= MAX_BITS:
+            return None
+        src, scale_of_src, nonnegative, pre_round = self._sources[name]
+        levels = 2**MAX_BITS - 1 if nonnegative else 2 ** (MAX_BITS - 1) - 1
+        reach = self.cal.clip(name, levels) if name in self.cal.stats else 0.0
+        if not np.isfinite(reach) or reach <= 0:
+            return None
+        scale = levels / reach
+        factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
+        dst = self.fresh(f"{name}:{MAX_BITS}bit")
+        low = 0.0 if nonnegative else -float(levels)
+        self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round,
+                                    scale))
+        self._precise_codes.add(dst)
+        return Code(dst, scale, low, float(levels))
+
+    def _precise_selection(self, name: str) -> Code | None:
+        """``name``'s MAX_BITS codes where a selection on integers passed one input's n-bit
+        codes on as its own, with no scaling step (a Squeeze, a TopK's values, a Gather by
+        indices): the same selection run again on that input's MAX_BITS codes (made from its
+        scaling step's source, or so in turn). A detector's score threshold after TopK(Squeeze(
+        Sigmoid)) had read 4-bit codes: its kept-box count agreed with the float model's on
+        73% of held-out digits. None where there is no such selection."""
+        if name not in self._selected:
+            return None
+        if name in self._precise_selected:
+            return self._precise_selected[name]
+        step, source, read = self._selected[name]
+        inner = (self._precise_from_source(source) if source in self._sources
+                 else self._precise_selection(source))
+        if inner is None:
+            return None
+        inputs = [inner.name if i == read else i for i in step.node.inputs]
+        outputs = [self.fresh(f"{o}:{MAX_BITS}bit") if o else o for o in step.node.outputs]
+        again = _renamed(step.node, inputs, outputs)
+        again.name = self.fresh(f"{step.node.name}:{MAX_BITS}bit")  # (names are unique)
+        source = step.source or step.node
+        source = _renamed(source, source.inputs, source.outputs)
+        source.name = again.name  # (the formats write a node under its source's name)
+        self.steps.append(NodeStep(again, step.op, source=source))
+        produced = outputs[step.node.outputs.index(self.codes[name].name)]
+        code = Code(produced, inner.scale, inner.low, inner.high, inner.ranged)
+        self._precise_selected[name] = code
+        self._precise_codes.add(produced)
+        return code
+
+    def _is_float(self, tensor: str) -> bool:
+        """Whether ``tensor`` may hold real values (a float, or of a type unknown), not indices,
+        shapes or a mask: a selection reading one beside its activation (Where's other
+        operand, a constant brought to its scale) does not select from its input alone."""
+        dtype = self.graph.dtype_of(tensor)
+        return dtype is None or not np.issubdtype(dtype, np.integer) and dtype != np.bool_
 
     def discontinuity_notes(self) -> list[str]:
         """A note for the inputs held at MAX_BITS for discontinuous nodes and one for those
@@ -1382,6 +1435,14 @@ class _Builder:
             if selection and np.ndim(acc_scale) == 0:
                 low = min(c.low for c in codes_in)
                 high = max(c.high for c in codes_in)
+                if len(plan.activation_slots) == 1 and not constants and all(
+                        not self._is_float(i) for s, i in enumerate(node.inputs)
+                        if i and s not in plan.activation_slots):
+                    # one input's codes passed on, beside indices, shapes, masks alone
+                    self._selected[original] = (step, node.inputs[plan.activation_slots[0]],
+                                                codes_in[0].name)
+                    if codes_in[0].name in self._precise_codes:  # (a jump's own held input)
+                        self._precise_codes.add(produced)
                 self.codes[original] = Code(produced, float(acc_scale), low, high,
                                             any(c.ranged for c in codes_in))
                 out_scales.append(float(acc_scale))
