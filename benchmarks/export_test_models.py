@@ -137,6 +137,14 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  over pasts left-padded to 8, the padding masked (past lengths 0 to 8 in
                  effect), ``.past8.npz`` the same steps over whole pasts of 8, ``.test0.npz``
                  and ``.test3.npz`` steps over whole pasts of 0 and 3 (other token rows)
+    tiny_marian_decoder  a Marian translation model's decoder alone (2 + 2 layers of width 32,
+                 tied embeddings, sinusoidal positions; random weights) as seq2seq decoder
+                 files hold it: ``input_ids`` [N, target], ``encoder_hidden_states`` [N,
+                 source, 32] and ``encoder_attention_mask`` [N, source] -> ``output`` (the
+                 logits), all three axes free; legacy opset 17. Data: the encoder's output
+                 for sources of 3 to 8 tokens (padded tails masked) and teacher-forced
+                 targets, ``.calib.npz`` 8 target tokens, ``.test.npz`` 12 (positions never
+                 calibrated)
     digits_swin  a 2-stage Swin transformer from a config (random weights, windows of 2 x 2
                  patches on the 8x8 digits image as 4 x 4 patches of 2 x 2 pixels, then one
                  window after patch merging):
@@ -715,6 +723,80 @@ def save_with_past(folder: Path) -> None:
                  **decode_steps(model, held[:, PAST - past:], np.full(SAMPLES, past)))
 
 
+class TinyMarianDecoder(torch.nn.Module):
+    """transformers' MarianMTModel from a small config (2 + 2 layers of width 32, tied
+    embeddings, sinusoidal positions), its decoder alone with the LM head: (input_ids [N, T],
+    encoder_hidden_states [N, S, 32], encoder_attention_mask [N, S]) -> logits [N, T, VOCAB],
+    as seq2seq decoder files hold; ``encode`` runs its encoder, whose output the decoder
+    reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import MarianConfig, MarianMTModel
+
+        self.marian = MarianMTModel(MarianConfig(
+            vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+            decoder_ffn_dim=64, max_position_embeddings=32, pad_token_id=0,
+            decoder_start_token_id=0, eos_token_id=1)).eval()
+
+    def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.marian.get_encoder()(input_ids=torch.from_numpy(ids),
+                                             attention_mask=torch.from_numpy(mask))[0].numpy()
+
+    def forward(self, input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                encoder_attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.marian.get_decoder()(
+            input_ids=input_ids, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, use_cache=False)[0]
+        return self.marian.lm_head(hidden) + self.marian.final_logits_bias
+
+
+def save_marian_decoder(folder: Path) -> None:
+    """tiny_marian_decoder's legacy opset-17 export (batch, target and source lengths free)
+    and its data, the encoder's output for token rows with padded tails (sources of 3 to 8
+    tokens) and teacher-forced targets from the start token: ``.calib.npz`` targets of 8
+    tokens, ``.test.npz`` other rows with targets of 12 (positions the calibration never
+    held)."""
+    torch.manual_seed(SEED)
+    module = TinyMarianDecoder().eval()
+    rng = np.random.default_rng(SEED)
+
+    def rows(count: int, target: int) -> dict[str, np.ndarray]:
+        ids = rng.integers(2, VOCAB, (count, 8), dtype=np.int64)
+        mask = (np.arange(8)[None] < rng.integers(3, 9, (count, 1))).astype(np.int64)
+        ids *= mask
+        start = np.zeros((count, 1), np.int64)
+        targets = rng.integers(2, VOCAB, (count, target - 1), dtype=np.int64)
+        return {"input_ids": np.concatenate([start, targets], 1),
+                "encoder_hidden_states": module.encode(ids, mask),
+                "encoder_attention_mask": mask}
+
+    calib, test = rows(SAMPLES, 8), rows(16, 12)
+    names = list(calib)
+    axes = {"input_ids": {0: "batch", 1: "target"},
+            "encoder_hidden_states": {0: "batch", 1: "source"},
+            "encoder_attention_mask": {0: "batch", 1: "source"},
+            "output": {0: "batch", 1: "target"}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(torch.from_numpy(v[:2, :5]) if n == "input_ids" else
+                                        torch.from_numpy(v[:2]) for n, v in calib.items()),
+                          buffer, input_names=names, output_names=["output"], opset_version=17,
+                          dynamo=False, do_constant_folding=False, dynamic_axes=axes)
+    model = onnx.load_from_string(buffer.getvalue())
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(v) for v in test.values())).numpy()
+    difference = float(np.max(np.abs(run_session(model.SerializeToString(), test) - expected)))
+    if difference > TOLERANCE:
+        raise RuntimeError(f"tiny_marian_decoder: onnxruntime differs by {difference:.2e}")
+    save_model(model, folder / "tiny_marian_decoder.legacy.opset17.onnx")
+    save_npz(folder / "tiny_marian_decoder.calib.npz", **calib)
+    save_npz(folder / "tiny_marian_decoder.test.npz", **test)
+
+
 def left_padded(tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The token batch with each row's padding moved to its start (a decoder's batches)."""
     shifts = SEQUENCE - tokens["attention_mask"].sum(axis=1)
@@ -1013,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.only or "tiny_llama_past" in args.only:
         save_with_past(args.out)
+    if not args.only or "tiny_marian_decoder" in args.only:
+        save_marian_decoder(args.out)
     for name, build in models.items():
         if args.only and name not in args.only:
             continue
