@@ -866,8 +866,7 @@ def test_a_seq2seq_decoder_smoothed_on_8_target_positions_holds_at_positions_8_t
     0-7 and checked on other samples at those same positions, took 7 activations and gave
     29.7 dB at positions 8-11 where the file unsmoothed gave 36.9 (the trial's d_model-64
     Marian: 22.0 dB at position 11 against 37.9). Smoothing's held-out ranges now come from
-    the earlier half of the positions, and a strength that does not hold past them is not
-    taken."""
+    each half of the positions apart, and a strength that holds on neither is not taken."""
     name = "tiny_marian_decoder.legacy.opset17.onnx"
     test = _data(name, "test")
     assert test["input_ids"].shape[1] > _data(name, "calib")["input_ids"].shape[1]

@@ -143,10 +143,10 @@ def test_quantize_needs_no_float_run_after_the_one_pass(monkeypatch):
 
 def test_the_pass_and_smoothings_own_pass_hold_out_the_same_peaks():
     """The peaks the strengths are compared on are those of the samples after the first ones,
-    at the earlier half of their positions (engine/smooth.py, ``_choose``; engine/calibrate.py,
-    ``earlier_positions``): the calibration pass that stands for smoothing's own gives what
-    smoothing's own pass gives, and both are the channel peaks of the later samples' earlier
-    positions alone."""
+    at the earlier and at the later half of their positions (engine/smooth.py, ``_choose``;
+    engine/calibrate.py, ``halves_peaks``): the calibration pass that stands for smoothing's
+    own gives what smoothing's own pass gives, and both are the channel peaks of the later
+    samples' halves alone."""
     from ptq_verify.engine.float_run import sample_count
     from ptq_verify.engine.smooth import _observe
 
@@ -162,6 +162,8 @@ def test_the_pass_and_smoothings_own_pass_hold_out_the_same_peaks():
     for name in names:  # (the passes batch the samples differently: float rounding apart)
         value = later[name]
         assert value.ndim == 3 and value.shape[1] >= 2  # (positions to hold out)
-        expected = np.abs(value[:, :(value.shape[1] + 1) // 2]).max(axis=(0, 1))
+        middle = (value.shape[1] + 1) // 2
+        expected = np.stack([np.abs(value[:, :middle]).max(axis=(0, 1)),
+                             np.abs(value[:, middle:]).max(axis=(0, 1))])
         for peaks in (pass_peaks[name], own[name]):
             np.testing.assert_allclose(peaks, expected, rtol=1e-5)

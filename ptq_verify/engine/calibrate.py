@@ -97,8 +97,9 @@ class Calibration:
     # strengths on them; None: not all were kept)
     kept: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
     # each of those tensors' largest |x| per channel of its last axis over the samples after
-    # them, at their earlier positions (smoothing compares its strengths on ranges its sample
-    # did not set: earlier_positions; a tensor is missing where no sample came after)
+    # them, at the earlier and at the later half of their positions (smoothing compares its
+    # strengths on ranges its sample did not set: halves_peaks; a tensor is missing where no
+    # sample came after)
     held_out_peaks: dict[str, np.ndarray] = field(default_factory=dict, repr=False,
                                                   compare=False)
     # the width calibrate was told (its ``bits``; None: any), which decided whether the
@@ -343,7 +344,7 @@ def calibrate(
         if name in outputs and done < reference_count:
             outputs[name].append(value)
         if name in kept_set and done + len(value) > reference_count:
-            peak = channel_peaks(earlier_positions(value[max(0, reference_count - done):]))
+            peak = halves_peaks(value[max(0, reference_count - done):])
             known = held_out.get(name)
             held_out[name] = peak if known is None else np.maximum(known, peak)
         if name in gathered:
@@ -567,21 +568,24 @@ def _on_data(err: UserError, feeds: Feeds, done: int, size: int,
                      f"{shapes})")
 
 
-def earlier_positions(value: np.ndarray) -> np.ndarray:
-    """``value`` (batch first, channels last) up to the middle of its first axis past the batch,
-    where it has one besides the channels (a sequence's positions): smoothing's held-out ranges
-    are taken there, so that a strength must also hold at later positions than those that set
-    the ranges, as a decoder meets when it generates past its calibrated targets. Why: a
-    new-user trial's random-weight Marian decoder file, its hidden states led by the sinusoidal
-    position table, calibrated on targets of 8 tokens: held-out samples at the same positions
-    passed 6 smoothings, and the file gave 22.0 dB at target position 11 where unsmoothed it
-    gave 37.9 (now 37.9). The later half instead, mostly padding in right-padded texts, refused
-    16 of all-MiniLM-L6-v2's 17 smoothings (mean cosine 0.9962 -> 0.9876); the earlier half
-    keeps all 17 (0.9962)."""
+def halves_peaks(value: np.ndarray) -> np.ndarray:
+    """Each channel's largest |x| (``value`` batch first, channels last) over the earlier and
+    over the later half of its first axis past the batch, stacked (2, channels), where it has
+    one besides the channels (a sequence's positions); both the whole value's otherwise.
+    Smoothing's held-out ranges: a strength must hold at positions other than those that set
+    the ranges, on one side at least (padding, at the end of right-padded texts and the start
+    of left-padded ones, stands for no real token there). Why: a new-user trial's
+    random-weight Marian decoder file, its hidden states led by the sinusoidal position table,
+    calibrated on targets of 8 tokens: held-out samples at the same positions passed 6
+    smoothings, and the file gave 22.0 dB at target position 11 where unsmoothed it gave 37.9
+    (now 37.9: one of them passes). The later half alone, mostly padding in right-padded
+    texts, refused 16 of all-MiniLM-L6-v2's 17 smoothings (mean cosine 0.9962 -> 0.9876); the
+    earlier half alone refused those of the left-padded decoder fixtures."""
     value = np.asarray(value)
     if value.ndim < 3 or value.shape[1] < 2:
-        return value
-    return value[:, :(value.shape[1] + 1) // 2]
+        return np.stack([channel_peaks(value)] * 2)
+    middle = (value.shape[1] + 1) // 2
+    return np.stack([channel_peaks(value[:, :middle]), channel_peaks(value[:, middle:])])
 
 
 def channel_peaks(value: np.ndarray) -> np.ndarray:

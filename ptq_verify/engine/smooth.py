@@ -41,7 +41,7 @@ from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind
-from .calibrate import Calibration, channel_peaks, earlier_positions
+from .calibrate import Calibration, channel_peaks, halves_peaks
 from .data import Feeds
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .invariant_regions import invariant_regions
@@ -570,8 +570,8 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
     """One float pass over the whole calibration set, batch by batch: the graph's outputs and
     the candidate activations on its first ``sample`` samples (where each strength's error is
     measured and the smoothed graph is checked), and per candidate the largest |value| of
-    each channel over every sample, and over the earlier positions of the samples after the
-    first ``sample`` (held out: :func:`_choose`). Why every sample for the ranges: at
+    each channel over every sample, and over each half of the positions of the samples after
+    the first ``sample`` (held out: :func:`_choose`). Why every sample for the ranges: at
     strengths near 1 the scale follows a channel's range almost linearly, and a channel quiet
     on the sample but not on the rest of the data would, divided by a tiny scale, set the
     smoothed tensor's range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all
@@ -588,12 +588,11 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
             kept.append(values)
         for candidate in candidates:
             value = np.asarray(values[candidate.tensor])
-            parts = [(reach, np.moveaxis(value, candidate.axis, -1))]
+            parts = [(reach, channel_peaks(np.moveaxis(value, candidate.axis, -1)))]
             if candidate.axis % value.ndim and seen + count > sample:  # (along no batch)
-                parts.append((held_out, earlier_positions(
+                parts.append((held_out, halves_peaks(
                     np.moveaxis(value[max(0, sample - seen):], candidate.axis, -1))))
-            for peaks, part in parts:
-                peak = channel_peaks(part)
+            for peaks, peak in parts:
                 old = peaks.get(candidate.tensor)
                 peaks[candidate.tensor] = peak if old is None else np.maximum(old, peak)
         seen += count
@@ -628,13 +627,14 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     ``rounded_before``: the activation is rounded to its unsmoothed codes before the factor
     applies (a channel-wise source), and again after it. ``held_out``: each channel's largest
     |value| on the calibration samples after the sample, none of the rows the error is measured
-    on, at the earlier half of their positions (``earlier_positions``). The strength chosen must
-    then also beat leaving the activation as it is with its scales and ranges taken from those
-    samples alone (calibrated without the sample, measured on it), or nothing is smoothed: a
-    strength that only fits the sample's own extremes is not taken. Measured in a new-user trial
-    on small random-weight decoders calibrated on 64 samples of 4 tokens: strength 0.9, chosen
-    on the whole set's ranges, 2.5-3.5 dB below no smoothing on held-out data. Choosing among
-    the strengths on the held-out ranges instead took weaker ones on all-MiniLM-L6-v2 (0.9951 /
+    on, at the earlier and at the later half of their positions (``halves_peaks``; one row:
+    ranges alone). The strength chosen must then also beat leaving the activation as it is with
+    its scales and ranges taken from those samples alone, on one half of the positions at least
+    (calibrated without the sample, measured on it), or nothing is smoothed: a strength that
+    only fits the sample's own extremes is not taken. Measured in a new-user trial on small
+    random-weight decoders calibrated on 64 samples of 4 tokens: strength 0.9, chosen on the
+    whole set's ranges, 2.5-3.5 dB below no smoothing on held-out data. Choosing among the
+    strengths on the held-out ranges instead took weaker ones on all-MiniLM-L6-v2 (0.9951 /
     0.9896 mean / min cosine against 0.9960 / 0.9905), and, with the activation's range from
     them too, favoured smoothing where the sample's loudest channel passed the held-out range (a
     test model with --per-tensor lost 0.3 dB on its test data)."""
@@ -685,12 +685,14 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
             best, best_error = (alpha, scales[alpha]), full[alpha]
     if best is None or held_out is None:
         return best
-    held_out = np.asarray(held_out, dtype=np.float32)
-    smoothed = _error(rows, held_out, matrices, exact, energies,
-                      _scale(held_out, w_range, best[0]), levels, per_channel)
-    as_it_is = _error(rows, held_out, matrices, exact, energies, np.ones(rows.shape[1]),
-                      levels, per_channel, limit=smoothed)
-    return best if smoothed < as_it_is else None
+    for half in np.atleast_2d(np.asarray(held_out, dtype=np.float32)):  # a row (half) passing
+        smoothed = _error(rows, half, matrices, exact, energies,
+                          _scale(half, w_range, best[0]), levels, per_channel)
+        as_it_is = _error(rows, half, matrices, exact, energies, np.ones(rows.shape[1]),
+                          levels, per_channel, limit=smoothed)
+        if smoothed < as_it_is:
+            return best
+    return None
 
 
 def _energies(outputs: list[np.ndarray]) -> list[float]:
