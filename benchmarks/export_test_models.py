@@ -70,6 +70,12 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  a Where choosing -inf or zeros (same inputs as tiny_bert, the batch fixed at
                  4, so the exporters write the zeros as a constant tensor; the fast path off,
                  which the legacy exporter cannot trace); legacy opset 17 and dynamo opset 18
+    digits_same_conv  fully convolutional, for images of any size (input [N, 1, H, W], H and W
+                 free): F.pad of one pixel -> Conv 3x3 (no padding of its own, as TF ports
+                 write "SAME") -> ReLU6 -> F.pad -> depthwise Conv 3x3 -> ReLU6 -> Conv 1x1 to
+                 10 classes -> mean over H and W (random weights): the probes that find
+                 equalization groups must run the 3x3 kernels at a size the data gives, not at
+                 2; legacy opset 17 and dynamo opset 18, data ``digits_image.*.npz``
     digits_tensor_split  the digits as 8 tokens of 8 values (input [N, T, 8], T free) ->
                  Linear -> torch.tensor_split into T // 2 sections, the first one -> mean ->
                  Linear: with T free, the legacy exporter writes the split as an ONNX sequence
@@ -194,6 +200,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "tiny_t5_fixed": {"legacy": (17,)},
              "digits_pad": {"legacy": (17,), "dynamo": (18,)},
              "digits_same_pool": {"legacy": (17,), "dynamo": (18,)},
+             "digits_same_conv": {"legacy": (17,), "dynamo": (18,)},
              "digits_topk": {"legacy": (17,), "dynamo": (18,)},
              "digits_clamp": {"legacy": (17,), "dynamo": (18,)},
              "digits_detector": {"legacy": (17,), "dynamo": (18,)},
@@ -217,6 +224,8 @@ FIXED_BATCH = {"digits_attention_fixed": 4, "digits_norms_fixed": 2, "token_enco
 OPTIMIZED = {"tiny_funnel"}
 # exported with the sequence axis (1) free too
 DYNAMIC_SEQUENCE = {"tiny_bert_dynamic", "digits_tensor_split"}
+# exported with the image's height and width (axes 2 and 3) free too
+DYNAMIC_IMAGE = {"digits_same_conv"}
 SEED = 0
 SAMPLES = 64
 SEQUENCE = 16
@@ -360,6 +369,23 @@ class DigitsSamePool(torch.nn.Module):
         padded = torch.nn.functional.pad(self.first(input), (0, 1, 0, 1), value=-1e4)
         pooled = torch.nn.functional.max_pool2d(padded, 3, stride=2)
         return self.out(torch.relu(self.second(pooled)).flatten(1))
+
+
+class DigitsSameConv(torch.nn.Module):
+    """F.pad -> Conv 3x3 -> ReLU6 -> F.pad -> depthwise Conv 3x3 -> ReLU6 -> Conv 1x1 -> mean
+    over H and W: a classifier of images of any size (random weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3)
+        self.depthwise = torch.nn.Conv2d(8, 8, 3, groups=8)
+        self.head = torch.nn.Conv2d(8, 10, 1)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        pad = torch.nn.functional.pad
+        x = torch.nn.functional.relu6(self.stem(pad(input, (1, 1, 1, 1))))
+        x = torch.nn.functional.relu6(self.depthwise(pad(x, (1, 1, 1, 1))))
+        return self.head(x).mean(dim=(2, 3))
 
 
 class TokenEncoder(torch.nn.Module):
@@ -952,16 +978,20 @@ def token_batch(count: int, seed: int) -> dict[str, np.ndarray]:
 
 def export(
     module: torch.nn.Module, feeds: dict[str, np.ndarray], exporter: str, opset: int,
-    dynamic: bool = True, sequence: bool = False, optimize: bool = False,
+    dynamic: bool = True, sequence: bool = False, optimize: bool = False, image: bool = False,
 ) -> onnx.ModelProto:
     """One export, refused unless onnxruntime reproduces torch on ``feeds``; ``dynamic``:
     the batch axis is left free (else it is fixed at the feeds' batch size); ``sequence``:
-    axis 1 of every input and of the output too; ``optimize``: the dynamo exporter's own
-    graph optimizations on (its default, which users get)."""
+    axis 1 of every input and of the output too; ``image``: axes 2 and 3 of every input (height
+    and width; the output's batch alone); ``optimize``: the dynamo exporter's own graph
+    optimizations on (its default, which users get)."""
     args = tuple(torch.from_numpy(v) for v in feeds.values())
     names = list(feeds)
     free = {0: "batch", 1: "sequence"} if sequence else {0: "batch"}
     axes = {name: free for name in [*names, "output"]}
+    if image:
+        axes = {**{name: {0: "batch", 2: "height", 3: "width"} for name in names},
+                "output": {0: "batch"}}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -969,6 +999,9 @@ def export(
             dims = {0: torch.export.Dim("batch", min=1, max=1024)}
             if sequence:
                 dims[1] = torch.export.Dim("sequence", min=2, max=SEQUENCE)
+            if image:
+                dims[2] = torch.export.Dim("height", min=4, max=256)
+                dims[3] = torch.export.Dim("width", min=4, max=256)
             program = torch.onnx.export(
                 module, args, input_names=names, output_names=["output"], opset_version=opset,
                 dynamo=True,
@@ -1075,6 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_sdpa_half": lambda: (DigitsSdpa().eval().half(), half),
         "digits_pad": lambda: (DigitsPad().eval(), flat),
         "digits_same_pool": lambda: (DigitsSamePool().eval(), image),
+        "digits_same_conv": lambda: (DigitsSameConv().eval(), image),
         "digits_topk": lambda: (DigitsTopK().eval(), flat),
         "digits_clamp": lambda: (DigitsClamp().eval(), flat),
         "digits_detector": lambda: (DigitsDetector().eval(), flat),
@@ -1108,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
                 model = export(module, feeds if fixed is None else
                                {k: v[:fixed] for k, v in feeds.items()}, exporter, opset,
                                dynamic=fixed is None, sequence=name in DYNAMIC_SEQUENCE,
+                               image=name in DYNAMIC_IMAGE,
                                optimize=name in OPTIMIZED)
                 save_model(model, args.out / f"{name}.{exporter}.opset{opset}.onnx")
     return 0

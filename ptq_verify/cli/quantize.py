@@ -163,6 +163,7 @@ def run(args) -> int:
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
     from ..engine.lower.qdq import FUSED_WRONG
+    from ..engine.probe import fit_examples_to_data
     from ..engine.sensitivity import costliest
     from ..engine.smoothed_calibration import smoothed_and_calibrated
     from ..graph.executor import KernelGap
@@ -236,6 +237,7 @@ def run(args) -> int:
                 if name in loaded.producers() else "has no tensor of that name"))
     equalizing = args.equalize
     data = read_data_file(calib, graph)
+    fit_examples_to_data(graph, data)  # the probes at the data's lengths (free axes)
     # the user's model's own outputs, which the written one is measured against, computed
     # beside equalization and the search for smoothing candidates and weight layers; its
     # session goes before calibration makes one (it holds the model's weights: the two at

@@ -21,6 +21,7 @@ from .data import BudgetBatches, Feeds, check_feeds
 from .float_run import sample_count
 from .parallel import cores, in_background, mapped
 from .plan import plan_model
+from .probe import fit_examples_to_data
 from .rounding import BATCH, LayerInputs, LayerStats, WeightTarget
 from .rules import divisor_inputs
 from .saturation import (
@@ -313,6 +314,7 @@ def calibrate(
     table = OperatorTable.of(operators)
     table.require_all(graph.nodes, graph)
     feeds = check_feeds(data, graph, "calibration data")
+    fit_examples_to_data(graph, feeds)  # (the weight probes quantize runs after)
     active = activation_tensors(graph, table)
     histogram = needs_histogram(method, bits)
     keep = [name for name in _kept_names(keep, graph) if name in active]

@@ -80,6 +80,10 @@ class Graph:
     # how the file was brought to the engine's opset, in one line ("" where it was not:
     # onnx_io.upgraded)
     loaded: str = ""
+    # concrete shapes the numeric probes draw for tensors whose stated shape has a free
+    # dimension: those the tensor takes at the calibration data's lengths (engine.probe.
+    # fit_examples_to_data), not written to any file
+    example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def producers(self) -> dict[str, Node]:
         """Tensor name -> the node computing it."""
