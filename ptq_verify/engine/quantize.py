@@ -766,8 +766,7 @@ class _Builder:
             if name not in self.codes or self.codes[name].wide:  # (wide: exact integers)
                 continue
             code = (self.codes[name] if self.codes[name].name in self._precise_codes
-                    else self._precise_from_source(name) if name in self._sources
-                    else self._precise_selection(name))
+                    else self._precise(name))
             if code is None:
                 kept.append(name)
                 continue
@@ -781,6 +780,12 @@ class _Builder:
                 if label != node.label:
                     reads.through[node.label] = None
         return held
+
+    def _precise(self, name: str) -> Code | None:
+        """``name``'s MAX_BITS codes, from its scaling step's source or by its selection again
+        (:meth:`_precise_from_source`, :meth:`_precise_selection`), or None."""
+        return (self._precise_from_source(name) if name in self._sources
+                else self._precise_selection(name))
 
     def _precise_from_source(self, name: str) -> Code | None:
         """``name``'s MAX_BITS codes made from the source of its scaling step, or None (at
@@ -813,8 +818,7 @@ class _Builder:
         if name in self._precise_selected:
             return self._precise_selected[name]
         step, source, read = self._selected[name]
-        inner = (self._precise_from_source(source) if source in self._sources
-                 else self._precise_selection(source))
+        inner = self._precise(source)
         if inner is None:
             return None
         inputs = [inner.name if i == read else i for i in step.node.inputs]
