@@ -904,9 +904,11 @@ def test_free_image_axes_are_probed_at_the_data_s_size(name, tmp_path, capsys):
     assert groups_of(graph, OperatorTable.of(None), allow_split=True)
     assert main(["quantize", str(path), "--calib", str(FIXTURES / "digits_image.calib.npz"),
                  "-o", str(target), "--no-progress"]) == 0
-    note = next(line for line in capsys.readouterr().out.splitlines()
-                if line.startswith("note: cross-layer equalization"))
+    out = capsys.readouterr().out.splitlines()
+    note = next(line for line in out if line.startswith("note: cross-layer equalization"))
     assert "strength" in note  # a group equalized, not 'none'
+    lengths = next(line for line in out if line.startswith("note: calibrated at one length"))
+    assert "'height' 8" in lengths and "an image model takes none" in lengths
     dims = onnx.load(str(target)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[2:]] == ["height", "width"]
     test = _data(name, "test")["input"]

@@ -224,7 +224,9 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     return (f"calibrated at one length per free axis: {axes}; the ranges hold for data of "
             "those lengths: calibrate at the lengths the model will see, the shortest "
             "included, in the one file by padding shorter samples to its length (masking "
-            "the padding where the model takes a mask, as an attention_mask of 0 does); "
+            "the padding where the model takes a mask, as an attention_mask of 0 does; an "
+            "image model takes none, and padding changes what its convolutions compute: "
+            "calibrate it at the size it will see most); "
             f"docs/limits.md, calibration data{elsewhere}")
 
 
