@@ -248,6 +248,20 @@ def test_a_divisor_whose_values_straddle_zero_far_from_it_runs_on_integers():
     assert not any("divisor" in note for note in quantized.notes)
 
 
+def _attention_error(model: onnx.ModelProto, form: str) -> float:
+    """The written ``form``'s relative error against the float model, held out, once the
+    Attention node is checked to run on integers."""
+    graph = prepare(graph_from_onnx(model))
+    x = np.random.default_rng(8).normal(size=(64, 6, 8)).astype(np.float32)
+    quantized = quantize(graph, calibrate(graph, x[:48], bits=8, progress=False), 8)
+    record = next(r for r in quantized.records if r.op_type == "Attention")
+    assert record.kind != "compensated", record
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x[48:]})[0]
+    written = ort.InferenceSession(quantized.to_onnx(form).SerializeToString()).run(
+        None, {"x": x[48:]})[0]
+    return relative_error(reference, written)
+
+
 def _attention_model(scale: float | None) -> onnx.ModelProto:
     """Three projections of x into (batch, 2 heads, 6 positions, 4) and an ONNX Attention
     (opset 23) over them, with ``scale`` as its attribute (None: absent, 1/sqrt(4) then),
@@ -278,16 +292,7 @@ def test_an_attention_with_its_scale_runs_on_integers_with_the_scale_rescaled(fo
     """A new-user trial at opset 23: every Attention node of a dynamo export ran in float,
     'the rule rescales c, which no input or attribute of the node carries', although each
     holds its scale as an attribute. Its rule (aligned, c -> s^-2 c) now rescales it."""
-    model = _attention_model(0.4)
-    graph = prepare(graph_from_onnx(model))
-    x = np.random.default_rng(8).normal(size=(64, 6, 8)).astype(np.float32)
-    quantized = quantize(graph, calibrate(graph, x[:48], bits=8, progress=False), 8)
-    record = next(r for r in quantized.records if r.op_type == "Attention")
-    assert record.kind != "compensated", record
-    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x[48:]})[0]
-    written = ort.InferenceSession(quantized.to_onnx(form).SerializeToString()).run(
-        None, {"x": x[48:]})[0]
-    assert relative_error(reference, written) < 0.03  # 30 dB
+    assert _attention_error(_attention_model(0.4), form) < 0.03  # 30 dB
 
 
 @pytest.mark.parametrize("form", ["qdq", "simulation"])
@@ -296,16 +301,7 @@ def test_an_attention_without_its_scale_runs_on_integers_at_its_head_size(form):
     sample value (1/4) is not: a scale rescaled from it had made the simulation format wrong
     (relative error 0.32), so such a node ran in float. The declaration now computes it from
     Q's shape (``onnx_defaults``), and the node runs on integers."""
-    model = _attention_model(None)
-    graph = prepare(graph_from_onnx(model))
-    x = np.random.default_rng(8).normal(size=(64, 6, 8)).astype(np.float32)
-    quantized = quantize(graph, calibrate(graph, x[:48], bits=8, progress=False), 8)
-    record = next(r for r in quantized.records if r.op_type == "Attention")
-    assert record.kind != "compensated", record
-    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x[48:]})[0]
-    written = ort.InferenceSession(quantized.to_onnx(form).SerializeToString()).run(
-        None, {"x": x[48:]})[0]
-    assert relative_error(reference, written) < 0.03
+    assert _attention_error(_attention_model(None), form) < 0.03
 
 
 def _bare_attention(q_shape: list, attrs: dict, stated: list | None = None) -> onnx.ModelProto:
