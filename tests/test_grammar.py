@@ -49,7 +49,8 @@ ACCEPTED = [
     ("tan(x)", sympy.tan(x)),
     ("asin(x) + acos(x) + atan(x)", sympy.asin(x) + sympy.acos(x) + sympy.atan(x)),
     ("sinh(x) + cosh(x)", sympy.sinh(x) + sympy.cosh(x)),
-    ("asinh(x) + acosh(x) + atanh(x)", sympy.asinh(x) + sympy.acosh(x) + sympy.atanh(x)),
+    # (acosh(x) + atanh(x) is defined nowhere: x >= 1 and -1 < x < 1)
+    ("asinh(x) + acosh(y) + atanh(x)", sympy.asinh(x) + sympy.acosh(y) + sympy.atanh(x)),
     ("erf(x)", sympy.erf(x)),
     ("sigmoid(x)", 1 / (1 + sympy.exp(-x))),
     ("softplus(x)", sympy.log(1 + sympy.exp(x))),
@@ -195,6 +196,9 @@ REJECTED = [
     ("x + 1/0", "'1/0' is undefined everywhere", 5),
     ("sqrt(-2) * x", "'sqrt(-2)' is undefined everywhere", 1),
     ("(-8)**(1/3)", "'(-8)**(1/3)' is undefined everywhere", 1),
+    ("x + sqrt(2*x - x**2 - 2)", "'sqrt(2*x - x**2 - 2)' is undefined everywhere", 5),
+    # each condition holds somewhere, not both at once
+    ("x**(1/3) + sqrt(-x - 1)", "'x**(1/3) + sqrt(-x - 1)' is undefined everywhere", 1),
     # real at x = 0 only: not "undefined everywhere"
     ("x + sqrt(-x**2)", "'sqrt(-x**2)' is complex-valued (sympy reads it as I*Abs(x))", 5),
     # Python reads fullwidth and mathematical letters as ASCII ones: refused as written
@@ -304,6 +308,11 @@ DOMAINS = [
     ("where(x > 0, log(x), 0)", sympy.Piecewise((sympy.log(x), x > 0), (0, True)), []),
     ("where(x > 0, 0, sqrt(-x))", None, []),
     ("where(x > 0, 1/y, 0)", None, [(x <= 0) | sympy.Ne(y, 0)]),
+    # conditions on one symbol that hold at every real are no condition
+    ("where(x >= 0, sqrt(x), sqrt(-x))", None, []),
+    ("sqrt(x**2 - 2*x + 1)", None, []),
+    ("x/(x**2 + 1)", None, []),
+    ("sqrt(x - x**2)", None, [x - x**2 >= 0]),
 ]
 
 

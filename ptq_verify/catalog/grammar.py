@@ -330,6 +330,34 @@ integer (sympy's floor and ceiling: the grammar's are their subclasses); ``where
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
+MAX_DECIDED_DEGREE = 4
+"""Highest polynomial degree of a condition on one symbol that :func:`_decided_on_the_reals`
+solves (solving is exact there; a higher degree could take long for nothing shown)."""
+
+
+def _decided_on_the_reals(condition: sympy.Basic) -> sympy.Basic:
+    """``condition``, or true (false) when it is a condition on one symbol, polynomial of
+    degree at most MAX_DECIDED_DEGREE in each comparison, that holds at every real (at none):
+    sympy's set of its solutions decides those exactly. ``where(x >= 0, sqrt(x), sqrt(-x))``
+    had shown the domain "x >= 0 or -x >= 0", which excludes nothing."""
+    symbols = condition.free_symbols
+    if len(symbols) != 1:
+        return condition
+    symbol = next(iter(symbols))
+    for relation in condition.atoms(sympy.Rel):
+        difference = relation.lhs - relation.rhs
+        if not difference.is_polynomial(symbol) or sympy.degree(
+                difference, symbol) > MAX_DECIDED_DEGREE:
+            return condition
+    try:
+        solutions = condition.as_set()
+    except (NotImplementedError, TypeError, ValueError):
+        return condition
+    if solutions == sympy.S.Reals:
+        return sympy.true
+    return sympy.false if solutions is sympy.S.EmptySet else condition
+
+
 _NOT_FINITE_REAL = tuple(type(a) for a in (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I))
 """The classes of the singletons a finite real expression never holds: ``has`` looks for
 classes in one walk of the tree, where it walks it twice for each value."""
@@ -492,6 +520,9 @@ class _Parser:
             _format(expr)
         except ValueError as err:
             raise self.error(f"'{self.body}' evaluates to a form that {err}", self.base) from None
+        if len(self.domain) > 1 and _decided_on_the_reals(sympy.And(*self.domain)) is sympy.false:
+            # each condition holds somewhere, not all at once (x**(1/3) + sqrt(-x - 1))
+            raise self.error(f"'{self.body}' is undefined everywhere", self.base)
         return ParsedExpression(expr, tuple(self.domain), names)
 
     def screen(self, root: ast.expr) -> tuple[str, ...]:
@@ -675,6 +706,7 @@ class _Parser:
         """Record a condition the expression needs, guarded by the enclosing where() branches."""
         if self.guards:  # a branch of where() that is outside the domain is never taken
             condition = sympy.Or(*[sympy.Not(g) for g in self.guards], condition)
+        condition = _decided_on_the_reals(condition)
         if condition is sympy.true:
             return
         if condition is sympy.false:
