@@ -201,6 +201,8 @@ REJECTED = [
     ("x**(1/3) + sqrt(-x - 1)", "'x**(1/3) + sqrt(-x - 1)' is undefined everywhere", 1),
     # real at x = 0 only: not "undefined everywhere"
     ("x + sqrt(-x**2)", "'sqrt(-x**2)' is complex-valued (sympy reads it as I*Abs(x))", 5),
+    ("(-abs(x))**(1/3)", "'(-abs(x))**(1/3)' is complex-valued (sympy reads it as "
+     "(-1)**(1/3)*Abs(x)**(1/3))", 1),
     # Python reads fullwidth and mathematical letters as ASCII ones: refused as written
     ("2*x + \uff58", "name '\uff58' is not ASCII (Python would read it as 'x'): names are "
      "ASCII letters, digits and '_'", 7),

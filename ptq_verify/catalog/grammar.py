@@ -818,6 +818,9 @@ class _Parser:
             p.base.is_negative and p.base.is_number and p.exp.is_integer is False
             for p in power.atoms(sympy.Pow)
         ):  # sympy split off a complex factor such as (-1)**(1/3)
+            if power.free_symbols:  # (-abs(x))**(1/3) is 0 at x = 0, as sqrt(-x**2) is
+                raise self.error(f"'{self.segment(node)}' is complex-valued (sympy reads it "
+                                 f"as {power})", self.start(node))
             raise self.error(
                 f"'{self.segment(node)}' is a fractional power of a negative number",
                 self.start(node),
