@@ -575,3 +575,23 @@ def shift_with_attributes(**attributes) -> onnx.ModelProto:
     model = _model(nodes, [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w])
     model.opset_import.append(helper.make_opsetid("custom", 1))
     return model
+
+
+def float8_round_trip_of_a_constant(op_type: str, saturate: int | None) -> onnx.ModelProto:
+    """y = m * float(float8e4m3fn(c)) (m = x @ W, opset 19), c holding 1000 and -1000, beyond
+    float8e4m3fn's 448: the constant cast by a Cast (``to``) or by a CastLike like a float8
+    activation (the type-only fold), with ``saturate`` (None: its default, 1: to +-448; 0: NaN)."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "W")
+    bound = numpy_helper.from_array(np.array([1000.0, 1.0, -1000.0, 0.3], np.float32), "c")
+    extra = {} if saturate is None else {"saturate": saturate}
+    cast = (helper.make_node("Cast", ["c"], ["c8"], name="cast8", to=TensorProto.FLOAT8E4M3FN,
+                             **extra) if op_type == "Cast" else
+            helper.make_node("CastLike", ["c", "m8"], ["c8"], name="cast8", **extra))
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("Cast", ["m"], ["m8"], name="to8", to=TensorProto.FLOAT8E4M3FN),
+             cast, helper.make_node("Cast", ["c8"], ["cf"], name="back", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["m", "cf"], ["y"], name="mul")]
+    graph = helper.make_graph(nodes, "hostile", [_float("x", ["batch", 8])],
+                              [_float("y", ["batch", 4])], [weight, bound])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])

@@ -334,3 +334,22 @@ def test_error_messages_escape_what_does_not_print(tmp_path):
         outcome = hostile.run_cli(argv, limit=QUICK_LIMIT)
         _assert_one_line_error(outcome, "\\x1b[")
         assert outcome.err[:-1].isprintable(), outcome.err
+
+
+@pytest.mark.parametrize("saturate", [None, 1, 0])
+def test_a_constant_cast_like_a_float8_activation_saturates_as_the_attribute_says(tmp_path,
+                                                                                  saturate):
+    """A constant beyond float8e4m3fn's range cast by a CastLike like a float8 activation
+    (folded by its element type alone) becomes +-448 with ``saturate`` 1 (its
+    default), as onnxruntime computes it: numpy's astype, which the kernels had used, gave NaN,
+    and quantize refused the model for NaN it called the model's own constants. With
+    ``saturate`` 0 the NaN are the model's, and so refused."""
+    model, calib = tmp_path / "model.onnx", tmp_path / "calib.npy"
+    onnx.save(hostile.float8_round_trip_of_a_constant("CastLike", saturate), model)
+    np.save(calib, np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32))
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "-o",
+                               str(tmp_path / "q.onnx")], limit=QUICK_LIMIT)
+    if saturate == 0:
+        _assert_one_line_error(outcome, "NaN", "constant 'cf'")
+    else:
+        assert outcome.status == 0, outcome.err

@@ -732,6 +732,23 @@ def test_cast_and_shape():
     _check("Shape", [_f(2, 3, 4)], {"start": 1, "end": -1})
 
 
+
+@pytest.mark.parametrize("saturate", [None, 1, 0])
+@pytest.mark.parametrize("to", [TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2])
+def test_cast_and_cast_like_to_float8_follow_saturate(to, saturate):
+    """Beyond a float8 type's range, a Cast or CastLike gives its largest value when
+    ``saturate`` is 1 (the default), NaN or inf when 0; numpy's astype gave NaN either way."""
+    x = np.array([1000.0, -1000.0, 1e6, -np.inf, 0.3, np.nan], np.float32)
+    attrs = {} if saturate is None else {"saturate": saturate}
+    like = np.zeros(1, helper.tensor_dtype_to_np_dtype(to))
+    for name, inputs, given in (("Cast", [x], {"to": to, **attrs}),
+                                ("CastLike", [x, like], attrs)):
+        expected = _reference(CATALOG[name].onnx_type, inputs, given, 19, False, 0)
+        got = np.asarray(CATALOG[name].run_onnx(inputs, _as_node_attrs(given)))
+        assert got.dtype == expected.dtype, (name, got.dtype, expected.dtype)
+        np.testing.assert_array_equal(got.astype(np.float32), expected.astype(np.float32),
+                                      err_msg=f"{name} {given}")
+
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
 def test_depth_to_space(mode):
     _check("DepthToSpace", [_f(2, 8, 2, 3)], {"blocksize": 2, "mode": mode})

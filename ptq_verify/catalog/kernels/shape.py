@@ -144,9 +144,24 @@ def where(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 
 def cast(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX Cast to the ``to`` element type (float to integer truncates toward zero)."""
-    from onnx.helper import tensor_dtype_to_np_dtype
+    return _cast_to(inputs[0], int(attrs["to"]), attrs)
 
-    return np.asarray(inputs[0]).astype(tensor_dtype_to_np_dtype(int(attrs["to"])))
+
+def _cast_to(x, to: int, attrs: Mapping[str, Any]) -> np.ndarray:
+    """``x`` cast to ONNX element type ``to`` as Cast and CastLike define it: to a float8 type
+    by the ``saturate`` attribute (opset 19, default 1: a value beyond the type's range
+    becomes its largest), which numpy's astype ignores. Why: folded by astype, a CastLike of
+    1000.0 like a float8e4m3fn tensor gave NaN where onnxruntime gives 448, and quantize
+    refused the model for NaN it said were the model's own constants."""
+    from onnx import TensorProto
+    from onnx.helper import tensor_dtype_to_np_dtype
+    from onnx.reference.ops.op_cast import cast_to
+
+    x = np.asarray(x)
+    if to == TensorProto.STRING:  # (cast_to's str_ array is no ONNX tensor here)
+        return x.astype(tensor_dtype_to_np_dtype(to))
+    return cast_to(x, to, saturate=bool(int(attrs.get("saturate", 1))),
+                   round_mode=text(attrs, "round_mode", "up"))
 
 
 def shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
@@ -248,7 +263,9 @@ def trilu(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
 def cast_like(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX CastLike: to the element type of the second input, whose values it never reads
     (so load-time folding may give it that type alone: ``graph.static._type_only``)."""
-    return np.asarray(inputs[0]).astype(inputs[1].dtype)
+    from onnx.helper import np_dtype_to_tensor_dtype
+
+    return _cast_to(inputs[0], np_dtype_to_tensor_dtype(np.dtype(inputs[1].dtype)), attrs)
 
 
 def constant_of_shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
