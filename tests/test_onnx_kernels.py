@@ -427,6 +427,13 @@ def test_reshape_flatten_transpose():
     _check("Transpose", [x], {"perm": [1, 2, 0]})
 
 
+def test_a_reshape_copying_a_dimension_its_input_lacks_says_so():
+    """A 0 (allowzero 0) past the input's rank copies nothing, which onnxruntime refuses too:
+    the kernel says so, where it had said IndexError's "tuple index out of range" (a KV-cache
+    decoder calibrated on texts of 0 tokens and a past of 0)."""
+    with pytest.raises(ValueError, match=r"copies with a 0 .* past its input's 1 \(\(0,\)\)"):
+        CATALOG["Reshape"].run_onnx([np.zeros(0, np.float32), _i(4, 1, 0, 0)], {})
+
 def test_squeeze_unsqueeze():
     x = _f(2, 1, 3, 1)
     _check("Squeeze", [x, _i(1)])

@@ -41,6 +41,11 @@ def reshape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     x = np.asarray(inputs[0])
     shape = [int(d) for d in np.asarray(inputs[1]).reshape(-1)]
     if not int(attrs.get("allowzero", 0)):
+        if any(d == 0 for d in shape[x.ndim:]):  # (had been IndexError's "tuple index out
+            # of range": a 0-length input's Shape as a target, a KV cache's past of 0 and
+            # texts of 0 tokens)
+            raise ValueError(f"its target shape {shape} copies with a 0 (allowzero 0) a "
+                             f"dimension past its input's {x.ndim} ({tuple(x.shape)})")
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return x.reshape(shape)
 
