@@ -353,3 +353,30 @@ def test_a_constant_cast_like_a_float8_activation_saturates_as_the_attribute_say
         _assert_one_line_error(outcome, "NaN", "constant 'cf'")
     else:
         assert outcome.status == 0, outcome.err
+
+
+@pytest.mark.parametrize("fmt", ["integer", "qdq", "simulation"])
+def test_an_input_named_as_a_format_names_a_tensor_of_its_own_quantizes(mlp_files, fmt):
+    """A model's input may be named anything, the names a format invents included: the
+    integer format's codes of input ``input`` (``input:int~1``) and the engine's accumulator
+    of a Gemm (``gemm1:acc~q4``), each taken from the file written for the mlp, had been
+    written beside the input of that name: two tensors of one name, which onnxruntime refused
+    (exit 3)."""
+    folder, model, calib = mlp_files
+    plain = folder / "plain.onnx"
+    assert hostile.run_cli(["quantize", str(model), "--calib", str(calib), "--format",
+                            "integer", "-o", str(plain)], limit=QUICK_LIMIT).status == 0
+    invented = [n.name for n in onnx.load(plain).graph.node
+                if n.name.startswith("input:") or "~q" in n.name]
+    assert any("~q" in name for name in invented) and any(":" in name for name in invented)
+    for name in invented:
+        source = onnx.load(model)
+        source.graph.input[0].name = name
+        for node in source.graph.node:
+            node.input[:] = [name if i == "input" else i for i in node.input]
+        renamed, data = folder / "renamed.onnx", folder / "renamed.npz"
+        onnx.save(source, renamed)
+        np.savez(data, **{name: np.load(calib)})
+        outcome = hostile.run_cli(["quantize", str(renamed), "--calib", str(data), "--format",
+                                   fmt, "-o", str(folder / "q.onnx")], limit=QUICK_LIMIT)
+        assert outcome.status == 0, (name, outcome.err)

@@ -388,6 +388,11 @@ class _Builder:
         self._ops = {node.name: table.find(node, graph) for node in graph.nodes}
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
+        # the source's tensor names, which fresh never gives: an input named 'gemm1:acc~q4',
+        # the name fresh had given a Gemm's accumulator, made the integer format write two
+        # tensors of one name (onnxruntime refused the file: exit 3)
+        self._taken = {*graph.input_names, *graph.initializers,
+                       *(name for node in graph.nodes for name in node.outputs)}
         self.optq, self.bias_correction = False, False
         self.progress = False  # bars over the weights rounded ahead and over the walk
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
@@ -435,8 +440,11 @@ class _Builder:
         return 2**self.bits - 1
 
     def fresh(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}~q{self._count}"
+        while True:
+            self._count += 1
+            name = f"{hint}~q{self._count}"
+            if name not in self._taken:
+                return name
 
     def factor(self, value, exact: bool = False) -> np.ndarray:
         array = np.asarray(value, dtype=np.float64)

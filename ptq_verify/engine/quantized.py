@@ -99,6 +99,22 @@ class QuantizedModel:
     def output_names(self) -> list[str]:
         return self.graph.output_names
 
+    def tensor_names(self) -> set[str]:
+        """Every tensor name the plan holds (the graph's inputs, outputs and constants, the
+        steps' tensors), which a format's own names must avoid (:class:`.lower.emitter.
+        Emitter`): a model's tensors may be named anything, and an input named
+        ``x:int~1``, the name the integer format gave input ``x``'s codes, had made it write
+        two tensors of one name (onnxruntime refused the file: exit 3)."""
+        names = {*self.graph.input_names, *self.graph.output_names, *self.constants,
+                 *self.graph.initializers}
+        for step in self.steps:
+            if isinstance(step, ScaleStep):
+                names.update((step.src, step.dst))
+            else:
+                names.update((*step.node.inputs, *step.node.outputs, *step.constants))
+        names.discard("")
+        return names
+
     def step_codes(self) -> dict[str, Code]:
         """Every plan tensor held as codes, by its name in the steps: the tensors' codes and
         those made for one node only (inputs of a discontinuous node held at 16 bits)."""

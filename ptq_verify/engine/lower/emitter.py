@@ -6,7 +6,7 @@ These are the op types the *emitters write*; the engine's decisions never look a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -23,10 +23,13 @@ MIN_OPSET = 11  # Round and Clip with min/max inputs
 class Emitter:
     """Collects nodes and initializers with unique names."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        """``reserved``: names :meth:`fresh` never gives (the plan's tensors:
+        ``QuantizedModel.tensor_names``)."""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self._counts: Counter[str] = Counter()
+        self._taken: set[str] = set(reserved)
         self._by_value: dict[tuple, str] = {}  # one initializer per distinct constant
 
     def fresh(self, hint: str) -> str:
@@ -34,8 +37,12 @@ class Emitter:
         ``x:q:clip:scale``), so that names stay short along chains of steps."""
         parts = hint.split(":")
         short = parts[0] if len(parts) == 1 else f"{parts[0]}:{parts[-1]}"
-        self._counts[short] += 1
-        return f"{short}~{self._counts[short]}"
+        while True:  # (past a reserved name, or one an unlike hint gave: 'a~1' from 'a')
+            self._counts[short] += 1
+            name = f"{short}~{self._counts[short]}"
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
 
     def initializer(self, name: str, value: np.ndarray) -> str:
         self.initializers[name] = np.asarray(value)

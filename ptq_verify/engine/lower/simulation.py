@@ -21,7 +21,7 @@ from .emitter import Emitter
 
 def emit_simulation(model) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) as float32 ONNX on integer-valued tensors."""
-    out = Emitter()
+    out = Emitter(model.tensor_names())
     for step in model.steps:
         if isinstance(step, ScaleStep):
             _scale_step(out, step)
