@@ -595,3 +595,24 @@ def float8_round_trip_of_a_constant(op_type: str, saturate: int | None) -> onnx.
     graph = helper.make_graph(nodes, "hostile", [_float("x", ["batch", 8])],
                               [_float("y", ["batch", 4])], [weight, bound])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+def threshold_after_selections() -> onnx.ModelProto:
+    """y = float(TopK(Gather(Squeeze(Unsqueeze(Sigmoid(x @ W)))), 3).values > 0.5): a jump
+    (Greater) reading selections, which the engine runs again on 16-bit codes under names of
+    its own (``gather:16bit~q16``); node 'last' (the Cast) is there to be renamed."""
+    rng = np.random.default_rng(0)
+    constants = [numpy_helper.from_array(rng.standard_normal((8, 6)).astype(np.float32), "W"),
+                 numpy_helper.from_array(np.array([5, 0, 3, 3, 1], np.int64), "idx"),
+                 numpy_helper.from_array(np.array([3], np.int64), "k"),
+                 numpy_helper.from_array(np.array([1], np.int64), "axis"),
+                 numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("Sigmoid", ["m"], ["s"], name="sig"),
+             helper.make_node("Unsqueeze", ["s", "axis"], ["u"], name="unsq"),
+             helper.make_node("Squeeze", ["u", "axis"], ["sq"], name="sq"),
+             helper.make_node("Gather", ["sq", "idx"], ["g"], name="gather", axis=1),
+             helper.make_node("TopK", ["g", "k"], ["v", "i"], name="topk"),
+             helper.make_node("Greater", ["v", "half"], ["b"], name="gt"),
+             helper.make_node("Cast", ["b"], ["y"], name="last", to=TensorProto.FLOAT)]
+    return _model(nodes, [_float("x", ["batch", 8])], [_float("y", ["batch", 3])], constants)

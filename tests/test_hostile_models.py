@@ -380,3 +380,26 @@ def test_an_input_named_as_a_format_names_a_tensor_of_its_own_quantizes(mlp_file
         outcome = hostile.run_cli(["quantize", str(renamed), "--calib", str(data), "--format",
                                    fmt, "-o", str(folder / "q.onnx")], limit=QUICK_LIMIT)
         assert outcome.status == 0, (name, outcome.err)
+
+
+@pytest.mark.parametrize("fmt", ["simulation", "qdq"])
+def test_a_node_named_as_a_selection_run_again_at_16_bits_quantizes(tmp_path, fmt):
+    """A node named as the engine names a selection it runs again on a jump's 16-bit codes
+    (``gather:16bit~q16``, read off the file written for the model) had been written beside
+    that node: two nodes of one name, which onnxruntime refused (exit 3)."""
+    model, calib, plain = tmp_path / "model.onnx", tmp_path / "calib.npy", tmp_path / "p.onnx"
+    np.save(calib, np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32))
+    source = hostile.threshold_after_selections()
+    onnx.save(source, model)
+    argv = ["--calib", str(calib), "--bits", "4", "--format", fmt]
+    assert hostile.run_cli(["quantize", str(model), *argv, "-o", str(plain)]).status == 0
+    invented = [n.name for n in onnx.load(plain).graph.node if "16bit" in n.name]
+    assert invented
+    for name in invented:
+        renamed = onnx.ModelProto()
+        renamed.CopyFrom(source)
+        next(n for n in renamed.graph.node if n.name == "last").name = name
+        onnx.save(renamed, model)
+        outcome = hostile.run_cli(["quantize", str(model), *argv, "-o", str(tmp_path / "q.onnx")],
+                                  limit=QUICK_LIMIT)
+        assert outcome.status == 0, (name, outcome.err)

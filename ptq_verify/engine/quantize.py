@@ -388,11 +388,13 @@ class _Builder:
         self._ops = {node.name: table.find(node, graph) for node in graph.nodes}
         self._verdicts: dict[str, NodeAction] = {}
         self._count = 0
-        # the source's tensor names, which fresh never gives: an input named 'gemm1:acc~q4',
-        # the name fresh had given a Gemm's accumulator, made the integer format write two
-        # tensors of one name (onnxruntime refused the file: exit 3)
+        # the source's tensor and node names, which fresh never gives: an input named
+        # 'gemm1:acc~q4', the name fresh had given a Gemm's accumulator, made the integer
+        # format write two tensors of one name, and a node named 'gather:16bit~q16', the name
+        # of a selection run again at 16 bits (_precise_selection), two nodes of one name
+        # (onnxruntime refused either file: exit 3)
         self._taken = {*graph.input_names, *graph.initializers,
-                       *(name for node in graph.nodes for name in node.outputs)}
+                       *(name for node in graph.nodes for name in (node.name, *node.outputs))}
         self.optq, self.bias_correction = False, False
         self.progress = False  # bars over the weights rounded ahead and over the walk
         self.kept_float: set[str] = set()  # activations kept in float (mixed precision)
