@@ -207,6 +207,30 @@ def test_token_ids_held_as_whole_floats_are_refused_with_the_cast_to_make(
     assert (".astype(np.int64)" in err) is hint
 
 
+def test_a_float_mask_for_a_bool_input_is_told_the_cast_to_a_mask(tmp_path, capsys):
+    """A new-user trial: a float 0/1 padding mask given for a bool input (torch's
+    ``memory_key_padding_mask`` exported as it is) was told 'ids held as floats: save them
+    with .astype(np.bool)', naming ids and a numpy name that numpy 1.24-1.26 lacks."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Where", ["m", "x", "zero"], ["h"], name="masked"),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="proj")]
+    graph = helper.make_graph(
+        nodes, "mask",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+         helper.make_tensor_value_info("m", TensorProto.BOOL, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(np.eye(8, 4, dtype=np.float32), "w"),
+         numpy_helper.from_array(np.zeros(1, np.float32), "zero")])
+    model, calib = tmp_path / "mask.onnx", tmp_path / "c.npz"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.savez(calib, x=np.ones((16, 8), np.float32),
+             m=(np.arange(8) < 5).astype(np.float32)[None].repeat(16, 0))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err and "does not fit the model's bool" in err
+    assert "a mask held as floats: save it with .astype(bool)" in err and "ids" not in err
+
+
 @pytest.mark.parametrize("count", [1, 6])
 def test_samples_not_filling_the_fixed_batch_are_refused_by_count(tmp_path, capsys, count):
     """A model exported with a fixed batch runs only whole batches: a remainder used to fail

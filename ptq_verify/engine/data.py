@@ -300,7 +300,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             else _integer_kind(array.dtype)
         )
         if not kind_ok:
-            hint = (f" (ids held as floats: save them with .astype(np.{info.dtype}))"
+            hint = (_whole_floats_hint(info.dtype)
                     if np.issubdtype(array.dtype, np.floating) and array.size
                     and np.all(np.isfinite(array)) and np.all(array == np.round(array))
                     else _integers_for_floats_hint(info.dtype)
@@ -395,6 +395,17 @@ def _integer_kind(dtype: np.dtype) -> bool:
     given to a float input is about (complex, text or dates are none, and had been told
     'integer data is not cast')."""
     return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)
+
+
+def _whole_floats_hint(dtype: np.dtype) -> str:
+    """Advice for whole numbers held as floats given to an integer or bool input: the cast to
+    make. A bool input is a mask, not ids, and ``np.bool`` (what ``np.{dtype}`` spelled) is
+    no name in numpy 1.24 to 1.26, which the project supports: a new-user trial's float 0/1
+    padding mask for a bool ``memory_key_padding_mask`` was told 'ids held as floats: save
+    them with .astype(np.bool)'."""
+    if np.dtype(dtype) == np.bool_:
+        return " (a mask held as floats: save it with .astype(bool))"
+    return f" (ids held as floats: save them with .astype(np.{np.dtype(dtype).name}))"
 
 
 def _integers_for_floats_hint(dtype: np.dtype) -> str:
