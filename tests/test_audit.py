@@ -262,8 +262,8 @@ def test_a_model_with_token_id_inputs_says_equalization_was_not_probed(capsys):
     assert main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
-    assert "not probed (input 'input_ids' is not float" in line
-    assert "no pair" not in line
+    assert "not probed (input 'input_ids' is int64, not float (ids, a mask)" in line
+    assert "no pair" not in line and "token ids" not in line
 
 
 def test_integer_weights_are_named_by_the_model_s_tensors_too(capsys):

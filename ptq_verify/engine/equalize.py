@@ -568,12 +568,15 @@ def per_channel_update(value, amounts: np.ndarray, ndim: int, combine) -> np.nda
 
 def unprobed_without_data(graph: Graph) -> str | None:
     """Why :func:`equalize` without data cannot probe ``graph`` (it then finds no group), or
-    None: random draws stand only for float inputs of known shapes, and token ids are not
-    (``audit`` says so rather than that no pair exists; quantize probes on its data)."""
+    None: random draws stand only for float inputs of known shapes, and ids or masks are not
+    (``audit`` says so rather than that no pair exists; quantize probes on its data). The
+    input's type is named, not assumed: a conditional generator's int64 class id and a
+    decoder's bool padding mask had both been called 'token ids' (a new-user trial)."""
     floats = {info.name for info in graph.float_inputs()}
-    if others := [info.name for info in graph.inputs if info.name not in floats]:
-        return (f"input {others[0]!r} is not float (token ids), and random draws do not stand "
-                "for it; quantize finds the pairs on the calibration data")
+    if others := [info for info in graph.inputs if info.name not in floats]:
+        return (f"input {others[0].name!r} is {others[0].dtype}, not float (ids, a mask), and "
+                "random draws do not stand for it; quantize finds the pairs on the calibration "
+                "data")
     if unknown := [name for name in floats if example_shape(graph, name) is None]:
         return (f"input {unknown[0]!r} has no known shape to draw random inputs of; quantize "
                 "finds the pairs on the calibration data")
