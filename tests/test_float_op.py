@@ -125,6 +125,50 @@ def test_an_op_type_it_cannot_keep_is_one_line(option, said, tmp_path, capsys):
         assert code == 2 and len(err.strip().splitlines()) == 1 and said in err, err
 
 
+def _cdist_like() -> onnx.ModelProto:
+    """MatMul -> Pow by 2 (the catalog's Pow2) -> ReduceSum -> Pow by float32(1/2.0000001),
+    as torch's legacy export of ``torch.cdist`` writes a distance: the second Pow has an
+    exponent no declaration takes."""
+    weight = numpy_helper.from_array(np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4),
+                                     "w")
+    constants = [weight, numpy_helper.from_array(np.float32(2), "two"),
+                 numpy_helper.from_array(np.float32(0.49999976), "root"),
+                 numpy_helper.from_array(np.array([1], np.int64), "axis")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("Pow", ["h", "two"], ["sq"], name="square"),
+             helper.make_node("ReduceSum", ["sq", "axis"], ["total"], name="total", keepdims=1),
+             helper.make_node("Pow", ["total", "root"], ["y"], name="root")]
+    graph = helper.make_graph(
+        nodes, "cdist", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])], constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_option_keeps_a_type_s_undeclared_nodes_beside_its_declared_ones(tmp_path, capsys):
+    """A new-user trial: torch.cdist's legacy export holds a Pow by 2 (declared, Pow2) and a
+    Pow by 0.49999976 (no declaration): quantize refused the second, and refused
+    ``--float-op Pow`` for the first, so the model had no way through. The option now keeps
+    the undeclared node in float and the declared one keeps its rule; a type whose every node
+    is declared is still refused (test above)."""
+    model, calib = tmp_path / "cdist.onnx", tmp_path / "c.npy"
+    onnx.save(_cdist_like(), model)
+    x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    np.save(calib, x)
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out),
+                 "--no-progress"]) == 2
+    assert "--float-op Pow" in capsys.readouterr().err
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out), "--float-op",
+                 "Pow", "--no-progress"]) == 0
+    listing = capsys.readouterr().out
+    assert "1 compensated (float: kept in float at your request" in listing
+    assert next(line for line in listing.splitlines() if line.startswith("square")).split()[2] \
+        == "homogeneous"
+    assert sqnr_db(_run(_cdist_like(), {"x": x}), _run(onnx.load(out), {"x": x})) > 30
+    assert main(["audit", str(model), "--float-op", "Pow"]) == 0
+    assert "(--float-op): root" in capsys.readouterr().out
+
+
 def test_the_table_takes_a_list_of_op_types():
     with pytest.raises(UserError, match=r"\['LSTM'\] for one"):
         OperatorTable(float_types="LSTM")

@@ -203,8 +203,9 @@ class OperatorTable:
                 raise UserError(
                     f"{where}{node.label}: op type {node.op_type!r} is declared only for other "
                     f"attribute values or inputs than this node's ({forms}): export the node in "
-                    "one of those forms, or declare its own in a TOML file given with "
-                    "--operators (docs/catalog.md)")
+                    "one of those forms, declare its own in a TOML file given with "
+                    f"--operators (docs/catalog.md), or keep it in float with --float-op "
+                    f"{node.op_type} (nodes of the declared forms keep their rule)")
         hint = quantized_hint(node, graph)
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
@@ -260,19 +261,26 @@ def check_float_types(graph: Graph, table: OperatorTable, loaded: Graph | None =
 
 
 def _check_kept(op_type: str, nodes: list[Node], graph: Graph, table: OperatorTable) -> None:
-    """Refuse ``--float-op op_type`` where one of ``nodes`` (of ``graph``) is declared or
-    runs subgraphs or ONNX sequences (:func:`check_float_types`)."""
-    declared = next((node for node in nodes if not table.kept_in_float(node, graph)), None)
-    if declared is not None:
+    """Refuse ``--float-op op_type`` where every one of ``nodes`` (of ``graph``) is declared
+    (the option would keep none in float), or one it keeps runs subgraphs or ONNX sequences
+    (:func:`check_float_types`). Where some are declared and others not (a Pow by 2, Pow2,
+    beside a Pow by 0.49999976, which torch's legacy export of ``torch.cdist`` writes for
+    1/p: a new-user trial), the option keeps the undeclared ones in float and the declared
+    keep their proved rule, :meth:`OperatorTable.kept_in_float` node by node; refusing the
+    option there had left such a model no way to be quantized."""
+    kept = [node for node in nodes if table.kept_in_float(node, graph)]
+    if not kept:
+        declared = nodes[0]
         op = table.lookup(declared, graph)[0]
         where = ("the built-in catalog" if table.declaration_key(declared) is None
                  else table.source or "operators=")
         raise UserError(
             f"--float-op {op_type}: {declared.label} of {graph.source} is declared "
             f"({op.name if op is not None else op_type}, {where}): "
-            "the option keeps in float only op types no declaration describes; "
+            "the option keeps in float only nodes no declaration describes, and every node "
+            "of that op type has one; "
             "--keep-float-tensor keeps a declared node's output in float")
-    for node in nodes:
+    for node in kept:
         if any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values()) or (
                 node.in_onnx_domain and _sequences(node.op_type)):
             raise UserError(
