@@ -165,6 +165,8 @@ def test_the_option_keeps_a_type_s_undeclared_nodes_beside_its_declared_ones(tmp
     assert next(line for line in listing.splitlines() if line.startswith("square")).split()[2] \
         == "homogeneous"
     assert sqnr_db(_run(_cdist_like(), {"x": x}), _run(onnx.load(out), {"x": x})) > 30
+    assert main(["audit", str(model)]) == 0
+    assert "; --float-op Pow keeps them in float" in capsys.readouterr().out
     assert main(["audit", str(model), "--float-op", "Pow"]) == 0
     assert "(--float-op): root" in capsys.readouterr().out
 

@@ -336,8 +336,9 @@ def _summary_lines(audit: Audit) -> list[str]:
         "proved linear in its parameters"))
     for op_type, nodes in summary["unknown_op_types"].items():
         forms = declared_forms(op_type)
-        why = f"no declaration fits them; the catalog's forms of it: {forms}" if forms else (
-            "not in the catalog")
+        why = (f"no declaration fits them; the catalog's forms of it: {forms}; --float-op "
+               f"{op_type} keeps them in float, the declared forms keep their rule"
+               if forms else "not in the catalog")
         hints = sorted(e.hint for e in audit.entries if e.op_type == op_type and e.hint)
         why += f"; {hints[0]}" if hints else ""
         lines.append(f"unknown op type {op_type}: {', '.join(nodes)} ({why})")
