@@ -408,6 +408,28 @@ def size_then_if() -> onnx.ModelProto:
     return model
 
 
+def size_then_if_after_layers() -> onnx.ModelProto:
+    """:func:`size_then_if` behind two Gemm layers joined by a Relu (torch's Linear layers),
+    a group cross-layer equalization runs the model to measure: that run had met the Size
+    first and refused it alone (a new-user trial's DLRM, its EmbeddingBag's Size and Loop
+    after an MLP)."""
+    model = size_then_if()
+    graph = model.graph
+    graph.input[0].name = "x_in"
+    rng = np.random.default_rng(0)
+    for name, shape in (("w0", (4, 4)), ("b0", (4,)), ("w1", (4, 4)), ("b1", (4,))):
+        scale = np.array([1, 4, 0.25, 2], np.float32) if name == "w0" else 1
+        graph.initializer.append(numpy_helper.from_array(
+            (rng.normal(size=shape) * scale).astype(np.float32), name))
+    layers = [helper.make_node("Gemm", ["x_in", "w0", "b0"], ["a"], name="gemm_0"),
+              helper.make_node("Relu", ["a"], ["r"], name="relu_0"),
+              helper.make_node("Gemm", ["r", "w1", "b1"], ["x"], name="gemm_1")]
+    nodes = list(graph.node)
+    graph.ClearField("node")
+    graph.node.extend(layers + nodes)
+    return model
+
+
 def max_pool_with_indices() -> onnx.ModelProto:
     """Conv -> MaxPool whose second output, the Indices, is a model output: the catalog's
     MaxPool describes the pooled values only."""

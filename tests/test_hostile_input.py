@@ -16,6 +16,7 @@ import onnx
 import pytest
 
 from ptq_verify.engine import data as engine_data
+from ptq_verify.engine import float_run
 
 QUICK_LIMIT = 30.0  # seconds; every case below answers in well under one
 
@@ -512,6 +513,18 @@ def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp
         tmp_path, hostile.size_then_if(), (8, 4), "node 'if_1' (If)", "no declared operator",
         "1 other node(s) lack a declaration too: node 'size_1' (Size)")
     assert outcome.err.index("'if_1'") < outcome.err.index("'size_1'")
+
+
+def test_undeclared_nodes_are_all_counted_before_equalization_runs_the_model(tmp_path,
+                                                                             monkeypatch):
+    """A new-user trial's DLRM (an MLP, then nn.EmbeddingBag's Size and Loop, dynamo export):
+    onnxruntime could not run the prepared graph, so equalization ran it on the catalog's
+    kernels before calibration checked every node, met the Size, and refused it alone with
+    the advice to declare it. onnxruntime is made to fail here (the forked run inherits it)."""
+    monkeypatch.setattr(float_run, "ort_runner", lambda graph, want: None)
+    _refused_undeclared(
+        tmp_path, hostile.size_then_if_after_layers(), (8, 4), "node 'if_1' (If)",
+        "1 other node(s) lack a declaration too: node 'size_1' (Size)")
 
 
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
