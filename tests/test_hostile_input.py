@@ -505,6 +505,25 @@ def test_an_undeclared_node_with_subgraphs_is_not_sent_to_a_declaration(tmp_path
     assert "declare it in a TOML file" not in outcome.err
 
 
+def test_a_loop_is_refused_with_the_way_an_embedding_bag_exports_without_one():
+    """A new-user trial: both torch exporters write nn.EmbeddingBag as a Loop over its bags
+    (a DLRM, a two-tower model); the refusal said to fix the input shapes, which resolves
+    branches but leaves a loop's body. An If's refusal keeps its own words."""
+    from ptq_verify.errors import UserError
+    from ptq_verify.graph import Node, OperatorTable
+
+    def refusal(op_type: str, *subgraphs: str) -> str:
+        node = Node(name="n", op_type=op_type, inputs=["count", "", "x"], outputs=["y"],
+                    attrs={}, domain="",
+                    attr_types=dict.fromkeys(subgraphs, onnx.AttributeProto.GRAPH))
+        with pytest.raises(UserError) as caught:
+            OperatorTable.of(None).require(node)
+        return str(caught.value)
+
+    assert "torch writes nn.EmbeddingBag as a Loop" in refusal("Loop", "body")
+    assert "EmbeddingBag" not in refusal("If", "then_branch", "else_branch")
+
+
 def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp_path):
     """A new-user trial: an EmbeddingBag export was refused naming its Size alone, with the
     advice to declare it; declared, the Loop behind it was refused next. The line now names

@@ -19,6 +19,12 @@ from ..wording import first_few
 from .model import Graph, Node
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+# A loop's body (ONNX names a Loop's and a Scan's subgraph ``body``) stays whatever the shapes:
+# both torch exporters write nn.EmbeddingBag as a Loop over its bags (a new-user trial's DLRM
+# and two-tower models), so fixing shapes, the way forward for a branch, does not remove it.
+_LOOP_HINT = ("; a loop's body stays at any shapes: torch writes nn.EmbeddingBag as a Loop "
+              "over its bags, and nn.Embedding with a sum over the bag axis (padding masked "
+              "by weights of 0, a mean divided by the count) exports without one")
 
 
 class OperatorTable:
@@ -299,7 +305,8 @@ def _beyond_declaration(node: Node) -> str:
         return (f"; it runs subgraphs (attribute {', '.join(subgraphs)}: control flow), which "
                 "a declaration given with --operators (one expression) cannot describe, so "
                 "ptq-verify cannot take this node: export the model without it (exporters "
-                "resolve many branches when the input shapes are fixed)")
+                "resolve many branches when the input shapes are fixed)" + _LOOP_HINT * (
+                    "body" in subgraphs))
     if node.in_onnx_domain and _sequences(node.op_type):
         return ("; it reads or writes an ONNX sequence (a list of tensors, by its schema), "
                 "which no declaration (an expression of tensors) describes, so ptq-verify "
