@@ -215,15 +215,16 @@ def run(args) -> int:
     dropped = declared.float_types & (loaded_types - {node.op_type for node in graph.nodes})
     # the file read again only where prepare dropped every node of a --float-op type
     check_float_types(graph, declared, load_graph(source) if dropped else None)
-    # every node declared or kept in float before any float run: equalization's run of the
-    # model had met the first undeclared node alone (a new-user trial's DLRM: a Size named,
-    # the Loop torch writes for nn.EmbeddingBag, which no declaration takes, left unsaid)
-    declared.require_all(graph.nodes, graph)
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one
     # line (an expand bomb, external data outside its folder) must not reach onnxruntime
     original, refusal = ort_session(source)
     own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
+    # every node declared or kept in float before any float run (after onnxruntime's refusal
+    # of the float model, whose reason holds whatever is declared): equalization's run had met
+    # the first undeclared node alone (a new-user trial's DLRM: a Size named, the Loop torch
+    # writes for nn.EmbeddingBag, which no declaration takes, left unsaid)
+    declared.require_all(graph.nodes, graph)
     producers = graph.producers()
     for name in args.keep_float_tensor:
         if name in graph.output_names:  # (a graph output was written from codes, asked or not)
