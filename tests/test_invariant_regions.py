@@ -166,3 +166,70 @@ def test_smoothing_models_a_norm_in_parts_as_quantize_runs_it(monkeypatch):
         assert all(copy in after for copy in made), name
         copies += made
     assert copies  # the BERT's LayerNorm outputs are its residuals too: duplicated
+
+
+def _siamese(path: Path) -> Path:
+    """A shared tower (one Gemm) on two inputs, then torch's legacy export of
+    ``F.cosine_similarity`` (x.y / max(sqrt(|x|^2 |y|^2), eps)) and a difference of the two
+    embeddings beside it, as ``torch.cdist`` reads them."""
+    from onnx import TensorProto, helper, numpy_helper, save
+    rng = np.random.default_rng(0)
+    const = [numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes"),
+             numpy_helper.from_array(np.array(1e-8, np.float32), "eps")]
+    node = helper.make_node
+    nodes = [node("Gemm", ["x1", "W"], ["e1"], name="tower1", transB=1),
+             node("Gemm", ["x2", "W"], ["e2"], name="tower2", transB=1),
+             node("Mul", ["e1", "e2"], ["p"], name="dot_mul"),
+             node("ReduceSum", ["p", "axes"], ["dot"], name="dot_sum", keepdims=0),
+             node("Mul", ["e1", "e1"], ["p1"], name="sq1_mul"),
+             node("ReduceSum", ["p1", "axes"], ["n1"], name="sq1_sum", keepdims=0),
+             node("Mul", ["e2", "e2"], ["p2"], name="sq2_mul"),
+             node("ReduceSum", ["p2", "axes"], ["n2"], name="sq2_sum", keepdims=0),
+             node("Mul", ["n1", "n2"], ["n12"], name="norms"),
+             node("Sqrt", ["n12"], ["root"], name="root"),
+             node("Max", ["root", "eps"], ["den"], name="clamp"),
+             node("Div", ["dot", "den"], ["cos"], name="cos"),
+             node("Sub", ["e1", "e2"], ["diff"], name="diff")]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 16]) for n in ("x1", "x2")]
+    outputs = [helper.make_tensor_value_info("cos", TensorProto.FLOAT, ["N"]),
+               helper.make_tensor_value_info("diff", TensorProto.FLOAT, ["N", 8])]
+    graph = helper.make_graph(nodes, "siamese", inputs, outputs, const)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _pairs(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)  # near pairs: cosines close to 1, as a Siamese net's
+    x1 = rng.normal(size=(128, 16)).astype(np.float32)
+    return {"x1": x1, "x2": x1 + 0.2 * rng.normal(size=x1.shape).astype(np.float32)}
+
+
+def test_a_cosine_of_two_activations_is_one_region_beside_their_difference(tmp_path):
+    # each tensor's exponent is one per source: x.y is 1 in each, the cosine 0 in both; the
+    # Sub that a cdist takes of the same embeddings leads nowhere scale-free, and is pruned
+    path = _siamese(tmp_path / "siamese.onnx")
+    graph = load_model(path)
+    table = OperatorTable()
+    regions = invariant_regions(graph, table, plan_model(graph, table),
+                                activation_tensors(graph, table))
+    tail = {"dot_mul", "dot_sum", "sq1_mul", "sq1_sum", "sq2_mul", "sq2_sum", "norms", "root",
+            "clamp", "cos"}
+    assert set(regions) == tail
+
+
+def test_a_cosine_in_float_on_its_embeddings_codes_beats_every_part_on_codes(tmp_path,
+                                                                             monkeypatch):
+    # the trial's Siamese network: 48.9 -> 74.8 dB held out (quantize_static 55.4); every
+    # product, sum and root of the chain had been rounded to 8 bits where the cosines all
+    # lay in 0.97-1.0
+    path = _siamese(tmp_path / "siamese.onnx")
+    graph = load_model(path)
+    calibration = calibrate(graph, _pairs(1), progress=False)
+    test = _pairs(2)
+    reference = _output(str(path), test)
+    regions = sqnr_db(reference, _output(quantize(graph, calibration, 8).to_onnx(), test))
+    monkeypatch.setattr(QUANTIZE, "invariant_regions", lambda *args: {})
+    every_part_on_codes = sqnr_db(reference, _output(quantize(graph, calibration, 8).to_onnx(),
+                                                     test))
+    assert regions > every_part_on_codes + 6
