@@ -107,6 +107,25 @@ def test_an_operator_s_onnx_type_is_checked_as_a_files_is(onnx_type, said):
     assert Operator("Shift", "x", "2*x", onnx_type="custom:Shift").onnx_type == "custom:Shift"
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    ({"params": "beta"}, "params 'beta' is text"),
+    ({"kernel": 5}, "kernel must be a function, not int"),
+    ({"onnx_kernel": "x"}, "onnx_kernel must be a function, not str"),
+    ({"domain": "beta > 0"}, "domain: 'beta > 0' is str, not a sympy relation"),
+    ({"domain": ["beta > 0"]}, "domain: 'beta > 0' is str, not a sympy relation")])
+def test_a_declaration_s_params_kernel_and_domain_of_the_wrong_kind_are_refused(options,
+                                                                                 said):
+    """A library user's trial: params="beta" declared b, e, t and a (then "beta ... is
+    neither an input nor a parameter"), kernel=5 failed only when run (a TypeError), and a
+    domain as text reached sympy as an AttributeError."""
+    from ptq_verify.catalog.operator import DeclarationError
+
+    declared = {"params": {"beta": "2"}, **options}
+    with pytest.raises(DeclarationError, match=f"^Scaled: {re.escape(said)}"):
+        Operator("Scaled", "x", "beta*x", **declared)
+    assert Operator("Scaled", "x", "beta*x", params=["beta"]).params == {"beta": 1}
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

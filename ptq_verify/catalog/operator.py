@@ -172,6 +172,23 @@ def _is_sympy(value: Any) -> bool:
     return sympy is not None and isinstance(value, sympy.Basic)
 
 
+def _checked_domain(name: str, domain: object) -> tuple:
+    """``domain`` as a tuple of sympy relations, or a DeclarationError: text (``"x > 0"``)
+    had reached sympy as an AttributeError. A condition written in the expression is
+    recorded by the parser (``log(x)``: x > 0), which is the way for text."""
+    if isinstance(domain, (str, bytes)) or not isinstance(domain, Sequence):
+        conditions: tuple = (domain,)
+    else:
+        conditions = tuple(domain)
+    for condition in conditions:
+        if not _is_sympy(condition):
+            raise DeclarationError(
+                f"{name}: domain: {condition!r} is {type(condition).__name__}, not a sympy "
+                "relation (sympy.Symbol('x', real=True) > 0); or let the expression state "
+                "it: log(x) and sqrt(x) record theirs")
+    return conditions
+
+
 @contextmanager
 def deferred_parsing() -> Iterator[None]:
     """Operators declared inside parse their expression on first use, not at once: the
@@ -286,6 +303,12 @@ class Operator:
         self.inputs = parse_inputs(inputs)
         if params is None:
             params = {}
+        elif isinstance(params, (str, bytes)):
+            # iterated, text is its characters: "beta" had declared b, e, t and a, and the
+            # expression's beta was then said to be no parameter
+            raise DeclarationError(
+                f"{name}: params {params!r} is text; give a dict of name -> sample value "
+                "({'beta': '1.702'}) or a list of names (['beta'])")
         elif not isinstance(params, Mapping):
             # a name listed twice is a slip (the one-liner's --params refuses it), not one
             # parameter: said, as an input named twice is
@@ -302,7 +325,12 @@ class Operator:
                 raise DeclarationError(f"{name}: {p!r} is both an input and a parameter")
         if not isinstance(expr, str) and not _is_sympy(expr):
             raise DeclarationError(f"{name}: expr must be text or a sympy expression")
-        self._declared = (expr, tuple(domain))
+        self._declared = (expr, _checked_domain(name, domain))
+        for what, function in (("kernel", kernel), ("onnx_kernel", onnx_kernel)):
+            if function is not None and not callable(function):
+                # (a number or a name here had failed only when first run, a TypeError)
+                raise DeclarationError(f"{name}: {what} must be a function, not "
+                                       f"{type(function).__name__}")
         self._kernel = kernel
         if onnx_type is not None and (problem := onnx_type_problem(onnx_type)):
             raise DeclarationError(f"{name}: onnx_type {problem}")
