@@ -126,6 +126,23 @@ def test_a_declaration_s_params_kernel_and_domain_of_the_wrong_kind_are_refused(
     assert Operator("Scaled", "x", "beta*x", params=["beta"]).params == {"beta": 1}
 
 
+@pytest.mark.parametrize(("overrides", "said"), [
+    ({"Relu": "pass_through"}, "'Relu': str 'pass_through' is no Rule"),
+    (["Relu"], "a dict of operator name -> Rule"),
+    ({"Rleu": None}, "'Rleu' is no declared operator's name; did you mean 'Relu'")])
+def test_override_rules_that_force_nothing_are_refused(mlp, overrides, said):
+    """A library user's trial: a rule given as its name failed as an AttributeError at the
+    first node of that operator, a list as a TypeError, and a misspelt operator name forced
+    nothing, silently (an ablation then measures the model it meant to change)."""
+    from ptq_verify.engine import plan_model
+
+    _, _, graph, calibration = mlp
+    for run in (lambda: plan_model(graph, override_rules=overrides),
+                lambda: quantize(graph, calibration, override_rules=overrides)):
+        with pytest.raises(UserError, match=f"^override_rules: {re.escape(said)}"):
+            run()
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

@@ -32,6 +32,7 @@ from .metrics import relative_error, sqnr_db
 from .plan import Action, NodeAction, plan_model
 from .quantize import check_bits, quantize
 from .quantized import Code, NodeRecord, QuantizedModel
+from .rules import check_overrides
 from .stats import TensorStats
 
 
@@ -47,6 +48,7 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
     types (they stay as they are)."""
     require_graph(graph, "prepare")
     table = OperatorTable.of(operators)
+    check_overrides(override_rules, table)
     fold_constants(graph, table)
     while resolve_branches(graph):
         infer_shapes_again(graph)

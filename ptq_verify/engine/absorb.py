@@ -50,6 +50,7 @@ from .equalize import (
 )
 from .float_run import calibration_feeds, kept_if_same, run_float, streamed
 from .probe import along, example_inputs, example_shape, run_kernel
+from .rules import check_overrides
 from .split import rejoin
 
 _TOLERANCE = 1e-6  # relative spread of a layer 2's response that still counts as constant
@@ -132,6 +133,7 @@ def absorb(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
     through it, and equalization kept no factor there) is then undone
     (:func:`.split.rejoin`)."""
     table = OperatorTable.of(table)
+    check_overrides(overrides, table)
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
     groups = split_links(graph, table, groups_of(graph, table, overrides, allow_split=True),
                          overrides)

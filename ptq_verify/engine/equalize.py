@@ -51,7 +51,7 @@ from .probe import (
     example_shape,
     run_kernel,
 )
-from .rules import effective_rule, weight_layout
+from .rules import check_overrides, effective_rule, weight_layout
 from .split import can_split, split
 
 ITERATIONS = 8
@@ -131,6 +131,7 @@ def equalize(graph: Graph, table: OperatorTable | Mapping[str, Operator] | None 
     (:mod:`.group_error`), and 0, no change, unless another costs under KEEP times as much;
     ``progress``: a bar on stderr over the groups measured."""
     table = OperatorTable.of(table)
+    check_overrides(overrides, table)
     measured = feeds = None
     if data is None:
         feeds = _random_feeds(graph)

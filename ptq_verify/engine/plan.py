@@ -20,7 +20,7 @@ from ..graph import (
 )
 from ..graph.onnx_io import inferred_shapes, trusted_shape
 from ..rules import Rule, RuleKind, Verdict
-from .rules import carried_params, effective_rule, input_params, weight_layout
+from .rules import carried_params, check_overrides, effective_rule, input_params, weight_layout
 
 
 class Action(str, Enum):
@@ -76,6 +76,7 @@ def plan_model(
     reported with action ``unknown`` (quantize refuses them)."""
     require_graph(graph, "plan_model")
     table = OperatorTable.of(operators)
+    check_overrides(override_rules, table)
     active = activation_tensors(graph, table)
     inferred = cache(lambda: inferred_shapes(graph) or {})  # (only where a node needs it)
     plans = []

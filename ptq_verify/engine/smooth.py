@@ -50,7 +50,7 @@ from .parallel import mapped
 from .plan import plan_model
 from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
-from .rules import effective_rule, is_elementwise, weight_layout
+from .rules import check_overrides, effective_rule, is_elementwise, weight_layout
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Migration strengths tried per activation (SmoothQuant's default is 0.5). Measured on
@@ -168,6 +168,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     (``calibrate(keep=...)``), which then stands for smoothing's own pass over the data
     (engine/smoothed_calibration.py)."""
     table = OperatorTable.of(table)
+    check_overrides(overrides, table)
     if candidates is None:
         candidates = candidates_of(graph, table, overrides)
     if not candidates:
