@@ -499,6 +499,9 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
         return None
     for name, value in sorted(node.attrs.items()):
         if name not in op.onnx_attrs and name not in op.onnx_match:
+            if name in op.params:  # (an Operator(...) given onnx_attrs without it)
+                return (f"has attribute {name!r} that its declaration does not bind (its "
+                        f"onnx_attrs leave out its parameter {name!r})")
             return (f"has attribute {name!r} that its declaration does not bind (a "
                     "parameter takes the value of the node's attribute of its name; its "
                     f"parameters: {', '.join(op.params) or 'none'})")
