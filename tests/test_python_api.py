@@ -181,6 +181,25 @@ def test_a_python_declaration_takes_a_custom_node_s_attributes_by_name(tmp_path)
                   operators={"com.acme:LeakyBias": unbound}, progress=False)
 
 
+def test_calibrate_draws_no_bar_unless_asked(mlp, monkeypatch):
+    """A library user's trial: calibrate was the one step whose progress defaulted to True,
+    drawing a bar on a terminal's stderr from a library call nobody asked to report."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    _, data, graph, _ = mlp
+    drawn = {}
+    for asked in (False, True):
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        calibrate(graph, data) if not asked else calibrate(graph, data, progress=True)
+        drawn[asked] = sys.stderr.getvalue()
+    assert drawn[False] == "" and "calibrating" in drawn[True]
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

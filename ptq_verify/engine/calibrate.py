@@ -278,7 +278,7 @@ def calibrate(
     percent: float = 99.99,
     batch_size: int = 64,
     operators: Mapping[str, Operator] | OperatorTable | None = None,
-    progress: bool = True,
+    progress: bool = False,
     runtime: str = "onnxruntime",
     weight_layers: Mapping[str, WeightTarget] | None = None,
     keep: Iterable[str] = (),
@@ -299,7 +299,9 @@ def calibrate(
     fewer where this pass's budget takes fewer (the sums then add the same rows in another
     order). ``keep``: activations whose values on the first samples the result holds
     (``Calibration.kept``) with their per-position extremes (``TensorStats.extremes``), for
-    smoothing after this pass (engine/smoothed_calibration.py)."""
+    smoothing after this pass (engine/smoothed_calibration.py). ``progress``: a bar on stderr
+    (a terminal's) over the samples; off by default, as every other step's (it had been the
+    one step of a library call to draw on a terminal unasked)."""
     check_method(method, percent)
     if bits is not None:
         from .quantize import check_bits  # (quantize imports this module)
