@@ -158,3 +158,17 @@ def test_rewrites_are_equivalent_and_new():
     for _, form in forms:
         for value in (-2, 0, sympy.Rational(3, 7)):
             assert form.subs(op.symbols["x"], value) == op.expr.subs(op.symbols["x"], value)
+
+
+@pytest.mark.parametrize("call", ["check_operator", "check_rewrites", "check_rule"])
+def test_a_claim_that_is_no_verdict_or_rule_is_a_type_error_naming_the_call(call):
+    """A library user's trial: check_operator(op, verdict="pass_through") and
+    check_rule(op, "pass_through") failed as AttributeErrors from inside the properties."""
+    from ptq_verify.testing import check_rewrites, check_rule
+
+    op = Operator("Twice", "x", "2*x")
+    run = {"check_operator": lambda: check_operator(op, verdict="pass_through"),
+           "check_rewrites": lambda: check_rewrites(op, "pass_through"),
+           "check_rule": lambda: check_rule(op, "pass_through")}[call]
+    with pytest.raises(TypeError, match=f"^{call}: (verdict|rule) must be a (Verdict|Rule)"):
+        run()

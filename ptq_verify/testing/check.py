@@ -61,7 +61,7 @@ def check_operator(
 
     Returns the verdict that was tested.
     """
-    claimed = classify(op) if verdict is None else verdict
+    claimed = _claimed(op, verdict, "check_operator")
     check_kernel(op, max_examples=max_examples)
     for rule in rules_of(claimed):
         check_rule(op, rule, max_examples=max_examples)
@@ -70,6 +70,18 @@ def check_operator(
     if rewrites:
         check_rewrites(op, claimed)
     return claimed
+
+
+def _claimed(op: Operator, verdict: object, caller: str) -> Verdict:
+    """The verdict to test: the checker's, or the one claimed. A claim that is no Verdict
+    (``verdict="pass_through"``) is a TypeError saying how to write one: it had been an
+    AttributeError from inside the properties (a library user's trial)."""
+    if verdict is None:
+        return classify(op)
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"{caller}: verdict must be a Verdict (Verdict(name, Rule(...), "
+                        f"certificate=None), docs/testing.md), not {type(verdict).__name__}")
+    return verdict
 
 
 def operator_test(op: Operator, **options: Any) -> Callable[[], None]:
@@ -144,6 +156,9 @@ def check_rule(
     default both are tested when the rule has a degree per input and rescales no parameter,
     else the common scale.
     """
+    if not isinstance(rule, Rule):
+        raise TypeError(f"check_rule: rule must be a Rule (Rule(RuleKind.PASS_THROUGH, "
+                        f"Fraction(1)), or classify(op).rule), not {type(rule).__name__}")
     if not rule.kind.has_rule:
         raise ValueError(f"a {rule.kind} verdict claims no rule to test")
     per_input = rule.input_degrees is not None and not rule.param_exponents
@@ -379,7 +394,7 @@ def check_rewrites(op: Operator, verdict: Verdict | None = None, limit: int = 3)
     checker contradicts itself, and an undecided one means it lost a decision it could make.
     An undecided original may be decided on a rewrite.
     """
-    claimed = classify(op) if verdict is None else verdict
+    claimed = _claimed(op, verdict, "check_rewrites")
     for label, form in equivalent_forms(op, limit):
         try:
             other = _classify_form(op, label, form)
