@@ -200,6 +200,21 @@ def test_calibrate_draws_no_bar_unless_asked(mlp, monkeypatch):
     assert drawn[False] == "" and "calibrating" in drawn[True]
 
 
+def test_a_simulation_s_bad_inputs_are_not_called_calibration_data(mlp):
+    """A library user's trial: QuantizedModel.run on an input holding NaN was refused as
+    "NaN is no value to calibrate on", and an empty batch as an "empty calibration set"."""
+    _, data, graph, calibration = mlp
+    model = quantize(graph, calibration)
+    bad = data["input"][:2].copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(UserError, match=r"^inputs: .*NaN.*\(integer codes hold no NaN\)$"):
+        model.run({"input": bad})
+    with pytest.raises(UserError, match=r"^inputs: input 'input': no samples$"):
+        model.run({"input": bad[:0]})
+    with pytest.raises(UserError, match=r"calibrate on\)$"):
+        calibrate(graph, {"input": bad})
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

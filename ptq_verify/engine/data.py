@@ -255,10 +255,12 @@ def named_batch_hint(graph: Graph) -> str:
 
 
 def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what: str, *,
-                in_file: bool = False) -> Feeds:
+                in_file: bool = False, calibrating: bool = True) -> Feeds:
     """Check names, dtypes, shapes and finiteness; return arrays cast to the input dtypes.
     ``in_file``: the data came from a file, so advice on naming arrays is an np.savez call;
-    else (the Python API) the dict to pass.
+    else (the Python API) the dict to pass. ``calibrating``: the data calibrate; else they
+    are a simulation's inputs (``QuantizedModel.run``), whose refusals had spoken of a
+    calibration set.
 
     ``data`` is a mapping of input name -> array (anything ``np.asarray`` takes), or one
     array for a one-input model; another container (a list of arrays, whose order says
@@ -329,9 +331,10 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         + _axis_hint(array.shape, info.shape, axis)
                     )
         if array.ndim == 0 or array.shape[0] == 0:
-            raise UserError(f"{where}: no samples (empty calibration set)")
+            raise UserError(f"{where}: no samples"
+                            + (" (empty calibration set)" if calibrating else ""))
         if info.is_float and np.isnan(array).any():
-            raise UserError(f"{where}: {_nan_text(array)}")
+            raise UserError(f"{where}: {_nan_text(array, calibrating)}")
         sizes.add(array.shape[0])
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
     if len(sizes) > 1:
@@ -455,14 +458,15 @@ def _axis_hint(got: tuple[int, ...], want: tuple, axis: int) -> str:
             "resized), or export the model with that axis dynamic")
 
 
-def _nan_text(array: np.ndarray) -> str:
+def _nan_text(array: np.ndarray, calibrating: bool = True) -> str:
     """How many NaN values an input holds and in which samples (axis 0), so that they can be
     found and the samples dropped or mended."""
     samples = np.flatnonzero(np.isnan(array).reshape(len(array), -1).any(axis=1))
     count = int(np.count_nonzero(np.isnan(array)))
     return (f"{count} NaN value{'s' if count > 1 else ''} in {len(samples)} of its "
             f"{len(array)} samples, the first in sample {samples[0]}; mend or drop those "
-            "samples (NaN is no value to calibrate on)")
+            "samples " + ("(NaN is no value to calibrate on)" if calibrating
+                          else "(integer codes hold no NaN)"))
 
 
 def _unread_hint(extra: list[str], missing: list[str], graph: Graph) -> str:

@@ -155,7 +155,7 @@ class QuantizedModel:
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray,
             batch_size: int = 256) -> dict[str, np.ndarray]:
         """Simulate the quantized model on ``inputs`` (batch first); outputs by name."""
-        feeds = check_feeds(inputs, self.graph, "inputs")
+        feeds = check_feeds(inputs, self.graph, "inputs", calibrating=False)
         return run_batched(self.run_batch, feeds, self.graph, batch_size)
 
     def counts(self) -> dict[str, int]:
