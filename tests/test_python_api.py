@@ -143,15 +143,14 @@ def test_override_rules_that_force_nothing_are_refused(mlp, overrides, said):
             run()
 
 
-def test_a_python_declaration_takes_a_custom_node_s_attributes_by_name(tmp_path):
+def test_a_python_declaration_s_unbound_attribute_is_refused_naming_onnx_attrs(tmp_path):
     """A library user's trial: Operator("LeakyBias", ..., params={"alpha": .., "beta": ..},
-    onnx_type="com.acme:LeakyBias") was refused at a node with attributes alpha and beta,
+    onnx_type="com.acme:LeakyBias") was refused at a node with attributes alpha and beta as
     "has attribute 'alpha' that its declaration does not bind (a parameter takes the value of
-    the node's attribute of its name; its parameters: alpha, beta)", where a file's same
-    declaration quantizes it. The node's values, not the samples, must be the ones run."""
+    the node's attribute of its name; its parameters: alpha, beta)": false of a Python
+    declaration, which binds by onnx_attrs alone. The refusal names the onnx_attrs to give,
+    and with them the node's values, not the samples, are the ones run."""
     from onnx import TensorProto, helper
-
-    from ptq_verify.engine import plan_model
 
     node = helper.make_node("LeakyBias", ["x"], ["y"], domain="com.acme", name="lb",
                             alpha=0.25, beta=-2.0)
@@ -161,24 +160,26 @@ def test_a_python_declaration_takes_a_custom_node_s_attributes_by_name(tmp_path)
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])]),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)])
     onnx.save(model, tmp_path / "lb.onnx")
-    op = Operator("LeakyBias", "x", "where(x >= 0, x, alpha*x) + beta",
-                  params={"alpha": "0.1", "beta": "0.5"}, onnx_type="com.acme:LeakyBias")
-    operators = {"com.acme:LeakyBias": op}
-    graph = load_model(tmp_path / "lb.onnx", operators)
-    [action] = plan_model(graph, operators)
-    assert action.operator == "LeakyBias" and action.rule is not None
     x = np.linspace(-4, 4, 64, dtype=np.float32).reshape(16, 4)
-    calibration = calibrate(graph, {"x": x}, operators=operators, progress=False)
+
+    def declared(**binding):
+        op = Operator("LeakyBias", "x", "where(x >= 0, x, alpha*x) + beta",
+                      params={"alpha": "0.1", "beta": "0.5"}, onnx_type="com.acme:LeakyBias",
+                      **binding)
+        return {"com.acme:LeakyBias": op}
+
+    operators = declared()
+    said = ("has attribute 'alpha' that its declaration does not bind: its parameter 'alpha' "
+            "takes the attribute's value only if Operator(..., onnx_attrs={'alpha': 'alpha', "
+            "'beta': 'beta'}) says so")
+    with pytest.raises(UserError, match=re.escape(said)):
+        calibrate(load_model(tmp_path / "lb.onnx", operators), {"x": x}, operators=operators)
+    operators = declared(onnx_attrs={"alpha": "alpha", "beta": "beta"})
+    graph = load_model(tmp_path / "lb.onnx", operators)
+    calibration = calibrate(graph, {"x": x}, operators=operators)
     quantized = quantize(graph, calibration, bits=16, operators=operators)
     expected = np.where(x >= 0, x, 0.25 * x) - 2.0
     assert np.allclose(quantized.run({"x": x})["y"], expected, atol=1e-2)
-    unbound = Operator("LeakyBias", "x", "where(x >= 0, x, alpha*x) + beta",
-                       params={"alpha": "0.1", "beta": "0.5"}, onnx_type="com.acme:LeakyBias",
-                       onnx_attrs={})
-    said = "attribute .alpha. that its declaration does not bind .its onnx_attrs"
-    with pytest.raises(UserError, match=said):
-        calibrate(load_model(tmp_path / "lb.onnx", {"com.acme:LeakyBias": unbound}), {"x": x},
-                  operators={"com.acme:LeakyBias": unbound}, progress=False)
 
 
 def test_calibrate_draws_no_bar_unless_asked(mlp, monkeypatch):

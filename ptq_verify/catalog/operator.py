@@ -235,10 +235,9 @@ class Operator:
         onnx_inputs: per ONNX input slot, the witness names it carries: a tensor name, a
             space-separated list of parameter names (e.g. ``"w0 w1"`` for Gemm's B), or None
             for a static input (shapes, axes, indices) that is never scaled.
-        onnx_attrs: ONNX attribute name -> parameter name (e.g. LeakyRelu ``alpha``). Left
-            out (None), with an ``onnx_type`` and no ``onnx_kernel``, each parameter that no
-            ``onnx_inputs`` slot carries takes the node's attribute of its name, as in a
-            declaration file; ``{}`` binds none.
+        onnx_attrs: ONNX attribute name -> parameter name (e.g. LeakyRelu ``alpha``). A
+            parameter bound to no attribute or input is a constant of the op to the engine,
+            which then cannot rescale it (a declaration file binds every parameter by name).
         onnx_defaults: ONNX attribute name (one of ``onnx_attrs``) -> how the value of that
             attribute is computed where a node leaves it out and the ONNX schema gives no
             default: a function of the node's input shapes and attributes (Attention's scale,
@@ -341,13 +340,6 @@ class Operator:
         self.onnx_inputs = tuple(onnx_inputs) if onnx_inputs is not None else tuple(
             t.name for t in self.inputs
         )
-        if onnx_attrs is None and onnx_kernel is None and onnx_type is not None:
-            # computed by its expression, as a file's declaration is, and bound as one: each
-            # parameter no input slot carries takes the node's attribute of its name (a
-            # library user's LeakyBias(alpha, beta) node had been refused for an attribute
-            # 'alpha' its declaration "does not bind", the message listing parameter alpha)
-            carried = {p for slot in self.onnx_inputs if slot for p in slot.split()}
-            onnx_attrs = {p: p for p in self.params if p not in carried}
         self.onnx_attrs = dict(onnx_attrs or {})
         self.onnx_defaults = dict(onnx_defaults or {})
         self._onnx_kernel = onnx_kernel

@@ -499,9 +499,12 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
         return None
     for name, value in sorted(node.attrs.items()):
         if name not in op.onnx_attrs and name not in op.onnx_match:
-            if name in op.params:  # (an Operator(...) given onnx_attrs without it)
-                return (f"has attribute {name!r} that its declaration does not bind (its "
-                        f"onnx_attrs leave out its parameter {name!r})")
+            if name in op.params:  # (an Operator(...) binds by onnx_attrs alone)
+                unbound = {p: p for p in op.params if p not in op.onnx_attrs.values()}
+                return (f"has attribute {name!r} that its declaration does not bind: its "
+                        f"parameter {name!r} takes the attribute's value only if "
+                        f"Operator(..., onnx_attrs={unbound!r}) says so (a file's "
+                        "declaration binds its parameters by name)")
             return (f"has attribute {name!r} that its declaration does not bind (a "
                     "parameter takes the value of the node's attribute of its name; its "
                     f"parameters: {', '.join(op.params) or 'none'})")
