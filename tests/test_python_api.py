@@ -216,6 +216,21 @@ def test_a_simulation_s_bad_inputs_are_not_called_calibration_data(mlp):
         calibrate(graph, {"input": bad})
 
 
+def test_a_python_declaration_of_a_standard_op_type_is_compared_with_onnxruntime(mlp):
+    """A library user's trial: operators={"Relu": Operator(..., onnx_type="Relu")} whose
+    expression is another function quantized every Relu by that function's rule, with no
+    word said, where `--operators` refuses such a file before any work."""
+    path, data, _, _ = mlp
+    wrong = {"Relu": Operator("MyRelu", "x", "max(0, x) + x/8", onnx_type="Relu")}
+    said = ("operators: 'Relu': operator 'MyRelu' declares ONNX Relu, but its expression "
+            "gives ")
+    with pytest.raises(UserError, match=re.escape(said)):
+        load_model(path, wrong)
+    right = {"Relu": Operator("MyRelu", "x", "max(0, x)", onnx_type="Relu")}
+    graph = load_model(path, right)
+    assert quantize(graph, calibrate(graph, data, operators=right), operators=right)
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

@@ -14,6 +14,8 @@ trial's RotaryEmbedding declared with a sign error had quantized with no word sa
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..catalog.operator import Operator
@@ -24,7 +26,20 @@ _OPSETS = (23, 21, 18, 17, 13)
 _RTOL, _ATOL = 1e-3, 1e-5  # float32 kernels against float64 expressions
 
 
+_COMPARED: weakref.WeakKeyDictionary[Operator, tuple[str | None, str | None]] = (
+    weakref.WeakKeyDictionary())
+
+
 def comparison(op: Operator) -> tuple[str | None, str | None]:
+    """:func:`compare`, once per declaration object: every step of the Python API makes an
+    operator table of its ``operators=``, and each table compares its declarations
+    (:class:`.operators.OperatorTable`)."""
+    if op not in _COMPARED:
+        _COMPARED[op] = compare(op)
+    return _COMPARED[op]
+
+
+def compare(op: Operator) -> tuple[str | None, str | None]:
     """(how ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
     inputs, in words, or None when they agree or were not compared; why they were not
     compared). The second is None when they were, or when ``op`` declares no op type of

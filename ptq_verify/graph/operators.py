@@ -54,6 +54,8 @@ class OperatorTable:
                     "ONNX op type (str) to an Operator(name, inputs, expr, params, "
                     "onnx_type=...)")
         self.extra = dict(extra or {})
+        if source is None:  # (a file's are compared where it is read, cli/models.py)
+            _require_onnx_semantics(self.extra)
         self.source = source
         self.unchecked = dict(unchecked or {})
         self.float_types = _op_types(float_types)
@@ -479,6 +481,25 @@ def _tensor_names(count: int) -> str:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _require_onnx_semantics(extra: Mapping[str, Operator]) -> None:
+    """A UserError for a declaration of a standard ONNX op type whose expression is not what
+    onnxruntime's kernel of that type computes (:mod:`.declared_kernels`). A file given with
+    ``--operators`` was compared so, but not the Python API's ``operators=``: a library
+    user's HardSwish declared with x/5 for x/6 quantized every HardSwish by the rule of
+    another function, with no word said."""
+    from .declared_kernels import comparison
+
+    for key, op in extra.items():
+        differs, _ = comparison(op)
+        if differs is not None:
+            raise UserError(
+                f"operators: {key!r}: operator {op.name!r} declares ONNX {op.onnx_type}, but "
+                f"its expression {differs}: every {op.onnx_type} node would be quantized by "
+                "the rule of another function; correct the expression, or, for a node of a "
+                f"custom domain named {op.onnx_type}, declare "
+                f"onnx_type='DOMAIN:{op.onnx_type}'")
 
 
 def _misfit(node: Node, op: Operator) -> str | None:
