@@ -231,6 +231,19 @@ def test_a_python_declaration_of_a_standard_op_type_is_compared_with_onnxruntime
     assert quantize(graph, calibrate(graph, data, operators=right), operators=right)
 
 
+def test_an_operator_keyed_by_another_op_type_than_its_own_is_refused(mlp):
+    """A library user's trial: operators={"Rleu": Operator(..., onnx_type="Relu")} matched
+    no node (nodes are matched by the key) and left the catalog's declaration in its place,
+    with no word said; a key of the op type alone for a domain's declaration stays allowed."""
+    path = mlp[0]
+    op = Operator("MyRelu", "x", "max(0, x)", onnx_type="Relu")
+    with pytest.raises(UserError, match=r"^operators: key 'Rleu' holds operator 'MyRelu' of "
+                                        r"onnx_type 'Relu': nodes are matched by the key"):
+        load_model(path, {"Rleu": op})
+    custom = Operator("Mine", "x", "2*x", onnx_type="com.acme:Mine")
+    assert load_model(path, {"Mine": custom, "com.acme:Mine": custom, "Relu": op})
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

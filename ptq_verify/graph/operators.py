@@ -53,6 +53,14 @@ class OperatorTable:
                     f"operators: {key!r}: {type(op).__name__} {op!r:.60}; each entry maps an "
                     "ONNX op type (str) to an Operator(name, inputs, expr, params, "
                     "onnx_type=...)")
+            if op.onnx_type is not None and key not in (op.onnx_type,
+                                                        op.onnx_type.rpartition(":")[2]):
+                # (the key is what nodes are matched by: {"Hardswish": HardSwish's
+                # declaration} had matched no node and left the catalog's in its place)
+                raise UserError(
+                    f"operators: key {key!r} holds operator {op.name!r} of onnx_type "
+                    f"{op.onnx_type!r}: nodes are matched by the key, so key it by its "
+                    f"onnx_type ({{op.onnx_type: op}})")
         self.extra = dict(extra or {})
         if source is None:  # (a file's are compared where it is read, cli/models.py)
             _require_onnx_semantics(self.extra)
