@@ -107,6 +107,19 @@ def test_an_operator_s_onnx_type_is_checked_as_a_files_is(onnx_type, said):
     assert Operator("Shift", "x", "2*x", onnx_type="custom:Shift").onnx_type == "custom:Shift"
 
 
+@pytest.mark.parametrize(("name", "said"), [
+    (5, "an operator's name is text, not int"), (None, "an operator's name is text, not "
+                                                  "NoneType"),
+    ("", "an operator needs a non-empty name")])
+def test_an_operator_s_name_that_is_no_text_is_told_so(name, said):
+    """A library user's trial: Operator(5, "x", "x") was refused as needing "a non-empty
+    name"."""
+    from ptq_verify.catalog.operator import DeclarationError
+
+    with pytest.raises(DeclarationError, match=f"^{re.escape(said)}$"):
+        Operator(name, "x", "x")
+
+
 @pytest.mark.parametrize(("options", "said"), [
     ({"params": "beta"}, "params 'beta' is text"),
     ({"kernel": 5}, "kernel must be a function, not int"),

@@ -299,7 +299,9 @@ class Operator:
         mixes_channels: bool = False,
         doc: str = "",
     ) -> None:
-        if not name or not isinstance(name, str):
+        if not isinstance(name, str):  # (Operator(5, ...) had been told its name was empty)
+            raise DeclarationError(f"an operator's name is text, not {type(name).__name__}")
+        if not name:
             raise DeclarationError("an operator needs a non-empty name")
         self.name = name
         self.inputs = parse_inputs(inputs)
