@@ -257,6 +257,14 @@ def test_an_operator_keyed_by_another_op_type_than_its_own_is_refused(mlp):
     assert load_model(path, {"Mine": custom, "com.acme:Mine": custom, "Relu": op})
 
 
+def test_load_model_given_the_data_file_names_calibrate_too(tmp_path):
+    """A library user's trial: load_model("calib.npz") was told the data go "after
+    quantize's --calib", the command line's word alone."""
+    np.savez(tmp_path / "calib.npz", x=np.zeros((2, 3), np.float32))
+    with pytest.raises(UserError, match=r"--calib, or to calibrate\(graph, data\) in Python$"):
+        load_model(tmp_path / "calib.npz")
+
+
 def test_a_path_or_onnx_model_where_a_graph_goes_is_told_to_load_it(mlp):
     """A hostile-input hunt: calibrate, quantize, plan_model and prepare given the model's path
     (or its onnx.ModelProto) failed deep inside with AttributeError ('str' object has no

@@ -96,7 +96,7 @@ def _tensor_bytes(model: onnx.ModelProto) -> int:
 
 _EXPORT = "export the model to ONNX first (torch.onnx.export), and give that file"
 _SWAPPED = ("calibration data? Give the ONNX model here; the data goes after quantize's "
-            "--calib")
+            "--calib, or to calibrate(graph, data) in Python")  # (load_model says it too)
 
 
 def not_onnx_kind(source: Path) -> str | None:
