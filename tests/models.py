@@ -368,6 +368,26 @@ def batch_similarity(seed: int = 23) -> onnx.ModelProto:
     return model
 
 
+def joined_ranges(seed: int = 24) -> onnx.ModelProto:
+    """A DLRM's top MLP in small: a Gemm reads a Concat of Relu features of range about 0.1 and
+    features of range about 10 (the dense features and the pairwise dot products), its weights
+    for the small ones 100x the others' (each input matters to the output); ``joined_data``
+    feeds it."""
+    b = Builder(seed)
+    small = b.add("Relu", [b.add("Gemm", ["input", b.const(b.weight(8, 64, fan_in=64) * 0.02,
+                                                                 "W")], transB=1)])
+    large = b.add("Gemm", ["input", b.const(b.weight(8, 64, fan_in=64) * 5, "W")], transB=1)
+    joined = b.add("Concat", [small, large], axis=1)
+    top = b.weight(10, 16, fan_in=16)
+    top[:, :8] *= 100
+    b.add("Gemm", [joined, b.const(top, "W")], transB=1)
+    return b.model(b.nodes[-1].output[0], "joined_ranges")
+
+
+def joined_data(count: int, seed: int) -> dict[str, np.ndarray]:
+    return {"input": np.random.default_rng(seed).normal(size=(count, 64)).astype(np.float32)}
+
+
 def argmax_output(seed: int = 22) -> onnx.ModelProto:
     """The predicted class as the graph output: int64, one per sample."""
     b = Builder(seed)

@@ -299,6 +299,43 @@ def test_a_layer_with_a_weight_matrix_is_never_duplicated():
     assert smoothing.candidates_of(_conv_into_conv(residual=True), OperatorTable()) == []
 
 
+def test_a_concat_of_far_apart_ranges_takes_the_factor_on_its_inputs():
+    """A selection joining inputs of very different ranges (a Concat along the channels) puts
+    them on its coarsest input's scale, and no constant of it can take a factor: each input
+    is divided by its slice of the factor in a product made for it, after it was rounded to
+    its own codes. On the small DLRM top MLP that recovers the small input, which one scale
+    rounded to a code or two, and the smoothed graph computes the same function."""
+    model, test = models.joined_ranges(), models.joined_data(128, seed=1)
+    graph = prepare(graph_from_onnx(model))
+    found = smoothing.candidates_of(graph, OperatorTable())
+    assert [(c.source.node.op_type, c.source.joins, c.rounded_before) for c in found] == [
+        ("Concat", ((0, 0, 8), (1, 8, 16)), True)]
+
+    def sqnr(smooth: bool) -> float:
+        graph = prepare(graph_from_onnx(model))
+        reference = _outputs(graph, test)["logits"]
+        smoothed, calibration = smoothed_and_calibrated(graph, models.joined_data(256, seed=0),
+                                                        8, smoothing=smooth)
+        if smooth:
+            assert [len(item.joined) for item in smoothed] == [2]
+            assert agrees({"logits": reference}, _outputs(graph, test))
+        return sqnr_db(reference, quantize(graph, calibration, 8).run(test)["logits"])
+
+    assert sqnr(smooth=True) > sqnr(smooth=False) + 6
+
+
+def test_an_add_of_two_activations_is_no_joining_source():
+    """An Add reads both inputs into every channel: dividing one input's channels is not the
+    factor on a run of the output's, so no product is made for it."""
+    model = models.joined_ranges()
+    model.graph.node[-2].op_type = "Add"
+    model.graph.node[-2].ClearField("attribute")
+    top = onnx.numpy_helper.to_array(model.graph.initializer[-1])[:, :8]
+    model.graph.initializer[-1].CopyFrom(onnx.numpy_helper.from_array(
+        np.ascontiguousarray(top), model.graph.initializer[-1].name))
+    assert smoothing.candidates_of(prepare(graph_from_onnx(model)), OperatorTable()) == []
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_stopping_errors_early_never_changes_the_strength_chosen(monkeypatch, seed):
     """The alpha search stops an error once its rows summed so far pass the least (or, in the

@@ -7,7 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import models
 import numpy as np
+import onnx
 import pytest
 
 from ptq_verify.engine import calibrate, load_model, quantize
@@ -64,20 +66,25 @@ def test_statistics_without_kept_extremes_or_with_a_histogram_are_not_divided():
         assert stats.divided(np.ones(4), 2) is None
 
 
-@pytest.mark.parametrize("model", [FUSED, IN_PARTS], ids=["fused", "in-parts"])
-def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives(model):
+@pytest.mark.parametrize("model", [FUSED, IN_PARTS, "joined"], ids=["fused", "in-parts", "joined"])
+def test_one_pass_gives_the_calibration_a_pass_over_the_smoothed_graph_gives(model, tmp_path):
     """The derived statistics of every smoothed tensor (and of the tensors between its source
-    and it: a LayerNorm in parts' gamma product) and the derived input statistics of its
-    consumers against a second calibration pass over the graph as smoothing left it; and the
-    same smoothing as smoothing's own pass chooses."""
+    and it: a LayerNorm in parts' gamma product; a Concat's inputs, each divided by a product
+    made for it) and the derived input statistics of its consumers against a second
+    calibration pass over the graph as smoothing left it; and the same smoothing as
+    smoothing's own pass chooses."""
     data = _calib()
+    if model == "joined":  # a Concat of far-apart ranges (tests/models.py)
+        model, data = tmp_path / "joined.onnx", models.joined_data(256, seed=0)
+        onnx.save(models.joined_ranges(), model)
     graph = load_model(model)
     smoothed, derived = smoothed_and_calibrated(graph, data, 8)
     assert smoothed, "the model must take smoothing for this test to reach the derivation"
     measured = calibrate(graph, data, bits=8, progress=False,
                          weight_layers=weight_layers(graph))
     for item in smoothed:
-        for _, output in (*item.carried, (item.tensor, item.output)):
+        joined = [(tensor, divided) for tensor, divided, _, _ in item.joined]
+        for _, output in (*item.carried, *joined, (item.tensor, item.output)):
             after, again = derived.stats[output], measured.stats[output]
             scale = max(again.max_abs, 1e-30)
             assert abs(after.minimum - again.minimum) <= 1e-5 * scale, output

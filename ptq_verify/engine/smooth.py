@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,7 +50,13 @@ from .parallel import mapped
 from .plan import plan_model
 from .probe import along, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
-from .rules import check_overrides, effective_rule, is_elementwise, weight_layout
+from .rules import (
+    check_overrides,
+    effective_rule,
+    is_elementwise,
+    is_lattice_selection,
+    weight_layout,
+)
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Migration strengths tried per activation (SmoothQuant's default is 0.5). Measured on
@@ -90,6 +96,9 @@ class Absorber:
     slots: tuple[tuple[int, int], ...]
     channel_wise: bool = False  # a source whose output channels are its activation input's,
     # each times a constant: that input, an activation, is rounded before the factor applies
+    joins: tuple[tuple[int, int, int], ...] = ()  # a joining source (:func:`_joined_source`):
+    # (activation slot, first, end) of the output channels each activation input makes
+    product: str = ""  # there, the ONNX type of a declared product of two tensors (Mul)
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,15 @@ class SmoothedTensor:
     output: str  # the divided tensor the consumers read (``tensor`` or its copy)
     carried: tuple[tuple[str, str], ...] = ()  # (tensor, divided tensor) before ``tensor``
     carriers: tuple[str, ...] = ()  # the nodes from ``source`` to ``tensor``
+    # a joining source's inputs: (input, its divided copy, first, end of its output channels)
+    joined: tuple[tuple[str, str, int, int], ...] = ()
 
     def describe(self) -> str:
         copy = " (source duplicated)" if self.duplicated else ""
         through = "".join(f" .. {name}" for name in self.carriers)
-        return (f"{self.source}{through} -> {' + '.join(self.consumers)} alpha {self.alpha:g}, "
-                f"channel ratio {self.scale.max() / self.scale.min():.3g}{copy}")
+        inputs = f" (its {len(self.joined)} inputs divided)" if self.joined else ""
+        return (f"{self.source}{through}{inputs} -> {' + '.join(self.consumers)} alpha "
+                f"{self.alpha:g}, channel ratio {self.scale.max() / self.scale.min():.3g}{copy}")
 
 
 @dataclass(frozen=True)
@@ -142,10 +154,16 @@ class Candidate:
         every carrier's but the last)."""
         return tuple(maker.node.outputs[0] for maker in self.makers[:-1])
 
+    @property
+    def joined_inputs(self) -> tuple[str, ...]:
+        """A joining source's activation inputs, each divided by its slice of the factor."""
+        return tuple(self.source.node.inputs[slot] for slot, _, _ in self.source.joins)
+
     def describe(self) -> str:
         copy = " (source duplicated)" if self.duplicate else ""
         through = "".join(f" .. {carrier.node.name}" for carrier in self.chain)
-        return (f"{self.source.node.name}{through} -> "
+        inputs = " (its inputs divided)" if self.source.joins else ""
+        return (f"{self.source.node.name}{through}{inputs} -> "
                 f"{' + '.join(c.node.name for c in self.consumers)}{copy}")
 
 
@@ -243,16 +261,20 @@ def candidates_of(graph: Graph, table: OperatorTable,
         if source is None:
             carried = _carried_source(graph, table, node, tensor, axis, active, overrides,
                                       producers, consumers, in_float)
-            if carried is None:
+            if carried is not None:
+                source, chain = carried
+            else:
+                source = _joined_source(graph, table, node, tensor, axis, active)
+            if source is None:
                 continue
-            source, chain = carried
         absorbers = tuple(absorber for _, (_, absorber) in taken)
         duplicate = len(taken) != len(consumers.get(tensor, []))
         if not _owned(graph, absorbers) or (
                 duplicate and any(_has_matrix(graph, maker) for maker in (source, *chain))):
             continue
         found.append(Candidate(tensor, axis, source, absorbers, duplicate, chain,
-                               source.channel_wise and source.node.name not in in_float))
+                               bool(source.joins) or (source.channel_wise
+                                                      and source.node.name not in in_float)))
     return found
 
 
@@ -263,6 +285,7 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
     inits = graph.initializers
     rank = _rank(graph, candidate.tensor)
     renamed: dict[str, str] = {}  # a maker's output -> its copy's (when duplicated)
+    joined: tuple[tuple[str, str, int, int], ...] = ()
     for maker in candidate.makers:
         node = target = maker.node
         if candidate.duplicate:
@@ -281,6 +304,9 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
             fresh = f"{name}~smooth~{target.name}"
             inits[fresh] = divided_along(value, scale, axis)
             target.inputs[slot] = fresh
+        joined += tuple(_divide_input(graph, target, maker.product, slot, scale[first:end],
+                                      candidate.axis, rank) + (first, end)
+                        for slot, first, end in maker.joins)
     output = renamed.get(candidate.tensor, candidate.tensor)
     for consumer in candidate.consumers:
         node = consumer.node
@@ -297,7 +323,22 @@ def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
                           tuple(c.node.name for c in candidate.consumers), alpha,
                           candidate.duplicate, scale, candidate.axis, output,
                           tuple((name, renamed.get(name, name)) for name in candidate.carried),
-                          tuple(carrier.node.name for carrier in candidate.chain))
+                          tuple(carrier.node.name for carrier in candidate.chain), joined)
+
+
+def _divide_input(graph: Graph, node: Node, product: str, slot: int, scale: np.ndarray,
+                  axis: int, rank: int) -> tuple[str, str]:
+    """(input, its divided copy): a ``product`` node of input ``slot`` of ``node`` and
+    1/``scale`` along ``axis``, made before ``node``, which reads it instead."""
+    name = node.inputs[slot]
+    divided, constant = f"{name}~smooth~{node.name}~{slot}", f"{node.name}~smooth~{slot}"
+    graph.initializers[constant] = along(1.0 / scale, axis, rank).astype(np.float32)
+    graph.nodes.insert(graph.nodes.index(node), Node(f"{node.name}~smooth~{slot}",
+                                                     product, [name, constant], [divided]))
+    if name in graph.value_info:
+        graph.value_info[divided] = replace(graph.value_info[name], name=divided)
+    node.inputs[slot] = divided
+    return name, divided
 
 
 # -- which nodes carry the factor ------------------------------------------------------------
@@ -460,6 +501,90 @@ def _carrier(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: 
         return None
     probed = _probe(op, node, examples, carried, axis, rank, divided=slots[0])
     return None if probed is None else (node.inputs[slots[0]], Absorber(node, probed[0]))
+
+
+def _joined_source(graph: Graph, table: OperatorTable, node: Node, tensor: str, axis: int,
+                   active: set[str]) -> Absorber | None:
+    """The node as a joining source: a selection (each output element one of its inputs'),
+    with two activation inputs or more, each of which makes a run of its output's channels
+    along ``axis`` on its own (a Concat along the channels), as a probe of the node confirms:
+    scaling one input's channels by random factors scales those output channels alike and
+    leaves the rest. No constant of it takes the factor: a product by a constant, made for
+    each input (a declared operator whose kernel computes the product of its two tensors), divides
+    that input's channels, so each input is rounded to its own codes first and the factor
+    applies after (the strength search models that: ``rounded_before``). Why: a selection
+    joining inputs of very different ranges puts them on its coarsest input's scale, and
+    smoothing stopped there; a DLRM's top MLP read a Concat of its dense features (max 0.8)
+    and pairwise dot products (max about 60) at one scale, its dense features all code 0."""
+    op = table.find(node, graph)
+    slots = [s for s, name in enumerate(node.inputs) if name in active]
+    rank = _rank(graph, tensor)
+    if (not is_lattice_selection(op) or len(node.outputs) != 1 or len(slots) < 2
+            or rank is None or axis % rank == 0
+            or any(_dtype(graph, node.inputs[s]) != np.float32 for s in slots)):
+        return None
+    axis %= rank
+    # the runs are read off the probe's shapes: each input's channels, and the output's, of a
+    # length the graph fixes (a dynamic one, a sequence's, would differ on the data)
+    lengths = [(graph.shape_of(name) or ())[axis:axis + 1] for name in (
+        tensor, *(node.inputs[s] for s in slots))]
+    if not all(len(n) == 1 and isinstance(n[0], int) for n in lengths):
+        return None
+    examples = example_inputs(graph, node, active)
+    base = None if examples is None else run_kernel(op, node, examples, {})
+    if base is None or base.ndim != rank or base.shape[axis] != lengths[0][0]:
+        return None
+    rows = np.moveaxis(base, axis, 0).reshape(base.shape[axis], -1)
+    covered = np.zeros(base.shape[axis], dtype=bool)
+    joins = []
+    rng = np.random.default_rng(4)
+    for slot in slots:
+        x = np.asarray(examples[slot], dtype=np.float64)
+        if x.ndim != rank:
+            return None
+        factors = rng.uniform(0.25, 4.0, x.shape[axis])
+        moved = run_kernel(op, node, examples, {slot: x * along(factors, axis, rank)})
+        if moved is None or moved.shape != base.shape:
+            return None
+        changed = np.flatnonzero(~np.all(np.isclose(
+            np.moveaxis(moved, axis, 0).reshape(rows.shape), rows, rtol=1e-6, atol=0), axis=1))
+        if not changed.size:  # an input no output channel reads here
+            return None
+        first, end = int(changed[0]), int(changed[0]) + x.shape[axis]
+        if not np.array_equal(changed, np.arange(first, end)) or covered[first:end].any():
+            return None
+        full = np.ones(base.shape[axis])
+        full[first:end] = factors
+        if not _close(moved, base * along(full, axis, rank)):
+            return None
+        covered[first:end] = True
+        joins.append((slot, first, end))
+    product = product_operator(table) if covered.all() else None
+    return None if product is None else Absorber(node, (), joins=tuple(joins), product=product)
+
+
+def product_operator(table: OperatorTable) -> str | None:
+    """The ONNX type of a declared operator of two input tensors and no parameters whose
+    kernel computes their product, broadcasting (the catalog's Mul), found by running the
+    kernels, not by reading the witnesses (sympy: a run whose verdicts are stored imports
+    none); the quantizer then takes the node it makes by its declaration, as any other."""
+    from ..catalog import CATALOG
+
+    rng = np.random.default_rng(7)
+    a, b = rng.uniform(0.5, 2.0, (3, 4)), rng.uniform(0.5, 2.0, (1, 4))
+    for op in (*table.extra.values(), *CATALOG.values()):
+        if (not op.onnx_type or op.params or op.onnx_match or op.mixes_channels
+                or len(op.inputs) != 2 or len(op.onnx_inputs) != 2):
+            continue
+        got = run_kernel(op, Node("product", op.onnx_type, ["a", "b"], ["y"]), [a, b], {})
+        if got is not None and got.shape == a.shape and np.array_equal(got, a * b):
+            return op.onnx_type
+    return None
+
+
+def _dtype(graph: Graph, tensor: str) -> np.dtype | None:
+    info = graph.value_info.get(tensor)
+    return None if info is None else np.dtype(info.dtype)
 
 
 def _carried_slots(op, rule: Rule, slot: int, constants: list[int]) -> list[int] | None:
@@ -655,8 +780,7 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     energies = _energies(exact)
     x_range = np.asarray(x_range, dtype=np.float32)
     if rounded_before:
-        reach = _rounded_reach(x_range) if per_channel else x_range.max()
-        rows = fake_quantized(rows, reach, levels)
+        rows = fake_quantized(rows, _first_reach(candidate, x_range, per_channel), levels)
     scales = {alpha: _scale(x_range, w_range, alpha) for alpha in alphas}
     ranked = list(scales)  # the order the full errors are taken in
     if len(rows) >= 2 * _SCREEN_ROWS and len(scales) > _FINALISTS:
@@ -709,6 +833,20 @@ def _scale(x_range: np.ndarray, w_range: np.ndarray, alpha: float) -> np.ndarray
         scale = x_range**alpha / w_range ** (1 - alpha)
     scale = np.where((x_range > 0) & (w_range > 0) & np.isfinite(scale), scale, 1.0)
     return np.clip(scale / np.exp(np.mean(np.log(scale))), 1 / _SCALE_LIMIT, _SCALE_LIMIT)
+
+
+def _first_reach(candidate: Candidate, x_range: np.ndarray, per_channel: bool
+                 ) -> np.ndarray | float:
+    """The range(s) the activation is rounded to before the factor applies: a channel-wise
+    source's input's (:func:`_rounded_reach`), or each of a joining source's inputs' own, on
+    its run of channels (each input is held at its own scale before the join)."""
+    if not candidate.source.joins:
+        return _rounded_reach(x_range) if per_channel else x_range.max()
+    reach = np.empty_like(x_range)
+    for _, first, end in candidate.source.joins:
+        part = x_range[first:end]
+        reach[first:end] = _rounded_reach(part) if per_channel else part.max()
+    return reach
 
 
 def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:

@@ -74,7 +74,8 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     # batches' activations: all-MiniLM-L6-v2's peak 1.37 -> 1.11 GB); quantize makes its own
     # where it needs one
     calibration = replace(calibrated(layers, keep=[
-        name for candidate in candidates for name in (*candidate.carried, candidate.tensor)]),
+        name for candidate in candidates
+        for name in (*candidate.carried, *candidate.joined_inputs, candidate.tensor)]),
         runner=None)
     smoothed = smooth(graph, data, bits, table, progress=progress, per_channel=per_channel,
                       candidates=candidates, calibration=calibration)
@@ -95,12 +96,18 @@ def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
     stats = dict(calibration.stats)
     layers = None if calibration.layers is None else dict(calibration.layers.stats)
     for item in smoothed:
-        for tensor, divided in (*item.carried, (item.tensor, item.output)):
+        # the tensors the factor divides, and a joining source's inputs (a Concat's), each by
+        # its slice of the factor
+        parts = [(tensor, divided, item.scale)
+                 for tensor, divided in (*item.carried, (item.tensor, item.output))]
+        parts += [(tensor, divided, item.scale[first:end])
+                  for tensor, divided, first, end in item.joined]
+        for tensor, divided, scale in parts:
             before = calibration.stats.get(tensor)
             if (before is None or tensor in calibration.saturated
                     or tensor in calibration.non_finite):
                 return None
-            after = before.divided(item.scale, item.axis)
+            after = before.divided(scale, item.axis)
             if after is None:
                 return None
             stats[divided] = after
