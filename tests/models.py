@@ -295,6 +295,30 @@ def uneven_channels_hardswish() -> onnx.ModelProto:
     return b.model(b.dense(b.flatten(h), 24, 10), "uneven_hardswish")
 
 
+def pairwise_gather(read_all: bool = False, seed: int = 25) -> onnx.ModelProto:
+    """A DLRM's interaction in small: the pairwise products of 4 feature vectors (a batched
+    MatMul), flattened, of which a Gather by constant indices reads the upper triangle (the
+    diagonal of squared norms, larger, is read by no one), reshaped to a shape computed from a
+    Shape of the products (as torch's legacy export writes it), into the top Gemm.
+    ``read_all``: a ReduceSum of every product added to the logits, a reader of every
+    element."""
+    b = Builder(seed)
+    features = b.add("Reshape", [b.dense("input", 64, 20), b.const(np.array([-1, 4, 5]))])
+    products = b.add("MatMul", [features, b.add("Transpose", [features], perm=[0, 2, 1])])
+    flat = b.add("Flatten", [products], axis=1)
+    upper = np.array([i * 4 + j for i in range(4) for j in range(i + 1, 4)])
+    picked = b.add("Gather", [flat, b.const(upper, "idx")], axis=1)
+    batch = b.add("Unsqueeze", [b.add("Gather", [b.add("Shape", [products]), b.const(
+        np.array(0), "axis")]), b.const(np.array([0]), "axes")])
+    shape = b.add("Concat", [batch, b.const(np.array([-1]), "rest")], axis=0)
+    rows = b.add("Reshape", [picked, shape])
+    out = b.add("Gemm", [rows, b.const(b.weight(10, 6, fan_in=6), "W")], transB=1)
+    if read_all:
+        out = b.add("Add", [out, b.add("ReduceSum", [flat, b.const(np.array([1]), "axes")],
+                                       keepdims=1)])
+    return b.model(out, "pairwise_gather")
+
+
 TRICKY = {
     "uneven_hardswish": (uneven_channels_hardswish, True),
     "softmax_middle": (softmax_middle, False),

@@ -3,6 +3,8 @@ aligned sums taken finer than their inputs, MSE-clipped weights."""
 
 from __future__ import annotations
 
+import importlib
+
 import models
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +14,9 @@ from ptq_verify.engine import Calibration, TensorStats, calibrate, prepare, quan
 from ptq_verify.engine.quantize import _common_scale, weight_reach
 from ptq_verify.engine.quantized import Code
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+
+# the module (ptq_verify.engine.quantize names the function there)
+quantize_module = importlib.import_module("ptq_verify.engine.quantize")
 
 
 def _quantized(proto, image: bool, bits: int = 8, data=None, **options):
@@ -256,3 +261,38 @@ def test_a_tensor_zero_on_all_calibration_data_does_not_set_a_concat_scale():
     assert model.codes["joined"].scale == model.codes["patches"].scale
     reference = run_graph(graph, data, OperatorTable())["output"]
     assert sqnr_db(reference, model.run(data)["output"]) > 30
+
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_a_tensor_read_by_constant_index_selections_takes_the_range_of_what_they_read(
+        read_all, monkeypatch):
+    """The pairwise products of feature vectors, of which a Gather by constant indices (after
+    a Flatten; a Shape reads the layout alone) reads the upper triangle: the diagonal no
+    reader selects may clip, so the products' codes cover the elements read, finer codes
+    for them, and the logits gain on held-out digits. A ReduceSum of every product reads
+    the diagonal too: the products' own range."""
+    def run(proto) -> tuple[float, float]:
+        graph = prepare(graph_from_onnx(proto))
+        calibration = calibrate(graph, models.digits(1000), progress=False)
+        model = quantize(graph, calibration, 8)
+        test = models.digits(300, offset=1200)
+        reference = run_graph(graph, {"input": test}, OperatorTable())["logits"]
+        simulated = model.run(test)["logits"]
+        for form in ("simulation", "integer"):  # the clipped codes, alike in every format
+            written = ort.InferenceSession(model.to_onnx(form).SerializeToString()).run(
+                None, {"input": test})[0]
+            assert (np.abs(written - simulated) * model.output_scales["logits"]).max() < 0.5
+        return (model.codes["matmul1"].scale * calibration.stats[ranged].max_abs,
+                sqnr_db(reference, simulated))
+
+    ranged = "matmul1" if read_all else "gather1"
+    stats = calibrate(prepare(graph_from_onnx(models.pairwise_gather())), models.digits(1000),
+                      progress=False).stats
+    assert stats["matmul1"].max_abs > 1.5 * stats["gather1"].max_abs  # the diagonal dwarfs them
+    codes, sqnr = run(models.pairwise_gather(read_all))
+    assert np.isclose(codes, 127)
+    monkeypatch.setattr(quantize_module._Builder, "_copied_ends", lambda self, tensor: [])
+    ranged = "matmul1"
+    _, own = run(models.pairwise_gather(read_all))
+    assert sqnr == own if read_all else sqnr > own + 1

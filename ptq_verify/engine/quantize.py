@@ -44,12 +44,14 @@ from .rounding import (
 )
 from .rules import (
     input_params,
+    is_copy,
     is_elementwise,
     is_elementwise_unary,
     is_integer_polynomial,
     is_lattice_selection,
     is_monotone_selection,
     jumps,
+    reads_no_elements,
     sum_coefficients,
     tensor_weight_slot,
     weight_layout,
@@ -476,6 +478,11 @@ class _Builder:
             # below 0 first changes none of their outputs, so the unsigned range is exact.
             unsigned = True
             ranged = [out for user in users for out in user.outputs if out in self.cal.stats]
+        elif copied := self._copied_ends(tensor):
+            # Every reader copies elements of it by constant positions (a Gather of the upper
+            # triangle of a DLRM's pairwise products): the codes need only cover what they
+            # read, and an element no reader reads may clip (nothing sees it)
+            ranged = copied
         if not unsigned and tensor in self.calibrated_unsigned:
             unsigned = all(self.cal.stats[name].minimum >= 0 for name in ranged)
         levels = self.unsigned_max if unsigned else self.signed_max
@@ -699,6 +706,46 @@ class _Builder:
 
         return _bottom_up(tensor, lambda name: [out for out in outputs(name) if clipped(out)],
                           ends)
+
+    def _copied_ends(self, tensor: str) -> list[str]:
+        """The calibrated tensors that hold every element of ``tensor`` its readers read,
+        where each reader copies elements of it alone to positions its constants fix (a
+        declared witness ``x``, its other inputs constants: Gather by constant indices,
+        Transpose, Flatten, Slice), followed through outputs read only so in turn; and only
+        where those elements leave out its largest |x| (elsewhere its own range is theirs).
+        Else []: a reader of any other kind, or a graph output, reads every element.
+        Why: a tensor whose unread elements dwarf the read ones (the diagonal of squared
+        norms beside the dot products a DLRM's interaction reads) spent its codes on them."""
+        @functools.cache
+        def outputs(name: str) -> list[str] | None:  # None: some reader is no such copy
+            users = [user for user in self.consumers.get(name, [])
+                     if not reads_no_elements(self._ops.get(user.name))]  # (a Shape)
+            if not users or name in self.graph.output_names or not all(
+                    self._copies_by_constants(user, name) for user in users):
+                return None
+            found = [out for user in users for out in user.outputs if out]
+            return found if all(out in self.cal.stats for out in found) else None
+
+        def ends(name: str, found: dict[str, list[str]]) -> list[str]:
+            return [end for out in outputs(name) or [] for end in found.get(out) or [out]]
+
+        if outputs(tensor) is None:
+            return []
+        copied = _bottom_up(tensor, lambda name: outputs(name) or [], ends)
+        reach = max(self.cal.stats[name].max_abs for name in copied)
+        return copied if reach < self.cal.stats[tensor].max_abs else []
+
+    def _copies_by_constants(self, node: Node, tensor: str) -> bool:
+        """Whether ``node`` passes codes on (its action SCALE) and each output element is an
+        element of ``tensor``, its one activation input, at a position its constant inputs
+        fix: a copy (:func:`.rules.is_copy`: the witness is the element itself), every
+        other input a constant (not data-dependent ids, not a shape computed at run time)."""
+        plan, op = self._plans.get(node.name), self._ops.get(node.name)
+        return (plan is not None and op is not None and plan.action is Action.SCALE
+                and is_copy(op)
+                and [node.inputs[slot] for slot in plan.activation_slots] == [tensor]
+                and all(not name or name in self.consts for slot, name in
+                        enumerate(node.inputs) if slot not in plan.activation_slots))
 
     def _clip_floor(self, node: Node) -> float | None:
         """For a node that computes clip(x, lo, hi) of its one activation input element by

@@ -102,6 +102,28 @@ def is_monotone_selection(op: Operator | None) -> bool:
     return op is not None and stored_structure(op).monotone
 
 
+def is_copy(op: Operator | None) -> bool:
+    """Whether each output element is an element of the one input, the witness being that
+    element itself (Transpose, Flatten, Gather, Slice, Identity; not Relu's max(x, 0), a
+    lattice selection with no polynomial form, nor TopK's choice among several elements):
+    where the node's other inputs are constants, which element goes where is fixed by them
+    alone, whatever the values."""
+    if op is None or len(op.inputs) != 1 or len(op.inputs[0].elements) != 1:
+        return False
+    form = stored_structure(op)
+    return form.lattice and form.integer_coefficients and form.names == {op.inputs[0].elements[0]}
+
+
+def reads_no_elements(op: Operator | None) -> bool:
+    """Whether the declared witness holds no input element: the output does not depend on
+    the input's values (Shape, whose witness is a dimension n), only on its layout. None (a
+    node kept in float at the user's request: nothing is known of its form) reads them."""
+    if op is None:
+        return False
+    names = stored_structure(op).names
+    return not any(element in names for tensor in op.inputs for element in tensor.elements)
+
+
 def chosen_params(op: Operator) -> frozenset[str]:
     """The parameters the declared witness outputs as they are where a condition on
     parameters alone (a static position) picks them, whatever the input elements are: the
