@@ -332,6 +332,7 @@ TRICKY = {
     "gelu_decomposed": (gelu_decomposed, False),
     "pad_reflect_resize": (pad_reflect_resize_linear, True),
     "resize_nearest_pad_edge": (resize_nearest_pad_edge, True),
+    "pairwise_gather": (pairwise_gather, False),
 }
 
 

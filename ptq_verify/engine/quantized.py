@@ -99,19 +99,22 @@ class QuantizedModel:
     def output_names(self) -> list[str]:
         return self.graph.output_names
 
-    def tensor_names(self) -> set[str]:
-        """Every tensor name the plan holds (the graph's inputs, outputs and constants, the
-        steps' tensors), which a format's own names must avoid (:class:`.lower.emitter.
-        Emitter`): a model's tensors may be named anything, and an input named
-        ``x:int~1``, the name the integer format gave input ``x``'s codes, had made it write
-        two tensors of one name (onnxruntime refused the file: exit 3)."""
+    def names_in_use(self) -> set[str]:
+        """Every tensor and node name the plan holds (the graph's inputs, outputs, constants
+        and nodes, the steps' tensors), which a format's own names must avoid
+        (:class:`.lower.emitter.Emitter`): a model's tensors may be named anything, and an
+        input named ``x:int~1``, the name the integer format gave input ``x``'s codes, had
+        made it write two tensors of one name (onnxruntime refused the file: exit 3); a node
+        written is named after its output's first name (:meth:`.lower.emitter.Emitter.rename`),
+        which must be no source node's either."""
         names = {*self.graph.input_names, *self.graph.output_names, *self.constants,
-                 *self.graph.initializers}
+                 *self.graph.initializers, *(node.name for node in self.graph.nodes)}
         for step in self.steps:
             if isinstance(step, ScaleStep):
                 names.update((step.src, step.dst))
             else:
-                names.update((*step.node.inputs, *step.node.outputs, *step.constants))
+                names.update((*step.node.inputs, *step.node.outputs, *step.constants,
+                              step.node.name))
         names.discard("")
         return names
 

@@ -24,8 +24,8 @@ class Emitter:
     """Collects nodes and initializers with unique names."""
 
     def __init__(self, reserved: Iterable[str] = ()) -> None:
-        """``reserved``: names :meth:`fresh` never gives (the plan's tensors:
-        ``QuantizedModel.tensor_names``)."""
+        """``reserved``: names :meth:`fresh` never gives (the plan's tensors and nodes:
+        ``QuantizedModel.names_in_use``)."""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self._counts: Counter[str] = Counter()
@@ -77,9 +77,14 @@ class Emitter:
         return self.add("Clip", [name, lo, hi], f"{name}:clip")
 
     def rename(self, name: str, dst: str) -> None:
-        """Make ``dst`` the name of what ``name`` holds (the last emitted node's output)."""
+        """Make ``dst`` the name of what ``name`` holds (the last emitted node's output). A
+        node the emitter made keeps ``name``, its descriptive output name, as its own: the
+        integer format's MatMulInteger for a Gemm without a bias Add after it had been named
+        after the accumulator it writes (``logits:acc~q14``), not its layer (``gemm2:int~1``)."""
         if self.nodes and name in self.nodes[-1].output:
             last = self.nodes[-1]
+            if not last.name:
+                last.name = name
             last.output[list(last.output).index(name)] = dst
         else:
             self.nodes.append(helper.make_node("Identity", [name], [dst]))

@@ -73,7 +73,7 @@ class _IntegerLowering:
         # ("; " separates the entries of float_nodes, so it stays out of each reason)
         self._compensated_why = {r.name: r.why.replace("; ", ", ")
                                  for r in model.records if r.why}
-        self.out = Emitter(model.tensor_names())
+        self.out = Emitter(model.names_in_use())
         self.codes = model.step_codes()
         self.type: dict[str, int] = {}  # plan tensor -> element type of its emitted tensor
         self.name: dict[str, str] = {}  # plan tensor -> emitted tensor

@@ -99,7 +99,7 @@ class _QdqLowering:
         self.model = model
         self.unsigned_codes = encoding.startswith("u8")  # activations
         self.unsigned_weights = encoding == "u8u8"
-        self.out = Emitter(model.tensor_names())
+        self.out = Emitter(model.names_in_use())
         self.codes = model.step_codes()
         self.real: dict[str, str] = {}  # plan tensor -> QDQ tensor holding its real value
         # DequantizeLinear output -> its inputs

@@ -21,7 +21,7 @@ from .emitter import Emitter
 
 def emit_simulation(model) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) as float32 ONNX on integer-valued tensors."""
-    out = Emitter(model.tensor_names())
+    out = Emitter(model.names_in_use())
     for step in model.steps:
         if isinstance(step, ScaleStep):
             _scale_step(out, step)
