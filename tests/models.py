@@ -421,3 +421,24 @@ def argmax_output(seed: int = 22) -> onnx.ModelProto:
     model.graph.output[0].CopyFrom(
         helper.make_tensor_value_info("logits", TensorProto.INT64, ["batch"]))
     return model
+
+
+def affine_grid_sum(axis: int = 2, seed: int = 25) -> onnx.ModelProto:
+    """torch's dynamo export of ``F.affine_grid`` in small: theta (a Gemm's 6 outputs as 2 x 3,
+    transposed) times a constant base grid of (x, y, 1) rows, summed by a ReduceSum over
+    ``axis`` (2: the matrix product's inner axis; 0: the free batch axis) and reshaped into a
+    Softmax, a node in float (a GridSample in the spatial transformer)."""
+    b = Builder(seed)
+    theta = b.add("Reshape", [b.dense("input", 64, 6), b.const(np.array([-1, 2, 3]), "s")])
+    theta = b.add("Unsqueeze", [b.add("Transpose", [theta], perm=[0, 2, 1]),
+                                b.const(np.array([1]), "a")])
+    ramp = np.linspace(-0.9, 0.9, 4, dtype=np.float32)
+    x, y = np.meshgrid(ramp, ramp)
+    grid = np.stack([x.ravel(), y.ravel(), np.ones(16, np.float32)], 1)[:, :, None]
+    summed = b.add("ReduceSum", [b.add("Mul", [b.const(grid, "grid"), theta]),
+                                 b.const(np.array([axis]), "a")], keepdims=0)
+    flat = b.add("Reshape", [summed, b.const(np.array([-1, 32]), "s")])
+    model = b.model(b.add("Softmax", [flat], axis=-1), "affine_grid_sum")
+    model.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 32]))
+    return model

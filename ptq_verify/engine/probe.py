@@ -168,6 +168,32 @@ def run_kernel(op: Operator, node: Node, examples: list, changes: dict) -> np.nd
         return None
 
 
+def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float | None:
+    """The largest output of ``node`` on its one activation input set to ones, its other
+    inputs the graph's constants: for a sum of input elements with coefficients >= 0
+    (:func:`.rules.is_element_sum`, a ReduceSum) the factor by which its output may exceed
+    its input in magnitude. Run at the input's example shape and again with every free
+    dimension grown, and None unless both agree: a sum over a free axis (the batch, a
+    sequence) has no bound at run time. None too when the kernel cannot run."""
+    slots = [slot for slot, name in enumerate(node.inputs) if name in active]
+    examples = example_inputs(graph, node, active)
+    if len(slots) != 1 or examples is None:
+        return None
+    shape = np.shape(examples[slots[0]])
+    stated = graph.shape_of(node.inputs[slots[0]]) or ()
+    grown = tuple(d if isinstance(s, int) and s > 0 else 2 * d + 1
+                  for d, s in zip(shape, stated))
+    if len(grown) != len(shape) or math.prod(grown) > MAX_FOLDED_ELEMENTS:
+        return None
+    gains = set()
+    for dims in {shape, grown}:
+        out = run_kernel(op, node, examples, {slots[0]: np.ones(dims)})
+        if out is None or not out.size or not np.all(np.isfinite(out)):
+            return None
+        gains.add(float(np.abs(out).max()))
+    return gains.pop() if len(gains) == 1 else None
+
+
 def _first(result):
     return result[0] if isinstance(result, (list, tuple)) else result
 

@@ -32,7 +32,7 @@ from .float_region import FloatRegions
 from .invariant_regions import INVARIANT_REASON, invariant_regions
 from .parallel import mapped
 from .plan import Action, NodeAction, plan_model
-from .probe import along, channel_axes, example_inputs, example_shape, run_kernel
+from .probe import along, channel_axes, example_inputs, example_shape, ones_gain, run_kernel
 from .quantized import Code, NodeRecord, QuantizedModel
 from .rounding import (
     WeightTarget,
@@ -45,6 +45,7 @@ from .rounding import (
 from .rules import (
     input_params,
     is_copy,
+    is_element_sum,
     is_elementwise,
     is_elementwise_unary,
     is_integer_polynomial,
@@ -1388,6 +1389,8 @@ class _Builder:
         own_weights = weights_sum is not None  # (weights and bias its parameters: Conv, Gemm)
         if weight_scale is None and tensor_weight is not None:
             weight_scale, out_axis = tensor_weight
+            if np.ptp(weight_scale) == 0:  # one scale, as a per-tensor weight's: a Reshape
+                weight_scale = float(np.ravel(weight_scale)[0])  # passes it on (STN's grid)
         if column_sum is None:
             column_sum = weights_sum
         bias_reach = 0.0
@@ -1489,6 +1492,8 @@ class _Builder:
                 if not self.consumers.get(original):
                     continue
             reach = self._wide_reach(op, codes_in, constants, common, column_sum)
+            if reach is None and integer and column_sum is None:
+                reach = self._summed_reach(node, op, codes_in)
             if reach is not None and column_sum is not None:
                 reach += bias_reach
             readers = ""  # who takes the output as the integers it was computed as
@@ -1546,6 +1551,28 @@ class _Builder:
         reach += sum(float(np.abs(v).max(initial=0)) for v in constants.values())
         return float(coefficients * reach)
 
+    def _summed_reach(self, node: Node, op: Operator, codes_in: list[Code]) -> float | None:
+        """A bound on |integer output| of a sum of one input's elements with coefficients
+        >= 0 (a ReduceSum; :func:`.rules.is_element_sum`): its input's reach times its output
+        on ones (:func:`.probe.ones_gain`); None for a selection, which passes its input's
+        codes on as they are, and for any other node."""
+        if len(codes_in) != 1 or is_lattice_selection(op) or not is_element_sum(op):
+            return None
+        gain = ones_gain(self.graph, node, op, self.active)
+        return None if gain is None else gain * max(abs(codes_in[0].low), abs(codes_in[0].high))
+
+    def _carries_integers(self, node: Node, tensor: str) -> bool:
+        """Whether ``node`` runs on ``tensor``'s codes, its only activation input, and makes
+        integers of them at its scale: a selection that moves or picks elements (a Reshape, a
+        MaxPool) or a sum of its elements (a ReduceSum: affine_grid's matrix product in pieces
+        in a dynamo export). Its outputs' readers decide whether ``tensor`` stays wide."""
+        plan, op = self._plans[node.name], self._ops[node.name]
+        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
+                and not any(plan.rule.param_exponents.values())
+                and [node.inputs[s] for s in plan.activation_slots] == [tensor]
+                and (is_lattice_selection(op) or is_element_sum(op))
+                and is_integer_polynomial(op, set()))
+
     def _takes_wide(self, tensor: str, sums: bool = True) -> bool:
         """Whether every reader of ``tensor`` (an integer accumulator or sum) takes it wide, as
         the integers it was computed as: an element-wise sum (a MatMul's bias Add, a residual
@@ -1573,9 +1600,7 @@ class _Builder:
                 if user.name not in self._float:
                     if sums and self._reads_as_sum(user, current):
                         continue
-                    if self._passes_codes_on(user) and [
-                            user.inputs[s] for s in self._plans[user.name].activation_slots
-                    ] == [current]:
+                    if self._carries_integers(user, current):
                         pending.extend(out for out in user.outputs if out in self.active)
                         continue
                 if not (user.name in self._float or self._compensates_channels(user)
