@@ -28,6 +28,7 @@ from ptq_verify.rules.store import (
 from ptq_verify.rules.structure import Structure
 
 EXAMPLES = Path(__file__).parent.parent / "ptq_verify" / "examples"
+FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 
 _QUANTIZE_THEN_SAY_IF_SYMPY = """
 import sys
@@ -38,7 +39,13 @@ print(code, "sympy" in sys.modules)
 """
 
 
-def test_a_quantize_whose_verdicts_are_stored_imports_no_sympy(tmp_path):
+@pytest.mark.parametrize(("model", "calib"), [
+    (EXAMPLES / "cnn_relu.onnx", EXAMPLES / "cnn_relu.calib.npz"),
+    # a transformer's accumulators held wide through their readers (a fact of the form that
+    # the wide-sum search reads had been computed with sympy on every run)
+    (FIXTURES / "tiny_bert.dynamo.opset17.onnx", FIXTURES / "tiny_bert.calib.npz"),
+], ids=["cnn_relu", "tiny_bert"])
+def test_a_quantize_whose_verdicts_are_stored_imports_no_sympy(tmp_path, model, calib):
     """The first run proves and stores (sympy); the second reads everything back, and writes
     the same file."""
     env = {**os.environ, "PTQ_VERIFY_CACHE_DIR": str(tmp_path / "cache")}
@@ -46,8 +53,8 @@ def test_a_quantize_whose_verdicts_are_stored_imports_no_sympy(tmp_path):
     for run in range(2):
         files.append(tmp_path / f"q{run}.onnx")
         done = subprocess.run(
-            [sys.executable, "-c", _QUANTIZE_THEN_SAY_IF_SYMPY, str(EXAMPLES / "cnn_relu.onnx"),
-             str(EXAMPLES / "cnn_relu.calib.npz"), str(files[-1])],
+            [sys.executable, "-c", _QUANTIZE_THEN_SAY_IF_SYMPY, str(model), str(calib),
+             str(files[-1])],
             env=env, capture_output=True, text=True, check=True)
         said.append(done.stdout.split()[-2:])
     assert said == [["0", "True"], ["0", "False"]]

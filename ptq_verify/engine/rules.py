@@ -164,22 +164,15 @@ def jumps(op: Operator) -> bool:
     return any(jumps(CATALOG[name]) for name in op.index_outputs.values())
 
 
-@cache
 def is_element_sum(op: Operator | None) -> bool:
     """Whether each output element is a sum of input elements with constant coefficients
     >= 0 and nothing else, by the declaration (ReduceSum's ``x0 + x1 + x2``; a selection's
     ``x0``): on integer codes it gives integers, and its largest output over inputs within
     [-r, r] is r times its output on ones (:func:`.probe.ones_gain`). The declared witness
-    stands for any number of elements; the kernel's shape sets how many."""
-    if op is None or op.params:
-        return False
-    import sympy
-
-    symbols = [op.symbols[e] for e in op.element_names]
-    coefficients = [sympy.diff(op.expr, s) for s in symbols]
-    if any(not c.is_number or not c.is_real or c < 0 for c in coefficients):
-        return False
-    return sympy.expand(op.expr - sum(c * s for c, s in zip(coefficients, symbols))) == 0
+    stands for any number of elements; the kernel's shape sets how many. A stored fact of
+    the form (:class:`..rules.structure.Structure`): a run whose verdicts are stored imports
+    no sympy."""
+    return op is not None and stored_structure(op).element_sum
 
 
 def sum_coefficients(op: Operator) -> tuple[float, ...] | None:

@@ -28,7 +28,20 @@ def structure(op: Operator) -> Structure:
         selection_steps=_selection_steps(op),
         binary=_binary(op),
         chosen_params=_chosen_params(op.expr, elements, params),
+        element_sum=_element_sum(op),
     )
+
+
+def _element_sum(op: Operator) -> bool:
+    """Whether the witness is a sum of its input elements with constant coefficients >= 0
+    and nothing else, with no parameters (:attr:`Structure.element_sum`)."""
+    if op.params:
+        return False
+    symbols = [op.symbols[e] for e in op.element_names]
+    coefficients = [sympy.diff(op.expr, s) for s in symbols]
+    if any(not c.is_number or not c.is_real or c < 0 for c in coefficients):
+        return False
+    return sympy.expand(op.expr - sum(c * s for c, s in zip(coefficients, symbols))) == 0
 
 
 def _lattice(expr: sympy.Basic, elements: frozenset, constants: frozenset = frozenset()) -> bool:

@@ -41,6 +41,9 @@ class Structure:
             parameters alone (a position) picks them, whatever the input elements are:
             constant Pad's ``v`` in ``where(k > 0, x, v)``; not Clip's bounds, which
             ``max``/``min`` choose by comparing them with the input.
+        element_sum: each output element is a sum of input elements with constant
+            coefficients >= 0 and nothing else, no parameters (ReduceSum's ``x0 + x1 + x2``;
+            a selection's ``x0``): ``ptq_verify.engine.rules.is_element_sum``.
     """
 
     lattice: bool
@@ -52,6 +55,7 @@ class Structure:
     selection_steps: tuple[tuple[str, str], ...] | None
     binary: str | None
     chosen_params: frozenset[str] = frozenset()
+    element_sum: bool = False
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -73,4 +77,5 @@ class Structure:
             selection_steps=None if steps is None else tuple(
                 (str(kind), str(param)) for kind, param in steps),
             binary=None if data["binary"] is None else str(data["binary"]),
-            chosen_params=frozenset(str(n) for n in data["chosen_params"]))
+            chosen_params=frozenset(str(n) for n in data["chosen_params"]),
+            element_sum=bool(data["element_sum"]))
