@@ -521,7 +521,7 @@ def _joined_source(graph: Graph, table: OperatorTable, node: Node, tensor: str, 
     rank = _rank(graph, tensor)
     if (not is_lattice_selection(op) or len(node.outputs) != 1 or len(slots) < 2
             or rank is None or axis % rank == 0
-            or any(_dtype(graph, node.inputs[s]) != np.float32 for s in slots)):
+            or any(graph.dtype_of(node.inputs[s]) != np.float32 for s in slots)):
         return None
     axis %= rank
     # the runs are read off the probe's shapes: each input's channels, and the output's, of a
@@ -580,11 +580,6 @@ def product_operator(table: OperatorTable) -> str | None:
         if got is not None and got.shape == a.shape and np.array_equal(got, a * b):
             return op.onnx_type
     return None
-
-
-def _dtype(graph: Graph, tensor: str) -> np.dtype | None:
-    info = graph.value_info.get(tensor)
-    return None if info is None else np.dtype(info.dtype)
 
 
 def _carried_slots(op, rule: Rule, slot: int, constants: list[int]) -> list[int] | None:
