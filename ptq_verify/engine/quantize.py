@@ -741,12 +741,21 @@ class _Builder:
         element of ``tensor``, its one activation input, at a position its constant inputs
         fix: a copy (:func:`.rules.is_copy`: the witness is the element itself), every
         other input a constant (not data-dependent ids, not a shape computed at run time)."""
+        if not self._on_codes_of(node, tensor) or not is_copy(self._ops[node.name]):
+            return False
+        slots = self._plans[node.name].activation_slots
+        return all(not name or name in self.consts for slot, name in enumerate(node.inputs)
+                   if slot not in slots)
+
+    def _on_codes_of(self, node: Node, tensor: str) -> bool:
+        """Whether ``node`` runs on codes (its action SCALE, by a declared operator's rule)
+        with ``tensor`` as its one activation input: what a node that carries that tensor's
+        codes on (:meth:`_copies_by_constants`, :meth:`_carries_integers`,
+        :meth:`_selected_into_outputs`) must do first."""
         plan, op = self._plans.get(node.name), self._ops.get(node.name)
-        return (plan is not None and op is not None and plan.action is Action.SCALE
-                and is_copy(op)
-                and [node.inputs[slot] for slot in plan.activation_slots] == [tensor]
-                and all(not name or name in self.consts for slot, name in
-                        enumerate(node.inputs) if slot not in plan.activation_slots))
+        return (plan is not None and op is not None and plan.rule is not None
+                and plan.action is Action.SCALE
+                and [node.inputs[slot] for slot in plan.activation_slots] == [tensor])
 
     def _clip_floor(self, node: Node) -> float | None:
         """For a node that computes clip(x, lo, hi) of its one activation input element by
@@ -1566,10 +1575,10 @@ class _Builder:
         integers of them at its scale: a selection that moves or picks elements (a Reshape, a
         MaxPool) or a sum of its elements (a ReduceSum: affine_grid's matrix product in pieces
         in a dynamo export). Its outputs' readers decide whether ``tensor`` stays wide."""
+        if not self._on_codes_of(node, tensor):
+            return False
         plan, op = self._plans[node.name], self._ops[node.name]
-        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
-                and not any(plan.rule.param_exponents.values())
-                and [node.inputs[s] for s in plan.activation_slots] == [tensor]
+        return (not any(plan.rule.param_exponents.values())
                 and (is_lattice_selection(op) or is_element_sum(op))
                 and is_integer_polynomial(op, set()))
 
@@ -1578,10 +1587,11 @@ class _Builder:
         the integers it was computed as: an element-wise sum (a MatMul's bias Add, a residual
         Add) brings it and its other inputs to one scale there (:func:`_common_scale`); a node
         that runs in float on it (a LayerNorm, compensated) dequantizes it exactly; a node
-        that passes its codes on unchanged (a Relu, :meth:`_passes_codes_on`) leaves it to
-        its own readers. Rounding it to n bits would only add an error: all-MiniLM-L6-v2's
-        feed-forward output, whose outlier channel is large at a few tokens only, and its
-        residual sums cost it most of its error so (docs/engine.md, wide sums).
+        that makes integers of its codes at its scale (a Relu, a Reshape, a ReduceSum:
+        :meth:`_carries_integers`) leaves it to its own readers. Rounding it to n bits would
+        only add an error: all-MiniLM-L6-v2's feed-forward output, whose outlier channel is
+        large at a few tokens only, and its residual sums cost it most of its error so
+        (docs/engine.md, wide sums).
 
         Not ``sums``: the output of a layer with weights of its own (a Conv, a Gemm), which
         every deployment runs as one integer kernel writing n-bit codes (QLinearConv, QGemm)
@@ -1632,11 +1642,10 @@ class _Builder:
         if not users or tensor in self.graph.output_names:
             return False
         for user in users:
-            plan, op = self._plans.get(user.name), self._ops.get(user.name)
-            if (plan is None or op is None or user.name in self._float
-                    or plan.action is not Action.SCALE or not is_lattice_selection(op)
+            op = self._ops.get(user.name)
+            if (user.name in self._float or not self._on_codes_of(user, tensor)
+                    or not is_lattice_selection(op)
                     or is_elementwise_unary(op)  # a Relu at the end reads codes, as before
-                    or [user.inputs[s] for s in plan.activation_slots] != [tensor]
                     or not all(out in self.graph.output_names and not self.consumers.get(out)
                                for out in user.outputs if out)):
                 return False
