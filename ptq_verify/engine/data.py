@@ -18,7 +18,7 @@ from tokenize import TokenError
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph
+from ..graph import Graph, holds_integers
 from ..input_files import file_kind, require_file, torch_archive
 from ..wording import first_few
 
@@ -299,14 +299,14 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         kind_ok = (
             np.issubdtype(array.dtype, np.floating)
             if info.is_float
-            else _integer_kind(array.dtype)
+            else holds_integers(array.dtype)
         )
         if not kind_ok:
             hint = (_whole_floats_hint(info.dtype)
                     if np.issubdtype(array.dtype, np.floating) and array.size
                     and np.all(np.isfinite(array)) and np.all(array == np.round(array))
                     else _integers_for_floats_hint(info.dtype)
-                    if info.is_float and _integer_kind(array.dtype) else "")
+                    if info.is_float and holds_integers(array.dtype) else "")
             raise UserError(f"{where}: dtype {array.dtype} does not fit the model's "
                             f"{info.dtype}{hint}")
         if info.shape is not None and len(info.shape) == 0:
@@ -391,13 +391,6 @@ def _batches_hint(data: object, graph: Graph) -> str:
 def _placeholder_dict(names: list[str]) -> str:
     """A dict literal keyed by ``names``, its values to fill in: ``{'input_ids': ...}``."""
     return "{" + ", ".join(f"{name!r}: ..." for name in names) + "}"
-
-
-def _integer_kind(dtype: np.dtype) -> bool:
-    """Whether ``dtype`` holds integers or booleans: the data the advice on raw integers
-    given to a float input is about (complex, text or dates are none, and had been told
-    'integer data is not cast')."""
-    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)
 
 
 def _whole_floats_hint(dtype: np.dtype) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph, OperatorTable
+from ..graph import Graph, OperatorTable, holds_integers
 from ..graph.ort_runner import condensed, ort_session
 from ..progress import progress_bar
 from .data import Feeds, batches
@@ -258,8 +258,7 @@ def _zero_rows(feeds: Feeds, rows: tuple[int, ...]) -> tuple[str, np.ndarray] | 
     where it is 0, flattened as :func:`_row_db`'s rows."""
     for name, value in feeds.items():
         value = np.asarray(value)
-        if (value.shape == rows and (np.issubdtype(value.dtype, np.integer)
-                                     or value.dtype == np.bool_)):
+        if value.shape == rows and holds_integers(value.dtype):
             zero = value.ravel() == 0
             if zero.any() and not zero.all() and np.isin(value, (0, 1)).all():
                 return name, zero

@@ -21,7 +21,15 @@ from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..errors import UserError
-from ..graph import Graph, Node, OperatorTable, activation_tensors, require_graph, slot_binding
+from ..graph import (
+    Graph,
+    Node,
+    OperatorTable,
+    activation_tensors,
+    holds_integers,
+    require_graph,
+    slot_binding,
+)
 from ..graph.static import table_slots
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind
@@ -907,7 +915,7 @@ class _Builder:
         shapes or a mask: a selection reading one beside its activation (Where's other
         operand, a constant brought to its scale) does not select from its input alone."""
         dtype = self.graph.dtype_of(tensor)
-        return dtype is None or not np.issubdtype(dtype, np.integer) and dtype != np.bool_
+        return dtype is None or not holds_integers(dtype)
 
     def discontinuity_notes(self) -> list[str]:
         """A note for the inputs held at MAX_BITS for discontinuous nodes and one for those

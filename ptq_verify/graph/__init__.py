@@ -1,7 +1,7 @@
 """The graph representation, ONNX import/export and the float executor."""
 
 from .executor import run_graph, run_node
-from .model import Graph, Node, TensorInfo, require_graph
+from .model import Graph, Node, TensorInfo, holds_integers, require_graph
 from .onnx_io import graph_from_onnx, graph_to_onnx, load_graph, read_model
 from .operators import OperatorTable, slot_binding
 from .static import activation_tensors, fold_constants
@@ -15,6 +15,7 @@ __all__ = [
     "fold_constants",
     "graph_from_onnx",
     "graph_to_onnx",
+    "holds_integers",
     "load_graph",
     "read_model",
     "require_graph",

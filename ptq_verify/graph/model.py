@@ -17,6 +17,12 @@ from ..catalog.kernels.shape import NODE_OUTPUTS
 from ..errors import UserError
 
 
+def holds_integers(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` holds integers or booleans (indices, shapes, token ids, masks): the
+    values a scale never reaches, where any other type may carry real values."""
+    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """A graph input or output: name, shape (ints, or str/None for symbolic dims), dtype."""
