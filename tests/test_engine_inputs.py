@@ -3,6 +3,7 @@ plan_model reports unknown op types instead of raising."""
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -1017,3 +1018,32 @@ def test_a_fixed_size_beside_a_free_length_is_called_a_size_of_the_model():
     fixed = _identity_graph({"ids": (TensorProto.INT64, ["batch", 16])})
     message = _refusal({"ids": np.zeros((3, 12), np.int64)}, fixed)
     assert "texts padded or truncated to 16 tokens" in message
+
+
+def test_a_mean_over_a_size_quantizes(tmp_path, capsys):
+    """tf2onnx writes tf.size as ONNX Size, which the catalog lacked: a mean taken as
+    ReduceSum over Cast(Size(x)) was refused as an undeclared op. Size's count is static
+    (it depends on no value), so the layers around it run on integers."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("ReduceSum", ["r"], ["total"], keepdims=1, name="total"),
+             helper.make_node("Size", ["r"], ["count"], name="count"),
+             helper.make_node("Cast", ["count"], ["n"], to=TensorProto.FLOAT, name="n"),
+             helper.make_node("Div", ["total", "n"], ["mean"], name="mean"),
+             helper.make_node("Sub", ["r", "mean"], ["y"], name="centred")]
+    graph = helper.make_graph(
+        nodes, "size_mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [weight])
+    model, calib = tmp_path / "size.onnx", tmp_path / "x.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.save(calib, rng.normal(size=(16, 8)).astype(np.float32))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 0, err
+    audit = main(["audit", str(model)])
+    listed = capsys.readouterr().out
+    assert audit == 0 and re.search(r"^count +Size +scale_invariant", listed, re.M), listed

@@ -737,6 +737,8 @@ def test_cast_and_shape():
     _check("CastToBool", [np.array([0.0, -0.5, 2.0], np.float32)], {"to": TensorProto.BOOL})
     _check("Shape", [_f(2, 3, 4)])
     _check("Shape", [_f(2, 3, 4)], {"start": 1, "end": -1})
+    _check("Size", [_f(2, 3, 4)])
+    _check("Size", [np.zeros((0, 3), np.float32)])
 
 
 

@@ -178,6 +178,11 @@ def shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.array(dims[int(start) : None if end is None else int(end)], dtype=np.int64)
 
 
+def size(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX Size: the input's element count, an int64 scalar."""
+    return np.array(np.asarray(inputs[0]).size, dtype=np.int64)
+
+
 def non_zero(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX NonZero: the indices of the non-zero elements, (rank, count) int64, in row-major
     order (numpy's nonzero)."""

@@ -188,6 +188,12 @@ OPERATORS = (
         "the witness is a dimension n, which no scaling changes.",
     ),
     Operator(
+        "Size", "x", "n", params={"n": 3}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
+        onnx_type="Size", onnx_kernel=shape.size,
+        doc="The input's element count (an int64 scalar; tf2onnx writes it for tf.size). As "
+        "for Shape, the witness is a count n, which no scaling changes.",
+    ),
+    Operator(
         "ConstantOfShape", "x", "n", params={"n": 1}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
         onnx_type="ConstantOfShape", onnx_kernel=shape.constant_of_shape, mixes_channels=True,
         doc="A tensor of the shape given by x filled with the ``value`` attribute, witnessed by "
