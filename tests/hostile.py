@@ -387,18 +387,17 @@ def unnamed_required_output(op_type: str) -> onnx.ModelProto:
                   [_float("x", ["batch", 4])], [_float("y", ["batch", 4])], [w, cond])
 
 
-def size_then_if() -> onnx.ModelProto:
-    """:func:`if_after_matmul` whose MatMul output is first scaled by its own element count
-    (Size, undeclared): two undeclared nodes, the first one a declaration could take, the
-    second (the If) one it could not (a new-user trial's EmbeddingBag: Size, Loop)."""
+def normalized_then_if() -> onnx.ModelProto:
+    """:func:`if_after_matmul` whose MatMul output is first normalized
+    (MeanVarianceNormalization, undeclared): two undeclared nodes, the first one a
+    declaration could take, the second (the If) one it could not (a new-user trial's
+    EmbeddingBag: a Size, then undeclared, and a Loop)."""
     model = if_after_matmul()
     graph = model.graph
     nodes = list(graph.node)
     graph.ClearField("node")
-    graph.node.extend([nodes[0],
-                       helper.make_node("Size", ["h"], ["count"], name="size_1"),
-                       helper.make_node("Cast", ["count"], ["count_f"], to=TensorProto.FLOAT),
-                       helper.make_node("Mul", ["h", "count_f"], ["h_scaled"], name="scaled")])
+    graph.node.extend([nodes[0], helper.make_node("MeanVarianceNormalization", ["h"],
+                                                  ["h_scaled"], name="mvn_1", axes=[0, 1])])
     for node in nodes[1:]:
         node.input[:] = ["h_scaled" if name == "h" else name for name in node.input]
         for attribute in node.attribute:
@@ -408,12 +407,12 @@ def size_then_if() -> onnx.ModelProto:
     return model
 
 
-def size_then_if_after_layers() -> onnx.ModelProto:
-    """:func:`size_then_if` behind two Gemm layers joined by a Relu (torch's Linear layers),
-    a group cross-layer equalization runs the model to measure: that run had met the Size
-    first and refused it alone (a new-user trial's DLRM, its EmbeddingBag's Size and Loop
-    after an MLP)."""
-    model = size_then_if()
+def normalized_then_if_after_layers() -> onnx.ModelProto:
+    """:func:`normalized_then_if` behind two Gemm layers joined by a Relu (torch's Linear
+    layers), a group cross-layer equalization runs the model to measure: that run had met the
+    first undeclared node and refused it alone (a new-user trial's DLRM, its EmbeddingBag's
+    Size and Loop after an MLP)."""
+    model = normalized_then_if()
     graph = model.graph
     graph.input[0].name = "x_in"
     rng = np.random.default_rng(0)

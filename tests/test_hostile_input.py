@@ -529,9 +529,10 @@ def test_every_undeclared_node_is_counted_the_one_no_declaration_takes_first(tmp
     advice to declare it; declared, the Loop behind it was refused next. The line now names
     the node no declaration can take first, and the others after it."""
     outcome = _refused_undeclared(
-        tmp_path, hostile.size_then_if(), (8, 4), "node 'if_1' (If)", "no declared operator",
-        "1 other node(s) lack a declaration too: node 'size_1' (Size)")
-    assert outcome.err.index("'if_1'") < outcome.err.index("'size_1'")
+        tmp_path, hostile.normalized_then_if(), (8, 4), "node 'if_1' (If)",
+        "no declared operator",
+        "1 other node(s) lack a declaration too: node 'mvn_1' (MeanVarianceNormalization)")
+    assert outcome.err.index("'if_1'") < outcome.err.index("'mvn_1'")
 
 
 def test_undeclared_nodes_are_all_counted_before_equalization_runs_the_model(tmp_path,
@@ -542,8 +543,8 @@ def test_undeclared_nodes_are_all_counted_before_equalization_runs_the_model(tmp
     the advice to declare it. onnxruntime is made to fail here (the forked run inherits it)."""
     monkeypatch.setattr(float_run, "ort_runner", lambda graph, want: None)
     _refused_undeclared(
-        tmp_path, hostile.size_then_if_after_layers(), (8, 4), "node 'if_1' (If)",
-        "1 other node(s) lack a declaration too: node 'size_1' (Size)")
+        tmp_path, hostile.normalized_then_if_after_layers(), (8, 4), "node 'if_1' (If)",
+        "1 other node(s) lack a declaration too: node 'mvn_1' (MeanVarianceNormalization)")
 
 
 def test_an_undeclared_op_with_several_outputs_is_not_sent_to_a_declaration(tmp_path):
