@@ -85,12 +85,18 @@ def plan_model(
         if table.kept_in_float(node, graph):
             plans.append(_kept_node(node, active))
             continue
+        if table.on_integers_only(node, graph):
+            plans.append(NodeAction(node.name, node.op_type, None, None, None, Action.STATIC,
+                                    "static: run as exported", INTEGERS_REASON))
+            continue
         plans.append(plan_node(graph, node, op, active, override_rules, inferred)
                      if unfit is None else _unfit_node(node, *unfit, active))
     return plans
 
 
 KEPT_REASON = "kept in float at your request: no declaration describes it"
+INTEGERS_REASON = ("integers only: no declaration needed, since no scale reaches its inputs "
+                   "and outputs")
 
 
 def _kept_node(node: Node, active: set[str]) -> NodeAction:

@@ -975,8 +975,9 @@ class _Builder:
         for node, plan in progress_bar(zip(self.graph.nodes, plans), total=len(plans),
                                        desc="quantizing", unit="node", progress=self.progress):
             op = self._ops[node.name]
-            if plan.action is Action.STATIC:
-                self.steps.append(NodeStep(node, op, source=node))
+            if plan.action is Action.STATIC:  # (op None: integers only, run as exported)
+                self.steps.append(NodeStep(node, op, source=node,
+                                           opsets=dict(self.graph.opsets) if op is None else {}))
                 self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
                                                plan.text, "-"))
                 continue

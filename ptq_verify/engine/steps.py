@@ -79,7 +79,8 @@ class NodeStep:
     ``source`` is the node as the float model has it; ``params`` says which of ``constants``
     are integers (weights, biases) and at what scale. The other constants are parameters
     rescaled for the code domain, which a format working on real values reads from ``source``.
-    ``op`` None: a node kept in float at the user's request (``--float-op``), which no
+    ``op`` None: a node kept in float at the user's request (``--float-op``) or one on
+    integers only (:meth:`~ptq_verify.graph.OperatorTable.on_integers_only`), which no
     declaration describes; it runs in onnxruntime at the model's ``opsets``.
     """
 

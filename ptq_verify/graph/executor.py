@@ -83,9 +83,10 @@ class KernelGap(UserError):
 
 def run_node(node: Node, table: OperatorTable, inputs: list, graph: Graph | None = None) -> list:
     """Run one node; return its output arrays in order (a UserError names a failing node). A
-    node the user keeps in float (:meth:`OperatorTable.kept_in_float`) runs in onnxruntime,
-    whose kernel is the one the written model runs."""
-    if table.kept_in_float(node, graph):
+    node the user keeps in float, or one on integers only
+    (:meth:`OperatorTable.runs_as_exported`), runs in onnxruntime, whose kernel is the one the
+    written model runs."""
+    if table.runs_as_exported(node, graph):
         from .ort_runner import run_alone
 
         return run_alone(node, inputs, graph)

@@ -16,7 +16,7 @@ import onnx
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..wording import first_few
-from .model import Graph, Node
+from .model import Graph, Node, holds_integers
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 # A loop's body (ONNX names a Loop's and a Scan's subgraph ``body``) stays whatever the shapes:
@@ -81,6 +81,28 @@ class OperatorTable:
         one)."""
         return (node.op_type in self.float_types and self.declaration_key(node) is None
                 and self.lookup(node, graph)[0] is None)
+
+    def on_integers_only(self, node: Node, graph: Graph | None = None) -> bool:
+        """Whether ``node``, which no declaration describes, reads and writes only integers
+        or booleans of the types the graph states (a BitwiseAnd of token ids, a BitShift in
+        a hash): no scale reaches such tensors (the model's integer inputs are not
+        quantized), so the node needs no scaling rule and runs as exported, exactly, as a
+        static node. Left out: a node of a subgraph or an ONNX sequence, a tensor of unknown
+        type, and 8-bit codes, which say the model is quantized already
+        (:func:`quantized_hint`)."""
+        if (graph is None or self.declaration_key(node) is not None
+                or any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values())
+                or self.lookup(node, graph)[0] is not None):
+            return False
+        names = [name for name in (*node.inputs, *node.outputs) if name]
+        dtypes = [graph.dtype_of(name) for name in names]
+        return (bool(names) and all(d is not None and holds_integers(d) for d in dtypes)
+                and not _codes_hint(names, graph, ""))
+
+    def runs_as_exported(self, node: Node, graph: Graph | None = None) -> bool:
+        """Whether the engine runs ``node`` in onnxruntime as the file has it, with no
+        declaration: :meth:`kept_in_float` or :meth:`on_integers_only`."""
+        return self.kept_in_float(node, graph) or self.on_integers_only(node, graph)
 
     @classmethod
     def of(cls, operators: Mapping[str, Operator] | OperatorTable | None) -> OperatorTable:
@@ -186,7 +208,7 @@ class OperatorTable:
         trial declared the one node named, a Size, only to meet the Loop after it)."""
         failures = []
         for node in nodes:
-            if self.kept_in_float(node, graph):
+            if self.runs_as_exported(node, graph):
                 continue
             try:
                 self.require(node, graph)

@@ -21,7 +21,7 @@ from ..engine.absorb import absorbable
 from ..engine.data import batch_not_first, keyword_name, named_batch_hint, savez_of
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
-from ..engine.plan import KEPT_REASON, Action
+from ..engine.plan import INTEGERS_REASON, KEPT_REASON, Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
 from ..errors import UserError
@@ -43,6 +43,7 @@ from .cells import markdown_cell, plain_cell, plain_path
 UNKNOWN = "unknown op type"
 UNFIT = "declaration does not fit"
 KEPT = "kept in float"  # at the user's request (--float-op): no declaration, no rule claimed
+INTEGERS = "integers only"  # undeclared, reads and writes integers: no scale, no rule needed
 CONSTANT = "constant"
 FOLDED = "folded"
 UNUSED = "unused"
@@ -264,6 +265,7 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
     ``in_region``: the node is part of a normalization in parts, which runs in float."""
     verdict = action.rule.kind.value if action.rule is not None else (
         KEPT if action.reason == KEPT_REASON else
+        INTEGERS if action.reason == INTEGERS_REASON else
         UNKNOWN if action.operator is None else UNFIT)
     hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
             or beyond_declaration_hint(node) if verdict == UNKNOWN else "")
