@@ -416,6 +416,43 @@ def test_a_float16_model_quantizes_into_a_model_onnxruntime_loads(form, tmp_path
     _check_float16(nodes, [w1, w2], form, tmp_path / "half.onnx", rng)
 
 
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float64_section_of_a_float32_model_is_computed_in_float32(form, tmp_path):
+    """A model that computes part of its way in float64 (torch's ``x.double()``: Cast to
+    DOUBLE, a float64 constant, Cast back) had its float64 activation quantized as it was:
+    QuantizeLinear takes no double, and the qdq and simulation files were refused by
+    onnxruntime (exit 3, an internal error); ptq-verify's own simulation file, which holds
+    such Casts, fed back to quantize failed so. Such a section is computed in float32 in the
+    written file, as a float16 one is, and the file's interface keeps the source's types."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.normal(size=(16, 32)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.normal(size=(32, 4)) * 0.3).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array(0.5, np.float64), "k")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Cast", ["h"], ["hd"], name="to_double", to=TensorProto.DOUBLE),
+             helper.make_node("Mul", ["hd", "k"], ["md"], name="mul_double"),
+             helper.make_node("Relu", ["md"], ["rd"], name="relu_double"),
+             helper.make_node("Cast", ["rd"], ["r"], name="to_float", to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2"),
+             helper.make_node("Cast", ["y"], ["yd"], name="out_double", to=TensorProto.DOUBLE)]
+    graph = helper.make_graph(
+        nodes, "double", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4]),
+         helper.make_tensor_value_info("yd", TensorProto.DOUBLE, ["n", 4])], inits)
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(source, tmp_path / "double.onnx")
+    x = rng.normal(size=(64, 16)).astype(np.float32)
+    loaded = load_model(tmp_path / "double.onnx")
+    model = quantize(loaded, calibrate(loaded, {"x": x}, progress=False), 8)
+    reference = ort.InferenceSession(source.SerializeToString()).run(None, {"x": x})
+    session = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    written = session.run(None, {"x": x})
+    assert [t.type for t in session.get_outputs()] == ["tensor(float)", "tensor(double)"]
+    for ref, out in zip(reference, written):
+        assert sqnr_db(ref, out) > 25
+
+
 def _conv_with_a_near_dead_channel(dtype: type) -> onnx.ModelProto:
     """Conv whose first channel has a near-zero weight and a large bias (a channel a BatchNorm
     with gamma near 0 leaves), in ``dtype``."""

@@ -145,7 +145,7 @@ class Emitter:
         )
         model.ir_version = min(model.ir_version, 8)
         model.doc_string = doc
-        _widen_narrow_floats(model)
+        _widen_narrow_floats(model, {node.name for node in graph.nodes} - {""})
         return model
 
 
@@ -167,7 +167,7 @@ def newest_schema(graph: Graph) -> int:
 _NARROW_FLOATS = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 
-def _widen_narrow_floats(model: onnx.ModelProto) -> None:
+def _widen_narrow_floats(model: onnx.ModelProto, source_nodes: set[str]) -> None:
     """Cast to float32, in place, what a node of ``model`` writes as float16 or bfloat16 by
     an attribute (``Cast(to=FLOAT16)``, a constant of such a value, a ``dtype``), but its
     outputs: what a float16 export computes from its inputs' shapes or constants (``Shape ->
@@ -175,15 +175,23 @@ def _widen_narrow_floats(model: onnx.ModelProto) -> None:
     the written file, where every activation is dequantized to float32 and every constant is
     stored as float32 (onnxruntime refused such a Mul). Every other node then computes in
     float32 from float32 inputs, as the simulation does (it keeps each node's output as
-    float32): the same values, rounded to the narrow type where the node writes it."""
+    float32): the same values, rounded to the narrow type where the node writes it.
+    What a node of the source (named in ``source_nodes``) writes as float64 is cast so too
+    (torch's ``x.double()``: a float64 activation met QuantizeLinear, which takes no double,
+    and float32 codes in the simulation format); the formats' own float64 steps (an exact
+    requantization product) are not the source's and keep their width."""
+    def writes(node: onnx.NodeProto, kinds: set[int]) -> bool:
+        return any(a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT
+                   and a.i in kinds
+                   or a.type == onnx.AttributeProto.TENSOR and a.t.data_type in kinds
+                   for a in node.attribute)
+
+    narrow, wide = set(_NARROW_FLOATS), {*_NARROW_FLOATS, onnx.TensorProto.DOUBLE}
     interface = {o.name for o in model.graph.output}
     nodes = []
     for node in model.graph.node:
         nodes.append(node)
-        if not any(a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT
-                   and a.i in _NARROW_FLOATS
-                   or a.type == onnx.AttributeProto.TENSOR and a.t.data_type in _NARROW_FLOATS
-                   for a in node.attribute):
+        if not writes(node, wide if node.name in source_nodes else narrow):
             continue
         for index, name in enumerate(node.output):
             if name and name not in interface:
