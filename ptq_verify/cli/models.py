@@ -74,7 +74,7 @@ def declared_operators(path: str | None, float_ops: list[str] | tuple[str, ...] 
     both run, the table's ``unchecked`` says why, for a note."""
     from ..catalog.toml_file import load_onnx_operators
     from ..graph import OperatorTable
-    from ..graph.declared_kernels import comparison
+    from ..graph.declared_kernels import comparison, mismatch
 
     float_types = float_op_types(list(float_ops))
     if not path:
@@ -86,11 +86,7 @@ def declared_operators(path: str | None, float_ops: list[str] | tuple[str, ...] 
         if skipped is not None:
             unchecked[op.name] = f"{op.onnx_type}: {skipped}"
         if differs is not None:
-            raise UserError(
-                f"{path}: operator {op.name!r} declares ONNX {op.onnx_type}, but its expression "
-                f"{differs}: every {op.onnx_type} node would be quantized by the rule of "
-                "another function; correct the expression, or, for a node of a custom domain "
-                f"named {op.onnx_type}, declare onnx_type = \"DOMAIN:{op.onnx_type}\"")
+            raise UserError(f"{path}: operator {op.name!r} {mismatch(op, differs, True)}")
     return OperatorTable(declared, source=path, unchecked=unchecked, float_types=float_types)
 
 

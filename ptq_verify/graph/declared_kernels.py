@@ -10,6 +10,10 @@ its own kernel; where both run and disagree, the declaration is refused. Where t
 both run (a static input, such as RotaryEmbedding's position ids; an opset onnxruntime lacks),
 the declaration is taken as given, and the quantize command says so in a note (a new-user
 trial's RotaryEmbedding declared with a sign error had quantized with no word said).
+A declaration of one of onnxruntime's own operators (``com.microsoft:Gelu``, which its
+optimizers write in place of standard nodes) is compared with onnxruntime's kernel
+alike: one declared as ``max(0, x)`` had been taken as given, its nodes passed the scale
+through, and the written file lost 18 dB with no word said.
 """
 
 from __future__ import annotations
@@ -43,13 +47,13 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     """(how ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
     inputs, in words, or None when they agree or were not compared; why they were not
     compared). The second is None when they were, or when ``op`` declares no op type of
-    ONNX's schemas (a custom domain's, whose kernel is the user's), and else says why: a
+    ONNX's schemas nor of onnxruntime's own (:func:`runtime_domain`: a custom domain's, whose
+    kernel is the user's), and else says why: a
     declaration whose inputs a random tensor cannot stand for (a static slot, several
     parameters in one input, elements of a window), or a one-node model onnxruntime does
     not run."""
-    import onnx.defs
-
-    if not op.onnx_type or not onnx.defs.has(op.onnx_type):
+    domain = runtime_domain(op.onnx_type)
+    if domain is None:
         return None, None
     if not op.has_onnx_kernel:
         return None, ("its witness reads elements of an input (a window, a pair), which its "
@@ -59,7 +63,7 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
         return None, ("a random tensor cannot stand for one of its inputs (a static input, "
                       "or several parameters in one)")
     inputs, attrs = probe
-    theirs = _onnxruntime(op.onnx_type, inputs, attrs)
+    theirs = _onnxruntime(op.onnx_type.rpartition(":")[2], domain, inputs, attrs)
     if theirs is None:
         return None, (f"onnxruntime runs no one-node {op.onnx_type} on random inputs of "
                       f"shape {PROBE_SHAPE} at opsets {', '.join(map(str, _OPSETS))}")
@@ -76,6 +80,44 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     at = np.unravel_index(np.argmax(~close), close.shape)
     return (f"gives {ours[at]:.4g} where onnxruntime's {op.onnx_type} gives "
             f"{theirs[at]:.4g}, on random inputs"), None
+
+
+def mismatch(op: Operator, differs: str, in_file: bool) -> str:
+    """Why a declaration ``compare`` found ``differs`` is refused, from ``declares`` on, with
+    the way forward: the expression corrected, or, for a custom domain's node that shares a
+    standard op type's name, the domain named (as a file spells it, ``in_file``, or as
+    Python does)."""
+    if runtime_domain(op.onnx_type):
+        return (f"declares {op.onnx_type}, one of onnxruntime's own operators, but its "
+                f"expression {differs}: onnxruntime's kernel runs these nodes in the written "
+                "file, and they would be quantized by the rule of another function; correct "
+                "the expression")
+    qualified = (f'onnx_type = "DOMAIN:{op.onnx_type}"' if in_file
+                 else f"onnx_type='DOMAIN:{op.onnx_type}'")
+    return (f"declares ONNX {op.onnx_type}, but its expression {differs}: every "
+            f"{op.onnx_type} node would be quantized by the rule of another function; correct "
+            f"the expression, or, for a node of a custom domain named {op.onnx_type}, declare "
+            f"{qualified}")
+
+
+def runtime_domain(onnx_type: str | None) -> str | None:
+    """The domain of the onnxruntime kernel a declaration of ``onnx_type`` is compared with:
+    '' for a standard ONNX op type; the domain of one of onnxruntime's own operators, named
+    with it (``com.microsoft:Gelu``) or alone where one domain holds it (``FastGelu``);
+    None for any other (a custom domain's, whose kernel is the user's)."""
+    import onnx.defs
+
+    from .operators import runtime_operators
+
+    if not onnx_type:
+        return None
+    domain, _, op_type = onnx_type.rpartition(":")
+    if not domain and onnx.defs.has(op_type):
+        return ""
+    holders = {d for d, name in runtime_operators() if name == op_type}
+    if domain:
+        return domain if domain in holders else None
+    return next(iter(holders)) if len(holders) == 1 else None
 
 
 def _probe(op: Operator) -> tuple[list, dict] | None:
@@ -105,9 +147,10 @@ def _probe(op: Operator) -> tuple[list, dict] | None:
     return inputs, attrs
 
 
-def _onnxruntime(op_type: str, inputs: list, attrs: dict) -> np.ndarray | None:
+def _onnxruntime(op_type: str, domain: str, inputs: list, attrs: dict) -> np.ndarray | None:
     """The op type's output in onnxruntime on ``inputs`` (float64), at the newest opset of
-    :data:`_OPSETS` it runs; None when it runs at none of them."""
+    :data:`_OPSETS` it runs (``domain``: onnxruntime's own, at its version 1, beside those);
+    None when it runs at none of them."""
     from onnx import TensorProto, helper, numpy_helper
 
     from .ort_runner import ort_session
@@ -117,12 +160,15 @@ def _onnxruntime(op_type: str, inputs: list, attrs: dict) -> np.ndarray | None:
                  if value.ndim == 0]
     feeds = {name: value for name, value in zip(names, inputs) if value.ndim}
     graph = helper.make_graph(
-        [helper.make_node(op_type, names, ["y"], **attrs)], "probe",
+        [helper.make_node(op_type, names, ["y"], domain=domain or None, **attrs)], "probe",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
          for name, value in feeds.items()],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants)
     for opset in _OPSETS:
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        imports = [helper.make_opsetid("", opset)]
+        if domain:
+            imports.append(helper.make_opsetid(domain, 1))
+        model = helper.make_model(graph, opset_imports=imports)
         session, _ = ort_session(model.SerializeToString())
         if session is None:  # not at this opset (or not at all): the next
             continue

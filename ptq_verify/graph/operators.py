@@ -436,7 +436,7 @@ def runtime_operator_hint(node: Node) -> str:
     in place of standard ONNX nodes, so the model as exported holds none. A new-user trial's
     optimized BERT and GPT-2 were sent to declare them with --operators, which a fused
     normalization (a whole row's statistics) or a node of several outputs cannot be."""
-    if (node.domain, node.op_type) not in _runtime_operators():
+    if (node.domain, node.op_type) not in runtime_operators():
         return ""
     return ("one of onnxruntime's own operators, which it writes in place of standard ONNX "
             "nodes when it optimizes a model (its transformer optimizer, optimize_model; a "
@@ -445,7 +445,7 @@ def runtime_operator_hint(node: Node) -> str:
 
 
 @cache
-def _runtime_operators() -> frozenset[tuple[str, str]]:
+def runtime_operators() -> frozenset[tuple[str, str]]:
     """(domain, op type) of every operator onnxruntime's schema registry holds in a domain
     that ONNX itself does not define; empty where onnxruntime does not list its schemas."""
     standard = {schema.domain for schema in onnx.defs.get_all_schemas_with_history()}
@@ -519,17 +519,13 @@ def _require_onnx_semantics(extra: Mapping[str, Operator]) -> None:
     ``--operators`` was compared so, but not the Python API's ``operators=``: a library
     user's HardSwish declared with x/5 for x/6 quantized every HardSwish by the rule of
     another function, with no word said."""
-    from .declared_kernels import comparison
+    from .declared_kernels import comparison, mismatch
 
     for key, op in extra.items():
         differs, _ = comparison(op)
         if differs is not None:
             raise UserError(
-                f"operators: {key!r}: operator {op.name!r} declares ONNX {op.onnx_type}, but "
-                f"its expression {differs}: every {op.onnx_type} node would be quantized by "
-                "the rule of another function; correct the expression, or, for a node of a "
-                f"custom domain named {op.onnx_type}, declare "
-                f"onnx_type='DOMAIN:{op.onnx_type}'")
+                f"operators: {key!r}: operator {op.name!r} {mismatch(op, differs, False)}")
 
 
 def _misfit(node: Node, op: Operator) -> str | None:
