@@ -453,6 +453,41 @@ def test_a_float64_section_of_a_float32_model_is_computed_in_float32(form, tmp_p
         assert sqnr_db(ref, out) > 25
 
 
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float64_scale_computed_from_a_shape_meets_float32_values(form, tmp_path):
+    """A scale computed in float64 from a free length (``Shape -> Cast(to=DOUBLE) -> Sqrt``,
+    a float64 1 divided by it, cast back to float32) is static: the qdq file stored the
+    float64 1 as float32 beside the Cast's float64 (Div bound to double and float, exit 3).
+    Every format computes it in float32."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.normal(size=(8, 16)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.normal(size=(16, 4)) * 0.3).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array(1.0, np.float64), "one"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"], name="mm1"),
+             helper.make_node("Shape", ["a"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "axis1"], ["t"], name="length", axis=0),
+             helper.make_node("Cast", ["t"], ["td"], name="to_double", to=TensorProto.DOUBLE),
+             helper.make_node("Sqrt", ["td"], ["root"], name="sqrt"),
+             helper.make_node("Div", ["one", "root"], ["inv"], name="inverse"),
+             helper.make_node("Cast", ["inv"], ["invf"], name="to_float", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["a", "invf"], ["m"], name="scale"),
+             helper.make_node("Relu", ["m"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
+    graph = helper.make_graph(
+        nodes, "length", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", 4])], inits)
+    source = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(source, tmp_path / "length.onnx")
+    x = rng.normal(size=(64, 6, 8)).astype(np.float32)
+    loaded = load_model(tmp_path / "length.onnx")
+    model = quantize(loaded, calibrate(loaded, {"x": x}, progress=False), 8)
+    reference = ort.InferenceSession(source.SerializeToString()).run(None, {"x": x})[0]
+    written = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert sqnr_db(reference, written) > 25
+
+
 def _conv_with_a_near_dead_channel(dtype: type) -> onnx.ModelProto:
     """Conv whose first channel has a near-zero weight and a large bias (a channel a BatchNorm
     with gamma near 0 leaves), in ``dtype``."""
