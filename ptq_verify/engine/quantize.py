@@ -65,6 +65,7 @@ from .rules import (
     tensor_weight_slot,
     weight_layout,
 )
+from .static_alone import mark_static_alone
 from .stats import LOPSIDED_GAIN
 from .steps import IntegerParam, NodeStep, ScaleStep
 
@@ -1209,7 +1210,7 @@ class _Builder:
         decided readers first, so a chain of them (a boolean mask applied by a Where, then
         added to the scores, cast to float32, of a Softmax) runs in float as a whole; and so,
         the same way, does each node no activation of the model's data enters whose readers
-        all run in float (:meth:`_from_static_alone`: rotary angles before Cos and Sin)."""
+        all run in float (static_alone.py: rotary angles before Cos and Sin)."""
         floats = {p.name: "" for p in plans if p.action is Action.COMPENSATE}
         for name in invariant_regions(self.graph, self.table, plans, self.active):
             floats.setdefault(name, INVARIANT_REASON)
@@ -1251,18 +1252,7 @@ class _Builder:
                 # dB and clipped at other sizes (28.3 dB at 40x40; onnxruntime, which
                 # leaves it float, 37.1)
                 floats.setdefault(node.name, OUTPUT_FINER_REASON)
-        derived = self._from_static_alone(plans)
-        for node in reversed(self.graph.nodes):
-            op = self._ops[node.name]
-            if (node.name in derived and op is not None
-                    and not (op.mixes_channels and any(  # a weight layer stays on integers
-                        np.size(self.consts.get(name, ())) > 1 for name in node.inputs))
-                    and all(self._float_only(out, floats) for out in node.outputs)):
-                # codes would round a tensor that no activation enters between two float
-                # nodes: rotary angles (positions times a table of frequencies, 0 to 500
-                # radians, 4 a code) before the Cos and Sin that read them gave 3.0 dB
-                floats.setdefault(node.name, "computed from static tensors and constants "
-                                  "alone, read only by nodes in float")
+        mark_static_alone(self.graph, self._ops, plans, floats, self.consumers)
         return floats
 
     def _reaching_jumps(self) -> dict[str, str]:
@@ -1287,23 +1277,6 @@ class _Builder:
                     elif user.name in ahead:
                         ahead.setdefault(node.name, ahead[user.name])
         return ahead
-
-    def _from_static_alone(self, plans: list[NodeAction]) -> set[str]:
-        """The nodes no activation of the model's data enters: those that read no activation
-        but a table (positions times frequencies), other than a selection from it (an
-        embedding's rows are the model's data), and those reading only their outputs."""
-        derived: set[str] = set()
-        tensors: set[str] = set()
-        for node, plan in zip(self.graph.nodes, plans):
-            op = self._ops[node.name]
-            if plan.action is Action.STATIC or op is None:
-                continue
-            reads = [node.inputs[slot] for slot in plan.activation_slots]
-            if (all(name in tensors for name in reads) if reads
-                    else not is_lattice_selection(op)):
-                derived.add(node.name)
-                tensors.update(node.outputs)
-        return derived
 
     def scale_node(self, node: Node, op: Operator, plan: NodeAction) -> None:
         rule = plan.rule

@@ -24,6 +24,7 @@ from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import INTEGERS_REASON, KEPT_REASON, Action
 from ..engine.rules import is_elementwise_unary
 from ..engine.smooth import candidates_of
+from ..engine.static_alone import STATIC_ALONE_REASON, mark_static_alone
 from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
@@ -198,8 +199,14 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
     check_float_types(prepared, table, original)
     actions = plan_model(prepared, table)
     plan = {a.name: a for a in actions}
-    # normalizations in parts run in float, as quantize runs them (found from the rules)
+    # normalizations in parts run in float, as quantize runs them (found from the rules), and
+    # so do nodes no activation enters that only float nodes read (rotary angles before Cos)
     regions = invariant_regions(prepared, table, actions, activation_tensors(prepared, table))
+    reasons = dict.fromkeys(regions, INVARIANT_REASON)
+    floats = {**{a.name: "" for a in actions if a.action is Action.COMPENSATE}, **reasons}
+    mark_static_alone(prepared, {node.name: table.find(node, prepared) for node in prepared.nodes},
+                      actions, floats)
+    reasons.update((name, why) for name, why in floats.items() if why == STATIC_ALONE_REASON)
     # (each looked up once: a search per entry was quadratic in the nodes)
     nodes = {node.name: node for node in prepared.nodes}
     model_hint = model_codes_hint(prepared)
@@ -211,9 +218,9 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
             entries.append(_folded_entry(node, original, table, read))
             continue
         entries.append(_entry(action, prepared, nodes[action.name], table, model_hint,
-                              action.name in regions))
+                              reasons.get(action.name, "")))
     entries.extend(_entry(action, prepared, nodes[action.name], table, model_hint,
-                          action.name in regions)
+                          reasons.get(action.name, ""))
                    for action in plan.values())  # nodes preparation created
     smoothable = tuple(c.describe() for c in candidates_of(prepared, table))
     # the probe runs the graph on the catalog's kernels: not with a node none of them runs
@@ -258,11 +265,16 @@ def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
     return "table of output codes (Gather)"
 
 
+_SHORT = {INVARIANT_REASON: "a normalization in parts"}
+"""The audit's words for a region's reason where they are shorter than the summary's."""
+
+
 def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: str,
-           in_region: bool = False) -> AuditEntry:
+           in_float: str = "") -> AuditEntry:
     """``node``: the action's; ``model_hint``: :func:`model_codes_hint` of the graph, taken
     once for every undeclared node (each had scanned the whole graph: quadratic); and
-    ``in_region``: the node is part of a normalization in parts, which runs in float."""
+    ``in_float``: why the node runs in float as quantize runs it though its rule would not
+    (a normalization in parts, INVARIANT_REASON; STATIC_ALONE_REASON), or ""."""
     verdict = action.rule.kind.value if action.rule is not None else (
         KEPT if action.reason == KEPT_REASON else
         INTEGERS if action.reason == INTEGERS_REASON else
@@ -276,10 +288,12 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
         action.operator,
         verdict,
         None if action.rule is None else action.rule.describe(),
-        Action.COMPENSATE.value if in_region else action.action.value,
-        "compensate: run in float (a normalization in parts)" if in_region else action.text,
-        INVARIANT_REASON if in_region else action.reason,
-        "float: a normalization in parts" if in_region else _integer_form(action, graph, table),
+        Action.COMPENSATE.value if in_float else action.action.value,
+        f"compensate: run in float ({_SHORT.get(in_float, in_float)})" if in_float
+        else action.text,
+        in_float or action.reason,
+        f"float: {_SHORT.get(in_float, in_float)}" if in_float
+        else _integer_form(action, graph, table),
         hint,
     )
 
