@@ -942,3 +942,31 @@ def test_an_experimental_op_keeps_the_json_on_stdout_parseable(tmp_path, capfd):
     captured = capfd.readouterr()
     assert json.loads(captured.out)["nodes"]
     assert "experimental ops" in captured.err
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_a_float16_rmsnorm_in_parts_reads_its_gain_as_float32(form, tmp_path):
+    """A float16 Llama export (a KV-cache trial's model.half()): its RMSNorm in parts runs in
+    float (engine/invariant_regions.py), its per-channel gain a float16 constant read by the
+    region's last Mul; the integer and simulation files stored that gain as float16 beside
+    the float32 values the region computes, and onnxruntime refused them (Mul bound to
+    float16 and float): exit 3."""
+    rng = np.random.default_rng(2)
+    half = np.float16
+    inits = [numpy_helper.from_array((rng.normal(size=(16, 32)) * 0.3).astype(half), "w1"),
+             numpy_helper.from_array((rng.normal(size=(32, 4)) * 0.3).astype(half), "w2"),
+             numpy_helper.from_array((1 + 0.1 * rng.normal(size=32)).astype(half), "gain"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "eps")]
+    float32, float16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Cast", ["h"], ["h32"], name="up", to=float32),
+             helper.make_node("Pow", ["h32", "two"], ["sq"], name="pow"),
+             helper.make_node("ReduceMean", ["sq"], ["ms"], name="mean", axes=[-1]),
+             helper.make_node("Add", ["ms", "eps"], ["mse"], name="add"),
+             helper.make_node("Sqrt", ["mse"], ["rms"], name="sqrt"),
+             helper.make_node("Div", ["h32", "rms"], ["n32"], name="div"),
+             helper.make_node("Cast", ["n32"], ["n"], name="down", to=float16),
+             helper.make_node("Mul", ["gain", "n"], ["g"], name="scale"),
+             helper.make_node("MatMul", ["g", "w2"], ["y"], name="mm2")]
+    _check_float16(nodes, inits, form, tmp_path / "half_rms.onnx", rng)

@@ -287,7 +287,10 @@ def quantize(
         if symmetric:
             builder.notes.append(symmetric_note(builder.symmetric_instead))
         builder.notes += unranged_notes(unranged)
-    model = QuantizedModel(graph, builder.steps, dict(graph.initializers), builder.codes,
+    # the constants as the arithmetic reads them, a float16 export's as float32: a float node
+    # reading one (an RMSNorm in parts' gamma) meets float32 values in every format's file,
+    # and the simulation and integer files had stored it float16 (onnxruntime refused them)
+    model = QuantizedModel(graph, builder.steps, dict(builder.consts), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
                            builder.output_scales)
     counts = model.counts()
