@@ -65,7 +65,7 @@ from .rules import (
     tensor_weight_slot,
     weight_layout,
 )
-from .static_alone import mark_static_alone
+from .static_alone import mark_static_alone, read_in_float_only
 from .stats import LOPSIDED_GAIN
 from .steps import IntegerParam, NodeStep, ScaleStep
 
@@ -1167,10 +1167,8 @@ class _Builder:
     def _float_only(self, tensor: str, floats: Mapping[str, str] | None = None) -> bool:
         """Whether every reader of ``tensor`` runs in float, so that codes for it would only
         add a rounding between two float nodes."""
-        users = self.consumers.get(tensor, [])
-        floats = self._float if floats is None else floats
-        return (bool(users) and tensor not in self.graph.output_names
-                and all(u.name in floats for u in users))
+        return read_in_float_only(tensor, self.consumers, self.graph.output_names,
+                                  self._float if floats is None else floats)
 
     def _float_output(self, tensor: str) -> bool:
         """Whether ``tensor`` is a graph output that nothing reads and the outputs are

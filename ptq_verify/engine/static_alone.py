@@ -15,7 +15,7 @@ listed them on codes, ``output scale s^(1, 1)``, beside a Cos 'on the original r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 
 import numpy as np
 
@@ -58,17 +58,21 @@ def mark_static_alone(graph: Graph, ops: Mapping[str, Operator | None],
     ``consumers``: ``graph.consumers()``, where the caller holds it already."""
     consumers = graph.consumers() if consumers is None else consumers
     outputs = set(graph.output_names)
-
-    def float_only(tensor: str) -> bool:
-        users = consumers.get(tensor, [])
-        return (bool(users) and tensor not in outputs
-                and all(user.name in floats for user in users))
-
     derived = from_static_alone(graph, ops, plans)
     for node in reversed(graph.nodes):
         op = ops[node.name]
         if (node.name in derived and op is not None
                 and not (op.mixes_channels and any(  # a weight layer stays on integers
                     np.size(graph.initializers.get(name, ())) > 1 for name in node.inputs))
-                and all(float_only(out) for out in node.outputs)):
+                and all(read_in_float_only(out, consumers, outputs, floats)
+                        for out in node.outputs)):
             floats.setdefault(node.name, STATIC_ALONE_REASON)
+
+
+def read_in_float_only(tensor: str, consumers: Mapping[str, list[Node]],
+                       outputs: Collection[str], floats: Mapping[str, str]) -> bool:
+    """Whether every reader of ``tensor`` runs in float (is in ``floats``) and it is no graph
+    output (``outputs``), so that codes for it would only add a rounding between two float
+    nodes."""
+    users = consumers.get(tensor, [])
+    return bool(users) and tensor not in outputs and all(u.name in floats for u in users)
