@@ -384,8 +384,9 @@ class _Builder:
         self.active = activation_tensors(graph, table)
         # the constants the arithmetic reads: a float16 export's as float32, the width its
         # activations are quantized in (2^31 / a bias, a constant at an accumulator's
-        # scale overflow float16's 65504)
-        self.consts = {name: value.astype(np.float32) if value.dtype == np.float16
+        # scale overflow float16's 65504), and a float64 section's too (every format
+        # computes it in float32: emitter._widen_narrow_floats); every format stores these
+        self.consts = {name: value.astype(np.float32) if value.dtype in (np.float16, np.float64)
                        else value for name, value in graph.initializers.items()}
         self.consumers = graph.consumers()
         self.steps: list = []

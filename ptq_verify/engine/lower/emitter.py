@@ -178,11 +178,11 @@ def _widen_narrow_floats(model: onnx.ModelProto, source_nodes: set[str]) -> None
     float32): the same values, rounded to the narrow type where the node writes it.
     What a node of the source (named in ``source_nodes``) writes as float64 is cast so too
     (torch's ``x.double()``: a float64 activation met QuantizeLinear, which takes no double,
-    and float32 codes in the simulation format), and a float64 constant a node of the source
-    reads is stored as float32 (a static ``Shape -> Cast(to=DOUBLE) -> Sqrt -> Div`` of a
-    float64 1 then computes in float32 throughout, as qdq's constants already were); the
-    formats' own float64 steps (an exact requantization product, its factor and bounds)
-    are not the source's and keep their width."""
+    and float32 codes in the simulation format), while the plan holds its float64 constants
+    as float32 already (quantize's ``consts``: a static ``Shape -> Cast(to=DOUBLE) -> Sqrt ->
+    Div`` of a float64 1 then computes in float32 throughout); the formats' own float64
+    steps (an exact requantization product, its factor and bounds) are not the source's and
+    keep their width."""
     def writes(node: onnx.NodeProto, kinds: set[int]) -> bool:
         return any(a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT
                    and a.i in kinds
@@ -204,11 +204,6 @@ def _widen_narrow_floats(model: onnx.ModelProto, source_nodes: set[str]) -> None
                                               to=onnx.TensorProto.FLOAT))
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    read = {name for node in nodes if node.name in source_nodes for name in node.input}
-    for index, tensor in enumerate(model.graph.initializer):
-        if tensor.name in read and tensor.data_type == onnx.TensorProto.DOUBLE:
-            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(
-                numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
 
 
 def _name_nodes(nodes: list[onnx.NodeProto]) -> None:

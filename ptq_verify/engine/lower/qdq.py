@@ -148,8 +148,8 @@ class _QdqLowering:
         """The QDQ tensor holding the real value of plan tensor ``name``: a float input of
         another width (a float16 export) is cast to float32 first, the only type
         QuantizeLinear takes below opset 19 and the type of every DequantizeLinear output;
-        the source's own float constants of another width (a float16 GELU's 0.5) are stored
-        as float32 too, since the values they meet are."""
+        the source's own float constants of another width (a float16 GELU's 0.5) are
+        float32 in the plan already (quantize's ``consts``), since the values they meet are."""
         if name in self.real:
             return self.real[name]
         narrow = {t.name for t in self.model.graph.inputs
@@ -159,10 +159,7 @@ class _QdqLowering:
                                            to=onnx.TensorProto.FLOAT)
             return self.real[name]
         if name in self.model.constants and name not in self.out.initializers:
-            value = self.model.constants[name]
-            if value.dtype.kind == "f":
-                value = value.astype(np.float32)
-            self.out.initializer(name, value)
+            self.out.initializer(name, self.model.constants[name])
         return name
 
     def _container(self, low: float, high: float) -> tuple[type, int]:
