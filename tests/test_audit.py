@@ -71,6 +71,21 @@ def test_every_node_is_listed_and_unknown_types_are_named(model_path):
     assert sum(summary["verdicts"].values()) == 7
 
 
+def test_an_unknown_onnx_op_is_given_the_way_forward_quantize_names(model_path, capsys):
+    """A trial's detection head ending in a NonMaxSuppression: quantize refused it naming
+    ``--float-op NonMaxSuppression``, audit listed it as 'not in the catalog' with no way
+    forward. Audit's line now says what quantize's does: an ONNX op may be kept in float, a
+    custom domain's (which onnxruntime cannot run alone) only declared."""
+    assert main(["audit", model_path]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("unknown op type Det:"))
+    assert "declare it in a TOML file given with --operators" in line
+    assert "keep it in float with --float-op Det" in line
+    custom = next(row for row in out.splitlines()
+                  if row.startswith("unknown op type com.example:Frobnicate:"))
+    assert "--operators" in custom and "--float-op" not in custom
+
+
 def _save(path, nodes, x_shape, y_shape, init, domain: str):
     """A model of ``nodes`` from float ``x`` to float ``y``, with opset 17 and ``domain`` 1."""
     graph = helper.make_graph(
@@ -96,7 +111,7 @@ def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path,
                  "com.example")
     assert main(["audit", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "unknown op type com.example:Frobnicate: frob (not in the catalog)" in out
+    assert "unknown op type com.example:Frobnicate: frob (not in the catalog; declare it" in out
     line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
     assert line.endswith("): not probed (it runs the model, and some nodes have no declaration "
                          "that fits them, listed below)")

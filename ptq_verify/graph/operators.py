@@ -367,11 +367,13 @@ def _beyond_declaration(node: Node) -> str:
     return ""
 
 
-def beyond_declaration_hint(node: Node) -> str:
-    """:func:`_beyond_declaration` as audit's summary line takes it (no leading '; '): a new
-    user's audit of a CRNN listed its LSTMs as 'unknown op type ... (not in the catalog)' with
-    no way forward, where quantize's refusal of them names ``--float-op LSTM``."""
-    return _beyond_declaration(node).removeprefix("; ")
+def way_forward_hint(node: Node) -> str:
+    """:func:`_way_forward` as audit's summary line takes it (no leading '; '): a new user's
+    audit of a CRNN listed its LSTMs as 'unknown op type ... (not in the catalog)' with no
+    way forward, where quantize's refusal of them names ``--float-op LSTM``; and a trial's
+    detection head ending in a NonMaxSuppression (an op type no schema rule singles out) was
+    listed so too, where quantize's refusal names ``--float-op NonMaxSuppression``."""
+    return _way_forward(node).removeprefix("; ")
 
 
 def _draws_random(op_type: str) -> bool:

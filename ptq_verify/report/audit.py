@@ -30,11 +30,11 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, load_graph
 from ..graph.executor import KernelGap
 from ..graph.model import subgraphs
 from ..graph.operators import (
-    beyond_declaration_hint,
     check_float_types,
     model_codes_hint,
     quantized_hint,
     runtime_operator_hint,
+    way_forward_hint,
 )
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
@@ -280,7 +280,7 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
         INTEGERS if action.reason == INTEGERS_REASON else
         UNKNOWN if action.operator is None else UNFIT)
     hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
-            or beyond_declaration_hint(node) if verdict == UNKNOWN else "")
+            or way_forward_hint(node) if verdict == UNKNOWN else "")
     return AuditEntry(
         action.name,
         # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
