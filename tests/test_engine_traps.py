@@ -399,3 +399,45 @@ def test_a_parameter_beyond_float32_at_the_codes_scale_runs_in_float(magnitude):
     test = np.concatenate([data[:8], np.zeros((1, 16), np.float32)])
     reference = run_graph(graph, {"input": test}, OperatorTable())["y"]
     assert relative_error(quantized.run({"input": test})["y"], reference) < 0.05
+
+
+def _two_level_top_k() -> onnx.ModelProto:
+    """A detector's head over two levels: each level's Gemm -> Sigmoid scores (the second at a
+    finer range, so the two levels' codes have different scales), the levels' scores joined
+    by a Concat, and a TopK of them: positions and values are the outputs."""
+    rng = np.random.default_rng(3)
+    weights = [numpy_helper.from_array((rng.standard_normal((64, 24)) * s).astype(np.float32),
+                                       f"w{i}") for i, s in enumerate((0.05, 0.02))]
+    nodes = [helper.make_node("Gemm", ["input", "w0"], ["g0"], name="head0"),
+             helper.make_node("Sigmoid", ["g0"], ["s0"], name="sig0"),
+             helper.make_node("Gemm", ["input", "w1"], ["g1"], name="head1"),
+             helper.make_node("Sigmoid", ["g1"], ["s1"], name="sig1"),
+             helper.make_node("Concat", ["s0", "s1"], ["scores"], name="levels", axis=1),
+             helper.make_node("TopK", ["scores", "k"], ["values", "positions"], name="top")]
+    graph = helper.make_graph(
+        nodes, "two_level_top_k",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("positions", TensorProto.INT64, ["n", 8]),
+         helper.make_tensor_value_info("values", TensorProto.FLOAT, ["n", 8])],
+        [*weights, numpy_helper.from_array(np.array([8], np.int64), "k")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_top_k_over_a_concat_of_levels_reads_them_finely():
+    """A trial's two-level detection head: its TopK read the Concat of the levels' scores
+    as 8-bit codes (a Concat is a selection of several inputs, which had no 16-bit codes
+    made again), ties among the top reordering the boxes gathered by its positions. The
+    Concat runs again on the levels' 16-bit codes, brought to one scale: at 6 bits the
+    positions match the float model's 76% of the time (55% before). Held wide, as a TopK's
+    values output takes it, the Concat had been taken for exact integers: the TopK read
+    its n-bit codes with no note."""
+    model = _two_level_top_k()
+    graph = prepare(graph_from_onnx(model))
+    quantized = quantize(graph, calibrate(graph, models.digits(150), progress=False), 6)
+    test = models.digits(60, offset=500)
+    reference = run_graph(graph, {"input": test}, OperatorTable())["positions"]
+    for form in ("qdq", "integer", "simulation"):
+        session = ort.InferenceSession(quantized.to_onnx(form).SerializeToString())
+        positions = session.run(["positions"], {"input": test})[0]
+        assert np.mean(positions == reference) > 0.68, form
+    assert [note for note in quantized.notes if "input scores held at 16 bits" in note]
