@@ -532,6 +532,32 @@ def test_an_output_whose_error_sits_in_a_few_rows_is_not_called_low():
     assert "low" not in fine and "rows" not in fine
 
 
+def test_an_integer_output_of_as_many_rows_as_the_data_select_is_in_the_sqnr_note():
+    """A trial's detection head ending in a NonMaxSuppression (kept in float): its selected
+    indices' rows are as many as the scores pass its threshold, which rounding moves, and
+    where the written file selected another count the note left the output out with no word
+    said. It now gives both counts and the share of the float model's rows the file holds."""
+    from onnx import TensorProto, helper
+
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import output_fidelity
+
+    graph = graph_from_onnx(helper.make_model(helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["at"], name="nonzero"),
+         helper.make_node("Transpose", ["at"], ["rows"], name="transpose", perm=[1, 0])],
+        "selected", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("rows", TensorProto.INT64, ["k", 2])]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.float32(np.random.default_rng(0).integers(0, 2, (16, 4)))  # (the note takes 32)
+    reference = np.argwhere(x)
+    fewer = np.delete(reference, [0, 5], axis=0)  # two rows the float model selects, missed
+    measured = output_fidelity(graph, OperatorTable(), {"x": x}, {"rows": fewer})["rows"]
+    assert measured.rows_found == (len(fewer), len(reference), len(fewer) / len(reference))
+    note = fidelity_note({"rows": measured}, {"x": x}, graph)
+    assert (f"rows {len(fewer)} rows against the float model's {len(reference)}, "
+            f"{len(fewer) / len(reference):.1%} of those among them") in note
+
+
 def test_an_output_named_by_a_number_is_quoted_in_the_sqnr_note():
     """A newcomer trial: torch's legacy exporter named the unnamed output '36', and the note
     read 'onnxruntime): 36 52.6 dB', two figures; such a name is quoted, an identifier not."""

@@ -165,6 +165,10 @@ class OutputFidelity:
     # tokens or a KV cache's present at length 0), which had been worded as one the float
     # model gives 0 everywhere
     empty: bool = False
+    # an output of integers whose rows' count depends on the data (a NonMaxSuppression's
+    # selected indices): (its rows, the float model's rows, the share of the float model's
+    # rows found among its own); it had been left out of the note with no word said
+    rows_found: tuple[int, int, float] | None = None
 
     @property
     def median_row(self) -> float:
@@ -228,6 +232,9 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
             if ref.shape == got.shape and ref.size:
                 fidelity[name] = OutputFidelity(float("nan"), np.empty(0),
                                                 agreement=float(np.mean(ref == got)))
+            elif ref.ndim == got.ndim >= 1 and ref.shape[1:] == got.shape[1:] and len(ref):
+                fidelity[name] = OutputFidelity(float("nan"), np.empty(0), rows_found=(
+                    len(got), len(ref), _rows_found(ref, got)))
             continue
         ref = np.asarray(reference[name], dtype=np.float64)
         got = np.asarray(quantized[name], dtype=np.float64)
@@ -239,6 +246,15 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
                 float("inf") if error == 0 else -20.0 * np.log10(error), _row_db(ref, got),
                 _zero_rows(feeds, ref.shape[:-1]) if ref.ndim >= 2 else None)
     return fidelity
+
+
+def _rows_found(ref: np.ndarray, got: np.ndarray) -> float:
+    """The share of ``ref``'s rows (along axis 0) that ``got`` holds too: where the count of
+    rows depends on the data (the boxes a NonMaxSuppression selects), one row more or less
+    shifts every later row, so comparing them place by place would say little."""
+    held = {row.tobytes() for row in np.ascontiguousarray(got).reshape(len(got), -1)}
+    rows = np.ascontiguousarray(ref).reshape(len(ref), -1)
+    return float(np.mean([row.tobytes() in held for row in rows]))
 
 
 def _row_db(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
