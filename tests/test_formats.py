@@ -730,3 +730,42 @@ def test_a_float_node_writing_a_graph_output_gives_it_in_float(form):
     # the 8-bit step of a range that takes 0 in is |min| / 255: too coarse for these classes
     assert np.abs(written - reference).max() < 0.25 * np.abs(reference).max() / 255
     assert np.mean(written.argmax(1) == reference.argmax(1)) >= 0.95, spread
+
+
+def _upsampling_model() -> onnx.ModelProto:
+    """Conv -> nearest Resize by 2 as torch's exporters write it (no roi, float scales,
+    cubic_coeff_a=-0.75 beside mode nearest) -> Conv: a UNet's or a VAE decoder's upsampling."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2"),
+            numpy_helper.from_array(np.float32([1, 1, 2, 2]), "scales")]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+             helper.make_node("Resize", ["c1", "", "scales"], ["up"], name="upsample",
+                              mode="nearest", coordinate_transformation_mode="asymmetric",
+                              nearest_mode="floor", cubic_coeff_a=-0.75),
+             helper.make_node("Conv", ["up", "w2"], ["out"], name="conv2", pads=[1] * 4)]
+    graph = helper.make_graph(
+        nodes, "upsampling", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                            ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2, 16, 16])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_format_runs_a_nearest_upsampling_on_integers():
+    """A trial's UNet and VAE decoder (torch, both exporters): in the integer format every
+    nearest Resize ran in float, and the Conv after it too ('its input is float'): its
+    float attribute cubic_coeff_a, which a copy's values never depend on, was taken for a
+    real-valued parameter; its float scales, static layout, were cast to the codes' uint8,
+    and the kernel probe put them in the absent roi's place. Both now run on integers."""
+    graph = prepare(graph_from_onnx(_upsampling_model()))
+    model = quantize(graph, calibrate(graph, models.digits(100, image=True), progress=False), 8)
+    proto = model.to_onnx("integer")
+    assert "upsample" not in _float_nodes(proto) and "conv2" not in _float_nodes(proto)
+    assert not float_islands(proto, set(_float_nodes(proto)))
+    test = models.digits(20, image=True, offset=300)
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": test})[0]
+    simulated = ort.InferenceSession(model.to_onnx("simulation").SerializeToString()).run(
+        None, {"input": test})[0]
+    assert sqnr_db(simulated, got) > 60

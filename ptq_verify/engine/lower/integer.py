@@ -32,9 +32,11 @@ from onnx import TensorProto
 
 from ...graph import Node
 from ...graph.onnx_io import node_proto
+from ...graph.operators import slot_binding
 from ...rules import stored_shift_rule
 from ..probe import run_kernel
 from ..rules import (
+    is_copy,
     is_elementwise_unary,
     is_integer_polynomial,
     is_lattice_selection,
@@ -369,7 +371,7 @@ class _IntegerLowering:
 
     def _integer_inputs(self, step: NodeStep, kind: int) -> list[str]:
         inputs = []
-        for name in step.node.inputs:
+        for slot, name in enumerate(step.node.inputs):
             if not name:
                 inputs.append("")
             elif self._active(name):
@@ -378,6 +380,13 @@ class _IntegerLowering:
                 inputs.append(name)
             else:
                 value = np.asarray(step.constants.get(name, self.model.constants.get(name)))
+                if step.op is not None and slot_binding(step.op, slot) is None:
+                    # a static input no tensor or parameter of the declaration binds (a
+                    # Resize's scales): layout, not a value on the codes' grid, so it keeps
+                    # its type (cast to uint8, the Resize of every nearest upsampling had
+                    # found no kernel and run in float, with the Conv after it)
+                    inputs.append(self.out.constant(name, value))
+                    continue
                 if np.issubdtype(value.dtype, np.floating):  # integer-valued: at the codes' type
                     if kind == INT32:  # a mask constant at an accumulator's scale
                         value = np.clip(value, -STATIC_LIMIT, STATIC_LIMIT)
@@ -438,7 +447,10 @@ class _IntegerLowering:
             value = step.constants.get(name, self.model.constants.get(name))
             if value is None or not np.array_equal(value, np.round(value)):
                 return "real-valued parameters"
-        if any(isinstance(v, float) for v in step.node.attrs.values()):
+        if any(isinstance(v, float) for v in step.node.attrs.values()) and not is_copy(step.op):
+            # (a copy's output elements are its input's, whatever its attributes: torch's
+            # nearest upsampling writes Resize with cubic_coeff_a=-0.75, which had left every
+            # nearest Resize of a UNet, a VAE decoder, and the Conv reading it, in float)
             return "real-valued attributes"
         return ""
 
