@@ -765,13 +765,32 @@ def test_an_op_type_declared_for_other_attributes_says_which_forms_exist(tmp_pat
     assert "no declaration of this form" in row
 
 
-@pytest.mark.parametrize("form", ["qdq", "integer"])
-def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
-    """A new-user trial: ptq-verify's own output (or onnxruntime's) given back as the input was
-    refused as an op type to declare; the refusal now says the model looks quantized, and asks
-    for the float model, not for a declaration (a later trial: that advice misled)."""
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_ptq_verify_s_own_output_is_refused_as_quantized_already(mlp_files, form):
+    """A trial: ptq-verify's own simulation file given back as the input was quantized again
+    (43 dB against itself), with nothing said; every form it writes is now refused at load by
+    the doc string it writes, and the audit says quantize refuses it."""
     tmp, model, calib = mlp_files
     assert _quantize(model, calib, tmp / "q.onnx", "--format", form).status == 0
+    outcome = _quantize(tmp / "q.onnx", calib, tmp / "qq.onnx")
+    _assert_one_line_error(outcome, f"written by ptq-verify quantize (8-bit {form} model)",
+                           "quantized already", "takes the float model")
+    assert not (tmp / "qq.onnx").exists()
+    audit = hostile.run_cli(["audit", str(tmp / "q.onnx")], limit=QUICK_LIMIT)
+    assert audit.status == 0 and "quantize refuses this model" in audit.out, audit.out
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer"])
+def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
+    """A new-user trial: a quantized model (onnxruntime's, or ptq-verify's with its doc string
+    gone, as another tool's file has none of it) given back as the input was refused as an op
+    type to declare; the refusal now says the model looks quantized, and asks for the float
+    model, not for a declaration (a later trial: that advice misled)."""
+    tmp, model, calib = mlp_files
+    assert _quantize(model, calib, tmp / "q.onnx", "--format", form).status == 0
+    written = onnx.load(tmp / "q.onnx")
+    written.doc_string = ""
+    onnx.save(written, tmp / "q.onnx")
     outcome = _quantize(tmp / "q.onnx", calib, tmp / "qq.onnx")
     _assert_one_line_error(outcome, "is the model quantized already?", "int8 codes",
                            "give it the float model")

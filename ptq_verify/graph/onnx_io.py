@@ -24,6 +24,7 @@ from ..errors import UserError
 from ..input_files import file_kind, require_file, torch_archive
 from ..wording import first_few
 from .model import Graph, Node, TensorInfo
+from .provenance import written_quantized
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,10 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model",
     except UserError as err:
         raise UserError(f"{source}: invalid ONNX model ({err})") from None
     if tensors_only:
+        if written := written_quantized(model.doc_string):
+            raise UserError(f"{source}: written by ptq-verify quantize ({written} model): "
+                            "the model is quantized already; ptq-verify takes the float model "
+                            "it was made from")
         _check_tensor_interface(model.graph, source)
         _check_outputs(model.graph, initializers, source)
         _check_unnamed_outputs(model, source)

@@ -33,6 +33,7 @@ from onnx import TensorProto
 from ...graph import Node
 from ...graph.onnx_io import node_proto
 from ...graph.operators import slot_binding
+from ...graph.provenance import quantized_doc
 from ...rules import stored_shift_rule
 from ..probe import run_kernel
 from ..rules import (
@@ -110,8 +111,7 @@ class _IntegerLowering:
                 self.out.rename(self._as_float(step.src, step.factor), step.dst)
             else:
                 self._scale(step)
-        doc = f"ptq-verify {model.bits}-bit model (integer); outputs are " + (
-            "integer codes" if model.integer_outputs else "float (dequantized)")
+        doc = quantized_doc(model.bits, "integer", model.integer_outputs)
         result = self.out.model(model.graph, model.output_types(),
                                 doc, min_opset=13, casts=model.output_casts())
         entry = result.metadata_props.add()

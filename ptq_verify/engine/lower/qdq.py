@@ -41,6 +41,7 @@ from onnx import helper
 
 from ...errors import UserError
 from ...graph.onnx_io import node_proto
+from ...graph.provenance import quantized_doc
 from ...rules import stored_shift_rule
 from ..probe import along
 from ..rules import is_lattice_selection, is_monotone_selection
@@ -131,8 +132,7 @@ class _QdqLowering:
         if self.per_channel and model.graph.opsets.get("", opset) < opset:
             raise UserError(f"{model.graph.source}: per-channel scales in QDQ need opset >= "
                             f"{opset}; the model has {model.graph.opsets['']}: use --per-tensor")
-        doc = (f"ptq-verify {model.bits}-bit model (qdq); outputs are "
-               + ("integer codes" if model.integer_outputs else "float (dequantized)"))
+        doc = quantized_doc(model.bits, "qdq", model.integer_outputs)
         result = self.out.model(model.graph, model.output_types(),
                                 doc, min_opset=max(opset, 11), casts=model.output_casts(),
                                 opset=_file_opset(model.graph))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from ...graph.provenance import quantized_doc
 from ..steps import NodeStep, ScaleStep, is_one
 from .emitter import Emitter
 
@@ -32,9 +33,8 @@ def emit_simulation(model) -> onnx.ModelProto:
         if name in used and name not in out.initializers:
             out.initializer(name, value)
     outputs = model.output_types()
-    kind = "integer codes" if model.integer_outputs else "float (dequantized)"
     return out.model(model.graph, outputs,
-                     f"ptq-verify {model.bits}-bit model (simulation); outputs are {kind}",
+                     quantized_doc(model.bits, "simulation", model.integer_outputs),
                      casts=model.output_casts())
 
 
