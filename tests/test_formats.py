@@ -769,3 +769,45 @@ def test_integer_format_runs_a_nearest_upsampling_on_integers():
     simulated = ort.InferenceSession(model.to_onnx("simulation").SerializeToString()).run(
         None, {"input": test})[0]
     assert sqnr_db(simulated, got) > 60
+
+
+def _unary_between_convs(op_type: str, **attrs) -> onnx.ModelProto:
+    """Conv -> ``op_type`` (one activation, scalar real-valued attributes) -> Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    init = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+             helper.make_node(op_type, ["c1"], ["act"], name="act", **attrs),
+             helper.make_node("Conv", ["act", "w2"], ["out"], name="conv2", pads=[1] * 4)]
+    graph = helper.make_graph(
+        nodes, "unary", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                       ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2, 8, 8])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("op_type", "attrs"), [("HardSigmoid", {"alpha": 0.2, "beta": 0.5}),
+                                                ("LeakyRelu", {"alpha": 0.1})])
+def test_integer_format_makes_a_table_of_a_unary_node_on_codes_with_real_parameters(
+        op_type, attrs):
+    """A trial's MobileNetV3 squeeze-excite gates (torch, both exporters) with --no-wide-sums:
+    each HardSigmoid, rule proved (alpha -> alpha/s) and so run on the codes themselves,
+    stayed float in the integer format ('its declaration does not map integers to integers'),
+    where a compensated one became a table of codes: the same table applies, its input codes
+    fed straight to the node."""
+    graph = prepare(graph_from_onnx(_unary_between_convs(op_type, **attrs)))
+    data = calibrate(graph, models.digits(100, image=True), progress=False)
+    model = quantize(graph, data, 8, wide_sums=False)
+    assert not model.records[1].action.startswith("compensate"), "the rule runs on codes"
+    proto = model.to_onnx("integer")
+    assert "act" not in _float_nodes(proto)
+    assert op_type not in {n.op_type for n in proto.graph.node}
+    assert not float_islands(proto, set(_float_nodes(proto)))
+    test = models.digits(20, image=True, offset=300)
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": test})[0]
+    simulated = model.run(test)["out"]
+    scale = np.asarray(model.output_scales["out"])  # codes per unit: one, or per channel
+    scale = scale.reshape(1, -1, 1, 1) if scale.size > 1 else scale
+    assert (np.abs(got - simulated) * scale).max() < 0.5, "the simulated codes"

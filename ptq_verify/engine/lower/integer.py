@@ -85,6 +85,14 @@ class _IntegerLowering:
         self.quantizing = {s.src: s for s in model.steps
                            if isinstance(s, ScaleStep) and s.low is not None}
         self.skip: set[str] = set()
+        # plan tensor -> how many steps (and model outputs) read it
+        self._readers: dict[str, int] = {}
+        for s in model.steps:
+            for n in (s.node.inputs if isinstance(s, NodeStep) else [s.src]):
+                if n:
+                    self._readers[n] = self._readers.get(n, 0) + 1
+        for n in model.output_names:
+            self._readers[n] = self._readers.get(n, 0) + 1
         # plan tensor -> its codes lifted into uint8 and their zero point (a lopsided range),
         # made once for all the products and selections that read it
         self._lifted: dict[str, tuple[str, str]] = {}
@@ -249,7 +257,7 @@ class _IntegerLowering:
         dequantized = [self.dequantizing[n] for n in step.node.inputs if n in self.dequantizing]
         if dequantized:
             quantize = self.quantizing.get(step.node.outputs[0])
-            table, why = unary_table(step, dequantized[0], quantize,
+            table, why = unary_table(step, dequantized[0].src, dequantized[0], quantize,
                                      self.codes.get(dequantized[0].src), self.model.constants)
             if table is not None and self._narrowable(table.source):
                 return self._lookup(table)
@@ -259,7 +267,8 @@ class _IntegerLowering:
             return None
         why = self._not_integer(step)
         if why:
-            return self._float(step, why)
+            table = self._table_on_codes(step)
+            return self._lookup(table) if table is not None else self._float(step, why)
         active = [n for n in step.node.inputs if n and self._active(n)]
         kinds = {self._type(n) for n in active}
         kind = kinds.pop() if len(kinds) == 1 else INT32
@@ -279,6 +288,22 @@ class _IntegerLowering:
             return self._float(step, "onnxruntime has no integer kernel for it")
         self._emit(step, inputs, kind)
         return None
+
+    def _table_on_codes(self, step: NodeStep):
+        """The table of output codes for a node that computes in float on the 8-bit codes of
+        one activation and whose output only its quantization reads (a HardSigmoid, rule
+        proved with alpha rescaled: float32 on codes, then requantized), or None: the same
+        table a compensated node takes, without the dequantization (its raw output is
+        then never emitted, so another reader of it keeps the node in float)."""
+        active = [n for n in step.node.inputs if n and self._active(n)]
+        outputs = [n for n in step.node.outputs if n]
+        quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
+        if (len(active) != 1 or quantize is None or not self._narrowable(active[0])
+                or self._readers.get(outputs[0], 0) != 1):
+            return None
+        table, _ = unary_table(step, active[0], None, quantize, self.codes.get(active[0]),
+                               self.model.constants)
+        return table
 
     def _as_clip(self, step: NodeStep, kind: int) -> bool:
         """Emit an element-wise monotone selection of one activation as the Clip it equals,

@@ -1,11 +1,14 @@
-"""Compensated unary operators as look-up tables of output codes, indexed by input codes.
+"""Unary operators that compute in float as look-up tables of output codes, indexed by input
+codes.
 
 A compensated node runs in float between a dequantization of its input codes and a
-quantization of its output. When its declaration says each output element is a function of
+quantization of its output; a node whose rule passes the scale on with real-valued parameters
+(a HardSigmoid, scale-invariant with alpha -> alpha/s) runs in float on the codes themselves,
+then its output is quantized. When its declaration says each output element is a function of
 one input element (one tensor input, one element in its witness, no channel mixing) and its
-other inputs are scalar parameters, the three steps map each of the 2^n input codes to one
-output code: the table is computed by *simulating those very steps* on every input code, so
-looking codes up reproduces the plan's simulation exactly.
+other inputs are scalar parameters, those steps map each of the 2^n input codes to one output
+code: the table is computed by *simulating those very steps* on every input code, so looking
+codes up reproduces the plan's simulation exactly.
 """
 
 from __future__ import annotations
@@ -30,35 +33,38 @@ class Table:
     values: np.ndarray
 
 
-def unary_table(step: NodeStep, dequantize: ScaleStep | None, quantize: ScaleStep | None,
-                code, constants: dict) -> tuple[Table | None, str]:
-    """The table for a compensated ``step`` fed by ``dequantize`` (codes ``code`` back to
-    float) and read by ``quantize``; or None and why not."""
+def unary_table(step: NodeStep, source: str, dequantize: ScaleStep | None,
+                quantize: ScaleStep | None, code, constants: dict) -> tuple[Table | None, str]:
+    """The table for ``step`` reading the codes ``code`` of plan tensor ``source``, through
+    ``dequantize`` (back to float: a compensated node) or directly (None: a node on codes
+    with real-valued parameters), its output read by ``quantize``; or None and why not."""
     if step.op is None:  # kept in float at the user's request (--float-op)
         return None, "no declaration to make a table of codes from"
     if not is_elementwise_unary(step.op):
         return None, "not element-wise unary by its declaration"
-    if dequantize is None or code is None or quantize is None or quantize.low is None:
+    if code is None or quantize is None or quantize.low is None:
         return None, "its input or output is not held as codes"
     if len(step.node.outputs) != 1 or np.size(quantize.factor) != 1:
         return None, "several or per-channel outputs"
-    if np.size(dequantize.factor) != 1:
+    if dequantize is not None and np.size(dequantize.factor) != 1:
         return None, "per-channel input codes"
+    read = dequantize.dst if dequantize is not None else source
     count = int(code.high - code.low) + 1
     if count > 2**MAX_TABLE_BITS:
         return None, f"input codes wider than {MAX_TABLE_BITS} bits"
     env = {}
     for name in step.node.inputs:
-        if name and name != dequantize.dst:
+        if name and name != read:
             value = step.constants.get(name, constants.get(name))
             if value is None or np.size(value) != 1:
                 return None, "a parameter is not a scalar constant"
             env[name] = value
-    env[dequantize.src] = np.arange(code.low, code.high + 1, dtype=np.float32)
-    dequantize.simulate(env)
+    env[source] = np.arange(code.low, code.high + 1, dtype=np.float32)
+    if dequantize is not None:
+        dequantize.simulate(env)
     step.simulate(env)
     quantize.simulate(env)
     values = np.asarray(env[quantize.dst]).reshape(-1)
     if values.shape != (count,):
         return None, "its kernel does not map each element alone"
-    return Table(dequantize.src, quantize, int(code.low), values), ""
+    return Table(source, quantize, int(code.low), values), ""
