@@ -726,6 +726,13 @@ def test_the_integer_format_headline_counts_the_nodes_it_leaves_in_float(tmp_pat
     # (a newcomer trial: "runs 1 of those on integers in float" read as a contradiction)
     assert (f"the integer format leaves {len(beyond)} of the {integers} on integers in float"
             in out)
+    assert main(["quantize", str(FIXTURES / name), "--calib",
+                 str(FIXTURES / "digits_image.calib.npz"), "--format", "integer", "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress", "--json"]) == 0
+    # --json counts them too (a trial: its counts said every such node ran on integers)
+    import json
+
+    assert json.loads(capsys.readouterr().out)["counts"]["format_float"] == len(beyond)
 
 
 def test_an_output_a_reshape_makes_of_the_last_layer_is_read_off_its_accumulator(tmp_path,

@@ -377,7 +377,10 @@ def run(args) -> int:
                                            args.command_line, calib), inputs=inputs)
     if args.json:
         print(json.dumps({"model": str(source), "output": str(target), "bits": model.bits,
-                          "format": args.format, "counts": model.counts(),
+                          "format": args.format,
+                          # the summary line's count of the plan's integer nodes that the
+                          # written format runs in float, else --json told less than it did
+                          "counts": {**model.counts(), "format_float": format_floats},
                           "kept_float": [{"tensor": name, "sqnr_db": None}
                                          for name in args.keep_float_tensor]
                           + [{"tensor": item.tensor, "sqnr_db": item.sqnr} for item in kept],
