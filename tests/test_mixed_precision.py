@@ -227,6 +227,18 @@ def test_cli_keep_float_names_what_it_kept(tmp_path, capsys):
     assert "mixed precision: an activation kept in float" in out  # the nodes' reason
 
 
+def test_cli_keep_float_that_keeps_none_says_why(tmp_path, capsys):
+    """cnn_relu with relu1 named: no candidate left raises the whole model's SQNR (8 bits),
+    so none is kept; the note said "no activation to keep in float", as if the model had
+    none, where it has candidates that were tried and did not help."""
+    assert main(["quantize", "cnn_relu", "-o", str(tmp_path / "q.onnx"), "--keep-float", "1",
+                 "--keep-float-tensor", "relu1", "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    note = next(n for n in summary["notes"] if n.startswith("mixed precision (--keep-float 1)"))
+    assert summary["kept_float"] == [{"tensor": "relu1", "sqnr_db": None}]
+    assert "none kept in float (the candidates tried did not raise" in note
+
+
 def test_cli_json_lists_the_kept_tensors_with_their_costs(tmp_path, capsys):
     """A script reads what --keep-float kept from the JSON, not from the note's prose."""
     assert main(["quantize", str(MODEL), "--calib", str(CALIB), "-o", str(tmp_path / "q.onnx"),

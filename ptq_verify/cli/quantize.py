@@ -546,10 +546,11 @@ def smoothing_note(on: bool, smoothed) -> str:
 def mixed_precision_note(asked: int, kept) -> str:
     """Which activations mixed precision kept in float, with what each costs alone."""
     head = f"mixed precision (--keep-float {asked})"
-    if not kept:
-        return f"{head}: no activation to keep in float"
-    fewer = (f" (only {len(kept)}: the other candidates tried did not raise the quantized "
-             "model's output SQNR, or none are left)" if len(kept) < asked else "")
+    why = "the candidates tried did not raise the quantized model's output SQNR, or none are left"
+    if not kept:  # (it had said "no activation to keep" where candidates had not helped)
+        return f"{head}: none kept in float ({why})"
+    fewer = f" (only {len(kept)}: {why.replace('the ', 'the other ', 1)})" if len(
+        kept) < asked else ""
     return (f"{head}: kept in float{fewer}, each with the output SQNR when it is the only "
             "activation on codes, and the quantized model's once it is kept in float: "
             + ", ".join(item.describe() for item in kept))
