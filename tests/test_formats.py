@@ -732,25 +732,36 @@ def test_a_float_node_writing_a_graph_output_gives_it_in_float(form):
     assert np.mean(written.argmax(1) == reference.argmax(1)) >= 0.95, spread
 
 
+def _between_convs(middle: onnx.NodeProto, size: int, seed: int,
+                   extra: tuple = ()) -> onnx.ModelProto:
+    """Conv -> ``middle`` (reading c1, writing act; ``extra``: its constants) -> Conv, on
+    8x8 images, the output ``size`` x ``size``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    init = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2"),
+            *extra]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+             middle,
+             helper.make_node("Conv", ["act", "w2"], ["out"], name="conv2", pads=[1] * 4)]
+    graph = helper.make_graph(
+        nodes, "between_convs", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                               ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2, size, size])], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _upsampling_model() -> onnx.ModelProto:
     """Conv -> nearest Resize by 2 as torch's exporters write it (no roi, float scales,
     cubic_coeff_a=-0.75 beside mode nearest) -> Conv: a UNet's or a VAE decoder's upsampling."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    rng = np.random.default_rng(0)
-    init = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
-            numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2"),
-            numpy_helper.from_array(np.float32([1, 1, 2, 2]), "scales")]
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="conv1", pads=[1] * 4),
-             helper.make_node("Resize", ["c1", "", "scales"], ["up"], name="upsample",
+    resize = helper.make_node("Resize", ["c1", "", "scales"], ["act"], name="upsample",
                               mode="nearest", coordinate_transformation_mode="asymmetric",
-                              nearest_mode="floor", cubic_coeff_a=-0.75),
-             helper.make_node("Conv", ["up", "w2"], ["out"], name="conv2", pads=[1] * 4)]
-    graph = helper.make_graph(
-        nodes, "upsampling", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                            ["n", 1, 8, 8])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2, 16, 16])], init)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                              nearest_mode="floor", cubic_coeff_a=-0.75)
+    return _between_convs(resize, 16, 0,
+                          (numpy_helper.from_array(np.float32([1, 1, 2, 2]), "scales"),))
 
 
 def test_integer_format_runs_a_nearest_upsampling_on_integers():
@@ -773,19 +784,9 @@ def test_integer_format_runs_a_nearest_upsampling_on_integers():
 
 def _unary_between_convs(op_type: str, **attrs) -> onnx.ModelProto:
     """Conv -> ``op_type`` (one activation, scalar real-valued attributes) -> Conv."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
-    rng = np.random.default_rng(1)
-    init = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
-            numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2")]
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="conv1", pads=[1] * 4),
-             helper.make_node(op_type, ["c1"], ["act"], name="act", **attrs),
-             helper.make_node("Conv", ["act", "w2"], ["out"], name="conv2", pads=[1] * 4)]
-    graph = helper.make_graph(
-        nodes, "unary", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                       ["n", 1, 8, 8])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2, 8, 8])], init)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return _between_convs(helper.make_node(op_type, ["c1"], ["act"], name="act", **attrs), 8, 1)
 
 
 @pytest.mark.parametrize(("op_type", "attrs"), [("HardSigmoid", {"alpha": 0.2, "beta": 0.5}),
