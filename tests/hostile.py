@@ -637,3 +637,17 @@ def threshold_after_selections() -> onnx.ModelProto:
              helper.make_node("Greater", ["v", "half"], ["b"], name="gt"),
              helper.make_node("Cast", ["b"], ["y"], name="last", to=TensorProto.FLOAT)]
     return _model(nodes, [_float("x", ["batch", 8])], [_float("y", ["batch", 3])], constants)
+
+
+def ids_added_to_an_accumulator() -> onnx.ModelProto:
+    """y = x @ W + float(ids): a static operand of a sum, computed from integer inputs alone,
+    whose values (ids near 10^6, a few apart) are data, not a mask: no position saturates the
+    sum, and at the MatMul accumulator's scale (thousands) they lie beyond int32."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("Cast", ["ids"], ["idf"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["m", "idf"], ["y"], name="add")]
+    return _model(nodes, [_float("x", ["batch", 4]),
+                          helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])],
+                  [_float("y", ["batch", 4])], [weight])

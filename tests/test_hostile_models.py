@@ -407,3 +407,26 @@ def test_a_node_named_as_a_selection_run_again_at_16_bits_quantizes(tmp_path, fm
         outcome = hostile.run_cli(["quantize", str(model), *argv, "-o", str(tmp_path / "q.onnx")],
                                   limit=QUICK_LIMIT)
         assert outcome.status == 0, (name, outcome.err)
+
+
+@pytest.mark.parametrize("fmt", ["integer", "qdq", "simulation"])
+def test_a_static_operand_beyond_int32_that_is_data_runs_the_sum_in_float(tmp_path, fmt):
+    """A hostile-input trial: a Cast of ids (near 10^6) added to a MatMul's accumulator is
+    data, not a mask (no position saturates the sum), yet at the accumulator's scale it lies
+    beyond int32: the integer file clipped it at 2^30 and its output had 0 dB where the
+    simulation held it whole. The sum runs in float in every format now."""
+    import onnxruntime as ort
+
+    from ptq_verify.engine import sqnr_db
+
+    model, calib, out = tmp_path / "model.onnx", tmp_path / "calib.npz", tmp_path / "q.onnx"
+    onnx.save(hostile.ids_added_to_an_accumulator(), model)
+    rng = np.random.default_rng(1)
+    data = {"x": rng.standard_normal((32, 4)).astype(np.float32),
+            "ids": rng.integers(1_000_000, 1_000_003, (32, 4))}
+    np.savez(calib, **data)
+    outcome = hostile.run_cli(["quantize", str(model), "--calib", str(calib), "--format", fmt,
+                               "-o", str(out)], limit=QUICK_LIMIT)
+    assert outcome.status == 0, outcome.err
+    expected = ort.InferenceSession(str(model)).run(None, data)[0]
+    assert sqnr_db(expected, ort.InferenceSession(str(out)).run(None, data)[0]) > 30

@@ -111,6 +111,10 @@ class Calibration:
     # quantize refuses a graph changed since (equalize, absorb or smooth after calibrate:
     # the same tensor names, ranges gone stale, and the plan built on them in silence)
     weights: dict[str, weakref.ref] | None = field(default=None, repr=False, compare=False)
+    # the largest |x| of each static operand of an aligned sum on the calibration data (a
+    # mask, or data: a Cast of hashed ids), which quantize checks against int32 at the sum's
+    # scale, where the integer format holds it (quantize's _static_beyond_int32)
+    static_peaks: dict[str, float] = field(default_factory=dict)
 
     def changed_weights(self, graph: Graph) -> list[str]:
         """The constants of ``graph`` that are not the arrays it was calibrated with (none
@@ -509,7 +513,7 @@ def calibrate(
                        _joined_outputs({name: outputs[name] for name in graph.output_names},
                                        reference_count),
                        _joined_outputs({name: outputs[name] for name in keep}, reference_count),
-                       held_out, bits, weight_references(graph))
+                       held_out, bits, weight_references(graph), static_peaks)
 
 
 def weight_references(graph: Graph) -> dict[str, weakref.ref] | None:

@@ -67,7 +67,7 @@ from .rules import (
 )
 from .static_alone import mark_static_alone, read_in_float_only
 from .stats import LOPSIDED_GAIN
-from .steps import IntegerParam, NodeStep, ScaleStep
+from .steps import STATIC_LIMIT, IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
 BIAS_LIMIT = 2**31 - 1  # a bias is an int32 at its accumulator's scale
@@ -1350,6 +1350,11 @@ class _Builder:
                                     f"{stats.maximum:.3g}) in sum {node.name!r}: {apart}",
                                     widest))
             return self.compensate(node, op, plan, "its inputs' ranges lie too far apart")
+        beyond = (self._static_beyond_int32(node, op, common)
+                  if aligned and not selection and codes_in else "")
+        if beyond:  # the integer format could not hold it: run the sum in float in every one
+            return self.compensate(node, op, plan, f"static input {beyond!r} reaches beyond "
+                                   "int32 at the sum's scale")
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -1750,6 +1755,29 @@ class _Builder:
             self.consts[name] - ratio * along).astype(np.float32)
         self._corrected.add(node.name)
         self._corrected_in[node.name] = user.name
+
+    def _static_beyond_int32(self, node: Node, op: Operator, common) -> str:
+        """The first constant or static input of aligned sum ``node`` whose values reach
+        beyond STATIC_LIMIT at the ``common`` scale while no output of the sum saturates,
+        else ''. The integer format clips such an operand there, right for a mask (its
+        positions saturate the sum anyway) but not for data: a Cast of hashed ids near 2^32
+        added to a MatMul's accumulator (scale 5e4) had been clipped to 2^30, the output at
+        0 dB in the integer file alone, where the simulation held 2^47 unclipped."""
+        if any(out in self.cal.saturated for out in node.outputs):
+            return ""
+        tensors = {t.name for t in op.inputs}
+        for slot, name in enumerate(node.inputs):
+            if not name or name in self.codes or slot_binding(op, slot) not in tensors:
+                continue
+            if name in self.consts:
+                reach = float(np.abs(self.consts[name]).max(initial=0))
+            elif name in self.cal.static_peaks:
+                reach = self.cal.static_peaks[name]
+            else:
+                continue
+            if reach * float(np.max(common)) > STATIC_LIMIT:
+                return name
+        return ""
 
     def _constant_at(self, name: str, scale: float, constants: dict,
                      node: Node | None = None) -> str:

@@ -15,6 +15,16 @@ import numpy as np
 from ..catalog.operator import Operator
 from ..graph import Node
 
+STATIC_LIMIT = 2**30
+"""Largest |value| a static operand of an integer sum is held at in int32: an attention mask
+at -1e6 or finfo.min times an accumulator's scale lies far beyond int32 (Funnel's -1e6: 3.6e11,
+whose cast wrapped around and turned masked keys into the largest scores: 5.5 dB). Such a
+position saturates the sum anyway (engine/saturation.py): the activation part of an aligned
+sum stays below ALIGNED_SUM_LIMIT (2^22), so a sum with an operand at -2^30 still lies
+beyond the output's range, and within int32. A static operand that reaches beyond it where
+the sum does not saturate is data, not a mask: the plan runs that sum in float
+(quantize's ``_static_beyond_int32``)."""
+
 
 @dataclass
 class ScaleStep:

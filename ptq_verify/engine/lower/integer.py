@@ -43,7 +43,7 @@ from ..rules import (
     is_lattice_selection,
     is_monotone_selection,
 )
-from ..steps import NodeStep, ScaleStep, is_one
+from ..steps import STATIC_LIMIT, NodeStep, ScaleStep, is_one
 from .emitter import Emitter, runs_on
 from .tables import unary_table
 
@@ -54,15 +54,6 @@ WEIGHT_ZERO = 128  # a MatMulInteger's weights: uint8 codes + 128 (see _matmul_p
 OFFSET = np.int64(1) << 62  # |acc * m| < 2^55 (acc < 2^31, m < 2^24): offset sums stay < 2^63
 _NUMPY = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, INT64: np.int64}
 _RANGE = {INT8: (-128, 127), UINT8: (0, 255)}
-STATIC_LIMIT = 2**30
-"""Largest |value| a static operand of an integer sum is held at in int32: an attention mask
-at -1e6 or finfo.min times an accumulator's scale lies far beyond int32 (Funnel's -1e6: 3.6e11,
-whose cast wrapped around and turned masked keys into the largest scores: 5.5 dB). Such a
-position saturates the sum anyway (engine/saturation.py): the activation part of an aligned
-sum stays below ALIGNED_SUM_LIMIT (2^22), so a sum with an operand at -2^30 still lies
-beyond the output's range, and within int32."""
-
-
 def emit_integer(model) -> onnx.ModelProto:
     """The plan of ``model`` (a QuantizedModel) with integer-only arithmetic inside."""
     return _IntegerLowering(model).run()
