@@ -780,6 +780,25 @@ def test_ptq_verify_s_own_output_is_refused_as_quantized_already(mlp_files, form
     assert audit.status == 0 and "quantize refuses this model" in audit.out, audit.out
 
 
+@pytest.mark.parametrize("doc", ["ptq-verify 8-bit model (float); my notes",
+                                 "ptq-verify 99999999999999999999999-bit model (x); ",
+                                 "ptq-verify \uff18-bit model (qdq); outputs are integer codes",
+                                 "ptq-verify 8-bit model (qdq); outputs are integer codes, "
+                                 "and a user's notes after them"],
+                         ids=["form-float", "23-digit-width", "fullwidth-8", "more-after"])
+def test_a_float_model_whose_doc_string_only_begins_as_ptq_verify_s_quantizes(mlp_files, doc):
+    """A hostile-input trial: a user's float model whose doc string began as the one quantize
+    writes ('ptq-verify 8-bit model (float); my notes') was refused as quantized already (and
+    as a '99999999999999999999999-bit x model'); only the whole string quantize writes, in one
+    of its forms, says so."""
+    tmp, model, calib = mlp_files
+    written = onnx.load(model)
+    written.doc_string = doc
+    onnx.save(written, tmp / "doc.onnx")
+    outcome = _quantize(tmp / "doc.onnx", calib, tmp / "q.onnx")
+    assert outcome.status == 0, outcome.err
+
+
 @pytest.mark.parametrize("form", ["qdq", "integer"])
 def test_a_model_quantized_already_is_refused_as_such(mlp_files, form):
     """A new-user trial: a quantized model (onnxruntime's, or ptq-verify's with its doc string

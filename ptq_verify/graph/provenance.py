@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import re
 
-_DOC = re.compile(r"ptq-verify (\d+)-bit model \((\w+)\); ")
+FORMS = ("qdq", "integer", "simulation")
+# what quantized_doc writes, whole, in ASCII digits: a user's own doc string that only begins
+# so ("ptq-verify 8-bit model (float); my notes", a fullwidth 8, a 23-digit width) had been
+# taken for one and the float model refused as quantized already
+_DOC = re.compile(r"ptq-verify ([0-9]{1,2})-bit model \((" + "|".join(FORMS)
+                  + r")\); outputs are (?:integer codes|float \(dequantized\))")
 
 
 def quantized_doc(bits: int, form: str, integer_outputs: bool) -> str:
@@ -22,6 +27,6 @@ def quantized_doc(bits: int, form: str, integer_outputs: bool) -> str:
 
 def written_quantized(doc_string: str) -> str:
     """What a file's doc string says it is when ``quantize`` wrote it (``8-bit simulation``),
-    else ''."""
-    match = _DOC.match(doc_string)
+    else '': the whole string as :func:`quantized_doc` writes it, in one of FORMS."""
+    match = _DOC.fullmatch(doc_string)
     return f"{match[1]}-bit {match[2]}" if match else ""
