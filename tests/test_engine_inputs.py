@@ -558,6 +558,30 @@ def test_an_integer_output_of_as_many_rows_as_the_data_select_is_in_the_sqnr_not
             f"{len(fewer) / len(reference):.1%} of those among them") in note
 
 
+def test_an_integer_output_with_no_row_is_in_the_sqnr_note():
+    """A hostile-input trial: a NonMaxSuppression that selects no box (kept in float) left its
+    selected indices, (0, 3) in both models, out of the note with no word said, and a (16, 0)
+    integer output was said to hold '16 rows against the float model's 16'. Each is now
+    named as empty; rows where the float model has none give both counts and no share."""
+    from onnx import TensorProto, helper
+
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import output_fidelity
+
+    graph = graph_from_onnx(helper.make_model(helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["at"], name="nonzero"),
+         helper.make_node("Transpose", ["at"], ["rows"], name="transpose", perm=[1, 0])],
+        "selected", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("rows", TensorProto.INT64, ["k", 2])]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.zeros((16, 4), np.float32)  # NonZero selects nothing
+    for got, said in [(np.zeros((0, 2), np.int64), "rows not measured (empty"),
+                      (np.array([[1, 2]]), "rows 1 rows against the float model's 0")]:
+        measured = output_fidelity(graph, OperatorTable(), {"x": x}, {"rows": got})
+        note = fidelity_note(measured, {"x": x}, graph)
+        assert said in note and "of those among them" not in note, note
+
+
 def test_an_output_named_by_a_number_is_quoted_in_the_sqnr_note():
     """A newcomer trial: torch's legacy exporter named the unnamed output '36', and the note
     read 'onnxruntime): 36 52.6 dB', two figures; such a name is quoted, an identifier not."""

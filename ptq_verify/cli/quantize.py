@@ -482,8 +482,8 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
             text = f"{name} {measured.agreement:.1%} of its values equal"
         elif measured.rows_found is not None:  # integers, as many rows as the data select
             rows, float_rows, share = measured.rows_found
-            text = (f"{name} {rows} rows against the float model's {float_rows}, "
-                    f"{share:.1%} of those among them")
+            text = (f"{name} {rows} rows against the float model's {float_rows}"
+                    + (f", {share:.1%} of those among them" if float_rows else ""))
         elif measured.empty:
             text = f"{name} not measured (empty: an axis of length 0 on those samples)"
         elif math.isnan(measured.db):

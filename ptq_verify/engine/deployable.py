@@ -229,10 +229,12 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
             continue
         if not np.issubdtype(np.asarray(quantized[name]).dtype, np.floating):
             ref, got = np.asarray(reference[name]), np.asarray(quantized[name])
-            if ref.shape == got.shape and ref.size:
+            if ref.shape == got.shape and not ref.size:  # (no box selected, a (16, 0) mask)
+                fidelity[name] = OutputFidelity(float("nan"), np.empty(0), empty=True)
+            elif ref.shape == got.shape:
                 fidelity[name] = OutputFidelity(float("nan"), np.empty(0),
                                                 agreement=float(np.mean(ref == got)))
-            elif ref.ndim == got.ndim >= 1 and ref.shape[1:] == got.shape[1:] and len(ref):
+            elif ref.ndim == got.ndim >= 1 and ref.shape[1:] == got.shape[1:]:
                 fidelity[name] = OutputFidelity(float("nan"), np.empty(0), rows_found=(
                     len(got), len(ref), _rows_found(ref, got)))
             continue
@@ -251,7 +253,10 @@ def output_fidelity(graph: Graph, table: OperatorTable, sample: Feeds,
 def _rows_found(ref: np.ndarray, got: np.ndarray) -> float:
     """The share of ``ref``'s rows (along axis 0) that ``got`` holds too: where the count of
     rows depends on the data (the boxes a NonMaxSuppression selects), one row more or less
-    shifts every later row, so comparing them place by place would say little."""
+    shifts every later row, so comparing them place by place would say little. NaN where
+    ``ref`` has no row (the float model selected none), as there is no share to give."""
+    if not len(ref):
+        return float("nan")
     held = {row.tobytes() for row in np.ascontiguousarray(got).reshape(len(got), -1)}
     rows = np.ascontiguousarray(ref).reshape(len(ref), -1)
     return float(np.mean([row.tobytes() in held for row in rows]))
