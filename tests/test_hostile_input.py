@@ -1555,6 +1555,16 @@ def test_keep_float_tensor_naming_a_weight_says_it_is_a_constant(mlp_files):
                                      weight), "holds it as a constant")
 
 
+def test_keep_float_tensor_naming_two_tensors_at_once_says_one_option_each(mlp_files):
+    """A speech trial gave --keep-float-tensor 'a,b' as --float-op takes 'LSTM,GRU', and got
+    'has no tensor of that name' with no hint; the refusal now names the two tensors."""
+    tmp, model, calib = mlp_files
+    named = [node.output[0] for node in onnx.load(model).graph.node[:2]]
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx", "--keep-float-tensor",
+                                     ",".join(named)),
+                           "has no tensor of that name", "a --keep-float-tensor of its own")
+
+
 def test_check_proofs_on_a_report_folder_points_at_its_certificates(tmp_path):
     """A new-user check: the report folder (not its certificates/) listed 136 operators as
     'no certificate file'."""

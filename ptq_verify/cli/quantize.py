@@ -239,7 +239,8 @@ def run(args) -> int:
                 if name in loaded.initializers else
                 "computes it only from constants or merges its node into the layer before it "
                 "(folded at load): no activation of that name is left to keep in float"
-                if name in loaded.producers() else "has no tensor of that name"))
+                if name in loaded.producers() else "has no tensor of that name"
+                + _one_each_hint(name, set(producers) | set(graph.input_names))))
     equalizing = args.equalize
     data = read_data_file(calib, graph)
     fit_examples_to_data(graph, data)  # the probes at the data's lengths (free axes)
@@ -458,6 +459,17 @@ def simulated_fidelity_note(model, graph, declared, calibration) -> str:
     return fidelity_note(output_fidelity(graph, declared, calibration.sample, simulated),
                          calibration.sample, graph,
                          "ptq-verify's kernels: the file's arithmetic, simulated")
+
+
+def _one_each_hint(name: str, tensors: set[str]) -> str:
+    """Advice for a ``--keep-float-tensor`` value that is several tensor names joined by commas
+    (as ``--float-op LSTM,GRU`` takes op types; a tensor name may hold a comma, so the option
+    does not split it): one option each."""
+    parts = [part.strip() for part in name.split(",")]
+    if len(parts) < 2 or not all(part in tensors for part in parts):
+        return ""
+    return (" (it names " + ", ".join(repr(part) for part in parts) + ": give each with a "
+            "--keep-float-tensor of its own)")
 
 
 def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime") -> str:
