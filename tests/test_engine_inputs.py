@@ -532,22 +532,28 @@ def test_an_output_whose_error_sits_in_a_few_rows_is_not_called_low():
     assert "low" not in fine and "rows" not in fine
 
 
-def test_an_integer_output_of_as_many_rows_as_the_data_select_is_in_the_sqnr_note():
-    """A trial's detection head ending in a NonMaxSuppression (kept in float): its selected
-    indices' rows are as many as the scores pass its threshold, which rounding moves, and
-    where the written file selected another count the note left the output out with no word
-    said. It now gives both counts and the share of the float model's rows the file holds."""
+def _selected_rows():
+    """A graph whose integer output has a row per element of x that is not 0 (NonZero, then
+    Transpose): as many rows as the data select, as a NonMaxSuppression's."""
     from onnx import TensorProto, helper
 
-    from ptq_verify.cli.quantize import fidelity_note
-    from ptq_verify.engine.deployable import output_fidelity
-
-    graph = graph_from_onnx(helper.make_model(helper.make_graph(
+    return graph_from_onnx(helper.make_model(helper.make_graph(
         [helper.make_node("NonZero", ["x"], ["at"], name="nonzero"),
          helper.make_node("Transpose", ["at"], ["rows"], name="transpose", perm=[1, 0])],
         "selected", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
         [helper.make_tensor_value_info("rows", TensorProto.INT64, ["k", 2])]),
         opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_an_integer_output_of_as_many_rows_as_the_data_select_is_in_the_sqnr_note():
+    """A trial's detection head ending in a NonMaxSuppression (kept in float): its selected
+    indices' rows are as many as the scores pass its threshold, which rounding moves, and
+    where the written file selected another count the note left the output out with no word
+    said. It now gives both counts and the share of the float model's rows the file holds."""
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import output_fidelity
+
+    graph = _selected_rows()
     x = np.float32(np.random.default_rng(0).integers(0, 2, (16, 4)))  # (the note takes 32)
     reference = np.argwhere(x)
     fewer = np.delete(reference, [0, 5], axis=0)  # two rows the float model selects, missed
@@ -563,17 +569,10 @@ def test_an_integer_output_with_no_row_is_in_the_sqnr_note():
     selected indices, (0, 3) in both models, out of the note with no word said, and a (16, 0)
     integer output was said to hold '16 rows against the float model's 16'. Each is now
     named as empty; rows where the float model has none give both counts and no share."""
-    from onnx import TensorProto, helper
-
     from ptq_verify.cli.quantize import fidelity_note
     from ptq_verify.engine.deployable import output_fidelity
 
-    graph = graph_from_onnx(helper.make_model(helper.make_graph(
-        [helper.make_node("NonZero", ["x"], ["at"], name="nonzero"),
-         helper.make_node("Transpose", ["at"], ["rows"], name="transpose", perm=[1, 0])],
-        "selected", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("rows", TensorProto.INT64, ["k", 2])]),
-        opset_imports=[helper.make_opsetid("", 17)]))
+    graph = _selected_rows()
     x = np.zeros((16, 4), np.float32)  # NonZero selects nothing
     for got, said in [(np.zeros((0, 2), np.int64), "rows not measured (empty"),
                       (np.array([[1, 2]]), "rows 1 rows against the float model's 0")]:
