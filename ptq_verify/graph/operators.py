@@ -79,30 +79,27 @@ class OperatorTable:
         type is listed and no declaration takes it. Only nodes nothing describes are kept so:
         a declared node keeps its proved rule (:func:`check_float_types` refuses listing
         one)."""
-        return (node.op_type in self.float_types and self.declaration_key(node) is None
-                and self.lookup(node, graph)[0] is None)
+        return node.op_type in self.float_types and self._undeclared(node, graph)
 
     def on_integers_only(self, node: Node, graph: Graph | None = None) -> bool:
         """Whether ``node``, which no declaration describes, reads and writes only integers
         or booleans of the types the graph states (a BitwiseAnd of token ids, a BitShift in
         a hash): no scale reaches such tensors (the model's integer inputs are not
         quantized), so the node needs no scaling rule and runs as exported, exactly, as a
-        static node. Left out: a node of a subgraph or an ONNX sequence, a tensor of unknown
-        type, and 8-bit codes, which say the model is quantized already
-        (:func:`quantized_hint`)."""
-        if (graph is None or self.declaration_key(node) is not None
-                or any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values())
-                or self.lookup(node, graph)[0] is not None):
-            return False
-        names = [name for name in (*node.inputs, *node.outputs) if name]
-        dtypes = [graph.dtype_of(name) for name in names]
-        return (bool(names) and all(d is not None and holds_integers(d) for d in dtypes)
-                and not _codes_hint(names, graph, ""))
+        static node (:func:`_on_integers`)."""
+        return _on_integers(node, graph) and self._undeclared(node, graph)
 
     def runs_as_exported(self, node: Node, graph: Graph | None = None) -> bool:
         """Whether the engine runs ``node`` in onnxruntime as the file has it, with no
-        declaration: :meth:`kept_in_float` or :meth:`on_integers_only`."""
-        return self.kept_in_float(node, graph) or self.on_integers_only(node, graph)
+        declaration: :meth:`kept_in_float` or :meth:`on_integers_only`. (Per node and batch
+        in a run on the catalog's kernels: the declarations are searched only for a node
+        that passes the cheap tests first.)"""
+        return ((node.op_type in self.float_types or _on_integers(node, graph))
+                and self._undeclared(node, graph))
+
+    def _undeclared(self, node: Node, graph: Graph | None) -> bool:
+        """Whether no declaration, the user's or the catalog's, takes ``node``."""
+        return self.declaration_key(node) is None and self.lookup(node, graph)[0] is None
 
     @classmethod
     def of(cls, operators: Mapping[str, Operator] | OperatorTable | None) -> OperatorTable:
@@ -319,7 +316,7 @@ def _check_kept(op_type: str, nodes: list[Node], graph: Graph, table: OperatorTa
             "of that op type has one; "
             "--keep-float-tensor keeps a declared node's output in float")
     for node in kept:
-        if any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values()) or (
+        if _runs_subgraphs(node) or (
                 node.in_onnx_domain and _sequences(node.op_type)):
             raise UserError(
                 f"--float-op {op_type}: {node.label} of {graph.source} runs subgraphs or "
@@ -481,11 +478,32 @@ def model_codes_hint(graph: Graph) -> str:
                        "the model's tensor")
 
 
+def _on_integers(node: Node, graph: Graph | None) -> bool:
+    """Whether every tensor ``node`` reads or writes is of a type ``graph`` states that holds
+    integers or booleans, none of them 8-bit codes (which say the model is quantized
+    already: :func:`quantized_hint`), and the node runs no subgraph."""
+    if graph is None or _runs_subgraphs(node):
+        return False
+    dtypes = [graph.dtype_of(name) for name in (*node.inputs, *node.outputs) if name]
+    return bool(dtypes) and all(dtype is not None and holds_integers(dtype)
+                                and not _holds_codes(dtype) for dtype in dtypes)
+
+
+def _runs_subgraphs(node: Node) -> bool:
+    """Whether ``node`` has a graph attribute (an If's branches, a Loop's body)."""
+    return any(kind in _SUBGRAPH_TYPES for kind in node.attr_types.values())
+
+
+def _holds_codes(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is an 8-bit integer, the type of a quantized model's codes."""
+    return np.issubdtype(dtype, np.integer) and dtype.itemsize == 1
+
+
 def _codes_hint(names: Iterable[str], graph: Graph, whose: str) -> str:
     """The hint naming the first of ``names`` that holds 8-bit integer codes, or ''."""
     for name in names:
         dtype = graph.dtype_of(name) if name else None
-        if dtype is not None and np.issubdtype(dtype, np.integer) and dtype.itemsize == 1:
+        if dtype is not None and _holds_codes(dtype):
             return (f"{whose} {name!r} holds {dtype} codes: is the model quantized "
                     "already? ptq-verify takes the float model")
     return ""

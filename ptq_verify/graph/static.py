@@ -191,7 +191,7 @@ def _type_only(graph: Graph, table: OperatorTable, node) -> dict[str, np.ndarray
     type, and ``x``, read in float, kept its own scale where the Max would have aligned it
     (1.5-1.7 dB lost on digits models against their legacy exports)."""
     op = table.find(node, graph)
-    if op is None or table.runs_as_exported(node, graph) or subgraph_reads(node):
+    if op is None or subgraph_reads(node):
         return None
     inputs: list = []
     for slot, name in enumerate(node.inputs):
