@@ -26,6 +26,8 @@ outputs) are not listed: they are the model's interface.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 from onnx import TensorProto
@@ -77,13 +79,9 @@ class _IntegerLowering:
                            if isinstance(s, ScaleStep) and s.low is not None}
         self.skip: set[str] = set()
         # plan tensor -> how many steps (and model outputs) read it
-        self._readers: dict[str, int] = {}
-        for s in model.steps:
-            for n in (s.node.inputs if isinstance(s, NodeStep) else [s.src]):
-                if n:
-                    self._readers[n] = self._readers.get(n, 0) + 1
-        for n in model.output_names:
-            self._readers[n] = self._readers.get(n, 0) + 1
+        self._readers = Counter(n for s in model.steps for n in (
+            s.node.inputs if isinstance(s, NodeStep) else [s.src]) if n)
+        self._readers.update(model.output_names)
         # plan tensor -> its codes lifted into uint8 and their zero point (a lopsided range),
         # made once for all the products and selections that read it
         self._lifted: dict[str, tuple[str, str]] = {}
@@ -290,7 +288,7 @@ class _IntegerLowering:
         outputs = [n for n in step.node.outputs if n]
         quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
         if (len(active) != 1 or quantize is None or not self._narrowable(active[0])
-                or self._readers.get(outputs[0], 0) != 1):
+                or self._readers[outputs[0]] != 1):
             return None
         table, _ = unary_table(step, active[0], None, quantize, self.codes.get(active[0]),
                                self.model.constants)
