@@ -119,6 +119,12 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  times a table of frequencies, up to 506 radians, read by Cos and Sin through a
                  Concat -> mean -> Linear (random weights); legacy opset 17 and dynamo opset
                  18, data ``digits_rotary.*.npz``
+    digits_timestep  the digits image -> Conv -> SiLU plus a DDPM-style embedding of a float
+                 ``t`` input (0 to 1000): t times a table of 16 frequencies (1 down to 1e-4),
+                 Sin and Cos of them, Concat -> Linear -> SiLU, added per channel -> Conv ->
+                 Linear (random weights): the angles reach 1000 radians, so any 8-bit codes of
+                 t make Sin and Cos noise; legacy opset 17 and dynamo opset 18, data
+                 ``digits_timestep.*.npz``
     digits_gqa   the digits as 8 tokens -> nn.RMSNorm -> Linear -> a causal self-attention with
                  4 query heads sharing 2 key/value heads (F.scaled_dot_product_attention,
                  enable_gqa, scale 0.5) -> another over 4 heads without a scale -> Linear
@@ -213,6 +219,7 @@ OPSETS_OF = {"tiny_t5": {"legacy": (17,)}, "tiny_bert_sdpa": {"legacy": (17,)},
              "digits_cross_attention": {"legacy": (17,)},
              "digits_uint8": {"legacy": (17,), "dynamo": (18,)},
              "digits_rotary": {"legacy": (17,), "dynamo": (18,)},
+             "digits_timestep": {"legacy": (17,), "dynamo": (18,)},
              "digits_gqa": {"dynamo": (23,)},
              "digits_lstm": {"legacy": (17,), "dynamo": (18,)},
              "digits_bigru": {"legacy": (17,)}}
@@ -536,6 +543,23 @@ class DigitsRotary(torch.nn.Module):
         return self.out((h * angles.cos() + half * angles.sin()).mean(1))
 
 
+class DigitsTimestep(torch.nn.Module):
+    """The digits image -> Conv -> SiLU, plus a sinusoidal embedding of a float timestep per
+    channel -> Conv -> Linear (random weights); see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.mix = torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 3)
+        self.embed, self.out = torch.nn.Linear(32, 8), torch.nn.Linear(4 * 6 * 6, 10)
+        self.register_buffer("frequencies", torch.exp(-9.21 * torch.arange(16) / 16))
+
+    def forward(self, input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        angles = t[:, None] * self.frequencies[None]
+        step = torch.nn.functional.silu(self.embed(torch.cat([angles.sin(), angles.cos()], 1)))
+        h = torch.nn.functional.silu(self.conv(input)) + step[:, :, None, None]
+        return self.out(self.mix(h).flatten(1))
+
+
 class DigitsGqa(torch.nn.Module):
     """Tokens -> RMSNorm -> Linear -> causal grouped-query attention (scale 0.5) -> attention
     of 4 heads (default scale) -> Linear; see the module docstring."""
@@ -568,6 +592,11 @@ def position_ids(count: int, seed: int) -> np.ndarray:
     """Seeded int64 positions [count, 8]: an offset of 0 to 499 plus 0..7."""
     offsets = np.random.default_rng(seed).integers(0, 500, size=(count, 1))
     return (offsets + np.arange(8)[None, :]).astype(np.int64)
+
+
+def timesteps(count: int, seed: int) -> np.ndarray:
+    """Seeded float32 diffusion timesteps [count], uniform in [0, 1000)."""
+    return np.random.default_rng(seed).uniform(0, 1000, count).astype(np.float32)
 
 
 def uint8_photos(digits: np.ndarray) -> np.ndarray:
@@ -1059,6 +1088,10 @@ def main(argv: list[str] | None = None) -> int:
     save_npz(args.out / "digits_rotary.calib.npz", **rotary)
     save_npz(args.out / "digits_rotary.test.npz", **test_flat,
              position_ids=position_ids(SAMPLES, SEED + 1))
+    timed = {**image, "t": timesteps(SAMPLES, SEED)}
+    save_npz(args.out / "digits_timestep.calib.npz", **timed)
+    save_npz(args.out / "digits_timestep.test.npz", **test_image,
+             t=timesteps(SAMPLES, SEED + 1))
     save_npz(args.out / "digits_uint8.calib.npz", **photos)
     save_npz(args.out / "digits_uint8.test.npz", input=uint8_photos(test_flat["input"]))
     save_npz(args.out / "digits.calib.npz", **flat)
@@ -1121,6 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits_cross_attention": lambda: (DigitsCrossAttention().eval(), flat),
         "digits_uint8": lambda: (DigitsUint8().eval(), photos),
         "digits_rotary": lambda: (DigitsRotary().eval(), rotary),
+        "digits_timestep": lambda: (DigitsTimestep().eval(), timed),
         "digits_gqa": lambda: (DigitsGqa().eval(), flat),
         "digits_lstm": lambda: (DigitsRecurrent(
             torch.nn.LSTM(16, 16, batch_first=True)).eval(), tokens_of_digits),

@@ -51,8 +51,11 @@ FLOAT_OP = ("digits_lstm", "digits_bigru")
 # outputs in an order a TopK picks, which rounding flips where scores nearly tie: the
 # fixtures' SQNR floor does not hold (test_a_top_k_reads_its_scores_through_a_squeeze_finely)
 ORDERED = ("digits_detector",)
+# fixtures the engine's quantize alone leaves far from float, where the command line keeps an
+# activation in float for them (tests/test_conditioning.py)
+RESCUED = ("digits_timestep",)
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx")
-                if not p.name.startswith(FLOAT_OP + ORDERED))
+                if not p.name.startswith(FLOAT_OP + ORDERED + RESCUED))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
         "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert", "digits_gelu_mlp": "digits",
         "digits_attention_fixed": "digits", "digits_swin": "digits_image",

@@ -101,6 +101,11 @@ def register(subparsers) -> None:
                    "alone cost the outputs most on the calibration data (the nodes between "
                    "the weight layers around each run in float; one float run per activation "
                    "ranks them; default 0: every activation the rules allow on integers)")
+    p.add_argument("--no-rescue", action="store_true",
+                   help="keep no activation in float for ill-conditioned codes (default: "
+                   "where an element-wise node in float reads an activation's codes as "
+                   "mostly rounding noise, as Sin of a timestep, the activation it comes from "
+                   "that most raises the output SQNR is kept in float, if by 3 dB or more)")
     p.add_argument("--keep-float-tensor", action="append", default=[], metavar="NAME",
                    help="keep this activation in float, as --keep-float would (repeat it for "
                    "several; the names a --keep-float note gave, without ranking again)")
@@ -149,6 +154,7 @@ def run(args) -> int:
     from ..engine import check_bits, prepare, quantize, read_data_file
     from ..engine.absorb import absorb, shifted_tensors
     from ..engine.calibrate import check_method
+    from ..engine.conditioning import rescue
     from ..engine.data import calibrated_lengths
     from ..engine.deployable import (
         UnloadableOutput,
@@ -268,16 +274,26 @@ def run(args) -> int:
                      kept=args.keep_float_tensor,
                      wide_sums=not args.no_wide_sums,
                      symmetric=args.symmetric) if args.keep_float else []
-    model = quantize(graph, calibration, args.bits, operators=declared,
-                     per_channel=not args.per_tensor,
-                     fixed_point_multipliers=args.fixed_point,
-                     integer_outputs=args.integer_outputs,
-                     weight_rounding=args.weight_rounding,
-                     bias_correction=not args.no_bias_correction,
-                     float_tensors=[*args.keep_float_tensor, *(item.tensor for item in kept)],
-                     calibrated_unsigned=shifted_tensors(absorbed),
-                     wide_sums=not args.no_wide_sums, symmetric=args.symmetric,
-                     progress=not args.no_progress)
+
+    def quantized(floats: list[str]):
+        return quantize(graph, calibration, args.bits, operators=declared,
+                        per_channel=not args.per_tensor,
+                        fixed_point_multipliers=args.fixed_point,
+                        integer_outputs=args.integer_outputs,
+                        weight_rounding=args.weight_rounding,
+                        bias_correction=not args.no_bias_correction, float_tensors=floats,
+                        calibrated_unsigned=shifted_tensors(absorbed),
+                        wide_sums=not args.no_wide_sums, symmetric=args.symmetric,
+                        progress=not args.no_progress)
+
+    floats = [*args.keep_float_tensor, *(item.tensor for item in kept)]
+    model = quantized(floats)
+    rescued = None if args.no_rescue else rescue(
+        graph, calibration, model, declared, kept=floats, per_channel=not args.per_tensor,
+        progress=not args.no_progress, wide_sums=not args.no_wide_sums,
+        symmetric=args.symmetric)
+    if rescued is not None and rescued.kept:  # quantized again, those in float too
+        model = quantized([*floats, *(item.tensor for item in rescued.kept)])
     if graph.loaded:  # the nodes listed are not all the file's own, or not of its opset
         model.notes.insert(0, graph.loaded)
     model.notes.append(equalization_note(equalizing, pairs, unequalized))
@@ -288,6 +304,8 @@ def run(args) -> int:
     if args.keep_float_tensor:
         model.notes.append("mixed precision (--keep-float-tensor): kept in float as named: "
                            + ", ".join(args.keep_float_tensor))
+    if rescued is not None and rescued.flagged:
+        model.notes.append(rescue_note(rescued))
     model.notes.append(smoothing_note(not args.no_smooth, smoothed))
     if (unchecked := unchecked_note(declared)) is not None:
         model.notes.append(unchecked)
@@ -566,6 +584,25 @@ def mixed_precision_note(asked: int, kept) -> str:
     return (f"{head}: kept in float{fewer}, each with the output SQNR when it is the only "
             "activation on codes, and the quantized model's once it is kept in float: "
             + ", ".join(item.describe() for item in kept))
+
+
+def rescue_note(rescued) -> str:
+    """The nodes whose input codes the screen found too coarse, and what was kept in float
+    for them (engine/conditioning.py)."""
+    from ..engine.conditioning import RESCUE_GAIN_DB
+
+    count = len(rescued.flagged)
+    head = (f"ill-conditioned codes (--no-rescue turns this off): {count} "
+            f"{'node' if count == 1 else 'nodes'} in float read their input's codes as mostly "
+            f"rounding noise, local SQNR over the calibrated range: "
+            f"{first_few([item.describe() for item in rescued.flagged], 4)}")
+    if rescued.kept:
+        return (f"{head}; kept in float: "
+                + ", ".join(item.describe() for item in rescued.kept))
+    why = rescued.unmeasured or (
+        f"no activation among their inputs and those they are computed from raised the "
+        f"quantized model's output SQNR by {RESCUE_GAIN_DB:g} dB in float")
+    return f"{head}; none kept in float ({why})"
 
 
 def _step_note(step: str, on: bool, done, off: str, none: str, counted: bool = False) -> str:

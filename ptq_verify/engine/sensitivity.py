@@ -25,7 +25,7 @@ samples) then does better than without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,11 +77,15 @@ class Sensitivity:
 def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
               table: OperatorTable | Mapping[str, Operator] | None = None, per_channel: bool = True,
               progress: bool = False, kept: Iterable[str] = (),
-              wide_sums: bool = True, symmetric: bool = False) -> list[Sensitivity]:
+              wide_sums: bool = True, symmetric: bool = False,
+              among: Collection[str] | None = None, min_gain: float = 0.0
+              ) -> list[Sensitivity]:
     """The ``count`` activations to keep in float besides ``kept``: the costliest at
-    ``bits`` bits (:func:`rank_activations`), skipping one that an earlier one's (or a kept
-    one's) float region (:mod:`.float_region`) already keeps exact (a ReLU6 output that the
-    convolution before it rounds at the same range)."""
+    ``bits`` bits (:func:`rank_activations`; only those ``among``, where given), skipping
+    one that an earlier one's (or a kept one's) float region (:mod:`.float_region`) already
+    keeps exact (a ReLU6 output that the convolution before it rounds at the same range),
+    and one that does not raise the whole quantized model's output SQNR by more than
+    ``min_gain`` dB."""
     table = OperatorTable.of(table)
     kept = list(kept)
 
@@ -98,14 +102,14 @@ def costliest(graph: Graph, calibration: Calibration, bits: int, count: int,
     whole = _WholeModel(graph, calibration, table, quantized)
     best = whole.sqnr(kept) if kept else whole.measured(model)
     tried = 0
-    for item in rank_activations(graph, calibration, model.codes, table, progress):
+    for item in rank_activations(graph, calibration, model.codes, table, progress, among):
         if len(chosen) == count or tried == count + EXTRA_TRIES:
             break
         if item.tensor in covered:
             continue
         tried += 1
         trial = whole.sqnr([*kept, *(c.tensor for c in chosen), item.tensor])
-        if best is not None and trial is not None and trial <= best:
+        if best is not None and trial is not None and trial <= best + min_gain:
             continue  # the model as a whole does no better with it in float
         chosen.append(replace(item, whole=trial))
         best = trial
@@ -157,21 +161,22 @@ class _WholeModel:
         return min(sqnr_db(self.reference[name], got[name]) for name in self.outputs)
 
 
-def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code]
-               ) -> list[str]:
-    """The activations held as codes, but the model's outputs and the sums a static operand
-    saturates (a mask, whose codes engine/saturation.py decides)."""
+def candidates(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
+               among: Collection[str] | None = None) -> list[str]:
+    """The activations held as codes (those ``among``, where given), but the model's outputs
+    and the sums a static operand saturates (a mask, whose codes engine/saturation.py
+    decides)."""
     outputs = set(graph.output_names)
     # in graph order: the statistics' order follows a set's, which varies between processes,
     # and equal costs keep this order in the ranking
     return [name for name in [*graph.input_names, *graph.producers()]
             if name in calibration.stats and name in codes and name not in outputs
-            and name not in calibration.saturated]
+            and name not in calibration.saturated and (among is None or name in among)]
 
 
 def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str, Code],
                      table: OperatorTable | Mapping[str, Operator] | None = None,
-                     progress: bool = False
+                     progress: bool = False, among: Collection[str] | None = None
                      ) -> list[Sensitivity]:
     """Every candidate activation with its cost as the ``codes`` quantize gave it (its
     scales, per channel where it has them, and its code range), costliest (lowest SQNR)
@@ -181,7 +186,7 @@ def rank_activations(graph: Graph, calibration: Calibration, codes: Mapping[str,
     if not calibration.sample:
         raise UserError(f"{graph.source}: mixed precision needs calibration samples")
     feeds, outputs = _ranking_sample(graph, calibration)
-    names = candidates(graph, calibration, codes)
+    names = candidates(graph, calibration, codes, among)
     gated = _gated(graph, names, codes)
     runner = ort_runner(gated, outputs)
 
