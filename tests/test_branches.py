@@ -35,12 +35,17 @@ def _if(cond: str, source: str, output: str, factor: float) -> onnx.NodeProto:
                             else_branch=orelse)
 
 
-def _model(width: int, from_data: bool = False) -> onnx.ModelProto:
+def _model(width: int, from_data: bool = False, rank: bool = False) -> onnx.ModelProto:
     """x [batch, 4] -> two Ifs of (x.shape[1] == ``width``) (or, ``from_data``, of
-    sum(x) > 0), one after the other -> MatMul with W -> Relu."""
+    sum(x) > 0; ``rank``, of x.dim() == ``width``) one after the other -> MatMul with W ->
+    Relu."""
     if from_data:
         test = [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
                 helper.make_node("Greater", ["total", "zero"], ["cond"])]
+    elif rank:  # (the rank is known though the batch axis is free)
+        test = [helper.make_node("Shape", ["x"], ["shape"]),
+                helper.make_node("Size", ["shape"], ["width"]),
+                helper.make_node("Equal", ["width", "expected"], ["cond"])]
     else:
         test = [helper.make_node("Shape", ["x"], ["shape"]),
                 helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
@@ -60,13 +65,26 @@ def _model(width: int, from_data: bool = False) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("width", [4, 5])  # the then branch taken, the else branch
 def test_an_if_of_a_condition_from_shapes_is_its_branch(tmp_path, width):
-    proto = _model(width)
+    _check_branch_taken(tmp_path, _model(width), width == 4)
+
+
+@pytest.mark.parametrize("rank", [2, 3])  # the then branch taken, the else branch
+def test_an_if_of_a_rank_with_free_dimensions_is_its_branch(tmp_path, rank):
+    """torch's legacy export of an LSTM fed a state that may lack its batch axis writes
+    ``If(Size(Shape(h)) != 2, Unsqueeze)``: the rank is static where the batch axis is free
+    (silero-vad's 16 kHz exports, sequence length fixed; their four Ifs had been refused)."""
+    _check_branch_taken(tmp_path, _model(rank, rank=True), rank == 2)
+
+
+def _check_branch_taken(tmp_path, proto: onnx.ModelProto, then: bool) -> None:
+    """``proto`` loads with no If left, the then branch's nodes in the graph where ``then``,
+    computes what onnxruntime computes from it, and quantizes."""
     expected = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": X})[0]
     path = tmp_path / "m.onnx"
     onnx.save(proto, path)
     graph = load_model(path)
     assert "If" not in {node.op_type for node in graph.nodes}
-    assert ("Mul" in {node.op_type for node in graph.nodes}) == (width == 4)
+    assert ("Mul" in {node.op_type for node in graph.nodes}) == then
     got = run_graph(graph, {"x": X}, OperatorTable())["y"]
     np.testing.assert_array_equal(got, expected)
     calib, out = tmp_path / "c.npy", tmp_path / "q.onnx"

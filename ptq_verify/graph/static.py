@@ -121,9 +121,12 @@ def _fold(graph: Graph, table: OperatorTable, barred: set[str], shapes: dict,
 
 def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray | None:
     """The value of a Shape node, or of a Gather or Slice of constant positions reading one,
-    when every dimension it gives is static in ``trusted``, the shapes inference finds from
-    the graph's inputs and nodes (:func:`.onnx_io.inferred_shapes`: not those the file states
-    for other tensors, which onnxruntime does not hold a model to); None otherwise.
+    when every dimension it gives is static in ``trusted``, or of a Size reading one (the
+    rank, static where the dimensions are free: torch's legacy export of an LSTM fed a state
+    that may lack its batch axis writes ``If(Size(Shape(h)) != 2, Unsqueeze)``, silero-vad's),
+    ``trusted`` being the shapes inference finds from the graph's inputs and nodes
+    (:func:`.onnx_io.inferred_shapes`: not those the file states for other tensors, which
+    onnxruntime does not hold a model to); None otherwise.
     Such a value is a constant of the model, not of its data: torch's legacy export of
     nn.MultiheadAttention cuts its packed in_proj_weight at bounds computed from the embedding
     width's Shape, and folded, the three slices are weights (per-channel scales, output-aware
@@ -137,6 +140,8 @@ def _static_dims(graph: Graph, node, shapes: dict, trusted: dict) -> np.ndarray 
     if dims is None:
         return None
     positions = np.arange(len(dims))[slice(source.attrs.get("start"), source.attrs.get("end"))]
+    if node.op_type == "Size" and node is not source:
+        return np.asarray(positions.size, np.int64)  # the rank: known where dimensions are free
     try:
         if node.op_type == "Gather" and node.attrs.get("axis", 0) == 0:
             positions = positions[np.asarray(graph.initializers[node.inputs[1]], np.int64)]
