@@ -35,7 +35,8 @@ def _if(cond: str, source: str, output: str, factor: float) -> onnx.NodeProto:
                             else_branch=orelse)
 
 
-def _model(width: int, from_data: bool = False, rank: bool = False) -> onnx.ModelProto:
+def _model(width: int, from_data: bool = False, rank: bool = False,
+           free_width: bool = False) -> onnx.ModelProto:
     """x [batch, 4] -> two Ifs of (x.shape[1] == ``width``) (or, ``from_data``, of
     sum(x) > 0; ``rank``, of x.dim() == ``width``) one after the other -> MatMul with W ->
     Relu."""
@@ -58,7 +59,8 @@ def _model(width: int, from_data: bool = False, rank: bool = False) -> onnx.Mode
              numpy_helper.from_array(np.array(1, np.int64), "one"),
              numpy_helper.from_array(np.array(width, np.int64), "expected")]
     graph = helper.make_graph(nodes, "branches", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, ["batch", 4])], [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", "width" if free_width else 4])],
+        [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -180,3 +182,44 @@ def test_a_condition_that_is_not_a_bool_takes_no_branch(condition):
     graph = graph_from_onnx(_constant_if_model(condition))
     assert not resolve_branches(graph)
     assert "If" in {node.op_type for node in graph.nodes}
+
+
+def _refusal(tmp_path, capsys, proto: onnx.ModelProto, calib: dict) -> str:
+    path, data = tmp_path / "m.onnx", tmp_path / "c.npz"
+    onnx.save(proto, path)
+    np.savez(data, **calib)
+    assert main(["quantize", str(path), "--calib", str(data), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 2
+    return capsys.readouterr().err
+
+
+def test_an_if_on_a_free_axis_is_refused_naming_the_axis_to_fix(tmp_path, capsys):
+    """silero-vad's exports test the length of a tensor computed from their input, whose
+    window the file leaves free: the refusal names the free axes; fixed, the If is taken."""
+    err = _refusal(tmp_path, capsys, _model(4, free_width=True), {"x": X})
+    assert "the shape of input(s) whose axes the file leaves free ('x': axis 0 (batch), " \
+           "axis 1 (width))" in err
+    fixed = _model(4, free_width=True)
+    fixed.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 4
+    assert "If" not in {node.op_type for node in load_model(_saved(tmp_path, fixed)).nodes}
+
+
+def test_an_if_on_the_value_of_a_scalar_input_is_refused_naming_it(tmp_path, capsys):
+    """silero-vad's If on its sample rate ``sr``, an int64 scalar input: the refusal says
+    to make it a constant of the file; made one, the If is taken."""
+    proto = _model(4, free_width=True)
+    graph = proto.graph
+    graph.node[0].CopyFrom(helper.make_node("Identity", ["rate"], ["width"]))
+    del graph.node[1]  # (the Equal of width and expected stays: rate == 4)
+    graph.input.append(helper.make_tensor_value_info("rate", TensorProto.INT64, []))
+    err = _refusal(tmp_path, capsys, proto, {"x": X, "rate": np.array(4, np.int64)})
+    assert "computed from the value of input(s) 'rate'" in err
+    del graph.input[1]
+    graph.initializer.append(numpy_helper.from_array(np.array(4, np.int64), "rate"))
+    assert "If" not in {node.op_type for node in load_model(_saved(tmp_path, proto)).nodes}
+
+
+def _saved(tmp_path, proto: onnx.ModelProto):
+    path = tmp_path / "saved.onnx"
+    onnx.save(proto, path)
+    return path

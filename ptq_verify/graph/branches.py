@@ -121,3 +121,60 @@ def _fresh(name: str, taken: set[str]) -> str:
         count += 1
         fresh = f"{name}_{count}"
     return fresh
+
+
+def condition_hint(graph: Graph, node: Node) -> str:
+    """What the condition of an If that stays is computed from, with the change to the file
+    that makes it a constant, so that loading takes the branch (:func:`resolve_branches`);
+    "" for any other node. A new-user trial's silero-vad exports were refused with 'export
+    the model without it' alone, a model shipped in a wheel, with no exporter at hand: one
+    If tests the value of its ``sr`` input (a sample rate its 16 kHz use fixes), the others
+    the shapes of tensors computed from an input whose window length the file leaves free."""
+    if node.op_type != "If" or not node.in_onnx_domain or len(node.inputs) != 1:
+        return ""
+    values, shapes = _condition_inputs(graph, node.inputs[0])
+    values = [name for name in values if not _free_axes(graph, name)]  # (one value each)
+    if values:
+        return (f"; its condition is computed from the value of input(s) "
+                f"{', '.join(map(repr, values))}: where the model is used with one value there "
+                "(a sample rate), make that input a constant of the file (an initializer of "
+                "that value, the input removed) and loading takes the branch it runs "
+                "(docs/engine.md)")
+    free = "; ".join(f"{name!r}: {axes}" for name in shapes if (axes := _free_axes(graph, name)))
+    if free:
+        return (f"; its condition is computed from the shape of input(s) whose axes the file "
+                f"leaves free ({free}): fix in the file those it depends on (their dim_value: "
+                "the length the model is used at) and loading takes the branch it runs "
+                "(docs/engine.md)")
+    return ""
+
+
+def _condition_inputs(graph: Graph, condition: str) -> tuple[list[str], list[str]]:
+    """The graph inputs ``condition`` reads the values of, and those it reads only the shapes
+    of (through a Shape), each in graph order."""
+    producers = {out: node for node in graph.nodes for out in node.outputs}
+    values: set[str] = set()
+    shapes: set[str] = set()
+    pending, seen = [(condition, False)], set()
+    while pending:
+        tensor, through_shape = pending.pop()
+        if (tensor, through_shape) in seen or not tensor:
+            continue
+        seen.add((tensor, through_shape))
+        if tensor in graph.input_names:
+            (shapes if through_shape else values).add(tensor)
+            continue
+        producer = producers.get(tensor)
+        if producer is None:
+            continue
+        reads_shape = producer.in_onnx_domain and producer.op_type == "Shape"
+        pending.extend((name, through_shape or reads_shape) for name in producer.inputs)
+    order = graph.input_names
+    return ([n for n in order if n in values], [n for n in order if n in shapes])
+
+
+def _free_axes(graph: Graph, name: str) -> str:
+    """The axes of graph input ``name`` the file leaves free, as 'axis 1 (sequence)'."""
+    shape = graph.shape_of(name) or ()
+    return ", ".join(f"axis {axis} ({dim})" if isinstance(dim, str) else f"axis {axis}"
+                     for axis, dim in enumerate(shape) if not isinstance(dim, int) or dim <= 0)

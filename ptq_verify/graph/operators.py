@@ -16,6 +16,7 @@ import onnx
 from ..catalog.operator import Operator
 from ..errors import UserError
 from ..wording import first_few
+from .branches import condition_hint
 from .model import Graph, Node, holds_integers
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -245,7 +246,7 @@ class OperatorTable:
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
             + (f" ({hint}: give it the float model this one was made from)" if hint
-               else _way_forward(node))
+               else _way_forward(node) + (condition_hint(graph, node) if graph else ""))
         )
 
 
