@@ -152,7 +152,7 @@ def condition_hint(graph: Graph, node: Node) -> str:
 def _condition_inputs(graph: Graph, condition: str) -> tuple[list[str], list[str]]:
     """The graph inputs ``condition`` reads the values of, and those it reads only the shapes
     of (through a Shape), each in graph order."""
-    producers = {out: node for node in graph.nodes for out in node.outputs}
+    producers = graph.producers()
     values: set[str] = set()
     shapes: set[str] = set()
     pending, seen = [(condition, False)], set()
