@@ -103,8 +103,8 @@ def register(subparsers) -> None:
                    "ranks them; default 0: every activation the rules allow on integers)")
     p.add_argument("--no-rescue", action="store_true",
                    help="keep no activation in float for ill-conditioned codes (default: "
-                   "where an element-wise node in float reads an activation's codes as "
-                   "mostly rounding noise, as Sin of a timestep, the activation it comes from "
+                   "where an element-wise node in float amplifies the rounding of an "
+                   "activation's codes, as Sin of a timestep does, the activation it comes from "
                    "that most raises the output SQNR is kept in float, if by 3 dB or more)")
     p.add_argument("--keep-float-tensor", action="append", default=[], metavar="NAME",
                    help="keep this activation in float, as --keep-float would (repeat it for "
@@ -589,13 +589,13 @@ def mixed_precision_note(asked: int, kept) -> str:
 def rescue_note(rescued) -> str:
     """The nodes whose input codes the screen found too coarse, and what was kept in float
     for them (engine/conditioning.py)."""
-    from ..engine.conditioning import RESCUE_GAIN_DB
+    from ..engine.conditioning import FLAG_DB_PER_BIT, RESCUE_GAIN_DB
 
     count = len(rescued.flagged)
     head = (f"ill-conditioned codes (--no-rescue turns this off): {count} "
-            f"{'node' if count == 1 else 'nodes'} in float read their input's codes as mostly "
-            f"rounding noise, local SQNR over the calibrated range: "
-            f"{first_few([item.describe() for item in rescued.flagged], 4)}")
+            f"{'node' if count == 1 else 'nodes'} in float amplify the rounding of the codes "
+            f"they read (local SQNR over the calibrated range, below {FLAG_DB_PER_BIT:g} dB a "
+            f"bit): {first_few([item.describe() for item in rescued.flagged], 4)}")
     if rescued.kept:
         return (f"{head}; kept in float: "
                 + ", ".join(item.describe() for item in rescued.kept))

@@ -1,4 +1,4 @@
-"""Activations whose n-bit codes leave a float node's output mostly rounding noise.
+"""Activations whose n-bit codes a float node amplifies: kept in float where that pays.
 
 A node that runs in float on its input's codes computes f(Q(x)) for f(x). For most functions
 that costs what the codes' step costs (a Sigmoid on 8-bit codes of [-8, 8]: about 43 dB of
