@@ -446,6 +446,28 @@ def test_zip_bomb_is_refused_before_it_expands(mlp_files, monkeypatch):
     _assert_one_line_error(outcome, "decompressed")
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_data_over_the_size_limit_is_refused_as_too_large_not_as_unreadable(
+        mlp_files, monkeypatch, suffix):
+    """A readable file over MAX_DATA_BYTES (EfficientNet-Lite1's 1600 crops of 240 x 240,
+    1.1 GB) had been refused as 'not a readable .npy/.npz file', with no way forward."""
+    import onnx
+
+    tmp, model, calib = mlp_files
+    monkeypatch.setattr(engine_data, "MAX_DATA_BYTES", 4096)  # forked child inherits it
+    samples = np.load(calib)
+    assert samples.nbytes > 4096
+    big = tmp / f"big{suffix}"
+    if suffix == ".npy":
+        np.save(big, samples)
+    else:
+        np.savez(big, **{onnx.load(model).graph.input[0].name: samples})
+    outcome = _quantize(model, big, tmp / "q.onnx")
+    _assert_one_line_error(outcome, "bytes once decompressed, more than the 4,096",
+                           "save fewer samples")
+    assert "not a readable" not in outcome.err
+
+
 @pytest.mark.slow
 def test_real_zip_bomb_is_refused_in_little_memory(mlp_files):
     tmp, model, _ = mlp_files

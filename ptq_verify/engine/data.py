@@ -39,6 +39,15 @@ whose members claim more (a zip bomb, a header claiming 10**12 elements) is refu
 anything is read."""
 
 
+class DataTooLarge(ValueError):
+    """Arrays that hold more than MAX_DATA_BYTES once read (``nbytes``): a file that is
+    readable but over the limit, refused as such, not as unreadable."""
+
+    def __init__(self, nbytes: int) -> None:
+        super().__init__(nbytes)
+        self.nbytes = nbytes
+
+
 def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
     """Read ``.npz`` (one array per model input, keyed by input name, batch first) or ``.npy``
     (a one-input model), checked against the model's inputs (:func:`check_feeds`), so that a
@@ -51,6 +60,13 @@ def read_data_file(path: str | os.PathLike, graph: Graph) -> Feeds:
                         f"{CALIB_FORM}")
     try:
         loaded = _load_arrays(source)
+    except DataTooLarge as large:  # (EfficientNet-Lite1's 1600 crops of 240 x 240 had been
+        # 'not a readable .npy/.npz file', their count in bytes beside the limit's)
+        raise UserError(
+            f"{source}: its arrays hold {large.nbytes:,} bytes once decompressed, more than "
+            f"the {MAX_DATA_BYTES:,} ptq-verify reads (docs/limits.md); save fewer samples: "
+            "the ranges settle on a few hundred, and output-aware rounding reads the first "
+            "256") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
             RuntimeError, NotImplementedError) as err:  # (a member encrypted, or compressed
         # by a method zipfile lacks)
@@ -100,8 +116,7 @@ def _load_arrays(source: Path) -> np.ndarray | Feeds:
         _refuse_torch_archive(members, source)
         total = sum(info.file_size for info in members)
         if total > MAX_DATA_BYTES:
-            raise ValueError(f"the archive holds {total} bytes once decompressed, more than "
-                             f"{MAX_DATA_BYTES}")
+            raise DataTooLarge(total)
         for info in members:
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"member {info.filename!r} is not an .npy array")
@@ -162,6 +177,8 @@ def _read_npy(handle, size: int, what: str) -> np.ndarray:
                              f"({dtype}) in Fortran order (not written by numpy.save)")
         dtype, shape = dtype.base, (*shape, *dtype.shape)
     nbytes = math.prod(shape) * dtype.itemsize
+    if size >= nbytes > MAX_DATA_BYTES:
+        raise DataTooLarge(nbytes)
     if nbytes > min(size, MAX_DATA_BYTES):
         raise ValueError(f"{what} claims {nbytes} bytes of data, more than the file holds "
                          f"or than {MAX_DATA_BYTES}")
