@@ -1096,3 +1096,34 @@ def test_a_mean_over_a_size_quantizes(tmp_path, capsys):
     audit = main(["audit", str(model)])
     listed = capsys.readouterr().out
     assert audit == 0 and re.search(r"^count +Size +scale_invariant", listed, re.M), listed
+
+
+def _paddle_dims_model(path) -> None:
+    """Two Conv -> Relu, GlobalAveragePool, Flatten, Gemm over an image input declared
+    (-1, 1, '?', '?'), as paddle2onnx declares PP-OCR's classifier: -1 for a free batch, '?'
+    for a free height and width."""
+    b = models.Builder(seed=5, image=True)
+    b.input_shape = [-1, 1, "?", "?"]
+    h = b.add("Relu", [b.conv(b.add("Relu", [b.conv("input", 1, 4)]), 4, 4)])
+    h = b.add("GlobalAveragePool", [h])
+    w = b.const(b.weight(10, 4, fan_in=4), "W")
+    b.add("Gemm", [b.flatten(h), w], transB=1)
+    onnx.save(b.model("logits"), path)
+
+
+def test_a_minus_one_batch_and_question_mark_axes_are_free(tmp_path, capsys):
+    """A newcomer trial of PP-OCR's classifier (paddle2onnx): its batch declared -1 was read as
+    a fixed batch of -1, which split the data into no batch (audit: internal error, exit 3;
+    quantize, where no '?' stopped it first, looped for ever), and its height and width both
+    named '?' were bound to one length (quantize refused 48x192 text lines); onnxruntime
+    runs both as free axes."""
+    model, calib = tmp_path / "m.onnx", tmp_path / "c.npz"
+    _paddle_dims_model(model)
+    graph = graph_from_onnx(onnx.load(model))
+    assert graph.inputs[0].shape == (None, 1, None, None)  # (a -1 batch had hung quantize)
+    np.savez(calib, input=np.random.default_rng(0).normal(size=(32, 1, 6, 10)).astype(
+        np.float32))
+    assert main(["audit", str(model)]) == 0
+    capsys.readouterr()
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 0, err

@@ -301,11 +301,21 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo | None:
         raise UserError(f"tensor {value.name!r}: unknown element type {tensor.elem_type}") from None
     shape = None
     if tensor.HasField("shape"):
-        shape = tuple(
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-            for d in tensor.shape.dim
-        )
+        shape = tuple(declared_dimension(d) for d in tensor.shape.dim)
     return TensorInfo(value.name, shape, dtype)
+
+
+def declared_dimension(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    """A stated dimension as the graph holds it: its length, its name, or None where the
+    file states it unknown. paddle2onnx writes an unknown length as -1 and an unknown name as
+    '?' (ONNX's printers' mark for it), both of which onnxruntime runs as free: read as a
+    length, -1 had made a fixed batch of -1 that split the data into no batch (audit's
+    internal error on PP-OCR's classifier), and read as a name, '?' on height and width had
+    bound them to one length (quantize refused 48x192 text lines). A name without a letter
+    or digit names nothing."""
+    if dim.HasField("dim_value"):
+        return dim.dim_value if dim.dim_value >= 0 else None
+    return dim.dim_param if any(c.isalnum() for c in dim.dim_param) else None
 
 
 def _attribute(attr: onnx.AttributeProto) -> Any:
