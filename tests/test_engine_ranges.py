@@ -296,3 +296,32 @@ def test_a_tensor_read_by_constant_index_selections_takes_the_range_of_what_they
     ranged = "matmul1"
     _, own = run(models.pairwise_gather(read_all))
     assert sqnr == own if read_all else sqnr > own + 1
+
+
+def test_an_output_concat_of_boxes_and_scores_keeps_each_input_at_its_own_scale():
+    """A newcomer trial of nudenet's YOLOv8 detector: its output Concat joins boxes (0 to 320)
+    and class scores (a Sigmoid, 0 to 1); brought to the boxes' scale, every score below 1.3
+    became code 0 in the file, and no detection was left. Read in float (a graph output
+    dequantized at once), the selection runs in float on each input's own codes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 6)).astype(np.float32), "w")
+    boxes = numpy_helper.from_array(np.array(320.0, np.float32), "size")
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]),
+         helper.make_node("Sigmoid", ["h"], ["unit"]),
+         helper.make_node("Mul", ["unit", "size"], ["box"]),
+         helper.make_node("Sigmoid", ["h"], ["score"]),
+         helper.make_node("Concat", ["box", "score"], ["output"], axis=1)], "boxes_scores",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 12])],
+        [weight, boxes]), opset_imports=[helper.make_opsetid("", 17)])
+    data = {"x": rng.standard_normal((64, 8)).astype(np.float32)}
+    graph = prepare(graph_from_onnx(proto))
+    model = quantize(graph, calibrate(graph, data, progress=False), 8)
+    test = rng.standard_normal((32, 8)).astype(np.float32)
+    reference = run_graph(graph, {"x": test}, OperatorTable())["output"]
+    session = ort.InferenceSession(model.to_onnx().SerializeToString())
+    scores = session.run(None, {"x": test})[0][:, 6:]
+    assert sqnr_db(reference[:, 6:], scores) > 30
