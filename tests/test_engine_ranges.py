@@ -325,3 +325,36 @@ def test_an_output_concat_of_boxes_and_scores_keeps_each_input_at_its_own_scale(
     session = ort.InferenceSession(model.to_onnx().SerializeToString())
     scores = session.run(None, {"x": test})[0][:, 6:]
     assert sqnr_db(reference[:, 6:], scores) > 30
+
+
+def test_a_channel_of_zero_weights_and_a_denormal_bias_takes_the_widest_channel_s_scale():
+    """A newcomer trial of PP-OCRv4's recognizer (paddle2onnx): channels of all-zero weights
+    and a bias of 1.9e-25 took a per-channel scale of 6.8e26, at which the constant added
+    two nodes later reached beyond int32, and that sum of 240 channels ran in float."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((64, 4, 1, 1)).astype(np.float32)
+    weight[0] = 0.0
+    weight[1] *= 100.0  # channels far apart: per-channel codes pay
+    bias = rng.standard_normal(64).astype(np.float32) * 0.1
+    bias[0] = 1.9e-25
+    after = rng.standard_normal((4, 64, 1, 1)).astype(np.float32)
+    constants = [numpy_helper.from_array(v, n) for v, n in (
+        (weight, "w"), (bias, "b"), (after, "w2"), (np.array(0.9, np.float32), "gain"),
+        (np.array(0.5, np.float32), "shift"))]
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["h"], name="conv"),
+         helper.make_node("Mul", ["h", "gain"], ["scaled"], name="affine_scale"),
+         helper.make_node("Add", ["scaled", "shift"], ["shifted"], name="affine_shift"),
+         helper.make_node("Relu", ["shifted"], ["r"], name="relu"),
+         helper.make_node("Conv", ["r", "w2"], ["output"], name="conv2")], "dead_channel",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 6, 6])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, 6, 6])],
+        constants), opset_imports=[helper.make_opsetid("", 17)])
+    data = {"x": rng.standard_normal((32, 4, 6, 6)).astype(np.float32)}
+    graph, model = _quantized(proto, image=True, data=data)
+    shift = next(r for r in model.records if r.name == "affine_shift")
+    assert "compensate" not in shift.action, shift.note
+    reference = run_graph(graph, data, OperatorTable())["output"]
+    assert sqnr_db(reference, model.run(data)["output"]) > 20  # as in float: 21.7 dB

@@ -87,6 +87,11 @@ ALIGNED_SUM_LIMIT = EXACT_FLOAT32 / 4
 # A tensor is held with one scale per channel where that cuts its rounding noise power by this
 # factor (2 bits) and every reader takes per-channel codes (docs/engine.md).
 CHANNEL_GAIN = 16.0
+# A channel whose calibrated range is below float32's resolution of the widest channel's
+# (epsilon times it) is taken as 0 on all data, at the widest channel's scale: PP-OCRv4's
+# recognizer has channels of all-zero weights and a bias of 1.9e-25, whose scale of 6.8e26 put
+# the constant added after them beyond int32, and that sum of 240 channels ran in float.
+NEGLIGIBLE_CHANNEL = float(np.finfo(np.float32).eps)
 # A tensor whose calibrated range is lopsided around 0 takes 2^n codes over that range instead of
 # the signed ones centred on 0 where its step is at least LOPSIDED_GAIN times finer (stats.py;
 # docs/engine.md, lopsided ranges): about 2 dB of its rounding noise, against a range whose
@@ -602,7 +607,7 @@ class _Builder:
             peaks = self.cal.channel_clip(tensor, candidate, levels)
             if peaks is None or peaks.size < 2 or not np.all(np.isfinite(peaks)):
                 continue
-            peaks = np.where(peaks > 0, peaks, peaks.max())
+            peaks = np.where(peaks > peaks.max() * NEGLIGIBLE_CHANNEL, peaks, peaks.max())
             if peaks.max() > 0:
                 gains[candidate] = (peaks.max() ** 2 / np.mean(peaks**2), peaks)
         if not gains:
