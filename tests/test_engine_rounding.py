@@ -275,6 +275,12 @@ def test_gathering_layer_inputs_keeps_batches_large_where_the_inputs_can_be_slic
     """The layers take their inputs in slices of the rounding's batch, so the pass's own
     batches need not shrink to it: the digits CNN's 64 samples in 2 onnxruntime runs (a first
     of 4, then the rest), not 16 of 4 (which made its calibration twice as slow)."""
+    assert _calibration_batches(monkeypatch) == [4, 60]
+
+
+def _calibration_batches(monkeypatch) -> list[int]:
+    """The samples of each onnxruntime run of the digits CNN's calibration pass (64 samples),
+    weight layers' inputs gathered."""
     from ptq_verify.graph.ort_runner import OrtRunner
 
     graph = load_model(str(FIXTURES / "digits_cnn.dynamo.opset18.onnx"))
@@ -289,8 +295,8 @@ def test_gathering_layer_inputs_keeps_batches_large_where_the_inputs_can_be_slic
 
     monkeypatch.setattr(OrtRunner, "run", counted)
     calibration = calibrate(graph, data, progress=False, weight_layers=weight_layers(graph))
-    assert calibration.layers.stats and sum(sizes) == 64
-    assert sizes == [4, 60]
+    assert calibration.layers.stats and sum(sizes) == len(data["input"]) == 64
+    return sizes
 
 
 def test_batches_after_the_rounding_samples_stay_as_small_as_the_gathering_held_them(
@@ -301,27 +307,11 @@ def test_batches_after_the_rounding_samples_stay_as_small_as_the_gathering_held_
     peak from 1.07 GB on 128 texts to 1.77 GB on 512."""
     import importlib
 
-    from ptq_verify.graph.ort_runner import OrtRunner
-
     calibrate_module = importlib.import_module("ptq_verify.engine.calibrate")  # (the
     # package's name calibrate is the function)
-
-    graph = load_model(str(FIXTURES / "digits_cnn.dynamo.opset18.onnx"))
-    with np.load(FIXTURES / "digits_image.calib.npz") as archive:
-        data = {key: archive[key] for key in archive}
-    sizes = []
-    run = OrtRunner.run
-
-    def counted(self, feeds, names=None):
-        sizes.append(len(next(iter(feeds.values()))))
-        return run(self, feeds, names)
-
-    monkeypatch.setattr(OrtRunner, "run", counted)
     monkeypatch.setattr(calibrate_module, "SAMPLE_LIMIT", 8)
     monkeypatch.setattr(calibrate_module, "GATHER_BYTES", 1)  # the rounding's BATCH, 4
-    calibration = calibrate(graph, data, progress=False, weight_layers=weight_layers(graph))
-    assert calibration.layers.stats and sum(sizes) == len(data["input"]) == 64
-    assert max(sizes) == 4
+    assert max(_calibration_batches(monkeypatch)) == 4
 
 
 def test_the_gram_of_float16_inputs_is_taken_in_float32():
