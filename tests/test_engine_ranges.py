@@ -358,3 +358,32 @@ def test_a_channel_of_zero_weights_and_a_denormal_bias_takes_the_widest_channel_
     assert "compensate" not in shift.action, shift.note
     reference = run_graph(graph, data, OperatorTable())["output"]
     assert sqnr_db(reference, model.run(data)["output"]) > 20  # as in float: 21.7 dB
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer"])
+def test_a_softmax_reshaped_into_the_output_is_not_rounded_to_codes(form):
+    """A newcomer trial of PP-OCRv4's recognizer, which ends in Softmax -> Reshape: the
+    Softmax's probabilities were requantized to 8 bits for the Reshape to copy into the
+    output, dequantized at once. The copy now runs in float with them, in every format."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ptq_verify.engine.quantize import COPIED_OUT_REASON
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((16, 40)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 4, 10], np.int64), "shape")
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+         helper.make_node("Softmax", ["h"], ["p"], axis=-1, name="sm"),
+         helper.make_node("Reshape", ["p", "shape"], ["output"], name="rs")], "softmax_out",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, 10])],
+        [weight, shape]), opset_imports=[helper.make_opsetid("", 17)])
+    graph = prepare(graph_from_onnx(proto))
+    model = quantize(graph, calibrate(graph, {"x": rng.standard_normal((64, 16)).astype(
+        np.float32)}, progress=False), 8)
+    assert {r.name: r.why for r in model.records}["rs"] == COPIED_OUT_REASON
+    session = ort.InferenceSession(model.to_onnx(form).SerializeToString())
+    got = session.run(None, {"x": rng.standard_normal((32, 16)).astype(np.float32)})[0]
+    # probabilities rounded to 8-bit codes would take at most 256 values
+    assert len(np.unique(got)) > 256

@@ -252,16 +252,18 @@ def test_a_type_folded_at_load_is_still_refused_as_declared(tmp_path, capsys):
 def _sequence_first_gru(initial: bool = True) -> onnx.ModelProto:
     """A GRU as torch's legacy exporter writes ``nn.GRU(8, 16)`` (batch_first=False) called
     with an initial state (``initial``) or not: inputs x (seq, batch, 8) and h0 (1, batch,
-    16), output Y squeezed to (seq, batch, 16)."""
+    16), output Y squeezed to (seq, batch, 16) and projected by a 16 x 16 MatMul (the layer
+    quantized: a Squeeze alone after the GRU in float runs in float)."""
     rng = np.random.default_rng(0)
-    weights = {"w": (1, 48, 8), "r": (1, 48, 16), "b": (1, 96)}
+    weights = {"w": (1, 48, 8), "r": (1, 48, 16), "b": (1, 96), "project": (16, 16)}
     constants = [numpy_helper.from_array((0.3 * rng.standard_normal(shape)).astype(np.float32),
                                          name) for name, shape in weights.items()]
     constants.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
     nodes = [helper.make_node("GRU", ["x", "w", "r", "b", "", "h0" if initial else ""], ["y4"],
                               name="gru",
                               hidden_size=16, linear_before_reset=1),
-             helper.make_node("Squeeze", ["y4", "axes"], ["y"], name="squeeze")]
+             helper.make_node("Squeeze", ["y4", "axes"], ["y3"], name="squeeze"),
+             helper.make_node("MatMul", ["y3", "project"], ["y"], name="project")]
     graph = helper.make_graph(
         nodes, "gru_h0",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", 8]),

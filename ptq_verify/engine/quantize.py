@@ -312,6 +312,8 @@ def quantize(
 MIXED_PRECISION = "mixed precision: an activation kept in float"
 # a graph output computed from codes that is no code itself (a mean), read by no node
 OUTPUT_FINER_REASON = "an output finer than codes (a mean of them), dequantized as computed"
+# a copy (Reshape, Flatten, Transpose) of a float node's output into a graph output
+COPIED_OUT_REASON = "a float node's output copied into a graph output, dequantized as computed"
 # why a float model input has no calibrated range: what a node reading it says (the summary
 # counts it by that), and the note's words for it
 UNRANGED_REASONS = {"zero": "an input 0 on all calibration data, kept in float",
@@ -1289,8 +1291,35 @@ class _Builder:
                 # dB and clipped at other sizes (28.3 dB at 40x40; onnxruntime, which
                 # leaves it float, 37.1)
                 floats.setdefault(node.name, OUTPUT_FINER_REASON)
+        for name in self._copies_of_floats_into_outputs(floats):
+            floats.setdefault(name, COPIED_OUT_REASON)
         mark_static_alone(self.graph, self._ops, plans, floats, self.consumers)
         return floats
+
+    def _copies_of_floats_into_outputs(self, floats: Mapping[str, str]) -> list[str]:
+        """The copies (:func:`.rules.is_copy`: a Reshape, Flatten, Squeeze, Transpose) that
+        move a float node's output, through copies alone, into graph outputs dequantized at
+        once: codes between them would round the float values for nothing (PP-OCRv4's
+        recognizer ends in Softmax -> Reshape, and its probabilities had been rounded to 8
+        bits)."""
+        into_outputs: set[str] = set()
+        for node in reversed(self.graph.nodes):  # readers first: a chain of copies
+            if is_copy(self._ops[node.name]) and all(
+                    self._float_output(out) or (
+                        out not in self.graph.output_names and bool(self.consumers.get(out))
+                        and all(user.name in into_outputs for user in self.consumers[out]))
+                    for out in node.outputs if out):
+                into_outputs.add(node.name)
+        producers, copied = self.graph.producers(), []
+        for node in self.graph.nodes:  # makers first: a copy of a copy in float
+            sources = [producers.get(node.inputs[slot])
+                       for slot in self._plans[node.name].activation_slots]
+            if (node.name in into_outputs and sources
+                    and all(source is not None and (source.name in floats
+                                                    or source.name in copied)
+                            for source in sources)):
+                copied.append(node.name)
+        return copied
 
     def _reaching_jumps(self) -> dict[str, str]:
         """Each node in float whose outputs reach a node that jumps, itself in float, through
