@@ -14,6 +14,7 @@ from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, plan_model, quantize, sqnr_db
 from ptq_verify.engine.float_region import FloatRegions
 from ptq_verify.engine.float_run import run_float, sample_count
+from ptq_verify.engine.quantized import Code
 from ptq_verify.engine.rules import tensor_weight_slot
 from ptq_verify.engine.sensitivity import (
     RANK_SAMPLES,
@@ -336,3 +337,20 @@ def test_keep_float_works_above_eight_bits(mlp_files, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert (tmp / "q.onnx").exists()
+
+
+def test_codes_held_wide_are_rounded_not_clipped_by_the_ranking(prepared):
+    """A wide sum's [low, high] bounds its integers without the static operands it may add
+    (a YOLOv8 head's anchor grid): the file holds it exactly in 32 bits, so the ranking
+    rounds it to its scale and clips nothing (the box sum had ranked at 2.7 dB alone where
+    the written file gave 26 dB)."""
+    graph, calibration = prepared
+    name = candidates(graph, calibration, _codes(graph, calibration, 8))[0]
+    feeds = {k: v[:8] for k, v in calibration.sample.items()}
+    peaks = {}
+    for wide in (False, True):
+        code = Code(name, 4.0, -1.0, 1.0, wide=wide)
+        copy = _rounded(graph, name, code)
+        stem = f"{name}~rounded"
+        peaks[wide] = float(np.abs(run_float(copy, OperatorTable(), feeds, [stem])[stem]).max())
+    assert peaks[False] <= 0.25 < peaks[True]
