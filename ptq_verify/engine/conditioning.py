@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..graph import Graph, Node, OperatorTable
 from .calibrate import Calibration
 from .metrics import sqnr_db
+from .probe import run_kernel
 from .quantized import Code, QuantizedModel
 from .rules import is_elementwise, is_elementwise_unary
 from .sensitivity import Sensitivity, costliest
@@ -137,14 +138,12 @@ def _run_chain(graph: Graph, chain: list, tensor: str, points: np.ndarray
     """``chain``'s kernels in turn on ``points`` for ``tensor``, the graph's constants for the
     nodes' other inputs; None where one does not run."""
     for node, op in chain:
-        inputs = [points.astype(np.float32) if name == tensor else
-                  graph.initializers.get(name) if name else None for name in node.inputs]
-        try:
-            with np.errstate(all="ignore"):
-                out = op.run_onnx(inputs, node.kernel_attrs)
-        except Exception:  # noqa: BLE001 - a kernel that cannot run here measures nothing
+        inputs = [points if name == tensor else graph.initializers.get(name) if name else None
+                  for name in node.inputs]
+        with np.errstate(all="ignore"):  # (a Log of codes rounded to 0 is measured, not said)
+            points = run_kernel(op, node, inputs, {})
+        if points is None:
             return None
-        points = np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float64)
         tensor = node.outputs[0]
     return points
 
