@@ -223,3 +223,16 @@ def _saved(tmp_path, proto: onnx.ModelProto):
     path = tmp_path / "saved.onnx"
     onnx.save(proto, path)
     return path
+
+
+def test_a_float_op_found_only_inside_an_if_is_said_to_be_there(tmp_path, capsys):
+    """silero-vad's LSTMs sit inside its If on the sample rate: `--float-op LSTM` had said the
+    file holds no node of that op type. It now names the If holding them."""
+    path, data = tmp_path / "m.onnx", tmp_path / "c.npz"
+    onnx.save(_model(4, from_data=True), path)  # (its Ifs' then branches hold a Mul each)
+    np.savez(data, x=X)
+    assert main(["quantize", str(path), "--calib", str(data), "-o", str(tmp_path / "q.onnx"),
+                 "--float-op", "Mul", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "holds its Mul nodes only inside the subgraphs of" in err and "if_first" in err

@@ -17,7 +17,7 @@ from ..catalog.operator import Operator
 from ..errors import UserError
 from ..wording import first_few
 from .branches import condition_hint
-from .model import Graph, Node, holds_integers
+from .model import Graph, Node, holds_integers, subgraphs
 
 _SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 # A loop's body (ONNX names a Loop's and a Scan's subgraph ``body``) stays whatever the shapes:
@@ -285,6 +285,14 @@ def check_float_types(graph: Graph, table: OperatorTable, loaded: Graph | None =
         nodes, where = [node for node in graph.nodes if node.op_type == op_type], graph
         if not nodes and loaded is not None:
             nodes, where = [node for node in loaded.nodes if node.op_type == op_type], loaded
+        if not nodes and (holder := _holding_subgraph(graph, op_type)) is not None:
+            # (silero-vad's LSTMs, inside its If on the sample rate: 'no node of that op
+            # type' had been said of a file holding two, a new-user trial)
+            raise UserError(
+                f"--float-op {op_type}: {graph.source} holds its {op_type} nodes only inside "
+                f"the subgraphs of {holder.label}, which stays as control flow: make its "
+                "condition a constant first (quantize's refusal of it says how), and the "
+                "branch it takes replaces it at load")
         if not nodes:
             present = sorted({node.op_type for node in graph.nodes
                               if table.lookup(node, graph)[0] is None})
@@ -294,6 +302,14 @@ def check_float_types(graph: Graph, table: OperatorTable, loaded: Graph | None =
                 + (f"; its undeclared ones: {', '.join(present)})" if present else
                    "; every node of it is declared)"))
         _check_kept(op_type, nodes, where, table)
+
+
+def _holding_subgraph(graph: Graph, op_type: str) -> Node | None:
+    """The first node whose subgraphs (an If's branches, a Loop's body, at any depth) hold a
+    node of ``op_type``, or None."""
+    return next((node for node in graph.nodes if any(
+        proto.op_type == op_type for value in node.attrs.values()
+        for sub in subgraphs(value) for proto in sub.node)), None)
 
 
 def _check_kept(op_type: str, nodes: list[Node], graph: Graph, table: OperatorTable) -> None:
