@@ -946,11 +946,18 @@ class _Builder:
                 aligned.append(code)
                 continue
             ratio = common / float(code.scale)
-            dst = self.fresh(f"{code.name}:aligned")
-            self.steps.append(ScaleStep(code.name, dst, self.factor(ratio), scale=common))
-            aligned.append(Code(dst, common, float(np.floor(code.low * ratio)),
+            aligned.append(Code(self._at_scale(code, common, code.name), common,
+                                float(np.floor(code.low * ratio)),
                                 float(np.ceil(code.high * ratio)), code.ranged))
         return aligned
+
+    def _at_scale(self, code: Code, scale, stem: str) -> str:
+        """A step taking ``code``'s integers to ``scale`` (an aligned node's common one), and
+        the name of the codes it makes."""
+        dst = self.fresh(f"{stem}:aligned")
+        self.steps.append(ScaleStep(code.name, dst, self.factor(scale / code.scale),
+                                    scale=scale))
+        return dst
 
     def _is_float(self, tensor: str) -> bool:
         """Whether ``tensor`` may hold real values (a float, or of a type unknown), not indices,
@@ -1312,12 +1319,13 @@ class _Builder:
                 into_outputs.add(node.name)
         producers, copied = self.graph.producers(), []
         for node in self.graph.nodes:  # makers first: a copy of a copy in float
+            if node.name not in into_outputs:
+                continue
             sources = [producers.get(node.inputs[slot])
                        for slot in self._plans[node.name].activation_slots]
-            if (node.name in into_outputs and sources
-                    and all(source is not None and (source.name in floats
-                                                    or source.name in copied)
-                            for source in sources)):
+            if sources and all(source is not None and (source.name in floats
+                                                       or source.name in copied)
+                               for source in sources):
                 copied.append(node.name)
         return copied
 
@@ -1400,10 +1408,7 @@ class _Builder:
             if name in self.codes:
                 code = self.codes[name]
                 if aligned and not np.array_equal(code.scale, common):
-                    dst = self.fresh(f"{name}:aligned")
-                    self.steps.append(ScaleStep(code.name, dst, self.factor(common / code.scale),
-                                                scale=common))
-                    inputs[slot] = dst
+                    inputs[slot] = self._at_scale(code, common, name)
                 else:
                     inputs[slot] = code.name
                 tensor_scale[binding] = common if aligned else code.scale
