@@ -138,6 +138,15 @@ Models (weights seeded; the digits ones trained a few epochs so their outputs me
                  opset 18 (Y alone), data ``digits_tokens.*.npz``
     digits_bigru  the same with a bidirectional nn.GRU(16, 8) (two outputs, two directions);
                  legacy opset 17 only
+    digits_lstm_state  a streaming recurrent model: a chunk of 4 of the digits' 8 tokens ->
+                 Linear -> nn.LSTM(16, 16, batch_first=True) from an initial state given as
+                 inputs ``h0`` and ``c0`` (1, batch, 16: torch takes an LSTM's state batch
+                 second whatever batch_first says) -> its last output plus a Linear of the
+                 last token -> Linear; outputs the logits and the final state ``hn``, ``cn``
+                 (1, batch, 16) (random weights); legacy opset 17 and dynamo opset 18. Data,
+                 recorded as a streaming user would: the float export run in onnxruntime on
+                 the first chunk from a zero state, its final state then the initial state of
+                 the second chunk, in the model's own layout (``digits_lstm_state.*.npz``)
     tiny_llama_past  a 2-layer Llama causal LM (``_tiny_decoder``'s config, logits over the
                  vocabulary) wrapped as a decoder_with_past export: inputs ``input_ids``,
                  ``attention_mask``, ``position_ids`` [N, new] and ``past_key_values.L.key``
@@ -435,6 +444,82 @@ class DigitsRecurrent(torch.nn.Module):
         tokens = self.embed(input)
         states = self.layer(tokens)[0] + self.skip(tokens)
         return self.out(states[:, -1])
+
+
+class DigitsStreaming(torch.nn.Module):
+    """digits_lstm_state (see the module's docstring): (a chunk of tokens, h0, c0) -> (logits,
+    hn, cn)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.layer = torch.nn.Linear(8, 16), torch.nn.LSTM(16, 16, batch_first=True)
+        self.skip, self.out = torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, input: torch.Tensor, h0: torch.Tensor,  # noqa: A002
+                c0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens = self.embed(input)
+        states, (hn, cn) = self.layer(tokens, (h0, c0))
+        return self.out(states[:, -1] + self.skip(tokens[:, -1])), hn, cn
+
+
+STREAM_OUTPUTS = ["output", "hn", "cn"]
+
+
+def export_streaming(module: DigitsStreaming, feeds: dict[str, np.ndarray], exporter: str,
+                     opset: int) -> onnx.ModelProto:
+    """digits_lstm_state's export, the batch free (axis 0 of the chunk, axis 1 of the
+    states); refused unless onnxruntime reproduces torch's three outputs."""
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
+    state = {1: "batch"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            program = torch.onnx.export(
+                module, args, input_names=list(feeds), output_names=STREAM_OUTPUTS,
+                opset_version=opset, dynamo=True, optimize=False, verbose=False,
+                dynamic_shapes={"input": {0: batch}, "h0": {1: batch}, "c0": {1: batch}})
+            model = _stripped(program.model_proto)
+        else:
+            torch.onnx.export(
+                module, args, buffer, input_names=list(feeds), output_names=STREAM_OUTPUTS,
+                opset_version=opset, dynamo=False, do_constant_folding=False,
+                dynamic_axes={"input": {0: "batch"}, "h0": state, "c0": state,
+                              "output": {0: "batch"}, "hn": state, "cn": state})
+            model = onnx.load_from_string(buffer.getvalue())
+    with torch.no_grad():
+        expected = [v.numpy() for v in module(*args)]
+    got = cpu_session(model.SerializeToString()).run(STREAM_OUTPUTS, feeds)
+    difference = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+    if difference > TOLERANCE:
+        raise RuntimeError(f"digits_lstm_state {exporter}: onnxruntime differs by "
+                           f"{difference:.2e}")
+    return model
+
+
+def streamed_chunks(model: onnx.ModelProto, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """The second chunk of ``tokens`` [N, 8, 8] with the state the float ``model`` leaves
+    after the first, run from a zero state in onnxruntime: (1, N, 16), its own layout."""
+    session = cpu_session(model.SerializeToString())
+    zero = np.zeros((1, len(tokens), 16), np.float32)
+    _, hn, cn = session.run(STREAM_OUTPUTS, {"input": tokens[:, :4], "h0": zero, "c0": zero})
+    return {"input": tokens[:, 4:], "h0": hn, "c0": cn}
+
+
+def save_streaming(folder: Path, calibration: np.ndarray, test: np.ndarray) -> None:
+    """digits_lstm_state's exports and data (see the module's docstring)."""
+    torch.manual_seed(SEED)
+    module = DigitsStreaming().eval()
+    zero = np.zeros((1, 3, 16), np.float32)
+    trace = {"input": calibration[:3, :4], "h0": zero + 0.1, "c0": zero - 0.2}
+    models = {(exporter, opset): export_streaming(module, trace, exporter, opset)
+              for exporter, opset in (("legacy", 17), ("dynamo", 18))}
+    for (exporter, opset), model in models.items():
+        save_model(model, folder / f"digits_lstm_state.{exporter}.opset{opset}.onnx")
+    legacy = models["legacy", 17]
+    save_npz(folder / "digits_lstm_state.calib.npz", **streamed_chunks(legacy, calibration))
+    save_npz(folder / "digits_lstm_state.test.npz", **streamed_chunks(legacy, test))
 
 
 class MaskEncoder(torch.nn.Module):
@@ -1165,6 +1250,9 @@ def main(argv: list[str] | None = None) -> int:
         save_with_past(args.out)
     if not args.only or "tiny_marian_decoder" in args.only:
         save_marian_decoder(args.out)
+    if not args.only or "digits_lstm_state" in args.only:
+        save_streaming(args.out, tokens_of_digits["input"],
+                       test_flat["input"].reshape(-1, 8, 8))
     for name, build in models.items():
         if args.only and name not in args.only:
             continue
