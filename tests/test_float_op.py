@@ -272,26 +272,81 @@ def _sequence_first_gru(initial: bool = True) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_a_sequence_first_model_is_told_its_batch_is_not_axis_0(tmp_path, capsys):
-    """x (seq, batch, 8) and h0 (1, batch, 16) take no layout with one row per sample along
-    every axis 0: a new-user trial's GRU with its initial state as an input was refused as
-    holding 'different numbers of samples ... batch first', and the audit asked for 'batch
-    first' data in the (seq, batch, 8) it printed. Both now name the batch axis and the way
-    forward; a batch-first model with two inputs is not told so."""
+def test_a_sequence_first_model_takes_its_samples_along_its_batch_axis(tmp_path, capsys):
+    """x (seq, batch, 8) and h0 (1, batch, 16) name one dimension alike, 'batch', away from
+    axis 0: the data hold the samples there, in the model's own layout (a new-user trial's
+    GRU with its initial state as an input had been refused as holding 'different numbers
+    of samples ... batch first', told to export batch first, which torch's h0 never is).
+    37 samples make batches of 32 and 5, cut and joined along axis 1; the written file and
+    the simulation match the float model in onnxruntime on held-out sequences."""
     path, calib = tmp_path / "m.onnx", tmp_path / "c.npz"
     onnx.save(_sequence_first_gru(), path)
     rng = np.random.default_rng(1)
-    np.savez(calib, x=rng.standard_normal((10, 32, 8)).astype(np.float32),
-             h0=rng.standard_normal((1, 32, 16)).astype(np.float32))
-    said = "axis 1 of 'x' and axis 1 of 'h0' alike, 'batch': that is its batch, not axis 0"
+
+    def feeds(count: int) -> dict[str, np.ndarray]:
+        return {"x": rng.standard_normal((10, count, 8)).astype(np.float32),
+                "h0": rng.standard_normal((1, count, 16)).astype(np.float32)}
+
+    calibration = feeds(37)
+    np.savez(calib, **calibration)
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(out),
+                 "--float-op", "GRU", "--no-progress"]) == 0, capsys.readouterr().err
+    test = feeds(37)
+    reference = _run(path, test)
+    assert reference.shape == (10, 37, 16)
+    assert sqnr_db(reference, _run(out, test)) > 30
+    table = OperatorTable(float_types=["GRU"])
+    graph = load_model(path, table)
+    model = quantize(graph, calibrate(graph, calibration, operators=table, progress=False), 8,
+                     operators=table)
+    simulated = model.run(test)["y"]
+    assert simulated.shape == reference.shape and sqnr_db(reference, simulated) > 30
+    assert main(["audit", str(path), "--float-op", "GRU"]) == 0
+    out_text = capsys.readouterr().out
+    assert "the model's batch, 'batch', lies on axis 1 of 'x' and axis 1 of 'h0'" in out_text
+    assert "not axis 0" not in out_text
+
+
+def test_a_state_given_samples_first_is_told_the_model_layout(tmp_path, capsys):
+    """The one layout the data take is the model's: an initial state given with its samples
+    on axis 0, as the other inputs have them, is refused in one line with the np.moveaxis
+    call that gives the model's; nothing is written."""
+    path, calib = tmp_path / "m.onnx", tmp_path / "c.npz"
+    onnx.save(_sequence_first_gru(), path)
+    np.savez(calib, x=np.ones((10, 32, 8), np.float32), h0=np.ones((32, 1, 16), np.float32))
     assert main(["quantize", str(path), "--calib", str(calib), "-o", str(tmp_path / "q.onnx"),
                  "--float-op", "GRU", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and said in err and "batch_first=True" in err
-    assert main(["audit", str(path), "--float-op", "GRU"]) == 0
-    assert said in capsys.readouterr().out
+    assert len(err.strip().splitlines()) == 1, err
+    assert "input 'h0'" in err and "np.moveaxis(array, 0, 1) gives its layout" in err, err
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_batch_first_model_with_two_inputs_has_its_batch_on_axis_0(capsys):
     assert main(["audit", str(FIXTURES / "tiny_bert_dynamic.legacy.opset17.onnx")]) == 0
-    assert "not axis 0" not in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "not axis 0" not in out_text and "lies on axis" not in out_text
+
+
+def test_a_streaming_lstm_export_quantizes_with_its_state_as_recorded(tmp_path, capsys):
+    """torch's legacy and dynamo exports of an LSTM taking its state (h0, c0: (1, batch,
+    16), batch second whatever batch_first says) as inputs and giving it back (hn, cn), as
+    a streaming model runs chunk by chunk; its data recorded from the float export's own
+    states (benchmarks/export_test_models.py, digits_lstm_state). The written file follows
+    the float model on held-out chunks, every output."""
+    for name in ("digits_lstm_state.legacy.opset17.onnx", "digits_lstm_state.dynamo.opset18.onnx"):
+        out = tmp_path / f"q_{name}"
+        assert main(["quantize", str(FIXTURES / name), "--calib",
+                     str(FIXTURES / "digits_lstm_state.calib.npz"), "-o", str(out),
+                     "--float-op", "LSTM", "--no-progress"]) == 0, capsys.readouterr().err
+        with np.load(FIXTURES / "digits_lstm_state.test.npz") as data:
+            test = dict(data)
+        names = ["output", "hn", "cn"]
+        reference = ort.InferenceSession(str(FIXTURES / name)).run(names, test)
+        got = ort.InferenceSession(str(out)).run(names, test)
+        for output, want, have in zip(names, reference, got):
+            assert have.shape == want.shape and sqnr_db(want, have) > 30, (name, output)
 
 
 @pytest.mark.parametrize("name", sorted(RECURRENT))

@@ -499,11 +499,12 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
     with 0 and 1 (an attention mask), the rows at its zeros are measured apart, and the
     others decide whether the output is low: padded rows can be most of the rows, and then
     the median is theirs."""
+    from ..engine.data import samples_in
     from ..engine.float_run import first_samples
 
     if not fidelity:
         return "output SQNR: not measured (no float output the float model also gives here)"
-    count = len(next(iter(first_samples(sample, graph).values())))
+    count = samples_in(first_samples(sample, graph), graph)
     figures, low = [], []
     for output, measured in fidelity.items():
         name = tensor_label(output)

@@ -17,7 +17,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, require_grap
 from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_failure, ort_runner
 from ..progress import progress_bar
-from .data import BudgetBatches, Feeds, check_feeds
+from .data import BudgetBatches, Feeds, along, batch_axis_of, check_feeds, samples_in, take
 from .float_run import sample_count
 from .parallel import cores, in_background, mapped
 from .plan import plan_model
@@ -451,7 +451,7 @@ def calibrate(
                 value, peaks = value[kept], None
             record(name, value, peaks, kept is None)
 
-    total = next(iter(feeds.values())).shape[0]
+    total = samples_in(feeds, graph)
     # the float runs go through onnxruntime (tensors observed as extra outputs), or through
     # the catalog's kernels when onnxruntime cannot load the graph
     rounding_samples = min(total, SAMPLE_LIMIT)
@@ -468,7 +468,7 @@ def calibrate(
         batch = next(batches, None)
         ahead = _ahead(runner, batch)
         while batch is not None:
-            size = next(iter(batch.values())).shape[0]
+            size = samples_in(batch, graph)
             for name, value in batch.items():
                 observe(name, value)
             computed = None if ahead is None else ahead.result()
@@ -516,13 +516,15 @@ def calibrate(
     saturated |= unselected_saturation(
         {name: sums[name] for name in sums.keys() - saturated}, graph, table,
         {name: stats[name].max_abs for name in sums if name in stats}, bits, static_peaks)
-    sample = {name: array[:SAMPLE_LIMIT] for name, array in feeds.items()}
+    sample = take(feeds, graph, 0, SAMPLE_LIMIT)
     return Calibration(stats, method, percent, total, sample, saturated, dropped_reach,
                        runner, non_finite,
                        None if layers is None else LayerGathering(weight_layers, layers.stats()),
-                       _joined_outputs({name: outputs[name] for name in graph.output_names},
+                       _joined_outputs(graph, {name: outputs[name]
+                                               for name in graph.output_names},
                                        reference_count),
-                       _joined_outputs({name: outputs[name] for name in keep}, reference_count),
+                       _joined_outputs(graph, {name: outputs[name] for name in keep},
+                                       reference_count),
                        held_out, bits, weight_references(graph), static_peaks)
 
 
@@ -617,16 +619,27 @@ def _ahead(runner: OrtRunner | None, batch: Feeds | None) -> Future | None:
     return None if runner is None or batch is None else in_background(runner.run, batch)
 
 
-def _joined_outputs(parts: dict[str, list], count: int) -> dict[str, np.ndarray] | None:
-    """Each output's batches joined along the batch axis and cut at ``count`` samples; None
-    when an output has none, or no batch axis to join along (a 0-d output, or one whose axis 0
-    is not the batch: a Reshape to a fixed [2, -1] gives batches of other widths). The tensors are
+def _joined_outputs(graph: Graph, parts: dict[str, list], count: int
+                    ) -> dict[str, np.ndarray] | None:
+    """Each output's batches joined along its batch axis (:func:`batch_axis_of`) and cut at
+    ``count`` samples; None when an output has none, or no batch axis to join along (a 0-d
+    output, or one whose axis 0 is not the batch: a Reshape to a fixed [2, -1] gives batches
+    of other widths). The tensors are
     joined side by side (engine/parallel.py): the pass's last serial step, on fresh pages
     (all-MiniLM-L6-v2's smoothing candidates, 32 texts: 150 MB, 0.18 s on one core)."""
-    if any(not values or any(np.ndim(v) == 0 or np.shape(v)[1:] != np.shape(values[0])[1:]
-                             for v in values) for values in parts.values()):
+    axes = {name: batch_axis_of(graph, name) for name in parts}
+
+    def others(value, axis: int) -> tuple:  # the shape but for the batch axis
+        shape = np.shape(value)
+        return shape[:axis] + shape[axis + 1:]
+
+    if any(not values or any(np.ndim(v) <= axes[name] or others(v, axes[name])
+                             != others(values[0], axes[name]) for v in values)
+           for name, values in parts.items()):
         return None
     return dict(zip(parts, mapped(
-        lambda values: np.concatenate([np.asarray(v) for v in values])[:count],
-        parts.values(), sum(np.asarray(v).nbytes for values in parts.values() for v in values))))
+        lambda item: np.concatenate([np.asarray(v) for v in item[1]], axis=axes[item[0]])[
+            along(axes[item[0]], 0, count)],
+        list(parts.items()),
+        sum(np.asarray(v).nbytes for values in parts.values() for v in values))))
 

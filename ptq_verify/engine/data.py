@@ -18,7 +18,7 @@ from tokenize import TokenError
 import numpy as np
 
 from ..errors import UserError
-from ..graph import Graph, holds_integers
+from ..graph import Graph, TensorInfo, holds_integers
 from ..input_files import file_kind, require_file, torch_archive
 from ..wording import first_few
 
@@ -224,9 +224,11 @@ def calibrated_lengths(graph: Graph, feeds: Feeds) -> str | None:
     sample count is a multiple of T: a new-user check). None when the model fixes every such
     axis."""
     free: dict[str, tuple[int, list[str]]] = {}  # axis -> (length, inputs)
+    batch = sample_axes(graph)
     for info in graph.inputs:
         for axis, dim in enumerate(info.shape or ()):
-            if axis == 0 or isinstance(dim, int) or axis >= np.ndim(feeds.get(info.name)):
+            if (axis == batch[info.name] or isinstance(dim, int)
+                    or axis >= np.ndim(feeds.get(info.name))):
                 continue
             name = repr(dim) if isinstance(dim, str) and dim else f"axis {axis}"
             free.setdefault(name, (feeds[info.name].shape[axis], []))[1].append(info.name)
@@ -254,7 +256,10 @@ def named_batch_hint(graph: Graph) -> str:
     new-user trial's GRU over (seq, batch, 8) was calibrated on slices of each sequence, and
     the output note said 13.6 dB where the written file gave 50.6 on whole held-out
     sequences; the note had called its batch 'a length'. A name is the user's own word (the
-    exporters write dynamic_axes' and Dim's names), so this only advises. "" otherwise."""
+    exporters write dynamic_axes' and Dim's names), so this only advises. "" otherwise, and
+    where :func:`batch_dimension` found the batch."""
+    if batch_dimension(graph) is not None:
+        return ""
     for info in graph.inputs:
         shape = info.shape or ()
         if not shape or isinstance(shape[0], int) or "batch" in str(shape[0]).lower():
@@ -310,8 +315,10 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         )
     feeds: Feeds = {}
     sizes = set()
+    axes = sample_axes(graph)
     for info in graph.inputs:
         where = f"{what}: input {info.name!r}"
+        batch_axis = axes[info.name]
         array = _numpy_of(data[info.name], where)
         kind_ok = (
             np.issubdtype(array.dtype, np.floating)
@@ -337,39 +344,47 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                 raise UserError(
                     f"{where}: shape {array.shape} has {array.ndim} "
                     f"{'axis' if array.ndim == 1 else 'axes'}, the model expects "
-                    f"{len(info.shape)} ({_shape_text(info.shape)}), batch first"
-                    + _unbatched_hint(array.shape, info.shape)
+                    f"{len(info.shape)} ({_shape_text(info.shape)}), "
+                    + _batch_axis_text(info, batch_axis)
+                    + (_unbatched_hint(array.shape, info.shape) if not batch_axis else "")
                 )
             for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
-                if axis > 0 and isinstance(want, int) and want > 0 and got != want:
+                if axis != batch_axis and isinstance(want, int) and want > 0 and got != want:
                     raise UserError(
                         f"{where}: shape {array.shape} does not fit the model's "
                         f"{_shape_text(info.shape)} (axis {axis})"
-                        + _axis_hint(array.shape, info.shape, axis)
+                        + (_moved_batch_hint(array.shape, info, batch_axis) if batch_axis
+                           else _axis_hint(array.shape, info.shape, axis))
                     )
-        if array.ndim == 0 or array.shape[0] == 0:
+        if array.ndim == 0 or array.shape[batch_axis] == 0:
             raise UserError(f"{where}: no samples"
                             + (" (empty calibration set)" if calibrating else ""))
         if info.is_float and np.isnan(array).any():
-            raise UserError(f"{where}: {_nan_text(array, calibrating)}")
-        sizes.add(array.shape[0])
+            raise UserError(f"{where}: {_nan_text(np.moveaxis(array, batch_axis, 0), calibrating)}")
+        sizes.add(array.shape[batch_axis])
         feeds[info.name] = _cast_exactly(array, info.dtype, where)
+    moved = any(axes.values())  # a batch off axis 0 (sample_axes)
     if len(sizes) > 1:
-        raise UserError(f"{what}: inputs hold different numbers of samples along their first "
-                        f"axis ({_first_axes(graph, feeds)}); every input holds one row per "
-                        "sample, batch first" + (batch_not_first(graph)
-                                                 or _shared_input_hint(graph)))
+        raise UserError(f"{what}: inputs hold different numbers of samples along their "
+                        f"{'batch axes' if moved else 'first axis'} "
+                        f"({_first_axes(graph, feeds)}); every input holds one row per "
+                        f"sample, {'along its batch axis' if moved else 'batch first'}"
+                        + (batch_not_first(graph) or _shared_input_hint(graph)))
     _check_named_dimensions(graph, feeds, what)
-    empty = next((info for info in graph.inputs if info.shape and info.shape[0] == 0), None)
+    empty = next((info for info in graph.inputs
+                  if info.shape and info.shape[axes[info.name]] == 0), None)
     if empty is not None:
-        raise UserError(f"{what}: the model fixes axis 0 of input {empty.name!r} at 0 "
+        raise UserError(f"{what}: the model fixes axis {axes[empty.name]} of input "
+                        f"{empty.name!r} at 0 "
                         f"({_shape_text(empty.shape)}): it takes no samples, so nothing can "
                         "calibrate it; export it with a batch axis")
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
-        count = next(iter(feeds.values())).shape[0]
+        count = samples_in(feeds, graph)
         raise UserError(f"{what}: {count} samples do not make whole batches of {fixed}, the "
-                        f"batch size the model fixes (axis 0 of its inputs); give a multiple "
+                        f"batch size the model fixes "
+                        f"({'the batch axes' if moved else 'axis 0'} of its inputs); "
+                        "give a multiple "
                         f"of {fixed}" + _batch_elsewhere_hint(graph))
     return feeds
 
@@ -437,6 +452,24 @@ def _unbatched_hint(got: tuple[int, ...], want: tuple) -> str:
     if len(got) + 1 != len(want) or not _fits(got, want[1:]):
         return ""
     return "; one sample without its batch axis? add one: array[None]"
+
+
+def _batch_axis_text(info: TensorInfo, axis: int) -> str:
+    """Where an input's samples go: 'batch first', or the axis :func:`sample_axes` found."""
+    if not axis:
+        return "batch first"
+    return f"its samples along axis {axis} ({info.shape[axis]!r}), as the model takes them"
+
+
+def _moved_batch_hint(got: tuple[int, ...], info: TensorInfo, axis: int) -> str:
+    """Advice for an input whose batch lies on ``axis`` > 0 (an LSTM state (1, batch, 16))
+    given with its samples first, as every other input takes them: the np.moveaxis call
+    that gives the model's layout."""
+    moved = (*got[1:axis + 1], got[0], *got[axis + 1:])
+    where = f"the model takes its samples along axis {axis} ({info.shape[axis]!r})"
+    if _fits(moved, info.shape):
+        return f"; {where}: np.moveaxis(array, 0, {axis}) gives its layout"
+    return f"; {where}, every other axis as its shape says"
 
 
 def _fits(got: tuple[int, ...], want) -> bool:
@@ -539,7 +572,9 @@ def _missing_hint(extra: list[str], missing: list[str], graph: Graph) -> str:
 def _batch_elsewhere_hint(graph: Graph) -> str:
     """Advice for a model that fixes axis 0 and leaves another axis free: its batch may be
     that axis (torch's sequence-first layers, ``batch_first=False``: (T, N, D)), and then
-    axis 0 is no batch at all."""
+    axis 0 is no batch at all. "" where :func:`batch_dimension` found the batch."""
+    if batch_dimension(graph) is not None:
+        return ""
     for info in graph.inputs:
         free = [axis for axis, dim in enumerate(info.shape or ()) if axis and
                 not isinstance(dim, int)]
@@ -565,12 +600,15 @@ def _overridable_hint(graph: Graph, extra: list[str]) -> str:
 
 
 def _first_axes(graph: Graph, feeds: Feeds) -> str:
-    """Each input's length along axis 0, with the model's name for that axis."""
+    """Each input's length along its batch axis, with the model's name for that axis."""
     parts = []
+    axes = sample_axes(graph)
     for info in graph.inputs:
-        declared = info.shape[0] if info.shape else None
+        axis = axes[info.name]
+        declared = info.shape[axis] if info.shape else None
         named = f", the model's {declared!r}" if declared not in (None, "") else ""
-        parts.append(f"{info.name!r} {len(feeds[info.name])}{named}")
+        at = f" along axis {axis}" if axis else ""
+        parts.append(f"{info.name!r} {feeds[info.name].shape[axis]}{at}{named}")
     return "; ".join(parts)
 
 
@@ -580,7 +618,11 @@ def batch_not_first(graph: Graph) -> str:
     torch's ``batch_first=False``, with its initial state as a second input: x (seq, batch,
     D), h0 (1, batch, H)), and no layout of the data makes one row per sample along every
     axis 0. A new-user trial's such export was refused with 'batch first' only, and the
-    audit asked for 'batch first' data in the (seq, batch, 8) it printed. "" otherwise."""
+    audit asked for 'batch first' data in the (seq, batch, 8) it printed. "" otherwise, and
+    where :func:`batch_dimension` settles the batch (the one name all inputs share), whose
+    axes :func:`sample_axes` takes the samples along."""
+    if batch_dimension(graph) is not None:
+        return ""
     shaped = [info for info in graph.inputs if info.shape]
     if len(shaped) < 2 or len({info.shape[0] for info in shaped}) == 1:
         return ""
@@ -704,19 +746,92 @@ def _shape_text(shape) -> str:
 
 
 def fixed_batch(graph: Graph) -> int | None:
-    """The batch size the model fixes on its first input axis (None when it is dynamic)."""
-    fixed = {
-        t.shape[0] for t in graph.inputs if t.shape and isinstance(t.shape[0], int) and t.shape[0]
-    }
+    """The batch size the model fixes on its inputs' batch axes (None when it is dynamic)."""
+    axes = sample_axes(graph)
+    fixed = {t.shape[axes[t.name]] for t in graph.inputs
+             if t.shape and isinstance(t.shape[axes[t.name]], int) and t.shape[axes[t.name]]}
     return fixed.pop() if len(fixed) == 1 else None
+
+
+def batch_dimension(graph: Graph) -> str | None:
+    """The name of the model's batch dimension where it lies on another axis than the first
+    of some input: the one name every input's shape holds once, where their first axes
+    differ. torch's nn.LSTM and nn.GRU take their initial state as (layers, batch, hidden)
+    whatever ``batch_first`` says, so an export taking the state as an input (a streaming
+    model: silero-vad's audio (batch, samples) beside its state (2, batch, 128)) names its
+    batch on axis 1 there, as a sequence-first model does on every input. None where the
+    first axes agree, or no single name settles it (the batch is then axis 0, and the
+    refusals of :func:`check_feeds` say what does not fit)."""
+    shaped = [info.shape for info in graph.inputs if info.shape]
+    if len(shaped) < 2 or len({shape[0] for shape in shaped}) == 1:
+        return None
+    once = [{dim for dim in shape if isinstance(dim, str) and dim and shape.count(dim) == 1}
+            for shape in shaped]
+    shared = set.intersection(*once)
+    if len(shared) != 1:
+        return None
+    name = shared.pop()
+    return None if all(shape[0] == name for shape in shaped) else name
+
+
+def sample_axes(graph: Graph) -> dict[str, int]:
+    """Each input's batch axis, along which calibration data hold its samples: axis 0, or
+    where :func:`batch_dimension` names the batch, that dimension's axis (the data take the
+    model's own layout there: an LSTM state (1, N, 16) for N samples)."""
+    name = batch_dimension(graph)
+    return {info.name: info.shape.index(name) if name is not None and info.shape else 0
+            for info in graph.inputs}
+
+
+def moved_batch_note(graph: Graph) -> str:
+    """Where the samples lie for inputs whose batch axis is not their first
+    (:func:`sample_axes`), for a line that says 'batch first' of the others; "" otherwise."""
+    moved = [(name, axis) for name, axis in sample_axes(graph).items() if axis]
+    if not moved:
+        return ""
+    where = " and ".join(f"axis {axis} of {name!r}" for name, axis in moved)
+    return (f"; the model's batch, {batch_dimension(graph)!r}, lies on {where}: "
+            f"{'that array holds' if len(moved) == 1 else 'those arrays hold'} the samples "
+            "there, in the model's own layout")
+
+
+def batch_axis_of(graph: Graph, tensor: str) -> int:
+    """The batch axis of any tensor of ``graph``: where its stated shape holds the name
+    :func:`batch_dimension` found (an LSTM's final state (1, batch, 16) as an output),
+    else 0."""
+    name = batch_dimension(graph)
+    shape = graph.shape_of(tensor) if name is not None else None
+    return shape.index(name) if shape and shape.count(name) == 1 else 0
+
+
+def along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """The index taking ``start:stop`` along ``axis`` (a view, as a slice of axis 0 is)."""
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def take(feeds: Feeds, graph: Graph, start: int, stop: int) -> Feeds:
+    """Samples ``start:stop`` of every input, each along its batch axis."""
+    axes = sample_axes(graph)
+    return {name: array[along(axes.get(name, 0), start, stop)] for name, array in feeds.items()}
+
+
+def samples_in(feeds: Feeds, graph: Graph) -> int:
+    """How many samples ``feeds`` hold (along the first input's batch axis)."""
+    name, array = next(iter(feeds.items()))
+    return array.shape[sample_axes(graph).get(name, 0)]
+
+
+def join(graph: Graph, name: str, values: list[np.ndarray]) -> np.ndarray:
+    """Batches' values of tensor ``name`` joined along its batch axis."""
+    return np.concatenate([np.asarray(v) for v in values], axis=batch_axis_of(graph, name))
 
 
 def batches(feeds: Feeds, graph: Graph, batch_size: int) -> Iterator[Feeds]:
     """Split feeds along the batch axis (into the model's fixed batch size when it has one)."""
     size = fixed_batch(graph) or batch_size
-    total = next(iter(feeds.values())).shape[0]
+    total = samples_in(feeds, graph)
     for start in range(0, total, size):
-        yield {name: array[start : start + size] for name, array in feeds.items()}
+        yield take(feeds, graph, start, start + size)
 
 
 class BudgetBatches:
@@ -727,16 +842,16 @@ class BudgetBatches:
 
     def __init__(self, feeds: Feeds, graph: Graph, batch_size: int, budget: int,
                  first: int = 4) -> None:
-        self.feeds, self.budget, self.batch_size = feeds, budget, batch_size
+        self.feeds, self.graph, self.budget, self.batch_size = feeds, graph, budget, batch_size
         self.fixed = fixed_batch(graph)
         self.size = self.fixed or min(first, batch_size)
 
     def __iter__(self) -> Iterator[Feeds]:
-        total = next(iter(self.feeds.values())).shape[0]
+        total = samples_in(self.feeds, self.graph)
         start = 0
         while start < total:
             size = self.size
-            yield {name: array[start : start + size] for name, array in self.feeds.items()}
+            yield take(self.feeds, self.graph, start, start + size)
             start += size
 
     def held(self, nbytes: int, samples: int) -> None:
@@ -760,7 +875,7 @@ def run_batched(run: Callable[[Feeds], dict], feeds: Feeds, graph: Graph,
     for batch in batches(feeds, graph, batch_size):
         for name, value in run(batch).items():
             parts.setdefault(name, []).append(value)
-    return {name: np.concatenate(values, axis=0) for name, values in parts.items()}
+    return {name: join(graph, name, values) for name, values in parts.items()}
 
 
 def type_name(value: object) -> str:

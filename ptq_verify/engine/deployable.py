@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..graph import Graph, OperatorTable, holds_integers
 from ..graph.ort_runner import condensed, ort_session
 from ..progress import progress_bar
-from .data import Feeds, batches
+from .data import Feeds, batches, samples_in
 from .float_run import SAMPLES, first_samples, joined, run_float
 from .metrics import relative_error
 from .parallel import in_background
@@ -66,13 +66,13 @@ def check_quantized(model: bytes, graph: Graph, sample: Feeds, target: str,
     last bar). The batches stay whole (SAMPLES): an output with no batch axis (a 0-d sum)
     would not join across smaller ones."""
     parts = list(_batches(graph, sample, SAMPLES))
-    with progress_bar(total=sum(len(next(iter(b.values()))) for b in parts if b),
+    with progress_bar(total=sum(samples_in(b, graph) for b in parts if b),
                       desc="checking in onnxruntime", unit="sample", progress=progress) as bar:
-        return _checked(model, parts, target, peaks, bar)
+        return _checked(model, graph, parts, target, peaks, bar)
 
 
-def _checked(model: bytes, parts: list[Feeds], target: str, peaks: dict[str, float],
-             bar) -> dict[str, np.ndarray]:
+def _checked(model: bytes, graph: Graph, parts: list[Feeds], target: str,
+             peaks: dict[str, float], bar) -> dict[str, np.ndarray]:
     """:func:`check_quantized`'s work on the batches ``parts``, counting the samples run
     on ``bar``."""
     session, refusal = ort_session(model)
@@ -85,7 +85,7 @@ def _checked(model: bytes, parts: list[Feeds], target: str, peaks: dict[str, flo
         try:
             outputs = dict(zip(names, session.run(names, batch)))
         except Exception as err:  # noqa: BLE001 - the caller tells the user's error from ours
-            size = len(next(iter(batch.values())))
+            size = samples_in(batch, graph)
             raise UnrunnableOutput(condensed(str(err)), done, done + size - 1, batch) from None
         outputs_of.append(outputs)
         for name, value in outputs.items():
@@ -103,9 +103,9 @@ def _checked(model: bytes, parts: list[Feeds], target: str, peaks: dict[str, flo
                 f"{float_part}: its arithmetic overflows float32 on this data (ranges near "
                 f"the float32 maximum, {np.finfo(np.float32).max:.3g}, do once rescaled or "
                 "rounded); scale the model's inputs down; nothing written")
-        done += len(next(iter(batch.values())))
-        bar.update(len(next(iter(batch.values()))))
-    return _joined(outputs_of)
+        done += samples_in(batch, graph)
+        bar.update(samples_in(batch, graph))
+    return _joined(graph, outputs_of)
 
 
 def model_outputs(session, graph: Graph, data: Feeds) -> Future:
@@ -117,12 +117,12 @@ def model_outputs(session, graph: Graph, data: Feeds) -> Future:
     Computed in the background (onnxruntime lets Python go while it runs), beside the
     caller's own work (the command line's equalization); the batches are cut here, so
     ``graph`` may change meanwhile."""
-    return in_background(_outputs, session, list(_batches(graph, data, REFERENCE_BATCH)))
+    return in_background(_outputs, session, graph, list(_batches(graph, data, REFERENCE_BATCH)))
 
 
-def _outputs(session, parts: list[Feeds]) -> dict[str, np.ndarray]:
+def _outputs(session, graph: Graph, parts: list[Feeds]) -> dict[str, np.ndarray]:
     try:  # small batches: the session's peak
-        return _joined([outputs for _, outputs in _runs(session, parts)])
+        return _joined(graph, [outputs for _, outputs in _runs(session, parts)])
     except Exception:  # noqa: BLE001 - data it refuses (a token id beyond the table) is
         return {}  # the calibration's to name, with the sample; the graph is measured then
 
@@ -139,9 +139,9 @@ def _runs(session, parts):
         yield batch, dict(zip(names, session.run(names, batch)))
 
 
-def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The outputs of ``parts`` (one dict a batch) joined along the batch axis."""
-    return joined(parts, list(parts[0])) if parts else {}
+def _joined(graph: Graph, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The outputs of ``parts`` (one dict a batch) joined along their batch axes."""
+    return joined(graph, parts, list(parts[0])) if parts else {}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from ..graph.static import MAX_FOLDED_ELEMENTS
 from ..progress import progress_bar
 from ..rules import Rule
 from ..rules.per_channel import per_channel_rule
-from .data import fixed_batch
+from .data import fixed_batch, take
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
 from .group_error import GroupRun
@@ -137,7 +137,7 @@ def equalize(graph: Graph, table: OperatorTable | Mapping[str, Operator] | None 
         feeds = _random_feeds(graph)
     else:  # real samples check the float function too: integer inputs have no random ones
         sample = calibration_feeds(data, graph)[1]
-        feeds, measured = ({name: value[:count] for name, value in sample.items()}
+        feeds, measured = (take(sample, graph, 0, count)
                            for count in (fixed_batch(graph) or RANDOM_BATCH,
                                          sample_count(graph, STRENGTH_SAMPLES)))
     groups = _groups(graph, table, overrides, allow_split=True) if feeds is not None else []

@@ -12,7 +12,7 @@ import numpy as np
 from ..graph import Graph, OperatorTable, run_graph
 from ..graph.ort_runner import ort_runner
 from ..progress import progress_bar
-from .data import Feeds, batches, check_feeds, fixed_batch
+from .data import Feeds, batches, check_feeds, fixed_batch, join, samples_in, take
 
 SAMPLES = 32  # calibration samples a comparison on data runs on
 _TOLERANCE = 1e-4  # relative output change that counts as float rounding
@@ -29,7 +29,7 @@ def few_samples_note(feeds: Feeds, graph: Graph) -> str | None:
     (:func:`sample_count`), else None. A new-user trial calibrated a CNN on one image with no
     word said: 37.5 dB by the output note, measured on that image, against 31.8 dB on
     held-out data (39.8 dB calibrated on 192)."""
-    count = len(next(iter(feeds.values()))) if feeds else 0
+    count = samples_in(feeds, graph) if feeds else 0
     wanted = sample_count(graph)
     if count >= wanted:
         return None
@@ -41,8 +41,7 @@ def few_samples_note(feeds: Feeds, graph: Graph) -> str | None:
 def first_samples(feeds: Feeds, graph: Graph) -> Feeds:
     """The first :func:`sample_count` samples of ``feeds``: those a changed graph is compared
     with the original on, and the written model is checked on."""
-    count = sample_count(graph)
-    return {name: array[:count] for name, array in feeds.items()}
+    return take(feeds, graph, 0, sample_count(graph))
 
 
 def calibration_feeds(data, graph: Graph) -> tuple[Feeds, Feeds]:
@@ -75,10 +74,10 @@ def streamed(graph: Graph, table: OperatorTable, feeds: Feeds, want: list[str], 
     ``feeds``, with a progress bar on stderr named ``label``; the tensors are None for a batch
     the graph cannot run here (the caller stops)."""
     run = float_runner(graph, table, want)
-    with progress_bar(total=next(iter(feeds.values())).shape[0], desc=label, unit="sample",
+    with progress_bar(total=samples_in(feeds, graph), desc=label, unit="sample",
                       progress=progress) as bar:
         for batch in batches(feeds, graph, SAMPLES):
-            count = next(iter(batch.values())).shape[0]
+            count = samples_in(batch, graph)
             yield count, run(batch)
             bar.update(count)
 
@@ -100,14 +99,15 @@ def run_in_batches(run: Callable[[Feeds], dict[str, np.ndarray] | None], feeds: 
         if values is None:
             return None
         parts.append(values)
-    return joined(parts, want)
+    return joined(graph, parts, want)
 
 
-def joined(parts: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
-    """Batches' tensors named ``names`` joined along the batch axis."""
+def joined(graph: Graph, parts: list[dict[str, np.ndarray]], names: list[str]
+           ) -> dict[str, np.ndarray]:
+    """Batches' tensors named ``names`` joined along their batch axes."""
     if len(parts) == 1:  # one batch: outputs as they are (a 0-d output has no batch axis)
         return {name: parts[0][name] for name in names}
-    return {name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in names}
+    return {name: join(graph, name, [p[name] for p in parts]) for name in names}
 
 
 def kept_if_same(graph: Graph, table: OperatorTable, feeds: Feeds,

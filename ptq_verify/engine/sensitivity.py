@@ -38,6 +38,7 @@ from ..graph.onnx_io import node_proto
 from ..graph.ort_runner import ort_runner, ort_session
 from ..progress import progress_bar
 from .calibrate import Calibration
+from .data import take
 from .float_region import FloatRegions
 from .float_run import run_float, run_in_batches, sample_count
 from .lower import check_format
@@ -217,7 +218,7 @@ def _ranking_sample(graph: Graph, calibration: Calibration
     """The calibration samples the ranking and the whole-model check run on (RANK_SAMPLES,
     whole batches of a fixed batch size), and the float outputs they compare."""
     count = sample_count(graph, RANK_SAMPLES)
-    return ({name: array[:count] for name, array in calibration.sample.items()},
+    return (take(calibration.sample, graph, 0, count),
             [info.name for info in graph.outputs if info.is_float])
 
 

@@ -42,7 +42,7 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, slot_binding
 from ..progress import progress_bar
 from ..rules import Rule, RuleKind
 from .calibrate import Calibration, channel_peaks, halves_peaks
-from .data import Feeds
+from .data import Feeds, samples_in
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .invariant_regions import invariant_regions
 from .metrics import fake_quantized
@@ -194,7 +194,7 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
     every, feeds = calibration_feeds(data, graph)
     observed = None if calibration is None else _observed_by(calibration, candidates)
     if observed is None:
-        observed = _observe(graph, table, every, candidates, len(next(iter(feeds.values()))),
+        observed = _observe(graph, table, every, candidates, samples_in(feeds, graph),
                             progress)
     if observed is None:
         return []
@@ -717,7 +717,7 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
                 old = peaks.get(candidate.tensor)
                 peaks[candidate.tensor] = peak if old is None else np.maximum(old, peak)
         seen += count
-    return joined(kept, names), reach, held_out
+    return joined(graph, kept, names), reach, held_out
 
 
 def _observed_by(calibration: Calibration, candidates: list[Candidate]

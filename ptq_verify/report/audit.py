@@ -18,7 +18,13 @@ import numpy as np
 from ..catalog import declared_forms
 from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
-from ..engine.data import batch_not_first, keyword_name, named_batch_hint, savez_of
+from ..engine.data import (
+    batch_not_first,
+    keyword_name,
+    moved_batch_note,
+    named_batch_hint,
+    savez_of,
+)
 from ..engine.equalize import equalize, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import INTEGERS_REASON, KEPT_REASON, Action
@@ -110,7 +116,9 @@ class Audit:
     inputs: tuple[AuditInput, ...] = ()  # what the calibration file holds, one array each
     # attributes nodes leave out that their declarations' sample values stand for
     assumed: tuple[str, ...] = ()
-    batch_elsewhere: str = ""  # why no data is batch first along every input (batch_not_first)
+    # where the batch lies off axis 0 (moved_batch_note), or why no data is batch first along
+    # every input (batch_not_first)
+    batch_elsewhere: str = ""
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -244,7 +252,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
                  tuple(table.assumed_attributes(original.nodes)),
-                 batch_not_first(original) or named_batch_hint(original))
+                 moved_batch_note(original) or batch_not_first(original)
+                 or named_batch_hint(original))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
