@@ -550,3 +550,27 @@ def test_an_undeclared_op_says_how_to_declare_it_from_python(tmp_path):
     with pytest.raises(UserError, match=r"node 'act' \(Swish2.*--operators \(from Python: an "
                                         r"Operator in operators= of load_model, calibrate"):
         calibrate(load_model(path), {"x": np.ones((2, 4), np.float32)}, progress=False)
+
+
+def test_an_output_with_its_batch_on_another_axis_is_joined_along_it(tmp_path):
+    """A model taking x (batch, 4, 8) to y (4, batch, 8) (a sequence-first output, as an
+    LSTM's final state is): QuantizedModel.run on 300 samples runs batches of 256 and 44,
+    which had been joined along axis 0, a ValueError; equal batches would have joined into
+    another layout than the model's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]),
+         helper.make_node("Transpose", ["h"], ["y"], perm=[1, 0, 2])], "sequence_first_out",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, "batch", 8])],
+        [numpy_helper.from_array(weight, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = np.random.default_rng(1).standard_normal((300, 4, 8)).astype(np.float32)
+    loaded = load_model(path)
+    simulated = quantize(loaded, calibrate(loaded, {"x": x}, progress=False), 8).run({"x": x})
+    expected = np.matmul(x, weight).transpose(1, 0, 2)
+    assert simulated["y"].shape == expected.shape
+    assert np.max(np.abs(simulated["y"] - expected)) < 0.05 * np.max(np.abs(expected))

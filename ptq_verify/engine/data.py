@@ -796,11 +796,17 @@ def moved_batch_note(graph: Graph) -> str:
 
 
 def batch_axis_of(graph: Graph, tensor: str) -> int:
-    """The batch axis of any tensor of ``graph``: where its stated shape holds the name
-    :func:`batch_dimension` found (an LSTM's final state (1, batch, 16) as an output),
-    else 0."""
+    """The batch axis of any tensor of ``graph``: where its stated shape holds the batch's
+    name once (:func:`batch_dimension`, else the name every input gives its axis 0): an
+    LSTM's final state (1, batch, 16) as an output, whether the model takes a state or not;
+    else 0. (Batches of a model taking (batch, T, D) to a (T, batch, D) output had been
+    joined along axis 0: the Python API's outputs of 300 samples failed to join, the
+    batches being 256 and 44, and equal batches would have joined into another layout.)"""
     name = batch_dimension(graph)
-    shape = graph.shape_of(tensor) if name is not None else None
+    if name is None:
+        firsts = {info.shape[0] for info in graph.inputs if info.shape}
+        name = firsts.pop() if len(firsts) == 1 else None
+    shape = graph.shape_of(tensor) if isinstance(name, str) and name else None
     return shape.index(name) if shape and shape.count(name) == 1 else 0
 
 
