@@ -336,9 +336,11 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         if info.shape is not None and len(info.shape) == 0:
             raise UserError(
                 f"{where}: the model takes a scalar there (shape ()), one value for a whole "
-                "batch; calibration data holds one row per sample along each input's first "
-                "axis, so ptq-verify cannot feed it: export the model with that input fixed "
-                "(a constant) or with a batch axis")
+                "batch; calibration data holds one row per sample along each input's batch "
+                "axis, so ptq-verify cannot feed it: where the model is used with one value "
+                "there (a sample rate, a temperature), make that input a constant of the file "
+                "(an initializer of that value, the input removed); else export it with a "
+                "batch axis")
         if info.shape is not None:
             if array.ndim != len(info.shape):
                 raise UserError(
