@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -24,13 +25,14 @@ CALIBRATION_BATCH = 32
 
 
 class _ArrayReader(CalibrationDataReader):
-    """Feeds the model's input arrays to onnxruntime's calibrator in fixed-size batches."""
+    """Feeds the model's input arrays to onnxruntime's calibrator in batches of ``batch``
+    samples."""
 
-    def __init__(self, feeds: dict[str, np.ndarray]) -> None:
+    def __init__(self, feeds: dict[str, np.ndarray], batch: int = CALIBRATION_BATCH) -> None:
         count = len(next(iter(feeds.values())))
         self._batches = iter(
-            {name: data[i : i + CALIBRATION_BATCH] for name, data in feeds.items()}
-            for i in range(0, count, CALIBRATION_BATCH)
+            {name: data[i : i + batch] for name, data in feeds.items()}
+            for i in range(0, count, batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -53,14 +55,33 @@ def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray],
         return output.read_bytes()
 
 
+def fixed_batch(model_path: Path) -> int | None:
+    """The batch size the model's inputs fix along axis 0 (paddle2onnx's detectors take
+    (1, 3, H, W)), or None where any input leaves it free. Why: batches of
+    CALIBRATION_BATCH samples made onnxruntime refuse such a model's calibration run
+    ('Got: 32 Expected: 1', a new-user trial's PP-PicoDet layout detector)."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    weights = {init.name for init in model.graph.initializer}
+    firsts = {value.type.tensor_type.shape.dim[0].dim_value
+              if value.type.tensor_type.shape.dim else 0
+              for value in model.graph.input if value.name not in weights}
+    return firsts.pop() if len(firsts) == 1 and 0 not in firsts else None
+
+
 def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
                per_channel: bool = False) -> None:
     """``quantize_static`` (QDQ, int8, MinMax, per tensor or per channel) of ``model_path``
-    into ``output``, calibrated on ``feeds`` (one array per model input, batch first)."""
+    into ``output``, calibrated on ``feeds`` (one array per model input, batch first), in
+    batches of the size the model fixes, if it fixes one (a remainder short of a whole
+    batch is then left out: such a model runs whole batches only)."""
+    batch = fixed_batch(model_path)
+    if batch is not None:
+        whole = len(next(iter(feeds.values()))) // batch * batch
+        feeds = {name: data[:whole] for name, data in feeds.items()}
     quantize_static(
         str(model_path),
         str(output),
-        _ArrayReader(feeds),
+        _ArrayReader(feeds, batch or CALIBRATION_BATCH),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
