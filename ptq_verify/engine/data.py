@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import UserError
 from ..graph import Graph, TensorInfo, holds_integers
 from ..input_files import file_kind, require_file, torch_archive
-from ..wording import first_few
+from ..wording import first_few, tensor_label
 
 Feeds = dict[str, np.ndarray]
 
@@ -588,6 +588,25 @@ def _batch_elsewhere_hint(graph: Graph) -> str:
                     "sequence-first model), give each input in the model's own layout, "
                     f"axis 0 of length {info.shape[0]}, every sample along axis {axis}")
     return ""
+
+
+def fixed_batch_hint(graph: Graph) -> str:
+    """Advice for a model that fixes its batch (axis 0 of every input at one size): the file
+    holds the samples along that axis all the same, run that many at a time. Why: the audit
+    printed such an input's shape as it is, ``image float32 (1, 3, 800, 608)`` (a new-user
+    trial's paddle2onnx layout detector), which reads as one sample; calibrated on one, the
+    ranges miss what other inputs reach. "" where the batch is free, or where some input
+    leaves axis 0 free (faster-whisper's silero-vad: audio chunks (seq_len, 576) beside an
+    LSTM state (1, 1, 128), whose axis 0 is no batch)."""
+    fixed = fixed_batch(graph)
+    if not fixed or not all(info.shape and info.shape[0] == fixed for info in graph.inputs):
+        return ""
+    first = graph.inputs[0]
+    shape = ", ".join(map(str, ("N", *first.shape[1:])))
+    count = "any number of" if fixed == 1 else f"any multiple of {fixed}"
+    return (f"; the model fixes its batch at {fixed} (axis 0): the file holds {count} samples "
+            f"along that axis all the same, run {fixed} at a time ({tensor_label(first.name)} "
+            f"({shape}), N 32 or more){_batch_elsewhere_hint(graph)}")
 
 
 def _overridable_hint(graph: Graph, extra: list[str]) -> str:

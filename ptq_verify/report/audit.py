@@ -20,6 +20,7 @@ from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
 from ..engine.data import (
     batch_not_first,
+    fixed_batch_hint,
     keyword_name,
     moved_batch_note,
     named_batch_hint,
@@ -116,8 +117,8 @@ class Audit:
     inputs: tuple[AuditInput, ...] = ()  # what the calibration file holds, one array each
     # attributes nodes leave out that their declarations' sample values stand for
     assumed: tuple[str, ...] = ()
-    # where the batch lies off axis 0 (moved_batch_note), or why no data is batch first along
-    # every input (batch_not_first)
+    # where the batch lies off axis 0 (moved_batch_note), why no data is batch first along
+    # every input (batch_not_first), or that the model fixes its batch (fixed_batch_hint)
     batch_elsewhere: str = ""
 
     def summary(self) -> dict:
@@ -253,7 +254,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                  unprobed, refused, original.loaded, model_inputs(original),
                  tuple(table.assumed_attributes(original.nodes)),
                  moved_batch_note(original) or batch_not_first(original)
-                 or named_batch_hint(original))
+                 or named_batch_hint(original) or fixed_batch_hint(original))
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
