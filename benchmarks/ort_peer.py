@@ -56,16 +56,18 @@ def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray],
 
 
 def fixed_batch(model_path: Path) -> int | None:
-    """The batch size the model's inputs fix along axis 0 (paddle2onnx's detectors take
-    (1, 3, H, W)), or None where any input leaves it free. Why: batches of
-    CALIBRATION_BATCH samples made onnxruntime refuse such a model's calibration run
-    ('Got: 32 Expected: 1', a new-user trial's PP-PicoDet layout detector)."""
+    """The batch size the model's inputs fix along axis 0, as ptq-verify reads it
+    (``ptq_verify.engine.data.fixed_batch``: the one size of those that fix it; paddle2onnx's
+    detectors take (1, 3, H, W), faster-whisper's silero-vad audio chunks (seq_len, 576)
+    beside an LSTM state (1, 1, 128)), or None where none fixes it. Why: batches of
+    CALIBRATION_BATCH samples made onnxruntime refuse both models' calibration runs ('Got:
+    32 Expected: 1', a new-user trial)."""
     model = onnx.load(str(model_path), load_external_data=False)
     weights = {init.name for init in model.graph.initializer}
     firsts = {value.type.tensor_type.shape.dim[0].dim_value
-              if value.type.tensor_type.shape.dim else 0
-              for value in model.graph.input if value.name not in weights}
-    return firsts.pop() if len(firsts) == 1 and 0 not in firsts else None
+              for value in model.graph.input
+              if value.name not in weights and value.type.tensor_type.shape.dim} - {0}
+    return firsts.pop() if len(firsts) == 1 else None
 
 
 def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,23 +40,31 @@ def test_it_writes_a_qdq_model(tmp_path):
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(out).graph.node}
 
 
-def _fixed_batch_model(path: Path) -> None:
-    """x (1, 4) -> MatMul -> Relu: a model exported with its batch fixed at 1, as paddle2onnx
-    exports detectors."""
+def _fixed_batch_model(path: Path, first_axis) -> None:
+    """x (first_axis, 4) -> MatMul -> + state (1, 3) -> Relu: with first_axis 1, a model
+    exported with its batch fixed at 1, as paddle2onnx exports detectors; with a name, free
+    chunks beside a state of batch 1, as faster-whisper's silero-vad."""
     weight = numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "fixed_batch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
+        [helper.make_node("MatMul", ["x", "w"], ["h"]),
+         helper.make_node("Add", ["h", "state"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+        "fixed_batch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [first_axis, 4]),
+                        helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [first_axis, 3])], [weight])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-def test_a_model_that_fixes_its_batch_is_calibrated_in_batches_of_that_size(tmp_path):
-    """A new-user trial's layout detector takes (1, 3, 800, 608): batches of 32 samples had
-    made onnxruntime refuse the calibration run ('Got: 32 Expected: 1')."""
+@pytest.mark.parametrize("first_axis", [1, "seq_len"])
+def test_a_model_that_fixes_its_batch_is_calibrated_in_batches_of_that_size(tmp_path,
+                                                                             first_axis):
+    """A new-user trial's layout detector takes (1, 3, 800, 608), and faster-whisper's
+    silero-vad chunks (seq_len, 576) beside a state (1, 1, 128): batches of 32 samples had
+    made onnxruntime refuse both calibration runs ('Got: 32 Expected: 1')."""
     model, data, out = tmp_path / "m.onnx", tmp_path / "calib.npz", tmp_path / "peer.onnx"
-    _fixed_batch_model(model)
-    np.savez(data, x=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
+    _fixed_batch_model(model, first_axis)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(40, 4)).astype(np.float32),
+             state=rng.normal(size=(40, 3)).astype(np.float32))
     outcome = _run(str(model), str(data), str(out))
     assert outcome.returncode == 0, outcome.stderr[-400:]
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(out).graph.node}
