@@ -598,6 +598,8 @@ def fixed_batch_hint(graph: Graph) -> str:
     ranges miss what other inputs reach. "" where the batch is free, or where some input
     leaves axis 0 free (faster-whisper's silero-vad: audio chunks (seq_len, 576) beside an
     LSTM state (1, 1, 128), whose axis 0 is no batch)."""
+    from .float_run import SAMPLES  # (float_run imports this module)
+
     fixed = fixed_batch(graph)
     if not fixed or not all(info.shape and info.shape[0] == fixed for info in graph.inputs):
         return ""
@@ -606,7 +608,7 @@ def fixed_batch_hint(graph: Graph) -> str:
     count = "any number of" if fixed == 1 else f"any multiple of {fixed}"
     return (f"; the model fixes its batch at {fixed} (axis 0): the file holds {count} samples "
             f"along that axis all the same, run {fixed} at a time ({tensor_label(first.name)} "
-            f"({shape}), N 32 or more){_batch_elsewhere_hint(graph)}")
+            f"({shape}), N {SAMPLES} or more){_batch_elsewhere_hint(graph)}")
 
 
 def _overridable_hint(graph: Graph, extra: list[str]) -> str:
