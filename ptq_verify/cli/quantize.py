@@ -536,8 +536,10 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
             else:
                 text += ")"
             if median >= LOW_SQNR_DB:
-                text += (": the error sits in those rows; if the model's use drops them "
-                         "(padded tokens under a mask), measure it there")
+                text += (": the error sits in those rows; where the model's use drops "
+                         "them (padded tokens under a mask), measure it there; where it "
+                         "reads every row (a detector's cells), try --keep-float N as for a "
+                         "low output")
             else:
                 low.append(name)
         elif measured.db < LOW_SQNR_DB:
