@@ -402,3 +402,20 @@ def test_a_checkpoint_or_data_given_as_the_model_says_what_it_is(tmp_path, capsy
         assert main(["audit", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1, err
+
+
+def test_json_says_where_each_input_holds_its_samples(capsys):
+    """`audit --json` gives each input's batch axis and the calibration-data line's advice:
+    a streaming LSTM export takes its state (1, batch, 16) with the samples on axis 1 (a
+    new-user trial's script reading the JSON had no word of it, nor of a fixed batch)."""
+    fixtures = Path(__file__).parent / "fixtures" / "torch"
+    assert main(["audit", str(fixtures / "digits_lstm_state.legacy.opset17.onnx"),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {i["name"]: i["batch_axis"] for i in report["inputs"]} == {
+        "input": 0, "h0": 1, "c0": 1}
+    assert "lies on axis 1 of 'h0' and axis 1 of 'c0'" in report["summary"]["calibration_batch"]
+    assert main(["audit", str(fixtures / "tiny_bert.legacy.opset17.onnx"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {i["batch_axis"] for i in report["inputs"]} == {0}
+    assert report["summary"]["calibration_batch"] == ""

@@ -24,6 +24,7 @@ from ..engine.data import (
     keyword_name,
     moved_batch_note,
     named_batch_hint,
+    sample_axes,
     savez_of,
 )
 from ..engine.equalize import equalize, unprobed_without_data
@@ -82,6 +83,7 @@ class AuditInput:
     name: str
     dtype: str
     shape: tuple[int | str, ...] | None
+    batch_axis: int = 0  # the axis the samples lie along (engine.data.sample_axes)
 
     def describe(self) -> str:
         """Name (quoted where it is no Python name: 'pixel values' read as two words), dtype
@@ -96,9 +98,11 @@ def model_inputs(graph: Graph) -> tuple[AuditInput, ...]:
     """The inputs the calibration data is keyed by: a newcomer's first question after
     exporting (torch's dynamo exporter names an image input ``x``, the legacy one ``input``
     or what ``input_names`` says), answered where the audit already is."""
+    axes = sample_axes(graph)
     return tuple(AuditInput(info.name, np.dtype(info.dtype).name,
                             None if info.shape is None else
-                            tuple(d if d not in (None, "") else "?" for d in info.shape))
+                            tuple(d if d not in (None, "") else "?" for d in info.shape),
+                            axes[info.name])
                  for info in graph.inputs)
 
 
@@ -146,6 +150,8 @@ class Audit:
             "quantize_refuses_interface": self.interface,
             "loaded": self.loaded,
             "assumed_attributes": list(self.assumed),
+            # the calibration data line's advice on where the samples go ("" where none)
+            "calibration_batch": self.batch_elsewhere.removeprefix("; "),
         }
 
     def to_json(self) -> dict:
