@@ -375,3 +375,29 @@ def test_a_one_input_sequence_first_model_is_told_axis_0_was_taken_for_samples(t
     assert said in capsys.readouterr().out
     assert main(["audit", str(FIXTURES / "tiny_bert_dynamic.legacy.opset17.onnx")]) == 0
     assert "if that is the model's batch" not in capsys.readouterr().out
+
+
+def test_an_export_naming_no_dimension_is_told_how_to_name_its_batch(tmp_path, capsys):
+    """spox's export of silero-vad names no dimension: its state (2, ?, 128) beside audio
+    (?, 576) holds the samples on axis 1, which nothing in the file says. The refusal names
+    the axes to call alike and the lines that do it; the file so named quantizes."""
+    proto = onnx.load(FIXTURES / "digits_lstm_state.legacy.opset17.onnx")
+    for value in (*proto.graph.input, *proto.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.Clear()
+    path, out = tmp_path / "unnamed.onnx", tmp_path / "q.onnx"
+    onnx.save(proto, path)
+    calib = str(FIXTURES / "digits_lstm_state.calib.npz")
+    command = ["quantize", str(path), "--calib", calib, "-o", str(out), "--float-op", "LSTM",
+               "--no-progress"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "if the model's batch is axis 1 of 'h0' and axis 1 of 'c0'" in err, err
+    assert "[('input', 0), ('h0', 1), ('c0', 1)]" in err, err
+    inputs = {i.name: i for i in proto.graph.input}
+    for name, axis in [("input", 0), ("h0", 1), ("c0", 1)]:
+        inputs[name].type.tensor_type.shape.dim[axis].dim_param = "batch"
+    onnx.save(proto, path)
+    assert main(command) == 0, capsys.readouterr().err

@@ -371,7 +371,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"{'batch axes' if moved else 'first axis'} "
                         f"({_first_axes(graph, feeds)}); every input holds one row per "
                         f"sample, {'along its batch axis' if moved else 'batch first'}"
-                        + (batch_not_first(graph) or _shared_input_hint(graph)))
+                        + (batch_not_first(graph) or _unnamed_batch_hint(graph)
+                           or _shared_input_hint(graph)))
     _check_named_dimensions(graph, feeds, what)
     empty = next((info for info in graph.inputs
                   if info.shape and info.shape[axes[info.name]] == 0), None)
@@ -662,6 +663,35 @@ def batch_not_first(graph: Graph) -> str:
                     "or a wrapper whose forward takes each input batch first and transposes "
                     "it)")
     return ""
+
+
+def _unnamed_batch_hint(graph: Graph) -> str:
+    """Advice for a model whose inputs leave their batch unnamed where one input fixes axis 0
+    and leaves one other axis free (an LSTM state (2, ?, 128) beside audio (?, 576): spox's
+    export of silero-vad names no dimension): naming that axis and the others' axis 0 alike
+    in the file lets :func:`sample_axes` take the samples there. "" otherwise."""
+    if batch_dimension(graph) is not None:
+        return ""
+    moved, first = [], []
+    for info in graph.inputs:
+        if not info.shape:
+            return ""
+        free = [axis for axis, dim in enumerate(info.shape) if not isinstance(dim, int)]
+        if free and free[0] == 0:
+            first.append(info.name)
+        elif len(free) == 1:
+            moved.append((info.name, free[0]))
+        else:
+            return ""
+    if not moved or not first:
+        return ""
+    where = [(name, 0) for name in first] + moved
+    spelled = " and ".join(f"axis {axis} of {name!r}" for name, axis in moved)
+    return (f"; if the model's batch is {spelled} (an LSTM state (layers, batch, hidden)), "
+            "name it and axis 0 of the other inputs alike in the file, and the samples go "
+            "there in the model's own layout: inputs = {i.name: i for i in "
+            f"model.graph.input}}; for name, axis in {where}: "
+            "inputs[name].type.tensor_type.shape.dim[axis].dim_param = 'batch'")
 
 
 def _shared_input_hint(graph: Graph) -> str:
