@@ -332,8 +332,8 @@ def test_the_audit_names_the_inputs_the_calibration_file_is_keyed_by(tmp_path, c
             "mask int64 (batch, 4)") in capsys.readouterr().out
     assert main(["audit", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["inputs"] == [
-        {"name": "x", "dtype": "float32", "shape": ["batch", 3, 4, 4]},
-        {"name": "mask", "dtype": "int64", "shape": ["batch", 4]}]
+        {"name": "x", "dtype": "float32", "shape": ["batch", 3, 4, 4], "batch_axis": 0},
+        {"name": "mask", "dtype": "int64", "shape": ["batch", 4], "batch_axis": 0}]
 
 
 def test_the_audit_says_a_model_that_fixes_its_batch_takes_many_samples(tmp_path, capsys):
