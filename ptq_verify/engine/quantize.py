@@ -314,6 +314,11 @@ MIXED_PRECISION = "mixed precision: an activation kept in float"
 OUTPUT_FINER_REASON = "an output finer than codes (a mean of them), dequantized as computed"
 # a copy (Reshape, Flatten, Transpose) of a float node's output into a graph output
 COPIED_OUT_REASON = "a float node's output copied into a graph output, dequantized as computed"
+# a copy (Transpose, Squeeze, Reshape) of a float model input or float node's output that
+# only float nodes read (a mel input transposed into an LSTM kept in float)
+COPIED_BETWEEN_REASON = ("a copy between float ends: of a model input or a float node's "
+                         "output, read only by nodes in float")
+SHAPE_OF_FLOAT_REASON = "it reads only the shape of a tensor held in float"
 # why a float model input has no calibrated range: what a node reading it says (the summary
 # counts it by that), and the note's words for it
 UNRANGED_REASONS = {"zero": "an input 0 on all calibration data, kept in float",
@@ -1300,6 +1305,11 @@ class _Builder:
                 floats.setdefault(node.name, OUTPUT_FINER_REASON)
         for name in self._copies_of_floats_into_outputs(floats):
             floats.setdefault(name, COPIED_OUT_REASON)
+        copies = self._copies_between_floats(floats)
+        for name in copies:
+            floats.setdefault(name, COPIED_BETWEEN_REASON)
+        for name in self._shapes_of(copies):
+            floats.setdefault(name, SHAPE_OF_FLOAT_REASON)
         mark_static_alone(self.graph, self._ops, plans, floats, self.consumers)
         return floats
 
@@ -1328,6 +1338,56 @@ class _Builder:
                                for source in sources):
                 copied.append(node.name)
         return copied
+
+    def _copies_between_floats(self, floats: Mapping[str, str]) -> list[str]:
+        """The copies (:func:`.rules.is_copy`) that move a float model input or a float node's
+        output, through copies alone, to nodes that all run in float (a Shape beside them
+        reads no element): no integer node reads the codes such a copy would make, so they
+        would only round the values between two float ends. A speaker encoder's mel input
+        (values 3.8e-10 to 0.75, median 2e-4) reached its LSTM, kept in float by
+        ``--float-op LSTM``, through the exporter's Transpose: its 8-bit codes had set most
+        of it to 0 (held-out embedding 7.8 dB; onnxruntime's quantize_static, which leaves
+        the input float, 34.0)."""
+        into_floats: set[str] = set()
+        for node in reversed(self.graph.nodes):  # readers first: a chain of copies
+            if is_copy(self._ops[node.name]) and all(
+                    self._read_in_float(out, floats, into_floats) for out in node.outputs if out):
+                into_floats.add(node.name)
+        producers, copied = self.graph.producers(), []
+        for node in self.graph.nodes:  # makers first: a copy of a copy in float
+            sources = [node.inputs[slot] for slot in self._plans[node.name].activation_slots]
+            if node.name in into_floats and sources and all(
+                    self._float_source(name, producers, floats, copied) for name in sources):
+                copied.append(node.name)
+        return copied
+
+    def _read_in_float(self, tensor: str, floats: Mapping[str, str],
+                       copies: set[str]) -> bool:
+        """Whether every reader of ``tensor`` runs in float, is such a copy, or reads no
+        element of it (a Shape), with at least one reading its values, and it is no graph
+        output."""
+        users = self.consumers.get(tensor, [])
+        valued = [user for user in users if not reads_no_elements(self._ops.get(user.name))]
+        return (tensor not in self.graph.output_names and bool(valued)
+                and all(user.name in floats or user.name in copies for user in valued))
+
+    def _float_source(self, tensor: str, producers: Mapping[str, Node],
+                      floats: Mapping[str, str], copied: list[str]) -> bool:
+        """Whether ``tensor`` comes to its reader unrounded: a float model input, or the
+        output of a node in float or of a copy of such."""
+        maker = producers.get(tensor)
+        if maker is None:
+            return tensor in self.active and tensor in self.graph.input_names
+        return maker.name in floats or maker.name in copied
+
+    def _shapes_of(self, copies: list[str]) -> list[str]:
+        """The readers of the copies' inputs and outputs that read no element (a Shape):
+        they read the float tensor where it holds no codes."""
+        nodes = {node.name: node for node in self.graph.nodes}
+        tensors = {name for copy in copies for name in (*nodes[copy].inputs, *nodes[copy].outputs)}
+        return [user.name for name in sorted(tensors) for user in self.consumers.get(name, [])
+                if reads_no_elements(self._ops.get(user.name))
+                and self._plans[user.name].action is not Action.STATIC]
 
     def _reaching_jumps(self) -> dict[str, str]:
         """Each node in float whose outputs reach a node that jumps, itself in float, through
