@@ -21,19 +21,23 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from ptq_verify.engine.data import fixed_batch, samples_in, take
+from ptq_verify.graph import Graph, graph_from_onnx
+
 CALIBRATION_BATCH = 32
 
 
 class _ArrayReader(CalibrationDataReader):
     """Feeds the model's input arrays to onnxruntime's calibrator in batches of ``batch``
-    samples."""
+    samples, each cut along the input's batch axis as ptq-verify reads it
+    (``ptq_verify.engine.data.take``): a streaming model's LSTM state (layers, batch, hidden)
+    holds its samples on axis 1, and batches cut along axis 0 had failed in onnxruntime's
+    LSTM (initial_h of shape (1, 400, 256) beside 32 frames)."""
 
-    def __init__(self, feeds: dict[str, np.ndarray], batch: int = CALIBRATION_BATCH) -> None:
-        count = len(next(iter(feeds.values())))
-        self._batches = iter(
-            {name: data[i : i + batch] for name, data in feeds.items()}
-            for i in range(0, count, batch)
-        )
+    def __init__(self, feeds: dict[str, np.ndarray], graph: Graph,
+                 batch: int = CALIBRATION_BATCH) -> None:
+        count = samples_in(feeds, graph)
+        self._batches = iter(take(feeds, graph, i, i + batch) for i in range(0, count, batch))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -55,35 +59,23 @@ def quantize_int8_feeds(model_path: Path, feeds: dict[str, np.ndarray],
         return output.read_bytes()
 
 
-def fixed_batch(model_path: Path) -> int | None:
-    """The batch size the model's inputs fix along axis 0, as ptq-verify reads it
-    (``ptq_verify.engine.data.fixed_batch``: the one size of those that fix it; paddle2onnx's
-    detectors take (1, 3, H, W), faster-whisper's silero-vad audio chunks (seq_len, 576)
-    beside an LSTM state (1, 1, 128)), or None where none fixes it. Why: batches of
-    CALIBRATION_BATCH samples made onnxruntime refuse both models' calibration runs ('Got:
-    32 Expected: 1', a new-user trial)."""
-    model = onnx.load(str(model_path), load_external_data=False)
-    weights = {init.name for init in model.graph.initializer}
-    firsts = {value.type.tensor_type.shape.dim[0].dim_value
-              for value in model.graph.input
-              if value.name not in weights and value.type.tensor_type.shape.dim} - {0}
-    return firsts.pop() if len(firsts) == 1 else None
-
-
 def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
                per_channel: bool = False) -> None:
     """``quantize_static`` (QDQ, int8, MinMax, per tensor or per channel) of ``model_path``
-    into ``output``, calibrated on ``feeds`` (one array per model input, batch first), in
-    batches of the size the model fixes, if it fixes one (a remainder short of a whole
-    batch is then left out: such a model runs whole batches only)."""
-    batch = fixed_batch(model_path)
+    into ``output``, calibrated on ``feeds`` (one array per model input, its samples along
+    the model's batch axis, as ptq-verify reads them: ``sample_axes``), in batches of the
+    size the model fixes, if it fixes one (a remainder short of a whole batch is then left
+    out: such a model runs whole batches only; batches of 32 had made onnxruntime refuse
+    paddle2onnx's detector (1, 3, 800, 608) and faster-whisper's silero-vad, 'Got: 32
+    Expected: 1')."""
+    graph = graph_from_onnx(onnx.load(str(model_path)))
+    batch = fixed_batch(graph)
     if batch is not None:
-        whole = len(next(iter(feeds.values()))) // batch * batch
-        feeds = {name: data[:whole] for name, data in feeds.items()}
+        feeds = take(feeds, graph, 0, samples_in(feeds, graph) // batch * batch)
     quantize_static(
         str(model_path),
         str(output),
-        _ArrayReader(feeds, batch or CALIBRATION_BATCH),
+        _ArrayReader(feeds, graph, batch or CALIBRATION_BATCH),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,

@@ -68,3 +68,15 @@ def test_a_model_that_fixes_its_batch_is_calibrated_in_batches_of_that_size(tmp_
     outcome = _run(str(model), str(data), str(out))
     assert outcome.returncode == 0, outcome.stderr[-400:]
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(out).graph.node}
+
+
+def test_a_streaming_state_is_batched_along_its_own_axis(tmp_path):
+    """A new-user trial's streaming speaker encoder, its LSTM state (3, batch, 256) recorded
+    in the model's own layout as docs/engine.md says, ended in onnxruntime's traceback: every
+    input had been cut along axis 0, the state's layers."""
+    fixtures = ROOT / "tests" / "fixtures" / "torch"
+    out = tmp_path / "peer.onnx"
+    outcome = _run(str(fixtures / "digits_lstm_state.legacy.opset17.onnx"),
+                   str(fixtures / "digits_lstm_state.calib.npz"), str(out), "--per-channel")
+    assert outcome.returncode == 0, outcome.stderr[-600:]
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(out).graph.node}
