@@ -1315,29 +1315,49 @@ class _Builder:
 
     def _copies_of_floats_into_outputs(self, floats: Mapping[str, str]) -> list[str]:
         """The copies and joins (:meth:`_copies_or_joins`: a Reshape, Transpose, Concat) that
-        move float nodes' outputs, through such nodes alone,
-        into graph outputs dequantized at once: codes between them would round the float
-        values for nothing (PP-OCRv4's recognizer ends in Softmax -> Reshape, and its
-        probabilities had been rounded to 8 bits; a streaming speaker encoder's cell state
-        output, a Concat of its three LSTMs' Y_c, had each rounded to 8 bits and fed back at
-        the next chunk: 9.6 dB after 5 chunks, 35.1 with them float)."""
-        into_outputs: set[str] = set()
+        move float nodes' outputs, through such nodes alone, into graph outputs dequantized
+        at once: codes between them would round the float values for nothing (PP-OCRv4's
+        recognizer ends in Softmax -> Reshape, and its probabilities had been rounded to 8
+        bits; a streaming speaker encoder's cell state output, a Concat of its three LSTMs'
+        Y_c, had each rounded to 8 bits and fed back at the next chunk: 9.6 dB after 5
+        chunks, 35.1 with them float)."""
+        def ends(out: str, carriers: set[str]) -> bool:
+            return self._float_output(out) or (
+                out not in self.graph.output_names and bool(self.consumers.get(out))
+                and all(user.name in carriers for user in self.consumers[out]))
+
+        return self._float_carriers(floats, ends, from_inputs=False)
+
+    def _copies_between_floats(self, floats: Mapping[str, str]) -> list[str]:
+        """The copies and joins (:meth:`_copies_or_joins`: a Transpose, a Squeeze, a Concat)
+        that move float model inputs or float nodes' outputs, through such nodes alone, to
+        nodes that all run in float (a Shape beside them reads no element): no integer node
+        reads the codes such a copy would make, so they would only round the values between
+        two float ends. A speaker encoder's mel input (values 3.8e-10 to 0.75, median 2e-4)
+        reached its LSTM, kept in float by ``--float-op LSTM``, through the exporter's
+        Transpose: its 8-bit codes had set most of it to 0 (held-out embedding 7.8 dB;
+        onnxruntime's quantize_static, which leaves the input float, 34.0)."""
+        return self._float_carriers(
+            floats, lambda out, carriers: self._read_in_float(out, floats, carriers),
+            from_inputs=True)
+
+    def _float_carriers(self, floats: Mapping[str, str],
+                        ends: Callable[[str, set[str]], bool], from_inputs: bool) -> list[str]:
+        """The copies and joins (:meth:`_copies_or_joins`) each of whose outputs ``ends``
+        (given the carriers found after it: a chain of them, readers first) and whose
+        sources come unrounded (:meth:`_float_source`: a node in ``floats``, a carrier
+        before it, or with ``from_inputs`` a float model input), makers first."""
+        carriers: set[str] = set()
         for node in reversed(self.graph.nodes):  # readers first: a chain of copies
             if self._copies_or_joins(node) and all(
-                    self._float_output(out) or (
-                        out not in self.graph.output_names and bool(self.consumers.get(out))
-                        and all(user.name in into_outputs for user in self.consumers[out]))
-                    for out in node.outputs if out):
-                into_outputs.add(node.name)
+                    ends(out, carriers) for out in node.outputs if out):
+                carriers.add(node.name)
         producers, copied = self.graph.producers(), []
         for node in self.graph.nodes:  # makers first: a copy of a copy in float
-            if node.name not in into_outputs:
-                continue
-            sources = [producers.get(node.inputs[slot])
-                       for slot in self._plans[node.name].activation_slots]
-            if sources and all(source is not None and (source.name in floats
-                                                       or source.name in copied)
-                               for source in sources):
+            sources = [node.inputs[slot] for slot in self._plans[node.name].activation_slots]
+            if node.name in carriers and sources and all(
+                    self._float_source(name, producers, floats, copied, from_inputs)
+                    for name in sources):
                 copied.append(node.name)
         return copied
 
@@ -1351,29 +1371,6 @@ class _Builder:
         return is_copy(op) or (is_lattice_selection(op)
                                and len(self._plans[node.name].activation_slots) > 1)
 
-    def _copies_between_floats(self, floats: Mapping[str, str]) -> list[str]:
-        """The copies and joins (:meth:`_copies_or_joins`: a Transpose, a Squeeze, a Concat)
-        that move float model inputs or float nodes' outputs, through such
-        nodes alone, to nodes that all run in float (a Shape beside them
-        reads no element): no integer node reads the codes such a copy would make, so they
-        would only round the values between two float ends. A speaker encoder's mel input
-        (values 3.8e-10 to 0.75, median 2e-4) reached its LSTM, kept in float by
-        ``--float-op LSTM``, through the exporter's Transpose: its 8-bit codes had set most
-        of it to 0 (held-out embedding 7.8 dB; onnxruntime's quantize_static, which leaves
-        the input float, 34.0)."""
-        into_floats: set[str] = set()
-        for node in reversed(self.graph.nodes):  # readers first: a chain of copies
-            if self._copies_or_joins(node) and all(
-                    self._read_in_float(out, floats, into_floats) for out in node.outputs if out):
-                into_floats.add(node.name)
-        producers, copied = self.graph.producers(), []
-        for node in self.graph.nodes:  # makers first: a copy of a copy in float
-            sources = [node.inputs[slot] for slot in self._plans[node.name].activation_slots]
-            if node.name in into_floats and sources and all(
-                    self._float_source(name, producers, floats, copied) for name in sources):
-                copied.append(node.name)
-        return copied
-
     def _read_in_float(self, tensor: str, floats: Mapping[str, str],
                        copies: set[str]) -> bool:
         """Whether every reader of ``tensor`` runs in float, is such a copy, or reads no
@@ -1385,12 +1382,13 @@ class _Builder:
                 and all(user.name in floats or user.name in copies for user in valued))
 
     def _float_source(self, tensor: str, producers: Mapping[str, Node],
-                      floats: Mapping[str, str], copied: list[str]) -> bool:
-        """Whether ``tensor`` comes to its reader unrounded: a float model input, or the
-        output of a node in float or of a copy of such."""
+                      floats: Mapping[str, str], copied: list[str], from_inputs: bool) -> bool:
+        """Whether ``tensor`` comes to its reader unrounded: the output of a node in float or
+        of a copy of such, or (``from_inputs``) a float model input."""
         maker = producers.get(tensor)
         if maker is None:
-            return tensor in self.active and tensor in self.graph.input_names
+            return (from_inputs and tensor in self.active
+                    and tensor in self.graph.input_names)
         return maker.name in floats or maker.name in copied
 
     def _shapes_of(self, copies: list[str]) -> list[str]:
