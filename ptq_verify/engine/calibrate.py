@@ -17,7 +17,16 @@ from ..graph import Graph, Node, OperatorTable, activation_tensors, require_grap
 from ..graph.executor import IndexBeyondTable, KernelGap
 from ..graph.ort_runner import OrtRunner, ort_failure, ort_runner
 from ..progress import progress_bar
-from .data import BudgetBatches, Feeds, along, batch_axis_of, check_feeds, samples_in, take
+from .data import (
+    BudgetBatches,
+    Feeds,
+    batch_axis_of,
+    check_feeds,
+    join,
+    samples_in,
+    slice_along,
+    take,
+)
 from .float_run import sample_count
 from .parallel import cores, in_background, mapped
 from .plan import plan_model
@@ -624,9 +633,9 @@ def _joined_outputs(graph: Graph, parts: dict[str, list], count: int
     """Each output's batches joined along its batch axis (:func:`batch_axis_of`) and cut at
     ``count`` samples; None when an output has none, or no batch axis to join along (a 0-d
     output, or one whose axis 0 is not the batch: a Reshape to a fixed [2, -1] gives batches
-    of other widths). The tensors are
-    joined side by side (engine/parallel.py): the pass's last serial step, on fresh pages
-    (all-MiniLM-L6-v2's smoothing candidates, 32 texts: 150 MB, 0.18 s on one core)."""
+    of other widths). The tensors are joined side by side (engine/parallel.py): the pass's
+    last serial step, on fresh pages (all-MiniLM-L6-v2's smoothing candidates, 32 texts:
+    150 MB, 0.18 s on one core)."""
     axes = {name: batch_axis_of(graph, name) for name in parts}
 
     def others(value, axis: int) -> tuple:  # the shape but for the batch axis
@@ -638,8 +647,7 @@ def _joined_outputs(graph: Graph, parts: dict[str, list], count: int
            for name, values in parts.items()):
         return None
     return dict(zip(parts, mapped(
-        lambda item: np.concatenate([np.asarray(v) for v in item[1]], axis=axes[item[0]])[
-            along(axes[item[0]], 0, count)],
+        lambda item: join(graph, *item)[slice_along(axes[item[0]], 0, count)],
         list(parts.items()),
         sum(np.asarray(v).nbytes for values in parts.values() for v in values))))
 

@@ -863,7 +863,7 @@ def batch_axis_of(graph: Graph, tensor: str) -> int:
     return shape.index(name) if shape and shape.count(name) == 1 else 0
 
 
-def along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+def slice_along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
     """The index taking ``start:stop`` along ``axis`` (a view, as a slice of axis 0 is)."""
     return (slice(None),) * axis + (slice(start, stop),)
 
@@ -871,7 +871,8 @@ def along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
 def take(feeds: Feeds, graph: Graph, start: int, stop: int) -> Feeds:
     """Samples ``start:stop`` of every input, each along its batch axis."""
     axes = sample_axes(graph)
-    return {name: array[along(axes.get(name, 0), start, stop)] for name, array in feeds.items()}
+    return {name: array[slice_along(axes.get(name, 0), start, stop)]
+            for name, array in feeds.items()}
 
 
 def samples_in(feeds: Feeds, graph: Graph) -> int:
