@@ -668,30 +668,44 @@ def batch_not_first(graph: Graph) -> str:
 def _unnamed_batch_hint(graph: Graph) -> str:
     """Advice for a model whose inputs leave their batch unnamed where one input fixes axis 0
     and leaves one other axis free (an LSTM state (2, ?, 128) beside audio (?, 576): spox's
-    export of silero-vad names no dimension): naming that axis and the others' axis 0 alike
-    in the file lets :func:`sample_axes` take the samples there. "" otherwise."""
+    export of silero-vad names no dimension; torch's legacy export given unnamed dynamic
+    axes names each input's apart, 'x_dynamic_axes_1', 'h0_dynamic_axes_1'): naming that axis
+    and the others' axis 0 alike in the file lets :func:`sample_axes` take the samples there.
+    The outputs are named too (:func:`_batch_axes_to_name`), so that :func:`join` finds the
+    final state's batch axis; the code is one Python statement that runs as given (a
+    streaming trial's hint had put a ``for`` after a ``;``, a SyntaxError, and named the
+    inputs alone: followed, the Python API joined 300 samples' final state (1, batch, 16)
+    along axis 0, in batches of 256 and 44, into (2, 256, 16)). "" otherwise."""
     if batch_dimension(graph) is not None:
         return ""
-    moved, first = [], []
-    for info in graph.inputs:
-        if not info.shape:
-            return ""
-        free = [axis for axis, dim in enumerate(info.shape) if not isinstance(dim, int)]
-        if free and free[0] == 0:
-            first.append(info.name)
-        elif len(free) == 1:
-            moved.append((info.name, free[0]))
-        else:
-            return ""
-    if not moved or not first:
+    inputs = _batch_axes_to_name(graph.inputs)
+    if inputs is None:
         return ""
-    where = [(name, 0) for name in first] + moved
+    moved = [(name, axis) for name, axis in inputs if axis]
+    if not moved or len(moved) == len(inputs):
+        return ""
+    where = inputs + (_batch_axes_to_name(graph.outputs) or [])
     spelled = " and ".join(f"axis {axis} of {name!r}" for name, axis in moved)
     return (f"; if the model's batch is {spelled} (an LSTM state (layers, batch, hidden)), "
-            "name it and axis 0 of the other inputs alike in the file, and the samples go "
-            "there in the model's own layout: inputs = {i.name: i for i in "
-            f"model.graph.input}}; for name, axis in {where}: "
-            "inputs[name].type.tensor_type.shape.dim[axis].dim_param = 'batch'")
+            "name it and axis 0 of the other inputs and outputs alike in the file, and the "
+            "samples go there in the model's own layout: "
+            f"for name, axis in {where}: {{v.name: v for v in [*model.graph.input, "
+            "*model.graph.output]}[name].type.tensor_type.shape.dim[axis].dim_param = 'batch'")
+
+
+def _batch_axes_to_name(values: list[TensorInfo]) -> list[tuple[str, int]] | None:
+    """For :func:`_unnamed_batch_hint`: each tensor's axis that may be the batch, axis 0 where
+    it is free, else its one free axis; None where a tensor's shape is unknown or leaves no
+    such axis."""
+    axes = []
+    for info in values:
+        if not info.shape:
+            return None
+        free = [axis for axis, dim in enumerate(info.shape) if not isinstance(dim, int)]
+        if not free or (free[0] != 0 and len(free) > 1):
+            return None
+        axes.append((info.name, free[0]))
+    return axes
 
 
 def _shared_input_hint(graph: Graph) -> str:
