@@ -323,6 +323,48 @@ def test_a_state_given_samples_first_is_told_the_model_layout(tmp_path, capsys):
     assert not (tmp_path / "q.onnx").exists()
 
 
+def _fixed_batch_state_model(layers: int) -> onnx.ModelProto:
+    """x (1, 4, 8) beside a state h0 (layers, 1, 16), every axis fixed, as torch exports a
+    streaming GRU without dynamic axes; y = x and hn = 2 h0 (what runs does not matter
+    here: the data are checked first)."""
+    two = numpy_helper.from_array(np.array(2, np.float32), "two")
+    nodes = [helper.make_node("Identity", ["x"], ["y"]),
+             helper.make_node("Mul", ["h0", "two"], ["hn"])]
+    graph = helper.make_graph(
+        nodes, "fixed_state",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8]),
+         helper.make_tensor_value_info("h0", TensorProto.FLOAT, [layers, 1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8]),
+         helper.make_tensor_value_info("hn", TensorProto.FLOAT, [layers, 1, 16])], [two])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_state_recorded_along_a_batch_the_export_fixes_is_told_where_samples_go(
+        layers, tmp_path, capsys):
+    """A streaming export without dynamic axes names no batch: its samples go along axis 0
+    of every input. A state recorded as docs/engine.md records one, along its batch axis (1,
+    N, 16), is told the np.moveaxis call that gives that layout, which then quantizes; with
+    two layers no layout holds more than one sample, and the line says to export the batch
+    dynamic. A streaming trial's (1, 512, 16) had been told to pad texts to 1 token."""
+    path, calib, out = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "q.onnx"
+    onnx.save(_fixed_batch_state_model(layers), path)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 4, 8)).astype(np.float32)
+    h0 = rng.standard_normal((layers, 40, 16)).astype(np.float32)
+    np.savez(calib, x=x, h0=h0)
+    command = ["quantize", str(path), "--calib", str(calib), "-o", str(out), "--no-progress"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and not out.exists(), err
+    if layers == 2:
+        assert "no layout holds more than one sample" in err, err
+        return
+    assert "np.moveaxis(array, 1, 0) gives that layout" in err, err
+    np.savez(calib, x=x, h0=np.moveaxis(h0, 1, 0))
+    assert main(command) == 0, capsys.readouterr().err
+
+
 def test_a_batch_first_model_with_two_inputs_has_its_batch_on_axis_0(capsys):
     assert main(["audit", str(FIXTURES / "tiny_bert_dynamic.legacy.opset17.onnx")]) == 0
     out_text = capsys.readouterr().out

@@ -499,9 +499,32 @@ def _axis_hint(got: tuple[int, ...], want: tuple, axis: int) -> str:
                 "the batch free, so it is a size of the model itself (its channels, or a KV "
                 "cache's key/value heads), not a length: data made for another configuration "
                 "of the model?")
-    return (f"; the model was exported with that axis fixed at {want[axis]}: give data of "
+    state = _fixed_state_hint(got, want, axis)
+    return (state + f"; {'else ' if state else ''}the model was exported with that axis fixed "
+            f"at {want[axis]}: give data of "
             f"that length there (texts padded or truncated to {want[axis]} tokens, images "
             "resized), or export the model with that axis dynamic")
+
+
+def _fixed_state_hint(got: tuple[int, ...], want: tuple, axis: int) -> str:
+    """For :func:`_axis_hint`: where the model fixes that axis at 1 and the data hold more
+    there, it may be the batch of a recurrent state the export fixes (torch's h0 (layers, 1,
+    hidden) without dynamic axes), given as docs/engine.md records states, along the batch
+    axis. Such a model names no batch, and its samples go along axis 0 of every input, which
+    for one layer is np.moveaxis(array, axis, 0); with more layers no layout holds them. A
+    streaming trial's (1, 512, 16) state had been told to pad texts to 1 token. "" where the
+    model leaves an axis free or fixes that one at another size."""
+    fixed = all(isinstance(w, int) and w > 0 for w in want)
+    if not fixed or want[axis] != 1 or got[axis] == 1:
+        return ""
+    where = (f"; if axis {axis} is the model's batch (a recurrent state (layers, batch, "
+             "hidden) of an export that fixes its batch at 1), the model names none, and its "
+             "samples go along axis 0 of every input")
+    if _fits((*got[:axis], *got[axis + 1:]), want[1:]):
+        return f"{where}: np.moveaxis(array, {axis}, 0) gives that layout"
+    return (f"{where}, where this input holds {want[0]} (its layers): no layout holds more "
+            "than one sample; export the model with that batch dynamic, named alike on every "
+            "input")
 
 
 def _nan_text(array: np.ndarray, calibrating: bool = True) -> str:
