@@ -587,3 +587,23 @@ def test_a_concat_of_float_outputs_into_a_graph_output_runs_in_float(tmp_path):
         got = ort.InferenceSession(model.to_onnx(form).SerializeToString(),
                                    providers=["CPUExecutionProvider"]).run(["cn"], test)[0]
         assert sqnr_db(reference["cn"], got) > 60, form
+
+
+def test_a_state_stacked_per_sample_is_told_the_call_that_gives_the_model_layout(tmp_path,
+                                                                                 capsys):
+    """A streaming trial's recorded states stacked one per sample, (N, layers, 1, hidden) for
+    (layers, batch, hidden), had been told only that the model expects 3 axes."""
+    with np.load(FIXTURES / "digits_lstm_state.calib.npz") as data:
+        feeds = dict(data)
+    stacked = np.moveaxis(feeds["h0"], 1, 0)[:, :, None, :]  # (64, 1, 1, 16)
+    calib = tmp_path / "c.npz"
+    np.savez(calib, **{**feeds, "h0": stacked})
+    assert main(["quantize", str(FIXTURES / "digits_lstm_state.legacy.opset17.onnx"), "--calib",
+                 str(calib), "-o", str(tmp_path / "q.onnx"), "--float-op", "LSTM",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    call = err.rsplit("? ", 1)[1].split(" gives its layout")[0]
+    assert call == "np.moveaxis(np.squeeze(array, 1), 0, 1)", err
+    mended = np.moveaxis(np.squeeze(stacked, 1), 0, 1)
+    assert np.array_equal(mended, feeds["h0"])

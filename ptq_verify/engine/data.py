@@ -348,7 +348,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                     f"{'axis' if array.ndim == 1 else 'axes'}, the model expects "
                     f"{len(info.shape)} ({_shape_text(info.shape)}), "
                     + _batch_axis_text(info, batch_axis)
-                    + (_unbatched_hint(array.shape, info.shape) if not batch_axis else "")
+                    + ((_unbatched_hint(array.shape, info.shape) if not batch_axis else "")
+                       or _axis_count_hint(array.shape, info.shape, batch_axis))
                 )
             for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
                 if axis != batch_axis and isinstance(want, int) and want > 0 and got != want:
@@ -455,6 +456,29 @@ def _unbatched_hint(got: tuple[int, ...], want: tuple) -> str:
     if len(got) + 1 != len(want) or not _fits(got, want[1:]):
         return ""
     return "; one sample without its batch axis? add one: array[None]"
+
+
+def _axis_count_hint(got: tuple[int, ...], want: tuple, batch_axis: int) -> str:
+    """Advice for samples given with one axis of length 1 too many or too few: a per-sample
+    value (N,) for a model taking (batch, 1), a recorded state stacked as (N, layers, 1,
+    hidden) for (layers, batch, hidden); the numpy call that gives the model's layout, the
+    samples moved to its batch axis where that is not the first. A streaming trial's both
+    had been told only how many axes the model expects. "" where no such call fits."""
+    def fits(shape: tuple[int, ...]) -> bool:  # samples first, moved to the batch axis
+        return _fits((*shape[1:batch_axis + 1], shape[0], *shape[batch_axis + 1:]), want)
+
+    calls = []
+    if len(got) + 1 == len(want):
+        calls = [f"np.expand_dims(array, {k})" for k in range(1, len(want))
+                 if fits((*got[:k], 1, *got[k:]))]
+    elif len(got) == len(want) + 1:
+        calls = [f"np.squeeze(array, {k})" for k in range(1, len(got))
+                 if got[k] == 1 and fits((*got[:k], *got[k + 1:]))]
+    if not calls:
+        return ""
+    call = calls[0] if not batch_axis else f"np.moveaxis({calls[0]}, 0, {batch_axis})"
+    which = "missing" if len(got) < len(want) else "too many"
+    return f"; the samples first with an axis of length 1 {which}? {call} gives its layout"
 
 
 def _batch_axis_text(info: TensorInfo, axis: int) -> str:
