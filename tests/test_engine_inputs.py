@@ -3,6 +3,7 @@ plan_model reports unknown op types instead of raising."""
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -1147,3 +1148,16 @@ def test_a_per_sample_value_without_its_axis_of_1_is_told_the_call(tmp_path, cap
     code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
     assert code == 2 and "\n" not in err
     assert "input 'gain'" in err and "np.expand_dims(array, 1) gives its layout" in err, err
+
+
+def test_an_output_equal_to_the_float_model_s_is_called_exact():
+    """A recurrent layer's final state kept in float and written as an output equals the
+    float model's: a streaming trial read the note's 'hn inf dB' as an error."""
+    from ptq_verify.cli.quantize import fidelity_note
+    from ptq_verify.engine.deployable import OutputFidelity
+
+    graph = graph_from_onnx(onnx.load(str(Path(__file__).parent.parent / "ptq_verify" /
+                                          "examples" / "mlp_relu.onnx")))
+    note = fidelity_note({"out": OutputFidelity(math.inf, np.full(10, math.inf))},
+                         {"input": models.digits(40)}, graph)
+    assert "out exact" in note and "inf" not in note

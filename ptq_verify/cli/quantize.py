@@ -508,7 +508,9 @@ def fidelity_note(fidelity: dict, sample, graph, measured_by: str = "onnxruntime
     figures, low = [], []
     for output, measured in fidelity.items():
         name = tensor_label(output)
-        text = f"{name} {measured.db:.1f} dB"
+        # (an output the float nodes compute alone, a recurrent layer's final state kept in
+        # float, equals the float model's: 'inf dB' read as an error to a streaming trial)
+        text = f"{name} exact" if measured.db == math.inf else f"{name} {measured.db:.1f} dB"
         if measured.agreement is not None:  # integers or booleans: equal or not
             text = f"{name} {measured.agreement:.1%} of its values equal"
         elif measured.rows_found is not None:  # integers, as many rows as the data select
