@@ -943,18 +943,23 @@ def samples_in(feeds: Feeds, graph: Graph) -> int:
 
 
 def join(graph: Graph, name: str, values: list[np.ndarray]) -> np.ndarray:
-    """Batches' values of tensor ``name`` joined along its batch axis: the one axis along
-    which their lengths differ where they do (a last batch shorter than the others), else
-    the stated one (:func:`batch_axis_of`). Why the lengths first: an output whose stated
-    shape names its batch otherwise than the inputs (torch's legacy export given unnamed
-    dynamic axes names each tensor's apart) had been joined along axis 0, and 320 samples,
-    batches of 256 and 64, failed in numpy (a streaming trial's final state (1, batch, 16))."""
+    """Batches' values of tensor ``name`` joined along its batch axis: where their lengths
+    differ along one axis alone as batches cut from the samples do (equal but the last,
+    which is shorter), that axis, else the stated one (:func:`batch_axis_of`). Why: an
+    output whose stated shape names its batch otherwise than the inputs (torch's legacy
+    export given unnamed dynamic axes names each tensor's apart) had been joined along axis
+    0, and 320 samples, batches of 256 and 64, failed in numpy (a streaming trial's final
+    state (1, batch, 16)). Lengths that vary otherwise (rows a selection keeps, which the
+    data decide) leave the stated axis."""
     arrays = [np.asarray(v) for v in values]
-    shapes = {array.shape for array in arrays}
     axis = batch_axis_of(graph, name)
-    if len(shapes) > 1 and len({len(shape) for shape in shapes}) == 1:
-        differing = [k for k, lengths in enumerate(zip(*shapes)) if len(set(lengths)) > 1]
-        axis = differing[0] if len(differing) == 1 else axis
+    if len({array.ndim for array in arrays}) == 1 and len(arrays) > 1:
+        differing = [k for k in range(arrays[0].ndim)
+                     if len({array.shape[k] for array in arrays}) > 1]
+        lengths = [array.shape[differing[0]] for array in arrays] if differing else []
+        if (len(differing) == 1 and len(set(lengths[:-1])) == 1
+                and lengths[-1] < lengths[0]):
+            axis = differing[0]
     return np.concatenate(arrays, axis=axis)
 
 
