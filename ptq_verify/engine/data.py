@@ -464,16 +464,14 @@ def _axis_count_hint(got: tuple[int, ...], want: tuple, batch_axis: int) -> str:
     hidden) for (layers, batch, hidden); the numpy call that gives the model's layout, the
     samples moved to its batch axis where that is not the first. A streaming trial's both
     had been told only how many axes the model expects. "" where no such call fits."""
-    def fits(shape: tuple[int, ...]) -> bool:  # samples first, moved to the batch axis
-        return _fits((*shape[1:batch_axis + 1], shape[0], *shape[batch_axis + 1:]), want)
-
     calls = []
     if len(got) + 1 == len(want):
         calls = [f"np.expand_dims(array, {k})" for k in range(1, len(want))
-                 if fits((*got[:k], 1, *got[k:]))]
+                 if _fits_samples_first((*got[:k], 1, *got[k:]), want, batch_axis)]
     elif len(got) == len(want) + 1:
         calls = [f"np.squeeze(array, {k})" for k in range(1, len(got))
-                 if got[k] == 1 and fits((*got[:k], *got[k + 1:]))]
+                 if got[k] == 1
+                 and _fits_samples_first((*got[:k], *got[k + 1:]), want, batch_axis)]
     if not calls:
         return ""
     call = calls[0] if not batch_axis else f"np.moveaxis({calls[0]}, 0, {batch_axis})"
@@ -492,11 +490,16 @@ def _moved_batch_hint(got: tuple[int, ...], info: TensorInfo, axis: int) -> str:
     """Advice for an input whose batch lies on ``axis`` > 0 (an LSTM state (1, batch, 16))
     given with its samples first, as every other input takes them: the np.moveaxis call
     that gives the model's layout."""
-    moved = (*got[1:axis + 1], got[0], *got[axis + 1:])
     where = f"the model takes its samples along axis {axis} ({info.shape[axis]!r})"
-    if _fits(moved, info.shape):
+    if _fits_samples_first(got, info.shape, axis):
         return f"; {where}: np.moveaxis(array, 0, {axis}) gives its layout"
     return f"; {where}, every other axis as its shape says"
+
+
+def _fits_samples_first(got: tuple[int, ...], want, axis: int) -> bool:
+    """``got``, its samples on axis 0, fits ``want`` once they are moved to ``axis`` (the
+    input's batch axis: np.moveaxis(array, 0, axis))."""
+    return _fits((*got[1:axis + 1], got[0], *got[axis + 1:]), want)
 
 
 def _fits(got: tuple[int, ...], want) -> bool:
