@@ -86,6 +86,11 @@ def test_the_structure_facts_read_off_the_forms():
     assert structure(maximum).binary == "max" and structure(maximum).lattice
     assert structure(sign).jumps and not structure(clip).jumps
     assert structure(add).integer_coefficients and not structure(scaled).integer_coefficients
+    divide = Operator("divide", "a, b", "a/b")
+    ratio = Operator("ratio", "a, b", "(a + b)/(2*b)")
+    assert structure(divide).unit_inputs == {"b"}  # a / 1 = a
+    assert not structure(ratio).unit_inputs  # (a + 1) / 2 is no integer polynomial
+    assert not structure(add).unit_inputs  # an integer polynomial already
 
 
 @pytest.mark.parametrize(("expr", "params", "through_inputs"), [

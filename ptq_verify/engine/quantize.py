@@ -1499,6 +1499,11 @@ class _Builder:
                     integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
                 else:
                     scale = _weight_scale(consts[name], self.signed_max)
+                    if _divides_by(rule, tensors, binding, consts[name]):
+                        # one positive divisor: at its own value's scale it is code 1, exact,
+                        # and the integer format divides by nothing (x / 1 maps integers to
+                        # integers; at code 127 a decomposed HardSwish's Div by 6 ran in float)
+                        scale = 1.0 / float(np.ravel(consts[name])[0])
                     codes = np.round(consts[name] * scale)
                     tensor_scale[binding] = scale
                     integers[inputs[slot]] = IntegerParam("weight", scale)
@@ -2300,6 +2305,16 @@ def _relative_rounding(value: np.ndarray, codes: np.ndarray, scale) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.abs(np.asarray(codes, np.float64) / scale - value) / np.abs(value)
     return float(np.max(np.where(value != 0, error, 0.0), initial=0.0))
+
+
+def _divides_by(rule: Rule, tensors: list[str], binding: str, value: np.ndarray) -> bool:
+    """Whether the constant ``value`` bound to tensor ``binding`` is a divisor (a negative
+    degree in the rule) holding one positive number in every element."""
+    degrees = rule.input_degrees
+    degree = degrees[tensors.index(binding)] if degrees else rule.degree
+    value = np.asarray(value)
+    return (degree is not None and degree < 0 and value.size > 0 and np.ptp(value) == 0
+            and float(np.ravel(value)[0]) > 0)
 
 
 def _weight_scale(value: np.ndarray, levels: int) -> float:

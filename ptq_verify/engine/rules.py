@@ -196,16 +196,20 @@ def carried_params(op: Operator) -> set[str]:
     return input_params(op) | set(op.onnx_attrs.values())
 
 
-def is_integer_polynomial(op: Operator, real_params: set[str]) -> bool:
+def is_integer_polynomial(op: Operator, real_params: set[str],
+                          units: frozenset[str] = frozenset()) -> bool:
     """Whether integer inputs and integer parameters give an integer output: the witness is a
     polynomial with integer coefficients (no parameter in ``real_params`` kept as a float, and
     no parameter that only the witness knows, such as a resize's blend weight: no ONNX input or
-    attribute carries it, so the engine cannot make it an integer)."""
+    attribute carries it, so the engine cannot make it an integer), or becomes one where the
+    tensor inputs named in ``units``, constants whose codes are all 1, are set to 1 (a Div by
+    a constant held as code 1)."""
     if is_lattice_selection(op):
         return True
     floats = set(real_params) | (set(op.params) - carried_params(op))
     form = stored_structure(op)
-    return not floats & form.names and form.integer_coefficients
+    return not floats & form.names and (form.integer_coefficients
+                                        or bool(units & form.unit_inputs))
 
 
 @dataclass(frozen=True)

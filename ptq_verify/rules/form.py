@@ -29,6 +29,7 @@ def structure(op: Operator) -> Structure:
         binary=_binary(op),
         chosen_params=_chosen_params(op.expr, elements, params),
         element_sum=_element_sum(op),
+        unit_inputs=_unit_inputs(op),
     )
 
 
@@ -116,13 +117,26 @@ def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
     return tuple(float(c) for c in coefficients) if rest == 0 else None
 
 
-def _integer_coefficients(op: Operator) -> bool:
+def _integer_coefficients(op: Operator, expr: sympy.Expr | None = None) -> bool:
+    """Whether ``expr`` (the witness if None) is a polynomial with integer coefficients in
+    ``op``'s element and parameter names."""
     symbols = [op.symbols[n] for n in (*op.element_names, *op.params)]
     try:
-        poly = sympy.Poly(op.expr, *symbols)
+        poly = sympy.Poly(op.expr if expr is None else expr, *symbols)
     except sympy.PolynomialError:
         return False
     return all(c.is_integer for c in poly.coeffs())
+
+
+def _unit_inputs(op: Operator) -> frozenset[str]:
+    """The tensor inputs whose elements, all set to 1, leave an integer polynomial
+    (:attr:`Structure.unit_inputs`); none where the witness is one already."""
+    if _integer_coefficients(op):
+        return frozenset()
+    return frozenset(
+        tensor.name for tensor in op.inputs
+        if _integer_coefficients(op, op.expr.xreplace(
+            {op.symbols[e]: sympy.Integer(1) for e in tensor.elements})))
 
 
 def _selection_steps(op: Operator) -> tuple[tuple[str, str], ...] | None:

@@ -44,6 +44,10 @@ class Structure:
         element_sum: each output element is a sum of input elements with constant
             coefficients >= 0 and nothing else, no parameters (ReduceSum's ``x0 + x1 + x2``;
             a selection's ``x0``): ``ptq_verify.engine.rules.is_element_sum``.
+        unit_inputs: the tensor inputs that, every element set to 1, leave a polynomial with
+            integer coefficients in the other names (Div's divisor ``y``: ``x / 1 = x``): a
+            node whose constant there is held as code 1 maps integers to integers
+            (``ptq_verify.engine.rules.is_integer_polynomial``).
     """
 
     lattice: bool
@@ -56,11 +60,13 @@ class Structure:
     binary: str | None
     chosen_params: frozenset[str] = frozenset()
     element_sum: bool = False
+    unit_inputs: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["names"] = sorted(self.names)
         out["chosen_params"] = sorted(self.chosen_params)
+        out["unit_inputs"] = sorted(self.unit_inputs)
         return out
 
     @classmethod
@@ -78,4 +84,5 @@ class Structure:
                 (str(kind), str(param)) for kind, param in steps),
             binary=None if data["binary"] is None else str(data["binary"]),
             chosen_params=frozenset(str(n) for n in data["chosen_params"]),
-            element_sum=bool(data["element_sum"]))
+            element_sum=bool(data["element_sum"]),
+            unit_inputs=frozenset(str(n) for n in data["unit_inputs"]))

@@ -200,13 +200,16 @@ class _IntegerLowering:
 
     def _requantize(self, step: ScaleStep, kind: int) -> str:
         """clip(round(acc * M)) in integers: M = m * 2^-s exactly (M is a float32)."""
-        mantissa, exponent = np.frexp(np.asarray(step.factor, np.float64))
+        factor = np.asarray(step.factor, np.float64)
+        mantissa, exponent = np.frexp(factor)
         multiplier = np.round(mantissa * 2.0**24).astype(np.int64)
         shift = 24 - exponent.astype(np.int64)
         wide = self._cast(step.src, INT64)
-        if np.all(shift <= 0):  # an integer factor: no rounding
+        if np.all(factor == 1):  # the same codes (after a Div by a divisor held as code 1)
+            name = wide
+        elif np.all(factor == np.round(factor)):  # an integer factor: no rounding
             name = self.out.add("Mul", [wide, self.out.constant(
-                "m", multiplier << -shift)], f"{wide}:mul")
+                "m", factor.astype(np.int64))], f"{wide}:mul")
         else:
             name = self._shift(wide, multiplier << np.maximum(-shift, 0), np.maximum(shift, 0))
         low, high = _RANGE.get(kind, (None, None))
@@ -453,7 +456,7 @@ class _IntegerLowering:
                   and self._type(n) == FLOAT]
         if floats:
             return f"its input {floats[0]!r} is float"
-        if not is_integer_polynomial(step.op, set(step.op.params)):
+        if not is_integer_polynomial(step.op, set(step.op.params), self._units(step)):
             return "its declaration does not map integers to integers"
         for name in step.node.inputs:
             if not name or self._active(name) or name in self.static:
@@ -467,6 +470,17 @@ class _IntegerLowering:
             # nearest Resize of a UNet, a VAE decoder, and the Conv reading it, in float)
             return "real-valued attributes"
         return ""
+
+    def _units(self, step: NodeStep) -> frozenset[str]:
+        """The tensor inputs of ``step``'s declaration bound to a constant whose codes are
+        all 1 (a divisor the plan holds at its own value's scale)."""
+        units = set()
+        for slot, name in enumerate(step.node.inputs):
+            value = (None if not name or self._active(name) or name in self.static
+                     else step.constants.get(name, self.model.constants.get(name)))
+            if value is not None and np.size(value) and np.all(np.asarray(value) == 1):
+                units.add(slot_binding(step.op, slot))
+        return frozenset(units - {None})
 
     def _emit(self, step: NodeStep, inputs: list[str], kind: int,
               proto: onnx.NodeProto | None = None) -> None:
