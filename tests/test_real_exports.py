@@ -718,7 +718,7 @@ def test_a_division_by_a_constant_runs_on_integers_in_the_integer_format(name):
     """A legacy export's exact GELU divides by sqrt(2) before its Erf (a decomposed HardSwish
     by 6): the divisor, held at code 127 like a weight, left every such Div in float in the
     integer format ('its declaration does not map integers to integers'; a PP-PicoDet
-    detector's 94 ran 17x slower than its qdq file). Held at its own value's scale it is
+    detector's 94). Held at its own value's scale it is
     code 1, exact, and x / 1 maps integers to integers: the Div runs on the codes, and the
     file is code-exact against the simulation."""
     graph = load_model(str(FIXTURES / name))
