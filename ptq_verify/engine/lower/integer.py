@@ -513,7 +513,7 @@ class _IntegerLowering:
         code = self.codes[table.output.dst]
         kind = self._container(table.output.dst)
         index = self._cast(table.source, INT32)
-        shift = self.out.constant("offset", np.array(-table.low, np.int32))
+        shift = self.out.constant("offset", table.offsets().astype(np.int32))
         index = self.out.add("Add", [index, shift], f"{index}:row")
         values = self.out.constant(f"{code.name}:table", table.values.astype(_NUMPY[kind]))
         self._set(code.name, self.out.add("Gather", [values, index], f"{code.name}:lookup"),

@@ -8,7 +8,10 @@ then its output is quantized. When its declaration says each output element is a
 one input element (one tensor input, one element in its witness, no channel mixing) and its
 other inputs are scalar parameters, those steps map each of the 2^n input codes to one output
 code: the table is computed by *simulating those very steps* on every input code, so looking
-codes up reproduces the plan's simulation exactly.
+codes up reproduces the plan's simulation exactly. Where the codes on either side hold one
+scale per channel (a GELU's Erf after a smoothed MatMul's per-channel sum), each channel has
+a table of its own: the steps simulated on every code of every channel at once, the tables
+laid end to end and a code looked up at its channel's offset.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ class Table:
     source: str  # the plan tensor holding the input codes
     output: ScaleStep
     low: int
-    values: np.ndarray
+    values: np.ndarray  # the tables of the channels end to end, each over the input codes
+    channels: tuple[int, ...] = ()  # the scales' broadcast shape (a table per element of it)
+
+    def offsets(self) -> np.ndarray:
+        """What a code adds to find its output code in :attr:`values`: its channel's table's
+        start, less ``low``, shaped like the scales (one number for one table)."""
+        count = self.values.size // max(int(np.prod(self.channels)), 1)
+        starts = np.arange(int(np.prod(self.channels)), dtype=np.int64) * count
+        return (starts - self.low).reshape(self.channels)
 
 
 def unary_table(step: NodeStep, source: str, dequantize: ScaleStep | None,
@@ -44,10 +55,12 @@ def unary_table(step: NodeStep, source: str, dequantize: ScaleStep | None,
         return None, "not element-wise unary by its declaration"
     if code is None or quantize is None or quantize.low is None:
         return None, "its input or output is not held as codes"
-    if len(step.node.outputs) != 1 or np.size(quantize.factor) != 1:
-        return None, "several or per-channel outputs"
-    if dequantize is not None and np.size(dequantize.factor) != 1:
-        return None, "per-channel input codes"
+    if len(step.node.outputs) != 1:
+        return None, "several outputs"
+    channels = np.broadcast_shapes(*(np.shape(s.factor) for s in (dequantize, quantize)
+                                     if s is not None))
+    if sum(length > 1 for length in channels) > 1:
+        return None, "scales along several axes"
     read = dequantize.dst if dequantize is not None else source
     count = int(code.high - code.low) + 1
     if count > 2**MAX_TABLE_BITS:
@@ -59,12 +72,17 @@ def unary_table(step: NodeStep, source: str, dequantize: ScaleStep | None,
             if value is None or np.size(value) != 1:
                 return None, "a parameter is not a scalar constant"
             env[name] = value
-    env[source] = np.arange(code.low, code.high + 1, dtype=np.float32)
+    codes = np.arange(code.low, code.high + 1, dtype=np.float32)
+    # every code in every channel: (codes, *channels), the scales broadcasting along the rest
+    env[source] = np.ascontiguousarray(np.broadcast_to(
+        codes.reshape(count, *[1] * len(channels)), (count, *channels)))
     if dequantize is not None:
         dequantize.simulate(env)
     step.simulate(env)
     quantize.simulate(env)
-    values = np.asarray(env[quantize.dst]).reshape(-1)
-    if values.shape != (count,):
+    values = np.asarray(env[quantize.dst])
+    if values.shape != (count, *channels):
         return None, "its kernel does not map each element alone"
-    return Table(source, quantize, int(code.low), values), ""
+    tables = values.reshape(count, -1).T.reshape(-1)  # channel by channel, each over the codes
+    return Table(source, quantize, int(code.low), tables,
+                 channels if np.prod(channels) > 1 else ()), ""
