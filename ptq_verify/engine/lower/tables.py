@@ -24,6 +24,7 @@ from ..rules import is_elementwise_unary
 from ..steps import NodeStep, ScaleStep
 
 MAX_TABLE_BITS = 10  # at most 1024 entries
+MAX_TABLE_ENTRIES = 2**20  # the tables of all channels: at most 1 MB of 8-bit codes a node
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def unary_table(step: NodeStep, source: str, dequantize: ScaleStep | None,
     count = int(code.high - code.low) + 1
     if count > 2**MAX_TABLE_BITS:
         return None, f"input codes wider than {MAX_TABLE_BITS} bits"
+    if count * int(np.prod(channels)) > MAX_TABLE_ENTRIES:
+        return None, f"tables of more than {MAX_TABLE_ENTRIES} codes, one per channel"
     env = {}
     for name in step.node.inputs:
         if name and name != read:
