@@ -117,6 +117,29 @@ def test_an_unknown_op_after_an_equalizable_pair_is_listed_not_refused(tmp_path,
                          "that fits them, listed below)")
 
 
+def test_a_shape_the_file_states_against_its_nodes_gives_way_to_theirs(tmp_path, capsys):
+    """jax2onnx 0.17 states a Relu's output between two NCHW Convs in NHWC order, which
+    onnxruntime merges leniently and runs; the audit had taken the stated shape and found no
+    equalization pair where quantize, on real values, equalized the two Convs (a new-user
+    trial). The shape the nodes give wins where the two contradict."""
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.normal(size=(3, 1, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.normal(size=(2, 3, 3, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    path = _save(tmp_path / "stated.onnx", nodes, ["B", 1, 4, 4], ["B", 2, 4, 4], init,
+                 "com.example")
+    model = onnx.load(str(path))
+    model.graph.value_info.append(
+        helper.make_tensor_value_info("r", TensorProto.FLOAT, ["B", 4, 4, 3]))
+    onnx.save(model, str(path))
+    assert main(["audit", str(path)]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("cross-layer equalization"))
+    assert line.endswith("): conv1 -> conv2 via relu")
+
+
 def test_a_contrib_op_is_not_taken_for_the_onnx_op_of_its_name(tmp_path, capsys):
     """onnxruntime's transformer optimizer writes com.microsoft's Attention; the audit named
     it as the ONNX Attention and listed that op's declared forms, as if they could fit it."""

@@ -484,6 +484,7 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
                                                      data_prop=True)
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return model
+    _replace_contradicted(inferred, model)
     shaped = _shaped(inferred.graph)
     missing = {name for proto in inferred.graph.node for name in proto.output
                if name and name not in shaped}
@@ -500,6 +501,39 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
         inferred.graph.value_info.extend([*kept, *found])
         _shape_outputs(inferred.graph, found)
     return inferred
+
+
+def _replace_contradicted(inferred: onnx.ModelProto, model: onnx.ModelProto) -> None:
+    """In ``inferred`` (in place), each tensor shape the file states that contradicts what
+    ONNX inference finds from the graph's inputs and nodes alone (another rank, or another
+    length on an axis) replaced by the latter, which onnxruntime holds the model to: it merges
+    a wrong stated shape leniently and runs the model. Inference keeps a stated shape where
+    its own disagrees, and jax2onnx 0.17 states a Relu's output between two NCHW Convs in
+    NHWC order: the audit then found no equalization pair where quantize, on real values,
+    equalized the two Convs (a new-user trial). A stated shape inference cannot find stays."""
+    if not model.graph.value_info:
+        return
+    bare = _copy_without(model, "graph")
+    bare.graph.CopyFrom(_copy_without(_typed_only(model).graph, "value_info"))
+    try:
+        found = onnx.shape_inference.infer_shapes(bare, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is a help, never a requirement
+        return
+    own = {v.name: v for v in found.graph.value_info if v.type.tensor_type.HasField("shape")}
+    for value in inferred.graph.value_info:
+        other = own.get(value.name)
+        if other is not None and _contradict(value, other):
+            value.CopyFrom(other)
+
+
+def _contradict(stated: onnx.ValueInfoProto, found: onnx.ValueInfoProto) -> bool:
+    """Whether two shapes of one tensor cannot both hold: ranks or known lengths differ."""
+    if not stated.type.tensor_type.HasField("shape"):
+        return False
+    first, second = stated.type.tensor_type.shape.dim, found.type.tensor_type.shape.dim
+    return len(first) != len(second) or any(
+        a.HasField("dim_value") and b.HasField("dim_value") and a.dim_value != b.dim_value
+        for a, b in zip(first, second))
 
 
 def _shape_outputs(g: onnx.GraphProto, found: list[onnx.ValueInfoProto]) -> None:
