@@ -441,3 +441,29 @@ def test_a_top_k_over_a_concat_of_levels_reads_them_finely():
         positions = session.run(["positions"], {"input": test})[0]
         assert np.mean(positions == reference) > 0.68, form
     assert [note for note in quantized.notes if "input scores held at 16 bits" in note]
+
+
+def test_an_equal_of_codes_and_constants_holds_where_the_values_are_equal():
+    """hummingbird-ml writes a random forest as Equal(path counts, each leaf's count): an
+    activation and a constant compared for equality. The constant had been brought to 16x the
+    activation's scale (a sum's headroom), where a value equal to the activation's took
+    another code than the activation's codes times 16, and at the activation's scale it was
+    rounded in float64 where the activation's step is float32 (3 at 32767/6 lies on a tie):
+    Equal failed at most matches (0.5 dB, 53% of the labels). A comparison's inputs now meet
+    on the activation's grid, the constant rounded as the step rounds."""
+    values = np.array([0, 1, 2, 3, 4, 5, 6, -3], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Equal", ["input", "leaves"], ["hit"], name="equal")], "equal",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("hit", TensorProto.BOOL, ["batch", 8])],
+        [numpy_helper.from_array(values, "leaves")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(0)
+    data = rng.integers(-6, 7, size=(200, 8)).astype(np.float32)
+    graph = prepare(graph_from_onnx(model))
+    quantized = quantize(graph, calibrate(graph, data[:150], progress=False), 8)
+    test = data[150:]
+    reference = test == values
+    assert np.array_equal(quantized.run(test)["hit"], reference)
+    session = ort.InferenceSession(quantized.to_onnx("integer").SerializeToString())
+    assert np.array_equal(session.run(None, {"input": test})[0], reference)

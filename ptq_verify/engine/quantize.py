@@ -1447,7 +1447,12 @@ class _Builder:
         tensor_weight = None  # (per-channel scale, output axis) of a constant tensor input
         column_sum = None  # its largest sum of |integer weights| into one output element
         # a node reading a table by static indices (Gather of token ids) has no codes in
-        common = _common_scale(codes_in, selection) if codes_in else 1.0
+        # an output of degree 0 (a comparison) carries no scale, so no accumulator wants
+        # headroom: its inputs meet on the coarsest input's grid, where a constant equal to
+        # an input's value takes that input's code (at 16x it took another: Equal of
+        # hummingbird's tree paths to their leaves never held, 0.5 dB)
+        compares = aligned and rule.degree == 0
+        common = _common_scale(codes_in, selection or compares) if codes_in else 1.0
         apart, widest_code = (_too_far_apart(codes_in, common, self.signed_max,
                                              self._float_only(node.outputs[0]))
                               if aligned and not selection else ("", None))
@@ -1486,7 +1491,7 @@ class _Builder:
                 continue
             selection = False
             if aligned:
-                inputs[slot] = self._constant_at(name, common, constants, node)
+                inputs[slot] = self._constant_at(name, common, constants, node, compares)
                 tensor_scale[binding] = common
             elif name in consts:
                 inputs[slot] = self.fresh(f"{name}:int")
@@ -1899,14 +1904,18 @@ class _Builder:
         return ""
 
     def _constant_at(self, name: str, scale: float, constants: dict,
-                     node: Node | None = None) -> str:
+                     node: Node | None = None, compared: bool = False) -> str:
         """A constant or static input of an aligned node, brought to the common scale (a
-        constant that took a bias correction, with it)."""
+        constant that took a bias correction, with it). A ``compared`` constant (an input of
+        a comparison) is rounded at the scale as a step stores it, as the activation's codes
+        from a float source are: a value on a tie of the exact scale (3 at 32767/6) had taken
+        one code more than the activation of that value, and Equal failed there."""
         dst = self.fresh(f"{name}:aligned")
         if name in self.consts:
             value = self._corrected_constants.get(
                 (node.name if node else "", name), self.consts[name])
-            constants[dst] = np.round(value * scale).astype(np.float32)
+            factor = np.float64(self.factor(scale)) if compared else scale
+            constants[dst] = np.round(value * factor).astype(np.float32)
         else:
             self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
         return dst
