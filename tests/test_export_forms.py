@@ -742,6 +742,27 @@ def test_a_model_nan_on_random_inputs_is_still_brought_to_opset_13(tmp_path):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_that_fails_at_batch_1_is_still_brought_to_opset_13():
+    """hummingbird-ml's opset-11 trees end in a Squeeze without axes, which takes a batch of 1
+    away, and a Transpose of two axes after it: the version check's random input, batch 1,
+    failed the model itself, so it stayed at opset 11 and the integer format refused it
+    (ReduceSum's axes attribute at the opset it writes). Where the model fails at 1, the
+    check runs at 2."""
+    from ptq_verify.graph.onnx_io import upgraded
+
+    graph = helper.make_graph(
+        [helper.make_node("Squeeze", ["x"], ["s"], name="squeeze"),
+         helper.make_node("Transpose", ["s"], ["t"], name="transpose", perm=[1, 0]),
+         helper.make_node("ReduceSum", ["t"], ["y"], name="sum", axes=[0], keepdims=0)],
+        "squeezed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    converted, loaded = upgraded(model)
+    assert loaded.startswith("opset 11: converted to opset 13 by onnx's version converter")
+    assert next(o.version for o in converted.opset_import if o.domain == "") == 13
+
+
 @pytest.mark.parametrize("op_type", ["Softmax", "LogSoftmax", "Hardmax"])
 def test_a_model_left_below_opset_13_reads_its_softmax_as_its_opset_does(op_type):
     """A model the converter cannot bring to opset 13 unchanged stays at its opset, but the
