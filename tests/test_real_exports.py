@@ -73,7 +73,7 @@ DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny
         "digits_same_conv": "digits_image",
         "digits_topk": "digits", "digits_gqa": "digits", "tiny_llama_past": "tiny_llama_past",
         "digits_clamp": "digits", "digits_detector": "digits",
-        "tiny_marian_decoder": "tiny_marian_decoder"}
+        "tiny_marian_decoder": "tiny_marian_decoder", "digits_jax_cnn": "digits"}
 EVERY_FORM = ("digits_mlp", "digits_cnn", "tiny_bert")  # exported by both exporters, 3 opsets
 
 
@@ -313,6 +313,16 @@ def test_cli_quantize_and_audit_run(name, tmp_path, capsys):
     listing = capsys.readouterr().out
     assert "unknown op type" not in listing  # Constant nodes are folded constants, not unknown
     assert all(node.name in listing for node in load_graph(path).nodes)
+
+
+def test_the_audit_of_a_jax2onnx_cnn_finds_the_pair_quantize_equalizes(capsys):
+    """jax2onnx 0.17 states the Relu between the CNN's two Convs in NHWC order where its nodes
+    compute NCHW: the audit had read the stated shape and said no equalization pair exists,
+    where quantize equalized the two Convs (an exporters trial)."""
+    assert main(["audit", str(FIXTURES / "digits_jax_cnn.jax2onnx.opset23.onnx")]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines()
+                if row.startswith("cross-layer equalization"))
+    assert line.endswith("): node_Conv_7 -> node_Conv_14 via node_Relu_12")
 
 
 def test_the_audit_says_quantize_may_run_more_in_float_than_it_lists(tmp_path, capsys):
