@@ -845,7 +845,9 @@ def _weights_as_inputs_hint(graph: Graph, data: Mapping, missing: list[str]) -> 
     """Why a model may want arrays no calibration set holds: the inputs the data names take a
     batch axis (a symbolic first dimension), the missing ones none (every dimension fixed), as
     when an export keeps its weights out of the file (torch.onnx.export(...,
-    export_params=False))."""
+    export_params=False); Keras 3.15's ``model.export(format="onnx")`` writes a Normalization
+    layer's mean and variance so, adapted or given, and onnxruntime cannot run the file: an
+    exporters trial read the torch advice alone)."""
     given = [info for info in graph.inputs if info.name in data]
     absent = [info for info in graph.inputs if info.name in missing]
     if not given or not absent or not all(
@@ -855,7 +857,9 @@ def _weights_as_inputs_hint(graph: Graph, data: Mapping, missing: list[str]) -> 
                for info in absent):
         return ""
     return ("; the missing inputs have no batch axis: weights exported as inputs "
-            "(torch.onnx.export(..., export_params=False))? Export the model with its weights")
+            "(torch.onnx.export(..., export_params=False), or a Keras Normalization layer, "
+            "whose mean and variance Keras's ONNX export writes as inputs)? Export the model "
+            "with its weights")
 
 
 def _shape_text(shape) -> str:
