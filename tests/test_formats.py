@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine.lower import DEFAULT_ENCODING, ENCODINGS
@@ -850,3 +851,38 @@ def test_integer_format_makes_a_table_per_channel_of_a_unary_node_on_per_channel
     simulated = ort.InferenceSession(model.to_onnx("simulation").SerializeToString()).run(
         None, {"input": test})[0]
     assert sqnr_db(simulated, got) > 60
+
+
+@pytest.mark.parametrize("top", [16.5, 15.5])
+def test_a_comparison_of_a_selection_with_table_thresholds_is_the_plan_s_in_qdq(top):
+    """hummingbird-ml's trees compare a Gather of the input (made again at 16 bits for the
+    comparison) with thresholds a Gather selects from a table (8-bit codes), the first
+    brought to the second's scale. qdq had written that rounding as none: the selection's
+    16-bit codes were not among the codes it knew, and where the aligned codes span more than
+    255 (thresholds up to 15.5, inputs up to 16) no 8-bit container holds them. An input equal
+    to a threshold then compared above it (30.8 dB held out against 64.4 in the integer
+    format); the plan's rounding is written, by QuantizeLinear or in float ops."""
+    table = np.array([5.0, 2.5, 9.0, top], np.float32)
+    nodes = [
+        helper.make_node("Gather", ["input", "order"], ["picked"], name="pick", axis=1),
+        helper.make_node("Greater", ["input", "eight"], ["high"], name="split"),
+        helper.make_node("Cast", ["high"], ["index"], name="index", to=TensorProto.INT64),
+        helper.make_node("Add", ["index", "offset"], ["slot"], name="slot"),
+        helper.make_node("Gather", ["table", "slot"], ["threshold"], name="threshold", axis=0),
+        helper.make_node("Greater", ["picked", "threshold"], ["logits"], name="compare")]
+    graph = helper.make_graph(
+        nodes, "trees", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.BOOL, ["N", 4])],
+        [onnx.numpy_helper.from_array(np.array([2, 0, 3, 1], np.int64), "order"),
+         onnx.numpy_helper.from_array(np.float32(8.0), "eight"),
+         onnx.numpy_helper.from_array(np.array([0, 2, 0, 2], np.int64), "offset"),
+         onnx.numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = np.random.default_rng(0).integers(0, 17, size=(400, 4)).astype(np.float32)
+    data[0] = 16
+    built = prepare(graph_from_onnx(model))
+    quantized = quantize(built, calibrate(built, data[:200], progress=False), 8)
+    test = data[200:]
+    planned = quantized.run(test)["logits"]
+    session = ort.InferenceSession(quantized.to_onnx("qdq").SerializeToString())
+    assert np.array_equal(session.run(None, {"input": test})[0], planned)

@@ -297,7 +297,7 @@ def quantize(
     # and the simulation and integer files had stored it float16 (onnxruntime refused them)
     model = QuantizedModel(graph, builder.steps, dict(builder.consts), builder.codes,
                            builder.records, bits, integer_outputs, builder.notes,
-                           builder.output_scales)
+                           builder.output_scales, dict(builder._precise_selected))
     counts = model.counts()
     if not counts["integer"]:
         why = (f"{len(builder.kept_float)} activations kept in float leave none"

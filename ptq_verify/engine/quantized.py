@@ -94,6 +94,11 @@ class QuantizedModel:
     integer_outputs: bool = False
     notes: list[str] = field(default_factory=list)
     output_scales: dict[str, np.ndarray | float] = field(default_factory=dict)
+    # the codes of selections made again at 16 bits for a discontinuous node (a TopK's
+    # values, a GatherElements of the input for a comparison), by their names in the steps:
+    # ``codes`` holds each tensor's n-bit codes only, and qdq had written such a selection's
+    # alignment to the comparison's scale as no rounding at all (:meth:`step_codes`)
+    held: dict[str, Code] = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:
@@ -120,8 +125,10 @@ class QuantizedModel:
 
     def step_codes(self) -> dict[str, Code]:
         """Every plan tensor held as codes, by its name in the steps: the tensors' codes and
-        those made for one node only (inputs of a discontinuous node held at 16 bits)."""
+        those made for one node only (inputs of a discontinuous node held at 16 bits, by a
+        scaling step or by a selection made again: ``held``)."""
         codes = {code.name: code for code in self.codes.values()}
+        codes.update((code.name, code) for code in self.held.values())
         for step in self.steps:
             if (isinstance(step, ScaleStep) and step.low is not None
                     and step.scale is not None and step.dst not in codes):

@@ -124,8 +124,7 @@ class _QdqLowering:
             elif step.low is not None:
                 self.real[step.dst] = self._quantized(self._real(step.src), self.codes[step.dst])
             elif step.scale is not None and step.src in self.codes:  # codes aligned
-                self.real[step.dst] = self._quantized(self._real(step.src), _aligned(
-                    self.codes[step.src], step))
+                self.real[step.dst] = self._realigned(step)
             else:  # the same real value, dequantized or rescaled
                 self.real[step.dst] = self._real(step.src)
         opset = PER_CHANNEL_OPSET if self.per_channel else 0
@@ -203,6 +202,24 @@ class _QdqLowering:
         if low > info.min or high < info.max:
             stored = self.out.clip(stored, np.array(low, dtype), np.array(high, dtype))
         return self._dequantized(real, stored, scale, point, code)
+
+    def _realigned(self, step: ScaleStep) -> str:
+        """The real value of codes brought to an aligned node's scale by ``step``. Where the
+        aligned codes span more than an 8-bit container and the step rounds them coarser (a
+        16-bit hold of a comparison's input, brought to the scale of the 8-bit thresholds it
+        is compared with), the rounding is written in float ops, Mul -> Round -> Clip ->
+        Mul -> Round -> Mul, the plan's arithmetic: left as the real value, an input equal
+        to a threshold compared above it (hummingbird's trees: 30.8 dB held out, against
+        64.4 dB in the integer format)."""
+        code, real = self.codes[step.src], self._real(step.src)
+        aligned = _aligned(code, step)
+        if (aligned.high - aligned.low <= 255 or np.ndim(code.scale) or np.ndim(step.factor)
+                or float(step.factor) >= 1):
+            return self._quantized(real, aligned)
+        codes = self.out.round(self.out.multiply(real, np.asarray(code.scale)))
+        codes = self.out.clip(codes, np.float32(code.low), np.float32(code.high))
+        codes = self.out.round(self.out.multiply(codes, np.asarray(step.factor)))
+        return self.out.multiply(codes, aligned.dequantizing())
 
     def _grid(self, hint: str, code, dtype, zero: int) -> tuple[str, str]:
         """The scale and zero-point constants of ``code`` in its 8-bit container: scale 1
