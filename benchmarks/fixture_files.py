@@ -1,5 +1,6 @@
-"""Writing the test fixtures the export scripts make (torch's, optimum's, tf2onnx's): shared by
-scripts that run in different environments, so it imports only numpy and onnx."""
+"""Writing the test fixtures the export scripts make (torch's, optimum's, tf2onnx's,
+jax2onnx's): shared by scripts that run in different environments, so it imports only numpy and
+onnx."""
 
 from __future__ import annotations
 
