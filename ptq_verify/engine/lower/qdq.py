@@ -44,7 +44,7 @@ from ...graph.onnx_io import node_proto
 from ...graph.provenance import quantized_doc
 from ...rules import stored_shift_rule
 from ..probe import along
-from ..rules import is_lattice_selection, is_monotone_selection
+from ..rules import is_lattice_selection, is_monotone_selection, jumps
 from ..steps import IntegerParam, NodeStep, ScaleStep
 from .emitter import Emitter, newest_schema, qdq_runs_at, runs_on
 
@@ -112,6 +112,12 @@ class _QdqLowering:
         self.fused_wrong: list[str] = []
         # outputs of nodes onnxruntime's fused integer kernels cannot take (:func:`_fuses`)
         self.unfused: set[str] = set()
+        # plan tensors a node whose declaration jumps reads (a comparison): their rounding
+        # decides which side of a threshold they fall on, so it is written even where no
+        # 8-bit container holds the codes (:meth:`_realigned`)
+        self.jump_inputs = {name for step in model.steps if isinstance(step, NodeStep)
+                            and step.op is not None and jumps(step.op)
+                            for name in step.node.inputs if name}
 
     def run(self) -> onnx.ModelProto:
         model = self.model
@@ -204,17 +210,20 @@ class _QdqLowering:
         return self._dequantized(real, stored, scale, point, code)
 
     def _realigned(self, step: ScaleStep) -> str:
-        """The real value of codes brought to an aligned node's scale by ``step``. Where the
-        aligned codes span more than an 8-bit container and the step rounds them coarser (a
-        16-bit hold of a comparison's input, brought to the scale of the 8-bit thresholds it
-        is compared with), the rounding is written in float ops, Mul -> Round -> Clip ->
-        Mul -> Round -> Mul, the plan's arithmetic: left as the real value, an input equal
-        to a threshold compared above it (hummingbird's trees: 30.8 dB held out, against
-        64.4 dB in the integer format)."""
+        """The real value of codes brought to an aligned node's scale by ``step``. Where a
+        node whose declaration jumps reads them (a comparison), the aligned codes span more
+        than an 8-bit container and the step rounds them coarser (a 16-bit hold of a
+        comparison's input, brought to the scale of the 8-bit thresholds it is compared
+        with), the rounding is written in float ops, Mul -> Round -> Clip -> Mul -> Round ->
+        Mul, the plan's arithmetic: left as the real value, an input equal to a threshold
+        compared above it (hummingbird's trees: 30.8 dB held out, against 64.4 dB in the
+        integer format). A sum's wide input (a MatMul's 32-bit accumulator aligned to its
+        residual Add) stays the real value: continuous, it only gains by it, and the six
+        float ops a tensor would slow the deployed file (all-MiniLM-L6-v2: 18 more nodes)."""
         code, real = self.codes[step.src], self._real(step.src)
         aligned = _aligned(code, step)
         if (aligned.high - aligned.low <= 255 or np.ndim(code.scale) or np.ndim(step.factor)
-                or float(step.factor) >= 1):
+                or float(step.factor) >= 1 or step.dst not in self.jump_inputs):
             return self._quantized(real, aligned)
         codes = self.out.round(self.out.multiply(real, np.asarray(code.scale)))
         codes = self.out.clip(codes, np.float32(code.low), np.float32(code.high))
