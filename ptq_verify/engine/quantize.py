@@ -531,8 +531,8 @@ class _Builder:
                               + " all calibration data: scale 1 used")
             self._unranged.add(tensor)
             reach = float(levels)
-        elif not unsigned and ranged == [tensor] and (
-                lopsided := self._lopsided(tensor, reach, levels)) is not None:
+        elif not unsigned and len(ranged) == 1 and (
+                lopsided := self._lopsided(tensor, ranged[0], reach, levels)) is not None:
             return lopsided
         scale = levels / reach
         # Signed codes use the two's-complement range [-2^(n-1), 2^(n-1)-1]: the scale is set
@@ -540,10 +540,14 @@ class _Builder:
         # calibrated range; the n-bit container (int8 at 8 bits) then holds every code.
         return scale, low, float(levels)
 
-    def _lopsided(self, tensor: str, reach: float, levels: int
+    def _lopsided(self, tensor: str, ranged: str, reach: float, levels: int
                   ) -> tuple[float, float, float] | None:
         """(scale, low, high) of 2 * (levels + 1) consecutive codes (2^n) over the calibrated
-        range of ``tensor``, its short side moved out to where unseen samples may reach
+        range of ``ranged``, the one tensor that bounds what ``tensor``'s readers read (itself,
+        or the output of the clips or copies that alone read it: a Cast from float64, a
+        StandardScaler's output in hummingbird's pipelines, [-2.9, 32.4] on one side of 0,
+        had taken signed codes, 30.2 dB held out against quantize_static's asymmetric 35.2),
+        its short side moved out to where unseen samples may reach
         (:meth:`.stats.TensorStats.unseen_extremes`; at most doubled, and doubled where the
         per-sample extremes are not known), where that range is lopsided around 0 (a GELU's
         [-0.17, 3.7], a Hardswish's [-0.37, 6]) enough that its step is LOPSIDED_GAIN times
@@ -556,10 +560,11 @@ class _Builder:
         saturated positions of the sum, on a tensor bias absorption shifted (its least value
         is 0 up to float32 rounding, and its range follows absorption's rule), nor on a graph
         output (``--integer-outputs`` gives int8 or uint8 codes)."""
-        if (tensor in self.cal.saturated or tensor in self.cal.dropped_reach
-                or tensor in self.calibrated_unsigned or tensor in self.graph.output_names):
+        if any(name in self.cal.saturated or name in self.cal.dropped_reach
+               or name in self.calibrated_unsigned or name in self.graph.output_names
+               for name in {tensor, ranged}):
             return None
-        extremes = self.cal.extremes(tensor, levels)
+        extremes = self.cal.extremes(ranged, levels)
         if extremes is None or not all(np.isfinite(extremes)):
             return None
         least, largest = extremes
@@ -568,7 +573,7 @@ class _Builder:
         # calibrated reach doubled (the room it had before; without room, EfficientNet-Lite1's
         # signed projection outputs clipped on evaluation crops: -0.6 dB of logit SQNR, and
         # the exact range lost 3.6 dB on MobileNetV2 calibrated on 8 samples; docs/engine.md)
-        unseen = self.cal.unseen_extremes(tensor, levels) or (2 * least, 2 * largest)
+        unseen = self.cal.unseen_extremes(ranged, levels) or (2 * least, 2 * largest)
         if largest >= -least:
             least = max(2 * least, min(least, unseen[0]))
         else:
