@@ -45,7 +45,7 @@ class Structure:
             coefficients >= 0 and nothing else, no parameters (ReduceSum's ``x0 + x1 + x2``;
             a selection's ``x0``): ``ptq_verify.engine.rules.is_element_sum``.
         unit_inputs: the tensor inputs that, every element set to 1, leave a polynomial with
-            integer coefficients in the other names (Div's divisor ``y``: ``x / 1 = x``): a
+            integer coefficients in the other names (Div's divisor ``b``: ``a / 1 = a``): a
             node whose constant there is held as code 1 maps integers to integers
             (``ptq_verify.engine.rules.is_integer_polynomial``).
     """
