@@ -37,3 +37,27 @@ def test_a_batch_fixed_above_the_kept_samples_is_checked_in_whole_batches(tmp_pa
     with np.load(FIXTURES / "gnn_grid.test.npz") as test:
         x = test["x"]
     assert sqnr_db(_logits(MODEL, x), _logits(target, x)) > 25
+
+
+def test_node_features_beside_an_edge_index_are_told_the_model_has_no_batch_axis(
+        tmp_path, capsys):
+    """torch_geometric's layers take edge_index as an argument, so an export with fixed shapes
+    takes x (320, 3) beside edge_index (2, 1120): no axis holds samples. Given the model's
+    own shapes, or graphs stacked on a new axis, the refusal had said only to give one row
+    per sample, batch first, which no layout of such data does; it now says why, and to make
+    the shared edges a constant of the file."""
+    with np.load(FIXTURES / "gnn_grid.calib.npz") as calib:
+        x = calib["x"]
+    edges = MODEL.with_name("gnn_grid_edges.dynamo.opset18.onnx")
+    index = np.zeros((2, 1120), dtype=np.int64)  # (values unread: refused before a run)
+    for name, feeds in (("whole", {"x": x[:NODES], "edge_index": index}),
+                        ("stacked", {"x": x[:2 * NODES].reshape(2, NODES, 3),
+                                     "edge_index": np.stack([index, index])})):
+        data, target = tmp_path / f"{name}.npz", tmp_path / f"{name}.onnx"
+        np.savez(data, **feeds)
+        code = main(["quantize", str(edges), "--calib", str(data), "-o", str(target),
+                     "--float-op", "ScatterND", "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "no batch axis" in err and "'edge_index'" in err and "constants" in err, err
+        assert not target.exists()

@@ -349,7 +349,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                     f"{len(info.shape)} ({_shape_text(info.shape)}), "
                     + _batch_axis_text(info, batch_axis)
                     + ((_unbatched_hint(array.shape, info.shape) if not batch_axis else "")
-                       or _axis_count_hint(array.shape, info.shape, batch_axis))
+                       or _axis_count_hint(array.shape, info.shape, batch_axis)
+                       or _no_batch_hint(graph))
                 )
             for axis, (got, want) in enumerate(zip(array.shape, info.shape)):
                 if axis != batch_axis and isinstance(want, int) and want > 0 and got != want:
@@ -373,7 +374,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"({_first_axes(graph, feeds)}); every input holds one row per "
                         f"sample, {'along its batch axis' if moved else 'batch first'}"
                         + (batch_not_first(graph) or _unnamed_batch_hint(graph)
-                           or _shared_input_hint(graph)))
+                           or _shared_input_hint(graph) or _no_batch_hint(graph)))
     _check_named_dimensions(graph, feeds, what)
     empty = next((info for info in graph.inputs
                   if info.shape and info.shape[axes[info.name]] == 0), None)
@@ -777,6 +778,29 @@ def _shared_input_hint(graph: Graph) -> str:
     return (f"; the model fixes input {shared[0].name!r} at {tuple(shared[0].shape)}, one "
             "tensor for every sample, which ptq-verify cannot feed: export it as a constant "
             "of the model")
+
+
+def _no_batch_hint(graph: Graph) -> str:
+    """Advice for a model with no batch axis: it fixes every input whole and their first
+    axes differ, so one run takes one whole feed (a graph network exported with its shapes
+    fixed: node features (1024, 3) beside an edge_index (2, 3584), the graphs of a batch
+    joined into one). Calibration data hold samples along a batch axis, which such a model
+    lacks; a new-user trial had been told to give one row per sample, batch first, which no
+    layout of its data does. The integer inputs are named as the structure to make constant
+    (where every sample shares it, as a fixed grid does), the rest then batching along axis
+    0 in whole runs. "" otherwise."""
+    shapes = [info.shape for info in graph.inputs]
+    if (len(shapes) < 2 or not all(shape and all(isinstance(d, int) and d > 0 for d in shape)
+                                   for shape in shapes)
+            or len({shape[0] for shape in shapes}) == 1):
+        return ""
+    structure = [info.name for info in graph.inputs if not info.is_float]
+    named = (f" ({', '.join(map(repr, structure))}: a graph network's edge_index)"
+             if structure and len(structure) < len(shapes) else "")
+    return ("; the model fixes every input whole and their first axes differ, so it has no "
+            "batch axis to hold samples along: export the inputs every sample shares as "
+            f"constants of the file{named}, so that the others hold samples along axis 0 in "
+            "whole runs, or export every input with a batch axis")
 
 
 def _cast_exactly(array: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
