@@ -626,6 +626,21 @@ def test_scatter_nd_and_scatter_elements():
     _check("ScatterElements", [x, np.array([[2, 0, 1, 1]], np.int64), _f(1, 4)], ort=True)
 
 
+@pytest.mark.parametrize(("nd", "elements", "reduction"), [
+    ("ScatterNDAdd", "ScatterElementsAdd", "add"), ("ScatterNDMax", "ScatterElementsMax", "max"),
+    ("ScatterNDMin", "ScatterElementsMin", "min")])
+def test_scatter_reductions_combine_every_update_an_element_takes(nd, elements, reduction):
+    """Against onnxruntime, indices repeated (a graph node's several neighbours): each update
+    sent to an element is combined with it, as the declarations' witnesses say."""
+    x = _f(4, 3)
+    _check(nd, [x, np.array([[0], [2], [0], [0]], np.int64), _f(4, 3)],
+           {"reduction": reduction}, ort=True)
+    _check(elements, [x, np.array([[1, 1, 0], [1, 3, 0]], np.int64), _f(2, 3)],
+           {"reduction": reduction}, ort=True)
+    _check(elements, [x, np.array([[2, 2], [0, 2]], np.int64), _f(2, 2)],
+           {"reduction": reduction, "axis": 1}, ort=True)
+
+
 def test_gather_elements_gather_nd_range():
     x = _f(3, 4)
     _check("GatherElements", [x, np.array([[0, -1], [2, 1], [3, 3]], np.int64)], {"axis": 1})

@@ -322,29 +322,43 @@ def gather_elements(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.take_along_axis(x, np.where(index < 0, index + x.shape[axis], index), axis=axis)
 
 
+_REDUCTIONS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scattered(data: np.ndarray, where: tuple, updates: np.ndarray,
+               attrs: Mapping[str, Any]) -> np.ndarray:
+    """A copy of ``data`` with ``updates`` written at positions ``where`` (reduction none) or
+    combined with what is there, each update in turn (reduction add, mul, max, min: an
+    element several updates reach takes them all, as onnxruntime's kernel does)."""
+    out = data.copy()
+    reduction = text(attrs, "reduction", "none")
+    if reduction == "none":
+        out[where] = updates
+    else:
+        _REDUCTIONS[reduction].at(out, where, updates)
+    return out
+
+
 def scatter_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX ScatterND (reduction none): a copy of data with the slices the last axis of
-    indices names replaced by updates."""
+    """ONNX ScatterND: a copy of data with the slices the last axis of indices names replaced
+    by updates, or combined with them by the node's reduction."""
     data, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
     updates = np.asarray(inputs[2])
     depth = index.shape[-1]
     rows = index.reshape(-1, depth)
     rows = np.where(rows < 0, rows + np.array(data.shape[:depth]), rows)
-    out = data.copy()
-    out[tuple(rows.T)] = updates.reshape(-1, *data.shape[depth:])
-    return out
+    return _scattered(data, tuple(rows.T), updates.reshape(-1, *data.shape[depth:]), attrs)
 
 
 def scatter_elements(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
-    """ONNX ScatterElements (reduction none) along ``axis``: out[..., index[i, j], ...] =
-    updates[i, j] (for axis 0), the other elements data's."""
+    """ONNX ScatterElements along ``axis``: out[..., index[i, j], ...] = updates[i, j] (for
+    axis 0), or combined with them by the node's reduction; the other elements data's."""
     data, index = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64)
     axis = int(attrs.get("axis", 0)) % data.ndim
     grid = list(np.indices(index.shape, sparse=True))
     grid[axis] = np.where(index < 0, index + data.shape[axis], index)
-    out = data.copy()
-    out[tuple(grid)] = np.asarray(inputs[2])
-    return out
+    where = tuple(np.broadcast_arrays(*grid))
+    return _scattered(data, where, np.asarray(inputs[2]), attrs)
 
 
 def gather_nd(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:

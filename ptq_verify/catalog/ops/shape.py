@@ -14,7 +14,11 @@ both sources in one formula:
   (param_rescale v -> s*v).
 - Where: the condition is a static input, X and Y play the roles of a and b.
 - ScatterND, ScatterElements (reduction none): the indices are static, data and updates play
-  the roles of a and b.
+  the roles of a and b. With reduction add, max or min an output element combines the data
+  element with the updates the indices send there, however many: witnessed, as ReduceSum and
+  ReduceMax are, by ``a + b0 + b1`` and ``max(a, b0, b1)`` (a graph network's aggregation
+  over each node's neighbours); reduction mul has no declaration (its degree is the number of
+  updates an element takes).
 
 Pad in reflect, edge and wrap modes and nearest Resize copy input elements (witness ``x``);
 linear Resize blends neighbours with static weights (witness ``c*x0 + (1 - c)*x1``). Each is
@@ -91,6 +95,19 @@ OPERATORS = (
         "(reduction none); the selector k stands for whether an element was replaced.",
     ) for name, kernel, what in (("ScatterND", shape.scatter_nd, "slices"),
                                  ("ScatterElements", shape.scatter_elements, "elements"))),
+    *(Operator(
+        f"{name}{reduction.capitalize()}", "a, b0 b1", expr, kernel=combine,
+        onnx_type=name, onnx_inputs=("a", None, "b"), onnx_kernel=kernel,
+        onnx_match={"reduction": reduction}, mixes_channels=True,
+        doc=f"A copy of data (a) with the {what} static indices name combined with updates "
+        f"(b) by reduction {reduction}: an element takes every update sent to it (the "
+        "witness: two; a graph network's aggregation over each node's neighbours).",
+    ) for name, kernel, what in (("ScatterND", shape.scatter_nd, "slices"),
+                                 ("ScatterElements", shape.scatter_elements, "elements"))
+      for reduction, expr, combine in (
+          ("add", "a + b0 + b1", lambda a, b0, b1: a + b0 + b1),
+          ("max", "max(a, b0, b1)", lambda a, b0, b1: np.maximum(np.maximum(a, b0), b1)),
+          ("min", "min(a, b0, b1)", lambda a, b0, b1: np.minimum(np.minimum(a, b0), b1)))),
     *(_pad_copy(mode, doc) for mode, doc in (
         ("reflect", "the input mirrored at its border, the border element not repeated"),
         ("edge", "copies of the border element"),
