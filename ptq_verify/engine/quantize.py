@@ -13,7 +13,7 @@ node runs in float, and its output is quantized again.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -1227,7 +1227,7 @@ class _Builder:
                 rounded, work, sum(self.consts[node.inputs[slot]].nbytes
                                    for node, _, slot in work))))
 
-    def _float_only(self, tensor: str, floats: Mapping[str, str] | None = None) -> bool:
+    def _float_only(self, tensor: str, floats: Collection[str] | None = None) -> bool:
         """Whether every reader of ``tensor`` runs in float, so that codes for it would only
         add a rounding between two float nodes."""
         return read_in_float_only(tensor, self.consumers, self.graph.output_names,
@@ -1242,10 +1242,9 @@ class _Builder:
         weights between two Reshapes (a MatMul and its bias Add over 3-D tokens, as graph
         cleaners rewrite it), whose Reshape takes no per-channel codes, had requantized the
         LayerNorm's input to 8 bits per tensor (43.7 -> 39.4 dB on a digits model)."""
-        users = self.consumers.get(tensor, [])
-        return (bool(users) and tensor not in self.graph.output_names
-                and all(user.name in self._float or self._compensates_channels(user)
-                        for user in users))
+        in_float = {user.name for user in self.consumers.get(tensor, [])
+                    if user.name in self._float or self._compensates_channels(user)}
+        return self._float_only(tensor, in_float)
 
     def _float_output(self, tensor: str) -> bool:
         """Whether ``tensor`` is a graph output that nothing reads and the outputs are
@@ -1504,6 +1503,7 @@ class _Builder:
         if beyond:  # the integer format could not hold it: run the sum in float in every one
             return self.compensate(node, op, plan, f"static input {beyond!r} reaches beyond "
                                    "int32 at the sum's scale")
+        degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
@@ -1531,7 +1531,7 @@ class _Builder:
                     integers[inputs[slot]] = IntegerParam("weight", scale, weight_axis)
                 else:
                     scale = _weight_scale(consts[name], self.signed_max)
-                    if _divides_by(rule, tensors, binding, consts[name]):
+                    if _divides_by(degrees.get(binding), consts[name]):
                         # one positive divisor: at its own value's scale it is code 1, exact,
                         # and the integer format divides by nothing (x / 1 maps integers to
                         # integers; at code 127 a decomposed HardSwish's Div by 6 ran in float)
@@ -1546,7 +1546,6 @@ class _Builder:
             else:
                 tensor_scale[binding] = 1.0  # a static tensor enters exact, at scale 1
         scales = [tensor_scale.get(t, 1.0) for t in tensors]
-        degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
         coarse = self._coarse_constant_divisor(node, op, degrees, inputs, constants, integers)
         if coarse is not None:  # (0.01 beside 5 is code 0): in float on the constant as it is
             return self.compensate(node, op, plan, f"constant divisor {coarse!r}: its codes "
@@ -2343,11 +2342,9 @@ def _relative_rounding(value: np.ndarray, codes: np.ndarray, scale) -> float:
     return float(np.max(np.where(value != 0, error, 0.0), initial=0.0))
 
 
-def _divides_by(rule: Rule, tensors: list[str], binding: str, value: np.ndarray) -> bool:
-    """Whether the constant ``value`` bound to tensor ``binding`` is a divisor (a negative
-    degree in the rule) holding one positive number in every element."""
-    degrees = rule.input_degrees
-    degree = degrees[tensors.index(binding)] if degrees else rule.degree
+def _divides_by(degree: int | None, value: np.ndarray) -> bool:
+    """Whether the constant ``value``, an input of that ``degree`` in the rule, is a divisor
+    (a negative degree) holding one positive number in every element."""
     value = np.asarray(value)
     return (degree is not None and degree < 0 and value.size > 0 and np.ptp(value) == 0
             and float(np.ravel(value)[0]) > 0)

@@ -70,8 +70,9 @@ def mark_static_alone(graph: Graph, ops: Mapping[str, Operator | None],
 
 
 def read_in_float_only(tensor: str, consumers: Mapping[str, list[Node]],
-                       outputs: Collection[str], floats: Mapping[str, str]) -> bool:
-    """Whether every reader of ``tensor`` runs in float (is in ``floats``) and it is no graph
+                       outputs: Collection[str], floats: Collection[str]) -> bool:
+    """Whether every reader of ``tensor`` runs in float (is in ``floats``, node names or a
+    mapping keyed by them) and it is no graph
     output (``outputs``), so that codes for it would only add a rounding between two float
     nodes."""
     users = consumers.get(tensor, [])
