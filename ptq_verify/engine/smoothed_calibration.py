@@ -5,7 +5,8 @@ and its values on a sample; calibration needs every activation's statistics, of 
 as smoothing leaves it. Run one after the other, they are two float passes (all-MiniLM-L6-v2:
 about 4.5 s each, most of the peer's whole run). But smoothing changes one tensor per
 smoothed activation, X' = X diag(1/s) (and the tensors from its source to it, where carriers
-stand between: a LayerNorm in parts' gamma product, divided alike), and nothing else the
+stand between: a LayerNorm in parts' gamma product, divided alike, and the copies between it
+and its consumers: a Reshape before a Gemm), and nothing else the
 float graph computes: its
 consumers' outputs are X' (s W) = X W. So one pass over the graph before smoothing
 gathers all of it: the candidates' values and per-position extremes (``calibrate(keep=...)``),
@@ -65,8 +66,9 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
         ready()
     if not candidates:
         return [], calibrated(layers)
-    if needs_histogram(method, bits) or not all(_channels_last(graph, c.tensor, c.axis)
-                                                for c in candidates):
+    if needs_histogram(method, bits) or not all(
+            _channels_last(graph, tensor, axis) for c in candidates for tensor, axis in (
+                (c.tensor, c.axis), *((copy.outputs[0], out) for copy, out in c.copies))):
         smoothed = smooth(graph, data, bits, table, progress=progress,
                           per_channel=per_channel, candidates=candidates)
         return smoothed, calibrated(layers_now() if smoothed else layers)
@@ -75,7 +77,8 @@ def smoothed_and_calibrated(graph: Graph, data: Mapping[str, np.ndarray] | np.nd
     # where it needs one
     calibration = replace(calibrated(layers, keep=[
         name for candidate in candidates
-        for name in (*candidate.carried, *candidate.joined_inputs, candidate.tensor)]),
+        for name in (*candidate.carried, *candidate.joined_inputs, candidate.tensor,
+                     *(copy.outputs[0] for copy, _ in candidate.copies))]),
         runner=None)
     smoothed = smooth(graph, data, bits, table, progress=progress, per_channel=per_channel,
                       candidates=candidates, calibration=calibration)
@@ -96,18 +99,20 @@ def after_smoothing(calibration: Calibration, smoothed: list[SmoothedTensor]
     stats = dict(calibration.stats)
     layers = None if calibration.layers is None else dict(calibration.layers.stats)
     for item in smoothed:
-        # the tensors the factor divides, and a joining source's inputs (a Concat's), each by
-        # its slice of the factor
-        parts = [(tensor, divided, item.scale)
+        # the tensors the factor divides, a joining source's inputs (a Concat's), each by
+        # its slice of the factor, and the copies between the tensor and its consumers,
+        # along the axis each carries the channels to
+        parts = [(tensor, divided, item.scale, item.axis)
                  for tensor, divided in (*item.carried, (item.tensor, item.output))]
-        parts += [(tensor, divided, item.scale[first:end])
+        parts += [(tensor, divided, item.scale[first:end], item.axis)
                   for tensor, divided, first, end in item.joined]
-        for tensor, divided, scale in parts:
+        parts += [(tensor, tensor, item.scale, axis) for tensor, axis in item.copied]
+        for tensor, divided, scale, axis in parts:
             before = calibration.stats.get(tensor)
             if (before is None or tensor in calibration.saturated
                     or tensor in calibration.non_finite):
                 return None
-            after = before.divided(scale, item.axis)
+            after = before.divided(scale, axis)
             if after is None:
                 return None
             stats[divided] = after
