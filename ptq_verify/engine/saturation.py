@@ -164,19 +164,27 @@ def static_part(masked: MaskedSum, values: dict[str, np.ndarray], graph: Graph,
     its static operands (from this batch's values or the constants) and of the saturated
     positions its carrying operands hold (``carried``: their values there, 0 elsewhere); for a
     selection, ``total`` where it equals one of those (a position the node selected from a
-    static value), 0 elsewhere. An operand that does not broadcast to the output (a Concat's)
-    contributes nothing."""
+    static value), 0 elsewhere. A static operand that does not broadcast to the output (a
+    Concat's) contributes nothing; a carrying one that a selection places elsewhere in its
+    output (a Concat of masked scores and a constant column, as attention sinks append one)
+    contributes the positions holding one of its saturated values: a selection passes values
+    on unchanged, and those lie beyond every value the kept positions hold."""
+    shape = np.shape(total)
+    saturated = [carried[name] for name in masked.carried if name in carried]
+    placed = [] if not masked.selection else [
+        np.unique(part[part != 0]) for part in saturated if not _broadcasts(np.shape(part), shape)]
     parts = [values[name] if name in values else graph.initializers[name]
              for name in masked.static]
-    parts += [carried[name] for name in masked.carried if name in carried]
-    parts += list(masked.constants)
-    parts = [np.asarray(p) for p in parts if _broadcasts(np.shape(p), np.shape(total))]
-    if not parts:
+    parts += saturated + list(masked.constants)
+    parts = [np.asarray(p) for p in parts if _broadcasts(np.shape(p), shape)]
+    if not parts and not any(values.size for values in placed):
         return np.zeros((), dtype=np.asarray(total).dtype)
     if masked.selection:
-        chosen = np.zeros(np.shape(total), dtype=bool)
+        chosen = np.zeros(shape, dtype=bool)
         for part in parts:
             chosen |= (total == part) & (part != 0)
+        for part in placed:
+            chosen |= np.isin(total, part)
         return np.where(chosen, total, 0)
     result = parts[0]
     for part in parts[1:]:
