@@ -1,6 +1,6 @@
 """Architectures users export, as they export them: ptq-verify on each, as a new user runs it.
 
-Thirty-three Hugging Face architectures are built from small configs (random weights: the point is
+Thirty-six Hugging Face architectures are built from small configs (random weights: the point is
 what exporters write, not accuracy on a task), exported by torch's legacy exporter (opset 17,
 no constant folding) and by the dynamo exporter (opset 18), and fed to the CLI exactly as a
 user would: ``ptq-verify quantize model.onnx --calib calib.npz -o q.onnx`` and ``ptq-verify
@@ -225,6 +225,24 @@ def architectures():
                                             depths=[1, 1], out_features=["stage2"]),
             d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
             decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8)),
+        # added by the mixture-of-experts trial: a router's Softmax and TopK choosing 2 of 4
+        # experts per token (Mixtral), a shared expert behind a Sigmoid gate (Qwen2-MoE),
+        # attention sinks concatenated to the masked scores and a TopK before the router's
+        # Softmax (GPT-OSS). transformers' default experts (grouped_mm) fail in both torch
+        # exporters and its eager loop in the dynamo one: "batched_mm" gathers each token's
+        # experts' weights, which both export
+        "mixtral": lambda: hf.MixtralModel(hf.MixtralConfig(
+            **SMALL, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
+            use_cache=False, experts_implementation="batched_mm", **text)),
+        "qwen2_moe": lambda: hf.Qwen2MoeModel(hf.Qwen2MoeConfig(
+            **SMALL, num_key_value_heads=1, num_experts=4, num_experts_per_tok=2,
+            moe_intermediate_size=32, shared_expert_intermediate_size=64, use_cache=False,
+            experts_implementation="batched_mm", **text)),
+        "gpt_oss": lambda: hf.GptOssModel(hf.GptOssConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+            head_dim=16, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+            sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+            use_cache=False, experts_implementation="batched_mm", **text)),
     }
 
 
