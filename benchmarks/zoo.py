@@ -265,15 +265,16 @@ def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: l
                               opset_version=opset, dynamo=True)
 
 
-def export(name: str, exporter: str, opset: int, folder: Path, held_out: bool = False
-           ) -> tuple[Path, Path, Path | None]:
+def export(name: str, exporter: str, opset: int, folder: Path, held_out: bool = False,
+           build=None) -> tuple[Path, Path, Path | None]:
     """The model's first output (last hidden state) as ONNX, its calibration inputs and, with
     ``held_out``, as many other inputs to measure on: the even rows of twice as many inputs
-    calibrate, the odd ones are held out (interleaved: the audio rows rise a semitone each)."""
+    calibrate, the odd ones are held out (interleaved: the audio rows rise a semitone each).
+    ``build``: a function making the model, for one not in :func:`architectures`."""
     import torch
 
     torch.manual_seed(0)
-    model = architectures()[name]()
+    model = (build or architectures()[name])()
     takes = inspect.signature(model.forward).parameters
     count = 2 * BATCH if held_out else BATCH
     feeds = (image_inputs(count) if "pixel_values" in takes
