@@ -28,7 +28,7 @@ which neither quantizer saw (a range fitted exactly to the calibration rows, as 
 [min, max] with a zero point, can clip there; docs/benchmarks-real.md).
 
 Run:  python benchmarks/zoo.py [--peer] [--held-out] [--samples N] [MODEL ...]
-      (~16 min on 2 cores; needs the bench extra)
+      (~18 min on 2 cores; needs the bench extra)
 """
 
 from __future__ import annotations
