@@ -181,6 +181,38 @@ def test_a_scalar_model_input_is_refused_as_one(tmp_path, capsys, value):
     assert "input 't': the model takes a scalar there" in err and "no samples" not in err
 
 
+def test_inputs_fixing_their_batch_at_different_sizes_are_refused_by_name(tmp_path, capsys):
+    """A new-user trial: a diffusion UNet exported with its timestep of shape (1,) beside
+    latents of batch 2 (one timestep expanded over the batch) took data of one row per sample
+    for each input, and was refused after the first run inside the model, at its Expand, with
+    onnxruntime's 'Got: 4 Expected: 2' on another input: no word of the timestep. No run fits
+    inputs whose batch axes the model fixes at 2 and 1, so the data check refuses it, naming
+    each input's size and the one taking one row for the whole batch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["sample", "w"], ["h"], name="proj"),
+         helper.make_node("Expand", ["timestep", "batch"], ["per_sample"], name="expand"),
+         helper.make_node("Unsqueeze", ["per_sample", "axis"], ["column"], name="column"),
+         helper.make_node("Mul", ["h", "column"], ["y"], name="scale")], "shared_timestep",
+        [helper.make_tensor_value_info("sample", TensorProto.FLOAT, [2, 8]),
+         helper.make_tensor_value_info("timestep", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(np.eye(8, 4, dtype=np.float32), "w"),
+         numpy_helper.from_array(np.array([2], np.int64), "batch"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis")])
+    model, calib = tmp_path / "shared.onnx", tmp_path / "c.npz"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    rows = np.random.default_rng(0)
+    np.savez(calib, sample=rows.standard_normal((32, 8)).astype(np.float32),
+             timestep=rows.uniform(0, 1000, 32).astype(np.float32))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 2 and "\n" not in err
+    assert "fixes its inputs' axis 0 at different sizes ('sample' 2, 'timestep' 1)" in err
+    assert "'timestep' takes one row for the whole batch" in err and "expand" not in err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_ids_beyond_the_input_type_are_refused_as_they_are(tmp_path, capsys):
     """A new-user trial: uint64 token ids from 2^63 up wrapped to negative int64 ids in the
     cast, and the refusal named an id the data never held (-9223372036854775753)."""

@@ -383,6 +383,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"{empty.name!r} at 0 "
                         f"({_shape_text(empty.shape)}): it takes no samples, so nothing can "
                         "calibrate it; export it with a batch axis")
+    _check_one_batch_size(graph, what)
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
         count = samples_in(feeds, graph)
@@ -892,10 +893,41 @@ def _shape_text(shape) -> str:
 
 def fixed_batch(graph: Graph) -> int | None:
     """The batch size the model fixes on its inputs' batch axes (None when it is dynamic)."""
-    axes = sample_axes(graph)
-    fixed = {t.shape[axes[t.name]] for t in graph.inputs
-             if t.shape and isinstance(t.shape[axes[t.name]], int) and t.shape[axes[t.name]]}
+    fixed = set(_fixed_batch_sizes(graph).values())
     return fixed.pop() if len(fixed) == 1 else None
+
+
+def _fixed_batch_sizes(graph: Graph) -> dict[str, int]:
+    """Each input's length along its batch axis (:func:`sample_axes`), for the inputs whose
+    shape fixes it."""
+    axes = sample_axes(graph)
+    return {t.name: t.shape[axes[t.name]] for t in graph.inputs
+            if t.shape and isinstance(t.shape[axes[t.name]], int) and t.shape[axes[t.name]]}
+
+
+def _check_one_batch_size(graph: Graph, what: str) -> None:
+    """Refuse a model whose inputs fix their batch axes at different sizes: every run feeds
+    each input the same samples, so no run fits them all. A new-user trial's diffusion UNet
+    exported with a timestep of shape (1,) beside latents of batch 2 (one timestep for the
+    whole batch) passed every check of its data, one row per sample each, and failed on
+    the first run inside the model, an Expand's shapes (4,) and (2,) named with
+    onnxruntime's 'Got: 4 Expected: 2', which says nothing of the timestep."""
+    sizes = _fixed_batch_sizes(graph)
+    if len(set(sizes.values())) < 2:
+        return
+    moved = any(sample_axes(graph).values())
+    listed = ", ".join(f"{name!r} {size}" for name, size in sizes.items())
+    shared = [name for name, size in sizes.items() if size == 1]
+    advice = (f": {' and '.join(map(repr, shared))} {'takes' if len(shared) == 1 else 'take'} "
+              "one row for the whole batch (as a diffusion timestep of shape (1,) beside "
+              "latents of batch 2), which calibration data, one row per sample, cannot "
+              "feed: export every input with the same batch (one row per sample), or the "
+              "shared inputs as constants of the file" if shared
+              else _no_batch_hint(graph) or "; export every input with the same batch")
+    raise UserError(
+        f"{what}: the model fixes its inputs' {'batch axes' if moved else 'axis 0'} at "
+        f"different sizes ({listed}), and a run feeds every input the same samples, so no "
+        f"run fits them all{advice}")
 
 
 def batch_dimension(graph: Graph) -> str | None:
