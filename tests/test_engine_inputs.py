@@ -1162,24 +1162,31 @@ def test_a_minus_one_batch_and_question_mark_axes_are_free(tmp_path, capsys):
     assert code == 0, err
 
 
-def test_a_per_sample_value_without_its_axis_of_1_is_told_the_call(tmp_path, capsys):
+@pytest.mark.parametrize("batch", ["batch", 2])
+@pytest.mark.parametrize("given, call", [((32,), "np.expand_dims(array, 1)"),
+                                         ((32, 1, 1), "np.squeeze(array, 1)")])
+def test_a_per_sample_value_with_an_axis_of_1_missing_or_too_many_is_told_the_call(
+        tmp_path, capsys, batch, given, call):
     """A gain input (batch, 1) given as one value a sample, (N,): a streaming trial's had been
-    told only that the model expects 2 axes."""
+    told only that the model expects 2 axes. The same with the batch the export fixes (torch
+    fixes every shape unless told otherwise): a diffusion trial's timesteps given as a column
+    to a UNet of batch 2 had been told only that the model expects 1 axis, the call missing
+    since the count of samples, 128, was compared with the batch of 2."""
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.eye(8, 4, dtype=np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
          helper.make_node("Mul", ["h", "gain"], ["y"], name="gain")], "gain",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
-         helper.make_tensor_value_info("gain", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight])
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8]),
+         helper.make_tensor_value_info("gain", TensorProto.FLOAT, [batch, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])], [weight])
     model, calib = tmp_path / "gain.onnx", tmp_path / "c.npz"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
-    np.savez(calib, x=np.ones((32, 8), np.float32), gain=np.full(32, 1.5, np.float32))
+    np.savez(calib, x=np.ones((32, 8), np.float32), gain=np.full(given, 1.5, np.float32))
     code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
     assert code == 2 and "\n" not in err
-    assert "input 'gain'" in err and "np.expand_dims(array, 1) gives its layout" in err, err
+    assert "input 'gain'" in err and f"{call} gives its layout" in err, err
 
 
 def test_an_output_equal_to_the_float_model_s_is_called_exact():

@@ -500,8 +500,11 @@ def _moved_batch_hint(got: tuple[int, ...], info: TensorInfo, axis: int) -> str:
 
 def _fits_samples_first(got: tuple[int, ...], want, axis: int) -> bool:
     """``got``, its samples on axis 0, fits ``want`` once they are moved to ``axis`` (the
-    input's batch axis: np.moveaxis(array, 0, axis))."""
-    return _fits((*got[1:axis + 1], got[0], *got[axis + 1:]), want)
+    input's batch axis: np.moveaxis(array, 0, axis)). The count of samples is not compared
+    with a batch the model fixes, which the data hold in whole multiples: an export's fixed
+    batch of 2 had kept a diffusion trial's timesteps given as a column, (128, 1) for (2,),
+    from the np.squeeze call."""
+    return len(got) == len(want) and _fits(got[1:], (*want[:axis], *want[axis + 1:]))
 
 
 def _fits(got: tuple[int, ...], want) -> bool:
