@@ -51,6 +51,9 @@ FLOAT_OP = ("digits_lstm", "digits_bigru")
 # graph networks, tested in tests/test_graph_networks.py: a batch fixed at the node count,
 # and one taking edge_index beside its nodes has no batch axis to calibrate along
 GRAPHS = ("gnn_grid",)
+# random weights, whose SQNR the fixtures' floor does not describe: measured against
+# quantize_static in tests/test_diffusion_networks.py
+DIFFUSION = ("diffusion_unet",)
 # outputs in an order a TopK picks, which rounding flips where scores nearly tie: the
 # fixtures' SQNR floor does not hold (test_a_top_k_reads_its_scores_through_a_squeeze_finely)
 ORDERED = ("digits_detector",)
@@ -58,7 +61,7 @@ ORDERED = ("digits_detector",)
 # activation in float for them (tests/test_conditioning.py)
 RESCUED = ("digits_timestep",)
 MODELS = sorted(p.name for p in FIXTURES.glob("*.onnx")
-                if not p.name.startswith(FLOAT_OP + ORDERED + RESCUED + GRAPHS))
+                if not p.name.startswith(FLOAT_OP + ORDERED + RESCUED + GRAPHS + DIFFUSION))
 DATA = {"digits_mlp": "digits", "digits_cnn": "digits_image", "tiny_bert": "tiny_bert",
         "tiny_t5": "tiny_bert", "tiny_bert_sdpa": "tiny_bert", "digits_gelu_mlp": "digits",
         "digits_attention_fixed": "digits", "digits_swin": "digits_image",
