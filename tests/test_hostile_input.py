@@ -631,10 +631,13 @@ def test_an_undeclared_sequence_op_is_not_sent_to_a_declaration(tmp_path):
 def test_an_undeclared_random_op_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: the dynamo exports of MobileNetV1 and FocalNet held a
     RandomUniformLike (a drop-path), refused with the advice to declare it as a formula of
-    its inputs, which a random draw is not. The refusal says what it is and what to do."""
+    its inputs, which a random draw is not. The refusal says what it is and what to do: a
+    diffusion trial's VAE encoder exported with latent_dist.sample(), a RandomNormalLike by
+    design, had been told only model.eval() and the other exporter, neither of which removes
+    it."""
     outcome = _refused_undeclared(tmp_path, hostile.random_like_after_matmul(), (8, 4),
                                   "node 'random_1' (RandomUniformLike)", "random seed",
-                                  "model.eval()")
+                                  "model.eval()", "draw the noise outside the file")
     assert "declare it in a TOML file" not in outcome.err
 
 

@@ -370,7 +370,10 @@ def _beyond_declaration(node: Node) -> str:
         return ("; its ONNX schema takes a random seed: it draws random values, which no "
                 "declaration (an expression of its inputs) describes, so ptq-verify cannot take "
                 "this node: export the model again after model.eval(), or with the other torch "
-                "exporter (a drop-path or dropout left in an inference graph)")
+                "exporter (a drop-path or dropout left in an inference graph); where the model "
+                "samples by design (a VAE encoder's latent_dist.sample()), export what the "
+                "draw is made from (latent_dist.mean, latent_dist.std) and draw the noise "
+                "outside the file")
     if _used(node.outputs) > OUTPUTS_DESCRIBED:
         return (f"; it writes {_written(node.outputs)}, and a declaration (the catalog's, or "
                 f"one given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
