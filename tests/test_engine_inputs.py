@@ -211,6 +211,10 @@ def test_inputs_fixing_their_batch_at_different_sizes_are_refused_by_name(tmp_pa
     assert "fixes its inputs' axis 0 at different sizes ('sample' 2, 'timestep' 1)" in err
     assert "'timestep' takes one row for the whole batch" in err and "expand" not in err
     assert not (tmp_path / "q.onnx").exists()
+    assert main(["audit", str(model)]) == 0  # the audit's line on the data says the same
+    line = next(row for row in capsys.readouterr().out.splitlines()
+                if row.startswith("calibration data"))
+    assert line.endswith("; but " + err.split(f"{calib}: ", 1)[1]), line
 
 
 def test_ids_beyond_the_input_type_are_refused_as_they_are(tmp_path, capsys):

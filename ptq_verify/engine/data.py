@@ -383,7 +383,9 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
                         f"{empty.name!r} at 0 "
                         f"({_shape_text(empty.shape)}): it takes no samples, so nothing can "
                         "calibrate it; export it with a batch axis")
-    _check_one_batch_size(graph, what)
+    disagreeing = batch_sizes_disagree(graph)
+    if disagreeing:
+        raise UserError(f"{what}: {disagreeing}")
     fixed = fixed_batch(graph)
     if fixed and sizes and sizes.pop() % fixed:
         count = samples_in(feeds, graph)
@@ -908,16 +910,17 @@ def _fixed_batch_sizes(graph: Graph) -> dict[str, int]:
             if t.shape and isinstance(t.shape[axes[t.name]], int) and t.shape[axes[t.name]]}
 
 
-def _check_one_batch_size(graph: Graph, what: str) -> None:
-    """Refuse a model whose inputs fix their batch axes at different sizes: every run feeds
-    each input the same samples, so no run fits them all. A new-user trial's diffusion UNet
-    exported with a timestep of shape (1,) beside latents of batch 2 (one timestep for the
-    whole batch) passed every check of its data, one row per sample each, and failed on
-    the first run inside the model, an Expand's shapes (4,) and (2,) named with
-    onnxruntime's 'Got: 4 Expected: 2', which says nothing of the timestep."""
+def batch_sizes_disagree(graph: Graph) -> str:
+    """Why no data feed a model whose inputs fix their batch axes at different sizes, and the
+    way forward; "" otherwise. Every run feeds each input the same samples, so no run fits
+    them all. A new-user trial's diffusion UNet exported with a timestep of shape (1,) beside
+    latents of batch 2 (one timestep for the whole batch) passed every check of its data, one
+    row per sample each, and failed on the first run inside the model, an Expand's shapes (4,)
+    and (2,) named with onnxruntime's 'Got: 4 Expected: 2', which says nothing of the
+    timestep; its audit had asked for those very data."""
     sizes = _fixed_batch_sizes(graph)
     if len(set(sizes.values())) < 2:
-        return
+        return ""
     moved = any(sample_axes(graph).values())
     listed = ", ".join(f"{name!r} {size}" for name, size in sizes.items())
     shared = [name for name, size in sizes.items() if size == 1]
@@ -927,10 +930,9 @@ def _check_one_batch_size(graph: Graph, what: str) -> None:
               "feed: export every input with the same batch (one row per sample), or the "
               "shared inputs as constants of the file" if shared
               else _no_batch_hint(graph) or "; export every input with the same batch")
-    raise UserError(
-        f"{what}: the model fixes its inputs' {'batch axes' if moved else 'axis 0'} at "
-        f"different sizes ({listed}), and a run feeds every input the same samples, so no "
-        f"run fits them all{advice}")
+    return (f"the model fixes its inputs' {'batch axes' if moved else 'axis 0'} at different "
+            f"sizes ({listed}), and a run feeds every input the same samples, so no run fits "
+            f"them all{advice}")
 
 
 def batch_dimension(graph: Graph) -> str | None:

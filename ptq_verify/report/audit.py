@@ -20,6 +20,7 @@ from ..engine import plan_model, prepare
 from ..engine.absorb import absorbable
 from ..engine.data import (
     batch_not_first,
+    batch_sizes_disagree,
     fixed_batch_hint,
     keyword_name,
     moved_batch_note,
@@ -259,8 +260,18 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                  shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
                  tuple(table.assumed_attributes(original.nodes)),
-                 moved_batch_note(original) or batch_not_first(original)
-                 or named_batch_hint(original) or fixed_batch_hint(original))
+                 _disagreeing_batch(original) or moved_batch_note(original)
+                 or batch_not_first(original) or named_batch_hint(original)
+                 or fixed_batch_hint(original))
+
+
+def _disagreeing_batch(graph: Graph) -> str:
+    """The refusal quantize gives data for a model whose inputs fix their batch axes at
+    different sizes, for the audit's line on the calibration data (which had asked a
+    diffusion trial for a timestep (1) beside latents (2, 4, 16, 16), data quantize cannot
+    run)."""
+    text = batch_sizes_disagree(graph)
+    return f"; but {text}" if text else ""
 
 
 def _integer_form(action, graph: Graph, table: OperatorTable) -> str:
