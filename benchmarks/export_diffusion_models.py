@@ -21,7 +21,8 @@ classifier-free guidance runs it:
 both exporters: legacy opset 17 and dynamo opset 18), each with ``NAME.calib.npz`` (128
 samples) and ``NAME.test.npz`` (64 held out): ``unet`` (UNet2DModel, int64 timestep),
 ``unet_class`` (class-conditional), ``unet_cond`` and ``unet_cond_float``
-(UNet2DConditionModel, int64 or float timestep), ``vae_encoder`` (AutoencoderKL's
+(UNet2DConditionModel, int64 or float timestep), ``unet_sdxl`` (SDXL's added text_embeds and
+time_ids), ``vae_encoder`` (AutoencoderKL's
 latent_dist.mean), ``vae_decoder``, ``dit`` (DiTTransformer2DModel, class labels) and ``sd3``
 (SD3Transformer2DModel, an MMDiT with pooled projections).
 
@@ -29,7 +30,7 @@ Needs torch and diffusers (0.42.1 in the trial; pure Python, installed beside to
 ``pip install --no-deps --target DIR diffusers requests urllib3 certifi charset_normalizer``,
 DIR on PYTHONPATH); the tests import none of it. Seconds:
 
-    python benchmarks/export_diffusion_models.py [--trial DIR]
+    python benchmarks/export_diffusion_models.py [--trial DIR [MODEL ...]]
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def draw(spec: Spec, count: int, seed: int) -> dict[str, np.ndarray]:
             arrays[name] = rng.integers(0, 1000, count).astype(np.int64)
         elif kind == "time":
             arrays[name] = rng.uniform(0, 1000, count).astype(np.float32)
+        elif kind == "sizes":  # SDXL's time_ids: sizes and crop offsets, 0 to 96 by 32
+            arrays[name] = (rng.integers(0, 4, (count, *shape)) * 32).astype(np.float32)
         else:  # "label"
             arrays[name] = rng.integers(0, 10, count).astype(np.int64)
     return arrays
@@ -101,9 +104,14 @@ def _unet(class_embeds: int | None) -> UNet2DModel:
 
 
 def _cond_unet(size: int, channels: tuple[int, int], groups: int, text: int, head: int,
-               time_dim: int | None = None,
-               middle: str | None = "UNetMidBlock2DCrossAttn") -> UNet2DConditionModel:
-    return UNet2DConditionModel(sample_size=size, in_channels=4, out_channels=4,
+               time_dim: int | None = None, middle: str | None = "UNetMidBlock2DCrossAttn",
+               text_time: int | None = None) -> UNet2DConditionModel:
+    """``text_time``: SDXL's added conditioning (pooled text embeddings of ``text`` and six
+    size values, each embedded in ``text_time``), None for none."""
+    added = ({"addition_embed_type": "text_time", "addition_time_embed_dim": text_time,
+              "projection_class_embeddings_input_dim": text + 6 * text_time}
+             if text_time else {})
+    return UNet2DConditionModel(sample_size=size, in_channels=4, out_channels=4, **added,
                                 layers_per_block=1, block_out_channels=channels,
                                 norm_num_groups=groups, cross_attention_dim=text,
                                 attention_head_dim=head, time_embedding_dim=time_dim,
@@ -132,6 +140,15 @@ def trial_model(name: str) -> tuple[torch.nn.Module, Spec]:
         spec = {"sample": latents, "timestep": ("step" if name == "unet_cond" else "time", ()),
                 "encoder_hidden_states": ("normal", (8, 32))}
         return _cond_unet(16, (32, 64), 8, 32, 8), spec
+    if name == "unet_sdxl":
+        spec = {"sample": latents, "timestep": ("time", ()),
+                "encoder_hidden_states": ("normal", (8, 32)), "text_embeds": ("normal", (32,)),
+                "time_ids": ("sizes", (6,))}
+        return Denoiser(_cond_unet(16, (32, 64), 8, 32, 8, text_time=8), list(spec),
+                        lambda unet, text_embeds, time_ids, **inputs: unet(
+                            **inputs, added_cond_kwargs={"text_embeds": text_embeds,
+                                                         "time_ids": time_ids},
+                            return_dict=False)[0]), spec
     if name == "vae_encoder":
         return Denoiser(_vae(), ["image"], lambda vae, image: vae.encode(image)
                         .latent_dist.mean), {"image": ("image", (3, 32, 32))}
@@ -153,8 +170,8 @@ def trial_model(name: str) -> tuple[torch.nn.Module, Spec]:
          "pooled_projections": ("normal", (32,)), "timestep": ("time", ())}
 
 
-TRIAL = ("unet", "unet_class", "unet_cond", "unet_cond_float", "vae_encoder", "vae_decoder",
-         "dit", "sd3")
+TRIAL = ("unet", "unet_class", "unet_cond", "unet_cond_float", "unet_sdxl", "vae_encoder",
+         "vae_decoder", "dit", "sd3")
 
 
 def export(model: torch.nn.Module, spec: Spec, data: dict[str, np.ndarray], path: Path,
@@ -175,7 +192,12 @@ def export(model: torch.nn.Module, spec: Spec, data: dict[str, np.ndarray], path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trial", type=Path, help="write the trial's models here instead")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"with --trial: these of {', '.join(TRIAL)} (default: all)")
     args = parser.parse_args()
+    unknown = sorted(set(args.models) - set(TRIAL))
+    if unknown or (args.models and args.trial is None):
+        parser.error(f"unknown models {unknown}" if unknown else "MODEL goes with --trial")
     if args.trial is None:
         torch.manual_seed(SEED)
         spec: Spec = {"sample": ("normal", (4, 8, 8)), "timestep": ("time", ()),
@@ -189,7 +211,7 @@ def main() -> None:
         save_npz(FIXTURES / "diffusion_unet.test.npz", **test)
         return
     args.trial.mkdir(parents=True, exist_ok=True)
-    for name in TRIAL:
+    for name in args.models or TRIAL:
         model, spec = trial_model(name)
         calib, test = draw(spec, 128, SEED), draw(spec, 64, SEED + 1)
         save_npz(args.trial / f"{name}.calib.npz", **calib)
