@@ -683,3 +683,26 @@ def test_a_threshold_rule_holds_inside_a_band_no_generic_point_sees(expr, thresh
                     for at in (x, x / s):
                         assert _holds_exactly(op, rule, {"x": at, threshold: t}, s), (
                             rule.describe(), at, t, s)
+
+
+
+# -- what a certificate states beside its rule ------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("output_nonnegative", True, "output_nonnegative"),
+    ("preserves_nonnegative", "yes", "preserves_nonnegative"),  # a non-bool reads as true
+    ("domain", [], "domain"),  # would claim every real x
+    ("onnx_type", "Sigmoid", "ONNX type"),
+])
+def test_a_certificate_stating_a_false_fact_is_rejected(field, value, named):
+    """check-proofs had passed a LeakyRelu certificate stating a non-negative output, and a
+    Log one stating no domain: the re-check looked at the rule's proof alone."""
+    op = Operator("op", "x", "x*log(x)")
+    data = classify(op).to_json()
+    assert recheck_certificate(op, data) == []
+    # each stated value is false of the expression: its output is < 0 at an input >= 0, it
+    # needs x > 0, it declares no ONNX type
+    assert op.evaluate(x=0.5) < 0 and op.domain != () and op.onnx_type != value
+    data[field] = value
+    assert any(named in p for p in recheck_certificate(op, data))

@@ -823,14 +823,7 @@ class Checker:
 
     def verdict(self) -> Verdict:
         op = self.op
-        common = {
-            "operator": op.name,
-            "domain": tuple(format_expression(c) for c in op.domain),
-            "output_nonnegative": (nonnegative := bool(op.expr.is_nonnegative)),
-            "preserves_nonnegative": nonnegative or _preserves_nonnegative(op),
-            "onnx_type": op.onnx_type,
-            "expression": format_expression(op.expr),
-        }
+        common = verdict_facts(op)
         candidates: list[Candidate] = []  # those that passed the numeric screen
         proved: list[tuple[Rule, Proof]] = []
         for candidate in self.candidates():
@@ -944,6 +937,22 @@ def _linear_root(expr: sympy.Expr, symbol: sympy.Symbol) -> Fraction | None:
     if not root.is_Rational:
         return None
     return Fraction(int(root.p), int(root.q))
+
+
+def verdict_facts(op: Operator) -> dict:
+    """What a verdict states of ``op``'s declaration beside its rule: its name, ONNX type and
+    expression, the domain it holds on, and whether sympy proves the output >= 0
+    (``output_nonnegative``) or >= 0 wherever every input element is (``preserves_nonnegative``).
+    The re-check of a certificate holds a stored verdict to them (recheck.py)."""
+    nonnegative = bool(op.expr.is_nonnegative)
+    return {
+        "operator": op.name,
+        "domain": tuple(format_expression(c) for c in op.domain),
+        "output_nonnegative": nonnegative,
+        "preserves_nonnegative": nonnegative or _preserves_nonnegative(op),
+        "onnx_type": op.onnx_type,
+        "expression": format_expression(op.expr),
+    }
 
 
 def _preserves_nonnegative(op: Operator) -> bool:

@@ -32,6 +32,7 @@ from .checker import (
     scaled_identity,
     sign_symbol,
     stable_euler_residual,
+    verdict_facts,
 )
 from .lattice import Partition
 from .rewrite import zero_residual
@@ -48,9 +49,10 @@ def recheck_certificate(op: Operator, verdict: Verdict | Mapping) -> list[str]:
         verdict = verdict.to_json()
     certificate = verdict.get("certificate") or {}
     kind = certificate.get("kind")
+    problems = _recheck_facts(op, verdict)
     try:
         if kind == "proof":
-            problems = _recheck_proof(op, verdict, certificate)
+            problems += _recheck_proof(op, verdict, certificate)
             for alternative in verdict.get("alternatives", []):
                 problems += [
                     f"alternative {alternative.get('rule')}: {p}"
@@ -58,12 +60,33 @@ def recheck_certificate(op: Operator, verdict: Verdict | Mapping) -> list[str]:
                 ]
             return problems
         if kind == "counterexample":
-            return _recheck_counterexample(op, verdict, certificate)
+            return problems + _recheck_counterexample(op, verdict, certificate)
     except (ExpressionError, KeyError, TypeError, ValueError, ZeroDivisionError) as err:
-        return [f"malformed certificate: {err}"]
+        return [*problems, f"malformed certificate: {err}"]
     if kind == "none" and verdict.get("rule") == "undecided":
-        return []
-    return [f"certificate kind {kind!r} does not fit rule {verdict.get('rule')!r}"]
+        return problems
+    return [*problems, f"certificate kind {kind!r} does not fit rule {verdict.get('rule')!r}"]
+
+
+def _recheck_facts(op: Operator, verdict: Mapping) -> list[str]:
+    """Problems with what the verdict states of the declaration beside its rule: its domain
+    must be the declaration's (a verdict of log(x) stating no domain claims every real x), its
+    ONNX type the declaration's, and a fact it states as true (the output is >= 0, or stays
+    >= 0 on inputs >= 0) must be one sympy proves of the expression; false claims nothing. A
+    certificate of LeakyRelu stating a non-negative output, or of Log stating no domain,
+    had re-checked."""
+    facts = verdict_facts(op)
+    problems = []
+    if list(verdict.get("domain") or []) != list(facts["domain"]):
+        problems.append(f"the stated domain {list(verdict.get('domain') or [])} is not the "
+                        f"declaration's {list(facts['domain'])}")
+    if verdict.get("onnx_type") not in (None, facts["onnx_type"]):
+        problems.append(f"the stated ONNX type {verdict.get('onnx_type')!r} is not the "
+                        f"declaration's {facts['onnx_type']!r}")
+    for fact in ("output_nonnegative", "preserves_nonnegative"):
+        if verdict.get(fact) not in (False, None) and not facts[fact]:
+            problems.append(f"{fact} is stated, but not shown for this expression")
+    return problems
 
 
 def _symbols(op: Operator) -> dict[str, sympy.Symbol]:
