@@ -497,3 +497,10 @@ def test_an_expression_sympy_evaluates_beyond_the_grammar_is_refused_where_it_is
     accepted and failing where a certificate or report prints it."""
     with pytest.raises(ExpressionError, match=r"cannot write: atan2\(0, x\)"):
         parse_expression("exp(abs(exp((x)**0.5)))")
+
+
+def test_a_step_of_a_hidden_zero_is_a_bounded_number():
+    """heaviside of a number whose sign sympy cannot tell (asin(3/5) - atan(3/4) is 0) stays
+    unevaluated; its size is at most 1 + |h0|, and it had been refused as above 1e1000."""
+    parsed = parse_expression("x + heaviside(asin(3/5) - atan(3/4), 1)")
+    assert parsed.expr.has(sympy.Heaviside)

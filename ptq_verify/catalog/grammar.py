@@ -913,10 +913,14 @@ def _moderate(constant: sympy.Expr, bound: int = MAX_NUMBER) -> bool:
     (``exp(-2744)`` inside ``sigmoid(2744)``) is harmless, and refusing it would refuse the
     printed form of expressions the parser accepted."""
     # a rounding of a number sympy does not evaluate (_DecidedOnRationals) is within 1 of
-    # that number, which is all a bound of 1e1000 needs
+    # that number, which is all a bound of 1e1000 needs; a step of a number whose sign
+    # sympy cannot tell (a hidden zero: heaviside(asin(3/5) - atan(3/4))) is at most 1 + |h0|
+    # in size, where sympy's N leaves it unevaluated and it had been refused as above 1e1000
     constant = constant.replace(lambda e: isinstance(e, (sympy.floor, sympy.ceiling,
                                                          RoundHalfEven)),
                                 lambda e: e.args[0])
+    constant = constant.replace(lambda e: isinstance(e, sympy.Heaviside),
+                                lambda e: 1 + sympy.Abs(e.args[1]))
     try:
         value = abs(sympy.N(constant, 15))
     except (ArithmeticError, ValueError, TypeError, RecursionError):
