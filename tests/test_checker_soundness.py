@@ -14,13 +14,18 @@ import pytest
 import sympy
 
 from ptq_verify import Operator
-from ptq_verify.catalog.grammar import substitute
+from ptq_verify.catalog.grammar import format_expression, substitute
 from ptq_verify.catalog.operator import parse_inputs
 from ptq_verify.cli import main
 from ptq_verify.rules import RuleKind, classify, decide
 from ptq_verify.rules.certificate import Proof, ProofCase, Verdict
 from ptq_verify.rules.certified import certified_nonzero, certified_zero
-from ptq_verify.rules.checker import _full_rank, exact_sides, stable_euler_residual
+from ptq_verify.rules.checker import (
+    Checker,
+    _full_rank,
+    exact_sides,
+    stable_euler_residual,
+)
 from ptq_verify.rules.lattice import Rule
 from ptq_verify.rules.recheck import recheck_certificate
 from ptq_verify.rules.shift import shift_rule
@@ -161,6 +166,37 @@ def test_kinks_at_the_sample_values_do_not_fake_no_rescale_evidence(expr):
     points = [{"x": Fraction(x), "a": Fraction(1), "b": Fraction(1), "c": Fraction(1),
                "g": Fraction(1)} for x in ("1/2", "-3/2", "5/2", "-7", "1/3", "9")]
     assert stable_euler_residual(op, points)[0] is None
+
+
+def test_a_kink_no_tried_direction_crosses_does_not_fake_no_rescale_evidence():
+    """The corpus's pa_euler_blind_kink has the rule p, q, r -> s^2 p, s^3 q, s r, and at its
+    sample values p = q = r = 1 a kink, for every x, that the one-sided derivatives along each
+    scaling and the five combinations tried do not show: Euler's identity read there has no
+    solution (d, k). It was refuted on that evidence; the evidence is now read at points
+    whose parameters are drawn, and a certificate giving such points of its own is refused."""
+    import adversarial_truth as truth
+
+    case = next(c for c in truth.load_corpus() if c.name == "pa_euler_blind_kink")
+    op = case.operator()
+    assert truth.validate(case) == []  # the rule holds
+    at_the_samples = [{"x": Fraction(x), "p": Fraction(1), "q": Fraction(1), "r": Fraction(1)}
+                      for x in ("1/2", "-3/2", "5/2", "-7", "1/3", "9")]
+    assert stable_euler_residual(op, at_the_samples)[0] is not None  # the blind spot
+    verdict = classify(op)
+    assert verdict.rule.kind in (RuleKind.PARAM_RESCALE, RuleKind.UNDECIDED)
+    # the refutation it had: every piece sound but the Euler evidence, read at the samples
+    first, scale = at_the_samples[0], Fraction(2)
+    lhs, rhs = exact_sides(op, first, scale, 1)
+    forged = {"rule": "needs_compensation", "domain": [format_expression(c) for c in op.domain],
+              "certificate": {
+                  "kind": "counterexample", "point": {n: str(v) for n, v in first.items()},
+                  "scale": str(scale), "lhs": format_expression(lhs),
+                  "rhs": format_expression(rhs), "difference": certified_nonzero(lhs - rhs),
+                  "no_degree": Checker(op)._no_degree(first, at_the_samples, scale),
+                  "no_rescale": {"points": [{n: str(v) for n, v in p.items()}
+                                            for p in at_the_samples]}}}
+    problems = recheck_certificate(op, forged)
+    assert len(problems) == 1 and "no-rescale" in problems[0]
 
 
 @pytest.mark.parametrize("expr", [

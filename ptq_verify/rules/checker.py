@@ -49,6 +49,7 @@ _SCALES = (Fraction(2), Fraction(3), Fraction(1, 2), Fraction(7, 5))
 _MAX_SPLIT_ELEMENTS = 5
 _MAX_ALTERNATIVES = 3
 _POINTS = 14
+_EULER_POINTS = 12
 _DPS = 30
 _SAMPLES = 12  # generic points where a residual is tried before the costly simplify
 
@@ -691,8 +692,9 @@ class Checker:
                     continue
                 no_rescale = None
                 if self.op.params:
-                    # generic points only: Euler's identity needs f differentiable there
-                    no_rescale = self._no_rescale(generic)
+                    # generic points, parameters drawn too: Euler's identity needs f
+                    # differentiable there, which a declaration's sample values need not be
+                    no_rescale = self._no_rescale(euler_points(self.op))
                     if no_rescale is None:
                         self.unrefuted = (
                             f"f(s*x) != s^d*f(x) is certified at {_point_text(first)}, s = "
@@ -858,6 +860,25 @@ class Checker:
                 f": {self.unrefuted}" if self.unrefuted else ""),
             **common,
         )
+
+
+def euler_points(op: Operator) -> list[dict]:
+    """The points at which a refutation reads Euler's identity (that no rescaling of the
+    parameters gives a rule): generic inputs, and parameters drawn too, near their sample
+    values and anywhere, by a generator of their own seeded by the declaration's content, so
+    that the re-check draws the very same points and a certificate cannot choose them.
+
+    Not the sample values: a declaration chooses them, and f may fail to be differentiable
+    there at every x in a way no direction :meth:`Checker.looks_differentiable` tries shows
+    (a degree-1 function of p/r**2 - 1 and q/r**3 - 1 with kinks only at 0, linear along the
+    directions tried, at p = q = r = 1): the derivatives read there were no derivatives, and
+    an operator with the rule p, q, r -> s**2 p, s**3 q, s r was refuted (the corpus's
+    ``pa_euler_blind_kink``). At drawn parameters such a kink is met with probability 0."""
+    checker = Checker(op)
+    checker.rng = random.Random(
+        f"ptq-verify euler points:{op.inputs}:{sorted(op.params.items())}:{op.expr}")
+    return [p for p in checker.points(None, count=_EULER_POINTS)
+            if checker.in_domain_exactly(p)]
 
 
 def _point_text(point: dict) -> str:

@@ -26,6 +26,7 @@ from .checker import (
     Candidate,
     case_substitution,
     domain_left_by_scaling,
+    euler_points,
     exact_sides,
     excluded_by_domain,
     scale_symbol,
@@ -230,12 +231,19 @@ def _recheck_no_degree(op: Operator, cx: dict, s: Fraction) -> list[str]:
 
 
 def _recheck_no_rescale(op: Operator, evidence: dict | None) -> list[str]:
+    """The evidence must be Euler's identity failing at the points the checker draws for
+    this declaration (:func:`euler_points`), never at points a certificate chooses: f need
+    not be differentiable at every point, and where it is not (a kink no tried direction
+    crosses) the readings of its derivatives are no derivatives."""
     if not evidence:
         return ["no evidence that rescaling the parameters cannot help"]
     points = [{n: Fraction(v) for n, v in p.items()} for p in evidence["points"]]
     with mpmath.workdps(30):
-        residual, _, used = stable_euler_residual(op, points)
-    if residual is None or len(used) != len(points):
+        residual, _, used = stable_euler_residual(op, euler_points(op))
+    if points != used:
+        return ["no-rescale evidence: its points are not the ones the checker draws for "
+                "this declaration"]
+    if residual is None:
         return ["no-rescale evidence: Euler's identity is not clearly unsolvable at the points"]
     return []
 
