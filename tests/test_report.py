@@ -156,12 +156,14 @@ def test_certificates_of_declared_operators_without_their_file_is_one_line(tmp_p
 
 
 def test_an_undecided_operators_plot_is_not_said_to_refute_a_rule(tmp_path):
-    """A new-user trial: x**p with p = 2.5 is undecided (its degree is the parameter), and
-    its page said of the plot "The curves differ: no such rule holds", a refutation the
-    checker did not make."""
+    """A new-user trial: x**p with p = 2.5 was undecided (it is refuted now, its Euler
+    evidence read at drawn values of p), and its page said of the plot "The curves differ: no
+    such rule holds", a refutation the checker did not make. The operator here is x**2
+    (sign(0) = 0), undecided since sympy cannot tell asin(3/5) - atan(3/4) is 0; its curves
+    f(s x) and s f(x) differ too."""
     declarations = tmp_path / "ops.toml"
-    declarations.write_text('[[operator]]\nname = "PowP"\nparams = { p = "2.5" }\n'
-                            'expr = "x**p"\n')
+    declarations.write_text('[[operator]]\nname = "PowP"\n'
+                            'expr = "x**(2 + sign(asin(3/5) - atan(3/4)))"\n')
     assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out"),
                  "--no-progress"]) == 0
     page = (tmp_path / "out" / "PowP.md").read_text()
