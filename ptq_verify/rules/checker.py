@@ -1019,10 +1019,18 @@ def stable_euler_residual(op: Operator, points: list[dict]):
 
 
 def _euler_inconsistency(op: Operator, rows: list) -> tuple:
+    """(least-squares residual, scale) of Euler's identity over the rows, each row divided by
+    its own size first: the identity is homogeneous in a row, so that keeps its solutions,
+    and at drawn parameters the values of f differ by 10^40 between points (abs(x)**p, exp(x)
+    + b), which left the small rows to rounding and the evidence unstable."""
+    sizes = [abs(f) + sum(abs(g) for g in (*g_t, *g_p)) for f, g_t, g_p in rows]
+    rows = [[v / size for v in (f, *g_t, *g_p)] for (f, g_t, g_p), size in zip(rows, sizes)
+            if size]
     if len(rows) <= len(op.params) + 1:
         return None, None
-    matrix = [[f, *[-g for g in g_p]] for f, _, g_p in rows]
-    target = [sum(g_t) for _, g_t, _ in rows]
+    n_tensors = len(op.inputs)
+    matrix = [[row[0], *[-g for g in row[1 + n_tensors:]]] for row in rows]
+    target = [sum(row[1:1 + n_tensors]) for row in rows]
     solution = _least_squares(matrix, target, require_consistent=False)
     if solution is None:
         return None, None
