@@ -86,11 +86,13 @@ def test_a_refuted_expression_says_what_rule_its_numbers_as_parameters_give(caps
 
 
 def test_an_undecided_verdict_says_where_refuting_stopped(capsys):
-    """exp(x**2) + a: a counterexample at a's sample value is certified, but not that no
-    rescaling of a gives a rule, so the verdict is undecided; it said only "no rule was found
-    and no certified counterexample either" (a new-user trial could not tell whether a longer
-    --timeout would help)."""
-    status, out, _ = run(capsys, "exp(x**2) + a", "--json", "--no-cache")
+    """x*floor(x) + a (no rule: at x = 0.7, s = 2 the floor adds 1.4 that a cannot absorb):
+    a counterexample is certified, but not that no rescaling of a gives a rule, since f is
+    locally n*x + a, where Euler's identity holds with a -> s*a, so the verdict is undecided;
+    it said only "no rule was found and no certified counterexample either" (a new-user trial,
+    on exp(x**2) + a, refuted since the Euler evidence is read at drawn values of a, could not
+    tell whether a longer --timeout would help)."""
+    status, out, _ = run(capsys, "x*floor(x) + a", "--json", "--no-cache")
     entry = json.loads(out)[0]
     assert entry["rule"] == "undecided"
     assert "is certified at" in entry["reason"]
