@@ -272,7 +272,11 @@ class Operator:
             defined; conditions implied by the expression (log, sqrt, division) are recorded
             by the parser automatically.
         mixes_channels: whether one output element depends on several channels (Conv, Gemm,
-            Softmax), which rules out per-channel scales through it.
+            Softmax), which rules out per-channel scales through it. None (the default): it
+            does where an input is a tensor of several elements in the witness (a norm over
+            ``x0 x1 x2`` may combine channels; nothing in the expression says which axes its
+            elements lie along), not where every input is one element; a pool, whose window
+            lies in one channel, says False.
         doc: one line on what the operator is.
     """
 
@@ -296,7 +300,7 @@ class Operator:
         index_outputs: Mapping[int, str] | None = None,
         form_hint: str = "",
         domain: Sequence[sympy.Basic] = (),
-        mixes_channels: bool = False,
+        mixes_channels: bool | None = None,
         doc: str = "",
     ) -> None:
         if not isinstance(name, str):  # (Operator(5, ...) had been told its name was empty)
@@ -354,7 +358,11 @@ class Operator:
             raise DeclarationError(f"{name}: index_outputs are ONNX output slots from 1 on")
         self.onnx_outputs = (onnx_outputs if onnx_outputs is None or not self.index_outputs
                              else max(onnx_outputs, 1 + max(self.index_outputs)))
-        self.mixes_channels = mixes_channels
+        if mixes_channels is not None and not isinstance(mixes_channels, bool):
+            raise DeclarationError(f"{name}: mixes_channels is true or false, not "
+                                   f"{type(mixes_channels).__name__}")
+        self.mixes_channels = (any(len(t.elements) > 1 for t in self.inputs)
+                               if mixes_channels is None else mixes_channels)
         self.doc = doc
         self._check_binding()
         if not _deferring:

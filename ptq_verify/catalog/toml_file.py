@@ -7,6 +7,8 @@
     expr = "x*sigmoid(beta*x)"
     onnx_type = "ScaledSwish"     # optional
     doc = "..."                   # optional
+    mixes_channels = false        # optional; by default true where an input has several
+                                  # elements (a norm over x0 x1 x2), false where none has
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-_KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc"}
+_KEYS = {"name", "inputs", "params", "expr", "onnx_type", "doc", "mixes_channels"}
 MAX_FILE_BYTES = 1_000_000
 """Largest declaration file read (a catalog of a hundred operators is about 30 kB)."""
 
@@ -108,6 +110,9 @@ def load_operators(path: str | Path) -> list[Operator]:
             if key in table and not isinstance(table[key], str):
                 raise UserError(f"{where}: '{key}' must be a string, not "
                                 f"{_toml_type(table[key])}")
+        if "mixes_channels" in table and not isinstance(table["mixes_channels"], bool):
+            raise UserError(f"{where}: 'mixes_channels' must be true or false, not "
+                            f"{_toml_type(table['mixes_channels'])}")
         if not table["name"].isprintable():  # a name, shown in every table and message
             raise UserError(f"{where}: 'name' holds a character that does not print (a line "
                             "break, a tab, an escape code)")
@@ -130,6 +135,7 @@ def load_operators(path: str | Path) -> list[Operator]:
                     onnx_outputs=OUTPUTS_DESCRIBED,
                     # a node's attribute of a parameter's name gives that parameter's value
                     onnx_attrs={name: name for name in params},
+                    mixes_channels=table.get("mixes_channels"),
                     doc=table.get("doc", ""),
                 )
             )
