@@ -147,14 +147,19 @@ def _masked_attention(tmp_path, fill: str) -> str:
                  numpy_helper.from_array(np.array([1], np.int64), "one"),
                  numpy_helper.from_array(np.array(0, np.float32), "zero"),
                  numpy_helper.from_array(lowest, "lowest")]
+    return _attention_file(tmp_path / "masked.onnx", nodes, constants)
+
+
+def _attention_file(path, nodes: list, constants: list) -> str:
+    """``nodes`` as a model of scores over 8 keys: x (n, 4, 8) and an int64
+    ``attention_mask`` (n, 8) in, y (n, 4, 8) out, written to ``path``."""
     graph = helper.make_graph(
-        nodes, "masked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8]),
-                          helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
-                                                        ["n", 8])],
+        nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8]),
+                           helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                                         ["n", 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8])], constants)
-    path = str(tmp_path / "masked.onnx")
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
 
 
 @pytest.mark.parametrize("fill", ["added", "masked_fill", "full_like"])
@@ -220,13 +225,7 @@ def test_a_masked_sum_concatenated_with_a_sink_column_keeps_its_saturation(tmp_p
                  numpy_helper.from_array(np.array([-1], np.int64), "last"),
                  numpy_helper.from_array(np.array(0, np.float32), "zero"),
                  numpy_helper.from_array(lowest, "lowest")]
-    graph = helper.make_graph(
-        nodes, "sink", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8]),
-                        helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
-                                                      ["n", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8])], constants)
-    path = str(tmp_path / "sink.onnx")
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    path = _attention_file(tmp_path / "sink.onnx", nodes, constants)
 
     def padded(count: int) -> dict[str, np.ndarray]:
         return {"x": rng.normal(size=(count, 4, 8)).astype(np.float32),
