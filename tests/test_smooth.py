@@ -13,7 +13,7 @@ import pytest
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
-from ptq_verify.engine.float_run import SAMPLES, agrees
+from ptq_verify.engine.float_run import SAMPLES, agrees, kept_if_same, run_float
 from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
@@ -138,6 +138,45 @@ def test_agreement_check_tells_a_changed_output_from_float_rounding():
     indices = {"i": np.arange(5)}
     assert agrees(indices, {"i": np.arange(5)})
     assert not agrees(indices, {"i": np.arange(5)[::-1]})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_factor_through_float16_constants_is_kept_and_a_wrong_one_undone(dtype):
+    # x -> MatMul(W1) -> MatMul(W2): W1's columns divided by s and W2's rows times s, each
+    # stored in the constants' own type. In float16 the outputs move by its rounding (a
+    # float16 all-MiniLM-L6-v2 by 6.1e-3 of its largest value), which had undone every
+    # smoothing; a wrong factor (1.5 on every other row) is still undone in both types.
+    helper, tp = onnx.helper, onnx.TensorProto
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.normal(size=(16, 64)).astype(dtype),
+               "w2": rng.normal(size=(64, 8)).astype(dtype)}
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["xc"], to=elem),
+         helper.make_node("MatMul", ["xc", "w1"], ["h"]),
+         helper.make_node("MatMul", ["h", "w2"], ["yc"]),
+         helper.make_node("Cast", ["yc"], ["y"], to=tp.FLOAT)], "g",
+        [helper.make_tensor_value_info("x", tp.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", tp.FLOAT, ["batch", 8])],
+        [onnx.numpy_helper.from_array(v, k) for k, v in weights.items()]),
+        opset_imports=[helper.make_operatorsetid("", 17)])
+    graph, table = graph_from_onnx(model), OperatorTable()
+    feeds = {"x": rng.normal(size=(32, 16)).astype(np.float32)}
+    reference = run_float(graph, table, feeds, ["y"])
+    scale = rng.uniform(0.2, 5.0, 64)
+
+    def change(wrong: float):
+        def apply():
+            w1, w2 = (graph.initializers[k].astype(np.float64) for k in ("w1", "w2"))
+            graph.initializers["w1"] = (w1 / scale).astype(dtype)
+            graph.initializers["w2"] = (w2 * (scale * np.where(
+                np.arange(64) % 2, wrong, 1.0))[:, None]).astype(dtype)
+            return ["changed"]
+        return apply
+
+    assert kept_if_same(graph, table, feeds, reference, change(1.5)) == []
+    assert all(np.array_equal(graph.initializers[k], v) for k, v in weights.items())
+    assert kept_if_same(graph, table, feeds, reference, change(1.0)) == ["changed"]
 
 
 @pytest.mark.parametrize("alphas", [(0.5,)])
