@@ -13,7 +13,7 @@ import pytest
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine import smooth as smoothing
-from ptq_verify.engine.float_run import SAMPLES, agrees, kept_if_same, run_float
+from ptq_verify.engine.float_run import SAMPLES, agrees, kept_if_same, rounding_tolerance, run_float
 from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
@@ -177,6 +177,27 @@ def test_a_factor_through_float16_constants_is_kept_and_a_wrong_one_undone(dtype
     assert kept_if_same(graph, table, feeds, reference, change(1.5)) == []
     assert all(np.array_equal(graph.initializers[k], v) for k, v in weights.items())
     assert kept_if_same(graph, table, feeds, reference, change(1.0)) == ["changed"]
+
+
+def test_only_the_constants_a_change_writes_set_its_rounding_bound():
+    # a float32 graph holding one float16 constant it leaves alone keeps float32's bound
+    helper, tp = onnx.helper, onnx.TensorProto
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Cast", ["c"], ["c32"], to=tp.FLOAT),
+         helper.make_node("Mul", ["x", "w"], ["xw"]),
+         helper.make_node("Add", ["xw", "c32"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", tp.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", tp.FLOAT, [4])],
+        [onnx.numpy_helper.from_array(np.ones(4, np.float32), "w"),
+         onnx.numpy_helper.from_array(np.ones(4, np.float16), "c")]),
+        opset_imports=[helper.make_operatorsetid("", 17)])
+    graph = graph_from_onnx(model)
+    before = dict(graph.initializers)
+    assert rounding_tolerance(graph, before) == 1e-4
+    graph.initializers["w"] = np.full(4, 2.0, np.float32)
+    assert rounding_tolerance(graph, before) == 1e-4
+    graph.initializers["c~new"] = np.full(4, 2.0, np.float16)
+    assert rounding_tolerance(graph, before) == 16 * float(np.finfo(np.float16).eps)
 
 
 @pytest.mark.parametrize("alphas", [(0.5,)])

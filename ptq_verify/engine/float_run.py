@@ -122,23 +122,24 @@ def kept_if_same(graph: Graph, table: OperatorTable, feeds: Feeds,
     done = change()
     after = run_float(graph, table, feeds, graph.output_names) if done else None
     if (not done or reference is None or after is None
-            or not agrees(reference, after, rounding_tolerance(graph))):
+            or not agrees(reference, after, rounding_tolerance(graph, before[0]))):
         graph.initializers, graph.nodes, graph.value_info = before
         return []
     return done
 
 
-def rounding_tolerance(graph: Graph) -> float:
-    """The relative output change that counts as float rounding when a change rewrites the
-    graph's constants: each new constant is rounded to its own type, so a graph whose float
-    constants are coarser than float32 (a float16 conversion) changes its outputs by that
-    type's rounding, times :data:`_ULPS`. Why: all-MiniLM-L6-v2 converted to float16
-    (onnxruntime.transformers.float16) changed its output by 6.1e-3 of its largest value
-    when smoothed, and every smoothing was undone (0.987 mean cosine, 0.996 for the
-    float32 export)."""
-    coarsest = max((float(np.finfo(value.dtype).eps) for value in graph.initializers.values()
-                    if np.issubdtype(value.dtype, np.floating)), default=0.0)
-    return max(_TOLERANCE, _ULPS * coarsest)
+def rounding_tolerance(graph: Graph, before: Mapping[str, np.ndarray]) -> float:
+    """The relative output change that counts as float rounding after a change that wrote
+    the constants of ``graph`` not in ``before`` (the initializers it had, the same arrays):
+    each is rounded to its own type, so constants coarser than float32 (a float16
+    conversion's) change the outputs by that type's rounding, times :data:`_ULPS`. Why:
+    all-MiniLM-L6-v2 converted to float16 (onnxruntime.transformers.float16) changed its
+    output by 6.1e-3 of its largest value when smoothed, and every smoothing was undone
+    (0.987 mean cosine, 0.996 for the float32 export)."""
+    written = [value for name, value in graph.initializers.items()
+               if before.get(name) is not value and np.issubdtype(value.dtype, np.floating)]
+    return max(_TOLERANCE, _ULPS * max((float(np.finfo(value.dtype).eps) for value in written),
+                                       default=0.0))
 
 
 def agrees(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
