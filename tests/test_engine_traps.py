@@ -40,6 +40,13 @@ def _quantized(model, bits: int = 8):
     ("where(k > 0, x, v)", "x", False),  # a static selection (Pad): no jump in x
     ("x*floor(k)", "x", False),  # a step of a parameter only
     ("max(x, 0) + abs(x)", "x", False),
+    # jumps written without a step function: a quotient whose one-sided limits differ where
+    # its divisor is 0; a pole (left to the divisor screen) and a removable point are not
+    ("x/abs(x)", "x", True),
+    ("max(x, 0)/x", "x", True),
+    ("(a - b)/abs(a - b)", "a, b", True),
+    ("a/b", "a, b", False),
+    ("sin(x)/x", "x", False),
 ])
 def test_jumps_are_read_off_the_expression(text, inputs, expected):
     params = {p: 1 for p in ("k", "v") if p in text}

@@ -21,7 +21,8 @@ def structure(op: Operator) -> Structure:
     return Structure(
         lattice=_lattice(op.expr, elements),
         monotone=_lattice(op.expr, elements, params),
-        jumps=_jumps(op.expr, elements),
+        jumps=_jumps(op.expr, elements, frozenset(
+            (op.symbols[p], sympy.Rational(v)) for p, v in op.params.items())),
         sum_coefficients=_sum_coefficients(op),
         names=frozenset(str(s) for s in op.expr.free_symbols),
         integer_coefficients=_integer_coefficients(op),
@@ -72,7 +73,9 @@ def _chosen_params(expr: sympy.Basic, elements: frozenset, params: frozenset
 
 
 @cache
-def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
+def _jumps(expr: sympy.Basic, elements: frozenset, values: frozenset = frozenset()) -> bool:
+    """Whether ``expr`` may be discontinuous in ``elements``, its parameters at ``values``
+    ((symbol, number) pairs: the declaration's own) where a quotient's limits decide it."""
     if not expr.free_symbols & elements:
         return False
     if isinstance(expr, STEP_FUNCTIONS):
@@ -84,7 +87,45 @@ def _jumps(expr: sympy.Basic, elements: frozenset) -> bool:
                 if relation.free_symbols & elements and (
                         rest is None or not _meets(value, rest, relation, elements)):
                     return True
-    return any(_jumps(arg, elements) for arg in expr.args)
+    factors = expr.args if isinstance(expr, sympy.Mul) else (expr,)
+    if any(isinstance(f, sympy.Pow) and f.exp.is_negative
+           and _splits(expr.xreplace(dict(values)), f.base.xreplace(dict(values)), elements)
+           for f in factors):
+        return True
+    return any(_jumps(arg, elements, values) for arg in expr.args)
+
+
+def _splits(product: sympy.Expr, base: sympy.Expr, elements: frozenset) -> bool:
+    """Whether ``product``, which divides by ``base``, jumps where ``base`` is 0: a jump
+    written without a step function (``x/abs(x)``, ``max(x, 0)/x``), whose one-sided limits
+    there are finite and differ. A pole (``1/x``, ``x0/x1``: a side infinite) is not a jump
+    in this sense: the divisor screen keeps a divisor near 0 in float (engine/quantize.py);
+    a removable point (``sin(x)/x``) is not either. Zeros or limits sympy cannot find count
+    as a jump. Parameters stand at their declared values (a normalization's eps = 1e-5 keeps
+    its divisor above 0; at eps = 0, which no declaration states, it would not). Only zeros
+    real wherever the other elements are real are followed: a divisor 0 on a surface that a
+    rounding crosses; LpNormalization's norm, 0 at the origin alone (its zeros in x0 are
+    imaginary but where x1 = x2 = 0), is not taken as a jump, as before this check."""
+    if not base.free_symbols & elements or base.is_zero is False:
+        return False
+    for element in sorted(base.free_symbols & elements, key=str):
+        try:
+            zeros = sympy.solve(base, element, dict=False)
+        except (NotImplementedError, TypeError, ValueError):
+            return True
+        for zero in zeros:
+            if not zero.is_real:  # (the norms' origin: x0 = I*sqrt(x1**2 + x2**2))
+                continue
+            try:
+                above, below = (sympy.limit(product, element, zero, side) for side in "+-")
+                if sympy.simplify(above - below) == 0:
+                    continue
+            except Exception:  # noqa: BLE001 - sympy's limits and simplify raise what
+                return True  # they will (an AttributeError inside fu.py): not found, a jump
+            if not any(side.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
+                       for side in (above, below)):
+                return True
+    return False
 
 
 def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -> bool:
