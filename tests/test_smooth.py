@@ -507,3 +507,38 @@ def test_a_strength_must_also_hold_on_ranges_the_sample_did_not_set():
     w_range = np.abs(weights["w"]).max(axis=1)
     assert np.array_equal(chosen[1], smoothing._scale(wider.astype(np.float32),
                                                       w_range.astype(np.float32), chosen[0]))
+
+
+
+def test_without_samples_beyond_the_sample_its_later_half_holds_the_strength_out():
+    """A calibration set no larger than the sample had no held-out ranges, and the strength
+    fitted to the sample's extremes was taken unchecked: a new-user trial's DPT and GLPN depth
+    models (Conv -> Conv smoothed), calibrated on 16 photos, lost 5.4-5.5 dB on held-out
+    photos to it. The sample's later half now stands for the samples beyond: 16 samples whose
+    halves have alike channel ranges are smoothed; where the earlier half's loud channels are
+    quiet in the later one, nothing is (the strength 0.9 had been taken)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    channels = 16
+    loudness = np.exp(rng.normal(0, 1.5, channels))[:, None, None]
+    first = np.eye(channels) + 0.01 * rng.standard_normal((channels, channels))
+    second = rng.standard_normal((32, channels, 1, 1))
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["a"], name="first"),
+         helper.make_node("Conv", ["a", "w2"], ["y"], name="second")], "conv_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32, 4, 4])],
+        [numpy_helper.from_array(first[:, :, None, None].astype(np.float32), "w1"),
+         numpy_helper.from_array(second.astype(np.float32), "w2")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+
+    def photos(count, spread):
+        return (rng.standard_normal((count, channels, 4, 4)) * spread).astype(np.float32)
+
+    def smoothed(x):
+        return [s.tensor for s in smoothing.smooth(graph_from_onnx(model), {"x": x})]
+
+    alike = photos(16, loudness)
+    assert len(alike) < SAMPLES and smoothed(alike) == ["a"]
+    assert smoothed(np.concatenate([alike[:8], photos(8, loudness[::-1])])) == []
