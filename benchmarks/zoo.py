@@ -71,8 +71,8 @@ def token_inputs(count: int = BATCH) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def image_inputs(count: int = BATCH) -> dict[str, np.ndarray]:
-    """IMAGE x IMAGE crops of scikit-learn's sample photos, normalised as ImageNet models
+def image_inputs(count: int = BATCH, size: int = IMAGE) -> dict[str, np.ndarray]:
+    """``size`` x ``size`` crops of scikit-learn's sample photos, normalised as ImageNet models
     expect."""
     from sklearn.datasets import load_sample_images
 
@@ -81,11 +81,11 @@ def image_inputs(count: int = BATCH) -> dict[str, np.ndarray]:
     crops = []
     for index in range(count):
         photo = photos[index % len(photos)]
-        size = int(rng.integers(64, 200))
-        top = int(rng.integers(0, photo.shape[0] - size))
-        left = int(rng.integers(0, photo.shape[1] - size))
-        crop = photo[top:top + size, left:left + size].astype(np.float32) / 255
-        pick = np.linspace(0, size - 1, IMAGE).astype(int)
+        side = int(rng.integers(64, 200))
+        top = int(rng.integers(0, photo.shape[0] - side))
+        left = int(rng.integers(0, photo.shape[1] - side))
+        crop = photo[top:top + side, left:left + side].astype(np.float32) / 255
+        pick = np.linspace(0, side - 1, size).astype(int)
         crops.append(crop[pick][:, pick].transpose(2, 0, 1))
     mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
     std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
@@ -266,18 +266,21 @@ def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: l
 
 
 def export(name: str, exporter: str, opset: int, folder: Path, held_out: bool = False,
-           build=None) -> tuple[Path, Path, Path | None]:
+           build=None, inputs=None) -> tuple[Path, Path, Path | None]:
     """The model's first output (last hidden state) as ONNX, its calibration inputs and, with
     ``held_out``, as many other inputs to measure on: the even rows of twice as many inputs
     calibrate, the odd ones are held out (interleaved: the audio rows rise a semitone each).
-    ``build``: a function making the model, for one not in :func:`architectures`."""
+    ``build``: a function making the model, for one not in :func:`architectures`; ``inputs``:
+    a function of the sample count making its inputs, for a model that takes none of the
+    kinds chosen here by the names of its ``forward``'s parameters."""
     import torch
 
     torch.manual_seed(0)
     model = (build or architectures()[name])()
     takes = inspect.signature(model.forward).parameters
     count = 2 * BATCH if held_out else BATCH
-    feeds = (image_inputs(count) if "pixel_values" in takes
+    feeds = (inputs(count) if inputs is not None
+             else image_inputs(count) if "pixel_values" in takes
              else audio_inputs(count) if "input_values" in takes
              else spectrogram_inputs(count) if "input_features" in takes
              else token_inputs(count))
