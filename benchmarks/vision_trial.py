@@ -140,6 +140,20 @@ def models() -> dict:
         "efficientnet": (lambda: unit_batchnorm(hf.EfficientNetModel(hf.EfficientNetConfig(
             image_size=image, width_coefficient=0.25, depth_coefficient=0.25,
             hidden_dim=320))), None),
+        "pvt_v2": (lambda: hf.PvtV2Model(hf.PvtV2Config(
+            image_size=image, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+            hidden_sizes=[16, 32], num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2],
+            mlp_ratios=[2, 2])), None),
+        "swiftformer": (lambda: hf.SwiftFormerModel(hf.SwiftFormerConfig(
+            image_size=image, depths=[1, 1, 1, 1], embed_dims=[8, 16, 24, 32])), None),
+        "hiera": (lambda: hf.HieraModel(hf.HieraConfig(
+            image_size=[LARGE_IMAGE, LARGE_IMAGE], patch_size=[7, 7], patch_stride=[4, 4],
+            patch_padding=[3, 3], embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+            query_stride=[2, 2], masked_unit_size=[4, 4], num_query_pool=1)), large_photos),
+        "upernet": (lambda: hf.UperNetForSemanticSegmentation(hf.UperNetConfig(
+            backbone_config=hf.ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2,
+                                              out_features=["stage1", "stage2"]),
+            hidden_size=16, num_labels=4, use_auxiliary_head=False)), None),
         "regnet": (lambda: hf.RegNetModel(hf.RegNetConfig(
             embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], groups_width=8)), None),
         "focalnet": (lambda: hf.FocalNetModel(hf.FocalNetConfig(
@@ -156,6 +170,7 @@ def models() -> dict:
             num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
             decoder_hidden_size=16)), None),
         "hubert": (lambda: hf.HubertModel(hf.HubertConfig(**wav)), None),
+        "sew": (lambda: hf.SEWModel(hf.SEWConfig(**wav, squeeze_factor=2)), None),
         "wavlm": (lambda: hf.WavLMModel(hf.WavLMConfig(**wav, num_buckets=32,
                                                         max_bucket_distance=64)), None),
         "ast": (lambda: hf.ASTModel(hf.ASTConfig(
