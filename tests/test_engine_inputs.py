@@ -831,6 +831,15 @@ def test_data_of_no_number_type_is_not_called_integer_data(dtype):
     assert "does not fit the model's float32" in message and "integer" not in message
 
 
+def test_a_bool_mask_for_a_float_input_is_told_the_cast_not_a_preprocessing():
+    """A new-user trial: PatchTST's observed-values mask, True/False as transformers documents
+    it, given to the export's float32 input, was told to preprocess raw 0-255 pixels."""
+    message = _refusal({"pixel_values": np.ones((4, 3, 8, 8), bool)}, _image_graph())
+    assert "dtype bool does not fit the model's float32" in message
+    assert "a mask of True/False" in message and ".astype(np.float32)" in message
+    assert "pixels" not in message
+
+
 def test_an_image_model_missing_an_input_is_not_told_of_a_tokenizer_s_output():
     """A hostile-input hunt: a model of inputs x and an unread 'unused' given x alone was told
     to save np.savez(file, **{k: encoded[k] ...}), a tokenizer's output it has not got, and

@@ -329,7 +329,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
             hint = (_whole_floats_hint(info.dtype)
                     if np.issubdtype(array.dtype, np.floating) and array.size
                     and np.all(np.isfinite(array)) and np.all(array == np.round(array))
-                    else _integers_for_floats_hint(info.dtype)
+                    else _integers_for_floats_hint(info.dtype, array.dtype)
                     if info.is_float and holds_integers(array.dtype) else "")
             raise UserError(f"{where}: dtype {array.dtype} does not fit the model's "
                             f"{info.dtype}{hint}")
@@ -444,11 +444,16 @@ def _whole_floats_hint(dtype: np.dtype) -> str:
     return f" (ids held as floats: save them with .astype(np.{np.dtype(dtype).name}))"
 
 
-def _integers_for_floats_hint(dtype: np.dtype) -> str:
-    """Advice for integer data given to a float input: it is not cast, since integers there
-    are most often raw data the model's preprocessing had not yet turned into its inputs
-    (uint8 pixels, 0-255, where the model takes normalised floats: cast as they are, the
-    model would calibrate on values it never sees)."""
+def _integers_for_floats_hint(dtype: np.dtype, dtype_given: np.dtype) -> str:
+    """Advice for integer data (``dtype_given``) given to a float input of ``dtype``: it is not
+    cast, since integers there are most often raw data the model's preprocessing had not yet
+    turned into its inputs (uint8 pixels, 0-255, where the model takes normalised floats: cast
+    as they are, the model would calibrate on values it never sees). Bool data is a mask, not
+    raw values: a new-user trial's PatchTST export takes its observed-values mask as floats
+    (1.0 and 0.0), and True/False data had been told to preprocess raw 0-255 pixels."""
+    if np.dtype(dtype_given) == np.bool_:
+        return (" (a mask of True/False given to a float input: where the model takes it as "
+                f"1.0 and 0.0, save it with .astype(np.{dtype}))")
     return (" (integer data is not cast to a float input: raw values, as 0-255 uint8 "
             "pixels, have not had the model's preprocessing; apply it (scale, normalise, as "
             f"in training) and save the result with .astype(np.{dtype}))")
