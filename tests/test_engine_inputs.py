@@ -1213,3 +1213,43 @@ def test_an_output_equal_to_the_float_model_s_is_called_exact():
     note = fidelity_note({"out": OutputFidelity(math.inf, np.full(10, math.inf))},
                          {"input": models.digits(40)}, graph)
     assert "out exact" in note and "inf" not in note
+
+
+def test_a_mask_from_an_eye_of_a_computed_length_quantizes(tmp_path, capsys):
+    """torch's legacy exporter writes torch.eye(length) of a length it computes (XLNet's mask,
+    its sequence axis free) as EyeLike of a ConstantOfShape, which the catalog lacked: the
+    export was refused as undeclared. The diagonal depends on no value, so it is static and the
+    attention around it runs on integers."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), "w")
+    block = numpy_helper.from_array(np.array(-1e4, np.float32), "block")
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("Transpose", ["h"], ["ht"], perm=[0, 2, 1], name="keys"),
+             helper.make_node("MatMul", ["h", "ht"], ["scores"], name="scores"),
+             helper.make_node("Shape", ["x"], ["dims"], name="dims"),
+             helper.make_node("Slice", ["dims", "one", "two"], ["length"], name="length"),
+             helper.make_node("Concat", ["length", "length"], ["square"], axis=0, name="square"),
+             helper.make_node("ConstantOfShape", ["square"], ["ones"], name="ones",
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("EyeLike", ["ones"], ["eye"], name="eye"),
+             helper.make_node("Mul", ["eye", "block"], ["mask"], name="mask"),
+             helper.make_node("Add", ["scores", "mask"], ["masked"], name="masked"),
+             helper.make_node("Softmax", ["masked"], ["p"], axis=-1, name="softmax"),
+             helper.make_node("MatMul", ["p", "h"], ["y"], name="context")]
+    two = numpy_helper.from_array(np.array([2], np.int64), "two")
+    graph = helper.make_graph(
+        nodes, "eye_mask",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [weight, block, one, two])
+    model, calib = tmp_path / "eye.onnx", tmp_path / "x.npy"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    np.save(calib, rng.normal(size=(16, 6, 8)).astype(np.float32))
+    code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
+    assert code == 0, err
+    audit = main(["audit", str(model)])
+    listed = capsys.readouterr().out
+    assert audit == 0 and re.search(r"^eye +EyeLike +scale_invariant", listed, re.M), listed

@@ -767,6 +767,9 @@ def test_cast_and_shape():
     _check("Shape", [_f(2, 3, 4)], {"start": 1, "end": -1})
     _check("Size", [_f(2, 3, 4)])
     _check("Size", [np.zeros((0, 3), np.float32)])
+    _check("EyeLike", [_f(3, 4)])
+    _check("EyeLike", [_f(4, 3)], {"k": -1, "dtype": TensorProto.INT64})
+    _check("EyeLike", [_i(5, 6).reshape(1, 2)], {"k": 1})
 
 
 

@@ -280,6 +280,16 @@ def cast_like(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return _cast_to(inputs[0], np_dtype_to_tensor_dtype(np.dtype(inputs[1].dtype)), attrs)
 
 
+def eye_like(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX EyeLike: ones on the ``k``-th diagonal (default 0, the main one) of a 2-D tensor
+    of the input's shape, zeros elsewhere, of element type ``dtype`` (default the input's)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    x = np.asarray(inputs[0])
+    dtype = tensor_dtype_to_np_dtype(int(attrs["dtype"])) if "dtype" in attrs else x.dtype
+    return np.eye(x.shape[0], x.shape[1], int(attrs.get("k", 0)), dtype=dtype)
+
+
 def constant_of_shape(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX ConstantOfShape: the ``value`` attribute (one element, default float32 0) repeated."""
     value = np.asarray(attrs.get("value", np.zeros(1, dtype=np.float32))).reshape(-1)

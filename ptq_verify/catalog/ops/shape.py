@@ -218,6 +218,13 @@ OPERATORS = (
         "no per-channel scale passes).",
     ),
     Operator(
+        "EyeLike", "x", "n", params={"n": 1}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
+        onnx_type="EyeLike", onnx_kernel=shape.eye_like, mixes_channels=True,
+        doc="Ones on a diagonal of a matrix of the input's shape, zeros elsewhere (torch's "
+        "legacy exporter writes it for torch.eye of a length it computes: XLNet's mask), "
+        "witnessed by a constant n: the values of x do not matter.",
+    ),
+    Operator(
         "NonZero", "x", "n*abs(sign(x))", params={"n": 3},
         kernel=lambda x, n: n * np.abs(np.sign(x)), onnx_type="NonZero",
         onnx_kernel=shape.non_zero, mixes_channels=True,
