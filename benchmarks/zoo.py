@@ -247,9 +247,10 @@ def architectures():
 
 
 def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: list[str],
-                   exporter: str, opset: int) -> None:
+                   exporter: str, opset: int, free: dict[int, str] | None = None) -> None:
     """``module`` exported to ``path`` by torch's ``exporter`` ("legacy": without constant
-    folding, the batch axis of every input free; "dynamo"), its warnings and prints held back."""
+    folding, the batch axis of every input free, or the axes ``free`` names; "dynamo"), its
+    warnings and prints held back."""
     import torch
 
     quiet = io.StringIO()
@@ -259,7 +260,7 @@ def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: l
         if exporter == "legacy":
             torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs,
                               opset_version=opset, dynamo=False, do_constant_folding=False,
-                              dynamic_axes={n: {0: "batch"} for n in names})
+                              dynamic_axes={n: free or {0: "batch"} for n in names})
         else:
             torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs,
                               opset_version=opset, dynamo=True)
