@@ -24,7 +24,7 @@ the sequence axis free as well (as users export for texts of any length), calibr
 tokens and measured (qdq) on held-out texts of 9, 16 and 24 tokens.
 
 Run:  python benchmarks/text_models.py [--samples N] [--save DIR] [--free-length] [MODEL ...]
-      (~8 min on 2 cores, --free-length ~3 min; the bench extra)
+      (~5 min on 2 cores, --free-length ~2 min; the bench extra)
 """
 
 from __future__ import annotations

@@ -246,6 +246,25 @@ def architectures():
     }
 
 
+@contextlib.contextmanager
+def _native_output_dropped():
+    """Standard output and error of native code dropped for the block: the legacy exporter
+    prints its whole TorchScript graph from C++ when it fails ('Torch IR graph at exception'),
+    which had filled the table printed on standard output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: list[str],
                    exporter: str, opset: int, free: dict[int, str] | None = None) -> None:
     """``module`` exported to ``path`` by torch's ``exporter`` ("legacy": without constant
@@ -255,7 +274,7 @@ def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: l
 
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-            contextlib.redirect_stderr(quiet):
+            contextlib.redirect_stderr(quiet), _native_output_dropped():
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             torch.onnx.export(module, args, str(path), input_names=names, output_names=outputs,
