@@ -19,8 +19,8 @@ ROWS = 16
 
 
 def _hashed_ids(ids_type: int = TensorProto.INT64, last: str = "BitwiseAnd") -> onnx.ModelProto:
-    """Token ids masked to ROWS rows (a BitwiseAnd, or an EyeLike writing floats), an
-    embedding Gather and a projection."""
+    """Token ids masked to ROWS rows (a BitwiseAnd, or a TfIdfVectorizer writing floats: the
+    counts of ids 0 to ROWS - 1 in each row), an embedding Gather and a projection."""
     rng = np.random.default_rng(0)
     dtype = helper.tensor_dtype_to_np_dtype(ids_type)
     mask = numpy_helper.from_array(np.array(ROWS - 1, dtype), "mask")
@@ -28,7 +28,10 @@ def _hashed_ids(ids_type: int = TensorProto.INT64, last: str = "BitwiseAnd") -> 
     weight = numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "w")
     hashed = (helper.make_node("BitwiseAnd", ["ids", "mask"], ["rows"], name="hash")
               if last == "BitwiseAnd" else
-              helper.make_node("EyeLike", ["ids"], ["rows"], name="hash", dtype=TensorProto.FLOAT))
+              helper.make_node("TfIdfVectorizer", ["ids"], ["rows"], name="hash", mode="TF",
+                               min_gram_length=1, max_gram_length=1, max_skip_count=0,
+                               ngram_counts=[0], ngram_indexes=list(range(ROWS)),
+                               pool_int64s=list(range(ROWS))))
     embed = ([helper.make_node("Cast", ["rows"], ["positions"], name="positions",
                                to=TensorProto.INT64),
               helper.make_node("Gather", ["table", "positions"], ["e"], name="embed")]
@@ -92,7 +95,8 @@ def test_the_python_api_runs_it_on_the_catalog_s_kernels(tmp_path):
 
 @pytest.mark.parametrize(("model", "data", "said"), [
     (_hashed_ids(TensorProto.UINT8), _ids(0, dtype=np.uint8), "quantized already"),
-    (_hashed_ids(last="EyeLike"), _ids(0), "no declared operator for op type 'EyeLike'"),
+    (_hashed_ids(last="TfIdfVectorizer"), _ids(0),
+     "no declared operator for op type 'TfIdfVectorizer'"),
 ], ids=["8-bit codes", "a float output"])
 def test_other_undeclared_nodes_are_still_refused(model, data, said, tmp_path, capsys):
     path, calib = _files(tmp_path, model, data)
