@@ -1253,3 +1253,43 @@ def test_a_mask_from_an_eye_of_a_computed_length_quantizes(tmp_path, capsys):
     audit = main(["audit", str(model)])
     listed = capsys.readouterr().out
     assert audit == 0 and re.search(r"^eye +EyeLike +scale_invariant", listed, re.M), listed
+
+
+def test_a_fourier_mixing_quantizes(tmp_path, capsys):
+    """FNet's token mixing, as torch's dynamo exporter writes torch.fft.fftn(x).real: the
+    signal given an imaginary part of zeros (Unsqueeze, Concat), two DFT nodes (hidden, then
+    sequence axis) and the real part taken (Gather), added back to x. The catalog lacked DFT,
+    and the export was refused as undeclared; a DFT's weights are static, so it passes the
+    scale through and the block quantizes close to float."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32) / 3, "w")
+    constants = [weight, numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                 numpy_helper.from_array(np.zeros((1, 6, 8, 1), np.float32), "imaginary"),
+                 numpy_helper.from_array(np.array(0, np.int64), "real")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("Unsqueeze", ["h", "last"], ["h1"], name="as_signal"),
+             helper.make_node("Shape", ["h1"], ["batch_shape"], name="batch_shape"),
+             helper.make_node("Expand", ["imaginary", "batch_shape"], ["zeros"], name="zeros"),
+             helper.make_node("Concat", ["h1", "zeros"], ["signal"], axis=-1, name="signal"),
+             helper.make_node("DFT", ["signal"], ["hidden"], axis=2, name="dft_hidden"),
+             helper.make_node("DFT", ["hidden"], ["both"], axis=1, name="dft_sequence"),
+             helper.make_node("Gather", ["both", "real"], ["mixed"], axis=3, name="real_part"),
+             helper.make_node("Add", ["h", "mixed"], ["y"], name="residual")]
+    graph = helper.make_graph(
+        nodes, "fourier_mixing",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6, 8])], constants)
+    model, calib, out = tmp_path / "fnet.onnx", tmp_path / "x.npy", tmp_path / "q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), model)
+    x = rng.normal(size=(32, 6, 8)).astype(np.float32)
+    np.save(calib, x)
+    code, err = _quantize(capsys, model, calib, out)
+    assert code == 0, err
+    reference = onnxruntime.InferenceSession(str(model)).run(None, {"x": x})[0]
+    got = onnxruntime.InferenceSession(str(out)).run(None, {"x": x})[0]
+    assert relative_error(reference, got) < 0.05
+    audit = main(["audit", str(model)])
+    listed = capsys.readouterr().out
+    assert audit == 0 and re.search(r"^dft_sequence +DFT +pass_through", listed, re.M), listed

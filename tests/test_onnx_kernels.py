@@ -196,6 +196,26 @@ def test_einsum(name, equation, shapes):
     _check(name, [_f(*shape) for shape in shapes], {"equation": equation})
 
 
+@pytest.mark.parametrize("attrs", [{}, {"inverse": 1}, {"onesided": 1}])
+def test_dft(attrs):
+    """Real and complex signals, along axis 1 (the attribute, opset 17) and along an axis or a
+    length given as inputs (opset 20 on), inverse and one-sided."""
+    real, complex_ = _f(2, 6, 3, 1), _f(2, 6, 3, 2)
+    if not attrs.get("onesided"):  # ONNX allows a one-sided DFT of a real signal only
+        _check("DFT", [complex_], {"axis": 2, **attrs}, opset=17, atol=1e-5)
+        _check("DFT", [complex_, None, np.array(1, np.int64)], attrs, atol=1e-5)
+    _check("DFT", [real], {"axis": 1, **attrs}, opset=17, atol=1e-5)
+    _check("DFT", [real, np.array(8, np.int64), np.array(-3, np.int64)], attrs, atol=1e-5)
+    _check("DFT", [_f(4, 5, 1)], attrs, opset=17, atol=1e-5)  # the axis by default
+
+
+def test_a_dft_without_an_axis_whose_default_moved_is_refused():
+    """Up to opset 19 a DFT's axis defaults to 1, from opset 20 to -2: on a signal of other
+    than 3 axes without one, the kernel cannot tell which, and says so."""
+    with pytest.raises(ValueError, match="without an axis"):
+        CATALOG["DFT"].run_onnx([_f(2, 3, 4, 1)], {})
+
+
 def test_isnan_and_isinf():
     x = np.array([0.0, 1.5, np.nan, np.inf, -np.inf], np.float32)
     _check("IsNaN", [x])

@@ -41,6 +41,35 @@ def einsum(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     return np.einsum(equation.replace(" ", ""), *inputs)
 
 
+def dft(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """ONNX DFT: the discrete Fourier transform along ``axis`` (an attribute up to opset 19,
+    input 2 from opset 20; default 1, or -2 as an input) of a signal whose last axis holds its
+    real part (length 1) or real and imaginary parts (length 2), zero-padded or cut to
+    ``dft_length`` (input 1), inverse (``inverse``: numpy's 1/N normalisation, as ONNX's) and
+    one-sided (``onesided``: the first N//2 + 1 frequencies); the output's last axis holds the
+    real and imaginary parts."""
+    x = np.asarray(inputs[0])
+    signal = x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0].astype(np.complex128)
+    given = inputs[2] if len(inputs) > 2 else None
+    if given is not None:
+        axis = int(np.asarray(given).reshape(-1)[0])
+    elif "axis" in attrs:
+        axis = int(attrs["axis"])
+    elif x.ndim == 3:  # the defaults, 1 (opsets 17-19) and -2 (20 on), name the same axis
+        axis = 1
+    else:
+        raise ValueError("a DFT without an axis: its default is 1 up to opset 19 and -2 from "
+                         "opset 20, other axes of this signal")
+    axis = axis + x.ndim if axis < 0 else axis  # of x; the signal lacks x's last axis
+    length = inputs[1] if len(inputs) > 1 else None
+    size = int(np.asarray(length).reshape(-1)[0]) if length is not None else signal.shape[axis]
+    transform = np.fft.ifft if int(attrs.get("inverse", 0)) else np.fft.fft
+    out = transform(signal, n=size, axis=axis)
+    if int(attrs.get("onesided", 0)):
+        out = np.take(out, np.arange(size // 2 + 1), axis=axis)
+    return np.stack([out.real, out.imag], -1).astype(at_least_single(x).dtype)
+
+
 def rotary_embedding(inputs: list, attrs: Mapping[str, Any]) -> np.ndarray:
     """ONNX RotaryEmbedding (opset 23): each pair of a head's first ``rotary_embedding_dim``
     elements (its two halves, or neighbours when ``interleaved``) turned by the angle whose

@@ -46,6 +46,15 @@ OPERATORS = (
             ("EinsumTernary", "a0 a1, b0 b1, c0 c1", "a0*b0*c0 + a1*b1*c1", 3),
         )
     ),
+    Operator(
+        "DFT", "x0 x1", "c0*x0 + c1*x1", params={"c0": "1/2", "c1": "-3/4"},
+        kernel=lambda x0, x1, c0, c1: c0 * x0 + c1 * x1, onnx_type="DFT",
+        onnx_inputs=("x", None, None), onnx_kernel=linear.dft, mixes_channels=True,
+        doc="Discrete Fourier transform along a static axis (torch.fft in a dynamo export: "
+        "FNet's token mixing): an output element, a real or imaginary part, is a sum of the "
+        "signal's parts weighted by the cosines and sines of fixed angles, witnessed by two "
+        "terms; the weights are static, so they are never rescaled.",
+    ),
     _weighted_sum(
         "Gemm", linear.gemm,
         "alpha*A@B + beta*C with the weight B and bias C as parameters (ONNX slots A -> x, "
