@@ -381,6 +381,10 @@ def test_the_audit_says_a_model_that_fixes_its_batch_takes_many_samples(tmp_path
     fixed = audit_line(1)
     assert "fixes its batch at 1 (axis 0)" in fixed and "image (N, 3, 4, 4)" in fixed
     assert "any multiple of 4 samples" in audit_line(4)
+    # the least count advised is whole batches: 64 where the export fixes 64 (a dynamo export
+    # traced on 64 texts had been told 'N 32 or more', which no multiple of 64 is)
+    assert "N 64 or more" in audit_line(64) and "N 35 or more" in audit_line(5)
+    assert "N 32 or more" in fixed
     assert "fixes its batch" not in audit_line("batch")
     # one input free along axis 0 (faster-whisper's silero-vad: chunks beside an LSTM state
     # of batch 1): axis 0 of the free one is no batch of 1

@@ -669,9 +669,12 @@ def fixed_batch_hint(graph: Graph) -> str:
     first = graph.inputs[0]
     shape = ", ".join(map(str, ("N", *first.shape[1:])))
     count = "any number of" if fixed == 1 else f"any multiple of {fixed}"
+    # SAMPLES or more in whole batches (it had said 32 beside a batch fixed at 64, which no
+    # multiple of 64 is: a text-encoder trial's dynamo exports)
+    least = -(-SAMPLES // fixed) * fixed
     return (f"; the model fixes its batch at {fixed} (axis 0): the file holds {count} samples "
             f"along that axis all the same, run {fixed} at a time ({tensor_label(first.name)} "
-            f"({shape}), N {SAMPLES} or more){_batch_elsewhere_hint(graph)}")
+            f"({shape}), N {least} or more){_batch_elsewhere_hint(graph)}")
 
 
 def _overridable_hint(graph: Graph, extra: list[str]) -> str:
