@@ -19,7 +19,6 @@ Run:  python benchmarks/moe.py [--samples N] [MODEL ...]   (~4 min on 2 cores; t
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -116,15 +115,8 @@ def run(name: str, build, exporter: str, opset: int, folder: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     found = models()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="some of: " + ", ".join(found))
-    parser.add_argument("--samples", type=int, default=64,
-                        help="calibration texts, and as many held out (default 64)")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.models if name not in found]
-    if unknown or args.samples < 1:
-        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--samples: at least 1")
-    zoo.BATCH = args.samples
+    parser = zoo.trial_parser(__doc__.splitlines()[0], found, 64, "texts")
+    args = zoo.trial_arguments(parser, found, argv)
     print("| model | export | ptq-verify qdq: SQNR all / real tokens | integer | "
           "quantize_static |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:

@@ -29,7 +29,6 @@ Run:  python benchmarks/text_models.py [--samples N] [--save DIR] [--free-length
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import re
 import subprocess
@@ -159,17 +158,10 @@ def export(name: str, build, exporter: str, opset: int, folder: Path,
     feeds, real = token_feeds(inspect.signature(model.forward).parameters, 2 * zoo.BATCH)
     names = list(feeds)
 
-    class FirstOutput(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args):
-            return self.model(**dict(zip(names, args)))[0]
-
     calib = {key: array[::2] for key, array in feeds.items()}
     path = folder / f"{name}.{exporter}{opset}{'.free' if free else ''}.onnx"
-    zoo.export_quietly(FirstOutput(), tuple(torch.from_numpy(calib[n]) for n in names), path,
+    zoo.export_quietly(zoo.first_output(model, names),
+                       tuple(torch.from_numpy(calib[n]) for n in names), path,
                        names, ["output"], exporter, opset, free)
     # an input the model leaves unused may be left out of the file (MRA's legacy export drops
     # its mask): the data then holds what the file takes, as ptq-verify's refusal advises
@@ -256,19 +248,12 @@ def free_length_row(name: str, build, folder: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     found = models()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="some of: " + ", ".join(found))
-    parser.add_argument("--samples", type=int, default=64,
-                        help="calibration texts, and as many held out (default 64)")
+    parser = zoo.trial_parser(__doc__.splitlines()[0], found, 64, "texts")
     parser.add_argument("--save", type=Path, help="a folder to keep the files in")
     parser.add_argument("--free-length", action="store_true",
                         help="legacy exports with the sequence axis free too, calibrated at "
                         f"{zoo.SEQUENCE} tokens, measured at {', '.join(map(str, LENGTHS))}")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.models if name not in found]
-    if unknown or args.samples < 1:
-        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--samples: at least 1")
-    zoo.BATCH = args.samples
+    args = zoo.trial_arguments(parser, found, argv)
     print("| model | export | " + (
         " | ".join(f"qdq at {length} tokens: SQNR all / real dB" for length in LENGTHS)
         + " |\n|---|---|---|---|---|" if args.free_length else

@@ -21,7 +21,6 @@ Run:  python benchmarks/vision_trial.py [--samples N] [MODEL ...]   (~15 min on 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -243,15 +242,8 @@ def run(name: str, build, inputs, exporter: str, opset: int, folder: Path) -> li
 
 def main(argv: list[str] | None = None) -> int:
     found = models()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="some of: " + ", ".join(found))
-    parser.add_argument("--samples", type=int, default=zoo.BATCH,
-                        help=f"calibration inputs, and as many held out (default {zoo.BATCH})")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.models if name not in found]
-    if unknown or args.samples < 1:
-        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--samples: at least 1")
-    zoo.BATCH = args.samples
+    parser = zoo.trial_parser(__doc__.splitlines()[0], found, zoo.BATCH, "inputs")
+    args = zoo.trial_arguments(parser, found, argv)
     print("| model | export | audit exit | qdq held-out SQNR (dB) | integer | "
           "quantize_static |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:

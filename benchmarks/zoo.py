@@ -265,6 +265,44 @@ def _native_output_dropped():
             os.close(copy)
 
 
+def first_output(model, names: list[str]):
+    """A module taking ``model``'s inputs ``names`` by position and returning its first output
+    (the exporters name positional inputs; a Hugging Face model's outputs are a tuple)."""
+    import torch
+
+    class FirstOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(names, args)))[0]
+
+    return FirstOutput()
+
+
+def trial_parser(description: str, found, samples: int, what: str) -> argparse.ArgumentParser:
+    """The command line of a script that runs some of the models ``found`` as zoo.py does:
+    their names, and ``--samples`` (``what`` to calibrate on, as many held out)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("models", nargs="*", help="some of: " + ", ".join(found))
+    parser.add_argument("--samples", type=int, default=samples,
+                        help=f"calibration {what}, and as many held out (default {samples})")
+    return parser
+
+
+def trial_arguments(parser: argparse.ArgumentParser, found, argv: list[str] | None
+                    ) -> argparse.Namespace:
+    """:func:`trial_parser`'s arguments, checked; ``--samples`` becomes this module's BATCH."""
+    global BATCH
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.models if name not in found]
+    if unknown or args.samples < 1:
+        parser.error(f"unknown model {unknown[0]!r}" if unknown else "--samples: at least 1")
+    BATCH = args.samples
+    return args
+
+
 def export_quietly(module, args: tuple, path: Path, names: list[str], outputs: list[str],
                    exporter: str, opset: int, free: dict[int, str] | None = None) -> None:
     """``module`` exported to ``path`` by torch's ``exporter`` ("legacy": without constant
@@ -317,18 +355,9 @@ def export(name: str, exporter: str, opset: int, folder: Path, held_out: bool = 
                 module.running_var.uniform_(0.5, 2)
     model.eval()
     names = list(feeds)
-
-    class FirstOutput(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args):
-            return self.model(**dict(zip(names, args)))[0]
-
     args = tuple(torch.from_numpy(feeds[n]) for n in names)
     path = folder / f"{name}.{exporter}{opset}.onnx"
-    export_quietly(FirstOutput(), args, path, names, ["output"], exporter, opset)
+    export_quietly(first_output(model, names), args, path, names, ["output"], exporter, opset)
     calib = folder / f"{name}.calib.npz"
     np.savez(calib, **feeds)
     if held is None:
