@@ -56,6 +56,15 @@ def _copy(name: str, onnx_kernel, static_slots: int, doc: str, mixes: bool = Tru
     )
 
 
+def _layout_only(name: str, n: int, onnx_kernel, mixes: bool | None, doc: str) -> Operator:
+    """An op whose output depends on the input's layout, not its values (its shape, its
+    size, a tensor of that shape), witnessed by a constant n that no scaling changes."""
+    return Operator(
+        name, "x", "n", params={"n": n}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
+        onnx_type=name, onnx_kernel=onnx_kernel, mixes_channels=mixes, doc=doc,
+    )
+
+
 def _pad_copy(mode: str, what: str) -> Operator:
     """Pad in a mode that fills with input elements: every output element is one of x's."""
     return Operator(
@@ -198,29 +207,25 @@ OPERATORS = (
         onnx_kernel=shape.trilu, mixes_channels=True,
         doc="Upper or lower triangle: an output element is x inside (selector k > 0) or 0.",
     ),
-    Operator(
-        "Shape", "x", "n", params={"n": 3}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
-        onnx_type="Shape", onnx_kernel=shape.shape,
-        doc="The input's dimensions (int64). The output does not depend on the values of x: "
+    _layout_only(
+        "Shape", 3, shape.shape, None,
+        "The input's dimensions (int64). The output does not depend on the values of x: "
         "the witness is a dimension n, which no scaling changes.",
     ),
-    Operator(
-        "Size", "x", "n", params={"n": 3}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
-        onnx_type="Size", onnx_kernel=shape.size,
-        doc="The input's element count (an int64 scalar; tf2onnx writes it for tf.size). As "
+    _layout_only(
+        "Size", 3, shape.size, None,
+        "The input's element count (an int64 scalar; tf2onnx writes it for tf.size). As "
         "for Shape, the witness is a count n, which no scaling changes.",
     ),
-    Operator(
-        "ConstantOfShape", "x", "n", params={"n": 1}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
-        onnx_type="ConstantOfShape", onnx_kernel=shape.constant_of_shape, mixes_channels=True,
-        doc="A tensor of the shape given by x filled with the ``value`` attribute, witnessed by "
+    _layout_only(
+        "ConstantOfShape", 1, shape.constant_of_shape, True,
+        "A tensor of the shape given by x filled with the ``value`` attribute, witnessed by "
         "a constant n: the values of x do not matter (they are the output's whole layout, so "
         "no per-channel scale passes).",
     ),
-    Operator(
-        "EyeLike", "x", "n", params={"n": 1}, kernel=lambda x, n: np.zeros(np.shape(x)) + n,
-        onnx_type="EyeLike", onnx_kernel=shape.eye_like, mixes_channels=True,
-        doc="Ones on a diagonal of a matrix of the input's shape, zeros elsewhere (torch's "
+    _layout_only(
+        "EyeLike", 1, shape.eye_like, True,
+        "Ones on a diagonal of a matrix of the input's shape, zeros elsewhere (torch's "
         "legacy exporter writes it for torch.eye of a length it computes: XLNet's mask), "
         "witnessed by a constant n: the values of x do not matter.",
     ),
