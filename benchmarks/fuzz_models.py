@@ -114,7 +114,10 @@ def mutate(model: onnx.ModelProto, rng: random.Random) -> str:
         return f"nodes {first} and {second} swapped"
     if kind == 7 and graph.initializer:
         tensor = rng.choice(graph.initializer)
-        value = numpy_helper.to_array(tensor).copy()
+        try:
+            value = numpy_helper.to_array(tensor).copy()
+        except (ValueError, TypeError):  # an earlier mutation changed its dims or type
+            return ""
         if value.size and value.dtype.kind == "f":
             with np.errstate(over="ignore"):  # (1e38 in float16 is infinity: as meant)
                 value.flat[rng.randrange(value.size)] = rng.choice(
