@@ -8,11 +8,13 @@ quantized with their own calibration data, or audited) or one of the torch expor
 audited), applies one to three mutations to the file as onnx reads it (a node's op type, a
 dropped or rewired input, an attribute set to -1, 0, a huge integer, NaN or infinity, an
 initializer's dimensions, element type or one value, a graph input's or output's dimension or
-type, two nodes swapped), writes it and runs ``ptq-verify quantize`` or ``ptq-verify audit`` on
+type, two nodes swapped) and, on one quantize run in three, one to its calibration data (an
+array's type, a non-finite value, 0 or 1 samples, a longer axis 1, a renamed array, values
+times 1e30), writes them and runs ``ptq-verify quantize`` or ``ptq-verify audit`` on
 it in a fresh process, as a user would. A run passes when it exits 0, or 2 with one line on
 stderr (what is wrong and where); anything else (exit 3, an internal error; a traceback;
 several lines; another code; a time-out) is listed with its run number, its mutations and the
-last line it printed, and with ``--keep`` its file is kept there. Needs no torch. Why: the
+last line it printed, and with ``--keep`` its files are kept there. Needs no torch. Why: the
 hostile-input fixes so far came from people trying files by hand; this reaches combinations
 nobody writes on purpose (the ninth session's first 310 runs, a draft of this script: none
 failed).
@@ -40,6 +42,7 @@ EXAMPLES = ROOT / "ptq_verify" / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "torch"
 FIXTURE_BYTES = 400_000  # the fixtures audited: the small ones (a run each stays a second)
 TIMEOUT_S = 300
+DATA_SHARE = 1 / 3  # of the quantize runs whose calibration file is mutated too
 OP_TYPES = ("Relu", "Sigmoid", "Add", "Mul", "Conv", "MatMul", "Gemm", "Reshape", "Transpose",
             "Concat", "Softmax", "Where", "Gather", "Slice", "Cast", "Identity", "Tanh", "Div",
             "Sub", "MaxPool", "Flatten", "LayerNormalization", "Erf", "Sqrt", "Pow",
@@ -136,6 +139,35 @@ def mutate(model: onnx.ModelProto, rng: random.Random) -> str:
     return ""
 
 
+def mutate_data(arrays: dict[str, np.ndarray], rng: random.Random) -> str:
+    """Change the calibration ``arrays`` in place in one random way; what was changed."""
+    name = rng.choice(sorted(arrays))
+    value = arrays[name]
+    kind = rng.randrange(6)
+    if kind == 0:
+        dtype = rng.choice([np.float16, np.float64, np.int64, np.uint8, np.bool_])
+        arrays[name] = value.astype(dtype)
+        return f"data {name!r} as {np.dtype(dtype).name}"
+    if kind == 1 and value.size and value.dtype.kind == "f":
+        value = value.copy()
+        value.flat[rng.randrange(value.size)] = rng.choice([np.nan, np.inf, -np.inf])
+        arrays[name] = value
+        return f"data {name!r}: one value non-finite"
+    if kind == 2:
+        arrays[name] = value[:rng.choice([0, 1])]
+        return f"data {name!r}: {len(arrays[name])} samples"
+    if kind == 3 and value.ndim > 1:
+        arrays[name] = np.concatenate([value, value[:, :1]], axis=1)
+        return f"data {name!r}: axis 1 one longer"
+    if kind == 4:
+        arrays[f"{name}_extra"] = arrays.pop(name)
+        return f"data {name!r} renamed"
+    with np.errstate(over="ignore"):  # (float16 overflows: infinity, as meant)
+        arrays[name] = value * np.asarray(1e30, value.dtype) if value.dtype.kind == "f" \
+            else value
+    return f"data {name!r} times 1e30"
+
+
 def verdict(done: subprocess.CompletedProcess) -> str:
     """"pass" for exit 0, or exit 2 with one line on stderr; else what went wrong."""
     if "Traceback" in done.stderr:
@@ -170,13 +202,18 @@ def main(argv: list[str] | None = None) -> int:
                        if c]
             path = Path(folder) / f"run{run}.onnx"
             onnx.save(model, path)
-            data = None if source.parent == EXAMPLES else fixture_data(source)
-            verb = rng.choice(["quantize", "quantize", "audit"]) \
-                if source.parent == EXAMPLES or data else "audit"
-            extra = ["-o", str(Path(folder) / "out.onnx"), "--no-progress"] \
-                if verb == "quantize" else []
-            if verb == "quantize" and data:
-                extra += ["--calib", str(data)]
+            data = (source.with_suffix(".calib.npz") if source.parent == EXAMPLES
+                    else fixture_data(source))
+            verb = rng.choice(["quantize", "quantize", "audit"]) if data else "audit"
+            extra = []
+            if verb == "quantize":
+                if rng.random() < DATA_SHARE:
+                    arrays = dict(np.load(data))
+                    changes.append(mutate_data(arrays, rng))
+                    data = Path(folder) / f"run{run}.calib.npz"
+                    np.savez(data, **arrays)
+                extra = ["--calib", str(data), "-o", str(Path(folder) / "out.onnx"),
+                         "--no-progress"]
             try:
                 done = subprocess.run([*command, verb, str(path), *extra], capture_output=True,
                                       text=True, timeout=TIMEOUT_S, env=env)
@@ -192,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.keep:
                     args.keep.mkdir(parents=True, exist_ok=True)
                     shutil.copy(path, args.keep / f"run{run}.{source.name}")
+                    if verb == "quantize":
+                        shutil.copy(data, args.keep / f"run{run}.calib.npz")
             print(f"\r{run + 1}/{args.runs} runs, {outcomes['failed']} failed",
                   end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
