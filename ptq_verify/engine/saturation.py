@@ -177,7 +177,7 @@ def static_part(masked: MaskedSum, values: dict[str, np.ndarray], graph: Graph,
              for name in masked.static]
     parts += saturated + list(masked.constants)
     parts = [np.asarray(p) for p in parts if _broadcasts(np.shape(p), shape)]
-    if not parts and not any(values.size for values in placed):
+    if not parts and not any(part.size for part in placed):
         return np.zeros((), dtype=np.asarray(total).dtype)
     if masked.selection:
         chosen = np.zeros(shape, dtype=bool)

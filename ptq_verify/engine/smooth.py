@@ -836,7 +836,6 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     the activation's range from them too, favoured smoothing where the sample's loudest channel
     passed the held-out range (a test model with --per-tensor lost 0.3 dB on its test
     data)."""
-    rows = _rows(x, candidate.axis)
     matrices = []
     for consumer in candidate.consumers:
         (slot, axis), = consumer.slots
@@ -844,11 +843,18 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
         matrices.append(np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1))
     w_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
     levels = 2 ** (bits - 1) - 1
-    exact = [rows @ m for m in matrices]
-    energies = _energies(exact)
     x_range = np.asarray(x_range, dtype=np.float32)
-    if rounded_before:
-        rows = fake_quantized(rows, _first_reach(candidate, x_range, per_channel), levels)
+
+    def measured(values: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+        """(the rows of ``values`` the errors are taken on, rounded where the source rounds
+        them first; the consumers' exact outputs on them; their energies)."""
+        rows = _rows(values, candidate.axis)
+        exact = [rows @ m for m in matrices]
+        if rounded_before:
+            rows = fake_quantized(rows, _first_reach(candidate, x_range, per_channel), levels)
+        return rows, exact, _energies(exact)
+
+    rows, exact, energies = measured(x)
     scales = {alpha: _scale(x_range, w_range, alpha) for alpha in alphas}
     ranked = list(scales)  # the order the full errors are taken in
     if len(rows) >= 2 * _SCREEN_ROWS and len(scales) > _FINALISTS:
@@ -879,11 +885,7 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     if best is None or held_out is None:
         return best
     if check_on is not None:
-        rows = _rows(check_on, candidate.axis)
-        exact = [rows @ m for m in matrices]
-        energies = _energies(exact)
-        if rounded_before:
-            rows = fake_quantized(rows, _first_reach(candidate, x_range, per_channel), levels)
+        rows, exact, energies = measured(check_on)
     for half in np.atleast_2d(np.asarray(held_out, dtype=np.float32)):  # a row (half) passing
         smoothed = _error(rows, half, matrices, exact, energies,
                           _scale(half, w_range, best[0]), levels, per_channel)

@@ -88,10 +88,11 @@ def _jumps(expr: sympy.Basic, elements: frozenset, values: frozenset = frozenset
                         rest is None or not _meets(value, rest, relation, elements)):
                     return True
     factors = expr.args if isinstance(expr, sympy.Mul) else (expr,)
-    if any(isinstance(f, sympy.Pow) and f.exp.is_negative
-           and _splits(expr.xreplace(dict(values)), f.base.xreplace(dict(values)), elements)
-           for f in factors):
-        return True
+    divisors = [f.base for f in factors if isinstance(f, sympy.Pow) and f.exp.is_negative]
+    if divisors:
+        at = dict(values)
+        if any(_splits(expr.xreplace(at), base.xreplace(at), elements) for base in divisors):
+            return True
     return any(_jumps(arg, elements, values) for arg in expr.args)
 
 
