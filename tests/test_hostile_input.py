@@ -1288,6 +1288,22 @@ def test_a_model_that_fixes_its_batch_axis_at_zero_is_one_line(mlp_files):
                            "at 0", "takes no samples")
 
 
+def test_a_torch_export_whose_batch_axis_is_fixed_at_zero_is_audited(tmp_path):
+    """A fuzz run (benchmarks/fuzz_models.py, seed 4): the probes of smoothing ran the
+    cross-attention export's nodes on empty examples and took the maximum of an empty array
+    (exit 3); an empty probe output now pairs no axes."""
+    from pathlib import Path
+
+    proto = onnx.load(Path(__file__).parent / "fixtures" / "torch"
+                      / "digits_cross_attention.legacy.opset17.onnx")
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+    model = tmp_path / "m.onnx"
+    onnx.save(proto, model)
+    outcome = hostile.run_cli(["audit", str(model)], limit=QUICK_LIMIT)
+    assert hostile.broken_promise(outcome) is None, outcome.err
+    assert outcome.status == 0, outcome.err
+
+
 def test_a_sequence_first_model_is_told_where_its_batch_may_be(tmp_path):
     """A new-user trial: nn.TransformerEncoderLayer(batch_first=False) takes (T, N, D) with T
     fixed; batch-first data got 'give a multiple of T' (T is no batch size) and, followed,

@@ -49,7 +49,7 @@ from .equalize import (
     split_links,
 )
 from .float_run import calibration_feeds, kept_if_same, run_float, streamed
-from .probe import along, example_inputs, example_shape, run_kernel
+from .probe import along, close, example_inputs, example_shape, run_kernel
 from .rules import check_overrides
 from .split import rejoin
 
@@ -238,7 +238,7 @@ def _bias_move(graph: Graph, table: OperatorTable, node: Node, active: set[str]
         base = run_kernel(op, node, examples, {})
     amount = np.random.default_rng(6).uniform(-2.0, 2.0, channels)
     moved = run_kernel(op, node, examples, {slot: bias - coefficient * amount})
-    if base is None or moved is None or not _close(moved, base - along(amount, CHANNEL_AXIS,
+    if base is None or moved is None or not close(moved, base - along(amount, CHANNEL_AXIS,
                                                                          base.ndim)):
         return None
     return _Move(node, slot, coefficient)
@@ -272,6 +272,8 @@ def _constant_response(graph: Graph, table: OperatorTable, node: Node, active: s
         return None
     response = np.moveaxis(at_shift - at_zero, CHANNEL_AXIS, 0)
     response = response.reshape(response.shape[0], -1)
+    if not response.size:
+        return None
     per_channel = response[:, 0]
     spread = np.abs(response - per_channel[:, None]).max()
     if spread > _TOLERANCE * (np.abs(response).max() + 1e-30):
@@ -320,7 +322,7 @@ def _link_moves(graph: Graph, table: OperatorTable, node: Node, active: set[str]
         changes[move.slot] = per_channel_update(examples[move.slot], move.coefficient * amount,
                                                 ndim, np.subtract)
     base, moved = run_kernel(op, node, examples, {}), run_kernel(op, node, examples, changes)
-    if base is None or moved is None or base.ndim != ndim or not _close(
+    if base is None or moved is None or base.ndim != ndim or not close(
             moved, base - along(amount, CHANNEL_AXIS, ndim)):
         return None
     return moves
@@ -377,8 +379,3 @@ def _move_bias(graph: Graph, move: _Move, amount: np.ndarray) -> None:
         node.inputs[move.slot] = name
     value = graph.initializers[name]
     graph.initializers[name] = (value + amount).astype(value.dtype)
-
-
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(
-        np.allclose(a, b, rtol=1e-6, atol=1e-9 * (np.abs(b).max() + 1)))

@@ -429,7 +429,7 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
             continue
         moved = run_kernel(op, node, examples,
                            {weight_slot: weight * along(factors, axis, weight.ndim)})
-        if moved is not None and moved.shape == scaled_input.shape and np.allclose(
+        if moved is not None and moved.shape == scaled_input.shape and moved.size and np.allclose(
                 moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
             return axis
     return None
@@ -517,7 +517,8 @@ def _probe(op, node: Node, examples: list, slots: list[int], link: _Link) -> boo
         position = node.inputs.index(name)
         changes[position] = _rescale(examples[position], factors ** k, x.ndim)
     moved = run_kernel(op, node, examples, changes)
-    if base is None or moved is None or base.shape != moved.shape or base.ndim != x.ndim:
+    if base is None or moved is None or base.shape != moved.shape or base.ndim != x.ndim \
+            or not base.size:
         return False
     expected = base * along(factors, CHANNEL_AXIS, base.ndim)
     return bool(np.allclose(moved, expected, rtol=1e-6, atol=1e-9 * (np.abs(base).max() + 1)))
@@ -621,5 +622,5 @@ def _outputs(graph: Graph, table: OperatorTable, feeds: Mapping[str, np.ndarray]
 
 def _same(before: dict, after: dict) -> bool:
     return all(np.allclose(after[k], v, rtol=_TOLERANCE,
-                           atol=_TOLERANCE * (np.abs(v).max() + 1e-30))
+                           atol=_TOLERANCE * (np.abs(v).max(initial=0.0) + 1e-30))
                for k, v in before.items())

@@ -194,6 +194,15 @@ def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float
     return gains.pop() if len(gains) == 1 else None
 
 
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a probe's output ``a`` is ``b`` up to float rounding: the same shape, at least
+    one element (an empty output tells nothing; a model whose input declares a dimension of 0
+    had stopped audit with numpy's error about the maximum of an empty array, a fuzz run),
+    and every element within 1e-6 relative or 1e-9 of b's largest magnitude plus 1."""
+    return a.shape == b.shape and a.size > 0 and bool(
+        np.allclose(a, b, rtol=1e-6, atol=1e-9 * (np.abs(b).max() + 1)))
+
+
 def _first(result):
     return result[0] if isinstance(result, (list, tuple)) else result
 

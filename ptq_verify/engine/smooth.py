@@ -50,7 +50,7 @@ from .invariant_regions import invariant_regions
 from .metrics import fake_quantized
 from .parallel import mapped
 from .plan import plan_model
-from .probe import along, divided_along, example_inputs, run_kernel
+from .probe import along, close, divided_along, example_inputs, run_kernel
 from .quantize import CHANNEL_GAIN
 from .rules import (
     check_overrides,
@@ -460,7 +460,7 @@ def _copied_axis(graph: Graph, op, node: Node, active: set[str], slot: int, out_
         if x.shape[axis] != factors.size:
             continue
         moved = run_kernel(op, node, examples, {slot: x * along(factors, axis, x.ndim)})
-        if moved is not None and _close(moved, expected):
+        if moved is not None and close(moved, expected):
             return axis
     return None
 
@@ -487,7 +487,7 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
                 continue
             moved = run_kernel(op, node, examples,
                             {weight_slot: weight * along(factors, axis, weight.ndim)})
-            if moved is not None and _close(moved, scaled):
+            if moved is not None and close(moved, scaled):
                 return x_axis, axis
     return None
 
@@ -628,7 +628,7 @@ def _joined_source(graph: Graph, table: OperatorTable, node: Node, tensor: str, 
             return None
         full = np.ones(base.shape[axis])
         full[first:end] = factors
-        if not _close(moved, base * along(full, axis, rank)):
+        if not close(moved, base * along(full, axis, rank)):
             return None
         covered[first:end] = True
         joins.append((slot, first, end))
@@ -707,7 +707,7 @@ def _probe(op, node: Node, examples: list, slots: list[int], axis: int, rank: in
         changes = {slot: values[slot] / along(factors, a, values[slot].ndim)
                    for slot, a in zip(slots, choice)}
         moved = run_kernel(op, node, examples, {**inputs, **changes})
-        if moved is not None and _close(moved, expected):
+        if moved is not None and close(moved, expected):
             return tuple(zip(slots, choice)), base, factors
     return None
 
@@ -725,7 +725,7 @@ def _channel_wise(op, node: Node, examples: list, active: set[str], base: np.nda
             continue
         scaled = np.asarray(value, dtype=np.float64) * along(factors, axis, base.ndim)
         moved = run_kernel(op, node, examples, {slot: scaled})
-        if moved is not None and _close(moved, base * along(factors, axis, base.ndim)):
+        if moved is not None and close(moved, base * along(factors, axis, base.ndim)):
             return True
     return False
 
@@ -1017,11 +1017,6 @@ def _squared_distance(product: np.ndarray, reference: np.ndarray, total: float =
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(
-        np.allclose(a, b, rtol=1e-6, atol=1e-9 * (np.abs(b).max() + 1)))
-
 
 def _rank(graph: Graph, tensor: str) -> int | None:
     shape = graph.shape_of(tensor)
