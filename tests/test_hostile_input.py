@@ -1304,6 +1304,28 @@ def test_a_torch_export_whose_batch_axis_is_fixed_at_zero_is_audited(tmp_path):
     assert outcome.status == 0, outcome.err
 
 
+def test_a_constant_divisor_of_infinity_runs_its_division_in_float(tmp_path):
+    """A fuzz run (benchmarks/fuzz_models.py, seed 5): the torch export's normalization
+    divided by a std of -inf (finite outputs, zeros), whose code scale was 127 / inf = 0, and
+    0 ** -1 stopped quantize (exit 3)."""
+    from pathlib import Path
+
+    from onnx import numpy_helper
+
+    fixtures = Path(__file__).parent / "fixtures" / "torch"
+    proto = onnx.load(fixtures / "digits_uint8.dynamo.opset18.onnx")
+    std = next(i for i in proto.graph.initializer if i.name == "std")
+    values = numpy_helper.to_array(std).copy()
+    values[0] = -np.inf
+    std.CopyFrom(numpy_helper.from_array(values, "std"))
+    model = tmp_path / "m.onnx"
+    onnx.save(proto, model)
+    outcome = _quantize(model, fixtures / "digits_uint8.calib.npz", tmp_path / "q.onnx")
+    assert hostile.broken_promise(outcome) is None, outcome.err
+    assert outcome.status == 0, outcome.err
+    assert "constant 'std' holds inf or NaN, which no code holds" in outcome.out
+
+
 def test_a_sequence_first_model_is_told_where_its_batch_may_be(tmp_path):
     """A new-user trial: nn.TransformerEncoderLayer(batch_first=False) takes (T, N, D) with T
     fixed; batch-first data got 'give a multiple of T' (T is no batch size) and, followed,

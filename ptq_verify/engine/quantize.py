@@ -1504,6 +1504,14 @@ class _Builder:
             return self.compensate(node, op, plan, f"static input {beyond!r} reaches beyond "
                                    "int32 at the sum's scale")
         degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
+        unbounded = next((name for slot, name in enumerate(node.inputs)
+                          if not aligned and name in consts and name not in self.codes
+                          and slot_binding(op, slot) in tensors
+                          and not np.all(np.isfinite(consts[name]))), None)
+        if unbounded is not None:  # its scale would be 127 / inf = 0: a Div by a std of -inf
+            # (a fuzz run) computes finite values, and 0 ** -1 had stopped quantize (exit 3)
+            return self.compensate(node, op, plan, f"constant {unbounded!r} holds inf or NaN, "
+                                   "which no code holds")
         for slot, name in enumerate(node.inputs):
             binding = slot_binding(op, slot)
             if not name or binding not in tensors:
