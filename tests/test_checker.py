@@ -108,6 +108,17 @@ def test_powers_of_two_trap_is_refuted():
     assert recheck_certificate(op, verdict.to_json()) == []
 
 
+@pytest.mark.parametrize("expression", ["min(1e4, 0.5/x)", "where(x*exp(1) > 1, x, 0)"])
+def test_a_switch_no_generic_point_reaches_is_refuted(expression):
+    """Each switches where a quotient's numerator is 0 (x = 1/20000) or at an irrational
+    root (x = 1/e); the screen passes on a false rule (homogeneous -1, pass_through) at its
+    generic points, and the checker had answered undecided (a benchmarks/fuzz_checker.py
+    run)."""
+    op, verdict = verdict_of(expression)
+    assert verdict.rule.kind is F.NEEDS_COMPENSATION, verdict.reason
+    assert recheck_certificate(op, verdict.to_json()) == []
+
+
 def test_non_negative_outputs_are_proved():
     assert verdict_of("max(x, 0)")[1].output_nonnegative
     assert verdict_of("sigmoid(x)")[1].output_nonnegative
