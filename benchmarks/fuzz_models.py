@@ -8,7 +8,8 @@ quantized with their own calibration data, or audited) or one of the torch expor
 audited), applies one to three mutations to the file as onnx reads it (a node's op type, a
 dropped or rewired input, an attribute set to -1, 0, a huge integer, NaN or infinity, an
 initializer's dimensions, element type or one value, a graph input's or output's dimension or
-type, two nodes swapped) and, on one quantize run in three, one to its calibration data (an
+type, two nodes swapped, a value_info shape or type that lies, an attribute dropped, another
+opset, two nodes writing one tensor) and, on one quantize run in three, one to its calibration data (an
 array's type, a non-finite value, 0 or 1 samples, a longer axis 1, a renamed array, values
 times 1e30), writes them and runs ``ptq-verify quantize`` or ``ptq-verify audit`` on
 it in a fresh process, as a user would. A run passes when it exits 0, or 2 with one line on
@@ -69,7 +70,7 @@ def fixture_data(model: Path) -> Path | None:
 def mutate(model: onnx.ModelProto, rng: random.Random) -> str:
     """Change ``model`` in place in one random way; what was changed ("" for none)."""
     graph, nodes = model.graph, list(model.graph.node)
-    kind = rng.randrange(9)
+    kind = rng.randrange(13)
     if kind == 0 and nodes:
         node = rng.choice(nodes)
         node.op_type = rng.choice(OP_TYPES)
@@ -136,6 +137,29 @@ def mutate(model: onnx.ModelProto, rng: random.Random) -> str:
             return f"{name}: a dimension {dim.dim_value}"
         info.elem_type = rng.choice([TensorProto.INT64, TensorProto.DOUBLE, TensorProto.FLOAT16])
         return f"{name}: element type {info.elem_type}"
+    if kind == 9 and graph.value_info:  # a stated shape or type that lies
+        info = rng.choice(graph.value_info).type.tensor_type
+        if info.shape.dim and rng.random() < 0.7:
+            dim = info.shape.dim[rng.randrange(len(info.shape.dim))]
+            dim.dim_value = rng.choice([0, 1, 3, 1000])
+            return f"value_info: a dimension {dim.dim_value}"
+        info.elem_type = rng.choice([TensorProto.INT64, TensorProto.DOUBLE, TensorProto.BOOL])
+        return f"value_info: element type {info.elem_type}"
+    if kind == 10 and (held := [node for node in nodes if node.attribute]):
+        node = rng.choice(held)
+        dropped = node.attribute[rng.randrange(len(node.attribute))].name
+        node.attribute.remove(next(a for a in node.attribute if a.name == dropped))
+        return f"{node.name}: attribute {dropped} dropped"
+    if kind == 11 and model.opset_import:
+        entry = next((e for e in model.opset_import if e.domain in ("", "ai.onnx")), None)
+        if entry is not None:
+            entry.version = rng.choice([7, 11, 13, 19, 21, 23, 30])
+            return f"opset {entry.version}"
+    if kind == 12 and len(nodes) > 1:  # two nodes make one tensor
+        first, second = rng.sample(nodes, 2)
+        if first.output and second.output:
+            second.output[0] = first.output[0]
+            return f"{second.name}: output 0 = {first.output[0]!r}"
     return ""
 
 
