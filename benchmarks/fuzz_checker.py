@@ -3,7 +3,8 @@
     python benchmarks/fuzz_checker.py [--runs 300] [--seed 0] [--timeout 30]
 
 Each run draws an expression from most of the grammar (docs/grammar.md): exp, log, sqrt,
-powers, abs, sign, floor, round, the activations, max, min, where, clip, division, huge and
+asin, tan (domains that scaling can leave), powers (a parameter's too), abs, sign, floor,
+round, the activations, max, min, where, clip, division, huge and
 tiny constants, parameters ``a`` and ``b`` with sample values, over one tensor ``x``, one
 tensor of two elements ``x y`` or two tensors ``x, y``; classifies it with ``classify``'s
 time budget at --timeout, in a fresh forked process (killed after twice that plus a minute);
@@ -52,7 +53,8 @@ UNARY = ("abs({})", "sign({})", "exp({})", "tanh({})", "erf({})", "sigmoid({})",
          "softplus({})", "atan({})", "sin({})", "cosh({})", "asinh({})", "floor({})",
          "round({})", "ceil({})", "({})**2", "({})**3", "abs({})**0.5", "sqrt(abs({}))",
          "log(1 + abs({}))", "1/(1 + abs({}))", "({0})/(1 + abs({0}))", "-({})", "2*({})",
-         "a*({})", "({})/a", "max({}, 0)", "min({}, 0)", "heaviside({})", "({0})*({0})")
+         "a*({})", "({})/a", "max({}, 0)", "min({}, 0)", "heaviside({})", "({0})*({0})",
+         "log({})", "sqrt({})", "asin({})", "tan({})", "abs({})**a", "heaviside({}, 0.5)")
 BINARY = ("({} + {})", "({} - {})", "({})*({})", "({})/({})", "max({}, {})", "min({}, {})")
 LEAVES = ("x", "x", "x", "y", "y", "2", "0.5", "-1", "3/2", "0", "1e-3", "1e4", "a", "b")
 THRESHOLDS = ("0", "1", "-2", "a", "x")
