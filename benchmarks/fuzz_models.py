@@ -4,21 +4,20 @@
 
 Each run takes, one time in two each, one of the shipped examples (ptq_verify/examples:
 quantized with their own calibration data, or audited) or one of the torch export fixtures
-(tests/fixtures/torch: quantized with the calibration file of its name or family, or
-audited), applies one to three mutations to the file as onnx reads it (a node's op type, a
-dropped or rewired input, an attribute set to -1, 0, a huge integer, NaN or infinity, an
-initializer's dimensions, element type or one value, a graph input's or output's dimension or
-type, two nodes swapped, a value_info shape or type that lies, an attribute dropped, another
-opset, two nodes writing one tensor) and, on one quantize run in three, one to its calibration data (an
-array's type, a non-finite value, 0 or 1 samples, a longer axis 1, a renamed array, values
-times 1e30), writes them and runs ``ptq-verify quantize`` or ``ptq-verify audit`` on
-it in a fresh process, as a user would. A run passes when it exits 0, or 2 with one line on
-stderr (what is wrong and where); anything else (exit 3, an internal error; a traceback;
-several lines; another code; a time-out) is listed with its run number, its mutations and the
-last line it printed, and with ``--keep`` its files are kept there. Needs no torch. Why: the
-hostile-input fixes so far came from people trying files by hand; this reaches combinations
-nobody writes on purpose (the ninth session's first 310 runs, a draft of this script: none
-failed).
+(tests/fixtures/torch: quantized with the calibration file of its name or family, or audited),
+applies one to three mutations to the file as onnx reads it (a node's op type, a dropped or
+rewired input, an attribute set to -1, 0, a huge integer, NaN or infinity, an initializer's
+dimensions, element type or one value, a graph input's or output's dimension or type, two nodes
+swapped, a value_info shape or type that lies, an attribute dropped, another opset, two nodes
+writing one tensor) and, on one quantize run in three, one to its calibration data (an array's
+type, a non-finite value, 0 or 1 samples, a longer axis 1, a renamed array, values times 1e30),
+writes them and runs ``ptq-verify quantize`` or ``ptq-verify audit`` on it in a fresh process,
+as a user would. A run passes when it exits 0, or 2 with one line on stderr (what is wrong and
+where); anything else (exit 3, an internal error; a traceback; several lines; another code; a
+time-out) is listed with its run number, its mutations and the last line it printed, and with
+``--keep`` its files are kept there. Needs no torch. Why: the hostile-input fixes so far came
+from people trying files by hand; this reaches combinations nobody writes on purpose (the ninth
+session's first 310 runs, a draft of this script: none failed).
 """
 
 from __future__ import annotations
