@@ -391,13 +391,14 @@ def normalized_then_if() -> onnx.ModelProto:
     """:func:`if_after_matmul` whose MatMul output is first normalized
     (MeanVarianceNormalization, undeclared): two undeclared nodes, the first one a
     declaration could take, the second (the If) one it could not (a new-user trial's
-    EmbeddingBag: a Size, then undeclared, and a Loop)."""
+    EmbeddingBag: a Size, then undeclared, and a Loop). Its ``axes`` holds one value, which
+    a declaration's parameter takes (two, [0, 1], none could: the refusal says so now)."""
     model = if_after_matmul()
     graph = model.graph
     nodes = list(graph.node)
     graph.ClearField("node")
     graph.node.extend([nodes[0], helper.make_node("MeanVarianceNormalization", ["h"],
-                                                  ["h_scaled"], name="mvn_1", axes=[0, 1])])
+                                                  ["h_scaled"], name="mvn_1", axes=[1])])
     for node in nodes[1:]:
         node.input[:] = ["h_scaled" if name == "h" else name for name in node.input]
         for attribute in node.attribute:

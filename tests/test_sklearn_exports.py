@@ -4,15 +4,18 @@ StandardScaler pipeline into a LogisticRegression on the raw wine features, floa
 (skl2onnx writes them in standard ops: Cast, Mul and Add, or Sub and Div, then MatMul and
 Softmax), an MLPClassifier on the digits' 0-16 pixels without ZipMap, and a LogisticRegression
 with skl2onnx's defaults (ai.onnx.ml's LinearClassifier and Normalizer, then a ZipMap whose
-output is a sequence of maps)."""
+output is a sequence of maps); and graphs built here in skl2onnx's float32 form, an
+ai.onnx.ml Scaler or Normalizer before a MatMul."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
@@ -77,3 +80,41 @@ def test_skl2onnx_s_default_export_is_refused_in_one_line(tmp_path, capsys):
     assert main(["audit", model]) == 0
     assert "quantize refuses this model" in capsys.readouterr().out
 
+
+def _ml_graph(path: Path, op_type: str, **attrs) -> None:
+    """X (N, 4) -> an ai.onnx.ml node -> MatMul by a constant (4, 3) -> Y, as skl2onnx writes a
+    float32 pipeline's scaler before its model."""
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [4, 3],
+                                np.linspace(-1, 1, 12, dtype=np.float32))
+    graph = helper.make_graph(
+        [helper.make_node(op_type, ["X"], ["scaled"], name=op_type, domain="ai.onnx.ml",
+                          **attrs),
+         helper.make_node("MatMul", ["scaled", "W"], ["Y"], name="MatMul")],
+        "ml", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 3])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                      helper.make_opsetid("ai.onnx.ml", 1)]),
+              path)
+
+
+@pytest.mark.parametrize("op_type, attrs, held", [
+    ("Scaler", {"offset": [0.5, 1.0, 2.0, 4.0], "scale": [2.0, 1.0, 0.5, 0.25]},
+     "its attribute 'offset' holds 4 values"),
+    ("Normalizer", {"norm": "L2"}, "its attribute 'norm' holds text")])
+def test_an_ml_node_no_declaration_takes_is_refused_with_float_op_as_the_way(
+        op_type, attrs, held, tmp_path, capsys):
+    """skl2onnx writes a float32 StandardScaler as ai.onnx.ml's Scaler, its offsets and scales
+    lists. Its refusal said to declare it with --operators, whose parameters take one number
+    each, so the declaration was refused in turn; and it did not name --float-op, which
+    keeps such a node in float (onnxruntime runs ONNX's ML domain) and quantizes the rest."""
+    model, calib, out = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "q.onnx"
+    _ml_graph(model, op_type, **attrs)
+    np.savez(calib, X=np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+    command = ["quantize", str(model), "--calib", str(calib), "-o", str(out)]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"node '{op_type}'" in err and held in err
+    assert f"--float-op {op_type}" in err and "declare it" not in err
+    assert main([*command, "--float-op", op_type]) == 0
+    assert out.exists()

@@ -343,7 +343,11 @@ def _check_kept(op_type: str, nodes: list[Node], graph: Graph, table: OperatorTa
 def _beyond_declaration(node: Node) -> str:
     """Why no declaration can take the node, as :func:`_way_forward` words it: it runs
     subgraphs (an If's branches, a Loop's body: attributes no parameter of an expression can
-    take) or writes more outputs than a file's declaration describes; "" when one could."""
+    take), writes more outputs than a file's declaration describes, or holds an attribute
+    that is not one number (several values, text), which no parameter takes
+    (:func:`_untaken_attribute`: a trial's skl2onnx Scaler, told to declare it, then refused
+    its declaration for that; its Normalizer's norm 'L2' failed in the kernel); "" when one
+    could."""
     from ..catalog.toml_file import OUTPUTS_DESCRIBED
 
     subgraphs = [name for name, kind in node.attr_types.items() if kind in _SUBGRAPH_TYPES]
@@ -377,11 +381,34 @@ def _beyond_declaration(node: Node) -> str:
     if _used(node.outputs) > OUTPUTS_DESCRIBED:
         return (f"; it writes {_written(node.outputs)}, and a declaration (the catalog's, or "
                 f"one given with --operators) describes {OUTPUTS_DESCRIBED} (docs/catalog.md), so "
-                "ptq-verify cannot quantize this node: "
-                + (f"keep it in float with --float-op {node.op_type}, " if node.in_onnx_domain
-                   else "")
+                "ptq-verify cannot quantize this node: " + _float_op_hint(node)
                 + "remove it or export the model without it")
+    held = next((f"{name!r} holds {what}" for name, value in sorted(node.attrs.items())
+                 if (what := _not_one_number(value))), None)
+    if held is not None:
+        return (f"; its attribute {held}, and a parameter of a declaration given with "
+                "--operators takes one number, so none describes this node: "
+                + _float_op_hint(node) + "remove it or export the model without it")
     return ""
+
+
+def _not_one_number(value: object) -> str:
+    """What an attribute's value holds where it is not one number ('10 values', 'text'),
+    '' where it is one."""
+    if isinstance(value, str | bytes) or (isinstance(value, list | tuple) and any(
+            isinstance(item, str | bytes) for item in value)):
+        return "text"
+    return f"{np.size(value)} values" if np.size(value) != 1 else ""
+
+
+def _float_op_hint(node: Node) -> str:
+    """``--float-op``'s advice for a node whose op type ONNX defines (its own domain or its
+    ML domain, ai.onnx.ml: onnxruntime has their kernels), '' for any other. A new-user trial's
+    skl2onnx exports hold ai.onnx.ml's Scaler and Normalizer before an MLP, which --float-op
+    keeps in float (49.4 dB on the rest); their refusal had not named the option."""
+    domain = "" if node.in_onnx_domain else node.domain
+    return (f"keep it in float with --float-op {node.op_type}, "
+            if onnx.defs.has(node.op_type, domain) else "")
 
 
 def way_forward_hint(node: Node) -> str:
@@ -444,8 +471,7 @@ def _way_forward(node: Node) -> str:
         "operators= of load_model, calibrate and quantize) when one output element is a "
         "formula of a few input elements (docs/catalog.md; a recurrence over a sequence is "
         "not one), "
-        + (f"keep it in float with --float-op {node.op_type}, " if node.in_onnx_domain else "")
-        + "or remove the node")
+        + _float_op_hint(node) + "or remove the node")
 
 
 def runtime_operator_hint(node: Node) -> str:
