@@ -20,9 +20,13 @@ Fixtures (``tests/fixtures/sklearn/``, used by tests/test_sklearn_exports.py):
                                             0-16 pixels, float32, no ZipMap
     iris_logreg.skl2onnx.f32.zipmap.onnx    LogisticRegression with skl2onnx's defaults:
                                             LinearClassifier, Normalizer, ZipMap
-    wine.{calib,test}.npz, digits_raw.{calib,test}.npz, iris.calib.npz
-                                            input ``X`` (float64 for wine, float32 else),
-                                            labels ``y`` in the test files
+    iris_svc.skl2onnx.f64.onnx              StandardScaler -> SVC (RBF), float64 input: Sub,
+                                            Div, ai.onnx.ml's SVMClassifier (float scores),
+                                            a Cast to double, comparisons, and
+                                            ArrayFeatureExtractor of the votes
+    wine.{calib,test}.npz, digits_raw.{calib,test}.npz, iris.{calib,test}.npz
+                                            input ``X`` (float32 for the digits, float64
+                                            else), labels ``y`` in the test files
 
 ``--measure [--keep DIR]``: trains every model of the trial (MLPClassifier relu / tanh /
 logistic, MLPRegressor, LogisticRegression, SGDClassifier, LinearSVC, Ridge, scaler and PCA
@@ -43,6 +47,7 @@ dependencies (scikit-learn, onnx, numpy and protobuf are there already):
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,6 +82,7 @@ PEER = Path(__file__).resolve().parent / "ort_peer.py"
 LOADERS = {"digits": load_digits, "iris": load_iris, "wine": load_wine,
            "cancer": load_breast_cancer, "diabetes": load_diabetes}
 REGRESSION = ("diabetes",)
+ADVICE_ROUNDS = 4  # refusals followed, each naming one more op type for --float-op
 
 
 def split(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -132,11 +138,11 @@ def fitted(dataset: str, estimator):
         return estimator.fit(x, y)
 
 
-def export(estimator, sample: np.ndarray, zipmap: bool) -> onnx.ModelProto:
+def export(estimator, sample: np.ndarray, zipmap: bool | None) -> onnx.ModelProto:
     """skl2onnx's export at its default opset for inputs of ``sample``'s type; without ZipMap
-    on the final classifier when ``zipmap`` is False."""
+    on the final classifier when ``zipmap`` is False (None: a regressor, which has none)."""
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-    options = None if zipmap else {id(final): {"zipmap": False}}
+    options = None if zipmap in (True, None) else {id(final): {"zipmap": False}}
     return to_onnx(estimator, sample[:1], options=options)
 
 
@@ -155,10 +161,13 @@ def write_fixtures() -> None:
     save_model(model, FIXTURES / "digits_mlp.skl2onnx.f32.onnx")
     save_npz(FIXTURES / "digits_raw.calib.npz", X=digits_train[:256])
     save_npz(FIXTURES / "digits_raw.test.npz", X=digits_test, y=digits_y)
-    iris_train = split("iris")[0].astype(np.float32)
-    model = export(fitted(*models["iris_logreg"]), iris_train, zipmap=True)
+    iris_train, iris_test, _, iris_y = split("iris")
+    model = export(fitted(*models["iris_logreg"]), iris_train.astype(np.float32), zipmap=True)
     save_model(model, FIXTURES / "iris_logreg.skl2onnx.f32.zipmap.onnx")
+    model = export(fitted(*models["iris_svc_rbf"]), iris_train, zipmap=False)
+    save_model(model, FIXTURES / "iris_svc.skl2onnx.f64.onnx")
     save_npz(FIXTURES / "iris.calib.npz", X=iris_train)
+    save_npz(FIXTURES / "iris.test.npz", X=iris_test, y=iris_y)
 
 
 def _outputs(model: Path, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -201,16 +210,34 @@ def _cell(code: int, message: str, model: Path, out: Path, test: np.ndarray) -> 
     return _compare(_outputs(model, test), _outputs(out, test))
 
 
+def _float_op_advised(cli: list[str], model: Path, calib: Path, out: Path,
+                      test: np.ndarray) -> str:
+    """qdq with ``--float-op`` for each op type the refusals name, one run per refusal, as a
+    user follows them: the figures and the op types kept in float, or '' where the first
+    refusal names no such option."""
+    kept: list[str] = []
+    for _ in range(ADVICE_ROUNDS):
+        code, message = _run([*cli, "quantize", str(model), "--calib", str(calib), "-o",
+                              str(out), *(["--float-op", ",".join(kept)] if kept else [])])
+        advised = re.search(r"--float-op (\w+)", message) if code else None
+        if advised is None or advised.group(1) in kept:
+            break
+        kept.append(advised.group(1))
+    if not kept:
+        return ""
+    return f"{','.join(kept)}: {_cell(code, message, model, out, test)}"
+
+
 def measure(folder: Path) -> None:
     """The trial's table: one row per exported file."""
     cli = [sys.executable, "-m", "ptq_verify"]
-    print("| file | audit | qdq | integer | quantize_static |")
-    print("|---|---|---|---|---|")
+    print("| file | audit | qdq | integer | qdq, --float-op as refusals advise | quantize_static |")
+    print("|---|---|---|---|---|---|")
     for name, (dataset, estimator) in trial_models().items():
         train, test, _, _ = split(dataset)
         estimator = fitted(dataset, estimator)
         forms = [(dtype, zipmap) for dtype in (np.float32, np.float64)
-                 for zipmap in ((False,) if dataset in REGRESSION else (True, False))]
+                 for zipmap in ((None,) if dataset in REGRESSION else (True, False))]
         for dtype, zipmap in forms:
             stem = f"{name}.{np.dtype(dtype).name}" + ("" if dataset in REGRESSION else (
                 ".zipmap" if zipmap else ".tensors"))
@@ -219,7 +246,7 @@ def measure(folder: Path) -> None:
                 onnx.save(export(estimator, train.astype(dtype), zipmap), path)
             except Exception as error:  # noqa: BLE001 (skl2onnx's own failure, reported)
                 print(f"| {stem} | skl2onnx fails: {type(error).__name__}: "
-                      f"{str(error)[:90]} | | | |")
+                      f"{str(error)[:90]} | | | | |")
                 continue
             calib = folder / f"{stem}.calib.npz"
             np.savez(calib, X=train.astype(dtype))
@@ -230,6 +257,8 @@ def measure(folder: Path) -> None:
                 code, message = _run([*cli, "quantize", str(path), "--calib", str(calib),
                                       "-o", str(out), "--format", form])
                 cells.append(_cell(code, message, path, out, test))
+            cells.append(_float_op_advised(cli, path, calib, folder / f"{stem}.float-op.onnx",
+                                           test))
             out = folder / f"{stem}.peer.onnx"
             code, message = _run([sys.executable, str(PEER), str(path), str(calib), str(out),
                                   "--per-channel"])

@@ -4,8 +4,9 @@ StandardScaler pipeline into a LogisticRegression on the raw wine features, floa
 (skl2onnx writes them in standard ops: Cast, Mul and Add, or Sub and Div, then MatMul and
 Softmax), an MLPClassifier on the digits' 0-16 pixels without ZipMap, and a LogisticRegression
 with skl2onnx's defaults (ai.onnx.ml's LinearClassifier and Normalizer, then a ZipMap whose
-output is a sequence of maps); and graphs built here in skl2onnx's float32 form, an
-ai.onnx.ml Scaler or Normalizer before a MatMul."""
+output is a sequence of maps), and a StandardScaler -> SVC (ai.onnx.ml's SVMClassifier in a
+float64 section), kept in float with --float-op; and graphs built here in skl2onnx's
+float32 form, an ai.onnx.ml Scaler or Normalizer before a MatMul."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from onnx import TensorProto, helper
 
 from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, quantize, sqnr_db
+from ptq_verify.graph import OperatorTable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sklearn"
 
@@ -118,3 +120,23 @@ def test_an_ml_node_no_declaration_takes_is_refused_with_float_op_as_the_way(
     assert f"--float-op {op_type}" in err and "declare it" not in err
     assert main([*command, "--float-op", op_type]) == 0
     assert out.exists()
+
+
+@pytest.mark.parametrize("form", ["qdq", "integer", "simulation"])
+def test_an_svc_kept_in_float_writes_float_scores_into_a_float64_section(form):
+    """skl2onnx's float64 SVC: SVMClassifier writes float scores (its schema fixes them; the
+    file states no type), a Cast to double, a Less that reads it at 16 bits, and
+    ArrayFeatureExtractors of the comparison's votes. Kept in float as the refusal advises,
+    the one-node session typed the scores as the double input and was refused; the copy of
+    the Cast run again at 16 bits kept its double output beside float32 codes (onnxruntime
+    refused the file: exit 3); and the integer format asked the declaration of a node kept
+    in float that reads no activation (exit 3)."""
+    path = FIXTURES / "iris_svc.skl2onnx.f64.onnx"
+    table = OperatorTable(float_types=["SVMClassifier", "ArrayFeatureExtractor"])
+    graph = load_model(str(path), operators=table)
+    model = quantize(graph, calibrate(graph, {"X": _data("iris.calib.npz")["X"]},
+                                      operators=table, progress=False), 8, operators=table)
+    test = _data("iris.test.npz")["X"]
+    reference = _outputs(path, test)
+    outputs = _outputs(model.to_onnx(form).SerializeToString(), test)
+    assert np.mean(outputs["label"] == reference["label"]) >= 0.9

@@ -11,7 +11,7 @@ import onnx
 
 from ..graph import Graph
 from .data import check_feeds, run_batched
-from .steps import ScaleStep, Step
+from .steps import NodeStep, ScaleStep, Step
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,15 @@ class QuantizedModel:
                 scale = step.scale if np.ndim(step.scale) else float(step.scale)
                 codes[step.dst] = Code(step.dst, scale, step.low, step.high)
         return codes
+
+    def source_node_names(self) -> set[str]:
+        """The names the formats write the source's nodes under: the graph's, and those of
+        copies run again on finer codes (a selection a jump reads at 16 bits), which take
+        fresh names. A copy of a float64 section's Cast to double had kept its double output,
+        which met float32 codes (skl2onnx's float64 SVC: 'Less bound to different types')."""
+        return ({node.name for node in self.graph.nodes}
+                | {step.source.name for step in self.steps
+                   if isinstance(step, NodeStep) and step.source is not None}) - {""}
 
     def output_types(self) -> list[tuple[str, tuple | None, np.dtype]]:
         """(name, shape, element type) per graph output: the source's own type (a

@@ -273,14 +273,14 @@ class NodeSessions:
         types = [self.graph.dtype_of(name) for name in node.outputs if name]
         if None in types:
             return None
-        return node_session(node, arrays, types, self.graph.opsets)
+        return node_session(node, arrays, types, self.graph.opsets)[0]
 
 
 def node_session(node: Node, arrays: list, output_types: list,
                  opsets: Mapping[str, int]):
-    """An onnxruntime session running ``node`` alone, every input fed (``arrays``: an array,
-    or None for an empty slot, per input; their dtypes type the inputs), its named outputs of
-    ``output_types``; None where onnxruntime refuses it."""
+    """(an onnxruntime session running ``node`` alone, None), every input fed (``arrays``: an
+    array, or None for an empty slot, per input; their dtypes type the inputs), its named
+    outputs of ``output_types``; (None, onnxruntime's reason) where it refuses it."""
     from .onnx_io import node_proto
 
     # (one tensor in two slots is one graph input: a legacy LSTM's initial_h and initial_c)
@@ -295,7 +295,29 @@ def node_session(node: Node, arrays: list, output_types: list,
         opset_imports=[helper.make_opsetid(domain, version)
                        for domain, version in opsets.items()])
     model.ir_version = min(model.ir_version, 8)
-    return ort_session(model.SerializeToString(), arena=False)[0]
+    return ort_session(model.SerializeToString(), arena=False)
+
+
+def schema_output_type(node: Node, slot: int, opsets: Mapping[str, int]) -> np.dtype | None:
+    """The element type the ONNX schema of ``node``'s op type fixes for its output ``slot``
+    (one allowed type: SVMClassifier's scores are float whatever it reads), None where it
+    allows several or has no schema."""
+    domain = "" if node.in_onnx_domain else node.domain
+    version = opsets.get(domain) or (None if domain else opsets.get("ai.onnx"))
+    try:
+        schema = (onnx.defs.get_schema(node.op_type, version, domain) if version
+                  else onnx.defs.get_schema(node.op_type, domain))
+        formal = schema.outputs[min(slot, len(schema.outputs) - 1)]
+    except (onnx.defs.SchemaError, IndexError):
+        return None
+    allowed = {c.type_param_str: c.allowed_type_strs for c in schema.type_constraints}
+    kinds = list(allowed.get(formal.type_str, [formal.type_str]))
+    if len(kinds) != 1 or not kinds[0].startswith("tensor("):
+        return None
+    element = kinds[0][len("tensor("):-1].upper()
+    if element not in onnx.TensorProto.DataType.keys() or element == "STRING":
+        return None
+    return np.dtype(helper.tensor_dtype_to_np_dtype(onnx.TensorProto.DataType.Value(element)))
 
 
 _ALONE: dict[tuple, object] = {}  # (node, input dtypes, opsets) -> its session
@@ -307,18 +329,21 @@ def run_alone(node: Node, inputs: list, graph: Graph | None = None,
     """``node``'s outputs on ``inputs`` as onnxruntime computes them, in a session of the node
     alone: the kernel of a node the user keeps in float (``--float-op``; a recurrent layer),
     which no declaration describes, so the catalog has no kernel for it, while onnxruntime,
-    which runs the model, has one. Outputs of an unknown type take the first input's (an
-    LSTM's Y, Y_h, Y_c are its X's type). A failure is a UserError naming the node, in
-    onnxruntime's words. Sessions are kept per node, input types and opsets (calibration and
-    the simulation run a node on batch after batch). ``opsets``: the model's, where no
-    ``graph`` gives them (a quantized model's step)."""
+    which runs the model, has one. Outputs of an unknown type take the one type their schema
+    allows (:func:`schema_output_type`: skl2onnx's float64 SVMClassifier writes float scores
+    no inference in the file states; typed as its double input, the session was refused),
+    else the first input's (an LSTM's Y, Y_h, Y_c are its X's type). A failure is a UserError
+    naming the node, in onnxruntime's words. Sessions are kept per node, input types and
+    opsets (calibration and the simulation run a node on batch after batch). ``opsets``: the
+    model's, where no ``graph`` gives them (a quantized model's step)."""
     from ..errors import UserError
 
     arrays = [None if value is None else np.asarray(value) for value in inputs]
     first = next((a.dtype for a in arrays if a is not None), np.dtype(np.float32))
-    types = [(graph.dtype_of(name) if graph is not None else None) or first
-             for name in node.outputs if name]
     opsets = graph.opsets if graph is not None else opsets or {"": LEAST_ALONE_OPSET}
+    types = [(graph.dtype_of(name) if graph is not None else None)
+             or schema_output_type(node, slot, opsets) or first
+             for slot, name in enumerate(node.outputs) if name]
     key = (node.name, node.op_type, node.domain, tuple(node.inputs), tuple(node.outputs),
            repr(sorted(node.attrs.items(), key=lambda item: item[0])),
            tuple(None if a is None else a.dtype.str for a in arrays),
@@ -327,11 +352,11 @@ def run_alone(node: Node, inputs: list, graph: Graph | None = None,
         if len(_ALONE) >= _ALONE_KEPT:
             _ALONE.pop(next(iter(_ALONE)))
         _ALONE[key] = node_session(node, arrays, types, opsets)
-    session = _ALONE[key]
+    session, refusal = _ALONE[key]
     where = f"{graph.source}: " if graph is not None else ""
     if session is None:
         raise UserError(f"{where}{node.label}: kept in float at your request, but onnxruntime "
-                        "cannot run it as a one-node model")
+                        f"cannot run it as a one-node model ({refusal})")
     feeds = {name: array for name, array in zip(node.inputs, arrays) if name}
     try:
         values = session.run([name for name in node.outputs if name], feeds)

@@ -6,7 +6,7 @@ These are the op types the *emitters write*; the engine's decisions never look a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -113,11 +113,13 @@ class Emitter:
     def model(self, graph: Graph, outputs: list[tuple[str, tuple | None, np.dtype]],
               doc: str = "", min_opset: int = MIN_OPSET,
               casts: Mapping[str, np.dtype] | None = None,
-              opset: int | None = None) -> onnx.ModelProto:
+              opset: int | None = None, *,
+              source_nodes: Collection[str]) -> onnx.ModelProto:
         """The ONNX model with the source graph's inputs and the given outputs (name, shape,
         element type); ``casts``: outputs computed in float32 that the model gives in another
         type (a float16 export's), cast last; ``opset``: the file's ONNX opset in place of
-        the source's (:func:`newest_schema` says how low it may go)."""
+        the source's (:func:`newest_schema` says how low it may go); ``source_nodes``: the
+        names of the nodes written for the source's (:func:`_widen_narrow_floats`)."""
         from ...graph import onnx_io
 
         for name, dtype in (casts or {}).items():
@@ -145,7 +147,7 @@ class Emitter:
         )
         model.ir_version = min(model.ir_version, 8)
         model.doc_string = doc
-        _widen_narrow_floats(model, {node.name for node in graph.nodes} - {""})
+        _widen_narrow_floats(model, set(source_nodes))
         return model
 
 

@@ -110,7 +110,8 @@ class _IntegerLowering:
                 self._scale(step)
         doc = quantized_doc(model.bits, "integer", model.integer_outputs)
         result = self.out.model(model.graph, model.output_types(),
-                                doc, min_opset=13, casts=model.output_casts())
+                                doc, min_opset=13, casts=model.output_casts(),
+                                source_nodes=model.source_node_names())
         entry = result.metadata_props.add()
         entry.key = "float_nodes"
         entry.value = "; ".join(f"{name}: {why}" for name, why in self.float_nodes)
@@ -451,7 +452,11 @@ class _IntegerLowering:
     def _not_integer(self, step: NodeStep) -> str:
         """Why the node cannot map these integers to integers ("" if it can): it must be an
         integer polynomial (or a selection) by its declaration, on integer activations and
-        integer-valued constants."""
+        integer-valued constants. A node kept in float at the user's request has no
+        declaration to tell (skl2onnx's ArrayFeatureExtractor of a comparison's mask, kept so
+        with --float-op: an internal error where it read no activation)."""
+        if step.op is None:
+            return "kept in float at your request: no declaration describes it"
         floats = [n for n in step.node.inputs if n and self._active(n)
                   and self._type(n) == FLOAT]
         if floats:

@@ -140,7 +140,8 @@ class _QdqLowering:
         doc = quantized_doc(model.bits, "qdq", model.integer_outputs)
         result = self.out.model(model.graph, model.output_types(),
                                 doc, min_opset=max(opset, 11), casts=model.output_casts(),
-                                opset=_file_opset(model.graph))
+                                opset=_file_opset(model.graph),
+                                source_nodes=model.source_node_names())
         if self.fused_wrong:
             entry = result.metadata_props.add()
             entry.key = FUSED_WRONG

@@ -35,7 +35,7 @@ def emit_simulation(model) -> onnx.ModelProto:
     outputs = model.output_types()
     return out.model(model.graph, outputs,
                      quantized_doc(model.bits, "simulation", model.integer_outputs),
-                     casts=model.output_casts())
+                     casts=model.output_casts(), source_nodes=model.source_node_names())
 
 
 def _scale_step(out: Emitter, step: ScaleStep) -> None:
