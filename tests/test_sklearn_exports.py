@@ -78,6 +78,7 @@ def test_skl2onnx_s_default_export_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "'output_probability' is a sequence of maps, not a tensor" in err
+    assert "options={id(classifier): {'zipmap': False}}" in err
     assert not out.exists()
     assert main(["audit", model]) == 0
     assert "quantize refuses this model" in capsys.readouterr().out

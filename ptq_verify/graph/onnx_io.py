@@ -444,6 +444,10 @@ def graph_from_onnx(model: onnx.ModelProto, source: str = "model",
 
 _NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map",
                 "optional_type": "an optional value", "sparse_tensor_type": "a sparse tensor"}
+# a sequence of maps is how ONNX-ML's ZipMap gives a classifier's probabilities per class: a
+# new-user trial's skl2onnx exports (its default) were told only to export without it
+_MAPS_HINT = (": skl2onnx writes a classifier's probabilities so, by a ZipMap, unless "
+              "converted with to_onnx(model, X, options={id(classifier): {'zipmap': False}})")
 
 
 def _check_tensor_interface(g: onnx.GraphProto, source: str) -> None:
@@ -457,14 +461,15 @@ def _check_tensor_interface(g: onnx.GraphProto, source: str) -> None:
         for value in values:
             kind = value.type.WhichOneof("value")
             if kind in _NOT_TENSORS:
-                what = _NOT_TENSORS[kind]
+                what, how = _NOT_TENSORS[kind], ""
                 if kind == "sequence_type":  # (scikit-learn's ZipMap: a sequence of maps)
                     element = value.type.sequence_type.elem_type.WhichOneof("value")
                     what += " of maps" if element == "map_type" else " of tensors"
+                    how = _MAPS_HINT if element == "map_type" else ""
                 raise UserError(
                     f"{source}: graph {role} {value.name!r} is {what}, not a "
                     "tensor; ptq-verify takes models whose inputs and outputs are tensors "
-                    f"(export the model without it, or with that {role} as a tensor)")
+                    f"(export the model without it, or with that {role} as a tensor{how})")
 
 
 def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
