@@ -627,8 +627,9 @@ class _Builder:
             peaks = np.where(peaks > peaks.max() * NEGLIGIBLE_CHANNEL, peaks, peaks.max())
             if peaks.max() > 0:
                 weights = self._noise_weights(tensor, candidate, levels, peaks.size)
-                gains[candidate] = (peaks.max() ** 2 * np.sum(weights**2)
-                                    / np.sum((peaks * weights) ** 2), peaks)
+                noise = np.sum((peaks * weights) ** 2)
+                if noise > 0:  # (0: every chain after it multiplies by 0, nothing to gain)
+                    gains[candidate] = (peaks.max() ** 2 * np.sum(weights**2) / noise, peaks)
         if not gains:
             return None
         axis, (gain, peaks) = max(gains.items(), key=lambda item: item[1][0])
