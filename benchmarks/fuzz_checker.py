@@ -45,41 +45,27 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 import adversarial_truth as truth  # noqa: E402
+from random_expressions import Grammar, expression  # noqa: E402
 
 from ptq_verify import Operator  # noqa: E402
 from ptq_verify.catalog.operator import DeclarationError  # noqa: E402
 
-UNARY = ("abs({})", "sign({})", "exp({})", "tanh({})", "erf({})", "sigmoid({})",
-         "softplus({})", "atan({})", "sin({})", "cosh({})", "asinh({})", "floor({})",
-         "round({})", "ceil({})", "({})**2", "({})**3", "abs({})**0.5", "sqrt(abs({}))",
-         "log(1 + abs({}))", "1/(1 + abs({}))", "({0})/(1 + abs({0}))", "-({})", "2*({})",
-         "a*({})", "({})/a", "max({}, 0)", "min({}, 0)", "heaviside({})", "({0})*({0})",
-         "log({})", "sqrt({})", "asin({})", "tan({})", "abs({})**a", "heaviside({}, 0.5)")
-BINARY = ("({} + {})", "({} - {})", "({})*({})", "({})/({})", "max({}, {})", "min({}, {})")
-LEAVES = ("x", "x", "x", "y", "y", "2", "0.5", "-1", "3/2", "0", "1e-3", "1e4", "a", "b")
-THRESHOLDS = ("0", "1", "-2", "a", "x")
-BOUNDS = (("-1", "-b", "0", "a"), ("6", "1", "a", "b"))
+GRAMMAR = Grammar(
+    leaves=("x", "x", "x", "y", "y", "2", "0.5", "-1", "3/2", "0", "1e-3", "1e4", "a", "b"),
+    unary=("abs({})", "sign({})", "exp({})", "tanh({})", "erf({})", "sigmoid({})",
+           "softplus({})", "atan({})", "sin({})", "cosh({})", "asinh({})", "floor({})",
+           "round({})", "ceil({})", "({})**2", "({})**3", "abs({})**0.5", "sqrt(abs({}))",
+           "log(1 + abs({}))", "1/(1 + abs({}))", "({0})/(1 + abs({0}))", "-({})", "2*({})",
+           "a*({})", "({})/a", "max({}, 0)", "min({}, 0)", "heaviside({})", "({0})*({0})",
+           "log({})", "sqrt({})", "asin({})", "tan({})", "abs({})**a", "heaviside({}, 0.5)"),
+    binary=("({} + {})", "({} - {})", "({})*({})", "({})/({})", "max({}, {})", "min({}, {})"),
+    stop=0.22, cuts=(0.38, 0.82, 0.92), thresholds=("0", "1", "-2", "a", "x"),
+    bounds=(("-1", "-b", "0", "a"), ("6", "1", "a", "b")))
 SAMPLE_VALUES = {"a": ("2", "0.5", "3"), "b": ("1", "4", "0.25")}
 DEGREES = tuple(Fraction(d) for d in ("-2", "-1", "-1/2", "0", "1/2", "1", "2", "3"))
 EXPONENTS = tuple(Fraction(k) for k in (-1, 0, 1, 2))
 LAW_POINTS = 120  # random points a candidate law must hold at before a refutation is false
 FAILURES = ("false rule", "false refutation", "crash", "hang")
-
-
-def expression(rng: random.Random, depth: int) -> str:
-    """A random expression of at most ``depth`` nested applications."""
-    if depth == 0 or rng.random() < 0.22:
-        return rng.choice(LEAVES)
-    roll = rng.random()
-    if roll < 0.38:
-        return rng.choice(UNARY).format(expression(rng, depth - 1))
-    if roll < 0.82:
-        return rng.choice(BINARY).format(expression(rng, depth - 1), expression(rng, depth - 1))
-    if roll < 0.92:
-        condition, threshold = expression(rng, depth - 1), rng.choice(THRESHOLDS)
-        return f"where({condition} > {threshold}, {expression(rng, depth - 1)}, " \
-               f"{expression(rng, depth - 1)})"
-    return "clip({}, {}, {})".format(expression(rng, depth - 1), *map(rng.choice, BOUNDS))
 
 
 def declarations(seed: int, count: int) -> list[tuple[str, str, dict[str, str]]]:
@@ -88,7 +74,7 @@ def declarations(seed: int, count: int) -> list[tuple[str, str, dict[str, str]]]
     rng = random.Random(seed)
     found: list[tuple[str, str, dict[str, str]]] = []
     while len(found) < count:
-        text = expression(rng, rng.choice([2, 3, 3, 4]))
+        text = expression(rng, rng.choice([2, 3, 3, 4]), GRAMMAR)
         if "x" not in text:
             continue
         inputs = rng.choice(["x y", "x, y"]) if "y" in text else "x"

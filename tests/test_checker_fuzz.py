@@ -12,26 +12,18 @@ import random
 
 import pytest
 from depth import examples
+from random_expressions import Grammar, expression
 
 from ptq_verify import Operator
 from ptq_verify.catalog.operator import DeclarationError
 from ptq_verify.rules import RuleKind, classify
 from ptq_verify.testing import check_operator
 
-_UNARY = ["abs({})", "sigmoid({})", "tanh({})", "sign({})", "-({})", "2*({})", "max({}, 0)"]
-_BINARY = ["({} + {})", "({} - {})", "({})*({})", "max({}, {})", "min({}, {})"]
-_LEAVES = ["x", "x", "x", "y", "2", "0.5", "-1", "3/2"]
-
-
-def _expression(rng: random.Random, depth: int) -> str:
-    if depth == 0 or rng.random() < 0.25:
-        return rng.choice(_LEAVES)
-    roll = rng.random()
-    if roll < 0.35:
-        return rng.choice(_UNARY).format(_expression(rng, depth - 1))
-    if roll < 0.9:
-        return rng.choice(_BINARY).format(_expression(rng, depth - 1), _expression(rng, depth - 1))
-    return "where({} > 0, {}, {})".format(*(_expression(rng, depth - 1) for _ in range(3)))
+GRAMMAR = Grammar(
+    leaves=("x", "x", "x", "y", "2", "0.5", "-1", "3/2"),
+    unary=("abs({})", "sigmoid({})", "tanh({})", "sign({})", "-({})", "2*({})", "max({}, 0)"),
+    binary=("({} + {})", "({} - {})", "({})*({})", "max({}, {})", "min({}, {})"),
+    stop=0.25, cuts=(0.35, 0.9, 1.0))
 
 
 def _cases(count: int, seed: int = 2026) -> list[tuple[str, str]]:
@@ -40,7 +32,7 @@ def _cases(count: int, seed: int = 2026) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     cases: list[tuple[str, str]] = []
     while len(cases) < count:
-        text = _expression(rng, 3)
+        text = expression(rng, 3, GRAMMAR)
         if "x" not in text:
             continue
         inputs = ("x y" if rng.random() < 0.5 else "x, y") if "y" in text else "x"
