@@ -246,6 +246,10 @@ def test_a_toml_file_saved_with_a_byte_order_mark_is_read(capsys, tmp_path):
         (["where(x > 1, x, 0)*pi", "--params", "pi=2"],  # (not "pi not in the expression")
          "'pi' is declared as an input or parameter, but expressions read it as the constant"),
         (["a*x", "--params", "a=1, a=-2"], "--params: a is given twice (items 1 and 2)"),
+        (["a*x + b", "--params", "a b"],  # (a new-user trial wrote them as --inputs does)
+         "--params: item 1 ('a b') is not name or name=value (commas separate parameters: "
+         "--params 'a, b')"),
+        (["a*x + b", "--params", "a=2 b"], "(commas separate parameters: --params 'a=2, b')"),
         (["max(y, 0)"], "--inputs: x does not appear"),
         (["max(x, 0)", "--inputs", "x, x"], "appears twice"),
         (["--file", "/no/such/ops.toml"], "no such file"),

@@ -271,7 +271,8 @@ def _parse_params(text: str) -> dict[str, Fraction]:
         name, equals, value = item.partition("=")
         name = name.strip()
         if not name.isidentifier():
-            raise UserError(f"--params: item {position} ({item!r}) is not name or name=value")
+            raise UserError(f"--params: item {position} ({item!r}) is not name or name=value"
+                            f"{_commas_hint(item)}")
         if name in params:  # (the later value would silently win)
             raise UserError(f"--params: {name} is given twice (items {list(params).index(name) + 1}"
                             f" and {position})")
@@ -281,8 +282,17 @@ def _parse_params(text: str) -> dict[str, Fraction]:
         try:
             params[name] = exact_number(value) if value.strip() else Fraction(1)
         except ValueError as err:
-            raise UserError(f"--params: {name}: {err}") from None
+            raise UserError(f"--params: {name}: {err}{_commas_hint(item)}") from None
     return params
+
+
+def _commas_hint(item: str) -> str:
+    """Name the commas where an item holds several parameters apart by spaces ("a b", "a=2 b"),
+    as ``--inputs`` separates the elements of one tensor."""
+    words = item.split()
+    if len(words) < 2 or not all(word.partition("=")[0].isidentifier() for word in words):
+        return ""
+    return f" (commas separate parameters: --params '{', '.join(words)}')"
 
 
 def _print_table(verdicts) -> None:
