@@ -154,3 +154,8 @@ def test_a_declaration_for_a_domain_leaves_the_standard_op_of_that_name_to_the_c
     assert plans["standard"].operator == "Relu" and plans["custom"].operator == "DoubledRelu"
     x = np.random.default_rng(2).normal(size=(8, 4)).astype(np.float32)
     np.testing.assert_allclose(run_graph(graph, {"x": x}, table)["y"], np.maximum(x, 0) * 2)
+    # quantize's table names the domain, as audit's does: both rows had read "Relu"
+    records = quantize(graph, calibrate(graph, x, bits=8, operators=table, progress=False), 8,
+                       operators=table).records
+    assert {r.name: r.op_type for r in records} == {"standard": "Relu",
+                                                    "custom": "com.example:Relu"}

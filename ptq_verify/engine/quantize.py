@@ -1106,7 +1106,7 @@ class _Builder:
             if plan.action is Action.STATIC:  # (op None: integers only, run as exported)
                 self.steps.append(NodeStep(node, op, source=node,
                                            opsets=dict(self.graph.opsets) if op is None else {}))
-                self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
+                self.records.append(NodeRecord(node.name, node.qualified_type, _rule_text(plan),
                                                plan.text, "-"))
                 continue
             n_bit = self.hold_precisely(node, op)
@@ -1171,7 +1171,7 @@ class _Builder:
         note = "; ".join(filter(None, [f"float in: {back}" if back else "",
                                        "requantized out" if scales else "float out"]))
         note += f" ({why})" if why else ""
-        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan),
+        self.records.append(NodeRecord(node.name, node.qualified_type, _rule_text(plan),
                                        "compensate: run in float", _scales_text(scales), note,
                                        why or plan.reason))
 
@@ -1214,7 +1214,7 @@ class _Builder:
         self.steps.append(NodeStep(_renamed(node, inputs, [produced]), op, constants, node,
                                    params))
         self.codes[out] = Code(produced, scale, low, high, out not in self._unranged)
-        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
+        self.records.append(NodeRecord(node.name, node.qualified_type, _rule_text(plan), plan.text,
                                        _scales_text([scale]),
                                        "table held as codes at the output's scale"))
 
@@ -1785,7 +1785,7 @@ class _Builder:
                 continue
             code = self.materialise(produced, original, scale_array, nonneg, pre_round=integer)
             out_scales.append(code.scale)
-        self.records.append(NodeRecord(node.name, node.op_type, _rule_text(plan), plan.text,
+        self.records.append(NodeRecord(node.name, node.qualified_type, _rule_text(plan), plan.text,
                                        _scales_text(out_scales), note))
 
     @staticmethod

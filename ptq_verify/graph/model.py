@@ -56,6 +56,12 @@ class Node:
         return self.domain in ("", "ai.onnx")
 
     @property
+    def qualified_type(self) -> str:
+        """The op type as tables show it: ``domain:op_type`` for a custom domain's node (a
+        contrib op, com.microsoft's Attention, is not the ONNX op of the same name)."""
+        return self.op_type if self.in_onnx_domain else f"{self.domain}:{self.op_type}"
+
+    @property
     def kernel_attrs(self) -> dict[str, Any]:
         """The attributes the catalog's ONNX kernel reads: the node's own, and how many outputs
         it has (:data:`~ptq_verify.catalog.kernels.shape.NODE_OUTPUTS`), on which ONNX lets a

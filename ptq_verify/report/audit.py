@@ -310,8 +310,7 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
             or way_forward_hint(node) if verdict == UNKNOWN else "")
     return AuditEntry(
         action.name,
-        # a contrib op (com.microsoft's Attention) is not the ONNX op of the same name
-        action.op_type if node.in_onnx_domain else f"{node.domain}:{node.op_type}",
+        node.qualified_type,
         action.operator,
         verdict,
         None if action.rule is None else action.rule.describe(),
