@@ -716,6 +716,12 @@ def test_a_declaration_of_an_onnx_op_type_that_computes_another_function_is_refu
     ('name = "Q"\nparams = { alpha = "1.702" }\nexpr = "x*sigmoid(alpha*x)"\n'
      'onnx_type = "com.microsoft:QuickGelu"', True),
     ('name = "Q2"\nexpr = "x*sigmoid(x)"\nonnx_type = "QuickGelu"', False),
+    # parameters HardSwish's schema has no attribute of (a new-user trial's): onnxruntime
+    # had refused the probe carrying them, and a wrong slope went unchecked
+    ('name = "H"\nparams = { a = "1/6", b = "1/2" }\nexpr = "x*max(0, min(1, a*x + b))"\n'
+     'onnx_type = "HardSwish"', True),
+    ('name = "H2"\nparams = { a = "0.2", b = "0.5" }\nexpr = "x*max(0, min(1, a*x + b))"\n'
+     'onnx_type = "HardSwish"', False),
 ])
 def test_a_declared_kernel_is_compared_with_onnxruntimes_of_its_op_type(tmp_path, declaration,
                                                                         agrees):
