@@ -23,6 +23,7 @@ from ptq_verify.rules.certified import certified_nonzero, certified_zero
 from ptq_verify.rules.checker import (
     Checker,
     _full_rank,
+    euler_points,
     exact_sides,
     stable_euler_residual,
 )
@@ -166,6 +167,22 @@ def test_kinks_at_the_sample_values_do_not_fake_no_rescale_evidence(expr):
     points = [{"x": Fraction(x), "a": Fraction(1), "b": Fraction(1), "c": Fraction(1),
                "g": Fraction(1)} for x in ("1/2", "-3/2", "5/2", "-7", "1/3", "9")]
     assert stable_euler_residual(op, points)[0] is None
+
+
+def test_rounding_noise_far_below_the_precision_does_not_fake_no_rescale_evidence():
+    """A new-user trial's scaled tanh-GELU, x*(1 + tanh(c*(x + k*x**3))), has the rule c, k ->
+    s^-1 c, s^-2 k, and was refuted: at drawn points where 1 + tanh(u) lies far below the
+    working precision its Euler row was rounding noise (f ~ 1e-50, derivatives 0), which
+    each row's normalisation made a full row at both precisions."""
+    op = Operator("GeluTanhScaled", "x", "x*(1 + tanh(c*(x + k*x**3)))",
+                  params={"c": "0.7978845608", "k": "0.044715"})
+    def f(x, c, k):
+        return x * (1 + np.tanh(c * (x + k * x**3)))
+
+    x = np.linspace(-3, 3, 13)
+    np.testing.assert_allclose(f(2 * x, 0.8 / 2, 0.05 / 4), 2 * f(x, 0.8, 0.05))  # it holds
+    assert stable_euler_residual(op, euler_points(op))[0] is None
+    assert classify(op).rule.kind in (RuleKind.PARAM_RESCALE, RuleKind.UNDECIDED)
 
 
 def test_a_kink_no_tried_direction_crosses_does_not_fake_no_rescale_evidence():
