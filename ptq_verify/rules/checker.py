@@ -364,9 +364,21 @@ class Checker:
             out[p] = point[p] * _power_product(scales, ks)
         return out, _power_product(scales, groups.degrees)
 
-    def euler_rows(self, points: list[dict]) -> list[tuple[mpmath.mpf, list, list]]:
-        """Per usable point: f, d f/dt along each tensor's scaling, and along each parameter's."""
-        return [row for point in points if (row := self._euler_row(point)) is not None]
+    def settled_euler_rows(self, points: list[dict]) -> list[tuple[dict, tuple, tuple]]:
+        """(point, row, the row at twice the digits) per point where both are known and agree
+        (:func:`_rows_agree`); a row: f, d f/dt along each tensor's scaling, and along each
+        parameter's.
+
+        A row the doubled precision changes is rounding noise: x*(1 + tanh(u)) at u = -10^4,
+        far below the precision 1 + tanh(u) is computed to, read f ~ 1e-50 and its
+        derivatives 0, and each row divided by its own size made that noise a full row, alike
+        at both precisions: x*(1 + tanh(c*(x + k*x**3))), whose rule is c, k -> s^-1 c,
+        s^-2 k, had been refuted on it, its rule not found among the candidates."""
+        rows = [(point, row) for point in points if (row := self._euler_row(point)) is not None]
+        with mpmath.workdps(2 * mpmath.mp.dps):
+            fine = [self._euler_row(point) for point, _ in rows]
+        return [(point, row, fine_row) for (point, row), fine_row in zip(rows, fine)
+                if fine_row is not None and _rows_agree(row, fine_row)]
 
     def _euler_row(self, point: dict) -> tuple[mpmath.mpf, list, list] | None:
         mp_point = _mp(point)
@@ -448,7 +460,7 @@ class Checker:
                 yield candidate
 
     def _ranked_candidates(self, points: list[dict]) -> list[Candidate]:
-        rows = self.euler_rows(points)
+        rows = [row for _, row, _ in self.settled_euler_rows(points)]
         if len(rows) < 2:
             return []
         found: list[Candidate] = []
@@ -1011,27 +1023,11 @@ def stable_euler_residual(op: Operator, points: list[dict]):
     ``(None, None, [])`` otherwise.
     """
     checker = Checker(op)
-    usable = [
-        (p, row)
-        for p in points
-        if (row := checker._euler_row(p)) is not None and checker.looks_differentiable(p)
-    ]
-    fine_digits = 2 * mpmath.mp.dps
-    with mpmath.workdps(fine_digits):
-        fine = checker.euler_rows([p for p, _ in usable])
-    if len(fine) != len(usable):
-        return None, None, []
-    # A row the doubled precision changes is rounding noise: x*(1 + tanh(u)) at u = -10^4,
-    # far below the precision 1 + tanh(u) is computed to, read f ~ 1e-50 and its derivatives
-    # 0, and each row divided by its own size made that noise a full row, alike at both
-    # precisions: x*(1 + tanh(c*(x + k*x**3))), whose rule is c, k -> s^-1 c, s^-2 k, had
-    # been refuted on it. Only the rows both precisions agree on are read.
-    agreed = [(p, row, fine_row) for (p, row), fine_row in zip(usable, fine)
-              if _rows_agree(row, fine_row)]
+    agreed = checker.settled_euler_rows([p for p in points if checker.looks_differentiable(p)])
     used = [p for p, _, _ in agreed]
     found = []
     for digits, rows in ((mpmath.mp.dps, [row for _, row, _ in agreed]),
-                         (fine_digits, [fine_row for _, _, fine_row in agreed])):
+                         (2 * mpmath.mp.dps, [fine_row for _, _, fine_row in agreed])):
         with mpmath.workdps(digits):
             residual, size = _euler_inconsistency(op, rows)
         if residual is None or residual < mpmath.mpf(10) ** -8 * size:
