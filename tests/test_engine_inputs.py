@@ -243,6 +243,7 @@ def test_token_ids_held_as_whole_floats_are_refused_with_the_cast_to_make(
     code, err = _quantize(capsys, model, calib, tmp_path / "q.onnx")
     assert code == 2 and "\n" not in err and "does not fit the model's int64" in err
     assert (".astype(np.int64)" in err) is hint
+    assert ("whole numbers held as floats" in err) is hint  # (an int64 mask is no ids)
 
 
 def test_a_float_mask_for_a_bool_input_is_told_the_cast_to_a_mask(tmp_path, capsys):

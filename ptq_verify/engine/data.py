@@ -438,10 +438,12 @@ def _whole_floats_hint(dtype: np.dtype) -> str:
     make. A bool input is a mask, not ids, and ``np.bool`` (what ``np.{dtype}`` spelled) is
     no name in numpy 1.24 to 1.26, which the project supports: a new-user trial's float 0/1
     padding mask for a bool ``memory_key_padding_mask`` was told 'ids held as floats: save
-    them with .astype(np.bool)'."""
+    them with .astype(np.bool)'. An integer input need not hold ids either (Hugging Face's
+    int64 attention_mask; the newcomer trial's float 0/1 mask was told 'ids held as floats'),
+    so the hint names whole numbers."""
     if np.dtype(dtype) == np.bool_:
         return " (a mask held as floats: save it with .astype(bool))"
-    return f" (ids held as floats: save them with .astype(np.{np.dtype(dtype).name}))"
+    return f" (whole numbers held as floats: save them with .astype(np.{np.dtype(dtype).name}))"
 
 
 def _integers_for_floats_hint(dtype: np.dtype, dtype_given: np.dtype) -> str:
