@@ -739,6 +739,35 @@ def test_a_declared_kernel_is_compared_with_onnxruntimes_of_its_op_type(tmp_path
     assert (comparison(op)[0] is None) is agrees
 
 
+def test_a_rescaled_parameter_the_op_types_schema_lacks_is_named_in_the_reason(tmp_path):
+    """A newcomer trial: HardSwish declared with its slope and offset as parameters (proved
+    param_rescale a -> a/s) runs in float, since its nodes carry no 'a'; the reason had told
+    of Attention's scale, which has nothing to do with it, and quantize's note had advised
+    writing 'a' on the nodes."""
+    from onnx import TensorProto, helper
+
+    from ptq_verify.catalog.toml_file import load_onnx_operators
+    from ptq_verify.engine import load_model
+    from ptq_verify.engine.plan import plan_model
+    from ptq_verify.graph import OperatorTable
+
+    ops = tmp_path / "ops.toml"
+    ops.write_text('[[operator]]\nname = "H"\nparams = { a = "1/6", b = "1/2" }\n'
+                   'expr = "x*max(0, min(1, a*x + b))"\nonnx_type = "HardSwish"\n')
+    graph = helper.make_graph([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    graph, declared = load_model(model), load_onnx_operators(ops)
+    plan, = plan_model(graph, declared)
+    assert "ONNX's HardSwish has no attribute 'a'" in plan.reason, plan.reason
+    assert "Attention" not in plan.reason
+    # nor are its nodes told to carry 'a' and 'b' (no HardSwish can; onnxruntime's kernel
+    # was compared with the sample values)
+    assert OperatorTable.of(declared).assumed_attributes(graph.nodes) == []
+
+
 @pytest.mark.parametrize(("declaration", "skipped"), [
     ('name = "R"\nexpr = "max(x, 0)"\nonnx_type = "Relu"', None),
     ('name = "S"\nparams = { offset = "1" }\nexpr = "x - offset"\nonnx_type = "Shift"', None),

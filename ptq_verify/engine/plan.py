@@ -18,6 +18,7 @@ from ..graph import (
     require_graph,
     slot_binding,
 )
+from ..graph.declared_kernels import schema_attributes
 from ..graph.onnx_io import inferred_shapes, trusted_shape
 from ..rules import Rule, RuleKind, Verdict
 from .rules import carried_params, check_overrides, effective_rule, input_params, weight_layout
@@ -170,9 +171,8 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
     if unknown := _unknown_attributes(node, op, rule, computed):
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales attribute {', '.join(unknown)}, which the node leaves "
-                    "to its kernel, and the graph's shapes do not tell its value (no default "
-                    "in the ONNX schema: Attention's scale is 1/sqrt of the head size, unknown "
-                    "where Q's last axis is symbolic)")
+                    "to its kernel, and the graph's shapes do not tell its value "
+                    + _why_untold(node, unknown))
     independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
     if independent and rule.param_exponents:
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
@@ -247,6 +247,19 @@ def _unknown_attributes(node: Node, op: Operator, rule: Rule,
     own, nor the schema's default, nor ``computed`` from its shapes): the declaration's
     sample value is not the node's, so no rescaled value can be written."""
     return [attr for attr in _absent_attributes(node, op, rule) if attr not in computed]
+
+
+def _why_untold(node: Node, attributes: list[str]) -> str:
+    """Why the node's kernel keeps those attributes' values to itself: ONNX's op type has no
+    such attribute (a HardSwish declared with a slope 'a', a newcomer trial, had been told
+    of Attention's scale), or has one with no default."""
+    known = schema_attributes(node.op_type) if node.in_onnx_domain else None
+    foreign = [a for a in attributes if known is not None and a not in known]
+    if foreign:
+        return (f"(ONNX's {node.op_type} has no attribute {', '.join(map(repr, foreign))}: "
+                "its kernel computes with a constant of its own)")
+    return ("(no default in the ONNX schema: Attention's scale is 1/sqrt of the head size, "
+            "unknown where Q's last axis is symbolic)")
 
 
 def _param_text(op: Operator, rule: Rule) -> str:

@@ -67,7 +67,7 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     # a parameter the ONNX schema has no attribute of is one no node carries: its nodes run
     # the kernel's own constant, which the engine takes the sample value for (HardSwish
     # declared with a slope 'a' had made onnxruntime refuse the probe, and went unchecked)
-    unknown = sorted(set(attrs) - _schema_attributes(op_type)) if domain == "" else []
+    unknown = sorted(set(attrs) - (schema_attributes(op_type) or set())) if domain == "" else []
     theirs = _onnxruntime(op_type, domain, inputs,
                           {k: v for k, v in attrs.items() if k not in unknown})
     if theirs is None:
@@ -90,10 +90,13 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
             f"{theirs[at]:.4g}, on random inputs{carried}"), None
 
 
-def _schema_attributes(op_type: str) -> set[str]:
-    """The attribute names of a standard ONNX op type's newest schema."""
+def schema_attributes(op_type: str | None) -> set[str] | None:
+    """The attribute names of a standard ONNX op type's newest schema; None for an op type
+    outside ONNX's own domain (a custom domain's, written ``domain:Type``, or unknown)."""
     import onnx.defs
 
+    if not op_type or ":" in op_type or not onnx.defs.has(op_type):
+        return None
     return set(onnx.defs.get_schema(op_type).attributes)
 
 

@@ -157,7 +157,10 @@ class OperatorTable:
         declaration is its schema, :meth:`Operator.attribute`), which the node's own kernel
         may not share. A trial's SwishBeta declared ``gamma*x*sigmoid(beta*x)`` with gamma = 2
         on nodes without a gamma was calibrated on twice the outputs its kernel writes, with
-        no word said; quantize's notes and audit's summary now name them."""
+        no word said; quantize's notes and audit's summary now name them. An attribute a
+        standard op type's schema does not have is not listed: no node can carry it, and the
+        declaration's sample value was compared with onnxruntime's kernel (declared_kernels;
+        a newcomer trial's HardSwish with a slope 'a' was told to write 'a' on its nodes)."""
         from ..catalog.operator import attribute_default
 
         assumed = []
@@ -168,7 +171,7 @@ class OperatorTable:
                 continue
             assumed += [(node, attr, op.params[param]) for attr, param in op.onnx_attrs.items()
                         if attr not in node.attrs and attribute_default(op.onnx_type, attr)
-                        is None]
+                        is None and not _schema_lacks(op.onnx_type, attr)]
         if not assumed:  # (rules.literals loads sympy: not for a quantize of stored verdicts)
             return []
         from ..rules.literals import decimal  # (1e400, not its 401 digits: a hostile hunt)
@@ -680,3 +683,11 @@ def slot_binding(op: Operator, slot: int) -> str | None:
 
 def tensor_names(op: Operator) -> set[str]:
     return {t.name for t in op.inputs}
+
+
+def _schema_lacks(onnx_type: str | None, attr: str) -> bool:
+    """Whether ``onnx_type`` is a standard ONNX op type whose schema has no ``attr``."""
+    from .declared_kernels import schema_attributes
+
+    known = schema_attributes(onnx_type)
+    return known is not None and attr not in known
