@@ -62,6 +62,7 @@ from .rules import (
     jumps,
     reads_no_elements,
     sum_coefficients,
+    tensor_degrees,
     tensor_weight_slot,
     weight_layout,
 )
@@ -685,18 +686,16 @@ class _Builder:
         out = node.outputs[0]
         if len(self.graph.shape_of(out) or ()) != rank or out not in self.cal.stats:
             return None
-        rule = plan.rule
-        if self._passes_codes_on(node) or rule.kind is RuleKind.ALIGNED and rule.degree == 1:
-            before = self.cal.channel_clip(tensor, axis, levels)
-            return None if before is None else np.ones(before.shape)
-        tensors = [t.name for t in op.inputs]
-        degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
-        if (rule.kind is not RuleKind.HOMOGENEOUS
-                or degrees.get(slot_binding(op, plan.activation_slots[0])) != 1):
+        rule, before = plan.rule, self.cal.channel_clip(tensor, axis, levels)
+        if before is None:
             return None
-        before = self.cal.channel_clip(tensor, axis, levels)
+        if self._passes_codes_on(node) or rule.kind is RuleKind.ALIGNED and rule.degree == 1:
+            return np.ones(before.shape)
+        if (rule.kind is not RuleKind.HOMOGENEOUS or tensor_degrees(op, rule).get(
+                slot_binding(op, plan.activation_slots[0])) != 1):
+            return None
         after = self.cal.channel_clip(out, axis, levels)
-        if before is None or after is None or before.shape != after.shape:
+        if after is None or before.shape != after.shape:
             return None
         return np.divide(after, before, out=np.ones(before.shape), where=before > 0)
 
@@ -1569,7 +1568,7 @@ class _Builder:
         if beyond:  # the integer format could not hold it: run the sum in float in every one
             return self.compensate(node, op, plan, f"static input {beyond!r} reaches beyond "
                                    "int32 at the sum's scale")
-        degrees = dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
+        degrees = tensor_degrees(op, rule)
         unbounded = next((name for slot, name in enumerate(node.inputs)
                           if not aligned and name in consts and name not in self.codes
                           and slot_binding(op, slot) in tensors

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -67,13 +68,18 @@ def divisor_inputs(graph: Graph, table: OperatorTable, plans: Sequence[NodeActio
         op = table.find(node, graph) if plan.rule is not None else None
         if op is None:
             continue
-        tensors = [t.name for t in op.inputs]
-        degrees = dict(zip(tensors, plan.rule.input_degrees or
-                           [plan.rule.degree] * len(tensors)))
+        degrees = tensor_degrees(op, plan.rule)
         found.update(name for slot, name in enumerate(node.inputs)
                      if name and (degree := degrees.get(slot_binding(op, slot))) is not None
                      and degree < 0)
     return found
+
+
+def tensor_degrees(op: Operator, rule: Rule) -> dict[str, Fraction]:
+    """Each input tensor of ``op``'s declaration (by name) -> its degree under ``rule``: its
+    own where the tensors scale apart (``input_degrees``), else the common degree."""
+    tensors = [t.name for t in op.inputs]
+    return dict(zip(tensors, rule.input_degrees or [rule.degree] * len(tensors)))
 
 
 def is_lattice_selection(op: Operator | None) -> bool:
