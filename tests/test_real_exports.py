@@ -252,6 +252,30 @@ def test_masked_keys_get_probability_zero_and_set_no_range(name):
                ) < 1e3
 
 
+def test_a_row_its_mask_hides_entirely_stays_finite_in_every_format():
+    """Left padding in a GPT-2 export: a padded first query sees no key, its whole row of
+    scores is masked at finfo(float32).min, and the float model gives it equal weights. That
+    mask times the scores' accumulator scale (3e4) had been -inf in the simulation and in its
+    file (the integer file held it at -2^30), so the float Softmax gave NaN on that row, and
+    the next layer's products spread it to every row of the sample."""
+    name = "tiny_gpt2.legacy.opset11.onnx"
+    path = str(FIXTURES / name)
+    graph = load_model(path)
+    model = quantize(graph, calibrate(graph, _data(name, "calib"), progress=False), 8)
+    test = _data(name, "test")  # right padded, as the calibration data: move the pads left
+    pads = (test["attention_mask"] == 0).sum(axis=1)
+    assert pads.any()
+    test["attention_mask"] = np.stack([np.roll(row, count) for row, count in
+                                       zip(test["attention_mask"], pads)])
+    reference = _first_output(path, test)
+    kept = test["attention_mask"].astype(bool)
+    for form, output in (("engine", model.run(test)["output"]),
+                         *((form, _first_output(model.to_onnx(form), test))
+                           for form in ("simulation", "qdq", "integer"))):
+        assert np.isfinite(output).all(), form
+        assert sqnr_db(reference[kept], output[kept]) > 30, form
+
+
 def _with_pad_value(name: str, value: float, folder: Path) -> str:
     """The fixture ``name`` with its Pad's constant (a Constant node in both exports) set to
     ``value``, saved in ``folder``."""

@@ -2017,15 +2017,25 @@ class _Builder:
         constant that took a bias correction, with it). A ``compared`` constant (an input of
         a comparison) is rounded at the scale as a step stores it, as the activation's codes
         from a float source are: a value on a tie of the exact scale (3 at 32767/6) had taken
-        one code more than the activation of that value, and Equal failed there."""
+        one code more than the activation of that value, and Equal failed there.
+
+        Both are held within +-STATIC_LIMIT, as the integer format's int32 holds them, in
+        every format: a mask at finfo(float32).min times an accumulator's scale had been
+        -inf in the simulation and its file (the integer file held -2^30), and a Softmax
+        reading the wide sum of a row its mask hides entirely (left padding in a GPT-2
+        export) gave NaN there, which the next layer's products spread to every row; the
+        float model gives that row equal weights, and so does -2^30."""
         dst = self.fresh(f"{name}:aligned")
         if name in self.consts:
             value = self._corrected_constants.get(
                 (node.name if node else "", name), self.consts[name])
             factor = np.float64(self.factor(scale)) if compared else scale
-            constants[dst] = np.round(value * factor).astype(np.float32)
+            with np.errstate(over="ignore"):  # (finfo.min in float32 times the scale)
+                constants[dst] = np.clip(np.round(value * factor), -STATIC_LIMIT,
+                                         STATIC_LIMIT).astype(np.float32)
         else:
-            self.steps.append(ScaleStep(name, dst, self.factor(scale), True))
+            self.steps.append(ScaleStep(name, dst, self.factor(scale), True,
+                                        limit=STATIC_LIMIT))
         return dst
 
     def _coarse_constant_divisor(self, node: Node, op: Operator, degrees: dict,

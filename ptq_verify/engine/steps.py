@@ -48,6 +48,9 @@ class ScaleStep:
     high: float | None = None
     pre_round: bool = False
     scale: float | None = None  # the scale of dst's integers, where dst holds integers
+    # where no container's range clips dst: the largest |value| it holds (a static operand
+    # of an integer sum, STATIC_LIMIT), as int32 holds it in the integer format
+    limit: float | None = None
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         x = np.asarray(env[self.src], dtype=np.float32)
@@ -59,6 +62,8 @@ class ScaleStep:
             x = x * self.factor
         if self.low is not None:
             x = np.clip(x, np.float32(self.low), np.float32(self.high))
+        if self.limit is not None:
+            x = np.clip(x, -self.limit, self.limit)
         env[self.dst] = x.astype(np.float32, copy=False)
 
 

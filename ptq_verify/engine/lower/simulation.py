@@ -51,6 +51,8 @@ def _scale_step(out: Emitter, step: ScaleStep) -> None:
         name = out.multiply(name, step.factor)
     if step.low is not None:
         name = out.clip(name, np.float32(step.low), np.float32(step.high))
+    if step.limit is not None:
+        name = out.clip(name, np.float32(-step.limit), np.float32(step.limit))
     out.rename(name, step.dst)
 
 
