@@ -304,6 +304,23 @@ def test_a_model_with_token_id_inputs_says_equalization_was_not_probed(capsys):
     assert "no pair" not in line and "token ids" not in line
 
 
+def test_the_verdict_counts_say_which_refuted_nodes_no_scale_reaches(capsys):
+    """A BERT export's Casts of its mask to int64 are refuted (a Cast to integers rounds) yet
+    computed exactly in float before any scale: a newcomer read 'needs_compensation 7' as
+    seven nodes to compensate where quantize compensates four. The count now says how many
+    of them are static or folded, from the rows themselves."""
+    path = Path(__file__).parent / "fixtures" / "torch" / "tiny_bert.legacy.opset17.onnx"
+    assert main(["audit", str(path), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)["nodes"]
+    refuted = [e for e in entries if e["verdict"] == "needs_compensation"]
+    off_path = [e for e in refuted if e["action"] in ("static", "folded")]
+    assert off_path and len(off_path) < len(refuted)
+    assert main(["audit", str(path)]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if "nodes; verdicts" in row)
+    assert (f"needs_compensation {len(refuted)} ({len(off_path)} of them static or folded: "
+            "no scale reaches them)") in line
+
+
 def test_integer_weights_are_named_by_the_model_s_tensors_too(capsys):
     """The action named a Conv's weights by its declaration alone ("w0, w1"), which a reader
     of the model could not find in it (a newcomer's trial); the tensor follows."""

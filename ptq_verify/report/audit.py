@@ -346,9 +346,17 @@ def inputs_line(audit: Audit) -> str:
 
 def _summary_lines(audit: Audit) -> list[str]:
     summary = audit.summary()
+    # a rule matters only where a scale reaches: a Cast of the mask to int64 is refuted
+    # (it rounds), yet runs exactly in float before any scale (a newcomer read the counts as
+    # nodes to compensate)
+    off_path = Counter(e.verdict for e in audit.entries
+                       if e.action in (Action.STATIC.value, FOLDED))
     lines = [
         f"{summary['nodes']} nodes; verdicts: "
-        + ", ".join(f"{k} {n}" for k, n in summary["verdicts"].items()),
+        + ", ".join(f"{k} {n}" + (f" ({off_path[k]} of them static or folded: no scale "
+                                   "reaches them)" if k == "needs_compensation"
+                                  and off_path[k] else "")
+                    for k, n in summary["verdicts"].items()),
         "actions: " + ", ".join(f"{k} {n}" for k, n in summary["actions"].items()),
     ]
     if audit.loaded:
