@@ -345,7 +345,9 @@ LEFT_DOMAINS = [("x + 0*log(x - 1)", 2, sympy.Rational(1, 4)),
                 ("x*(x+1)/(x+1)", sympy.Rational(-1, 2), 2),
                 ("log(x)/log(x)*x", sympy.Rational(1, 4), 4),
                 ("x*sqrt(1 - x)/sqrt(1 - x)", sympy.Rational(1, 2), 2),
-                ("x + 0*log(max(x, 1) - 1)", 2, sympy.Rational(1, 4))]
+                ("x + 0*log(max(x, 1) - 1)", 2, sympy.Rational(1, 4)),
+                ("x*cos(x)/cos(x)", sympy.pi / 4, 2),
+                ("x*(x**2 - 1)/(x**2 - 1)", sympy.Rational(1, 2), 2)]
 
 
 @pytest.mark.parametrize("expr,inside,scale", LEFT_DOMAINS)
@@ -369,12 +371,28 @@ def test_a_proof_on_a_domain_that_scaling_leaves_is_rejected_by_recheck():
 
 
 @pytest.mark.parametrize("expr", ["x + 0*log(x)", "sqrt(x)*sqrt(x)", "x/x*x",
-                                  "x + 0*log(x**2 + 1e-3*x**2)"])
+                                  "x + 0*log(x**2 + 1e-3*x**2)",
+                                  # domains that hold everywhere, or everywhere but at 0, which
+                                  # no ratio of scaled gaps shows: x != 0 and |u| <= 1
+                                  "(exp(x) - 1)/(exp(x) - 1)*x",
+                                  "max(x, 0)*cos(acos(1/(1 + x**2)))*(1 + x**2)"])
 def test_a_domain_that_scaling_keeps_still_gets_its_proof(expr):
     op = Operator("op", "x", expr)
     verdict = classify(op)
     assert verdict.rule.kind is RuleKind.PASS_THROUGH
     _rechecks(op, verdict)
+
+
+def test_a_domain_solveset_wrongly_says_holds_everywhere_is_caught_by_its_guard(monkeypatch):
+    """Where sympy's solveset says a domain condition fails nowhere, its answer is taken only
+    if the condition also holds at spread points: a solveset that answered so for
+    ``x - 7/5 > 0`` must not let ``x + 0*log(x - 7/5)`` be proved."""
+    from ptq_verify.rules import checker
+
+    monkeypatch.setattr(checker.sympy, "solveset", lambda *args, **kwargs: sympy.S.EmptySet)
+    verdict = classify(Operator("guarded", "x", "x + 0*log(x - 7/5)"))
+    assert not isinstance(verdict.certificate, Proof)
+    assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
 
 
 def test_a_domain_under_a_max_that_scaling_keeps_gets_its_proof():
