@@ -383,6 +383,19 @@ def test_a_domain_that_scaling_keeps_still_gets_its_proof(expr):
     _rechecks(op, verdict)
 
 
+@pytest.mark.parametrize("expr", [
+    "x + asinh(x) - log(x + sqrt(x**2 + 1))",
+    "x*(1 + acosh(1 + x**2) - log(1 + x**2 + sqrt((1 + x**2)**2 - 1)))"])
+def test_an_inverse_hyperbolic_function_written_as_its_log_is_proved(expr):
+    """asinh(u) = log(u + sqrt(u**2 + 1)) for every real u, acosh(u) = log(u + sqrt(u**2 - 1))
+    for u >= 1: each f is x on a domain every scaling keeps, and had stayed undecided (sympy
+    does not see the difference of the two forms is 0)."""
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
+
+
 def test_a_domain_solveset_wrongly_says_holds_everywhere_is_caught_by_its_guard(monkeypatch):
     """Where sympy's solveset says a domain condition fails nowhere, its answer is taken only
     if the condition also holds at spread points: a solveset that answered so for

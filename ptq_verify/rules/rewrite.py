@@ -124,6 +124,7 @@ def zero_residual(residual: sympy.Expr, thorough: bool = True) -> sympy.Expr:
         _expand_special,
         sympy.cancel,
         _exponential_form,
+        _logarithmic_form,
     ]
     if thorough:
         steps.append(sympy.simplify)
@@ -178,6 +179,16 @@ def _exponential_form(expr: sympy.Expr) -> sympy.Expr:
     if not expr.has(*hyperbolic):
         return expr
     return sympy.expand(sympy.powsimp(sympy.expand(expr.rewrite(sympy.exp))))
+
+
+def _logarithmic_form(expr: sympy.Expr) -> sympy.Expr:
+    """Inverse hyperbolic functions as the logs they are on the reals, expanded: asinh(x) -
+    log(x + sqrt(x**2 + 1)) becomes 0 (asinh written as a log had stayed undecided)."""
+    atoms = expr.atoms(sympy.asinh, sympy.acosh, sympy.atanh)
+    if not atoms:
+        return expr
+    # those atoms alone: rewrite(log) of the whole would turn asin and atan into complex logs
+    return sympy.expand(expr.xreplace({atom: atom.rewrite(sympy.log) for atom in atoms}))
 
 
 def _expand_special(expr: sympy.Expr) -> sympy.Expr:
