@@ -396,6 +396,24 @@ def test_an_inverse_hyperbolic_function_written_as_its_log_is_proved(expr):
     _rechecks(op, verdict)
 
 
+@pytest.mark.parametrize("expr", ["x + floor(x) + ceil(-x)", "x*(1 + ceil(x) + floor(-x))",
+                                  "x + round(x) + round(-x)",
+                                  "x + abs(round(x)) - round(abs(x))"])
+def test_a_rounding_function_written_in_two_forms_is_proved(expr):
+    """ceil(u) = -floor(-u) and round(-u) = -round(u) (ties to even): each f is x, and had
+    stayed undecided (sympy keeps the forms apart)."""
+    op = Operator("op", "x", expr)
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
+
+
+def test_a_rounding_function_s_forms_do_not_cancel_where_they_differ():
+    """round(x) - round(-x) is 2 round(x), not 0: a step off, and no rule."""
+    verdict = _verdict("x + round(x) - round(-x)")
+    assert verdict.rule.kind is RuleKind.NEEDS_COMPENSATION
+
+
 def test_a_domain_solveset_wrongly_says_holds_everywhere_is_caught_by_its_guard(monkeypatch):
     """Where sympy's solveset says a domain condition fails nowhere, its answer is taken only
     if the condition also holds at spread points: a solveset that answered so for

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sympy
 from sympy.core.relational import Relational
 
-from ..catalog.grammar import extremum, relation
+from ..catalog.grammar import RoundHalfEven, extremum, floor, relation
 
 
 def positive_factor(expr: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
@@ -125,6 +125,7 @@ def zero_residual(residual: sympy.Expr, thorough: bool = True) -> sympy.Expr:
         sympy.cancel,
         _exponential_form,
         _logarithmic_form,
+        _rounding_form,
     ]
     if thorough:
         steps.append(sympy.simplify)
@@ -189,6 +190,19 @@ def _logarithmic_form(expr: sympy.Expr) -> sympy.Expr:
         return expr
     # those atoms alone: rewrite(log) of the whole would turn asin and atan into complex logs
     return sympy.expand(expr.xreplace({atom: atom.rewrite(sympy.log) for atom in atoms}))
+
+
+def _rounding_form(expr: sympy.Expr) -> sympy.Expr:
+    """Each ceiling as the floor it is, ceil(u) = -floor(-u), and a round of a negated
+    argument as the negated round (ties go to even, which is symmetric), expanded:
+    floor(x) + ceil(-x) and round(x) + round(-x) become 0 (sympy keeps the forms apart)."""
+    mapping = {atom: -floor(-atom.args[0]) for atom in expr.atoms(sympy.ceiling)}
+    mapping.update({atom: -RoundHalfEven(-atom.args[0]) for atom in expr.atoms(RoundHalfEven)
+                    if atom.args[0].could_extract_minus_sign()})
+    if not mapping:
+        return expr
+    # the grammar's floor, as the expression's own floors are (sympy's would not cancel them)
+    return sympy.expand(expr.xreplace(mapping))
 
 
 def _expand_special(expr: sympy.Expr) -> sympy.Expr:
