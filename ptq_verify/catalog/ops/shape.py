@@ -247,10 +247,15 @@ OPERATORS = (
         "value), the two elements of the values input. The indices and depth are static.",
     ),
     Operator(
-        "Range", "start, delta", "start + k*delta", params={"k": 2},
-        kernel=lambda start, delta, k: start + k * delta, onnx_type="Range",
-        onnx_inputs=("start", None, "delta"), onnx_kernel=shape.range_,
-        doc="start, start + delta, ... below limit (shape arithmetic); witness: element k. The "
-        "limit only sets how many elements there are, so it is static.",
+        "Range", "start, limit, delta",
+        "where((limit - start - k*delta)*delta > 0, start + k*delta, 0)", params={"k": 2},
+        kernel=lambda start, limit, delta, k: np.where((limit - start - k * delta) * delta > 0,
+                                                       start + k * delta, 0),
+        onnx_type="Range", onnx_inputs=("start", "limit", "delta"), onnx_kernel=shape.range_,
+        doc="start, start + delta, ... before limit (shape arithmetic); witness: element k, "
+        "which exists (else 0) where it lies before the limit. The limit sets how many "
+        "elements there are, so it scales with start and delta: a static limit had been "
+        "claimed to let a scale through, but the scaled start and delta make another count "
+        "of elements below it.",
     ),
 )
