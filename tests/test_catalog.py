@@ -163,12 +163,36 @@ def test_every_onnx_type_resolves_to_one_of_its_declarations():
                                       if x is not None))
                      for k, v in op.onnx_match.items() if isinstance(k, int)}
         arity = op.onnx_arity
-        assert operator_for_onnx_type(op.onnx_type, attrs, constants, arity) is op
+        # an input slot's first allowed element type (CastLike's target)
+        types = {slot: allowed[0] for slot, allowed in op.onnx_input_types.items()}
+        assert operator_for_onnx_type(op.onnx_type, attrs, constants, arity, types=types) is op
         absent = [k for k, v in op.onnx_match.items()
                   if isinstance(k, int) and isinstance(v, tuple) and None in v]
         if absent:
             assert operator_for_onnx_type(op.onnx_type, attrs, {}, arity,
-                                          empty=absent) is op
+                                          empty=absent, types=types) is op
+
+
+def test_castlike_is_matched_on_its_target_type():
+    """CastLike to a float type is the identity; to an integer or bool type it truncates, and
+    a target of unknown type tells neither: neither has a declaration (a differential trial
+    against onnxruntime found it claimed to pass a scale through)."""
+    from onnx import TensorProto
+
+    assert operator_for_onnx_type("CastLike", types={1: TensorProto.FLOAT16}).name == "CastLike"
+    for target in (TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.BOOL):
+        assert operator_for_onnx_type("CastLike", types={1: target}) is None
+    assert operator_for_onnx_type("CastLike") is None
+
+
+def test_resize_in_crop_coordinates_has_no_declaration():
+    """tf_crop_and_resize writes extrapolation_value, a constant no scale reaches, outside its
+    crop: no Resize declaration describes it."""
+    for mode in ("nearest", "linear", "cubic"):
+        assert operator_for_onnx_type("Resize", {
+            "mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize"}) is None
+        assert operator_for_onnx_type("Resize", {
+            "mode": mode, "coordinate_transformation_mode": "pytorch_half_pixel"}) is not None
 
 
 def test_a_declaration_is_refused_when_made_and_a_built_in_one_when_first_read():

@@ -72,7 +72,8 @@ def _by_onnx_type() -> dict[str, tuple[Operator, ...]]:
         if op.onnx_type is not None:
             groups.setdefault(op.onnx_type, []).append(op)
     for op_type, ops in groups.items():
-        conditions = [(op.onnx_arity, tuple(sorted(op.onnx_match.items(), key=str))) for op in ops]
+        conditions = [(op.onnx_arity, tuple(sorted(op.onnx_match.items(), key=str)),
+                       tuple(sorted(op.onnx_input_types.items()))) for op in ops]
         if len(set(conditions)) != len(conditions):
             names = ", ".join(op.name for op in ops)
             raise DeclarationError(f"ONNX {op_type}: {names} cannot be told apart (onnx_match)")
@@ -98,6 +99,7 @@ def operator_for_onnx_type(
     constants: Mapping[int, Any] | None = None,
     arity: int | None = None,
     empty: Collection[int] = (),
+    types: Mapping[int, int] | None = None,
 ) -> Operator | None:
     """The declaration an ONNX node of type ``op_type`` stands for, or None.
 
@@ -111,7 +113,8 @@ def operator_for_onnx_type(
     ``onnx_arity`` (Einsum by its number of operands); without it they never match. An input
     slot at or past ``arity``, or in ``empty`` (the node's optional inputs left empty), is
     absent: a condition on it holds where its allowed values include None (Dropout's
-    ``training_mode``: absent or a constant false).
+    ``training_mode``: absent or a constant false). ``types`` maps input slots to their ONNX
+    element types where known, for declarations with ``onnx_input_types`` (CastLike's target).
     """
     def absent(slot: int) -> bool:
         return (arity is not None and slot >= arity) or slot in empty
@@ -119,16 +122,25 @@ def operator_for_onnx_type(
     matching = [
         op for op in _by_onnx_type().get(op_type, ())
         if _matches(op, attrs or {}, constants or {}, absent)
+        and all((types or {}).get(slot) in allowed
+                for slot, allowed in op.onnx_input_types.items())
         and (op.onnx_arity is None or op.onnx_arity == arity)
     ]
     if not matching:
         return None
-    most = max(len(op.onnx_match) for op in matching)
-    best = [op for op in matching if len(op.onnx_match) == most]
+    most = max(len(op.onnx_match) + len(op.onnx_input_types) for op in matching)
+    best = [op for op in matching if len(op.onnx_match) + len(op.onnx_input_types) == most]
     if len(best) > 1:
         names = ", ".join(op.name for op in best)
         raise DeclarationError(f"ONNX {op_type} node matches several declarations: {names}")
     return best[0]
+
+
+def typed_input_slots(op_type: str) -> frozenset[int]:
+    """The input slots whose element types tell the declarations of ``op_type`` apart
+    (``onnx_input_types``): the only ones a node's lookup needs the types of."""
+    return frozenset(slot for op in _by_onnx_type().get(op_type, ())
+                     for slot in op.onnx_input_types)
 
 
 def declared_forms(op_type: str) -> str:
@@ -154,6 +166,12 @@ def _match_conditions(op: Operator) -> str:
                          else f"{slot} a constant {allowed}")
         else:
             parts.append(f"{key} = {allowed}")
+    if op.onnx_input_types:
+        from onnx import TensorProto
+    for slot, allowed in op.onnx_input_types.items():
+        named = input_name(op.onnx_type or "", slot) if op.onnx_type else None
+        kinds = " or ".join(TensorProto.DataType.Name(t).lower() for t in allowed)
+        parts.append(f"input {slot}" + (f" ({named})" if named else "") + f" of type {kinds}")
     if op.onnx_arity is not None:
         parts.append(f"{op.onnx_arity} input" + ("" if op.onnx_arity == 1 else "s"))
     return ", ".join(parts)

@@ -250,6 +250,11 @@ class Operator:
             default) or input slot number (a constant input) -> the required value, or a tuple
             of allowed values. E.g. GeluTanh ``{"approximate": "tanh"}``, Pow2 ``{1: 2}``.
             See :func:`ptq_verify.catalog.operator_for_onnx_type`.
+        onnx_input_types: ONNX input slot -> the ONNX element types (``onnx.TensorProto``
+            numbers, as Cast's ``to``) that input must have for a node to be this declaration:
+            CastLike, whose target type is its second input's, is the identity only to a
+            float type (an integer target truncates). A node whose input type is unknown
+            does not match.
         onnx_arity: the number of ONNX inputs a node must have to be this declaration, for a
             variadic ONNX op whose inputs play different roles (Einsum's operands each carry
             their own scale, so a three-operand node is not a two-operand witness with its last
@@ -294,6 +299,7 @@ class Operator:
         onnx_defaults: Mapping[str, AttributeDefault] | None = None,
         onnx_kernel: OnnxKernel | None = None,
         onnx_match: Mapping[str | int, Any] | None = None,
+        onnx_input_types: Mapping[int, tuple[int, ...]] | None = None,
         onnx_arity: int | None = None,
         onnx_variadic: bool = False,
         onnx_outputs: int | None = 1,
@@ -350,6 +356,8 @@ class Operator:
         self.onnx_defaults = dict(onnx_defaults or {})
         self._onnx_kernel = onnx_kernel
         self.onnx_match = dict(onnx_match or {})
+        self.onnx_input_types = {slot: tuple(types)
+                                 for slot, types in (onnx_input_types or {}).items()}
         self.onnx_arity = onnx_arity
         self.onnx_variadic = onnx_variadic
         self.form_hint = form_hint
@@ -475,6 +483,10 @@ class Operator:
         for key in self.onnx_match:
             if isinstance(key, int) and not 0 <= key < len(self.onnx_inputs):
                 raise DeclarationError(f"{self.name}: onnx_match names ONNX input {key}, absent")
+        for slot in self.onnx_input_types:
+            if not isinstance(slot, int) or not 0 <= slot < len(self.onnx_inputs):
+                raise DeclarationError(
+                    f"{self.name}: onnx_input_types names ONNX input {slot}, absent")
         if self.onnx_arity is not None and self.onnx_arity > len(self.onnx_inputs):
             raise DeclarationError(
                 f"{self.name}: onnx_arity {self.onnx_arity} but {len(self.onnx_inputs)} ONNX "

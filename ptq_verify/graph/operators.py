@@ -185,7 +185,7 @@ class OperatorTable:
         Clip's bounds)."""
         if not node.in_onnx_domain:
             return None
-        from ..catalog import operator_for_onnx_type
+        from ..catalog import operator_for_onnx_type, typed_input_slots
 
         constants = {}
         if graph is not None:
@@ -193,7 +193,9 @@ class OperatorTable:
                          if name in graph.initializers}
         return operator_for_onnx_type(node.op_type, node.attrs, constants, arity=len(node.inputs),
                                       empty={slot for slot, name in enumerate(node.inputs)
-                                             if not name})
+                                             if not name},
+                                      types=_element_types(node, graph,
+                                                           typed_input_slots(node.op_type)))
 
     def unfit(self, node: Node, graph: Graph | None = None) -> tuple[Operator, str] | None:
         """A declaration of the node's op type that the node does not fit, and what does not
@@ -691,3 +693,20 @@ def _schema_lacks(onnx_type: str | None, attr: str) -> bool:
 
     known = schema_attributes(onnx_type)
     return known is not None and attr not in known
+
+
+def _element_types(node: Node, graph: Graph | None, slots: Iterable[int]) -> dict[int, int]:
+    """The ONNX element type of each input of ``node`` among ``slots`` that ``graph`` knows
+    (CastLike's target, which its declaration is matched on)."""
+    from onnx.helper import np_dtype_to_tensor_dtype
+
+    types = {}
+    for slot in slots:
+        name = node.inputs[slot] if slot < len(node.inputs) else ""
+        dtype = graph.dtype_of(name) if graph is not None and name else None
+        if dtype is not None:
+            try:
+                types[slot] = np_dtype_to_tensor_dtype(np.dtype(dtype))
+            except (KeyError, TypeError, ValueError):  # a type ONNX has no number for
+                continue
+    return types

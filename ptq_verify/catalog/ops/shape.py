@@ -22,7 +22,8 @@ both sources in one formula:
 
 Pad in reflect, edge and wrap modes and nearest Resize copy input elements (witness ``x``);
 linear Resize blends neighbours with static weights (witness ``c*x0 + (1 - c)*x1``). Each is
-its own declaration, told apart by the node's ``mode`` (onnx_match); cubic Resize has none.
+its own declaration, told apart by the node's ``mode`` (onnx_match); a Resize in
+``tf_crop_and_resize`` coordinates has none (it writes a constant where it extrapolates).
 
 Layout changes (Reshape, Transpose, Squeeze, ...) move the channel axis or mix elements of
 several channels into one axis, so they are declared ``mixes_channels``: a per-channel scale
@@ -39,6 +40,14 @@ from ..operator import Operator
 _INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # onnx.TensorProto UINT8 ... UINT64
 _BOOL_TYPE = 9
 _FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_FLOAT8_TYPES = (17, 18, 19, 20)  # FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ
+
+
+# The coordinate transformations under which every output element is an input element or a
+# blend of them; tf_crop_and_resize writes ``extrapolation_value`` (a constant, not scaled)
+# where a coordinate falls outside the input, so a node of it has no declaration.
+_COORDINATES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                "asymmetric")
 
 
 def _select(first, second, k):
@@ -124,12 +133,14 @@ OPERATORS = (
     )),
     _copy("Resize", resize.resize, 3,
           "Nearest-neighbour resizing (mode nearest, the default): every output element is "
-          "the input element its coordinate rounds to.", onnx_match={"mode": "nearest"}),
+          "the input element its coordinate rounds to.",
+          onnx_match={"mode": "nearest", "coordinate_transformation_mode": _COORDINATES}),
     Operator(
         "ResizeLinear", "x0 x1", "c*x0 + (1 - c)*x1", params={"c": "1/4"},
         kernel=lambda x0, x1, c: c * x0 + (1 - c) * x1, onnx_type="Resize",
         onnx_inputs=("x", None, None, None), onnx_kernel=resize.resize,
-        onnx_match={"mode": "linear"}, mixes_channels=True,
+        onnx_match={"mode": "linear", "coordinate_transformation_mode": _COORDINATES},
+        mixes_channels=True,
         doc="(Bi)linear resizing: per axis, an output element blends two neighbours with "
         "weights c and 1 - c fixed by its position (the witness; in n axes, a product of such "
         "blends). The weights are static, so they are never rescaled.",
@@ -140,7 +151,8 @@ OPERATORS = (
         kernel=lambda x0, x1, x2, x3, c0, c1, c2: (c0 * x0 + c1 * x1 + c2 * x2
                                                    + (1 - c0 - c1 - c2) * x3),
         onnx_type="Resize", onnx_inputs=("x", None, None, None), onnx_kernel=resize.resize,
-        onnx_match={"mode": "cubic"}, mixes_channels=True,
+        onnx_match={"mode": "cubic", "coordinate_transformation_mode": _COORDINATES},
+        mixes_channels=True,
         doc="Bicubic resizing: per axis, an output element blends four neighbours with Keys' "
         "cubic weights fixed by its position, which sum to 1 (the witness; a = -3/4 a quarter "
         "past a sample gives c0..c2 = -27/256, 225/256, 67/256; in n axes, a product of such "
@@ -174,10 +186,30 @@ OPERATORS = (
           onnx_match={2: (None, False)},
           form_hint="a true one is a model exported in training mode: export it after "
           "model.eval()"),
-    _copy("CastLike", shape.cast_like, 1,
-          "Cast to the element type of a second tensor: the identity up to the target's "
-          "rounding. Exports use it on constants and shapes; an integer output is never an "
-          "activation, so the witness only speaks for float targets."),
+    Operator(
+        "CastLike", "x", "x", kernel=lambda x: x, onnx_type="CastLike",
+        onnx_inputs=("x", None), onnx_kernel=shape.cast_like,
+        onnx_input_types={1: _FLOAT_TYPES + _FLOAT8_TYPES},
+        doc="Cast to the element type of a second tensor, a float type: the identity up to "
+        "the target's rounding. Told apart by the target's type, as Cast by its ``to``: "
+        "CastLikeToInteger and CastLikeToBool (a node whose target's type the graph does not "
+        "tell has no declaration; one to an integer target had been said to pass a scale "
+        "through).",
+    ),
+    Operator(
+        "CastLikeToInteger", "x", "where(x >= 0, floor(x), ceil(x))", kernel=lambda x: np.trunc(x),
+        onnx_type="CastLike", onnx_inputs=("x", None), onnx_kernel=shape.cast_like,
+        onnx_input_types={1: _INTEGER_TYPES},
+        doc="Cast to the element type of a second tensor, an integer type: truncation toward "
+        "zero, as CastToInteger (exports cast shape arithmetic so).",
+    ),
+    Operator(
+        "CastLikeToBool", "x", "where(x != 0, 1, 0)", kernel=lambda x: np.where(x != 0, 1.0, 0.0),
+        onnx_type="CastLike", onnx_inputs=("x", None), onnx_kernel=shape.cast_like,
+        onnx_input_types={1: (_BOOL_TYPE,)},
+        doc="Cast to the element type of a second tensor, bool: whether x is non-zero, as "
+        "CastToBool.",
+    ),
     Operator(
         "Cast", "x", "x", kernel=lambda x: x, onnx_type="Cast", onnx_kernel=shape.cast,
         onnx_match={"to": _FLOAT_TYPES},
