@@ -684,7 +684,9 @@ def test_constant_of_shape_and_cast_like():
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
     _check("CastLike", [_f(2, 3), np.zeros(1, np.float16)])
-    _check("CastLike", [np.array([0.0, 2.0], np.float32), _i(1)])
+    _check("CastLikeToInteger", [np.array([0.0, 2.0], np.float32), _i(1)])
+    _check("CastLikeToInteger", [_f(2, 3), np.zeros(1, np.int32)])  # truncation toward 0
+    _check("CastLikeToBool", [np.array([0.0, -2.5, 1e-8], np.float32), np.zeros(1, bool)])
 
 
 def test_cum_sum_split_trilu():

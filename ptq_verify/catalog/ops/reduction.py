@@ -5,9 +5,9 @@ ArgMax/ArgMin output int64 indices; their witness is the index picked among thre
 TopK selects along its axis: its values are witnessed by their first element (the largest or
 least of three), its int64 indices by ArgMax's or ArgMin's witness (``index_outputs``).
 
-ReduceProd's degree is the number of elements it multiplies: its witness carries that number
-as a power n >= 1 of its last element (``x0*x1*x2**n``), so no degree of one node is claimed for
-another (the witness ``x0*x1*x2`` had been proved homogeneous of degree 3, which a differential
+ReduceProd's degree is the number of elements it multiplies: its witness carries the number
+past the first two as the power n**2 of its last element (``x0*x1*x2**(n**2)``), so no degree of
+one node is claimed for another (the witness ``x0*x1*x2`` had been proved homogeneous of degree 3, which a differential
 trial against onnxruntime contradicted on every reduction of more or fewer than 3 elements).
 
 The reduced axes are the node's: they may include the channel axis, so every reduction is
@@ -17,7 +17,6 @@ declared ``mixes_channels`` (a per-channel scale is not claimed to pass through 
 from __future__ import annotations
 
 import numpy as np
-import sympy
 
 from ..kernels import reduction
 from ..operator import Operator
@@ -63,14 +62,13 @@ OPERATORS = (
             "Maximum over the reduced axes."),
     _reduce("ReduceMin", "min(x0, x1, x2)", _stacked(np.min), reduction.reduce_min,
             "Minimum over the reduced axes."),
-    Operator("ReduceProd", _THREE, "x0*x1*x2**n", params={"n": 1},
+    Operator("ReduceProd", _THREE, "x0*x1*x2**(n**2)", params={"n": 1},
              onnx_type="ReduceProd",
              onnx_inputs=("x", None), onnx_kernel=reduction.reduce_prod, mixes_channels=True,
-             domain=(sympy.Symbol("n", real=True) >= 1,),
              doc="Product over the reduced axes. Its degree is the number of elements it "
              "multiplies, which the node's shapes set, so no witness of a fixed arity speaks "
-             "for every node: the last element stands for the product of all but two, its "
-             "power n (no input or attribute) for their number."),
+             "for every node: the last element's power n**2 (n no input or attribute; 1 at "
+             "its sample value) stands for the number of elements past the first two."),
     _reduce("ReduceL1", "abs(x0) + abs(x1) + abs(x2)",
             _stacked(lambda v, axis: np.abs(v).sum(axis)),
             reduction.reduce_l1, "Sum of absolute values."),
