@@ -433,7 +433,7 @@ def f_select(m: Maker, x: str, shape):
     op = m.pick(["TopK", "ArgMax", "ArgMin", "CumSum", "Trilu"])
     if op == "TopK":
         largest = int(m.rng.integers(0, 2))
-        return f"TopK[largest={largest}]", [m.node("TopK", [x, m.const(i64(2))],
+        return f"TopK[largest={largest}]", [m.node("TopK", [x, m.const(i64(2)[None])],
                                                    [f"v{m.count}", f"i{m.count}"],
                                                    axis=-1, largest=largest)]
     if op in ("ArgMax", "ArgMin"):
@@ -484,10 +484,10 @@ def f_shape_ops(m: Maker, x: str, shape):
     if op == "Transpose":
         return op, [m.node(op, [x], perm=[0, 2, 3, 1])]
     if op == "Squeeze":
-        return op, [m.node("Unsqueeze", [x, m.const(i64(1))]),
-                    m.node(op, [f"y{m.count}", m.const(i64(1))])]
+        return op, [m.node("Unsqueeze", [x, m.const(i64(1)[None])]),
+                    m.node(op, [f"y{m.count}", m.const(i64(1)[None])])]
     if op == "Unsqueeze":
-        return op, [m.node(op, [x, m.const(i64(-1))])]
+        return op, [m.node(op, [x, m.const(i64(-1)[None])])]
     if op == "Slice":
         return op, [m.node(op, [x, m.const(i64(0)), m.const(i64(2)), m.const(i64(1))])]
     if op == "Gather":
@@ -768,8 +768,12 @@ def slot_binding(op, slot: int) -> str | None:
     return bound[-1] if op.onnx_variadic and bound else None
 
 
+ABSENT = object()  # an attribute the op type's schema at the model's opset does not have
+
+
 def attribute_value(op_type: str, opset: int, node: onnx.NodeProto, attr: str):
-    """The node's attribute, or the ONNX schema's default at the model's opset (None: none)."""
+    """The node's attribute, or the ONNX schema's default at the model's opset (None: none;
+    ABSENT: no such attribute at that opset, as Pad's ``value`` from opset 11)."""
     for a in node.attribute:
         if a.name == attr:
             return helper.get_attribute_value(a)
@@ -777,7 +781,9 @@ def attribute_value(op_type: str, opset: int, node: onnx.NodeProto, attr: str):
         spec = onnx.defs.get_schema(op_type, opset).attributes.get(attr)
     except onnx.defs.SchemaError:
         return None
-    if spec is None or not spec.default_value.name:
+    if spec is None:
+        return ABSENT
+    if not spec.default_value.name:
         return None
     return helper.get_attribute_value(spec.default_value)
 
@@ -850,6 +856,8 @@ def apply_claim(claim: Claim, op, node: onnx.NodeProto, opset: int, feeds: dict,
         if not k or not any(k):
             continue
         value = attribute_value(node.op_type, opset, node, attr)
+        if value is ABSENT:
+            continue
         if value is None:
             return f"attribute {attr} has no value"
         attrs[attr] = float(value) * float(np.prod([scales[g] ** float(e)

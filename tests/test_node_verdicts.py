@@ -51,7 +51,11 @@ LAYER_NORM = ([helper.make_node("LayerNormalization", ["x", "g"], ["y"], name="n
               {"g": nv.values(np.random.default_rng(1), (4,))})
 
 
-@pytest.mark.parametrize("nodes, constants", [CLIP, POW2, LAYER_NORM])
+PAD = ([helper.make_node("Pad", ["x", "pads", "value"], ["y"], name="n", mode="constant")],
+       {"pads": nv.i64(0, 0, 1, 1, 0, 0, 1, 1), "value": nv.f32(1.5)})
+
+
+@pytest.mark.parametrize("nodes, constants", [CLIP, POW2, LAYER_NORM, PAD])
 def test_true_claims_pass(nodes, constants, tmp_path):
     assert _kinds(_judged(_case(nodes, constants), tmp_path)) == ["checked"]
 
@@ -62,6 +66,7 @@ def test_true_claims_pass(nodes, constants, tmp_path):
     (*POW2, "homogeneous 3"),                      # a wrong degree
     (*LAYER_NORM, "scale_invariant"),              # epsilon left as it is
     (*LAYER_NORM, "scale_invariant eps->s*eps"),   # epsilon rescaled by a wrong power
+    (*PAD, "pass_through"),                        # the pad value left as it is
 ])
 def test_a_wrong_claim_is_caught(nodes, constants, rule, tmp_path):
     def claim(entry):

@@ -7,8 +7,9 @@ least of three), its int64 indices by ArgMax's or ArgMin's witness (``index_outp
 
 ReduceProd's degree is the number of elements it multiplies: its witness carries the number
 past the first two as the power n**2 of its last element (``x0*x1*x2**(n**2)``), so no degree of
-one node is claimed for another (the witness ``x0*x1*x2`` had been proved homogeneous of degree 3, which a differential
-trial against onnxruntime contradicted on every reduction of more or fewer than 3 elements).
+one node is claimed for another (the witness ``x0*x1*x2`` had been proved homogeneous of
+degree 3, which a differential trial against onnxruntime contradicted on every reduction of
+more or fewer than 3 elements).
 
 The reduced axes are the node's: they may include the channel axis, so every reduction is
 declared ``mixes_channels`` (a per-channel scale is not claimed to pass through any of them).
