@@ -160,21 +160,26 @@ def _match_conditions(op: Operator) -> str:
         values = wanted if isinstance(wanted, tuple) else (wanted,)
         allowed = " or ".join(repr(v) for v in values if v is not None)
         if isinstance(key, int):
-            named = input_name(op.onnx_type or "", key) if op.onnx_type else None
-            slot = f"input {key}" + (f" ({named})" if named else "")
+            slot = _slot(op, key)
             parts.append(f"{slot} absent or a constant {allowed}" if None in values
                          else f"{slot} a constant {allowed}")
         else:
             parts.append(f"{key} = {allowed}")
     if op.onnx_input_types:
         from onnx import TensorProto
-    for slot, allowed in op.onnx_input_types.items():
-        named = input_name(op.onnx_type or "", slot) if op.onnx_type else None
-        kinds = " or ".join(TensorProto.DataType.Name(t).lower() for t in allowed)
-        parts.append(f"input {slot}" + (f" ({named})" if named else "") + f" of type {kinds}")
+
+        for key, types in op.onnx_input_types.items():
+            kinds = " or ".join(TensorProto.DataType.Name(t).lower() for t in types)
+            parts.append(f"{_slot(op, key)} of type {kinds}")
     if op.onnx_arity is not None:
         parts.append(f"{op.onnx_arity} input" + ("" if op.onnx_arity == 1 else "s"))
     return ", ".join(parts)
+
+
+def _slot(op: Operator, key: int) -> str:
+    """``input 1 (Y)``: an ONNX input slot of ``op``'s type, with its schema's name."""
+    named = input_name(op.onnx_type or "", key) if op.onnx_type else None
+    return f"input {key}" + (f" ({named})" if named else "")
 
 
 def _matches(op: Operator, attrs: Mapping[str, Any], constants: Mapping[int, Any],
