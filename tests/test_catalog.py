@@ -232,6 +232,20 @@ def test_a_computed_attribute_default_is_read_where_the_node_leaves_it_out():
                  onnx_attrs={"alpha": "a"}, onnx_defaults={"beta": lambda shapes, attrs: 1})
 
 
+@pytest.mark.parametrize("slot", [0, 1, 4, "2"])
+def test_an_input_default_names_a_slot_that_carries_parameters(slot):
+    """``onnx_input_defaults`` (Pad's constant_value, 0 where a node leaves it out) keys an
+    ONNX input bound to parameters: a tensor's slot (0), a static one (1), one past the
+    bindings (4) or a slot given as text is refused by name."""
+    from ptq_verify.catalog import CATALOG
+    from ptq_verify.catalog.operator import DeclarationError, Operator
+
+    assert CATALOG["Pad"].onnx_input_defaults == {2: 0.0}
+    with pytest.raises(DeclarationError, match=f"onnx_input_defaults names ONNX input {slot!r}"):
+        Operator("Bad", "x", "where(k > 0, x, v)", params={"k": 1, "v": 0}, onnx_type="Custom",
+                 onnx_inputs=("x", None, "v", None), onnx_input_defaults={slot: 0})
+
+
 @pytest.mark.parametrize(("inputs", "params", "expr"), [("pi", {}, "2*pi"),
                                                          ("exp, x", {}, "exp(x)"),
                                                          ("x", {"pi": 2}, "pi*x")])

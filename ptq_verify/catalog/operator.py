@@ -243,6 +243,12 @@ class Operator:
             default: a function of the node's input shapes and attributes (Attention's scale,
             1/sqrt of Q's head size), None where they do not tell it. Without it the engine
             cannot know the value a rule is to rescale, and such a node runs in float.
+        onnx_input_defaults: ONNX input slot (an optional input bound to parameters) -> the
+            value the op takes where a node leaves that input out (Pad's constant_value, 0).
+            The qdq format writes a default of 0 explicitly where it runs the node on codes
+            with a zero point z, moved by z as the shift rule says (a Pad on uint8 codes pads
+            with z); without it such a node runs on dequantized values, which OpenVINO
+            2026.4 refused for a Pad before a Reshape (docs/limits.md).
         onnx_kernel: the tensor implementation with ONNX semantics; element-wise operators
             get one from ``kernel`` by broadcasting.
         onnx_match: when several declarations share one ``onnx_type``, the conditions under
@@ -297,6 +303,7 @@ class Operator:
         onnx_inputs: Sequence[str | None] | None = None,
         onnx_attrs: Mapping[str, str] | None = None,
         onnx_defaults: Mapping[str, AttributeDefault] | None = None,
+        onnx_input_defaults: Mapping[int, float] | None = None,
         onnx_kernel: OnnxKernel | None = None,
         onnx_match: Mapping[str | int, Any] | None = None,
         onnx_input_types: Mapping[int, tuple[int, ...]] | None = None,
@@ -354,6 +361,8 @@ class Operator:
         )
         self.onnx_attrs = dict(onnx_attrs or {})
         self.onnx_defaults = dict(onnx_defaults or {})
+        self.onnx_input_defaults = {slot: float(value)
+                                    for slot, value in (onnx_input_defaults or {}).items()}
         self._onnx_kernel = onnx_kernel
         self.onnx_match = dict(onnx_match or {})
         self.onnx_input_types = {slot: tuple(types)
@@ -497,6 +506,13 @@ class Operator:
                 raise DeclarationError(
                     f"{self.name}: ONNX attribute {attr!r} maps to unknown parameter {param!r}"
                 )
+        for slot in self.onnx_input_defaults:
+            carried = (self.onnx_inputs[slot] if isinstance(slot, int)
+                       and 0 <= slot < len(self.onnx_inputs) else None)
+            if carried is None or any(item not in self.params for item in carried.split()):
+                raise DeclarationError(
+                    f"{self.name}: onnx_input_defaults names ONNX input {slot!r}, which "
+                    "carries no parameter")
         for attr in self.onnx_defaults:
             if attr not in self.onnx_attrs:
                 raise DeclarationError(

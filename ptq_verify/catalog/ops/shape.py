@@ -94,7 +94,8 @@ OPERATORS = (
     Operator(
         "Pad", "x", "where(k > 0, x, v)", params={"k": 1, "v": "0.5"},
         kernel=lambda x, k, v: _select(x, v, k), onnx_type="Pad",
-        onnx_inputs=("x", None, "v", None), onnx_attrs={"value": "v"}, onnx_kernel=shape.pad,
+        onnx_inputs=("x", None, "v", None), onnx_attrs={"value": "v"},
+        onnx_input_defaults={2: 0}, onnx_kernel=shape.pad,
         onnx_match={"mode": "constant"}, mixes_channels=True,
         doc="Constant padding: an output element is an input element (k > 0) or the pad "
         "constant v (ONNX input constant_value), which must then scale like x.",

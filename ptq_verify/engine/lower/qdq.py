@@ -399,22 +399,29 @@ class _QdqLowering:
         output's container holds its codes, the QuantizeLinear output of an activation held
         at the output's very scale and container, a static input the declaration binds to
         no element or parameter (indices, pads, a shape, Resize's scales) as it is, ("",
-        None) for an absent optional input; None when the input is none of these, or holds
-        codes beyond the output's range (which the output's QuantizeLinear would have
-        clipped)."""
+        None) for an absent optional input (its declared default, 0, written as a code where
+        the shift rule moves it: Pad's constant_value); None when the input is none of these,
+        or holds codes beyond the output's range (which the output's QuantizeLinear would
+        have clipped)."""
         name = step.node.inputs[slot] if slot < len(step.node.inputs) else ""
         container = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         bound = step.op.onnx_inputs[slot].split() if slot < len(step.op.onnx_inputs) and (
             step.op.onnx_inputs[slot]) else []
-        if not name:  # an absent optional input: its default does not move with z
-            return None if zero and any(param_shifts.get(item) for item in bound) else ("", None)
-        if name in step.constants:  # a table of codes, or a constant rescaled to codes
+        if not name:  # an absent optional input: left out where its default does not move
+            if not zero or not any(param_shifts.get(item) for item in bound):
+                return "", None
+            default = step.op.onnx_input_defaults.get(slot)
+            if default != 0:  # unknown, or a value the rule would rescale: not written
+                return None
+            values = np.zeros((), np.float64)  # written: 0 in codes too, then moved by z
+        elif name in step.constants:  # a table of codes, or a constant rescaled to codes
             # in float32 where the codes are (as exact: a code within an 8- or 16-bit
             # container's range, shifted by its zero point, is a float32 integer; a float64
             # copy of all-MiniLM-L6-v2's word table and its rounding took 0.2-0.5 s)
             values = np.asarray(step.constants[name])
             if values.dtype != np.float32:
                 values = values.astype(np.float64)
+        if not name or name in step.constants:
             if not values.size or not np.array_equal(values, np.round(values)):
                 return None
             if code.low <= 0 <= code.high and is_lattice_selection(step.op):
@@ -439,7 +446,8 @@ class _QdqLowering:
             info = np.iinfo(dtype)
             if not (info.min <= low and high <= info.max):
                 return None
-            return self.out.constant(f"{name}:stored", values.astype(dtype)), container
+            hint = name or f"{step.node.outputs[0]}:{slot}"
+            return self.out.constant(f"{hint}:stored", values.astype(dtype)), container
         if name in self.codes:
             held = self.codes[name]
             stored = self.stored.get(self.real.get(name, ""))
