@@ -2,13 +2,14 @@
 (``onnx.reference.ReferenceEvaluator``) and Intel OpenVINO (CPU), against onnxruntime's
 quantize_static as the peer; one table.
 
-For every model (the eight digits examples, a few torch fixtures of tests/fixtures/torch and,
-with ``--minilm DIR``, all-MiniLM-L6-v2) and every file (the float model, ptq-verify's
+For every model (the eight digits examples, a few torch fixtures of tests/fixtures/torch,
+all-MiniLM-L6-v2 and EfficientNet-Lite1 when asked) and every file (the float model, ptq-verify's
 ``--format qdq``, ``integer`` and ``simulation`` at 8 bits, and quantize_static's QDQ int8): does
 it load and run in each runtime, how far are its outputs from onnxruntime's run of the same
 file (max abs difference, SQNR), the benchmark's metric on the held-out inputs (digits:
 accuracy; fixtures: first output's SQNR against the float model in onnxruntime; MiniLM: mean
-cosine of the mean-pooled sentence embeddings against the float model's), and the median
+cosine of the mean-pooled sentence embeddings against the float model's; EfficientNet: top-1
+agreement with the float model), and the median
 latency of one sample in onnxruntime and OpenVINO, each with its defaults (all cores), and in
 OpenVINO with its float ops held in float32: on a CPU with bfloat16 units (AMX, AVX512-BF16)
 its default runs them in bfloat16, 50 dB from onnxruntime even on the float model.
@@ -25,9 +26,13 @@ environment, and put it on PYTHONPATH for this script only:
     PYTHONPATH=/tmp/ov python benchmarks/other_runtimes.py
 Without it, the OpenVINO rows say "not installed".
 
-Run:  python benchmarks/other_runtimes.py [--minilm DIR] [--fixtures] [--repeats 50]
+Run:  python benchmarks/other_runtimes.py [--fixtures] [--minilm DIR] [--efficientnet DIR2]
+      [--only NAME,...] [--repeats 50]
       (DIR holds minilm.onnx and minilm.calib.npz: benchmarks/minilm.py --save DIR; its
-      held-out texts are minilm.py's evaluation texts, which need its tokenizer package)
+      held-out texts are minilm.py's evaluation texts, which need its tokenizer package.
+      DIR2 holds efficientnet_raw.onnx and efficientnet.calib.npz, exported there when absent
+      (efficientnet.py's packages and torch); its metric is top-1 agreement with the float
+      model on 16 of efficientnet.py's held-out crops)
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import io
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +75,10 @@ FORMATS = ("float", "qdq", "integer", "simulation", "peer")
 RUNTIMES = ("onnxruntime", "onnx.reference", "openvino", "openvino f32")
 TIMED = ("onnxruntime", "openvino", "openvino f32")
 MINILM_EVALUATION = 64  # held-out texts (the reference evaluator takes seconds per text)
+EFFICIENTNET_EVALUATION = 16  # held-out crops (the reference evaluator: seconds per crop)
+# onnx.reference keeps every intermediate tensor of a run: all-MiniLM-L6-v2's integer file took
+# 3 GB for 4 texts (its thousands of int64 requantization tensors), so it runs this many at once
+REFERENCE_BATCH = 4
 
 
 class DequantizeLinear(DequantizeLinear_25):
@@ -138,6 +147,29 @@ def minilm_case(folder: Path) -> Case:
     held_out = tokenize(load_tokenizer(), sentences, length)
     return Case("all-MiniLM-L6-v2", folder / "minilm.onnx", folder / "minilm.calib.npz",
                 held_out, embedding_cosine(held_out["attention_mask"]))
+
+
+def top1(float_outputs: list[np.ndarray], outputs: list[np.ndarray]) -> str:
+    agree = np.mean(outputs[0].argmax(1) == float_outputs[0].argmax(1))
+    return f"top-1 {100 * agree:.1f}%"
+
+
+def efficientnet_case(folder: Path) -> Case:
+    """EfficientNet-Lite1's raw export (BatchNorm, Pad and Constant nodes kept) and
+    efficientnet.py's crops: its calibration set and the first EFFICIENTNET_EVALUATION of its
+    held-out set (exported into ``folder`` first if it is not there: torch and the weights
+    packages, the bench extra)."""
+    from efficientnet import crops, export, photos
+
+    path, calibration = folder / "efficientnet_raw.onnx", folder / "efficientnet.calib.npz"
+    images = photos()
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        export(path, raw=True)
+    if not calibration.exists():
+        np.savez(calibration, input=crops(images, 64, half=0, seed=0))
+    held_out = {"input": crops(images, EFFICIENTNET_EVALUATION, half=1, seed=1)}
+    return Case("EfficientNet-Lite1 (raw)", path, calibration, held_out, top1)
 
 
 def quantized_files(case: Case, folder: Path) -> dict[str, Path]:
@@ -245,11 +277,12 @@ def openvino_version() -> str | None:
     return openvino.__version__
 
 
-def rows_of(case: Case, folder: Path, repeats: int, runtimes: tuple[str, ...]) -> list[list[str]]:
+def rows_of(case: Case, folder: Path, repeats: int,
+            runtimes: tuple[str, ...]) -> Iterator[list[str]]:
+    """The table's rows for one model, each as soon as it is measured."""
     files = quantized_files(case, folder)
     batch = fixed_batch(case.path)
     float_outputs = run_all(Runner("onnxruntime", case.path), case.held_out, batch)
-    rows = []
     for fmt, path in files.items():
         ort_outputs: list[np.ndarray] | None = None
         for runtime in runtimes:
@@ -257,21 +290,22 @@ def rows_of(case: Case, folder: Path, repeats: int, runtimes: tuple[str, ...]) -
             try:
                 runner = open_runner(runtime, path)
             except Exception as error:  # noqa: BLE001 - the refusal is the finding
-                rows.append(row + [f"refused: {_first_line(error)}", "-", "-", "-", "-"])
+                yield row + [f"refused: {_first_line(error)}", "-", "-", "-", "-"]
                 continue
             try:
-                outputs = run_all(runner, case.held_out, batch)
+                outputs = run_all(runner, case.held_out,
+                                  batch or (REFERENCE_BATCH if runtime == "onnx.reference"
+                                            else None))
             except Exception as error:  # noqa: BLE001
-                rows.append(row + [f"fails: {_first_line(error)}", "-", "-", "-", "-"])
+                yield row + [f"fails: {_first_line(error)}", "-", "-", "-", "-"]
                 continue
             if ort_outputs is None:
                 ort_outputs = outputs
             worst, sqnr = agreement(ort_outputs, outputs)
             timed = (f"{latency_ms(runner, case.held_out, repeats, batch):.3g}"
                      if runtime in TIMED else "-")
-            rows.append(row + ["runs" + runner.note, f"{worst:.3g}", f"{sqnr:.1f}",
-                               case.metric(float_outputs, outputs), timed])
-    return rows
+            yield row + ["runs" + runner.note, f"{worst:.3g}", f"{sqnr:.1f}",
+                         case.metric(float_outputs, outputs), timed]
 
 
 def _first_line(error: Exception) -> str:
@@ -283,6 +317,9 @@ def _first_line(error: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minilm", type=Path, help="folder with minilm.onnx, minilm.calib.npz")
+    parser.add_argument("--efficientnet", type=Path,
+                        help="folder with (or to export) efficientnet_raw.onnx and its "
+                             "calibration crops")
     parser.add_argument("--fixtures", action="store_true",
                         help="also the torch fixtures of tests/fixtures/torch")
     parser.add_argument("--only", help="comma-separated model names to keep")
@@ -293,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = digits_cases() + (fixture_cases() if args.fixtures else [])
     if args.minilm:
         cases.append(minilm_case(args.minilm))
+    if args.efficientnet:
+        cases.append(efficientnet_case(args.efficientnet))
     if args.only:
         cases = [c for c in cases if c.name in args.only.split(",")]
     print("\n".join(describe()))
