@@ -827,3 +827,15 @@ def test_a_certificate_stating_a_false_fact_is_rejected(field, value, named):
     assert op.evaluate(x=0.5) < 0 and op.domain != () and op.onnx_type != value
     data[field] = value
     assert any(named in p for p in recheck_certificate(op, data))
+
+
+def test_a_kernel_that_answers_in_complex_numbers_outside_the_reals_stops_nothing():
+    """A catalog author's Python kernel whose ``**`` of a negative float to a fractional
+    power gives a complex number: those values are NaN, as numpy's power gives them, and the
+    shift rule's search (a differential trial's draft declaration of ReduceProd) no longer
+    stops with a TypeError."""
+    op = Operator("P", "x0 x1 x2", "x0*x1*x2**(n**2)", params={"n": 1},
+                  kernel=lambda x0, x1, x2, n: x0 * x1 * x2 ** (n ** 2))
+    assert np.isnan(op.evaluate(x0=1.0, x1=1.0, x2=-2.0, n=1.1))
+    assert op.evaluate(x0=1.0, x1=2.0, x2=-2.0, n=1.0) == -4.0
+    assert shift_rule(op).status in ("undecided", "refuted")

@@ -531,10 +531,17 @@ class Operator:
         return numpy_kernel(self.expr, (*self.element_names, *self.params))
 
     def evaluate(self, **values: Any) -> np.ndarray:
-        """Run the kernel; parameters missing from ``values`` take their sample values."""
+        """Run the kernel; parameters missing from ``values`` take their sample values. A
+        value the kernel gives as a complex number with an imaginary part (Python's ``**``
+        of a negative float to a fractional power) lies outside the reals: NaN, as numpy's
+        own power gives it (a catalog author's kernel so had stopped the shift rule's
+        search with a TypeError)."""
         full = {p: float_or_inf(v) for p, v in self.params.items()}
         full.update(values)
-        return np.asarray(self.kernel(**full), dtype=np.float64)
+        result = np.asarray(self.kernel(**full))
+        if np.iscomplexobj(result):
+            result = np.where(result.imag == 0, result.real, np.nan)
+        return result.astype(np.float64)
 
     def run_onnx(self, inputs: list, attrs: Mapping[str, Any]) -> Any:
         """Run the operator on ONNX input arrays with ONNX semantics."""
