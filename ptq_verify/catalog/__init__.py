@@ -136,9 +136,11 @@ def operator_for_onnx_type(
     return best[0]
 
 
+@cache
 def typed_input_slots(op_type: str) -> frozenset[int]:
     """The input slots whose element types tell the declarations of ``op_type`` apart
-    (``onnx_input_types``): the only ones a node's lookup needs the types of."""
+    (``onnx_input_types``): the only ones a node's lookup needs the types of (kept per op
+    type: every catalog lookup asks, 12,419 times in a quantize of all-MiniLM-L6-v2)."""
     return frozenset(slot for op in _by_onnx_type().get(op_type, ())
                      for slot in op.onnx_input_types)
 

@@ -18,7 +18,7 @@ from ..graph import (
     require_graph,
     slot_binding,
 )
-from ..graph.declared_kernels import schema_attributes
+from ..graph.declared_kernels import schema_lacks
 from ..graph.onnx_io import inferred_shapes, trusted_shape
 from ..rules import Rule, RuleKind, Verdict
 from .rules import carried_params, check_overrides, effective_rule, input_params, weight_layout
@@ -253,8 +253,7 @@ def _why_untold(node: Node, attributes: list[str]) -> str:
     """Why the node's kernel keeps those attributes' values to itself: ONNX's op type has no
     such attribute (a HardSwish declared with a slope 'a', a newcomer trial, had been told
     of Attention's scale), or has one with no default."""
-    known = schema_attributes(node.op_type) if node.in_onnx_domain else None
-    foreign = [a for a in attributes if known is not None and a not in known]
+    foreign = [a for a in attributes if node.in_onnx_domain and schema_lacks(node.op_type, a)]
     if foreign:
         return (f"(ONNX's {node.op_type} has no attribute {', '.join(map(repr, foreign))}: "
                 "its kernel computes with a constant of its own)")

@@ -100,6 +100,12 @@ def schema_attributes(op_type: str | None) -> set[str] | None:
     return set(onnx.defs.get_schema(op_type).attributes)
 
 
+def schema_lacks(onnx_type: str | None, attr: str) -> bool:
+    """Whether ``onnx_type`` is a standard ONNX op type whose schema has no ``attr``."""
+    known = schema_attributes(onnx_type)
+    return known is not None and attr not in known
+
+
 def mismatch(op: Operator, differs: str, in_file: bool) -> str:
     """Why a declaration ``compare`` found ``differs`` is refused, from ``declares`` on, with
     the way forward: the expression corrected, or, for a custom domain's node that shares a

@@ -162,6 +162,7 @@ class OperatorTable:
         declaration's sample value was compared with onnxruntime's kernel (declared_kernels;
         a newcomer trial's HardSwish with a slope 'a' was told to write 'a' on its nodes)."""
         from ..catalog.operator import attribute_default
+        from .declared_kernels import schema_lacks
 
         assumed = []
         for node in nodes:
@@ -171,7 +172,7 @@ class OperatorTable:
                 continue
             assumed += [(node, attr, op.params[param]) for attr, param in op.onnx_attrs.items()
                         if attr not in node.attrs and attribute_default(op.onnx_type, attr)
-                        is None and not _schema_lacks(op.onnx_type, attr)]
+                        is None and not schema_lacks(op.onnx_type, attr)]
         if not assumed:  # (rules.literals loads sympy: not for a quantize of stored verdicts)
             return []
         from ..rules.literals import decimal  # (1e400, not its 401 digits: a hostile hunt)
@@ -685,14 +686,6 @@ def slot_binding(op: Operator, slot: int) -> str | None:
 
 def tensor_names(op: Operator) -> set[str]:
     return {t.name for t in op.inputs}
-
-
-def _schema_lacks(onnx_type: str | None, attr: str) -> bool:
-    """Whether ``onnx_type`` is a standard ONNX op type whose schema has no ``attr``."""
-    from .declared_kernels import schema_attributes
-
-    known = schema_attributes(onnx_type)
-    return known is not None and attr not in known
 
 
 def _element_types(node: Node, graph: Graph | None, slots: Iterable[int]) -> dict[int, int]:
