@@ -17,6 +17,7 @@ from ptq_verify.engine.quantize import weight_layers
 from ptq_verify.engine.rounding import (
     ChannelPatchSource,
     PatchSource,
+    ProbeMemo,
     WeightTarget,
     channel_patches,
     gram,
@@ -74,6 +75,37 @@ def test_later_batches_read_patches_by_a_checked_selection(op_type, attrs, shape
     again, same = source([second, weight])
     assert same is index
     np.testing.assert_allclose(again, patches(op, node, [second, weight], target), atol=1e-12)
+
+
+def test_nodes_probing_the_same_computation_share_one_probe(monkeypatch):
+    # Repeated blocks (ResNet's bottlenecks, a transformer's projections) probe the same
+    # computation on element numbers: one probe serves them, each node's own check still runs
+    # with its own weights, and a node whose probe differs (its padding) probes again.
+    import ptq_verify.engine.rounding as rounding
+
+    probed = []
+    real = rounding._probed_index
+    monkeypatch.setattr(rounding, "_probed_index",
+                        lambda *args: probed.append(args[2].name) or real(*args))
+    checked = []
+    real_check = rounding.reproduces
+    monkeypatch.setattr(rounding, "reproduces",
+                        lambda *args: checked.append(args[1].name) or real_check(*args))
+    rng = np.random.default_rng(4)
+    op = operator_for_onnx_type("Conv")
+    target = WeightTarget(1, 0, 1, ())
+    memo = ProbeMemo()
+    x = rng.standard_normal((2, 3, 6, 6))
+    found = {}
+    for name, pads in (("a", [1, 1, 1, 1]), ("b", [1, 1, 1, 1]), ("c", [0, 0, 0, 0])):
+        weight = rng.standard_normal((4, 3, 3, 3))
+        node = Node(name, "Conv", ["x", f"w_{name}"], [f"y_{name}"], {"pads": pads})
+        got, index = PatchSource(op, node, target, [0], memo)([x, weight])
+        np.testing.assert_allclose(got, patches(op, node, [x, weight], target, check=False),
+                                   atol=1e-12)
+        found[name] = index
+    assert probed == ["a", "c"] and checked == ["a", "b", "c"]
+    assert found["b"] is found["a"] and found["c"].shape != found["a"].shape
 
 
 def test_patches_that_are_no_selection_are_probed_every_batch():
