@@ -108,6 +108,32 @@ def test_nodes_probing_the_same_computation_share_one_probe(monkeypatch):
     assert found["b"] is found["a"] and found["c"].shape != found["a"].shape
 
 
+def test_depthwise_nodes_probing_the_same_computation_share_one_probe(monkeypatch):
+    # The channel probe (K outputs per channel) is kept as its shifts and shared the same way.
+    import ptq_verify.engine.rounding as rounding
+
+    probed, checked = [], []
+    real, real_check = rounding._probed_index, rounding.reproduces
+    monkeypatch.setattr(rounding, "_probed_index",
+                        lambda *args: probed.append(args[2].name) or real(*args))
+    monkeypatch.setattr(rounding, "reproduces",
+                        lambda *args: checked.append(args[1].name) or real_check(*args))
+    rng = np.random.default_rng(6)
+    op = operator_for_onnx_type("Conv")
+    target = WeightTarget(1, 0, 1, ())
+    memo = ProbeMemo()
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    for name, pads in (("a", [1, 1, 1, 1]), ("b", [1, 1, 1, 1]), ("c", [0, 0, 0, 0])):
+        node = Node(name, "Conv", ["x", f"w_{name}"], [f"y_{name}"],
+                    {"group": 4, "pads": pads})
+        graph = Graph([node], [], [], {f"w_{name}": rng.standard_normal((4, 1, 3, 3))})
+        weight = graph.initializers[f"w_{name}"]
+        got = ChannelPatchSource(op, node, target, graph, memo)([x, weight])
+        np.testing.assert_array_equal(
+            got, channel_patches(op, node, [x, weight], target, check=False))
+    assert probed == ["a", "c"] and checked == ["a", "b", "c"]
+
+
 def test_patches_that_are_no_selection_are_probed_every_batch():
     # patches tanh(x): linear in the weights, but no element of x, so no selection is kept
     op = Operator("TanhMatMul", "a0 a1, b0 b1", "tanh(a0)*b0 + tanh(a1)*b1",

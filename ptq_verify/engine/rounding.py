@@ -201,9 +201,13 @@ class ChannelPatchSource:
     def _chunk(self, chunk: list) -> np.ndarray | None:
         key = tuple(np.shape(chunk[self.batched[0]])) if len(self.batched) == 1 else None
         if key is not None and key not in self._selections:
-            found = selection(channel_patches, self.op, self.node, chunk, self.target,
-                              self.batched[0], np.float64, self.probes)
-            self._selections[key] = None if found is None else _channel_shifts(found[0])
+            shifts = (self.probes or ProbeMemo()).shifts(self.op, self.node, chunk, self.target,
+                                                         self.batched[0])
+            x = None if shifts is None else _shifted_read(chunk[self.batched[0]], *shifts)
+            checked = x is not None and reproduces(self.op, self.node, chunk, self.target, x)
+            self._selections[key] = shifts if checked else None
+            if checked:
+                return x
         shifts = self._selections.get(key) if key is not None else None
         if shifts is not None:
             return _shifted_read(chunk[self.batched[0]], *shifts)
@@ -255,16 +259,15 @@ def _channel_shifts(index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return (base, offsets) if np.array_equal(shifted, index) else None
 
 
-def selection(probe: Callable[..., np.ndarray | None], op: Operator, node: Node, inputs: list,
-              target: WeightTarget, slot: int, dtype: type | None = None,
+def selection(op: Operator, node: Node, inputs: list, target: WeightTarget, slot: int,
               probes: ProbeMemo | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the flat element indices of input ``slot`` (-1: padding, read as 0) that ``probe``
-    (:func:`patches` or :func:`channel_patches`) reads as X, found by running it on the
-    input's element numbers; X read so, in ``dtype``, else the input's own type); None when
-    X is not such a selection or, read so, does not reproduce the kernel's output on
-    ``inputs`` (checked for every node: ``probes`` shares only the probe on the numbers)."""
-    value = np.asarray(inputs[slot], dtype=dtype)
-    index = (probes or ProbeMemo()).index(probe, op, node, inputs, target, slot)
+    """(the flat element indices of input ``slot`` (-1: padding, read as 0) that
+    :func:`patches` reads as X, found by running it on the input's element numbers; X read
+    so, in the input's own type); None when X is not such a selection or, read so, does not
+    reproduce the kernel's output on ``inputs`` (checked for every node: ``probes`` shares
+    only the probe on the numbers)."""
+    value = np.asarray(inputs[slot])
+    index = (probes or ProbeMemo()).index(op, node, inputs, target, slot)
     if index is None:
         return None
     x = select(value, index)
@@ -273,8 +276,9 @@ def selection(probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
 
 def _probed_index(probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
                   inputs: list, target: WeightTarget, slot: int) -> np.ndarray | None:
-    """The selection ``probe`` shows on input ``slot``'s element numbers, unchecked; None
-    when what it reads is not elements of that input."""
+    """The selection ``probe`` (:func:`patches` or :func:`channel_patches`) shows on input
+    ``slot``'s element numbers, unchecked; None when what it reads is not elements of that
+    input."""
     numbered = _numbered(inputs, slot)
     if numbered is None:
         return None
@@ -286,38 +290,52 @@ def _probed_index(probe: Callable[..., np.ndarray | None], op: Operator, node: N
 
 
 class ProbeMemo:
-    """The probes on element numbers (:func:`selection`) of one calibration, shared by the
-    nodes on which the probe is the same computation: the same operator and attributes,
-    weights and input of the same shapes, the same values in the other slots. Its result
-    depends on nothing else (the probe replaces the weights by unit vectors and the input by
-    its element numbers), so a hit is the array the probe would give; each node still checks
-    that the selection reproduces its own output. Why: repeated blocks probe the same
-    computation again (ResNet-50's bottlenecks, a transformer's query, key, value and output
-    projections in every layer), K times a layer's own work each time. The selections are
-    held weakly: one goes when the last node reading by it is done with it."""
+    """The probes on element numbers of one calibration (:func:`selection`,
+    :class:`ChannelPatchSource`), shared by the nodes on which the probe is the same
+    computation: the same operator and attributes, weights and input of the same shapes,
+    the same values in the other slots. Its result depends on nothing else (the probe
+    replaces the weights by unit vectors and the input by its element numbers), so a hit is
+    what the probe would give; each node still checks that the selection reproduces its own
+    output. Why: repeated blocks probe the same computation again (ResNet-50's bottlenecks,
+    EfficientNet's depthwise convolutions of a stage, a transformer's query, key, value and
+    output projections in every layer), K times a layer's own work each time. A selection
+    of shared patches is held weakly (one goes when the last node reading by it is done with
+    it); a channel probe's is kept as its shifts (:func:`_channel_shifts`), a few numbers a
+    row."""
 
     def __init__(self) -> None:
-        self._found: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self._refused: set[tuple] = set()
+        self._selections: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._kept: dict[tuple, Any] = {}  # channel shifts, and the probes that found none
         self._lock = threading.Lock()
 
-    def index(self, probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
-              inputs: list, target: WeightTarget, slot: int) -> np.ndarray | None:
-        """:func:`_probed_index`, from an earlier node's probe where it was the same."""
-        key = _probe_key(probe, op, node, inputs, target, slot)
+    def index(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
+              slot: int) -> np.ndarray | None:
+        """:func:`_probed_index` of :func:`patches`."""
+        key = _probe_key(patches, op, node, inputs, target, slot)
         with self._lock:
-            if key in self._refused:
-                return None
-            known = self._found.get(key)
-        if known is not None:
+            known = self._kept.get(key, self._selections.get(key, self))
+        if known is not self:
             return known
-        index = _probed_index(probe, op, node, inputs, target, slot)
+        index = _probed_index(patches, op, node, inputs, target, slot)
         with self._lock:
             if index is None:
-                self._refused.add(key)
+                self._kept[key] = None
             else:
-                self._found[key] = index
+                self._selections[key] = index
         return index
+
+    def shifts(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
+               slot: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """:func:`_channel_shifts` of :func:`channel_patches`'s :func:`_probed_index`."""
+        key = _probe_key(channel_patches, op, node, inputs, target, slot)
+        with self._lock:
+            if key in self._kept:
+                return self._kept[key]
+        index = _probed_index(channel_patches, op, node, inputs, target, slot)
+        found = None if index is None else _channel_shifts(index)
+        with self._lock:
+            self._kept[key] = found
+        return found
 
 
 def _probe_key(probe: Callable, op: Operator, node: Node, inputs: list, target: WeightTarget,
@@ -334,7 +352,7 @@ def _probe_key(probe: Callable, op: Operator, node: Node, inputs: list, target: 
             return array.dtype.str, array.shape
         return _frozen(array)
 
-    return (probe, id(op), _frozen(node.kernel_attrs), target,
+    return (probe.__name__, id(op), _frozen(node.kernel_attrs), target,
             tuple(described(position, value) for position, value in enumerate(inputs)))
 
 
@@ -393,8 +411,8 @@ class PatchSource:
         if len(self.active) == 1 and inputs[self.active[0]] is not None:
             key = tuple(np.shape(inputs[self.active[0]]))
             if key not in self.selections:
-                found = selection(patches, self.op, self.node, inputs, self.target,
-                                  self.active[0], probes=self.probes)
+                found = selection(self.op, self.node, inputs, self.target, self.active[0],
+                                  self.probes)
                 self.selections[key] = None if found is None else found[0]
                 if found is not None:  # X read by the check: the same as _read's
                     return found[1], found[0]
