@@ -716,6 +716,12 @@ def test_a_declaration_of_an_onnx_op_type_that_computes_another_function_is_refu
     ('name = "Q"\nparams = { alpha = "1.702" }\nexpr = "x*sigmoid(alpha*x)"\n'
      'onnx_type = "com.microsoft:QuickGelu"', True),
     ('name = "Q2"\nexpr = "x*sigmoid(x)"\nonnx_type = "QuickGelu"', False),
+    # a 1-D bias (a new-user trial's): onnxruntime's BiasGelu runs on no bias of the input's
+    # shape, and a BiasGelu declared as max(0, x + b) had been taken as given
+    ('name = "B"\ninputs = "x, b"\nexpr = "(x + b)*(erf((x + b)/sqrt(2)) + 1)/2"\n'
+     'onnx_type = "com.microsoft:BiasGelu"', True),
+    ('name = "B2"\ninputs = "x, b"\nexpr = "max(0, x + b)"\n'
+     'onnx_type = "com.microsoft:BiasGelu"', False),
     # parameters HardSwish's schema has no attribute of (a new-user trial's): onnxruntime
     # had refused the probe carrying them, and a wrong slope went unchecked
     ('name = "H"\nparams = { a = "1/6", b = "1/2" }\nexpr = "x*max(0, min(1, a*x + b))"\n'
