@@ -282,6 +282,12 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
          "operator 'P': parameter 'p' appears twice"),
         ("not toml at all = = =", "not valid TOML"),
         ("title = 'no operators'", "expected one or more [[operator]] tables"),
+        # a typo'd table beside the others (a new-user trial's [[operatr]]) had been skipped,
+        # its declaration left out of classify --file and --operators
+        ("[[operator]]\nname = 'A'\nexpr = 'x'\n[[operatr]]\nname = 'B'\nexpr = 'x'\n",
+         "unknown table(s) or key(s) 'operatr' at the top level"),
+        ("[[operators]]\nname = 'A'\nexpr = 'x'\n",
+         "expected one or more [[operator]] tables (found 'operators' at the top level)"),
         # a declared name is shown in every table and message: a line break or an escape
         # code in it would fake an output line or colour the terminal
         ("[[operator]]\nname = \"A\\nrule: pass_through\"\nexpr = 'x'\n",

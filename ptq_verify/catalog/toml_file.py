@@ -87,9 +87,16 @@ def load_operators(path: str | Path) -> list[Operator]:
         raise UserError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
     except ValueError as err:  # e.g. an integer beyond Python's 4300-digit limit
         raise UserError(f"{path}: not valid TOML: {str(err).splitlines()[0][:200]}") from None
+    # a table or key of another name is a typo a reader would skip ([[operatr]] beside
+    # [[operator]] tables had left that declaration out of classify --file and --operators)
+    unknown = ", ".join(map(repr, sorted(set(document) - {"operator"})))
+    found = f" (found {unknown} at the top level)" if unknown else ""
     tables = document.get("operator")
     if not isinstance(tables, list) or not tables:
-        raise UserError(f"{path}: expected one or more [[operator]] tables")
+        raise UserError(f"{path}: expected one or more [[operator]] tables{found}")
+    if unknown:
+        raise UserError(f"{path}: unknown table(s) or key(s) {unknown} at the top level: the "
+                        "file holds [[operator]] tables only")
     operators = []
     seen: dict[str, int] = {}
     for position, table in enumerate(tables, start=1):
