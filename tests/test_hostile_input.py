@@ -676,6 +676,29 @@ def test_a_node_attribute_a_declaration_cannot_take_is_refused(tmp_path, attribu
     assert not (tmp_path / "q.onnx").exists()
 
 
+@pytest.mark.parametrize(("declared", "near"), [
+    ("custom:Shfit", True),    # a typo in the op type
+    ("custm:Shift", True),     # a typo in the domain
+    ("custom:shift", True),    # a case slip
+    ("custom:Scale", False),   # another op type of the domain: not a near miss
+])
+def test_a_declaration_whose_onnx_type_nearly_names_the_node_is_named(tmp_path, declared, near):
+    """A new-user trial declared custom:SwishBta for nodes of custom:SwishBeta: quantize
+    refused the nodes saying to declare them in a file given with --operators, which it had
+    been; the refusal, and audit's summary of the node, now name the near miss."""
+    model, calib, ops = tmp_path / "shift.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    onnx.save(hostile.shift_with_attributes(), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    ops.write_text(hostile.declaration("MyShift", "x - 1", declared))
+    said = f"{ops} declares '{declared}', a near miss: to declare this node, " \
+           'onnx_type = "custom:Shift"'
+    outcome = _quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops))
+    _assert_one_line_error(outcome, "node 'shift' (Shift): no declared operator")
+    assert (said in outcome.err) is near, outcome.err
+    audit = hostile.run_cli(["audit", str(model), "--operators", str(ops)], limit=QUICK_LIMIT)
+    assert audit.status == 0 and (said in audit.out) is near, audit.out
+
+
 @pytest.mark.parametrize("command", ["quantize", "audit"])
 @pytest.mark.parametrize(("op_type", "said"), [
     ("Mish", ("'NotReally' declares ONNX Mish", "onnxruntime's Mish",

@@ -7,6 +7,7 @@ The engine never names operator types: a node is run and classified through the
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from functools import cache
 
@@ -251,9 +252,26 @@ class OperatorTable:
         hint = quantized_hint(node, graph)
         raise UserError(
             f"{where}{node.label}: no declared operator for op type {node.op_type!r}{domain}"
+            + (f" ({near})" if (near := self.near_declaration(node)) else "")
             + (f" ({hint}: give it the float model this one was made from)" if hint
                else _way_forward(node) + (condition_hint(graph, node) if graph else ""))
         )
+
+    def near_declaration(self, node: Node) -> str:
+        """Where an extra declaration's ``onnx_type`` is a near miss of the node's (the same
+        op type in another domain, or a close op type in the node's domain: a typo, a case
+        slip), the words that name it; '' otherwise. A new-user trial's ``custom:SwishBta``
+        beside nodes of ``custom:SwishBeta`` had been told to declare what the file
+        declared."""
+        written = node.op_type if node.in_onnx_domain else f"{node.domain}:{node.op_type}"
+        for key in self.extra:
+            domain, _, op_type = key.rpartition(":")
+            if op_type.lower() == node.op_type.lower() or (domain == node.domain and (
+                    difflib.SequenceMatcher(None, op_type.lower(),
+                                            node.op_type.lower()).ratio() >= 0.8)):
+                return (f"{self.source or 'operators='} declares {key!r}, a near miss: to "
+                        f"declare this node, onnx_type = \"{written}\"")
+        return ""
 
 
 def _op_types(float_types: object) -> frozenset[str]:

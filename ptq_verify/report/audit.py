@@ -308,6 +308,8 @@ def _entry(action, graph: Graph, node: Node, table: OperatorTable, model_hint: s
         UNKNOWN if action.operator is None else UNFIT)
     hint = (quantized_hint(node, graph, model_hint) or runtime_operator_hint(node)
             or way_forward_hint(node) if verdict == UNKNOWN else "")
+    if verdict == UNKNOWN and (near := table.near_declaration(node)):
+        hint = f"{near}; {hint}"
     return AuditEntry(
         action.name,
         node.qualified_type,
