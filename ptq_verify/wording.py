@@ -20,6 +20,15 @@ def assumed_attributes(items: Sequence[str]) -> str:
             "kernel computes another value, write the attribute on the node when exporting")
 
 
+def unused_declarations(items: Sequence[str]) -> str:
+    """The line on ``--operators`` declarations no node of the model takes
+    (``OperatorTable.unused``), as quantize's note and audit's summary say it."""
+    return (f"declarations no node of the model takes (given with --operators, left unused): "
+            f"{first_few(items, 8)}; an op type is spelt as the nodes' (domain:op_type), and "
+            "nodes of a function the model defines (model.functions) run its body, inlined "
+            "at load")
+
+
 def tensor_label(name: str) -> str:
     """A tensor's name as the words and figures beside it can be told from it: quoted where
     it is no Python name. torch's legacy exporter names an unnamed output by a number, and

@@ -6,6 +6,7 @@ hang fails the test instead of hanging the suite."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import warnings
@@ -14,6 +15,7 @@ import hostile
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from ptq_verify.engine import data as engine_data
 from ptq_verify.engine import float_run
@@ -697,6 +699,33 @@ def test_a_declaration_whose_onnx_type_nearly_names_the_node_is_named(tmp_path, 
     assert (said in outcome.err) is near, outcome.err
     audit = hostile.run_cli(["audit", str(model), "--operators", str(ops)], limit=QUICK_LIMIT)
     assert audit.status == 0 and (said in audit.out) is near, audit.out
+
+
+@pytest.mark.parametrize("with_function", [False, True])
+def test_a_declaration_no_node_takes_is_named(tmp_path, with_function):
+    """A new-user trial declared custom:QuickGELU and the like for a model that defines them
+    itself as functions (model.functions, so that onnxruntime runs it): the functions were
+    inlined at load, the declarations left unused, and nothing said so. audit's summary and
+    quantize's note now name each declaration no node takes."""
+    proto = hostile.shift_with_attributes()
+    if with_function:
+        proto.functions.append(helper.make_function(
+            "custom", "Shift", ["X"], ["Y"], [helper.make_node("Identity", ["X"], ["Y"])],
+            [helper.make_opsetid("", hostile.OPSET)]))
+    model, calib, ops = tmp_path / "shift.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    onnx.save(proto, model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    ops.write_text(SHIFT.replace('"Shift"', '"custom:Shift"')
+                   + hostile.declaration("Unused", "x", "custom:Other"))
+    said = (["'MyShift' (custom:Shift)"] if with_function else []) + ["'Unused' (custom:Other)"]
+    audit = hostile.run_cli(["audit", str(model), "--operators", str(ops), "--json"],
+                            limit=QUICK_LIMIT)
+    assert audit.status == 0, audit.err
+    assert json.loads(audit.out)["summary"]["unused_declarations"] == said
+    outcome = _quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops))
+    assert outcome.status == 0, outcome.err
+    line, = [line for line in outcome.out.splitlines() if "no node of the model takes" in line]
+    assert all(name in line for name in said) and ("MyShift" in line) is with_function, line
 
 
 @pytest.mark.parametrize("command", ["quantize", "audit"])

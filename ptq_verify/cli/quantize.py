@@ -12,7 +12,7 @@ from ..atomic import check_distinct, check_output, write_atomic
 from ..errors import UserError
 from ..input_files import require_file
 from ..report.cells import markdown_cell, plain_cell, plain_path
-from ..wording import first_few, tensor_label
+from ..wording import first_few, tensor_label, unused_declarations
 from .arguments import Once, ascii_float, ascii_int, path_text
 from .models import (
     HELP,
@@ -311,6 +311,8 @@ def run(args) -> int:
         model.notes.append(unchecked)
     if (assumed := assumed_attributes_note(graph, declared)) is not None:
         model.notes.append(assumed)
+    if unused := declared.unused(graph.nodes):
+        model.notes.append(unused_declarations(unused))
     if overridable:
         model.notes.append(
             f"inputs that are also initializers (defaults a runtime may override), quantized "

@@ -181,6 +181,16 @@ class OperatorTable:
         return [f"node {node.name!r} ({node.op_type}): {attr} = {decimal(value)}"
                 for node, attr, value in assumed]
 
+    def unused(self, nodes: Iterable[Node]) -> list[str]:
+        """Each extra declaration no node of ``nodes`` takes, as ``'name' (onnx_type)``: a
+        declaration whose ``onnx_type`` names no node (a typo the nodes' refusal does not
+        meet where none of them is undeclared, a catalog op the model lacks) or whose nodes
+        the model defines itself, in ``model.functions``, inlined at load: a new-user trial's
+        declarations of custom:QuickGELU beside the model's own QuickGELU function were left
+        unused, unsaid."""
+        taken = {self.declaration_key(node) for node in nodes}
+        return [f"{op.name!r} ({key})" for key, op in self.extra.items() if key not in taken]
+
     def _in_catalog(self, node: Node, graph: Graph | None) -> Operator | None:
         """The catalog's declaration of the node's op type (a node no extra declaration
         takes); the graph's constants select among declarations of one type (Pow's exponent,

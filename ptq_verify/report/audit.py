@@ -47,7 +47,7 @@ from ..graph.operators import (
 )
 from ..graph.ort_runner import ort_refusal, own_kernel_types
 from ..rules import stored_classify
-from ..wording import assumed_attributes, tensor_label
+from ..wording import assumed_attributes, tensor_label, unused_declarations
 from .cells import markdown_cell, plain_cell, plain_path
 
 UNKNOWN = "unknown op type"
@@ -125,6 +125,8 @@ class Audit:
     # where the batch lies off axis 0 (moved_batch_note), why no data is batch first along
     # every input (batch_not_first), or that the model fixes its batch (fixed_batch_hint)
     batch_elsewhere: str = ""
+    # declarations given with --operators that no node takes (OperatorTable.unused)
+    unused: tuple[str, ...] = ()
 
     def summary(self) -> dict:
         """Counts per verdict and per action, unknown op types with their nodes, nodes their
@@ -151,6 +153,7 @@ class Audit:
             "quantize_refuses_interface": self.interface,
             "loaded": self.loaded,
             "assumed_attributes": list(self.assumed),
+            "unused_declarations": list(self.unused),
             # the calibration data line's advice on where the samples go ("" where none)
             "calibration_batch": self.batch_elsewhere.removeprefix("; "),
         }
@@ -262,7 +265,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                  tuple(table.assumed_attributes(original.nodes)),
                  _disagreeing_batch(original) or moved_batch_note(original)
                  or batch_not_first(original) or named_batch_hint(original)
-                 or fixed_batch_hint(original))
+                 or fixed_batch_hint(original), tuple(table.unused(original.nodes)))
 
 
 def _disagreeing_batch(graph: Graph) -> str:
@@ -400,6 +403,8 @@ def _summary_lines(audit: Audit) -> list[str]:
         lines.append(f"{KEPT_REASON} (--float-op): " + ", ".join(summary["kept_in_float"]))
     if audit.assumed:
         lines.append(assumed_attributes(audit.assumed))
+    if audit.unused:
+        lines.append(unused_declarations(audit.unused))
     if audit.interface is not None:
         lines.append(f"quantize refuses this model: {audit.interface}")
     if audit.onnxruntime is not None:
