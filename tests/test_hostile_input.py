@@ -826,6 +826,58 @@ def test_a_rescaled_parameter_the_op_types_schema_lacks_is_named_in_the_reason(t
     assert OperatorTable.of(declared).assumed_attributes(graph.nodes) == []
 
 
+def _quick_gelu_model(path):
+    """x @ W -> com.microsoft:QuickGelu (no alpha: onnxruntime's default, 1.702) -> @ W."""
+    from onnx import TensorProto, numpy_helper
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm1"),
+             helper.make_node("QuickGelu", ["h"], ["g"], name="qg", domain="com.microsoft"),
+             helper.make_node("MatMul", ["g", "w"], ["y"], name="mm2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.microsoft", 1)]),
+              path)
+
+
+@pytest.mark.parametrize(("param", "value"), [("alpha", "1"), ("beta", "1.702")])
+def test_an_onnxruntime_operators_schema_tells_its_attributes(tmp_path, param, value):
+    """A new-user trial: a com.microsoft:QuickGelu that leaves out its alpha runs with
+    onnxruntime's default, 1.702. Declared with alpha = 1 (compared with onnxruntime's kernel
+    at alpha = 1, so taken), its nodes were computed with 1 (3 dB lost in the integer
+    format); declared with a 'beta' its schema lacks, the rescaled beta was written on the
+    node and the simulation format failed as an internal error (onnxruntime: 'Unrecognized
+    attribute: beta'). Its schema is onnxruntime's, as a standard op type's is ONNX's."""
+    from ptq_verify.catalog.toml_file import load_onnx_operators
+    from ptq_verify.engine import load_model
+    from ptq_verify.engine.plan import plan_model
+    from ptq_verify.graph import OperatorTable
+
+    model, calib, ops = tmp_path / "qg.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    _quick_gelu_model(model)
+    np.save(calib, np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32))
+    ops.write_text(hostile.declaration("Q", f"x*sigmoid({param}*x)", "com.microsoft:QuickGelu",
+                                       **{param: value}))
+    declared = load_onnx_operators(ops)
+    graph = load_model(model)
+    assert OperatorTable.of(declared).assumed_attributes(graph.nodes) == []
+    node, = [node for node in graph.nodes if node.op_type == "QuickGelu"]
+    if param == "alpha":
+        assert declared["com.microsoft:QuickGelu"].attribute("alpha", node.attrs) == \
+            pytest.approx(1.702)
+    else:
+        plan, = [p for p in plan_model(graph, declared) if p.name == "qg"]
+        assert "onnxruntime's com.microsoft:QuickGelu has no attribute 'beta'" in plan.reason
+    for form in ("qdq", "integer", "simulation"):
+        out = tmp_path / f"q_{form}.onnx"
+        outcome = _quantize(model, calib, out, "--operators", str(ops), "--format", form)
+        assert outcome.status == 0, outcome.err
+        assert "sample values" not in outcome.out
+
+
 @pytest.mark.parametrize(("declaration", "skipped"), [
     ('name = "R"\nexpr = "max(x, 0)"\nonnx_type = "Relu"', None),
     ('name = "S"\nparams = { offset = "1" }\nexpr = "x - offset"\nonnx_type = "Shift"', None),

@@ -597,19 +597,63 @@ class Operator:
 
 
 @cache
-def attribute_default(op_type: str, attribute: str) -> Any:
-    """The ONNX schema's default for an attribute of a standard op type (None if the type or
-    the attribute has none)."""
+def runtime_schemas() -> dict[tuple[str, str], dict[str, bytes]]:
+    """onnxruntime's schema registry in the domains ONNX itself does not define (its own
+    operators: com.microsoft's Gelu, QuickGelu, SkipLayerNormalization): (domain, op type)
+    -> {attribute: its default, a serialized AttributeProto, b'' where it has none}, the
+    newest version of each; empty where onnxruntime does not list its schemas."""
+    import onnx.defs
+
+    standard = {schema.domain for schema in onnx.defs.get_all_schemas_with_history()}
+    try:
+        from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
+
+        schemas = get_all_operator_schema()
+    except (ImportError, AttributeError, RuntimeError):
+        return {}
+    return {(schema.domain, schema.name): {name: getattr(spec, "_default_value", b"") or b""
+                                           for name, spec in schema.attributes.items()}
+            for schema in sorted(schemas, key=lambda schema: schema.since_version)
+            if schema.domain not in standard | {"ai.onnx"}}
+
+
+@cache
+def schema_attribute_defaults(op_type: str) -> dict[str, Any] | None:
+    """Attribute name -> default value (None where the schema gives none) of ``op_type``'s
+    schema: ONNX's newest for a standard op type; onnxruntime's for one of its own operators,
+    named with its domain (``com.microsoft:QuickGelu``) or alone where one of its domains
+    holds it, whose kernel runs such a node in the written file; None for any other op type
+    (a custom domain's: its declaration is its schema). A QuickGelu leaving out its alpha had
+    been computed with the declaration's sample value, not onnxruntime's 1.702 (3 dB lost in
+    the integer format), and a declared parameter its schema lacks written on its nodes,
+    which onnxruntime then refused to load (a new-user trial)."""
+    import onnx
     import onnx.defs
     from onnx.helper import get_attribute_value
 
-    if not onnx.defs.has(op_type):
+    def value(proto: onnx.AttributeProto) -> Any:
+        if not proto.name:
+            return None
+        found = get_attribute_value(proto)
+        return found.decode() if isinstance(found, bytes) else found
+
+    domain, _, name = op_type.rpartition(":")
+    if not domain and onnx.defs.has(name):
+        return {attr: value(spec.default_value)
+                for attr, spec in onnx.defs.get_schema(name).attributes.items()}
+    registry = runtime_schemas()
+    holders = [key for key in registry if key[1] == name and (key[0] == domain or not domain)]
+    if len(holders) != 1:
         return None
-    spec = onnx.defs.get_schema(op_type).attributes.get(attribute)
-    if spec is None or not spec.default_value.name:
-        return None
-    value = get_attribute_value(spec.default_value)
-    return value.decode() if isinstance(value, bytes) else value
+    return {attr: value(onnx.AttributeProto.FromString(default))
+            for attr, default in registry[holders[0]].items()}
+
+
+def attribute_default(op_type: str, attribute: str) -> Any:
+    """The schema's default for an attribute of a standard op type or of one of
+    onnxruntime's own (:func:`schema_attribute_defaults`; None if the type or the attribute
+    has none)."""
+    return (schema_attribute_defaults(op_type) or {}).get(attribute)
 
 
 def input_name(op_type: str, slot: int) -> str | None:

@@ -8,7 +8,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from ..catalog.operator import Operator, attribute_default
+from ..catalog.operator import Operator, attribute_default, schema_attribute_defaults
 from ..graph import (
     Graph,
     Node,
@@ -172,7 +172,7 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales attribute {', '.join(unknown)}, which the node leaves "
                     "to its kernel, and the graph's shapes do not tell its value "
-                    + _why_untold(node, unknown))
+                    + _why_untold(op.onnx_type, unknown))
     independent = rule.input_degrees is not None and len(rule.input_degrees) > 1
     if independent and rule.param_exponents:
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
@@ -213,13 +213,11 @@ def _positions(node: Node, op: Operator, overrides) -> str:
 def _absent_attributes(node: Node, op: Operator, rule: Rule) -> list[str]:
     """The attributes the rule rescales that the node leaves out and whose value the ONNX
     schema of its op type does not give (the kernel computes it: Attention's scale, from the
-    head size). An op type outside the standard schemas has its declaration as its schema:
-    none."""
-    import onnx.defs
-
+    head size). An op type outside ONNX's and onnxruntime's schemas has its declaration as
+    its schema: none."""
     absent = [attr for attr, param in op.onnx_attrs.items()
               if rule.param_exponents.get(param) and attr not in node.attrs]
-    if not absent or not op.onnx_type or not onnx.defs.has(op.onnx_type):
+    if not absent or not op.onnx_type or schema_attribute_defaults(op.onnx_type) is None:
         return []
     inputs = input_params(op)
     return sorted(attr for attr in absent if op.onnx_attrs[attr] not in inputs
@@ -249,13 +247,16 @@ def _unknown_attributes(node: Node, op: Operator, rule: Rule,
     return [attr for attr in _absent_attributes(node, op, rule) if attr not in computed]
 
 
-def _why_untold(node: Node, attributes: list[str]) -> str:
+def _why_untold(op_type: str, attributes: list[str]) -> str:
     """Why the node's kernel keeps those attributes' values to itself: ONNX's op type has no
     such attribute (a HardSwish declared with a slope 'a', a newcomer trial, had been told
     of Attention's scale), or has one with no default."""
-    foreign = [a for a in attributes if node.in_onnx_domain and schema_lacks(node.op_type, a)]
+    import onnx.defs
+
+    foreign = [a for a in attributes if schema_lacks(op_type, a)]
     if foreign:
-        return (f"(ONNX's {node.op_type} has no attribute {', '.join(map(repr, foreign))}: "
+        named = f"ONNX's {op_type}" if onnx.defs.has(op_type) else f"onnxruntime's {op_type}"
+        return (f"({named} has no attribute {', '.join(map(repr, foreign))}: "
                 "its kernel computes with a constant of its own)")
     return ("(no default in the ONNX schema: Attention's scale is 1/sqrt of the head size, "
             "unknown where Q's last axis is symbolic)")

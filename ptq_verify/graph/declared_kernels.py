@@ -74,8 +74,8 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
         # run the kernel's own constant, which the engine takes the sample value for
         # (HardSwish declared with a slope 'a' had made onnxruntime refuse the probe, and
         # went unchecked)
-        unknown = (sorted(set(attrs) - (schema_attributes(op_type) or set()))
-                   if domain == "" else [])
+        known = schema_attributes(op.onnx_type)
+        unknown = [] if known is None else sorted(set(attrs) - known)
         theirs = _onnxruntime(op_type, domain, inputs,
                               {k: v for k, v in attrs.items() if k not in unknown})
         if theirs is not None:
@@ -96,24 +96,26 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     if close.all():
         return None, None
     at = np.unravel_index(np.argmax(~close), close.shape)
-    carried = (f" (ONNX {op_type} has no attribute {', '.join(map(repr, unknown))}: its nodes "
+    named = f"ONNX {op_type}" if domain == "" else op.onnx_type
+    carried = (f" ({named} has no attribute {', '.join(map(repr, unknown))}: its nodes "
                "compute with the kernel's own constant, not the sample value)" if unknown else "")
     return (f"gives {ours[at]:.4g} where onnxruntime's {op.onnx_type} gives "
             f"{theirs[at]:.4g}, on random inputs{carried}"), None
 
 
 def schema_attributes(op_type: str | None) -> set[str] | None:
-    """The attribute names of a standard ONNX op type's newest schema; None for an op type
-    outside ONNX's own domain (a custom domain's, written ``domain:Type``, or unknown)."""
-    import onnx.defs
+    """The attribute names of the schema of a standard ONNX op type or of one of
+    onnxruntime's own (``schema_attribute_defaults``); None for any other op type (a custom
+    domain's, or unknown)."""
+    from ..catalog.operator import schema_attribute_defaults
 
-    if not op_type or ":" in op_type or not onnx.defs.has(op_type):
-        return None
-    return set(onnx.defs.get_schema(op_type).attributes)
+    known = schema_attribute_defaults(op_type) if op_type else None
+    return None if known is None else set(known)
 
 
 def schema_lacks(onnx_type: str | None, attr: str) -> bool:
-    """Whether ``onnx_type`` is a standard ONNX op type whose schema has no ``attr``."""
+    """Whether ``onnx_type`` is a standard ONNX op type or one of onnxruntime's own whose
+    schema has no ``attr``."""
     known = schema_attributes(onnx_type)
     return known is not None and attr not in known
 

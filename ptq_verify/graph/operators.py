@@ -527,15 +527,9 @@ def runtime_operator_hint(node: Node) -> str:
 def runtime_operators() -> frozenset[tuple[str, str]]:
     """(domain, op type) of every operator onnxruntime's schema registry holds in a domain
     that ONNX itself does not define; empty where onnxruntime does not list its schemas."""
-    standard = {schema.domain for schema in onnx.defs.get_all_schemas_with_history()}
-    try:
-        from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
+    from ..catalog.operator import runtime_schemas
 
-        schemas = get_all_operator_schema()
-    except (ImportError, AttributeError, RuntimeError):
-        return frozenset()
-    return frozenset((schema.domain, schema.name) for schema in schemas
-                     if schema.domain not in standard | {"ai.onnx"})
+    return frozenset(runtime_schemas())
 
 
 def quantized_hint(node: Node, graph: Graph | None, model_hint: str | None = None) -> str:
