@@ -664,6 +664,12 @@ def test_a_declared_parameter_takes_the_value_of_the_nodes_attribute_of_its_name
 @pytest.mark.parametrize(("attributes", "fragment"), [
     ({"offset": [5.0, 1.0, 2.0, 3.0]}, "attribute 'offset' of 4 values"),
     ({"offset": 5.0, "gain": 2.0}, "attribute 'gain' that its declaration does not bind"),
+    # (a new-user trial's: read as the number, then written back as a float where the rule
+    # rescales it, an internal error in the simulation format; a tensor one in every format)
+    ({"offset": "5"}, "attribute 'offset' of type STRING where its parameter 'offset' takes "
+                      "one number"),
+    ({"offset": onnx.numpy_helper.from_array(np.array([5.0], np.float32))},
+     "attribute 'offset' of type TENSOR"),
 ])
 def test_a_node_attribute_a_declaration_cannot_take_is_refused(tmp_path, attributes, fragment):
     """The kernel of a declaration is its expression: an attribute it does not bind, or a
@@ -676,6 +682,23 @@ def test_a_node_attribute_a_declaration_cannot_take_is_refused(tmp_path, attribu
     outcome = _quantize(model, calib, tmp_path / "q.onnx", "--operators", str(ops))
     _assert_one_line_error(outcome, "node 'shift' (Shift)", fragment, "'MyShift'")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_int_attribute_the_rule_rescales_runs_the_node_in_float(tmp_path):
+    """A new-user trial: a custom node's int attribute bound to a parameter its rule rescales
+    had the rescaled value written into it, a float, and the simulation format failed as an
+    internal error ('Inferred attribute type FLOAT mismatched with specified type INT'). No
+    rescaled value is an integer: the node runs in float, and every format is written."""
+    model, calib, ops = tmp_path / "shift.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    onnx.save(hostile.shift_with_attributes(offset=5), model)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    ops.write_text(SHIFT)
+    for form in ("qdq", "integer", "simulation"):
+        outcome = _quantize(model, calib, tmp_path / f"{form}.onnx", "--operators", str(ops),
+                            "--format", form)
+        assert outcome.status == 0, outcome.err
+        row, = [line for line in outcome.out.splitlines() if line.startswith("shift ")]
+        assert "compensate" in row, row
 
 
 @pytest.mark.parametrize(("declared", "near"), [

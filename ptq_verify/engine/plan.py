@@ -8,6 +8,8 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
+import onnx
+
 from ..catalog.operator import Operator, attribute_default, schema_attribute_defaults
 from ..graph import (
     Graph,
@@ -167,6 +169,14 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales {', '.join(uncarried)}, which no input or attribute "
                     "of the node carries")
+    integral = sorted(attr for attr, param in op.onnx_attrs.items()
+                      if rule.param_exponents.get(param)
+                      and node.attr_types.get(attr, onnx.AttributeProto.INT if isinstance(
+                          node.attrs.get(attr), int) else None) == onnx.AttributeProto.INT)
+    if integral:  # (a rescaled value written into an int attribute: an internal error)
+        return make(Action.COMPENSATE, "compensate: run in float on the original range",
+                    f"the rule rescales attribute {', '.join(integral)}, which the node holds "
+                    "as an integer, and a rescaled value is no integer")
     computed.update(_computed_attributes(graph, node, op, rule, inferred))
     if unknown := _unknown_attributes(node, op, rule, computed):
         return make(Action.COMPENSATE, "compensate: run in float on the original range",

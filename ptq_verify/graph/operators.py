@@ -8,6 +8,7 @@ The engine never names operator types: a node is run and classified through the
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Iterable, Mapping
 from functools import cache
 
@@ -652,7 +653,20 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
         if name in op.onnx_attrs and np.size(value) != 1:
             return (f"has attribute {name!r} of {np.size(value)} values where its "
                     f"parameter {op.onnx_attrs[name]!r} takes one number")
+        kind = node.attr_types.get(name)
+        number = (kind in _NUMBER_ATTRIBUTES if kind is not None  # (a Node built by hand)
+                  else isinstance(value, numbers.Real))
+        if name in op.onnx_attrs and not number:
+            # (a string or a tensor had been read as the number and written back as a float
+            # where the rule rescales it: an internal error, a new-user trial)
+            return (f"has attribute {name!r} of type "
+                    f"{onnx.AttributeProto.AttributeType.Name(kind) if kind else 'unknown'} "
+                    f"where its parameter {op.onnx_attrs[name]!r} takes one number (a float "
+                    "or an int attribute)")
     return None
+
+
+_NUMBER_ATTRIBUTES = (onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT)
 
 
 def _unrunnable(node: Node, op: Operator) -> str | None:
