@@ -701,6 +701,24 @@ def test_an_int_attribute_the_rule_rescales_runs_the_node_in_float(tmp_path):
         assert "compensate" in row, row
 
 
+def test_an_integer_file_without_the_declared_ops_is_checked_in_onnxruntime(tmp_path):
+    """A new-user trial: the integer format writes an element-wise declared op of a custom
+    domain as a table of codes, so its file held no such node and ran in onnxruntime as it
+    was; the note said it had not been checked there, and gave a simulated SQNR. The qdq
+    file keeps the node, which only the user's runtime runs."""
+    model, calib, ops = tmp_path / "m.onnx", tmp_path / "x.npy", tmp_path / "ops.toml"
+    _quick_gelu_model(model, "custom", "Shift")  # (its codes feed the table: a MatMul before)
+    np.save(calib, np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    ops.write_text(hostile.declaration("PlusOne", "x + 1", "custom:Shift"))
+    for form, checked in (("integer", True), ("qdq", False)):
+        outcome = _quantize(model, calib, tmp_path / f"{form}.onnx", "--operators", str(ops),
+                            "--format", form, "--no-wide-sums")  # (8-bit codes: a table)
+        assert outcome.status == 0, outcome.err
+        assert ("it runs in onnxruntime as it is, and was checked there" in outcome.out) \
+            is checked, outcome.out
+        assert ("samples (onnxruntime): y" in outcome.out) is checked, outcome.out
+
+
 @pytest.mark.parametrize(("declared", "near"), [
     ("custom:Shfit", True),    # a typo in the op type
     ("custm:Shift", True),     # a typo in the domain
@@ -849,21 +867,21 @@ def test_a_rescaled_parameter_the_op_types_schema_lacks_is_named_in_the_reason(t
     assert OperatorTable.of(declared).assumed_attributes(graph.nodes) == []
 
 
-def _quick_gelu_model(path):
-    """x @ W -> com.microsoft:QuickGelu (no alpha: onnxruntime's default, 1.702) -> @ W."""
+def _quick_gelu_model(path, domain: str = "com.microsoft", op_type: str = "QuickGelu"):
+    """x @ W -> com.microsoft:QuickGelu (no alpha: onnxruntime's default, 1.702), or another
+    op type of one input, -> @ W."""
     from onnx import TensorProto, numpy_helper
 
     w = numpy_helper.from_array(
         np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32), "w")
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm1"),
-             helper.make_node("QuickGelu", ["h"], ["g"], name="qg", domain="com.microsoft"),
+             helper.make_node(op_type, ["h"], ["g"], name="qg", domain=domain),
              helper.make_node("MatMul", ["g", "w"], ["y"], name="mm2")]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                      helper.make_opsetid("com.microsoft", 1)]),
-              path)
+                                                      helper.make_opsetid(domain, 1)]), path)
 
 
 @pytest.mark.parametrize(("param", "value"), [("alpha", "1"), ("beta", "1.702")])

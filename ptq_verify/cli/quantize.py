@@ -355,6 +355,11 @@ def run(args) -> int:
         compensated = {r.name for r in model.records if r.kind == "compensated"}
         format_floats = sum(1 for item in listed.split("; ") if item
                             and item.split(": ", 1)[0] not in compensated)
+    if own_kernels and (tabulated := without_own_kernels(exported, graph, declared)):
+        # (the integer format writes each element-wise declared op as a table of codes: a
+        # new-user trial's file ran in onnxruntime as it was, said to be unchecked there)
+        own_kernels = ""
+        model.notes.append(tabulated)
     if own_kernels:
         model.notes.append(own_kernels)
         if not args.integer_outputs:
@@ -439,6 +444,22 @@ def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None)
     return (f"onnxruntime: cannot load the float model ({refusal}); it holds op types "
             f"declared with --operators ({', '.join(own)}), so the quantized model runs "
             "where their kernels are, and was not checked in onnxruntime")
+
+
+def without_own_kernels(exported, graph, declared) -> str:
+    """A note where the written ``exported`` model holds no node of the op types that
+    onnxruntime has no kernel of (declared with --operators outside ONNX's domain): the
+    integer format computes an element-wise one as a table of codes, so that file runs in
+    onnxruntime as it is, and is checked there like any other; "" where one remains."""
+    from ..graph.ort_runner import own_kernel_types
+
+    own = own_kernel_types(graph, declared)
+    if any(node.domain not in ("", "ai.onnx") and node.op_type in own
+           for node in exported.graph.node):
+        return ""
+    return (f"onnxruntime: cannot load the float model (its {', '.join(own)}, declared with "
+            "--operators), but the written file computes them as tables of codes and holds "
+            "none: it runs in onnxruntime as it is, and was checked there")
 
 
 LOW_SQNR_DB = 10.0  # an output below it is said to be low, with the way forward
