@@ -317,6 +317,19 @@ def skip_layer_norm_after_matmul() -> onnx.ModelProto:
     return model
 
 
+def contrib_gelu_after_matmul() -> onnx.ModelProto:
+    """MatMul -> com.microsoft Gelu: one of onnxruntime's own operators, element-wise and of
+    one output, as a user writes it by hand (onnxruntime runs it)."""
+    rng = np.random.default_rng(0)
+    initializers = [numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), "w")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="matmul"),
+             helper.make_node("Gelu", ["h"], ["y"], name="gelu", domain="com.microsoft")]
+    model = _model(nodes, [_float("x", ["batch", 3, 4])], [_float("y", ["batch", 3, 4])],
+                   initializers)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model
+
+
 def random_like_after_matmul() -> onnx.ModelProto:
     """MatMul -> RandomUniformLike -> Mul: a drop-path mask torch's dynamo exporter left in the
     inference graphs of MobileNetV1 and FocalNet in a new-user trial (the output changes

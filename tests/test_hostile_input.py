@@ -617,6 +617,17 @@ def test_an_onnxruntime_fused_op_is_sent_back_to_the_export(tmp_path):
             "one of onnxruntime's own operators") in audit.out
 
 
+def test_an_element_wise_onnxruntime_op_is_also_sent_to_a_declaration(tmp_path):
+    """A new-user trial: a com.microsoft Gelu a user wrote into a model by hand was sent back
+    to an export before onnxruntime's optimizer, which it never had; a node of one output is
+    also told the declaration that takes it (a fused op of several outputs, above, is not)."""
+    outcome = _refused_undeclared(
+        tmp_path, hostile.contrib_gelu_after_matmul(), (8, 3, 4), "node 'gelu' (Gelu)",
+        "one of onnxruntime's own operators", "quantize the model as exported",
+        'declare it with --operators, onnx_type = "com.microsoft:Gelu"')
+    assert "declare it in a TOML file" not in outcome.err
+
+
 def test_an_undeclared_sequence_op_is_not_sent_to_a_declaration(tmp_path):
     """A new-user trial: Mamba's legacy export (transformers 5) splits a tensor into an ONNX
     sequence, refused with the advice to declare the ops as a formula of their inputs, which

@@ -518,10 +518,17 @@ def runtime_operator_hint(node: Node) -> str:
     normalization (a whole row's statistics) or a node of several outputs cannot be."""
     if (node.domain, node.op_type) not in runtime_operators():
         return ""
+    # (a model a user wrote with such a node, an element-wise com.microsoft:Gelu, is no
+    # optimizer's: a declaration takes it as it is, and onnxruntime then checks it against
+    # its own kernel; a new-user trial's had been sent back to an export it never had)
+    declared = (f"; or, where each output element follows from the inputs' elements at its "
+                f"position (Gelu, QuickGelu, BiasGelu), declare it with --operators, "
+                f"onnx_type = \"{node.domain}:{node.op_type}\" (docs/catalog.md)"
+                if len(node.outputs) == 1 else "")
     return ("one of onnxruntime's own operators, which it writes in place of standard ONNX "
             "nodes when it optimizes a model (its transformer optimizer, optimize_model; a "
             "session's optimized_model_filepath): quantize the model as exported, before that "
-            "optimization")
+            "optimization" + declared)
 
 
 @cache
