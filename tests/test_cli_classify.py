@@ -174,6 +174,10 @@ def test_free_names_become_parameters(capsys):
         (["a*tanh(b*x)", "--params", "a,b", "--expect", "param_rescale"], 0),
         (["a*tanh(b*x)", "--params", "a,b", "--expect", "scale_invariant"], 0),
         (["a*tanh(b*x)", "--params", "a,b", "--expect", "pass_through"], 1),
+        # pass_through is a param_rescale with nothing to rescale; the converse does not hold
+        (["g*x", "--params", "g", "--expect", "param_rescale"], 0),
+        (["--op", "Clip", "--expect", "pass_through"], 1),
+        (["x**2", "--expect", "param_rescale"], 1),
     ],
 )
 def test_expect_gates_ci(capsys, argv, expected):

@@ -64,7 +64,8 @@ def register(subparsers) -> None:
         "--expect",
         choices=[k.value for k in RuleKind],
         help="exit 1 when a verdict proves no rule of this kind, as its rule or a proved "
-        "alternative (for CI gates)",
+        "alternative (for CI gates; pass_through counts as a param_rescale with nothing to "
+        "rescale)",
     )
     parser.set_defaults(run=run)
 
@@ -122,8 +123,14 @@ def _proved_kinds(verdict) -> set[str]:
     """The kinds of rule a verdict proves: its rule's and its proved alternatives' (--expect
     passes on either; a trial's a*tanh(b*x), whose rule is scale_invariant with b->s^-1*b,
     failed --expect param_rescale though a->s*a, b->s^-1*b is proved beside it, and that is
-    the rule a pipeline rescaling both parameters applies)."""
-    return {verdict.rule.kind.value, *(rule.kind.value for rule, _ in verdict.alternatives)}
+    the rule a pipeline rescaling both parameters applies). A pass_through rule is also a
+    param_rescale one, with no parameter to rescale: a team's file gated on param_rescale
+    had failed CI on an operator g*x proved to pass the scale through as it is (a
+    declared-operator trial)."""
+    kinds = {verdict.rule.kind, *(rule.kind for rule, _ in verdict.alternatives)}
+    if RuleKind.PASS_THROUGH in kinds:
+        kinds.add(RuleKind.PARAM_RESCALE)
+    return {kind.value for kind in kinds}
 
 
 def _numbers_as_parameters(op, verdict, args: argparse.Namespace, timeout: float
