@@ -27,11 +27,12 @@ from functools import cached_property
 import mpmath
 import numpy as np
 import sympy
+from sympy.calculus.util import continuous_domain
 
 from ..catalog.grammar import format_expression, substitute
 from ..catalog.operator import Operator
 from .certificate import Counterexample, Proof, ProofCase, Verdict
-from .certified import NumericFunction, certified_nonzero, certified_zero
+from .certified import NumericFunction, certified_ball, certified_nonzero, certified_zero, sign_of
 from .lattice import Partition, Rule, RuleKind
 from .rewrite import rewrite_positive, zero_residual
 
@@ -191,48 +192,69 @@ def _kept_by(condition: sympy.Basic, swap: dict, scales: set) -> bool:
     return _fails_at_most_at_zero(condition)
 
 
-# nonzero rationals from 1e-6 to 1e6 of both signs, where a relation solveset says holds
-# everywhere but at 0 must hold (at 50 digits) before its answer is taken
+# nonzero rationals from 1e-6 to 1e6 of both signs, where a relation whose gap has no zero
+# but 0 must hold (certified) before it is taken to hold on both half-lines
 _GUARD_POINTS = tuple(sign * value for sign in (1, -1) for value in (
     sympy.Rational(1, 10**6), sympy.Rational(1, 1000), sympy.Rational(1, 7), sympy.Rational(1, 2),
     sympy.Integer(1), sympy.Rational(3, 2), sympy.Rational(27, 10), sympy.Integer(10),
     sympy.Rational(314, 3), sympy.Integer(1000), sympy.Integer(10**6)))
+_HALF_LINES = sympy.Union(sympy.Interval.open(-sympy.oo, 0), sympy.Interval.open(0, sympy.oo))
+_SIGN_HOLDS = {">": lambda sign: sign > 0, ">=": lambda sign: sign >= 0,
+               "<": lambda sign: sign < 0, "<=": lambda sign: sign <= 0,
+               "!=": lambda sign: sign != 0}
 
 
 def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     """Whether ``relation``, in one variable, fails at no real point but 0, which every
     scaling keeps in place: the points where it holds are then a cone, whatever the
-    scaling. sympy's solveset finds where it fails (``x + sqrt(x**2 + 1) > 0``,
-    ``x/sqrt(x**2 + 1) >= -1``: nowhere; ``exp(x) - 1 != 0``: at 0 alone), which the ratio
-    of the scaled gap to the gap cannot show (asinh written as a log had stayed undecided on
-    its domain alone). Its answer is taken only where the relation also holds at 22 spread
-    points at 50 digits, a guard against a wrong solution; a condition of several variables,
-    or one solveset cannot settle, counts as not kept."""
+    scaling (``x + sqrt(x**2 + 1) > 0``, ``x/sqrt(x**2 + 1) >= -1``: nowhere; ``exp(x) - 1
+    != 0``: at 0 alone), which the ratio of the scaled gap to the gap cannot show (asinh
+    written as a log had stayed undecided on its domain alone).
+
+    Shown from the zeros of its gap g (lhs - rhs), which sympy's solveset must find to be
+    none or 0 alone: an unequal relation then fails at most at 0; an inequality needs g real
+    and continuous on both open half-lines besides, where g then keeps one sign: the one it
+    has (certified) at 11 spread points of each. solveset's answer for the inequality itself
+    is not taken: sympy solves a periodic one on one period (``1 - cos(x) > 0`` failing "at
+    0" alone, not at 2*pi) and drops the zeros it leaves unsolved beside those it solves
+    (``x**2*(2**x - x**2)**2 > 0`` failing "at 0" alone, not at 2 and 4), and both had been
+    proved. A condition of several variables, or one not so shown, counts as not kept."""
     symbols = relation.free_symbols
     if len(symbols) != 1 or not isinstance(relation, sympy.core.relational.Relational):
         return False
+    holds = _SIGN_HOLDS.get(relation.rel_op)
+    if holds is None:
+        return False
     variable = sympy.Dummy("x", real=True)
-    relation = relation.xreplace({symbols.pop(): variable})
+    gap = (relation.lhs - relation.rhs).xreplace({symbols.pop(): variable})
     try:
-        failing = sympy.solveset(relation.negated, variable, sympy.S.Reals)
-        within = failing.is_subset(sympy.FiniteSet(0))
+        zeros = sympy.solveset(sympy.Eq(gap, 0), variable, sympy.S.Reals)
+        if zeros.is_subset(sympy.FiniteSet(0)) is not True:
+            return False
+        if relation.rel_op != "!=" and not _real_and_continuous_off_zero(gap, variable):
+            return False
     except (ValueError, TypeError, ArithmeticError, RecursionError, NotImplementedError,
             AttributeError, sympy.PolynomialError):
         return False
-    return within is True and all(_holds_at(relation, variable, point)
-                                  for point in _GUARD_POINTS)
+    return all(_certified_sign_holds(gap.xreplace({variable: point}), holds)
+               for point in _GUARD_POINTS)
 
 
-def _holds_at(relation: sympy.Basic, variable: sympy.Symbol, point: sympy.Expr) -> bool:
-    """Whether ``relation`` holds at ``variable = point`` by its gap at 50 digits (a gap
-    within rounding of 0 counts as failing a strict or an unequal relation)."""
-    gap = (relation.lhs - relation.rhs).xreplace({variable: point}).evalf(50)
-    if not gap.is_real or not gap.is_finite:
+def _real_and_continuous_off_zero(gap: sympy.Expr, variable: sympy.Symbol) -> bool:
+    """Whether ``gap`` is real and continuous on both open half-lines, by sympy's
+    continuous_domain (which counts where a log, an even root or an asin is real), save that it
+    reads an odd root of a negative number as real where sympy's own value of it is complex:
+    such a power counts only on a base sympy shows is non-negative."""
+    if any(power.exp.is_Rational and not power.exp.is_integer and power.exp.q % 2
+           and power.base.is_nonnegative is not True for power in gap.atoms(sympy.Pow)):
         return False
-    value = mpmath.mpf(gap)
-    tiny = mpmath.mpf(10) ** -40 * (1 + abs(value))
-    return {">": value > tiny, ">=": value >= -tiny, "<": value < -tiny, "<=": value <= tiny,
-            "!=": abs(value) > tiny, "==": abs(value) <= tiny}.get(relation.rel_op, False)
+    return _HALF_LINES.is_subset(continuous_domain(gap, variable, sympy.S.Reals)) is True
+
+
+def _certified_sign_holds(value: sympy.Expr, holds) -> bool:
+    """Whether the number ``value``'s sign, certified (ball arithmetic), satisfies ``holds``."""
+    ball = certified_ball(value)
+    return ball is not None and holds(sign_of(ball))
 
 
 def _scaled_gap(gap: sympy.Expr, swap: dict) -> sympy.Expr:
