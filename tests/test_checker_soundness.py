@@ -863,3 +863,13 @@ def test_a_kernel_that_answers_in_complex_numbers_outside_the_reals_stops_nothin
     assert np.isnan(op.evaluate(x0=1.0, x1=1.0, x2=-2.0, n=1.1))
     assert op.evaluate(x0=1.0, x1=2.0, x2=-2.0, n=1.0) == -4.0
     assert shift_rule(op).status in ("undecided", "refuted")
+
+
+def test_an_expression_sympy_cannot_rebuild_on_nonnegative_inputs_still_gets_a_verdict():
+    """Whether f preserves non-negative inputs is asked of sympy with each element made
+    non-negative, where ``asin(y + 1e4)`` is known not real and ``min`` of it raises "not
+    comparable": that had escaped classify (a benchmarks/fuzz_checker.py run, seed 13). Not
+    proved there, so not claimed."""
+    op = Operator("op", "x y", "max(min(exp(x - x), asin(y + 1e4)), (3/2)/b)",
+                  params={"b": "4"})
+    assert classify(op).to_json()["preserves_nonnegative"] is False

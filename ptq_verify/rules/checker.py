@@ -1075,9 +1075,14 @@ def verdict_facts(op: Operator) -> dict:
 
 
 def _preserves_nonnegative(op: Operator) -> bool:
-    """Whether sympy proves f >= 0 once every input element is known to be >= 0."""
+    """Whether sympy proves f >= 0 once every input element is known to be >= 0; not where
+    sympy cannot rebuild f so (``min(1, asin(y + 1e4))``: with y >= 0 the asin is known not
+    real, and Min raised "not comparable" out of classify, a benchmarks/fuzz_checker.py run)."""
     swap = {op.symbols[e]: sympy.Symbol(e, nonnegative=True) for e in op.element_names}
-    return bool(op.expr.xreplace(swap).is_nonnegative)
+    try:
+        return bool(op.expr.xreplace(swap).is_nonnegative)
+    except (ValueError, TypeError, ArithmeticError, RecursionError):
+        return False
 
 
 def stable_euler_residual(op: Operator, points: list[dict]):
