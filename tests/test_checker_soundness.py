@@ -357,7 +357,15 @@ LEFT_DOMAINS = [("x + 0*log(x - 1)", 2, sympy.Rational(1, 4)),
                 ("x + 0*sqrt(x**2*(exp(x/10) - x**3/1000))", 10, 2),
                 ("x + 0*sqrt(x**2*cos(x/10**7))", 10**7, 2),
                 # no zero but 0, and positive at every guard point, but it jumps below 0
-                ("x + 0*log(x**2*(1 - 2*heaviside(x - 20) + 2*heaviside(x - 30)))", 15, 2)]
+                ("x + 0*log(x**2*(1 - 2*heaviside(x - 20) + 2*heaviside(x - 30)))", 15, 2),
+                # solveset over the reals finds no zero of cosh(abs(x)) - 3 (it has two)
+                ("x*(cosh(abs(x)) - 3)/(cosh(abs(x)) - 3)", sympy.acosh(3) / 2, 2),
+                # nor on a half-line where an abs stays: cosh(abs(t**2 - 1)) - 3 "has no zero"
+                ("x*(cosh(abs(x**2 - 1)) - 3)/(cosh(abs(x**2 - 1)) - 3)",
+                 sympy.sqrt(1 + sympy.acosh(3)) / 2, 2),
+                # nor of erf (erf(x) = 99/100 "has no solution" on a half-line)
+                ("x*(erf(x) - 99/100)/(erf(x) - 99/100)", sympy.erfinv(sympy.Rational(99, 100)) / 2,
+                 2)]
 
 
 @pytest.mark.parametrize("expr,inside,scale", LEFT_DOMAINS)

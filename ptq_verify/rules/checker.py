@@ -28,6 +28,7 @@ import mpmath
 import numpy as np
 import sympy
 from sympy.calculus.util import continuous_domain
+from sympy.core.function import Application
 
 from ..catalog.grammar import format_expression, substitute
 from ..catalog.operator import Operator
@@ -198,7 +199,11 @@ _GUARD_POINTS = tuple(sign * value for sign in (1, -1) for value in (
     sympy.Rational(1, 10**6), sympy.Rational(1, 1000), sympy.Rational(1, 7), sympy.Rational(1, 2),
     sympy.Integer(1), sympy.Rational(3, 2), sympy.Rational(27, 10), sympy.Integer(10),
     sympy.Rational(314, 3), sympy.Integer(1000), sympy.Integer(10**6)))
-_HALF_LINES = sympy.Union(sympy.Interval.open(-sympy.oo, 0), sympy.Interval.open(0, sympy.oo))
+_HALF_LINE = sympy.Interval.open(0, sympy.oo)
+# the only functions a gap may hold where solveset's "no zero" is taken: it answered so for
+# abs inside a function (cosh(abs(x)) - 3), for erf(x) - 99/100 and for atan(x) - erf(1),
+# each of which has a zero
+_SOLVED = (sympy.exp, sympy.log)
 _SIGN_HOLDS = {">": lambda sign: sign > 0, ">=": lambda sign: sign >= 0,
                "<": lambda sign: sign < 0, "<=": lambda sign: sign <= 0,
                "!=": lambda sign: sign != 0}
@@ -211,44 +216,54 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     != 0``: at 0 alone), which the ratio of the scaled gap to the gap cannot show (asinh
     written as a log had stayed undecided on its domain alone).
 
-    Shown from the zeros of its gap g (lhs - rhs), which sympy's solveset must find to be
-    none or 0 alone: an unequal relation then fails at most at 0; an inequality needs g real
-    and continuous on both open half-lines besides, where g then keeps one sign: the one it
-    has (certified) at 11 spread points of each. solveset's answer for the inequality itself
-    is not taken: sympy solves a periodic one on one period (``1 - cos(x) > 0`` failing "at
-    0" alone, not at 2*pi) and drops the zeros it leaves unsolved beside those it solves
-    (``x**2*(2**x - x**2)**2 > 0`` failing "at 0" alone, not at 2 and 4), and both had been
-    proved. A condition of several variables, or one not so shown, counts as not kept."""
+    Shown on each open half-line apart, with the variable written as t or -t for a positive t
+    (so that abs(t) is t): there the gap g (lhs - rhs) must hold no function but exp and log
+    (powers, roots and quotients are not functions) and sympy's solveset must find no zero of
+    it. An unequal relation then fails at most at
+    0; an inequality needs g real and continuous on the half-line besides, where g then keeps
+    one sign: the one it has (certified) at 11 spread points of each. solveset is not asked
+    over all the reals, where it answered "no zero" for ``cosh(abs(x)) - 3`` (0 at
+    +-acosh(3)), nor of other functions (``erf(x) - 99/100``, ``atan(x) - erf(1)``: "no
+    zero" too), nor asked the inequality itself: it solves a periodic one on one period
+    (``1 - cos(x) > 0`` failing "at 0" alone, not at 2*pi) and drops the zeros it leaves
+    unsolved beside those it solves (``x**2*(2**x - x**2)**2 > 0`` failing "at 0" alone, not
+    at 2 and 4), and all three had been proved. A condition of several variables, or one not
+    so shown, counts as not kept."""
     symbols = relation.free_symbols
     if len(symbols) != 1 or not isinstance(relation, sympy.core.relational.Relational):
         return False
     holds = _SIGN_HOLDS.get(relation.rel_op)
     if holds is None:
         return False
-    variable = sympy.Dummy("x", real=True)
-    gap = (relation.lhs - relation.rhs).xreplace({symbols.pop(): variable})
-    try:
-        zeros = sympy.solveset(sympy.Eq(gap, 0), variable, sympy.S.Reals)
-        if zeros.is_subset(sympy.FiniteSet(0)) is not True:
+    variable = symbols.pop()
+    gap = relation.lhs - relation.rhs
+    t = sympy.Dummy("t", positive=True)
+    for side in (1, -1):
+        half = gap.xreplace({variable: side * t})
+        if any(not isinstance(call, _SOLVED) for call in half.atoms(Application)):
             return False
-        if relation.rel_op != "!=" and not _real_and_continuous_off_zero(gap, variable):
+        try:
+            zeros = sympy.solveset(sympy.Eq(half, 0), t, _HALF_LINE)
+            if zeros.is_empty is not True:
+                return False
+            if relation.rel_op != "!=" and not _real_and_continuous(half, t):
+                return False
+        except (ValueError, TypeError, ArithmeticError, RecursionError, NotImplementedError,
+                AttributeError, sympy.PolynomialError):
             return False
-    except (ValueError, TypeError, ArithmeticError, RecursionError, NotImplementedError,
-            AttributeError, sympy.PolynomialError):
-        return False
     return all(_certified_sign_holds(gap.xreplace({variable: point}), holds)
                for point in _GUARD_POINTS)
 
 
-def _real_and_continuous_off_zero(gap: sympy.Expr, variable: sympy.Symbol) -> bool:
-    """Whether ``gap`` is real and continuous on both open half-lines, by sympy's
-    continuous_domain (which counts where a log, an even root or an asin is real), save that it
-    reads an odd root of a negative number as real where sympy's own value of it is complex:
-    such a power counts only on a base sympy shows is non-negative."""
+def _real_and_continuous(half: sympy.Expr, t: sympy.Symbol) -> bool:
+    """Whether ``half`` is real and continuous for every t > 0, by sympy's continuous_domain
+    (which counts where a log, an even root or an asin is real), save that it reads an odd
+    root of a negative number as real where sympy's own value of it is complex: such a power
+    counts only on a base sympy shows is non-negative."""
     if any(power.exp.is_Rational and not power.exp.is_integer and power.exp.q % 2
-           and power.base.is_nonnegative is not True for power in gap.atoms(sympy.Pow)):
+           and power.base.is_nonnegative is not True for power in half.atoms(sympy.Pow)):
         return False
-    return _HALF_LINES.is_subset(continuous_domain(gap, variable, sympy.S.Reals)) is True
+    return _HALF_LINE.is_subset(continuous_domain(half, t, _HALF_LINE)) is True
 
 
 def _certified_sign_holds(value: sympy.Expr, holds) -> bool:
