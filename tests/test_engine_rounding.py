@@ -77,39 +77,13 @@ def test_later_batches_read_patches_by_a_checked_selection(op_type, attrs, shape
     np.testing.assert_allclose(again, patches(op, node, [second, weight], target), atol=1e-12)
 
 
-def test_nodes_probing_the_same_computation_share_one_probe(monkeypatch):
-    # Repeated blocks (ResNet's bottlenecks, a transformer's projections) probe the same
-    # computation on element numbers: one probe serves them, each node's own check still runs
-    # with its own weights, and a node whose probe differs (its padding) probes again.
-    import ptq_verify.engine.rounding as rounding
-
-    probed = []
-    real = rounding._probed_index
-    monkeypatch.setattr(rounding, "_probed_index",
-                        lambda *args: probed.append(args[2].name) or real(*args))
-    checked = []
-    real_check = rounding.reproduces
-    monkeypatch.setattr(rounding, "reproduces",
-                        lambda *args: checked.append(args[1].name) or real_check(*args))
-    rng = np.random.default_rng(4)
-    op = operator_for_onnx_type("Conv")
-    target = WeightTarget(1, 0, 1, ())
-    memo = ProbeMemo()
-    x = rng.standard_normal((2, 3, 6, 6))
-    found = {}
-    for name, pads in (("a", [1, 1, 1, 1]), ("b", [1, 1, 1, 1]), ("c", [0, 0, 0, 0])):
-        weight = rng.standard_normal((4, 3, 3, 3))
-        node = Node(name, "Conv", ["x", f"w_{name}"], [f"y_{name}"], {"pads": pads})
-        got, index = PatchSource(op, node, target, [0], memo)([x, weight])
-        np.testing.assert_allclose(got, patches(op, node, [x, weight], target, check=False),
-                                   atol=1e-12)
-        found[name] = index
-    assert probed == ["a", "c"] and checked == ["a", "b", "c"]
-    assert found["b"] is found["a"] and found["c"].shape != found["a"].shape
-
-
-def test_depthwise_nodes_probing_the_same_computation_share_one_probe(monkeypatch):
-    # The channel probe (K outputs per channel) is kept as its shifts and shared the same way.
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_nodes_probing_the_same_computation_share_one_probe(monkeypatch, depthwise):
+    # Repeated blocks (ResNet's bottlenecks, EfficientNet's depthwise convolutions, a
+    # transformer's projections) probe the same computation on element numbers: one probe
+    # serves them, each node's own check still runs with its own weights, and a node whose
+    # probe differs (its padding) probes again. A depthwise node's probe (K outputs per
+    # channel) is kept as its shifts and shared the same way.
     import ptq_verify.engine.rounding as rounding
 
     probed, checked = [], []
@@ -118,19 +92,26 @@ def test_depthwise_nodes_probing_the_same_computation_share_one_probe(monkeypatc
                         lambda *args: probed.append(args[2].name) or real(*args))
     monkeypatch.setattr(rounding, "reproduces",
                         lambda *args: checked.append(args[1].name) or real_check(*args))
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(4)
     op = operator_for_onnx_type("Conv")
     target = WeightTarget(1, 0, 1, ())
     memo = ProbeMemo()
-    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    x = rng.standard_normal((1, 4, 5, 5) if depthwise else (2, 3, 6, 6))
+    sources = []  # kept, as the calibration keeps its nodes' sources (the memo holds weakly)
     for name, pads in (("a", [1, 1, 1, 1]), ("b", [1, 1, 1, 1]), ("c", [0, 0, 0, 0])):
+        weight = rng.standard_normal((4, 1, 3, 3) if depthwise else (4, 3, 3, 3))
         node = Node(name, "Conv", ["x", f"w_{name}"], [f"y_{name}"],
-                    {"group": 4, "pads": pads})
-        graph = Graph([node], [], [], {f"w_{name}": rng.standard_normal((4, 1, 3, 3))})
-        weight = graph.initializers[f"w_{name}"]
-        got = ChannelPatchSource(op, node, target, graph, memo)([x, weight])
-        np.testing.assert_array_equal(
-            got, channel_patches(op, node, [x, weight], target, check=False))
+                    {"pads": pads, "group": 4 if depthwise else 1})
+        if depthwise:
+            graph = Graph([node], [], [], {f"w_{name}": weight})
+            sources.append(ChannelPatchSource(op, node, target, graph, memo))
+            got = sources[-1]([x, weight])
+            expected = channel_patches(op, node, [x, weight], target, check=False)
+        else:
+            sources.append(PatchSource(op, node, target, [0], memo))
+            got = sources[-1]([x, weight])[0]
+            expected = patches(op, node, [x, weight], target, check=False)
+        np.testing.assert_allclose(got, expected, atol=1e-12)
     assert probed == ["a", "c"] and checked == ["a", "b", "c"]
 
 
