@@ -115,6 +115,29 @@ def test_nodes_probing_the_same_computation_share_one_probe(monkeypatch, depthwi
     assert probed == ["a", "c"] and checked == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("flipped, probed_samples", [(False, [1]), (True, [1, 3])])
+def test_a_batch_is_probed_by_its_first_sample_where_that_reproduces_it(
+        monkeypatch, flipped, probed_samples):
+    # The first sample's selection, repeated sample by sample, is tried first (a probe of one
+    # sample's work); a node that does not treat its samples alike (here it reverses their
+    # order) fails that check and is probed on the whole batch, which reproduces it.
+    import ptq_verify.engine.rounding as rounding
+
+    probed = []
+    real = rounding._probed_index
+    monkeypatch.setattr(rounding, "_probed_index",
+                        lambda *args: probed.append(len(args[3][0])) or real(*args))
+    op = Operator("FlipMatMul", "a, b", "a*b", onnx_kernel=lambda inputs, attrs: np.matmul(
+        inputs[0][::-1] if flipped else inputs[0], inputs[1]))
+    rng = np.random.default_rng(7)
+    node = Node("n", "FlipMatMul", ["x", "w"], ["y"], {})
+    target = WeightTarget(1, 1, 2, ())
+    x, weight = rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 2))
+    got, index = PatchSource(op, node, target, [0], ProbeMemo())([x, weight])
+    assert index is not None and probed == probed_samples
+    np.testing.assert_array_equal(got, patches(op, node, [x, weight], target))
+
+
 def test_patches_that_are_no_selection_are_probed_every_batch():
     # patches tanh(x): linear in the weights, but no element of x, so no selection is kept
     op = Operator("TanhMatMul", "a0 a1, b0 b1", "tanh(a0)*b0 + tanh(a1)*b1",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -201,13 +201,13 @@ class ChannelPatchSource:
     def _chunk(self, chunk: list) -> np.ndarray | None:
         key = tuple(np.shape(chunk[self.batched[0]])) if len(self.batched) == 1 else None
         if key is not None and key not in self._selections:
-            shifts = (self.probes or ProbeMemo()).shifts(self.op, self.node, chunk, self.target,
-                                                         self.batched[0])
-            x = None if shifts is None else _shifted_read(chunk[self.batched[0]], *shifts)
-            checked = x is not None and reproduces(self.op, self.node, chunk, self.target, x)
-            self._selections[key] = shifts if checked else None
-            if checked:
-                return x
+            self._selections[key] = None
+            for shifts in (self.probes or ProbeMemo()).shifts(self.op, self.node, chunk,
+                                                              self.target, self.batched[0]):
+                x = _shifted_read(chunk[self.batched[0]], *shifts)
+                if reproduces(self.op, self.node, chunk, self.target, x):
+                    self._selections[key] = shifts
+                    return x
         shifts = self._selections.get(key) if key is not None else None
         if shifts is not None:
             return _shifted_read(chunk[self.batched[0]], *shifts)
@@ -267,11 +267,11 @@ def selection(op: Operator, node: Node, inputs: list, target: WeightTarget, slot
     reproduce the kernel's output on ``inputs`` (checked for every node: ``probes`` shares
     only the probe on the numbers)."""
     value = np.asarray(inputs[slot])
-    index = (probes or ProbeMemo()).index(op, node, inputs, target, slot)
-    if index is None:
-        return None
-    x = select(value, index)
-    return (index, x) if reproduces(op, node, inputs, target, x) else None
+    for index in (probes or ProbeMemo()).indices(op, node, inputs, target, slot):
+        x = select(value, index)
+        if reproduces(op, node, inputs, target, x):
+            return index, x
+    return None
 
 
 def _probed_index(probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
@@ -308,34 +308,77 @@ class ProbeMemo:
         self._kept: dict[tuple, Any] = {}  # channel shifts, and the probes that found none
         self._lock = threading.Lock()
 
-    def index(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
-              slot: int) -> np.ndarray | None:
-        """:func:`_probed_index` of :func:`patches`."""
-        key = _probe_key(patches, op, node, inputs, target, slot)
+    def indices(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
+                slot: int) -> Iterator[np.ndarray]:
+        """Candidate selections of :func:`patches` on ``inputs``, for the caller to check in
+        turn: where the input holds several samples, the first sample's selection repeated
+        for each (a node that treats its samples alike reads a batch's patches sample after
+        sample: a probe of one sample's work), then the whole batch's probe."""
+        samples = np.shape(inputs[slot])[:1]
+        if samples and samples[0] > 1:
+            first = [value[:1] if position == slot else value
+                     for position, value in enumerate(inputs)]
+            repeated = self._found(
+                ("repeated", samples[0], *_probe_key(patches, op, node, inputs, target, slot)),
+                lambda: _repeated(_probed_index(patches, op, node, first, target, slot),
+                                  samples[0], np.size(first[slot])), weak=True)
+            if repeated is not None:
+                yield repeated
+        whole = self._found(_probe_key(patches, op, node, inputs, target, slot),
+                            lambda: _probed_index(patches, op, node, inputs, target, slot),
+                            weak=True)
+        if whole is not None:
+            yield whole
+
+    def shifts(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
+               slot: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Candidate :func:`_channel_shifts` of :func:`channel_patches` on ``inputs``, for the
+        caller to check in turn, as :meth:`indices` gives them: the first sample's repeated,
+        then the whole chunk's."""
+        samples = np.shape(inputs[slot])[:1]
+        if samples and samples[0] > 1:
+            first = [value[:1] if position == slot else value
+                     for position, value in enumerate(inputs)]
+            one = self._found(_probe_key(channel_patches, op, node, first, target, slot),
+                              lambda: _shifts_of(channel_patches, op, node, first, target, slot))
+            if one is not None:
+                yield _repeated(one[0], samples[0], np.size(first[slot])), one[1]
+        whole = self._found(_probe_key(channel_patches, op, node, inputs, target, slot),
+                            lambda: _shifts_of(channel_patches, op, node, inputs, target, slot))
+        if whole is not None:
+            yield whole
+
+    def _found(self, key: tuple, probe: Callable[[], Any], weak: bool = False) -> Any:
+        """``probe()``, from an earlier call of the same ``key`` where one was made (and,
+        ``weak``, its result is still held elsewhere)."""
         with self._lock:
             known = self._kept.get(key, self._selections.get(key, self))
         if known is not self:
             return known
-        index = _probed_index(patches, op, node, inputs, target, slot)
+        found = probe()
         with self._lock:
-            if index is None:
-                self._kept[key] = None
+            if found is None or not weak:
+                self._kept[key] = found
             else:
-                self._selections[key] = index
-        return index
-
-    def shifts(self, op: Operator, node: Node, inputs: list, target: WeightTarget,
-               slot: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """:func:`_channel_shifts` of :func:`channel_patches`'s :func:`_probed_index`."""
-        key = _probe_key(channel_patches, op, node, inputs, target, slot)
-        with self._lock:
-            if key in self._kept:
-                return self._kept[key]
-        index = _probed_index(channel_patches, op, node, inputs, target, slot)
-        found = None if index is None else _channel_shifts(index)
-        with self._lock:
-            self._kept[key] = found
+                self._selections[key] = found
         return found
+
+
+def _shifts_of(probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
+               inputs: list, target: WeightTarget, slot: int
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_channel_shifts` of ``probe``'s :func:`_probed_index`."""
+    index = _probed_index(probe, op, node, inputs, target, slot)
+    return None if index is None else _channel_shifts(index)
+
+
+def _repeated(index: np.ndarray | None, samples: int, size: int) -> np.ndarray | None:
+    """A selection of one sample's ``size`` elements (-1: padding) as that of ``samples``
+    such samples in a row: each sample's rows, in turn, reading its own elements."""
+    if index is None:
+        return None
+    shifted = [np.where(index >= 0, index + sample * size, -1) for sample in range(samples)]
+    return np.concatenate(shifted, axis=0)
 
 
 def _probe_key(probe: Callable, op: Operator, node: Node, inputs: list, target: WeightTarget,
