@@ -299,10 +299,10 @@ class ProbeMemo:
     output. Why: repeated blocks probe the same computation again (ResNet-50's bottlenecks,
     EfficientNet's depthwise convolutions of a stage, a transformer's query, key, value and
     output projections in every layer), K times a layer's own work each time; and the probe
-    of a batch is first made on its first sample (:meth:`indices`), a batch's work more than
-    it needs. A selection of shared patches is held weakly (one goes when the last node
-    reading by it is done with it); a channel probe's is kept as its shifts
-    (:func:`_channel_shifts`), a few numbers a row."""
+    of a batch is first made on its first sample alone (:meth:`indices`), the batch's
+    probe being the same work once per sample. A selection of shared patches is held weakly
+    (one goes when the last node reading by it is done with it); a channel probe's is kept
+    as its shifts (:func:`_channel_shifts`), a few numbers a row."""
 
     def __init__(self) -> None:
         self._selections: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
