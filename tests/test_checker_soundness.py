@@ -381,6 +381,29 @@ def test_no_rule_is_proved_on_a_domain_that_scaling_leaves(expr, inside, scale):
     assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
 
 
+@pytest.mark.parametrize("expr,gap,root", [
+    ("x*(exp(5*x) - 5*exp(x) + 1)/(exp(5*x) - 5*exp(x) + 1)", "exp(5*x) - 5*exp(x) + 1",
+     lambda r: sympy.log(r)),
+    ("x + 0*log((exp(5*x) - 5*exp(x) + 1)**2)", "exp(5*x) - 5*exp(x) + 1", lambda r: sympy.log(r)),
+    ("x*(log(x**2)**5 - 5*log(x**2) + 1)/(log(x**2)**5 - 5*log(x**2) + 1)",
+     "log(x**2)**5 - 5*log(x**2) + 1", lambda r: sympy.exp(r / 2))])
+def test_a_domain_whose_gap_is_a_quintic_in_exp_or_log_is_not_taken_as_a_cone(expr, gap, root):
+    """solveset finds no zero of a polynomial of degree 5 in exp(t) or log(t) whose roots
+    have no radicals (sympy.roots gives none): each gap is 0 at x0 = root(y) for the roots y of
+    y**5 - 5*y + 1, so the domain (gap != 0, or gap**2 > 0) holds at x0/2 but not at x0."""
+    op = Operator("op", "x", expr)
+    x = op.symbols["x"]
+    y = sympy.Symbol("y")
+    zeros = [root(r) for r in sympy.Poly(y**5 - 5*y + 1, y).real_roots()]
+    zeros = [z for z in zeros if z.is_real and z.evalf() > 0]
+    assert zeros
+    for zero in zeros:
+        assert abs(sympy.sympify(gap, locals={"x": x}).xreplace({x: zero}).evalf(60)) < 1e-50
+    verdict = _verdict(expr)
+    assert not isinstance(verdict.certificate, Proof) and not verdict.alternatives
+    assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
+
+
 def test_a_declared_domain_with_an_odd_root_of_a_negative_number_is_not_a_cone():
     """sympy's continuous_domain reads (u)**(1/3) as real where u < 0, where sympy's value of
     it is complex: a declared condition with one, positive wherever it is real, fails between
