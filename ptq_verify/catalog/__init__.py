@@ -128,8 +128,11 @@ def operator_for_onnx_type(
     ]
     if not matching:
         return None
-    most = max(len(op.onnx_match) + len(op.onnx_input_types) for op in matching)
-    best = [op for op in matching if len(op.onnx_match) + len(op.onnx_input_types) == most]
+    def conditions(op: Operator) -> int:  # the most specific declaration wins
+        return len(op.onnx_match) + len(op.onnx_input_types)
+
+    most = max(map(conditions, matching))
+    best = [op for op in matching if conditions(op) == most]
     if len(best) > 1:
         names = ", ".join(op.name for op in best)
         raise DeclarationError(f"ONNX {op_type} node matches several declarations: {names}")

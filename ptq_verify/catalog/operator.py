@@ -637,16 +637,30 @@ def schema_attribute_defaults(op_type: str) -> dict[str, Any] | None:
         found = get_attribute_value(proto)
         return found.decode() if isinstance(found, bytes) else found
 
-    domain, _, name = op_type.rpartition(":")
-    if not domain and onnx.defs.has(name):
+    domain, name = runtime_domain(op_type), op_type.rpartition(":")[2]
+    if domain is None:
+        return None
+    if domain == "":
         return {attr: value(spec.default_value)
                 for attr, spec in onnx.defs.get_schema(name).attributes.items()}
-    registry = runtime_schemas()
-    holders = [key for key in registry if key[1] == name and (key[0] == domain or not domain)]
-    if len(holders) != 1:
-        return None
     return {attr: value(onnx.AttributeProto.FromString(default))
-            for attr, default in registry[holders[0]].items()}
+            for attr, default in runtime_schemas()[(domain, name)].items()}
+
+
+def runtime_domain(onnx_type: str | None) -> str | None:
+    """The domain of the onnxruntime kernel that runs nodes of ``onnx_type``: '' for a
+    standard ONNX op type; the domain of one of onnxruntime's own operators, named with it
+    (``com.microsoft:Gelu``) or alone where one domain holds it (``FastGelu``); None for any
+    other (a custom domain's, whose kernel is the user's)."""
+    import onnx.defs
+
+    if not onnx_type:
+        return None
+    domain, _, op_type = onnx_type.rpartition(":")
+    if not domain and onnx.defs.has(op_type):
+        return ""
+    holders = {d for d, name in runtime_schemas() if name == op_type and domain in ("", d)}
+    return next(iter(holders)) if len(holders) == 1 else None
 
 
 def attribute_default(op_type: str, attribute: str) -> Any:

@@ -171,8 +171,7 @@ def plan_node(graph: Graph, node: Node, op: Operator | None, active: set[str],
                     "of the node carries")
     integral = sorted(attr for attr, param in op.onnx_attrs.items()
                       if rule.param_exponents.get(param)
-                      and node.attr_types.get(attr, onnx.AttributeProto.INT if isinstance(
-                          node.attrs.get(attr), int) else None) == onnx.AttributeProto.INT)
+                      and node.attr_type(attr) == onnx.AttributeProto.INT)
     if integral:  # (a rescaled value written into an int attribute: an internal error)
         return make(Action.COMPENSATE, "compensate: run in float on the original range",
                     f"the rule rescales attribute {', '.join(integral)}, which the node holds "

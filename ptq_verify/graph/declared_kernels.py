@@ -22,7 +22,7 @@ import weakref
 
 import numpy as np
 
-from ..catalog.operator import Operator
+from ..catalog.operator import Operator, runtime_domain
 
 PROBE_SHAPE = (2, 3, 5)
 # the shapes of the random tensors, tried in turn: every tensor input of the full shape, then
@@ -63,6 +63,7 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
         return None, ("its witness reads elements of an input (a window, a pair), which its "
                       "expression alone cannot compute a whole node from")
     op_type = op.onnx_type.rpartition(":")[2]
+    known = schema_attributes(op.onnx_type)
     theirs = None
     for later in PROBE_SHAPES:
         probe = _probe(op, later)
@@ -74,7 +75,6 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
         # run the kernel's own constant, which the engine takes the sample value for
         # (HardSwish declared with a slope 'a' had made onnxruntime refuse the probe, and
         # went unchecked)
-        known = schema_attributes(op.onnx_type)
         unknown = [] if known is None else sorted(set(attrs) - known)
         theirs = _onnxruntime(op_type, domain, inputs,
                               {k: v for k, v in attrs.items() if k not in unknown})
@@ -136,26 +136,6 @@ def mismatch(op: Operator, differs: str, in_file: bool) -> str:
             f"{op.onnx_type} node would be quantized by the rule of another function; correct "
             f"the expression, or, for a node of a custom domain named {op.onnx_type}, declare "
             f"{qualified}")
-
-
-def runtime_domain(onnx_type: str | None) -> str | None:
-    """The domain of the onnxruntime kernel a declaration of ``onnx_type`` is compared with:
-    '' for a standard ONNX op type; the domain of one of onnxruntime's own operators, named
-    with it (``com.microsoft:Gelu``) or alone where one domain holds it (``FastGelu``);
-    None for any other (a custom domain's, whose kernel is the user's)."""
-    import onnx.defs
-
-    from .operators import runtime_operators
-
-    if not onnx_type:
-        return None
-    domain, _, op_type = onnx_type.rpartition(":")
-    if not domain and onnx.defs.has(op_type):
-        return ""
-    holders = {d for d, name in runtime_operators() if name == op_type}
-    if domain:
-        return domain if domain in holders else None
-    return next(iter(holders)) if len(holders) == 1 else None
 
 
 def _probe(op: Operator, later: tuple[int, ...]) -> tuple[list, dict] | None:

@@ -7,11 +7,13 @@ Python objects. :mod:`ptq_verify.graph.onnx_io` converts both ways.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from onnx import AttributeProto
 
 from ..catalog.kernels.shape import NODE_OUTPUTS
 from ..errors import UserError
@@ -54,6 +56,16 @@ class Node:
     def in_onnx_domain(self) -> bool:
         """Whether the op type is ONNX's own (onnxruntime's kernels), not a custom domain's."""
         return self.domain in ("", "ai.onnx")
+
+    def attr_type(self, name: str) -> int | None:
+        """The onnx.AttributeProto type of attribute ``name``: as the file states it, or, on a
+        node built by hand (no stated types), INT or FLOAT for a number; None otherwise."""
+        if name in self.attr_types:
+            return self.attr_types[name]
+        value = self.attrs.get(name)
+        if isinstance(value, numbers.Integral):
+            return AttributeProto.INT
+        return AttributeProto.FLOAT if isinstance(value, numbers.Real) else None
 
     @property
     def qualified_type(self) -> str:

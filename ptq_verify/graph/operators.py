@@ -8,7 +8,6 @@ The engine never names operator types: a node is run and classified through the
 from __future__ import annotations
 
 import difflib
-import numbers
 from collections.abc import Iterable, Mapping
 from functools import cache
 
@@ -660,10 +659,8 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
         if name in op.onnx_attrs and np.size(value) != 1:
             return (f"has attribute {name!r} of {np.size(value)} values where its "
                     f"parameter {op.onnx_attrs[name]!r} takes one number")
-        kind = node.attr_types.get(name)
-        number = (kind in _NUMBER_ATTRIBUTES if kind is not None  # (a Node built by hand)
-                  else isinstance(value, numbers.Real))
-        if name in op.onnx_attrs and not number:
+        kind = node.attr_type(name)
+        if name in op.onnx_attrs and kind not in _NUMBER_ATTRIBUTES:
             # (a string or a tensor had been read as the number and written back as a float
             # where the rule rescales it: an internal error, a new-user trial)
             return (f"has attribute {name!r} of type "
