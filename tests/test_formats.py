@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine.lower import DEFAULT_ENCODING, ENCODINGS
 from ptq_verify.engine.lower.kernel_probe import encoding_error, saturates_here
+from ptq_verify.engine.steps import ScaleStep
 from ptq_verify.errors import UserError
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
 
@@ -888,3 +889,68 @@ def test_a_comparison_of_a_selection_with_table_thresholds_is_the_plan_s_in_qdq(
     planned = quantized.run(test)["logits"]
     session = ort.InferenceSession(quantized.to_onnx("qdq").SerializeToString())
     assert np.array_equal(session.run(None, {"input": test})[0], planned)
+
+
+def _mean_model(op_type: str, opset: int = 17, spatial=(8, 8), **attrs) -> onnx.ModelProto:
+    """Conv -> Relu -> a mean over the 8 x 8 positions (``op_type``; ReduceMean's axes an
+    input from opset 18) -> Flatten -> Gemm, on digit images."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(4)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w2")]
+    inputs = ["r"]
+    if op_type == "ReduceMean" and opset >= 18:
+        weights.append(numpy_helper.from_array(np.array(attrs.pop("axes"), np.int64), "axes"))
+        inputs.append("axes")
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c"], name="conv", pads=[1] * 4),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node(op_type, inputs, ["m"], name="mean", **attrs),
+             helper.make_node("Flatten", ["m"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "w2"], ["out"], name="gemm", transB=1)]
+    return helper.make_model(helper.make_graph(
+        nodes, "mean", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                      ["n", 1, *spatial])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3])], weights),
+        opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _simulated_codes_apart(model, proto: onnx.ModelProto) -> float:
+    """The largest distance, in output codes, between ``proto`` and the simulation of
+    ``model`` on 20 digit images no calibration saw."""
+    test = models.digits(20, image=True, offset=300)
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": test})[0]
+    return float((np.abs(got - model.run(test)["out"]) * model.output_scales["out"]).max())
+
+
+@pytest.mark.parametrize(("op_type", "opset", "attrs"), [
+    ("GlobalAveragePool", 17, {}), ("ReduceMean", 17, {"axes": [2, 3]}),
+    ("ReduceMean", 18, {"axes": [2, 3], "keepdims": 0})])
+def test_integer_format_sums_a_mean_on_integers(op_type, opset, attrs):
+    """A mean of codes (every CNN's global average pool, a squeeze-excite's) had run in float
+    in the integer format ('its declaration does not map integers to integers'): the mean of
+    integers is not one. Its requantization now multiplies the mean back to the sum of its
+    64 codes first, exactly, and applies its factor to that sum; the integer format computes
+    the sum itself (ReduceSum on int32) and requantizes it with the same factor: no node in
+    float, the file equal to the simulation, which the simulation file computes too."""
+    graph = prepare(graph_from_onnx(_mean_model(op_type, opset, **attrs)))
+    model = quantize(graph, calibrate(graph, models.digits(100, image=True), progress=False), 8)
+    assert [s.divided_by for s in model.steps
+            if isinstance(s, ScaleStep) and s.divided_by != 1] == [64]
+    integer = model.to_onnx("integer")
+    assert _float_nodes(integer) == {}
+    assert "ReduceSum" in {n.op_type for n in integer.graph.node}
+    assert not float_islands(integer, set())
+    assert _simulated_codes_apart(model, integer) < 0.5
+    assert _simulated_codes_apart(model, model.to_onnx("simulation")) < 0.5
+
+
+def test_a_mean_over_free_positions_stays_float_in_the_integer_format():
+    """The count of a mean over axes the graph leaves free is known only at run time: its
+    requantization reads the mean as it is, and the integer format keeps it in float."""
+    graph = prepare(graph_from_onnx(_mean_model("GlobalAveragePool", spatial=("h", "w"))))
+    model = quantize(graph, calibrate(graph, models.digits(100, image=True), progress=False), 8)
+    assert all(s.divided_by == 1 for s in model.steps if isinstance(s, ScaleStep))
+    integer = model.to_onnx("integer")
+    assert "mean" in _float_nodes(integer)
+    assert _simulated_codes_apart(model, integer) < 0.5

@@ -175,6 +175,51 @@ def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float
     its input in magnitude. Run at the input's example shape and again with every free
     dimension grown, and None unless both agree: a sum over a free axis (the batch, a
     sequence) has no bound at run time. None too when the kernel cannot run."""
+    probe = _two_sizes(graph, node, active)
+    if probe is None:
+        return None
+    slot, examples, sizes = probe
+    gains = set()
+    for dims in sizes:
+        out = run_kernel(op, node, examples, {slot: np.ones(dims)})
+        if out is None or not out.size or not np.all(np.isfinite(out)):
+            return None
+        gains.add(float(np.abs(out).max()))
+    return gains.pop() if len(gains) == 1 else None
+
+
+def mean_count(graph: Graph, node: Node, op: Operator, active: set[str]) -> int | None:
+    """The count N by which ``node``'s output times N is integers on integer inputs, N the
+    ratio of its one activation input's elements to its output's (a mean of N elements: a
+    GlobalAveragePool, a ReduceMean over fixed axes): run on integer codes at the input's
+    example shape and again with every free dimension grown, and None unless N is the same
+    and the output times N integers both times (a mean over a free axis, a sequence's, has
+    no N that holds at run time; an average pool whose padded windows count fewer cells
+    divides by several). None too when the kernel cannot run."""
+    probe = _two_sizes(graph, node, active)
+    if probe is None:
+        return None
+    slot, examples, sizes = probe
+    rng = np.random.default_rng(0)
+    counts = set()
+    for dims in sizes:
+        codes = rng.integers(-127, 128, dims).astype(np.float64)
+        out = run_kernel(op, node, examples, {slot: codes})
+        if out is None or not out.size or codes.size % out.size:
+            return None
+        counts.add(codes.size // out.size)
+        summed = out * (codes.size // out.size)
+        if not np.allclose(summed, np.round(summed), rtol=0, atol=1e-6):
+            return None
+    return counts.pop() if len(counts) == 1 and min(counts) >= 2 else None
+
+
+def _two_sizes(graph: Graph, node: Node, active: set[str]
+               ) -> tuple[int, list, set[tuple[int, ...]]] | None:
+    """``node``'s one activation slot, its example inputs, and two shapes for that input:
+    the example's and the same with every dimension the graph leaves free grown (each the
+    same where none is free); None without one activation input, examples or a stated
+    rank, or where the grown input would be too large."""
     slots = [slot for slot, name in enumerate(node.inputs) if name in active]
     examples = example_inputs(graph, node, active)
     if len(slots) != 1 or examples is None:
@@ -185,13 +230,7 @@ def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float
                   for d, s in zip(shape, stated))
     if len(grown) != len(shape) or math.prod(grown) > MAX_FOLDED_ELEMENTS:
         return None
-    gains = set()
-    for dims in {shape, grown}:
-        out = run_kernel(op, node, examples, {slots[0]: np.ones(dims)})
-        if out is None or not out.size or not np.all(np.isfinite(out)):
-            return None
-        gains.add(float(np.abs(out).max()))
-    return gains.pop() if len(gains) == 1 else None
+    return slots[0], examples, {shape, grown}
 
 
 def close(a: np.ndarray, b: np.ndarray) -> bool:

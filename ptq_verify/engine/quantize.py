@@ -40,7 +40,15 @@ from .float_region import FloatRegions
 from .invariant_regions import INVARIANT_REASON, invariant_regions
 from .parallel import mapped
 from .plan import Action, NodeAction, plan_model
-from .probe import along, channel_axes, example_inputs, example_shape, ones_gain, run_kernel
+from .probe import (
+    along,
+    channel_axes,
+    example_inputs,
+    example_shape,
+    mean_count,
+    ones_gain,
+    run_kernel,
+)
 from .quantized import Code, NodeRecord, QuantizedModel
 from .rounding import (
     WeightTarget,
@@ -68,7 +76,7 @@ from .rules import (
 )
 from .static_alone import mark_static_alone, read_in_float_only
 from .stats import LOPSIDED_GAIN
-from .steps import STATIC_LIMIT, IntegerParam, NodeStep, ScaleStep
+from .steps import DIVIDED_SUM_LIMIT, STATIC_LIMIT, IntegerParam, NodeStep, ScaleStep
 
 MIN_BITS, MAX_BITS = 2, 16
 BIAS_LIMIT = 2**31 - 1  # a bias is an int32 at its accumulator's scale
@@ -450,9 +458,10 @@ class _Builder:
         # (sum node, constant) -> the constant with a bias correction of the layer before it
         self._corrected_constants: dict[tuple[str, str], np.ndarray] = {}
         self._corrected_in: dict[str, str] = {}  # layer -> the sum node its correction went to
-        # tensor -> (source, its scale, non-negative, pre_round) of the step that made its codes,
-        # so that a node whose function jumps can take the same tensor at MAX_BITS instead
-        self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool]] = {}
+        # tensor -> (source, its scale, non-negative, pre_round, divided_by) of the step that
+        # made its codes, so that a node whose function jumps can take the same tensor at
+        # MAX_BITS instead
+        self._sources: dict[str, tuple[str, np.ndarray | float, bool, bool, int]] = {}
         # tensor -> (the step of the selection that passed its inputs' codes on as the
         # tensor's, and for each activation input (one, or several of a Concat) that input
         # and the code name the step read), so that a node whose function jumps reads the
@@ -896,14 +905,17 @@ class _Builder:
         return self._floors[key]
 
     def materialise(self, src: str, tensor: str, scale_of_src: np.ndarray | float,
-                    nonnegative: bool, pre_round: bool = False) -> Code:
+                    nonnegative: bool, pre_round: bool = False, divided_by: int = 1) -> Code:
+        """``tensor``'s codes made from ``src`` (at ``scale_of_src``; with ``divided_by``,
+        the scale of ``src`` times that count: :class:`.steps.ScaleStep`)."""
         scale, low, high = self.target(tensor, nonnegative, _scale_axis(scale_of_src))
         factor = self.factor(np.asarray(scale) / np.asarray(scale_of_src, dtype=np.float64))
         dst = self.fresh(tensor)
-        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale))
+        self.steps.append(ScaleStep(src, dst, factor, True, low, high, pre_round, scale,
+                                    divided_by=divided_by))
         code = Code(dst, scale, low, high, tensor not in self._unranged)
         self.codes[tensor] = code
-        self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round)
+        self._sources[tensor] = (src, scale_of_src, nonnegative, pre_round, divided_by)
         return code
 
     def dequantized(self, tensor: str) -> str:
@@ -958,7 +970,7 @@ class _Builder:
         MAX_BITS, or where its calibrated range gives no scale)."""
         if self.bits >= MAX_BITS:
             return None
-        src, scale_of_src, nonnegative, pre_round = self._sources[name]
+        src, scale_of_src, nonnegative, pre_round, divided_by = self._sources[name]
         levels = 2**MAX_BITS - 1 if nonnegative else 2 ** (MAX_BITS - 1) - 1
         reach = self.cal.clip(name, levels) if name in self.cal.stats else 0.0
         if not np.isfinite(reach) or reach <= 0:
@@ -968,7 +980,7 @@ class _Builder:
         dst = self.fresh(f"{name}:{MAX_BITS}bit")
         low = 0.0 if nonnegative else -float(levels)
         self.steps.append(ScaleStep(src, dst, factor, True, low, float(levels), pre_round,
-                                    scale))
+                                    scale, divided_by=divided_by))
         self._precise_codes.add(dst)
         return Code(dst, scale, low, float(levels))
 
@@ -1782,7 +1794,10 @@ class _Builder:
                                             any(c.ranged for c in codes_in))
                 out_scales.append(float(acc_scale))
                 continue
-            code = self.materialise(produced, original, scale_array, nonneg, pre_round=integer)
+            count = 1 if integer or selection else self._divided_by(node, op, plan, codes_in,
+                                                                     original)
+            code = self.materialise(produced, original, scale_array * count, nonneg,
+                                    pre_round=integer, divided_by=count)
             out_scales.append(code.scale)
         self.records.append(NodeRecord(node.name, node.qualified_type, _rule_text(plan), plan.text,
                                        _scales_text(out_scales), note))
@@ -1804,6 +1819,23 @@ class _Builder:
                     for c in codes_in)
         reach += sum(float(np.abs(v).max(initial=0)) for v in constants.values())
         return float(coefficients * reach)
+
+    def _divided_by(self, node: Node, op: Operator, plan: NodeAction, codes_in: list[Code],
+                    tensor: str) -> int:
+        """N where ``node`` makes ``tensor`` a sum of its one input's n-bit codes divided by N,
+        by its declaration (an element sum, :func:`.rules.is_element_sum`) and a probe at the
+        shapes the graph fixes (:func:`.probe.mean_count`: a GlobalAveragePool, a
+        ReduceMean); else 1. Its requantization multiplies N back first
+        (:class:`.steps.ScaleStep`), so the integer format can compute the sum on integers
+        and requantize it with the same factor, to the last code (the mean had run in float
+        there). Not for a graph output (dequantized, never requantized), nor where the sums
+        may reach DIVIDED_SUM_LIMIT."""
+        if (len(codes_in) != 1 or codes_in[0].wide or tensor in self.graph.output_names
+                or any(plan.rule.param_exponents.values()) or not is_element_sum(op)):
+            return 1
+        count = mean_count(self.graph, node, op, self.active)
+        reach = max(abs(codes_in[0].low), abs(codes_in[0].high))
+        return count if count is not None and count * reach < DIVIDED_SUM_LIMIT else 1
 
     def _summed_reach(self, node: Node, op: Operator, codes_in: list[Code]) -> float | None:
         """A bound on |integer output| of a sum of one input's elements with coefficients

@@ -26,6 +26,13 @@ the sum does not saturate is data, not a mask: the plan runs that sum in float
 (quantize's ``_static_beyond_int32``)."""
 
 
+DIVIDED_SUM_LIMIT = 2**22
+"""Bound on |sum| of a mean's codes that a requantization multiplies back
+(``ScaleStep.divided_by``): the mean computed in float32 is within 2^-23 of the sum over N
+relative (onnxruntime's kernel may multiply by a rounded 1/N), so N times it rounds back to
+the sum exactly while the sum stays below 2^22."""
+
+
 @dataclass
 class ScaleStep:
     """dst = clip(round(round?(src) * factor)): quantize, requantize or dequantize.
@@ -36,6 +43,11 @@ class ScaleStep:
 
     ``pre_round`` rounds an exact-integer accumulator first: an identity on its values that
     keeps onnxruntime from fusing the multiplier into the producing Conv/MatMul weights.
+    ``divided_by`` > 1: ``src`` holds integers divided by that count (a mean of codes, as a
+    GlobalAveragePool's), which the step multiplies back and rounds to those integers first,
+    exactly (the builder keeps them below 2^22), and ``factor`` applies to them: the integer
+    format computes the same sum without the division (a ReduceSum) and requantizes it with
+    the same factor, to the last code.
     A step with a clip range materialises codes (their scale is in the plan's ``codes``); one
     without re-expresses the same value at another scale (dequantize, align, rescale).
     """
@@ -51,9 +63,12 @@ class ScaleStep:
     # where no container's range clips dst: the largest |value| it holds (a static operand
     # of an integer sum, STATIC_LIMIT), as int32 holds it in the integer format
     limit: float | None = None
+    divided_by: int = 1
 
     def simulate(self, env: dict[str, np.ndarray]) -> None:
         x = np.asarray(env[self.src], dtype=np.float32)
+        if self.divided_by != 1:
+            x = np.round(x.astype(np.float64) * self.divided_by)
         if self.pre_round:
             x = np.round(x)
         if self.round:  # the exact product, rounded once (float64 holds it: 24 + 29 bits)

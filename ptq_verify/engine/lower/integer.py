@@ -15,13 +15,16 @@ lowered to integer ops:
   Reshape, Concat; integer polynomials such as Add, Mul) run on the integer tensors, where
   onnxruntime has a kernel for them (asked once per node: a one-node session);
 - compensated element-wise unary nodes: a table of output codes indexed by input codes
-  (:mod:`.tables`).
+  (:mod:`.tables`);
+- a mean of codes whose requantization multiplies it back to their sum
+  (``ScaleStep.divided_by``: a GlobalAveragePool, a ReduceMean over fixed axes): that sum,
+  a ReduceSum on int32 (:data:`SUMS`).
 
 What remains runs as the simulation runs it, in float32 on integer-valued tensors, and is
 listed with its reason in the model's ``float_nodes`` metadata: compensated nodes that are not
-unary (Softmax), nodes onnxruntime has no integer kernel for (GlobalAveragePool), nodes with
-real-valued parameters. Float ops at the boundary (quantizing the inputs, dequantizing the
-outputs) are not listed: they are the model's interface.
+unary (Softmax), nodes onnxruntime has no integer kernel for, a mean over axes the graph
+leaves free, nodes with real-valued parameters. Float ops at the boundary (quantizing the
+inputs, dequantizing the outputs) are not listed: they are the model's interface.
 """
 
 from __future__ import annotations
@@ -189,6 +192,9 @@ class _IntegerLowering:
             if step.pre_round:
                 name = self.out.round(name)
             name = self.out.add("Cast", [name], f"{name}:double", to=TensorProto.DOUBLE)
+            if step.divided_by != 1:  # a mean's codes back to their sum (steps.ScaleStep)
+                count = self.out.constant("count", np.asarray(step.divided_by, np.float64))
+                name = self.out.round(self.out.add("Mul", [name, count], f"{name}:sum"))
             factor = self.out.constant("factor", np.asarray(step.factor, np.float64))
             name = self.out.round(self.out.add("Mul", [name, factor], f"{name}:mul"))
             if step.low is not None:
@@ -258,6 +264,9 @@ class _IntegerLowering:
         lowering = PRODUCTS.get((source.domain or "", source.op_type))
         if any(n in step.params for n in step.node.inputs) and lowering and lowering(self, step):
             return None
+        summing = SUMS.get((source.domain or "", source.op_type))
+        if summing is not None and self._sum_read(step) and summing(self, step):
+            return None
         why = self._not_integer(step)
         if why:
             table = self._table_on_codes(step)
@@ -281,6 +290,16 @@ class _IntegerLowering:
             return self._float(step, "onnxruntime has no integer kernel for it")
         self._emit(step, inputs, kind)
         return None
+
+    def _sum_read(self, step: NodeStep) -> bool:
+        """Whether ``step`` (a mean of its one input's codes) has its output read only by a
+        requantization that multiplies the mean back to its sum (``ScaleStep.divided_by``),
+        on integer codes: then the sum itself (:data:`SUMS`) is what that step reads."""
+        outputs = [n for n in step.node.outputs if n]
+        quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
+        active = [n for n in step.node.inputs if n and self._active(n)]
+        return (quantize is not None and quantize.divided_by > 1 and len(active) == 1
+                and self._readers[outputs[0]] == 1 and self._type(active[0]) != FLOAT)
 
     def _table_on_codes(self, step: NodeStep):
         """The table of output codes for a node that computes in float on the 8-bit codes of
@@ -589,3 +608,52 @@ def _matmul_plus(lowering, step: NodeStep, a: str, matrix: np.ndarray, bias: str
 
 
 PRODUCTS = {("", "Conv"): _conv, ("", "Gemm"): _gemm, ("", "MatMul"): _matmul}
+
+
+# -- sums: how ONNX writes the integer sum behind a mean -------------------------------------
+
+def _reduced_sum(lowering: _IntegerLowering, step: NodeStep, axes: list[int] | str | None,
+                 keepdims: int, noop: int = 0) -> bool:
+    """ReduceSum of the node's input codes in int32 over ``axes`` (a list, the name of the
+    node's own axes input, or None: every axis), the node's output; False (nothing emitted)
+    where onnxruntime has no such kernel."""
+    x = step.node.inputs[0]
+    out = lowering.out
+    if isinstance(axes, list):
+        axes = out.constant(f"{step.node.name}:axes", np.array(axes, np.int64))
+    reduce = Node(step.node.name, "ReduceSum", ["x", "axes"] if axes else ["x"], ["y"],
+                  {"keepdims": keepdims, "noop_with_empty_axes": noop})
+    types = [INT32, INT64] if axes else [INT32]
+    if not runs_on(reduce, types, lowering.opset):
+        return False
+    name = out.add("ReduceSum", [lowering._cast(x, INT32)] + ([axes] if axes else []),
+                   f"{step.node.name}:sum", keepdims=keepdims, noop_with_empty_axes=noop)
+    out.rename(name, step.node.outputs[0])
+    lowering._set(step.node.outputs[0], step.node.outputs[0], INT32)
+    return True
+
+
+def _global_sum(lowering: _IntegerLowering, step: NodeStep) -> bool:
+    source = step.source or step.node  # (the plan renames tensors; the graph knows the source's)
+    rank = len(lowering.model.graph.shape_of(source.inputs[0]) or ())
+    return rank > 2 and _reduced_sum(lowering, step, list(range(2, rank)), keepdims=1)
+
+
+def _mean_sum(lowering: _IntegerLowering, step: NodeStep) -> bool:
+    attrs = step.node.attrs
+    inputs = step.node.inputs
+    axes = list(attrs["axes"]) if "axes" in attrs else (
+        inputs[1] if len(inputs) > 1 and inputs[1] else None)
+    if isinstance(axes, str):  # (opset 18: an input, static by the plan)
+        value = step.constants.get(axes, lowering.model.constants.get(axes))
+        if value is None:
+            return False
+        axes = [int(a) for a in np.asarray(value).reshape(-1)]
+    return _reduced_sum(lowering, step, axes, int(attrs.get("keepdims", 1)),
+                        int(attrs.get("noop_with_empty_axes", 0)))
+
+
+SUMS = {("", "GlobalAveragePool"): _global_sum, ("", "ReduceMean"): _mean_sum}
+"""A mean's op type -> the ReduceSum of its codes, where the requantization after it multiplies
+the mean back to that sum (``ScaleStep.divided_by``): the only place that knows which ONNX op
+is which sum, as :data:`PRODUCTS` for products."""

@@ -40,13 +40,12 @@ def emit_simulation(model) -> onnx.ModelProto:
 
 def _scale_step(out: Emitter, step: ScaleStep) -> None:
     name = step.src
+    if step.divided_by != 1:  # a mean's codes back to their sum (exact: steps.ScaleStep)
+        name = _rounded_product(out, name, step.divided_by)
     if step.pre_round:
         name = out.round(name)
-    if step.round:  # the exact product in double, rounded once, as the simulation does
-        wide = out.add("Cast", [name], f"{name}:double", to=onnx.TensorProto.DOUBLE)
-        factor = out.constant(f"{name}:factor", np.asarray(step.factor, np.float64))
-        name = out.round(out.add("Mul", [wide, factor], f"{name}:mul"))
-        name = out.add("Cast", [name], f"{name}:float", to=onnx.TensorProto.FLOAT)
+    if step.round:
+        name = _rounded_product(out, name, step.factor)
     elif not is_one(step.factor):
         name = out.multiply(name, step.factor)
     if step.low is not None:
@@ -54,6 +53,15 @@ def _scale_step(out: Emitter, step: ScaleStep) -> None:
     if step.limit is not None:
         name = out.clip(name, np.float32(-step.limit), np.float32(step.limit))
     out.rename(name, step.dst)
+
+
+def _rounded_product(out: Emitter, name: str, factor) -> str:
+    """round(name * factor), the product exact in double and rounded once, as the simulation
+    computes it; back in float32."""
+    wide = out.add("Cast", [name], f"{name}:double", to=onnx.TensorProto.DOUBLE)
+    factor = out.constant(f"{name}:factor", np.asarray(factor, np.float64))
+    name = out.round(out.add("Mul", [wide, factor], f"{name}:mul"))
+    return out.add("Cast", [name], f"{name}:float", to=onnx.TensorProto.FLOAT)
 
 
 def _node_step(out: Emitter, step: NodeStep) -> None:
