@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine.lower import DEFAULT_ENCODING, ENCODINGS
@@ -953,4 +953,26 @@ def test_a_mean_over_free_positions_stays_float_in_the_integer_format():
     assert all(s.divided_by == 1 for s in model.steps if isinstance(s, ScaleStep))
     integer = model.to_onnx("integer")
     assert "mean" in _float_nodes(integer)
+    assert _simulated_codes_apart(model, integer) < 0.5
+
+
+@pytest.mark.parametrize("value", [None, 0.0, 0.37])
+def test_integer_format_pads_codes_on_integers_where_the_pad_value_is_a_code(value):
+    """A constant Pad between two convolutions (EfficientNet-Lite's static padding, torch's
+    ZeroPad2d) had stayed float in the integer format ('its declaration does not map integers
+    to integers': 22 of EfficientNet-Lite1's raw export): its output elements are its input's
+    or the pad value, chosen by position, so with the pad value a code (0) it pads the codes
+    themselves. A pad value the codes do not hold exactly (0.37 times the scale) keeps it in
+    float. Either way the file equals the simulation."""
+    extra, inputs = (numpy_helper.from_array(np.int64([0, 0, 1, 1, 0, 0, 1, 1]), "pads"),), [
+        "c1", "pads"]
+    if value is not None:
+        extra += (numpy_helper.from_array(np.float32(value), "value"),)
+        inputs.append("value")
+    pad = helper.make_node("Pad", inputs, ["act"], name="pad", mode="constant")
+    graph = prepare(graph_from_onnx(_between_convs(pad, 10, 3, extra)))
+    model = quantize(graph, calibrate(graph, models.digits(100, image=True), progress=False), 8)
+    integer = model.to_onnx("integer")
+    assert ("pad" in _float_nodes(integer)) == bool(value)
+    assert not float_islands(integer, set(_float_nodes(integer)))
     assert _simulated_codes_apart(model, integer) < 0.5

@@ -108,6 +108,18 @@ def is_monotone_selection(op: Operator | None) -> bool:
     return op is not None and stored_structure(op).monotone
 
 
+def selects_by_position(op: Operator | None) -> bool:
+    """Whether each output element is an input element or a parameter the witness outputs as
+    it is (:func:`chosen_params`), chosen by a condition on parameters alone: every parameter
+    is such a chosen one or a position that only the witness knows (constant Pad's
+    ``where(k > 0, x, v)``). With integer values of the chosen parameters, integer codes in
+    give integers out."""
+    if op is None or not is_monotone_selection(op) or not chosen_params(op):
+        return False
+    params = set(op.params)
+    return params <= chosen_params(op) | (params - carried_params(op))
+
+
 def is_copy(op: Operator | None) -> bool:
     """Whether each output element is an element of the one input, the witness being that
     element itself (Transpose, Flatten, Gather, Slice, Identity; not Relu's max(x, 0), a

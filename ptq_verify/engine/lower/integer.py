@@ -40,13 +40,14 @@ from ...graph.onnx_io import node_proto
 from ...graph.operators import slot_binding
 from ...graph.provenance import quantized_doc
 from ...rules import stored_shift_rule
-from ..probe import run_kernel
+from ..probe import example_inputs, run_kernel
 from ..rules import (
     is_copy,
     is_elementwise_unary,
     is_integer_polynomial,
     is_lattice_selection,
     is_monotone_selection,
+    selects_by_position,
 )
 from ..steps import STATIC_LIMIT, NodeStep, ScaleStep, is_one
 from .emitter import Emitter, runs_on
@@ -276,8 +277,8 @@ class _IntegerLowering:
         kind = kinds.pop() if len(kinds) == 1 else INT32
         if not active:  # a table of codes selected by static indices (an embedding)
             kind = self._container(step.node.outputs[0])
-        if not is_lattice_selection(step.op) or kind not in _RANGE or not self._constants_fit(
-                step, kind):
+        if not (is_lattice_selection(step.op) or selects_by_position(step.op)) or (
+                kind not in _RANGE or not self._constants_fit(step, kind)):
             kind = INT32  # sums and products of codes leave the 8-bit range, and so may a
             # constant (a Min bound above the calibrated range): int32, never a wrapped cast
         inputs = self._integer_inputs(step, kind)
@@ -480,7 +481,8 @@ class _IntegerLowering:
                   and self._type(n) == FLOAT]
         if floats:
             return f"its input {floats[0]!r} is float"
-        if not is_integer_polynomial(step.op, set(step.op.params), self._units(step)):
+        if not (is_integer_polynomial(step.op, set(step.op.params), self._units(step))
+                or self._selects_integers(step)):
             return "its declaration does not map integers to integers"
         for name in step.node.inputs:
             if not name or self._active(name) or name in self.static:
@@ -494,6 +496,31 @@ class _IntegerLowering:
             # nearest Resize of a UNet, a VAE decoder, and the Conv reading it, in float)
             return "real-valued attributes"
         return ""
+
+    def _selects_integers(self, step: NodeStep) -> bool:
+        """Whether ``step`` selects input elements and its chosen parameters by position
+        (:func:`.rules.selects_by_position`: constant Pad, whose pad value the plan holds
+        as a code, 0 for a zero padding) and its output on integer codes, at the graph's
+        shapes with this node's constants, is integers: then it maps integers to integers.
+        (A constant Pad had stayed float, 'its declaration does not map integers to
+        integers': EfficientNet-Lite1's raw export left 22 in float.)"""
+        source = step.source or step.node
+        if not selects_by_position(step.op) or len(source.inputs) != len(step.node.inputs):
+            return False
+        active = {name for name, planned in zip(source.inputs, step.node.inputs)
+                  if planned and self._active(planned)}
+        examples = example_inputs(self.model.graph, source, active)
+        if examples is None:
+            return False
+        rng = np.random.default_rng(0)
+        changes = {}
+        for slot, (name, planned) in enumerate(zip(source.inputs, step.node.inputs)):
+            if name in active:
+                changes[slot] = rng.integers(-127, 128, np.shape(examples[slot]))
+            elif planned in step.constants or planned in self.model.constants:
+                changes[slot] = step.constants.get(planned, self.model.constants.get(planned))
+        out = run_kernel(step.op, source, examples, changes)
+        return out is not None and bool(out.size) and bool(np.all(out == np.round(out)))
 
     def _units(self, step: NodeStep) -> frozenset[str]:
         """The tensor inputs of ``step``'s declaration bound to a constant whose codes are
