@@ -285,6 +285,23 @@ def test_a_forged_rule_is_rejected_by_recheck():
     assert recheck_certificate(op, forged)
 
 
+@pytest.mark.parametrize("expr", ["x/(1 + exp(-x))", "floor(erf(x))"])
+def test_a_proved_alternative_beside_a_refutation_or_undecided_is_rejected(expr):
+    """Alternatives were re-checked only beside a proof: a refuted (or undecided) verdict
+    listing a pass_through alternative whose "proof" is any text re-checked, and so passed
+    check-proofs, claiming a rule for an operator that has none."""
+    op = Operator("op", "x", expr)
+    verdict = classify(op).to_json()
+    assert verdict["rule"] in ("needs_compensation", "undecided")
+    assert not recheck_certificate(op, verdict)
+    relu = classify(Operator("relu", "x", "max(x, 0)")).to_json()
+    alternative = {key: relu[key] for key in ("rule", "degree", "param_exponents", "exact")}
+    alternative["certificate"] = {"kind": "proof", "lhs": "garbage", "rhs": "x",
+                                  "method": "direct", "cases": [{"signs": {}, "residual": "0"}]}
+    problems = recheck_certificate(op, {**verdict, "alternatives": [alternative]})
+    assert any("lists proved alternatives" in p for p in problems)
+
+
 # -- crashes ----------------------------------------------------------------------------------
 
 

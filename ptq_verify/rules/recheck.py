@@ -60,6 +60,11 @@ def recheck_certificate(op: Operator, verdict: Verdict | Mapping) -> list[str]:
                     for p in _recheck_proof(op, alternative, alternative.get("certificate", {}))
                 ]
             return problems
+        if verdict.get("alternatives"):
+            # a refutation says no rule holds, and an undecided verdict proves none: a proved
+            # alternative beside either was never re-checked (a Sigmoid certificate listing a
+            # pass_through "proof" of garbage text re-checked; trial checker3)
+            problems.append(f"a {verdict.get('rule')} verdict lists proved alternatives")
         if kind == "counterexample":
             return problems + _recheck_counterexample(op, verdict, certificate)
     except (ExpressionError, KeyError, TypeError, ValueError, ZeroDivisionError) as err:
