@@ -17,9 +17,11 @@ Anything else is ``undecided``: a verdict is never a guess.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import random
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -209,6 +211,58 @@ _SIGN_HOLDS = {">": lambda sign: sign > 0, ">=": lambda sign: sign >= 0,
                "!=": lambda sign: sign != 0}
 
 
+# solveset solves a polynomial in a generator other than its variable (exp(t), log(t), 2**t)
+# through sympy.roots and, where roots finds fewer roots than the degree, keeps those it found
+# and drops the rest (sympy 1.14's _solve_as_poly sets a ConditionSet, then overwrites it with
+# the found roots' inverses): an EmptySet for 32**t - 5*2**t + 1, whose quintic in 2**t has
+# no radicals, though it is 0 at t = 0.52. Every roots call solveset makes is counted where
+# _fails_at_most_at_zero asks, and an answer built on a short one is not taken.
+_SOLVESET = importlib.import_module("sympy.solvers.solveset")
+_SHORT_ROOTS: ContextVar[list | None] = ContextVar("_SHORT_ROOTS", default=None)
+
+
+def _counted_roots(f, *gens, **flags):
+    """sympy.roots as solveset calls it, noting, while a count is open, a polynomial whose
+    roots it does not all find (multiplicities summed against the degree)."""
+    found = _sympy_roots(f, *gens, **flags)
+    short = _SHORT_ROOTS.get()
+    if short is not None:
+        try:
+            complete = isinstance(found, dict) and sum(found.values()) == sympy.Poly(
+                f, *gens).degree()
+        except (sympy.PolynomialError, ValueError, TypeError):
+            complete = False
+        if not complete:
+            short.append(f)
+    return found
+
+
+def _install_counted_roots():
+    """solveset's roots, counted (:func:`_counted_roots`); refused loudly where a sympy
+    release solves otherwise (no module-level ``roots`` in sympy.solvers.solveset)."""
+    original = getattr(_SOLVESET, "roots", None)
+    if not callable(original):
+        raise ImportError("sympy.solvers.solveset.roots is gone: ptq-verify cannot tell "
+                          "where solveset drops roots with this sympy")
+    _SOLVESET.roots = _counted_roots
+    return original
+
+
+_sympy_roots = _install_counted_roots()
+
+
+def _solved_zeros(equation: sympy.Basic, t: sympy.Symbol) -> sympy.Set | None:
+    """solveset's zeros of ``equation`` for t > 0, or None where it built them on roots it
+    did not all find (:data:`_SHORT_ROOTS`)."""
+    short: list = []
+    token = _SHORT_ROOTS.set(short)
+    try:
+        zeros = sympy.solveset(equation, t, _HALF_LINE)
+    finally:
+        _SHORT_ROOTS.reset(token)
+    return None if short else zeros
+
+
 def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     """Whether ``relation``, in one variable, fails at no real point but 0, which every
     scaling keeps in place: the points where it holds are then a cone, whatever the
@@ -232,7 +286,10 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     of its parts (t, exp(t), log(t), a root): solveset solves such a polynomial by
     sympy.roots, which finds no root of most of them, and answered "no zero" for
     ``exp(5*t) - 5*exp(t) + 1`` (0 at log of 0.2 and of 1.44) and for
-    ``log(t)**5 - 5*log(t) + 1``."""
+    ``log(t)**5 - 5*log(t) + 1``. That bound reads the degree in each generator sympy.Poly
+    sees, and ``32**t - 5*2**t + 1`` is of degree 1 in 32**t and in 2**t there, while solveset
+    solves it as the quintic in 2**t it is: no answer built on roots that sympy.roots did not
+    all find is taken either (:func:`_solved_zeros`)."""
     symbols = relation.free_symbols
     if len(symbols) != 1 or not isinstance(relation, sympy.core.relational.Relational):
         return False
@@ -249,8 +306,8 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
         try:
             if max(sympy.Poly(sympy.numer(sympy.together(half))).degree_list()) > 4:
                 return False
-            zeros = sympy.solveset(sympy.Eq(half, 0), t, _HALF_LINE)
-            if zeros.is_empty is not True:
+            zeros = _solved_zeros(sympy.Eq(half, 0), t)
+            if zeros is None or zeros.is_empty is not True:
                 return False
             if relation.rel_op != "!=" and not _real_and_continuous(half, t):
                 return False
