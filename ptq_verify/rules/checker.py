@@ -301,6 +301,10 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     t = sympy.Dummy("t", positive=True)
     for side in (1, -1):
         half = gap.xreplace({variable: side * t})
+        if t not in half.free_symbols:
+            # constant on this half-line (min(t/(1 + t), 0) is 0): the guard points read its
+            # sign (sympy.Poly of a number raised GeneratorsNeeded out of classify)
+            continue
         if any(not isinstance(call, _SOLVED) for call in half.atoms(Application)):
             return False
         try:
