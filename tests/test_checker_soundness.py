@@ -22,6 +22,7 @@ from ptq_verify.rules.certificate import Proof, ProofCase, Verdict
 from ptq_verify.rules.certified import certified_nonzero, certified_zero
 from ptq_verify.rules.checker import (
     Checker,
+    _fails_at_most_at_zero,
     _full_rank,
     euler_points,
     exact_sides,
@@ -434,6 +435,29 @@ def test_a_domain_whose_gap_is_a_quintic_in_exp_or_log_is_not_taken_as_a_cone(ex
     verdict = _verdict(expr)
     assert not isinstance(verdict.certificate, Proof) and not verdict.alternatives
     assert verdict.rule.kind in (RuleKind.UNDECIDED, RuleKind.NEEDS_COMPENSATION)
+
+
+def test_a_pole_solveset_misses_is_not_taken_as_continuous():
+    """1/p(2**x) > 0 fails where p(y) = 10*(y - 5)*(y - 6)*(y**3 + 1) + 1 < 0, for 2.3222 < x <
+    2.5848, between two guard points, with no zero: its sign turns at poles. sympy's
+    continuous_domain finds them with solveset, which finds no root of the quintic p in 2**x
+    and answered "continuous for every x > 0"."""
+    x = sympy.Symbol("x", real=True)
+    p = 10*32**x - 110*16**x + 300*8**x + 10*4**x - 110*2**x + 301
+    assert p.subs(x, sympy.Rational(6, 5)) > 0 > p.subs(x, sympy.Rational(12, 5))
+    assert not _fails_at_most_at_zero(1/p > 0)
+    # a quotient with no pole (y**2 - y + 1 > 0) is still shown
+    assert _fails_at_most_at_zero(1/(sympy.exp(2*x) - sympy.exp(x) + 1) > 0)
+
+
+def test_a_domain_quotient_with_a_constant_numerator_is_classified():
+    """log(1/g) records 1/g > 0, whose numerator is 1: the degree bound's sympy.Poly of it
+    raised GeneratorsNeeded out of classify. g = exp(2x) - exp(x) + 1 is positive everywhere:
+    f is x on every real x."""
+    op = Operator("op", "x", "x + 0*log(1/(exp(2*x) - exp(x) + 1))")
+    verdict = classify(op)
+    assert verdict.rule.kind is RuleKind.PASS_THROUGH
+    _rechecks(op, verdict)
 
 
 def test_a_declared_domain_with_an_odd_root_of_a_negative_number_is_not_a_cone():

@@ -251,16 +251,17 @@ def _install_counted_roots():
 _sympy_roots = _install_counted_roots()
 
 
-def _solved_zeros(equation: sympy.Basic, t: sympy.Symbol) -> sympy.Set | None:
-    """solveset's zeros of ``equation`` for t > 0, or None where it built them on roots it
-    did not all find (:data:`_SHORT_ROOTS`)."""
+def _on_whole_roots(solve, *args) -> sympy.Set | None:
+    """``solve(*args)`` (solveset, or continuous_domain, which finds a quotient's poles with
+    solveset), or None where it built its answer on roots sympy.roots did not all find
+    (:data:`_SHORT_ROOTS`)."""
     short: list = []
     token = _SHORT_ROOTS.set(short)
     try:
-        zeros = sympy.solveset(equation, t, _HALF_LINE)
+        answer = solve(*args)
     finally:
         _SHORT_ROOTS.reset(token)
-    return None if short else zeros
+    return None if short else answer
 
 
 def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
@@ -289,7 +290,7 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
     ``log(t)**5 - 5*log(t) + 1``. That bound reads the degree in each generator sympy.Poly
     sees, and ``32**t - 5*2**t + 1`` is of degree 1 in 32**t and in 2**t there, while solveset
     solves it as the quintic in 2**t it is: no answer built on roots that sympy.roots did not
-    all find is taken either (:func:`_solved_zeros`)."""
+    all find is taken either (:func:`_on_whole_roots`)."""
     symbols = relation.free_symbols
     if len(symbols) != 1 or not isinstance(relation, sympy.core.relational.Relational):
         return False
@@ -308,9 +309,10 @@ def _fails_at_most_at_zero(relation: sympy.Basic) -> bool:
         if any(not isinstance(call, _SOLVED) for call in half.atoms(Application)):
             return False
         try:
-            if max(sympy.Poly(sympy.numer(sympy.together(half))).degree_list()) > 4:
+            numerator = sympy.numer(sympy.together(half))
+            if numerator.has(t) and max(sympy.Poly(numerator).degree_list()) > 4:
                 return False
-            zeros = _solved_zeros(sympy.Eq(half, 0), t)
+            zeros = _on_whole_roots(sympy.solveset, sympy.Eq(half, 0), t, _HALF_LINE)
             if zeros is None or zeros.is_empty is not True:
                 return False
             if relation.rel_op != "!=" and not _real_and_continuous(half, t):
@@ -326,11 +328,14 @@ def _real_and_continuous(half: sympy.Expr, t: sympy.Symbol) -> bool:
     """Whether ``half`` is real and continuous for every t > 0, by sympy's continuous_domain
     (which counts where a log, an even root or an asin is real), save that it reads an odd
     root of a negative number as real where sympy's own value of it is complex: such a power
-    counts only on a base sympy shows is non-negative."""
+    counts only on a base sympy shows is non-negative. Nor where it found the poles on roots
+    sympy.roots did not all find: 1/p(2**t) > 0, p of degree 5 in 2**t, was "continuous"
+    across the pole where p turns negative."""
     if any(power.exp.is_Rational and not power.exp.is_integer and power.exp.q % 2
            and power.base.is_nonnegative is not True for power in half.atoms(sympy.Pow)):
         return False
-    return _HALF_LINE.is_subset(continuous_domain(half, t, _HALF_LINE)) is True
+    domain = _on_whole_roots(continuous_domain, half, t, _HALF_LINE)
+    return domain is not None and _HALF_LINE.is_subset(domain) is True
 
 
 def _certified_sign_holds(value: sympy.Expr, holds) -> bool:
