@@ -175,7 +175,7 @@ def run(args) -> int:
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.operators import check_float_types
-    from ..graph.ort_runner import ort_session, quiet_onnxruntime, session_crash
+    from ..graph.ort_runner import float_session, quiet_onnxruntime, session_crash
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
@@ -224,7 +224,8 @@ def run(args) -> int:
     del parsed  # (taken over by the graph's loading: let it go with it)
     # after the engine's own load, not beside it (0.1 s): a model the engine refuses in one
     # line (an expand bomb, external data outside its folder) must not reach onnxruntime
-    original, refusal = ort_session(source)
+    # (a file of an opset onnxruntime has no kernels for: the model converted at load)
+    original, refusal, float_model = float_session(source)
     own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
     # every node declared or kept in float before any float run (after onnxruntime's refusal
     # of the float model, whose reason holds whatever is declared): equalization's run had met
@@ -376,7 +377,7 @@ def run(args) -> int:
                                        calibration.stats.items()},
                                       progress=not args.no_progress)
         except UnrunnableOutput as failed:
-            if (float_failure := fails_on(str(source), failed.batch)) is None:
+            if (float_failure := fails_on(float_model, failed.batch)) is None:
                 raise
             raise UserError(
                 f"{source}: onnxruntime cannot run the model on calibration samples "

@@ -891,6 +891,11 @@ became inputs (Clip-6's min and max, Pad-2's pads, Slice-1's starts, Squeeze-11'
 written as they were, onnxruntime refused the file, or ran a Softmax-11 as a Softmax-13."""
 
 
+def onnx_opset(model: onnx.ModelProto) -> int | None:
+    """The model's opset of ONNX's own domain; None where it imports none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     """``model`` converted to :data:`LEAST_OPSET` by onnx's version converter when its opset of
     ONNX's domain is older and onnxruntime computes the same outputs with both on random
@@ -911,13 +916,12 @@ def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     With the model, what was done, in one line for the audit's and quantize's notes ("" for
     a model at :data:`LEAST_OPSET` or later): the nodes a user reads in the audit and the
     report are then not all the file's own, or not of its opset."""
-    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    version = onnx_opset(model)
     if version is None or version >= LEAST_OPSET:
         return model, ""
     from ..catalog.upgrades import before_conversion, without_image_scalers
 
-    done = (f"opset {version}: converted to opset {LEAST_OPSET} by onnx's version converter "
-            "(onnxruntime computes the same outputs with both on a random input)")
+    done = f"opset {version}: converted to opset {LEAST_OPSET} by onnx's version converter"
     kept = (f"opset {version}: kept at opset {version} (onnx's version converter could not bring "
             f"it to opset {LEAST_OPSET} with the same outputs)")
     original = model
@@ -931,7 +935,7 @@ def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
 
     converted = _converted(model, original)
     if converted is not None:
-        return converted, account(done, after)
+        return converted[0], account(f"{done} ({converted[1]})", after)
     spelt, names = before_conversion(model)  # the same function, read alike at both opsets
     if not names:
         return model, account(kept, after)
@@ -940,24 +944,25 @@ def upgraded(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
                  "(the same function at both opsets; the added Flatten, Shape and Reshape "
                  "nodes are listed as the model's)")
     converted = _converted(spelt, original)
-    return ((converted, account(done, after)) if converted is not None
-            else (spelt, account(kept, after)))
+    return ((converted[0], account(f"{done} ({converted[1]})", after))
+            if converted is not None else (spelt, account(kept, after)))
 
 
-def _converted(model: onnx.ModelProto,
-               reference: onnx.ModelProto | None = None) -> onnx.ModelProto | None:
+def _converted(model: onnx.ModelProto, reference: onnx.ModelProto | None = None
+               ) -> tuple[onnx.ModelProto, str] | None:
     """``model`` at :data:`LEAST_OPSET` by onnx's version converter where onnxruntime computes
-    with it what it computes with ``reference`` (the model itself by default) on random
-    inputs; None where the converter or that check fails."""
+    with it what ``reference`` (the model itself by default) computes on random inputs, with
+    how that was checked (:func:`_same_outputs`); None where the converter or that check
+    fails."""
     from onnx import version_converter
 
     try:
         converted = version_converter.convert_version(model, LEAST_OPSET)
-        if _same_outputs(reference or model, converted):
-            return converted
+        if checked := _same_outputs(reference or model, converted):
+            return converted, checked
         repaired = _old_resize_coordinates(model, converted)
-        return (repaired if repaired is not None and _same_outputs(reference or model, repaired)
-                else None)
+        checked = "" if repaired is None else _same_outputs(reference or model, repaired)
+        return (repaired, checked) if checked else None
     except Exception:  # noqa: BLE001 - any converter or runtime failure: not converted
         return None
 
@@ -975,8 +980,7 @@ def _old_resize_coordinates(model: onnx.ModelProto,
     was refused as an undeclared op type at opsets 7 to 9, and at opset 10 per-channel qdq and
     the integer format were refused (a new-user trial). None where the source's opset is 11 or
     later or no Resize lacks the attribute; the caller checks the outputs either way."""
-    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    if version >= 11:
+    if (onnx_opset(model) or LEAST_OPSET) >= 11:
         return None
     repaired = onnx.ModelProto()
     repaired.CopyFrom(converted)
@@ -1003,35 +1007,67 @@ def _old_resize_coordinates(model: onnx.ModelProto,
     return repaired if changed else None
 
 
-def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> bool:
-    """Whether onnxruntime computes the same outputs (to 1e-4, relative) with both models on
-    one random input (floats standard normal, other types zeros; unknown dims 1, or 2 where
-    ``model`` itself fails at 1: hummingbird-ml's trees end in a Squeeze without axes, which
-    takes a batch of 1 away and fails the Transpose after it, so its opset-11 export had been
-    kept at 11 and the integer format refused it, where the converted file computes the same)."""
+def _same_outputs(model: onnx.ModelProto, other: onnx.ModelProto) -> str:
+    """How it was found that onnxruntime computes with ``other`` the outputs (to 1e-4,
+    relative) that ``model`` computes on one random input (floats standard normal, other
+    types zeros; unknown dims 1, or 2 where ``model`` itself fails at 1: hummingbird-ml's
+    trees end in a Squeeze without axes, which takes a batch of 1 away and fails the Transpose
+    after it, so its opset-11 export had been kept at 11 and the integer format refused it,
+    where the converted file computes the same); "" where it does not, or that cannot be told.
+    ``model`` runs in onnxruntime, or where onnxruntime has no kernel for one of its nodes
+    (opset 6's Add, Mul, Gemm, BatchNormalization and AveragePool-1, which onnxruntime 1.32
+    dropped) in onnx's reference evaluator, which implements each opset's own form: the torch
+    exports at opset 6 that the onnx wheel ships had all been refused as models onnxruntime
+    cannot load, where the converted model computes their reference outputs (a new-user
+    trial)."""
     from .ort_runner import ort_session  # (it imports this module)
 
-    sessions = [ort_session(m.SerializeToString())[0] for m in (model, other)]
-    if None in sessions:
-        return False
+    found_by = ort_session(other.SerializeToString())[0]
+    if found_by is None:
+        return ""
+    expected_by, how = ort_session(model.SerializeToString())[0], (
+        "onnxruntime computes the same outputs with both on a random input")
+    if expected_by is None:
+        expected_by, how = _reference_evaluator(model), (
+            "onnxruntime has no kernel for a node of the file's opset: onnx's reference "
+            "evaluator on the file and onnxruntime on the converted model compute the same "
+            "outputs on a random input, and quantize checks the written model against the "
+            "converted one")
+    if expected_by is None:
+        return ""
     for free in (1, 2):
         feeds = _random_feeds(model, free)
         if feeds is None:
-            return False
+            return ""
         try:
-            expected = sessions[0].run(None, feeds)
+            with warnings.catch_warnings():  # (the reference evaluator's, never printed)
+                warnings.simplefilter("ignore")
+                expected = expected_by.run(None, feeds)
         except Exception:  # noqa: BLE001 - the model's own failure there: try another length
             continue
         try:
-            found = sessions[1].run(None, feeds)
+            found = found_by.run(None, feeds)
         except Exception:  # noqa: BLE001 - the other fails where the model runs: not the same
-            return False
+            return ""
         # NaN where both give it is the same output (a Sqrt or Log of the random input: the
         # model had stayed at its opset, its tolerance NaN), and so is the same infinity
-        return all(np.shape(a) == np.shape(b) and np.allclose(
+        return how if all(np.shape(a) == np.shape(b) and np.allclose(
             a, b, rtol=1e-4, equal_nan=True, atol=1e-5 * (_finite_peak(a) + 1e-30))
-            for a, b in zip(expected, found))
-    return False
+            for a, b in zip(expected, found)) else ""
+    return ""
+
+
+def _reference_evaluator(model: onnx.ModelProto):
+    """onnx's reference evaluator (``onnx.reference``) on ``model``; None where it does not
+    take it (an op type it does not implement, a custom domain)."""
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ReferenceEvaluator(model)
+    except Exception:  # noqa: BLE001 - any refusal: no reference to compare with
+        return None
 
 
 def _random_feeds(model: onnx.ModelProto, free: int) -> dict[str, np.ndarray] | None:

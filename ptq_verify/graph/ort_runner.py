@@ -18,7 +18,15 @@ import onnx
 from onnx import helper
 
 from .model import Graph, Node
-from .onnx_io import graph_to_onnx, without_large_constants
+from .onnx_io import (
+    LEAST_OPSET,
+    graph_to_onnx,
+    inlined_functions,
+    onnx_opset,
+    read_model,
+    upgraded,
+    without_large_constants,
+)
 from .operators import OperatorTable
 
 
@@ -179,9 +187,27 @@ def session_crash(model: bytes) -> str | None:
         return f"signal {-done.returncode}"
 
 
-def ort_refusal(model: str | os.PathLike | bytes) -> str | None:
-    """Why onnxruntime refuses to load ``model`` (:func:`ort_session`); None when it loads."""
-    return ort_session(model)[1]
+def float_session(source: str | os.PathLike):
+    """(an onnxruntime session on the float model of the file ``source``, None, the model it
+    runs: the path or a serialised model), or (None, why onnxruntime refuses the file, the
+    path). Where onnxruntime has no kernel for a node of the file's old opset (opset 6's Add,
+    Mul, Gemm, BatchNormalization), the model the engine loads from it at
+    :data:`.onnx_io.LEAST_OPSET` (:func:`.onnx_io.upgraded`: onnx's version converter, its
+    outputs checked against onnx's reference evaluator on the file) stands for it, serialised:
+    quantize had refused every such file as one onnxruntime cannot load, although the engine
+    loads it converted (a new-user trial on the torch exports the onnx wheel ships)."""
+    session, refusal = ort_session(source)
+    if session is not None:
+        return session, None, os.fspath(source)
+    model = inlined_functions(read_model(source), source)[0]
+    if (onnx_opset(model) or LEAST_OPSET) < LEAST_OPSET:
+        model = upgraded(model)[0]
+        if (onnx_opset(model) or 0) >= LEAST_OPSET:  # (else kept at its opset)
+            serialised = model.SerializeToString()
+            converted = ort_session(serialised)[0]
+            if converted is not None:
+                return converted, None, serialised
+    return None, refusal, os.fspath(source)
 
 
 def ort_failure(graph: Graph, feeds: Mapping[str, np.ndarray]) -> str | None:

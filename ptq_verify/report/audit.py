@@ -45,7 +45,7 @@ from ..graph.operators import (
     runtime_operator_hint,
     way_forward_hint,
 )
-from ..graph.ort_runner import ort_refusal, own_kernel_types
+from ..graph.ort_runner import float_session, own_kernel_types
 from ..rules import stored_classify
 from ..wording import assumed_attributes, tensor_label, unused_declarations
 from .cells import markdown_cell, plain_cell, plain_path
@@ -260,7 +260,7 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
                         "calibration data")
     shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
-                 shiftable, ort_refusal(path), tuple(own_kernel_types(original, table)),
+                 shiftable, float_session(path)[1], tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
                  tuple(table.assumed_attributes(original.nodes)),
                  _disagreeing_batch(original) or moved_batch_note(original)
