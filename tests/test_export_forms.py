@@ -699,6 +699,36 @@ def test_an_opset_6_model_onnxruntime_has_no_kernels_for_is_converted_and_quanti
     assert "onnxruntime cannot load" not in capsys.readouterr().out
 
 
+def test_a_dropout_mask_nothing_reads_is_dropped_at_load(tmp_path, capsys):
+    """onnx-caffe2's Dropout writes its mask, which nothing reads (the ONNX Model Zoo's
+    AlexNet, VGG-19, SqueezeNet and Inception v1 that the onnx wheel ships): the node has two
+    outputs where the Dropout's declaration describes one, and quantize refused the model. An
+    optional output nothing reads is now left unnamed at load; a mask the model returns
+    stays, and its node is refused as before."""
+    rng = np.random.default_rng(3)
+    weights = [numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+                                       * 0.4, "w1")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Dropout", ["h"], ["d", "mask"], name="drop"),
+             helper.make_node("Relu", ["d"], ["y"], name="relu")]
+    model = _image_model(nodes, weights, 3, 13)
+    path = tmp_path / "drop.onnx"
+    path.write_bytes(model.SerializeToString())
+    np.save(tmp_path / "calib.npy", rng.standard_normal((32, 2, 6, 6)).astype(np.float32))
+    command = ["quantize", str(path), "--calib", str(tmp_path / "calib.npy"), "-o",
+               str(tmp_path / "q.onnx"), "--no-progress"]
+    assert main(command) == 0, capsys.readouterr().err
+    held = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": held})[0]
+    got = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": held})[0]
+    assert sqnr_db(want, got) > 30
+    capsys.readouterr()
+    model.graph.output.append(helper.make_tensor_value_info("mask", TensorProto.BOOL, None))
+    path.write_bytes(model.SerializeToString())
+    assert main(command) == 2
+    assert "'drop' (Dropout) has 1 input and 2 outputs" in capsys.readouterr().err
+
+
 def test_a_jump_read_through_nodes_in_float_holds_their_inputs_and_says_so(capsys, tmp_path):
     """Conv -> Flatten -> Hardmax -> Reshape -> Mul at opset 13 (the spelling of an opset-11
     Hardmax over axis 2): the Flatten and the Hardmax run in float as one region, so the
