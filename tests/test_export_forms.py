@@ -541,6 +541,27 @@ def test_a_float16_models_own_constants_meet_float32_activations(form, tmp_path)
     _check_float16(nodes, inits, form, tmp_path / "half_gelu.onnx", rng)
 
 
+def test_a_model_whose_nodes_all_run_in_float_is_refused_saying_why(tmp_path, capsys):
+    """A model of one ReduceMean (torch's legacy export of ``x.mean(2)``, in the onnx wheel's
+    test data) computes its mean in float from the input's codes, an output finer than codes:
+    nothing runs on integers and quantize refuses it, but its line said that no node reads a
+    float model input, which the ReduceMean does. It now names the node and why it runs in
+    float."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[2], keepdims=0)], "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    path = tmp_path / "mean.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).standard_normal((16, 3, 4))
+            .astype(np.float32))
+    assert main(["quantize", str(path), "--calib", str(tmp_path / "c.npy"), "-o",
+                 str(tmp_path / "q.onnx"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no node reads a float model input" not in err and "\n" not in err
+    assert "each node on activations computes in float: 'mean' (an output finer than" in err
+
+
 def _old_opset_model(op: onnx.NodeProto, opset: int) -> onnx.ModelProto:
     rng = np.random.default_rng(7)
     weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.4, n)

@@ -309,9 +309,16 @@ def quantize(
                            builder.output_scales, dict(builder._precise_selected))
     counts = model.counts()
     if not counts["integer"]:
+        # (each node that runs in float, with why: "no node reads a float model input" had
+        # been said of a model whose one node, a ReduceMean of it, computes in float from its
+        # codes, which a new-user trial's single-node files met)
+        floats = [f"{record.name!r} ({record.why})" for record in model.records
+                  if record.kind == "compensated" and record.why]
         why = (f"{len(builder.kept_float)} activations kept in float leave none"
-               if builder.kept_float else "no node reads a float model input or a float "
-               "table through the model's inputs")
+               if builder.kept_float else
+               f"each node on activations computes in float: {first_few(floats)}" if floats
+               else "no node reads a float model input or a float table through the model's "
+               "inputs")
         raise UserError(
             f"{graph.source}: no node runs on integer codes ({counts['compensated']} "
             f"compensated, {counts['static']} static: {why}); nothing to quantize")
