@@ -29,12 +29,13 @@ agree to the last bit. The light models' weights are constants (every channel al
 their 1000 logits are equal and their Softmax output is 1/1000 for any input: each is run
 a second time with its last Softmax cut off (a row "... logits"), which measures the
 network's arithmetic. A cell that is not a figure is the run's exit status and its last
-stderr line. A run whose stderr holds a traceback, that exits 3, or that refuses in more than
-one line is marked DEFECT.
+stderr line. A run whose stderr holds a traceback, that exits 3, that refuses in more than
+one line or that exits 0 with anything on stderr is marked DEFECT, and so is a loaded model
+that computes other outputs than the shipped ones, or a written file onnxruntime fails on.
 
 Run:  python benchmarks/onnx_wheel_models.py [--samples COUNT] [--light-samples N] [NAME ...]
       (NAME: a part of a model's path, e.g. ``light`` or ``test_GLU``; no torch needed;
-      ~20 min on 2 cores, the light models most of it)
+      ~30 min on 2 cores, the light models most of it)
 """
 
 from __future__ import annotations
@@ -223,10 +224,12 @@ def one_line(error: BaseException | str, width: int = 160) -> str:
 
 
 def cli_cell(done: subprocess.CompletedProcess) -> str | None:
-    """None for a run that exited 0; else its status and last line, DEFECT where it printed a
-    traceback, exited 3 or said more than one line."""
+    """None for a run that exited 0 and printed nothing on stderr; else its status and last
+    line, DEFECT where it printed a traceback, exited 3, said more than one line, or exited 0
+    with something on stderr."""
     if done.returncode == 0:
-        return None
+        said = done.stderr.strip()
+        return f"DEFECT exit 0 with stderr: {one_line(said)}" if said else None
     lines = done.stderr.strip().splitlines()
     bad = "Traceback" in done.stderr or done.returncode not in (1, 2) or len(lines) != 1
     return (f"{'DEFECT ' if bad else ''}exit {done.returncode}: "
