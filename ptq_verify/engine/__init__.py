@@ -44,11 +44,14 @@ def prepare(graph: Graph, operators: Mapping[str, Operator] | OperatorTable | No
     Split it stands for (:mod:`.graph.sequences`), give the nodes ONNX's shape inference
     cannot see into the shapes their declarations tell (a custom op's,
     :mod:`.declared_shapes`), and fold
-    per-channel affine nodes (BatchNorm) into their producer. Never raises on unknown op
-    types (they stay as they are)."""
+    per-channel affine nodes (BatchNorm) into their producer; first, a node that its
+    declaration describes with fewer outputs loses the optional ones nothing reads
+    (:meth:`.graph.OperatorTable.drop_unread_outputs`: a Dropout's mask). Never raises on
+    unknown op types (they stay as they are)."""
     require_graph(graph, "prepare")
     table = OperatorTable.of(operators)
     check_overrides(override_rules, table)
+    table.drop_unread_outputs(graph)
     fold_constants(graph, table)
     while resolve_branches(graph):
         infer_shapes_again(graph)

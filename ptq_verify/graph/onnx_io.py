@@ -854,48 +854,9 @@ def load_graph(path: str | os.PathLike, parsed: ParsedFile | None = None,
     ``tensors_only``: see :func:`graph_from_onnx`."""
     model, inlined = inlined_functions(read_model(path, parsed), path)
     model, loaded = upgraded(model)
-    graph = graph_from_onnx(without_unread_outputs(model), source=str(path),
-                            tensors_only=tensors_only)
+    graph = graph_from_onnx(model, source=str(path), tensors_only=tensors_only)
     graph.loaded = "; ".join(filter(None, (inlined, loaded)))
     return graph
-
-
-def without_unread_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` (changed in place) with each output of a node of its graph that nothing reads
-    (no node, a subgraph's included, and no graph output) left unnamed where the node's ONNX
-    schema makes that slot optional, the unnamed slots at the end dropped: the function is
-    the same, and the node fits a declaration of fewer outputs. onnx-caffe2's Dropout
-    writes its mask, which nothing reads: the ONNX Model Zoo's AlexNet, VGG-19, SqueezeNet and
-    Inception v1 that the onnx wheel ships had been refused, the Dropout's declaration
-    describing one output (a new-user trial)."""
-    from .model import subgraphs
-
-    graphs = [model.graph]
-    graphs += [inner for proto in model.graph.node for attr in proto.attribute
-               for inner in subgraphs(onnx.helper.get_attribute_value(attr))]
-    read = {name for graph in graphs for proto in graph.node for name in proto.input}
-    read |= {value.name for value in model.graph.output}
-    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    for proto in model.graph.node:
-        if all(name in read for name in proto.output if name):
-            continue
-        try:
-            formals = onnx.defs.get_schema(
-                proto.op_type, opsets.get(proto.domain or "ai.onnx", 1), proto.domain).outputs
-        except onnx.defs.SchemaError:  # a custom domain's op: its outputs stay as they are
-            continue
-        names = list(proto.output)
-        for slot, name in enumerate(names):
-            if (name and name not in read and slot < len(formals)
-                    and formals[slot].option == onnx.defs.OpSchema.FormalParameterOption.Optional):
-                names[slot] = ""
-        while names and not names[-1]:
-            names.pop()
-        if not names:  # (a node nothing reads at all keeps its outputs)
-            continue
-        del proto.output[:]
-        proto.output.extend(names)
-    return model
 
 
 def inlined_functions(model: onnx.ModelProto, source: str | os.PathLike

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -240,6 +241,30 @@ class OperatorTable:
                         f"{first_few(others)} "
                         "(`ptq-verify audit` lists every node)") from None
 
+    def drop_unread_outputs(self, graph: Graph) -> None:
+        """Leave unnamed, on each node that its declaration does not fit, the outputs nothing
+        reads (no node, a subgraph's included, nor a graph output) that the node's ONNX schema
+        makes optional beside a first output it requires, where the node then fits (the
+        unnamed slots at the end dropped): it computes the same. onnx-caffe2's Dropout
+        writes its mask, which nothing reads, and the catalog's Dropout describes one output:
+        the ONNX Model Zoo's AlexNet, VGG-19, SqueezeNet and Inception v1 that the onnx wheel
+        ships had been refused (a new-user trial). An undeclared node keeps its outputs, so
+        that its refusal says what it writes."""
+        read = set(graph.output_names) | {name for node in graph.nodes for name in node.inputs}
+        read |= {name for node in graph.nodes for value in node.attrs.values()
+                 for inner in subgraphs(value) for proto in inner.node for name in proto.input}
+        for node in graph.nodes:
+            if (all(name in read for name in node.outputs if name)
+                    or self.lookup(node, graph)[1] is None):
+                continue
+            optional = _optional_output_slots(node, graph.opsets)
+            names = ["" if slot in optional and name not in read else name
+                     for slot, name in enumerate(node.outputs)]
+            while names and not names[-1]:
+                names.pop()
+            if names and self.lookup(replace(node, outputs=names), graph)[1] is None:
+                node.outputs[:] = names
+
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""
         op, unfit = self.lookup(node, graph)
@@ -452,6 +477,22 @@ def way_forward_hint(node: Node) -> str:
     detection head ending in a NonMaxSuppression (an op type no schema rule singles out) was
     listed so too, where quantize's refusal names ``--float-op NonMaxSuppression``."""
     return _way_forward(node).removeprefix("; ")
+
+
+def _optional_output_slots(node: Node, opsets: Mapping[str, int]) -> set[int]:
+    """The output slots of ``node`` that its ONNX schema (at the model's opset) makes
+    optional beside a first output it requires; none for an op no schema describes."""
+    domain = "" if node.in_onnx_domain else node.domain
+    version = opsets.get(domain)
+    try:
+        formals = (onnx.defs.get_schema(node.op_type, version, domain) if version
+                   else onnx.defs.get_schema(node.op_type, domain)).outputs
+    except onnx.defs.SchemaError:
+        return set()
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    if not formals or formals[0].option == optional:  # (an LSTM's: which it writes is its form)
+        return set()
+    return {slot for slot, formal in enumerate(formals) if formal.option == optional}
 
 
 def _draws_random(op_type: str) -> bool:
