@@ -35,7 +35,7 @@ that computes other outputs than the shipped ones, or a written file onnxruntime
 
 Run:  python benchmarks/onnx_wheel_models.py [--samples COUNT] [--light-samples N] [NAME ...]
       (NAME: a part of a model's path, e.g. ``light`` or ``test_GLU``; no torch needed;
-      ~30 min on 2 cores, the light models most of it)
+      ~50 min on 2 shared cores, the light models most of it)
 """
 
 from __future__ import annotations

@@ -691,8 +691,8 @@ def test_an_opset_6_model_onnxruntime_has_no_kernels_for_is_converted_and_quanti
     """onnxruntime 1.32 has no kernel for opset 6's Add, Mul, Gemm, BatchNormalization or
     AveragePool-1, so the check that onnx's version converter kept the function, run in
     onnxruntime on both models, failed on the file: every such model stayed at opset 6 and
-    quantize refused it as one onnxruntime cannot load (30 of the torch exports the onnx wheel
-    ships, a new-user trial), where the converted model computes their reference outputs. The
+    quantize refused it as one onnxruntime cannot load (34 of the torch exports the onnx wheel
+    ships, a new-user trial), where the converted model of 31 computes their shipped outputs. The
     file is now run in onnx's reference evaluator there; the converted model is loaded,
     quantized and checked, and the written file computes the file's function."""
     model = _opset_6_model()
