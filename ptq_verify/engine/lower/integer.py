@@ -292,15 +292,23 @@ class _IntegerLowering:
         self._emit(step, inputs, kind)
         return None
 
+    def _quantized_alone(self, step: NodeStep) -> tuple[str, ScaleStep] | None:
+        """``step``'s one activation input and the quantization step that alone reads its one
+        output; None where it has other activation inputs, outputs or readers."""
+        active = [n for n in step.node.inputs if n and self._active(n)]
+        outputs = [n for n in step.node.outputs if n]
+        quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
+        if len(active) != 1 or quantize is None or self._readers[outputs[0]] != 1:
+            return None
+        return active[0], quantize
+
     def _sum_read(self, step: NodeStep) -> bool:
         """Whether ``step`` (a mean of its one input's codes) has its output read only by a
         requantization that multiplies the mean back to its sum (``ScaleStep.divided_by``),
         on integer codes: then the sum itself (:data:`SUMS`) is what that step reads."""
-        outputs = [n for n in step.node.outputs if n]
-        quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
-        active = [n for n in step.node.inputs if n and self._active(n)]
-        return (quantize is not None and quantize.divided_by > 1 and len(active) == 1
-                and self._readers[outputs[0]] == 1 and self._type(active[0]) != FLOAT)
+        found = self._quantized_alone(step)
+        return (found is not None and found[1].divided_by > 1
+                and self._type(found[0]) != FLOAT)
 
     def _table_on_codes(self, step: NodeStep):
         """The table of output codes for a node that computes in float on the 8-bit codes of
@@ -308,13 +316,11 @@ class _IntegerLowering:
         proved with alpha rescaled: float32 on codes, then requantized), or None: the same
         table a compensated node takes, without the dequantization (its raw output is
         then never emitted, so another reader of it keeps the node in float)."""
-        active = [n for n in step.node.inputs if n and self._active(n)]
-        outputs = [n for n in step.node.outputs if n]
-        quantize = self.quantizing.get(outputs[0]) if len(outputs) == 1 else None
-        if (len(active) != 1 or quantize is None or not self._narrowable(active[0])
-                or self._readers[outputs[0]] != 1):
+        found = self._quantized_alone(step)
+        if found is None or not self._narrowable(found[0]):
             return None
-        table, _ = unary_table(step, active[0], None, quantize, self.codes.get(active[0]),
+        active, quantize = found
+        table, _ = unary_table(step, active, None, quantize, self.codes.get(active),
                                self.model.constants)
         return table
 
@@ -639,22 +645,20 @@ PRODUCTS = {("", "Conv"): _conv, ("", "Gemm"): _gemm, ("", "MatMul"): _matmul}
 
 # -- sums: how ONNX writes the integer sum behind a mean -------------------------------------
 
-def _reduced_sum(lowering: _IntegerLowering, step: NodeStep, axes: list[int] | str | None,
+def _reduced_sum(lowering: _IntegerLowering, step: NodeStep, axes: list[int] | None,
                  keepdims: int, noop: int = 0) -> bool:
-    """ReduceSum of the node's input codes in int32 over ``axes`` (a list, the name of the
-    node's own axes input, or None: every axis), the node's output; False (nothing emitted)
-    where onnxruntime has no such kernel."""
-    x = step.node.inputs[0]
+    """ReduceSum of the node's input codes in int32 over ``axes`` (None: every axis), the
+    node's output; False (nothing emitted) where onnxruntime has no such kernel."""
     out = lowering.out
-    if isinstance(axes, list):
-        axes = out.constant(f"{step.node.name}:axes", np.array(axes, np.int64))
-    reduce = Node(step.node.name, "ReduceSum", ["x", "axes"] if axes else ["x"], ["y"],
+    reduce = Node(step.node.name, "ReduceSum", ["x"] if axes is None else ["x", "axes"], ["y"],
                   {"keepdims": keepdims, "noop_with_empty_axes": noop})
-    types = [INT32, INT64] if axes else [INT32]
-    if not runs_on(reduce, types, lowering.opset):
+    if not runs_on(reduce, [INT32] if axes is None else [INT32, INT64], lowering.opset):
         return False
-    name = out.add("ReduceSum", [lowering._cast(x, INT32)] + ([axes] if axes else []),
-                   f"{step.node.name}:sum", keepdims=keepdims, noop_with_empty_axes=noop)
+    inputs = [lowering._cast(step.node.inputs[0], INT32)]
+    if axes is not None:
+        inputs.append(out.constant(f"{step.node.name}:axes", np.array(axes, np.int64)))
+    name = out.add("ReduceSum", inputs, f"{step.node.name}:sum", keepdims=keepdims,
+                   noop_with_empty_axes=noop)
     out.rename(name, step.node.outputs[0])
     lowering._set(step.node.outputs[0], step.node.outputs[0], INT32)
     return True
