@@ -10,12 +10,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from functools import cache
 
 import numpy as np
 import onnx
 
-from ..catalog.operator import Operator
+from ..catalog.operator import Operator, runtime_schemas
 from ..errors import UserError
 from ..wording import first_few
 from .branches import condition_hint
@@ -556,7 +555,7 @@ def runtime_operator_hint(node: Node) -> str:
     in place of standard ONNX nodes, so the model as exported holds none. A new-user trial's
     optimized BERT and GPT-2 were sent to declare them with --operators, which a fused
     normalization (a whole row's statistics) or a node of several outputs cannot be."""
-    if (node.domain, node.op_type) not in runtime_operators():
+    if (node.domain, node.op_type) not in runtime_schemas():
         return ""
     # (a model a user wrote with such a node, an element-wise com.microsoft:Gelu, is no
     # optimizer's: a declaration takes it as it is, and onnxruntime then checks it against
@@ -569,15 +568,6 @@ def runtime_operator_hint(node: Node) -> str:
             "nodes when it optimizes a model (its transformer optimizer, optimize_model; a "
             "session's optimized_model_filepath): quantize the model as exported, before that "
             "optimization" + declared)
-
-
-@cache
-def runtime_operators() -> frozenset[tuple[str, str]]:
-    """(domain, op type) of every operator onnxruntime's schema registry holds in a domain
-    that ONNX itself does not define; empty where onnxruntime does not list its schemas."""
-    from ..catalog.operator import runtime_schemas
-
-    return frozenset(runtime_schemas())
 
 
 def quantized_hint(node: Node, graph: Graph | None, model_hint: str | None = None) -> str:
