@@ -207,8 +207,9 @@ def mean_count(graph: Graph, node: Node, op: Operator, active: set[str]) -> int 
         out = run_kernel(op, node, examples, {slot: codes})
         if out is None or not out.size or codes.size % out.size:
             return None
-        counts.add(codes.size // out.size)
-        summed = out * (codes.size // out.size)
+        count = codes.size // out.size
+        counts.add(count)
+        summed = out * count
         if not np.allclose(summed, np.round(summed), rtol=0, atol=1e-6):
             return None
     return counts.pop() if len(counts) == 1 and min(counts) >= 2 else None

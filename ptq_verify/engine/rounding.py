@@ -315,14 +315,12 @@ class ProbeMemo:
         turn: where the input holds several samples, the first sample's selection repeated
         for each (a node that treats its samples alike reads a batch's patches sample after
         sample: a probe of one sample's work), then the whole batch's probe."""
-        samples = np.shape(inputs[slot])[:1]
-        if samples and samples[0] > 1:
-            first = [value[:1] if position == slot else value
-                     for position, value in enumerate(inputs)]
+        if (cut := _first_sample(inputs, slot)) is not None:
+            samples, first = cut
             repeated = self._found(
-                ("repeated", samples[0], *_probe_key(patches, op, node, inputs, target, slot)),
+                ("repeated", samples, *_probe_key(patches, op, node, inputs, target, slot)),
                 lambda: _repeated(_probed_index(patches, op, node, first, target, slot),
-                                  samples[0], np.size(first[slot])), weak=True)
+                                  samples, np.size(first[slot])), weak=True)
             if repeated is not None:
                 yield repeated
         whole = self._found(_probe_key(patches, op, node, inputs, target, slot),
@@ -336,14 +334,12 @@ class ProbeMemo:
         """Candidate :func:`_channel_shifts` of :func:`channel_patches` on ``inputs``, for the
         caller to check in turn, as :meth:`indices` gives them: the first sample's repeated,
         then the whole chunk's."""
-        samples = np.shape(inputs[slot])[:1]
-        if samples and samples[0] > 1:
-            first = [value[:1] if position == slot else value
-                     for position, value in enumerate(inputs)]
+        if (cut := _first_sample(inputs, slot)) is not None:
+            samples, first = cut
             one = self._found(_probe_key(channel_patches, op, node, first, target, slot),
                               lambda: _shifts_of(channel_patches, op, node, first, target, slot))
             if one is not None:
-                yield _repeated(one[0], samples[0], np.size(first[slot])), one[1]
+                yield _repeated(one[0], samples, np.size(first[slot])), one[1]
         whole = self._found(_probe_key(channel_patches, op, node, inputs, target, slot),
                             lambda: _shifts_of(channel_patches, op, node, inputs, target, slot))
         if whole is not None:
@@ -363,6 +359,16 @@ class ProbeMemo:
             else:
                 self._selections[key] = found
         return found
+
+
+def _first_sample(inputs: list, slot: int) -> tuple[int, list] | None:
+    """(how many samples input ``slot`` holds along its first axis, the inputs with that one
+    cut to its first sample), where it holds more than one; else None."""
+    samples = np.shape(inputs[slot])[:1]
+    if not samples or samples[0] <= 1:
+        return None
+    return samples[0], [value[:1] if position == slot else value
+                        for position, value in enumerate(inputs)]
 
 
 def _shifts_of(probe: Callable[..., np.ndarray | None], op: Operator, node: Node,
