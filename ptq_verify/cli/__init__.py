@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -209,5 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         return INTERNAL_ERROR
 
 
+def entry() -> int:
+    """The console script: :func:`main`, then ``gc.freeze()`` before the interpreter exits.
+
+    At exit CPython collects every generation, walking each object onnx, onnxruntime, numpy
+    and the run left alive: 0.03 s of a 0.33 s quantize of the digits CNN (measured on the
+    2-core Xeon, docs/benchmarks-real.md, "Quantization speed"). Frozen objects are skipped;
+    everything is still freed when the process ends, and nothing the command wrote is open
+    by then (outputs are renamed into place before ``run`` returns). Not in :func:`main`,
+    which the tests call in one process: there a freeze would keep every test's cycles."""
+    status = main()
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
