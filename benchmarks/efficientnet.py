@@ -145,7 +145,7 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     ``keep_float`` as --keep-float; returns its wall time."""
     from ptq_verify.engine import load_model, quantize
     from ptq_verify.engine.absorb import absorb, shifted_tensors
-    from ptq_verify.engine.equalize import equalize
+    from ptq_verify.engine.equalize import equalized
     from ptq_verify.engine.sensitivity import costliest
     from ptq_verify.engine.smoothed_calibration import smoothed_and_calibrated
 
@@ -154,8 +154,8 @@ def ptq_verify(path: Path, calibration: np.ndarray, target: Path, per_channel: b
     data = {"input": calibration}
     absorbed = []
     if equalizing:
-        equalize(graph, data=data, per_channel=per_channel)
-        absorbed = absorb(graph, data)
+        groups = equalized(graph, data=data, per_channel=per_channel)[1]
+        absorbed = absorb(graph, data, groups=groups)
     _, calibrated = smoothed_and_calibrated(graph, data, 8, per_channel=per_channel)
     kept = costliest(graph, calibrated, 8, keep_float, per_channel=per_channel) if (
         keep_float) else []

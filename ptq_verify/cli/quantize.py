@@ -164,7 +164,7 @@ def run(args) -> int:
         model_outputs,
         output_fidelity,
     )
-    from ..engine.equalize import equalize
+    from ..engine.equalize import equalized
     from ..engine.float_run import few_samples_note
     from ..engine.lower import DEFAULT_ENCODING, check_format
     from ..engine.lower.kernel_probe import saturates_here
@@ -260,9 +260,11 @@ def run(args) -> int:
     pairs, absorbed, unequalized = [], [], ""
     if equalizing:
         try:  # equalization measures on the catalog's kernels; quantizing needs none of them
-            pairs = equalize(graph, declared, data=data, bits=args.bits,
-                             per_channel=not args.per_tensor, progress=not args.no_progress)
-            absorbed = absorb(graph, data, declared, progress=not args.no_progress)
+            pairs, groups = equalized(graph, declared, data=data, bits=args.bits,
+                                      per_channel=not args.per_tensor,
+                                      progress=not args.no_progress)
+            absorbed = absorb(graph, data, declared, progress=not args.no_progress,
+                              groups=groups)
         except KernelGap as gap:  # raised on the first float run, before any change
             unequalized = gap.skipped
     smoothed, calibration = smoothed_and_calibrated(

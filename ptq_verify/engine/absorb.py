@@ -122,10 +122,12 @@ def absorbable(graph: Graph, table: OperatorTable | Mapping[str, Operator] | Non
 
 def absorb(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
            table: OperatorTable | Mapping[str, Operator] | None = None,
-           overrides: Mapping[str, Rule] | None = None, progress: bool = False
-           ) -> list[AbsorbedGroup]:
+           overrides: Mapping[str, Rule] | None = None, progress: bool = False,
+           groups: list[Group] | None = None) -> list[AbsorbedGroup]:
     """Absorb every shift the rules allow and the calibration data calls for, in place, after
     equalization and before calibration; return what moved (empty: the graph is unchanged).
+    ``groups``: the equalization groups as the graph stands, where equalization just found
+    them (:func:`.equalize.equalized`); None: searched here.
 
     A Clip in a group is split into Max and Min steps first (as equalization does), so its
     bounds can take one shift per channel, whether or not equalization kept that group's
@@ -135,8 +137,9 @@ def absorb(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray,
     table = OperatorTable.of(table)
     check_overrides(overrides, table)
     before = dict(graph.initializers), list(graph.nodes), dict(graph.value_info)
-    groups = split_links(graph, table, groups_of(graph, table, overrides, allow_split=True),
-                         overrides)
+    if groups is None:
+        groups = groups_of(graph, table, overrides, allow_split=True)
+    groups = split_links(graph, table, groups, overrides)
     done = _absorb(graph, data, table, overrides, progress, groups)
     if not done:
         graph.initializers, graph.nodes, graph.value_info = before
