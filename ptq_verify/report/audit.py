@@ -28,7 +28,7 @@ from ..engine.data import (
     sample_axes,
     savez_of,
 )
-from ..engine.equalize import equalize, unprobed_without_data
+from ..engine.equalize import equalized, unprobed_without_data
 from ..engine.invariant_regions import INVARIANT_REASON, invariant_regions
 from ..engine.plan import INTEGERS_REASON, KEPT_REASON, Action
 from ..engine.rules import is_elementwise_unary
@@ -247,10 +247,10 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
         "it runs the model, and some nodes have no declaration that fits them, listed below")
     if not unprobed:
         unprobed = unprobed_without_data(prepared) or ""
-    pairs = []
+    pairs, groups = [], None
     if not unprobed:
         try:
-            pairs = equalize(prepared, table)
+            pairs, groups = equalized(prepared, table)
         except KernelGap as gap:
             unprobed = gap.skipped
         except UserError:  # random inputs of the shapes the inputs declare do not fit the
@@ -258,7 +258,8 @@ def audit_model(path: str | os.PathLike, table: OperatorTable | None = None) -> 
             unprobed = ("the model does not run on random inputs of the shapes its inputs "
                         "declare, symbolic dimensions taken as 2; quantize measures it on the "
                         "calibration data")
-    shiftable = tuple(a.describe() for a in absorbable(prepared, table)) if pairs else ()
+    shiftable = tuple(a.describe() for a in absorbable(prepared, table, groups=groups)
+                      ) if pairs else ()
     return Audit(str(path), tuple(entries), tuple(p.describe() for p in pairs), smoothable,
                  shiftable, float_session(path)[1], tuple(own_kernel_types(original, table)),
                  unprobed, refused, original.loaded, model_inputs(original),
