@@ -218,3 +218,13 @@ def test_the_rule_does_not_depend_on_the_order_parameters_are_declared_in():
                 for params in ({"g": 2, "eps": 1e-5}, {"eps": 1e-5, "g": 2})]
     assert verdicts[0].rule.kind.has_rule
     assert verdicts[0].rule == verdicts[1].rule
+
+
+def test_a_point_whose_exact_powers_overflow_is_skipped_not_raised():
+    """(x**p)**q drew p = 228/5 in the refutation's search: sympy's exact power overflowed
+    (OverflowError from its perfect-power test) out of classify, and the command line
+    answered 'beyond what the checker's exact arithmetic can evaluate' for a five-symbol
+    expression (an adversarial checker trial). That point proves nothing; others refute it:
+    the degree p*q follows the parameters, which no rescaling fixes."""
+    _, verdict = verdict_of("(x**p)**q", params={"p": "2", "q": "0.5"})
+    assert verdict.rule.kind is F.NEEDS_COMPENSATION

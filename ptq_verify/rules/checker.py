@@ -853,7 +853,9 @@ class Checker:
                         continue
                     no_degree = self._no_degree(first, points, s_value)
                     texts = written_value(lhs), written_value(rhs)
-                except (InexactPoint, UnwritableValue):
+                except (InexactPoint, UnwritableValue, ArithmeticError):
+                    # (sympy's exact powers overflow at a drawn point: (x**p)**q at p = 228/5
+                    # raised an OverflowError out of classify, exit 2 for a short expression)
                     continue
                 if no_degree is None:
                     continue
@@ -955,12 +957,11 @@ class Checker:
                 continue
             try:
                 moved_2, base_2 = exact_sides(self.op, second, s, 0)
-            except InexactPoint:
+                if certified_nonzero(base_2) is None:
+                    continue
+                difference = certified_nonzero(moved_1 * base_2 - moved_2 * base_1)
+            except (InexactPoint, ArithmeticError):
                 continue
-            if certified_nonzero(base_2) is None:
-                continue
-            cross = moved_1 * base_2 - moved_2 * base_1
-            difference = certified_nonzero(cross)
             if difference is not None:
                 try:
                     texts = written_value(base_2), written_value(moved_2)
