@@ -35,6 +35,8 @@ def _quantized(model, bits: int = 8):
     ("round(x)", "x", True),
     ("where(x > 1, x, 0)", "x", True),  # a threshold: the branches differ at x = 1
     ("where(a > b, 1, 0)", "a, b", True),
+    ("heaviside(x - 1)", "x", True),  # sympy's Heaviside, no Piecewise: it had read False
+    ("x*heaviside(p - 1)", "x", False),  # a step of a parameter only
     ("where(x >= 0, x, 0.1*x)", "x", False),  # LeakyRelu: the branches meet at 0
     ("where(x > 0, x, exp(x) - 1)", "x", False),  # Elu
     ("where(k > 0, x, v)", "x", False),  # a static selection (Pad): no jump in x
@@ -49,7 +51,7 @@ def _quantized(model, bits: int = 8):
     ("sin(x)/x", "x", False),
 ])
 def test_jumps_are_read_off_the_expression(text, inputs, expected):
-    params = {p: 1 for p in ("k", "v") if p in text}
+    params = {p: 1 for p in ("k", "v", "p") if p in text}
     assert jumps(Operator("t", inputs, text, params=params)) is expected
 
 

@@ -323,10 +323,13 @@ FUNCTIONS: dict[str, _Function] = {
 """Every function name of the grammar (``where`` is special-cased: its first argument is a
 condition)."""
 
-STEP_FUNCTIONS: tuple[type, ...] = (sympy.sign, sympy.floor, sympy.ceiling, RoundHalfEven)
+STEP_FUNCTIONS: tuple[type, ...] = (sympy.sign, sympy.floor, sympy.ceiling, RoundHalfEven,
+                                     sympy.Heaviside)
 """The grammar's functions that jump (are discontinuous) where their argument crosses 0 or an
-integer (sympy's floor and ceiling: the grammar's are their subclasses); ``where`` and
-``heaviside`` become Piecewise, whose jumps lie on their conditions."""
+integer (sympy's floor and ceiling: the grammar's are their subclasses); ``heaviside`` is
+sympy's Heaviside(u, h0), a step at u = 0 (it had been left out, said to become a Piecewise,
+which only ``where`` does: heaviside(x - 1) was read as continuous); ``where``'s jumps lie
+on its Piecewise's conditions."""
 
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi}
 
