@@ -48,6 +48,12 @@ def _quantized(model, bits: int = 8):
     ("max(x, 0)/x", "x", True),
     ("(a - b)/abs(a - b)", "a, b", True),
     ("a/b", "a, b", False),
+    # a bounded function of a pole jumps (-pi/2 and pi/2 either side of 0; 0 and 1): the
+    # pole's own product 1/x, infinite on a side, had been all that was looked at
+    ("atan(1/x)", "x", True),
+    ("sigmoid(a/b)", "a, b", True),
+    ("atan(1/x**2)", "x", False),  # pi/2 on both sides: removable
+    ("exp(1/x)", "x", False),  # a side infinite: a pole
     ("sin(x)/x", "x", False),
 ])
 def test_jumps_are_read_off_the_expression(text, inputs, expected):

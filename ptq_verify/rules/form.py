@@ -87,8 +87,10 @@ def _jumps(expr: sympy.Basic, elements: frozenset, values: frozenset = frozenset
                 if relation.free_symbols & elements and (
                         rest is None or not _meets(value, rest, relation, elements)):
                     return True
-    factors = expr.args if isinstance(expr, sympy.Mul) else (expr,)
-    divisors = [f.base for f in factors if isinstance(f, sympy.Pow) and f.exp.is_negative]
+    # every divisor inside, not only this product's own: a bounded function of a pole jumps
+    # (atan(1/x) is -pi/2 and pi/2 either side of 0, sigmoid(1/x) 0 and 1), which the pole's
+    # own product 1/x, infinite on a side, did not show
+    divisors = sorted({p.base for p in expr.atoms(sympy.Pow) if p.exp.is_negative}, key=str)
     if divisors:
         at = dict(values)
         if any(_splits(expr.xreplace(at), base.xreplace(at), elements) for base in divisors):
@@ -97,8 +99,9 @@ def _jumps(expr: sympy.Basic, elements: frozenset, values: frozenset = frozenset
 
 
 def _splits(product: sympy.Expr, base: sympy.Expr, elements: frozenset) -> bool:
-    """Whether ``product``, which divides by ``base``, jumps where ``base`` is 0: a jump
-    written without a step function (``x/abs(x)``, ``max(x, 0)/x``), whose one-sided limits
+    """Whether ``product``, which divides by ``base`` somewhere inside, jumps where ``base``
+    is 0: a jump written without a step function (``x/abs(x)``, ``max(x, 0)/x``,
+    ``atan(1/x)``), whose one-sided limits
     there are finite and differ. A pole (``1/x``, ``x0/x1``: a side infinite) is not a jump
     in this sense: the divisor screen keeps a divisor near 0 in float (engine/quantize.py);
     a removable point (``sin(x)/x``) is not either. Zeros or limits sympy cannot find count
