@@ -38,6 +38,9 @@ def _quantized(model, bits: int = 8):
     ("heaviside(x - 1)", "x", True),  # sympy's Heaviside, no Piecewise: it had read False
     ("x*heaviside(p - 1)", "x", False),  # a step of a parameter only
     ("where(x >= 0, x, 0.1*x)", "x", False),  # LeakyRelu: the branches meet at 0
+    # they meet at pi/4, the one solution sympy's solve gives for tan(x) = 1, and at no other
+    # (5 pi/4): only a polynomial boundary's solutions are taken as all of them
+    ("where(tan(x) > 1, x, pi/4)", "x", True),
     ("where(x > 0, x, exp(x) - 1)", "x", False),  # Elu
     ("where(k > 0, x, v)", "x", False),  # a static selection (Pad): no jump in x
     ("x*floor(k)", "x", False),  # a step of a parameter only

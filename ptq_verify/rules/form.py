@@ -137,8 +137,11 @@ def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -
     boundary = relation.lhs - relation.rhs
     for element in sorted(boundary.free_symbols & elements, key=str):
         try:
+            # only a polynomial's solutions are all of them: solve gives tan(x) = 1 at pi/4
+            # alone, and where(tan(x) > 1, x, pi/4), which meets there, jumps at 5 pi/4
+            sympy.Poly(boundary, element)
             solutions = sympy.solve(boundary, element, dict=False)
-        except (NotImplementedError, TypeError, ValueError):
+        except (NotImplementedError, TypeError, ValueError, sympy.PolynomialError):
             continue
         if len(solutions) == 1:
             try:  # the branch may not be real on the boundary: max(y, sqrt(1 - x)) at x = 2
