@@ -113,9 +113,8 @@ def _splits(product: sympy.Expr, base: sympy.Expr, elements: frozenset) -> bool:
     if not base.free_symbols & elements or base.is_zero is False:
         return False
     for element in sorted(base.free_symbols & elements, key=str):
-        try:
-            zeros = sympy.solve(base, element, dict=False)
-        except (NotImplementedError, TypeError, ValueError):
+        zeros = _solved(base, element)
+        if zeros is None:
             return True
         for zero in zeros:
             if not zero.is_real:  # (the norms' origin: x0 = I*sqrt(x1**2 + x2**2))
@@ -136,14 +135,8 @@ def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -
     """Whether two branches agree everywhere on the boundary lhs = rhs of ``relation``."""
     boundary = relation.lhs - relation.rhs
     for element in sorted(boundary.free_symbols & elements, key=str):
-        try:
-            # only a polynomial's solutions are all of them: solve gives tan(x) = 1 at pi/4
-            # alone, and where(tan(x) > 1, x, pi/4), which meets there, jumps at 5 pi/4
-            sympy.Poly(boundary, element)
-            solutions = sympy.solve(boundary, element, dict=False)
-        except (NotImplementedError, TypeError, ValueError, sympy.PolynomialError):
-            continue
-        if len(solutions) == 1:
+        solutions = _solved(boundary, element)
+        if solutions is not None and len(solutions) == 1:
             try:  # the branch may not be real on the boundary: max(y, sqrt(1 - x)) at x = 2
                 # (where(x > 2, max(y, sqrt(1 - x)), y)) raised out of stored_structure
                 gap = (value - rest).xreplace({element: solutions[0]})
@@ -152,6 +145,19 @@ def _meets(value: sympy.Expr, rest: sympy.Expr, relation, elements: frozenset) -
             except (TypeError, ValueError, ArithmeticError):
                 return False  # not shown to meet: a jump
     return False
+
+
+def _solved(expr: sympy.Expr, element: sympy.Symbol) -> list | None:
+    """Every solution of ``expr`` = 0 in ``element`` (sympy's solve), or None where they may
+    not be all of them: only a polynomial in the element and its absolute value is solved
+    completely. solve gives tan(x) = 1 at pi/4 alone: where(tan(x) > 1, x, pi/4), whose
+    branches meet there, and atan((x - pi/4)/(tan(x) - 1)), removable there, had been read
+    as continuous, though both jump at 5 pi/4."""
+    try:
+        sympy.Poly(expr.xreplace({sympy.Abs(element): sympy.Dummy(positive=True)}), element)
+        return sympy.solve(expr, element, dict=False)
+    except (NotImplementedError, TypeError, ValueError, sympy.PolynomialError):
+        return None
 
 
 def _sum_coefficients(op: Operator) -> tuple[float, ...] | None:
