@@ -42,6 +42,7 @@ def _quantized(model, bits: int = 8):
     # (5 pi/4): only a polynomial boundary's solutions are taken as all of them
     ("where(tan(x) > 1, x, pi/4)", "x", True),
     ("atan((x - pi/4)/(tan(x) - 1))", "x", True),  # removable at pi/4, a jump at 5 pi/4
+    ("atan((abs(x) - pi/4)/(tan(abs(x)) - 1))", "x", True),  # the same in |x|
     ("where(x > 0, x, exp(x) - 1)", "x", False),  # Elu
     ("where(k > 0, x, v)", "x", False),  # a static selection (Pad): no jump in x
     ("x*floor(k)", "x", False),  # a step of a parameter only

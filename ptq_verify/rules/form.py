@@ -153,8 +153,9 @@ def _solved(expr: sympy.Expr, element: sympy.Symbol) -> list | None:
     completely. solve gives tan(x) = 1 at pi/4 alone: where(tan(x) > 1, x, pi/4), whose
     branches meet there, and atan((x - pi/4)/(tan(x) - 1)), removable there, had been read
     as continuous, though both jump at 5 pi/4."""
+    size = sympy.Dummy(positive=True)  # |element|, a generator of its own: tan(|x|) is none
     try:
-        sympy.Poly(expr.xreplace({sympy.Abs(element): sympy.Dummy(positive=True)}), element)
+        sympy.Poly(expr.xreplace({sympy.Abs(element): size}), element, size)
         return sympy.solve(expr, element, dict=False)
     except (NotImplementedError, TypeError, ValueError, sympy.PolynomialError):
         return None
