@@ -18,9 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.engine.lower import DEFAULT_ENCODING, ENCODINGS
 from ptq_verify.engine.lower.kernel_probe import encoding_error, saturates_here
+from ptq_verify.engine.probe import mean_count
 from ptq_verify.engine.steps import ScaleStep
 from ptq_verify.errors import UserError
-from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.graph import OperatorTable, activation_tensors, graph_from_onnx, run_graph
 
 ALL = {**models.TOPOLOGIES, **models.TRICKY}
 BITS = (4, 6, 8)
@@ -943,6 +944,25 @@ def test_integer_format_sums_a_mean_on_integers(op_type, opset, attrs):
     assert not float_islands(integer, set())
     assert _simulated_codes_apart(model, integer) < 0.5
     assert _simulated_codes_apart(model, model.to_onnx("simulation")) < 0.5
+
+
+@pytest.mark.parametrize(("strides", "count"), [(2, 2), (3, None)])
+def test_a_mean_count_is_the_windows_not_the_ratio_of_sizes(strides, count):
+    """An average pool of kernel 2 over 6 positions: at stride 2 each output is the mean of
+    its own pair (N 2); at stride 3 the input's 6 elements over the output's 2 give N 3,
+    and 3 times a pair's mean is 1.5 times its sum, an integer for half the draws: the
+    seeded probe had taken it as a sum of 3 codes (trial checker4). Every output times N
+    must be a sum of whole codes, over enough outputs, and their total the input's."""
+    pool = helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[1, 2],
+                            strides=[1, strides])
+    graph = prepare(graph_from_onnx(helper.make_model(helper.make_graph(
+        [pool], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+        opset_imports=[helper.make_opsetid("", 17)])))
+    table = OperatorTable()
+    (node,) = graph.nodes
+    op = table.lookup(node, graph)[0]
+    assert mean_count(graph, node, op, activation_tensors(graph, table)) == count
 
 
 def test_a_mean_over_free_positions_stays_float_in_the_integer_format():

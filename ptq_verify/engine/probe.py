@@ -188,14 +188,25 @@ def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float
     return gains.pop() if len(gains) == 1 else None
 
 
+MEAN_PROBE_OUTPUTS = 64
+"""Output elements :func:`mean_count` checks at each size at least (drawing again where the
+output is smaller): an output whose N times is not a sum of whole codes (1.5 times a pair's
+sum) still lands on an integer for half the draws."""
+
+
 def mean_count(graph: Graph, node: Node, op: Operator, active: set[str]) -> int | None:
-    """The count N by which ``node``'s output times N is integers on integer inputs, N the
-    ratio of its one activation input's elements to its output's (a mean of N elements: a
-    GlobalAveragePool, a ReduceMean over fixed axes): run on integer codes at the input's
-    example shape and again with every free dimension grown, and None unless N is the same
-    and the output times N integers both times (a mean over a free axis, a sequence's, has
-    no N that holds at run time; an average pool whose padded windows count fewer cells
-    divides by several). None too when the kernel cannot run."""
+    """The count N by which ``node``'s output times N is, on integer inputs, the sum of the
+    input elements each output element reads, each input element read by one output element,
+    N the ratio of its one activation input's elements to its output's (a mean of N
+    elements: a GlobalAveragePool, a ReduceMean over fixed axes). Run on integer codes at the
+    input's example shape and again with every free dimension grown; None unless N is the same
+    both times and the output times N is integers whose total is the input's (a mean over a
+    free axis, a sequence's, has no N that holds at run time; an average pool whose padded
+    windows count fewer cells divides by several, and one of kernel 2 and stride 3 reads a
+    third of its input twice over: N 3, the windows 2). A declaration's sum has coefficients
+    >= 0 (:func:`.rules.is_element_sum`), so outputs times N that are integers on random
+    codes, with the input's total, are sums of whole codes. None too when the kernel cannot
+    run."""
     probe = _two_sizes(graph, node, active)
     if probe is None:
         return None
@@ -203,15 +214,19 @@ def mean_count(graph: Graph, node: Node, op: Operator, active: set[str]) -> int 
     rng = np.random.default_rng(0)
     counts = set()
     for dims in sizes:
-        codes = rng.integers(-127, 128, dims).astype(np.float64)
-        out = run_kernel(op, node, examples, {slot: codes})
-        if out is None or not out.size or codes.size % out.size:
-            return None
-        count = codes.size // out.size
-        counts.add(count)
-        summed = out * count
-        if not np.allclose(summed, np.round(summed), rtol=0, atol=1e-6):
-            return None
+        checked = 0
+        while checked < MEAN_PROBE_OUTPUTS:
+            codes = rng.integers(-127, 128, dims).astype(np.float64)
+            out = run_kernel(op, node, examples, {slot: codes})
+            if out is None or not out.size or codes.size % out.size:
+                return None
+            count = codes.size // out.size
+            counts.add(count)
+            summed = out * count
+            if not (np.allclose(summed, np.round(summed), rtol=0, atol=1e-6)
+                    and abs(float(np.round(summed).sum()) - float(codes.sum())) < 0.5):
+                return None
+            checked += out.size
     return counts.pop() if len(counts) == 1 and min(counts) >= 2 else None
 
 
