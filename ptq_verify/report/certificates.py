@@ -182,6 +182,9 @@ def check_directory(
     if not files and (directory / "certificates").is_dir():  # (report -o DIR's own folder)
         raise UserError(f"{directory}: no certificate files here; `report -o` writes them to "
                         f"{directory / 'certificates'}: check that folder")
+    if not files:  # (a typo'd folder: each operator had been a failure, 'no certificate file')
+        raise UserError(f"{directory}: no certificate files here (<Operator>.json, as `report` "
+                        "writes them)")
     results = []
     for name in sorted(set(files) | set(operators)):
         if name not in files:
