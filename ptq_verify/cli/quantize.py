@@ -186,7 +186,7 @@ def run(args) -> int:
         raise UserError("--fixed-point: applies to --format simulation and integer, whose "
                         "multipliers the engine writes (a qdq file's requantization is "
                         "onnxruntime's, from its float scales; docs/engine.md)")
-    args.encoding = args.encoding or DEFAULT_ENCODING
+    args.encoding = DEFAULT_ENCODING if args.encoding is None else args.encoding  # ('' refused)
     check_format(args.format, args.bits, args.encoding)
     if args.percentile is not None and args.calibration != "percentile":
         raise UserError(f"--percentile {args.percentile}: applies to --calibration percentile "
