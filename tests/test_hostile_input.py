@@ -1897,3 +1897,20 @@ def test_a_model_given_as_the_declaration_file_is_named_as_one(mlp_files, comman
     _assert_one_line_error(hostile.run_cli(["classify", "--file", str(image)],
                                            limit=QUICK_LIMIT),
                            "a PNG image, not a declaration file")
+
+
+def test_an_empty_encoding_is_refused_not_taken_for_the_default(mlp_files):
+    """A new-user trial: ``--encoding "$ENC"`` with ENC unset had run with the default u8u8
+    and exit 0, where every other value outside the three encodings is refused."""
+    tmp, model, calib = mlp_files
+    _assert_one_line_error(_quantize(model, calib, tmp / "q.onnx", "--encoding", ""),
+                           "QDQ encoding ''", "u8u8")
+    assert not (tmp / "q.onnx").exists()
+
+
+def test_check_proofs_on_a_folder_without_certificates_is_one_line(tmp_path):
+    """A new-user trial: an empty folder (a typo'd or not yet written one) printed 'no
+    certificate file' for each of the catalog's 157 operators and exit 1, as if certificates
+    had failed; it holds none to check."""
+    _assert_one_line_error(hostile.run_cli(["check-proofs", str(tmp_path)], limit=QUICK_LIMIT),
+                           "no certificate files here")
