@@ -1845,9 +1845,10 @@ _DECLARATION = '[[operator]]\nname = "Twice"\nexpr = "2*x"\nonnx_type = "Twice"\
      ["quantize", "{model}", "--calib", "", "-o", "{tmp}/q.onnx"],
      ["quantize", "{model}", "--calib", "{calib}", "-o", "{tmp}/q.onnx", "--report", ""],
      ["audit", "{model}", "--operators", ""],
-     ["check-proofs", ""]],
+     ["check-proofs", ""],
+     ["classify", "--file", ""]],
     ids=["report-o", "report-certificates", "quantize-operators", "quantize-calib",
-         "quantize-report", "audit-operators", "check-proofs"])
+         "quantize-report", "audit-operators", "check-proofs", "classify-file"])
 def test_an_empty_path_is_refused_not_taken_for_no_path(mlp_files, argv):
     """``-o "$OUT"`` with OUT unset: the commands had read '' as no path given (``report -o
     ''`` regenerated the source checkout's docs/ops, ``--operators ''`` ran without

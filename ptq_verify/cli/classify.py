@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..rules.lattice import RuleKind, scale_power
 from ..wording import first_few
 from . import one_line
-from .arguments import Joined, Once, ascii_float
+from .arguments import Joined, Once, ascii_float, path_text
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("expression", nargs="?", help='e.g. "x/(1+exp(-x))" (safe grammar)')
     parser.add_argument("--op", metavar="NAME",
                         help="one catalog operator, e.g. Relu; with --file, one of the file's")
-    parser.add_argument("--file", metavar="OPS.toml", help="operators declared in a TOML file")
+    parser.add_argument("--file", metavar="OPS.toml", type=path_text,
+                        help="operators declared in a TOML file")
     parser.add_argument(
         "--inputs",
         default="x",
