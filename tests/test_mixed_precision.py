@@ -354,3 +354,59 @@ def test_codes_held_wide_are_rounded_not_clipped_by_the_ranking(prepared):
         stem = f"{name}~rounded"
         peaks[wide] = float(np.abs(run_float(copy, OperatorTable(), feeds, [stem])[stem]).max())
     assert peaks[False] <= 0.25 < peaks[True]
+
+
+def _prenorm_attention_input(path: Path) -> None:
+    """The digits as 8 tokens of 8 pixels -> MatMul + Add (a token embedding, its sum held
+    wide with per-channel codes) -> LayerNormalization -> Transpose (1, 0, 2), as torch's
+    nn.MultiheadAttention takes a batch-first query -> MatMul (the input projection) ->
+    ReduceMean -> Gemm to 10 logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def const(name: str, *shape: int, scale: float = 0.5) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
+                                       name)
+
+    nodes = [helper.make_node("MatMul", ["tokens", "embed"], ["embedded"], name="embed_mm"),
+             helper.make_node("Add", ["embedded", "embed_b"], ["summed"], name="embed_add"),
+             helper.make_node("LayerNormalization", ["summed", "gamma", "beta"], ["normed"],
+                              name="norm", axis=-1),
+             helper.make_node("Transpose", ["normed"], ["seq_first"], name="transpose",
+                              perm=[1, 0, 2]),
+             helper.make_node("MatMul", ["seq_first", "in_proj"], ["projected"], name="in_proj"),
+             helper.make_node("ReduceMean", ["projected"], ["pooled"], name="pool", axes=[0],
+                              keepdims=0),
+             helper.make_node("Gemm", ["pooled", "head", "head_b"], ["logits"], name="head")]
+    inits = [const("embed", 8, 16), const("embed_b", 16, scale=0.1),
+             numpy_helper.from_array(np.ones(16, np.float32), "gamma"),
+             numpy_helper.from_array(np.zeros(16, np.float32), "beta"),
+             const("in_proj", 16, 24), const("head", 24, 10), const("head_b", 10, scale=0.1)]
+    graph = helper.make_graph(
+        nodes, "prenorm", [helper.make_tensor_value_info("tokens", TensorProto.FLOAT,
+                                                         ["batch", 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_copy_between_a_late_float_node_and_a_kept_one_moves_no_codes(tmp_path, capsys):
+    """A new-user trial's pre-norm encoder: its LayerNorm runs in float for its per-channel
+    input codes, decided as the walk reaches it, and ``--keep-float`` kept the attention's
+    input projection after a Transpose in float; the Transpose moved 8-bit codes between
+    the two, and the integer file (Transpose of codes -> Cast -> MatMul) crashed
+    onnxruntime 1.32's default session at load (SIGSEGV: exit 3, nothing written)."""
+    model, calib = tmp_path / "prenorm.onnx", tmp_path / "calib.npz"
+    _prenorm_attention_input(model)
+    from sklearn.datasets import load_digits
+
+    np.savez(calib, tokens=(load_digits().data[:96] / 16).astype(np.float32).reshape(-1, 8, 8))
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(model), "--calib", str(calib), "-o", str(out), "--format",
+                 "integer", "--keep-float-tensor", "projected", "--json",
+                 "--no-progress"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["nodes"]}
+    assert "per-channel input codes" in rows["norm"]["note"]
+    assert "a copy between float ends" in rows["transpose"]["note"]
+    assert out.is_file()

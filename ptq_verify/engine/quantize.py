@@ -1169,6 +1169,12 @@ class _Builder:
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
+        copies = [name for out in node.outputs if out in self.active
+                  for name in self._copies_into_floats(out) if name not in self._float]
+        self._float.update(dict.fromkeys(copies, COPIED_BETWEEN_REASON))
+        self._float.update(dict.fromkeys(
+            (name for name in self._shapes_of(copies) if name not in self._float),
+            SHAPE_OF_FLOAT_REASON))
         exact = self._moves_exact_integers(node, op, plan)
         coded = {o for o in node.outputs if o in self.active and not self._float_only(o)
                  and not (self._float_output(o) and (exact or not self._tabulable(op)))
@@ -1470,6 +1476,42 @@ class _Builder:
                     for name in sources):
                 copied.append(node.name)
         return copied
+
+    def _copies_into_floats(self, tensor: str) -> list[str]:
+        """The copies (:func:`.rules.is_copy`: a Transpose, a Reshape) that carry ``tensor``,
+        the output of a node found to run in float as the walk reaches it (a LayerNorm on
+        per-channel codes), through such copies alone, to nodes that all run in float; none
+        where any reader takes its values on codes. :meth:`_copies_between_floats` finds
+        those between float ends known before the walk: a pre-norm encoder's LayerNorm, in
+        float for its per-channel input codes, fed a Transpose into the attention's input
+        projection kept in float by ``--keep-float``; the Transpose had moved 8-bit codes
+        between the two, rounding values no integer node read, and in the integer format
+        (Transpose of codes -> Cast -> MatMul) onnxruntime 1.32's default session crashed
+        loading the file (SIGSEGV: exit 3)."""
+        def after(name: str) -> list[str]:
+            return [out for user in self.consumers.get(name, []) if user.name not in self._float
+                    and is_copy(self._ops.get(user.name)) for out in user.outputs if out]
+
+        def answer(name: str, found: dict[str, bool]) -> bool:
+            valued = [user for user in self.consumers.get(name, [])
+                      if not reads_no_elements(self._ops.get(user.name))]
+            return (name not in self.graph.output_names and bool(valued) and all(
+                user.name in self._float or (
+                    is_copy(self._ops.get(user.name))
+                    and self._plans[user.name].action is not Action.STATIC
+                    and all(found.get(out, False) for out in user.outputs if out))
+                for user in valued))
+
+        if not _bottom_up(tensor, after, answer):
+            return []
+        copies, stack = [], [tensor]
+        while stack:
+            for user in self.consumers.get(stack.pop(), []):
+                if user.name not in self._float and is_copy(self._ops.get(user.name)) \
+                        and user.name not in copies:
+                    copies.append(user.name)
+                    stack.extend(out for out in user.outputs if out)
+        return copies
 
     def _copies_or_joins(self, node: Node) -> bool:
         """Whether ``node`` is a copy (:func:`.rules.is_copy`: a Reshape, Transpose, Squeeze)
