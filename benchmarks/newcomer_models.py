@@ -14,9 +14,9 @@ Each is trained a few epochs on the digits (benchmarks/train_digits.py's split),
 torch's legacy exporter (dynamo=False, opset 17) and its dynamo exporter (opset 18), with
 ``NAME.calib.npz`` (256 training samples, shuffled, keyed by the input's name) and
 ``NAME.test.npz`` (the 540 held-out ones). Then, per export, through the command line as a user
-runs it: ``audit``, ``quantize`` in qdq (with ``--report``), integer and simulation, qdq with
-``--keep-float 1``, and onnxruntime's quantize_static (benchmarks/ort_peer.py, per channel):
-held-out output SQNR against the float model in onnxruntime and top-1 agreement.
+runs it: ``audit``, ``quantize`` in qdq (with ``--report``), integer and simulation, qdq and
+integer with ``--keep-float 1``, and onnxruntime's quantize_static (benchmarks/ort_peer.py, per
+channel): held-out output SQNR against the float model in onnxruntime and top-1 agreement.
 
     python benchmarks/newcomer_models.py [--out DIR]
 
@@ -164,11 +164,12 @@ def measure(model: Path, test: Path) -> None:
     labels = reference.argmax(1)
     stem = model.with_suffix("")
     rows = {"qdq": ["--report", f"{stem}.qdq.md"], "integer": ["--format", "integer"],
-            "simulation": ["--format", "simulation"], "qdq --keep-float 1": ["--keep-float", "1"]}
+            "simulation": ["--format", "simulation"], "qdq --keep-float 1": ["--keep-float", "1"],
+            "integer --keep-float 1": ["--format", "integer", "--keep-float", "1"]}
     audit = cli("audit", str(model))[0]
     print(f"{model.name}: audit exit {audit}")
     for label, extra in rows.items():
-        written = Path(f"{stem}.{label.replace(' ', '').replace('--', '_')}.q.onnx")
+        written = Path(f"{stem}.{label.replace(' --', '_').replace(' ', '')}.q.onnx")
         code, seconds = cli("quantize", str(model), "--calib", str(calib), "-o", str(written),
                             "--no-progress", "--summary", *extra)
         if code == 0:
