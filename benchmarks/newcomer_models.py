@@ -174,7 +174,7 @@ def measure(model: Path, test: Path) -> None:
                             "--no-progress", "--summary", *extra)
         if code == 0:
             got = run(written, feeds)
-            print(f"  {label:20} {sqnr(reference, got):5.1f} dB  top-1 "
+            print(f"  {label:22} {sqnr(reference, got):5.1f} dB  top-1 "
                   f"{np.mean(got.argmax(1) == labels):.3f}  {seconds:4.1f} s")
     with np.load(calib) as archive:
         start = time.perf_counter()
@@ -182,7 +182,7 @@ def measure(model: Path, test: Path) -> None:
         write_int8(model, dict(archive), peer, per_channel=True)
         seconds = time.perf_counter() - start
     got = run(peer, feeds)
-    print(f"  {'quantize_static':20} {sqnr(reference, got):5.1f} dB  top-1 "
+    print(f"  {'quantize_static':22} {sqnr(reference, got):5.1f} dB  top-1 "
           f"{np.mean(got.argmax(1) == labels):.3f}  {seconds:4.1f} s")
 
 
