@@ -1493,14 +1493,11 @@ class _Builder:
                     and is_copy(self._ops.get(user.name)) for out in user.outputs if out]
 
         def answer(name: str, found: dict[str, bool]) -> bool:
-            valued = [user for user in self.consumers.get(name, [])
-                      if not reads_no_elements(self._ops.get(user.name))]
-            return (name not in self.graph.output_names and bool(valued) and all(
-                user.name in self._float or (
-                    is_copy(self._ops.get(user.name))
-                    and self._plans[user.name].action is not Action.STATIC
-                    and all(found.get(out, False) for out in user.outputs if out))
-                for user in valued))
+            copies = {user.name for user in self.consumers.get(name, [])
+                      if is_copy(self._ops.get(user.name))
+                      and self._plans[user.name].action is not Action.STATIC
+                      and all(found.get(out, False) for out in user.outputs if out)}
+            return self._read_in_float(name, self._float, copies)
 
         if not _bottom_up(tensor, after, answer):
             return []
