@@ -12,6 +12,11 @@ def first_few(names: Sequence[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one ('wrote 1 certificates' had read wrong)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def assumed_attributes(items: Sequence[str]) -> str:
     """The line on attributes nodes leave out that their declarations' sample values stand
     for (``OperatorTable.assumed_attributes``), as quantize's note and audit's summary say it."""

@@ -124,13 +124,15 @@ def test_report_command_writes_pages_and_certificates(operators, monkeypatch, tm
     assert sorted(p.stem for p in (tmp_path / "c").glob("*.json")) == sorted(operators)
 
 
-def test_report_from_a_toml_file(tmp_path):
+def test_report_from_a_toml_file(tmp_path, capsys):
     declarations = tmp_path / "ops.toml"
     declarations.write_text(
         '[[operator]]\nname = "ScaledSwish"\ninputs = "x"\nparams = { beta = "1.702" }\n'
         'expr = "x*sigmoid(beta*x)"\n'
     )
     assert main(["report", "--file", str(declarations), "-o", str(tmp_path / "out")]) == 0
+    said = capsys.readouterr().out  # one operator, one certificate: said so
+    assert "(1 operator) to" in said and "wrote 1 certificate to" in said
     assert "ScaledSwish" in (tmp_path / "out" / "ScaledSwish.md").read_text()
     assert (tmp_path / "out" / "ScaledSwish.png").is_file()
     # -o DIR writes the certificates next to the pages, and they re-check from there

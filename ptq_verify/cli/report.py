@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..wording import counted
 from .arguments import path_text
 
 
@@ -58,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     title = f"Operators of {args.file}" if args.file else "Operators"
     written = write_pages(operators, pages, plots=not args.no_plots, title=title,
                           progress=not args.no_progress)
-    print(f"wrote {len(written)} files ({len(operators)} operators) to {plain_path(pages)}")
+    print(f"wrote {counted(len(written), 'file')} ({counted(len(operators), 'operator')}) "
+          f"to {plain_path(pages)}")
     write_certificates(operators, certificates)
-    print(f"wrote {len(operators)} certificates to {plain_path(certificates)}")
+    print(f"wrote {counted(len(operators), 'certificate')} to {plain_path(certificates)}")
     return 0
 
 
