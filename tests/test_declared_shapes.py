@@ -64,6 +64,19 @@ def test_a_model_onnxruntime_cannot_run_gets_its_output_sqnr_from_the_simulation
     assert float(note.split(": y ")[1].split(" dB")[0]) > 30
 
 
+def test_a_custom_op_preparation_folds_away_leaves_the_model_quantized(tmp_path, capsys):
+    """A declared ``a*x`` (affine) is folded into the Gemm before it by preparation; the
+    model was then refused as one onnxruntime cannot load, its declared op types read off
+    the prepared graph, which held none (a facts trial). Its written file holds none, so it
+    runs in onnxruntime and is checked there."""
+    notes = _quantized_notes(tmp_path, capsys, hostile.declaration(
+        "ScaledRelu", "x*a", "com.example:ScaledRelu", a="2"))
+    assert any("the written file holds none" in note and "ScaledRelu" in note
+               for note in notes), notes
+    note = next(line for line in notes if line.startswith("note: output SQNR"))
+    assert "(onnxruntime): y " in note and float(note.split(": y ")[1].split(" dB")[0]) > 30
+
+
 def _quantized_notes(tmp_path, capsys, declaration: str) -> list[str]:
     from ptq_verify.cli import main
 

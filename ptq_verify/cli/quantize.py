@@ -175,7 +175,7 @@ def run(args) -> int:
     from ..graph.executor import KernelGap
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.operators import check_float_types
-    from ..graph.ort_runner import float_session, quiet_onnxruntime, session_crash
+    from ..graph.ort_runner import float_session, own_kernel_types, quiet_onnxruntime, session_crash
 
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
@@ -217,6 +217,10 @@ def run(args) -> int:
         if value.name in {tensor.name for tensor in parsed.model.graph.initializer}]
     graph = load_graph(source, parsed)
     loaded_types = {node.op_type for node in graph.nodes}  # (before prepare drops any)
+    # the op types onnxruntime lacks, as loaded: prepare may fold such a node into its layer
+    # (a declared x*k), and the float model still holds it (a trial's model had been refused
+    # as one onnxruntime cannot load, no declared op type left to say why)
+    own_types = own_kernel_types(graph, declared)
     prepare(graph, declared)  # (in place)
     dropped = declared.float_types & (loaded_types - {node.op_type for node in graph.nodes})
     # the file read again only where prepare dropped every node of a --float-op type
@@ -226,7 +230,7 @@ def run(args) -> int:
     # line (an expand bomb, external data outside its folder) must not reach onnxruntime
     # (a file of an opset onnxruntime has no kernels for: the model converted at load)
     original, refusal, float_model = float_session(source)
-    own_kernels = runs_without_onnxruntime(source, graph, declared, refusal)
+    own_kernels = runs_without_onnxruntime(source, graph, declared, refusal, own_types)
     # every node declared or kept in float before any float run (after onnxruntime's refusal
     # of the float model, whose reason holds whatever is declared): equalization's run had met
     # the first undeclared node alone (a new-user trial's DLRM: a Size named, the Loop torch
@@ -358,7 +362,7 @@ def run(args) -> int:
         compensated = {r.name for r in model.records if r.kind == "compensated"}
         format_floats = sum(1 for item in listed.split("; ") if item
                             and item.split(": ", 1)[0] not in compensated)
-    if own_kernels and (tabulated := without_own_kernels(exported, graph, declared)):
+    if own_kernels and (tabulated := without_own_kernels(exported, own_types)):
         # (the integer format writes each element-wise declared op as a table of codes: a
         # new-user trial's file ran in onnxruntime as it was, said to be unchecked there)
         own_kernels = ""
@@ -420,13 +424,15 @@ def run(args) -> int:
     return 0
 
 
-def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None) -> str:
+def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None,
+                             own: list[str]) -> str:
     """"" when onnxruntime loads the float model (the quantized one is then checked in it
     too); a note when it refuses it but the model holds op types declared only with
     --operators outside ONNX's domain (their kernels live in the user's runtime, not in
     onnxruntime; the numpy kernels calibrate); else a one-line refusal, before any work.
     ``refusal``: why onnxruntime refuses the float model (:func:`.ort_session`), None when
-    it loads it.
+    it loads it; ``own``: the op types of the model as loaded that onnxruntime lacks
+    (:func:`.ort_runner.own_kernel_types`).
 
     A node that no declaration fits is refused by its own message when it is outside ONNX's
     domain (declaring it with --operators is the way forward) or its op type is declared
@@ -434,13 +440,10 @@ def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None)
     no declaration of the user's is not: whatever is declared for it, onnxruntime still
     refuses the model, so its reason is the one that holds (a Cast to complex128 in a legacy
     Falcon export)."""
-    from ..graph.ort_runner import own_kernel_types
-
     if refusal is None:
         return ""
     declared.require_all([node for node in graph.nodes
                           if not node.in_onnx_domain or declared.declaration_key(node)], graph)
-    own = own_kernel_types(graph, declared)
     if not own:
         raise UserError(f"{source}: onnxruntime cannot load it ({refusal}); quantize takes "
                         "models onnxruntime runs")
@@ -449,20 +452,18 @@ def runs_without_onnxruntime(source: Path, graph, declared, refusal: str | None)
             "where their kernels are, and was not checked in onnxruntime")
 
 
-def without_own_kernels(exported, graph, declared) -> str:
-    """A note where the written ``exported`` model holds no node of the op types that
+def without_own_kernels(exported, own: list[str]) -> str:
+    """A note where the written ``exported`` model holds no node of the op types ``own`` that
     onnxruntime has no kernel of (declared with --operators outside ONNX's domain): the
-    integer format computes an element-wise one as a table of codes, so that file runs in
-    onnxruntime as it is, and is checked there like any other; "" where one remains."""
-    from ..graph.ort_runner import own_kernel_types
-
-    own = own_kernel_types(graph, declared)
+    integer format computes an element-wise one as a table of codes, and preparation folds
+    an affine one into its layer, so that file runs in onnxruntime as it is, and is checked
+    there like any other; "" where one remains."""
     if any(node.domain not in ("", "ai.onnx") and node.op_type in own
            for node in exported.graph.node):
         return ""
     return (f"onnxruntime: cannot load the float model (its {', '.join(own)}, declared with "
-            "--operators), but the written file computes them as tables of codes and holds "
-            "none: it runs in onnxruntime as it is, and was checked there")
+            "--operators), but the written file holds none (computed as tables of codes or "
+            "folded into a layer): it runs in onnxruntime as it is, and was checked there")
 
 
 LOW_SQNR_DB = 10.0  # an output below it is said to be low, with the way forward
