@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import hostile
+import models
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -172,3 +173,29 @@ def test_a_declaration_for_a_domain_leaves_the_standard_op_of_that_name_to_the_c
                        operators=table).records
     assert {r.name: r.op_type for r in records} == {"standard": "Relu",
                                                     "custom": "com.example:Relu"}
+
+
+@pytest.mark.parametrize(("expr", "refused"), [("max(x, alpha*x)", True),
+                                               ("where(x >= 0, x, alpha*x)", False)])
+def test_a_standard_op_declaration_is_compared_at_its_nodes_attribute_values(
+        tmp_path, capsys, expr, refused):
+    """LeakyRelu declared as max(x, alpha*x) is ONNX's at its sample alpha, 0.01, where it
+    was compared with onnxruntime's kernel, and another function at a node's alpha = 2: the
+    integer format's table of it had lost the model (4 dB held out, 40 in the qdq file; a
+    facts trial). The node's own values are compared too, and such a node refused."""
+    from ptq_verify.cli import main
+
+    b = models.Builder(7)
+    h = b.add("LeakyRelu", [b.dense("input", 64, 16)], alpha=2.0)
+    (tmp_path / "m.onnx").write_bytes(b.model(b.dense(h, 16, 10), "leaky").SerializeToString())
+    np.save(tmp_path / "x.npy", models.digits(64))
+    (tmp_path / "ops.toml").write_text(hostile.declaration("MyLeaky", expr, "LeakyRelu",
+                                                           alpha="0.01"))
+    status = main(["quantize", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "x.npy"),
+                   "--operators", str(tmp_path / "ops.toml"), "-o", str(tmp_path / "q.onnx"),
+                   "--format", "integer", "--no-progress"])
+    err = capsys.readouterr().err
+    assert (status != 0) is refused and (tmp_path / "q.onnx").exists() is not refused
+    if refused:
+        assert "'leakyrelu1' (LeakyRelu) at its alpha = 2 the declared expression gives" in err
+        assert len(err.strip().splitlines()) == 1, err

@@ -19,6 +19,8 @@ through, and the written file lost 18 dB with no word said.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,20 +36,25 @@ _OPSETS = (23, 21, 18, 17, 13)
 _RTOL, _ATOL = 1e-3, 1e-5  # float32 kernels against float64 expressions
 
 
-_COMPARED: weakref.WeakKeyDictionary[Operator, tuple[str | None, str | None]] = (
+_COMPARED: weakref.WeakKeyDictionary[Operator, dict[tuple, tuple[str | None, str | None]]] = (
     weakref.WeakKeyDictionary())
 
 
-def comparison(op: Operator) -> tuple[str | None, str | None]:
-    """:func:`compare`, once per declaration object: every step of the Python API makes an
-    operator table of its ``operators=``, and each table compares its declarations
-    (:class:`.operators.OperatorTable`)."""
-    if op not in _COMPARED:
-        _COMPARED[op] = compare(op)
-    return _COMPARED[op]
+def comparison(op: Operator, values: Mapping[str, Any] | None = None
+               ) -> tuple[str | None, str | None]:
+    """:func:`compare`, once per declaration object and attribute values: every step of the
+    Python API makes an operator table of its ``operators=``, and each table compares its
+    declarations (:class:`.operators.OperatorTable`); each node's attribute values are
+    compared where they differ from the sample values (:func:`.operators.OperatorTable.lookup`)."""
+    key = tuple(sorted((values or {}).items()))
+    found = _COMPARED.setdefault(op, {})
+    if key not in found:
+        found[key] = compare(op, values)
+    return found[key]
 
 
-def compare(op: Operator) -> tuple[str | None, str | None]:
+def compare(op: Operator, values: Mapping[str, Any] | None = None
+            ) -> tuple[str | None, str | None]:
     """(how ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
     inputs, in words, or None when they agree or were not compared; why they were not
     compared). The second is None when they were, or when ``op`` declares no op type of
@@ -55,7 +62,9 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     kernel is the user's), and else says why: a
     declaration whose inputs a random tensor cannot stand for (a static slot, several
     parameters in one input, elements of a window), or a one-node model onnxruntime does
-    not run."""
+    not run. ``values``: attribute -> value, a node's, in place of the sample values of the
+    parameters they bind (LeakyRelu declared as ``max(x, alpha*x)`` is ONNX's at alpha =
+    0.01, its sample value, and another function at alpha = 2)."""
     domain = runtime_domain(op.onnx_type)
     if domain is None:
         return None, None
@@ -67,6 +76,8 @@ def compare(op: Operator) -> tuple[str | None, str | None]:
     theirs = None
     for later in PROBE_SHAPES:
         probe = _probe(op, later)
+        if probe is not None and values:
+            probe[1].update(values)
         if probe is None:
             return None, ("a random tensor cannot stand for one of its inputs (a static input, "
                           "or several parameters in one)")

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import onnx
 
-from ..catalog.operator import Operator, runtime_schemas
+from ..catalog.operator import Operator, runtime_domain, runtime_schemas
 from ..errors import UserError
 from ..wording import first_few
 from .branches import condition_hint
@@ -140,6 +140,10 @@ class OperatorTable:
             return None, (op, f"{why}; {declaration} computes the node by its expression")
         if (why := _unrunnable(node, op)) is not None:
             return None, (op, f"{why}; {declaration} computes the node by its expression")
+        if extra and (why := _unlike_runtime(node, op)) is not None:
+            return None, (op, f"{why}; {declaration} was compared with onnxruntime's "
+                          "kernel at its sample values alone: correct the expression for "
+                          "every value the attributes take")
         return op, None
 
     def declaration_key(self, node: Node) -> str | None:
@@ -702,6 +706,27 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
 
 
 _NUMBER_ATTRIBUTES = (onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT)
+
+
+def _unlike_runtime(node: Node, op: Operator) -> str | None:
+    """How a declaration of a standard op type (or one of onnxruntime's own) differs from
+    onnxruntime's kernel at the node's attribute values, where they are not the sample
+    values it was compared at (:mod:`.declared_kernels`), or None. A trial's LeakyRelu
+    declared as ``max(x, alpha*x)`` agreed at alpha = 0.01 and was another function on a
+    node of alpha = 2: the integer format's table of it lost the model (4 dB)."""
+    from .declared_kernels import comparison
+
+    if runtime_domain(op.onnx_type) is None:
+        return None
+    values = {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
+    if all(isinstance(value, (int, float)) and value == float(op.params[op.onnx_attrs[attr]])
+           for attr, value in values.items()):
+        return None
+    differs, _ = comparison(op, values)
+    if differs is None:
+        return None
+    shown = ", ".join(f"{attr} = {value:.6g}" for attr, value in values.items())
+    return f"at its {shown} the declared expression {differs}"
 
 
 def _unrunnable(node: Node, op: Operator) -> str | None:
