@@ -242,6 +242,8 @@ def quantize(
     require_graph(graph, "quantize")
     table = OperatorTable.of(operators)
     check_calibration(graph, calibration, bits, table)
+    table.require_calibrated(graph, {name: (stats.minimum, stats.maximum)
+                                     for name, stats in calibration.stats.items()})
     for name, value in (("float_tensors", float_tensors),
                         ("calibrated_unsigned", calibrated_unsigned)):
         if isinstance(value, (str, bytes)):  # (a str is iterated letter by letter)

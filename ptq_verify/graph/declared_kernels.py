@@ -40,20 +40,22 @@ _COMPARED: weakref.WeakKeyDictionary[Operator, dict[tuple, tuple[str | None, str
     weakref.WeakKeyDictionary())
 
 
-def comparison(op: Operator, values: Mapping[str, Any] | None = None
+def comparison(op: Operator, values: Mapping[str, Any] | None = None,
+               spans: tuple[tuple[float, float], ...] | None = None
                ) -> tuple[str | None, str | None]:
     """:func:`compare`, once per declaration object and attribute values: every step of the
     Python API makes an operator table of its ``operators=``, and each table compares its
     declarations (:class:`.operators.OperatorTable`); each node's attribute values are
     compared where they differ from the sample values (:func:`.operators.OperatorTable.lookup`)."""
-    key = tuple(sorted((values or {}).items()))
+    key = (tuple(sorted((values or {}).items())), spans)
     found = _COMPARED.setdefault(op, {})
     if key not in found:
-        found[key] = compare(op, values)
+        found[key] = compare(op, values, spans)
     return found[key]
 
 
-def compare(op: Operator, values: Mapping[str, Any] | None = None
+def compare(op: Operator, values: Mapping[str, Any] | None = None,
+            spans: tuple[tuple[float, float], ...] | None = None
             ) -> tuple[str | None, str | None]:
     """(how ``op``'s kernel differs from onnxruntime's kernel of its ``onnx_type`` on random
     inputs, in words, or None when they agree or were not compared; why they were not
@@ -64,7 +66,10 @@ def compare(op: Operator, values: Mapping[str, Any] | None = None
     parameters in one input, elements of a window), or a one-node model onnxruntime does
     not run. ``values``: attribute -> value, a node's, in place of the sample values of the
     parameters they bind (LeakyRelu declared as ``max(x, alpha*x)`` is ONNX's at alpha =
-    0.01, its sample value, and another function at alpha = 2)."""
+    0.01, its sample value, and another function at alpha = 2). ``spans``: (least, largest)
+    of each tensor input, in the declaration's order, to draw its random values from, both
+    ends among them, in place of a standard normal's (Relu declared as ``min(max(x, 0), 6)``
+    agrees with onnxruntime's Relu on values that seldom pass 3)."""
     domain = runtime_domain(op.onnx_type)
     if domain is None:
         return None, None
@@ -75,7 +80,7 @@ def compare(op: Operator, values: Mapping[str, Any] | None = None
     known = schema_attributes(op.onnx_type)
     theirs = None
     for later in PROBE_SHAPES:
-        probe = _probe(op, later)
+        probe = _probe(op, later, spans)
         if probe is not None and values:
             probe[1].update(values)
         if probe is None:
@@ -149,9 +154,11 @@ def mismatch(op: Operator, differs: str, in_file: bool) -> str:
             f"{qualified}")
 
 
-def _probe(op: Operator, later: tuple[int, ...]) -> tuple[list, dict] | None:
+def _probe(op: Operator, later: tuple[int, ...],
+           spans: tuple[tuple[float, float], ...] | None = None) -> tuple[list, dict] | None:
     """Random float32 tensors for the declaration's tensor inputs (the first of
-    :data:`PROBE_SHAPE`, the others of shape ``later``) and its parameters' sample values for
+    :data:`PROBE_SHAPE`, the others of shape ``later``; standard normal, or uniform over
+    each one's span of ``spans`` with both ends in it) and its parameters' sample values for
     the inputs and attributes that carry them; None where a random tensor cannot stand for an
     input."""
     rng = np.random.default_rng(0)
@@ -166,7 +173,13 @@ def _probe(op: Operator, later: tuple[int, ...]) -> tuple[list, dict] | None:
             return None
         elif binding in tensors:
             shape = later if any(value.ndim for value in inputs) else PROBE_SHAPE
-            inputs.append(rng.normal(size=shape).astype(np.float32))
+            if spans is None:
+                inputs.append(rng.normal(size=shape).astype(np.float32))
+                continue
+            low, high = spans[[t.name for t in op.inputs].index(binding)]
+            value = rng.uniform(low, high, size=shape)
+            value.flat[0], value.flat[-1] = low, high
+            inputs.append(value.astype(np.float32))
         elif binding in op.params:
             inputs.append(np.array(float(op.params[binding]), dtype=np.float32))
         else:

@@ -268,6 +268,43 @@ class OperatorTable:
             if names and self.lookup(replace(node, outputs=names), graph)[1] is None:
                 node.outputs[:] = names
 
+    def require_calibrated(self, graph: Graph,
+                           ranges: Mapping[str, tuple[float, float]]) -> None:
+        """A UserError naming the first node whose declaration of a standard op type (or of
+        one of onnxruntime's own) differs from onnxruntime's kernel on values across its
+        inputs' calibrated ``ranges`` (tensor -> (least, largest)): it was compared on a
+        standard normal's values (:mod:`.declared_kernels`), and its integer file tabulates
+        the declaration over the whole range. A trial's Relu declared as ``min(max(x, 0),
+        6)`` agreed there; on inputs reaching 40 its integer file gave 7 dB, the qdq file,
+        which runs onnxruntime's Relu, 40."""
+        from .declared_kernels import comparison
+
+        for node in graph.nodes:
+            key = self.declaration_key(node)
+            op = self.extra[key] if key is not None else None
+            if op is None or runtime_domain(op.onnx_type) is None:
+                continue
+            spans = []
+            for tensor in op.inputs:
+                slot = (op.onnx_inputs.index(tensor.name) if tensor.name in op.onnx_inputs
+                        else None)
+                name = node.inputs[slot] if slot is not None and slot < len(node.inputs) else ""
+                span = ranges.get(name)
+                if span is None or not np.all(np.isfinite(span)):
+                    break  # (a constant or unseen input: compared on the normal's values)
+                spans.append((float(span[0]), float(span[1])))
+            else:
+                values = {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
+                differs, _ = comparison(op, values, tuple(spans))
+                if differs is not None:
+                    shown = ", ".join(f"[{low:.4g}, {high:.4g}]" for low, high in spans)
+                    raise UserError(
+                        f"{graph.source or 'the graph'}: {node.label}: on its calibrated "
+                        f"input range {shown} the declared expression {differs}; its "
+                        f"declaration {op.name!r} ({self.source or 'operators='}) was compared "
+                        "with onnxruntime's kernel on a standard normal's values alone: "
+                        "correct the expression for every value its inputs take")
+
     def require(self, node: Node, graph: Graph | None = None) -> Operator:
         """The node's operator, or a UserError naming the node and its op type."""
         op, unfit = self.lookup(node, graph)
