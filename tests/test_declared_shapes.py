@@ -225,3 +225,22 @@ def test_a_standard_op_declaration_is_compared_over_its_nodes_calibrated_ranges(
                                         r"\[-\d.*the declared expression gives 6 where "):
         quantize(graph, calibration, 8, operators=table)
 
+
+
+def test_a_standard_op_declaration_is_compared_over_its_constant_inputs_values(tmp_path):
+    """Mul declared as a*min(b, 6) agrees with onnxruntime's Mul on a standard normal's
+    values; its node multiplies by a constant reaching 10, whose values it is compared on
+    too (a facts trial: taken as given, its rule that of another function)."""
+    from ptq_verify.errors import UserError
+
+    b = models.Builder(7)
+    h = b.add("Relu", [b.dense("input", 64, 16)])
+    h = b.add("Tanh", [b.add("Mul", [h, b.const(np.linspace(0, 10, 16).astype(np.float32))])])
+    graph = prepare(graph_from_onnx(b.model(b.dense(h, 16, 10), "mul")))
+    (tmp_path / "ops.toml").write_text(hostile.declaration("MyMul", "a*min(b, 6)", "Mul")
+                                       .replace('expr', 'inputs = "a, b"\nexpr'))
+    table = OperatorTable(load_onnx_operators(tmp_path / "ops.toml"))
+    calibration = calibrate(graph, models.digits(64), bits=8, operators=table, progress=False)
+    with pytest.raises(UserError, match=r"'mul1' \(Mul\): on its calibrated input ranges "
+                                        r"\[0, \d.*\], \[0, 10\] the declared expression"):
+        quantize(graph, calibration, 8, operators=table)

@@ -272,11 +272,11 @@ class OperatorTable:
                            ranges: Mapping[str, tuple[float, float]]) -> None:
         """A UserError naming the first node whose declaration of a standard op type (or of
         one of onnxruntime's own) differs from onnxruntime's kernel on values across its
-        inputs' calibrated ``ranges`` (tensor -> (least, largest)): it was compared on a
-        standard normal's values (:mod:`.declared_kernels`), and its integer file tabulates
-        the declaration over the whole range. A trial's Relu declared as ``min(max(x, 0),
-        6)`` agreed there; on inputs reaching 40 its integer file gave 7 dB, the qdq file,
-        which runs onnxruntime's Relu, 40."""
+        inputs' calibrated ``ranges`` (tensor -> (least, largest); a constant input's values'
+        reach): it was compared on a standard normal's values (:mod:`.declared_kernels`),
+        and its integer file tabulates the declaration over the whole range. A trial's Relu
+        declared as ``min(max(x, 0), 6)`` agreed there; on inputs reaching 20 its integer
+        file gave 7 dB, the qdq file, which runs onnxruntime's Relu, 40."""
         from .declared_kernels import comparison
 
         for node in graph.nodes:
@@ -290,8 +290,11 @@ class OperatorTable:
                         else None)
                 name = node.inputs[slot] if slot is not None and slot < len(node.inputs) else ""
                 span = ranges.get(name)
+                if span is None and name in graph.initializers and np.size(
+                        constant := np.asarray(graph.initializers[name], np.float64)):
+                    span = (constant.min(), constant.max())  # (a constant: its values' reach)
                 if span is None or not np.all(np.isfinite(span)):
-                    break  # (a constant or unseen input: compared on the normal's values)
+                    break  # (an unseen input: compared on the normal's values)
                 spans.append((float(span[0]), float(span[1])))
             else:
                 values = {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
@@ -300,7 +303,8 @@ class OperatorTable:
                     shown = ", ".join(f"[{low:.4g}, {high:.4g}]" for low, high in spans)
                     raise UserError(
                         f"{graph.source or 'the graph'}: {node.label}: on its calibrated "
-                        f"input range {shown} the declared expression {differs}; its "
+                        f"input range{'s' if len(spans) > 1 else ''} {shown} the declared "
+                        f"expression {differs}; its "
                         f"declaration {op.name!r} ({self.source or 'operators='}) was compared "
                         "with onnxruntime's kernel on a standard normal's values alone: "
                         "correct the expression for every value its inputs take")
