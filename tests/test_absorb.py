@@ -264,10 +264,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "torch"
                                     "tiny_resnet_optimum.optimum.opset18"])
 def test_absorption_takes_the_groups_equalization_leaves_as_its_own_search_finds_them(source):
     """The command line hands bias absorption the groups equalization leaves (a second search
-    had taken 4-7 s of ResNet-50's run): they are the groups absorb's own search finds on the
-    graph it meets, and absorbing through either leaves the same graph. A Clip split by
-    equalization and absorbed through (the hand-built model), and two real exports whose
-    groups equalization keeps."""
+    had taken 1 s of ResNet-50's run, 4-7 s under load): they are the groups absorb's own
+    search finds on the graph it meets, and absorbing through either leaves the same graph.
+    A Clip split by equalization and absorbed through (the hand-built model), and two real
+    exports whose groups equalization keeps."""
     measured = source != "conv_clip_conv"  # (unmeasured, a group takes its factors whole)
     if not measured:
         model, data = _conv_clip_conv(), {"input": models.digits(100, image=True)}
