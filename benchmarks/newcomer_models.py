@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from export_test_models import train_digits
 from ort_peer import write_int8
 from train_digits import load_split
 
 SEED = 0
-EPOCHS = 15
 CALIBRATION = 256
 
 
@@ -92,19 +92,6 @@ MODELS = {"inverted_residual": (inverted_residual, (1, 8, 8), "image"),
           "prenorm_encoder": (PrenormEncoder, (8, 8), "tokens")}
 
 
-def train(module: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
-    optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
-    inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
-    generator = torch.Generator().manual_seed(SEED)
-    module.train()
-    for _ in range(EPOCHS):
-        for batch in torch.randperm(len(inputs), generator=generator).split(64):
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(module(inputs[batch]), labels[batch]).backward()
-            optimizer.step()
-    return module.eval()
-
-
 def export(module: torch.nn.Module, sample: np.ndarray, name: str, dynamo: bool,
            path: Path) -> None:
     batch = {0: "batch"} if not dynamo else {0: torch.export.Dim("batch")}
@@ -124,7 +111,7 @@ def make(out: Path) -> list[tuple[Path, Path]]:
         torch.manual_seed(SEED)
         shaped = {part: getattr(digits, part).reshape(-1, *shape)
                   for part in ("train_x", "test_x")}
-        module = train(build(), shaped["train_x"], digits.train_y)
+        module = train_digits(build(), shaped["train_x"], digits.train_y, lr=3e-3)
         np.savez(out / f"{key}.calib.npz", **{name: shaped["train_x"][order]})
         np.savez(out / f"{key}.test.npz", **{name: shaped["test_x"]})
         for dynamo in (False, True):
@@ -191,6 +178,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "newcomer")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # (training sums in another order on two threads: other weights)
     for model, test in make(args.out):
         measure(model, test)
 
