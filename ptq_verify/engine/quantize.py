@@ -1171,12 +1171,8 @@ class _Builder:
 
     def compensate(self, node: Node, op: Operator, plan: NodeAction, why: str = "") -> None:
         inputs = [self.dequantized(name) if name in self.codes else name for name in node.inputs]
-        copies = [name for out in node.outputs if out in self.active
-                  for name in self._copies_into_floats(out) if name not in self._float]
-        self._float.update(dict.fromkeys(copies, COPIED_BETWEEN_REASON))
-        self._float.update(dict.fromkeys(
-            (name for name in self._shapes_of(copies) if name not in self._float),
-            SHAPE_OF_FLOAT_REASON))
+        self._hold_copies_in_float([name for out in node.outputs if out in self.active
+                                    for name in self._copies_into_floats(out)], self._float)
         exact = self._moves_exact_integers(node, op, plan)
         coded = {o for o in node.outputs if o in self.active and not self._float_only(o)
                  and not (self._float_output(o) and (exact or not self._tabulable(op)))
@@ -1423,11 +1419,7 @@ class _Builder:
                 floats.setdefault(node.name, OUTPUT_FINER_REASON)
         for name in self._copies_of_floats_into_outputs(floats):
             floats.setdefault(name, COPIED_OUT_REASON)
-        copies = self._copies_between_floats(floats)
-        for name in copies:
-            floats.setdefault(name, COPIED_BETWEEN_REASON)
-        for name in self._shapes_of(copies):
-            floats.setdefault(name, SHAPE_OF_FLOAT_REASON)
+        self._hold_copies_in_float(self._copies_between_floats(floats), floats)
         mark_static_alone(self.graph, self._ops, plans, floats, self.consumers)
         return floats
 
@@ -1541,6 +1533,15 @@ class _Builder:
             return (from_inputs and tensor in self.active
                     and tensor in self.graph.input_names)
         return maker.name in floats or maker.name in copied
+
+    def _hold_copies_in_float(self, copies: list[str], floats: dict[str, str]) -> None:
+        """Put ``copies`` (between float ends: :meth:`_copies_between_floats`,
+        :meth:`_copies_into_floats`) in ``floats``, and the readers of their tensors that read
+        no element (:meth:`_shapes_of`), each unless ``floats`` already gives it a reason."""
+        for name in copies:
+            floats.setdefault(name, COPIED_BETWEEN_REASON)
+        for name in self._shapes_of(copies):
+            floats.setdefault(name, SHAPE_OF_FLOAT_REASON)
 
     def _shapes_of(self, copies: list[str]) -> list[str]:
         """The readers of the copies' inputs and outputs that read no element (a Shape):
