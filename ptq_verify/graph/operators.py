@@ -297,8 +297,7 @@ class OperatorTable:
                     break  # (an unseen input: compared on the normal's values)
                 spans.append((float(span[0]), float(span[1])))
             else:
-                values = {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
-                differs, _ = comparison(op, values, tuple(spans))
+                differs, _ = comparison(op, _attribute_values(node, op), tuple(spans))
                 if differs is not None:
                     shown = ", ".join(f"[{low:.4g}, {high:.4g}]" for low, high in spans)
                     raise UserError(
@@ -749,6 +748,12 @@ def _untaken_attribute(node: Node, op: Operator) -> str | None:
 _NUMBER_ATTRIBUTES = (onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT)
 
 
+def _attribute_values(node: Node, op: Operator) -> dict[str, object]:
+    """Each attribute ``op``'s declaration binds, at its value on ``node`` (its own, else the
+    schema's default: :meth:`.catalog.operator.Operator.attribute`)."""
+    return {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
+
+
 def _unlike_runtime(node: Node, op: Operator) -> str | None:
     """How a declaration of a standard op type (or one of onnxruntime's own) differs from
     onnxruntime's kernel at the node's attribute values, where they are not the sample
@@ -759,7 +764,7 @@ def _unlike_runtime(node: Node, op: Operator) -> str | None:
 
     if runtime_domain(op.onnx_type) is None:
         return None
-    values = {attr: op.attribute(attr, node.attrs) for attr in op.onnx_attrs}
+    values = _attribute_values(node, op)
     if all(isinstance(value, (int, float)) and value == float(op.params[op.onnx_attrs[attr]])
            for attr, value in values.items()):
         return None
