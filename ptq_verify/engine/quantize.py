@@ -68,6 +68,7 @@ from .rules import (
     is_lattice_selection,
     is_monotone_selection,
     jumps,
+    passes_codes_on,
     reads_no_elements,
     sum_coefficients,
     tensor_degrees,
@@ -1960,10 +1961,8 @@ class _Builder:
         """Whether ``node`` is an element-wise selection with no parameter (a Cast to float32
         before an RMSNorm, a Relu): it runs on codes and its output is its input's codes,
         unchanged."""
-        plan, op = self._plans[node.name], self._ops[node.name]
-        return (plan.action is Action.SCALE and plan.rule is not None and op is not None
-                and is_lattice_selection(op) and is_elementwise_unary(op)
-                and not any(plan.rule.param_exponents.values()))
+        plan = self._plans[node.name]
+        return plan.action is Action.SCALE and passes_codes_on(self._ops[node.name], plan.rule)
 
     def _selected_into_outputs(self, tensor: str) -> bool:
         """Whether every reader of ``tensor`` only moves its elements into graph outputs that

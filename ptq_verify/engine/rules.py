@@ -160,6 +160,14 @@ def is_elementwise_unary(op: Operator | None) -> bool:
     return op is not None and len(op.inputs) == 1 and is_elementwise(op)
 
 
+def passes_codes_on(op: Operator | None, rule: Rule | None) -> bool:
+    """Whether a node of ``op`` under ``rule`` is an element-wise selection with no
+    parameter (a Cast to float32 before an RMSNorm, a Relu): on codes, its output is its
+    input's codes, unchanged, so its input is rounded once, at its output's grid."""
+    return (op is not None and rule is not None and is_lattice_selection(op)
+            and is_elementwise_unary(op) and not any(rule.param_exponents.values()))
+
+
 def is_elementwise(op: Operator) -> bool:
     """Whether each output element is a function of one element of each tensor input (Max,
     Add; not MaxPool or a MatMul), by the declaration."""

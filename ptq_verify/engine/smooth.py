@@ -33,7 +33,7 @@ differ beyond float rounding undo everything.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -58,6 +58,7 @@ from .rules import (
     is_copy,
     is_elementwise,
     is_lattice_selection,
+    passes_codes_on,
     weight_layout,
 )
 
@@ -148,6 +149,10 @@ class Candidate:
     rounded_before: bool = False
     copies: tuple[tuple[Node, int], ...] = ()  # (copy between tensor and consumers, the
     # axis of its output that the channels go to)
+    # the carried tensors quantize holds at codes of their own range before a carrier that
+    # runs on their values (a Gemm's output before a LeakyRelu; not before a Relu, which
+    # passes codes on, nor in a normalization in parts, which runs in float)
+    rounded_carried: tuple[str, ...] = ()
 
     @property
     def makers(self) -> tuple[Absorber, ...]:
@@ -213,7 +218,9 @@ def smooth(graph: Graph, data: Mapping[str, np.ndarray] | np.ndarray, bits: int 
             check_on, held = _split_sample(x, candidate.axis) or (None, None)
         found = _choose(graph, candidate, x, reach[candidate.tensor], bits, alphas,
                         rounded_before=candidate.rounded_before, per_channel=per_channel,
-                        held_out=held, check_on=check_on)
+                        held_out=held, check_on=check_on, carried=_carried_sample(
+                            graph, table, candidate, values, reach,
+                            held_out if check_on is None else None))
         bar.update(1)
         return found
 
@@ -287,8 +294,24 @@ def candidates_of(graph: Graph, table: OperatorTable,
         found.append(Candidate(tensor, axis, source, absorbers, duplicate, chain,
                                bool(source.joins) or (source.channel_wise
                                                       and source.node.name not in in_float),
-                               copies))
+                               copies, _rounded_carried(graph, table, overrides,
+                                                        (source, *chain), in_float)))
     return found
+
+
+def _rounded_carried(graph: Graph, table: OperatorTable, overrides: Mapping[str, Rule] | None,
+                     makers: tuple[Absorber, ...], in_float: set[str]) -> tuple[str, ...]:
+    """The outputs of ``makers`` but the last that quantize rounds to codes of their own
+    range before the next maker, a carrier, runs on their values: neither runs in float (a
+    normalization in parts) and the carrier does not pass codes on (a Relu does: its input
+    is rounded at its output's grid, which the search models already)."""
+    rounded = []
+    for maker, carrier in zip(makers, makers[1:]):
+        op = table.find(carrier.node, graph)
+        if (maker.node.name not in in_float and carrier.node.name not in in_float
+                and not passes_codes_on(op, effective_rule(op, overrides)[1])):
+            rounded.append(maker.node.outputs[0])
+    return tuple(rounded)
 
 
 def apply(graph: Graph, candidate: Candidate, scale: np.ndarray, alpha: float
@@ -770,7 +793,8 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
     on the sample but not on the rest of the data would, divided by a tiny scale, set the
     smoothed tensor's range (measured on all-MiniLM-L6-v2: a GELU output's range 2.9 from all
     128 calibration texts, 28 from scales of the first 32). None when the graph cannot run."""
-    names = list(dict.fromkeys([*graph.output_names, *(c.tensor for c in candidates)]))
+    names = list(dict.fromkeys([*graph.output_names,
+                                *(t for c in candidates for t in _observed_tensors(c))]))
     kept: list[dict[str, np.ndarray]] = []
     reach: dict[str, np.ndarray] = {}
     held_out: dict[str, np.ndarray] = {}
@@ -781,16 +805,23 @@ def _observe(graph: Graph, table: OperatorTable, feeds: Feeds, candidates: list[
         if seen < sample:
             kept.append(values)
         for candidate in candidates:
-            value = np.asarray(values[candidate.tensor])
-            parts = [(reach, channel_peaks(np.moveaxis(value, candidate.axis, -1)))]
-            if candidate.axis % value.ndim and seen + count > sample:  # (along no batch)
-                parts.append((held_out, halves_peaks(
-                    np.moveaxis(value[max(0, sample - seen):], candidate.axis, -1))))
-            for peaks, peak in parts:
-                old = peaks.get(candidate.tensor)
-                peaks[candidate.tensor] = peak if old is None else np.maximum(old, peak)
+            for tensor in _observed_tensors(candidate):
+                value = np.asarray(values[tensor])
+                parts = [(reach, channel_peaks(np.moveaxis(value, candidate.axis, -1)))]
+                if candidate.axis % value.ndim and seen + count > sample:  # (along no batch)
+                    parts.append((held_out, halves_peaks(
+                        np.moveaxis(value[max(0, sample - seen):], candidate.axis, -1))))
+                for peaks, peak in parts:
+                    old = peaks.get(tensor)
+                    peaks[tensor] = peak if old is None else np.maximum(old, peak)
         seen += count
     return joined(graph, kept, names), reach, held_out
+
+
+def _observed_tensors(candidate: Candidate) -> tuple[str, ...]:
+    """The tensors whose values on the sample and channel ranges the search reads: the
+    activation and the carried tensors rounded before it."""
+    return (candidate.tensor, *candidate.rounded_carried)
 
 
 def _observed_by(calibration: Calibration, candidates: list[Candidate]
@@ -803,24 +834,29 @@ def _observed_by(calibration: Calibration, candidates: list[Candidate]
         return None
     reach = {}
     for candidate in candidates:
-        stats = calibration.stats.get(candidate.tensor)
-        peaks = None if stats is None or not stats.channel_peaks else stats.channel_peaks.get(
-            candidate.axis % stats.rank if stats.rank else candidate.axis)
-        if peaks is None or candidate.tensor not in calibration.kept:
-            return None
-        reach[candidate.tensor] = peaks
+        for tensor in _observed_tensors(candidate):
+            stats = calibration.stats.get(tensor)
+            peaks = None if stats is None or not stats.channel_peaks else \
+                stats.channel_peaks.get(candidate.axis % stats.rank if stats.rank
+                                        else candidate.axis)
+            if peaks is None or tensor not in calibration.kept:
+                return None
+            reach[tensor] = peaks
     return {**calibration.reference, **calibration.kept}, reach, calibration.held_out_peaks
 
 
 def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarray, bits: int,
             alphas: tuple[float, ...], rounded_before: bool = False, per_channel: bool = True,
-            held_out: np.ndarray | None = None, check_on: np.ndarray | None = None
-            ) -> tuple[float, np.ndarray] | None:
+            held_out: np.ndarray | None = None, check_on: np.ndarray | None = None,
+            carried: _CarriedSample | None = None) -> tuple[float, np.ndarray] | None:
     """(alpha, per-channel scale) with the least consumer output error on the sample, or None
     when no alpha beats leaving the activation as it is; ``x_range``: each channel's largest
     |value| on the whole calibration set, which sets the scales and the activation's range;
     ``rounded_before``: the activation is rounded to its unsmoothed codes before the factor
-    applies (a channel-wise source), and again after it. ``held_out``: each channel's largest
+    applies (a channel-wise source), and again after it. ``carried``: where quantize
+    rounds carried tensors before the activation (:attr:`Candidate.rounded_carried`), their
+    sample, ranges and carriers: the activation is then computed from the first one's rows,
+    each rounded on the way (:class:`_Recoded`). ``held_out``: each channel's largest
     |value| on the calibration samples after the sample, none of the rows the error is measured
     on, at the earlier and at the later half of their positions (``halves_peaks``; one row:
     ranges alone). The strength chosen must then also beat leaving the activation as it is with
@@ -845,21 +881,29 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     levels = 2 ** (bits - 1) - 1
     x_range = np.asarray(x_range, dtype=np.float32)
 
-    def measured(values: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
+    def measured(values: np.ndarray, first: np.ndarray | None
+                 ) -> tuple[np.ndarray | _Recoded, list[np.ndarray], list[float]]:
         """(the rows of ``values`` the errors are taken on, rounded where the source rounds
-        them first; the consumers' exact outputs on them; their energies)."""
-        rows = _rows(values, candidate.axis)
+        them first, or how they come from the first rounded carried tensor's values
+        ``first``; the consumers' exact outputs on them; their energies)."""
+        rows: np.ndarray | _Recoded = _rows(values, candidate.axis)
         exact = [rows @ m for m in matrices]
         if rounded_before:
             rows = fake_quantized(rows, _first_reach(candidate, x_range, per_channel), levels)
+        elif carried is not None:
+            recoded = _Recoded(_rows(first, candidate.axis), carried.reaches, carried.carriers,
+                               per_channel)
+            if recoded.divided(np.ones(x_range.size, np.float32), levels) is not None:
+                rows = recoded
         return rows, exact, _energies(exact)
 
-    rows, exact, energies = measured(x)
+    rows, exact, energies = measured(x, None if carried is None else carried.sample)
     scales = {alpha: _scale(x_range, w_range, alpha) for alpha in alphas}
     ranked = list(scales)  # the order the full errors are taken in
-    if len(rows) >= 2 * _SCREEN_ROWS and len(scales) > _FINALISTS:
+    count = len(exact[0])  # the rows
+    if count >= 2 * _SCREEN_ROWS and len(scales) > _FINALISTS:
         # every strength on a quarter or less of the rows, the best few on all of them
-        part = np.sort(np.random.default_rng(6).choice(len(rows), _SCREEN_ROWS, replace=False))
+        part = np.sort(np.random.default_rng(6).choice(count, _SCREEN_ROWS, replace=False))
         screened = [r[part] for r in exact]
         screen_energies = _energies(screened)
         errors: dict[float, float] = {}
@@ -875,7 +919,7 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     # choice, the first of the least errors in the order below, is the same)
     full: dict[float | None, float] = {}
     for alpha in [*ranked, None]:
-        scale = np.ones(rows.shape[1]) if alpha is None else scales[alpha]
+        scale = np.ones(x_range.size) if alpha is None else scales[alpha]
         full[alpha] = _error(rows, x_range, matrices, exact, energies, scale, levels,
                              per_channel, limit=min(full.values(), default=np.inf))
     best, best_error = None, full[None]
@@ -885,15 +929,148 @@ def _choose(graph: Graph, candidate: Candidate, x: np.ndarray, x_range: np.ndarr
     if best is None or held_out is None:
         return best
     if check_on is not None:
-        rows, exact, energies = measured(check_on)
-    for half in np.atleast_2d(np.asarray(held_out, dtype=np.float32)):  # a row (half) passing
+        rows, exact, energies = measured(check_on, None if carried is None else carried.check_on)
+    for index, half in enumerate(np.atleast_2d(np.asarray(held_out, dtype=np.float32))):
+        if isinstance(rows, _Recoded):  # (a row, a half of the positions, passing is enough)
+            rows = replace(rows, reaches=carried.held_out(index))
         smoothed = _error(rows, half, matrices, exact, energies,
                           _scale(half, w_range, best[0]), levels, per_channel)
-        as_it_is = _error(rows, half, matrices, exact, energies, np.ones(rows.shape[1]),
+        as_it_is = _error(rows, half, matrices, exact, energies, np.ones(x_range.size),
                           levels, per_channel, limit=smoothed)
         if smoothed < as_it_is:
             return best
     return None
+
+
+_Carriers = tuple[tuple[Callable[[np.ndarray], np.ndarray | None], bool], ...]
+"""Carriers each as a function of rows, with whether quantize rounds its input."""
+
+
+@dataclass(frozen=True)
+class _Recoded:
+    """The activation as quantize computes it where carried tensors before it are rounded
+    to codes of their own range (:attr:`Candidate.rounded_carried`: a Gemm's output before
+    a LeakyRelu): the first such tensor's ``rows`` (the activation's positions), each rounded
+    tensor's channel ranges (``reaches``), and the carriers from the first on, each on rows,
+    with whether its input is rounded. Why: modelling only the activation's own rounding,
+    the search had smoothed a Gemm -> LeakyRelu -> Gemm model where the first Gemm's
+    smoothed output, rounded before the LeakyRelu, had a range led by its negative side
+    (-4.89..0.79 against -2.64..2.08), 6.5 dB below no smoothing held out."""
+
+    rows: np.ndarray
+    reaches: tuple[np.ndarray, ...]
+    carriers: _Carriers
+    per_channel: bool
+
+    def __getitem__(self, index) -> _Recoded:
+        return replace(self, rows=self.rows[index])
+
+    def divided(self, scale: np.ndarray, levels: int) -> np.ndarray | None:
+        """The activation's rows with its channels divided by ``scale`` (> 0): the carriers
+        are proved homogeneous of degree 1 in their input, so dividing the first tensor
+        divides each after it, and each rounded one's range, alike. None where a carrier
+        cannot run on rows."""
+        x: np.ndarray | None = self.rows / scale
+        reaches = iter(self.reaches)
+        for carry, rounded in self.carriers:
+            if rounded:
+                x = fake_quantized(x, _held_reach(next(reaches) / scale, self.per_channel),
+                                   levels)
+            x = carry(x)
+            if x is None:
+                return None
+        return x
+
+
+@dataclass(frozen=True)
+class _CarriedSample:
+    """The rounded carried tensors (:attr:`Candidate.rounded_carried`) as the search reads
+    them: the first one's values on the sample, and on the part of it the held-out check
+    measures on where that is not all of it (``check_on``); each one's channel ranges on the
+    whole calibration set (``reaches``) and after the sample (``held``, per tensor: rows of
+    ``halves_peaks``); the carriers from the first on (:func:`_carriers_on_rows`)."""
+
+    sample: np.ndarray
+    check_on: np.ndarray | None
+    reaches: tuple[np.ndarray, ...]
+    held: tuple[np.ndarray, ...] | None
+    carriers: _Carriers
+
+    def held_out(self, index: int) -> tuple[np.ndarray, ...]:
+        """Each tensor's ranges on row ``index`` of its held-out ranges (the reaches where
+        it has none)."""
+        if self.held is None:
+            return self.reaches
+        return tuple(np.atleast_2d(np.asarray(h, dtype=np.float32))[index] for h in self.held)
+
+
+def _carried_sample(graph: Graph, table: OperatorTable, candidate: Candidate,
+                    values: Mapping[str, np.ndarray], reach: Mapping[str, np.ndarray],
+                    held_out: Mapping[str, np.ndarray] | None) -> _CarriedSample | None:
+    """The candidate's rounded carried tensors for the search, from the observed ``values``
+    (on the sample), ``reach`` and ``held_out`` ranges (None: the sample's later half stands
+    for the samples after it, :func:`_split_sample`); None where none is rounded or the
+    carriers cannot run on rows."""
+    carriers = _carriers_on_rows(graph, table, candidate)
+    if carriers is None:
+        return None
+    tensors = candidate.rounded_carried
+    reaches = tuple(np.asarray(reach[t], dtype=np.float32) for t in tensors)
+    first = values[tensors[0]]
+    if held_out is not None:
+        held = [held_out.get(t) for t in tensors]
+        return _CarriedSample(first, None, reaches,
+                              None if any(h is None for h in held) else tuple(held), carriers)
+    split = [_split_sample(values[t], candidate.axis) for t in tensors]
+    if any(part is None for part in split):
+        return None
+    return _CarriedSample(first, split[0][0], reaches, tuple(part[1] for part in split),
+                          carriers)
+
+
+def _carriers_on_rows(graph: Graph, table: OperatorTable, candidate: Candidate
+                      ) -> _Carriers | None:
+    """The candidate's carriers from its first rounded carried tensor on, each as a function
+    of rows (positions x channels, float32) and with whether quantize rounds its input
+    (:class:`_Recoded`); None when no carried tensor is rounded or a carrier reads an input
+    that is no constant."""
+    carried = candidate.carried
+    if not candidate.rounded_carried:
+        return None
+    first = carried.index(candidate.rounded_carried[0])
+    rank = _rank(graph, candidate.tensor)
+    found = []
+    for tensor, carrier in zip(carried[first:], candidate.chain[first:]):
+        node = carrier.node
+        op = table.find(node, graph)
+        carry = None if op is None or rank is None else _on_rows(
+            graph, op, node, node.inputs.index(tensor), candidate.axis, rank)
+        if carry is None:
+            return None
+        found.append((carry, tensor in candidate.rounded_carried))
+    return tuple(found)
+
+
+def _on_rows(graph: Graph, op: Operator, node: Node, slot: int, axis: int, rank: int
+             ) -> Callable[[np.ndarray], np.ndarray | None] | None:
+    """``node``'s kernel as a function of rows of its input ``slot`` (positions x channels,
+    the channels along ``axis`` of its rank-``rank`` input), its other inputs the graph's
+    constants, which gives None where it cannot run on rows (a constant that broadcasts
+    along more than the channel axis); None when an input is no constant."""
+    inputs = [None if s == slot or not name else graph.initializers.get(name)
+              for s, name in enumerate(node.inputs)]
+    if any(value is None and s != slot and name for s, (value, name) in
+           enumerate(zip(inputs, node.inputs))):
+        return None
+
+    def carry(rows: np.ndarray) -> np.ndarray | None:
+        count, channels = rows.shape
+        shaped = np.moveaxis(rows.reshape(count, *[1] * (rank - 2), channels), -1, axis)
+        out = run_kernel(op, node, inputs, {slot: shaped})
+        if out is None or out.shape != shaped.shape:
+            return None
+        return np.moveaxis(out, axis, -1).reshape(count, channels).astype(rows.dtype)
+    return carry
 
 
 def _rows(x: np.ndarray, axis: int) -> np.ndarray:
@@ -944,12 +1121,17 @@ def _first_reach(candidate: Candidate, x_range: np.ndarray, per_channel: bool
     source's input's (:func:`_rounded_reach`), or each of a joining source's inputs' own, on
     its run of channels (each input is held at its own scale before the join)."""
     if not candidate.source.joins:
-        return _rounded_reach(x_range) if per_channel else x_range.max()
+        return _held_reach(x_range, per_channel)
     reach = np.empty_like(x_range)
     for _, first, end in candidate.source.joins:
-        part = x_range[first:end]
-        reach[first:end] = _rounded_reach(part) if per_channel else part.max()
+        reach[first:end] = _held_reach(x_range[first:end], per_channel)
     return reach
+
+
+def _held_reach(x_range: np.ndarray, per_channel: bool) -> np.ndarray | float:
+    """The range(s) quantize holds a tensor at whose channels' ranges are ``x_range``:
+    :func:`_rounded_reach` where it may hold per-channel codes, else one for the tensor."""
+    return _rounded_reach(x_range) if per_channel else x_range.max()
 
 
 def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:
@@ -965,18 +1147,19 @@ def _rounded_reach(x_range: np.ndarray) -> np.ndarray | float:
     return x_range if gain >= CHANNEL_GAIN else x_range.max()
 
 
-def _error(rows: np.ndarray, x_range: np.ndarray, matrices: list, exact: list,
+def _error(rows: np.ndarray | _Recoded, x_range: np.ndarray, matrices: list, exact: list,
            energies: list[float], scale: np.ndarray, levels: int, per_channel: bool = True,
            limit: float = np.inf) -> float:
-    """Relative squared output error of the consumers with the activation divided by
-    ``scale`` (n-bit codes, one scale for its calibrated range ``x_range / scale``) and the
-    weights multiplied by it (n-bit codes, one max-abs scale per output column, or per
-    matrix when not ``per_channel``: --per-tensor); ``energies``: each exact output's sum of
-    squares. The rows go _BLOCK at a time, and the error stops at inf as soon as the part
-    summed passes ``limit`` (every term is a square: the rest can only add to it); the sums
-    add the same terms in the same order either way."""
-    scale = scale.astype(rows.dtype)
-    x = fake_quantized(rows / scale, (x_range / scale).max(), levels)
+    """Relative squared output error of the consumers with the activation (``rows``, or how they
+    come from rounded carried tensors) divided by ``scale`` (n-bit codes, one scale for its
+    calibrated range ``x_range / scale``) and the weights multiplied by it (n-bit codes, one
+    max-abs scale per output column, or per matrix when not ``per_channel``: --per-tensor);
+    ``energies``: each exact output's sum of squares. The rows go _BLOCK at a time, and the
+    error stops at inf as soon as the part summed passes ``limit`` (every term is a square: the
+    rest can only add to it); the sums add the same terms in the same order either way."""
+    scale = scale.astype(np.float32)
+    divided = rows / scale if isinstance(rows, np.ndarray) else rows.divided(scale, levels)
+    x = fake_quantized(divided, (x_range / scale).max(), levels)
     weights = []
     for matrix in matrices:
         w = matrix * scale[:, None]
