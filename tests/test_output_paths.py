@@ -217,6 +217,8 @@ def test_a_signal_while_the_output_is_written_removes_the_temporary_file(mlp_fil
     tmp, model, calib = mlp_files
     (tmp / "q.onnx").write_text("previous")
     signum = getattr(signal, name)
+    if signal.getsignal(signum) is signal.SIG_IGN:  # (the command keeps it ignored, as asked)
+        pytest.skip(f"{name} is ignored in this process (the suite run under nohup)")
     file_mode = atomic._file_mode
 
     def signalled(target):
