@@ -228,3 +228,28 @@ def test_a_point_whose_exact_powers_overflow_is_skipped_not_raised():
     the degree p*q follows the parameters, which no rescaling fixes."""
     _, verdict = verdict_of("(x**p)**q", params={"p": "2", "q": "0.5"})
     assert verdict.rule.kind is F.NEEDS_COMPENSATION
+
+
+def test_a_worker_that_never_answers_is_left_and_its_operator_classified_here(monkeypatch):
+    """A forked worker stuck in C (on a lock another thread held at the fork) never answers:
+    the parent waits a bounded time for each verdict, then classifies the rest itself."""
+    import os
+    import time
+
+    from ptq_verify.rules import decide
+
+    operators = [Operator(f"Stuck{k}", "x", f"{k + 2}*x") for k in range(8)]
+    real, parent = decide.classify, os.getpid()
+
+    def stuck(op, timeout=None):
+        if op.name == "Stuck2" and os.getpid() != parent:  # (in a worker only)
+            time.sleep(3600)
+        return real(op, timeout)
+
+    monkeypatch.setattr(decide, "classify", stuck)
+    monkeypatch.setattr(decide, "WORKER_GRACE", 0.5)
+    start = time.monotonic()
+    verdicts = decide.classify_all(operators, jobs=2, timeout=2.0)
+    assert time.monotonic() - start < 60
+    assert [v.rule.describe() for v in verdicts] == [
+        real(op).rule.describe() for op in operators]
