@@ -253,8 +253,8 @@ def _collected(results, count: int, timeout: float | None) -> list[Verdict | Non
     later than the one before it ends, and its classification is bounded by ``timeout``.
     Those a worker never gives back are None, left to the parent. Why: a worker forked while
     another thread of this process held a lock, and waiting on it in C, never answers, and
-    ``Pool.map`` waited for it for ever (a full-suite run hung once at 94%; None: no
-    bound, as asked)."""
+    ``Pool.map`` waited for it for ever (``timeout`` None: no bound, as asked). A full-suite
+    run hung once, at 94%, where nothing told which wait; this was one without a bound."""
     found: list[Verdict | None] = []
     wait = None if timeout is None else 2 * timeout + WORKER_GRACE
     try:
