@@ -571,3 +571,42 @@ def test_a_tensor_rounded_before_a_carrier_is_rounded_in_the_search_too():
         return sqnr_db(reference, model.run(test)["logits"])
 
     assert sqnr(smooth=True) >= sqnr(smooth=False) - 0.1
+
+
+def _scaled_leaky_mlp(outlier: float) -> onnx.ModelProto:
+    """Gemm -> Mul by 0.5 -> LeakyRelu -> Gemm with seeded weights, the first Gemm's first
+    two output channels ``outlier`` times louder and the second Gemm's matching inputs as much
+    quieter (the same function: the Mul and the LeakyRelu are homogeneous of degree 1)."""
+    b = models.Builder(seed=1)
+    h = b.add("LeakyRelu", [b.add("Mul", [b.dense("input", 64, 16), b.const(np.float32(0.5))])],
+              alpha=0.1)
+    model = b.model(b.dense(h, 16, 10), "scaled_leaky")
+    weights = {t.name: t for t in model.graph.initializer}
+    for name, part in (("W1", np.s_[:2]), ("b1", np.s_[:2]), ("W2", np.s_[:, :2])):
+        value = onnx.numpy_helper.to_array(weights[name]).copy()
+        value[part] *= outlier if name != "W2" else 1 / outlier
+        weights[name].CopyFrom(onnx.numpy_helper.from_array(value, name))
+    return model
+
+
+def test_a_source_that_rounds_its_input_rounds_its_output_again_before_a_carrier():
+    """The Mul by 0.5 takes the factor (a channel-wise source): quantize rounds its input
+    (the Gemm's output, at that tensor's codes) before the factor, then its output at codes of
+    its own before the LeakyRelu, then the LeakyRelu's output. The search had rounded the
+    LeakyRelu's output twice instead, first at the codes of its own range, where the
+    outliers set one scale for all channels, and found no strength worth taking: 26.0 dB held
+    out, against 34.3 smoothed (strength 0.3)."""
+    candidate, = smoothing.candidates_of(prepare(graph_from_onnx(_scaled_leaky_mlp(16.0))),
+                                         OperatorTable())
+    assert candidate.rounded_before and candidate.rounded_carried == ("mul1",)
+    calib, test = {"input": models.digits(150)}, {"input": models.digits(100, offset=600)}
+
+    def sqnr(smooth: bool) -> float:
+        graph = prepare(graph_from_onnx(_scaled_leaky_mlp(16.0)))
+        reference = _outputs(graph, test)["logits"]
+        if smooth:
+            smoothing.smooth(graph, calib)
+        model = quantize(graph, calibrate(graph, calib, progress=False), 8)
+        return sqnr_db(reference, model.run(test)["logits"])
+
+    assert sqnr(smooth=True) > sqnr(smooth=False) + 3
