@@ -83,6 +83,8 @@ class QuantizedModel:
     ``output_scales``: per graph output, the scale of the integers it is read from (its n-bit
     codes, or the exact integer accumulator of the node producing it): output = integers /
     scale, with a scalar or a per-channel array. One unit there is one step of the output.
+    ``run`` and the written files give that output (a float), not the integers, unless the
+    model was quantized with ``integer_outputs=True``.
     """
 
     graph: Graph
@@ -173,7 +175,9 @@ class QuantizedModel:
 
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray,
             batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Simulate the quantized model on ``inputs`` (batch first); outputs by name."""
+        """Simulate the quantized model on ``inputs`` (batch first); outputs by name, in
+        float as the written file gives them, or, quantized with ``integer_outputs=True``, the
+        n-bit codes (value = code / ``output_scales[name]``)."""
         feeds = check_feeds(inputs, self.graph, "inputs", calibrating=False)
         return run_batched(self.run_batch, feeds, self.graph, batch_size)
 
