@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import models
 import numpy as np
@@ -14,7 +15,7 @@ import onnx
 import pytest
 
 from ptq_verify import Operator
-from ptq_verify.engine import calibrate, load_model, quantize
+from ptq_verify.engine import calibrate, load_model, quantize, read_data_file
 from ptq_verify.engine.equalize import equalize
 from ptq_verify.engine.quantized import QuantizedModel
 from ptq_verify.errors import UserError
@@ -53,6 +54,19 @@ def test_calibration_data_as_a_list_is_refused_by_name(mlp):
     with pytest.raises(UserError, match=r"calibration data: a dict of input name -> array.*"
                                         r"not list.*\{'input': \.\.\.\}"):
         calibrate(graph, [data["input"]], progress=False)
+
+
+@pytest.mark.parametrize("as_path", [str, Path])
+def test_calibration_data_as_a_file_path_names_the_reader(mlp, tmp_path, as_path):
+    """A newcomer trial passed the command line's calib.npz path to calibrate: told only
+    'not str', then read with the call the refusal names."""
+    _, data, graph, _ = mlp
+    path = tmp_path / "calib.npz"
+    np.savez(path, **data)
+    with pytest.raises(UserError, match=r"not (str|[\w.]*Path).*read with ptq_verify\.engine\."
+                                        r"read_data_file\('.*calib\.npz', graph\)$"):
+        calibrate(graph, as_path(path), progress=False)
+    assert calibrate(graph, read_data_file(path, graph), progress=False).sample
 
 
 class _Tensor:

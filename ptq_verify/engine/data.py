@@ -292,7 +292,8 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
     if not isinstance(data, (Mapping, np.ndarray)):
         raise UserError(f"{what}: a dict of input name -> array (batch first), or one array "
                         f"for a one-input model, not {type_name(data)}; the model takes "
-                        f"{', '.join(graph.input_names)}" + _batches_hint(data, graph))
+                        f"{', '.join(graph.input_names)}" + _batches_hint(data, graph)
+                        + _path_hint(data))
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
             raise UserError(f"{what}: the model has {len(graph.inputs)} inputs; pass a dict")
@@ -426,6 +427,15 @@ def _batches_hint(data: object, graph: Graph) -> str:
     return (f": {_placeholder_dict(graph.input_names)}; batches (a DataLoader's, as numpy "
             f"arrays) are joined along the batch axis with np.concatenate(batches), one array "
             f"per input")
+
+
+def _path_hint(data: object) -> str:
+    """For a file's path (the command line's ``--calib`` given to the Python API, as a
+    newcomer trial did): the call that reads the file."""
+    if not isinstance(data, (str, os.PathLike)):
+        return ""
+    return (f"; a calibration file's path is read with "
+            f"ptq_verify.engine.read_data_file({os.fspath(data)!r}, graph)")
 
 
 def _placeholder_dict(names: list[str]) -> str:
