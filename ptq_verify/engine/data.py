@@ -434,7 +434,7 @@ def _path_hint(data: object) -> str:
     newcomer trial did): the call that reads the file."""
     if not isinstance(data, (str, os.PathLike)):
         return ""
-    return (f"; a calibration file's path is read with "
+    return (f"; an .npz or .npy file's path is read with "
             f"ptq_verify.engine.read_data_file({os.fspath(data)!r}, graph)")
 
 
