@@ -320,7 +320,7 @@ def test_calibration_data_as_batches_says_how_to_join_them(mlp):
     """A newcomer trial: a DataLoader's batches (a generator here) were refused with no word
     of how to make the one array per input the API takes."""
     _, data, graph, _ = mlp
-    with pytest.raises(UserError, match=r"not generator; the model takes input: \{'input': "
+    with pytest.raises(UserError, match=r"not generator; the model takes 'input': \{'input': "
                                         r"\.\.\.\}; batches .* np\.concatenate\(batches\)"):
         calibrate(graph, (b for b in [data["input"][:20], data["input"][20:]]), progress=False)
 

@@ -292,7 +292,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
     if not isinstance(data, (Mapping, np.ndarray)):
         raise UserError(f"{what}: a dict of input name -> array (batch first), or one array "
                         f"for a one-input model, not {type_name(data)}; the model takes "
-                        f"{', '.join(graph.input_names)}" + _batches_hint(data, graph)
+                        f"{', '.join(map(repr, graph.input_names))}" + _batches_hint(data, graph)
                         + _path_hint(data))
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
@@ -300,7 +300,7 @@ def check_feeds(data: Mapping[str, np.ndarray] | np.ndarray, graph: Graph, what:
         data = {graph.inputs[0].name: data}
     if not data:  # (np.savez failing part-way, on ragged token lists, leaves such a file)
         raise UserError(f"{what}: holds no arrays; the model takes "
-                        f"{', '.join(graph.input_names)}, one array each")
+                        f"{', '.join(map(repr, graph.input_names))}, one array each")
     missing = [n for n in graph.input_names if n not in data]
     extra = [n for n in data if n not in graph.input_names]
     if missing or extra:
