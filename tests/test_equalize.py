@@ -459,3 +459,21 @@ def test_the_strength_search_runs_large_layers_in_onnxruntime_as_the_kernels_do(
                 expected = run_node(conv, OperatorTable.of(None), values, graph)[0]
                 np.testing.assert_allclose(ran[0], expected, rtol=1e-4, atol=1e-4)
     assert list(sessions.sessions) == ["conv"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 16])
+def test_the_group_errors_sum_of_squares_is_the_whole_float64_sum(chunk):
+    """Chunked through a float64 buffer (no float64 copy of a whole output), the sum is the
+    one float64 sum gives, to its rounding; without ``minus`` the values stay as they were."""
+    from ptq_verify.engine.metrics import sum_of_squares
+
+    rng = np.random.default_rng(8)
+    exact = rng.normal(size=(3, 5, 11)).astype(np.float32)
+    rounded = exact + rng.normal(scale=1e-3, size=exact.shape).astype(np.float32)
+    expected = float(np.sum((rounded.astype(np.float64) - exact) ** 2))
+    assert sum_of_squares(rounded.copy(), exact, chunk=chunk) == pytest.approx(expected,
+                                                                                rel=1e-6)
+    kept = exact.copy()
+    assert sum_of_squares(kept, chunk=chunk, total=2.0) == pytest.approx(
+        2.0 + float(np.sum(exact.astype(np.float64) ** 2)), rel=1e-12)
+    assert np.array_equal(kept, exact)

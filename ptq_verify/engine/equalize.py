@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, activation_tensors, run_graph, slot_binding
@@ -191,6 +192,10 @@ def equalized(graph: Graph, table: OperatorTable | Mapping[str, Operator] | None
             for group, total, strength in zip(groups, totals, strengths) if strength], groups
 
 
+# one BLAS thread: the group errors' sums (metrics.sum_of_squares) are BLAS dot products,
+# whose second thread, spinning after each, slowed the onnxruntime runs between them
+# (ResNet-50: the group runs 4.6 -> 6.9 s with two)
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: list,
                sample: Mapping[str, np.ndarray], bits: int, per_channel: bool,
                progress: bool) -> list[float]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..graph import Graph, Node, OperatorTable, run_node
 from ..graph.ort_runner import NodeSessions
-from .metrics import fake_quantized
+from .metrics import fake_quantized, sum_of_squares
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,11 @@ class GroupRun:
         total = 0.0
         for exact, rounded in zip(reference, self.outputs_of(graph, table, inputs, bits,
                                                              per_channel, sessions)):
-            energy = float(np.sum(np.square(exact, dtype=np.float64)))
-            difference = np.asarray(rounded, np.float64) - exact
-            total += float(np.sum(difference * difference)) / energy if energy > 0 else 0.0
+            energy = sum_of_squares(np.asarray(exact))
+            # (a copy in the difference's type: sum_of_squares writes over it)
+            difference = sum_of_squares(np.array(rounded, np.result_type(rounded, exact)),
+                                        exact)
+            total += difference / energy if energy > 0 else 0.0
         return total
 
 

@@ -39,3 +39,30 @@ def fake_quantized(values: np.ndarray, reach, levels: int) -> np.ndarray:
     np.clip(out, -levels, levels, out=out)
     out *= step
     return out
+
+
+SQUARES_CHUNK = 1 << 16  # elements a pass of sum_of_squares: its float64 buffer stays in cache
+
+
+def sum_of_squares(values: np.ndarray, minus: np.ndarray | None = None, total: float = 0.0,
+                   chunk: int = SQUARES_CHUNK) -> float:
+    """``total`` plus the sum of (values - minus)^2 (of values^2 without ``minus``, of the
+    same shape): each difference in ``values``' float type, written over ``values`` (which
+    the caller gives up; untouched without ``minus``), squared and summed in float64,
+    ``chunk`` elements at a time through one buffer. Only the order of the float64 additions
+    differs from one sum over the whole array, whose float64 copies of a large output took
+    longer than the product itself (smoothing's 4096 x 1536 products); equalization's group
+    errors on ResNet-50, three float64 arrays of each output before, went 4.4-4.7 s -> 3.9-4.4
+    s (the group runs included)."""
+    flat = values.reshape(-1)
+    other = None if minus is None else minus.reshape(-1)
+    buffer = np.empty(min(chunk, flat.size))
+    for start in range(0, flat.size, chunk):
+        part = flat[start:start + chunk]
+        if other is not None:
+            np.subtract(part, other[start:start + chunk], out=part)
+        piece = buffer[:len(part)]
+        np.copyto(piece, part)
+        total += float(np.dot(piece, piece))
+    return total
+

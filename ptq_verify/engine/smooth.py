@@ -47,7 +47,7 @@ from .calibrate import Calibration, channel_peaks, halves_peaks
 from .data import Feeds, samples_in
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .invariant_regions import invariant_regions
-from .metrics import fake_quantized
+from .metrics import fake_quantized, sum_of_squares
 from .parallel import mapped
 from .plan import plan_model
 from .probe import along, close, divided_along, example_inputs, run_kernel
@@ -1182,7 +1182,8 @@ def _error(rows: np.ndarray | _Recoded, x_range: np.ndarray, matrices: list, exa
     sums, total = [0.0] * len(weights), 0.0
     for start in range(0, len(x), _BLOCK):
         block = x[start:start + _BLOCK]
-        sums = [_squared_distance(block @ w, reference[start:start + _BLOCK], done)
+        sums = [sum_of_squares(block @ w, reference[start:start + _BLOCK], done,
+                               _SUMMED_ROWS * w.shape[1])
                 for w, reference, done in zip(weights, exact, sums)]
         total = 0.0
         for part, energy in zip(sums, energies):
@@ -1192,25 +1193,8 @@ def _error(rows: np.ndarray | _Recoded, x_range: np.ndarray, matrices: list, exa
     return total
 
 
-_BLOCK = 256  # rows of a product at a time in _error, a multiple of _squared_distance's 64
-
-
-def _squared_distance(product: np.ndarray, reference: np.ndarray, total: float = 0.0,
-                      rows: int = 64) -> float:
-    """``total`` plus the sum of (product - reference)^2, each difference in the products'
-    float32 and squared and summed in float64, ``rows`` rows at a time through one buffer that
-    stays in cache (a float64 copy of a whole 4096 x 1536 product, squared and summed, took
-    half as long as the product itself). Only the order of the float64 additions differs from
-    one sum over the whole array."""
-    buffer = np.empty((min(rows, len(product)), product.shape[1]))
-    for start in range(0, len(product), rows):
-        part = product[start:start + rows]
-        np.subtract(part, reference[start:start + rows], out=part)
-        flat = buffer[:len(part)]
-        np.copyto(flat, part)
-        flat = flat.reshape(-1)
-        total += float(np.dot(flat, flat))
-    return total
+_BLOCK = 256  # rows of a product at a time in _error, a multiple of _SUMMED_ROWS
+_SUMMED_ROWS = 64  # rows of a product squared and summed at a time (metrics.sum_of_squares)
 
 
 # -- helpers ---------------------------------------------------------------------------------
