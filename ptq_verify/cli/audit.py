@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     # imported here: building the CLI parser must not load matplotlib or onnx
     from ..graph.ort_runner import quiet_onnxruntime
     from ..report.audit import audit_markdown, audit_model, audit_text
+    from . import imports_done
 
+    imports_done()
     quiet_onnxruntime()
     table = declared_operators(args.operators, args.float_op)
     audit = audit_model(resolve_model(args.model)[0], table)

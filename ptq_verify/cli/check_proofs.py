@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..report.certificates import check_directory
     from ..report.locations import CERTIFICATES, project_path
     from ..report.sources import operators_from
+    from . import imports_done
 
+    imports_done()
     if args.file and not args.directory:
         raise UserError(f"{args.file}: give the folder of its certificates")
     directory = args.directory or project_path(CERTIFICATES, "check-proofs DIR")

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from ..rules import DEFAULT_TIMEOUT, MAX_TIMEOUT, classify_all
     from ..rules.explain import explain, shift_summary
     from ..rules.store import VerdictStore
+    from . import imports_done
 
+    imports_done()
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     if not 0 < timeout <= MAX_TIMEOUT:  # the alarm that enforces it takes no more
         raise UserError(f"--timeout {args.timeout:g}: must be a number of seconds above 0 and "

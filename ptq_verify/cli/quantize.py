@@ -176,7 +176,9 @@ def run(args) -> int:
     from ..graph.onnx_io import LEAST_OPSET, external_data_files, load_graph, parsed_file
     from ..graph.operators import check_float_types
     from ..graph.ort_runner import float_session, own_kernel_types, quiet_onnxruntime, session_crash
+    from . import imports_done
 
+    imports_done()
     quiet_onnxruntime()
     check_bits(args.bits, "--bits")
     if args.encoding is not None and args.format != "qdq":

@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ..report.locations import CERTIFICATES, PAGES, project_path
     from ..report.pages import write_pages
     from ..report.sources import operators_from
+    from . import imports_done
 
+    imports_done()
     if args.file and not args.output:
         raise UserError(f"{args.file}: choose a folder for its pages with -o DIR")
     operators = list(operators_from(args.file).values())
