@@ -65,4 +65,3 @@ def sum_of_squares(values: np.ndarray, minus: np.ndarray | None = None, total: f
         np.copyto(piece, part)
         total += float(np.dot(piece, piece))
     return total
-
