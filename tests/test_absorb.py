@@ -311,3 +311,18 @@ def test_cli_absorbs_by_default_and_says_so(tmp_path, capsys):
     assert "bias absorption" not in capsys.readouterr().out
     assert main(["audit", str(source)]) == 0
     assert "bias absorption (with equalization" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 4, 6), (3, 5, 4, 2)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_each_channels_least_value_is_the_float64_one(shape, dtype):
+    """Reduced in the batch's own type, batch first, the per-channel minimum is the one of the
+    batch in float64 with its channels moved first (the values bias absorption shifts by)."""
+    from ptq_verify.engine.absorb import _channel_least
+
+    x = np.random.default_rng(len(shape)).normal(size=shape).astype(dtype)
+    x.flat[3] = -7.5
+    expected = np.moveaxis(x.astype(np.float64), 1, 0).reshape(shape[1], -1).min(axis=1)
+    got = _channel_least(x)
+    assert got.dtype == np.float64
+    assert np.array_equal(got, expected)
