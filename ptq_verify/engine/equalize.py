@@ -43,7 +43,7 @@ from ..rules.per_channel import per_channel_rule
 from .data import fixed_batch, take
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
-from .group_error import GroupRun
+from .group_error import GroupRun, energies
 from .probe import (
     along,
     channel_axes,
@@ -219,12 +219,13 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
                   if name in divided else values[name] for name in external}
         sessions = NodeSessions(graph)  # (a group's, for each strength it tries)
         reference = run.outputs_of(graph, table, inputs, sessions=sessions)
+        reference_energies = energies(reference)
         errors = {}
         for strength in STRENGTHS:
             saved = {name: graph.initializers[name] for name in _rescaled(group)}
             _apply(graph, group, total ** strength)
-            errors[strength] = run.error(graph, table, inputs, reference, bits, per_channel,
-                                         sessions)
+            errors[strength] = run.error(graph, table, inputs, reference, reference_energies,
+                                         bits, per_channel, sessions)
             graph.initializers.update(saved)
         best = min(STRENGTHS, key=lambda strength: errors[strength])
         best = best if errors[best] < KEEP * errors[0.0] else 0.0

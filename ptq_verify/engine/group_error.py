@@ -68,18 +68,24 @@ class GroupRun:
         return [env[name] for name in self.outputs]
 
     def error(self, graph: Graph, table: OperatorTable, inputs: Mapping[str, np.ndarray],
-              reference: list[np.ndarray], bits: int, per_channel: bool,
-              sessions: NodeSessions | None = None) -> float:
-        """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2."""
+              reference: list[np.ndarray], energies: list[float], bits: int,
+              per_channel: bool, sessions: NodeSessions | None = None) -> float:
+        """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2, the
+        float outputs ``reference`` and their ``energies`` (:func:`energies`) given: the
+        search measures each group at every strength against the same ones."""
         total = 0.0
-        for exact, rounded in zip(reference, self.outputs_of(graph, table, inputs, bits,
-                                                             per_channel, sessions)):
-            energy = sum_of_squares(np.asarray(exact))
+        for exact, energy, rounded in zip(reference, energies, self.outputs_of(
+                graph, table, inputs, bits, per_channel, sessions)):
             # (a copy in the difference's type: sum_of_squares writes over it)
             difference = sum_of_squares(np.array(rounded, np.result_type(rounded, exact)),
                                         exact)
             total += difference / energy if energy > 0 else 0.0
         return total
+
+
+def energies(outputs: list[np.ndarray]) -> list[float]:
+    """Each output's sum of squares: what :meth:`GroupRun.error` divides by."""
+    return [sum_of_squares(np.asarray(output)) for output in outputs]
 
 
 def _rounded_weight(weight: np.ndarray, axis: int | None, levels: int) -> np.ndarray:
