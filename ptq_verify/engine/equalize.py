@@ -43,7 +43,8 @@ from ..rules.per_channel import per_channel_rule
 from .data import fixed_batch, take
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
-from .group_error import GroupRun, energies
+from .group_error import GroupRun
+from .metrics import energies
 from .probe import (
     along,
     channel_axes,

@@ -71,7 +71,7 @@ class GroupRun:
               reference: list[np.ndarray], energies: list[float], bits: int,
               per_channel: bool, sessions: NodeSessions | None = None) -> float:
         """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2, the
-        float outputs ``reference`` and their ``energies`` (:func:`energies`) given: the
+        float outputs ``reference`` and their ``energies`` (:func:`.metrics.energies`) given: the
         search measures each group at every strength against the same ones."""
         total = 0.0
         for exact, energy, rounded in zip(reference, energies, self.outputs_of(
@@ -82,10 +82,6 @@ class GroupRun:
             total += difference / energy if energy > 0 else 0.0
         return total
 
-
-def energies(outputs: list[np.ndarray]) -> list[float]:
-    """Each output's sum of squares: what :meth:`GroupRun.error` divides by."""
-    return [sum_of_squares(np.asarray(output)) for output in outputs]
 
 
 def _rounded_weight(weight: np.ndarray, axis: int | None, levels: int) -> np.ndarray:
