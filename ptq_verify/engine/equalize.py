@@ -44,7 +44,7 @@ from .data import fixed_batch, take
 from .float_run import calibration_feeds, run_float, sample_count
 from .fold import CHANNEL_AXIS, _carries
 from .group_error import GroupRun
-from .metrics import energies
+from .metrics import squared_norms
 from .probe import (
     along,
     channel_axes,
@@ -220,7 +220,7 @@ def _strengths(graph: Graph, table: OperatorTable, groups: list[Group], totals: 
                   if name in divided else values[name] for name in external}
         sessions = NodeSessions(graph)  # (a group's, for each strength it tries)
         reference = run.outputs_of(graph, table, inputs, sessions=sessions)
-        reference_energies = energies(reference)
+        reference_energies = squared_norms(reference)
         errors = {}
         for strength in STRENGTHS:
             saved = {name: graph.initializers[name] for name in _rescaled(group)}

@@ -70,9 +70,9 @@ class GroupRun:
     def error(self, graph: Graph, table: OperatorTable, inputs: Mapping[str, np.ndarray],
               reference: list[np.ndarray], energies: list[float], bits: int,
               per_channel: bool, sessions: NodeSessions | None = None) -> float:
-        """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2, the
-        float outputs ``reference`` and their ``energies`` (:func:`.metrics.energies`) given: the
-        search measures each group at every strength against the same ones."""
+        """Sum over the layers 2's outputs of ||quantized - float||^2 / ||float||^2, given
+        the float outputs ``reference`` and their ``energies`` (:func:`.metrics.squared_norms`):
+        the search measures each group at every strength against the same ones."""
         total = 0.0
         for exact, energy, rounded in zip(reference, energies, self.outputs_of(
                 graph, table, inputs, bits, per_channel, sessions)):
@@ -81,7 +81,6 @@ class GroupRun:
                                         exact)
             total += difference / energy if energy > 0 else 0.0
         return total
-
 
 
 def _rounded_weight(weight: np.ndarray, axis: int | None, levels: int) -> np.ndarray:

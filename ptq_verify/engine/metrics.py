@@ -67,7 +67,7 @@ def sum_of_squares(values: np.ndarray, minus: np.ndarray | None = None, total: f
     return total
 
 
-def energies(outputs: list[np.ndarray]) -> list[float]:
+def squared_norms(outputs: list[np.ndarray]) -> list[float]:
     """Each output's sum of squares (:func:`sum_of_squares`): the denominators of relative
     errors that a search measures again and again against the same float outputs."""
     return [sum_of_squares(np.asarray(output)) for output in outputs]

@@ -47,7 +47,7 @@ from .calibrate import Calibration, channel_peaks, halves_peaks
 from .data import Feeds, samples_in
 from .float_run import calibration_feeds, joined, kept_if_same, streamed
 from .invariant_regions import invariant_regions
-from .metrics import energies, fake_quantized, sum_of_squares
+from .metrics import fake_quantized, squared_norms, sum_of_squares
 from .parallel import mapped
 from .plan import plan_model
 from .probe import along, close, divided_along, example_inputs, run_kernel
@@ -1117,7 +1117,7 @@ def _split_sample(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray] | N
 def _energies(outputs: list[np.ndarray]) -> list[float]:
     """Each exact consumer output's sum of squares, the denominator of its relative error:
     the same for every strength (at least 1e-30: an output of zeros)."""
-    return [max(energy, 1e-30) for energy in energies(outputs)]
+    return [max(energy, 1e-30) for energy in squared_norms(outputs)]
 
 
 def _scale(x_range: np.ndarray, w_range: np.ndarray, alpha: float) -> np.ndarray:
