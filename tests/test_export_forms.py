@@ -15,6 +15,7 @@ from ptq_verify.cli import main
 from ptq_verify.engine import calibrate, load_model, prepare, quantize, sqnr_db
 from ptq_verify.errors import UserError
 from ptq_verify.graph import OperatorTable, graph_from_onnx, run_graph
+from ptq_verify.graph.static import fold_constants
 
 
 def _constant(name: str, **attr) -> onnx.NodeProto:
@@ -111,6 +112,37 @@ def _integer_only_model(table_shape: tuple[int, ...]) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5, *table_shape[1:]])],
         [numpy_helper.from_array(table, "table")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("attr", [
+    {"value": numpy_helper.from_array(np.array(1.5, np.float32))},
+    {"value": numpy_helper.from_array(np.arange(6, dtype=np.float16).reshape(2, 3))},
+    {"value": numpy_helper.from_array(np.array([True, False]))},
+    {"value": numpy_helper.from_array(np.array([-3, 7], np.int8))},
+    {"value_float": 0.1}, {"value_floats": [0.1, -2.5]}, {"value_floats": []},
+    {"value_int": -4}, {"value_ints": [-1, 8]}, {"value_ints": []},
+    {"value_string": "text"},
+])
+def test_a_constant_folds_to_what_the_reference_evaluator_computes(attr):
+    """Folding reads a Constant's number forms itself (static._constant_value) and leaves
+    the others to onnx's reference evaluator: each form gives that evaluator's values and
+    element type (the sparse form, which it lacks, is tested with the rest of the model
+    above)."""
+    from onnx.reference import ReferenceEvaluator
+
+    def model(outputs: list[str]) -> onnx.ModelProto:  # the constant read by a Where
+        return helper.make_model(helper.make_graph(
+            [_constant("c", **attr), helper.make_node("Where", ["cond", "c", "c"], ["y"])],
+            "c", [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+            [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in outputs]),
+            opset_imports=[helper.make_opsetid("", 17)])
+
+    expected = np.asarray(ReferenceEvaluator(model(["c"])).run(None, {"cond": True})[0])
+    graph = graph_from_onnx(model(["y"]))
+    fold_constants(graph, OperatorTable())
+    folded = graph.initializers["c"]
+    assert folded.dtype == expected.dtype and folded.shape == expected.shape
+    assert np.array_equal(folded, expected)
 
 
 def test_token_ids_select_rows_of_a_table_that_is_a_weight(tmp_path):
