@@ -996,3 +996,39 @@ def test_integer_format_pads_codes_on_integers_where_the_pad_value_is_a_code(val
     assert ("pad" in _float_nodes(integer)) == bool(value)
     assert not float_islands(integer, set(_float_nodes(integer)))
     assert _simulated_codes_apart(model, integer) < 0.5
+
+
+@pytest.mark.parametrize("change, clip, shift, dtype", [
+    (None, False, 0.0, np.int8), (None, False, 128.0, np.uint8),
+    (0.5, False, 0.0, np.int8),  # not an integer
+    (300.0, False, 0.0, np.int8), (300.0, True, 0.0, np.int8),  # beyond the codes
+    (np.nan, True, 0.0, np.int8), (None, False, 0.5, np.uint8),  # a fractional shift
+    (100.0, False, 30.0, np.int8), (None, False, 200.0, np.uint8),  # beyond the container
+])
+def test_stored_integers_take_a_table_a_chunk_at_a_time_as_whole(change, clip, shift, dtype):
+    """A table's codes stored as integers chunk by chunk (qdq._stored_integers) give what the
+    whole table taken at once gives, for a value in its last chunk that is no integer, lies
+    beyond the codes, or ends beyond the container once shifted."""
+    from ptq_verify.engine.lower.qdq import _CHUNK, _stored_integers
+
+    values = np.random.default_rng(0).integers(-60, 60, 2 * _CHUNK + 7).astype(np.float32)
+    if change is not None:
+        values[-3] = change
+
+    def whole(values):
+        if not np.array_equal(values, np.round(values)):
+            return None
+        values = np.clip(values, -127, 127) if clip else values
+        if not (-127 <= values.min() and values.max() <= 127):
+            return None
+        values = values + shift
+        if not np.array_equal(values, np.round(values)):
+            return None
+        info = np.iinfo(dtype)
+        return values.astype(dtype) if info.min <= values.min() and values.max() <= info.max \
+            else None
+
+    expected, found = whole(values), _stored_integers(values, -127, 127, clip, shift, dtype)
+    assert (found is None) == (expected is None)
+    if expected is not None:
+        assert found.dtype == expected.dtype and np.array_equal(found, expected)
