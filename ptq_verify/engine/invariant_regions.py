@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from ..catalog.operator import Operator
 from ..graph import Graph, Node, OperatorTable, slot_binding
 from ..rules import RuleKind
 from .plan import Action, NodeAction
@@ -70,6 +71,15 @@ class _Search:
                  active: set[str]) -> None:
         self.graph, self.table, self.plans, self.active = graph, table, plans, active
         self.consumers = graph.consumers()
+        # node name -> its declaration (the regions of every activation ask again for the
+        # same nodes: all-MiniLM-L6-v2, about 1150 times a search for its 285 nodes)
+        self._ops: dict[str, Operator | None] = {}
+
+    def _op(self, node: Node) -> Operator | None:
+        """``table.find`` of ``node``, once per node (the graph does not change here)."""
+        if node.name not in self._ops:
+            self._ops[node.name] = self.table.find(node, self.graph)
+        return self._ops[node.name]
 
     def region(self, source: str) -> set[str] | None:
         """The nodes of ``source``'s region, or None where its readers form none."""
@@ -152,7 +162,7 @@ class _Search:
     def _affine(self, node: Node, tensor: str) -> bool:
         """Whether ``node`` computes element by element on ``tensor`` and constants alone, by a
         scaling rule (a Cast, a Mul by gamma, an Add of beta)."""
-        plan, op = self.plans[node.name], self.table.find(node, self.graph)
+        plan, op = self.plans[node.name], self._op(node)
         return (plan.action in (Action.SCALE, Action.ALIGN) and op is not None
                 and is_elementwise(op)
                 and [node.inputs[slot] for slot in plan.activation_slots] == [tensor]
@@ -166,7 +176,7 @@ class _Search:
         of its own (its scale another, independent one), listed under ``_SOURCES``, unless
         ``strict``. None where the rule gives none, or ``strict`` and an input is unknown."""
         plan = self.plans[node.name]
-        rule, op = plan.rule, self.table.find(node, self.graph)
+        rule, op = plan.rule, self._op(node)
         if plan.action is not Action.SCALE and plan.action is not Action.ALIGN:
             return None
         if rule is None or op is None or rule.partition is not None:
