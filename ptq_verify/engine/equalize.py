@@ -47,8 +47,8 @@ from .group_error import GroupRun
 from .metrics import squared_norms
 from .probe import (
     along,
-    channel_axes,
     divided_along,
+    example_channel_axes,
     example_inputs,
     example_shape,
     run_kernel,
@@ -404,11 +404,8 @@ def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], o
     weight_slot = weight_slots[0]
     if node.inputs[weight_slot] not in graph.initializers:
         return None
-    examples = example_inputs(graph, node, active)
-    if examples is None:
-        return None
     if output_side:
-        axes = channel_axes(op, node, examples, weight_slot, tuple(bias_slots))
+        axes = example_channel_axes(graph, node, op, active, weight_slot, tuple(bias_slots))
         if axes is None or axes[1] != CHANNEL_AXIS:
             return None
         bias = node.inputs[bias_slots[0]] if bias_slots and bias_slots[0] < len(
@@ -419,7 +416,9 @@ def _weights(graph: Graph, table: OperatorTable, node: Node, active: set[str], o
         return _Weights(node, node.inputs[weight_slot], axes[0], bias or None, axes[0])
     if node.inputs[slots[0]] != source:
         return None
-    axis = _input_channel_axis(op, node, examples, slots[0], weight_slot)
+    examples = example_inputs(graph, node, active)
+    axis = None if examples is None else _input_channel_axis(op, node, examples, slots[0],
+                                                             weight_slot)
     return None if axis is None else _Weights(node, node.inputs[weight_slot], axis,
                                               bias_slots=tuple(bias_slots))
 
@@ -430,11 +429,8 @@ def _output_axis(graph: Graph, table: OperatorTable, layer: _Weights, active: se
     2 a probe, made only for the groups whose strength is measured), None where not found."""
     if layer.out_axis is not None:
         return layer.out_axis
-    examples = example_inputs(graph, layer.node, active)
-    if examples is None:
-        return None
-    found = channel_axes(table.find(layer.node, graph), layer.node, examples,
-                         layer.node.inputs.index(layer.weight), layer.bias_slots)
+    found = example_channel_axes(graph, layer.node, table.find(layer.node, graph), active,
+                                 layer.node.inputs.index(layer.weight), layer.bias_slots)
     return found[0] if found is not None else None
 
 

@@ -43,6 +43,7 @@ from .plan import Action, NodeAction, plan_model
 from .probe import (
     along,
     channel_axes,
+    example_channel_axes,
     example_inputs,
     example_shape,
     mean_count,
@@ -1264,8 +1265,7 @@ class _Builder:
         """Which axis of the constant in ``slot`` feeds which output axis (a probe)."""
         if node.name in self._targets:
             return self._targets[node.name]
-        inputs = example_inputs(self.graph, node, self.active)
-        axes = None if inputs is None else channel_axes(op, node, inputs, slot)
+        axes = example_channel_axes(self.graph, node, op, self.active, slot)
         return None if axes is None else WeightTarget(slot, *axes, ())
 
     def _tensor_weight(self, node: Node, op: Operator, rule: Rule, slot: int):
@@ -2295,12 +2295,9 @@ class _Builder:
         0.45 s)."""
         if (probed := self._targets.get(node.name)) is not None and probed.slot == slot:
             return probed
-        examples = example_inputs(self.graph, node, self.active)
-        if examples is None:
-            return None
         bias_slots = tuple(s for s in range(len(node.inputs))
                            if (b := slot_binding(op, s)) and set(b.split()) <= layout.biases)
-        axes = channel_axes(op, node, examples, slot, bias_slots)
+        axes = example_channel_axes(self.graph, node, op, self.active, slot, bias_slots)
         return None if axes is None else WeightTarget(slot, *axes, bias_slots)
 
     def _per_channel(self, node: Node, op: Operator, layout, slot: int,
