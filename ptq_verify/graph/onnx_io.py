@@ -606,11 +606,38 @@ def _symbolic_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
         inference._preprocess(_typed_only(model))
         while inference.run_:
             inference._infer_impl()
-        return list(inference.known_vi_.values())
+        values = list(inference.known_vi_.values())
+        _canonical_merges(values, getattr(inference, "suggested_merge_", {}), model)
+        return values
     except Exception:  # noqa: BLE001 - inference is a help, never a requirement
         return []
     finally:
         log.setLevel(level)
+
+
+def _canonical_merges(values: list[onnx.ValueInfoProto], merges: Mapping[str, object],
+                      model: onnx.ModelProto) -> None:
+    """In place: each dimension that symbolic inference found equal to others (``merges``, a
+    name to the name it took for them all) named as the first of them the model's inputs
+    state (input by input, axis by axis), else the least name. Why: inference picks that name
+    in a set's order, which Python's string hashing changes from one process to the next: the
+    masked_pool fixture (tf2onnx), whose inputs name their batch ``unk__89`` and ``unk__90``,
+    was written with either name on its output, so one command wrote different files."""
+    groups: dict[str, set[str]] = {}
+    for name, taken in merges.items():
+        if isinstance(taken, str):
+            groups.setdefault(taken, {taken}).add(name)
+    if not groups:
+        return
+    stated = [d.dim_param for value in model.graph.input
+              for d in value.type.tensor_type.shape.dim if d.dim_param]
+    first = {name: position for position, name in reversed(list(enumerate(stated)))}
+    named = {name: min(group, key=lambda n: (first.get(n, len(stated)), n))
+             for group in groups.values() for name in group}
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in named:
+                dim.dim_param = named[dim.dim_param]
 
 
 _SYMBOLIC_MODULE = "ptq_verify._symbolic_shape_infer"
