@@ -4,11 +4,20 @@ The quantized model is run twice: in a default onnxruntime session (what a user 
 graph optimizations off, where onnxruntime evaluates the QDQ pairs one by one in float. The
 second is the "emulated" figure: on CPUs without VNNI the default session fuses QDQ into u8s8
 integer kernels whose 16-bit intermediate sums can saturate, so the two can differ a lot.
+
+The command line (``python ort_peer.py MODEL DATA OUT``, what benchmarks/quantize_speed.py
+times) imports nothing of ptq-verify where the model takes its samples along axis 0 of every
+input, free there: it feeds batches of the arrays as a user's own reader would. It had cut
+them with ptq-verify's data helpers and parsed the model with ptq-verify's loader, which put
+ptq-verify's own import (65-77 ms) and load (all-MiniLM-L6-v2: 0.26 s) into the peer's time,
+a fifth of its whole run on the digits CNN. Models that fix their batch or take samples along
+another axis still go through those helpers (:func:`write_int8`).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +30,14 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from ptq_verify.engine.data import fixed_batch, samples_in, take
-from ptq_verify.graph import Graph, graph_from_onnx
-
 CALIBRATION_BATCH = 32
 
 
-class _ArrayReader(CalibrationDataReader):
-    """Feeds the model's input arrays to onnxruntime's calibrator in batches of ``batch``
-    samples, each cut along the input's batch axis as ptq-verify reads it
-    (``ptq_verify.engine.data.take``): a streaming model's LSTM state (layers, batch, hidden)
-    holds its samples on axis 1, and batches cut along axis 0 had failed in onnxruntime's
-    LSTM (initial_h of shape (1, 400, 256) beside 32 frames)."""
+class _BatchReader(CalibrationDataReader):
+    """Feeds onnxruntime's calibrator the given batches, one per call."""
 
-    def __init__(self, feeds: dict[str, np.ndarray], graph: Graph,
-                 batch: int = CALIBRATION_BATCH) -> None:
-        count = samples_in(feeds, graph)
-        self._batches = iter(take(feeds, graph, i, i + batch) for i in range(0, count, batch))
+    def __init__(self, batches: Iterable[dict[str, np.ndarray]]) -> None:
+        self._batches = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -68,14 +68,54 @@ def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
     out: such a model runs whole batches only; batches of 32 had made onnxruntime refuse
     paddle2onnx's detector (1, 3, 800, 608) and faster-whisper's silero-vad, 'Got: 32
     Expected: 1')."""
+    _quantize(model_path, output, _sample_axis_batches(model_path, feeds), per_channel)
+
+
+def _sample_axis_batches(model_path: Path, feeds: dict[str, np.ndarray]
+                         ) -> Iterator[dict[str, np.ndarray]]:
+    """The calibration batches, each input cut along its batch axis as ptq-verify reads it
+    (``ptq_verify.engine.data.take``): a streaming model's LSTM state (layers, batch,
+    hidden) holds its samples on axis 1, and batches cut along axis 0 had failed in
+    onnxruntime's LSTM (initial_h of shape (1, 400, 256) beside 32 frames)."""
+    from ptq_verify.engine.data import fixed_batch, samples_in, take
+    from ptq_verify.graph import graph_from_onnx
+
     graph = graph_from_onnx(onnx.load(str(model_path)))
-    batch = fixed_batch(graph)
-    if batch is not None:
-        feeds = take(feeds, graph, 0, samples_in(feeds, graph) // batch * batch)
+    fixed = fixed_batch(graph)
+    batch = fixed or CALIBRATION_BATCH
+    count = samples_in(feeds, graph)
+    if fixed:
+        count = count // batch * batch
+    return (take(feeds, graph, i, i + batch) for i in range(0, count, batch))
+
+
+def _batch_first(model_path: Path, feeds: dict[str, np.ndarray]
+                 ) -> Iterator[dict[str, np.ndarray]] | None:
+    """Batches of CALIBRATION_BATCH samples along axis 0 of every array, where every input
+    the arrays feed leaves axis 0 free under one name (or unnamed) and the arrays agree on
+    its length; None otherwise (:func:`_sample_axis_batches` then reads the model)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    inputs = {info.name: info.type.tensor_type.shape for info in graph.input}
+    firsts = set()
+    for name in feeds:
+        shape = inputs.get(name)
+        if shape is None or not shape.dim or shape.dim[0].HasField("dim_value"):
+            return None
+        firsts.add(shape.dim[0].dim_param)
+    lengths = {np.shape(array)[0] if np.ndim(array) else None for array in feeds.values()}
+    if len(firsts) != 1 or len(lengths) != 1 or None in lengths:
+        return None
+    count = lengths.pop()
+    return ({name: array[i:i + CALIBRATION_BATCH] for name, array in feeds.items()}
+            for i in range(0, count, CALIBRATION_BATCH))
+
+
+def _quantize(model_path: Path, output: Path, batches: Iterable[dict[str, np.ndarray]],
+              per_channel: bool) -> None:
     quantize_static(
         str(model_path),
         str(output),
-        _ArrayReader(feeds, graph, batch or CALIBRATION_BATCH),
+        _BatchReader(batches),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -103,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="one weight scale per output channel (default: per tensor)")
     args = parser.parse_args(argv)
     with np.load(args.data) as archive:
-        write_int8(args.model, dict(archive), args.out, per_channel=args.per_channel)
+        feeds = dict(archive)
+    batches = _batch_first(args.model, feeds) or _sample_axis_batches(args.model, feeds)
+    _quantize(args.model, args.out, batches, args.per_channel)
 
 
 if __name__ == "__main__":

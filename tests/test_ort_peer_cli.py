@@ -80,3 +80,28 @@ def test_a_streaming_state_is_batched_along_its_own_axis(tmp_path):
                    str(fixtures / "digits_lstm_state.calib.npz"), str(out), "--per-channel")
     assert outcome.returncode == 0, outcome.stderr[-600:]
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(out).graph.node}
+
+
+def test_a_batch_first_model_is_quantized_without_ptq_verify(tmp_path):
+    """The command line is the peer benchmarks/quantize_speed.py times: where the model takes
+    its samples along axis 0 it must not import ptq-verify (whose import and loader had been
+    a fifth of the peer's time on the digits CNN), and it writes the file the general path
+    (ptq-verify's batch axes) writes."""
+    out = tmp_path / "peer.onnx"
+    args = [str(EXAMPLES / "cnn_relu.onnx"), str(EXAMPLES / "cnn_relu.calib.npz"), str(out)]
+    check = ("import runpy, sys; sys.argv = ['ort_peer.py', *sys.argv[1:]]; "
+             f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__'); "
+             "print(sorted(m for m in sys.modules if m.startswith('ptq_verify')))")
+    outcome = subprocess.run([sys.executable, "-c", check, *args], capture_output=True,
+                             text=True, timeout=120)
+    assert outcome.returncode == 0, outcome.stderr[-400:]
+    assert outcome.stdout.strip().splitlines()[-1] == "[]"
+    general = tmp_path / "general.onnx"
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from ort_peer import write_int8
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    with np.load(args[1]) as archive:
+        write_int8(Path(args[0]), dict(archive), general)
+    assert out.read_bytes() == general.read_bytes()
