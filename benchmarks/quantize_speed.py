@@ -4,9 +4,10 @@ Each run is a fresh Python process, timed from its start to the quantized file w
 command line `ptq-verify quantize MODEL --calib DATA -o OUT --no-progress` (8 bits, its
 defaults: per-channel weights, output-aware rounding, bias correction, qdq) and
 `python ort_peer.py MODEL DATA OUT` (quantize_static: QDQ int8, MinMax, per tensor) on the same
-model and calibration set. Runs are paired and interleaved (ours, peer, ours, peer, ...) so
-that a change of load on a shared machine hits both; the table gives each pair and the
-median ratio, with the load average before and after.
+model and calibration set (the peer's command line imports nothing of ptq-verify for these
+batch-first models: benchmarks/ort_peer.py). Runs are paired and interleaved (ours, peer,
+ours, peer, ...) so that a change of load on a shared machine hits both; the table gives each
+pair and the median ratio, with the load average before and after.
 
 The verdict store (`$PTQ_VERIFY_CACHE_DIR`) is emptied before the first run, which therefore
 includes proving the model's operators ("cold"); the later runs read the verdicts back.
