@@ -6,12 +6,12 @@ second is the "emulated" figure: on CPUs without VNNI the default session fuses 
 integer kernels whose 16-bit intermediate sums can saturate, so the two can differ a lot.
 
 The command line (``python ort_peer.py MODEL DATA OUT``, what benchmarks/quantize_speed.py
-times) imports nothing of ptq-verify where the model takes its samples along axis 0 of every
-input, free there: it feeds batches of the arrays as a user's own reader would. It had cut
-them with ptq-verify's data helpers and parsed the model with ptq-verify's loader, which put
-ptq-verify's own import (65-77 ms) and load (all-MiniLM-L6-v2: 0.26 s) into the peer's time,
-a fifth of its whole run on the digits CNN. Models that fix their batch or take samples along
-another axis still go through those helpers (:func:`write_int8`).
+times) and :func:`write_int8` import nothing of ptq-verify where the model takes its samples
+along axis 0 of every input, free there: they feed slices of the arrays as a user's own reader
+would. They had cut them with ptq-verify's data helpers and parsed the model with ptq-verify's
+loader, which put ptq-verify's own import (65-77 ms) and load (all-MiniLM-L6-v2: 0.26 s) into
+the peer's time, a fifth of its whole run on the digits CNN. Models that fix their batch or
+take samples along another axis still go through those helpers.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def write_int8(model_path: Path, feeds: dict[str, np.ndarray], output: Path,
     out: such a model runs whole batches only; batches of 32 had made onnxruntime refuse
     paddle2onnx's detector (1, 3, 800, 608) and faster-whisper's silero-vad, 'Got: 32
     Expected: 1')."""
-    _quantize(model_path, output, _sample_axis_batches(model_path, feeds), per_channel)
+    batches = _batch_first(model_path, feeds) or _sample_axis_batches(model_path, feeds)
+    _quantize(model_path, output, batches, per_channel)
 
 
 def _sample_axis_batches(model_path: Path, feeds: dict[str, np.ndarray]
@@ -91,19 +92,19 @@ def _sample_axis_batches(model_path: Path, feeds: dict[str, np.ndarray]
 
 def _batch_first(model_path: Path, feeds: dict[str, np.ndarray]
                  ) -> Iterator[dict[str, np.ndarray]] | None:
-    """Batches of CALIBRATION_BATCH samples along axis 0 of every array, where every input
-    the arrays feed leaves axis 0 free under one name (or unnamed) and the arrays agree on
-    its length; None otherwise (:func:`_sample_axis_batches` then reads the model)."""
+    """Batches of CALIBRATION_BATCH samples along axis 0 of every array, where every input of
+    the model (but those an initializer backs) names its axis 0 alike, the arrays feed only
+    such inputs and agree on that axis's length: ptq-verify's batch axes are then axis 0 and
+    its batch free (``ptq_verify.engine.data.sample_axes``, ``fixed_batch``), so the batches
+    are the ones :func:`_sample_axis_batches` cuts. None otherwise."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    inputs = {info.name: info.type.tensor_type.shape for info in graph.input}
-    firsts = set()
-    for name in feeds:
-        shape = inputs.get(name)
-        if shape is None or not shape.dim or shape.dim[0].HasField("dim_value"):
-            return None
-        firsts.add(shape.dim[0].dim_param)
+    constants = {tensor.name for tensor in graph.initializer}
+    inputs = {info.name: info.type.tensor_type.shape for info in graph.input
+              if info.name not in constants}
+    firsts = {shape.dim[0].dim_param if shape.dim else "" for shape in inputs.values()}
     lengths = {np.shape(array)[0] if np.ndim(array) else None for array in feeds.values()}
-    if len(firsts) != 1 or len(lengths) != 1 or None in lengths:
+    if (len(firsts) != 1 or "" in firsts or not feeds or not feeds.keys() <= inputs.keys()
+            or len(lengths) != 1 or None in lengths):
         return None
     count = lengths.pop()
     return ({name: array[i:i + CALIBRATION_BATCH] for name, array in feeds.items()}
@@ -144,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with np.load(args.data) as archive:
         feeds = dict(archive)
-    batches = _batch_first(args.model, feeds) or _sample_axis_batches(args.model, feeds)
-    _quantize(args.model, args.out, batches, args.per_channel)
+    write_int8(args.model, feeds, args.out, per_channel=args.per_channel)
 
 
 if __name__ == "__main__":
