@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="one weight scale per output channel (default: per tensor)")
     args = parser.parse_args(argv)
     with np.load(args.data) as archive:
-        feeds = dict(archive)
-    write_int8(args.model, feeds, args.out, per_channel=args.per_channel)
+        write_int8(args.model, dict(archive), args.out, per_channel=args.per_channel)
 
 
 if __name__ == "__main__":
