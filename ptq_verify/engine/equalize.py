@@ -51,6 +51,7 @@ from .probe import (
     example_channel_axes,
     example_inputs,
     example_shape,
+    paired_weight_axis,
     run_kernel,
 )
 from .rules import check_overrides, effective_rule, weight_layout
@@ -438,23 +439,11 @@ def _input_channel_axis(op, node: Node, examples: list, slot: int, weight_slot: 
                         ) -> int | None:
     """The weight axis w such that scaling the weights along w by f_c equals scaling the
     input's channel axis by f_c (the output unchanged otherwise)."""
-    x = np.asarray(examples[slot], dtype=np.float64)
-    weight = np.asarray(examples[weight_slot], dtype=np.float64)
-    if x.ndim <= CHANNEL_AXIS:
+    shape = np.shape(examples[slot])
+    if len(shape) <= CHANNEL_AXIS or shape[CHANNEL_AXIS] < 2:
         return None
-    factors = np.random.default_rng(2).uniform(0.5, 2.0, x.shape[CHANNEL_AXIS])
-    scaled_input = run_kernel(op, node, examples, {slot: x * along(factors, CHANNEL_AXIS, x.ndim)})
-    if scaled_input is None:
-        return None
-    for axis in range(weight.ndim):
-        if weight.shape[axis] != factors.size or factors.size < 2:
-            continue
-        moved = run_kernel(op, node, examples,
-                           {weight_slot: weight * along(factors, axis, weight.ndim)})
-        if moved is not None and moved.shape == scaled_input.shape and moved.size and np.allclose(
-                moved, scaled_input, rtol=1e-6, atol=1e-9 * (np.abs(moved).max() + 1e-30)):
-            return axis
-    return None
+    factors = np.random.default_rng(2).uniform(0.5, 2.0, shape[CHANNEL_AXIS])
+    return paired_weight_axis(op, node, examples, slot, weight_slot, CHANNEL_AXIS, factors)
 
 
 def _link(graph: Graph, table: OperatorTable, node: Node, active: set[str], overrides,

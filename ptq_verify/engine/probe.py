@@ -223,6 +223,31 @@ def run_kernel(op: Operator, node: Node, examples: list, changes: dict) -> np.nd
         return None
 
 
+def paired_weight_axis(op: Operator, node: Node, examples: list, slot: int, weight_slot: int,
+                       axis: int, factors: np.ndarray) -> int | None:
+    """The axis of the weight in ``weight_slot`` whose slices, multiplied by ``factors``, change
+    the node's output as multiplying the slices of its activation input (``slot``) along
+    ``axis`` by them does: the weight axis a layer's input channels run along (equalization's
+    layers 2, smoothing's consumers: each had a copy of this probe, with a tolerance of its
+    own); None when no axis does, or the node cannot run there. In float64, the outputs
+    compared by :func:`close`."""
+    examples = _cast(examples)
+    x, weight = examples[slot], examples[weight_slot]
+    if factors.size not in np.shape(weight):  # no weight axis to pair it with: no kernel run
+        return None
+    scaled = run_kernel(op, node, examples, {slot: x * along(factors, axis, x.ndim)})
+    if scaled is None:
+        return None
+    for candidate in range(weight.ndim):
+        if weight.shape[candidate] != factors.size:
+            continue
+        moved = run_kernel(op, node, examples,
+                           {weight_slot: weight * along(factors, candidate, weight.ndim)})
+        if moved is not None and close(moved, scaled):
+            return candidate
+    return None
+
+
 def ones_gain(graph: Graph, node: Node, op: Operator, active: set[str]) -> float | None:
     """The largest output of ``node`` on its one activation input set to ones, its other
     inputs the graph's constants: for a sum of input elements with coefficients >= 0

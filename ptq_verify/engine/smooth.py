@@ -50,7 +50,14 @@ from .invariant_regions import invariant_regions
 from .metrics import fake_quantized, squared_norms, sum_of_squares
 from .parallel import mapped
 from .plan import plan_model
-from .probe import along, close, divided_along, example_inputs, run_kernel
+from .probe import (
+    along,
+    close,
+    divided_along,
+    example_inputs,
+    paired_weight_axis,
+    run_kernel,
+)
 from .quantize import CHANNEL_GAIN
 from .rules import (
     check_overrides,
@@ -492,26 +499,15 @@ def _input_axes(op, node: Node, examples: list, slot: int, weight_slot: int
                 ) -> tuple[int, int] | None:
     """(activation axis, weight axis) such that scaling the weight's slices along the second
     by f_c computes what scaling the activation along the first by f_c does."""
-    x = np.asarray(examples[slot], dtype=np.float64)
-    weight = np.asarray(examples[weight_slot], dtype=np.float64)
+    shape = np.shape(examples[slot])
     rng = np.random.default_rng(2)
-    for x_axis in range(1, x.ndim):
-        size = x.shape[x_axis]
-        if size < 2:
+    for x_axis in range(1, len(shape)):
+        if shape[x_axis] < 2:
             continue
-        factors = rng.uniform(0.5, 2.0, size)
-        if size not in weight.shape:  # no weight axis to pair it with: no kernel run
-            continue
-        scaled = run_kernel(op, node, examples, {slot: x * along(factors, x_axis, x.ndim)})
-        if scaled is None:
-            continue
-        for axis in range(weight.ndim):
-            if weight.shape[axis] != size:
-                continue
-            moved = run_kernel(op, node, examples,
-                            {weight_slot: weight * along(factors, axis, weight.ndim)})
-            if moved is not None and close(moved, scaled):
-                return x_axis, axis
+        factors = rng.uniform(0.5, 2.0, shape[x_axis])
+        axis = paired_weight_axis(op, node, examples, slot, weight_slot, x_axis, factors)
+        if axis is not None:
+            return x_axis, axis
     return None
 
 
